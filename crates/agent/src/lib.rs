@@ -1,0 +1,258 @@
+//! Keywarden agent core: everything the CLI and the desktop app do, with no UI and no Tauri.
+//!
+//! - [`config`]: folders and the provisioned configuration;
+//! - [`identity`]: the device key pair and the request sequence counter;
+//! - [`client`]: device-signed requests to the service;
+//! - [`outbox`]: durable report queue (written before sending, removed after the ack);
+//! - [`enrol`]: the enrolment state machine, prompting through [`enrol::EnrolPrompts`].
+//!
+//! Calls block (network and keys); async callers run them on a blocking thread.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod enrol;
+mod error;
+mod files;
+pub mod identity;
+pub mod outbox;
+
+pub use error::{Error, Result};
+pub use keywarden_keys as keys;
+
+use keywarden_keys::{KeyInfo, Keyring};
+use keywarden_protocol::{
+    EnrolBeginRequest, EnrolBeginResponse, EnrolFinishResponse, ProvisionRequest,
+    ProvisionResponse, Report, ReportAck,
+};
+
+use crate::client::Client;
+use crate::config::{Config, Paths};
+use crate::enrol::{EnrolPrompts, Enrolled};
+use crate::identity::DeviceKey;
+use crate::outbox::Outbox;
+
+/// This agent's version.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Now, unix milliseconds.
+pub fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What sending the outbox achieved.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FlushOutcome {
+    /// Reports the service acknowledged in this flush.
+    pub sent: Vec<ReportAck>,
+    /// Reports the service refused for good (moved to `outbox/rejected/`), with the reason.
+    pub rejected: Vec<(String, String)>,
+    /// Reports still waiting (the service was unreachable or failed).
+    pub pending: usize,
+    /// Why sending stopped early, if it did.
+    pub stopped_by: Option<String>,
+}
+
+/// The agent: its folders and the keys it may use.
+pub struct Agent {
+    paths: Paths,
+    keyring: Keyring,
+}
+
+impl Agent {
+    /// An agent over these folders and keys.
+    pub fn new(paths: Paths, keyring: Keyring) -> Self {
+        Agent { paths, keyring }
+    }
+
+    /// Its folders.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// The saved configuration, or [`Error::NotProvisioned`].
+    pub fn config(&self) -> Result<Config> {
+        Config::load(&self.paths)?.ok_or(Error::NotProvisioned)
+    }
+
+    /// Provision this laptop: create the device key, register it with the one-time token,
+    /// save the configuration. Refuses to replace an existing identity unless `reprovision`.
+    pub fn provision(&self, server: &str, token: &str, reprovision: bool) -> Result<Config> {
+        let server = config::normalise_server_url(server)?;
+        if let Some(existing) = Config::load(&self.paths)? {
+            if !reprovision {
+                return Err(Error::AlreadyProvisioned {
+                    device_id: existing.device_id,
+                    server: existing.server_url,
+                });
+            }
+        }
+        let key = DeviceKey::generate();
+        let hostname = keywarden_posture::collect(now_ms())
+            .hostname
+            .value()
+            .cloned()
+            .unwrap_or_else(|| "unknown-host".to_owned());
+        let client = Client::new(&server)?;
+        let resp: ProvisionResponse = client.post_plain(
+            "/api/v1/agent/provision",
+            &ProvisionRequest {
+                token: token.trim().to_owned(),
+                device_public_key: key.public_b64(),
+                hostname,
+                agent_version: AGENT_VERSION.to_owned(),
+            },
+        )?;
+        // The key is saved only once the service accepted it, and before the config that
+        // points at it, so a crash in between leaves "not provisioned", never a config
+        // without its key.
+        key.save(&self.paths)?;
+        let _ = std::fs::remove_file(self.paths.seq_file());
+        let cfg = Config { server_url: server, device_id: resp.device_id, provisioned_at_ms: now_ms() };
+        cfg.save(&self.paths)?;
+        Ok(cfg)
+    }
+
+    /// Every key the agent can see now.
+    pub fn keys(&self) -> Result<Vec<KeyInfo>> {
+        Ok(self.keyring.list()?)
+    }
+
+    /// The outbox.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.paths.outbox_dir())
+    }
+
+    /// Collect posture and key inventory into a new report and put it in the outbox.
+    pub fn queue_report(&self) -> Result<Report> {
+        let now = now_ms();
+        let keys = match self.keyring.list() {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, "key inventory failed; reporting no keys");
+                Vec::new()
+            }
+        };
+        let report = Report {
+            report_id: uuid::Uuid::new_v4().to_string(),
+            created_at_ms: now,
+            agent_version: AGENT_VERSION.to_owned(),
+            posture: keywarden_posture::collect(now),
+            keys,
+        };
+        self.outbox().push(&report)?;
+        Ok(report)
+    }
+
+    /// Send every pending report, oldest first. Stops at the first outage (the rest wait).
+    pub fn flush(&self) -> Result<FlushOutcome> {
+        let cfg = self.config()?;
+        let key = DeviceKey::load(&self.paths)?;
+        let client = Client::new(&cfg.server_url)?;
+        let outbox = self.outbox();
+        let mut outcome = FlushOutcome::default();
+        let pending = outbox.pending()?;
+        let total = pending.len();
+        for (i, item) in pending.into_iter().enumerate() {
+            let sent: Result<ReportAck> =
+                client.post_signed(&self.paths, &key, &cfg.device_id, "/api/v1/agent/reports", &item.report);
+            match sent {
+                Ok(ack) if ack.report_id == item.report.report_id => {
+                    outbox.acknowledge(&item.path)?;
+                    outcome.sent.push(ack);
+                }
+                Ok(ack) => {
+                    outcome.stopped_by = Some(format!("service acknowledged {} for {}", ack.report_id, item.report.report_id));
+                    outcome.pending = total - i;
+                    break;
+                }
+                Err(Error::Service { status, code, message })
+                    if (400..500).contains(&status) && status != 401 && status != 409 && status != 429 =>
+                {
+                    outbox.reject(&item.path)?;
+                    outcome.rejected.push((item.report.report_id.clone(), format!("{message} [{code}]")));
+                }
+                Err(e) => {
+                    outcome.stopped_by = Some(e.to_string());
+                    outcome.pending = total - i;
+                    break;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Queue a fresh report and send the outbox.
+    pub fn report(&self) -> Result<(Report, FlushOutcome)> {
+        let report = self.queue_report()?;
+        let outcome = self.flush()?;
+        Ok((report, outcome))
+    }
+
+    /// Redeem an enrolment ticket: opens the session and the first key's ceremony.
+    pub fn begin_enrolment(&self, ticket: &str) -> Result<EnrolBeginResponse> {
+        let cfg = self.config()?;
+        let key = DeviceKey::load(&self.paths)?;
+        Client::new(&cfg.server_url)?.post_signed(
+            &self.paths,
+            &key,
+            &cfg.device_id,
+            "/api/v1/agent/enrolments",
+            &EnrolBeginRequest { ticket: ticket.trim().to_owned() },
+        )
+    }
+
+    /// Open the next key's ceremony in an enrolment session (the backup key).
+    pub fn next_ceremony(&self, enrolment_id: &str) -> Result<EnrolBeginResponse> {
+        let cfg = self.config()?;
+        let key = DeviceKey::load(&self.paths)?;
+        Client::new(&cfg.server_url)?.post_signed(
+            &self.paths,
+            &key,
+            &cfg.device_id,
+            &format!("/api/v1/agent/enrolments/{enrolment_id}/ceremonies"),
+            &serde_json::json!({}),
+        )
+    }
+
+    /// Enrol the key `key_id` (or ask which, when `None` and several are present) in the
+    /// ceremony `begin`, and have the service verify and bind it.
+    pub fn enrol_key(
+        &self,
+        begin: &EnrolBeginResponse,
+        key_id: Option<&str>,
+        prompts: &dyn EnrolPrompts,
+    ) -> Result<Enrolled> {
+        let keys = self.keys()?;
+        let chosen = match key_id {
+            Some(id) => keys
+                .iter()
+                .find(|k| k.id == id)
+                .cloned()
+                .ok_or_else(|| Error::Key(keywarden_keys::Error::NotFound { id: id.to_owned() }))?,
+            None => match keys.len() {
+                0 => return Err(Error::NoKey { hint: None }),
+                1 => keys[0].clone(),
+                _ => {
+                    let i = prompts.choose_key(&keys)?;
+                    keys.get(i).cloned().ok_or(Error::Cancelled)?
+                }
+            },
+        };
+        let mut key = self.keyring.open(&chosen.id)?;
+        let finish = enrol::make_credential(key.as_mut(), begin, prompts)?;
+        let cfg = self.config()?;
+        let device_key = DeviceKey::load(&self.paths)?;
+        let result: EnrolFinishResponse = Client::new(&cfg.server_url)?.post_signed(
+            &self.paths,
+            &device_key,
+            &cfg.device_id,
+            &format!("/api/v1/agent/ceremonies/{}/finish", begin.ceremony_id),
+            &finish,
+        )?;
+        Ok(Enrolled { key: finish.key, result })
+    }
+}

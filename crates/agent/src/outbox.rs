@@ -1,0 +1,105 @@
+//! The durable report outbox. A report is written to disk before any attempt to send it and
+//! removed only after the service acknowledged that report id, so a crash, a restart or an
+//! outage never loses one; the service stores a resent report once (idempotent report ids).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use keywarden_protocol::Report;
+
+use crate::error::{Error, Result};
+use crate::files;
+
+/// A folder of pending reports, one JSON file each, oldest first.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+/// One pending report and where it lives.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Its file.
+    pub path: PathBuf,
+    /// The report.
+    pub report: Report,
+}
+
+impl Outbox {
+    /// The outbox in `dir` (created on first write).
+    pub fn new(dir: PathBuf) -> Self {
+        Outbox { dir }
+    }
+
+    /// Store a report durably (fsynced) before it is sent.
+    pub fn push(&self, report: &Report) -> Result<PathBuf> {
+        let name = format!("{:013}-{}.json", report.created_at_ms.max(0), report.report_id);
+        let path = self.dir.join(name);
+        let bytes = serde_json::to_vec(report)
+            .map_err(|e| Error::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        files::write_atomic(&path, &bytes, true)?;
+        Ok(path)
+    }
+
+    /// Pending reports, oldest first. An unreadable file is set aside in `corrupt/` (kept, not
+    /// deleted) so it cannot block the queue.
+    pub fn pending(&self) -> Result<Vec<Pending>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("cannot list", &self.dir, e)),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+            .collect();
+        paths.sort();
+        let mut out = Vec::with_capacity(paths.len());
+        for path in paths {
+            let bytes = fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+            match serde_json::from_slice::<Report>(&bytes) {
+                Ok(report) => out.push(Pending { path, report }),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "outbox entry unreadable; set aside");
+                    self.set_aside(&path, "corrupt")?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of pending reports.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.pending()?.len())
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Remove a report the service acknowledged.
+    pub fn acknowledge(&self, path: &Path) -> Result<()> {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot remove", path, e)),
+        }
+        files::sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// Move a report the service refused for good into `rejected/`, kept for inspection.
+    pub fn reject(&self, path: &Path) -> Result<PathBuf> {
+        self.set_aside(path, "rejected")
+    }
+
+    fn set_aside(&self, path: &Path, folder: &str) -> Result<PathBuf> {
+        let dir = self.dir.join(folder);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        let target = dir.join(path.file_name().unwrap_or_default());
+        fs::rename(path, &target).map_err(|e| Error::io("cannot move", path, e))?;
+        files::sync_dir(&self.dir);
+        Ok(target)
+    }
+}

@@ -1,0 +1,380 @@
+//! `keywarden`: the headless Keywarden agent, for IT scripting and the terminal.
+//!
+//! Everything here is a thin layer over `keywarden-agent`; prompts (which key, PIN, touch) go
+//! through the same callback trait the desktop app implements.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use keywarden_agent::config::Paths;
+use keywarden_agent::enrol::EnrolPrompts;
+use keywarden_agent::keys::{KeyInfo, Keyring, Prompt};
+use keywarden_agent::{Agent, Error};
+
+/// Keywarden agent: provision this laptop, report its posture and security keys, and enrol
+/// keys for the person whose one-time ticket IT issued.
+#[derive(Debug, Parser)]
+#[command(name = "keywarden", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Keep config and state under this folder instead of the platform folders
+    /// (also KEYWARDEN_HOME).
+    #[arg(long, global = true, env = "KEYWARDEN_HOME")]
+    home: Option<PathBuf>,
+    /// Use a software key (test/demo only) kept in this state file; repeat for several.
+    /// It is never used unless named here (or in KEYWARDEN_SOFT_KEYS, colon-separated).
+    #[arg(long = "soft-key", global = true, value_name = "FILE")]
+    soft_keys: Vec<PathBuf>,
+    /// Do not look for real security keys over USB HID.
+    #[arg(long, global = true)]
+    no_hid: bool,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register this laptop with the service using a one-time provisioning token from IT.
+    Provision {
+        /// Service URL, e.g. https://keywarden.example.com
+        #[arg(long)]
+        server: String,
+        /// The one-time provisioning token.
+        #[arg(long, env = "KEYWARDEN_PROVISIONING_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Replace an existing device identity (the old one stops working).
+        #[arg(long)]
+        reprovision: bool,
+    },
+    /// Send posture and the key inventory now (queued durably first; resent until acknowledged).
+    Report {
+        /// Only queue the report; do not send.
+        #[arg(long)]
+        queue_only: bool,
+    },
+    /// Send reports still waiting in the outbox.
+    Flush,
+    /// List the security keys this laptop can see.
+    Keys,
+    /// Show provisioning and outbox status.
+    Status,
+    /// Enrol security keys for the person named by a one-time enrolment ticket.
+    Enrol {
+        /// The one-time enrolment ticket from IT.
+        #[arg(long, env = "KEYWARDEN_TICKET", hide_env_values = true)]
+        ticket: String,
+        /// Key to enrol (id from `keywarden keys`); repeat to enrol a primary then a backup
+        /// key in the same session. Without it you are asked which key when several are present.
+        #[arg(long = "key", value_name = "ID")]
+        keys: Vec<String>,
+        /// Read the PIN from the first line of standard input (for scripting).
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYWARDEN_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keywarden: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn keyring(global: &Global) -> Keyring {
+    let mut ring = Keyring::new();
+    if !global.no_hid {
+        ring = ring.with(Box::new(keywarden_agent::keys::hid::HidKeyProvider::new()));
+    }
+    let mut soft = global.soft_keys.clone();
+    if let Some(v) = std::env::var_os("KEYWARDEN_SOFT_KEYS") {
+        soft.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+    }
+    if !soft.is_empty() {
+        eprintln!(
+            "note: {} {} in use: {} (not a real security key)",
+            soft.len(),
+            if soft.len() == 1 { "software key (test/demo) is" } else { "software keys (test/demo) are" },
+            soft.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+        ring = ring.with(Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(soft)));
+    }
+    ring
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let paths = Paths::resolve(cli.global.home.as_deref())?;
+    let agent = Agent::new(paths, keyring(&cli.global));
+    let json = cli.global.json;
+    match cli.command {
+        Command::Provision { server, token, reprovision } => {
+            let cfg = agent.provision(&server, &token, reprovision)?;
+            if json {
+                print_json(&cfg)?;
+            } else {
+                println!("provisioned: this laptop is device {} with {}", cfg.device_id, cfg.server_url);
+            }
+        }
+        Command::Report { queue_only } => {
+            let report = agent.queue_report()?;
+            if queue_only {
+                println!("queued report {}", report.report_id);
+                return Ok(());
+            }
+            let outcome = agent.flush()?;
+            if json {
+                print_json(&serde_json::json!({"report": report, "outcome": outcome}))?;
+            } else {
+                println!(
+                    "report {}: {} key(s), posture schema {}",
+                    report.report_id,
+                    report.keys.len(),
+                    report.posture.schema_version
+                );
+                print_flush(&outcome);
+            }
+            if let Some(why) = outcome.stopped_by {
+                anyhow::bail!("{} report(s) still queued: {why}", outcome.pending);
+            }
+        }
+        Command::Flush => {
+            let outcome = agent.flush()?;
+            if json { print_json(&outcome)? } else { print_flush(&outcome) }
+            if let Some(why) = outcome.stopped_by {
+                anyhow::bail!("{} report(s) still queued: {why}", outcome.pending);
+            }
+        }
+        Command::Keys => {
+            let keys = agent.keys()?;
+            if json {
+                print_json(&keys)?;
+            } else if keys.is_empty() {
+                println!("{}", no_key_message());
+            } else {
+                for k in &keys {
+                    print_key(k);
+                }
+            }
+        }
+        Command::Status => {
+            let cfg = keywarden_agent::config::Config::load(agent.paths())?;
+            let pending = agent.outbox().len()?;
+            if json {
+                print_json(&serde_json::json!({"config": cfg, "outbox_pending": pending}))?;
+            } else {
+                match cfg {
+                    Some(c) => println!("provisioned: device {} with {}", c.device_id, c.server_url),
+                    None => println!("not provisioned"),
+                }
+                println!("outbox: {pending} report(s) waiting");
+            }
+        }
+        Command::Enrol { ticket, keys, pin_stdin } => enrol(&agent, &ticket, &keys, pin_stdin, json)?,
+    }
+    Ok(())
+}
+
+fn print_flush(o: &keywarden_agent::FlushOutcome) {
+    for ack in &o.sent {
+        println!(
+            "  sent {}{}",
+            ack.report_id,
+            if ack.newly_stored { "" } else { " (already stored; not stored again)" }
+        );
+    }
+    for (id, why) in &o.rejected {
+        println!("  refused {id}: {why} (kept in outbox/rejected)");
+    }
+    if o.pending > 0 {
+        println!("  {} report(s) still waiting in the outbox", o.pending);
+    }
+}
+
+fn no_key_message() -> String {
+    "no security key found. Plug one in. On Linux, if a key is plugged in but not seen, install \
+     the udev rule for FIDO devices (installer/linux/70-keywarden-fido.rules) and re-plug the key."
+        .to_owned()
+}
+
+fn print_key(k: &KeyInfo) {
+    println!("{}", k.id);
+    println!("  {}{}", k.label, k.model.as_deref().map(|m| format!(" — {m}")).unwrap_or_default());
+    println!("  aaguid {}  versions {}", k.aaguid, k.versions.join(","));
+    println!(
+        "  PIN {}{}",
+        if k.pin_set { "set" } else { "not set" },
+        k.pin_retries.filter(|_| k.pin_set).map(|r| format!(", {r} retries left")).unwrap_or_default()
+    );
+    if let Some(n) = k.remaining_discoverable_credentials {
+        println!("  {n} discoverable credential slot(s) free");
+    }
+}
+
+/// Terminal prompts: numbered key choice, hidden PIN entry typed twice for a new PIN.
+struct TerminalPrompts {
+    pin_from_stdin: Option<String>,
+}
+
+impl Prompt for TerminalPrompts {
+    fn touch(&self, key: &KeyInfo) {
+        eprintln!("Touch your key now: {}", key.label);
+    }
+}
+
+impl TerminalPrompts {
+    fn read_hidden(&self, prompt: &str) -> keywarden_agent::Result<String> {
+        if let Some(p) = &self.pin_from_stdin {
+            return Ok(p.clone());
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::NeedsInput(
+                "a PIN is needed but there is no terminal; pass --pin-stdin".into(),
+            ));
+        }
+        rpassword::prompt_password(prompt).map_err(|_| Error::Cancelled)
+    }
+}
+
+impl EnrolPrompts for TerminalPrompts {
+    fn choose_key(&self, keys: &[KeyInfo]) -> keywarden_agent::Result<usize> {
+        eprintln!("Several keys are present. Which one do you want to enrol?");
+        for (i, k) in keys.iter().enumerate() {
+            eprintln!("  {}) {} {} [{}]", i + 1, k.label, k.model.as_deref().unwrap_or(""), k.id);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::NeedsInput("several keys are present; choose one with --key".into()));
+        }
+        eprint!("number: ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|_| Error::Cancelled)?;
+        line.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=keys.len()).contains(n))
+            .map(|n| n - 1)
+            .ok_or(Error::Cancelled)
+    }
+
+    fn new_pin(&self, key: &KeyInfo, min_len: u32) -> keywarden_agent::Result<String> {
+        eprintln!("{} has no PIN yet. Choose one of at least {min_len} characters.", key.label);
+        let first = self.read_hidden("New PIN: ")?;
+        if self.pin_from_stdin.is_none() {
+            let again = self.read_hidden("New PIN again: ")?;
+            if again != first {
+                return Err(Error::PinRejected("the two PINs differ; nothing was changed".into()));
+            }
+        }
+        Ok(first)
+    }
+
+    fn pin(&self, key: &KeyInfo, retries: Option<u32>, last_failed: bool) -> keywarden_agent::Result<String> {
+        if last_failed && self.pin_from_stdin.is_some() {
+            return Err(Error::PinRejected("wrong PIN".into()));
+        }
+        if let Some(r) = retries {
+            if last_failed {
+                eprintln!("Wrong PIN. {r} attempts left before the key locks.");
+            }
+            if r <= 3 {
+                eprintln!("Careful: {r} PIN attempts left before {} locks for good.", key.label);
+            }
+        }
+        self.read_hidden(&format!("PIN for {}: ", key.label))
+    }
+}
+
+fn enrol(agent: &Agent, ticket: &str, keys: &[String], pin_stdin: bool, json: bool) -> anyhow::Result<()> {
+    let pin_from_stdin = if pin_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the PIN from stdin")?;
+        Some(line.trim_end_matches(['\r', '\n']).to_owned())
+    } else {
+        None
+    };
+    let prompts = TerminalPrompts { pin_from_stdin };
+    // Fresh posture first, so the credential is bound with this laptop's current posture.
+    if let Err(e) = agent.report() {
+        eprintln!("note: could not send a posture report before enrolling: {e}");
+    }
+    let mut begin = agent.begin_enrolment(ticket)?;
+    if !json {
+        println!(
+            "Enrolment for {} <{}>: {} of {} required authenticators enrolled so far.",
+            begin.person.display_name,
+            begin.person.user_name,
+            begin.active_authenticators,
+            begin.required_authenticators
+        );
+    }
+    let wanted: Vec<Option<&str>> =
+        if keys.is_empty() { vec![None] } else { keys.iter().map(|k| Some(k.as_str())).collect() };
+    let mut results = Vec::new();
+    for (i, key_id) in wanted.iter().enumerate() {
+        if i > 0 {
+            begin = agent.next_ceremony(&begin.enrolment_id)?;
+        }
+        let done = agent.enrol_key(&begin, *key_id, &prompts)?;
+        let r = &done.result;
+        if !json {
+            println!(
+                "Enrolled {} ({}): credential {} verified by the service, attestation {} ({}).",
+                done.key.label,
+                r.credential.model.as_deref().unwrap_or("unknown model"),
+                r.credential.id,
+                r.credential.attestation_format,
+                r.credential.attestation_type
+            );
+            println!(
+                "You have {} of {} required authenticators.",
+                r.active_authenticators, r.required_authenticators
+            );
+        }
+        results.push(done);
+    }
+    if let Some(last) = results.last() {
+        let r = &last.result;
+        if !json {
+            if r.active_authenticators < r.required_authenticators {
+                println!(
+                    "Enrol a backup key next (another key with --key): with a single key, losing it locks you out."
+                );
+            } else {
+                println!(
+                    "Coverage met. If a key is lost, report it to the help desk at once: it is suspended, and your other key plus a help-desk ticket lets you enrol a replacement."
+                );
+            }
+        }
+    }
+    if json {
+        print_json(&results)?;
+    }
+    Ok(())
+}

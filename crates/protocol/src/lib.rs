@@ -1,0 +1,562 @@
+//! Wire types between the Keywarden agent and the Keywarden service.
+//!
+//! This crate holds only serde types and a few pure helpers, so that the agent, the service, the
+//! desktop UI (through generated TypeScript) and any third-party client agree on one vocabulary.
+//! Nothing here depends on tokio, axum or tauri. Binary fields travel as unpadded base64url text.
+//!
+//! Versioning: [`PROTOCOL_VERSION`] names the request/response shapes; [`POSTURE_SCHEMA_VERSION`]
+//! names the shape of [`Posture`]. Fields are only ever added, and unknown fields are ignored by
+//! readers, so an older service accepts a newer agent's report.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[cfg(feature = "ts")]
+use ts_rs::TS;
+
+/// Version of the agent ↔ service request shapes described in this crate.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the [`Posture`] shape carried in every report.
+pub const POSTURE_SCHEMA_VERSION: u32 = 1;
+
+/// The label every software authenticator carries, in the UI, the CLI and in reports.
+pub const SOFT_KEY_LABEL: &str = "software key (test/demo)";
+
+/// The AAGUID of the software authenticator. The service marks every credential with this
+/// AAGUID as a software key (test/demo), whatever the agent says.
+pub const SOFT_KEY_AAGUID: &str = "7a7d8609-46c9-4a4a-bafc-4629a3ea3262";
+
+/// Header carrying the device id of a signed agent request.
+pub const HEADER_DEVICE: &str = "x-keywarden-device";
+/// Header carrying the strictly increasing sequence number of a signed agent request.
+pub const HEADER_SEQ: &str = "x-keywarden-seq";
+/// Header carrying the signing time (unix milliseconds) of a signed agent request.
+pub const HEADER_TIME: &str = "x-keywarden-time";
+/// Header carrying the base64url Ed25519 signature of a signed agent request.
+pub const HEADER_SIGNATURE: &str = "x-keywarden-signature";
+
+/// The exact bytes a device signs for one request: a domain tag, the method, the path, the
+/// device id, the sequence number, the time, then the body. Agent and service both call this,
+/// so the two sides can never disagree on the format.
+pub fn signing_input(
+    method: &str,
+    path: &str,
+    device_id: &str,
+    seq: u64,
+    time_ms: i64,
+    body: &[u8],
+) -> Vec<u8> {
+    let head = format!("keywarden-request-v1\n{method}\n{path}\n{device_id}\n{seq}\n{time_ms}\n");
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The one error shape every service failure is returned in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// A stable machine code and a short human sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct ErrorDetail {
+    /// Stable snake_case code a client can act on, e.g. `ticket_expired`.
+    pub code: String,
+    /// Short, specific, safe to show a person.
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Posture
+// ---------------------------------------------------------------------------------------------
+
+/// A posture observation: either a value the probe could determine, or unknown with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub enum Observed<T> {
+    /// The probe determined the value.
+    Known {
+        /// The value.
+        value: T,
+        /// How it was determined, when that helps a reader (e.g. `root filesystem on dm-crypt`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "ts", ts(optional))]
+        detail: Option<String>,
+    },
+    /// The probe could not tell; never a guessed value.
+    Unknown {
+        /// Why it could not tell, e.g. `no permission to read /sys/firmware/efi/efivars`.
+        reason: String,
+    },
+}
+
+impl<T> Observed<T> {
+    /// A known value without detail.
+    pub fn known(value: T) -> Self {
+        Observed::Known { value, detail: None }
+    }
+    /// A known value with how it was determined.
+    pub fn known_because(value: T, detail: impl Into<String>) -> Self {
+        Observed::Known { value, detail: Some(detail.into()) }
+    }
+    /// Unknown, with the reason.
+    pub fn unknown(reason: impl Into<String>) -> Self {
+        Observed::Unknown { reason: reason.into() }
+    }
+    /// The value, when known.
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Observed::Known { value, .. } => Some(value),
+            Observed::Unknown { .. } => None,
+        }
+    }
+}
+
+/// One mounted disk as seen by the OS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct Disk {
+    /// Device name, e.g. `/dev/nvme0n1p2`.
+    pub name: String,
+    /// Where it is mounted.
+    pub mount_point: String,
+    /// File system type, e.g. `ext4`.
+    pub file_system: String,
+    /// Size in bytes.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub total_bytes: u64,
+    /// Free space in bytes.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub available_bytes: u64,
+    /// Whether the OS reports it as removable.
+    pub removable: bool,
+}
+
+/// The laptop's posture as the agent observed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct Posture {
+    /// Shape version, [`POSTURE_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// When the signals were collected (unix milliseconds).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub collected_at_ms: i64,
+    /// OS name, e.g. `Debian GNU/Linux`.
+    pub os_name: Observed<String>,
+    /// OS version, e.g. `12`.
+    pub os_version: Observed<String>,
+    /// Kernel version.
+    pub kernel_version: Observed<String>,
+    /// Host name.
+    pub hostname: Observed<String>,
+    /// CPU architecture, e.g. `x86_64`.
+    pub arch: Observed<String>,
+    /// Boot time (unix seconds).
+    #[cfg_attr(feature = "ts", ts(type = "Observed<number>"))]
+    pub boot_time: Observed<u64>,
+    /// Mounted disks.
+    pub disks: Observed<Vec<Disk>>,
+    /// Whether the system disk is encrypted.
+    pub disk_encryption: Observed<bool>,
+    /// Whether a host firewall is active.
+    pub firewall: Observed<bool>,
+    /// Whether the firmware enforces secure boot.
+    pub secure_boot: Observed<bool>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+// ---------------------------------------------------------------------------------------------
+
+/// Which backend reaches an authenticator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub enum KeyBackend {
+    /// A real key over USB HID.
+    Hid,
+    /// The software authenticator: a test and demo backend only.
+    Soft,
+}
+
+/// What the agent knows about one authenticator it can see. Never holds a PIN or a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct KeyInfo {
+    /// Identity of the key as the agent names it; stable across runs for the same key.
+    pub id: String,
+    /// How the key is reached.
+    pub backend: KeyBackend,
+    /// What to call it in front of a person; for the soft key always [`SOFT_KEY_LABEL`].
+    pub label: String,
+    /// Model name derived from the AAGUID where known.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// AAGUID as a hyphenated lowercase UUID.
+    pub aaguid: String,
+    /// CTAP versions, e.g. `FIDO_2_0`, `FIDO_2_1`.
+    pub versions: Vec<String>,
+    /// Extensions the key supports.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// getInfo options, e.g. `clientPin: true`, `rk: true`, `credMgmt: true`.
+    #[serde(default)]
+    pub options: BTreeMap<String, bool>,
+    /// PIN/UV auth protocols the key speaks.
+    #[serde(default)]
+    pub pin_protocols: Vec<u32>,
+    /// Firmware version reported by getInfo.
+    #[serde(default)]
+    pub firmware_version: Option<u32>,
+    /// Whether a PIN is set (`clientPin` option true).
+    pub pin_set: bool,
+    /// PIN retries left, where it could be read.
+    #[serde(default)]
+    pub pin_retries: Option<u32>,
+    /// Minimum PIN length the key itself enforces.
+    #[serde(default)]
+    pub min_pin_length: Option<u32>,
+    /// Whether the key demands a PIN change before use.
+    #[serde(default)]
+    pub force_pin_change: Option<bool>,
+    /// Free discoverable-credential slots, where reported.
+    #[serde(default)]
+    pub remaining_discoverable_credentials: Option<u32>,
+}
+
+impl KeyInfo {
+    /// True for the software authenticator.
+    pub fn is_soft(&self) -> bool {
+        self.backend == KeyBackend::Soft
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent API
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /api/v1/agent/provision`: redeem a one-time provisioning token and register this
+/// laptop's device public key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct ProvisionRequest {
+    /// The one-time token an admin issued.
+    pub token: String,
+    /// Ed25519 device public key, base64url (32 bytes).
+    pub device_public_key: String,
+    /// The laptop's host name, for the admin's list.
+    pub hostname: String,
+    /// Agent version.
+    pub agent_version: String,
+}
+
+/// Answer to [`ProvisionRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct ProvisionResponse {
+    /// The device id to sign every later request with.
+    pub device_id: String,
+    /// Service time (unix ms), so the agent can warn about clock skew.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub server_time_ms: i64,
+}
+
+/// `POST /api/v1/agent/reports` (signed): posture plus the keys seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct Report {
+    /// Idempotency key chosen by the agent when the report enters its outbox.
+    pub report_id: String,
+    /// When the report was made (unix ms).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub created_at_ms: i64,
+    /// Agent version.
+    pub agent_version: String,
+    /// The laptop's posture.
+    pub posture: Posture,
+    /// Authenticators seen on the laptop.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// Answer to [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct ReportAck {
+    /// The report id acknowledged.
+    pub report_id: String,
+    /// False when this report id had been stored before (a resend): nothing new was written.
+    pub newly_stored: bool,
+}
+
+/// `POST /api/v1/agent/enrolments` (signed): redeem a one-time enrolment ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct EnrolBeginRequest {
+    /// The one-time ticket IT issued for the person.
+    pub ticket: String,
+}
+
+/// Who an enrolment is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct PersonSummary {
+    /// Person id.
+    pub id: String,
+    /// Login name, e.g. `ada@example.com`.
+    pub user_name: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// The registration options the agent hands to the key, derived from webauthn-rs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct RegistrationOptions {
+    /// Challenge, base64url.
+    pub challenge: String,
+    /// Relying party id (the organisation's domain).
+    pub rp_id: String,
+    /// Relying party display name.
+    pub rp_name: String,
+    /// Origin to put in clientDataJSON.
+    pub origin: String,
+    /// WebAuthn user handle, base64url.
+    pub user_id: String,
+    /// User name.
+    pub user_name: String,
+    /// User display name.
+    pub user_display_name: String,
+    /// COSE algorithms acceptable, in preference order (e.g. -7 for ES256).
+    #[cfg_attr(feature = "ts", ts(type = "number[]"))]
+    pub algorithms: Vec<i64>,
+    /// Credential ids already enrolled for this person (base64url): the same key twice is refused.
+    pub exclude_credentials: Vec<String>,
+    /// Always true: user verification (PIN) is required.
+    pub user_verification_required: bool,
+    /// Always true: a discoverable credential is required.
+    pub resident_key_required: bool,
+    /// Attestation conveyance; always `direct`.
+    pub attestation: String,
+    /// How long the service waits, in milliseconds.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub timeout_ms: u64,
+}
+
+/// Answer to [`EnrolBeginRequest`], and to a request for the next key in the same enrolment
+/// (`POST /api/v1/agent/enrolments/{enrolment_id}/ceremonies`).
+///
+/// A ticket is redeemed once, by one laptop, and opens an enrolment session for its person on
+/// that laptop; within the session the person enrols a primary and then backup keys, one
+/// ceremony (one challenge) each. A ceremony that is abandoned binds nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct EnrolBeginResponse {
+    /// Id of the enrolment session opened by the ticket.
+    pub enrolment_id: String,
+    /// Id of this ceremony (one key); finish it at `/api/v1/agent/ceremonies/{ceremony_id}/finish`.
+    pub ceremony_id: String,
+    /// When the enrolment session closes (unix ms).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub session_expires_at_ms: i64,
+    /// Whose enrolment this is.
+    pub person: PersonSummary,
+    /// What to pass to the key.
+    pub options: RegistrationOptions,
+    /// Active authenticators the person has now.
+    pub active_authenticators: u32,
+    /// Active authenticators the coverage policy requires.
+    pub required_authenticators: u32,
+}
+
+/// `POST /api/v1/agent/enrolments/{id}/finish` (signed): the key's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct EnrolFinishRequest {
+    /// Credential id, base64url.
+    pub credential_id: String,
+    /// The attestationObject CBOR exactly as the key produced it, base64url.
+    pub attestation_object: String,
+    /// The clientDataJSON bytes the key signed over (their SHA-256), base64url.
+    pub client_data_json: String,
+    /// The key that made the credential, as the agent saw it.
+    pub key: KeyInfo,
+}
+
+/// A credential as the service records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct CredentialView {
+    /// Credential id, base64url.
+    pub id: String,
+    /// Owner.
+    pub person_id: String,
+    /// AAGUID, hyphenated.
+    pub aaguid: String,
+    /// Model name, where known from the AAGUID or the agent.
+    pub model: Option<String>,
+    /// True when made by the software authenticator (test/demo).
+    pub software_key: bool,
+    /// Attestation format, e.g. `packed`.
+    pub attestation_format: String,
+    /// Attestation type webauthn-rs determined, e.g. `basic`, `self`.
+    pub attestation_type: String,
+    /// Laptop it was enrolled on.
+    pub enrolled_on_device: String,
+    /// `active`, `suspended` or `revoked`.
+    pub status: String,
+    /// When it was enrolled (unix ms).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub created_at_ms: i64,
+}
+
+/// Answer to [`EnrolFinishRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct EnrolFinishResponse {
+    /// The credential, verified and bound to the person.
+    pub credential: CredentialView,
+    /// Active authenticators the person has now.
+    pub active_authenticators: u32,
+    /// Active authenticators the coverage policy requires.
+    pub required_authenticators: u32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin API
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /api/v1/admin/people`: create a person (a stand-in until the SCIM feed lands).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatePerson {
+    /// Login name, unique.
+    pub user_name: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A person as the admin API shows them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersonView {
+    /// Person id.
+    pub id: String,
+    /// Login name.
+    pub user_name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Whether employment is active.
+    pub active: bool,
+    /// Active authenticators.
+    pub active_authenticators: u32,
+    /// Created (unix ms).
+    pub created_at_ms: i64,
+}
+
+/// `POST /api/v1/admin/enrolment-tickets`: a one-time ticket bound to a person.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssueTicket {
+    /// Whom the ticket is for.
+    pub person_id: String,
+    /// Lifetime in seconds; default 600.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A freshly issued one-time secret (ticket or provisioning token). Shown once; the service
+/// keeps only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedSecret {
+    /// The secret itself.
+    pub secret: String,
+    /// Its public id, for audit and listing.
+    pub id: String,
+    /// Expiry (unix ms).
+    pub expires_at_ms: i64,
+}
+
+/// `POST /api/v1/admin/provisioning-tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IssueProvisioningToken {
+    /// Lifetime in seconds; default 3600.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A provisioned laptop as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceView {
+    /// Device id.
+    pub id: String,
+    /// Host name given at provisioning.
+    pub hostname: String,
+    /// Agent version at provisioning.
+    pub agent_version: String,
+    /// Provisioned (unix ms).
+    pub provisioned_at_ms: i64,
+    /// When the latest report arrived (unix ms).
+    pub last_report_at_ms: Option<i64>,
+    /// Posture from the latest report.
+    pub posture: Option<Posture>,
+    /// Keys seen in the latest report.
+    pub keys: Vec<KeyInfo>,
+    /// Reports stored for this device.
+    pub report_count: u64,
+}
+
+/// The evidence kept for one enrolment, enough for an auditor to re-verify it elsewhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrolmentEvidence {
+    /// Credential id, base64url.
+    pub credential_id: String,
+    /// The raw attestationObject, base64url.
+    pub attestation_object: String,
+    /// The raw clientDataJSON, base64url.
+    pub client_data_json: String,
+    /// The challenge the service issued, base64url.
+    pub challenge: String,
+    /// Relying party id and origin the ceremony ran under.
+    pub rp_id: String,
+    /// Origin expected in clientDataJSON.
+    pub origin: String,
+    /// What webauthn-rs concluded (format, attestation type, AAGUID, flags).
+    pub verification: serde_json::Value,
+    /// The enrolling laptop's posture when the credential was bound.
+    pub device_posture: Option<Posture>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observed_round_trips_with_state_tag() {
+        let k: Observed<bool> = Observed::known_because(true, "dm-crypt");
+        let s = serde_json::to_string(&k).unwrap();
+        assert_eq!(s, r#"{"state":"known","value":true,"detail":"dm-crypt"}"#);
+        let u: Observed<bool> = Observed::unknown("no permission");
+        let s = serde_json::to_string(&u).unwrap();
+        assert_eq!(s, r#"{"state":"unknown","reason":"no permission"}"#);
+        assert_eq!(serde_json::from_str::<Observed<bool>>(&s).unwrap(), u);
+    }
+
+    #[test]
+    fn signing_input_binds_every_field() {
+        let a = signing_input("POST", "/r", "d", 1, 2, b"{}");
+        for other in [
+            signing_input("PUT", "/r", "d", 1, 2, b"{}"),
+            signing_input("POST", "/s", "d", 1, 2, b"{}"),
+            signing_input("POST", "/r", "e", 1, 2, b"{}"),
+            signing_input("POST", "/r", "d", 3, 2, b"{}"),
+            signing_input("POST", "/r", "d", 1, 4, b"{}"),
+            signing_input("POST", "/r", "d", 1, 2, b"[]"),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Database connection and migrations. SQLite is the embedded default; the same queries run on
+//! PostgreSQL through sqlx's `Any` driver (placeholders are written `$1`, which both accept).
+
+use std::str::FromStr;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
+
+use crate::error::Result;
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl FromStr for Backend {
+    type Err = crate::Error;
+    fn from_str(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(crate::Error::bad_request(
+                "database_url",
+                "database url must start with sqlite: or postgres:",
+            ))
+        }
+    }
+}
+
+/// The SQLite URL for a file in a data directory.
+pub fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Connect, configure and migrate.
+pub async fn connect(url: &str) -> Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let backend: Backend = url.parse()?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    if backend == Backend::Sqlite {
+        // WAL lets readers proceed while a writer commits; it is a property of the file.
+        pool.execute("PRAGMA journal_mode = WAL;").await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+    } else {
+        return Err(crate::Error::bad_request(
+            "database_url",
+            "PostgreSQL support is not built yet; use a sqlite: url",
+        ));
+    }
+    Ok(pool)
+}

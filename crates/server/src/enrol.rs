@@ -1,0 +1,454 @@
+//! Enrolment: a one-time ticket bound to a person opens a session on one laptop; each key is
+//! one ceremony whose attestation webauthn-rs verifies before the credential is bound to the
+//! person, with the evidence kept for auditors.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::post;
+use axum::{Json, Router};
+use keywarden_protocol::{
+    CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
+    EnrolFinishResponse, PersonSummary, RegistrationOptions, SOFT_KEY_AAGUID,
+};
+use sqlx::{Any, Row, Transaction};
+use webauthn_rs_core::proto::{
+    AttestationConveyancePreference, COSEAlgorithm, CredentialID, ParsedAttestationData,
+    RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
+};
+
+use crate::audit;
+use crate::auth::{parse_json, SignedCall};
+use crate::error::{Error, Result};
+use crate::secrets::{self, b64, new_id};
+use crate::state::AppState;
+
+/// Routes for enrolment.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agent/enrolments", post(begin))
+        .route("/api/v1/agent/enrolments/{id}/ceremonies", post(next_ceremony))
+        .route("/api/v1/agent/ceremonies/{id}/finish", post(finish))
+}
+
+/// Active credentials of a person.
+pub async fn active_count(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<u32> {
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM credentials WHERE person_id = $1 AND status = 'active'",
+    )
+    .bind(person_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+struct Person {
+    id: String,
+    user_name: String,
+    display_name: String,
+    webauthn_user_id: String,
+    active: bool,
+}
+
+async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
+    let r = sqlx::query(
+        "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| Error::not_found("person_unknown", format!("no person with id {id}")))?;
+    Ok(Person {
+        id: r.try_get("id")?,
+        user_name: r.try_get("user_name")?,
+        display_name: r.try_get("display_name")?,
+        webauthn_user_id: r.try_get("webauthn_user_id")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+    })
+}
+
+async fn begin(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: EnrolBeginRequest = parse_json(&body)?;
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    call.claim(&mut tx).await?;
+    let t = sqlx::query(
+        "SELECT id, person_id, expires_at, redeemed_at FROM enrolment_tickets WHERE ticket_hash = $1",
+    )
+    .bind(secrets::hash(req.ticket.trim()))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| {
+        Error::not_found("ticket_unknown", "unknown enrolment ticket; ask IT for a new one")
+    })?;
+    let ticket_id: String = t.try_get("id")?;
+    if let Some(at) = t.try_get::<Option<i64>, _>("redeemed_at")? {
+        return Err(Error::conflict(
+            "ticket_used",
+            format!("ticket was already used at {}; ask IT for a new one", secrets::fmt_time(at)),
+        ));
+    }
+    let expires_at: i64 = t.try_get("expires_at")?;
+    if now >= expires_at {
+        return Err(Error::gone(
+            "ticket_expired",
+            format!("ticket expired at {}; ask IT for a new one", secrets::fmt_time(expires_at)),
+        ));
+    }
+    let person = load_person(&mut tx, &t.try_get::<String, _>("person_id")?).await?;
+    if !person.active {
+        return Err(Error::forbidden("person_inactive", "this person is no longer active"));
+    }
+    let redeemed = sqlx::query(
+        "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
+    )
+    .bind(now)
+    .bind(&call.device_id)
+    .bind(&ticket_id)
+    .execute(&mut *tx)
+    .await?;
+    if redeemed.rows_affected() != 1 {
+        return Err(Error::conflict("ticket_used", "ticket was already used; ask IT for a new one"));
+    }
+    let session_id = new_id();
+    let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session_expires = now + session_ttl;
+    sqlx::query(
+        "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&session_id)
+    .bind(&ticket_id)
+    .bind(&person.id)
+    .bind(&call.device_id)
+    .bind(now)
+    .bind(session_expires)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(&mut tx, now, &format!("device:{}", call.device_id), "ticket.redeemed", &person.id, serde_json::json!({"ticket_id": ticket_id, "session_id": session_id})).await?;
+    let resp = new_ceremony(&state, &mut tx, &session_id, session_expires, &person, now).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+async fn next_ceremony(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    call.claim(&mut tx).await?;
+    let s = sqlx::query("SELECT person_id, device_id, expires_at FROM enrolment_sessions WHERE id = $1")
+        .bind(&session_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found("enrolment_unknown", format!("no enrolment {session_id}")))?;
+    if s.try_get::<String, _>("device_id")? != call.device_id {
+        return Err(Error::forbidden("enrolment_wrong_device", "this enrolment was opened on another laptop"));
+    }
+    let expires_at: i64 = s.try_get("expires_at")?;
+    if now >= expires_at {
+        return Err(Error::gone(
+            "enrolment_expired",
+            format!("enrolment session closed at {}; ask IT for a new ticket", secrets::fmt_time(expires_at)),
+        ));
+    }
+    let person = load_person(&mut tx, &s.try_get::<String, _>("person_id")?).await?;
+    if !person.active {
+        return Err(Error::forbidden("person_inactive", "this person is no longer active"));
+    }
+    let resp = new_ceremony(&state, &mut tx, &session_id, expires_at, &person, now).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+async fn new_ceremony(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    session_id: &str,
+    session_expires: i64,
+    person: &Person,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let existing = sqlx::query("SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'")
+        .bind(&person.id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut exclude = Vec::with_capacity(existing.len());
+    for r in &existing {
+        let id: String = r.try_get("id")?;
+        if let Some(raw) = secrets::unb64(&id) {
+            exclude.push(CredentialID::from(raw));
+        }
+    }
+    let user_id = secrets::unb64(&person.webauthn_user_id)
+        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
+    let builder = state
+        .webauthn
+        .new_challenge_register_builder(&user_id, &person.user_name, &person.display_name)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
+        .attestation(AttestationConveyancePreference::Direct)
+        .user_verification_policy(UserVerificationPolicy::Required)
+        .exclude_credentials(Some(exclude.clone()))
+        .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA])
+        .require_resident_key(true)
+        .reject_synchronised_authenticators(true);
+    let (ccr, reg_state) = state
+        .webauthn
+        .generate_challenge_register(builder)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let pk = ccr.public_key;
+    let challenge = b64(pk.challenge.as_ref());
+    let ceremony_id = new_id();
+    let ttl = i64::from(pk.timeout.unwrap_or(300_000));
+    sqlx::query(
+        "INSERT INTO ceremonies (id, session_id, challenge, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&ceremony_id)
+    .bind(session_id)
+    .bind(&challenge)
+    .bind(serde_json::to_string(&reg_state).map_err(Error::Corrupt)?)
+    .bind(now)
+    .bind((now + ttl).min(session_expires))
+    .execute(&mut **tx)
+    .await?;
+    let active = active_count(tx, &person.id).await?;
+    Ok(EnrolBeginResponse {
+        enrolment_id: session_id.to_owned(),
+        ceremony_id,
+        session_expires_at_ms: session_expires,
+        person: PersonSummary {
+            id: person.id.clone(),
+            user_name: person.user_name.clone(),
+            display_name: person.display_name.clone(),
+        },
+        options: RegistrationOptions {
+            challenge,
+            rp_id: pk.rp.id,
+            rp_name: pk.rp.name,
+            origin: state.settings.origin.as_str().trim_end_matches('/').to_owned(),
+            user_id: b64(pk.user.id.as_ref()),
+            user_name: pk.user.name,
+            user_display_name: pk.user.display_name,
+            algorithms: pk.pub_key_cred_params.iter().map(|p| p.alg).collect(),
+            exclude_credentials: exclude.iter().map(|c| b64(c.as_ref())).collect(),
+            user_verification_required: true,
+            resident_key_required: true,
+            attestation: "direct".to_owned(),
+            timeout_ms: u64::try_from(ttl).unwrap_or(300_000),
+        },
+        active_authenticators: active,
+        required_authenticators: state.settings.min_authenticators,
+    })
+}
+
+/// AAGUID from the authenticatorData inside an attestationObject.
+fn aaguid_of(attestation_object: &[u8]) -> Option<String> {
+    let value: ciborium::Value = ciborium::from_reader(attestation_object).ok()?;
+    let map = value.as_map()?;
+    let auth_data = map
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("authData"))
+        .and_then(|(_, v)| v.as_bytes())?;
+    let raw = auth_data.get(37..53)?;
+    Some(uuid::Uuid::from_slice(raw).ok()?.hyphenated().to_string())
+}
+
+fn attestation_type(data: &ParsedAttestationData) -> Option<&'static str> {
+    match data {
+        ParsedAttestationData::Basic(_) => Some("basic"),
+        ParsedAttestationData::Self_ => Some("self"),
+        ParsedAttestationData::AttCa(_) => Some("attca"),
+        ParsedAttestationData::AnonCa(_) => Some("anonca"),
+        ParsedAttestationData::ECDAA
+        | ParsedAttestationData::None
+        | ParsedAttestationData::Uncertain => None,
+    }
+}
+
+async fn finish(
+    State(state): State<AppState>,
+    Path(ceremony_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EnrolFinishResponse>> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: EnrolFinishRequest = parse_json(&body)?;
+    let attestation_object = secrets::unb64(&req.attestation_object).ok_or_else(|| {
+        Error::bad_request("attestation_malformed", "attestation_object is not base64url")
+    })?;
+    let client_data_json = secrets::unb64(&req.client_data_json).ok_or_else(|| {
+        Error::bad_request("attestation_malformed", "client_data_json is not base64url")
+    })?;
+    let credential_raw = secrets::unb64(&req.credential_id).ok_or_else(|| {
+        Error::bad_request("attestation_malformed", "credential_id is not base64url")
+    })?;
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    call.claim(&mut tx).await?;
+    let c = sqlx::query(
+        "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id \
+         FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1",
+    )
+    .bind(&ceremony_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::not_found("ceremony_unknown", format!("no enrolment ceremony {ceremony_id}")))?;
+    if c.try_get::<String, _>("device_id")? != call.device_id {
+        return Err(Error::forbidden("enrolment_wrong_device", "this enrolment was opened on another laptop"));
+    }
+    if c.try_get::<Option<i64>, _>("completed_at")?.is_some() {
+        return Err(Error::conflict("ceremony_completed", "this key's enrolment step was already finished"));
+    }
+    let expires_at: i64 = c.try_get("expires_at")?;
+    if now >= expires_at {
+        return Err(Error::gone(
+            "ceremony_expired",
+            format!("enrolment step timed out at {}; start the key again", secrets::fmt_time(expires_at)),
+        ));
+    }
+    let person = load_person(&mut tx, &c.try_get::<String, _>("person_id")?).await?;
+    if !person.active {
+        return Err(Error::forbidden("person_inactive", "this person is no longer active"));
+    }
+    let reg_state: RegistrationState =
+        serde_json::from_str(&c.try_get::<String, _>("state")?).map_err(Error::Corrupt)?;
+    let reg: RegisterPublicKeyCredential = serde_json::from_value(serde_json::json!({
+        "id": req.credential_id,
+        "rawId": b64(&credential_raw),
+        "response": {
+            "attestationObject": b64(&attestation_object),
+            "clientDataJSON": b64(&client_data_json),
+        },
+        "type": "public-key",
+        "extensions": {},
+    }))
+    .map_err(|e| Error::bad_request("attestation_malformed", format!("credential is not well-formed: {e}")))?;
+    let credential = state.webauthn.register_credential(&reg, &reg_state, None).map_err(|e| {
+        Error::bad_request("attestation_invalid", format!("attestation did not verify: {e:?}"))
+    })?;
+    let att_type = attestation_type(&credential.attestation.data).ok_or_else(|| {
+        Error::bad_request(
+            "attestation_missing",
+            "the key sent no verifiable attestation; attestation is required",
+        )
+    })?;
+    let cred_id = b64(credential.cred_id.as_ref());
+    if cred_id != b64(&credential_raw) {
+        return Err(Error::bad_request("credential_id_mismatch", "credential_id differs from the attested one"));
+    }
+    let aaguid = aaguid_of(&attestation_object)
+        .ok_or_else(|| Error::bad_request("attestation_malformed", "authenticatorData has no AAGUID"))?;
+    let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
+        .bind(&cred_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if taken.is_some() {
+        return Err(Error::conflict("credential_exists", "this credential is already enrolled"));
+    }
+    let software_key = aaguid == SOFT_KEY_AAGUID || req.key.is_soft();
+    let model = if req.key.aaguid == aaguid { req.key.model.clone() } else { None };
+    let format = format!("{:?}", credential.attestation_format).to_lowercase();
+    let posture: Option<String> = sqlx::query(
+        "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = $1",
+    )
+    .bind(&call.device_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| r.try_get::<String, _>("body"))
+    .transpose()?
+    .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+    .and_then(|v| v.get("posture").map(|p| p.to_string()));
+    let x5c_subjects: Vec<String> = match &credential.attestation.data {
+        ParsedAttestationData::Basic(chain)
+        | ParsedAttestationData::AttCa(chain)
+        | ParsedAttestationData::AnonCa(chain) => chain
+            .iter()
+            .map(|c| format!("{:?}", c.subject_name()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let verification = serde_json::json!({
+        "verified": true,
+        "verifier": "webauthn-rs-core 0.5",
+        "attestation_format": format,
+        "attestation_type": att_type,
+        "aaguid": aaguid,
+        "user_verified": credential.user_verified,
+        "backup_eligible": credential.backup_eligible,
+        "sign_count": credential.counter,
+        "x5c_subjects": x5c_subjects,
+        "attestation_chain_trusted": "not checked: no attestation CA list configured",
+    });
+    sqlx::query(
+        "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12)",
+    )
+    .bind(&cred_id)
+    .bind(&person.id)
+    .bind(&call.device_id)
+    .bind(&ceremony_id)
+    .bind(&aaguid)
+    .bind(&model)
+    .bind(i64::from(software_key))
+    .bind(&format)
+    .bind(att_type)
+    .bind(serde_json::to_string(&credential).map_err(Error::Corrupt)?)
+    .bind(serde_json::to_string(&req.key).map_err(Error::Corrupt)?)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO enrolment_evidence (credential_id, attestation_object, client_data_json, challenge, rp_id, origin, verification, device_posture) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&cred_id)
+    .bind(b64(&attestation_object))
+    .bind(b64(&client_data_json))
+    .bind(c.try_get::<String, _>("challenge")?)
+    .bind(&state.settings.rp_id)
+    .bind(state.settings.origin.as_str().trim_end_matches('/'))
+    .bind(verification.to_string())
+    .bind(posture)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE ceremonies SET completed_at = $1, credential_id = $2 WHERE id = $3")
+        .bind(now)
+        .bind(&cred_id)
+        .bind(&ceremony_id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(&mut tx, now, &format!("device:{}", call.device_id), "credential.enrolled", &person.id, serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "attestation": att_type, "software_key": software_key})).await?;
+    let active = active_count(&mut tx, &person.id).await?;
+    tx.commit().await?;
+    Ok(Json(EnrolFinishResponse {
+        credential: CredentialView {
+            id: cred_id,
+            person_id: person.id,
+            aaguid,
+            model,
+            software_key,
+            attestation_format: format,
+            attestation_type: att_type.to_owned(),
+            enrolled_on_device: call.device_id,
+            status: "active".to_owned(),
+            created_at_ms: now,
+        },
+        active_authenticators: active,
+        required_authenticators: state.settings.min_authenticators,
+    }))
+}

@@ -1,0 +1,158 @@
+//! The service's one error type. Every failure, including a body that does not parse, leaves
+//! as the same JSON shape (`{"error": {"code", "message"}}`); internal causes are logged, never
+//! sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use keywarden_protocol::{ErrorBody, ErrorDetail};
+
+/// Result alias for the service.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a request or at start-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request body or a parameter was not acceptable; `code` says which rule it broke.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable machine code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
+    /// No or an unknown credential for this endpoint.
+    #[error("{message}")]
+    Unauthorized {
+        /// Stable machine code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
+    /// Authenticated, but not allowed to do this.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable machine code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
+    /// The thing named does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// Stable machine code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
+    /// The request conflicts with the current state (already used, replayed, duplicate).
+    #[error("{message}")]
+    Conflict {
+        /// Stable machine code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
+    /// The thing named existed but its time is over.
+    #[error("{message}")]
+    Gone {
+        /// Stable machine code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
+    /// Too many attempts.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Stable machine code.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed at start-up.
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored JSON could not be read back (a bug or a hand-edited database).
+    #[error("stored record is unreadable")]
+    Corrupt(#[source] serde_json::Error),
+    /// A file or socket operation failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// WebAuthn machinery failed for a reason that is ours, not the client's.
+    #[error("webauthn setup failed: {0}")]
+    Webauthn(String),
+}
+
+impl Error {
+    /// A 400 with a code and a sentence.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Error::BadRequest { code, message: message.into() }
+    }
+    /// A 401.
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Unauthorized { code, message: message.into() }
+    }
+    /// A 403.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Forbidden { code, message: message.into() }
+    }
+    /// A 404.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Error::NotFound { code, message: message.into() }
+    }
+    /// A 409.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict { code, message: message.into() }
+    }
+    /// A 410.
+    pub fn gone(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Gone { code, message: message.into() }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            Error::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
+            Error::Unauthorized { code, message } => {
+                (StatusCode::UNAUTHORIZED, code, message.clone())
+            }
+            Error::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
+            Error::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message.clone()),
+            Error::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
+            Error::Gone { code, message } => (StatusCode::GONE, code, message.clone()),
+            Error::TooManyRequests { code, message } => {
+                (StatusCode::TOO_MANY_REQUESTS, code, message.clone())
+            }
+            Error::Database(_)
+            | Error::Migrate(_)
+            | Error::Corrupt(_)
+            | Error::Io { .. }
+            | Error::Webauthn(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; the service log has the details".to_owned(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
+        } else {
+            tracing::info!(code, %message, "request refused");
+        }
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message } };
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,39 @@
+//! The Keywarden central service.
+//!
+//! It binds FIDO2 credentials to verified identities: an admin creates a person and issues a
+//! one-time enrolment ticket; an agent on a provisioned laptop redeems it and runs the key
+//! ceremony; webauthn-rs verifies the attestation before the credential is bound, and the raw
+//! evidence is kept so an auditor can re-verify any enrolment with another library. Agents
+//! sign every request with their device key; reports are stored exactly once.
+//!
+//! [`router`] assembles one `router()` per module; `main.rs` only parses flags and serves.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod agent;
+pub mod audit;
+pub mod auth;
+pub mod db;
+pub mod enrol;
+mod error;
+pub mod secrets;
+pub mod state;
+
+pub use error::{Error, Result};
+pub use state::{AppState, Clock, Settings, SystemClock};
+
+use axum::routing::get;
+use axum::{Json, Router};
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .merge(admin::router())
+        .merge(agent::router())
+        .merge(enrol::router())
+        .fallback(|| async { Error::not_found("no_route", "no such endpoint") })
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The demo: a Keywarden service on embedded SQLite in a fresh data folder, a laptop provisioned,
+# a sample person enrolling a primary and a backup key, the agent reporting, and what an admin
+# then sees. No security key is plugged in here, so two software keys (test/demo) stand in,
+# and everything says so.
+source "$(dirname "$0")/lib.sh"
+
+ensure_apt "${BUILD_PKGS[@]}"
+ensure_rust
+say "building keywarden-server and keywarden (the agent CLI)"
+cargo build --quiet --locked -p keywarden-server -p keywarden-cli
+BIN="$CARGO_TARGET_DIR/debug"
+
+WORK="$(mktemp -d -t keywarden-demo.XXXXXX)"
+SERVER_LOG="$WORK/server.log"
+cleanup() { [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+say "starting keywarden-server on SQLite in $WORK/service"
+"$BIN/keywarden-server" --data-dir "$WORK/service" --listen 127.0.0.1:0 \
+  --admin-token-file "$WORK/admin-token" >"$WORK/server.out" 2>"$SERVER_LOG" &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+  URL="$(sed -n 's/^listening on //p' "$WORK/server.out" 2>/dev/null | head -1)"
+  [ -n "$URL" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$URL" ] || { echo "service did not start" >&2; cat "$SERVER_LOG" >&2; exit 1; }
+echo "service at $URL (first-start admin token written to $WORK/admin-token, shown once)"
+TOKEN="$(cat "$WORK/admin-token")"
+api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
+
+say "admin: create the sample person (stand-in for the HR feed)"
+PERSON="$(api -X POST "$URL/api/v1/admin/people" -d '{"user_name":"ada.lovelace@example.com","display_name":"Ada Lovelace"}')"
+PERSON_ID="$(jq -r .id <<<"$PERSON")"
+echo "person $PERSON_ID: Ada Lovelace <ada.lovelace@example.com>"
+
+say "IT: issue a one-time provisioning token and provision this laptop"
+PROV="$(api -X POST "$URL/api/v1/admin/provisioning-tokens" -d '{}' | jq -r .secret)"
+export KEYWARDEN_HOME="$WORK/laptop"
+SOFT=(--no-hid --soft-key "$WORK/keys/primary.json" --soft-key "$WORK/keys/backup.json")
+"$BIN/keywarden" provision --server "$URL" --token "$PROV"
+
+say "agent: keys this laptop sees"
+"$BIN/keywarden" "${SOFT[@]}" keys
+PRIMARY="$("$BIN/keywarden" "${SOFT[@]}" --json keys 2>/dev/null | jq -r '.[0].id')"
+BACKUP="$("$BIN/keywarden" "${SOFT[@]}" --json keys 2>/dev/null | jq -r '.[1].id')"
+
+say "agent: first report (posture + key inventory)"
+"$BIN/keywarden" "${SOFT[@]}" report
+
+say "IT: issue a one-time enrolment ticket for Ada (expires in 10 minutes)"
+TICKET="$(api -X POST "$URL/api/v1/admin/enrolment-tickets" -d "{\"person_id\":\"$PERSON_ID\"}" | jq -r .secret)"
+
+say "Ada: enrol a primary and a backup key (the keys have no PIN yet; the demo sets 2468-1357)"
+echo "2468-1357" | "$BIN/keywarden" "${SOFT[@]}" enrol --ticket "$TICKET" --key "$PRIMARY" --key "$BACKUP" --pin-stdin
+
+say "agent: report again"
+"$BIN/keywarden" "${SOFT[@]}" report
+
+say "what an admin sees"
+echo "-- people"
+api "$URL/api/v1/admin/people" | jq -r '.[] | "\(.display_name) <\(.user_name)>  active=\(.active)  authenticators=\(.active_authenticators)"'
+echo "-- credentials"
+api "$URL/api/v1/admin/credentials" | jq -r '.[] | "\(.id[0:16])…  aaguid \(.aaguid)  model \(.model // "unknown")  attestation \(.attestation_format)/\(.attestation_type)  \(if .software_key then "SOFTWARE KEY (test/demo)" else "hardware" end)  status \(.status)"'
+echo "-- devices"
+api "$URL/api/v1/admin/devices" | jq -r '.[] | "\(.hostname) (\(.id)): \(.report_count) report(s), \(.keys | length) key(s) seen"'
+echo "-- posture of the laptop (latest report)"
+api "$URL/api/v1/admin/devices" | jq -r '.[0].posture | to_entries[] | select(.value | type == "object" and has("state")) |
+  if .value.state == "known" then "  \(.key): \(.value.value | if type == "array" then "\(length) item(s)" else tostring end)\(if .value.detail then "  (\(.value.detail))" else "" end)"
+  else "  \(.key): UNKNOWN — \(.value.reason)" end'
+echo "-- enrolment evidence kept for auditors (first credential)"
+CRED="$(api "$URL/api/v1/admin/credentials" | jq -r '.[0].id')"
+api "$URL/api/v1/admin/credentials/$CRED/evidence" | jq '{challenge, rp_id, origin, verification, attestation_object_bytes: (.attestation_object | length), client_data_json_bytes: (.client_data_json | length)}'
+say "demo done (data in $WORK; the service stops now)"

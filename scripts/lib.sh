@@ -1,0 +1,63 @@
+# Shared set-up for scripts/demo.sh and scripts/test.sh: installs what this machine lacks and
+# nothing more, so a re-run is quick. Sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Compiled crates live outside the clone so fresh clones on the same machine reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keywarden/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+say() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+# ensure_apt PKG...: install the Debian packages that are not installed yet.
+ensure_apt() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# Packages to build the service and the CLI agent (hidapi needs libudev; webauthn-rs needs openssl).
+BUILD_PKGS=(build-essential pkg-config libudev-dev libssl-dev ca-certificates curl jq)
+# Packages to build the Tauri desktop app and drive it in a real window.
+GUI_PKGS=(libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev file xvfb xauth webkit2gtk-driver)
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null; then
+    echo "cargo is not installed. Install the Rust toolchain (https://rustup.rs), then re-run." >&2
+    exit 1
+  fi
+}
+
+ensure_node() {
+  if ! command -v npm >/dev/null; then
+    ensure_apt nodejs npm
+  fi
+}
+
+# npm packages for the UI, only when the lock file changed since the last install.
+ensure_ui_deps() {
+  ensure_node
+  if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+    say "installing UI packages (npm ci)"
+    (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+build_ui() {
+  ensure_ui_deps
+  say "building the UI"
+  (cd ui && npm run --silent build >/dev/null)
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every test: formatting and lints, generated TypeScript bindings current, UI unit tests, the
+# Rust unit and integration tests, and the end-to-end tests that run the real service binary,
+# the real agent binary, and the real desktop app in a real window (Xvfb + WebDriver).
+source "$(dirname "$0")/lib.sh"
+START=$(date +%s)
+
+ensure_apt "${BUILD_PKGS[@]}" "${GUI_PKGS[@]}"
+ensure_rust
+if ! command -v tauri-driver >/dev/null; then
+  say "installing tauri-driver (WebDriver bridge for the desktop app)"
+  cargo install --quiet --locked tauri-driver --version '^2'
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+
+build_ui
+say "UI unit tests"
+(cd ui && npm test --silent)
+
+say "generated TypeScript bindings are current"
+cargo test --quiet --locked -p keywarden-protocol --features ts >/dev/null
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  if [ -n "$(git status --porcelain -- ui/src/bindings)" ]; then
+    git status --short -- ui/src/bindings
+    echo "ui/src/bindings is stale: commit the regenerated files" >&2
+    exit 1
+  fi
+fi
+
+say "format and lints"
+cargo fmt --all -- --check
+cargo clippy --quiet --locked --workspace --all-targets -- -D warnings
+
+say "building every binary"
+cargo build --quiet --locked --workspace --bins
+
+say "Rust tests (end-to-end tests use a virtual display)"
+xvfb-run -a -s "-screen 0 1280x900x24" cargo test --locked --workspace
+
+say "all tests passed in $(( $(date +%s) - START )) s"

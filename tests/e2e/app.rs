@@ -1,0 +1,134 @@
+//! The desktop app: a clear exit without a display, and a real window (Xvfb) driven through
+//! WebDriver (tauri-driver + WebKitWebDriver) that lists the keys and the posture.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use keywarden_e2e::{bin, bin_dir, wait_for};
+
+#[test]
+fn without_a_display_the_app_exits_with_a_clear_message() {
+    let out = Command::new(bin("keywarden-app"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no display found"), "{err}");
+    assert!(err.contains("keywarden keys"), "points to the CLI: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// tauri-driver in its own process group, stopped with everything it started.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start(envs: &[(&str, String)]) -> Driver {
+        assert!(
+            std::env::var_os("DISPLAY").is_some(),
+            "this test needs a display: run it under xvfb-run (scripts/test.sh does)"
+        );
+        let port = free_port();
+        let native = free_port();
+        let mut cmd = Command::new("tauri-driver");
+        cmd.args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start tauri-driver ({e}); `cargo install tauri-driver --locked` (scripts/test.sh does)")
+        });
+        wait_for(Duration::from_secs(20), "tauri-driver to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Driver { child, port }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.child.id())]).status();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn screenshot_dir() -> std::path::PathBuf {
+    let d = bin_dir().join("screenshots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn the_window_lists_keys_and_posture() {
+    let home = tempfile::tempdir().unwrap();
+    let soft = home.path().join("softkey.json");
+    let driver = Driver::start(&[
+        ("KEYWARDEN_HOME", home.path().display().to_string()),
+        ("KEYWARDEN_SOFT_KEYS", soft.display().to_string()),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "wry".into());
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({"application": bin("keywarden-app").display().to_string()}),
+        );
+        let client = tokio::time::timeout(
+            Duration::from_secs(60),
+            fantoccini::ClientBuilder::native()
+                .capabilities(caps)
+                .connect(&format!("http://127.0.0.1:{}", driver.port)),
+        )
+        .await
+        .expect("WebDriver session did not start within 60 s")
+        .expect("WebDriver session failed");
+
+        let text_of = |id: &'static str| {
+            let c = client.clone();
+            async move {
+                match c.find(fantoccini::Locator::Id(id)).await {
+                    Ok(el) => el.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                }
+            }
+        };
+        let mut keys = String::new();
+        let mut posture = String::new();
+        for _ in 0..100 {
+            keys = text_of("keys").await;
+            posture = text_of("posture").await;
+            if keys.contains("software key (test/demo)") && posture.contains("Disk encryption") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(keys.contains("software key (test/demo)"), "keys pane: {keys}");
+        assert!(keys.contains("7a7d8609-46c9-4a4a-bafc-4629a3ea3262"), "AAGUID shown: {keys}");
+        assert!(posture.contains("Disk encryption"), "posture pane: {posture}");
+        assert!(posture.contains("Secure boot"), "posture pane: {posture}");
+        let status = text_of("status").await;
+        assert!(status.contains("not provisioned"), "status: {status}");
+        assert_eq!(client.title().await.unwrap(), "Keywarden");
+
+        let png = client.screenshot().await.unwrap();
+        std::fs::write(screenshot_dir().join("app-keys-and-posture.png"), png).unwrap();
+        client.close().await.unwrap();
+    });
+    drop(driver);
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `keywarden-server` binary on 127.0.0.1 with a fresh SQLite
+//! database, the real `keywarden` agent binary with software keys (test/demo), and the real
+//! desktop app in a window under Xvfb.
+
+mod app;
+mod flow;
+mod refusals;

@@ -1,0 +1,316 @@
+//! Helpers shared by the end-to-end tests: start the real `keywarden-server` binary on
+//! 127.0.0.1, run the real `keywarden` agent binary against it, snapshot the database to prove
+//! that a refused request changed nothing, and sign raw agent requests for replay tests.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::Value;
+
+/// Folder holding the workspace's built binaries (`target/debug`), found from this test's own
+/// executable (`target/debug/deps/e2e-…`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_owned()
+}
+
+/// A built workspace binary; fails with what to run when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// A running `keywarden-server` on a fresh SQLite data folder.
+pub struct Server {
+    pub url: String,
+    pub admin_token: String,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    http: reqwest::blocking::Client,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("admin-token");
+        let mut child = Command::new(bin("keywarden-server"))
+            .arg("--data-dir")
+            .arg(dir.path().join("service"))
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--admin-token-file")
+            .arg(&token_file)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut url = None;
+        let mut shown_token = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(t) = line.split("store it now): ").nth(1) {
+                shown_token = Some(t.trim().to_owned());
+            }
+            if let Some(u) = line.strip_prefix("listening on ") {
+                url = Some(u.trim().to_owned());
+                break;
+            }
+        }
+        let url = url.expect("server printed no listening address");
+        let admin_token = std::fs::read_to_string(&token_file).unwrap();
+        assert_eq!(shown_token.as_deref(), Some(admin_token.as_str()), "token shown once on first start");
+        Server { url, admin_token, dir, child, http: reqwest::blocking::Client::new() }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("service").join("keywarden.db")
+    }
+
+    /// An admin API call; returns (status, JSON body).
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn create_person(&self, user_name: &str, display_name: &str) -> String {
+        let (s, v) = self.admin(
+            "POST",
+            "/api/v1/admin/people",
+            Some(serde_json::json!({"user_name": user_name, "display_name": display_name})),
+        );
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub fn provisioning_token(&self) -> String {
+        let (s, v) = self.admin("POST", "/api/v1/admin/provisioning-tokens", Some(serde_json::json!({})));
+        assert_eq!(s, 201, "{v}");
+        v["secret"].as_str().unwrap().to_owned()
+    }
+
+    pub fn ticket(&self, person_id: &str, ttl_seconds: Option<u64>) -> String {
+        let (s, v) = self.admin(
+            "POST",
+            "/api/v1/admin/enrolment-tickets",
+            Some(serde_json::json!({"person_id": person_id, "ttl_seconds": ttl_seconds})),
+        );
+        assert_eq!(s, 201, "{v}");
+        v["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// Every row of every table, as text, for "nothing changed" assertions.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
+        snapshot_sqlite(&self.db_path())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every row of every table in a SQLite file.
+pub fn snapshot_sqlite(path: &Path) -> BTreeMap<String, Vec<String>> {
+    use sqlx::{Connection as _, Row as _};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let tables: Vec<String> = sqlx::query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%' ORDER BY name",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+        let mut out = BTreeMap::new();
+        for t in tables {
+            let cols: Vec<String> = sqlx::query(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            let expr = cols.iter().map(|c| format!("quote({c})")).collect::<Vec<_>>().join(" || '|' || ");
+            let mut rows: Vec<String> = sqlx::query(&format!("SELECT {expr} FROM {t}"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            rows.sort();
+            out.insert(t, rows);
+        }
+        out
+    })
+}
+
+/// One laptop: an agent home folder and its software keys (test/demo).
+pub struct Laptop {
+    pub home: tempfile::TempDir,
+    pub soft_keys: Vec<PathBuf>,
+}
+
+impl Laptop {
+    pub fn new(soft_keys: usize) -> Laptop {
+        let home = tempfile::tempdir().unwrap();
+        let soft_keys = (0..soft_keys).map(|i| home.path().join(format!("softkey-{i}.json"))).collect();
+        Laptop { home, soft_keys }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin("keywarden"));
+        c.arg("--home").arg(self.home.path()).arg("--no-hid");
+        for k in &self.soft_keys {
+            c.arg("--soft-key").arg(k);
+        }
+        c.env_remove("KEYWARDEN_SOFT_KEYS").env_remove("KEYWARDEN_HOME");
+        c
+    }
+
+    /// Run the agent with `args`, optionally feeding stdin.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = self.command();
+        c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write as _;
+            let mut input = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                input.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "keywarden {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run and require failure; returns stderr.
+    pub fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            !out.status.success(),
+            "keywarden {args:?} should have failed\nstdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn key_ids(&self) -> Vec<String> {
+        let v: Value = serde_json::from_str(&self.ok(&["--json", "keys"], None)).unwrap();
+        v.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect()
+    }
+
+    pub fn paths(&self) -> keywarden_agent::config::Paths {
+        keywarden_agent::config::Paths::under(self.home.path())
+    }
+
+    pub fn device_id(&self) -> String {
+        keywarden_agent::config::Config::load(&self.paths()).unwrap().unwrap().device_id
+    }
+}
+
+/// A raw signed agent request, built by hand so tests can replay, age or corrupt it.
+pub struct SignedRequest {
+    pub path: String,
+    pub body: Vec<u8>,
+    pub device_id: String,
+    pub seq: u64,
+    pub time_ms: i64,
+    pub signature: String,
+}
+
+impl SignedRequest {
+    pub fn new(key: &ed25519_dalek::SigningKey, device_id: &str, seq: u64, time_ms: i64, path: &str, body: &[u8]) -> Self {
+        use ed25519_dalek::Signer as _;
+        let input = keywarden_protocol::signing_input("POST", path, device_id, seq, time_ms, body);
+        SignedRequest {
+            path: path.to_owned(),
+            body: body.to_vec(),
+            device_id: device_id.to_owned(),
+            seq,
+            time_ms,
+            signature: URL_SAFE_NO_PAD.encode(key.sign(&input).to_bytes()),
+        }
+    }
+
+    pub fn send(&self, base: &str) -> (u16, Value) {
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{base}{}", self.path))
+            .header("content-type", "application/json")
+            .header(keywarden_protocol::HEADER_DEVICE, &self.device_id)
+            .header(keywarden_protocol::HEADER_SEQ, self.seq.to_string())
+            .header(keywarden_protocol::HEADER_TIME, self.time_ms.to_string())
+            .header(keywarden_protocol::HEADER_SIGNATURE, &self.signature)
+            .body(self.body.clone())
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+}
+
+/// The device signing key a provisioned laptop keeps (read for replay tests only).
+pub fn device_signing_key(laptop: &Laptop) -> ed25519_dalek::SigningKey {
+    let text = std::fs::read_to_string(laptop.paths().device_key_file()).unwrap();
+    let raw: [u8; 32] = URL_SAFE_NO_PAD.decode(text.trim()).unwrap().try_into().unwrap();
+    ed25519_dalek::SigningKey::from_bytes(&raw)
+}
+
+pub fn now_ms() -> i64 {
+    keywarden_agent::now_ms()
+}
+
+/// Wait until `f` returns Some, or panic after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,69 @@
+import { describe, expect, it } from "vitest";
+import type { KeyInfo } from "./bindings/KeyInfo";
+import type { Posture } from "./bindings/Posture";
+import { esc, renderKeys, renderPosture, verdict } from "./view";
+
+const softKey: KeyInfo = {
+  id: "soft:abc",
+  backend: "soft",
+  label: "software key (test/demo)",
+  model: "Keywarden software key (test/demo)",
+  aaguid: "7a7d8609-46c9-4a4a-bafc-4629a3ea3262",
+  versions: ["FIDO_2_0", "FIDO_2_1"],
+  extensions: [],
+  options: { clientPin: true },
+  pin_protocols: [2, 1],
+  firmware_version: 1,
+  pin_set: true,
+  pin_retries: 8,
+  min_pin_length: 4,
+  force_pin_change: false,
+  remaining_discoverable_credentials: 25,
+};
+
+const posture: Posture = {
+  schema_version: 1,
+  collected_at_ms: 0,
+  os_name: { state: "known", value: "Debian GNU/Linux" },
+  os_version: { state: "known", value: "12" },
+  kernel_version: { state: "known", value: "6.1" },
+  hostname: { state: "known", value: "laptop-7" },
+  arch: { state: "known", value: "x86_64" },
+  boot_time: { state: "known", value: 0 },
+  disks: { state: "known", value: [] },
+  disk_encryption: { state: "known", value: false, detail: "root on /dev/vda" },
+  firewall: { state: "unknown", reason: "reading the nftables ruleset needs root" },
+  secure_boot: { state: "known", value: true },
+};
+
+describe("key inventory", () => {
+  it("labels the software key as a test/demo key", () => {
+    const html = renderKeys([softKey]);
+    expect(html).toContain("software key (test/demo)");
+    expect(html).toContain("8 retries left");
+  });
+  it("says what to do when no key is found", () => {
+    expect(renderKeys([])).toMatch(/No security key found.*udev rule/);
+  });
+  it("escapes what a key reports", () => {
+    const html = renderKeys([{ ...softKey, backend: "hid", model: "<img src=x onerror=alert(1)>" }]);
+    expect(html).not.toContain("<img");
+    expect(html).not.toContain("software key (test/demo)</span>");
+  });
+});
+
+describe("posture", () => {
+  it("shows unknown with its reason, never a guess", () => {
+    const html = renderPosture(posture);
+    expect(html).toContain("reading the nftables ruleset needs root");
+    expect(html).toMatch(/Firewall<\/th><td><span class="state-unknown">unknown/);
+  });
+  it("flags a disk that is not encrypted as needing attention", () => {
+    expect(verdict(posture.disk_encryption)).toBe("attention");
+    expect(verdict(posture.secure_boot)).toBe("ok");
+    expect(verdict(posture.firewall)).toBe("unknown");
+  });
+  it("escapes html", () => {
+    expect(esc(`<a href="x">&'`)).toBe("&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+  });
+});

@@ -1,0 +1,91 @@
+// Pure rendering: data in, HTML out. Kept free of Tauri so it is unit-tested in jsdom.
+import type { KeyInfo } from "./bindings/KeyInfo";
+import type { Posture } from "./bindings/Posture";
+import type { Observed } from "./bindings/Observed";
+
+export const SOFT_KEY_LABEL = "software key (test/demo)";
+
+export function esc(text: string): string {
+  return text
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&#39;");
+}
+
+export function renderKeys(keys: KeyInfo[]): string {
+  if (keys.length === 0) {
+    return `<p class="card">No security key found. Plug one in. On Linux, if a key is plugged in but not seen, install the udev rule for FIDO devices and plug the key in again.</p>`;
+  }
+  return keys
+    .map((k) => {
+      const soft = k.backend === "soft" ? `<span class="badge soft">${esc(SOFT_KEY_LABEL)}</span>` : "";
+      const pin = k.pin_set
+        ? `set${k.pin_retries != null ? `, ${k.pin_retries} retries left` : ""}`
+        : "not set";
+      const slots = k.remaining_discoverable_credentials != null ? String(k.remaining_discoverable_credentials) : "not reported";
+      return `<article class="card" aria-label="${esc(k.label)}">
+  <h3>${esc(k.model ?? k.label)}${soft}</h3>
+  <dl>
+    <dt>AAGUID</dt><dd>${esc(k.aaguid)}</dd>
+    <dt>Versions</dt><dd>${esc(k.versions.join(", "))}</dd>
+    <dt>Firmware</dt><dd>${k.firmware_version != null ? esc(String(k.firmware_version)) : "not reported"}</dd>
+    <dt>PIN</dt><dd>${esc(pin)}</dd>
+    <dt>Minimum PIN length</dt><dd>${k.min_pin_length != null ? esc(String(k.min_pin_length)) : "not reported"}</dd>
+    <dt>Free passkey slots</dt><dd>${esc(slots)}</dd>
+    <dt>Key id</dt><dd>${esc(k.id)}</dd>
+  </dl>
+</article>`;
+    })
+    .join("\n");
+}
+
+/** ok / needs attention / unknown, for signals where a good value is defined. */
+export type Verdict = "ok" | "attention" | "unknown";
+
+export function verdict(o: Observed<boolean>): Verdict {
+  if (o.state === "unknown") return "unknown";
+  return o.value ? "ok" : "attention";
+}
+
+function cell<T>(o: Observed<T>, show: (v: T) => string): string {
+  if (o.state === "unknown") {
+    return `<span class="state-unknown">unknown</span> <span class="reason">${esc(o.reason)}</span>`;
+  }
+  const detail = o.detail ? ` <span class="reason">${esc(o.detail)}</span>` : "";
+  return `${esc(show(o.value))}${detail}`;
+}
+
+function judged(name: string, o: Observed<boolean>, on: string, off: string): string {
+  const v = verdict(o);
+  const label = v === "ok" ? "ok" : v === "attention" ? "needs attention" : "unknown";
+  const body =
+    o.state === "unknown"
+      ? `<span class="reason">${esc(o.reason)}</span>`
+      : `${esc(o.value ? on : off)}${o.detail ? ` <span class="reason">${esc(o.detail)}</span>` : ""}`;
+  return `<tr><th scope="row">${esc(name)}</th><td><span class="state-${v}">${label}</span></td><td>${body}</td></tr>`;
+}
+
+export function renderPosture(p: Posture): string {
+  const plain = (name: string, html: string) =>
+    `<tr><th scope="row">${esc(name)}</th><td></td><td>${html}</td></tr>`;
+  const rows = [
+    judged("Disk encryption", p.disk_encryption, "system disk encrypted", "system disk not encrypted"),
+    judged("Firewall", p.firewall, "active", "not active"),
+    judged("Secure boot", p.secure_boot, "enforced", "off"),
+    plain("Operating system", cell(p.os_name, (v) => v) + " " + cell(p.os_version, (v) => v)),
+    plain("Kernel", cell(p.kernel_version, (v) => v)),
+    plain("Host name", cell(p.hostname, (v) => v)),
+    plain("Architecture", cell(p.arch, (v) => v)),
+    plain("Booted", cell(p.boot_time, (v) => new Date(v * 1000).toISOString())),
+  ];
+  return `<table><thead><tr><th scope="col">Signal</th><th scope="col">State</th><th scope="col">Value</th></tr></thead><tbody>${rows.join("")}</tbody></table>
+<p class="reason">Collected ${esc(new Date(p.collected_at_ms).toLocaleString())} (posture schema ${p.schema_version}).</p>`;
+}
+
+export function renderError(e: unknown): string {
+  const msg =
+    typeof e === "object" && e !== null && "message" in e ? String((e as { message: unknown }).message) : String(e);
+  return `<p class="card error" role="alert">${esc(msg)}</p>`;
+}
