@@ -30,7 +30,10 @@ impl From<keywarden_agent::Error> for UiError {
             E::Cancelled => "cancelled",
             _ => "agent_error",
         };
-        UiError { code, message: e.to_string() }
+        UiError {
+            code,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -69,7 +72,10 @@ async fn list_keys(state: tauri::State<'_, AppState>) -> Result<Vec<KeyInfo>, Ui
     let agent = state.agent.clone();
     tauri::async_runtime::spawn_blocking(move || agent.keys())
         .await
-        .map_err(|e| UiError { code: "agent_error", message: e.to_string() })?
+        .map_err(|e| UiError {
+            code: "agent_error",
+            message: e.to_string(),
+        })?
         .map_err(UiError::from)
 }
 
@@ -103,16 +109,26 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let mut keyring = Keyring::new().with(Box::new(keywarden_agent::keys::hid::HidKeyProvider::new()));
+    let mut keyring =
+        Keyring::new().with(Box::new(keywarden_agent::keys::hid::HidKeyProvider::new()));
     // Software keys (test/demo only) are used only when named explicitly.
     let soft: Vec<std::path::PathBuf> = std::env::var_os("KEYWARDEN_SOFT_KEYS")
-        .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let soft_keys_enabled = !soft.is_empty();
     if soft_keys_enabled {
-        keyring = keyring.with(Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(soft)));
+        keyring = keyring.with(Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(
+            soft,
+        )));
     }
-    let state = AppState { agent: std::sync::Arc::new(Agent::new(paths, keyring)), soft_keys_enabled };
+    let state = AppState {
+        agent: std::sync::Arc::new(Agent::new(paths, keyring)),
+        soft_keys_enabled,
+    };
     let result = tauri::Builder::default()
         .manage(state)
         .invoke_handler(tauri::generate_handler![app_status, list_keys, posture])

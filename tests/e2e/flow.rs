@@ -12,7 +12,10 @@ const PIN: &str = "2468-1357\n";
 pub fn provisioned(server: &Server, laptop: &Laptop) -> (String, Vec<String>) {
     let person = server.create_person("ada@example.com", "Ada Lovelace");
     let token = server.provisioning_token();
-    let out = laptop.ok(&["provision", "--server", &server.url, "--token", &token], None);
+    let out = laptop.ok(
+        &["provision", "--server", &server.url, "--token", &token],
+        None,
+    );
     assert!(out.contains("provisioned: this laptop is device"), "{out}");
     let keys = laptop.key_ids();
     (person, keys)
@@ -30,12 +33,30 @@ fn provision_report_and_enrol_two_keys_with_verified_attestation() {
 
     let ticket = server.ticket(&person, None);
     let out = laptop.ok(
-        &["enrol", "--ticket", &ticket, "--key", &keys[0], "--key", &keys[1], "--pin-stdin"],
+        &[
+            "enrol",
+            "--ticket",
+            &ticket,
+            "--key",
+            &keys[0],
+            "--key",
+            &keys[1],
+            "--pin-stdin",
+        ],
         Some(PIN),
     );
-    assert!(out.contains("Enrolment for Ada Lovelace <ada@example.com>: 0 of 2"), "{out}");
-    assert!(out.contains("You have 1 of 2 required authenticators."), "{out}");
-    assert!(out.contains("You have 2 of 2 required authenticators."), "{out}");
+    assert!(
+        out.contains("Enrolment for Ada Lovelace <ada@example.com>: 0 of 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("You have 1 of 2 required authenticators."),
+        "{out}"
+    );
+    assert!(
+        out.contains("You have 2 of 2 required authenticators."),
+        "{out}"
+    );
     assert!(out.contains("Coverage met."), "{out}");
     assert!(out.contains("software key (test/demo)"), "{out}");
 
@@ -50,7 +71,10 @@ fn provision_report_and_enrol_two_keys_with_verified_attestation() {
         assert_eq!(c["status"], "active");
         assert_eq!(c["attestation_format"], "packed");
         assert_eq!(c["attestation_type"], "basic");
-        assert_eq!(c["software_key"], true, "soft key credentials are always marked");
+        assert_eq!(
+            c["software_key"], true,
+            "soft key credentials are always marked"
+        );
         assert_eq!(c["aaguid"], keywarden_protocol::SOFT_KEY_AAGUID);
         assert_eq!(c["enrolled_on_device"], laptop.device_id().as_str());
         assert!(c["model"].as_str().unwrap().contains("test/demo"), "{c}");
@@ -63,7 +87,13 @@ fn provision_report_and_enrol_two_keys_with_verified_attestation() {
     assert_eq!(device["keys"].as_array().unwrap().len(), 2);
     let posture = &device["posture"];
     assert_eq!(posture["schema_version"], 1);
-    for signal in ["disk_encryption", "firewall", "secure_boot", "hostname", "os_name"] {
+    for signal in [
+        "disk_encryption",
+        "firewall",
+        "secure_boot",
+        "hostname",
+        "os_name",
+    ] {
         let s = &posture[signal];
         match s["state"].as_str().unwrap() {
             "known" => assert!(!s["value"].is_null(), "{signal}: {s}"),
@@ -75,10 +105,17 @@ fn provision_report_and_enrol_two_keys_with_verified_attestation() {
     // The evidence lets an auditor re-verify each enrolment without webauthn-rs.
     for c in &creds {
         let id = c["id"].as_str().unwrap();
-        let (s, ev) = server.admin("GET", &format!("/api/v1/admin/credentials/{id}/evidence"), None);
+        let (s, ev) = server.admin(
+            "GET",
+            &format!("/api/v1/admin/credentials/{id}/evidence"),
+            None,
+        );
         assert_eq!(s, 200, "{ev}");
         assert_eq!(ev["verification"]["verified"], true);
-        assert!(ev["device_posture"].is_object(), "posture at enrolment is kept");
+        assert!(
+            ev["device_posture"].is_object(),
+            "posture at enrolment is kept"
+        );
         reverify_packed(&ev);
     }
 }
@@ -94,23 +131,41 @@ fn reverify_packed(ev: &Value) {
 
     let att: ciborium::Value = ciborium::from_reader(b("attestation_object").as_slice()).unwrap();
     let map = att.as_map().unwrap();
-    let get = |name: &str| map.iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v).unwrap();
+    let get = |name: &str| {
+        map.iter()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .map(|(_, v)| v)
+            .unwrap()
+    };
     assert_eq!(get("fmt").as_text(), Some("packed"));
     let auth_data = get("authData").as_bytes().unwrap().clone();
     let rp_hash = Sha256::digest(ev["rp_id"].as_str().unwrap().as_bytes());
-    assert_eq!(&auth_data[..32], rp_hash.as_slice(), "rpIdHash matches the rp id");
+    assert_eq!(
+        &auth_data[..32],
+        rp_hash.as_slice(),
+        "rpIdHash matches the rp id"
+    );
     assert_eq!(auth_data[32] & 0x05, 0x05, "user present and verified");
     let stmt = get("attStmt").as_map().unwrap();
-    let field = |name: &str| stmt.iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v).unwrap();
+    let field = |name: &str| {
+        stmt.iter()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .map(|(_, v)| v)
+            .unwrap()
+    };
     let sig = field("sig").as_bytes().unwrap();
     let leaf = field("x5c").as_array().unwrap()[0].as_bytes().unwrap();
     let cert = openssl::x509::X509::from_der(leaf).unwrap();
     let mut signed = auth_data.clone();
     signed.extend_from_slice(&Sha256::digest(&client_data));
     let pkey = cert.public_key().unwrap();
-    let mut verifier = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+    let mut verifier =
+        openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
     verifier.update(&signed).unwrap();
-    assert!(verifier.verify(sig).unwrap(), "attestation signature re-verifies");
+    assert!(
+        verifier.verify(sig).unwrap(),
+        "attestation signature re-verifies"
+    );
 }
 
 #[test]
@@ -123,14 +178,22 @@ fn a_report_sent_twice_is_stored_once() {
     // but before it saw the acknowledgement), send it, then put the copy back and send again.
     laptop.ok(&["report", "--queue-only"], None);
     let outbox = laptop.paths().outbox_dir();
-    let entry = std::fs::read_dir(&outbox).unwrap().next().unwrap().unwrap().path();
+    let entry = std::fs::read_dir(&outbox)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let copy = std::fs::read(&entry).unwrap();
     let first = laptop.ok(&["flush"], None);
     assert!(first.contains("sent "), "{first}");
     assert!(!entry.exists(), "acknowledged report leaves the outbox");
     std::fs::write(&entry, &copy).unwrap();
     let second = laptop.ok(&["flush"], None);
-    assert!(second.contains("already stored; not stored again"), "{second}");
+    assert!(
+        second.contains("already stored; not stored again"),
+        "{second}"
+    );
 
     let snap = server.snapshot();
     assert_eq!(snap["reports"].len(), 1, "stored once");
@@ -141,17 +204,29 @@ fn a_report_sent_twice_is_stored_once() {
 }
 
 #[test]
-fn reports_wait_in_the_outbox_while_the_service_is_down() {
-    let server = Server::start();
+fn reports_wait_in_the_outbox_while_the_service_is_down_and_arrive_after() {
+    let mut server = Server::start();
     let laptop = Laptop::new(1);
     provisioned(&server, &laptop);
-    let url = server.url.clone();
-    let snap_dir = server.dir.path().to_owned();
-    // Stop the service: the report is kept, not lost.
-    drop(server);
+    server.stop();
     let err = laptop.fails(&["report"], None);
-    assert!(err.contains("still queued"), "{err}");
-    assert!(laptop.ok(&["status"], None).contains("outbox: 1 report(s) waiting"));
-    drop(snap_dir);
-    drop(url);
+    assert!(err.contains("1 report(s) still queued"), "{err}");
+    assert!(err.contains("cannot reach the Keywarden service"), "{err}");
+    let err = laptop.fails(&["report"], None);
+    assert!(err.contains("2 report(s) still queued"), "{err}");
+    assert!(laptop
+        .ok(&["status"], None)
+        .contains("outbox: 2 report(s) waiting"));
+
+    server.restart();
+    let out = laptop.ok(&["flush"], None);
+    assert_eq!(out.matches("  sent ").count(), 2, "{out}");
+    assert!(laptop
+        .ok(&["status"], None)
+        .contains("outbox: 0 report(s) waiting"));
+    assert_eq!(
+        server.snapshot()["reports"].len(),
+        2,
+        "both reports arrived, once each"
+    );
 }

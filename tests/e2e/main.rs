@@ -2,6 +2,7 @@
 //! database, the real `keywarden` agent binary with software keys (test/demo), and the real
 //! desktop app in a window under Xvfb.
 
+#![allow(clippy::unwrap_used)]
 mod app;
 mod flow;
 mod refusals;

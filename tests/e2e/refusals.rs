@@ -39,24 +39,68 @@ fn tickets_reused_expired_or_unknown_are_refused_and_change_nothing() {
     let (person, keys) = provisioned(&server, &laptop);
 
     let ticket = server.ticket(&person, None);
-    laptop.ok(&["enrol", "--ticket", &ticket, "--key", &keys[0], "--pin-stdin"], Some(PIN));
+    laptop.ok(
+        &[
+            "enrol",
+            "--ticket",
+            &ticket,
+            "--key",
+            &keys[0],
+            "--pin-stdin",
+        ],
+        Some(PIN),
+    );
 
     let before = server.snapshot();
-    let err = laptop.fails(&["enrol", "--ticket", &ticket, "--key", &keys[1], "--pin-stdin"], Some(PIN));
+    let err = laptop.fails(
+        &[
+            "enrol",
+            "--ticket",
+            &ticket,
+            "--key",
+            &keys[1],
+            "--pin-stdin",
+        ],
+        Some(PIN),
+    );
     assert!(err.contains("ticket was already used at"), "{err}");
     assert!(err.contains("[ticket_used]"), "{err}");
-    assert_eq!(server.snapshot(), without_reports(&before, &server), "reused ticket changed nothing");
+    assert_eq!(
+        server.snapshot(),
+        without_reports(&before, &server),
+        "reused ticket changed nothing"
+    );
 
     let short = server.ticket(&person, Some(1));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let before = server.snapshot();
-    let err = laptop.fails(&["enrol", "--ticket", &short, "--key", &keys[1], "--pin-stdin"], Some(PIN));
+    let err = laptop.fails(
+        &[
+            "enrol",
+            "--ticket",
+            &short,
+            "--key",
+            &keys[1],
+            "--pin-stdin",
+        ],
+        Some(PIN),
+    );
     assert!(err.contains("ticket expired at"), "{err}");
     assert!(err.contains("[ticket_expired]"), "{err}");
     assert_eq!(server.snapshot(), without_reports(&before, &server));
 
     let before = server.snapshot();
-    let err = laptop.fails(&["enrol", "--ticket", "kwt_not-a-real-ticket", "--key", &keys[1], "--pin-stdin"], Some(PIN));
+    let err = laptop.fails(
+        &[
+            "enrol",
+            "--ticket",
+            "kwt_not-a-real-ticket",
+            "--key",
+            &keys[1],
+            "--pin-stdin",
+        ],
+        Some(PIN),
+    );
     assert!(err.contains("unknown enrolment ticket"), "{err}");
     assert_eq!(server.snapshot(), without_reports(&before, &server));
 }
@@ -88,15 +132,33 @@ fn a_reused_provisioning_token_is_refused() {
     let server = Server::start();
     let token = server.provisioning_token();
     let a = Laptop::new(0);
-    a.ok(&["provision", "--server", &server.url, "--token", &token], None);
+    a.ok(
+        &["provision", "--server", &server.url, "--token", &token],
+        None,
+    );
     let before = server.snapshot();
     let b = Laptop::new(0);
-    let err = b.fails(&["provision", "--server", &server.url, "--token", &token], None);
-    assert!(err.contains("this provisioning token was already used"), "{err}");
+    let err = b.fails(
+        &["provision", "--server", &server.url, "--token", &token],
+        None,
+    );
+    assert!(
+        err.contains("this provisioning token was already used"),
+        "{err}"
+    );
     assert_eq!(server.snapshot(), before);
     assert!(b.ok(&["status"], None).contains("not provisioned"));
 
-    let err = b.fails(&["provision", "--server", &server.url, "--token", "kwp_unknown"], None);
+    let err = b.fails(
+        &[
+            "provision",
+            "--server",
+            &server.url,
+            "--token",
+            "kwp_unknown",
+        ],
+        None,
+    );
     assert!(err.contains("unknown provisioning token"), "{err}");
     assert_eq!(server.snapshot(), before);
 }
@@ -122,36 +184,79 @@ fn replayed_stale_unknown_device_and_malformed_reports_are_refused() {
     assert_eq!(server.snapshot(), before);
 
     // A fresh body with an old sequence number is a replay too.
-    let (s, v) = SignedRequest::new(&key, &device, 999, now_ms(), REPORTS, &report_body()).send(&server.url);
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("request_replayed")));
+    let (s, v) =
+        SignedRequest::new(&key, &device, 999, now_ms(), REPORTS, &report_body()).send(&server.url);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("request_replayed"))
+    );
     assert_eq!(server.snapshot(), before);
 
     // Signed ten minutes ago: stale.
-    let (s, v) =
-        SignedRequest::new(&key, &device, 2000, now_ms() - 600_000, REPORTS, &report_body()).send(&server.url);
-    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("request_stale")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("from the service clock"));
+    let (s, v) = SignedRequest::new(
+        &key,
+        &device,
+        2000,
+        now_ms() - 600_000,
+        REPORTS,
+        &report_body(),
+    )
+    .send(&server.url);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("request_stale")),
+        "{v}"
+    );
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("from the service clock"));
     assert_eq!(server.snapshot(), before);
 
     // Signed by a key the service never saw, claiming to be this device, or another one.
     let stranger = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let (s, v) = SignedRequest::new(&stranger, &device, 3000, now_ms(), REPORTS, &report_body()).send(&server.url);
-    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("signature_invalid")), "{v}");
-    let (s, v) = SignedRequest::new(&stranger, "no-such-device", 3001, now_ms(), REPORTS, &report_body())
+    let (s, v) = SignedRequest::new(&stranger, &device, 3000, now_ms(), REPORTS, &report_body())
         .send(&server.url);
-    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("device_unknown")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("signature_invalid")),
+        "{v}"
+    );
+    let (s, v) = SignedRequest::new(
+        &stranger,
+        "no-such-device",
+        3001,
+        now_ms(),
+        REPORTS,
+        &report_body(),
+    )
+    .send(&server.url);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("device_unknown")),
+        "{v}"
+    );
     assert_eq!(server.snapshot(), before);
 
     // Correctly signed but not JSON: refused, and the sequence number is not used up.
-    let (s, v) = SignedRequest::new(&key, &device, 4000, now_ms(), REPORTS, b"{not json").send(&server.url);
-    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("malformed_json")), "{v}");
+    let (s, v) =
+        SignedRequest::new(&key, &device, 4000, now_ms(), REPORTS, b"{not json").send(&server.url);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("malformed_json")),
+        "{v}"
+    );
     assert_eq!(server.snapshot(), before);
 
     // A body tampered with after signing.
     let mut tampered = SignedRequest::new(&key, &device, 5000, now_ms(), REPORTS, &report_body());
     tampered.body[5] ^= 1;
     let (s, v) = tampered.send(&server.url);
-    assert_eq!((s, v["error"]["code"].as_str()), (401, Some("signature_invalid")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("signature_invalid")),
+        "{v}"
+    );
     assert_eq!(server.snapshot(), before);
 
     // Unsigned malformed JSON to the provisioning endpoint.
@@ -170,7 +275,7 @@ fn replayed_stale_unknown_device_and_malformed_reports_are_refused() {
 fn an_attestation_with_an_altered_signature_is_refused() {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
-    use keywarden_keys::{Authenticator as _, KeyProvider as _};
+    use keywarden_keys::KeyProvider as _;
 
     let server = Server::start();
     let laptop = Laptop::new(1);
@@ -180,7 +285,15 @@ fn an_attestation_with_an_altered_signature_is_refused() {
     let ticket = server.ticket(&person, None);
 
     let body = serde_json::to_vec(&json!({"ticket": ticket})).unwrap();
-    let (s, begin) = SignedRequest::new(&key, &device, 100, now_ms(), "/api/v1/agent/enrolments", &body).send(&server.url);
+    let (s, begin) = SignedRequest::new(
+        &key,
+        &device,
+        100,
+        now_ms(),
+        "/api/v1/agent/enrolments",
+        &body,
+    )
+    .send(&server.url);
     assert_eq!(s, 201, "{begin}");
     let begin: keywarden_protocol::EnrolBeginResponse = serde_json::from_value(begin).unwrap();
 
@@ -188,7 +301,8 @@ fn an_attestation_with_an_altered_signature_is_refused() {
     let provider = keywarden_keys::soft::SoftKeyProvider::new(laptop.soft_keys.clone());
     let mut authenticator = provider.open(&keys[0]).unwrap();
     authenticator.set_pin("2468-1357").unwrap();
-    let mut made = keywarden_agent::enrol::make_credential(authenticator.as_mut(), &begin, &FixedPin).unwrap();
+    let mut made =
+        keywarden_agent::enrol::make_credential(authenticator.as_mut(), &begin, &FixedPin).unwrap();
     let mut att = URL_SAFE_NO_PAD.decode(&made.attestation_object).unwrap();
     flip_signature_byte(&mut att);
     made.attestation_object = URL_SAFE_NO_PAD.encode(&att);
@@ -199,7 +313,10 @@ fn an_attestation_with_an_altered_signature_is_refused() {
     let (s, v) = SignedRequest::new(&key, &device, 101, now_ms(), &path, &body).send(&server.url);
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["code"], "attestation_invalid");
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("attestation did not verify"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("attestation did not verify"));
     assert_eq!(server.snapshot(), before, "nothing bound, nothing recorded");
     let (_, creds) = server.admin("GET", "/api/v1/admin/credentials", None);
     assert_eq!(creds.as_array().unwrap().len(), 0);
@@ -217,7 +334,10 @@ fn flip_signature_byte(att: &mut Vec<u8>) {
         .1
         .as_map_mut()
         .unwrap();
-    let sig = stmt.iter_mut().find(|(k, _)| k.as_text() == Some("sig")).unwrap();
+    let sig = stmt
+        .iter_mut()
+        .find(|(k, _)| k.as_text() == Some("sig"))
+        .unwrap();
     if let ciborium::Value::Bytes(b) = &mut sig.1 {
         let last = b.len() - 1;
         b[last] ^= 0x01;
@@ -236,10 +356,19 @@ impl keywarden_agent::enrol::EnrolPrompts for FixedPin {
     fn choose_key(&self, _keys: &[keywarden_keys::KeyInfo]) -> keywarden_agent::Result<usize> {
         Ok(0)
     }
-    fn new_pin(&self, _key: &keywarden_keys::KeyInfo, _min: u32) -> keywarden_agent::Result<String> {
+    fn new_pin(
+        &self,
+        _key: &keywarden_keys::KeyInfo,
+        _min: u32,
+    ) -> keywarden_agent::Result<String> {
         Ok("2468-1357".into())
     }
-    fn pin(&self, _key: &keywarden_keys::KeyInfo, _r: Option<u32>, _f: bool) -> keywarden_agent::Result<String> {
+    fn pin(
+        &self,
+        _key: &keywarden_keys::KeyInfo,
+        _r: Option<u32>,
+        _f: bool,
+    ) -> keywarden_agent::Result<String> {
         Ok("2468-1357".into())
     }
 }

@@ -40,6 +40,32 @@ pub struct Server {
     http: reqwest::blocking::Client,
 }
 
+fn spawn_server(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String, Option<String>) {
+    let mut child = Command::new(bin("keywarden-server"))
+        .arg("--data-dir")
+        .arg(dir.join("service"))
+        .args(["--listen", listen])
+        .arg("--admin-token-file")
+        .arg(dir.join("admin-token"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut shown_token = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(t) = line.split("store it now): ").nth(1) {
+            shown_token = Some(t.trim().to_owned());
+        }
+        if let Some(u) = line.strip_prefix("listening on ") {
+            return (child, u.trim().to_owned(), shown_token);
+        }
+    }
+    panic!("server printed no listening address");
+}
+
 impl Server {
     pub fn start() -> Server {
         Self::start_with(&[])
@@ -47,35 +73,39 @@ impl Server {
 
     pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("admin-token");
-        let mut child = Command::new(bin("keywarden-server"))
-            .arg("--data-dir")
-            .arg(dir.path().join("service"))
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--admin-token-file")
-            .arg(&token_file)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut url = None;
-        let mut shown_token = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if let Some(t) = line.split("store it now): ").nth(1) {
-                shown_token = Some(t.trim().to_owned());
-            }
-            if let Some(u) = line.strip_prefix("listening on ") {
-                url = Some(u.trim().to_owned());
-                break;
-            }
+        let (child, url, shown_token) = spawn_server(dir.path(), "127.0.0.1:0", extra);
+        let admin_token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+        assert_eq!(
+            shown_token.as_deref(),
+            Some(admin_token.as_str()),
+            "token shown once on first start"
+        );
+        Server {
+            url,
+            admin_token,
+            dir,
+            child,
+            http: reqwest::blocking::Client::new(),
         }
-        let url = url.expect("server printed no listening address");
-        let admin_token = std::fs::read_to_string(&token_file).unwrap();
-        assert_eq!(shown_token.as_deref(), Some(admin_token.as_str()), "token shown once on first start");
-        Server { url, admin_token, dir, child, http: reqwest::blocking::Client::new() }
+    }
+
+    /// Stop the service (as in an outage); [`Server::restart`] brings it back on the same
+    /// address and database.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start again on the same address and data folder; no new admin token is shown.
+    pub fn restart(&mut self) {
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let (child, url, shown_token) = spawn_server(self.dir.path(), &listen, &[]);
+        assert_eq!(
+            shown_token, None,
+            "the admin token is shown only on first start"
+        );
+        self.child = child;
+        self.url = url;
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -95,7 +125,10 @@ impl Server {
         let resp = req.send().unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub fn create_person(&self, user_name: &str, display_name: &str) -> String {
@@ -109,7 +142,11 @@ impl Server {
     }
 
     pub fn provisioning_token(&self) -> String {
-        let (s, v) = self.admin("POST", "/api/v1/admin/provisioning-tokens", Some(serde_json::json!({})));
+        let (s, v) = self.admin(
+            "POST",
+            "/api/v1/admin/provisioning-tokens",
+            Some(serde_json::json!({})),
+        );
         assert_eq!(s, 201, "{v}");
         v["secret"].as_str().unwrap().to_owned()
     }
@@ -140,7 +177,10 @@ impl Drop for Server {
 /// Every row of every table in a SQLite file.
 pub fn snapshot_sqlite(path: &Path) -> BTreeMap<String, Vec<String>> {
     use sqlx::{Connection as _, Row as _};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let url = format!("sqlite://{}?mode=ro", path.display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -186,7 +226,9 @@ pub struct Laptop {
 impl Laptop {
     pub fn new(soft_keys: usize) -> Laptop {
         let home = tempfile::tempdir().unwrap();
-        let soft_keys = (0..soft_keys).map(|i| home.path().join(format!("softkey-{i}.json"))).collect();
+        let soft_keys = (0..soft_keys)
+            .map(|i| home.path().join(format!("softkey-{i}.json")))
+            .collect();
         Laptop { home, soft_keys }
     }
 
@@ -196,14 +238,18 @@ impl Laptop {
         for k in &self.soft_keys {
             c.arg("--soft-key").arg(k);
         }
-        c.env_remove("KEYWARDEN_SOFT_KEYS").env_remove("KEYWARDEN_HOME");
+        c.env_remove("KEYWARDEN_SOFT_KEYS")
+            .env_remove("KEYWARDEN_HOME");
         c
     }
 
     /// Run the agent with `args`, optionally feeding stdin.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut c = self.command();
-        c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         {
             use std::io::Write as _;
@@ -240,7 +286,11 @@ impl Laptop {
 
     pub fn key_ids(&self) -> Vec<String> {
         let v: Value = serde_json::from_str(&self.ok(&["--json", "keys"], None)).unwrap();
-        v.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     pub fn paths(&self) -> keywarden_agent::config::Paths {
@@ -248,7 +298,10 @@ impl Laptop {
     }
 
     pub fn device_id(&self) -> String {
-        keywarden_agent::config::Config::load(&self.paths()).unwrap().unwrap().device_id
+        keywarden_agent::config::Config::load(&self.paths())
+            .unwrap()
+            .unwrap()
+            .device_id
     }
 }
 
@@ -263,7 +316,14 @@ pub struct SignedRequest {
 }
 
 impl SignedRequest {
-    pub fn new(key: &ed25519_dalek::SigningKey, device_id: &str, seq: u64, time_ms: i64, path: &str, body: &[u8]) -> Self {
+    pub fn new(
+        key: &ed25519_dalek::SigningKey,
+        device_id: &str,
+        seq: u64,
+        time_ms: i64,
+        path: &str,
+        body: &[u8],
+    ) -> Self {
         use ed25519_dalek::Signer as _;
         let input = keywarden_protocol::signing_input("POST", path, device_id, seq, time_ms, body);
         SignedRequest {
@@ -295,7 +355,11 @@ impl SignedRequest {
 /// The device signing key a provisioned laptop keeps (read for replay tests only).
 pub fn device_signing_key(laptop: &Laptop) -> ed25519_dalek::SigningKey {
     let text = std::fs::read_to_string(laptop.paths().device_key_file()).unwrap();
-    let raw: [u8; 32] = URL_SAFE_NO_PAD.decode(text.trim()).unwrap().try_into().unwrap();
+    let raw: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(text.trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
     ed25519_dalek::SigningKey::from_bytes(&raw)
 }
 

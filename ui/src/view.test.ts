@@ -8,7 +8,7 @@ const softKey: KeyInfo = {
   backend: "soft",
   label: "software key (test/demo)",
   model: "Keywarden software key (test/demo)",
-  aaguid: "7a7d8609-46c9-4a4a-bafc-4629a3ea3262",
+  aaguid: "85e17f29-90da-40f7-8f3f-526b9449f38f",
   versions: ["FIDO_2_0", "FIDO_2_1"],
   extensions: [],
   options: { clientPin: true },

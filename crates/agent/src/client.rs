@@ -28,13 +28,22 @@ impl Client {
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("keywarden-agent/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Unreachable { url: base.to_owned(), source: e })?;
-        Ok(Client { base: base.to_owned(), http })
+            .map_err(|e| Error::Unreachable {
+                url: base.to_owned(),
+                source: e,
+            })?;
+        Ok(Client {
+            base: base.to_owned(),
+            http,
+        })
     }
 
     /// POST without a device signature (provisioning).
     pub fn post_plain<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R> {
-        let bytes = serde_json::to_vec(body).map_err(|e| Error::BadResponse { status: 0, reason: e.to_string() })?;
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::BadResponse {
+            status: 0,
+            reason: e.to_string(),
+        })?;
         let req = self
             .http
             .post(format!("{}{path}", self.base))
@@ -52,7 +61,10 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<R> {
-        let bytes = serde_json::to_vec(body).map_err(|e| Error::BadResponse { status: 0, reason: e.to_string() })?;
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::BadResponse {
+            status: 0,
+            reason: e.to_string(),
+        })?;
         let seq = next_seq(paths)?;
         let time = now_ms();
         let sig = key.sign_b64(&signing_input("POST", path, device_id, seq, time, &bytes));
@@ -69,18 +81,36 @@ impl Client {
     }
 
     fn send<R: DeserializeOwned>(&self, req: reqwest::blocking::RequestBuilder) -> Result<R> {
-        let resp = req.send().map_err(|e| Error::Unreachable { url: self.base.clone(), source: e })?;
+        let resp = req.send().map_err(|e| Error::Unreachable {
+            url: self.base.clone(),
+            source: e,
+        })?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().map_err(|e| Error::Unreachable { url: self.base.clone(), source: e })?;
+        let bytes = resp.bytes().map_err(|e| Error::Unreachable {
+            url: self.base.clone(),
+            source: e,
+        })?;
         if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| Error::BadResponse { status, reason: e.to_string() });
+            return serde_json::from_slice(&bytes).map_err(|e| Error::BadResponse {
+                status,
+                reason: e.to_string(),
+            });
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(Error::Service { status, code: body.error.code, message: body.error.message }),
+            Ok(body) => Err(Error::Service {
+                status,
+                code: body.error.code,
+                message: body.error.message,
+            }),
             Err(_) => Err(Error::BadResponse {
                 status,
-                reason: format!("not the service's error shape: {}", String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()),
+                reason: format!(
+                    "not the service's error shape: {}",
+                    String::from_utf8_lossy(&bytes)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
             }),
         }
     }

@@ -22,7 +22,10 @@ pub struct Paths {
 impl Paths {
     /// Everything under one folder.
     pub fn under(home: &Path) -> Self {
-        Paths { config_dir: home.join("config"), data_dir: home.join("data") }
+        Paths {
+            config_dir: home.join("config"),
+            data_dir: home.join("data"),
+        }
     }
 
     /// `home` if given, else `KEYWARDEN_HOME`, else the platform folders.
@@ -33,13 +36,17 @@ impl Paths {
         if let Some(h) = std::env::var_os("KEYWARDEN_HOME") {
             return Ok(Self::under(Path::new(&h)));
         }
-        let dirs = directories::ProjectDirs::from("org", "Keywarden", "keywarden").ok_or_else(|| {
-            Error::Corrupt {
-                path: PathBuf::from("~"),
-                reason: "no home folder found; set KEYWARDEN_HOME".into(),
-            }
-        })?;
-        Ok(Paths { config_dir: dirs.config_dir().to_owned(), data_dir: dirs.data_dir().to_owned() })
+        let dirs =
+            directories::ProjectDirs::from("org", "Keywarden", "keywarden").ok_or_else(|| {
+                Error::Corrupt {
+                    path: PathBuf::from("~"),
+                    reason: "no home folder found; set KEYWARDEN_HOME".into(),
+                }
+            })?;
+        Ok(Paths {
+            config_dir: dirs.config_dir().to_owned(),
+            data_dir: dirs.data_dir().to_owned(),
+        })
     }
 
     /// The configuration file.
@@ -79,7 +86,10 @@ impl Config {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::Corrupt { path, reason: e.to_string() }),
+                .map_err(|e| Error::Corrupt {
+                    path,
+                    reason: e.to_string(),
+                }),
         }
     }
 
@@ -96,15 +106,27 @@ impl Config {
 /// Check and normalise a server URL (no trailing slash). Plain http is accepted only for
 /// loopback addresses (the demo and tests); anything else must be https.
 pub fn normalise_server_url(url: &str) -> Result<String> {
-    let bad = |reason: String| Error::ServerUrl { url: url.to_owned(), reason };
+    let bad = |reason: String| Error::ServerUrl {
+        url: url.to_owned(),
+        reason,
+    };
     let parsed = reqwest::Url::parse(url.trim()).map_err(|e| bad(e.to_string()))?;
-    let host = parsed.host_str().ok_or_else(|| bad("it has no host".into()))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| bad("it has no host".into()))?;
     let loopback = host == "localhost"
-        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}
-        "http" => return Err(bad("plain http is allowed only on loopback; use https".into())),
+        "http" => {
+            return Err(bad(
+                "plain http is allowed only on loopback; use https".into()
+            ))
+        }
         other => return Err(bad(format!("scheme {other} is not http(s)"))),
     }
     Ok(parsed.as_str().trim_end_matches('/').to_owned())

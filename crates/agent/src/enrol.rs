@@ -8,7 +8,9 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use keywarden_keys::{Authenticator, Error as KeyError, KeyInfo, MakeCredentialRequest, Prompt};
-use keywarden_protocol::{EnrolBeginResponse, EnrolFinishRequest, EnrolFinishResponse, RegistrationOptions};
+use keywarden_protocol::{
+    EnrolBeginResponse, EnrolFinishRequest, EnrolFinishResponse, RegistrationOptions,
+};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -48,10 +50,12 @@ pub fn client_data_json(options: &RegistrationOptions) -> Vec<u8> {
 }
 
 fn decode(field: &str, text: &str) -> Result<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(text).map_err(|_| Error::BadResponse {
-        status: 200,
-        reason: format!("{field} is not base64url"),
-    })
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| Error::BadResponse {
+            status: 200,
+            reason: format!("{field} is not base64url"),
+        })
 }
 
 /// How many PIN attempts the agent allows before it stops asking, so the key is never blocked
@@ -73,7 +77,9 @@ pub fn make_credential(
         let min = info.min_pin_length.unwrap_or(4).max(4);
         let new = prompts.new_pin(&info, min)?;
         if new.chars().count() < min as usize {
-            return Err(Error::PinRejected(format!("the PIN must have at least {min} characters")));
+            return Err(Error::PinRejected(format!(
+                "the PIN must have at least {min} characters"
+            )));
         }
         key.set_pin(&new)?;
         info = key.info()?;

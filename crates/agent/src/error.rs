@@ -10,7 +10,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A command needs a provisioned laptop and this one is not.
-    #[error("this laptop is not provisioned yet; run `keywarden provision --server URL --token TOKEN`")]
+    #[error(
+        "this laptop is not provisioned yet; run `keywarden provision --server URL --token TOKEN`"
+    )]
     NotProvisioned,
     /// Provisioning again would silently replace the device identity.
     #[error("this laptop is already provisioned as device {device_id} with {server}; pass --reprovision to replace its identity")]
@@ -113,6 +115,10 @@ impl Error {
     }
 
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.to_owned(), source }
+        Error::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
     }
 }

@@ -24,9 +24,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
         }
         #[cfg(not(unix))]
         let _ = private;
-        let mut f = opts.open(&tmp).map_err(|e| Error::io("cannot write", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io("cannot write", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("cannot flush", &tmp, e))?;
+        let mut f = opts
+            .open(&tmp)
+            .map_err(|e| Error::io("cannot write", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io("cannot write", &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| Error::io("cannot flush", &tmp, e))?;
     }
     fs::rename(&tmp, path).map_err(|e| Error::io("cannot replace", path, e))?;
     sync_dir(dir);

@@ -21,14 +21,18 @@ pub struct DeviceKey {
 
 impl std::fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceKey").field("public", &self.public_b64()).finish_non_exhaustive()
+        f.debug_struct("DeviceKey")
+            .field("public", &self.public_b64())
+            .finish_non_exhaustive()
     }
 }
 
 impl DeviceKey {
     /// A fresh random key.
     pub fn generate() -> Self {
-        DeviceKey { key: SigningKey::generate(&mut rand::rngs::OsRng) }
+        DeviceKey {
+            key: SigningKey::generate(&mut rand::rngs::OsRng),
+        }
     }
 
     /// Load the key file; refuses a file other users can read.
@@ -48,8 +52,13 @@ impl DeviceKey {
             .decode(String::from_utf8_lossy(&text).trim())
             .ok()
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .ok_or_else(|| Error::Corrupt { path, reason: "not a base64url Ed25519 secret".into() })?;
-        Ok(DeviceKey { key: SigningKey::from_bytes(&raw) })
+            .ok_or_else(|| Error::Corrupt {
+                path,
+                reason: "not a base64url Ed25519 secret".into(),
+            })?;
+        Ok(DeviceKey {
+            key: SigningKey::from_bytes(&raw),
+        })
     }
 
     /// Write the key file (0600).
@@ -73,7 +82,8 @@ impl DeviceKey {
 /// advanced, so the CLI and the desktop app never hand out the same number.
 pub fn next_seq(paths: &Paths) -> Result<u64> {
     let path = paths.seq_file();
-    std::fs::create_dir_all(&paths.data_dir).map_err(|e| Error::io("cannot create", &paths.data_dir, e))?;
+    std::fs::create_dir_all(&paths.data_dir)
+        .map_err(|e| Error::io("cannot create", &paths.data_dir, e))?;
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -83,7 +93,8 @@ pub fn next_seq(paths: &Paths) -> Result<u64> {
         .map_err(|e| Error::io("cannot open", &path, e))?;
     f.lock().map_err(|e| Error::io("cannot lock", &path, e))?;
     let mut text = String::new();
-    f.read_to_string(&mut text).map_err(|e| Error::io("cannot read", &path, e))?;
+    f.read_to_string(&mut text)
+        .map_err(|e| Error::io("cannot read", &path, e))?;
     let current: u64 = if text.trim().is_empty() {
         0
     } else {
@@ -93,9 +104,13 @@ pub fn next_seq(paths: &Paths) -> Result<u64> {
         })?
     };
     let next = current + 1;
-    f.set_len(0).map_err(|e| Error::io("cannot write", &path, e))?;
-    f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("cannot write", &path, e))?;
-    f.write_all(next.to_string().as_bytes()).map_err(|e| Error::io("cannot write", &path, e))?;
-    f.sync_all().map_err(|e| Error::io("cannot flush", &path, e))?;
+    f.set_len(0)
+        .map_err(|e| Error::io("cannot write", &path, e))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("cannot write", &path, e))?;
+    f.write_all(next.to_string().as_bytes())
+        .map_err(|e| Error::io("cannot write", &path, e))?;
+    f.sync_all()
+        .map_err(|e| Error::io("cannot flush", &path, e))?;
     Ok(next)
 }

@@ -111,7 +111,11 @@ impl Agent {
         // without its key.
         key.save(&self.paths)?;
         let _ = std::fs::remove_file(self.paths.seq_file());
-        let cfg = Config { server_url: server, device_id: resp.device_id, provisioned_at_ms: now_ms() };
+        let cfg = Config {
+            server_url: server,
+            device_id: resp.device_id,
+            provisioned_at_ms: now_ms(),
+        };
         cfg.save(&self.paths)?;
         Ok(cfg)
     }
@@ -157,23 +161,39 @@ impl Agent {
         let pending = outbox.pending()?;
         let total = pending.len();
         for (i, item) in pending.into_iter().enumerate() {
-            let sent: Result<ReportAck> =
-                client.post_signed(&self.paths, &key, &cfg.device_id, "/api/v1/agent/reports", &item.report);
+            let sent: Result<ReportAck> = client.post_signed(
+                &self.paths,
+                &key,
+                &cfg.device_id,
+                "/api/v1/agent/reports",
+                &item.report,
+            );
             match sent {
                 Ok(ack) if ack.report_id == item.report.report_id => {
                     outbox.acknowledge(&item.path)?;
                     outcome.sent.push(ack);
                 }
                 Ok(ack) => {
-                    outcome.stopped_by = Some(format!("service acknowledged {} for {}", ack.report_id, item.report.report_id));
+                    outcome.stopped_by = Some(format!(
+                        "service acknowledged {} for {}",
+                        ack.report_id, item.report.report_id
+                    ));
                     outcome.pending = total - i;
                     break;
                 }
-                Err(Error::Service { status, code, message })
-                    if (400..500).contains(&status) && status != 401 && status != 409 && status != 429 =>
+                Err(Error::Service {
+                    status,
+                    code,
+                    message,
+                }) if (400..500).contains(&status)
+                    && status != 401
+                    && status != 409
+                    && status != 429 =>
                 {
                     outbox.reject(&item.path)?;
-                    outcome.rejected.push((item.report.report_id.clone(), format!("{message} [{code}]")));
+                    outcome
+                        .rejected
+                        .push((item.report.report_id.clone(), format!("{message} [{code}]")));
                 }
                 Err(e) => {
                     outcome.stopped_by = Some(e.to_string());
@@ -201,7 +221,9 @@ impl Agent {
             &key,
             &cfg.device_id,
             "/api/v1/agent/enrolments",
-            &EnrolBeginRequest { ticket: ticket.trim().to_owned() },
+            &EnrolBeginRequest {
+                ticket: ticket.trim().to_owned(),
+            },
         )
     }
 
@@ -227,21 +249,20 @@ impl Agent {
         prompts: &dyn EnrolPrompts,
     ) -> Result<Enrolled> {
         let keys = self.keys()?;
-        let chosen = match key_id {
-            Some(id) => keys
-                .iter()
-                .find(|k| k.id == id)
-                .cloned()
-                .ok_or_else(|| Error::Key(keywarden_keys::Error::NotFound { id: id.to_owned() }))?,
-            None => match keys.len() {
-                0 => return Err(Error::NoKey { hint: None }),
-                1 => keys[0].clone(),
-                _ => {
-                    let i = prompts.choose_key(&keys)?;
-                    keys.get(i).cloned().ok_or(Error::Cancelled)?
-                }
-            },
-        };
+        let chosen =
+            match key_id {
+                Some(id) => keys.iter().find(|k| k.id == id).cloned().ok_or_else(|| {
+                    Error::Key(keywarden_keys::Error::NotFound { id: id.to_owned() })
+                })?,
+                None => match keys.len() {
+                    0 => return Err(Error::NoKey { hint: None }),
+                    1 => keys[0].clone(),
+                    _ => {
+                        let i = prompts.choose_key(&keys)?;
+                        keys.get(i).cloned().ok_or(Error::Cancelled)?
+                    }
+                },
+            };
         let mut key = self.keyring.open(&chosen.id)?;
         let finish = enrol::make_credential(key.as_mut(), begin, prompts)?;
         let cfg = self.config()?;
@@ -253,6 +274,9 @@ impl Agent {
             &format!("/api/v1/agent/ceremonies/{}/finish", begin.ceremony_id),
             &finish,
         )?;
-        Ok(Enrolled { key: finish.key, result })
+        Ok(Enrolled {
+            key: finish.key,
+            result,
+        })
     }
 }

@@ -33,10 +33,16 @@ impl Outbox {
 
     /// Store a report durably (fsynced) before it is sent.
     pub fn push(&self, report: &Report) -> Result<PathBuf> {
-        let name = format!("{:013}-{}.json", report.created_at_ms.max(0), report.report_id);
+        let name = format!(
+            "{:013}-{}.json",
+            report.created_at_ms.max(0),
+            report.report_id
+        );
         let path = self.dir.join(name);
-        let bytes = serde_json::to_vec(report)
-            .map_err(|e| Error::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let bytes = serde_json::to_vec(report).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         files::write_atomic(&path, &bytes, true)?;
         Ok(path)
     }

@@ -86,7 +86,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KEYWARDEN_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("KEYWARDEN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -116,10 +117,19 @@ fn keyring(global: &Global) -> Keyring {
         eprintln!(
             "note: {} {} in use: {} (not a real security key)",
             soft.len(),
-            if soft.len() == 1 { "software key (test/demo) is" } else { "software keys (test/demo) are" },
-            soft.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            if soft.len() == 1 {
+                "software key (test/demo) is"
+            } else {
+                "software keys (test/demo) are"
+            },
+            soft.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        ring = ring.with(Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(soft)));
+        ring = ring.with(Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(
+            soft,
+        )));
     }
     ring
 }
@@ -134,12 +144,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let agent = Agent::new(paths, keyring(&cli.global));
     let json = cli.global.json;
     match cli.command {
-        Command::Provision { server, token, reprovision } => {
+        Command::Provision {
+            server,
+            token,
+            reprovision,
+        } => {
             let cfg = agent.provision(&server, &token, reprovision)?;
             if json {
                 print_json(&cfg)?;
             } else {
-                println!("provisioned: this laptop is device {} with {}", cfg.device_id, cfg.server_url);
+                println!(
+                    "provisioned: this laptop is device {} with {}",
+                    cfg.device_id, cfg.server_url
+                );
             }
         }
         Command::Report { queue_only } => {
@@ -166,7 +183,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Flush => {
             let outcome = agent.flush()?;
-            if json { print_json(&outcome)? } else { print_flush(&outcome) }
+            if json {
+                print_json(&outcome)?
+            } else {
+                print_flush(&outcome)
+            }
             if let Some(why) = outcome.stopped_by {
                 anyhow::bail!("{} report(s) still queued: {why}", outcome.pending);
             }
@@ -190,13 +211,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&serde_json::json!({"config": cfg, "outbox_pending": pending}))?;
             } else {
                 match cfg {
-                    Some(c) => println!("provisioned: device {} with {}", c.device_id, c.server_url),
+                    Some(c) => {
+                        println!("provisioned: device {} with {}", c.device_id, c.server_url)
+                    }
                     None => println!("not provisioned"),
                 }
                 println!("outbox: {pending} report(s) waiting");
             }
         }
-        Command::Enrol { ticket, keys, pin_stdin } => enrol(&agent, &ticket, &keys, pin_stdin, json)?,
+        Command::Enrol {
+            ticket,
+            keys,
+            pin_stdin,
+        } => enrol(&agent, &ticket, &keys, pin_stdin, json)?,
     }
     Ok(())
 }
@@ -206,7 +233,11 @@ fn print_flush(o: &keywarden_agent::FlushOutcome) {
         println!(
             "  sent {}{}",
             ack.report_id,
-            if ack.newly_stored { "" } else { " (already stored; not stored again)" }
+            if ack.newly_stored {
+                ""
+            } else {
+                " (already stored; not stored again)"
+            }
         );
     }
     for (id, why) in &o.rejected {
@@ -225,12 +256,22 @@ fn no_key_message() -> String {
 
 fn print_key(k: &KeyInfo) {
     println!("{}", k.id);
-    println!("  {}{}", k.label, k.model.as_deref().map(|m| format!(" — {m}")).unwrap_or_default());
+    println!(
+        "  {}{}",
+        k.label,
+        k.model
+            .as_deref()
+            .map(|m| format!(" — {m}"))
+            .unwrap_or_default()
+    );
     println!("  aaguid {}  versions {}", k.aaguid, k.versions.join(","));
     println!(
         "  PIN {}{}",
         if k.pin_set { "set" } else { "not set" },
-        k.pin_retries.filter(|_| k.pin_set).map(|r| format!(", {r} retries left")).unwrap_or_default()
+        k.pin_retries
+            .filter(|_| k.pin_set)
+            .map(|r| format!(", {r} retries left"))
+            .unwrap_or_default()
     );
     if let Some(n) = k.remaining_discoverable_credentials {
         println!("  {n} discoverable credential slot(s) free");
@@ -266,15 +307,26 @@ impl EnrolPrompts for TerminalPrompts {
     fn choose_key(&self, keys: &[KeyInfo]) -> keywarden_agent::Result<usize> {
         eprintln!("Several keys are present. Which one do you want to enrol?");
         for (i, k) in keys.iter().enumerate() {
-            eprintln!("  {}) {} {} [{}]", i + 1, k.label, k.model.as_deref().unwrap_or(""), k.id);
+            eprintln!(
+                "  {}) {} {} [{}]",
+                i + 1,
+                k.label,
+                k.model.as_deref().unwrap_or(""),
+                k.id
+            );
         }
         if !std::io::stdin().is_terminal() {
-            return Err(Error::NeedsInput("several keys are present; choose one with --key".into()));
+            return Err(Error::NeedsInput(
+                "several keys are present; choose one with --key".into(),
+            ));
         }
         eprint!("number: ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(|_| Error::Cancelled)?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|_| Error::Cancelled)?;
         line.trim()
             .parse::<usize>()
             .ok()
@@ -284,18 +336,28 @@ impl EnrolPrompts for TerminalPrompts {
     }
 
     fn new_pin(&self, key: &KeyInfo, min_len: u32) -> keywarden_agent::Result<String> {
-        eprintln!("{} has no PIN yet. Choose one of at least {min_len} characters.", key.label);
+        eprintln!(
+            "{} has no PIN yet. Choose one of at least {min_len} characters.",
+            key.label
+        );
         let first = self.read_hidden("New PIN: ")?;
         if self.pin_from_stdin.is_none() {
             let again = self.read_hidden("New PIN again: ")?;
             if again != first {
-                return Err(Error::PinRejected("the two PINs differ; nothing was changed".into()));
+                return Err(Error::PinRejected(
+                    "the two PINs differ; nothing was changed".into(),
+                ));
             }
         }
         Ok(first)
     }
 
-    fn pin(&self, key: &KeyInfo, retries: Option<u32>, last_failed: bool) -> keywarden_agent::Result<String> {
+    fn pin(
+        &self,
+        key: &KeyInfo,
+        retries: Option<u32>,
+        last_failed: bool,
+    ) -> keywarden_agent::Result<String> {
         if last_failed && self.pin_from_stdin.is_some() {
             return Err(Error::PinRejected("wrong PIN".into()));
         }
@@ -304,17 +366,29 @@ impl EnrolPrompts for TerminalPrompts {
                 eprintln!("Wrong PIN. {r} attempts left before the key locks.");
             }
             if r <= 3 {
-                eprintln!("Careful: {r} PIN attempts left before {} locks for good.", key.label);
+                eprintln!(
+                    "Careful: {r} PIN attempts left before {} locks for good.",
+                    key.label
+                );
             }
         }
         self.read_hidden(&format!("PIN for {}: ", key.label))
     }
 }
 
-fn enrol(agent: &Agent, ticket: &str, keys: &[String], pin_stdin: bool, json: bool) -> anyhow::Result<()> {
+fn enrol(
+    agent: &Agent,
+    ticket: &str,
+    keys: &[String],
+    pin_stdin: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let pin_from_stdin = if pin_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("cannot read the PIN from stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the PIN from stdin")?;
         Some(line.trim_end_matches(['\r', '\n']).to_owned())
     } else {
         None
@@ -334,8 +408,11 @@ fn enrol(agent: &Agent, ticket: &str, keys: &[String], pin_stdin: bool, json: bo
             begin.required_authenticators
         );
     }
-    let wanted: Vec<Option<&str>> =
-        if keys.is_empty() { vec![None] } else { keys.iter().map(|k| Some(k.as_str())).collect() };
+    let wanted: Vec<Option<&str>> = if keys.is_empty() {
+        vec![None]
+    } else {
+        keys.iter().map(|k| Some(k.as_str())).collect()
+    };
     let mut results = Vec::new();
     for (i, key_id) in wanted.iter().enumerate() {
         if i > 0 {

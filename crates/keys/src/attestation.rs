@@ -50,12 +50,19 @@ pub fn authenticator_data(
 ) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(37 + attested.map_or(0, |a| 18 + a.credential_id.len() + 77));
     out.extend_from_slice(&rp_id_hash(rp_id));
-    let flags = if attested.is_some() { flags | FLAG_AT } else { flags & !FLAG_AT };
+    let flags = if attested.is_some() {
+        flags | FLAG_AT
+    } else {
+        flags & !FLAG_AT
+    };
     out.push(flags);
     out.extend_from_slice(&sign_count.to_be_bytes());
     if let Some(a) = attested {
         let len = u16::try_from(a.credential_id.len()).map_err(|_| Error::Malformed {
-            reason: format!("credential id of {} bytes is longer than 65535", a.credential_id.len()),
+            reason: format!(
+                "credential id of {} bytes is longer than 65535",
+                a.credential_id.len()
+            ),
         })?;
         out.extend_from_slice(&a.aaguid);
         out.extend_from_slice(&len.to_be_bytes());
@@ -68,9 +75,9 @@ pub fn authenticator_data(
 /// The COSE_Key of an EC2 P-256 public key for ES256: `{1: 2, 3: -7, -1: 1, -2: x, -3: y}`.
 pub fn cose_es256_public_key(x: &[u8; 32], y: &[u8; 32]) -> Vec<u8> {
     to_cbor(&Value::Map(vec![
-        (int(1), int(2)),                   // kty: EC2
-        (int(3), int(COSE_ALG_ES256)),      // alg: ES256
-        (int(-1), int(1)),                  // crv: P-256
+        (int(1), int(2)),                    // kty: EC2
+        (int(3), int(COSE_ALG_ES256)),       // alg: ES256
+        (int(-1), int(1)),                   // crv: P-256
         (int(-2), Value::Bytes(x.to_vec())), // x
         (int(-3), Value::Bytes(y.to_vec())), // y
     ]))
@@ -152,7 +159,11 @@ mod tests {
             "example.com",
             FLAG_UP | FLAG_UV,
             0x0102_0304,
-            Some(&AttestedCredential { aaguid: [7; 16], credential_id: &cred_id, public_key_cose: &cose }),
+            Some(&AttestedCredential {
+                aaguid: [7; 16],
+                credential_id: &cred_id,
+                public_key_cose: &cose,
+            }),
         )
         .unwrap();
         assert_eq!(&ad[..32], &rp_id_hash("example.com"));
@@ -170,18 +181,28 @@ mod tests {
 
     #[test]
     fn attestation_object_round_trips_and_omits_empty_x5c() {
-        let stmt = AttestationStatement { alg: Some(-7), sig: vec![1, 2, 3], x5c: vec![] };
+        let stmt = AttestationStatement {
+            alg: Some(-7),
+            sig: vec![1, 2, 3],
+            x5c: vec![],
+        };
         let bytes = attestation_object("packed", &[0xaa; 37], Some(&stmt));
         let v: Value = ciborium::de::from_reader(&bytes[..]).unwrap();
         let map = v.as_map().unwrap();
-        let keys: Vec<_> = map.iter().map(|(k, _)| k.as_text().unwrap().to_owned()).collect();
+        let keys: Vec<_> = map
+            .iter()
+            .map(|(k, _)| k.as_text().unwrap().to_owned())
+            .collect();
         assert_eq!(keys, ["fmt", "attStmt", "authData"]);
         assert_eq!(map[0].1.as_text(), Some("packed"));
         let att_stmt = map[1].1.as_map().unwrap();
         assert_eq!(att_stmt.len(), 2, "no x5c for self attestation");
         assert_eq!(map[2].1.as_bytes().map(Vec::len), Some(37));
 
-        let with_chain = AttestationStatement { x5c: vec![vec![0x30, 0x00]], ..stmt };
+        let with_chain = AttestationStatement {
+            x5c: vec![vec![0x30, 0x00]],
+            ..stmt
+        };
         let bytes = attestation_object("packed", &[0xaa; 37], Some(&with_chain));
         let v: Value = ciborium::de::from_reader(&bytes[..]).unwrap();
         let att_stmt = v.as_map().unwrap()[1].1.as_map().unwrap().clone();

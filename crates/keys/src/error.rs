@@ -157,7 +157,10 @@ impl Error {
             0x31 => match retries_left() {
                 Some(0) => Error::PinBlocked,
                 Some(retries_left) => Error::PinInvalid { retries_left },
-                None => Error::Ctap { code, name: ctap_status_name(code) },
+                None => Error::Ctap {
+                    code,
+                    name: ctap_status_name(code),
+                },
             },
             0x32 => Error::PinBlocked,
             0x34 => Error::PinAuthBlocked,
@@ -165,7 +168,10 @@ impl Error {
             0x36 => Error::PinRequired,
             // The minimum length is not part of the status; 4 is the CTAP floor.
             0x37 => Error::PinPolicy { min_len: 4 },
-            _ => Error::Ctap { code, name: ctap_status_name(code) },
+            _ => Error::Ctap {
+                code,
+                name: ctap_status_name(code),
+            },
         }
     }
 }
@@ -235,36 +241,81 @@ mod tests {
             Error::from_ctap_status(0x31, || Some(5)),
             Error::PinInvalid { retries_left: 5 }
         ));
-        assert!(matches!(Error::from_ctap_status(0x31, || Some(0)), Error::PinBlocked));
+        assert!(matches!(
+            Error::from_ctap_status(0x31, || Some(0)),
+            Error::PinBlocked
+        ));
         assert!(matches!(
             Error::from_ctap_status(0x31, || None),
-            Error::Ctap { code: 0x31, name: "PIN_INVALID" }
+            Error::Ctap {
+                code: 0x31,
+                name: "PIN_INVALID"
+            }
         ));
-        assert!(matches!(Error::from_ctap_status(0x32, || None), Error::PinBlocked));
-        assert!(matches!(Error::from_ctap_status(0x34, || None), Error::PinAuthBlocked));
-        assert!(matches!(Error::from_ctap_status(0x35, || None), Error::PinNotSet));
-        assert!(matches!(Error::from_ctap_status(0x36, || None), Error::PinRequired));
-        assert!(matches!(Error::from_ctap_status(0x37, || None), Error::PinPolicy { min_len: 4 }));
+        assert!(matches!(
+            Error::from_ctap_status(0x32, || None),
+            Error::PinBlocked
+        ));
+        assert!(matches!(
+            Error::from_ctap_status(0x34, || None),
+            Error::PinAuthBlocked
+        ));
+        assert!(matches!(
+            Error::from_ctap_status(0x35, || None),
+            Error::PinNotSet
+        ));
+        assert!(matches!(
+            Error::from_ctap_status(0x36, || None),
+            Error::PinRequired
+        ));
+        assert!(matches!(
+            Error::from_ctap_status(0x37, || None),
+            Error::PinPolicy { min_len: 4 }
+        ));
     }
 
     #[test]
     fn ceremony_statuses_map_to_their_own_variants() {
-        assert!(matches!(Error::from_ctap_status(0x19, || None), Error::CredentialExcluded));
-        assert!(matches!(Error::from_ctap_status(0x2E, || None), Error::NoCredentials));
-        assert!(matches!(Error::from_ctap_status(0x2F, || None), Error::UserActionTimeout));
-        assert!(matches!(Error::from_ctap_status(0x27, || None), Error::OperationDenied));
-        assert!(matches!(Error::from_ctap_status(0x28, || None), Error::KeyStoreFull));
+        assert!(matches!(
+            Error::from_ctap_status(0x19, || None),
+            Error::CredentialExcluded
+        ));
+        assert!(matches!(
+            Error::from_ctap_status(0x2E, || None),
+            Error::NoCredentials
+        ));
+        assert!(matches!(
+            Error::from_ctap_status(0x2F, || None),
+            Error::UserActionTimeout
+        ));
+        assert!(matches!(
+            Error::from_ctap_status(0x27, || None),
+            Error::OperationDenied
+        ));
+        assert!(matches!(
+            Error::from_ctap_status(0x28, || None),
+            Error::KeyStoreFull
+        ));
     }
 
     #[test]
     fn other_statuses_keep_code_and_name() {
         let e = Error::from_ctap_status(0x33, || Some(3));
-        assert!(matches!(e, Error::Ctap { code: 0x33, name: "PIN_AUTH_INVALID" }));
+        assert!(matches!(
+            e,
+            Error::Ctap {
+                code: 0x33,
+                name: "PIN_AUTH_INVALID"
+            }
+        ));
         assert_eq!(e.to_string(), "the key answered PIN_AUTH_INVALID (0x33)");
     }
 
     #[test]
     fn excluded_message_says_already_enrolled() {
-        assert_eq!(Error::CredentialExcluded.to_string(), "this key is already enrolled");
+        assert_eq!(
+            Error::CredentialExcluded.to_string(),
+            "this key is already enrolled"
+        );
     }
 }

@@ -56,7 +56,9 @@ fn guard<T, E: fmt::Display>(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".to_owned());
-            Err(Error::Backend { message: format!("{what}: the HID stack panicked: {detail}") })
+            Err(Error::Backend {
+                message: format!("{what}: the HID stack panicked: {detail}"),
+            })
         }
     }
 }
@@ -70,12 +72,18 @@ fn map_library_error(what: &'static str, message: &str) -> Error {
     if message.contains("read err") || message.contains("write error") {
         return Error::KeyRemoved;
     }
-    Error::Backend { message: format!("{what}: {message}") }
+    Error::Backend {
+        message: format!("{what}: {message}"),
+    }
 }
 
 fn ctap_status_in(message: &str) -> Option<u8> {
     let rest = message.split("response_status err = 0x").nth(1)?;
-    let digits: String = rest.chars().take_while(char::is_ascii_hexdigit).take(2).collect();
+    let digits: String = rest
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .take(2)
+        .collect();
     u8::from_str_radix(&digits, 16).ok()
 }
 
@@ -231,7 +239,9 @@ pub struct HidKey {
 
 impl fmt::Debug for HidKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HidKey").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("HidKey")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -243,7 +253,12 @@ impl HidKey {
         let device_info = DeviceInfo::read(&device)?;
         device.pin_protocol_version = device_info.pin_protocol();
         device.use_pre_credential_management = device_info.cred_mgmt() == CredMgmt::Preview;
-        let mut key = HidKey { device, info: key_info(&hid, &device_info, None), hid, device_info };
+        let mut key = HidKey {
+            device,
+            info: key_info(&hid, &device_info, None),
+            hid,
+            device_info,
+        };
         if key.device_info.pin_set() {
             key.info.pin_retries = key.read_retries().ok();
         }
@@ -252,14 +267,19 @@ impl HidKey {
 
     fn read_retries(&self) -> Result<u32> {
         let retries = guard("reading PIN retries", || self.device.get_pin_retries())?;
-        u32::try_from(retries)
-            .map_err(|_| Error::Malformed { reason: format!("negative PIN retries {retries}") })
+        u32::try_from(retries).map_err(|_| Error::Malformed {
+            reason: format!("negative PIN retries {retries}"),
+        })
     }
 
     /// Re-read getInfo (and retries), so PIN state is current.
     fn refresh(&mut self) -> Result<()> {
         self.device_info = DeviceInfo::read(&self.device)?;
-        let retries = if self.device_info.pin_set() { self.read_retries().ok() } else { None };
+        let retries = if self.device_info.pin_set() {
+            self.read_retries().ok()
+        } else {
+            None
+        };
         self.info = key_info(&self.hid, &self.device_info, retries);
         Ok(())
     }
@@ -270,6 +290,16 @@ impl HidKey {
             Error::Ctap { code: 0x31, .. } => {
                 Error::from_ctap_status(0x31, || self.read_retries().ok())
             }
+            other => other,
+        }
+    }
+
+    /// `PIN_POLICY_VIOLATION` does not say the minimum: take it from getInfo.
+    fn policy(&self, e: Error) -> Error {
+        match e {
+            Error::PinPolicy { .. } => Error::PinPolicy {
+                min_len: self.device_info.min_pin_len(),
+            },
             other => other,
         }
     }
@@ -294,7 +324,9 @@ impl HidKey {
 
     fn require_cred_mgmt(&self) -> Result<()> {
         if self.device_info.cred_mgmt() == CredMgmt::Absent {
-            return Err(Error::Unsupported { what: "credential management".to_owned() });
+            return Err(Error::Unsupported {
+                what: "credential management".to_owned(),
+            });
         }
         Ok(())
     }
@@ -312,15 +344,17 @@ impl Authenticator for HidKey {
             return Err(Error::PinAlreadySet);
         }
         self.check_new_pin(new_pin)?;
-        guard("setting the PIN", || self.device.set_new_pin(new_pin))
+        guard("setting the PIN", || self.device.set_new_pin(new_pin)).map_err(|e| self.policy(e))
     }
 
     fn change_pin(&mut self, current_pin: &str, new_pin: &str) -> Result<()> {
         self.refresh()?;
         self.require_pin(current_pin)?;
         self.check_new_pin(new_pin)?;
-        guard("changing the PIN", || self.device.change_pin(current_pin, new_pin))
-            .map_err(|e| self.with_retries(e))
+        guard("changing the PIN", || {
+            self.device.change_pin(current_pin, new_pin)
+        })
+        .map_err(|e| self.policy(self.with_retries(e)))
     }
 
     fn pin_retries(&mut self) -> Result<u32> {
@@ -342,8 +376,9 @@ impl Authenticator for HidKey {
         );
         // The library hashes what it is given as the "challenge": handing it the serialized
         // clientDataJSON makes the key sign SHA-256(clientDataJSON), as WebAuthn requires.
-        let mut builder =
-            MakeCredentialArgsBuilder::new(&req.rp_id, &req.client_data_json).pin(pin).user_entity(&user);
+        let mut builder = MakeCredentialArgsBuilder::new(&req.rp_id, &req.client_data_json)
+            .pin(pin)
+            .user_entity(&user);
         if req.resident_key {
             builder = builder.resident_key();
         }
@@ -352,8 +387,10 @@ impl Authenticator for HidKey {
         }
         let args = builder.build();
         prompt.touch(&self.info);
-        let att = guard("making a credential", || self.device.make_credential_with_args(&args))
-            .map_err(|e| self.with_retries(e))?;
+        let att = guard("making a credential", || {
+            self.device.make_credential_with_args(&args)
+        })
+        .map_err(|e| self.with_retries(e))?;
 
         let statement = match att.fmt.as_str() {
             "none" => None,
@@ -369,15 +406,23 @@ impl Authenticator for HidKey {
             }),
             other => {
                 // The library keeps only alg, sig and x5c, which cannot rebuild other formats.
-                return Err(Error::Unsupported { what: format!("attestation format {other}") });
+                return Err(Error::Unsupported {
+                    what: format!("attestation format {other}"),
+                });
             }
         };
         if att.auth_data.len() < 37 || att.credential_descriptor.id.is_empty() {
-            return Err(Error::Malformed { reason: "makeCredential answer without credential".into() });
+            return Err(Error::Malformed {
+                reason: "makeCredential answer without credential".into(),
+            });
         }
         Ok(MadeCredential {
             credential_id: att.credential_descriptor.id.clone(),
-            attestation_object: attestation::attestation_object(&att.fmt, &att.auth_data, statement.as_ref()),
+            attestation_object: attestation::attestation_object(
+                &att.fmt,
+                &att.auth_data,
+                statement.as_ref(),
+            ),
             format: att.fmt.clone(),
         })
     }
@@ -396,18 +441,24 @@ impl Authenticator for HidKey {
         }
         let args = builder.build();
         prompt.touch(&self.info);
-        let assertions = guard("getting an assertion", || self.device.get_assertion_with_args(&args))
-            .map_err(|e| self.with_retries(e))?;
+        let assertions = guard("getting an assertion", || {
+            self.device.get_assertion_with_args(&args)
+        })
+        .map_err(|e| self.with_retries(e))?;
         let a = assertions
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Malformed { reason: "getAssertion answer without assertion".into() })?;
+            .ok_or_else(|| Error::Malformed {
+                reason: "getAssertion answer without assertion".into(),
+            })?;
         // A key may leave the credential out when the allow list had exactly one.
         let credential_id = match (a.credential_id.is_empty(), req.allow_credentials.as_slice()) {
             (false, _) => a.credential_id,
             (true, [only]) => only.clone(),
             (true, _) => {
-                return Err(Error::Malformed { reason: "getAssertion answer without credential id".into() })
+                return Err(Error::Malformed {
+                    reason: "getAssertion answer without credential id".into(),
+                })
             }
         };
         Ok(Assertion {
@@ -425,7 +476,8 @@ impl Authenticator for HidKey {
         self.require_pin(pin)?;
         let rp_id_hash = attestation::rp_id_hash(rp_id);
         let found = guard("listing credentials", || {
-            self.device.credential_management_enumerate_credentials(Some(pin), &rp_id_hash)
+            self.device
+                .credential_management_enumerate_credentials(Some(pin), &rp_id_hash)
         });
         let creds = match found {
             Ok(creds) => creds,
@@ -454,7 +506,8 @@ impl Authenticator for HidKey {
             ctype: "public-key".to_owned(),
         };
         guard("deleting a credential", || {
-            self.device.credential_management_delete_credential(Some(pin), descriptor)
+            self.device
+                .credential_management_delete_credential(Some(pin), descriptor)
         })
         .map_err(|e| self.with_retries(e))
     }
@@ -465,7 +518,9 @@ impl Authenticator for HidKey {
 
     fn selection(&mut self, prompt: &dyn Prompt) -> Result<()> {
         if !self.device_info.is_fido_2_1() {
-            return Err(Error::Unsupported { what: "authenticatorSelection".to_owned() });
+            return Err(Error::Unsupported {
+                what: "authenticatorSelection".to_owned(),
+            });
         }
         prompt.touch(&self.info);
         guard("waiting for a touch", || self.device.selection())
@@ -523,7 +578,9 @@ mod tests {
 
     #[test]
     fn listing_without_hardware_is_empty_or_a_clean_backend_error() {
-        match HidKeyProvider::new().list() {
+        let listed = HidKeyProvider::new().list();
+        eprintln!("HID keys on this machine: {listed:?}");
+        match listed {
             Ok(keys) => assert!(keys.iter().all(|k| k.backend == KeyBackend::Hid)),
             Err(Error::Backend { message }) => assert!(!message.is_empty()),
             Err(other) => panic!("unexpected error listing HID keys: {other}"),
@@ -543,11 +600,17 @@ mod tests {
             "response_status err = 0x31 CTAP2_ERR_PIN_INVALID   PIN Invalid.",
         );
         assert!(matches!(e, Error::Ctap { code: 0x31, .. }));
-        let e = map_library_error("x", "response_status err = 0x19 CTAP2_ERR_CREDENTIAL_EXCLUDED");
+        let e = map_library_error(
+            "x",
+            "response_status err = 0x19 CTAP2_ERR_CREDENTIAL_EXCLUDED",
+        );
         assert!(matches!(e, Error::CredentialExcluded));
         let e = map_library_error("x", "response_status err = 0x8");
         assert!(matches!(e, Error::Ctap { code: 0x08, .. }));
-        assert!(matches!(map_library_error("x", "read err = 0xFE"), Error::KeyRemoved));
+        assert!(matches!(
+            map_library_error("x", "read err = 0xFE"),
+            Error::KeyRemoved
+        ));
         assert!(matches!(
             map_library_error("opening", "Failed to open device."),
             Error::Backend { message } if message == "opening: Failed to open device."
@@ -577,10 +640,19 @@ mod tests {
 
     #[test]
     fn key_id_uses_serial_or_a_stable_hash() {
-        let with_serial = hid_info("product=Test Key usage_page=61904 usage=1 serial_number=ABC123 path=\"/dev/hidraw0\"", "/dev/hidraw0");
+        let with_serial = hid_info(
+            "product=Test Key usage_page=61904 usage=1 serial_number=ABC123 path=\"/dev/hidraw0\"",
+            "/dev/hidraw0",
+        );
         assert_eq!(key_id(&with_serial, &[1; 16]), "hid:ABC123");
-        let a = hid_info("product=Test Key usage_page=61904 usage=1 path=\"/dev/hidraw0\"", "/dev/hidraw0");
-        let b = hid_info("product=Test Key usage_page=61904 usage=1 path=\"/dev/hidraw1\"", "/dev/hidraw1");
+        let a = hid_info(
+            "product=Test Key usage_page=61904 usage=1 path=\"/dev/hidraw0\"",
+            "/dev/hidraw0",
+        );
+        let b = hid_info(
+            "product=Test Key usage_page=61904 usage=1 path=\"/dev/hidraw1\"",
+            "/dev/hidraw1",
+        );
         assert_eq!(key_id(&a, &[1; 16]), key_id(&a, &[1; 16]));
         assert_ne!(key_id(&a, &[1; 16]), key_id(&b, &[1; 16]));
         assert_ne!(key_id(&a, &[1; 16]), key_id(&a, &[2; 16]));

@@ -7,6 +7,24 @@
 //! - `soft` (feature `soft`): a software authenticator that behaves like a CTAP 2.1 key, for
 //!   tests and the demo only. It is chosen only explicitly (a state file path), and every
 //!   [`KeyInfo`] it yields is labelled [`SOFT_KEY_LABEL`](keywarden_protocol::SOFT_KEY_LABEL).
+//!   `soft::SoftKeyProvider::new(state_files)` gives one soft key per file; each key's
+//!   attestation root (for a test service to trust) is `SoftKey::attestation_ca_pem`.
+//!
+//! ```no_run
+//! # #[cfg(all(feature = "hid", feature = "soft"))]
+//! # fn main() -> keywarden_keys::Result<()> {
+//! use keywarden_keys::{hid::HidKeyProvider, soft::SoftKeyProvider, Keyring};
+//! let keyring = Keyring::new()
+//!     .with(Box::new(HidKeyProvider::new()))
+//!     .with(Box::new(SoftKeyProvider::new(vec!["demo-key.json".into()])));
+//! for key in keyring.list()? {
+//!     println!("{} ({})", key.label, key.id);
+//! }
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "hid", feature = "soft")))]
+//! # fn main() {}
+//! ```
 //!
 //! Prompts (touch the key) go through the [`Prompt`] trait so the CLI and the desktop app share
 //! one core. PINs are passed in by the caller and never logged or stored by this crate.

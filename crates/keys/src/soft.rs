@@ -87,13 +87,19 @@ pub struct SoftKeyOptions {
 
 impl Default for SoftKeyOptions {
     fn default() -> Self {
-        Self { min_pin_length: 4, max_discoverable_credentials: 25 }
+        Self {
+            min_pin_length: 4,
+            max_discoverable_credentials: 25,
+        }
     }
 }
 
 /// The path of the marker file whose presence makes the soft key at `state_path` unplugged.
 pub fn unplugged_marker(state_path: &Path) -> PathBuf {
-    let mut name = state_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = state_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".unplugged");
     state_path.with_file_name(name)
 }
@@ -101,7 +107,12 @@ pub fn unplugged_marker(state_path: &Path) -> PathBuf {
 /// Unplug the soft key at `state_path`: create its [`unplugged_marker`].
 pub fn simulate_unplug(state_path: &Path) -> Result<()> {
     let marker = unplugged_marker(state_path);
-    File::create(&marker).map(drop).map_err(|source| Error::State { path: marker, source })
+    File::create(&marker)
+        .map(drop)
+        .map_err(|source| Error::State {
+            path: marker,
+            source,
+        })
 }
 
 /// Plug the soft key at `state_path` back in: remove its [`unplugged_marker`] if present.
@@ -110,7 +121,10 @@ pub fn simulate_replug(state_path: &Path) -> Result<()> {
     match fs::remove_file(&marker) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::State { path: marker, source }),
+        Err(source) => Err(Error::State {
+            path: marker,
+            source,
+        }),
     }
 }
 
@@ -180,7 +194,10 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 fn crypto(context: &'static str) -> impl FnOnce(ErrorStack) -> Error {
-    move |e| Error::Crypto { context, reason: e.to_string() }
+    move |e| Error::Crypto {
+        context,
+        reason: e.to_string(),
+    }
 }
 
 fn pin_hash(pin: &str) -> [u8; 16] {
@@ -214,25 +231,41 @@ impl State {
     }
 
     fn load(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path)
-            .map_err(|source| Error::State { path: path.to_owned(), source })?;
-        let corrupt = |reason: String| Error::StateCorrupt { path: path.to_owned(), reason };
+        let text = fs::read_to_string(path).map_err(|source| Error::State {
+            path: path.to_owned(),
+            source,
+        })?;
+        let corrupt = |reason: String| Error::StateCorrupt {
+            path: path.to_owned(),
+            reason,
+        };
         // serde_json messages can quote the offending value, which may be a private key:
         // report only the kind of error and where it is.
         let state: State = serde_json::from_str(&text).map_err(|e| {
-            corrupt(format!("{:?} JSON error at line {} column {}", e.classify(), e.line(), e.column()))
+            corrupt(format!(
+                "{:?} JSON error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
         })?;
         if state.kind != STATE_KIND {
             return Err(corrupt(format!("kind is not {STATE_KIND}")));
         }
         if state.format != STATE_FORMAT {
-            return Err(corrupt(format!("unsupported format version {}", state.format)));
+            return Err(corrupt(format!(
+                "unsupported format version {}",
+                state.format
+            )));
         }
         if state.id.is_empty() {
             return Err(corrupt("empty key id".to_owned()));
         }
         if state.pin_retries > MAX_PIN_RETRIES {
-            return Err(corrupt(format!("pin_retries {} above {MAX_PIN_RETRIES}", state.pin_retries)));
+            return Err(corrupt(format!(
+                "pin_retries {} above {MAX_PIN_RETRIES}",
+                state.pin_retries
+            )));
         }
         if let Some(h) = &state.pin_hash {
             if hex::decode(&h.0).map(|b| b.len()) != Ok(16) {
@@ -240,8 +273,11 @@ impl State {
             }
         }
         for c in &state.credentials {
-            if URL_SAFE_NO_PAD.decode(&c.id).is_err() || URL_SAFE_NO_PAD.decode(&c.user_id).is_err() {
-                return Err(corrupt("a credential id or user id is not base64url".to_owned()));
+            if URL_SAFE_NO_PAD.decode(&c.id).is_err() || URL_SAFE_NO_PAD.decode(&c.user_id).is_err()
+            {
+                return Err(corrupt(
+                    "a credential id or user id is not base64url".to_owned(),
+                ));
             }
         }
         Ok(state)
@@ -250,7 +286,10 @@ impl State {
     fn save(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self)
             .expect("the soft key state has only strings, numbers and bools: it always serialises");
-        write_atomic(path, &json).map_err(|source| Error::State { path: path.to_owned(), source })
+        write_atomic(path, &json).map_err(|source| Error::State {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     fn discoverable_count(&self) -> u32 {
@@ -266,9 +305,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "state path has no file name"))?;
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "state path has no file name")
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
@@ -293,8 +332,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result?;
     #[cfg(unix)]
     {
-        // Make the rename itself durable.
-        File::open(&dir)?.sync_all()?;
+        // Make the rename itself durable where the file system supports syncing a directory;
+        // the new contents are already on disk either way.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }
@@ -355,7 +397,13 @@ impl AttestationIdentity {
         let ca_name = name(&[("C", COUNTRY), ("O", ORGANISATION), ("CN", CA_COMMON_NAME)])?;
         let mut ca = cert_builder(&ca_name, &ca_name, &ca_key)?;
         ca.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-        ca.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+        ca.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()?,
+        )?;
         let ski = SubjectKeyIdentifier::new().build(&ca.x509v3_context(None, None))?;
         ca.append_extension(ski)?;
         ca.sign(&ca_key, MessageDigest::sha256())?;
@@ -442,15 +490,21 @@ impl SoftKey {
             State::load(&path)?
         } else {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                fs::create_dir_all(dir)
-                    .map_err(|source| Error::State { path: dir.to_owned(), source })?;
+                fs::create_dir_all(dir).map_err(|source| Error::State {
+                    path: dir.to_owned(),
+                    source,
+                })?;
             }
             let state = State::new(options)?;
             state.save(&path)?;
             tracing::info!(path = %path.display(), "created a software key (test/demo)");
             state
         };
-        Ok(SoftKey { path, state, pin_failures_this_power_cycle: 0 })
+        Ok(SoftKey {
+            path,
+            state,
+            pin_failures_this_power_cycle: 0,
+        })
     }
 
     /// The state file.
@@ -500,7 +554,8 @@ impl SoftKey {
             min_pin_length: Some(s.min_pin_length),
             force_pin_change: Some(s.force_pin_change),
             remaining_discoverable_credentials: Some(
-                s.max_discoverable_credentials.saturating_sub(s.discoverable_count()),
+                s.max_discoverable_credentials
+                    .saturating_sub(s.discoverable_count()),
             ),
         }
     }
@@ -572,7 +627,9 @@ impl SoftKey {
         } else if self.pin_failures_this_power_cycle >= PIN_ATTEMPTS_PER_POWER_CYCLE {
             Err(Error::PinAuthBlocked)
         } else {
-            Err(Error::PinInvalid { retries_left: self.state.pin_retries })
+            Err(Error::PinInvalid {
+                retries_left: self.state.pin_retries,
+            })
         }
     }
 
@@ -619,7 +676,9 @@ fn credential_public_key(key: &PKey<Private>) -> Result<Vec<u8>> {
         .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
         .map_err(crypto("reading a credential key"))?;
     let coord = |n: &BigNum| -> Result<[u8; 32]> {
-        let v = n.to_vec_padded(32).map_err(crypto("reading a credential key"))?;
+        let v = n
+            .to_vec_padded(32)
+            .map_err(crypto("reading a credential key"))?;
         v.try_into().map_err(|_| Error::Crypto {
             context: "reading a credential key",
             reason: "P-256 coordinate longer than 32 bytes".to_owned(),
@@ -671,7 +730,10 @@ impl Authenticator for SoftKey {
 
         let excluded = req.exclude_credentials.iter().any(|excluded| {
             let excluded = b64(excluded);
-            self.state.credentials.iter().any(|c| c.id == excluded && c.rp_id == req.rp_id)
+            self.state
+                .credentials
+                .iter()
+                .any(|c| c.id == excluded && c.rp_id == req.rp_id)
         });
         if excluded {
             // A key asks for a touch before saying so, so that nobody can probe it unnoticed.
@@ -680,9 +742,15 @@ impl Authenticator for SoftKey {
         }
 
         let user_id = b64(&req.user_id);
-        let replaces = |c: &StoredCred| c.discoverable && c.rp_id == req.rp_id && c.user_id == user_id;
+        let replaces =
+            |c: &StoredCred| c.discoverable && c.rp_id == req.rp_id && c.user_id == user_id;
         if req.resident_key {
-            let others = self.state.credentials.iter().filter(|c| c.discoverable && !replaces(c)).count();
+            let others = self
+                .state
+                .credentials
+                .iter()
+                .filter(|c| c.discoverable && !replaces(c))
+                .count();
             if others >= self.state.max_discoverable_credentials as usize {
                 return Err(Error::KeyStoreFull);
             }
@@ -710,8 +778,10 @@ impl Authenticator for SoftKey {
             }),
         )?;
         let client_data_hash = Sha256::digest(&req.client_data_json);
-        let attestation_key =
-            load_private_key(&self.state.attestation.key_pem, "loading the attestation key")?;
+        let attestation_key = load_private_key(
+            &self.state.attestation.key_pem,
+            "loading the attestation key",
+        )?;
         let sig = sign_es256(&attestation_key, &auth_data, &client_data_hash)?;
         let leaf = X509::from_pem(self.state.attestation.cert_pem.as_bytes())
             .and_then(|c| c.to_der())
@@ -719,7 +789,11 @@ impl Authenticator for SoftKey {
         let attestation_object = attestation::attestation_object(
             "packed",
             &auth_data,
-            Some(&AttestationStatement { alg: Some(COSE_ALG_ES256), sig, x5c: vec![leaf] }),
+            Some(&AttestationStatement {
+                alg: Some(COSE_ALG_ES256),
+                sig,
+                x5c: vec![leaf],
+            }),
         );
 
         let private_key_pem = key
@@ -758,11 +832,17 @@ impl Authenticator for SoftKey {
 
         let index = if req.allow_credentials.is_empty() {
             // The most recently made discoverable credential, as a key returns first.
-            self.state.credentials.iter().rposition(|c| c.discoverable && c.rp_id == req.rp_id)
+            self.state
+                .credentials
+                .iter()
+                .rposition(|c| c.discoverable && c.rp_id == req.rp_id)
         } else {
             req.allow_credentials.iter().find_map(|allowed| {
                 let allowed = b64(allowed);
-                self.state.credentials.iter().position(|c| c.id == allowed && c.rp_id == req.rp_id)
+                self.state
+                    .credentials
+                    .iter()
+                    .position(|c| c.id == allowed && c.rp_id == req.rp_id)
             })
         };
         let Some(index) = index else {
@@ -774,7 +854,8 @@ impl Authenticator for SoftKey {
         let cred = &self.state.credentials[index];
         let key = load_private_key(&cred.private_key_pem, "loading a credential key")?;
         let sign_count = cred.sign_count.wrapping_add(1);
-        let auth_data = attestation::authenticator_data(&req.rp_id, FLAG_UP | FLAG_UV, sign_count, None)?;
+        let auth_data =
+            attestation::authenticator_data(&req.rp_id, FLAG_UP | FLAG_UV, sign_count, None)?;
         let signature = sign_es256(&key, &auth_data, &Sha256::digest(&req.client_data_json))?;
         let decode = |s: &str| {
             URL_SAFE_NO_PAD.decode(s).map_err(|_| Error::StateCorrupt {
@@ -783,7 +864,11 @@ impl Authenticator for SoftKey {
             })
         };
         let credential_id = decode(&cred.id)?;
-        let user_handle = if cred.discoverable { Some(decode(&cred.user_id)?) } else { None };
+        let user_handle = if cred.discoverable {
+            Some(decode(&cred.user_id)?)
+        } else {
+            None
+        };
 
         self.state.credentials[index].sign_count = sign_count;
         self.save()?;
@@ -826,7 +911,9 @@ impl Authenticator for SoftKey {
         let id = b64(credential_id);
         let before = self.state.credentials.len();
         // Only discoverable credentials live on a key; credential management cannot see others.
-        self.state.credentials.retain(|c| !(c.discoverable && c.id == id));
+        self.state
+            .credentials
+            .retain(|c| !(c.discoverable && c.id == id));
         if self.state.credentials.len() == before {
             return Err(Error::NoCredentials);
         }
@@ -853,7 +940,9 @@ impl Authenticator for SoftKey {
 ///
 /// A state file that does not exist yet is created (a new soft key "plugged in") the first time
 /// this provider lists or opens it. Once seen, a missing file or an [`unplugged_marker`] means
-/// the key is unplugged: it is left out of [`KeyProvider::list`] and cannot be opened.
+/// the key is unplugged: it is left out of [`KeyProvider::list`] and cannot be opened. A state
+/// file that exists but is not a valid soft key makes listing fail with [`Error::StateCorrupt`]
+/// rather than being skipped or overwritten.
 #[derive(Debug)]
 pub struct SoftKeyProvider {
     paths: Vec<PathBuf>,
@@ -869,7 +958,11 @@ impl SoftKeyProvider {
 
     /// Soft keys at these paths, created with `options` if absent.
     pub fn with_options(paths: Vec<PathBuf>, options: SoftKeyOptions) -> Self {
-        SoftKeyProvider { paths, options, seen: Mutex::new(HashSet::new()) }
+        SoftKeyProvider {
+            paths,
+            options,
+            seen: Mutex::new(HashSet::new()),
+        }
     }
 
     /// The state file paths this provider was given.
@@ -879,7 +972,11 @@ impl SoftKeyProvider {
 
     /// The attestation root PEM of every soft key present now, for a test or demo service.
     pub fn attestation_ca_pems(&self) -> Result<Vec<String>> {
-        Ok(self.present_keys()?.iter().map(SoftKey::attestation_ca_pem).collect())
+        Ok(self
+            .present_keys()?
+            .iter()
+            .map(SoftKey::attestation_ca_pem)
+            .collect())
     }
 
     fn present_keys(&self) -> Result<Vec<SoftKey>> {
@@ -897,7 +994,10 @@ impl SoftKeyProvider {
             return Ok(None);
         }
         // A poisoned lock only means another thread panicked while inserting a path.
-        let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !path.exists() && seen.contains(path) {
             return Ok(None);
         }

@@ -25,7 +25,7 @@ pub const SOFT_KEY_LABEL: &str = "software key (test/demo)";
 
 /// The AAGUID of the software authenticator. The service marks every credential with this
 /// AAGUID as a software key (test/demo), whatever the agent says.
-pub const SOFT_KEY_AAGUID: &str = "7a7d8609-46c9-4a4a-bafc-4629a3ea3262";
+pub const SOFT_KEY_AAGUID: &str = "85e17f29-90da-40f7-8f3f-526b9449f38f";
 
 /// Header carrying the device id of a signed agent request.
 pub const HEADER_DEVICE: &str = "x-keywarden-device";
@@ -100,15 +100,23 @@ pub enum Observed<T> {
 impl<T> Observed<T> {
     /// A known value without detail.
     pub fn known(value: T) -> Self {
-        Observed::Known { value, detail: None }
+        Observed::Known {
+            value,
+            detail: None,
+        }
     }
     /// A known value with how it was determined.
     pub fn known_because(value: T, detail: impl Into<String>) -> Self {
-        Observed::Known { value, detail: Some(detail.into()) }
+        Observed::Known {
+            value,
+            detail: Some(detail.into()),
+        }
     }
     /// Unknown, with the reason.
     pub fn unknown(reason: impl Into<String>) -> Self {
-        Observed::Unknown { reason: reason.into() }
+        Observed::Unknown {
+            reason: reason.into(),
+        }
     }
     /// The value, when known.
     pub fn value(&self) -> Option<&T> {
@@ -232,9 +240,12 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
-    /// True for the software authenticator.
+    /// True for the software authenticator, however it is reached (in-process, or presented
+    /// as a USB HID device for testing the real HID path).
     pub fn is_soft(&self) -> bool {
         self.backend == KeyBackend::Soft
+            || self.label == SOFT_KEY_LABEL
+            || self.aaguid.eq_ignore_ascii_case(SOFT_KEY_AAGUID)
     }
 }
 

@@ -13,17 +13,20 @@ use keywarden_protocol::{
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use crate::audit;
 use crate::auth::{parse_json, Admin};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
-use crate::audit;
 
 /// Routes under `/api/v1/admin`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/admin/people", post(create_person).get(list_people))
-        .route("/api/v1/admin/provisioning-tokens", post(issue_provisioning_token))
+        .route(
+            "/api/v1/admin/provisioning-tokens",
+            post(issue_provisioning_token),
+        )
         .route("/api/v1/admin/enrolment-tickets", post(issue_ticket))
         .route("/api/v1/admin/devices", get(list_devices))
         .route("/api/v1/admin/credentials", get(list_credentials))
@@ -50,7 +53,15 @@ pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<S
     .bind(now_ms)
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut tx, now_ms, "service", "admin_token.created", &id, serde_json::json!({"reason": "first start"})).await?;
+    audit::record(
+        &mut tx,
+        now_ms,
+        "service",
+        "admin_token.created",
+        &id,
+        serde_json::json!({"reason": "first start"}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(token))
 }
@@ -58,7 +69,10 @@ pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<S
 fn ttl_ms(requested: Option<u64>, default: std::time::Duration) -> Result<i64> {
     let secs = requested.unwrap_or(default.as_secs());
     if !(1..=30 * 86_400).contains(&secs) {
-        return Err(Error::bad_request("ttl_invalid", format!("ttl_seconds must be 1..=2592000, got {secs}")));
+        return Err(Error::bad_request(
+            "ttl_invalid",
+            format!("ttl_seconds must be 1..=2592000, got {secs}"),
+        ));
     }
     Ok(i64::try_from(secs).unwrap_or(i64::MAX) * 1000)
 }
@@ -72,10 +86,16 @@ async fn create_person(
     let user_name = req.user_name.trim();
     let display_name = req.display_name.trim();
     if user_name.is_empty() || user_name.len() > 256 {
-        return Err(Error::bad_request("user_name_invalid", "user_name must be 1..=256 characters"));
+        return Err(Error::bad_request(
+            "user_name_invalid",
+            "user_name must be 1..=256 characters",
+        ));
     }
     if display_name.is_empty() || display_name.len() > 256 {
-        return Err(Error::bad_request("display_name_invalid", "display_name must be 1..=256 characters"));
+        return Err(Error::bad_request(
+            "display_name_invalid",
+            "display_name must be 1..=256 characters",
+        ));
     }
     let now = state.now_ms();
     let id = new_id();
@@ -85,7 +105,10 @@ async fn create_person(
         .fetch_optional(&mut *tx)
         .await?;
     if exists.is_some() {
-        return Err(Error::conflict("person_exists", format!("a person with user_name {user_name} exists")));
+        return Err(Error::conflict(
+            "person_exists",
+            format!("a person with user_name {user_name} exists"),
+        ));
     }
     sqlx::query(
         "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -98,7 +121,15 @@ async fn create_person(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut tx, now, &admin.actor(), "person.created", &id, serde_json::json!({"user_name": user_name})).await?;
+    audit::record(
+        &mut tx,
+        now,
+        &admin.actor(),
+        "person.created",
+        &id,
+        serde_json::json!({"user_name": user_name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -113,7 +144,10 @@ async fn create_person(
     ))
 }
 
-async fn list_people(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<PersonView>>> {
+async fn list_people(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<PersonView>>> {
     let rows = sqlx::query(
         "SELECT p.id, p.user_name, p.display_name, p.active, p.created_at, \
          (SELECT COUNT(*) FROM credentials c WHERE c.person_id = p.id AND c.status = 'active') AS n \
@@ -140,8 +174,11 @@ async fn issue_provisioning_token(
     admin: Admin,
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedSecret>)> {
-    let req: IssueProvisioningToken =
-        if body.is_empty() { IssueProvisioningToken::default() } else { parse_json(&body)? };
+    let req: IssueProvisioningToken = if body.is_empty() {
+        IssueProvisioningToken::default()
+    } else {
+        parse_json(&body)?
+    };
     let ttl = ttl_ms(req.ttl_seconds, state.settings.provisioning_ttl)?;
     let now = state.now_ms();
     let token = secrets::generate(secrets::PROVISIONING_PREFIX);
@@ -157,9 +194,24 @@ async fn issue_provisioning_token(
     .bind(now + ttl)
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut tx, now, &admin.actor(), "provisioning_token.issued", &id, serde_json::json!({"expires_at_ms": now + ttl})).await?;
+    audit::record(
+        &mut tx,
+        now,
+        &admin.actor(),
+        "provisioning_token.issued",
+        &id,
+        serde_json::json!({"expires_at_ms": now + ttl}),
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(IssuedSecret { secret: token, id, expires_at_ms: now + ttl })))
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedSecret {
+            secret: token,
+            id,
+            expires_at_ms: now + ttl,
+        }),
+    ))
 }
 
 async fn issue_ticket(
@@ -175,9 +227,17 @@ async fn issue_ticket(
         .bind(&req.person_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| Error::not_found("person_unknown", format!("no person with id {}", req.person_id)))?;
+        .ok_or_else(|| {
+            Error::not_found(
+                "person_unknown",
+                format!("no person with id {}", req.person_id),
+            )
+        })?;
     if person.try_get::<i64, _>("active")? == 0 {
-        return Err(Error::forbidden("person_inactive", "tickets are issued only for active people"));
+        return Err(Error::forbidden(
+            "person_inactive",
+            "tickets are issued only for active people",
+        ));
     }
     let ticket = secrets::generate(secrets::TICKET_PREFIX);
     let id = new_id();
@@ -192,17 +252,36 @@ async fn issue_ticket(
     .bind(now + ttl)
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut tx, now, &admin.actor(), "ticket.issued", &req.person_id, serde_json::json!({"ticket_id": id, "expires_at_ms": now + ttl})).await?;
+    audit::record(
+        &mut tx,
+        now,
+        &admin.actor(),
+        "ticket.issued",
+        &req.person_id,
+        serde_json::json!({"ticket_id": id, "expires_at_ms": now + ttl}),
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(IssuedSecret { secret: ticket, id, expires_at_ms: now + ttl })))
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedSecret {
+            secret: ticket,
+            id,
+            expires_at_ms: now + ttl,
+        }),
+    ))
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<Option<T>> {
     let text: Option<String> = row.try_get(col)?;
-    text.map(|t| serde_json::from_str(&t).map_err(Error::Corrupt)).transpose()
+    text.map(|t| serde_json::from_str(&t).map_err(Error::Corrupt))
+        .transpose()
 }
 
-async fn list_devices(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<DeviceView>>> {
+async fn list_devices(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<DeviceView>>> {
     let rows = sqlx::query(
         "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, r.body, \
          (SELECT COUNT(*) FROM reports x WHERE x.device_id = d.id) AS n \
@@ -260,7 +339,10 @@ async fn list_credentials(
     ))
     .fetch_all(&state.db)
     .await?;
-    rows.iter().map(credential_view).collect::<Result<Vec<_>>>().map(Json)
+    rows.iter()
+        .map(credential_view)
+        .collect::<Result<Vec<_>>>()
+        .map(Json)
 }
 
 async fn evidence(
@@ -289,4 +371,3 @@ async fn evidence(
         device_posture,
     }))
 }
-

@@ -38,28 +38,42 @@ async fn provision(
         .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
         .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
         .ok_or_else(|| {
-            Error::bad_request("device_key_invalid", "device_public_key must be a base64url Ed25519 public key")
+            Error::bad_request(
+                "device_key_invalid",
+                "device_public_key must be a base64url Ed25519 public key",
+            )
         })?;
     let hostname = req.hostname.trim();
     if hostname.is_empty() || hostname.len() > 255 {
-        return Err(Error::bad_request("hostname_invalid", "hostname must be 1..=255 characters"));
+        return Err(Error::bad_request(
+            "hostname_invalid",
+            "hostname must be 1..=255 characters",
+        ));
     }
     let now = state.now_ms();
     let mut tx = state.db.begin().await?;
-    let row = sqlx::query("SELECT id, expires_at, used_at FROM provisioning_tokens WHERE token_hash = $1")
-        .bind(secrets::hash(req.token.trim()))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::not_found("provisioning_token_unknown", "unknown provisioning token"))?;
+    let row = sqlx::query(
+        "SELECT id, expires_at, used_at FROM provisioning_tokens WHERE token_hash = $1",
+    )
+    .bind(secrets::hash(req.token.trim()))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::not_found("provisioning_token_unknown", "unknown provisioning token"))?;
     let token_id: String = row.try_get("id")?;
     if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
-        return Err(Error::conflict("provisioning_token_used", "this provisioning token was already used"));
+        return Err(Error::conflict(
+            "provisioning_token_used",
+            "this provisioning token was already used",
+        ));
     }
     let expires_at: i64 = row.try_get("expires_at")?;
     if now >= expires_at {
         return Err(Error::gone(
             "provisioning_token_expired",
-            format!("provisioning token expired at {}", secrets::fmt_time(expires_at)),
+            format!(
+                "provisioning token expired at {}",
+                secrets::fmt_time(expires_at)
+            ),
         ));
     }
     let public_key = secrets::b64(key.as_bytes());
@@ -68,7 +82,10 @@ async fn provision(
         .fetch_optional(&mut *tx)
         .await?;
     if taken.is_some() {
-        return Err(Error::conflict("device_key_reused", "this device key is already registered"));
+        return Err(Error::conflict(
+            "device_key_reused",
+            "this device key is already registered",
+        ));
     }
     let device_id = new_id();
     sqlx::query(
@@ -90,12 +107,29 @@ async fn provision(
     .execute(&mut *tx)
     .await?;
     if used.rows_affected() != 1 {
-        return Err(Error::conflict("provisioning_token_used", "this provisioning token was already used"));
+        return Err(Error::conflict(
+            "provisioning_token_used",
+            "this provisioning token was already used",
+        ));
     }
-    audit::record(&mut tx, now, &format!("provisioning-token:{token_id}"), "device.provisioned", &device_id, serde_json::json!({"hostname": hostname})).await?;
+    audit::record(
+        &mut tx,
+        now,
+        &format!("provisioning-token:{token_id}"),
+        "device.provisioned",
+        &device_id,
+        serde_json::json!({"hostname": hostname}),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(device_id, hostname, "device provisioned");
-    Ok((StatusCode::CREATED, Json(ProvisionResponse { device_id, server_time_ms: now })))
+    Ok((
+        StatusCode::CREATED,
+        Json(ProvisionResponse {
+            device_id,
+            server_time_ms: now,
+        }),
+    ))
 }
 
 async fn ingest_report(
@@ -107,7 +141,10 @@ async fn ingest_report(
     let call = SignedCall::verify(&state, &method, REPORTS_PATH, &headers, &body).await?;
     let report: Report = parse_json(&body)?;
     if uuid::Uuid::parse_str(&report.report_id).is_err() {
-        return Err(Error::bad_request("report_id_invalid", "report_id must be a UUID"));
+        return Err(Error::bad_request(
+            "report_id_invalid",
+            "report_id must be a UUID",
+        ));
     }
     if report.posture.schema_version == 0
         || report.posture.schema_version > keywarden_protocol::POSTURE_SCHEMA_VERSION
@@ -146,8 +183,19 @@ async fn ingest_report(
         .bind(&call.device_id)
         .execute(&mut *tx)
         .await?;
-        audit::record(&mut tx, now, &format!("device:{}", call.device_id), "report.accepted", &report.report_id, serde_json::json!({"keys": report.keys.len()})).await?;
+        audit::record(
+            &mut tx,
+            now,
+            &format!("device:{}", call.device_id),
+            "report.accepted",
+            &report.report_id,
+            serde_json::json!({"keys": report.keys.len()}),
+        )
+        .await?;
     }
     tx.commit().await?;
-    Ok(Json(ReportAck { report_id: report.report_id, newly_stored }))
+    Ok(Json(ReportAck {
+        report_id: report.report_id,
+        newly_stored,
+    }))
 }

@@ -6,9 +6,7 @@ use axum::http::{HeaderMap, Method};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-use keywarden_protocol::{
-    signing_input, HEADER_DEVICE, HEADER_SEQ, HEADER_SIGNATURE, HEADER_TIME,
-};
+use keywarden_protocol::{signing_input, HEADER_DEVICE, HEADER_SEQ, HEADER_SIGNATURE, HEADER_TIME};
 use sqlx::{Any, Row, Transaction};
 
 use crate::error::{Error, Result};
@@ -38,10 +36,16 @@ impl FromRequestParts<AppState> for Admin {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
-                Error::unauthorized("token_missing", "admin API needs an Authorization: Bearer token")
+                Error::unauthorized(
+                    "token_missing",
+                    "admin API needs an Authorization: Bearer token",
+                )
             })?;
         let token = header.strip_prefix("Bearer ").ok_or_else(|| {
-            Error::unauthorized("token_malformed", "Authorization header must be 'Bearer <token>'")
+            Error::unauthorized(
+                "token_malformed",
+                "Authorization header must be 'Bearer <token>'",
+            )
         })?;
         let row = sqlx::query(
             "SELECT id, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
@@ -52,9 +56,14 @@ impl FromRequestParts<AppState> for Admin {
         .ok_or_else(|| Error::unauthorized("token_unknown", "unknown or revoked API token"))?;
         let role: String = row.try_get("role")?;
         if role != "admin" {
-            return Err(Error::forbidden("role_forbidden", format!("role {role} may not use the admin API")));
+            return Err(Error::forbidden(
+                "role_forbidden",
+                format!("role {role} may not use the admin API"),
+            ));
         }
-        Ok(Admin { token_id: row.try_get("id")? })
+        Ok(Admin {
+            token_id: row.try_get("id")?,
+        })
     }
 }
 
@@ -70,9 +79,15 @@ pub struct SignedCall {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).ok_or_else(|| {
-        Error::unauthorized("signature_missing", format!("signed request needs the {name} header"))
-    })
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Error::unauthorized(
+                "signature_missing",
+                format!("signed request needs the {name} header"),
+            )
+        })
 }
 
 impl SignedCall {
@@ -85,17 +100,19 @@ impl SignedCall {
         body: &[u8],
     ) -> Result<SignedCall> {
         let device_id = header(headers, HEADER_DEVICE)?;
-        let seq: u64 = header(headers, HEADER_SEQ)?
-            .parse()
-            .map_err(|_| Error::unauthorized("signature_malformed", "sequence number is not a number"))?;
-        let time_ms: i64 = header(headers, HEADER_TIME)?
-            .parse()
-            .map_err(|_| Error::unauthorized("signature_malformed", "request time is not a number"))?;
+        let seq: u64 = header(headers, HEADER_SEQ)?.parse().map_err(|_| {
+            Error::unauthorized("signature_malformed", "sequence number is not a number")
+        })?;
+        let time_ms: i64 = header(headers, HEADER_TIME)?.parse().map_err(|_| {
+            Error::unauthorized("signature_malformed", "request time is not a number")
+        })?;
         let sig = URL_SAFE_NO_PAD
             .decode(header(headers, HEADER_SIGNATURE)?)
             .ok()
             .and_then(|b| Signature::from_slice(&b).ok())
-            .ok_or_else(|| Error::unauthorized("signature_malformed", "signature is not base64url Ed25519"))?;
+            .ok_or_else(|| {
+                Error::unauthorized("signature_malformed", "signature is not base64url Ed25519")
+            })?;
         let seq_i64 = i64::try_from(seq)
             .map_err(|_| Error::unauthorized("signature_malformed", "sequence number too large"))?;
 
@@ -104,7 +121,10 @@ impl SignedCall {
             .fetch_optional(&state.db)
             .await?
             .ok_or_else(|| {
-                Error::unauthorized("device_unknown", format!("device {device_id} is not provisioned"))
+                Error::unauthorized(
+                    "device_unknown",
+                    format!("device {device_id} is not provisioned"),
+                )
             })?;
         let pk: String = row.try_get("public_key")?;
         let key = secrets::unb64(&pk)
@@ -113,7 +133,10 @@ impl SignedCall {
             .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))?;
         let input = signing_input(method.as_str(), path, device_id, seq, time_ms, body);
         key.verify(&input, &sig).map_err(|_| {
-            Error::unauthorized("signature_invalid", "request signature does not verify for this device")
+            Error::unauthorized(
+                "signature_invalid",
+                "request signature does not verify for this device",
+            )
         })?;
 
         let now = state.now_ms();
@@ -129,7 +152,10 @@ impl SignedCall {
                 ),
             ));
         }
-        Ok(SignedCall { device_id: device_id.to_owned(), seq: seq_i64 })
+        Ok(SignedCall {
+            device_id: device_id.to_owned(),
+            seq: seq_i64,
+        })
     }
 
     /// Claim the sequence number inside the work's transaction; a number at or below the last
@@ -143,7 +169,10 @@ impl SignedCall {
         if done.rows_affected() == 0 {
             return Err(Error::conflict(
                 "request_replayed",
-                format!("sequence number {} was already used by this device", self.seq),
+                format!(
+                    "sequence number {} was already used by this device",
+                    self.seq
+                ),
             ));
         }
         Ok(())
@@ -152,6 +181,7 @@ impl SignedCall {
 
 /// Parse a JSON body into `T`, with the service's error shape on failure.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| Error::bad_request("malformed_json", format!("request body is not valid: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        Error::bad_request("malformed_json", format!("request body is not valid: {e}"))
+    })
 }

@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{
-    CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
-    EnrolFinishResponse, PersonSummary, RegistrationOptions, SOFT_KEY_AAGUID,
+    CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest, EnrolFinishResponse,
+    PersonSummary, RegistrationOptions, SOFT_KEY_AAGUID,
 };
 use sqlx::{Any, Row, Transaction};
 use webauthn_rs_core::proto::{
@@ -27,7 +27,10 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/agent/enrolments", post(begin))
-        .route("/api/v1/agent/enrolments/{id}/ceremonies", post(next_ceremony))
+        .route(
+            "/api/v1/agent/enrolments/{id}/ceremonies",
+            post(next_ceremony),
+        )
         .route("/api/v1/agent/ceremonies/{id}/finish", post(finish))
 }
 
@@ -93,19 +96,28 @@ async fn begin(
     if let Some(at) = t.try_get::<Option<i64>, _>("redeemed_at")? {
         return Err(Error::conflict(
             "ticket_used",
-            format!("ticket was already used at {}; ask IT for a new one", secrets::fmt_time(at)),
+            format!(
+                "ticket was already used at {}; ask IT for a new one",
+                secrets::fmt_time(at)
+            ),
         ));
     }
     let expires_at: i64 = t.try_get("expires_at")?;
     if now >= expires_at {
         return Err(Error::gone(
             "ticket_expired",
-            format!("ticket expired at {}; ask IT for a new one", secrets::fmt_time(expires_at)),
+            format!(
+                "ticket expired at {}; ask IT for a new one",
+                secrets::fmt_time(expires_at)
+            ),
         ));
     }
     let person = load_person(&mut tx, &t.try_get::<String, _>("person_id")?).await?;
     if !person.active {
-        return Err(Error::forbidden("person_inactive", "this person is no longer active"));
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
     }
     let redeemed = sqlx::query(
         "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
@@ -116,7 +128,10 @@ async fn begin(
     .execute(&mut *tx)
     .await?;
     if redeemed.rows_affected() != 1 {
-        return Err(Error::conflict("ticket_used", "ticket was already used; ask IT for a new one"));
+        return Err(Error::conflict(
+            "ticket_used",
+            "ticket was already used; ask IT for a new one",
+        ));
     }
     let session_id = new_id();
     let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
@@ -132,7 +147,15 @@ async fn begin(
     .bind(session_expires)
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut tx, now, &format!("device:{}", call.device_id), "ticket.redeemed", &person.id, serde_json::json!({"ticket_id": ticket_id, "session_id": session_id})).await?;
+    audit::record(
+        &mut tx,
+        now,
+        &format!("device:{}", call.device_id),
+        "ticket.redeemed",
+        &person.id,
+        serde_json::json!({"ticket_id": ticket_id, "session_id": session_id}),
+    )
+    .await?;
     let resp = new_ceremony(&state, &mut tx, &session_id, session_expires, &person, now).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(resp)))
@@ -150,24 +173,35 @@ async fn next_ceremony(
     let now = state.now_ms();
     let mut tx = state.db.begin().await?;
     call.claim(&mut tx).await?;
-    let s = sqlx::query("SELECT person_id, device_id, expires_at FROM enrolment_sessions WHERE id = $1")
-        .bind(&session_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::not_found("enrolment_unknown", format!("no enrolment {session_id}")))?;
+    let s = sqlx::query(
+        "SELECT person_id, device_id, expires_at FROM enrolment_sessions WHERE id = $1",
+    )
+    .bind(&session_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::not_found("enrolment_unknown", format!("no enrolment {session_id}")))?;
     if s.try_get::<String, _>("device_id")? != call.device_id {
-        return Err(Error::forbidden("enrolment_wrong_device", "this enrolment was opened on another laptop"));
+        return Err(Error::forbidden(
+            "enrolment_wrong_device",
+            "this enrolment was opened on another laptop",
+        ));
     }
     let expires_at: i64 = s.try_get("expires_at")?;
     if now >= expires_at {
         return Err(Error::gone(
             "enrolment_expired",
-            format!("enrolment session closed at {}; ask IT for a new ticket", secrets::fmt_time(expires_at)),
+            format!(
+                "enrolment session closed at {}; ask IT for a new ticket",
+                secrets::fmt_time(expires_at)
+            ),
         ));
     }
     let person = load_person(&mut tx, &s.try_get::<String, _>("person_id")?).await?;
     if !person.active {
-        return Err(Error::forbidden("person_inactive", "this person is no longer active"));
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
     }
     let resp = new_ceremony(&state, &mut tx, &session_id, expires_at, &person, now).await?;
     tx.commit().await?;
@@ -182,10 +216,11 @@ async fn new_ceremony(
     person: &Person,
     now: i64,
 ) -> Result<EnrolBeginResponse> {
-    let existing = sqlx::query("SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'")
-        .bind(&person.id)
-        .fetch_all(&mut **tx)
-        .await?;
+    let existing =
+        sqlx::query("SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'")
+            .bind(&person.id)
+            .fetch_all(&mut **tx)
+            .await?;
     let mut exclude = Vec::with_capacity(existing.len());
     for r in &existing {
         let id: String = r.try_get("id")?;
@@ -238,7 +273,12 @@ async fn new_ceremony(
             challenge,
             rp_id: pk.rp.id,
             rp_name: pk.rp.name,
-            origin: state.settings.origin.as_str().trim_end_matches('/').to_owned(),
+            origin: state
+                .settings
+                .origin
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
             user_id: b64(pk.user.id.as_ref()),
             user_name: pk.user.name,
             user_display_name: pk.user.display_name,
@@ -289,7 +329,10 @@ async fn finish(
     let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let req: EnrolFinishRequest = parse_json(&body)?;
     let attestation_object = secrets::unb64(&req.attestation_object).ok_or_else(|| {
-        Error::bad_request("attestation_malformed", "attestation_object is not base64url")
+        Error::bad_request(
+            "attestation_malformed",
+            "attestation_object is not base64url",
+        )
     })?;
     let client_data_json = secrets::unb64(&req.client_data_json).ok_or_else(|| {
         Error::bad_request("attestation_malformed", "client_data_json is not base64url")
@@ -307,23 +350,40 @@ async fn finish(
     .bind(&ceremony_id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| Error::not_found("ceremony_unknown", format!("no enrolment ceremony {ceremony_id}")))?;
+    .ok_or_else(|| {
+        Error::not_found(
+            "ceremony_unknown",
+            format!("no enrolment ceremony {ceremony_id}"),
+        )
+    })?;
     if c.try_get::<String, _>("device_id")? != call.device_id {
-        return Err(Error::forbidden("enrolment_wrong_device", "this enrolment was opened on another laptop"));
+        return Err(Error::forbidden(
+            "enrolment_wrong_device",
+            "this enrolment was opened on another laptop",
+        ));
     }
     if c.try_get::<Option<i64>, _>("completed_at")?.is_some() {
-        return Err(Error::conflict("ceremony_completed", "this key's enrolment step was already finished"));
+        return Err(Error::conflict(
+            "ceremony_completed",
+            "this key's enrolment step was already finished",
+        ));
     }
     let expires_at: i64 = c.try_get("expires_at")?;
     if now >= expires_at {
         return Err(Error::gone(
             "ceremony_expired",
-            format!("enrolment step timed out at {}; start the key again", secrets::fmt_time(expires_at)),
+            format!(
+                "enrolment step timed out at {}; start the key again",
+                secrets::fmt_time(expires_at)
+            ),
         ));
     }
     let person = load_person(&mut tx, &c.try_get::<String, _>("person_id")?).await?;
     if !person.active {
-        return Err(Error::forbidden("person_inactive", "this person is no longer active"));
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
     }
     let reg_state: RegistrationState =
         serde_json::from_str(&c.try_get::<String, _>("state")?).map_err(Error::Corrupt)?;
@@ -337,10 +397,21 @@ async fn finish(
         "type": "public-key",
         "extensions": {},
     }))
-    .map_err(|e| Error::bad_request("attestation_malformed", format!("credential is not well-formed: {e}")))?;
-    let credential = state.webauthn.register_credential(&reg, &reg_state, None).map_err(|e| {
-        Error::bad_request("attestation_invalid", format!("attestation did not verify: {e:?}"))
+    .map_err(|e| {
+        Error::bad_request(
+            "attestation_malformed",
+            format!("credential is not well-formed: {e}"),
+        )
     })?;
+    let credential = state
+        .webauthn
+        .register_credential(&reg, &reg_state, None)
+        .map_err(|e| {
+            Error::bad_request(
+                "attestation_invalid",
+                format!("attestation did not verify: {e:?}"),
+            )
+        })?;
     let att_type = attestation_type(&credential.attestation.data).ok_or_else(|| {
         Error::bad_request(
             "attestation_missing",
@@ -349,19 +420,30 @@ async fn finish(
     })?;
     let cred_id = b64(credential.cred_id.as_ref());
     if cred_id != b64(&credential_raw) {
-        return Err(Error::bad_request("credential_id_mismatch", "credential_id differs from the attested one"));
+        return Err(Error::bad_request(
+            "credential_id_mismatch",
+            "credential_id differs from the attested one",
+        ));
     }
-    let aaguid = aaguid_of(&attestation_object)
-        .ok_or_else(|| Error::bad_request("attestation_malformed", "authenticatorData has no AAGUID"))?;
+    let aaguid = aaguid_of(&attestation_object).ok_or_else(|| {
+        Error::bad_request("attestation_malformed", "authenticatorData has no AAGUID")
+    })?;
     let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
         .bind(&cred_id)
         .fetch_optional(&mut *tx)
         .await?;
     if taken.is_some() {
-        return Err(Error::conflict("credential_exists", "this credential is already enrolled"));
+        return Err(Error::conflict(
+            "credential_exists",
+            "this credential is already enrolled",
+        ));
     }
     let software_key = aaguid == SOFT_KEY_AAGUID || req.key.is_soft();
-    let model = if req.key.aaguid == aaguid { req.key.model.clone() } else { None };
+    let model = if req.key.aaguid == aaguid {
+        req.key.model.clone()
+    } else {
+        None
+    };
     let format = format!("{:?}", credential.attestation_format).to_lowercase();
     let posture: Option<String> = sqlx::query(
         "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = $1",

@@ -95,27 +95,45 @@ pub enum Error {
 impl Error {
     /// A 400 with a code and a sentence.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Error::BadRequest { code, message: message.into() }
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
     /// A 401.
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Unauthorized { code, message: message.into() }
+        Error::Unauthorized {
+            code,
+            message: message.into(),
+        }
     }
     /// A 403.
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Forbidden { code, message: message.into() }
+        Error::Forbidden {
+            code,
+            message: message.into(),
+        }
     }
     /// A 404.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Error::NotFound { code, message: message.into() }
+        Error::NotFound {
+            code,
+            message: message.into(),
+        }
     }
     /// A 409.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Conflict { code, message: message.into() }
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
     }
     /// A 410.
     pub fn gone(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Gone { code, message: message.into() }
+        Error::Gone {
+            code,
+            message: message.into(),
+        }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, String) {
@@ -152,7 +170,12 @@ impl IntoResponse for Error {
         } else {
             tracing::info!(code, %message, "request refused");
         }
-        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+            },
+        };
         (status, axum::Json(body)).into_response()
     }
 }

@@ -28,7 +28,10 @@ use axum::{Json, Router};
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .merge(admin::router())
         .merge(agent::router())
         .merge(enrol::router())

@@ -27,7 +27,11 @@ struct Cli {
     #[arg(long, env = "KEYWARDEN_RP_ID", default_value = "keywarden.localhost")]
     rp_id: String,
     /// Origin agents put into clientDataJSON; its host must be the rp id or below it.
-    #[arg(long, env = "KEYWARDEN_ORIGIN", default_value = "https://keywarden.localhost")]
+    #[arg(
+        long,
+        env = "KEYWARDEN_ORIGIN",
+        default_value = "https://keywarden.localhost"
+    )]
     origin: url::Url,
     /// Active authenticators every person needs (coverage policy).
     #[arg(long, default_value_t = 2)]
@@ -62,13 +66,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let url = match cli.database_url {
         Some(u) => u,
         None => {
-            std::fs::create_dir_all(&cli.data_dir)
-                .with_context(|| format!("cannot create data directory {}", cli.data_dir.display()))?;
+            std::fs::create_dir_all(&cli.data_dir).with_context(|| {
+                format!("cannot create data directory {}", cli.data_dir.display())
+            })?;
             let dir = std::fs::canonicalize(&cli.data_dir)?;
             db::sqlite_url(&dir.join("keywarden.db"))
         }
     };
-    let pool = db::connect(&url).await.context("cannot open the database")?;
+    let pool = db::connect(&url)
+        .await
+        .context("cannot open the database")?;
     let clock = Arc::new(SystemClock);
     if let Some(token) = admin::bootstrap_admin_token(&pool, clock.now_ms()).await? {
         // Shown once, on the terminal only; the service keeps just its hash.

@@ -84,7 +84,10 @@ impl AppState {
     /// Build the state; fails when the relying party settings are inconsistent.
     pub fn new(db: AnyPool, settings: Settings, clock: Arc<dyn Clock>) -> Result<Self> {
         if settings.origin.host_str().is_none() {
-            return Err(Error::Webauthn(format!("origin {} has no host", settings.origin)));
+            return Err(Error::Webauthn(format!(
+                "origin {} has no host",
+                settings.origin
+            )));
         }
         let webauthn = WebauthnCore::new_unsafe_experts_only(
             &settings.rp_name,
@@ -94,7 +97,12 @@ impl AppState {
             None,
             None,
         );
-        Ok(AppState { db, settings: Arc::new(settings), clock, webauthn: Arc::new(webauthn) })
+        Ok(AppState {
+            db,
+            settings: Arc::new(settings),
+            clock,
+            webauthn: Arc::new(webauthn),
+        })
     }
 
     /// Now, from the injected clock.
