@@ -15,7 +15,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 build_ui
 say "UI unit tests"
-(cd ui && npm test --silent)
+UI_LOG="$(mktemp)"
+(cd ui && npm test --silent) 2>&1 | tee "$UI_LOG"
 
 say "generated TypeScript bindings are current"
 cargo test --quiet --locked -p keywarden-protocol --features ts >/dev/null
@@ -35,6 +36,14 @@ say "building every binary"
 cargo build --quiet --locked --workspace --bins
 
 say "Rust tests (end-to-end tests use a virtual display)"
-xvfb-run -a -s "-screen 0 1280x900x24" cargo test --locked --workspace
+RUST_LOG_FILE="$(mktemp)"
+xvfb-run -a -s "-screen 0 1280x900x24" cargo test --locked --workspace 2>&1 | tee "$RUST_LOG_FILE"
 
+# One closing line over every runner: cargo's per-binary summaries plus Vitest's.
+read -r passed failed < <(awk '
+  /^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^ *Tests +[0-9]+ passed/ { p += $2 }
+  END { print p + 0, f + 0 }' "$RUST_LOG_FILE" "$UI_LOG")
+rm -f "$RUST_LOG_FILE" "$UI_LOG"
 say "all tests passed in $(( $(date +%s) - START )) s"
+echo "total: $passed passed, $failed failed"

@@ -63,6 +63,8 @@ fn spawn_server(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String, Opt
             return (child, u.trim().to_owned(), shown_token);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server printed no listening address");
 }
 
