@@ -33,6 +33,8 @@ ensure_apt() {
 BUILD_PKGS=(build-essential pkg-config libudev-dev libssl-dev ca-certificates curl jq)
 # Packages to build the Tauri desktop app and drive it in a real window.
 GUI_PKGS=(libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev file xvfb xauth webkit2gtk-driver)
+# Packages to check the .deb/.rpm the Tauri bundler makes (rpm lists the .rpm's files).
+PACKAGING_PKGS=(rpm)
 
 ensure_rust() {
   if ! command -v cargo >/dev/null; then

@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 START=$(date +%s)
 
-ensure_apt "${BUILD_PKGS[@]}" "${GUI_PKGS[@]}"
+ensure_apt "${BUILD_PKGS[@]}" "${GUI_PKGS[@]}" "${PACKAGING_PKGS[@]}"
 ensure_rust
 if ! command -v tauri-driver >/dev/null; then
   say "installing tauri-driver (WebDriver bridge for the desktop app)"
@@ -39,11 +39,18 @@ say "Rust tests (end-to-end tests use a virtual display)"
 RUST_LOG_FILE="$(mktemp)"
 xvfb-run -a -s "-screen 0 1280x900x24" cargo test --locked --workspace 2>&1 | tee "$RUST_LOG_FILE"
 
+say "packaging: build the .deb and .rpm, install the .deb here, check it, remove it"
+PKG_LOG="$(mktemp)"
+"$ROOT/scripts/package.sh" --debug >/dev/null
+BUNDLE="$CARGO_TARGET_DIR/debug/bundle"
+"$ROOT/tests/packaging/install-deb.sh" "$BUNDLE"/deb/*.deb "$BUNDLE"/rpm/*.rpm | tee "$PKG_LOG"
+
 # One closing line over every runner: cargo's per-binary summaries plus Vitest's.
 read -r passed failed < <(awk '
   /^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   /^ *Tests +[0-9]+ passed/ { p += $2 }
-  END { print p + 0, f + 0 }' "$RUST_LOG_FILE" "$UI_LOG")
-rm -f "$RUST_LOG_FILE" "$UI_LOG"
+  /^packaging: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
+  END { print p + 0, f + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG")
+rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG"
 say "all tests passed in $(( $(date +%s) - START )) s"
 echo "total: $passed passed, $failed failed"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Build the desktop app's .deb and .rpm packages with the Tauri bundler (offline). They carry
+# the app, the headless `keywarden` CLI, the udev rule for FIDO keys, the systemd user unit and
+# timer for background check-in, and the managed-configuration template.
+#   scripts/package.sh           release packages
+#   scripts/package.sh --debug   debug-profile packages (what the test command installs)
+source "$(dirname "$0")/lib.sh"
+
+PROFILE=release
+TAURI_FLAGS=()
+CARGO_FLAGS=(--release)
+if [ "${1:-}" = "--debug" ]; then
+  PROFILE=debug
+  TAURI_FLAGS=(--debug)
+  CARGO_FLAGS=()
+fi
+
+ensure_apt "${BUILD_PKGS[@]}" "${GUI_PKGS[@]}"
+ensure_rust
+build_ui
+say "building the keywarden CLI ($PROFILE)"
+cargo build --quiet --locked "${CARGO_FLAGS[@]}" -p keywarden-cli
+CLI="$CARGO_TARGET_DIR/$PROFILE/keywarden"
+
+OVERLAY="$(mktemp)"
+trap 'rm -f "$OVERLAY"' EXIT
+jq -n --arg cli "$CLI" --arg inst "$ROOT/installer" '
+  def files: {
+    "/usr/bin/keywarden": $cli,
+    "/usr/lib/udev/rules.d/70-keywarden-fido.rules": ($inst + "/linux/70-keywarden-fido.rules"),
+    "/usr/lib/systemd/user/keywarden-agent.service": ($inst + "/linux/keywarden-agent.service"),
+    "/usr/lib/systemd/user/keywarden-agent.timer": ($inst + "/linux/keywarden-agent.timer"),
+    "/usr/share/keywarden/managed.json.example": ($inst + "/managed-config/managed.json")
+  };
+  {bundle: {linux: {deb: {files: files}, rpm: {files: files}}}}' >"$OVERLAY"
+
+say "bundling .deb and .rpm ($PROFILE)"
+ui/node_modules/.bin/tauri build --ci --no-sign "${TAURI_FLAGS[@]}" --bundles deb,rpm --config "$OVERLAY" >/dev/null
+ls -1 "$CARGO_TARGET_DIR/$PROFILE/bundle/deb/"*.deb "$CARGO_TARGET_DIR/$PROFILE/bundle/rpm/"*.rpm
