@@ -35,6 +35,11 @@ BUILD_PKGS=(build-essential pkg-config libudev-dev libssl-dev ca-certificates cu
 GUI_PKGS=(libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev file xvfb xauth webkit2gtk-driver)
 # Packages to check the .deb/.rpm the Tauri bundler makes (rpm lists the .rpm's files).
 PACKAGING_PKGS=(rpm)
+# Packages for the real-HID tests in a throwaway guest (tests/realhid): QEMU, busybox for its
+# initramfs, kmod to resolve kernel module dependencies, fido2-tools as an independent client.
+REALHID_PKGS=(qemu-system-x86 busybox-static kmod fido2-tools)
+# PostgreSQL for the service tests and benchmarks, on a throwaway cluster (scripts/postgres.sh).
+PG_PKGS=(postgresql)
 
 ensure_rust() {
   if ! command -v cargo >/dev/null; then

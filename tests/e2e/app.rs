@@ -30,13 +30,14 @@ fn free_port() -> u16 {
 }
 
 /// tauri-driver in its own process group, stopped with everything it started.
-struct Driver {
+pub struct Driver {
     child: std::process::Child,
-    port: u16,
+    /// The WebDriver port.
+    pub port: u16,
 }
 
 impl Driver {
-    fn start(envs: &[(&str, String)]) -> Driver {
+    pub fn start(envs: &[(&str, String)]) -> Driver {
         assert!(
             std::env::var_os("DISPLAY").is_some(),
             "this test needs a display: run it under xvfb-run (scripts/test.sh does)"
@@ -138,10 +139,21 @@ fn the_window_lists_keys_and_posture() {
                 }
             }
         };
+        // Each pane is a tab; WebDriver reads only what is shown.
+        let click = |id: &'static str| {
+            let c = client.clone();
+            async move {
+                if let Ok(el) = c.find(fantoccini::Locator::Id(id)).await {
+                    let _ = el.click().await;
+                }
+            }
+        };
         let mut keys = String::new();
         let mut posture = String::new();
         for _ in 0..100 {
+            click("tab-keys").await;
             keys = text_of("keys").await;
+            click("tab-posture").await;
             posture = text_of("posture").await;
             if keys.contains("software key (test/demo)") && posture.contains("Disk encryption") {
                 break;

@@ -4,5 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 mod app;
+mod cli_parity;
 mod flow;
 mod refusals;
+mod tray;
+mod wizard;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { Posture } from "./bindings/Posture";
-import { esc, renderKeys, renderPosture, verdict } from "./view";
+import { esc, renderCheckin, renderInventory, renderKeys, renderPosture, verdict } from "./view";
 
 const softKey: KeyInfo = {
   id: "soft:abc",
@@ -65,5 +65,41 @@ describe("posture", () => {
   });
   it("escapes html", () => {
     expect(esc(`<a href="x">&'`)).toBe("&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+  });
+});
+
+describe("inventory and check-in", () => {
+  it("shows the key's own PIN policy", () => {
+    const html = renderKeys([{ ...softKey, force_pin_change: true, options: { alwaysUv: true } }]);
+    expect(html).toContain("yes, before next use");
+    expect(html).toContain("yes (alwaysUv)");
+  });
+  it("says why no key is found and how to fix it", () => {
+    const html = renderInventory({
+      keys: [],
+      findings: [{ code: "not_active_seat", problem: "your session is not active", fix: "switch to your session" }],
+    });
+    expect(html).toContain(`data-code="not_active_seat"`);
+    expect(html).toContain("switch to your session");
+    expect(renderInventory({ keys: [softKey], findings: [] })).not.toContain("Why no key is found");
+  });
+  const base = {
+    last_attempt_at_ms: null,
+    last_success_at_ms: null,
+    last_error: null,
+    last_trigger: null,
+    outbox_pending: 0,
+    interval_seconds: 3600,
+  };
+  it("says when nothing was reported yet, and how often it reports", () => {
+    const html = renderCheckin(base);
+    expect(html).toContain("No report has been sent from this laptop yet.");
+    expect(html).toContain("every 60 minutes");
+  });
+  it("shows a failed check-in and what waits in the outbox", () => {
+    const html = renderCheckin({ ...base, last_attempt_at_ms: 1, last_error: "cannot reach the service", outbox_pending: 3 });
+    expect(html).toContain("failed: cannot reach the service");
+    expect(html).toContain("3 reports waiting to be sent (kept across restarts).");
+    expect(html).toContain(`class="warning"`);
   });
 });

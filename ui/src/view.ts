@@ -2,6 +2,9 @@
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { Posture } from "./bindings/Posture";
 import type { Observed } from "./bindings/Observed";
+import type { NoKeyFinding } from "./bindings/NoKeyFinding";
+import type { KeyInventory } from "./bindings/KeyInventory";
+import type { CheckinStatus } from "./bindings/CheckinStatus";
 
 export const SOFT_KEY_LABEL = "software key (test/demo)";
 
@@ -12,6 +15,24 @@ export function esc(text: string): string {
     .replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;")
     .replace(/'/g, "&#39;");
+}
+
+/** Why no key is found, and how to fix it, as the agent diagnosed it. */
+export function renderFindings(findings: NoKeyFinding[]): string {
+  if (findings.length === 0) return "";
+  const items = findings
+    .map((f) => `<li data-code="${esc(f.code)}"><strong>${esc(f.problem)}.</strong> ${esc(f.fix)}.</li>`)
+    .join("");
+  return `<div class="card" id="findings"><h3>Why no key is found</h3><ul class="findings">${items}</ul></div>`;
+}
+
+export function renderInventory(inv: KeyInventory): string {
+  if (inv.keys.length === 0) return renderKeys([]) + renderFindings(inv.findings);
+  return renderKeys(inv.keys);
+}
+
+function yesNo(v: boolean | null | undefined, yes: string, no: string): string {
+  return v == null ? "not reported" : v ? yes : no;
 }
 
 export function renderKeys(keys: KeyInfo[]): string {
@@ -33,9 +54,17 @@ export function renderKeys(keys: KeyInfo[]): string {
     <dt>Firmware</dt><dd>${k.firmware_version != null ? esc(String(k.firmware_version)) : "not reported"}</dd>
     <dt>PIN</dt><dd>${esc(pin)}</dd>
     <dt>Minimum PIN length</dt><dd>${k.min_pin_length != null ? esc(String(k.min_pin_length)) : "not reported"}</dd>
+    <dt>PIN change forced</dt><dd>${yesNo(k.force_pin_change, "yes, before next use", "no")}</dd>
+    <dt>Always asks for PIN</dt><dd>${k.options["alwaysUv"] ? "yes (alwaysUv)" : "no"}</dd>
     <dt>Free passkey slots</dt><dd>${esc(slots)}</dd>
     <dt>Key id</dt><dd>${esc(k.id)}</dd>
   </dl>
+  <form class="creds" data-key="${esc(k.id)}" novalidate>
+    <label for="creds-pin-${esc(k.id)}">PIN, to list your organisation's passkeys on this key</label>
+    <input id="creds-pin-${esc(k.id)}" type="password" autocomplete="off" />
+    <div class="actions"><button type="submit">Show passkeys</button></div>
+    <div class="creds-out" aria-live="polite"></div>
+  </form>
 </article>`;
     })
     .join("\n");
@@ -82,6 +111,30 @@ export function renderPosture(p: Posture): string {
   ];
   return `<table><thead><tr><th scope="col">Signal</th><th scope="col">State</th><th scope="col">Value</th></tr></thead><tbody>${rows.join("")}</tbody></table>
 <p class="reason">Collected ${esc(new Date(p.collected_at_ms).toLocaleString())} (posture schema ${p.schema_version}).</p>`;
+}
+
+function when(ms: number | null | undefined): string {
+  return ms == null ? "never" : new Date(ms).toLocaleString();
+}
+
+/** The background check-in: last report, its outcome, and what waits in the outbox. */
+export function renderCheckin(c: CheckinStatus): string {
+  const outcome =
+    c.last_attempt_at_ms == null
+      ? "No report has been sent from this laptop yet."
+      : c.last_error
+        ? `The last check-in (${when(c.last_attempt_at_ms)}) failed: ${c.last_error}`
+        : `Last reported ${when(c.last_success_at_ms)}.`;
+  const pending =
+    c.outbox_pending === 0
+      ? "Nothing is waiting to be sent."
+      : `${c.outbox_pending} report${c.outbox_pending === 1 ? "" : "s"} waiting to be sent (kept across restarts).`;
+  const minutes = Math.round(c.interval_seconds / 60);
+  return `<h3>Reporting to IT</h3>
+<p id="checkin-outcome"${c.last_error ? ` class="warning"` : ""}>${esc(outcome)}</p>
+<p id="checkin-outbox">${esc(pending)}</p>
+<p class="hint">Keywarden reports every ${minutes} minute${minutes === 1 ? "" : "s"} and when a key is plugged in.</p>
+<div class="actions"><button id="checkin-now" data-action="checkin">Check in now</button></div>`;
 }
 
 export function renderError(e: unknown): string {

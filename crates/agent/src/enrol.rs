@@ -139,3 +139,195 @@ pub struct Enrolled {
     /// What the service bound.
     pub result: EnrolFinishResponse,
 }
+
+/// Prompts for a step-by-step front end (the desktop wizard): each step is one call that
+/// already carries what the person typed. The PIN is used once; a wrong PIN ends the step with
+/// [`KeyError::PinInvalid`] (and its retries), so the front end asks again in its own window
+/// instead of the core waiting on it. The touch request goes to `on_touch`.
+pub struct StepPrompts {
+    pin: std::sync::Mutex<Option<String>>,
+    new_pin: Option<String>,
+    on_touch: Box<dyn Fn(&KeyInfo) + Send + Sync>,
+}
+
+impl StepPrompts {
+    /// Answer with `pin` (the key's PIN) or `new_pin` (to set on a key without one).
+    pub fn new(
+        pin: Option<String>,
+        new_pin: Option<String>,
+        on_touch: Box<dyn Fn(&KeyInfo) + Send + Sync>,
+    ) -> Self {
+        StepPrompts {
+            pin: std::sync::Mutex::new(pin),
+            new_pin,
+            on_touch,
+        }
+    }
+}
+
+impl keywarden_keys::Prompt for StepPrompts {
+    fn touch(&self, key: &KeyInfo) {
+        (self.on_touch)(key);
+    }
+}
+
+impl EnrolPrompts for StepPrompts {
+    fn choose_key(&self, _keys: &[KeyInfo]) -> Result<usize> {
+        Err(Error::NeedsInput(
+            "several keys are present; choose one".into(),
+        ))
+    }
+
+    fn new_pin(&self, _key: &KeyInfo, min_len: u32) -> Result<String> {
+        self.new_pin.clone().ok_or_else(|| {
+            Error::NeedsInput(format!(
+                "this key has no PIN yet; choose one of at least {min_len} characters"
+            ))
+        })
+    }
+
+    fn pin(&self, _key: &KeyInfo, retries: Option<u32>, last_failed: bool) -> Result<String> {
+        let given = self.pin.lock().ok().and_then(|mut p| p.take());
+        match (given, last_failed) {
+            (Some(p), false) => Ok(p),
+            (_, true) => Err(Error::Key(KeyError::PinInvalid {
+                retries_left: retries.unwrap_or(0),
+            })),
+            (None, false) => Err(Error::NeedsInput("this key's PIN is needed".into())),
+        }
+    }
+}
+
+/// The ticket in a `keywarden://enrol?ticket=...` link, if `link` is one.
+pub fn ticket_from_link(link: &str) -> Option<String> {
+    let url = reqwest::Url::parse(link.trim()).ok()?;
+    if url.scheme() != "keywarden" || url.host_str() != Some("enrol") {
+        return None;
+    }
+    url.query_pairs()
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// One enrolment session, as the wizard and `keywarden enrol` walk it: the ticket is redeemed
+/// once; each key gets its own ceremony (the next one is opened only when the previous was
+/// used); coverage is what the service last said.
+#[derive(Debug, Clone)]
+pub struct Session {
+    begin: EnrolBeginResponse,
+    ceremony_used: bool,
+    enrolled: Vec<keywarden_protocol::CredentialView>,
+    active: u32,
+    required: u32,
+}
+
+impl Session {
+    /// Redeem the ticket.
+    pub fn open(agent: &crate::Agent, ticket: &str) -> Result<Session> {
+        let begin = agent.begin_enrolment(ticket)?;
+        Ok(Session {
+            active: begin.active_authenticators,
+            required: begin.required_authenticators,
+            begin,
+            ceremony_used: false,
+            enrolled: Vec::new(),
+        })
+    }
+
+    /// What the UI shows.
+    pub fn view(&self) -> keywarden_protocol::WizardSession {
+        keywarden_protocol::WizardSession {
+            person: self.begin.person.clone(),
+            active_authenticators: self.active,
+            required_authenticators: self.required,
+            session_expires_at_ms: self.begin.session_expires_at_ms,
+            enrolled: self.enrolled.clone(),
+            rp_id: self.begin.options.rp_id.clone(),
+        }
+    }
+
+    /// True once the person has as many authenticators as the policy requires.
+    pub fn covered(&self) -> bool {
+        self.active >= self.required
+    }
+
+    /// Enrol one key (`None`: the only one present, or ask). Opens a fresh ceremony when the
+    /// current one was used by the previous key.
+    pub fn enrol(
+        &mut self,
+        agent: &crate::Agent,
+        key_id: Option<&str>,
+        prompts: &dyn EnrolPrompts,
+    ) -> Result<Enrolled> {
+        if self.ceremony_used {
+            // Open the next ceremony only for a key that is there, so that a key removed
+            // before the step leaves nothing open on the service.
+            if let Some(id) = key_id {
+                if !agent.keys()?.iter().any(|k| k.id == id) {
+                    return Err(Error::Key(KeyError::NotFound { id: id.to_owned() }));
+                }
+            }
+            self.begin = agent.next_ceremony(&self.begin.enrolment_id)?;
+            self.ceremony_used = false;
+        }
+        let done = agent.enrol_key(&self.begin, key_id, prompts)?;
+        self.ceremony_used = true;
+        self.active = done.result.active_authenticators;
+        self.required = done.result.required_authenticators;
+        self.enrolled.push(done.result.credential.clone());
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn tickets_come_only_from_keywarden_enrol_links() {
+        assert_eq!(
+            ticket_from_link("keywarden://enrol?ticket=kwt_abc%2B1").as_deref(),
+            Some("kwt_abc+1")
+        );
+        for bad in [
+            "https://enrol?ticket=kwt_abc",
+            "keywarden://provision?ticket=kwt_abc",
+            "keywarden://enrol?other=1",
+            "keywarden://enrol?ticket=",
+            "not a url",
+        ] {
+            assert_eq!(ticket_from_link(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn step_prompts_use_the_pin_once_and_report_a_wrong_one_with_retries() {
+        let info = KeyInfo {
+            id: "k".into(),
+            backend: keywarden_protocol::KeyBackend::Soft,
+            label: "l".into(),
+            model: None,
+            aaguid: String::new(),
+            versions: vec![],
+            extensions: vec![],
+            options: Default::default(),
+            pin_protocols: vec![],
+            firmware_version: None,
+            pin_set: true,
+            pin_retries: Some(8),
+            min_pin_length: None,
+            force_pin_change: None,
+            remaining_discoverable_credentials: None,
+        };
+        let p = StepPrompts::new(Some("1234".into()), None, Box::new(|_| {}));
+        assert_eq!(p.pin(&info, Some(8), false).unwrap(), "1234");
+        match p.pin(&info, Some(7), true) {
+            Err(Error::Key(KeyError::PinInvalid { retries_left: 7 })) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(p.new_pin(&info, 6), Err(Error::NeedsInput(_))));
+        assert!(matches!(p.choose_key(&[]), Err(Error::NeedsInput(_))));
+    }
+}

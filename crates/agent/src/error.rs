@@ -103,6 +103,14 @@ pub enum Error {
     /// The PIN typed does not meet the key's rules.
     #[error("{0}")]
     PinRejected(String),
+    /// A managed configuration fixes the server URL and another one was given.
+    #[error("the server URL is set by your organisation to {locked} ({}) and cannot be changed here", file.display())]
+    ServerLocked {
+        /// The URL IT fixed.
+        locked: String,
+        /// The managed configuration file.
+        file: PathBuf,
+    },
 }
 
 impl Error {
@@ -111,6 +119,94 @@ impl Error {
         match self {
             Error::Service { code, .. } => Some(code),
             _ => None,
+        }
+    }
+
+    /// The error as the desktop UI receives it: a stable code to act on, a plain sentence
+    /// with a way forward, and the PIN retries left when it is about the PIN.
+    pub fn to_ui(&self) -> keywarden_protocol::UiError {
+        use keywarden_keys::Error as K;
+        let ui =
+            |code: &str, message: String, retries_left: Option<u32>| keywarden_protocol::UiError {
+                code: code.to_owned(),
+                message,
+                retries_left,
+            };
+        match self {
+            Error::Key(K::PinInvalid { retries_left }) => ui(
+                "pin_invalid",
+                format!(
+                    "That PIN is wrong. {retries_left} attempt{} left before the key locks for good.",
+                    if *retries_left == 1 { "" } else { "s" }
+                ),
+                Some(*retries_left),
+            ),
+            Error::Key(K::PinAuthBlocked) => ui(
+                "pin_auth_blocked",
+                "Three wrong PINs in a row. Unplug the key, plug it in again, and try once more.".into(),
+                None,
+            ),
+            Error::Key(K::PinBlocked) => ui(
+                "pin_blocked",
+                "This key's PIN is blocked after too many wrong attempts. It can only be reset, which erases it; use another key or ask the help desk.".into(),
+                Some(0),
+            ),
+            Error::Key(K::PinPolicy { min_len }) => ui(
+                "pin_policy",
+                format!("The key refused that PIN: it needs at least {min_len} characters."),
+                None,
+            ),
+            Error::Key(K::CredentialExcluded) => ui(
+                "already_enrolled",
+                "This key is already enrolled for you. Use a different key as your backup.".into(),
+                None,
+            ),
+            Error::Key(K::KeyRemoved) | Error::Key(K::NotFound { .. }) => ui(
+                "key_removed",
+                "The key was removed before it finished. Nothing was saved; plug it in and try again.".into(),
+                None,
+            ),
+            Error::Key(K::UserActionTimeout) => ui(
+                "touch_timeout",
+                "The key was not touched in time. Try again, and touch the key when it blinks.".into(),
+                None,
+            ),
+            Error::Key(K::OperationDenied) => ui(
+                "touch_denied",
+                "The key refused the request. Try again and touch the key when it blinks.".into(),
+                None,
+            ),
+            Error::Key(K::KeyStoreFull) => ui(
+                "key_full",
+                "This key has no room for another passkey. Use another key or remove an old passkey from it.".into(),
+                None,
+            ),
+            Error::Key(e) => ui("key_error", format!("The key reported a problem: {e}."), None),
+            Error::NoKey { .. } => ui("no_key", self.to_string(), None),
+            Error::Unreachable { url, .. } => ui(
+                "service_unreachable",
+                format!("Cannot reach the Keywarden service at {url}. Check your network (or VPN) and try again; nothing was changed."),
+                None,
+            ),
+            Error::Service { code, message, .. } => {
+                let sentence = match code.as_str() {
+                    "ticket_expired" => "This enrolment ticket has expired. Ask IT for a new one.".to_owned(),
+                    "ticket_used" => "This enrolment ticket was already used. Ask IT for a new one.".to_owned(),
+                    "ticket_unknown" => "This is not a valid enrolment ticket. Check you pasted all of it, or ask IT for a new one.".to_owned(),
+                    _ => format!("The service refused: {message}"),
+                };
+                ui(code, sentence, None)
+            }
+            Error::NotProvisioned => ui(
+                "not_provisioned",
+                "This laptop is not registered with your organisation yet. IT provisions it with `keywarden provision`.".into(),
+                None,
+            ),
+            Error::Cancelled => ui("cancelled", "Cancelled. Nothing was changed.".into(), None),
+            Error::NeedsInput(m) => ui("needs_input", m.clone(), None),
+            Error::PinRejected(m) => ui("pin_rejected", m.clone(), None),
+            Error::ServerLocked { .. } => ui("server_locked", self.to_string(), None),
+            other => ui("agent_error", other.to_string(), None),
         }
     }
 

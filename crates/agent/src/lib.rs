@@ -4,17 +4,23 @@
 //! - [`identity`]: the device key pair and the request sequence counter;
 //! - [`client`]: device-signed requests to the service;
 //! - [`outbox`]: durable report queue (written before sending, removed after the ack);
-//! - [`enrol`]: the enrolment state machine, prompting through [`enrol::EnrolPrompts`].
+//! - [`enrol`]: the enrolment state machine, prompting through [`enrol::EnrolPrompts`];
+//! - [`managed`]: the system-wide configuration IT installs, which overrides the user's;
+//! - [`checkin`]: background check-in (schedule, key plug-in, "check in now") and its status;
+//! - [`diagnose`]: why no security key is found, and how to fix it.
 //!
 //! Calls block (network and keys); async callers run them on a blocking thread.
 #![forbid(unsafe_code)]
 
+pub mod checkin;
 pub mod client;
 pub mod config;
+pub mod diagnose;
 pub mod enrol;
 mod error;
 mod files;
 pub mod identity;
+pub mod managed;
 pub mod outbox;
 
 pub use error::{Error, Result};
@@ -60,12 +66,28 @@ pub struct FlushOutcome {
 pub struct Agent {
     paths: Paths,
     keyring: Keyring,
+    managed: Option<managed::ManagedConfig>,
 }
 
 impl Agent {
-    /// An agent over these folders and keys.
+    /// An agent over these folders and keys, with no managed configuration.
     pub fn new(paths: Paths, keyring: Keyring) -> Self {
-        Agent { paths, keyring }
+        Agent {
+            paths,
+            keyring,
+            managed: None,
+        }
+    }
+
+    /// The same agent under a managed configuration (see [`managed`]).
+    pub fn with_managed(mut self, managed: Option<managed::ManagedConfig>) -> Self {
+        self.managed = managed;
+        self
+    }
+
+    /// The managed configuration in force, if any.
+    pub fn managed(&self) -> Option<&managed::ManagedConfig> {
+        self.managed.as_ref()
     }
 
     /// Its folders.
@@ -73,15 +95,55 @@ impl Agent {
         &self.paths
     }
 
-    /// The saved configuration, or [`Error::NotProvisioned`].
+    /// The saved configuration, or [`Error::NotProvisioned`]. A locked managed server URL
+    /// overrides the saved one.
     pub fn config(&self) -> Result<Config> {
-        Config::load(&self.paths)?.ok_or(Error::NotProvisioned)
+        self.config_if_any()?.ok_or(Error::NotProvisioned)
+    }
+
+    /// The saved configuration with managed overrides, `None` when not provisioned.
+    pub fn config_if_any(&self) -> Result<Option<Config>> {
+        let mut cfg = Config::load(&self.paths)?;
+        if let (Some(c), Some(locked)) =
+            (cfg.as_mut(), self.managed().and_then(|m| m.locked_server()))
+        {
+            locked.clone_into(&mut c.server_url);
+        }
+        Ok(cfg)
+    }
+
+    /// The server to provision with: the one given, unless IT locked another; the managed
+    /// one when none is given.
+    pub fn effective_server(&self, given: Option<&str>) -> Result<String> {
+        let managed = self.managed();
+        match given {
+            Some(g) => {
+                let g = config::normalise_server_url(g)?;
+                if let Some(m) = managed {
+                    if let Some(locked) = m.locked_server() {
+                        if locked != g {
+                            return Err(Error::ServerLocked {
+                                locked: locked.to_owned(),
+                                file: m.source.clone(),
+                            });
+                        }
+                    }
+                }
+                Ok(g)
+            }
+            None => managed.and_then(|m| m.server_url.clone()).ok_or_else(|| {
+                Error::NeedsInput(
+                    "no server given and no managed configuration names one; pass --server URL"
+                        .into(),
+                )
+            }),
+        }
     }
 
     /// Provision this laptop: create the device key, register it with the one-time token,
     /// save the configuration. Refuses to replace an existing identity unless `reprovision`.
     pub fn provision(&self, server: &str, token: &str, reprovision: bool) -> Result<Config> {
-        let server = config::normalise_server_url(server)?;
+        let server = self.effective_server(Some(server))?;
         if let Some(existing) = Config::load(&self.paths)? {
             if !reprovision {
                 return Err(Error::AlreadyProvisioned {
@@ -123,6 +185,86 @@ impl Agent {
     /// Every key the agent can see now.
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
         Ok(self.keyring.list()?)
+    }
+
+    /// Every key present now and, when there is none, why (where the agent can tell).
+    pub fn inventory(&self) -> Result<keywarden_protocol::KeyInventory> {
+        let keys = self.keys()?;
+        let findings = if keys.is_empty() {
+            diagnose::diagnose(&diagnose::Probe::system())
+        } else {
+            Vec::new()
+        };
+        Ok(keywarden_protocol::KeyInventory { keys, findings })
+    }
+
+    /// Blink the key, so the person sees which one the app means.
+    pub fn wink(&self, key_id: &str) -> Result<()> {
+        Ok(self.keyring.open(key_id)?.wink()?)
+    }
+
+    /// CTAP selection: every key in `key_ids` waits for a touch; returns the id of the first
+    /// one touched. Keys that were not touched give up at their own timeout.
+    pub fn select_by_touch(
+        &self,
+        key_ids: &[String],
+        prompt: std::sync::Arc<dyn keywarden_keys::Prompt>,
+    ) -> Result<String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut started = 0;
+        let mut last_err = None;
+        for id in key_ids {
+            match self.keyring.open(id) {
+                Ok(mut key) => {
+                    started += 1;
+                    let tx = tx.clone();
+                    let id = id.clone();
+                    let prompt = prompt.clone();
+                    std::thread::spawn(move || {
+                        let r = key.selection(prompt.as_ref()).map(|()| id);
+                        let _ = tx.send(r);
+                    });
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        drop(tx);
+        if started == 0 {
+            return Err(last_err
+                .map(Error::Key)
+                .unwrap_or(Error::NoKey { hint: None }));
+        }
+        let mut first_err = None;
+        for r in rx {
+            match r {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.map(Error::Key).unwrap_or(Error::Cancelled))
+    }
+
+    /// Credential management: the discoverable credentials on a key for `rp_id` (needs the PIN).
+    pub fn key_credentials(
+        &self,
+        key_id: &str,
+        rp_id: &str,
+        pin: &str,
+    ) -> Result<Vec<keywarden_protocol::KeyCredential>> {
+        use base64::Engine as _;
+        let mut key = self.keyring.open(key_id)?;
+        Ok(key
+            .list_credentials(rp_id, pin)?
+            .into_iter()
+            .map(|c| keywarden_protocol::KeyCredential {
+                rp_id: c.rp_id,
+                credential_id: base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(&c.credential_id),
+                user_name: c.user_name,
+            })
+            .collect())
     }
 
     /// The outbox.
@@ -255,7 +397,13 @@ impl Agent {
                     Error::Key(keywarden_keys::Error::NotFound { id: id.to_owned() })
                 })?,
                 None => match keys.len() {
-                    0 => return Err(Error::NoKey { hint: None }),
+                    0 => {
+                        let hint = diagnose::diagnose(&diagnose::Probe::system())
+                            .into_iter()
+                            .next()
+                            .map(|f| format!("{}; {}", f.problem, f.fix));
+                        return Err(Error::NoKey { hint });
+                    }
                     1 => keys[0].clone(),
                     _ => {
                         let i = prompts.choose_key(&keys)?;

@@ -46,9 +46,10 @@ struct Global {
 enum Command {
     /// Register this laptop with the service using a one-time provisioning token from IT.
     Provision {
-        /// Service URL, e.g. https://keywarden.example.com
+        /// Service URL, e.g. https://keywarden.example.com (optional when a managed
+        /// configuration names it; refused when it locks another one).
         #[arg(long)]
-        server: String,
+        server: Option<String>,
         /// The one-time provisioning token.
         #[arg(long, env = "KEYWARDEN_PROVISIONING_TOKEN", hide_env_values = true)]
         token: String,
@@ -66,8 +67,33 @@ enum Command {
     Flush,
     /// List the security keys this laptop can see.
     Keys,
-    /// Show provisioning and outbox status.
+    /// Show provisioning, managed configuration, last check-in and outbox status.
     Status,
+    /// Check in now: queue a report, send the outbox, and record the outcome (what the tray's
+    /// "check in now" does).
+    Checkin,
+    /// Run in the background: check in on the schedule and whenever a key is plugged in
+    /// (what the systemd user unit starts). Stops on SIGTERM or after --for seconds.
+    Run {
+        /// Seconds between key polls.
+        #[arg(long, default_value_t = 2)]
+        poll_seconds: u64,
+        /// Stop after this many seconds (for benchmarks and tests).
+        #[arg(long = "for", value_name = "SECONDS")]
+        run_for: Option<u64>,
+    },
+    /// List the organisation's passkeys stored on a key (credential management; needs the PIN).
+    Credentials {
+        /// Key id (from `keywarden keys`).
+        #[arg(long = "key", value_name = "ID")]
+        key: String,
+        /// Relying party id, e.g. example.com.
+        #[arg(long)]
+        rp: String,
+        /// Read the PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
     /// Enrol security keys for the person named by a one-time enrolment ticket.
     Enrol {
         /// The one-time enrolment ticket from IT.
@@ -141,7 +167,10 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let paths = Paths::resolve(cli.global.home.as_deref())?;
-    let agent = Agent::new(paths, keyring(&cli.global));
+    let managed = keywarden_agent::managed::ManagedConfig::load(
+        &keywarden_agent::managed::ManagedConfig::default_path(),
+    )?;
+    let agent = Agent::new(paths, keyring(&cli.global)).with_managed(managed);
     let json = cli.global.json;
     match cli.command {
         Command::Provision {
@@ -149,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             token,
             reprovision,
         } => {
+            let server = agent.effective_server(server.as_deref())?;
             let cfg = agent.provision(&server, &token, reprovision)?;
             if json {
                 print_json(&cfg)?;
@@ -193,11 +223,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Keys => {
-            let keys = agent.keys()?;
+            let inv = agent.inventory()?;
+            let keys = inv.keys;
             if json {
                 print_json(&keys)?;
             } else if keys.is_empty() {
                 println!("{}", no_key_message());
+                for f in &inv.findings {
+                    println!("  why: {} [{}]", f.problem, f.code);
+                    println!("  fix: {}", f.fix);
+                }
             } else {
                 for k in &keys {
                     print_key(k);
@@ -205,10 +240,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Status => {
-            let cfg = keywarden_agent::config::Config::load(agent.paths())?;
+            let cfg = agent.config_if_any()?;
             let pending = agent.outbox().len()?;
+            let checkin = agent.checkin_status()?;
+            let managed = agent.managed().map(|m| m.source.display().to_string());
+            let locked = agent.managed().and_then(|m| m.locked_server()).is_some();
             if json {
-                print_json(&serde_json::json!({"config": cfg, "outbox_pending": pending}))?;
+                print_json(&serde_json::json!({
+                    "config": cfg,
+                    "outbox_pending": pending,
+                    "checkin": checkin,
+                    "managed_config": managed,
+                    "server_locked": locked,
+                }))?;
             } else {
                 match cfg {
                     Some(c) => {
@@ -216,7 +260,88 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     None => println!("not provisioned"),
                 }
+                if let Some(m) = managed {
+                    println!(
+                        "managed configuration: {m}{}",
+                        if locked { " (server URL locked)" } else { "" }
+                    );
+                }
                 println!("outbox: {pending} report(s) waiting");
+                print_checkin(&checkin);
+            }
+        }
+        Command::Checkin => {
+            let status = agent.check_in(keywarden_agent::checkin::Trigger::Manual)?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print_checkin(&status);
+            }
+            if let Some(e) = status.last_error {
+                anyhow::bail!("check-in failed: {e}");
+            }
+        }
+        Command::Run {
+            poll_seconds,
+            run_for,
+        } => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            if let Some(secs) = run_for {
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs(secs));
+                    let _ = tx.send(keywarden_agent::checkin::Control::Stop);
+                });
+            } else {
+                // Keep the sender alive for the life of the process (SIGTERM ends it).
+                std::mem::forget(tx);
+            }
+            keywarden_agent::checkin::run(
+                &agent,
+                std::time::Duration::from_secs(poll_seconds.max(1)),
+                &rx,
+                &|| false,
+                &|event| match event {
+                    keywarden_agent::checkin::Event::Keys(c) => {
+                        for id in &c.added {
+                            eprintln!("key plugged in: {id}");
+                        }
+                        for id in &c.removed {
+                            eprintln!("key removed: {id}");
+                        }
+                    }
+                    keywarden_agent::checkin::Event::CheckedIn(s) => match &s.last_error {
+                        None => eprintln!(
+                            "checked in ({}); {} report(s) waiting",
+                            s.last_trigger.as_deref().unwrap_or("?"),
+                            s.outbox_pending
+                        ),
+                        Some(e) => eprintln!("check-in failed: {e}"),
+                    },
+                },
+            );
+        }
+        Command::Credentials { key, rp, pin_stdin } => {
+            let pin = if pin_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("cannot read the PIN from stdin")?;
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            } else if std::io::stdin().is_terminal() {
+                rpassword::prompt_password("PIN: ").context("cannot read the PIN")?
+            } else {
+                anyhow::bail!("a PIN is needed but there is no terminal; pass --pin-stdin");
+            };
+            let creds = agent.key_credentials(&key, &rp, &pin)?;
+            if json {
+                print_json(&creds)?;
+            } else if creds.is_empty() {
+                println!("no passkeys for {rp} on {key}");
+            } else {
+                for c in &creds {
+                    println!("{}  {}  {}", c.rp_id, c.user_name, c.credential_id);
+                }
             }
         }
         Command::Enrol {
@@ -246,6 +371,25 @@ fn print_flush(o: &keywarden_agent::FlushOutcome) {
     if o.pending > 0 {
         println!("  {} report(s) still waiting in the outbox", o.pending);
     }
+}
+
+fn print_checkin(c: &keywarden_protocol::CheckinStatus) {
+    let when =
+        |ms: Option<i64>| ms.map_or_else(|| "never".to_owned(), |m| format!("{m} (unix ms)"));
+    println!(
+        "last check-in: {} ({}){}",
+        when(c.last_attempt_at_ms),
+        c.last_trigger.as_deref().unwrap_or("none"),
+        c.last_error
+            .as_deref()
+            .map(|e| format!(", failed: {e}"))
+            .unwrap_or_default()
+    );
+    println!("last successful report: {}", when(c.last_success_at_ms));
+    println!(
+        "check-in every {} s and when a key is plugged in",
+        c.interval_seconds
+    );
 }
 
 fn no_key_message() -> String {
@@ -398,14 +542,15 @@ fn enrol(
     if let Err(e) = agent.report() {
         eprintln!("note: could not send a posture report before enrolling: {e}");
     }
-    let mut begin = agent.begin_enrolment(ticket)?;
+    let mut session = keywarden_agent::enrol::Session::open(agent, ticket)?;
+    let view = session.view();
     if !json {
         println!(
             "Enrolment for {} <{}>: {} of {} required authenticators enrolled so far.",
-            begin.person.display_name,
-            begin.person.user_name,
-            begin.active_authenticators,
-            begin.required_authenticators
+            view.person.display_name,
+            view.person.user_name,
+            view.active_authenticators,
+            view.required_authenticators
         );
     }
     let wanted: Vec<Option<&str>> = if keys.is_empty() {
@@ -414,11 +559,8 @@ fn enrol(
         keys.iter().map(|k| Some(k.as_str())).collect()
     };
     let mut results = Vec::new();
-    for (i, key_id) in wanted.iter().enumerate() {
-        if i > 0 {
-            begin = agent.next_ceremony(&begin.enrolment_id)?;
-        }
-        let done = agent.enrol_key(&begin, *key_id, &prompts)?;
+    for key_id in &wanted {
+        let done = session.enrol(agent, *key_id, &prompts)?;
         let r = &done.result;
         if !json {
             println!(

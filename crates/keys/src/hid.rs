@@ -11,8 +11,12 @@
 //! chosen from getInfo, because the library's defaults (protocol 1, preview command) fail on keys
 //! that implement only the current ones.
 //!
-//! Attestation is not verified here: that is the service's job (with webauthn-rs). The calls
-//! block; async callers run them on a blocking thread.
+//! Before a new credential leaves this backend its `packed` attestation signature is checked
+//! here, with openssl, against the x5c leaf or (self attestation) the credential's own key, so a
+//! key that answers garbage gets a clear error at the laptop. `ctap-hid-fido2`'s own verifier is
+//! never used: it panics on self attestation. Whether the chain is trusted is the service's
+//! policy (webauthn-rs there verifies everything again). The calls block; async callers run them
+//! on a blocking thread.
 //!
 //! # Key ids
 //!
@@ -246,13 +250,21 @@ impl fmt::Debug for HidKey {
 }
 
 impl HidKey {
-    fn open(hid: HidInfo) -> Result<Self> {
+    fn open_device(hid: &HidInfo) -> Result<FidoKeyHid> {
         let cfg = lib_cfg();
         let param = hid.param.clone();
-        let mut device = guard("opening the key", || FidoKeyHid::new(&[param], &cfg))?;
+        guard("opening the key", || FidoKeyHid::new(&[param], &cfg))
+    }
+
+    fn configure(device: &mut FidoKeyHid, info: &DeviceInfo) {
+        device.pin_protocol_version = info.pin_protocol();
+        device.use_pre_credential_management = info.cred_mgmt() == CredMgmt::Preview;
+    }
+
+    fn open(hid: HidInfo) -> Result<Self> {
+        let mut device = Self::open_device(&hid)?;
         let device_info = DeviceInfo::read(&device)?;
-        device.pin_protocol_version = device_info.pin_protocol();
-        device.use_pre_credential_management = device_info.cred_mgmt() == CredMgmt::Preview;
+        Self::configure(&mut device, &device_info);
         let mut key = HidKey {
             device,
             info: key_info(&hid, &device_info, None),
@@ -272,15 +284,34 @@ impl HidKey {
         })
     }
 
-    /// Re-read getInfo (and retries), so PIN state is current.
+    /// Open the device afresh and re-read getInfo (and retries), so PIN state is current.
+    ///
+    /// hidraw hands every input report to every open handle, and ctap-hid-fido2 reads the next
+    /// report without checking its channel: while this handle sat idle, another program's
+    /// traffic with the key (a browser, another agent command) queued up on it and would be read
+    /// as the answer to our next request. A fresh handle starts with an empty queue.
     fn refresh(&mut self) -> Result<()> {
+        self.reopen()?;
         self.device_info = DeviceInfo::read(&self.device)?;
+        Self::configure(&mut self.device, &self.device_info);
         let retries = if self.device_info.pin_set() {
             self.read_retries().ok()
         } else {
             None
         };
         self.info = key_info(&self.hid, &self.device_info, retries);
+        Ok(())
+    }
+
+    /// A fresh handle on the same device (see [`HidKey::refresh`]). A key that was open a moment
+    /// ago and cannot be opened now has been pulled out.
+    fn reopen(&mut self) -> Result<()> {
+        let mut device = Self::open_device(&self.hid).map_err(|e| match e {
+            Error::Backend { .. } => Error::KeyRemoved,
+            other => other,
+        })?;
+        Self::configure(&mut device, &self.device_info);
+        self.device = device;
         Ok(())
     }
 
@@ -358,6 +389,7 @@ impl Authenticator for HidKey {
     }
 
     fn pin_retries(&mut self) -> Result<u32> {
+        self.reopen()?;
         self.read_retries()
     }
 
@@ -416,13 +448,12 @@ impl Authenticator for HidKey {
                 reason: "makeCredential answer without credential".into(),
             });
         }
+        let attestation_object =
+            attestation::attestation_object(&att.fmt, &att.auth_data, statement.as_ref());
+        check_attestation(&attestation_object, &Sha256::digest(&req.client_data_json))?;
         Ok(MadeCredential {
             credential_id: att.credential_descriptor.id.clone(),
-            attestation_object: attestation::attestation_object(
-                &att.fmt,
-                &att.auth_data,
-                statement.as_ref(),
-            ),
+            attestation_object,
             format: att.fmt.clone(),
         })
     }
@@ -513,6 +544,7 @@ impl Authenticator for HidKey {
     }
 
     fn wink(&mut self) -> Result<()> {
+        self.reopen()?;
         guard("winking", || self.device.wink())
     }
 
@@ -522,9 +554,116 @@ impl Authenticator for HidKey {
                 what: "authenticatorSelection".to_owned(),
             });
         }
+        self.reopen()?;
         prompt.touch(&self.info);
         guard("waiting for a touch", || self.device.selection())
     }
+}
+
+fn attestation_error(reason: impl Into<String>) -> Error {
+    Error::Malformed {
+        reason: format!("attestation: {}", reason.into()),
+    }
+}
+
+fn cbor_field<'a>(
+    map: &'a [(ciborium::Value, ciborium::Value)],
+    name: &str,
+) -> Option<&'a ciborium::Value> {
+    map.iter()
+        .find(|(k, _)| k.as_text() == Some(name))
+        .map(|(_, v)| v)
+}
+
+/// The credential public key (COSE EC2 P-256) inside authenticatorData, as an openssl key.
+fn credential_key(auth_data: &[u8]) -> Result<openssl::pkey::PKey<openssl::pkey::Public>> {
+    use openssl::bn::{BigNum, BigNumContext};
+    use openssl::ec::{EcGroup, EcKey, EcPoint};
+    if auth_data.len() < 55 || auth_data[32] & attestation::FLAG_AT == 0 {
+        return Err(attestation_error("authData has no attested credential"));
+    }
+    let id_len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
+    let cose: ciborium::Value = auth_data
+        .get(55 + id_len..)
+        .and_then(|rest| ciborium::from_reader(rest).ok())
+        .ok_or_else(|| attestation_error("credential public key is not CBOR"))?;
+    let coord = |label: i128| {
+        cose.as_map()
+            .and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.as_integer().map(i128::from) == Some(label))
+            })
+            .and_then(|(_, v)| v.as_bytes().cloned())
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| attestation_error("credential public key is not a P-256 COSE key"))
+    };
+    let (x, y) = (coord(-2)?, coord(-3)?);
+    let bad = |e: openssl::error::ErrorStack| attestation_error(format!("credential key: {e}"));
+    let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).map_err(bad)?;
+    let mut ctx = BigNumContext::new().map_err(bad)?;
+    let mut point = EcPoint::new(&group).map_err(bad)?;
+    let (bx, by) = (
+        BigNum::from_slice(&x).map_err(bad)?,
+        BigNum::from_slice(&y).map_err(bad)?,
+    );
+    point
+        .set_affine_coordinates_gfp(&group, &bx, &by, &mut ctx)
+        .map_err(bad)?;
+    let ec = EcKey::from_public_key(&group, &point).map_err(bad)?;
+    openssl::pkey::PKey::from_ec_key(ec).map_err(bad)
+}
+
+/// Check the signature of a `packed` attestation (x5c leaf, or self attestation with the
+/// credential key) over authData ‖ clientDataHash. `none` has nothing to check; the service
+/// decides whether it accepts that.
+fn check_attestation(attestation_object: &[u8], client_data_hash: &[u8]) -> Result<()> {
+    let value: ciborium::Value = ciborium::from_reader(attestation_object)
+        .map_err(|_| attestation_error("attestationObject is not CBOR"))?;
+    let map = value
+        .as_map()
+        .ok_or_else(|| attestation_error("attestationObject is not a map"))?;
+    let fmt = cbor_field(map, "fmt")
+        .and_then(|v| v.as_text())
+        .unwrap_or("");
+    if fmt != "packed" {
+        return Ok(());
+    }
+    let auth_data = cbor_field(map, "authData")
+        .and_then(|v| v.as_bytes())
+        .ok_or_else(|| attestation_error("no authData"))?;
+    let stmt = cbor_field(map, "attStmt")
+        .and_then(|v| v.as_map())
+        .ok_or_else(|| attestation_error("no attStmt"))?;
+    let alg = cbor_field(stmt, "alg")
+        .and_then(|v| v.as_integer())
+        .map(i128::from);
+    if alg != Some(i128::from(attestation::COSE_ALG_ES256)) {
+        return Err(attestation_error(format!("unsupported alg {alg:?}")));
+    }
+    let sig = cbor_field(stmt, "sig")
+        .and_then(|v| v.as_bytes())
+        .ok_or_else(|| attestation_error("no sig"))?;
+    let key = match cbor_field(stmt, "x5c").and_then(|v| v.as_array()) {
+        Some(chain) => {
+            let leaf = chain
+                .first()
+                .and_then(|c| c.as_bytes())
+                .ok_or_else(|| attestation_error("empty x5c"))?;
+            openssl::x509::X509::from_der(leaf)
+                .and_then(|c| c.public_key())
+                .map_err(|e| attestation_error(format!("x5c leaf: {e}")))?
+        }
+        None => credential_key(auth_data)?,
+    };
+    let bad = |e: openssl::error::ErrorStack| attestation_error(format!("verifying: {e}"));
+    let mut v =
+        openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).map_err(bad)?;
+    v.update(auth_data).map_err(bad)?;
+    v.update(client_data_hash).map_err(bad)?;
+    if !v.verify(sig).unwrap_or(false) {
+        return Err(attestation_error("the signature does not verify"));
+    }
+    Ok(())
 }
 
 /// The security keys plugged into this machine.
@@ -657,6 +796,35 @@ mod tests {
         assert_ne!(key_id(&a, &[1; 16]), key_id(&b, &[1; 16]));
         assert_ne!(key_id(&a, &[1; 16]), key_id(&a, &[2; 16]));
         assert!(key_id(&a, &[1; 16]).starts_with("hid:"));
+    }
+
+    #[cfg(feature = "soft")]
+    #[test]
+    fn attestation_signatures_are_checked_for_x5c_and_self_attestation() {
+        use crate::soft::{Attestation, SoftKey};
+        let dir = tempfile::tempdir().unwrap();
+        let mut key = SoftKey::open(dir.path().join("k.json")).unwrap();
+        let req = MakeCredentialRequest {
+            rp_id: "org.example".into(),
+            rp_name: "Org".into(),
+            user_id: vec![1],
+            user_name: "ada".into(),
+            user_display_name: "Ada".into(),
+            client_data_json: b"{}".to_vec(),
+            exclude_credentials: vec![],
+            resident_key: false,
+        };
+        let cdh = Sha256::digest(b"{}");
+        for kind in [Attestation::X5c, Attestation::SelfSigned] {
+            let made = key
+                .create_credential(&req, &cdh, kind, 0x05, &crate::SilentPrompt)
+                .unwrap();
+            check_attestation(&made.attestation_object, &cdh).unwrap();
+            // Signed over another clientDataHash: refused with a clear error, no panic.
+            let e = check_attestation(&made.attestation_object, &[0u8; 32]).unwrap_err();
+            assert!(e.to_string().contains("does not verify"), "{e}");
+        }
+        assert!(check_attestation(b"\xff", &cdh).is_err());
     }
 
     #[test]

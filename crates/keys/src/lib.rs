@@ -38,6 +38,10 @@ pub use error::{ctap_status_name, Error, Result};
 pub mod attestation;
 pub mod models;
 
+#[cfg(feature = "soft")]
+pub mod ctap2;
+#[cfg(feature = "soft")]
+pub mod ctaphid;
 #[cfg(feature = "hid")]
 pub mod hid;
 #[cfg(feature = "soft")]

@@ -3,8 +3,9 @@
 //! [`SoftKey`] behaves like a CTAP 2.1 security key with a PIN and no built-in user
 //! verification: PIN retries and the three-in-a-row block, the PIN policy, exclude lists,
 //! discoverable credentials with a slot limit, credential management, and `packed` attestation
-//! with a certificate chain. It has no transport: the [`Authenticator`] methods are its whole
-//! interface, so the same core can later sit behind a USB HID transport.
+//! with a certificate chain (or self attestation). In-process, the [`Authenticator`] methods are
+//! its interface; [`crate::ctap2`] puts a CTAP2 CBOR front end on the same core, which the
+//! `keywarden-softkey` tool serves over USB HID (Linux uhid) for the real-HID tests.
 //!
 //! Its whole state lives in one JSON file chosen by the caller, so the same soft key survives
 //! restarts. The file holds private keys in PEM: it is a test key, so that is acceptable, but the
@@ -92,6 +93,29 @@ impl Default for SoftKeyOptions {
             max_discoverable_credentials: 25,
         }
     }
+}
+
+/// How a soft key attests a new credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Attestation {
+    /// `packed` with an x5c chain: the soft key's attestation certificate (the typed API's
+    /// behaviour).
+    #[default]
+    X5c,
+    /// `packed` self attestation: signed by the credential's own key, no certificate.
+    SelfSigned,
+}
+
+/// A discoverable credential as credential management sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct DiscoverableCredential {
+    pub(crate) rp_id: String,
+    pub(crate) rp_name: String,
+    pub(crate) credential_id: Vec<u8>,
+    pub(crate) user_id: Vec<u8>,
+    pub(crate) user_name: String,
+    pub(crate) user_display_name: String,
+    pub(crate) public_key_cose: Vec<u8>,
 }
 
 /// The path of the marker file whose presence makes the soft key at `state_path` unplugged.
@@ -661,6 +685,253 @@ impl SoftKey {
         self.save()
     }
 
+    /// makeCredential after user verification (by the caller): exclude list, slot limit,
+    /// touch, key generation and attestation over `client_data_hash`.
+    pub(crate) fn create_credential(
+        &mut self,
+        req: &MakeCredentialRequest,
+        client_data_hash: &[u8],
+        attestation_kind: Attestation,
+        flags: u8,
+        prompt: &dyn Prompt,
+    ) -> Result<MadeCredential> {
+        let excluded = req.exclude_credentials.iter().any(|excluded| {
+            let excluded = b64(excluded);
+            self.state
+                .credentials
+                .iter()
+                .any(|c| c.id == excluded && c.rp_id == req.rp_id)
+        });
+        if excluded {
+            // A key asks for a touch before saying so, so that nobody can probe it unnoticed.
+            prompt.touch(&self.key_info());
+            return Err(Error::CredentialExcluded);
+        }
+
+        let user_id = b64(&req.user_id);
+        let replaces =
+            |c: &StoredCred| c.discoverable && c.rp_id == req.rp_id && c.user_id == user_id;
+        if req.resident_key {
+            let others = self
+                .state
+                .credentials
+                .iter()
+                .filter(|c| c.discoverable && !replaces(c))
+                .count();
+            if others >= self.state.max_discoverable_credentials as usize {
+                return Err(Error::KeyStoreFull);
+            }
+        }
+
+        prompt.touch(&self.key_info());
+
+        let key = new_p256_key()?;
+        let public_key_cose = credential_public_key(&key)?;
+        let credential_id = loop {
+            let id = random_bytes::<32>();
+            let encoded = b64(&id);
+            if !self.state.credentials.iter().any(|c| c.id == encoded) {
+                break id;
+            }
+        };
+        let auth_data = attestation::authenticator_data(
+            &req.rp_id,
+            flags,
+            0,
+            Some(&AttestedCredential {
+                aaguid: SOFT_KEY_AAGUID,
+                credential_id: &credential_id,
+                public_key_cose: &public_key_cose,
+            }),
+        )?;
+        let statement = match attestation_kind {
+            Attestation::X5c => {
+                let attestation_key = load_private_key(
+                    &self.state.attestation.key_pem,
+                    "loading the attestation key",
+                )?;
+                let sig = sign_es256(&attestation_key, &auth_data, client_data_hash)?;
+                let leaf = X509::from_pem(self.state.attestation.cert_pem.as_bytes())
+                    .and_then(|c| c.to_der())
+                    .map_err(crypto("loading the attestation certificate"))?;
+                AttestationStatement {
+                    alg: Some(COSE_ALG_ES256),
+                    sig,
+                    x5c: vec![leaf],
+                }
+            }
+            // Self attestation: signed by the new credential's own key, no certificate.
+            Attestation::SelfSigned => AttestationStatement {
+                alg: Some(COSE_ALG_ES256),
+                sig: sign_es256(&key, &auth_data, client_data_hash)?,
+                x5c: Vec::new(),
+            },
+        };
+        let attestation_object =
+            attestation::attestation_object("packed", &auth_data, Some(&statement));
+
+        let private_key_pem = key
+            .private_key_to_pem_pkcs8()
+            .map_err(crypto("storing a credential key"))?;
+        if req.resident_key {
+            self.state.credentials.retain(|c| !replaces(c));
+        }
+        self.state.credentials.push(StoredCred {
+            id: b64(&credential_id),
+            rp_id: req.rp_id.clone(),
+            rp_name: req.rp_name.clone(),
+            user_id,
+            user_name: req.user_name.clone(),
+            user_display_name: req.user_display_name.clone(),
+            discoverable: req.resident_key,
+            sign_count: 0,
+            private_key_pem: Secret(pem_string(private_key_pem)),
+        });
+        self.save()?;
+        Ok(MadeCredential {
+            credential_id: credential_id.to_vec(),
+            attestation_object,
+            format: "packed".to_owned(),
+        })
+    }
+
+    /// getAssertion after user verification (by the caller), signing over `client_data_hash`.
+    pub(crate) fn sign_assertion(
+        &mut self,
+        rp_id: &str,
+        allow_credentials: &[Vec<u8>],
+        client_data_hash: &[u8],
+        flags: u8,
+        prompt: &dyn Prompt,
+    ) -> Result<Assertion> {
+        let index = if allow_credentials.is_empty() {
+            // The most recently made discoverable credential, as a key returns first.
+            self.state
+                .credentials
+                .iter()
+                .rposition(|c| c.discoverable && c.rp_id == rp_id)
+        } else {
+            allow_credentials.iter().find_map(|allowed| {
+                let allowed = b64(allowed);
+                self.state
+                    .credentials
+                    .iter()
+                    .position(|c| c.id == allowed && c.rp_id == rp_id)
+            })
+        };
+        let Some(index) = index else {
+            return Err(Error::NoCredentials);
+        };
+
+        prompt.touch(&self.key_info());
+
+        let cred = &self.state.credentials[index];
+        let key = load_private_key(&cred.private_key_pem, "loading a credential key")?;
+        let sign_count = cred.sign_count.wrapping_add(1);
+        let auth_data = attestation::authenticator_data(rp_id, flags, sign_count, None)?;
+        let signature = sign_es256(&key, &auth_data, client_data_hash)?;
+        let decode = |s: &str| {
+            URL_SAFE_NO_PAD.decode(s).map_err(|_| Error::StateCorrupt {
+                path: self.path.clone(),
+                reason: "a credential id or user id is not base64url".to_owned(),
+            })
+        };
+        let credential_id = decode(&cred.id)?;
+        let user_handle = if cred.discoverable {
+            Some(decode(&cred.user_id)?)
+        } else {
+            None
+        };
+
+        self.state.credentials[index].sign_count = sign_count;
+        self.save()?;
+        Ok(Assertion {
+            credential_id,
+            authenticator_data: auth_data,
+            signature,
+            user_handle,
+            sign_count,
+        })
+    }
+
+    /// changePIN as CTAP carries it: the current PIN as LEFT(SHA-256(PIN), 16) (checked with
+    /// the retry rules of [`SoftKey::verify_pin_hash`]), then the new PIN against the policy.
+    pub(crate) fn change_pin_with_hash(
+        &mut self,
+        current_hash: &[u8],
+        new_pin: &str,
+    ) -> Result<()> {
+        self.refresh()?;
+        self.check_pin_hash(current_hash)?;
+        self.check_pin_policy(new_pin)?;
+        self.store_new_pin(new_pin)
+    }
+
+    /// Make the next PIN use require a PIN change first (getInfo `forcePINChange`), as an
+    /// administrator's policy would on a real key. For tests of that path.
+    pub fn set_force_pin_change(&mut self, on: bool) -> Result<()> {
+        self.refresh()?;
+        self.state.force_pin_change = on;
+        self.save()
+    }
+
+    /// Every discoverable credential, oldest first, for credential management.
+    pub(crate) fn discoverable_credentials(&mut self) -> Result<Vec<DiscoverableCredential>> {
+        self.refresh()?;
+        let corrupt = || Error::StateCorrupt {
+            path: self.path.clone(),
+            reason: "a credential id or user id is not base64url".to_owned(),
+        };
+        let mut out = Vec::new();
+        for c in self.state.credentials.iter().filter(|c| c.discoverable) {
+            let key = load_private_key(&c.private_key_pem, "loading a credential key")?;
+            out.push(DiscoverableCredential {
+                rp_id: c.rp_id.clone(),
+                rp_name: c.rp_name.clone(),
+                credential_id: URL_SAFE_NO_PAD.decode(&c.id).map_err(|_| corrupt())?,
+                user_id: URL_SAFE_NO_PAD.decode(&c.user_id).map_err(|_| corrupt())?,
+                user_name: c.user_name.clone(),
+                user_display_name: c.user_display_name.clone(),
+                public_key_cose: credential_public_key(&key)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// How many more discoverable credentials fit.
+    pub(crate) fn remaining_discoverable(&self) -> u32 {
+        self.state
+            .max_discoverable_credentials
+            .saturating_sub(self.state.discoverable_count())
+    }
+
+    /// Delete one discoverable credential, the caller having verified the user.
+    pub(crate) fn delete_discoverable(&mut self, credential_id: &[u8]) -> Result<()> {
+        self.refresh()?;
+        let id = b64(credential_id);
+        let before = self.state.credentials.len();
+        // Only discoverable credentials live on a key; credential management cannot see others.
+        self.state
+            .credentials
+            .retain(|c| !(c.discoverable && c.id == id));
+        if self.state.credentials.len() == before {
+            return Err(Error::NoCredentials);
+        }
+        self.save()
+    }
+
+    /// authenticatorReset: forget every credential and the PIN; the key keeps its id and
+    /// attestation identity.
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        self.refresh()?;
+        self.state.credentials.clear();
+        self.state.pin_hash = None;
+        self.state.pin_retries = MAX_PIN_RETRIES;
+        self.state.force_pin_change = false;
+        self.pin_failures_this_power_cycle = 0;
+        self.save()
+    }
+
     fn invalid_parameter() -> Error {
         Error::from_ctap_status(0x02, || None)
     }
@@ -728,97 +999,14 @@ impl Authenticator for SoftKey {
         }
         self.verify_user(pin)?;
 
-        let excluded = req.exclude_credentials.iter().any(|excluded| {
-            let excluded = b64(excluded);
-            self.state
-                .credentials
-                .iter()
-                .any(|c| c.id == excluded && c.rp_id == req.rp_id)
-        });
-        if excluded {
-            // A key asks for a touch before saying so, so that nobody can probe it unnoticed.
-            prompt.touch(&self.key_info());
-            return Err(Error::CredentialExcluded);
-        }
-
-        let user_id = b64(&req.user_id);
-        let replaces =
-            |c: &StoredCred| c.discoverable && c.rp_id == req.rp_id && c.user_id == user_id;
-        if req.resident_key {
-            let others = self
-                .state
-                .credentials
-                .iter()
-                .filter(|c| c.discoverable && !replaces(c))
-                .count();
-            if others >= self.state.max_discoverable_credentials as usize {
-                return Err(Error::KeyStoreFull);
-            }
-        }
-
-        prompt.touch(&self.key_info());
-
-        let key = new_p256_key()?;
-        let public_key_cose = credential_public_key(&key)?;
-        let credential_id = loop {
-            let id = random_bytes::<32>();
-            let encoded = b64(&id);
-            if !self.state.credentials.iter().any(|c| c.id == encoded) {
-                break id;
-            }
-        };
-        let auth_data = attestation::authenticator_data(
-            &req.rp_id,
-            FLAG_UP | FLAG_UV,
-            0,
-            Some(&AttestedCredential {
-                aaguid: SOFT_KEY_AAGUID,
-                credential_id: &credential_id,
-                public_key_cose: &public_key_cose,
-            }),
-        )?;
         let client_data_hash = Sha256::digest(&req.client_data_json);
-        let attestation_key = load_private_key(
-            &self.state.attestation.key_pem,
-            "loading the attestation key",
-        )?;
-        let sig = sign_es256(&attestation_key, &auth_data, &client_data_hash)?;
-        let leaf = X509::from_pem(self.state.attestation.cert_pem.as_bytes())
-            .and_then(|c| c.to_der())
-            .map_err(crypto("loading the attestation certificate"))?;
-        let attestation_object = attestation::attestation_object(
-            "packed",
-            &auth_data,
-            Some(&AttestationStatement {
-                alg: Some(COSE_ALG_ES256),
-                sig,
-                x5c: vec![leaf],
-            }),
-        );
-
-        let private_key_pem = key
-            .private_key_to_pem_pkcs8()
-            .map_err(crypto("storing a credential key"))?;
-        if req.resident_key {
-            self.state.credentials.retain(|c| !replaces(c));
-        }
-        self.state.credentials.push(StoredCred {
-            id: b64(&credential_id),
-            rp_id: req.rp_id.clone(),
-            rp_name: req.rp_name.clone(),
-            user_id,
-            user_name: req.user_name.clone(),
-            user_display_name: req.user_display_name.clone(),
-            discoverable: req.resident_key,
-            sign_count: 0,
-            private_key_pem: Secret(pem_string(private_key_pem)),
-        });
-        self.save()?;
-        Ok(MadeCredential {
-            credential_id: credential_id.to_vec(),
-            attestation_object,
-            format: "packed".to_owned(),
-        })
+        self.create_credential(
+            req,
+            &client_data_hash,
+            Attestation::X5c,
+            FLAG_UP | FLAG_UV,
+            prompt,
+        )
     }
 
     fn get_assertion(
@@ -830,55 +1018,14 @@ impl Authenticator for SoftKey {
         self.refresh()?;
         self.verify_user(pin)?;
 
-        let index = if req.allow_credentials.is_empty() {
-            // The most recently made discoverable credential, as a key returns first.
-            self.state
-                .credentials
-                .iter()
-                .rposition(|c| c.discoverable && c.rp_id == req.rp_id)
-        } else {
-            req.allow_credentials.iter().find_map(|allowed| {
-                let allowed = b64(allowed);
-                self.state
-                    .credentials
-                    .iter()
-                    .position(|c| c.id == allowed && c.rp_id == req.rp_id)
-            })
-        };
-        let Some(index) = index else {
-            return Err(Error::NoCredentials);
-        };
-
-        prompt.touch(&self.key_info());
-
-        let cred = &self.state.credentials[index];
-        let key = load_private_key(&cred.private_key_pem, "loading a credential key")?;
-        let sign_count = cred.sign_count.wrapping_add(1);
-        let auth_data =
-            attestation::authenticator_data(&req.rp_id, FLAG_UP | FLAG_UV, sign_count, None)?;
-        let signature = sign_es256(&key, &auth_data, &Sha256::digest(&req.client_data_json))?;
-        let decode = |s: &str| {
-            URL_SAFE_NO_PAD.decode(s).map_err(|_| Error::StateCorrupt {
-                path: self.path.clone(),
-                reason: "a credential id or user id is not base64url".to_owned(),
-            })
-        };
-        let credential_id = decode(&cred.id)?;
-        let user_handle = if cred.discoverable {
-            Some(decode(&cred.user_id)?)
-        } else {
-            None
-        };
-
-        self.state.credentials[index].sign_count = sign_count;
-        self.save()?;
-        Ok(Assertion {
-            credential_id,
-            authenticator_data: auth_data,
-            signature,
-            user_handle,
-            sign_count,
-        })
+        let client_data_hash = Sha256::digest(&req.client_data_json);
+        self.sign_assertion(
+            &req.rp_id,
+            &req.allow_credentials,
+            &client_data_hash,
+            FLAG_UP | FLAG_UV,
+            prompt,
+        )
     }
 
     fn list_credentials(&mut self, rp_id: &str, pin: &str) -> Result<Vec<StoredCredential>> {
@@ -908,16 +1055,7 @@ impl Authenticator for SoftKey {
     fn delete_credential(&mut self, credential_id: &[u8], pin: &str) -> Result<()> {
         self.refresh()?;
         self.verify_user(pin)?;
-        let id = b64(credential_id);
-        let before = self.state.credentials.len();
-        // Only discoverable credentials live on a key; credential management cannot see others.
-        self.state
-            .credentials
-            .retain(|c| !(c.discoverable && c.id == id));
-        if self.state.credentials.len() == before {
-            return Err(Error::NoCredentials);
-        }
-        self.save()
+        self.delete_discoverable(credential_id)
     }
 
     fn wink(&mut self) -> Result<()> {

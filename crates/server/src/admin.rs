@@ -14,10 +14,15 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::audit;
-use crate::auth::{parse_json, Admin};
+use crate::auth::{parse_json, Caller, Role};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
+
+/// Roles that read people, devices and credentials.
+pub const READERS: &[Role] = &[Role::Admin, Role::Helpdesk, Role::Auditor];
+/// Roles that issue provisioning tokens and enrolment tickets.
+pub const ISSUERS: &[Role] = &[Role::Admin, Role::Helpdesk];
 
 /// Routes under `/api/v1/admin`.
 pub fn router() -> Router<AppState> {
@@ -77,11 +82,18 @@ fn ttl_ms(requested: Option<u64>, default: std::time::Duration) -> Result<i64> {
     Ok(i64::try_from(secs).unwrap_or(i64::MAX) * 1000)
 }
 
-async fn create_person(
+/// `POST /api/v1/admin/people` (admin): create a person by hand (HR normally uses SCIM).
+#[utoipa::path(post, path = "/api/v1/admin/people", tag = "admin", request_body = crate::openapi::CreatePersonDoc,
+    responses((status = 201, body = crate::openapi::PersonViewDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 409, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn create_person(
     State(state): State<AppState>,
-    admin: Admin,
+    admin: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<PersonView>)> {
+    admin.require(&[Role::Admin])?;
     let req: CreatePerson = parse_json(&body)?;
     let user_name = req.user_name.trim();
     let display_name = req.display_name.trim();
@@ -144,14 +156,20 @@ async fn create_person(
     ))
 }
 
-async fn list_people(
+/// `GET /api/v1/admin/people`: every person with their active authenticators.
+#[utoipa::path(get, path = "/api/v1/admin/people", tag = "admin",
+    responses((status = 200, body = Vec<crate::openapi::PersonViewDoc>), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn list_people(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
 ) -> Result<Json<Vec<PersonView>>> {
+    caller.require(READERS)?;
     let rows = sqlx::query(
         "SELECT p.id, p.user_name, p.display_name, p.active, p.created_at, \
          (SELECT COUNT(*) FROM credentials c WHERE c.person_id = p.id AND c.status = 'active') AS n \
-         FROM people p ORDER BY p.user_name",
+         FROM people p WHERE p.deleted_at IS NULL ORDER BY p.user_name",
     )
     .fetch_all(&state.db)
     .await?;
@@ -169,11 +187,17 @@ async fn list_people(
     Ok(Json(out))
 }
 
-async fn issue_provisioning_token(
+/// `POST /api/v1/admin/provisioning-tokens` (admin, help desk): a one-time token for a laptop.
+#[utoipa::path(post, path = "/api/v1/admin/provisioning-tokens", tag = "admin", request_body = crate::openapi::IssueProvisioningTokenDoc,
+    responses((status = 201, body = crate::openapi::IssuedSecretDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn issue_provisioning_token(
     State(state): State<AppState>,
-    admin: Admin,
+    admin: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedSecret>)> {
+    admin.require(ISSUERS)?;
     let req: IssueProvisioningToken = if body.is_empty() {
         IssueProvisioningToken::default()
     } else {
@@ -214,16 +238,24 @@ async fn issue_provisioning_token(
     ))
 }
 
-async fn issue_ticket(
+/// `POST /api/v1/admin/enrolment-tickets` (admin, help desk): a one-time enrolment ticket
+/// bound to an active person.
+#[utoipa::path(post, path = "/api/v1/admin/enrolment-tickets", tag = "admin", request_body = crate::openapi::IssueTicketDoc,
+    responses((status = 201, body = crate::openapi::IssuedSecretDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn issue_ticket(
     State(state): State<AppState>,
-    admin: Admin,
+    admin: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedSecret>)> {
+    admin.require(ISSUERS)?;
     let req: IssueTicket = parse_json(&body)?;
     let ttl = ttl_ms(req.ttl_seconds, state.settings.ticket_ttl)?;
     let now = state.now_ms();
     let mut tx = state.db.begin().await?;
-    let person = sqlx::query("SELECT active FROM people WHERE id = $1")
+    let person = sqlx::query("SELECT active FROM people WHERE id = $1 AND deleted_at IS NULL")
         .bind(&req.person_id)
         .fetch_optional(&mut *tx)
         .await?
@@ -278,10 +310,16 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<O
         .transpose()
 }
 
-async fn list_devices(
+/// `GET /api/v1/admin/devices`: provisioned laptops with their latest posture and keys.
+#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin",
+    responses((status = 200, body = Vec<crate::openapi::DeviceViewDoc>), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn list_devices(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
 ) -> Result<Json<Vec<DeviceView>>> {
+    caller.require(READERS)?;
     let rows = sqlx::query(
         "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, r.body, \
          (SELECT COUNT(*) FROM reports x WHERE x.device_id = d.id) AS n \
@@ -330,10 +368,16 @@ pub fn credential_view(r: &AnyRow) -> Result<CredentialView> {
 /// Columns [`credential_view`] reads.
 pub const CREDENTIAL_COLUMNS: &str = "id, person_id, aaguid, model, software_key, attestation_format, attestation_type, device_id, status, created_at";
 
-async fn list_credentials(
+/// `GET /api/v1/admin/credentials`: every bound credential.
+#[utoipa::path(get, path = "/api/v1/admin/credentials", tag = "admin",
+    responses((status = 200, body = Vec<crate::openapi::CredentialViewDoc>), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn list_credentials(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
 ) -> Result<Json<Vec<CredentialView>>> {
+    caller.require(READERS)?;
     let rows = sqlx::query(&format!(
         "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY person_id, created_at"
     ))
@@ -345,11 +389,18 @@ async fn list_credentials(
         .map(Json)
 }
 
-async fn evidence(
+/// `GET /api/v1/admin/credentials/{id}/evidence` (admin, auditor): the raw enrolment evidence.
+#[utoipa::path(get, path = "/api/v1/admin/credentials/{id}/evidence", tag = "admin",
+    params(("id" = String, Path, description = "credential id, base64url")),
+    responses((status = 200, body = crate::openapi::EvidenceDoc), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn evidence(
     State(state): State<AppState>,
-    _admin: Admin,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<EnrolmentEvidence>> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
     let r = sqlx::query(
         "SELECT credential_id, attestation_object, client_data_json, challenge, rp_id, origin, verification, device_posture \
          FROM enrolment_evidence WHERE credential_id = $1",

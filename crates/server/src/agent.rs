@@ -28,7 +28,12 @@ pub fn router() -> Router<AppState> {
         .route(REPORTS_PATH, post(ingest_report))
 }
 
-async fn provision(
+/// `POST /api/v1/agent/provision`: redeem a provisioning token and register the device key.
+#[utoipa::path(post, path = "/api/v1/agent/provision", tag = "agent", request_body = crate::openapi::ProvisionRequestDoc,
+    responses((status = 201, body = crate::openapi::ProvisionResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn provision(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<ProvisionResponse>)> {
@@ -132,14 +137,41 @@ async fn provision(
     ))
 }
 
-async fn ingest_report(
+/// `POST /api/v1/agent/reports` (device-signed): posture and keys seen; stored once per
+/// `(device, report_id)`. A rejected report from a known device is audited.
+#[utoipa::path(post, path = "/api/v1/agent/reports", tag = "agent", request_body = crate::openapi::ReportDoc,
+    responses((status = 200, body = crate::openapi::ReportAckDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn ingest_report(
     State(state): State<AppState>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ReportAck>> {
     let call = SignedCall::verify(&state, &method, REPORTS_PATH, &headers, &body).await?;
-    let report: Report = parse_json(&body)?;
+    match ingest(&state, &call, &body).await {
+        Ok(ack) => Ok(Json(ack)),
+        Err(e) => {
+            let (status, code, message) = e.parts();
+            if status.is_client_error() {
+                audit::record_refusal(
+                    &state.db,
+                    state.now_ms(),
+                    &format!("device:{}", call.device_id),
+                    "report.rejected",
+                    &call.device_id,
+                    serde_json::json!({"reason": code, "message": message}),
+                )
+                .await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn ingest(state: &AppState, call: &SignedCall, body: &[u8]) -> Result<ReportAck> {
+    let report: Report = parse_json(body)?;
     if uuid::Uuid::parse_str(&report.report_id).is_err() {
         return Err(Error::bad_request(
             "report_id_invalid",
@@ -159,6 +191,7 @@ async fn ingest_report(
         ));
     }
     let now = state.now_ms();
+    let _turn = state.write_turn().await;
     let mut tx = state.db.begin().await?;
     call.claim(&mut tx).await?;
     let inserted = sqlx::query(
@@ -169,7 +202,7 @@ async fn ingest_report(
     .bind(&report.report_id)
     .bind(report.created_at_ms)
     .bind(now)
-    .bind(std::str::from_utf8(&body).map_err(|_| Error::bad_request("malformed_json", "body is not UTF-8"))?)
+    .bind(std::str::from_utf8(body).map_err(|_| Error::bad_request("malformed_json", "body is not UTF-8"))?)
     .execute(&mut *tx)
     .await?;
     let newly_stored = inserted.rows_affected() == 1;
@@ -194,8 +227,8 @@ async fn ingest_report(
         .await?;
     }
     tx.commit().await?;
-    Ok(Json(ReportAck {
+    Ok(ReportAck {
         report_id: report.report_id,
         newly_stored,
-    }))
+    })
 }

@@ -13,21 +13,86 @@ use crate::error::{Error, Result};
 use crate::secrets;
 use crate::state::AppState;
 
-/// An authenticated admin API caller.
-#[derive(Debug, Clone)]
-pub struct Admin {
-    /// The token's id (never the token), as the audit actor.
-    pub token_id: String,
+/// What an API token may do. Each role has its own tokens, stored hashed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including issuing tokens and changing policy.
+    Admin,
+    /// IT help desk: provisioning tokens, enrolment tickets, read views.
+    Helpdesk,
+    /// Read-only: coverage, evidence, the audit log.
+    Auditor,
+    /// The HR/IdP feed: the SCIM endpoints only.
+    Scim,
 }
 
-impl Admin {
-    /// Audit actor name.
+impl Role {
+    /// Stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Helpdesk => "helpdesk",
+            Role::Auditor => "auditor",
+            Role::Scim => "scim",
+        }
+    }
+
+    /// Parse a stored or requested role name.
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "admin" => Some(Role::Admin),
+            "helpdesk" => Some(Role::Helpdesk),
+            "auditor" => Some(Role::Auditor),
+            "scim" => Some(Role::Scim),
+            _ => None,
+        }
+    }
+
+    /// Every role, for listings and the role × endpoint test.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Helpdesk, Role::Auditor, Role::Scim];
+}
+
+/// An authenticated API caller (bearer token) and its role. Handlers call
+/// [`Caller::require`] before touching anything.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's id (never the token), as the audit actor.
+    pub token_id: String,
+    /// The token's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Audit actor name, e.g. `admin-token:<id>`.
     pub fn actor(&self) -> String {
-        format!("admin-token:{}", self.token_id)
+        format!("{}-token:{}", self.role.as_str(), self.token_id)
+    }
+
+    /// Refuse unless the caller's role is one of `allowed`.
+    pub fn require(&self, allowed: &[Role]) -> Result<()> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "role_forbidden",
+                format!(
+                    "role {} may not use this endpoint (allowed: {})",
+                    self.role.as_str(),
+                    allowed
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        }
     }
 }
 
-impl FromRequestParts<AppState> for Admin {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
@@ -38,7 +103,7 @@ impl FromRequestParts<AppState> for Admin {
             .ok_or_else(|| {
                 Error::unauthorized(
                     "token_missing",
-                    "admin API needs an Authorization: Bearer token",
+                    "this API needs an Authorization: Bearer token",
                 )
             })?;
         let token = header.strip_prefix("Bearer ").ok_or_else(|| {
@@ -55,14 +120,12 @@ impl FromRequestParts<AppState> for Admin {
         .await?
         .ok_or_else(|| Error::unauthorized("token_unknown", "unknown or revoked API token"))?;
         let role: String = row.try_get("role")?;
-        if role != "admin" {
-            return Err(Error::forbidden(
-                "role_forbidden",
-                format!("role {role} may not use the admin API"),
-            ));
-        }
-        Ok(Admin {
+        let role = Role::parse(&role).ok_or_else(|| {
+            Error::forbidden("role_forbidden", format!("token role {role} is not known"))
+        })?;
+        Ok(Caller {
             token_id: row.try_get("id")?,
+            role,
         })
     }
 }

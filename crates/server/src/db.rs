@@ -40,10 +40,16 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
 
 /// Connect, configure and migrate.
 pub async fn connect(url: &str) -> Result<AnyPool> {
+    let backend: Backend = url.parse()?;
+    connect_with(url, if backend == Backend::Sqlite { 8 } else { 16 }).await
+}
+
+/// [`connect`] with a chosen pool size.
+pub async fn connect_with(url: &str, max_connections: u32) -> Result<AnyPool> {
     sqlx::any::install_default_drivers();
     let backend: Backend = url.parse()?;
     let pool = AnyPoolOptions::new()
-        .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+        .max_connections(max_connections)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
@@ -60,10 +66,8 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
         pool.execute("PRAGMA journal_mode = WAL;").await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
     } else {
-        return Err(crate::Error::bad_request(
-            "database_url",
-            "PostgreSQL support is not built yet; use a sqlite: url",
-        ));
+        // Several replicas may start at once; sqlx takes an advisory lock around migrations.
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
     }
     Ok(pool)
 }

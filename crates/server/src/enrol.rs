@@ -20,6 +20,7 @@ use webauthn_rs_core::proto::{
 use crate::audit;
 use crate::auth::{parse_json, SignedCall};
 use crate::error::{Error, Result};
+use crate::policy::{self, DeviceClass, Policies, Policy};
 use crate::secrets::{self, b64, new_id};
 use crate::state::AppState;
 
@@ -71,7 +72,22 @@ async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> 
     })
 }
 
-async fn begin(
+/// Ticket refusals that count against the per-device and per-ticket redemption limits.
+const COUNTED_REFUSALS: &[&str] = &[
+    "ticket_unknown",
+    "ticket_used",
+    "ticket_expired",
+    "person_inactive",
+];
+
+/// `POST /api/v1/agent/enrolments` (device-signed): redeem a ticket and open an enrolment.
+#[utoipa::path(post, path = "/api/v1/agent/enrolments", tag = "agent", request_body = crate::openapi::EnrolBeginRequestDoc,
+    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc), (status = 429, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn begin(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
@@ -81,6 +97,75 @@ async fn begin(
     let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let req: EnrolBeginRequest = parse_json(&body)?;
     let now = state.now_ms();
+    let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);
+    let failures: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM ticket_attempts WHERE device_id = $1 AND at > $2 AND outcome <> 'ok'",
+    )
+    .bind(&call.device_id)
+    .bind(now - window)
+    .fetch_one(&state.db)
+    .await?
+    .try_get("n")?;
+    if failures >= i64::from(state.settings.redeem_limit_per_device) {
+        return Err(Error::too_many(
+            "redemption_rate_limited",
+            format!(
+                "too many failed ticket redemptions from this laptop; try again after {}",
+                secrets::fmt_time(now + window)
+            ),
+        ));
+    }
+    let mut ticket_id = None;
+    match begin_inner(&state, &call, &req, now, &mut ticket_id).await {
+        Ok(resp) => Ok((StatusCode::CREATED, Json(resp))),
+        Err(e) => {
+            let (_, code, message) = e.parts();
+            let actor = format!("device:{}", call.device_id);
+            if COUNTED_REFUSALS.contains(&code) || code == "ticket_locked" {
+                let mut tx = state.db.begin().await?;
+                if code != "ticket_locked" {
+                    sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(new_id())
+                        .bind(now)
+                        .bind(&call.device_id)
+                        .bind(&ticket_id)
+                        .bind(code)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                audit::record(
+                    &mut tx,
+                    now,
+                    &actor,
+                    "ticket.redemption_refused",
+                    ticket_id.as_deref().unwrap_or("unknown-ticket"),
+                    serde_json::json!({"reason": code, "message": message}),
+                )
+                .await?;
+                tx.commit().await?;
+            } else if code == "laptop_noncompliant" {
+                audit::record_refusal(
+                    &state.db,
+                    now,
+                    &actor,
+                    "enrolment.refused",
+                    &call.device_id,
+                    serde_json::json!({"reason": code, "message": message}),
+                )
+                .await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn begin_inner(
+    state: &AppState,
+    call: &SignedCall,
+    req: &EnrolBeginRequest,
+    now: i64,
+    ticket_id_out: &mut Option<String>,
+) -> Result<EnrolBeginResponse> {
     let mut tx = state.db.begin().await?;
     call.claim(&mut tx).await?;
     let t = sqlx::query(
@@ -93,6 +178,22 @@ async fn begin(
         Error::not_found("ticket_unknown", "unknown enrolment ticket; ask IT for a new one")
     })?;
     let ticket_id: String = t.try_get("id")?;
+    *ticket_id_out = Some(ticket_id.clone());
+    let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);
+    let ticket_failures: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM ticket_attempts WHERE ticket_id = $1 AND at > $2 AND outcome <> 'ok'",
+    )
+    .bind(&ticket_id)
+    .bind(now - window)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("n")?;
+    if ticket_failures >= i64::from(state.settings.redeem_limit_per_ticket) {
+        return Err(Error::too_many(
+            "ticket_locked",
+            "this ticket was tried too often and is locked; ask IT for a new one",
+        ));
+    }
     if let Some(at) = t.try_get::<Option<i64>, _>("redeemed_at")? {
         return Err(Error::conflict(
             "ticket_used",
@@ -119,6 +220,8 @@ async fn begin(
             "this person is no longer active",
         ));
     }
+    let (_, policy) = policy_for(state, &mut tx, &person.id).await?;
+    check_laptop(&policy, &mut tx, &call.device_id).await?;
     let redeemed = sqlx::query(
         "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
     )
@@ -156,12 +259,55 @@ async fn begin(
         serde_json::json!({"ticket_id": ticket_id, "session_id": session_id}),
     )
     .await?;
-    let resp = new_ceremony(&state, &mut tx, &session_id, session_expires, &person, now).await?;
+    let resp = new_ceremony(state, &mut tx, &session_id, session_expires, &person, now).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(resp)))
+    Ok(resp)
 }
 
-async fn next_ceremony(
+/// The population and policy of a person.
+async fn policy_for(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+) -> Result<(String, Policy)> {
+    let policies = Policies::load(&state.db, state.settings.min_authenticators).await?;
+    let attrs = policy::person_attrs(tx, person_id).await?;
+    let (name, p) = policies.resolve(&attrs);
+    Ok((name.to_owned(), p.clone()))
+}
+
+/// Refuse when the enrolling laptop's latest posture does not meet the policy.
+async fn check_laptop(
+    policy: &Policy,
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+) -> Result<()> {
+    if policy.enrolment_posture.is_empty() {
+        return Ok(());
+    }
+    let posture = policy::latest_posture(tx, device_id).await?;
+    let failures = policy::posture_failures(&policy.enrolment_posture, posture.as_ref());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "laptop_noncompliant",
+            format!(
+                "this laptop does not meet the enrolment policy: {}",
+                failures.join("; ")
+            ),
+        ))
+    }
+}
+
+/// `POST /api/v1/agent/enrolments/{id}/ceremonies` (device-signed): another key in the same enrolment.
+#[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/ceremonies", tag = "agent",
+    params(("id" = String, Path, description = "enrolment id")),
+    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
+              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn next_ceremony(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
     method: Method,
@@ -260,6 +406,7 @@ async fn new_ceremony(
     .execute(&mut **tx)
     .await?;
     let active = active_count(tx, &person.id).await?;
+    let (_, policy) = policy_for(state, tx, &person.id).await?;
     Ok(EnrolBeginResponse {
         enrolment_id: session_id.to_owned(),
         ceremony_id,
@@ -290,7 +437,7 @@ async fn new_ceremony(
             timeout_ms: u64::try_from(ttl).unwrap_or(300_000),
         },
         active_authenticators: active,
-        required_authenticators: state.settings.min_authenticators,
+        required_authenticators: policy.min_authenticators,
     })
 }
 
@@ -318,7 +465,16 @@ fn attestation_type(data: &ParsedAttestationData) -> Option<&'static str> {
     }
 }
 
-async fn finish(
+/// `POST /api/v1/agent/ceremonies/{id}/finish` (device-signed): verify the attestation and
+/// bind the credential, after the policy checks (AAGUID, PIN length, user verification, laptop).
+#[utoipa::path(post, path = "/api/v1/agent/ceremonies/{id}/finish", tag = "agent", request_body = crate::openapi::EnrolFinishRequestDoc,
+    params(("id" = String, Path, description = "ceremony id")),
+    responses((status = 200, body = crate::openapi::EnrolFinishResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn finish(
     State(state): State<AppState>,
     Path(ceremony_id): Path<String>,
     method: Method,
@@ -328,6 +484,35 @@ async fn finish(
 ) -> Result<Json<EnrolFinishResponse>> {
     let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let req: EnrolFinishRequest = parse_json(&body)?;
+    let now = state.now_ms();
+    match finish_inner(&state, &call, &ceremony_id, &req, now).await {
+        Ok(r) => Ok(Json(r)),
+        Err(e) => {
+            let (_, code, message) = e.parts();
+            if POLICY_REFUSALS.contains(&code) {
+                audit::record_refusal(&state.db, now, &format!("device:{}", call.device_id), "enrolment.refused", &ceremony_id,
+                    serde_json::json!({"reason": code, "message": message, "aaguid": req.key.aaguid})).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Policy refusals at the end of a ceremony; each is audited.
+const POLICY_REFUSALS: &[&str] = &[
+    "aaguid_not_allowed",
+    "user_verification_missing",
+    "pin_too_short",
+    "laptop_noncompliant",
+];
+
+async fn finish_inner(
+    state: &AppState,
+    call: &SignedCall,
+    ceremony_id: &str,
+    req: &EnrolFinishRequest,
+    now: i64,
+) -> Result<EnrolFinishResponse> {
     let attestation_object = secrets::unb64(&req.attestation_object).ok_or_else(|| {
         Error::bad_request(
             "attestation_malformed",
@@ -340,14 +525,13 @@ async fn finish(
     let credential_raw = secrets::unb64(&req.credential_id).ok_or_else(|| {
         Error::bad_request("attestation_malformed", "credential_id is not base64url")
     })?;
-    let now = state.now_ms();
     let mut tx = state.db.begin().await?;
     call.claim(&mut tx).await?;
     let c = sqlx::query(
         "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id \
          FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1",
     )
-    .bind(&ceremony_id)
+    .bind(ceremony_id)
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| {
@@ -438,7 +622,48 @@ async fn finish(
             "this credential is already enrolled",
         ));
     }
+    let (population, policy) = policy_for(state, &mut tx, &person.id).await?;
+    if !policy.aaguid_allow_list.is_empty()
+        && !policy
+            .aaguid_allow_list
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&aaguid))
+    {
+        return Err(Error::forbidden(
+            "aaguid_not_allowed",
+            format!("this key model (AAGUID {aaguid}) is not on the allow-list of population {population}"),
+        ));
+    }
+    if policy.require_user_verification && !credential.user_verified {
+        return Err(Error::forbidden(
+            "user_verification_missing",
+            "the key did not verify the user (PIN or biometrics); the policy requires it",
+        ));
+    }
+    if let Some(min) = policy.min_pin_length {
+        match req.key.min_pin_length {
+            Some(n) if n >= min => {}
+            Some(n) => {
+                return Err(Error::forbidden(
+                    "pin_too_short",
+                    format!("the key enforces a minimum PIN length of {n}; population {population} requires at least {min}"),
+                ))
+            }
+            None => {
+                return Err(Error::forbidden(
+                    "pin_too_short",
+                    format!("the key does not report its minimum PIN length; population {population} requires at least {min}"),
+                ))
+            }
+        }
+    }
+    check_laptop(&policy, &mut tx, &call.device_id).await?;
     let software_key = aaguid == SOFT_KEY_AAGUID || req.key.is_soft();
+    let device_class = if software_key {
+        DeviceClass::Software
+    } else {
+        DeviceClass::of(&req.key)
+    };
     let model = if req.key.aaguid == aaguid {
         req.key.model.clone()
     } else {
@@ -477,13 +702,13 @@ async fn finish(
         "attestation_chain_trusted": "not checked: no attestation CA list configured",
     });
     sqlx::query(
-        "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12)",
+        "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at, device_class) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13)",
     )
     .bind(&cred_id)
     .bind(&person.id)
     .bind(&call.device_id)
-    .bind(&ceremony_id)
+    .bind(ceremony_id)
     .bind(&aaguid)
     .bind(&model)
     .bind(i64::from(software_key))
@@ -492,6 +717,7 @@ async fn finish(
     .bind(serde_json::to_string(&credential).map_err(Error::Corrupt)?)
     .bind(serde_json::to_string(&req.key).map_err(Error::Corrupt)?)
     .bind(now)
+    .bind(device_class.as_str())
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -511,13 +737,13 @@ async fn finish(
     sqlx::query("UPDATE ceremonies SET completed_at = $1, credential_id = $2 WHERE id = $3")
         .bind(now)
         .bind(&cred_id)
-        .bind(&ceremony_id)
+        .bind(ceremony_id)
         .execute(&mut *tx)
         .await?;
     audit::record(&mut tx, now, &format!("device:{}", call.device_id), "credential.enrolled", &person.id, serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "attestation": att_type, "software_key": software_key})).await?;
     let active = active_count(&mut tx, &person.id).await?;
     tx.commit().await?;
-    Ok(Json(EnrolFinishResponse {
+    Ok(EnrolFinishResponse {
         credential: CredentialView {
             id: cred_id,
             person_id: person.id,
@@ -526,11 +752,11 @@ async fn finish(
             software_key,
             attestation_format: format,
             attestation_type: att_type.to_owned(),
-            enrolled_on_device: call.device_id,
+            enrolled_on_device: call.device_id.clone(),
             status: "active".to_owned(),
             created_at_ms: now,
         },
         active_authenticators: active,
-        required_authenticators: state.settings.min_authenticators,
-    }))
+        required_authenticators: policy.min_authenticators,
+    })
 }

@@ -128,6 +128,13 @@ impl Error {
             message: message.into(),
         }
     }
+    /// A 429.
+    pub fn too_many(code: &'static str, message: impl Into<String>) -> Self {
+        Error::TooManyRequests {
+            code,
+            message: message.into(),
+        }
+    }
     /// A 410.
     pub fn gone(code: &'static str, message: impl Into<String>) -> Self {
         Error::Gone {
@@ -136,7 +143,7 @@ impl Error {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Error::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
             Error::Unauthorized { code, message } => {

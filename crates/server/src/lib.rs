@@ -6,6 +6,10 @@
 //! evidence is kept so an auditor can re-verify any enrolment with another library. Agents
 //! sign every request with their device key; reports are stored exactly once.
 //!
+//! HR feeds people and groups over SCIM 2.0 ([`scim`]); each API token has a role ([`auth::Role`],
+//! [`tokens`]); populations carry the enrolment and coverage policy ([`policy`], [`coverage`]);
+//! the audit log is hash-chained ([`audit`]); the OpenAPI document is generated ([`openapi`]).
+//!
 //! [`router`] assembles one `router()` per module; `main.rs` only parses flags and serves.
 #![forbid(unsafe_code)]
 
@@ -13,28 +17,37 @@ pub mod admin;
 pub mod agent;
 pub mod audit;
 pub mod auth;
+pub mod coverage;
 pub mod db;
 pub mod enrol;
 mod error;
+pub mod mds;
+pub mod openapi;
+pub mod policy;
+pub mod scim;
 pub mod secrets;
 pub mod state;
+pub mod tokens;
 
 pub use error::{Error, Result};
 pub use state::{AppState, Clock, Settings, SystemClock};
 
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(openapi::healthz))
         .merge(admin::router())
         .merge(agent::router())
         .merge(enrol::router())
+        .merge(tokens::router())
+        .merge(audit::router())
+        .merge(policy::router())
+        .merge(coverage::router())
+        .merge(scim::router())
+        .merge(openapi::router())
         .fallback(|| async { Error::not_found("no_route", "no such endpoint") })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))

@@ -6,20 +6,34 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use keywarden_server::{admin, db, router, AppState, Clock as _, Settings, SystemClock};
+use clap::Subcommand;
+use keywarden_server::auth::Role;
+use keywarden_server::{
+    admin, audit, coverage, db, mds, router, tokens, AppState, Clock as _, Settings, SystemClock,
+};
 
 /// The Keywarden central service: binds FIDO2 credentials to verified identities, receives
-/// device reports, and answers the admin API.
+/// device reports, and answers the admin and SCIM APIs. Without a subcommand it serves.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Folder for the embedded SQLite database (created if missing).
-    #[arg(long, env = "KEYWARDEN_DATA_DIR", default_value = "./keywarden-data")]
+    #[arg(
+        long,
+        env = "KEYWARDEN_DATA_DIR",
+        default_value = "./keywarden-data",
+        global = true
+    )]
     data_dir: PathBuf,
     /// Database URL; overrides --data-dir. `sqlite:///path/file.db` (default, embedded) or
-    /// `postgres://...`.
-    #[arg(long, env = "KEYWARDEN_DATABASE_URL")]
+    /// `postgres://user@host:port/db`.
+    #[arg(long, env = "KEYWARDEN_DATABASE_URL", global = true)]
     database_url: Option<String>,
+    /// Lifetime of an enrolment ticket when the issuer gives none, in seconds.
+    #[arg(long, default_value_t = 600)]
+    ticket_ttl_seconds: u64,
     /// Address to listen on.
     #[arg(long, env = "KEYWARDEN_LISTEN", default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
@@ -39,6 +53,68 @@ struct Cli {
     /// Also write the first-start admin token to this file (mode 0600), for scripted set-ups.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// The audit log: check its hash chain, or export it.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+    /// Coverage reports for admins and auditors.
+    Report {
+        #[command(subcommand)]
+        what: ReportCommand,
+    },
+    /// Load a FIDO Metadata Service blob (a file, offline) as a population's AAGUID allow-list,
+    /// after checking its certificate chain against the trusted root and its signature.
+    LoadMds {
+        /// The MDS3 blob (JWS) file.
+        #[arg(long)]
+        blob: PathBuf,
+        /// The trusted root certificate (PEM), e.g. the FIDO Alliance MDS root.
+        #[arg(long)]
+        root_cert: PathBuf,
+        /// The population whose allow-list is replaced.
+        #[arg(long)]
+        population: String,
+    },
+    /// Issue an API token for a role and print it once (e.g. the SCIM token for the IdP).
+    IssueToken {
+        /// admin, helpdesk, auditor or scim.
+        #[arg(long)]
+        role: String,
+        /// What the token is for.
+        #[arg(long)]
+        label: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; exits non-zero and names the row when anything was changed or deleted.
+    Verify,
+    /// Print every record as JSON lines.
+    Export,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Share of people compliant per population, people by status, keys, posture.
+    Coverage,
+    /// Every active person with their status.
+    People {
+        /// Only this status: compliant, below_minimum, single_device_class, no_authenticator, under_exception.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Active credentials by key model.
+    Keys,
+    /// Laptop posture compliance by signal.
+    Posture,
 }
 
 #[tokio::main]
@@ -63,7 +139,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let url = match cli.database_url {
+    let url = match cli.database_url.clone() {
         Some(u) => u,
         None => {
             std::fs::create_dir_all(&cli.data_dir).with_context(|| {
@@ -77,6 +153,85 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("cannot open the database")?;
     let clock = Arc::new(SystemClock);
+    match cli.command {
+        None | Some(Command::Serve) => {}
+        Some(Command::Audit { action }) => {
+            return match action {
+                AuditCommand::Verify => {
+                    let v = audit::verify(&pool).await?;
+                    match v.problem {
+                        None => {
+                            println!("audit log intact: {} rows, hash chain verified", v.rows);
+                            Ok(())
+                        }
+                        Some(p) => {
+                            anyhow::bail!("audit log TAMPERED: {p} ({} rows checked)", v.rows)
+                        }
+                    }
+                }
+                AuditCommand::Export => {
+                    print!("{}", audit::to_json_lines(&audit::export(&pool).await?)?);
+                    Ok(())
+                }
+            };
+        }
+        Some(Command::Report { what }) => {
+            let (filter, name) = match &what {
+                ReportCommand::Coverage => (None, "coverage"),
+                ReportCommand::Keys => (None, "keys"),
+                ReportCommand::Posture => (None, "posture"),
+                ReportCommand::People { status } => {
+                    let s = status
+                        .as_deref()
+                        .map(|s| serde_json::from_value::<coverage::Status>(serde_json::json!(s)))
+                        .transpose()
+                        .context("unknown --status; use compliant, below_minimum, single_device_class, no_authenticator or under_exception")?;
+                    (Some(s), "people")
+                }
+            };
+            let report =
+                coverage::compute(&pool, clock.now_ms(), cli.min_authenticators, filter).await?;
+            print!("{}", coverage::render(&report, name));
+            return Ok(());
+        }
+        Some(Command::LoadMds {
+            blob,
+            root_cert,
+            population,
+        }) => {
+            let text = std::fs::read_to_string(&blob)
+                .with_context(|| format!("cannot read {}", blob.display()))?;
+            let root = std::fs::read(&root_cert)
+                .with_context(|| format!("cannot read {}", root_cert.display()))?;
+            let verified = mds::verify(&text, &root)?;
+            let n = mds::load_into_population(
+                &pool,
+                clock.now_ms(),
+                "service-cli",
+                &population,
+                &verified,
+            )
+            .await?;
+            println!(
+                "MDS blob {} verified; population {population} now allows {n} AAGUIDs",
+                verified.number
+            );
+            return Ok(());
+        }
+        Some(Command::IssueToken { role, label }) => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("unknown role {role}; use admin, helpdesk, auditor or scim")
+            })?;
+            let t = tokens::create(&pool, role, &label, "service-cli", clock.now_ms()).await?;
+            println!(
+                "{} token {} (shown once, store it now): {}",
+                role.as_str(),
+                t.id,
+                t.token
+            );
+            return Ok(());
+        }
+    }
     if let Some(token) = admin::bootstrap_admin_token(&pool, clock.now_ms()).await? {
         // Shown once, on the terminal only; the service keeps just its hash.
         println!("First start: admin API token (shown once, store it now): {token}");
@@ -87,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let mut settings = Settings::new(cli.rp_id, cli.origin);
     settings.min_authenticators = cli.min_authenticators;
+    settings.ticket_ttl = std::time::Duration::from_secs(cli.ticket_ttl_seconds);
     let state = AppState::new(pool, settings, clock)?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await

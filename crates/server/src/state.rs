@@ -47,8 +47,14 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// How far a signed request's time may be from the service's.
     pub max_clock_skew: Duration,
-    /// Active authenticators each person needs (coverage policy).
+    /// Active authenticators each person needs (coverage policy of the default population).
     pub min_authenticators: u32,
+    /// Failed ticket redemptions a laptop may make within [`Settings::redeem_window`].
+    pub redeem_limit_per_device: u32,
+    /// Failed redemptions of one ticket within the window before it is locked.
+    pub redeem_limit_per_ticket: u32,
+    /// The window for redemption limits.
+    pub redeem_window: Duration,
 }
 
 impl Settings {
@@ -63,6 +69,9 @@ impl Settings {
             session_ttl: Duration::from_secs(900),
             max_clock_skew: Duration::from_secs(300),
             min_authenticators: 2,
+            redeem_limit_per_device: 5,
+            redeem_limit_per_ticket: 3,
+            redeem_window: Duration::from_secs(900),
         }
     }
 }
@@ -78,6 +87,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// WebAuthn relying party.
     pub webauthn: Arc<WebauthnCore>,
+    /// On SQLite, hot write paths take this before their transaction: one writer at a time
+    /// in-process instead of SQLite's busy-wait sleeps. `None` on PostgreSQL (row locks).
+    pub write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl AppState {
@@ -97,12 +109,23 @@ impl AppState {
             None,
             None,
         );
+        let write_gate = (db.connect_options().database_url.scheme() == "sqlite")
+            .then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(AppState {
             db,
             settings: Arc::new(settings),
             clock,
             webauthn: Arc::new(webauthn),
+            write_gate,
         })
+    }
+
+    /// Wait for the SQLite write gate (no-op on PostgreSQL); hold the guard until commit.
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        }
     }
 
     /// Now, from the injected clock.

@@ -1,0 +1,140 @@
+//! Managed configuration: a system-wide file that IT or an MDM installs. It overrides what the
+//! user's own configuration says and, by default, locks the server URL so that a person cannot
+//! point the agent at another service.
+//!
+//! The file is JSON, e.g. `{"server_url": "https://keywarden.example.com",
+//! "checkin_interval_seconds": 3600}`. Unknown fields are refused, so a typo is an error and not
+//! a silently ignored setting. `KEYWARDEN_MANAGED_CONFIG` names another file (tests, staging).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::files;
+
+/// Where the managed configuration lives on Linux.
+pub const MANAGED_CONFIG_PATH: &str = "/etc/keywarden/managed.json";
+
+/// Default seconds between scheduled check-ins.
+pub const DEFAULT_CHECKIN_INTERVAL_SECONDS: u64 = 3600;
+
+/// Shortest check-in interval accepted (a managed file cannot make agents flood the service).
+pub const MIN_CHECKIN_INTERVAL_SECONDS: u64 = 60;
+
+fn default_lock() -> bool {
+    true
+}
+
+/// What IT manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedConfig {
+    /// The service every laptop reports to.
+    #[serde(default)]
+    pub server_url: Option<String>,
+    /// When true (the default), the server URL cannot be changed by the user.
+    #[serde(default = "default_lock")]
+    pub lock_server_url: bool,
+    /// Seconds between scheduled check-ins.
+    #[serde(default)]
+    pub checkin_interval_seconds: Option<u64>,
+    /// The file it was read from.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+impl ManagedConfig {
+    /// The managed file's path: `KEYWARDEN_MANAGED_CONFIG`, else [`MANAGED_CONFIG_PATH`].
+    pub fn default_path() -> PathBuf {
+        std::env::var_os("KEYWARDEN_MANAGED_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(MANAGED_CONFIG_PATH))
+    }
+
+    /// Read and check the file; `None` when there is none.
+    pub fn load(path: &Path) -> Result<Option<ManagedConfig>> {
+        let Some(bytes) = files::read_optional(path)? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut cfg: ManagedConfig =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if let Some(url) = &cfg.server_url {
+            cfg.server_url = Some(
+                crate::config::normalise_server_url(url)
+                    .map_err(|e| corrupt(format!("server_url: {e}")))?,
+            );
+        }
+        if let Some(s) = cfg.checkin_interval_seconds {
+            if s < MIN_CHECKIN_INTERVAL_SECONDS {
+                return Err(corrupt(format!(
+                    "checkin_interval_seconds is {s}; the shortest allowed is {MIN_CHECKIN_INTERVAL_SECONDS}"
+                )));
+            }
+        }
+        cfg.source = path.to_owned();
+        Ok(Some(cfg))
+    }
+
+    /// The server URL IT fixed, when it is locked.
+    pub fn locked_server(&self) -> Option<&str> {
+        self.server_url.as_deref().filter(|_| self.lock_server_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("managed.json");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn missing_file_is_no_managed_config() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            ManagedConfig::load(&d.path().join("none.json")).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn server_is_locked_by_default_and_normalised() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), r#"{"server_url": "https://kw.example.com/"}"#);
+        let m = ManagedConfig::load(&p).unwrap().unwrap();
+        assert_eq!(m.locked_server(), Some("https://kw.example.com"));
+        let p = write(
+            d.path(),
+            r#"{"server_url": "https://kw.example.com", "lock_server_url": false}"#,
+        );
+        assert_eq!(
+            ManagedConfig::load(&p).unwrap().unwrap().locked_server(),
+            None
+        );
+    }
+
+    #[test]
+    fn typos_insecure_urls_and_tiny_intervals_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        for bad in [
+            r#"{"server_ur": "https://kw.example.com"}"#,
+            r#"{"server_url": "http://kw.example.com"}"#,
+            r#"{"checkin_interval_seconds": 5}"#,
+            "not json",
+        ] {
+            let p = write(d.path(), bad);
+            let e = ManagedConfig::load(&p).unwrap_err();
+            assert!(matches!(e, Error::Corrupt { .. }), "{bad}: {e}");
+        }
+    }
+}

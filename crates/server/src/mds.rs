@@ -1,0 +1,219 @@
+//! FIDO Metadata Service (MDS3) blob, provided offline as a file: a JWS whose `x5c` header chain
+//! must lead to a trust root the operator names (the FIDO Alliance MDS root, as a PEM file),
+//! signed RS256 or ES256. Its entries' AAGUIDs (less those with a revoked or compromised status)
+//! become a population's AAGUID allow-list: `keywarden-server load-mds`.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use openssl::bn::BigNum;
+use openssl::ecdsa::EcdsaSig;
+use openssl::hash::MessageDigest;
+use openssl::sign::Verifier;
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509StoreContext, X509};
+use serde_json::Value;
+use sqlx::{AnyPool, Row};
+
+use crate::audit;
+use crate::error::{Error, Result};
+use crate::policy::Policy;
+use crate::secrets;
+
+/// Statuses that keep an authenticator model off the allow-list.
+const BAD_STATUS: &[&str] = &[
+    "REVOKED",
+    "USER_VERIFICATION_BYPASS",
+    "ATTESTATION_KEY_COMPROMISE",
+    "USER_KEY_REMOTE_COMPROMISE",
+    "USER_KEY_PHYSICAL_COMPROMISE",
+];
+
+/// One authenticator model from the blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdsEntry {
+    /// AAGUID, lowercase hyphenated.
+    pub aaguid: String,
+    /// The model's description.
+    pub description: Option<String>,
+    /// False when a status report marks it revoked or compromised.
+    pub trusted: bool,
+}
+
+/// A verified blob.
+#[derive(Debug, Clone)]
+pub struct MdsBlob {
+    /// Blob serial number (`no`).
+    pub number: i64,
+    /// Models with an AAGUID (FIDO2 authenticators).
+    pub entries: Vec<MdsEntry>,
+}
+
+fn bad(message: impl Into<String>) -> Error {
+    Error::bad_request("mds_invalid", message)
+}
+
+fn ossl(what: &str) -> impl Fn(openssl::error::ErrorStack) -> Error + '_ {
+    move |e| bad(format!("{what}: {e}"))
+}
+
+/// Verify a blob's certificate chain against `trusted_root_pem` and its signature, then read it.
+pub fn verify(blob: &str, trusted_root_pem: &[u8]) -> Result<MdsBlob> {
+    let parts: Vec<&str> = blob.trim().split('.').collect();
+    let [head, body, sig] = parts.as_slice() else {
+        return Err(bad("the blob is not a JWS (three dot-separated parts)"));
+    };
+    let header: Value = secrets::unb64(head)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| bad("the JWS header is not base64url JSON"))?;
+    let certs = header["x5c"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| bad("the JWS header has no x5c certificate chain"))?
+        .iter()
+        .map(|c| {
+            let der = c
+                .as_str()
+                .and_then(|s| STANDARD.decode(s).ok())
+                .ok_or_else(|| bad("an x5c entry is not base64"))?;
+            X509::from_der(&der).map_err(ossl("an x5c certificate does not parse"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let root = X509::from_pem(trusted_root_pem)
+        .map_err(ossl("the trusted root is not a PEM certificate"))?;
+    let mut store = X509StoreBuilder::new().map_err(ossl("certificate store"))?;
+    store.add_cert(root).map_err(ossl("certificate store"))?;
+    let store = store.build();
+    let mut chain = Stack::new().map_err(ossl("certificate chain"))?;
+    for c in certs.iter().skip(1) {
+        chain.push(c.clone()).map_err(ossl("certificate chain"))?;
+    }
+    let leaf = &certs[0];
+    let mut ctx = X509StoreContext::new().map_err(ossl("certificate check"))?;
+    let (ok, why) = ctx
+        .init(&store, leaf, &chain, |c| {
+            let ok = c.verify_cert()?;
+            Ok((ok, c.error().to_string()))
+        })
+        .map_err(ossl("certificate check"))?;
+    if !ok {
+        return Err(bad(format!(
+            "the blob's certificate chain does not lead to the trusted root: {why}"
+        )));
+    }
+    let key = leaf.public_key().map_err(ossl("signing key"))?;
+    let signature = secrets::unb64(sig).ok_or_else(|| bad("the JWS signature is not base64url"))?;
+    let signed = format!("{head}.{body}");
+    let valid = match header["alg"].as_str() {
+        Some("RS256") => {
+            let mut v = Verifier::new(MessageDigest::sha256(), &key).map_err(ossl("verifier"))?;
+            v.update(signed.as_bytes()).map_err(ossl("verifier"))?;
+            v.verify(&signature).unwrap_or(false)
+        }
+        Some("ES256") if signature.len() == 64 => {
+            let r = BigNum::from_slice(&signature[..32]).map_err(ossl("signature"))?;
+            let s = BigNum::from_slice(&signature[32..]).map_err(ossl("signature"))?;
+            let der = EcdsaSig::from_private_components(r, s)
+                .and_then(|e| e.to_der())
+                .map_err(ossl("signature"))?;
+            let mut v = Verifier::new(MessageDigest::sha256(), &key).map_err(ossl("verifier"))?;
+            v.update(signed.as_bytes()).map_err(ossl("verifier"))?;
+            v.verify(&der).unwrap_or(false)
+        }
+        other => {
+            return Err(bad(format!(
+                "JWS algorithm {other:?} is not supported (RS256 or ES256)"
+            )))
+        }
+    };
+    if !valid {
+        return Err(bad(
+            "the blob's signature does not verify: it was altered or not signed by its certificate",
+        ));
+    }
+    let payload: Value = secrets::unb64(body)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| bad("the JWS payload is not base64url JSON"))?;
+    let mut entries = Vec::new();
+    for e in payload["entries"].as_array().into_iter().flatten() {
+        let Some(aaguid) = e["aaguid"].as_str() else {
+            continue;
+        };
+        let Ok(aaguid) = uuid::Uuid::parse_str(aaguid) else {
+            return Err(bad(format!("entry AAGUID {aaguid} is not a UUID")));
+        };
+        let trusted = !e["statusReports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| {
+                s["status"]
+                    .as_str()
+                    .is_some_and(|st| BAD_STATUS.contains(&st))
+            });
+        entries.push(MdsEntry {
+            aaguid: aaguid.hyphenated().to_string(),
+            description: e["metadataStatement"]["description"]
+                .as_str()
+                .map(str::to_owned),
+            trusted,
+        });
+    }
+    Ok(MdsBlob {
+        number: payload["no"].as_i64().unwrap_or(0),
+        entries,
+    })
+}
+
+/// Set a population's AAGUID allow-list to the trusted models of a verified blob; audited.
+/// Returns how many AAGUIDs are now allowed.
+pub async fn load_into_population(
+    db: &AnyPool,
+    now: i64,
+    actor: &str,
+    population: &str,
+    blob: &MdsBlob,
+) -> Result<usize> {
+    let mut tx = db.begin().await?;
+    let row = sqlx::query("SELECT policy FROM populations WHERE name = $1")
+        .bind(population)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found("population_unknown", format!("no population {population}"))
+        })?;
+    let mut policy: Policy =
+        serde_json::from_str(&row.try_get::<String, _>("policy")?).map_err(Error::Corrupt)?;
+    let mut allowed: Vec<String> = blob
+        .entries
+        .iter()
+        .filter(|e| e.trusted)
+        .map(|e| e.aaguid.clone())
+        .collect();
+    allowed.sort();
+    allowed.dedup();
+    policy.aaguid_allow_list = allowed.clone();
+    sqlx::query("UPDATE populations SET policy = $1, updated_at = $2 WHERE name = $3")
+        .bind(serde_json::to_string(&policy).map_err(Error::Corrupt)?)
+        .bind(now)
+        .bind(population)
+        .execute(&mut *tx)
+        .await?;
+    let excluded: Vec<&str> = blob
+        .entries
+        .iter()
+        .filter(|e| !e.trusted)
+        .map(|e| e.aaguid.as_str())
+        .collect();
+    audit::record(
+        &mut tx,
+        now,
+        actor,
+        "policy.changed",
+        &format!("population:{population}"),
+        serde_json::json!({"reason": "AAGUID allow-list loaded from a verified FIDO MDS blob", "mds_blob_no": blob.number, "allowed": allowed.len(), "excluded_by_status": excluded}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(allowed.len())
+}

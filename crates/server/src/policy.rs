@@ -1,0 +1,663 @@
+//! Populations and their policy. A population is defined by a SCIM group or a person attribute
+//! (user type, department, employee number); a person belongs to the first population, by
+//! priority, that matches, else to `default`. Each population carries a [`Policy`]: minimum
+//! active authenticators, required device classes, an AAGUID allow-list, user verification,
+//! minimum PIN length, posture requirements for the enrolling laptop and for ongoing
+//! compliance, and whether key serial numbers may be collected (not for BYOD).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use keywarden_protocol::{KeyInfo, Observed, Posture};
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, AnyPool, Row, Transaction};
+use utoipa::ToSchema;
+
+use crate::audit;
+use crate::auth::{parse_json, Caller, Role};
+use crate::error::{Error, Result};
+use crate::secrets::new_id;
+use crate::state::AppState;
+
+/// Routes for populations, policy and exceptions.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/populations", get(list))
+        .route(
+            "/api/v1/admin/populations/{name}",
+            put(upsert).delete(remove),
+        )
+        .route("/api/v1/admin/exceptions", post(add_exception))
+}
+
+/// A class of authenticator, for "a roaming hardware key plus another class".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceClass {
+    /// A hardware security key carried by the person (USB/NFC).
+    Roaming,
+    /// A platform authenticator built into a laptop or phone.
+    Platform,
+    /// The software key (test/demo only).
+    Software,
+}
+
+impl DeviceClass {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::Roaming => "roaming",
+            DeviceClass::Platform => "platform",
+            DeviceClass::Software => "software",
+        }
+    }
+    /// The class of a key the agent described.
+    pub fn of(key: &KeyInfo) -> DeviceClass {
+        if key.is_soft() {
+            DeviceClass::Software
+        } else {
+            DeviceClass::Roaming
+        }
+    }
+}
+
+/// Posture a laptop must show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostureRequirements {
+    /// System disk encrypted.
+    pub disk_encryption: bool,
+    /// Host firewall active.
+    pub firewall: bool,
+    /// Secure boot enforced.
+    pub secure_boot: bool,
+    /// Lowest OS version (dotted numbers compared numerically), e.g. `12`.
+    pub min_os_version: Option<String>,
+    /// Most days since the last OS update.
+    pub max_update_age_days: Option<u32>,
+}
+
+impl PostureRequirements {
+    /// True when nothing is required.
+    pub fn is_empty(&self) -> bool {
+        self == &PostureRequirements::default()
+    }
+}
+
+/// The policy of one population.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Active authenticators each person needs.
+    pub min_authenticators: u32,
+    /// Classes every person must hold at least one of, e.g. `["roaming"]`.
+    pub required_device_classes: Vec<DeviceClass>,
+    /// Distinct classes each person must hold (2 = "a roaming key plus another class").
+    pub min_device_classes: u32,
+    /// AAGUIDs allowed to enrol; empty allows any attested key.
+    pub aaguid_allow_list: Vec<String>,
+    /// Whether the key must verify the user (PIN or biometrics) at enrolment.
+    pub require_user_verification: bool,
+    /// Shortest PIN the key must enforce.
+    pub min_pin_length: Option<u32>,
+    /// Posture of the laptop at enrolment.
+    pub enrolment_posture: PostureRequirements,
+    /// Posture for ongoing compliance.
+    pub ongoing_posture: PostureRequirements,
+    /// Whether key serial numbers may be collected (false for BYOD).
+    pub collect_serial_numbers: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            min_authenticators: 2,
+            required_device_classes: Vec::new(),
+            min_device_classes: 1,
+            aaguid_allow_list: Vec::new(),
+            require_user_verification: true,
+            min_pin_length: None,
+            enrolment_posture: PostureRequirements::default(),
+            ongoing_posture: PostureRequirements::default(),
+            collect_serial_numbers: true,
+        }
+    }
+}
+
+/// How a population selects people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Selector {
+    /// Members of the SCIM group with this display name.
+    Group {
+        /// Group display name (case-insensitive).
+        value: String,
+    },
+    /// People whose attribute equals the value (case-insensitive).
+    Attribute {
+        /// `user_type`, `department` or `employee_number_prefix`.
+        key: String,
+        /// The value to match.
+        value: String,
+    },
+}
+
+/// `PUT /api/v1/admin/populations/{name}` body, and a listed population.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PopulationSpec {
+    /// Lower numbers are tried first.
+    pub priority: i64,
+    /// Who belongs.
+    pub selector: Selector,
+    /// Their policy.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// A population with its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Population {
+    /// Name, e.g. `contractors`.
+    pub name: String,
+    /// Definition and policy.
+    #[serde(flatten)]
+    pub spec: PopulationSpec,
+}
+
+/// The attributes population selectors read.
+#[derive(Debug, Clone, Default)]
+pub struct PersonAttrs {
+    /// SCIM userType.
+    pub user_type: Option<String>,
+    /// Enterprise department.
+    pub department: Option<String>,
+    /// Enterprise employeeNumber.
+    pub employee_number: Option<String>,
+    /// Display names of the person's groups.
+    pub groups: Vec<String>,
+}
+
+/// Populations in priority order plus the default policy; resolves people to policies.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    /// Defined populations, by priority.
+    pub populations: Vec<Population>,
+    /// Policy of people matching none.
+    pub default: Policy,
+}
+
+/// Name of the population of people no other population selects.
+pub const DEFAULT_POPULATION: &str = "default";
+
+impl Policies {
+    /// Load every population.
+    pub async fn load(db: &AnyPool, default_min: u32) -> Result<Policies> {
+        let rows = sqlx::query(
+            "SELECT name, priority, match_kind, match_key, match_value, policy FROM populations ORDER BY priority, name",
+        )
+        .fetch_all(db)
+        .await?;
+        let mut populations = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.try_get("match_kind")?;
+            let value: String = r.try_get("match_value")?;
+            let selector = if kind == "group" {
+                Selector::Group { value }
+            } else {
+                Selector::Attribute {
+                    key: r
+                        .try_get::<Option<String>, _>("match_key")?
+                        .unwrap_or_default(),
+                    value,
+                }
+            };
+            let policy: Policy =
+                serde_json::from_str(&r.try_get::<String, _>("policy")?).map_err(Error::Corrupt)?;
+            populations.push(Population {
+                name: r.try_get("name")?,
+                spec: PopulationSpec {
+                    priority: r.try_get("priority")?,
+                    selector,
+                    policy,
+                },
+            });
+        }
+        Ok(Policies {
+            populations,
+            default: Policy {
+                min_authenticators: default_min,
+                ..Policy::default()
+            },
+        })
+    }
+
+    /// Whether any population is defined by a group (so memberships must be loaded).
+    pub fn uses_groups(&self) -> bool {
+        self.populations
+            .iter()
+            .any(|p| matches!(p.spec.selector, Selector::Group { .. }))
+    }
+
+    /// The population and policy of a person.
+    pub fn resolve<'a>(&'a self, a: &PersonAttrs) -> (&'a str, &'a Policy) {
+        for p in &self.populations {
+            let hit = match &p.spec.selector {
+                Selector::Group { value } => a.groups.iter().any(|g| g.eq_ignore_ascii_case(value)),
+                Selector::Attribute { key, value } => match key.as_str() {
+                    "user_type" => a
+                        .user_type
+                        .as_deref()
+                        .is_some_and(|v| v.eq_ignore_ascii_case(value)),
+                    "department" => a
+                        .department
+                        .as_deref()
+                        .is_some_and(|v| v.eq_ignore_ascii_case(value)),
+                    "employee_number_prefix" => a
+                        .employee_number
+                        .as_deref()
+                        .is_some_and(|v| v.starts_with(value.as_str())),
+                    _ => false,
+                },
+            };
+            if hit {
+                return (&p.name, &p.spec.policy);
+            }
+        }
+        (DEFAULT_POPULATION, &self.default)
+    }
+}
+
+/// The attributes of one person, read inside a transaction.
+pub async fn person_attrs(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<PersonAttrs> {
+    let r = sqlx::query("SELECT user_type, department, employee_number FROM people WHERE id = $1")
+        .bind(person_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let groups = sqlx::query(
+        "SELECT g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1",
+    )
+    .bind(person_id)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|g| g.try_get::<String, _>("display_name"))
+    .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(PersonAttrs {
+        user_type: r.try_get("user_type")?,
+        department: r.try_get("department")?,
+        employee_number: r.try_get("employee_number")?,
+        groups,
+    })
+}
+
+fn version_at_least(have: &str, want: &str) -> bool {
+    let parse = |s: &str| -> Vec<u64> {
+        s.split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let (h, w) = (parse(have), parse(want));
+    for i in 0..w.len().max(h.len()) {
+        let a = h.get(i).copied().unwrap_or(0);
+        let b = w.get(i).copied().unwrap_or(0);
+        if a != b {
+            return a > b;
+        }
+    }
+    true
+}
+
+fn flag(name: &str, o: &Observed<bool>, out: &mut Vec<String>) {
+    match o {
+        Observed::Known { value: true, .. } => {}
+        Observed::Known { value: false, .. } => out.push(format!("{name} is off")),
+        Observed::Unknown { reason } => out.push(format!("{name} is unknown ({reason})")),
+    }
+}
+
+/// What a laptop's posture fails of the requirements; empty when compliant.
+pub fn posture_failures(req: &PostureRequirements, posture: Option<&Posture>) -> Vec<String> {
+    if req.is_empty() {
+        return Vec::new();
+    }
+    let Some(p) = posture else {
+        return vec!["the laptop has sent no posture report yet".to_owned()];
+    };
+    let mut out = Vec::new();
+    if req.disk_encryption {
+        flag("disk encryption", &p.disk_encryption, &mut out);
+    }
+    if req.firewall {
+        flag("firewall", &p.firewall, &mut out);
+    }
+    if req.secure_boot {
+        flag("secure boot", &p.secure_boot, &mut out);
+    }
+    if let Some(min) = &req.min_os_version {
+        match &p.os_version {
+            Observed::Known { value, .. } if version_at_least(value, min) => {}
+            Observed::Known { value, .. } => {
+                out.push(format!("OS version {value} is below the required {min}"))
+            }
+            Observed::Unknown { reason } => out.push(format!("OS version is unknown ({reason})")),
+        }
+    }
+    if let Some(days) = req.max_update_age_days {
+        out.push(format!(
+            "update age (at most {days} days) is not reported by this agent's posture schema"
+        ));
+    }
+    out
+}
+
+/// The latest posture a device reported.
+pub async fn latest_posture(
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+) -> Result<Option<Posture>> {
+    let body: Option<String> = sqlx::query(
+        "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = $1",
+    )
+    .bind(device_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|r| r.try_get::<String, _>("body"))
+    .transpose()?;
+    Ok(body
+        .and_then(|b| serde_json::from_str::<keywarden_protocol::Report>(&b).ok())
+        .map(|r| r.posture))
+}
+
+/// Roles that read populations.
+pub const READERS: &[Role] = &[Role::Admin, Role::Helpdesk, Role::Auditor];
+
+/// `GET /api/v1/admin/populations`.
+#[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy",
+    responses((status = 200, body = Vec<Population>), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Population>>> {
+    caller.require(READERS)?;
+    Ok(Json(
+        Policies::load(&state.db, state.settings.min_authenticators)
+            .await?
+            .populations,
+    ))
+}
+
+fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
+    let ok_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok_name || name == DEFAULT_POPULATION {
+        return Err(Error::bad_request(
+            "population_name_invalid",
+            "population names are 1..=64 of a-z, 0-9, - and _, and not 'default'",
+        ));
+    }
+    match &spec.selector {
+        Selector::Group { value } if value.trim().is_empty() => {
+            return Err(Error::bad_request(
+                "selector_invalid",
+                "group selector needs a group name",
+            ))
+        }
+        Selector::Attribute { key, .. }
+            if !["user_type", "department", "employee_number_prefix"].contains(&key.as_str()) =>
+        {
+            return Err(Error::bad_request(
+                "selector_invalid",
+                format!(
+                    "attribute {key} is not one of user_type, department, employee_number_prefix"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    let p = &spec.policy;
+    if p.min_authenticators == 0 || p.min_authenticators > 10 {
+        return Err(Error::bad_request(
+            "policy_invalid",
+            "min_authenticators must be 1..=10",
+        ));
+    }
+    if p.min_device_classes == 0 || p.min_device_classes > 3 {
+        return Err(Error::bad_request(
+            "policy_invalid",
+            "min_device_classes must be 1..=3",
+        ));
+    }
+    for a in &p.aaguid_allow_list {
+        if uuid::Uuid::parse_str(a).is_err() {
+            return Err(Error::bad_request(
+                "policy_invalid",
+                format!("aaguid_allow_list entry {a} is not a UUID"),
+            ));
+        }
+    }
+    if let Some(n) = p.min_pin_length {
+        if !(4..=63).contains(&n) {
+            return Err(Error::bad_request(
+                "policy_invalid",
+                "min_pin_length must be 4..=63",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /api/v1/admin/populations/{name}` (admin): define or change a population and its policy.
+#[utoipa::path(put, path = "/api/v1/admin/populations/{name}", tag = "policy", request_body = PopulationSpec,
+    params(("name" = String, Path, description = "population name")),
+    responses((status = 200, body = Population), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn upsert(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Population>> {
+    caller.require(&[Role::Admin])?;
+    let mut spec: PopulationSpec = parse_json(&body)?;
+    for a in &mut spec.policy.aaguid_allow_list {
+        *a = a.trim().to_ascii_lowercase();
+    }
+    validate(&name, &spec)?;
+    let (kind, key, value) = match &spec.selector {
+        Selector::Group { value } => ("group", None, value.clone()),
+        Selector::Attribute { key, value } => ("attribute", Some(key.clone()), value.clone()),
+    };
+    let now = state.now_ms();
+    let policy = serde_json::to_string(&spec.policy).map_err(Error::Corrupt)?;
+    let mut tx = state.db.begin().await?;
+    let existed = sqlx::query("DELETE FROM populations WHERE name = $1")
+        .bind(&name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
+    sqlx::query(
+        "INSERT INTO populations (name, priority, match_kind, match_key, match_value, policy, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&name)
+    .bind(spec.priority)
+    .bind(kind)
+    .bind(key)
+    .bind(value)
+    .bind(&policy)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        &caller.actor(),
+        if existed {
+            "policy.changed"
+        } else {
+            "policy.created"
+        },
+        &format!("population:{name}"),
+        serde_json::to_value(&spec).map_err(Error::Corrupt)?,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(Population { name, spec }))
+}
+
+/// `DELETE /api/v1/admin/populations/{name}` (admin).
+#[utoipa::path(delete, path = "/api/v1/admin/populations/{name}", tag = "policy",
+    params(("name" = String, Path, description = "population name")),
+    responses((status = 204, description = "removed"), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode> {
+    caller.require(&[Role::Admin])?;
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    let gone = sqlx::query("DELETE FROM populations WHERE name = $1")
+        .bind(&name)
+        .execute(&mut *tx)
+        .await?;
+    if gone.rows_affected() == 0 {
+        return Err(Error::not_found(
+            "population_unknown",
+            format!("no population {name}"),
+        ));
+    }
+    audit::record(
+        &mut tx,
+        now,
+        &caller.actor(),
+        "policy.removed",
+        &format!("population:{name}"),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/admin/exceptions` body: a person exempt from coverage policy until expiry.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewException {
+    /// Whom it covers.
+    pub person_id: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// Why.
+    pub reason: String,
+    /// Lifetime in days (1..=365).
+    pub days: u32,
+}
+
+/// An exception as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExceptionView {
+    /// Id.
+    pub id: String,
+    /// Whom it covers.
+    pub person_id: String,
+    /// Expiry (unix ms).
+    pub expires_at_ms: i64,
+}
+
+/// `POST /api/v1/admin/exceptions` (admin).
+#[utoipa::path(post, path = "/api/v1/admin/exceptions", tag = "policy", request_body = NewException,
+    responses((status = 201, body = ExceptionView), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn add_exception(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ExceptionView>)> {
+    caller.require(&[Role::Admin])?;
+    let req: NewException = parse_json(&body)?;
+    if req.owner.trim().is_empty() || req.reason.trim().is_empty() || !(1..=365).contains(&req.days)
+    {
+        return Err(Error::bad_request(
+            "exception_invalid",
+            "an exception needs an owner, a reason and 1..=365 days",
+        ));
+    }
+    let now = state.now_ms();
+    let expires = now + i64::from(req.days) * 86_400_000;
+    let id = new_id();
+    let mut tx = state.db.begin().await?;
+    let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND deleted_at IS NULL")
+        .bind(&req.person_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if known.is_none() {
+        return Err(Error::not_found(
+            "person_unknown",
+            format!("no person with id {}", req.person_id),
+        ));
+    }
+    sqlx::query("INSERT INTO exceptions (id, person_id, owner, reason, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&id)
+        .bind(&req.person_id)
+        .bind(req.owner.trim())
+        .bind(req.reason.trim())
+        .bind(now)
+        .bind(expires)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(&mut tx, now, &caller.actor(), "exception.granted", &req.person_id,
+        serde_json::json!({"exception_id": id, "owner": req.owner.trim(), "reason": req.reason.trim(), "expires_at_ms": expires})).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ExceptionView {
+            id,
+            person_id: req.person_id,
+            expires_at_ms: expires,
+        }),
+    ))
+}
+
+/// Group memberships of every person, for resolving many people at once.
+pub async fn all_memberships(db: &AnyPool) -> Result<HashMap<String, Vec<String>>> {
+    let rows = sqlx::query(
+        "SELECT m.person_id, g.display_name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for r in rows {
+        out.entry(r.try_get("person_id")?)
+            .or_default()
+            .push(r.try_get("display_name")?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_at_least("12", "12"));
+        assert!(version_at_least("12.4", "12"));
+        assert!(version_at_least("13", "12.9"));
+        assert!(!version_at_least("11.9", "12"));
+        assert!(!version_at_least("9", "10"));
+    }
+}

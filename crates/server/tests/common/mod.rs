@@ -1,0 +1,588 @@
+//! Helpers shared by the service tests: a fresh database per test on SQLite or PostgreSQL, the
+//! router driven with `tower::ServiceExt::oneshot`, role tokens, device-signed calls, and real
+//! attested enrolments with the software key (test/demo).
+//!
+//! PostgreSQL: set `KEYWARDEN_TEST_POSTGRES_URL` to a server where the user may create
+//! databases (scripts/test.sh starts a throwaway cluster and sets it). Each test creates its own
+//! database. Without the variable the PostgreSQL variants print that they were skipped.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ed25519_dalek::Signer as _;
+use keywarden_server::auth::Role;
+use keywarden_server::{db, router, AppState, Clock, Settings};
+use serde_json::{json, Value};
+use sqlx::Row as _;
+use tower::ServiceExt as _;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A clock the test moves.
+#[derive(Debug)]
+pub struct TestClock(pub AtomicI64);
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl TestClock {
+    pub fn advance_secs(&self, s: i64) {
+        self.0.fetch_add(s * 1000, Ordering::SeqCst);
+    }
+}
+
+pub const START_MS: i64 = 1_795_989_600_000;
+
+/// A fresh database: its URL, and the temp folder that holds it on SQLite.
+pub struct FreshDb {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A fresh database on `backend`, or `None` (with a visible message) when PostgreSQL is not
+/// configured.
+pub async fn fresh_db(backend: Backend) -> Option<FreshDb> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            Some(FreshDb {
+                url: db::sqlite_url(&dir.path().join("keywarden.db")),
+                backend,
+                _dir: Some(dir),
+            })
+        }
+        Backend::Postgres => {
+            let Ok(base) = std::env::var("KEYWARDEN_TEST_POSTGRES_URL") else {
+                eprintln!(
+                    "SKIPPED on PostgreSQL: KEYWARDEN_TEST_POSTGRES_URL is not set (scripts/test.sh starts a throwaway PostgreSQL and sets it)"
+                );
+                return None;
+            };
+            use sqlx::Connection as _;
+            let name = format!("kw_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+            let mut url = url::Url::parse(&base).unwrap();
+            url.set_path(&name);
+            Some(FreshDb {
+                url: url.to_string(),
+                backend,
+                _dir: None,
+            })
+        }
+    }
+}
+
+/// The service on a fresh database.
+pub struct App {
+    pub state: AppState,
+    pub router: Router,
+    pub clock: Arc<TestClock>,
+    pub admin: String,
+    pub db: FreshDb,
+}
+
+pub fn settings() -> Settings {
+    Settings::new(
+        "keywarden.localhost",
+        url::Url::parse("https://keywarden.localhost").unwrap(),
+    )
+}
+
+impl App {
+    pub async fn new(backend: Backend) -> Option<App> {
+        let db = fresh_db(backend).await?;
+        Some(Self::on(db).await)
+    }
+
+    pub async fn on(db: FreshDb) -> App {
+        let pool = db::connect(&db.url).await.unwrap();
+        let clock = Arc::new(TestClock(AtomicI64::new(START_MS)));
+        let admin = keywarden_server::admin::bootstrap_admin_token(&pool, START_MS)
+            .await
+            .unwrap()
+            .expect("fresh database has no admin token");
+        let state = AppState::new(pool, settings(), clock.clone()).unwrap();
+        App {
+            router: router(state.clone()),
+            state,
+            clock,
+            admin,
+            db,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// A token for a role.
+    pub async fn token(&self, role: Role) -> String {
+        keywarden_server::tokens::create(&self.state.db, role, "test", "test", self.now())
+            .await
+            .unwrap()
+            .token
+    }
+
+    /// A raw request; returns status, content type and the body as JSON (or a string).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, String, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, ct, v)
+    }
+
+    /// A JSON call with a bearer token.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (s, _, v) = self
+            .raw(
+                method,
+                path,
+                Some(token),
+                "application/json",
+                body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            )
+            .await;
+        (s, v)
+    }
+
+    /// A SCIM call with the given token.
+    pub async fn scim(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (s, ct, v) = self
+            .raw(
+                method,
+                path,
+                Some(token),
+                "application/scim+json",
+                body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            )
+            .await;
+        if s != StatusCode::NO_CONTENT && s.as_u16() != 401 {
+            assert!(
+                ct.starts_with("application/scim+json"),
+                "{method} {path}: content type {ct}"
+            );
+        }
+        (s, v)
+    }
+
+    /// A person through the admin API.
+    pub async fn person(&self, user_name: &str) -> String {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/v1/admin/people",
+                &self.admin,
+                Some(json!({"user_name": user_name, "display_name": user_name})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn ticket(&self, person_id: &str) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            "/api/v1/admin/enrolment-tickets",
+            &self.admin,
+            Some(json!({"person_id": person_id})),
+        )
+        .await
+    }
+
+    pub async fn ticket_secret(&self, person_id: &str) -> String {
+        let (s, v) = self.ticket(person_id).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// A provisioned laptop.
+    pub async fn device(&self, hostname: &str) -> Device {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/v1/admin/provisioning-tokens",
+                &self.admin,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        Device::provision(
+            &self.router,
+            v["secret"].as_str().unwrap(),
+            hostname,
+            self.now(),
+        )
+        .await
+    }
+
+    /// Rows of a query rendered as strings, for before/after comparisons.
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        let rows = sqlx::query(sql).fetch_all(&self.state.db).await.unwrap();
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.try_get::<Option<String>, _>(i)
+                            .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                            .or_else(|_| {
+                                r.try_get::<Option<i64>, _>(i).map(|v| {
+                                    v.map(|n| n.to_string()).unwrap_or_else(|| "NULL".into())
+                                })
+                            })
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query(sql)
+            .fetch_one(&self.state.db)
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap()
+    }
+
+    /// Audit actions in order.
+    pub async fn audit_actions(&self) -> Vec<String> {
+        keywarden_server::audit::export(&self.state.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+}
+
+/// A laptop's identity: device id, key and sequence counter.
+pub struct Device {
+    pub id: String,
+    pub key: ed25519_dalek::SigningKey,
+    pub seq: AtomicU64,
+}
+
+impl Device {
+    pub async fn provision(router: &Router, token: &str, hostname: &str, _now: i64) -> Device {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let body = json!({
+            "token": token,
+            "device_public_key": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+            "hostname": hostname,
+            "agent_version": "test",
+        });
+        let resp = router
+            .clone()
+            .oneshot(
+                Request::post("/api/v1/agent/provision")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        Device {
+            id: v["device_id"].as_str().unwrap().to_owned(),
+            key,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// A signed request ready to send.
+    pub fn request(&self, path: &str, body: &[u8], now_ms: i64) -> Request<Body> {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let input = keywarden_protocol::signing_input("POST", path, &self.id, seq, now_ms, body);
+        let sig = URL_SAFE_NO_PAD.encode(self.key.sign(&input).to_bytes());
+        Request::post(path)
+            .header("content-type", "application/json")
+            .header(keywarden_protocol::HEADER_DEVICE, &self.id)
+            .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
+            .header(keywarden_protocol::HEADER_TIME, now_ms.to_string())
+            .header(keywarden_protocol::HEADER_SIGNATURE, sig)
+            .body(Body::from(body.to_vec()))
+            .unwrap()
+    }
+
+    pub async fn signed(&self, app: &App, path: &str, body: &Value) -> (StatusCode, Value) {
+        let req = self.request(path, body.to_string().as_bytes(), app.now());
+        let resp = app.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Send a report with the given posture flags.
+    pub async fn report(&self, app: &App, disk_encryption: bool) -> (StatusCode, Value) {
+        self.signed(
+            app,
+            "/api/v1/agent/reports",
+            &report_body(app.now(), disk_encryption),
+        )
+        .await
+    }
+}
+
+pub fn report_body(now: i64, disk_encryption: bool) -> Value {
+    json!({
+        "report_id": uuid::Uuid::new_v4().to_string(),
+        "created_at_ms": now,
+        "agent_version": "test",
+        "posture": {
+            "schema_version": 1,
+            "collected_at_ms": now,
+            "os_name": {"state": "known", "value": "Debian GNU/Linux"},
+            "os_version": {"state": "known", "value": "12"},
+            "kernel_version": {"state": "known", "value": "6.1.0"},
+            "hostname": {"state": "known", "value": "laptop"},
+            "arch": {"state": "known", "value": "x86_64"},
+            "boot_time": {"state": "known", "value": 1},
+            "disks": {"state": "known", "value": []},
+            "disk_encryption": {"state": "known", "value": disk_encryption},
+            "firewall": {"state": "unknown", "reason": "no firewall tool found"},
+            "secure_boot": {"state": "known", "value": true},
+        },
+        "keys": [],
+    })
+}
+
+/// A software key (test/demo) in its own folder.
+pub struct SoftKey {
+    pub dir: tempfile::TempDir,
+}
+
+impl SoftKey {
+    pub fn new() -> SoftKey {
+        SoftKey {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Answer a ceremony the way the agent does (sets PIN 123456 on first use).
+    pub fn make_credential(&self, begin: &Value) -> Value {
+        use keywarden_keys::soft::SoftKey as Key;
+        let begin: keywarden_protocol::EnrolBeginResponse =
+            serde_json::from_value(begin.clone()).unwrap();
+        let mut key = Key::open(self.dir.path().join("key.json")).unwrap();
+        let prompts = keywarden_agent::enrol::StepPrompts::new(
+            Some("123456".into()),
+            Some("123456".into()),
+            Box::new(|_| {}),
+        );
+        let req = keywarden_agent::enrol::make_credential(&mut key, &begin, &prompts).unwrap();
+        serde_json::to_value(req).unwrap()
+    }
+}
+
+/// Redeem a ticket on a device; returns (status, body).
+pub async fn begin(app: &App, device: &Device, ticket: &str) -> (StatusCode, Value) {
+    device
+        .signed(app, "/api/v1/agent/enrolments", &json!({"ticket": ticket}))
+        .await
+}
+
+/// Finish a ceremony with a key.
+pub async fn finish(
+    app: &App,
+    device: &Device,
+    begin: &Value,
+    key: &SoftKey,
+) -> (StatusCode, Value) {
+    let finish = key.make_credential(begin);
+    let path = format!(
+        "/api/v1/agent/ceremonies/{}/finish",
+        begin["ceremony_id"].as_str().unwrap()
+    );
+    device.signed(app, &path, &finish).await
+}
+
+/// Define a test that runs once on SQLite and once on PostgreSQL, each on a fresh database.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(app) = $crate::common::App::new($crate::common::Backend::Sqlite).await {
+                    super::$name(app).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) = $crate::common::App::new($crate::common::Backend::Postgres).await {
+                    super::$name(app).await;
+                }
+            }
+        }
+    )*};
+}
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub enum Access {
+    /// Anyone (health, the OpenAPI document, provisioning with its one-time token).
+    Public,
+    /// Bearer tokens of these roles.
+    Roles(&'static [Role]),
+    /// Device-signed requests only.
+    Device,
+}
+
+const A: Role = Role::Admin;
+const H: Role = Role::Helpdesk;
+const AU: Role = Role::Auditor;
+const S: Role = Role::Scim;
+
+/// Every route of the service with who may call it: the role × endpoint matrix, and the list
+/// the OpenAPI document must cover.
+pub const ENDPOINTS: &[(&str, &str, Access)] = &[
+    ("GET", "/healthz", Access::Public),
+    ("GET", "/openapi.json", Access::Public),
+    ("POST", "/api/v1/admin/people", Access::Roles(&[A])),
+    ("GET", "/api/v1/admin/people", Access::Roles(&[A, H, AU])),
+    (
+        "POST",
+        "/api/v1/admin/provisioning-tokens",
+        Access::Roles(&[A, H]),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/enrolment-tickets",
+        Access::Roles(&[A, H]),
+    ),
+    ("GET", "/api/v1/admin/devices", Access::Roles(&[A, H, AU])),
+    (
+        "GET",
+        "/api/v1/admin/credentials",
+        Access::Roles(&[A, H, AU]),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/credentials/{id}/evidence",
+        Access::Roles(&[A, AU]),
+    ),
+    ("POST", "/api/v1/admin/tokens", Access::Roles(&[A])),
+    ("GET", "/api/v1/admin/tokens", Access::Roles(&[A])),
+    ("DELETE", "/api/v1/admin/tokens/{id}", Access::Roles(&[A])),
+    ("GET", "/api/v1/admin/audit/export", Access::Roles(&[A, AU])),
+    ("GET", "/api/v1/admin/audit/verify", Access::Roles(&[A, AU])),
+    (
+        "GET",
+        "/api/v1/admin/populations",
+        Access::Roles(&[A, H, AU]),
+    ),
+    (
+        "PUT",
+        "/api/v1/admin/populations/{name}",
+        Access::Roles(&[A]),
+    ),
+    (
+        "DELETE",
+        "/api/v1/admin/populations/{name}",
+        Access::Roles(&[A]),
+    ),
+    ("POST", "/api/v1/admin/exceptions", Access::Roles(&[A])),
+    ("GET", "/api/v1/admin/coverage", Access::Roles(&[A, H, AU])),
+    ("GET", "/scim/v2/ServiceProviderConfig", Access::Roles(&[S])),
+    ("GET", "/scim/v2/Schemas", Access::Roles(&[S])),
+    ("GET", "/scim/v2/Schemas/{id}", Access::Roles(&[S])),
+    ("GET", "/scim/v2/ResourceTypes", Access::Roles(&[S])),
+    ("GET", "/scim/v2/ResourceTypes/{id}", Access::Roles(&[S])),
+    ("GET", "/scim/v2/Users", Access::Roles(&[S])),
+    ("POST", "/scim/v2/Users", Access::Roles(&[S])),
+    ("GET", "/scim/v2/Users/{id}", Access::Roles(&[S])),
+    ("PUT", "/scim/v2/Users/{id}", Access::Roles(&[S])),
+    ("PATCH", "/scim/v2/Users/{id}", Access::Roles(&[S])),
+    ("DELETE", "/scim/v2/Users/{id}", Access::Roles(&[S])),
+    ("GET", "/scim/v2/Groups", Access::Roles(&[S])),
+    ("POST", "/scim/v2/Groups", Access::Roles(&[S])),
+    ("GET", "/scim/v2/Groups/{id}", Access::Roles(&[S])),
+    ("PUT", "/scim/v2/Groups/{id}", Access::Roles(&[S])),
+    ("PATCH", "/scim/v2/Groups/{id}", Access::Roles(&[S])),
+    ("DELETE", "/scim/v2/Groups/{id}", Access::Roles(&[S])),
+    ("POST", "/api/v1/agent/provision", Access::Public),
+    ("POST", "/api/v1/agent/reports", Access::Device),
+    ("POST", "/api/v1/agent/enrolments", Access::Device),
+    (
+        "POST",
+        "/api/v1/agent/enrolments/{id}/ceremonies",
+        Access::Device,
+    ),
+    (
+        "POST",
+        "/api/v1/agent/ceremonies/{id}/finish",
+        Access::Device,
+    ),
+];

@@ -1,0 +1,171 @@
+//! Coverage: per person compliant / below minimum / single device class / no authenticator /
+//! under exception; per population the share compliant; keys by model; posture by signal; as
+//! the admin API answer and as `keywarden-server report ...` output.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+use axum::http::StatusCode;
+use common::{begin, finish, App, Device, SoftKey};
+use keywarden_protocol::SOFT_KEY_AAGUID;
+use keywarden_server::auth::Role;
+use serde_json::{json, Value};
+
+both_backends!(coverage_by_person_population_model_and_signal);
+
+async fn enrol(app: &App, laptop: &Device, person: &str, keys: usize) {
+    for _ in 0..keys {
+        let (s, b) = begin(app, laptop, &app.ticket_secret(person).await).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let (s, v) = finish(app, laptop, &b, &SoftKey::new()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+}
+
+fn status_of<'a>(report: &'a Value, user: &str) -> &'a str {
+    report["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["user_name"] == user)
+        .map(|p| p["status"].as_str().unwrap())
+        .unwrap_or("absent")
+}
+
+async fn coverage_by_person_population_model_and_signal(app: App) {
+    let laptop = app.device("pc-1").await;
+    assert_eq!(laptop.report(&app, false).await.0, StatusCode::OK);
+    let ann = app.person("ann").await;
+    let bob = app.person("bob").await;
+    app.person("cy").await;
+    let dee = app.person("dee").await;
+    let eve = app.person("eve").await;
+    let gone = app.person("zed").await;
+    enrol(&app, &laptop, &ann, 2).await;
+    enrol(&app, &laptop, &bob, 1).await;
+    enrol(&app, &laptop, &eve, 2).await;
+    // Contractors (a SCIM group) must hold a roaming hardware key; eve has two software keys.
+    let hr = app.token(Role::Scim).await;
+    let (s, _) = app
+        .scim(
+            "POST",
+            "/scim/v2/Groups",
+            &hr,
+            Some(json!({"displayName": "Contractors", "members": [{"value": eve}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = app
+        .call("PUT", "/api/v1/admin/populations/contractors", &app.admin,
+            Some(json!({"priority": 1, "selector": {"kind": "group", "value": "contractors"},
+                        "policy": {"min_authenticators": 2, "required_device_classes": ["roaming"], "min_device_classes": 2}})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = app
+        .call(
+            "POST",
+            "/api/v1/admin/exceptions",
+            &app.admin,
+            Some(
+                json!({"person_id": dee, "owner": "it-lead", "reason": "key on order", "days": 7}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = app
+        .scim("PATCH", &format!("/scim/v2/Users/{gone}"), &hr,
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": "false"}]})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let auditor = app.token(Role::Auditor).await;
+    let (s, r) = app
+        .call("GET", "/api/v1/admin/coverage", &auditor, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(status_of(&r, "ann"), "compliant");
+    assert_eq!(status_of(&r, "bob"), "below_minimum");
+    assert_eq!(status_of(&r, "cy"), "no_authenticator");
+    assert_eq!(status_of(&r, "dee"), "under_exception");
+    assert_eq!(status_of(&r, "eve"), "single_device_class");
+    assert_eq!(
+        status_of(&r, "zed"),
+        "absent",
+        "inactive people are not counted"
+    );
+    let pops = r["populations"].as_array().unwrap();
+    let default = pops.iter().find(|p| p["name"] == "default").unwrap();
+    assert_eq!(default["people"], 4);
+    assert_eq!(default["compliant"], 1);
+    assert_eq!(default["share_compliant"], 0.25);
+    let contractors = pops.iter().find(|p| p["name"] == "contractors").unwrap();
+    assert_eq!(contractors["people"], 1);
+    assert_eq!(contractors["share_compliant"], 0.0);
+    assert_eq!(r["keys_by_model"][0]["aaguid"], SOFT_KEY_AAGUID);
+    assert_eq!(r["keys_by_model"][0]["credentials"], 5);
+    let disk = r["posture"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["signal"] == "disk_encryption")
+        .unwrap();
+    assert_eq!(disk["non_compliant"], 1);
+    let fw = r["posture"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["signal"] == "firewall")
+        .unwrap();
+    assert_eq!(fw["unknown"], 1);
+    let (_, only) = app
+        .call(
+            "GET",
+            "/api/v1/admin/coverage?status=below_minimum",
+            &auditor,
+            None,
+        )
+        .await;
+    assert_eq!(only["people"].as_array().unwrap().len(), 1);
+    let (s, v) = app
+        .call("GET", "/api/v1/admin/coverage?status=bogus", &auditor, None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // The same from the command line.
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
+            .args(args)
+            .arg("--database-url")
+            .arg(&app.db.url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(&["report", "coverage"]);
+    let default_line = text.lines().find(|l| l.starts_with("default")).unwrap();
+    assert!(default_line.contains("25.0%"), "{text}");
+    assert!(
+        text.contains("below_minimum") && text.contains("under_exception"),
+        "{text}"
+    );
+    let people = run(&["report", "people", "--status", "below_minimum"]);
+    assert!(
+        people.contains("bob") && !people.contains("ann"),
+        "{people}"
+    );
+    let keys = run(&["report", "keys"]);
+    assert!(keys.contains(SOFT_KEY_AAGUID), "{keys}");
+    let posture = run(&["report", "posture"]);
+    assert!(
+        posture.lines().any(|l| l.contains("disk_encryption")
+            && l.split_whitespace().collect::<Vec<_>>() == ["disk_encryption", "0", "1", "0"]),
+        "{posture}"
+    );
+}

@@ -1,0 +1,354 @@
+//! SCIM 2.0: the conversation an IdP has with the service, in its order and shape, and bad
+//! bodies refused with SCIM errors that change nothing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::http::StatusCode;
+use common::App;
+use keywarden_server::auth::Role;
+use serde_json::{json, Value};
+
+const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+both_backends!(
+    idp_conversation,
+    bad_bodies_are_refused_and_change_nothing,
+    discovery_and_paging,
+    only_the_scim_role_may_use_scim,
+);
+
+fn user(user_name: &str, external_id: &str, department: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENT],
+        "externalId": external_id,
+        "userName": user_name,
+        "active": true,
+        "displayName": "Ada Lovelace",
+        "name": {"givenName": "Ada", "familyName": "Lovelace", "formatted": "Ada Lovelace"},
+        "emails": [{"primary": true, "type": "work", "value": user_name}],
+        "title": "Engineer",
+        ENT: {"employeeNumber": "E1001", "department": department},
+    })
+}
+
+/// Create (after the IdP's probe for an existing userName), group membership, PATCH to change
+/// department, PATCH active=false with a string boolean; the user stays readable.
+async fn idp_conversation(app: App) {
+    let hr = app.token(Role::Scim).await;
+    // 1. The IdP looks the user up first: nothing yet.
+    let (s, v) = app
+        .scim(
+            "GET",
+            "/scim/v2/Users?filter=userName%20eq%20%22ada%40example.com%22",
+            &hr,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["totalResults"], 0);
+    // 2. Create.
+    let (s, created) = app
+        .scim(
+            "POST",
+            "/scim/v2/Users",
+            &hr,
+            Some(user("ada@example.com", "00u1", "Research")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created[ENT]["department"], "Research");
+    assert_eq!(created["active"], true);
+    assert_eq!(created["meta"]["resourceType"], "User");
+    // Found by userName (case-insensitive) and by externalId.
+    let (_, v) = app
+        .scim(
+            "GET",
+            "/scim/v2/Users?filter=userName%20eq%20%22ADA%40example.com%22",
+            &hr,
+            None,
+        )
+        .await;
+    assert_eq!(v["totalResults"], 1);
+    assert_eq!(v["Resources"][0]["id"], id.as_str());
+    let (_, v) = app
+        .scim(
+            "GET",
+            "/scim/v2/Users?filter=externalId%20eq%20%2200u1%22",
+            &hr,
+            None,
+        )
+        .await;
+    assert_eq!(v["Resources"][0]["userName"], "ada@example.com");
+    // 3. Group, then membership by PATCH add (Okta / Entra ID style).
+    let (s, g) = app
+        .scim(
+            "POST",
+            "/scim/v2/Groups",
+            &hr,
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Contractors", "members": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let (s, g) = app
+        .scim(
+            "PATCH",
+            &format!("/scim/v2/Groups/{gid}"),
+            &hr,
+            Some(json!({"schemas": [PATCH], "Operations": [{"op": "Add", "path": "members", "value": [{"value": id}]}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(g["members"][0]["value"], id.as_str());
+    let (_, u) = app
+        .scim("GET", &format!("/scim/v2/Users/{id}"), &hr, None)
+        .await;
+    assert_eq!(u["groups"][0]["display"], "Contractors");
+    // 4. PATCH to change department: op name capitalised, URN path.
+    let (s, u) = app
+        .scim(
+            "PATCH",
+            &format!("/scim/v2/Users/{id}"),
+            &hr,
+            Some(json!({"schemas": [PATCH], "Operations": [
+                {"op": "Replace", "path": format!("{ENT}:department"), "value": "Operations"},
+                {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "ada.l@example.com"},
+            ]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    assert_eq!(u[ENT]["department"], "Operations");
+    assert_eq!(u["emails"][0]["value"], "ada.l@example.com");
+    assert_eq!(
+        u[ENT]["employeeNumber"], "E1001",
+        "untouched attributes stay"
+    );
+    // 5. Deactivate: path-less PATCH with a value object and a string boolean.
+    let (s, u) = app
+        .scim(
+            "PATCH",
+            &format!("/scim/v2/Users/{id}"),
+            &hr,
+            Some(json!({"schemas": [PATCH], "Operations": [{"op": "Replace", "value": {"active": "False"}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    assert_eq!(u["active"], false);
+    // Deactivated users stay readable, and the person is inactive for the service.
+    let (s, u) = app
+        .scim("GET", &format!("/scim/v2/Users/{id}"), &hr, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(u["active"], false);
+    let (s, v) = app.ticket(&id).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "person_inactive");
+    // Group removal by filtered path, then DELETE: gone for SCIM, kept for the audit trail.
+    let (s, g) = app
+        .scim(
+            "PATCH",
+            &format!("/scim/v2/Groups/{gid}"),
+            &hr,
+            Some(json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(g["members"], json!([]));
+    let (s, _) = app
+        .scim("DELETE", &format!("/scim/v2/Users/{id}"), &hr, None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, e) = app
+        .scim("GET", &format!("/scim/v2/Users/{id}"), &hr, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        e["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    // The userName is free again for a rehire.
+    let (s, _) = app
+        .scim(
+            "POST",
+            "/scim/v2/Users",
+            &hr,
+            Some(user("ada@example.com", "00u2", "Research")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let actions = app.audit_actions().await;
+    for a in [
+        "scim.user.created",
+        "scim.group.created",
+        "scim.group.updated",
+        "scim.user.updated",
+        "scim.user.deactivated",
+        "scim.user.deleted",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "audit has {a}: {actions:?}");
+    }
+}
+
+/// method, path, body, expected status, expected scimType.
+type BadCase = (&'static str, String, Vec<u8>, u16, Option<&'static str>);
+
+async fn snapshot(app: &App) -> Vec<String> {
+    let mut all = app
+        .rows("SELECT id, user_name, display_name, active, external_id, department, email, updated_at, deleted_at FROM people ORDER BY id")
+        .await;
+    all.extend(
+        app.rows("SELECT id, display_name, updated_at FROM scim_groups ORDER BY id")
+            .await,
+    );
+    all.extend(
+        app.rows("SELECT group_id, person_id FROM scim_group_members ORDER BY group_id, person_id")
+            .await,
+    );
+    all.extend(app.rows("SELECT seq, hash FROM audit_head").await);
+    all
+}
+
+async fn bad_bodies_are_refused_and_change_nothing(app: App) {
+    let hr = app.token(Role::Scim).await;
+    let (_, u) = app
+        .scim(
+            "POST",
+            "/scim/v2/Users",
+            &hr,
+            Some(user("grace@example.com", "00u9", "Navy")),
+        )
+        .await;
+    let id = u["id"].as_str().unwrap().to_owned();
+    let (_, g) = app
+        .scim(
+            "POST",
+            "/scim/v2/Groups",
+            &hr,
+            Some(json!({"displayName": "Employees", "members": [{"value": id}]})),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let before = snapshot(&app).await;
+    let user_path = format!("/scim/v2/Users/{id}");
+    let group_path = format!("/scim/v2/Groups/{gid}");
+    let cases: Vec<BadCase> = vec![
+        ("POST", "/scim/v2/Users".into(), b"{not json".to_vec(), 400, Some("invalidSyntax")),
+        ("POST", "/scim/v2/Users".into(), b"[1,2]".to_vec(), 400, Some("invalidSyntax")),
+        ("POST", "/scim/v2/Users".into(), json!({"displayName": "no user name"}).to_string().into_bytes(), 400, Some("invalidValue")),
+        ("POST", "/scim/v2/Users".into(), json!({"userName": "x@example.com", "active": "maybe"}).to_string().into_bytes(), 400, Some("invalidValue")),
+        ("POST", "/scim/v2/Users".into(), json!({"userName": 42.5, "schemas": "wrong"}).to_string().into_bytes(), 400, Some("invalidSyntax")),
+        ("POST", "/scim/v2/Users".into(), user("GRACE@example.com", "x", "y").to_string().into_bytes(), 409, Some("uniqueness")),
+        ("PUT", user_path.clone(), json!({"userName": ""}).to_string().into_bytes(), 400, Some("invalidValue")),
+        ("PATCH", user_path.clone(), json!({"schemas": [PATCH], "Operations": [{"op": "frobnicate", "path": "active", "value": false}]}).to_string().into_bytes(), 400, Some("invalidSyntax")),
+        ("PATCH", user_path.clone(), json!({"schemas": [PATCH], "Operations": []}).to_string().into_bytes(), 400, Some("invalidSyntax")),
+        ("PATCH", user_path.clone(), json!({"schemas": [PATCH], "Operations": [{"op": "remove"}]}).to_string().into_bytes(), 400, Some("noTarget")),
+        // The first operation is fine, the second is not: neither is applied.
+        ("PATCH", user_path.clone(), json!({"schemas": [PATCH], "Operations": [
+            {"op": "replace", "path": "displayName", "value": "Changed"},
+            {"op": "replace", "path": "active", "value": "perhaps"}]}).to_string().into_bytes(), 400, Some("invalidValue")),
+        ("PATCH", user_path.clone(), json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "userName", "value": ""}]}).to_string().into_bytes(), 400, Some("invalidValue")),
+        ("PATCH", group_path.clone(), json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": "no-such-user"}]}]}).to_string().into_bytes(), 400, Some("invalidValue")),
+        ("POST", "/scim/v2/Groups".into(), json!({"displayName": "employees"}).to_string().into_bytes(), 409, Some("uniqueness")),
+        ("GET", "/scim/v2/Users?filter=userName%20co%20%22a%22".into(), Vec::new(), 400, Some("invalidFilter")),
+        ("GET", "/scim/v2/Users?filter=title%20eq%20%22a%22".into(), Vec::new(), 400, Some("invalidFilter")),
+        ("PUT", "/scim/v2/Users/unknown".into(), user("z@example.com", "z", "z").to_string().into_bytes(), 404, None),
+    ];
+    for (method, path, body, status, scim_type) in cases {
+        let (s, ct, v) = app
+            .raw(method, &path, Some(&hr), "application/scim+json", body)
+            .await;
+        assert_eq!(s.as_u16(), status, "{method} {path}: {v}");
+        assert!(
+            ct.starts_with("application/scim+json"),
+            "{method} {path}: {ct}"
+        );
+        assert_eq!(
+            v["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{v}"
+        );
+        assert_eq!(v["status"], status.to_string());
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        if let Some(t) = scim_type {
+            assert_eq!(v["scimType"], t, "{method} {path}: {v}");
+        }
+        assert_eq!(
+            snapshot(&app).await,
+            before,
+            "{method} {path} changed nothing"
+        );
+    }
+}
+
+async fn discovery_and_paging(app: App) {
+    let hr = app.token(Role::Scim).await;
+    let (s, spc) = app
+        .scim("GET", "/scim/v2/ServiceProviderConfig", &hr, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(spc["patch"]["supported"], true);
+    assert_eq!(spc["filter"]["supported"], true);
+    let (_, schemas) = app.scim("GET", "/scim/v2/Schemas", &hr, None).await;
+    let ids: Vec<&str> = schemas["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&ENT), "{ids:?}");
+    let (s, _) = app
+        .scim("GET", &format!("/scim/v2/Schemas/{ENT}"), &hr, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, rts) = app.scim("GET", "/scim/v2/ResourceTypes", &hr, None).await;
+    assert_eq!(rts["totalResults"], 2);
+    let (s, rt) = app
+        .scim("GET", "/scim/v2/ResourceTypes/User", &hr, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(rt["schemaExtensions"][0]["schema"], ENT);
+    for i in 0..5 {
+        let (s, _) = app
+            .scim(
+                "POST",
+                "/scim/v2/Users",
+                &hr,
+                Some(json!({"userName": format!("u{i}@example.com")})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        app.clock.advance_secs(1);
+    }
+    let (_, page) = app
+        .scim("GET", "/scim/v2/Users?startIndex=2&count=2", &hr, None)
+        .await;
+    assert_eq!(page["totalResults"], 5);
+    assert_eq!(page["startIndex"], 2);
+    assert_eq!(page["itemsPerPage"], 2);
+    assert_eq!(page["Resources"][0]["userName"], "u1@example.com");
+    assert_eq!(page["Resources"][1]["userName"], "u2@example.com");
+    // PUT replaces the whole resource.
+    let id = page["Resources"][0]["id"].as_str().unwrap().to_owned();
+    let (s, u) = app
+        .scim("PUT", &format!("/scim/v2/Users/{id}"), &hr, Some(json!({"userName": "u1@example.com", "active": false, ENT: {"department": "Sales", "manager": {"value": "m-1"}}})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    assert_eq!(u["active"], false);
+    assert_eq!(u[ENT]["manager"]["value"], "m-1");
+}
+
+async fn only_the_scim_role_may_use_scim(app: App) {
+    for role in [Role::Admin, Role::Helpdesk, Role::Auditor] {
+        let t = app.token(role).await;
+        let (s, v) = app.scim("GET", "/scim/v2/Users", &t, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{role:?}");
+        assert_eq!(
+            v["schemas"][0],
+            "urn:ietf:params:scim:api:messages:2.0:Error"
+        );
+    }
+    let (s, _, _) = app.raw("GET", "/scim/v2/Users", None, "", Vec::new()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,511 @@
+//! The desktop app's enrolment wizard, driven in a real window (Xvfb, tauri-driver,
+//! WebKitWebDriver) against the real service binary, with two software keys (test/demo):
+//! an expired ticket, a primary key with a new PIN typed twice, a backup key that is removed
+//! mid-way and then enrolled, coverage met, then a wrong PIN in a second person's session,
+//! the key inventory (with the passkeys on a key) and the posture view with the last check-in.
+//! A screenshot of every step lands in `target/debug/screenshots/wizard-*.png`.
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+use keywarden_e2e::{bin, Laptop, Server};
+
+use crate::app::{screenshot_dir, Driver};
+
+const PIN: &str = "2468-1357";
+
+/// What enrolment binds on the service: tickets, sessions, ceremonies, credentials and their
+/// evidence. (Reports from the app's background check-in and the audit trail of refusals may
+/// change; these must not.)
+fn bound(server: &Server) -> Vec<(String, Vec<String>)> {
+    let snap = server.snapshot();
+    [
+        "enrolment_tickets",
+        "enrolment_sessions",
+        "ceremonies",
+        "credentials",
+        "enrolment_evidence",
+    ]
+    .iter()
+    .map(|t| (t.to_string(), snap.get(*t).cloned().unwrap_or_default()))
+    .collect()
+}
+
+/// Run blocking test helpers (database snapshots, admin calls) off the async driver thread.
+fn off<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
+struct Ui {
+    c: Client,
+}
+
+impl Ui {
+    async fn text(&self, css: &str) -> String {
+        match self.c.find(Locator::Css(css)).await {
+            Ok(el) => el.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Wait until the element `css` contains `needle`; fails with what it showed instead.
+    async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..150 {
+            last = self.text(css).await;
+            if last.contains(needle) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let page = self.text("body").await;
+        panic!("{css} never showed {needle:?}; it showed {last:?}\npage:\n{page}");
+    }
+
+    async fn click(&self, css: &str) {
+        self.c
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let el = self
+            .c
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(screenshot_dir().join(format!("wizard-{name}.png")), png).unwrap();
+    }
+
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.c.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Every visible input has a label, and the page does not scroll sideways.
+    async fn check_accessible(&self, step: &str) {
+        let unlabelled = self
+            .js("return [...document.querySelectorAll('input')].filter(i => i.offsetParent !== null && !document.querySelector(`label[for=\"${i.id}\"]`) && !i.getAttribute('aria-label')).map(i => i.id || i.outerHTML);")
+            .await;
+        assert_eq!(
+            unlabelled,
+            serde_json::json!([]),
+            "unlabelled inputs on {step}"
+        );
+        let overflow = self
+            .js("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+            .await;
+        assert!(
+            overflow.as_i64().unwrap_or(0) <= 1,
+            "{step} scrolls sideways by {overflow} px"
+        );
+    }
+}
+
+async fn connect(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), "wry".into());
+    caps.insert(
+        "tauri:options".into(),
+        serde_json::json!({"application": bin("keywarden-app").display().to_string()}),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        fantoccini::ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port)),
+    )
+    .await
+    .expect("WebDriver session did not start within 60 s")
+    .expect("WebDriver session failed")
+}
+
+fn soft_key_env(laptop: &Laptop) -> String {
+    std::env::join_paths(&laptop.soft_keys)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
+    let server = Server::start();
+    let laptop = Laptop::new(2);
+    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    assert_eq!(keys.len(), 2);
+    let grace = server.create_person("grace@example.com", "Grace Hopper");
+    let expired = server.ticket(&ada, Some(1));
+    let ticket = server.ticket(&ada, None);
+    let grace_ticket = server.ticket(&grace, None);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before_expired = bound(&server);
+
+    let driver = Driver::start(&[
+        ("KEYWARDEN_HOME", laptop.home.path().display().to_string()),
+        ("KEYWARDEN_SOFT_KEYS", soft_key_env(&laptop)),
+        // No managed configuration from the machine running the test.
+        (
+            "KEYWARDEN_MANAGED_CONFIG",
+            laptop
+                .home
+                .path()
+                .join("no-managed.json")
+                .display()
+                .to_string(),
+        ),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ui = Ui {
+            c: connect(&driver).await,
+        };
+        assert_eq!(ui.c.title().await.unwrap(), "Keywarden");
+        ui.wait_text("#status", "Reporting to http://127.0.0.1")
+            .await;
+
+        // 1. An expired ticket: a plain sentence and a way forward; nothing changes. Typed and
+        //    submitted with the keyboard only (focus starts in the ticket field).
+        ui.wait_text("#step-title", "Redeem your enrolment ticket")
+            .await;
+        let focused = ui.js("return document.activeElement.id;").await;
+        assert_eq!(focused, "ticket", "focus starts in the ticket field");
+        ui.check_accessible("ticket").await;
+        ui.shot("01-ticket").await;
+        ui.type_into("#ticket", &format!("{expired}\u{E007}")).await;
+        let err = ui.wait_text("#error", "expired").await;
+        assert!(err.contains("Ask IT for a new one"), "{err}");
+        assert!(!err.contains(&expired), "the ticket is never shown: {err}");
+        assert_eq!(
+            ui.text("#error-action").await,
+            "Enter a new ticket",
+            "a way forward"
+        );
+        ui.shot("02-ticket-expired").await;
+        assert_eq!(
+            off(|| bound(&server)),
+            before_expired,
+            "expired ticket changed nothing"
+        );
+        ui.click("#error-action").await;
+
+        // 2. The real ticket: whose enrolment it is, and both keys, live.
+        ui.type_into("#ticket", &ticket).await;
+        ui.click("#ticket-continue").await;
+        let person = ui.wait_text("#person", "Ada Lovelace").await;
+        assert!(person.contains("ada@example.com"), "{person}");
+        assert!(
+            person.contains("You have 0 of 2 required authenticators."),
+            "{person}"
+        );
+        let list = ui.wait_text("#key-list", "software key (test/demo)").await;
+        assert!(list.contains("no PIN yet"), "{list}");
+        assert!(list.contains("firmware"), "{list}");
+        assert_eq!(
+            ui.c.find_all(Locator::Css("#key-list li"))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(ui.text("#wizard").await.contains("touch the one you want"));
+        ui.check_accessible("choose").await;
+        ui.shot("03-choose-key").await;
+
+        // 3. Primary key: a new PIN typed twice; a mismatch is caught before anything is sent.
+        ui.click(&format!(
+            "li[data-key-id=\"{}\"] [data-action=use]",
+            keys[0]
+        ))
+        .await;
+        ui.wait_text("#step-title", "Choose a PIN").await;
+        let rules = ui.text("#pin-rules").await;
+        assert!(rules.contains("at least 4 characters"), "{rules}");
+        ui.type_into("#new-pin", PIN).await;
+        ui.type_into("#new-pin-again", "2468-1358").await;
+        ui.click("#pin-continue").await;
+        ui.wait_text("#pin-problem", "not the same").await;
+        ui.check_accessible("new PIN").await;
+        ui.shot("04-new-pin-mismatch").await;
+        ui.type_into("#new-pin", PIN).await;
+        ui.type_into("#new-pin-again", PIN).await;
+        ui.click("#pin-continue").await;
+        // The touch step shows while the key works; the soft key answers at once, so it may
+        // already be past it.
+        if ui.text("#touch-now").await.contains("Touch") {
+            ui.shot("05-touch").await;
+        }
+        let done = ui.wait_text("#enrolled", "verified").await;
+        assert!(done.contains("attestation packed"), "{done}");
+        let cov = ui.text("#coverage").await;
+        assert!(
+            cov.contains("You have 1 of 2 required authenticators."),
+            "{cov}"
+        );
+        assert!(ui.text("#backup").await.contains("Enrol a backup key"));
+        assert!(
+            ui.c.find(Locator::Id("finish")).await.is_err(),
+            "no finishing below policy"
+        );
+        ui.shot("06-enrolled-1-of-2").await;
+
+        // 4. Backup: the primary is refused as the backup; the backup is removed mid-way.
+        ui.click("#backup").await;
+        ui.wait_text("#step-title", "backup key").await;
+        let list = ui
+            .wait_text("#key-list", "Already enrolled in this session")
+            .await;
+        assert!(list.contains("software key"), "{list}");
+        let disabled =
+            ui.c.find(Locator::Css(&format!(
+                "li[data-key-id=\"{}\"] [data-action=use]",
+                keys[0]
+            )))
+            .await
+            .unwrap()
+            .attr("disabled")
+            .await
+            .unwrap();
+        assert!(disabled.is_some(), "the same key cannot be the backup");
+        ui.shot("07-choose-backup").await;
+        ui.click(&format!(
+            "li[data-key-id=\"{}\"] [data-action=use]",
+            keys[1]
+        ))
+        .await;
+        ui.wait_text("#step-title", "Choose a PIN").await;
+        ui.type_into("#new-pin", PIN).await;
+        ui.type_into("#new-pin-again", PIN).await;
+        let before_removed = off(|| bound(&server));
+        keywarden_keys::soft::simulate_unplug(&laptop.soft_keys[1]).unwrap();
+        ui.click("#pin-continue").await;
+        let err = ui.wait_text("#error", "removed").await;
+        assert!(err.contains("Nothing was saved"), "{err}");
+        ui.shot("08-key-removed").await;
+        assert_eq!(
+            off(|| bound(&server)),
+            before_removed,
+            "a key removed mid-way binds nothing"
+        );
+        keywarden_keys::soft::simulate_replug(&laptop.soft_keys[1]).unwrap();
+        ui.click("#error-action").await;
+        ui.wait_text("#key-list", "no PIN yet").await;
+        ui.click(&format!(
+            "li[data-key-id=\"{}\"] [data-action=use]",
+            keys[1]
+        ))
+        .await;
+        ui.type_into("#new-pin", PIN).await;
+        ui.type_into("#new-pin-again", PIN).await;
+        ui.click("#pin-continue").await;
+        ui.wait_text("#enrolled", "verified").await;
+        let cov = ui.wait_text("#coverage", "2 of 2").await;
+        assert!(
+            cov.contains("You have 2 of 2 required authenticators."),
+            "{cov}"
+        );
+        ui.shot("09-enrolled-2-of-2").await;
+        ui.click("#finish").await;
+        let summary = ui.wait_text("#summary", "Ada Lovelace").await;
+        assert!(summary.contains("2 of 2"), "{summary}");
+        assert!(ui.text("#lost-key").await.contains("tell the help desk"));
+        ui.shot("10-summary").await;
+
+        // 5. A wrong PIN, in Grace's session on the same key: retries shown, then the right PIN.
+        ui.click("[data-action=restart]").await;
+        ui.type_into("#ticket", &grace_ticket).await;
+        ui.click("#ticket-continue").await;
+        ui.wait_text("#person", "Grace Hopper").await;
+        ui.wait_text("#key-list", "PIN set, 8 attempts left").await;
+        ui.click(&format!(
+            "li[data-key-id=\"{}\"] [data-action=use]",
+            keys[0]
+        ))
+        .await;
+        ui.wait_text("#step-title", "Enter the key's PIN").await;
+        // Cancelling at the PIN leaves nothing on the key or the service, and the session
+        // (the ticket is spent) carries on.
+        let before_cancel = off(|| bound(&server));
+        ui.click("[data-action=cancel]").await;
+        ui.wait_text("#person", "Grace Hopper").await;
+        ui.wait_text("#key-list", "PIN set, 8 attempts left").await;
+        assert_eq!(
+            off(|| bound(&server)),
+            before_cancel,
+            "cancelling changed nothing"
+        );
+        ui.click(&format!(
+            "li[data-key-id=\"{}\"] [data-action=use]",
+            keys[0]
+        ))
+        .await;
+        ui.wait_text("#step-title", "Enter the key's PIN").await;
+        let before_wrong = off(|| bound(&server));
+        ui.type_into("#pin", "0000-0000").await;
+        ui.click("#pin-continue").await;
+        let err = ui.wait_text("#error", "wrong").await;
+        assert!(err.contains("7 attempts left"), "{err}");
+        assert_eq!(
+            ui.text("#pin-retries").await,
+            "7 attempts left before the key locks."
+        );
+        assert_eq!(ui.text("#error-action").await, "Try the PIN again");
+        ui.shot("11-wrong-pin").await;
+        assert_eq!(
+            off(|| bound(&server)),
+            before_wrong,
+            "a wrong PIN changed nothing"
+        );
+        ui.click("#error-action").await;
+        ui.type_into("#pin", PIN).await;
+        ui.click("#pin-continue").await;
+        let cov = ui.wait_text("#coverage", "1 of 2").await;
+        assert!(cov.contains("You have 1 of 2"), "{cov}");
+
+        // What the service bound: two for Ada, one for Grace, all verified soft-key credentials.
+        let (_, creds) = off(|| server.admin("GET", "/api/v1/admin/credentials", None));
+        let creds = creds.as_array().unwrap();
+        assert_eq!(creds.len(), 3, "{creds:?}");
+        assert_eq!(
+            creds
+                .iter()
+                .filter(|c| c["person_id"] == ada.as_str())
+                .count(),
+            2
+        );
+        assert!(creds.iter().all(|c| c["software_key"] == true));
+
+        // 6. Key inventory, reached with the keyboard (arrow keys between tabs).
+        ui.c.find(Locator::Id("tab-enrol"))
+            .await
+            .unwrap()
+            .send_keys("\u{E014}")
+            .await
+            .unwrap();
+        assert_eq!(ui.js("return document.activeElement.id;").await, "tab-keys");
+        let inv = ui.wait_text("#keys", "PIN change forced").await;
+        assert!(inv.contains("software key (test/demo)"), "{inv}");
+        assert!(
+            inv.contains("85e17f29-90da-40f7-8f3f-526b9449f38f"),
+            "{inv}"
+        );
+        assert!(inv.contains("Always asks for PIN"), "{inv}");
+        assert!(inv.contains("Free passkey slots"), "{inv}");
+        let pin_field = format!("input[id=\"creds-pin-{}\"]", keys[0]);
+        ui.type_into(&pin_field, PIN).await;
+        ui.click(&format!("form[data-key=\"{}\"] button", keys[0]))
+            .await;
+        let listed = ui
+            .wait_text(
+                &format!("form[data-key=\"{}\"] .creds-out", keys[0]),
+                "example.com",
+            )
+            .await;
+        assert!(listed.contains("ada@example.com"), "{listed}");
+        assert!(listed.contains("grace@example.com"), "{listed}");
+        ui.check_accessible("inventory").await;
+        ui.shot("12-inventory").await;
+
+        // 7. Posture, with when it was last reported, and "check in now".
+        ui.click("#tab-posture").await;
+        let posture = ui.wait_text("#posture", "Disk encryption").await;
+        assert!(posture.contains("Secure boot"), "{posture}");
+        assert!(
+            posture.contains("ok")
+                || posture.contains("needs attention")
+                || posture.contains("unknown"),
+            "{posture}"
+        );
+        ui.wait_text("#checkin-outcome", "Last reported").await;
+        ui.click("#checkin-now").await;
+        ui.wait_text("#checkin-outbox", "Nothing is waiting to be sent.")
+            .await;
+        ui.check_accessible("posture").await;
+        ui.shot("13-posture").await;
+
+        // 8. Readable at 200 % zoom: nothing scrolls sideways.
+        ui.click("#tab-enrol").await;
+        ui.wait_text("#coverage", "1 of 2").await;
+        ui.js("document.documentElement.style.zoom = '2'; return null;")
+            .await;
+        ui.check_accessible("enrolled at 200%").await;
+        ui.shot("14-zoom-200").await;
+
+        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+    });
+    drop(driver);
+}
+
+#[test]
+fn an_enrol_link_opens_the_wizard_with_its_ticket() {
+    let server = Server::start();
+    let laptop = Laptop::new(1);
+    let (ada, _) = crate::flow::provisioned(&server, &laptop);
+    let ticket = server.ticket(&ada, None);
+    let driver = Driver::start(&[
+        ("KEYWARDEN_HOME", laptop.home.path().display().to_string()),
+        ("KEYWARDEN_SOFT_KEYS", soft_key_env(&laptop)),
+        (
+            "KEYWARDEN_MANAGED_CONFIG",
+            laptop
+                .home
+                .path()
+                .join("no-managed.json")
+                .display()
+                .to_string(),
+        ),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "wry".into());
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({
+                "application": bin("keywarden-app").display().to_string(),
+                "args": [format!("keywarden://enrol?ticket={ticket}")],
+            }),
+        );
+        let c = tokio::time::timeout(
+            Duration::from_secs(60),
+            fantoccini::ClientBuilder::native()
+                .capabilities(caps)
+                .connect(&format!("http://127.0.0.1:{}", driver.port)),
+        )
+        .await
+        .expect("WebDriver session did not start within 60 s")
+        .expect("WebDriver session failed");
+        let ui = Ui { c };
+        ui.wait_text("#wizard", "A ticket arrived from an enrolment link")
+            .await;
+        let page = ui.text("body").await;
+        assert!(
+            !page.contains(&ticket),
+            "the link's ticket never reaches the page"
+        );
+        // Continue with the field left empty: the link's ticket is used.
+        ui.click("#ticket-continue").await;
+        let person = ui.wait_text("#person", "Ada Lovelace").await;
+        assert!(person.contains("0 of 2"), "{person}");
+        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+    });
+    drop(driver);
+}

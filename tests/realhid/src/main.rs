@@ -1,0 +1,1191 @@
+//! `keywarden-realhid`: the real-HID tests. Run inside the guest (tests/realhid/guest.sh), as
+//! root, with the workspace's binaries in `--bin-dir`.
+//!
+//! Virtual USB FIDO keys (`keywarden-softkey --uhid`, the software key (test/demo) behind
+//! /dev/uhid) of different profiles are plugged in and out while the product's own code reaches
+//! them the way it reaches a real key: the `hid` backend of `keywarden-keys` (ctap-hid-fido2 →
+//! hidapi → hidraw) and the `keywarden` CLI, enrolling against the real `keywarden-server` on
+//! loopback. Debian's `fido2-token` is the independent second client. Each check prints
+//! `realhid: ok NAME`; the first failure stops the run with exit status 1.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context as _, Result};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use keywarden_keys::hid::HidKeyProvider;
+use keywarden_keys::{
+    Authenticator, Error as KeyError, GetAssertionRequest, KeyBackend, KeyInfo, KeyProvider,
+    MakeCredentialRequest, SilentPrompt,
+};
+use keywarden_protocol::{SOFT_KEY_AAGUID, SOFT_KEY_LABEL};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const ORG_RP: &str = "keywarden.localhost";
+const OTHER_RP: &str = "other.example";
+const PIN: &str = "246824";
+
+struct Env {
+    bin: PathBuf,
+    work: PathBuf,
+    passed: u32,
+}
+
+impl Env {
+    fn ok(&mut self, name: &str, started: Instant) {
+        self.passed += 1;
+        println!(
+            "realhid: ok {name} ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn bin(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    /// The `keywarden` CLI with its own home, real HID only.
+    fn keywarden(&self, home: &str, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut c = Command::new(self.bin("keywarden"));
+        c.arg("--home").arg(self.work.join(home)).args(args);
+        c.env_remove("KEYWARDEN_SOFT_KEYS");
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().context("starting keywarden")?;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes())?;
+        }
+        drop(input);
+        Ok(child.wait_with_output()?)
+    }
+}
+
+/// One virtual key: a `keywarden-softkey --uhid` process.
+struct VirtualKey {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+    id: String,
+}
+
+impl VirtualKey {
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn open(&self) -> Result<Box<dyn Authenticator>> {
+        HidKeyProvider::new()
+            .open(&self.id)
+            .with_context(|| format!("opening key {} ({})", self.name, self.id))
+    }
+
+    fn info(&self) -> Result<KeyInfo> {
+        Ok(self.open()?.info()?)
+    }
+
+    /// Pull it out: the process ends and the kernel removes the device.
+    fn unplug(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        let id = self.id.clone();
+        wait_until(&format!("{} gone", self.name), || {
+            Ok(!hid_keys()?.iter().any(|k| k.id == id))
+        })
+    }
+}
+
+impl Drop for VirtualKey {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn hid_keys() -> Result<Vec<KeyInfo>> {
+    Ok(HidKeyProvider::new().list()?)
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if f()? {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn plug(env: &Env, name: &str, args: &[&str], initial_pin: Option<&str>) -> Result<VirtualKey> {
+    let before: Vec<String> = hid_keys()?.into_iter().map(|k| k.id).collect();
+    let state = env.work.join(format!("{name}.json"));
+    let log = env.work.join(format!("{name}.log"));
+    let mut c = Command::new(env.bin("keywarden-softkey"));
+    c.arg("--uhid").arg("--state").arg(&state).args(args);
+    if let Some(p) = initial_pin {
+        c.env("KEYWARDEN_SOFTKEY_PIN", p);
+    }
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log)?)
+        .spawn()
+        .context("starting keywarden-softkey")?;
+    let mut key = VirtualKey {
+        name: name.to_owned(),
+        child: Some(child),
+        log,
+        id: String::new(),
+    };
+    let mut found = None;
+    wait_until(&format!("{name} to appear over hidraw"), || {
+        if let Some(c) = key.child.as_mut() {
+            if let Some(status) = c.try_wait()? {
+                bail!("keywarden-softkey exited ({status}): {}", key.log_text());
+            }
+        }
+        found = hid_keys()?.into_iter().find(|k| !before.contains(&k.id));
+        Ok(found.is_some())
+    })?;
+    key.id = found.unwrap().id;
+    Ok(key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// fido2-token, the independent client
+// ---------------------------------------------------------------------------------------------
+
+/// hidraw paths fido2-token lists with their product names.
+fn fido2_list() -> Result<Vec<(String, String)>> {
+    let out = Command::new("fido2-token").arg("-L").output()?;
+    ensure!(
+        out.status.success(),
+        "fido2-token -L failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (path, rest) = l.split_once(": ")?;
+            Some((path.to_owned(), rest.to_owned()))
+        })
+        .collect())
+}
+
+/// Compare `fido2-token -I` on `path` with what the agent's hid backend reports.
+fn fido2_matches(path: &str, info: &KeyInfo) -> Result<()> {
+    let out = Command::new("fido2-token").args(["-I", path]).output()?;
+    ensure!(
+        out.status.success(),
+        "fido2-token -I {path} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| -> Result<Vec<String>> {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .ok_or_else(|| anyhow!("fido2-token -I has no `{name}` line:\n{text}"))?;
+        Ok(line.split(", ").map(|s| s.trim().to_owned()).collect())
+    };
+    let versions = field("version strings")?;
+    ensure!(
+        versions == info.versions,
+        "versions: fido2-token {versions:?}, agent {:?}",
+        info.versions
+    );
+    let protocols: Vec<u32> = field("pin protocols")?
+        .iter()
+        .map(|p| p.parse())
+        .collect::<std::result::Result<_, _>>()?;
+    ensure!(
+        protocols == info.pin_protocols,
+        "pin protocols: fido2-token {protocols:?}, agent {:?}",
+        info.pin_protocols
+    );
+    let options = field("options")?;
+    for (name, on) in &info.options {
+        let shown = if *on {
+            name.clone()
+        } else {
+            format!("no{name}")
+        };
+        ensure!(
+            options.contains(&shown),
+            "option {name}={on}: fido2-token shows {options:?}"
+        );
+    }
+    ensure!(
+        options.len() == info.options.len(),
+        "options: fido2-token {options:?}, agent {:?}",
+        info.options
+    );
+    let aaguid = field("aaguid")?.join("");
+    ensure!(
+        aaguid == info.aaguid.replace('-', ""),
+        "aaguid: fido2-token {aaguid}, agent {}",
+        info.aaguid
+    );
+    Ok(())
+}
+
+fn fido2_check_new(seen: &mut Vec<String>, info: &KeyInfo) -> Result<()> {
+    let listed = fido2_list()?;
+    let (path, product) = listed
+        .iter()
+        .find(|(p, _)| !seen.contains(p))
+        .ok_or_else(|| anyhow!("fido2-token -L does not list the new key: {listed:?}"))?;
+    // libfido2 reads product strings from a USB parent device, which a uhid device has not.
+    ensure!(
+        product.contains("vendor=0x1209, product=0x0001"),
+        "fido2-token -L: {product}"
+    );
+    fido2_matches(path, info)?;
+    seen.push(path.clone());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service
+// ---------------------------------------------------------------------------------------------
+
+struct Service {
+    child: Child,
+    url: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn start(env: &Env) -> Result<Service> {
+        let dir = env.work.join("service");
+        let token_file = env.work.join("admin-token");
+        let mut child = Command::new(env.bin("keywarden-server"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen", "127.0.0.1:0", "--admin-token-file"])
+            .arg(&token_file)
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(env.work.join("service.log"))?)
+            .spawn()
+            .context("starting keywarden-server")?;
+        let stdout = child.stdout.take().unwrap();
+        let mut url = None;
+        for line in BufReader::new(stdout).lines() {
+            if let Some(u) = line?.strip_prefix("listening on ") {
+                url = Some(u.trim().to_owned());
+                break;
+            }
+        }
+        let url = url.ok_or_else(|| anyhow!("keywarden-server printed no address"))?;
+        let token = fs::read_to_string(&token_file)?.trim().to_owned();
+        Ok(Service {
+            child,
+            url,
+            token,
+            http: reqwest::blocking::Client::new(),
+        })
+    }
+
+    fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send()?;
+        let status = resp.status();
+        let text = resp.text()?;
+        ensure!(status.is_success(), "{path}: {status} {text}");
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Result<Value> {
+        self.admin(reqwest::Method::POST, path, Some(body))
+    }
+
+    fn secret(&self, path: &str, body: Value) -> Result<String> {
+        let v = self.post(path, body)?;
+        Ok(v["secret"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no secret in {v}"))?
+            .to_owned())
+    }
+
+    fn credentials_of(&self, person: &str) -> Result<Vec<Value>> {
+        let all = self.admin(reqwest::Method::GET, "/api/v1/admin/credentials", None)?;
+        Ok(all
+            .as_array()
+            .ok_or_else(|| anyhow!("credentials list is not an array"))?
+            .iter()
+            .filter(|c| c["person_id"] == person)
+            .cloned()
+            .collect())
+    }
+
+    fn person(&self, user_name: &str) -> Result<String> {
+        let v = self.post(
+            "/api/v1/admin/people",
+            serde_json::json!({"user_name": user_name, "display_name": user_name}),
+        )?;
+        Ok(v["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no person id"))?
+            .to_owned())
+    }
+
+    fn ticket(&self, person: &str) -> Result<String> {
+        self.secret(
+            "/api/v1/admin/enrolment-tickets",
+            serde_json::json!({"person_id": person}),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers over the hid backend
+// ---------------------------------------------------------------------------------------------
+
+fn make_other_credential(
+    key: &mut dyn Authenticator,
+    user: &[u8],
+    pin: &str,
+) -> keywarden_keys::Result<(Vec<u8>, Vec<u8>)> {
+    let made = key.make_credential(
+        &MakeCredentialRequest {
+            rp_id: OTHER_RP.into(),
+            rp_name: "Another site".into(),
+            user_id: user.to_vec(),
+            user_name: "someone".into(),
+            user_display_name: "Someone".into(),
+            client_data_json:
+                br#"{"type":"webauthn.create","challenge":"AAAA","origin":"https://other.example"}"#
+                    .to_vec(),
+            exclude_credentials: Vec::new(),
+            resident_key: true,
+        },
+        pin,
+        &SilentPrompt,
+    )?;
+    Ok((made.credential_id, made.attestation_object))
+}
+
+/// The credential public key (x, y) inside an attestationObject's authData.
+fn credential_public_key(attestation_object: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let v: ciborium::Value = ciborium::from_reader(attestation_object)?;
+    let auth_data = v
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("authData")))
+        .and_then(|(_, v)| v.as_bytes())
+        .ok_or_else(|| anyhow!("no authData"))?;
+    let id_len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
+    let cose: ciborium::Value = ciborium::from_reader(&auth_data[55 + id_len..])?;
+    let get = |label: i128| {
+        cose.as_map()
+            .and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.as_integer().map(i128::from) == Some(label))
+            })
+            .and_then(|(_, v)| v.as_bytes().cloned())
+            .ok_or_else(|| anyhow!("COSE key without {label}"))
+    };
+    Ok((get(-2)?, get(-3)?))
+}
+
+fn verify_es256(x: &[u8], y: &[u8], message: &[u8], signature: &[u8]) -> Result<bool> {
+    use openssl::bn::{BigNum, BigNumContext};
+    use openssl::ec::{EcGroup, EcKey, EcPoint};
+    let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)?;
+    let mut ctx = BigNumContext::new()?;
+    let mut point = EcPoint::new(&group)?;
+    let (bx, by) = (BigNum::from_slice(x)?, BigNum::from_slice(y)?);
+    point.set_affine_coordinates_gfp(&group, &bx, &by, &mut ctx)?;
+    let key = openssl::pkey::PKey::from_ec_key(EcKey::from_public_key(&group, &point)?)?;
+    let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key)?;
+    v.update(message)?;
+    Ok(v.verify(signature)?)
+}
+
+fn assert_err(
+    r: keywarden_keys::Result<impl std::fmt::Debug>,
+    want: impl Fn(&KeyError) -> bool,
+    what: &str,
+) -> Result<()> {
+    match r {
+        Err(e) if want(&e) => Ok(()),
+        other => bail!("{what}: got {other:?}"),
+    }
+}
+
+fn cli_keys(env: &Env) -> Result<Vec<Value>> {
+    let out = env.keywarden("laptop", &["--json", "keys"], None)?;
+    ensure!(
+        out.status.success(),
+        "keywarden keys: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    v.as_array()
+        .cloned()
+        .ok_or_else(|| anyhow!("keys --json is not a list"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw CTAPHID over hidraw, for the framing the libraries do not exercise (CANCEL, busy, errors)
+// ---------------------------------------------------------------------------------------------
+
+/// The /dev/hidrawN whose HID device has this serial (HID_UNIQ).
+fn hidraw_with_serial(serial: &str) -> Result<PathBuf> {
+    for e in fs::read_dir("/sys/class/hidraw")?.flatten() {
+        let uevent = fs::read_to_string(e.path().join("device/uevent")).unwrap_or_default();
+        if uevent.lines().any(|l| l == format!("HID_UNIQ={serial}")) {
+            return Ok(Path::new("/dev").join(e.file_name()));
+        }
+    }
+    bail!("no hidraw device with serial {serial}")
+}
+
+struct RawHid {
+    dev: fs::File,
+    reports: std::sync::mpsc::Receiver<[u8; 64]>,
+}
+
+impl RawHid {
+    fn open(path: &Path) -> Result<RawHid> {
+        let dev = fs::OpenOptions::new().read(true).write(true).open(path)?;
+        let mut reader = dev.try_clone()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut buf = [0u8; 64];
+            while reader.read_exact(&mut buf).is_ok() {
+                if tx.send(buf).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(RawHid { dev, reports: rx })
+    }
+
+    fn send(&mut self, cid: u32, first: u8, data: &[u8]) -> Result<()> {
+        let mut r = [0u8; 65];
+        r[1..5].copy_from_slice(&cid.to_be_bytes());
+        r[5] = first;
+        r[6..6 + data.len()].copy_from_slice(data);
+        self.dev.write_all(&r)?;
+        Ok(())
+    }
+
+    /// A whole single-packet message: (cid, cmd, BCNT, data).
+    fn msg(&mut self, cid: u32, command: u8, payload: &[u8]) -> Result<()> {
+        let mut d = (payload.len() as u16).to_be_bytes().to_vec();
+        d.extend_from_slice(payload);
+        self.send(cid, command, &d)
+    }
+
+    fn recv(&mut self) -> Result<(u32, u8, Vec<u8>)> {
+        let r = self
+            .reports
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| anyhow!("no answer from the key within 10 s"))?;
+        let len = usize::from(u16::from_be_bytes([r[5], r[6]])).min(57);
+        Ok((
+            u32::from_be_bytes([r[0], r[1], r[2], r[3]]),
+            r[4],
+            r[7..7 + len].to_vec(),
+        ))
+    }
+
+    fn init(&mut self) -> Result<u32> {
+        self.msg(0xFFFF_FFFF, 0x86, b"12345678")?;
+        let (cid, command, data) = self.recv()?;
+        ensure!(
+            cid == 0xFFFF_FFFF && command == 0x86 && &data[..8] == b"12345678",
+            "INIT answer {data:?}"
+        );
+        ensure!(data[16] & 0x04 == 0x04, "CBOR capability");
+        Ok(u32::from_be_bytes([data[8], data[9], data[10], data[11]]))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks
+// ---------------------------------------------------------------------------------------------
+
+fn run(env: &mut Env) -> Result<()> {
+    let t = Instant::now();
+    ensure!(
+        hid_keys()?.is_empty(),
+        "a key is listed before any is plugged in"
+    );
+    ensure!(
+        cli_keys(env)?.is_empty(),
+        "keywarden keys lists something with no key plugged in"
+    );
+    let text = env.keywarden("laptop", &["keys"], None)?;
+    ensure!(String::from_utf8_lossy(&text.stdout).contains("no security key found"));
+    env.ok(
+        "no key plugged in: empty list (hid backend and keywarden keys)",
+        t,
+    );
+
+    // Key A: CTAP 2.1, PIN protocols 2 and 1, x5c attestation, no serial, minPINLength 6.
+    let t = Instant::now();
+    let mut fido2_seen = Vec::new();
+    let a = plug(
+        env,
+        "key-a",
+        &["--profile", "fido21", "--min-pin-length", "6"],
+        None,
+    )?;
+    let info = a.info()?;
+    ensure!(
+        info.backend == KeyBackend::Hid && info.label == SOFT_KEY_LABEL,
+        "A: {info:?}"
+    );
+    ensure!(info.aaguid == SOFT_KEY_AAGUID, "A aaguid {}", info.aaguid);
+    ensure!(
+        info.model.as_deref() == Some(keywarden_keys::models::SOFT_KEY_MODEL),
+        "A model {:?}",
+        info.model
+    );
+    ensure!(
+        info.firmware_version == Some(1),
+        "A firmware {:?}",
+        info.firmware_version
+    );
+    ensure!(
+        info.versions == ["FIDO_2_0", "FIDO_2_1"],
+        "A versions {:?}",
+        info.versions
+    );
+    ensure!(
+        info.pin_protocols == [2, 1],
+        "A protocols {:?}",
+        info.pin_protocols
+    );
+    ensure!(
+        info.options.get("credMgmt") == Some(&true)
+            && info.options.get("clientPin") == Some(&false),
+        "A options {:?}",
+        info.options
+    );
+    ensure!(
+        !info.pin_set
+            && info.min_pin_length == Some(6)
+            && info.remaining_discoverable_credentials == Some(25),
+        "A: {info:?}"
+    );
+    ensure!(
+        info.id.len() == 4 + 32,
+        "A has no serial: its id is a hash, got {}",
+        info.id
+    );
+    let listed = cli_keys(env)?;
+    ensure!(
+        listed.len() == 1
+            && listed[0]["id"] == a.id.as_str()
+            && listed[0]["label"] == SOFT_KEY_LABEL,
+        "keywarden keys: {listed:?}"
+    );
+    ensure!(
+        listed[0]["backend"] == "hid",
+        "keywarden keys backend: {}",
+        listed[0]["backend"]
+    );
+    env.ok(
+        "enumerate one key; getInfo model, versions, options, PIN protocols (2.1 profile)",
+        t,
+    );
+
+    let t = Instant::now();
+    fido2_check_new(&mut fido2_seen, &info)?;
+    env.ok("fido2-token -I agrees with the agent on key A", t);
+
+    let t = Instant::now();
+    let mut ka = a.open()?;
+    assert_err(
+        ka.set_pin("4711"),
+        |e| matches!(e, KeyError::PinPolicy { min_len: 6 }),
+        "A set_pin too short",
+    )?;
+    ka.set_pin("471147")?;
+    let info = ka.info()?;
+    ensure!(
+        info.pin_set && info.pin_retries == Some(8),
+        "after setPIN: {info:?}"
+    );
+    assert_err(
+        ka.change_pin("000000", PIN),
+        |e| matches!(e, KeyError::PinInvalid { retries_left: 7 }),
+        "wrong PIN 1",
+    )?;
+    assert_err(
+        ka.change_pin("000000", PIN),
+        |e| matches!(e, KeyError::PinInvalid { retries_left: 6 }),
+        "wrong PIN 2",
+    )?;
+    ka.change_pin("471147", PIN)?;
+    ensure!(ka.pin_retries()? == 8, "retries after the right PIN");
+    drop(ka);
+    env.ok(
+        "PIN set, policy, change, wrong PIN with retries counting down (protocol 2)",
+        t,
+    );
+
+    // Key B: CTAP 2.0 + 2.1 preview, PIN protocol 1 only, credential management 0x41, serial.
+    let t = Instant::now();
+    let b = plug(
+        env,
+        "key-b",
+        &["--profile", "fido20", "--serial", "KW-TEST-0002"],
+        Some("135791"),
+    )?;
+    ensure!(
+        b.id == "hid:KW-TEST-0002",
+        "B's id comes from its serial: {}",
+        b.id
+    );
+    let info_b = b.info()?;
+    ensure!(
+        info_b.versions == ["FIDO_2_0", "FIDO_2_1_PRE"] && info_b.pin_protocols == [1],
+        "B: {info_b:?}"
+    );
+    ensure!(
+        info_b.options.get("credentialMgmtPreview") == Some(&true) && info_b.pin_set,
+        "B options {:?}",
+        info_b.options
+    );
+    ensure!(
+        hid_keys()?.len() == 2 && cli_keys(env)?.len() == 2,
+        "two keys listed"
+    );
+    fido2_check_new(&mut fido2_seen, &info_b)?;
+    let mut kb = b.open()?;
+    assert_err(
+        kb.change_pin("000000", PIN),
+        |e| matches!(e, KeyError::PinInvalid { retries_left: 7 }),
+        "B wrong PIN",
+    )?;
+    kb.change_pin("135791", PIN)?;
+    drop(kb);
+    env.ok("second key (2.0/preview, protocol 1, serial): enumerate two, fido2-token agrees, PIN change", t);
+
+    let t = Instant::now();
+    a.open()?.selection(&SilentPrompt)?;
+    assert_err(
+        b.open()?.selection(&SilentPrompt),
+        |e| matches!(e, KeyError::Unsupported { .. }),
+        "selection on a 2.0 key",
+    )?;
+    a.open()?.wink()?;
+    b.open()?.wink()?;
+    ensure!(
+        a.log_text().contains("wink") && b.log_text().contains("wink"),
+        "WINK reached both keys"
+    );
+    ensure!(
+        a.log_text().contains("waiting for touch"),
+        "selection waited for a touch on A"
+    );
+    env.ok(
+        "selection with two keys (2.1 key touched, 2.0 key refused), wink",
+        t,
+    );
+
+    // CTAPHID details over the real hidraw node, with a key that takes 10 s to be touched (CANCEL comes first).
+    let t = Instant::now();
+    let raw_key = plug(
+        env,
+        "key-raw",
+        &[
+            "--profile",
+            "fido21",
+            "--serial",
+            "KW-RAW",
+            "--touch-delay-ms",
+            "10000",
+        ],
+        None,
+    )?;
+    let mut raw = RawHid::open(&hidraw_with_serial("KW-RAW")?)?;
+    let cid = raw.init()?;
+    let other = raw.init()?;
+    ensure!(cid != other, "INIT allocates a new channel each time");
+    raw.msg(cid, 0x81, b"ping")?;
+    ensure!(raw.recv()? == (cid, 0x81, b"ping".to_vec()), "PING echoes");
+    raw.msg(0x0BAD_0BAD, 0x90, &[0x04])?;
+    ensure!(
+        raw.recv()? == (0x0BAD_0BAD, 0xBF, vec![0x0B]),
+        "unknown channel: ERROR INVALID_CHANNEL"
+    );
+    // authenticatorSelection waits for the touch: KEEPALIVE(UP needed), another channel is
+    // busy meanwhile, then CANCEL ends it with KEEPALIVE_CANCEL.
+    raw.msg(cid, 0x90, &[0x0B])?;
+    ensure!(
+        raw.recv()? == (cid, 0xBB, vec![2]),
+        "KEEPALIVE with status UP needed"
+    );
+    raw.msg(other, 0x90, &[0x04])?;
+    loop {
+        let (c, command, data) = raw.recv()?;
+        if c == other {
+            ensure!(
+                command == 0xBF && data == [0x06],
+                "other channel during the wait: {command:#x} {data:?}"
+            );
+            break;
+        }
+        ensure!(
+            c == cid && command == 0xBB,
+            "only KEEPALIVEs on the waiting channel"
+        );
+    }
+    raw.msg(cid, 0x91, &[])?;
+    loop {
+        let (c, command, data) = raw.recv()?;
+        ensure!(c == cid, "answer on the cancelled channel");
+        if command == 0x90 {
+            ensure!(
+                data == [0x2D],
+                "CANCEL answers KEEPALIVE_CANCEL, got {data:?}"
+            );
+            break;
+        }
+        ensure!(
+            command == 0xBB,
+            "KEEPALIVE until the cancel lands, got {command:#x}"
+        );
+    }
+    // A request whose continuation never comes times out.
+    raw.send(cid, 0x90, &[0x00, 100, 0x04])?;
+    let started = Instant::now();
+    ensure!(
+        raw.recv()? == (cid, 0xBF, vec![0x05]),
+        "MSG_TIMEOUT for an unfinished request"
+    );
+    ensure!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the timeout waits for the continuation"
+    );
+    raw.msg(cid, 0x90, &[0x04])?;
+    let (_, command, data) = raw.recv()?;
+    ensure!(
+        command == 0x90 && data.first() == Some(&0),
+        "getInfo works after all that"
+    );
+    drop(raw);
+    drop(raw_key);
+    wait_until("key-raw gone", || Ok(hid_keys()?.len() == 2))?;
+    env.ok("CTAPHID over hidraw: INIT, PING, INVALID_CHANNEL, KEEPALIVE, CHANNEL_BUSY, CANCEL, MSG_TIMEOUT", t);
+
+    // The full enrolment through the agent CLI against the service on loopback.
+    let t = Instant::now();
+    let service = Service::start(env)?;
+    let ada = service.person("ada")?;
+    let prov = service.secret("/api/v1/admin/provisioning-tokens", serde_json::json!({}))?;
+    let out = env.keywarden(
+        "laptop",
+        &["provision", "--server", &service.url, "--token", &prov],
+        None,
+    )?;
+    ensure!(
+        out.status.success(),
+        "provision: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ticket = service.ticket(&ada)?;
+    let out = env.keywarden(
+        "laptop",
+        &[
+            "enrol",
+            "--ticket",
+            &ticket,
+            "--key",
+            &a.id,
+            "--key",
+            &b.id,
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n")),
+    )?;
+    ensure!(
+        out.status.success(),
+        "enrol A+B: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let creds = service.credentials_of(&ada)?;
+    ensure!(creds.len() == 2, "two credentials bound to ada: {creds:?}");
+    for c in &creds {
+        ensure!(
+            c["status"] == "active" && c["software_key"] == true && c["aaguid"] == SOFT_KEY_AAGUID,
+            "{c}"
+        );
+        ensure!(
+            c["attestation_format"] == "packed" && c["attestation_type"] == "basic",
+            "x5c attestation: {c}"
+        );
+        let id = c["id"].as_str().unwrap();
+        let ev = service.admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/admin/credentials/{id}/evidence"),
+            None,
+        )?;
+        ensure!(ev["verification"]["verified"] == true, "evidence: {ev}");
+    }
+    let org_ids: Vec<Vec<u8>> = creds
+        .iter()
+        .map(|c| URL_SAFE_NO_PAD.decode(c["id"].as_str().unwrap()).unwrap())
+        .collect();
+    env.ok("enrolment of A (protocol 2, 0x0A) and B (protocol 1, 0x41) via keywarden enrol; service verified x5c attestation", t);
+
+    let t = Instant::now();
+    for key in [&a, &b] {
+        let mut k = key.open()?;
+        let cdj =
+            br#"{"type":"webauthn.get","challenge":"BBBB","origin":"https://keywarden.localhost"}"#;
+        let got = k.get_assertion(
+            &GetAssertionRequest {
+                rp_id: ORG_RP.into(),
+                client_data_json: cdj.to_vec(),
+                allow_credentials: Vec::new(),
+            },
+            PIN,
+            &SilentPrompt,
+        )?;
+        ensure!(
+            org_ids.contains(&got.credential_id),
+            "{}: assertion from an enrolled credential",
+            key.name
+        );
+        ensure!(
+            got.authenticator_data[..32] == Sha256::digest(ORG_RP.as_bytes())[..],
+            "rpIdHash"
+        );
+        ensure!(got.authenticator_data[32] & 0x05 == 0x05, "UP and UV set");
+        let (other_id, att) = make_other_credential(k.as_mut(), key.name.as_bytes(), PIN)?;
+        let (x, y) = credential_public_key(&att)?;
+        let other_cdj =
+            br#"{"type":"webauthn.get","challenge":"CCCC","origin":"https://other.example"}"#;
+        let sig = k.get_assertion(
+            &GetAssertionRequest {
+                rp_id: OTHER_RP.into(),
+                client_data_json: other_cdj.to_vec(),
+                allow_credentials: vec![other_id.clone()],
+            },
+            PIN,
+            &SilentPrompt,
+        )?;
+        ensure!(
+            sig.credential_id == other_id && sig.sign_count == 1,
+            "{}: allow-listed assertion",
+            key.name
+        );
+        let mut signed = sig.authenticator_data.clone();
+        signed.extend_from_slice(&Sha256::digest(other_cdj));
+        ensure!(
+            verify_es256(&x, &y, &signed, &sig.signature)?,
+            "{}: assertion signature verifies with the credential key",
+            key.name
+        );
+    }
+    env.ok(
+        "getAssertion on both keys: discoverable org credential, allow-listed signature verified",
+        t,
+    );
+
+    let t = Instant::now();
+    for key in [&a, &b] {
+        let mut k = key.open()?;
+        // The agent CLI's view of the same list, over the same HID path. `k` stays open
+        // meanwhile: regression test for the hid backend reading another process's answers
+        // (hidraw queues every report on every open handle) as its own on the next call.
+        let out = env.keywarden(
+            "laptop",
+            &[
+                "--json",
+                "credentials",
+                "--key",
+                &key.id,
+                "--rp",
+                ORG_RP,
+                "--pin-stdin",
+            ],
+            Some(&format!("{PIN}\n")),
+        )?;
+        ensure!(
+            out.status.success(),
+            "keywarden credentials: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: Value = serde_json::from_slice(&out.stdout)?;
+        let listed_ids: Vec<&str> = listed
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["credential_id"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let service_ids: Vec<String> = org_ids.iter().map(|i| URL_SAFE_NO_PAD.encode(i)).collect();
+        ensure!(
+            listed_ids.len() == 1 && service_ids.iter().any(|i| i == listed_ids[0]),
+            "{}: keywarden credentials lists {listed} (service has {service_ids:?})",
+            key.name
+        );
+        let org = k.list_credentials(ORG_RP, PIN)?;
+        ensure!(
+            org.len() == 1 && org_ids.contains(&org[0].credential_id),
+            "{}: org credentials {org:?}",
+            key.name
+        );
+        ensure!(
+            k.list_credentials(OTHER_RP, PIN)?.len() == 1,
+            "{}: the other site's credential is listed",
+            key.name
+        );
+        for c in &org {
+            k.delete_credential(&c.credential_id, PIN)?;
+        }
+        ensure!(
+            k.list_credentials(ORG_RP, PIN)?.is_empty(),
+            "{}: org credentials gone",
+            key.name
+        );
+        let other = k.list_credentials(OTHER_RP, PIN)?;
+        ensure!(
+            other.len() == 1 && other[0].user_name == "someone",
+            "{}: the other site's credential stays: {other:?}",
+            key.name
+        );
+    }
+    env.ok(
+        "credential management list (hid backend and keywarden credentials) + delete of the org's credentials only (0x0A on A, 0x41 on B)",
+        t,
+    );
+
+    // Key C: protocol 2 only, self attestation, forcePINChange, a small slot limit.
+    let t = Instant::now();
+    let mut c = plug(
+        env,
+        "key-c",
+        &[
+            "--profile",
+            "fido21-proto2",
+            "--force-pin-change",
+            "--max-credentials",
+            "1",
+        ],
+        Some("112233"),
+    )?;
+    let info_c = c.info()?;
+    ensure!(
+        info_c.pin_protocols == [2] && info_c.force_pin_change == Some(true),
+        "C: {info_c:?}"
+    );
+    fido2_check_new(&mut fido2_seen, &info_c)?;
+    let mut kc = c.open()?;
+    assert_err(
+        make_other_credential(kc.as_mut(), b"c", "112233"),
+        |e| matches!(e, KeyError::PinPolicy { .. }),
+        "forcePINChange refuses the PIN until changed",
+    )?;
+    kc.change_pin("112233", PIN)?;
+    ensure!(
+        kc.info()?.force_pin_change == Some(false),
+        "forcePINChange cleared"
+    );
+    drop(kc);
+    let bob = service.person("bob")?;
+    let out = env.keywarden(
+        "laptop",
+        &[
+            "enrol",
+            "--ticket",
+            &service.ticket(&bob)?,
+            "--key",
+            &c.id,
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n")),
+    )?;
+    ensure!(
+        out.status.success(),
+        "enrol C: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bobs = service.credentials_of(&bob)?;
+    ensure!(
+        bobs.len() == 1 && bobs[0]["attestation_type"] == "self",
+        "self attestation verified: {bobs:?}"
+    );
+    let mut kc = c.open()?;
+    ensure!(
+        kc.info()?.remaining_discoverable_credentials.is_none(),
+        "slot limit reached (0 free)"
+    );
+    assert_err(
+        make_other_credential(kc.as_mut(), b"c2", PIN),
+        |e| matches!(e, KeyError::KeyStoreFull),
+        "slot limit",
+    )?;
+    drop(kc);
+    env.ok("third key (protocol 2 only, self attestation, forcePINChange, 1 slot): enrolled, service verified self attestation", t);
+
+    // Unplugged in the middle of makeCredential.
+    let t = Instant::now();
+    c.unplug()?;
+    let mut slow = plug(
+        env,
+        "key-c-slow",
+        &[
+            "--profile",
+            "fido21-proto2",
+            "--touch-delay-ms",
+            "30000",
+            "--max-credentials",
+            "5",
+        ],
+        Some(PIN),
+    )?;
+    let carol = service.person("carol")?;
+    let ticket = service.ticket(&carol)?;
+    let mut enrol = Command::new(env.bin("keywarden"))
+        .arg("--home")
+        .arg(env.work.join("laptop"))
+        .args([
+            "enrol",
+            "--ticket",
+            &ticket,
+            "--key",
+            &slow.id,
+            "--pin-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    enrol
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PIN}\n").as_bytes())?;
+    wait_until("the key to wait for a touch during makeCredential", || {
+        Ok(slow.log_text().contains("waiting for touch"))
+    })?;
+    slow.unplug()?;
+    let out = enrol.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(
+        !out.status.success(),
+        "enrol with the key pulled out must fail"
+    );
+    ensure!(
+        stderr.contains("the key was removed"),
+        "clear error when the key is pulled out, got: {stderr}"
+    );
+    ensure!(
+        service.credentials_of(&carol)?.is_empty(),
+        "nothing bound to carol after the key was pulled out"
+    );
+    ensure!(
+        service.credentials_of(&ada)?.len() == 2 && service.credentials_of(&bob)?.len() == 1,
+        "others unchanged"
+    );
+    println!(
+        "realhid: unplug message: {}",
+        stderr.lines().find(|l| l.contains("removed")).unwrap_or("")
+    );
+    env.ok(
+        "key unplugged mid-makeCredential: clear error, nothing half-made on the service",
+        t,
+    );
+
+    let t = Instant::now();
+    drop(a);
+    drop(b);
+    wait_until("every key gone", || Ok(hid_keys()?.is_empty()))?;
+    ensure!(
+        fido2_list()?.is_empty(),
+        "fido2-token lists nothing once every key is unplugged"
+    );
+    env.ok("every key unplugged: empty list again", t);
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut bin = None;
+    while let Some(a) = args.next() {
+        if a == "--bin-dir" {
+            bin = args.next().map(PathBuf::from);
+        }
+    }
+    let bin = bin.unwrap_or_else(|| {
+        std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_owned()
+    });
+    let work = std::env::temp_dir().join("keywarden-realhid");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).unwrap();
+    let mut env = Env {
+        bin,
+        work,
+        passed: 0,
+    };
+    let start = Instant::now();
+    match run(&mut env) {
+        Ok(()) => {
+            println!(
+                "realhid: {} passed, 0 failed in {:.1} s",
+                env.passed,
+                start.elapsed().as_secs_f64()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("realhid: FAILED after {} passed: {e:#}", env.passed);
+            dump_logs(&env.work);
+            println!("realhid: {} passed, 1 failed", env.passed);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn dump_logs(work: &Path) {
+    let Ok(dir) = fs::read_dir(work) else { return };
+    for e in dir.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "log") {
+            println!("---- {} ----", p.display());
+            println!("{}", fs::read_to_string(&p).unwrap_or_default());
+        }
+    }
+}

@@ -1,0 +1,197 @@
+// Rendering of the enrolment wizard: state in, HTML out (no Tauri, unit-tested in jsdom).
+import type { CredentialView } from "./bindings/CredentialView";
+import type { KeyInfo } from "./bindings/KeyInfo";
+import type { NoKeyFinding } from "./bindings/NoKeyFinding";
+import type { UiError } from "./bindings/UiError";
+import type { WizardSession } from "./bindings/WizardSession";
+import { esc, renderFindings, SOFT_KEY_LABEL } from "./view";
+import {
+  coverageText,
+  covered,
+  keySummary,
+  LOST_KEY_ADVICE,
+  minPinLength,
+  pinWarning,
+  recovery,
+  STEPS,
+  type Step,
+} from "./wizard";
+
+export interface WizardState {
+  step: Step;
+  session: WizardSession | null;
+  keys: KeyInfo[];
+  findings: NoKeyFinding[];
+  chosen: KeyInfo | null;
+  error: UiError | null;
+  /** Keys enrolled in this session (the service refuses them as backups). */
+  usedKeyIds: string[];
+  lastEnrolled: CredentialView | null;
+  ticketFromLink: boolean;
+  busy: boolean;
+  /** A problem with what was typed, found before anything was sent. */
+  inputProblem: string | null;
+}
+
+export function initialState(): WizardState {
+  return {
+    step: "ticket",
+    session: null,
+    keys: [],
+    findings: [],
+    chosen: null,
+    error: null,
+    usedKeyIds: [],
+    lastEnrolled: null,
+    ticketFromLink: false,
+    busy: false,
+    inputProblem: null,
+  };
+}
+
+export function renderProgress(step: Step): string {
+  const at = STEPS.findIndex((s) => s.step === step);
+  return STEPS.map((s, i) => {
+    const attrs = i === at ? ` aria-current="step"` : i < at ? ` class="done"` : "";
+    const mark = i < at ? "✓ " : `${i + 1}. `;
+    return `<li${attrs}>${mark}${esc(s.title)}</li>`;
+  }).join("");
+}
+
+function errorBox(s: WizardState): string {
+  if (!s.error) return "";
+  const r = recovery(s.error, s.step);
+  return `<div id="error" class="alert" role="alert"><p>${esc(s.error.message)}</p>
+<div class="actions"><button id="error-action" data-action="recover" data-step="${r.step}">${esc(r.action)}</button></div></div>`;
+}
+
+function personLine(s: WizardSession | null): string {
+  if (!s) return "";
+  return `<p class="person" id="person">Enrolment for <strong>${esc(s.person.display_name)}</strong> &lt;${esc(
+    s.person.user_name,
+  )}&gt;. ${esc(coverageText(s))}</p>`;
+}
+
+function softBadge(k: KeyInfo): string {
+  return k.backend === "soft" ? ` <span class="badge soft">${esc(SOFT_KEY_LABEL)}</span>` : "";
+}
+
+function ticketStep(s: WizardState): string {
+  const link = s.ticketFromLink
+    ? `<p class="hint">A ticket arrived from an enrolment link. Continue with it, or paste another one.</p>`
+    : "";
+  return `<h2 id="step-title" tabindex="-1">Redeem your enrolment ticket</h2>
+<p>IT sent you a one-time ticket. It shows whose keys you are enrolling and opens the enrolment.</p>
+${link}
+<form id="ticket-form" novalidate>
+<label for="ticket">Enrolment ticket</label>
+<input id="ticket" type="password" autocomplete="off" spellcheck="false" aria-describedby="ticket-hint" />
+<p class="hint" id="ticket-hint">It starts with kwt_. It works once, and only for a short time.</p>
+<div class="actions"><button id="ticket-continue" class="primary" type="submit"${s.busy ? " disabled" : ""}>Continue</button></div>
+</form>`;
+}
+
+function chooseStep(s: WizardState): string {
+  const backup = s.usedKeyIds.length > 0;
+  const title = backup ? "Plug in your backup key" : "Plug in your security key";
+  let body: string;
+  if (s.keys.length === 0) {
+    body = `<p id="no-key">No security key found yet. Plug one in; this list updates by itself.</p>${renderFindings(s.findings)}`;
+  } else {
+    const items = s.keys
+      .map((k) => {
+        const used = s.usedKeyIds.includes(k.id);
+        const label = esc(k.model ?? k.label);
+        const state = used
+          ? `<p class="hint">Already enrolled in this session: use a different key.</p>`
+          : "";
+        return `<li class="card keychoice" data-key-id="${esc(k.id)}"><div><strong>${label}</strong>${softBadge(k)}
+<p class="hint">${esc(keySummary(k))}</p>${state}</div>
+<div class="actions"><button data-action="wink" data-key="${esc(k.id)}" aria-label="Blink ${label}">Blink</button>
+<button class="primary" data-action="use" data-key="${esc(k.id)}" aria-label="Use ${label}"${used ? " disabled" : ""}>Use this key</button></div></li>`;
+      })
+      .join("");
+    const several =
+      s.keys.length > 1
+        ? `<p>Several keys are plugged in. Choose one below, or <button id="select-touch" data-action="touch-select">touch the one you want</button>.</p>`
+        : "";
+    body = `${several}<ul class="plain" id="key-list" aria-label="Keys plugged in">${items}</ul>`;
+  }
+  return `<h2 id="step-title" tabindex="-1">${title}</h2>${personLine(s.session)}${body}`;
+}
+
+function pinStep(s: WizardState): string {
+  const k = s.chosen;
+  if (!k) return "";
+  const head = `<h2 id="step-title" tabindex="-1">${k.pin_set ? "Enter the key's PIN" : "Choose a PIN for this key"}</h2>
+<p>${esc(k.model ?? k.label)}${softBadge(k)}</p>`;
+  const problem = s.inputProblem ? `<p id="pin-problem" class="warning" role="alert">${esc(s.inputProblem)}</p>` : "";
+  if (!k.pin_set) {
+    const min = minPinLength(k);
+    return `${head}<form id="pin-form" novalidate>
+<p id="pin-rules" class="hint">This key has no PIN yet. Choose one of at least ${min} characters; you will type it each time you use the key.</p>
+<label for="new-pin">New PIN</label><input id="new-pin" type="password" autocomplete="new-password" aria-describedby="pin-rules" />
+<label for="new-pin-again">New PIN again</label><input id="new-pin-again" type="password" autocomplete="new-password" />
+${problem}
+<div class="actions"><button id="pin-continue" class="primary" type="submit">Set PIN and continue</button><button type="button" data-action="cancel">Cancel, choose another key</button></div></form>`;
+  }
+  const retries = s.error?.retries_left ?? k.pin_retries;
+  const warn = pinWarning(retries);
+  return `${head}<form id="pin-form" novalidate>
+<label for="pin">PIN</label><input id="pin" type="password" autocomplete="off" aria-describedby="pin-retries" />
+<p id="pin-retries" class="hint">${retries != null ? `${retries} attempts left before the key locks.` : ""}</p>
+${warn ? `<p class="warning" id="pin-warning">${esc(warn)}</p>` : ""}${problem}
+<div class="actions"><button id="pin-continue" class="primary" type="submit">Continue</button><button type="button" data-action="cancel">Cancel, choose another key</button></div></form>`;
+}
+
+function touchStep(s: WizardState): string {
+  const k = s.chosen;
+  return `<h2 id="step-title" tabindex="-1">Touch your key now</h2>
+<p class="touch" id="touch-now">Touch ${esc(k ? (k.model ?? k.label) : "your key")} while it blinks.</p>
+<p class="hint">Keep it plugged in until this page says it is done.</p>`;
+}
+
+function enrolledStep(s: WizardState): string {
+  const c = s.lastEnrolled;
+  const sess = s.session;
+  if (!c || !sess) return "";
+  const more = covered(sess)
+    ? `<p>You meet your organisation's policy. You may add another backup key, or finish.</p>
+<div class="actions"><button id="finish" class="primary" data-action="finish">Finish</button><button id="backup" data-action="backup">Enrol another key</button></div>`
+    : `<p class="warning">With a single key, losing it locks you out. Enrol a backup key now: a different physical key.</p>
+<div class="actions"><button id="backup" class="primary" data-action="backup">Enrol a backup key</button></div>`;
+  return `<h2 id="step-title" tabindex="-1">Key enrolled</h2>
+<p id="enrolled">${esc(c.model ?? "Your key")} is enrolled: the service verified the credential (attestation ${esc(
+    c.attestation_format,
+  )}, ${esc(c.attestation_type)}).</p>
+<p id="coverage"><strong>${esc(coverageText(sess))}</strong></p>${more}`;
+}
+
+function summaryStep(s: WizardState): string {
+  const sess = s.session;
+  if (!sess) return "";
+  const items = sess.enrolled
+    .map((c) => {
+      const model = c.model ?? "security key";
+      const soft = c.software_key && !model.includes(SOFT_KEY_LABEL) ? ` (${esc(SOFT_KEY_LABEL)})` : "";
+      return `<li>${esc(model)}${soft}, enrolled ${esc(new Date(Number(c.created_at_ms)).toLocaleString())}</li>`;
+    })
+    .join("");
+  return `<h2 id="step-title" tabindex="-1">All set</h2>
+<p id="summary"><strong>${esc(sess.person.display_name)}</strong>. ${esc(coverageText(sess))}</p>
+<ul>${items}</ul>
+<p id="lost-key">${esc(LOST_KEY_ADVICE)}</p>
+<div class="actions"><button data-action="restart">Enrol with another ticket</button></div>`;
+}
+
+export function renderWizard(s: WizardState): string {
+  const body = {
+    ticket: ticketStep,
+    choose: chooseStep,
+    pin: pinStep,
+    touch: touchStep,
+    enrolled: enrolledStep,
+    summary: summaryStep,
+  }[s.step](s);
+  return errorBox(s) + body;
+}

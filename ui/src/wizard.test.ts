@@ -1,0 +1,178 @@
+import { describe, expect, it } from "vitest";
+import type { KeyInfo } from "./bindings/KeyInfo";
+import type { WizardSession } from "./bindings/WizardSession";
+import { asUiError, checkNewPin, coverageText, covered, keySummary, minPinLength, pinWarning, recovery, sameKeys } from "./wizard";
+import { initialState, renderProgress, renderWizard } from "./wizard-view";
+
+const key: KeyInfo = {
+  id: "soft:abc",
+  backend: "soft",
+  label: "software key (test/demo)",
+  model: "Keywarden software key (test/demo)",
+  aaguid: "85e17f29-90da-40f7-8f3f-526b9449f38f",
+  versions: ["FIDO_2_1"],
+  extensions: [],
+  options: { clientPin: false },
+  pin_protocols: [2],
+  firmware_version: 3,
+  pin_set: false,
+  pin_retries: 8,
+  min_pin_length: 6,
+  force_pin_change: false,
+  remaining_discoverable_credentials: 25,
+};
+
+const session: WizardSession = {
+  person: { id: "p1", user_name: "ada@example.com", display_name: "Ada <Lovelace>" },
+  active_authenticators: 0,
+  required_authenticators: 2,
+  session_expires_at_ms: 0,
+  enrolled: [],
+  rp_id: "example.com",
+};
+
+describe("PIN rules", () => {
+  it("takes the key's own minimum, never below CTAP's 4", () => {
+    expect(minPinLength(key)).toBe(6);
+    expect(minPinLength({ ...key, min_pin_length: 2 })).toBe(4);
+    expect(minPinLength({ ...key, min_pin_length: null })).toBe(4);
+  });
+  it("wants the new PIN long enough and typed the same twice", () => {
+    expect(checkNewPin("12345", "12345", 6)).toMatch(/at least 6 characters/);
+    expect(checkNewPin("123456", "123465", 6)).toMatch(/not the same/);
+    expect(checkNewPin("123456", "123456", 6)).toBeNull();
+    // Characters, not bytes: four accented letters are four characters.
+    expect(checkNewPin("éééé", "éééé", 4)).toBeNull();
+    expect(checkNewPin("x".repeat(64), "x".repeat(64), 4)).toMatch(/too long/);
+  });
+  it("warns before the last attempt, not while there are plenty", () => {
+    expect(pinWarning(8)).toBeNull();
+    expect(pinWarning(3)).toMatch(/3 attempts left/);
+    expect(pinWarning(2)).toMatch(/single attempt/);
+    expect(pinWarning(1)).toMatch(/help desk/);
+    expect(pinWarning(null)).toBeNull();
+  });
+});
+
+describe("coverage", () => {
+  it("counts authenticators against the policy", () => {
+    expect(coverageText(session)).toBe("You have 0 of 2 required authenticators.");
+    expect(covered(session)).toBe(false);
+    expect(covered({ ...session, active_authenticators: 2 })).toBe(true);
+    expect(coverageText({ active_authenticators: 1, required_authenticators: 1 })).toBe(
+      "You have 1 of 1 required authenticator.",
+    );
+  });
+});
+
+describe("recovery from errors", () => {
+  const err = (code: string) => ({ code, message: "m", retries_left: null });
+  it("sends each error to the step that fixes it", () => {
+    expect(recovery(err("pin_invalid"), "touch")).toEqual({ step: "pin", action: "Try the PIN again" });
+    expect(recovery(err("ticket_expired"), "ticket").step).toBe("ticket");
+    expect(recovery(err("key_removed"), "touch").step).toBe("choose");
+    expect(recovery(err("already_enrolled"), "touch")).toEqual({ step: "choose", action: "Use another key" });
+    expect(recovery(err("pin_auth_blocked"), "touch").action).toMatch(/replugged/);
+    expect(recovery(err("service_unreachable"), "touch").step).toBe("pin");
+    expect(recovery(err("service_unreachable"), "ticket").step).toBe("ticket");
+  });
+  it("reads the shape Tauri rejects with, and anything else", () => {
+    expect(asUiError({ code: "pin_invalid", message: "wrong", retries_left: 5 })).toEqual({
+      code: "pin_invalid",
+      message: "wrong",
+      retries_left: 5,
+    });
+    expect(asUiError("boom")).toEqual({ code: "agent_error", message: "boom", retries_left: null });
+  });
+});
+
+describe("keys", () => {
+  it("sums up model, firmware and PIN state", () => {
+    expect(keySummary(key)).toBe("firmware 3 · no PIN yet · id abc");
+    expect(keySummary({ ...key, pin_set: true, pin_retries: 7, firmware_version: null })).toMatch(
+      /firmware not reported · PIN set, 7 attempts left/,
+    );
+  });
+  it("sees plugs, unplugs and PIN changes between polls", () => {
+    expect(sameKeys([key], [key])).toBe(true);
+    expect(sameKeys([key], [])).toBe(false);
+    expect(sameKeys([key], [{ ...key, pin_set: true }])).toBe(false);
+  });
+});
+
+describe("wizard view", () => {
+  it("marks the current step for assistive technology", () => {
+    const html = renderProgress("pin");
+    expect(html).toContain(`<li aria-current="step">3. PIN</li>`);
+    expect(html).toContain(`<li class="done">✓ Ticket</li>`);
+  });
+  it("labels every field it renders", () => {
+    const doc = new DOMParser().parseFromString("<div></div>", "text/html");
+    for (const s of [
+      { ...initialState() },
+      { ...initialState(), step: "pin" as const, chosen: key, session },
+      { ...initialState(), step: "pin" as const, chosen: { ...key, pin_set: true }, session },
+    ]) {
+      doc.body.innerHTML = renderWizard(s);
+      const inputs = Array.from(doc.querySelectorAll("input"));
+      expect(inputs.length).toBeGreaterThan(0);
+      for (const i of inputs) expect(doc.querySelector(`label[for="${i.id}"]`), i.id).not.toBeNull();
+    }
+  });
+  it("shows whose enrolment it is, escaped", () => {
+    const html = renderWizard({ ...initialState(), step: "choose", session, keys: [key] });
+    expect(html).toContain("Ada &lt;Lovelace&gt;");
+    expect(html).toContain("You have 0 of 2 required authenticators.");
+    expect(html).toContain("software key (test/demo)");
+  });
+  it("refuses a key already enrolled in this session as the backup", () => {
+    const html = renderWizard({ ...initialState(), step: "choose", session, keys: [key], usedKeyIds: [key.id] });
+    expect(html).toMatch(/Already enrolled in this session/);
+    expect(html).toMatch(/data-action="use"[^>]*disabled/);
+  });
+  it("explains why no key is found", () => {
+    const html = renderWizard({
+      ...initialState(),
+      step: "choose",
+      session,
+      findings: [{ code: "no_udev_rule", problem: "no rule", fix: "install the rule" }],
+    });
+    expect(html).toContain(`data-code="no_udev_rule"`);
+    expect(html).toContain("install the rule");
+  });
+  it("shows the retries the key reported after a wrong PIN, with a warning", () => {
+    const html = renderWizard({
+      ...initialState(),
+      step: "pin",
+      session,
+      chosen: { ...key, pin_set: true, pin_retries: 8 },
+      error: { code: "pin_invalid", message: "That PIN is wrong.", retries_left: 3 },
+    });
+    expect(html).toContain("3 attempts left before the key locks.");
+    expect(html).toContain(`role="alert"`);
+    expect(html).toMatch(/Careful: 3 attempts left/);
+  });
+  it("asks for a backup until the policy is met, then offers to finish", () => {
+    const cred = {
+      id: "c",
+      person_id: "p1",
+      aaguid: key.aaguid,
+      model: "Model X",
+      software_key: true,
+      attestation_format: "packed",
+      attestation_type: "basic",
+      enrolled_on_device: "d",
+      status: "active",
+      created_at_ms: 0,
+    };
+    const one = { ...session, active_authenticators: 1, enrolled: [cred] };
+    const html = renderWizard({ ...initialState(), step: "enrolled", session: one, lastEnrolled: cred });
+    expect(html).toContain("Enrol a backup key");
+    expect(html).not.toContain(`id="finish"`);
+    const two = { ...one, active_authenticators: 2 };
+    const done = renderWizard({ ...initialState(), step: "enrolled", session: two, lastEnrolled: cred });
+    expect(done).toContain(`id="finish"`);
+    const summary = renderWizard({ ...initialState(), step: "summary", session: two });
+    expect(summary).toMatch(/If you lose a key/);
+  });
+});

@@ -1,0 +1,130 @@
+// The enrolment wizard's logic: which step follows which, what to say, what to check.
+// Pure functions over generated types, so they are unit-tested without a window.
+import type { KeyInfo } from "./bindings/KeyInfo";
+import type { UiError } from "./bindings/UiError";
+import type { WizardSession } from "./bindings/WizardSession";
+
+export type Step = "ticket" | "choose" | "pin" | "touch" | "enrolled" | "summary";
+
+/** The steps in order, as the progress list shows them. */
+export const STEPS: { step: Step; title: string }[] = [
+  { step: "ticket", title: "Ticket" },
+  { step: "choose", title: "Choose a key" },
+  { step: "pin", title: "PIN" },
+  { step: "touch", title: "Touch" },
+  { step: "enrolled", title: "Enrolled" },
+  { step: "summary", title: "Summary" },
+];
+
+/** The shortest PIN this key accepts (CTAP's floor is 4). */
+export function minPinLength(key: KeyInfo): number {
+  return Math.max(4, key.min_pin_length ?? 4);
+}
+
+/** A new PIN typed twice: null when acceptable, else what is wrong. */
+export function checkNewPin(first: string, again: string, minLen: number): string | null {
+  const chars = [...first].length;
+  if (chars < minLen) return `The PIN needs at least ${minLen} characters (this one has ${chars}).`;
+  if (new TextEncoder().encode(first).length > 63) return "The PIN is too long: at most 63 bytes.";
+  if (first !== again) return "The two PINs are not the same. Type the new PIN twice.";
+  return null;
+}
+
+/** A warning to show above the PIN field, when attempts are running low. */
+export function pinWarning(retries: number | null | undefined): string | null {
+  if (retries == null) return null;
+  if (retries <= 1) return "Only one PIN attempt is left. Keywarden will not use it: ask the help desk.";
+  if (retries === 2)
+    return "Careful: 2 attempts left. One more wrong PIN leaves a single attempt before the key locks for good.";
+  if (retries <= 3) return `Careful: ${retries} attempts left before the key locks for good.`;
+  return null;
+}
+
+/** "You have 1 of 2 required authenticators." */
+export function coverageText(s: Pick<WizardSession, "active_authenticators" | "required_authenticators">): string {
+  return `You have ${s.active_authenticators} of ${s.required_authenticators} required authenticator${
+    s.required_authenticators === 1 ? "" : "s"
+  }.`;
+}
+
+export function covered(s: Pick<WizardSession, "active_authenticators" | "required_authenticators">): boolean {
+  return s.active_authenticators >= s.required_authenticators;
+}
+
+/** What to tell someone about a lost key, on the summary. */
+export const LOST_KEY_ADVICE =
+  "If you lose a key, tell the help desk at once: they suspend it, and you sign in with your other key until a replacement is enrolled.";
+
+/** Where the wizard goes after an error, and what the button says. */
+export interface Recovery {
+  step: Step;
+  action: string;
+}
+
+export function recovery(e: UiError, current: Step): Recovery {
+  switch (e.code) {
+    case "pin_invalid":
+      return { step: "pin", action: "Try the PIN again" };
+    case "pin_policy":
+    case "pin_rejected":
+      return { step: "pin", action: "Choose another PIN" };
+    case "pin_auth_blocked":
+      return { step: "choose", action: "I have replugged the key" };
+    case "pin_blocked":
+    case "already_enrolled":
+    case "key_full":
+      return { step: "choose", action: "Use another key" };
+    case "key_removed":
+    case "no_key":
+      return { step: "choose", action: "Plug the key in and choose it again" };
+    case "touch_timeout":
+    case "touch_denied":
+      return { step: "pin", action: "Try again" };
+    case "ticket_expired":
+    case "ticket_used":
+    case "ticket_unknown":
+    case "enrolment_expired":
+    case "ceremony_expired":
+    case "needs_input":
+      return { step: "ticket", action: "Enter a new ticket" };
+    case "service_unreachable":
+      return { step: current === "touch" ? "pin" : current, action: "Try again" };
+    default:
+      return { step: current === "touch" ? "pin" : current, action: "Try again" };
+  }
+}
+
+/** Turn what a Tauri command rejected with into a UiError. */
+export function asUiError(e: unknown): UiError {
+  if (typeof e === "object" && e !== null && "code" in e && "message" in e) {
+    const o = e as { code: unknown; message: unknown; retries_left?: unknown };
+    return {
+      code: String(o.code),
+      message: String(o.message),
+      retries_left: typeof o.retries_left === "number" ? o.retries_left : null,
+    };
+  }
+  return { code: "agent_error", message: String(e), retries_left: null };
+}
+
+/** A short form of the key's stable id, to tell two keys of the same model apart. */
+export function shortId(k: KeyInfo): string {
+  const tail = k.id.includes(":") ? k.id.slice(k.id.indexOf(":") + 1) : k.id;
+  return tail.slice(0, 8);
+}
+
+/** One line about a key for the chooser: firmware, PIN state, short id. */
+export function keySummary(k: KeyInfo): string {
+  const parts: string[] = [];
+  parts.push(k.firmware_version != null ? `firmware ${k.firmware_version}` : "firmware not reported");
+  if (!k.pin_set) parts.push("no PIN yet");
+  else parts.push(k.pin_retries != null ? `PIN set, ${k.pin_retries} attempts left` : "PIN set");
+  parts.push(`id ${shortId(k)}`);
+  return parts.join(" · ");
+}
+
+/** Ids as a set, to see keys come and go between two polls. */
+export function sameKeys(a: KeyInfo[], b: KeyInfo[]): boolean {
+  const ids = (l: KeyInfo[]) => l.map((k) => `${k.id}/${k.pin_set}/${k.pin_retries}`).sort().join(",");
+  return ids(a) === ids(b);
+}
