@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the desktop app's .deb and .rpm packages with the Tauri bundler (offline). They carry
-# the app, the headless `keywarden` CLI, the udev rule for FIDO keys, the systemd user unit and
-# timer for background check-in, and the managed-configuration template.
+# the app, the headless `keywarden` CLI, the udev rule for FIDO keys, the systemd user unit for
+# background check-in, a desktop entry that opens keywarden://enrol links, and the managed-configuration template.
 #   scripts/package.sh           release packages
 #   scripts/package.sh --debug   debug-profile packages (what the test command installs)
 source "$(dirname "$0")/lib.sh"
@@ -29,10 +29,10 @@ jq -n --arg cli "$CLI" --arg inst "$ROOT/installer" '
     "/usr/bin/keywarden": $cli,
     "/usr/lib/udev/rules.d/70-keywarden-fido.rules": ($inst + "/linux/70-keywarden-fido.rules"),
     "/usr/lib/systemd/user/keywarden-agent.service": ($inst + "/linux/keywarden-agent.service"),
-    "/usr/lib/systemd/user/keywarden-agent.timer": ($inst + "/linux/keywarden-agent.timer"),
     "/usr/share/keywarden/managed.json.example": ($inst + "/managed-config/managed.json")
   };
-  {bundle: {linux: {deb: {files: files}, rpm: {files: files}}}}' >"$OVERLAY"
+  def desktop: ($inst + "/linux/keywarden.desktop");
+  {bundle: {linux: {deb: {files: files, desktopTemplate: desktop}, rpm: {files: files, desktopTemplate: desktop}}}}' >"$OVERLAY"
 
 say "bundling .deb and .rpm ($PROFILE)"
 ui/node_modules/.bin/tauri build --ci --no-sign "${TAURI_FLAGS[@]}" --bundles deb,rpm --config "$OVERLAY" >/dev/null

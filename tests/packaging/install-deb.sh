@@ -18,7 +18,6 @@ FILES=(
   /usr/bin/keywarden
   /usr/lib/udev/rules.d/70-keywarden-fido.rules
   /usr/lib/systemd/user/keywarden-agent.service
-  /usr/lib/systemd/user/keywarden-agent.timer
   /usr/share/keywarden/managed.json.example
   /usr/share/applications/Keywarden.desktop
 )
@@ -29,6 +28,10 @@ app_out="$(env -u DISPLAY -u WAYLAND_DISPLAY /usr/bin/keywarden-app 2>&1)"; app_
 check "keywarden-app starts and, with no display, exits 2 with a clear message" \
   test "$app_rc" = 2 -a -n "$(grep -F 'no display found' <<<"$app_out")"
 check "the udev rule tags FIDO hidraw devices for the active seat" grep -q 'ENV{ID_SECURITY_TOKEN}=="1", TAG+="uaccess"' /usr/lib/udev/rules.d/70-keywarden-fido.rules
+check "the desktop entry opens keywarden:// enrolment links" grep -qx 'MimeType=x-scheme-handler/keywarden;' /usr/share/applications/Keywarden.desktop
+check "the desktop entry passes the link to the app" grep -qx 'Exec=keywarden-app %u' /usr/share/applications/Keywarden.desktop
+check "the managed-config template is one the agent accepts" env KEYWARDEN_HOME="$(mktemp -d)" KEYWARDEN_MANAGED_CONFIG=/usr/share/keywarden/managed.json.example /usr/bin/keywarden --no-hid status
+check "the user unit runs the agent's background check-in" grep -qx 'ExecStart=/usr/bin/keywarden run' /usr/lib/systemd/user/keywarden-agent.service
 check "the .deb depends on WebKitGTK" grep -q libwebkit2gtk-4.1-0 <(dpkg-deb -f "$DEB" Depends)
 for f in "${FILES[@]}"; do check "the .rpm carries $f" grep -qx "$f" <(rpm -qlp "$RPM" 2>/dev/null); done
 check "package $PKG removes cleanly" dpkg -r "$PKG"
