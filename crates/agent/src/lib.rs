@@ -210,23 +210,26 @@ impl Agent {
         key_ids: &[String],
         prompt: std::sync::Arc<dyn keywarden_keys::Prompt>,
     ) -> Result<String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut started = 0;
+        // Open every key before any of them starts waiting: opening one enumerates all of them
+        // (getInfo on each), and on hidraw every open handle sees every answer, so a key already
+        // waiting for its touch would read another's getInfo answer as its own.
+        let mut opened = Vec::with_capacity(key_ids.len());
         let mut last_err = None;
         for id in key_ids {
             match self.keyring.open(id) {
-                Ok(mut key) => {
-                    started += 1;
-                    let tx = tx.clone();
-                    let id = id.clone();
-                    let prompt = prompt.clone();
-                    std::thread::spawn(move || {
-                        let r = key.selection(prompt.as_ref()).map(|()| id);
-                        let _ = tx.send(r);
-                    });
-                }
+                Ok(key) => opened.push((id.clone(), key)),
                 Err(e) => last_err = Some(e),
             }
+        }
+        let started = opened.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (id, mut key) in opened {
+            let tx = tx.clone();
+            let prompt = prompt.clone();
+            std::thread::spawn(move || {
+                let r = key.selection(prompt.as_ref()).map(|()| id);
+                let _ = tx.send(r);
+            });
         }
         drop(tx);
         if started == 0 {

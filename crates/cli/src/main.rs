@@ -94,6 +94,9 @@ enum Command {
         #[arg(long)]
         pin_stdin: bool,
     },
+    /// Several keys plugged in? Touch the one you mean: prints its id. Every key that can do
+    /// CTAP 2.1 selection waits for a touch; the first one touched wins.
+    Select,
     /// Enrol security keys for the person named by a one-time enrolment ticket.
     Enrol {
         /// The one-time enrolment ticket from IT.
@@ -106,7 +109,30 @@ enum Command {
         /// Read the PIN from the first line of standard input (for scripting).
         #[arg(long)]
         pin_stdin: bool,
+        /// When several keys are present and no --key is given, choose by touching the key
+        /// instead of typing its number.
+        #[arg(long)]
+        touch_to_choose: bool,
     },
+}
+
+/// Tells the person at the terminal to touch a key.
+struct TouchNotice;
+
+impl Prompt for TouchNotice {
+    fn touch(&self, key: &KeyInfo) {
+        eprintln!("Waiting for a touch: {} [{}]", key.label, key.id);
+    }
+}
+
+/// CTAP selection over every key present; returns the id of the one touched.
+fn select_by_touch(agent: &Agent) -> anyhow::Result<String> {
+    let ids: Vec<String> = agent.keys()?.into_iter().map(|k| k.id).collect();
+    if ids.is_empty() {
+        anyhow::bail!("{}", no_key_message());
+    }
+    eprintln!("Touch the key you want to use.");
+    Ok(agent.select_by_touch(&ids, std::sync::Arc::new(TouchNotice))?)
 }
 
 fn main() -> std::process::ExitCode {
@@ -221,6 +247,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(why) = outcome.stopped_by {
                 anyhow::bail!("{} report(s) still queued: {why}", outcome.pending);
             }
+        }
+        Command::Select => {
+            let id = select_by_touch(&agent)?;
+            println!("{id}");
         }
         Command::Keys => {
             let inv = agent.inventory()?;
@@ -346,9 +376,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Enrol {
             ticket,
-            keys,
+            mut keys,
             pin_stdin,
-        } => enrol(&agent, &ticket, &keys, pin_stdin, json)?,
+            touch_to_choose,
+        } => {
+            if keys.is_empty() && touch_to_choose && agent.keys()?.len() > 1 {
+                keys.push(select_by_touch(&agent)?);
+            }
+            enrol(&agent, &ticket, &keys, pin_stdin, json)?
+        }
     }
     Ok(())
 }

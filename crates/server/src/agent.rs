@@ -170,6 +170,17 @@ pub async fn ingest_report(
     }
 }
 
+/// One validated report waiting for the group commit.
+pub struct Job {
+    call: SignedCall,
+    report: Report,
+    body: String,
+    reply: tokio::sync::oneshot::Sender<Result<ReportAck>>,
+}
+
+/// Most reports committed in one transaction.
+const BATCH: usize = 64;
+
 async fn ingest(state: &AppState, call: &SignedCall, body: &[u8]) -> Result<ReportAck> {
     let report: Report = parse_json(body)?;
     if uuid::Uuid::parse_str(&report.report_id).is_err() {
@@ -190,10 +201,113 @@ async fn ingest(state: &AppState, call: &SignedCall, body: &[u8]) -> Result<Repo
             ),
         ));
     }
+    let body = std::str::from_utf8(body)
+        .map_err(|_| Error::bad_request("malformed_json", "body is not UTF-8"))?
+        .to_owned();
+    let queue = state
+        .ingest_queue
+        .get_or_init(|| async {
+            let (tx, rx) = tokio::sync::mpsc::channel(4 * BATCH);
+            tokio::spawn(writer(state.clone(), rx));
+            tx
+        })
+        .await;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = Job {
+        call: call.clone(),
+        report,
+        body,
+        reply,
+    };
+    queue
+        .send(job)
+        .await
+        .map_err(|_| Error::Database(sqlx::Error::PoolClosed))?;
+    answer
+        .await
+        .map_err(|_| Error::Database(sqlx::Error::PoolClosed))?
+}
+
+/// The group commit: reports that arrive while a transaction commits are stored together in the
+/// next one, each in its own savepoint (a refused one changes nothing), acknowledged only after
+/// the commit. Devices are claimed in id order and the audit chain is written last, the same
+/// lock order as every other writer, so replicas cannot deadlock.
+async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        batch.sort_by(|a, b| (&a.call.device_id, a.call.seq).cmp(&(&b.call.device_id, b.call.seq)));
+        let results = match commit_batch(&state, &batch).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "report batch failed");
+                batch
+                    .iter()
+                    .map(|_| {
+                        Err(Error::Database(sqlx::Error::Protocol(
+                            "report batch failed".into(),
+                        )))
+                    })
+                    .collect()
+            }
+        };
+        for (job, result) in batch.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+async fn commit_batch(state: &AppState, batch: &[Job]) -> Result<Vec<Result<ReportAck>>> {
+    use sqlx::Acquire as _;
     let now = state.now_ms();
     let _turn = state.write_turn().await;
     let mut tx = state.db.begin().await?;
-    call.claim(&mut tx).await?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut accepted = Vec::new();
+    for job in batch {
+        let mut sp = tx.begin().await?;
+        match store_one(&mut sp, job, now).await {
+            Ok(ack) => {
+                sp.commit().await?;
+                if ack.newly_stored {
+                    accepted.push(job);
+                }
+                results.push(Ok(ack));
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                results.push(Err(e));
+            }
+        }
+    }
+    for job in accepted {
+        audit::record(
+            &mut tx,
+            now,
+            &format!("device:{}", job.call.device_id),
+            "report.accepted",
+            &job.report.report_id,
+            serde_json::json!({"keys": job.report.keys.len()}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn store_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &Job,
+    now: i64,
+) -> Result<ReportAck> {
+    let call = &job.call;
+    let report = &job.report;
+    call.claim(tx).await?;
     let inserted = sqlx::query(
         "INSERT INTO reports (device_id, report_id, created_at, received_at, body) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (device_id, report_id) DO NOTHING",
@@ -202,8 +316,8 @@ async fn ingest(state: &AppState, call: &SignedCall, body: &[u8]) -> Result<Repo
     .bind(&report.report_id)
     .bind(report.created_at_ms)
     .bind(now)
-    .bind(std::str::from_utf8(body).map_err(|_| Error::bad_request("malformed_json", "body is not UTF-8"))?)
-    .execute(&mut *tx)
+    .bind(&job.body)
+    .execute(&mut **tx)
     .await?;
     let newly_stored = inserted.rows_affected() == 1;
     if newly_stored {
@@ -214,21 +328,11 @@ async fn ingest(state: &AppState, call: &SignedCall, body: &[u8]) -> Result<Repo
         .bind(&report.report_id)
         .bind(now)
         .bind(&call.device_id)
-        .execute(&mut *tx)
-        .await?;
-        audit::record(
-            &mut tx,
-            now,
-            &format!("device:{}", call.device_id),
-            "report.accepted",
-            &report.report_id,
-            serde_json::json!({"keys": report.keys.len()}),
-        )
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(ReportAck {
-        report_id: report.report_id,
+        report_id: report.report_id.clone(),
         newly_stored,
     })
 }

@@ -90,6 +90,8 @@ pub struct AppState {
     /// On SQLite, hot write paths take this before their transaction: one writer at a time
     /// in-process instead of SQLite's busy-wait sleeps. `None` on PostgreSQL (row locks).
     pub write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The report group-commit queue, started on the first report.
+    pub ingest_queue: Arc<tokio::sync::OnceCell<tokio::sync::mpsc::Sender<crate::agent::Job>>>,
 }
 
 impl AppState {
@@ -117,6 +119,7 @@ impl AppState {
             clock,
             webauthn: Arc::new(webauthn),
             write_gate,
+            ingest_queue: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 

@@ -798,9 +798,60 @@ fn run(env: &mut Env) -> Result<()> {
         "getInfo works after all that"
     );
     drop(raw);
+    env.ok("CTAPHID over hidraw: INIT, PING, INVALID_CHANNEL, KEEPALIVE, CHANNEL_BUSY, CANCEL, MSG_TIMEOUT", t);
+
     drop(raw_key);
     wait_until("key-raw gone", || Ok(hid_keys()?.len() == 2))?;
-    env.ok("CTAPHID over hidraw: INIT, PING, INVALID_CHANNEL, KEEPALIVE, CHANNEL_BUSY, CANCEL, MSG_TIMEOUT", t);
+
+    // Choosing one of several keys by touch through the agent CLI: every key that can do
+    // selection is asked at once; A is touched at once, a fresh slow key only after 10 s, B
+    // (CTAP 2.0) cannot do selection. `keywarden select` must name A without waiting.
+    // Regression: the agent used to open (enumerate) the next key while the first was already
+    // waiting; on hidraw the waiting handle read that getInfo answer as its own and failed, so
+    // the slow key won.
+    let t = Instant::now();
+    let slow = plug(
+        env,
+        "key-slow",
+        &[
+            "--profile",
+            "fido21",
+            "--serial",
+            "KW-SLOW",
+            "--touch-delay-ms",
+            "10000",
+        ],
+        None,
+    )?;
+    wait_until("three keys", || Ok(hid_keys()?.len() == 3))?;
+    let asked = |k: &VirtualKey| k.log_text().matches("waiting for touch").count();
+    let a_before = asked(&a);
+    let started = Instant::now();
+    let out = env.keywarden("laptop", &["select"], None)?;
+    let took = started.elapsed();
+    ensure!(
+        out.status.success(),
+        "keywarden select: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chosen = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    ensure!(
+        chosen == a.id,
+        "keywarden select chose {chosen:?}, not the touched key {}",
+        a.id
+    );
+    ensure!(asked(&a) > a_before, "A was asked for a touch");
+    wait_until("the slow key to be asked too", || Ok(asked(&slow) > 0))?;
+    ensure!(
+        took < Duration::from_secs(9),
+        "select answered with the first touch, not after the slow key's 10 s ({took:?})"
+    );
+    drop(slow);
+    wait_until("key-slow gone", || Ok(hid_keys()?.len() == 2))?;
+    env.ok(
+        "choose by touch among three keys: keywarden select names the key touched first",
+        t,
+    );
 
     // The full enrolment through the agent CLI against the service on loopback.
     let t = Instant::now();
