@@ -14,6 +14,15 @@ if [ "${1:-}" != --no-build ]; then
   cargo build --quiet --locked -p keywarden-cli -p keywarden-server -p keywarden-softkey -p keywarden-realhid
 fi
 BIN="$(cd "$CARGO_TARGET_DIR/debug" && pwd)"
+# The guest mounts a fresh tmpfs over /tmp, so binaries built under /tmp are staged elsewhere.
+case "$BIN/" in
+  /tmp/*)
+    STAGE="$HOME/.cache/keywarden/realhid/bin"
+    mkdir -p "$STAGE"
+    for b in keywarden keywarden-server keywarden-softkey keywarden-realhid; do cp -f "$BIN/$b" "$STAGE/$b"; done
+    BIN="$STAGE"
+    ;;
+esac
 SECONDS=0
 say "real-HID tests in a guest"
 "$ROOT/tests/realhid/guest.sh" run "$BIN/keywarden-realhid" --bin-dir "$BIN"
