@@ -4,7 +4,7 @@
 #   - start to first paint (ms, median of RUNS) of the app and of the hello-world;
 #   - idle memory after IDLE_SECONDS, RSS and PSS summed over each process and its children
 #     (WebKitWebProcess, WebKitNetworkProcess): the app with its window open, the hello-world,
-#     and the app started in the tray (`--tray`, no window, no web view);
+#     and the app started in the tray (`--tray`, no window, no web view), each measured alone;
 #   - the headless agent (`keywarden run`): RSS and CPU over the idle period.
 # Targets (from the issue): agent <= 20 MB RSS and < 0.1 % CPU; tray <= 40 MB in all; window
 # open <= 1.2x the hello-world's PSS.
@@ -109,32 +109,40 @@ HELLO_PAINT=$(echo "$hello_runs" | median)
 echo "app:   $app_runs ms"
 echo "hello: $hello_runs ms"
 
-say "idle for $IDLE_SECONDS s: app window, hello-world window, app in the tray, headless agent"
-APP_PID=$(start "$APP")
-HELLO_PID=$(start "$HELLO")
-TRAY_PID=$(start "$APP" --tray)
-AGENT_PID=$(start "$AGENT" run --poll-seconds 2)
-GROUPS_TO_STOP="$APP_PID $HELLO_PID $TRAY_PID $AGENT_PID"
-# CPU is counted from when the agent has started, over the idle period.
-sleep 2
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-T0=$(ticks "$AGENT_PID"); S0=$(date +%s%3N)
-sleep "$IDLE_SECONDS"
-T1=$(ticks "$AGENT_PID"); S1=$(date +%s%3N)
-read -r APP_RSS APP_PSS < <(mem "$APP_PID")
-read -r HELLO_RSS HELLO_PSS < <(mem "$HELLO_PID")
-read -r TRAY_RSS TRAY_PSS < <(mem "$TRAY_PID")
-read -r AGENT_RSS AGENT_PSS < <(mem "$AGENT_PID")
-TRAY_PROCS=$(tree "$TRAY_PID" | wc -w)
-APP_PROCS=$(tree "$APP_PID" | wc -w)
-HELLO_PROCS=$(tree "$HELLO_PID" | wc -w)
+# Each subject idles alone: measured side by side, processes that map the same WebKit and GTK
+# libraries split those pages between them, and each one's PSS would look smaller than it is.
+# idle_alone NAME CMD...: start, idle IDLE_SECONDS, then set NAME_RSS, NAME_PSS, NAME_PROCS
+# (and NAME_CPU, the process's CPU share over the idle period), then stop it.
 HZ=$(getconf CLK_TCK)
-for p in $GROUPS_TO_STOP; do stop "$p"; done
-GROUPS_TO_STOP=""
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+idle_alone() {
+  local name="$1"; shift
+  local pid t0 t1 s0 s1 rss pss
+  pid=$(start "$@")
+  GROUPS_TO_STOP="$pid"
+  # CPU is counted from when it has started, over the idle period.
+  sleep 2
+  t0=$(ticks "$pid"); s0=$(date +%s%3N)
+  sleep "$IDLE_SECONDS"
+  t1=$(ticks "$pid"); s1=$(date +%s%3N)
+  read -r rss pss < <(mem "$pid")
+  printf -v "${name}_RSS" '%s' "$rss"
+  printf -v "${name}_PSS" '%s' "$pss"
+  printf -v "${name}_PROCS" '%s' "$(tree "$pid" | wc -w)"
+  printf -v "${name}_CPU" '%s' "$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v ms=$((s1 - s0)) 'BEGIN {printf "%.3f", 100 * t / hz / (ms / 1000)}')"
+  stop "$pid"
+  GROUPS_TO_STOP=""
+}
+
+say "idle for $IDLE_SECONDS s each, one at a time: app window, hello-world window, app in the tray, headless agent"
+idle_alone APP "$APP"
+idle_alone HELLO "$HELLO"
+idle_alone TRAY "$APP" --tray
+idle_alone AGENT "$AGENT" run --poll-seconds 2
+CPU="$AGENT_CPU"
 
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "NA"}'; }
-CPU=$(awk -v t=$((T1 - T0)) -v hz="$HZ" -v ms=$((S1 - S0)) 'BEGIN {printf "%.3f", 100 * t / hz / (ms / 1000)}')
 
 REPORT="$CARGO_TARGET_DIR/bench-app.txt"
 {
