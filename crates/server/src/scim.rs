@@ -776,6 +776,37 @@ fn parse_filter(
     Ok((column, value))
 }
 
+/// One page of a SCIM listing: the filter (`attr eq "value"`, attributes from `filters`)
+/// applied to `scope` (a table and the rows it may show, e.g. `people WHERE deleted_at IS NULL`),
+/// the total that matched, and this page's rows of `columns`.
+async fn filtered_page(
+    db: &sqlx::AnyPool,
+    q: &ListQuery,
+    filters: &[(&str, &'static str)],
+    scope: &str,
+    columns: &str,
+) -> ScimResult<(i64, i64, Vec<AnyRow>)> {
+    let page = paging(q)?;
+    let (cond, binding) = match &q.filter {
+        Some(f) => parse_filter(f, filters)?,
+        None => ("$1 = $1", String::new()),
+    };
+    let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {scope} AND {cond}"))
+        .bind(&binding)
+        .fetch_one(db)
+        .await?
+        .try_get("n")?;
+    let rows = sqlx::query(&format!(
+        "SELECT {columns} FROM {scope} AND {cond} ORDER BY created_at, id LIMIT $2 OFFSET $3"
+    ))
+    .bind(&binding)
+    .bind(page.count)
+    .bind(page.start - 1)
+    .fetch_all(db)
+    .await?;
+    Ok((total, page.start, rows))
+}
+
 fn list_response(total: i64, start: i64, resources: Vec<Value>) -> Response {
     scim_json(
         StatusCode::OK,
@@ -801,43 +832,25 @@ pub async fn list_users(
     Query(q): Query<ListQuery>,
 ) -> ScimResult<Response> {
     feed(caller)?;
-    let page = paging(&q)?;
-    let (cond, value) = match &q.filter {
-        Some(f) => {
-            let (col, v) = parse_filter(
-                f,
-                &[
-                    ("userName", "LOWER(user_name) = LOWER($1)"),
-                    ("externalId", "external_id = $1"),
-                    ("id", "id = $1"),
-                ],
-            )?;
-            (col, Some(v))
-        }
-        None => ("$1 = $1", None),
-    };
-    let binding = value.unwrap_or_default();
-    let total: i64 = sqlx::query(&format!(
-        "SELECT COUNT(*) AS n FROM people WHERE deleted_at IS NULL AND {cond}"
-    ))
-    .bind(&binding)
-    .fetch_one(&state.db)
-    .await?
-    .try_get("n")?;
-    let rows = sqlx::query(&format!(
-        "SELECT {USER_COLUMNS} FROM people WHERE deleted_at IS NULL AND {cond} ORDER BY created_at, id LIMIT $2 OFFSET $3"
-    ))
-    .bind(&binding)
-    .bind(page.count)
-    .bind(page.start - 1)
-    .fetch_all(&state.db)
+    let filters = [
+        ("userName", "LOWER(user_name) = LOWER($1)"),
+        ("externalId", "external_id = $1"),
+        ("id", "id = $1"),
+    ];
+    let (total, start, rows) = filtered_page(
+        &state.db,
+        &q,
+        &filters,
+        "people WHERE deleted_at IS NULL",
+        USER_COLUMNS,
+    )
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let id: String = r.try_get("id")?;
         out.push(user_resource(r, user_groups(&state.db, &id).await?)?);
     }
-    Ok(list_response(total, page.start, out))
+    Ok(list_response(total, start, out))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1160,42 +1173,24 @@ pub async fn list_groups(
     Query(q): Query<ListQuery>,
 ) -> ScimResult<Response> {
     feed(caller)?;
-    let page = paging(&q)?;
-    let (cond, value) = match &q.filter {
-        Some(f) => {
-            let (col, v) = parse_filter(
-                f,
-                &[
-                    ("displayName", "LOWER(display_name) = LOWER($1)"),
-                    ("externalId", "external_id = $1"),
-                    ("id", "id = $1"),
-                ],
-            )?;
-            (col, Some(v))
-        }
-        None => ("$1 = $1", None),
-    };
-    let binding = value.unwrap_or_default();
-    let total: i64 = sqlx::query(&format!(
-        "SELECT COUNT(*) AS n FROM scim_groups WHERE {cond}"
-    ))
-    .bind(&binding)
-    .fetch_one(&state.db)
-    .await?
-    .try_get("n")?;
-    let rows = sqlx::query(&format!(
-        "SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups WHERE {cond} ORDER BY created_at, id LIMIT $2 OFFSET $3"
-    ))
-    .bind(&binding)
-    .bind(page.count)
-    .bind(page.start - 1)
-    .fetch_all(&state.db)
+    let filters = [
+        ("displayName", "LOWER(display_name) = LOWER($1)"),
+        ("externalId", "external_id = $1"),
+        ("id", "id = $1"),
+    ];
+    let (total, start, rows) = filtered_page(
+        &state.db,
+        &q,
+        &filters,
+        "scim_groups WHERE 1 = 1",
+        "id, display_name, external_id, created_at, updated_at",
+    )
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         out.push(group_resource(&state.db, r).await?);
     }
-    Ok(list_response(total, page.start, out))
+    Ok(list_response(total, start, out))
 }
 
 // ---------------------------------------------------------------------------------------------
