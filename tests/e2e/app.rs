@@ -37,6 +37,46 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// A WebDriver session on the real app, started with `args` (e.g. a `keywarden://` link).
+    pub async fn session(&self, args: &[String]) -> fantoccini::Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "wry".into());
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({
+                "application": bin("keywarden-app").display().to_string(),
+                "args": args,
+            }),
+        );
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            fantoccini::ClientBuilder::native()
+                .capabilities(caps)
+                .connect(&format!("http://127.0.0.1:{}", self.port)),
+        )
+        .await
+        .expect("WebDriver session did not start within 60 s")
+        .expect("WebDriver session failed")
+    }
+
+    /// A driver whose app runs as `laptop`: its agent home and software keys, and no managed
+    /// configuration from the machine running the test.
+    pub fn for_laptop(laptop: &keywarden_e2e::Laptop) -> Driver {
+        let home = laptop.home.path();
+        let soft_keys = std::env::join_paths(&laptop.soft_keys).unwrap();
+        Driver::start(&[
+            ("KEYWARDEN_HOME", home.display().to_string()),
+            (
+                "KEYWARDEN_SOFT_KEYS",
+                soft_keys.to_string_lossy().into_owned(),
+            ),
+            (
+                "KEYWARDEN_MANAGED_CONFIG",
+                home.join("no-managed.json").display().to_string(),
+            ),
+        ])
+    }
+
     pub fn start(envs: &[(&str, String)]) -> Driver {
         assert!(
             std::env::var_os("DISPLAY").is_some(),
@@ -114,21 +154,7 @@ fn the_window_lists_keys_and_posture() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), "wry".into());
-        caps.insert(
-            "tauri:options".into(),
-            serde_json::json!({"application": bin("keywarden-app").display().to_string()}),
-        );
-        let client = tokio::time::timeout(
-            Duration::from_secs(60),
-            fantoccini::ClientBuilder::native()
-                .capabilities(caps)
-                .connect(&format!("http://127.0.0.1:{}", driver.port)),
-        )
-        .await
-        .expect("WebDriver session did not start within 60 s")
-        .expect("WebDriver session failed");
+        let client = driver.session(&[]).await;
 
         let text_of = |id: &'static str| {
             let c = client.clone();

@@ -57,47 +57,19 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|s| !s.contains(") Z ") && !s.contains(") X "))
 }
 
-async fn session(driver: &Driver) -> fantoccini::Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), "wry".into());
-    caps.insert(
-        "tauri:options".into(),
-        serde_json::json!({"application": bin("keywarden-app").display().to_string()}),
-    );
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        fantoccini::ClientBuilder::native()
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port)),
-    )
-    .await
-    .expect("WebDriver session did not start within 60 s")
-    .expect("WebDriver session failed")
-}
-
 #[test]
 fn closing_the_window_keeps_the_tray_app_checking_in_without_a_web_view() {
     let server = Server::start();
     let laptop = Laptop::new(1);
     crate::flow::provisioned(&server, &laptop);
     let home = laptop.home.path().to_owned();
-    let driver = Driver::start(&[
-        ("KEYWARDEN_HOME", home.display().to_string()),
-        (
-            "KEYWARDEN_SOFT_KEYS",
-            laptop.soft_keys[0].display().to_string(),
-        ),
-        (
-            "KEYWARDEN_MANAGED_CONFIG",
-            home.join("no-managed.json").display().to_string(),
-        ),
-    ]);
+    let driver = Driver::for_laptop(&laptop);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let pid = rt.block_on(async {
-        let c = session(&driver).await;
+        let c = driver.session(&[]).await;
         c.wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::Id("checkin-outcome"))
@@ -163,7 +135,7 @@ fn colours_follow_the_system_dark_theme() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = session(&driver).await;
+        let c = driver.session(&[]).await;
         c.wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::Id("ticket"))

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use keywarden_e2e::{bin, Laptop, Server};
+use keywarden_e2e::{Laptop, Server};
 
 use crate::app::{screenshot_dir, Driver};
 
@@ -115,31 +115,6 @@ impl Ui {
     }
 }
 
-async fn connect(driver: &Driver) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), "wry".into());
-    caps.insert(
-        "tauri:options".into(),
-        serde_json::json!({"application": bin("keywarden-app").display().to_string()}),
-    );
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        fantoccini::ClientBuilder::native()
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port)),
-    )
-    .await
-    .expect("WebDriver session did not start within 60 s")
-    .expect("WebDriver session failed")
-}
-
-fn soft_key_env(laptop: &Laptop) -> String {
-    std::env::join_paths(&laptop.soft_keys)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
 #[test]
 fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
     let server = Server::start();
@@ -153,27 +128,14 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
     std::thread::sleep(Duration::from_millis(1500));
     let before_expired = bound(&server);
 
-    let driver = Driver::start(&[
-        ("KEYWARDEN_HOME", laptop.home.path().display().to_string()),
-        ("KEYWARDEN_SOFT_KEYS", soft_key_env(&laptop)),
-        // No managed configuration from the machine running the test.
-        (
-            "KEYWARDEN_MANAGED_CONFIG",
-            laptop
-                .home
-                .path()
-                .join("no-managed.json")
-                .display()
-                .to_string(),
-        ),
-    ]);
+    let driver = Driver::for_laptop(&laptop);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let ui = Ui {
-            c: connect(&driver).await,
+            c: driver.session(&[]).await,
         };
         assert_eq!(ui.c.title().await.unwrap(), "Keywarden");
         ui.wait_text("#status", "Reporting to http://127.0.0.1")
@@ -457,42 +419,15 @@ fn an_enrol_link_opens_the_wizard_with_its_ticket() {
     let laptop = Laptop::new(1);
     let (ada, _) = crate::flow::provisioned(&server, &laptop);
     let ticket = server.ticket(&ada, None);
-    let driver = Driver::start(&[
-        ("KEYWARDEN_HOME", laptop.home.path().display().to_string()),
-        ("KEYWARDEN_SOFT_KEYS", soft_key_env(&laptop)),
-        (
-            "KEYWARDEN_MANAGED_CONFIG",
-            laptop
-                .home
-                .path()
-                .join("no-managed.json")
-                .display()
-                .to_string(),
-        ),
-    ]);
+    let driver = Driver::for_laptop(&laptop);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), "wry".into());
-        caps.insert(
-            "tauri:options".into(),
-            serde_json::json!({
-                "application": bin("keywarden-app").display().to_string(),
-                "args": [format!("keywarden://enrol?ticket={ticket}")],
-            }),
-        );
-        let c = tokio::time::timeout(
-            Duration::from_secs(60),
-            fantoccini::ClientBuilder::native()
-                .capabilities(caps)
-                .connect(&format!("http://127.0.0.1:{}", driver.port)),
-        )
-        .await
-        .expect("WebDriver session did not start within 60 s")
-        .expect("WebDriver session failed");
+        let c = driver
+            .session(&[format!("keywarden://enrol?ticket={ticket}")])
+            .await;
         let ui = Ui { c };
         ui.wait_text("#wizard", "A ticket arrived from an enrolment link")
             .await;
