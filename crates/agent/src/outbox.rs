@@ -47,9 +47,8 @@ impl Outbox {
         Ok(path)
     }
 
-    /// Pending reports, oldest first. An unreadable file is set aside in `corrupt/` (kept, not
-    /// deleted) so it cannot block the queue.
-    pub fn pending(&self) -> Result<Vec<Pending>> {
+    /// The outbox's report files, oldest first (file names start with the creation time).
+    fn files(&self) -> Result<Vec<PathBuf>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -60,6 +59,13 @@ impl Outbox {
             .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
             .collect();
         paths.sort();
+        Ok(paths)
+    }
+
+    /// Pending reports, oldest first. An unreadable file is set aside in `corrupt/` (kept, not
+    /// deleted) so it cannot block the queue.
+    pub fn pending(&self) -> Result<Vec<Pending>> {
+        let paths = self.files()?;
         let mut out = Vec::with_capacity(paths.len());
         for path in paths {
             let bytes = fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?;
@@ -74,9 +80,10 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Number of pending reports.
+    /// Number of reports waiting. Counts files without reading them (the app and the tray ask
+    /// often); an unreadable one counts until the next send sets it aside.
     pub fn len(&self) -> Result<usize> {
-        Ok(self.pending()?.len())
+        Ok(self.files()?.len())
     }
 
     /// True when nothing is pending.
