@@ -31,8 +31,13 @@ ensure_apt() {
 
 # Packages to build the service and the CLI agent (hidapi needs libudev; webauthn-rs needs openssl).
 BUILD_PKGS=(build-essential pkg-config libudev-dev libssl-dev ca-certificates curl jq)
-# Packages to build the Tauri desktop app and drive it in a real window.
-GUI_PKGS=(libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev file xvfb xauth webkit2gtk-driver)
+# Packages to build the Tauri desktop app and drive it in a real window; dbus-daemon, gdbus and
+# haskell-status-notifier-item-utils (a StatusNotifierWatcher) give the tray tests and the
+# benchmark a session bus with a desktop's tray on it.
+GUI_PKGS=(libwebkit2gtk-4.1-dev libxdo-dev librsvg2-dev file xvfb xauth webkit2gtk-driver
+  dbus-daemon haskell-status-notifier-item-utils libglib2.0-bin)
+# A real browser for the admin pages' tests (headless screenshots).
+ADMIN_UI_PKGS=(chromium)
 # Packages to check the .deb/.rpm the Tauri bundler makes (rpm lists the .rpm's files).
 PACKAGING_PKGS=(rpm)
 # Packages for the real-HID tests in a throwaway guest (tests/realhid): QEMU, busybox for its

@@ -4,26 +4,33 @@
 //! without a window). Each wizard step is one command carrying what the person typed; the
 //! enrolment session itself is the agent's [`Session`], kept in managed state. Errors reach the
 //! UI as `{code, message, retries_left}` ([`UiError`]). Blocking agent calls (keys, network) run
-//! on Tauri's blocking pool with an `Arc<Agent>`.
+//! on Tauri's blocking pool with an `Arc<Agent>`. "Lost a key?" (`lost_*`), recovery
+//! (`recovery_begin`, which hands its session to the wizard) and the reclaim station
+//! (`reclaim_run`) are thin commands over `agent::stepup` and `agent::reclaim`.
 //!
-//! The app lives in the tray: closing the window destroys it (no webview is kept alive), the
-//! background check-in keeps running, and the tray menu opens a fresh window, checks in now,
-//! or quits.
+//! This process is the window only. The tray icon and the background check-in live in
+//! `keywarden-tray` (crates/tray), a small process without GTK or a web view: the window
+//! starts it when it is not running yet, and closing the window ends this process, web view
+//! and all. `keywarden-app --tray` (the old autostart command) hands over to `keywarden-tray`.
+//! The window and the tray share the keys through `agent::locks::KeyLock`: while a wizard step
+//! holds a key the tray leaves the keys alone.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keywarden_agent::checkin::{self, Control, Trigger};
+use keywarden_agent::checkin::{KeyWatcher, Trigger};
 use keywarden_agent::config::Paths;
 use keywarden_agent::enrol::{Session, StepPrompts};
 use keywarden_agent::keys::Keyring;
+use keywarden_agent::locks::{BackgroundLock, KeyLock, Locked};
 use keywarden_agent::managed::ManagedConfig;
 use keywarden_agent::Agent;
 use keywarden_protocol::{
-    AppStatus, CheckinStatus, KeyCredential, KeyInventory, Posture, UiError, WizardSession,
+    AppStatus, CheckinStatus, CredentialView, KeyCredential, KeyInventory, Posture, ReclaimedKey,
+    SignInResponse, UiError, WizardSession,
 };
 use tauri::{Emitter as _, Manager as _};
 
@@ -34,9 +41,19 @@ struct AppState {
     session: Arc<Mutex<Option<Session>>>,
     /// A ticket that arrived in a `keywarden://enrol?ticket=` link (never sent to the web view).
     link_ticket: Mutex<Option<String>>,
-    /// True while the wizard holds a key; the background loop leaves the keys alone.
+    /// True while the wizard holds a key; the window's key watcher leaves the keys alone.
     busy: Arc<AtomicBool>,
-    control: Mutex<Sender<Control>>,
+    /// Held while a step talks to a key, so the tray process leaves the keys alone meanwhile.
+    key_lock: Arc<KeyLock>,
+    /// "Lost a key?": the key and PIN the person signed in with, kept in this process (never
+    /// sent back to the web view) so that confirming the lost key takes only a second touch.
+    /// Forgotten once the lost key is reported, on a PIN error, or when they sign out.
+    signed_in: Arc<Mutex<Option<SignedIn>>>,
+}
+
+struct SignedIn {
+    key_id: String,
+    pin: String,
 }
 
 fn internal(e: impl std::fmt::Display) -> UiError {
@@ -55,6 +72,44 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(internal)?
         .map_err(|e| e.to_ui())
+}
+
+fn needs_input(message: &str) -> UiError {
+    UiError {
+        code: "needs_input".into(),
+        message: message.into(),
+        retries_left: None,
+    }
+}
+
+/// Run a blocking agent call that talks to keys: it holds the key lock (the tray leaves the keys
+/// alone) and the window's key watcher pauses meanwhile.
+async fn with_keys<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Agent) -> keywarden_agent::Result<T> + Send + 'static,
+) -> Result<T, UiError> {
+    let agent = state.agent.clone();
+    let lock = state.key_lock.clone();
+    let busy = state.busy.clone();
+    blocking(move || {
+        let _keys = lock.acquire();
+        busy.store(true, Ordering::SeqCst);
+        let result = f(&agent);
+        busy.store(false, Ordering::SeqCst);
+        result
+    })
+    .await
+}
+
+/// Tells the window when a key waits for a touch (`wizard-touch`, with the key's label).
+fn touch_prompt(app: tauri::AppHandle) -> StepPrompts {
+    StepPrompts::new(
+        None,
+        None,
+        Box::new(move |k| {
+            let _ = app.emit("wizard-touch", k.label.clone());
+        }),
+    )
 }
 
 #[tauri::command]
@@ -103,7 +158,12 @@ async fn key_credentials(
     pin: String,
 ) -> Result<Vec<KeyCredential>, UiError> {
     let agent = state.agent.clone();
-    blocking(move || agent.key_credentials(&key_id, &rp_id, &pin)).await
+    let lock = state.key_lock.clone();
+    blocking(move || {
+        let _keys = lock.acquire();
+        agent.key_credentials(&key_id, &rp_id, &pin)
+    })
+    .await
 }
 
 #[tauri::command]
@@ -134,7 +194,12 @@ async fn wizard_begin(
 #[tauri::command]
 async fn wizard_wink(state: tauri::State<'_, AppState>, key_id: String) -> Result<(), UiError> {
     let agent = state.agent.clone();
-    blocking(move || agent.wink(&key_id)).await
+    let lock = state.key_lock.clone();
+    blocking(move || {
+        let _keys = lock.acquire();
+        agent.wink(&key_id)
+    })
+    .await
 }
 
 #[tauri::command]
@@ -151,7 +216,16 @@ async fn wizard_select_by_touch(
             let _ = app.emit("wizard-touch", k.label.clone());
         }),
     ));
-    blocking(move || agent.select_by_touch(&key_ids, prompt)).await
+    let lock = state.key_lock.clone();
+    let busy = state.busy.clone();
+    blocking(move || {
+        let _keys = lock.acquire();
+        busy.store(true, Ordering::SeqCst);
+        let chosen = agent.select_by_touch(&key_ids, prompt);
+        busy.store(false, Ordering::SeqCst);
+        chosen
+    })
+    .await
 }
 
 #[tauri::command]
@@ -165,7 +239,9 @@ async fn wizard_enrol(
     let agent = state.agent.clone();
     let slot = state.session.clone();
     let busy = state.busy.clone();
+    let lock = state.key_lock.clone();
     blocking(move || {
+        let _keys = lock.acquire();
         let mut guard = slot.lock().map_err(|_| keywarden_agent::Error::Cancelled)?;
         let session = guard.as_mut().ok_or_else(|| {
             keywarden_agent::Error::NeedsInput("Start with your enrolment ticket.".into())
@@ -181,6 +257,125 @@ async fn wizard_enrol(
         let result = session.enrol(&agent, Some(&key_id), &prompts);
         busy.store(false, Ordering::SeqCst);
         result.map(|_| session.view())
+    })
+    .await
+}
+
+/// "Lost a key?": sign in with a key the person still has (PIN and touch); who they are and
+/// their keys as the service knows them.
+#[tauri::command]
+async fn lost_sign_in(
+    app: tauri::AppHandle,
+    state: tauri::State<'_, AppState>,
+    key_id: String,
+    pin: String,
+) -> Result<SignInResponse, UiError> {
+    if pin.is_empty() {
+        return Err(needs_input("Type the PIN of the key you still have."));
+    }
+    *state.signed_in.lock().map_err(internal)? = None;
+    let slot = state.signed_in.clone();
+    with_keys(&state, move |agent| {
+        let who = keywarden_agent::stepup::sign_in(agent, &key_id, &pin, &touch_prompt(app))?;
+        if let Ok(mut s) = slot.lock() {
+            *s = Some(SignedIn { key_id, pin });
+        }
+        Ok(who)
+    })
+    .await
+}
+
+/// "Lost a key?": report `credential_id` lost, confirmed by a second touch of the key the person
+/// signed in with (a fresh challenge from the service). The credential is suspended at once.
+#[tauri::command]
+async fn lost_report(
+    app: tauri::AppHandle,
+    state: tauri::State<'_, AppState>,
+    credential_id: String,
+    reason: Option<String>,
+) -> Result<CredentialView, UiError> {
+    let (key_id, pin) = state
+        .signed_in
+        .lock()
+        .map_err(internal)?
+        .as_ref()
+        .map(|s| (s.key_id.clone(), s.pin.clone()))
+        .ok_or_else(|| needs_input("Sign in with a key you still have first."))?;
+    let reason = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    let result = with_keys(&state, move |agent| {
+        keywarden_agent::stepup::report_lost(
+            agent,
+            &credential_id,
+            &key_id,
+            &pin,
+            reason.as_deref(),
+            &touch_prompt(app),
+        )
+    })
+    .await;
+    // The PIN is forgotten once it served its purpose, or when the key no longer takes it.
+    if result.is_ok() || result.as_ref().is_err_and(|e| e.code.starts_with("pin_")) {
+        *state.signed_in.lock().map_err(internal)? = None;
+    }
+    result
+}
+
+#[tauri::command]
+fn lost_sign_out(state: tauri::State<'_, AppState>) -> Result<(), UiError> {
+    *state.signed_in.lock().map_err(internal)? = None;
+    Ok(())
+}
+
+/// Redeem a recovery ticket with a fresh sign-in by a key the person still has (`key_id` and
+/// `pin`; both absent when the help desk had two approvers agree because no key is left). The
+/// enrolment session it opens is the wizard's: the replacement is enrolled with `wizard_enrol`.
+#[tauri::command]
+async fn recovery_begin(
+    app: tauri::AppHandle,
+    state: tauri::State<'_, AppState>,
+    ticket: String,
+    key_id: Option<String>,
+    pin: Option<String>,
+) -> Result<WizardSession, UiError> {
+    let ticket = ticket.trim().to_owned();
+    if ticket.is_empty() {
+        return Err(needs_input(
+            "Paste the recovery ticket the help desk gave you.",
+        ));
+    }
+    let key = match (key_id, pin.filter(|p| !p.is_empty())) {
+        (Some(k), Some(p)) => Some((k, p)),
+        (Some(_), None) => return Err(needs_input("Type the PIN of the key you still have.")),
+        (None, _) => None,
+    };
+    let session = with_keys(&state, move |agent| {
+        keywarden_agent::stepup::recover(
+            agent,
+            &ticket,
+            key.as_ref().map(|(k, p)| (k.as_str(), p.as_str())),
+            &touch_prompt(app),
+        )
+    })
+    .await?;
+    let view = session.view();
+    *state.session.lock().map_err(internal)? = Some(session);
+    Ok(view)
+}
+
+/// IT reclaim station: wipe the keys plugged in that belong to people who left, check them, send
+/// the receipts; what was done to each key. `pin` is for a personal key.
+#[tauri::command]
+async fn reclaim_run(
+    app: tauri::AppHandle,
+    state: tauri::State<'_, AppState>,
+    pin: Option<String>,
+) -> Result<Vec<ReclaimedKey>, UiError> {
+    let pin = pin.filter(|p| !p.is_empty());
+    with_keys(&state, move |agent| {
+        let done = keywarden_agent::reclaim::run(agent, pin.as_deref(), &touch_prompt(app))?;
+        Ok(done.into_iter().map(ReclaimedKey::from).collect())
     })
     .await
 }
@@ -229,38 +424,81 @@ fn open_window(app: &tauri::AppHandle) {
     }
 }
 
-fn tray(app: &tauri::App) -> tauri::Result<()> {
-    use tauri::menu::{Menu, MenuItem};
-    let open = MenuItem::with_id(app, "open", "Open Keywarden", true, None::<&str>)?;
-    let check = MenuItem::with_id(app, "checkin", "Check in now", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&open, &check, &quit])?;
-    let mut builder = tauri::tray::TrayIconBuilder::with_id("keywarden")
-        .tooltip("Keywarden")
-        .menu(&menu)
-        .on_menu_event(|app, event| match event.id.as_ref() {
-            "open" => open_window(app),
-            "checkin" => {
-                if let Ok(tx) = app.state::<AppState>().control.lock() {
-                    let _ = tx.send(Control::CheckInNow);
-                }
-            }
-            "quit" => {
-                QUITTING.store(true, Ordering::SeqCst);
-                app.exit(0);
-            }
-            _ => {}
-        });
-    if let Some(icon) = app.default_window_icon() {
-        builder = builder.icon(icon.clone());
-    }
-    builder.build(app)?;
-    Ok(())
+/// `keywarden-tray` beside this binary, else from PATH.
+fn tray_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name("keywarden-tray"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("keywarden-tray"))
 }
 
-static QUITTING: AtomicBool = AtomicBool::new(false);
+/// `--tray`: become `keywarden-tray` (no GTK, no web view), before anything else is loaded.
+fn hand_over_to_tray() -> std::process::ExitCode {
+    use std::os::unix::process::CommandExt as _;
+    let tray = tray_binary();
+    let e = std::process::Command::new(&tray).exec();
+    eprintln!("keywarden-app: cannot start {}: {e}", tray.display());
+    std::process::ExitCode::FAILURE
+}
+
+/// Start the tray (and with it the background check-in) unless it, or `keywarden run`, is
+/// already running for this person. It stays when the window closes.
+fn ensure_tray(paths: &Paths) {
+    match BackgroundLock::is_taken(paths) {
+        Ok(true) => {}
+        Ok(false) => {
+            let tray = tray_binary();
+            match std::process::Command::new(&tray)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+            {
+                // Reap it, should it end while the window is open.
+                Ok(mut child) => {
+                    let _ = std::thread::Builder::new()
+                        .name("tray".into())
+                        .spawn(move || child.wait());
+                }
+                Err(e) => eprintln!(
+                    "keywarden-app: cannot start the tray ({}): {e}; there is no background \
+                     check-in until it runs",
+                    tray.display()
+                ),
+            }
+        }
+        Err(e) => eprintln!("keywarden-app: cannot tell whether the tray runs: {e}"),
+    }
+}
+
+/// Keeps the window current while it is open: emits `checkin` when the check-in record or
+/// the outbox changes (the tray checks in in the background) and `keys-changed` when keys are
+/// plugged in or out. Touches no key while the wizard holds one.
+fn watch(app: tauri::AppHandle, agent: Arc<Agent>, busy: Arc<AtomicBool>) {
+    let mut keys = KeyWatcher::default();
+    let mut last = agent.checkin_status().ok();
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        if let Ok(status) = agent.checkin_status() {
+            if last.as_ref() != Some(&status) {
+                let _ = app.emit("checkin", &status);
+                last = Some(status);
+            }
+        }
+        if !busy.load(Ordering::SeqCst) {
+            if let Ok(list) = agent.keys() {
+                let change = keys.update(list.into_iter().map(|k| k.id));
+                if !change.added.is_empty() || !change.removed.is_empty() {
+                    let _ = app.emit("keys-changed", ());
+                }
+            }
+        }
+    }
+}
 
 fn main() -> std::process::ExitCode {
+    if std::env::args().skip(1).any(|a| a == "--tray") {
+        return hand_over_to_tray();
+    }
     if !has_display() {
         eprintln!(
             "keywarden-app: no display found (DISPLAY and WAYLAND_DISPLAY are unset). \
@@ -281,8 +519,11 @@ fn main() -> std::process::ExitCode {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
-    let mut keyring =
-        Keyring::new().with(Box::new(keywarden_agent::keys::hid::HidKeyProvider::new()));
+    let key_lock = KeyLock::new(&paths);
+    let mut keyring = Keyring::new().with(Box::new(Locked::new(
+        Box::new(keywarden_agent::keys::hid::HidKeyProvider::new()),
+        key_lock.clone(),
+    )));
     // Software keys (test/demo only) are used only when named explicitly.
     let soft: Vec<std::path::PathBuf> = std::env::var_os("KEYWARDEN_SOFT_KEYS")
         .map(|v| {
@@ -293,8 +534,9 @@ fn main() -> std::process::ExitCode {
         .unwrap_or_default();
     let soft_keys_enabled = !soft.is_empty();
     if soft_keys_enabled {
-        keyring = keyring.with(Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(
-            soft,
+        keyring = keyring.with(Box::new(Locked::new(
+            Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(soft)),
+            key_lock.clone(),
         )));
     }
     // `keywarden-app keywarden://enrol?ticket=...` (what a URL handler passes) pre-fills the
@@ -302,8 +544,8 @@ fn main() -> std::process::ExitCode {
     let link_ticket = std::env::args()
         .skip(1)
         .find_map(|a| keywarden_agent::enrol::ticket_from_link(&a));
+    ensure_tray(&paths);
     let agent = Arc::new(Agent::new(paths, keyring).with_managed(managed));
-    let (tx, rx) = std::sync::mpsc::channel();
     let busy = Arc::new(AtomicBool::new(false));
     let state = AppState {
         agent: agent.clone(),
@@ -311,40 +553,17 @@ fn main() -> std::process::ExitCode {
         session: Arc::new(Mutex::new(None)),
         link_ticket: Mutex::new(link_ticket),
         busy: busy.clone(),
-        control: Mutex::new(tx),
+        key_lock,
+        signed_in: Arc::new(Mutex::new(None)),
     };
-    // `--tray` (autostart at login) starts in the tray with no window and no web view.
-    let start_in_tray = std::env::args().skip(1).any(|a| a == "--tray");
-    let tray_ok = Arc::new(AtomicBool::new(false));
-    let tray_flag = tray_ok.clone();
     let app = tauri::Builder::default()
         .manage(state)
         .setup(move |app| {
-            match tray(app) {
-                Ok(()) => tray_flag.store(true, Ordering::SeqCst),
-                Err(e) => eprintln!("keywarden-app: no tray icon ({e}); closing the window quits"),
-            }
-            if !start_in_tray || !tray_flag.load(Ordering::SeqCst) {
-                open_window(app.handle());
-            }
+            open_window(app.handle());
             let handle = app.handle().clone();
             std::thread::Builder::new()
-                .name("checkin".into())
-                .spawn(move || {
-                    checkin::run(
-                        &agent,
-                        Duration::from_secs(2),
-                        &rx,
-                        &|| busy.load(Ordering::SeqCst),
-                        &|event| {
-                            if let checkin::Event::CheckedIn(status) = event {
-                                let _ = handle.emit("checkin", status);
-                            } else {
-                                let _ = handle.emit("keys-changed", ());
-                            }
-                        },
-                    )
-                })?;
+                .name("watch".into())
+                .spawn(move || watch(handle, agent, busy))?;
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -358,6 +577,11 @@ fn main() -> std::process::ExitCode {
             wizard_select_by_touch,
             wizard_enrol,
             wizard_cancel,
+            lost_sign_in,
+            lost_report,
+            lost_sign_out,
+            recovery_begin,
+            reclaim_run,
             painted,
         ])
         .build(tauri::generate_context!());
@@ -365,17 +589,7 @@ fn main() -> std::process::ExitCode {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
-    app.run(move |_app, event| {
-        // With the tray, closing the last window leaves the app (and its check-in) running
-        // without any webview; Quit in the tray menu ends it.
-        if let tauri::RunEvent::ExitRequested {
-            code: None, api, ..
-        } = event
-        {
-            if tray_ok.load(Ordering::SeqCst) && !QUITTING.load(Ordering::SeqCst) {
-                api.prevent_exit();
-            }
-        }
-    });
+    // Closing the window ends the process (and its web view); the tray keeps checking in.
+    app.run(|_app, _event| {});
     std::process::ExitCode::SUCCESS
 }

@@ -3,9 +3,14 @@
 //! desktop app in a window under Xvfb.
 
 #![allow(clippy::unwrap_used)]
+mod admin_pages;
 mod app;
+mod batches;
 mod cli_parity;
 mod flow;
+mod lost_window;
+mod offboarding;
+mod recovery;
 mod refusals;
 mod tray;
 mod wizard;

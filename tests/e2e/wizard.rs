@@ -3,6 +3,9 @@
 //! an expired ticket, a primary key with a new PIN typed twice, a backup key that is removed
 //! mid-way and then enrolled, coverage met, then a wrong PIN in a second person's session,
 //! the key inventory (with the passkeys on a key) and the posture view with the last check-in.
+//! Then the refusals a person meets, each with its sentence and way forward: a key nobody
+//! touches in time, the primary key offered again as the backup, the service gone mid-wizard,
+//! and a key with its last PIN attempt, then blocked.
 //! A screenshot of every step lands in `target/debug/screenshots/wizard-*.png`.
 
 use std::time::Duration;
@@ -32,16 +35,17 @@ fn bound(server: &Server) -> Vec<(String, Vec<String>)> {
 }
 
 /// Run blocking test helpers (database snapshots, admin calls) off the async driver thread.
-fn off<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn off<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().unwrap())
 }
 
-struct Ui {
-    c: Client,
+/// The window as a person uses it (shared by the window tests).
+pub(crate) struct Ui {
+    pub(crate) c: Client,
 }
 
 impl Ui {
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         match self.c.find(Locator::Css(css)).await {
             Ok(el) => el.text().await.unwrap_or_default(),
             Err(_) => String::new(),
@@ -49,7 +53,7 @@ impl Ui {
     }
 
     /// Wait until the element `css` contains `needle`; fails with what it showed instead.
-    async fn wait_text(&self, css: &str, needle: &str) -> String {
+    pub(crate) async fn wait_text(&self, css: &str, needle: &str) -> String {
         let mut last = String::new();
         for _ in 0..150 {
             last = self.text(css).await;
@@ -62,7 +66,7 @@ impl Ui {
         panic!("{css} never showed {needle:?}; it showed {last:?}\npage:\n{page}");
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.c
             .wait()
             .at_most(Duration::from_secs(15))
@@ -74,7 +78,7 @@ impl Ui {
             .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let el = self
             .c
             .wait()
@@ -87,16 +91,21 @@ impl Ui {
     }
 
     async fn shot(&self, name: &str) {
-        let png = self.c.screenshot().await.unwrap();
-        std::fs::write(screenshot_dir().join(format!("wizard-{name}.png")), png).unwrap();
+        self.save_shot(&format!("wizard-{name}")).await;
     }
 
-    async fn js(&self, script: &str) -> serde_json::Value {
+    /// A screenshot of the window in `target/debug/screenshots/{file}.png`.
+    pub(crate) async fn save_shot(&self, file: &str) {
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::write(screenshot_dir().join(format!("{file}.png")), png).unwrap();
+    }
+
+    pub(crate) async fn js(&self, script: &str) -> serde_json::Value {
         self.c.execute(script, vec![]).await.unwrap()
     }
 
     /// Every visible input has a label, and the page does not scroll sideways.
-    async fn check_accessible(&self, step: &str) {
+    pub(crate) async fn check_accessible(&self, step: &str) {
         let unlabelled = self
             .js("return [...document.querySelectorAll('input')].filter(i => i.offsetParent !== null && !document.querySelector(`label[for=\"${i.id}\"]`) && !i.getAttribute('aria-label')).map(i => i.id || i.outerHTML);")
             .await;
@@ -440,6 +449,183 @@ fn an_enrol_link_opens_the_wizard_with_its_ticket() {
         ui.click("#ticket-continue").await;
         let person = ui.wait_text("#person", "Ada Lovelace").await;
         assert!(person.contains("0 of 2"), "{person}");
+        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+    });
+    drop(driver);
+}
+
+/// Set how many PIN attempts a soft key (test/demo) has left, as if wrong PINs had been typed
+/// on it before (its state is a JSON file).
+fn set_pin_retries(state: &std::path::Path, retries: u32) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    v["pin_retries"] = retries.into();
+    std::fs::write(state, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
+    let mut server = Server::start();
+    let laptop = Laptop::new(2);
+    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let grace = server.create_person("grace@example.com", "Grace Hopper");
+    let first = server.ticket(&ada, None);
+    let second = server.ticket(&ada, None);
+    let grace_ticket = server.ticket(&grace, None);
+    let use_key = |id: &str| format!("li[data-key-id=\"{id}\"] [data-action=use]");
+
+    let driver = Driver::for_laptop(&laptop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ui = Ui {
+            c: driver.session(&[]).await,
+        };
+        ui.wait_text("#status", "Reporting to http://127.0.0.1")
+            .await;
+
+        // 1. Nobody touches the key in time: a sentence saying so, "Try again", nothing bound.
+        ui.type_into("#ticket", &first).await;
+        ui.click("#ticket-continue").await;
+        ui.wait_text("#person", "Ada Lovelace").await;
+        ui.click(&use_key(&keys[0])).await;
+        ui.wait_text("#step-title", "Choose a PIN").await;
+        ui.type_into("#new-pin", PIN).await;
+        ui.type_into("#new-pin-again", PIN).await;
+        let before = off(|| bound(&server));
+        keywarden_keys::soft::simulate_no_touch(&laptop.soft_keys[0]).unwrap();
+        ui.click("#pin-continue").await;
+        let err = ui.wait_text("#error", "not touched in time").await;
+        assert!(err.contains("touch the key when it blinks"), "{err}");
+        assert_eq!(ui.text("#error-action").await, "Try again");
+        ui.shot("15-touch-timeout").await;
+        assert_eq!(
+            off(|| bound(&server)),
+            before,
+            "a touch timeout binds nothing"
+        );
+        // Touched this time. The PIN chosen before the timeout is on the key now, so the step
+        // asks for it rather than for a new one.
+        keywarden_keys::soft::simulate_touch_again(&laptop.soft_keys[0]).unwrap();
+        ui.click("#error-action").await;
+        ui.wait_text("#step-title", "Enter the key's PIN").await;
+        ui.type_into("#pin", PIN).await;
+        ui.click("#pin-continue").await;
+        ui.wait_text("#enrolled", "verified").await;
+        ui.wait_text("#coverage", "You have 1 of 2 required authenticators.")
+            .await;
+
+        // 2. Another day (the window closed, opened again) with a new ticket, the primary key
+        //    offered as the backup: the key refuses (the service excludes Ada's credentials)
+        //    and the window says so plainly.
+        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
+        let ui = Ui {
+            c: driver.session(&[]).await,
+        };
+        ui.wait_text("#step-title", "Redeem your enrolment ticket")
+            .await;
+        ui.type_into("#ticket", &second).await;
+        ui.click("#ticket-continue").await;
+        let person = ui.wait_text("#person", "Ada Lovelace").await;
+        assert!(person.contains("You have 1 of 2"), "{person}");
+        ui.wait_text("#key-list", "PIN set").await;
+        ui.click(&use_key(&keys[0])).await;
+        ui.wait_text("#step-title", "Enter the key's PIN").await;
+        ui.type_into("#pin", PIN).await;
+        let before = off(|| bound(&server));
+        ui.click("#pin-continue").await;
+        let err = ui.wait_text("#error", "already enrolled").await;
+        assert!(err.contains("Use a different key as your backup"), "{err}");
+        assert_eq!(ui.text("#error-action").await, "Use another key");
+        ui.shot("16-same-key-twice").await;
+        assert_eq!(
+            off(|| bound(&server)),
+            before,
+            "the same key twice binds nothing"
+        );
+
+        // 3. The service goes away mid-wizard: "cannot reach", nothing changed; when it is
+        //    back, "Try again" finishes the backup.
+        ui.click("#error-action").await;
+        ui.wait_text("#key-list", "no PIN yet").await;
+        ui.click(&use_key(&keys[1])).await;
+        ui.wait_text("#step-title", "Choose a PIN").await;
+        ui.type_into("#new-pin", PIN).await;
+        ui.type_into("#new-pin-again", PIN).await;
+        let before = off(|| bound(&server));
+        off(|| server.stop());
+        ui.click("#pin-continue").await;
+        let err = ui
+            .wait_text("#error", "Cannot reach the Keywarden service")
+            .await;
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_eq!(ui.text("#error-action").await, "Try again");
+        ui.shot("17-service-unreachable").await;
+        off(|| server.restart());
+        assert_eq!(
+            off(|| bound(&server)),
+            before,
+            "nothing changed during the outage"
+        );
+        ui.click("#error-action").await;
+        let step = ui.text("#step-title").await;
+        if step.contains("Enter the key's PIN") {
+            ui.type_into("#pin", PIN).await;
+        } else {
+            ui.type_into("#new-pin", PIN).await;
+            ui.type_into("#new-pin-again", PIN).await;
+        }
+        ui.click("#pin-continue").await;
+        ui.wait_text("#coverage", "You have 2 of 2 required authenticators.")
+            .await;
+
+        // 4. In Grace's session, a key with one PIN attempt left: warned before it is used;
+        //    then the same key once its PIN is blocked (wrong PINs typed elsewhere): a sentence
+        //    saying so and what to do, and nothing bound.
+        ui.click("#finish").await;
+        ui.click("[data-action=restart]").await;
+        set_pin_retries(&laptop.soft_keys[1], 1);
+        ui.type_into("#ticket", &grace_ticket).await;
+        ui.click("#ticket-continue").await;
+        ui.wait_text("#person", "Grace Hopper").await;
+        ui.wait_text("#key-list", "PIN set, 1 attempt left").await;
+        ui.click(&use_key(&keys[1])).await;
+        ui.wait_text("#step-title", "Enter the key's PIN").await;
+        let warning = ui.text("#wizard").await;
+        assert!(
+            warning.contains("Only one PIN attempt is left. Keywarden will not use it"),
+            "warned before the last attempt: {warning}"
+        );
+        ui.shot("18-last-pin-attempt").await;
+        ui.click("[data-action=cancel]").await;
+        set_pin_retries(&laptop.soft_keys[1], 0);
+        ui.wait_text("#key-list", "PIN blocked").await;
+        ui.click(&use_key(&keys[1])).await;
+        ui.wait_text("#step-title", "Enter the key's PIN").await;
+        let before = off(|| bound(&server));
+        ui.type_into("#pin", PIN).await;
+        ui.click("#pin-continue").await;
+        let err = ui.wait_text("#error", "blocked").await;
+        assert!(
+            err.contains("use another key or ask the help desk"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("That PIN is wrong"),
+            "a blocked PIN is not called wrong: {err}"
+        );
+        assert_eq!(ui.text("#error-action").await, "Use another key");
+        ui.shot("19-pin-blocked").await;
+        assert_eq!(
+            off(|| bound(&server)),
+            before,
+            "a blocked PIN binds nothing"
+        );
+        ui.click("#error-action").await;
+        ui.wait_text("#key-list", "software key").await;
+
         let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
     });
     drop(driver);

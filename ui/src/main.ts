@@ -7,7 +7,13 @@ import type { CheckinStatus } from "./bindings/CheckinStatus";
 import type { KeyCredential } from "./bindings/KeyCredential";
 import type { KeyInventory } from "./bindings/KeyInventory";
 import type { Posture } from "./bindings/Posture";
+import type { CredentialView } from "./bindings/CredentialView";
+import type { ReclaimedKey } from "./bindings/ReclaimedKey";
+import type { SignInResponse } from "./bindings/SignInResponse";
 import type { WizardSession } from "./bindings/WizardSession";
+import { failedAt, initialLostState, withUpdated, type LostState, type LostStep } from "./lost";
+import { renderLost } from "./lost-view";
+import { initialReclaimState, renderReclaim, type ReclaimState } from "./reclaim-view";
 import { esc, renderCheckin, renderError, renderInventory, renderPosture } from "./view";
 import { asUiError, checkNewPin, minPinLength, sameKeys, type Step } from "./wizard";
 import { initialState, renderProgress, renderWizard, type WizardState } from "./wizard-view";
@@ -15,6 +21,9 @@ import { initialState, renderProgress, renderWizard, type WizardState } from "./
 const $ = (id: string) => document.getElementById(id);
 let state: WizardState = initialState();
 let lastRp: string | null = null;
+let lastKeysHtml: string | null = null;
+let lost: LostState = initialLostState();
+let reclaim: ReclaimState = initialReclaimState();
 
 function show(id: string, html: string) {
   const el = $(id);
@@ -49,6 +58,46 @@ function fail(e: unknown) {
   render();
 }
 
+/** Values typed into the fields named by `ids` inside `el`, to put back after a re-render. */
+function typed(el: HTMLElement, ids: string[]): [string, string][] {
+  return ids
+    .map((id) => [id, (el.querySelector(`[id="${id}"]`) as HTMLInputElement | null)?.value ?? ""] as [string, string])
+    .filter(([, v]) => v !== "");
+}
+
+/** Render "Lost a key?"; `keep` names fields whose typed value survives (e.g. a key plugged in). */
+function renderLostView(focus = true, keep: string[] = []) {
+  const el = $("lost");
+  if (!el) return;
+  const kept = typed(el, keep);
+  el.innerHTML = renderLost(lost);
+  for (const [id, v] of kept) {
+    const input = el.querySelector(`[id="${id}"]`) as HTMLInputElement | null;
+    if (input) input.value = v;
+  }
+  if (!focus) return;
+  const target =
+    ($("lost-error-action") as HTMLElement | null) ??
+    (el.querySelector("input[type=password], input[type=text]") as HTMLElement | null) ??
+    ($("lost-title") as HTMLElement | null);
+  target?.focus();
+}
+
+function lostGo(step: LostStep, patch: Partial<LostState> = {}) {
+  lost = { ...lost, ...patch, step };
+  renderLostView();
+}
+
+function lostFail(e: unknown, keep: string[] = []) {
+  lost = { ...lost, busy: false, error: asUiError(e), step: failedAt(lost.step) };
+  renderLostView(true, keep);
+}
+
+function renderReclaimView(focus = false) {
+  show("reclaim", renderReclaim(reclaim));
+  if (focus) (($("reclaim-error") ?? $("reclaim-summary")) as HTMLElement | null)?.focus();
+}
+
 async function refreshStatus() {
   try {
     const s = await invoke<AppStatus>("app_status");
@@ -58,6 +107,7 @@ async function refreshStatus() {
     const st = $("status");
     if (st) st.textContent = `${where}${locked} · ${s.checkin.outbox_pending} report(s) waiting · v${s.version}${soft}`;
     show("checkin", renderCheckin(s.checkin));
+    if (reclaim.deviceId !== (s.device_id ?? null)) reclaim = { ...reclaim, deviceId: s.device_id ?? null };
     if (s.ticket_from_link && !state.ticketFromLink) {
       state.ticketFromLink = true;
       if (state.step === "ticket") render(false);
@@ -70,7 +120,10 @@ async function refreshStatus() {
 async function refreshKeys() {
   try {
     const inv = await invoke<KeyInventory>("inventory");
-    show("keys", renderInventory(inv));
+    // Unchanged keys are not rendered again: that would clear a PIN being typed there.
+    const keysHtml = renderInventory(inv);
+    if (keysHtml !== lastKeysHtml) show("keys", keysHtml);
+    lastKeysHtml = keysHtml;
     if (state.step === "choose" && !state.busy && (!sameKeys(inv.keys, state.keys) || state.findings.length !== inv.findings.length)) {
       const focused = document.activeElement?.id;
       state = { ...state, keys: inv.keys, findings: inv.findings };
@@ -79,8 +132,18 @@ async function refreshKeys() {
     } else {
       state = { ...state, keys: inv.keys, findings: inv.findings };
     }
+    const lostForm = lost.step === "sign-in" || lost.step === "recover";
+    const lostKeysChanged = !sameKeys(inv.keys, lost.keys);
+    lost = { ...lost, keys: inv.keys };
+    // Keys plugged in or out while the person fills in a form: show them, keep what was typed.
+    if (lostForm && !lost.busy && lostKeysChanged) {
+      const focused = document.activeElement?.id;
+      renderLostView(false, ["lost-pin", "recovery-ticket", "recovery-pin"]);
+      if (focused) $(focused)?.focus();
+    }
   } catch (e) {
     show("keys", renderError(e));
+    lastKeysHtml = null;
   }
 }
 
@@ -112,6 +175,15 @@ async function enrol(pin: string | null, newPin: string | null) {
     void refreshStatus();
   } catch (e) {
     const err = asUiError(e);
+    // The step may have changed the key before it failed (a new PIN is set before the touch
+    // that timed out): ask the PIN step of the key as it is now, not as it was chosen.
+    try {
+      const inv = await invoke<KeyInventory>("inventory");
+      const now = inv.keys.find((k) => k.id === key.id);
+      if (now && state.chosen?.id === key.id) state.chosen = now;
+    } catch {
+      // Keep the key as it was chosen; the error below says what happened.
+    }
     // After a wrong PIN the key's retries changed: show what the key now says.
     if (err.retries_left != null && state.chosen) state.chosen = { ...state.chosen, pin_retries: err.retries_left };
     fail(err);
@@ -145,8 +217,114 @@ document.addEventListener("submit", (ev) => {
     }
   } else if (form.classList.contains("creds")) {
     void listCredentials(form);
+  } else if (form.id === "lost-sign-in-form") {
+    const keyId = chosenRadio();
+    const pin = ($("lost-pin") as HTMLInputElement).value;
+    const problem = !keyId ? "Choose the key you still have." : !pin ? "Type the key's PIN." : null;
+    if (problem || !keyId) {
+      lost = { ...lost, inputProblem: problem, error: null };
+      return renderLostView(true, ["lost-pin"]);
+    }
+    void lostSignIn(keyId, pin);
+  } else if (form.id === "lost-confirm-form") {
+    void lostConfirm(($("lost-reason") as HTMLInputElement).value.trim());
+  } else if (form.id === "lost-recover-form") {
+    const ticket = ($("recovery-ticket") as HTMLInputElement).value.trim();
+    const keyId = chosenRadio();
+    const pin = ($("recovery-pin") as HTMLInputElement).value;
+    const problem = !ticket
+      ? "Paste the recovery ticket the help desk gave you."
+      : keyId === null
+        ? "Choose a key you still have (or, only if the help desk said so, that you have no key left)."
+        : keyId !== "" && !pin
+          ? "Type the PIN of the key you still have."
+          : null;
+    if (problem) {
+      lost = { ...lost, inputProblem: problem, error: null };
+      return renderLostView(true, ["recovery-ticket"]);
+    }
+    void recoverBegin(ticket, keyId || null, keyId ? pin : null);
+  } else if (form.id === "reclaim-form") {
+    void runReclaim(($("reclaim-pin") as HTMLInputElement).value);
   }
 });
+
+/** The key chosen in "Lost a key?": its id, "" for "I have no key left", null for none. */
+function chosenRadio(): string | null {
+  const r = document.querySelector("#lost input[name=lost-key]:checked") as HTMLInputElement | null;
+  return r ? r.value : null;
+}
+
+// Choosing a key is remembered, so a re-render (a key plugged in) keeps the choice.
+document.addEventListener("change", (ev) => {
+  const el = ev.target as HTMLInputElement;
+  if (el.name !== "lost-key") return;
+  lost = el.value ? { ...lost, keyId: el.value, noKeyLeft: false } : { ...lost, noKeyLeft: true };
+});
+
+async function lostSignIn(keyId: string, pin: string) {
+  lostGo("touch", { keyId, busy: true, error: null, inputProblem: null });
+  try {
+    const who = await invoke<SignInResponse>("lost_sign_in", { keyId, pin });
+    lostGo("keys", { signedIn: who, busy: false });
+    // A PIN that worked resets the key's attempts: keep the list current for later.
+    void refreshKeys();
+  } catch (e) {
+    const err = asUiError(e);
+    // After a wrong PIN the key's retries changed: show what the key now says.
+    if (err.retries_left != null) {
+      lost = { ...lost, keys: lost.keys.map((k) => (k.id === keyId ? { ...k, pin_retries: err.retries_left } : k)) };
+    }
+    lostFail(err);
+  }
+}
+
+async function lostConfirm(reason: string) {
+  const c = lost.lost;
+  if (!c) return;
+  lostGo("confirm-touch", { busy: true, error: null });
+  try {
+    const updated = await invoke<CredentialView>("lost_report", { credentialId: c.id, reason: reason || null });
+    const who = lost.signedIn && { ...lost.signedIn, credentials: withUpdated(lost.signedIn.credentials, updated) };
+    lostGo("done", { lost: updated, signedIn: who, busy: false });
+  } catch (e) {
+    lostFail(e);
+  }
+}
+
+async function recoverBegin(ticket: string, keyId: string | null, pin: string | null) {
+  lost = { ...lost, busy: true, error: null, inputProblem: null, keyId: keyId ?? lost.keyId, noKeyLeft: keyId === null };
+  renderLostView(false, ["recovery-ticket"]);
+  try {
+    const session = await invoke<WizardSession>("recovery_begin", { ticket, keyId, pin });
+    // The replacement is enrolled in the wizard, in the session the ticket opened.
+    lost = { ...initialLostState(), keys: lost.keys };
+    renderLostView(false);
+    lastRp = session.rp_id;
+    state = { ...initialState(), keys: state.keys, findings: state.findings, session, replacing: true, step: "choose" };
+    selectTab("enrol");
+    render();
+    await refreshKeys();
+  } catch (e) {
+    // The ticket is kept unless the service refused the ticket itself.
+    const err = asUiError(e);
+    lostFail(err, err.code.startsWith("recovery_") ? [] : ["recovery-ticket"]);
+  }
+}
+
+async function runReclaim(pin: string) {
+  reclaim = { ...reclaim, busy: true, error: null, result: null, keys: state.keys };
+  renderReclaimView();
+  try {
+    const result = await invoke<ReclaimedKey[]>("reclaim_run", { pin: pin || null });
+    reclaim = { ...reclaim, busy: false, result };
+  } catch (e) {
+    reclaim = { ...reclaim, busy: false, error: asUiError(e) };
+  }
+  renderReclaimView(true);
+  void refreshKeys();
+  void refreshStatus();
+}
 
 async function listCredentials(form: HTMLFormElement) {
   const out = form.querySelector(".creds-out");
@@ -218,6 +396,22 @@ document.addEventListener("click", (ev) => {
       state = { ...initialState(), ticketFromLink: state.ticketFromLink };
       render();
       break;
+    case "lost-go": {
+      const step = el.dataset.step as LostStep;
+      lostGo(step, { error: null, inputProblem: null, busy: false });
+      if (step === "sign-in" || step === "recover") void refreshKeys();
+      break;
+    }
+    case "lost-pick": {
+      const c = lost.signedIn?.credentials.find((x) => x.id === el.dataset.credential) ?? null;
+      if (c) lostGo("confirm", { lost: c, error: null });
+      break;
+    }
+    case "lost-sign-out":
+      invoke("lost_sign_out").catch(() => undefined);
+      lost = { ...initialLostState(), keys: lost.keys, keyId: lost.keyId };
+      renderLostView();
+      break;
     case "checkin":
       el.setAttribute("disabled", "");
       invoke<CheckinStatus>("check_in_now").then(
@@ -229,7 +423,7 @@ document.addEventListener("click", (ev) => {
 });
 
 // Tabs: click, or arrow keys between them (the ARIA tabs pattern).
-const tabs = ["enrol", "keys", "posture"];
+const tabs = ["enrol", "keys", "posture", "lost", "reclaim"];
 function selectTab(name: string) {
   for (const t of tabs) {
     const tab = $(`tab-${t}`);
@@ -242,6 +436,7 @@ function selectTab(name: string) {
   $(`tab-${name}`)?.focus();
   if (name === "keys") void refreshKeys();
   if (name === "posture") void loadPosture();
+  if (name === "lost" || name === "reclaim") void refreshKeys();
 }
 for (const t of tabs) {
   const tab = $(`tab-${t}`);
@@ -262,8 +457,7 @@ async function loadPosture() {
 }
 
 void listen<string>("wizard-touch", () => {
-  const t = $("touch-now");
-  if (t) t.setAttribute("data-waiting", "true");
+  for (const id of ["touch-now", "lost-touch", "reclaim-touch"]) $(id)?.setAttribute("data-waiting", "true");
 });
 void listen<CheckinStatus>("checkin", (ev) => {
   show("checkin", renderCheckin(ev.payload));
@@ -272,11 +466,14 @@ void listen<CheckinStatus>("checkin", (ev) => {
 void listen("keys-changed", () => void refreshKeys());
 
 render();
+renderLostView(false);
+renderReclaimView();
 requestAnimationFrame(() => requestAnimationFrame(() => void invoke("painted").catch(() => undefined)));
 void refreshStatus();
 void refreshKeys();
 void loadPosture();
 // Keys are detected live as they are plugged in and out.
 setInterval(() => {
-  if (state.step === "choose" && !state.busy) void refreshKeys();
+  const lostForm = !($("panel-lost")?.hidden ?? true) && (lost.step === "sign-in" || lost.step === "recover") && !lost.busy;
+  if ((state.step === "choose" && !state.busy) || lostForm) void refreshKeys();
 }, 1000);

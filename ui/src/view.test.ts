@@ -34,6 +34,7 @@ const posture: Posture = {
   disk_encryption: { state: "known", value: false, detail: "root on /dev/vda" },
   firewall: { state: "unknown", reason: "reading the nftables ruleset needs root" },
   secure_boot: { state: "known", value: true },
+  last_os_update: { state: "known", value: 1796000000, detail: "libc6:amd64 upgraded, per /var/log/dpkg.log" },
 };
 
 describe("key inventory", () => {
@@ -57,6 +58,7 @@ describe("posture", () => {
     const html = renderPosture(posture);
     expect(html).toContain("reading the nftables ruleset needs root");
     expect(html).toMatch(/Firewall<\/th><td><span class="state-unknown">unknown/);
+    expect(html).toContain("Last OS update</th><td></td><td>2026-11-30T00:53:20.000Z");
   });
   it("flags a disk that is not encrypted as needing attention", () => {
     expect(verdict(posture.disk_encryption)).toBe("attention");

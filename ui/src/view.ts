@@ -108,6 +108,7 @@ export function renderPosture(p: Posture): string {
     plain("Host name", cell(p.hostname, (v) => v)),
     plain("Architecture", cell(p.arch, (v) => v)),
     plain("Booted", cell(p.boot_time, (v) => new Date(v * 1000).toISOString())),
+    plain("Last OS update", cell(p.last_os_update, (v) => new Date(v * 1000).toISOString())),
   ];
   return `<table><thead><tr><th scope="col">Signal</th><th scope="col">State</th><th scope="col">Value</th></tr></thead><tbody>${rows.join("")}</tbody></table>
 <p class="reason">Collected ${esc(new Date(p.collected_at_ms).toLocaleString())} (posture schema ${p.schema_version}).</p>`;

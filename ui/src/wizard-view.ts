@@ -31,6 +31,8 @@ export interface WizardState {
   busy: boolean;
   /** A problem with what was typed, found before anything was sent. */
   inputProblem: string | null;
+  /** The session was opened by a recovery ticket: it enrols a replacement for a lost key. */
+  replacing: boolean;
 }
 
 export function initialState(): WizardState {
@@ -46,6 +48,7 @@ export function initialState(): WizardState {
     ticketFromLink: false,
     busy: false,
     inputProblem: null,
+    replacing: false,
   };
 }
 
@@ -65,11 +68,14 @@ function errorBox(s: WizardState): string {
 <div class="actions"><button id="error-action" data-action="recover" data-step="${r.step}">${esc(r.action)}</button></div></div>`;
 }
 
-function personLine(s: WizardSession | null): string {
+function personLine(s: WizardSession | null, replacing: boolean): string {
   if (!s) return "";
+  const replacement = replacing
+    ? `<p id="replacing">This enrols the replacement for your lost key: plug in the new key. The lost one is revoked once the new one is enrolled.</p>`
+    : "";
   return `<p class="person" id="person">Enrolment for <strong>${esc(s.person.display_name)}</strong> &lt;${esc(
     s.person.user_name,
-  )}&gt;. ${esc(coverageText(s))}</p>`;
+  )}&gt;. ${esc(coverageText(s))}</p>${replacement}`;
 }
 
 function softBadge(k: KeyInfo): string {
@@ -117,7 +123,7 @@ function chooseStep(s: WizardState): string {
         : "";
     body = `${several}<ul class="plain" id="key-list" aria-label="Keys plugged in">${items}</ul>`;
   }
-  return `<h2 id="step-title" tabindex="-1">${title}</h2>${personLine(s.session)}${body}`;
+  return `<h2 id="step-title" tabindex="-1">${title}</h2>${personLine(s.session, s.replacing && s.usedKeyIds.length === 0)}${body}`;
 }
 
 function pinStep(s: WizardState): string {
@@ -139,7 +145,7 @@ ${problem}
   const warn = pinWarning(retries);
   return `${head}<form id="pin-form" novalidate>
 <label for="pin">PIN</label><input id="pin" type="password" autocomplete="off" aria-describedby="pin-retries" />
-<p id="pin-retries" class="hint">${retries != null ? `${retries} attempts left before the key locks.` : ""}</p>
+<p id="pin-retries" class="hint">${retries === 0 ? "The PIN is blocked." : retries === 1 ? "1 attempt left before the key locks." : retries != null ? `${retries} attempts left before the key locks.` : ""}</p>
 ${warn ? `<p class="warning" id="pin-warning">${esc(warn)}</p>` : ""}${problem}
 <div class="actions"><button id="pin-continue" class="primary" type="submit">Continue</button><button type="button" data-action="cancel">Cancel, choose another key</button></div></form>`;
 }
@@ -164,6 +170,7 @@ function enrolledStep(s: WizardState): string {
 <p id="enrolled">${esc(c.model ?? "Your key")} is enrolled: the service verified the credential (attestation ${esc(
     c.attestation_format,
   )}, ${esc(c.attestation_type)}).</p>
+${s.replacing && sess.enrolled.length === 1 ? `<p id="lost-revoked">It replaces your lost key, which is revoked now: it can never be used again.</p>` : ""}
 <p id="coverage"><strong>${esc(coverageText(sess))}</strong></p>${more}`;
 }
 

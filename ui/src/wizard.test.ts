@@ -49,7 +49,9 @@ describe("PIN rules", () => {
     expect(pinWarning(8)).toBeNull();
     expect(pinWarning(3)).toMatch(/3 attempts left/);
     expect(pinWarning(2)).toMatch(/single attempt/);
-    expect(pinWarning(1)).toMatch(/help desk/);
+    expect(pinWarning(1)).toMatch(/one PIN attempt is left.*help desk/);
+    expect(pinWarning(0)).toMatch(/blocked.*Use another key/);
+    expect(pinWarning(0)).not.toMatch(/one PIN attempt/);
     expect(pinWarning(null)).toBeNull();
   });
 });
@@ -92,6 +94,8 @@ describe("keys", () => {
     expect(keySummary({ ...key, pin_set: true, pin_retries: 7, firmware_version: null })).toMatch(
       /firmware not reported · PIN set, 7 attempts left/,
     );
+    expect(keySummary({ ...key, pin_set: true, pin_retries: 1 })).toMatch(/PIN set, 1 attempt left ·/);
+    expect(keySummary({ ...key, pin_set: true, pin_retries: 0 })).toMatch(/PIN blocked ·/);
   });
   it("sees plugs, unplugs and PIN changes between polls", () => {
     expect(sameKeys([key], [key])).toBe(true);
@@ -174,5 +178,13 @@ describe("wizard view", () => {
     expect(done).toContain(`id="finish"`);
     const summary = renderWizard({ ...initialState(), step: "summary", session: two });
     expect(summary).toMatch(/If you lose a key/);
+    expect(done).not.toContain(`id="lost-revoked"`);
+    // A session opened by a recovery ticket says it enrols the replacement, then that the lost
+    // key is revoked.
+    const choosing = renderWizard({ ...initialState(), step: "choose", session, keys: [key], replacing: true });
+    expect(choosing).toMatch(/<p id="replacing">This enrols the replacement for your lost key/);
+    expect(renderWizard({ ...initialState(), step: "choose", session, keys: [key] })).not.toContain(`id="replacing"`);
+    const replaced = renderWizard({ ...initialState(), step: "enrolled", session: two, lastEnrolled: cred, replacing: true });
+    expect(replaced).toMatch(/id="lost-revoked">It replaces your lost key, which is revoked now/);
   });
 });

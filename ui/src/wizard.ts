@@ -33,7 +33,8 @@ export function checkNewPin(first: string, again: string, minLen: number): strin
 /** A warning to show above the PIN field, when attempts are running low. */
 export function pinWarning(retries: number | null | undefined): string | null {
   if (retries == null) return null;
-  if (retries <= 1) return "Only one PIN attempt is left. Keywarden will not use it: ask the help desk.";
+  if (retries === 0) return "This key's PIN is blocked: no attempt is left. Use another key or ask the help desk.";
+  if (retries === 1) return "Only one PIN attempt is left. Keywarden will not use it: ask the help desk.";
   if (retries === 2)
     return "Careful: 2 attempts left. One more wrong PIN leaves a single attempt before the key locks for good.";
   if (retries <= 3) return `Careful: ${retries} attempts left before the key locks for good.`;
@@ -53,7 +54,7 @@ export function covered(s: Pick<WizardSession, "active_authenticators" | "requir
 
 /** What to tell someone about a lost key, on the summary. */
 export const LOST_KEY_ADVICE =
-  "If you lose a key, tell the help desk at once: they suspend it, and you sign in with your other key until a replacement is enrolled.";
+  "If you lose a key, report it at once under “Lost a key?” here, or tell the help desk: it is suspended, and you sign in with your other key until a replacement is enrolled.";
 
 /** Where the wizard goes after an error, and what the button says. */
 export interface Recovery {
@@ -118,6 +119,8 @@ export function keySummary(k: KeyInfo): string {
   const parts: string[] = [];
   parts.push(k.firmware_version != null ? `firmware ${k.firmware_version}` : "firmware not reported");
   if (!k.pin_set) parts.push("no PIN yet");
+  else if (k.pin_retries === 0) parts.push("PIN blocked");
+  else if (k.pin_retries === 1) parts.push("PIN set, 1 attempt left");
   else parts.push(k.pin_retries != null ? `PIN set, ${k.pin_retries} attempts left` : "PIN set");
   parts.push(`id ${shortId(k)}`);
   return parts.join(" · ");

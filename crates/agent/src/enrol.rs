@@ -107,6 +107,10 @@ pub fn make_credential(
             None => {
                 let retries = key.pin_retries().ok();
                 if let Some(r) = retries {
+                    if r == 0 {
+                        // Blocked already (wrong PINs typed elsewhere): say so, not "wrong PIN".
+                        return Err(Error::Key(KeyError::PinBlocked));
+                    }
                     if r <= STOP_AT_RETRIES {
                         return Err(Error::Key(KeyError::PinInvalid { retries_left: r }));
                     }
@@ -225,14 +229,19 @@ pub struct Session {
 impl Session {
     /// Redeem the ticket.
     pub fn open(agent: &crate::Agent, ticket: &str) -> Result<Session> {
-        let begin = agent.begin_enrolment(ticket)?;
-        Ok(Session {
+        Ok(Session::from_begin(agent.begin_enrolment(ticket)?))
+    }
+
+    /// A session the service already opened, e.g. by redeeming a recovery ticket
+    /// ([`crate::stepup::recover`]).
+    pub fn from_begin(begin: EnrolBeginResponse) -> Session {
+        Session {
             active: begin.active_authenticators,
             required: begin.required_authenticators,
             begin,
             ceremony_used: false,
             enrolled: Vec::new(),
-        })
+        }
     }
 
     /// What the UI shows.
@@ -320,6 +329,7 @@ mod tests {
             min_pin_length: None,
             force_pin_change: None,
             remaining_discoverable_credentials: None,
+            id_from_serial: Some(false),
         };
         let p = StepPrompts::new(Some("1234".into()), None, Box::new(|_| {}));
         assert_eq!(p.pin(&info, Some(8), false).unwrap(), "1234");

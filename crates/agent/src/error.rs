@@ -188,15 +188,11 @@ impl Error {
                 format!("Cannot reach the Keywarden service at {url}. Check your network (or VPN) and try again; nothing was changed."),
                 None,
             ),
-            Error::Service { code, message, .. } => {
-                let sentence = match code.as_str() {
-                    "ticket_expired" => "This enrolment ticket has expired. Ask IT for a new one.".to_owned(),
-                    "ticket_used" => "This enrolment ticket was already used. Ask IT for a new one.".to_owned(),
-                    "ticket_unknown" => "This is not a valid enrolment ticket. Check you pasted all of it, or ask IT for a new one.".to_owned(),
-                    _ => format!("The service refused: {message}"),
-                };
-                ui(code, sentence, None)
-            }
+            Error::Service {
+                status,
+                code,
+                message,
+            } => ui(code, service_sentence(*status, code, message), None),
             Error::NotProvisioned => ui(
                 "not_provisioned",
                 "This laptop is not registered with your organisation yet. IT provisions it with `keywarden provision`.".into(),
@@ -216,5 +212,101 @@ impl Error {
             path: path.to_owned(),
             source,
         }
+    }
+}
+
+/// One sentence with a way forward for a refusal by the service, for the desktop UI; codes
+/// without their own sentence show the service's.
+fn service_sentence(status: u16, code: &str, message: &str) -> String {
+    let s = match code {
+        "ticket_expired" => "This enrolment ticket has expired. Ask IT for a new one.",
+        "ticket_used" => "This enrolment ticket was already used. Ask IT for a new one.",
+        "ticket_unknown" => "This is not a valid enrolment ticket. Check you pasted all of it, or ask IT for a new one.",
+        // Step-up: signing in with a key, reporting a key lost, recovering.
+        "step_up_same_key" => "That is the key you signed in with. Choose the key you lost, not the one you still have.",
+        "credential_not_yours" => "That key belongs to someone else: you can only report your own keys lost.",
+        // 403: the key used to sign in; 409: the key reported lost was suspended already.
+        "credential_not_active" if status == 409 => "That key is already suspended or revoked: it no longer works. Nothing was changed.",
+        "credential_not_active" => "The key you used is suspended or revoked, so it cannot sign you in. Use another of your keys, or ask the help desk.",
+        "credential_unknown" => "This key holds no passkey enrolled with your organisation. Use a key you enrolled with Keywarden.",
+        "person_inactive" => "Your account is no longer active with your organisation. Ask the help desk.",
+        "step_up_expired" => "The sign-in request expired before the key answered. Try again and touch the key when it blinks.",
+        "step_up_used" | "step_up_unknown" | "step_up_wrong_device" | "step_up_wrong_purpose" => "The service did not accept that sign-in. Try again; each attempt asks for a fresh touch.",
+        "assertion_counter_replayed" => "The service refused this key: its signature counter did not go up, as happens with a copied key. Tell the help desk.",
+        "user_verification_missing" => "The key did not check your PIN, and the service requires it. Try again with the PIN.",
+        "assertion_invalid" | "assertion_malformed" => "The key's answer did not verify. Try again; if it keeps failing, use another key.",
+        "step_up_required" => "A recovery ticket alone is not enough: also sign in with another of your active keys.",
+        "step_up_wrong_person" => "The key used belongs to someone else. Sign in with one of your own keys.",
+        "recovery_unknown" => "This is not a valid recovery ticket. Check you pasted all of it, or ask the help desk for a new one.",
+        "recovery_ticket_used" => "This recovery ticket was already used. Ask the help desk for a new one.",
+        "recovery_expired" => "This recovery ticket has expired. Ask the help desk for a new one.",
+        "recovery_cancelled" => "This recovery was cancelled. Ask the help desk for a new one.",
+        "recovery_awaiting_approval" => return format!("The help desk has not finished approving this recovery: {message}. Try again once they have."),
+        // Reclaim stations.
+        "not_a_reclaim_station" => "This laptop is not an IT reclaim station, so it cannot reclaim keys. An admin can make it one.",
+        _ => return format!("The service refused: {message}"),
+    };
+    s.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, code: &str, message: &str) -> keywarden_protocol::UiError {
+        Error::Service {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+        .to_ui()
+    }
+
+    #[test]
+    fn step_up_refusals_reach_the_ui_as_sentences_with_their_codes() {
+        let e = refused(
+            400,
+            "step_up_same_key",
+            "sign in with another of your keys, not the one you are reporting lost",
+        );
+        assert_eq!(e.code, "step_up_same_key");
+        assert!(
+            e.message.contains("Choose the key you lost"),
+            "{}",
+            e.message
+        );
+        let used = refused(403, "credential_not_active", "the key used is suspended");
+        let lost = refused(
+            409,
+            "credential_not_active",
+            "the credential is already suspended",
+        );
+        assert!(
+            used.message.starts_with("The key you used"),
+            "{}",
+            used.message
+        );
+        assert!(
+            lost.message.contains("already suspended"),
+            "{}",
+            lost.message
+        );
+        let station = refused(
+            403,
+            "not_a_reclaim_station",
+            "this laptop is not an IT reclaim station; an admin can make it one",
+        );
+        assert!(
+            station.message.contains("not an IT reclaim station"),
+            "{}",
+            station.message
+        );
+    }
+
+    #[test]
+    fn an_unknown_refusal_shows_the_services_sentence() {
+        let e = refused(400, "something_new", "the service says why");
+        assert_eq!(e.code, "something_new");
+        assert_eq!(e.message, "The service refused: the service says why");
     }
 }

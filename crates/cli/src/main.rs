@@ -73,7 +73,8 @@ enum Command {
     /// "check in now" does).
     Checkin,
     /// Run in the background: check in on the schedule and whenever a key is plugged in
-    /// (what the systemd user unit starts). Stops on SIGTERM or after --for seconds.
+    /// (without a desktop; in a desktop session `keywarden-tray` does this, with a tray icon).
+    /// Only one background check-in runs per person. Stops on SIGTERM or after --for seconds.
     Run {
         /// Seconds between key polls.
         #[arg(long, default_value_t = 2)]
@@ -113,6 +114,57 @@ enum Command {
         /// instead of typing its number.
         #[arg(long)]
         touch_to_choose: bool,
+    },
+    /// Sign in with one of your keys: shows who you are and your keys known to the service.
+    SignIn {
+        /// Key id (from `keywarden keys`).
+        #[arg(long = "key", value_name = "ID")]
+        key: String,
+        /// Read the PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// Report one of your keys lost, proving it is you with another of your keys: the lost key
+    /// is suspended at once.
+    Lost {
+        /// The lost key's credential id (from `keywarden sign-in`).
+        #[arg(long, value_name = "CREDENTIAL")]
+        credential: String,
+        /// The key you still have.
+        #[arg(long = "key", value_name = "ID")]
+        key: String,
+        /// What happened.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Read the PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// Enrol a replacement for a lost key with the recovery ticket from the help desk and a
+    /// fresh sign-in with another of your keys (--with-key), or, when no key is left and two
+    /// approvers agreed, the ticket alone.
+    Recover {
+        /// The recovery ticket from the help desk.
+        #[arg(long)]
+        ticket: String,
+        /// A key you still have (omit only when the help desk says no key is needed).
+        #[arg(long = "with-key", value_name = "ID")]
+        with_key: Option<String>,
+        /// The replacement key(s) to enrol.
+        #[arg(long = "key", value_name = "ID")]
+        keys: Vec<String>,
+        /// Read the PIN from standard input: the first line for --with-key, the next for the
+        /// replacement (the first is used for both when there is only one).
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// IT reclaim station: wipe the keys plugged in that belong to people who left (a factory
+    /// reset for organisation-owned keys; only the organisation's credentials, with the PIN,
+    /// for personal keys), check each key afterwards and send a receipt to the service.
+    Reclaim {
+        /// Read the PIN of a personal key from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
     },
 }
 
@@ -315,6 +367,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             poll_seconds,
             run_for,
         } => {
+            use keywarden_agent::locks::{BackgroundLock, Claim};
+            let _background = match BackgroundLock::claim(agent.paths())? {
+                Claim::Ours(lock) => lock,
+                Claim::Taken { pid } => anyhow::bail!(
+                    "the background check-in already runs{} (keywarden-tray or keywarden run); \
+                     not starting a second one",
+                    pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+                ),
+            };
             let (tx, rx) = std::sync::mpsc::channel();
             if let Some(secs) = run_for {
                 std::thread::spawn(move || {
@@ -351,18 +412,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Credentials { key, rp, pin_stdin } => {
-            let pin = if pin_stdin {
-                let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .context("cannot read the PIN from stdin")?;
-                line.trim_end_matches(['\r', '\n']).to_owned()
-            } else if std::io::stdin().is_terminal() {
-                rpassword::prompt_password("PIN: ").context("cannot read the PIN")?
-            } else {
-                anyhow::bail!("a PIN is needed but there is no terminal; pass --pin-stdin");
-            };
+            let pin = read_pin(pin_stdin)?;
             let creds = agent.key_credentials(&key, &rp, &pin)?;
             if json {
                 print_json(&creds)?;
@@ -384,6 +434,116 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 keys.push(select_by_touch(&agent)?);
             }
             enrol(&agent, &ticket, &keys, pin_stdin, json)?
+        }
+        Command::SignIn { key, pin_stdin } => {
+            let pin = read_pin(pin_stdin)?;
+            let who = keywarden_agent::stepup::sign_in(&agent, &key, &pin, &TouchNotice)?;
+            if json {
+                print_json(&who)?;
+            } else {
+                println!(
+                    "Signed in as {} <{}> with credential {}.",
+                    who.person.display_name, who.person.user_name, who.signed_in_with
+                );
+                for c in &who.credentials {
+                    println!(
+                        "  {}  {}  {}{}",
+                        c.id,
+                        c.status,
+                        c.model.as_deref().unwrap_or("unknown model"),
+                        if c.id == who.signed_in_with {
+                            "  (this key)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
+        Command::Lost {
+            credential,
+            key,
+            reason,
+            pin_stdin,
+        } => {
+            let pin = read_pin(pin_stdin)?;
+            let c = keywarden_agent::stepup::report_lost(
+                &agent,
+                &credential,
+                &key,
+                &pin,
+                reason.as_deref(),
+                &TouchNotice,
+            )?;
+            if json {
+                print_json(&c)?;
+            } else {
+                println!("Credential {} is {} now: it no longer works. Ask the help desk for a recovery ticket to enrol a replacement.", c.id, c.status);
+            }
+        }
+        Command::Recover {
+            ticket,
+            with_key,
+            keys,
+            pin_stdin,
+        } => {
+            let (first, second) = if pin_stdin {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+                    .context("cannot read the PINs from stdin")?;
+                let mut lines = text.lines().map(str::to_owned);
+                let first = lines.next().unwrap_or_default();
+                let second = lines.next().unwrap_or_else(|| first.clone());
+                (Some(first), Some(second))
+            } else {
+                (None, None)
+            };
+            let step_pin = match (&with_key, first) {
+                (Some(_), Some(p)) => Some(p),
+                (Some(_), None) => Some(read_pin(false)?),
+                (None, _) => None,
+            };
+            let key = with_key.as_deref().zip(step_pin.as_deref());
+            let session = keywarden_agent::stepup::recover(&agent, &ticket, key, &TouchNotice)?;
+            let prompts = TerminalPrompts {
+                pin_from_stdin: second,
+            };
+            enrol_in(&agent, session, &keys, &prompts, json)?;
+        }
+        Command::Reclaim { pin_stdin } => {
+            let pin = if pin_stdin {
+                Some(read_pin(true)?)
+            } else {
+                None
+            };
+            let done = keywarden_agent::reclaim::run(&agent, pin.as_deref(), &TouchNotice)?;
+            if json {
+                let receipts: Vec<_> = done.iter().map(|r| &r.receipt).collect();
+                print_json(&receipts)?;
+            } else if done.is_empty() {
+                println!("no key here belongs to someone who left; nothing to reclaim");
+            } else {
+                for r in &done {
+                    println!(
+                        "{}: {} ({}) — {}{}",
+                        r.directive.key_id,
+                        r.directive.reason,
+                        match r.receipt.outcome {
+                            keywarden_protocol::ReclaimOutcome::Done => "done",
+                            keywarden_protocol::ReclaimOutcome::Failed => "NOT done",
+                        },
+                        r.receipt.detail,
+                        if r.recorded {
+                            "; recorded as reclaimed"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            if done.iter().any(|r| !r.recorded) {
+                anyhow::bail!("some keys were not reclaimed; see above");
+            }
         }
     }
     Ok(())
@@ -578,7 +738,34 @@ fn enrol(
     if let Err(e) = agent.report() {
         eprintln!("note: could not send a posture report before enrolling: {e}");
     }
-    let mut session = keywarden_agent::enrol::Session::open(agent, ticket)?;
+    let session = keywarden_agent::enrol::Session::open(agent, ticket)?;
+    enrol_in(agent, session, keys, &prompts, json)
+}
+
+/// Read one PIN: from the first line of stdin, or from the terminal.
+fn read_pin(pin_stdin: bool) -> anyhow::Result<String> {
+    if pin_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the PIN from stdin")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("PIN: ").context("cannot read the PIN")
+    } else {
+        anyhow::bail!("a PIN is needed but there is no terminal; pass --pin-stdin");
+    }
+}
+
+/// Enrol `keys` (or the one chosen) in an open session, printing progress.
+fn enrol_in(
+    agent: &Agent,
+    mut session: keywarden_agent::enrol::Session,
+    keys: &[String],
+    prompts: &TerminalPrompts,
+    json: bool,
+) -> anyhow::Result<()> {
     let view = session.view();
     if !json {
         println!(
@@ -596,7 +783,7 @@ fn enrol(
     };
     let mut results = Vec::new();
     for key_id in &wanted {
-        let done = session.enrol(agent, *key_id, &prompts)?;
+        let done = session.enrol(agent, *key_id, prompts)?;
         let r = &done.result;
         if !json {
             println!(

@@ -230,6 +230,7 @@ fn key_info(hid: &HidInfo, d: &DeviceInfo, pin_retries: Option<u32>) -> KeyInfo 
         force_pin_change: d.is_fido_2_1().then_some(d.force_pin_change),
         remaining_discoverable_credentials: (d.remaining_discoverable_credentials != 0)
             .then_some(d.remaining_discoverable_credentials),
+        id_from_serial: Some(serial_number(hid).is_some()),
     }
 }
 
@@ -557,6 +558,19 @@ impl Authenticator for HidKey {
         self.reopen()?;
         prompt.touch(&self.info);
         guard("waiting for a touch", || self.device.selection())
+    }
+
+    fn reset(&mut self, prompt: &dyn Prompt) -> Result<()> {
+        // ctap-hid-fido2 3.6 has no authenticatorReset: send it over hidraw ourselves.
+        let HidParam::Path(path) = &self.hid.param else {
+            return Err(Error::Unsupported {
+                what: "factory reset of a key not reached through a hidraw path".to_owned(),
+            });
+        };
+        let path = path.clone();
+        let info = self.info.clone();
+        crate::hidraw_reset::reset(&path, &|| prompt.touch(&info))?;
+        self.refresh()
     }
 }
 

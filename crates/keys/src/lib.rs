@@ -40,10 +40,12 @@ pub mod models;
 
 #[cfg(feature = "soft")]
 pub mod ctap2;
-#[cfg(feature = "soft")]
+#[cfg(any(feature = "soft", feature = "hid"))]
 pub mod ctaphid;
 #[cfg(feature = "hid")]
 pub mod hid;
+#[cfg(feature = "hid")]
+mod hidraw_reset;
 #[cfg(feature = "soft")]
 pub mod soft;
 
@@ -164,6 +166,9 @@ pub trait Authenticator: Send {
     fn wink(&mut self) -> Result<()>;
     /// authenticatorSelection: wait until this key is touched (used to pick one of several).
     fn selection(&mut self, prompt: &dyn Prompt) -> Result<()>;
+    /// authenticatorReset: delete every credential and the PIN (the key asks for a touch,
+    /// real keys only within seconds of being plugged in).
+    fn reset(&mut self, prompt: &dyn Prompt) -> Result<()>;
 }
 
 /// Finds the keys a backend can reach and opens one of them.

@@ -152,6 +152,42 @@ pub fn simulate_replug(state_path: &Path) -> Result<()> {
     }
 }
 
+/// The path of the marker file whose presence makes nobody touch the soft key at `state_path`:
+/// what needs a touch ends as on a real key nobody touches (CTAP `USER_ACTION_TIMEOUT`), only
+/// without the wait.
+pub fn untouched_marker(state_path: &Path) -> PathBuf {
+    let mut name = state_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".untouched");
+    state_path.with_file_name(name)
+}
+
+/// Stop touching the soft key at `state_path`: create its [`untouched_marker`].
+pub fn simulate_no_touch(state_path: &Path) -> Result<()> {
+    let marker = untouched_marker(state_path);
+    File::create(&marker)
+        .map(drop)
+        .map_err(|source| Error::State {
+            path: marker,
+            source,
+        })
+}
+
+/// Touch the soft key at `state_path` again when asked: remove its [`untouched_marker`].
+pub fn simulate_touch_again(state_path: &Path) -> Result<()> {
+    let marker = untouched_marker(state_path);
+    match fs::remove_file(&marker) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::State {
+            path: marker,
+            source,
+        }),
+    }
+}
+
 fn is_unplugged(state_path: &Path) -> bool {
     unplugged_marker(state_path).exists() || !state_path.exists()
 }
@@ -581,6 +617,7 @@ impl SoftKey {
                 s.max_discoverable_credentials
                     .saturating_sub(s.discoverable_count()),
             ),
+            id_from_serial: Some(false),
         }
     }
 
@@ -609,6 +646,16 @@ impl SoftKey {
             return Err(Error::KeyRemoved);
         }
         self.state = state;
+        Ok(())
+    }
+
+    /// Ask for a touch; the soft key "is touched" as soon as it asks (the prompt still runs so
+    /// the flow is real), unless [`simulate_no_touch`] says nobody will.
+    fn await_touch(&self, prompt: &dyn Prompt) -> Result<()> {
+        prompt.touch(&self.key_info());
+        if untouched_marker(&self.path).exists() {
+            return Err(Error::UserActionTimeout);
+        }
         Ok(())
     }
 
@@ -723,7 +770,7 @@ impl SoftKey {
             }
         }
 
-        prompt.touch(&self.key_info());
+        self.await_touch(prompt)?;
 
         let key = new_p256_key()?;
         let public_key_cose = credential_public_key(&key)?;
@@ -823,7 +870,7 @@ impl SoftKey {
             return Err(Error::NoCredentials);
         };
 
-        prompt.touch(&self.key_info());
+        self.await_touch(prompt)?;
 
         let cred = &self.state.credentials[index];
         let key = load_private_key(&cred.private_key_pem, "loading a credential key")?;
@@ -1064,9 +1111,13 @@ impl Authenticator for SoftKey {
 
     fn selection(&mut self, prompt: &dyn Prompt) -> Result<()> {
         self.refresh()?;
-        // The soft key "is touched" as soon as it asks; the prompt still runs so the flow is real.
-        prompt.touch(&self.key_info());
-        Ok(())
+        self.await_touch(prompt)
+    }
+
+    fn reset(&mut self, prompt: &dyn Prompt) -> Result<()> {
+        self.refresh()?;
+        self.await_touch(prompt)?;
+        SoftKey::reset(self)
     }
 }
 

@@ -767,3 +767,34 @@ fn every_soft_key_is_labelled_as_such() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[test]
+fn a_key_nobody_touches_times_out_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_path(&dir, "key.json");
+    let provider = SoftKeyProvider::new(vec![path.clone()]);
+    let id = provider.list().unwrap()[0].id.clone();
+    let mut key = provider.open(&id).unwrap();
+    key.set_pin(PIN).unwrap();
+
+    soft::simulate_no_touch(&path).unwrap();
+    let prompt = CountingPrompt::default();
+    assert!(matches!(
+        key.make_credential(&request(b"u", b"c"), PIN, &prompt),
+        Err(Error::UserActionTimeout)
+    ));
+    assert_eq!(prompt.count(), 1, "it asked for the touch that never came");
+    assert!(matches!(
+        key.selection(&prompt),
+        Err(Error::UserActionTimeout)
+    ));
+    assert!(
+        key.list_credentials(RP, PIN).unwrap().is_empty(),
+        "nothing was created"
+    );
+
+    soft::simulate_touch_again(&path).unwrap();
+    key.make_credential(&request(b"u", b"c"), PIN, &prompt)
+        .expect("touched this time");
+    assert_eq!(key.list_credentials(RP, PIN).unwrap().len(), 1);
+}

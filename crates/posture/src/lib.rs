@@ -1,5 +1,6 @@
-//! Device posture for the Keywarden agent: what the laptop is, and whether its disk is encrypted,
-//! a host firewall is active and the firmware enforces secure boot.
+//! Device posture for the Keywarden agent: what the laptop is, whether its disk is encrypted, a
+//! host firewall is active and the firmware enforces secure boot, and when the OS last installed
+//! updates.
 //!
 //! Posture feeds policy: the service decides from it whether a laptop may enrol keys or keep
 //! reporting as compliant. A wrong "yes" lets a weak laptop through and a wrong "no" locks a
@@ -10,7 +11,7 @@
 //! what to fix; a guessed `false` would only mislead.
 //!
 //! [`collect`] gathers everything. Platform facts (OS, kernel, host, disks) come from
-//! `sysinfo`; the three security probes read the OS directly through [`Probes`], which can be
+//! `sysinfo`; the security probes read the OS directly through [`Probes`], which can be
 //! pointed at a fixture tree instead of `/` so that each probe is tested without the hardware it
 //! describes. Collection is cheap: it lists no processes, samples no CPUs, and keeps nothing
 //! after it returns.
@@ -53,10 +54,11 @@ pub fn collect(now_ms: i64) -> Posture {
         disk_encryption: probes.disk_encryption(),
         firewall: probes.firewall(),
         secure_boot: probes.secure_boot(),
+        last_os_update: probes.last_os_update(),
     }
 }
 
-/// The OS-specific security probes (disk encryption, firewall, secure boot).
+/// The OS-specific security probes (disk encryption, firewall, secure boot, OS updates).
 ///
 /// Every path a probe reads is taken relative to a root directory: `/` for the running system
 /// ([`Probes::system`]), or a fixture tree laid out like one ([`Probes::at`]).
@@ -125,6 +127,23 @@ impl Probes {
         {
             let _ = self.live_commands;
             not_implemented()
+        }
+    }
+
+    /// When the OS last installed updates (unix seconds). On Linux: the newest package upgrade
+    /// in dpkg's log (Debian and derivatives), read in the system time zone; unknown without
+    /// dpkg, when the log cannot be read, and when the readable logs hold no upgrade.
+    pub fn last_os_update(&self) -> Observed<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::os_updates::probe(&linux::Root::new(&self.root))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Observed::unknown(format!(
+                "probe not implemented on {} yet",
+                std::env::consts::OS
+            ))
         }
     }
 
@@ -234,6 +253,7 @@ mod tests {
         check("disk_encryption", reason(&p.disk_encryption));
         check("firewall", reason(&p.firewall));
         check("secure_boot", reason(&p.secure_boot));
+        check("last_os_update", reason(&p.last_os_update));
         out
     }
 

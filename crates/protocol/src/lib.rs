@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 #[cfg(feature = "ts")]
 use ts_rs::TS;
 
+mod recovery;
+pub use recovery::*;
+
 /// Version of the agent ↔ service request shapes described in this crate.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Version of the [`Posture`] shape carried in every report.
@@ -177,6 +180,16 @@ pub struct Posture {
     pub firewall: Observed<bool>,
     /// Whether the firmware enforces secure boot.
     pub secure_boot: Observed<bool>,
+    /// When the OS last installed updates (unix seconds), e.g. the newest package upgrade in
+    /// dpkg's log. Reports from agents that predate this signal read as unknown.
+    #[serde(default = "not_reported")]
+    #[cfg_attr(feature = "ts", ts(type = "Observed<number>"))]
+    pub last_os_update: Observed<u64>,
+}
+
+/// A signal an older agent did not send.
+fn not_reported<T>() -> Observed<T> {
+    Observed::unknown("not reported by this agent version")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,6 +250,13 @@ pub struct KeyInfo {
     /// Free discoverable-credential slots, where reported.
     #[serde(default)]
     pub remaining_discoverable_credentials: Option<u32>,
+    /// True when [`KeyInfo::id`] carries the key's USB serial number (`hid:<serial>`), false
+    /// when it does not; absent from older agents. Where a population's policy forbids
+    /// collecting serial numbers the service withholds such ids (and, from older agents, every
+    /// `hid:` id, since it cannot tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub id_from_serial: Option<bool>,
 }
 
 impl KeyInfo {
@@ -298,12 +318,62 @@ pub struct Report {
 
 /// Answer to [`Report`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ReportAck {
     /// The report id acknowledged.
     pub report_id: String,
     /// False when this report id had been stored before (a resend): nothing new was written.
     pub newly_stored: bool,
+}
+
+/// Path of the batch report endpoint (signed): every report waiting in the outbox in one request.
+pub const REPORT_BATCH_PATH: &str = "/api/v1/agent/reports/batch";
+
+/// Most reports one [`ReportBatch`] may carry; the agent sends a longer outbox in several.
+pub const MAX_REPORTS_PER_BATCH: usize = 200;
+
+/// `POST /api/v1/agent/reports/batch` (signed): reports waiting in the outbox, oldest first.
+///
+/// One signature and one sequence number cover the whole batch. Each report is judged on its
+/// own: stored once by `(device, report_id)`, or rejected with a reason while the others are
+/// stored. A refusal of the request itself (signature, replay, a body that is not a batch)
+/// stores none of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportBatch {
+    /// The reports, oldest first; 1..=[`MAX_REPORTS_PER_BATCH`].
+    pub reports: Vec<Report>,
+}
+
+/// What happened to one report of a [`ReportBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportOutcome {
+    /// Stored now.
+    Stored,
+    /// This report id was stored before (a resend, or twice in one batch): nothing new written.
+    AlreadyStored,
+    /// Refused for good (see the error); the agent keeps it aside rather than resending it.
+    Rejected,
+}
+
+/// The service's answer for one report of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportResult {
+    /// Position in the batch, from 0.
+    pub index: u32,
+    /// The report id, when the report carried a readable one.
+    pub report_id: Option<String>,
+    /// Stored, already stored, or rejected.
+    pub outcome: ReportOutcome,
+    /// Why it was rejected.
+    pub error: Option<ErrorDetail>,
+}
+
+/// Answer to [`ReportBatch`]: one result per report, in the order sent. Sent only after the
+/// stored reports are committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportBatchAck {
+    /// One result per report, in batch order.
+    pub results: Vec<ReportResult>,
 }
 
 /// `POST /api/v1/agent/enrolments` (signed): redeem a one-time enrolment ticket.

@@ -3,14 +3,18 @@
 //! (or `KEYWARDEN_TEST_POSTGRES_URL`) names a server where databases may be created
 //! (`scripts/bench.sh` starts a throwaway one).
 //!
+//! 0. Where a report's CPU time goes outside the database: one Ed25519 verification, one parse.
 //! 1. Signed report ingest per second through the router (signature check, replay claim,
-//!    idempotent insert, audit record; reports group-committed) against a bare batch insert
-//!    of the same rows into the same database.
+//!    idempotent insert, audit record; group commit), 32 agents at once sending batches of 100
+//!    (the outbox flush) and one report per request (older agents), against a bare batch insert
+//!    of as many rows into the same database, with this process's CPU time per row in each.
 //! 2. Sustained signed check-ins per second from many concurrent simulated agents over HTTP on
 //!    loopback, with p50/p99 latency. Bounded in time and count.
-//! 3. The coverage report over 100,000 people with three credentials each.
+//! 3. The coverage report over 100,000 people with three credentials each (contractors' laptops
+//!    judged against their ongoing-posture policy).
 //!
-//! `KEYWARDEN_BENCH_SCALE` (default 1.0) scales the counts down for a quick run.
+//! `KEYWARDEN_BENCH_SCALE` (default 1.0) scales the counts down for a quick run;
+//! `KEYWARDEN_BENCH_ONLY` and `KEYWARDEN_BENCH_BACKEND` pick parts (see [`wanted`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +28,7 @@ use base64::Engine as _;
 use ed25519_dalek::Signer as _;
 use keywarden_server::{db, router, AppState, Settings, SystemClock};
 use serde_json::{json, Value};
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Row as _};
 use tower::ServiceExt as _;
 
 struct Agent {
@@ -152,31 +156,45 @@ fn scaled(n: usize) -> usize {
     ((n as f64 * scale) as usize).max(10)
 }
 
-/// 1. Signed ingest through the router vs a bare batch insert of the same rows.
-async fn ingest(url: &str) -> (f64, f64) {
-    let st = state(url).await;
-    let agents = agents(&st, 32).await;
-    let per_agent = scaled(2_000) / agents.len();
-    let total = per_agent * agents.len();
+/// Signed report ingest through the router: every agent sends its reports `per_request` to a
+/// request (1: the single-report endpoint older agents use; more: the batch endpoint an agent's
+/// outbox flush uses), all agents at once. Returns reports per second.
+async fn signed_ingest(
+    st: &AppState,
+    agents: &[Arc<Agent>],
+    total: usize,
+    per_request: usize,
+) -> Rate {
     let r = router(st.clone());
-    // Bodies are made before timing; only the service's work is timed.
+    let per_agent = total / agents.len();
+    // Bodies are made and signed before timing; only the service's work is timed.
     let mut work = Vec::new();
-    for a in &agents {
-        let mut bodies = Vec::with_capacity(per_agent);
-        for _ in 0..per_agent {
-            bodies.push(report(now_ms()).to_string());
+    for a in agents {
+        let reports: Vec<Value> = (0..per_agent).map(|_| report(now_ms())).collect();
+        let mut requests = Vec::new();
+        for chunk in reports.chunks(per_request) {
+            let (path, body) = if per_request == 1 {
+                ("/api/v1/agent/reports", chunk[0].to_string())
+            } else {
+                (
+                    keywarden_protocol::REPORT_BATCH_PATH,
+                    json!({ "reports": chunk }).to_string(),
+                )
+            };
+            let now = now_ms();
+            let (seq, sig) = a.sign(path, body.as_bytes(), now);
+            requests.push((path, body, seq, now, sig, chunk.len()));
         }
-        work.push((a.clone(), bodies));
+        work.push((a.clone(), requests));
     }
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let mut tasks = Vec::new();
-    for (a, bodies) in work {
+    for (a, requests) in work {
         let r = r.clone();
         tasks.push(tokio::spawn(async move {
-            for body in bodies {
-                let now = now_ms();
-                let (seq, sig) = a.sign("/api/v1/agent/reports", body.as_bytes(), now);
-                let req = Request::post("/api/v1/agent/reports")
+            for (path, body, seq, now, sig, n) in requests {
+                let req = Request::post(path)
                     .header("content-type", "application/json")
                     .header(keywarden_protocol::HEADER_DEVICE, &a.id)
                     .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
@@ -186,15 +204,40 @@ async fn ingest(url: &str) -> (f64, f64) {
                     .unwrap();
                 let resp = r.clone().oneshot(req).await.unwrap();
                 assert_eq!(resp.status(), 200);
+                if n > 1 {
+                    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+                        .await
+                        .unwrap();
+                    let ack: keywarden_protocol::ReportBatchAck =
+                        serde_json::from_slice(&bytes).unwrap();
+                    assert_eq!(ack.results.len(), n);
+                    assert!(ack
+                        .results
+                        .iter()
+                        .all(|x| x.outcome == keywarden_protocol::ReportOutcome::Stored));
+                }
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let signed = total as f64 / start.elapsed().as_secs_f64();
-    // Baseline: the same rows (same devices, fresh report ids, same bodies' shape) inserted
-    // bare, in batches of 100 per statement, in one transaction.
+    let rate = Rate::since(start, cpu, per_agent * agents.len());
+    let stored: i64 = sqlx::query("SELECT COUNT(*) FROM reports")
+        .fetch_one(&st.db)
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        stored as usize >= per_agent * agents.len(),
+        "every report stored"
+    );
+    rate
+}
+
+/// The same number of rows (same devices, fresh report ids, same bodies' shape) inserted bare,
+/// 100 per statement, in one transaction. Rows per second.
+async fn bare_insert(st: &AppState, agents: &[Arc<Agent>], total: usize) -> Rate {
     let rows: Vec<(String, String, String)> = (0..total)
         .map(|i| {
             let body = report(now_ms());
@@ -206,6 +249,7 @@ async fn ingest(url: &str) -> (f64, f64) {
         })
         .collect();
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let mut tx = st.db.begin().await.unwrap();
     for chunk in rows.chunks(100) {
         let mut sql = String::from(
@@ -233,8 +277,94 @@ async fn ingest(url: &str) -> (f64, f64) {
         q.execute(&mut *tx).await.unwrap();
     }
     tx.commit().await.unwrap();
-    let bare = total as f64 / start.elapsed().as_secs_f64();
-    (signed, bare)
+    Rate::since(start, cpu, total)
+}
+
+/// Rows per second, and the CPU time this process (client and service, every thread) spent
+/// per row meanwhile.
+#[derive(Clone, Copy)]
+struct Rate {
+    per_second: f64,
+    cpu_us_per_row: f64,
+}
+
+impl Rate {
+    fn since(start: Instant, cpu_at_start: f64, rows: usize) -> Rate {
+        Rate {
+            per_second: rows as f64 / start.elapsed().as_secs_f64(),
+            cpu_us_per_row: (cpu_seconds() - cpu_at_start) * 1e6 / rows as f64,
+        }
+    }
+}
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat (0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Clock ticks; 100 per second on Linux.
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// Where a report's time goes outside the database: one Ed25519 verification of a signed
+/// request and one parse of a report body, each timed over many repetitions (microseconds).
+fn cpu_costs() -> (f64, f64) {
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let body = report(now_ms()).to_string();
+    let input = keywarden_protocol::signing_input("POST", "/p", "d", 1, 0, body.as_bytes());
+    let sig = key.sign(&input);
+    let vk = key.verifying_key();
+    let n = 2_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        use ed25519_dalek::Verifier as _;
+        let input = keywarden_protocol::signing_input("POST", "/p", "d", 1, 0, body.as_bytes());
+        vk.verify(&input, &sig).unwrap();
+    }
+    let verify = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    for _ in 0..n {
+        let r: keywarden_protocol::Report = serde_json::from_str(&body).unwrap();
+        std::hint::black_box(r);
+    }
+    let parse = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    (verify, parse)
+}
+
+/// Most reports per batch request in the batch ingest run (an agent back from a day offline at
+/// a 15-minute interval has 96 waiting).
+const BATCH: usize = 100;
+
+/// 1. Signed ingest through the router (batches, and one report per request) vs a bare batch
+///    insert of the same number of rows into the same database.
+async fn ingest(url: &str) -> Ingest {
+    let st = state(url).await;
+    let agents = agents(&st, 32).await;
+    let batched_total = scaled(32_000).max(agents.len() * 2);
+    let single_total = scaled(3_200).max(agents.len());
+    // The bare insert runs before the batched ingest, so the batches meet the larger table.
+    let single = signed_ingest(&st, &agents, single_total, 1).await;
+    let bare = bare_insert(&st, &agents, batched_total).await;
+    let batched = signed_ingest(&st, &agents, batched_total, BATCH).await;
+    Ingest {
+        batched,
+        single,
+        bare,
+    }
+}
+
+struct Ingest {
+    batched: Rate,
+    single: Rate,
+    bare: Rate,
 }
 
 /// 2. Sustained check-ins over loopback HTTP from many agents.
@@ -375,9 +505,9 @@ async fn coverage(url: &str) -> (usize, Duration, Duration, Duration) {
         }
         sqlx::query(&sql).execute(&mut *tx).await.unwrap();
     }
-    // Populations: contractors must hold a roaming key plus another class.
+    // Populations: contractors must hold a roaming key plus another class, on an encrypted laptop.
     sqlx::query("INSERT INTO populations (name, priority, match_kind, match_key, match_value, policy, updated_at) VALUES ('contractors', 1, 'attribute', 'user_type', 'Contractor', $1, 0)")
-        .bind(json!({"required_device_classes": ["roaming"], "min_device_classes": 2}).to_string())
+        .bind(json!({"required_device_classes": ["roaming"], "min_device_classes": 2, "ongoing_posture": {"disk_encryption": true}}).to_string())
         .execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
     let seeded = seed.elapsed();
@@ -396,6 +526,15 @@ async fn coverage(url: &str) -> (usize, Duration, Duration, Duration) {
     (people, summary_time, full_time, seeded)
 }
 
+/// Whether to run one part: `KEYWARDEN_BENCH_ONLY` (`ingest`, `checkins`, `coverage`, comma
+/// separated) picks parts, e.g. to profile one; unset runs all. `KEYWARDEN_BENCH_BACKEND`
+/// (`sqlite` or `postgres`) likewise picks a database.
+fn wanted(part: &str) -> bool {
+    std::env::var("KEYWARDEN_BENCH_ONLY")
+        .map(|only| only.split(',').any(|p| p.trim() == part))
+        .unwrap_or(true)
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -404,23 +543,36 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         println!("keywarden-server benchmarks (2 worker threads; client and service share the machine)\n");
+        let (verify_us, parse_us) = cpu_costs();
+        println!("[cpu] per request: Ed25519 verify {verify_us:.1} us; per report: JSON parse {parse_us:.1} us (the fixed costs a batch shares)\n");
         for backend in ["sqlite", "postgres"] {
+            if std::env::var("KEYWARDEN_BENCH_BACKEND").is_ok_and(|b| b != backend) {
+                continue;
+            }
             let Some((url, _dir)) = fresh(backend).await else {
                 println!("[{backend}] SKIPPED: set KEYWARDEN_BENCH_POSTGRES_URL (scripts/bench.sh starts a throwaway PostgreSQL)\n");
                 continue;
             };
-            let (signed, bare) = ingest(&url).await;
-            println!("[{backend}] signed report ingest: {signed:>9.0} reports/s (each: signature check, replay claim, idempotent insert in its own savepoint, audit row; group commit)");
-            println!("[{backend}] bare batch insert:    {bare:>9.0} rows/s (same rows, 100 per statement, one transaction)");
-            println!("[{backend}] ratio signed/bare:    {:>9.3}x (target >= 0.5x)", signed / bare);
-            let (fresh2, _dir2) = fresh(backend).await.unwrap();
-            let (rate, p50, p99, n, errors) = checkins(&fresh2).await;
-            println!("[{backend}] sustained check-ins:  {rate:>9.0} /s over loopback HTTP, {n} ok, {errors} failed; p50 {:.1} ms, p99 {:.1} ms (target >= 1000/s, p99 < 50 ms on SQLite)",
-                p50.as_secs_f64() * 1000.0, p99.as_secs_f64() * 1000.0);
-            let (fresh3, _dir3) = fresh(backend).await.unwrap();
-            let (people, summary, full, seeded) = coverage(&fresh3).await;
-            println!("[{backend}] coverage report:      {people} people x 3 credentials: {:.0} ms summary, {:.0} ms with every person listed (target < 1 s on SQLite; seeding took {:.1} s)\n",
-                summary.as_secs_f64() * 1000.0, full.as_secs_f64() * 1000.0, seeded.as_secs_f64());
+            if wanted("ingest") {
+                let i = ingest(&url).await;
+                println!("[{backend}] signed report ingest, batches of {BATCH}: {:>9.0} reports/s, {:>5.0} us CPU each (one signature check, replay claim and audit record per batch; idempotent multi-row insert; group commit)", i.batched.per_second, i.batched.cpu_us_per_row);
+                println!("[{backend}] signed report ingest, 1 per request: {:>9.0} reports/s, {:>5.0} us CPU each (older agents: signature check, claim and audit record per report; group commit)", i.single.per_second, i.single.cpu_us_per_row);
+                println!("[{backend}] bare batch insert:                {:>9.0} rows/s,    {:>5.0} us CPU each (same number of rows, 100 per statement, one transaction)", i.bare.per_second, i.bare.cpu_us_per_row);
+                println!("[{backend}] ratio signed/bare:                {:>9.3}x batched (target >= 0.5x), {:.3}x one per request", i.batched.per_second / i.bare.per_second, i.single.per_second / i.bare.per_second);
+            }
+            if wanted("checkins") {
+                let (fresh2, _dir2) = fresh(backend).await.unwrap();
+                let (rate, p50, p99, n, errors) = checkins(&fresh2).await;
+                println!("[{backend}] sustained check-ins:  {rate:>9.0} /s over loopback HTTP, {n} ok, {errors} failed; p50 {:.1} ms, p99 {:.1} ms (target >= 1000/s, p99 < 50 ms on SQLite)",
+                    p50.as_secs_f64() * 1000.0, p99.as_secs_f64() * 1000.0);
+            }
+            if wanted("coverage") {
+                let (fresh3, _dir3) = fresh(backend).await.unwrap();
+                let (people, summary, full, seeded) = coverage(&fresh3).await;
+                println!("[{backend}] coverage report:      {people} people x 3 credentials: {:.0} ms summary, {:.0} ms with every person listed (target < 1 s on SQLite; seeding took {:.1} s)",
+                    summary.as_secs_f64() * 1000.0, full.as_secs_f64() * 1000.0, seeded.as_secs_f64());
+            }
+            println!();
         }
     });
 }

@@ -255,22 +255,7 @@ pub async fn issue_ticket(
     let ttl = ttl_ms(req.ttl_seconds, state.settings.ticket_ttl)?;
     let now = state.now_ms();
     let mut tx = state.db.begin().await?;
-    let person = sqlx::query("SELECT active FROM people WHERE id = $1 AND deleted_at IS NULL")
-        .bind(&req.person_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                "person_unknown",
-                format!("no person with id {}", req.person_id),
-            )
-        })?;
-    if person.try_get::<i64, _>("active")? == 0 {
-        return Err(Error::forbidden(
-            "person_inactive",
-            "tickets are issued only for active people",
-        ));
-    }
+    require_active_person(&mut tx, &req.person_id, "tickets").await?;
     let ticket = secrets::generate(secrets::TICKET_PREFIX);
     let id = new_id();
     sqlx::query(
@@ -302,6 +287,29 @@ pub async fn issue_ticket(
             expires_at_ms: now + ttl,
         }),
     ))
+}
+
+/// Refuse unless `person_id` names a person who is not deleted and is active; `what` names
+/// what is issued only for active people (e.g. `tickets`).
+pub(crate) async fn require_active_person(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    person_id: &str,
+    what: &str,
+) -> Result<()> {
+    let person = sqlx::query("SELECT active FROM people WHERE id = $1 AND deleted_at IS NULL")
+        .bind(person_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found("person_unknown", format!("no person with id {person_id}"))
+        })?;
+    if person.try_get::<i64, _>("active")? == 0 {
+        return Err(Error::forbidden(
+            "person_inactive",
+            format!("{what} are issued only for active people"),
+        ));
+    }
+    Ok(())
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<Option<T>> {

@@ -58,32 +58,111 @@ pub async fn record(
     subject: &str,
     detail: serde_json::Value,
 ) -> Result<()> {
+    record_many(
+        tx,
+        at_ms,
+        &[NewRecord {
+            actor: actor.to_owned(),
+            action,
+            subject: subject.to_owned(),
+            detail,
+        }],
+    )
+    .await
+}
+
+/// One record for [`record_many`].
+#[derive(Debug, Clone)]
+pub struct NewRecord<'a> {
+    /// Who.
+    pub actor: String,
+    /// What, e.g. `report.accepted`.
+    pub action: &'a str,
+    /// On whom or what.
+    pub subject: String,
+    /// Reason and context; never a secret.
+    pub detail: serde_json::Value,
+}
+
+/// Rows per audit INSERT statement in [`record_many`].
+const AUDIT_ROWS_PER_STATEMENT: usize = 100;
+
+/// Append several records, in order, inside the caller's transaction: one head update reserves
+/// their sequence numbers, the rows go in with multi-row inserts, and the head takes the last
+/// hash. The chain is the same as appending them one by one.
+pub async fn record_many(
+    tx: &mut Transaction<'_, Any>,
+    at_ms: i64,
+    records: &[NewRecord<'_>],
+) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let n = i64::try_from(records.len()).unwrap_or(i64::MAX);
     // Writing first (UPDATE ... RETURNING) takes the head's row lock (PostgreSQL) or the write lock (SQLite) before
     // the head is read, so two writers never chain onto the same row.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(n)
         .fetch_one(&mut **tx)
         .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let prev: String = head.try_get("hash")?;
-    let id = new_id();
-    let detail = detail.to_string();
-    let hash = row_hash(seq, &id, at_ms, actor, action, subject, &detail, &prev);
-    sqlx::query(
-        "INSERT INTO audit_log (id, at, actor, action, subject, detail, seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&id)
-    .bind(at_ms)
-    .bind(actor)
-    .bind(action)
-    .bind(subject)
-    .bind(&detail)
-    .bind(seq)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await?;
+    let last: i64 = head.try_get("seq")?;
+    let mut prev: String = head.try_get("hash")?;
+    let mut rows = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let seq = last - n + 1 + i64::try_from(i).unwrap_or(i64::MAX);
+        let id = new_id();
+        let detail = r.detail.to_string();
+        let hash = row_hash(
+            seq, &id, at_ms, &r.actor, r.action, &r.subject, &detail, &prev,
+        );
+        rows.push((
+            seq,
+            id,
+            detail,
+            std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        ));
+    }
+    for (chunk_no, chunk) in rows.chunks(AUDIT_ROWS_PER_STATEMENT).enumerate() {
+        let mut sql = String::from(
+            "INSERT INTO audit_log (id, at, actor, action, subject, detail, seq, prev_hash, hash) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 9;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for (i, (seq, id, detail, prev_hash, hash)) in chunk.iter().enumerate() {
+            let r = &records[chunk_no * AUDIT_ROWS_PER_STATEMENT + i];
+            q = q
+                .bind(id)
+                .bind(at_ms)
+                .bind(&r.actor)
+                .bind(r.action)
+                .bind(&r.subject)
+                .bind(detail)
+                .bind(*seq)
+                .bind(prev_hash)
+                .bind(hash);
+        }
+        q.execute(&mut **tx).await?;
+    }
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
+        .bind(&prev)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -63,6 +63,8 @@ pub struct Caller {
     pub token_id: String,
     /// The token's role.
     pub role: Role,
+    /// The person the token was issued to, if any (recovery approvers).
+    pub person_id: Option<String>,
 }
 
 impl Caller {
@@ -113,7 +115,7 @@ impl FromRequestParts<AppState> for Caller {
             )
         })?;
         let row = sqlx::query(
-            "SELECT id, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, role, person_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secrets::hash(token.trim()))
         .fetch_optional(&state.db)
@@ -126,6 +128,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             token_id: row.try_get("id")?,
             role,
+            person_id: row.try_get("person_id")?,
         })
     }
 }
@@ -230,15 +233,20 @@ impl SignedCall {
             .execute(&mut **tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(Error::conflict(
-                "request_replayed",
-                format!(
-                    "sequence number {} was already used by this device",
-                    self.seq
-                ),
-            ));
+            return Err(self.replayed());
         }
         Ok(())
+    }
+
+    /// The refusal of a request whose sequence number was used before.
+    pub fn replayed(&self) -> Error {
+        Error::conflict(
+            "request_replayed",
+            format!(
+                "sequence number {} was already used by this device",
+                self.seq
+            ),
+        )
     }
 }
 

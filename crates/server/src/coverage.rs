@@ -6,7 +6,7 @@
 //! One aggregate query over people and their active credentials does the heavy lifting, so the
 //! report over 100,000 people stays well under a second on SQLite.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use axum::extract::{Query, State};
@@ -73,6 +73,9 @@ pub struct PersonCoverage {
     pub active_authenticators: u32,
     /// Classes of those authenticators.
     pub device_classes: Vec<DeviceClass>,
+    /// Where their laptops fail their population's ongoing-posture policy, each as
+    /// `<hostname>: <why>` (empty when they meet it or it requires nothing).
+    pub posture_failures: Vec<String>,
 }
 
 /// One population's coverage.
@@ -127,8 +130,14 @@ pub struct CoverageReport {
     pub keys_by_model: Vec<ModelCount>,
     /// Posture compliance by signal over laptops with a report.
     pub posture: Vec<SignalCompliance>,
+    /// Laptops per population against its ongoing-posture policy (populations that require
+    /// no ongoing posture are not listed).
+    pub posture_by_population: Vec<crate::ongoing::PopulationPosture>,
     /// Per person (filtered by `?status=`; empty with `?people=false`).
     pub people: Vec<PersonCoverage>,
+    /// Exceptions past their expiry that nobody revoked: they exempt nobody any more and
+    /// need a decision (renew with a new exception, or let coverage count the person).
+    pub expired_exceptions: Vec<crate::exceptions::ExceptionView>,
 }
 
 fn status_of(policy: &Policy, n: u32, classes: &[DeviceClass], exempt: bool) -> Status {
@@ -170,25 +179,45 @@ pub async fn compute(
     } else {
         Default::default()
     };
-    let exempt: HashSet<String> =
-        sqlx::query("SELECT DISTINCT person_id FROM exceptions WHERE expires_at > $1")
-            .bind(now)
-            .fetch_all(db)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>("person_id"))
-            .collect::<std::result::Result<_, _>>()?;
-    let rows = sqlx::query(
+    let exempt: HashSet<String> = sqlx::query(
+        "SELECT DISTINCT person_id FROM exceptions WHERE expires_at > $1 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|r| r.try_get::<String, _>("person_id"))
+    .collect::<std::result::Result<_, _>>()?;
+    // Populations that judge laptops' ongoing posture; the laptops of people's active keys are
+    // only read when there is one.
+    let required: Vec<_> = policies
+        .populations
+        .iter()
+        .map(|p| (p.name.as_str(), &p.spec.policy.ongoing_posture))
+        .chain([(
+            crate::policy::DEFAULT_POPULATION,
+            &policies.default.ongoing_posture,
+        )])
+        .filter(|(_, r)| !r.is_empty())
+        .collect();
+    let laptop_columns = if !required.is_empty() {
+        "CASE WHEN MIN(c.device_id) = MAX(c.device_id) THEN MIN(c.device_id) END AS laptop, \
+         CASE WHEN MIN(c.device_id) <> MAX(c.device_id) THEN 1 ELSE 0 END AS several_laptops"
+    } else {
+        "NULL AS laptop, 0 AS several_laptops"
+    };
+    let rows = sqlx::query(&format!(
         "SELECT p.id, p.user_name, p.user_type, p.department, p.employee_number, \
          COUNT(c.id) AS n, \
          COUNT(CASE WHEN c.device_class = 'roaming' THEN 1 END) AS n_roaming, \
          COUNT(CASE WHEN c.device_class = 'platform' THEN 1 END) AS n_platform, \
-         COUNT(CASE WHEN c.device_class = 'software' THEN 1 END) AS n_software \
+         COUNT(CASE WHEN c.device_class = 'software' THEN 1 END) AS n_software, \
+         {laptop_columns} \
          FROM people p LEFT JOIN credentials c ON c.person_id = p.id AND c.status = 'active' \
          WHERE p.active = 1 AND p.deleted_at IS NULL \
          GROUP BY p.id, p.user_name, p.user_type, p.department, p.employee_number \
-         ORDER BY p.user_name",
-    )
+         ORDER BY p.user_name"
+    ))
     .fetch_all(db)
     .await?;
     let mut pops: BTreeMap<String, PopulationCoverage> = BTreeMap::new();
@@ -211,6 +240,7 @@ pub async fn compute(
     }
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     let mut people = Vec::new();
+    let mut posture_subjects = Vec::new();
     for r in &rows {
         let id: String = r.try_get("id")?;
         let mut classes = Vec::new();
@@ -231,6 +261,17 @@ pub async fn compute(
             groups: memberships.get(&id).cloned().unwrap_or_default(),
         };
         let (population, policy) = policies.resolve(&attrs);
+        if !policy.ongoing_posture.is_empty() {
+            posture_subjects.push(crate::ongoing::Subject {
+                person_id: id.clone(),
+                population,
+                requirements: &policy.ongoing_posture,
+                laptops: crate::ongoing::Laptops::from_aggregate(
+                    r.try_get("laptop")?,
+                    count(r, "several_laptops")? > 0,
+                ),
+            });
+        }
         let status = status_of(policy, n, &classes, exempt.contains(&id));
         *by_status.entry(status.as_str().to_owned()).or_default() += 1;
         if let Some(pc) = pops.get_mut(population) {
@@ -253,6 +294,7 @@ pub async fn compute(
                 status,
                 active_authenticators: n,
                 device_classes: classes,
+                posture_failures: Vec::new(),
             });
         }
     }
@@ -275,22 +317,26 @@ pub async fn compute(
         })
     })
     .collect::<Result<Vec<_>>>()?;
+    let laptops = crate::ongoing::laptops(db).await?;
+    let ongoing = crate::ongoing::evaluate(db, now, &required, &posture_subjects, &laptops).await?;
+    for p in &mut people {
+        if let Some(f) = ongoing.failures.get(&p.person_id) {
+            p.posture_failures.clone_from(f);
+        }
+    }
     Ok(CoverageReport {
         generated_at_ms: now,
         by_status,
         populations: pops.into_values().collect(),
         keys_by_model,
-        posture: posture_by_signal(db).await?,
+        posture: posture_by_signal(&laptops),
+        posture_by_population: ongoing.populations,
         people,
+        expired_exceptions: crate::exceptions::load(db, now, true).await?,
     })
 }
 
-async fn posture_by_signal(db: &AnyPool) -> Result<Vec<SignalCompliance>> {
-    let rows = sqlx::query(
-        "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id",
-    )
-    .fetch_all(db)
-    .await?;
+fn posture_by_signal(laptops: &HashMap<String, crate::ongoing::Laptop>) -> Vec<SignalCompliance> {
     let mut out: Vec<SignalCompliance> = ["disk_encryption", "firewall", "secure_boot"]
         .iter()
         .map(|s| SignalCompliance {
@@ -300,12 +346,7 @@ async fn posture_by_signal(db: &AnyPool) -> Result<Vec<SignalCompliance>> {
             unknown: 0,
         })
         .collect();
-    for r in rows {
-        let body: String = r.try_get("body")?;
-        let Ok(report) = serde_json::from_str::<keywarden_protocol::Report>(&body) else {
-            continue;
-        };
-        let p = report.posture;
+    for p in laptops.values().filter_map(|l| l.posture.as_ref()) {
         for (i, o) in [&p.disk_encryption, &p.firewall, &p.secure_boot]
             .into_iter()
             .enumerate()
@@ -319,7 +360,7 @@ async fn posture_by_signal(db: &AnyPool) -> Result<Vec<SignalCompliance>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// `GET /api/v1/admin/coverage` query.
@@ -391,6 +432,24 @@ pub fn render(report: &CoverageReport, what: &str) -> String {
         for (k, v) in &report.by_status {
             let _ = writeln!(s, "  {k:<22} {v}");
         }
+        if !report.expired_exceptions.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nExpired exceptions (exempt nobody; need a decision): {}",
+                report.expired_exceptions.len()
+            );
+            for e in &report.expired_exceptions {
+                let _ = writeln!(
+                    s,
+                    "  {} {} person {} owner {} expired {}",
+                    e.id,
+                    e.kind,
+                    e.person_id,
+                    e.owner,
+                    crate::secrets::fmt_time(e.expires_at_ms)
+                );
+            }
+        }
     }
     if what == "keys" || what == "all" {
         let _ = writeln!(s, "\nKeys by model (active credentials)");
@@ -417,6 +476,33 @@ pub fn render(report: &CoverageReport, what: &str) -> String {
                 "  {:<18} {:>9} {:>13} {:>8}",
                 p.signal, p.compliant, p.non_compliant, p.unknown
             );
+        }
+        if !report.posture_by_population.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nLaptop posture by population (ongoing policy; unknown or no report fails)"
+            );
+            let _ = writeln!(
+                s,
+                "  {:<22} {:>8} {:>10} {:>8}  failing by signal",
+                "population", "laptops", "compliant", "share"
+            );
+            for p in &report.posture_by_population {
+                let detail = p
+                    .failing_by_signal
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let _ = writeln!(
+                    s,
+                    "  {:<22} {:>8} {:>10} {:>8}  {detail}",
+                    p.population,
+                    p.laptops,
+                    p.compliant,
+                    pct(p.share_compliant)
+                );
+            }
         }
     }
     if what == "people" {

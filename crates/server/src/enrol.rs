@@ -77,6 +77,7 @@ const COUNTED_REFUSALS: &[&str] = &[
     "ticket_unknown",
     "ticket_used",
     "ticket_expired",
+    "ticket_cancelled",
     "person_inactive",
 ];
 
@@ -169,7 +170,7 @@ async fn begin_inner(
     let mut tx = state.db.begin().await?;
     call.claim(&mut tx).await?;
     let t = sqlx::query(
-        "SELECT id, person_id, expires_at, redeemed_at FROM enrolment_tickets WHERE ticket_hash = $1",
+        "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1",
     )
     .bind(secrets::hash(req.ticket.trim()))
     .fetch_optional(&mut *tx)
@@ -192,6 +193,15 @@ async fn begin_inner(
         return Err(Error::too_many(
             "ticket_locked",
             "this ticket was tried too often and is locked; ask IT for a new one",
+        ));
+    }
+    if let Some(at) = t.try_get::<Option<i64>, _>("cancelled_at")? {
+        return Err(Error::gone(
+            "ticket_cancelled",
+            format!(
+                "ticket was cancelled at {}; ask IT for a new one",
+                secrets::fmt_time(at)
+            ),
         ));
     }
     if let Some(at) = t.try_get::<Option<i64>, _>("redeemed_at")? {
@@ -221,7 +231,7 @@ async fn begin_inner(
         ));
     }
     let (_, policy) = policy_for(state, &mut tx, &person.id).await?;
-    check_laptop(&policy, &mut tx, &call.device_id).await?;
+    check_laptop(&policy, &mut tx, &call.device_id, now).await?;
     let redeemed = sqlx::query(
         "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
     )
@@ -236,19 +246,15 @@ async fn begin_inner(
             "ticket was already used; ask IT for a new one",
         ));
     }
-    let session_id = new_id();
-    let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let session_expires = now + session_ttl;
-    sqlx::query(
-        "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    let resp = open_session(
+        state,
+        &mut tx,
+        &person.id,
+        &ticket_id,
+        &call.device_id,
+        None,
+        now,
     )
-    .bind(&session_id)
-    .bind(&ticket_id)
-    .bind(&person.id)
-    .bind(&call.device_id)
-    .bind(now)
-    .bind(session_expires)
-    .execute(&mut *tx)
     .await?;
     audit::record(
         &mut tx,
@@ -256,16 +262,54 @@ async fn begin_inner(
         &format!("device:{}", call.device_id),
         "ticket.redeemed",
         &person.id,
-        serde_json::json!({"ticket_id": ticket_id, "session_id": session_id}),
+        serde_json::json!({"ticket_id": ticket_id, "session_id": resp.enrolment_id}),
     )
     .await?;
-    let resp = new_ceremony(state, &mut tx, &session_id, session_expires, &person, now).await?;
     tx.commit().await?;
     Ok(resp)
 }
 
+/// Open an enrolment session for a person on a laptop (from a redeemed enrolment ticket, or a
+/// recovery), bind the laptop to the person, and start the first ceremony.
+pub(crate) async fn open_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    ticket_id: &str,
+    device_id: &str,
+    recovery_id: Option<&str>,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let person = load_person(tx, person_id).await?;
+    let session_id = new_id();
+    let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session_expires = now + session_ttl;
+    sqlx::query(
+        "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at, recovery_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&session_id)
+    .bind(ticket_id)
+    .bind(&person.id)
+    .bind(device_id)
+    .bind(now)
+    .bind(session_expires)
+    .bind(recovery_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO device_bindings (device_id, person_id, bound_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (device_id, person_id) DO UPDATE SET unbound_at = NULL, bound_at = excluded.bound_at",
+    )
+    .bind(device_id)
+    .bind(&person.id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    new_ceremony(state, tx, &session_id, session_expires, &person, now).await
+}
+
 /// The population and policy of a person.
-async fn policy_for(
+pub(crate) async fn policy_for(
     state: &AppState,
     tx: &mut Transaction<'_, Any>,
     person_id: &str,
@@ -277,16 +321,17 @@ async fn policy_for(
 }
 
 /// Refuse when the enrolling laptop's latest posture does not meet the policy.
-async fn check_laptop(
+pub(crate) async fn check_laptop(
     policy: &Policy,
     tx: &mut Transaction<'_, Any>,
     device_id: &str,
+    now: i64,
 ) -> Result<()> {
     if policy.enrolment_posture.is_empty() {
         return Ok(());
     }
     let posture = policy::latest_posture(tx, device_id).await?;
-    let failures = policy::posture_failures(&policy.enrolment_posture, posture.as_ref());
+    let failures = policy::posture_failures(&policy.enrolment_posture, posture.as_ref(), now);
     if failures.is_empty() {
         Ok(())
     } else {
@@ -320,7 +365,7 @@ pub async fn next_ceremony(
     let mut tx = state.db.begin().await?;
     call.claim(&mut tx).await?;
     let s = sqlx::query(
-        "SELECT person_id, device_id, expires_at FROM enrolment_sessions WHERE id = $1",
+        "SELECT person_id, device_id, expires_at, closed_at FROM enrolment_sessions WHERE id = $1",
     )
     .bind(&session_id)
     .fetch_optional(&mut *tx)
@@ -330,6 +375,12 @@ pub async fn next_ceremony(
         return Err(Error::forbidden(
             "enrolment_wrong_device",
             "this enrolment was opened on another laptop",
+        ));
+    }
+    if s.try_get::<Option<i64>, _>("closed_at")?.is_some() {
+        return Err(Error::gone(
+            "enrolment_closed",
+            "this enrolment was closed (the person left or the recovery was cancelled)",
         ));
     }
     let expires_at: i64 = s.try_get("expires_at")?;
@@ -486,7 +537,10 @@ pub async fn finish(
     let req: EnrolFinishRequest = parse_json(&body)?;
     let now = state.now_ms();
     match finish_inner(&state, &call, &ceremony_id, &req, now).await {
-        Ok(r) => Ok(Json(r)),
+        Ok(r) => {
+            state.outbox_wake.notify_one();
+            Ok(Json(r))
+        }
         Err(e) => {
             let (_, code, message) = e.parts();
             if POLICY_REFUSALS.contains(&code) {
@@ -528,7 +582,7 @@ async fn finish_inner(
     let mut tx = state.db.begin().await?;
     call.claim(&mut tx).await?;
     let c = sqlx::query(
-        "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id \
+        "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
          FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1",
     )
     .bind(ceremony_id)
@@ -544,6 +598,12 @@ async fn finish_inner(
         return Err(Error::forbidden(
             "enrolment_wrong_device",
             "this enrolment was opened on another laptop",
+        ));
+    }
+    if c.try_get::<Option<i64>, _>("closed_at")?.is_some() {
+        return Err(Error::gone(
+            "enrolment_closed",
+            "this enrolment was closed (the person left or the recovery was cancelled)",
         ));
     }
     if c.try_get::<Option<i64>, _>("completed_at")?.is_some() {
@@ -657,7 +717,7 @@ async fn finish_inner(
             }
         }
     }
-    check_laptop(&policy, &mut tx, &call.device_id).await?;
+    check_laptop(&policy, &mut tx, &call.device_id, now).await?;
     let software_key = aaguid == SOFT_KEY_AAGUID || req.key.is_soft();
     let device_class = if software_key {
         DeviceClass::Software
@@ -715,7 +775,7 @@ async fn finish_inner(
     .bind(&format)
     .bind(att_type)
     .bind(serde_json::to_string(&credential).map_err(Error::Corrupt)?)
-    .bind(serde_json::to_string(&req.key).map_err(Error::Corrupt)?)
+    .bind(serde_json::to_string(&crate::serials::as_stored(&req.key, &policy)).map_err(Error::Corrupt)?)
     .bind(now)
     .bind(device_class.as_str())
     .execute(&mut *tx)
@@ -741,6 +801,17 @@ async fn finish_inner(
         .execute(&mut *tx)
         .await?;
     audit::record(&mut tx, now, &format!("device:{}", call.device_id), "credential.enrolled", &person.id, serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "attestation": att_type, "software_key": software_key})).await?;
+    if let Some(recovery_id) = c.try_get::<Option<String>, _>("recovery_id")? {
+        crate::recovery::replacement_enrolled(
+            &mut tx,
+            &recovery_id,
+            &person.id,
+            &cred_id,
+            &call.device_id,
+            now,
+        )
+        .await?;
+    }
     let active = active_count(&mut tx, &person.id).await?;
     tx.commit().await?;
     Ok(EnrolFinishResponse {

@@ -18,16 +18,25 @@ pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod coverage;
+pub mod csf;
 pub mod db;
 pub mod enrol;
 mod error;
+pub mod exceptions;
 pub mod mds;
+pub mod offboard;
+pub mod ongoing;
 pub mod openapi;
 pub mod policy;
+pub mod reclaim;
+pub mod recovery;
 pub mod scim;
 pub mod secrets;
+pub mod serials;
 pub mod state;
+pub mod stepup;
 pub mod tokens;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use state::{AppState, Clock, Settings, SystemClock};
@@ -47,6 +56,13 @@ pub fn router(state: AppState) -> Router {
         .merge(policy::router())
         .merge(coverage::router())
         .merge(scim::router())
+        .merge(stepup::router())
+        .merge(recovery::router())
+        .merge(reclaim::router())
+        .merge(offboard::router())
+        .merge(exceptions::router())
+        .merge(webhooks::router())
+        .merge(csf::router())
         .merge(openapi::router())
         .fallback(|| async { Error::not_found("no_route", "no such endpoint") })
         .with_state(state)

@@ -53,6 +53,18 @@ struct Cli {
     /// Also write the first-start admin token to this file (mode 0600), for scripted set-ups.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Where notifications to people are POSTed (signed JSON); without it they stay queued.
+    #[arg(long, env = "KEYWARDEN_NOTIFY_WEBHOOK")]
+    notify_webhook: Option<url::Url>,
+    /// Where signed revocation events go when someone leaves (the IdP); without it they stay queued.
+    #[arg(long, env = "KEYWARDEN_IDP_WEBHOOK")]
+    idp_webhook: Option<url::Url>,
+    /// First retry delay of a failed webhook delivery, in milliseconds (doubles per attempt, at most 5 min).
+    #[arg(long, default_value_t = 1000)]
+    webhook_backoff_ms: u64,
+    /// Lifetime of a recovery ticket when the issuer gives none, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    recovery_ttl_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +102,9 @@ enum Command {
         /// What the token is for.
         #[arg(long)]
         label: String,
+        /// The person the token is issued to (help-desk members who issue and approve recoveries).
+        #[arg(long)]
+        person: Option<String>,
     },
 }
 
@@ -113,8 +128,19 @@ enum ReportCommand {
     },
     /// Active credentials by key model.
     Keys,
-    /// Laptop posture compliance by signal.
+    /// Laptop posture compliance by signal, and per population against its ongoing policy.
     Posture,
+    /// Inactive people with anything still live (credentials, tickets, recoveries, laptops,
+    /// exceptions, keys not reclaimed). Exits non-zero when it is not empty.
+    Dormant,
+    /// Offboardings and their time-to-revoke.
+    Offboardings,
+    /// NIST CSF 2.0 evidence (PR.AA-01, -02, -03, -05).
+    Csf {
+        /// json or html.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
 }
 
 #[tokio::main]
@@ -175,11 +201,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
         }
+        Some(Command::Report {
+            what: ReportCommand::Dormant,
+        }) => {
+            let report = keywarden_server::offboard::dormant(&pool, clock.now_ms()).await?;
+            print!("{}", keywarden_server::offboard::render(&report));
+            if !report.people.is_empty() {
+                anyhow::bail!(
+                    "{} inactive people still have live access",
+                    report.people.len()
+                );
+            }
+            return Ok(());
+        }
+        Some(Command::Report {
+            what: ReportCommand::Offboardings,
+        }) => {
+            for o in keywarden_server::offboard::load(&pool).await? {
+                let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
+                println!(
+                    "{} person {} {} revoked in {} acknowledged in {} ({} credentials)",
+                    o.id,
+                    o.person_id,
+                    o.trigger,
+                    ms(o.revoke_ms),
+                    ms(o.acknowledged_ms),
+                    o.summary.credentials_revoked.len()
+                );
+            }
+            return Ok(());
+        }
+        Some(Command::Report {
+            what: ReportCommand::Csf { format },
+        }) => {
+            let e = keywarden_server::csf::compute(&pool, clock.now_ms(), cli.min_authenticators)
+                .await?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&e)?),
+                "html" => println!("{}", keywarden_server::csf::render_html(&e)),
+                other => anyhow::bail!("unknown --format {other}; use json or html"),
+            }
+            return Ok(());
+        }
         Some(Command::Report { what }) => {
             let (filter, name) = match &what {
                 ReportCommand::Coverage => (None, "coverage"),
                 ReportCommand::Keys => (None, "keys"),
                 ReportCommand::Posture => (None, "posture"),
+                ReportCommand::Dormant
+                | ReportCommand::Offboardings
+                | ReportCommand::Csf { .. } => {
+                    unreachable!("handled above")
+                }
                 ReportCommand::People { status } => {
                     let s = status
                         .as_deref()
@@ -218,11 +291,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(Command::IssueToken { role, label }) => {
+        Some(Command::IssueToken {
+            role,
+            label,
+            person,
+        }) => {
             let role = Role::parse(&role).with_context(|| {
                 format!("unknown role {role}; use admin, helpdesk, auditor or scim")
             })?;
-            let t = tokens::create(&pool, role, &label, "service-cli", clock.now_ms()).await?;
+            let t = tokens::create_for(
+                &pool,
+                role,
+                &label,
+                "service-cli",
+                person.as_deref(),
+                clock.now_ms(),
+            )
+            .await?;
             println!(
                 "{} token {} (shown once, store it now): {}",
                 role.as_str(),
@@ -243,7 +328,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::new(cli.rp_id, cli.origin);
     settings.min_authenticators = cli.min_authenticators;
     settings.ticket_ttl = std::time::Duration::from_secs(cli.ticket_ttl_seconds);
+    settings.recovery_ttl = std::time::Duration::from_secs(cli.recovery_ttl_seconds);
+    settings.notify_webhook = cli.notify_webhook;
+    settings.idp_webhook = cli.idp_webhook;
+    settings.webhook_backoff = std::time::Duration::from_millis(cli.webhook_backoff_ms.max(1));
     let state = AppState::new(pool, settings, clock)?;
+    // Create the webhook signing key before serving, so no first request races its creation.
+    keywarden_server::webhooks::signing_key(&state.db, state.now_ms()).await?;
+    if state.settings.notify_webhook.is_some() || state.settings.idp_webhook.is_some() {
+        tokio::spawn(keywarden_server::webhooks::Deliverer::new()?.run(state.clone()));
+    } else {
+        tracing::info!("no webhook configured: notifications and revocation events stay queued (see GET /api/v1/admin/outbox)");
+    }
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use keywarden_protocol::{KeyInfo, Observed, Posture};
 use serde::{Deserialize, Serialize};
@@ -20,10 +20,9 @@ use utoipa::ToSchema;
 use crate::audit;
 use crate::auth::{parse_json, Caller, Role};
 use crate::error::{Error, Result};
-use crate::secrets::new_id;
 use crate::state::AppState;
 
-/// Routes for populations, policy and exceptions.
+/// Routes for populations and their policy.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/admin/populations", get(list))
@@ -31,7 +30,6 @@ pub fn router() -> Router<AppState> {
             "/api/v1/admin/populations/{name}",
             put(upsert).delete(remove),
         )
-        .route("/api/v1/admin/exceptions", post(add_exception))
 }
 
 /// A class of authenticator, for "a roaming hardware key plus another class".
@@ -110,6 +108,9 @@ pub struct Policy {
     pub ongoing_posture: PostureRequirements,
     /// Whether key serial numbers may be collected (false for BYOD).
     pub collect_serial_numbers: bool,
+    /// Whether people bring their own keys (BYOD): reclaiming then deletes only the
+    /// organisation's credentials and never resets the key.
+    pub personal_keys: bool,
 }
 
 impl Default for Policy {
@@ -124,6 +125,7 @@ impl Default for Policy {
             enrolment_posture: PostureRequirements::default(),
             ongoing_posture: PostureRequirements::default(),
             collect_serial_numbers: true,
+            personal_keys: false,
         }
     }
 }
@@ -313,45 +315,97 @@ fn version_at_least(have: &str, want: &str) -> bool {
     true
 }
 
-fn flag(name: &str, o: &Observed<bool>, out: &mut Vec<String>) {
+fn flag(
+    signal: &'static str,
+    name: &str,
+    o: &Observed<bool>,
+    out: &mut Vec<(&'static str, String)>,
+) {
     match o {
         Observed::Known { value: true, .. } => {}
-        Observed::Known { value: false, .. } => out.push(format!("{name} is off")),
-        Observed::Unknown { reason } => out.push(format!("{name} is unknown ({reason})")),
+        Observed::Known { value: false, .. } => out.push((signal, format!("{name} is off"))),
+        Observed::Unknown { reason } => out.push((signal, format!("{name} is unknown ({reason})"))),
     }
 }
 
-/// What a laptop's posture fails of the requirements; empty when compliant.
-pub fn posture_failures(req: &PostureRequirements, posture: Option<&Posture>) -> Vec<String> {
+/// What a laptop's posture fails of the requirements at `now_ms`; empty when compliant.
+pub fn posture_failures(
+    req: &PostureRequirements,
+    posture: Option<&Posture>,
+    now_ms: i64,
+) -> Vec<String> {
+    posture_failures_by_signal(req, posture, now_ms)
+        .into_iter()
+        .map(|(_, why)| why)
+        .collect()
+}
+
+/// [`posture_failures`], each with the signal it is about: `disk_encryption`, `firewall`,
+/// `secure_boot`, `os_version`, `os_update_age`, or `no_report`.
+pub fn posture_failures_by_signal(
+    req: &PostureRequirements,
+    posture: Option<&Posture>,
+    now_ms: i64,
+) -> Vec<(&'static str, String)> {
     if req.is_empty() {
         return Vec::new();
     }
     let Some(p) = posture else {
-        return vec!["the laptop has sent no posture report yet".to_owned()];
+        return vec![(
+            "no_report",
+            "the laptop has sent no posture report yet".to_owned(),
+        )];
     };
     let mut out = Vec::new();
     if req.disk_encryption {
-        flag("disk encryption", &p.disk_encryption, &mut out);
+        flag(
+            "disk_encryption",
+            "disk encryption",
+            &p.disk_encryption,
+            &mut out,
+        );
     }
     if req.firewall {
-        flag("firewall", &p.firewall, &mut out);
+        flag("firewall", "firewall", &p.firewall, &mut out);
     }
     if req.secure_boot {
-        flag("secure boot", &p.secure_boot, &mut out);
+        flag("secure_boot", "secure boot", &p.secure_boot, &mut out);
     }
     if let Some(min) = &req.min_os_version {
         match &p.os_version {
             Observed::Known { value, .. } if version_at_least(value, min) => {}
-            Observed::Known { value, .. } => {
-                out.push(format!("OS version {value} is below the required {min}"))
+            Observed::Known { value, .. } => out.push((
+                "os_version",
+                format!("OS version {value} is below the required {min}"),
+            )),
+            Observed::Unknown { reason } => {
+                out.push(("os_version", format!("OS version is unknown ({reason})")))
             }
-            Observed::Unknown { reason } => out.push(format!("OS version is unknown ({reason})")),
         }
     }
     if let Some(days) = req.max_update_age_days {
-        out.push(format!(
-            "update age (at most {days} days) is not reported by this agent's posture schema"
-        ));
+        match &p.last_os_update {
+            Observed::Known { value, .. } => {
+                let updated_ms = i64::try_from(*value)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000);
+                let age_ms = now_ms.saturating_sub(updated_ms);
+                if age_ms > i64::from(days) * 86_400_000 {
+                    out.push((
+                        "os_update_age",
+                        format!(
+                            "the OS was last updated {} days ago ({}), more than the {days} days allowed",
+                            age_ms / 86_400_000,
+                            crate::secrets::fmt_time(updated_ms)
+                        ),
+                    ));
+                }
+            }
+            Observed::Unknown { reason } => out.push((
+                "os_update_age",
+                format!("OS update age is unknown ({reason})"),
+            )),
+        }
     }
     out
 }
@@ -551,87 +605,6 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/v1/admin/exceptions` body: a person exempt from coverage policy until expiry.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewException {
-    /// Whom it covers.
-    pub person_id: String,
-    /// Who answers for it.
-    pub owner: String,
-    /// Why.
-    pub reason: String,
-    /// Lifetime in days (1..=365).
-    pub days: u32,
-}
-
-/// An exception as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ExceptionView {
-    /// Id.
-    pub id: String,
-    /// Whom it covers.
-    pub person_id: String,
-    /// Expiry (unix ms).
-    pub expires_at_ms: i64,
-}
-
-/// `POST /api/v1/admin/exceptions` (admin).
-#[utoipa::path(post, path = "/api/v1/admin/exceptions", tag = "policy", request_body = NewException,
-    responses((status = 201, body = ExceptionView), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc)),
-    security(("bearer" = [])))]
-pub async fn add_exception(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Bytes,
-) -> Result<(StatusCode, Json<ExceptionView>)> {
-    caller.require(&[Role::Admin])?;
-    let req: NewException = parse_json(&body)?;
-    if req.owner.trim().is_empty() || req.reason.trim().is_empty() || !(1..=365).contains(&req.days)
-    {
-        return Err(Error::bad_request(
-            "exception_invalid",
-            "an exception needs an owner, a reason and 1..=365 days",
-        ));
-    }
-    let now = state.now_ms();
-    let expires = now + i64::from(req.days) * 86_400_000;
-    let id = new_id();
-    let mut tx = state.db.begin().await?;
-    let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND deleted_at IS NULL")
-        .bind(&req.person_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if known.is_none() {
-        return Err(Error::not_found(
-            "person_unknown",
-            format!("no person with id {}", req.person_id),
-        ));
-    }
-    sqlx::query("INSERT INTO exceptions (id, person_id, owner, reason, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(&id)
-        .bind(&req.person_id)
-        .bind(req.owner.trim())
-        .bind(req.reason.trim())
-        .bind(now)
-        .bind(expires)
-        .execute(&mut *tx)
-        .await?;
-    audit::record(&mut tx, now, &caller.actor(), "exception.granted", &req.person_id,
-        serde_json::json!({"exception_id": id, "owner": req.owner.trim(), "reason": req.reason.trim(), "expires_at_ms": expires})).await?;
-    tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ExceptionView {
-            id,
-            person_id: req.person_id,
-            expires_at_ms: expires,
-        }),
-    ))
-}
-
 /// Group memberships of every person, for resolving many people at once.
 pub async fn all_memberships(db: &AnyPool) -> Result<HashMap<String, Vec<String>>> {
     let rows = sqlx::query(
@@ -651,6 +624,61 @@ pub async fn all_memberships(db: &AnyPool) -> Result<HashMap<String, Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn posture_updated_at(last_os_update: Observed<u64>) -> Posture {
+        fn unknown<T>() -> Observed<T> {
+            Observed::unknown("not probed in this test")
+        }
+        Posture {
+            schema_version: 1,
+            collected_at_ms: 0,
+            os_name: unknown(),
+            os_version: unknown(),
+            kernel_version: unknown(),
+            hostname: unknown(),
+            arch: unknown(),
+            boot_time: unknown(),
+            disks: unknown(),
+            disk_encryption: unknown(),
+            firewall: unknown(),
+            secure_boot: unknown(),
+            last_os_update,
+        }
+    }
+
+    #[test]
+    fn update_age_is_measured_from_now_and_unknown_fails() {
+        let req = PostureRequirements {
+            max_update_age_days: Some(14),
+            ..Default::default()
+        };
+        let day_ms = 86_400_000;
+        let now = 1_796_000_000_000;
+        let updated = |days_ago: i64| {
+            posture_updated_at(Observed::known(
+                u64::try_from((now - days_ago * day_ms) / 1000).unwrap(),
+            ))
+        };
+        assert!(posture_failures(&req, Some(&updated(3)), now).is_empty());
+        assert!(
+            posture_failures(&req, Some(&updated(14)), now).is_empty(),
+            "14 days is allowed"
+        );
+        assert_eq!(
+            posture_failures(&req, Some(&updated(40)), now),
+            vec!["the OS was last updated 40 days ago (2026-10-21T00:53Z), more than the 14 days allowed".to_owned()]
+        );
+        assert_eq!(
+            posture_failures(
+                &req,
+                Some(&posture_updated_at(Observed::unknown(
+                    "no dpkg database at /var/lib/dpkg"
+                ))),
+                now
+            ),
+            vec!["OS update age is unknown (no dpkg database at /var/lib/dpkg)".to_owned()]
+        );
+    }
 
     #[test]
     fn versions_compare_numerically() {

@@ -26,6 +26,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit;
 use crate::auth::{Caller, Role};
 use crate::error::Error;
+use crate::offboard;
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 
@@ -546,6 +547,7 @@ async fn replace_user(
     before: &Value,
     after: &UserFields,
     how: &str,
+    received_at_us: i64,
 ) -> ScimResult<Response> {
     let old = parse_user(before)?;
     let now = state.now_ms();
@@ -593,7 +595,26 @@ async fn replace_user(
         json!({"via": how, "changed": changed}),
     )
     .await?;
+    let offboarding = if old.active && !after.active {
+        Some(
+            offboard::run(
+                &mut tx,
+                state,
+                id,
+                "scim.active_false",
+                &caller.actor(),
+                received_at_us,
+                now,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     tx.commit().await?;
+    if let Some(o) = offboarding {
+        o.committed(state).await?;
+    }
     Ok(scim_json(StatusCode::OK, load_user(&state.db, id).await?))
 }
 
@@ -624,10 +645,20 @@ pub async fn put_user(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ScimResult<Response> {
+    let received_at_us = state.clock.now_us();
     let caller = feed(caller)?;
     let fields = parse_user(&parse_body(&body)?)?;
     let before = load_user(&state.db, &id).await?;
-    replace_user(&state, &caller, &id, &before, &fields, "PUT").await
+    replace_user(
+        &state,
+        &caller,
+        &id,
+        &before,
+        &fields,
+        "PUT",
+        received_at_us,
+    )
+    .await
 }
 
 /// `PATCH /scim/v2/Users/{id}` (scim role).
@@ -642,6 +673,7 @@ pub async fn patch_user(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ScimResult<Response> {
+    let received_at_us = state.clock.now_us();
     let caller = feed(caller)?;
     let ops = parse_patch(&parse_body(&body)?)?;
     let before = load_user(&state.db, &id).await?;
@@ -650,7 +682,16 @@ pub async fn patch_user(
         apply(&mut after, op, Some(ENTERPRISE_SCHEMA))?;
     }
     let fields = parse_user(&after)?;
-    replace_user(&state, &caller, &id, &before, &fields, "PATCH").await
+    replace_user(
+        &state,
+        &caller,
+        &id,
+        &before,
+        &fields,
+        "PATCH",
+        received_at_us,
+    )
+    .await
 }
 
 /// `DELETE /scim/v2/Users/{id}` (scim role).
@@ -664,15 +705,18 @@ pub async fn delete_user(
     caller: std::result::Result<Caller, Error>,
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
+    let received_at_us = state.clock.now_us();
     let caller = feed(caller)?;
     let now = state.now_ms();
     let mut tx = state.db.begin().await?;
-    let r = sqlx::query("SELECT user_name FROM people WHERE id = $1 AND deleted_at IS NULL")
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))?;
+    let r =
+        sqlx::query("SELECT user_name, active FROM people WHERE id = $1 AND deleted_at IS NULL")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))?;
     let user_name: String = r.try_get("user_name")?;
+    let was_active = r.try_get::<i64, _>("active")? != 0;
     // The userName is freed for a future hire; the row stays for the audit trail.
     sqlx::query(
         "UPDATE people SET active = 0, deleted_at = $1, updated_at = $1, user_name = $2 WHERE id = $3",
@@ -695,7 +739,27 @@ pub async fn delete_user(
         json!({"userName": user_name}),
     )
     .await?;
+    // A person deactivated earlier was offboarded then; a deletion of an active one offboards now.
+    let offboarding = if was_active {
+        Some(
+            offboard::run(
+                &mut tx,
+                &state,
+                &id,
+                "scim.delete",
+                &caller.actor(),
+                received_at_us,
+                now,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     tx.commit().await?;
+    if let Some(o) = offboarding {
+        o.committed(&state).await?;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

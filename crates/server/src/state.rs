@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 pub trait Clock: Send + Sync {
     /// Now, in unix milliseconds.
     fn now_ms(&self) -> i64;
+    /// Now, in unix microseconds (time-to-revoke measurements); by default from [`Clock::now_ms`].
+    fn now_us(&self) -> i64 {
+        self.now_ms().saturating_mul(1000)
+    }
 }
 
 /// The real clock.
@@ -27,6 +31,12 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    }
+    fn now_us(&self) -> i64 {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
     }
 }
 
@@ -55,6 +65,18 @@ pub struct Settings {
     pub redeem_limit_per_ticket: u32,
     /// The window for redemption limits.
     pub redeem_window: Duration,
+    /// Lifetime of a recovery ticket (short: the person is on the phone with the help desk).
+    pub recovery_ttl: Duration,
+    /// Lifetime of a step-up assertion challenge.
+    pub step_up_ttl: Duration,
+    /// Where notifications to people are POSTed (e.g. a mail/chat relay); `None` keeps them queued.
+    pub notify_webhook: Option<Url>,
+    /// Where signed revocation events are POSTed (the IdP); `None` keeps them queued.
+    pub idp_webhook: Option<Url>,
+    /// First retry delay of a failed webhook delivery; doubles per attempt.
+    pub webhook_backoff: Duration,
+    /// Longest delay between two delivery attempts.
+    pub webhook_max_backoff: Duration,
 }
 
 impl Settings {
@@ -72,6 +94,12 @@ impl Settings {
             redeem_limit_per_device: 5,
             redeem_limit_per_ticket: 3,
             redeem_window: Duration::from_secs(900),
+            recovery_ttl: Duration::from_secs(1800),
+            step_up_ttl: Duration::from_secs(300),
+            notify_webhook: None,
+            idp_webhook: None,
+            webhook_backoff: Duration::from_secs(1),
+            webhook_max_backoff: Duration::from_secs(300),
         }
     }
 }
@@ -92,6 +120,8 @@ pub struct AppState {
     pub write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// The report group-commit queue, started on the first report.
     pub ingest_queue: Arc<tokio::sync::OnceCell<tokio::sync::mpsc::Sender<crate::agent::Job>>>,
+    /// Woken after a commit that queued outgoing events, so delivery starts at once.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -120,6 +150,7 @@ impl AppState {
             webauthn: Arc::new(webauthn),
             write_gate,
             ingest_queue: Arc::new(tokio::sync::OnceCell::new()),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 

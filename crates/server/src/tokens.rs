@@ -31,6 +31,9 @@ pub struct IssueApiToken {
     pub role: Role,
     /// What it is for, e.g. `Entra ID provisioning`.
     pub label: String,
+    /// The person the token is issued to (help-desk members who approve recoveries).
+    #[serde(default)]
+    pub person_id: Option<String>,
 }
 
 /// A freshly issued API token: shown once.
@@ -67,17 +70,42 @@ pub async fn create(
     actor: &str,
     now: i64,
 ) -> Result<IssuedApiToken> {
+    create_for(db, role, label, actor, None, now).await
+}
+
+/// Create a token for a role, issued to a named person when `person_id` is given.
+pub async fn create_for(
+    db: &sqlx::AnyPool,
+    role: Role,
+    label: &str,
+    actor: &str,
+    person_id: Option<&str>,
+    now: i64,
+) -> Result<IssuedApiToken> {
     let token = secrets::generate(secrets::ADMIN_PREFIX);
     let id = new_id();
     let mut tx = db.begin().await?;
+    if let Some(person) = person_id {
+        let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND active = 1")
+            .bind(person)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Err(Error::not_found(
+                "person_unknown",
+                format!("no active person with id {person} to issue the token to"),
+            ));
+        }
+    }
     sqlx::query(
-        "INSERT INTO api_tokens (id, role, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, person_id) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
     .bind(role.as_str())
     .bind(secrets::hash(&token))
     .bind(label)
     .bind(now)
+    .bind(person_id)
     .execute(&mut *tx)
     .await?;
     audit::record(
@@ -86,7 +114,7 @@ pub async fn create(
         actor,
         "api_token.issued",
         &id,
-        serde_json::json!({"role": role.as_str(), "label": label}),
+        serde_json::json!({"role": role.as_str(), "label": label, "person_id": person_id}),
     )
     .await?;
     tx.commit().await?;
@@ -112,7 +140,15 @@ pub async fn issue(
             "label must be 1..=200 characters",
         ));
     }
-    let issued = create(&state.db, req.role, label, &caller.actor(), state.now_ms()).await?;
+    let issued = create_for(
+        &state.db,
+        req.role,
+        label,
+        &caller.actor(),
+        req.person_id.as_deref(),
+        state.now_ms(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
 

@@ -168,8 +168,9 @@ async fn inactive_person_is_refused_mid_enrolment(app: App) {
             Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "value": {"active": "False"}}]})))
         .await;
     assert_eq!(s, StatusCode::OK);
+    // Offboarding closed the open enrolment session.
     let (s, v) = finish(&app, &laptop, &b, &SoftKey::new()).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert_eq!(v["error"]["code"], "person_inactive");
+    assert_eq!(s, StatusCode::GONE, "{v}");
+    assert_eq!(v["error"]["code"], "enrolment_closed");
     assert_eq!(bound(&app).await, 0);
 }

@@ -1,42 +1,82 @@
-//! Two service replicas on one database (each with its own connection pool, each serving
-//! HTTP on loopback) take the same agents' reports concurrently: every report is stored
-//! exactly once, a request replayed to both replicas is accepted by one only, nothing is lost,
-//! and the audit chain stays one unbroken chain.
+//! Two service replicas, each a real `keywarden-server` process with its own connection pool,
+//! on one database, take the same agents' reports concurrently over HTTP: single reports and
+//! batches, the very same signed request sent to both at once (one replica accepts it, the
+//! other refuses the replay), and resends of stored reports under new sequence numbers. Every
+//! acknowledged report is stored exactly once, none is lost, the audit log records each
+//! stored report once, and the audit chain stays one unbroken chain.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead as _;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::{report_body, App, Device};
 use ed25519_dalek::Signer as _;
-use keywarden_server::{db, router, AppState};
+use keywarden_protocol::REPORT_BATCH_PATH;
+use serde_json::{json, Value};
 
-both_backends!(two_replicas_share_the_agents);
+both_backends!(two_replica_processes_share_the_agents);
 
-async fn serve(state: AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router(state)).await.unwrap();
-    });
-    format!("http://{addr}")
+const REPORTS_PATH: &str = "/api/v1/agent/reports";
+
+/// A `keywarden-server` process; killed when dropped.
+struct Replica {
+    child: Child,
+    base: String,
 }
 
+impl Replica {
+    fn start(database_url: &str) -> Replica {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
+            .args(["--database-url", database_url, "--listen", "127.0.0.1:0"])
+            .env("KEYWARDEN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the replica printed its address before exiting")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.trim().to_owned();
+            }
+        };
+        // Keep draining its stdout so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Replica { child, base }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send one signed request; returns its status and JSON answer.
 async fn send(
     http: &reqwest::Client,
     base: &str,
     d: &Device,
+    path: &str,
     seq: u64,
     now: i64,
     body: &[u8],
-) -> u16 {
-    let path = "/api/v1/agent/reports";
+) -> (u16, Value) {
     let input = keywarden_protocol::signing_input("POST", path, &d.id, seq, now, body);
     let sig = URL_SAFE_NO_PAD.encode(d.key.sign(&input).to_bytes());
-    http.post(format!("{base}{path}"))
+    let resp = http
+        .post(format!("{base}{path}"))
         .header("content-type", "application/json")
         .header(keywarden_protocol::HEADER_DEVICE, &d.id)
         .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
@@ -45,77 +85,135 @@ async fn send(
         .body(body.to_vec())
         .send()
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn two_replicas_share_the_agents(app: App) {
-    const AGENTS: usize = 16;
-    const REPORTS: u64 = 8;
-    let second = AppState::new(
-        db::connect(&app.db.url).await.unwrap(),
-        common::settings(),
-        app.clock.clone(),
-    )
-    .unwrap();
-    let bases = Arc::new([serve(app.state.clone()).await, serve(second).await]);
+/// Report ids a replica acknowledged (stored now or before) in one answer.
+fn acknowledged(path: &str, status: u16, answer: &Value) -> Vec<String> {
+    if status != 200 {
+        return Vec::new();
+    }
+    if path == REPORTS_PATH {
+        return vec![answer["report_id"].as_str().unwrap().to_owned()];
+    }
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|r| assert_ne!(r["outcome"], "rejected", "{r}"))
+        .map(|r| r["report_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn two_replica_processes_share_the_agents(app: App) {
+    const AGENTS: usize = 12;
+    const ROUNDS: u64 = 9;
+    // The agents' clock is the real one, as the replicas' is.
+    app.clock.0.store(
+        keywarden_agent::now_ms(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     let mut devices = Vec::new();
     for i in 0..AGENTS {
         devices.push(Arc::new(app.device(&format!("pc-{i}")).await));
     }
-    let now = app.now();
+    let replicas = [Replica::start(&app.db.url), Replica::start(&app.db.url)];
+    assert_ne!(replicas[0].child.id(), replicas[1].child.id());
+    let bases = Arc::new([replicas[0].base.clone(), replicas[1].base.clone()]);
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for (i, d) in devices.iter().enumerate() {
         let (d, bases, http) = (d.clone(), bases.clone(), http.clone());
         tasks.push(tokio::spawn(async move {
-            let mut accepted = 0;
-            for n in 1..=REPORTS {
-                let body = report_body(now, true).to_string().into_bytes();
-                // Alternate replicas; every third report is also resent (same report id,
-                // next sequence number) to the other replica, as an outbox retry would.
+            let mut sent = BTreeSet::new();
+            let mut acked = BTreeSet::new();
+            let mut last: Option<Value> = None;
+            for n in 1..=ROUNDS {
+                let now = keywarden_agent::now_ms();
                 let a = &bases[(i + n as usize) % 2];
                 let b = &bases[(i + n as usize + 1) % 2];
                 let seq = n * 3;
+                let one = report_body(now, true);
+                sent.insert(one["report_id"].as_str().unwrap().to_owned());
+                // Odd rounds one report, even rounds a batch of three that also carries the
+                // previous round's report again (an outbox that never saw that ack).
+                let (path, body) = if n % 2 == 1 {
+                    (REPORTS_PATH, one.clone())
+                } else {
+                    let mut reports = vec![one.clone(), report_body(now, false)];
+                    sent.insert(reports[1]["report_id"].as_str().unwrap().to_owned());
+                    reports.extend(last.clone());
+                    (REPORT_BATCH_PATH, json!({ "reports": reports }))
+                };
+                let body = body.to_string().into_bytes();
                 if n % 3 == 0 {
+                    // The same reports under two sequence numbers, one to each replica.
                     let (x, y) = tokio::join!(
-                        send(&http, a, &d, seq, now, &body),
-                        send(&http, b, &d, seq + 1, now, &body)
+                        send(&http, a, &d, path, seq, now, &body),
+                        send(&http, b, &d, path, seq + 1, now, &body)
                     );
-                    assert!(x == 200 || x == 409, "{x}");
-                    assert!(y == 200 || y == 409, "{y}");
-                    accepted += 1;
+                    for (s, v) in [&x, &y] {
+                        assert!(*s == 200 || *s == 409, "{s} {v}");
+                        acked.extend(acknowledged(path, *s, v));
+                    }
+                    assert!(x.0 == 200 || y.0 == 200, "at least one replica accepts");
                 } else {
                     // The very same signed request to both replicas at once: one wins.
                     let (x, y) = tokio::join!(
-                        send(&http, a, &d, seq, now, &body),
-                        send(&http, b, &d, seq, now, &body)
+                        send(&http, a, &d, path, seq, now, &body),
+                        send(&http, b, &d, path, seq, now, &body)
                     );
-                    let mut got = [x, y];
+                    let mut got = [x.0, y.0];
                     got.sort();
-                    assert_eq!(got, [200, 409], "exactly one replica accepts a request");
-                    accepted += 1;
+                    assert_eq!(
+                        got,
+                        [200, 409],
+                        "exactly one replica accepts a request: {x:?} {y:?}"
+                    );
+                    for (s, v) in [&x, &y] {
+                        acked.extend(acknowledged(path, *s, v));
+                    }
                 }
+                last = Some(one);
             }
-            accepted
+            (sent, acked)
         }));
     }
-    let mut total = 0;
+    let mut sent = BTreeSet::new();
+    let mut acked = BTreeSet::new();
     for t in tasks {
-        total += t.await.unwrap();
+        let (s, a) = t.await.unwrap();
+        sent.extend(s);
+        acked.extend(a);
     }
-    assert_eq!(total, AGENTS as u64 * REPORTS);
-    let stored = app.count("SELECT COUNT(*) FROM reports").await;
-    assert_eq!(
-        stored,
-        (AGENTS as u64 * REPORTS) as i64,
-        "each report stored exactly once"
-    );
-    let accepted = app
-        .count("SELECT COUNT(*) FROM audit_log WHERE action = 'report.accepted'")
-        .await;
-    assert_eq!(accepted, stored);
+    assert_eq!(acked, sent, "every report was acknowledged by some replica");
+
+    // Nothing lost, nothing doubled: each acknowledged report is stored exactly once.
+    let stored = app.rows("SELECT report_id FROM reports").await;
+    let unique: BTreeSet<String> = stored.iter().cloned().collect();
+    assert_eq!(stored.len(), unique.len(), "no report stored twice");
+    assert_eq!(unique, sent, "no acknowledged report lost");
+
+    // The audit log records each stored report once (single reports by id, batches by list).
+    let mut audited: BTreeMap<String, u32> = BTreeMap::new();
+    for e in keywarden_server::audit::export(&app.state.db)
+        .await
+        .unwrap()
+    {
+        if e.action != "report.accepted" {
+            continue;
+        }
+        match e.detail["report_ids"].as_array() {
+            Some(ids) => ids
+                .iter()
+                .for_each(|id| *audited.entry(id.as_str().unwrap().to_owned()).or_default() += 1),
+            None => *audited.entry(e.subject).or_default() += 1,
+        }
+    }
+    assert_eq!(audited.keys().cloned().collect::<BTreeSet<_>>(), sent);
+    assert!(audited.values().all(|n| *n == 1), "{audited:?}");
     let v = keywarden_server::audit::verify(&app.state.db)
         .await
         .unwrap();
@@ -128,6 +226,6 @@ async fn two_replicas_share_the_agents(app: App) {
             ))
             .await;
         let last: u64 = rows[0].parse().unwrap();
-        assert!(last >= REPORTS * 3, "{last}");
+        assert!(last >= ROUNDS * 3, "{last}");
     }
 }

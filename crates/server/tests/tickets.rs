@@ -73,11 +73,11 @@ async fn issued_only_for_active_people(app: App) {
         app.count("SELECT COUNT(*) FROM enrolment_tickets").await,
         before
     );
-    // The ticket issued earlier no longer opens an enrolment either.
+    // The ticket issued earlier was cancelled by the offboarding: it opens nothing.
     let laptop = app.device("pc-1").await;
     let (s, v) = begin(&app, &laptop, secret).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert_eq!(v["error"]["code"], "person_inactive");
+    assert_eq!(s, StatusCode::GONE, "{v}");
+    assert_eq!(v["error"]["code"], "ticket_cancelled");
     assert_eq!(
         app.count("SELECT COUNT(*) FROM enrolment_sessions").await,
         0

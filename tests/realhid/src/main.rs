@@ -1176,6 +1176,26 @@ fn run(env: &mut Env) -> Result<()> {
         t,
     );
 
+    // Factory reset over hidraw (what an IT reclaim station does to an organisation-owned key;
+    // ctap-hid-fido2 has no reset command): the PIN and every credential are gone afterwards.
+    let t = Instant::now();
+    ensure!(a.info()?.pin_set, "A has a PIN before the reset");
+    a.open()?.reset(&SilentPrompt)?;
+    let after = a.info()?;
+    ensure!(!after.pin_set, "A has no PIN after the reset: {after:?}");
+    let mut k = a.open()?;
+    k.set_pin("864200")?;
+    ensure!(
+        k.list_credentials(OTHER_RP, "864200")?.is_empty()
+            && k.list_credentials(ORG_RP, "864200")?.is_empty(),
+        "A holds no credentials after the reset"
+    );
+    drop(k);
+    env.ok(
+        "factory reset over hidraw (authenticatorReset): PIN and every credential gone",
+        t,
+    );
+
     let t = Instant::now();
     drop(a);
     drop(b);

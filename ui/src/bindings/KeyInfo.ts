@@ -64,4 +64,11 @@ force_pin_change: boolean | null,
 /**
  * Free discoverable-credential slots, where reported.
  */
-remaining_discoverable_credentials: number | null, };
+remaining_discoverable_credentials: number | null, 
+/**
+ * True when [`KeyInfo::id`] carries the key's USB serial number (`hid:<serial>`), false
+ * when it does not; absent from older agents. Where a population's policy forbids
+ * collecting serial numbers the service withholds such ids (and, from older agents, every
+ * `hid:` id, since it cannot tell).
+ */
+id_from_serial?: boolean, };

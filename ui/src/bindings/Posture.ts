@@ -53,4 +53,9 @@ firewall: Observed<boolean>,
 /**
  * Whether the firmware enforces secure boot.
  */
-secure_boot: Observed<boolean>, };
+secure_boot: Observed<boolean>, 
+/**
+ * When the OS last installed updates (unix seconds), e.g. the newest package upgrade in
+ * dpkg's log. Reports from agents that predate this signal read as unknown.
+ */
+last_os_update: Observed<number>, };

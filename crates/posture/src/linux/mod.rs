@@ -2,6 +2,7 @@
 
 pub(crate) mod disk_encryption;
 pub(crate) mod firewall;
+pub(crate) mod os_updates;
 pub(crate) mod secure_boot;
 
 #[cfg(test)]

@@ -446,6 +446,44 @@ impl SoftKey {
     }
 }
 
+impl SoftKey {
+    /// A copy of this key's state (a clone of the key, for counter-replay tests).
+    pub fn clone_key(&self) -> SoftKey {
+        let copy = SoftKey::new();
+        std::fs::copy(
+            self.dir.path().join("key.json"),
+            copy.dir.path().join("key.json"),
+        )
+        .unwrap();
+        copy
+    }
+
+    /// Answer a step-up challenge (PIN 123456) the way the agent does.
+    pub fn assert(&self, options: &Value) -> Value {
+        use keywarden_keys::soft::SoftKey as Key;
+        let options: keywarden_protocol::AssertionOptions =
+            serde_json::from_value(options.clone()).unwrap();
+        let mut key = Key::open(self.dir.path().join("key.json")).unwrap();
+        let step_up = keywarden_agent::stepup::get_assertion(
+            &mut key,
+            &options,
+            "123456",
+            &keywarden_keys::SilentPrompt,
+        )
+        .unwrap();
+        serde_json::to_value(step_up).unwrap()
+    }
+}
+
+/// A fresh step-up challenge for `purpose` on a laptop.
+pub async fn step_up(app: &App, device: &Device, purpose: &str) -> Value {
+    let (s, v) = device
+        .signed(app, "/api/v1/agent/step-up", &json!({"purpose": purpose}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v
+}
+
 /// Redeem a ticket on a device; returns (status, body).
 pub async fn begin(app: &App, device: &Device, ticket: &str) -> (StatusCode, Value) {
     device
@@ -554,6 +592,71 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
         Access::Roles(&[A]),
     ),
     ("POST", "/api/v1/admin/exceptions", Access::Roles(&[A])),
+    (
+        "GET",
+        "/api/v1/admin/exceptions",
+        Access::Roles(&[A, H, AU]),
+    ),
+    (
+        "DELETE",
+        "/api/v1/admin/exceptions/{id}",
+        Access::Roles(&[A]),
+    ),
+    ("GET", "/api/v1/admin/alerts", Access::Roles(&[A, AU])),
+    (
+        "POST",
+        "/api/v1/admin/credentials/{id}/suspend",
+        Access::Roles(&[A, H]),
+    ),
+    ("POST", "/api/v1/admin/recoveries", Access::Roles(&[A, H])),
+    (
+        "GET",
+        "/api/v1/admin/recoveries",
+        Access::Roles(&[A, H, AU]),
+    ),
+    (
+        "DELETE",
+        "/api/v1/admin/recoveries/{id}",
+        Access::Roles(&[A, H]),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/recoveries/{id}/approvals",
+        Access::Roles(&[A, H]),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/people/{id}/credentials",
+        Access::Roles(&[A, H, AU]),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/offboardings",
+        Access::Roles(&[A, H, AU]),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/reports/dormant-access",
+        Access::Roles(&[A, H, AU]),
+    ),
+    (
+        "GET",
+        "/api/v1/admin/reports/dormant-access.html",
+        Access::Roles(&[A, H, AU]),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/devices/{id}/reclaim-station",
+        Access::Roles(&[A, H]),
+    ),
+    ("GET", "/api/v1/admin/outbox", Access::Roles(&[A, AU])),
+    ("GET", "/api/v1/admin/evidence/csf", Access::Roles(&[A, AU])),
+    (
+        "GET",
+        "/api/v1/admin/evidence/csf.html",
+        Access::Roles(&[A, AU]),
+    ),
+    ("GET", "/api/v1/webhook-key", Access::Public),
     ("GET", "/api/v1/admin/coverage", Access::Roles(&[A, H, AU])),
     ("GET", "/scim/v2/ServiceProviderConfig", Access::Roles(&[S])),
     ("GET", "/scim/v2/Schemas", Access::Roles(&[S])),
@@ -574,7 +677,18 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("DELETE", "/scim/v2/Groups/{id}", Access::Roles(&[S])),
     ("POST", "/api/v1/agent/provision", Access::Public),
     ("POST", "/api/v1/agent/reports", Access::Device),
+    ("POST", "/api/v1/agent/reports/batch", Access::Device),
     ("POST", "/api/v1/agent/enrolments", Access::Device),
+    ("POST", "/api/v1/agent/step-up", Access::Device),
+    ("POST", "/api/v1/agent/sign-in", Access::Device),
+    (
+        "POST",
+        "/api/v1/agent/credentials/{id}/lost",
+        Access::Device,
+    ),
+    ("POST", "/api/v1/agent/recoveries", Access::Device),
+    ("POST", "/api/v1/agent/reclaim/directives", Access::Device),
+    ("POST", "/api/v1/agent/reclaim/receipts", Access::Device),
     (
         "POST",
         "/api/v1/agent/enrolments/{id}/ceremonies",

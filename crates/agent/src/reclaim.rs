@@ -1,0 +1,218 @@
+//! IT reclaim station: for every key plugged in, ask the service whether it belongs to someone
+//! who left; if so remove the organisation's credentials — a factory reset for an
+//! organisation-owned key, only the organisation's credentials (with the PIN) for a personal
+//! key, never a reset — check the key afterwards, and send a receipt.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use keywarden_keys::{Authenticator, Prompt};
+use keywarden_protocol::{
+    KeyCredentialIds, ReclaimAction, ReclaimDirective, ReclaimOutcome, ReclaimPlan, ReclaimQuery,
+    ReclaimReceipt, ReclaimReceiptAck, ReclaimedKey,
+};
+
+use crate::error::Result;
+use crate::Agent;
+
+/// What the station did to one key.
+#[derive(Debug, Clone)]
+pub struct Reclaimed {
+    /// What the service asked for.
+    pub directive: ReclaimDirective,
+    /// What was done and found.
+    pub receipt: ReclaimReceipt,
+    /// Whether the service recorded the key as reclaimed.
+    pub recorded: bool,
+}
+
+impl From<Reclaimed> for ReclaimedKey {
+    /// The wire form the desktop app shows.
+    fn from(r: Reclaimed) -> Self {
+        ReclaimedKey {
+            directive: r.directive,
+            receipt: r.receipt,
+            recorded: r.recorded,
+        }
+    }
+}
+
+/// The organisation's credentials still on the key (needs the PIN).
+fn org_credentials(key: &mut dyn Authenticator, rp_id: &str, pin: &str) -> Result<Vec<String>> {
+    Ok(key
+        .list_credentials(rp_id, pin)?
+        .into_iter()
+        .map(|c| URL_SAFE_NO_PAD.encode(c.credential_id))
+        .collect())
+}
+
+fn delete_with_pin(
+    key: &mut dyn Authenticator,
+    d: &ReclaimDirective,
+    pin: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut removed = Vec::new();
+    for id in org_credentials(key, &d.rp_id, pin)? {
+        let raw = URL_SAFE_NO_PAD.decode(&id).unwrap_or_default();
+        key.delete_credential(&raw, pin)?;
+        removed.push(id);
+    }
+    let remaining = org_credentials(key, &d.rp_id, pin)?;
+    Ok((removed, remaining))
+}
+
+/// Carry out one directive on an opened key.
+pub fn carry_out(
+    key: &mut dyn Authenticator,
+    d: &ReclaimDirective,
+    pin: Option<&str>,
+    prompt: &dyn Prompt,
+) -> ReclaimReceipt {
+    let receipt = |action, outcome, removed, remaining, detail: String| ReclaimReceipt {
+        directive_id: d.id.clone(),
+        key_id: d.key_id.clone(),
+        action,
+        outcome,
+        removed_credential_ids: removed,
+        remaining_credential_ids: remaining,
+        detail,
+    };
+    let by_pin = |key: &mut dyn Authenticator, pin: &str, note: &str| {
+        match delete_with_pin(key, d, pin) {
+        Ok((removed, remaining)) if remaining.is_empty() => receipt(
+            ReclaimAction::DeleteCredentials,
+            ReclaimOutcome::Done,
+            removed.clone(),
+            remaining,
+            format!("{note}removed {} of the organisation's credentials; the check afterwards found none left", removed.len()),
+        ),
+        Ok((removed, remaining)) => receipt(
+            ReclaimAction::DeleteCredentials,
+            ReclaimOutcome::Failed,
+            removed,
+            remaining.clone(),
+            format!("{} of the organisation's credentials are still on the key after deleting", remaining.len()),
+        ),
+        Err(e) => receipt(
+            ReclaimAction::DeleteCredentials,
+            ReclaimOutcome::Failed,
+            Vec::new(),
+            d.credential_ids.clone(),
+            format!("could not remove the credentials: {e}"),
+        ),
+    }
+    };
+    match d.action {
+        ReclaimAction::DeleteCredentials => match pin {
+            Some(pin) => by_pin(key, pin, "personal key, not reset: "),
+            None => receipt(
+                ReclaimAction::DeleteCredentials,
+                ReclaimOutcome::Failed,
+                Vec::new(),
+                d.credential_ids.clone(),
+                "this is a personal key: it is never reset, and removing the organisation's credentials needs its PIN; ask its owner to type it".to_owned(),
+            ),
+        },
+        ReclaimAction::Reset => match key.reset(prompt) {
+            Ok(()) => match key.info() {
+                Ok(info) if !info.pin_set => receipt(
+                    ReclaimAction::Reset,
+                    ReclaimOutcome::Done,
+                    d.credential_ids.clone(),
+                    Vec::new(),
+                    "factory reset; the check afterwards found no PIN and no credentials".to_owned(),
+                ),
+                Ok(_) => receipt(
+                    ReclaimAction::Reset,
+                    ReclaimOutcome::Failed,
+                    Vec::new(),
+                    d.credential_ids.clone(),
+                    "the key still has a PIN after the reset: it did not reset".to_owned(),
+                ),
+                Err(e) => receipt(
+                    ReclaimAction::Reset,
+                    ReclaimOutcome::Failed,
+                    Vec::new(),
+                    d.credential_ids.clone(),
+                    format!("could not check the key after the reset: {e}"),
+                ),
+            },
+            // An organisation-owned key that this agent cannot reset: with the PIN, its
+            // credentials are removed instead.
+            Err(e) => match pin {
+                Some(pin) => by_pin(key, pin, &format!("reset not possible ({e}); ")),
+                None => receipt(
+                    ReclaimAction::Reset,
+                    ReclaimOutcome::Failed,
+                    Vec::new(),
+                    d.credential_ids.clone(),
+                    format!("could not reset the key: {e}"),
+                ),
+            },
+        },
+    }
+}
+
+/// Ask for directives for every key present, carry them out, send the receipts.
+pub fn run(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<Reclaimed>> {
+    let keys = agent.keys()?;
+    let mut plan: ReclaimPlan = agent.call_signed(
+        "/api/v1/agent/reclaim/directives",
+        &ReclaimQuery {
+            keys: keys.clone(),
+            credentials_on_keys: Vec::new(),
+        },
+    )?;
+    // With the PIN, keys whose id says nothing (no serial collected) are matched by the
+    // organisation's credentials on them. One PIN attempt per such key.
+    if let Some(pin) = pin {
+        let mut found = Vec::new();
+        for k in keys
+            .iter()
+            .filter(|k| !plan.directives.iter().any(|d| d.key_id == k.id))
+        {
+            let Ok(mut key) = agent.open_key(&k.id) else {
+                continue;
+            };
+            if let Ok(ids) = org_credentials(key.as_mut(), &plan.rp_id, pin) {
+                if !ids.is_empty() {
+                    found.push(KeyCredentialIds {
+                        key_id: k.id.clone(),
+                        credential_ids: ids,
+                    });
+                }
+            }
+        }
+        if !found.is_empty() {
+            plan = agent.call_signed(
+                "/api/v1/agent/reclaim/directives",
+                &ReclaimQuery {
+                    keys,
+                    credentials_on_keys: found,
+                },
+            )?;
+        }
+    }
+    let mut out = Vec::with_capacity(plan.directives.len());
+    for d in plan.directives {
+        let receipt = match agent.open_key(&d.key_id) {
+            Ok(mut key) => carry_out(key.as_mut(), &d, pin, prompt),
+            Err(e) => ReclaimReceipt {
+                directive_id: d.id.clone(),
+                key_id: d.key_id.clone(),
+                action: d.action,
+                outcome: ReclaimOutcome::Failed,
+                removed_credential_ids: Vec::new(),
+                remaining_credential_ids: d.credential_ids.clone(),
+                detail: format!("could not open the key: {e}"),
+            },
+        };
+        let ack: ReclaimReceiptAck =
+            agent.call_signed("/api/v1/agent/reclaim/receipts", &receipt)?;
+        out.push(Reclaimed {
+            directive: d,
+            receipt,
+            recorded: ack.reclaimed,
+        });
+    }
+    Ok(out)
+}

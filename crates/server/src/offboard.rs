@@ -1,0 +1,467 @@
+//! Offboarding with no dormant paths: when HR deactivates or deletes a person over SCIM, one
+//! transaction revokes every credential, cancels open tickets, enrolment sessions and
+//! recoveries, unbinds their laptops, ends their exceptions, queues their keys for reclaiming,
+//! and queues a signed revocation event for the IdP ([`crate::webhooks`]). Each offboarding
+//! records its time-to-revoke: SCIM request received → revocation committed → IdP webhook
+//! acknowledged.
+//!
+//! The dormant-access report lists, for every inactive person, anything still live. Its normal
+//! state is empty.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, AnyPool, Row, Transaction};
+use utoipa::ToSchema;
+
+use crate::audit;
+use crate::auth::{Caller, Role};
+use crate::error::{Error, Result};
+use crate::secrets::new_id;
+use crate::state::AppState;
+use crate::webhooks::{self, Sink};
+
+/// Routes for offboarding records and the dormant-access report.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/offboardings", get(list_handler))
+        .route("/api/v1/admin/reports/dormant-access", get(dormant_handler))
+        .route(
+            "/api/v1/admin/reports/dormant-access.html",
+            get(dormant_html_handler),
+        )
+}
+
+/// Roles that read offboarding records and the dormant-access report.
+pub const READERS: &[Role] = &[Role::Admin, Role::Helpdesk, Role::Auditor];
+
+/// What an offboarding did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Summary {
+    /// Credentials revoked.
+    pub credentials_revoked: Vec<String>,
+    /// Enrolment tickets cancelled.
+    pub tickets_cancelled: u64,
+    /// Enrolment sessions closed.
+    pub sessions_closed: u64,
+    /// Recoveries cancelled.
+    pub recoveries_cancelled: u64,
+    /// Laptops unbound.
+    pub devices_unbound: u64,
+    /// Exceptions ended.
+    pub exceptions_revoked: u64,
+    /// Keys queued for reclaiming at an IT reclaim station.
+    pub keys_to_reclaim: u64,
+}
+
+/// The offboarding started inside a SCIM transaction; finish it with [`Pending::committed`]
+/// after the commit.
+#[derive(Debug)]
+pub struct Pending {
+    /// Offboarding id.
+    pub id: String,
+    /// The IdP event id.
+    pub event_id: String,
+    /// What was done.
+    pub summary: Summary,
+}
+
+impl Pending {
+    /// Record the commit time and wake the webhook deliverer.
+    pub async fn committed(self, state: &AppState) -> Result<()> {
+        sqlx::query("UPDATE offboardings SET committed_at_us = $1 WHERE id = $2")
+            .bind(state.clock.now_us())
+            .bind(&self.id)
+            .execute(&state.db)
+            .await?;
+        state.outbox_wake.notify_one();
+        Ok(())
+    }
+}
+
+/// Revoke everything of `person_id` inside `tx` (the SCIM change's transaction).
+pub async fn run(
+    tx: &mut Transaction<'_, Any>,
+    state: &AppState,
+    person_id: &str,
+    trigger: &str,
+    actor: &str,
+    received_at_us: i64,
+    now: i64,
+) -> Result<Pending> {
+    let person = sqlx::query("SELECT user_name, external_id FROM people WHERE id = $1")
+        .bind(person_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let user_name: String = person.try_get("user_name")?;
+    let external_id: Option<String> = person.try_get("external_id")?;
+    let mut summary = Summary::default();
+
+    let personal = {
+        let (_, policy) = crate::enrol::policy_for(state, tx, person_id).await?;
+        policy.personal_keys
+    };
+    let creds = sqlx::query(
+        "SELECT id, aaguid, key_info FROM credentials WHERE person_id = $1 AND status <> 'revoked' ORDER BY created_at, id",
+    )
+    .bind(person_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for c in &creds {
+        let id: String = c.try_get("id")?;
+        let key_info: serde_json::Value =
+            serde_json::from_str(&c.try_get::<String, _>("key_info")?).map_err(Error::Corrupt)?;
+        let key_id = key_info
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        sqlx::query(
+            "INSERT INTO key_reclaims (id, person_id, credential_id, key_id, aaguid, ownership, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) ON CONFLICT (credential_id) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(person_id)
+        .bind(&id)
+        .bind(&key_id)
+        .bind(c.try_get::<String, _>("aaguid")?)
+        .bind(if personal { "personal" } else { "organisation" })
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        summary.keys_to_reclaim += 1;
+        summary.credentials_revoked.push(id);
+    }
+    sqlx::query("UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE person_id = $3 AND status <> 'revoked'")
+        .bind(now)
+        .bind(format!("offboarded ({trigger})"))
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?;
+    summary.tickets_cancelled = sqlx::query("UPDATE enrolment_tickets SET cancelled_at = $1 WHERE person_id = $2 AND redeemed_at IS NULL AND cancelled_at IS NULL AND expires_at > $1")
+        .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    summary.sessions_closed = sqlx::query("UPDATE enrolment_sessions SET closed_at = $1 WHERE person_id = $2 AND closed_at IS NULL AND expires_at > $1")
+        .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    let open = sqlx::query("SELECT id FROM recoveries WHERE person_id = $1 AND state IN ('awaiting_approval', 'ready', 'redeemed')")
+        .bind(person_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in &open {
+        crate::recovery::cancel_in(tx, &r.try_get::<String, _>("id")?, "person offboarded", now)
+            .await?;
+    }
+    summary.recoveries_cancelled = u64::try_from(open.len()).unwrap_or(u64::MAX);
+    summary.devices_unbound = sqlx::query(
+        "UPDATE device_bindings SET unbound_at = $1 WHERE person_id = $2 AND unbound_at IS NULL",
+    )
+    .bind(now)
+    .bind(person_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    summary.exceptions_revoked = sqlx::query(
+        "UPDATE exceptions SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(person_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+
+    let event_id = webhooks::enqueue(
+        tx,
+        Sink::Idp,
+        "person.offboarded",
+        Some(person_id),
+        serde_json::json!({
+            "person": {"id": person_id, "userName": user_name, "externalId": external_id},
+            "trigger": trigger,
+            "revoked_credential_ids": summary.credentials_revoked,
+            "sign_out_everywhere": true,
+        }),
+        now,
+    )
+    .await?;
+    let id = new_id();
+    sqlx::query("INSERT INTO offboardings (id, person_id, trigger_kind, received_at_us, event_id, summary) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&id)
+        .bind(person_id)
+        .bind(trigger)
+        .bind(received_at_us)
+        .bind(&event_id)
+        .bind(serde_json::to_string(&summary).map_err(Error::Corrupt)?)
+        .execute(&mut **tx)
+        .await?;
+    audit::record(
+        tx,
+        now,
+        actor,
+        "person.offboarded",
+        person_id,
+        serde_json::json!({"offboarding_id": id, "trigger": trigger, "event_id": event_id, "summary": summary}),
+    )
+    .await?;
+    Ok(Pending {
+        id,
+        event_id,
+        summary,
+    })
+}
+
+/// One offboarding with its time-to-revoke.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OffboardingView {
+    /// Id.
+    pub id: String,
+    /// Who left.
+    pub person_id: String,
+    /// `scim.active_false` or `scim.delete`.
+    pub trigger: String,
+    /// The IdP revocation event.
+    pub event_id: String,
+    /// SCIM request received → revocation committed, in milliseconds.
+    pub revoke_ms: Option<f64>,
+    /// SCIM request received → IdP webhook acknowledged, in milliseconds.
+    pub acknowledged_ms: Option<f64>,
+    /// What was done.
+    pub summary: Summary,
+}
+
+/// Every offboarding, oldest first.
+pub async fn load(db: &AnyPool) -> Result<Vec<OffboardingView>> {
+    let rows = sqlx::query("SELECT id, person_id, trigger_kind, event_id, received_at_us, committed_at_us, acked_at_us, summary FROM offboardings ORDER BY received_at_us, id")
+        .fetch_all(db)
+        .await?;
+    let ms = |from: i64, to: Option<i64>| to.map(|t| (t - from) as f64 / 1000.0);
+    rows.iter()
+        .map(|r| {
+            let received: i64 = r.try_get("received_at_us")?;
+            Ok(OffboardingView {
+                id: r.try_get("id")?,
+                person_id: r.try_get("person_id")?,
+                trigger: r.try_get("trigger_kind")?,
+                event_id: r.try_get("event_id")?,
+                revoke_ms: ms(received, r.try_get("committed_at_us")?),
+                acknowledged_ms: ms(received, r.try_get("acked_at_us")?),
+                summary: serde_json::from_str(&r.try_get::<String, _>("summary")?)
+                    .map_err(Error::Corrupt)?,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/v1/admin/offboardings` (admin, help desk, auditor): offboardings and their time-to-revoke.
+#[utoipa::path(get, path = "/api/v1/admin/offboardings", tag = "offboarding",
+    responses((status = 200, body = [OffboardingView]), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn list_handler(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<OffboardingView>>> {
+    caller.require(READERS)?;
+    Ok(Json(load(&state.db).await?))
+}
+
+/// What is still live for one inactive person.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct DormantPerson {
+    /// Person id.
+    pub person_id: String,
+    /// userName.
+    pub user_name: String,
+    /// Credentials not revoked.
+    pub credentials: Vec<String>,
+    /// Enrolment tickets still redeemable.
+    pub tickets: Vec<String>,
+    /// Enrolment sessions still open.
+    pub sessions: Vec<String>,
+    /// Recoveries still open.
+    pub recoveries: Vec<String>,
+    /// Laptops still bound to them.
+    pub devices: Vec<String>,
+    /// Exceptions still in force.
+    pub exceptions: Vec<String>,
+    /// Their keys not yet reclaimed (key ids).
+    pub keys_not_reclaimed: Vec<String>,
+}
+
+/// The dormant-access report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct DormantReport {
+    /// When it was computed (unix ms).
+    pub generated_at_ms: i64,
+    /// Inactive people checked.
+    pub inactive_people: u64,
+    /// Inactive people with anything still live; normally empty.
+    pub people: Vec<DormantPerson>,
+}
+
+/// Compute the dormant-access report.
+pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
+    let inactive: i64 = sqlx::query("SELECT COUNT(*) AS n FROM people WHERE active = 0")
+        .fetch_one(db)
+        .await?
+        .try_get("n")?;
+    let checks: [(&str, String); 7] = [
+        ("credentials", "SELECT p.id AS pid, p.user_name, c.id AS item FROM people p JOIN credentials c ON c.person_id = p.id WHERE p.active = 0 AND c.status <> 'revoked'".into()),
+        ("tickets", "SELECT p.id AS pid, p.user_name, t.id AS item FROM people p JOIN enrolment_tickets t ON t.person_id = p.id WHERE p.active = 0 AND t.redeemed_at IS NULL AND t.cancelled_at IS NULL AND t.expires_at > $1".into()),
+        ("sessions", "SELECT p.id AS pid, p.user_name, s.id AS item FROM people p JOIN enrolment_sessions s ON s.person_id = p.id WHERE p.active = 0 AND s.closed_at IS NULL AND s.expires_at > $1".into()),
+        ("recoveries", "SELECT p.id AS pid, p.user_name, r.id AS item FROM people p JOIN recoveries r ON r.person_id = p.id WHERE p.active = 0 AND r.state IN ('awaiting_approval', 'ready', 'redeemed') AND r.expires_at > $1".into()),
+        ("devices", "SELECT p.id AS pid, p.user_name, b.device_id AS item FROM people p JOIN device_bindings b ON b.person_id = p.id WHERE p.active = 0 AND b.unbound_at IS NULL".into()),
+        ("exceptions", "SELECT p.id AS pid, p.user_name, e.id AS item FROM people p JOIN exceptions e ON e.person_id = p.id WHERE p.active = 0 AND e.revoked_at IS NULL AND e.expires_at > $1".into()),
+        ("keys_not_reclaimed", "SELECT p.id AS pid, p.user_name, k.key_id AS item FROM people p JOIN key_reclaims k ON k.person_id = p.id WHERE p.active = 0 AND k.state <> 'done'".into()),
+    ];
+    let mut people: BTreeMap<String, DormantPerson> = BTreeMap::new();
+    for (what, sql) in &checks {
+        let sql = if sql.contains("$1") {
+            sql.clone()
+        } else {
+            format!("{sql} AND $1 = $1")
+        };
+        for r in sqlx::query(&sql).bind(now).fetch_all(db).await? {
+            let pid: String = r.try_get("pid")?;
+            let entry = people.entry(pid.clone()).or_insert_with(|| DormantPerson {
+                person_id: pid,
+                ..Default::default()
+            });
+            entry.user_name = r.try_get("user_name")?;
+            let item: String = r.try_get("item")?;
+            match *what {
+                "credentials" => entry.credentials.push(item),
+                "tickets" => entry.tickets.push(item),
+                "sessions" => entry.sessions.push(item),
+                "recoveries" => entry.recoveries.push(item),
+                "devices" => entry.devices.push(item),
+                "exceptions" => entry.exceptions.push(item),
+                _ => entry.keys_not_reclaimed.push(item),
+            }
+        }
+    }
+    Ok(DormantReport {
+        generated_at_ms: now,
+        inactive_people: u64::try_from(inactive).unwrap_or(0),
+        people: people.into_values().collect(),
+    })
+}
+
+/// `GET /api/v1/admin/reports/dormant-access` (admin, help desk, auditor).
+#[utoipa::path(get, path = "/api/v1/admin/reports/dormant-access", tag = "offboarding",
+    responses((status = 200, body = DormantReport), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn dormant_handler(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<DormantReport>> {
+    caller.require(READERS)?;
+    Ok(Json(dormant(&state.db, state.now_ms()).await?))
+}
+
+/// The dormant-access report as text for the terminal.
+pub fn render(report: &DormantReport) -> String {
+    let mut out = format!(
+        "dormant access: {} inactive people checked, {} with access still live\n",
+        report.inactive_people,
+        report.people.len()
+    );
+    for p in &report.people {
+        out.push_str(&format!("- {} ({})\n", p.user_name, p.person_id));
+        for (what, items) in [
+            ("credentials", &p.credentials),
+            ("tickets", &p.tickets),
+            ("enrolment sessions", &p.sessions),
+            ("recoveries", &p.recoveries),
+            ("laptops bound", &p.devices),
+            ("exceptions", &p.exceptions),
+            ("keys not reclaimed", &p.keys_not_reclaimed),
+        ] {
+            if !items.is_empty() {
+                out.push_str(&format!("    {what}: {}\n", items.join(", ")));
+            }
+        }
+    }
+    out
+}
+
+/// `GET /api/v1/admin/reports/dormant-access.html` (admin, help desk, auditor): the report as a page.
+#[utoipa::path(get, path = "/api/v1/admin/reports/dormant-access.html", tag = "offboarding",
+    responses((status = 200, description = "HTML page", content_type = "text/html"), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn dormant_html_handler(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    caller.require(READERS)?;
+    let report = dormant(&state.db, state.now_ms()).await?;
+    let offboardings = load(&state.db).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        render_html(&report, &offboardings),
+    )
+        .into_response())
+}
+
+/// The dormant-access report and recent offboardings as a self-contained page.
+pub fn render_html(report: &DormantReport, offboardings: &[OffboardingView]) -> String {
+    use crate::csf::esc;
+    let mut s = crate::csf::page_head("Keywarden — dormant access");
+    s.push_str(&format!(
+        "<h1>Dormant access</h1><div class=meta>Generated {}. {} inactive people checked: {}</div>",
+        esc(&crate::secrets::fmt_time(report.generated_at_ms)),
+        report.inactive_people,
+        if report.people.is_empty() {
+            "<span class=ok>nothing is still live for anyone who left.</span>".to_owned()
+        } else {
+            match report.people.len() {
+                1 => "<span class=bad>1 person who left still has live access.</span>".to_owned(),
+                n => format!("<span class=bad>{n} people who left still have live access.</span>"),
+            }
+        }
+    ));
+    if !report.people.is_empty() {
+        s.push_str("<section><h2>Still live</h2><table><tr><th>Person</th><th>Credentials</th><th>Tickets</th><th>Sessions</th><th>Recoveries</th><th>Laptops</th><th>Exceptions</th><th>Keys not reclaimed</th></tr>");
+        for p in &report.people {
+            let cell = |v: &Vec<String>| {
+                if v.is_empty() {
+                    "<span class=none>none</span>".to_owned()
+                } else {
+                    format!("<b>{}</b>", v.len())
+                }
+            };
+            s.push_str(&format!(
+                "<tr><td>{}<br><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&p.user_name), esc(&p.person_id), cell(&p.credentials), cell(&p.tickets), cell(&p.sessions),
+                cell(&p.recoveries), cell(&p.devices), cell(&p.exceptions), cell(&p.keys_not_reclaimed)
+            ));
+        }
+        s.push_str("</table></section>");
+    }
+    s.push_str("<section><h2>Offboardings</h2><table><tr><th>Person</th><th>Trigger</th><th>Revoked in</th><th>IdP acknowledged in</th><th>Credentials revoked</th><th>Keys to reclaim</th></tr>");
+    if offboardings.is_empty() {
+        s.push_str("<tr><td colspan=6 class=none>no offboardings yet</td></tr>");
+    }
+    let ms = |v: Option<f64>| {
+        v.map_or("<span class=bad>not yet</span>".to_owned(), |v| {
+            format!("{v:.1} ms")
+        })
+    };
+    for o in offboardings.iter().rev().take(50) {
+        s.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&o.person_id), esc(&o.trigger), ms(o.revoke_ms), ms(o.acknowledged_ms),
+            o.summary.credentials_revoked.len(), o.summary.keys_to_reclaim
+        ));
+    }
+    s.push_str("</table></section></body></html>");
+    s
+}

@@ -1,0 +1,276 @@
+//! Reclaiming keys: when a departed person's key is plugged into an IT reclaim station (a
+//! provisioned laptop an admin marked as one), the station's agent asks for directives for the
+//! keys it sees and gets, per key, what to do: a factory reset for an organisation-owned key, or
+//! deleting only the organisation's credentials from a personal (BYOD) key, never a reset. The
+//! station checks the key afterwards and sends a receipt; a key is recorded as reclaimed only
+//! when the check found none of the organisation's credentials left.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::routing::post;
+use axum::{Json, Router};
+use keywarden_protocol::{
+    ReclaimAction, ReclaimDirective, ReclaimOutcome, ReclaimPlan, ReclaimQuery, ReclaimReceipt,
+    ReclaimReceiptAck,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Row, Transaction};
+use utoipa::ToSchema;
+
+use crate::audit;
+use crate::auth::{parse_json, Caller, Role, SignedCall};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+/// Routes for reclaim stations.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/admin/devices/{id}/reclaim-station",
+            post(set_station),
+        )
+        .route("/api/v1/agent/reclaim/directives", post(directives))
+        .route("/api/v1/agent/reclaim/receipts", post(receipt))
+}
+
+/// `POST /api/v1/admin/devices/{id}/reclaim-station` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StationSetting {
+    /// Whether this laptop is an IT reclaim station.
+    pub enabled: bool,
+}
+
+/// `POST /api/v1/admin/devices/{id}/reclaim-station` (admin, help desk).
+#[utoipa::path(post, path = "/api/v1/admin/devices/{id}/reclaim-station", tag = "offboarding", request_body = StationSetting,
+    params(("id" = String, Path, description = "device id")),
+    responses((status = 200, body = StationSetting), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn set_station(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<StationSetting>> {
+    caller.require(&[Role::Admin, Role::Helpdesk])?;
+    let req: StationSetting = parse_json(&body)?;
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    let done = sqlx::query("UPDATE devices SET reclaim_station = $1 WHERE id = $2")
+        .bind(i64::from(req.enabled))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(Error::not_found(
+            "device_unknown",
+            format!("no device {id}"),
+        ));
+    }
+    audit::record(
+        &mut tx,
+        now,
+        &caller.actor(),
+        "device.reclaim_station",
+        &id,
+        serde_json::json!({"enabled": req.enabled}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(req))
+}
+
+async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<()> {
+    let station: i64 = sqlx::query("SELECT reclaim_station FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("reclaim_station")?;
+    if station == 0 {
+        return Err(Error::forbidden(
+            "not_a_reclaim_station",
+            "this laptop is not an IT reclaim station; an admin can make it one",
+        ));
+    }
+    Ok(())
+}
+
+/// The directive for one key, if a departed person's credentials are on it: pending reclaims
+/// of inactive people whose key id is `key_id` or whose credential is among `credential_ids`.
+async fn directive_for(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    key_id: &str,
+    credential_ids: &[String],
+) -> Result<Option<ReclaimDirective>> {
+    let mut sql = String::from(
+        "SELECT k.id, k.credential_id, k.ownership, p.display_name FROM key_reclaims k JOIN people p ON p.id = k.person_id \
+         WHERE k.state = 'pending' AND p.active = 0 AND (k.key_id = $1",
+    );
+    for i in 0..credential_ids.len() {
+        sql.push_str(&format!(" OR k.credential_id = ${}", i + 2));
+    }
+    sql.push_str(") ORDER BY k.id");
+    let mut q = sqlx::query(&sql).bind(key_id);
+    for c in credential_ids {
+        q = q.bind(c);
+    }
+    let rows = q.fetch_all(&mut **tx).await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let personal = rows
+        .iter()
+        .any(|r| r.try_get::<String, _>("ownership").ok().as_deref() == Some("personal"));
+    let name: String = first.try_get("display_name")?;
+    let credential_ids = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>("credential_id"))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Some(ReclaimDirective {
+        id: first.try_get("id")?,
+        key_id: key_id.to_owned(),
+        action: if personal {
+            ReclaimAction::DeleteCredentials
+        } else {
+            ReclaimAction::Reset
+        },
+        rp_id: state.settings.rp_id.clone(),
+        credential_ids,
+        reason: if personal {
+            format!("{name} has left: remove the organisation's credentials from their own key (it is not reset)")
+        } else {
+            format!("{name} has left: this organisation-owned key is reset for reuse")
+        },
+        person_display_name: name,
+    }))
+}
+
+/// `POST /api/v1/agent/reclaim/directives` (device-signed, reclaim stations only).
+#[utoipa::path(post, path = "/api/v1/agent/reclaim/directives", tag = "offboarding", request_body = crate::openapi::ReclaimQueryDoc,
+    responses((status = 200, body = crate::openapi::ReclaimPlanDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn directives(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ReclaimPlan>> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: ReclaimQuery = parse_json(&body)?;
+    let mut tx = state.db.begin().await?;
+    call.claim(&mut tx).await?;
+    require_station(&mut tx, &call.device_id).await?;
+    let mut out = Vec::new();
+    for key in &req.keys {
+        let found: Vec<String> = req
+            .credentials_on_keys
+            .iter()
+            .filter(|k| k.key_id == key.id)
+            .flat_map(|k| k.credential_ids.iter().cloned())
+            .collect();
+        if let Some(d) = directive_for(&state, &mut tx, &key.id, &found).await? {
+            out.push(d);
+        }
+    }
+    tx.commit().await?;
+    Ok(Json(ReclaimPlan {
+        rp_id: state.settings.rp_id.clone(),
+        directives: out,
+    }))
+}
+
+/// `POST /api/v1/agent/reclaim/receipts` (device-signed, reclaim stations only).
+#[utoipa::path(post, path = "/api/v1/agent/reclaim/receipts", tag = "offboarding", request_body = crate::openapi::ReclaimReceiptDoc,
+    responses((status = 200, body = crate::openapi::ReclaimReceiptAckDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn receipt(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ReclaimReceiptAck>> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: ReclaimReceipt = parse_json(&body)?;
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    call.claim(&mut tx).await?;
+    require_station(&mut tx, &call.device_id).await?;
+    let mut named: Vec<String> = req.removed_credential_ids.clone();
+    named.extend(req.remaining_credential_ids.iter().cloned());
+    // The key id as the service stored it at enrolment (serial withheld where policy says so);
+    // the station's own id for the key is not kept, as it may carry the serial.
+    let mut stored_key_id = String::new();
+    if let Some(r) = sqlx::query("SELECT credential_id, key_id FROM key_reclaims WHERE id = $1")
+        .bind(&req.directive_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        named.push(r.try_get("credential_id")?);
+        stored_key_id = r.try_get("key_id")?;
+    }
+    let d = directive_for(&state, &mut tx, &req.key_id, &named)
+        .await?
+        .filter(|d| d.id == req.directive_id)
+        .ok_or_else(|| {
+            Error::not_found(
+                "directive_unknown",
+                "no open reclaim directive with that id for that key",
+            )
+        })?;
+    if d.action == ReclaimAction::DeleteCredentials && req.action == ReclaimAction::Reset {
+        return Err(Error::bad_request(
+            "reclaim_personal_key_reset",
+            "a personal key is never reset; only the organisation's credentials may be removed",
+        ));
+    }
+    let left: Vec<&String> = d
+        .credential_ids
+        .iter()
+        .filter(|c| req.remaining_credential_ids.contains(c))
+        .collect();
+    let reclaimed = req.outcome == ReclaimOutcome::Done && left.is_empty();
+    let receipt = serde_json::to_string(&ReclaimReceipt {
+        key_id: stored_key_id.clone(),
+        ..req.clone()
+    })
+    .map_err(Error::Corrupt)?;
+    let person: String = sqlx::query("SELECT person_id FROM key_reclaims WHERE id = $1")
+        .bind(&d.id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("person_id")?;
+    for credential in &d.credential_ids {
+        sqlx::query("UPDATE key_reclaims SET state = $1, completed_at = $2, station = $3, receipt = $4 WHERE credential_id = $5 AND state = 'pending'")
+            .bind(if reclaimed { "done" } else { "pending" })
+            .bind(reclaimed.then_some(now))
+            .bind(&call.device_id)
+            .bind(&receipt)
+            .bind(credential)
+            .execute(&mut *tx)
+            .await?;
+    }
+    audit::record(
+        &mut tx,
+        now,
+        &format!("device:{}", call.device_id),
+        if reclaimed { "key.reclaimed" } else { "key.reclaim_failed" },
+        &person,
+        serde_json::json!({"directive_id": d.id, "key_id": stored_key_id, "action": req.action, "outcome": req.outcome,
+            "removed": req.removed_credential_ids, "remaining": req.remaining_credential_ids, "detail": req.detail}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(ReclaimReceiptAck {
+        directive_id: d.id,
+        reclaimed,
+    }))
+}

@@ -1,0 +1,975 @@
+//! Lost keys and step-up recovery: regaining access must never be a weaker door than signing in.
+//!
+//! - A key reported lost (by the person, proven with another of their keys, or by the help
+//!   desk) is **suspended** at once: it cannot step up, it no longer counts for coverage.
+//! - To enrol a replacement the person needs **both** a recovery ticket, which a named help-desk
+//!   member issues after recording how identity was proofed, **and** a fresh assertion from
+//!   another active key of theirs ([`crate::stepup::verify`]).
+//! - With no active key left, the ticket is only redeemable after **two different approvers**
+//!   (never the person, never the same approver twice) each recorded a re-proofing.
+//! - Tickets are single use and short-lived. Redeeming one opens an enrolment session; when the
+//!   replacement is enrolled the lost credential is revoked.
+//!
+//! Every step is audited and the person is notified through the notification outbox
+//! ([`crate::webhooks`]). Every refusal rolls back (nothing changes) and is audited.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use keywarden_protocol::{
+    CredentialView, EnrolBeginResponse, RecoveryBeginRequest, ReportLostRequest,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Row, Transaction};
+use utoipa::ToSchema;
+
+use crate::admin::{credential_view, CREDENTIAL_COLUMNS};
+use crate::audit;
+use crate::auth::{parse_json, Caller, Role, SignedCall};
+use crate::error::{Error, Result};
+use crate::secrets::{self, new_id};
+use crate::state::AppState;
+use crate::webhooks;
+
+/// Prefix of recovery tickets.
+pub const RECOVERY_PREFIX: &str = "kwr_";
+
+/// Roles that handle lost keys and recoveries.
+pub const HELPDESK: &[Role] = &[Role::Admin, Role::Helpdesk];
+
+/// Approvals a recovery needs when the person has no active key left.
+pub const APPROVALS_NEEDED: usize = 2;
+
+/// How identity may be proofed.
+pub const PROOFING_METHODS: &[&str] = &[
+    "in_person_id_document",
+    "video_call_id_document",
+    "manager_attestation",
+    "hr_record_match",
+];
+
+/// Routes for lost keys and recoveries.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/admin/credentials/{id}/suspend",
+            post(suspend_by_helpdesk),
+        )
+        .route("/api/v1/admin/recoveries", post(issue).get(list))
+        .route("/api/v1/admin/recoveries/{id}", delete(cancel))
+        .route("/api/v1/admin/recoveries/{id}/approvals", post(approve))
+        .route("/api/v1/agent/credentials/{id}/lost", post(report_lost))
+        .route("/api/v1/agent/recoveries", post(redeem))
+        .route(
+            "/api/v1/admin/people/{id}/credentials",
+            get(person_credentials),
+        )
+}
+
+/// How identity was proofed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Proofing {
+    /// One of `in_person_id_document`, `video_call_id_document`, `manager_attestation`,
+    /// `hr_record_match`.
+    pub method: String,
+    /// What was checked, e.g. `passport checked at the London desk`.
+    pub detail: String,
+}
+
+impl Proofing {
+    fn check(&self) -> Result<()> {
+        if !PROOFING_METHODS.contains(&self.method.as_str()) {
+            return Err(Error::bad_request(
+                "proofing_invalid",
+                format!(
+                    "proofing method {:?} is not one of {}",
+                    self.method,
+                    PROOFING_METHODS.join(", ")
+                ),
+            ));
+        }
+        let n = self.detail.trim().chars().count();
+        if n == 0 || n > 500 {
+            return Err(Error::bad_request(
+                "proofing_invalid",
+                "proofing detail must say what was checked (1..=500 characters)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /api/v1/admin/credentials/{id}/suspend` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendRequest {
+    /// Why, e.g. `reported lost by phone`.
+    pub reason: String,
+}
+
+/// Suspend an active credential inside `tx`; audited, the person notified.
+pub async fn suspend(
+    tx: &mut Transaction<'_, Any>,
+    credential_id: &str,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<CredentialView> {
+    let r = sqlx::query(&format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"
+    ))
+    .bind(credential_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| {
+        Error::not_found(
+            "credential_unknown",
+            format!("no credential with id {credential_id}"),
+        )
+    })?;
+    let view = credential_view(&r)?;
+    if view.status != "active" {
+        return Err(Error::conflict(
+            "credential_not_active",
+            format!("the credential is already {}", view.status),
+        ));
+    }
+    sqlx::query("UPDATE credentials SET status = 'suspended', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status = 'active'")
+        .bind(now)
+        .bind(reason)
+        .bind(credential_id)
+        .execute(&mut **tx)
+        .await?;
+    audit::record(
+        tx,
+        now,
+        actor,
+        "credential.suspended",
+        &view.person_id,
+        serde_json::json!({"credential_id": credential_id, "reason": reason}),
+    )
+    .await?;
+    webhooks::notify(
+        tx,
+        &view.person_id,
+        "credential.suspended",
+        "One of your security keys was reported lost and is suspended. If this was not you, call the help desk now.",
+        serde_json::json!({"credential_id": credential_id, "model": view.model, "reason": reason}),
+        now,
+    )
+    .await?;
+    Ok(CredentialView {
+        status: "suspended".to_owned(),
+        ..view
+    })
+}
+
+/// `POST /api/v1/admin/credentials/{id}/suspend` (admin, help desk): mark a key lost.
+#[utoipa::path(post, path = "/api/v1/admin/credentials/{id}/suspend", tag = "recovery", request_body = SuspendRequest,
+    params(("id" = String, Path, description = "credential id, base64url")),
+    responses((status = 200, body = crate::openapi::CredentialViewDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn suspend_by_helpdesk(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<CredentialView>> {
+    caller.require(HELPDESK)?;
+    let req: SuspendRequest = parse_json(&body)?;
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.len() > 500 {
+        return Err(Error::bad_request(
+            "reason_invalid",
+            "say why the key is suspended (1..=500 characters)",
+        ));
+    }
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    let view = suspend(&mut tx, &id, &caller.actor(), reason, now).await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok(Json(view))
+}
+
+/// `POST /api/v1/agent/credentials/{id}/lost` (device-signed): the person reports one of their
+/// keys lost, proven with a fresh assertion from another of their active keys.
+#[utoipa::path(post, path = "/api/v1/agent/credentials/{id}/lost", tag = "recovery", request_body = crate::openapi::ReportLostRequestDoc,
+    params(("id" = String, Path, description = "the lost credential's id, base64url")),
+    responses((status = 200, body = crate::openapi::CredentialViewDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn report_lost(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<CredentialView>> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: ReportLostRequest = parse_json(&body)?;
+    let now = state.now_ms();
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        call.claim(&mut tx).await?;
+        let v = crate::stepup::verify(
+            &state,
+            &mut tx,
+            &call.device_id,
+            "report_lost",
+            &req.step_up,
+            now,
+        )
+        .await?;
+        if v.credential_id == id {
+            return Err(Error::bad_request(
+                "step_up_same_key",
+                "sign in with another of your keys, not the one you are reporting lost",
+            ));
+        }
+        let owner: Option<String> = sqlx::query("SELECT person_id FROM credentials WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("person_id"))
+            .transpose()?;
+        if owner.as_deref() != Some(v.person_id.as_str()) {
+            return Err(Error::forbidden(
+                "credential_not_yours",
+                "you can only report your own keys lost",
+            ));
+        }
+        let reason = req
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .unwrap_or("reported lost by the person");
+        let reason: String = reason.chars().take(500).collect();
+        let view = suspend(
+            &mut tx,
+            &id,
+            &format!("device:{}", call.device_id),
+            &reason,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+    .await;
+    match result {
+        Ok(view) => {
+            state.outbox_wake.notify_one();
+            Ok(Json(view))
+        }
+        Err(e) => Err(crate::stepup::refused(&state, &call.device_id, "report_lost", e, now).await),
+    }
+}
+
+/// `POST /api/v1/admin/recoveries` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRecovery {
+    /// Whose access is recovered.
+    pub person_id: String,
+    /// The lost key (suspended now if it is still active); revoked when the replacement is enrolled.
+    #[serde(default)]
+    pub lost_credential_id: Option<String>,
+    /// How the issuer proofed the person's identity.
+    pub proofing: Proofing,
+    /// Ticket lifetime in seconds (default from the service settings, at most one day).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A recovery as admins see it (never the ticket).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryView {
+    /// Recovery id.
+    pub id: String,
+    /// Whose.
+    pub person_id: String,
+    /// The lost key.
+    pub lost_credential_id: Option<String>,
+    /// `step_up` (needs a fresh assertion from another key) or `dual_approval` (no key left).
+    pub kind: String,
+    /// `awaiting_approval`, `ready`, `redeemed`, `completed`, `cancelled`.
+    pub state: String,
+    /// Approvals recorded (dual approval).
+    pub approvals: Vec<String>,
+    /// Approvals still needed.
+    pub approvals_needed: usize,
+    /// Issued by.
+    pub created_by: String,
+    /// Issued at (unix ms).
+    pub created_at_ms: i64,
+    /// Ticket expiry (unix ms).
+    pub expires_at_ms: i64,
+}
+
+/// A freshly issued recovery: the ticket is shown once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IssuedRecovery {
+    /// The recovery.
+    pub recovery: RecoveryView,
+    /// The single-use recovery ticket, for the person.
+    pub ticket: String,
+}
+
+/// The approver identity of a caller: the person the token was issued to.
+fn approver_of(caller: &Caller, what: &str) -> Result<String> {
+    caller.person_id.clone().ok_or_else(|| {
+        Error::forbidden(
+            "approver_unnamed",
+            format!(
+                "{what} needs a token issued to a named help-desk member (tokens with a person_id)"
+            ),
+        )
+    })
+}
+
+async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryView> {
+    let r = sqlx::query(
+        "SELECT id, person_id, lost_credential_id, kind, state, created_by, created_at, expires_at FROM recoveries WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| Error::not_found("recovery_unknown", format!("no recovery {id}")))?;
+    let approvals = sqlx::query(
+        "SELECT approver FROM recovery_approvals WHERE recovery_id = $1 ORDER BY at, approver",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|a| a.try_get::<String, _>("approver"))
+    .collect::<std::result::Result<Vec<_>, _>>()?;
+    let kind: String = r.try_get("kind")?;
+    let needed = if kind == "dual_approval" {
+        APPROVALS_NEEDED.saturating_sub(approvals.len())
+    } else {
+        0
+    };
+    Ok(RecoveryView {
+        id: r.try_get("id")?,
+        person_id: r.try_get("person_id")?,
+        lost_credential_id: r.try_get("lost_credential_id")?,
+        kind,
+        state: r.try_get("state")?,
+        approvals,
+        approvals_needed: needed,
+        created_by: r.try_get("created_by")?,
+        created_at_ms: r.try_get("created_at")?,
+        expires_at_ms: r.try_get("expires_at")?,
+    })
+}
+
+/// `POST /api/v1/admin/recoveries` (admin, help desk; a token issued to a named person):
+/// record the proofing and issue a single-use recovery ticket.
+#[utoipa::path(post, path = "/api/v1/admin/recoveries", tag = "recovery", request_body = IssueRecovery,
+    responses((status = 201, body = IssuedRecovery), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<IssuedRecovery>)> {
+    caller.require(HELPDESK)?;
+    let req: IssueRecovery = parse_json(&body)?;
+    req.proofing.check()?;
+    let issuer = approver_of(&caller, "issuing a recovery")?;
+    if issuer == req.person_id {
+        return Err(Error::forbidden(
+            "self_recovery",
+            "nobody may issue a recovery for themselves",
+        ));
+    }
+    let ttl = match req.ttl_seconds {
+        None => i64::try_from(state.settings.recovery_ttl.as_millis()).unwrap_or(1_800_000),
+        Some(s) if (60..=86_400).contains(&s) => i64::try_from(s * 1000).unwrap_or(1_800_000),
+        Some(_) => {
+            return Err(Error::bad_request(
+                "ttl_invalid",
+                "ttl_seconds must be 60..=86400",
+            ))
+        }
+    };
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    crate::admin::require_active_person(&mut tx, &req.person_id, "recoveries").await?;
+    if let Some(lost) = &req.lost_credential_id {
+        let r = sqlx::query("SELECT person_id, status FROM credentials WHERE id = $1")
+            .bind(lost)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(
+                    "credential_unknown",
+                    format!("no credential with id {lost}"),
+                )
+            })?;
+        if r.try_get::<String, _>("person_id")? != req.person_id {
+            return Err(Error::bad_request(
+                "credential_not_theirs",
+                "the lost credential belongs to someone else",
+            ));
+        }
+        match r.try_get::<String, _>("status")?.as_str() {
+            "active" => {
+                suspend(
+                    &mut tx,
+                    lost,
+                    &caller.actor(),
+                    "reported lost at the help desk",
+                    now,
+                )
+                .await?;
+            }
+            "suspended" => {}
+            other => {
+                return Err(Error::conflict(
+                    "credential_not_active",
+                    format!("the lost credential is already {other}"),
+                ))
+            }
+        }
+    }
+    let active = crate::enrol::active_count(&mut tx, &req.person_id).await?;
+    let (kind, st) = if active > 0 {
+        ("step_up", "ready")
+    } else {
+        ("dual_approval", "awaiting_approval")
+    };
+    let ticket = secrets::generate(RECOVERY_PREFIX);
+    let id = new_id();
+    let proofing = serde_json::json!([{"by": issuer, "token_id": caller.token_id, "method": req.proofing.method, "detail": req.proofing.detail.trim(), "at_ms": now}]);
+    sqlx::query(
+        "INSERT INTO recoveries (id, person_id, lost_credential_id, kind, ticket_hash, proofing, created_by, created_at, expires_at, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&id)
+    .bind(&req.person_id)
+    .bind(&req.lost_credential_id)
+    .bind(kind)
+    .bind(secrets::hash(&ticket))
+    .bind(proofing.to_string())
+    .bind(&issuer)
+    .bind(now)
+    .bind(now + ttl)
+    .bind(st)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        &caller.actor(),
+        "recovery.issued",
+        &req.person_id,
+        serde_json::json!({"recovery_id": id, "kind": kind, "issuer": issuer, "proofing_method": req.proofing.method, "lost_credential_id": req.lost_credential_id, "expires_at_ms": now + ttl}),
+    )
+    .await?;
+    webhooks::notify(
+        &mut tx,
+        &req.person_id,
+        "recovery.issued",
+        "The help desk started a recovery of your access. If you did not ask for this, call the help desk now.",
+        serde_json::json!({"recovery_id": id, "kind": kind, "expires_at_ms": now + ttl}),
+        now,
+    )
+    .await?;
+    let view = load_view(&mut tx, &id).await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedRecovery {
+            recovery: view,
+            ticket,
+        }),
+    ))
+}
+
+/// `POST /api/v1/admin/recoveries/{id}/approvals` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    /// How this approver re-proofed the person's identity.
+    pub proofing: Proofing,
+}
+
+/// `POST /api/v1/admin/recoveries/{id}/approvals` (admin, help desk; a token issued to a named
+/// person other than the one recovering, once per approver): approve a recovery of a person
+/// with no active key left.
+#[utoipa::path(post, path = "/api/v1/admin/recoveries/{id}/approvals", tag = "recovery", request_body = Approve,
+    params(("id" = String, Path, description = "recovery id")),
+    responses((status = 200, body = RecoveryView), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<RecoveryView>> {
+    caller.require(HELPDESK)?;
+    let req: Approve = parse_json(&body)?;
+    req.proofing.check()?;
+    let approver = approver_of(&caller, "approving a recovery")?;
+    let now = state.now_ms();
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        let view = load_view(&mut tx, &id).await?;
+        if approver == view.person_id {
+            return Err(Error::forbidden(
+                "self_approval",
+                "nobody may approve their own recovery",
+            ));
+        }
+        if view.kind != "dual_approval" {
+            return Err(Error::conflict(
+                "approval_not_needed",
+                "this recovery needs a fresh assertion from another key, not approvals",
+            ));
+        }
+        open_check(&view, now)?;
+        if view.state != "awaiting_approval" {
+            return Err(Error::conflict(
+                "recovery_not_awaiting_approval",
+                format!("this recovery is {}", view.state),
+            ));
+        }
+        if view.approvals.contains(&approver) {
+            return Err(Error::conflict(
+                "approver_repeated",
+                "you already approved this recovery; a second approver must be someone else",
+            ));
+        }
+        sqlx::query("INSERT INTO recovery_approvals (recovery_id, approver, token_id, proofing, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&id)
+            .bind(&approver)
+            .bind(&caller.token_id)
+            .bind(serde_json::to_string(&req.proofing).map_err(Error::Corrupt)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let count = view.approvals.len() + 1;
+        if count >= APPROVALS_NEEDED {
+            sqlx::query("UPDATE recoveries SET state = 'ready' WHERE id = $1 AND state = 'awaiting_approval'")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit::record(
+            &mut tx,
+            now,
+            &caller.actor(),
+            "recovery.approved",
+            &view.person_id,
+            serde_json::json!({"recovery_id": id, "approver": approver, "proofing_method": req.proofing.method, "approvals": count, "needed": APPROVALS_NEEDED}),
+        )
+        .await?;
+        webhooks::notify(
+            &mut tx,
+            &view.person_id,
+            "recovery.approved",
+            "A help-desk approver confirmed your identity for the recovery of your access.",
+            serde_json::json!({"recovery_id": id, "approvals": count, "needed": APPROVALS_NEEDED}),
+            now,
+        )
+        .await?;
+        let view = load_view(&mut tx, &id).await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            state.outbox_wake.notify_one();
+            Ok(Json(v))
+        }
+        Err(e) => {
+            audit_refusal(&state, &caller.actor(), &id, &e, now).await;
+            Err(e)
+        }
+    }
+}
+
+/// Refuse when a recovery is over (cancelled, used, expired).
+fn open_check(view: &RecoveryView, now: i64) -> Result<()> {
+    match view.state.as_str() {
+        "cancelled" => Err(Error::gone(
+            "recovery_cancelled",
+            "this recovery was cancelled",
+        )),
+        "redeemed" | "completed" => Err(Error::conflict(
+            "recovery_ticket_used",
+            "this recovery ticket was already used; ask the help desk for a new one",
+        )),
+        _ if now >= view.expires_at_ms => Err(Error::gone(
+            "recovery_expired",
+            format!(
+                "this recovery ticket expired at {}; ask the help desk for a new one",
+                secrets::fmt_time(view.expires_at_ms)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn audit_refusal(state: &AppState, actor: &str, subject: &str, e: &Error, now: i64) {
+    let (_, code, message) = e.parts();
+    if matches!(e, Error::Database(_)) {
+        return;
+    }
+    if let Err(err) = audit::record_refusal(
+        &state.db,
+        now,
+        actor,
+        "recovery.refused",
+        subject,
+        serde_json::json!({"reason": code, "message": message}),
+    )
+    .await
+    {
+        tracing::error!(error = %err, "could not audit a refused recovery step");
+    }
+}
+
+/// `GET /api/v1/admin/recoveries` (admin, help desk, auditor).
+#[utoipa::path(get, path = "/api/v1/admin/recoveries", tag = "recovery",
+    responses((status = 200, body = [RecoveryView]), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<RecoveryView>>> {
+    caller.require(&[Role::Admin, Role::Helpdesk, Role::Auditor])?;
+    let mut tx = state.db.begin().await?;
+    let ids = sqlx::query("SELECT id FROM recoveries ORDER BY created_at, id LIMIT 1000")
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for r in ids {
+        out.push(load_view(&mut tx, &r.try_get::<String, _>("id")?).await?);
+    }
+    tx.commit().await?;
+    Ok(Json(out))
+}
+
+/// `GET /api/v1/admin/people/{id}/credentials` (admin, help desk, auditor): one person's keys.
+#[utoipa::path(get, path = "/api/v1/admin/people/{id}/credentials", tag = "recovery",
+    params(("id" = String, Path, description = "person id")),
+    responses((status = 200, body = Vec<crate::openapi::CredentialViewDoc>), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn person_credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<CredentialView>>> {
+    caller.require(&[Role::Admin, Role::Helpdesk, Role::Auditor])?;
+    let rows = sqlx::query(&format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE person_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(&id)
+    .fetch_all(&state.db)
+    .await?;
+    rows.iter()
+        .map(credential_view)
+        .collect::<Result<Vec<_>>>()
+        .map(Json)
+}
+
+/// `DELETE /api/v1/admin/recoveries/{id}` (admin, help desk): cancel an open recovery.
+#[utoipa::path(delete, path = "/api/v1/admin/recoveries/{id}", tag = "recovery",
+    params(("id" = String, Path, description = "recovery id")),
+    responses((status = 200, body = RecoveryView), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
+              (status = 409, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecoveryView>> {
+    caller.require(HELPDESK)?;
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    let view = load_view(&mut tx, &id).await?;
+    if !matches!(
+        view.state.as_str(),
+        "awaiting_approval" | "ready" | "redeemed"
+    ) {
+        return Err(Error::conflict(
+            "recovery_closed",
+            format!("this recovery is already {}", view.state),
+        ));
+    }
+    cancel_in(&mut tx, &id, "cancelled by the help desk", now).await?;
+    audit::record(
+        &mut tx,
+        now,
+        &caller.actor(),
+        "recovery.cancelled",
+        &view.person_id,
+        serde_json::json!({"recovery_id": id, "reason": "cancelled by the help desk"}),
+    )
+    .await?;
+    webhooks::notify(
+        &mut tx,
+        &view.person_id,
+        "recovery.cancelled",
+        "The recovery of your access was cancelled by the help desk; its ticket no longer works.",
+        serde_json::json!({"recovery_id": id}),
+        now,
+    )
+    .await?;
+    let view = load_view(&mut tx, &id).await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok(Json(view))
+}
+
+/// Cancel a recovery and close its enrolment session (inside `tx`; the caller audits).
+pub async fn cancel_in(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE recoveries SET state = 'cancelled', cancelled_at = $1, cancel_reason = $2 WHERE id = $3")
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE enrolment_sessions SET closed_at = $1 WHERE recovery_id = $2 AND closed_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// `POST /api/v1/agent/recoveries` (device-signed): redeem a recovery ticket, with a fresh
+/// assertion from another active key of the person (or after two approvals when none is left),
+/// and open an enrolment session for the replacement.
+#[utoipa::path(post, path = "/api/v1/agent/recoveries", tag = "recovery", request_body = crate::openapi::RecoveryBeginRequestDoc,
+    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn redeem(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: RecoveryBeginRequest = parse_json(&body)?;
+    let now = state.now_ms();
+    let actor = format!("device:{}", call.device_id);
+    let mut subject = String::from("unknown-recovery");
+    let result = redeem_inner(&state, &call, &req, now, &mut subject).await;
+    match result {
+        Ok(resp) => {
+            state.outbox_wake.notify_one();
+            Ok((StatusCode::CREATED, Json(resp)))
+        }
+        Err(e) => {
+            audit_refusal(&state, &actor, &subject, &e, now).await;
+            Err(e)
+        }
+    }
+}
+
+async fn redeem_inner(
+    state: &AppState,
+    call: &SignedCall,
+    req: &RecoveryBeginRequest,
+    now: i64,
+    subject: &mut String,
+) -> Result<EnrolBeginResponse> {
+    let mut tx = state.db.begin().await?;
+    call.claim(&mut tx).await?;
+    let r = sqlx::query("SELECT id FROM recoveries WHERE ticket_hash = $1")
+        .bind(secrets::hash(req.ticket.trim()))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(
+                "recovery_unknown",
+                "unknown recovery ticket; ask the help desk for a new one",
+            )
+        })?;
+    let id: String = r.try_get("id")?;
+    *subject = id.clone();
+    let view = load_view(&mut tx, &id).await?;
+    open_check(&view, now)?;
+    let active: i64 = sqlx::query("SELECT active FROM people WHERE id = $1")
+        .bind(&view.person_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("active")?;
+    if active == 0 {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    let used_key = match view.kind.as_str() {
+        "step_up" => {
+            let step_up = req.step_up.as_ref().ok_or_else(|| {
+                Error::forbidden(
+                    "step_up_required",
+                    "a recovery needs both the ticket and a fresh sign-in with another of your active keys",
+                )
+            })?;
+            let v =
+                crate::stepup::verify(state, &mut tx, &call.device_id, "recovery", step_up, now)
+                    .await?;
+            if v.person_id != view.person_id {
+                return Err(Error::forbidden(
+                    "step_up_wrong_person",
+                    "the key used belongs to someone else; sign in with one of your own keys",
+                ));
+            }
+            Some(v.credential_id)
+        }
+        _ => {
+            if view.state != "ready" || view.approvals.len() < APPROVALS_NEEDED {
+                return Err(Error::forbidden(
+                    "recovery_awaiting_approval",
+                    format!(
+                        "this recovery needs {} more approval(s) from the help desk",
+                        APPROVALS_NEEDED.saturating_sub(view.approvals.len())
+                    ),
+                ));
+            }
+            None
+        }
+    };
+    let (_, policy) = crate::enrol::policy_for(state, &mut tx, &view.person_id).await?;
+    crate::enrol::check_laptop(&policy, &mut tx, &call.device_id, now).await?;
+    let marked = sqlx::query("UPDATE recoveries SET state = 'redeemed', redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND state = 'ready'")
+        .bind(now)
+        .bind(&call.device_id)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    if marked.rows_affected() != 1 {
+        return Err(Error::conflict(
+            "recovery_ticket_used",
+            "this recovery ticket was already used; ask the help desk for a new one",
+        ));
+    }
+    // The enrolment session hangs off an (internal, already redeemed) enrolment ticket row.
+    let ticket_id = new_id();
+    sqlx::query(
+        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)",
+    )
+    .bind(&ticket_id)
+    .bind(secrets::hash(&format!("recovery:{id}")))
+    .bind(&view.person_id)
+    .bind(format!("recovery:{id}"))
+    .bind(now)
+    .bind(view.expires_at_ms)
+    .bind(&call.device_id)
+    .execute(&mut *tx)
+    .await?;
+    let resp = crate::enrol::open_session(
+        state,
+        &mut tx,
+        &view.person_id,
+        &ticket_id,
+        &call.device_id,
+        Some(&id),
+        now,
+    )
+    .await?;
+    sqlx::query("UPDATE recoveries SET session_id = $1 WHERE id = $2")
+        .bind(&resp.enrolment_id)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        now,
+        &format!("device:{}", call.device_id),
+        "recovery.redeemed",
+        &view.person_id,
+        serde_json::json!({"recovery_id": id, "kind": view.kind, "stepped_up_with": used_key, "session_id": resp.enrolment_id}),
+    )
+    .await?;
+    webhooks::notify(
+        &mut tx,
+        &view.person_id,
+        "recovery.redeemed",
+        "Your recovery ticket was used to start enrolling a replacement key.",
+        serde_json::json!({"recovery_id": id, "device_id": call.device_id}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(resp)
+}
+
+/// Called when a credential is enrolled in a recovery's session: revoke the lost credential,
+/// complete the recovery, audit, notify (inside the enrolment's transaction).
+pub async fn replacement_enrolled(
+    tx: &mut Transaction<'_, Any>,
+    recovery_id: &str,
+    person_id: &str,
+    new_credential_id: &str,
+    device_id: &str,
+    now: i64,
+) -> Result<()> {
+    let view = load_view(tx, recovery_id).await?;
+    if view.state != "redeemed" {
+        return Ok(()); // already completed by an earlier key of the same session
+    }
+    if let Some(lost) = &view.lost_credential_id {
+        sqlx::query("UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status <> 'revoked'")
+            .bind(now)
+            .bind(format!("replaced by {new_credential_id} (recovery {recovery_id})"))
+            .bind(lost)
+            .execute(&mut **tx)
+            .await?;
+        audit::record(tx, now, "service", "credential.revoked", person_id,
+            serde_json::json!({"credential_id": lost, "reason": "replaced", "replacement": new_credential_id, "recovery_id": recovery_id})).await?;
+    }
+    sqlx::query("UPDATE recoveries SET state = 'completed', completed_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(recovery_id)
+        .execute(&mut **tx)
+        .await?;
+    audit::record(tx, now, &format!("device:{device_id}"), "recovery.completed", person_id,
+        serde_json::json!({"recovery_id": recovery_id, "replacement": new_credential_id, "revoked": view.lost_credential_id})).await?;
+    webhooks::notify(
+        tx,
+        person_id,
+        "recovery.completed",
+        "Your replacement key is enrolled and the lost key no longer works.",
+        serde_json::json!({"recovery_id": recovery_id, "replacement": new_credential_id, "revoked": view.lost_credential_id}),
+        now,
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! Step-up: a fresh WebAuthn assertion from one of the person's keys, verified by webauthn-rs
+//! against a challenge this service issued to this laptop, with the signature counter checked.
+//!
+//! A challenge is single use and short-lived; it is consumed only by a request that succeeds
+//! (the verification runs inside the caller's transaction, so a refused request changes
+//! nothing). A credential that is not active (suspended after a loss, revoked) cannot step up,
+//! nor can an inactive person. A break-glass credential may step up, and every use raises an
+//! alert ([`crate::exceptions::break_glass_used`]).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::post;
+use axum::{Json, Router};
+use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp, StepUpRequest};
+use sqlx::{Any, Row, Transaction};
+use webauthn_rs_core::proto::{AuthenticationState, Credential, PublicKeyCredential};
+
+use crate::admin::credential_view;
+use crate::audit;
+use crate::auth::{parse_json, SignedCall};
+use crate::error::{Error, Result};
+use crate::secrets::{b64, new_id, unb64};
+use crate::state::AppState;
+
+/// Purposes a challenge may be asked for.
+pub const PURPOSES: &[&str] = &["sign_in", "report_lost", "recovery"];
+
+/// Routes for step-up.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agent/step-up", post(challenge))
+        .route("/api/v1/agent/sign-in", post(sign_in))
+}
+
+/// `POST /api/v1/agent/step-up` (device-signed): a fresh assertion challenge.
+#[utoipa::path(post, path = "/api/v1/agent/step-up", tag = "recovery", request_body = crate::openapi::StepUpRequestDoc,
+    responses((status = 201, body = crate::openapi::AssertionOptionsDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn challenge(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<AssertionOptions>)> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: StepUpRequest = parse_json(&body)?;
+    if !PURPOSES.contains(&req.purpose.as_str()) {
+        return Err(Error::bad_request(
+            "purpose_unknown",
+            format!(
+                "step-up purpose {:?} is not one of {}",
+                req.purpose,
+                PURPOSES.join(", ")
+            ),
+        ));
+    }
+    let now = state.now_ms();
+    let builder = state
+        .webauthn
+        .new_challenge_authenticate_builder(
+            Vec::new(),
+            Some(webauthn_rs_core::proto::UserVerificationPolicy::Required),
+        )
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (rcr, auth_state) = state
+        .webauthn
+        .generate_challenge_authenticate(builder)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let pk = rcr.public_key;
+    let ttl = i64::try_from(state.settings.step_up_ttl.as_millis()).unwrap_or(300_000);
+    let id = new_id();
+    let mut tx = state.db.begin().await?;
+    call.claim(&mut tx).await?;
+    sqlx::query("INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&id)
+        .bind(&call.device_id)
+        .bind(&req.purpose)
+        .bind(serde_json::to_string(&auth_state).map_err(Error::Corrupt)?)
+        .bind(now)
+        .bind(now + ttl)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AssertionOptions {
+            challenge_id: id,
+            challenge: b64(pk.challenge.as_ref()),
+            rp_id: pk.rp_id,
+            origin: state
+                .settings
+                .origin
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+            allow_credentials: Vec::new(),
+            user_verification_required: true,
+            timeout_ms: u64::try_from(ttl).unwrap_or(300_000),
+        }),
+    ))
+}
+
+/// Who a verified assertion came from.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The person.
+    pub person_id: String,
+    /// The credential that signed (base64url id).
+    pub credential_id: String,
+    /// The new signature counter.
+    pub counter: u32,
+}
+
+/// Verify a step-up inside `tx`: the challenge is this laptop's, for `purpose`, unused and
+/// unexpired; the credential is known and active, its person active; webauthn-rs checks the
+/// signature, the challenge, the origin, user verification and that the counter went up. On
+/// success the challenge is consumed and the stored counter updated (both in `tx`).
+pub async fn verify(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+    purpose: &str,
+    step_up: &StepUp,
+    now: i64,
+) -> Result<Verified> {
+    let c = sqlx::query(
+        "SELECT device_id, purpose, state, expires_at, used_at FROM assertion_challenges WHERE id = $1",
+    )
+    .bind(&step_up.challenge_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| {
+        Error::not_found(
+            "step_up_unknown",
+            "unknown step-up challenge; ask for a new one",
+        )
+    })?;
+    if c.try_get::<String, _>("device_id")? != device_id {
+        return Err(Error::forbidden(
+            "step_up_wrong_device",
+            "this step-up challenge was issued to another laptop",
+        ));
+    }
+    if c.try_get::<String, _>("purpose")? != purpose {
+        return Err(Error::bad_request(
+            "step_up_wrong_purpose",
+            format!("this step-up challenge was issued for another purpose, not {purpose}"),
+        ));
+    }
+    if c.try_get::<Option<i64>, _>("used_at")?.is_some() {
+        return Err(Error::conflict(
+            "step_up_used",
+            "this step-up challenge was already used; a replayed assertion is refused",
+        ));
+    }
+    if now >= c.try_get::<i64, _>("expires_at")? {
+        return Err(Error::gone(
+            "step_up_expired",
+            "the step-up challenge expired; touch your key again",
+        ));
+    }
+    let a = &step_up.assertion;
+    let raw_id = unb64(&a.credential_id).ok_or_else(|| {
+        Error::bad_request("assertion_malformed", "credential_id is not base64url")
+    })?;
+    let cred_id = b64(&raw_id);
+    let row = sqlx::query(
+        "SELECT c.person_id, c.status, c.webauthn, p.active FROM credentials c JOIN people p ON p.id = c.person_id WHERE c.id = $1",
+    )
+    .bind(&cred_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| {
+        Error::forbidden(
+            "credential_unknown",
+            "this key holds no credential enrolled with this service",
+        )
+    })?;
+    let status: String = row.try_get("status")?;
+    if status != "active" {
+        return Err(Error::forbidden(
+            "credential_not_active",
+            format!("the key used is {status}; use another active key"),
+        ));
+    }
+    if row.try_get::<i64, _>("active")? == 0 {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    let person_id: String = row.try_get("person_id")?;
+    let mut credential: Credential =
+        serde_json::from_str(&row.try_get::<String, _>("webauthn")?).map_err(Error::Corrupt)?;
+    let mut auth_state: AuthenticationState =
+        serde_json::from_str(&c.try_get::<String, _>("state")?).map_err(Error::Corrupt)?;
+    auth_state.set_allowed_credentials(vec![credential.clone()]);
+    let pkc: PublicKeyCredential = serde_json::from_value(serde_json::json!({
+        "id": cred_id,
+        "rawId": cred_id,
+        "response": {
+            "authenticatorData": a.authenticator_data,
+            "clientDataJSON": a.client_data_json,
+            "signature": a.signature,
+            "userHandle": a.user_handle,
+        },
+        "type": "public-key",
+        "extensions": {},
+    }))
+    .map_err(|e| {
+        Error::bad_request(
+            "assertion_malformed",
+            format!("assertion is not well-formed: {e}"),
+        )
+    })?;
+    let result = state
+        .webauthn
+        .authenticate_credential(&pkc, &auth_state)
+        .map_err(|e| match e {
+            webauthn_rs_core::error::WebauthnError::CredentialPossibleCompromise => Error::forbidden(
+                "assertion_counter_replayed",
+                "the key's signature counter did not go up: a replayed or cloned assertion is refused",
+            ),
+            other => Error::forbidden(
+                "assertion_invalid",
+                format!("the assertion did not verify: {other:?}"),
+            ),
+        })?;
+    if !result.user_verified() {
+        return Err(Error::forbidden(
+            "user_verification_missing",
+            "the key did not verify the user (PIN); step-up requires it",
+        ));
+    }
+    let used = sqlx::query(
+        "UPDATE assertion_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(&step_up.challenge_id)
+    .execute(&mut **tx)
+    .await?;
+    if used.rows_affected() != 1 {
+        return Err(Error::conflict(
+            "step_up_used",
+            "this step-up challenge was already used; a replayed assertion is refused",
+        ));
+    }
+    if result.counter() > credential.counter {
+        credential.counter = result.counter();
+    }
+    sqlx::query("UPDATE credentials SET webauthn = $1 WHERE id = $2")
+        .bind(serde_json::to_string(&credential).map_err(Error::Corrupt)?)
+        .bind(&cred_id)
+        .execute(&mut **tx)
+        .await?;
+    crate::exceptions::break_glass_used(tx, &person_id, &cred_id, device_id, purpose, now).await?;
+    Ok(Verified {
+        person_id,
+        credential_id: cred_id,
+        counter: result.counter(),
+    })
+}
+
+/// `POST /api/v1/agent/sign-in` (device-signed): a person proves who they are with a key and
+/// gets their credentials (to choose which one is lost).
+#[utoipa::path(post, path = "/api/v1/agent/sign-in", tag = "recovery", request_body = crate::openapi::StepUpDoc,
+    responses((status = 200, body = crate::openapi::SignInResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<SignInResponse>> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let step_up: StepUp = parse_json(&body)?;
+    let now = state.now_ms();
+    let mut tx = state.db.begin().await?;
+    call.claim(&mut tx).await?;
+    let v = match verify(&state, &mut tx, &call.device_id, "sign_in", &step_up, now).await {
+        Ok(v) => v,
+        Err(e) => {
+            drop(tx);
+            return Err(refused(&state, &call.device_id, "sign_in", e, now).await);
+        }
+    };
+    audit::record(
+        &mut tx,
+        now,
+        &format!("device:{}", call.device_id),
+        "person.signed_in",
+        &v.person_id,
+        serde_json::json!({"credential_id": v.credential_id}),
+    )
+    .await?;
+    let p = sqlx::query("SELECT id, user_name, display_name FROM people WHERE id = $1")
+        .bind(&v.person_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM credentials WHERE person_id = $1 AND status <> 'revoked' ORDER BY created_at, id",
+        crate::admin::CREDENTIAL_COLUMNS
+    ))
+    .bind(&v.person_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let credentials = rows
+        .iter()
+        .map(credential_view)
+        .collect::<Result<Vec<_>>>()?;
+    tx.commit().await?;
+    Ok(Json(SignInResponse {
+        person: PersonSummary {
+            id: p.try_get("id")?,
+            user_name: p.try_get("user_name")?,
+            display_name: p.try_get("display_name")?,
+        },
+        signed_in_with: v.credential_id,
+        credentials,
+    }))
+}
+
+/// Audit a refused step-up (in its own transaction; the refused work was rolled back) and
+/// hand the error back.
+pub async fn refused(
+    state: &AppState,
+    device_id: &str,
+    purpose: &str,
+    e: Error,
+    now: i64,
+) -> Error {
+    let (_, code, message) = e.parts();
+    if !matches!(e, Error::Database(_)) {
+        if let Err(err) = audit::record_refusal(
+            &state.db,
+            now,
+            &format!("device:{device_id}"),
+            "step_up.refused",
+            device_id,
+            serde_json::json!({"purpose": purpose, "reason": code, "message": message}),
+        )
+        .await
+        {
+            tracing::error!(error = %err, "could not audit a refused step-up");
+        }
+    }
+    e
+}

@@ -1,0 +1,437 @@
+//! Outgoing events: notifications to people and signed revocation events to the IdP.
+//!
+//! An event is written to `outbox_events` in the same transaction as the change it reports
+//! ([`enqueue`]), so a crash or an unreachable receiver loses nothing. [`deliver_due`] POSTs due
+//! events to the configured webhook, oldest first; a 2xx marks an event delivered, anything else
+//! schedules a retry with doubling backoff. A short lease keeps two replicas from sending the
+//! same event at once. Every body carries its `event_id`, which receivers use as an idempotency
+//! key (delivery is at least once: a receiver that acknowledges too late may see a retry).
+//!
+//! Bodies are signed with the service's Ed25519 key: the `keywarden-signature` header is the
+//! base64url signature over the exact body bytes; the public key is published at
+//! `GET /api/v1/webhook-key`.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use ed25519_dalek::{Signer as _, SigningKey};
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, AnyPool, Row, Transaction};
+use utoipa::ToSchema;
+
+use crate::audit;
+use crate::auth::{Caller, Role};
+use crate::error::{Error, Result};
+use crate::secrets::{b64, new_id, unb64};
+use crate::state::AppState;
+
+/// Where an event goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sink {
+    /// The notification relay (mail, chat): messages to the person concerned.
+    Notify,
+    /// The identity provider: revocation events.
+    Idp,
+}
+
+impl Sink {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sink::Notify => "notify",
+            Sink::Idp => "idp",
+        }
+    }
+}
+
+/// Header with the base64url Ed25519 signature over the body bytes.
+pub const HEADER_SIGNATURE: &str = "keywarden-signature";
+/// Header with the event id (also inside the body).
+pub const HEADER_EVENT_ID: &str = "keywarden-event-id";
+/// Header naming the signing key.
+pub const HEADER_KEY_ID: &str = "keywarden-key-id";
+
+const KEY_ID: &str = "webhook-1";
+const LEASE_MS: i64 = 30_000;
+
+/// Routes: the published key and the admin view of the queue.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/webhook-key", get(public_key_handler))
+        .route("/api/v1/admin/outbox", get(list_handler))
+}
+
+/// Queue an event inside the caller's transaction. `body` gets `event_id`, `type` and
+/// `issued_at_ms` added; returns the event id.
+pub async fn enqueue(
+    tx: &mut Transaction<'_, Any>,
+    sink: Sink,
+    kind: &str,
+    person_id: Option<&str>,
+    mut body: serde_json::Value,
+    now: i64,
+) -> Result<String> {
+    let id = new_id();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("event_id".into(), id.clone().into());
+        map.insert("type".into(), kind.into());
+        map.insert("issued_at_ms".into(), now.into());
+    }
+    sqlx::query(
+        "INSERT INTO outbox_events (id, sink, kind, person_id, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
+    )
+    .bind(&id)
+    .bind(sink.as_str())
+    .bind(kind)
+    .bind(person_id)
+    .bind(body.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// A notification to a person, queued in the caller's transaction.
+pub async fn notify(
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    kind: &str,
+    message: &str,
+    detail: serde_json::Value,
+    now: i64,
+) -> Result<String> {
+    let r = sqlx::query("SELECT user_name, display_name, email FROM people WHERE id = $1")
+        .bind(person_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (user_name, display_name, email) = match r {
+        Some(r) => (
+            r.try_get::<String, _>("user_name")?,
+            r.try_get::<String, _>("display_name")?,
+            r.try_get::<Option<String>, _>("email")?,
+        ),
+        None => (String::new(), String::new(), None),
+    };
+    enqueue(
+        tx,
+        Sink::Notify,
+        kind,
+        Some(person_id),
+        serde_json::json!({
+            "person": {"id": person_id, "user_name": user_name, "display_name": display_name, "email": email},
+            "message": message,
+            "detail": detail,
+        }),
+        now,
+    )
+    .await
+}
+
+/// The service's webhook signing key, created on first use (one for all replicas).
+pub async fn signing_key(db: &AnyPool, now: i64) -> Result<SigningKey> {
+    for _ in 0..2 {
+        if let Some(r) = sqlx::query("SELECT private_key FROM service_keys WHERE id = $1")
+            .bind(KEY_ID)
+            .fetch_optional(db)
+            .await?
+        {
+            let raw = unb64(&r.try_get::<String, _>("private_key")?)
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or_else(|| {
+                    Error::Webauthn("stored webhook signing key is unreadable".into())
+                })?;
+            return Ok(SigningKey::from_bytes(&raw));
+        }
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        sqlx::query(
+            "INSERT INTO service_keys (id, public_key, private_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(KEY_ID)
+        .bind(b64(key.verifying_key().as_bytes()))
+        .bind(b64(&key.to_bytes()))
+        .bind(now)
+        .execute(db)
+        .await?;
+    }
+    Err(Error::Webauthn(
+        "webhook signing key could not be created".into(),
+    ))
+}
+
+/// The published verification key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookKey {
+    /// Key id, sent in the `keywarden-key-id` header.
+    pub key_id: String,
+    /// Always `Ed25519`.
+    pub algorithm: String,
+    /// The raw 32-byte public key, base64url.
+    pub public_key: String,
+    /// What is signed.
+    pub signed: String,
+}
+
+/// `GET /api/v1/webhook-key` (public): the key that verifies webhook signatures.
+#[utoipa::path(get, path = "/api/v1/webhook-key", tag = "webhooks",
+    responses((status = 200, body = WebhookKey)))]
+pub async fn public_key_handler(State(state): State<AppState>) -> Result<Json<WebhookKey>> {
+    let key = signing_key(&state.db, state.now_ms()).await?;
+    Ok(Json(WebhookKey {
+        key_id: KEY_ID.to_owned(),
+        algorithm: "Ed25519".to_owned(),
+        public_key: b64(key.verifying_key().as_bytes()),
+        signed: format!(
+            "the exact request body bytes; signature in the {HEADER_SIGNATURE} header, base64url"
+        ),
+    }))
+}
+
+/// One queued or delivered event, as admins see it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutboxEntry {
+    /// Event id.
+    pub id: String,
+    /// `notify` or `idp`.
+    pub sink: String,
+    /// Event type.
+    pub kind: String,
+    /// The person concerned.
+    pub person_id: Option<String>,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When it was queued.
+    pub created_at_ms: i64,
+    /// When the receiver acknowledged it.
+    pub delivered_at_ms: Option<i64>,
+    /// Next attempt (undelivered only).
+    pub next_attempt_at_ms: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// `?pending=true`: only undelivered events.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Only undelivered events.
+    pub pending: Option<bool>,
+}
+
+/// `GET /api/v1/admin/outbox` (admin, auditor): outgoing events and their delivery.
+#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "webhooks",
+    params(("pending" = Option<bool>, Query, description = "only undelivered events")),
+    responses((status = 200, body = [OutboxEntry]), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    security(("bearer" = [])))]
+pub async fn list_handler(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<OutboxEntry>>> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    let filter = if q.pending.unwrap_or(false) {
+        "WHERE delivered_at IS NULL"
+    } else {
+        ""
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT id, sink, kind, person_id, attempts, created_at, delivered_at, next_attempt_at, last_error FROM outbox_events {filter} ORDER BY created_at, id LIMIT 1000"
+    ))
+    .fetch_all(&state.db)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(OutboxEntry {
+            id: r.try_get("id")?,
+            sink: r.try_get("sink")?,
+            kind: r.try_get("kind")?,
+            person_id: r.try_get("person_id")?,
+            attempts: r.try_get("attempts")?,
+            created_at_ms: r.try_get("created_at")?,
+            delivered_at_ms: r.try_get("delivered_at")?,
+            next_attempt_at_ms: r.try_get("next_attempt_at")?,
+            last_error: r.try_get("last_error")?,
+        });
+    }
+    Ok(Json(out))
+}
+
+/// Sends events; one per service process.
+#[derive(Clone)]
+pub struct Deliverer {
+    http: reqwest::Client,
+}
+
+/// What one [`Deliverer::deliver_due`] round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Events acknowledged.
+    pub delivered: u32,
+    /// Attempts that failed (rescheduled).
+    pub failed: u32,
+}
+
+impl Deliverer {
+    /// A deliverer with a 5-second timeout per attempt.
+    pub fn new() -> Result<Deliverer> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Webauthn(format!("webhook client: {e}")))?;
+        Ok(Deliverer { http })
+    }
+
+    fn url(state: &AppState, sink: &str) -> Option<url::Url> {
+        match sink {
+            "notify" => state.settings.notify_webhook.clone(),
+            "idp" => state.settings.idp_webhook.clone(),
+            _ => None,
+        }
+    }
+
+    /// Deliver every event due at `now` whose sink has a webhook configured.
+    pub async fn deliver_due(&self, state: &AppState) -> Result<Round> {
+        let now = state.now_ms();
+        let mut sinks = Vec::new();
+        if state.settings.notify_webhook.is_some() {
+            sinks.push("'notify'");
+        }
+        if state.settings.idp_webhook.is_some() {
+            sinks.push("'idp'");
+        }
+        let mut round = Round::default();
+        if sinks.is_empty() {
+            return Ok(round);
+        }
+        let key = signing_key(&state.db, now).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT id, sink, kind, body, attempts FROM outbox_events WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) AND sink IN ({}) ORDER BY created_at, id LIMIT 200",
+            sinks.join(", ")
+        ))
+        .bind(now)
+        .fetch_all(&state.db)
+        .await?;
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            let sink: String = r.try_get("sink")?;
+            let kind: String = r.try_get("kind")?;
+            let body: String = r.try_get("body")?;
+            let attempts: i64 = r.try_get("attempts")?;
+            // On SQLite, one writer at a time with the hot request paths.
+            let turn = state.write_turn().await;
+            let leased = sqlx::query(
+                "UPDATE outbox_events SET lease_until = $1 WHERE id = $2 AND delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $3)",
+            )
+            .bind(now + LEASE_MS)
+            .bind(&id)
+            .bind(now)
+            .execute(&state.db)
+            .await?;
+            drop(turn);
+            if leased.rows_affected() != 1 {
+                continue; // another replica has it
+            }
+            let Some(url) = Self::url(state, &sink) else {
+                continue;
+            };
+            let signature = b64(&key.sign(body.as_bytes()).to_bytes());
+            let outcome = self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(HEADER_EVENT_ID, &id)
+                .header(HEADER_KEY_ID, KEY_ID)
+                .header(HEADER_SIGNATURE, signature)
+                .body(body)
+                .send()
+                .await;
+            let error = match outcome {
+                Ok(resp) if resp.status().is_success() => None,
+                Ok(resp) => Some(format!("receiver answered {}", resp.status())),
+                Err(e) if e.is_connect() => {
+                    Some("receiver unreachable (connection refused or no route)".to_owned())
+                }
+                Err(e) if e.is_timeout() => Some("receiver did not answer within 5 s".to_owned()),
+                Err(e) => Some(format!("sending failed: {e}")),
+            };
+            let at = state.now_ms();
+            let _turn = state.write_turn().await;
+            match error {
+                None => {
+                    let mut tx = state.db.begin().await?;
+                    sqlx::query(
+                        "UPDATE outbox_events SET delivered_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = $2",
+                    )
+                    .bind(at)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if sink == "idp" {
+                        sqlx::query("UPDATE offboardings SET acked_at_us = $1 WHERE event_id = $2 AND acked_at_us IS NULL")
+                            .bind(state.clock.now_us())
+                            .bind(&id)
+                            .execute(&mut *tx)
+                            .await?;
+                        audit::record(&mut tx, at, "service", "webhook.delivered", &id,
+                            serde_json::json!({"sink": sink, "type": kind, "attempts": attempts + 1})).await?;
+                    }
+                    tx.commit().await?;
+                    round.delivered += 1;
+                }
+                Some(error) => {
+                    let delay = backoff(state, attempts + 1);
+                    tracing::warn!(event = %id, sink = %sink, attempts = attempts + 1, %error, "webhook delivery failed; will retry");
+                    sqlx::query(
+                        "UPDATE outbox_events SET attempts = attempts + 1, next_attempt_at = $1, lease_until = NULL, last_error = $2 WHERE id = $3",
+                    )
+                    .bind(at + delay)
+                    .bind(error)
+                    .bind(&id)
+                    .execute(&state.db)
+                    .await?;
+                    round.failed += 1;
+                }
+            }
+        }
+        Ok(round)
+    }
+
+    /// Deliver forever: right after a commit that queued events (woken), and when retries fall due.
+    pub async fn run(self, state: AppState) {
+        loop {
+            match self.deliver_due(&state).await {
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "webhook delivery round failed"),
+            }
+            let wait = next_due_in(&state).await.unwrap_or(Duration::from_secs(1));
+            tokio::select! {
+                _ = state.outbox_wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// Delay before attempt `attempt + 1`: the base doubling per attempt, capped.
+fn backoff(state: &AppState, attempt: i64) -> i64 {
+    let base = i64::try_from(state.settings.webhook_backoff.as_millis()).unwrap_or(1000);
+    let cap = i64::try_from(state.settings.webhook_max_backoff.as_millis()).unwrap_or(300_000);
+    let shift = u32::try_from(attempt.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    base.saturating_mul(1i64 << shift).min(cap)
+}
+
+/// Time until the earliest undelivered event falls due (at most 5 s, so leases taken by a
+/// crashed replica are picked up).
+async fn next_due_in(state: &AppState) -> Option<Duration> {
+    let r = sqlx::query(
+        "SELECT MIN(next_attempt_at) AS t FROM outbox_events WHERE delivered_at IS NULL",
+    )
+    .fetch_one(&state.db)
+    .await
+    .ok()?;
+    let t: Option<i64> = r.try_get("t").ok()?;
+    let ms = t.map_or(5000, |t| (t - state.now_ms()).clamp(10, 5000));
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(1000)))
+}

@@ -1,0 +1,326 @@
+//! Laptop posture and key privacy under population policy: enrolment refused from a laptop
+//! whose OS update age is too old or unknown, saying why; key serial numbers withheld from
+//! reports and enrolled credentials where a population forbids collecting them; coverage judging
+//! the latest report of each laptop a person has an active key enrolled on against their
+//! population's ongoing-posture policy.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{begin, finish, report_body, App, Device, SoftKey};
+use keywarden_server::auth::Role;
+use serde_json::{json, Value};
+
+both_backends!(
+    stale_or_unknown_os_updates_refuse_enrolment,
+    serial_numbers_are_withheld_where_policy_forbids,
+    coverage_judges_laptops_by_their_population_ongoing_posture
+);
+
+const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const DAY_MS: i64 = 86_400_000;
+
+/// A person from the HR feed in a department.
+async fn hr_person(app: &App, user_name: &str, department: &str) -> String {
+    let hr = app.token(Role::Scim).await;
+    let (s, u) = app
+        .scim(
+            "POST",
+            "/scim/v2/Users",
+            &hr,
+            Some(json!({"userName": user_name, ENT: {"department": department}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    u["id"].as_str().unwrap().to_owned()
+}
+
+/// The population of a department, with a policy.
+async fn population(app: &App, name: &str, department: &str, policy: Value) {
+    let (s, v) = app
+        .call("PUT", &format!("/api/v1/admin/populations/{name}"), &app.admin,
+            Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": department}, "policy": policy})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// A report whose OS was last updated `days_ago` before the service's now (`None`: the field
+/// is left out, as an older agent sends it).
+fn updated_report(app: &App, days_ago: Option<i64>, disk_encryption: bool) -> Value {
+    let mut body = report_body(app.now(), disk_encryption);
+    if let Some(d) = days_ago {
+        body["posture"]["last_os_update"] = json!({"state": "known",
+            "value": (app.now() - d * DAY_MS) / 1000, "detail": "libc6 upgraded, per /var/log/dpkg.log"});
+    }
+    body
+}
+
+async fn send_report(app: &App, laptop: &Device, body: &Value) {
+    let (s, v) = laptop.signed(app, "/api/v1/agent/reports", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+async fn stale_or_unknown_os_updates_refuse_enrolment(app: App) {
+    population(
+        &app,
+        "research",
+        "research",
+        json!({"enrolment_posture": {"max_update_age_days": 30}}),
+    )
+    .await;
+    let id = hr_person(&app, "ada@example.com", "Research").await;
+    let laptop = app.device("pc-1").await;
+    let ticket = app.ticket_secret(&id).await;
+    let refused = |v: &Value| v["error"]["message"].as_str().unwrap().to_owned();
+
+    // An older agent that does not report the signal: unknown, refused, and it says so.
+    send_report(&app, &laptop, &updated_report(&app, None, true)).await;
+    let (s, v) = begin(&app, &laptop, &ticket).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "laptop_noncompliant");
+    assert!(
+        refused(&v).contains("OS update age is unknown (not reported by this agent version)"),
+        "{v}"
+    );
+
+    // Updated 45 days ago: too old, and the message says how old.
+    send_report(&app, &laptop, &updated_report(&app, Some(45), true)).await;
+    let (s, v) = begin(&app, &laptop, &ticket).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        refused(&v).contains("the OS was last updated 45 days ago")
+            && refused(&v).contains("more than the 30 days allowed"),
+        "{v}"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM enrolment_sessions").await,
+        0,
+        "refusals opened nothing"
+    );
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&"enrolment.refused".to_owned()));
+
+    // Updated two days ago: the same ticket now opens the enrolment and the key is bound.
+    send_report(&app, &laptop, &updated_report(&app, Some(2), true)).await;
+    let (s, b) = begin(&app, &laptop, &ticket).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, v) = finish(&app, &laptop, &b, &SoftKey::new()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// A report seeing one USB key that exposes serial 12345678, and one that does not.
+fn report_with_keys(app: &App) -> Value {
+    let mut body = report_body(app.now(), true);
+    body["keys"] = json!([
+        {"id": "hid:12345678", "id_from_serial": true, "backend": "hid", "label": "YubiKey 5 NFC",
+         "aaguid": "cb69481e-8ff7-4039-93ec-0a2729a154a8", "versions": ["FIDO_2_1"], "pin_set": true},
+        {"id": "hid:0a1b2c3d4e5f60718293a4b5c6d7e8f9", "id_from_serial": false, "backend": "hid",
+         "label": "Security Key", "aaguid": "ee882879-721c-4913-9775-3dfcce97072a",
+         "versions": ["FIDO_2_0"], "pin_set": false},
+    ]);
+    body
+}
+
+/// Key ids in the report stored last for a laptop.
+async fn stored_key_ids(app: &App, laptop: &Device) -> Vec<String> {
+    let body = app
+        .rows(&format!(
+            "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = '{}'",
+            laptop.id
+        ))
+        .await;
+    let v: Value = serde_json::from_str(&body[0]).unwrap();
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn serial_numbers_are_withheld_where_policy_forbids(app: App) {
+    // Nobody forbids serials yet: an unassigned laptop's report keeps them.
+    let early = app.device("pc-early").await;
+    send_report(&app, &early, &report_with_keys(&app)).await;
+    assert_eq!(
+        stored_key_ids(&app, &early).await[0],
+        "hid:12345678",
+        "kept while no policy forbids it"
+    );
+
+    population(
+        &app,
+        "byod",
+        "byod",
+        json!({"collect_serial_numbers": false}),
+    )
+    .await;
+    let bea = hr_person(&app, "bea@example.com", "BYOD").await;
+    let cal = hr_person(&app, "cal@example.com", "Engineering").await;
+    let own = app.device("bea-laptop").await;
+    let corp = app.device("corp-laptop").await;
+
+    // Before anyone enrolled on it, a laptop may be anyone's: withheld, in the single and the
+    // batch endpoint alike, while the key id without a serial stays.
+    send_report(&app, &own, &report_with_keys(&app)).await;
+    let withheld = [
+        "hid:serial-withheld-1".to_owned(),
+        "hid:0a1b2c3d4e5f60718293a4b5c6d7e8f9".to_owned(),
+    ];
+    assert_eq!(stored_key_ids(&app, &own).await, withheld);
+    let (s, v) = corp
+        .signed(
+            &app,
+            keywarden_protocol::REPORT_BATCH_PATH,
+            &json!({"reports": [report_with_keys(&app)]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(stored_key_ids(&app, &corp).await, withheld);
+
+    // Bea (BYOD) enrols a key that exposes its serial: the credential's key info withholds it.
+    let (s, b) = begin(&app, &own, &app.ticket_secret(&bea).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let mut made = SoftKey::new().make_credential(&b);
+    made["key"]["id"] = json!("hid:12345678");
+    made["key"]["id_from_serial"] = json!(true);
+    let path = format!(
+        "/api/v1/agent/ceremonies/{}/finish",
+        b["ceremony_id"].as_str().unwrap()
+    );
+    let (s, v) = own.signed(&app, &path, &made).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let key_info = app
+        .rows("SELECT key_info FROM credentials")
+        .await
+        .pop()
+        .unwrap();
+    assert!(!key_info.contains("12345678"), "{key_info}");
+    assert!(key_info.contains("hid:serial-withheld-1"), "{key_info}");
+
+    // Bea's laptop keeps withholding; Cal (employees may be asked for serials) enrols on the
+    // corporate laptop, whose reports keep them from then on.
+    send_report(&app, &own, &report_with_keys(&app)).await;
+    assert_eq!(stored_key_ids(&app, &own).await, withheld);
+    let (s, b) = begin(&app, &corp, &app.ticket_secret(&cal).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    send_report(&app, &corp, &report_with_keys(&app)).await;
+    assert_eq!(stored_key_ids(&app, &corp).await[0], "hid:12345678");
+
+    // Nothing anywhere holds Bea's serial except the report from before any policy forbade it.
+    let (_, devices) = app
+        .call("GET", "/api/v1/admin/devices", &app.admin, None)
+        .await;
+    let own_view = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == own.id.as_str())
+        .unwrap();
+    assert_eq!(own_view["keys"][0]["id"], "hid:serial-withheld-1");
+    let holding = app
+        .count("SELECT COUNT(*) FROM reports WHERE body LIKE '%hid:12345678%'")
+        .await;
+    assert_eq!(
+        holding, 2,
+        "the early laptop's and Cal's corporate laptop's reports only"
+    );
+}
+
+async fn coverage_judges_laptops_by_their_population_ongoing_posture(app: App) {
+    population(
+        &app,
+        "research",
+        "research",
+        json!({"ongoing_posture": {"disk_encryption": true, "max_update_age_days": 30}}),
+    )
+    .await;
+    let ok = hr_person(&app, "ok@example.com", "Research").await;
+    let plain = hr_person(&app, "plain@example.com", "Research").await;
+    let silent = hr_person(&app, "silent@example.com", "Research").await;
+    let sales = hr_person(&app, "sales@example.com", "Sales").await;
+    for (person, host, report) in [
+        (&ok, "pc-ok", Some(updated_report(&app, Some(3), true))),
+        (
+            &plain,
+            "pc-plain",
+            Some(updated_report(&app, Some(3), false)),
+        ),
+        (&silent, "pc-silent", None),
+        (
+            &sales,
+            "pc-sales",
+            Some(updated_report(&app, Some(90), false)),
+        ),
+    ] {
+        let laptop = app.device(host).await;
+        if let Some(r) = report {
+            send_report(&app, &laptop, &r).await;
+        }
+        let (s, b) = begin(&app, &laptop, &app.ticket_secret(person).await).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let (s, v) = finish(&app, &laptop, &b, &SoftKey::new()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    // Someone who only opened an enrolment on a laptop has no key there: not judged.
+    let (s, b) = begin(
+        &app,
+        &app.device("pc-visit").await,
+        &app.ticket_secret(&ok).await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, v) = app
+        .call("GET", "/api/v1/admin/coverage", &app.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let pops = v["posture_by_population"].as_array().unwrap();
+    assert_eq!(pops.len(), 1, "sales requires no ongoing posture: {pops:?}");
+    let research = &pops[0];
+    assert_eq!(research["population"], "research");
+    assert_eq!(research["laptops"], 3);
+    assert_eq!(research["compliant"], 1);
+    assert_eq!(research["non_compliant"], 2);
+    assert_eq!(
+        research["failing_by_signal"],
+        json!({"disk_encryption": 1, "no_report": 1})
+    );
+    let person = |id: &str| {
+        v["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["person_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(person(&ok)["posture_failures"], json!([]));
+    assert_eq!(
+        person(&plain)["posture_failures"],
+        json!(["pc-plain: disk encryption is off"])
+    );
+    assert_eq!(
+        person(&silent)["posture_failures"],
+        json!(["pc-silent: the laptop has sent no posture report yet"])
+    );
+    assert_eq!(
+        person(&sales)["posture_failures"],
+        json!([]),
+        "sales laptops are not judged"
+    );
+
+    // A month later, nobody in research has updated: every laptop fails on update age.
+    app.clock.advance_secs(31 * 86_400);
+    let report = keywarden_server::coverage::compute(&app.state.db, app.now(), 2, None)
+        .await
+        .unwrap();
+    let research = &report.posture_by_population[0];
+    assert_eq!(research.compliant, 0);
+    assert_eq!(research.failing_by_signal.get("os_update_age"), Some(&2));
+    let text = keywarden_server::coverage::render(&report, "posture");
+    assert!(text.contains("Laptop posture by population"), "{text}");
+    assert!(text.contains("os_update_age=2"), "{text}");
+}

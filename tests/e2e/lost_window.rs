@@ -1,0 +1,463 @@
+//! "Lost a key?" and "Reclaim keys" in the real window (Xvfb, tauri-driver, WebKitWebDriver)
+//! against the real service binary, with software keys (test/demo): a person signs in with key
+//! B (after a wrong PIN), marks key A lost and sees it suspended (and the service has it
+//! suspended); the suspended key is refused for signing in with a sentence; with the help
+//! desk's recovery ticket and a touch of key B, key C is enrolled in the wizard and A is
+//! revoked. At an IT reclaim station, after the person was deactivated over SCIM, the window
+//! first shows the service's refusal (not a station yet), then both keys reset and recorded;
+//! a contractor's personal key is left alone without its PIN, and with it loses only the
+//! organisation's passkey and is not reset.
+//! Screenshots land in `target/debug/screenshots/lost-*.png` and `reclaim-*.png`.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use keywarden_e2e::{Laptop, Server};
+use serde_json::{json, Value};
+
+use crate::app::Driver;
+use crate::wizard::{off, Ui};
+
+const PIN: &str = "2468-1357";
+
+/// The service's status of the credential `id`.
+fn status(server: &Server, id: &str) -> String {
+    let (_, all) = server.admin("GET", "/api/v1/admin/credentials", None);
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no credential {id}: {all}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn enrolled_two(server: &Server, laptop: &Laptop, person: &str, keys: &[String]) {
+    let ticket = server.ticket(person, None);
+    laptop.ok(
+        &[
+            "enrol",
+            "--ticket",
+            &ticket,
+            "--key",
+            &keys[0],
+            "--key",
+            &keys[1],
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n")),
+    );
+}
+
+/// A recovery ticket issued by a named help-desk member for `person`'s `lost` credential.
+fn recovery_ticket(server: &Server, person: &str, lost: &str) -> String {
+    let desk = server.create_person("desk@example.com", "Desk");
+    let (s, t) = server.admin(
+        "POST",
+        "/api/v1/admin/tokens",
+        Some(json!({"role": "helpdesk", "label": "desk", "person_id": desk})),
+    );
+    assert_eq!(s, 201, "{t}");
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/admin/recoveries", server.url))
+        .bearer_auth(t["token"].as_str().unwrap())
+        .json(&json!({"person_id": person, "lost_credential_id": lost, "proofing": {"method": "in_person_id_document", "detail": "badge and passport at the desk"}}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let v: Value = resp.json().unwrap();
+    v["ticket"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
+    let server = Server::start();
+    let laptop = Laptop::new(3);
+    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    enrolled_two(&server, &laptop, &ada, &keys);
+    let radio = |id: &str| format!("#lost-key-list li[data-key-id=\"{id}\"] input");
+
+    let driver = Driver::for_laptop(&laptop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ui = Ui {
+            c: driver.session(&[]).await,
+        };
+        ui.wait_text("#status", "Reporting to http://127.0.0.1")
+            .await;
+
+        // 1. Sign in with key B, the one still here; a wrong PIN first.
+        ui.click("#tab-lost").await;
+        ui.wait_text("#lost-title", "Lost a key?").await;
+        ui.wait_text("#lost-key-list", "software key (test/demo)")
+            .await;
+        assert_eq!(
+            ui.c.find_all(Locator::Css("#lost-key-list li"))
+                .await
+                .unwrap()
+                .len(),
+            3,
+            "the keys plugged in"
+        );
+        ui.check_accessible("lost: sign in").await;
+        ui.click(&radio(&keys[1])).await;
+        ui.type_into("#lost-pin", "0000-0000").await;
+        ui.click("#lost-sign-in").await;
+        let err = ui.wait_text("#lost-error", "wrong").await;
+        assert!(err.contains("7 attempts left"), "{err}");
+        ui.wait_text("#lost-error-action", "Try the PIN again")
+            .await;
+        ui.click("#lost-error-action").await;
+        ui.type_into("#lost-pin", PIN).await;
+        ui.save_shot("lost-01-sign-in").await;
+        ui.click("#lost-sign-in").await;
+
+        // 2. Who you are and your keys, with their status; the one you signed in with marked.
+        let person = ui.wait_text("#lost-person", "Ada Lovelace").await;
+        assert!(person.contains("ada@example.com"), "{person}");
+        let creds = ui.text("#lost-credentials").await;
+        assert_eq!(creds.matches("Status: active").count(), 2, "{creds}");
+        let items =
+            ui.c.find_all(Locator::Css("#lost-credentials li"))
+                .await
+                .unwrap();
+        assert_eq!(items.len(), 2);
+        let mut signed_in_with = String::new();
+        let mut lost = String::new();
+        for li in &items {
+            let id = li.attr("data-credential-id").await.unwrap().unwrap();
+            if li
+                .text()
+                .await
+                .unwrap()
+                .contains("you signed in with this key")
+            {
+                signed_in_with = id;
+            } else {
+                lost = id;
+            }
+        }
+        assert!(!signed_in_with.is_empty() && !lost.is_empty(), "{creds}");
+        assert!(
+            ui.c.find(Locator::Css(&format!(
+                "[data-action=lost-pick][data-credential=\"{signed_in_with}\"]"
+            )))
+            .await
+            .is_err(),
+            "the key you signed in with is not offered as lost"
+        );
+        ui.check_accessible("lost: your keys").await;
+        ui.save_shot("lost-02-your-keys").await;
+
+        // 3. Pick A, confirm with a second touch of B: suspended at once.
+        ui.click(&format!(
+            "[data-action=lost-pick][data-credential=\"{lost}\"]"
+        ))
+        .await;
+        let confirm = ui.wait_text("#lost-title", "Report this key lost?").await;
+        assert!(!confirm.is_empty());
+        ui.type_into("#lost-reason", "left on the train").await;
+        ui.check_accessible("lost: confirm").await;
+        ui.save_shot("lost-03-confirm").await;
+        ui.click("#lost-confirm").await;
+        let done = ui.wait_text("#lost-done", "suspended now").await;
+        assert!(done.contains("it no longer works"), "{done}");
+        let next = ui.text("#lost-next").await;
+        assert!(
+            next.contains("Ask the help desk for a recovery ticket"),
+            "{next}"
+        );
+        let row = ui.text(&format!("li[data-credential-id=\"{lost}\"]")).await;
+        assert!(row.contains("Status: suspended"), "{row}");
+        ui.save_shot("lost-04-suspended").await;
+        assert_eq!(off(|| status(&server, &lost)), "suspended");
+        assert_eq!(off(|| status(&server, &signed_in_with)), "active");
+
+        // 4. The suspended key A cannot sign in: a sentence and a way forward.
+        ui.click("[data-action=lost-sign-out]").await;
+        ui.wait_text("#lost-title", "Lost a key?").await;
+        ui.click(&radio(&keys[0])).await;
+        ui.type_into("#lost-pin", PIN).await;
+        ui.click("#lost-sign-in").await;
+        let err = ui
+            .wait_text("#lost-error", "The key you used is suspended or revoked")
+            .await;
+        assert!(err.contains("Use another of your keys"), "{err}");
+        assert!(
+            !err.contains("credential_not_active"),
+            "no codes shown: {err}"
+        );
+        ui.wait_text("#lost-error-action", "Use another key").await;
+        ui.save_shot("lost-05-suspended-key-refused").await;
+
+        // 5. The help desk's recovery ticket plus a touch of B: C is enrolled in the wizard,
+        //    and A is revoked.
+        let ticket = off(|| recovery_ticket(&server, &ada, &lost));
+        ui.click("#lost-error-action").await;
+        ui.click("#lost-to-recover").await;
+        ui.wait_text("#lost-title", "Enrol a replacement key").await;
+        ui.type_into("#recovery-ticket", &ticket).await;
+        ui.click(&radio(&keys[1])).await;
+        ui.type_into("#recovery-pin", PIN).await;
+        ui.check_accessible("lost: recovery").await;
+        ui.save_shot("lost-06-recovery-ticket").await;
+        ui.click("#recover-continue").await;
+        let person = ui.wait_text("#person", "Ada Lovelace").await;
+        assert!(
+            person.contains("You have 1 of 2 required authenticators."),
+            "{person}"
+        );
+        ui.wait_text("#replacing", "replacement for your lost key")
+            .await;
+        assert!(
+            !ui.text("body").await.contains(&ticket),
+            "the ticket is never shown"
+        );
+        ui.wait_text("#key-list", "no PIN yet").await;
+        ui.click(&format!(
+            "li[data-key-id=\"{}\"] [data-action=use]",
+            keys[2]
+        ))
+        .await;
+        ui.wait_text("#step-title", "Choose a PIN").await;
+        ui.type_into("#new-pin", PIN).await;
+        ui.type_into("#new-pin-again", PIN).await;
+        ui.click("#pin-continue").await;
+        ui.wait_text("#enrolled", "verified").await;
+        ui.wait_text("#lost-revoked", "revoked now").await;
+        ui.wait_text("#coverage", "You have 2 of 2 required authenticators.")
+            .await;
+        ui.save_shot("lost-07-replacement-enrolled").await;
+        assert_eq!(off(|| status(&server, &lost)), "revoked");
+        assert_eq!(off(|| status(&server, &signed_in_with)), "active");
+
+        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+    });
+    drop(driver);
+}
+
+#[test]
+fn the_reclaim_station_window_shows_what_it_did_to_each_key() {
+    let server = Server::start();
+    let laptop = Laptop::new(2);
+    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    enrolled_two(&server, &laptop, &ada, &keys);
+    let (s, scim) = server.admin(
+        "POST",
+        "/api/v1/admin/tokens",
+        Some(json!({"role": "scim", "label": "HR feed"})),
+    );
+    assert_eq!(s, 201, "{scim}");
+    let resp = reqwest::blocking::Client::new()
+        .patch(format!("{}/scim/v2/Users/{ada}", server.url))
+        .bearer_auth(scim["token"].as_str().unwrap())
+        .header("content-type", "application/scim+json")
+        .body(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "value": {"active": "False"}}]}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let device = laptop.device_id();
+
+    let driver = Driver::for_laptop(&laptop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ui = Ui {
+            c: driver.session(&[]).await,
+        };
+        ui.wait_text("#status", "Reporting to http://127.0.0.1")
+            .await;
+        ui.click("#tab-reclaim").await;
+        ui.wait_text("#reclaim-title", "Reclaim keys").await;
+        ui.check_accessible("reclaim").await;
+
+        // 1. Not a reclaim station yet: the service's refusal, and this laptop's device id.
+        ui.click("#reclaim-run").await;
+        let err = ui
+            .wait_text("#reclaim-error", "not an IT reclaim station")
+            .await;
+        assert!(err.contains("An admin can make it one"), "{err}");
+        assert!(err.contains(&device), "{err}");
+        ui.save_shot("reclaim-01-not-a-station").await;
+
+        // 2. An admin marks it; both keys are reset, checked and recorded.
+        let (s, v) = off(|| {
+            server.admin(
+                "POST",
+                &format!("/api/v1/admin/devices/{device}/reclaim-station"),
+                Some(json!({"enabled": true})),
+            )
+        });
+        assert_eq!(s, 200, "{v}");
+        ui.click("#reclaim-run").await;
+        ui.wait_text(
+            "#reclaim-summary",
+            "2 keys reclaimed, and the service recorded both.",
+        )
+        .await;
+        for key in &keys {
+            let card = ui
+                .text(&format!("article.reclaimed[data-key-id=\"{key}\"]"))
+                .await;
+            assert!(card.contains("Key of Ada Lovelace"), "{card}");
+            assert!(card.contains("organisation-owned key is reset"), "{card}");
+            assert!(card.contains("Factory reset"), "{card}");
+            assert!(
+                card.contains("No PIN and no passkeys left on the key."),
+                "{card}"
+            );
+            assert!(
+                card.contains("Yes: the service records the key as reclaimed."),
+                "{card}"
+            );
+        }
+        ui.check_accessible("reclaim: done").await;
+        ui.save_shot("reclaim-02-done").await;
+        ui.js("document.getElementById('reclaimed-1').scrollIntoView(); return null;")
+            .await;
+        ui.save_shot("reclaim-03-done-second-key").await;
+
+        // 3. Nothing left to do.
+        ui.click("#reclaim-run").await;
+        ui.wait_text("#reclaim-summary", "nothing to reclaim").await;
+
+        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+    });
+    drop(driver);
+    // The service has nothing live for Ada any more, and the keys are blank.
+    let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
+    assert_eq!(dormant["people"], json!([]), "{dormant}");
+    let now: Value = serde_json::from_str(&laptop.ok(&["--json", "keys"], None)).unwrap();
+    assert!(
+        now.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["pin_set"] == false),
+        "{now}"
+    );
+}
+
+#[test]
+fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
+    let server = Server::start();
+    // Contractors bring their own keys.
+    let (s, v) = server.admin(
+        "PUT",
+        "/api/v1/admin/populations/contractors",
+        Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": "Contractors"},
+                    "policy": {"personal_keys": true, "collect_serial_numbers": false, "min_authenticators": 1}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (_, scim) = server.admin(
+        "POST",
+        "/api/v1/admin/tokens",
+        Some(json!({"role": "scim", "label": "HR"})),
+    );
+    let scim = scim["token"].as_str().unwrap().to_owned();
+    let http = reqwest::blocking::Client::new();
+    let created: Value = http
+        .post(format!("{}/scim/v2/Users", server.url))
+        .bearer_auth(&scim)
+        .header("content-type", "application/scim+json")
+        .body(json!({"userName": "cy@contractor.example", "displayName": "Cy Contractor", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Contractors"}}).to_string())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let person = created["id"].as_str().unwrap().to_owned();
+    let laptop = Laptop::new(1);
+    let token = server.provisioning_token();
+    laptop.ok(
+        &["provision", "--server", &server.url, "--token", &token],
+        None,
+    );
+    let key = laptop.key_ids().remove(0);
+    laptop.ok(
+        &[
+            "enrol",
+            "--ticket",
+            &server.ticket(&person, None),
+            "--key",
+            &key,
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n")),
+    );
+    let resp = http
+        .delete(format!("{}/scim/v2/Users/{person}", server.url))
+        .bearer_auth(&scim)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let (s, _) = server.admin(
+        "POST",
+        &format!(
+            "/api/v1/admin/devices/{}/reclaim-station",
+            laptop.device_id()
+        ),
+        Some(json!({"enabled": true})),
+    );
+    assert_eq!(s, 200);
+
+    let driver = Driver::for_laptop(&laptop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ui = Ui {
+            c: driver.session(&[]).await,
+        };
+        ui.wait_text("#status", "Reporting to http://127.0.0.1")
+            .await;
+        ui.click("#tab-reclaim").await;
+        let card = format!("article.reclaimed[data-key-id=\"{key}\"]");
+
+        // Without the owner's PIN: not done, not recorded, and the view asks for the PIN.
+        ui.click("#reclaim-run").await;
+        ui.wait_text("#reclaim-summary", "The key was not reclaimed")
+            .await;
+        let text = ui.text(&card).await;
+        assert!(text.contains("remove the organisation's credentials from their own key"), "{text}");
+        assert!(text.contains("Not done."), "{text}");
+        assert!(text.contains("1 of the organisation's passkeys is still on the key."), "{text}");
+        assert!(text.contains("No: the service still lists this key"), "{text}");
+        ui.wait_text("#reclaim-needs-pin", "ask its owner to type it")
+            .await;
+        ui.save_shot("reclaim-04-personal-key-needs-pin").await;
+
+        // With it: only the organisation's passkey goes; the key is not reset.
+        ui.type_into("#reclaim-pin", PIN).await;
+        ui.click("#reclaim-run").await;
+        ui.wait_text(
+            "#reclaim-summary",
+            "1 key reclaimed, and the service recorded it.",
+        )
+        .await;
+        let text = ui.text(&card).await;
+        assert!(
+            text.contains("The organisation's passkeys were removed (1 passkey); it is a personal key, so it was not reset."),
+            "{text}"
+        );
+        assert!(text.contains("None of the organisation's passkeys left on the key."), "{text}");
+        assert!(text.contains("Yes: the service records the key as reclaimed."), "{text}");
+        assert_eq!(
+            ui.js("return document.getElementById('reclaim-pin').value;").await,
+            json!(""),
+            "the PIN does not stay in the field"
+        );
+        ui.save_shot("reclaim-05-personal-key-done").await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+    });
+    drop(driver);
+    let now: Value = serde_json::from_str(&laptop.ok(&["--json", "keys"], None)).unwrap();
+    assert_eq!(now[0]["pin_set"], true, "not reset: {now}");
+    let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
+    assert_eq!(dormant["people"], json!([]), "{dormant}");
+}

@@ -1,0 +1,149 @@
+//! A lost key end to end with the real binaries: the person signs in with their other key and
+//! reports the lost one (suspended at once); the help desk issues a recovery ticket; the ticket
+//! alone is refused; the ticket plus a fresh sign-in with the remaining key enrols a
+//! replacement, and the lost credential is revoked.
+
+use keywarden_e2e::{Laptop, Server};
+use serde_json::{json, Value};
+
+use crate::flow::provisioned;
+
+const PIN: &str = "2468-1357";
+
+#[test]
+fn lost_key_is_suspended_and_replaced_with_ticket_and_other_key() {
+    let server = Server::start();
+    let laptop = Laptop::new(3);
+    let (person, keys) = provisioned(&server, &laptop);
+    let ticket = server.ticket(&person, None);
+    laptop.ok(
+        &[
+            "enrol",
+            "--ticket",
+            &ticket,
+            "--key",
+            &keys[0],
+            "--key",
+            &keys[1],
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n")),
+    );
+
+    // Signed in with key 1, the person sees both keys and reports key 0 lost.
+    let who: Value = serde_json::from_str(&laptop.ok(
+        &["--json", "sign-in", "--key", &keys[1], "--pin-stdin"],
+        Some(&format!("{PIN}\n")),
+    ))
+    .unwrap();
+    assert_eq!(who["person"]["id"], person.as_str());
+    let creds = who["credentials"].as_array().unwrap();
+    assert_eq!(creds.len(), 2, "{who}");
+    let lost = creds
+        .iter()
+        .find(|c| c["id"] != who["signed_in_with"])
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = laptop.ok(
+        &[
+            "lost",
+            "--credential",
+            &lost,
+            "--key",
+            &keys[1],
+            "--reason",
+            "left in a taxi",
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n")),
+    );
+    assert!(out.contains("suspended"), "{out}");
+
+    // The help desk (a named member) records the proofing and issues the recovery ticket.
+    let desk = server.create_person("desk@example.com", "Desk");
+    let (s, t) = server.admin(
+        "POST",
+        "/api/v1/admin/tokens",
+        Some(json!({"role": "helpdesk", "label": "desk", "person_id": desk})),
+    );
+    assert_eq!(s, 201, "{t}");
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/admin/recoveries", server.url))
+        .bearer_auth(t["token"].as_str().unwrap())
+        .json(&json!({"person_id": person, "lost_credential_id": lost, "proofing": {"method": "in_person_id_document", "detail": "badge and passport at the desk"}}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let recovery: Value = resp.json().unwrap();
+    let rticket = recovery["ticket"].as_str().unwrap().to_owned();
+
+    // The ticket alone is refused, with a sentence saying what else is needed.
+    let err = laptop.fails(
+        &[
+            "recover",
+            "--ticket",
+            &rticket,
+            "--key",
+            &keys[2],
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n")),
+    );
+    assert!(err.contains("another of your active keys"), "{err}");
+
+    // Ticket plus a fresh sign-in with key 1: key 2 replaces key 0.
+    let out = laptop.ok(
+        &[
+            "recover",
+            "--ticket",
+            &rticket,
+            "--with-key",
+            &keys[1],
+            "--key",
+            &keys[2],
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n{PIN}\n")),
+    );
+    assert!(
+        out.contains("You have 2 of 2 required authenticators."),
+        "{out}"
+    );
+    let (_, all) = server.admin("GET", "/api/v1/admin/credentials", None);
+    let status = |id: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status(&lost), "revoked");
+    assert_eq!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "active")
+            .count(),
+        2
+    );
+    // The same ticket cannot be used twice.
+    let err = laptop.fails(
+        &[
+            "recover",
+            "--ticket",
+            &rticket,
+            "--with-key",
+            &keys[1],
+            "--key",
+            &keys[2],
+            "--pin-stdin",
+        ],
+        Some(&format!("{PIN}\n{PIN}\n")),
+    );
+    assert!(err.contains("already used"), "{err}");
+}
