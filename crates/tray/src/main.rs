@@ -18,8 +18,9 @@ mod summary;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -81,6 +82,7 @@ fn icon() -> Vec<ksni::Icon> {
 
 /// What the tray shows, kept as data; the sentences are made when a host asks, so "3 min ago"
 /// is current.
+#[derive(Clone)]
 struct View {
     provisioned: bool,
     status: Option<CheckinStatus>,
@@ -92,6 +94,8 @@ struct KeywardenTray {
     control: Sender<Control>,
     window: PathBuf,
     icon: Vec<ksni::Icon>,
+    /// Set while no tray (StatusNotifierWatcher) has our icon; shared by every restart.
+    offline: Arc<AtomicBool>,
 }
 
 impl KeywardenTray {
@@ -212,10 +216,14 @@ impl ksni::Tray for KeywardenTray {
     }
 
     fn watcher_online(&self) {
+        self.offline.store(false, Ordering::SeqCst);
         eprintln!("keywarden-tray: a tray appeared on the session bus; showing the icon");
     }
 
     fn watcher_offline(&self, reason: ksni::OfflineReason) -> bool {
+        if self.offline.swap(true, Ordering::SeqCst) {
+            return true; // said already; the retry loop keeps trying
+        }
         let why = match reason {
             ksni::OfflineReason::Error(e) => e.to_string(),
             _ => "it went away".to_owned(),
@@ -293,18 +301,21 @@ fn main() -> ExitCode {
     // (until SIGTERM, as `keywarden run`).
     let _keep_running = tx.clone();
 
-    let tray = KeywardenTray {
-        view: View {
-            provisioned: agent.config_if_any().ok().flatten().is_some(),
-            status: agent.checkin_status().ok(),
-            keys: list_keys(&agent, &key_lock),
-        },
-        control: tx,
+    let offline = Arc::new(AtomicBool::new(false));
+    let make = |view: View| KeywardenTray {
+        view,
+        control: tx.clone(),
         window: window_binary(),
         icon: icon(),
+        offline: offline.clone(),
     };
+    let first = make(View {
+        provisioned: agent.config_if_any().ok().flatten().is_some(),
+        status: agent.checkin_status().ok(),
+        keys: list_keys(&agent, &key_lock),
+    });
     // Started before the desktop's tray (at login), the icon waits for it instead of failing.
-    let handle = match tray.assume_sni_available(true).spawn() {
+    let handle = match first.assume_sni_available(true).spawn() {
         Ok(h) => Some(h),
         Err(e) => {
             eprintln!(
@@ -314,19 +325,53 @@ fn main() -> ExitCode {
             None
         }
     };
-    if let Some(h) = handle.clone() {
-        // Keeps "3 min ago" current; ends with the tray service.
+    let handle = Arc::new(Mutex::new(handle));
+    if handle.lock().is_ok_and(|h| h.is_some()) {
+        // Every 5 s: while no tray has the icon, register it afresh (a tray that appeared in
+        // between, or one that took its bus name before it could answer, would otherwise never
+        // learn of it). Every minute: keep "3 min ago" current.
+        let (handle, offline) = (handle.clone(), offline.clone());
+        let (control, window, icon) = (tx.clone(), window_binary(), icon());
         let _ = std::thread::Builder::new()
-            .name("refresh".into())
+            .name("tray-upkeep".into())
             .spawn(move || {
-                while h.update(|_| ()).is_some() {
-                    std::thread::sleep(Duration::from_secs(60));
+                for tick in 1u64.. {
+                    std::thread::sleep(Duration::from_secs(5));
+                    let Ok(mut slot) = handle.lock() else { break };
+                    let Some(current) = slot.take() else { break };
+                    if !offline.load(Ordering::SeqCst) {
+                        if tick % 12 == 0 && current.update(|_| ()).is_none() {
+                            break; // the tray service ended (Quit)
+                        }
+                        *slot = Some(current);
+                        continue;
+                    }
+                    let mut view = None;
+                    current.update(|t| view = Some(t.view.clone()));
+                    current.shutdown().wait();
+                    let Some(view) = view else { break };
+                    let again = KeywardenTray {
+                        view,
+                        control: control.clone(),
+                        window: window.clone(),
+                        icon: icon.clone(),
+                        offline: offline.clone(),
+                    };
+                    match again.assume_sni_available(true).spawn() {
+                        Ok(h) => *slot = Some(h),
+                        Err(e) => {
+                            eprintln!("keywarden-tray: no tray icon ({e}); still checking in");
+                            break;
+                        }
+                    }
                 }
             });
     }
     let update = |f: &dyn Fn(&mut View)| {
-        if let Some(h) = &handle {
-            h.update(|t| f(&mut t.view));
+        if let Ok(slot) = handle.lock() {
+            if let Some(h) = slot.as_ref() {
+                h.update(|t| f(&mut t.view));
+            }
         }
     };
     let was_paused = Cell::new(false);
@@ -375,7 +420,8 @@ fn main() -> ExitCode {
             }
         },
     );
-    if let Some(h) = handle {
+    let last = handle.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(h) = last {
         h.shutdown().wait();
     }
     ExitCode::SUCCESS
