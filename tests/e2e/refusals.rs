@@ -372,3 +372,68 @@ impl keywarden_agent::enrol::EnrolPrompts for FixedPin {
         Ok("2468-1357".into())
     }
 }
+
+/// A key the policy refuses after it made the credential (its model is not on the allow-list):
+/// the agent takes the credential off the key again, so nothing half-made stays on it.
+#[test]
+fn a_credential_the_service_refuses_is_removed_from_the_key() {
+    let server = Server::start();
+    let (s, v) = server.admin(
+        "PUT",
+        "/api/v1/admin/populations/research",
+        Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": "Research"},
+                    "policy": {"aaguid_allow_list": ["ee882879-721c-4913-9775-3dfcce97072a"]}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (_, scim) = server.admin(
+        "POST",
+        "/api/v1/admin/tokens",
+        Some(json!({"role": "scim", "label": "HR"})),
+    );
+    let created: Value = reqwest::blocking::Client::new()
+        .post(format!("{}/scim/v2/Users", server.url))
+        .bearer_auth(scim["token"].as_str().unwrap())
+        .header("content-type", "application/scim+json")
+        .body(json!({"userName": "rae@example.com", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Research"}}).to_string())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let person = created["id"].as_str().unwrap().to_owned();
+    let laptop = Laptop::new(1);
+    let token = server.provisioning_token();
+    laptop.ok(
+        &["provision", "--server", &server.url, "--token", &token],
+        None,
+    );
+    let key = laptop.key_ids().remove(0);
+    let err = laptop.fails(
+        &[
+            "enrol",
+            "--ticket",
+            &server.ticket(&person, None),
+            "--key",
+            &key,
+            "--pin-stdin",
+        ],
+        Some("2468-1357\n"),
+    );
+    assert!(err.contains("allow-list"), "{err}");
+    let listed = laptop.ok(
+        &[
+            "credentials",
+            "--key",
+            &key,
+            "--rp",
+            "keywarden.localhost",
+            "--pin-stdin",
+        ],
+        Some("2468-1357\n"),
+    );
+    assert!(
+        listed.contains("no passkeys"),
+        "nothing left on the key: {listed}"
+    );
+    let (_, creds) = server.admin("GET", "/api/v1/admin/credentials", None);
+    assert_eq!(creds, json!([]), "nothing bound on the service");
+}

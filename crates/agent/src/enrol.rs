@@ -70,6 +70,16 @@ pub fn make_credential(
     begin: &EnrolBeginResponse,
     prompts: &dyn EnrolPrompts,
 ) -> Result<EnrolFinishRequest> {
+    make_credential_keeping_pin(key, begin, prompts).map(|(req, _)| req)
+}
+
+/// [`make_credential`], also returning the PIN that worked, so that a credential the service
+/// then refuses can be removed from the key again ([`remove_refused`]).
+pub fn make_credential_keeping_pin(
+    key: &mut dyn Authenticator,
+    begin: &EnrolBeginResponse,
+    prompts: &dyn EnrolPrompts,
+) -> Result<(EnrolFinishRequest, String)> {
     let mut info = key.info()?;
     let mut pin = if info.pin_set {
         None
@@ -120,12 +130,15 @@ pub fn make_credential(
         };
         match key.make_credential(&req, &this_pin, prompts) {
             Ok(made) => {
-                return Ok(EnrolFinishRequest {
-                    credential_id: URL_SAFE_NO_PAD.encode(&made.credential_id),
-                    attestation_object: URL_SAFE_NO_PAD.encode(&made.attestation_object),
-                    client_data_json: URL_SAFE_NO_PAD.encode(&req.client_data_json),
-                    key: info,
-                });
+                return Ok((
+                    EnrolFinishRequest {
+                        credential_id: URL_SAFE_NO_PAD.encode(&made.credential_id),
+                        attestation_object: URL_SAFE_NO_PAD.encode(&made.attestation_object),
+                        client_data_json: URL_SAFE_NO_PAD.encode(&req.client_data_json),
+                        key: info,
+                    },
+                    this_pin,
+                ));
             }
             Err(KeyError::PinInvalid { retries_left }) if retries_left > STOP_AT_RETRIES => {
                 last_failed = true;
@@ -133,6 +146,26 @@ pub fn make_credential(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// After the service refused a credential the key just made (policy, attestation), remove it
+/// from the key again with credential management, so nothing half-made stays on the key. Only a
+/// definite refusal (a 4xx answer) counts: after a network failure the service may have bound
+/// it. Returns whether the credential was removed.
+pub fn remove_refused(
+    key: &mut dyn Authenticator,
+    made: &EnrolFinishRequest,
+    pin: &str,
+    error: &Error,
+) -> bool {
+    let refused = matches!(error, Error::Service { status, .. } if (400..500).contains(status));
+    if !refused || made.key.options.get("credMgmt") != Some(&true) {
+        return false;
+    }
+    let Ok(id) = URL_SAFE_NO_PAD.decode(&made.credential_id) else {
+        return false;
+    };
+    key.delete_credential(&id, pin).is_ok()
 }
 
 /// The outcome of one key's enrolment.

@@ -433,16 +433,23 @@ impl Agent {
                 },
             };
         let mut key = self.keyring.open(&chosen.id)?;
-        let finish = enrol::make_credential(key.as_mut(), begin, prompts)?;
+        let (finish, pin) = enrol::make_credential_keeping_pin(key.as_mut(), begin, prompts)?;
         let cfg = self.config()?;
         let device_key = DeviceKey::load(&self.paths)?;
-        let result: EnrolFinishResponse = Client::new(&cfg.server_url)?.post_signed(
+        let result: EnrolFinishResponse = match Client::new(&cfg.server_url)?.post_signed(
             &self.paths,
             &device_key,
             &cfg.device_id,
             &format!("/api/v1/agent/ceremonies/{}/finish", begin.ceremony_id),
             &finish,
-        )?;
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                // The service refused it: take the credential off the key again.
+                enrol::remove_refused(key.as_mut(), &finish, &pin, &e);
+                return Err(e);
+            }
+        };
         Ok(Enrolled {
             key: finish.key,
             result,
