@@ -206,7 +206,7 @@ pub async fn compute(
     } else {
         "NULL AS laptop, 0 AS several_laptops"
     };
-    let rows = sqlx::query(&format!(
+    let aggregate_sql = format!(
         "SELECT p.id, p.user_name, p.user_type, p.department, p.employee_number, \
          COUNT(c.id) AS n, \
          COUNT(CASE WHEN c.device_class = 'roaming' THEN 1 END) AS n_roaming, \
@@ -217,9 +217,26 @@ pub async fn compute(
          WHERE p.active = 1 AND p.deleted_at IS NULL \
          GROUP BY p.id, p.user_name, p.user_type, p.department, p.employee_number \
          ORDER BY p.user_name"
-    ))
-    .fetch_all(db)
-    .await?;
+    );
+    // The three reads are independent: run them side by side (SQLite in WAL mode and
+    // PostgreSQL both serve concurrent readers), which matters on a large directory.
+    let (rows, model_rows, laptops) = tokio::try_join!(
+        async {
+            sqlx::query(&aggregate_sql)
+                .fetch_all(db)
+                .await
+                .map_err(Error::from)
+        },
+        async {
+            sqlx::query(
+                "SELECT aaguid, model, COUNT(*) AS n FROM credentials WHERE status = 'active' GROUP BY aaguid, model ORDER BY n DESC, aaguid",
+            )
+            .fetch_all(db)
+            .await
+            .map_err(Error::from)
+        },
+        crate::ongoing::laptops(db),
+    )?;
     let mut pops: BTreeMap<String, PopulationCoverage> = BTreeMap::new();
     for p in policies
         .populations
@@ -303,21 +320,16 @@ pub async fn compute(
             pc.share_compliant = pc.compliant as f64 / pc.people as f64;
         }
     }
-    let keys_by_model = sqlx::query(
-        "SELECT aaguid, model, COUNT(*) AS n FROM credentials WHERE status = 'active' GROUP BY aaguid, model ORDER BY n DESC, aaguid",
-    )
-    .fetch_all(db)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(ModelCount {
-            aaguid: r.try_get("aaguid")?,
-            model: r.try_get("model")?,
-            credentials: count(r, "n")?,
+    let keys_by_model = model_rows
+        .iter()
+        .map(|r| {
+            Ok(ModelCount {
+                aaguid: r.try_get("aaguid")?,
+                model: r.try_get("model")?,
+                credentials: count(r, "n")?,
+            })
         })
-    })
-    .collect::<Result<Vec<_>>>()?;
-    let laptops = crate::ongoing::laptops(db).await?;
+        .collect::<Result<Vec<_>>>()?;
     let ongoing = crate::ongoing::evaluate(db, now, &required, &posture_subjects, &laptops).await?;
     for p in &mut people {
         if let Some(f) = ongoing.failures.get(&p.person_id) {
