@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 
 use keywarden_e2e::{Laptop, Server};
-use serde_json::json;
 
 use crate::app::screenshot_dir;
 use crate::flow::provisioned;
@@ -83,20 +82,7 @@ fn csf_evidence_and_dormant_access_pages_render_in_chromium() {
         Some(PIN),
     );
     // Someone leaves; their keys wait for a reclaim station, so the report has one row.
-    let (s, t) = server.admin(
-        "POST",
-        "/api/v1/admin/tokens",
-        Some(json!({"role": "scim", "label": "HR"})),
-    );
-    assert_eq!(s, 201);
-    let resp = reqwest::blocking::Client::new()
-        .patch(format!("{}/scim/v2/Users/{person}", server.url))
-        .bearer_auth(t["token"].as_str().unwrap())
-        .header("content-type", "application/scim+json")
-        .body(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": false}]}).to_string())
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    server.hr_feed().deactivate(&person);
 
     let csf = page(&server, "/api/v1/admin/evidence/csf.html");
     for text in [

@@ -246,20 +246,7 @@ fn the_reclaim_station_window_shows_what_it_did_to_each_key() {
     let laptop = Laptop::new(2);
     let (ada, keys) = crate::flow::provisioned(&server, &laptop);
     enrolled_two(&server, &laptop, &ada, &keys);
-    let (s, scim) = server.admin(
-        "POST",
-        "/api/v1/admin/tokens",
-        Some(json!({"role": "scim", "label": "HR feed"})),
-    );
-    assert_eq!(s, 201, "{scim}");
-    let resp = reqwest::blocking::Client::new()
-        .patch(format!("{}/scim/v2/Users/{ada}", server.url))
-        .bearer_auth(scim["token"].as_str().unwrap())
-        .header("content-type", "application/scim+json")
-        .body(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "value": {"active": "False"}}]}).to_string())
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    server.hr_feed().deactivate(&ada);
     let device = laptop.device_id();
 
     let driver = Driver::for_laptop(&laptop);
@@ -354,23 +341,8 @@ fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
                     "policy": {"personal_keys": true, "collect_serial_numbers": false, "min_authenticators": 1}})),
     );
     assert_eq!(s, 200, "{v}");
-    let (_, scim) = server.admin(
-        "POST",
-        "/api/v1/admin/tokens",
-        Some(json!({"role": "scim", "label": "HR"})),
-    );
-    let scim = scim["token"].as_str().unwrap().to_owned();
-    let http = reqwest::blocking::Client::new();
-    let created: Value = http
-        .post(format!("{}/scim/v2/Users", server.url))
-        .bearer_auth(&scim)
-        .header("content-type", "application/scim+json")
-        .body(json!({"userName": "cy@contractor.example", "displayName": "Cy Contractor", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Contractors"}}).to_string())
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let person = created["id"].as_str().unwrap().to_owned();
+    let hr = server.hr_feed();
+    let person = hr.create_user("cy@contractor.example", "Cy Contractor", "Contractors");
     let laptop = Laptop::new(1);
     let token = server.provisioning_token();
     laptop.ok(
@@ -389,12 +361,7 @@ fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
         ],
         Some(&format!("{PIN}\n")),
     );
-    let resp = http
-        .delete(format!("{}/scim/v2/Users/{person}", server.url))
-        .bearer_auth(&scim)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 204);
+    hr.delete(&person);
     let (s, _) = server.admin(
         "POST",
         &format!(

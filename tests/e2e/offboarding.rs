@@ -74,23 +74,9 @@ fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
         ],
         Some(PIN),
     );
-    let (s, scim) = server.admin(
-        "POST",
-        "/api/v1/admin/tokens",
-        Some(json!({"role": "scim", "label": "HR feed"})),
-    );
-    assert_eq!(s, 201, "{scim}");
-    let scim = scim["token"].as_str().unwrap().to_owned();
 
     // HR deactivates the person.
-    let resp = reqwest::blocking::Client::new()
-        .patch(format!("{}/scim/v2/Users/{person}", server.url))
-        .bearer_auth(&scim)
-        .header("content-type", "application/scim+json")
-        .body(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "value": {"active": "False"}}]}).to_string())
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    server.hr_feed().deactivate(&person);
     let (_, creds) = server.admin("GET", "/api/v1/admin/credentials", None);
     assert!(
         creds
@@ -211,23 +197,8 @@ fn a_personal_key_loses_only_the_organisations_credentials_and_is_never_reset() 
                     "policy": {"personal_keys": true, "collect_serial_numbers": false, "min_authenticators": 1}})),
     );
     assert_eq!(s, 200, "{v}");
-    let (_, scim) = server.admin(
-        "POST",
-        "/api/v1/admin/tokens",
-        Some(json!({"role": "scim", "label": "HR"})),
-    );
-    let scim = scim["token"].as_str().unwrap().to_owned();
-    let http = reqwest::blocking::Client::new();
-    let created: Value = http
-        .post(format!("{}/scim/v2/Users", server.url))
-        .bearer_auth(&scim)
-        .header("content-type", "application/scim+json")
-        .body(json!({"userName": "cy@contractor.example", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Contractors"}}).to_string())
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let person = created["id"].as_str().unwrap().to_owned();
+    let hr = server.hr_feed();
+    let person = hr.create_user("cy@contractor.example", "Cy Contractor", "Contractors");
     let laptop = Laptop::new(1);
     let token = server.provisioning_token();
     laptop.ok(
@@ -246,12 +217,7 @@ fn a_personal_key_loses_only_the_organisations_credentials_and_is_never_reset() 
         ],
         Some(PIN),
     );
-    let resp = http
-        .delete(format!("{}/scim/v2/Users/{person}", server.url))
-        .bearer_auth(&scim)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 204);
+    hr.delete(&person);
     let (s, _) = server.admin(
         "POST",
         &format!(

@@ -385,21 +385,9 @@ fn a_credential_the_service_refuses_is_removed_from_the_key() {
                     "policy": {"aaguid_allow_list": ["ee882879-721c-4913-9775-3dfcce97072a"]}})),
     );
     assert_eq!(s, 200, "{v}");
-    let (_, scim) = server.admin(
-        "POST",
-        "/api/v1/admin/tokens",
-        Some(json!({"role": "scim", "label": "HR"})),
-    );
-    let created: Value = reqwest::blocking::Client::new()
-        .post(format!("{}/scim/v2/Users", server.url))
-        .bearer_auth(scim["token"].as_str().unwrap())
-        .header("content-type", "application/scim+json")
-        .body(json!({"userName": "rae@example.com", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Research"}}).to_string())
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let person = created["id"].as_str().unwrap().to_owned();
+    let person = server
+        .hr_feed()
+        .create_user("rae@example.com", "Rae", "Research");
     let laptop = Laptop::new(1);
     let token = server.provisioning_token();
     laptop.ok(

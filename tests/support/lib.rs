@@ -163,6 +163,20 @@ impl Server {
         v["secret"].as_str().unwrap().to_owned()
     }
 
+    /// The HR feed: a SCIM token of its own, and the calls an IdP makes.
+    pub fn hr_feed(&self) -> HrFeed<'_> {
+        let (s, v) = self.admin(
+            "POST",
+            "/api/v1/admin/tokens",
+            Some(serde_json::json!({"role": "scim", "label": "HR feed"})),
+        );
+        assert_eq!(s, 201, "{v}");
+        HrFeed {
+            server: self,
+            token: v["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
     /// Every row of every table, as text, for "nothing changed" assertions.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
         snapshot_sqlite(&self.db_path())
@@ -403,5 +417,66 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         }
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SCIM calls as an IdP sends them, with the feed's own token.
+pub struct HrFeed<'a> {
+    server: &'a Server,
+    /// The SCIM bearer token.
+    pub token: String,
+}
+
+impl HrFeed<'_> {
+    fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .server
+            .http
+            .request(method, format!("{}{path}", self.server.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Create a user in `department`; returns its id.
+    pub fn create_user(&self, user_name: &str, display_name: &str, department: &str) -> String {
+        let (s, v) = self.send(
+            reqwest::Method::POST,
+            "/scim/v2/Users",
+            Some(serde_json::json!({"userName": user_name, "displayName": display_name,
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": department}})),
+        );
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Deactivate a user the way Entra ID does (`Replace` with a path-less value, "False").
+    pub fn deactivate(&self, id: &str) {
+        let (s, v) = self.send(
+            reqwest::Method::PATCH,
+            &format!("/scim/v2/Users/{id}"),
+            Some(
+                serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "Replace", "value": {"active": "False"}}]}),
+            ),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+
+    /// Delete a user.
+    pub fn delete(&self, id: &str) {
+        let (s, v) = self.send(
+            reqwest::Method::DELETE,
+            &format!("/scim/v2/Users/{id}"),
+            None,
+        );
+        assert_eq!(s, 204, "{v}");
     }
 }
