@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
 
 /// On first start, create the admin token; returns it (to show once) or `None` if one exists.
 pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<String>> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE role = 'admin'")
         .fetch_one(&mut *tx)
         .await?
@@ -111,7 +111,7 @@ pub async fn create_person(
     }
     let now = state.now_ms();
     let id = new_id();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let exists = sqlx::query("SELECT id FROM people WHERE user_name = $1")
         .bind(user_name)
         .fetch_optional(&mut *tx)
@@ -207,7 +207,7 @@ pub async fn issue_provisioning_token(
     let now = state.now_ms();
     let token = secrets::generate(secrets::PROVISIONING_PREFIX);
     let id = new_id();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     sqlx::query(
         "INSERT INTO provisioning_tokens (id, token_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -254,7 +254,7 @@ pub async fn issue_ticket(
     let req: IssueTicket = parse_json(&body)?;
     let ttl = ttl_ms(req.ttl_seconds, state.settings.ticket_ttl)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     require_active_person(&mut tx, &req.person_id, "tickets").await?;
     let ticket = secrets::generate(secrets::TICKET_PREFIX);
     let id = new_id();

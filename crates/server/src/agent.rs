@@ -73,7 +73,7 @@ pub async fn provision(
         ));
     }
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let row = sqlx::query(
         "SELECT id, expires_at, used_at FROM provisioning_tokens WHERE token_hash = $1",
     )

@@ -177,7 +177,7 @@ pub async fn record_refusal(
     subject: &str,
     detail: serde_json::Value,
 ) -> Result<()> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     record(&mut tx, at_ms, actor, action, subject, detail).await?;
     tx.commit().await?;
     Ok(())

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 use crate::error::Result;
 
@@ -70,4 +70,17 @@ pub async fn connect_with(url: &str, max_connections: u32) -> Result<AnyPool> {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
     }
     Ok(pool)
+}
+
+/// Begin a transaction that may write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+/// taken (or waited for, up to the busy timeout) at the start, so a transaction that reads and
+/// then writes never fails half-way with "database is locked" because another writer (a
+/// request, the webhook deliverer, another replica) committed in between. PostgreSQL's row
+/// locks need no such care.
+pub async fn begin(pool: &AnyPool) -> Result<Transaction<'static, Any>> {
+    if pool.connect_options().database_url.scheme() == "sqlite" {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    } else {
+        Ok(pool.begin().await?)
+    }
 }

@@ -123,7 +123,7 @@ pub async fn begin(
             let (_, code, message) = e.parts();
             let actor = format!("device:{}", call.device_id);
             if COUNTED_REFUSALS.contains(&code) || code == "ticket_locked" {
-                let mut tx = state.db.begin().await?;
+                let mut tx = crate::db::begin(&state.db).await?;
                 if code != "ticket_locked" {
                     sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
                         .bind(new_id())
@@ -167,7 +167,7 @@ async fn begin_inner(
     now: i64,
     ticket_id_out: &mut Option<String>,
 ) -> Result<EnrolBeginResponse> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     let t = sqlx::query(
         "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1",
@@ -362,7 +362,7 @@ pub async fn next_ceremony(
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
     let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     let s = sqlx::query(
         "SELECT person_id, device_id, expires_at, closed_at FROM enrolment_sessions WHERE id = $1",
@@ -579,7 +579,7 @@ async fn finish_inner(
     let credential_raw = secrets::unb64(&req.credential_id).ok_or_else(|| {
         Error::bad_request("attestation_malformed", "credential_id is not base64url")
     })?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     let c = sqlx::query(
         "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \

@@ -154,7 +154,7 @@ pub async fn add(
     let now = state.now_ms();
     let expires = now + i64::from(days) * 86_400_000;
     let id = new_id();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND deleted_at IS NULL")
         .bind(&req.person_id)
         .fetch_optional(&mut *tx)
@@ -294,7 +294,7 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     caller.require(&[Role::Admin])?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let r = sqlx::query("SELECT person_id FROM exceptions WHERE id = $1 AND revoked_at IS NULL")
         .bind(&id)
         .fetch_optional(&mut *tx)

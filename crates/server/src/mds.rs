@@ -174,7 +174,7 @@ pub async fn load_into_population(
     population: &str,
     blob: &MdsBlob,
 ) -> Result<usize> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let row = sqlx::query("SELECT policy FROM populations WHERE name = $1")
         .bind(population)
         .fetch_optional(&mut *tx)

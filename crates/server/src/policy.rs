@@ -532,7 +532,7 @@ pub async fn upsert(
     };
     let now = state.now_ms();
     let policy = serde_json::to_string(&spec.policy).map_err(Error::Corrupt)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let existed = sqlx::query("DELETE FROM populations WHERE name = $1")
         .bind(&name)
         .execute(&mut *tx)
@@ -581,7 +581,7 @@ pub async fn remove(
 ) -> Result<StatusCode> {
     caller.require(&[Role::Admin])?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let gone = sqlx::query("DELETE FROM populations WHERE name = $1")
         .bind(&name)
         .execute(&mut *tx)

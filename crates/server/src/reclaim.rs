@@ -58,7 +58,7 @@ pub async fn set_station(
     caller.require(&[Role::Admin, Role::Helpdesk])?;
     let req: StationSetting = parse_json(&body)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let done = sqlx::query("UPDATE devices SET reclaim_station = $1 WHERE id = $2")
         .bind(i64::from(req.enabled))
         .bind(&id)
@@ -163,7 +163,7 @@ pub async fn directives(
 ) -> Result<Json<ReclaimPlan>> {
     let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let req: ReclaimQuery = parse_json(&body)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     require_station(&mut tx, &call.device_id).await?;
     let mut out = Vec::new();
@@ -201,7 +201,7 @@ pub async fn receipt(
     let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let req: ReclaimReceipt = parse_json(&body)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     require_station(&mut tx, &call.device_id).await?;
     let mut named: Vec<String> = req.removed_credential_ids.clone();

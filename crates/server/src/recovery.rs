@@ -190,7 +190,7 @@ pub async fn suspend_by_helpdesk(
         ));
     }
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let view = suspend(&mut tx, &id, &caller.actor(), reason, now).await?;
     tx.commit().await?;
     state.outbox_wake.notify_one();
@@ -218,7 +218,7 @@ pub async fn report_lost(
     let req: ReportLostRequest = parse_json(&body)?;
     let now = state.now_ms();
     let result = async {
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin(&state.db).await?;
         call.claim(&mut tx).await?;
         let v = crate::stepup::verify(
             &state,
@@ -407,7 +407,7 @@ pub async fn issue(
         }
     };
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     crate::admin::require_active_person(&mut tx, &req.person_id, "recoveries").await?;
     if let Some(lost) = &req.lost_credential_id {
         let r = sqlx::query("SELECT person_id, status FROM credentials WHERE id = $1")
@@ -531,7 +531,7 @@ pub async fn approve(
     let approver = approver_of(&caller, "approving a recovery")?;
     let now = state.now_ms();
     let result = async {
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin(&state.db).await?;
         let view = load_view(&mut tx, &id).await?;
         if approver == view.person_id {
             return Err(Error::forbidden(
@@ -658,7 +658,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<Vec<RecoveryView>>> {
     caller.require(&[Role::Admin, Role::Helpdesk, Role::Auditor])?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let ids = sqlx::query("SELECT id FROM recoveries ORDER BY created_at, id LIMIT 1000")
         .fetch_all(&mut *tx)
         .await?;
@@ -707,7 +707,7 @@ pub async fn cancel(
 ) -> Result<Json<RecoveryView>> {
     caller.require(HELPDESK)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let view = load_view(&mut tx, &id).await?;
     if !matches!(
         view.state.as_str(),
@@ -807,7 +807,7 @@ async fn redeem_inner(
     now: i64,
     subject: &mut String,
 ) -> Result<EnrolBeginResponse> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     let r = sqlx::query("SELECT id FROM recoveries WHERE ticket_hash = $1")
         .bind(secrets::hash(req.ticket.trim()))

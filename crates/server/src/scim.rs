@@ -476,7 +476,7 @@ pub async fn create_user(
     let fields = parse_user(&parse_body(&body)?)?;
     let now = state.now_ms();
     let id = new_id();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if user_name_taken(&mut tx, &fields.user_name, &id).await? {
         return Err(ScimError::uniqueness(format!(
             "userName {} is already in use",
@@ -551,7 +551,7 @@ async fn replace_user(
 ) -> ScimResult<Response> {
     let old = parse_user(before)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     if after.user_name != old.user_name && user_name_taken(&mut tx, &after.user_name, id).await? {
         return Err(ScimError::uniqueness(format!(
             "userName {} is already in use",
@@ -708,7 +708,7 @@ pub async fn delete_user(
     let received_at_us = state.clock.now_us();
     let caller = feed(caller)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let r =
         sqlx::query("SELECT user_name, active FROM people WHERE id = $1 AND deleted_at IS NULL")
             .bind(&id)
@@ -1067,7 +1067,7 @@ pub async fn create_group(
     let fields = parse_group(&parse_body(&body)?)?;
     let now = state.now_ms();
     let id = new_id();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     sqlx::query(
         "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
     )
@@ -1104,7 +1104,7 @@ async fn replace_group(
 ) -> ScimResult<Response> {
     let old = parse_group(before)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     store_group(&mut tx, id, after, now).await?;
     let added: Vec<&String> = after
         .members
@@ -1198,7 +1198,7 @@ pub async fn delete_group(
 ) -> ScimResult<Response> {
     let caller = feed(caller)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let r = sqlx::query("SELECT display_name FROM scim_groups WHERE id = $1")
         .bind(&id)
         .fetch_optional(&mut *tx)

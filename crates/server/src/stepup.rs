@@ -72,7 +72,7 @@ pub async fn challenge(
     let pk = rcr.public_key;
     let ttl = i64::try_from(state.settings.step_up_ttl.as_millis()).unwrap_or(300_000);
     let id = new_id();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     sqlx::query("INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&id)
@@ -282,7 +282,7 @@ pub async fn sign_in(
     let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let step_up: StepUp = parse_json(&body)?;
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     let v = match verify(&state, &mut tx, &call.device_id, "sign_in", &step_up, now).await {
         Ok(v) => v,

@@ -84,7 +84,7 @@ pub async fn create_for(
 ) -> Result<IssuedApiToken> {
     let token = secrets::generate(secrets::ADMIN_PREFIX);
     let id = new_id();
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     if let Some(person) = person_id {
         let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND active = 1")
             .bind(person)
@@ -200,7 +200,7 @@ pub async fn revoke(
         ));
     }
     let now = state.now_ms();
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin(&state.db).await?;
     let done =
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)

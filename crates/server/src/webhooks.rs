@@ -360,7 +360,7 @@ impl Deliverer {
             let _turn = state.write_turn().await;
             match error {
                 None => {
-                    let mut tx = state.db.begin().await?;
+                    let mut tx = crate::db::begin(&state.db).await?;
                     sqlx::query(
                         "UPDATE outbox_events SET delivered_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = $2",
                     )
