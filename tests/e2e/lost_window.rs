@@ -333,44 +333,9 @@ fn the_reclaim_station_window_shows_what_it_did_to_each_key() {
 #[test]
 fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
     let server = Server::start();
-    // Contractors bring their own keys.
-    let (s, v) = server.admin(
-        "PUT",
-        "/api/v1/admin/populations/contractors",
-        Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": "Contractors"},
-                    "policy": {"personal_keys": true, "collect_serial_numbers": false, "min_authenticators": 1}})),
-    );
-    assert_eq!(s, 200, "{v}");
-    let hr = server.hr_feed();
-    let person = hr.create_user("cy@contractor.example", "Cy Contractor", "Contractors");
     let laptop = Laptop::new(1);
-    let token = server.provisioning_token();
-    laptop.ok(
-        &["provision", "--server", &server.url, "--token", &token],
-        None,
-    );
-    let key = laptop.key_ids().remove(0);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &server.ticket(&person, None),
-            "--key",
-            &key,
-            "--pin-stdin",
-        ],
-        Some(&format!("{PIN}\n")),
-    );
-    hr.delete(&person);
-    let (s, _) = server.admin(
-        "POST",
-        &format!(
-            "/api/v1/admin/devices/{}/reclaim-station",
-            laptop.device_id()
-        ),
-        Some(json!({"enabled": true})),
-    );
-    assert_eq!(s, 200);
+    // Contractors bring their own keys.
+    let key = crate::offboarding::departed_contractor_key(&server, &laptop);
 
     let driver = Driver::for_laptop(&laptop);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -189,44 +189,9 @@ fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
 #[test]
 fn a_personal_key_loses_only_the_organisations_credentials_and_is_never_reset() {
     let server = Server::start();
-    // Contractors bring their own keys.
-    let (s, v) = server.admin(
-        "PUT",
-        "/api/v1/admin/populations/contractors",
-        Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": "Contractors"},
-                    "policy": {"personal_keys": true, "collect_serial_numbers": false, "min_authenticators": 1}})),
-    );
-    assert_eq!(s, 200, "{v}");
-    let hr = server.hr_feed();
-    let person = hr.create_user("cy@contractor.example", "Cy Contractor", "Contractors");
     let laptop = Laptop::new(1);
-    let token = server.provisioning_token();
-    laptop.ok(
-        &["provision", "--server", &server.url, "--token", &token],
-        None,
-    );
-    let key = laptop.key_ids().remove(0);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &server.ticket(&person, None),
-            "--key",
-            &key,
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
-    hr.delete(&person);
-    let (s, _) = server.admin(
-        "POST",
-        &format!(
-            "/api/v1/admin/devices/{}/reclaim-station",
-            laptop.device_id()
-        ),
-        Some(json!({"enabled": true})),
-    );
-    assert_eq!(s, 200);
+    // Contractors bring their own keys.
+    let key = departed_contractor_key(&server, &laptop);
 
     // Without the owner's PIN nothing is done, and the station says why.
     let run = laptop.run(&["reclaim"], None);
@@ -265,4 +230,47 @@ fn a_personal_key_loses_only_the_organisations_credentials_and_is_never_reset() 
     assert!(listed.contains("no passkeys"), "{listed}");
     let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
     assert_eq!(dormant["people"], json!([]), "{dormant}");
+}
+
+/// A contractor (population `contractors`: personal keys, no serials) enrolled one key with PIN
+/// 2468-1357 on `laptop` and was deleted by HR; an admin then made `laptop` a reclaim station.
+/// Returns the key's id.
+pub(crate) fn departed_contractor_key(server: &Server, laptop: &Laptop) -> String {
+    let (s, v) = server.admin(
+        "PUT",
+        "/api/v1/admin/populations/contractors",
+        Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": "Contractors"},
+                    "policy": {"personal_keys": true, "collect_serial_numbers": false, "min_authenticators": 1}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let hr = server.hr_feed();
+    let person = hr.create_user("cy@contractor.example", "Cy Contractor", "Contractors");
+    let token = server.provisioning_token();
+    laptop.ok(
+        &["provision", "--server", &server.url, "--token", &token],
+        None,
+    );
+    let key = laptop.key_ids().remove(0);
+    laptop.ok(
+        &[
+            "enrol",
+            "--ticket",
+            &server.ticket(&person, None),
+            "--key",
+            &key,
+            "--pin-stdin",
+        ],
+        Some(PIN),
+    );
+    hr.delete(&person);
+    let (s, v) = server.admin(
+        "POST",
+        &format!(
+            "/api/v1/admin/devices/{}/reclaim-station",
+            laptop.device_id()
+        ),
+        Some(json!({"enabled": true})),
+    );
+    assert_eq!(s, 200, "{v}");
+    key
 }
