@@ -1751,8 +1751,21 @@ fn all_resource_types() -> Vec<Value> {
     security(("bearer" = [])))]
 pub async fn schemas(caller: std::result::Result<Caller, Error>) -> ScimResult<Response> {
     feed(caller)?;
-    let all = all_schemas();
-    Ok(list_response(i64::try_from(all.len()).unwrap_or(0), 1, all))
+    Ok(whole_list(all_schemas()))
+}
+
+/// A fixed listing (Schemas, ResourceTypes) as one ListResponse page.
+fn whole_list(all: Vec<Value>) -> Response {
+    list_response(i64::try_from(all.len()).unwrap_or(0), 1, all)
+}
+
+/// The resource of a fixed listing whose `id` is `id` (case-insensitive); `what` names it in
+/// the 404.
+fn by_id(all: Vec<Value>, id: &str, what: &str) -> ScimResult<Response> {
+    all.into_iter()
+        .find(|s| s["id"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(id)))
+        .map(|s| scim_json(StatusCode::OK, s))
+        .ok_or_else(|| ScimError::not_found(format!("{what} {id} not found")))
 }
 
 /// `GET /scim/v2/Schemas/{id}` (scim role).
@@ -1766,15 +1779,7 @@ pub async fn schema_by_id(
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
     feed(caller)?;
-    all_schemas()
-        .into_iter()
-        .find(|s| {
-            s["id"]
-                .as_str()
-                .is_some_and(|x| x.eq_ignore_ascii_case(&id))
-        })
-        .map(|s| scim_json(StatusCode::OK, s))
-        .ok_or_else(|| ScimError::not_found(format!("Schema {id} not found")))
+    by_id(all_schemas(), &id, "Schema")
 }
 
 /// `GET /scim/v2/ResourceTypes` (scim role).
@@ -1784,8 +1789,7 @@ pub async fn schema_by_id(
     security(("bearer" = [])))]
 pub async fn resource_types(caller: std::result::Result<Caller, Error>) -> ScimResult<Response> {
     feed(caller)?;
-    let all = all_resource_types();
-    Ok(list_response(i64::try_from(all.len()).unwrap_or(0), 1, all))
+    Ok(whole_list(all_resource_types()))
 }
 
 /// `GET /scim/v2/ResourceTypes/{id}` (scim role).
@@ -1799,15 +1803,7 @@ pub async fn resource_type_by_id(
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
     feed(caller)?;
-    all_resource_types()
-        .into_iter()
-        .find(|s| {
-            s["id"]
-                .as_str()
-                .is_some_and(|x| x.eq_ignore_ascii_case(&id))
-        })
-        .map(|s| scim_json(StatusCode::OK, s))
-        .ok_or_else(|| ScimError::not_found(format!("ResourceType {id} not found")))
+    by_id(all_resource_types(), &id, "ResourceType")
 }
 
 #[cfg(test)]
