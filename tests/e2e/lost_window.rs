@@ -9,14 +9,11 @@
 //! organisation's passkey and is not reset.
 //! Screenshots land in `target/debug/screenshots/lost-*.png` and `reclaim-*.png`.
 
-use std::time::Duration;
-
 use fantoccini::Locator;
 use keywarden_e2e::{Laptop, Server};
 use serde_json::{json, Value};
 
-use crate::app::Driver;
-use crate::wizard::{off, Ui};
+use crate::wizard::{in_window, off};
 
 const PIN: &str = "2468-1357";
 
@@ -78,18 +75,7 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
     enrolled_two(&server, &laptop, &ada, &keys);
     let radio = |id: &str| format!("#lost-key-list li[data-key-id=\"{id}\"] input");
 
-    let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
-
+    in_window(&laptop, async |ui| {
         // 1. Sign in with key B, the one still here; a wrong PIN first.
         ui.click("#tab-lost").await;
         ui.wait_text("#lost-title", "Lost a key?").await;
@@ -234,10 +220,7 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
         ui.save_shot("lost-07-replacement-enrolled").await;
         assert_eq!(off(|| status(&server, &lost)), "revoked");
         assert_eq!(off(|| status(&server, &signed_in_with)), "active");
-
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
     });
-    drop(driver);
 }
 
 #[test]
@@ -249,17 +232,7 @@ fn the_reclaim_station_window_shows_what_it_did_to_each_key() {
     server.hr_feed().deactivate(&ada);
     let device = laptop.device_id();
 
-    let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
+    in_window(&laptop, async |ui| {
         ui.click("#tab-reclaim").await;
         ui.wait_text("#reclaim-title", "Reclaim keys").await;
         ui.check_accessible("reclaim").await;
@@ -313,10 +286,7 @@ fn the_reclaim_station_window_shows_what_it_did_to_each_key() {
         // 3. Nothing left to do.
         ui.click("#reclaim-run").await;
         ui.wait_text("#reclaim-summary", "nothing to reclaim").await;
-
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
     });
-    drop(driver);
     // The service has nothing live for Ada any more, and the keys are blank.
     let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
     assert_eq!(dormant["people"], json!([]), "{dormant}");
@@ -337,17 +307,7 @@ fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
     // Contractors bring their own keys.
     let key = crate::offboarding::departed_contractor_key(&server, &laptop);
 
-    let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
+    in_window(&laptop, async |ui| {
         ui.click("#tab-reclaim").await;
         let card = format!("article.reclaimed[data-key-id=\"{key}\"]");
 
@@ -356,10 +316,19 @@ fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
         ui.wait_text("#reclaim-summary", "The key was not reclaimed")
             .await;
         let text = ui.text(&card).await;
-        assert!(text.contains("remove the organisation's credentials from their own key"), "{text}");
+        assert!(
+            text.contains("remove the organisation's credentials from their own key"),
+            "{text}"
+        );
         assert!(text.contains("Not done."), "{text}");
-        assert!(text.contains("1 of the organisation's passkeys is still on the key."), "{text}");
-        assert!(text.contains("No: the service still lists this key"), "{text}");
+        assert!(
+            text.contains("1 of the organisation's passkeys is still on the key."),
+            "{text}"
+        );
+        assert!(
+            text.contains("No: the service still lists this key"),
+            "{text}"
+        );
         ui.wait_text("#reclaim-needs-pin", "ask its owner to type it")
             .await;
         ui.save_shot("reclaim-04-personal-key-needs-pin").await;
@@ -377,17 +346,22 @@ fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
             text.contains("The organisation's passkeys were removed (1 passkey); it is a personal key, so it was not reset."),
             "{text}"
         );
-        assert!(text.contains("None of the organisation's passkeys left on the key."), "{text}");
-        assert!(text.contains("Yes: the service records the key as reclaimed."), "{text}");
+        assert!(
+            text.contains("None of the organisation's passkeys left on the key."),
+            "{text}"
+        );
+        assert!(
+            text.contains("Yes: the service records the key as reclaimed."),
+            "{text}"
+        );
         assert_eq!(
-            ui.js("return document.getElementById('reclaim-pin').value;").await,
+            ui.js("return document.getElementById('reclaim-pin').value;")
+                .await,
             json!(""),
             "the PIN does not stay in the field"
         );
         ui.save_shot("reclaim-05-personal-key-done").await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
     });
-    drop(driver);
     let now: Value = serde_json::from_str(&laptop.ok(&["--json", "keys"], None)).unwrap();
     assert_eq!(now[0]["pin_set"], true, "not reset: {now}");
     let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);

@@ -39,6 +39,25 @@ pub(crate) fn off<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().unwrap())
 }
 
+/// Open the app for `laptop` in a WebDriver session, wait until it shows the service it reports
+/// to, run `steps` against the window, and close the session.
+pub(crate) fn in_window(laptop: &Laptop, steps: impl AsyncFnOnce(&Ui)) {
+    let driver = Driver::for_laptop(laptop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ui = Ui {
+            c: driver.session(&[]).await,
+        };
+        ui.wait_text("#status", "Reporting to http://127.0.0.1")
+            .await;
+        steps(&ui).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
+    });
+}
+
 /// The window as a person uses it (shared by the window tests).
 pub(crate) struct Ui {
     pub(crate) c: Client,
@@ -137,18 +156,8 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
     std::thread::sleep(Duration::from_millis(1500));
     let before_expired = bound(&server);
 
-    let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
+    in_window(&laptop, async |ui| {
         assert_eq!(ui.c.title().await.unwrap(), "Keywarden");
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
 
         // 1. An expired ticket: a plain sentence and a way forward; nothing changes. Typed and
         //    submitted with the keyboard only (focus starts in the ticket field).
@@ -416,10 +425,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
             .await;
         ui.check_accessible("enrolled at 200%").await;
         ui.shot("14-zoom-200").await;
-
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
     });
-    drop(driver);
 }
 
 #[test]
