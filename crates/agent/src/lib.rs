@@ -386,6 +386,7 @@ impl Agent {
             "/api/v1/agent/enrolments",
             &EnrolBeginRequest {
                 ticket: ticket.trim().to_owned(),
+                step_up: None,
             },
         )
     }

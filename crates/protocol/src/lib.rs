@@ -297,6 +297,13 @@ pub struct ProvisionResponse {
     /// Service time (unix ms), so the agent can warn about clock skew.
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub server_time_ms: i64,
+    /// The organisation's WebAuthn relying party id: the agent pins it at provisioning and signs
+    /// for no other.
+    #[serde(default)]
+    pub rp_id: Option<String>,
+    /// The origin the agent puts into clientDataJSON, pinned with [`ProvisionResponse::rp_id`].
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 /// `POST /api/v1/agent/reports` (signed): posture plus the keys seen.
@@ -382,6 +389,20 @@ pub struct ReportBatchAck {
 pub struct EnrolBeginRequest {
     /// The one-time ticket IT issued for the person.
     pub ticket: String,
+    /// A fresh assertion (purpose `add_key`) from an active key of the ticket's person. Required
+    /// when that person already has an active credential: a ticket alone enrols only a person's
+    /// first keys.
+    #[serde(default)]
+    pub step_up: Option<recovery::StepUp>,
+}
+
+/// `POST /api/v1/agent/key-additions` (signed): add a key for the person whose existing key
+/// signed the step-up (purpose `add_key`); no ticket needed, the assertion is the proof.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct AddKeyRequest {
+    /// A fresh assertion from one of the person's active keys.
+    pub step_up: recovery::StepUp,
 }
 
 /// Who an enrolment is for.

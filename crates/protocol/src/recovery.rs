@@ -12,7 +12,7 @@ use crate::{CredentialView, KeyInfo, PersonSummary};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct StepUpRequest {
-    /// What the assertion will be used for: `sign_in`, `report_lost` or `recovery`.
+    /// What the assertion will be used for: `sign_in`, `report_lost`, `recovery` or `add_key`.
     pub purpose: String,
 }
 

@@ -62,6 +62,7 @@ where
     v
 }
 
+mod agent;
 mod attestation;
 mod enrolment;
 mod laptops;

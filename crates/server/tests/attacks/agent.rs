@@ -1,0 +1,1 @@
+//! Attack scenarios: see main.rs.
