@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::Paths;
 use crate::error::{Error, Result};
-use crate::identity::{next_seq, DeviceKey};
+use crate::identity::{with_next_seq, DeviceKey};
 use crate::now_ms;
 
 /// A blocking client bound to one service URL.
@@ -65,19 +65,22 @@ impl Client {
             status: 0,
             reason: e.to_string(),
         })?;
-        let seq = next_seq(paths)?;
-        let time = now_ms();
-        let sig = key.sign_b64(&signing_input("POST", path, device_id, seq, time, &bytes));
-        let req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(HEADER_DEVICE, device_id)
-            .header(HEADER_SEQ, seq.to_string())
-            .header(HEADER_TIME, time.to_string())
-            .header(HEADER_SIGNATURE, sig)
-            .body(bytes);
-        self.send(req)
+        // The number is taken and the request sent under one lock, so that requests of this
+        // person's processes reach the service in the order of their numbers.
+        with_next_seq(paths, |seq| {
+            let time = now_ms();
+            let sig = key.sign_b64(&signing_input("POST", path, device_id, seq, time, &bytes));
+            let req = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(HEADER_DEVICE, device_id)
+                .header(HEADER_SEQ, seq.to_string())
+                .header(HEADER_TIME, time.to_string())
+                .header(HEADER_SIGNATURE, sig)
+                .body(bytes);
+            self.send(req)
+        })
     }
 
     fn send<R: DeserializeOwned>(&self, req: reqwest::blocking::RequestBuilder) -> Result<R> {

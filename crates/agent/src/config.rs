@@ -61,6 +61,11 @@ impl Paths {
     pub fn seq_file(&self) -> PathBuf {
         self.data_dir.join("seq")
     }
+    /// Held while a sequence number is taken and its request sent (see
+    /// [`crate::identity::with_next_seq`]).
+    pub fn seq_lock_file(&self) -> PathBuf {
+        self.data_dir.join("seq.lock")
+    }
     /// The report outbox.
     pub fn outbox_dir(&self) -> PathBuf {
         self.data_dir.join("outbox")
@@ -76,6 +81,14 @@ pub struct Config {
     pub device_id: String,
     /// When this laptop was provisioned (unix ms).
     pub provisioned_at_ms: i64,
+    /// The organisation's WebAuthn relying party id, as the service named it at provisioning:
+    /// the agent signs for no other ([`crate::Agent::relying_party`]). `None` in a laptop
+    /// provisioned before the agent pinned it, or by a service that does not name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rp_id: Option<String>,
+    /// The origin pinned with [`Config::rp_id`], e.g. `https://keywarden.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl Config {
@@ -130,4 +143,28 @@ pub fn normalise_server_url(url: &str) -> Result<String> {
         other => return Err(bad(format!("scheme {other} is not http(s)"))),
     }
     Ok(parsed.as_str().trim_end_matches('/').to_owned())
+}
+
+/// A relying party id as the agent compares it: trimmed, lowercase, without a trailing dot.
+pub fn normalise_rp_id(rp_id: &str) -> String {
+    rp_id.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// A WebAuthn origin as the agent compares it: `scheme://host[:port]`, lowercase, no path, no
+/// trailing slash. `None` when it is not an http(s) origin with a host.
+pub fn normalise_origin(origin: &str) -> Option<String> {
+    let url = reqwest::Url::parse(origin.trim()).ok()?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
+
+/// Whether `origin` (normalised) may serve the relying party `rp_id` (normalised): its host is
+/// the RP id or a subdomain of it, as WebAuthn requires.
+pub fn origin_serves_rp(origin: &str, rp_id: &str) -> bool {
+    reqwest::Url::parse(origin)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| h == rp_id || h.ends_with(&format!(".{rp_id}")))
 }

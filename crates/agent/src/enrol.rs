@@ -260,13 +260,15 @@ pub struct Session {
 }
 
 impl Session {
-    /// Redeem the ticket.
+    /// Redeem the ticket (for a person without an active key yet; see
+    /// [`crate::stepup::enrol_with_step_up`] for one who has).
     pub fn open(agent: &crate::Agent, ticket: &str) -> Result<Session> {
-        Ok(Session::from_begin(agent.begin_enrolment(ticket)?))
+        Ok(Session::from_begin(agent.begin_enrolment(ticket, None)?))
     }
 
     /// A session the service already opened, e.g. by redeeming a recovery ticket
-    /// ([`crate::stepup::recover`]).
+    /// ([`crate::stepup::recover`]) or for adding a key ([`crate::stepup::add_key`]). Its
+    /// relying party is checked again before each key is used ([`crate::Agent::enrol_key`]).
     pub fn from_begin(begin: EnrolBeginResponse) -> Session {
         Session {
             active: begin.active_authenticators,

@@ -103,6 +103,25 @@ pub enum Error {
     /// The PIN typed does not meet the key's rules.
     #[error("{0}")]
     PinRejected(String),
+    /// The service asked the agent to sign for a relying party or origin other than the
+    /// organisation's, which the agent pinned at provisioning (or IT fixed in the managed
+    /// configuration). Refused before anything reached the key; nothing was sent back.
+    #[error("the service asked this laptop to sign for {}, but it signs only for your organisation's {}; nothing was sent to the key or the service. Tell IT: the service, or the network on the way to it, is misconfigured or not your organisation's", rp_text(asked_rp_id, asked_origin.as_deref()), rp_text(pinned_rp_id, Some(pinned_origin.as_str())))]
+    RelyingPartyMismatch {
+        /// The relying party id the agent signs for.
+        pinned_rp_id: String,
+        /// The origin the agent signs for.
+        pinned_origin: String,
+        /// What the service asked for.
+        asked_rp_id: String,
+        /// The origin the service asked for (`None` where it names none, e.g. a reclaim plan).
+        asked_origin: Option<String>,
+    },
+    /// The laptop does not know its organisation's relying party: it was provisioned before the
+    /// agent pinned it, or by a service that does not name it. The agent then signs nothing,
+    /// rather than take whatever a service says.
+    #[error("this laptop does not know which relying party it may sign for (it was provisioned before the agent pinned it, or by a service that does not name it), so it signs nothing; ask IT to provision it again (keywarden provision --reprovision) or to set rp_id and origin in the managed configuration")]
+    RelyingPartyNotPinned,
     /// A managed configuration fixes the server URL and another one was given.
     #[error("the server URL is set by your organisation to {locked} ({}) and cannot be changed here", file.display())]
     ServerLocked {
@@ -111,6 +130,14 @@ pub enum Error {
         /// The managed configuration file.
         file: PathBuf,
     },
+}
+
+/// `keywarden.example.com (https://keywarden.example.com)`.
+fn rp_text(rp_id: &str, origin: Option<&str>) -> String {
+    match origin {
+        Some(o) => format!("{rp_id} ({o})"),
+        None => rp_id.to_owned(),
+    }
 }
 
 impl Error {
@@ -202,6 +229,25 @@ impl Error {
             Error::NeedsInput(m) => ui("needs_input", m.clone(), None),
             Error::PinRejected(m) => ui("pin_rejected", m.clone(), None),
             Error::ServerLocked { .. } => ui("server_locked", self.to_string(), None),
+            Error::RelyingPartyMismatch {
+                pinned_rp_id,
+                pinned_origin,
+                asked_rp_id,
+                asked_origin,
+            } => ui(
+                "rp_mismatch",
+                format!(
+                    "The service asked this laptop to sign for {}, which is not your organisation ({}). Nothing was sent to your key or to the service. Tell IT at once: the service, or the network on the way to it, is not your organisation's.",
+                    rp_text(asked_rp_id, asked_origin.as_deref()),
+                    rp_text(pinned_rp_id, Some(pinned_origin.as_str()))
+                ),
+                None,
+            ),
+            Error::RelyingPartyNotPinned => ui(
+                "rp_not_pinned",
+                "This laptop does not yet know which sign-in name belongs to your organisation, so it signs nothing with your keys. Ask IT to provision it again, or to set it in the managed configuration.".into(),
+                None,
+            ),
             other => ui("agent_error", other.to_string(), None),
         }
     }
@@ -235,8 +281,9 @@ fn service_sentence(status: u16, code: &str, message: &str) -> String {
         "assertion_counter_replayed" => "The service refused this key: its signature counter did not go up, as happens with a copied key. Tell the help desk.",
         "user_verification_missing" => "The key did not check your PIN, and the service requires it. Try again with the PIN.",
         "assertion_invalid" | "assertion_malformed" => "The key's answer did not verify. Try again; if it keeps failing, use another key.",
-        "step_up_required" => "A recovery ticket alone is not enough: also sign in with another of your active keys.",
-        "step_up_wrong_person" => "The key used belongs to someone else. Sign in with one of your own keys.",
+        // A ticket (enrolment or recovery) for someone who already has an active key.
+        "step_up_required" => "You already have an active key, so a ticket alone cannot add another: confirm it is you with a key you have (its PIN and a touch).",
+        "step_up_wrong_person" => "The key you confirmed with belongs to someone else. Use one of your own keys.",
         "recovery_unknown" => "This is not a valid recovery ticket. Check you pasted all of it, or ask the help desk for a new one.",
         "recovery_ticket_used" => "This recovery ticket was already used. Ask the help desk for a new one.",
         "recovery_expired" => "This recovery ticket has expired. Ask the help desk for a new one.",
@@ -301,6 +348,28 @@ mod tests {
             "{}",
             station.message
         );
+    }
+
+    #[test]
+    fn a_service_asking_for_another_relying_party_is_told_plainly() {
+        let e = Error::RelyingPartyMismatch {
+            pinned_rp_id: "keywarden.example.com".into(),
+            pinned_origin: "https://keywarden.example.com".into(),
+            asked_rp_id: "evil.example.net".into(),
+            asked_origin: Some("https://evil.example.net".into()),
+        };
+        let ui = e.to_ui();
+        assert_eq!(ui.code, "rp_mismatch");
+        assert!(
+            ui.message.contains("evil.example.net (https://evil.example.net)")
+                && ui.message.contains("Nothing was sent"),
+            "{}",
+            ui.message
+        );
+        assert!(e.to_string().contains("keywarden.example.com"), "{e}");
+        assert_eq!(Error::RelyingPartyNotPinned.to_ui().code, "rp_not_pinned");
+        let ask = refused(403, "step_up_required", "confirm with an existing key");
+        assert!(ask.message.contains("confirm it is you"), "{}", ask.message);
     }
 
     #[test]

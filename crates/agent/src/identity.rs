@@ -4,7 +4,6 @@
 //! replays and stale requests.
 
 use std::fs::OpenOptions;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -78,39 +77,192 @@ impl DeviceKey {
     }
 }
 
-/// Take the next request sequence number. The counter file is locked while it is read and
-/// advanced, so the CLI and the desktop app never hand out the same number.
-pub fn next_seq(paths: &Paths) -> Result<u64> {
-    let path = paths.seq_file();
+/// The lowest sequence number the agent uses now: the time in microseconds since the epoch.
+///
+/// The service accepts a device's request only when its sequence number is above the last one
+/// it took from that device. Counting from the stored number alone, a counter file that is lost
+/// or unreadable (a disk error, a restore from an old backup, a person deleting it) would start
+/// again low, and the service would refuse every request as a replay, forever. The clock is a
+/// floor that only grows: a number taken now is above every number taken earlier from the
+/// clock. The service also refuses requests whose time is more than its allowed skew (5 min)
+/// off, so while requests are accepted at all the clock is close to right; should the clock have
+/// been set back and the counter been lost at the same time, requests are refused as replays
+/// only until the clock passes the last number used (at most the skew), never for good.
+fn floor_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Numbers above this are never taken from the clock: the service keeps sequence numbers as
+/// signed 64-bit integers, and a clock set absurdly far ahead must not push the counter where
+/// the service cannot follow (2^62 µs is about 146,000 years after 1970).
+const FLOOR_CEILING: u64 = 1 << 62;
+
+/// The next sequence number after `stored` (`None`: no counter, or an unreadable one) at the
+/// clock floor `floor`: `max(stored + 1, floor)`.
+fn next_after(stored: Option<u64>, floor: u64) -> u64 {
+    let counted = stored.map_or(1, |s| s.saturating_add(1));
+    if floor < FLOOR_CEILING {
+        counted.max(floor)
+    } else {
+        counted
+    }
+}
+
+/// Read the stored counter: `None` when there is none or it cannot be used (then the clock
+/// floor alone decides, see [`floor_now`]).
+fn read_counter(path: &std::path::Path) -> Option<u64> {
+    match files::read_optional(path) {
+        Ok(Some(bytes)) => {
+            let text = String::from_utf8_lossy(&bytes);
+            match text.trim().parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    tracing::warn!(path = %path.display(), "sequence counter unreadable; continuing from the clock");
+                    None
+                }
+            }
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "sequence counter unreadable; continuing from the clock");
+            None
+        }
+    }
+}
+
+/// Take the next request sequence number and send the request that carries it, holding one
+/// lock for both.
+///
+/// The service takes a device's numbers only in increasing order, so handing out a number is
+/// not enough: the CLI, the window and the tray (separate processes) and the threads of each
+/// must also *send* in the order the numbers were taken, else the later number arrives first
+/// and the earlier one is refused as a replay. An exclusive lock on `seq.lock` in the data
+/// folder (advisory, released by the system when a process dies however it dies; a separate
+/// file because the counter itself is replaced on every write) is held from reading the
+/// counter until `send` returns. Requests of one person's processes to the service are thus one
+/// at a time; each is short (the client's timeout is 30 s).
+///
+/// The number is stored before it is sent: written to a temporary file, flushed to disk and
+/// renamed over `seq`, so a crash at any point leaves the old number or the new one, never a
+/// truncated file; a crash after the write only skips a number, which the service accepts. The
+/// next number is `max(stored + 1, now in µs)` (see [`floor_now`]), so even a counter that is
+/// lost or unreadable never goes below a number the service has taken.
+pub fn with_next_seq<T>(paths: &Paths, send: impl FnOnce(u64) -> Result<T>) -> Result<T> {
     std::fs::create_dir_all(&paths.data_dir)
         .map_err(|e| Error::io("cannot create", &paths.data_dir, e))?;
-    let mut f = OpenOptions::new()
+    let lock_path = paths.seq_lock_file();
+    let lock = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("cannot open", &path, e))?;
-    f.lock().map_err(|e| Error::io("cannot lock", &path, e))?;
-    let mut text = String::new();
-    f.read_to_string(&mut text)
-        .map_err(|e| Error::io("cannot read", &path, e))?;
-    let current: u64 = if text.trim().is_empty() {
-        0
-    } else {
-        text.trim().parse().map_err(|_| Error::Corrupt {
-            path: path.clone(),
-            reason: "sequence counter is not a number".into(),
-        })?
-    };
-    let next = current + 1;
-    f.set_len(0)
-        .map_err(|e| Error::io("cannot write", &path, e))?;
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("cannot write", &path, e))?;
-    f.write_all(next.to_string().as_bytes())
-        .map_err(|e| Error::io("cannot write", &path, e))?;
-    f.sync_all()
-        .map_err(|e| Error::io("cannot flush", &path, e))?;
-    Ok(next)
+        .open(&lock_path)
+        .map_err(|e| Error::io("cannot open", &lock_path, e))?;
+    lock.lock()
+        .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
+    let path = paths.seq_file();
+    let seq = next_after(read_counter(&path), floor_now());
+    files::write_atomic(&path, seq.to_string().as_bytes(), false)?;
+    let result = send(seq);
+    // Closing the file releases the lock; only after the answer came back.
+    drop(lock);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_next_number_is_above_the_stored_one_and_the_clock() {
+        assert_eq!(next_after(Some(41), 0), 42);
+        assert_eq!(next_after(None, 0), 1);
+        assert_eq!(next_after(Some(41), 1_000), 1_000);
+        assert_eq!(next_after(Some(5_000), 1_000), 5_001);
+        // A clock far out of range is ignored rather than followed where the service cannot.
+        assert_eq!(next_after(Some(7), u64::MAX), 8);
+        assert_eq!(next_after(Some(u64::MAX), 0), u64::MAX);
+    }
+
+    #[test]
+    fn a_truncated_or_garbled_counter_continues_above_every_number_used_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path());
+        let first = with_next_seq(&paths, Ok).unwrap();
+        let second = with_next_seq(&paths, Ok).unwrap();
+        assert!(second > first);
+        for damage in ["", "12\u{0}\u{0}", "not a number", "-3"] {
+            std::fs::write(paths.seq_file(), damage).unwrap();
+            let next = with_next_seq(&paths, Ok).unwrap();
+            assert!(next > second, "{damage:?}: {next} after {second}");
+            assert_eq!(
+                std::fs::read_to_string(paths.seq_file()).unwrap(),
+                next.to_string(),
+                "the counter file is rewritten whole"
+            );
+        }
+        std::fs::remove_file(paths.seq_file()).unwrap();
+        assert!(with_next_seq(&paths, Ok).unwrap() > second);
+    }
+
+    #[test]
+    fn a_number_is_stored_before_its_request_is_sent_and_kept_when_it_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path());
+        let seen: Result<u64> = with_next_seq(&paths, |seq| {
+            let stored: u64 = std::fs::read_to_string(paths.seq_file())
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(stored, seq, "on disk before the request goes out");
+            Err(Error::Cancelled)
+        });
+        assert!(matches!(seen, Err(Error::Cancelled)));
+        let stored: u64 = std::fs::read_to_string(paths.seq_file())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let next = with_next_seq(&paths, Ok).unwrap();
+        assert!(next > stored, "a failed request's number is not used again");
+    }
+
+    #[test]
+    fn concurrent_senders_send_in_the_order_of_their_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::under(dir.path());
+        // What a service sees: a number is accepted only above the last one accepted.
+        let last = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let paths = paths.clone();
+                let last = last.clone();
+                let refused = refused.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        with_next_seq(&paths, |seq| {
+                            // A request in flight: another sender would overtake it here.
+                            std::thread::yield_now();
+                            let mut l = last.lock().unwrap();
+                            if seq > *l {
+                                *l = seq;
+                            } else {
+                                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
 }

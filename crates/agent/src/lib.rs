@@ -52,6 +52,17 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The relying party the agent signs for ([`Agent::relying_party`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RelyingParty {
+    /// Its id, e.g. `keywarden.example.com`.
+    pub rp_id: String,
+    /// The origin put into clientDataJSON, e.g. `https://keywarden.example.com`.
+    pub origin: String,
+    /// True when IT fixed it in the managed configuration, false when provisioning pinned it.
+    pub managed: bool,
+}
+
 /// What sending the outbox achieved.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FlushOutcome {
@@ -171,6 +182,7 @@ impl Agent {
                 agent_version: AGENT_VERSION.to_owned(),
             },
         )?;
+        let (rp_id, origin) = self.pins_from_provisioning(&resp)?;
         // The key is saved only once the service accepted it, and before the config that
         // points at it, so a crash in between leaves "not provisioned", never a config
         // without its key.
@@ -180,9 +192,99 @@ impl Agent {
             server_url: server,
             device_id: resp.device_id,
             provisioned_at_ms: now_ms(),
+            rp_id,
+            origin,
         };
         cfg.save(&self.paths)?;
         Ok(cfg)
+    }
+
+    /// What provisioning pins: the relying party id and origin the service named, checked
+    /// against the managed configuration's when IT fixed them (another one is refused, and
+    /// nothing is saved). A service that names none (an older one) pins nothing: the agent
+    /// then signs nothing until IT pins them ([`Error::RelyingPartyNotPinned`]); it never
+    /// takes them from a later answer.
+    fn pins_from_provisioning(
+        &self,
+        resp: &ProvisionResponse,
+    ) -> Result<(Option<String>, Option<String>)> {
+        let named = match (&resp.rp_id, &resp.origin) {
+            (Some(rp), Some(origin)) => Some((
+                config::normalise_rp_id(rp),
+                config::normalise_origin(origin).ok_or_else(|| Error::BadResponse {
+                    status: 201,
+                    reason: format!("the service named {origin} as its origin, which is not an origin"),
+                })?,
+            )),
+            _ => None,
+        };
+        if let (Some((rp, origin)), Some((m_rp, m_origin))) = (
+            &named,
+            self.managed().and_then(|m| m.pinned_relying_party()),
+        ) {
+            if rp != m_rp || origin != m_origin {
+                return Err(Error::RelyingPartyMismatch {
+                    pinned_rp_id: m_rp.to_owned(),
+                    pinned_origin: m_origin.to_owned(),
+                    asked_rp_id: rp.clone(),
+                    asked_origin: Some(origin.clone()),
+                });
+            }
+        }
+        Ok(named.map_or((None, None), |(rp, o)| (Some(rp), Some(o))))
+    }
+
+    /// The relying party this agent signs for: the managed configuration's when IT fixed one,
+    /// else the one pinned at provisioning; [`Error::RelyingPartyNotPinned`] when neither.
+    pub fn relying_party(&self) -> Result<RelyingParty> {
+        if let Some((rp_id, origin)) = self.managed().and_then(|m| m.pinned_relying_party()) {
+            return Ok(RelyingParty {
+                rp_id: rp_id.to_owned(),
+                origin: origin.to_owned(),
+                managed: true,
+            });
+        }
+        let cfg = self.config()?;
+        match (cfg.rp_id, cfg.origin) {
+            (Some(rp_id), Some(origin)) => Ok(RelyingParty {
+                rp_id,
+                origin,
+                managed: false,
+            }),
+            _ => Err(Error::RelyingPartyNotPinned),
+        }
+    }
+
+    /// Refuse, before anything reaches a key, a service asking to sign for a relying party or
+    /// origin other than [`Agent::relying_party`]. `origin` is `None` where the service names
+    /// none (a reclaim plan names only the RP id).
+    pub fn check_relying_party(&self, rp_id: &str, origin: Option<&str>) -> Result<()> {
+        let pinned = self.relying_party()?;
+        let rp_ok = config::normalise_rp_id(rp_id) == pinned.rp_id;
+        let origin_ok = origin.is_none_or(|o| {
+            config::normalise_origin(o).as_deref() == Some(pinned.origin.as_str())
+        });
+        if rp_ok && origin_ok {
+            return Ok(());
+        }
+        tracing::warn!(
+            asked_rp_id = rp_id,
+            asked_origin = ?origin,
+            pinned_rp_id = %pinned.rp_id,
+            "refused to sign for another relying party"
+        );
+        Err(Error::RelyingPartyMismatch {
+            pinned_rp_id: pinned.rp_id,
+            pinned_origin: pinned.origin,
+            asked_rp_id: rp_id.to_owned(),
+            asked_origin: origin.map(str::to_owned),
+        })
+    }
+
+    /// [`Agent::check_relying_party`] for a ceremony the service opened.
+    pub(crate) fn checked(&self, begin: EnrolBeginResponse) -> Result<EnrolBeginResponse> {
+        self.check_relying_party(&begin.options.rp_id, Some(&begin.options.origin))?;
+        Ok(begin)
     }
 
     /// Every key the agent can see now.
@@ -375,33 +477,43 @@ impl Agent {
         Ok(self.keyring.open(key_id)?)
     }
 
-    /// Redeem an enrolment ticket: opens the session and the first key's ceremony.
-    pub fn begin_enrolment(&self, ticket: &str) -> Result<EnrolBeginResponse> {
-        let cfg = self.config()?;
-        let key = DeviceKey::load(&self.paths)?;
-        Client::new(&cfg.server_url)?.post_signed(
-            &self.paths,
-            &key,
-            &cfg.device_id,
+    /// Redeem an enrolment ticket: opens the session and the first key's ceremony. For a
+    /// person who already has an active key the service wants `step_up` too (a fresh
+    /// assertion, purpose `add_key`, from one of their keys: [`stepup::enrol_with_step_up`]);
+    /// without it the ticket is refused with `step_up_required`. The ceremony is refused here
+    /// when it is for another relying party ([`Agent::check_relying_party`]).
+    pub fn begin_enrolment(
+        &self,
+        ticket: &str,
+        step_up: Option<keywarden_protocol::StepUp>,
+    ) -> Result<EnrolBeginResponse> {
+        let begin = self.call_signed(
             "/api/v1/agent/enrolments",
             &EnrolBeginRequest {
                 ticket: ticket.trim().to_owned(),
-                step_up: None,
+                step_up,
             },
-        )
+        )?;
+        self.checked(begin)
+    }
+
+    /// Open a ceremony for another key of the person whose existing key made `step_up`
+    /// (purpose `add_key`): no ticket needed ([`stepup::add_key`]).
+    pub fn begin_key_addition(&self, step_up: keywarden_protocol::StepUp) -> Result<EnrolBeginResponse> {
+        let begin = self.call_signed(
+            "/api/v1/agent/key-additions",
+            &keywarden_protocol::AddKeyRequest { step_up },
+        )?;
+        self.checked(begin)
     }
 
     /// Open the next key's ceremony in an enrolment session (the backup key).
     pub fn next_ceremony(&self, enrolment_id: &str) -> Result<EnrolBeginResponse> {
-        let cfg = self.config()?;
-        let key = DeviceKey::load(&self.paths)?;
-        Client::new(&cfg.server_url)?.post_signed(
-            &self.paths,
-            &key,
-            &cfg.device_id,
+        let begin = self.call_signed(
             &format!("/api/v1/agent/enrolments/{enrolment_id}/ceremonies"),
             &serde_json::json!({}),
-        )
+        )?;
+        self.checked(begin)
     }
 
     /// Enrol the key `key_id` (or ask which, when `None` and several are present) in the
@@ -412,6 +524,8 @@ impl Agent {
         key_id: Option<&str>,
         prompts: &dyn EnrolPrompts,
     ) -> Result<Enrolled> {
+        // Nothing reaches a key for another relying party, whoever opened the ceremony.
+        self.check_relying_party(&begin.options.rp_id, Some(&begin.options.origin))?;
         let keys = self.keys()?;
         let chosen =
             match key_id {
@@ -599,5 +713,165 @@ impl Sender<'_> {
             }
             Err(e) => Ok(Some(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const RP: &str = "keywarden.example.com";
+    const ORIGIN: &str = "https://keywarden.example.com";
+
+    /// An agent in `dir` provisioned with `rp` pinned (or none), with one soft key.
+    fn agent(dir: &std::path::Path, rp: Option<(&str, &str)>) -> (Agent, std::path::PathBuf) {
+        let paths = Paths::under(dir);
+        Config {
+            server_url: "http://127.0.0.1:9".into(),
+            device_id: "dev".into(),
+            provisioned_at_ms: 0,
+            rp_id: rp.map(|r| r.0.to_owned()),
+            origin: rp.map(|r| r.1.to_owned()),
+        }
+        .save(&paths)
+        .unwrap();
+        let key = dir.join("soft-key.json");
+        let ring = Keyring::new().with(Box::new(keywarden_keys::soft::SoftKeyProvider::new(
+            vec![key.clone()],
+        )));
+        (Agent::new(paths, ring), key)
+    }
+
+    fn managed(dir: &std::path::Path, text: &str) -> managed::ManagedConfig {
+        let p = dir.join("managed.json");
+        std::fs::write(&p, text).unwrap();
+        managed::ManagedConfig::load(&p).unwrap().unwrap()
+    }
+
+    fn ceremony(rp_id: &str, origin: &str) -> EnrolBeginResponse {
+        serde_json::from_value(serde_json::json!({
+            "enrolment_id": "e", "ceremony_id": "c", "session_expires_at_ms": 0,
+            "person": {"id": "p", "user_name": "ada@example.com", "display_name": "Ada"},
+            "options": {
+                "challenge": "AAAA", "rp_id": rp_id, "rp_name": "Evil", "origin": origin,
+                "user_id": "AAAA", "user_name": "ada@example.com", "user_display_name": "Ada",
+                "algorithms": [-7], "exclude_credentials": [], "user_verification_required": true,
+                "resident_key_required": true, "attestation": "direct", "timeout_ms": 60000
+            },
+            "active_authenticators": 0, "required_authenticators": 2
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_pinned_relying_party_and_origin_pass_and_any_other_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (agent, _) = agent(dir.path(), Some((RP, ORIGIN)));
+        agent.check_relying_party(RP, Some(ORIGIN)).unwrap();
+        agent
+            .check_relying_party("Keywarden.Example.com.", Some("https://KEYWARDEN.example.com/"))
+            .unwrap();
+        for (rp, origin) in [
+            ("evil.example.net", Some("https://evil.example.net")),
+            (RP, Some("https://phish.keywarden.example.com")),
+            (RP, Some("http://keywarden.example.com")),
+            (RP, Some("https://keywarden.example.com:8443")),
+            ("example.com", Some(ORIGIN)),
+            ("evil.example.net", None),
+        ] {
+            match agent.check_relying_party(rp, origin) {
+                Err(Error::RelyingPartyMismatch { asked_rp_id, .. }) => assert_eq!(asked_rp_id, rp),
+                other => panic!("{rp} {origin:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_laptop_provisioned_before_pinning_signs_nothing_until_it_is_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (agent, _) = agent(dir.path(), None);
+        assert!(matches!(
+            agent.check_relying_party(RP, Some(ORIGIN)),
+            Err(Error::RelyingPartyNotPinned)
+        ));
+        // IT pins it in the managed configuration.
+        let m = managed(
+            dir.path(),
+            &format!(r#"{{"rp_id": "{RP}", "origin": "{ORIGIN}"}}"#),
+        );
+        let agent = agent.with_managed(Some(m));
+        agent.check_relying_party(RP, Some(ORIGIN)).unwrap();
+        assert!(agent.relying_party().unwrap().managed);
+    }
+
+    #[test]
+    fn the_managed_configuration_overrides_what_provisioning_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (agent, _) = agent(dir.path(), Some(("old.example.com", "https://old.example.com")));
+        let m = managed(
+            dir.path(),
+            &format!(r#"{{"rp_id": "{RP}", "origin": "{ORIGIN}"}}"#),
+        );
+        let agent = agent.with_managed(Some(m));
+        agent.check_relying_party(RP, Some(ORIGIN)).unwrap();
+        assert!(agent
+            .check_relying_party("old.example.com", Some("https://old.example.com"))
+            .is_err());
+    }
+
+    #[test]
+    fn provisioning_pins_what_the_service_names_unless_it_names_another_than_it_managed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (agent, _) = agent(dir.path(), None);
+        let resp = |rp: Option<&str>, origin: Option<&str>| ProvisionResponse {
+            device_id: "d".into(),
+            server_time_ms: 0,
+            rp_id: rp.map(str::to_owned),
+            origin: origin.map(str::to_owned),
+        };
+        assert_eq!(
+            agent
+                .pins_from_provisioning(&resp(Some("KEYWARDEN.example.com"), Some("https://keywarden.example.com/")))
+                .unwrap(),
+            (Some(RP.to_owned()), Some(ORIGIN.to_owned()))
+        );
+        // An older service names none: nothing is pinned (and nothing is guessed).
+        assert_eq!(
+            agent.pins_from_provisioning(&resp(None, None)).unwrap(),
+            (None, None)
+        );
+        let m = managed(
+            dir.path(),
+            &format!(r#"{{"rp_id": "{RP}", "origin": "{ORIGIN}"}}"#),
+        );
+        let agent = agent.with_managed(Some(m));
+        assert!(matches!(
+            agent.pins_from_provisioning(&resp(Some("evil.example.net"), Some("https://evil.example.net"))),
+            Err(Error::RelyingPartyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_ceremony_for_another_relying_party_never_reaches_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (agent, key_file) = agent(dir.path(), Some((RP, ORIGIN)));
+        let key_id = agent.keys().unwrap()[0].id.clone();
+        let before = std::fs::read(&key_file).unwrap();
+        let prompts = enrol::StepPrompts::new(
+            Some("123456".into()),
+            Some("123456".into()),
+            Box::new(|_| panic!("the key must not be asked for a touch")),
+        );
+        let e = agent
+            .enrol_key(
+                &ceremony("evil.example.net", "https://evil.example.net"),
+                Some(&key_id),
+                &prompts,
+            )
+            .unwrap_err();
+        assert!(matches!(e, Error::RelyingPartyMismatch { .. }), "{e}");
+        assert_eq!(std::fs::read(&key_file).unwrap(), before, "the key is untouched");
+        assert!(!agent.paths().seq_file().exists(), "nothing was sent");
     }
 }

@@ -3,7 +3,10 @@
 //! point the agent at another service.
 //!
 //! The file is JSON, e.g. `{"server_url": "https://keywarden.example.com",
-//! "checkin_interval_seconds": 3600}`. Unknown fields are refused, so a typo is an error and not
+//! "checkin_interval_seconds": 3600, "rp_id": "keywarden.example.com", "origin":
+//! "https://keywarden.example.com"}`. `rp_id` and `origin` (given together) lock the relying
+//! party the agent signs for: they override what provisioning pinned, and provisioning against
+//! a service that names another one is refused. Unknown fields are refused, so a typo is an error and not
 //! a silently ignored setting. `KEYWARDEN_MANAGED_CONFIG` names another file (tests, staging).
 
 use std::path::{Path, PathBuf};
@@ -39,6 +42,13 @@ pub struct ManagedConfig {
     /// Seconds between scheduled check-ins.
     #[serde(default)]
     pub checkin_interval_seconds: Option<u64>,
+    /// The organisation's WebAuthn relying party id: the only one the agent signs for, whatever
+    /// a service asks. Given with [`ManagedConfig::origin`].
+    #[serde(default)]
+    pub rp_id: Option<String>,
+    /// The only origin the agent puts into clientDataJSON. Given with [`ManagedConfig::rp_id`].
+    #[serde(default)]
+    pub origin: Option<String>,
     /// The file it was read from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -77,8 +87,37 @@ impl ManagedConfig {
                 )));
             }
         }
+        match (&cfg.rp_id, &cfg.origin) {
+            (None, None) => {}
+            (Some(rp), Some(origin)) => {
+                let rp = crate::config::normalise_rp_id(rp);
+                let origin = crate::config::normalise_origin(origin).ok_or_else(|| {
+                    corrupt(format!(
+                        "origin {origin} is not an https origin such as https://keywarden.example.com"
+                    ))
+                })?;
+                if rp.is_empty() || !crate::config::origin_serves_rp(&origin, &rp) {
+                    return Err(corrupt(format!(
+                        "origin {origin} is not on the relying party {rp} or one of its subdomains"
+                    )));
+                }
+                cfg.rp_id = Some(rp);
+                cfg.origin = Some(origin);
+            }
+            _ => {
+                return Err(corrupt(
+                    "rp_id and origin pin the relying party together; give both or neither"
+                        .into(),
+                ))
+            }
+        }
         cfg.source = path.to_owned();
         Ok(Some(cfg))
+    }
+
+    /// The relying party id and origin IT fixed, when the file names them.
+    pub fn pinned_relying_party(&self) -> Option<(&str, &str)> {
+        self.rp_id.as_deref().zip(self.origin.as_deref())
     }
 
     /// The server URL IT fixed, when it is locked.
@@ -124,12 +163,40 @@ mod tests {
     }
 
     #[test]
+    fn the_relying_party_is_pinned_normalised_with_its_origin() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            r#"{"rp_id": "Keywarden.Example.com", "origin": "https://login.keywarden.example.com/"}"#,
+        );
+        let m = ManagedConfig::load(&p).unwrap().unwrap();
+        assert_eq!(
+            m.pinned_relying_party(),
+            Some((
+                "keywarden.example.com",
+                "https://login.keywarden.example.com"
+            ))
+        );
+        let p = write(d.path(), r#"{"server_url": "https://kw.example.com"}"#);
+        assert_eq!(
+            ManagedConfig::load(&p)
+                .unwrap()
+                .unwrap()
+                .pinned_relying_party(),
+            None
+        );
+    }
+
+    #[test]
     fn typos_insecure_urls_and_tiny_intervals_are_refused() {
         let d = tempfile::tempdir().unwrap();
         for bad in [
             r#"{"server_ur": "https://kw.example.com"}"#,
             r#"{"server_url": "http://kw.example.com"}"#,
             r#"{"checkin_interval_seconds": 5}"#,
+            r#"{"rp_id": "keywarden.example.com"}"#,
+            r#"{"rp_id": "keywarden.example.com", "origin": "https://evil.example.net"}"#,
+            r#"{"rp_id": "keywarden.example.com", "origin": "not an origin"}"#,
             "not json",
         ] {
             let p = write(d.path(), bad);

@@ -152,6 +152,16 @@ pub fn carry_out(
     }
 }
 
+/// A plan (and each of its directives) must be about the organisation's own relying party:
+/// a service naming another would have the station list and delete someone's other passkeys.
+fn check_plan(agent: &Agent, plan: &ReclaimPlan) -> Result<()> {
+    agent.check_relying_party(&plan.rp_id, None)?;
+    for d in &plan.directives {
+        agent.check_relying_party(&d.rp_id, None)?;
+    }
+    Ok(())
+}
+
 /// Ask for directives for every key present, carry them out, send the receipts.
 pub fn run(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<Reclaimed>> {
     let keys = agent.keys()?;
@@ -162,6 +172,7 @@ pub fn run(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<
             credentials_on_keys: Vec::new(),
         },
     )?;
+    check_plan(agent, &plan)?;
     // With the PIN, keys whose id says nothing (no serial collected) are matched by the
     // organisation's credentials on them. One PIN attempt per such key.
     if let Some(pin) = pin {
@@ -190,6 +201,7 @@ pub fn run(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<
                     credentials_on_keys: found,
                 },
             )?;
+            check_plan(agent, &plan)?;
         }
     }
     let mut out = Vec::with_capacity(plan.directives.len());

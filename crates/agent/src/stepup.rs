@@ -1,5 +1,6 @@
 //! Step-up: answer a fresh assertion challenge from the service with one of the person's keys
-//! (to sign in, report another key lost, or recover), and reclaim-station work on keys.
+//! (to sign in, report another key lost, recover, or add a key). A challenge for a relying
+//! party or origin other than the one this agent signs for is refused before the key is used.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -80,8 +81,53 @@ pub fn step_up(
             purpose: purpose.to_owned(),
         },
     )?;
+    answer(agent, key_id, &options, pin, prompt)
+}
+
+/// Answer a challenge the service sent with the key `key_id`, after checking that it is for the
+/// relying party and origin this agent signs for ([`crate::Agent::check_relying_party`]): one
+/// for another is refused before the key is even opened.
+pub fn answer(
+    agent: &crate::Agent,
+    key_id: &str,
+    options: &AssertionOptions,
+    pin: &str,
+    prompt: &dyn Prompt,
+) -> Result<StepUp> {
+    agent.check_relying_party(&options.rp_id, Some(&options.origin))?;
     let mut key = agent.open_key(key_id)?;
-    get_assertion(key.as_mut(), &options, pin, prompt)
+    get_assertion(key.as_mut(), options, pin, prompt)
+}
+
+/// Add a key for the person whose existing key `key_id` answers a fresh challenge (purpose
+/// `add_key`, PIN and touch): no ticket needed. Opens the enrolment session in which the new
+/// key is then enrolled ([`crate::enrol::Session::enrol`]), as after a ticket.
+pub fn add_key(
+    agent: &crate::Agent,
+    key_id: &str,
+    pin: &str,
+    prompt: &dyn Prompt,
+) -> Result<crate::enrol::Session> {
+    let proof = step_up(agent, "add_key", key_id, pin, prompt)?;
+    Ok(crate::enrol::Session::from_begin(
+        agent.begin_key_addition(proof)?,
+    ))
+}
+
+/// Redeem an enrolment ticket issued for someone who already has an active key, proving it is
+/// them with that key (`key_id`, a fresh challenge of purpose `add_key`). The service refuses
+/// such a ticket without it (`step_up_required`).
+pub fn enrol_with_step_up(
+    agent: &crate::Agent,
+    ticket: &str,
+    key_id: &str,
+    pin: &str,
+    prompt: &dyn Prompt,
+) -> Result<crate::enrol::Session> {
+    let proof = step_up(agent, "add_key", key_id, pin, prompt)?;
+    Ok(crate::enrol::Session::from_begin(
+        agent.begin_enrolment(ticket, Some(proof))?,
+    ))
 }
 
 /// Sign in with a key: who the person is and their credentials.
@@ -134,5 +180,5 @@ pub fn recover(
             step_up,
         },
     )?;
-    Ok(crate::enrol::Session::from_begin(begin))
+    Ok(crate::enrol::Session::from_begin(agent.checked(begin)?))
 }
