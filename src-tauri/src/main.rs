@@ -5,7 +5,8 @@
 //! enrolment session itself is the agent's [`Session`], kept in managed state. Errors reach the
 //! UI as `{code, message, retries_left}` ([`UiError`]). Blocking agent calls (keys, network) run
 //! on Tauri's blocking pool with an `Arc<Agent>`. "Lost a key?" (`lost_*`), recovery
-//! (`recovery_begin`, which hands its session to the wizard) and the reclaim station
+//! (`recovery_begin`, which hands its session to the wizard), "Add a key" (`add_key_begin`,
+//! likewise) and the reclaim station
 //! (`reclaim_run`) are thin commands over `agent::stepup` and `agent::reclaim`.
 //!
 //! This process is the window only. The tray icon and the background check-in live in
@@ -364,6 +365,28 @@ async fn recovery_begin(
     Ok(view)
 }
 
+/// "Add a key": a person who already has a key proves it is them with it (`key_id` and `pin`,
+/// a fresh challenge and a touch), which opens an enrolment session without a ticket. The
+/// session is the wizard's: the new key is enrolled with `wizard_enrol`.
+#[tauri::command]
+async fn add_key_begin(
+    app: tauri::AppHandle,
+    state: tauri::State<'_, AppState>,
+    key_id: String,
+    pin: String,
+) -> Result<WizardSession, UiError> {
+    if pin.is_empty() {
+        return Err(needs_input("Type the PIN of the key you already have."));
+    }
+    let session = with_keys(&state, move |agent| {
+        keywarden_agent::stepup::add_key(agent, &key_id, &pin, &touch_prompt(app))
+    })
+    .await?;
+    let view = session.view();
+    *state.session.lock().map_err(internal)? = Some(session);
+    Ok(view)
+}
+
 /// IT reclaim station: wipe the keys plugged in that belong to people who left, check them, send
 /// the receipts; what was done to each key. `pin` is for a personal key.
 #[tauri::command]
@@ -581,6 +604,7 @@ fn main() -> std::process::ExitCode {
             lost_report,
             lost_sign_out,
             recovery_begin,
+            add_key_begin,
             reclaim_run,
             painted,
         ])

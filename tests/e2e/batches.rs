@@ -45,7 +45,9 @@ fn a_flush_sends_the_whole_outbox_in_one_signed_request() {
 
     let out = laptop.ok(&["flush"], None);
     assert_eq!(out.matches("  sent ").count(), 3, "{out}");
-    assert_eq!(seq(&laptop), before + 1, "one signed request for the three");
+    // Sequence numbers follow the clock when it is ahead of the counter, so they do not count
+    // requests; the single audit record below shows it was one request for the three.
+    assert!(seq(&laptop) > before, "a signed request was sent");
     assert!(laptop
         .ok(&["status"], None)
         .contains("outbox: 0 report(s) waiting"));

@@ -3,6 +3,7 @@
 //! desktop app in a window under Xvfb.
 
 #![allow(clippy::unwrap_used)]
+mod add_key;
 mod admin_pages;
 mod app;
 mod batches;

@@ -35,8 +35,15 @@ function show(id: string, html: string) {
 
 function render(focus = true) {
   const progress = $("progress");
-  if (progress) progress.innerHTML = renderProgress(state.step);
+  if (progress) progress.innerHTML = renderProgress(state.step, state.adding);
+  const el = $("wizard");
+  // A key plugged in while the PIN is typed on "Add a key": keep what was typed.
+  const kept = el && state.step === "prove" ? typed(el, ["prove-pin"]) : [];
   show("wizard", renderWizard(state));
+  for (const [id, v] of kept) {
+    const input = $(id) as HTMLInputElement | null;
+    if (input) input.value = v;
+  }
   if (!focus) return;
   // Keyboard users land on what needs them: the error's way forward, the first field, or the
   // step's heading.
@@ -124,7 +131,8 @@ async function refreshKeys() {
     const keysHtml = renderInventory(inv);
     if (keysHtml !== lastKeysHtml) show("keys", keysHtml);
     lastKeysHtml = keysHtml;
-    if (state.step === "choose" && !state.busy && (!sameKeys(inv.keys, state.keys) || state.findings.length !== inv.findings.length)) {
+    const keyForm = (state.step === "choose" || state.step === "prove") && !state.busy;
+    if (keyForm && (!sameKeys(inv.keys, state.keys) || state.findings.length !== inv.findings.length)) {
       const focused = document.activeElement?.id;
       state = { ...state, keys: inv.keys, findings: inv.findings };
       render(false);
@@ -215,6 +223,15 @@ document.addEventListener("submit", (ev) => {
       }
       void enrol(null, a);
     }
+  } else if (form.id === "prove-form") {
+    const keyId = (document.querySelector("#wizard input[name=prove-key]:checked") as HTMLInputElement | null)?.value ?? null;
+    const pin = ($("prove-pin") as HTMLInputElement).value;
+    const problem = !keyId ? "Choose the key you already have." : !pin ? "Type the PIN of that key." : null;
+    if (problem || !keyId) {
+      state = { ...state, inputProblem: problem, error: null };
+      return render();
+    }
+    void addKeyBegin(keyId, pin);
   } else if (form.classList.contains("creds")) {
     void listCredentials(form);
   } else if (form.id === "lost-sign-in-form") {
@@ -312,6 +329,43 @@ async function recoverBegin(ticket: string, keyId: string | null, pin: string | 
   }
 }
 
+/** "Add a key": confirm with a key the person has; the session it opens is the wizard's. */
+async function addKeyBegin(keyId: string, pin: string) {
+  state = { ...state, busy: true, error: null, inputProblem: null, proveKeyId: keyId };
+  render(false);
+  try {
+    const session = await invoke<WizardSession>("add_key_begin", { keyId, pin });
+    lastRp = session.rp_id;
+    state = {
+      ...initialState(),
+      keys: state.keys,
+      findings: state.findings,
+      session,
+      adding: true,
+      proveKeyId: keyId,
+      step: "choose",
+    };
+    render();
+    await refreshKeys();
+  } catch (e) {
+    const err = asUiError(e);
+    // After a wrong PIN the key's retries changed: show what the key now says.
+    if (err.retries_left != null) {
+      state = { ...state, keys: state.keys.map((k) => (k.id === keyId ? { ...k, pin_retries: err.retries_left } : k)) };
+    }
+    fail(err);
+  }
+}
+
+/** Open "Add a key" in the enrolment tab. */
+function startAddKey() {
+  invoke("wizard_cancel").catch(() => undefined);
+  state = { ...initialState(), keys: state.keys, findings: state.findings, ticketFromLink: state.ticketFromLink, adding: true, step: "prove" };
+  selectTab("enrol");
+  render();
+  void refreshKeys();
+}
+
 async function runReclaim(pin: string) {
   reclaim = { ...reclaim, busy: true, error: null, result: null, keys: state.keys };
   renderReclaimView();
@@ -375,10 +429,18 @@ document.addEventListener("click", (ev) => {
     case "recover": {
       const step = el.dataset.step as Step;
       const chosen = step === "choose" || step === "ticket" ? null : state.chosen;
-      go(step, { error: null, chosen, ...(step === "ticket" ? { session: null } : {}) });
-      if (step === "choose") void refreshKeys();
+      go(step, {
+        error: null,
+        chosen,
+        ...(step === "ticket" ? { session: null, adding: false, proveKeyId: null } : {}),
+        ...(step === "prove" ? { adding: true, inputProblem: null } : {}),
+      });
+      if (step === "choose" || step === "prove") void refreshKeys();
       break;
     }
+    case "add-key":
+      startAddKey();
+      break;
     case "backup":
       go("choose", { chosen: null, error: null });
       void refreshKeys();
@@ -475,5 +537,5 @@ void loadPosture();
 // Keys are detected live as they are plugged in and out.
 setInterval(() => {
   const lostForm = !($("panel-lost")?.hidden ?? true) && (lost.step === "sign-in" || lost.step === "recover") && !lost.busy;
-  if ((state.step === "choose" && !state.busy) || lostForm) void refreshKeys();
+  if (((state.step === "choose" || state.step === "prove") && !state.busy) || lostForm) void refreshKeys();
 }, 1000);

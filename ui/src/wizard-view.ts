@@ -6,6 +6,7 @@ import type { UiError } from "./bindings/UiError";
 import type { WizardSession } from "./bindings/WizardSession";
 import { esc, renderFindings, SOFT_KEY_LABEL } from "./view";
 import {
+  canProve,
   coverageText,
   covered,
   keySummary,
@@ -33,6 +34,10 @@ export interface WizardState {
   inputProblem: string | null;
   /** The session was opened by a recovery ticket: it enrols a replacement for a lost key. */
   replacing: boolean;
+  /** "Add a key": the session is opened by confirming with a key the person already has. */
+  adding: boolean;
+  /** The key chosen to confirm with ("Add a key"); it cannot be the new key. */
+  proveKeyId: string | null;
 }
 
 export function initialState(): WizardState {
@@ -49,12 +54,16 @@ export function initialState(): WizardState {
     busy: false,
     inputProblem: null,
     replacing: false,
+    adding: false,
+    proveKeyId: null,
   };
 }
 
-export function renderProgress(step: Step): string {
-  const at = STEPS.findIndex((s) => s.step === step);
-  return STEPS.map((s, i) => {
+export function renderProgress(step: Step, adding = false): string {
+  // "Add a key" starts by confirming with a key you have, where a ticket would be.
+  const at = STEPS.findIndex((s) => s.step === (step === "prove" ? "ticket" : step));
+  const steps = adding ? STEPS.map((s) => (s.step === "ticket" ? { ...s, title: "Your key" } : s)) : STEPS;
+  return steps.map((s, i) => {
     const attrs = i === at ? ` aria-current="step"` : i < at ? ` class="done"` : "";
     const mark = i < at ? "✓ " : `${i + 1}. `;
     return `<li${attrs}>${mark}${esc(s.title)}</li>`;
@@ -78,6 +87,10 @@ function personLine(s: WizardSession | null, replacing: boolean): string {
   )}&gt;. ${esc(coverageText(s))}</p>${replacement}`;
 }
 
+function keyName(k: KeyInfo | null | undefined): string {
+  return k ? (k.model ?? k.label) : "your key";
+}
+
 function softBadge(k: KeyInfo): string {
   return k.backend === "soft" ? ` <span class="badge soft">${esc(SOFT_KEY_LABEL)}</span>` : "";
 }
@@ -94,23 +107,71 @@ ${link}
 <input id="ticket" type="password" autocomplete="off" spellcheck="false" aria-describedby="ticket-hint" />
 <p class="hint" id="ticket-hint">It starts with kwt_. It works once, and only for a short time.</p>
 <div class="actions"><button id="ticket-continue" class="primary" type="submit"${s.busy ? " disabled" : ""}>Continue</button></div>
+</form>
+<p class="hint" id="add-key-offer">Already have a key enrolled? <button id="to-add-key" data-action="add-key">Add a key with it</button> No ticket needed: you confirm it is you with the key you have.</p>`;
+}
+
+/** The key to confirm with: the one chosen before if still plugged in, else the only usable one. */
+export function proveKey(s: Pick<WizardState, "keys" | "proveKeyId">): KeyInfo | null {
+  const k = s.keys.find((x) => x.id === s.proveKeyId);
+  if (k) return k;
+  const usable = s.keys.filter(canProve);
+  return usable.length === 1 ? usable[0] : null;
+}
+
+function proveStep(s: WizardState): string {
+  const chosen = proveKey(s);
+  const items = s.keys
+    .map((k, i) => {
+      const usable = canProve(k);
+      const checked = usable && chosen?.id === k.id ? " checked" : "";
+      const why = !k.pin_set
+        ? `<span class="hint">No PIN: this key was never enrolled, so it cannot confirm who you are. It can be the new key.</span>`
+        : k.pin_retries === 0
+          ? `<span class="hint">Its PIN is blocked, so it cannot confirm who you are.</span>`
+          : "";
+      return `<li class="card keychoice" data-key-id="${esc(k.id)}"><input type="radio" name="prove-key" id="prove-key-${i}" value="${esc(
+        k.id,
+      )}"${checked}${usable ? "" : " disabled"} /><label class="choice" for="prove-key-${i}"><strong>${esc(keyName(k))}</strong>${softBadge(k)}
+<span class="hint">${esc(keySummary(k))}</span>${why}</label></li>`;
+    })
+    .join("");
+  const empty =
+    s.keys.length === 0
+      ? `<p id="prove-no-key">No security key found. Plug in a key you already have; this list updates by itself.</p>`
+      : "";
+  const warn = pinWarning(s.error?.retries_left ?? chosen?.pin_retries);
+  const problem = s.inputProblem ? `<p id="prove-problem" class="warning" role="alert">${esc(s.inputProblem)}</p>` : "";
+  const touch = s.busy
+    ? `<p class="touch" id="touch-now">Touch ${esc(keyName(chosen))} to confirm it is you, while it blinks.</p>`
+    : "";
+  return `<h2 id="step-title" tabindex="-1">Add a key</h2>
+<p>To add another security key, first confirm it is you with a key you already have: choose it, type its PIN, and touch it when it blinks. Then plug in the new key.</p>
+<form id="prove-form" novalidate>
+<fieldset><legend>The key you already have</legend>${empty}<ul class="plain" id="prove-key-list">${items}</ul></fieldset>
+<label for="prove-pin">PIN of that key</label><input id="prove-pin" type="password" autocomplete="off" />
+${warn ? `<p class="warning" id="prove-pin-warning">${esc(warn)}</p>` : ""}${problem}${touch}
+<div class="actions"><button id="prove-continue" class="primary" type="submit"${s.busy ? " disabled" : ""}>Continue</button><button type="button" data-action="recover" data-step="ticket">Back</button></div>
 </form>`;
 }
 
 function chooseStep(s: WizardState): string {
   const backup = s.usedKeyIds.length > 0;
-  const title = backup ? "Plug in your backup key" : "Plug in your security key";
+  const title = backup ? "Plug in your backup key" : s.adding ? "Plug in the new key" : "Plug in your security key";
   let body: string;
   if (s.keys.length === 0) {
     body = `<p id="no-key">No security key found yet. Plug one in; this list updates by itself.</p>${renderFindings(s.findings)}`;
   } else {
     const items = s.keys
       .map((k) => {
-        const used = s.usedKeyIds.includes(k.id);
+        const proved = s.adding && k.id === s.proveKeyId;
+        const used = proved || s.usedKeyIds.includes(k.id);
         const label = esc(k.model ?? k.label);
-        const state = used
-          ? `<p class="hint">Already enrolled in this session: use a different key.</p>`
-          : "";
+        const state = proved
+          ? `<p class="hint">You confirmed with this key: it is enrolled already. Plug in the new key.</p>`
+          : used
+            ? `<p class="hint">Already enrolled in this session: use a different key.</p>`
+            : "";
         return `<li class="card keychoice" data-key-id="${esc(k.id)}"><div><strong>${label}</strong>${softBadge(k)}
 <p class="hint">${esc(keySummary(k))}</p>${state}</div>
 <div class="actions"><button data-action="wink" data-key="${esc(k.id)}" aria-label="Blink ${label}">Blink</button>
@@ -194,6 +255,7 @@ function summaryStep(s: WizardState): string {
 export function renderWizard(s: WizardState): string {
   const body = {
     ticket: ticketStep,
+    prove: proveStep,
     choose: chooseStep,
     pin: pinStep,
     touch: touchStep,

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { WizardSession } from "./bindings/WizardSession";
 import { asUiError, checkNewPin, coverageText, covered, keySummary, minPinLength, pinWarning, recovery, sameKeys } from "./wizard";
-import { initialState, renderProgress, renderWizard } from "./wizard-view";
+import { initialState, proveKey, renderProgress, renderWizard } from "./wizard-view";
 
 const key: KeyInfo = {
   id: "soft:abc",
@@ -78,6 +78,14 @@ describe("recovery from errors", () => {
     expect(recovery(err("service_unreachable"), "touch").step).toBe("pin");
     expect(recovery(err("service_unreachable"), "ticket").step).toBe("ticket");
   });
+  it("sends a ticket refused for someone with a key to confirming with that key", () => {
+    expect(recovery(err("step_up_required"), "ticket")).toEqual({ step: "prove", action: "Confirm with a key I have" });
+    expect(recovery(err("pin_invalid"), "prove")).toEqual({ step: "prove", action: "Try the PIN again" });
+    expect(recovery(err("step_up_wrong_person"), "prove")).toEqual({ step: "prove", action: "Use another key" });
+    expect(recovery(err("credential_unknown"), "prove").action).toBe("Use another key");
+    expect(recovery(err("rp_mismatch"), "prove").step).toBe("ticket");
+    expect(recovery(err("rp_mismatch"), "touch").step).toBe("ticket");
+  });
   it("reads the shape Tauri rejects with, and anything else", () => {
     expect(asUiError({ code: "pin_invalid", message: "wrong", retries_left: 5 })).toEqual({
       code: "pin_invalid",
@@ -128,6 +136,43 @@ describe("wizard view", () => {
     expect(html).toContain("Ada &lt;Lovelace&gt;");
     expect(html).toContain("You have 0 of 2 required authenticators.");
     expect(html).toContain("software key (test/demo)");
+  });
+  it("offers to add a key without a ticket, from the ticket step", () => {
+    const html = renderWizard(initialState());
+    expect(html).toMatch(/data-action="add-key"[^>]*>Add a key with it</);
+  });
+  it("asks which key you have and its PIN, and only keys with a PIN can confirm", () => {
+    const enrolled = { ...key, id: "soft:old", pin_set: true, model: "Old key" };
+    const s = { ...initialState(), step: "prove" as const, adding: true, keys: [key, enrolled] };
+    const doc = new DOMParser().parseFromString(renderWizard(s), "text/html");
+    expect(doc.querySelector("#step-title")?.textContent).toBe("Add a key");
+    const radios = Array.from(doc.querySelectorAll<HTMLInputElement>("input[name=prove-key]"));
+    expect(radios.map((r) => [r.value, r.disabled, r.checked])).toEqual([
+      ["soft:abc", true, false],
+      ["soft:old", false, true],
+    ]);
+    expect(doc.querySelector("#prove-key-list")?.textContent).toMatch(/It can be the new key/);
+    for (const i of Array.from(doc.querySelectorAll("input"))) expect(doc.querySelector(`label[for="${i.id}"]`), i.id).not.toBeNull();
+    expect(proveKey(s)?.id).toBe("soft:old");
+    const busy = renderWizard({ ...s, busy: true, proveKeyId: "soft:old" });
+    expect(busy).toMatch(/Touch Old key to confirm it is you/);
+    const progress = renderProgress("prove", true);
+    expect(progress).toContain(`<li aria-current="step">1. Your key</li>`);
+  });
+  it("does not offer the key you confirmed with as the new key", () => {
+    const enrolled = { ...key, id: "soft:old", pin_set: true };
+    const html = renderWizard({
+      ...initialState(),
+      step: "choose",
+      session,
+      adding: true,
+      proveKeyId: "soft:old",
+      keys: [enrolled, key],
+    });
+    expect(html).toContain("Plug in the new key");
+    expect(html).toMatch(/You confirmed with this key/);
+    expect(html).toMatch(/data-key="soft:old" aria-label="Use [^"]*" disabled/);
+    expect(html).not.toMatch(/data-key="soft:abc" aria-label="Use [^"]*" disabled/);
   });
   it("refuses a key already enrolled in this session as the backup", () => {
     const html = renderWizard({ ...initialState(), step: "choose", session, keys: [key], usedKeyIds: [key.id] });

@@ -4,9 +4,13 @@ import type { KeyInfo } from "./bindings/KeyInfo";
 import type { UiError } from "./bindings/UiError";
 import type { WizardSession } from "./bindings/WizardSession";
 
-export type Step = "ticket" | "choose" | "pin" | "touch" | "enrolled" | "summary";
+/**
+ * ticket: redeem an enrolment ticket; prove: "Add a key": confirm who you are with a key you
+ * already have (instead of a ticket); then the same steps for the new key.
+ */
+export type Step = "ticket" | "prove" | "choose" | "pin" | "touch" | "enrolled" | "summary";
 
-/** The steps in order, as the progress list shows them. */
+/** The steps in order, as the progress list shows them ("Add a key" starts at `prove`). */
 export const STEPS: { step: Step; title: string }[] = [
   { step: "ticket", title: "Ticket" },
   { step: "choose", title: "Choose a key" },
@@ -63,7 +67,15 @@ export interface Recovery {
 }
 
 export function recovery(e: UiError, current: Step): Recovery {
+  if (current === "prove") return proveRecovery(e);
   switch (e.code) {
+    // A ticket for someone who already has a key: they confirm with it instead ("Add a key").
+    case "step_up_required":
+      return { step: "prove", action: "Confirm with a key I have" };
+    // The service asked to sign for another organisation: nothing to retry here.
+    case "rp_mismatch":
+    case "rp_not_pinned":
+      return { step: "ticket", action: "Back to the start" };
     case "pin_invalid":
       return { step: "pin", action: "Try the PIN again" };
     case "pin_policy":
@@ -93,6 +105,34 @@ export function recovery(e: UiError, current: Step): Recovery {
     default:
       return { step: current === "touch" ? "pin" : current, action: "Try again" };
   }
+}
+
+/** Errors while confirming with a key you have ("Add a key"): stay on that form. */
+function proveRecovery(e: UiError): Recovery {
+  switch (e.code) {
+    case "pin_invalid":
+      return { step: "prove", action: "Try the PIN again" };
+    case "pin_auth_blocked":
+      return { step: "prove", action: "I have replugged the key" };
+    case "pin_blocked":
+    case "credential_unknown":
+    case "credential_not_active":
+    case "step_up_wrong_person":
+      return { step: "prove", action: "Use another key" };
+    case "rp_mismatch":
+    case "rp_not_pinned":
+      return { step: "ticket", action: "Back to the start" };
+    case "key_removed":
+    case "no_key":
+      return { step: "prove", action: "Plug the key in and try again" };
+    default:
+      return { step: "prove", action: "Try again" };
+  }
+}
+
+/** Whether a key can confirm who you are: it has a PIN that is not blocked. */
+export function canProve(k: KeyInfo): boolean {
+  return k.pin_set && k.pin_retries !== 0;
 }
 
 /** Turn what a Tauri command rejected with into a UiError. */

@@ -361,7 +361,8 @@ mod tests {
         let ui = e.to_ui();
         assert_eq!(ui.code, "rp_mismatch");
         assert!(
-            ui.message.contains("evil.example.net (https://evil.example.net)")
+            ui.message
+                .contains("evil.example.net (https://evil.example.net)")
                 && ui.message.contains("Nothing was sent"),
             "{}",
             ui.message

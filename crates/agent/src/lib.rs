@@ -213,7 +213,9 @@ impl Agent {
                 config::normalise_rp_id(rp),
                 config::normalise_origin(origin).ok_or_else(|| Error::BadResponse {
                     status: 201,
-                    reason: format!("the service named {origin} as its origin, which is not an origin"),
+                    reason: format!(
+                        "the service named {origin} as its origin, which is not an origin"
+                    ),
                 })?,
             )),
             _ => None,
@@ -261,9 +263,8 @@ impl Agent {
     pub fn check_relying_party(&self, rp_id: &str, origin: Option<&str>) -> Result<()> {
         let pinned = self.relying_party()?;
         let rp_ok = config::normalise_rp_id(rp_id) == pinned.rp_id;
-        let origin_ok = origin.is_none_or(|o| {
-            config::normalise_origin(o).as_deref() == Some(pinned.origin.as_str())
-        });
+        let origin_ok = origin
+            .is_none_or(|o| config::normalise_origin(o).as_deref() == Some(pinned.origin.as_str()));
         if rp_ok && origin_ok {
             return Ok(());
         }
@@ -499,7 +500,10 @@ impl Agent {
 
     /// Open a ceremony for another key of the person whose existing key made `step_up`
     /// (purpose `add_key`): no ticket needed ([`stepup::add_key`]).
-    pub fn begin_key_addition(&self, step_up: keywarden_protocol::StepUp) -> Result<EnrolBeginResponse> {
+    pub fn begin_key_addition(
+        &self,
+        step_up: keywarden_protocol::StepUp,
+    ) -> Result<EnrolBeginResponse> {
         let begin = self.call_signed(
             "/api/v1/agent/key-additions",
             &keywarden_protocol::AddKeyRequest { step_up },
@@ -737,9 +741,9 @@ mod tests {
         .save(&paths)
         .unwrap();
         let key = dir.join("soft-key.json");
-        let ring = Keyring::new().with(Box::new(keywarden_keys::soft::SoftKeyProvider::new(
-            vec![key.clone()],
-        )));
+        let ring = Keyring::new().with(Box::new(keywarden_keys::soft::SoftKeyProvider::new(vec![
+            key.clone(),
+        ])));
         (Agent::new(paths, ring), key)
     }
 
@@ -770,7 +774,10 @@ mod tests {
         let (agent, _) = agent(dir.path(), Some((RP, ORIGIN)));
         agent.check_relying_party(RP, Some(ORIGIN)).unwrap();
         agent
-            .check_relying_party("Keywarden.Example.com.", Some("https://KEYWARDEN.example.com/"))
+            .check_relying_party(
+                "Keywarden.Example.com.",
+                Some("https://KEYWARDEN.example.com/"),
+            )
             .unwrap();
         for (rp, origin) in [
             ("evil.example.net", Some("https://evil.example.net")),
@@ -808,7 +815,10 @@ mod tests {
     #[test]
     fn the_managed_configuration_overrides_what_provisioning_pinned() {
         let dir = tempfile::tempdir().unwrap();
-        let (agent, _) = agent(dir.path(), Some(("old.example.com", "https://old.example.com")));
+        let (agent, _) = agent(
+            dir.path(),
+            Some(("old.example.com", "https://old.example.com")),
+        );
         let m = managed(
             dir.path(),
             &format!(r#"{{"rp_id": "{RP}", "origin": "{ORIGIN}"}}"#),
@@ -832,7 +842,10 @@ mod tests {
         };
         assert_eq!(
             agent
-                .pins_from_provisioning(&resp(Some("KEYWARDEN.example.com"), Some("https://keywarden.example.com/")))
+                .pins_from_provisioning(&resp(
+                    Some("KEYWARDEN.example.com"),
+                    Some("https://keywarden.example.com/")
+                ))
                 .unwrap(),
             (Some(RP.to_owned()), Some(ORIGIN.to_owned()))
         );
@@ -847,7 +860,10 @@ mod tests {
         );
         let agent = agent.with_managed(Some(m));
         assert!(matches!(
-            agent.pins_from_provisioning(&resp(Some("evil.example.net"), Some("https://evil.example.net"))),
+            agent.pins_from_provisioning(&resp(
+                Some("evil.example.net"),
+                Some("https://evil.example.net")
+            )),
             Err(Error::RelyingPartyMismatch { .. })
         ));
     }
@@ -871,7 +887,11 @@ mod tests {
             )
             .unwrap_err();
         assert!(matches!(e, Error::RelyingPartyMismatch { .. }), "{e}");
-        assert_eq!(std::fs::read(&key_file).unwrap(), before, "the key is untouched");
+        assert_eq!(
+            std::fs::read(&key_file).unwrap(),
+            before,
+            "the key is untouched"
+        );
         assert!(!agent.paths().seq_file().exists(), "nothing was sent");
     }
 }

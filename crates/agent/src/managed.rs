@@ -106,8 +106,7 @@ impl ManagedConfig {
             }
             _ => {
                 return Err(corrupt(
-                    "rp_id and origin pin the relying party together; give both or neither"
-                        .into(),
+                    "rp_id and origin pin the relying party together; give both or neither".into(),
                 ))
             }
         }

@@ -98,7 +98,8 @@ enum Command {
     /// Several keys plugged in? Touch the one you mean: prints its id. Every key that can do
     /// CTAP 2.1 selection waits for a touch; the first one touched wins.
     Select,
-    /// Enrol security keys for the person named by a one-time enrolment ticket.
+    /// Enrol security keys for the person named by a one-time enrolment ticket. Someone who
+    /// already has a key proves it is them with it (--with-key), or uses `add-key` instead.
     Enrol {
         /// The one-time enrolment ticket from IT.
         #[arg(long, env = "KEYWARDEN_TICKET", hide_env_values = true)]
@@ -114,6 +115,25 @@ enum Command {
         /// instead of typing its number.
         #[arg(long)]
         touch_to_choose: bool,
+        /// A key of yours that is enrolled already: someone who has a key proves it is them
+        /// with it (its PIN and a touch) before a ticket adds another. With --pin-stdin the
+        /// first line is this key's PIN and the next the new key's.
+        #[arg(long = "with-key", value_name = "ID")]
+        with_key: Option<String>,
+    },
+    /// Add a security key, proving it is you with a key you already have (its PIN and a
+    /// touch): no ticket needed. The new key is enrolled as with a ticket.
+    AddKey {
+        /// The key you already have (id from `keywarden keys`).
+        #[arg(long = "with-key", value_name = "ID")]
+        with_key: String,
+        /// The new key(s) to enrol; without it you are asked which when several are present.
+        #[arg(long = "key", value_name = "ID")]
+        keys: Vec<String>,
+        /// Read the PINs from standard input: the first line for --with-key, the next for the
+        /// new key (the first is used for both when there is only one).
+        #[arg(long)]
+        pin_stdin: bool,
     },
     /// Sign in with one of your keys: shows who you are and your keys known to the service.
     SignIn {
@@ -330,6 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&serde_json::json!({
                     "config": cfg,
+                    "relying_party": agent.relying_party().ok(),
                     "outbox_pending": pending,
                     "checkin": checkin,
                     "managed_config": managed,
@@ -341,6 +362,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("provisioned: device {} with {}", c.device_id, c.server_url)
                     }
                     None => println!("not provisioned"),
+                }
+                match agent.relying_party() {
+                    Ok(rp) => println!(
+                        "signs only for: {} ({}){}",
+                        rp.rp_id,
+                        rp.origin,
+                        if rp.managed {
+                            ", set by your organisation"
+                        } else {
+                            ", pinned at provisioning"
+                        }
+                    ),
+                    Err(keywarden_agent::Error::NotProvisioned) => {}
+                    Err(e) => println!("signs for: nothing yet: {e}"),
                 }
                 if let Some(m) = managed {
                     println!(
@@ -429,11 +464,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mut keys,
             pin_stdin,
             touch_to_choose,
+            with_key,
         } => {
             if keys.is_empty() && touch_to_choose && agent.keys()?.len() > 1 {
                 keys.push(select_by_touch(&agent)?);
             }
-            enrol(&agent, &ticket, &keys, pin_stdin, json)?
+            enrol(&agent, &ticket, with_key.as_deref(), &keys, pin_stdin, json)?
+        }
+        Command::AddKey {
+            with_key,
+            keys,
+            pin_stdin,
+        } => {
+            let (proof_pin, new_pin) = two_pins(pin_stdin)?;
+            let proof_pin = match proof_pin {
+                Some(p) => p,
+                None => read_pin(false)?,
+            };
+            // Fresh posture first, so the credential is bound with this laptop's current posture.
+            if let Err(e) = agent.report() {
+                eprintln!("note: could not send a posture report before enrolling: {e}");
+            }
+            eprintln!("Confirm it is you with the key you already have.");
+            let session =
+                keywarden_agent::stepup::add_key(&agent, &with_key, &proof_pin, &TouchNotice)?;
+            let prompts = TerminalPrompts {
+                pin_from_stdin: new_pin,
+            };
+            enrol_in(&agent, session, &keys, &prompts, json)?;
         }
         Command::SignIn { key, pin_stdin } => {
             let pin = read_pin(pin_stdin)?;
@@ -487,17 +545,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             keys,
             pin_stdin,
         } => {
-            let (first, second) = if pin_stdin {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
-                    .context("cannot read the PINs from stdin")?;
-                let mut lines = text.lines().map(str::to_owned);
-                let first = lines.next().unwrap_or_default();
-                let second = lines.next().unwrap_or_else(|| first.clone());
-                (Some(first), Some(second))
-            } else {
-                (None, None)
-            };
+            let (first, second) = two_pins(pin_stdin)?;
             let step_pin = match (&with_key, first) {
                 (Some(_), Some(p)) => Some(p),
                 (Some(_), None) => Some(read_pin(false)?),
@@ -716,29 +764,75 @@ impl EnrolPrompts for TerminalPrompts {
     }
 }
 
+/// With `--pin-stdin`, two PINs from standard input: the first line for the key that proves
+/// who you are, the next for the key to enrol (the first for both when there is one line).
+fn two_pins(pin_stdin: bool) -> anyhow::Result<(Option<String>, Option<String>)> {
+    if !pin_stdin {
+        return Ok((None, None));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+        .context("cannot read the PINs from stdin")?;
+    let mut lines = text.lines().map(str::to_owned);
+    let first = lines.next().unwrap_or_default();
+    let second = lines.next().unwrap_or_else(|| first.clone());
+    Ok((Some(first), Some(second)))
+}
+
 fn enrol(
     agent: &Agent,
     ticket: &str,
+    with_key: Option<&str>,
     keys: &[String],
     pin_stdin: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let pin_from_stdin = if pin_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the PIN from stdin")?;
-        Some(line.trim_end_matches(['\r', '\n']).to_owned())
-    } else {
-        None
+    let (proof_pin, pin_from_stdin) = match (with_key, pin_stdin) {
+        (Some(_), _) => two_pins(pin_stdin)?,
+        (None, true) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the PIN from stdin")?;
+            (None, Some(line.trim_end_matches(['\r', '\n']).to_owned()))
+        }
+        (None, false) => (None, None),
     };
     let prompts = TerminalPrompts { pin_from_stdin };
     // Fresh posture first, so the credential is bound with this laptop's current posture.
     if let Err(e) = agent.report() {
         eprintln!("note: could not send a posture report before enrolling: {e}");
     }
-    let session = keywarden_agent::enrol::Session::open(agent, ticket)?;
+    let session = match with_key {
+        Some(proof_key) => {
+            let pin = match proof_pin {
+                Some(p) => p,
+                None => read_pin(false)?,
+            };
+            eprintln!("Confirm it is you with the key you already have.");
+            keywarden_agent::stepup::enrol_with_step_up(
+                agent,
+                ticket,
+                proof_key,
+                &pin,
+                &TouchNotice,
+            )?
+        }
+        None => match keywarden_agent::enrol::Session::open(agent, ticket) {
+            Err(e) if e.service_code() == Some("step_up_required") => {
+                // The ticket is for someone who has a key already: a ticket alone does not add
+                // another; say the two ways that do.
+                return Err(anyhow::Error::new(e).context(
+                    "you already have an active key, so a ticket alone cannot add another. \
+                     Prove it is you with that key: run `keywarden add-key --with-key ID` (no \
+                     ticket needed), or run this command again with --with-key ID \
+                     (`keywarden keys` lists the ids)",
+                ));
+            }
+            other => other?,
+        },
+    };
     enrol_in(agent, session, keys, &prompts, json)
 }
 

@@ -68,7 +68,9 @@ impl Laptop {
     /// Run a blocking agent call on a blocking thread.
     async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Agent) -> T + Send + 'static) -> T {
         let agent = self.agent.clone();
-        tokio::task::spawn_blocking(move || f(&agent)).await.unwrap()
+        tokio::task::spawn_blocking(move || f(&agent))
+            .await
+            .unwrap()
     }
 
     /// Point the agent at another address (as a changed name or a redirected network would).
@@ -168,7 +170,10 @@ async fn the_agent_refuses_to_make_a_credential_for_another_relying_party(app: A
             })
             .await;
         is_rp_mismatch(&refused, origin);
-        assert!(laptop.key_state() == key_before, "{rp_id}: the key was not used");
+        assert!(
+            laptop.key_state() == key_before,
+            "{rp_id}: the key was not used"
+        );
         assert_eq!(snapshot(&app).await, before, "{rp_id}: nothing was sent");
 
         // The wizard's and the CLI's way: refused as soon as the ceremony arrives.
@@ -177,7 +182,10 @@ async fn the_agent_refuses_to_make_a_credential_for_another_relying_party(app: A
             .run(move |a| keywarden_agent::enrol::Session::open(a, &ticket))
             .await;
         is_rp_mismatch(&refused, origin);
-        assert!(laptop.key_state() == key_before, "{rp_id}: the key was not used");
+        assert!(
+            laptop.key_state() == key_before,
+            "{rp_id}: the key was not used"
+        );
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM credentials").await, 0);
 
@@ -250,7 +258,10 @@ async fn the_agent_refuses_to_sign_a_challenge_for_another_relying_party(app: Ap
             })
             .await;
         is_rp_mismatch(&refused, origin);
-        assert!(laptop.key_state() == key_before, "{rp_id}: the key was not used");
+        assert!(
+            laptop.key_state() == key_before,
+            "{rp_id}: the key was not used"
+        );
     }
 
     // The organisation's own service: signing in works.
@@ -280,7 +291,14 @@ async fn a_lost_or_damaged_request_counter_does_not_lock_the_laptop_out(app: App
     // A crash mid-write used to leave an empty file, and the agent started again at 1, which
     // the service refused as a replay for ever. A counter restored from an old backup, or
     // garbled, or gone, is the same.
-    for damage in [Some(""), Some("0"), Some("1"), Some("\0\0\0"), Some("12ab"), None] {
+    for damage in [
+        Some(""),
+        Some("0"),
+        Some("1"),
+        Some("\0\0\0"),
+        Some("12ab"),
+        None,
+    ] {
         match damage {
             Some(text) => std::fs::write(&seq_file, text).unwrap(),
             None => std::fs::remove_file(&seq_file).unwrap(),
