@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{
-    CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest, EnrolFinishResponse,
-    PersonSummary, RegistrationOptions, SOFT_KEY_AAGUID,
+    AddKeyRequest, CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
+    EnrolFinishResponse, PersonSummary, RegistrationOptions, SOFT_KEY_AAGUID,
 };
 use sqlx::{Any, Row, Transaction};
 use webauthn_rs_core::proto::{
@@ -28,6 +28,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/agent/enrolments", post(begin))
+        .route("/api/v1/agent/key-additions", post(add_key))
         .route(
             "/api/v1/agent/enrolments/{id}/ceremonies",
             post(next_ceremony),
@@ -55,7 +56,11 @@ struct Person {
     active: bool,
 }
 
+/// Load a person inside a write transaction, holding their row until commit: an offboarding
+/// (which takes the same row first) and an enrolment for that person run one after the other,
+/// so a credential can never be bound to someone whose offboarding already revoked the rest.
 async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
+    crate::db::lock_person(tx, id).await?;
     let r = sqlx::query(
         "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
     )
@@ -144,7 +149,7 @@ pub async fn begin(
                 )
                 .await?;
                 tx.commit().await?;
-            } else if code == "laptop_noncompliant" {
+            } else if code == "laptop_noncompliant" || STEP_UP_REFUSALS.contains(&code) {
                 audit::record_refusal(
                     &state.db,
                     now,
@@ -230,6 +235,8 @@ async fn begin_inner(
             "this person is no longer active",
         ));
     }
+    let stepped_up_with =
+        require_step_up_if_enrolled(state, &mut tx, call, &person, req, now).await?;
     let (_, policy) = policy_for(state, &mut tx, &person.id).await?;
     check_laptop(&policy, &mut tx, &call.device_id, now).await?;
     let redeemed = sqlx::query(
@@ -262,10 +269,174 @@ async fn begin_inner(
         &format!("device:{}", call.device_id),
         "ticket.redeemed",
         &person.id,
-        serde_json::json!({"ticket_id": ticket_id, "session_id": resp.enrolment_id}),
+        serde_json::json!({"ticket_id": ticket_id, "session_id": resp.enrolment_id, "stepped_up_with": stepped_up_with}),
     )
     .await?;
     tx.commit().await?;
+    Ok(resp)
+}
+
+/// Refusals of a ticket redemption for a person who already has a key: audited, not counted
+/// against the ticket (the ticket is fine; the proof is missing).
+const STEP_UP_REFUSALS: &[&str] = &[
+    "step_up_required",
+    "step_up_wrong_person",
+    "step_up_unknown",
+    "step_up_wrong_device",
+    "step_up_wrong_purpose",
+    "step_up_used",
+    "step_up_expired",
+    "credential_unknown",
+    "credential_not_active",
+    "assertion_invalid",
+    "assertion_malformed",
+    "assertion_counter_replayed",
+    "user_verification_missing",
+];
+
+/// A ticket enrols only a person's first keys. Once they hold an active credential, adding
+/// another is a step-up, like recovery: the redemption must carry a fresh assertion from one of
+/// that person's active keys (verified and consumed in `tx`). Returns the credential that
+/// stepped up, if one had to.
+async fn require_step_up_if_enrolled(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    call: &SignedCall,
+    person: &Person,
+    req: &EnrolBeginRequest,
+    now: i64,
+) -> Result<Option<String>> {
+    if active_count(tx, &person.id).await? == 0 {
+        return Ok(None);
+    }
+    let Some(step_up) = &req.step_up else {
+        return Err(Error::forbidden(
+            "step_up_required",
+            format!(
+                "{} already has an active key, so a ticket alone cannot add another: sign in with one of their keys to add a key, or ask the help desk for a recovery if every key is lost",
+                person.user_name
+            ),
+        ));
+    };
+    let v = crate::stepup::verify(state, tx, &call.device_id, "add_key", step_up, now).await?;
+    if v.person_id != person.id {
+        return Err(Error::forbidden(
+            "step_up_wrong_person",
+            "the key used to prove the addition belongs to someone else; use one of your own keys",
+        ));
+    }
+    Ok(Some(v.credential_id))
+}
+
+/// `POST /api/v1/agent/key-additions` (device-signed): a person adds a key by proving they hold
+/// one already: a fresh assertion (purpose `add_key`) from one of their active keys opens an
+/// enrolment session for them on this laptop, exactly as a redeemed ticket does.
+#[utoipa::path(post, path = "/api/v1/agent/key-additions", tag = "agent", request_body = crate::openapi::AddKeyRequestDoc,
+    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn add_key(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: AddKeyRequest = parse_json(&body)?;
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    call.claim(&mut tx).await?;
+    let v = match crate::stepup::verify(
+        &state,
+        &mut tx,
+        &call.device_id,
+        "add_key",
+        &req.step_up,
+        now,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            drop(tx);
+            return Err(crate::stepup::refused(&state, &call.device_id, "add_key", e, now).await);
+        }
+    };
+    let resp = match add_key_session(&state, &mut tx, &call, &v, now).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop(tx);
+            let (_, code, message) = e.parts();
+            if code == "laptop_noncompliant" {
+                audit::record_refusal(
+                    &state.db,
+                    now,
+                    &format!("device:{}", call.device_id),
+                    "enrolment.refused",
+                    &call.device_id,
+                    serde_json::json!({"reason": code, "message": message}),
+                )
+                .await?;
+            }
+            return Err(e);
+        }
+    };
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+async fn add_key_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    call: &SignedCall,
+    v: &crate::stepup::Verified,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let person = load_person(tx, &v.person_id).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    let (_, policy) = policy_for(state, tx, &person.id).await?;
+    check_laptop(&policy, tx, &call.device_id, now).await?;
+    // The session hangs off an internal, already redeemed ticket row that names the proof.
+    let ticket_id = new_id();
+    let marker = format!("add_key:{}", v.credential_id);
+    sqlx::query(
+        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $5, $5, $6)",
+    )
+    .bind(&ticket_id)
+    .bind(secrets::hash(&format!("{marker}:{ticket_id}")))
+    .bind(&person.id)
+    .bind(&marker)
+    .bind(now)
+    .bind(&call.device_id)
+    .execute(&mut **tx)
+    .await?;
+    let resp = open_session(
+        state,
+        tx,
+        &person.id,
+        &ticket_id,
+        &call.device_id,
+        None,
+        now,
+    )
+    .await?;
+    audit::record(
+        tx,
+        now,
+        &format!("device:{}", call.device_id),
+        "key_addition.opened",
+        &person.id,
+        serde_json::json!({"stepped_up_with": v.credential_id, "session_id": resp.enrolment_id}),
+    )
+    .await?;
     Ok(resp)
 }
 
@@ -812,6 +983,26 @@ async fn finish_inner(
         )
         .await?;
     }
+    let hostname: Option<String> = sqlx::query("SELECT hostname FROM devices WHERE id = $1")
+        .bind(&call.device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("hostname"))
+        .transpose()?;
+    crate::webhooks::notify(
+        &mut tx,
+        &person.id,
+        "credential.bound",
+        &format!(
+            "A new {} was added to your account on laptop {} at {}. If this was not you, report it to your security team at once.",
+            model.as_deref().unwrap_or("security key"),
+            hostname.as_deref().unwrap_or(&call.device_id),
+            secrets::fmt_time(now)
+        ),
+        serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "device_id": call.device_id, "software_key": software_key}),
+        now,
+    )
+    .await?;
     let active = active_count(&mut tx, &person.id).await?;
     tx.commit().await?;
     Ok(EnrolFinishResponse {

@@ -92,6 +92,7 @@ pub async fn run(
     received_at_us: i64,
     now: i64,
 ) -> Result<Pending> {
+    crate::db::lock_person(tx, person_id).await?;
     let person = sqlx::query("SELECT user_name, external_id FROM people WHERE id = $1")
         .bind(person_id)
         .fetch_one(&mut **tx)

@@ -31,7 +31,7 @@ pub async fn snapshot(app: &App) -> Vec<String> {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         }
         common::Backend::Postgres => {
-            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
         }
     };
     let mut all = Vec::new();

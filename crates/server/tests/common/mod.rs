@@ -679,6 +679,7 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/agent/reports", Access::Device),
     ("POST", "/api/v1/agent/reports/batch", Access::Device),
     ("POST", "/api/v1/agent/enrolments", Access::Device),
+    ("POST", "/api/v1/agent/key-additions", Access::Device),
     ("POST", "/api/v1/agent/step-up", Access::Device),
     ("POST", "/api/v1/agent/sign-in", Access::Device),
     (
