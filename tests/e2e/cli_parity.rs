@@ -147,14 +147,13 @@ fn wrong_pin_same_key_as_backup_and_passkeys_on_the_key() {
         Some(PIN),
     );
 
-    // The same physical key as the backup: the key itself refuses (it holds an excluded
-    // credential), and the service binds nothing more.
-    let ticket = server.ticket(&person, None);
+    // The same physical key as the backup (confirming with it, as adding a key takes): the
+    // key itself refuses (it holds an excluded credential), and the service binds nothing more.
     let err = laptop.fails(
         &[
-            "enrol",
-            "--ticket",
-            &ticket,
+            "add-key",
+            "--with-key",
+            &keys[0],
             "--key",
             &keys[0],
             "--pin-stdin",

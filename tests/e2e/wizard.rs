@@ -523,38 +523,54 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.wait_text("#coverage", "You have 1 of 2 required authenticators.")
             .await;
 
-        // 2. Another day (the window closed, opened again) with a new ticket, the primary key
-        //    offered as the backup: the key refuses (the service excludes Ada's credentials)
-        //    and the window says so plainly.
+        // 2. Another day (the window closed, opened again) with a new ticket: Ada has a key
+        //    now, so the ticket alone is refused, and the window leads her to confirm it is her
+        //    with that key; it is then not offered as the new one.
         let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
         let ui = Ui {
             c: driver.session(&[]).await,
         };
         ui.wait_text("#step-title", "Redeem your enrolment ticket")
             .await;
+        let before = off(|| bound(&server));
         ui.type_into("#ticket", &second).await;
         ui.click("#ticket-continue").await;
-        let person = ui.wait_text("#person", "Ada Lovelace").await;
-        assert!(person.contains("You have 1 of 2"), "{person}");
-        ui.wait_text("#key-list", "PIN set").await;
-        ui.click(&use_key(&keys[0])).await;
-        ui.wait_text("#step-title", "Enter the key's PIN").await;
-        ui.type_into("#pin", PIN).await;
-        let before = off(|| bound(&server));
-        ui.click("#pin-continue").await;
-        let err = ui.wait_text("#error", "already enrolled").await;
-        assert!(err.contains("Use a different key as your backup"), "{err}");
-        assert_eq!(ui.text("#error-action").await, "Use another key");
-        ui.shot("16-same-key-twice").await;
+        let err = ui.wait_text("#error", "already have an active key").await;
+        assert!(err.contains("confirm it is you"), "{err}");
+        assert_eq!(ui.text("#error-action").await, "Confirm with a key I have");
+        ui.shot("16-ticket-alone-for-someone-with-a-key").await;
         assert_eq!(
             off(|| bound(&server)),
             before,
-            "the same key twice binds nothing"
+            "the ticket alone binds nothing"
+        );
+        ui.click("#error-action").await;
+        ui.wait_text("#step-title", "Add a key").await;
+        ui.click(&format!(
+            "#prove-key-list li[data-key-id=\"{}\"] input",
+            keys[0]
+        ))
+        .await;
+        ui.type_into("#prove-pin", PIN).await;
+        ui.click("#prove-continue").await;
+        let person = ui.wait_text("#person", "Ada Lovelace").await;
+        assert!(person.contains("You have 1 of 2"), "{person}");
+        ui.wait_text("#key-list", "You confirmed with this key")
+            .await;
+        let disabled =
+            ui.c.find(Locator::Css(&use_key(&keys[0])))
+                .await
+                .unwrap()
+                .attr("disabled")
+                .await
+                .unwrap();
+        assert!(
+            disabled.is_some(),
+            "the key confirmed with is not the new one"
         );
 
         // 3. The service goes away mid-wizard: "cannot reach", nothing changed; when it is
         //    back, "Try again" finishes the backup.
-        ui.click("#error-action").await;
         ui.wait_text("#key-list", "no PIN yet").await;
         ui.click(&use_key(&keys[1])).await;
         ui.wait_text("#step-title", "Choose a PIN").await;
