@@ -285,6 +285,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "provisioned: this laptop is device {} with {}",
                     cfg.device_id, cfg.server_url
                 );
+                match agent.relying_party() {
+                    Ok(rp) => println!("signs only for: {} ({})", rp.rp_id, rp.origin),
+                    Err(e) => eprintln!("warning: {e}"),
+                }
             }
         }
         Command::Report { queue_only } => {
