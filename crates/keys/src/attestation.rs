@@ -237,7 +237,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ad[32], FLAG_UP | FLAG_UV | FLAG_AT | FLAG_ED);
-        assert_eq!(&ad[55 + cred_id.len()..55 + cred_id.len() + cose.len()], &cose[..]);
+        assert_eq!(
+            &ad[55 + cred_id.len()..55 + cred_id.len() + cose.len()],
+            &cose[..]
+        );
         assert_eq!(&ad[55 + cred_id.len() + cose.len()..], &ext[..]);
         let plain = authenticator_data_with_extensions(
             "example.com",

@@ -32,7 +32,9 @@ use crate::{
     Assertion, Authenticator, Error, GetAssertionRequest, KeyProvider, MadeCredential,
     MakeCredentialRequest, Prompt, Result, StoredCredential,
 };
-use ctap_hid_fido2::fidokey::{CredentialExtension, GetAssertionArgsBuilder, MakeCredentialArgsBuilder};
+use ctap_hid_fido2::fidokey::{
+    CredentialExtension, GetAssertionArgsBuilder, MakeCredentialArgsBuilder,
+};
 use ctap_hid_fido2::public_key_credential_descriptor::PublicKeyCredentialDescriptor;
 use ctap_hid_fido2::public_key_credential_user_entity::PublicKeyCredentialUserEntity;
 use ctap_hid_fido2::{FidoKeyHid, HidInfo, HidParam, LibCfg};

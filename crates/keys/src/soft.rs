@@ -601,10 +601,7 @@ impl SoftKey {
                 path,
             });
         }
-        Self::create(
-            path,
-            State::with_identity(options, batch.identity.clone())?,
-        )
+        Self::create(path, State::with_identity(options, batch.identity.clone())?)
     }
 
     fn create(path: PathBuf, state: State) -> Result<Self> {
