@@ -9,7 +9,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{
     AddKeyRequest, CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
-    EnrolFinishResponse, PersonSummary, RegistrationOptions, SOFT_KEY_AAGUID,
+    EnrolFinishResponse, PersonSummary, RegistrationOptions,
 };
 use sqlx::{Any, Row, Transaction};
 use webauthn_rs_core::proto::{
@@ -20,7 +20,7 @@ use webauthn_rs_core::proto::{
 use crate::audit;
 use crate::auth::{parse_json, SignedCall};
 use crate::error::{Error, Result};
-use crate::policy::{self, DeviceClass, Policies, Policy};
+use crate::policy::{self, Policies, Policy};
 use crate::secrets::{self, b64, new_id};
 use crate::state::AppState;
 
@@ -663,30 +663,6 @@ async fn new_ceremony(
     })
 }
 
-/// AAGUID from the authenticatorData inside an attestationObject.
-fn aaguid_of(attestation_object: &[u8]) -> Option<String> {
-    let value: ciborium::Value = ciborium::from_reader(attestation_object).ok()?;
-    let map = value.as_map()?;
-    let auth_data = map
-        .iter()
-        .find(|(k, _)| k.as_text() == Some("authData"))
-        .and_then(|(_, v)| v.as_bytes())?;
-    let raw = auth_data.get(37..53)?;
-    Some(uuid::Uuid::from_slice(raw).ok()?.hyphenated().to_string())
-}
-
-fn attestation_type(data: &ParsedAttestationData) -> Option<&'static str> {
-    match data {
-        ParsedAttestationData::Basic(_) => Some("basic"),
-        ParsedAttestationData::Self_ => Some("self"),
-        ParsedAttestationData::AttCa(_) => Some("attca"),
-        ParsedAttestationData::AnonCa(_) => Some("anonca"),
-        ParsedAttestationData::ECDAA
-        | ParsedAttestationData::None
-        | ParsedAttestationData::Uncertain => None,
-    }
-}
-
 /// `POST /api/v1/agent/ceremonies/{id}/finish` (device-signed): verify the attestation and
 /// bind the credential, after the policy checks (AAGUID, PIN length, user verification, laptop).
 #[utoipa::path(post, path = "/api/v1/agent/ceremonies/{id}/finish", tag = "agent", request_body = crate::openapi::EnrolFinishRequestDoc,
@@ -716,7 +692,7 @@ pub async fn finish(
             let (_, code, message) = e.parts();
             if POLICY_REFUSALS.contains(&code) {
                 audit::record_refusal(&state.db, now, &format!("device:{}", call.device_id), "enrolment.refused", &ceremony_id,
-                    serde_json::json!({"reason": code, "message": message, "aaguid": req.key.aaguid})).await?;
+                    serde_json::json!({"reason": code, "message": message, "claimed_aaguid": req.key.aaguid})).await?;
             }
             Err(e)
         }
@@ -726,6 +702,9 @@ pub async fn finish(
 /// Policy refusals at the end of a ceremony; each is audited.
 const POLICY_REFUSALS: &[&str] = &[
     "aaguid_not_allowed",
+    "attestation_untrusted",
+    "attestation_chain_required",
+    "pin_length_unknown",
     "user_verification_missing",
     "pin_too_short",
     "laptop_noncompliant",
@@ -818,21 +797,23 @@ async fn finish_inner(
             format!("credential is not well-formed: {e}"),
         )
     })?;
-    let credential = state
-        .webauthn
-        .register_credential(&reg, &reg_state, None)
-        .map_err(|e| {
-            Error::bad_request(
-                "attestation_invalid",
-                format!("attestation did not verify: {e:?}"),
-            )
-        })?;
-    let att_type = attestation_type(&credential.attestation.data).ok_or_else(|| {
-        Error::bad_request(
-            "attestation_missing",
-            "the key sent no verifiable attestation; attestation is required",
-        )
-    })?;
+    // Attestation and the facts the policy judges come from verified data only (trust.rs):
+    // the chain to a trust anchor, the AAGUID and minimum PIN length from the attested
+    // authenticatorData, the device class from metadata; never from `req.key`.
+    let (population, policy) = policy_for(state, &mut tx, &person.id).await?;
+    let verified = crate::trust::verify_registration(
+        state,
+        &mut tx,
+        &reg,
+        &reg_state,
+        &attestation_object,
+        &policy,
+        &population,
+        now,
+    )
+    .await?;
+    let credential = &verified.credential;
+    let att_type = verified.attestation_type;
     let cred_id = b64(credential.cred_id.as_ref());
     if cred_id != b64(&credential_raw) {
         return Err(Error::bad_request(
@@ -840,9 +821,7 @@ async fn finish_inner(
             "credential_id differs from the attested one",
         ));
     }
-    let aaguid = aaguid_of(&attestation_object).ok_or_else(|| {
-        Error::bad_request("attestation_malformed", "authenticatorData has no AAGUID")
-    })?;
+    let aaguid = verified.facts.aaguid.clone();
     let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
         .bind(&cred_id)
         .fetch_optional(&mut *tx)
@@ -853,7 +832,6 @@ async fn finish_inner(
             "this credential is already enrolled",
         ));
     }
-    let (population, policy) = policy_for(state, &mut tx, &person.id).await?;
     if !policy.aaguid_allow_list.is_empty()
         && !policy
             .aaguid_allow_list
@@ -872,29 +850,25 @@ async fn finish_inner(
         ));
     }
     if let Some(min) = policy.min_pin_length {
-        match req.key.min_pin_length {
+        match verified.facts.min_pin_length {
             Some(n) if n >= min => {}
             Some(n) => {
                 return Err(Error::forbidden(
                     "pin_too_short",
-                    format!("the key enforces a minimum PIN length of {n}; population {population} requires at least {min}"),
+                    format!("the key enforces a minimum PIN length of {n}; population {population} requires at least {min}: raise the key's minimum PIN length or use another key"),
                 ))
             }
             None => {
                 return Err(Error::forbidden(
-                    "pin_too_short",
-                    format!("the key does not report its minimum PIN length; population {population} requires at least {min}"),
+                    "pin_length_unknown",
+                    format!("the key did not report its minimum PIN length in its attested data (the minPinLength extension); population {population} requires at least {min}: use a key that reports it"),
                 ))
             }
         }
     }
     check_laptop(&policy, &mut tx, &call.device_id, now).await?;
-    let software_key = aaguid == SOFT_KEY_AAGUID || req.key.is_soft();
-    let device_class = if software_key {
-        DeviceClass::Software
-    } else {
-        DeviceClass::of(&req.key)
-    };
+    let software_key = verified.software_key;
+    let device_class = verified.device_class;
     let model = if req.key.aaguid == aaguid {
         req.key.model.clone()
     } else {
@@ -930,8 +904,11 @@ async fn finish_inner(
         "backup_eligible": credential.backup_eligible,
         "sign_count": credential.counter,
         "x5c_subjects": x5c_subjects,
-        "attestation_chain_trusted": "not checked: no attestation CA list configured",
     });
+    let mut verification = verification;
+    if let (Some(v), Some(extra)) = (verification.as_object_mut(), verified.evidence.as_object()) {
+        v.extend(extra.clone());
+    }
     sqlx::query(
         "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at, device_class) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13)",
@@ -945,7 +922,7 @@ async fn finish_inner(
     .bind(i64::from(software_key))
     .bind(&format)
     .bind(att_type)
-    .bind(serde_json::to_string(&credential).map_err(Error::Corrupt)?)
+    .bind(serde_json::to_string(credential).map_err(Error::Corrupt)?)
     .bind(serde_json::to_string(&crate::serials::as_stored(&req.key, &policy)).map_err(Error::Corrupt)?)
     .bind(now)
     .bind(device_class.as_str())

@@ -147,6 +147,7 @@ impl Modify for Security {
         crate::tokens::issue, crate::tokens::list, crate::tokens::revoke,
         crate::audit::export_handler, crate::audit::verify_handler,
         crate::policy::list, crate::policy::upsert, crate::policy::remove,
+        crate::trust::list_handler, crate::trust::add_handler, crate::trust::remove_handler,
         crate::exceptions::add, crate::exceptions::list, crate::exceptions::revoke, crate::exceptions::alerts,
         crate::stepup::challenge, crate::stepup::sign_in,
         crate::recovery::suspend_by_helpdesk, crate::recovery::issue, crate::recovery::list, crate::recovery::cancel,
