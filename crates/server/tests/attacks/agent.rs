@@ -52,6 +52,13 @@ impl Laptop {
     fn new() -> Laptop {
         let home = tempfile::tempdir().unwrap();
         let key_file = home.path().join("soft-key.json");
+        // In the tests' attestation batch, whose root every test service trusts.
+        keywarden_keys::soft::SoftKey::create_in_batch(
+            &key_file,
+            &keywarden_keys::soft::SoftKeyOptions::default(),
+            crate::common::soft_key_batch(),
+        )
+        .unwrap();
         let ring = Keyring::new().with(Box::new(
             keywarden_agent::keys::soft::SoftKeyProvider::new(vec![key_file.clone()]),
         ));
