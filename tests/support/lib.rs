@@ -195,10 +195,12 @@ pub const REFUSAL_ACTIONS: &[&str] = &[
     "ticket.redemption_refused",
     "enrolment.refused",
     "report.rejected",
+    "api_token.refused",
+    "device.refused",
 ];
 /// Tables that only count refusals (the audit chain head, failed ticket redemptions for the
 /// rate limits); snapshots leave them out.
-pub const REFUSAL_BOOKKEEPING: &[&str] = &["audit_head", "ticket_attempts"];
+pub const REFUSAL_BOOKKEEPING: &[&str] = &["audit_head", "ticket_attempts", "api_token_use"];
 
 /// Every row of every table in a SQLite file, less the records of refusals
 /// ([`REFUSAL_ACTIONS`], [`REFUSAL_BOOKKEEPING`]).
@@ -265,6 +267,40 @@ impl Laptop {
             .map(|i| home.path().join(format!("softkey-{i}.json")))
             .collect();
         Laptop { home, soft_keys }
+    }
+
+    /// Another laptop that sees the same software keys: the keys carried from `other` to it
+    /// (e.g. a leaver's keys taken to an IT reclaim station). `other` must outlive it.
+    pub fn with_keys_of(other: &Laptop) -> Laptop {
+        Laptop {
+            home: tempfile::tempdir().unwrap(),
+            soft_keys: other.soft_keys.clone(),
+        }
+    }
+
+    /// Provision this laptop with a fresh one-time token; returns its device id.
+    pub fn provision(&self, server: &Server) -> String {
+        let token = server.provisioning_token();
+        self.ok(
+            &["provision", "--server", &server.url, "--token", &token],
+            None,
+        );
+        self.device_id()
+    }
+
+    /// Whether the service took this laptop out of service, and why (`offboarded`, `lost`,
+    /// `retired`), read from the service's database.
+    pub fn retired_reason(&self, server: &Server) -> Option<String> {
+        let id = self.device_id();
+        server.snapshot()["devices"]
+            .iter()
+            .find(|r| r.starts_with(&format!("'{id}'|")))
+            .and_then(|r| {
+                ["offboarded", "lost", "retired"]
+                    .into_iter()
+                    .find(|why| r.contains(&format!("|'{why}'|")))
+                    .map(str::to_owned)
+            })
     }
 
     pub fn command(&self) -> Command {

@@ -151,7 +151,14 @@ pub async fn provision(
             device_id,
             server_time_ms: now,
             rp_id: Some(state.settings.rp_id.clone()),
-            origin: Some(state.settings.origin.as_str().trim_end_matches('/').to_owned()),
+            origin: Some(
+                state
+                    .settings
+                    .origin
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned(),
+            ),
         }),
     ))
 }

@@ -144,6 +144,7 @@ impl Modify for Security {
         crate::agent::provision, crate::agent::ingest_report, crate::agent::ingest_batch,
         crate::enrol::begin, crate::enrol::next_ceremony, crate::enrol::finish,
         crate::tokens::issue, crate::tokens::list, crate::tokens::revoke,
+        crate::devices::retire_handler,
         crate::audit::export_handler, crate::audit::verify_handler,
         crate::policy::list, crate::policy::upsert, crate::policy::remove,
         crate::exceptions::add, crate::exceptions::list, crate::exceptions::revoke, crate::exceptions::alerts,

@@ -135,12 +135,49 @@ impl App {
         self.clock.now_ms()
     }
 
-    /// A token for a role.
+    /// A token for a role: staff tokens (admin, help desk, auditor) are issued to a new named
+    /// person, as every staff token is; the SCIM token to nobody.
     pub async fn token(&self, role: Role) -> String {
-        keywarden_server::tokens::create(&self.state.db, role, "test", "test", self.now())
+        if role == Role::Scim {
+            return keywarden_server::tokens::create(
+                &self.state.db,
+                role,
+                "test",
+                "test",
+                self.now(),
+            )
             .await
             .unwrap()
-            .token
+            .token;
+        }
+        let name = format!(
+            "staff-{}-{}",
+            role.as_str(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        self.staff(role, &name).await.1
+    }
+
+    /// A new person `user_name` holding a staff token of `role`: (person id, token).
+    pub async fn staff(&self, role: Role, user_name: &str) -> (String, String) {
+        let person = self.person(user_name).await;
+        let token = self.token_for(role, &person).await;
+        (person, token)
+    }
+
+    /// A token of `role` issued to an existing person (by the service, as the CLI does).
+    pub async fn token_for(&self, role: Role, person_id: &str) -> String {
+        keywarden_server::tokens::create_for(
+            &self.state.db,
+            role,
+            "test",
+            "test",
+            Some(person_id),
+            self.now(),
+        )
+        .await
+        .unwrap()
+        .token
     }
 
     /// A raw request; returns status, content type and the body as JSON (or a string).
@@ -647,6 +684,11 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     (
         "POST",
         "/api/v1/admin/devices/{id}/reclaim-station",
+        Access::Roles(&[A, H]),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/devices/{id}/retire",
         Access::Roles(&[A, H]),
     ),
     ("GET", "/api/v1/admin/outbox", Access::Roles(&[A, AU])),
