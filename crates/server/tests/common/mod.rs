@@ -135,6 +135,14 @@ impl App {
         self.clock.now_ms()
     }
 
+    /// Move the clock to `now_ms` (e.g. the real time agents sign with). The first-start admin
+    /// token lives only a day, so `admin` becomes a named admin's token issued at the new time.
+    pub async fn set_clock(&mut self, now_ms: i64) {
+        let person = self.person("it-admin").await;
+        self.clock.0.store(now_ms, Ordering::SeqCst);
+        self.admin = self.token_for(Role::Admin, &person).await;
+    }
+
     /// A token for a role: staff tokens (admin, help desk, auditor) are issued to a new named
     /// person, as every staff token is; the SCIM token to nobody.
     pub async fn token(&self, role: Role) -> String {
