@@ -289,18 +289,19 @@ impl Laptop {
     }
 
     /// Whether the service took this laptop out of service, and why (`offboarded`, `lost`,
-    /// `retired`), read from the service's database.
+    /// `retired`), as the admin device listing says.
     pub fn retired_reason(&self, server: &Server) -> Option<String> {
         let id = self.device_id();
-        server.snapshot()["devices"]
+        let (s, devices) = server.admin("GET", "/api/v1/admin/devices", None);
+        assert_eq!(s, 200, "{devices}");
+        devices
+            .as_array()
+            .unwrap()
             .iter()
-            .find(|r| r.starts_with(&format!("'{id}'|")))
-            .and_then(|r| {
-                ["offboarded", "lost", "retired"]
-                    .into_iter()
-                    .find(|why| r.contains(&format!("|'{why}'|")))
-                    .map(str::to_owned)
-            })
+            .find(|d| d["id"] == id.as_str())
+            .unwrap()["retired_reason"]
+            .as_str()
+            .map(str::to_owned)
     }
 
     pub fn command(&self) -> Command {

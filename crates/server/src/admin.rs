@@ -325,7 +325,8 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<O
         .transpose()
 }
 
-/// `GET /api/v1/admin/devices`: provisioned laptops with their latest posture and keys.
+/// `GET /api/v1/admin/devices`: provisioned laptops with their latest posture and keys, and
+/// when and why each one out of service was retired.
 #[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin",
     responses((status = 200, body = Vec<crate::openapi::DeviceViewDoc>), (status = 401, body = crate::openapi::ErrorBodyDoc),
               (status = 403, body = crate::openapi::ErrorBodyDoc)),
@@ -336,7 +337,7 @@ pub async fn list_devices(
 ) -> Result<Json<Vec<DeviceView>>> {
     caller.require(READERS)?;
     let rows = sqlx::query(
-        "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, r.body, \
+        "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, d.retired_at, d.retired_reason, r.body, \
          (SELECT COUNT(*) FROM reports x WHERE x.device_id = d.id) AS n \
          FROM devices d LEFT JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id \
          ORDER BY d.hostname, d.id",
@@ -359,6 +360,8 @@ pub async fn list_devices(
             posture,
             keys,
             report_count: u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
+            retired_at_ms: r.try_get("retired_at")?,
+            retired_reason: r.try_get("retired_reason")?,
         });
     }
     Ok(Json(out))

@@ -79,7 +79,7 @@ object_doc! {
     IssueProvisioningTokenDoc: "`{ttl_seconds?}` (protocol `IssueProvisioningToken`)",
     IssueTicketDoc: "`{person_id, ttl_seconds?}` (protocol `IssueTicket`)",
     IssuedSecretDoc: "`{secret, id, expires_at_ms}`: shown once (protocol `IssuedSecret`)",
-    DeviceViewDoc: "A laptop with its latest posture and keys (protocol `DeviceView`)",
+    DeviceViewDoc: "A laptop with its latest posture and keys, and retired_at_ms/retired_reason when out of service (protocol `DeviceView`)",
     CredentialViewDoc: "A bound credential (protocol `CredentialView`)",
     EvidenceDoc: "Raw enrolment evidence (protocol `EnrolmentEvidence`)",
     ProvisionRequestDoc: "`{token, device_public_key, hostname, agent_version}` (protocol `ProvisionRequest`)",

@@ -159,7 +159,7 @@ pub async fn issue_in(
             return Err(Error::bad_request(
                 "token_person_required",
                 format!(
-                    "{} tokens are issued to a named person: give the person_id of the staff member (from the HR feed or created by an admin)",
+                    "{} tokens are issued to a named person: say which staff member it is for (person_id; --person on the service CLI), a person from the HR feed or created by an admin",
                     new.role.as_str()
                 ),
             ))
