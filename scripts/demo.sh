@@ -47,6 +47,14 @@ say "agent: keys this laptop sees"
 PRIMARY="$("$BIN/keywarden" "${SOFT[@]}" --json keys 2>/dev/null | jq -r '.[0].id')"
 BACKUP="$("$BIN/keywarden" "${SOFT[@]}" --json keys 2>/dev/null | jq -r '.[1].id')"
 
+say "admin: trust the software keys' attestation roots (demo only: real keys chain to their vendor's root from the FIDO metadata, keywarden-server load-mds)"
+for k in primary backup; do
+  jq -r .attestation.ca_cert_pem "$WORK/keys/$k.json" >"$WORK/keys/$k-root.pem"
+  api -X POST "$URL/api/v1/admin/trust-anchors" \
+    -d "$(jq -n --rawfile pem "$WORK/keys/$k-root.pem" --arg name "software key (test/demo) root: $k" '{pem: $pem, label: $name}')" |
+    jq -r '"trusted root \(.fingerprint[0:16])…  \(.label)  [\(.subject)]"'
+done
+
 say "agent: first report (posture + key inventory)"
 "$BIN/keywarden" "${SOFT[@]}" report
 
@@ -70,6 +78,9 @@ echo "-- posture of the laptop (latest report)"
 api "$URL/api/v1/admin/devices" | jq -r '.[0].posture | to_entries[] | select(.value | type == "object" and has("state")) |
   if .value.state == "known" then "  \(.key): \(.value.value | if type == "array" then "\(length) item(s)" else tostring end)\(if .value.detail then "  (\(.value.detail))" else "" end)"
   else "  \(.key): UNKNOWN — \(.value.reason)" end'
+echo "-- trust anchors (roots attestation chains must lead to) and FIDO metadata freshness"
+api "$URL/api/v1/admin/trust-anchors" | jq -r '(.mds // {} | if .blob_no then "FIDO metadata blob \(.blob_no), next update \(.next_update)\(if .stale then "  STALE: load the current blob" else "" end)" else "FIDO metadata: none loaded" end),
+  (.anchors[] | "\(.fingerprint[0:16])…  \(.source)  \(.label)")'
 echo "-- enrolment evidence kept for auditors (first credential)"
 CRED="$(api "$URL/api/v1/admin/credentials" | jq -r '.[0].id')"
 api "$URL/api/v1/admin/credentials/$CRED/evidence" | jq '{challenge, rp_id, origin, verification, attestation_object_bytes: (.attestation_object | length), client_data_json_bytes: (.client_data_json | length)}'

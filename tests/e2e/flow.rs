@@ -112,6 +112,13 @@ fn provision_report_and_enrol_two_keys_with_verified_attestation() {
         );
         assert_eq!(s, 200, "{ev}");
         assert_eq!(ev["verification"]["verified"], true);
+        let trust = &ev["verification"]["attestation_trust"];
+        assert_eq!(trust["result"], "anchored", "{ev}");
+        assert_eq!(
+            trust["anchor"]["label"],
+            keywarden_e2e::SOFT_KEY_ROOT_LABEL,
+            "the evidence names the root that anchored the chain: {ev}"
+        );
         assert!(
             ev["device_posture"].is_object(),
             "posture at enrolment is kept"

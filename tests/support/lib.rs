@@ -82,13 +82,22 @@ impl Server {
             Some(admin_token.as_str()),
             "token shown once on first start"
         );
-        Server {
+        let server = Server {
             url,
             admin_token,
             dir,
             child,
             http: reqwest::blocking::Client::new(),
-        }
+        };
+        // The tests' software keys (test/demo) attest with one batch certificate; the service
+        // trusts its root because an admin says so, as for a demo, never by default.
+        let (s, v) = server.admin(
+            "POST",
+            "/api/v1/admin/trust-anchors",
+            Some(serde_json::json!({"pem": soft_key_batch().root_pem(), "label": SOFT_KEY_ROOT_LABEL})),
+        );
+        assert_eq!(s, 201, "{v}");
+        server
     }
 
     /// Stop the service (as in an outage); [`Server::restart`] brings it back on the same
@@ -254,6 +263,16 @@ pub fn snapshot_sqlite(path: &Path) -> BTreeMap<String, Vec<String>> {
     })
 }
 
+/// Label of the trust anchor every test [`Server`] has: the root of the tests' soft keys.
+pub const SOFT_KEY_ROOT_LABEL: &str = "software key (test/demo) root";
+
+/// The attestation batch every soft key of a [`Laptop`] belongs to.
+pub fn soft_key_batch() -> &'static keywarden_keys::soft::AttestationBatch {
+    static BATCH: std::sync::OnceLock<keywarden_keys::soft::AttestationBatch> =
+        std::sync::OnceLock::new();
+    BATCH.get_or_init(|| keywarden_keys::soft::AttestationBatch::generate().unwrap())
+}
+
 /// One laptop: an agent home folder and its software keys (test/demo).
 pub struct Laptop {
     pub home: tempfile::TempDir,
@@ -263,9 +282,17 @@ pub struct Laptop {
 impl Laptop {
     pub fn new(soft_keys: usize) -> Laptop {
         let home = tempfile::tempdir().unwrap();
-        let soft_keys = (0..soft_keys)
+        let soft_keys: Vec<PathBuf> = (0..soft_keys)
             .map(|i| home.path().join(format!("softkey-{i}.json")))
             .collect();
+        for k in &soft_keys {
+            keywarden_keys::soft::SoftKey::create_in_batch(
+                k,
+                &keywarden_keys::soft::SoftKeyOptions::default(),
+                soft_key_batch(),
+            )
+            .unwrap();
+        }
         Laptop { home, soft_keys }
     }
 

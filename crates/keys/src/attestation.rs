@@ -72,6 +72,41 @@ pub fn authenticator_data(
     Ok(out)
 }
 
+/// Name of the CTAP 2.1 `minPinLength` extension (§12.4): asked for at makeCredential, the key
+/// answers with its current minimum PIN length inside the attested authenticatorData, so a
+/// relying party learns it from signed data rather than from the client.
+pub const EXT_MIN_PIN_LENGTH: &str = "minPinLength";
+
+/// The authenticator extension outputs `{"minPinLength": n}` as CBOR, for
+/// [`authenticator_data_with_extensions`].
+pub fn min_pin_length_output(min_pin_length: u32) -> Vec<u8> {
+    to_cbor(&Value::Map(vec![(
+        text(EXT_MIN_PIN_LENGTH),
+        int(i64::from(min_pin_length)),
+    )]))
+}
+
+/// [`authenticator_data`] followed by extension outputs (a CBOR map) when given, with
+/// [`FLAG_ED`] set exactly when they are there.
+pub fn authenticator_data_with_extensions(
+    rp_id: &str,
+    flags: u8,
+    sign_count: u32,
+    attested: Option<&AttestedCredential<'_>>,
+    extensions: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let flags = if extensions.is_some() {
+        flags | FLAG_ED
+    } else {
+        flags & !FLAG_ED
+    };
+    let mut out = authenticator_data(rp_id, flags, sign_count, attested)?;
+    if let Some(ext) = extensions {
+        out.extend_from_slice(ext);
+    }
+    Ok(out)
+}
+
 /// The COSE_Key of an EC2 P-256 public key for ES256: `{1: 2, 3: -7, -1: 1, -2: x, -3: y}`.
 pub fn cose_es256_public_key(x: &[u8; 32], y: &[u8; 32]) -> Vec<u8> {
     to_cbor(&Value::Map(vec![
@@ -177,6 +212,45 @@ mod tests {
         let assertion = authenticator_data("example.com", FLAG_UP | FLAG_AT, 5, None).unwrap();
         assert_eq!(assertion.len(), 37);
         assert_eq!(assertion[32], FLAG_UP);
+    }
+
+    #[test]
+    fn extension_outputs_follow_the_attested_credential_and_set_the_flag() {
+        let cose = cose_es256_public_key(&[1; 32], &[2; 32]);
+        let cred_id = [9u8; 16];
+        let attested = AttestedCredential {
+            aaguid: [7; 16],
+            credential_id: &cred_id,
+            public_key_cose: &cose,
+        };
+        let ext = min_pin_length_output(8);
+        // {"minPinLength": 8}: map(1), text(12) "minPinLength", 8
+        assert_eq!(ext[0], 0xa1);
+        assert_eq!(&ext[1..14], b"\x6cminPinLength");
+        assert_eq!(ext[14], 8);
+        let ad = authenticator_data_with_extensions(
+            "example.com",
+            FLAG_UP | FLAG_UV,
+            0,
+            Some(&attested),
+            Some(&ext),
+        )
+        .unwrap();
+        assert_eq!(ad[32], FLAG_UP | FLAG_UV | FLAG_AT | FLAG_ED);
+        assert_eq!(
+            &ad[55 + cred_id.len()..55 + cred_id.len() + cose.len()],
+            &cose[..]
+        );
+        assert_eq!(&ad[55 + cred_id.len() + cose.len()..], &ext[..]);
+        let plain = authenticator_data_with_extensions(
+            "example.com",
+            FLAG_UP | FLAG_ED,
+            0,
+            Some(&attested),
+            None,
+        )
+        .unwrap();
+        assert_eq!(plain[32], FLAG_UP | FLAG_AT, "no extensions, no ED flag");
     }
 
     #[test]

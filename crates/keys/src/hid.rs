@@ -32,7 +32,9 @@ use crate::{
     Assertion, Authenticator, Error, GetAssertionRequest, KeyProvider, MadeCredential,
     MakeCredentialRequest, Prompt, Result, StoredCredential,
 };
-use ctap_hid_fido2::fidokey::{GetAssertionArgsBuilder, MakeCredentialArgsBuilder};
+use ctap_hid_fido2::fidokey::{
+    CredentialExtension, GetAssertionArgsBuilder, MakeCredentialArgsBuilder,
+};
 use ctap_hid_fido2::public_key_credential_descriptor::PublicKeyCredentialDescriptor;
 use ctap_hid_fido2::public_key_credential_user_entity::PublicKeyCredentialUserEntity;
 use ctap_hid_fido2::{FidoKeyHid, HidInfo, HidParam, LibCfg};
@@ -409,9 +411,14 @@ impl Authenticator for HidKey {
         );
         // The library hashes what it is given as the "challenge": handing it the serialized
         // clientDataJSON makes the key sign SHA-256(clientDataJSON), as WebAuthn requires.
+        // Always ask for the key's minimum PIN length (CTAP 2.1 minPinLength): a key that
+        // supports it and allows this relying party answers inside the attested
+        // authenticatorData, which the service trusts over anything the agent says; others
+        // ignore the request, as CTAP requires of unknown extensions.
         let mut builder = MakeCredentialArgsBuilder::new(&req.rp_id, &req.client_data_json)
             .pin(pin)
-            .user_entity(&user);
+            .user_entity(&user)
+            .extensions(&[CredentialExtension::MinPinLength((Some(true), None))]);
         if req.resident_key {
             builder = builder.resident_key();
         }
@@ -831,7 +838,7 @@ mod tests {
         let cdh = Sha256::digest(b"{}");
         for kind in [Attestation::X5c, Attestation::SelfSigned] {
             let made = key
-                .create_credential(&req, &cdh, kind, 0x05, &crate::SilentPrompt)
+                .create_credential(&req, &cdh, kind, 0x05, true, &crate::SilentPrompt)
                 .unwrap();
             check_attestation(&made.attestation_object, &cdh).unwrap();
             // Signed over another clientDataHash: refused with a clear error, no panic.

@@ -8,7 +8,12 @@
 //!   tests and the demo only. It is chosen only explicitly (a state file path), and every
 //!   [`KeyInfo`] it yields is labelled [`SOFT_KEY_LABEL`](keywarden_protocol::SOFT_KEY_LABEL).
 //!   `soft::SoftKeyProvider::new(state_files)` gives one soft key per file; each key's
-//!   attestation root (for a test service to trust) is `SoftKey::attestation_ca_pem`.
+//!   attestation root (for a test service to trust) is `SoftKey::attestation_ca_pem`, and keys
+//!   made with `SoftKey::create_in_batch` share one root (`soft::AttestationBatch`).
+//!
+//! Both backends ask the key for its minimum PIN length at makeCredential (the CTAP 2.1
+//! `minPinLength` extension), so a relying party reads it from the attested authenticatorData
+//! instead of trusting what the client says about the key.
 //!
 //! ```no_run
 //! # #[cfg(all(feature = "hid", feature = "soft"))]

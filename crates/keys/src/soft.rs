@@ -275,6 +275,10 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 impl State {
     fn new(options: &SoftKeyOptions) -> Result<Self> {
+        Self::with_identity(options, AttestationIdentity::generate()?)
+    }
+
+    fn with_identity(options: &SoftKeyOptions, attestation: AttestationIdentity) -> Result<Self> {
         Ok(State {
             kind: STATE_KIND.to_owned(),
             warning: STATE_WARNING.to_owned(),
@@ -285,7 +289,7 @@ impl State {
             min_pin_length: options.min_pin_length.max(4),
             force_pin_change: false,
             max_discoverable_credentials: options.max_discoverable_credentials,
-            attestation: AttestationIdentity::generate()?,
+            attestation,
             credentials: Vec::new(),
         })
     }
@@ -502,6 +506,29 @@ impl AttestationIdentity {
     }
 }
 
+/// An attestation batch: one root, and one attestation certificate and key that several soft
+/// keys share, as real keys of one model share a batch attestation certificate. A test or demo
+/// service then trusts one root ([`AttestationBatch::root_pem`]) for every key made with
+/// [`SoftKey::create_in_batch`], instead of one root per key.
+#[derive(Debug, Clone)]
+pub struct AttestationBatch {
+    identity: AttestationIdentity,
+}
+
+impl AttestationBatch {
+    /// A fresh batch with its own root.
+    pub fn generate() -> Result<Self> {
+        Ok(AttestationBatch {
+            identity: AttestationIdentity::generate()?,
+        })
+    }
+
+    /// The PEM of the batch's attestation root, for a test or demo service to trust.
+    pub fn root_pem(&self) -> &str {
+        &self.identity.ca_cert_pem
+    }
+}
+
 fn pem_string(pem: Vec<u8>) -> String {
     // PEM is base64 between ASCII armour lines.
     String::from_utf8_lossy(&pem).into_owned()
@@ -546,20 +573,46 @@ impl SoftKey {
         if unplugged_marker(&path).exists() {
             return Err(Error::KeyRemoved);
         }
-        let state = if path.exists() {
-            State::load(&path)?
-        } else {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                fs::create_dir_all(dir).map_err(|source| Error::State {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-            }
-            let state = State::new(options)?;
-            state.save(&path)?;
-            tracing::info!(path = %path.display(), "created a software key (test/demo)");
-            state
-        };
+        if path.exists() {
+            return Ok(SoftKey {
+                state: State::load(&path)?,
+                path,
+                pin_failures_this_power_cycle: 0,
+            });
+        }
+        Self::create(path, State::new(options)?)
+    }
+
+    /// Create a new soft key at `path` that attests with the certificate of `batch` (so a
+    /// service that trusts the batch root trusts it). Fails with [`Error::State`] when a key is
+    /// already stored there.
+    pub fn create_in_batch(
+        path: impl Into<PathBuf>,
+        options: &SoftKeyOptions,
+        batch: &AttestationBatch,
+    ) -> Result<Self> {
+        let path = path.into();
+        if path.exists() {
+            return Err(Error::State {
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a soft key is already stored there",
+                ),
+                path,
+            });
+        }
+        Self::create(path, State::with_identity(options, batch.identity.clone())?)
+    }
+
+    fn create(path: PathBuf, state: State) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|source| Error::State {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        state.save(&path)?;
+        tracing::info!(path = %path.display(), "created a software key (test/demo)");
         Ok(SoftKey {
             path,
             state,
@@ -605,7 +658,7 @@ impl SoftKey {
             model: models::model_for_aaguid(&aaguid).map(str::to_owned),
             aaguid,
             versions: vec!["FIDO_2_0".to_owned(), "FIDO_2_1".to_owned()],
-            extensions: Vec::new(),
+            extensions: vec![attestation::EXT_MIN_PIN_LENGTH.to_owned()],
             options,
             pin_protocols: vec![2, 1],
             firmware_version: Some(FIRMWARE_VERSION),
@@ -734,12 +787,18 @@ impl SoftKey {
 
     /// makeCredential after user verification (by the caller): exclude list, slot limit,
     /// touch, key generation and attestation over `client_data_hash`.
+    ///
+    /// With `min_pin_length_asked` the attested authenticatorData carries the `minPinLength`
+    /// extension output (CTAP 2.1 §12.4): the key's current minimum PIN length. A real key
+    /// reports it only to the relying parties its owner configured (`minPinLengthRPIDs`); the
+    /// soft key (test/demo) is configured to report it to every relying party.
     pub(crate) fn create_credential(
         &mut self,
         req: &MakeCredentialRequest,
         client_data_hash: &[u8],
         attestation_kind: Attestation,
         flags: u8,
+        min_pin_length_asked: bool,
         prompt: &dyn Prompt,
     ) -> Result<MadeCredential> {
         let excluded = req.exclude_credentials.iter().any(|excluded| {
@@ -781,7 +840,9 @@ impl SoftKey {
                 break id;
             }
         };
-        let auth_data = attestation::authenticator_data(
+        let extensions = min_pin_length_asked
+            .then(|| attestation::min_pin_length_output(self.state.min_pin_length.max(4)));
+        let auth_data = attestation::authenticator_data_with_extensions(
             &req.rp_id,
             flags,
             0,
@@ -790,6 +851,7 @@ impl SoftKey {
                 credential_id: &credential_id,
                 public_key_cose: &public_key_cose,
             }),
+            extensions.as_deref(),
         )?;
         let statement = match attestation_kind {
             Attestation::X5c => {
@@ -1052,6 +1114,7 @@ impl Authenticator for SoftKey {
             &client_data_hash,
             Attestation::X5c,
             FLAG_UP | FLAG_UV,
+            true,
             prompt,
         )
     }

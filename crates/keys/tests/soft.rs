@@ -798,3 +798,91 @@ fn a_key_nobody_touches_times_out_and_creates_nothing() {
         .expect("touched this time");
     assert_eq!(key.list_credentials(RP, PIN).unwrap().len(), 1);
 }
+
+/// The extension outputs of an attestationObject's authenticatorData, as a CBOR map.
+fn extension_outputs(attestation_object: &[u8]) -> Option<Vec<(Value, Value)>> {
+    let v: Value = ciborium::from_reader(attestation_object).unwrap();
+    let auth_data = v
+        .as_map()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("authData"))
+        .and_then(|(_, v)| v.as_bytes())
+        .unwrap()
+        .clone();
+    if auth_data[32] & 0x80 == 0 {
+        return None;
+    }
+    let id_len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
+    let mut rest = &auth_data[55 + id_len..];
+    let _cose: Value = ciborium::from_reader(&mut rest).unwrap();
+    let ext: Value = ciborium::from_reader(&mut rest).unwrap();
+    assert!(rest.is_empty(), "nothing after the extensions");
+    Some(ext.as_map().unwrap().clone())
+}
+
+#[test]
+fn min_pin_length_is_reported_inside_the_attested_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SoftKeyOptions {
+        min_pin_length: 7,
+        ..SoftKeyOptions::default()
+    };
+    let mut key = SoftKey::open_with(key_path(&dir, "key.json"), &options).unwrap();
+    key.set_pin("1234567").unwrap();
+    assert!(key
+        .info()
+        .unwrap()
+        .extensions
+        .contains(&"minPinLength".to_owned()));
+    let wan = webauthn();
+    let (challenge, state) = begin_registration(&wan);
+    let req = request(b"user-ada", &challenge);
+    let made = key
+        .make_credential(&req, "1234567", &CountingPrompt::default())
+        .unwrap();
+    let ext = extension_outputs(&made.attestation_object).expect("extension data present");
+    assert_eq!(
+        ext,
+        vec![(Value::Text("minPinLength".into()), Value::Integer(7.into()))]
+    );
+    // The extension output is covered by the attestation signature webauthn-rs checks.
+    let ca_list = AttestationCaList::try_from(key.attestation_ca_pem().as_bytes()).unwrap();
+    wan.register_credential(
+        &registration_response(&made, &req.client_data_json),
+        &state,
+        Some(&ca_list),
+    )
+    .unwrap();
+}
+
+#[test]
+fn keys_of_one_batch_chain_to_one_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = soft::AttestationBatch::generate().unwrap();
+    let options = SoftKeyOptions::default();
+    let a = SoftKey::create_in_batch(key_path(&dir, "a.json"), &options, &batch).unwrap();
+    let b = SoftKey::create_in_batch(key_path(&dir, "b.json"), &options, &batch).unwrap();
+    assert_ne!(a.id(), b.id(), "two keys, one batch certificate");
+    assert_eq!(a.attestation_ca_pem(), batch.root_pem());
+    assert_eq!(b.attestation_ca_pem(), batch.root_pem());
+    assert!(
+        SoftKey::create_in_batch(key_path(&dir, "a.json"), &options, &batch).is_err(),
+        "an existing key is never overwritten"
+    );
+    drop(a);
+    let mut b = key_with_pin(b.path());
+    let wan = webauthn();
+    let (challenge, state) = begin_registration(&wan);
+    let req = request(b"user-ada", &challenge);
+    let made = b
+        .make_credential(&req, PIN, &CountingPrompt::default())
+        .unwrap();
+    let ca_list = AttestationCaList::try_from(batch.root_pem().as_bytes()).unwrap();
+    wan.register_credential(
+        &registration_response(&made, &req.client_data_json),
+        &state,
+        Some(&ca_list),
+    )
+    .unwrap();
+}

@@ -285,7 +285,22 @@ pub async fn issue_ticket(
         serde_json::json!({"ticket_id": id, "expires_at_ms": now + ttl}),
     )
     .await?;
+    // The person hears of every ticket issued in their name: a ticket nobody asked for is how
+    // an insider would try to bind a key of their own.
+    crate::webhooks::notify(
+        &mut tx,
+        &req.person_id,
+        "enrolment_ticket.issued",
+        &format!(
+            "IT issued an enrolment ticket for you (valid until {}). If you did not ask for one, tell your security team.",
+            secrets::fmt_time(now + ttl)
+        ),
+        serde_json::json!({"ticket_id": id, "issued_by": admin.actor(), "expires_at_ms": now + ttl}),
+        now,
+    )
+    .await?;
     tx.commit().await?;
+    state.outbox_wake.notify_one();
     Ok((
         StatusCode::CREATED,
         Json(IssuedSecret {

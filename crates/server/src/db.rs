@@ -84,3 +84,16 @@ pub async fn begin(pool: &AnyPool) -> Result<Transaction<'static, Any>> {
         Ok(pool.begin().await?)
     }
 }
+
+/// Take a person's row for the rest of the write transaction `tx`. Whatever changes a person's
+/// standing (an offboarding, a SCIM update) or binds something to them (an enrolment) takes it
+/// first, so on PostgreSQL they run one after the other and each reads the other's committed
+/// result (READ COMMITTED reads afresh per statement); on SQLite the write transaction already
+/// holds the database's one write lock. A no-op write that changes no value.
+pub async fn lock_person(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<()> {
+    sqlx::query("UPDATE people SET active = active WHERE id = $1")
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{
-    CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest, EnrolFinishResponse,
-    PersonSummary, RegistrationOptions, SOFT_KEY_AAGUID,
+    AddKeyRequest, CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
+    EnrolFinishResponse, PersonSummary, RegistrationOptions,
 };
 use sqlx::{Any, Row, Transaction};
 use webauthn_rs_core::proto::{
@@ -20,7 +20,7 @@ use webauthn_rs_core::proto::{
 use crate::audit;
 use crate::auth::{parse_json, SignedCall};
 use crate::error::{Error, Result};
-use crate::policy::{self, DeviceClass, Policies, Policy};
+use crate::policy::{self, Policies, Policy};
 use crate::secrets::{self, b64, new_id};
 use crate::state::AppState;
 
@@ -28,6 +28,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/agent/enrolments", post(begin))
+        .route("/api/v1/agent/key-additions", post(add_key))
         .route(
             "/api/v1/agent/enrolments/{id}/ceremonies",
             post(next_ceremony),
@@ -55,7 +56,11 @@ struct Person {
     active: bool,
 }
 
+/// Load a person inside a write transaction, holding their row until commit: an offboarding
+/// (which takes the same row first) and an enrolment for that person run one after the other,
+/// so a credential can never be bound to someone whose offboarding already revoked the rest.
 async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
+    crate::db::lock_person(tx, id).await?;
     let r = sqlx::query(
         "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
     )
@@ -144,7 +149,7 @@ pub async fn begin(
                 )
                 .await?;
                 tx.commit().await?;
-            } else if code == "laptop_noncompliant" {
+            } else if code == "laptop_noncompliant" || STEP_UP_REFUSALS.contains(&code) {
                 audit::record_refusal(
                     &state.db,
                     now,
@@ -230,6 +235,8 @@ async fn begin_inner(
             "this person is no longer active",
         ));
     }
+    let stepped_up_with =
+        require_step_up_if_enrolled(state, &mut tx, call, &person, req, now).await?;
     let (_, policy) = policy_for(state, &mut tx, &person.id).await?;
     check_laptop(&policy, &mut tx, &call.device_id, now).await?;
     let redeemed = sqlx::query(
@@ -262,10 +269,174 @@ async fn begin_inner(
         &format!("device:{}", call.device_id),
         "ticket.redeemed",
         &person.id,
-        serde_json::json!({"ticket_id": ticket_id, "session_id": resp.enrolment_id}),
+        serde_json::json!({"ticket_id": ticket_id, "session_id": resp.enrolment_id, "stepped_up_with": stepped_up_with}),
     )
     .await?;
     tx.commit().await?;
+    Ok(resp)
+}
+
+/// Refusals of a ticket redemption for a person who already has a key: audited, not counted
+/// against the ticket (the ticket is fine; the proof is missing).
+const STEP_UP_REFUSALS: &[&str] = &[
+    "step_up_required",
+    "step_up_wrong_person",
+    "step_up_unknown",
+    "step_up_wrong_device",
+    "step_up_wrong_purpose",
+    "step_up_used",
+    "step_up_expired",
+    "credential_unknown",
+    "credential_not_active",
+    "assertion_invalid",
+    "assertion_malformed",
+    "assertion_counter_replayed",
+    "user_verification_missing",
+];
+
+/// A ticket enrols only a person's first keys. Once they hold an active credential, adding
+/// another is a step-up, like recovery: the redemption must carry a fresh assertion from one of
+/// that person's active keys (verified and consumed in `tx`). Returns the credential that
+/// stepped up, if one had to.
+async fn require_step_up_if_enrolled(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    call: &SignedCall,
+    person: &Person,
+    req: &EnrolBeginRequest,
+    now: i64,
+) -> Result<Option<String>> {
+    if active_count(tx, &person.id).await? == 0 {
+        return Ok(None);
+    }
+    let Some(step_up) = &req.step_up else {
+        return Err(Error::forbidden(
+            "step_up_required",
+            format!(
+                "{} already has an active key, so a ticket alone cannot add another: sign in with one of their keys to add a key, or ask the help desk for a recovery if every key is lost",
+                person.user_name
+            ),
+        ));
+    };
+    let v = crate::stepup::verify(state, tx, &call.device_id, "add_key", step_up, now).await?;
+    if v.person_id != person.id {
+        return Err(Error::forbidden(
+            "step_up_wrong_person",
+            "the key used to prove the addition belongs to someone else; use one of your own keys",
+        ));
+    }
+    Ok(Some(v.credential_id))
+}
+
+/// `POST /api/v1/agent/key-additions` (device-signed): a person adds a key by proving they hold
+/// one already: a fresh assertion (purpose `add_key`) from one of their active keys opens an
+/// enrolment session for them on this laptop, exactly as a redeemed ticket does.
+#[utoipa::path(post, path = "/api/v1/agent/key-additions", tag = "agent", request_body = crate::openapi::AddKeyRequestDoc,
+    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn add_key(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let req: AddKeyRequest = parse_json(&body)?;
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    call.claim(&mut tx).await?;
+    let v = match crate::stepup::verify(
+        &state,
+        &mut tx,
+        &call.device_id,
+        "add_key",
+        &req.step_up,
+        now,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            drop(tx);
+            return Err(crate::stepup::refused(&state, &call.device_id, "add_key", e, now).await);
+        }
+    };
+    let resp = match add_key_session(&state, &mut tx, &call, &v, now).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop(tx);
+            let (_, code, message) = e.parts();
+            if code == "laptop_noncompliant" {
+                audit::record_refusal(
+                    &state.db,
+                    now,
+                    &format!("device:{}", call.device_id),
+                    "enrolment.refused",
+                    &call.device_id,
+                    serde_json::json!({"reason": code, "message": message}),
+                )
+                .await?;
+            }
+            return Err(e);
+        }
+    };
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+async fn add_key_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    call: &SignedCall,
+    v: &crate::stepup::Verified,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let person = load_person(tx, &v.person_id).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    let (_, policy) = policy_for(state, tx, &person.id).await?;
+    check_laptop(&policy, tx, &call.device_id, now).await?;
+    // The session hangs off an internal, already redeemed ticket row that names the proof.
+    let ticket_id = new_id();
+    let marker = format!("add_key:{}", v.credential_id);
+    sqlx::query(
+        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $5, $5, $6)",
+    )
+    .bind(&ticket_id)
+    .bind(secrets::hash(&format!("{marker}:{ticket_id}")))
+    .bind(&person.id)
+    .bind(&marker)
+    .bind(now)
+    .bind(&call.device_id)
+    .execute(&mut **tx)
+    .await?;
+    let resp = open_session(
+        state,
+        tx,
+        &person.id,
+        &ticket_id,
+        &call.device_id,
+        None,
+        now,
+    )
+    .await?;
+    audit::record(
+        tx,
+        now,
+        &format!("device:{}", call.device_id),
+        "key_addition.opened",
+        &person.id,
+        serde_json::json!({"stepped_up_with": v.credential_id, "session_id": resp.enrolment_id}),
+    )
+    .await?;
     Ok(resp)
 }
 
@@ -492,30 +663,6 @@ async fn new_ceremony(
     })
 }
 
-/// AAGUID from the authenticatorData inside an attestationObject.
-fn aaguid_of(attestation_object: &[u8]) -> Option<String> {
-    let value: ciborium::Value = ciborium::from_reader(attestation_object).ok()?;
-    let map = value.as_map()?;
-    let auth_data = map
-        .iter()
-        .find(|(k, _)| k.as_text() == Some("authData"))
-        .and_then(|(_, v)| v.as_bytes())?;
-    let raw = auth_data.get(37..53)?;
-    Some(uuid::Uuid::from_slice(raw).ok()?.hyphenated().to_string())
-}
-
-fn attestation_type(data: &ParsedAttestationData) -> Option<&'static str> {
-    match data {
-        ParsedAttestationData::Basic(_) => Some("basic"),
-        ParsedAttestationData::Self_ => Some("self"),
-        ParsedAttestationData::AttCa(_) => Some("attca"),
-        ParsedAttestationData::AnonCa(_) => Some("anonca"),
-        ParsedAttestationData::ECDAA
-        | ParsedAttestationData::None
-        | ParsedAttestationData::Uncertain => None,
-    }
-}
-
 /// `POST /api/v1/agent/ceremonies/{id}/finish` (device-signed): verify the attestation and
 /// bind the credential, after the policy checks (AAGUID, PIN length, user verification, laptop).
 #[utoipa::path(post, path = "/api/v1/agent/ceremonies/{id}/finish", tag = "agent", request_body = crate::openapi::EnrolFinishRequestDoc,
@@ -545,7 +692,7 @@ pub async fn finish(
             let (_, code, message) = e.parts();
             if POLICY_REFUSALS.contains(&code) {
                 audit::record_refusal(&state.db, now, &format!("device:{}", call.device_id), "enrolment.refused", &ceremony_id,
-                    serde_json::json!({"reason": code, "message": message, "aaguid": req.key.aaguid})).await?;
+                    serde_json::json!({"reason": code, "message": message, "claimed_aaguid": req.key.aaguid})).await?;
             }
             Err(e)
         }
@@ -555,6 +702,9 @@ pub async fn finish(
 /// Policy refusals at the end of a ceremony; each is audited.
 const POLICY_REFUSALS: &[&str] = &[
     "aaguid_not_allowed",
+    "attestation_untrusted",
+    "attestation_chain_required",
+    "pin_length_unknown",
     "user_verification_missing",
     "pin_too_short",
     "laptop_noncompliant",
@@ -647,21 +797,23 @@ async fn finish_inner(
             format!("credential is not well-formed: {e}"),
         )
     })?;
-    let credential = state
-        .webauthn
-        .register_credential(&reg, &reg_state, None)
-        .map_err(|e| {
-            Error::bad_request(
-                "attestation_invalid",
-                format!("attestation did not verify: {e:?}"),
-            )
-        })?;
-    let att_type = attestation_type(&credential.attestation.data).ok_or_else(|| {
-        Error::bad_request(
-            "attestation_missing",
-            "the key sent no verifiable attestation; attestation is required",
-        )
-    })?;
+    // Attestation and the facts the policy judges come from verified data only (trust.rs):
+    // the chain to a trust anchor, the AAGUID and minimum PIN length from the attested
+    // authenticatorData, the device class from metadata; never from `req.key`.
+    let (population, policy) = policy_for(state, &mut tx, &person.id).await?;
+    let verified = crate::trust::verify_registration(
+        state,
+        &mut tx,
+        &reg,
+        &reg_state,
+        &attestation_object,
+        &policy,
+        &population,
+        now,
+    )
+    .await?;
+    let credential = &verified.credential;
+    let att_type = verified.attestation_type;
     let cred_id = b64(credential.cred_id.as_ref());
     if cred_id != b64(&credential_raw) {
         return Err(Error::bad_request(
@@ -669,9 +821,7 @@ async fn finish_inner(
             "credential_id differs from the attested one",
         ));
     }
-    let aaguid = aaguid_of(&attestation_object).ok_or_else(|| {
-        Error::bad_request("attestation_malformed", "authenticatorData has no AAGUID")
-    })?;
+    let aaguid = verified.facts.aaguid.clone();
     let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
         .bind(&cred_id)
         .fetch_optional(&mut *tx)
@@ -682,7 +832,6 @@ async fn finish_inner(
             "this credential is already enrolled",
         ));
     }
-    let (population, policy) = policy_for(state, &mut tx, &person.id).await?;
     if !policy.aaguid_allow_list.is_empty()
         && !policy
             .aaguid_allow_list
@@ -701,29 +850,25 @@ async fn finish_inner(
         ));
     }
     if let Some(min) = policy.min_pin_length {
-        match req.key.min_pin_length {
+        match verified.facts.min_pin_length {
             Some(n) if n >= min => {}
             Some(n) => {
                 return Err(Error::forbidden(
                     "pin_too_short",
-                    format!("the key enforces a minimum PIN length of {n}; population {population} requires at least {min}"),
+                    format!("the key enforces a minimum PIN length of {n}; population {population} requires at least {min}: raise the key's minimum PIN length or use another key"),
                 ))
             }
             None => {
                 return Err(Error::forbidden(
-                    "pin_too_short",
-                    format!("the key does not report its minimum PIN length; population {population} requires at least {min}"),
+                    "pin_length_unknown",
+                    format!("the key did not report its minimum PIN length in its attested data (the minPinLength extension); population {population} requires at least {min}: use a key that reports it"),
                 ))
             }
         }
     }
     check_laptop(&policy, &mut tx, &call.device_id, now).await?;
-    let software_key = aaguid == SOFT_KEY_AAGUID || req.key.is_soft();
-    let device_class = if software_key {
-        DeviceClass::Software
-    } else {
-        DeviceClass::of(&req.key)
-    };
+    let software_key = verified.software_key;
+    let device_class = verified.device_class;
     let model = if req.key.aaguid == aaguid {
         req.key.model.clone()
     } else {
@@ -759,8 +904,11 @@ async fn finish_inner(
         "backup_eligible": credential.backup_eligible,
         "sign_count": credential.counter,
         "x5c_subjects": x5c_subjects,
-        "attestation_chain_trusted": "not checked: no attestation CA list configured",
     });
+    let mut verification = verification;
+    if let (Some(v), Some(extra)) = (verification.as_object_mut(), verified.evidence.as_object()) {
+        v.extend(extra.clone());
+    }
     sqlx::query(
         "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at, device_class) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13)",
@@ -774,7 +922,7 @@ async fn finish_inner(
     .bind(i64::from(software_key))
     .bind(&format)
     .bind(att_type)
-    .bind(serde_json::to_string(&credential).map_err(Error::Corrupt)?)
+    .bind(serde_json::to_string(credential).map_err(Error::Corrupt)?)
     .bind(serde_json::to_string(&crate::serials::as_stored(&req.key, &policy)).map_err(Error::Corrupt)?)
     .bind(now)
     .bind(device_class.as_str())
@@ -812,6 +960,26 @@ async fn finish_inner(
         )
         .await?;
     }
+    let hostname: Option<String> = sqlx::query("SELECT hostname FROM devices WHERE id = $1")
+        .bind(&call.device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("hostname"))
+        .transpose()?;
+    crate::webhooks::notify(
+        &mut tx,
+        &person.id,
+        "credential.bound",
+        &format!(
+            "A new {} was added to your account on laptop {} at {}. If this was not you, report it to your security team at once.",
+            model.as_deref().unwrap_or("security key"),
+            hostname.as_deref().unwrap_or(&call.device_id),
+            secrets::fmt_time(now)
+        ),
+        serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "device_id": call.device_id, "software_key": software_key}),
+        now,
+    )
+    .await?;
     let active = active_count(&mut tx, &person.id).await?;
     tx.commit().await?;
     Ok(EnrolFinishResponse {

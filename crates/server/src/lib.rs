@@ -37,6 +37,7 @@ pub mod serials;
 pub mod state;
 pub mod stepup;
 pub mod tokens;
+pub mod trust;
 pub mod webhooks;
 
 pub use error::{Error, Result};
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(audit::router())
         .merge(policy::router())
+        .merge(trust::router())
         .merge(coverage::router())
         .merge(scim::router())
         .merge(stepup::router())

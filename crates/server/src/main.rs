@@ -10,8 +10,8 @@ use clap::Parser;
 use clap::Subcommand;
 use keywarden_server::auth::Role;
 use keywarden_server::{
-    admin, audit, coverage, db, devices, mds, router, tokens, AppState, Clock as _, Settings,
-    SystemClock,
+    admin, audit, coverage, db, devices, mds, router, tokens, trust, AppState, Clock as _,
+    Settings, SystemClock,
 };
 
 /// The Keywarden central service: binds FIDO2 credentials to verified identities, receives
@@ -88,8 +88,9 @@ enum Command {
         #[command(subcommand)]
         what: ReportCommand,
     },
-    /// Load a FIDO Metadata Service blob (a file, offline) as a population's AAGUID allow-list,
-    /// after checking its certificate chain against the trusted root and its signature.
+    /// Load a FIDO Metadata Service blob (a file, offline) after checking its certificate chain
+    /// against the trusted root and its signature: its models' attestation roots become trust
+    /// anchors, and with --population its trusted models become that population's allow-list.
     LoadMds {
         /// The MDS3 blob (JWS) file.
         #[arg(long)]
@@ -97,9 +98,15 @@ enum Command {
         /// The trusted root certificate (PEM), e.g. the FIDO Alliance MDS root.
         #[arg(long)]
         root_cert: PathBuf,
-        /// The population whose allow-list is replaced.
+        /// The population whose AAGUID allow-list is replaced by the blob's trusted models.
         #[arg(long)]
-        population: String,
+        population: Option<String>,
+    },
+    /// Roots that attestation chains must lead to: list them, or add and remove roots by hand
+    /// (those from the FIDO metadata change with `load-mds`).
+    Trust {
+        #[command(subcommand)]
+        action: TrustCommand,
     },
     /// Issue an API token for a role and print it once (e.g. the SCIM token for the IdP).
     /// Admin, help-desk and auditor tokens belong to a person: give --person.
@@ -157,6 +164,26 @@ enum DeviceCommand {
         /// What happened, for the audit log.
         #[arg(long)]
         note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Every trust anchor, and whether the FIDO metadata is stale (past its nextUpdate).
+    List,
+    /// Trust a root certificate (PEM) for attestation chains of any key model.
+    Add {
+        /// The root certificate, PEM.
+        #[arg(long)]
+        pem: PathBuf,
+        /// What it is, e.g. "Acme keys root (procurement 2026)" or "software key (test/demo) root".
+        #[arg(long)]
+        label: String,
+    },
+    /// Stop trusting a root added by hand, by its SHA-256 fingerprint (from `trust list`).
+    Remove {
+        /// The fingerprint (hex).
+        fingerprint: String,
     },
 }
 
@@ -331,18 +358,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let root = std::fs::read(&root_cert)
                 .with_context(|| format!("cannot read {}", root_cert.display()))?;
             let verified = mds::verify(&text, &root)?;
-            let n = mds::load_into_population(
-                &pool,
-                clock.now_ms(),
-                "service-cli",
-                &population,
-                &verified,
-            )
-            .await?;
+            let now = clock.now_ms();
+            let stored = mds::store_metadata(&pool, now, "service-cli", &verified).await?;
             println!(
-                "MDS blob {} verified; population {population} now allows {n} AAGUIDs",
-                verified.number
+                "MDS blob {} verified; {} trust anchors for {} models stored",
+                verified.number, stored.anchors, stored.models
             );
+            if let Some(population) = population {
+                let n =
+                    mds::load_into_population(&pool, now, "service-cli", &population, &verified)
+                        .await?;
+                println!("population {population} now allows {n} AAGUIDs");
+            }
+            if verified.stale_at(now) {
+                println!(
+                    "STALE: this blob was due to be replaced on {} (nextUpdate); fetch the current blob, revocations may be missing",
+                    verified.next_update
+                );
+            }
+            return Ok(());
+        }
+        Some(Command::Trust { action }) => {
+            let now = clock.now_ms();
+            match action {
+                TrustCommand::List => {
+                    let listing = trust::list(&pool, now).await?;
+                    match &listing.mds {
+                        Some(m) if m.stale => println!(
+                            "FIDO metadata: blob {} STALE since {} (nextUpdate); load the current blob",
+                            m.blob_no, m.next_update
+                        ),
+                        Some(m) => println!(
+                            "FIDO metadata: blob {}, {} models, next update due {}",
+                            m.blob_no, m.models, m.next_update
+                        ),
+                        None => println!("FIDO metadata: none loaded"),
+                    }
+                    for a in &listing.anchors {
+                        let models = if a.aaguids.is_empty() {
+                            "any model".to_owned()
+                        } else {
+                            format!("{} model(s)", a.aaguids.len())
+                        };
+                        println!(
+                            "{}  {:<5}  {}  [{}]  {models}",
+                            a.fingerprint, a.source, a.label, a.subject
+                        );
+                    }
+                }
+                TrustCommand::Add { pem, label } => {
+                    let text = std::fs::read_to_string(&pem)
+                        .with_context(|| format!("cannot read {}", pem.display()))?;
+                    let a =
+                        trust::add_admin_anchor(&pool, now, "service-cli", &text, &label).await?;
+                    println!(
+                        "trust anchor added: {} {} [{}]",
+                        a.fingerprint, a.label, a.subject
+                    );
+                }
+                TrustCommand::Remove { fingerprint } => {
+                    trust::remove_admin_anchor(&pool, now, "service-cli", &fingerprint).await?;
+                    println!("trust anchor removed: {fingerprint}");
+                }
+            }
             return Ok(());
         }
         Some(Command::IssueToken {

@@ -1,7 +1,11 @@
 //! FIDO Metadata Service (MDS3) blob, provided offline as a file: a JWS whose `x5c` header chain
 //! must lead to a trust root the operator names (the FIDO Alliance MDS root, as a PEM file),
-//! signed RS256 or ES256. Its entries' AAGUIDs (less those with a revoked or compromised status)
-//! become a population's AAGUID allow-list: `keywarden-server load-mds`.
+//! signed RS256 or ES256 (`keywarden-server load-mds`). A verified blob gives:
+//! - trust anchors: each entry's `attestationRootCertificates`, bound to that entry's AAGUID
+//!   (models with a revoked or compromised status get none), see [`crate::trust`];
+//! - per model, its `attachmentHint` (the device class the policy counts);
+//! - optionally, a population's AAGUID allow-list (its trusted models);
+//! - its `nextUpdate`: past that date the metadata is flagged stale wherever it is shown.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -30,7 +34,7 @@ const BAD_STATUS: &[&str] = &[
 ];
 
 /// One authenticator model from the blob.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MdsEntry {
     /// AAGUID, lowercase hyphenated.
     pub aaguid: String,
@@ -38,6 +42,11 @@ pub struct MdsEntry {
     pub description: Option<String>,
     /// False when a status report marks it revoked or compromised.
     pub trusted: bool,
+    /// The metadata statement's `attachmentHint`, e.g. `["external", "wired", "nfc"]` or
+    /// `["internal"]`: where the device class comes from.
+    pub attachment_hint: Vec<String>,
+    /// `attestationRootCertificates`: the roots this model's attestation chains lead to.
+    pub root_certificates: Vec<X509>,
 }
 
 /// A verified blob.
@@ -47,6 +56,25 @@ pub struct MdsBlob {
     pub number: i64,
     /// Models with an AAGUID (FIDO2 authenticators).
     pub entries: Vec<MdsEntry>,
+    /// `nextUpdate` (a date, `YYYY-MM-DD`): a newer blob is due then.
+    pub next_update: String,
+    /// The start of that day (UTC) in unix ms: from then on the blob is stale.
+    pub next_update_ms: i64,
+}
+
+impl MdsBlob {
+    /// True once the blob is past its `nextUpdate`.
+    pub fn stale_at(&self, now_ms: i64) -> bool {
+        now_ms >= self.next_update_ms
+    }
+}
+
+/// Unix ms of the start (UTC) of a `YYYY-MM-DD` date.
+fn date_ms(date: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(date, &format).ok()?;
+    let t = d.midnight().assume_utc().unix_timestamp();
+    Some(t.saturating_mul(1000))
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -151,17 +179,47 @@ pub fn verify(blob: &str, trusted_root_pem: &[u8]) -> Result<MdsBlob> {
                     .as_str()
                     .is_some_and(|st| BAD_STATUS.contains(&st))
             });
+        let statement = &e["metadataStatement"];
+        let aaguid = aaguid.hyphenated().to_string();
+        let root_certificates = statement["attestationRootCertificates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                c.as_str()
+                    .and_then(|s| STANDARD.decode(s).ok())
+                    .and_then(|der| X509::from_der(&der).ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "entry {aaguid}: an attestationRootCertificates entry is not a base64 DER certificate"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
         entries.push(MdsEntry {
-            aaguid: aaguid.hyphenated().to_string(),
-            description: e["metadataStatement"]["description"]
-                .as_str()
-                .map(str::to_owned),
+            aaguid,
+            description: statement["description"].as_str().map(str::to_owned),
             trusted,
+            attachment_hint: statement["attachmentHint"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h.as_str().map(str::to_owned))
+                .collect(),
+            root_certificates,
         });
     }
+    let next_update = payload["nextUpdate"]
+        .as_str()
+        .ok_or_else(|| bad("the blob has no nextUpdate date"))?
+        .to_owned();
+    let next_update_ms = date_ms(&next_update)
+        .ok_or_else(|| bad(format!("nextUpdate {next_update} is not a YYYY-MM-DD date")))?;
     Ok(MdsBlob {
         number: payload["no"].as_i64().unwrap_or(0),
         entries,
+        next_update,
+        next_update_ms,
     })
 }
 
@@ -216,4 +274,142 @@ pub async fn load_into_population(
     .await?;
     tx.commit().await?;
     Ok(allowed.len())
+}
+
+/// What storing a blob's metadata did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMetadata {
+    /// Distinct roots now anchoring attestation chains.
+    pub anchors: usize,
+    /// Models described.
+    pub models: usize,
+}
+
+/// Store a verified blob's metadata, replacing the previous blob's: its roots as trust anchors
+/// for their models (not for revoked or compromised ones), each model's attachment hint, and
+/// the blob's number and nextUpdate. Audited. An older blob than the one loaded is refused
+/// (it could bring back a model since revoked).
+pub async fn store_metadata(
+    db: &AnyPool,
+    now: i64,
+    actor: &str,
+    blob: &MdsBlob,
+) -> Result<StoredMetadata> {
+    let mut tx = crate::db::begin(db).await?;
+    let latest: Option<i64> = sqlx::query("SELECT MAX(blob_no) AS n FROM mds_blobs")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    if let Some(latest) = latest.filter(|n| *n > blob.number) {
+        return Err(Error::conflict(
+            "mds_outdated",
+            format!(
+                "blob {} is older than blob {latest}, already loaded; fetch the current blob",
+                blob.number
+            ),
+        ));
+    }
+    sqlx::query("DELETE FROM trust_anchors WHERE source = $1")
+        .bind(crate::trust::SOURCE_MDS)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM authenticator_models")
+        .execute(&mut *tx)
+        .await?;
+    // One anchor per root, vouching for the trusted models whose entry lists it.
+    let mut roots: std::collections::BTreeMap<String, (X509, Vec<String>, Vec<String>)> =
+        std::collections::BTreeMap::new();
+    let mut models = std::collections::BTreeSet::new();
+    for e in &blob.entries {
+        if !models.insert(e.aaguid.clone()) {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO authenticator_models (aaguid, description, attachment, trusted, mds_blob_no) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&e.aaguid)
+        .bind(&e.description)
+        .bind(serde_json::to_string(&e.attachment_hint).map_err(Error::Corrupt)?)
+        .bind(i64::from(e.trusted))
+        .bind(blob.number)
+        .execute(&mut *tx)
+        .await?;
+        if !e.trusted {
+            continue;
+        }
+        for cert in &e.root_certificates {
+            let fp = crate::trust::fingerprint(cert)?;
+            let entry = roots
+                .entry(fp)
+                .or_insert_with(|| (cert.clone(), Vec::new(), Vec::new()));
+            entry.1.push(e.aaguid.clone());
+            if let Some(d) = &e.description {
+                if !entry.2.contains(d) {
+                    entry.2.push(d.clone());
+                }
+            }
+        }
+    }
+    for (cert, aaguids, descriptions) in roots.values() {
+        let label = if descriptions.is_empty() {
+            format!("FIDO metadata blob {}", blob.number)
+        } else {
+            descriptions.join("; ")
+        };
+        crate::trust::insert_anchor(
+            &mut tx,
+            cert,
+            crate::trust::SOURCE_MDS,
+            &label,
+            aaguids,
+            now,
+            actor,
+        )
+        .await?;
+    }
+    sqlx::query("DELETE FROM mds_blobs WHERE blob_no = $1")
+        .bind(blob.number)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO mds_blobs (blob_no, next_update, next_update_ms, entries, loaded_at, loaded_by) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(blob.number)
+    .bind(&blob.next_update)
+    .bind(blob.next_update_ms)
+    .bind(i64::try_from(models.len()).unwrap_or(i64::MAX))
+    .bind(now)
+    .bind(actor)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        actor,
+        "trust.mds_loaded",
+        &format!("mds_blob:{}", blob.number),
+        serde_json::json!({
+            "next_update": blob.next_update,
+            "stale": blob.stale_at(now),
+            "models": models.len(),
+            "anchors": roots.keys().collect::<Vec<_>>(),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StoredMetadata {
+        anchors: roots.len(),
+        models: models.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_update_is_the_start_of_that_day_in_utc() {
+        assert_eq!(date_ms("2026-12-31"), Some(1_798_675_200_000));
+        assert_eq!(date_ms("31.12.2026"), None);
+    }
 }

@@ -1,9 +1,9 @@
 //! Offboarding with no dormant paths: when HR deactivates or deletes a person over SCIM, one
 //! transaction revokes every credential and API token, cancels open tickets, enrolment sessions
-//! and recoveries, unbinds their laptops and retires those left with nobody active bound
-//! ([`crate::devices::left_behind`]; shared workstations and reclaim stations stay), ends their
-//! exceptions, queues their keys for reclaiming, and queues a signed revocation event for the
-//! IdP ([`crate::webhooks`]). Each offboarding
+//! and recoveries, unbinds their laptops, ends their exceptions, queues their keys for
+//! reclaiming, and queues a signed revocation event for the IdP ([`crate::webhooks`]). Right
+//! after it commits, the laptops left with nobody active bound are retired
+//! ([`crate::devices::left_behind`]; shared workstations and reclaim stations stay). Each offboarding
 //! records its time-to-revoke: SCIM request received → revocation committed → IdP webhook
 //! acknowledged.
 //!
@@ -60,7 +60,8 @@ pub struct Summary {
     /// Their API tokens revoked (staff who leave).
     #[serde(default)]
     pub tokens_revoked: Vec<String>,
-    /// Laptops left with no active person bound, retired (reason `offboarded`).
+    /// Laptops left with no active person bound, retired (reason `offboarded`) right after
+    /// the offboarding committed.
     #[serde(default)]
     pub devices_retired: Vec<String>,
 }
@@ -75,17 +76,67 @@ pub struct Pending {
     pub event_id: String,
     /// What was done.
     pub summary: Summary,
+    /// Who left.
+    pub person_id: String,
+    /// Who offboarded them (audit actor).
+    pub actor: String,
 }
 
 impl Pending {
-    /// Record the commit time and wake the webhook deliverer.
+    /// Record the commit time, retire the laptops the leaver left behind, and wake the webhook
+    /// deliverer.
     pub async fn committed(self, state: &AppState) -> Result<()> {
         sqlx::query("UPDATE offboardings SET committed_at_us = $1 WHERE id = $2")
             .bind(state.clock.now_us())
             .bind(&self.id)
             .execute(&state.db)
             .await?;
+        if let Err(e) = self.retire_laptops(state).await {
+            // The laptops are unbound already; the dormant-access report lists them until an
+            // admin retires them.
+            tracing::error!(error = %e, offboarding = %self.id, "could not retire a leaver's laptops");
+        }
         state.outbox_wake.notify_one();
+        Ok(())
+    }
+
+    /// Retire the laptops left with nobody active bound ([`crate::devices::left_behind`]), in a
+    /// transaction of its own right after the offboarding's: a signed request in flight holds
+    /// its laptop's row and then waits for its person's, which the offboarding holds, so
+    /// retiring inside the offboarding would deadlock with it.
+    async fn retire_laptops(&self, state: &AppState) -> Result<()> {
+        let now = state.now_ms();
+        let mut tx = crate::db::begin(&state.db).await?;
+        let mut retired = Vec::new();
+        for device in crate::devices::left_behind(&mut tx, &self.person_id).await? {
+            match crate::devices::retire_in(
+                &mut tx,
+                &device,
+                crate::devices::OFFBOARDED,
+                None,
+                &self.actor,
+                now,
+            )
+            .await
+            {
+                Ok(_) => retired.push(device),
+                // Retired meanwhile (another leaver of a shared laptop, an admin): done.
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !retired.is_empty() {
+            let summary = Summary {
+                devices_retired: retired,
+                ..self.summary.clone()
+            };
+            sqlx::query("UPDATE offboardings SET summary = $1 WHERE id = $2")
+                .bind(serde_json::to_string(&summary).map_err(Error::Corrupt)?)
+                .bind(&self.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -100,6 +151,7 @@ pub async fn run(
     received_at_us: i64,
     now: i64,
 ) -> Result<Pending> {
+    crate::db::lock_person(tx, person_id).await?;
     let person = sqlx::query("SELECT user_name, external_id FROM people WHERE id = $1")
         .bind(person_id)
         .fetch_one(&mut **tx)
@@ -185,11 +237,6 @@ pub async fn run(
         now,
     )
     .await?;
-    for device in crate::devices::left_behind(tx, person_id).await? {
-        crate::devices::retire_in(tx, &device, crate::devices::OFFBOARDED, None, actor, now)
-            .await?;
-        summary.devices_retired.push(device);
-    }
     summary.exceptions_revoked = sqlx::query(
         "UPDATE exceptions SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL",
     )
@@ -236,6 +283,8 @@ pub async fn run(
         id,
         event_id,
         summary,
+        person_id: person_id.to_owned(),
+        actor: actor.to_owned(),
     })
 }
 

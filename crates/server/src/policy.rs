@@ -1,9 +1,10 @@
 //! Populations and their policy. A population is defined by a SCIM group or a person attribute
 //! (user type, department, employee number); a person belongs to the first population, by
 //! priority, that matches, else to `default`. Each population carries a [`Policy`]: minimum
-//! active authenticators, required device classes, an AAGUID allow-list, user verification,
-//! minimum PIN length, posture requirements for the enrolling laptop and for ongoing
-//! compliance, and whether key serial numbers may be collected (not for BYOD).
+//! active authenticators, required device classes, an AAGUID allow-list, whether attestation
+//! must chain to a trust anchor, user verification, minimum PIN length, posture requirements
+//! for the enrolling laptop and for ongoing compliance, and whether key serial numbers may be
+//! collected (not for BYOD).
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use keywarden_protocol::{KeyInfo, Observed, Posture};
+use keywarden_protocol::{Observed, Posture};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use utoipa::ToSchema;
@@ -53,14 +54,6 @@ impl DeviceClass {
             DeviceClass::Software => "software",
         }
     }
-    /// The class of a key the agent described.
-    pub fn of(key: &KeyInfo) -> DeviceClass {
-        if key.is_soft() {
-            DeviceClass::Software
-        } else {
-            DeviceClass::Roaming
-        }
-    }
 }
 
 /// Posture a laptop must show.
@@ -98,6 +91,10 @@ pub struct Policy {
     pub min_device_classes: u32,
     /// AAGUIDs allowed to enrol; empty allows any attested key.
     pub aaguid_allow_list: Vec<String>,
+    /// Whether a key's attestation must chain to a trust anchor (a root from the FIDO
+    /// metadata or one an admin added). The default, for organisation keys; `false` also
+    /// accepts self and `none` attestation (e.g. people's own phones), recorded as such.
+    pub require_trusted_attestation: bool,
     /// Whether the key must verify the user (PIN or biometrics) at enrolment.
     pub require_user_verification: bool,
     /// Shortest PIN the key must enforce.
@@ -120,6 +117,7 @@ impl Default for Policy {
             required_device_classes: Vec::new(),
             min_device_classes: 1,
             aaguid_allow_list: Vec::new(),
+            require_trusted_attestation: true,
             require_user_verification: true,
             min_pin_length: None,
             enrolment_posture: PostureRequirements::default(),

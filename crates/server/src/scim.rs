@@ -370,12 +370,12 @@ fn parse_user(v: &Value) -> ScimResult<UserFields> {
 
 const USER_COLUMNS: &str = "id, user_name, display_name, active, external_id, given_name, family_name, email, title, user_type, employee_number, department, manager_id, created_at, updated_at";
 
-async fn user_groups(db: &sqlx::AnyPool, id: &str) -> ScimResult<Vec<Value>> {
+async fn user_groups(conn: &mut sqlx::AnyConnection, id: &str) -> ScimResult<Vec<Value>> {
     let rows = sqlx::query(
         "SELECT g.id, g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1 ORDER BY g.display_name",
     )
     .bind(id)
-    .fetch_all(db)
+    .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::new();
     for r in rows {
@@ -435,15 +435,17 @@ fn user_resource(r: &AnyRow, groups: Vec<Value>) -> ScimResult<Value> {
     Ok(v)
 }
 
-async fn load_user(db: &sqlx::AnyPool, id: &str) -> ScimResult<Value> {
+/// A user as a SCIM resource, read on `conn` (inside the writer's transaction when it is about
+/// to change the user, so what it changes is what it read).
+async fn load_user(conn: &mut sqlx::AnyConnection, id: &str) -> ScimResult<Value> {
     let r = sqlx::query(&format!(
         "SELECT {USER_COLUMNS} FROM people WHERE id = $1 AND deleted_at IS NULL"
     ))
     .bind(id)
-    .fetch_optional(db)
+    .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))?;
-    let groups = user_groups(db, id).await?;
+    let groups = user_groups(conn, id).await?;
     user_resource(&r, groups)
 }
 
@@ -507,7 +509,7 @@ pub async fn create_user(
     tx.commit().await?;
     Ok(scim_json(
         StatusCode::CREATED,
-        load_user(&state.db, &id).await?,
+        load_user(&mut *state.db.acquire().await?, &id).await?,
     ))
 }
 
@@ -539,19 +541,23 @@ async fn store_user(
     Ok(())
 }
 
-/// Write a replaced user and audit what changed.
+/// Read a user, compute the replacement with `change`, write it and audit what changed, all in
+/// one transaction that holds the person's row: two concurrent updates cannot lose one another,
+/// and two concurrent deactivations offboard once (the second reads the first's result).
 async fn replace_user(
     state: &AppState,
     caller: &Caller,
     id: &str,
-    before: &Value,
-    after: &UserFields,
+    change: impl FnOnce(&Value) -> ScimResult<UserFields>,
     how: &str,
     received_at_us: i64,
 ) -> ScimResult<Response> {
-    let old = parse_user(before)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
+    crate::db::lock_person(&mut tx, id).await?;
+    let before = load_user(&mut tx, id).await?;
+    let old = parse_user(&before)?;
+    let after = &change(&before)?;
     if after.user_name != old.user_name && user_name_taken(&mut tx, &after.user_name, id).await? {
         return Err(ScimError::uniqueness(format!(
             "userName {} is already in use",
@@ -611,11 +617,12 @@ async fn replace_user(
     } else {
         None
     };
+    let resource = load_user(&mut tx, id).await?;
     tx.commit().await?;
     if let Some(o) = offboarding {
         o.committed(state).await?;
     }
-    Ok(scim_json(StatusCode::OK, load_user(&state.db, id).await?))
+    Ok(scim_json(StatusCode::OK, resource))
 }
 
 /// `GET /scim/v2/Users/{id}` (scim role).
@@ -630,7 +637,10 @@ pub async fn get_user(
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
     feed(caller)?;
-    Ok(scim_json(StatusCode::OK, load_user(&state.db, &id).await?))
+    Ok(scim_json(
+        StatusCode::OK,
+        load_user(&mut *state.db.acquire().await?, &id).await?,
+    ))
 }
 
 /// `PUT /scim/v2/Users/{id}` (scim role).
@@ -648,13 +658,11 @@ pub async fn put_user(
     let received_at_us = state.clock.now_us();
     let caller = feed(caller)?;
     let fields = parse_user(&parse_body(&body)?)?;
-    let before = load_user(&state.db, &id).await?;
     replace_user(
         &state,
         &caller,
         &id,
-        &before,
-        &fields,
+        move |_| Ok(fields),
         "PUT",
         received_at_us,
     )
@@ -676,18 +684,17 @@ pub async fn patch_user(
     let received_at_us = state.clock.now_us();
     let caller = feed(caller)?;
     let ops = parse_patch(&parse_body(&body)?)?;
-    let before = load_user(&state.db, &id).await?;
-    let mut after = before.clone();
-    for op in &ops {
-        apply(&mut after, op, Some(ENTERPRISE_SCHEMA))?;
-    }
-    let fields = parse_user(&after)?;
     replace_user(
         &state,
         &caller,
         &id,
-        &before,
-        &fields,
+        |before| {
+            let mut after = before.clone();
+            for op in &ops {
+                apply(&mut after, op, Some(ENTERPRISE_SCHEMA))?;
+            }
+            parse_user(&after)
+        },
         "PATCH",
         received_at_us,
     )
@@ -709,6 +716,7 @@ pub async fn delete_user(
     let caller = feed(caller)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
+    crate::db::lock_person(&mut tx, &id).await?;
     let r =
         sqlx::query("SELECT user_name, active FROM people WHERE id = $1 AND deleted_at IS NULL")
             .bind(&id)
@@ -910,9 +918,10 @@ pub async fn list_users(
     )
     .await?;
     let mut out = Vec::with_capacity(rows.len());
+    let mut conn = state.db.acquire().await?;
     for r in &rows {
         let id: String = r.try_get("id")?;
-        out.push(user_resource(r, user_groups(&state.db, &id).await?)?);
+        out.push(user_resource(r, user_groups(&mut conn, &id).await?)?);
     }
     Ok(list_response(total, start, out))
 }

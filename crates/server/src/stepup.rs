@@ -24,7 +24,7 @@ use crate::secrets::{b64, new_id, unb64};
 use crate::state::AppState;
 
 /// Purposes a challenge may be asked for.
-pub const PURPOSES: &[&str] = &["sign_in", "report_lost", "recovery"];
+pub const PURPOSES: &[&str] = &["sign_in", "report_lost", "recovery", "add_key"];
 
 /// Routes for step-up.
 pub fn router() -> Router<AppState> {

@@ -1,6 +1,8 @@
 //! A FIDO Metadata Service blob loaded offline becomes a population's AAGUID allow-list only
 //! when its certificate chain leads to the trusted root and its signature verifies; revoked
-//! models are left out; a refused blob changes nothing.
+//! models are left out; a refused blob changes nothing. Its models' attestation roots become
+//! trust anchors (not those of revoked models); a blob past its nextUpdate is flagged stale;
+//! admins add and remove their own roots with `keywarden-server trust`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -19,7 +21,10 @@ use openssl::sign::Signer;
 use openssl::x509::{X509Name, X509};
 use serde_json::json;
 
-both_backends!(verified_blob_sets_the_allow_list);
+both_backends!(
+    verified_blob_sets_the_allow_list,
+    blob_roots_become_trust_anchors_and_a_stale_blob_is_flagged
+);
 
 fn cert(cn: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>) -> X509 {
     let mut name = X509Name::builder().unwrap();
@@ -163,4 +168,129 @@ async fn verified_blob_sets_the_allow_list(app: App) {
         .audit_actions()
         .await
         .contains(&"policy.changed".to_owned()));
+}
+
+fn cli(app: &App, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
+        .args(args)
+        .arg("--database-url")
+        .arg(&app.db.url)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn blob_roots_become_trust_anchors_and_a_stale_blob_is_flagged(app: App) {
+    let (root_key, leaf_key) = (key(), key());
+    let root = cert("Test MDS Root", &root_key, None);
+    let leaf = cert("Test MDS Signer", &leaf_key, Some((&root, &root_key)));
+    let (vendor_key, revoked_key) = (key(), key());
+    let vendor_root = cert("Vendor Attestation Root", &vendor_key, None);
+    let revoked_root = cert("Revoked Vendor Root", &revoked_key, None);
+    let der = |c: &X509| STANDARD.encode(c.to_der().unwrap());
+    // Due for replacement before today: stale.
+    let payload = json!({"no": 5, "nextUpdate": "2026-01-01", "entries": [
+        {"aaguid": "cb69481e-8ff7-4039-93ec-0a2729a154a8",
+         "metadataStatement": {"description": "Vendor key", "attachmentHint": ["external", "wired"],
+                               "attestationRootCertificates": [der(&vendor_root)]},
+         "statusReports": [{"status": "FIDO_CERTIFIED_L1"}]},
+        {"aaguid": "ee882879-721c-4913-9775-3dfcce97072a",
+         "metadataStatement": {"description": "Old key", "attestationRootCertificates": [der(&revoked_root)]},
+         "statusReports": [{"status": "ATTESTATION_KEY_COMPROMISE"}]},
+    ]});
+    let dir = tempfile::tempdir().unwrap();
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(&root_pem, root.to_pem().unwrap()).unwrap();
+    let blob_path = dir.path().join("blob.jwt");
+    std::fs::write(&blob_path, blob(&leaf, &leaf_key, &payload)).unwrap();
+    let (ok, text) = cli(
+        &app,
+        &[
+            "load-mds",
+            "--blob",
+            blob_path.to_str().unwrap(),
+            "--root-cert",
+            root_pem.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("MDS blob 5 verified; 1 trust anchors for 2 models stored"),
+        "{text}"
+    );
+    assert!(
+        text.contains("STALE") && text.contains("2026-01-01"),
+        "{text}"
+    );
+    let fp = |c: &X509| hex::encode(c.digest(MessageDigest::sha256()).unwrap());
+    let (s, listing) = app
+        .call("GET", "/api/v1/admin/trust-anchors", &app.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{listing}");
+    let mds: Vec<&serde_json::Value> = listing["anchors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["source"] == "mds")
+        .collect();
+    assert_eq!(
+        mds.len(),
+        1,
+        "the compromised model's root is not an anchor: {listing}"
+    );
+    assert_eq!(mds[0]["fingerprint"], fp(&vendor_root).as_str());
+    assert_eq!(
+        mds[0]["aaguids"],
+        json!(["cb69481e-8ff7-4039-93ec-0a2729a154a8"]),
+        "bound to its model"
+    );
+    assert_eq!(listing["mds"]["stale"], true, "{listing}");
+    assert_eq!(listing["mds"]["blob_no"], 5);
+    let (ok, text) = cli(&app, &["trust", "list"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("STALE since 2026-01-01"), "{text}");
+    assert!(text.contains(&fp(&vendor_root)), "{text}");
+
+    // An admin's own root: added, listed, removed; roots from the metadata are not removable.
+    let own = dir.path().join("own.pem");
+    std::fs::write(&own, cert("Acme Keys Root", &key(), None).to_pem().unwrap()).unwrap();
+    let (ok, text) = cli(
+        &app,
+        &[
+            "trust",
+            "add",
+            "--pem",
+            own.to_str().unwrap(),
+            "--label",
+            "Acme keys root",
+        ],
+    );
+    assert!(ok && text.contains("trust anchor added"), "{text}");
+    let added = text.split_whitespace().nth(3).unwrap().to_owned();
+    let (ok, text) = cli(&app, &["trust", "list"]);
+    assert!(ok && text.contains("Acme keys root"), "{text}");
+    let (ok, text) = cli(&app, &["trust", "remove", &fp(&vendor_root)]);
+    assert!(
+        !ok && text.contains("comes from the FIDO metadata"),
+        "{text}"
+    );
+    let (ok, text) = cli(&app, &["trust", "remove", &added]);
+    assert!(ok, "{text}");
+    let (ok, text) = cli(&app, &["trust", "list"]);
+    assert!(ok && !text.contains("Acme keys root"), "{text}");
+    let actions = app.audit_actions().await;
+    for a in [
+        "trust.mds_loaded",
+        "trust_anchor.added",
+        "trust_anchor.removed",
+    ] {
+        assert!(actions.contains(&a.to_owned()), "{a} audited");
+    }
 }

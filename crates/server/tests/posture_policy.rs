@@ -8,7 +8,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{begin, finish, report_body, App, Device, SoftKey};
+use common::{begin, finish, report_body, step_up, App, Device, SoftKey};
 use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
@@ -242,6 +242,7 @@ async fn coverage_judges_laptops_by_their_population_ongoing_posture(app: App) {
     let plain = hr_person(&app, "plain@example.com", "Research").await;
     let silent = hr_person(&app, "silent@example.com", "Research").await;
     let sales = hr_person(&app, "sales@example.com", "Sales").await;
+    let mut keys = Vec::new();
     for (person, host, report) in [
         (&ok, "pc-ok", Some(updated_report(&app, Some(3), true))),
         (
@@ -262,16 +263,21 @@ async fn coverage_judges_laptops_by_their_population_ongoing_posture(app: App) {
         }
         let (s, b) = begin(&app, &laptop, &app.ticket_secret(person).await).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
-        let (s, v) = finish(&app, &laptop, &b, &SoftKey::new()).await;
+        let key = SoftKey::new();
+        let (s, v) = finish(&app, &laptop, &b, &key).await;
         assert_eq!(s, StatusCode::OK, "{v}");
+        keys.push(key);
     }
-    // Someone who only opened an enrolment on a laptop has no key there: not judged.
-    let (s, b) = begin(
-        &app,
-        &app.device("pc-visit").await,
-        &app.ticket_secret(&ok).await,
-    )
-    .await;
+    // Someone who only opened an enrolment (to add a key) on a laptop has no key there: not judged.
+    let visit = app.device("pc-visit").await;
+    let proof = keys[0].assert(&step_up(&app, &visit, "add_key").await);
+    let (s, b) = visit
+        .signed(
+            &app,
+            "/api/v1/agent/key-additions",
+            &json!({"step_up": proof}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, v) = app
         .call("GET", "/api/v1/admin/coverage", &app.admin, None)

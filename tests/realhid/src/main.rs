@@ -346,6 +346,50 @@ impl Service {
             .collect())
     }
 
+    /// Trust the attestation root of the soft key (test/demo) `key_name`, as an admin would
+    /// for a test (its state file holds the root): the service trusts no root by default.
+    fn trust_root_of(&self, env: &Env, key_name: &str) -> Result<()> {
+        let state: Value =
+            serde_json::from_slice(&fs::read(env.work.join(format!("{key_name}.json")))?)?;
+        let pem = state["attestation"]["ca_cert_pem"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{key_name}: no attestation root in its state file"))?;
+        self.post(
+            "/api/v1/admin/trust-anchors",
+            serde_json::json!({"pem": pem, "label": format!("software key (test/demo) root: {key_name}")}),
+        )?;
+        Ok(())
+    }
+
+    /// A person HR provisions over SCIM in `department`.
+    fn hr_person(&self, user_name: &str, department: &str) -> Result<String> {
+        let scim = self.post(
+            "/api/v1/admin/tokens",
+            serde_json::json!({"role": "scim", "label": "HR feed"}),
+        )?;
+        let token = scim["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no SCIM token: {scim}"))?;
+        let resp = self
+            .http
+            .post(format!("{}/scim/v2/Users", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/scim+json")
+            .body(
+                serde_json::json!({"userName": user_name, "displayName": user_name,
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": department}})
+                .to_string(),
+            )
+            .send()?;
+        let status = resp.status();
+        let v: Value = serde_json::from_str(&resp.text()?)?;
+        ensure!(status.is_success(), "SCIM create {user_name}: {status} {v}");
+        Ok(v["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no person id: {v}"))?
+            .to_owned())
+    }
+
     fn person(&self, user_name: &str) -> Result<String> {
         let v = self.post(
             "/api/v1/admin/people",
@@ -856,6 +900,8 @@ fn run(env: &mut Env) -> Result<()> {
     // The full enrolment through the agent CLI against the service on loopback.
     let t = Instant::now();
     let service = Service::start(env)?;
+    service.trust_root_of(env, "key-a")?;
+    service.trust_root_of(env, "key-b")?;
     let ada = service.person("ada")?;
     let prov = service.secret("/api/v1/admin/provisioning-tokens", serde_json::json!({}))?;
     let out = env.keywarden(
@@ -907,6 +953,10 @@ fn run(env: &mut Env) -> Result<()> {
             None,
         )?;
         ensure!(ev["verification"]["verified"] == true, "evidence: {ev}");
+        ensure!(
+            ev["verification"]["attestation_trust"]["result"] == "anchored",
+            "the chain leads to a trusted root: {ev}"
+        );
     }
     let org_ids: Vec<Vec<u8>> = creds
         .iter()
@@ -1071,7 +1121,15 @@ fn run(env: &mut Env) -> Result<()> {
         "forcePINChange cleared"
     );
     drop(kc);
-    let bob = service.person("bob")?;
+    // Self attestation counts only where a population allows it (people's own keys).
+    service.admin(
+        reqwest::Method::PUT,
+        "/api/v1/admin/populations/byod",
+        Some(serde_json::json!({"priority": 1,
+            "selector": {"kind": "attribute", "key": "department", "value": "BYOD lab"},
+            "policy": {"require_trusted_attestation": false}})),
+    )?;
+    let bob = service.hr_person("bob", "BYOD lab")?;
     let out = env.keywarden(
         "laptop",
         &[

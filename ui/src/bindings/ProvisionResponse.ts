@@ -11,4 +11,13 @@ device_id: string,
 /**
  * Service time (unix ms), so the agent can warn about clock skew.
  */
-server_time_ms: number, };
+server_time_ms: number, 
+/**
+ * The organisation's WebAuthn relying party id: the agent pins it at provisioning and signs
+ * for no other.
+ */
+rp_id: string | null, 
+/**
+ * The origin the agent puts into clientDataJSON, pinned with [`ProvisionResponse::rp_id`].
+ */
+origin: string | null, };

@@ -5,6 +5,6 @@
  */
 export type StepUpRequest = { 
 /**
- * What the assertion will be used for: `sign_in`, `report_lost` or `recovery`.
+ * What the assertion will be used for: `sign_in`, `report_lost`, `recovery` or `add_key`.
  */
 purpose: string, };

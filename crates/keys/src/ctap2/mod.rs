@@ -364,7 +364,10 @@ impl CtapAuthenticator {
         }
         let mut m: Map = vec![
             (int(1), Value::Array(versions)),
-            (int(2), Value::Array(Vec::new())),
+            (
+                int(2),
+                Value::Array(vec![text(crate::attestation::EXT_MIN_PIN_LENGTH)]),
+            ),
             (int(3), Value::Bytes(SOFT_KEY_AAGUID.to_vec())),
             (int(4), Value::Map(options)),
             (int(5), int(1200)),
@@ -475,6 +478,18 @@ impl CtapAuthenticator {
             return Err(status::UNSUPPORTED_ALGORITHM);
         }
         let exclude = descriptor_ids(get(p, 5))?;
+        // Extensions (6): only minPinLength is answered; others are ignored, as CTAP allows.
+        let min_pin_length_asked = match get(p, 6) {
+            Some(ext) => ext
+                .as_map()
+                .ok_or(status::CBOR_UNEXPECTED_TYPE)?
+                .iter()
+                .any(|(k, v)| {
+                    k.as_text() == Some(crate::attestation::EXT_MIN_PIN_LENGTH)
+                        && v.as_bool() == Some(true)
+                }),
+            None => false,
+        };
         let rk = option(p, 7, "rk")?.unwrap_or(false);
         let flags = match bytes(p, 8)? {
             Some(param) if param.is_empty() => return self.probe(up),
@@ -505,6 +520,7 @@ impl CtapAuthenticator {
                 &client_data_hash,
                 self.profile.attestation,
                 flags,
+                min_pin_length_asked,
                 &SilentPrompt,
             )
             .map_err(|e| status_of(&e))?;

@@ -431,3 +431,69 @@ fn preview_credential_management_enumerates_and_deletes_one_rp_only() {
         status::PIN_AUTH_INVALID
     );
 }
+
+#[test]
+fn min_pin_length_extension_is_answered_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = key(&dir, Profile::default());
+    let protocol = Protocol::Two;
+    assert_eq!(set_pin(&mut a, protocol, "4711"), 0);
+    let token = pin_token(&mut a, protocol, "4711").unwrap();
+    let (_, info) = call(&mut a, 0x04, Vec::new());
+    assert_eq!(
+        get(&info, 2),
+        Some(&Value::Array(vec![text("minPinLength")])),
+        "getInfo lists the extension"
+    );
+    let ext_of = |m: &Map| -> Option<Value> {
+        let auth_data = get(m, 2).unwrap().as_bytes().unwrap().clone();
+        if auth_data[32] & crate::attestation::FLAG_ED == 0 {
+            return None;
+        }
+        let id_len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
+        let mut rest = &auth_data[55 + id_len..];
+        let _key: Value = ciborium::from_reader(&mut rest).unwrap();
+        Some(ciborium::from_reader(&mut rest).unwrap())
+    };
+    let (s, m) = make_credential(&mut a, protocol, &token, "org.example", b"u1");
+    assert_eq!(s, 0);
+    assert_eq!(ext_of(&m), None, "not asked, not answered");
+
+    let cdh = Sha256::digest(b"clientDataJSON").to_vec();
+    let auth = authenticate(protocol, &token, &cdh).unwrap();
+    let (s, m) = call(
+        &mut a,
+        0x01,
+        vec![
+            (int(1), Value::Bytes(cdh)),
+            (int(2), Value::Map(vec![(text("id"), text("org.example"))])),
+            (
+                int(3),
+                Value::Map(vec![
+                    (text("id"), Value::Bytes(b"u2".to_vec())),
+                    (text("name"), text("ada")),
+                ]),
+            ),
+            (
+                int(4),
+                Value::Array(vec![Value::Map(vec![
+                    (text("alg"), int(-7)),
+                    (text("type"), text("public-key")),
+                ])]),
+            ),
+            (
+                int(6),
+                Value::Map(vec![(text("minPinLength"), Value::Bool(true))]),
+            ),
+            (int(7), Value::Map(vec![(text("rk"), Value::Bool(true))])),
+            (int(8), Value::Bytes(auth)),
+            (int(9), int(protocol.number().into())),
+        ],
+    );
+    assert_eq!(s, 0);
+    assert_eq!(
+        ext_of(&m),
+        Some(Value::Map(vec![(text("minPinLength"), int(4))])),
+        "the key's current minimum PIN length, inside the signed authenticatorData"
+    );
+}

@@ -439,7 +439,60 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
     assert_eq!(entry["laptops_left"], json!([laptop.id]), "{report}");
 }
 
+/// A leaver's only laptop finishing an enrolment, or a laptop reporting, while HR offboards
+/// its person or an admin retires it: whoever wins, the laptop ends retired, the leaver has no
+/// live key, and neither side fails with an internal error (no deadlock between the laptop's
+/// row and the person's).
+async fn retiring_a_busy_laptop(app: App) {
+    let hr = app.token(Role::Scim).await;
+    for round in 0..6 {
+        let person = hr_person(&app, &hr, &format!("busy{round}@example.com")).await;
+        let laptop = app.device(&format!("busy-{round}")).await;
+        let (s, b) = begin(&app, &laptop, &app.ticket_secret(&person).await).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let body = SoftKey::new().make_credential(&b);
+        let path = format!(
+            "/api/v1/agent/ceremonies/{}/finish",
+            b["ceremony_id"].as_str().unwrap()
+        );
+        let ((fs, fv), ()) = tokio::join!(
+            laptop.signed(&app, &path, &body),
+            deactivate(&app, &hr, &person),
+        );
+        assert!(
+            fs == StatusCode::OK
+                || ["person_inactive", "enrolment_closed", "device_retired"]
+                    .contains(&fv["error"]["code"].as_str().unwrap_or("")),
+            "round {round}: {fs} {fv}"
+        );
+        assert_eq!(
+            retired_at(&app, &laptop.id).await,
+            vec!["offboarded".to_owned()]
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM credentials WHERE person_id = '{person}' AND status <> 'revoked'"
+            ))
+            .await,
+            0,
+            "round {round}"
+        );
+        // A laptop reporting while an admin retires it.
+        let other = app.device(&format!("busy-other-{round}")).await;
+        let ((rs, rv), (ts, tv)) = tokio::join!(
+            other.report(&app, true),
+            retire(&app, &app.admin, &other.id, "lost"),
+        );
+        assert_eq!(ts, StatusCode::OK, "round {round}: {tv}");
+        assert!(
+            rs == StatusCode::OK || rv["error"]["code"] == "device_retired",
+            "round {round}: {rs} {rv}"
+        );
+    }
+}
+
 crate::both_backends!(
+    retiring_a_busy_laptop,
     retired_laptop_reporting,
     lost_laptop_redeeming_a_ticket,
     replacement_laptop_carries_nothing_over,

@@ -33,7 +33,7 @@ pub async fn snapshot(app: &App) -> Vec<String> {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         }
         common::Backend::Postgres => {
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name"
         }
     };
     let mut all = Vec::new();

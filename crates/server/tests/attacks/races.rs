@@ -1,1 +1,156 @@
-//! Attack scenarios: see main.rs.
+//! Concurrency: what a leaver's last minutes or a busy HR feed could slip through. An enrolment
+//! finishing while its person is offboarded never leaves a live credential; two deactivations
+//! offboard once; a deactivation and a concurrent edit do not undo one another.
+
+use axum::http::StatusCode;
+use keywarden_server::auth::Role;
+use serde_json::{json, Value};
+
+use crate::common::{begin, App, SoftKey};
+
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+async fn hr_person(app: &App, hr: &str, name: &str) -> String {
+    let (s, u) = app
+        .scim(
+            "POST",
+            "/scim/v2/Users",
+            hr,
+            Some(json!({"userName": name, "displayName": name})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    u["id"].as_str().unwrap().to_owned()
+}
+
+fn patch(ops: Value) -> Option<Value> {
+    Some(json!({"schemas": [PATCH], "Operations": ops}))
+}
+
+fn deactivate() -> Option<Value> {
+    patch(json!([{"op": "replace", "path": "active", "value": false}]))
+}
+
+/// Rounds of: a key's enrolment finishing at the same moment as its person's offboarding. Who
+/// wins does not matter; a live credential for a departed person must never be the outcome.
+async fn enrolment_finishing_during_offboarding(app: App) {
+    let hr = app.token(Role::Scim).await;
+    let laptop = app.device("shared-laptop").await;
+    // Someone who stays uses the laptop too, so it stays in service as each leaver goes.
+    let stays = app.person("stays").await;
+    let (s, v) = begin(&app, &laptop, &app.ticket_secret(&stays).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for round in 0..8 {
+        let person = hr_person(&app, &hr, &format!("leaver{round}")).await;
+        let (s, b) = begin(&app, &laptop, &app.ticket_secret(&person).await).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let key = SoftKey::new();
+        let body = key.make_credential(&b);
+        let path = format!(
+            "/api/v1/agent/ceremonies/{}/finish",
+            b["ceremony_id"].as_str().unwrap()
+        );
+        let user = format!("/scim/v2/Users/{person}");
+        let ((fs, fv), (ds, dv)) = tokio::join!(
+            laptop.signed(&app, &path, &body),
+            app.scim("PATCH", &user, &hr, deactivate()),
+        );
+        assert_eq!(ds, StatusCode::OK, "{dv}");
+        assert!(
+            fs == StatusCode::OK
+                || ["person_inactive", "enrolment_closed"]
+                    .contains(&fv["error"]["code"].as_str().unwrap_or("")),
+            "round {round}: {fs} {fv}"
+        );
+        let live = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM credentials WHERE person_id = '{person}' AND status <> 'revoked'"
+            ))
+            .await;
+        assert_eq!(
+            live, 0,
+            "round {round}: a departed person kept a live key ({fs})"
+        );
+    }
+    let report = app
+        .call(
+            "GET",
+            "/api/v1/admin/reports/dormant-access",
+            &app.admin,
+            None,
+        )
+        .await
+        .1;
+    // The keys themselves wait for IT to reclaim them; nothing on them opens anything.
+    for p in report["people"].as_array().unwrap() {
+        assert_eq!(
+            (&p["credentials"], &p["sessions"], &p["tickets"]),
+            (&json!([]), &json!([]), &json!([])),
+            "{report}"
+        );
+    }
+}
+
+/// The HR feed retries, or two connectors send the same deactivation: one offboarding.
+async fn two_deactivations_offboard_once(app: App) {
+    let hr = app.token(Role::Scim).await;
+    for round in 0..5 {
+        let person = hr_person(&app, &hr, &format!("twice{round}")).await;
+        let user = format!("/scim/v2/Users/{person}");
+        let ((a, av), (b, bv)) = tokio::join!(
+            app.scim("PATCH", &user, &hr, deactivate()),
+            app.scim("PATCH", &user, &hr, deactivate()),
+        );
+        assert_eq!((a, b), (StatusCode::OK, StatusCode::OK), "{av} {bv}");
+        let n = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM offboardings WHERE person_id = '{person}'"
+            ))
+            .await;
+        assert_eq!(n, 1, "round {round}: offboarded {n} times");
+    }
+    // A deactivation racing a deletion: still one offboarding.
+    let person = hr_person(&app, &hr, "deleted").await;
+    let user = format!("/scim/v2/Users/{person}");
+    let ((a, _), (b, _)) = tokio::join!(
+        app.scim("PATCH", &user, &hr, deactivate()),
+        app.scim("DELETE", &user, &hr, None),
+    );
+    assert!(a.is_success() || a == StatusCode::NOT_FOUND, "{a}");
+    assert_eq!(b, StatusCode::NO_CONTENT);
+    let n = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM offboardings WHERE person_id = '{person}'"
+        ))
+        .await;
+    assert_eq!(n, 1);
+}
+
+/// A deactivation and an edit of another attribute at the same time: the edit must not write
+/// back the `active = true` it read before the deactivation committed (a lost update would
+/// silently reactivate a leaver).
+async fn deactivation_and_edit_at_once(app: App) {
+    let hr = app.token(Role::Scim).await;
+    for round in 0..5 {
+        let person = hr_person(&app, &hr, &format!("edited{round}")).await;
+        let user = format!("/scim/v2/Users/{person}");
+        let rename = patch(json!([{"op": "replace", "path": "displayName", "value": "Renamed"}]));
+        let ((a, av), (b, bv)) = tokio::join!(
+            app.scim("PATCH", &user, &hr, rename),
+            app.scim("PATCH", &user, &hr, deactivate()),
+        );
+        assert_eq!((a, b), (StatusCode::OK, StatusCode::OK), "{av} {bv}");
+        let (_, now) = app.scim("GET", &user, &hr, None).await;
+        assert_eq!(
+            (now["active"].clone(), now["displayName"].clone()),
+            (json!(false), json!("Renamed")),
+            "round {round}: {now}"
+        );
+    }
+}
+
+crate::both_backends!(
+    enrolment_finishing_during_offboarding,
+    two_deactivations_offboard_once,
+    deactivation_and_edit_at_once,
+);

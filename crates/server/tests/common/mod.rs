@@ -121,6 +121,17 @@ impl App {
             .await
             .unwrap()
             .expect("fresh database has no admin token");
+        // The software keys (test/demo) of these tests share one attestation batch; the
+        // service trusts its root explicitly, as an admin would for a demo, never by default.
+        keywarden_server::trust::add_admin_anchor(
+            &pool,
+            START_MS,
+            "test-setup",
+            soft_key_batch().root_pem(),
+            SOFT_KEY_ROOT_LABEL,
+        )
+        .await
+        .unwrap();
         let state = AppState::new(pool, settings(), clock.clone()).unwrap();
         App {
             router: router(state.clone()),
@@ -463,16 +474,51 @@ pub fn report_body(now: i64, disk_encryption: bool) -> Value {
     })
 }
 
-/// A software key (test/demo) in its own folder.
+/// Label of the trust anchor every test [`App`] has: the root of the tests' soft keys.
+pub const SOFT_KEY_ROOT_LABEL: &str = "software key (test/demo) root";
+
+/// The attestation batch every [`SoftKey`] of this test process belongs to.
+pub fn soft_key_batch() -> &'static keywarden_keys::soft::AttestationBatch {
+    static BATCH: std::sync::OnceLock<keywarden_keys::soft::AttestationBatch> =
+        std::sync::OnceLock::new();
+    BATCH.get_or_init(|| keywarden_keys::soft::AttestationBatch::generate().unwrap())
+}
+
+/// A software key (test/demo) in its own folder, attesting with the tests' batch certificate
+/// (so every test [`App`] trusts it).
 pub struct SoftKey {
     pub dir: tempfile::TempDir,
 }
 
 impl SoftKey {
     pub fn new() -> SoftKey {
-        SoftKey {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Self::with_options(&keywarden_keys::soft::SoftKeyOptions::default())
+    }
+
+    /// A soft key created with `options` (e.g. a longer minimum PIN length).
+    pub fn with_options(options: &keywarden_keys::soft::SoftKeyOptions) -> SoftKey {
+        let dir = tempfile::tempdir().unwrap();
+        keywarden_keys::soft::SoftKey::create_in_batch(
+            dir.path().join("key.json"),
+            options,
+            soft_key_batch(),
+        )
+        .unwrap();
+        SoftKey { dir }
+    }
+
+    /// A soft key with its own attestation root, which no test [`App`] trusts.
+    pub fn untrusted() -> SoftKey {
+        let dir = tempfile::tempdir().unwrap();
+        keywarden_keys::soft::SoftKey::open(dir.path().join("key.json")).unwrap();
+        SoftKey { dir }
+    }
+
+    /// The root this key's attestation chain leads to, PEM.
+    pub fn root_pem(&self) -> String {
+        keywarden_keys::soft::SoftKey::open(self.dir.path().join("key.json"))
+            .unwrap()
+            .attestation_ca_pem()
     }
 
     /// Answer a ceremony the way the agent does (sets PIN 123456 on first use).
@@ -623,6 +669,17 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/admin/audit/verify", Access::Roles(&[A, AU])),
     (
         "GET",
+        "/api/v1/admin/trust-anchors",
+        Access::Roles(&[A, AU]),
+    ),
+    ("POST", "/api/v1/admin/trust-anchors", Access::Roles(&[A])),
+    (
+        "DELETE",
+        "/api/v1/admin/trust-anchors/{id}",
+        Access::Roles(&[A]),
+    ),
+    (
+        "GET",
         "/api/v1/admin/populations",
         Access::Roles(&[A, H, AU]),
     ),
@@ -729,6 +786,7 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/agent/reports", Access::Device),
     ("POST", "/api/v1/agent/reports/batch", Access::Device),
     ("POST", "/api/v1/agent/enrolments", Access::Device),
+    ("POST", "/api/v1/agent/key-additions", Access::Device),
     ("POST", "/api/v1/agent/step-up", Access::Device),
     ("POST", "/api/v1/agent/sign-in", Access::Device),
     (
