@@ -225,8 +225,26 @@ async fn expired_token(app: App) {
     assert_eq!(row["expires_at_ms"], expires, "{row}");
     assert_eq!(row["last_used_at_ms"], app.now(), "{row}");
     assert_eq!(row["state"], "live", "{row}");
+    // Last use is written at most once a minute per token.
+    let use_sql = format!(
+        "SELECT last_used_at FROM api_token_use WHERE token_id = '{}'",
+        issued["id"].as_str().unwrap()
+    );
+    let first = app.now();
+    app.clock.advance_secs(30);
+    assert_eq!(
+        issue_ticket(&app, &token, &customer).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(app.count(&use_sql).await, first);
+    app.clock.advance_secs(31);
+    assert_eq!(
+        issue_ticket(&app, &token, &customer).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(app.count(&use_sql).await, app.now());
 
-    app.clock.advance_secs(3601);
+    app.clock.advance_secs(3601 - 61);
     let v = refused(
         &app,
         StatusCode::UNAUTHORIZED,
