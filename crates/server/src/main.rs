@@ -525,6 +525,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let state = AppState::new(pool, settings, clock)?;
     // Create the webhook signing key before serving, so no first request races its creation.
     keywarden_server::webhooks::signing_key(&state.db, state.now_ms()).await?;
+    // An offboarding's second step (retiring the laptops the leaver left) may not have run
+    // before a crash or restart: finish it before serving.
+    keywarden_server::offboard::retire_left_behind(&state).await?;
     if state.settings.notify_webhook.is_some() || state.settings.idp_webhook.is_some() {
         tokio::spawn(keywarden_server::webhooks::Deliverer::new()?.run(state.clone()));
     } else {

@@ -141,6 +141,40 @@ impl Pending {
     }
 }
 
+/// Retire every laptop that leavers left behind and that is still in service: the second step
+/// of offboardings whose process stopped between the offboarding's commit and that step (a crash,
+/// a restart, a failed transaction). Run at start-up; returns the laptops retired.
+pub async fn retire_left_behind(state: &AppState) -> Result<Vec<String>> {
+    let now = state.now_ms();
+    let report = dormant(&state.db, now).await?;
+    let mut retired = Vec::new();
+    for person in report.people.iter().filter(|p| !p.laptops_left.is_empty()) {
+        let mut tx = crate::db::begin(&state.db).await?;
+        for device in crate::devices::left_behind(&mut tx, &person.person_id).await? {
+            match crate::devices::retire_in(
+                &mut tx,
+                &device,
+                crate::devices::OFFBOARDED,
+                Some("left behind by a leaver; retired when the service started"),
+                "service",
+                now,
+            )
+            .await
+            {
+                Ok(_) => retired.push(device),
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await?;
+    }
+    if !retired.is_empty() {
+        tracing::warn!(laptops = ?retired, "retired laptops that leavers left behind");
+        state.outbox_wake.notify_one();
+    }
+    Ok(retired)
+}
+
 /// Revoke everything of `person_id` inside `tx` (the SCIM change's transaction).
 pub async fn run(
     tx: &mut Transaction<'_, Any>,

@@ -437,6 +437,23 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
     let entry = &report["people"][0];
     assert_eq!(entry["tokens"].as_array().unwrap().len(), 1, "{report}");
     assert_eq!(entry["laptops_left"], json!([laptop.id]), "{report}");
+    // A laptop left in service because the service stopped between the offboarding's commit
+    // and retiring the leaver's laptops: the next start retires it, and it is refused after.
+    let swept = keywarden_server::offboard::retire_left_behind(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(swept, vec![laptop.id.clone()]);
+    assert_eq!(dormant(&app).await["people"][0]["laptops_left"], json!([]));
+    assert_eq!(
+        retired_at(&app, &laptop.id).await,
+        vec!["offboarded".to_owned()]
+    );
+    let (s, v) = laptop.report(&app, true).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("device_retired")),
+        "{v}"
+    );
 }
 
 /// A leaver's only laptop finishing an enrolment, or a laptop reporting, while HR offboards
