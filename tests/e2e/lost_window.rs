@@ -226,11 +226,15 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
 #[test]
 fn the_reclaim_station_window_shows_what_it_did_to_each_key() {
     let server = Server::start();
+    // The IT reclaim station, and Ada's own laptop with her two keys plugged in.
     let laptop = Laptop::new(2);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
-    enrolled_two(&server, &laptop, &ada, &keys);
+    let own = Laptop::with_keys_of(&laptop);
+    let (ada, keys) = crate::flow::provisioned(&server, &own);
+    enrolled_two(&server, &own, &ada, &keys);
     server.hr_feed().deactivate(&ada);
-    let device = laptop.device_id();
+    // Her laptop was retired with her; IT takes the keys to the station.
+    assert_eq!(own.retired_reason(&server).as_deref(), Some("offboarded"));
+    let device = laptop.provision(&server);
 
     in_window(&laptop, async |ui| {
         ui.click("#tab-reclaim").await;

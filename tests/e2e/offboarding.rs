@@ -134,7 +134,12 @@ fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
         "{offboardings}"
     );
 
-    // Only the keys are still live; the laptop becomes the IT reclaim station.
+    // The leaver's laptop was retired with them: nobody active is left on it.
+    assert_eq!(
+        laptop.retired_reason(&server).as_deref(),
+        Some("offboarded")
+    );
+    // Only the keys are still live; IT takes them to a reclaim station.
     let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
     assert_eq!(
         dormant["people"][0]["keys_not_reclaimed"]
@@ -144,22 +149,24 @@ fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
         2,
         "{dormant}"
     );
-    let refused = laptop.fails(&["reclaim"], None);
+    let station = Laptop::with_keys_of(&laptop);
+    station.provision(&server);
+    let refused = station.fails(&["reclaim"], None);
     assert!(refused.contains("not an IT reclaim station"), "{refused}");
     let (s, v) = server.admin(
         "POST",
         &format!(
             "/api/v1/admin/devices/{}/reclaim-station",
-            laptop.device_id()
+            station.device_id()
         ),
         Some(json!({"enabled": true})),
     );
     assert_eq!(s, 200, "{v}");
-    let out = laptop.ok(&["reclaim"], None);
+    let out = station.ok(&["reclaim"], None);
     assert_eq!(out.matches("recorded as reclaimed").count(), 2, "{out}");
     assert!(out.contains("organisation-owned key is reset"), "{out}");
     // The keys have no PIN and no credentials any more.
-    let keys_now: Value = serde_json::from_str(&laptop.ok(&["keys", "--json"], None)).unwrap();
+    let keys_now: Value = serde_json::from_str(&station.ok(&["keys", "--json"], None)).unwrap();
     assert!(
         keys_now
             .as_array()
@@ -169,7 +176,7 @@ fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
         "{keys_now}"
     );
     // Nothing else to do.
-    let again = laptop.ok(&["reclaim"], None);
+    let again = station.ok(&["reclaim"], None);
     assert!(again.contains("nothing to reclaim"), "{again}");
 
     // The dormant-access report is empty, through the API and the CLI.
@@ -233,7 +240,8 @@ fn a_personal_key_loses_only_the_organisations_credentials_and_is_never_reset() 
 }
 
 /// A contractor (population `contractors`: personal keys, no serials) enrolled one key with PIN
-/// 2468-1357 on `laptop` and was deleted by HR; an admin then made `laptop` a reclaim station.
+/// 2468-1357 on their own laptop and was deleted by HR (their laptop was retired with them); the
+/// key was taken to `laptop`, which was provisioned and made a reclaim station by an admin.
 /// Returns the key's id.
 pub(crate) fn departed_contractor_key(server: &Server, laptop: &Laptop) -> String {
     let (s, v) = server.admin(
@@ -245,13 +253,10 @@ pub(crate) fn departed_contractor_key(server: &Server, laptop: &Laptop) -> Strin
     assert_eq!(s, 200, "{v}");
     let hr = server.hr_feed();
     let person = hr.create_user("cy@contractor.example", "Cy Contractor", "Contractors");
-    let token = server.provisioning_token();
-    laptop.ok(
-        &["provision", "--server", &server.url, "--token", &token],
-        None,
-    );
-    let key = laptop.key_ids().remove(0);
-    laptop.ok(
+    let own = Laptop::with_keys_of(laptop);
+    own.provision(server);
+    let key = own.key_ids().remove(0);
+    own.ok(
         &[
             "enrol",
             "--ticket",
@@ -263,6 +268,8 @@ pub(crate) fn departed_contractor_key(server: &Server, laptop: &Laptop) -> Strin
         Some(PIN),
     );
     hr.delete(&person);
+    assert_eq!(own.retired_reason(server).as_deref(), Some("offboarded"));
+    laptop.provision(server);
     let (s, v) = server.admin(
         "POST",
         &format!(

@@ -204,10 +204,12 @@ pub const REFUSAL_ACTIONS: &[&str] = &[
     "ticket.redemption_refused",
     "enrolment.refused",
     "report.rejected",
+    "api_token.refused",
+    "device.refused",
 ];
 /// Tables that only count refusals (the audit chain head, failed ticket redemptions for the
 /// rate limits); snapshots leave them out.
-pub const REFUSAL_BOOKKEEPING: &[&str] = &["audit_head", "ticket_attempts"];
+pub const REFUSAL_BOOKKEEPING: &[&str] = &["audit_head", "ticket_attempts", "api_token_use"];
 
 /// Every row of every table in a SQLite file, less the records of refusals
 /// ([`REFUSAL_ACTIONS`], [`REFUSAL_BOOKKEEPING`]).
@@ -292,6 +294,41 @@ impl Laptop {
             .unwrap();
         }
         Laptop { home, soft_keys }
+    }
+
+    /// Another laptop that sees the same software keys: the keys carried from `other` to it
+    /// (e.g. a leaver's keys taken to an IT reclaim station). `other` must outlive it.
+    pub fn with_keys_of(other: &Laptop) -> Laptop {
+        Laptop {
+            home: tempfile::tempdir().unwrap(),
+            soft_keys: other.soft_keys.clone(),
+        }
+    }
+
+    /// Provision this laptop with a fresh one-time token; returns its device id.
+    pub fn provision(&self, server: &Server) -> String {
+        let token = server.provisioning_token();
+        self.ok(
+            &["provision", "--server", &server.url, "--token", &token],
+            None,
+        );
+        self.device_id()
+    }
+
+    /// Whether the service took this laptop out of service, and why (`offboarded`, `lost`,
+    /// `retired`), as the admin device listing says.
+    pub fn retired_reason(&self, server: &Server) -> Option<String> {
+        let id = self.device_id();
+        let (s, devices) = server.admin("GET", "/api/v1/admin/devices", None);
+        assert_eq!(s, 200, "{devices}");
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id.as_str())
+            .unwrap()["retired_reason"]
+            .as_str()
+            .map(str::to_owned)
     }
 
     pub fn command(&self) -> Command {

@@ -609,6 +609,12 @@ pub struct DeviceView {
     pub keys: Vec<KeyInfo>,
     /// Reports stored for this device.
     pub report_count: u64,
+    /// When it was taken out of service (unix ms): its device key no longer works.
+    #[serde(default)]
+    pub retired_at_ms: Option<i64>,
+    /// Why: `retired`, `lost`, or `offboarded` (its last active person left).
+    #[serde(default)]
+    pub retired_reason: Option<String>,
 }
 
 /// The evidence kept for one enrolment, enough for an auditor to re-verify it elsewhere.

@@ -39,6 +39,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// On first start, create the admin token; returns it (to show once) or `None` if one exists.
+/// It is the one staff token issued to nobody, so it lives only
+/// [`crate::tokens::BOOTSTRAP_TTL`] (a day): long enough to create the first people and issue
+/// their own named tokens.
 pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<String>> {
     let mut tx = crate::db::begin(db).await?;
     let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE role = 'admin'")
@@ -50,12 +53,16 @@ pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<S
     }
     let token = secrets::generate(secrets::ADMIN_PREFIX);
     let id = new_id();
+    let expires_at = now_ms.saturating_add(
+        i64::try_from(crate::tokens::BOOTSTRAP_TTL.as_millis()).unwrap_or(86_400_000),
+    );
     sqlx::query(
-        "INSERT INTO api_tokens (id, role, token_hash, label, created_at) VALUES ($1, 'admin', $2, 'first-start admin token', $3)",
+        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, expires_at, granted_by) VALUES ($1, 'admin', $2, 'first-start admin token', $3, $4, 'service')",
     )
     .bind(&id)
     .bind(secrets::hash(&token))
     .bind(now_ms)
+    .bind(expires_at)
     .execute(&mut *tx)
     .await?;
     audit::record(
@@ -64,7 +71,7 @@ pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<S
         "service",
         "admin_token.created",
         &id,
-        serde_json::json!({"reason": "first start"}),
+        serde_json::json!({"reason": "first start", "expires_at_ms": expires_at}),
     )
     .await?;
     tx.commit().await?;
@@ -333,7 +340,8 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<O
         .transpose()
 }
 
-/// `GET /api/v1/admin/devices`: provisioned laptops with their latest posture and keys.
+/// `GET /api/v1/admin/devices`: provisioned laptops with their latest posture and keys, and
+/// when and why each one out of service was retired.
 #[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin",
     responses((status = 200, body = Vec<crate::openapi::DeviceViewDoc>), (status = 401, body = crate::openapi::ErrorBodyDoc),
               (status = 403, body = crate::openapi::ErrorBodyDoc)),
@@ -344,7 +352,7 @@ pub async fn list_devices(
 ) -> Result<Json<Vec<DeviceView>>> {
     caller.require(READERS)?;
     let rows = sqlx::query(
-        "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, r.body, \
+        "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, d.retired_at, d.retired_reason, r.body, \
          (SELECT COUNT(*) FROM reports x WHERE x.device_id = d.id) AS n \
          FROM devices d LEFT JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id \
          ORDER BY d.hostname, d.id",
@@ -367,6 +375,8 @@ pub async fn list_devices(
             posture,
             keys,
             report_count: u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
+            retired_at_ms: r.try_get("retired_at")?,
+            retired_reason: r.try_get("retired_reason")?,
         });
     }
     Ok(Json(out))

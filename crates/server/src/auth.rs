@@ -115,22 +115,105 @@ impl FromRequestParts<AppState> for Caller {
             )
         })?;
         let row = sqlx::query(
-            "SELECT id, role, person_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT t.id, t.role, t.person_id, t.expires_at, t.revoked_at, t.revoked_reason, p.active, p.deleted_at, u.last_used_at \
+             FROM api_tokens t LEFT JOIN people p ON p.id = t.person_id \
+             LEFT JOIN api_token_use u ON u.token_id = t.id WHERE t.token_hash = $1",
         )
         .bind(secrets::hash(token.trim()))
         .fetch_optional(&state.db)
         .await?
-        .ok_or_else(|| Error::unauthorized("token_unknown", "unknown or revoked API token"))?;
+        .ok_or_else(|| Error::unauthorized("token_unknown", "unknown API token"))?;
         let role: String = row.try_get("role")?;
         let role = Role::parse(&role).ok_or_else(|| {
             Error::forbidden("role_forbidden", format!("token role {role} is not known"))
         })?;
-        Ok(Caller {
+        let caller = Caller {
             token_id: row.try_get("id")?,
             role,
             person_id: row.try_get("person_id")?,
-        })
+        };
+        let now = state.now_ms();
+        if let Err(e) = token_state(&row, caller.person_id.is_some(), now) {
+            // A known token refused (its holder left, revoked, expired) is worth an audit record:
+            // someone still holds it.
+            let (_, code, message) = e.parts();
+            if let Err(err) = crate::audit::record_refusal(
+                &state.db,
+                now,
+                &caller.actor(),
+                "api_token.refused",
+                &caller.token_id,
+                serde_json::json!({"reason": code, "message": message, "person_id": caller.person_id}),
+            )
+            .await
+            {
+                tracing::error!(error = %err, "could not audit a refused API token");
+            }
+            return Err(e);
+        }
+        let last_used: Option<i64> = row.try_get("last_used_at")?;
+        if last_used.is_none_or(|at| now - at >= USE_RECORD_INTERVAL_MS) {
+            if let Err(err) = record_use(state, &caller.token_id, now).await {
+                tracing::warn!(error = %err, token = %caller.token_id, "could not record an API token's use");
+            }
+        }
+        Ok(caller)
     }
+}
+
+/// A token's use is written at most this often (last use is for people reading a listing, not
+/// an access log: the audit log is that).
+const USE_RECORD_INTERVAL_MS: i64 = 60_000;
+
+/// Refuse a token whose person is inactive (whatever else its state), that was revoked, or
+/// that expired.
+fn token_state(row: &sqlx::any::AnyRow, named: bool, now: i64) -> Result<()> {
+    if named {
+        let active = row.try_get::<Option<i64>, _>("active")?.unwrap_or(0) != 0;
+        let deleted = row.try_get::<Option<i64>, _>("deleted_at")?.is_some();
+        if !active || deleted {
+            return Err(Error::unauthorized(
+                "token_holder_inactive",
+                "the person this token was issued to is no longer active; their tokens do not work",
+            ));
+        }
+    }
+    if let Some(at) = row.try_get::<Option<i64>, _>("revoked_at")? {
+        let reason: Option<String> = row.try_get("revoked_reason")?;
+        return Err(Error::unauthorized(
+            "token_revoked",
+            format!(
+                "this token was revoked at {}{}; ask an admin for a new one",
+                secrets::fmt_time(at),
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+        ));
+    }
+    match row.try_get::<Option<i64>, _>("expires_at")? {
+        Some(at) if now < at => Ok(()),
+        at => Err(Error::unauthorized(
+            "token_expired",
+            format!(
+                "this token expired at {}; ask an admin for a new one",
+                at.map_or_else(|| "issue (it had no expiry)".to_owned(), secrets::fmt_time)
+            ),
+        )),
+    }
+}
+
+/// Record when a token was last used, in its own short write (never the caller's transaction:
+/// a refused request's rollback stays complete, and last use is kept apart from the token).
+async fn record_use(state: &AppState, token_id: &str, now: i64) -> Result<()> {
+    let _turn = state.write_turn().await;
+    sqlx::query(
+        "INSERT INTO api_token_use (token_id, last_used_at) VALUES ($1, $2) \
+         ON CONFLICT (token_id) DO UPDATE SET last_used_at = $2 WHERE api_token_use.last_used_at < $2",
+    )
+    .bind(token_id)
+    .bind(now)
+    .execute(&state.db)
+    .await?;
+    Ok(())
 }
 
 /// A device-signed request whose signature and freshness have been checked. Its sequence number
@@ -182,16 +265,17 @@ impl SignedCall {
         let seq_i64 = i64::try_from(seq)
             .map_err(|_| Error::unauthorized("signature_malformed", "sequence number too large"))?;
 
-        let row = sqlx::query("SELECT public_key FROM devices WHERE id = $1")
-            .bind(device_id)
-            .fetch_optional(&state.db)
-            .await?
-            .ok_or_else(|| {
-                Error::unauthorized(
-                    "device_unknown",
-                    format!("device {device_id} is not provisioned"),
-                )
-            })?;
+        let row =
+            sqlx::query("SELECT public_key, retired_at, retired_reason FROM devices WHERE id = $1")
+                .bind(device_id)
+                .fetch_optional(&state.db)
+                .await?
+                .ok_or_else(|| {
+                    Error::unauthorized(
+                        "device_unknown",
+                        format!("device {device_id} is not provisioned"),
+                    )
+                })?;
         let pk: String = row.try_get("public_key")?;
         let key = secrets::unb64(&pk)
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
@@ -204,6 +288,24 @@ impl SignedCall {
                 "request signature does not verify for this device",
             )
         })?;
+        if let Some(at) = row.try_get::<Option<i64>, _>("retired_at")? {
+            let reason: Option<String> = row.try_get("retired_reason")?;
+            let e = retired(at, reason.as_deref().unwrap_or("retired"));
+            let (_, code, message) = e.parts();
+            if let Err(err) = crate::audit::record_refusal(
+                &state.db,
+                state.now_ms(),
+                &format!("device:{device_id}"),
+                "device.refused",
+                device_id,
+                serde_json::json!({"reason": code, "message": message, "path": path}),
+            )
+            .await
+            {
+                tracing::error!(error = %err, "could not audit a retired laptop's request");
+            }
+            return Err(e);
+        }
 
         let now = state.now_ms();
         let skew = i64::try_from(state.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
@@ -225,14 +327,25 @@ impl SignedCall {
     }
 
     /// Claim the sequence number inside the work's transaction; a number at or below the last
-    /// one accepted is a replay. Atomic, so two service replicas cannot both accept it.
+    /// one accepted is a replay. Atomic, so two service replicas cannot both accept it; a laptop
+    /// retired after [`SignedCall::verify`] but before this claim is refused here.
     pub async fn claim(&self, tx: &mut Transaction<'_, Any>) -> Result<()> {
-        let done = sqlx::query("UPDATE devices SET last_seq = $1 WHERE id = $2 AND last_seq < $1")
-            .bind(self.seq)
-            .bind(&self.device_id)
-            .execute(&mut **tx)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE devices SET last_seq = $1 WHERE id = $2 AND last_seq < $1 AND retired_at IS NULL",
+        )
+        .bind(self.seq)
+        .bind(&self.device_id)
+        .execute(&mut **tx)
+        .await?;
         if done.rows_affected() == 0 {
+            let row = sqlx::query("SELECT retired_at, retired_reason FROM devices WHERE id = $1")
+                .bind(&self.device_id)
+                .fetch_one(&mut **tx)
+                .await?;
+            if let Some(at) = row.try_get::<Option<i64>, _>("retired_at")? {
+                let reason: Option<String> = row.try_get("retired_reason")?;
+                return Err(retired(at, reason.as_deref().unwrap_or("retired")));
+            }
             return Err(self.replayed());
         }
         Ok(())
@@ -248,6 +361,22 @@ impl SignedCall {
             ),
         )
     }
+}
+
+/// The refusal of a request signed by a laptop that was retired, marked lost or left behind.
+fn retired(at: i64, reason: &str) -> Error {
+    let what = match reason {
+        "lost" => "was marked lost",
+        "offboarded" => "was retired when the last person using it left",
+        _ => "was retired",
+    };
+    Error::forbidden(
+        "device_retired",
+        format!(
+            "this laptop {what} at {}; its device key no longer works: ask IT to provision a replacement",
+            secrets::fmt_time(at)
+        ),
+    )
 }
 
 /// Parse a JSON body into `T`, with the service's error shape on failure.

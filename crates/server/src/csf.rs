@@ -164,16 +164,18 @@ pub async fn compute(db: &AnyPool, now: i64, min_authenticators: u32) -> Result<
     let aa01 = Subcategory {
         id: "PR.AA-01".into(),
         outcome: "Identities and credentials for authorized users, services, and hardware are managed by the organization".into(),
-        how: "People come from the HR feed over SCIM 2.0; each credential is bound to one person and moves active → suspended → revoked; laptops hold device keys; API tokens are per role and revocable.".into(),
+        how: "People come from the HR feed over SCIM 2.0; each credential is bound to one person and moves active → suspended → revoked; laptops hold device keys until retired or marked lost; API tokens are per role, issued to a named person (staff) and expire.".into(),
         facts: vec![
             fact("people (active)", count(db, "SELECT COUNT(*) FROM people WHERE active = 1").await?),
             fact("people (inactive)", count(db, "SELECT COUNT(*) FROM people WHERE active = 0").await?),
             fact("credentials by status", grouped(db, "SELECT status, COUNT(*) FROM credentials GROUP BY status ORDER BY status").await?),
             fact("provisioned laptops", count(db, "SELECT COUNT(*) FROM devices").await?),
-            fact("API tokens in force by role", grouped(db, "SELECT role, COUNT(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY role ORDER BY role").await?),
+            fact("laptops in service", count(db, "SELECT COUNT(*) FROM devices WHERE retired_at IS NULL").await?),
+            fact("API tokens in force by role", grouped(db, &format!("SELECT t.role, COUNT(*) FROM api_tokens t LEFT JOIN people p ON p.id = t.person_id \
+                WHERE t.revoked_at IS NULL AND t.expires_at > {now} AND (t.person_id IS NULL OR p.active = 1) GROUP BY t.role ORDER BY t.role")).await?),
             fact("SCIM changes recorded", count(db, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'scim.%'").await?),
         ],
-        audit_excerpts: excerpts(db, &["scim.", "credential.", "api_token."]).await?,
+        audit_excerpts: excerpts(db, &["scim.", "credential.", "api_token.", "staff_role.", "device.retired"]).await?,
     };
     let aa02 = Subcategory {
         id: "PR.AA-02".into(),

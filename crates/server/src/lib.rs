@@ -20,6 +20,7 @@ pub mod auth;
 pub mod coverage;
 pub mod csf;
 pub mod db;
+pub mod devices;
 pub mod enrol;
 mod error;
 pub mod exceptions;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(openapi::healthz))
         .merge(admin::router())
+        .merge(devices::router())
         .merge(agent::router())
         .merge(enrol::router())
         .merge(tokens::router())

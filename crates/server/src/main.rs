@@ -3,14 +3,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use clap::Subcommand;
 use keywarden_server::auth::Role;
 use keywarden_server::{
-    admin, audit, coverage, db, mds, router, tokens, trust, AppState, Clock as _, Settings,
-    SystemClock,
+    admin, audit, coverage, db, devices, mds, router, tokens, trust, AppState, Clock as _,
+    Settings, SystemClock,
 };
 
 /// The Keywarden central service: binds FIDO2 credentials to verified identities, receives
@@ -66,6 +67,11 @@ struct Cli {
     /// Lifetime of a recovery ticket when the issuer gives none, in seconds.
     #[arg(long, default_value_t = 1800)]
     recovery_ttl_seconds: u64,
+    /// Lifetime of an API token, in days: the default, and the most an issuer may ask for.
+    /// Tokens never live for ever.
+    #[arg(long, env = "KEYWARDEN_TOKEN_TTL_DAYS", default_value_t = 90, global = true,
+        value_parser = clap::value_parser!(u64).range(1..=3650))]
+    token_ttl_days: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +109,7 @@ enum Command {
         action: TrustCommand,
     },
     /// Issue an API token for a role and print it once (e.g. the SCIM token for the IdP).
+    /// Admin, help-desk and auditor tokens belong to a person: give --person.
     IssueToken {
         /// admin, helpdesk, auditor or scim.
         #[arg(long)]
@@ -110,9 +117,53 @@ enum Command {
         /// What the token is for.
         #[arg(long)]
         label: String,
-        /// The person the token is issued to (help-desk members who issue and approve recoveries).
+        /// The person id the token is issued to: required for admin, helpdesk and auditor
+        /// tokens (a person from the HR feed or created by an admin); none for scim.
         #[arg(long)]
         person: Option<String>,
+        /// Lifetime in days (default and maximum: --token-ttl-days).
+        #[arg(long)]
+        ttl_days: Option<u64>,
+    },
+    /// API tokens: list them (with person, expiry and last use) or revoke one.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+    /// Laptops: retire one or mark it lost (its device key stops working at once).
+    Device {
+        #[command(subcommand)]
+        action: DeviceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Every token with its role, person, label, expiry, last use and state; never the secret.
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token id (from `token list`).
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "revoked from the service CLI")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Take a laptop out of service: its key is refused, its bindings end, open enrolment
+    /// sessions on it close, credentials living in it are revoked; its history is kept.
+    Retire {
+        /// The device id (GET /api/v1/admin/devices).
+        id: String,
+        /// retired (replaced, decommissioned) or lost (lost or stolen).
+        #[arg(long, value_parser = ["retired", "lost"])]
+        reason: String,
+        /// What happened, for the audit log.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -159,7 +210,8 @@ enum ReportCommand {
     /// Laptop posture compliance by signal, and per population against its ongoing policy.
     Posture,
     /// Inactive people with anything still live (credentials, tickets, recoveries, laptops,
-    /// exceptions, keys not reclaimed). Exits non-zero when it is not empty.
+    /// exceptions, keys not reclaimed, API tokens, laptops left in service). Exits non-zero
+    /// when it is not empty.
     Dormant,
     /// Offboardings and their time-to-revoke.
     Offboardings,
@@ -207,6 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("cannot open the database")?;
     let clock = Arc::new(SystemClock);
+    let max_ttl = Duration::from_secs(cli.token_ttl_days.saturating_mul(86_400));
     match cli.command {
         None | Some(Command::Serve) => {}
         Some(Command::Audit { action }) => {
@@ -374,24 +427,81 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             role,
             label,
             person,
+            ttl_days,
         }) => {
             let role = Role::parse(&role).with_context(|| {
                 format!("unknown role {role}; use admin, helpdesk, auditor or scim")
             })?;
-            let t = tokens::create_for(
-                &pool,
+            let new = tokens::NewToken {
                 role,
-                &label,
-                "service-cli",
-                person.as_deref(),
-                clock.now_ms(),
-            )
-            .await?;
+                label: &label,
+                person_id: person.as_deref(),
+                ttl: ttl_days.map(|d| Duration::from_secs(d.saturating_mul(86_400))),
+                max_ttl,
+            };
+            let t = tokens::create_token(&pool, &new, "service-cli", clock.now_ms()).await?;
             println!(
-                "{} token {} (shown once, store it now): {}",
+                "{} token {} valid until {} (shown once, store it now): {}",
                 role.as_str(),
                 t.id,
+                keywarden_server::secrets::fmt_time(t.expires_at_ms),
                 t.token
+            );
+            return Ok(());
+        }
+        Some(Command::Token { action }) => {
+            return match action {
+                TokenCommand::List => {
+                    let fmt = |v: Option<i64>| {
+                        v.map_or("-".to_owned(), keywarden_server::secrets::fmt_time)
+                    };
+                    for t in tokens::load(&pool, clock.now_ms()).await? {
+                        println!(
+                            "{}  {:<8} {:<15} person {} ({})  label {:?}  expires {}  last used {}{}",
+                            t.id,
+                            t.role,
+                            t.state,
+                            t.person_id.as_deref().unwrap_or("-"),
+                            t.person_user_name.as_deref().unwrap_or("service token"),
+                            t.label,
+                            fmt(t.expires_at_ms),
+                            fmt(t.last_used_at_ms),
+                            t.revoked_at_ms.map_or(String::new(), |at| format!(
+                                "  revoked {} ({})",
+                                keywarden_server::secrets::fmt_time(at),
+                                t.revoked_reason.as_deref().unwrap_or("")
+                            )),
+                        );
+                    }
+                    Ok(())
+                }
+                TokenCommand::Revoke { id, reason } => {
+                    tokens::revoke_by_id(&pool, &id, "service-cli", &reason, clock.now_ms())
+                        .await?;
+                    println!("token {id} revoked");
+                    Ok(())
+                }
+            };
+        }
+        Some(Command::Device {
+            action: DeviceCommand::Retire { id, reason, note },
+        }) => {
+            let reason = if reason == "lost" {
+                devices::RetireReason::Lost
+            } else {
+                devices::RetireReason::Retired
+            };
+            let r =
+                devices::retire_by_id(&pool, &id, reason, note.as_deref(), clock.now_ms()).await?;
+            println!(
+                "laptop {} ({}) {}: {} binding(s) ended, {} enrolment session(s) closed, {} recovery(ies) cancelled, {} credential(s) living in it revoked",
+                r.id,
+                r.hostname,
+                r.reason,
+                r.unbound_people.len(),
+                r.sessions_closed,
+                r.recoveries_cancelled.len(),
+                r.credentials_revoked.len()
             );
             return Ok(());
         }
@@ -411,9 +521,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.notify_webhook = cli.notify_webhook;
     settings.idp_webhook = cli.idp_webhook;
     settings.webhook_backoff = std::time::Duration::from_millis(cli.webhook_backoff_ms.max(1));
+    settings.token_ttl = max_ttl;
     let state = AppState::new(pool, settings, clock)?;
     // Create the webhook signing key before serving, so no first request races its creation.
     keywarden_server::webhooks::signing_key(&state.db, state.now_ms()).await?;
+    // An offboarding's second step (retiring the laptops the leaver left) may not have run
+    // before a crash or restart: finish it before serving.
+    keywarden_server::offboard::retire_left_behind(&state).await?;
     if state.settings.notify_webhook.is_some() || state.settings.idp_webhook.is_some() {
         tokio::spawn(keywarden_server::webhooks::Deliverer::new()?.run(state.clone()));
     } else {

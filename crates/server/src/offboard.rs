@@ -1,7 +1,9 @@
 //! Offboarding with no dormant paths: when HR deactivates or deletes a person over SCIM, one
-//! transaction revokes every credential, cancels open tickets, enrolment sessions and
-//! recoveries, unbinds their laptops, ends their exceptions, queues their keys for reclaiming,
-//! and queues a signed revocation event for the IdP ([`crate::webhooks`]). Each offboarding
+//! transaction revokes every credential and API token, cancels open tickets, enrolment sessions
+//! and recoveries, unbinds their laptops, ends their exceptions, queues their keys for
+//! reclaiming, and queues a signed revocation event for the IdP ([`crate::webhooks`]). Right
+//! after it commits, the laptops left with nobody active bound are retired
+//! ([`crate::devices::left_behind`]; shared workstations and reclaim stations stay). Each offboarding
 //! records its time-to-revoke: SCIM request received → revocation committed → IdP webhook
 //! acknowledged.
 //!
@@ -55,6 +57,13 @@ pub struct Summary {
     pub exceptions_revoked: u64,
     /// Keys queued for reclaiming at an IT reclaim station.
     pub keys_to_reclaim: u64,
+    /// Their API tokens revoked (staff who leave).
+    #[serde(default)]
+    pub tokens_revoked: Vec<String>,
+    /// Laptops left with no active person bound, retired (reason `offboarded`) right after
+    /// the offboarding committed.
+    #[serde(default)]
+    pub devices_retired: Vec<String>,
 }
 
 /// The offboarding started inside a SCIM transaction; finish it with [`Pending::committed`]
@@ -67,19 +76,103 @@ pub struct Pending {
     pub event_id: String,
     /// What was done.
     pub summary: Summary,
+    /// Who left.
+    pub person_id: String,
+    /// Who offboarded them (audit actor).
+    pub actor: String,
 }
 
 impl Pending {
-    /// Record the commit time and wake the webhook deliverer.
+    /// Record the commit time, retire the laptops the leaver left behind, and wake the webhook
+    /// deliverer.
     pub async fn committed(self, state: &AppState) -> Result<()> {
         sqlx::query("UPDATE offboardings SET committed_at_us = $1 WHERE id = $2")
             .bind(state.clock.now_us())
             .bind(&self.id)
             .execute(&state.db)
             .await?;
+        if let Err(e) = self.retire_laptops(state).await {
+            // The laptops are unbound already; the dormant-access report lists them until an
+            // admin retires them.
+            tracing::error!(error = %e, offboarding = %self.id, "could not retire a leaver's laptops");
+        }
         state.outbox_wake.notify_one();
         Ok(())
     }
+
+    /// Retire the laptops left with nobody active bound ([`crate::devices::left_behind`]), in a
+    /// transaction of its own right after the offboarding's: a signed request in flight holds
+    /// its laptop's row and then waits for its person's, which the offboarding holds, so
+    /// retiring inside the offboarding would deadlock with it.
+    async fn retire_laptops(&self, state: &AppState) -> Result<()> {
+        let now = state.now_ms();
+        let mut tx = crate::db::begin(&state.db).await?;
+        let mut retired = Vec::new();
+        for device in crate::devices::left_behind(&mut tx, &self.person_id).await? {
+            match crate::devices::retire_in(
+                &mut tx,
+                &device,
+                crate::devices::OFFBOARDED,
+                None,
+                &self.actor,
+                now,
+            )
+            .await
+            {
+                Ok(_) => retired.push(device),
+                // Retired meanwhile (another leaver of a shared laptop, an admin): done.
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !retired.is_empty() {
+            let summary = Summary {
+                devices_retired: retired,
+                ..self.summary.clone()
+            };
+            sqlx::query("UPDATE offboardings SET summary = $1 WHERE id = $2")
+                .bind(serde_json::to_string(&summary).map_err(Error::Corrupt)?)
+                .bind(&self.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Retire every laptop that leavers left behind and that is still in service: the second step
+/// of offboardings whose process stopped between the offboarding's commit and that step (a crash,
+/// a restart, a failed transaction). Run at start-up; returns the laptops retired.
+pub async fn retire_left_behind(state: &AppState) -> Result<Vec<String>> {
+    let now = state.now_ms();
+    let report = dormant(&state.db, now).await?;
+    let mut retired = Vec::new();
+    for person in report.people.iter().filter(|p| !p.laptops_left.is_empty()) {
+        let mut tx = crate::db::begin(&state.db).await?;
+        for device in crate::devices::left_behind(&mut tx, &person.person_id).await? {
+            match crate::devices::retire_in(
+                &mut tx,
+                &device,
+                crate::devices::OFFBOARDED,
+                Some("left behind by a leaver; retired when the service started"),
+                "service",
+                now,
+            )
+            .await
+            {
+                Ok(_) => retired.push(device),
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await?;
+    }
+    if !retired.is_empty() {
+        tracing::warn!(laptops = ?retired, "retired laptops that leavers left behind");
+        state.outbox_wake.notify_one();
+    }
+    Ok(retired)
 }
 
 /// Revoke everything of `person_id` inside `tx` (the SCIM change's transaction).
@@ -170,6 +263,14 @@ pub async fn run(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    summary.tokens_revoked = crate::tokens::revoke_person_in(
+        tx,
+        person_id,
+        actor,
+        &format!("offboarded ({trigger})"),
+        now,
+    )
+    .await?;
     summary.exceptions_revoked = sqlx::query(
         "UPDATE exceptions SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL",
     )
@@ -216,6 +317,8 @@ pub async fn run(
         id,
         event_id,
         summary,
+        person_id: person_id.to_owned(),
+        actor: actor.to_owned(),
     })
 }
 
@@ -294,6 +397,12 @@ pub struct DormantPerson {
     pub exceptions: Vec<String>,
     /// Their keys not yet reclaimed (key ids).
     pub keys_not_reclaimed: Vec<String>,
+    /// API tokens issued to them, neither revoked nor expired.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Laptops in service they were bound to that nobody active is bound to any more.
+    #[serde(default)]
+    pub laptops_left: Vec<String>,
 }
 
 /// The dormant-access report.
@@ -313,7 +422,7 @@ pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
         .fetch_one(db)
         .await?
         .try_get("n")?;
-    let checks: [(&str, String); 7] = [
+    let checks: [(&str, String); 9] = [
         ("credentials", "SELECT p.id AS pid, p.user_name, c.id AS item FROM people p JOIN credentials c ON c.person_id = p.id WHERE p.active = 0 AND c.status <> 'revoked'".into()),
         ("tickets", "SELECT p.id AS pid, p.user_name, t.id AS item FROM people p JOIN enrolment_tickets t ON t.person_id = p.id WHERE p.active = 0 AND t.redeemed_at IS NULL AND t.cancelled_at IS NULL AND t.expires_at > $1".into()),
         ("sessions", "SELECT p.id AS pid, p.user_name, s.id AS item FROM people p JOIN enrolment_sessions s ON s.person_id = p.id WHERE p.active = 0 AND s.closed_at IS NULL AND s.expires_at > $1".into()),
@@ -321,6 +430,12 @@ pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
         ("devices", "SELECT p.id AS pid, p.user_name, b.device_id AS item FROM people p JOIN device_bindings b ON b.person_id = p.id WHERE p.active = 0 AND b.unbound_at IS NULL".into()),
         ("exceptions", "SELECT p.id AS pid, p.user_name, e.id AS item FROM people p JOIN exceptions e ON e.person_id = p.id WHERE p.active = 0 AND e.revoked_at IS NULL AND e.expires_at > $1".into()),
         ("keys_not_reclaimed", "SELECT p.id AS pid, p.user_name, k.key_id AS item FROM people p JOIN key_reclaims k ON k.person_id = p.id WHERE p.active = 0 AND k.state <> 'done'".into()),
+        ("tokens", "SELECT p.id AS pid, p.user_name, t.id AS item FROM people p JOIN api_tokens t ON t.person_id = p.id WHERE p.active = 0 AND t.revoked_at IS NULL AND t.expires_at > $1".into()),
+        // The same rule as crate::devices::LEFT_BEHIND_SQL, for every inactive person.
+        ("laptops_left", "SELECT DISTINCT p.id AS pid, p.user_name, d.id AS item FROM people p JOIN device_bindings b ON b.person_id = p.id \
+            JOIN devices d ON d.id = b.device_id WHERE p.active = 0 AND d.retired_at IS NULL AND d.reclaim_station = 0 \
+            AND NOT EXISTS (SELECT 1 FROM device_bindings o JOIN people q ON q.id = o.person_id \
+              WHERE o.device_id = d.id AND o.person_id <> p.id AND o.unbound_at IS NULL AND q.active = 1 AND q.deleted_at IS NULL)".into()),
     ];
     let mut people: BTreeMap<String, DormantPerson> = BTreeMap::new();
     for (what, sql) in &checks {
@@ -344,6 +459,8 @@ pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
                 "recoveries" => entry.recoveries.push(item),
                 "devices" => entry.devices.push(item),
                 "exceptions" => entry.exceptions.push(item),
+                "tokens" => entry.tokens.push(item),
+                "laptops_left" => entry.laptops_left.push(item),
                 _ => entry.keys_not_reclaimed.push(item),
             }
         }
@@ -384,6 +501,8 @@ pub fn render(report: &DormantReport) -> String {
             ("laptops bound", &p.devices),
             ("exceptions", &p.exceptions),
             ("keys not reclaimed", &p.keys_not_reclaimed),
+            ("API tokens", &p.tokens),
+            ("laptops left in service", &p.laptops_left),
         ] {
             if !items.is_empty() {
                 out.push_str(&format!("    {what}: {}\n", items.join(", ")));
@@ -430,7 +549,7 @@ pub fn render_html(report: &DormantReport, offboardings: &[OffboardingView]) -> 
         }
     ));
     if !report.people.is_empty() {
-        s.push_str("<section><h2>Still live</h2><table><tr><th>Person</th><th>Credentials</th><th>Tickets</th><th>Sessions</th><th>Recoveries</th><th>Laptops</th><th>Exceptions</th><th>Keys not reclaimed</th></tr>");
+        s.push_str("<section><h2>Still live</h2><table><tr><th>Person</th><th>Credentials</th><th>Tickets</th><th>Sessions</th><th>Recoveries</th><th>Laptops</th><th>Exceptions</th><th>Keys not reclaimed</th><th>API tokens</th><th>Laptops left in service</th></tr>");
         for p in &report.people {
             let cell = |v: &Vec<String>| {
                 if v.is_empty() {
@@ -440,9 +559,10 @@ pub fn render_html(report: &DormantReport, offboardings: &[OffboardingView]) -> 
                 }
             };
             s.push_str(&format!(
-                "<tr><td>{}<br><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}<br><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&p.user_name), esc(&p.person_id), cell(&p.credentials), cell(&p.tickets), cell(&p.sessions),
-                cell(&p.recoveries), cell(&p.devices), cell(&p.exceptions), cell(&p.keys_not_reclaimed)
+                cell(&p.recoveries), cell(&p.devices), cell(&p.exceptions), cell(&p.keys_not_reclaimed),
+                cell(&p.tokens), cell(&p.laptops_left)
             ));
         }
         s.push_str("</table></section>");

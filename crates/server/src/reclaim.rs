@@ -70,6 +70,17 @@ pub async fn set_station(
             format!("no device {id}"),
         ));
     }
+    let retired: Option<i64> = sqlx::query("SELECT retired_at FROM devices WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("retired_at")?;
+    if retired.is_some() {
+        return Err(Error::conflict(
+            "device_retired",
+            "this laptop is out of service; provision it again (a new device key) to use it as a reclaim station",
+        ));
+    }
     audit::record(
         &mut tx,
         now,

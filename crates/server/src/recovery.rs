@@ -5,8 +5,10 @@
 //! - To enrol a replacement the person needs **both** a recovery ticket, which a named help-desk
 //!   member issues after recording how identity was proofed, **and** a fresh assertion from
 //!   another active key of theirs ([`crate::stepup::verify`]).
-//! - With no active key left, the ticket is only redeemable after **two different approvers**
-//!   (never the person, never the same approver twice) each recorded a re-proofing.
+//! - With no active key left, the ticket is only redeemable after **two different people**
+//!   approved, each holding a help-desk or admin token issued to them by name, and each
+//!   recording a re-proofing: never the person, never the issuer, and never one person twice,
+//!   however many tokens they hold (approvals count people, not tokens).
 //! - Tickets are single use and short-lived. Redeeming one opens an enrolment session; when the
 //!   replacement is enrolled the lost credential is revoked.
 //!
@@ -539,6 +541,12 @@ pub async fn approve(
                 "nobody may approve their own recovery",
             ));
         }
+        if approver == view.created_by {
+            return Err(Error::forbidden(
+                "approver_is_issuer",
+                "whoever issued a recovery may not approve it; two other help-desk members must",
+            ));
+        }
         if view.kind != "dual_approval" {
             return Err(Error::conflict(
                 "approval_not_needed",
@@ -555,7 +563,7 @@ pub async fn approve(
         if view.approvals.contains(&approver) {
             return Err(Error::conflict(
                 "approver_repeated",
-                "you already approved this recovery; a second approver must be someone else",
+                "you already approved this recovery (with this or another of your tokens); a second approver must be someone else",
             ));
         }
         sqlx::query("INSERT INTO recovery_approvals (recovery_id, approver, token_id, proofing, at) VALUES ($1, $2, $3, $4, $5)")

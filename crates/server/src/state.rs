@@ -77,6 +77,9 @@ pub struct Settings {
     pub webhook_backoff: Duration,
     /// Longest delay between two delivery attempts.
     pub webhook_max_backoff: Duration,
+    /// Lifetime of an API token when the issuer gives none, and the longest an issuer may ask
+    /// for: tokens never live for ever.
+    pub token_ttl: Duration,
 }
 
 impl Settings {
@@ -100,6 +103,7 @@ impl Settings {
             idp_webhook: None,
             webhook_backoff: Duration::from_secs(1),
             webhook_max_backoff: Duration::from_secs(300),
+            token_ttl: crate::tokens::DEFAULT_TTL,
         }
     }
 }

@@ -1,5 +1,14 @@
 //! API tokens per role (admin, help desk, auditor, SCIM feed): issued by an admin, shown once,
 //! stored as a SHA-256 hash, revocable. Every issue and revocation is audited.
+//!
+//! Staff tokens belong to people: every admin, help-desk and auditor token is issued to a named,
+//! active person, by someone other than that person (granting a staff role is audited and the
+//! person is told). The one exception is the first-start admin token, which lives one day. The
+//! SCIM token is a service token, issued to nobody. Every token expires (by default after
+//! [`DEFAULT_TTL`], never later than the service's maximum), records when it was last used, and
+//! is revoked when its person is offboarded.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,7 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
@@ -15,6 +24,15 @@ use crate::auth::{parse_json, Caller, Role};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
+
+/// Lifetime of a token when nobody says otherwise: 90 days.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(90 * 86_400);
+
+/// Lifetime of the first-start admin token, the one staff token issued to nobody.
+pub const BOOTSTRAP_TTL: Duration = Duration::from_secs(86_400);
+
+/// Roles whose tokens belong to a named person.
+pub const STAFF: &[Role] = &[Role::Admin, Role::Helpdesk, Role::Auditor];
 
 /// Routes under `/api/v1/admin/tokens`.
 pub fn router() -> Router<AppState> {
@@ -31,9 +49,14 @@ pub struct IssueApiToken {
     pub role: Role,
     /// What it is for, e.g. `Entra ID provisioning`.
     pub label: String,
-    /// The person the token is issued to (help-desk members who approve recoveries).
+    /// The person the token is issued to: required for admin, help-desk and auditor tokens
+    /// (never the caller's own person), absent for the SCIM token.
     #[serde(default)]
     pub person_id: Option<String>,
+    /// Lifetime in seconds (default and maximum from the service settings, 90 days unless
+    /// configured otherwise).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
 }
 
 /// A freshly issued API token: shown once.
@@ -45,6 +68,10 @@ pub struct IssuedApiToken {
     pub role: Role,
     /// The bearer token itself.
     pub token: String,
+    /// The person it was issued to (none for the SCIM token).
+    pub person_id: Option<String>,
+    /// When it stops working (unix ms).
+    pub expires_at_ms: i64,
 }
 
 /// A token as listed (never the token itself).
@@ -56,13 +83,169 @@ pub struct ApiTokenView {
     pub role: String,
     /// Label.
     pub label: String,
+    /// The person it was issued to.
+    pub person_id: Option<String>,
+    /// Their userName.
+    pub person_user_name: Option<String>,
+    /// Whether that person is still active (a token of an inactive person never works).
+    pub person_active: Option<bool>,
+    /// Who issued it (audit actor).
+    pub granted_by: Option<String>,
     /// Created (unix ms).
     pub created_at_ms: i64,
+    /// Expires (unix ms).
+    pub expires_at_ms: Option<i64>,
+    /// Last used (unix ms; recorded at most once a minute).
+    pub last_used_at_ms: Option<i64>,
     /// Revoked (unix ms), if revoked.
     pub revoked_at_ms: Option<i64>,
+    /// Why it was revoked.
+    pub revoked_reason: Option<String>,
+    /// `live`, `expired`, `revoked` or `holder_inactive`.
+    pub state: String,
 }
 
-/// Create a token for a role directly in the database (first start, tests, benchmarks).
+/// What to issue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewToken<'a> {
+    /// Role.
+    pub role: Role,
+    /// What it is for.
+    pub label: &'a str,
+    /// The person it is issued to (required for staff roles, absent for SCIM).
+    pub person_id: Option<&'a str>,
+    /// Lifetime asked for; `None` for `max_ttl`.
+    pub ttl: Option<Duration>,
+    /// The longest lifetime allowed (the service setting).
+    pub max_ttl: Duration,
+}
+
+/// Who issues it.
+#[derive(Debug, Clone, Copy)]
+pub struct Grantor<'a> {
+    /// Audit actor, e.g. `admin-token:<id>` or `service-cli`.
+    pub actor: &'a str,
+    /// The person behind the issuing token, if any: never the grantee.
+    pub person_id: Option<&'a str>,
+}
+
+/// Issue a token inside `tx`: check the rules, store its hash, audit, and tell the person.
+pub async fn issue_in(
+    tx: &mut Transaction<'_, Any>,
+    new: &NewToken<'_>,
+    grantor: &Grantor<'_>,
+    now: i64,
+) -> Result<IssuedApiToken> {
+    let ttl = new.ttl.unwrap_or(new.max_ttl);
+    if ttl.is_zero() || ttl > new.max_ttl {
+        return Err(Error::bad_request(
+            "ttl_invalid",
+            format!(
+                "a token lives 1 s to {} days (the service maximum); ask for less",
+                new.max_ttl.as_secs() / 86_400
+            ),
+        ));
+    }
+    let label = new.label.trim();
+    if label.is_empty() || label.len() > 200 {
+        return Err(Error::bad_request(
+            "label_invalid",
+            "label must be 1..=200 characters",
+        ));
+    }
+    let staff = STAFF.contains(&new.role);
+    match (staff, new.person_id) {
+        (true, None) => {
+            return Err(Error::bad_request(
+                "token_person_required",
+                format!(
+                    "{} tokens are issued to a named person: say which staff member it is for (person_id; --person on the service CLI), a person from the HR feed or created by an admin",
+                    new.role.as_str()
+                ),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Error::bad_request(
+                "token_person_not_allowed",
+                "the SCIM token is a service token: leave person_id out",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(person) = new.person_id {
+        if grantor.person_id == Some(person) {
+            return Err(Error::forbidden(
+                "grant_to_self",
+                "nobody may grant a staff role to themselves; another admin must issue this token",
+            ));
+        }
+        crate::admin::require_active_person(tx, person, "staff tokens").await?;
+    }
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = now.saturating_add(ttl_ms);
+    let token = secrets::generate(secrets::ADMIN_PREFIX);
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, person_id, expires_at, granted_by, granted_by_person) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&id)
+    .bind(new.role.as_str())
+    .bind(secrets::hash(&token))
+    .bind(label)
+    .bind(now)
+    .bind(new.person_id)
+    .bind(expires_at)
+    .bind(grantor.actor)
+    .bind(grantor.person_id)
+    .execute(&mut **tx)
+    .await?;
+    audit::record(
+        tx,
+        now,
+        grantor.actor,
+        "api_token.issued",
+        &id,
+        serde_json::json!({"role": new.role.as_str(), "label": label, "person_id": new.person_id,
+            "expires_at_ms": expires_at, "granted_by_person": grantor.person_id}),
+    )
+    .await?;
+    if let Some(person) = new.person_id {
+        audit::record(
+            tx,
+            now,
+            grantor.actor,
+            "staff_role.granted",
+            person,
+            serde_json::json!({"role": new.role.as_str(), "token_id": id, "label": label,
+                "expires_at_ms": expires_at, "granted_by_person": grantor.person_id}),
+        )
+        .await?;
+        crate::webhooks::notify(
+            tx,
+            person,
+            "staff_role.granted",
+            &format!(
+                "You were given a {} API token ({label}), valid until {}. If you did not ask for it, tell security now.",
+                new.role.as_str(),
+                secrets::fmt_time(expires_at)
+            ),
+            serde_json::json!({"role": new.role.as_str(), "token_id": id, "expires_at_ms": expires_at}),
+            now,
+        )
+        .await?;
+    }
+    Ok(IssuedApiToken {
+        id,
+        role: new.role,
+        token,
+        person_id: new.person_id.map(str::to_owned),
+        expires_at_ms: expires_at,
+    })
+}
+
+/// Create a token for a role directly in the database (the SCIM token in tests and benchmarks);
+/// staff roles need [`create_for`] with a person.
 pub async fn create(
     db: &sqlx::AnyPool,
     role: Role,
@@ -73,7 +256,8 @@ pub async fn create(
     create_for(db, role, label, actor, None, now).await
 }
 
-/// Create a token for a role, issued to a named person when `person_id` is given.
+/// Create a token for a role, issued to a named person (required for staff roles), with the
+/// default lifetime; from the service CLI or tests (no issuing person).
 pub async fn create_for(
     db: &sqlx::AnyPool,
     role: Role,
@@ -82,49 +266,44 @@ pub async fn create_for(
     person_id: Option<&str>,
     now: i64,
 ) -> Result<IssuedApiToken> {
-    let token = secrets::generate(secrets::ADMIN_PREFIX);
-    let id = new_id();
+    let new = NewToken {
+        role,
+        label,
+        person_id,
+        ttl: None,
+        max_ttl: DEFAULT_TTL,
+    };
+    create_token(db, &new, actor, now).await
+}
+
+/// Create a token as described, issued by `actor` with no person behind it (the service CLI).
+pub async fn create_token(
+    db: &sqlx::AnyPool,
+    new: &NewToken<'_>,
+    actor: &str,
+    now: i64,
+) -> Result<IssuedApiToken> {
     let mut tx = crate::db::begin(db).await?;
-    if let Some(person) = person_id {
-        let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND active = 1")
-            .bind(person)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Err(Error::not_found(
-                "person_unknown",
-                format!("no active person with id {person} to issue the token to"),
-            ));
-        }
-    }
-    sqlx::query(
-        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, person_id) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&id)
-    .bind(role.as_str())
-    .bind(secrets::hash(&token))
-    .bind(label)
-    .bind(now)
-    .bind(person_id)
-    .execute(&mut *tx)
-    .await?;
-    audit::record(
+    let issued = issue_in(
         &mut tx,
+        new,
+        &Grantor {
+            actor,
+            person_id: None,
+        },
         now,
-        actor,
-        "api_token.issued",
-        &id,
-        serde_json::json!({"role": role.as_str(), "label": label, "person_id": person_id}),
     )
     .await?;
     tx.commit().await?;
-    Ok(IssuedApiToken { id, role, token })
+    Ok(issued)
 }
 
-/// `POST /api/v1/admin/tokens` (admin): issue a token for a role.
+/// `POST /api/v1/admin/tokens` (admin): issue a token for a role. Staff tokens go to a named
+/// person other than the caller's.
 #[utoipa::path(post, path = "/api/v1/admin/tokens", tag = "tokens", request_body = IssueApiToken,
     responses((status = 201, body = IssuedApiToken), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc)),
     security(("bearer" = [])))]
 pub async fn issue(
     State(state): State<AppState>,
@@ -133,26 +312,83 @@ pub async fn issue(
 ) -> Result<(StatusCode, Json<IssuedApiToken>)> {
     caller.require(&[Role::Admin])?;
     let req: IssueApiToken = parse_json(&body)?;
-    let label = req.label.trim();
-    if label.is_empty() || label.len() > 200 {
-        return Err(Error::bad_request(
-            "label_invalid",
-            "label must be 1..=200 characters",
-        ));
-    }
-    let issued = create_for(
-        &state.db,
-        req.role,
-        label,
-        &caller.actor(),
-        req.person_id.as_deref(),
-        state.now_ms(),
+    let new = NewToken {
+        role: req.role,
+        label: &req.label,
+        person_id: req.person_id.as_deref(),
+        ttl: req.ttl_seconds.map(Duration::from_secs),
+        max_ttl: state.settings.token_ttl,
+    };
+    let actor = caller.actor();
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    let issued = issue_in(
+        &mut tx,
+        &new,
+        &Grantor {
+            actor: &actor,
+            person_id: caller.person_id.as_deref(),
+        },
+        now,
     )
     .await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
-/// `GET /api/v1/admin/tokens` (admin): every token, without secrets.
+/// Every token, without secrets, oldest first.
+pub async fn load(db: &sqlx::AnyPool, now: i64) -> Result<Vec<ApiTokenView>> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.role, t.label, t.person_id, p.user_name, p.active, p.deleted_at, t.granted_by, \
+         t.created_at, t.expires_at, u.last_used_at, t.revoked_at, t.revoked_reason \
+         FROM api_tokens t LEFT JOIN people p ON p.id = t.person_id \
+         LEFT JOIN api_token_use u ON u.token_id = t.id ORDER BY t.created_at, t.id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let person_id: Option<String> = r.try_get("person_id")?;
+        let person_active = match person_id {
+            Some(_) => Some(
+                r.try_get::<Option<i64>, _>("active")?.unwrap_or(0) != 0
+                    && r.try_get::<Option<i64>, _>("deleted_at")?.is_none(),
+            ),
+            None => None,
+        };
+        let expires_at_ms: Option<i64> = r.try_get("expires_at")?;
+        let revoked_at_ms: Option<i64> = r.try_get("revoked_at")?;
+        let state = if revoked_at_ms.is_some() {
+            "revoked"
+        } else if person_active == Some(false) {
+            "holder_inactive"
+        } else if expires_at_ms.is_none_or(|e| now >= e) {
+            "expired"
+        } else {
+            "live"
+        };
+        out.push(ApiTokenView {
+            id: r.try_get("id")?,
+            role: r.try_get("role")?,
+            label: r.try_get("label")?,
+            person_id,
+            person_user_name: r.try_get("user_name")?,
+            person_active,
+            granted_by: r.try_get("granted_by")?,
+            created_at_ms: r.try_get("created_at")?,
+            expires_at_ms,
+            last_used_at_ms: r.try_get("last_used_at")?,
+            revoked_at_ms,
+            revoked_reason: r.try_get("revoked_reason")?,
+            state: state.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// `GET /api/v1/admin/tokens` (admin): every token with its person, expiry and last use,
+/// without secrets.
 #[utoipa::path(get, path = "/api/v1/admin/tokens", tag = "tokens",
     responses((status = 200, body = Vec<ApiTokenView>), (status = 401, body = crate::openapi::ErrorBodyDoc),
               (status = 403, body = crate::openapi::ErrorBodyDoc)),
@@ -162,22 +398,80 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<Vec<ApiTokenView>>> {
     caller.require(&[Role::Admin])?;
-    let rows = sqlx::query(
-        "SELECT id, role, label, created_at, revoked_at FROM api_tokens ORDER BY created_at, id",
+    Ok(Json(load(&state.db, state.now_ms()).await?))
+}
+
+/// Revoke one live token inside `tx`, audited; `false` when there is no live token `id`.
+pub async fn revoke_in(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
     )
-    .fetch_all(&state.db)
+    .bind(now)
+    .bind(reason)
+    .bind(id)
+    .execute(&mut **tx)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(ApiTokenView {
-            id: r.try_get("id")?,
-            role: r.try_get("role")?,
-            label: r.try_get("label")?,
-            created_at_ms: r.try_get("created_at")?,
-            revoked_at_ms: r.try_get("revoked_at")?,
-        });
+    if done.rows_affected() != 1 {
+        return Ok(false);
     }
-    Ok(Json(out))
+    audit::record(
+        tx,
+        now,
+        actor,
+        "api_token.revoked",
+        id,
+        serde_json::json!({"reason": reason}),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Revoke every token of a person inside `tx` (offboarding); returns their ids.
+pub async fn revoke_person_in(
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<Vec<String>> {
+    let ids = sqlx::query(
+        "SELECT id FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+    )
+    .bind(person_id)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get::<String, _>("id"))
+    .collect::<std::result::Result<Vec<_>, _>>()?;
+    for id in &ids {
+        revoke_in(tx, id, actor, reason, now).await?;
+    }
+    Ok(ids)
+}
+
+/// Revoke a token by id (the service CLI); refused when there is no live token with that id.
+pub async fn revoke_by_id(
+    db: &sqlx::AnyPool,
+    id: &str,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    let mut tx = crate::db::begin(db).await?;
+    if !revoke_in(&mut tx, id, actor, reason, now).await? {
+        return Err(Error::not_found(
+            "token_unknown",
+            format!("no live token with id {id}"),
+        ));
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// `DELETE /api/v1/admin/tokens/{id}` (admin): revoke a token; the caller cannot revoke its own.
@@ -201,27 +495,12 @@ pub async fn revoke(
     }
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let done =
-        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-    if done.rows_affected() != 1 {
+    if !revoke_in(&mut tx, &id, &caller.actor(), "revoked by an admin", now).await? {
         return Err(Error::not_found(
             "token_unknown",
             format!("no live token with id {id}"),
         ));
     }
-    audit::record(
-        &mut tx,
-        now,
-        &caller.actor(),
-        "api_token.revoked",
-        &id,
-        serde_json::json!({}),
-    )
-    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,12 +13,9 @@ use keywarden_server::agent::{ingest_report, provision};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_sends_single_reports_to_a_service_without_batches() {
-    let app = App::new(Backend::Sqlite).await.unwrap();
+    let mut app = App::new(Backend::Sqlite).await.unwrap();
     // The agent signs with the real clock.
-    app.clock.0.store(
-        keywarden_agent::now_ms(),
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    app.set_clock(keywarden_agent::now_ms()).await;
     // The service as it was before batches: the same handlers, without the batch route.
     let older = axum::Router::new()
         .route("/api/v1/agent/provision", post(provision))

@@ -90,7 +90,8 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
         .await;
     assert_eq!(s, StatusCode::OK);
 
-    let auditor = app.token(Role::Auditor).await;
+    // Ann audits too (a staff token is issued to a person; a new one would count here).
+    let auditor = app.token_for(Role::Auditor, &ann).await;
     let (s, r) = app
         .call("GET", "/api/v1/admin/coverage", &auditor, None)
         .await;

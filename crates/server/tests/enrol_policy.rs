@@ -159,7 +159,11 @@ async fn non_compliant_laptop_is_refused(app: App) {
 
 async fn inactive_person_is_refused_mid_enrolment(app: App) {
     let id = hr_person(&app, "kim@example.com", "Sales").await;
+    // A shared laptop (Lee enrols on it too), so it stays in service when Kim leaves.
     let laptop = app.device("pc-4").await;
+    let lee = app.person("lee").await;
+    let (s, _) = begin(&app, &laptop, &app.ticket_secret(&lee).await).await;
+    assert_eq!(s, StatusCode::CREATED);
     let (s, b) = begin(&app, &laptop, &app.ticket_secret(&id).await).await;
     assert_eq!(s, StatusCode::CREATED);
     let hr = app.token(Role::Scim).await;

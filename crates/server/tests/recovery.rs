@@ -1,6 +1,7 @@
 //! Lost keys and step-up recovery: a lost key is suspended at once; a replacement needs BOTH a
 //! help-desk recovery ticket AND a fresh assertion from another active key (or, with no key
-//! left, two approvers other than the person); every bypass is refused and changes nothing.
+//! left, two approvers other than the person and the issuer); every bypass is refused and
+//! changes nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -304,6 +305,7 @@ async fn no_key_left_needs_two_other_approvers(app: App) {
     let (person, laptop, ids) = enrolled(&app, "noa", &[&a]).await;
     let h1 = helpdesk_member(&app, "h1").await;
     let h2 = helpdesk_member(&app, "h2").await;
+    let h3 = helpdesk_member(&app, "h3").await;
     // The person's own help-desk token (they work at the desk).
     let own = keywarden_server::tokens::create_for(
         &app.state.db,
@@ -380,12 +382,20 @@ async fn no_key_left_needs_two_other_approvers(app: App) {
         "{v}"
     );
     assert_eq!(snapshot(&app).await, before);
-    // One approver, then the same approver again.
+    // Not the issuer (h1), who already proofed the person once.
     let (s, v) = approve(h1.clone()).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("approver_is_issuer")),
+        "{v}"
+    );
+    assert_eq!(snapshot(&app).await, before);
+    // One approver, then the same approver again.
+    let (s, v) = approve(h2.clone()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["approvals_needed"], 1);
     let before = snapshot(&app).await;
-    let (s, v) = approve(h1.clone()).await;
+    let (s, v) = approve(h2.clone()).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("approver_repeated")),
@@ -401,7 +411,7 @@ async fn no_key_left_needs_two_other_approvers(app: App) {
     );
     assert_eq!(snapshot(&app).await, before);
     // A second, different approver: ready.
-    let (s, v) = approve(h2).await;
+    let (s, v) = approve(h3).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "ready");
     let (s, session) = laptop

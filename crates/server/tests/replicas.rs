@@ -107,14 +107,11 @@ fn acknowledged(path: &str, status: u16, answer: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn two_replica_processes_share_the_agents(app: App) {
+async fn two_replica_processes_share_the_agents(mut app: App) {
     const AGENTS: usize = 12;
     const ROUNDS: u64 = 9;
     // The agents' clock is the real one, as the replicas' is.
-    app.clock.0.store(
-        keywarden_agent::now_ms(),
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    app.set_clock(keywarden_agent::now_ms()).await;
     let mut devices = Vec::new();
     for i in 0..AGENTS {
         devices.push(Arc::new(app.device(&format!("pc-{i}")).await));

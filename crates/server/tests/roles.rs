@@ -72,12 +72,27 @@ async fn role_endpoint_matrix(app: App) {
 }
 
 async fn token_lifecycle(app: App) {
-    let (s, issued) = app
+    // Staff tokens belong to a named person.
+    let (s, v) = app
         .call(
             "POST",
             "/api/v1/admin/tokens",
             &app.admin,
             Some(json!({"role": "helpdesk", "label": "IT desk"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("token_person_required")),
+        "{v}"
+    );
+    let holder = app.person("it-desk").await;
+    let (s, issued) = app
+        .call(
+            "POST",
+            "/api/v1/admin/tokens",
+            &app.admin,
+            Some(json!({"role": "helpdesk", "label": "IT desk", "person_id": holder})),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{issued}");
@@ -121,7 +136,11 @@ async fn token_lifecycle(app: App) {
     let (s, v) = app
         .call("POST", "/api/v1/admin/provisioning-tokens", &desk, None)
         .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked token refused: {v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_revoked")),
+        "revoked token refused: {v}"
+    );
     let actions = app.audit_actions().await;
     assert!(actions.contains(&"api_token.issued".to_owned()));
     assert!(actions.contains(&"api_token.revoked".to_owned()));

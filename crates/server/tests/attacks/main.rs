@@ -15,12 +15,14 @@ use axum::http::StatusCode;
 use common::App;
 use serde_json::Value;
 
-/// Tables that record refusals themselves (the audit log, counted ticket attempts): left out of
-/// the "nothing changed" snapshot, and checked by the tests that care.
+/// Tables that record refusals themselves (the audit log, counted ticket attempts) or activity
+/// rather than state (when an API token was last used, written on any authenticated request):
+/// left out of the "nothing changed" snapshot, and checked by the tests that care.
 const RECORDS_REFUSALS: &[&str] = &[
     "audit_log",
     "audit_head",
     "ticket_attempts",
+    "api_token_use",
     "_sqlx_migrations",
 ];
 

@@ -146,12 +146,57 @@ impl App {
         self.clock.now_ms()
     }
 
-    /// A token for a role.
+    /// Move the clock to `now_ms` (e.g. the real time agents sign with). The first-start admin
+    /// token lives only a day, so `admin` becomes a named admin's token issued at the new time.
+    pub async fn set_clock(&mut self, now_ms: i64) {
+        let person = self.person("it-admin").await;
+        self.clock.0.store(now_ms, Ordering::SeqCst);
+        self.admin = self.token_for(Role::Admin, &person).await;
+    }
+
+    /// A token for a role: staff tokens (admin, help desk, auditor) are issued to a new named
+    /// person, as every staff token is; the SCIM token to nobody.
     pub async fn token(&self, role: Role) -> String {
-        keywarden_server::tokens::create(&self.state.db, role, "test", "test", self.now())
+        if role == Role::Scim {
+            return keywarden_server::tokens::create(
+                &self.state.db,
+                role,
+                "test",
+                "test",
+                self.now(),
+            )
             .await
             .unwrap()
-            .token
+            .token;
+        }
+        let name = format!(
+            "staff-{}-{}",
+            role.as_str(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        self.staff(role, &name).await.1
+    }
+
+    /// A new person `user_name` holding a staff token of `role`: (person id, token).
+    pub async fn staff(&self, role: Role, user_name: &str) -> (String, String) {
+        let person = self.person(user_name).await;
+        let token = self.token_for(role, &person).await;
+        (person, token)
+    }
+
+    /// A token of `role` issued to an existing person (by the service, as the CLI does).
+    pub async fn token_for(&self, role: Role, person_id: &str) -> String {
+        keywarden_server::tokens::create_for(
+            &self.state.db,
+            role,
+            "test",
+            "test",
+            Some(person_id),
+            self.now(),
+        )
+        .await
+        .unwrap()
+        .token
     }
 
     /// A raw request; returns status, content type and the body as JSON (or a string).
@@ -704,6 +749,11 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     (
         "POST",
         "/api/v1/admin/devices/{id}/reclaim-station",
+        Access::Roles(&[A, H]),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/devices/{id}/retire",
         Access::Roles(&[A, H]),
     ),
     ("GET", "/api/v1/admin/outbox", Access::Roles(&[A, AU])),
