@@ -95,12 +95,9 @@ impl Laptop {
     }
 }
 
-/// The agent signs with the real clock; a provisioned laptop talking to the service at `base`.
+/// A provisioned laptop talking to the service at `base` (the service's clock set to the real
+/// time first: the agent signs with it).
 async fn provisioned(app: &App, base: &str) -> Laptop {
-    app.clock.0.store(
-        keywarden_agent::now_ms(),
-        std::sync::atomic::Ordering::SeqCst,
-    );
     let (s, v) = app
         .call(
             "POST",
@@ -144,7 +141,8 @@ const OTHERS: &[(&str, &str)] = &[
     ("keywarden.localhost", "https://phish.keywarden.localhost"),
 ];
 
-async fn the_agent_refuses_to_make_a_credential_for_another_relying_party(app: App) {
+async fn the_agent_refuses_to_make_a_credential_for_another_relying_party(mut app: App) {
+    app.set_clock(keywarden_agent::now_ms()).await;
     let legit = serve(app.router.clone()).await;
     let laptop = provisioned(&app, &legit).await;
     let ada = app.person("ada").await;
@@ -209,7 +207,8 @@ async fn the_agent_refuses_to_make_a_credential_for_another_relying_party(app: A
     assert_eq!(app.count("SELECT COUNT(*) FROM credentials").await, 1);
 }
 
-async fn the_agent_refuses_to_sign_a_challenge_for_another_relying_party(app: App) {
+async fn the_agent_refuses_to_sign_a_challenge_for_another_relying_party(mut app: App) {
+    app.set_clock(keywarden_agent::now_ms()).await;
     let legit = serve(app.router.clone()).await;
     let laptop = provisioned(&app, &legit).await;
     let ada = app.person("ada").await;
@@ -290,7 +289,8 @@ fn send_report(agent: &Agent) -> Result<serde_json::Value, Error> {
     )
 }
 
-async fn a_lost_or_damaged_request_counter_does_not_lock_the_laptop_out(app: App) {
+async fn a_lost_or_damaged_request_counter_does_not_lock_the_laptop_out(mut app: App) {
+    app.set_clock(keywarden_agent::now_ms()).await;
     let legit = serve(app.router.clone()).await;
     let laptop = provisioned(&app, &legit).await;
     let seq_file = laptop.agent.paths().seq_file();
@@ -316,7 +316,8 @@ async fn a_lost_or_damaged_request_counter_does_not_lock_the_laptop_out(app: App
     assert_eq!(app.count("SELECT COUNT(*) FROM reports").await, 7);
 }
 
-async fn the_window_the_tray_and_the_cli_sending_at_once_are_all_accepted(app: App) {
+async fn the_window_the_tray_and_the_cli_sending_at_once_are_all_accepted(mut app: App) {
+    app.set_clock(keywarden_agent::now_ms()).await;
     let legit = serve(app.router.clone()).await;
     let laptop = provisioned(&app, &legit).await;
     // Three processes of one person (window, tray, CLI): three agents over the same folders,
