@@ -49,7 +49,9 @@ fn enrolled_two(server: &Server, laptop: &Laptop, person: &str, keys: &[String])
 
 /// A recovery ticket issued by a named help-desk member for `person`'s `lost` credential.
 fn recovery_ticket(server: &Server, person: &str, lost: &str) -> String {
-    let desk = server.create_person("desk@example.com", "Desk");
+    let desk = server
+        .hr_feed()
+        .create_user("desk@example.com", "Desk", "IT");
     let (s, t) = server.admin(
         "POST",
         "/api/v1/admin/tokens",

@@ -62,7 +62,9 @@ fn lost_key_is_suspended_and_replaced_with_ticket_and_other_key() {
     assert!(out.contains("suspended"), "{out}");
 
     // The help desk (a named member) records the proofing and issues the recovery ticket.
-    let desk = server.create_person("desk@example.com", "Desk");
+    let desk = server
+        .hr_feed()
+        .create_user("desk@example.com", "Desk", "IT");
     let (s, t) = server.admin(
         "POST",
         "/api/v1/admin/tokens",

@@ -486,7 +486,7 @@ pub async fn create_user(
         )));
     }
     sqlx::query(
-        "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, created_at, updated_at, source) VALUES ($1, $2, $3, $4, $5, $6, $6, 'scim')",
     )
     .bind(&id)
     .bind(&fields.user_name)

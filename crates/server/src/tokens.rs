@@ -129,6 +129,26 @@ pub struct Grantor<'a> {
     pub person_id: Option<&'a str>,
 }
 
+/// Staff roles go only to people the HR feed (SCIM) provisioned: a person an admin created by
+/// hand is who an admin would invent to hold a second help-desk token, so that one person could
+/// meet the two-person rule alone.
+async fn require_from_hr(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<()> {
+    let row = sqlx::query("SELECT user_name, source FROM people WHERE id = $1")
+        .bind(person_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    if row.try_get::<String, _>("source")? != "scim" {
+        return Err(Error::forbidden(
+            "token_person_not_from_hr",
+            format!(
+                "{} was created by hand, not by the HR feed; staff roles are granted only to people HR provisioned over SCIM",
+                row.try_get::<String, _>("user_name")?
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Issue a token inside `tx`: check the rules, store its hash, audit, and tell the person.
 pub async fn issue_in(
     tx: &mut Transaction<'_, Any>,
@@ -180,6 +200,7 @@ pub async fn issue_in(
             ));
         }
         crate::admin::require_active_person(tx, person, "staff tokens").await?;
+        require_from_hr(tx, person).await?;
     }
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_at = now.saturating_add(ttl_ms);

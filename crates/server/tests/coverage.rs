@@ -47,7 +47,7 @@ fn status_of<'a>(report: &'a Value, user: &str) -> &'a str {
 async fn coverage_by_person_population_model_and_signal(app: App) {
     let laptop = app.device("pc-1").await;
     assert_eq!(laptop.report(&app, false).await.0, StatusCode::OK);
-    let ann = app.person("ann").await;
+    let ann = app.hr_person("ann").await;
     let bob = app.person("bob").await;
     app.person("cy").await;
     let dee = app.person("dee").await;

@@ -73,7 +73,7 @@ async fn dormant(app: &App) -> Value {
 async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     let hr = app.token(Role::Scim).await;
     let person = hr_user(&app, &hr, "leo@example.com").await;
-    let desk_person = app.person("desk").await;
+    let desk_person = app.hr_person("desk").await;
     let desk = keywarden_server::tokens::create_for(
         &app.state.db,
         Role::Helpdesk,

@@ -49,7 +49,7 @@ async fn refused(app: &App, laptop: &Device, body: Value, status: StatusCode, co
 
 /// A person with a named help-desk token, and the token.
 async fn helpdesk_member(app: &App, name: &str) -> String {
-    let id = app.person(name).await;
+    let id = app.hr_person(name).await;
     keywarden_server::tokens::create_for(
         &app.state.db,
         Role::Helpdesk,
@@ -65,7 +65,7 @@ async fn helpdesk_member(app: &App, name: &str) -> String {
 
 /// Enrol `keys` for a new person on a new laptop; returns (person id, laptop, credential ids).
 async fn enrolled(app: &App, name: &str, keys: &[&SoftKey]) -> (String, Device, Vec<String>) {
-    let person = app.person(name).await;
+    let person = app.hr_person(name).await;
     let laptop = app.device(&format!("{name}-laptop")).await;
     let (s, mut b) = begin(app, &laptop, &app.ticket_secret(&person).await).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");

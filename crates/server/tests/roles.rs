@@ -86,7 +86,7 @@ async fn token_lifecycle(app: App) {
         (StatusCode::BAD_REQUEST, Some("token_person_required")),
         "{v}"
     );
-    let holder = app.person("it-desk").await;
+    let holder = app.hr_person("it-desk").await;
     let (s, issued) = app
         .call(
             "POST",

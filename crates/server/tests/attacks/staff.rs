@@ -193,7 +193,7 @@ async fn offboarded_helpdesk_members_token(app: App) {
 }
 
 async fn expired_token(app: App) {
-    let desk = app.person("erin").await;
+    let desk = app.hr_person("erin").await;
     let (s, issued) = grant(
         &app,
         &app.admin,
@@ -361,6 +361,35 @@ async fn token_issued_without_a_person(app: App) {
     .await;
 }
 
+/// One admin inventing a second identity to hold a second help-desk token (and so approve a
+/// no-key recovery twice): a person created by hand gets no staff role; one from HR does.
+async fn staff_role_for_a_person_made_up_by_hand(app: App) {
+    let made_up = app.person("second-me").await;
+    let v = refused(
+        &app,
+        StatusCode::FORBIDDEN,
+        "token_person_not_from_hr",
+        grant(
+            &app,
+            &app.admin,
+            json!({"role": "helpdesk", "label": "desk", "person_id": made_up}),
+        ),
+    )
+    .await;
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("HR"),
+        "{v}"
+    );
+    let real = app.hr_person("desk@example.com").await;
+    let (s, v) = grant(
+        &app,
+        &app.admin,
+        json!({"role": "helpdesk", "label": "desk", "person_id": real}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
 async fn admin_granting_a_staff_role_to_themselves(app: App) {
     let (ada, ada_token) = app.staff(Role::Admin, "ada").await;
     for role in ["admin", "helpdesk", "auditor"] {
@@ -474,6 +503,7 @@ async fn issuer_approving(app: App) {
 }
 
 crate::both_backends!(
+    staff_role_for_a_person_made_up_by_hand,
     offboarded_helpdesk_members_token,
     expired_token,
     token_issued_without_a_person,

@@ -149,7 +149,7 @@ impl App {
     /// Move the clock to `now_ms` (e.g. the real time agents sign with). The first-start admin
     /// token lives only a day, so `admin` becomes a named admin's token issued at the new time.
     pub async fn set_clock(&mut self, now_ms: i64) {
-        let person = self.person("it-admin").await;
+        let person = self.hr_person("it-admin").await;
         self.clock.0.store(now_ms, Ordering::SeqCst);
         self.admin = self.token_for(Role::Admin, &person).await;
     }
@@ -179,7 +179,7 @@ impl App {
 
     /// A new person `user_name` holding a staff token of `role`: (person id, token).
     pub async fn staff(&self, role: Role, user_name: &str) -> (String, String) {
-        let person = self.person(user_name).await;
+        let person = self.hr_person(user_name).await;
         let token = self.token_for(role, &person).await;
         (person, token)
     }
@@ -280,6 +280,30 @@ impl App {
             );
         }
         (s, v)
+    }
+
+    /// A person from the HR feed (SCIM), as staff must be.
+    pub async fn hr_person(&self, user_name: &str) -> String {
+        let hr = keywarden_server::tokens::create(
+            &self.state.db,
+            Role::Scim,
+            "HR feed",
+            "test",
+            self.now(),
+        )
+        .await
+        .unwrap()
+        .token;
+        let (s, v) = self
+            .scim(
+                "POST",
+                "/scim/v2/Users",
+                &hr,
+                Some(json!({"userName": user_name, "displayName": user_name})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
     }
 
     /// A person through the admin API.
