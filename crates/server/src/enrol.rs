@@ -404,25 +404,12 @@ async fn add_key_session(
     }
     let (_, policy) = policy_for(state, tx, &person.id).await?;
     check_laptop(&policy, tx, &call.device_id, now).await?;
-    // The session hangs off an internal, already redeemed ticket row that names the proof.
-    let ticket_id = new_id();
-    let marker = format!("add_key:{}", v.credential_id);
-    sqlx::query(
-        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $5, $5, $6)",
-    )
-    .bind(&ticket_id)
-    .bind(secrets::hash(&format!("{marker}:{ticket_id}")))
-    .bind(&person.id)
-    .bind(&marker)
-    .bind(now)
-    .bind(&call.device_id)
-    .execute(&mut **tx)
-    .await?;
-    let resp = open_session(
+    let resp = open_proven_session(
         state,
         tx,
         &person.id,
-        &ticket_id,
+        &format!("add_key:{}", v.credential_id),
+        now,
         &call.device_id,
         None,
         now,
@@ -438,6 +425,46 @@ async fn add_key_session(
     )
     .await?;
     Ok(resp)
+}
+
+/// Open an enrolment session proven by something other than an enrolment ticket (a step-up
+/// from one of the person's keys, a recovery): the session hangs off an internal, already
+/// redeemed ticket row whose `created_by` names the proof (`add_key:<credential>`,
+/// `recovery:<id>`) and whose hash no ticket can match.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn open_proven_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    proof: &str,
+    expires_at: i64,
+    device_id: &str,
+    recovery_id: Option<&str>,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let ticket_id = new_id();
+    sqlx::query(
+        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)",
+    )
+    .bind(&ticket_id)
+    .bind(secrets::hash(&format!("{proof}:{ticket_id}")))
+    .bind(person_id)
+    .bind(proof)
+    .bind(now)
+    .bind(expires_at)
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?;
+    open_session(
+        state,
+        tx,
+        person_id,
+        &ticket_id,
+        device_id,
+        recovery_id,
+        now,
+    )
+    .await
 }
 
 /// Open an enrolment session for a person on a laptop (from a redeemed enrolment ticket, or a

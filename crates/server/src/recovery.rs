@@ -888,25 +888,12 @@ async fn redeem_inner(
             "this recovery ticket was already used; ask the help desk for a new one",
         ));
     }
-    // The enrolment session hangs off an (internal, already redeemed) enrolment ticket row.
-    let ticket_id = new_id();
-    sqlx::query(
-        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)",
-    )
-    .bind(&ticket_id)
-    .bind(secrets::hash(&format!("recovery:{id}")))
-    .bind(&view.person_id)
-    .bind(format!("recovery:{id}"))
-    .bind(now)
-    .bind(view.expires_at_ms)
-    .bind(&call.device_id)
-    .execute(&mut *tx)
-    .await?;
-    let resp = crate::enrol::open_session(
+    let resp = crate::enrol::open_proven_session(
         state,
         &mut tx,
         &view.person_id,
-        &ticket_id,
+        &format!("recovery:{id}"),
+        view.expires_at_ms,
         &call.device_id,
         Some(&id),
         now,
