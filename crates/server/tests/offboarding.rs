@@ -132,24 +132,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         "{v}"
     );
     // Everything is gone except the keys, which wait for a reclaim station.
-    let report = dormant(&app).await;
-    assert_eq!(report["people"].as_array().unwrap().len(), 1, "{report}");
-    let entry = &report["people"][0];
-    for k in [
-        "credentials",
-        "tickets",
-        "sessions",
-        "recoveries",
-        "devices",
-        "exceptions",
-    ] {
-        assert_eq!(entry[k], json!([]), "{k} still live: {report}");
-    }
-    assert_eq!(
-        entry["keys_not_reclaimed"].as_array().unwrap().len(),
-        2,
-        "{report}"
-    );
+    common::assert_only_keys_wait(&dormant(&app).await, 2);
     let offboardings = app
         .call("GET", "/api/v1/admin/offboardings", &app.admin, None)
         .await

@@ -832,3 +832,27 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
         Access::Device,
     ),
 ];
+
+/// The dormant-access report after one person's offboarding: nothing of theirs is live any more
+/// but `keys` physical keys, which wait for an IT reclaim station.
+pub fn assert_only_keys_wait(report: &Value, keys: usize) {
+    assert_eq!(report["people"].as_array().unwrap().len(), 1, "{report}");
+    let entry = &report["people"][0];
+    for k in [
+        "credentials",
+        "tickets",
+        "sessions",
+        "recoveries",
+        "devices",
+        "exceptions",
+        "tokens",
+        "laptops_left",
+    ] {
+        assert_eq!(entry[k], json!([]), "{k} still live: {report}");
+    }
+    assert_eq!(
+        entry["keys_not_reclaimed"].as_array().unwrap().len(),
+        keys,
+        "{report}"
+    );
+}
