@@ -8,30 +8,16 @@ mod common;
 use std::process::Command;
 
 use axum::http::StatusCode;
-use common::{begin, finish, App, Device, SoftKey};
+use common::{App, Device, SoftKey};
 use keywarden_protocol::SOFT_KEY_AAGUID;
 use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
 both_backends!(coverage_by_person_population_model_and_signal);
 
-/// A person's first `keys` keys, in one enrolment session (primary, then backups).
 async fn enrol(app: &App, laptop: &Device, person: &str, keys: usize) {
-    let (s, mut b) = begin(app, laptop, &app.ticket_secret(person).await).await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    for i in 0..keys {
-        if i > 0 {
-            let path = format!(
-                "/api/v1/agent/enrolments/{}/ceremonies",
-                b["enrolment_id"].as_str().unwrap()
-            );
-            let (s, next) = laptop.signed(app, &path, &json!({})).await;
-            assert_eq!(s, StatusCode::CREATED, "{next}");
-            b = next;
-        }
-        let (s, v) = finish(app, laptop, &b, &SoftKey::new()).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-    }
+    let keys: Vec<SoftKey> = (0..keys).map(|_| SoftKey::new()).collect();
+    common::enrol_first_keys(app, laptop, person, &keys.iter().collect::<Vec<_>>()).await;
 }
 
 fn status_of<'a>(report: &'a Value, user: &str) -> &'a str {

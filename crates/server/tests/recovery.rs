@@ -8,7 +8,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{begin, finish, step_up, App, Device, SoftKey};
+use common::{finish, step_up, App, Device, SoftKey};
 use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
@@ -67,23 +67,7 @@ async fn helpdesk_member(app: &App, name: &str) -> String {
 async fn enrolled(app: &App, name: &str, keys: &[&SoftKey]) -> (String, Device, Vec<String>) {
     let person = app.hr_person(name).await;
     let laptop = app.device(&format!("{name}-laptop")).await;
-    let (s, mut b) = begin(app, &laptop, &app.ticket_secret(&person).await).await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    let mut ids = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        if i > 0 {
-            let path = format!(
-                "/api/v1/agent/enrolments/{}/ceremonies",
-                b["enrolment_id"].as_str().unwrap()
-            );
-            let (s, next) = laptop.signed(app, &path, &json!({})).await;
-            assert_eq!(s, StatusCode::CREATED, "{next}");
-            b = next;
-        }
-        let (s, v) = finish(app, &laptop, &b, key).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        ids.push(v["credential"]["id"].as_str().unwrap().to_owned());
-    }
+    let ids = common::enrol_first_keys(app, &laptop, &person, keys).await;
     (person, laptop, ids)
 }
 

@@ -856,3 +856,31 @@ pub fn assert_only_keys_wait(report: &Value, keys: usize) {
         "{report}"
     );
 }
+
+/// A person's first keys on a laptop, in one enrolment session opened with a ticket (the
+/// primary, then backups, as the wizard does); returns the credential ids.
+pub async fn enrol_first_keys(
+    app: &App,
+    laptop: &Device,
+    person: &str,
+    keys: &[&SoftKey],
+) -> Vec<String> {
+    let (s, mut b) = begin(app, laptop, &app.ticket_secret(person).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let mut ids = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            let path = format!(
+                "/api/v1/agent/enrolments/{}/ceremonies",
+                b["enrolment_id"].as_str().unwrap()
+            );
+            let (s, next) = laptop.signed(app, &path, &json!({})).await;
+            assert_eq!(s, StatusCode::CREATED, "{next}");
+            b = next;
+        }
+        let (s, v) = finish(app, laptop, &b, key).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        ids.push(v["credential"]["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
