@@ -141,16 +141,29 @@ impl Pending {
     }
 }
 
+/// Laptops still in service whose people have all left (each with one inactive person it was
+/// bound to): the rule of [`crate::devices::LEFT_BEHIND_SQL`], for every inactive person.
+const LAPTOPS_LEFT_SQL: &str = "SELECT DISTINCT p.id AS pid, p.user_name, d.id AS item FROM people p JOIN device_bindings b ON b.person_id = p.id \
+    JOIN devices d ON d.id = b.device_id WHERE p.active = 0 AND d.retired_at IS NULL AND d.reclaim_station = 0 \
+    AND NOT EXISTS (SELECT 1 FROM device_bindings o JOIN people q ON q.id = o.person_id \
+      WHERE o.device_id = d.id AND o.person_id <> p.id AND o.unbound_at IS NULL AND q.active = 1 AND q.deleted_at IS NULL)";
+
 /// Retire every laptop that leavers left behind and that is still in service: the second step
 /// of offboardings whose process stopped between the offboarding's commit and that step (a crash,
 /// a restart, a failed transaction). Run at start-up; returns the laptops retired.
 pub async fn retire_left_behind(state: &AppState) -> Result<Vec<String>> {
     let now = state.now_ms();
-    let report = dormant(&state.db, now).await?;
+    let mut leavers = Vec::new();
+    for r in sqlx::query(LAPTOPS_LEFT_SQL).fetch_all(&state.db).await? {
+        let pid: String = r.try_get("pid")?;
+        if !leavers.contains(&pid) {
+            leavers.push(pid);
+        }
+    }
     let mut retired = Vec::new();
-    for person in report.people.iter().filter(|p| !p.laptops_left.is_empty()) {
+    for person in &leavers {
         let mut tx = crate::db::begin(&state.db).await?;
-        for device in crate::devices::left_behind(&mut tx, &person.person_id).await? {
+        for device in crate::devices::left_behind(&mut tx, person).await? {
             match crate::devices::retire_in(
                 &mut tx,
                 &device,
@@ -431,11 +444,7 @@ pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
         ("exceptions", "SELECT p.id AS pid, p.user_name, e.id AS item FROM people p JOIN exceptions e ON e.person_id = p.id WHERE p.active = 0 AND e.revoked_at IS NULL AND e.expires_at > $1".into()),
         ("keys_not_reclaimed", "SELECT p.id AS pid, p.user_name, k.key_id AS item FROM people p JOIN key_reclaims k ON k.person_id = p.id WHERE p.active = 0 AND k.state <> 'done'".into()),
         ("tokens", "SELECT p.id AS pid, p.user_name, t.id AS item FROM people p JOIN api_tokens t ON t.person_id = p.id WHERE p.active = 0 AND t.revoked_at IS NULL AND t.expires_at > $1".into()),
-        // The same rule as crate::devices::LEFT_BEHIND_SQL, for every inactive person.
-        ("laptops_left", "SELECT DISTINCT p.id AS pid, p.user_name, d.id AS item FROM people p JOIN device_bindings b ON b.person_id = p.id \
-            JOIN devices d ON d.id = b.device_id WHERE p.active = 0 AND d.retired_at IS NULL AND d.reclaim_station = 0 \
-            AND NOT EXISTS (SELECT 1 FROM device_bindings o JOIN people q ON q.id = o.person_id \
-              WHERE o.device_id = d.id AND o.person_id <> p.id AND o.unbound_at IS NULL AND q.active = 1 AND q.deleted_at IS NULL)".into()),
+        ("laptops_left", LAPTOPS_LEFT_SQL.into()),
     ];
     let mut people: BTreeMap<String, DormantPerson> = BTreeMap::new();
     for (what, sql) in &checks {
