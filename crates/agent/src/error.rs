@@ -122,6 +122,15 @@ pub enum Error {
     /// rather than take whatever a service says.
     #[error("this laptop does not know which relying party it may sign for (it was provisioned before the agent pinned it, or by a service that does not name it), so it signs nothing; ask IT to provision it again (keywarden provision --reprovision) or to set rp_id and origin in the managed configuration")]
     RelyingPartyNotPinned,
+    /// The service's one-time link into the self-service page does not lead to the
+    /// organisation's page (the origin pinned at provisioning), so it was not opened.
+    #[error("the service sent a link to {}, not to your organisation's self-service page at {pinned_origin}{}; it was not opened. Tell IT", link_origin.as_deref().unwrap_or("an address that is not a web page"), crate::enrol::WEB_ENROL_PATH)]
+    WebLinkNotOurs {
+        /// The link's origin, when it has one (never the link: it is a secret).
+        link_origin: Option<String>,
+        /// The origin this laptop signs for.
+        pinned_origin: String,
+    },
     /// A managed configuration fixes the server URL and another one was given.
     #[error("the server URL is set by your organisation to {locked} ({}) and cannot be changed here", file.display())]
     ServerLocked {
@@ -248,6 +257,13 @@ impl Error {
                 "This laptop does not yet know which sign-in name belongs to your organisation, so it signs nothing with your keys. Ask IT to provision it again, or to set it in the managed configuration.".into(),
                 None,
             ),
+            Error::WebLinkNotOurs { pinned_origin, .. } => ui(
+                "web_link_not_ours",
+                format!(
+                    "The service sent a link that does not lead to your organisation's page ({pinned_origin}), so Keywarden did not open it. Tell IT: the service, or the network on the way to it, may not be your organisation's."
+                ),
+                None,
+            ),
             other => ui("agent_error", other.to_string(), None),
         }
     }
@@ -289,6 +305,11 @@ fn service_sentence(status: u16, code: &str, message: &str) -> String {
         "recovery_expired" => "This recovery ticket has expired. Ask the help desk for a new one.",
         "recovery_cancelled" => "This recovery was cancelled. Ask the help desk for a new one.",
         "recovery_awaiting_approval" => return format!("The help desk has not finished approving this recovery: {message}. Try again once they have."),
+        // The enrolment session (the wizard's later steps, and the browser link it offers).
+        "enrolment_expired" => "This enrolment session has expired. Start again with a new ticket from IT, or add a key with one you already have.",
+        "enrolment_closed" => "This enrolment session was closed, so it cannot go on. Start again with a new ticket from IT, or add a key with one you already have.",
+        "enrolment_unknown" => "The service does not know this enrolment session. Start again with a new ticket from IT.",
+        "enrolment_wrong_device" => "This enrolment session was opened on another laptop, so it cannot go on here. Start again on this laptop.",
         // Reclaim stations.
         "not_a_reclaim_station" => "This laptop is not an IT reclaim station, so it cannot reclaim keys. An admin can make it one.",
         _ => return format!("The service refused: {message}"),
