@@ -370,6 +370,26 @@ impl Session {
         agent.web_link(&self.begin.enrolment_id)
     }
 
+    /// "Add this laptop or your phone": get this session's one-time link and hand it to
+    /// `open_browser` (the person's default browser; a test passes one that records it).
+    /// Returns when the link stops working (unix ms). The link goes nowhere else: not to the
+    /// caller, not to a log.
+    pub fn open_web_link(
+        &self,
+        agent: &crate::Agent,
+        open_browser: &dyn Fn(&str) -> std::io::Result<()>,
+    ) -> Result<i64> {
+        let link = self.web_link(agent)?;
+        open_browser(link.url()).map_err(|source| Error::BrowserNotOpened {
+            origin: agent
+                .relying_party()
+                .map(|rp| rp.origin)
+                .unwrap_or_default(),
+            source,
+        })?;
+        Ok(link.expires_at_ms)
+    }
+
     /// True once the person has as many authenticators as the policy requires.
     pub fn covered(&self) -> bool {
         self.active >= self.required

@@ -131,6 +131,15 @@ pub enum Error {
         /// The origin this laptop signs for.
         pinned_origin: String,
     },
+    /// No web browser could be started to open the self-service page.
+    #[error("cannot open a web browser ({source}); open {origin}/me in a browser and sign in with your security key there")]
+    BrowserNotOpened {
+        /// The organisation's self-service origin, where the person can go by hand.
+        origin: String,
+        /// Why the browser did not start.
+        #[source]
+        source: std::io::Error,
+    },
     /// A managed configuration fixes the server URL and another one was given.
     #[error("the server URL is set by your organisation to {locked} ({}) and cannot be changed here", file.display())]
     ServerLocked {
@@ -261,6 +270,13 @@ impl Error {
                 "web_link_not_ours",
                 format!(
                     "The service sent a link that does not lead to your organisation's page ({pinned_origin}), so Keywarden did not open it. Tell IT: the service, or the network on the way to it, may not be your organisation's."
+                ),
+                None,
+            ),
+            Error::BrowserNotOpened { origin, .. } => ui(
+                "browser_not_opened",
+                format!(
+                    "Keywarden could not open your web browser. Open {origin}/me in a browser yourself and sign in with the key you just enrolled: you can add this laptop or your phone there."
                 ),
                 None,
             ),

@@ -1072,4 +1072,62 @@ mod tests {
             assert!(ui.message.contains("new ticket from IT"), "{}", ui.message);
         }
     }
+
+    #[test]
+    fn the_link_goes_to_the_browser_only_and_a_browser_that_does_not_start_is_explained() {
+        let answer = r#"{"url": "https://keywarden.example.com/me/enrol#link=kwl_SECRET", "expires_at_ms": 1700000600000}"#;
+        let session = enrol::Session::from_begin(ceremony(RP, ORIGIN));
+
+        let dir = tempfile::tempdir().unwrap();
+        let (url, served) = one_answer(201, answer);
+        let agent = provisioned_with(dir.path(), &url);
+        let opened = std::sync::Mutex::new(Vec::new());
+        let until = session
+            .open_web_link(&agent, &|u| {
+                opened.lock().unwrap().push(u.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        served.join().unwrap();
+        assert_eq!(until, 1_700_000_600_000);
+        assert_eq!(
+            *opened.lock().unwrap(),
+            ["https://keywarden.example.com/me/enrol#link=kwl_SECRET"]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let (url, served) = one_answer(201, answer);
+        let agent = provisioned_with(dir.path(), &url);
+        let e = session
+            .open_web_link(&agent, &|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no launcher",
+                ))
+            })
+            .unwrap_err();
+        served.join().unwrap();
+        let ui = e.to_ui();
+        assert_eq!(ui.code, "browser_not_opened");
+        assert!(
+            ui.message
+                .contains("Open https://keywarden.example.com/me in a browser"),
+            "a way forward without the link: {}",
+            ui.message
+        );
+        assert!(!ui.message.contains("SECRET") && !e.to_string().contains("SECRET"));
+
+        // A link for another origin never reaches the browser.
+        let dir = tempfile::tempdir().unwrap();
+        let (url, served) = one_answer(
+            201,
+            r#"{"url": "https://evil.example.net/me/enrol#link=kwl_SECRET", "expires_at_ms": 1}"#,
+        );
+        let agent = provisioned_with(dir.path(), &url);
+        let e = session
+            .open_web_link(&agent, &|u| panic!("opened {}", u.len()))
+            .unwrap_err();
+        served.join().unwrap();
+        assert!(matches!(e, Error::WebLinkNotOurs { .. }), "{e}");
+    }
 }
