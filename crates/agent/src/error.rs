@@ -326,6 +326,8 @@ fn service_sentence(status: u16, code: &str, message: &str) -> String {
         "enrolment_closed" => "This enrolment session was closed, so it cannot go on. Start again with a new ticket from IT, or add a key with one you already have.",
         "enrolment_unknown" => "The service does not know this enrolment session. Start again with a new ticket from IT.",
         "enrolment_wrong_device" => "This enrolment session was opened on another laptop, so it cannot go on here. Start again on this laptop.",
+        // A service older than this app: the request has no endpoint there.
+        "no_route" if status == 404 => "The Keywarden service does not offer this yet: it runs an older version than this app. Ask IT to update it; nothing was changed.",
         // Reclaim stations.
         "not_a_reclaim_station" => "This laptop is not an IT reclaim station, so it cannot reclaim keys. An admin can make it one.",
         _ => return format!("The service refused: {message}"),
@@ -408,6 +410,13 @@ mod tests {
         assert_eq!(Error::RelyingPartyNotPinned.to_ui().code, "rp_not_pinned");
         let ask = refused(403, "step_up_required", "confirm with an existing key");
         assert!(ask.message.contains("confirm it is you"), "{}", ask.message);
+    }
+
+    #[test]
+    fn a_service_without_the_endpoint_is_called_older_not_broken() {
+        let e = refused(404, "no_route", "no such endpoint");
+        assert_eq!(e.code, "no_route");
+        assert!(e.message.contains("older version"), "{}", e.message);
     }
 
     #[test]
