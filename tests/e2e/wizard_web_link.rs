@@ -3,7 +3,7 @@
 //! browser. The real app runs in a window (Xvfb, tauri-driver) against the real service; its
 //! `xdg-open` (what the `open` crate starts on Linux) is a stand-in that records what the app
 //! asked the browser to open, so the test sees the link without a browser and without the app
-//! ever showing it. Screenshots: `target/debug/screenshots/wizard-20-*.png`.
+//! ever showing it. Screenshots: `target/debug/screenshots/wizard-20-*.png`, `wizard-21-*.png`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,6 +106,7 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
         assert!(ui.text("#backup").await.contains("Enrol a backup key"));
         assert!(browser.opened().is_empty(), "nothing opened before the click");
         ui.check_accessible("web link offer").await;
+        ui.save_shot("wizard-20-web-link-offer").await;
 
         // The click: the browser gets the link; the window says so, and until when it works.
         ui.click("#open-web").await;
@@ -145,7 +146,7 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
         assert!(!html.as_str().unwrap().contains(link), "the link reached the web view");
         assert!(!html.as_str().unwrap().contains("#link="), "the link reached the web view");
         ui.check_accessible("web link opened").await;
-        ui.save_shot("wizard-20-web-link-opened").await;
+        ui.save_shot("wizard-21-web-link-opened").await;
 
         let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
         url
