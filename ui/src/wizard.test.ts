@@ -262,6 +262,10 @@ describe("adding this laptop or a phone in the browser", () => {
     enrolled_on_device: "d",
     status: "active",
     created_at_ms: 0,
+    device_class: "software",
+    synced: false,
+    name: null,
+    enrolled_via: "agent",
   };
   const one = { ...session, active_authenticators: 1, enrolled: [cred] };
   const two = { ...one, active_authenticators: 2 };

@@ -247,27 +247,19 @@ pub fn ticket_from_link(link: &str) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// The service's answer to `POST /api/v1/agent/enrolments/{id}/web-link` (the contract's
-/// `WebLinkResponse`).
-#[derive(serde::Deserialize)]
-struct WebLinkResponse {
-    url: String,
-    expires_at_ms: i64,
-}
-
 /// The desktop app's one-time link into the self-service page ([`crate::Agent::web_link`]).
 /// The link is a secret (it signs a browser in once): it is only handed to the browser, and
 /// this type's `Debug` leaves it out, so it reaches no log.
 #[derive(Clone, serde::Deserialize)]
-#[serde(from = "WebLinkResponse")]
+#[serde(from = "keywarden_protocol::WebLinkResponse")]
 pub struct WebLink {
     url: String,
     /// When the link stops working (unix ms): once used, or when the session closes.
     pub expires_at_ms: i64,
 }
 
-impl From<WebLinkResponse> for WebLink {
-    fn from(r: WebLinkResponse) -> Self {
+impl From<keywarden_protocol::WebLinkResponse> for WebLink {
+    fn from(r: keywarden_protocol::WebLinkResponse) -> Self {
         WebLink {
             url: r.url,
             expires_at_ms: r.expires_at_ms,
