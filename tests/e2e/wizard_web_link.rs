@@ -3,7 +3,7 @@
 //! browser. The real app runs in a window (Xvfb, tauri-driver) against the real service; its
 //! `xdg-open` (what the `open` crate starts on Linux) is a stand-in that records what the app
 //! asked the browser to open, so the test sees the link without a browser and without the app
-//! ever showing it. Screenshots: `target/debug/screenshots/wizard-20-*.png`, `wizard-21-*.png`.
+//! ever showing it. Screenshots: `target/debug/screenshots/wizard-2[0-2]-*.png`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use keywarden_e2e::{wait_for, Laptop, Server};
 
 use crate::app::Driver;
-use crate::wizard::Ui;
+use crate::wizard::{off, Ui};
 
 const PIN: &str = "2468-1357";
 
@@ -68,7 +68,7 @@ fn read_lines(p: &Path) -> Vec<String> {
 
 #[test]
 fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
-    let server = Server::start();
+    let mut server = Server::start();
     let laptop = Laptop::new(1);
     let (ada, keys) = crate::flow::provisioned(&server, &laptop);
     let ticket = server.ticket(&ada, None);
@@ -78,7 +78,7 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
         .enable_all()
         .build()
         .unwrap();
-    let url = rt.block_on(async {
+    rt.block_on(async {
         let ui = Ui {
             c: driver.session(&[]).await,
         };
@@ -147,12 +147,22 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
         assert!(!html.as_str().unwrap().contains("#link="), "the link reached the web view");
         ui.check_accessible("web link opened").await;
         ui.save_shot("wizard-21-web-link-opened").await;
+        off(|| assert_single_use(&server, &url, "ada@example.com"));
+
+        // The service is gone when the person asks again: a sentence and a way forward, and
+        // nothing handed to the browser.
+        off(|| server.stop());
+        ui.click("#open-web").await;
+        let err = ui
+            .wait_text("#error", "Cannot reach the Keywarden service")
+            .await;
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert_eq!(browser.opened().len(), 1, "nothing more was opened");
+        ui.save_shot("wizard-22-web-link-service-unreachable").await;
 
         let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
-        url
     });
     drop(driver);
-    assert_single_use(&server, &url, "ada@example.com");
 }
 
 /// The link works once: redeeming it (as the self-service page's script does) signs a browser
