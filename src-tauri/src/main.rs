@@ -271,13 +271,19 @@ async fn wizard_enrol(
 #[tauri::command]
 async fn open_web_enrolment(state: tauri::State<'_, AppState>) -> Result<i64, UiError> {
     let agent = state.agent.clone();
-    let session = state
-        .session
-        .lock()
-        .map_err(internal)?
-        .clone()
-        .ok_or_else(|| needs_input("Start with your enrolment ticket."))?;
-    blocking(move || session.open_web_link(&agent, &open_in_browser)).await
+    let slot = state.session.clone();
+    blocking(move || {
+        // A copy, so that the session is not held while the service answers.
+        let session = slot
+            .lock()
+            .map_err(|_| keywarden_agent::Error::Cancelled)?
+            .clone()
+            .ok_or_else(|| {
+                keywarden_agent::Error::NeedsInput("Start with your enrolment ticket.".into())
+            })?;
+        session.open_web_link(&agent, &open_in_browser)
+    })
+    .await
 }
 
 /// The person's default browser (xdg-open and its fallbacks on Linux), started detached so it
