@@ -36,6 +36,10 @@ pub fn router() -> Router<AppState> {
         .route("/me/credentials/{id}/name", post(pages::rename))
         .route("/me/assets/selfservice.js", get(pages::script))
         .route("/me/assets/selfservice.css", get(pages::stylesheet))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .route("/api/v1/me", get(api::me))
         .route("/api/v1/me/session/ticket", post(api::redeem_ticket))
         .route("/api/v1/me/session/link", post(api::redeem_link))
