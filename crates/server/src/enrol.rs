@@ -338,6 +338,7 @@ const STEP_UP_REFUSALS: &[&str] = &[
     "credential_not_active",
     "assertion_invalid",
     "assertion_malformed",
+    "step_up_class_not_allowed",
     "assertion_counter_replayed",
     "user_verification_missing",
 ];
