@@ -201,7 +201,7 @@ fn assert_single_use(server: &Server, url: &str, user_name: &str) {
 #[test]
 fn the_cli_prints_the_link_to_stderr_only_when_asked() {
     let server = Server::start();
-    let laptop = Laptop::new(2);
+    let laptop = Laptop::new(3);
     let (ada, keys) = crate::flow::provisioned(&server, &laptop);
     let enrol = |key: &str, extra: &[&str]| {
         let ticket = server.ticket(&ada, None);
@@ -257,4 +257,30 @@ fn the_cli_prints_the_link_to_stderr_only_when_asked() {
         .trim()
         .to_owned();
     assert_single_use(&server, &url, "grace@example.com");
+
+    // Ada, who has a key, adds another with it (no ticket), and asks for the link too.
+    let out = laptop.run(
+        &[
+            "add-key",
+            "--with-key",
+            &keys[0],
+            "--key",
+            &keys[2],
+            "--pin-stdin",
+            "--browser-link",
+        ],
+        Some(&format!("{PIN}\n{PIN}\n")),
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("You have 2 of 2"), "{stdout}");
+    assert!(!stdout.contains("#link="), "the link never goes to stdout");
+    let url = stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("{ORIGIN}/me/enrol#link=")))
+        .expect("the link on a line of its own")
+        .trim()
+        .to_owned();
+    assert_single_use(&server, &url, "ada@example.com");
 }

@@ -140,6 +140,10 @@ enum Command {
         /// new key (the first is used for both when there is only one).
         #[arg(long)]
         pin_stdin: bool,
+        /// After the new key, print a one-time link to your self-service page to standard
+        /// error, as `enrol --browser-link` does.
+        #[arg(long)]
+        browser_link: bool,
     },
     /// Sign in with one of your keys: shows who you are and your keys known to the service.
     SignIn {
@@ -491,6 +495,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             with_key,
             keys,
             pin_stdin,
+            browser_link,
         } => {
             let (proof_pin, new_pin) = two_pins(pin_stdin)?;
             let proof_pin = match proof_pin {
@@ -507,7 +512,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let prompts = TerminalPrompts {
                 pin_from_stdin: new_pin,
             };
-            enrol_in(&agent, session, &keys, &prompts, json)?;
+            let session = enrol_in(&agent, session, &keys, &prompts, json)?;
+            if browser_link {
+                print_browser_link(&agent, &session)?;
+            }
         }
         Command::SignIn { key, pin_stdin } => {
             let pin = read_pin(pin_stdin)?;
