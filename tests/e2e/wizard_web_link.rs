@@ -1,4 +1,4 @@
-//! The wizard's second device class: after a key is enrolled, "Add this laptop or your phone"
+//! The wizard's second device class: after a key is enrolled (and on the summary), "Add this laptop or your phone"
 //! has the service's one-time link to the self-service page opened in the person's default
 //! browser. The real app runs in a window (Xvfb, tauri-driver) against the real service; its
 //! `xdg-open` (what the `open` crate starts on Linux) is a stand-in that records what the app
@@ -69,7 +69,7 @@ fn read_lines(p: &Path) -> Vec<String> {
 #[test]
 fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
     let mut server = Server::start();
-    let laptop = Laptop::new(1);
+    let laptop = Laptop::new(2);
     let (ada, keys) = crate::flow::provisioned(&server, &laptop);
     let ticket = server.ticket(&ada, None);
     let browser = Browser::new();
@@ -148,6 +148,24 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
         ui.check_accessible("web link opened").await;
         ui.save_shot("wizard-21-web-link-opened").await;
         off(|| assert_single_use(&server, &url, "ada@example.com"));
+
+        // The backup key, then the summary: the offer is there too.
+        ui.click("#backup").await;
+        ui.wait_text("#key-list", "no PIN yet").await;
+        ui.click(&format!(
+            "li[data-key-id=\"{}\"] [data-action=use]",
+            keys[1]
+        ))
+        .await;
+        ui.type_into("#new-pin", PIN).await;
+        ui.type_into("#new-pin-again", PIN).await;
+        ui.click("#pin-continue").await;
+        ui.wait_text("#coverage", "You have 2 of 2").await;
+        ui.click("#finish").await;
+        ui.wait_text("#summary", "2 of 2").await;
+        ui.wait_text("#web-offer", "Add this laptop or your phone")
+            .await;
+        assert_eq!(browser.opened().len(), 1, "nothing opened without a click");
 
         // The service is gone when the person asks again: a sentence and a way forward, and
         // nothing handed to the browser.
