@@ -1,9 +1,10 @@
-//! The wizard's second device class: after a key is enrolled (and on the summary), "Add this laptop or your phone"
-//! has the service's one-time link to the self-service page opened in the person's default
-//! browser. The real app runs in a window (Xvfb, tauri-driver) against the real service; its
-//! `xdg-open` (what the `open` crate starts on Linux) is a stand-in that records what the app
-//! asked the browser to open, so the test sees the link without a browser and without the app
-//! ever showing it. Screenshots: `target/debug/screenshots/wizard-2[0-2]-*.png`.
+//! The wizard's second device class: after a key is enrolled (and on the summary), "Add this
+//! laptop or your phone" has the service's one-time link to the self-service page opened in the
+//! person's default browser. The real app runs in a window (Xvfb, tauri-driver) against the real
+//! service; its `xdg-open` (what the `open` crate starts on Linux) is a stand-in that records what
+//! the app asked the browser to open, so the test sees the link without a browser and without the
+//! app ever showing it. The CLI's `--browser-link` prints it to stderr only. Screenshots:
+//! `target/debug/screenshots/wizard-2[0-2]-*.png`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
