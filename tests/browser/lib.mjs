@@ -1,0 +1,314 @@
+// Shared helpers for the browser scenarios: Debian's Chromium driven by Playwright, WebAuthn
+// answered by CDP virtual authenticators, axe-core for accessibility, full-page screenshots.
+// Each scenario is one short script run by tests/e2e/browser.rs, which passes the service's
+// address and any secrets (tickets) in the environment and checks the exit status.
+
+import { readFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+
+/** The service's browser address (`http://localhost:PORT`), from the Rust test. */
+export const BASE = need('KEYWARDEN_BASE_URL');
+
+/** An environment variable the Rust test must set. */
+export function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (the Rust test passes it)`);
+  return v;
+}
+
+/** Fail the scenario with a message unless `cond` holds. */
+export function check(cond, message) {
+  if (!cond) throw new Error(`check failed: ${message}`);
+}
+
+/**
+ * Launch Chromium headless with its own context and page. Flags: no sandbox (root in a
+ * container), nothing talking to Google, and `localhost` mapped to the IPv4 loopback the
+ * service listens on.
+ */
+export async function launch() {
+  const browser = await chromium.launch({
+    executablePath: process.env.KEYWARDEN_CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--host-resolver-rules=MAP localhost 127.0.0.1',
+    ],
+  });
+  const { context, page } = await newPage(browser);
+  return { browser, context, page };
+}
+
+/** A fresh context (no cookies) with one page. */
+export async function newPage(browser) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`page console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+  // A "are you sure?" dialog is answered yes, as the person clicking meant it.
+  page.on('dialog', (d) => d.accept());
+  return { context, page };
+}
+
+/** What each kind of virtual authenticator is, as CDP `WebAuthn.addVirtualAuthenticator` takes it. */
+const TRANSPORT = { usb: 'usb', internal: 'internal', hybrid: 'hybrid' };
+
+/**
+ * The virtual authenticators of one page. One answers at a time: `use(name, kind, opts)`
+ * detaches the one attached (keeping its credentials) and attaches the named one (with the
+ * credentials it had), so the intended authenticator is the only one that can answer a
+ * ceremony. `kind` is `usb` (a roaming security key), `internal` (this laptop's platform
+ * authenticator) or `hybrid` (a phone over cross-device); `opts.synced` makes its passkeys
+ * backup eligible and backed up (a synced passkey).
+ */
+export class Authenticators {
+  static async on(page) {
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('WebAuthn.enable', { enableUI: false });
+    return new Authenticators(cdp);
+  }
+
+  constructor(cdp) {
+    this.cdp = cdp;
+    this.known = new Map(); // name -> { options, credentials }
+    this.current = null; // { name, id }
+  }
+
+  async use(name, kind, opts = {}) {
+    if (this.current?.name === name) return this.current.id;
+    await this.detach();
+    let entry = this.known.get(name);
+    if (!entry) {
+      check(TRANSPORT[kind], `unknown authenticator kind ${kind}`);
+      entry = {
+        options: {
+          protocol: 'ctap2',
+          ctap2Version: 'ctap2_1',
+          transport: TRANSPORT[kind],
+          hasResidentKey: true,
+          hasUserVerification: true,
+          isUserVerified: true,
+          automaticPresenceSimulation: true,
+          defaultBackupEligibility: !!opts.synced,
+          defaultBackupState: !!opts.synced,
+        },
+        credentials: [],
+      };
+      this.known.set(name, entry);
+    }
+    const { authenticatorId } = await this.cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: entry.options,
+    });
+    for (const credential of entry.credentials) {
+      await this.cdp.send('WebAuthn.addCredential', { authenticatorId, credential });
+    }
+    this.current = { name, id: authenticatorId };
+    return authenticatorId;
+  }
+
+  /** Detach the attached authenticator, keeping its credentials for a later `use`. */
+  async detach() {
+    if (!this.current) return;
+    const { name, id } = this.current;
+    const { credentials } = await this.cdp.send('WebAuthn.getCredentials', { authenticatorId: id });
+    this.known.get(name).credentials = credentials;
+    await this.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: id });
+    this.current = null;
+  }
+
+  /** The same authenticators (with their credentials), used from another page or context. */
+  async moveTo(page) {
+    await this.detach();
+    const next = await Authenticators.on(page);
+    next.known = this.known;
+    return next;
+  }
+
+  /** Credentials the named authenticator holds (attached or not). */
+  async credentials(name) {
+    if (this.current?.name === name) {
+      const r = await this.cdp.send('WebAuthn.getCredentials', { authenticatorId: this.current.id });
+      return r.credentials;
+    }
+    return this.known.get(name)?.credentials ?? [];
+  }
+
+  /** Make the attached authenticator refuse (or give) user verification. */
+  async setUserVerified(isUserVerified) {
+    check(this.current, 'no authenticator attached');
+    await this.cdp.send('WebAuthn.setUserVerified', { authenticatorId: this.current.id, isUserVerified });
+  }
+}
+
+const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * Run axe-core on the page as it is; throw, listing them, on any serious or critical
+ * violation. The pages' strict CSP (`script-src 'self'`) would block an injected <script>, so
+ * axe's source is evaluated through the DevTools protocol (`page.evaluate`), which CSP does not
+ * govern; the page's own CSP stays on for everything else.
+ */
+export async function axeCheck(page, label) {
+  const loaded = await page.evaluate(() => typeof window.axe !== 'undefined');
+  if (!loaded) await page.evaluate(AXE_SOURCE);
+  const result = await page.evaluate(async () =>
+    window.axe.run(document, { resultTypes: ['violations'] }),
+  );
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  for (const v of result.violations) {
+    const where = v.nodes.map((n) => n.target.join(' ')).join(', ');
+    console.error(`axe ${label}: ${v.impact} ${v.id}: ${v.help} [${where}]`);
+  }
+  check(bad.length === 0, `${label}: ${bad.length} serious or critical accessibility violations (listed above)`);
+  console.log(`axe ${label}: no serious or critical violations (${result.passes?.length ?? 'n/a'} rules passed)`);
+}
+
+/** Folder for screenshots (KEYWARDEN_SCREENSHOTS, else target/screenshots/selfservice). */
+export function screenshotDir() {
+  const dir = process.env.KEYWARDEN_SCREENSHOTS || join('target', 'screenshots', 'selfservice');
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Save a full-page screenshot as `<name>.png`; returns its path. */
+export async function screenshot(page, name) {
+  const path = join(screenshotDir(), `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  console.log(`screenshot ${path}`);
+  return path;
+}
+
+/** Run a scenario: launch, call `body`, close; exit 1 with the error on failure. */
+export async function scenario(body) {
+  const env = await launch();
+  try {
+    await body(env);
+    console.log('scenario passed');
+  } catch (e) {
+    console.error(`scenario failed: ${e.stack || e}`);
+    try {
+      await screenshot(env.page, `failure-${process.argv[1].split('/').pop().replace(/\.mjs$/, '')}`);
+      console.error(`page text at failure:\n${await env.page.locator('body').innerText()}`);
+    } catch {
+      // the page may be gone
+    }
+    process.exitCode = 1;
+  } finally {
+    await env.browser.close();
+  }
+}
+
+// --- Waiting for the Rust test --------------------------------------------------------------
+
+let stdinLines = null;
+
+/** Let the Rust test look at the service (e.g. snapshot its database), then go on. */
+export async function checkpoint(name) {
+  if (!stdinLines) {
+    const { createInterface } = await import('node:readline');
+    stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  }
+  console.log(`checkpoint ${name}`);
+  const { done } = await stdinLines.next();
+  check(!done, `the Rust test closed the scenario at checkpoint ${name}`);
+}
+
+// --- The self-service pages (CONTRACT: /me, /me/enrol, /me/add, /me/laptop) ------------------
+
+/** Collect the `error.code` of every JSON error the page receives. */
+export function errorCodes(page) {
+  const codes = [];
+  page.on('response', async (r) => {
+    if (r.status() < 400) return;
+    try {
+      const body = await r.json();
+      if (body?.error?.code) codes.push(body.error.code);
+    } catch {
+      // not JSON (a page or a redirect)
+    }
+  });
+  return codes;
+}
+
+/** Wait until `#status` says something matching `re`; returns its text. */
+export async function statusMatching(page, re) {
+  await page.locator('#status').filter({ hasText: re }).waitFor();
+  return (await page.locator('#status').innerText()).trim();
+}
+
+/** Open IT's enrolment link (the ticket in the fragment) and wait for the add page. */
+export async function redeem(page, ticket) {
+  await page.goto(`${BASE}/me/enrol#ticket=${ticket}`);
+  await page.waitForURL(/\/me\/add(\?|#|$)/);
+}
+
+const ADD_BUTTON = { laptop: 'Add this laptop', phone: 'Add a phone' };
+
+/**
+ * On /me/add, with authenticator `auth` (from `Authenticators.use`) answering, add a laptop or
+ * phone passkey named `name`. Returns the `#status` text once it says "Added" or an error.
+ */
+export async function add(page, what, name, { expect = /Added/ } = {}) {
+  if (!new URL(page.url()).pathname.startsWith('/me/add')) await page.goto(`${BASE}/me/add`);
+  await page.getByLabel('Name').fill(name);
+  await page.getByRole('button', { name: ADD_BUTTON[what] }).click();
+  return statusMatching(page, expect);
+}
+
+/** Sign in on /me with whichever authenticator is attached; waits for the signed-in page. */
+export async function signIn(page) {
+  await page.goto(`${BASE}/me`);
+  await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Your sign-in methods' }).waitFor();
+}
+
+/** Go to the signed-in home page. */
+export async function home(page) {
+  await page.goto(`${BASE}/me`);
+  await page.getByRole('heading', { level: 1, name: 'Your sign-in methods' }).waitFor();
+}
+
+/** Sign out with the page's button; waits for the sign-in page. */
+export async function signOut(page) {
+  await home(page);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+}
+
+/** The row of `#authenticators` whose text contains `text` (a name or a kind). */
+export function row(page, text) {
+  return page.locator('#authenticators tr[data-credential-id]').filter({ hasText: text });
+}
+
+/** Rows of `#authenticators` as text, for messages. */
+export async function rows(page) {
+  return page.locator('#authenticators tr[data-credential-id]').allInnerTexts();
+}
+
+/** Index of the first of several waits to succeed; fails only when every one fails. */
+export function firstOf(...waits) {
+  return new Promise((resolve, reject) => {
+    let failed = 0;
+    waits.forEach((w, i) =>
+      w.then(
+        () => resolve(i),
+        (e) => {
+          failed += 1;
+          if (failed === waits.length) reject(e);
+        },
+      ),
+    );
+  });
+}

@@ -1,0 +1,28 @@
+// (f) Sign in with the laptop passkey and report the phone lost: its row says so, and the key
+// used to sign in offers no "Report lost".
+import { scenario, Authenticators, newPage, need, redeem, add, signIn, home, row, screenshot, check } from './lib.mjs';
+
+await scenario(async ({ browser, page }) => {
+  const auth = await Authenticators.on(page);
+  await redeem(page, need('KW_TICKET'));
+  await auth.use('laptop', 'internal');
+  await add(page, 'laptop', 'Work laptop');
+  await auth.use('phone', 'hybrid');
+  await add(page, 'phone', 'My phone');
+
+  const fresh = await newPage(browser);
+  const auth2 = await auth.moveTo(fresh.page);
+  await auth2.use('laptop', 'internal');
+  await signIn(fresh.page);
+  const laptop = row(fresh.page, 'Work laptop');
+  check(
+    (await laptop.getByRole('button', { name: /Report lost/ }).count()) === 0,
+    'the passkey used to sign in cannot be reported lost from this session',
+  );
+  await row(fresh.page, 'My phone').getByRole('button', { name: /Report lost/ }).click();
+  await home(fresh.page);
+  const phone = await row(fresh.page, 'My phone').innerText();
+  check(/Reported lost/.test(phone), `the phone's row says Reported lost: ${phone}`);
+  check(/Active/.test(await laptop.innerText()), 'the laptop passkey stays active');
+  await screenshot(fresh.page, 'home-reported-lost');
+});
