@@ -249,8 +249,14 @@ export async function statusMatching(page, re) {
 
 /** Open IT's enrolment link (the ticket in the fragment) and wait for the add page. */
 export async function redeem(page, ticket) {
+  await page.goto('about:blank'); // a fresh load even when only the fragment differs
   await page.goto(`${BASE}/me/enrol#ticket=${ticket}`);
-  await page.waitForURL(/\/me\/add(\?|#|$)/);
+  try {
+    await page.waitForURL(/\/me\/add(\?|#|$)/);
+  } catch (e) {
+    const said = await page.locator('#status').innerText().catch(() => '(no #status)');
+    throw new Error(`the enrolment link did not lead to /me/add; the page says: ${said}`, { cause: e });
+  }
 }
 
 const ADD_BUTTON = { laptop: 'Add this laptop', phone: 'Add a phone' };
@@ -263,7 +269,12 @@ export async function add(page, what, name, { expect = /Added/ } = {}) {
   if (!new URL(page.url()).pathname.startsWith('/me/add')) await page.goto(`${BASE}/me/add`);
   await page.getByLabel('Name').fill(name);
   await page.getByRole('button', { name: ADD_BUTTON[what] }).click();
-  return statusMatching(page, expect);
+  try {
+    return await statusMatching(page, expect);
+  } catch (e) {
+    const now = await page.locator('#status').innerText().catch(() => '(no #status)');
+    throw new Error(`adding "${name}" (${what}): #status never matched ${expect}; it says: ${now}`, { cause: e });
+  }
 }
 
 /** Sign in on /me with whichever authenticator is attached; waits for the signed-in page. */
