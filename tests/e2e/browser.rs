@@ -3,14 +3,14 @@
 //! laptop's platform authenticator and a phone over hybrid, and axe-core checking accessibility.
 //! Each test starts the real service on `http://localhost:PORT`, sets up people and policy
 //! through the admin and SCIM APIs, runs one Node scenario, and then checks from here what the
-//! service recorded. Screenshots of every page land in `<target>/screenshots/selfservice`
+//! service recorded. Screenshots of every page land in `target/debug/screenshots/selfservice`
 //! (or `$KEYWARDEN_SCREENSHOTS`).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use keywarden_e2e::{bin_dir, Laptop, Server};
+use keywarden_e2e::{Laptop, Server};
 use serde_json::{json, Value};
 
 const PIN: &str = "2468-1357\n";
@@ -38,13 +38,7 @@ fn run_scenario(server: &Server, script: &str, env: &[(&str, &str)], mut at: imp
     );
     let shots = std::env::var("KEYWARDEN_SCREENSHOTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            bin_dir()
-                .parent()
-                .unwrap()
-                .join("screenshots")
-                .join("selfservice")
-        });
+        .unwrap_or_else(|_| crate::app::screenshot_dir().join("selfservice"));
     let mut child = Command::new("node")
         .arg(script)
         .current_dir(&dir)
