@@ -35,6 +35,10 @@ const cred = (id: string, status: string, model = "Keywarden software key (test/
   enrolled_on_device: "d1",
   status,
   created_at_ms: 1_760_000_000_000,
+  device_class: "software",
+  synced: false,
+  name: null,
+  enrolled_via: "agent",
 });
 
 const who: SignInResponse = {

@@ -213,6 +213,10 @@ describe("wizard view", () => {
       enrolled_on_device: "d",
       status: "active",
       created_at_ms: 0,
+      device_class: "software",
+      synced: false,
+      name: null,
+      enrolled_via: "agent",
     };
     const one = { ...session, active_authenticators: 1, enrolled: [cred] };
     const html = renderWizard({ ...initialState(), step: "enrolled", session: one, lastEnrolled: cred });

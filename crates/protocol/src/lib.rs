@@ -509,13 +509,40 @@ pub struct CredentialView {
     pub attestation_format: String,
     /// Attestation type webauthn-rs determined, e.g. `basic`, `self`.
     pub attestation_type: String,
-    /// Laptop it was enrolled on.
-    pub enrolled_on_device: String,
+    /// Laptop it was enrolled on (through the desktop agent); `None` for a passkey added in the
+    /// browser on the self-service pages.
+    pub enrolled_on_device: Option<String>,
     /// `active`, `suspended` or `revoked`.
     pub status: String,
     /// When it was enrolled (unix ms).
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub created_at_ms: i64,
+    /// `roaming` (hardware key), `platform` (a laptop's passkey), `phone` (cross-device) or
+    /// `software` (the test/demo key), from verified data and metadata.
+    #[serde(default)]
+    pub device_class: String,
+    /// True for a synced passkey (the authenticator said it is backup eligible, in signed data).
+    #[serde(default)]
+    pub synced: bool,
+    /// The name its person gave it, if any.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `agent` (the desktop app) or `browser` (the self-service pages).
+    #[serde(default)]
+    pub enrolled_via: String,
+}
+
+/// Answer to `POST /api/v1/agent/enrolments/{id}/web-link`: a one-time link that opens the
+/// self-service pages in the browser on the same enrolment session, to add this laptop's or a
+/// phone's passkey there (the app never handles the browser's credential).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct WebLinkResponse {
+    /// The link, `{origin}/me/enrol#link=...`; single use.
+    pub url: String,
+    /// When it stops working (unix ms): with the session, at most 10 minutes.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub expires_at_ms: i64,
 }
 
 /// Answer to [`EnrolFinishRequest`].
@@ -580,6 +607,11 @@ pub struct IssuedSecret {
     pub id: String,
     /// Expiry (unix ms).
     pub expires_at_ms: i64,
+    /// For an enrolment ticket: the self-service link to send the person
+    /// (`{origin}/me/enrol#ticket=...`; the ticket rides in the fragment, which browsers never
+    /// send to a server, so it stays out of logs and Referer headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_link: Option<String>,
 }
 
 /// `POST /api/v1/admin/provisioning-tokens`.

@@ -241,6 +241,7 @@ pub async fn issue_provisioning_token(
             secret: token,
             id,
             expires_at_ms: now + ttl,
+            web_link: None,
         }),
     ))
 }
@@ -304,6 +305,10 @@ pub async fn issue_ticket(
     Ok((
         StatusCode::CREATED,
         Json(IssuedSecret {
+            web_link: Some(format!(
+                "{}/me/enrol#ticket={ticket}",
+                state.settings.origin.as_str().trim_end_matches('/')
+            )),
             secret: ticket,
             id,
             expires_at_ms: now + ttl,
@@ -395,11 +400,15 @@ pub fn credential_view(r: &AnyRow) -> Result<CredentialView> {
         enrolled_on_device: r.try_get("device_id")?,
         status: r.try_get("status")?,
         created_at_ms: r.try_get("created_at")?,
+        device_class: r.try_get("device_class")?,
+        synced: r.try_get::<i64, _>("backup_eligible")? != 0,
+        name: r.try_get("name")?,
+        enrolled_via: r.try_get("enrolled_via")?,
     })
 }
 
 /// Columns [`credential_view`] reads.
-pub const CREDENTIAL_COLUMNS: &str = "id, person_id, aaguid, model, software_key, attestation_format, attestation_type, device_id, status, created_at";
+pub const CREDENTIAL_COLUMNS: &str = "id, person_id, aaguid, model, software_key, attestation_format, attestation_type, device_id, status, created_at, device_class, backup_eligible, name, enrolled_via";
 
 /// `GET /api/v1/admin/credentials`: every bound credential.
 #[utoipa::path(get, path = "/api/v1/admin/credentials", tag = "admin",

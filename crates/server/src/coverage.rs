@@ -140,7 +140,7 @@ pub struct CoverageReport {
     pub expired_exceptions: Vec<crate::exceptions::ExceptionView>,
 }
 
-fn status_of(policy: &Policy, n: u32, classes: &[DeviceClass], exempt: bool) -> Status {
+pub(crate) fn status_of(policy: &Policy, n: u32, classes: &[DeviceClass], exempt: bool) -> Status {
     if exempt {
         return Status::UnderException;
     }
@@ -211,6 +211,7 @@ pub async fn compute(
          COUNT(c.id) AS n, \
          COUNT(CASE WHEN c.device_class = 'roaming' THEN 1 END) AS n_roaming, \
          COUNT(CASE WHEN c.device_class = 'platform' THEN 1 END) AS n_platform, \
+         COUNT(CASE WHEN c.device_class = 'phone' THEN 1 END) AS n_phone, \
          COUNT(CASE WHEN c.device_class = 'software' THEN 1 END) AS n_software, \
          {laptop_columns} \
          FROM people p LEFT JOIN credentials c ON c.person_id = p.id AND c.status = 'active' \
@@ -264,6 +265,7 @@ pub async fn compute(
         for (col, class) in [
             ("n_roaming", DeviceClass::Roaming),
             ("n_platform", DeviceClass::Platform),
+            ("n_phone", DeviceClass::Phone),
             ("n_software", DeviceClass::Software),
         ] {
             if count(r, col)? > 0 {

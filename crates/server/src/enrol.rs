@@ -48,18 +48,18 @@ pub async fn active_count(tx: &mut Transaction<'_, Any>, person_id: &str) -> Res
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-struct Person {
-    id: String,
-    user_name: String,
-    display_name: String,
-    webauthn_user_id: String,
-    active: bool,
+pub(crate) struct Person {
+    pub(crate) id: String,
+    pub(crate) user_name: String,
+    pub(crate) display_name: String,
+    pub(crate) webauthn_user_id: String,
+    pub(crate) active: bool,
 }
 
 /// Load a person inside a write transaction, holding their row until commit: an offboarding
 /// (which takes the same row first) and an enrolment for that person run one after the other,
 /// so a credential can never be bound to someone whose offboarding already revoked the rest.
-async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
+pub(crate) async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
     crate::db::lock_person(tx, id).await?;
     let r = sqlx::query(
         "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
@@ -125,60 +125,84 @@ pub async fn begin(
     match begin_inner(&state, &call, &req, now, &mut ticket_id).await {
         Ok(resp) => Ok((StatusCode::CREATED, Json(resp))),
         Err(e) => {
-            let (_, code, message) = e.parts();
-            let actor = format!("device:{}", call.device_id);
-            if COUNTED_REFUSALS.contains(&code) || code == "ticket_locked" {
-                let mut tx = crate::db::begin(&state.db).await?;
-                if code != "ticket_locked" {
-                    sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(new_id())
-                        .bind(now)
-                        .bind(&call.device_id)
-                        .bind(&ticket_id)
-                        .bind(code)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                audit::record(
-                    &mut tx,
-                    now,
-                    &actor,
-                    "ticket.redemption_refused",
-                    ticket_id.as_deref().unwrap_or("unknown-ticket"),
-                    serde_json::json!({"reason": code, "message": message}),
-                )
-                .await?;
-                tx.commit().await?;
-            } else if code == "laptop_noncompliant" || STEP_UP_REFUSALS.contains(&code) {
-                audit::record_refusal(
-                    &state.db,
-                    now,
-                    &actor,
-                    "enrolment.refused",
-                    &call.device_id,
-                    serde_json::json!({"reason": code, "message": message}),
-                )
-                .await?;
-            }
+            ticket_refused(
+                &state,
+                &format!("device:{}", call.device_id),
+                &call.device_id,
+                ticket_id.as_deref(),
+                &e,
+                now,
+            )
+            .await?;
             Err(e)
         }
     }
 }
 
-async fn begin_inner(
+/// Record a refused ticket redemption in its own transaction (the refused work was rolled
+/// back): a counted failure (it locks the ticket after a few, and a laptop after a few more) is
+/// kept in `ticket_attempts` under `attempt_key` (a laptop id, or `browser`) and audited; a
+/// policy or step-up refusal is audited.
+pub(crate) async fn ticket_refused(
     state: &AppState,
-    call: &SignedCall,
-    req: &EnrolBeginRequest,
+    actor: &str,
+    attempt_key: &str,
+    ticket_id: Option<&str>,
+    e: &Error,
+    now: i64,
+) -> Result<()> {
+    let (_, code, message) = e.parts();
+    if COUNTED_REFUSALS.contains(&code) || code == "ticket_locked" {
+        let mut tx = crate::db::begin(&state.db).await?;
+        if code != "ticket_locked" {
+            sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
+                .bind(new_id())
+                .bind(now)
+                .bind(attempt_key)
+                .bind(ticket_id)
+                .bind(code)
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit::record(
+            &mut tx,
+            now,
+            actor,
+            "ticket.redemption_refused",
+            ticket_id.unwrap_or("unknown-ticket"),
+            serde_json::json!({"reason": code, "message": message}),
+        )
+        .await?;
+        tx.commit().await?;
+    } else if code == "laptop_noncompliant" || STEP_UP_REFUSALS.contains(&code) {
+        audit::record_refusal(
+            &state.db,
+            now,
+            actor,
+            "enrolment.refused",
+            attempt_key,
+            serde_json::json!({"reason": code, "message": message}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Look a ticket up inside `tx` and check it can be redeemed now (known, not locked by failed
+/// attempts, not cancelled, unused, unexpired, its person active); takes the person's row.
+/// `ticket_id_out` learns the ticket's id as soon as it is known (for counting a failure).
+pub(crate) async fn open_ticket(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    ticket: &str,
     now: i64,
     ticket_id_out: &mut Option<String>,
-) -> Result<EnrolBeginResponse> {
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+) -> Result<(String, Person)> {
     let t = sqlx::query(
         "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1",
     )
-    .bind(secrets::hash(req.ticket.trim()))
-    .fetch_optional(&mut *tx)
+    .bind(secrets::hash(ticket.trim()))
+    .fetch_optional(&mut **tx)
     .await?
     .ok_or_else(|| {
         Error::not_found("ticket_unknown", "unknown enrolment ticket; ask IT for a new one")
@@ -191,7 +215,7 @@ async fn begin_inner(
     )
     .bind(&ticket_id)
     .bind(now - window)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?
     .try_get("n")?;
     if ticket_failures >= i64::from(state.settings.redeem_limit_per_ticket) {
@@ -228,24 +252,30 @@ async fn begin_inner(
             ),
         ));
     }
-    let person = load_person(&mut tx, &t.try_get::<String, _>("person_id")?).await?;
+    let person = load_person(tx, &t.try_get::<String, _>("person_id")?).await?;
     if !person.active {
         return Err(Error::forbidden(
             "person_inactive",
             "this person is no longer active",
         ));
     }
-    let stepped_up_with =
-        require_step_up_if_enrolled(state, &mut tx, call, &person, req, now).await?;
-    let (_, policy) = policy_for(state, &mut tx, &person.id).await?;
-    check_laptop(&policy, &mut tx, &call.device_id, now).await?;
+    Ok((ticket_id, person))
+}
+
+/// Mark a ticket redeemed (by a laptop, or `None`: in the browser) inside `tx`.
+pub(crate) async fn mark_redeemed(
+    tx: &mut Transaction<'_, Any>,
+    ticket_id: &str,
+    device_id: Option<&str>,
+    now: i64,
+) -> Result<()> {
     let redeemed = sqlx::query(
         "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
     )
     .bind(now)
-    .bind(&call.device_id)
-    .bind(&ticket_id)
-    .execute(&mut *tx)
+    .bind(device_id)
+    .bind(ticket_id)
+    .execute(&mut **tx)
     .await?;
     if redeemed.rows_affected() != 1 {
         return Err(Error::conflict(
@@ -253,6 +283,24 @@ async fn begin_inner(
             "ticket was already used; ask IT for a new one",
         ));
     }
+    Ok(())
+}
+
+async fn begin_inner(
+    state: &AppState,
+    call: &SignedCall,
+    req: &EnrolBeginRequest,
+    now: i64,
+    ticket_id_out: &mut Option<String>,
+) -> Result<EnrolBeginResponse> {
+    let mut tx = crate::db::begin(&state.db).await?;
+    call.claim(&mut tx).await?;
+    let (ticket_id, person) = open_ticket(state, &mut tx, &req.ticket, now, ticket_id_out).await?;
+    let stepped_up_with =
+        require_step_up_if_enrolled(state, &mut tx, call, &person, req, now).await?;
+    let (_, policy) = policy_for(state, &mut tx, &person.id).await?;
+    check_laptop(&policy, &mut tx, &call.device_id, now).await?;
+    mark_redeemed(&mut tx, &ticket_id, Some(&call.device_id), now).await?;
     let resp = open_session(
         state,
         &mut tx,
@@ -562,14 +610,29 @@ pub async fn next_ceremony(
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
+    let (person, expires_at) = open_session_of(&mut tx, &session_id, &call.device_id, now).await?;
+    let resp = new_ceremony(&state, &mut tx, &session_id, expires_at, &person, now).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+/// An agent's enrolment session, checked inside `tx`: it exists, belongs to this laptop, is
+/// neither closed nor expired, and its person is active (their row taken). Returns the person
+/// and when the session ends.
+pub(crate) async fn open_session_of(
+    tx: &mut Transaction<'_, Any>,
+    session_id: &str,
+    device_id: &str,
+    now: i64,
+) -> Result<(Person, i64)> {
     let s = sqlx::query(
         "SELECT person_id, device_id, expires_at, closed_at FROM enrolment_sessions WHERE id = $1",
     )
-    .bind(&session_id)
-    .fetch_optional(&mut *tx)
+    .bind(session_id)
+    .fetch_optional(&mut **tx)
     .await?
     .ok_or_else(|| Error::not_found("enrolment_unknown", format!("no enrolment {session_id}")))?;
-    if s.try_get::<String, _>("device_id")? != call.device_id {
+    if s.try_get::<String, _>("device_id")? != device_id {
         return Err(Error::forbidden(
             "enrolment_wrong_device",
             "this enrolment was opened on another laptop",
@@ -591,16 +654,14 @@ pub async fn next_ceremony(
             ),
         ));
     }
-    let person = load_person(&mut tx, &s.try_get::<String, _>("person_id")?).await?;
+    let person = load_person(tx, &s.try_get::<String, _>("person_id")?).await?;
     if !person.active {
         return Err(Error::forbidden(
             "person_inactive",
             "this person is no longer active",
         ));
     }
-    let resp = new_ceremony(&state, &mut tx, &session_id, expires_at, &person, now).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(resp)))
+    Ok((person, expires_at))
 }
 
 async fn new_ceremony(
@@ -726,6 +787,59 @@ pub async fn finish(
     }
 }
 
+/// The population's rules on the authenticator itself, judged on verified facts only: the
+/// AAGUID allow-list and the on-key minimum PIN length apply to key models (not to classes the
+/// population lets enrol without attestation, whose AAGUID proves nothing); user verification
+/// applies to every class.
+pub(crate) fn check_key_policy(
+    policy: &Policy,
+    population: &str,
+    verified: &crate::trust::Verified,
+) -> Result<()> {
+    let key_rules = !policy
+        .attestation_optional_for
+        .contains(&verified.device_class);
+    if key_rules
+        && !policy.aaguid_allow_list.is_empty()
+        && !policy
+            .aaguid_allow_list
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&verified.facts.aaguid))
+    {
+        return Err(Error::forbidden(
+            "aaguid_not_allowed",
+            format!(
+                "this key model (AAGUID {}) is not on the allow-list of population {population}",
+                verified.facts.aaguid
+            ),
+        ));
+    }
+    if policy.require_user_verification && !verified.credential.user_verified {
+        return Err(Error::forbidden(
+            "user_verification_missing",
+            "the key did not verify the user (PIN or biometrics); the policy requires it",
+        ));
+    }
+    if let Some(min) = policy.min_pin_length.filter(|_| key_rules) {
+        match verified.facts.min_pin_length {
+            Some(n) if n >= min => {}
+            Some(n) => {
+                return Err(Error::forbidden(
+                    "pin_too_short",
+                    format!("the key enforces a minimum PIN length of {n}; population {population} requires at least {min}: raise the key's minimum PIN length or use another key"),
+                ))
+            }
+            None => {
+                return Err(Error::forbidden(
+                    "pin_length_unknown",
+                    format!("the key did not report its minimum PIN length in its attested data (the minPinLength extension); population {population} requires at least {min}: use a key that reports it"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Policy refusals at the end of a ceremony; each is audited.
 const POLICY_REFUSALS: &[&str] = &[
     "aaguid_not_allowed",
@@ -836,6 +950,7 @@ async fn finish_inner(
         &attestation_object,
         &policy,
         &population,
+        crate::trust::Via::Agent,
         now,
     )
     .await?;
@@ -859,40 +974,7 @@ async fn finish_inner(
             "this credential is already enrolled",
         ));
     }
-    if !policy.aaguid_allow_list.is_empty()
-        && !policy
-            .aaguid_allow_list
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&aaguid))
-    {
-        return Err(Error::forbidden(
-            "aaguid_not_allowed",
-            format!("this key model (AAGUID {aaguid}) is not on the allow-list of population {population}"),
-        ));
-    }
-    if policy.require_user_verification && !credential.user_verified {
-        return Err(Error::forbidden(
-            "user_verification_missing",
-            "the key did not verify the user (PIN or biometrics); the policy requires it",
-        ));
-    }
-    if let Some(min) = policy.min_pin_length {
-        match verified.facts.min_pin_length {
-            Some(n) if n >= min => {}
-            Some(n) => {
-                return Err(Error::forbidden(
-                    "pin_too_short",
-                    format!("the key enforces a minimum PIN length of {n}; population {population} requires at least {min}: raise the key's minimum PIN length or use another key"),
-                ))
-            }
-            None => {
-                return Err(Error::forbidden(
-                    "pin_length_unknown",
-                    format!("the key did not report its minimum PIN length in its attested data (the minPinLength extension); population {population} requires at least {min}: use a key that reports it"),
-                ))
-            }
-        }
-    }
+    check_key_policy(&policy, &population, &verified)?;
     check_laptop(&policy, &mut tx, &call.device_id, now).await?;
     let software_key = verified.software_key;
     let device_class = verified.device_class;
@@ -912,62 +994,37 @@ async fn finish_inner(
     .transpose()?
     .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
     .and_then(|v| v.get("posture").map(|p| p.to_string()));
-    let x5c_subjects: Vec<String> = match &credential.attestation.data {
-        ParsedAttestationData::Basic(chain)
-        | ParsedAttestationData::AttCa(chain)
-        | ParsedAttestationData::AnonCa(chain) => chain
-            .iter()
-            .map(|c| format!("{:?}", c.subject_name()))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let verification = serde_json::json!({
-        "verified": true,
-        "verifier": "webauthn-rs-core 0.5",
-        "attestation_format": format,
-        "attestation_type": att_type,
-        "aaguid": aaguid,
-        "user_verified": credential.user_verified,
-        "backup_eligible": credential.backup_eligible,
-        "sign_count": credential.counter,
-        "x5c_subjects": x5c_subjects,
-    });
-    let mut verification = verification;
-    if let (Some(v), Some(extra)) = (verification.as_object_mut(), verified.evidence.as_object()) {
-        v.extend(extra.clone());
-    }
-    sqlx::query(
-        "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at, device_class) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13)",
+    let hostname: Option<String> = sqlx::query("SELECT hostname FROM devices WHERE id = $1")
+        .bind(&call.device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("hostname"))
+        .transpose()?;
+    bind_credential(
+        state,
+        &mut tx,
+        NewCredential {
+            person_id: &person.id,
+            verified: &verified,
+            attestation_object: &attestation_object,
+            client_data_json: &client_data_json,
+            challenge: &c.try_get::<String, _>("challenge")?,
+            device_id: Some(&call.device_id),
+            ceremony_id: Some(ceremony_id),
+            model: model.as_deref(),
+            key_info: serde_json::to_string(&crate::serials::as_stored(&req.key, &policy))
+                .map_err(Error::Corrupt)?,
+            posture,
+            name: None,
+            via: crate::trust::Via::Agent,
+            actor: &format!("device:{}", call.device_id),
+            place: format!(
+                "on laptop {}",
+                hostname.as_deref().unwrap_or(&call.device_id)
+            ),
+        },
+        now,
     )
-    .bind(&cred_id)
-    .bind(&person.id)
-    .bind(&call.device_id)
-    .bind(ceremony_id)
-    .bind(&aaguid)
-    .bind(&model)
-    .bind(i64::from(software_key))
-    .bind(&format)
-    .bind(att_type)
-    .bind(serde_json::to_string(credential).map_err(Error::Corrupt)?)
-    .bind(serde_json::to_string(&crate::serials::as_stored(&req.key, &policy)).map_err(Error::Corrupt)?)
-    .bind(now)
-    .bind(device_class.as_str())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO enrolment_evidence (credential_id, attestation_object, client_data_json, challenge, rp_id, origin, verification, device_posture) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&cred_id)
-    .bind(b64(&attestation_object))
-    .bind(b64(&client_data_json))
-    .bind(c.try_get::<String, _>("challenge")?)
-    .bind(&state.settings.rp_id)
-    .bind(state.settings.origin.as_str().trim_end_matches('/'))
-    .bind(verification.to_string())
-    .bind(posture)
-    .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE ceremonies SET completed_at = $1, credential_id = $2 WHERE id = $3")
         .bind(now)
@@ -975,7 +1032,6 @@ async fn finish_inner(
         .bind(ceremony_id)
         .execute(&mut *tx)
         .await?;
-    audit::record(&mut tx, now, &format!("device:{}", call.device_id), "credential.enrolled", &person.id, serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "attestation": att_type, "software_key": software_key})).await?;
     if let Some(recovery_id) = c.try_get::<Option<String>, _>("recovery_id")? {
         crate::recovery::replacement_enrolled(
             &mut tx,
@@ -987,26 +1043,6 @@ async fn finish_inner(
         )
         .await?;
     }
-    let hostname: Option<String> = sqlx::query("SELECT hostname FROM devices WHERE id = $1")
-        .bind(&call.device_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.try_get("hostname"))
-        .transpose()?;
-    crate::webhooks::notify(
-        &mut tx,
-        &person.id,
-        "credential.bound",
-        &format!(
-            "A new {} was added to your account on laptop {} at {}. If this was not you, report it to your security team at once.",
-            model.as_deref().unwrap_or("security key"),
-            hostname.as_deref().unwrap_or(&call.device_id),
-            secrets::fmt_time(now)
-        ),
-        serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "device_id": call.device_id, "software_key": software_key}),
-        now,
-    )
-    .await?;
     let active = active_count(&mut tx, &person.id).await?;
     tx.commit().await?;
     Ok(EnrolFinishResponse {
@@ -1018,11 +1054,156 @@ async fn finish_inner(
             software_key,
             attestation_format: format,
             attestation_type: att_type.to_owned(),
-            enrolled_on_device: call.device_id.clone(),
+            enrolled_on_device: Some(call.device_id.clone()),
             status: "active".to_owned(),
             created_at_ms: now,
+            device_class: device_class.as_str().to_owned(),
+            synced: credential.backup_eligible,
+            name: None,
+            enrolled_via: "agent".to_owned(),
         },
         active_authenticators: active,
         required_authenticators: policy.min_authenticators,
     })
+}
+
+/// A verified registration about to be bound to its person.
+pub(crate) struct NewCredential<'a> {
+    /// The person it is bound to.
+    pub person_id: &'a str,
+    /// What webauthn-rs and the trust rules verified.
+    pub verified: &'a crate::trust::Verified,
+    /// The raw attestationObject and clientDataJSON (kept as evidence).
+    pub attestation_object: &'a [u8],
+    /// See `attestation_object`.
+    pub client_data_json: &'a [u8],
+    /// The challenge the service issued (base64url).
+    pub challenge: &'a str,
+    /// The laptop whose agent enrolled it; `None` in the browser.
+    pub device_id: Option<&'a str>,
+    /// The agent ceremony; `None` in the browser.
+    pub ceremony_id: Option<&'a str>,
+    /// The model name, where known.
+    pub model: Option<&'a str>,
+    /// What the agent saw of the key (JSON), `{}` from the browser.
+    pub key_info: String,
+    /// The enrolling laptop's posture (JSON), if known.
+    pub posture: Option<String>,
+    /// The name its person gave it.
+    pub name: Option<&'a str>,
+    /// Agent or browser.
+    pub via: crate::trust::Via,
+    /// Who the audit log names.
+    pub actor: &'a str,
+    /// Where it was added, for the person's notification (e.g. `on laptop host-1`).
+    pub place: String,
+}
+
+/// Bind a verified credential to its person inside `tx`, the same for every way in: the
+/// credential row with its class and sync state, the raw evidence and what was verified, an
+/// audit record, and a notification to the person. Returns the credential id.
+pub(crate) async fn bind_credential(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    n: NewCredential<'_>,
+    now: i64,
+) -> Result<String> {
+    let credential = &n.verified.credential;
+    let cred_id = b64(credential.cred_id.as_ref());
+    let aaguid = &n.verified.facts.aaguid;
+    let format = format!("{:?}", credential.attestation_format).to_lowercase();
+    let x5c_subjects: Vec<String> = match &credential.attestation.data {
+        ParsedAttestationData::Basic(chain)
+        | ParsedAttestationData::AttCa(chain)
+        | ParsedAttestationData::AnonCa(chain) => chain
+            .iter()
+            .map(|c| format!("{:?}", c.subject_name()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut verification = serde_json::json!({
+        "verified": true,
+        "verifier": "webauthn-rs-core 0.5",
+        "attestation_format": format,
+        "attestation_type": n.verified.attestation_type,
+        "aaguid": aaguid,
+        "user_verified": credential.user_verified,
+        "backup_eligible": credential.backup_eligible,
+        "sign_count": credential.counter,
+        "x5c_subjects": x5c_subjects,
+    });
+    if let (Some(v), Some(extra)) = (
+        verification.as_object_mut(),
+        n.verified.evidence.as_object(),
+    ) {
+        v.extend(extra.clone());
+    }
+    sqlx::query(
+        "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at, device_class, enrolled_via, backup_eligible, backup_state, name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(&cred_id)
+    .bind(n.person_id)
+    .bind(n.device_id)
+    .bind(n.ceremony_id)
+    .bind(aaguid)
+    .bind(n.model)
+    .bind(i64::from(n.verified.software_key))
+    .bind(&format)
+    .bind(n.verified.attestation_type)
+    .bind(serde_json::to_string(credential).map_err(Error::Corrupt)?)
+    .bind(&n.key_info)
+    .bind(now)
+    .bind(n.verified.device_class.as_str())
+    .bind(n.via.as_str())
+    .bind(i64::from(credential.backup_eligible))
+    .bind(i64::from(credential.backup_state))
+    .bind(n.name)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO enrolment_evidence (credential_id, attestation_object, client_data_json, challenge, rp_id, origin, verification, device_posture) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&cred_id)
+    .bind(b64(n.attestation_object))
+    .bind(b64(n.client_data_json))
+    .bind(n.challenge)
+    .bind(&state.settings.rp_id)
+    .bind(state.settings.origin.as_str().trim_end_matches('/'))
+    .bind(verification.to_string())
+    .bind(&n.posture)
+    .execute(&mut **tx)
+    .await?;
+    audit::record(
+        tx,
+        now,
+        n.actor,
+        "credential.enrolled",
+        n.person_id,
+        serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "attestation": n.verified.attestation_type,
+            "software_key": n.verified.software_key, "device_class": n.verified.device_class.as_str(),
+            "synced": credential.backup_eligible, "enrolled_via": n.via.as_str()}),
+    )
+    .await?;
+    let what = n
+        .model
+        .map(str::to_owned)
+        .unwrap_or_else(|| n.verified.device_class.label().to_lowercase());
+    crate::webhooks::notify(
+        tx,
+        n.person_id,
+        "credential.bound",
+        &format!(
+            "A new {what} was added to your account {} at {}. If this was not you, report it to your security team at once.",
+            n.place,
+            secrets::fmt_time(now)
+        ),
+        serde_json::json!({"credential_id": cred_id, "aaguid": aaguid, "device_id": n.device_id,
+            "software_key": n.verified.software_key, "device_class": n.verified.device_class.as_str(),
+            "enrolled_via": n.via.as_str()}),
+        now,
+    )
+    .await?;
+    Ok(cred_id)
 }

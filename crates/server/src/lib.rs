@@ -33,6 +33,7 @@ pub mod reclaim;
 pub mod recovery;
 pub mod scim;
 pub mod secrets;
+pub mod selfservice;
 pub mod serials;
 pub mod state;
 pub mod stepup;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(exceptions::router())
         .merge(webhooks::router())
         .merge(csf::router())
+        .merge(selfservice::router())
         .merge(openapi::router())
         .fallback(|| async { Error::not_found("no_route", "no such endpoint") })
         .with_state(state)

@@ -60,6 +60,9 @@ pub struct Summary {
     /// Their API tokens revoked (staff who leave).
     #[serde(default)]
     pub tokens_revoked: Vec<String>,
+    /// Their sessions on the self-service pages ended, and one-time links to them voided.
+    #[serde(default)]
+    pub web_sessions_ended: u64,
     /// Laptops left with no active person bound, retired (reason `offboarded`) right after
     /// the offboarding committed.
     #[serde(default)]
@@ -212,13 +215,19 @@ pub async fn run(
         policy.personal_keys
     };
     let creds = sqlx::query(
-        "SELECT id, aaguid, key_info FROM credentials WHERE person_id = $1 AND status <> 'revoked' ORDER BY created_at, id",
+        "SELECT id, aaguid, key_info, enrolled_via FROM credentials WHERE person_id = $1 AND status <> 'revoked' ORDER BY created_at, id",
     )
     .bind(person_id)
     .fetch_all(&mut **tx)
     .await?;
     for c in &creds {
         let id: String = c.try_get("id")?;
+        if c.try_get::<String, _>("enrolled_via")? == "browser" {
+            // A laptop's or a phone's passkey lives in that device, not in a key IT can take
+            // back: revoking it here (and telling the IdP) is the whole of it.
+            summary.credentials_revoked.push(id);
+            continue;
+        }
         let key_info: serde_json::Value =
             serde_json::from_str(&c.try_get::<String, _>("key_info")?).map_err(Error::Corrupt)?;
         let key_id = key_info
@@ -276,6 +285,13 @@ pub async fn run(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    summary.web_sessions_ended =
+        crate::selfservice::session::end_all_of(tx, person_id, "offboarded", now).await?;
+    sqlx::query("UPDATE web_links SET used_at = $1 WHERE person_id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(person_id)
+        .execute(&mut **tx)
+        .await?;
     summary.tokens_revoked = crate::tokens::revoke_person_in(
         tx,
         person_id,
@@ -416,6 +432,9 @@ pub struct DormantPerson {
     /// Laptops in service they were bound to that nobody active is bound to any more.
     #[serde(default)]
     pub laptops_left: Vec<String>,
+    /// Sessions on the self-service pages still open, and one-time links still usable.
+    #[serde(default)]
+    pub web_sessions: Vec<String>,
 }
 
 /// The dormant-access report.
@@ -435,7 +454,7 @@ pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
         .fetch_one(db)
         .await?
         .try_get("n")?;
-    let checks: [(&str, String); 9] = [
+    let checks: [(&str, String); 11] = [
         ("credentials", "SELECT p.id AS pid, p.user_name, c.id AS item FROM people p JOIN credentials c ON c.person_id = p.id WHERE p.active = 0 AND c.status <> 'revoked'".into()),
         ("tickets", "SELECT p.id AS pid, p.user_name, t.id AS item FROM people p JOIN enrolment_tickets t ON t.person_id = p.id WHERE p.active = 0 AND t.redeemed_at IS NULL AND t.cancelled_at IS NULL AND t.expires_at > $1".into()),
         ("sessions", "SELECT p.id AS pid, p.user_name, s.id AS item FROM people p JOIN enrolment_sessions s ON s.person_id = p.id WHERE p.active = 0 AND s.closed_at IS NULL AND s.expires_at > $1".into()),
@@ -445,6 +464,8 @@ pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
         ("keys_not_reclaimed", "SELECT p.id AS pid, p.user_name, k.key_id AS item FROM people p JOIN key_reclaims k ON k.person_id = p.id WHERE p.active = 0 AND k.state <> 'done'".into()),
         ("tokens", "SELECT p.id AS pid, p.user_name, t.id AS item FROM people p JOIN api_tokens t ON t.person_id = p.id WHERE p.active = 0 AND t.revoked_at IS NULL AND t.expires_at > $1".into()),
         ("laptops_left", LAPTOPS_LEFT_SQL.into()),
+        ("web_sessions", "SELECT p.id AS pid, p.user_name, w.id AS item FROM people p JOIN web_sessions w ON w.person_id = p.id WHERE p.active = 0 AND w.ended_at IS NULL AND w.expires_at > $1".into()),
+        ("web_links", "SELECT p.id AS pid, p.user_name, l.id AS item FROM people p JOIN web_links l ON l.person_id = p.id WHERE p.active = 0 AND l.used_at IS NULL AND l.expires_at > $1".into()),
     ];
     let mut people: BTreeMap<String, DormantPerson> = BTreeMap::new();
     for (what, sql) in &checks {
@@ -470,6 +491,7 @@ pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
                 "exceptions" => entry.exceptions.push(item),
                 "tokens" => entry.tokens.push(item),
                 "laptops_left" => entry.laptops_left.push(item),
+                "web_sessions" | "web_links" => entry.web_sessions.push(item),
                 _ => entry.keys_not_reclaimed.push(item),
             }
         }
@@ -512,6 +534,7 @@ pub fn render(report: &DormantReport) -> String {
             ("keys not reclaimed", &p.keys_not_reclaimed),
             ("API tokens", &p.tokens),
             ("laptops left in service", &p.laptops_left),
+            ("self-service sessions and links", &p.web_sessions),
         ] {
             if !items.is_empty() {
                 out.push_str(&format!("    {what}: {}\n", items.join(", ")));
@@ -558,7 +581,7 @@ pub fn render_html(report: &DormantReport, offboardings: &[OffboardingView]) -> 
         }
     ));
     if !report.people.is_empty() {
-        s.push_str("<section><h2>Still live</h2><table><tr><th>Person</th><th>Credentials</th><th>Tickets</th><th>Sessions</th><th>Recoveries</th><th>Laptops</th><th>Exceptions</th><th>Keys not reclaimed</th><th>API tokens</th><th>Laptops left in service</th></tr>");
+        s.push_str("<section><h2>Still live</h2><table><tr><th>Person</th><th>Credentials</th><th>Tickets</th><th>Sessions</th><th>Recoveries</th><th>Laptops</th><th>Exceptions</th><th>Keys not reclaimed</th><th>API tokens</th><th>Laptops left in service</th><th>Self-service sessions</th></tr>");
         for p in &report.people {
             let cell = |v: &Vec<String>| {
                 if v.is_empty() {
@@ -568,10 +591,10 @@ pub fn render_html(report: &DormantReport, offboardings: &[OffboardingView]) -> 
                 }
             };
             s.push_str(&format!(
-                "<tr><td>{}<br><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}<br><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&p.user_name), esc(&p.person_id), cell(&p.credentials), cell(&p.tickets), cell(&p.sessions),
                 cell(&p.recoveries), cell(&p.devices), cell(&p.exceptions), cell(&p.keys_not_reclaimed),
-                cell(&p.tokens), cell(&p.laptops_left)
+                cell(&p.tokens), cell(&p.laptops_left), cell(&p.web_sessions)
             ));
         }
         s.push_str("</table></section>");

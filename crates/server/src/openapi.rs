@@ -106,6 +106,7 @@ object_doc! {
     ReclaimPlanDoc: "`{rp_id, directives: [ReclaimDirective]}`: what to do to each key (protocol `ReclaimPlan`)",
     ReclaimReceiptDoc: "What the station did to a key (protocol `ReclaimReceipt`)",
     ReclaimReceiptAckDoc: "`{directive_id, reclaimed}` (protocol `ReclaimReceiptAck`)",
+    WebLinkResponseDoc: "`{url, expires_at_ms}`: a one-time link to the self-service pages on the same enrolment session (protocol `WebLinkResponse`)",
 }
 
 struct Security;
@@ -164,6 +165,11 @@ impl Modify for Security {
         crate::scim::patch_user, crate::scim::delete_user,
         crate::scim::list_groups, crate::scim::create_group, crate::scim::get_group, crate::scim::put_group,
         crate::scim::patch_group, crate::scim::delete_group,
+        crate::selfservice::api::redeem_ticket, crate::selfservice::api::redeem_link,
+        crate::selfservice::api::sign_in_begin, crate::selfservice::api::sign_in_finish,
+        crate::selfservice::api::step_up_begin, crate::selfservice::api::step_up_finish,
+        crate::selfservice::api::passkey_begin, crate::selfservice::api::passkey_finish,
+        crate::selfservice::api::me, crate::selfservice::api::web_link,
     ),
     components(schemas(ErrorBodyDoc, ErrorDetailDoc, ScimErrorDoc)),
     modifiers(&Security),

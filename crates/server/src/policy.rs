@@ -39,8 +39,10 @@ pub fn router() -> Router<AppState> {
 pub enum DeviceClass {
     /// A hardware security key carried by the person (USB/NFC).
     Roaming,
-    /// A platform authenticator built into a laptop or phone.
+    /// A platform authenticator built into a laptop (its passkey).
     Platform,
+    /// A phone, used across devices (hybrid / cross-device) from the browser.
+    Phone,
     /// The software key (test/demo only).
     Software,
 }
@@ -51,8 +53,31 @@ impl DeviceClass {
         match self {
             DeviceClass::Roaming => "roaming",
             DeviceClass::Platform => "platform",
+            DeviceClass::Phone => "phone",
             DeviceClass::Software => "software",
         }
+    }
+
+    /// What a person calls it.
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviceClass::Roaming => "Security key",
+            DeviceClass::Platform => "Laptop passkey",
+            DeviceClass::Phone => "Phone passkey",
+            DeviceClass::Software => "Software key (test/demo)",
+        }
+    }
+
+    /// The class of a stored name.
+    pub fn parse(name: &str) -> Option<DeviceClass> {
+        [
+            DeviceClass::Roaming,
+            DeviceClass::Platform,
+            DeviceClass::Phone,
+            DeviceClass::Software,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == name)
     }
 }
 
@@ -108,6 +133,13 @@ pub struct Policy {
     /// Whether people bring their own keys (BYOD): reclaiming then deletes only the
     /// organisation's credentials and never resets the key.
     pub personal_keys: bool,
+    /// Whether synced passkeys (backup eligible, e.g. kept in a password manager or a phone
+    /// vendor's cloud) may be enrolled. Off by default: a synced passkey can leave the device.
+    pub allow_synced: bool,
+    /// Classes that may enrol without a trusted attestation chain even where
+    /// `require_trusted_attestation` is on: laptops' and phones' passkeys often give none. The
+    /// enrolment evidence records what was (not) attested.
+    pub attestation_optional_for: Vec<DeviceClass>,
 }
 
 impl Default for Policy {
@@ -124,6 +156,8 @@ impl Default for Policy {
             ongoing_posture: PostureRequirements::default(),
             collect_serial_numbers: true,
             personal_keys: false,
+            allow_synced: false,
+            attestation_optional_for: Vec::new(),
         }
     }
 }

@@ -162,7 +162,47 @@ pub async fn verify(
             "the step-up challenge expired; touch your key again",
         ));
     }
-    let a = &step_up.assertion;
+    let v = verify_assertion(
+        state,
+        tx,
+        &c.try_get::<String, _>("state")?,
+        &step_up.assertion,
+        device_id,
+        purpose,
+        now,
+    )
+    .await?;
+    let used = sqlx::query(
+        "UPDATE assertion_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(&step_up.challenge_id)
+    .execute(&mut **tx)
+    .await?;
+    if used.rows_affected() != 1 {
+        return Err(Error::conflict(
+            "step_up_used",
+            "this step-up challenge was already used; a replayed assertion is refused",
+        ));
+    }
+    Ok(v)
+}
+
+/// Verify an assertion against a stored challenge state inside `tx`, whoever asked for the
+/// challenge (a laptop or a browser): the credential is known and active, its person active;
+/// webauthn-rs checks the signature, the challenge, the origin, user verification and that the
+/// counter went up. On success the stored counter is updated and a break-glass use raises its
+/// alert (`from` names where the assertion came from: a laptop id or `browser`). The caller
+/// consumes the challenge.
+pub async fn verify_assertion(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    auth_state: &str,
+    a: &keywarden_protocol::AssertionResponse,
+    from: &str,
+    purpose: &str,
+    now: i64,
+) -> Result<Verified> {
     let raw_id = unb64(&a.credential_id).ok_or_else(|| {
         Error::bad_request("assertion_malformed", "credential_id is not base64url")
     })?;
@@ -196,7 +236,7 @@ pub async fn verify(
     let mut credential: Credential =
         serde_json::from_str(&row.try_get::<String, _>("webauthn")?).map_err(Error::Corrupt)?;
     let mut auth_state: AuthenticationState =
-        serde_json::from_str(&c.try_get::<String, _>("state")?).map_err(Error::Corrupt)?;
+        serde_json::from_str(auth_state).map_err(Error::Corrupt)?;
     auth_state.set_allowed_credentials(vec![credential.clone()]);
     let pkc: PublicKeyCredential = serde_json::from_value(serde_json::json!({
         "id": cred_id,
@@ -235,19 +275,6 @@ pub async fn verify(
             "the key did not verify the user (PIN); step-up requires it",
         ));
     }
-    let used = sqlx::query(
-        "UPDATE assertion_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(&step_up.challenge_id)
-    .execute(&mut **tx)
-    .await?;
-    if used.rows_affected() != 1 {
-        return Err(Error::conflict(
-            "step_up_used",
-            "this step-up challenge was already used; a replayed assertion is refused",
-        ));
-    }
     if result.counter() > credential.counter {
         credential.counter = result.counter();
     }
@@ -256,7 +283,7 @@ pub async fn verify(
         .bind(&cred_id)
         .execute(&mut **tx)
         .await?;
-    crate::exceptions::break_glass_used(tx, &person_id, &cred_id, device_id, purpose, now).await?;
+    crate::exceptions::break_glass_used(tx, &person_id, &cred_id, from, purpose, now).await?;
     Ok(Verified {
         person_id,
         credential_id: cred_id,

@@ -541,6 +541,7 @@ pub async fn verify_registration(
     attestation_object: &[u8],
     policy: &Policy,
     population: &str,
+    via: Via,
     now: i64,
 ) -> Result<Verified> {
     // The signature over authData ‖ clientDataHash, the challenge, origin, RP id, UV flag.
@@ -601,7 +602,28 @@ pub async fn verify_registration(
         _ => ChainTrust::NoChain,
     };
     let mds = mds_status(&mut **tx, now).await?;
-    let required = policy.require_trusted_attestation;
+    let software_key = facts.aaguid.eq_ignore_ascii_case(SOFT_KEY_AAGUID);
+    let (device_class, class_source) = device_class(tx, &facts.aaguid, software_key, via).await?;
+    if let Via::Browser(asked) = via {
+        if device_class != asked && device_class != DeviceClass::Software {
+            return Err(Error::forbidden(
+                "device_class_mismatch",
+                format!(
+                    "you chose to add a {}, but the authenticator that answered is a {} ({class_source}); add security keys with the Keywarden desktop app",
+                    asked.label().to_lowercase(),
+                    device_class.label().to_lowercase()
+                ),
+            ));
+        }
+    }
+    if credential.backup_eligible && !policy.allow_synced {
+        return Err(Error::forbidden(
+            "synced_passkey_not_allowed",
+            format!("this passkey is synced (it can be copied to other devices through its provider's cloud); population {population} does not allow synced passkeys: use a passkey kept on this device only, or a security key"),
+        ));
+    }
+    let required = policy.require_trusted_attestation
+        && !policy.attestation_optional_for.contains(&device_class);
     let (result, anchor, reason) = match &chain {
         ChainTrust::Anchored(anchors) => {
             // The same root may be both in the metadata and added by an admin: name the
@@ -631,8 +653,6 @@ pub async fn verify_registration(
             (att_type, None, None)
         }
     };
-    let software_key = facts.aaguid.eq_ignore_ascii_case(SOFT_KEY_AAGUID);
-    let (device_class, class_source) = device_class(tx, &facts.aaguid, software_key).await?;
     let evidence = serde_json::json!({
         "attestation_trust": {
             "required": required,
@@ -654,6 +674,9 @@ pub async fn verify_registration(
         },
         "device_class": device_class.as_str(),
         "device_class_source": class_source,
+        "backup_eligible": credential.backup_eligible,
+        "backup_state": credential.backup_state,
+        "enrolled_via": via.as_str(),
     });
     Ok(Verified {
         credential,
@@ -665,12 +688,34 @@ pub async fn verify_registration(
     })
 }
 
+/// Which ceremony a registration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The desktop agent, over USB HID: a roaming key unless metadata says otherwise.
+    Agent,
+    /// The browser on the self-service pages, where the person chose to add this class.
+    Browser(DeviceClass),
+}
+
+impl Via {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Agent => "agent",
+            Via::Browser(_) => "browser",
+        }
+    }
+}
+
 /// The device class of a model: the software key by its AAGUID; otherwise the metadata's
-/// attachment hint; a model without metadata enrolled through the desktop agent is roaming.
+/// attachment hint; a model without metadata is a roaming key when the desktop agent enrolled
+/// it over USB, and the class the person chose in the browser otherwise (the browser's word,
+/// not attested: the evidence says so).
 async fn device_class(
     tx: &mut Transaction<'_, Any>,
     aaguid: &str,
     software_key: bool,
+    via: Via,
 ) -> Result<(DeviceClass, &'static str)> {
     if software_key {
         return Ok((
@@ -683,23 +728,41 @@ async fn device_class(
         .fetch_optional(&mut **tx)
         .await?;
     let Some(row) = row else {
-        return Ok((
-            DeviceClass::Roaming,
-            "no metadata for this model: a key enrolled through the desktop agent counts as a roaming key",
-        ));
+        return Ok(match via {
+            Via::Agent => (
+                DeviceClass::Roaming,
+                "no metadata for this model: a key enrolled through the desktop agent counts as a roaming key",
+            ),
+            Via::Browser(DeviceClass::Phone) => (
+                DeviceClass::Phone,
+                "no metadata for this model: the class the person chose in the browser (a phone, across devices), not attested",
+            ),
+            Via::Browser(DeviceClass::Platform) => (
+                DeviceClass::Platform,
+                "no metadata for this model: the class the person chose in the browser (this laptop's passkey), not attested",
+            ),
+            Via::Browser(other) => (
+                other,
+                "no metadata for this model: the class the person chose in the browser, not attested",
+            ),
+        });
     };
     let hints: Vec<String> =
         serde_json::from_str(&row.try_get::<String, _>("attachment")?).map_err(Error::Corrupt)?;
-    Ok(if hints.iter().any(|h| h == "internal") {
-        (
+    let internal = hints.iter().any(|h| h == "internal");
+    Ok(match (internal, via) {
+        (true, Via::Browser(DeviceClass::Phone)) => (
+            DeviceClass::Phone,
+            "FIDO metadata: attachmentHint internal, a phone's own authenticator used across devices from the browser",
+        ),
+        (true, _) => (
             DeviceClass::Platform,
             "FIDO metadata: attachmentHint internal (platform authenticator)",
-        )
-    } else {
-        (
+        ),
+        (false, _) => (
             DeviceClass::Roaming,
             "FIDO metadata: attachmentHint external (roaming key)",
-        )
+        ),
     })
 }
 

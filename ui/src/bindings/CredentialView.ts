@@ -33,9 +33,10 @@ attestation_format: string,
  */
 attestation_type: string, 
 /**
- * Laptop it was enrolled on.
+ * Laptop it was enrolled on (through the desktop agent); `None` for a passkey added in the
+ * browser on the self-service pages.
  */
-enrolled_on_device: string, 
+enrolled_on_device: string | null, 
 /**
  * `active`, `suspended` or `revoked`.
  */
@@ -43,4 +44,21 @@ status: string,
 /**
  * When it was enrolled (unix ms).
  */
-created_at_ms: number, };
+created_at_ms: number, 
+/**
+ * `roaming` (hardware key), `platform` (a laptop's passkey), `phone` (cross-device) or
+ * `software` (the test/demo key), from verified data and metadata.
+ */
+device_class: string, 
+/**
+ * True for a synced passkey (the authenticator said it is backup eligible, in signed data).
+ */
+synced: boolean, 
+/**
+ * The name its person gave it, if any.
+ */
+name: string | null, 
+/**
+ * `agent` (the desktop app) or `browser` (the self-service pages).
+ */
+enrolled_via: string, };

@@ -651,6 +651,10 @@ pub enum Access {
     Roles(&'static [Role]),
     /// Device-signed requests only.
     Device,
+    /// The self-service pages' endpoints: a session cookie, or a proof (enrolment ticket,
+    /// one-time link, passkey assertion) sent from the service's own origin; a bearer token
+    /// opens nothing.
+    Browser,
 }
 
 const A: Role = Role::Admin;
@@ -831,6 +835,20 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
         "/api/v1/agent/ceremonies/{id}/finish",
         Access::Device,
     ),
+    ("GET", "/api/v1/me", Access::Browser),
+    ("POST", "/api/v1/me/session/ticket", Access::Browser),
+    ("POST", "/api/v1/me/session/link", Access::Browser),
+    ("POST", "/api/v1/me/sign-in/begin", Access::Browser),
+    ("POST", "/api/v1/me/sign-in/finish", Access::Browser),
+    ("POST", "/api/v1/me/step-up/begin", Access::Browser),
+    ("POST", "/api/v1/me/step-up/finish", Access::Browser),
+    ("POST", "/api/v1/me/passkeys/begin", Access::Browser),
+    ("POST", "/api/v1/me/passkeys/finish", Access::Browser),
+    (
+        "POST",
+        "/api/v1/agent/enrolments/{id}/web-link",
+        Access::Device,
+    ),
 ];
 
 /// The dormant-access report after one person's offboarding: nothing of theirs is live any more
@@ -883,4 +901,249 @@ pub async fn enrol_first_keys(
         ids.push(v["credential"]["id"].as_str().unwrap().to_owned());
     }
     ids
+}
+
+/// The service's origin in these tests (what a browser on its pages sends as `Origin`).
+pub const ORIGIN: &str = "https://keywarden.localhost";
+
+/// A browser on the self-service pages: its session cookie and the page's CSRF token. Its
+/// WebAuthn answers come from a software key (test/demo), shaped as a browser's
+/// `PublicKeyCredential.toJSON()`.
+#[derive(Debug, Clone, Default)]
+pub struct Browser {
+    pub cookie: Option<String>,
+    pub csrf: String,
+    /// The `Origin` the browser sends (the service's own unless a test plays another site).
+    pub origin: Option<String>,
+}
+
+impl Browser {
+    pub fn new() -> Browser {
+        Browser {
+            origin: Some(ORIGIN.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    async fn send(
+        &self,
+        app: &App,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(o) = &self.origin {
+            req = req.header("origin", o);
+        }
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("kw_session={c}"));
+        }
+        if !self.csrf.is_empty() {
+            req = req.header("x-keywarden-csrf", &self.csrf);
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let resp = app
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .unwrap();
+        (status, headers, bytes.to_vec())
+    }
+
+    /// A JSON call; a `Set-Cookie` with a session is kept.
+    pub async fn post(&mut self, app: &App, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, h, bytes) = self
+            .send(
+                app,
+                "POST",
+                path,
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+            .await;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if let Some(cookie) = h
+            .get("set-cookie")
+            .and_then(|c| c.to_str().ok())
+            .and_then(|c| c.strip_prefix("kw_session="))
+            .and_then(|c| c.split(';').next())
+        {
+            if !cookie.is_empty() {
+                self.cookie = Some(cookie.to_owned());
+                self.csrf = v["csrf"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+        (s, v)
+    }
+
+    /// A page (or a JSON GET): status and body text.
+    pub async fn get(&self, app: &App, path: &str) -> (StatusCode, String) {
+        let (s, _, bytes) = self.send(app, "GET", path, "", Vec::new()).await;
+        (s, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A form post (`fields` url-encoded); returns status, headers and the page.
+    pub async fn form(
+        &self,
+        app: &App,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let body = fields
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let (s, h, bytes) = self
+            .send(
+                app,
+                "POST",
+                path,
+                "application/x-www-form-urlencoded",
+                body.into_bytes(),
+            )
+            .await;
+        (s, h, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Redeem IT's enrolment link in the browser.
+    pub async fn redeem_ticket(&mut self, app: &App, ticket: &str) -> (StatusCode, Value) {
+        self.post(app, "/api/v1/me/session/ticket", json!({"ticket": ticket}))
+            .await
+    }
+
+    /// Add a passkey of `class` (`platform` or `phone`), made by `key`.
+    pub async fn add_passkey(
+        &mut self,
+        app: &App,
+        key: &SoftKey,
+        class: &str,
+        name: &str,
+    ) -> (StatusCode, Value) {
+        let (s, begin) = self
+            .post(
+                app,
+                "/api/v1/me/passkeys/begin",
+                json!({"class": class, "name": name}),
+            )
+            .await;
+        if s != StatusCode::CREATED {
+            return (s, begin);
+        }
+        let credential = key.browser_create(&begin["public_key"]);
+        self.post(
+            app,
+            "/api/v1/me/passkeys/finish",
+            json!({"challenge_id": begin["challenge_id"], "credential": credential}),
+        )
+        .await
+    }
+
+    /// An assertion ceremony (`sign-in` or `step-up`) answered by `key`.
+    pub async fn assert_with(
+        &mut self,
+        app: &App,
+        what: &str,
+        key: &SoftKey,
+    ) -> (StatusCode, Value) {
+        let (s, begin) = self
+            .post(app, &format!("/api/v1/me/{what}/begin"), json!({}))
+            .await;
+        if s != StatusCode::CREATED {
+            return (s, begin);
+        }
+        let credential = key.browser_get(&begin);
+        self.post(
+            app,
+            &format!("/api/v1/me/{what}/finish"),
+            json!({"challenge_id": begin["challenge_id"], "credential": credential}),
+        )
+        .await
+    }
+}
+
+impl SoftKey {
+    /// Answer `navigator.credentials.create` options (WebAuthn JSON) as a browser would
+    /// (`toJSON()` of the new credential), from the page's origin.
+    pub fn browser_create(&self, pk: &Value) -> Value {
+        let begin = json!({
+            "enrolment_id": "browser",
+            "ceremony_id": "browser",
+            "session_expires_at_ms": 0,
+            "person": {"id": "p", "user_name": pk["user"]["name"], "display_name": pk["user"]["displayName"]},
+            "options": {
+                "challenge": pk["challenge"],
+                "rp_id": pk["rp"]["id"],
+                "rp_name": pk["rp"]["name"],
+                "origin": ORIGIN,
+                "user_id": pk["user"]["id"],
+                "user_name": pk["user"]["name"],
+                "user_display_name": pk["user"]["displayName"],
+                "algorithms": pk["pubKeyCredParams"].as_array().unwrap().iter().map(|p| p["alg"].clone()).collect::<Vec<_>>(),
+                "exclude_credentials": pk["excludeCredentials"].as_array().map(|a| a.iter().map(|c| c["id"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                "user_verification_required": true,
+                "resident_key_required": true,
+                "attestation": "direct",
+                "timeout_ms": 60000,
+            },
+            "active_authenticators": 0,
+            "required_authenticators": 0,
+        });
+        let made = self.make_credential(&begin);
+        json!({
+            "id": made["credential_id"],
+            "rawId": made["credential_id"],
+            "type": "public-key",
+            "authenticatorAttachment": "platform",
+            "response": {
+                "attestationObject": made["attestation_object"],
+                "clientDataJSON": made["client_data_json"],
+                "transports": ["internal"],
+            },
+            "clientExtensionResults": {},
+        })
+    }
+
+    /// Answer `navigator.credentials.get` (a challenge from the self-service endpoints) as a
+    /// browser would.
+    pub fn browser_get(&self, challenge: &Value) -> Value {
+        let pk = &challenge["public_key"];
+        let step_up = self.assert(&json!({
+            "challenge_id": challenge["challenge_id"],
+            "challenge": pk["challenge"],
+            "rp_id": pk["rpId"],
+            "origin": ORIGIN,
+            "allow_credentials": [],
+            "user_verification_required": true,
+            "timeout_ms": 60000,
+        }));
+        let a = &step_up["assertion"];
+        json!({
+            "id": a["credential_id"],
+            "rawId": a["credential_id"],
+            "type": "public-key",
+            "response": {
+                "authenticatorData": a["authenticator_data"],
+                "clientDataJSON": a["client_data_json"],
+                "signature": a["signature"],
+                "userHandle": a["user_handle"],
+            },
+            "clientExtensionResults": {},
+        })
+    }
 }

@@ -1,0 +1,261 @@
+//! Sessions on the self-service pages: a random token in a `Secure; HttpOnly; SameSite=Strict`
+//! cookie, only its hash stored; an idle and an absolute timeout; sign-out and offboarding end
+//! it on the service, so a copied cookie stops working. Every state change carries a CSRF token
+//! derived from the session's token and comes from the service's own origin.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use sqlx::{Any, Row, Transaction};
+
+use crate::error::{Error, Result};
+use crate::secrets::{self, new_id};
+use crate::state::AppState;
+
+/// The cookie's name.
+pub const COOKIE: &str = "kw_session";
+/// A session ends after this long without a request.
+pub const IDLE_MS: i64 = 15 * 60 * 1000;
+/// A session ends this long after it began, whatever happens.
+pub const ABSOLUTE_MS: i64 = 8 * 60 * 60 * 1000;
+/// How long a passkey assertion counts as a fresh proof for adding a passkey.
+pub const PROOF_MS: i64 = 5 * 60 * 1000;
+/// `last_seen_at` is written at most this often (idle time is measured to this precision).
+const TOUCH_MS: i64 = 30 * 1000;
+
+/// A signed-in person on the self-service pages.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    /// Session id (not secret).
+    pub id: String,
+    /// The person.
+    pub person_id: String,
+    /// Their user name.
+    pub user_name: String,
+    /// Their display name.
+    pub display_name: String,
+    /// How the session began: `ticket:<id>`, `link:<id>` or `passkey:<credential>`.
+    pub proof: String,
+    /// The credential the person signed in with, if they signed in with a passkey.
+    pub signed_in_with: Option<String>,
+    /// Until when the session may add a passkey without another touch.
+    pub proof_expires_at: i64,
+    csrf: String,
+}
+
+impl WebSession {
+    /// The token every state change must carry (a hidden form field or a header).
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Whether the last proof is fresh enough to add a passkey.
+    pub fn may_add(&self, now: i64) -> bool {
+        now < self.proof_expires_at
+    }
+}
+
+/// The CSRF token of the session whose cookie holds `token`.
+pub fn csrf_for(token: &str) -> String {
+    secrets::hash(&format!("csrf:{token}"))
+}
+
+/// The session token from the request's cookies, if any.
+fn token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The live session a request carries; `Ok(None)` without a cookie; an error when the cookie
+/// names a session that ended, expired or whose person left.
+pub async fn lookup(state: &AppState, headers: &HeaderMap) -> Result<Option<WebSession>> {
+    let Some(token) = token(headers) else {
+        return Ok(None);
+    };
+    let now = state.now_ms();
+    let r = sqlx::query(
+        "SELECT s.id, s.person_id, s.proof, s.signed_in_with, s.last_seen_at, s.expires_at, s.proof_expires_at, s.ended_at, \
+         p.user_name, p.display_name, p.active FROM web_sessions s JOIN people p ON p.id = s.person_id WHERE s.token_hash = $1",
+    )
+    .bind(secrets::hash(&token))
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| {
+        Error::unauthorized(
+            "session_unknown",
+            "you are not signed in (or you signed out): sign in again",
+        )
+    })?;
+    if r.try_get::<Option<i64>, _>("ended_at")?.is_some() {
+        return Err(Error::unauthorized(
+            "session_unknown",
+            "you are not signed in (or you signed out): sign in again",
+        ));
+    }
+    let last_seen: i64 = r.try_get("last_seen_at")?;
+    if now >= r.try_get::<i64, _>("expires_at")? || now - last_seen >= IDLE_MS {
+        return Err(Error::unauthorized(
+            "session_expired",
+            "your session timed out: sign in again",
+        ));
+    }
+    if r.try_get::<i64, _>("active")? == 0 {
+        return Err(Error::unauthorized(
+            "session_unknown",
+            "you are not signed in (or you signed out): sign in again",
+        ));
+    }
+    let id: String = r.try_get("id")?;
+    if now - last_seen >= TOUCH_MS {
+        sqlx::query("UPDATE web_sessions SET last_seen_at = $1 WHERE id = $2 AND ended_at IS NULL")
+            .bind(now)
+            .bind(&id)
+            .execute(&state.db)
+            .await?;
+    }
+    Ok(Some(WebSession {
+        id,
+        person_id: r.try_get("person_id")?,
+        user_name: r.try_get("user_name")?,
+        display_name: r.try_get("display_name")?,
+        proof: r.try_get("proof")?,
+        signed_in_with: r.try_get("signed_in_with")?,
+        proof_expires_at: r.try_get("proof_expires_at")?,
+        csrf: csrf_for(&token),
+    }))
+}
+
+impl FromRequestParts<AppState> for WebSession {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        lookup(state, &parts.headers).await?.ok_or_else(|| {
+            Error::unauthorized("session_unknown", "you are not signed in: sign in first")
+        })
+    }
+}
+
+/// A new session for a person (inside `tx`, with whatever proved who they are); returns the
+/// cookie value. `proof_expires_at`: until when it may add passkeys without another touch.
+pub async fn open(
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    proof: &str,
+    signed_in_with: Option<&str>,
+    proof_expires_at: i64,
+    now: i64,
+) -> Result<(String, String)> {
+    let token = secrets::generate("kws_");
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO web_sessions (id, token_hash, person_id, proof, signed_in_with, created_at, last_seen_at, expires_at, proven_at, proof_expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $6, $8)",
+    )
+    .bind(&id)
+    .bind(secrets::hash(&token))
+    .bind(person_id)
+    .bind(proof)
+    .bind(signed_in_with)
+    .bind(now)
+    .bind(now + ABSOLUTE_MS)
+    .bind(proof_expires_at.min(now + ABSOLUTE_MS))
+    .execute(&mut **tx)
+    .await?;
+    Ok((token, id))
+}
+
+/// End a session (sign-out).
+pub async fn end(tx: &mut Transaction<'_, Any>, id: &str, reason: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE web_sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// End every open session of a person (offboarding); returns how many.
+pub async fn end_all_of(
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE web_sessions SET ended_at = $1, end_reason = $2 WHERE person_id = $3 AND ended_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(person_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// The `Set-Cookie` value that carries a new session.
+pub fn cookie(token: &str) -> String {
+    format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        ABSOLUTE_MS / 1000
+    )
+}
+
+/// The `Set-Cookie` value that clears the session cookie.
+pub fn cleared_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
+}
+
+/// A state change must come from the service's own pages: the browser's `Origin` (or, where
+/// a browser sends none, `Sec-Fetch-Site: same-origin`) names this service. Checked before any
+/// session exists too (sign-in, redeeming a link), so another site cannot sign someone in.
+pub fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<()> {
+    let ours = state.settings.origin.as_str().trim_end_matches('/');
+    let ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => origin.trim_end_matches('/') == ours,
+        None => headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == "same-origin"),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "csrf_refused",
+            "this request did not come from the Keywarden pages; nothing was changed",
+        ))
+    }
+}
+
+/// [`same_origin`] plus the session's CSRF token.
+pub fn check_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &WebSession,
+    submitted: Option<&str>,
+) -> Result<()> {
+    same_origin(state, headers)?;
+    let given = submitted.or_else(|| {
+        headers
+            .get("x-keywarden-csrf")
+            .and_then(|v| v.to_str().ok())
+    });
+    if given.is_some_and(|g| g == session.csrf()) {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "csrf_refused",
+            "this request did not carry the page's token; reload the page and try again",
+        ))
+    }
+}
