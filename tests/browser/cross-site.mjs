@@ -2,7 +2,9 @@
 // csrf value), and from the service's own origin without the csrf field. Each is refused with
 // 403 and changes nothing (the Rust test compares the database).
 import http from 'node:http';
-import { scenario, Authenticators, BASE, need, redeem, add, home, row, checkpoint, check } from './lib.mjs';
+import {
+  scenario, Authenticators, newPage, BASE, need, redeem, add, signIn, home, row, checkpoint, check,
+} from './lib.mjs';
 
 /** A site of the attacker's on another 127.0.0.1 port: one page whose form posts itself. */
 async function attackerSite(action, csrf) {
@@ -17,14 +19,19 @@ async function attackerSite(action, csrf) {
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
 }
 
-await scenario(async ({ page }) => {
-  const auth = await Authenticators.on(page);
-  await redeem(page, need('KW_TICKET'));
+await scenario(async ({ browser, page }) => {
+  // The victim has a laptop and a phone passkey and is signed in with the laptop one, so a
+  // genuine "Report lost" of the phone would be accepted.
+  const first = await newPage(browser);
+  const setup = await Authenticators.on(first.page);
+  await redeem(first.page, need('KW_TICKET'));
+  await setup.use('laptop', 'internal');
+  await add(first.page, 'laptop', 'Work laptop');
+  await setup.use('phone', 'hybrid');
+  await add(first.page, 'phone', 'My phone');
+  const auth = await setup.moveTo(page);
   await auth.use('laptop', 'internal');
-  await add(page, 'laptop', 'Work laptop');
-  await auth.use('phone', 'hybrid');
-  await add(page, 'phone', 'My phone');
-  await home(page);
+  await signIn(page);
   const phone = row(page, 'My phone');
   const id = await phone.getAttribute('data-credential-id');
   const realCsrf = await phone.locator('input[name="csrf"]').first().inputValue();
@@ -38,6 +45,8 @@ await scenario(async ({ page }) => {
     const r = await answer;
     console.log(`cross-site post with a ${what}: ${r.status()}`);
     check(r.status() === 403, `cross-site post with a ${what} refused with 403, got ${r.status()}`);
+    const code = await page.getByRole('alert').getAttribute('data-code');
+    check(code === 'csrf_refused', `refused as csrf_refused, got ${code}`);
     site.close();
   }
 

@@ -191,6 +191,11 @@ export async function screenshot(page, name) {
 
 /** Run a scenario: launch, call `body`, close; exit 1 with the error on failure. */
 export async function scenario(body) {
+  const limit = setTimeout(() => {
+    console.error('scenario failed: still running after 150 s');
+    process.exit(1);
+  }, 150000);
+  limit.unref();
   const env = await launch();
   try {
     await body(env);
@@ -205,23 +210,31 @@ export async function scenario(body) {
     }
     process.exitCode = 1;
   } finally {
+    closeStdin();
     await env.browser.close();
   }
 }
 
 // --- Waiting for the Rust test --------------------------------------------------------------
 
-let stdinLines = null;
+let stdin = null; // { rl, lines } once a checkpoint was reached
 
 /** Let the Rust test look at the service (e.g. snapshot its database), then go on. */
 export async function checkpoint(name) {
-  if (!stdinLines) {
+  if (!stdin) {
     const { createInterface } = await import('node:readline');
-    stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+    const rl = createInterface({ input: process.stdin });
+    stdin = { rl, lines: rl[Symbol.asyncIterator]() };
   }
   console.log(`checkpoint ${name}`);
-  const { done } = await stdinLines.next();
+  const { done } = await stdin.lines.next();
   check(!done, `the Rust test closed the scenario at checkpoint ${name}`);
+}
+
+function closeStdin() {
+  if (!stdin) return;
+  stdin.rl.close();
+  process.stdin.destroy();
 }
 
 // --- The self-service pages (CONTRACT: /me, /me/enrol, /me/add, /me/laptop) ------------------
@@ -241,12 +254,6 @@ export function errorCodes(page) {
   return codes;
 }
 
-/** Wait until `#status` says something matching `re`; returns its text. */
-export async function statusMatching(page, re) {
-  await page.locator('#status').filter({ hasText: re }).waitFor();
-  return (await page.locator('#status').innerText()).trim();
-}
-
 /** Open IT's enrolment link (the ticket in the fragment) and wait for the add page. */
 export async function redeem(page, ticket) {
   await page.goto('about:blank'); // a fresh load even when only the fragment differs
@@ -262,19 +269,26 @@ export async function redeem(page, ticket) {
 const ADD_BUTTON = { laptop: 'Add this laptop', phone: 'Add a phone' };
 
 /**
- * On /me/add, with authenticator `auth` (from `Authenticators.use`) answering, add a laptop or
- * phone passkey named `name`. Returns the `#status` text once it says "Added" or an error.
+ * On a freshly loaded /me/add, with the attached authenticator answering, add a laptop or phone
+ * passkey named `name`. Waits for the outcome in `#status` (progress messages end with "…")
+ * and returns it; fails unless it matches `expect` (`null`: any outcome).
  */
-export async function add(page, what, name, { expect = /Added/ } = {}) {
-  if (!new URL(page.url()).pathname.startsWith('/me/add')) await page.goto(`${BASE}/me/add`);
-  await page.getByLabel('Name').fill(name);
+export async function add(page, what, name, { expect = /^Added/ } = {}) {
+  await page.goto(`${BASE}/me/add`);
+  await page.getByLabel('Name', { exact: true }).fill(name);
   await page.getByRole('button', { name: ADD_BUTTON[what] }).click();
-  try {
-    return await statusMatching(page, expect);
-  } catch (e) {
-    const now = await page.locator('#status').innerText().catch(() => '(no #status)');
-    throw new Error(`adding "${name}" (${what}): #status never matched ${expect}; it says: ${now}`, { cause: e });
-  }
+  const outcome = await settledStatus(page);
+  check(expect === null || expect.test(outcome), `adding "${name}" (${what}): expected ${expect}, the page says: ${outcome}`);
+  return outcome;
+}
+
+/** The text of `#status` once it holds an outcome rather than a progress message. */
+export async function settledStatus(page) {
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#status')?.textContent.trim();
+    return t && !t.endsWith('…');
+  });
+  return (await page.locator('#status').innerText()).trim();
 }
 
 /** Sign in on /me with whichever authenticator is attached; waits for the signed-in page. */
@@ -301,6 +315,11 @@ export async function signOut(page) {
 /** The row of `#authenticators` whose text contains `text` (a name or a kind). */
 export function row(page, text) {
   return page.locator('#authenticators tr[data-credential-id]').filter({ hasText: text });
+}
+
+/** The "Report lost" button of a row (its accessible name is "Report <name> lost"). */
+export function reportLostButton(rowLocator) {
+  return rowLocator.getByRole('button', { name: /^Report .+ lost$/ });
 }
 
 /** Rows of `#authenticators` as text, for messages. */

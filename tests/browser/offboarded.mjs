@@ -14,5 +14,5 @@ await scenario(async ({ page }) => {
 
   await page.goto(`${BASE}/me`);
   await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
-  check((await page.getByText('Your sign-in methods').count()) === 0, 'the old session shows nothing');
+  check((await page.getByRole('heading', { name: 'Your sign-in methods' }).count()) === 0, 'the old session shows nothing');
 });

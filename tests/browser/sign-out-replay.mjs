@@ -19,5 +19,13 @@ await scenario(async ({ browser, context, page }) => {
   await replay.context.addCookies([cookie]);
   await replay.page.goto(`${BASE}/me`);
   await replay.page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
-  check((await replay.page.getByText('Your sign-in methods').count()) === 0, 'nothing of the signed-in page shows');
+  check((await replay.page.getByRole('heading', { name: 'Your sign-in methods' }).count()) === 0, 'nothing of the signed-in page shows');
+
+  // The JSON API says the same to the old cookie.
+  const api = await fetch(`${BASE.replace('//localhost', '//127.0.0.1')}/api/v1/me`, {
+    headers: { cookie: `kw_session=${cookie.value}` },
+  });
+  const body = await api.json().catch(() => ({}));
+  console.log(`GET /api/v1/me with the old cookie: ${api.status} ${body?.error?.code}`);
+  check(api.status === 401 && body?.error?.code === 'session_unknown', 'the API refuses the old cookie with 401 session_unknown');
 });

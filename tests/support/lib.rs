@@ -231,6 +231,8 @@ pub const REFUSAL_ACTIONS: &[&str] = &[
     "report.rejected",
     "api_token.refused",
     "device.refused",
+    "credential.report_lost_refused",
+    "web.csrf_refused",
 ];
 /// Tables that only count refusals (the audit chain head, failed ticket redemptions for the
 /// rate limits); snapshots leave them out.
