@@ -3,7 +3,7 @@
 // Each scenario is one short script run by tests/e2e/browser.rs, which passes the service's
 // address and any secrets (tickets) in the environment and checks the exit status.
 
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -196,6 +196,8 @@ export async function scenario(body) {
     process.exit(1);
   }, 150000);
   limit.unref();
+  const name = process.argv[1].split('/').pop().replace(/\.mjs$/, '');
+  rmSync(join(screenshotDir(), `failure-${name}.png`), { force: true });
   const env = await launch();
   try {
     await body(env);
@@ -203,7 +205,7 @@ export async function scenario(body) {
   } catch (e) {
     console.error(`scenario failed: ${e.stack || e}`);
     try {
-      await screenshot(env.page, `failure-${process.argv[1].split('/').pop().replace(/\.mjs$/, '')}`);
+      await screenshot(env.page, `failure-${name}`);
       console.error(`page text at failure:\n${await env.page.locator('body').innerText()}`);
     } catch {
       // the page may be gone
