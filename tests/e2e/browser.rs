@@ -459,3 +459,59 @@ fn every_page_is_accessible_and_screenshotted() {
 
     run_scenario(&server, "pages.mjs", &[("KW_TICKET", &ticket)], |_| {});
 }
+
+/// Make every web session's proof of `person` old, as five minutes passing would.
+fn age_proofs(server: &Server, person: &str) {
+    use sqlx::Connection as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", server.db_path().display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let done = sqlx::query("UPDATE web_sessions SET proof_expires_at = 0 WHERE person_id = ?")
+            .bind(person)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert!(
+            done.rows_affected() > 0,
+            "no web session of {person} to age"
+        );
+    });
+}
+
+#[test]
+fn adding_once_the_proof_aged_needs_a_key_first() {
+    let server = Server::start_browser();
+    population(&server, "staff", "Engineering", browser_policy(json!({})));
+    let ana = person(&server, "ana", "Engineering");
+    let ticket = server.ticket(&ana, None);
+    let mut before = None;
+
+    run_scenario(
+        &server,
+        "step-up-on-add.mjs",
+        &[("KW_TICKET", &ticket)],
+        |at| match at {
+            "age-the-proof" => {
+                age_proofs(&server, &ana);
+                before = Some(server.snapshot());
+            }
+            "refused" => {
+                let before = before.as_ref().unwrap();
+                let after = server.snapshot();
+                assert!(
+                    before == &after,
+                    "a refused addition changed:\n{}",
+                    diff(before, &after)
+                );
+            }
+            other => panic!("unexpected checkpoint {other}"),
+        },
+    );
+
+    credential_in_class(&server, &ana, "platform");
+    credential_in_class(&server, &ana, "phone");
+}
