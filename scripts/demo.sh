@@ -2,7 +2,9 @@
 # The demo: a Keywarden service on embedded SQLite in a fresh data folder, a laptop provisioned,
 # a sample person enrolling a primary and a backup key, the agent reporting, and what an admin
 # then sees. No security key is plugged in here, so two software keys (test/demo) stand in,
-# and everything says so.
+# and everything says so. Last, a newcomer's enrolment link to the self-service pages, where
+# laptop and phone passkeys are added in the browser. `scripts/demo.sh --serve` keeps the
+# service running afterwards so the link can be opened (Ctrl-C stops it).
 source "$(dirname "$0")/lib.sh"
 
 ensure_apt "${BUILD_PKGS[@]}"
@@ -16,8 +18,16 @@ SERVER_LOG="$WORK/server.log"
 cleanup() { [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+# Browsers allow passkeys on plain HTTP only for localhost, and the page's origin must be the
+# relying party's: the service is the relying party `localhost` on a free local port.
+PORT=""
+for p in $(seq 18443 18543); do
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT="$p"; break; fi
+done
+[ -n "$PORT" ] || { echo "no free local port in 18443-18543" >&2; exit 1; }
 say "starting keywarden-server on SQLite in $WORK/service"
-"$BIN/keywarden-server" --data-dir "$WORK/service" --listen 127.0.0.1:0 \
+"$BIN/keywarden-server" --data-dir "$WORK/service" --listen "127.0.0.1:$PORT" \
+  --rp-id localhost --origin "http://localhost:$PORT" \
   --admin-token-file "$WORK/admin-token" >"$WORK/server.out" 2>"$SERVER_LOG" &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
@@ -84,4 +94,16 @@ api "$URL/api/v1/admin/trust-anchors" | jq -r '(.mds // {} | if .blob_no then "F
 echo "-- enrolment evidence kept for auditors (first credential)"
 CRED="$(api "$URL/api/v1/admin/credentials" | jq -r '.[0].id')"
 api "$URL/api/v1/admin/credentials/$CRED/evidence" | jq '{challenge, rp_id, origin, verification, attestation_object_bytes: (.attestation_object | length), client_data_json_bytes: (.client_data_json | length)}'
-say "demo done (data in $WORK; the service stops now)"
+
+say "a newcomer: Grace gets an enrolment link to the self-service pages (laptop and phone passkeys)"
+GRACE_ID="$(api -X POST "$URL/api/v1/admin/people" -d '{"user_name":"grace.hopper@example.com","display_name":"Grace Hopper"}' | jq -r .id)"
+LINK="$(api -X POST "$URL/api/v1/admin/enrolment-tickets" -d "{\"person_id\":\"$GRACE_ID\"}" | jq -r .web_link)"
+curl -fsS -o /dev/null "http://localhost:$PORT/me" && echo "self-service pages: http://localhost:$PORT/me"
+echo "Grace's one-time enrolment link (valid 10 minutes; open it in a browser on this machine):"
+echo "  $LINK"
+if [ "${1:-}" = "--serve" ]; then
+  say "serving at http://localhost:$PORT until Ctrl-C (data in $WORK)"
+  wait "$SERVER_PID"
+else
+  say "demo done (data in $WORK; the service stops now; scripts/demo.sh --serve keeps it running)"
+fi

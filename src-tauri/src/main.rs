@@ -7,7 +7,9 @@
 //! on Tauri's blocking pool with an `Arc<Agent>`. "Lost a key?" (`lost_*`), recovery
 //! (`recovery_begin`, which hands its session to the wizard), "Add a key" (`add_key_begin`,
 //! likewise) and the reclaim station
-//! (`reclaim_run`) are thin commands over `agent::stepup` and `agent::reclaim`.
+//! (`reclaim_run`) are thin commands over `agent::stepup` and `agent::reclaim`. After a key,
+//! "Add this laptop or your phone" (`open_web_enrolment`) opens the service's one-time link
+//! for the session in the default browser (`open` crate); the link never reaches the web view.
 //!
 //! This process is the window only. The tray icon and the background check-in live in
 //! `keywarden-tray` (crates/tray), a small process without GTK or a web view: the window
@@ -260,6 +262,34 @@ async fn wizard_enrol(
         result.map(|_| session.view())
     })
     .await
+}
+
+/// "Add this laptop or your phone": the service's one-time link into the self-service page for
+/// the wizard's session, opened in the person's default browser, where they add a laptop or
+/// phone passkey. The app never sees that passkey, and the link (a secret) never reaches the
+/// web view: only when it stops working (unix ms) does.
+#[tauri::command]
+async fn open_web_enrolment(state: tauri::State<'_, AppState>) -> Result<i64, UiError> {
+    let agent = state.agent.clone();
+    let slot = state.session.clone();
+    blocking(move || {
+        // A copy, so that the session is not held while the service answers.
+        let session = slot
+            .lock()
+            .map_err(|_| keywarden_agent::Error::Cancelled)?
+            .clone()
+            .ok_or_else(|| {
+                keywarden_agent::Error::NeedsInput("Start with your enrolment ticket.".into())
+            })?;
+        session.open_web_link(&agent, &open_in_browser)
+    })
+    .await
+}
+
+/// The person's default browser (xdg-open and its fallbacks on Linux), started detached so it
+/// outlives the window.
+fn open_in_browser(url: &str) -> std::io::Result<()> {
+    open::that_detached(url)
 }
 
 /// "Lost a key?": sign in with a key the person still has (PIN and touch); who they are and
@@ -600,6 +630,7 @@ fn main() -> std::process::ExitCode {
             wizard_select_by_touch,
             wizard_enrol,
             wizard_cancel,
+            open_web_enrolment,
             lost_sign_in,
             lost_report,
             lost_sign_out,

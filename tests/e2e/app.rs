@@ -62,9 +62,15 @@ impl Driver {
     /// A driver whose app runs as `laptop`: its agent home and software keys, and no managed
     /// configuration from the machine running the test.
     pub fn for_laptop(laptop: &keywarden_e2e::Laptop) -> Driver {
+        Driver::for_laptop_with(laptop, &[])
+    }
+
+    /// [`Driver::for_laptop`] with more environment for the app (e.g. a `PATH` whose
+    /// `xdg-open` records what the app asks the browser to open).
+    pub fn for_laptop_with(laptop: &keywarden_e2e::Laptop, extra: &[(&str, String)]) -> Driver {
         let home = laptop.home.path();
         let soft_keys = std::env::join_paths(&laptop.soft_keys).unwrap();
-        Driver::start(&[
+        let mut envs = vec![
             ("KEYWARDEN_HOME", home.display().to_string()),
             (
                 "KEYWARDEN_SOFT_KEYS",
@@ -74,7 +80,9 @@ impl Driver {
                 "KEYWARDEN_MANAGED_CONFIG",
                 home.join("no-managed.json").display().to_string(),
             ),
-        ])
+        ];
+        envs.extend(extra.iter().cloned());
+        Driver::start(&envs)
     }
 
     pub fn start(envs: &[(&str, String)]) -> Driver {

@@ -16,3 +16,4 @@ mod recovery;
 mod refusals;
 mod tray;
 mod wizard;
+mod wizard_web_link;

@@ -357,6 +357,24 @@ async function addKeyBegin(keyId: string, pin: string) {
   }
 }
 
+/**
+ * "Add this laptop or your phone": the app has the service's one-time link opened in the default
+ * browser; the web view gets only when the link stops working, never the link.
+ */
+async function openWebEnrolment() {
+  state = { ...state, webLinkBusy: true, error: null };
+  render(false);
+  try {
+    const until = await invoke<number>("open_web_enrolment");
+    state = { ...state, webLinkBusy: false, webLinkUntil: until };
+    render(false);
+    $("web-link-status")?.focus();
+  } catch (e) {
+    state = { ...state, webLinkBusy: false };
+    fail(e);
+  }
+}
+
 /** Open "Add a key" in the enrolment tab. */
 function startAddKey() {
   invoke("wizard_cancel").catch(() => undefined);
@@ -447,6 +465,9 @@ document.addEventListener("click", (ev) => {
       break;
     case "finish":
       go("summary");
+      break;
+    case "open-web":
+      void openWebEnrolment();
       break;
     case "cancel":
       // Cancel this key: nothing was made on it yet; the session (and the ticket) stay usable.

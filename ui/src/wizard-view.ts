@@ -15,6 +15,7 @@ import {
   pinWarning,
   recovery,
   STEPS,
+  webLinkOpenedText,
   type Step,
 } from "./wizard";
 
@@ -38,6 +39,10 @@ export interface WizardState {
   adding: boolean;
   /** The key chosen to confirm with ("Add a key"); it cannot be the new key. */
   proveKeyId: string | null;
+  /** "Add this laptop or your phone": waiting for the service's one-time link. */
+  webLinkBusy: boolean;
+  /** When the link handed to the browser stops working (unix ms); null before one was. */
+  webLinkUntil: number | null;
 }
 
 export function initialState(): WizardState {
@@ -56,6 +61,8 @@ export function initialState(): WizardState {
     replacing: false,
     adding: false,
     proveKeyId: null,
+    webLinkBusy: false,
+    webLinkUntil: null,
   };
 }
 
@@ -218,6 +225,25 @@ function touchStep(s: WizardState): string {
 <p class="hint">Keep it plugged in until this page says it is done.</p>`;
 }
 
+/**
+ * The second device class: after a key, a passkey on this laptop or on a phone, added in the
+ * browser. The app only opens the service's one-time link; the browser makes the passkey.
+ */
+function webOffer(s: WizardState): string {
+  if (!s.session || s.session.enrolled.length === 0) return "";
+  const opened =
+    s.webLinkUntil != null
+      ? `<p id="web-link-status" role="status" tabindex="-1">${esc(webLinkOpenedText(s.webLinkUntil))}</p>`
+      : `<p id="web-link-status" role="status"></p>`;
+  const label = s.webLinkUntil != null ? "Open the browser again" : "Add this laptop or your phone";
+  return `<section id="web-offer" class="card" aria-labelledby="web-offer-title">
+<h3 id="web-offer-title">Add this laptop or your phone</h3>
+<p>A passkey on this laptop or on your phone is another way to sign in, should a key be lost or left at home. You add it in your web browser: Keywarden opens your organisation's page there with a link that works once.</p>
+<div class="actions"><button id="open-web" data-action="open-web"${s.webLinkBusy ? " disabled" : ""}>${label}</button></div>
+${opened}
+</section>`;
+}
+
 function enrolledStep(s: WizardState): string {
   const c = s.lastEnrolled;
   const sess = s.session;
@@ -232,7 +258,7 @@ function enrolledStep(s: WizardState): string {
     c.attestation_format,
   )}, ${esc(c.attestation_type)}).</p>
 ${s.replacing && sess.enrolled.length === 1 ? `<p id="lost-revoked">It replaces your lost key, which is revoked now: it can never be used again.</p>` : ""}
-<p id="coverage"><strong>${esc(coverageText(sess))}</strong></p>${more}`;
+<p id="coverage"><strong>${esc(coverageText(sess))}</strong></p>${more}${webOffer(s)}`;
 }
 
 function summaryStep(s: WizardState): string {
@@ -248,7 +274,7 @@ function summaryStep(s: WizardState): string {
   return `<h2 id="step-title" tabindex="-1">All set</h2>
 <p id="summary"><strong>${esc(sess.person.display_name)}</strong>. ${esc(coverageText(sess))}</p>
 <ul>${items}</ul>
-<p id="lost-key">${esc(LOST_KEY_ADVICE)}</p>
+<p id="lost-key">${esc(LOST_KEY_ADVICE)}</p>${webOffer(s)}
 <div class="actions"><button data-action="restart">Enrol with another ticket</button></div>`;
 }
 

@@ -1,7 +1,19 @@
 import { describe, expect, it } from "vitest";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { WizardSession } from "./bindings/WizardSession";
-import { asUiError, checkNewPin, coverageText, covered, keySummary, minPinLength, pinWarning, recovery, sameKeys } from "./wizard";
+import {
+  asUiError,
+  checkNewPin,
+  clockTime,
+  coverageText,
+  covered,
+  keySummary,
+  minPinLength,
+  pinWarning,
+  recovery,
+  sameKeys,
+  webLinkOpenedText,
+} from "./wizard";
 import { initialState, proveKey, renderProgress, renderWizard } from "./wizard-view";
 
 const key: KeyInfo = {
@@ -235,5 +247,94 @@ describe("wizard view", () => {
     expect(renderWizard({ ...initialState(), step: "choose", session, keys: [key] })).not.toContain(`id="replacing"`);
     const replaced = renderWizard({ ...initialState(), step: "enrolled", session: two, lastEnrolled: cred, replacing: true });
     expect(replaced).toMatch(/id="lost-revoked">It replaces your lost key, which is revoked now/);
+  });
+});
+
+describe("adding this laptop or a phone in the browser", () => {
+  const cred = {
+    id: "c",
+    person_id: "p1",
+    aaguid: key.aaguid,
+    model: "Model X",
+    software_key: true,
+    attestation_format: "packed",
+    attestation_type: "basic",
+    enrolled_on_device: "d",
+    status: "active",
+    created_at_ms: 0,
+    device_class: "software",
+    synced: false,
+    name: null,
+    enrolled_via: "agent",
+  };
+  const one = { ...session, active_authenticators: 1, enrolled: [cred] };
+  const two = { ...one, active_authenticators: 2 };
+  const doc = (html: string) => new DOMParser().parseFromString(html, "text/html");
+  // 9:05 on the person's clock, whatever their time zone.
+  const at0905 = new Date(2026, 11, 4, 9, 5, 30).getTime();
+
+  it("is offered once a key is enrolled, below the policy and once it is met, and on the summary", () => {
+    for (const s of [
+      { ...initialState(), step: "enrolled" as const, session: one, lastEnrolled: cred },
+      { ...initialState(), step: "enrolled" as const, session: two, lastEnrolled: cred },
+      { ...initialState(), step: "summary" as const, session: two },
+    ]) {
+      const d = doc(renderWizard(s));
+      const button = d.querySelector<HTMLButtonElement>("#open-web");
+      expect(button?.textContent, s.step).toBe("Add this laptop or your phone");
+      expect(button?.disabled).toBe(false);
+      expect(d.querySelector("#web-offer")?.getAttribute("aria-labelledby")).toBe("web-offer-title");
+      expect(d.querySelector("#web-link-status")?.textContent).toBe("");
+    }
+    // Below the policy the backup key stays the first thing to do.
+    const below = doc(renderWizard({ ...initialState(), step: "enrolled", session: one, lastEnrolled: cred }));
+    expect(below.querySelector("#backup")?.classList.contains("primary")).toBe(true);
+    expect(below.querySelector("#open-web")?.classList.contains("primary")).toBe(false);
+  });
+
+  it("is not offered before a key is enrolled", () => {
+    expect(renderWizard(initialState())).not.toContain(`id="open-web"`);
+    expect(renderWizard({ ...initialState(), step: "choose", session, keys: [key] })).not.toContain(`id="open-web"`);
+  });
+
+  it("says the browser was opened and until when the link works, and never shows the link", () => {
+    expect(clockTime(at0905)).toBe("09:05");
+    expect(clockTime(new Date(2026, 11, 4, 23, 59).getTime())).toBe("23:59");
+    expect(webLinkOpenedText(at0905)).toBe("We opened your browser: finish there. This link works once, until 09:05.");
+    const d = doc(renderWizard({ ...initialState(), step: "enrolled", session: two, lastEnrolled: cred, webLinkUntil: at0905 }));
+    const status = d.querySelector("#web-link-status");
+    expect(status?.getAttribute("role")).toBe("status");
+    expect(status?.textContent).toBe("We opened your browser: finish there. This link works once, until 09:05.");
+    expect(d.querySelector("#open-web")?.textContent).toBe("Open the browser again");
+    expect(d.body.innerHTML).not.toMatch(/#link=|\/me\/enrol/);
+  });
+
+  it("cannot be asked twice at once", () => {
+    const d = doc(renderWizard({ ...initialState(), step: "summary", session: two, webLinkBusy: true }));
+    expect(d.querySelector<HTMLButtonElement>("#open-web")?.disabled).toBe(true);
+  });
+
+  it("sends a session that is over back to a new ticket, and leaves the wizard where it is when no browser starts", () => {
+    for (const code of ["enrolment_expired", "enrolment_closed", "enrolment_unknown", "enrolment_wrong_device"]) {
+      expect(recovery({ code, message: "", retries_left: null }, "summary"), code).toEqual({
+        step: "ticket",
+        action: "Enter a new ticket",
+      });
+    }
+    expect(recovery({ code: "browser_not_opened", message: "", retries_left: null }, "summary")).toEqual({
+      step: "summary",
+      action: "OK",
+    });
+    expect(recovery({ code: "web_link_not_ours", message: "", retries_left: null }, "enrolled").step).toBe("ticket");
+    // The error shows above the step, with the offer still there to try again.
+    const html = renderWizard({
+      ...initialState(),
+      step: "enrolled",
+      session: two,
+      lastEnrolled: cred,
+      error: { code: "browser_not_opened", message: "Keywarden could not open your web browser.", retries_left: null },
+    });
+    expect(html).toMatch(/id="error"[^>]*role="alert"><p>Keywarden could not open your web browser/);
+    expect(html).toContain(`id="open-web"`);
   });
 });

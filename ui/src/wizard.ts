@@ -60,6 +60,18 @@ export function covered(s: Pick<WizardSession, "active_authenticators" | "requir
 export const LOST_KEY_ADVICE =
   "If you lose a key, report it at once under “Lost a key?” here, or tell the help desk: it is suspended, and you sign in with your other key until a replacement is enrolled.";
 
+/** "14:05": a time of day as the person's clock shows it, hours and minutes. */
+export function clockTime(ms: number): string {
+  const d = new Date(ms);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
+/** What the wizard says once it handed the one-time link to the browser (never the link). */
+export function webLinkOpenedText(expiresAtMs: number): string {
+  return `We opened your browser: finish there. This link works once, until ${clockTime(expiresAtMs)}.`;
+}
+
 /** Where the wizard goes after an error, and what the button says. */
 export interface Recovery {
   step: Step;
@@ -93,10 +105,19 @@ export function recovery(e: UiError, current: Step): Recovery {
     case "touch_timeout":
     case "touch_denied":
       return { step: "pin", action: "Try again" };
+    // The browser link was for another origin: nothing to retry here either.
+    case "web_link_not_ours":
+      return { step: "ticket", action: "Back to the start" };
+    // No browser started: the message says where to go by hand; the wizard stays where it is.
+    case "browser_not_opened":
+      return { step: current, action: "OK" };
     case "ticket_expired":
     case "ticket_used":
     case "ticket_unknown":
     case "enrolment_expired":
+    case "enrolment_closed":
+    case "enrolment_unknown":
+    case "enrolment_wrong_device":
     case "ceremony_expired":
     case "needs_input":
       return { step: "ticket", action: "Enter a new ticket" };

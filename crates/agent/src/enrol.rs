@@ -247,6 +247,71 @@ pub fn ticket_from_link(link: &str) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The desktop app's one-time link into the self-service page ([`crate::Agent::web_link`]).
+/// The link is a secret (it signs a browser in once): it is only handed to the browser, and
+/// this type's `Debug` leaves it out, so it reaches no log.
+#[derive(Clone, serde::Deserialize)]
+#[serde(from = "keywarden_protocol::WebLinkResponse")]
+pub struct WebLink {
+    url: String,
+    /// When the link stops working (unix ms): once used, or when the session closes.
+    pub expires_at_ms: i64,
+}
+
+impl From<keywarden_protocol::WebLinkResponse> for WebLink {
+    fn from(r: keywarden_protocol::WebLinkResponse) -> Self {
+        WebLink {
+            url: r.url,
+            expires_at_ms: r.expires_at_ms,
+        }
+    }
+}
+
+impl WebLink {
+    /// The link itself, to hand to the browser and nowhere else.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Debug for WebLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebLink")
+            .field("url", &"<secret>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+/// Where the service's one-time links lead: the self-service page that redeems them.
+pub const WEB_ENROL_PATH: &str = "/me/enrol";
+
+/// Accept a one-time link only when it is `{origin}/me/enrol#link=...` for the origin this
+/// laptop is pinned to. The error names the link's origin, never the link.
+pub fn check_web_link(url: &str, pinned_origin: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url).ok();
+    let origin = parsed
+        .as_ref()
+        .and_then(|u| crate::config::normalise_origin(u.as_str()));
+    let ours = parsed.as_ref().is_some_and(|u| {
+        origin.as_deref() == Some(pinned_origin)
+            && u.path() == WEB_ENROL_PATH
+            && u.query().is_none()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.fragment()
+                .and_then(|f| f.strip_prefix("link="))
+                .is_some_and(|l| !l.is_empty())
+    });
+    if ours {
+        return Ok(());
+    }
+    Err(Error::WebLinkNotOurs {
+        link_origin: origin,
+        pinned_origin: pinned_origin.to_owned(),
+    })
+}
+
 /// One enrolment session, as the wizard and `keywarden enrol` walk it: the ticket is redeemed
 /// once; each key gets its own ceremony (the next one is opened only when the previous was
 /// used); coverage is what the service last said.
@@ -289,6 +354,32 @@ impl Session {
             enrolled: self.enrolled.clone(),
             rp_id: self.begin.options.rp_id.clone(),
         }
+    }
+
+    /// The one-time link into the self-service page for this session's person, to add a
+    /// laptop or phone passkey in the browser ([`crate::Agent::web_link`]).
+    pub fn web_link(&self, agent: &crate::Agent) -> Result<WebLink> {
+        agent.web_link(&self.begin.enrolment_id)
+    }
+
+    /// "Add this laptop or your phone": get this session's one-time link and hand it to
+    /// `open_browser` (the person's default browser; a test passes one that records it).
+    /// Returns when the link stops working (unix ms). The link goes nowhere else: not to the
+    /// caller, not to a log.
+    pub fn open_web_link(
+        &self,
+        agent: &crate::Agent,
+        open_browser: &dyn Fn(&str) -> std::io::Result<()>,
+    ) -> Result<i64> {
+        let link = self.web_link(agent)?;
+        open_browser(link.url()).map_err(|source| Error::BrowserNotOpened {
+            origin: agent
+                .relying_party()
+                .map(|rp| rp.origin)
+                .unwrap_or_default(),
+            source,
+        })?;
+        Ok(link.expires_at_ms)
     }
 
     /// True once the person has as many authenticators as the policy requires.

@@ -122,6 +122,24 @@ pub enum Error {
     /// rather than take whatever a service says.
     #[error("this laptop does not know which relying party it may sign for (it was provisioned before the agent pinned it, or by a service that does not name it), so it signs nothing; ask IT to provision it again (keywarden provision --reprovision) or to set rp_id and origin in the managed configuration")]
     RelyingPartyNotPinned,
+    /// The service's one-time link into the self-service page does not lead to the
+    /// organisation's page (the origin pinned at provisioning), so it was not opened.
+    #[error("the service sent a link to {}, not to your organisation's self-service page at {pinned_origin}{}; it was not opened. Tell IT", link_origin.as_deref().unwrap_or("an address that is not a web page"), crate::enrol::WEB_ENROL_PATH)]
+    WebLinkNotOurs {
+        /// The link's origin, when it has one (never the link: it is a secret).
+        link_origin: Option<String>,
+        /// The origin this laptop signs for.
+        pinned_origin: String,
+    },
+    /// No web browser could be started to open the self-service page.
+    #[error("cannot open a web browser ({source}); open {origin}/me in a browser and sign in with your security key there")]
+    BrowserNotOpened {
+        /// The organisation's self-service origin, where the person can go by hand.
+        origin: String,
+        /// Why the browser did not start.
+        #[source]
+        source: std::io::Error,
+    },
     /// A managed configuration fixes the server URL and another one was given.
     #[error("the server URL is set by your organisation to {locked} ({}) and cannot be changed here", file.display())]
     ServerLocked {
@@ -248,6 +266,20 @@ impl Error {
                 "This laptop does not yet know which sign-in name belongs to your organisation, so it signs nothing with your keys. Ask IT to provision it again, or to set it in the managed configuration.".into(),
                 None,
             ),
+            Error::WebLinkNotOurs { pinned_origin, .. } => ui(
+                "web_link_not_ours",
+                format!(
+                    "The service sent a link that does not lead to your organisation's page ({pinned_origin}), so Keywarden did not open it. Tell IT: the service, or the network on the way to it, may not be your organisation's."
+                ),
+                None,
+            ),
+            Error::BrowserNotOpened { origin, .. } => ui(
+                "browser_not_opened",
+                format!(
+                    "Keywarden could not open your web browser. Open {origin}/me in a browser yourself and sign in with the key you just enrolled: you can add this laptop or your phone there."
+                ),
+                None,
+            ),
             other => ui("agent_error", other.to_string(), None),
         }
     }
@@ -289,6 +321,13 @@ fn service_sentence(status: u16, code: &str, message: &str) -> String {
         "recovery_expired" => "This recovery ticket has expired. Ask the help desk for a new one.",
         "recovery_cancelled" => "This recovery was cancelled. Ask the help desk for a new one.",
         "recovery_awaiting_approval" => return format!("The help desk has not finished approving this recovery: {message}. Try again once they have."),
+        // The enrolment session (the wizard's later steps, and the browser link it offers).
+        "enrolment_expired" => "This enrolment session has expired. Start again with a new ticket from IT, or add a key with one you already have.",
+        "enrolment_closed" => "This enrolment session was closed, so it cannot go on. Start again with a new ticket from IT, or add a key with one you already have.",
+        "enrolment_unknown" => "The service does not know this enrolment session. Start again with a new ticket from IT.",
+        "enrolment_wrong_device" => "This enrolment session was opened on another laptop, so it cannot go on here. Start again on this laptop.",
+        // A service older than this app: the request has no endpoint there.
+        "no_route" if status == 404 => "The Keywarden service does not offer this yet: it runs an older version than this app. Ask IT to update it; nothing was changed.",
         // Reclaim stations.
         "not_a_reclaim_station" => "This laptop is not an IT reclaim station, so it cannot reclaim keys. An admin can make it one.",
         _ => return format!("The service refused: {message}"),
@@ -371,6 +410,13 @@ mod tests {
         assert_eq!(Error::RelyingPartyNotPinned.to_ui().code, "rp_not_pinned");
         let ask = refused(403, "step_up_required", "confirm with an existing key");
         assert!(ask.message.contains("confirm it is you"), "{}", ask.message);
+    }
+
+    #[test]
+    fn a_service_without_the_endpoint_is_called_older_not_broken() {
+        let e = refused(404, "no_route", "no such endpoint");
+        assert_eq!(e.code, "no_route");
+        assert!(e.message.contains("older version"), "{}", e.message);
     }
 
     #[test]

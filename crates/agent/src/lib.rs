@@ -520,6 +520,22 @@ impl Agent {
         self.checked(begin)
     }
 
+    /// Ask the service for the desktop app's one-time link into the self-service page, on the
+    /// enrolment session `enrolment_id` (open, unexpired, this laptop's), where the person adds
+    /// a laptop or phone passkey in the browser. The link is a secret: it works once and
+    /// signs the browser in as this session's person, so it is never logged or shown; the
+    /// caller only hands it to the browser. Refused unless it points at the self-service page
+    /// of the origin this laptop is pinned to ([`Agent::relying_party`]), so a service that is
+    /// not the organisation's cannot have the app open an address of its choosing.
+    pub fn web_link(&self, enrolment_id: &str) -> Result<enrol::WebLink> {
+        let link: enrol::WebLink = self.call_signed(
+            &format!("/api/v1/agent/enrolments/{enrolment_id}/web-link"),
+            &serde_json::json!({}),
+        )?;
+        enrol::check_web_link(link.url(), &self.relying_party()?.origin)?;
+        Ok(link)
+    }
+
     /// Enrol the key `key_id` (or ask which, when `None` and several are present) in the
     /// ceremony `begin`, and have the service verify and bind it.
     pub fn enrol_key(
@@ -893,5 +909,225 @@ mod tests {
             "the key is untouched"
         );
         assert!(!agent.paths().seq_file().exists(), "nothing was sent");
+    }
+
+    /// A service that answers one request with `status` and `body`, and hands back what it was
+    /// sent (request line and headers, body).
+    fn one_answer(
+        status: u16,
+        body: &'static str,
+    ) -> (String, std::thread::JoinHandle<(String, String)>) {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut sent = vec![0; length];
+            reader.read_exact(&mut sent).unwrap();
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            (head, String::from_utf8(sent).unwrap())
+        });
+        (url, served)
+    }
+
+    /// An agent provisioned with the service at `url`, pinned to [`RP`] and [`ORIGIN`].
+    fn provisioned_with(dir: &std::path::Path, url: &str) -> Agent {
+        let paths = Paths::under(dir);
+        Config {
+            server_url: url.to_owned(),
+            device_id: "dev-1".into(),
+            provisioned_at_ms: 0,
+            rp_id: Some(RP.into()),
+            origin: Some(ORIGIN.into()),
+        }
+        .save(&paths)
+        .unwrap();
+        DeviceKey::generate().save(&paths).unwrap();
+        Agent::new(paths, Keyring::new())
+    }
+
+    #[test]
+    fn the_web_link_is_asked_for_the_session_signed_by_the_laptop_and_kept_out_of_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, served) = one_answer(
+            201,
+            r#"{"url": "https://keywarden.example.com/me/enrol#link=kwl_SECRET", "expires_at_ms": 1700000600000}"#,
+        );
+        let agent = provisioned_with(dir.path(), &url);
+        let session = enrol::Session::from_begin(ceremony(RP, ORIGIN));
+        let link = session.web_link(&agent).unwrap();
+        assert_eq!(
+            link.url(),
+            "https://keywarden.example.com/me/enrol#link=kwl_SECRET"
+        );
+        assert_eq!(link.expires_at_ms, 1_700_000_600_000);
+        assert!(
+            !format!("{link:?}").contains("kwl_SECRET"),
+            "the link never reaches a log: {link:?}"
+        );
+        let (head, body) = served.join().unwrap();
+        assert!(
+            head.starts_with("POST /api/v1/agent/enrolments/e/web-link HTTP/1.1"),
+            "{head}"
+        );
+        let head = head.to_ascii_lowercase();
+        for h in [
+            keywarden_protocol::HEADER_DEVICE,
+            keywarden_protocol::HEADER_SEQ,
+            keywarden_protocol::HEADER_TIME,
+            keywarden_protocol::HEADER_SIGNATURE,
+        ] {
+            assert!(
+                head.contains(&h.to_ascii_lowercase()),
+                "{h} missing: {head}"
+            );
+        }
+        assert!(head.contains("dev-1"), "{head}");
+        assert_eq!(body, "{}");
+    }
+
+    #[test]
+    fn a_web_link_anywhere_but_the_pinned_self_service_page_is_refused_without_showing_it() {
+        for bad in [
+            "https://evil.example.net/me/enrol#link=kwl_SECRET",
+            "http://keywarden.example.com/me/enrol#link=kwl_SECRET",
+            "https://keywarden.example.com:8443/me/enrol#link=kwl_SECRET",
+            "https://keywarden.example.com/me/add#link=kwl_SECRET",
+            "https://keywarden.example.com/me/enrol?next=x#link=kwl_SECRET",
+            "https://kwl_SECRET@keywarden.example.com/me/enrol#link=kwl_SECRET",
+            "https://keywarden.example.com/me/enrol#ticket=kwl_SECRET",
+            "https://keywarden.example.com/me/enrol#link=",
+            "https://keywarden.example.com/me/enrol",
+            "file:///etc/kwl_SECRET",
+            "javascript:alert('kwl_SECRET')",
+            "not a url kwl_SECRET",
+        ] {
+            let e = enrol::check_web_link(bad, ORIGIN).unwrap_err();
+            assert!(matches!(e, Error::WebLinkNotOurs { .. }), "{bad}: {e}");
+            let ui = e.to_ui();
+            assert_eq!(ui.code, "web_link_not_ours");
+            for shown in [e.to_string(), ui.message, format!("{e:?}")] {
+                assert!(!shown.contains("kwl_SECRET"), "{bad}: {shown}");
+            }
+        }
+        enrol::check_web_link(
+            "https://keywarden.example.com/me/enrol#link=kwl_abc",
+            ORIGIN,
+        )
+        .unwrap();
+        // The service answers for another origin: nothing is handed on.
+        let dir = tempfile::tempdir().unwrap();
+        let (url, served) = one_answer(
+            201,
+            r#"{"url": "https://evil.example.net/me/enrol#link=kwl_SECRET", "expires_at_ms": 1}"#,
+        );
+        let agent = provisioned_with(dir.path(), &url);
+        let e = agent.web_link("e").unwrap_err();
+        served.join().unwrap();
+        assert!(
+            e.to_string().contains("evil.example.net") && !e.to_string().contains("SECRET"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_closed_or_expired_session_gets_a_sentence_with_a_way_forward() {
+        for (code, says) in [
+            ("enrolment_expired", "has expired"),
+            ("enrolment_closed", "was closed"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let body: &'static str = Box::leak(
+                format!(r#"{{"error": {{"code": "{code}", "message": "the enrolment session is over"}}}}"#)
+                    .into_boxed_str(),
+            );
+            let (url, served) = one_answer(410, body);
+            let agent = provisioned_with(dir.path(), &url);
+            let e = agent.web_link("e").unwrap_err();
+            served.join().unwrap();
+            assert_eq!(e.service_code(), Some(code), "{e}");
+            let ui = e.to_ui();
+            assert_eq!(ui.code, code);
+            assert!(ui.message.contains(says), "{}", ui.message);
+            assert!(ui.message.contains("new ticket from IT"), "{}", ui.message);
+        }
+    }
+
+    #[test]
+    fn the_link_goes_to_the_browser_only_and_a_browser_that_does_not_start_is_explained() {
+        let answer = r#"{"url": "https://keywarden.example.com/me/enrol#link=kwl_SECRET", "expires_at_ms": 1700000600000}"#;
+        let session = enrol::Session::from_begin(ceremony(RP, ORIGIN));
+
+        let dir = tempfile::tempdir().unwrap();
+        let (url, served) = one_answer(201, answer);
+        let agent = provisioned_with(dir.path(), &url);
+        let opened = std::sync::Mutex::new(Vec::new());
+        let until = session
+            .open_web_link(&agent, &|u| {
+                opened.lock().unwrap().push(u.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        served.join().unwrap();
+        assert_eq!(until, 1_700_000_600_000);
+        assert_eq!(
+            *opened.lock().unwrap(),
+            ["https://keywarden.example.com/me/enrol#link=kwl_SECRET"]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let (url, served) = one_answer(201, answer);
+        let agent = provisioned_with(dir.path(), &url);
+        let e = session
+            .open_web_link(&agent, &|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no launcher",
+                ))
+            })
+            .unwrap_err();
+        served.join().unwrap();
+        let ui = e.to_ui();
+        assert_eq!(ui.code, "browser_not_opened");
+        assert!(
+            ui.message
+                .contains("Open https://keywarden.example.com/me in a browser"),
+            "a way forward without the link: {}",
+            ui.message
+        );
+        assert!(!ui.message.contains("SECRET") && !e.to_string().contains("SECRET"));
+
+        // A link for another origin never reaches the browser.
+        let dir = tempfile::tempdir().unwrap();
+        let (url, served) = one_answer(
+            201,
+            r#"{"url": "https://evil.example.net/me/enrol#link=kwl_SECRET", "expires_at_ms": 1}"#,
+        );
+        let agent = provisioned_with(dir.path(), &url);
+        let e = session
+            .open_web_link(&agent, &|u| panic!("opened {}", u.len()))
+            .unwrap_err();
+        served.join().unwrap();
+        assert!(matches!(e, Error::WebLinkNotOurs { .. }), "{e}");
     }
 }

@@ -120,6 +120,12 @@ enum Command {
         /// first line is this key's PIN and the next the new key's.
         #[arg(long = "with-key", value_name = "ID")]
         with_key: Option<String>,
+        /// After the keys, print a one-time link to standard error that opens your
+        /// organisation's self-service page in a browser, to add this laptop's or your phone's
+        /// passkey there. The link is a secret that signs a browser in once: open it yourself,
+        /// do not paste it anywhere else.
+        #[arg(long)]
+        browser_link: bool,
     },
     /// Add a security key, proving it is you with a key you already have (its PIN and a
     /// touch): no ticket needed. The new key is enrolled as with a ticket.
@@ -134,6 +140,10 @@ enum Command {
         /// new key (the first is used for both when there is only one).
         #[arg(long)]
         pin_stdin: bool,
+        /// After the new key, print a one-time link to your self-service page to standard
+        /// error, as `enrol --browser-link` does.
+        #[arg(long)]
+        browser_link: bool,
     },
     /// Sign in with one of your keys: shows who you are and your keys known to the service.
     SignIn {
@@ -469,16 +479,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pin_stdin,
             touch_to_choose,
             with_key,
+            browser_link,
         } => {
             if keys.is_empty() && touch_to_choose && agent.keys()?.len() > 1 {
                 keys.push(select_by_touch(&agent)?);
             }
-            enrol(&agent, &ticket, with_key.as_deref(), &keys, pin_stdin, json)?
+            let opts = EnrolOptions {
+                pin_stdin,
+                json,
+                browser_link,
+            };
+            enrol(&agent, &ticket, with_key.as_deref(), &keys, opts)?
         }
         Command::AddKey {
             with_key,
             keys,
             pin_stdin,
+            browser_link,
         } => {
             let (proof_pin, new_pin) = two_pins(pin_stdin)?;
             let proof_pin = match proof_pin {
@@ -495,7 +512,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let prompts = TerminalPrompts {
                 pin_from_stdin: new_pin,
             };
-            enrol_in(&agent, session, &keys, &prompts, json)?;
+            let session = enrol_in(&agent, session, &keys, &prompts, json)?;
+            if browser_link {
+                print_browser_link(&agent, &session)?;
+            }
         }
         Command::SignIn { key, pin_stdin } => {
             let pin = read_pin(pin_stdin)?;
@@ -783,14 +803,26 @@ fn two_pins(pin_stdin: bool) -> anyhow::Result<(Option<String>, Option<String>)>
     Ok((Some(first), Some(second)))
 }
 
+/// How `keywarden enrol` runs.
+struct EnrolOptions {
+    pin_stdin: bool,
+    json: bool,
+    /// Print the one-time self-service link to stderr after the keys.
+    browser_link: bool,
+}
+
 fn enrol(
     agent: &Agent,
     ticket: &str,
     with_key: Option<&str>,
     keys: &[String],
-    pin_stdin: bool,
-    json: bool,
+    opts: EnrolOptions,
 ) -> anyhow::Result<()> {
+    let EnrolOptions {
+        pin_stdin,
+        json,
+        browser_link,
+    } = opts;
     let (proof_pin, pin_from_stdin) = match (with_key, pin_stdin) {
         (Some(_), _) => two_pins(pin_stdin)?,
         (None, true) => {
@@ -837,7 +869,30 @@ fn enrol(
             other => other?,
         },
     };
-    enrol_in(agent, session, keys, &prompts, json)
+    let session = enrol_in(agent, session, keys, &prompts, json)?;
+    if browser_link {
+        print_browser_link(agent, &session)?;
+    }
+    Ok(())
+}
+
+/// The session's one-time self-service link, to standard error only (never to stdout or the
+/// JSON output, which scripts keep): the person opens it in a browser to add this laptop's or
+/// their phone's passkey.
+fn print_browser_link(
+    agent: &Agent,
+    session: &keywarden_agent::enrol::Session,
+) -> anyhow::Result<()> {
+    let link = session
+        .web_link(agent)
+        .context("cannot get the link to your self-service page")?;
+    let minutes = (link.expires_at_ms - keywarden_agent::now_ms()).max(0) / 60_000;
+    eprintln!(
+        "To add this laptop or your phone, open this link in a browser (it works once, for the next {minutes} minute{}; it signs the browser in as you, so share it with no one):\n{}",
+        if minutes == 1 { "" } else { "s" },
+        link.url()
+    );
+    Ok(())
 }
 
 /// Read one PIN: from the first line of stdin, or from the terminal.
@@ -863,7 +918,7 @@ fn enrol_in(
     keys: &[String],
     prompts: &TerminalPrompts,
     json: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<keywarden_agent::enrol::Session> {
     let view = session.view();
     if !json {
         println!(
@@ -916,5 +971,5 @@ fn enrol_in(
     if json {
         print_json(&results)?;
     }
-    Ok(())
+    Ok(session)
 }

@@ -91,6 +91,9 @@ pub struct PopulationCoverage {
     pub share_compliant: f64,
     /// People per status.
     pub by_status: BTreeMap<String, u64>,
+    /// People holding at least one active credential of each device class.
+    #[serde(default)]
+    pub people_by_class: BTreeMap<String, u64>,
 }
 
 /// Active credentials of one key model.
@@ -128,6 +131,12 @@ pub struct CoverageReport {
     pub populations: Vec<PopulationCoverage>,
     /// Keys by model.
     pub keys_by_model: Vec<ModelCount>,
+    /// Active credentials per device class (roaming, platform, phone, software).
+    #[serde(default)]
+    pub credentials_by_class: BTreeMap<String, u64>,
+    /// Active credentials that are synced passkeys (backup eligible).
+    #[serde(default)]
+    pub synced_credentials: u64,
     /// Posture compliance by signal over laptops with a report.
     pub posture: Vec<SignalCompliance>,
     /// Laptops per population against its ongoing-posture policy (populations that require
@@ -213,6 +222,7 @@ pub async fn compute(
          COUNT(CASE WHEN c.device_class = 'platform' THEN 1 END) AS n_platform, \
          COUNT(CASE WHEN c.device_class = 'phone' THEN 1 END) AS n_phone, \
          COUNT(CASE WHEN c.device_class = 'software' THEN 1 END) AS n_software, \
+         COUNT(CASE WHEN c.backup_eligible = 1 THEN 1 END) AS n_synced, \
          {laptop_columns} \
          FROM people p LEFT JOIN credentials c ON c.person_id = p.id AND c.status = 'active' \
          WHERE p.active = 1 AND p.deleted_at IS NULL \
@@ -253,9 +263,12 @@ pub async fn compute(
                 compliant: 0,
                 share_compliant: 1.0,
                 by_status: BTreeMap::new(),
+                people_by_class: BTreeMap::new(),
             },
         );
     }
+    let mut credentials_by_class: BTreeMap<String, u64> = BTreeMap::new();
+    let mut synced_credentials = 0;
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     let mut people = Vec::new();
     let mut posture_subjects = Vec::new();
@@ -268,10 +281,15 @@ pub async fn compute(
             ("n_phone", DeviceClass::Phone),
             ("n_software", DeviceClass::Software),
         ] {
-            if count(r, col)? > 0 {
+            let n = count(r, col)?;
+            if n > 0 {
                 classes.push(class);
+                *credentials_by_class
+                    .entry(class.as_str().to_owned())
+                    .or_default() += n;
             }
         }
+        synced_credentials += count(r, "n_synced")?;
         let n = u32::try_from(count(r, "n")?).unwrap_or(u32::MAX);
         let attrs = PersonAttrs {
             user_type: r.try_get("user_type")?,
@@ -299,6 +317,9 @@ pub async fn compute(
                 pc.compliant += 1;
             }
             *pc.by_status.entry(status.as_str().to_owned()).or_default() += 1;
+            for c in &classes {
+                *pc.people_by_class.entry(c.as_str().to_owned()).or_default() += 1;
+            }
         }
         let listed = match people_filter {
             None => false,
@@ -343,6 +364,8 @@ pub async fn compute(
         by_status,
         populations: pops.into_values().collect(),
         keys_by_model,
+        credentials_by_class,
+        synced_credentials,
         posture: posture_by_signal(&laptops),
         posture_by_population: ongoing.populations,
         people,

@@ -14,7 +14,7 @@ use keywarden_protocol::{
 use sqlx::{Any, Row, Transaction};
 use webauthn_rs_core::proto::{
     AttestationConveyancePreference, COSEAlgorithm, CredentialID, ParsedAttestationData,
-    RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
+    RegistrationState, UserVerificationPolicy,
 };
 
 use crate::audit;
@@ -338,6 +338,7 @@ const STEP_UP_REFUSALS: &[&str] = &[
     "credential_not_active",
     "assertion_invalid",
     "assertion_malformed",
+    "step_up_class_not_allowed",
     "assertion_counter_replayed",
     "user_verification_missing",
 ];
@@ -922,22 +923,12 @@ async fn finish_inner(
     }
     let reg_state: RegistrationState =
         serde_json::from_str(&c.try_get::<String, _>("state")?).map_err(Error::Corrupt)?;
-    let reg: RegisterPublicKeyCredential = serde_json::from_value(serde_json::json!({
-        "id": req.credential_id,
-        "rawId": b64(&credential_raw),
-        "response": {
-            "attestationObject": b64(&attestation_object),
-            "clientDataJSON": b64(&client_data_json),
-        },
-        "type": "public-key",
-        "extensions": {},
-    }))
-    .map_err(|e| {
-        Error::bad_request(
-            "attestation_malformed",
-            format!("credential is not well-formed: {e}"),
-        )
-    })?;
+    let reg = crate::trust::registration_response(
+        &credential_raw,
+        &attestation_object,
+        &client_data_json,
+    )?;
+
     // Attestation and the facts the policy judges come from verified data only (trust.rs):
     // the chain to a trust anchor, the AAGUID and minimum PIN length from the attested
     // authenticatorData, the device class from metadata; never from `req.key`.

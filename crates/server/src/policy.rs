@@ -140,6 +140,10 @@ pub struct Policy {
     /// `require_trusted_attestation` is on: laptops' and phones' passkeys often give none. The
     /// enrolment evidence records what was (not) attested.
     pub attestation_optional_for: Vec<DeviceClass>,
+    /// Classes whose credentials may prove who a person is (sign-in on the self-service pages,
+    /// adding a key, reporting one lost, recovery); empty allows every class. E.g. `["roaming"]`
+    /// keeps phone passkeys for everyday sign-in at the IdP but not for Keywarden's doors.
+    pub step_up_classes: Vec<DeviceClass>,
 }
 
 impl Default for Policy {
@@ -158,6 +162,7 @@ impl Default for Policy {
             personal_keys: false,
             allow_synced: false,
             attestation_optional_for: Vec::new(),
+            step_up_classes: Vec::new(),
         }
     }
 }

@@ -208,7 +208,7 @@ pub async fn verify_assertion(
     })?;
     let cred_id = b64(&raw_id);
     let row = sqlx::query(
-        "SELECT c.person_id, c.status, c.webauthn, p.active FROM credentials c JOIN people p ON p.id = c.person_id WHERE c.id = $1",
+        "SELECT c.person_id, c.status, c.webauthn, c.device_class, p.active FROM credentials c JOIN people p ON p.id = c.person_id WHERE c.id = $1",
     )
     .bind(&cred_id)
     .fetch_optional(&mut **tx)
@@ -233,6 +233,20 @@ pub async fn verify_assertion(
         ));
     }
     let person_id: String = row.try_get("person_id")?;
+    let class: String = row.try_get("device_class")?;
+    let (population, policy) = crate::enrol::policy_for(state, tx, &person_id).await?;
+    if !policy.step_up_classes.is_empty()
+        && !policy.step_up_classes.iter().any(|c| c.as_str() == class)
+    {
+        return Err(Error::forbidden(
+            "step_up_class_not_allowed",
+            format!(
+                "population {population} does not accept a {} to prove who you are; use one of your {}",
+                crate::policy::DeviceClass::parse(&class).map_or("credential of this kind", |c| c.label()).to_lowercase(),
+                policy.step_up_classes.iter().map(|c| c.label().to_lowercase()).collect::<Vec<_>>().join(" or ")
+            ),
+        ));
+    }
     let mut credential: Credential =
         serde_json::from_str(&row.try_get::<String, _>("webauthn")?).map_err(Error::Corrupt)?;
     let mut auth_state: AuthenticationState =

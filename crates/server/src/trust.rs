@@ -530,6 +530,31 @@ enum ChainTrust {
     NoChain,
 }
 
+/// A registration response in webauthn-rs's form, from the raw credential id,
+/// attestationObject and clientDataJSON (however the client carried them).
+pub fn registration_response(
+    raw_id: &[u8],
+    attestation_object: &[u8],
+    client_data_json: &[u8],
+) -> Result<RegisterPublicKeyCredential> {
+    serde_json::from_value(serde_json::json!({
+        "id": crate::secrets::b64(raw_id),
+        "rawId": crate::secrets::b64(raw_id),
+        "response": {
+            "attestationObject": crate::secrets::b64(attestation_object),
+            "clientDataJSON": crate::secrets::b64(client_data_json),
+        },
+        "type": "public-key",
+        "extensions": {},
+    }))
+    .map_err(|e| {
+        Error::bad_request(
+            "attestation_malformed",
+            format!("credential is not well-formed: {e}"),
+        )
+    })
+}
+
 /// Verify a registration's attestation (signature, then chain against the trust anchors),
 /// apply the population's trust rule, and read the facts the policy judges.
 #[allow(clippy::too_many_arguments)]

@@ -102,6 +102,13 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
     assert_eq!(contractors["share_compliant"], 0.0);
     assert_eq!(r["keys_by_model"][0]["aaguid"], SOFT_KEY_AAGUID);
     assert_eq!(r["keys_by_model"][0]["credentials"], 5);
+    assert_eq!(
+        r["credentials_by_class"],
+        json!({"software": 5}),
+        "counted per class"
+    );
+    assert_eq!(r["synced_credentials"], 0);
+    assert_eq!(contractors["people_by_class"], json!({"software": 1}));
     let disk = r["posture"]
         .as_array()
         .unwrap()

@@ -20,6 +20,7 @@ both_backends!(
     app_link_is_single_use_and_ends_with_its_session,
     offboarding_ends_sessions_and_revokes_browser_passkeys,
     pages_carry_a_strict_policy,
+    only_the_classes_policy_names_prove_who_you_are,
 );
 
 async fn enrolment_link_adds_a_passkey_bound_like_any_other(app: App) {
@@ -353,4 +354,45 @@ async fn pages_carry_a_strict_policy(app: App) {
     assert!(csp.contains("frame-ancestors 'none'"));
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
+}
+
+async fn only_the_classes_policy_names_prove_who_you_are(app: App) {
+    let hr = app.token(keywarden_server::auth::Role::Scim).await;
+    let (s, v) = app
+        .scim("POST", "/scim/v2/Users", &hr, Some(json!({"userName": "pat@example.com", "displayName": "Pat",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Finance"}})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let person = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = app
+        .call("PUT", "/api/v1/admin/populations/finance", &app.admin,
+            Some(json!({"priority": 1, "selector": {"kind": "attribute", "key": "department", "value": "Finance"},
+                "policy": {"step_up_classes": ["roaming"]}})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let laptop = app.device("fin-1").await;
+    let key = SoftKey::new();
+    enrol_first_keys(&app, &laptop, &person, &[&key]).await;
+    // The software key (test/demo) is not a roaming key: it may not prove who Pat is.
+    let mut browser = Browser::new();
+    let (s, v) = browser.assert_with(&app, "sign-in", &key).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("step_up_class_not_allowed")),
+        "{v}"
+    );
+    assert!(browser.cookie.is_none());
+    let proof = key.assert(&common::step_up(&app, &laptop, "add_key").await);
+    let (s, v) = laptop
+        .signed(
+            &app,
+            "/api/v1/agent/key-additions",
+            &json!({"step_up": proof}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("step_up_class_not_allowed")),
+        "the desktop app's step-up follows the same rule: {v}"
+    );
 }

@@ -4,11 +4,13 @@
 //! lost after signing in with another; read what Keywarden collects about a laptop.
 //!
 //! The pages are server-rendered HTML; one small script runs the WebAuthn ceremonies against
-//! the JSON endpoints in [`api`]. Sessions and CSRF are in [`session`]. Every response carries
+//! the JSON endpoints in [`entry`] (ways in) and [`passkeys`]. Sessions and CSRF are in [`session`]. Every response carries
 //! a strict Content-Security-Policy (no inline script or style) and the usual security headers.
 
-pub mod api;
+pub mod challenges;
+pub mod entry;
 pub mod pages;
+pub mod passkeys;
 pub mod session;
 
 use axum::http::{header, HeaderValue};
@@ -36,19 +38,23 @@ pub fn router() -> Router<AppState> {
         .route("/me/credentials/{id}/name", post(pages::rename))
         .route("/me/assets/selfservice.js", get(pages::script))
         .route("/me/assets/selfservice.css", get(pages::stylesheet))
-        .route("/api/v1/me", get(api::me))
-        .route("/api/v1/me/session/ticket", post(api::redeem_ticket))
-        .route("/api/v1/me/session/link", post(api::redeem_link))
-        .route("/api/v1/me/sign-in/begin", post(api::sign_in_begin))
-        .route("/api/v1/me/sign-in/finish", post(api::sign_in_finish))
-        .route("/api/v1/me/step-up/begin", post(api::step_up_begin))
-        .route("/api/v1/me/step-up/finish", post(api::step_up_finish))
-        .route("/api/v1/me/passkeys/begin", post(api::passkey_begin))
-        .route("/api/v1/me/passkeys/finish", post(api::passkey_finish))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
+        .route("/api/v1/me", get(passkeys::me))
+        .route("/api/v1/me/session/ticket", post(entry::redeem_ticket))
+        .route("/api/v1/me/session/link", post(entry::redeem_link))
+        .route("/api/v1/me/sign-in/begin", post(entry::sign_in_begin))
+        .route("/api/v1/me/sign-in/finish", post(entry::sign_in_finish))
+        .route("/api/v1/me/step-up/begin", post(passkeys::step_up_begin))
+        .route("/api/v1/me/step-up/finish", post(passkeys::step_up_finish))
+        .route("/api/v1/me/passkeys/begin", post(passkeys::passkey_begin))
+        .route("/api/v1/me/passkeys/finish", post(passkeys::passkey_finish))
         .layer(axum::middleware::map_response(security_headers))
         .route(
             "/api/v1/agent/enrolments/{id}/web-link",
-            post(api::web_link),
+            post(entry::web_link),
         )
 }
 

@@ -167,12 +167,11 @@ async fn home_page(state: &AppState, s: &WebSession) -> Result<Response> {
             .or_else(|| c.model.clone())
             .unwrap_or_else(|| kind_label(c).to_owned());
         let this_one = s.signed_in_with.as_deref() == Some(c.id.as_str());
-        let lost = if c.status == "active" && !this_one {
+        let lost = if c.status == "active" && !this_one && s.signed_in_with.is_some() {
             format!(
                 "<form method=\"post\" action=\"/me/credentials/{id}/lost\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <button type=\"submit\" class=\"danger\" aria-label=\"Report {n} lost\">Report lost</button></form>",
+                 <button type=\"submit\" class=\"danger\">Report lost</button></form>",
                 id = esc(&c.id),
-                n = esc(&name)
             )
         } else if this_one {
             "<span class=\"muted\">You signed in with this one</span>".to_owned()

@@ -75,6 +75,7 @@ where
 
 mod agent;
 mod attestation;
+mod browser;
 mod enrolment;
 mod laptops;
 mod races;

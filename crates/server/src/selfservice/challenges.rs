@@ -1,0 +1,209 @@
+//! WebAuthn challenges issued to browsers (sign-in, step-up, registration): stored with their
+//! purpose and session, single use, short-lived; and the browser's answers read into the forms
+//! webauthn-rs and the protocol use.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Row, Transaction};
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+use crate::policy::DeviceClass;
+use crate::secrets::new_id;
+use crate::state::AppState;
+use keywarden_protocol::AssertionResponse;
+
+/// A WebAuthn challenge for the browser.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebChallenge {
+    /// Names the challenge in the finishing call.
+    pub challenge_id: String,
+    /// The options for `navigator.credentials.create` / `get`, in the WebAuthn JSON form
+    /// (`PublicKeyCredential.parseCreationOptionsFromJSON` / `parseRequestOptionsFromJSON`).
+    #[schema(value_type = Object)]
+    pub public_key: serde_json::Value,
+}
+
+/// Finishing a ceremony: the challenge and the browser's credential (`credential.toJSON()`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinishCeremony {
+    /// From [`WebChallenge`].
+    pub challenge_id: String,
+    /// `PublicKeyCredential.toJSON()`.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+pub(super) fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn store_challenge(
+    state: &AppState,
+    session_id: Option<&str>,
+    purpose: &str,
+    ceremony_state: String,
+    class: Option<DeviceClass>,
+    name: Option<&str>,
+    now: i64,
+) -> Result<String> {
+    let id = new_id();
+    let mut tx = crate::db::begin(&state.db).await?;
+    // Challenges nobody finished are kept only until they expire.
+    sqlx::query("DELETE FROM web_challenges WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO web_challenges (id, session_id, purpose, state, device_class, name, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&id)
+    .bind(session_id)
+    .bind(purpose)
+    .bind(ceremony_state)
+    .bind(class.map(DeviceClass::as_str))
+    .bind(name)
+    .bind(now)
+    .bind(now + ms(state.settings.step_up_ttl))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// A stored challenge, checked: this purpose, this session (or none), unused, unexpired.
+pub(super) struct Challenge {
+    /// The ceremony state webauthn-rs stored (JSON).
+    pub(super) state: String,
+    /// For a registration: the class the person chose.
+    pub(super) class: Option<String>,
+    /// For a registration: the name the person gave.
+    pub(super) name: Option<String>,
+}
+
+pub(super) async fn take_challenge(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    purpose: &str,
+    session_id: Option<&str>,
+    now: i64,
+) -> Result<Challenge> {
+    let r = sqlx::query(
+        "SELECT session_id, purpose, state, device_class, name, expires_at, used_at FROM web_challenges WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| {
+        Error::not_found(
+            "challenge_unknown",
+            "this request is not known or took too long; start again",
+        )
+    })?;
+    if r.try_get::<String, _>("purpose")? != purpose
+        || r.try_get::<Option<String>, _>("session_id")?.as_deref() != session_id
+    {
+        return Err(Error::forbidden(
+            "challenge_not_yours",
+            "this challenge was issued for something else; start again",
+        ));
+    }
+    if r.try_get::<Option<i64>, _>("used_at")?.is_some() {
+        return Err(Error::conflict(
+            "challenge_used",
+            "this challenge was already used; a replayed answer is refused",
+        ));
+    }
+    if now >= r.try_get::<i64, _>("expires_at")? {
+        return Err(Error::gone(
+            "challenge_expired",
+            "this took too long; start again",
+        ));
+    }
+    let used =
+        sqlx::query("UPDATE web_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    if used.rows_affected() != 1 {
+        return Err(Error::conflict(
+            "challenge_used",
+            "this challenge was already used; a replayed answer is refused",
+        ));
+    }
+    Ok(Challenge {
+        state: r.try_get("state")?,
+        class: r.try_get("device_class")?,
+        name: r.try_get("name")?,
+    })
+}
+
+/// The text at `path` in a browser's JSON answer.
+pub(super) fn text_at(v: &serde_json::Value, path: &[&str]) -> Option<String> {
+    path.iter()
+        .try_fold(v, |v, p| v.get(p))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+/// The browser's assertion (`PublicKeyCredential.toJSON()`) in the protocol's form.
+pub(super) fn assertion_from(credential: &serde_json::Value) -> Result<AssertionResponse> {
+    let field = |path: &[&str]| text_at(credential, path);
+    let malformed = |what: &str| {
+        Error::bad_request(
+            "assertion_malformed",
+            format!("the browser's answer has no {what}"),
+        )
+    };
+    Ok(AssertionResponse {
+        credential_id: field(&["id"]).ok_or_else(|| malformed("id"))?,
+        authenticator_data: field(&["response", "authenticatorData"])
+            .ok_or_else(|| malformed("authenticatorData"))?,
+        client_data_json: field(&["response", "clientDataJSON"])
+            .ok_or_else(|| malformed("clientDataJSON"))?,
+        signature: field(&["response", "signature"]).ok_or_else(|| malformed("signature"))?,
+        user_handle: field(&["response", "userHandle"]),
+    })
+}
+
+pub(super) fn challenge_json<T: Serialize>(public_key: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(public_key).map_err(Error::Corrupt)
+}
+
+/// A stored assertion challenge (user verification required) for `purpose`: any discoverable
+/// credential when `creds` is empty (sign-in), else one of `creds` (step-up).
+pub(super) async fn assertion_challenge(
+    state: &AppState,
+    session_id: Option<&str>,
+    purpose: &str,
+    creds: Vec<webauthn_rs_core::proto::Credential>,
+    now: i64,
+) -> Result<WebChallenge> {
+    let builder = state
+        .webauthn
+        .new_challenge_authenticate_builder(
+            creds,
+            Some(webauthn_rs_core::proto::UserVerificationPolicy::Required),
+        )
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (rcr, auth_state) = state
+        .webauthn
+        .generate_challenge_authenticate(builder)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let challenge_id = store_challenge(
+        state,
+        session_id,
+        purpose,
+        serde_json::to_string(&auth_state).map_err(Error::Corrupt)?,
+        None,
+        None,
+        now,
+    )
+    .await?;
+    Ok(WebChallenge {
+        challenge_id,
+        public_key: challenge_json(&rcr.public_key)?,
+    })
+}

@@ -1,0 +1,407 @@
+//! Ways into a self-service session: IT's enrolment link (the ticket; first keys only), the
+//! desktop app's one-time link (issued here to the app, device-signed), and signing in with a
+//! passkey. Each is posted from the service's own origin and opens a session whose cookie is
+//! set on the answer.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keywarden_protocol::{PersonSummary, WebLinkResponse};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::challenges::{
+    assertion_challenge, assertion_from, ms, take_challenge, FinishCeremony, WebChallenge,
+};
+use super::session;
+use crate::audit;
+use crate::auth::{parse_json, SignedCall};
+use crate::enrol;
+use crate::error::{Error, Result};
+use crate::secrets::{self, new_id};
+use crate::state::AppState;
+
+/// `POST /api/v1/me/session/ticket` body: the ticket from IT's enrolment link.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemTicket {
+    /// The enrolment ticket.
+    pub ticket: String,
+}
+
+/// `POST /api/v1/me/session/link` body: the secret from the desktop app's one-time link.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemLink {
+    /// The link's secret.
+    pub link: String,
+}
+
+/// A session was opened (the cookie is set on the response).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionOpened {
+    /// Who is signed in.
+    #[schema(value_type = Object)]
+    pub person: PersonSummary,
+    /// The token state changes carry (header `X-Keywarden-CSRF`).
+    pub csrf: String,
+    /// Until when a passkey may be added without confirming with a key again (unix ms).
+    pub may_add_until_ms: i64,
+}
+
+fn opened(token: &str, body: SessionOpened) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::SET_COOKIE, session::cookie(token))],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// What a new session's answer says (its cookie is `token`).
+fn session_opened(p: &enrol::Person, token: &str, may_add_until_ms: i64) -> SessionOpened {
+    SessionOpened {
+        person: summary(p),
+        csrf: session::csrf_for(token),
+        may_add_until_ms,
+    }
+}
+
+fn summary(p: &enrol::Person) -> PersonSummary {
+    PersonSummary {
+        id: p.id.clone(),
+        user_name: p.user_name.clone(),
+        display_name: p.display_name.clone(),
+    }
+}
+
+/// `POST /api/v1/me/session/ticket`: redeem IT's enrolment link in the browser. Like the
+/// desktop agent's redemption, a ticket enrols only a person's first keys: someone who already
+/// holds an active credential signs in with it instead.
+#[utoipa::path(post, path = "/api/v1/me/session/ticket", tag = "self-service", request_body = RedeemTicket,
+    responses((status = 201, body = SessionOpened), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
+              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc),
+              (status = 429, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn redeem_ticket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    session::same_origin(&state, &headers)?;
+    let req: RedeemTicket = parse_json(&body)?;
+    let now = state.now_ms();
+    let mut ticket_id = None;
+    match redeem_ticket_in(&state, &req.ticket, now, &mut ticket_id).await {
+        Ok((token, body)) => Ok(opened(&token, body)),
+        Err(e) => {
+            enrol::ticket_refused(&state, "browser", "browser", ticket_id.as_deref(), &e, now)
+                .await?;
+            Err(e)
+        }
+    }
+}
+
+async fn redeem_ticket_in(
+    state: &AppState,
+    ticket: &str,
+    now: i64,
+    ticket_id_out: &mut Option<String>,
+) -> Result<(String, SessionOpened)> {
+    let mut tx = crate::db::begin(&state.db).await?;
+    let (ticket_id, person) =
+        enrol::open_ticket(state, &mut tx, ticket, now, ticket_id_out).await?;
+    if enrol::active_count(&mut tx, &person.id).await? > 0 {
+        return Err(Error::forbidden(
+            "step_up_required",
+            format!(
+                "{} already has an active key, so an enrolment link alone cannot add another: sign in with one of your keys to add a passkey, or ask the help desk for a recovery if every key is lost",
+                person.user_name
+            ),
+        ));
+    }
+    enrol::mark_redeemed(&mut tx, &ticket_id, None, now).await?;
+    let until = now + ms(state.settings.session_ttl);
+    let (token, session_id) = session::open(
+        &mut tx,
+        &person.id,
+        &format!("ticket:{ticket_id}"),
+        None,
+        until,
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        "browser",
+        "ticket.redeemed",
+        &person.id,
+        serde_json::json!({"ticket_id": ticket_id, "web_session_id": session_id, "in": "browser"}),
+    )
+    .await?;
+    tx.commit().await?;
+    let body = session_opened(&person, &token, until);
+    Ok((token, body))
+}
+
+/// `POST /api/v1/me/session/link`: redeem the desktop app's one-time link (single use; it
+/// carries on the app's enrolment session, which a ticket or a key already proved).
+#[utoipa::path(post, path = "/api/v1/me/session/link", tag = "self-service", request_body = RedeemLink,
+    responses((status = 201, body = SessionOpened), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
+              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn redeem_link(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    session::same_origin(&state, &headers)?;
+    let req: RedeemLink = parse_json(&body)?;
+    let now = state.now_ms();
+    match redeem_link_in(&state, &req.link, now).await {
+        Ok((token, body)) => Ok(opened(&token, body)),
+        Err(e) => {
+            let (_, code, message) = e.parts();
+            if !matches!(e, Error::Database(_)) {
+                audit::record_refusal(
+                    &state.db,
+                    now,
+                    "browser",
+                    "web_link.refused",
+                    "unknown-link",
+                    serde_json::json!({"reason": code, "message": message}),
+                )
+                .await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(String, SessionOpened)> {
+    let mut tx = crate::db::begin(&state.db).await?;
+    let r = sqlx::query(
+        "SELECT l.id, l.person_id, l.expires_at, l.used_at, s.closed_at, s.expires_at AS session_expires \
+         FROM web_links l JOIN enrolment_sessions s ON s.id = l.enrolment_session_id WHERE l.link_hash = $1",
+    )
+    .bind(secrets::hash(link.trim()))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| {
+        Error::not_found(
+            "link_unknown",
+            "this link is not known; open it again from the Keywarden app",
+        )
+    })?;
+    let link_id: String = r.try_get("id")?;
+    if r.try_get::<Option<i64>, _>("used_at")?.is_some() {
+        return Err(Error::conflict(
+            "link_used",
+            "this link was already used; open a new one from the Keywarden app",
+        ));
+    }
+    if r.try_get::<Option<i64>, _>("closed_at")?.is_some() {
+        return Err(Error::gone(
+            "enrolment_closed",
+            "the enrolment this link belongs to was closed",
+        ));
+    }
+    let expires_at: i64 = r.try_get("expires_at")?;
+    let until = expires_at.min(r.try_get::<i64, _>("session_expires")?);
+    if now >= until {
+        return Err(Error::gone(
+            "link_expired",
+            format!(
+                "this link expired at {}; open a new one from the Keywarden app",
+                secrets::fmt_time(until)
+            ),
+        ));
+    }
+    let person = enrol::load_person(&mut tx, &r.try_get::<String, _>("person_id")?).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    let used = sqlx::query("UPDATE web_links SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(&link_id)
+        .execute(&mut *tx)
+        .await?;
+    if used.rows_affected() != 1 {
+        return Err(Error::conflict(
+            "link_used",
+            "this link was already used; open a new one from the Keywarden app",
+        ));
+    }
+    let (token, session_id) = session::open(
+        &mut tx,
+        &person.id,
+        &format!("link:{link_id}"),
+        None,
+        until,
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        "browser",
+        "web_link.redeemed",
+        &person.id,
+        serde_json::json!({"link_id": link_id, "web_session_id": session_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    let body = session_opened(&person, &token, until);
+    Ok((token, body))
+}
+
+/// `POST /api/v1/me/sign-in/begin`: a challenge for signing in with a passkey (any of the
+/// person's discoverable credentials).
+#[utoipa::path(post, path = "/api/v1/me/sign-in/begin", tag = "self-service",
+    responses((status = 201, body = WebChallenge), (status = 403, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn sign_in_begin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<WebChallenge>)> {
+    session::same_origin(&state, &headers)?;
+    let now = state.now_ms();
+    let challenge = assertion_challenge(&state, None, "sign_in", Vec::new(), now).await?;
+    Ok((StatusCode::CREATED, Json(challenge)))
+}
+
+/// `POST /api/v1/me/sign-in/finish`: verify the assertion and open a session.
+#[utoipa::path(post, path = "/api/v1/me/sign-in/finish", tag = "self-service", request_body = FinishCeremony,
+    responses((status = 201, body = SessionOpened), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
+              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn sign_in_finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    session::same_origin(&state, &headers)?;
+    let req: FinishCeremony = parse_json(&body)?;
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    let verified = async {
+        let c = take_challenge(&mut tx, &req.challenge_id, "sign_in", None, now).await?;
+        let a = assertion_from(&req.credential)?;
+        crate::stepup::verify_assertion(&state, &mut tx, &c.state, &a, "browser", "sign_in", now)
+            .await
+    }
+    .await;
+    let v = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            drop(tx);
+            return Err(crate::stepup::refused(&state, "browser", "sign_in", e, now).await);
+        }
+    };
+    let person = enrol::load_person(&mut tx, &v.person_id).await?;
+    let (token, session_id) = session::open(
+        &mut tx,
+        &person.id,
+        &format!("passkey:{}", v.credential_id),
+        Some(&v.credential_id),
+        now + session::PROOF_MS,
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        &format!("web:{session_id}"),
+        "person.signed_in",
+        &person.id,
+        serde_json::json!({"credential_id": v.credential_id, "in": "browser", "web_session_id": session_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    let body = session_opened(&person, &token, now + session::PROOF_MS);
+    Ok(opened(&token, body))
+}
+
+/// How long the desktop app's link to the browser lives at most.
+const WEB_LINK_MS: i64 = 10 * 60 * 1000;
+
+/// `POST /api/v1/agent/enrolments/{id}/web-link` (device-signed): a one-time link that
+/// carries this laptop's open enrolment session to the browser, to add this laptop's or a
+/// phone's passkey there. Single use; it ends with the session (at most 10 minutes); the
+/// person is told.
+#[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/web-link", tag = "agent",
+    params(("id" = String, Path, description = "enrolment id")),
+    responses((status = 201, body = crate::openapi::WebLinkResponseDoc), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn web_link(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<WebLinkResponse>)> {
+    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    call.claim(&mut tx).await?;
+    let (person, session_expires) =
+        enrol::open_session_of(&mut tx, &session_id, &call.device_id, now).await?;
+    let secret = secrets::generate("kwl_");
+    let link_id = new_id();
+    let expires_at = session_expires.min(now + WEB_LINK_MS);
+    sqlx::query(
+        "INSERT INTO web_links (id, link_hash, person_id, enrolment_session_id, device_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&link_id)
+    .bind(secrets::hash(&secret))
+    .bind(&person.id)
+    .bind(&session_id)
+    .bind(&call.device_id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        &format!("device:{}", call.device_id),
+        "web_link.issued",
+        &person.id,
+        serde_json::json!({"link_id": link_id, "enrolment_id": session_id, "expires_at_ms": expires_at}),
+    )
+    .await?;
+    crate::webhooks::notify(
+        &mut tx,
+        &person.id,
+        "web_link.issued",
+        &format!(
+            "The Keywarden app opened your browser to add a passkey (the link works once, until {}). If this was not you, report it to your security team at once.",
+            secrets::fmt_time(expires_at)
+        ),
+        serde_json::json!({"link_id": link_id, "device_id": call.device_id, "expires_at_ms": expires_at}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbox_wake.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        Json(WebLinkResponse {
+            url: format!(
+                "{}/me/enrol#link={secret}",
+                state.settings.origin.as_str().trim_end_matches('/')
+            ),
+            expires_at_ms: expires_at,
+        }),
+    ))
+}

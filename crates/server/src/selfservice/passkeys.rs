@@ -1,0 +1,496 @@
+//! A signed-in person's passkeys: confirm with one of their keys (step-up), add this laptop's
+//! or a phone's passkey (verified by webauthn-rs and bound through the same code as the desktop
+//! agent's, `enrol::bind_credential`, under the same policy, evidence and audit), and what they
+//! see about themselves.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use keywarden_protocol::{CredentialView, PersonSummary};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+use webauthn_rs_core::proto::{
+    AttestationConveyancePreference, AuthenticatorAttachment, COSEAlgorithm, Credential,
+    CredentialID, PublicKeyCredentialHints, RegistrationState, UserVerificationPolicy,
+};
+
+use super::challenges::{
+    assertion_challenge, assertion_from, challenge_json, store_challenge, take_challenge, text_at,
+    FinishCeremony, WebChallenge,
+};
+use super::session::{self, WebSession};
+use crate::audit;
+use crate::auth::parse_json;
+use crate::enrol;
+use crate::error::{Error, Result};
+use crate::policy::DeviceClass;
+use crate::secrets::{b64, unb64};
+use crate::state::AppState;
+
+/// `POST /api/v1/me/passkeys/begin` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BeginPasskey {
+    /// `platform` (this laptop) or `phone`.
+    pub class: DeviceClass,
+    /// A name for it, e.g. `work laptop`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A passkey was added.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasskeyAdded {
+    /// The credential, bound to the person.
+    #[schema(value_type = Object)]
+    pub credential: CredentialView,
+    /// Where the person stands against their population's policy now.
+    pub coverage: super::Coverage,
+}
+
+/// What the signed-in person sees about themselves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The person.
+    #[schema(value_type = Object)]
+    pub person: PersonSummary,
+    /// Their credentials, every class.
+    #[schema(value_type = Vec<Object>)]
+    pub credentials: Vec<CredentialView>,
+    /// Where they stand against their population's policy.
+    pub coverage: super::Coverage,
+    /// The credential they signed in with, if they did with a passkey.
+    pub signed_in_with: Option<String>,
+    /// Until when they may add a passkey without confirming with a key again (unix ms).
+    pub may_add_until_ms: i64,
+}
+
+/// `POST /api/v1/me/step-up/begin` (session): a challenge for confirming with one of the
+/// signed-in person's active keys.
+#[utoipa::path(post, path = "/api/v1/me/step-up/begin", tag = "self-service",
+    responses((status = 201, body = WebChallenge), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn step_up_begin(
+    State(state): State<AppState>,
+    session: WebSession,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<WebChallenge>)> {
+    session::check_csrf(&state, &headers, &session, None)?;
+    let now = state.now_ms();
+    let rows =
+        sqlx::query("SELECT webauthn FROM credentials WHERE person_id = $1 AND status = 'active'")
+            .bind(&session.person_id)
+            .fetch_all(&state.db)
+            .await?;
+    let creds = rows
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Credential>(&r.try_get::<String, _>("webauthn")?)
+                .map_err(Error::Corrupt)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if creds.is_empty() {
+        return Err(Error::conflict(
+            "no_active_key",
+            "you have no active key to confirm with; ask the help desk for a recovery",
+        ));
+    }
+    let challenge = assertion_challenge(&state, Some(&session.id), "step_up", creds, now).await?;
+    Ok((StatusCode::CREATED, Json(challenge)))
+}
+
+/// Answer to a step-up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SteppedUp {
+    /// Until when a passkey may be added without confirming again (unix ms).
+    pub may_add_until_ms: i64,
+}
+
+/// `POST /api/v1/me/step-up/finish` (session): a fresh assertion from one of the signed-in
+/// person's own active keys makes the session fresh enough to add a passkey.
+#[utoipa::path(post, path = "/api/v1/me/step-up/finish", tag = "self-service", request_body = FinishCeremony,
+    responses((status = 200, body = SteppedUp), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn step_up_finish(
+    State(state): State<AppState>,
+    session: WebSession,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<SteppedUp>> {
+    session::check_csrf(&state, &headers, &session, None)?;
+    let req: FinishCeremony = parse_json(&body)?;
+    let now = state.now_ms();
+    let actor = format!("web:{}", session.id);
+    let mut tx = crate::db::begin(&state.db).await?;
+    let verified = async {
+        let c = take_challenge(
+            &mut tx,
+            &req.challenge_id,
+            "step_up",
+            Some(&session.id),
+            now,
+        )
+        .await?;
+        let a = assertion_from(&req.credential)?;
+        let v = crate::stepup::verify_assertion(
+            &state, &mut tx, &c.state, &a, "browser", "add_key", now,
+        )
+        .await?;
+        if v.person_id != session.person_id {
+            return Err(Error::forbidden(
+                "step_up_wrong_person",
+                "the key used belongs to someone else; use one of your own keys",
+            ));
+        }
+        Ok(v)
+    }
+    .await;
+    let v = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            drop(tx);
+            return Err(crate::stepup::refused(&state, &actor, "add_key", e, now).await);
+        }
+    };
+    let until = now + session::PROOF_MS;
+    sqlx::query("UPDATE web_sessions SET proven_at = $1, proof_expires_at = $2 WHERE id = $3")
+        .bind(now)
+        .bind(until)
+        .bind(&session.id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        now,
+        &actor,
+        "person.stepped_up",
+        &session.person_id,
+        serde_json::json!({"credential_id": v.credential_id, "purpose": "add_key", "in": "browser"}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(SteppedUp {
+        may_add_until_ms: until,
+    }))
+}
+
+fn clean_name(name: Option<&str>) -> Result<Option<String>> {
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(Error::bad_request(
+            "name_invalid",
+            "a name is at most 64 characters, on one line",
+        ));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// `POST /api/v1/me/passkeys/begin` (session): registration options for this laptop's
+/// passkey or a phone's. Needs a fresh proof (a redeemed link, or a key touched in the last
+/// few minutes): adding to someone who has a key needs that key.
+#[utoipa::path(post, path = "/api/v1/me/passkeys/begin", tag = "self-service", request_body = BeginPasskey,
+    responses((status = 201, body = WebChallenge), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn passkey_begin(
+    State(state): State<AppState>,
+    session: WebSession,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<WebChallenge>)> {
+    session::check_csrf(&state, &headers, &session, None)?;
+    let req: BeginPasskey = parse_json(&body)?;
+    let now = state.now_ms();
+    if !matches!(req.class, DeviceClass::Platform | DeviceClass::Phone) {
+        return Err(Error::bad_request(
+            "class_not_offered",
+            "here you can add this laptop's passkey or a phone's; add security keys with the Keywarden desktop app",
+        ));
+    }
+    let name = clean_name(req.name.as_deref())?;
+    if !session.may_add(now) {
+        let e = Error::forbidden(
+            "step_up_required",
+            "confirm with one of your keys first: adding a passkey needs a key you already have",
+        );
+        audit::record_refusal(
+            &state.db,
+            now,
+            &format!("web:{}", session.id),
+            "enrolment.refused",
+            &session.person_id,
+            serde_json::json!({"reason": "step_up_required", "in": "browser"}),
+        )
+        .await?;
+        return Err(e);
+    }
+    let mut tx = crate::db::begin(&state.db).await?;
+    let person = enrol::load_person(&mut tx, &session.person_id).await?;
+    let existing =
+        sqlx::query("SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'")
+            .bind(&person.id)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut exclude = Vec::with_capacity(existing.len());
+    for r in &existing {
+        if let Some(raw) = unb64(&r.try_get::<String, _>("id")?) {
+            exclude.push(CredentialID::from(raw));
+        }
+    }
+    tx.commit().await?;
+    let user_id = unb64(&person.webauthn_user_id)
+        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
+    let (attachment, hint) = match req.class {
+        DeviceClass::Platform => (
+            AuthenticatorAttachment::Platform,
+            PublicKeyCredentialHints::ClientDevice,
+        ),
+        _ => (
+            AuthenticatorAttachment::CrossPlatform,
+            PublicKeyCredentialHints::Hybrid,
+        ),
+    };
+    let builder = state
+        .webauthn
+        .new_challenge_register_builder(&user_id, &person.user_name, &person.display_name)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
+        .attestation(AttestationConveyancePreference::Direct)
+        .user_verification_policy(UserVerificationPolicy::Required)
+        .exclude_credentials(Some(exclude))
+        .credential_algorithms(vec![
+            COSEAlgorithm::ES256,
+            COSEAlgorithm::EDDSA,
+            COSEAlgorithm::RS256,
+        ])
+        .require_resident_key(true)
+        .authenticator_attachment(Some(attachment))
+        .hints(Some(vec![hint]))
+        // Synced passkeys are judged by the population's policy after verification, with
+        // a clear refusal, rather than by the library's blanket rule.
+        .reject_synchronised_authenticators(false);
+    let (ccr, reg_state) = state
+        .webauthn
+        .generate_challenge_register(builder)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let id = store_challenge(
+        &state,
+        Some(&session.id),
+        "register",
+        serde_json::to_string(&reg_state).map_err(Error::Corrupt)?,
+        Some(req.class),
+        name.as_deref(),
+        now,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WebChallenge {
+            challenge_id: id,
+            public_key: challenge_json(&ccr.public_key)?,
+        }),
+    ))
+}
+
+/// Refusals at the end of a browser registration that are audited.
+const REFUSALS: &[&str] = &[
+    "aaguid_not_allowed",
+    "attestation_untrusted",
+    "attestation_chain_required",
+    "user_verification_missing",
+    "device_class_mismatch",
+    "synced_passkey_not_allowed",
+    "person_inactive",
+    "credential_exists",
+];
+
+/// `POST /api/v1/me/passkeys/finish` (session): verify the registration with webauthn-rs and
+/// the population's rules, and bind the passkey.
+#[utoipa::path(post, path = "/api/v1/me/passkeys/finish", tag = "self-service", request_body = FinishCeremony,
+    responses((status = 201, body = PasskeyAdded), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn passkey_finish(
+    State(state): State<AppState>,
+    session: WebSession,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<PasskeyAdded>)> {
+    session::check_csrf(&state, &headers, &session, None)?;
+    let req: FinishCeremony = parse_json(&body)?;
+    let now = state.now_ms();
+    match passkey_finish_in(&state, &session, &req, now).await {
+        Ok(added) => {
+            state.outbox_wake.notify_one();
+            Ok((StatusCode::CREATED, Json(added)))
+        }
+        Err(e) => {
+            let (_, code, message) = e.parts();
+            if REFUSALS.contains(&code) {
+                audit::record_refusal(
+                    &state.db,
+                    now,
+                    &format!("web:{}", session.id),
+                    "enrolment.refused",
+                    &session.person_id,
+                    serde_json::json!({"reason": code, "message": message, "in": "browser"}),
+                )
+                .await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn passkey_finish_in(
+    state: &AppState,
+    session: &WebSession,
+    req: &FinishCeremony,
+    now: i64,
+) -> Result<PasskeyAdded> {
+    let field = |path: &[&str]| text_at(&req.credential, path);
+    let malformed = |what: &str| {
+        Error::bad_request(
+            "attestation_malformed",
+            format!("the browser's answer has no {what}"),
+        )
+    };
+    let id = field(&["id"]).ok_or_else(|| malformed("id"))?;
+    let attestation_object = field(&["response", "attestationObject"])
+        .and_then(|s| unb64(&s))
+        .ok_or_else(|| malformed("attestationObject"))?;
+    let client_data_json = field(&["response", "clientDataJSON"])
+        .and_then(|s| unb64(&s))
+        .ok_or_else(|| malformed("clientDataJSON"))?;
+    let raw_id = unb64(&id).ok_or_else(|| malformed("base64url id"))?;
+    let mut tx = crate::db::begin(&state.db).await?;
+    let c = take_challenge(
+        &mut tx,
+        &req.challenge_id,
+        "register",
+        Some(&session.id),
+        now,
+    )
+    .await?;
+    let class = c
+        .class
+        .as_deref()
+        .and_then(DeviceClass::parse)
+        .ok_or_else(|| Error::Webauthn("stored challenge has no class".into()))?;
+    let person = enrol::load_person(&mut tx, &session.person_id).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    let reg_state: RegistrationState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
+    let reg = crate::trust::registration_response(&raw_id, &attestation_object, &client_data_json)?;
+
+    let (population, policy) = enrol::policy_for(state, &mut tx, &person.id).await?;
+    let verified = crate::trust::verify_registration(
+        state,
+        &mut tx,
+        &reg,
+        &reg_state,
+        &attestation_object,
+        &policy,
+        &population,
+        crate::trust::Via::Browser(class),
+        now,
+    )
+    .await?;
+    let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
+        .bind(b64(verified.credential.cred_id.as_ref()))
+        .fetch_optional(&mut *tx)
+        .await?;
+    if taken.is_some() {
+        return Err(Error::conflict(
+            "credential_exists",
+            "this passkey is already enrolled",
+        ));
+    }
+    enrol::check_key_policy(&policy, &population, &verified)?;
+    let challenge = verified_challenge(&client_data_json)?;
+    let cred_id = enrol::bind_credential(
+        state,
+        &mut tx,
+        enrol::NewCredential {
+            person_id: &person.id,
+            verified: &verified,
+            attestation_object: &attestation_object,
+            client_data_json: &client_data_json,
+            challenge: &challenge,
+            device_id: None,
+            ceremony_id: None,
+            model: None,
+            key_info: "{}".to_owned(),
+            posture: None,
+            name: c.name.as_deref(),
+            via: crate::trust::Via::Browser(class),
+            actor: &format!("web:{}", session.id),
+            place: "in the browser (Keywarden's self-service pages)".to_owned(),
+        },
+        now,
+    )
+    .await?;
+    let r = sqlx::query(&format!(
+        "SELECT {} FROM credentials WHERE id = $1",
+        crate::admin::CREDENTIAL_COLUMNS
+    ))
+    .bind(&cred_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let credential = crate::admin::credential_view(&r)?;
+    let coverage = super::coverage_of(state, &mut tx, &person.id).await?;
+    tx.commit().await?;
+    Ok(PasskeyAdded {
+        credential,
+        coverage,
+    })
+}
+
+/// The challenge in a clientDataJSON that webauthn-rs already checked against the stored one.
+fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
+    serde_json::from_slice::<serde_json::Value>(client_data_json)
+        .ok()
+        .and_then(|v| {
+            v.get("challenge")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| {
+            Error::bad_request("attestation_malformed", "clientDataJSON has no challenge")
+        })
+}
+
+/// `GET /api/v1/me` (session): the signed-in person, their credentials and coverage.
+#[utoipa::path(get, path = "/api/v1/me", tag = "self-service",
+    responses((status = 200, body = Me), (status = 401, body = crate::openapi::ErrorBodyDoc)))]
+pub async fn me(State(state): State<AppState>, session: WebSession) -> Result<Json<Me>> {
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    let credentials = super::credentials_of(&mut tx, &session.person_id).await?;
+    let coverage = super::coverage_of(&state, &mut tx, &session.person_id).await?;
+    tx.commit().await?;
+    Ok(Json(Me {
+        person: PersonSummary {
+            id: session.person_id.clone(),
+            user_name: session.user_name.clone(),
+            display_name: session.display_name.clone(),
+        },
+        credentials,
+        coverage,
+        signed_in_with: session.signed_in_with.clone(),
+        may_add_until_ms: if session.may_add(now) {
+            session.proof_expires_at
+        } else {
+            0
+        },
+    }))
+}
