@@ -319,9 +319,9 @@ export function row(page, text) {
   return page.locator('#authenticators tr[data-credential-id]').filter({ hasText: text });
 }
 
-/** The "Report lost" button of a row (its accessible name is "Report <name> lost"). */
+/** The "Report lost" button of a row. */
 export function reportLostButton(rowLocator) {
-  return rowLocator.getByRole('button', { name: /^Report .+ lost$/ });
+  return rowLocator.getByRole('button', { name: 'Report lost', exact: true });
 }
 
 /** Rows of `#authenticators` as text, for messages. */
