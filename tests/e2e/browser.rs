@@ -389,6 +389,19 @@ fn key_reported_lost_after_signing_in_with_another() {
 }
 
 #[test]
+fn passkey_renamed_on_the_home_page() {
+    let server = Server::start_browser();
+    population(&server, "staff", "Engineering", browser_policy(json!({})));
+    let ana = person(&server, "ana", "Engineering");
+    let ticket = server.ticket(&ana, None);
+
+    run_scenario(&server, "rename.mjs", &[("KW_TICKET", &ticket)], |_| {});
+
+    let laptop = credential_in_class(&server, &ana, "platform");
+    assert_eq!(laptop["name"], "Desk laptop", "{laptop}");
+}
+
+#[test]
 fn old_cookie_is_refused_after_sign_out() {
     let server = Server::start_browser();
     population(&server, "staff", "Engineering", browser_policy(json!({})));
