@@ -19,6 +19,8 @@ await scenario(async ({ page }) => {
     const outcome = await add(page, 'laptop', 'Second laptop', { expect: null });
     console.log(`adding with the second link: ${outcome}`);
     await page.goto(`${BASE}/me`);
+    const who = await page.getByRole('navigation', { name: 'Account' }).innerText();
+    check(/Signed in as ben\b/.test(who), `the browser now acts for Ben, whose link it was: ${who}`);
     const listed = await rows(page);
     check(
       !(listed.some((r) => r.includes('Ana laptop')) && listed.some((r) => r.includes('Second laptop'))),
