@@ -144,11 +144,35 @@ export class Authenticators {
     return this.known.get(name)?.credentials ?? [];
   }
 
+  /** Put a credential (CDP `WebAuthn.Credential`) into the attached authenticator. */
+  async addCredential(credential) {
+    check(this.current, 'no authenticator attached');
+    await this.cdp.send('WebAuthn.addCredential', { authenticatorId: this.current.id, credential });
+  }
+
   /** Make the attached authenticator refuse (or give) user verification. */
   async setUserVerified(isUserVerified) {
     check(this.current, 'no authenticator attached');
     await this.cdp.send('WebAuthn.setUserVerified', { authenticatorId: this.current.id, isUserVerified });
   }
+}
+
+/**
+ * A credential of the software key (test/demo), as its state file stores it (`id`, `rp_id`,
+ * `user_id`, `sign_count`, `private_key_pem`), in the form CDP's `WebAuthn.addCredential`
+ * takes: the key a person enrolled with the desktop app, now answering in the browser from a
+ * virtual USB authenticator.
+ */
+export function softKeyCredential(stored) {
+  const der = stored.private_key_pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+  return {
+    credentialId: Buffer.from(stored.id, 'base64url').toString('base64'),
+    isResidentCredential: !!stored.discoverable,
+    rpId: stored.rp_id,
+    privateKey: der,
+    userHandle: Buffer.from(stored.user_id, 'base64url').toString('base64'),
+    signCount: stored.sign_count,
+  };
 }
 
 const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');

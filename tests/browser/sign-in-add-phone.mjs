@@ -1,22 +1,22 @@
-// (b) Add a phone passkey after signing in with a key the person already has (the laptop
-// passkey added through IT's link, in a fresh browser session).
-import { scenario, Authenticators, need, redeem, add, home, signIn, newPage, row, rows, check } from './lib.mjs';
+// (b) Add a phone passkey after signing in with a key: the security key the person enrolled
+// with the desktop app answers from a virtual USB authenticator; after signing in with it the
+// person adds a phone passkey (hybrid).
+import {
+  scenario, Authenticators, need, add, signIn, home, row, rows, softKeyCredential, check,
+} from './lib.mjs';
 
-await scenario(async ({ browser, page }) => {
+await scenario(async ({ page }) => {
   const auth = await Authenticators.on(page);
-  await redeem(page, need('KW_TICKET'));
-  await auth.use('laptop', 'internal');
-  await add(page, 'laptop', 'Work laptop');
+  await auth.use('key', 'usb');
+  await auth.addCredential(softKeyCredential(JSON.parse(need('KW_KEY_CREDENTIAL'))));
+  await signIn(page);
+  const key = await row(page, 'Software key').innerText();
+  check(/You signed in with this one/.test(key), `the key's row says it signed in: ${key}`);
 
-  // A new browser session: nothing but the key proves who this is.
-  const fresh = await newPage(browser);
-  const auth2 = await auth.moveTo(fresh.page);
-  await auth2.use('laptop', 'internal');
-  await signIn(fresh.page);
-  await auth2.use('phone', 'hybrid');
-  await add(fresh.page, 'phone', 'My phone');
-  await home(fresh.page);
-  const phone = row(fresh.page, 'My phone');
-  check((await phone.count()) === 1, `one "My phone" row: ${await rows(fresh.page)}`);
+  await auth.use('phone', 'hybrid');
+  await add(page, 'phone', 'My phone');
+  await home(page);
+  const phone = row(page, 'My phone');
+  check((await phone.count()) === 1, `one "My phone" row: ${await rows(page)}`);
   check(/Phone passkey/.test(await phone.innerText()), `a phone passkey: ${await phone.innerText()}`);
 });

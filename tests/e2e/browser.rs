@@ -183,19 +183,37 @@ fn phone_passkey_added_after_signing_in_with_a_key() {
     let server = Server::start_browser();
     population(&server, "staff", "Engineering", browser_policy(json!({})));
     let ana = person(&server, "ana", "Engineering");
-    let ticket = server.ticket(&ana, None);
+    let laptop = enrol_soft_key(&server, &ana);
+    let key = browser_credential_of(&laptop);
 
     run_scenario(
         &server,
         "sign-in-add-phone.mjs",
-        &[("KW_TICKET", &ticket)],
+        &[("KW_KEY_CREDENTIAL", &key)],
         |_| {},
     );
 
-    credential_in_class(&server, &ana, "platform");
+    let soft = credential_in_class(&server, &ana, "software");
+    assert_eq!(soft["enrolled_via"], "agent", "{soft}");
     let phone = credential_in_class(&server, &ana, "phone");
     assert_eq!(phone["enrolled_via"], "browser", "{phone}");
     assert_eq!(phone["synced"], false, "{phone}");
+    assert_eq!(phone["name"], "My phone", "{phone}");
+}
+
+/// The credential a laptop's software key (test/demo) holds for this service (rp id
+/// `localhost`), as JSON for the browser's virtual USB authenticator: the same key, used from
+/// the browser.
+fn browser_credential_of(laptop: &Laptop) -> String {
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&laptop.soft_keys[0]).unwrap()).unwrap();
+    let cred = state["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rp_id"] == "localhost")
+        .expect("the soft key holds a credential for rp id localhost");
+    cred.to_string()
 }
 
 #[test]
