@@ -334,7 +334,11 @@ export async function home(page) {
 /** Sign out with the page's button; waits for the sign-in page. */
 export async function signOut(page) {
   await home(page);
+  const answer = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/me/sign-out'));
   await page.getByRole('button', { name: 'Sign out' }).click();
+  const r = await answer;
+  const code = r.status() >= 400 ? await page.getByRole('alert').getAttribute('data-code').catch(() => null) : null;
+  check(r.status() < 400, `signing out is accepted, got ${r.status()} ${code}`);
   await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
 }
 
