@@ -138,6 +138,14 @@ fn enrol_soft_key(server: &Server, person: &str) -> Laptop {
     laptop
 }
 
+/// [`Server::snapshot`] less the WebAuthn challenges the browser asked for: asking for one
+/// (the ceremony's first half) is not what a refusal at its second half must leave unchanged.
+fn lasting_state(server: &Server) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut s = server.snapshot();
+    s.remove("web_challenges");
+    s
+}
+
 /// Rows that differ between two snapshots, for "nothing changed" failures.
 fn diff(
     before: &std::collections::BTreeMap<String, Vec<String>>,
@@ -370,6 +378,7 @@ fn synced_passkeys_follow_the_population_policy() {
     let strict_ticket = server.ticket(&sam, None);
     let relaxed_ticket = server.ticket(&sue, None);
 
+    let mut before = None;
     run_scenario(
         &server,
         "synced.mjs",
@@ -377,7 +386,19 @@ fn synced_passkeys_follow_the_population_policy() {
             ("KW_TICKET", &strict_ticket),
             ("KW_OTHER_TICKET", &relaxed_ticket),
         ],
-        |_| {},
+        |at| match at {
+            "before-synced" => before = Some(lasting_state(&server)),
+            "synced-refused" => {
+                let before = before.as_ref().unwrap();
+                let after = lasting_state(&server);
+                assert!(
+                    before == &after,
+                    "a refused synced passkey changed:\n{}",
+                    diff(before, &after)
+                );
+            }
+            other => panic!("unexpected checkpoint {other}"),
+        },
     );
 
     assert_eq!(credentials_of(&server, &sam), Vec::<Value>::new());
