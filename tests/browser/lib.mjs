@@ -3,7 +3,7 @@
 // Each scenario is one short script run by tests/e2e/browser.rs, which passes the service's
 // address and any secrets (tickets) in the environment and checks the exit status.
 
-import { readFileSync, mkdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -221,18 +221,25 @@ export async function scenario(body) {
   }, 150000);
   limit.unref();
   const name = process.argv[1].split('/').pop().replace(/\.mjs$/, '');
-  rmSync(join(screenshotDir(), `failure-${name}.png`), { force: true });
+  const dir = screenshotDir();
+  for (const f of readdirSync(dir)) {
+    if (f.startsWith(`failure-${name}-`)) rmSync(join(dir, f), { force: true });
+  }
   const env = await launch();
   try {
     await body(env);
     console.log('scenario passed');
   } catch (e) {
     console.error(`scenario failed: ${e.stack || e}`);
-    try {
-      await screenshot(env.page, `failure-${name}`);
-      console.error(`page text at failure:\n${await env.page.locator('body').innerText()}`);
-    } catch {
-      // the page may be gone
+    // Every open page (scenarios use several browser sessions), as it was when it failed.
+    const pages = env.browser.contexts().flatMap((c) => c.pages());
+    for (const [i, page] of pages.entries()) {
+      try {
+        await screenshot(page, `failure-${name}-${i + 1}`);
+        console.error(`page ${i + 1} (${new URL(page.url()).pathname}) at failure:\n${await page.locator('body').innerText()}`);
+      } catch {
+        // the page may be gone
+      }
     }
     process.exitCode = 1;
   } finally {
