@@ -400,7 +400,14 @@ pub async fn add_key(
         Ok(v) => v,
         Err(e) => {
             drop(tx);
-            return Err(crate::stepup::refused(&state, &call.device_id, "add_key", e, now).await);
+            return Err(crate::stepup::refused(
+                &state,
+                &format!("device:{}", call.device_id),
+                "add_key",
+                e,
+                now,
+            )
+            .await);
         }
     };
     let resp = match add_key_session(&state, &mut tx, &call, &v, now).await {

@@ -268,7 +268,14 @@ pub async fn report_lost(
             state.outbox_wake.notify_one();
             Ok(Json(view))
         }
-        Err(e) => Err(crate::stepup::refused(&state, &call.device_id, "report_lost", e, now).await),
+        Err(e) => Err(crate::stepup::refused(
+            &state,
+            &format!("device:{}", call.device_id),
+            "report_lost",
+            e,
+            now,
+        )
+        .await),
     }
 }
 

@@ -321,7 +321,14 @@ pub async fn sign_in(
         Ok(v) => v,
         Err(e) => {
             drop(tx);
-            return Err(refused(&state, &call.device_id, "sign_in", e, now).await);
+            return Err(refused(
+                &state,
+                &format!("device:{}", call.device_id),
+                "sign_in",
+                e,
+                now,
+            )
+            .await);
         }
     };
     audit::record(
@@ -362,21 +369,15 @@ pub async fn sign_in(
 
 /// Audit a refused step-up (in its own transaction; the refused work was rolled back) and
 /// hand the error back.
-pub async fn refused(
-    state: &AppState,
-    device_id: &str,
-    purpose: &str,
-    e: Error,
-    now: i64,
-) -> Error {
+pub async fn refused(state: &AppState, actor: &str, purpose: &str, e: Error, now: i64) -> Error {
     let (_, code, message) = e.parts();
     if !matches!(e, Error::Database(_)) {
         if let Err(err) = audit::record_refusal(
             &state.db,
             now,
-            &format!("device:{device_id}"),
+            actor,
             "step_up.refused",
-            device_id,
+            actor,
             serde_json::json!({"purpose": purpose, "reason": code, "message": message}),
         )
         .await
