@@ -68,7 +68,7 @@ async fn security_headers(mut res: Response) -> Response {
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
         h.insert(name, HeaderValue::from_static(value));
@@ -144,8 +144,10 @@ pub async fn coverage_of(
     let compliant = status == crate::coverage::Status::Compliant;
     let text = match status {
         crate::coverage::Status::Compliant => format!(
-            "Meets your organisation's policy: {active} sign-in methods on {} kind(s) of device ({}).",
+            "Meets your organisation's policy: {active} sign-in method{} on {} kind{} of device ({}).",
+            if active == 1 { "" } else { "s" },
             classes.len(),
+            if classes.len() == 1 { "" } else { "s" },
             kinds(&classes)
         ),
         crate::coverage::Status::NoAuthenticator => {
