@@ -104,7 +104,11 @@ mod tests {
             },
             Some(var),
         );
-        assert_eq!(keys.soft_keys, vec![a, b], "the flag's, then the variable's; no empty entry");
+        assert_eq!(
+            keys.soft_keys,
+            vec![a, b],
+            "the flag's, then the variable's; no empty entry"
+        );
         let listed = keys.keyring.list().unwrap();
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert!(listed

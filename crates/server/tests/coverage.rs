@@ -188,7 +188,10 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
-        assert!(err.contains(&format!("[possible values: {allowed}]")), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("[possible values: {allowed}]")),
+            "{args:?}: {err}"
+        );
     }
     let csf = run(&["report", "csf", "--format", "html"]);
     assert!(csf.trim_start().starts_with("<!doctype html>"), "{csf}");

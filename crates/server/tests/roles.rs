@@ -62,7 +62,10 @@ async fn role_endpoint_matrix(app: App) {
                     let (without, _, _) = app
                         .raw(method, &path, None, "application/json", Vec::new())
                         .await;
-                    assert_eq!(s, without, "{role:?} {method} {path}: a token changes nothing");
+                    assert_eq!(
+                        s, without,
+                        "{role:?} {method} {path}: a token changes nothing"
+                    );
                     assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} exists");
                 }
                 Access::Browser => {
