@@ -10,9 +10,13 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::errors::{ScimError, ScimResult};
-use super::filter::{filtered_page, list_response, ListQuery};
+use super::filter::{filtered_page, list_response, project, ListQuery, Projection};
 use super::patch::{apply, parse_patch};
-use super::{check_schemas, feed, get_ci, meta, opt_string, parse_body, scim_json, GROUP_SCHEMA};
+use super::schema::GROUP;
+use super::{
+    base, check_schemas, created, feed, get_ci, meta, opt_string, parse_body, scim_json,
+    GROUP_SCHEMA,
+};
 use crate::audit;
 use crate::auth::Caller;
 use crate::error::Error;
@@ -31,6 +35,7 @@ fn parse_group(v: &Value) -> ScimResult<GroupFields> {
         .as_object()
         .ok_or_else(|| ScimError::bad("invalidSyntax", "a Group must be a JSON object"))?;
     check_schemas(obj, GROUP_SCHEMA)?;
+    GROUP.canonical(v)?;
     let display_name = opt_string(obj, "displayName")?
         .ok_or_else(|| ScimError::bad("invalidValue", "displayName is required"))?;
     let mut members = Vec::new();
@@ -60,7 +65,7 @@ fn parse_group(v: &Value) -> ScimResult<GroupFields> {
     })
 }
 
-async fn load_group(db: &sqlx::AnyPool, id: &str) -> ScimResult<Value> {
+async fn load_group(db: &sqlx::AnyPool, base: &str, id: &str) -> ScimResult<Value> {
     let r = sqlx::query(
         "SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups WHERE id = $1",
     )
@@ -68,10 +73,10 @@ async fn load_group(db: &sqlx::AnyPool, id: &str) -> ScimResult<Value> {
     .fetch_optional(db)
     .await?
     .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))?;
-    group_resource(db, &r).await
+    group_resource(db, base, &r).await
 }
 
-async fn group_resource(db: &sqlx::AnyPool, r: &AnyRow) -> ScimResult<Value> {
+async fn group_resource(db: &sqlx::AnyPool, base: &str, r: &AnyRow) -> ScimResult<Value> {
     let id: String = r.try_get("id")?;
     let members = sqlx::query(
         "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name",
@@ -89,7 +94,7 @@ async fn group_resource(db: &sqlx::AnyPool, r: &AnyRow) -> ScimResult<Value> {
         "id": id,
         "displayName": r.try_get::<String, _>("display_name")?,
         "members": list,
-        "meta": meta("Group", &id, r.try_get("created_at")?, r.try_get("updated_at")?),
+        "meta": meta(base, "Group", &id, r.try_get("created_at")?, r.try_get("updated_at")?),
     });
     if let Some(x) = r.try_get::<Option<String>, _>("external_id")? {
         v["externalId"] = json!(x);
@@ -186,10 +191,7 @@ pub async fn create_group(
     )
     .await?;
     tx.commit().await?;
-    Ok(scim_json(
-        StatusCode::CREATED,
-        load_group(&state.db, &id).await?,
-    ))
+    Ok(created(load_group(&state.db, &base(&state), &id).await?))
 }
 
 async fn replace_group(
@@ -224,7 +226,10 @@ async fn replace_group(
     )
     .await?;
     tx.commit().await?;
-    Ok(scim_json(StatusCode::OK, load_group(&state.db, id).await?))
+    Ok(scim_json(
+        StatusCode::OK,
+        load_group(&state.db, &base(state), id).await?,
+    ))
 }
 
 /// `GET /scim/v2/Groups/{id}` (scim role).
@@ -237,9 +242,14 @@ pub async fn get_group(
     State(state): State<AppState>,
     caller: std::result::Result<Caller, Error>,
     Path(id): Path<String>,
+    Query(projection): Query<Projection>,
 ) -> ScimResult<Response> {
     feed(caller)?;
-    Ok(scim_json(StatusCode::OK, load_group(&state.db, &id).await?))
+    let group = load_group(&state.db, &base(&state), &id).await?;
+    Ok(scim_json(
+        StatusCode::OK,
+        project(group, &GROUP, &projection),
+    ))
 }
 
 /// `PUT /scim/v2/Groups/{id}` (scim role).
@@ -256,7 +266,7 @@ pub async fn put_group(
 ) -> ScimResult<Response> {
     let caller = feed(caller)?;
     let fields = parse_group(&parse_body(&body)?)?;
-    let before = load_group(&state.db, &id).await?;
+    let before = load_group(&state.db, &base(&state), &id).await?;
     replace_group(&state, &caller, &id, &before, &fields, "PUT").await
 }
 
@@ -274,10 +284,10 @@ pub async fn patch_group(
 ) -> ScimResult<Response> {
     let caller = feed(caller)?;
     let ops = parse_patch(&parse_body(&body)?)?;
-    let before = load_group(&state.db, &id).await?;
+    let before = load_group(&state.db, &base(&state), &id).await?;
     let mut after = before.clone();
     for op in &ops {
-        apply(&mut after, op, None)?;
+        apply(&mut after, op, &GROUP)?;
     }
     let fields = parse_group(&after)?;
     replace_group(&state, &caller, &id, &before, &fields, "PATCH").await
@@ -349,8 +359,10 @@ pub async fn list_groups(
     )
     .await?;
     let mut out = Vec::with_capacity(rows.len());
+    let (base, projection) = (base(&state), q.projection());
     for r in &rows {
-        out.push(group_resource(&state.db, r).await?);
+        let group = group_resource(&state.db, &base, r).await?;
+        out.push(project(group, &GROUP, &projection));
     }
     Ok(list_response(total, start, out))
 }

@@ -14,7 +14,8 @@
 //!
 //! One concern a file: [`users`] and [`groups`] (the resources and their handlers), [`patch`]
 //! (the PATCH engine), [`filter`] (listing, filters and paging), [`discovery`]
-//! (ServiceProviderConfig, Schemas, ResourceTypes) and [`errors`] (the SCIM error shape). This
+//! (ServiceProviderConfig, Schemas, ResourceTypes), [`schema`] (the attribute catalogue every
+//! body and PATCH path is checked against) and [`errors`] (the SCIM error shape). This
 //! file holds the router and what they share: schema URNs, the caller check and lenient value
 //! reading.
 
@@ -23,6 +24,7 @@ pub mod errors;
 pub mod filter;
 pub mod groups;
 pub mod patch;
+pub mod schema;
 pub mod users;
 
 use axum::http::{header, StatusCode};
@@ -91,6 +93,19 @@ fn scim_json(status: StatusCode, body: Value) -> Response {
         .into_response()
 }
 
+/// `201 Created` with the new resource and a `Location` header equal to its `meta.location`
+/// (RFC 7644 section 3.3).
+fn created(resource: Value) -> Response {
+    let mut response = scim_json(StatusCode::CREATED, resource.clone());
+    if let Some(location) = resource["meta"]["location"]
+        .as_str()
+        .and_then(|l| header::HeaderValue::from_str(l).ok())
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
 fn feed(caller: std::result::Result<Caller, Error>) -> ScimResult<Caller> {
     let caller = caller?;
     caller.require(&[Role::Scim])?;
@@ -119,12 +134,20 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn meta(kind: &str, id: &str, created: i64, updated: i64) -> Value {
+/// The absolute URL of the SCIM endpoints, from the service's public origin.
+fn base(state: &AppState) -> String {
+    format!(
+        "{}/scim/v2",
+        state.settings.origin.as_str().trim_end_matches('/')
+    )
+}
+
+fn meta(base: &str, kind: &str, id: &str, created: i64, updated: i64) -> Value {
     json!({
         "resourceType": kind,
         "created": rfc3339(created),
         "lastModified": rfc3339(updated),
-        "location": format!("/scim/v2/{kind}s/{id}"),
+        "location": format!("{base}/{kind}s/{id}"),
         "version": format!("W/\"{updated}\""),
     })
 }

@@ -6,6 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::errors::{ScimError, ScimResult};
+use super::schema::ResourceSchema;
 use super::{check_schemas, get_ci, opt_string, ENTERPRISE_SCHEMA, PATCH_SCHEMA};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +69,6 @@ pub(super) fn parse_patch(v: &Value) -> ScimResult<Vec<PatchOp>> {
     }
     Ok(out)
 }
-
-const MULTI_VALUED: &[&str] = &["emails", "members", "groups", "phoneNumbers", "addresses"];
 
 /// The canonical spelling of a known attribute name (SCIM names are case-insensitive).
 fn canonical(name: &str) -> String {
@@ -197,7 +196,12 @@ fn matches(item: &Value, filter: &(String, String)) -> bool {
         })
 }
 
-pub(super) fn apply(resource: &mut Value, op: &PatchOp, extension: Option<&str>) -> ScimResult<()> {
+/// Apply `op` to `resource`, a resource of `schema`. A path naming an attribute the schema does
+/// not have is refused (`invalidPath`); so is a `remove` or `replace` whose filter matches no
+/// value (`noTarget`), except a `replace` filtered on `type` (`emails[type eq "work"].value`),
+/// which adds the value as Entra ID expects.
+pub(super) fn apply(resource: &mut Value, op: &PatchOp, schema: &ResourceSchema) -> ScimResult<()> {
+    let extension = schema.extension.map(|(urn, _)| urn);
     match &op.path {
         None => {
             let Some(Value::Object(values)) = &op.value else {
@@ -215,7 +219,7 @@ pub(super) fn apply(resource: &mut Value, op: &PatchOp, extension: Option<&str>)
                             path: Some(format!("{u}:{ik}")),
                             value: Some(iv.clone()),
                         };
-                        apply(resource, &sub, extension)?;
+                        apply(resource, &sub, schema)?;
                     }
                 } else {
                     let sub = PatchOp {
@@ -223,13 +227,18 @@ pub(super) fn apply(resource: &mut Value, op: &PatchOp, extension: Option<&str>)
                         path: Some(k.clone()),
                         value: Some(v.clone()),
                     };
-                    apply(resource, &sub, extension)?;
+                    apply(resource, &sub, schema)?;
                 }
             }
             Ok(())
         }
         Some(path) => {
-            let p = parse_path(path, extension)?;
+            let mut p = parse_path(path, extension)?;
+            let attr = schema.check(p.extension, &p.attr, p.sub.as_deref())?;
+            if let Some((sub, _)) = &p.filter {
+                schema.check(p.extension, &p.attr, Some(sub))?;
+            }
+            p.attr = attr.name.to_owned();
             let root = resource
                 .as_object_mut()
                 .ok_or_else(|| ScimError::bad("invalidSyntax", "resource is not an object"))?;
@@ -245,14 +254,18 @@ pub(super) fn apply(resource: &mut Value, op: &PatchOp, extension: Option<&str>)
             } else {
                 root
             };
-            apply_at(container, &p, op)
+            apply_at(container, &p, attr.multi, op)
         }
     }
 }
 
-fn apply_at(container: &mut Map<String, Value>, p: &AttrPath, op: &PatchOp) -> ScimResult<()> {
+fn apply_at(
+    container: &mut Map<String, Value>,
+    p: &AttrPath,
+    multi: bool,
+    op: &PatchOp,
+) -> ScimResult<()> {
     let key = key_ci(container, &p.attr);
-    let multi = MULTI_VALUED.iter().any(|m| m.eq_ignore_ascii_case(&p.attr));
     match (&p.filter, &p.sub) {
         (None, None) => match op.kind {
             OpKind::Remove => {
@@ -330,6 +343,26 @@ fn apply_at(container: &mut Map<String, Value>, p: &AttrPath, op: &PatchOp) -> S
             Ok(())
         }
         (Some(filter), sub) => {
+            if !multi {
+                return Err(ScimError::bad(
+                    "invalidPath",
+                    format!("{} has one value; a filter selects among many", p.attr),
+                ));
+            }
+            let hits = container
+                .get(&key)
+                .and_then(Value::as_array)
+                .map_or(0, |items| {
+                    items.iter().filter(|i| matches(i, filter)).count()
+                });
+            let creates = op.kind == OpKind::Add
+                || (op.kind == OpKind::Replace && filter.0.eq_ignore_ascii_case("type"));
+            if hits == 0 && !creates {
+                return Err(ScimError::bad(
+                    "noTarget",
+                    format!("no value of {} has {} {:?}", p.attr, filter.0, filter.1),
+                ));
+            }
             let entry = container.entry(key).or_insert_with(|| json!([]));
             if !entry.is_array() {
                 *entry = json!([]);
@@ -392,6 +425,7 @@ fn apply_at(container: &mut Map<String, Value>, p: &AttrPath, op: &PatchOp) -> S
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::schema::USER;
     use super::super::users::parse_user;
     use super::*;
 
@@ -413,7 +447,7 @@ mod tests {
                 None,
                 json!({"active": "False", format!("{ENTERPRISE_SCHEMA}:department"): "Ops"}),
             ),
-            Some(ENTERPRISE_SCHEMA),
+            &USER,
         )
         .unwrap();
         let f = parse_user(&u).unwrap();
@@ -431,7 +465,7 @@ mod tests {
                 Some("emails[type eq \"work\"].value"),
                 json!("a@example.com"),
             ),
-            Some(ENTERPRISE_SCHEMA),
+            &USER,
         )
         .unwrap();
         assert_eq!(

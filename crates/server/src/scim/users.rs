@@ -12,11 +12,12 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::errors::{ScimError, ScimResult};
-use super::filter::{filtered_page, list_response, ListQuery};
+use super::filter::{filtered_page, list_response, project, ListQuery, Projection};
 use super::patch::{apply, parse_patch};
+use super::schema::USER;
 use super::{
-    check_schemas, feed, get_ci, lenient_bool, meta, opt_string, parse_body, scim_json,
-    ENTERPRISE_SCHEMA, USER_SCHEMA,
+    base, check_schemas, created, feed, get_ci, lenient_bool, meta, opt_string, parse_body,
+    scim_json, ENTERPRISE_SCHEMA, USER_SCHEMA,
 };
 use crate::audit;
 use crate::auth::Caller;
@@ -40,6 +41,9 @@ pub(super) struct UserFields {
     pub(super) employee_number: Option<String>,
     pub(super) department: Option<String>,
     pub(super) manager_id: Option<String>,
+    /// Every attribute as sent, spelled canonically, without what the service manages (`id`,
+    /// `meta`, `groups`, `schemas`) and never the write-only `password`.
+    pub(super) kept: Map<String, Value>,
 }
 
 pub(super) fn parse_user(v: &Value) -> ScimResult<UserFields> {
@@ -127,10 +131,25 @@ pub(super) fn parse_user(v: &Value) -> ScimResult<UserFields> {
         employee_number: opt_string(ent, "employeeNumber")?,
         department: opt_string(ent, "department")?,
         manager_id,
+        kept: kept_attributes(v)?,
     })
 }
 
-const USER_COLUMNS: &str = "id, user_name, display_name, active, external_id, given_name, family_name, email, title, user_type, employee_number, department, manager_id, created_at, updated_at";
+/// What is stored as `people.scim_attributes`: the resource checked against the schema, spelled
+/// canonically, without what the service manages or must not keep.
+fn kept_attributes(v: &Value) -> ScimResult<Map<String, Value>> {
+    let mut kept = USER.canonical(v)?;
+    for managed in ["id", "meta", "groups", "schemas", "password"] {
+        kept.remove(managed);
+    }
+    kept.retain(|_, v| !v.is_null());
+    if let Some(Value::Object(ent)) = kept.get_mut(ENTERPRISE_SCHEMA) {
+        ent.retain(|_, v| !v.is_null());
+    }
+    Ok(kept)
+}
+
+const USER_COLUMNS: &str = "id, user_name, display_name, active, external_id, given_name, family_name, email, title, user_type, employee_number, department, manager_id, scim_attributes, created_at, updated_at";
 
 async fn user_groups(conn: &mut sqlx::AnyConnection, id: &str) -> ScimResult<Vec<Value>> {
     let rows = sqlx::query(
@@ -147,26 +166,71 @@ async fn user_groups(conn: &mut sqlx::AnyConnection, id: &str) -> ScimResult<Vec
     Ok(out)
 }
 
-fn user_resource(r: &AnyRow, groups: Vec<Value>) -> ScimResult<Value> {
+fn user_resource(r: &AnyRow, groups: Vec<Value>, base: &str) -> ScimResult<Value> {
     let id: String = r.try_get("id")?;
     let s = |c: &str| r.try_get::<Option<String>, _>(c);
+    let kept =
+        s("scim_attributes")?.and_then(|j| serde_json::from_str::<Map<String, Value>>(&j).ok());
+    let mut v = match kept {
+        Some(kept) => Value::Object(kept),
+        None => legacy_attributes(r)?,
+    };
+    // The columns the service uses are authoritative over what was kept.
+    v["schemas"] = json!([USER_SCHEMA, ENTERPRISE_SCHEMA]);
+    v["id"] = json!(id);
+    v["userName"] = json!(r.try_get::<String, _>("user_name")?);
+    v["displayName"] = json!(r.try_get::<String, _>("display_name")?);
+    v["active"] = json!(r.try_get::<i64, _>("active")? != 0);
+    v["meta"] = meta(
+        base,
+        "User",
+        &id,
+        r.try_get("created_at")?,
+        r.try_get("updated_at")?,
+    );
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| ScimError::bad("invalidSyntax", "a User must be a JSON object"))?;
+    set_or_remove(obj, "externalId", s("external_id")?);
+    set_or_remove(obj, "userType", s("user_type")?);
+    let ent = obj.entry(ENTERPRISE_SCHEMA).or_insert_with(|| json!({}));
+    if !ent.is_object() {
+        *ent = json!({});
+    }
+    if let Value::Object(ent) = ent {
+        set_or_remove(ent, "employeeNumber", s("employee_number")?);
+        set_or_remove(ent, "department", s("department")?);
+    }
+    if groups.is_empty() {
+        obj.remove("groups");
+    } else {
+        obj.insert("groups".into(), Value::Array(groups));
+    }
+    Ok(v)
+}
+
+fn set_or_remove(obj: &mut Map<String, Value>, key: &str, value: Option<String>) {
+    match value {
+        Some(x) => {
+            obj.insert(key.to_owned(), json!(x));
+        }
+        None => {
+            obj.remove(key);
+        }
+    }
+}
+
+/// The attributes of a person provisioned before the resource was kept whole: built from the
+/// columns (name, one work email, title, manager).
+fn legacy_attributes(r: &AnyRow) -> ScimResult<Value> {
+    let s = |c: &str| r.try_get::<Option<String>, _>(c);
+    let mut v = json!({});
     let mut name = Map::new();
     if let Some(g) = s("given_name")? {
         name.insert("givenName".into(), json!(g));
     }
     if let Some(f) = s("family_name")? {
         name.insert("familyName".into(), json!(f));
-    }
-    let mut v = json!({
-        "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA],
-        "id": id,
-        "userName": r.try_get::<String, _>("user_name")?,
-        "displayName": r.try_get::<String, _>("display_name")?,
-        "active": r.try_get::<i64, _>("active")? != 0,
-        "meta": meta("User", &id, r.try_get("created_at")?, r.try_get("updated_at")?),
-    });
-    if let Some(x) = s("external_id")? {
-        v["externalId"] = json!(x);
     }
     if !name.is_empty() {
         v["name"] = Value::Object(name);
@@ -177,29 +241,17 @@ fn user_resource(r: &AnyRow, groups: Vec<Value>) -> ScimResult<Value> {
     if let Some(t) = s("title")? {
         v["title"] = json!(t);
     }
-    if let Some(t) = s("user_type")? {
-        v["userType"] = json!(t);
-    }
     let mut ent = Map::new();
-    if let Some(n) = s("employee_number")? {
-        ent.insert("employeeNumber".into(), json!(n));
-    }
-    if let Some(d) = s("department")? {
-        ent.insert("department".into(), json!(d));
-    }
     if let Some(m) = s("manager_id")? {
         ent.insert("manager".into(), json!({"value": m}));
     }
     v[ENTERPRISE_SCHEMA] = Value::Object(ent);
-    if !groups.is_empty() {
-        v["groups"] = Value::Array(groups);
-    }
     Ok(v)
 }
 
 /// A user as a SCIM resource, read on `conn` (inside the writer's transaction when it is about
 /// to change the user, so what it changes is what it read).
-async fn load_user(conn: &mut sqlx::AnyConnection, id: &str) -> ScimResult<Value> {
+async fn load_user(conn: &mut sqlx::AnyConnection, base: &str, id: &str) -> ScimResult<Value> {
     let r = sqlx::query(&format!(
         "SELECT {USER_COLUMNS} FROM people WHERE id = $1 AND deleted_at IS NULL"
     ))
@@ -208,7 +260,7 @@ async fn load_user(conn: &mut sqlx::AnyConnection, id: &str) -> ScimResult<Value
     .await?
     .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))?;
     let groups = user_groups(conn, id).await?;
-    user_resource(&r, groups)
+    user_resource(&r, groups, base)
 }
 
 async fn user_name_taken(
@@ -269,9 +321,8 @@ pub async fn create_user(
     )
     .await?;
     tx.commit().await?;
-    Ok(scim_json(
-        StatusCode::CREATED,
-        load_user(&mut *state.db.acquire().await?, &id).await?,
+    Ok(created(
+        load_user(&mut *state.db.acquire().await?, &base(&state), &id).await?,
     ))
 }
 
@@ -282,7 +333,7 @@ async fn store_user(
     now: i64,
 ) -> ScimResult<()> {
     sqlx::query(
-        "UPDATE people SET user_name = $1, display_name = $2, active = $3, external_id = $4, given_name = $5, family_name = $6, email = $7, title = $8, user_type = $9, employee_number = $10, department = $11, manager_id = $12, updated_at = $13 WHERE id = $14",
+        "UPDATE people SET user_name = $1, display_name = $2, active = $3, external_id = $4, given_name = $5, family_name = $6, email = $7, title = $8, user_type = $9, employee_number = $10, department = $11, manager_id = $12, scim_attributes = $13, updated_at = $14 WHERE id = $15",
     )
     .bind(&f.user_name)
     .bind(&f.display_name)
@@ -296,6 +347,7 @@ async fn store_user(
     .bind(&f.employee_number)
     .bind(&f.department)
     .bind(&f.manager_id)
+    .bind(Value::Object(f.kept.clone()).to_string())
     .bind(now)
     .bind(id)
     .execute(&mut **tx)
@@ -317,7 +369,7 @@ async fn replace_user(
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     crate::db::lock_person(&mut tx, id).await?;
-    let before = load_user(&mut tx, id).await?;
+    let before = load_user(&mut tx, &base(state), id).await?;
     let old = parse_user(&before)?;
     let after = &change(&before)?;
     if after.user_name != old.user_name && user_name_taken(&mut tx, &after.user_name, id).await? {
@@ -379,7 +431,7 @@ async fn replace_user(
     } else {
         None
     };
-    let resource = load_user(&mut tx, id).await?;
+    let resource = load_user(&mut tx, &base(state), id).await?;
     tx.commit().await?;
     if let Some(o) = offboarding {
         o.committed(state).await?;
@@ -397,12 +449,11 @@ pub async fn get_user(
     State(state): State<AppState>,
     caller: std::result::Result<Caller, Error>,
     Path(id): Path<String>,
+    Query(projection): Query<Projection>,
 ) -> ScimResult<Response> {
     feed(caller)?;
-    Ok(scim_json(
-        StatusCode::OK,
-        load_user(&mut *state.db.acquire().await?, &id).await?,
-    ))
+    let user = load_user(&mut *state.db.acquire().await?, &base(&state), &id).await?;
+    Ok(scim_json(StatusCode::OK, project(user, &USER, &projection)))
 }
 
 /// `PUT /scim/v2/Users/{id}` (scim role).
@@ -453,7 +504,7 @@ pub async fn patch_user(
         |before| {
             let mut after = before.clone();
             for op in &ops {
-                apply(&mut after, op, Some(ENTERPRISE_SCHEMA))?;
+                apply(&mut after, op, &USER)?;
             }
             parse_user(&after)
         },
@@ -559,9 +610,11 @@ pub async fn list_users(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     let mut conn = state.db.acquire().await?;
+    let (base, projection) = (base(&state), q.projection());
     for r in &rows {
         let id: String = r.try_get("id")?;
-        out.push(user_resource(r, user_groups(&mut conn, &id).await?)?);
+        let user = user_resource(r, user_groups(&mut conn, &id).await?, &base)?;
+        out.push(project(user, &USER, &projection));
     }
     Ok(list_response(total, start, out))
 }
