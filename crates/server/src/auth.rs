@@ -379,6 +379,54 @@ fn retired(at: i64, reason: &str) -> Error {
     )
 }
 
+/// A device-signed request, verified, with its JSON body parsed into `T`: what every agent
+/// endpoint takes first. The signature covers the raw body, so the body is read once, checked,
+/// then parsed; a request that fails either gets the service's error shape.
+#[derive(Debug)]
+pub struct Signed<T> {
+    /// The verified caller (its sequence number not yet claimed).
+    pub call: SignedCall,
+    /// The parsed body.
+    pub body: T,
+}
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Signed<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self> {
+        let (call, body) = verified_body(req, state).await?;
+        Ok(Signed {
+            call,
+            body: parse_json(&body)?,
+        })
+    }
+}
+
+/// A device-signed request whose body carries nothing the endpoint reads (the signature
+/// still covers it).
+impl axum::extract::FromRequest<AppState> for SignedCall {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self> {
+        Ok(verified_body(req, state).await?.0)
+    }
+}
+
+async fn verified_body(
+    req: axum::extract::Request,
+    state: &AppState,
+) -> Result<(SignedCall, axum::body::Bytes)> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let headers = req.headers().clone();
+    let body =
+        <axum::body::Bytes as axum::extract::FromRequest<AppState>>::from_request(req, state)
+            .await
+            .map_err(|e| Error::bad_request("body_unreadable", format!("request body: {e}")))?;
+    let call = SignedCall::verify(state, &method, &path, &headers, &body).await?;
+    Ok((call, body))
+}
+
 /// Parse a JSON body into `T`, with the service's error shape on failure.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {

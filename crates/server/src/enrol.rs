@@ -2,9 +2,8 @@
 //! one ceremony whose attestation webauthn-rs verifies before the credential is bound to the
 //! person, with the evidence kept for auditors.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{
@@ -18,7 +17,7 @@ use webauthn_rs_core::proto::{
 };
 
 use crate::audit;
-use crate::auth::{parse_json, SignedCall};
+use crate::auth::{Signed, SignedCall};
 use crate::error::{Error, Result};
 use crate::policy::{self, Policies, Policy};
 use crate::secrets::{self, b64, new_id};
@@ -95,13 +94,8 @@ const COUNTED_REFUSALS: &[&str] = &[
     security(("device_signature" = [])))]
 pub async fn begin(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { call, body: req }: Signed<EnrolBeginRequest>,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let req: EnrolBeginRequest = parse_json(&body)?;
     let now = state.now_ms();
     let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);
     let failures: i64 = sqlx::query(
@@ -388,13 +382,8 @@ async fn require_step_up_if_enrolled(
     security(("device_signature" = [])))]
 pub async fn add_key(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { call, body: req }: Signed<AddKeyRequest>,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let req: AddKeyRequest = parse_json(&body)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
@@ -411,7 +400,14 @@ pub async fn add_key(
         Ok(v) => v,
         Err(e) => {
             drop(tx);
-            return Err(crate::stepup::refused(&state, &call.device_id, "add_key", e, now).await);
+            return Err(crate::stepup::refused(
+                &state,
+                &format!("device:{}", call.device_id),
+                "add_key",
+                e,
+                now,
+            )
+            .await);
         }
     };
     let resp = match add_key_session(&state, &mut tx, &call, &v, now).await {
@@ -602,12 +598,8 @@ pub(crate) async fn check_laptop(
 pub async fn next_ceremony(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: SignedCall,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
@@ -764,13 +756,8 @@ async fn new_ceremony(
 pub async fn finish(
     State(state): State<AppState>,
     Path(ceremony_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { call, body: req }: Signed<EnrolFinishRequest>,
 ) -> Result<Json<EnrolFinishResponse>> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let req: EnrolFinishRequest = parse_json(&body)?;
     let now = state.now_ms();
     match finish_inner(&state, &call, &ceremony_id, &req, now).await {
         Ok(r) => {

@@ -7,7 +7,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, Uri};
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{
@@ -19,7 +18,7 @@ use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role, SignedCall};
+use crate::auth::{parse_json, Caller, Role, Signed};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -167,13 +166,8 @@ async fn directive_for(
     security(("device_signature" = [])))]
 pub async fn directives(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { call, body: req }: Signed<ReclaimQuery>,
 ) -> Result<Json<ReclaimPlan>> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let req: ReclaimQuery = parse_json(&body)?;
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
     require_station(&mut tx, &call.device_id).await?;
@@ -204,13 +198,8 @@ pub async fn directives(
     security(("device_signature" = [])))]
 pub async fn receipt(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { call, body: req }: Signed<ReclaimReceipt>,
 ) -> Result<Json<ReclaimReceiptAck>> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let req: ReclaimReceipt = parse_json(&body)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;

@@ -17,7 +17,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use keywarden_protocol::{
@@ -29,7 +29,7 @@ use utoipa::ToSchema;
 
 use crate::admin::{credential_view, CREDENTIAL_COLUMNS};
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role, SignedCall};
+use crate::auth::{parse_json, Caller, Role, Signed, SignedCall};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
@@ -211,13 +211,8 @@ pub async fn suspend_by_helpdesk(
 pub async fn report_lost(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { call, body: req }: Signed<ReportLostRequest>,
 ) -> Result<Json<CredentialView>> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let req: ReportLostRequest = parse_json(&body)?;
     let now = state.now_ms();
     let result = async {
         let mut tx = crate::db::begin(&state.db).await?;
@@ -273,7 +268,14 @@ pub async fn report_lost(
             state.outbox_wake.notify_one();
             Ok(Json(view))
         }
-        Err(e) => Err(crate::stepup::refused(&state, &call.device_id, "report_lost", e, now).await),
+        Err(e) => Err(crate::stepup::refused(
+            &state,
+            &format!("device:{}", call.device_id),
+            "report_lost",
+            e,
+            now,
+        )
+        .await),
     }
 }
 
@@ -785,13 +787,8 @@ pub async fn cancel_in(
     security(("device_signature" = [])))]
 pub async fn redeem(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { call, body: req }: Signed<RecoveryBeginRequest>,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let req: RecoveryBeginRequest = parse_json(&body)?;
     let now = state.now_ms();
     let actor = format!("device:{}", call.device_id);
     let mut subject = String::from("unknown-recovery");

@@ -7,9 +7,8 @@
 //! nor can an inactive person. A break-glass credential may step up, and every use raises an
 //! alert ([`crate::exceptions::break_glass_used`]).
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp, StepUpRequest};
@@ -18,7 +17,7 @@ use webauthn_rs_core::proto::{AuthenticationState, Credential, PublicKeyCredenti
 
 use crate::admin::credential_view;
 use crate::audit;
-use crate::auth::{parse_json, SignedCall};
+use crate::auth::Signed;
 use crate::error::{Error, Result};
 use crate::secrets::{b64, new_id, unb64};
 use crate::state::AppState;
@@ -40,13 +39,8 @@ pub fn router() -> Router<AppState> {
     security(("device_signature" = [])))]
 pub async fn challenge(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed { call, body: req }: Signed<StepUpRequest>,
 ) -> Result<(StatusCode, Json<AssertionOptions>)> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let req: StepUpRequest = parse_json(&body)?;
     if !PURPOSES.contains(&req.purpose.as_str()) {
         return Err(Error::bad_request(
             "purpose_unknown",
@@ -315,13 +309,11 @@ pub async fn verify_assertion(
     security(("device_signature" = [])))]
 pub async fn sign_in(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed {
+        call,
+        body: step_up,
+    }: Signed<StepUp>,
 ) -> Result<Json<SignInResponse>> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
-    let step_up: StepUp = parse_json(&body)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
@@ -329,7 +321,14 @@ pub async fn sign_in(
         Ok(v) => v,
         Err(e) => {
             drop(tx);
-            return Err(refused(&state, &call.device_id, "sign_in", e, now).await);
+            return Err(refused(
+                &state,
+                &format!("device:{}", call.device_id),
+                "sign_in",
+                e,
+                now,
+            )
+            .await);
         }
     };
     audit::record(
@@ -370,21 +369,15 @@ pub async fn sign_in(
 
 /// Audit a refused step-up (in its own transaction; the refused work was rolled back) and
 /// hand the error back.
-pub async fn refused(
-    state: &AppState,
-    device_id: &str,
-    purpose: &str,
-    e: Error,
-    now: i64,
-) -> Error {
+pub async fn refused(state: &AppState, actor: &str, purpose: &str, e: Error, now: i64) -> Error {
     let (_, code, message) = e.parts();
     if !matches!(e, Error::Database(_)) {
         if let Err(err) = audit::record_refusal(
             &state.db,
             now,
-            &format!("device:{device_id}"),
+            actor,
             "step_up.refused",
-            device_id,
+            actor,
             serde_json::json!({"purpose": purpose, "reason": code, "message": message}),
         )
         .await

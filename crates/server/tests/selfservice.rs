@@ -21,6 +21,7 @@ both_backends!(
     offboarding_ends_sessions_and_revokes_browser_passkeys,
     pages_carry_a_strict_policy,
     only_the_classes_policy_names_prove_who_you_are,
+    a_laptop_passkey_needs_a_laptop_whose_posture_is_known,
 );
 
 async fn enrolment_link_adds_a_passkey_bound_like_any_other(app: App) {
@@ -395,4 +396,95 @@ async fn only_the_classes_policy_names_prove_who_you_are(app: App) {
         (StatusCode::FORBIDDEN, Some("step_up_class_not_allowed")),
         "the desktop app's step-up follows the same rule: {v}"
     );
+}
+
+async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
+    let hr = app.token(keywarden_server::auth::Role::Scim).await;
+    let (s, v) = app
+        .scim("POST", "/scim/v2/Users", &hr, Some(json!({"userName": "rae@example.com", "displayName": "Rae",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Research"}})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let person = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = app
+        .call("PUT", "/api/v1/admin/populations/research", &app.admin,
+            Some(json!({"priority": 1, "selector": {"kind": "attribute", "key": "department", "value": "Research"},
+                "policy": {"enrolment_posture": {"disk_encryption": true}}})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // IT's link in some browser: which laptop it runs on is unknown, so no laptop passkey; a
+    // phone is not a laptop.
+    let mut browser = Browser::new();
+    let (s, _) = browser
+        .redeem_ticket(&app, &app.ticket_secret(&person).await)
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = browser
+        .add_passkey(&app, &SoftKey::new(), "platform", "")
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("laptop_posture_unknown")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Keywarden app"),
+        "{v}"
+    );
+    let phone = SoftKey::new();
+    let (s, v) = browser.add_passkey(&app, &phone, "phone", "").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    // From the app on a laptop (opened with a step-up from the phone's passkey): that laptop's
+    // posture is judged when the passkey is added.
+    let laptop = app.device("rs-1").await;
+    let (s, v) = laptop.report(&app, true).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let proof = phone.assert(&common::step_up(&app, &laptop, "add_key").await);
+    let (s, b) = laptop
+        .signed(
+            &app,
+            "/api/v1/agent/key-additions",
+            &json!({"step_up": proof}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let path = format!(
+        "/api/v1/agent/enrolments/{}/web-link",
+        b["enrolment_id"].as_str().unwrap()
+    );
+    let (s, link) = laptop.signed(&app, &path, &json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    let secret = link["url"]
+        .as_str()
+        .unwrap()
+        .split("#link=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let mut from_app = Browser::new();
+    let (s, _) = from_app
+        .post(&app, "/api/v1/me/session/link", json!({"link": secret}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // The disk was decrypted since.
+    let (s, _) = laptop.report(&app, false).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = from_app
+        .add_passkey(&app, &SoftKey::new(), "platform", "")
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("laptop_noncompliant")),
+        "{v}"
+    );
+    let (s, _) = laptop.report(&app, true).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = from_app
+        .add_passkey(&app, &SoftKey::new(), "platform", "this laptop")
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
 }

@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keywarden_protocol::{PersonSummary, WebLinkResponse};
@@ -344,12 +344,8 @@ const WEB_LINK_MS: i64 = 10 * 60 * 1000;
 pub async fn web_link(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    call: SignedCall,
 ) -> Result<(StatusCode, Json<WebLinkResponse>)> {
-    let call = SignedCall::verify(&state, &method, uri.path(), &headers, &body).await?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;

@@ -144,8 +144,10 @@ pub async fn coverage_of(
     let compliant = status == crate::coverage::Status::Compliant;
     let text = match status {
         crate::coverage::Status::Compliant => format!(
-            "Meets your organisation's policy: {active} sign-in methods on {} kind(s) of device ({}).",
+            "Meets your organisation's policy: {active} sign-in method{} on {} kind{} of device ({}).",
+            if active == 1 { "" } else { "s" },
             classes.len(),
+            if classes.len() == 1 { "" } else { "s" },
             kinds(&classes)
         ),
         crate::coverage::Status::NoAuthenticator => {

@@ -296,6 +296,35 @@ pub async fn passkey_begin(
     ))
 }
 
+/// Where the population checks a laptop's posture before enrolling on it, a laptop's passkey
+/// may be added only from a laptop Keywarden knows: a session opened by the desktop app's
+/// one-time link, whose laptop must meet the enrolment posture now. A browser on an unknown
+/// machine cannot say what its posture is, and the service does not guess.
+async fn check_laptop_of_session(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    session: &WebSession,
+    policy: &crate::policy::Policy,
+    population: &str,
+    now: i64,
+) -> Result<()> {
+    let device = match session.proof.strip_prefix("link:") {
+        Some(link_id) => sqlx::query("SELECT device_id FROM web_links WHERE id = $1")
+            .bind(link_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get::<String, _>("device_id"))
+            .transpose()?,
+        None => None,
+    };
+    let Some(device) = device else {
+        return Err(Error::forbidden(
+            "laptop_posture_unknown",
+            format!("population {population} checks a laptop's posture before adding its passkey, and this browser's laptop is unknown: add it from the Keywarden app on the laptop (\"Add this laptop or your phone\"), or add a phone instead"),
+        ));
+    };
+    enrol::check_laptop(policy, tx, &device, now).await
+}
+
 /// Refusals at the end of a browser registration that are audited.
 const REFUSALS: &[&str] = &[
     "aaguid_not_allowed",
@@ -304,6 +333,8 @@ const REFUSALS: &[&str] = &[
     "user_verification_missing",
     "device_class_mismatch",
     "synced_passkey_not_allowed",
+    "laptop_posture_unknown",
+    "laptop_noncompliant",
     "person_inactive",
     "credential_exists",
 ];
@@ -416,6 +447,9 @@ async fn passkey_finish_in(
         ));
     }
     enrol::check_key_policy(&policy, &population, &verified)?;
+    if class == DeviceClass::Platform && !policy.enrolment_posture.is_empty() {
+        check_laptop_of_session(&mut tx, session, &policy, &population, now).await?;
+    }
     let challenge = verified_challenge(&client_data_json)?;
     let cred_id = enrol::bind_credential(
         state,
