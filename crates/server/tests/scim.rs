@@ -307,10 +307,46 @@ async fn discovery_and_paging(app: App) {
         .map(|s| s["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&ENT), "{ids:?}");
-    let (s, _) = app
+    let (s, ent) = app
         .scim("GET", &format!("/scim/v2/Schemas/{ENT}"), &hr, None)
         .await;
     assert_eq!(s, StatusCode::OK);
+    let names = |schema: &Value| -> Vec<String> {
+        schema["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for a in ["costCenter", "organization", "division", "manager"] {
+        assert!(names(&ent).iter().any(|n| n == a), "{a} in {ent}");
+    }
+    // The User schema describes what is accepted: the password is write-only, never returned.
+    let (_, core) = app
+        .scim(
+            "GET",
+            "/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+            &hr,
+            None,
+        )
+        .await;
+    for a in [
+        "phoneNumbers",
+        "addresses",
+        "preferredLanguage",
+        "timezone",
+        "locale",
+    ] {
+        assert!(names(&core).iter().any(|n| n == a), "{a} in {core}");
+    }
+    let password = core["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "password")
+        .unwrap();
+    assert_eq!(password["returned"], "never");
     let (_, rts) = app.scim("GET", "/scim/v2/ResourceTypes", &hr, None).await;
     assert_eq!(rts["totalResults"], 2);
     let (s, rt) = app

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::errors::{ScimError, ScimResult};
 use super::filter::list_response;
+use super::schema::{Attr, GROUP, USER};
 use super::{feed, scim_json, ENTERPRISE_SCHEMA, GROUP_SCHEMA, MAX_COUNT, USER_SCHEMA};
 use crate::auth::Caller;
 use crate::error::Error;
@@ -42,55 +43,74 @@ pub async fn service_provider_config(
     ))
 }
 
-fn attr(name: &str, kind: &str, required: bool, multi: bool, uniqueness: &str) -> Value {
-    json!({"name": name, "type": kind, "multiValued": multi, "required": required,
-           "caseExact": false, "mutability": "readWrite", "returned": "default", "uniqueness": uniqueness})
+/// The Schema description (RFC 7643 section 7) of one attribute or sub-attribute.
+fn described(name: &str, subs: &[&str], multi: bool, required: &[&str]) -> Value {
+    let (mutability, returned) = match name {
+        "groups" => ("readOnly", "default"),
+        "password" => ("writeOnly", "never"),
+        _ => ("readWrite", "default"),
+    };
+    let kind = match name {
+        _ if !subs.is_empty() => "complex",
+        "active" | "primary" => "boolean",
+        "$ref" | "profileUrl" => "reference",
+        _ => "string",
+    };
+    let mut v = json!({"name": name, "type": kind, "multiValued": multi,
+        "required": required.contains(&name), "caseExact": false, "mutability": mutability,
+        "returned": returned, "uniqueness": if required.contains(&name) { "server" } else { "none" }});
+    if !subs.is_empty() {
+        v["subAttributes"] = subs.iter().map(|s| described(s, &[], false, &[])).collect();
+    }
+    v
+}
+
+/// The Schema resource of `attrs`, generated from the catalogue the service checks bodies
+/// against, so what it describes is what it accepts. The common attributes (`id`, `meta`,
+/// `schemas`) are not listed (RFC 7643 section 3.1).
+fn schema_resource(
+    id: &str,
+    name: &str,
+    description: &str,
+    attrs: &[Attr],
+    required: &[&str],
+) -> Value {
+    let attributes: Vec<Value> = attrs
+        .iter()
+        .filter(|a| !["id", "meta", "schemas"].contains(&a.name))
+        .map(|a| described(a.name, a.subs, a.multi, required))
+        .collect();
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": id, "name": name, "description": description, "attributes": attributes,
+        "meta": {"resourceType": "Schema", "location": format!("/scim/v2/Schemas/{id}")},
+    })
 }
 
 fn all_schemas() -> Vec<Value> {
+    let enterprise = USER.extension.map(|(_, attrs)| attrs).unwrap_or_default();
     vec![
-        json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
-            "id": USER_SCHEMA, "name": "User", "description": "A person from the HR feed",
-            "attributes": [
-                attr("userName", "string", true, false, "server"),
-                attr("externalId", "string", false, false, "none"),
-                attr("displayName", "string", false, false, "none"),
-                {"name": "name", "type": "complex", "multiValued": false, "required": false, "subAttributes": [
-                    attr("givenName", "string", false, false, "none"), attr("familyName", "string", false, false, "none"),
-                    attr("formatted", "string", false, false, "none")]},
-                {"name": "emails", "type": "complex", "multiValued": true, "required": false, "subAttributes": [
-                    attr("value", "string", false, false, "none"), attr("type", "string", false, false, "none"),
-                    attr("primary", "boolean", false, false, "none")]},
-                attr("title", "string", false, false, "none"),
-                attr("userType", "string", false, false, "none"),
-                attr("active", "boolean", false, false, "none"),
-                {"name": "groups", "type": "complex", "multiValued": true, "required": false, "mutability": "readOnly"},
-            ],
-            "meta": {"resourceType": "Schema", "location": format!("/scim/v2/Schemas/{USER_SCHEMA}")},
-        }),
-        json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
-            "id": ENTERPRISE_SCHEMA, "name": "EnterpriseUser", "description": "Enterprise User extension",
-            "attributes": [
-                attr("employeeNumber", "string", false, false, "none"),
-                attr("department", "string", false, false, "none"),
-                {"name": "manager", "type": "complex", "multiValued": false, "required": false, "subAttributes": [
-                    attr("value", "string", false, false, "none")]},
-            ],
-            "meta": {"resourceType": "Schema", "location": format!("/scim/v2/Schemas/{ENTERPRISE_SCHEMA}")},
-        }),
-        json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
-            "id": GROUP_SCHEMA, "name": "Group", "description": "A group from the HR feed; populations can be defined by it",
-            "attributes": [
-                attr("displayName", "string", true, false, "server"),
-                attr("externalId", "string", false, false, "none"),
-                {"name": "members", "type": "complex", "multiValued": true, "required": false, "subAttributes": [
-                    attr("value", "string", false, false, "none"), attr("display", "string", false, false, "none")]},
-            ],
-            "meta": {"resourceType": "Schema", "location": format!("/scim/v2/Schemas/{GROUP_SCHEMA}")},
-        }),
+        schema_resource(
+            USER_SCHEMA,
+            "User",
+            "A person from the HR feed",
+            USER.core,
+            &["userName"],
+        ),
+        schema_resource(
+            ENTERPRISE_SCHEMA,
+            "EnterpriseUser",
+            "Enterprise User extension",
+            enterprise,
+            &[],
+        ),
+        schema_resource(
+            GROUP_SCHEMA,
+            "Group",
+            "A group from the HR feed; populations can be defined by it",
+            GROUP.core,
+            &["displayName"],
+        ),
     ]
 }
 

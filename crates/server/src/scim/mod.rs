@@ -1,13 +1,21 @@
 //! SCIM 2.0 server for the HR/IdP feed (RFC 7643 resources, RFC 7644 protocol): Users (with the
-//! enterprise extension: employeeNumber, department, manager) and Groups; create, get, list with
-//! `eq` filters and paging, PUT, PATCH, DELETE; the discovery endpoints; SCIM error bodies.
+//! enterprise extension) and Groups; create (`201` with `Location`), get, list with `eq` filters
+//! and paging, `attributes` / `excludedAttributes` on every read, PUT, PATCH, DELETE; the
+//! discovery endpoints; SCIM error bodies.
+//!
+//! Every core and enterprise attribute an IdP sends is kept as sent (`people.scim_attributes`,
+//! except the write-only `password`) and returned; the columns the service uses (userName,
+//! displayName, active, externalId, userType, employeeNumber, department, groups) are
+//! authoritative over it. PUT replaces the whole resource, complex attributes included. An
+//! attribute the schema does not have is refused (`invalidPath`), as is a PATCH filter that
+//! matches nothing (`noTarget`).
 //!
 //! Tolerant of what the big IdPs really send: op names in any case (`Replace`), booleans as
 //! strings (`"False"`), path-less PATCH with a value object (also with dotted or URN-prefixed
-//! keys), `emails[type eq "work"].value` paths, and attributes this service does not keep (they
-//! are accepted and ignored). Every body is validated in full before anything is written, so a
-//! refused body changes nothing. PATCH is applied to the resource's JSON and the result is
-//! validated exactly like a PUT.
+//! keys), `emails[type eq "work"].value` paths (a `replace` creates the typed value when it is
+//! missing), the manager given by its id alone. Every body is validated in full before anything
+//! is written, so a refused body changes nothing. PATCH is applied to the resource's JSON and
+//! the result is validated exactly like a PUT.
 //!
 //! Deactivated users (`active: false`) stay readable. DELETE removes the person from the feed
 //! (GET answers 404 afterwards); the row stays for the audit trail.
