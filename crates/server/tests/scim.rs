@@ -2,6 +2,10 @@
 //! bodies refused with SCIM errors that change nothing; what Entra ID and Okta rely on beyond
 //! that: every attribute kept as sent, PUT replacing whole, unknown attributes refused with
 //! nothing applied, `attributes` / `excludedAttributes` on reads, `Location` on create.
+//!
+//! Over 800 lines: one file per feature is the habit of this folder, and each test here is one
+//! IdP conversation with the before/after snapshots they share; the RFC-completeness tests (from
+//! `full_user` on) could move to a second test target of their own.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -26,6 +30,7 @@ both_backends!(
     unknown_attributes_are_refused_and_nothing_is_applied,
     attributes_and_excluded_attributes_on_every_read,
     create_answers_with_the_location_of_the_resource,
+    people_provisioned_before_attributes_were_kept,
 );
 
 fn user(user_name: &str, external_id: &str, department: &str) -> Value {
@@ -918,4 +923,55 @@ async fn create_answers_with_the_location_of_the_resource(app: App) {
         assert_eq!(got["meta"]["location"], location.as_str());
         assert_eq!(got["id"], id);
     }
+}
+
+/// A person provisioned before `scim_attributes` existed (the column is NULL) reads from the
+/// columns, and the first PATCH keeps what the columns held.
+async fn people_provisioned_before_attributes_were_kept(app: App) {
+    let hr = app.token(Role::Scim).await;
+    let (_, created) = app
+        .scim(
+            "POST",
+            "/scim/v2/Users",
+            &hr,
+            Some(user("old@example.com", "00u3", "Legal")),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE people SET scim_attributes = NULL WHERE id = $1")
+        .bind(&id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let path = format!("/scim/v2/Users/{id}");
+    let (s, u) = app.scim("GET", &path, &hr, None).await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    assert_eq!(
+        u["name"],
+        json!({"givenName": "Ada", "familyName": "Lovelace"})
+    );
+    assert_eq!(
+        u["emails"],
+        json!([{"value": "old@example.com", "type": "work", "primary": true}])
+    );
+    assert_eq!(u[ENT]["department"], "Legal");
+    let (s, u) = app
+        .scim(
+            "PATCH",
+            &path,
+            &hr,
+            Some(json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "locale", "value": "en-GB"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    assert_eq!(u["locale"], "en-GB");
+    assert_eq!(u["emails"][0]["value"], "old@example.com");
+    assert_eq!(u["title"], "Engineer");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM people WHERE id = '{id}' AND scim_attributes IS NOT NULL"
+        ))
+        .await,
+        1
+    );
 }

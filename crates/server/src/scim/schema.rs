@@ -237,6 +237,9 @@ fn shaped(schema: &ResourceSchema, attr: &Attr, v: &Value) -> ScimResult<Value> 
                 .iter()
                 .find(|s| s.eq_ignore_ascii_case(k))
                 .ok_or_else(|| no_such(schema, &format!("{}.{k}", attr.name)))?;
+            if v.is_null() {
+                continue;
+            }
             if v.is_object() || v.is_array() {
                 return Err(wrong("made of simple values"));
             }
