@@ -59,13 +59,17 @@ ensure_node() {
   fi
 }
 
-# npm packages for the UI, only when the lock file changed since the last install.
-ensure_ui_deps() {
+# npm packages of a folder, only when its lock file changed since the last install.
+ensure_npm_deps() {
   ensure_node
-  if [ ! -f ui/node_modules/.package-lock.json ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
-    say "installing UI packages (npm ci)"
-    (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+  if [ ! -f "$1/node_modules/.package-lock.json" ] || [ "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]; then
+    say "installing npm packages in $1 (npm ci)"
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
   fi
+}
+
+ensure_ui_deps() {
+  ensure_npm_deps ui
 }
 
 build_ui() {

@@ -14,6 +14,8 @@ fi
 export PATH="$HOME/.cargo/bin:$PATH"
 
 build_ui
+# Playwright and axe-core for the self-service page tests (Debian's chromium is the browser).
+ensure_npm_deps tests/browser
 say "UI unit tests"
 UI_LOG="$(mktemp)"
 (cd ui && npm test --silent) 2>&1 | tee "$UI_LOG"

@@ -7,6 +7,7 @@ mod add_key;
 mod admin_pages;
 mod app;
 mod batches;
+mod browser;
 mod cli_parity;
 mod flow;
 mod lost_window;

@@ -74,8 +74,33 @@ impl Server {
     }
 
     pub fn start_with(extra: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", extra)
+    }
+
+    /// A service for browser tests: on a free port of 127.0.0.1, with origin
+    /// `http://localhost:PORT` and relying party id `localhost` (a secure context for WebAuthn;
+    /// the page's origin must equal the service's exactly, so the port is chosen first).
+    /// [`Server::origin`] is the address to open in the browser.
+    pub fn start_browser() -> Server {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let origin = format!("http://localhost:{port}");
+        Self::start_on(
+            &format!("127.0.0.1:{port}"),
+            &["--origin", &origin, "--rp-id", "localhost"],
+        )
+    }
+
+    /// The service's address under the `localhost` name (browser tests open this one).
+    pub fn origin(&self) -> String {
+        self.url.replacen("127.0.0.1", "localhost", 1)
+    }
+
+    fn start_on(listen: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let (child, url, shown_token) = spawn_server(dir.path(), "127.0.0.1:0", extra);
+        let (child, url, shown_token) = spawn_server(dir.path(), listen, extra);
         let admin_token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
         assert_eq!(
             shown_token.as_deref(),
@@ -206,6 +231,8 @@ pub const REFUSAL_ACTIONS: &[&str] = &[
     "report.rejected",
     "api_token.refused",
     "device.refused",
+    "credential.report_lost_refused",
+    "web.csrf_refused",
 ];
 /// Tables that only count refusals (the audit chain head, failed ticket redemptions for the
 /// rate limits); snapshots leave them out.

@@ -299,7 +299,7 @@ pub(crate) fn page_head(title: &str) -> String {
     s.push_str("section{border:1px solid #d5dbe1;border-radius:8px;padding:1rem 1.25rem;margin:1rem 0}h2{font-size:1.15rem;margin:.1rem 0}");
     s.push_str(".outcome{font-style:italic;color:#333}.how{color:#444}table{border-collapse:collapse;width:100%;margin:.6rem 0}");
     s.push_str("td,th{border-bottom:1px solid #e6e9ec;padding:.3rem .5rem;text-align:left;vertical-align:top}th{background:#f4f6f8;font-weight:600}");
-    s.push_str(".kv{display:inline-block;margin-right:.8rem}.none{color:#888}code{font-size:.85em}</style></head><body>");
+    s.push_str(".kv{display:inline-block;margin-right:.8rem}.none{color:#595959}code{font-size:.85em}</style></head><body>");
     s
 }
 

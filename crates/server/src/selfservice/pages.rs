@@ -244,7 +244,7 @@ pub async fn enrol() -> Html<String> {
         None,
         None,
         "<h1>Setting up your sign-in</h1>\
-         <p>Checking your enrolment link…</p>\
+         <p id=\"checking\">Checking your enrolment link…</p>\
          <p id=\"status\" role=\"alert\"></p>\
          <noscript><p>This step needs JavaScript: passkeys are made by your browser.</p></noscript>",
     )

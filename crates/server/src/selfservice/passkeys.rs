@@ -296,6 +296,51 @@ pub async fn passkey_begin(
     ))
 }
 
+/// What the browser said about the authenticator that answered (its attachment and how it is
+/// reached), checked against the class the person chose: not attested, so it only catches the
+/// plain mix-up (a USB key offered as "a phone", a roaming key as "this laptop"); the evidence
+/// keeps it, marked unattested.
+fn browser_report(credential: &serde_json::Value, class: DeviceClass) -> Result<serde_json::Value> {
+    let attachment = text_at(credential, &["authenticatorAttachment"]);
+    let transports: Vec<String> = credential
+        .get("response")
+        .and_then(|r| r.get("transports"))
+        .and_then(|t| t.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mismatch = match class {
+        DeviceClass::Platform => attachment.as_deref().is_some_and(|a| a != "platform"),
+        DeviceClass::Phone => {
+            attachment.as_deref() == Some("platform")
+                || (!transports.is_empty() && !transports.iter().any(|t| t == "hybrid"))
+        }
+        _ => false,
+    };
+    if mismatch {
+        return Err(Error::forbidden(
+            "device_class_mismatch",
+            format!(
+                "you chose to add a {}, but the browser says the authenticator that answered is {} (reached over {}); add security keys with the Keywarden desktop app",
+                class.label().to_lowercase(),
+                match attachment.as_deref() {
+                    Some("platform") => "built into this device",
+                    _ => "a separate device",
+                },
+                if transports.is_empty() { "an unknown transport".to_owned() } else { transports.join(", ") }
+            ),
+        ));
+    }
+    Ok(serde_json::json!({
+        "authenticator_attachment": attachment,
+        "transports": transports,
+        "attested": false,
+    }))
+}
+
 /// Where the population checks a laptop's posture before enrolling on it, a laptop's passkey
 /// may be added only from a laptop Keywarden knows: a session opened by the desktop app's
 /// one-time link, whose laptop must meet the enrolment posture now. A browser on an unknown
@@ -424,7 +469,7 @@ async fn passkey_finish_in(
     let reg = crate::trust::registration_response(&raw_id, &attestation_object, &client_data_json)?;
 
     let (population, policy) = enrol::policy_for(state, &mut tx, &person.id).await?;
-    let verified = crate::trust::verify_registration(
+    let mut verified = crate::trust::verify_registration(
         state,
         &mut tx,
         &reg,
@@ -436,6 +481,10 @@ async fn passkey_finish_in(
         now,
     )
     .await?;
+    let report = browser_report(&req.credential, class)?;
+    if let Some(evidence) = verified.evidence.as_object_mut() {
+        evidence.insert("browser_report".to_owned(), report);
+    }
     let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
         .bind(b64(verified.credential.cred_id.as_ref()))
         .fetch_optional(&mut *tx)

@@ -220,7 +220,14 @@ pub fn cleared_cookie() -> String {
 /// session exists too (sign-in, redeeming a link), so another site cannot sign someone in.
 pub fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<()> {
     let ours = state.settings.origin.as_str().trim_end_matches('/');
-    let ok = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    // A browser that withholds the origin (`Origin: null`, as some send for a form post under
+    // a strict referrer policy) still says where the request came from in Sec-Fetch-Site,
+    // which no page can set.
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| *o != "null");
+    let ok = match origin {
         Some(origin) => origin.trim_end_matches('/') == ours,
         None => headers
             .get("sec-fetch-site")

@@ -16,6 +16,7 @@ crate::both_backends!(
     an_old_cookie_opens_nothing,
     a_sign_in_answer_works_once,
     a_link_works_once,
+    a_security_key_is_not_a_phone,
 );
 
 /// A form post's HTML error page as the JSON error shape `refused` reads.
@@ -93,6 +94,15 @@ async fn another_site_cannot_post_for_a_signed_in_person(app: App) {
     cookieless.cookie = None;
     refused(&app, StatusCode::FORBIDDEN, "csrf_refused", async {
         page_error(cookieless.form(&app, &path, &[]).await)
+    })
+    .await;
+    // A browser that withholds the origin (`Origin: null`) is judged by Sec-Fetch-Site, which
+    // says cross-site here.
+    let mut null_origin = browser.clone();
+    null_origin.origin = Some("null".to_owned());
+    null_origin.fetch_site = Some("cross-site".to_owned());
+    refused(&app, StatusCode::FORBIDDEN, "csrf_refused", async {
+        page_error(null_origin.form(&app, &path, &[("csrf", &csrf)]).await)
     })
     .await;
     // JSON endpoints too.
@@ -228,4 +238,34 @@ async fn a_link_works_once(app: App) {
         ),
     )
     .await;
+}
+
+async fn a_security_key_is_not_a_phone(app: App) {
+    // Two hardware keys would meet a two-class policy if one could pass as a phone.
+    let person = app.hr_person("hal@example.com").await;
+    let mut browser = Browser::new();
+    let (s, _) = browser
+        .redeem_ticket(&app, &app.ticket_secret(&person).await)
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, begin) = browser
+        .post(&app, "/api/v1/me/passkeys/begin", json!({"class": "phone"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{begin}");
+    let usb = SoftKey::new().browser_create_as(&begin["public_key"], "cross-platform", &["usb"]);
+    let v = refused(
+        &app,
+        StatusCode::FORBIDDEN,
+        "device_class_mismatch",
+        browser.post(
+            &app,
+            "/api/v1/me/passkeys/finish",
+            json!({"challenge_id": begin["challenge_id"], "credential": usb}),
+        ),
+    )
+    .await;
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("usb"),
+        "{v}"
+    );
 }

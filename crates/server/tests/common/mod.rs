@@ -915,6 +915,8 @@ pub struct Browser {
     pub csrf: String,
     /// The `Origin` the browser sends (the service's own unless a test plays another site).
     pub origin: Option<String>,
+    /// The `Sec-Fetch-Site` the browser sends, if any.
+    pub fetch_site: Option<String>,
 }
 
 impl Browser {
@@ -936,6 +938,9 @@ impl Browser {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(o) = &self.origin {
             req = req.header("origin", o);
+        }
+        if let Some(f) = &self.fetch_site {
+            req = req.header("sec-fetch-site", f);
         }
         if let Some(c) = &self.cookie {
             req = req.header("cookie", format!("kw_session={c}"));
@@ -1081,6 +1086,17 @@ impl SoftKey {
     /// Answer `navigator.credentials.create` options (WebAuthn JSON) as a browser would
     /// (`toJSON()` of the new credential), from the page's origin.
     pub fn browser_create(&self, pk: &Value) -> Value {
+        // What a browser reports for what was asked: this device's own authenticator, or a
+        // phone across devices.
+        if pk["authenticatorSelection"]["authenticatorAttachment"] == "cross-platform" {
+            self.browser_create_as(pk, "cross-platform", &["hybrid", "internal"])
+        } else {
+            self.browser_create_as(pk, "platform", &["internal"])
+        }
+    }
+
+    /// [`SoftKey::browser_create`] with what the browser reports about the authenticator.
+    pub fn browser_create_as(&self, pk: &Value, attachment: &str, transports: &[&str]) -> Value {
         let begin = json!({
             "enrolment_id": "browser",
             "ceremony_id": "browser",
@@ -1109,11 +1125,11 @@ impl SoftKey {
             "id": made["credential_id"],
             "rawId": made["credential_id"],
             "type": "public-key",
-            "authenticatorAttachment": "platform",
+            "authenticatorAttachment": attachment,
             "response": {
                 "attestationObject": made["attestation_object"],
                 "clientDataJSON": made["client_data_json"],
-                "transports": ["internal"],
+                "transports": transports,
             },
             "clientExtensionResults": {},
         })

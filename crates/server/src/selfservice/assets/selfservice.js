@@ -56,8 +56,12 @@ async function redeem() {
   history.replaceState(null, '', location.pathname);
   const ticket = params.get('ticket');
   const link = params.get('link');
+  const failed = (message) => {
+    byId('checking')?.setAttribute('hidden', '');
+    say(message, 'error');
+  };
   if (!ticket && !link) {
-    say('This page needs the enrolment link IT sent you, or the one the Keywarden app opened.', 'error');
+    failed('This page needs the enrolment link IT sent you, or the one the Keywarden app opened.');
     return;
   }
   try {
@@ -65,7 +69,7 @@ async function redeem() {
     else await call('/api/v1/me/session/link', { link });
     location.assign('/me/add');
   } catch (e) {
-    say(messageOf(e), 'error');
+    failed(messageOf(e));
   }
 }
 
