@@ -1,0 +1,368 @@
+//! SCIM Groups (RFC 7643 section 4.2): parsing a Group, storing it with its members (known
+//! Users only), and the handlers for create, get, list, PUT, PATCH and DELETE.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::errors::{ScimError, ScimResult};
+use super::filter::{filtered_page, list_response, project, ListQuery, Projection};
+use super::patch::{apply, parse_patch};
+use super::schema::GROUP;
+use super::{
+    base, check_schemas, created, feed, get_ci, meta, opt_string, parse_body, scim_json,
+    GROUP_SCHEMA,
+};
+use crate::audit;
+use crate::auth::Caller;
+use crate::error::Error;
+use crate::secrets::new_id;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, PartialEq)]
+struct GroupFields {
+    display_name: String,
+    external_id: Option<String>,
+    members: Vec<String>,
+}
+
+fn parse_group(v: &Value) -> ScimResult<GroupFields> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ScimError::bad("invalidSyntax", "a Group must be a JSON object"))?;
+    check_schemas(obj, GROUP_SCHEMA)?;
+    GROUP.canonical(v)?;
+    let display_name = opt_string(obj, "displayName")?
+        .ok_or_else(|| ScimError::bad("invalidValue", "displayName is required"))?;
+    let mut members = Vec::new();
+    match get_ci(obj, "members") {
+        None => {}
+        Some(Value::Array(list)) => {
+            for m in list {
+                let id = m
+                    .as_object()
+                    .map(|o| opt_string(o, "value"))
+                    .transpose()?
+                    .flatten()
+                    .ok_or_else(|| {
+                        ScimError::bad("invalidValue", "each member needs a value (a User id)")
+                    })?;
+                if !members.contains(&id) {
+                    members.push(id);
+                }
+            }
+        }
+        Some(_) => return Err(ScimError::bad("invalidValue", "members must be an array")),
+    }
+    Ok(GroupFields {
+        display_name,
+        external_id: opt_string(obj, "externalId")?,
+        members,
+    })
+}
+
+async fn load_group(db: &sqlx::AnyPool, base: &str, id: &str) -> ScimResult<Value> {
+    let r = sqlx::query(
+        "SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))?;
+    group_resource(db, base, &r).await
+}
+
+async fn group_resource(db: &sqlx::AnyPool, base: &str, r: &AnyRow) -> ScimResult<Value> {
+    let id: String = r.try_get("id")?;
+    let members = sqlx::query(
+        "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name",
+    )
+    .bind(&id)
+    .fetch_all(db)
+    .await?;
+    let mut list = Vec::with_capacity(members.len());
+    for m in members {
+        let pid: String = m.try_get("id")?;
+        list.push(json!({"value": pid, "display": m.try_get::<String, _>("display_name")?, "$ref": format!("/scim/v2/Users/{pid}")}));
+    }
+    let mut v = json!({
+        "schemas": [GROUP_SCHEMA],
+        "id": id,
+        "displayName": r.try_get::<String, _>("display_name")?,
+        "members": list,
+        "meta": meta(base, "Group", &id, r.try_get("created_at")?, r.try_get("updated_at")?),
+    });
+    if let Some(x) = r.try_get::<Option<String>, _>("external_id")? {
+        v["externalId"] = json!(x);
+    }
+    Ok(v)
+}
+
+async fn store_group(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    f: &GroupFields,
+    now: i64,
+) -> ScimResult<()> {
+    let taken = sqlx::query(
+        "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2",
+    )
+    .bind(&f.display_name)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if taken.is_some() {
+        return Err(ScimError::uniqueness(format!(
+            "a Group named {} exists",
+            f.display_name
+        )));
+    }
+    for m in &f.members {
+        let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND deleted_at IS NULL")
+            .bind(m)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if known.is_none() {
+            return Err(ScimError::bad(
+                "invalidValue",
+                format!("member {m} is not a known User"),
+            ));
+        }
+    }
+    sqlx::query(
+        "UPDATE scim_groups SET display_name = $1, external_id = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(&f.display_name)
+    .bind(&f.external_id)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for m in &f.members {
+        sqlx::query("INSERT INTO scim_group_members (group_id, person_id) VALUES ($1, $2)")
+            .bind(id)
+            .bind(m)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `POST /scim/v2/Groups` (scim role).
+#[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
+    responses((status = 201, description = "created", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc, headers(("Location" = String, description = "the new resource's URL, equal to meta.location"))), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    security(("bearer" = [])))]
+pub async fn create_group(
+    State(state): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let caller = feed(caller)?;
+    let fields = parse_group(&parse_body(&body)?)?;
+    let now = state.now_ms();
+    let id = new_id();
+    let mut tx = crate::db::begin(&state.db).await?;
+    sqlx::query(
+        "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(&id)
+    .bind(format!("#new:{id}"))
+    .bind(&fields.external_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    store_group(&mut tx, &id, &fields, now).await?;
+    audit::record(
+        &mut tx,
+        now,
+        &caller.actor(),
+        "scim.group.created",
+        &id,
+        json!({"displayName": fields.display_name, "members": fields.members}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(created(load_group(&state.db, &base(&state), &id).await?))
+}
+
+async fn replace_group(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    before: &Value,
+    after: &GroupFields,
+    how: &str,
+) -> ScimResult<Response> {
+    let old = parse_group(before)?;
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    store_group(&mut tx, id, after, now).await?;
+    let added: Vec<&String> = after
+        .members
+        .iter()
+        .filter(|m| !old.members.contains(m))
+        .collect();
+    let removed: Vec<&String> = old
+        .members
+        .iter()
+        .filter(|m| !after.members.contains(m))
+        .collect();
+    audit::record(
+        &mut tx,
+        now,
+        &caller.actor(),
+        "scim.group.updated",
+        id,
+        json!({"via": how, "displayName": after.display_name, "members_added": added, "members_removed": removed}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(scim_json(
+        StatusCode::OK,
+        load_group(&state.db, &base(state), id).await?,
+    ))
+}
+
+/// `GET /scim/v2/Groups/{id}` (scim role).
+#[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim",
+    params(("id" = String, Path, description = "resource id"), ("attributes" = Option<String>, Query, description = "only these attributes, comma-separated (`name.givenName`, URN-prefixed); `id` and `schemas` always"), ("excludedAttributes" = Option<String>, Query, description = "all but these attributes, comma-separated")),
+    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    security(("bearer" = [])))]
+pub async fn get_group(
+    State(state): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    Path(id): Path<String>,
+    Query(projection): Query<Projection>,
+) -> ScimResult<Response> {
+    feed(caller)?;
+    let group = load_group(&state.db, &base(&state), &id).await?;
+    Ok(scim_json(
+        StatusCode::OK,
+        project(group, &GROUP, &projection),
+    ))
+}
+
+/// `PUT /scim/v2/Groups/{id}` (scim role).
+#[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
+    params(("id" = String, Path, description = "resource id")),
+    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    security(("bearer" = [])))]
+pub async fn put_group(
+    State(state): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let caller = feed(caller)?;
+    let fields = parse_group(&parse_body(&body)?)?;
+    let before = load_group(&state.db, &base(&state), &id).await?;
+    replace_group(&state, &caller, &id, &before, &fields, "PUT").await
+}
+
+/// `PATCH /scim/v2/Groups/{id}` (scim role).
+#[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim", request_body(content = crate::openapi::ScimPatchDoc, content_type = "application/scim+json"),
+    params(("id" = String, Path, description = "resource id")),
+    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    security(("bearer" = [])))]
+pub async fn patch_group(
+    State(state): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let caller = feed(caller)?;
+    let ops = parse_patch(&parse_body(&body)?)?;
+    let before = load_group(&state.db, &base(&state), &id).await?;
+    let mut after = before.clone();
+    for op in &ops {
+        apply(&mut after, op, &GROUP)?;
+    }
+    let fields = parse_group(&after)?;
+    replace_group(&state, &caller, &id, &before, &fields, "PATCH").await
+}
+
+/// `DELETE /scim/v2/Groups/{id}` (scim role).
+#[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim",
+    params(("id" = String, Path, description = "resource id")),
+    responses((status = 204, description = "deleted"), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    security(("bearer" = [])))]
+pub async fn delete_group(
+    State(state): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    Path(id): Path<String>,
+) -> ScimResult<Response> {
+    let caller = feed(caller)?;
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    let r = sqlx::query("SELECT display_name FROM scim_groups WHERE id = $1")
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))?;
+    sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM scim_groups WHERE id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        now,
+        &caller.actor(),
+        "scim.group.deleted",
+        &id,
+        json!({"displayName": r.try_get::<String, _>("display_name")?}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /scim/v2/Groups` (scim role).
+#[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim",
+    params(("filter" = Option<String>, Query, description = "`userName eq \"x\"`, `externalId eq \"x\"` (Users); `displayName eq \"x\"` (Groups)"), ("startIndex" = Option<i64>, Query, description = "1-based"), ("count" = Option<i64>, Query, description = "page size, at most 1000"), ("attributes" = Option<String>, Query, description = "only these attributes, comma-separated (`name.givenName`, URN-prefixed); `id` and `schemas` always"), ("excludedAttributes" = Option<String>, Query, description = "all but these attributes, comma-separated")),
+    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    security(("bearer" = [])))]
+pub async fn list_groups(
+    State(state): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+    Query(q): Query<ListQuery>,
+) -> ScimResult<Response> {
+    feed(caller)?;
+    let filters = [
+        ("displayName", "LOWER(display_name) = LOWER($1)"),
+        ("externalId", "external_id = $1"),
+        ("id", "id = $1"),
+    ];
+    let (total, start, rows) = filtered_page(
+        &state.db,
+        &q,
+        &filters,
+        "scim_groups WHERE 1 = 1",
+        "id, display_name, external_id, created_at, updated_at",
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    let (base, projection) = (base(&state), q.projection());
+    for r in &rows {
+        let group = group_resource(&state.db, &base, r).await?;
+        out.push(project(group, &GROUP, &projection));
+    }
+    Ok(list_response(total, start, out))
+}
