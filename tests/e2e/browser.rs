@@ -88,6 +88,15 @@ fn browser_policy(extra: Value) -> Value {
     p
 }
 
+/// The service on `http://localhost`, with a population "staff" (Engineering) whose laptop and
+/// phone passkeys may enrol unattested, and Ana in it; returns the service and Ana's id.
+fn staff_service() -> (Server, String) {
+    let server = Server::start_browser();
+    population(&server, "staff", "Engineering", browser_policy(json!({})));
+    let ana = person(&server, "ana", "Engineering");
+    (server, ana)
+}
+
 /// One person from the HR feed in `department`; returns their id.
 fn person(server: &Server, user: &str, department: &str) -> String {
     server
@@ -166,9 +175,7 @@ fn diff(
 
 #[test]
 fn enrolment_link_adds_a_laptop_passkey() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
 
     run_scenario(
@@ -188,9 +195,7 @@ fn enrolment_link_adds_a_laptop_passkey() {
 
 #[test]
 fn phone_passkey_added_after_signing_in_with_a_key() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let laptop = enrol_soft_key(&server, &ana);
     let key = browser_credential_of(&laptop);
 
@@ -226,9 +231,7 @@ fn browser_credential_of(laptop: &Laptop) -> String {
 
 #[test]
 fn enrolment_link_of_someone_else_does_not_add_to_the_signed_in_person() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ben = person(&server, "ben", "Engineering");
     let ana_ticket = server.ticket(&ana, None);
     let ben_ticket = server.ticket(&ben, None);
@@ -252,9 +255,7 @@ fn enrolment_link_of_someone_else_does_not_add_to_the_signed_in_person() {
 
 #[test]
 fn reporting_someone_elses_key_lost_is_refused_and_changes_nothing() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ben = person(&server, "ben", "Engineering");
     let ana_ticket = server.ticket(&ana, None);
     let ben_ticket = server.ticket(&ben, None);
@@ -283,9 +284,7 @@ fn reporting_someone_elses_key_lost_is_refused_and_changes_nothing() {
 
 #[test]
 fn enrolment_link_for_someone_with_a_key_needs_the_step_up() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let _laptop = enrol_soft_key(&server, &ana);
     let ticket = server.ticket(&ana, None);
 
@@ -409,9 +408,7 @@ fn synced_passkeys_follow_the_population_policy() {
 
 #[test]
 fn key_reported_lost_after_signing_in_with_another() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
 
     run_scenario(
@@ -429,9 +426,7 @@ fn key_reported_lost_after_signing_in_with_another() {
 
 #[test]
 fn passkey_renamed_on_the_home_page() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
 
     run_scenario(&server, "rename.mjs", &[("KW_TICKET", &ticket)], |_| {});
@@ -442,9 +437,7 @@ fn passkey_renamed_on_the_home_page() {
 
 #[test]
 fn old_cookie_is_refused_after_sign_out() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
 
     run_scenario(
@@ -457,9 +450,7 @@ fn old_cookie_is_refused_after_sign_out() {
 
 #[test]
 fn cross_site_form_post_is_refused_and_changes_nothing() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
     let mut before = None;
 
@@ -504,9 +495,7 @@ fn offboarding_revokes_browser_passkeys_and_ends_the_session() {
 
 #[test]
 fn every_page_is_accessible_and_screenshotted() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
 
     run_scenario(&server, "pages.mjs", &[("KW_TICKET", &ticket)], |_| {});
@@ -536,9 +525,7 @@ fn age_proofs(server: &Server, person: &str) {
 
 #[test]
 fn adding_once_the_proof_aged_needs_a_key_first() {
-    let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
-    let ana = person(&server, "ana", "Engineering");
+    let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
     let mut before = None;
 
