@@ -27,8 +27,7 @@ use std::time::Duration;
 use keywarden_agent::checkin::{KeyWatcher, Trigger};
 use keywarden_agent::config::Paths;
 use keywarden_agent::enrol::{Session, StepPrompts};
-use keywarden_agent::keys::Keyring;
-use keywarden_agent::locks::{BackgroundLock, KeyLock, Locked};
+use keywarden_agent::locks::{BackgroundLock, KeyLock};
 use keywarden_agent::managed::ManagedConfig;
 use keywarden_agent::Agent;
 use keywarden_protocol::{
@@ -573,25 +572,13 @@ fn main() -> std::process::ExitCode {
         Err(e) => return fail(&e),
     };
     let key_lock = KeyLock::new(&paths);
-    let mut keyring = Keyring::new().with(Box::new(Locked::new(
-        Box::new(keywarden_agent::keys::hid::HidKeyProvider::new()),
-        key_lock.clone(),
-    )));
     // Software keys (test/demo only) are used only when named explicitly.
-    let soft: Vec<std::path::PathBuf> = std::env::var_os("KEYWARDEN_SOFT_KEYS")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    let soft_keys_enabled = !soft.is_empty();
-    if soft_keys_enabled {
-        keyring = keyring.with(Box::new(Locked::new(
-            Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(soft)),
-            key_lock.clone(),
-        )));
-    }
+    let keys = keywarden_agent::keyring::assemble(keywarden_agent::keyring::KeySources {
+        lock: Some(key_lock.clone()),
+        ..Default::default()
+    });
+    let soft_keys_enabled = !keys.soft_keys.is_empty();
+    let keyring = keys.keyring;
     // `keywarden-app keywarden://enrol?ticket=...` (what a URL handler passes) pre-fills the
     // wizard's ticket.
     let link_ticket = std::env::args()

@@ -1,38 +1,39 @@
-//! Small durable-file helpers: every write goes to a temporary file in the same folder, is
-//! flushed to disk, then renamed over the target, so a crash leaves the old or the new content,
-//! never half of one.
+//! Small durable-file helpers: every write goes to a temporary file in the same folder
+//! (`tempfile`, removed again if anything fails), is flushed to disk, then renamed over the
+//! target, so a crash leaves the old or the new content, never half of one.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Write `bytes` to `path` atomically; `private` makes the file 0600 on unix.
+/// Write `bytes` to `path` atomically; `private` makes the file 0600 on unix (else the usual
+/// 0666 less the umask).
 pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".").suffix(".tmp");
+    #[cfg(unix)]
     {
-        let mut opts = OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if private {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = private;
-        let mut f = opts
-            .open(&tmp)
-            .map_err(|e| Error::io("cannot write", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| Error::io("cannot write", &tmp, e))?;
-        f.sync_all()
-            .map_err(|e| Error::io("cannot flush", &tmp, e))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = if private { 0o600 } else { 0o666 };
+        builder.permissions(fs::Permissions::from_mode(mode));
     }
-    fs::rename(&tmp, path).map_err(|e| Error::io("cannot replace", path, e))?;
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("cannot write in", dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("cannot replace", path, e.error))?;
     sync_dir(dir);
     Ok(())
 }
@@ -53,5 +54,35 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("cannot read", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn replaces_whole_file_leaves_no_temporary_and_keeps_private_files_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("state.json");
+        write_atomic(&path, b"old", true).unwrap();
+        write_atomic(&path, b"new", true).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            let shared = dir.path().join("shared.json");
+            write_atomic(&shared, b"x", false).unwrap();
+            assert_eq!(mode(&shared) & 0o600, 0o600, "{:o}", mode(&shared));
+        }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`enrol`]: the enrolment state machine, prompting through [`enrol::EnrolPrompts`];
 //! - [`managed`]: the system-wide configuration IT installs, which overrides the user's;
 //! - [`checkin`]: background check-in (schedule, key plug-in, "check in now") and its status;
-//! - [`diagnose`]: why no security key is found, and how to fix it.
+//! - [`diagnose`]: why no security key is found, and how to fix it;
+//! - [`keyring`]: the keys the CLI, the tray and the app use (HID, named software keys).
 //!
 //! Calls block (network and keys); async callers run them on a blocking thread.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod enrol;
 mod error;
 mod files;
 pub mod identity;
+pub mod keyring;
 pub mod locks;
 pub mod managed;
 pub mod outbox;

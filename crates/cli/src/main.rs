@@ -239,14 +239,12 @@ fn main() -> std::process::ExitCode {
 }
 
 fn keyring(global: &Global) -> Keyring {
-    let mut ring = Keyring::new();
-    if !global.no_hid {
-        ring = ring.with(Box::new(keywarden_agent::keys::hid::HidKeyProvider::new()));
-    }
-    let mut soft = global.soft_keys.clone();
-    if let Some(v) = std::env::var_os("KEYWARDEN_SOFT_KEYS") {
-        soft.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
-    }
+    let keys = keywarden_agent::keyring::assemble(keywarden_agent::keyring::KeySources {
+        no_hid: global.no_hid,
+        soft_keys: global.soft_keys.clone(),
+        lock: None,
+    });
+    let soft = &keys.soft_keys;
     if !soft.is_empty() {
         eprintln!(
             "note: {} {} in use: {} (not a real security key)",
@@ -261,11 +259,8 @@ fn keyring(global: &Global) -> Keyring {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        ring = ring.with(Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(
-            soft,
-        )));
     }
-    ring
+    keys.keyring
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

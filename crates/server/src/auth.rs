@@ -13,9 +13,18 @@ use crate::error::{Error, Result};
 use crate::secrets;
 use crate::state::AppState;
 
-/// What an API token may do. Each role has its own tokens, stored hashed.
+/// What an API token may do. Each role has its own tokens, stored hashed. The service CLI's
+/// `--role` takes the same names (`clap::ValueEnum`).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

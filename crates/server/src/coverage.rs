@@ -27,11 +27,24 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/admin/coverage", get(handler))
 }
 
-/// Where a person stands against their policy.
+/// Where a person stands against their policy. The service CLI's `report people --status`
+/// takes the same names (`clap::ValueEnum`).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Status {
     /// Meets the policy.
     Compliant,

@@ -33,8 +33,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/admin/devices/{id}/retire", post(retire_handler))
 }
 
-/// Why a laptop is taken out of service by an admin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Why a laptop is taken out of service by an admin (the service CLI's `--reason` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum RetireReason {
     /// Replaced or decommissioned.

@@ -111,9 +111,9 @@ enum Command {
     /// Issue an API token for a role and print it once (e.g. the SCIM token for the IdP).
     /// Admin, help-desk and auditor tokens belong to a person: give --person.
     IssueToken {
-        /// admin, helpdesk, auditor or scim.
-        #[arg(long)]
-        role: String,
+        /// The token's role.
+        #[arg(long, value_enum)]
+        role: Role,
         /// What the token is for.
         #[arg(long)]
         label: String,
@@ -158,9 +158,9 @@ enum DeviceCommand {
     Retire {
         /// The device id (GET /api/v1/admin/devices).
         id: String,
-        /// retired (replaced, decommissioned) or lost (lost or stolen).
-        #[arg(long, value_parser = ["retired", "lost"])]
-        reason: String,
+        /// Why it leaves service.
+        #[arg(long, value_enum)]
+        reason: devices::RetireReason,
         /// What happened, for the audit log.
         #[arg(long)]
         note: Option<String>,
@@ -201,9 +201,9 @@ enum ReportCommand {
     Coverage,
     /// Every active person with their status.
     People {
-        /// Only this status: compliant, below_minimum, single_device_class, no_authenticator, under_exception.
-        #[arg(long)]
-        status: Option<String>,
+        /// Only people with this status.
+        #[arg(long, value_enum)]
+        status: Option<coverage::Status>,
     },
     /// Active credentials by key model.
     Keys,
@@ -217,10 +217,19 @@ enum ReportCommand {
     Offboardings,
     /// NIST CSF 2.0 evidence (PR.AA-01, -02, -03, -05).
     Csf {
-        /// json or html.
-        #[arg(long, default_value = "json")]
-        format: String,
+        /// The output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
     },
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// JSON, for scripts.
+    Json,
+    /// A standalone HTML page.
+    Html,
 }
 
 #[tokio::main]
@@ -317,10 +326,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let e = keywarden_server::csf::compute(&pool, clock.now_ms(), cli.min_authenticators)
                 .await?;
-            match format.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&e)?),
-                "html" => println!("{}", keywarden_server::csf::render_html(&e)),
-                other => anyhow::bail!("unknown --format {other}; use json or html"),
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&e)?),
+                Format::Html => println!("{}", keywarden_server::csf::render_html(&e)),
             }
             return Ok(());
         }
@@ -334,14 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 | ReportCommand::Csf { .. } => {
                     unreachable!("handled above")
                 }
-                ReportCommand::People { status } => {
-                    let s = status
-                        .as_deref()
-                        .map(|s| serde_json::from_value::<coverage::Status>(serde_json::json!(s)))
-                        .transpose()
-                        .context("unknown --status; use compliant, below_minimum, single_device_class, no_authenticator or under_exception")?;
-                    (Some(s), "people")
-                }
+                ReportCommand::People { status } => (Some(*status), "people"),
             };
             let report =
                 coverage::compute(&pool, clock.now_ms(), cli.min_authenticators, filter).await?;
@@ -429,9 +430,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             person,
             ttl_days,
         }) => {
-            let role = Role::parse(&role).with_context(|| {
-                format!("unknown role {role}; use admin, helpdesk, auditor or scim")
-            })?;
             let new = tokens::NewToken {
                 role,
                 label: &label,
@@ -486,11 +484,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Device {
             action: DeviceCommand::Retire { id, reason, note },
         }) => {
-            let reason = if reason == "lost" {
-                devices::RetireReason::Lost
-            } else {
-                devices::RetireReason::Retired
-            };
             let r =
                 devices::retire_by_id(&pool, &id, reason, note.as_deref(), clock.now_ms()).await?;
             println!(

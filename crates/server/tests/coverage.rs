@@ -164,6 +164,37 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
         people.contains("bob") && !people.contains("ann"),
         "{people}"
     );
+    // A value the command does not know is refused before anything runs, naming those it does.
+    for (args, allowed) in [
+        (
+            &["report", "people", "--status", "bogus"][..],
+            "compliant, below_minimum, single_device_class, no_authenticator, under_exception",
+        ),
+        (&["report", "csf", "--format", "pdf"][..], "json, html"),
+        (
+            &["issue-token", "--role", "root", "--label", "x"][..],
+            "admin, helpdesk, auditor, scim",
+        ),
+        (
+            &["device", "retire", "some-id", "--reason", "broken"][..],
+            "retired, lost",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
+            .args(args)
+            .arg("--database-url")
+            .arg(&app.db.url)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains(&format!("[possible values: {allowed}]")),
+            "{args:?}: {err}"
+        );
+    }
+    let csf = run(&["report", "csf", "--format", "html"]);
+    assert!(csf.trim_start().starts_with("<!doctype html>"), "{csf}");
     let keys = run(&["report", "keys"]);
     assert!(keys.contains(SOFT_KEY_AAGUID), "{keys}");
     let posture = run(&["report", "posture"]);

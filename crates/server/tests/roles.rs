@@ -1,12 +1,14 @@
 //! Roles: every role × endpoint pair. A role not allowed on an endpoint gets 403 before the
 //! endpoint does anything; an allowed role is never refused for its role; no token, an unknown
 //! token or a revoked one gets 401; bearer tokens never pass for device-signed endpoints.
+//! The matrix's list is the router's: a route the router serves and the list lacks, or the
+//! other way round, fails.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use axum::http::StatusCode;
-use common::{Access, App, ENDPOINTS};
+use common::{Access, App, Backend, ENDPOINTS};
 use keywarden_server::auth::Role;
 use serde_json::json;
 
@@ -56,6 +58,16 @@ async fn role_endpoint_matrix(app: App) {
                     assert_eq!(s, StatusCode::UNAUTHORIZED, "{role:?} {method} {path}: {v}");
                     assert_eq!(v["error"]["code"], "signature_missing");
                 }
+                Access::Page => {
+                    let (without, _, _) = app
+                        .raw(method, &path, None, "application/json", Vec::new())
+                        .await;
+                    assert_eq!(
+                        s, without,
+                        "{role:?} {method} {path}: a token changes nothing"
+                    );
+                    assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} exists");
+                }
                 Access::Browser => {
                     // No session cookie and not from the service's own pages: a staff token
                     // opens nothing here.
@@ -79,6 +91,70 @@ async fn role_endpoint_matrix(app: App) {
         }
     }
     assert_eq!(checked, ENDPOINTS.len() * Role::ALL.len());
+}
+
+/// The paths the router holds, read from its debug view (axum has no public route listing; the
+/// format is checked: no paths found fails), and for each the methods it answers: every method
+/// but those that get 405.
+async fn served_routes(app: &App) -> Vec<(String, String)> {
+    let view = format!("{:?}", app.router);
+    let start = view
+        .find("path_router: PathRouter")
+        .expect("the router's debug view names its path router");
+    let end = view[start..]
+        .find("fallback_router:")
+        .map_or(view.len(), |e| start + e);
+    let section = &view[start..end];
+    let mut paths = Vec::new();
+    let mut rest = section;
+    while let Some(at) = rest.find("RouteId(") {
+        rest = &rest[at + "RouteId(".len()..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if let Some(quoted) = rest[digits..].strip_prefix("): \"") {
+            let close = quoted.find('"').unwrap();
+            paths.push(quoted[..close].to_owned());
+            rest = &quoted[close..];
+        }
+    }
+    assert!(
+        paths.len() > 10 && paths.contains(&"/healthz".to_owned()),
+        "paths read from the router's debug view: {paths:?}"
+    );
+    let mut routes = Vec::new();
+    for template in paths {
+        let concrete: String = template
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let (s, _, _) = app
+                .raw(method, &concrete, None, "application/json", Vec::new())
+                .await;
+            if s != StatusCode::METHOD_NOT_ALLOWED {
+                routes.push((method.to_owned(), template.clone()));
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
+#[tokio::test]
+async fn endpoints_list_exactly_the_routes_the_router_serves() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let served = served_routes(&app).await;
+    let mut listed: Vec<(String, String)> = ENDPOINTS
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    listed.sort();
+    let unlisted: Vec<_> = served.iter().filter(|r| !listed.contains(r)).collect();
+    let missing: Vec<_> = listed.iter().filter(|r| !served.contains(r)).collect();
+    assert!(
+        unlisted.is_empty() && missing.is_empty(),
+        "ENDPOINTS (tests/common/mod.rs) must list exactly the router's routes\n  served but not listed: {unlisted:?}\n  listed but not served: {missing:?}"
+    );
 }
 
 async fn token_lifecycle(app: App) {

@@ -27,7 +27,7 @@ use clap::Parser;
 use keywarden_agent::checkin::{self, Control, Event};
 use keywarden_agent::config::Paths;
 use keywarden_agent::keys::Keyring;
-use keywarden_agent::locks::{BackgroundLock, Claim, KeyLock, Locked};
+use keywarden_agent::locks::{BackgroundLock, Claim, KeyLock};
 use keywarden_agent::managed::ManagedConfig;
 use keywarden_agent::Agent;
 use keywarden_protocol::CheckinStatus;
@@ -238,25 +238,12 @@ impl ksni::Tray for KeywardenTray {
 }
 
 fn keyring(lock: &Arc<KeyLock>) -> Keyring {
-    let mut ring = Keyring::new().with(Box::new(Locked::new(
-        Box::new(keywarden_agent::keys::hid::HidKeyProvider::new()),
-        lock.clone(),
-    )));
     // Software keys (test/demo only) are used only when named explicitly, as in the window.
-    let soft: Vec<PathBuf> = std::env::var_os("KEYWARDEN_SOFT_KEYS")
-        .map(|v| {
-            std::env::split_paths(&v)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    if !soft.is_empty() {
-        ring = ring.with(Box::new(Locked::new(
-            Box::new(keywarden_agent::keys::soft::SoftKeyProvider::new(soft)),
-            lock.clone(),
-        )));
-    }
-    ring
+    keywarden_agent::keyring::assemble(keywarden_agent::keyring::KeySources {
+        lock: Some(lock.clone()),
+        ..Default::default()
+    })
+    .keyring
 }
 
 fn list_keys(agent: &Agent, lock: &KeyLock) -> Keys {

@@ -4,7 +4,11 @@
 //!
 //! PostgreSQL: set `KEYWARDEN_TEST_POSTGRES_URL` to a server where the user may create
 //! databases (scripts/test.sh starts a throwaway cluster and sets it). Each test creates its own
-//! database. Without the variable the PostgreSQL variants print that they were skipped.
+//! database. Without the variable the PostgreSQL variants FAIL: PostgreSQL is expected. Only
+//! `KEYWARDEN_TEST_SKIP_POSTGRES=1` skips them, on purpose and loudly: each skipped test writes
+//! `SKIPPED on PostgreSQL: <test>` straight to the terminal (past the test harness's capture)
+//! and appends its name to the file named by `KEYWARDEN_TEST_SKIP_LOG`, which scripts/test.sh
+//! counts for its closing line.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -54,9 +58,20 @@ pub struct FreshDb {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// A fresh database on `backend`, or `None` (with a visible message) when PostgreSQL is not
-/// configured.
+/// The environment variable that skips the PostgreSQL half on purpose.
+pub const SKIP_POSTGRES: &str = "KEYWARDEN_TEST_SKIP_POSTGRES";
+/// The file each skipped test appends its name to (set by scripts/test.sh, which counts it).
+pub const SKIP_LOG: &str = "KEYWARDEN_TEST_SKIP_LOG";
+
+/// A fresh database on `backend`, or `None` when PostgreSQL is skipped on purpose
+/// ([`SKIP_POSTGRES`]); fails when PostgreSQL is expected and not configured.
 pub async fn fresh_db(backend: Backend) -> Option<FreshDb> {
+    let thread = std::thread::current();
+    fresh_db_for(backend, thread.name().unwrap_or("a service test")).await
+}
+
+/// [`fresh_db`] for the test named `test` (named in the skip record).
+pub async fn fresh_db_for(backend: Backend, test: &str) -> Option<FreshDb> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
@@ -67,15 +82,12 @@ pub async fn fresh_db(backend: Backend) -> Option<FreshDb> {
             })
         }
         Backend::Postgres => {
-            let Ok(base) = std::env::var("KEYWARDEN_TEST_POSTGRES_URL") else {
-                eprintln!(
-                    "SKIPPED on PostgreSQL: KEYWARDEN_TEST_POSTGRES_URL is not set (scripts/test.sh starts a throwaway PostgreSQL and sets it)"
-                );
-                return None;
-            };
+            let base = postgres_base_url(test)?;
             use sqlx::Connection as _;
             let name = format!("kw_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+            let mut admin = sqlx::PgConnection::connect(&base)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at KEYWARDEN_TEST_POSTGRES_URL: {e}"));
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut admin)
                 .await
@@ -90,6 +102,36 @@ pub async fn fresh_db(backend: Backend) -> Option<FreshDb> {
             })
         }
     }
+}
+
+/// The PostgreSQL server to create test databases in; `None` only when skipped on purpose, and
+/// then said on the terminal and recorded for the closing count.
+fn postgres_base_url(test: &str) -> Option<String> {
+    if let Ok(url) = std::env::var("KEYWARDEN_TEST_POSTGRES_URL") {
+        if !url.is_empty() {
+            return Some(url);
+        }
+    }
+    if std::env::var(SKIP_POSTGRES).as_deref() != Ok("1") {
+        panic!(
+            "PostgreSQL is expected: set KEYWARDEN_TEST_POSTGRES_URL to a server where databases may be created (scripts/test.sh starts a throwaway one), or set {SKIP_POSTGRES}=1 to skip the PostgreSQL half on purpose"
+        );
+    }
+    use std::io::Write as _;
+    // Straight to the terminal: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED on PostgreSQL: {test} ({SKIP_POSTGRES}=1)"
+    );
+    if let Some(log) = std::env::var_os(SKIP_LOG) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("skip record {}: {e}", log.to_string_lossy()));
+        writeln!(file, "{test}").unwrap();
+    }
+    None
 }
 
 /// The service on a fresh database.
@@ -111,6 +153,12 @@ pub fn settings() -> Settings {
 impl App {
     pub async fn new(backend: Backend) -> Option<App> {
         let db = fresh_db(backend).await?;
+        Some(Self::on(db).await)
+    }
+
+    /// [`App::new`] for the test named `test` (named if PostgreSQL is skipped).
+    pub async fn for_test(backend: Backend, test: &str) -> Option<App> {
+        let db = fresh_db_for(backend, test).await?;
         Some(Self::on(db).await)
     }
 
@@ -622,19 +670,23 @@ pub async fn finish(
 }
 
 /// Define a test that runs once on SQLite and once on PostgreSQL, each on a fresh database.
+/// The PostgreSQL variant fails without a server unless skipped on purpose (see the module
+/// notes).
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                if let Some(app) = $crate::common::App::new($crate::common::Backend::Sqlite).await {
-                    super::$name(app).await;
-                }
+                let app = $crate::common::App::new($crate::common::Backend::Sqlite).await;
+                super::$name(app.expect("SQLite is always there")).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some(app) = $crate::common::App::new($crate::common::Backend::Postgres).await {
+                let test = concat!(module_path!(), "::postgres");
+                if let Some(app) =
+                    $crate::common::App::for_test($crate::common::Backend::Postgres, test).await
+                {
                     super::$name(app).await;
                 }
             }
@@ -655,6 +707,9 @@ pub enum Access {
     /// one-time link, passkey assertion) sent from the service's own origin; a bearer token
     /// opens nothing.
     Browser,
+    /// The self-service HTML pages and their assets (not in the OpenAPI document): a session
+    /// cookie decides what they show; a bearer token changes nothing.
+    Page,
 }
 
 const A: Role = Role::Admin;
@@ -662,11 +717,22 @@ const H: Role = Role::Helpdesk;
 const AU: Role = Role::Auditor;
 const S: Role = Role::Scim;
 
-/// Every route of the service with who may call it: the role × endpoint matrix, and the list
-/// the OpenAPI document must cover.
+/// Every route of the service with who may call it: the role × endpoint matrix, compared with
+/// the router's real routes (roles.rs), and, but for the pages, the list the OpenAPI document
+/// must cover.
 pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Access::Public),
     ("GET", "/openapi.json", Access::Public),
+    ("GET", "/me", Access::Page),
+    ("GET", "/me/enrol", Access::Page),
+    ("GET", "/me/add", Access::Page),
+    ("GET", "/me/laptop", Access::Page),
+    ("POST", "/me/sign-out", Access::Page),
+    ("POST", "/me/credentials/{id}/lost", Access::Page),
+    ("POST", "/me/credentials/{id}/name", Access::Page),
+    ("GET", "/me/assets/selfservice.js", Access::Page),
+    ("GET", "/me/assets/selfservice.css", Access::Page),
+    ("GET", "/favicon.ico", Access::Page),
     ("POST", "/api/v1/admin/people", Access::Roles(&[A])),
     ("GET", "/api/v1/admin/people", Access::Roles(&[A, H, AU])),
     (
