@@ -14,15 +14,12 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role};
+use crate::auth::{
+    parse_json, AdminOnly, AdminOrAuditor, AdminOrHelpdesk, AnyStaff, JsonBody, Staff,
+};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
-
-/// Roles that read people, devices and credentials.
-pub const READERS: &[Role] = &[Role::Admin, Role::Helpdesk, Role::Auditor];
-/// Roles that issue provisioning tokens and enrolment tickets.
-pub const ISSUERS: &[Role] = &[Role::Admin, Role::Helpdesk];
 
 /// Routes under `/api/v1/admin`.
 pub fn router() -> Router<AppState> {
@@ -97,11 +94,9 @@ fn ttl_ms(requested: Option<u64>, default: std::time::Duration) -> Result<i64> {
     security(("bearer" = [])))]
 pub async fn create_person(
     State(state): State<AppState>,
-    admin: Caller,
-    body: Bytes,
+    admin: Staff<AdminOnly>,
+    JsonBody(req): JsonBody<CreatePerson>,
 ) -> Result<(StatusCode, Json<PersonView>)> {
-    admin.require(&[Role::Admin])?;
-    let req: CreatePerson = parse_json(&body)?;
     let user_name = req.user_name.trim();
     let display_name = req.display_name.trim();
     if user_name.is_empty() || user_name.len() > 256 {
@@ -170,9 +165,8 @@ pub async fn create_person(
     security(("bearer" = [])))]
 pub async fn list_people(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AnyStaff>,
 ) -> Result<Json<Vec<PersonView>>> {
-    caller.require(READERS)?;
     let rows = sqlx::query(
         "SELECT p.id, p.user_name, p.display_name, p.active, p.created_at, \
          (SELECT COUNT(*) FROM credentials c WHERE c.person_id = p.id AND c.status = 'active') AS n \
@@ -201,10 +195,9 @@ pub async fn list_people(
     security(("bearer" = [])))]
 pub async fn issue_provisioning_token(
     State(state): State<AppState>,
-    admin: Caller,
+    admin: Staff<AdminOrHelpdesk>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedSecret>)> {
-    admin.require(ISSUERS)?;
     let req: IssueProvisioningToken = if body.is_empty() {
         IssueProvisioningToken::default()
     } else {
@@ -255,11 +248,9 @@ pub async fn issue_provisioning_token(
     security(("bearer" = [])))]
 pub async fn issue_ticket(
     State(state): State<AppState>,
-    admin: Caller,
-    body: Bytes,
+    admin: Staff<AdminOrHelpdesk>,
+    JsonBody(req): JsonBody<IssueTicket>,
 ) -> Result<(StatusCode, Json<IssuedSecret>)> {
-    admin.require(ISSUERS)?;
-    let req: IssueTicket = parse_json(&body)?;
     let ttl = ttl_ms(req.ttl_seconds, state.settings.ticket_ttl)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
@@ -353,9 +344,8 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<O
     security(("bearer" = [])))]
 pub async fn list_devices(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AnyStaff>,
 ) -> Result<Json<Vec<DeviceView>>> {
-    caller.require(READERS)?;
     let rows = sqlx::query(
         "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, d.retired_at, d.retired_reason, r.body, \
          (SELECT COUNT(*) FROM reports x WHERE x.device_id = d.id) AS n \
@@ -417,9 +407,8 @@ pub const CREDENTIAL_COLUMNS: &str = "id, person_id, aaguid, model, software_key
     security(("bearer" = [])))]
 pub async fn list_credentials(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AnyStaff>,
 ) -> Result<Json<Vec<CredentialView>>> {
-    caller.require(READERS)?;
     let rows = sqlx::query(&format!(
         "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY person_id, created_at"
     ))
@@ -439,10 +428,9 @@ pub async fn list_credentials(
     security(("bearer" = [])))]
 pub async fn evidence(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AdminOrAuditor>,
     Path(id): Path<String>,
 ) -> Result<Json<EnrolmentEvidence>> {
-    caller.require(&[Role::Admin, Role::Auditor])?;
     let r = sqlx::query(
         "SELECT credential_id, attestation_object, client_data_json, challenge, rp_id, origin, verification, device_posture \
          FROM enrolment_evidence WHERE credential_id = $1",

@@ -225,6 +225,70 @@ async fn record_use(state: &AppState, token_id: &str, now: i64) -> Result<()> {
     Ok(())
 }
 
+/// The roles an endpoint admits, named once as a type, so a handler's signature says who may
+/// call it ([`Staff`]).
+pub trait Roles: Send + Sync {
+    /// The roles admitted.
+    const ALLOWED: &'static [Role];
+}
+
+/// Admins only.
+#[derive(Debug)]
+pub struct AdminOnly;
+impl Roles for AdminOnly {
+    const ALLOWED: &'static [Role] = &[Role::Admin];
+}
+
+/// Admins and the help desk (people, tickets, recoveries, laptops).
+#[derive(Debug)]
+pub struct AdminOrHelpdesk;
+impl Roles for AdminOrHelpdesk {
+    const ALLOWED: &'static [Role] = &[Role::Admin, Role::Helpdesk];
+}
+
+/// Admins and auditors (evidence, audit log, trust anchors).
+#[derive(Debug)]
+pub struct AdminOrAuditor;
+impl Roles for AdminOrAuditor {
+    const ALLOWED: &'static [Role] = &[Role::Admin, Role::Auditor];
+}
+
+/// Every staff role (reading people, laptops, coverage, offboardings).
+#[derive(Debug)]
+pub struct AnyStaff;
+impl Roles for AnyStaff {
+    const ALLOWED: &'static [Role] = &[Role::Admin, Role::Helpdesk, Role::Auditor];
+}
+
+/// A bearer-token caller whose role is one of `R`'s, checked before the handler runs (and
+/// before its body is read); anyone else gets 403 `role_forbidden` and nothing happens.
+#[derive(Debug)]
+pub struct Staff<R: Roles> {
+    /// The caller.
+    pub caller: Caller,
+    roles: std::marker::PhantomData<R>,
+}
+
+impl<R: Roles> std::ops::Deref for Staff<R> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<R: Roles> FromRequestParts<AppState> for Staff<R> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(R::ALLOWED)?;
+        Ok(Staff {
+            caller,
+            roles: std::marker::PhantomData,
+        })
+    }
+}
+
 /// A device-signed request whose signature and freshness have been checked. Its sequence number
 /// is not yet claimed: the handler calls [`SignedCall::claim`] inside the transaction that does
 /// the work, so a refused request changes nothing, not even the sequence.
@@ -434,6 +498,23 @@ async fn verified_body(
             .map_err(|e| Error::bad_request("body_unreadable", format!("request body: {e}")))?;
     let call = SignedCall::verify(state, &method, &path, &headers, &body).await?;
     Ok((call, body))
+}
+
+/// A JSON body parsed into `T`, refused in the service's error shape (`malformed_json`) rather
+/// than axum's plain-text rejection. Put it after the extractors that check who is calling.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self> {
+        let body =
+            <axum::body::Bytes as axum::extract::FromRequest<AppState>>::from_request(req, state)
+                .await
+                .map_err(|e| Error::bad_request("body_unreadable", format!("request body: {e}")))?;
+        Ok(JsonBody(parse_json(&body)?))
+    }
 }
 
 /// Parse a JSON body into `T`, with the service's error shape on failure.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
-use crate::auth::{Caller, Role};
+use crate::auth::{AdminOrAuditor, Staff};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -22,9 +22,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/admin/evidence/csf", get(json_handler))
         .route("/api/v1/admin/evidence/csf.html", get(html_handler))
 }
-
-/// Roles that read the export.
-pub const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 
 /// One measured fact.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -236,9 +233,8 @@ pub async fn compute(db: &AnyPool, now: i64, min_authenticators: u32) -> Result<
     security(("bearer" = [])))]
 pub async fn json_handler(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AdminOrAuditor>,
 ) -> Result<Json<CsfEvidence>> {
-    caller.require(READERS)?;
     Ok(Json(
         compute(&state.db, state.now_ms(), state.settings.min_authenticators).await?,
     ))
@@ -248,8 +244,10 @@ pub async fn json_handler(
 #[utoipa::path(get, path = "/api/v1/admin/evidence/csf.html", tag = "evidence",
     responses((status = 200, description = "HTML page", content_type = "text/html"), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
     security(("bearer" = [])))]
-pub async fn html_handler(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    caller.require(READERS)?;
+pub async fn html_handler(
+    State(state): State<AppState>,
+    _caller: Staff<AdminOrAuditor>,
+) -> Result<Response> {
     let e = compute(&state.db, state.now_ms(), state.settings.min_authenticators).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

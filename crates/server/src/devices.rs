@@ -9,7 +9,6 @@
 //! active person bound any more, except IT reclaim stations. A shared workstation still bound
 //! to someone active stays in service.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -18,15 +17,11 @@ use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role};
+use crate::auth::{AdminOrHelpdesk, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::secrets;
 use crate::state::AppState;
 use crate::webhooks;
-
-/// Roles that retire laptops or mark them lost: closing a door is never the weaker step, and a
-/// lost laptop is usually reported to the help desk first.
-pub const RETIRERS: &[Role] = &[Role::Admin, Role::Helpdesk];
 
 /// Routes under `/api/v1/admin/devices/{id}`.
 pub fn router() -> Router<AppState> {
@@ -257,12 +252,10 @@ pub async fn left_behind(tx: &mut Transaction<'_, Any>, person_id: &str) -> Resu
     security(("bearer" = [])))]
 pub async fn retire_handler(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOrHelpdesk>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(req): JsonBody<RetireDevice>,
 ) -> Result<Json<RetiredDevice>> {
-    caller.require(RETIRERS)?;
-    let req: RetireDevice = parse_json(&body)?;
     let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > 500) {
         return Err(Error::bad_request(

@@ -4,7 +4,6 @@
 //! and are flagged in coverage and in [`list`]. Using a break-glass credential raises an alert
 //! and is audited ([`break_glass_used`]).
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
@@ -14,7 +13,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role};
+use crate::auth::{AdminOnly, AdminOrAuditor, AnyStaff, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::new_id;
 use crate::state::AppState;
@@ -97,11 +96,9 @@ pub struct ExceptionView {
     security(("bearer" = [])))]
 pub async fn add(
     State(state): State<AppState>,
-    caller: Caller,
-    body: Bytes,
+    caller: Staff<AdminOnly>,
+    JsonBody(req): JsonBody<NewException>,
 ) -> Result<(StatusCode, Json<ExceptionView>)> {
-    caller.require(&[Role::Admin])?;
-    let req: NewException = parse_json(&body)?;
     let owner = req.owner.trim();
     let reason = req.reason.trim();
     if owner.is_empty() {
@@ -272,10 +269,9 @@ pub async fn load(db: &AnyPool, now: i64, only_expired: bool) -> Result<Vec<Exce
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AnyStaff>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<ExceptionView>>> {
-    caller.require(&[Role::Admin, Role::Helpdesk, Role::Auditor])?;
     Ok(Json(
         load(&state.db, state.now_ms(), q.expired.unwrap_or(false)).await?,
     ))
@@ -289,10 +285,9 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOnly>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    caller.require(&[Role::Admin])?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let r = sqlx::query("SELECT person_id FROM exceptions WHERE id = $1 AND revoked_at IS NULL")
@@ -389,8 +384,10 @@ pub struct AlertView {
 #[utoipa::path(get, path = "/api/v1/admin/alerts", tag = "policy",
     responses((status = 200, body = [AlertView]), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
     security(("bearer" = [])))]
-pub async fn alerts(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<AlertView>>> {
-    caller.require(&[Role::Admin, Role::Auditor])?;
+pub async fn alerts(
+    State(state): State<AppState>,
+    _caller: Staff<AdminOrAuditor>,
+) -> Result<Json<Vec<AlertView>>> {
     let rows = sqlx::query(
         "SELECT id, at, kind, subject, detail FROM alerts ORDER BY at DESC, id LIMIT 1000",
     )

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
@@ -19,7 +18,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role};
+use crate::auth::{AdminOnly, AnyStaff, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -465,16 +464,15 @@ pub async fn latest_posture(
         .map(|r| r.posture))
 }
 
-/// Roles that read populations.
-pub const READERS: &[Role] = &[Role::Admin, Role::Helpdesk, Role::Auditor];
-
 /// `GET /api/v1/admin/populations`.
 #[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy",
     responses((status = 200, body = Vec<Population>), (status = 401, body = crate::openapi::ErrorBodyDoc),
               (status = 403, body = crate::openapi::ErrorBodyDoc)),
     security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Population>>> {
-    caller.require(READERS)?;
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Staff<AnyStaff>,
+) -> Result<Json<Vec<Population>>> {
     Ok(Json(
         Policies::load(&state.db, state.settings.min_authenticators)
             .await?
@@ -553,12 +551,10 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
     security(("bearer" = [])))]
 pub async fn upsert(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOnly>,
     Path(name): Path<String>,
-    body: Bytes,
+    JsonBody(mut spec): JsonBody<PopulationSpec>,
 ) -> Result<Json<Population>> {
-    caller.require(&[Role::Admin])?;
-    let mut spec: PopulationSpec = parse_json(&body)?;
     for a in &mut spec.policy.aaguid_allow_list {
         *a = a.trim().to_ascii_lowercase();
     }
@@ -613,10 +609,9 @@ pub async fn upsert(
     security(("bearer" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOnly>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    caller.require(&[Role::Admin])?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let gone = sqlx::query("DELETE FROM populations WHERE name = $1")

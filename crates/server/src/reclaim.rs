@@ -5,7 +5,6 @@
 //! station checks the key afterwards and sends a receipt; a key is recorded as reclaimed only
 //! when the check found none of the organisation's credentials left.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -18,7 +17,7 @@ use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role, Signed};
+use crate::auth::{AdminOrHelpdesk, JsonBody, Signed, Staff};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -50,12 +49,10 @@ pub struct StationSetting {
     security(("bearer" = [])))]
 pub async fn set_station(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOrHelpdesk>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(req): JsonBody<StationSetting>,
 ) -> Result<Json<StationSetting>> {
-    caller.require(&[Role::Admin, Role::Helpdesk])?;
-    let req: StationSetting = parse_json(&body)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let done = sqlx::query("UPDATE devices SET reclaim_station = $1 WHERE id = $2")

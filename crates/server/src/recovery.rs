@@ -15,7 +15,6 @@
 //! Every step is audited and the person is notified through the notification outbox
 //! ([`crate::webhooks`]). Every refusal rolls back (nothing changes) and is audited.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -29,7 +28,7 @@ use utoipa::ToSchema;
 
 use crate::admin::{credential_view, CREDENTIAL_COLUMNS};
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role, Signed, SignedCall};
+use crate::auth::{AdminOrHelpdesk, AnyStaff, Caller, JsonBody, Signed, SignedCall, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
@@ -37,9 +36,6 @@ use crate::webhooks;
 
 /// Prefix of recovery tickets.
 pub const RECOVERY_PREFIX: &str = "kwr_";
-
-/// Roles that handle lost keys and recoveries.
-pub const HELPDESK: &[Role] = &[Role::Admin, Role::Helpdesk];
 
 /// Approvals a recovery needs when the person has no active key left.
 pub const APPROVALS_NEEDED: usize = 2;
@@ -178,12 +174,10 @@ pub async fn suspend(
     security(("bearer" = [])))]
 pub async fn suspend_by_helpdesk(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOrHelpdesk>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(req): JsonBody<SuspendRequest>,
 ) -> Result<Json<CredentialView>> {
-    caller.require(HELPDESK)?;
-    let req: SuspendRequest = parse_json(&body)?;
     let reason = req.reason.trim();
     if reason.is_empty() || reason.len() > 500 {
         return Err(Error::bad_request(
@@ -387,11 +381,9 @@ async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryVi
     security(("bearer" = [])))]
 pub async fn issue(
     State(state): State<AppState>,
-    caller: Caller,
-    body: Bytes,
+    caller: Staff<AdminOrHelpdesk>,
+    JsonBody(req): JsonBody<IssueRecovery>,
 ) -> Result<(StatusCode, Json<IssuedRecovery>)> {
-    caller.require(HELPDESK)?;
-    let req: IssueRecovery = parse_json(&body)?;
     req.proofing.check()?;
     let issuer = approver_of(&caller, "issuing a recovery")?;
     if issuer == req.person_id {
@@ -525,12 +517,10 @@ pub struct Approve {
     security(("bearer" = [])))]
 pub async fn approve(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOrHelpdesk>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(req): JsonBody<Approve>,
 ) -> Result<Json<RecoveryView>> {
-    caller.require(HELPDESK)?;
-    let req: Approve = parse_json(&body)?;
     req.proofing.check()?;
     let approver = approver_of(&caller, "approving a recovery")?;
     let now = state.now_ms();
@@ -665,9 +655,8 @@ async fn audit_refusal(state: &AppState, actor: &str, subject: &str, e: &Error, 
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AnyStaff>,
 ) -> Result<Json<Vec<RecoveryView>>> {
-    caller.require(&[Role::Admin, Role::Helpdesk, Role::Auditor])?;
     let mut tx = crate::db::begin(&state.db).await?;
     let ids = sqlx::query("SELECT id FROM recoveries ORDER BY created_at, id LIMIT 1000")
         .fetch_all(&mut *tx)
@@ -687,10 +676,9 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn person_credentials(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AnyStaff>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<CredentialView>>> {
-    caller.require(&[Role::Admin, Role::Helpdesk, Role::Auditor])?;
     let rows = sqlx::query(&format!(
         "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE person_id = $1 ORDER BY created_at, id"
     ))
@@ -712,10 +700,9 @@ pub async fn person_credentials(
     security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOrHelpdesk>,
     Path(id): Path<String>,
 ) -> Result<Json<RecoveryView>> {
-    caller.require(HELPDESK)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let view = load_view(&mut tx, &id).await?;

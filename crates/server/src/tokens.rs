@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
@@ -20,7 +19,7 @@ use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role};
+use crate::auth::{AdminOnly, JsonBody, Role, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
@@ -328,11 +327,9 @@ pub async fn create_token(
     security(("bearer" = [])))]
 pub async fn issue(
     State(state): State<AppState>,
-    caller: Caller,
-    body: Bytes,
+    caller: Staff<AdminOnly>,
+    JsonBody(req): JsonBody<IssueApiToken>,
 ) -> Result<(StatusCode, Json<IssuedApiToken>)> {
-    caller.require(&[Role::Admin])?;
-    let req: IssueApiToken = parse_json(&body)?;
     let new = NewToken {
         role: req.role,
         label: &req.label,
@@ -416,9 +413,8 @@ pub async fn load(db: &sqlx::AnyPool, now: i64) -> Result<Vec<ApiTokenView>> {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AdminOnly>,
 ) -> Result<Json<Vec<ApiTokenView>>> {
-    caller.require(&[Role::Admin])?;
     Ok(Json(load(&state.db, state.now_ms()).await?))
 }
 
@@ -504,10 +500,9 @@ pub async fn revoke_by_id(
     security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOnly>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    caller.require(&[Role::Admin])?;
     if id == caller.token_id {
         return Err(Error::conflict(
             "token_self_revoke",

@@ -11,7 +11,6 @@
 //! extension output) from the attested authenticatorData, the device class from metadata;
 //! never from the key description the agent sends.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
@@ -28,7 +27,7 @@ use webauthn_rs_core::proto::{
 };
 
 use crate::audit;
-use crate::auth::{parse_json, Caller, Role};
+use crate::auth::{AdminOnly, AdminOrAuditor, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::policy::{DeviceClass, Policy};
 use crate::state::AppState;
@@ -332,9 +331,6 @@ pub async fn list(db: &AnyPool, now: i64) -> Result<TrustListing> {
     })
 }
 
-/// Roles that read trust anchors.
-const READERS: &[Role] = &[Role::Admin, Role::Auditor];
-
 /// `GET /api/v1/admin/trust-anchors`.
 #[utoipa::path(get, path = "/api/v1/admin/trust-anchors", tag = "policy",
     responses((status = 200, body = TrustListing), (status = 401, body = crate::openapi::ErrorBodyDoc),
@@ -342,9 +338,8 @@ const READERS: &[Role] = &[Role::Admin, Role::Auditor];
     security(("bearer" = [])))]
 pub async fn list_handler(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AdminOrAuditor>,
 ) -> Result<Json<TrustListing>> {
-    caller.require(READERS)?;
     Ok(Json(list(&state.db, state.now_ms()).await?))
 }
 
@@ -356,11 +351,9 @@ pub async fn list_handler(
     security(("bearer" = [])))]
 pub async fn add_handler(
     State(state): State<AppState>,
-    caller: Caller,
-    body: Bytes,
+    caller: Staff<AdminOnly>,
+    JsonBody(req): JsonBody<AddAnchor>,
 ) -> Result<(StatusCode, Json<TrustAnchor>)> {
-    caller.require(&[Role::Admin])?;
-    let req: AddAnchor = parse_json(&body)?;
     let anchor = add_admin_anchor(
         &state.db,
         state.now_ms(),
@@ -381,10 +374,9 @@ pub async fn add_handler(
     security(("bearer" = [])))]
 pub async fn remove_handler(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Staff<AdminOnly>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    caller.require(&[Role::Admin])?;
     remove_admin_anchor(&state.db, state.now_ms(), &caller.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -22,7 +22,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{Caller, Role};
+use crate::auth::{AdminOrAuditor, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{b64, new_id, unb64};
 use crate::state::AppState;
@@ -226,10 +226,9 @@ pub struct ListQuery {
     security(("bearer" = [])))]
 pub async fn list_handler(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Staff<AdminOrAuditor>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<OutboxEntry>>> {
-    caller.require(&[Role::Admin, Role::Auditor])?;
     let filter = if q.pending.unwrap_or(false) {
         "WHERE delivered_at IS NULL"
     } else {
