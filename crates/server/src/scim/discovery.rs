@@ -9,19 +9,14 @@ use serde_json::{json, Value};
 use super::errors::{ScimError, ScimResult};
 use super::filter::list_response;
 use super::schema::{Attr, GROUP, USER};
-use super::{feed, scim_json, ENTERPRISE_SCHEMA, GROUP_SCHEMA, MAX_COUNT, USER_SCHEMA};
-use crate::auth::Caller;
-use crate::error::Error;
+use super::{scim_json, Feed, ENTERPRISE_SCHEMA, GROUP_SCHEMA, MAX_COUNT, USER_SCHEMA};
 
 /// `GET /scim/v2/ServiceProviderConfig` (scim role).
 #[utoipa::path(get, path = "/scim/v2/ServiceProviderConfig", tag = "scim",
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
               (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
-pub async fn service_provider_config(
-    caller: std::result::Result<Caller, Error>,
-) -> ScimResult<Response> {
-    feed(caller)?;
+pub async fn service_provider_config(_feed: Feed) -> ScimResult<Response> {
     Ok(scim_json(
         StatusCode::OK,
         json!({
@@ -135,8 +130,7 @@ fn all_resource_types() -> Vec<Value> {
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
               (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
-pub async fn schemas(caller: std::result::Result<Caller, Error>) -> ScimResult<Response> {
-    feed(caller)?;
+pub async fn schemas(_feed: Feed) -> ScimResult<Response> {
     Ok(whole_list(all_schemas()))
 }
 
@@ -160,11 +154,7 @@ fn by_id(all: Vec<Value>, id: &str, what: &str) -> ScimResult<Response> {
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
               (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
-pub async fn schema_by_id(
-    caller: std::result::Result<Caller, Error>,
-    Path(id): Path<String>,
-) -> ScimResult<Response> {
-    feed(caller)?;
+pub async fn schema_by_id(_feed: Feed, Path(id): Path<String>) -> ScimResult<Response> {
     by_id(all_schemas(), &id, "Schema")
 }
 
@@ -173,8 +163,7 @@ pub async fn schema_by_id(
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
               (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
-pub async fn resource_types(caller: std::result::Result<Caller, Error>) -> ScimResult<Response> {
-    feed(caller)?;
+pub async fn resource_types(_feed: Feed) -> ScimResult<Response> {
     Ok(whole_list(all_resource_types()))
 }
 
@@ -184,10 +173,6 @@ pub async fn resource_types(caller: std::result::Result<Caller, Error>) -> ScimR
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
               (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
-pub async fn resource_type_by_id(
-    caller: std::result::Result<Caller, Error>,
-    Path(id): Path<String>,
-) -> ScimResult<Response> {
-    feed(caller)?;
+pub async fn resource_type_by_id(_feed: Feed, Path(id): Path<String>) -> ScimResult<Response> {
     by_id(all_resource_types(), &id, "ResourceType")
 }

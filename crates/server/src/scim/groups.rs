@@ -14,12 +14,11 @@ use super::filter::{filtered_page, list_response, project, ListQuery, Projection
 use super::patch::{apply, parse_patch};
 use super::schema::GROUP;
 use super::{
-    base, check_schemas, created, feed, get_ci, meta, opt_string, parse_body, scim_json,
+    base, check_schemas, created, get_ci, meta, opt_string, parse_body, scim_json, Feed,
     GROUP_SCHEMA,
 };
 use crate::audit;
 use crate::auth::Caller;
-use crate::error::Error;
 use crate::secrets::new_id;
 use crate::state::AppState;
 
@@ -163,10 +162,9 @@ async fn store_group(
     security(("bearer" = [])))]
 pub async fn create_group(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    Feed(caller): Feed,
     body: Bytes,
 ) -> ScimResult<Response> {
-    let caller = feed(caller)?;
     let fields = parse_group(&parse_body(&body)?)?;
     let now = state.now_ms();
     let id = new_id();
@@ -240,11 +238,10 @@ async fn replace_group(
     security(("bearer" = [])))]
 pub async fn get_group(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    _feed: Feed,
     Path(id): Path<String>,
     Query(projection): Query<Projection>,
 ) -> ScimResult<Response> {
-    feed(caller)?;
     let group = load_group(&state.db, &base(&state), &id).await?;
     Ok(scim_json(
         StatusCode::OK,
@@ -260,11 +257,10 @@ pub async fn get_group(
     security(("bearer" = [])))]
 pub async fn put_group(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    Feed(caller): Feed,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ScimResult<Response> {
-    let caller = feed(caller)?;
     let fields = parse_group(&parse_body(&body)?)?;
     let before = load_group(&state.db, &base(&state), &id).await?;
     replace_group(&state, &caller, &id, &before, &fields, "PUT").await
@@ -278,11 +274,10 @@ pub async fn put_group(
     security(("bearer" = [])))]
 pub async fn patch_group(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    Feed(caller): Feed,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ScimResult<Response> {
-    let caller = feed(caller)?;
     let ops = parse_patch(&parse_body(&body)?)?;
     let before = load_group(&state.db, &base(&state), &id).await?;
     let mut after = before.clone();
@@ -301,10 +296,9 @@ pub async fn patch_group(
     security(("bearer" = [])))]
 pub async fn delete_group(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    Feed(caller): Feed,
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
-    let caller = feed(caller)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let r = sqlx::query("SELECT display_name FROM scim_groups WHERE id = $1")
@@ -341,10 +335,9 @@ pub async fn delete_group(
     security(("bearer" = [])))]
 pub async fn list_groups(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    _feed: Feed,
     Query(q): Query<ListQuery>,
 ) -> ScimResult<Response> {
-    feed(caller)?;
     let filters = [
         ("displayName", "LOWER(display_name) = LOWER($1)"),
         ("externalId", "external_id = $1"),

@@ -42,7 +42,6 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::auth::{Caller, Role};
-use crate::error::Error;
 use crate::state::AppState;
 use discovery::{
     resource_type_by_id, resource_types, schema_by_id, schemas, service_provider_config,
@@ -114,10 +113,22 @@ fn created(resource: Value) -> Response {
     response
 }
 
-fn feed(caller: std::result::Result<Caller, Error>) -> ScimResult<Caller> {
-    let caller = caller?;
-    caller.require(&[Role::Scim])?;
-    Ok(caller)
+/// The HR feed calling: a bearer token of the `scim` role, checked before the handler runs;
+/// anyone else gets the refusal in SCIM's error shape.
+#[derive(Debug)]
+pub struct Feed(pub Caller);
+
+impl axum::extract::FromRequestParts<AppState> for Feed {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> ScimResult<Self> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(&[Role::Scim])?;
+        Ok(Feed(caller))
+    }
 }
 
 fn parse_body(body: &[u8]) -> ScimResult<Value> {

@@ -16,12 +16,11 @@ use super::filter::{filtered_page, list_response, project, ListQuery, Projection
 use super::patch::{apply, parse_patch};
 use super::schema::USER;
 use super::{
-    base, check_schemas, created, feed, get_ci, lenient_bool, meta, opt_string, parse_body,
-    scim_json, ENTERPRISE_SCHEMA, USER_SCHEMA,
+    base, check_schemas, created, get_ci, lenient_bool, meta, opt_string, parse_body, scim_json,
+    Feed, ENTERPRISE_SCHEMA, USER_SCHEMA,
 };
 use crate::audit;
 use crate::auth::Caller;
-use crate::error::Error;
 use crate::offboard;
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
@@ -285,10 +284,9 @@ async fn user_name_taken(
     security(("bearer" = [])))]
 pub async fn create_user(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    Feed(caller): Feed,
     body: Bytes,
 ) -> ScimResult<Response> {
-    let caller = feed(caller)?;
     let fields = parse_user(&parse_body(&body)?)?;
     let now = state.now_ms();
     let id = new_id();
@@ -447,11 +445,10 @@ async fn replace_user(
     security(("bearer" = [])))]
 pub async fn get_user(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    _feed: Feed,
     Path(id): Path<String>,
     Query(projection): Query<Projection>,
 ) -> ScimResult<Response> {
-    feed(caller)?;
     let user = load_user(&mut *state.db.acquire().await?, &base(&state), &id).await?;
     Ok(scim_json(StatusCode::OK, project(user, &USER, &projection)))
 }
@@ -464,12 +461,11 @@ pub async fn get_user(
     security(("bearer" = [])))]
 pub async fn put_user(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    Feed(caller): Feed,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ScimResult<Response> {
     let received_at_us = state.clock.now_us();
-    let caller = feed(caller)?;
     let fields = parse_user(&parse_body(&body)?)?;
     replace_user(
         &state,
@@ -490,12 +486,11 @@ pub async fn put_user(
     security(("bearer" = [])))]
 pub async fn patch_user(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    Feed(caller): Feed,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ScimResult<Response> {
     let received_at_us = state.clock.now_us();
-    let caller = feed(caller)?;
     let ops = parse_patch(&parse_body(&body)?)?;
     replace_user(
         &state,
@@ -522,11 +517,10 @@ pub async fn patch_user(
     security(("bearer" = [])))]
 pub async fn delete_user(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    Feed(caller): Feed,
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
     let received_at_us = state.clock.now_us();
-    let caller = feed(caller)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     crate::db::lock_person(&mut tx, &id).await?;
@@ -591,10 +585,9 @@ pub async fn delete_user(
     security(("bearer" = [])))]
 pub async fn list_users(
     State(state): State<AppState>,
-    caller: std::result::Result<Caller, Error>,
+    _feed: Feed,
     Query(q): Query<ListQuery>,
 ) -> ScimResult<Response> {
-    feed(caller)?;
     let filters = [
         ("userName", "LOWER(user_name) = LOWER($1)"),
         ("externalId", "external_id = $1"),
