@@ -1229,3 +1229,39 @@ impl SoftKey {
         })
     }
 }
+
+/// The directory as SCIM changes it (people, groups, memberships, the audit head), for "nothing
+/// changed" checks of SCIM requests.
+pub async fn directory_state(app: &App) -> Vec<String> {
+    let mut all = app
+        .rows("SELECT id, user_name, display_name, active, external_id, department, email, updated_at, deleted_at FROM people ORDER BY id")
+        .await;
+    all.extend(
+        app.rows("SELECT id, display_name, updated_at FROM scim_groups ORDER BY id")
+            .await,
+    );
+    all.extend(
+        app.rows("SELECT group_id, person_id FROM scim_group_members ORDER BY group_id, person_id")
+            .await,
+    );
+    all.extend(app.rows("SELECT seq, hash FROM audit_head").await);
+    all
+}
+
+/// The SCIM enterprise User extension.
+pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// A SCIM User as an IdP sends it (core and enterprise attributes).
+pub fn scim_user(user_name: &str, external_id: &str, department: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+        "externalId": external_id,
+        "userName": user_name,
+        "active": true,
+        "displayName": "Ada Lovelace",
+        "name": {"givenName": "Ada", "familyName": "Lovelace", "formatted": "Ada Lovelace"},
+        "emails": [{"primary": true, "type": "work", "value": user_name}],
+        "title": "Engineer",
+        ENTERPRISE: {"employeeNumber": "E1001", "department": department},
+    })
+}
