@@ -1,0 +1,556 @@
+//! Enrolment: a one-time ticket bound to a person opens a session on one laptop; each key is
+//! one ceremony whose attestation webauthn-rs verifies before the credential is bound to the
+//! person, with the evidence kept for auditors. The agent's endpoints are here; tickets
+//! (`tickets.rs`), sessions and ceremonies (`sessions.rs`) and binding (`bind.rs`, shared with the
+//! browser's self-service pages) each have their file.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use keywarden_protocol::{
+    AddKeyRequest, CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
+    EnrolFinishResponse,
+};
+use sqlx::{Any, Row, Transaction};
+use webauthn_rs_core::proto::RegistrationState;
+
+use crate::audit;
+use crate::auth::{Signed, SignedCall};
+use crate::error::{Error, Result};
+use crate::secrets::{self, b64};
+use crate::state::AppState;
+
+mod bind;
+mod sessions;
+mod tickets;
+
+pub(crate) use bind::{bind_credential, check_key_policy, NewCredential};
+pub use sessions::active_count;
+use sessions::new_ceremony;
+pub(crate) use sessions::{
+    check_laptop, load_person, open_proven_session, open_session, open_session_of, policy_for,
+    Person,
+};
+pub(crate) use tickets::{mark_redeemed, open_ticket, ticket_refused};
+
+/// Routes for enrolment.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agent/enrolments", post(begin))
+        .route("/api/v1/agent/key-additions", post(add_key))
+        .route(
+            "/api/v1/agent/enrolments/{id}/ceremonies",
+            post(next_ceremony),
+        )
+        .route("/api/v1/agent/ceremonies/{id}/finish", post(finish))
+}
+
+/// `POST /api/v1/agent/enrolments` (device-signed): redeem a ticket and open an enrolment.
+#[utoipa::path(post, path = "/api/v1/agent/enrolments", tag = "agent", request_body = crate::openapi::EnrolBeginRequestDoc,
+    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc), (status = 429, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn begin(
+    State(state): State<AppState>,
+    Signed { call, body: req }: Signed<EnrolBeginRequest>,
+) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
+    let now = state.now_ms();
+    let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);
+    let failures: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM ticket_attempts WHERE device_id = $1 AND at > $2 AND outcome <> 'ok'",
+    )
+    .bind(&call.device_id)
+    .bind(now - window)
+    .fetch_one(&state.db)
+    .await?
+    .try_get("n")?;
+    if failures >= i64::from(state.settings.redeem_limit_per_device) {
+        return Err(Error::too_many(
+            "redemption_rate_limited",
+            format!(
+                "too many failed ticket redemptions from this laptop; try again after {}",
+                secrets::fmt_time(now + window)
+            ),
+        ));
+    }
+    let mut ticket_id = None;
+    match begin_inner(&state, &call, &req, now, &mut ticket_id).await {
+        Ok(resp) => Ok((StatusCode::CREATED, Json(resp))),
+        Err(e) => {
+            ticket_refused(
+                &state,
+                &format!("device:{}", call.device_id),
+                &call.device_id,
+                ticket_id.as_deref(),
+                &e,
+                now,
+            )
+            .await?;
+            Err(e)
+        }
+    }
+}
+
+async fn begin_inner(
+    state: &AppState,
+    call: &SignedCall,
+    req: &EnrolBeginRequest,
+    now: i64,
+    ticket_id_out: &mut Option<String>,
+) -> Result<EnrolBeginResponse> {
+    let mut tx = crate::db::begin(&state.db).await?;
+    call.claim(&mut tx).await?;
+    let (ticket_id, person) = open_ticket(state, &mut tx, &req.ticket, now, ticket_id_out).await?;
+    let stepped_up_with =
+        require_step_up_if_enrolled(state, &mut tx, call, &person, req, now).await?;
+    let (_, policy) = policy_for(state, &mut tx, &person.id).await?;
+    check_laptop(&policy, &mut tx, &call.device_id, now).await?;
+    mark_redeemed(&mut tx, &ticket_id, Some(&call.device_id), now).await?;
+    let resp = open_session(
+        state,
+        &mut tx,
+        &person.id,
+        &ticket_id,
+        &call.device_id,
+        None,
+        now,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        now,
+        &format!("device:{}", call.device_id),
+        "ticket.redeemed",
+        &person.id,
+        serde_json::json!({"ticket_id": ticket_id, "session_id": resp.enrolment_id, "stepped_up_with": stepped_up_with}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(resp)
+}
+
+/// Refusals of a ticket redemption for a person who already has a key: audited, not counted
+/// against the ticket (the ticket is fine; the proof is missing).
+pub(crate) const STEP_UP_REFUSALS: &[&str] = &[
+    "step_up_required",
+    "step_up_wrong_person",
+    "step_up_unknown",
+    "step_up_wrong_device",
+    "step_up_wrong_purpose",
+    "step_up_used",
+    "step_up_expired",
+    "credential_unknown",
+    "credential_not_active",
+    "assertion_invalid",
+    "assertion_malformed",
+    "step_up_class_not_allowed",
+    "assertion_counter_replayed",
+    "user_verification_missing",
+];
+
+/// A ticket enrols only a person's first keys. Once they hold an active credential, adding
+/// another is a step-up, like recovery: the redemption must carry a fresh assertion from one of
+/// that person's active keys (verified and consumed in `tx`). Returns the credential that
+/// stepped up, if one had to.
+async fn require_step_up_if_enrolled(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    call: &SignedCall,
+    person: &Person,
+    req: &EnrolBeginRequest,
+    now: i64,
+) -> Result<Option<String>> {
+    if active_count(tx, &person.id).await? == 0 {
+        return Ok(None);
+    }
+    let Some(step_up) = &req.step_up else {
+        return Err(Error::forbidden(
+            "step_up_required",
+            format!(
+                "{} already has an active key, so a ticket alone cannot add another: sign in with one of their keys to add a key, or ask the help desk for a recovery if every key is lost",
+                person.user_name
+            ),
+        ));
+    };
+    let v = crate::stepup::verify(state, tx, &call.device_id, "add_key", step_up, now).await?;
+    if v.person_id != person.id {
+        return Err(Error::forbidden(
+            "step_up_wrong_person",
+            "the key used to prove the addition belongs to someone else; use one of your own keys",
+        ));
+    }
+    Ok(Some(v.credential_id))
+}
+
+/// `POST /api/v1/agent/key-additions` (device-signed): a person adds a key by proving they hold
+/// one already: a fresh assertion (purpose `add_key`) from one of their active keys opens an
+/// enrolment session for them on this laptop, exactly as a redeemed ticket does.
+#[utoipa::path(post, path = "/api/v1/agent/key-additions", tag = "agent", request_body = crate::openapi::AddKeyRequestDoc,
+    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn add_key(
+    State(state): State<AppState>,
+    Signed { call, body: req }: Signed<AddKeyRequest>,
+) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    call.claim(&mut tx).await?;
+    let v = match crate::stepup::verify(
+        &state,
+        &mut tx,
+        &call.device_id,
+        "add_key",
+        &req.step_up,
+        now,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            drop(tx);
+            return Err(crate::stepup::refused(
+                &state,
+                &format!("device:{}", call.device_id),
+                "add_key",
+                e,
+                now,
+            )
+            .await);
+        }
+    };
+    let resp = match add_key_session(&state, &mut tx, &call, &v, now).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop(tx);
+            let (_, code, message) = e.parts();
+            if code == "laptop_noncompliant" {
+                audit::record_refusal(
+                    &state.db,
+                    now,
+                    &format!("device:{}", call.device_id),
+                    "enrolment.refused",
+                    &call.device_id,
+                    serde_json::json!({"reason": code, "message": message}),
+                )
+                .await?;
+            }
+            return Err(e);
+        }
+    };
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+async fn add_key_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    call: &SignedCall,
+    v: &crate::stepup::Verified,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let person = load_person(tx, &v.person_id).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    let (_, policy) = policy_for(state, tx, &person.id).await?;
+    check_laptop(&policy, tx, &call.device_id, now).await?;
+    let resp = open_proven_session(
+        state,
+        tx,
+        &person.id,
+        &format!("add_key:{}", v.credential_id),
+        now,
+        &call.device_id,
+        None,
+        now,
+    )
+    .await?;
+    audit::record(
+        tx,
+        now,
+        &format!("device:{}", call.device_id),
+        "key_addition.opened",
+        &person.id,
+        serde_json::json!({"stepped_up_with": v.credential_id, "session_id": resp.enrolment_id}),
+    )
+    .await?;
+    Ok(resp)
+}
+
+/// `POST /api/v1/agent/enrolments/{id}/ceremonies` (device-signed): another key in the same enrolment.
+#[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/ceremonies", tag = "agent",
+    params(("id" = String, Path, description = "enrolment id")),
+    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 401, body = crate::openapi::ErrorBodyDoc),
+              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
+              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn next_ceremony(
+    State(state): State<AppState>,
+    Path(session_id): Path<String>,
+    call: SignedCall,
+) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    call.claim(&mut tx).await?;
+    let (person, expires_at) = open_session_of(&mut tx, &session_id, &call.device_id, now).await?;
+    let resp = new_ceremony(&state, &mut tx, &session_id, expires_at, &person, now).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+/// `POST /api/v1/agent/ceremonies/{id}/finish` (device-signed): verify the attestation and
+/// bind the credential, after the policy checks (AAGUID, PIN length, user verification, laptop).
+#[utoipa::path(post, path = "/api/v1/agent/ceremonies/{id}/finish", tag = "agent", request_body = crate::openapi::EnrolFinishRequestDoc,
+    params(("id" = String, Path, description = "ceremony id")),
+    responses((status = 200, body = crate::openapi::EnrolFinishResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
+              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
+              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
+              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    security(("device_signature" = [])))]
+pub async fn finish(
+    State(state): State<AppState>,
+    Path(ceremony_id): Path<String>,
+    Signed { call, body: req }: Signed<EnrolFinishRequest>,
+) -> Result<Json<EnrolFinishResponse>> {
+    let now = state.now_ms();
+    match finish_inner(&state, &call, &ceremony_id, &req, now).await {
+        Ok(r) => {
+            state.outbox_wake.notify_one();
+            Ok(Json(r))
+        }
+        Err(e) => {
+            let (_, code, message) = e.parts();
+            if POLICY_REFUSALS.contains(&code) {
+                audit::record_refusal(&state.db, now, &format!("device:{}", call.device_id), "enrolment.refused", &ceremony_id,
+                    serde_json::json!({"reason": code, "message": message, "claimed_aaguid": req.key.aaguid})).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Policy refusals at the end of a ceremony; each is audited.
+const POLICY_REFUSALS: &[&str] = &[
+    "aaguid_not_allowed",
+    "attestation_untrusted",
+    "attestation_chain_required",
+    "pin_length_unknown",
+    "user_verification_missing",
+    "pin_too_short",
+    "laptop_noncompliant",
+];
+
+async fn finish_inner(
+    state: &AppState,
+    call: &SignedCall,
+    ceremony_id: &str,
+    req: &EnrolFinishRequest,
+    now: i64,
+) -> Result<EnrolFinishResponse> {
+    let attestation_object = secrets::unb64(&req.attestation_object).ok_or_else(|| {
+        Error::bad_request(
+            "attestation_malformed",
+            "attestation_object is not base64url",
+        )
+    })?;
+    let client_data_json = secrets::unb64(&req.client_data_json).ok_or_else(|| {
+        Error::bad_request("attestation_malformed", "client_data_json is not base64url")
+    })?;
+    let credential_raw = secrets::unb64(&req.credential_id).ok_or_else(|| {
+        Error::bad_request("attestation_malformed", "credential_id is not base64url")
+    })?;
+    let mut tx = crate::db::begin(&state.db).await?;
+    call.claim(&mut tx).await?;
+    let c = sqlx::query(
+        "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
+         FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1",
+    )
+    .bind(ceremony_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| {
+        Error::not_found(
+            "ceremony_unknown",
+            format!("no enrolment ceremony {ceremony_id}"),
+        )
+    })?;
+    if c.try_get::<String, _>("device_id")? != call.device_id {
+        return Err(Error::forbidden(
+            "enrolment_wrong_device",
+            "this enrolment was opened on another laptop",
+        ));
+    }
+    if c.try_get::<Option<i64>, _>("closed_at")?.is_some() {
+        return Err(Error::gone(
+            "enrolment_closed",
+            "this enrolment was closed (the person left or the recovery was cancelled)",
+        ));
+    }
+    if c.try_get::<Option<i64>, _>("completed_at")?.is_some() {
+        return Err(Error::conflict(
+            "ceremony_completed",
+            "this key's enrolment step was already finished",
+        ));
+    }
+    let expires_at: i64 = c.try_get("expires_at")?;
+    if now >= expires_at {
+        return Err(Error::gone(
+            "ceremony_expired",
+            format!(
+                "enrolment step timed out at {}; start the key again",
+                secrets::fmt_time(expires_at)
+            ),
+        ));
+    }
+    let person = load_person(&mut tx, &c.try_get::<String, _>("person_id")?).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    let reg_state: RegistrationState =
+        serde_json::from_str(&c.try_get::<String, _>("state")?).map_err(Error::Corrupt)?;
+    let reg = crate::trust::registration_response(
+        &credential_raw,
+        &attestation_object,
+        &client_data_json,
+    )?;
+
+    // Attestation and the facts the policy judges come from verified data only (trust.rs):
+    // the chain to a trust anchor, the AAGUID and minimum PIN length from the attested
+    // authenticatorData, the device class from metadata; never from `req.key`.
+    let (population, policy) = policy_for(state, &mut tx, &person.id).await?;
+    let verified = crate::trust::verify_registration(
+        state,
+        &mut tx,
+        &reg,
+        &reg_state,
+        &attestation_object,
+        &policy,
+        &population,
+        crate::trust::Via::Agent,
+        now,
+    )
+    .await?;
+    let credential = &verified.credential;
+    let att_type = verified.attestation_type;
+    let cred_id = b64(credential.cred_id.as_ref());
+    if cred_id != b64(&credential_raw) {
+        return Err(Error::bad_request(
+            "credential_id_mismatch",
+            "credential_id differs from the attested one",
+        ));
+    }
+    let aaguid = verified.facts.aaguid.clone();
+    let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
+        .bind(&cred_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if taken.is_some() {
+        return Err(Error::conflict(
+            "credential_exists",
+            "this credential is already enrolled",
+        ));
+    }
+    check_key_policy(&policy, &population, &verified)?;
+    check_laptop(&policy, &mut tx, &call.device_id, now).await?;
+    let software_key = verified.software_key;
+    let device_class = verified.device_class;
+    let model = if req.key.aaguid == aaguid {
+        req.key.model.clone()
+    } else {
+        None
+    };
+    let format = format!("{:?}", credential.attestation_format).to_lowercase();
+    let posture: Option<String> = sqlx::query(
+        "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = $1",
+    )
+    .bind(&call.device_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| r.try_get::<String, _>("body"))
+    .transpose()?
+    .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+    .and_then(|v| v.get("posture").map(|p| p.to_string()));
+    let hostname: Option<String> = sqlx::query("SELECT hostname FROM devices WHERE id = $1")
+        .bind(&call.device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("hostname"))
+        .transpose()?;
+    bind_credential(
+        state,
+        &mut tx,
+        NewCredential {
+            person_id: &person.id,
+            verified: &verified,
+            attestation_object: &attestation_object,
+            client_data_json: &client_data_json,
+            challenge: &c.try_get::<String, _>("challenge")?,
+            device_id: Some(&call.device_id),
+            ceremony_id: Some(ceremony_id),
+            model: model.as_deref(),
+            key_info: serde_json::to_string(&crate::serials::as_stored(&req.key, &policy))
+                .map_err(Error::Corrupt)?,
+            posture,
+            name: None,
+            via: crate::trust::Via::Agent,
+            actor: &format!("device:{}", call.device_id),
+            place: format!(
+                "on laptop {}",
+                hostname.as_deref().unwrap_or(&call.device_id)
+            ),
+        },
+        now,
+    )
+    .await?;
+    sqlx::query("UPDATE ceremonies SET completed_at = $1, credential_id = $2 WHERE id = $3")
+        .bind(now)
+        .bind(&cred_id)
+        .bind(ceremony_id)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(recovery_id) = c.try_get::<Option<String>, _>("recovery_id")? {
+        crate::recovery::replacement_enrolled(
+            &mut tx,
+            &recovery_id,
+            &person.id,
+            &cred_id,
+            &call.device_id,
+            now,
+        )
+        .await?;
+    }
+    let active = active_count(&mut tx, &person.id).await?;
+    tx.commit().await?;
+    Ok(EnrolFinishResponse {
+        credential: CredentialView {
+            id: cred_id,
+            person_id: person.id,
+            aaguid,
+            model,
+            software_key,
+            attestation_format: format,
+            attestation_type: att_type.to_owned(),
+            enrolled_on_device: Some(call.device_id.clone()),
+            status: "active".to_owned(),
+            created_at_ms: now,
+            device_class: device_class.as_str().to_owned(),
+            synced: credential.backup_eligible,
+            name: None,
+            enrolled_via: "agent".to_owned(),
+        },
+        active_authenticators: active,
+        required_authenticators: policy.min_authenticators,
+    })
+}

@@ -1,0 +1,306 @@
+//! Enrolment sessions: the person they are for (their row taken), the population's policy and
+//! the laptop's posture, opening a session (from a ticket, a step-up or a recovery), and each
+//! key's WebAuthn registration ceremony.
+
+use keywarden_protocol::{EnrolBeginResponse, PersonSummary, RegistrationOptions};
+use sqlx::{Any, Row, Transaction};
+use webauthn_rs_core::proto::{
+    AttestationConveyancePreference, COSEAlgorithm, CredentialID, UserVerificationPolicy,
+};
+
+use crate::error::{Error, Result};
+use crate::policy::{self, Policies, Policy};
+use crate::secrets::{self, b64, new_id};
+use crate::state::AppState;
+
+/// Active credentials of a person.
+pub async fn active_count(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<u32> {
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM credentials WHERE person_id = $1 AND status = 'active'",
+    )
+    .bind(person_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+pub(crate) struct Person {
+    pub(crate) id: String,
+    pub(crate) user_name: String,
+    pub(crate) display_name: String,
+    pub(crate) webauthn_user_id: String,
+    pub(crate) active: bool,
+}
+
+/// Load a person inside a write transaction, holding their row until commit: an offboarding
+/// (which takes the same row first) and an enrolment for that person run one after the other,
+/// so a credential can never be bound to someone whose offboarding already revoked the rest.
+pub(crate) async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
+    crate::db::lock_person(tx, id).await?;
+    let r = sqlx::query(
+        "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| Error::not_found("person_unknown", format!("no person with id {id}")))?;
+    Ok(Person {
+        id: r.try_get("id")?,
+        user_name: r.try_get("user_name")?,
+        display_name: r.try_get("display_name")?,
+        webauthn_user_id: r.try_get("webauthn_user_id")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+    })
+}
+
+/// Open an enrolment session proven by something other than an enrolment ticket (a step-up
+/// from one of the person's keys, a recovery): the session hangs off an internal, already
+/// redeemed ticket row whose `created_by` names the proof (`add_key:<credential>`,
+/// `recovery:<id>`) and whose hash no ticket can match.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn open_proven_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    proof: &str,
+    expires_at: i64,
+    device_id: &str,
+    recovery_id: Option<&str>,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let ticket_id = new_id();
+    sqlx::query(
+        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)",
+    )
+    .bind(&ticket_id)
+    .bind(secrets::hash(&format!("{proof}:{ticket_id}")))
+    .bind(person_id)
+    .bind(proof)
+    .bind(now)
+    .bind(expires_at)
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?;
+    open_session(
+        state,
+        tx,
+        person_id,
+        &ticket_id,
+        device_id,
+        recovery_id,
+        now,
+    )
+    .await
+}
+
+/// Open an enrolment session for a person on a laptop (from a redeemed enrolment ticket, or a
+/// recovery), bind the laptop to the person, and start the first ceremony.
+pub(crate) async fn open_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    ticket_id: &str,
+    device_id: &str,
+    recovery_id: Option<&str>,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let person = load_person(tx, person_id).await?;
+    let session_id = new_id();
+    let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session_expires = now + session_ttl;
+    sqlx::query(
+        "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at, recovery_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&session_id)
+    .bind(ticket_id)
+    .bind(&person.id)
+    .bind(device_id)
+    .bind(now)
+    .bind(session_expires)
+    .bind(recovery_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO device_bindings (device_id, person_id, bound_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (device_id, person_id) DO UPDATE SET unbound_at = NULL, bound_at = excluded.bound_at",
+    )
+    .bind(device_id)
+    .bind(&person.id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    new_ceremony(state, tx, &session_id, session_expires, &person, now).await
+}
+
+/// The population and policy of a person.
+pub(crate) async fn policy_for(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+) -> Result<(String, Policy)> {
+    let policies = Policies::load(&state.db, state.settings.min_authenticators).await?;
+    let attrs = policy::person_attrs(tx, person_id).await?;
+    let (name, p) = policies.resolve(&attrs);
+    Ok((name.to_owned(), p.clone()))
+}
+
+/// Refuse when the enrolling laptop's latest posture does not meet the policy.
+pub(crate) async fn check_laptop(
+    policy: &Policy,
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+    now: i64,
+) -> Result<()> {
+    if policy.enrolment_posture.is_empty() {
+        return Ok(());
+    }
+    let posture = policy::latest_posture(tx, device_id).await?;
+    let failures = policy::posture_failures(&policy.enrolment_posture, posture.as_ref(), now);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "laptop_noncompliant",
+            format!(
+                "this laptop does not meet the enrolment policy: {}",
+                failures.join("; ")
+            ),
+        ))
+    }
+}
+
+/// An agent's enrolment session, checked inside `tx`: it exists, belongs to this laptop, is
+/// neither closed nor expired, and its person is active (their row taken). Returns the person
+/// and when the session ends.
+pub(crate) async fn open_session_of(
+    tx: &mut Transaction<'_, Any>,
+    session_id: &str,
+    device_id: &str,
+    now: i64,
+) -> Result<(Person, i64)> {
+    let s = sqlx::query(
+        "SELECT person_id, device_id, expires_at, closed_at FROM enrolment_sessions WHERE id = $1",
+    )
+    .bind(session_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| Error::not_found("enrolment_unknown", format!("no enrolment {session_id}")))?;
+    if s.try_get::<String, _>("device_id")? != device_id {
+        return Err(Error::forbidden(
+            "enrolment_wrong_device",
+            "this enrolment was opened on another laptop",
+        ));
+    }
+    if s.try_get::<Option<i64>, _>("closed_at")?.is_some() {
+        return Err(Error::gone(
+            "enrolment_closed",
+            "this enrolment was closed (the person left or the recovery was cancelled)",
+        ));
+    }
+    let expires_at: i64 = s.try_get("expires_at")?;
+    if now >= expires_at {
+        return Err(Error::gone(
+            "enrolment_expired",
+            format!(
+                "enrolment session closed at {}; ask IT for a new ticket",
+                secrets::fmt_time(expires_at)
+            ),
+        ));
+    }
+    let person = load_person(tx, &s.try_get::<String, _>("person_id")?).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    Ok((person, expires_at))
+}
+
+pub(crate) async fn new_ceremony(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    session_id: &str,
+    session_expires: i64,
+    person: &Person,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let existing =
+        sqlx::query("SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'")
+            .bind(&person.id)
+            .fetch_all(&mut **tx)
+            .await?;
+    let mut exclude = Vec::with_capacity(existing.len());
+    for r in &existing {
+        let id: String = r.try_get("id")?;
+        if let Some(raw) = secrets::unb64(&id) {
+            exclude.push(CredentialID::from(raw));
+        }
+    }
+    let user_id = secrets::unb64(&person.webauthn_user_id)
+        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
+    let builder = state
+        .webauthn
+        .new_challenge_register_builder(&user_id, &person.user_name, &person.display_name)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
+        .attestation(AttestationConveyancePreference::Direct)
+        .user_verification_policy(UserVerificationPolicy::Required)
+        .exclude_credentials(Some(exclude.clone()))
+        .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA])
+        .require_resident_key(true)
+        .reject_synchronised_authenticators(true);
+    let (ccr, reg_state) = state
+        .webauthn
+        .generate_challenge_register(builder)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let pk = ccr.public_key;
+    let challenge = b64(pk.challenge.as_ref());
+    let ceremony_id = new_id();
+    let ttl = i64::from(pk.timeout.unwrap_or(300_000));
+    sqlx::query(
+        "INSERT INTO ceremonies (id, session_id, challenge, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&ceremony_id)
+    .bind(session_id)
+    .bind(&challenge)
+    .bind(serde_json::to_string(&reg_state).map_err(Error::Corrupt)?)
+    .bind(now)
+    .bind((now + ttl).min(session_expires))
+    .execute(&mut **tx)
+    .await?;
+    let active = active_count(tx, &person.id).await?;
+    let (_, policy) = policy_for(state, tx, &person.id).await?;
+    Ok(EnrolBeginResponse {
+        enrolment_id: session_id.to_owned(),
+        ceremony_id,
+        session_expires_at_ms: session_expires,
+        person: PersonSummary {
+            id: person.id.clone(),
+            user_name: person.user_name.clone(),
+            display_name: person.display_name.clone(),
+        },
+        options: RegistrationOptions {
+            challenge,
+            rp_id: pk.rp.id,
+            rp_name: pk.rp.name,
+            origin: state
+                .settings
+                .origin
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+            user_id: b64(pk.user.id.as_ref()),
+            user_name: pk.user.name,
+            user_display_name: pk.user.display_name,
+            algorithms: pk.pub_key_cred_params.iter().map(|p| p.alg).collect(),
+            exclude_credentials: exclude.iter().map(|c| b64(c.as_ref())).collect(),
+            user_verification_required: true,
+            resident_key_required: true,
+            attestation: "direct".to_owned(),
+            timeout_ms: u64::try_from(ttl).unwrap_or(300_000),
+        },
+        active_authenticators: active,
+        required_authenticators: policy.min_authenticators,
+    })
+}

@@ -1,0 +1,168 @@
+//! Enrolment tickets: looking one up and checking it can be redeemed, marking it redeemed, and
+//! recording refused redemptions (counted failures lock a ticket, then a laptop).
+
+use sqlx::{Any, Row, Transaction};
+
+use crate::audit;
+use crate::error::{Error, Result};
+use crate::secrets::{self, new_id};
+use crate::state::AppState;
+
+use super::sessions::{load_person, Person};
+use super::STEP_UP_REFUSALS;
+
+/// Ticket refusals that count against the per-device and per-ticket redemption limits.
+pub(crate) const COUNTED_REFUSALS: &[&str] = &[
+    "ticket_unknown",
+    "ticket_used",
+    "ticket_expired",
+    "ticket_cancelled",
+    "person_inactive",
+];
+
+/// Record a refused ticket redemption in its own transaction (the refused work was rolled
+/// back): a counted failure (it locks the ticket after a few, and a laptop after a few more) is
+/// kept in `ticket_attempts` under `attempt_key` (a laptop id, or `browser`) and audited; a
+/// policy or step-up refusal is audited.
+pub(crate) async fn ticket_refused(
+    state: &AppState,
+    actor: &str,
+    attempt_key: &str,
+    ticket_id: Option<&str>,
+    e: &Error,
+    now: i64,
+) -> Result<()> {
+    let (_, code, message) = e.parts();
+    if COUNTED_REFUSALS.contains(&code) || code == "ticket_locked" {
+        let mut tx = crate::db::begin(&state.db).await?;
+        if code != "ticket_locked" {
+            sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
+                .bind(new_id())
+                .bind(now)
+                .bind(attempt_key)
+                .bind(ticket_id)
+                .bind(code)
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit::record(
+            &mut tx,
+            now,
+            actor,
+            "ticket.redemption_refused",
+            ticket_id.unwrap_or("unknown-ticket"),
+            serde_json::json!({"reason": code, "message": message}),
+        )
+        .await?;
+        tx.commit().await?;
+    } else if code == "laptop_noncompliant" || STEP_UP_REFUSALS.contains(&code) {
+        audit::record_refusal(
+            &state.db,
+            now,
+            actor,
+            "enrolment.refused",
+            attempt_key,
+            serde_json::json!({"reason": code, "message": message}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Look a ticket up inside `tx` and check it can be redeemed now (known, not locked by failed
+/// attempts, not cancelled, unused, unexpired, its person active); takes the person's row.
+/// `ticket_id_out` learns the ticket's id as soon as it is known (for counting a failure).
+pub(crate) async fn open_ticket(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    ticket: &str,
+    now: i64,
+    ticket_id_out: &mut Option<String>,
+) -> Result<(String, Person)> {
+    let t = sqlx::query(
+        "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1",
+    )
+    .bind(secrets::hash(ticket.trim()))
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| {
+        Error::not_found("ticket_unknown", "unknown enrolment ticket; ask IT for a new one")
+    })?;
+    let ticket_id: String = t.try_get("id")?;
+    *ticket_id_out = Some(ticket_id.clone());
+    let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);
+    let ticket_failures: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM ticket_attempts WHERE ticket_id = $1 AND at > $2 AND outcome <> 'ok'",
+    )
+    .bind(&ticket_id)
+    .bind(now - window)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    if ticket_failures >= i64::from(state.settings.redeem_limit_per_ticket) {
+        return Err(Error::too_many(
+            "ticket_locked",
+            "this ticket was tried too often and is locked; ask IT for a new one",
+        ));
+    }
+    if let Some(at) = t.try_get::<Option<i64>, _>("cancelled_at")? {
+        return Err(Error::gone(
+            "ticket_cancelled",
+            format!(
+                "ticket was cancelled at {}; ask IT for a new one",
+                secrets::fmt_time(at)
+            ),
+        ));
+    }
+    if let Some(at) = t.try_get::<Option<i64>, _>("redeemed_at")? {
+        return Err(Error::conflict(
+            "ticket_used",
+            format!(
+                "ticket was already used at {}; ask IT for a new one",
+                secrets::fmt_time(at)
+            ),
+        ));
+    }
+    let expires_at: i64 = t.try_get("expires_at")?;
+    if now >= expires_at {
+        return Err(Error::gone(
+            "ticket_expired",
+            format!(
+                "ticket expired at {}; ask IT for a new one",
+                secrets::fmt_time(expires_at)
+            ),
+        ));
+    }
+    let person = load_person(tx, &t.try_get::<String, _>("person_id")?).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            "person_inactive",
+            "this person is no longer active",
+        ));
+    }
+    Ok((ticket_id, person))
+}
+
+/// Mark a ticket redeemed (by a laptop, or `None`: in the browser) inside `tx`.
+pub(crate) async fn mark_redeemed(
+    tx: &mut Transaction<'_, Any>,
+    ticket_id: &str,
+    device_id: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let redeemed = sqlx::query(
+        "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
+    )
+    .bind(now)
+    .bind(device_id)
+    .bind(ticket_id)
+    .execute(&mut **tx)
+    .await?;
+    if redeemed.rows_affected() != 1 {
+        return Err(Error::conflict(
+            "ticket_used",
+            "ticket was already used; ask IT for a new one",
+        ));
+    }
+    Ok(())
+}
