@@ -59,6 +59,7 @@ pub fn signing_input(
 
 /// The one error shape every service failure is returned in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ErrorBody {
     /// The error itself.
@@ -67,6 +68,7 @@ pub struct ErrorBody {
 
 /// A stable machine code and a short human sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ErrorDetail {
     /// Stable snake_case code a client can act on, e.g. `ticket_expired`.
@@ -81,6 +83,7 @@ pub struct ErrorDetail {
 
 /// A posture observation: either a value the probe could determine, or unknown with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "state", rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum Observed<T> {
@@ -132,6 +135,7 @@ impl<T> Observed<T> {
 
 /// One mounted disk as seen by the OS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct Disk {
     /// Device name, e.g. `/dev/nvme0n1p2`.
@@ -152,6 +156,7 @@ pub struct Disk {
 
 /// The laptop's posture as the agent observed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct Posture {
     /// Shape version, [`POSTURE_SCHEMA_VERSION`].
@@ -198,6 +203,7 @@ fn not_reported<T>() -> Observed<T> {
 
 /// Which backend reaches an authenticator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum KeyBackend {
@@ -209,6 +215,7 @@ pub enum KeyBackend {
 
 /// What the agent knows about one authenticator it can see. Never holds a PIN or a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct KeyInfo {
     /// Identity of the key as the agent names it; stable across runs for the same key.
@@ -276,6 +283,7 @@ impl KeyInfo {
 /// `POST /api/v1/agent/provision`: redeem a one-time provisioning token and register this
 /// laptop's device public key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ProvisionRequest {
     /// The one-time token an admin issued.
@@ -290,6 +298,7 @@ pub struct ProvisionRequest {
 
 /// Answer to [`ProvisionRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ProvisionResponse {
     /// The device id to sign every later request with.
@@ -308,6 +317,7 @@ pub struct ProvisionResponse {
 
 /// `POST /api/v1/agent/reports` (signed): posture plus the keys seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct Report {
     /// Idempotency key chosen by the agent when the report enters its outbox.
@@ -325,6 +335,7 @@ pub struct Report {
 
 /// Answer to [`Report`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportAck {
     /// The report id acknowledged.
     pub report_id: String,
@@ -345,6 +356,7 @@ pub const MAX_REPORTS_PER_BATCH: usize = 200;
 /// stored. A refusal of the request itself (signature, replay, a body that is not a batch)
 /// stores none of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportBatch {
     /// The reports, oldest first; 1..=[`MAX_REPORTS_PER_BATCH`].
     pub reports: Vec<Report>,
@@ -352,6 +364,7 @@ pub struct ReportBatch {
 
 /// What happened to one report of a [`ReportBatch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReportOutcome {
     /// Stored now.
@@ -364,6 +377,7 @@ pub enum ReportOutcome {
 
 /// The service's answer for one report of a batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportResult {
     /// Position in the batch, from 0.
     pub index: u32,
@@ -378,6 +392,7 @@ pub struct ReportResult {
 /// Answer to [`ReportBatch`]: one result per report, in the order sent. Sent only after the
 /// stored reports are committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportBatchAck {
     /// One result per report, in batch order.
     pub results: Vec<ReportResult>,
@@ -385,6 +400,7 @@ pub struct ReportBatchAck {
 
 /// `POST /api/v1/agent/enrolments` (signed): redeem a one-time enrolment ticket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct EnrolBeginRequest {
     /// The one-time ticket IT issued for the person.
@@ -399,6 +415,7 @@ pub struct EnrolBeginRequest {
 /// `POST /api/v1/agent/key-additions` (signed): add a key for the person whose existing key
 /// signed the step-up (purpose `add_key`); no ticket needed, the assertion is the proof.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct AddKeyRequest {
     /// A fresh assertion from one of the person's active keys.
@@ -407,6 +424,7 @@ pub struct AddKeyRequest {
 
 /// Who an enrolment is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct PersonSummary {
     /// Person id.
@@ -419,6 +437,7 @@ pub struct PersonSummary {
 
 /// The registration options the agent hands to the key, derived from webauthn-rs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct RegistrationOptions {
     /// Challenge, base64url.
@@ -458,6 +477,7 @@ pub struct RegistrationOptions {
 /// that laptop; within the session the person enrols a primary and then backup keys, one
 /// ceremony (one challenge) each. A ceremony that is abandoned binds nothing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct EnrolBeginResponse {
     /// Id of the enrolment session opened by the ticket.
@@ -479,6 +499,7 @@ pub struct EnrolBeginResponse {
 
 /// `POST /api/v1/agent/enrolments/{id}/finish` (signed): the key's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct EnrolFinishRequest {
     /// Credential id, base64url.
@@ -493,6 +514,7 @@ pub struct EnrolFinishRequest {
 
 /// A credential as the service records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct CredentialView {
     /// Credential id, base64url.
@@ -536,6 +558,7 @@ pub struct CredentialView {
 /// self-service pages in the browser on the same enrolment session, to add this laptop's or a
 /// phone's passkey there (the app never handles the browser's credential).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct WebLinkResponse {
     /// The link, `{origin}/me/enrol#link=...`; single use.
@@ -547,6 +570,7 @@ pub struct WebLinkResponse {
 
 /// Answer to [`EnrolFinishRequest`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct EnrolFinishResponse {
     /// The credential, verified and bound to the person.
@@ -563,6 +587,7 @@ pub struct EnrolFinishResponse {
 
 /// `POST /api/v1/admin/people`: create a person (a stand-in until the SCIM feed lands).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatePerson {
     /// Login name, unique.
     pub user_name: String,
@@ -572,6 +597,7 @@ pub struct CreatePerson {
 
 /// A person as the admin API shows them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PersonView {
     /// Person id.
     pub id: String,
@@ -589,6 +615,7 @@ pub struct PersonView {
 
 /// `POST /api/v1/admin/enrolment-tickets`: a one-time ticket bound to a person.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssueTicket {
     /// Whom the ticket is for.
     pub person_id: String,
@@ -600,6 +627,7 @@ pub struct IssueTicket {
 /// A freshly issued one-time secret (ticket or provisioning token). Shown once; the service
 /// keeps only its hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedSecret {
     /// The secret itself.
     pub secret: String,
@@ -616,6 +644,7 @@ pub struct IssuedSecret {
 
 /// `POST /api/v1/admin/provisioning-tokens`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssueProvisioningToken {
     /// Lifetime in seconds; default 3600.
     #[serde(default)]
@@ -624,6 +653,7 @@ pub struct IssueProvisioningToken {
 
 /// A provisioned laptop as the admin API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceView {
     /// Device id.
     pub id: String,
@@ -651,6 +681,7 @@ pub struct DeviceView {
 
 /// The evidence kept for one enrolment, enough for an auditor to re-verify it elsewhere.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrolmentEvidence {
     /// Credential id, base64url.
     pub credential_id: String,
@@ -677,6 +708,7 @@ pub struct EnrolmentEvidence {
 
 /// An error as the desktop UI receives it: a stable code the UI acts on, and a sentence to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct UiError {
     /// Stable code, e.g. `pin_invalid`, `ticket_expired`, `key_removed`, `service_unreachable`.
@@ -689,6 +721,7 @@ pub struct UiError {
 
 /// One reason why no security key is found, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct NoKeyFinding {
     /// Stable code: `no_hidraw`, `no_udev_rule`, `not_active_seat`, `device_busy`,
@@ -702,6 +735,7 @@ pub struct NoKeyFinding {
 
 /// The background check-in: last report, and what is still waiting.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct CheckinStatus {
     /// When the agent last tried to report (unix ms).
@@ -723,6 +757,7 @@ pub struct CheckinStatus {
 
 /// What the desktop app shows in its header and settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct AppStatus {
     /// Agent version.
@@ -748,6 +783,7 @@ pub struct AppStatus {
 
 /// The enrolment session the wizard is in, after the ticket was redeemed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct WizardSession {
     /// Whose enrolment it is.
@@ -767,6 +803,7 @@ pub struct WizardSession {
 
 /// The key inventory as the app shows it: the keys, and why none is seen when none is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct KeyInventory {
     /// Every key present now.
@@ -777,6 +814,7 @@ pub struct KeyInventory {
 
 /// A credential stored on a key, as credential management lists it (after the PIN).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct KeyCredential {
     /// Relying party id.

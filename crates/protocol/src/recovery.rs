@@ -10,6 +10,7 @@ use crate::{CredentialView, KeyInfo, PersonSummary};
 
 /// `POST /api/v1/agent/step-up`: ask for a fresh assertion challenge.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct StepUpRequest {
     /// What the assertion will be used for: `sign_in`, `report_lost`, `recovery` or `add_key`.
@@ -18,6 +19,7 @@ pub struct StepUpRequest {
 
 /// WebAuthn request options for a fresh assertion (discoverable: any of the person's keys).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct AssertionOptions {
     /// Id of this challenge; sent back with the assertion.
@@ -39,6 +41,7 @@ pub struct AssertionOptions {
 
 /// A key's answer to [`AssertionOptions`] (WebAuthn `AuthenticatorAssertionResponse`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct AssertionResponse {
     /// Credential id used, base64url.
@@ -56,6 +59,7 @@ pub struct AssertionResponse {
 
 /// A fresh assertion against a challenge the service issued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct StepUp {
     /// From [`AssertionOptions::challenge_id`].
@@ -66,6 +70,7 @@ pub struct StepUp {
 
 /// `POST /api/v1/agent/sign-in`: who the person is and their credentials.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct SignInResponse {
     /// The person the key belongs to.
@@ -78,6 +83,7 @@ pub struct SignInResponse {
 
 /// `POST /api/v1/agent/credentials/{id}/lost`: suspend a lost key, proven with another key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ReportLostRequest {
     /// A fresh assertion from another active key of the same person.
@@ -89,6 +95,7 @@ pub struct ReportLostRequest {
 
 /// `POST /api/v1/agent/recoveries`: redeem a recovery ticket to enrol a replacement key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct RecoveryBeginRequest {
     /// The recovery ticket the help desk issued.
@@ -101,6 +108,7 @@ pub struct RecoveryBeginRequest {
 
 /// What a reclaim station must do to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum ReclaimAction {
@@ -112,6 +120,7 @@ pub enum ReclaimAction {
 
 /// `POST /api/v1/agent/reclaim/directives`: the keys plugged into the station.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ReclaimQuery {
     /// Keys present now.
@@ -124,6 +133,7 @@ pub struct ReclaimQuery {
 
 /// Credential ids found on one key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct KeyCredentialIds {
     /// The key, as the agent names it.
@@ -134,6 +144,7 @@ pub struct KeyCredentialIds {
 
 /// Answer to [`ReclaimQuery`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ReclaimPlan {
     /// The organisation's relying party id (whose credentials to look for).
@@ -144,6 +155,7 @@ pub struct ReclaimPlan {
 
 /// One key to wipe.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ReclaimDirective {
     /// Directive id; the receipt names it.
@@ -164,6 +176,7 @@ pub struct ReclaimDirective {
 
 /// How a directive ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub enum ReclaimOutcome {
@@ -175,6 +188,7 @@ pub enum ReclaimOutcome {
 
 /// `POST /api/v1/agent/reclaim/receipts`: what the station did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ReclaimReceipt {
     /// The directive.
@@ -195,6 +209,7 @@ pub struct ReclaimReceipt {
 
 /// Answer to a receipt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ReclaimReceiptAck {
     /// The directive.
@@ -206,6 +221,7 @@ pub struct ReclaimReceiptAck {
 /// What a reclaim station did to one key, as the desktop app shows it: the directive, the
 /// receipt the station sent, and whether the service recorded the key as reclaimed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ReclaimedKey {
     /// What the service asked for (whose key it was, and why).

@@ -46,10 +46,10 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/v1/agent/provision`: redeem a provisioning token and register the device key.
-#[utoipa::path(post, path = "/api/v1/agent/provision", tag = "agent", request_body = crate::openapi::ProvisionRequestDoc,
-    responses((status = 201, body = crate::openapi::ProvisionResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
-              (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+#[utoipa::path(post, path = "/api/v1/agent/provision", tag = "agent", request_body = keywarden_protocol::ProvisionRequest,
+    responses((status = 201, body = keywarden_protocol::ProvisionResponse), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
+              (status = 410, body = keywarden_protocol::ErrorBody)))]
 pub async fn provision(
     State(state): State<AppState>,
     body: Bytes,
@@ -166,9 +166,9 @@ pub async fn provision(
 /// `POST /api/v1/agent/reports` (device-signed): one report, posture and keys seen; stored once
 /// per `(device, report_id)`. A rejected report from a known device is audited. Older agents
 /// send this; current agents send [`ingest_batch`].
-#[utoipa::path(post, path = "/api/v1/agent/reports", tag = "agent", request_body = crate::openapi::ReportDoc,
-    responses((status = 200, body = crate::openapi::ReportAckDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc)),
+#[utoipa::path(post, path = "/api/v1/agent/reports", tag = "agent", request_body = keywarden_protocol::Report,
+    responses((status = 200, body = keywarden_protocol::ReportAck), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn ingest_report(
     State(state): State<AppState>,
@@ -200,9 +200,9 @@ pub async fn ingest_report(
 /// is stored once per `(device, report_id)` or rejected on its own, and the answer lists what
 /// happened to each, in order. One audit record lists the reports the batch stored, another
 /// the ones it rejected and why.
-#[utoipa::path(post, path = "/api/v1/agent/reports/batch", tag = "agent", request_body = crate::openapi::ReportBatchDoc,
-    responses((status = 200, body = crate::openapi::ReportBatchAckDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc)),
+#[utoipa::path(post, path = "/api/v1/agent/reports/batch", tag = "agent", request_body = keywarden_protocol::ReportBatch,
+    responses((status = 200, body = keywarden_protocol::ReportBatchAck), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn ingest_batch(
     State(state): State<AppState>,

@@ -90,9 +90,9 @@ pub struct ExceptionView {
 
 /// `POST /api/v1/admin/exceptions` (admin).
 #[utoipa::path(post, path = "/api/v1/admin/exceptions", tag = "policy", request_body = NewException,
-    responses((status = 201, body = ExceptionView), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    responses((status = 201, body = ExceptionView), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn add(
     State(state): State<AppState>,
@@ -265,7 +265,7 @@ pub async fn load(db: &AnyPool, now: i64, only_expired: bool) -> Result<Vec<Exce
 /// `GET /api/v1/admin/exceptions` (admin, help desk, auditor): the register, expired ones flagged.
 #[utoipa::path(get, path = "/api/v1/admin/exceptions", tag = "policy",
     params(("expired" = Option<bool>, Query, description = "only expired exceptions that were not revoked")),
-    responses((status = 200, body = [ExceptionView]), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    responses((status = 200, body = [ExceptionView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -280,8 +280,8 @@ pub async fn list(
 /// `DELETE /api/v1/admin/exceptions/{id}` (admin): end an exception now.
 #[utoipa::path(delete, path = "/api/v1/admin/exceptions/{id}", tag = "policy",
     params(("id" = String, Path, description = "exception id")),
-    responses((status = 204, description = "revoked"), (status = 401, body = crate::openapi::ErrorBodyDoc),
-              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    responses((status = 204, description = "revoked"), (status = 401, body = keywarden_protocol::ErrorBody),
+              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -382,7 +382,7 @@ pub struct AlertView {
 
 /// `GET /api/v1/admin/alerts` (admin, auditor): alerts, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/alerts", tag = "policy",
-    responses((status = 200, body = [AlertView]), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+    responses((status = 200, body = [AlertView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn alerts(
     State(state): State<AppState>,

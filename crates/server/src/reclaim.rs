@@ -43,9 +43,9 @@ pub struct StationSetting {
 /// `POST /api/v1/admin/devices/{id}/reclaim-station` (admin, help desk).
 #[utoipa::path(post, path = "/api/v1/admin/devices/{id}/reclaim-station", tag = "offboarding", request_body = StationSetting,
     params(("id" = String, Path, description = "device id")),
-    responses((status = 200, body = StationSetting), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc)),
+    responses((status = 200, body = StationSetting), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_station(
     State(state): State<AppState>,
@@ -157,9 +157,9 @@ async fn directive_for(
 }
 
 /// `POST /api/v1/agent/reclaim/directives` (device-signed, reclaim stations only).
-#[utoipa::path(post, path = "/api/v1/agent/reclaim/directives", tag = "offboarding", request_body = crate::openapi::ReclaimQueryDoc,
-    responses((status = 200, body = crate::openapi::ReclaimPlanDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)),
+#[utoipa::path(post, path = "/api/v1/agent/reclaim/directives", tag = "offboarding", request_body = keywarden_protocol::ReclaimQuery,
+    responses((status = 200, body = keywarden_protocol::ReclaimPlan), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn directives(
     State(state): State<AppState>,
@@ -188,10 +188,10 @@ pub async fn directives(
 }
 
 /// `POST /api/v1/agent/reclaim/receipts` (device-signed, reclaim stations only).
-#[utoipa::path(post, path = "/api/v1/agent/reclaim/receipts", tag = "offboarding", request_body = crate::openapi::ReclaimReceiptDoc,
-    responses((status = 200, body = crate::openapi::ReclaimReceiptAckDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc)),
+#[utoipa::path(post, path = "/api/v1/agent/reclaim/receipts", tag = "offboarding", request_body = keywarden_protocol::ReclaimReceipt,
+    responses((status = 200, body = keywarden_protocol::ReclaimReceiptAck), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn receipt(
     State(state): State<AppState>,

@@ -33,9 +33,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/v1/agent/step-up` (device-signed): a fresh assertion challenge.
-#[utoipa::path(post, path = "/api/v1/agent/step-up", tag = "recovery", request_body = crate::openapi::StepUpRequestDoc,
-    responses((status = 201, body = crate::openapi::AssertionOptionsDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc)),
+#[utoipa::path(post, path = "/api/v1/agent/step-up", tag = "recovery", request_body = keywarden_protocol::StepUpRequest,
+    responses((status = 201, body = keywarden_protocol::AssertionOptions), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn challenge(
     State(state): State<AppState>,
@@ -301,11 +301,11 @@ pub async fn verify_assertion(
 
 /// `POST /api/v1/agent/sign-in` (device-signed): a person proves who they are with a key and
 /// gets their credentials (to choose which one is lost).
-#[utoipa::path(post, path = "/api/v1/agent/sign-in", tag = "recovery", request_body = crate::openapi::StepUpDoc,
-    responses((status = 200, body = crate::openapi::SignInResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
-              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+#[utoipa::path(post, path = "/api/v1/agent/sign-in", tag = "recovery", request_body = keywarden_protocol::StepUp,
+    responses((status = 200, body = keywarden_protocol::SignInResponse), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
+              (status = 410, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn sign_in(
     State(state): State<AppState>,

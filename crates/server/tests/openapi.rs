@@ -45,15 +45,68 @@ async fn document_covers_every_route_and_the_error_shape() {
         assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_ne!(v["error"]["code"], "no_route", "{method} {path}");
     }
-    let error = &doc["components"]["schemas"]["ErrorBodyDoc"];
+    let error = &doc["components"]["schemas"]["ErrorBody"];
     assert_eq!(
         error["properties"]["error"]["$ref"],
-        "#/components/schemas/ErrorDetailDoc"
+        "#/components/schemas/ErrorDetail"
     );
-    let detail = &doc["components"]["schemas"]["ErrorDetailDoc"]["properties"];
+    let detail = &doc["components"]["schemas"]["ErrorDetail"]["properties"];
     assert!(detail.get("code").is_some() && detail.get("message").is_some());
     // Error responses point at the error shape.
     let refused = &doc["paths"]["/api/v1/admin/enrolment-tickets"]["post"]["responses"]["403"];
-    assert!(refused.to_string().contains("ErrorBodyDoc"), "{refused}");
+    assert!(refused.to_string().contains("ErrorBody"), "{refused}");
     assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
+}
+
+/// Every JSON body the service defines is described by its real type: a request or response
+/// schema is a reference to a component with properties (or an array of one), never a free-form
+/// placeholder object; only SCIM resources and PATCH bodies (whose shape is RFC 7643's, open by
+/// design) are described in words.
+#[tokio::test]
+async fn bodies_are_described_by_their_real_types() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let (_, _, doc) = app.raw("GET", "/openapi.json", None, "", Vec::new()).await;
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let open_by_design = ["ScimResourceDoc", "ScimPatchDoc"];
+    let mut placeholders = Vec::new();
+    let mut check = |at: String, schema: &serde_json::Value| {
+        let schema = schema.get("items").unwrap_or(schema);
+        let Some(r) = schema["$ref"].as_str() else {
+            return;
+        };
+        let name = r.trim_start_matches("#/components/schemas/");
+        if open_by_design.contains(&name) {
+            return;
+        }
+        let component = &schemas[name];
+        let described = component.get("properties").is_some()
+            || component.get("oneOf").is_some()
+            || component.get("allOf").is_some()
+            || component.get("enum").is_some();
+        if !described {
+            placeholders.push(format!("{at}: {name} {component}"));
+        }
+    };
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(body) =
+                op["requestBody"]["content"]["application/json"]["schema"].as_object()
+            {
+                check(
+                    format!("{method} {path} request"),
+                    &serde_json::Value::Object(body.clone()),
+                );
+            }
+            for (status, resp) in op["responses"].as_object().into_iter().flatten() {
+                for (_, content) in resp["content"].as_object().into_iter().flatten() {
+                    check(format!("{method} {path} {status}"), &content["schema"]);
+                }
+            }
+        }
+    }
+    assert!(
+        placeholders.is_empty(),
+        "free-form placeholders:\n{}",
+        placeholders.join("\n")
+    );
 }

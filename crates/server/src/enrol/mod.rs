@@ -47,11 +47,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/v1/agent/enrolments` (device-signed): redeem a ticket and open an enrolment.
-#[utoipa::path(post, path = "/api/v1/agent/enrolments", tag = "agent", request_body = crate::openapi::EnrolBeginRequestDoc,
-    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
-              (status = 410, body = crate::openapi::ErrorBodyDoc), (status = 429, body = crate::openapi::ErrorBodyDoc)),
+#[utoipa::path(post, path = "/api/v1/agent/enrolments", tag = "agent", request_body = keywarden_protocol::EnrolBeginRequest,
+    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
+              (status = 410, body = keywarden_protocol::ErrorBody), (status = 429, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn begin(
     State(state): State<AppState>,
@@ -188,11 +188,11 @@ async fn require_step_up_if_enrolled(
 /// `POST /api/v1/agent/key-additions` (device-signed): a person adds a key by proving they hold
 /// one already: a fresh assertion (purpose `add_key`) from one of their active keys opens an
 /// enrolment session for them on this laptop, exactly as a redeemed ticket does.
-#[utoipa::path(post, path = "/api/v1/agent/key-additions", tag = "agent", request_body = crate::openapi::AddKeyRequestDoc,
-    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
-              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+#[utoipa::path(post, path = "/api/v1/agent/key-additions", tag = "agent", request_body = keywarden_protocol::AddKeyRequest,
+    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
+              (status = 410, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn add_key(
     State(state): State<AppState>,
@@ -289,9 +289,9 @@ async fn add_key_session(
 /// `POST /api/v1/agent/enrolments/{id}/ceremonies` (device-signed): another key in the same enrolment.
 #[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/ceremonies", tag = "agent",
     params(("id" = String, Path, description = "enrolment id")),
-    responses((status = 201, body = crate::openapi::EnrolBeginResponseDoc), (status = 401, body = crate::openapi::ErrorBodyDoc),
-              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
-              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), (status = 401, body = keywarden_protocol::ErrorBody),
+              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
+              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn next_ceremony(
     State(state): State<AppState>,
@@ -309,12 +309,12 @@ pub async fn next_ceremony(
 
 /// `POST /api/v1/agent/ceremonies/{id}/finish` (device-signed): verify the attestation and
 /// bind the credential, after the policy checks (AAGUID, PIN length, user verification, laptop).
-#[utoipa::path(post, path = "/api/v1/agent/ceremonies/{id}/finish", tag = "agent", request_body = crate::openapi::EnrolFinishRequestDoc,
+#[utoipa::path(post, path = "/api/v1/agent/ceremonies/{id}/finish", tag = "agent", request_body = keywarden_protocol::EnrolFinishRequest,
     params(("id" = String, Path, description = "ceremony id")),
-    responses((status = 200, body = crate::openapi::EnrolFinishResponseDoc), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
-              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    responses((status = 200, body = keywarden_protocol::EnrolFinishResponse), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
+              (status = 410, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn finish(
     State(state): State<AppState>,

@@ -280,7 +280,7 @@ async fn user_name_taken(
 /// `POST /scim/v2/Users` (scim role).
 #[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
     responses((status = 201, description = "created", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc, headers(("Location" = String, description = "the new resource's URL, equal to meta.location"))), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
 pub async fn create_user(
     State(state): State<AppState>,
@@ -441,7 +441,7 @@ async fn replace_user(
 #[utoipa::path(get, path = "/scim/v2/Users/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id"), ("attributes" = Option<String>, Query, description = "only these attributes, comma-separated (`name.givenName`, URN-prefixed); `id` and `schemas` always"), ("excludedAttributes" = Option<String>, Query, description = "all but these attributes, comma-separated")),
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
 pub async fn get_user(
     State(state): State<AppState>,
@@ -457,7 +457,7 @@ pub async fn get_user(
 #[utoipa::path(put, path = "/scim/v2/Users/{id}", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
 pub async fn put_user(
     State(state): State<AppState>,
@@ -482,7 +482,7 @@ pub async fn put_user(
 #[utoipa::path(patch, path = "/scim/v2/Users/{id}", tag = "scim", request_body(content = crate::openapi::ScimPatchDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
 pub async fn patch_user(
     State(state): State<AppState>,
@@ -513,7 +513,7 @@ pub async fn patch_user(
 #[utoipa::path(delete, path = "/scim/v2/Users/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id")),
     responses((status = 204, description = "deleted"), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
 pub async fn delete_user(
     State(state): State<AppState>,
@@ -581,7 +581,7 @@ pub async fn delete_user(
 #[utoipa::path(get, path = "/scim/v2/Users", tag = "scim",
     params(("filter" = Option<String>, Query, description = "`userName eq \"x\"`, `externalId eq \"x\"` (Users); `displayName eq \"x\"` (Groups)"), ("startIndex" = Option<i64>, Query, description = "1-based"), ("count" = Option<i64>, Query, description = "page size, at most 1000"), ("attributes" = Option<String>, Query, description = "only these attributes, comma-separated (`name.givenName`, URN-prefixed); `id` and `schemas` always"), ("excludedAttributes" = Option<String>, Query, description = "all but these attributes, comma-separated")),
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ScimErrorDoc)),
+              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
 pub async fn list_users(
     State(state): State<AppState>,

@@ -44,7 +44,6 @@ pub struct RedeemLink {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionOpened {
     /// Who is signed in.
-    #[schema(value_type = Object)]
     pub person: PersonSummary,
     /// The token state changes carry (header `X-Keywarden-CSRF`).
     pub csrf: String,
@@ -82,10 +81,10 @@ fn summary(p: &enrol::Person) -> PersonSummary {
 /// desktop agent's redemption, a ticket enrols only a person's first keys: someone who already
 /// holds an active credential signs in with it instead.
 #[utoipa::path(post, path = "/api/v1/me/session/ticket", tag = "self-service", request_body = RedeemTicket,
-    responses((status = 201, body = SessionOpened), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
-              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc),
-              (status = 429, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
+              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody),
+              (status = 429, body = keywarden_protocol::ErrorBody)))]
 pub async fn redeem_ticket(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -151,9 +150,9 @@ async fn redeem_ticket_in(
 /// `POST /api/v1/me/session/link`: redeem the desktop app's one-time link (single use; it
 /// carries on the app's enrolment session, which a ticket or a key already proved).
 #[utoipa::path(post, path = "/api/v1/me/session/link", tag = "self-service", request_body = RedeemLink,
-    responses((status = 201, body = SessionOpened), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
-              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
+              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody)))]
 pub async fn redeem_link(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -265,7 +264,7 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
 /// `POST /api/v1/me/sign-in/begin`: a challenge for signing in with a passkey (any of the
 /// person's discoverable credentials).
 #[utoipa::path(post, path = "/api/v1/me/sign-in/begin", tag = "self-service",
-    responses((status = 201, body = WebChallenge), (status = 403, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 201, body = WebChallenge), (status = 403, body = keywarden_protocol::ErrorBody)))]
 pub async fn sign_in_begin(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -278,9 +277,9 @@ pub async fn sign_in_begin(
 
 /// `POST /api/v1/me/sign-in/finish`: verify the assertion and open a session.
 #[utoipa::path(post, path = "/api/v1/me/sign-in/finish", tag = "self-service", request_body = FinishCeremony,
-    responses((status = 201, body = SessionOpened), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
-              (status = 409, body = crate::openapi::ErrorBodyDoc), (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
+              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody)))]
 pub async fn sign_in_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -337,9 +336,9 @@ const WEB_LINK_MS: i64 = 10 * 60 * 1000;
 /// person is told.
 #[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/web-link", tag = "agent",
     params(("id" = String, Path, description = "enrolment id")),
-    responses((status = 201, body = crate::openapi::WebLinkResponseDoc), (status = 401, body = crate::openapi::ErrorBodyDoc),
-              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 404, body = crate::openapi::ErrorBodyDoc),
-              (status = 410, body = crate::openapi::ErrorBodyDoc)),
+    responses((status = 201, body = keywarden_protocol::WebLinkResponse), (status = 401, body = keywarden_protocol::ErrorBody),
+              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
+              (status = 410, body = keywarden_protocol::ErrorBody)),
     security(("device_signature" = [])))]
 pub async fn web_link(
     State(state): State<AppState>,

@@ -44,7 +44,6 @@ pub struct BeginPasskey {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PasskeyAdded {
     /// The credential, bound to the person.
-    #[schema(value_type = Object)]
     pub credential: CredentialView,
     /// Where the person stands against their population's policy now.
     pub coverage: super::Coverage,
@@ -54,10 +53,8 @@ pub struct PasskeyAdded {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     /// The person.
-    #[schema(value_type = Object)]
     pub person: PersonSummary,
     /// Their credentials, every class.
-    #[schema(value_type = Vec<Object>)]
     pub credentials: Vec<CredentialView>,
     /// Where they stand against their population's policy.
     pub coverage: super::Coverage,
@@ -70,8 +67,8 @@ pub struct Me {
 /// `POST /api/v1/me/step-up/begin` (session): a challenge for confirming with one of the
 /// signed-in person's active keys.
 #[utoipa::path(post, path = "/api/v1/me/step-up/begin", tag = "self-service",
-    responses((status = 201, body = WebChallenge), (status = 401, body = crate::openapi::ErrorBodyDoc),
-              (status = 403, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 201, body = WebChallenge), (status = 401, body = keywarden_protocol::ErrorBody),
+              (status = 403, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)))]
 pub async fn step_up_begin(
     State(state): State<AppState>,
     session: WebSession,
@@ -111,10 +108,10 @@ pub struct SteppedUp {
 /// `POST /api/v1/me/step-up/finish` (session): a fresh assertion from one of the signed-in
 /// person's own active keys makes the session fresh enough to add a passkey.
 #[utoipa::path(post, path = "/api/v1/me/step-up/finish", tag = "self-service", request_body = FinishCeremony,
-    responses((status = 200, body = SteppedUp), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
-              (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 200, body = SteppedUp), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
+              (status = 410, body = keywarden_protocol::ErrorBody)))]
 pub async fn step_up_finish(
     State(state): State<AppState>,
     session: WebSession,
@@ -195,8 +192,8 @@ fn clean_name(name: Option<&str>) -> Result<Option<String>> {
 /// passkey or a phone's. Needs a fresh proof (a redeemed link, or a key touched in the last
 /// few minutes): adding to someone who has a key needs that key.
 #[utoipa::path(post, path = "/api/v1/me/passkeys/begin", tag = "self-service", request_body = BeginPasskey,
-    responses((status = 201, body = WebChallenge), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 201, body = WebChallenge), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)))]
 pub async fn passkey_begin(
     State(state): State<AppState>,
     session: WebSession,
@@ -387,10 +384,10 @@ const REFUSALS: &[&str] = &[
 /// `POST /api/v1/me/passkeys/finish` (session): verify the registration with webauthn-rs and
 /// the population's rules, and bind the passkey.
 #[utoipa::path(post, path = "/api/v1/me/passkeys/finish", tag = "self-service", request_body = FinishCeremony,
-    responses((status = 201, body = PasskeyAdded), (status = 400, body = crate::openapi::ErrorBodyDoc),
-              (status = 401, body = crate::openapi::ErrorBodyDoc), (status = 403, body = crate::openapi::ErrorBodyDoc),
-              (status = 404, body = crate::openapi::ErrorBodyDoc), (status = 409, body = crate::openapi::ErrorBodyDoc),
-              (status = 410, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 201, body = PasskeyAdded), (status = 400, body = keywarden_protocol::ErrorBody),
+              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
+              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
+              (status = 410, body = keywarden_protocol::ErrorBody)))]
 pub async fn passkey_finish(
     State(state): State<AppState>,
     session: WebSession,
@@ -554,7 +551,7 @@ fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
 
 /// `GET /api/v1/me` (session): the signed-in person, their credentials and coverage.
 #[utoipa::path(get, path = "/api/v1/me", tag = "self-service",
-    responses((status = 200, body = Me), (status = 401, body = crate::openapi::ErrorBodyDoc)))]
+    responses((status = 200, body = Me), (status = 401, body = keywarden_protocol::ErrorBody)))]
 pub async fn me(State(state): State<AppState>, session: WebSession) -> Result<Json<Me>> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
