@@ -15,15 +15,17 @@ use super::errors::{ScimError, ScimResult};
 use super::schema::ResourceSchema;
 use super::{scim_json, LIST_SCHEMA, MAX_COUNT};
 
-/// `?filter=&startIndex=&count=&attributes=&excludedAttributes=`.
-#[derive(Debug, Deserialize)]
+/// `?filter=&startIndex=&count=&attributes=&excludedAttributes=`, described once for the
+/// OpenAPI document of every list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// `attr eq "value"`.
+    /// `userName eq "x"`, `externalId eq "x"` (Users); `displayName eq "x"` (Groups).
     pub filter: Option<String>,
     /// 1-based index of the first result.
     pub start_index: Option<String>,
-    /// Page size.
+    /// Page size, at most 1000.
     pub count: Option<String>,
     /// Only these attributes (comma-separated), plus `id` and `schemas`.
     pub attributes: Option<String>,
@@ -42,8 +44,9 @@ impl ListQuery {
 }
 
 /// `?attributes=&excludedAttributes=` of a read (RFC 7644 section 3.4.2.5).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct Projection {
     /// Only these attributes (comma-separated), plus `id` and `schemas`.
     pub attributes: Option<String>,

@@ -232,7 +232,7 @@ async fn replace_group(
 
 /// `GET /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim",
-    params(("id" = String, Path, description = "resource id"), ("attributes" = Option<String>, Query, description = "only these attributes, comma-separated (`name.givenName`, URN-prefixed); `id` and `schemas` always"), ("excludedAttributes" = Option<String>, Query, description = "all but these attributes, comma-separated")),
+    params(("id" = String, Path, description = "resource id"), Projection),
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
               (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
@@ -329,7 +329,7 @@ pub async fn delete_group(
 
 /// `GET /scim/v2/Groups` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim",
-    params(("filter" = Option<String>, Query, description = "`userName eq \"x\"`, `externalId eq \"x\"` (Users); `displayName eq \"x\"` (Groups)"), ("startIndex" = Option<i64>, Query, description = "1-based"), ("count" = Option<i64>, Query, description = "page size, at most 1000"), ("attributes" = Option<String>, Query, description = "only these attributes, comma-separated (`name.givenName`, URN-prefixed); `id` and `schemas` always"), ("excludedAttributes" = Option<String>, Query, description = "all but these attributes, comma-separated")),
+    params(ListQuery),
     responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
               (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
     security(("bearer" = [])))]
