@@ -18,22 +18,6 @@ both_backends!(
     inactive_person_is_refused_mid_enrolment
 );
 
-const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-async fn hr_person(app: &App, user_name: &str, department: &str) -> String {
-    let hr = app.token(Role::Scim).await;
-    let (s, u) = app
-        .scim(
-            "POST",
-            "/scim/v2/Users",
-            &hr,
-            Some(json!({"userName": user_name, ENT: {"department": department}})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{u}");
-    u["id"].as_str().unwrap().to_owned()
-}
-
 async fn set_policy(app: &App, policy: Value) {
     let (s, v) = app
         .call("PUT", "/api/v1/admin/populations/research", &app.admin,
@@ -52,7 +36,7 @@ async fn disallowed_aaguid_is_refused_then_allowed(app: App) {
         json!({"aaguid_allow_list": ["cb69481e-8ff7-4039-93ec-0a2729a154a8"]}),
     )
     .await;
-    let id = hr_person(&app, "gil@example.com", "Research").await;
+    let id = app.hr_person_in("gil@example.com", "Research").await;
     let laptop = app.device("pc-1").await;
     let (s, b) = begin(&app, &laptop, &app.ticket_secret(&id).await).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -87,7 +71,7 @@ async fn disallowed_aaguid_is_refused_then_allowed(app: App) {
 
 async fn short_pin_length_is_refused(app: App) {
     set_policy(&app, json!({"min_pin_length": 8})).await;
-    let id = hr_person(&app, "hal@example.com", "research").await;
+    let id = app.hr_person_in("hal@example.com", "research").await;
     let laptop = app.device("pc-2").await;
     let (_, b) = begin(&app, &laptop, &app.ticket_secret(&id).await).await;
     let (s, v) = finish(&app, &laptop, &b, &SoftKey::new()).await;
@@ -114,7 +98,7 @@ async fn non_compliant_laptop_is_refused(app: App) {
         json!({"enrolment_posture": {"disk_encryption": true}}),
     )
     .await;
-    let id = hr_person(&app, "jo@example.com", "Research").await;
+    let id = app.hr_person_in("jo@example.com", "Research").await;
     let laptop = app.device("pc-3").await;
     let ticket = app.ticket_secret(&id).await;
     // No report yet.
@@ -158,7 +142,7 @@ async fn non_compliant_laptop_is_refused(app: App) {
 }
 
 async fn inactive_person_is_refused_mid_enrolment(app: App) {
-    let id = hr_person(&app, "kim@example.com", "Sales").await;
+    let id = app.hr_person_in("kim@example.com", "Sales").await;
     // A shared laptop (Lee enrols on it too), so it stays in service when Kim leaves.
     let laptop = app.device("pc-4").await;
     let lee = app.person("lee").await;

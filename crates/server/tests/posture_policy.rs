@@ -9,7 +9,6 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{begin, finish, report_body, step_up, App, Device, SoftKey};
-use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
 both_backends!(
@@ -18,32 +17,7 @@ both_backends!(
     coverage_judges_laptops_by_their_population_ongoing_posture
 );
 
-const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const DAY_MS: i64 = 86_400_000;
-
-/// A person from the HR feed in a department.
-async fn hr_person(app: &App, user_name: &str, department: &str) -> String {
-    let hr = app.token(Role::Scim).await;
-    let (s, u) = app
-        .scim(
-            "POST",
-            "/scim/v2/Users",
-            &hr,
-            Some(json!({"userName": user_name, ENT: {"department": department}})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{u}");
-    u["id"].as_str().unwrap().to_owned()
-}
-
-/// The population of a department, with a policy.
-async fn population(app: &App, name: &str, department: &str, policy: Value) {
-    let (s, v) = app
-        .call("PUT", &format!("/api/v1/admin/populations/{name}"), &app.admin,
-            Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": department}, "policy": policy})))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-}
 
 /// A report whose OS was last updated `days_ago` before the service's now (`None`: the field
 /// is left out, as an older agent sends it).
@@ -62,14 +36,13 @@ async fn send_report(app: &App, laptop: &Device, body: &Value) {
 }
 
 async fn stale_or_unknown_os_updates_refuse_enrolment(app: App) {
-    population(
-        &app,
+    app.population(
         "research",
         "research",
         json!({"enrolment_posture": {"max_update_age_days": 30}}),
     )
     .await;
-    let id = hr_person(&app, "ada@example.com", "Research").await;
+    let id = app.hr_person_in("ada@example.com", "Research").await;
     let laptop = app.device("pc-1").await;
     let ticket = app.ticket_secret(&id).await;
     let refused = |v: &Value| v["error"]["message"].as_str().unwrap().to_owned();
@@ -151,15 +124,10 @@ async fn serial_numbers_are_withheld_where_policy_forbids(app: App) {
         "kept while no policy forbids it"
     );
 
-    population(
-        &app,
-        "byod",
-        "byod",
-        json!({"collect_serial_numbers": false}),
-    )
-    .await;
-    let bea = hr_person(&app, "bea@example.com", "BYOD").await;
-    let cal = hr_person(&app, "cal@example.com", "Engineering").await;
+    app.population("byod", "byod", json!({"collect_serial_numbers": false}))
+        .await;
+    let bea = app.hr_person_in("bea@example.com", "BYOD").await;
+    let cal = app.hr_person_in("cal@example.com", "Engineering").await;
     let own = app.device("bea-laptop").await;
     let corp = app.device("corp-laptop").await;
 
@@ -231,17 +199,16 @@ async fn serial_numbers_are_withheld_where_policy_forbids(app: App) {
 }
 
 async fn coverage_judges_laptops_by_their_population_ongoing_posture(app: App) {
-    population(
-        &app,
+    app.population(
         "research",
         "research",
         json!({"ongoing_posture": {"disk_encryption": true, "max_update_age_days": 30}}),
     )
     .await;
-    let ok = hr_person(&app, "ok@example.com", "Research").await;
-    let plain = hr_person(&app, "plain@example.com", "Research").await;
-    let silent = hr_person(&app, "silent@example.com", "Research").await;
-    let sales = hr_person(&app, "sales@example.com", "Sales").await;
+    let ok = app.hr_person_in("ok@example.com", "Research").await;
+    let plain = app.hr_person_in("plain@example.com", "Research").await;
+    let silent = app.hr_person_in("silent@example.com", "Research").await;
+    let sales = app.hr_person_in("sales@example.com", "Sales").await;
     let mut keys = Vec::new();
     for (person, host, report) in [
         (&ok, "pc-ok", Some(updated_report(&app, Some(3), true))),

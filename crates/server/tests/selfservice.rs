@@ -363,19 +363,13 @@ async fn pages_carry_a_strict_policy(app: App) {
 }
 
 async fn only_the_classes_policy_names_prove_who_you_are(app: App) {
-    let hr = app.token(keywarden_server::auth::Role::Scim).await;
-    let (s, v) = app
-        .scim("POST", "/scim/v2/Users", &hr, Some(json!({"userName": "pat@example.com", "displayName": "Pat",
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Finance"}})))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let person = v["id"].as_str().unwrap().to_owned();
-    let (s, v) = app
-        .call("PUT", "/api/v1/admin/populations/finance", &app.admin,
-            Some(json!({"priority": 1, "selector": {"kind": "attribute", "key": "department", "value": "Finance"},
-                "policy": {"step_up_classes": ["roaming"]}})))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let person = app.hr_person_in("pat@example.com", "Finance").await;
+    app.population(
+        "finance",
+        "Finance",
+        json!({"step_up_classes": ["roaming"]}),
+    )
+    .await;
     let laptop = app.device("fin-1").await;
     let key = SoftKey::new();
     enrol_first_keys(&app, &laptop, &person, &[&key]).await;
@@ -404,19 +398,13 @@ async fn only_the_classes_policy_names_prove_who_you_are(app: App) {
 }
 
 async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
-    let hr = app.token(keywarden_server::auth::Role::Scim).await;
-    let (s, v) = app
-        .scim("POST", "/scim/v2/Users", &hr, Some(json!({"userName": "rae@example.com", "displayName": "Rae",
-            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Research"}})))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let person = v["id"].as_str().unwrap().to_owned();
-    let (s, v) = app
-        .call("PUT", "/api/v1/admin/populations/research", &app.admin,
-            Some(json!({"priority": 1, "selector": {"kind": "attribute", "key": "department", "value": "Research"},
-                "policy": {"enrolment_posture": {"disk_encryption": true}}})))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let person = app.hr_person_in("rae@example.com", "Research").await;
+    app.population(
+        "research",
+        "Research",
+        json!({"enrolment_posture": {"disk_encryption": true}}),
+    )
+    .await;
     // IT's link in some browser: which laptop it runs on is unknown, so no laptop passkey; a
     // phone is not a laptop.
     let mut browser = Browser::new();

@@ -354,6 +354,36 @@ impl App {
         v["id"].as_str().unwrap().to_owned()
     }
 
+    /// A person from the HR feed in a department (what populations select on).
+    pub async fn hr_person_in(&self, user_name: &str, department: &str) -> String {
+        let hr = self.token(Role::Scim).await;
+        let (s, u) = self
+            .scim(
+                "POST",
+                "/scim/v2/Users",
+                &hr,
+                Some(json!({"userName": user_name, ENTERPRISE: {"department": department}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{u}");
+        u["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The population of everyone in `department`, with `policy`.
+    pub async fn population(&self, name: &str, department: &str, policy: Value) {
+        let (s, v) = self
+            .call(
+                "PUT",
+                &format!("/api/v1/admin/populations/{name}"),
+                &self.admin,
+                Some(json!({"priority": 10,
+                    "selector": {"kind": "attribute", "key": "department", "value": department},
+                    "policy": policy})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
     /// A person through the admin API.
     pub async fn person(&self, user_name: &str) -> String {
         let (s, v) = self
