@@ -15,9 +15,13 @@ use serde_json::{json, Value};
 
 const PIN: &str = "2468-1357\n";
 
-/// The Node project of the browser scenarios.
+/// The Node project of the browser scenarios, in the checkout being tested: cargo names it at
+/// run time. (The compile-time path can name another clone whose build the shared cache reused.)
 fn browser_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("browser")
 }
 
 /// Run `tests/browser/<script>` against `server` with `env`; at each `checkpoint NAME` line it

@@ -21,20 +21,15 @@ async fn upgrade_keeps_enrolled_credentials(backend: Backend) {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
     };
-    let all = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(folder),
-    )
-    .await
-    .unwrap();
-    let mut old = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(folder),
-    )
-    .await
-    .unwrap();
+    // The checkout being tested, as cargo names it at run time (the compile-time path can name
+    // another clone whose build a shared cache reused).
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("migrations")
+        .join(folder);
+    let all = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+    let mut old = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
     old.migrations = old
         .migrations
         .iter()
