@@ -2,34 +2,113 @@
 //! holding a person with an agent-enrolled credential and its evidence, migrates to the current
 //! schema with every row intact and its references sound, on SQLite (where 0007 rebuilds the
 //! credentials table) and PostgreSQL (where it alters it in place).
+//!
+//! And no migration's bytes change once shipped: every database recorded the sha384 of each
+//! migration's SQL as it applied it, and refuses to start when the binary's differs.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{fresh_db, Backend};
+use keywarden_server::db::{self, Schema};
 use sqlx::any::AnyPoolOptions;
 use sqlx::Row as _;
 
 const BEFORE_BROWSER_PASSKEYS: i64 = 6;
+
+fn server_backend(backend: Backend) -> db::Backend {
+    match backend {
+        Backend::Sqlite => db::Backend::Sqlite,
+        Backend::Postgres => db::Backend::Postgres,
+    }
+}
+
+/// The sha384 of each migration as deployed databases recorded it: the same for both databases
+/// except 0001 and 0007, whose SQL differs.
+const SHIPPED: &[(i64, &str, &str, &str)] = &[
+    (1, "initial",
+        "d37cdd210d1b663020bb54d389460f2299ce4bd8be596a3008ac6525e7d2be231b5ba4e82b1ff1cfcf4c37406ff1f1da",
+        "b69bafd0ac9aa9007be2a2c94c9555a6a5b8143ca0ae4f91a41b536331440eb5647c45ccdedab1296ceffc1a7e796db7"),
+    (2, "central service",
+        "da0ef8708c9919814590297ebb9cdfe26b7a6bd5bebb0e88a4a65fa963134e9422f40e1386fc4f2e600500cb6225c337",
+        "da0ef8708c9919814590297ebb9cdfe26b7a6bd5bebb0e88a4a65fa963134e9422f40e1386fc4f2e600500cb6225c337"),
+    (3, "recovery offboarding",
+        "b578d0ec254c3bd548fb8b4a9f04c97104a2dac41aa43cca70ee3e959452ddaa352c7351e5094a321f27a249d434bb83",
+        "b578d0ec254c3bd548fb8b4a9f04c97104a2dac41aa43cca70ee3e959452ddaa352c7351e5094a321f27a249d434bb83"),
+    (4, "staff laptops",
+        "ba3324b2b72c922418e39d7c62c63cb505b62c3f474b29a42659156ab60e7f980ef32f0765c6cbd845f6761dd9d06ad2",
+        "ba3324b2b72c922418e39d7c62c63cb505b62c3f474b29a42659156ab60e7f980ef32f0765c6cbd845f6761dd9d06ad2"),
+    (5, "trust anchors",
+        "a48b98fa5ac5ac35537cc973e3cd2f45a5a11cda46bdaf5ec56d82d494158d6c4aaebe69bdfb0985c2e12a55edc716ca",
+        "a48b98fa5ac5ac35537cc973e3cd2f45a5a11cda46bdaf5ec56d82d494158d6c4aaebe69bdfb0985c2e12a55edc716ca"),
+    (6, "people source",
+        "d567e578ac215d93d9bcd70567eeebc51a001cde2f511837b43596d6a37ed637c76b3d9601ede88867959176466e12df",
+        "d567e578ac215d93d9bcd70567eeebc51a001cde2f511837b43596d6a37ed637c76b3d9601ede88867959176466e12df"),
+    (7, "browser passkeys",
+        "7e73b477880774df503fd7521c23b4733fcdaf5f25e08688fc3ded866d19aff7cadcc2bfeda9e982bf3ad33d525a5f1b",
+        "f02525538af494ddc6eb4c99fb23bcedc3f878e06ae9a26f6cb93be792f6bd637e024ec7915e0bcf473b511b29a86bdd"),
+    (8, "scim attributes",
+        "3028b5c5988ea39ab985becbca83223027e792cddcbac72b3ae3ec919c69c6323c61b0e65f293672c05e2a5ff228df75",
+        "3028b5c5988ea39ab985becbca83223027e792cddcbac72b3ae3ec919c69c6323c61b0e65f293672c05e2a5ff228df75"),
+];
+
+/// Every shipped migration keeps its version, description and checksum on both databases, and
+/// a migration on disk that is not in the embedded list is a failure (it would never run).
+#[test]
+fn shipped_migrations_keep_their_checksums() {
+    for (backend, column) in [(db::Backend::Sqlite, 2), (db::Backend::Postgres, 3)] {
+        let migrations = Schema(backend).migrations();
+        let recorded: Vec<(i64, String, String)> = migrations
+            .iter()
+            .map(|m| {
+                (
+                    m.version,
+                    m.description.to_string(),
+                    hex::encode(&*m.checksum),
+                )
+            })
+            .collect();
+        let expected: Vec<(i64, String, String)> = SHIPPED
+            .iter()
+            .map(|row| {
+                let sum = if column == 2 { row.2 } else { row.3 };
+                (row.0, row.1.to_owned(), sum.to_owned())
+            })
+            .collect();
+        assert_eq!(recorded[..expected.len()], expected[..], "{backend:?}");
+        assert!(migrations.windows(2).all(|w| w[0].version < w[1].version));
+    }
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join("migrations");
+    let mut on_disk = Vec::new();
+    for sub in [dir.clone(), dir.join("sqlite"), dir.join("postgres")] {
+        for entry in std::fs::read_dir(sub).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if let Some(version) = name.strip_suffix(".sql").and_then(|n| n.split('_').next()) {
+                on_disk.push(version.parse::<i64>().unwrap());
+            }
+        }
+    }
+    on_disk.sort();
+    on_disk.dedup();
+    let embedded: Vec<i64> = Schema(db::Backend::Sqlite)
+        .migrations()
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(on_disk, embedded, "every migration file is embedded");
+}
 
 async fn upgrade_keeps_enrolled_credentials(backend: Backend) {
     let Some(db) = fresh_db(backend).await else {
         return;
     };
     sqlx::any::install_default_drivers();
-    let folder = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    // The checkout being tested, as cargo names it at run time (the compile-time path can name
-    // another clone whose build a shared cache reused).
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
-        .join("migrations")
-        .join(folder);
-    let all = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
-    let mut old = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+    let schema = Schema(server_backend(backend));
+    let all = schema.migrator().await.unwrap();
+    let mut old = schema.migrator().await.unwrap();
     old.migrations = old
         .migrations
         .iter()

@@ -8,6 +8,10 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 use crate::error::Result;
 
+mod migrations;
+
+pub use migrations::Schema;
+
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -64,11 +68,9 @@ pub async fn connect_with(url: &str, max_connections: u32) -> Result<AnyPool> {
     if backend == Backend::Sqlite {
         // WAL lets readers proceed while a writer commits; it is a property of the file.
         pool.execute("PRAGMA journal_mode = WAL;").await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-    } else {
-        // Several replicas may start at once; sqlx takes an advisory lock around migrations.
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
     }
+    // Several replicas may start at once; on PostgreSQL sqlx takes an advisory lock around them.
+    Schema(backend).migrator().await?.run(&pool).await?;
     Ok(pool)
 }
 

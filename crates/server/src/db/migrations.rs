@@ -1,0 +1,118 @@
+//! The schema's migrations, embedded in the binary. Most are the same SQL on both databases and
+//! live once in `migrations/`; the two whose SQL differs (0001's header comment, 0007's table
+//! rebuild that SQLite needs) have one file per database in `migrations/sqlite` and
+//! `migrations/postgres`. Each database has recorded the sha384 of every migration's SQL as it
+//! applied it, so these bytes never change once shipped (`tests/migrations.rs` pins them).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+use super::Backend;
+
+/// One migration's SQL: shared, or written for each database.
+enum Sql {
+    Both(&'static str),
+    PerBackend {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+/// Every migration in order: version, description (as sqlx derives it from the file name, which
+/// is what the `_sqlx_migrations` table records), SQL.
+const MIGRATIONS: &[(i64, &str, Sql)] = &[
+    (
+        1,
+        "initial",
+        Sql::PerBackend {
+            sqlite: include_str!("../../migrations/sqlite/0001_initial.sql"),
+            postgres: include_str!("../../migrations/postgres/0001_initial.sql"),
+        },
+    ),
+    (
+        2,
+        "central service",
+        Sql::Both(include_str!("../../migrations/0002_central_service.sql")),
+    ),
+    (
+        3,
+        "recovery offboarding",
+        Sql::Both(include_str!(
+            "../../migrations/0003_recovery_offboarding.sql"
+        )),
+    ),
+    (
+        4,
+        "staff laptops",
+        Sql::Both(include_str!("../../migrations/0004_staff_laptops.sql")),
+    ),
+    (
+        5,
+        "trust anchors",
+        Sql::Both(include_str!("../../migrations/0005_trust_anchors.sql")),
+    ),
+    (
+        6,
+        "people source",
+        Sql::Both(include_str!("../../migrations/0006_people_source.sql")),
+    ),
+    (
+        7,
+        "browser passkeys",
+        Sql::PerBackend {
+            sqlite: include_str!("../../migrations/sqlite/0007_browser_passkeys.sql"),
+            postgres: include_str!("../../migrations/postgres/0007_browser_passkeys.sql"),
+        },
+    ),
+    (
+        8,
+        "scim attributes",
+        Sql::Both(include_str!("../../migrations/0008_scim_attributes.sql")),
+    ),
+];
+
+/// The migrations as one database applies them.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema(pub Backend);
+
+impl Schema {
+    /// Every migration with its SQL for this database, in version order.
+    pub fn migrations(self) -> Vec<Migration> {
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                let sql = match (sql, self.0) {
+                    (Sql::Both(sql), _) => *sql,
+                    (Sql::PerBackend { sqlite, .. }, Backend::Sqlite) => *sqlite,
+                    (Sql::PerBackend { postgres, .. }, Backend::Postgres) => *postgres,
+                };
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    // sqlx's own reading of a migrations folder honours this marker; so do we.
+                    sql.starts_with("-- no-transaction"),
+                )
+            })
+            .collect()
+    }
+
+    /// A migrator for this database (takes an advisory lock on PostgreSQL, so replicas starting
+    /// together migrate once).
+    pub async fn migrator(self) -> Result<Migrator, sqlx::migrate::MigrateError> {
+        Migrator::new(self).await
+    }
+}
+
+impl MigrationSource<'static> for Schema {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
+        Box::pin(async move { Ok(self.migrations()) })
+    }
+}
