@@ -22,6 +22,7 @@ use sqlx::{Any, Row};
 
 use crate::audit;
 use crate::auth::{parse_json, SignedCall};
+use crate::db::params;
 use crate::error::{Error, Result};
 use crate::policy::Policies;
 use crate::secrets::{self, new_id};
@@ -542,25 +543,10 @@ async fn commit_batch(
         .collect();
     let mut new_rows: HashSet<(String, String)> = HashSet::with_capacity(rows.len());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
-            "INSERT INTO reports (device_id, report_id, created_at, received_at, body) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let b = i * 5;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            ));
-        }
-        sql.push_str(
-            " ON CONFLICT (device_id, report_id) DO NOTHING RETURNING device_id, report_id",
+        let sql = format!(
+            "INSERT INTO reports (device_id, report_id, created_at, received_at, body) VALUES {} \
+             ON CONFLICT (device_id, report_id) DO NOTHING RETURNING device_id, report_id",
+            params::rows(1, chunk.len(), 5)
         );
         let mut q = sqlx::query(&sql);
         for (device, r) in chunk {
@@ -670,7 +656,7 @@ async fn claim_all(
     if postgres {
         let sql = format!(
             "SELECT id FROM devices WHERE id IN ({}) ORDER BY id FOR UPDATE",
-            placeholders(1, per_device.len(), 1)
+            params::list(1, per_device.len(), 1)
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql);
         for d in per_device.keys() {
@@ -686,12 +672,8 @@ async fn claim_all(
         .map(|jobs| jobs[0])
         .collect();
     for chunk in single.chunks(MAX_JOBS) {
-        let mut case = String::from("CASE id");
-        for i in 0..chunk.len() {
-            case.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
-        }
-        case.push_str(" END");
-        let ids = placeholders(1, chunk.len(), 2);
+        let case = format!("CASE id {} END", params::when_then(1, chunk.len()));
+        let ids = params::list(1, chunk.len(), 2);
         let sql = format!(
             "UPDATE devices SET last_seq = {case} WHERE id IN ({ids}) AND last_seq < {case} RETURNING id"
         );
@@ -728,12 +710,8 @@ async fn point_at_newest(
 ) -> Result<()> {
     let all: Vec<(&&str, &&Checked)> = newest.iter().collect();
     for chunk in all.chunks(MAX_JOBS) {
-        let mut case = String::from("CASE id");
-        for i in 0..chunk.len() {
-            case.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 2, 2 * i + 3));
-        }
-        case.push_str(" END");
-        let ids = placeholders(2, chunk.len(), 2);
+        let case = format!("CASE id {} END", params::when_then(2, chunk.len()));
+        let ids = params::list(2, chunk.len(), 2);
         let sql = format!(
             "UPDATE devices SET last_report_id = {case}, last_report_at = $1 WHERE id IN ({ids}) \
              AND (last_report_at IS NULL OR last_report_at <= $1)"
@@ -745,12 +723,4 @@ async fn point_at_newest(
         q.execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// `$first, $(first + step), …`, `n` of them.
-fn placeholders(first: usize, n: usize, step: usize) -> String {
-    (0..n)
-        .map(|i| format!("${}", first + i * step))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -121,27 +121,10 @@ pub async fn record_many(
         ));
     }
     for (chunk_no, chunk) in rows.chunks(AUDIT_ROWS_PER_STATEMENT).enumerate() {
-        let mut sql = String::from(
-            "INSERT INTO audit_log (id, at, actor, action, subject, detail, seq, prev_hash, hash) VALUES ",
+        let sql = format!(
+            "INSERT INTO audit_log (id, at, actor, action, subject, detail, seq, prev_hash, hash) VALUES {}",
+            crate::db::params::rows(1, chunk.len(), 9)
         );
-        for i in 0..chunk.len() {
-            let b = i * 9;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            ));
-        }
         let mut q = sqlx::query(&sql);
         for (i, (seq, id, detail, prev_hash, hash)) in chunk.iter().enumerate() {
             let r = &records[chunk_no * AUDIT_ROWS_PER_STATEMENT + i];

@@ -113,14 +113,18 @@ async fn directive_for(
     key_id: &str,
     credential_ids: &[String],
 ) -> Result<Option<ReclaimDirective>> {
-    let mut sql = String::from(
+    let by_credential = if credential_ids.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " OR k.credential_id IN ({})",
+            crate::db::params::list(2, credential_ids.len(), 1)
+        )
+    };
+    let sql = format!(
         "SELECT k.id, k.credential_id, k.ownership, p.display_name FROM key_reclaims k JOIN people p ON p.id = k.person_id \
-         WHERE k.state = 'pending' AND p.active = 0 AND (k.key_id = $1",
+         WHERE k.state = 'pending' AND p.active = 0 AND (k.key_id = $1{by_credential}) ORDER BY k.id"
     );
-    for i in 0..credential_ids.len() {
-        sql.push_str(&format!(" OR k.credential_id = ${}", i + 2));
-    }
-    sql.push_str(") ORDER BY k.id");
     let mut q = sqlx::query(&sql).bind(key_id);
     for c in credential_ids {
         q = q.bind(c);

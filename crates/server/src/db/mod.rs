@@ -9,6 +9,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use crate::error::Result;
 
 mod migrations;
+pub mod params;
 
 pub use migrations::Schema;
 
