@@ -8,10 +8,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use keywarden_protocol::{
     CreatePerson, CredentialView, DeviceView, EnrolmentEvidence, IssueProvisioningToken,
-    IssueTicket, IssuedSecret, PersonView, Posture,
+    IssueTicket, IssuedSecret, PersonView,
 };
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use crate::audit;
 use crate::auth::{
@@ -20,6 +19,7 @@ use crate::auth::{
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
+use crate::store::admin as store;
 
 /// Routes under `/api/v1/admin`.
 pub fn router() -> Router<AppState> {
@@ -41,11 +41,7 @@ pub fn router() -> Router<AppState> {
 /// their own named tokens.
 pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<String>> {
     let mut tx = crate::db::begin(db).await?;
-    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE role = 'admin'")
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-    if count > 0 {
+    if store::admin_token_count(&mut tx).await? > 0 {
         return Ok(None);
     }
     let token = secrets::generate(secrets::ADMIN_PREFIX);
@@ -53,15 +49,7 @@ pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<S
     let expires_at = now_ms.saturating_add(
         i64::try_from(crate::tokens::BOOTSTRAP_TTL.as_millis()).unwrap_or(86_400_000),
     );
-    sqlx::query(
-        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, expires_at, granted_by) VALUES ($1, 'admin', $2, 'first-start admin token', $3, $4, 'service')",
-    )
-    .bind(&id)
-    .bind(secrets::hash(&token))
-    .bind(now_ms)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await?;
+    store::insert_bootstrap_token(&mut tx, &id, &secrets::hash(&token), now_ms, expires_at).await?;
     audit::record(
         &mut tx,
         now_ms,
@@ -114,26 +102,21 @@ pub async fn create_person(
     let now = state.now_ms();
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
-    let exists = sqlx::query("SELECT id FROM people WHERE user_name = $1")
-        .bind(user_name)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_some() {
+    if store::user_name_taken(&mut tx, user_name).await? {
         return Err(Error::conflict(
             "person_exists",
             format!("a person with user_name {user_name} exists"),
         ));
     }
-    sqlx::query(
-        "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    let webauthn_user_id = secrets::b64(uuid::Uuid::new_v4().as_bytes());
+    store::insert_person(
+        &mut tx,
+        &id,
+        user_name,
+        display_name,
+        &webauthn_user_id,
+        now,
     )
-    .bind(&id)
-    .bind(user_name)
-    .bind(display_name)
-    .bind(1_i64)
-    .bind(secrets::b64(uuid::Uuid::new_v4().as_bytes()))
-    .bind(now)
-    .execute(&mut *tx)
     .await?;
     audit::record(
         &mut tx,
@@ -167,25 +150,7 @@ pub async fn list_people(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
 ) -> Result<Json<Vec<PersonView>>> {
-    let rows = sqlx::query(
-        "SELECT p.id, p.user_name, p.display_name, p.active, p.created_at, \
-         (SELECT COUNT(*) FROM credentials c WHERE c.person_id = p.id AND c.status = 'active') AS n \
-         FROM people p WHERE p.deleted_at IS NULL ORDER BY p.user_name",
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(PersonView {
-            id: r.try_get("id")?,
-            user_name: r.try_get("user_name")?,
-            display_name: r.try_get("display_name")?,
-            active: r.try_get::<i64, _>("active")? != 0,
-            active_authenticators: u32::try_from(r.try_get::<i64, _>("n")?).unwrap_or(u32::MAX),
-            created_at_ms: r.try_get("created_at")?,
-        });
-    }
-    Ok(Json(out))
+    Ok(Json(store::people(&state.db).await?))
 }
 
 /// `POST /api/v1/admin/provisioning-tokens` (admin, help desk): a one-time token for a laptop.
@@ -208,15 +173,14 @@ pub async fn issue_provisioning_token(
     let token = secrets::generate(secrets::PROVISIONING_PREFIX);
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
-    sqlx::query(
-        "INSERT INTO provisioning_tokens (id, token_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    store::insert_provisioning_token(
+        &mut tx,
+        &id,
+        &secrets::hash(&token),
+        &admin.actor(),
+        now,
+        now + ttl,
     )
-    .bind(&id)
-    .bind(secrets::hash(&token))
-    .bind(admin.actor())
-    .bind(now)
-    .bind(now + ttl)
-    .execute(&mut *tx)
     .await?;
     audit::record(
         &mut tx,
@@ -257,16 +221,15 @@ pub async fn issue_ticket(
     require_active_person(&mut tx, &req.person_id, "tickets").await?;
     let ticket = secrets::generate(secrets::TICKET_PREFIX);
     let id = new_id();
-    sqlx::query(
-        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    store::insert_ticket(
+        &mut tx,
+        &id,
+        &secrets::hash(&ticket),
+        &req.person_id,
+        &admin.actor(),
+        now,
+        now + ttl,
     )
-    .bind(&id)
-    .bind(secrets::hash(&ticket))
-    .bind(&req.person_id)
-    .bind(admin.actor())
-    .bind(now)
-    .bind(now + ttl)
-    .execute(&mut *tx)
     .await?;
     audit::record(
         &mut tx,
@@ -314,26 +277,16 @@ pub(crate) async fn require_active_person(
     person_id: &str,
     what: &str,
 ) -> Result<()> {
-    let person = sqlx::query("SELECT active FROM people WHERE id = $1 AND deleted_at IS NULL")
-        .bind(person_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found("person_unknown", format!("no person with id {person_id}"))
-        })?;
-    if person.try_get::<i64, _>("active")? == 0 {
+    let active = store::person_active(tx, person_id).await?.ok_or_else(|| {
+        Error::not_found("person_unknown", format!("no person with id {person_id}"))
+    })?;
+    if !active {
         return Err(Error::forbidden(
             "person_inactive",
             format!("{what} are issued only for active people"),
         ));
     }
     Ok(())
-}
-
-fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<Option<T>> {
-    let text: Option<String> = row.try_get(col)?;
-    text.map(|t| serde_json::from_str(&t).map_err(Error::Corrupt))
-        .transpose()
 }
 
 /// `GET /api/v1/admin/devices`: provisioned laptops with their latest posture and keys, and
@@ -346,59 +299,8 @@ pub async fn list_devices(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
 ) -> Result<Json<Vec<DeviceView>>> {
-    let rows = sqlx::query(
-        "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, d.retired_at, d.retired_reason, r.body, \
-         (SELECT COUNT(*) FROM reports x WHERE x.device_id = d.id) AS n \
-         FROM devices d LEFT JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id \
-         ORDER BY d.hostname, d.id",
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let report: Option<keywarden_protocol::Report> = json_col(&r, "body")?;
-        let (posture, keys) = match report {
-            Some(rep) => (Some(rep.posture), rep.keys),
-            None => (None, Vec::new()),
-        };
-        out.push(DeviceView {
-            id: r.try_get("id")?,
-            hostname: r.try_get("hostname")?,
-            agent_version: r.try_get("agent_version")?,
-            provisioned_at_ms: r.try_get("provisioned_at")?,
-            last_report_at_ms: r.try_get("last_report_at")?,
-            posture,
-            keys,
-            report_count: u64::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
-            retired_at_ms: r.try_get("retired_at")?,
-            retired_reason: r.try_get("retired_reason")?,
-        });
-    }
-    Ok(Json(out))
+    Ok(Json(store::devices(&state.db).await?))
 }
-
-/// Map a credentials row to its view.
-pub fn credential_view(r: &AnyRow) -> Result<CredentialView> {
-    Ok(CredentialView {
-        id: r.try_get("id")?,
-        person_id: r.try_get("person_id")?,
-        aaguid: r.try_get("aaguid")?,
-        model: r.try_get("model")?,
-        software_key: r.try_get::<i64, _>("software_key")? != 0,
-        attestation_format: r.try_get("attestation_format")?,
-        attestation_type: r.try_get("attestation_type")?,
-        enrolled_on_device: r.try_get("device_id")?,
-        status: r.try_get("status")?,
-        created_at_ms: r.try_get("created_at")?,
-        device_class: r.try_get("device_class")?,
-        synced: r.try_get::<i64, _>("backup_eligible")? != 0,
-        name: r.try_get("name")?,
-        enrolled_via: r.try_get("enrolled_via")?,
-    })
-}
-
-/// Columns [`credential_view`] reads.
-pub const CREDENTIAL_COLUMNS: &str = "id, person_id, aaguid, model, software_key, attestation_format, attestation_type, device_id, status, created_at, device_class, backup_eligible, name, enrolled_via";
 
 /// `GET /api/v1/admin/credentials`: every bound credential.
 #[utoipa::path(get, path = "/api/v1/admin/credentials", tag = "admin",
@@ -409,15 +311,7 @@ pub async fn list_credentials(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
 ) -> Result<Json<Vec<CredentialView>>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY person_id, created_at"
-    ))
-    .fetch_all(&state.db)
-    .await?;
-    rows.iter()
-        .map(credential_view)
-        .collect::<Result<Vec<_>>>()
-        .map(Json)
+    Ok(Json(crate::store::credentials::all(&state.db).await?))
 }
 
 /// `GET /api/v1/admin/credentials/{id}/evidence` (admin, auditor): the raw enrolment evidence.
@@ -431,24 +325,10 @@ pub async fn evidence(
     _caller: Staff<AdminOrAuditor>,
     Path(id): Path<String>,
 ) -> Result<Json<EnrolmentEvidence>> {
-    let r = sqlx::query(
-        "SELECT credential_id, attestation_object, client_data_json, challenge, rp_id, origin, verification, device_posture \
-         FROM enrolment_evidence WHERE credential_id = $1",
-    )
-    .bind(&id)
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(|| Error::not_found("credential_unknown", format!("no credential with id {id}")))?;
-    let verification: Option<serde_json::Value> = json_col(&r, "verification")?;
-    let device_posture: Option<Posture> = json_col(&r, "device_posture")?;
-    Ok(Json(EnrolmentEvidence {
-        credential_id: r.try_get("credential_id")?,
-        attestation_object: r.try_get("attestation_object")?,
-        client_data_json: r.try_get("client_data_json")?,
-        challenge: r.try_get("challenge")?,
-        rp_id: r.try_get("rp_id")?,
-        origin: r.try_get("origin")?,
-        verification: verification.unwrap_or(serde_json::Value::Null),
-        device_posture,
-    }))
+    store::evidence(&state.db, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            Error::not_found("credential_unknown", format!("no credential with id {id}"))
+        })
 }

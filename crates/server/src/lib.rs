@@ -37,6 +37,7 @@ pub mod selfservice;
 pub mod serials;
 pub mod state;
 pub mod stepup;
+pub mod store;
 pub mod tokens;
 pub mod trust;
 pub mod webhooks;

@@ -26,12 +26,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
-use crate::admin::{credential_view, CREDENTIAL_COLUMNS};
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, AnyStaff, Caller, JsonBody, Signed, SignedCall, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
+use crate::store::credentials;
 use crate::webhooks;
 
 /// Prefix of recovery tickets.
@@ -116,19 +116,14 @@ pub async fn suspend(
     reason: &str,
     now: i64,
 ) -> Result<CredentialView> {
-    let r = sqlx::query(&format!(
-        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"
-    ))
-    .bind(credential_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| {
-        Error::not_found(
-            "credential_unknown",
-            format!("no credential with id {credential_id}"),
-        )
-    })?;
-    let view = credential_view(&r)?;
+    let view = credentials::by_id(&mut **tx, credential_id)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(
+                "credential_unknown",
+                format!("no credential with id {credential_id}"),
+            )
+        })?;
     if view.status != "active" {
         return Err(Error::conflict(
             "credential_not_active",
@@ -679,16 +674,7 @@ pub async fn person_credentials(
     _caller: Staff<AnyStaff>,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<CredentialView>>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE person_id = $1 ORDER BY created_at, id"
-    ))
-    .bind(&id)
-    .fetch_all(&state.db)
-    .await?;
-    rows.iter()
-        .map(credential_view)
-        .collect::<Result<Vec<_>>>()
-        .map(Json)
+    Ok(Json(credentials::of_person(&state.db, &id).await?))
 }
 
 /// `DELETE /api/v1/admin/recoveries/{id}` (admin, help desk): cancel an open recovery.

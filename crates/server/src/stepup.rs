@@ -15,7 +15,6 @@ use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp
 use sqlx::{Any, Row, Transaction};
 use webauthn_rs_core::proto::{AuthenticationState, Credential, PublicKeyCredential};
 
-use crate::admin::credential_view;
 use crate::audit;
 use crate::auth::Signed;
 use crate::error::{Error, Result};
@@ -344,17 +343,7 @@ pub async fn sign_in(
         .bind(&v.person_id)
         .fetch_one(&mut *tx)
         .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {} FROM credentials WHERE person_id = $1 AND status <> 'revoked' ORDER BY created_at, id",
-        crate::admin::CREDENTIAL_COLUMNS
-    ))
-    .bind(&v.person_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let credentials = rows
-        .iter()
-        .map(credential_view)
-        .collect::<Result<Vec<_>>>()?;
+    let credentials = crate::store::credentials::unrevoked_of_person(&mut tx, &v.person_id).await?;
     tx.commit().await?;
     Ok(Json(SignInResponse {
         person: PersonSummary {

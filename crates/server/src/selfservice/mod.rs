@@ -185,12 +185,5 @@ pub async fn credentials_of(
     tx: &mut Transaction<'_, Any>,
     person_id: &str,
 ) -> Result<Vec<keywarden_protocol::CredentialView>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {} FROM credentials WHERE person_id = $1 ORDER BY created_at, id",
-        crate::admin::CREDENTIAL_COLUMNS
-    ))
-    .bind(person_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter().map(crate::admin::credential_view).collect()
+    crate::store::credentials::of_person(&mut **tx, person_id).await
 }

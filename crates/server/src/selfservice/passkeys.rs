@@ -519,14 +519,9 @@ async fn passkey_finish_in(
         now,
     )
     .await?;
-    let r = sqlx::query(&format!(
-        "SELECT {} FROM credentials WHERE id = $1",
-        crate::admin::CREDENTIAL_COLUMNS
-    ))
-    .bind(&cred_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let credential = crate::admin::credential_view(&r)?;
+    let credential = crate::store::credentials::by_id(&mut *tx, &cred_id)
+        .await?
+        .ok_or(Error::Database(sqlx::Error::RowNotFound))?;
     let coverage = super::coverage_of(state, &mut tx, &person.id).await?;
     tx.commit().await?;
     Ok(PasskeyAdded {

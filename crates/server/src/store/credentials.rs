@@ -1,0 +1,103 @@
+//! Bound credentials as staff, the person and the step-up check see them.
+
+use keywarden_protocol::CredentialView;
+use sqlx::{Any, AnyConnection, Executor};
+
+use super::flag;
+use crate::error::Result;
+
+/// A `credentials` row as its view needs it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CredentialRow {
+    id: String,
+    person_id: String,
+    aaguid: String,
+    model: Option<String>,
+    software_key: i64,
+    attestation_format: String,
+    attestation_type: String,
+    device_id: Option<String>,
+    status: String,
+    created_at: i64,
+    device_class: String,
+    backup_eligible: i64,
+    name: Option<String>,
+    enrolled_via: String,
+}
+
+impl From<CredentialRow> for CredentialView {
+    fn from(r: CredentialRow) -> Self {
+        CredentialView {
+            id: r.id,
+            person_id: r.person_id,
+            aaguid: r.aaguid,
+            model: r.model,
+            software_key: flag(r.software_key),
+            attestation_format: r.attestation_format,
+            attestation_type: r.attestation_type,
+            enrolled_on_device: r.device_id,
+            status: r.status,
+            created_at_ms: r.created_at,
+            device_class: r.device_class,
+            synced: flag(r.backup_eligible),
+            name: r.name,
+            enrolled_via: r.enrolled_via,
+        }
+    }
+}
+
+/// Columns [`CredentialRow`] reads.
+const COLUMNS: &str = "id, person_id, aaguid, model, software_key, attestation_format, attestation_type, device_id, status, created_at, device_class, backup_eligible, name, enrolled_via";
+
+/// One credential by id.
+pub async fn by_id<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+) -> Result<Option<CredentialView>> {
+    let row: Option<CredentialRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM credentials WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(Into::into))
+}
+
+/// Every credential, by person then age.
+pub async fn all<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<CredentialView>> {
+    let rows: Vec<CredentialRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM credentials ORDER BY person_id, created_at"
+    ))
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Every credential of a person, oldest first.
+pub async fn of_person<'c>(
+    db: impl Executor<'c, Database = Any>,
+    person_id: &str,
+) -> Result<Vec<CredentialView>> {
+    of_person_where(db, person_id, "").await
+}
+
+/// A person's credentials that are not revoked, oldest first.
+pub async fn unrevoked_of_person(
+    db: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Vec<CredentialView>> {
+    of_person_where(db, person_id, " AND status <> 'revoked'").await
+}
+
+async fn of_person_where<'c>(
+    db: impl Executor<'c, Database = Any>,
+    person_id: &str,
+    and: &str,
+) -> Result<Vec<CredentialView>> {
+    let rows: Vec<CredentialRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM credentials WHERE person_id = $1{and} ORDER BY created_at, id"
+    ))
+    .bind(person_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}

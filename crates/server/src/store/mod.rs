@@ -1,0 +1,21 @@
+//! The service's queries, one file per feature, callable without HTTP: each function takes a
+//! pool, connection or transaction and returns typed rows (`sqlx::FromRow`) or the wire view
+//! built from them; handlers parse, authorise and call these. Rows keep the database's own
+//! column types as the `Any` driver carries them (`i64` for BIGINT times and 0/1 booleans,
+//! `String`, `Option<…>` for nullable columns); the conversion to a view is beside each row.
+
+pub mod admin;
+pub mod credentials;
+
+use crate::error::{Error, Result};
+
+/// Parse an optional JSON text column (report bodies, verification results).
+pub(crate) fn json_text<T: serde::de::DeserializeOwned>(text: Option<&str>) -> Result<Option<T>> {
+    text.map(|t| serde_json::from_str(t).map_err(Error::Corrupt))
+        .transpose()
+}
+
+/// A stored 0/1 integer as the boolean it means.
+pub(crate) fn flag(v: i64) -> bool {
+    v != 0
+}
