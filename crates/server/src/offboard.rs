@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
@@ -24,6 +24,7 @@ use crate::auth::{AnyStaff, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::new_id;
 use crate::state::AppState;
+use crate::store::offboard as store;
 use crate::webhooks::{self, Sink};
 
 /// Routes for offboarding records and the dormant-access report.
@@ -86,11 +87,7 @@ impl Pending {
     /// Record the commit time, retire the laptops the leaver left behind, and wake the webhook
     /// deliverer.
     pub async fn committed(self, state: &AppState) -> Result<()> {
-        sqlx::query("UPDATE offboardings SET committed_at_us = $1 WHERE id = $2")
-            .bind(state.clock.now_us())
-            .bind(&self.id)
-            .execute(&state.db)
-            .await?;
+        store::set_committed(&state.db, &self.id, state.clock.now_us()).await?;
         if let Err(e) = self.retire_laptops(state).await {
             // The laptops are unbound already; the dormant-access report lists them until an
             // admin retires them.
@@ -130,36 +127,20 @@ impl Pending {
                 devices_retired: retired,
                 ..self.summary.clone()
             };
-            sqlx::query("UPDATE offboardings SET summary = $1 WHERE id = $2")
-                .bind(serde_json::to_string(&summary).map_err(Error::Corrupt)?)
-                .bind(&self.id)
-                .execute(&mut *tx)
-                .await?;
+            let summary = serde_json::to_string(&summary).map_err(Error::Corrupt)?;
+            store::set_summary(&mut tx, &self.id, &summary).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 }
 
-/// Laptops still in service whose people have all left (each with one inactive person it was
-/// bound to): the rule of [`crate::devices::LEFT_BEHIND_SQL`], for every inactive person.
-const LAPTOPS_LEFT_SQL: &str = "SELECT DISTINCT p.id AS pid, p.user_name, d.id AS item FROM people p JOIN device_bindings b ON b.person_id = p.id \
-    JOIN devices d ON d.id = b.device_id WHERE p.active = 0 AND d.retired_at IS NULL AND d.reclaim_station = 0 \
-    AND NOT EXISTS (SELECT 1 FROM device_bindings o JOIN people q ON q.id = o.person_id \
-      WHERE o.device_id = d.id AND o.person_id <> p.id AND o.unbound_at IS NULL AND q.active = 1 AND q.deleted_at IS NULL)";
-
 /// Retire every laptop that leavers left behind and that is still in service: the second step
 /// of offboardings whose process stopped between the offboarding's commit and that step (a crash,
 /// a restart, a failed transaction). Run at start-up; returns the laptops retired.
 pub async fn retire_left_behind(state: &AppState) -> Result<Vec<String>> {
     let now = state.now_ms();
-    let mut leavers = Vec::new();
-    for r in sqlx::query(LAPTOPS_LEFT_SQL).fetch_all(&state.db).await? {
-        let pid: String = r.try_get("pid")?;
-        if !leavers.contains(&pid) {
-            leavers.push(pid);
-        }
-    }
+    let leavers = store::leavers_with_laptops_left(&state.db).await?;
     let mut retired = Vec::new();
     for person in &leavers {
         let mut tx = crate::db::begin(&state.db).await?;
@@ -199,96 +180,50 @@ pub async fn run(
     now: i64,
 ) -> Result<Pending> {
     crate::db::lock_person(tx, person_id).await?;
-    let person = sqlx::query("SELECT user_name, external_id FROM people WHERE id = $1")
-        .bind(person_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let user_name: String = person.try_get("user_name")?;
-    let external_id: Option<String> = person.try_get("external_id")?;
+    let names = store::leaver_names(tx, person_id).await?;
     let mut summary = Summary::default();
 
     let personal = {
         let (_, policy) = crate::enrol::policy_for(state, tx, person_id).await?;
         policy.personal_keys
     };
-    let creds = sqlx::query(
-        "SELECT id, aaguid, key_info, enrolled_via FROM credentials WHERE person_id = $1 AND status <> 'revoked' ORDER BY created_at, id",
-    )
-    .bind(person_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    for c in &creds {
-        let id: String = c.try_get("id")?;
-        if c.try_get::<String, _>("enrolled_via")? == "browser" {
+    for c in store::live_credentials(tx, person_id).await? {
+        if c.enrolled_via == "browser" {
             // A laptop's or a phone's passkey lives in that device, not in a key IT can take
             // back: revoking it here (and telling the IdP) is the whole of it.
-            summary.credentials_revoked.push(id);
+            summary.credentials_revoked.push(c.id);
             continue;
         }
         let key_info: serde_json::Value =
-            serde_json::from_str(&c.try_get::<String, _>("key_info")?).map_err(Error::Corrupt)?;
+            serde_json::from_str(&c.key_info).map_err(Error::Corrupt)?;
         let key_id = key_info
             .get("id")
             .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        sqlx::query(
-            "INSERT INTO key_reclaims (id, person_id, credential_id, key_id, aaguid, ownership, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) ON CONFLICT (credential_id) DO NOTHING",
-        )
-        .bind(new_id())
-        .bind(person_id)
-        .bind(&id)
-        .bind(&key_id)
-        .bind(c.try_get::<String, _>("aaguid")?)
-        .bind(if personal { "personal" } else { "organisation" })
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+            .unwrap_or_default();
+        let reclaim = store::NewReclaim {
+            id: &new_id(),
+            person_id,
+            credential_id: &c.id,
+            key_id,
+            aaguid: &c.aaguid,
+            ownership: if personal { "personal" } else { "organisation" },
+        };
+        store::insert_reclaim(tx, &reclaim, now).await?;
         summary.keys_to_reclaim += 1;
-        summary.credentials_revoked.push(id);
+        summary.credentials_revoked.push(c.id);
     }
-    sqlx::query("UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE person_id = $3 AND status <> 'revoked'")
-        .bind(now)
-        .bind(format!("offboarded ({trigger})"))
-        .bind(person_id)
-        .execute(&mut **tx)
-        .await?;
-    summary.tickets_cancelled = sqlx::query("UPDATE enrolment_tickets SET cancelled_at = $1 WHERE person_id = $2 AND redeemed_at IS NULL AND cancelled_at IS NULL AND expires_at > $1")
-        .bind(now)
-        .bind(person_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    summary.sessions_closed = sqlx::query("UPDATE enrolment_sessions SET closed_at = $1 WHERE person_id = $2 AND closed_at IS NULL AND expires_at > $1")
-        .bind(now)
-        .bind(person_id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    let open = sqlx::query("SELECT id FROM recoveries WHERE person_id = $1 AND state IN ('awaiting_approval', 'ready', 'redeemed')")
-        .bind(person_id)
-        .fetch_all(&mut **tx)
-        .await?;
-    for r in &open {
-        crate::recovery::cancel_in(tx, &r.try_get::<String, _>("id")?, "person offboarded", now)
-            .await?;
+    store::revoke_credentials(tx, person_id, &format!("offboarded ({trigger})"), now).await?;
+    summary.tickets_cancelled = store::cancel_tickets(tx, person_id, now).await?;
+    summary.sessions_closed = store::close_sessions(tx, person_id, now).await?;
+    let open = store::open_recoveries(tx, person_id).await?;
+    for id in &open {
+        crate::recovery::cancel_in(tx, id, "person offboarded", now).await?;
     }
     summary.recoveries_cancelled = u64::try_from(open.len()).unwrap_or(u64::MAX);
-    summary.devices_unbound = sqlx::query(
-        "UPDATE device_bindings SET unbound_at = $1 WHERE person_id = $2 AND unbound_at IS NULL",
-    )
-    .bind(now)
-    .bind(person_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    summary.devices_unbound = store::unbind_devices(tx, person_id, now).await?;
     summary.web_sessions_ended =
         crate::selfservice::session::end_all_of(tx, person_id, "offboarded", now).await?;
-    sqlx::query("UPDATE web_links SET used_at = $1 WHERE person_id = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(person_id)
-        .execute(&mut **tx)
-        .await?;
+    store::void_web_links(tx, person_id, now).await?;
     summary.tokens_revoked = crate::tokens::revoke_person_in(
         tx,
         person_id,
@@ -297,14 +232,7 @@ pub async fn run(
         now,
     )
     .await?;
-    summary.exceptions_revoked = sqlx::query(
-        "UPDATE exceptions SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(person_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    summary.exceptions_revoked = store::revoke_exceptions(tx, person_id, now).await?;
 
     let event_id = webhooks::enqueue(
         tx,
@@ -312,7 +240,7 @@ pub async fn run(
         "person.offboarded",
         Some(person_id),
         serde_json::json!({
-            "person": {"id": person_id, "userName": user_name, "externalId": external_id},
+            "person": {"id": person_id, "userName": names.user_name, "externalId": names.external_id},
             "trigger": trigger,
             "revoked_credential_ids": summary.credentials_revoked,
             "sign_out_everywhere": true,
@@ -321,15 +249,19 @@ pub async fn run(
     )
     .await?;
     let id = new_id();
-    sqlx::query("INSERT INTO offboardings (id, person_id, trigger_kind, received_at_us, event_id, summary) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(&id)
-        .bind(person_id)
-        .bind(trigger)
-        .bind(received_at_us)
-        .bind(&event_id)
-        .bind(serde_json::to_string(&summary).map_err(Error::Corrupt)?)
-        .execute(&mut **tx)
-        .await?;
+    let summary_json = serde_json::to_string(&summary).map_err(Error::Corrupt)?;
+    store::insert_offboarding(
+        tx,
+        &store::NewOffboarding {
+            id: &id,
+            person_id,
+            trigger,
+            received_at_us,
+            event_id: &event_id,
+            summary: &summary_json,
+        },
+    )
+    .await?;
     audit::record(
         tx,
         now,
@@ -369,22 +301,19 @@ pub struct OffboardingView {
 
 /// Every offboarding, oldest first.
 pub async fn load(db: &AnyPool) -> Result<Vec<OffboardingView>> {
-    let rows = sqlx::query("SELECT id, person_id, trigger_kind, event_id, received_at_us, committed_at_us, acked_at_us, summary FROM offboardings ORDER BY received_at_us, id")
-        .fetch_all(db)
-        .await?;
     let ms = |from: i64, to: Option<i64>| to.map(|t| (t - from) as f64 / 1000.0);
-    rows.iter()
+    store::offboardings(db)
+        .await?
+        .into_iter()
         .map(|r| {
-            let received: i64 = r.try_get("received_at_us")?;
             Ok(OffboardingView {
-                id: r.try_get("id")?,
-                person_id: r.try_get("person_id")?,
-                trigger: r.try_get("trigger_kind")?,
-                event_id: r.try_get("event_id")?,
-                revoke_ms: ms(received, r.try_get("committed_at_us")?),
-                acknowledged_ms: ms(received, r.try_get("acked_at_us")?),
-                summary: serde_json::from_str(&r.try_get::<String, _>("summary")?)
-                    .map_err(Error::Corrupt)?,
+                revoke_ms: ms(r.received_at_us, r.committed_at_us),
+                acknowledged_ms: ms(r.received_at_us, r.acked_at_us),
+                summary: serde_json::from_str(&r.summary).map_err(Error::Corrupt)?,
+                id: r.id,
+                person_id: r.person_id,
+                trigger: r.trigger_kind,
+                event_id: r.event_id,
             })
         })
         .collect()
@@ -446,39 +375,19 @@ pub struct DormantReport {
 
 /// Compute the dormant-access report.
 pub async fn dormant(db: &AnyPool, now: i64) -> Result<DormantReport> {
-    let inactive: i64 = sqlx::query("SELECT COUNT(*) AS n FROM people WHERE active = 0")
-        .fetch_one(db)
-        .await?
-        .try_get("n")?;
-    let checks: [(&str, String); 11] = [
-        ("credentials", "SELECT p.id AS pid, p.user_name, c.id AS item FROM people p JOIN credentials c ON c.person_id = p.id WHERE p.active = 0 AND c.status <> 'revoked'".into()),
-        ("tickets", "SELECT p.id AS pid, p.user_name, t.id AS item FROM people p JOIN enrolment_tickets t ON t.person_id = p.id WHERE p.active = 0 AND t.redeemed_at IS NULL AND t.cancelled_at IS NULL AND t.expires_at > $1".into()),
-        ("sessions", "SELECT p.id AS pid, p.user_name, s.id AS item FROM people p JOIN enrolment_sessions s ON s.person_id = p.id WHERE p.active = 0 AND s.closed_at IS NULL AND s.expires_at > $1".into()),
-        ("recoveries", "SELECT p.id AS pid, p.user_name, r.id AS item FROM people p JOIN recoveries r ON r.person_id = p.id WHERE p.active = 0 AND r.state IN ('awaiting_approval', 'ready', 'redeemed') AND r.expires_at > $1".into()),
-        ("devices", "SELECT p.id AS pid, p.user_name, b.device_id AS item FROM people p JOIN device_bindings b ON b.person_id = p.id WHERE p.active = 0 AND b.unbound_at IS NULL".into()),
-        ("exceptions", "SELECT p.id AS pid, p.user_name, e.id AS item FROM people p JOIN exceptions e ON e.person_id = p.id WHERE p.active = 0 AND e.revoked_at IS NULL AND e.expires_at > $1".into()),
-        ("keys_not_reclaimed", "SELECT p.id AS pid, p.user_name, k.key_id AS item FROM people p JOIN key_reclaims k ON k.person_id = p.id WHERE p.active = 0 AND k.state <> 'done'".into()),
-        ("tokens", "SELECT p.id AS pid, p.user_name, t.id AS item FROM people p JOIN api_tokens t ON t.person_id = p.id WHERE p.active = 0 AND t.revoked_at IS NULL AND t.expires_at > $1".into()),
-        ("laptops_left", LAPTOPS_LEFT_SQL.into()),
-        ("web_sessions", "SELECT p.id AS pid, p.user_name, w.id AS item FROM people p JOIN web_sessions w ON w.person_id = p.id WHERE p.active = 0 AND w.ended_at IS NULL AND w.expires_at > $1".into()),
-        ("web_links", "SELECT p.id AS pid, p.user_name, l.id AS item FROM people p JOIN web_links l ON l.person_id = p.id WHERE p.active = 0 AND l.used_at IS NULL AND l.expires_at > $1".into()),
-    ];
+    let inactive = store::inactive_people(db).await?;
     let mut people: BTreeMap<String, DormantPerson> = BTreeMap::new();
-    for (what, sql) in &checks {
-        let sql = if sql.contains("$1") {
-            sql.clone()
-        } else {
-            format!("{sql} AND $1 = $1")
-        };
-        for r in sqlx::query(&sql).bind(now).fetch_all(db).await? {
-            let pid: String = r.try_get("pid")?;
-            let entry = people.entry(pid.clone()).or_insert_with(|| DormantPerson {
-                person_id: pid,
-                ..Default::default()
-            });
-            entry.user_name = r.try_get("user_name")?;
-            let item: String = r.try_get("item")?;
-            match *what {
+    for (what, sql) in store::DORMANT_CHECKS {
+        for r in store::dormant_items(db, sql, now).await? {
+            let entry = people
+                .entry(r.pid.clone())
+                .or_insert_with(|| DormantPerson {
+                    person_id: r.pid,
+                    ..Default::default()
+                });
+            entry.user_name = r.user_name;
+            let item = r.item;
+            match what {
                 "credentials" => entry.credentials.push(item),
                 "tickets" => entry.tickets.push(item),
                 "sessions" => entry.sessions.push(item),

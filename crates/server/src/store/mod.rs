@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod credentials;
+pub mod offboard;
 
 use crate::error::{Error, Result};
 
