@@ -277,9 +277,11 @@ pub(crate) async fn require_active_person(
     person_id: &str,
     what: &str,
 ) -> Result<()> {
-    let active = store::person_active(tx, person_id).await?.ok_or_else(|| {
-        Error::not_found("person_unknown", format!("no person with id {person_id}"))
-    })?;
+    let active = crate::store::people::active(&mut **tx, person_id)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found("person_unknown", format!("no person with id {person_id}"))
+        })?;
     if !active {
         return Err(Error::forbidden(
             "person_inactive",

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
@@ -17,6 +17,7 @@ use crate::auth::{AdminOnly, AdminOrAuditor, AnyStaff, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::new_id;
 use crate::state::AppState;
+use crate::store::exceptions as store;
 use crate::webhooks;
 
 /// Routes for the exception register and alerts.
@@ -152,11 +153,7 @@ pub async fn add(
     let expires = now + i64::from(days) * 86_400_000;
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
-    let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND deleted_at IS NULL")
-        .bind(&req.person_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if known.is_none() {
+    if !crate::store::people::exists(&mut *tx, &req.person_id).await? {
         return Err(Error::not_found(
             "person_unknown",
             format!("no person with id {}", req.person_id),
@@ -169,13 +166,8 @@ pub async fn add(
                 "a break-glass exception names the credential kept in the safe",
             )
         })?;
-        let owner_row =
-            sqlx::query("SELECT person_id FROM credentials WHERE id = $1 AND status = 'active'")
-                .bind(cred)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match owner_row {
-            Some(r) if r.try_get::<String, _>("person_id")? == req.person_id => {}
+        match store::active_credential_owner(&mut tx, cred).await? {
+            Some(owner) if owner == req.person_id => {}
             _ => {
                 return Err(Error::bad_request(
                     "exception_credential_invalid",
@@ -189,37 +181,24 @@ pub async fn add(
             "only break-glass exceptions name a credential",
         ));
     }
-    sqlx::query("INSERT INTO exceptions (id, person_id, owner, reason, created_at, expires_at, kind, scope, credential_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(&id)
-        .bind(&req.person_id)
-        .bind(owner)
-        .bind(reason)
-        .bind(now)
-        .bind(expires)
-        .bind(&req.kind)
-        .bind(&scope)
-        .bind(&req.credential_id)
-        .execute(&mut *tx)
-        .await?;
-    audit::record(&mut tx, now, &caller.actor(), "exception.granted", &req.person_id,
-        serde_json::json!({"exception_id": id, "kind": req.kind, "owner": owner, "reason": reason, "scope": scope, "credential_id": req.credential_id, "expires_at_ms": expires})).await?;
+    let view = ExceptionView {
+        id,
+        person_id: req.person_id,
+        kind: req.kind,
+        owner: owner.to_owned(),
+        reason: reason.to_owned(),
+        scope,
+        credential_id: req.credential_id,
+        created_at_ms: now,
+        expires_at_ms: expires,
+        expired: false,
+        revoked_at_ms: None,
+    };
+    store::insert(&mut tx, &view).await?;
+    audit::record(&mut tx, now, &caller.actor(), "exception.granted", &view.person_id,
+        serde_json::json!({"exception_id": view.id, "kind": view.kind, "owner": owner, "reason": reason, "scope": view.scope, "credential_id": view.credential_id, "expires_at_ms": expires})).await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ExceptionView {
-            id,
-            person_id: req.person_id,
-            kind: req.kind,
-            owner: owner.to_owned(),
-            reason: reason.to_owned(),
-            scope,
-            credential_id: req.credential_id,
-            created_at_ms: now,
-            expires_at_ms: expires,
-            expired: false,
-            revoked_at_ms: None,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// `?expired=true`: only exceptions past their expiry and not revoked.
@@ -231,35 +210,7 @@ pub struct ListQuery {
 
 /// Every exception, or only the expired ones that still need a decision.
 pub async fn load(db: &AnyPool, now: i64, only_expired: bool) -> Result<Vec<ExceptionView>> {
-    let filter = if only_expired {
-        "WHERE expires_at <= $1 AND revoked_at IS NULL"
-    } else {
-        "WHERE $1 = $1"
-    };
-    let rows = sqlx::query(&format!(
-        "SELECT id, person_id, kind, owner, reason, scope, credential_id, created_at, expires_at, revoked_at FROM exceptions {filter} ORDER BY expires_at, id"
-    ))
-    .bind(now)
-    .fetch_all(db)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let expires: i64 = r.try_get("expires_at")?;
-            Ok(ExceptionView {
-                id: r.try_get("id")?,
-                person_id: r.try_get("person_id")?,
-                kind: r.try_get("kind")?,
-                owner: r.try_get("owner")?,
-                reason: r.try_get("reason")?,
-                scope: r.try_get("scope")?,
-                credential_id: r.try_get("credential_id")?,
-                created_at_ms: r.try_get("created_at")?,
-                expires_at_ms: expires,
-                expired: expires <= now,
-                revoked_at_ms: r.try_get("revoked_at")?,
-            })
-        })
-        .collect()
+    store::list(db, now, only_expired).await
 }
 
 /// `GET /api/v1/admin/exceptions` (admin, help desk, auditor): the register, expired ones flagged.
@@ -290,22 +241,15 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let r = sqlx::query("SELECT person_id FROM exceptions WHERE id = $1 AND revoked_at IS NULL")
-        .bind(&id)
-        .fetch_optional(&mut *tx)
+    let person_id = store::revoke(&mut tx, &id, now)
         .await?
         .ok_or_else(|| Error::not_found("exception_unknown", format!("no open exception {id}")))?;
-    sqlx::query("UPDATE exceptions SET revoked_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
     audit::record(
         &mut tx,
         now,
         &caller.actor(),
         "exception.revoked",
-        &r.try_get::<String, _>("person_id")?,
+        &person_id,
         serde_json::json!({"exception_id": id}),
     )
     .await?;
@@ -323,26 +267,22 @@ pub async fn break_glass_used(
     purpose: &str,
     now: i64,
 ) -> Result<()> {
-    let rows = sqlx::query("SELECT id, owner, expires_at, revoked_at FROM exceptions WHERE kind = 'break_glass' AND credential_id = $1")
-        .bind(credential_id)
-        .fetch_all(&mut **tx)
-        .await?;
-    for r in rows {
-        let exception_id: String = r.try_get("id")?;
-        let owner: String = r.try_get("owner")?;
-        let expired = r.try_get::<i64, _>("expires_at")? <= now;
+    for e in store::break_glass_for(tx, credential_id).await? {
+        let owner = e.owner;
         let detail = serde_json::json!({
-            "exception_id": exception_id, "credential_id": credential_id, "device_id": device_id,
-            "purpose": purpose, "owner": owner, "exception_expired": expired,
-            "exception_revoked": r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+            "exception_id": e.id, "credential_id": credential_id, "device_id": device_id,
+            "purpose": purpose, "owner": owner, "exception_expired": e.expires_at <= now,
+            "exception_revoked": e.revoked_at.is_some(),
         });
-        sqlx::query("INSERT INTO alerts (id, at, kind, subject, detail) VALUES ($1, $2, 'break_glass.used', $3, $4)")
-            .bind(new_id())
-            .bind(now)
-            .bind(person_id)
-            .bind(detail.to_string())
-            .execute(&mut **tx)
-            .await?;
+        store::insert_alert(
+            tx,
+            &new_id(),
+            now,
+            "break_glass.used",
+            person_id,
+            &detail.to_string(),
+        )
+        .await?;
         audit::record(
             tx,
             now,
@@ -388,20 +328,16 @@ pub async fn alerts(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,
 ) -> Result<Json<Vec<AlertView>>> {
-    let rows = sqlx::query(
-        "SELECT id, at, kind, subject, detail FROM alerts ORDER BY at DESC, id LIMIT 1000",
-    )
-    .fetch_all(&state.db)
-    .await?;
-    rows.iter()
+    store::alerts(&state.db)
+        .await?
+        .into_iter()
         .map(|r| {
             Ok(AlertView {
-                id: r.try_get("id")?,
-                at_ms: r.try_get("at")?,
-                kind: r.try_get("kind")?,
-                subject: r.try_get("subject")?,
-                detail: serde_json::from_str(&r.try_get::<String, _>("detail")?)
-                    .map_err(Error::Corrupt)?,
+                detail: serde_json::from_str(&r.detail).map_err(Error::Corrupt)?,
+                id: r.id,
+                at_ms: r.at,
+                kind: r.kind,
+                subject: r.subject,
             })
         })
         .collect::<Result<Vec<_>>>()

@@ -147,16 +147,6 @@ pub async fn insert_ticket(
     Ok(())
 }
 
-/// Whether a person who is not deleted is active; `None` when there is no such person.
-pub async fn person_active(db: &mut AnyConnection, person_id: &str) -> Result<Option<bool>> {
-    let active: Option<i64> =
-        sqlx::query_scalar("SELECT active FROM people WHERE id = $1 AND deleted_at IS NULL")
-            .bind(person_id)
-            .fetch_optional(db)
-            .await?;
-    Ok(active.map(flag))
-}
-
 #[derive(sqlx::FromRow)]
 struct DeviceRow {
     id: String,

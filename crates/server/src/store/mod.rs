@@ -6,7 +6,9 @@
 
 pub mod admin;
 pub mod credentials;
+pub mod exceptions;
 pub mod offboard;
+pub mod people;
 
 use crate::error::{Error, Result};
 

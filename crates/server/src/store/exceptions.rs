@@ -1,0 +1,170 @@
+//! The exceptions register's queries and the alerts a break-glass use raises.
+
+use sqlx::{Any, AnyConnection, Executor};
+
+use crate::error::Result;
+use crate::exceptions::ExceptionView;
+
+/// The owner of an active credential, if it is one.
+pub async fn active_credential_owner(
+    db: &mut AnyConnection,
+    credential_id: &str,
+) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT person_id FROM credentials WHERE id = $1 AND status = 'active'")
+            .bind(credential_id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Record a new exception.
+pub async fn insert(db: &mut AnyConnection, e: &ExceptionView) -> Result<()> {
+    sqlx::query("INSERT INTO exceptions (id, person_id, owner, reason, created_at, expires_at, kind, scope, credential_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .bind(&e.id)
+        .bind(&e.person_id)
+        .bind(&e.owner)
+        .bind(&e.reason)
+        .bind(e.created_at_ms)
+        .bind(e.expires_at_ms)
+        .bind(&e.kind)
+        .bind(&e.scope)
+        .bind(&e.credential_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct ExceptionRow {
+    id: String,
+    person_id: String,
+    kind: String,
+    owner: String,
+    reason: String,
+    scope: String,
+    credential_id: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+/// Every exception, or only those past their expiry at `now` and not revoked; by expiry.
+pub async fn list<'c>(
+    db: impl Executor<'c, Database = Any>,
+    now: i64,
+    only_expired: bool,
+) -> Result<Vec<ExceptionView>> {
+    let filter = if only_expired {
+        "WHERE expires_at <= $1 AND revoked_at IS NULL"
+    } else {
+        "WHERE $1 = $1"
+    };
+    let rows: Vec<ExceptionRow> = sqlx::query_as(&format!(
+        "SELECT id, person_id, kind, owner, reason, scope, credential_id, created_at, expires_at, revoked_at FROM exceptions {filter} ORDER BY expires_at, id"
+    ))
+    .bind(now)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ExceptionView {
+            id: r.id,
+            person_id: r.person_id,
+            kind: r.kind,
+            owner: r.owner,
+            reason: r.reason,
+            scope: r.scope,
+            credential_id: r.credential_id,
+            created_at_ms: r.created_at,
+            expires_at_ms: r.expires_at,
+            expired: r.expires_at <= now,
+            revoked_at_ms: r.revoked_at,
+        })
+        .collect())
+}
+
+/// End an open exception now; whose it was, or `None` when there is no open one with that id.
+pub async fn revoke(db: &mut AnyConnection, id: &str, now: i64) -> Result<Option<String>> {
+    let person: Option<String> =
+        sqlx::query_scalar("SELECT person_id FROM exceptions WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&mut *db)
+            .await?;
+    if person.is_some() {
+        sqlx::query("UPDATE exceptions SET revoked_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(db)
+            .await?;
+    }
+    Ok(person)
+}
+
+/// A break-glass exception naming a credential.
+#[derive(Debug, sqlx::FromRow)]
+pub struct BreakGlass {
+    /// Exception id.
+    pub id: String,
+    /// Who answers for it.
+    pub owner: String,
+    /// Its expiry (unix ms).
+    pub expires_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// The break-glass exceptions (in force or not) that name this credential.
+pub async fn break_glass_for(
+    db: &mut AnyConnection,
+    credential_id: &str,
+) -> Result<Vec<BreakGlass>> {
+    Ok(sqlx::query_as("SELECT id, owner, expires_at, revoked_at FROM exceptions WHERE kind = 'break_glass' AND credential_id = $1")
+        .bind(credential_id)
+        .fetch_all(db)
+        .await?)
+}
+
+/// Raise an alert.
+pub async fn insert_alert(
+    db: &mut AnyConnection,
+    id: &str,
+    at: i64,
+    kind: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO alerts (id, at, kind, subject, detail) VALUES ($1, $2, $3, $4, $5)")
+        .bind(id)
+        .bind(at)
+        .bind(kind)
+        .bind(subject)
+        .bind(detail)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// An alert as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AlertRow {
+    /// Id.
+    pub id: String,
+    /// When (unix ms).
+    pub at: i64,
+    /// What.
+    pub kind: String,
+    /// On whom.
+    pub subject: String,
+    /// Context (JSON).
+    pub detail: String,
+}
+
+/// The newest thousand alerts, newest first.
+pub async fn alerts<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<AlertRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, at, kind, subject, detail FROM alerts ORDER BY at DESC, id LIMIT 1000",
+    )
+    .fetch_all(db)
+    .await?)
+}
