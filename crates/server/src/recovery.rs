@@ -23,7 +23,7 @@ use keywarden_protocol::{
     CredentialView, EnrolBeginResponse, RecoveryBeginRequest, ReportLostRequest,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 use crate::store::credentials;
+use crate::store::recovery as store;
 use crate::webhooks;
 
 /// Prefix of recovery tickets.
@@ -130,12 +131,7 @@ pub async fn suspend(
             format!("the credential is already {}", view.status),
         ));
     }
-    sqlx::query("UPDATE credentials SET status = 'suspended', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status = 'active'")
-        .bind(now)
-        .bind(reason)
-        .bind(credential_id)
-        .execute(&mut **tx)
-        .await?;
+    credentials::suspend(tx, credential_id, reason, now).await?;
     audit::record(
         tx,
         now,
@@ -221,12 +217,9 @@ pub async fn report_lost(
                 "sign in with another of your keys, not the one you are reporting lost",
             ));
         }
-        let owner: Option<String> = sqlx::query("SELECT person_id FROM credentials WHERE id = $1")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
+        let owner = credentials::standing(&mut tx, &id)
             .await?
-            .map(|r| r.try_get("person_id"))
-            .transpose()?;
+            .map(|c| c.person_id);
         if owner.as_deref() != Some(v.person_id.as_str()) {
             return Err(Error::forbidden(
                 "credential_not_yours",
@@ -331,39 +324,26 @@ fn approver_of(caller: &Caller, what: &str) -> Result<String> {
 }
 
 async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryView> {
-    let r = sqlx::query(
-        "SELECT id, person_id, lost_credential_id, kind, state, created_by, created_at, expires_at FROM recoveries WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| Error::not_found("recovery_unknown", format!("no recovery {id}")))?;
-    let approvals = sqlx::query(
-        "SELECT approver FROM recovery_approvals WHERE recovery_id = $1 ORDER BY at, approver",
-    )
-    .bind(id)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|a| a.try_get::<String, _>("approver"))
-    .collect::<std::result::Result<Vec<_>, _>>()?;
-    let kind: String = r.try_get("kind")?;
-    let needed = if kind == "dual_approval" {
+    let r = store::by_id(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("recovery_unknown", format!("no recovery {id}")))?;
+    let approvals = store::approvers(tx, id).await?;
+    let needed = if r.kind == "dual_approval" {
         APPROVALS_NEEDED.saturating_sub(approvals.len())
     } else {
         0
     };
     Ok(RecoveryView {
-        id: r.try_get("id")?,
-        person_id: r.try_get("person_id")?,
-        lost_credential_id: r.try_get("lost_credential_id")?,
-        kind,
-        state: r.try_get("state")?,
+        id: r.id,
+        person_id: r.person_id,
+        lost_credential_id: r.lost_credential_id,
+        kind: r.kind,
+        state: r.state,
         approvals,
         approvals_needed: needed,
-        created_by: r.try_get("created_by")?,
-        created_at_ms: r.try_get("created_at")?,
-        expires_at_ms: r.try_get("expires_at")?,
+        created_by: r.created_by,
+        created_at_ms: r.created_at,
+        expires_at_ms: r.expires_at,
     })
 }
 
@@ -401,23 +381,19 @@ pub async fn issue(
     let mut tx = crate::db::begin(&state.db).await?;
     crate::admin::require_active_person(&mut tx, &req.person_id, "recoveries").await?;
     if let Some(lost) = &req.lost_credential_id {
-        let r = sqlx::query("SELECT person_id, status FROM credentials WHERE id = $1")
-            .bind(lost)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(
-                    "credential_unknown",
-                    format!("no credential with id {lost}"),
-                )
-            })?;
-        if r.try_get::<String, _>("person_id")? != req.person_id {
+        let r = credentials::standing(&mut tx, lost).await?.ok_or_else(|| {
+            Error::not_found(
+                "credential_unknown",
+                format!("no credential with id {lost}"),
+            )
+        })?;
+        if r.person_id != req.person_id {
             return Err(Error::bad_request(
                 "credential_not_theirs",
                 "the lost credential belongs to someone else",
             ));
         }
-        match r.try_get::<String, _>("status")?.as_str() {
+        match r.status.as_str() {
             "active" => {
                 suspend(
                     &mut tx,
@@ -446,21 +422,21 @@ pub async fn issue(
     let ticket = secrets::generate(RECOVERY_PREFIX);
     let id = new_id();
     let proofing = serde_json::json!([{"by": issuer, "token_id": caller.token_id, "method": req.proofing.method, "detail": req.proofing.detail.trim(), "at_ms": now}]);
-    sqlx::query(
-        "INSERT INTO recoveries (id, person_id, lost_credential_id, kind, ticket_hash, proofing, created_by, created_at, expires_at, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    store::insert(
+        &mut tx,
+        &store::NewRecovery {
+            id: &id,
+            person_id: &req.person_id,
+            lost_credential_id: req.lost_credential_id.as_deref(),
+            kind,
+            ticket_hash: &secrets::hash(&ticket),
+            proofing: &proofing.to_string(),
+            created_by: &issuer,
+            created_at: now,
+            expires_at: now + ttl,
+            state: st,
+        },
     )
-    .bind(&id)
-    .bind(&req.person_id)
-    .bind(&req.lost_credential_id)
-    .bind(kind)
-    .bind(secrets::hash(&ticket))
-    .bind(proofing.to_string())
-    .bind(&issuer)
-    .bind(now)
-    .bind(now + ttl)
-    .bind(st)
-    .execute(&mut *tx)
     .await?;
     audit::record(
         &mut tx,
@@ -553,20 +529,11 @@ pub async fn approve(
                 "you already approved this recovery (with this or another of your tokens); a second approver must be someone else",
             ));
         }
-        sqlx::query("INSERT INTO recovery_approvals (recovery_id, approver, token_id, proofing, at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&id)
-            .bind(&approver)
-            .bind(&caller.token_id)
-            .bind(serde_json::to_string(&req.proofing).map_err(Error::Corrupt)?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let proofing = serde_json::to_string(&req.proofing).map_err(Error::Corrupt)?;
+        store::insert_approval(&mut tx, &id, &approver, &caller.token_id, &proofing, now).await?;
         let count = view.approvals.len() + 1;
         if count >= APPROVALS_NEEDED {
-            sqlx::query("UPDATE recoveries SET state = 'ready' WHERE id = $1 AND state = 'awaiting_approval'")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+            store::mark_ready(&mut tx, &id).await?;
         }
         audit::record(
             &mut tx,
@@ -653,12 +620,10 @@ pub async fn list(
     _caller: Staff<AnyStaff>,
 ) -> Result<Json<Vec<RecoveryView>>> {
     let mut tx = crate::db::begin(&state.db).await?;
-    let ids = sqlx::query("SELECT id FROM recoveries ORDER BY created_at, id LIMIT 1000")
-        .fetch_all(&mut *tx)
-        .await?;
+    let ids = store::ids(&mut tx).await?;
     let mut out = Vec::with_capacity(ids.len());
-    for r in ids {
-        out.push(load_view(&mut tx, &r.try_get::<String, _>("id")?).await?);
+    for id in ids {
+        out.push(load_view(&mut tx, &id).await?);
     }
     tx.commit().await?;
     Ok(Json(out))
@@ -733,20 +698,7 @@ pub async fn cancel_in(
     reason: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE recoveries SET state = 'cancelled', cancelled_at = $1, cancel_reason = $2 WHERE id = $3")
-        .bind(now)
-        .bind(reason)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(
-        "UPDATE enrolment_sessions SET closed_at = $1 WHERE recovery_id = $2 AND closed_at IS NULL",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    store::cancel(tx, id, reason, now).await
 }
 
 /// `POST /api/v1/agent/recoveries` (device-signed): redeem a recovery ticket, with a fresh
@@ -787,9 +739,7 @@ async fn redeem_inner(
 ) -> Result<EnrolBeginResponse> {
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
-    let r = sqlx::query("SELECT id FROM recoveries WHERE ticket_hash = $1")
-        .bind(secrets::hash(req.ticket.trim()))
-        .fetch_optional(&mut *tx)
+    let id = store::by_ticket_hash(&mut tx, &secrets::hash(req.ticket.trim()))
         .await?
         .ok_or_else(|| {
             Error::not_found(
@@ -797,16 +747,10 @@ async fn redeem_inner(
                 "unknown recovery ticket; ask the help desk for a new one",
             )
         })?;
-    let id: String = r.try_get("id")?;
     *subject = id.clone();
     let view = load_view(&mut tx, &id).await?;
     open_check(&view, now)?;
-    let active: i64 = sqlx::query("SELECT active FROM people WHERE id = $1")
-        .bind(&view.person_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("active")?;
-    if active == 0 {
+    if !store::person_active(&mut tx, &view.person_id).await? {
         return Err(Error::forbidden(
             "person_inactive",
             "this person is no longer active",
@@ -846,13 +790,7 @@ async fn redeem_inner(
     };
     let (_, policy) = crate::enrol::policy_for(state, &mut tx, &view.person_id).await?;
     crate::enrol::check_laptop(&policy, &mut tx, &call.device_id, now).await?;
-    let marked = sqlx::query("UPDATE recoveries SET state = 'redeemed', redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND state = 'ready'")
-        .bind(now)
-        .bind(&call.device_id)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    if marked.rows_affected() != 1 {
+    if !store::mark_redeemed(&mut tx, &id, &call.device_id, now).await? {
         return Err(Error::conflict(
             "recovery_ticket_used",
             "this recovery ticket was already used; ask the help desk for a new one",
@@ -869,11 +807,7 @@ async fn redeem_inner(
         now,
     )
     .await?;
-    sqlx::query("UPDATE recoveries SET session_id = $1 WHERE id = $2")
-        .bind(&resp.enrolment_id)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    store::set_session(&mut tx, &id, &resp.enrolment_id).await?;
     audit::record(
         &mut tx,
         now,
@@ -911,20 +845,12 @@ pub async fn replacement_enrolled(
         return Ok(()); // already completed by an earlier key of the same session
     }
     if let Some(lost) = &view.lost_credential_id {
-        sqlx::query("UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status <> 'revoked'")
-            .bind(now)
-            .bind(format!("replaced by {new_credential_id} (recovery {recovery_id})"))
-            .bind(lost)
-            .execute(&mut **tx)
-            .await?;
+        let reason = format!("replaced by {new_credential_id} (recovery {recovery_id})");
+        credentials::revoke(tx, lost, &reason, now).await?;
         audit::record(tx, now, "service", "credential.revoked", person_id,
             serde_json::json!({"credential_id": lost, "reason": "replaced", "replacement": new_credential_id, "recovery_id": recovery_id})).await?;
     }
-    sqlx::query("UPDATE recoveries SET state = 'completed', completed_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(recovery_id)
-        .execute(&mut **tx)
-        .await?;
+    store::complete(tx, recovery_id, now).await?;
     audit::record(tx, now, &format!("device:{device_id}"), "recovery.completed", person_id,
         serde_json::json!({"recovery_id": recovery_id, "replacement": new_credential_id, "revoked": view.lost_credential_id})).await?;
     webhooks::notify(

@@ -101,3 +101,44 @@ async fn of_person_where<'c>(
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
+
+/// Whose a credential is and its status.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Standing {
+    /// Owner.
+    pub person_id: String,
+    /// `active`, `suspended` or `revoked`.
+    pub status: String,
+}
+
+/// A credential's owner and status.
+pub async fn standing(db: &mut AnyConnection, id: &str) -> Result<Option<Standing>> {
+    Ok(
+        sqlx::query_as("SELECT person_id, status FROM credentials WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Suspend a credential if it is active.
+pub async fn suspend(db: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE credentials SET status = 'suspended', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status = 'active'")
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Revoke a credential unless it is revoked already.
+pub async fn revoke(db: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status <> 'revoked'")
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}

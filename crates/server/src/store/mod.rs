@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod exceptions;
 pub mod offboard;
 pub mod people;
+pub mod recovery;
 
 use crate::error::{Error, Result};
 

@@ -1,0 +1,204 @@
+//! Recovery's queries: tickets, approvals, redemption and completion.
+
+use sqlx::AnyConnection;
+
+use crate::error::Result;
+
+/// A `recoveries` row as its view needs it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct RecoveryRow {
+    /// Id.
+    pub id: String,
+    /// Whose.
+    pub person_id: String,
+    /// The lost key.
+    pub lost_credential_id: Option<String>,
+    /// `step_up` or `dual_approval`.
+    pub kind: String,
+    /// Where it stands.
+    pub state: String,
+    /// Issued by.
+    pub created_by: String,
+    /// Issued at (unix ms).
+    pub created_at: i64,
+    /// Expires at (unix ms).
+    pub expires_at: i64,
+}
+
+/// One recovery.
+pub async fn by_id(db: &mut AnyConnection, id: &str) -> Result<Option<RecoveryRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, person_id, lost_credential_id, kind, state, created_by, created_at, expires_at FROM recoveries WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Who approved a recovery, in order.
+pub async fn approvers(db: &mut AnyConnection, id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT approver FROM recovery_approvals WHERE recovery_id = $1 ORDER BY at, approver",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A recovery being issued.
+pub struct NewRecovery<'a> {
+    /// Id.
+    pub id: &'a str,
+    /// Whose.
+    pub person_id: &'a str,
+    /// The lost key.
+    pub lost_credential_id: Option<&'a str>,
+    /// `step_up` or `dual_approval`.
+    pub kind: &'a str,
+    /// The ticket's hash.
+    pub ticket_hash: &'a str,
+    /// How the person was proofed (JSON).
+    pub proofing: &'a str,
+    /// Issued by.
+    pub created_by: &'a str,
+    /// Issued at (unix ms).
+    pub created_at: i64,
+    /// Expires at (unix ms).
+    pub expires_at: i64,
+    /// Initial state.
+    pub state: &'a str,
+}
+
+/// Record an issued recovery.
+pub async fn insert(db: &mut AnyConnection, r: &NewRecovery<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO recoveries (id, person_id, lost_credential_id, kind, ticket_hash, proofing, created_by, created_at, expires_at, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(r.id)
+    .bind(r.person_id)
+    .bind(r.lost_credential_id)
+    .bind(r.kind)
+    .bind(r.ticket_hash)
+    .bind(r.proofing)
+    .bind(r.created_by)
+    .bind(r.created_at)
+    .bind(r.expires_at)
+    .bind(r.state)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Record one approval.
+pub async fn insert_approval(
+    db: &mut AnyConnection,
+    recovery_id: &str,
+    approver: &str,
+    token_id: &str,
+    proofing: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO recovery_approvals (recovery_id, approver, token_id, proofing, at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(recovery_id)
+        .bind(approver)
+        .bind(token_id)
+        .bind(proofing)
+        .bind(now)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A recovery awaiting approval becomes ready.
+pub async fn mark_ready(db: &mut AnyConnection, id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE recoveries SET state = 'ready' WHERE id = $1 AND state = 'awaiting_approval'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The ids of the first thousand recoveries, oldest first.
+pub async fn ids(db: &mut AnyConnection) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM recoveries ORDER BY created_at, id LIMIT 1000")
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// Cancel a recovery and close its enrolment session.
+pub async fn cancel(db: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE recoveries SET state = 'cancelled', cancelled_at = $1, cancel_reason = $2 WHERE id = $3")
+        .bind(now)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *db)
+        .await?;
+    sqlx::query(
+        "UPDATE enrolment_sessions SET closed_at = $1 WHERE recovery_id = $2 AND closed_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The recovery a ticket (by its hash) belongs to.
+pub async fn by_ticket_hash(db: &mut AnyConnection, ticket_hash: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM recoveries WHERE ticket_hash = $1")
+            .bind(ticket_hash)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Whether a person (deleted or not; the caller knows they exist) is active.
+pub async fn person_active(db: &mut AnyConnection, person_id: &str) -> Result<bool> {
+    let active: i64 = sqlx::query_scalar("SELECT active FROM people WHERE id = $1")
+        .bind(person_id)
+        .fetch_one(db)
+        .await?;
+    Ok(super::flag(active))
+}
+
+/// Mark a ready recovery redeemed on a laptop; whether it was ready.
+pub async fn mark_redeemed(
+    db: &mut AnyConnection,
+    id: &str,
+    device_id: &str,
+    now: i64,
+) -> Result<bool> {
+    let marked = sqlx::query("UPDATE recoveries SET state = 'redeemed', redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND state = 'ready'")
+        .bind(now)
+        .bind(device_id)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(marked.rows_affected() == 1)
+}
+
+/// The enrolment session a redeemed recovery opened.
+pub async fn set_session(db: &mut AnyConnection, id: &str, session_id: &str) -> Result<()> {
+    sqlx::query("UPDATE recoveries SET session_id = $1 WHERE id = $2")
+        .bind(session_id)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A recovery's replacement is enrolled.
+pub async fn complete(db: &mut AnyConnection, id: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE recoveries SET state = 'completed', completed_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
