@@ -14,13 +14,14 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use keywarden_protocol::{Observed, Posture};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOnly, AnyStaff, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::store::policy as store;
 
 /// Routes for populations and their policy.
 pub fn router() -> Router<AppState> {
@@ -235,31 +236,24 @@ pub const DEFAULT_POPULATION: &str = "default";
 impl Policies {
     /// Load every population.
     pub async fn load(db: &AnyPool, default_min: u32) -> Result<Policies> {
-        let rows = sqlx::query(
-            "SELECT name, priority, match_kind, match_key, match_value, policy FROM populations ORDER BY priority, name",
-        )
-        .fetch_all(db)
-        .await?;
+        let rows = store::populations(db).await?;
         let mut populations = Vec::with_capacity(rows.len());
         for r in rows {
-            let kind: String = r.try_get("match_kind")?;
-            let value: String = r.try_get("match_value")?;
-            let selector = if kind == "group" {
-                Selector::Group { value }
+            let selector = if r.match_kind == "group" {
+                Selector::Group {
+                    value: r.match_value,
+                }
             } else {
                 Selector::Attribute {
-                    key: r
-                        .try_get::<Option<String>, _>("match_key")?
-                        .unwrap_or_default(),
-                    value,
+                    key: r.match_key.unwrap_or_default(),
+                    value: r.match_value,
                 }
             };
-            let policy: Policy =
-                serde_json::from_str(&r.try_get::<String, _>("policy")?).map_err(Error::Corrupt)?;
+            let policy: Policy = serde_json::from_str(&r.policy).map_err(Error::Corrupt)?;
             populations.push(Population {
-                name: r.try_get("name")?,
+                name: r.name,
                 spec: PopulationSpec {
-                    priority: r.try_get("priority")?,
+                    priority: r.priority,
                     selector,
                     policy,
                 },
@@ -312,23 +306,12 @@ impl Policies {
 
 /// The attributes of one person, read inside a transaction.
 pub async fn person_attrs(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<PersonAttrs> {
-    let r = sqlx::query("SELECT user_type, department, employee_number FROM people WHERE id = $1")
-        .bind(person_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let groups = sqlx::query(
-        "SELECT g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1",
-    )
-    .bind(person_id)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|g| g.try_get::<String, _>("display_name"))
-    .collect::<std::result::Result<Vec<_>, _>>()?;
+    let r = store::attrs(tx, person_id).await?;
+    let groups = store::group_names(tx, person_id).await?;
     Ok(PersonAttrs {
-        user_type: r.try_get("user_type")?,
-        department: r.try_get("department")?,
-        employee_number: r.try_get("employee_number")?,
+        user_type: r.user_type,
+        department: r.department,
+        employee_number: r.employee_number,
         groups,
     })
 }
@@ -451,14 +434,7 @@ pub async fn latest_posture(
     tx: &mut Transaction<'_, Any>,
     device_id: &str,
 ) -> Result<Option<Posture>> {
-    let body: Option<String> = sqlx::query(
-        "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = $1",
-    )
-    .bind(device_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .map(|r| r.try_get::<String, _>("body"))
-    .transpose()?;
+    let body = store::latest_report_body(tx, device_id).await?;
     Ok(body
         .and_then(|b| serde_json::from_str::<keywarden_protocol::Report>(&b).ok())
         .map(|r| r.posture))
@@ -564,26 +540,17 @@ pub async fn upsert(
         Selector::Attribute { key, value } => ("attribute", Some(key.clone()), value.clone()),
     };
     let now = state.now_ms();
-    let policy = serde_json::to_string(&spec.policy).map_err(Error::Corrupt)?;
+    let row = store::PopulationRow {
+        name: name.clone(),
+        priority: spec.priority,
+        match_kind: kind.to_owned(),
+        match_key: key,
+        match_value: value,
+        policy: serde_json::to_string(&spec.policy).map_err(Error::Corrupt)?,
+    };
     let mut tx = crate::db::begin(&state.db).await?;
-    let existed = sqlx::query("DELETE FROM populations WHERE name = $1")
-        .bind(&name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-        > 0;
-    sqlx::query(
-        "INSERT INTO populations (name, priority, match_kind, match_key, match_value, policy, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&name)
-    .bind(spec.priority)
-    .bind(kind)
-    .bind(key)
-    .bind(value)
-    .bind(&policy)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let existed = store::delete(&mut tx, &name).await?;
+    store::insert(&mut tx, &row, now).await?;
     audit::record(
         &mut tx,
         now,
@@ -614,11 +581,7 @@ pub async fn remove(
 ) -> Result<StatusCode> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let gone = sqlx::query("DELETE FROM populations WHERE name = $1")
-        .bind(&name)
-        .execute(&mut *tx)
-        .await?;
-    if gone.rows_affected() == 0 {
+    if !store::delete(&mut tx, &name).await? {
         return Err(Error::not_found(
             "population_unknown",
             format!("no population {name}"),
@@ -639,18 +602,7 @@ pub async fn remove(
 
 /// Group memberships of every person, for resolving many people at once.
 pub async fn all_memberships(db: &AnyPool) -> Result<HashMap<String, Vec<String>>> {
-    let rows = sqlx::query(
-        "SELECT m.person_id, g.display_name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id",
-    )
-    .fetch_all(db)
-    .await?;
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for r in rows {
-        out.entry(r.try_get("person_id")?)
-            .or_default()
-            .push(r.try_get("display_name")?);
-    }
-    Ok(out)
+    store::all_memberships(db).await
 }
 
 #[cfg(test)]

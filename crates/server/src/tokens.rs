@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
@@ -23,6 +23,7 @@ use crate::auth::{AdminOnly, JsonBody, Role, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
+use crate::store::tokens as store;
 
 /// Lifetime of a token when nobody says otherwise: 90 days.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(90 * 86_400);
@@ -132,16 +133,13 @@ pub struct Grantor<'a> {
 /// hand is who an admin would invent to hold a second help-desk token, so that one person could
 /// meet the two-person rule alone.
 async fn require_from_hr(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<()> {
-    let row = sqlx::query("SELECT user_name, source FROM people WHERE id = $1")
-        .bind(person_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    if row.try_get::<String, _>("source")? != "scim" {
+    let person = store::provenance(tx, person_id).await?;
+    if person.source != "scim" {
         return Err(Error::forbidden(
             "token_person_not_from_hr",
             format!(
                 "{} was created by hand, not by the HR feed; staff roles are granted only to people HR provisioned over SCIM",
-                row.try_get::<String, _>("user_name")?
+                person.user_name
             ),
         ));
     }
@@ -205,20 +203,20 @@ pub async fn issue_in(
     let expires_at = now.saturating_add(ttl_ms);
     let token = secrets::generate(secrets::ADMIN_PREFIX);
     let id = new_id();
-    sqlx::query(
-        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, person_id, expires_at, granted_by, granted_by_person) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    store::insert(
+        tx,
+        &store::NewTokenRow {
+            id: &id,
+            role: new.role.as_str(),
+            token_hash: &secrets::hash(&token),
+            label,
+            created_at: now,
+            person_id: new.person_id,
+            expires_at,
+            granted_by: grantor.actor,
+            granted_by_person: grantor.person_id,
+        },
     )
-    .bind(&id)
-    .bind(new.role.as_str())
-    .bind(secrets::hash(&token))
-    .bind(label)
-    .bind(now)
-    .bind(new.person_id)
-    .bind(expires_at)
-    .bind(grantor.actor)
-    .bind(grantor.person_id)
-    .execute(&mut **tx)
     .await?;
     audit::record(
         tx,
@@ -357,48 +355,35 @@ pub async fn issue(
 
 /// Every token, without secrets, oldest first.
 pub async fn load(db: &sqlx::AnyPool, now: i64) -> Result<Vec<ApiTokenView>> {
-    let rows = sqlx::query(
-        "SELECT t.id, t.role, t.label, t.person_id, p.user_name, p.active, p.deleted_at, t.granted_by, \
-         t.created_at, t.expires_at, u.last_used_at, t.revoked_at, t.revoked_reason \
-         FROM api_tokens t LEFT JOIN people p ON p.id = t.person_id \
-         LEFT JOIN api_token_use u ON u.token_id = t.id ORDER BY t.created_at, t.id",
-    )
-    .fetch_all(db)
-    .await?;
+    let rows = store::all(db).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let person_id: Option<String> = r.try_get("person_id")?;
-        let person_active = match person_id {
-            Some(_) => Some(
-                r.try_get::<Option<i64>, _>("active")?.unwrap_or(0) != 0
-                    && r.try_get::<Option<i64>, _>("deleted_at")?.is_none(),
-            ),
+        let person_active = match r.person_id {
+            Some(_) => Some(r.active.unwrap_or(0) != 0 && r.deleted_at.is_none()),
             None => None,
         };
-        let expires_at_ms: Option<i64> = r.try_get("expires_at")?;
-        let revoked_at_ms: Option<i64> = r.try_get("revoked_at")?;
-        let state = if revoked_at_ms.is_some() {
+        let state = if r.revoked_at.is_some() {
             "revoked"
         } else if person_active == Some(false) {
             "holder_inactive"
-        } else if expires_at_ms.is_none_or(|e| now >= e) {
+        } else if r.expires_at.is_none_or(|e| now >= e) {
             "expired"
         } else {
             "live"
         };
         out.push(ApiTokenView {
-            id: r.try_get("id")?,
-            role: r.try_get("role")?,
-            label: r.try_get("label")?,
-            person_id,
-            person_user_name: r.try_get("user_name")?,
+            id: r.id,
+            role: r.role,
+            label: r.label,
+            person_id: r.person_id,
+            person_user_name: r.user_name,
             person_active,
-            granted_by: r.try_get("granted_by")?,
-            created_at_ms: r.try_get("created_at")?,
-            expires_at_ms,
-            last_used_at_ms: r.try_get("last_used_at")?,
-            revoked_at_ms,
-            revoked_reason: r.try_get("revoked_reason")?,
+            granted_by: r.granted_by,
+            created_at_ms: r.created_at,
+            expires_at_ms: r.expires_at,
+            last_used_at_ms: r.last_used_at,
+            revoked_at_ms: r.revoked_at,
+            revoked_reason: r.revoked_reason,
             state: state.to_owned(),
         });
     }
@@ -426,15 +411,7 @@ pub async fn revoke_in(
     reason: &str,
     now: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() != 1 {
+    if !store::revoke(tx, id, reason, now).await? {
         return Ok(false);
     }
     audit::record(
@@ -457,15 +434,7 @@ pub async fn revoke_person_in(
     reason: &str,
     now: i64,
 ) -> Result<Vec<String>> {
-    let ids = sqlx::query(
-        "SELECT id FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
-    )
-    .bind(person_id)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|r| r.try_get::<String, _>("id"))
-    .collect::<std::result::Result<Vec<_>, _>>()?;
+    let ids = store::unrevoked_of_person(tx, person_id).await?;
     for id in &ids {
         revoke_in(tx, id, actor, reason, now).await?;
     }

@@ -9,7 +9,9 @@ pub mod credentials;
 pub mod exceptions;
 pub mod offboard;
 pub mod people;
+pub mod policy;
 pub mod recovery;
+pub mod tokens;
 
 use crate::error::{Error, Result};
 

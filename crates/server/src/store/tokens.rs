@@ -1,0 +1,132 @@
+//! Role tokens' queries: issuing, listing without secrets, revoking.
+
+use sqlx::{Any, AnyConnection, Executor};
+
+use crate::error::Result;
+
+/// Where a person came from and their user name.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Provenance {
+    /// userName.
+    pub user_name: String,
+    /// `scim` or `admin`.
+    pub source: String,
+}
+
+/// A person's provenance (the person exists).
+pub async fn provenance(db: &mut AnyConnection, person_id: &str) -> Result<Provenance> {
+    Ok(
+        sqlx::query_as("SELECT user_name, source FROM people WHERE id = $1")
+            .bind(person_id)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// A token being issued.
+pub struct NewTokenRow<'a> {
+    /// Id.
+    pub id: &'a str,
+    /// Role.
+    pub role: &'a str,
+    /// The secret's hash.
+    pub token_hash: &'a str,
+    /// What it is for.
+    pub label: &'a str,
+    /// Issued at (unix ms).
+    pub created_at: i64,
+    /// The person it is issued to.
+    pub person_id: Option<&'a str>,
+    /// Expires at (unix ms).
+    pub expires_at: i64,
+    /// Who granted it (audit actor).
+    pub granted_by: &'a str,
+    /// The person behind the granting token.
+    pub granted_by_person: Option<&'a str>,
+}
+
+/// Store an issued token by its hash.
+pub async fn insert(db: &mut AnyConnection, t: &NewTokenRow<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, person_id, expires_at, granted_by, granted_by_person) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(t.id)
+    .bind(t.role)
+    .bind(t.token_hash)
+    .bind(t.label)
+    .bind(t.created_at)
+    .bind(t.person_id)
+    .bind(t.expires_at)
+    .bind(t.granted_by)
+    .bind(t.granted_by_person)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A token with its holder and last use.
+#[derive(Debug, sqlx::FromRow)]
+pub struct TokenRow {
+    /// Id.
+    pub id: String,
+    /// Role.
+    pub role: String,
+    /// What it is for.
+    pub label: String,
+    /// Its holder.
+    pub person_id: Option<String>,
+    /// The holder's userName.
+    pub user_name: Option<String>,
+    /// The holder's active flag (0/1).
+    pub active: Option<i64>,
+    /// When the holder was deleted.
+    pub deleted_at: Option<i64>,
+    /// Who granted it.
+    pub granted_by: Option<String>,
+    /// Issued at (unix ms).
+    pub created_at: i64,
+    /// Expires at (unix ms).
+    pub expires_at: Option<i64>,
+    /// Last used (unix ms).
+    pub last_used_at: Option<i64>,
+    /// Revoked at (unix ms).
+    pub revoked_at: Option<i64>,
+    /// Why.
+    pub revoked_reason: Option<String>,
+}
+
+/// Every token, oldest first.
+pub async fn all<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<TokenRow>> {
+    Ok(sqlx::query_as(
+        "SELECT t.id, t.role, t.label, t.person_id, p.user_name, p.active, p.deleted_at, t.granted_by, \
+         t.created_at, t.expires_at, u.last_used_at, t.revoked_at, t.revoked_reason \
+         FROM api_tokens t LEFT JOIN people p ON p.id = t.person_id \
+         LEFT JOIN api_token_use u ON u.token_id = t.id ORDER BY t.created_at, t.id",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Revoke a token that is not revoked; whether it was live.
+pub async fn revoke(db: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A person's tokens not revoked, oldest first.
+pub async fn unrevoked_of_person(db: &mut AnyConnection, person_id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+    )
+    .bind(person_id)
+    .fetch_all(db)
+    .await?)
+}
