@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
@@ -21,6 +21,7 @@ use crate::auth::{AdminOrHelpdesk, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::secrets;
 use crate::state::AppState;
+use crate::store::devices as store;
 use crate::webhooks;
 
 /// Routes under `/api/v1/admin/devices/{id}`.
@@ -93,35 +94,21 @@ pub async fn retire_in(
     actor: &str,
     now: i64,
 ) -> Result<RetiredDevice> {
-    let d = sqlx::query("SELECT hostname, retired_at, retired_reason FROM devices WHERE id = $1")
-        .bind(device_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found("device_unknown", format!("no laptop with id {device_id}"))
-        })?;
-    if let Some(at) = d.try_get::<Option<i64>, _>("retired_at")? {
+    let d = store::service(tx, device_id).await?.ok_or_else(|| {
+        Error::not_found("device_unknown", format!("no laptop with id {device_id}"))
+    })?;
+    if let Some(at) = d.retired_at {
         return Err(Error::conflict(
             "device_retired",
             format!(
                 "this laptop was already taken out of service ({}) at {}",
-                d.try_get::<Option<String>, _>("retired_reason")?
-                    .unwrap_or_default(),
+                d.retired_reason.unwrap_or_default(),
                 secrets::fmt_time(at)
             ),
         ));
     }
-    let hostname: String = d.try_get("hostname")?;
-    let done = sqlx::query(
-        "UPDATE devices SET retired_at = $1, retired_reason = $2, retired_by = $3 WHERE id = $4 AND retired_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(actor)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() != 1 {
+    let hostname = d.hostname;
+    if !store::mark_retired(tx, device_id, reason, actor, now).await? {
         return Err(Error::conflict(
             "device_retired",
             "this laptop was just taken out of service by someone else",
@@ -134,51 +121,17 @@ pub async fn retire_in(
         retired_at_ms: now,
         ..Default::default()
     };
-    out.unbound_people = ids(
-        tx,
-        "SELECT person_id AS id FROM device_bindings WHERE device_id = $1 AND unbound_at IS NULL ORDER BY person_id",
-        device_id,
-    )
-    .await?;
-    sqlx::query(
-        "UPDATE device_bindings SET unbound_at = $1 WHERE device_id = $2 AND unbound_at IS NULL",
-    )
-    .bind(now)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?;
-    out.recoveries_cancelled = ids(
-        tx,
-        "SELECT id FROM recoveries WHERE redeemed_by_device = $1 AND state = 'redeemed' ORDER BY id",
-        device_id,
-    )
-    .await?;
+    out.unbound_people = store::bound_people(tx, device_id).await?;
+    store::unbind_all(tx, device_id, now).await?;
+    out.recoveries_cancelled = store::redeemed_recoveries(tx, device_id).await?;
     for r in &out.recoveries_cancelled {
         crate::recovery::cancel_in(tx, r, &format!("laptop {reason}"), now).await?;
     }
-    out.sessions_closed = sqlx::query(
-        "UPDATE enrolment_sessions SET closed_at = $1 WHERE device_id = $2 AND closed_at IS NULL",
-    )
-    .bind(now)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let inside = sqlx::query(
-        "SELECT id, person_id FROM credentials WHERE device_id = $1 AND device_class IN ('platform', 'software') AND status <> 'revoked' ORDER BY id",
-    )
-    .bind(device_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    for c in &inside {
-        let id: String = c.try_get("id")?;
-        let person: String = c.try_get("person_id")?;
-        sqlx::query("UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE id = $3")
-            .bind(now)
-            .bind(format!("the laptop it lives in was {reason}"))
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
+    out.sessions_closed = store::close_sessions(tx, device_id, now).await?;
+    for c in store::credentials_inside(tx, device_id).await? {
+        let (id, person) = (c.id, c.person_id);
+        let why = format!("the laptop it lives in was {reason}");
+        crate::store::credentials::revoke(tx, &id, &why, now).await?;
         audit::record(
             tx,
             now,
@@ -219,28 +172,10 @@ pub async fn retire_in(
     Ok(out)
 }
 
-async fn ids(tx: &mut Transaction<'_, Any>, sql: &str, bind: &str) -> Result<Vec<String>> {
-    sqlx::query(sql)
-        .bind(bind)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>("id").map_err(Error::from))
-        .collect()
-}
-
-/// Laptops that `person_id` was ever bound to and that no other active person is still bound
-/// to: in service, not an IT reclaim station. Offboarding retires them; the dormant-access
-/// report lists them for people who left.
-pub const LEFT_BEHIND_SQL: &str = "SELECT DISTINCT d.id FROM devices d JOIN device_bindings b ON b.device_id = d.id \
-     WHERE b.person_id = $1 AND d.retired_at IS NULL AND d.reclaim_station = 0 \
-     AND NOT EXISTS (SELECT 1 FROM device_bindings o JOIN people q ON q.id = o.person_id \
-       WHERE o.device_id = d.id AND o.person_id <> $1 AND o.unbound_at IS NULL AND q.active = 1 AND q.deleted_at IS NULL) \
-     ORDER BY d.id";
-
-/// The laptops `person_id` leaves behind (see [`LEFT_BEHIND_SQL`]).
+/// The laptops `person_id` leaves behind: ever bound to them, in service, not an IT reclaim
+/// station, and no other active person still bound ([`store::LEFT_BEHIND_SQL`]).
 pub async fn left_behind(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<Vec<String>> {
-    ids(tx, LEFT_BEHIND_SQL, person_id).await
+    store::left_behind(tx, person_id).await
 }
 
 /// `POST /api/v1/admin/devices/{id}/retire` (admin, help desk): retire a laptop or mark it lost.

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod credentials;
+pub mod devices;
 pub mod exceptions;
 pub mod offboard;
 pub mod people;

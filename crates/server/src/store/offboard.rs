@@ -30,7 +30,7 @@ pub async fn set_summary(db: &mut AnyConnection, id: &str, summary: &str) -> Res
 }
 
 /// Laptops still in service whose people have all left (each with one inactive person it was
-/// bound to): the rule of [`crate::devices::LEFT_BEHIND_SQL`], for every inactive person.
+/// bound to): the rule of [`super::devices::LEFT_BEHIND_SQL`], for every inactive person.
 const LAPTOPS_LEFT_SQL: &str = "SELECT DISTINCT p.id AS pid, p.user_name, d.id AS item FROM people p JOIN device_bindings b ON b.person_id = p.id \
     JOIN devices d ON d.id = b.device_id WHERE p.active = 0 AND d.retired_at IS NULL AND d.reclaim_station = 0 \
     AND NOT EXISTS (SELECT 1 FROM device_bindings o JOIN people q ON q.id = o.person_id \
