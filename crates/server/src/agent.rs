@@ -18,7 +18,7 @@ use keywarden_protocol::{
 };
 use serde_json::value::RawValue;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, Row};
+use sqlx::Any;
 
 use crate::audit;
 use crate::auth::{parse_json, SignedCall};
@@ -28,6 +28,7 @@ use crate::policy::Policies;
 use crate::secrets::{self, new_id};
 use crate::serials;
 use crate::state::AppState;
+use crate::store::agent as store;
 
 /// Path of the report endpoint.
 pub const REPORTS_PATH: &str = "/api/v1/agent/reports";
@@ -75,21 +76,19 @@ pub async fn provision(
     }
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let row = sqlx::query(
-        "SELECT id, expires_at, used_at FROM provisioning_tokens WHERE token_hash = $1",
-    )
-    .bind(secrets::hash(req.token.trim()))
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| Error::not_found("provisioning_token_unknown", "unknown provisioning token"))?;
-    let token_id: String = row.try_get("id")?;
-    if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
+    let row = store::provisioning_token(&mut tx, &secrets::hash(req.token.trim()))
+        .await?
+        .ok_or_else(|| {
+            Error::not_found("provisioning_token_unknown", "unknown provisioning token")
+        })?;
+    let token_id = row.id;
+    if row.used_at.is_some() {
         return Err(Error::conflict(
             "provisioning_token_used",
             "this provisioning token was already used",
         ));
     }
-    let expires_at: i64 = row.try_get("expires_at")?;
+    let expires_at = row.expires_at;
     if now >= expires_at {
         return Err(Error::gone(
             "provisioning_token_expired",
@@ -100,36 +99,21 @@ pub async fn provision(
         ));
     }
     let public_key = secrets::b64(key.as_bytes());
-    let taken = sqlx::query("SELECT id FROM devices WHERE public_key = $1")
-        .bind(&public_key)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if taken.is_some() {
+    if store::key_taken(&mut tx, &public_key).await? {
         return Err(Error::conflict(
             "device_key_reused",
             "this device key is already registered",
         ));
     }
     let device_id = new_id();
-    sqlx::query(
-        "INSERT INTO devices (id, public_key, hostname, agent_version, provisioned_at, last_seq) VALUES ($1, $2, $3, $4, $5, 0)",
-    )
-    .bind(&device_id)
-    .bind(&public_key)
-    .bind(hostname)
-    .bind(req.agent_version.trim())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let used = sqlx::query(
-        "UPDATE provisioning_tokens SET used_at = $1, used_by_device = $2 WHERE id = $3 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(&device_id)
-    .bind(&token_id)
-    .execute(&mut *tx)
-    .await?;
-    if used.rows_affected() != 1 {
+    let device = store::NewDevice {
+        id: &device_id,
+        public_key: &public_key,
+        hostname,
+        agent_version: req.agent_version.trim(),
+    };
+    store::insert_device(&mut tx, &device, now).await?;
+    if !store::use_provisioning_token(&mut tx, &token_id, &device_id, now).await? {
         return Err(Error::conflict(
             "provisioning_token_used",
             "this provisioning token was already used",
@@ -548,7 +532,7 @@ async fn commit_batch(
              ON CONFLICT (device_id, report_id) DO NOTHING RETURNING device_id, report_id",
             params::rows(1, chunk.len(), 5)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
         for (device, r) in chunk {
             q = q
                 .bind(*device)
@@ -557,9 +541,7 @@ async fn commit_batch(
                 .bind(now)
                 .bind(&r.body);
         }
-        for row in q.fetch_all(&mut *tx).await? {
-            new_rows.insert((row.try_get("device_id")?, row.try_get("report_id")?));
-        }
+        new_rows.extend(q.fetch_all(&mut *tx).await?);
     }
     // 4. Attribute each new row to the first request that carried it; point each device at
     //    its newest new report; audit.

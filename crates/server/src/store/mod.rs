@@ -5,6 +5,7 @@
 //! `String`, `Option<…>` for nullable columns); the conversion to a view is beside each row.
 
 pub mod admin;
+pub mod agent;
 pub mod credentials;
 pub mod devices;
 pub mod exceptions;
