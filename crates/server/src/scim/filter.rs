@@ -9,7 +9,6 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sqlx::any::AnyRow;
-use sqlx::Row;
 
 use super::errors::{ScimError, ScimResult};
 use super::schema::ResourceSchema;
@@ -277,24 +276,26 @@ fn parse_filter(
 /// One page of a SCIM listing: the filter (`attr eq "value"`, attributes from `filters`)
 /// applied to `scope` (a table and the rows it may show, e.g. `people WHERE deleted_at IS NULL`),
 /// the total that matched, and this page's rows of `columns`.
-pub(super) async fn filtered_page(
+pub(super) async fn filtered_page<T>(
     db: &sqlx::AnyPool,
     q: &ListQuery,
     filters: &[(&str, &'static str)],
     scope: &str,
     columns: &str,
-) -> ScimResult<(i64, i64, Vec<AnyRow>)> {
+) -> ScimResult<(i64, i64, Vec<T>)>
+where
+    T: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+{
     let page = paging(q)?;
     let (cond, binding) = match &q.filter {
         Some(f) => parse_filter(f, filters)?,
         None => ("$1 = $1", String::new()),
     };
-    let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {scope} AND {cond}"))
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) AS n FROM {scope} AND {cond}"))
         .bind(&binding)
         .fetch_one(db)
-        .await?
-        .try_get("n")?;
-    let rows = sqlx::query(&format!(
+        .await?;
+    let rows = sqlx::query_as(&format!(
         "SELECT {columns} FROM {scope} AND {cond} ORDER BY created_at, id LIMIT $2 OFFSET $3"
     ))
     .bind(&binding)

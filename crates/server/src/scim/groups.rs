@@ -6,13 +6,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::errors::{ScimError, ScimResult};
 use super::filter::{filtered_page, list_response, project, ListQuery, Projection};
 use super::patch::{apply, parse_patch};
 use super::schema::GROUP;
+use super::store::{self, GroupRow};
 use super::{
     base, check_schemas, created, get_ci, meta, opt_string, parse_body, scim_json, Feed,
     GROUP_SCHEMA,
@@ -65,37 +65,26 @@ fn parse_group(v: &Value) -> ScimResult<GroupFields> {
 }
 
 async fn load_group(db: &sqlx::AnyPool, base: &str, id: &str) -> ScimResult<Value> {
-    let r = sqlx::query(
-        "SELECT id, display_name, external_id, created_at, updated_at FROM scim_groups WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await?
-    .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))?;
-    group_resource(db, base, &r).await
+    let r = store::group(db, id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))?;
+    group_resource(db, base, r).await
 }
 
-async fn group_resource(db: &sqlx::AnyPool, base: &str, r: &AnyRow) -> ScimResult<Value> {
-    let id: String = r.try_get("id")?;
-    let members = sqlx::query(
-        "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name",
-    )
-    .bind(&id)
-    .fetch_all(db)
-    .await?;
-    let mut list = Vec::with_capacity(members.len());
-    for m in members {
-        let pid: String = m.try_get("id")?;
-        list.push(json!({"value": pid, "display": m.try_get::<String, _>("display_name")?, "$ref": format!("/scim/v2/Users/{pid}")}));
-    }
+async fn group_resource(db: &sqlx::AnyPool, base: &str, r: GroupRow) -> ScimResult<Value> {
+    let list: Vec<Value> = store::members(db, &r.id)
+        .await?
+        .into_iter()
+        .map(|m| json!({"value": m.id, "display": m.display_name, "$ref": format!("/scim/v2/Users/{}", m.id)}))
+        .collect();
     let mut v = json!({
         "schemas": [GROUP_SCHEMA],
-        "id": id,
-        "displayName": r.try_get::<String, _>("display_name")?,
+        "id": r.id,
+        "displayName": r.display_name,
         "members": list,
-        "meta": meta(base, "Group", &id, r.try_get("created_at")?, r.try_get("updated_at")?),
+        "meta": meta(base, "Group", &r.id, r.created_at, r.updated_at),
     });
-    if let Some(x) = r.try_get::<Option<String>, _>("external_id")? {
+    if let Some(x) = r.external_id {
         v["externalId"] = json!(x);
     }
     Ok(v)
@@ -107,52 +96,29 @@ async fn store_group(
     f: &GroupFields,
     now: i64,
 ) -> ScimResult<()> {
-    let taken = sqlx::query(
-        "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2",
-    )
-    .bind(&f.display_name)
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if taken.is_some() {
+    if store::group_name_taken(tx, &f.display_name, id).await? {
         return Err(ScimError::uniqueness(format!(
             "a Group named {} exists",
             f.display_name
         )));
     }
     for m in &f.members {
-        let known = sqlx::query("SELECT id FROM people WHERE id = $1 AND deleted_at IS NULL")
-            .bind(m)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if known.is_none() {
+        if !crate::store::people::exists(&mut **tx, m).await? {
             return Err(ScimError::bad(
                 "invalidValue",
                 format!("member {m} is not a known User"),
             ));
         }
     }
-    sqlx::query(
-        "UPDATE scim_groups SET display_name = $1, external_id = $2, updated_at = $3 WHERE id = $4",
+    Ok(store::update_group(
+        tx,
+        id,
+        &f.display_name,
+        f.external_id.as_deref(),
+        &f.members,
+        now,
     )
-    .bind(&f.display_name)
-    .bind(&f.external_id)
-    .bind(now)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    for m in &f.members {
-        sqlx::query("INSERT INTO scim_group_members (group_id, person_id) VALUES ($1, $2)")
-            .bind(id)
-            .bind(m)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    .await?)
 }
 
 /// `POST /scim/v2/Groups` (scim role).
@@ -169,15 +135,7 @@ pub async fn create_group(
     let now = state.now_ms();
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
-    sqlx::query(
-        "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
-    )
-    .bind(&id)
-    .bind(format!("#new:{id}"))
-    .bind(&fields.external_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    store::insert_group(&mut tx, &id, fields.external_id.as_deref(), now).await?;
     store_group(&mut tx, &id, &fields, now).await?;
     audit::record(
         &mut tx,
@@ -301,26 +259,16 @@ pub async fn delete_group(
 ) -> ScimResult<Response> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let r = sqlx::query("SELECT display_name FROM scim_groups WHERE id = $1")
-        .bind(&id)
-        .fetch_optional(&mut *tx)
+    let name = store::delete_group(&mut tx, &id)
         .await?
         .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))?;
-    sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM scim_groups WHERE id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
     audit::record(
         &mut tx,
         now,
         &caller.actor(),
         "scim.group.deleted",
         &id,
-        json!({"displayName": r.try_get::<String, _>("display_name")?}),
+        json!({"displayName": name}),
     )
     .await?;
     tx.commit().await?;
@@ -343,17 +291,17 @@ pub async fn list_groups(
         ("externalId", "external_id = $1"),
         ("id", "id = $1"),
     ];
-    let (total, start, rows) = filtered_page(
+    let (total, start, rows) = filtered_page::<GroupRow>(
         &state.db,
         &q,
         &filters,
         "scim_groups WHERE 1 = 1",
-        "id, display_name, external_id, created_at, updated_at",
+        store::GROUP_COLUMNS,
     )
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     let (base, projection) = (base(&state), q.projection());
-    for r in &rows {
+    for r in rows {
         let group = group_resource(&state.db, &base, r).await?;
         out.push(project(group, &GROUP, &projection));
     }

@@ -23,7 +23,8 @@
 //! One concern a file: [`users`] and [`groups`] (the resources and their handlers), [`patch`]
 //! (the PATCH engine), [`filter`] (listing, filters and paging), [`discovery`]
 //! (ServiceProviderConfig, Schemas, ResourceTypes), [`schema`] (the attribute catalogue every
-//! body and PATCH path is checked against) and [`errors`] (the SCIM error shape). This
+//! body and PATCH path is checked against), [`errors`] (the SCIM error shape) and `store`
+//! (the queries, with typed rows). This
 //! file holds the router and what they share: schema URNs, the caller check and lenient value
 //! reading.
 
@@ -33,6 +34,7 @@ pub mod filter;
 pub mod groups;
 pub mod patch;
 pub mod schema;
+mod store;
 pub mod users;
 
 use axum::http::{header, StatusCode};

@@ -8,13 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::errors::{ScimError, ScimResult};
 use super::filter::{filtered_page, list_response, project, ListQuery, Projection};
 use super::patch::{apply, parse_patch};
 use super::schema::USER;
+use super::store::{self, UserRow};
 use super::{
     base, check_schemas, created, get_ci, lenient_bool, meta, opt_string, parse_body, scim_json,
     Feed, ENTERPRISE_SCHEMA, USER_SCHEMA,
@@ -148,57 +148,43 @@ fn kept_attributes(v: &Value) -> ScimResult<Map<String, Value>> {
     Ok(kept)
 }
 
-const USER_COLUMNS: &str = "id, user_name, display_name, active, external_id, given_name, family_name, email, title, user_type, employee_number, department, manager_id, scim_attributes, created_at, updated_at";
-
 async fn user_groups(conn: &mut sqlx::AnyConnection, id: &str) -> ScimResult<Vec<Value>> {
-    let rows = sqlx::query(
-        "SELECT g.id, g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1 ORDER BY g.display_name",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let gid: String = r.try_get("id")?;
-        out.push(json!({"value": gid, "display": r.try_get::<String, _>("display_name")?, "$ref": format!("/scim/v2/Groups/{gid}")}));
-    }
-    Ok(out)
+    Ok(store::groups_of(conn, id)
+        .await?
+        .into_iter()
+        .map(|g| json!({"value": g.id, "display": g.display_name, "$ref": format!("/scim/v2/Groups/{}", g.id)}))
+        .collect())
 }
 
-fn user_resource(r: &AnyRow, groups: Vec<Value>, base: &str) -> ScimResult<Value> {
-    let id: String = r.try_get("id")?;
-    let s = |c: &str| r.try_get::<Option<String>, _>(c);
-    let kept =
-        s("scim_attributes")?.and_then(|j| serde_json::from_str::<Map<String, Value>>(&j).ok());
+fn user_resource(r: UserRow, groups: Vec<Value>, base: &str) -> ScimResult<Value> {
+    let kept = r
+        .scim_attributes
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<Map<String, Value>>(j).ok());
     let mut v = match kept {
         Some(kept) => Value::Object(kept),
-        None => legacy_attributes(r)?,
+        None => legacy_attributes(&r),
     };
+    let id = r.id;
     // The columns the service uses are authoritative over what was kept.
     v["schemas"] = json!([USER_SCHEMA, ENTERPRISE_SCHEMA]);
     v["id"] = json!(id);
-    v["userName"] = json!(r.try_get::<String, _>("user_name")?);
-    v["displayName"] = json!(r.try_get::<String, _>("display_name")?);
-    v["active"] = json!(r.try_get::<i64, _>("active")? != 0);
-    v["meta"] = meta(
-        base,
-        "User",
-        &id,
-        r.try_get("created_at")?,
-        r.try_get("updated_at")?,
-    );
+    v["userName"] = json!(r.user_name);
+    v["displayName"] = json!(r.display_name);
+    v["active"] = json!(r.active != 0);
+    v["meta"] = meta(base, "User", &id, r.created_at, r.updated_at);
     let obj = v
         .as_object_mut()
         .ok_or_else(|| ScimError::bad("invalidSyntax", "a User must be a JSON object"))?;
-    set_or_remove(obj, "externalId", s("external_id")?);
-    set_or_remove(obj, "userType", s("user_type")?);
+    set_or_remove(obj, "externalId", r.external_id);
+    set_or_remove(obj, "userType", r.user_type);
     let ent = obj.entry(ENTERPRISE_SCHEMA).or_insert_with(|| json!({}));
     if !ent.is_object() {
         *ent = json!({});
     }
     if let Value::Object(ent) = ent {
-        set_or_remove(ent, "employeeNumber", s("employee_number")?);
-        set_or_remove(ent, "department", s("department")?);
+        set_or_remove(ent, "employeeNumber", r.employee_number);
+        set_or_remove(ent, "department", r.department);
     }
     if groups.is_empty() {
         obj.remove("groups");
@@ -221,45 +207,40 @@ fn set_or_remove(obj: &mut Map<String, Value>, key: &str, value: Option<String>)
 
 /// The attributes of a person provisioned before the resource was kept whole: built from the
 /// columns (name, one work email, title, manager).
-fn legacy_attributes(r: &AnyRow) -> ScimResult<Value> {
-    let s = |c: &str| r.try_get::<Option<String>, _>(c);
+fn legacy_attributes(r: &UserRow) -> Value {
     let mut v = json!({});
     let mut name = Map::new();
-    if let Some(g) = s("given_name")? {
+    if let Some(g) = &r.given_name {
         name.insert("givenName".into(), json!(g));
     }
-    if let Some(f) = s("family_name")? {
+    if let Some(f) = &r.family_name {
         name.insert("familyName".into(), json!(f));
     }
     if !name.is_empty() {
         v["name"] = Value::Object(name);
     }
-    if let Some(e) = s("email")? {
+    if let Some(e) = &r.email {
         v["emails"] = json!([{"value": e, "type": "work", "primary": true}]);
     }
-    if let Some(t) = s("title")? {
+    if let Some(t) = &r.title {
         v["title"] = json!(t);
     }
     let mut ent = Map::new();
-    if let Some(m) = s("manager_id")? {
+    if let Some(m) = &r.manager_id {
         ent.insert("manager".into(), json!({"value": m}));
     }
     v[ENTERPRISE_SCHEMA] = Value::Object(ent);
-    Ok(v)
+    v
 }
 
 /// A user as a SCIM resource, read on `conn` (inside the writer's transaction when it is about
 /// to change the user, so what it changes is what it read).
 async fn load_user(conn: &mut sqlx::AnyConnection, base: &str, id: &str) -> ScimResult<Value> {
-    let r = sqlx::query(&format!(
-        "SELECT {USER_COLUMNS} FROM people WHERE id = $1 AND deleted_at IS NULL"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))?;
+    let r = store::user(conn, id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))?;
     let groups = user_groups(conn, id).await?;
-    user_resource(&r, groups, base)
+    user_resource(r, groups, base)
 }
 
 async fn user_name_taken(
@@ -267,14 +248,7 @@ async fn user_name_taken(
     user_name: &str,
     except_id: &str,
 ) -> ScimResult<bool> {
-    Ok(
-        sqlx::query("SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2")
-            .bind(user_name)
-            .bind(except_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .is_some(),
-    )
+    Ok(store::user_name_taken(tx, user_name, except_id).await?)
 }
 
 /// `POST /scim/v2/Users` (scim role).
@@ -297,17 +271,8 @@ pub async fn create_user(
             fields.user_name
         )));
     }
-    sqlx::query(
-        "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, created_at, updated_at, source) VALUES ($1, $2, $3, $4, $5, $6, $6, 'scim')",
-    )
-    .bind(&id)
-    .bind(&fields.user_name)
-    .bind(&fields.display_name)
-    .bind(i64::from(fields.active))
-    .bind(secrets::b64(uuid::Uuid::new_v4().as_bytes()))
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let webauthn_user_id = secrets::b64(uuid::Uuid::new_v4().as_bytes());
+    store::insert_user(&mut tx, &id, &fields, &webauthn_user_id, now).await?;
     store_user(&mut tx, &id, &fields, now).await?;
     audit::record(
         &mut tx,
@@ -330,27 +295,7 @@ async fn store_user(
     f: &UserFields,
     now: i64,
 ) -> ScimResult<()> {
-    sqlx::query(
-        "UPDATE people SET user_name = $1, display_name = $2, active = $3, external_id = $4, given_name = $5, family_name = $6, email = $7, title = $8, user_type = $9, employee_number = $10, department = $11, manager_id = $12, scim_attributes = $13, updated_at = $14 WHERE id = $15",
-    )
-    .bind(&f.user_name)
-    .bind(&f.display_name)
-    .bind(i64::from(f.active))
-    .bind(&f.external_id)
-    .bind(&f.given_name)
-    .bind(&f.family_name)
-    .bind(&f.email)
-    .bind(&f.title)
-    .bind(&f.user_type)
-    .bind(&f.employee_number)
-    .bind(&f.department)
-    .bind(&f.manager_id)
-    .bind(Value::Object(f.kept.clone()).to_string())
-    .bind(now)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    Ok(store::update_user(tx, id, f, now).await?)
 }
 
 /// Read a user, compute the replacement with `change`, write it and audit what changed, all in
@@ -524,27 +469,13 @@ pub async fn delete_user(
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     crate::db::lock_person(&mut tx, &id).await?;
-    let r =
-        sqlx::query("SELECT user_name, active FROM people WHERE id = $1 AND deleted_at IS NULL")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))?;
-    let user_name: String = r.try_get("user_name")?;
-    let was_active = r.try_get::<i64, _>("active")? != 0;
+    let r = store::user_standing(&mut tx, &id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))?;
+    let user_name = r.user_name;
+    let was_active = r.active != 0;
     // The userName is freed for a future hire; the row stays for the audit trail.
-    sqlx::query(
-        "UPDATE people SET active = 0, deleted_at = $1, updated_at = $1, user_name = $2 WHERE id = $3",
-    )
-    .bind(now)
-    .bind(format!("{user_name}#deleted:{id}"))
-    .bind(&id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM scim_group_members WHERE person_id = $1")
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    store::delete_user(&mut tx, &id, &format!("{user_name}#deleted:{id}"), now).await?;
     audit::record(
         &mut tx,
         now,
@@ -593,20 +524,20 @@ pub async fn list_users(
         ("externalId", "external_id = $1"),
         ("id", "id = $1"),
     ];
-    let (total, start, rows) = filtered_page(
+    let (total, start, rows) = filtered_page::<UserRow>(
         &state.db,
         &q,
         &filters,
         "people WHERE deleted_at IS NULL",
-        USER_COLUMNS,
+        store::USER_COLUMNS,
     )
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     let mut conn = state.db.acquire().await?;
     let (base, projection) = (base(&state), q.projection());
-    for r in &rows {
-        let id: String = r.try_get("id")?;
-        let user = user_resource(r, user_groups(&mut conn, &id).await?, &base)?;
+    for r in rows {
+        let groups = user_groups(&mut conn, &r.id).await?;
+        let user = user_resource(r, groups, &base)?;
         out.push(project(user, &USER, &projection));
     }
     Ok(list_response(total, start, out))
