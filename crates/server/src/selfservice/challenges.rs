@@ -3,7 +3,9 @@
 //! webauthn-rs and the protocol use.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
+
+use super::store;
 use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
@@ -50,24 +52,17 @@ pub(super) async fn store_challenge(
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
     // Challenges nobody finished are kept only until they expire.
-    sqlx::query("DELETE FROM web_challenges WHERE expires_at < $1")
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO web_challenges (id, session_id, purpose, state, device_class, name, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&id)
-    .bind(session_id)
-    .bind(purpose)
-    .bind(ceremony_state)
-    .bind(class.map(DeviceClass::as_str))
-    .bind(name)
-    .bind(now)
-    .bind(now + ms(state.settings.step_up_ttl))
-    .execute(&mut *tx)
-    .await?;
+    store::purge_challenges(&mut tx, now).await?;
+    let challenge = store::NewChallenge {
+        id: &id,
+        session_id,
+        purpose,
+        state: &ceremony_state,
+        device_class: class.map(DeviceClass::as_str),
+        name,
+        expires_at: now + ms(state.settings.step_up_ttl),
+    };
+    store::insert_challenge(&mut tx, &challenge, now).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -89,54 +84,40 @@ pub(super) async fn take_challenge(
     session_id: Option<&str>,
     now: i64,
 ) -> Result<Challenge> {
-    let r = sqlx::query(
-        "SELECT session_id, purpose, state, device_class, name, expires_at, used_at FROM web_challenges WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| {
+    let r = store::challenge(tx, id).await?.ok_or_else(|| {
         Error::not_found(
             "challenge_unknown",
             "this request is not known or took too long; start again",
         )
     })?;
-    if r.try_get::<String, _>("purpose")? != purpose
-        || r.try_get::<Option<String>, _>("session_id")?.as_deref() != session_id
-    {
+    if r.purpose != purpose || r.session_id.as_deref() != session_id {
         return Err(Error::forbidden(
             "challenge_not_yours",
             "this challenge was issued for something else; start again",
         ));
     }
-    if r.try_get::<Option<i64>, _>("used_at")?.is_some() {
+    if r.used_at.is_some() {
         return Err(Error::conflict(
             "challenge_used",
             "this challenge was already used; a replayed answer is refused",
         ));
     }
-    if now >= r.try_get::<i64, _>("expires_at")? {
+    if now >= r.expires_at {
         return Err(Error::gone(
             "challenge_expired",
             "this took too long; start again",
         ));
     }
-    let used =
-        sqlx::query("UPDATE web_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-    if used.rows_affected() != 1 {
+    if !store::use_challenge(tx, id, now).await? {
         return Err(Error::conflict(
             "challenge_used",
             "this challenge was already used; a replayed answer is refused",
         ));
     }
     Ok(Challenge {
-        state: r.try_get("state")?,
-        class: r.try_get("device_class")?,
-        name: r.try_get("name")?,
+        state: r.state,
+        class: r.device_class,
+        name: r.name,
     })
 }
 

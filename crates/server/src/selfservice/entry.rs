@@ -3,6 +3,7 @@
 //! passkey. Each is posted from the service's own origin and opens a session whose cookie is
 //! set on the answer.
 
+use super::store;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -10,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keywarden_protocol::{PersonSummary, WebLinkResponse};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::challenges::{
@@ -183,34 +183,28 @@ pub async fn redeem_link(
 
 async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(String, SessionOpened)> {
     let mut tx = crate::db::begin(&state.db).await?;
-    let r = sqlx::query(
-        "SELECT l.id, l.person_id, l.expires_at, l.used_at, s.closed_at, s.expires_at AS session_expires \
-         FROM web_links l JOIN enrolment_sessions s ON s.id = l.enrolment_session_id WHERE l.link_hash = $1",
-    )
-    .bind(secrets::hash(link.trim()))
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| {
-        Error::not_found(
-            "link_unknown",
-            "this link is not known; open it again from the Keywarden app",
-        )
-    })?;
-    let link_id: String = r.try_get("id")?;
-    if r.try_get::<Option<i64>, _>("used_at")?.is_some() {
+    let r = store::link(&mut tx, &secrets::hash(link.trim()))
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(
+                "link_unknown",
+                "this link is not known; open it again from the Keywarden app",
+            )
+        })?;
+    let link_id = r.id;
+    if r.used_at.is_some() {
         return Err(Error::conflict(
             "link_used",
             "this link was already used; open a new one from the Keywarden app",
         ));
     }
-    if r.try_get::<Option<i64>, _>("closed_at")?.is_some() {
+    if r.closed_at.is_some() {
         return Err(Error::gone(
             "enrolment_closed",
             "the enrolment this link belongs to was closed",
         ));
     }
-    let expires_at: i64 = r.try_get("expires_at")?;
-    let until = expires_at.min(r.try_get::<i64, _>("session_expires")?);
+    let until = r.expires_at.min(r.session_expires);
     if now >= until {
         return Err(Error::gone(
             "link_expired",
@@ -220,19 +214,14 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
             ),
         ));
     }
-    let person = enrol::load_person(&mut tx, &r.try_get::<String, _>("person_id")?).await?;
+    let person = enrol::load_person(&mut tx, &r.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
             "person_inactive",
             "this person is no longer active",
         ));
     }
-    let used = sqlx::query("UPDATE web_links SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(&link_id)
-        .execute(&mut *tx)
-        .await?;
-    if used.rows_affected() != 1 {
+    if !store::use_link(&mut tx, &link_id, now).await? {
         return Err(Error::conflict(
             "link_used",
             "this link was already used; open a new one from the Keywarden app",
@@ -353,19 +342,15 @@ pub async fn web_link(
     let secret = secrets::generate("kwl_");
     let link_id = new_id();
     let expires_at = session_expires.min(now + WEB_LINK_MS);
-    sqlx::query(
-        "INSERT INTO web_links (id, link_hash, person_id, enrolment_session_id, device_id, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&link_id)
-    .bind(secrets::hash(&secret))
-    .bind(&person.id)
-    .bind(&session_id)
-    .bind(&call.device_id)
-    .bind(now)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await?;
+    let new_link = store::NewLink {
+        id: &link_id,
+        link_hash: &secrets::hash(&secret),
+        person_id: &person.id,
+        enrolment_session_id: &session_id,
+        device_id: &call.device_id,
+        expires_at,
+    };
+    store::insert_link(&mut tx, &new_link, now).await?;
     audit::record(
         &mut tx,
         now,

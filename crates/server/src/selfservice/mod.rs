@@ -12,13 +12,14 @@ pub mod entry;
 pub mod pages;
 pub mod passkeys;
 pub mod session;
+mod store;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::error::Result;
@@ -112,15 +113,10 @@ pub async fn coverage_of(
     tx: &mut Transaction<'_, Any>,
     person_id: &str,
 ) -> Result<Coverage> {
-    let rows = sqlx::query(
-        "SELECT device_class FROM credentials WHERE person_id = $1 AND status = 'active'",
-    )
-    .bind(person_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    let rows = store::active_classes(tx, person_id).await?;
     let mut classes = Vec::new();
-    for r in &rows {
-        if let Some(c) = DeviceClass::parse(&r.try_get::<String, _>("device_class")?) {
+    for class in &rows {
+        if let Some(c) = DeviceClass::parse(class) {
             if !classes.contains(&c) {
                 classes.push(c);
             }

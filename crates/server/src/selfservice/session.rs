@@ -6,11 +6,13 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
+
+use super::store;
 
 /// The cookie's name.
 pub const COOKIE: &str = "kw_session";
@@ -80,54 +82,44 @@ pub async fn lookup(state: &AppState, headers: &HeaderMap) -> Result<Option<WebS
         return Ok(None);
     };
     let now = state.now_ms();
-    let r = sqlx::query(
-        "SELECT s.id, s.person_id, s.proof, s.signed_in_with, s.last_seen_at, s.expires_at, s.proof_expires_at, s.ended_at, \
-         p.user_name, p.display_name, p.active FROM web_sessions s JOIN people p ON p.id = s.person_id WHERE s.token_hash = $1",
-    )
-    .bind(secrets::hash(&token))
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(|| {
-        Error::unauthorized(
-            "session_unknown",
-            "you are not signed in (or you signed out): sign in again",
-        )
-    })?;
-    if r.try_get::<Option<i64>, _>("ended_at")?.is_some() {
+    let r = store::session(&state.db, &secrets::hash(&token))
+        .await?
+        .ok_or_else(|| {
+            Error::unauthorized(
+                "session_unknown",
+                "you are not signed in (or you signed out): sign in again",
+            )
+        })?;
+    if r.ended_at.is_some() {
         return Err(Error::unauthorized(
             "session_unknown",
             "you are not signed in (or you signed out): sign in again",
         ));
     }
-    let last_seen: i64 = r.try_get("last_seen_at")?;
-    if now >= r.try_get::<i64, _>("expires_at")? || now - last_seen >= IDLE_MS {
+    let last_seen = r.last_seen_at;
+    if now >= r.expires_at || now - last_seen >= IDLE_MS {
         return Err(Error::unauthorized(
             "session_expired",
             "your session timed out: sign in again",
         ));
     }
-    if r.try_get::<i64, _>("active")? == 0 {
+    if r.active == 0 {
         return Err(Error::unauthorized(
             "session_unknown",
             "you are not signed in (or you signed out): sign in again",
         ));
     }
-    let id: String = r.try_get("id")?;
     if now - last_seen >= TOUCH_MS {
-        sqlx::query("UPDATE web_sessions SET last_seen_at = $1 WHERE id = $2 AND ended_at IS NULL")
-            .bind(now)
-            .bind(&id)
-            .execute(&state.db)
-            .await?;
+        store::touch_session(&state.db, &r.id, now).await?;
     }
     Ok(Some(WebSession {
-        id,
-        person_id: r.try_get("person_id")?,
-        user_name: r.try_get("user_name")?,
-        display_name: r.try_get("display_name")?,
-        proof: r.try_get("proof")?,
-        signed_in_with: r.try_get("signed_in_with")?,
-        proof_expires_at: r.try_get("proof_expires_at")?,
+        id: r.id,
+        person_id: r.person_id,
+        user_name: r.user_name,
+        display_name: r.display_name,
+        proof: r.proof,
+        signed_in_with: r.signed_in_with,
+        proof_expires_at: r.proof_expires_at,
         csrf: csrf_for(&token),
     }))
 }
@@ -154,33 +146,22 @@ pub async fn open(
 ) -> Result<(String, String)> {
     let token = secrets::generate("kws_");
     let id = new_id();
-    sqlx::query(
-        "INSERT INTO web_sessions (id, token_hash, person_id, proof, signed_in_with, created_at, last_seen_at, expires_at, proven_at, proof_expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $6, $8)",
-    )
-    .bind(&id)
-    .bind(secrets::hash(&token))
-    .bind(person_id)
-    .bind(proof)
-    .bind(signed_in_with)
-    .bind(now)
-    .bind(now + ABSOLUTE_MS)
-    .bind(proof_expires_at.min(now + ABSOLUTE_MS))
-    .execute(&mut **tx)
-    .await?;
+    let session = store::NewSession {
+        id: &id,
+        token_hash: &secrets::hash(&token),
+        person_id,
+        proof,
+        signed_in_with,
+        expires_at: now + ABSOLUTE_MS,
+        proof_expires_at: proof_expires_at.min(now + ABSOLUTE_MS),
+    };
+    store::insert_session(tx, &session, now).await?;
     Ok((token, id))
 }
 
 /// End a session (sign-out).
 pub async fn end(tx: &mut Transaction<'_, Any>, id: &str, reason: &str, now: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE web_sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
+    store::end_sessions(tx, store::SessionsOf::Session, id, reason, now).await?;
     Ok(())
 }
 
@@ -191,15 +172,7 @@ pub async fn end_all_of(
     reason: &str,
     now: i64,
 ) -> Result<u64> {
-    Ok(sqlx::query(
-        "UPDATE web_sessions SET ended_at = $1, end_reason = $2 WHERE person_id = $3 AND ended_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(person_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+    store::end_sessions(tx, store::SessionsOf::Person, person_id, reason, now).await
 }
 
 /// The `Set-Cookie` value that carries a new session.
