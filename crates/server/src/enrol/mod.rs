@@ -452,11 +452,7 @@ async fn finish_inner(
         ));
     }
     let aaguid = verified.facts.aaguid.clone();
-    let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
-        .bind(&cred_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if taken.is_some() {
+    if crate::store::credentials::exists(&mut tx, &cred_id).await? {
         return Err(Error::conflict(
             "credential_exists",
             "this credential is already enrolled",

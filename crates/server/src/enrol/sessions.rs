@@ -226,15 +226,10 @@ pub(crate) async fn new_ceremony(
     person: &Person,
     now: i64,
 ) -> Result<EnrolBeginResponse> {
-    let existing =
-        sqlx::query("SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'")
-            .bind(&person.id)
-            .fetch_all(&mut **tx)
-            .await?;
+    let existing = crate::store::credentials::unrevoked_ids_of(tx, &person.id).await?;
     let mut exclude = Vec::with_capacity(existing.len());
-    for r in &existing {
-        let id: String = r.try_get("id")?;
-        if let Some(raw) = secrets::unb64(&id) {
+    for id in &existing {
+        if let Some(raw) = secrets::unb64(id) {
             exclude.push(CredentialID::from(raw));
         }
     }

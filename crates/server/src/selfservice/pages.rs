@@ -2,13 +2,14 @@
 //! holds), and the form posts that need no script (rename, report lost, sign out), each
 //! CSRF-checked.
 
+use super::store;
+use crate::store::credentials;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use keywarden_protocol::CredentialView;
 use serde::Deserialize;
-use sqlx::Row;
 
 use super::session::{self, WebSession};
 use crate::audit;
@@ -150,13 +151,7 @@ async fn home_page(state: &AppState, s: &WebSession) -> Result<Response> {
     let mut tx = crate::db::begin(&state.db).await?;
     let creds = super::credentials_of(&mut tx, &s.person_id).await?;
     let coverage = super::coverage_of(state, &mut tx, &s.person_id).await?;
-    let laptops = sqlx::query(
-        "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
-         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname",
-    )
-    .bind(&s.person_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let laptops = store::laptops_of(&mut tx, &s.person_id).await?;
     tx.commit().await?;
     let csrf = esc(s.csrf());
     let mut rows = String::new();
@@ -195,11 +190,10 @@ async fn home_page(state: &AppState, s: &WebSession) -> Result<Response> {
     }
     let mut laptop_rows = String::new();
     for l in &laptops {
-        let seen: Option<i64> = l.try_get("last_report_at")?;
-        let retired: Option<i64> = l.try_get("retired_at")?;
+        let (seen, retired) = (l.last_report_at, l.retired_at);
         laptop_rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&l.try_get::<String, _>("hostname")?),
+            esc(&l.hostname),
             seen.map_or("never".to_owned(), secrets::fmt_time),
             if retired.is_some() {
                 "Retired"
@@ -347,21 +341,13 @@ fn observed(v: Option<&serde_json::Value>) -> String {
 }
 
 async fn last_reports(state: &AppState, person_id: &str) -> Result<String> {
-    let rows = sqlx::query(
-        "SELECT d.hostname, r.body, r.created_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
-         JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id \
-         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname",
-    )
-    .bind(person_id)
-    .fetch_all(&state.db)
-    .await?;
+    let rows = store::last_reports_of(&state.db, person_id).await?;
     if rows.is_empty() {
         return Ok("<h2>Your laptops</h2><p>Keywarden has received nothing from a laptop of yours yet.</p>".to_owned());
     }
     let mut out = String::from("<h2>What Keywarden last received from your laptops</h2>");
     for r in &rows {
-        let body: serde_json::Value =
-            serde_json::from_str(&r.try_get::<String, _>("body")?).map_err(Error::Corrupt)?;
+        let body: serde_json::Value = serde_json::from_str(&r.body).map_err(Error::Corrupt)?;
         let p = body.get("posture");
         let get = |k: &str| observed(p.and_then(|p| p.get(k)));
         let keys = body
@@ -373,8 +359,8 @@ async fn last_reports(state: &AppState, person_id: &str) -> Result<String> {
              <dt>Operating system</dt><dd>{os} {ver}</dd><dt>Disk encryption</dt><dd>{enc}</dd>\
              <dt>Firewall</dt><dd>{fw}</dd><dt>Secure boot</dt><dd>{sb}</dd>\
              <dt>Security keys plugged in</dt><dd>{keys}</dd></dl>",
-            host = esc(&r.try_get::<String, _>("hostname")?),
-            at = secrets::fmt_time(r.try_get("created_at")?),
+            host = esc(&r.hostname),
+            at = secrets::fmt_time(r.created_at),
             os = esc(&get("os_name")),
             ver = esc(&get("os_version")),
             enc = esc(&get("disk_encryption")),
@@ -527,24 +513,18 @@ async fn report_lost_in(state: &AppState, s: &WebSession, id: &str, now: i64) ->
     }
     let mut tx = crate::db::begin(&state.db).await?;
     crate::db::lock_person(&mut tx, &s.person_id).await?;
-    let owner = sqlx::query("SELECT person_id FROM credentials WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
+    let owner = credentials::standing(&mut tx, id)
         .await?
-        .map(|r| r.try_get::<String, _>("person_id"))
-        .transpose()?;
+        .map(|c| c.person_id);
     if owner.as_deref() != Some(s.person_id.as_str()) {
         return Err(Error::not_found(
             "credential_unknown",
             "you have no such sign-in method",
         ));
     }
-    let signer = sqlx::query("SELECT status FROM credentials WHERE id = $1")
-        .bind(with)
-        .fetch_optional(&mut *tx)
+    let signer = credentials::standing(&mut tx, with)
         .await?
-        .map(|r| r.try_get::<String, _>("status"))
-        .transpose()?;
+        .map(|c| c.status);
     if signer.as_deref() != Some("active") {
         return Err(Error::forbidden(
             "credential_not_active",
@@ -584,15 +564,7 @@ pub async fn rename(
             ));
         }
         let mut tx = crate::db::begin(&state.db).await?;
-        let changed = sqlx::query(
-            "UPDATE credentials SET name = $1 WHERE id = $2 AND person_id = $3 AND status <> 'revoked'",
-        )
-        .bind(name)
-        .bind(&id)
-        .bind(&s.person_id)
-        .execute(&mut *tx)
-        .await?;
-        if changed.rows_affected() != 1 {
+        if !store::rename_credential(&mut tx, &id, &s.person_id, name).await? {
             return Err(Error::not_found(
                 "credential_unknown",
                 "you have no such sign-in method",

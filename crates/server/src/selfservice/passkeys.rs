@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use keywarden_protocol::{CredentialView, PersonSummary};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use utoipa::ToSchema;
 use webauthn_rs_core::proto::{
     AttestationConveyancePreference, AuthenticatorAttachment, COSEAlgorithm, Credential,
@@ -28,6 +27,9 @@ use crate::error::{Error, Result};
 use crate::policy::DeviceClass;
 use crate::secrets::{b64, unb64};
 use crate::state::AppState;
+use crate::store::credentials;
+
+use super::store;
 
 /// `POST /api/v1/me/passkeys/begin` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -76,17 +78,10 @@ pub async fn step_up_begin(
 ) -> Result<(StatusCode, Json<WebChallenge>)> {
     session::check_csrf(&state, &headers, &session, None)?;
     let now = state.now_ms();
-    let rows =
-        sqlx::query("SELECT webauthn FROM credentials WHERE person_id = $1 AND status = 'active'")
-            .bind(&session.person_id)
-            .fetch_all(&state.db)
-            .await?;
-    let creds = rows
+    let creds = credentials::active_webauthn_of(&state.db, &session.person_id)
+        .await?
         .iter()
-        .map(|r| {
-            serde_json::from_str::<Credential>(&r.try_get::<String, _>("webauthn")?)
-                .map_err(Error::Corrupt)
-        })
+        .map(|w| serde_json::from_str::<Credential>(w).map_err(Error::Corrupt))
         .collect::<Result<Vec<_>>>()?;
     if creds.is_empty() {
         return Err(Error::conflict(
@@ -154,12 +149,7 @@ pub async fn step_up_finish(
         }
     };
     let until = now + session::PROOF_MS;
-    sqlx::query("UPDATE web_sessions SET proven_at = $1, proof_expires_at = $2 WHERE id = $3")
-        .bind(now)
-        .bind(until)
-        .bind(&session.id)
-        .execute(&mut *tx)
-        .await?;
+    store::prove_session(&mut tx, &session.id, until, now).await?;
     audit::record(
         &mut tx,
         now,
@@ -228,14 +218,10 @@ pub async fn passkey_begin(
     }
     let mut tx = crate::db::begin(&state.db).await?;
     let person = enrol::load_person(&mut tx, &session.person_id).await?;
-    let existing =
-        sqlx::query("SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'")
-            .bind(&person.id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let existing = credentials::unrevoked_ids_of(&mut tx, &person.id).await?;
     let mut exclude = Vec::with_capacity(existing.len());
-    for r in &existing {
-        if let Some(raw) = unb64(&r.try_get::<String, _>("id")?) {
+    for id in &existing {
+        if let Some(raw) = unb64(id) {
             exclude.push(CredentialID::from(raw));
         }
     }
@@ -350,12 +336,7 @@ async fn check_laptop_of_session(
     now: i64,
 ) -> Result<()> {
     let device = match session.proof.strip_prefix("link:") {
-        Some(link_id) => sqlx::query("SELECT device_id FROM web_links WHERE id = $1")
-            .bind(link_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.try_get::<String, _>("device_id"))
-            .transpose()?,
+        Some(link_id) => store::link_device(tx, link_id).await?,
         None => None,
     };
     let Some(device) = device else {
@@ -482,11 +463,7 @@ async fn passkey_finish_in(
     if let Some(evidence) = verified.evidence.as_object_mut() {
         evidence.insert("browser_report".to_owned(), report);
     }
-    let taken = sqlx::query("SELECT id FROM credentials WHERE id = $1")
-        .bind(b64(verified.credential.cred_id.as_ref()))
-        .fetch_optional(&mut *tx)
-        .await?;
-    if taken.is_some() {
+    if credentials::exists(&mut tx, &b64(verified.credential.cred_id.as_ref())).await? {
         return Err(Error::conflict(
             "credential_exists",
             "this passkey is already enrolled",

@@ -257,3 +257,90 @@ pub(super) async fn active_classes(db: &mut AnyConnection, person_id: &str) -> R
     .fetch_all(db)
     .await?)
 }
+
+/// A laptop a person is bound to.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct LaptopRow {
+    pub(super) hostname: String,
+    pub(super) last_report_at: Option<i64>,
+    pub(super) retired_at: Option<i64>,
+}
+
+/// The laptops a person is bound to now, by host name.
+pub(super) async fn laptops_of(db: &mut AnyConnection, person_id: &str) -> Result<Vec<LaptopRow>> {
+    Ok(sqlx::query_as(
+        "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
+         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname",
+    )
+    .bind(person_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The latest report of a laptop a person is bound to.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct LastReport {
+    pub(super) hostname: String,
+    /// The report (JSON).
+    pub(super) body: String,
+    pub(super) created_at: i64,
+}
+
+/// The latest report of each laptop a person is bound to, by host name.
+pub(super) async fn last_reports_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    person_id: &str,
+) -> Result<Vec<LastReport>> {
+    Ok(sqlx::query_as(
+        "SELECT d.hostname, r.body, r.created_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
+         JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id \
+         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname",
+    )
+    .bind(person_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Name one of a person's credentials that is not revoked; whether there was one.
+pub(super) async fn rename_credential(
+    db: &mut AnyConnection,
+    id: &str,
+    person_id: &str,
+    name: &str,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE credentials SET name = $1 WHERE id = $2 AND person_id = $3 AND status <> 'revoked'",
+    )
+    .bind(name)
+    .bind(id)
+    .bind(person_id)
+    .execute(db)
+    .await?;
+    Ok(changed.rows_affected() == 1)
+}
+
+/// A session proved again (a fresh passkey touch) until `until`.
+pub(super) async fn prove_session(
+    db: &mut AnyConnection,
+    id: &str,
+    until: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE web_sessions SET proven_at = $1, proof_expires_at = $2 WHERE id = $3")
+        .bind(now)
+        .bind(until)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The laptop a one-time link was issued on.
+pub(super) async fn link_device(db: &mut AnyConnection, link_id: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT device_id FROM web_links WHERE id = $1")
+            .bind(link_id)
+            .fetch_optional(db)
+            .await?,
+    )
+}

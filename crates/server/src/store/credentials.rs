@@ -142,3 +142,35 @@ pub async fn revoke(db: &mut AnyConnection, id: &str, reason: &str, now: i64) ->
         .await?;
     Ok(())
 }
+
+/// Whether a credential with this id is enrolled (in any status).
+pub async fn exists(db: &mut AnyConnection, id: &str) -> Result<bool> {
+    Ok(sqlx::query("SELECT id FROM credentials WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .is_some())
+}
+
+/// The ids of a person's credentials that are not revoked (what a new enrolment excludes).
+pub async fn unrevoked_ids_of(db: &mut AnyConnection, person_id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'",
+    )
+    .bind(person_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The stored WebAuthn state (JSON) of a person's active credentials.
+pub async fn active_webauthn_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    person_id: &str,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT webauthn FROM credentials WHERE person_id = $1 AND status = 'active'",
+    )
+    .bind(person_id)
+    .fetch_all(db)
+    .await?)
+}
