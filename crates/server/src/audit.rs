@@ -16,12 +16,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 
 use crate::auth::{AdminOrAuditor, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::new_id;
 use crate::state::AppState;
+use crate::store::audit as store;
 
 /// Routes under `/api/v1/admin/audit`.
 pub fn router() -> Router<AppState> {
@@ -96,14 +97,7 @@ pub async fn record_many(
         return Ok(());
     }
     let n = i64::try_from(records.len()).unwrap_or(i64::MAX);
-    // Writing first (UPDATE ... RETURNING) takes the head's row lock (PostgreSQL) or the write lock (SQLite) before
-    // the head is read, so two writers never chain onto the same row.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-        .bind(n)
-        .fetch_one(&mut **tx)
-        .await?;
-    let last: i64 = head.try_get("seq")?;
-    let mut prev: String = head.try_get("hash")?;
+    let (last, mut prev) = store::reserve(tx, n).await?;
     let mut rows = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         let seq = last - n + 1 + i64::try_from(i).unwrap_or(i64::MAX);
@@ -121,31 +115,26 @@ pub async fn record_many(
         ));
     }
     for (chunk_no, chunk) in rows.chunks(AUDIT_ROWS_PER_STATEMENT).enumerate() {
-        let sql = format!(
-            "INSERT INTO audit_log (id, at, actor, action, subject, detail, seq, prev_hash, hash) VALUES {}",
-            crate::db::params::rows(1, chunk.len(), 9)
-        );
-        let mut q = sqlx::query(&sql);
-        for (i, (seq, id, detail, prev_hash, hash)) in chunk.iter().enumerate() {
-            let r = &records[chunk_no * AUDIT_ROWS_PER_STATEMENT + i];
-            q = q
-                .bind(id)
-                .bind(at_ms)
-                .bind(&r.actor)
-                .bind(r.action)
-                .bind(&r.subject)
-                .bind(detail)
-                .bind(*seq)
-                .bind(prev_hash)
-                .bind(hash);
-        }
-        q.execute(&mut **tx).await?;
+        let new_rows: Vec<store::NewRow<'_>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (seq, id, detail, prev_hash, hash))| {
+                let r = &records[chunk_no * AUDIT_ROWS_PER_STATEMENT + i];
+                store::NewRow {
+                    id,
+                    actor: &r.actor,
+                    action: r.action,
+                    subject: &r.subject,
+                    detail,
+                    seq: *seq,
+                    prev_hash,
+                    hash,
+                }
+            })
+            .collect();
+        store::insert(tx, at_ms, &new_rows).await?;
     }
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&prev)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    store::set_head_hash(tx, &prev).await
 }
 
 /// Record a refusal in its own transaction (the refused work was rolled back).
@@ -197,33 +186,27 @@ pub struct Verification {
     pub problem: Option<String>,
 }
 
-async fn chained_rows(db: &AnyPool) -> Result<Vec<sqlx::any::AnyRow>> {
-    Ok(sqlx::query(
-        "SELECT seq, id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq",
-    )
-    .fetch_all(db)
-    .await?)
-}
-
 /// Recompute the whole chain.
 pub async fn verify(db: &AnyPool) -> Result<Verification> {
-    let rows = chained_rows(db).await?;
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .fetch_optional(db)
-        .await?;
+    let rows = store::chained_rows(db).await?;
+    let head = store::head(db).await?;
     let mut expected_prev = String::new();
     let mut expected_seq = 1_i64;
     let mut problem = None;
     for r in &rows {
-        let seq: i64 = r.try_get("seq")?;
-        let id: String = r.try_get("id")?;
-        let at: i64 = r.try_get("at")?;
-        let actor: String = r.try_get("actor")?;
-        let action: String = r.try_get("action")?;
-        let subject: String = r.try_get("subject")?;
-        let detail: String = r.try_get("detail")?;
-        let prev: Option<String> = r.try_get("prev_hash")?;
-        let hash: Option<String> = r.try_get("hash")?;
+        let store::ChainRow {
+            seq,
+            id,
+            at,
+            actor,
+            action,
+            subject,
+            detail,
+            prev_hash: prev,
+            hash,
+        } = r;
+        let seq = *seq;
+        let at = *at;
         if seq != expected_seq {
             problem = Some(format!(
                 "row {expected_seq} is missing (next row found is {seq}): a row was deleted"
@@ -258,10 +241,7 @@ pub async fn verify(db: &AnyPool) -> Result<Verification> {
         expected_seq += 1;
     }
     if problem.is_none() {
-        let (head_seq, head_hash) = match &head {
-            Some(h) => (h.try_get::<i64, _>("seq")?, h.try_get::<String, _>("hash")?),
-            None => (-1, String::new()),
-        };
+        let (head_seq, head_hash) = head.unwrap_or((-1, String::new()));
         if head_seq != expected_seq - 1 || head_hash != expected_prev {
             problem = Some(format!(
                 "the log ends at row {} but the chain head says {head_seq}: rows were deleted from the end",
@@ -278,25 +258,23 @@ pub async fn verify(db: &AnyPool) -> Result<Verification> {
 
 /// Every chained record, oldest first.
 pub async fn export(db: &AnyPool) -> Result<Vec<Entry>> {
-    let rows = chained_rows(db).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let detail: String = r.try_get("detail")?;
-        out.push(Entry {
-            seq: r.try_get("seq")?,
-            id: r.try_get("id")?,
-            at_ms: r.try_get("at")?,
-            actor: r.try_get("actor")?,
-            action: r.try_get("action")?,
-            subject: r.try_get("subject")?,
-            detail: serde_json::from_str(&detail).map_err(Error::Corrupt)?,
-            prev_hash: r
-                .try_get::<Option<String>, _>("prev_hash")?
-                .unwrap_or_default(),
-            hash: r.try_get::<Option<String>, _>("hash")?.unwrap_or_default(),
-        });
-    }
-    Ok(out)
+    store::chained_rows(db)
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(Entry {
+                seq: r.seq,
+                id: r.id,
+                at_ms: r.at,
+                actor: r.actor,
+                action: r.action,
+                subject: r.subject,
+                detail: serde_json::from_str(&r.detail).map_err(Error::Corrupt)?,
+                prev_hash: r.prev_hash.unwrap_or_default(),
+                hash: r.hash.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// The export as JSON lines, one record per line.

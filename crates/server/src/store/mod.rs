@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod credentials;
 pub mod devices;
 pub mod exceptions;
