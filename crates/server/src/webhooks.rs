@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use ed25519_dalek::{Signer as _, SigningKey};
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
@@ -26,6 +26,7 @@ use crate::auth::{AdminOrAuditor, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{b64, new_id, unb64};
 use crate::state::AppState;
+use crate::store::webhooks as store;
 
 /// Where an event goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -80,17 +81,15 @@ pub async fn enqueue(
         map.insert("type".into(), kind.into());
         map.insert("issued_at_ms".into(), now.into());
     }
-    sqlx::query(
-        "INSERT INTO outbox_events (id, sink, kind, person_id, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
-    )
-    .bind(&id)
-    .bind(sink.as_str())
-    .bind(kind)
-    .bind(person_id)
-    .bind(body.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let body = body.to_string();
+    let event = store::NewEvent {
+        id: &id,
+        sink: sink.as_str(),
+        kind,
+        person_id,
+        body: &body,
+    };
+    store::insert(tx, &event, now).await?;
     Ok(id)
 }
 
@@ -103,18 +102,11 @@ pub async fn notify(
     detail: serde_json::Value,
     now: i64,
 ) -> Result<String> {
-    let r = sqlx::query("SELECT user_name, display_name, email FROM people WHERE id = $1")
-        .bind(person_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let (user_name, display_name, email) = match r {
-        Some(r) => (
-            r.try_get::<String, _>("user_name")?,
-            r.try_get::<String, _>("display_name")?,
-            r.try_get::<Option<String>, _>("email")?,
-        ),
-        None => (String::new(), String::new(), None),
-    };
+    let store::Recipient {
+        user_name,
+        display_name,
+        email,
+    } = store::recipient(tx, person_id).await?.unwrap_or_default();
     enqueue(
         tx,
         Sink::Notify,
@@ -133,12 +125,8 @@ pub async fn notify(
 /// The service's webhook signing key, created on first use (one for all replicas).
 pub async fn signing_key(db: &AnyPool, now: i64) -> Result<SigningKey> {
     for _ in 0..2 {
-        if let Some(r) = sqlx::query("SELECT private_key FROM service_keys WHERE id = $1")
-            .bind(KEY_ID)
-            .fetch_optional(db)
-            .await?
-        {
-            let raw = unb64(&r.try_get::<String, _>("private_key")?)
+        if let Some(private_key) = store::private_key(db, KEY_ID).await? {
+            let raw = unb64(&private_key)
                 .and_then(|v| <[u8; 32]>::try_from(v).ok())
                 .ok_or_else(|| {
                     Error::Webauthn("stored webhook signing key is unreadable".into())
@@ -146,14 +134,13 @@ pub async fn signing_key(db: &AnyPool, now: i64) -> Result<SigningKey> {
             return Ok(SigningKey::from_bytes(&raw));
         }
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        sqlx::query(
-            "INSERT INTO service_keys (id, public_key, private_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        store::insert_key(
+            db,
+            KEY_ID,
+            &b64(key.verifying_key().as_bytes()),
+            &b64(&key.to_bytes()),
+            now,
         )
-        .bind(KEY_ID)
-        .bind(b64(key.verifying_key().as_bytes()))
-        .bind(b64(&key.to_bytes()))
-        .bind(now)
-        .execute(db)
         .await?;
     }
     Err(Error::Webauthn(
@@ -229,31 +216,9 @@ pub async fn list_handler(
     _caller: Staff<AdminOrAuditor>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<OutboxEntry>>> {
-    let filter = if q.pending.unwrap_or(false) {
-        "WHERE delivered_at IS NULL"
-    } else {
-        ""
-    };
-    let rows = sqlx::query(&format!(
-        "SELECT id, sink, kind, person_id, attempts, created_at, delivered_at, next_attempt_at, last_error FROM outbox_events {filter} ORDER BY created_at, id LIMIT 1000"
+    Ok(Json(
+        store::entries(&state.db, q.pending.unwrap_or(false)).await?,
     ))
-    .fetch_all(&state.db)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(OutboxEntry {
-            id: r.try_get("id")?,
-            sink: r.try_get("sink")?,
-            kind: r.try_get("kind")?,
-            person_id: r.try_get("person_id")?,
-            attempts: r.try_get("attempts")?,
-            created_at_ms: r.try_get("created_at")?,
-            delivered_at_ms: r.try_get("delivered_at")?,
-            next_attempt_at_ms: r.try_get("next_attempt_at")?,
-            last_error: r.try_get("last_error")?,
-        });
-    }
-    Ok(Json(out))
 }
 
 /// Sends events; one per service process.
@@ -294,42 +259,29 @@ impl Deliverer {
         let now = state.now_ms();
         let mut sinks = Vec::new();
         if state.settings.notify_webhook.is_some() {
-            sinks.push("'notify'");
+            sinks.push("notify");
         }
         if state.settings.idp_webhook.is_some() {
-            sinks.push("'idp'");
+            sinks.push("idp");
         }
         let mut round = Round::default();
         if sinks.is_empty() {
             return Ok(round);
         }
         let key = signing_key(&state.db, now).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT id, sink, kind, body, attempts FROM outbox_events WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
-             AND (lease_until IS NULL OR lease_until < $1) AND sink IN ({}) ORDER BY created_at, id LIMIT 200",
-            sinks.join(", ")
-        ))
-        .bind(now)
-        .fetch_all(&state.db)
-        .await?;
-        for r in rows {
-            let id: String = r.try_get("id")?;
-            let sink: String = r.try_get("sink")?;
-            let kind: String = r.try_get("kind")?;
-            let body: String = r.try_get("body")?;
-            let attempts: i64 = r.try_get("attempts")?;
+        for r in store::due(&state.db, &sinks, now).await? {
+            let store::DueEvent {
+                id,
+                sink,
+                kind,
+                body,
+                attempts,
+            } = r;
             // On SQLite, one writer at a time with the hot request paths.
             let turn = state.write_turn().await;
-            let leased = sqlx::query(
-                "UPDATE outbox_events SET lease_until = $1 WHERE id = $2 AND delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $3)",
-            )
-            .bind(now + LEASE_MS)
-            .bind(&id)
-            .bind(now)
-            .execute(&state.db)
-            .await?;
+            let leased = store::lease(&state.db, &id, now + LEASE_MS, now).await?;
             drop(turn);
-            if leased.rows_affected() != 1 {
+            if !leased {
                 continue; // another replica has it
             }
             let Some(url) = Self::url(state, &sink) else {
@@ -360,19 +312,9 @@ impl Deliverer {
             match error {
                 None => {
                     let mut tx = crate::db::begin(&state.db).await?;
-                    sqlx::query(
-                        "UPDATE outbox_events SET delivered_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = $2",
-                    )
-                    .bind(at)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
+                    store::delivered(&mut tx, &id, at).await?;
                     if sink == "idp" {
-                        sqlx::query("UPDATE offboardings SET acked_at_us = $1 WHERE event_id = $2 AND acked_at_us IS NULL")
-                            .bind(state.clock.now_us())
-                            .bind(&id)
-                            .execute(&mut *tx)
-                            .await?;
+                        store::offboarding_acked(&mut tx, &id, state.clock.now_us()).await?;
                         audit::record(&mut tx, at, "service", "webhook.delivered", &id,
                             serde_json::json!({"sink": sink, "type": kind, "attempts": attempts + 1})).await?;
                     }
@@ -382,14 +324,7 @@ impl Deliverer {
                 Some(error) => {
                     let delay = backoff(state, attempts + 1);
                     tracing::warn!(event = %id, sink = %sink, attempts = attempts + 1, %error, "webhook delivery failed; will retry");
-                    sqlx::query(
-                        "UPDATE outbox_events SET attempts = attempts + 1, next_attempt_at = $1, lease_until = NULL, last_error = $2 WHERE id = $3",
-                    )
-                    .bind(at + delay)
-                    .bind(error)
-                    .bind(&id)
-                    .execute(&state.db)
-                    .await?;
+                    store::failed(&state.db, &id, &error, at + delay).await?;
                     round.failed += 1;
                 }
             }
@@ -424,13 +359,7 @@ fn backoff(state: &AppState, attempt: i64) -> i64 {
 /// Time until the earliest undelivered event falls due (at most 5 s, so leases taken by a
 /// crashed replica are picked up).
 async fn next_due_in(state: &AppState) -> Option<Duration> {
-    let r = sqlx::query(
-        "SELECT MIN(next_attempt_at) AS t FROM outbox_events WHERE delivered_at IS NULL",
-    )
-    .fetch_one(&state.db)
-    .await
-    .ok()?;
-    let t: Option<i64> = r.try_get("t").ok()?;
+    let t = store::next_due(&state.db).await.ok()?;
     let ms = t.map_or(5000, |t| (t - state.now_ms()).clamp(10, 5000));
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(1000)))
 }

@@ -15,6 +15,7 @@ pub mod people;
 pub mod policy;
 pub mod recovery;
 pub mod tokens;
+pub mod webhooks;
 
 use crate::error::{Error, Result};
 

@@ -1,0 +1,219 @@
+//! The outbox's queries: queued events, their delivery and the service's signing key.
+
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+
+use crate::error::Result;
+use crate::webhooks::OutboxEntry;
+
+/// An event being queued.
+pub struct NewEvent<'a> {
+    /// Event id.
+    pub id: &'a str,
+    /// `notify` or `idp`.
+    pub sink: &'a str,
+    /// Its type.
+    pub kind: &'a str,
+    /// Whom it is about.
+    pub person_id: Option<&'a str>,
+    /// The body (JSON).
+    pub body: &'a str,
+}
+
+/// Queue an event, due now.
+pub async fn insert(db: &mut AnyConnection, e: &NewEvent<'_>, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox_events (id, sink, kind, person_id, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
+    )
+    .bind(e.id)
+    .bind(e.sink)
+    .bind(e.kind)
+    .bind(e.person_id)
+    .bind(e.body)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// How a notification names its person.
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct Recipient {
+    /// userName.
+    pub user_name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Work email, if HR sent one.
+    pub email: Option<String>,
+}
+
+/// A person as a notification names them.
+pub async fn recipient(db: &mut AnyConnection, person_id: &str) -> Result<Option<Recipient>> {
+    Ok(
+        sqlx::query_as("SELECT user_name, display_name, email FROM people WHERE id = $1")
+            .bind(person_id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// The stored private key with this id (base64url).
+pub async fn private_key(db: &AnyPool, id: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT private_key FROM service_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Store a key pair unless one with this id exists (another replica may have won).
+pub async fn insert_key(
+    db: &AnyPool,
+    id: &str,
+    public_key: &str,
+    private_key: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO service_keys (id, public_key, private_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(public_key)
+    .bind(private_key)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: String,
+    sink: String,
+    kind: String,
+    person_id: Option<String>,
+    attempts: i64,
+    created_at: i64,
+    delivered_at: Option<i64>,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+}
+
+/// The first thousand events (or only those not delivered), oldest first.
+pub async fn entries<'c>(
+    db: impl Executor<'c, Database = Any>,
+    only_pending: bool,
+) -> Result<Vec<OutboxEntry>> {
+    let filter = if only_pending {
+        "WHERE delivered_at IS NULL"
+    } else {
+        ""
+    };
+    let rows: Vec<EntryRow> = sqlx::query_as(&format!(
+        "SELECT id, sink, kind, person_id, attempts, created_at, delivered_at, next_attempt_at, last_error FROM outbox_events {filter} ORDER BY created_at, id LIMIT 1000"
+    ))
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| OutboxEntry {
+            id: r.id,
+            sink: r.sink,
+            kind: r.kind,
+            person_id: r.person_id,
+            attempts: r.attempts,
+            created_at_ms: r.created_at,
+            delivered_at_ms: r.delivered_at,
+            next_attempt_at_ms: r.next_attempt_at,
+            last_error: r.last_error,
+        })
+        .collect())
+}
+
+/// An event due for delivery.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DueEvent {
+    /// Event id.
+    pub id: String,
+    /// Where it goes.
+    pub sink: String,
+    /// Its type.
+    pub kind: String,
+    /// The body as signed and sent.
+    pub body: String,
+    /// Attempts so far.
+    pub attempts: i64,
+}
+
+/// Up to 200 undelivered, unleased events for these sinks that are due at `now`, oldest first.
+pub async fn due(db: &AnyPool, sinks: &[&str], now: i64) -> Result<Vec<DueEvent>> {
+    let sql = format!(
+        "SELECT id, sink, kind, body, attempts FROM outbox_events WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
+         AND (lease_until IS NULL OR lease_until < $1) AND sink IN ({}) ORDER BY created_at, id LIMIT 200",
+        crate::db::params::list(2, sinks.len(), 1)
+    );
+    let mut q = sqlx::query_as(&sql).bind(now);
+    for s in sinks {
+        q = q.bind(*s);
+    }
+    Ok(q.fetch_all(db).await?)
+}
+
+/// Lease an event until `until` unless delivered or leased by another replica; whether leased.
+pub async fn lease(db: &AnyPool, id: &str, until: i64, now: i64) -> Result<bool> {
+    let leased = sqlx::query(
+        "UPDATE outbox_events SET lease_until = $1 WHERE id = $2 AND delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $3)",
+    )
+    .bind(until)
+    .bind(id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(leased.rows_affected() == 1)
+}
+
+/// An event was delivered at `at`.
+pub async fn delivered(db: &mut AnyConnection, id: &str, at: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE outbox_events SET delivered_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = $2",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The IdP acknowledged an offboarding's event at `at_us`.
+pub async fn offboarding_acked(db: &mut AnyConnection, event_id: &str, at_us: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE offboardings SET acked_at_us = $1 WHERE event_id = $2 AND acked_at_us IS NULL",
+    )
+    .bind(at_us)
+    .bind(event_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A delivery failed; try again at `next_attempt_at`.
+pub async fn failed(db: &AnyPool, id: &str, error: &str, next_attempt_at: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE outbox_events SET attempts = attempts + 1, next_attempt_at = $1, lease_until = NULL, last_error = $2 WHERE id = $3",
+    )
+    .bind(next_attempt_at)
+    .bind(error)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// When the earliest undelivered event falls due, if any is queued.
+pub async fn next_due(db: &AnyPool) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(next_attempt_at) AS t FROM outbox_events WHERE delivered_at IS NULL",
+    )
+    .fetch_one(db)
+    .await?)
+}
