@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp, StepUpRequest};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::{AuthenticationState, Credential, PublicKeyCredential};
 
 use crate::audit;
@@ -20,6 +20,7 @@ use crate::auth::Signed;
 use crate::error::{Error, Result};
 use crate::secrets::{b64, new_id, unb64};
 use crate::state::AppState;
+use crate::store::stepup as store;
 
 /// Purposes a challenge may be asked for.
 pub const PURPOSES: &[&str] = &["sign_in", "report_lost", "recovery", "add_key"];
@@ -67,15 +68,15 @@ pub async fn challenge(
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
-    sqlx::query("INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(&id)
-        .bind(&call.device_id)
-        .bind(&req.purpose)
-        .bind(serde_json::to_string(&auth_state).map_err(Error::Corrupt)?)
-        .bind(now)
-        .bind(now + ttl)
-        .execute(&mut *tx)
-        .await?;
+    let challenge_state = serde_json::to_string(&auth_state).map_err(Error::Corrupt)?;
+    let challenge = store::NewChallenge {
+        id: &id,
+        device_id: &call.device_id,
+        purpose: &req.purpose,
+        state: &challenge_state,
+        expires_at: now + ttl,
+    };
+    store::insert_challenge(&mut tx, &challenge, now).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -119,37 +120,33 @@ pub async fn verify(
     step_up: &StepUp,
     now: i64,
 ) -> Result<Verified> {
-    let c = sqlx::query(
-        "SELECT device_id, purpose, state, expires_at, used_at FROM assertion_challenges WHERE id = $1",
-    )
-    .bind(&step_up.challenge_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| {
-        Error::not_found(
-            "step_up_unknown",
-            "unknown step-up challenge; ask for a new one",
-        )
-    })?;
-    if c.try_get::<String, _>("device_id")? != device_id {
+    let c = store::challenge(tx, &step_up.challenge_id)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(
+                "step_up_unknown",
+                "unknown step-up challenge; ask for a new one",
+            )
+        })?;
+    if c.device_id != device_id {
         return Err(Error::forbidden(
             "step_up_wrong_device",
             "this step-up challenge was issued to another laptop",
         ));
     }
-    if c.try_get::<String, _>("purpose")? != purpose {
+    if c.purpose != purpose {
         return Err(Error::bad_request(
             "step_up_wrong_purpose",
             format!("this step-up challenge was issued for another purpose, not {purpose}"),
         ));
     }
-    if c.try_get::<Option<i64>, _>("used_at")?.is_some() {
+    if c.used_at.is_some() {
         return Err(Error::conflict(
             "step_up_used",
             "this step-up challenge was already used; a replayed assertion is refused",
         ));
     }
-    if now >= c.try_get::<i64, _>("expires_at")? {
+    if now >= c.expires_at {
         return Err(Error::gone(
             "step_up_expired",
             "the step-up challenge expired; touch your key again",
@@ -158,21 +155,14 @@ pub async fn verify(
     let v = verify_assertion(
         state,
         tx,
-        &c.try_get::<String, _>("state")?,
+        &c.state,
         &step_up.assertion,
         device_id,
         purpose,
         now,
     )
     .await?;
-    let used = sqlx::query(
-        "UPDATE assertion_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(&step_up.challenge_id)
-    .execute(&mut **tx)
-    .await?;
-    if used.rows_affected() != 1 {
+    if !store::use_challenge(tx, &step_up.challenge_id, now).await? {
         return Err(Error::conflict(
             "step_up_used",
             "this step-up challenge was already used; a replayed assertion is refused",
@@ -200,33 +190,27 @@ pub async fn verify_assertion(
         Error::bad_request("assertion_malformed", "credential_id is not base64url")
     })?;
     let cred_id = b64(&raw_id);
-    let row = sqlx::query(
-        "SELECT c.person_id, c.status, c.webauthn, c.device_class, p.active FROM credentials c JOIN people p ON p.id = c.person_id WHERE c.id = $1",
-    )
-    .bind(&cred_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| {
+    let row = store::signer(tx, &cred_id).await?.ok_or_else(|| {
         Error::forbidden(
             "credential_unknown",
             "this key holds no credential enrolled with this service",
         )
     })?;
-    let status: String = row.try_get("status")?;
+    let status = row.status;
     if status != "active" {
         return Err(Error::forbidden(
             "credential_not_active",
             format!("the key used is {status}; use another active key"),
         ));
     }
-    if row.try_get::<i64, _>("active")? == 0 {
+    if row.active == 0 {
         return Err(Error::forbidden(
             "person_inactive",
             "this person is no longer active",
         ));
     }
-    let person_id: String = row.try_get("person_id")?;
-    let class: String = row.try_get("device_class")?;
+    let person_id = row.person_id;
+    let class = row.device_class;
     let (population, policy) = crate::enrol::policy_for(state, tx, &person_id).await?;
     if !policy.step_up_classes.is_empty()
         && !policy.step_up_classes.iter().any(|c| c.as_str() == class)
@@ -240,8 +224,7 @@ pub async fn verify_assertion(
             ),
         ));
     }
-    let mut credential: Credential =
-        serde_json::from_str(&row.try_get::<String, _>("webauthn")?).map_err(Error::Corrupt)?;
+    let mut credential: Credential = serde_json::from_str(&row.webauthn).map_err(Error::Corrupt)?;
     let mut auth_state: AuthenticationState =
         serde_json::from_str(auth_state).map_err(Error::Corrupt)?;
     auth_state.set_allowed_credentials(vec![credential.clone()]);
@@ -285,11 +268,8 @@ pub async fn verify_assertion(
     if result.counter() > credential.counter {
         credential.counter = result.counter();
     }
-    sqlx::query("UPDATE credentials SET webauthn = $1 WHERE id = $2")
-        .bind(serde_json::to_string(&credential).map_err(Error::Corrupt)?)
-        .bind(&cred_id)
-        .execute(&mut **tx)
-        .await?;
+    let webauthn = serde_json::to_string(&credential).map_err(Error::Corrupt)?;
+    store::set_webauthn(tx, &cred_id, &webauthn).await?;
     crate::exceptions::break_glass_used(tx, &person_id, &cred_id, from, purpose, now).await?;
     Ok(Verified {
         person_id,
@@ -339,17 +319,14 @@ pub async fn sign_in(
         serde_json::json!({"credential_id": v.credential_id}),
     )
     .await?;
-    let p = sqlx::query("SELECT id, user_name, display_name FROM people WHERE id = $1")
-        .bind(&v.person_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let p = store::summary(&mut tx, &v.person_id).await?;
     let credentials = crate::store::credentials::unrevoked_of_person(&mut tx, &v.person_id).await?;
     tx.commit().await?;
     Ok(Json(SignInResponse {
         person: PersonSummary {
-            id: p.try_get("id")?,
-            user_name: p.try_get("user_name")?,
-            display_name: p.try_get("display_name")?,
+            id: p.id,
+            user_name: p.user_name,
+            display_name: p.display_name,
         },
         signed_in_with: v.credential_id,
         credentials,

@@ -14,6 +14,7 @@ pub mod offboard;
 pub mod people;
 pub mod policy;
 pub mod recovery;
+pub mod stepup;
 pub mod tokens;
 pub mod webhooks;
 

@@ -1,0 +1,134 @@
+//! Step-up's queries: assertion challenges and the credential an assertion is checked against.
+
+use sqlx::AnyConnection;
+
+use crate::error::Result;
+
+/// An assertion challenge being issued to a laptop.
+pub struct NewChallenge<'a> {
+    /// Id.
+    pub id: &'a str,
+    /// The laptop it is issued to.
+    pub device_id: &'a str,
+    /// What it may prove (`recovery`, `sign_in`, ...).
+    pub purpose: &'a str,
+    /// webauthn-rs's authentication state (JSON).
+    pub state: &'a str,
+    /// Expiry (unix ms).
+    pub expires_at: i64,
+}
+
+/// Record an issued challenge.
+pub async fn insert_challenge(
+    db: &mut AnyConnection,
+    c: &NewChallenge<'_>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(c.id)
+        .bind(c.device_id)
+        .bind(c.purpose)
+        .bind(c.state)
+        .bind(now)
+        .bind(c.expires_at)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A stored assertion challenge.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ChallengeRow {
+    /// The laptop it was issued to.
+    pub device_id: String,
+    /// What it may prove.
+    pub purpose: String,
+    /// webauthn-rs's authentication state (JSON).
+    pub state: String,
+    /// Expiry (unix ms).
+    pub expires_at: i64,
+    /// When it was used, if it was.
+    pub used_at: Option<i64>,
+}
+
+/// One challenge.
+pub async fn challenge(db: &mut AnyConnection, id: &str) -> Result<Option<ChallengeRow>> {
+    Ok(sqlx::query_as(
+        "SELECT device_id, purpose, state, expires_at, used_at FROM assertion_challenges WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Spend a challenge; whether it was unused.
+pub async fn use_challenge(db: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
+    let used = sqlx::query(
+        "UPDATE assertion_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(used.rows_affected() == 1)
+}
+
+/// A credential an assertion is checked against, with its person's standing.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Signer {
+    /// Owner.
+    pub person_id: String,
+    /// `active`, `suspended` or `revoked`.
+    pub status: String,
+    /// webauthn-rs's credential (JSON).
+    pub webauthn: String,
+    /// Its device class.
+    pub device_class: String,
+    /// The owner's active flag (0/1).
+    pub active: i64,
+}
+
+/// The credential with this id and its person.
+pub async fn signer(db: &mut AnyConnection, credential_id: &str) -> Result<Option<Signer>> {
+    Ok(sqlx::query_as(
+        "SELECT c.person_id, c.status, c.webauthn, c.device_class, p.active FROM credentials c JOIN people p ON p.id = c.person_id WHERE c.id = $1",
+    )
+    .bind(credential_id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Store a credential's WebAuthn state after a use (its signature counter moved).
+pub async fn set_webauthn(
+    db: &mut AnyConnection,
+    credential_id: &str,
+    webauthn: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE credentials SET webauthn = $1 WHERE id = $2")
+        .bind(webauthn)
+        .bind(credential_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// How a person is shown to themselves.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Summary {
+    /// Id.
+    pub id: String,
+    /// userName.
+    pub user_name: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A person's summary (the person exists).
+pub async fn summary(db: &mut AnyConnection, person_id: &str) -> Result<Summary> {
+    Ok(
+        sqlx::query_as("SELECT id, user_name, display_name FROM people WHERE id = $1")
+            .bind(person_id)
+            .fetch_one(db)
+            .await?,
+    )
+}
