@@ -12,7 +12,7 @@ use keywarden_protocol::{
     AddKeyRequest, CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
     EnrolFinishResponse,
 };
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::RegistrationState;
 
 use crate::audit;
@@ -23,6 +23,7 @@ use crate::state::AppState;
 
 mod bind;
 mod sessions;
+mod store;
 mod tickets;
 
 pub(crate) use bind::{bind_credential, check_key_policy, NewCredential};
@@ -59,14 +60,13 @@ pub async fn begin(
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
     let now = state.now_ms();
     let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);
-    let failures: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM ticket_attempts WHERE device_id = $1 AND at > $2 AND outcome <> 'ok'",
+    let failures = store::failed_attempts(
+        &state.db,
+        store::AttemptsBy::Device,
+        &call.device_id,
+        now - window,
     )
-    .bind(&call.device_id)
-    .bind(now - window)
-    .fetch_one(&state.db)
-    .await?
-    .try_get("n")?;
+    .await?;
     if failures >= i64::from(state.settings.redeem_limit_per_device) {
         return Err(Error::too_many(
             "redemption_rate_limited",
@@ -370,38 +370,33 @@ async fn finish_inner(
     })?;
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
-    let c = sqlx::query(
-        "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
-         FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1",
-    )
-    .bind(ceremony_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| {
-        Error::not_found(
-            "ceremony_unknown",
-            format!("no enrolment ceremony {ceremony_id}"),
-        )
-    })?;
-    if c.try_get::<String, _>("device_id")? != call.device_id {
+    let c = store::ceremony(&mut tx, ceremony_id)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(
+                "ceremony_unknown",
+                format!("no enrolment ceremony {ceremony_id}"),
+            )
+        })?;
+    if c.device_id != call.device_id {
         return Err(Error::forbidden(
             "enrolment_wrong_device",
             "this enrolment was opened on another laptop",
         ));
     }
-    if c.try_get::<Option<i64>, _>("closed_at")?.is_some() {
+    if c.closed_at.is_some() {
         return Err(Error::gone(
             "enrolment_closed",
             "this enrolment was closed (the person left or the recovery was cancelled)",
         ));
     }
-    if c.try_get::<Option<i64>, _>("completed_at")?.is_some() {
+    if c.completed_at.is_some() {
         return Err(Error::conflict(
             "ceremony_completed",
             "this key's enrolment step was already finished",
         ));
     }
-    let expires_at: i64 = c.try_get("expires_at")?;
+    let expires_at = c.expires_at;
     if now >= expires_at {
         return Err(Error::gone(
             "ceremony_expired",
@@ -411,15 +406,14 @@ async fn finish_inner(
             ),
         ));
     }
-    let person = load_person(&mut tx, &c.try_get::<String, _>("person_id")?).await?;
+    let person = load_person(&mut tx, &c.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
             "person_inactive",
             "this person is no longer active",
         ));
     }
-    let reg_state: RegistrationState =
-        serde_json::from_str(&c.try_get::<String, _>("state")?).map_err(Error::Corrupt)?;
+    let reg_state: RegistrationState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
     let reg = crate::trust::registration_response(
         &credential_raw,
         &attestation_object,
@@ -468,22 +462,12 @@ async fn finish_inner(
         None
     };
     let format = format!("{:?}", credential.attestation_format).to_lowercase();
-    let posture: Option<String> = sqlx::query(
-        "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = $1",
-    )
-    .bind(&call.device_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .map(|r| r.try_get::<String, _>("body"))
-    .transpose()?
-    .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
-    .and_then(|v| v.get("posture").map(|p| p.to_string()));
-    let hostname: Option<String> = sqlx::query("SELECT hostname FROM devices WHERE id = $1")
-        .bind(&call.device_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.try_get("hostname"))
-        .transpose()?;
+    let posture: Option<String> =
+        crate::store::policy::latest_report_body(&mut tx, &call.device_id)
+            .await?
+            .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v.get("posture").map(|p| p.to_string()));
+    let hostname = store::hostname(&mut tx, &call.device_id).await?;
     bind_credential(
         state,
         &mut tx,
@@ -492,7 +476,7 @@ async fn finish_inner(
             verified: &verified,
             attestation_object: &attestation_object,
             client_data_json: &client_data_json,
-            challenge: &c.try_get::<String, _>("challenge")?,
+            challenge: &c.challenge,
             device_id: Some(&call.device_id),
             ceremony_id: Some(ceremony_id),
             model: model.as_deref(),
@@ -510,13 +494,8 @@ async fn finish_inner(
         now,
     )
     .await?;
-    sqlx::query("UPDATE ceremonies SET completed_at = $1, credential_id = $2 WHERE id = $3")
-        .bind(now)
-        .bind(&cred_id)
-        .bind(ceremony_id)
-        .execute(&mut *tx)
-        .await?;
-    if let Some(recovery_id) = c.try_get::<Option<String>, _>("recovery_id")? {
+    store::complete_ceremony(&mut tx, ceremony_id, &cred_id, now).await?;
+    if let Some(recovery_id) = c.recovery_id {
         crate::recovery::replacement_enrolled(
             &mut tx,
             &recovery_id,

@@ -3,7 +3,7 @@
 //! key's WebAuthn registration ceremony.
 
 use keywarden_protocol::{EnrolBeginResponse, PersonSummary, RegistrationOptions};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::{
     AttestationConveyancePreference, COSEAlgorithm, CredentialID, UserVerificationPolicy,
 };
@@ -15,13 +15,7 @@ use crate::state::AppState;
 
 /// Active credentials of a person.
 pub async fn active_count(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<u32> {
-    let n: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM credentials WHERE person_id = $1 AND status = 'active'",
-    )
-    .bind(person_id)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("n")?;
+    let n = super::store::active_count(tx, person_id).await?;
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
@@ -38,19 +32,15 @@ pub(crate) struct Person {
 /// so a credential can never be bound to someone whose offboarding already revoked the rest.
 pub(crate) async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
     crate::db::lock_person(tx, id).await?;
-    let r = sqlx::query(
-        "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| Error::not_found("person_unknown", format!("no person with id {id}")))?;
+    let r = super::store::person(tx, id)
+        .await?
+        .ok_or_else(|| Error::not_found("person_unknown", format!("no person with id {id}")))?;
     Ok(Person {
-        id: r.try_get("id")?,
-        user_name: r.try_get("user_name")?,
-        display_name: r.try_get("display_name")?,
-        webauthn_user_id: r.try_get("webauthn_user_id")?,
-        active: r.try_get::<i64, _>("active")? != 0,
+        id: r.id,
+        user_name: r.user_name,
+        display_name: r.display_name,
+        webauthn_user_id: r.webauthn_user_id,
+        active: r.active != 0,
     })
 }
 
@@ -179,26 +169,24 @@ pub(crate) async fn open_session_of(
     device_id: &str,
     now: i64,
 ) -> Result<(Person, i64)> {
-    let s = sqlx::query(
-        "SELECT person_id, device_id, expires_at, closed_at FROM enrolment_sessions WHERE id = $1",
-    )
-    .bind(session_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| Error::not_found("enrolment_unknown", format!("no enrolment {session_id}")))?;
-    if s.try_get::<String, _>("device_id")? != device_id {
+    let s = super::store::session(tx, session_id)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found("enrolment_unknown", format!("no enrolment {session_id}"))
+        })?;
+    if s.device_id != device_id {
         return Err(Error::forbidden(
             "enrolment_wrong_device",
             "this enrolment was opened on another laptop",
         ));
     }
-    if s.try_get::<Option<i64>, _>("closed_at")?.is_some() {
+    if s.closed_at.is_some() {
         return Err(Error::gone(
             "enrolment_closed",
             "this enrolment was closed (the person left or the recovery was cancelled)",
         ));
     }
-    let expires_at: i64 = s.try_get("expires_at")?;
+    let expires_at = s.expires_at;
     if now >= expires_at {
         return Err(Error::gone(
             "enrolment_expired",
@@ -208,7 +196,7 @@ pub(crate) async fn open_session_of(
             ),
         ));
     }
-    let person = load_person(tx, &s.try_get::<String, _>("person_id")?).await?;
+    let person = load_person(tx, &s.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
             "person_inactive",

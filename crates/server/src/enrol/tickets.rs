@@ -1,7 +1,7 @@
 //! Enrolment tickets: looking one up and checking it can be redeemed, marking it redeemed, and
 //! recording refused redemptions (counted failures lock a ticket, then a laptop).
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::audit;
 use crate::error::{Error, Result};
@@ -9,6 +9,7 @@ use crate::secrets::{self, new_id};
 use crate::state::AppState;
 
 use super::sessions::{load_person, Person};
+use super::store;
 use super::STEP_UP_REFUSALS;
 
 /// Ticket refusals that count against the per-device and per-ticket redemption limits.
@@ -36,14 +37,7 @@ pub(crate) async fn ticket_refused(
     if COUNTED_REFUSALS.contains(&code) || code == "ticket_locked" {
         let mut tx = crate::db::begin(&state.db).await?;
         if code != "ticket_locked" {
-            sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
-                .bind(new_id())
-                .bind(now)
-                .bind(attempt_key)
-                .bind(ticket_id)
-                .bind(code)
-                .execute(&mut *tx)
-                .await?;
+            store::insert_attempt(&mut tx, &new_id(), now, attempt_key, ticket_id, code).await?;
         }
         audit::record(
             &mut tx,
@@ -79,33 +73,31 @@ pub(crate) async fn open_ticket(
     now: i64,
     ticket_id_out: &mut Option<String>,
 ) -> Result<(String, Person)> {
-    let t = sqlx::query(
-        "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1",
-    )
-    .bind(secrets::hash(ticket.trim()))
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| {
-        Error::not_found("ticket_unknown", "unknown enrolment ticket; ask IT for a new one")
-    })?;
-    let ticket_id: String = t.try_get("id")?;
+    let t = store::ticket(tx, &secrets::hash(ticket.trim()))
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(
+                "ticket_unknown",
+                "unknown enrolment ticket; ask IT for a new one",
+            )
+        })?;
+    let ticket_id = t.id;
     *ticket_id_out = Some(ticket_id.clone());
     let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);
-    let ticket_failures: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM ticket_attempts WHERE ticket_id = $1 AND at > $2 AND outcome <> 'ok'",
+    let ticket_failures = store::failed_attempts(
+        &mut **tx,
+        store::AttemptsBy::Ticket,
+        &ticket_id,
+        now - window,
     )
-    .bind(&ticket_id)
-    .bind(now - window)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("n")?;
+    .await?;
     if ticket_failures >= i64::from(state.settings.redeem_limit_per_ticket) {
         return Err(Error::too_many(
             "ticket_locked",
             "this ticket was tried too often and is locked; ask IT for a new one",
         ));
     }
-    if let Some(at) = t.try_get::<Option<i64>, _>("cancelled_at")? {
+    if let Some(at) = t.cancelled_at {
         return Err(Error::gone(
             "ticket_cancelled",
             format!(
@@ -114,7 +106,7 @@ pub(crate) async fn open_ticket(
             ),
         ));
     }
-    if let Some(at) = t.try_get::<Option<i64>, _>("redeemed_at")? {
+    if let Some(at) = t.redeemed_at {
         return Err(Error::conflict(
             "ticket_used",
             format!(
@@ -123,7 +115,7 @@ pub(crate) async fn open_ticket(
             ),
         ));
     }
-    let expires_at: i64 = t.try_get("expires_at")?;
+    let expires_at = t.expires_at;
     if now >= expires_at {
         return Err(Error::gone(
             "ticket_expired",
@@ -133,7 +125,7 @@ pub(crate) async fn open_ticket(
             ),
         ));
     }
-    let person = load_person(tx, &t.try_get::<String, _>("person_id")?).await?;
+    let person = load_person(tx, &t.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
             "person_inactive",
@@ -150,15 +142,7 @@ pub(crate) async fn mark_redeemed(
     device_id: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    let redeemed = sqlx::query(
-        "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
-    )
-    .bind(now)
-    .bind(device_id)
-    .bind(ticket_id)
-    .execute(&mut **tx)
-    .await?;
-    if redeemed.rows_affected() != 1 {
+    if !store::redeem_ticket(tx, ticket_id, device_id, now).await? {
         return Err(Error::conflict(
             "ticket_used",
             "ticket was already used; ask IT for a new one",

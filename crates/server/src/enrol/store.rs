@@ -1,0 +1,192 @@
+//! Enrolment's reads: tickets, sessions, ceremonies, the person being enrolled, and the
+//! counters the redemption limits use.
+
+use sqlx::{Any, AnyConnection, Executor};
+
+use crate::error::Result;
+
+/// Failed ticket redemptions since `since`, by the laptop (`column` = `device_id`) or of the
+/// ticket (`ticket_id`) named by `key`.
+pub(super) async fn failed_attempts<'c>(
+    db: impl Executor<'c, Database = Any>,
+    by: AttemptsBy,
+    key: &str,
+    since: i64,
+) -> Result<i64> {
+    let sql = match by {
+        AttemptsBy::Device => "SELECT COUNT(*) AS n FROM ticket_attempts WHERE device_id = $1 AND at > $2 AND outcome <> 'ok'",
+        AttemptsBy::Ticket => "SELECT COUNT(*) AS n FROM ticket_attempts WHERE ticket_id = $1 AND at > $2 AND outcome <> 'ok'",
+    };
+    Ok(sqlx::query_scalar(sql)
+        .bind(key)
+        .bind(since)
+        .fetch_one(db)
+        .await?)
+}
+
+/// Whose attempts [`failed_attempts`] counts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AttemptsBy {
+    /// A laptop's (or a browser's attempt key).
+    Device,
+    /// A ticket's.
+    Ticket,
+}
+
+/// Record a refused redemption.
+pub(super) async fn insert_attempt(
+    db: &mut AnyConnection,
+    id: &str,
+    at: i64,
+    attempt_key: &str,
+    ticket_id: Option<&str>,
+    outcome: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
+        .bind(id)
+        .bind(at)
+        .bind(attempt_key)
+        .bind(ticket_id)
+        .bind(outcome)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// How many active credentials a person has.
+pub(super) async fn active_count(db: &mut AnyConnection, person_id: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) AS n FROM credentials WHERE person_id = $1 AND status = 'active'",
+    )
+    .bind(person_id)
+    .fetch_one(db)
+    .await?)
+}
+
+/// The person being enrolled.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct PersonRow {
+    pub(super) id: String,
+    pub(super) user_name: String,
+    pub(super) display_name: String,
+    pub(super) webauthn_user_id: String,
+    pub(super) active: i64,
+}
+
+/// One person.
+pub(super) async fn person(db: &mut AnyConnection, id: &str) -> Result<Option<PersonRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// An enrolment session's owner, laptop and state.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct SessionRow {
+    pub(super) person_id: String,
+    pub(super) device_id: String,
+    pub(super) expires_at: i64,
+    pub(super) closed_at: Option<i64>,
+}
+
+/// One enrolment session.
+pub(super) async fn session(db: &mut AnyConnection, id: &str) -> Result<Option<SessionRow>> {
+    Ok(sqlx::query_as(
+        "SELECT person_id, device_id, expires_at, closed_at FROM enrolment_sessions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// A key's enrolment ceremony with its session.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct CeremonyRow {
+    pub(super) challenge: String,
+    /// webauthn-rs's registration state (JSON).
+    pub(super) state: String,
+    pub(super) expires_at: i64,
+    pub(super) completed_at: Option<i64>,
+    pub(super) person_id: String,
+    pub(super) device_id: String,
+    pub(super) recovery_id: Option<String>,
+    pub(super) closed_at: Option<i64>,
+}
+
+/// One ceremony.
+pub(super) async fn ceremony(db: &mut AnyConnection, id: &str) -> Result<Option<CeremonyRow>> {
+    Ok(sqlx::query_as(
+        "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
+         FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// A ceremony bound its credential.
+pub(super) async fn complete_ceremony(
+    db: &mut AnyConnection,
+    id: &str,
+    credential_id: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE ceremonies SET completed_at = $1, credential_id = $2 WHERE id = $3")
+        .bind(now)
+        .bind(credential_id)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A laptop's host name.
+pub(super) async fn hostname(db: &mut AnyConnection, device_id: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT hostname FROM devices WHERE id = $1")
+            .bind(device_id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// An enrolment ticket.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct TicketRow {
+    pub(super) id: String,
+    pub(super) person_id: String,
+    pub(super) expires_at: i64,
+    pub(super) redeemed_at: Option<i64>,
+    pub(super) cancelled_at: Option<i64>,
+}
+
+/// The ticket with this hash.
+pub(super) async fn ticket(db: &mut AnyConnection, ticket_hash: &str) -> Result<Option<TicketRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1",
+    )
+    .bind(ticket_hash)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Mark a ticket redeemed; whether it was unredeemed.
+pub(super) async fn redeem_ticket(
+    db: &mut AnyConnection,
+    id: &str,
+    device_id: Option<&str>,
+    now: i64,
+) -> Result<bool> {
+    let redeemed = sqlx::query(
+        "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
+    )
+    .bind(now)
+    .bind(device_id)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(redeemed.rows_affected() == 1)
+}
