@@ -13,13 +13,14 @@ use keywarden_protocol::{
     ReclaimReceiptAck,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, JsonBody, Signed, Staff};
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::store::reclaim as store;
 
 /// Routes for reclaim stations.
 pub fn router() -> Router<AppState> {
@@ -55,23 +56,13 @@ pub async fn set_station(
 ) -> Result<Json<StationSetting>> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let done = sqlx::query("UPDATE devices SET reclaim_station = $1 WHERE id = $2")
-        .bind(i64::from(req.enabled))
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    if done.rows_affected() != 1 {
+    if !store::set_station(&mut tx, &id, req.enabled).await? {
         return Err(Error::not_found(
             "device_unknown",
             format!("no device {id}"),
         ));
     }
-    let retired: Option<i64> = sqlx::query("SELECT retired_at FROM devices WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("retired_at")?;
-    if retired.is_some() {
+    if store::retired_at(&mut tx, &id).await?.is_some() {
         return Err(Error::conflict(
             "device_retired",
             "this laptop is out of service; provision it again (a new device key) to use it as a reclaim station",
@@ -91,12 +82,7 @@ pub async fn set_station(
 }
 
 async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<()> {
-    let station: i64 = sqlx::query("SELECT reclaim_station FROM devices WHERE id = $1")
-        .bind(device_id)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("reclaim_station")?;
-    if station == 0 {
+    if !store::is_station(tx, device_id).await? {
         return Err(Error::forbidden(
             "not_a_reclaim_station",
             "this laptop is not an IT reclaim station; an admin can make it one",
@@ -113,36 +99,16 @@ async fn directive_for(
     key_id: &str,
     credential_ids: &[String],
 ) -> Result<Option<ReclaimDirective>> {
-    let by_credential = if credential_ids.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " OR k.credential_id IN ({})",
-            crate::db::params::list(2, credential_ids.len(), 1)
-        )
-    };
-    let sql = format!(
-        "SELECT k.id, k.credential_id, k.ownership, p.display_name FROM key_reclaims k JOIN people p ON p.id = k.person_id \
-         WHERE k.state = 'pending' AND p.active = 0 AND (k.key_id = $1{by_credential}) ORDER BY k.id"
-    );
-    let mut q = sqlx::query(&sql).bind(key_id);
-    for c in credential_ids {
-        q = q.bind(c);
-    }
-    let rows = q.fetch_all(&mut **tx).await?;
+    let rows = store::pending_for_key(tx, key_id, credential_ids).await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let personal = rows
-        .iter()
-        .any(|r| r.try_get::<String, _>("ownership").ok().as_deref() == Some("personal"));
-    let name: String = first.try_get("display_name")?;
-    let credential_ids = rows
-        .iter()
-        .map(|r| r.try_get::<String, _>("credential_id"))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let personal = rows.iter().any(|r| r.ownership == "personal");
+    let name = first.display_name.clone();
+    let id = first.id.clone();
+    let credential_ids = rows.into_iter().map(|r| r.credential_id).collect();
     Ok(Some(ReclaimDirective {
-        id: first.try_get("id")?,
+        id,
         key_id: key_id.to_owned(),
         action: if personal {
             ReclaimAction::DeleteCredentials
@@ -210,13 +176,9 @@ pub async fn receipt(
     // The key id as the service stored it at enrolment (serial withheld where policy says so);
     // the station's own id for the key is not kept, as it may carry the serial.
     let mut stored_key_id = String::new();
-    if let Some(r) = sqlx::query("SELECT credential_id, key_id FROM key_reclaims WHERE id = $1")
-        .bind(&req.directive_id)
-        .fetch_optional(&mut *tx)
-        .await?
-    {
-        named.push(r.try_get("credential_id")?);
-        stored_key_id = r.try_get("key_id")?;
+    if let Some((credential_id, key_id)) = store::directive_key(&mut tx, &req.directive_id).await? {
+        named.push(credential_id);
+        stored_key_id = key_id;
     }
     let d = directive_for(&state, &mut tx, &req.key_id, &named)
         .await?
@@ -244,20 +206,17 @@ pub async fn receipt(
         ..req.clone()
     })
     .map_err(Error::Corrupt)?;
-    let person: String = sqlx::query("SELECT person_id FROM key_reclaims WHERE id = $1")
-        .bind(&d.id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("person_id")?;
+    let person = store::reclaim_person(&mut tx, &d.id).await?;
     for credential in &d.credential_ids {
-        sqlx::query("UPDATE key_reclaims SET state = $1, completed_at = $2, station = $3, receipt = $4 WHERE credential_id = $5 AND state = 'pending'")
-            .bind(if reclaimed { "done" } else { "pending" })
-            .bind(reclaimed.then_some(now))
-            .bind(&call.device_id)
-            .bind(&receipt)
-            .bind(credential)
-            .execute(&mut *tx)
-            .await?;
+        store::record_receipt(
+            &mut tx,
+            credential,
+            reclaimed,
+            &call.device_id,
+            &receipt,
+            now,
+        )
+        .await?;
     }
     audit::record(
         &mut tx,

@@ -13,6 +13,7 @@ pub mod exceptions;
 pub mod offboard;
 pub mod people;
 pub mod policy;
+pub mod reclaim;
 pub mod recovery;
 pub mod stepup;
 pub mod tokens;
