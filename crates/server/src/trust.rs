@@ -19,7 +19,7 @@ use keywarden_protocol::SOFT_KEY_AAGUID;
 use openssl::hash::MessageDigest;
 use openssl::x509::X509;
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 use webauthn_rs_core::proto::{
     AttestationCaList, AttestationCaListBuilder, Credential, ParsedAttestationData,
@@ -31,6 +31,7 @@ use crate::auth::{AdminOnly, AdminOrAuditor, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::policy::{DeviceClass, Policy};
 use crate::state::AppState;
+use crate::store::trust as store;
 
 /// Source of a root taken from a verified FIDO Metadata Service blob.
 pub const SOURCE_MDS: &str = "mds";
@@ -146,21 +147,7 @@ pub(crate) async fn insert_anchor(
     let pem = cert
         .to_pem()
         .map_err(|e| Error::Webauthn(format!("certificate PEM: {e}")))?;
-    sqlx::query(
-        "INSERT INTO trust_anchors (fingerprint, source, label, subject, certificate, aaguids, not_after, added_at, added_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&anchor.fingerprint)
-    .bind(source)
-    .bind(label)
-    .bind(&anchor.subject)
-    .bind(String::from_utf8_lossy(&pem).into_owned())
-    .bind(serde_json::to_string(aaguids).map_err(Error::Corrupt)?)
-    .bind(&anchor.not_after)
-    .bind(now)
-    .bind(actor)
-    .execute(&mut **tx)
-    .await?;
+    store::insert_anchor(tx, &anchor, &String::from_utf8_lossy(&pem)).await?;
     Ok(anchor)
 }
 
@@ -187,13 +174,7 @@ pub async fn add_admin_anchor(
     })?;
     let fp = fingerprint(&cert)?;
     let mut tx = crate::db::begin(db).await?;
-    let exists =
-        sqlx::query("SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1 AND source = $2")
-            .bind(&fp)
-            .bind(SOURCE_ADMIN)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if exists.is_some() {
+    if store::anchor_exists(&mut tx, &fp, Some(SOURCE_ADMIN)).await? {
         return Err(Error::conflict(
             "trust_anchor_exists",
             format!("root {fp} is already a trust anchor"),
@@ -223,19 +204,9 @@ pub async fn remove_admin_anchor(
 ) -> Result<()> {
     let fp = fingerprint.trim().to_ascii_lowercase();
     let mut tx = crate::db::begin(db).await?;
-    let row = sqlx::query(
-        "SELECT label, subject FROM trust_anchors WHERE fingerprint = $1 AND source = $2",
-    )
-    .bind(&fp)
-    .bind(SOURCE_ADMIN)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row else {
-        let from_mds = sqlx::query("SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1")
-            .bind(&fp)
-            .fetch_optional(&mut *tx)
-            .await?;
-        return Err(if from_mds.is_some() {
+    let removed = store::remove_anchor(&mut tx, &fp, SOURCE_ADMIN).await?;
+    let Some((label, subject)) = removed else {
+        return Err(if store::anchor_exists(&mut tx, &fp, None).await? {
             Error::conflict(
                 "trust_anchor_from_mds",
                 format!("root {fp} comes from the FIDO metadata; it changes only when a newer blob is loaded"),
@@ -244,18 +215,13 @@ pub async fn remove_admin_anchor(
             Error::not_found("trust_anchor_unknown", format!("no trust anchor {fp}"))
         });
     };
-    sqlx::query("DELETE FROM trust_anchors WHERE fingerprint = $1 AND source = $2")
-        .bind(&fp)
-        .bind(SOURCE_ADMIN)
-        .execute(&mut *tx)
-        .await?;
     audit::record(
         &mut tx,
         now,
         actor,
         "trust_anchor.removed",
         &format!("trust_anchor:{fp}"),
-        serde_json::json!({"source": SOURCE_ADMIN, "label": row.try_get::<String, _>("label")?, "subject": row.try_get::<String, _>("subject")?}),
+        serde_json::json!({"source": SOURCE_ADMIN, "label": label, "subject": subject}),
     )
     .await?;
     tx.commit().await?;
@@ -271,27 +237,22 @@ async fn anchor_rows<'e, E>(db: E) -> Result<Vec<AnchorRow>>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let rows = sqlx::query(
-        "SELECT fingerprint, source, label, subject, certificate, aaguids, not_after, added_at, added_by \
-         FROM trust_anchors ORDER BY CASE WHEN source = 'admin' THEN 0 ELSE 1 END, label, fingerprint",
-    )
-    .fetch_all(db)
-    .await?;
-    rows.iter()
+    store::anchors(db)
+        .await?
+        .into_iter()
         .map(|r| {
             Ok(AnchorRow {
                 anchor: TrustAnchor {
-                    fingerprint: r.try_get("fingerprint")?,
-                    source: r.try_get("source")?,
-                    label: r.try_get("label")?,
-                    subject: r.try_get("subject")?,
-                    aaguids: serde_json::from_str(&r.try_get::<String, _>("aaguids")?)
-                        .map_err(Error::Corrupt)?,
-                    not_after: r.try_get("not_after")?,
-                    added_at_ms: r.try_get("added_at")?,
-                    added_by: r.try_get("added_by")?,
+                    fingerprint: r.fingerprint,
+                    source: r.source,
+                    label: r.label,
+                    subject: r.subject,
+                    aaguids: serde_json::from_str(&r.aaguids).map_err(Error::Corrupt)?,
+                    not_after: r.not_after,
+                    added_at_ms: r.added_at,
+                    added_by: r.added_by,
                 },
-                certificate: r.try_get("certificate")?,
+                certificate: r.certificate,
             })
         })
         .collect()
@@ -302,21 +263,13 @@ pub async fn mds_status<'e, E>(db: E, now: i64) -> Result<Option<MdsStatus>>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let row = sqlx::query(
-        "SELECT blob_no, next_update, next_update_ms, entries, loaded_at FROM mds_blobs ORDER BY blob_no DESC LIMIT 1",
-    )
-    .fetch_optional(db)
-    .await?;
-    row.map(|r| {
-        Ok(MdsStatus {
-            blob_no: r.try_get("blob_no")?,
-            next_update: r.try_get("next_update")?,
-            stale: now >= r.try_get::<i64, _>("next_update_ms")?,
-            loaded_at_ms: r.try_get("loaded_at")?,
-            models: r.try_get("entries")?,
-        })
-    })
-    .transpose()
+    Ok(store::latest_blob(db).await?.map(|r| MdsStatus {
+        blob_no: r.blob_no,
+        next_update: r.next_update,
+        stale: now >= r.next_update_ms,
+        loaded_at_ms: r.loaded_at,
+        models: r.entries,
+    }))
 }
 
 /// Every anchor and the metadata's freshness.
@@ -740,11 +693,7 @@ async fn device_class(
             "the attested AAGUID is the software key's (test/demo)",
         ));
     }
-    let row = sqlx::query("SELECT attachment FROM authenticator_models WHERE aaguid = $1")
-        .bind(aaguid)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(row) = row else {
+    let Some(attachment) = store::model_attachment(tx, aaguid).await? else {
         return Ok(match via {
             Via::Agent => (
                 DeviceClass::Roaming,
@@ -764,8 +713,7 @@ async fn device_class(
             ),
         });
     };
-    let hints: Vec<String> =
-        serde_json::from_str(&row.try_get::<String, _>("attachment")?).map_err(Error::Corrupt)?;
+    let hints: Vec<String> = serde_json::from_str(&attachment).map_err(Error::Corrupt)?;
     let internal = hints.iter().any(|h| h == "internal");
     Ok(match (internal, via) {
         (true, Via::Browser(DeviceClass::Phone)) => (

@@ -17,6 +17,7 @@ pub mod reclaim;
 pub mod recovery;
 pub mod stepup;
 pub mod tokens;
+pub mod trust;
 pub mod webhooks;
 
 use crate::error::{Error, Result};

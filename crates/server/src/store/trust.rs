@@ -1,0 +1,144 @@
+//! Trust anchors, the FIDO metadata blobs' status and authenticator models.
+
+use sqlx::{Any, AnyConnection, Executor};
+
+use crate::error::Result;
+use crate::trust::TrustAnchor;
+
+/// Store a trust anchor with its certificate (PEM).
+pub async fn insert_anchor(
+    db: &mut AnyConnection,
+    anchor: &TrustAnchor,
+    certificate: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO trust_anchors (fingerprint, source, label, subject, certificate, aaguids, not_after, added_at, added_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&anchor.fingerprint)
+    .bind(&anchor.source)
+    .bind(&anchor.label)
+    .bind(&anchor.subject)
+    .bind(certificate)
+    .bind(serde_json::to_string(&anchor.aaguids).map_err(crate::Error::Corrupt)?)
+    .bind(&anchor.not_after)
+    .bind(anchor.added_at_ms)
+    .bind(&anchor.added_by)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether a root with this fingerprint is a trust anchor (from `source`, or from any).
+pub async fn anchor_exists(
+    db: &mut AnyConnection,
+    fingerprint: &str,
+    source: Option<&str>,
+) -> Result<bool> {
+    let found = match source {
+        Some(source) => {
+            sqlx::query("SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1 AND source = $2")
+                .bind(fingerprint)
+                .bind(source)
+                .fetch_optional(db)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1")
+                .bind(fingerprint)
+                .fetch_optional(db)
+                .await?
+        }
+    };
+    Ok(found.is_some())
+}
+
+/// Remove an anchor from `source`; its label and subject, or `None` when there was none.
+pub async fn remove_anchor(
+    db: &mut AnyConnection,
+    fingerprint: &str,
+    source: &str,
+) -> Result<Option<(String, String)>> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT label, subject FROM trust_anchors WHERE fingerprint = $1 AND source = $2",
+    )
+    .bind(fingerprint)
+    .bind(source)
+    .fetch_optional(&mut *db)
+    .await?;
+    if row.is_some() {
+        sqlx::query("DELETE FROM trust_anchors WHERE fingerprint = $1 AND source = $2")
+            .bind(fingerprint)
+            .bind(source)
+            .execute(db)
+            .await?;
+    }
+    Ok(row)
+}
+
+/// A stored trust anchor.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AnchorRow {
+    /// SHA-256 of the certificate, hex.
+    pub fingerprint: String,
+    /// `admin` or `mds`.
+    pub source: String,
+    /// Label.
+    pub label: String,
+    /// Certificate subject.
+    pub subject: String,
+    /// The certificate (PEM).
+    pub certificate: String,
+    /// Models it is trusted for (JSON array; empty for any).
+    pub aaguids: String,
+    /// Certificate expiry.
+    pub not_after: String,
+    /// Added at (unix ms).
+    pub added_at: i64,
+    /// Added by.
+    pub added_by: String,
+}
+
+/// Every trust anchor, admin's first, by label.
+pub async fn anchors<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<AnchorRow>> {
+    Ok(sqlx::query_as(
+        "SELECT fingerprint, source, label, subject, certificate, aaguids, not_after, added_at, added_by \
+         FROM trust_anchors ORDER BY CASE WHEN source = 'admin' THEN 0 ELSE 1 END, label, fingerprint",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The latest verified metadata blob.
+#[derive(Debug, sqlx::FromRow)]
+pub struct BlobRow {
+    /// Its number.
+    pub blob_no: i64,
+    /// Its nextUpdate as written.
+    pub next_update: String,
+    /// nextUpdate (unix ms).
+    pub next_update_ms: i64,
+    /// Models it describes.
+    pub entries: i64,
+    /// Loaded at (unix ms).
+    pub loaded_at: i64,
+}
+
+/// The latest verified metadata blob, if one was loaded.
+pub async fn latest_blob<'c>(db: impl Executor<'c, Database = Any>) -> Result<Option<BlobRow>> {
+    Ok(sqlx::query_as(
+        "SELECT blob_no, next_update, next_update_ms, entries, loaded_at FROM mds_blobs ORDER BY blob_no DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// A model's attachment hints from the metadata (JSON array), if the model is known.
+pub async fn model_attachment(db: &mut AnyConnection, aaguid: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT attachment FROM authenticator_models WHERE aaguid = $1")
+            .bind(aaguid)
+            .fetch_optional(db)
+            .await?,
+    )
+}
