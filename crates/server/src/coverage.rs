@@ -14,13 +14,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use keywarden_protocol::Observed;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use utoipa::ToSchema;
 
 use crate::auth::{AnyStaff, Staff};
 use crate::error::{Error, Result};
 use crate::policy::{DeviceClass, PersonAttrs, Policies, Policy};
 use crate::state::AppState;
+use crate::store::coverage as store;
 
 /// Routes for coverage.
 pub fn router() -> Router<AppState> {
@@ -183,8 +184,8 @@ pub(crate) fn status_of(policy: &Policy, n: u32, classes: &[DeviceClass], exempt
     Status::Compliant
 }
 
-fn count(r: &sqlx::any::AnyRow, col: &str) -> Result<u64> {
-    Ok(u64::try_from(r.try_get::<i64, _>(col)?).unwrap_or(0))
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// Compute the report. `people_filter`: `None` lists nobody, `Some(None)` everyone,
@@ -201,15 +202,7 @@ pub async fn compute(
     } else {
         Default::default()
     };
-    let exempt: HashSet<String> = sqlx::query(
-        "SELECT DISTINCT person_id FROM exceptions WHERE expires_at > $1 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .fetch_all(db)
-    .await?
-    .iter()
-    .map(|r| r.try_get::<String, _>("person_id"))
-    .collect::<std::result::Result<_, _>>()?;
+    let exempt: HashSet<String> = store::exempt_people(db, now).await?;
     // Populations that judge laptops' ongoing posture; the laptops of people's active keys are
     // only read when there is one.
     let required: Vec<_> = policies
@@ -222,43 +215,12 @@ pub async fn compute(
         )])
         .filter(|(_, r)| !r.is_empty())
         .collect();
-    let laptop_columns = if !required.is_empty() {
-        "CASE WHEN MIN(c.device_id) = MAX(c.device_id) THEN MIN(c.device_id) END AS laptop, \
-         CASE WHEN MIN(c.device_id) <> MAX(c.device_id) THEN 1 ELSE 0 END AS several_laptops"
-    } else {
-        "NULL AS laptop, 0 AS several_laptops"
-    };
-    let aggregate_sql = format!(
-        "SELECT p.id, p.user_name, p.user_type, p.department, p.employee_number, \
-         COUNT(c.id) AS n, \
-         COUNT(CASE WHEN c.device_class = 'roaming' THEN 1 END) AS n_roaming, \
-         COUNT(CASE WHEN c.device_class = 'platform' THEN 1 END) AS n_platform, \
-         COUNT(CASE WHEN c.device_class = 'phone' THEN 1 END) AS n_phone, \
-         COUNT(CASE WHEN c.device_class = 'software' THEN 1 END) AS n_software, \
-         COUNT(CASE WHEN c.backup_eligible = 1 THEN 1 END) AS n_synced, \
-         {laptop_columns} \
-         FROM people p LEFT JOIN credentials c ON c.person_id = p.id AND c.status = 'active' \
-         WHERE p.active = 1 AND p.deleted_at IS NULL \
-         GROUP BY p.id, p.user_name, p.user_type, p.department, p.employee_number \
-         ORDER BY p.user_name"
-    );
+
     // The three reads are independent: run them side by side (SQLite in WAL mode and
     // PostgreSQL both serve concurrent readers), which matters on a large directory.
     let (rows, model_rows, laptops) = tokio::try_join!(
-        async {
-            sqlx::query(&aggregate_sql)
-                .fetch_all(db)
-                .await
-                .map_err(Error::from)
-        },
-        async {
-            sqlx::query(
-                "SELECT aaguid, model, COUNT(*) AS n FROM credentials WHERE status = 'active' GROUP BY aaguid, model ORDER BY n DESC, aaguid",
-            )
-            .fetch_all(db)
-            .await
-            .map_err(Error::from)
-        },
+        store::people(db, !required.is_empty()),
+        store::models(db),
         crate::ongoing::laptops(db),
     )?;
     let mut pops: BTreeMap<String, PopulationCoverage> = BTreeMap::new();
@@ -285,16 +247,16 @@ pub async fn compute(
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     let mut people = Vec::new();
     let mut posture_subjects = Vec::new();
-    for r in &rows {
-        let id: String = r.try_get("id")?;
+    for r in rows {
+        let id = r.id;
         let mut classes = Vec::new();
-        for (col, class) in [
-            ("n_roaming", DeviceClass::Roaming),
-            ("n_platform", DeviceClass::Platform),
-            ("n_phone", DeviceClass::Phone),
-            ("n_software", DeviceClass::Software),
+        for (n, class) in [
+            (r.n_roaming, DeviceClass::Roaming),
+            (r.n_platform, DeviceClass::Platform),
+            (r.n_phone, DeviceClass::Phone),
+            (r.n_software, DeviceClass::Software),
         ] {
-            let n = count(r, col)?;
+            let n = count(n);
             if n > 0 {
                 classes.push(class);
                 *credentials_by_class
@@ -302,12 +264,12 @@ pub async fn compute(
                     .or_default() += n;
             }
         }
-        synced_credentials += count(r, "n_synced")?;
-        let n = u32::try_from(count(r, "n")?).unwrap_or(u32::MAX);
+        synced_credentials += count(r.n_synced);
+        let n = u32::try_from(count(r.n)).unwrap_or(u32::MAX);
         let attrs = PersonAttrs {
-            user_type: r.try_get("user_type")?,
-            department: r.try_get("department")?,
-            employee_number: r.try_get("employee_number")?,
+            user_type: r.user_type,
+            department: r.department,
+            employee_number: r.employee_number,
             groups: memberships.get(&id).cloned().unwrap_or_default(),
         };
         let (population, policy) = policies.resolve(&attrs);
@@ -316,10 +278,7 @@ pub async fn compute(
                 person_id: id.clone(),
                 population,
                 requirements: &policy.ongoing_posture,
-                laptops: crate::ongoing::Laptops::from_aggregate(
-                    r.try_get("laptop")?,
-                    count(r, "several_laptops")? > 0,
-                ),
+                laptops: crate::ongoing::Laptops::from_aggregate(r.laptop, r.several_laptops > 0),
             });
         }
         let status = status_of(policy, n, &classes, exempt.contains(&id));
@@ -342,7 +301,7 @@ pub async fn compute(
         if listed {
             people.push(PersonCoverage {
                 person_id: id,
-                user_name: r.try_get("user_name")?,
+                user_name: r.user_name,
                 population: population.to_owned(),
                 status,
                 active_authenticators: n,
@@ -357,15 +316,13 @@ pub async fn compute(
         }
     }
     let keys_by_model = model_rows
-        .iter()
-        .map(|r| {
-            Ok(ModelCount {
-                aaguid: r.try_get("aaguid")?,
-                model: r.try_get("model")?,
-                credentials: count(r, "n")?,
-            })
+        .into_iter()
+        .map(|r| ModelCount {
+            aaguid: r.aaguid,
+            model: r.model,
+            credentials: count(r.n),
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     let ongoing = crate::ongoing::evaluate(db, now, &required, &posture_subjects, &laptops).await?;
     for p in &mut people {
         if let Some(f) = ongoing.failures.get(&p.person_id) {
