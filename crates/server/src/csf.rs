@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use utoipa::ToSchema;
 
 use crate::auth::{AdminOrAuditor, Staff};
@@ -78,15 +78,14 @@ pub struct CsfEvidence {
 }
 
 async fn count(db: &AnyPool, sql: &str) -> Result<serde_json::Value> {
-    let n: i64 = sqlx::query(sql).fetch_one(db).await?.try_get(0)?;
+    let n: i64 = sqlx::query_scalar(sql).fetch_one(db).await?;
     Ok(n.into())
 }
 
 async fn grouped(db: &AnyPool, sql: &str) -> Result<serde_json::Value> {
     let mut map = serde_json::Map::new();
-    for r in sqlx::query(sql).fetch_all(db).await? {
-        let k: String = r.try_get(0)?;
-        let n: i64 = r.try_get(1)?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(sql).fetch_all(db).await?;
+    for (k, n) in rows {
         map.insert(k, n.into());
     }
     Ok(serde_json::Value::Object(map))
@@ -102,23 +101,21 @@ async fn excerpts(db: &AnyPool, prefixes: &[&str]) -> Result<Vec<Excerpt>> {
     let sql = format!(
         "SELECT seq, at, actor, action, subject FROM audit_log WHERE {cond} ORDER BY seq DESC LIMIT 10"
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query_as::<_, (i64, i64, String, String, String)>(&sql);
     for p in prefixes {
         q = q.bind(format!("{p}%"));
     }
-    q.fetch_all(db)
+    Ok(q.fetch_all(db)
         .await?
-        .iter()
-        .map(|r| {
-            Ok(Excerpt {
-                seq: r.try_get("seq")?,
-                at_ms: r.try_get("at")?,
-                actor: r.try_get("actor")?,
-                action: r.try_get("action")?,
-                subject: r.try_get("subject")?,
-            })
+        .into_iter()
+        .map(|(seq, at_ms, actor, action, subject)| Excerpt {
+            seq,
+            at_ms,
+            actor,
+            action,
+            subject,
         })
-        .collect()
+        .collect())
 }
 
 fn fact(label: &str, value: serde_json::Value) -> Fact {

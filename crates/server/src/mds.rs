@@ -17,7 +17,7 @@ use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509StoreContext, X509};
 use serde_json::Value;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use crate::audit;
 use crate::error::{Error, Result};
@@ -233,15 +233,14 @@ pub async fn load_into_population(
     blob: &MdsBlob,
 ) -> Result<usize> {
     let mut tx = crate::db::begin(db).await?;
-    let row = sqlx::query("SELECT policy FROM populations WHERE name = $1")
+    let stored: String = sqlx::query_scalar("SELECT policy FROM populations WHERE name = $1")
         .bind(population)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| {
             Error::not_found("population_unknown", format!("no population {population}"))
         })?;
-    let mut policy: Policy =
-        serde_json::from_str(&row.try_get::<String, _>("policy")?).map_err(Error::Corrupt)?;
+    let mut policy: Policy = serde_json::from_str(&stored).map_err(Error::Corrupt)?;
     let mut allowed: Vec<String> = blob
         .entries
         .iter()
@@ -296,10 +295,9 @@ pub async fn store_metadata(
     blob: &MdsBlob,
 ) -> Result<StoredMetadata> {
     let mut tx = crate::db::begin(db).await?;
-    let latest: Option<i64> = sqlx::query("SELECT MAX(blob_no) AS n FROM mds_blobs")
+    let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(blob_no) AS n FROM mds_blobs")
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        .await?;
     if let Some(latest) = latest.filter(|n| *n > blob.number) {
         return Err(Error::conflict(
             "mds_outdated",

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use keywarden_protocol::{Posture, Report};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use utoipa::ToSchema;
 
 use crate::error::Result;
@@ -49,26 +49,21 @@ pub struct Laptop {
 
 /// Every laptop with the posture of its latest report.
 pub async fn laptops(db: &AnyPool) -> Result<HashMap<String, Laptop>> {
-    let rows = sqlx::query(
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT d.id, d.hostname, r.body FROM devices d \
          LEFT JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id",
     )
     .fetch_all(db)
     .await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let body: Option<String> = r.try_get("body")?;
-        out.insert(
-            r.try_get("id")?,
-            Laptop {
-                hostname: r.try_get("hostname")?,
-                posture: body
-                    .and_then(|b| serde_json::from_str::<Report>(&b).ok())
-                    .map(|r| r.posture),
-            },
-        );
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|(id, hostname, body)| {
+            let posture = body
+                .and_then(|b| serde_json::from_str::<Report>(&b).ok())
+                .map(|r| r.posture);
+            (id, Laptop { hostname, posture })
+        })
+        .collect())
 }
 
 /// A person whose population requires ongoing posture.

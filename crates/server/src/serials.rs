@@ -13,7 +13,7 @@
 //! population (the default one included) forbids serials, since it may be anyone's.
 
 use keywarden_protocol::{KeyBackend, KeyInfo};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::error::Result;
 use crate::policy::{self, Policies, Policy};
@@ -89,7 +89,7 @@ pub async fn allowed_for_device(
     if !any_forbid(policies) {
         return Ok(true);
     }
-    let people = sqlx::query(
+    let people: Vec<String> = sqlx::query_scalar(
         "SELECT person_id FROM enrolment_sessions WHERE device_id = $1 \
          UNION SELECT person_id FROM credentials WHERE device_id = $1",
     )
@@ -99,8 +99,7 @@ pub async fn allowed_for_device(
     if people.is_empty() {
         return Ok(false);
     }
-    for r in people {
-        let person: String = r.try_get("person_id")?;
+    for person in people {
         let attrs = policy::person_attrs(tx, &person).await?;
         if !policies.resolve(&attrs).1.collect_serial_numbers {
             return Ok(false);
