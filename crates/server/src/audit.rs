@@ -220,16 +220,7 @@ pub async fn verify(db: &AnyPool) -> Result<Verification> {
             ));
             break;
         }
-        let recomputed = row_hash(
-            seq,
-            &id,
-            at,
-            &actor,
-            &action,
-            &subject,
-            &detail,
-            &expected_prev,
-        );
+        let recomputed = row_hash(seq, id, at, actor, action, subject, detail, &expected_prev);
         if hash.as_deref() != Some(recomputed.as_str()) {
             problem = Some(format!(
                 "row {seq} ({action} at {}) was changed after it was written",
