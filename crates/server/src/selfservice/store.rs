@@ -94,13 +94,7 @@ pub(super) async fn end_sessions(
         SessionsOf::Session => "UPDATE web_sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
         SessionsOf::Person => "UPDATE web_sessions SET ended_at = $1, end_reason = $2 WHERE person_id = $3 AND ended_at IS NULL",
     };
-    Ok(sqlx::query(sql)
-        .bind(now)
-        .bind(reason)
-        .bind(value)
-        .execute(db)
-        .await?
-        .rows_affected())
+    crate::store::stamp(db, sql, now, &[reason, value]).await
 }
 
 /// Which sessions [`end_sessions`] ends.
@@ -179,13 +173,8 @@ pub(super) async fn challenge(db: &mut AnyConnection, id: &str) -> Result<Option
 
 /// Spend a challenge; whether it was unused.
 pub(super) async fn use_challenge(db: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
-    let used =
-        sqlx::query("UPDATE web_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(db)
-            .await?;
-    Ok(used.rows_affected() == 1)
+    let sql = "UPDATE web_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
+    Ok(crate::store::stamp(db, sql, now, &[id]).await? == 1)
 }
 
 /// A one-time link from the app with the enrolment session it belongs to.
@@ -212,12 +201,8 @@ pub(super) async fn link(db: &mut AnyConnection, link_hash: &str) -> Result<Opti
 
 /// Spend a link; whether it was unused.
 pub(super) async fn use_link(db: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
-    let used = sqlx::query("UPDATE web_links SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(used.rows_affected() == 1)
+    let sql = "UPDATE web_links SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
+    Ok(crate::store::stamp(db, sql, now, &[id]).await? == 1)
 }
 
 /// A link being issued to the app.

@@ -71,13 +71,5 @@ pub async fn use_provisioning_token(
     device_id: &str,
     now: i64,
 ) -> Result<bool> {
-    let used = sqlx::query(
-        "UPDATE provisioning_tokens SET used_at = $1, used_by_device = $2 WHERE id = $3 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(device_id)
-    .bind(token_id)
-    .execute(db)
-    .await?;
-    Ok(used.rows_affected() == 1)
+    Ok(super::stamp(db, "UPDATE provisioning_tokens SET used_at = $1, used_by_device = $2 WHERE id = $3 AND used_at IS NULL", now, &[device_id, token_id]).await? == 1)
 }

@@ -3,7 +3,7 @@
 use keywarden_protocol::CredentialView;
 use sqlx::{Any, AnyConnection, Executor};
 
-use super::flag;
+use super::{flag, stamp};
 use crate::error::Result;
 
 /// A `credentials` row as its view needs it.
@@ -123,23 +123,13 @@ pub async fn standing(db: &mut AnyConnection, id: &str) -> Result<Option<Standin
 
 /// Suspend a credential if it is active.
 pub async fn suspend(db: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<()> {
-    sqlx::query("UPDATE credentials SET status = 'suspended', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status = 'active'")
-        .bind(now)
-        .bind(reason)
-        .bind(id)
-        .execute(db)
-        .await?;
+    stamp(db, "UPDATE credentials SET status = 'suspended', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status = 'active'", now, &[reason, id]).await?;
     Ok(())
 }
 
 /// Revoke a credential unless it is revoked already.
 pub async fn revoke(db: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<()> {
-    sqlx::query("UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status <> 'revoked'")
-        .bind(now)
-        .bind(reason)
-        .bind(id)
-        .execute(db)
-        .await?;
+    stamp(db, "UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE id = $3 AND status <> 'revoked'", now, &[reason, id]).await?;
     Ok(())
 }
 

@@ -33,16 +33,7 @@ pub async fn mark_retired(
     actor: &str,
     now: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE devices SET retired_at = $1, retired_reason = $2, retired_by = $3 WHERE id = $4 AND retired_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(actor)
-    .bind(device_id)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(super::stamp(db, "UPDATE devices SET retired_at = $1, retired_reason = $2, retired_by = $3 WHERE id = $4 AND retired_at IS NULL", now, &[reason, actor, device_id]).await? == 1)
 }
 
 /// The people bound to a laptop now, by id.
@@ -52,12 +43,12 @@ pub async fn bound_people(db: &mut AnyConnection, device_id: &str) -> Result<Vec
 
 /// End every binding of a laptop.
 pub async fn unbind_all(db: &mut AnyConnection, device_id: &str, now: i64) -> Result<()> {
-    sqlx::query(
+    super::stamp(
+        db,
         "UPDATE device_bindings SET unbound_at = $1 WHERE device_id = $2 AND unbound_at IS NULL",
+        now,
+        &[device_id],
     )
-    .bind(now)
-    .bind(device_id)
-    .execute(db)
     .await?;
     Ok(())
 }
@@ -74,14 +65,13 @@ pub async fn redeemed_recoveries(db: &mut AnyConnection, device_id: &str) -> Res
 
 /// Close the enrolment sessions open on a laptop; how many.
 pub async fn close_sessions(db: &mut AnyConnection, device_id: &str, now: i64) -> Result<u64> {
-    Ok(sqlx::query(
+    super::stamp(
+        db,
         "UPDATE enrolment_sessions SET closed_at = $1 WHERE device_id = $2 AND closed_at IS NULL",
+        now,
+        &[device_id],
     )
-    .bind(now)
-    .bind(device_id)
-    .execute(db)
-    .await?
-    .rows_affected())
+    .await
 }
 
 /// A credential living inside a laptop.

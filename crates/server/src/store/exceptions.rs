@@ -92,11 +92,13 @@ pub async fn revoke(db: &mut AnyConnection, id: &str, now: i64) -> Result<Option
             .fetch_optional(&mut *db)
             .await?;
     if person.is_some() {
-        sqlx::query("UPDATE exceptions SET revoked_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(db)
-            .await?;
+        super::stamp(
+            db,
+            "UPDATE exceptions SET revoked_at = $1 WHERE id = $2",
+            now,
+            &[id],
+        )
+        .await?;
     }
     Ok(person)
 }

@@ -29,6 +29,21 @@ pub(crate) fn json_text<T: serde::de::DeserializeOwned>(text: Option<&str>) -> R
         .transpose()
 }
 
+/// Run `sql`, a statement stamped with the time: `$1` is `now`, `$2`, `$3`, … are `values` in
+/// order. How many rows it changed (a conditional UPDATE that claims one row changes 1 or 0).
+pub(crate) async fn stamp(
+    db: &mut sqlx::AnyConnection,
+    sql: &str,
+    now: i64,
+    values: &[&str],
+) -> Result<u64> {
+    let mut q = sqlx::query(sql).bind(now);
+    for v in values {
+        q = q.bind(*v);
+    }
+    Ok(q.execute(db).await?.rows_affected())
+}
+
 /// A stored 0/1 integer as the boolean it means.
 pub(crate) fn flag(v: i64) -> bool {
     v != 0

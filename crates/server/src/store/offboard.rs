@@ -147,23 +147,13 @@ pub async fn revoke_credentials(
     reason: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE person_id = $3 AND status <> 'revoked'")
-        .bind(now)
-        .bind(reason)
-        .bind(person_id)
-        .execute(db)
-        .await?;
+    super::stamp(db, "UPDATE credentials SET status = 'revoked', status_changed_at = $1, status_reason = $2 WHERE person_id = $3 AND status <> 'revoked'", now, &[reason, person_id]).await?;
     Ok(())
 }
 
 /// Run `sql`, which takes the time as `$1` and the person as `$2`; the rows it changed.
 async fn touch(db: &mut AnyConnection, sql: &str, person_id: &str, now: i64) -> Result<u64> {
-    Ok(sqlx::query(sql)
-        .bind(now)
-        .bind(person_id)
-        .execute(db)
-        .await?
-        .rows_affected())
+    super::stamp(db, sql, now, &[person_id]).await
 }
 
 /// Cancel a person's enrolment tickets still redeemable; how many.

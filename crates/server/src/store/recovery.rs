@@ -132,18 +132,13 @@ pub async fn ids(db: &mut AnyConnection) -> Result<Vec<String>> {
 
 /// Cancel a recovery and close its enrolment session.
 pub async fn cancel(db: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<()> {
-    sqlx::query("UPDATE recoveries SET state = 'cancelled', cancelled_at = $1, cancel_reason = $2 WHERE id = $3")
-        .bind(now)
-        .bind(reason)
-        .bind(id)
-        .execute(&mut *db)
-        .await?;
-    sqlx::query(
+    super::stamp(db, "UPDATE recoveries SET state = 'cancelled', cancelled_at = $1, cancel_reason = $2 WHERE id = $3", now, &[reason, id]).await?;
+    super::stamp(
+        db,
         "UPDATE enrolment_sessions SET closed_at = $1 WHERE recovery_id = $2 AND closed_at IS NULL",
+        now,
+        &[id],
     )
-    .bind(now)
-    .bind(id)
-    .execute(db)
     .await?;
     Ok(())
 }
@@ -174,13 +169,7 @@ pub async fn mark_redeemed(
     device_id: &str,
     now: i64,
 ) -> Result<bool> {
-    let marked = sqlx::query("UPDATE recoveries SET state = 'redeemed', redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND state = 'ready'")
-        .bind(now)
-        .bind(device_id)
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(marked.rows_affected() == 1)
+    Ok(super::stamp(db, "UPDATE recoveries SET state = 'redeemed', redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND state = 'ready'", now, &[device_id, id]).await? == 1)
 }
 
 /// The enrolment session a redeemed recovery opened.
@@ -195,10 +184,12 @@ pub async fn set_session(db: &mut AnyConnection, id: &str, session_id: &str) -> 
 
 /// A recovery's replacement is enrolled.
 pub async fn complete(db: &mut AnyConnection, id: &str, now: i64) -> Result<()> {
-    sqlx::query("UPDATE recoveries SET state = 'completed', completed_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(db)
-        .await?;
+    super::stamp(
+        db,
+        "UPDATE recoveries SET state = 'completed', completed_at = $1 WHERE id = $2",
+        now,
+        &[id],
+    )
+    .await?;
     Ok(())
 }

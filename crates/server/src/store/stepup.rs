@@ -63,14 +63,8 @@ pub async fn challenge(db: &mut AnyConnection, id: &str) -> Result<Option<Challe
 
 /// Spend a challenge; whether it was unused.
 pub async fn use_challenge(db: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
-    let used = sqlx::query(
-        "UPDATE assertion_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(db)
-    .await?;
-    Ok(used.rows_affected() == 1)
+    let sql = "UPDATE assertion_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
+    Ok(super::stamp(db, sql, now, &[id]).await? == 1)
 }
 
 /// A credential an assertion is checked against, with its person's standing.

@@ -110,15 +110,7 @@ pub async fn all<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<TokenR
 
 /// Revoke a token that is not revoked; whether it was live.
 pub async fn revoke(db: &mut AnyConnection, id: &str, reason: &str, now: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(id)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(super::stamp(db, "UPDATE api_tokens SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL", now, &[reason, id]).await? == 1)
 }
 
 /// A person's tokens not revoked, oldest first.

@@ -174,24 +174,18 @@ pub async fn lease(db: &AnyPool, id: &str, until: i64, now: i64) -> Result<bool>
 
 /// An event was delivered at `at`.
 pub async fn delivered(db: &mut AnyConnection, id: &str, at: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE outbox_events SET delivered_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = $2",
-    )
-    .bind(at)
-    .bind(id)
-    .execute(db)
-    .await?;
+    super::stamp(db, "UPDATE outbox_events SET delivered_at = $1, attempts = attempts + 1, lease_until = NULL, last_error = NULL WHERE id = $2", at, &[id]).await?;
     Ok(())
 }
 
 /// The IdP acknowledged an offboarding's event at `at_us`.
 pub async fn offboarding_acked(db: &mut AnyConnection, event_id: &str, at_us: i64) -> Result<()> {
-    sqlx::query(
+    super::stamp(
+        db,
         "UPDATE offboardings SET acked_at_us = $1 WHERE event_id = $2 AND acked_at_us IS NULL",
+        at_us,
+        &[event_id],
     )
-    .bind(at_us)
-    .bind(event_id)
-    .execute(db)
     .await?;
     Ok(())
 }
