@@ -75,12 +75,12 @@ pub(super) struct PersonRow {
 
 /// One person.
 pub(super) async fn person(db: &mut AnyConnection, id: &str) -> Result<Option<PersonRow>> {
-    Ok(sqlx::query_as(
+    crate::store::row_by(
+        db,
         "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
+        id,
     )
-    .bind(id)
-    .fetch_optional(db)
-    .await?)
+    .await
 }
 
 /// An enrolment session's owner, laptop and state.
@@ -94,12 +94,12 @@ pub(super) struct SessionRow {
 
 /// One enrolment session.
 pub(super) async fn session(db: &mut AnyConnection, id: &str) -> Result<Option<SessionRow>> {
-    Ok(sqlx::query_as(
+    crate::store::row_by(
+        db,
         "SELECT person_id, device_id, expires_at, closed_at FROM enrolment_sessions WHERE id = $1",
+        id,
     )
-    .bind(id)
-    .fetch_optional(db)
-    .await?)
+    .await
 }
 
 /// A key's enrolment ceremony with its session.
@@ -118,13 +118,8 @@ pub(super) struct CeremonyRow {
 
 /// One ceremony.
 pub(super) async fn ceremony(db: &mut AnyConnection, id: &str) -> Result<Option<CeremonyRow>> {
-    Ok(sqlx::query_as(
-        "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
-         FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await?)
+    crate::store::row_by(db, "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
+         FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1", id).await
 }
 
 /// A ceremony bound its credential.
@@ -145,12 +140,7 @@ pub(super) async fn complete_ceremony(
 
 /// A laptop's host name.
 pub(super) async fn hostname(db: &mut AnyConnection, device_id: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT hostname FROM devices WHERE id = $1")
-            .bind(device_id)
-            .fetch_optional(db)
-            .await?,
-    )
+    crate::store::value_by(db, "SELECT hostname FROM devices WHERE id = $1", device_id).await
 }
 
 /// An enrolment ticket.
@@ -165,12 +155,7 @@ pub(super) struct TicketRow {
 
 /// The ticket with this hash.
 pub(super) async fn ticket(db: &mut AnyConnection, ticket_hash: &str) -> Result<Option<TicketRow>> {
-    Ok(sqlx::query_as(
-        "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1",
-    )
-    .bind(ticket_hash)
-    .fetch_optional(db)
-    .await?)
+    crate::store::row_by(db, "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1", ticket_hash).await
 }
 
 /// Mark a ticket redeemed; whether it was unredeemed.

@@ -51,12 +51,7 @@ pub(super) struct Ref {
 
 /// The groups a person is in, by name.
 pub(super) async fn groups_of(db: &mut AnyConnection, person_id: &str) -> Result<Vec<Ref>> {
-    Ok(sqlx::query_as(
-        "SELECT g.id, g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1 ORDER BY g.display_name",
-    )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+    crate::store::rows_by(db, "SELECT g.id, g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1 ORDER BY g.display_name", person_id).await
 }
 
 /// Whether another person has this userName (case-insensitively).
@@ -136,12 +131,12 @@ pub(super) struct Standing {
 
 /// See [`Standing`].
 pub(super) async fn user_standing(db: &mut AnyConnection, id: &str) -> Result<Option<Standing>> {
-    Ok(
-        sqlx::query_as("SELECT user_name, active FROM people WHERE id = $1 AND deleted_at IS NULL")
-            .bind(id)
-            .fetch_optional(db)
-            .await?,
+    crate::store::row_by(
+        db,
+        "SELECT user_name, active FROM people WHERE id = $1 AND deleted_at IS NULL",
+        id,
     )
+    .await
 }
 
 /// Delete a person from the feed: inactive, deleted, their userName freed as `freed_name`,
@@ -198,12 +193,7 @@ pub(super) async fn members<'c>(
     db: impl Executor<'c, Database = Any>,
     group_id: &str,
 ) -> Result<Vec<Ref>> {
-    Ok(sqlx::query_as(
-        "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name",
-    )
-    .bind(group_id)
-    .fetch_all(db)
-    .await?)
+    crate::store::rows_by(db, "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name", group_id).await
 }
 
 /// Whether another group has this name (case-insensitively).
@@ -277,11 +267,12 @@ pub(super) async fn update_group(
 
 /// Delete a group and its memberships; its name, or `None` when there is no such group.
 pub(super) async fn delete_group(db: &mut AnyConnection, id: &str) -> Result<Option<String>> {
-    let name: Option<String> =
-        sqlx::query_scalar("SELECT display_name FROM scim_groups WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *db)
-            .await?;
+    let name: Option<String> = crate::store::value_by(
+        &mut *db,
+        "SELECT display_name FROM scim_groups WHERE id = $1",
+        id,
+    )
+    .await?;
     if name.is_some() {
         sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
             .bind(id)

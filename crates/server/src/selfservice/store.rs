@@ -25,13 +25,8 @@ pub(super) async fn session<'c>(
     db: impl Executor<'c, Database = Any>,
     token_hash: &str,
 ) -> Result<Option<SessionRow>> {
-    Ok(sqlx::query_as(
-        "SELECT s.id, s.person_id, s.proof, s.signed_in_with, s.last_seen_at, s.expires_at, s.proof_expires_at, s.ended_at, \
-         p.user_name, p.display_name, p.active FROM web_sessions s JOIN people p ON p.id = s.person_id WHERE s.token_hash = $1",
-    )
-    .bind(token_hash)
-    .fetch_optional(db)
-    .await?)
+    crate::store::row_by(db, "SELECT s.id, s.person_id, s.proof, s.signed_in_with, s.last_seen_at, s.expires_at, s.proof_expires_at, s.ended_at, \
+         p.user_name, p.display_name, p.active FROM web_sessions s JOIN people p ON p.id = s.person_id WHERE s.token_hash = $1", token_hash).await
 }
 
 /// A request was seen on a session that has not ended.
@@ -163,12 +158,7 @@ pub(super) struct ChallengeRow {
 
 /// One challenge.
 pub(super) async fn challenge(db: &mut AnyConnection, id: &str) -> Result<Option<ChallengeRow>> {
-    Ok(sqlx::query_as(
-        "SELECT session_id, purpose, state, device_class, name, expires_at, used_at FROM web_challenges WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await?)
+    crate::store::row_by(db, "SELECT session_id, purpose, state, device_class, name, expires_at, used_at FROM web_challenges WHERE id = $1", id).await
 }
 
 /// Spend a challenge; whether it was unused.
@@ -190,13 +180,8 @@ pub(super) struct LinkRow {
 
 /// The link with this hash.
 pub(super) async fn link(db: &mut AnyConnection, link_hash: &str) -> Result<Option<LinkRow>> {
-    Ok(sqlx::query_as(
-        "SELECT l.id, l.person_id, l.expires_at, l.used_at, s.closed_at, s.expires_at AS session_expires \
-         FROM web_links l JOIN enrolment_sessions s ON s.id = l.enrolment_session_id WHERE l.link_hash = $1",
-    )
-    .bind(link_hash)
-    .fetch_optional(db)
-    .await?)
+    crate::store::row_by(db, "SELECT l.id, l.person_id, l.expires_at, l.used_at, s.closed_at, s.expires_at AS session_expires \
+         FROM web_links l JOIN enrolment_sessions s ON s.id = l.enrolment_session_id WHERE l.link_hash = $1", link_hash).await
 }
 
 /// Spend a link; whether it was unused.
@@ -235,12 +220,12 @@ pub(super) async fn insert_link(db: &mut AnyConnection, l: &NewLink<'_>, now: i6
 
 /// The device classes of a person's active credentials, one per credential.
 pub(super) async fn active_classes(db: &mut AnyConnection, person_id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    crate::store::values_by(
+        db,
         "SELECT device_class FROM credentials WHERE person_id = $1 AND status = 'active'",
+        person_id,
     )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+    .await
 }
 
 /// A laptop a person is bound to.
@@ -253,13 +238,8 @@ pub(super) struct LaptopRow {
 
 /// The laptops a person is bound to now, by host name.
 pub(super) async fn laptops_of(db: &mut AnyConnection, person_id: &str) -> Result<Vec<LaptopRow>> {
-    Ok(sqlx::query_as(
-        "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
-         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname",
-    )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+    crate::store::rows_by(db, "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
+         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname", person_id).await
 }
 
 /// The latest report of a laptop a person is bound to.
@@ -276,14 +256,9 @@ pub(super) async fn last_reports_of<'c>(
     db: impl Executor<'c, Database = Any>,
     person_id: &str,
 ) -> Result<Vec<LastReport>> {
-    Ok(sqlx::query_as(
-        "SELECT d.hostname, r.body, r.created_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
+    crate::store::rows_by(db, "SELECT d.hostname, r.body, r.created_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
          JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id \
-         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname",
-    )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname", person_id).await
 }
 
 /// Name one of a person's credentials that is not revoked; whether there was one.
@@ -322,10 +297,5 @@ pub(super) async fn prove_session(
 
 /// The laptop a one-time link was issued on.
 pub(super) async fn link_device(db: &mut AnyConnection, link_id: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT device_id FROM web_links WHERE id = $1")
-            .bind(link_id)
-            .fetch_optional(db)
-            .await?,
-    )
+    crate::store::value_by(db, "SELECT device_id FROM web_links WHERE id = $1", link_id).await
 }

@@ -212,13 +212,8 @@ pub async fn evidence<'c>(
     db: impl Executor<'c, Database = Any>,
     credential_id: &str,
 ) -> Result<Option<EnrolmentEvidence>> {
-    let row: Option<EvidenceRow> = sqlx::query_as(
-        "SELECT credential_id, attestation_object, client_data_json, challenge, rp_id, origin, verification, device_posture \
-         FROM enrolment_evidence WHERE credential_id = $1",
-    )
-    .bind(credential_id)
-    .fetch_optional(db)
-    .await?;
+    let row: Option<EvidenceRow> = super::row_by(db, "SELECT credential_id, attestation_object, client_data_json, challenge, rp_id, origin, verification, device_posture \
+         FROM enrolment_evidence WHERE credential_id = $1", credential_id).await?;
     row.map(|r| {
         Ok(EnrolmentEvidence {
             credential_id: r.credential_id,

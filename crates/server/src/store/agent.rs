@@ -20,12 +20,12 @@ pub async fn provisioning_token(
     db: &mut AnyConnection,
     token_hash: &str,
 ) -> Result<Option<ProvisioningToken>> {
-    Ok(sqlx::query_as(
+    super::row_by(
+        db,
         "SELECT id, expires_at, used_at FROM provisioning_tokens WHERE token_hash = $1",
+        token_hash,
     )
-    .bind(token_hash)
-    .fetch_optional(db)
-    .await?)
+    .await
 }
 
 /// Whether a laptop with this public key exists.

@@ -113,12 +113,12 @@ pub struct Standing {
 
 /// A credential's owner and status.
 pub async fn standing(db: &mut AnyConnection, id: &str) -> Result<Option<Standing>> {
-    Ok(
-        sqlx::query_as("SELECT person_id, status FROM credentials WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db)
-            .await?,
+    super::row_by(
+        db,
+        "SELECT person_id, status FROM credentials WHERE id = $1",
+        id,
     )
+    .await
 }
 
 /// Suspend a credential if it is active.
@@ -144,12 +144,12 @@ pub async fn exists(db: &mut AnyConnection, id: &str) -> Result<bool> {
 
 /// The ids of a person's credentials that are not revoked (what a new enrolment excludes).
 pub async fn unrevoked_ids_of(db: &mut AnyConnection, person_id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    super::values_by(
+        db,
         "SELECT id FROM credentials WHERE person_id = $1 AND status <> 'revoked'",
+        person_id,
     )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+    .await
 }
 
 /// The stored WebAuthn state (JSON) of a person's active credentials.
@@ -157,10 +157,10 @@ pub async fn active_webauthn_of<'c>(
     db: impl Executor<'c, Database = Any>,
     person_id: &str,
 ) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    super::values_by(
+        db,
         "SELECT webauthn FROM credentials WHERE person_id = $1 AND status = 'active'",
+        person_id,
     )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+    .await
 }

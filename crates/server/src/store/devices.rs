@@ -17,12 +17,12 @@ pub struct Service {
 
 /// A laptop's service state.
 pub async fn service(db: &mut AnyConnection, device_id: &str) -> Result<Option<Service>> {
-    Ok(
-        sqlx::query_as("SELECT hostname, retired_at, retired_reason FROM devices WHERE id = $1")
-            .bind(device_id)
-            .fetch_optional(db)
-            .await?,
+    super::row_by(
+        db,
+        "SELECT hostname, retired_at, retired_reason FROM devices WHERE id = $1",
+        device_id,
     )
+    .await
 }
 
 /// Take a laptop out of service; whether it was in service.
@@ -85,12 +85,7 @@ pub struct Inside {
 
 /// The platform and software credentials enrolled on a laptop and not revoked, by id.
 pub async fn credentials_inside(db: &mut AnyConnection, device_id: &str) -> Result<Vec<Inside>> {
-    Ok(sqlx::query_as(
-        "SELECT id, person_id FROM credentials WHERE device_id = $1 AND device_class IN ('platform', 'software') AND status <> 'revoked' ORDER BY id",
-    )
-    .bind(device_id)
-    .fetch_all(db)
-    .await?)
+    super::rows_by(db, "SELECT id, person_id FROM credentials WHERE device_id = $1 AND device_class IN ('platform', 'software') AND status <> 'revoked' ORDER BY id", device_id).await
 }
 
 /// Laptops that `person_id` was ever bound to and that no other active person is still bound

@@ -10,12 +10,12 @@ pub async fn active_credential_owner(
     db: &mut AnyConnection,
     credential_id: &str,
 ) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT person_id FROM credentials WHERE id = $1 AND status = 'active'")
-            .bind(credential_id)
-            .fetch_optional(db)
-            .await?,
+    super::value_by(
+        db,
+        "SELECT person_id FROM credentials WHERE id = $1 AND status = 'active'",
+        credential_id,
     )
+    .await
 }
 
 /// Record a new exception.
@@ -86,11 +86,12 @@ pub async fn list<'c>(
 
 /// End an open exception now; whose it was, or `None` when there is no open one with that id.
 pub async fn revoke(db: &mut AnyConnection, id: &str, now: i64) -> Result<Option<String>> {
-    let person: Option<String> =
-        sqlx::query_scalar("SELECT person_id FROM exceptions WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .fetch_optional(&mut *db)
-            .await?;
+    let person: Option<String> = super::value_by(
+        &mut *db,
+        "SELECT person_id FROM exceptions WHERE id = $1 AND revoked_at IS NULL",
+        id,
+    )
+    .await?;
     if person.is_some() {
         super::stamp(
             db,
@@ -121,10 +122,7 @@ pub async fn break_glass_for(
     db: &mut AnyConnection,
     credential_id: &str,
 ) -> Result<Vec<BreakGlass>> {
-    Ok(sqlx::query_as("SELECT id, owner, expires_at, revoked_at FROM exceptions WHERE kind = 'break_glass' AND credential_id = $1")
-        .bind(credential_id)
-        .fetch_all(db)
-        .await?)
+    super::rows_by(db, "SELECT id, owner, expires_at, revoked_at FROM exceptions WHERE kind = 'break_glass' AND credential_id = $1", credential_id).await
 }
 
 /// Raise an alert.

@@ -44,6 +44,54 @@ pub(crate) async fn stamp(
     Ok(q.execute(db).await?.rows_affected())
 }
 
+/// The row `sql` finds for `key` bound as `$1`, if any.
+pub(crate) async fn row_by<'c, T>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    sql: &str,
+    key: &str,
+) -> Result<Option<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    Ok(sqlx::query_as(sql).bind(key).fetch_optional(db).await?)
+}
+
+/// Every row `sql` finds for `key` bound as `$1`.
+pub(crate) async fn rows_by<'c, T>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    sql: &str,
+    key: &str,
+) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    Ok(sqlx::query_as(sql).bind(key).fetch_all(db).await?)
+}
+
+/// The single value `sql` finds for `key` bound as `$1`, if a row has it.
+pub(crate) async fn value_by<'c, T>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    sql: &str,
+    key: &str,
+) -> Result<Option<T>>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+{
+    Ok(sqlx::query_scalar(sql).bind(key).fetch_optional(db).await?)
+}
+
+/// The single values of every row `sql` finds for `key` bound as `$1`.
+pub(crate) async fn values_by<'c, T>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    sql: &str,
+    key: &str,
+) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+{
+    Ok(sqlx::query_scalar(sql).bind(key).fetch_all(db).await?)
+}
+
 /// A stored 0/1 integer as the boolean it means.
 pub(crate) fn flag(v: i64) -> bool {
     v != 0

@@ -99,12 +99,7 @@ pub async fn live_credentials(
     db: &mut AnyConnection,
     person_id: &str,
 ) -> Result<Vec<LiveCredential>> {
-    Ok(sqlx::query_as(
-        "SELECT id, aaguid, key_info, enrolled_via FROM credentials WHERE person_id = $1 AND status <> 'revoked' ORDER BY created_at, id",
-    )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+    super::rows_by(db, "SELECT id, aaguid, key_info, enrolled_via FROM credentials WHERE person_id = $1 AND status <> 'revoked' ORDER BY created_at, id", person_id).await
 }
 
 /// A key to take back from a leaver, once per credential.
@@ -201,10 +196,7 @@ pub async fn revoke_exceptions(db: &mut AnyConnection, person_id: &str, now: i64
 
 /// A person's recoveries not yet completed or cancelled.
 pub async fn open_recoveries(db: &mut AnyConnection, person_id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT id FROM recoveries WHERE person_id = $1 AND state IN ('awaiting_approval', 'ready', 'redeemed')")
-        .bind(person_id)
-        .fetch_all(db)
-        .await?)
+    super::values_by(db, "SELECT id FROM recoveries WHERE person_id = $1 AND state IN ('awaiting_approval', 'ready', 'redeemed')", person_id).await
 }
 
 /// A new row of the offboardings log.

@@ -10,11 +10,12 @@ pub async fn active<'c>(
     db: impl Executor<'c, Database = Any>,
     person_id: &str,
 ) -> Result<Option<bool>> {
-    let active: Option<i64> =
-        sqlx::query_scalar("SELECT active FROM people WHERE id = $1 AND deleted_at IS NULL")
-            .bind(person_id)
-            .fetch_optional(db)
-            .await?;
+    let active: Option<i64> = super::value_by(
+        db,
+        "SELECT active FROM people WHERE id = $1 AND deleted_at IS NULL",
+        person_id,
+    )
+    .await?;
     Ok(active.map(flag))
 }
 

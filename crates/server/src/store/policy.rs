@@ -82,12 +82,7 @@ pub async fn attrs(db: &mut AnyConnection, person_id: &str) -> Result<AttrsRow> 
 
 /// The display names of a person's groups.
 pub async fn group_names(db: &mut AnyConnection, person_id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1",
-    )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+    super::values_by(db, "SELECT g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1", person_id).await
 }
 
 #[derive(sqlx::FromRow)]
@@ -114,10 +109,5 @@ pub async fn all_memberships<'c>(
 
 /// The body of the latest report of a device, if it reported.
 pub async fn latest_report_body(db: &mut AnyConnection, device_id: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = $1",
-    )
-    .bind(device_id)
-    .fetch_optional(db)
-    .await?)
+    super::value_by(db, "SELECT r.body FROM devices d JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id WHERE d.id = $1", device_id).await
 }

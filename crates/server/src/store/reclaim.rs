@@ -74,12 +74,12 @@ pub async fn pending_for_key(
 
 /// The credential a reclaim names and the key id stored for it.
 pub async fn directive_key(db: &mut AnyConnection, id: &str) -> Result<Option<(String, String)>> {
-    Ok(
-        sqlx::query_as("SELECT credential_id, key_id FROM key_reclaims WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db)
-            .await?,
+    super::row_by(
+        db,
+        "SELECT credential_id, key_id FROM key_reclaims WHERE id = $1",
+        id,
     )
+    .await
 }
 
 /// Whose key a reclaim is about (the reclaim exists).

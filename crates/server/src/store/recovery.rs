@@ -27,22 +27,17 @@ pub struct RecoveryRow {
 
 /// One recovery.
 pub async fn by_id(db: &mut AnyConnection, id: &str) -> Result<Option<RecoveryRow>> {
-    Ok(sqlx::query_as(
-        "SELECT id, person_id, lost_credential_id, kind, state, created_by, created_at, expires_at FROM recoveries WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await?)
+    super::row_by(db, "SELECT id, person_id, lost_credential_id, kind, state, created_by, created_at, expires_at FROM recoveries WHERE id = $1", id).await
 }
 
 /// Who approved a recovery, in order.
 pub async fn approvers(db: &mut AnyConnection, id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    super::values_by(
+        db,
         "SELECT approver FROM recovery_approvals WHERE recovery_id = $1 ORDER BY at, approver",
+        id,
     )
-    .bind(id)
-    .fetch_all(db)
-    .await?)
+    .await
 }
 
 /// A recovery being issued.
@@ -145,12 +140,12 @@ pub async fn cancel(db: &mut AnyConnection, id: &str, reason: &str, now: i64) ->
 
 /// The recovery a ticket (by its hash) belongs to.
 pub async fn by_ticket_hash(db: &mut AnyConnection, ticket_hash: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM recoveries WHERE ticket_hash = $1")
-            .bind(ticket_hash)
-            .fetch_optional(db)
-            .await?,
+    super::value_by(
+        db,
+        "SELECT id FROM recoveries WHERE ticket_hash = $1",
+        ticket_hash,
     )
+    .await
 }
 
 /// Whether a person (deleted or not; the caller knows they exist) is active.

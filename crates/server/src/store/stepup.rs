@@ -53,12 +53,7 @@ pub struct ChallengeRow {
 
 /// One challenge.
 pub async fn challenge(db: &mut AnyConnection, id: &str) -> Result<Option<ChallengeRow>> {
-    Ok(sqlx::query_as(
-        "SELECT device_id, purpose, state, expires_at, used_at FROM assertion_challenges WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await?)
+    super::row_by(db, "SELECT device_id, purpose, state, expires_at, used_at FROM assertion_challenges WHERE id = $1", id).await
 }
 
 /// Spend a challenge; whether it was unused.
@@ -84,12 +79,7 @@ pub struct Signer {
 
 /// The credential with this id and its person.
 pub async fn signer(db: &mut AnyConnection, credential_id: &str) -> Result<Option<Signer>> {
-    Ok(sqlx::query_as(
-        "SELECT c.person_id, c.status, c.webauthn, c.device_class, p.active FROM credentials c JOIN people p ON p.id = c.person_id WHERE c.id = $1",
-    )
-    .bind(credential_id)
-    .fetch_optional(db)
-    .await?)
+    super::row_by(db, "SELECT c.person_id, c.status, c.webauthn, c.device_class, p.active FROM credentials c JOIN people p ON p.id = c.person_id WHERE c.id = $1", credential_id).await
 }
 
 /// Store a credential's WebAuthn state after a use (its signature counter moved).

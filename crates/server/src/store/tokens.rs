@@ -115,10 +115,5 @@ pub async fn revoke(db: &mut AnyConnection, id: &str, reason: &str, now: i64) ->
 
 /// A person's tokens not revoked, oldest first.
 pub async fn unrevoked_of_person(db: &mut AnyConnection, person_id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
-    )
-    .bind(person_id)
-    .fetch_all(db)
-    .await?)
+    super::values_by(db, "SELECT id FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at, id", person_id).await
 }

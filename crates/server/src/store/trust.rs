@@ -135,10 +135,10 @@ pub async fn latest_blob<'c>(db: impl Executor<'c, Database = Any>) -> Result<Op
 
 /// A model's attachment hints from the metadata (JSON array), if the model is known.
 pub async fn model_attachment(db: &mut AnyConnection, aaguid: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT attachment FROM authenticator_models WHERE aaguid = $1")
-            .bind(aaguid)
-            .fetch_optional(db)
-            .await?,
+    super::value_by(
+        db,
+        "SELECT attachment FROM authenticator_models WHERE aaguid = $1",
+        aaguid,
     )
+    .await
 }

@@ -48,22 +48,17 @@ pub struct Recipient {
 
 /// A person as a notification names them.
 pub async fn recipient(db: &mut AnyConnection, person_id: &str) -> Result<Option<Recipient>> {
-    Ok(
-        sqlx::query_as("SELECT user_name, display_name, email FROM people WHERE id = $1")
-            .bind(person_id)
-            .fetch_optional(db)
-            .await?,
+    super::row_by(
+        db,
+        "SELECT user_name, display_name, email FROM people WHERE id = $1",
+        person_id,
     )
+    .await
 }
 
 /// The stored private key with this id (base64url).
 pub async fn private_key(db: &AnyPool, id: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT private_key FROM service_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(db)
-            .await?,
-    )
+    super::value_by(db, "SELECT private_key FROM service_keys WHERE id = $1", id).await
 }
 
 /// Store a key pair unless one with this id exists (another replica may have won).
