@@ -22,57 +22,43 @@ enum Sql {
     },
 }
 
+/// A migration whose SQL is the same on both databases: `migrations/<file>`.
+macro_rules! shared {
+    ($file:literal) => {
+        Sql::Both(include_str!(concat!("../../migrations/", $file)))
+    };
+}
+
+/// A migration written for each database: `migrations/sqlite/<file>` and
+/// `migrations/postgres/<file>`.
+macro_rules! per_backend {
+    ($file:literal) => {
+        Sql::PerBackend {
+            sqlite: include_str!(concat!("../../migrations/sqlite/", $file)),
+            postgres: include_str!(concat!("../../migrations/postgres/", $file)),
+        }
+    };
+}
+
 /// Every migration in order: version, description (as sqlx derives it from the file name, which
 /// is what the `_sqlx_migrations` table records), SQL.
 const MIGRATIONS: &[(i64, &str, Sql)] = &[
-    (
-        1,
-        "initial",
-        Sql::PerBackend {
-            sqlite: include_str!("../../migrations/sqlite/0001_initial.sql"),
-            postgres: include_str!("../../migrations/postgres/0001_initial.sql"),
-        },
-    ),
-    (
-        2,
-        "central service",
-        Sql::Both(include_str!("../../migrations/0002_central_service.sql")),
-    ),
+    (1, "initial", per_backend!("0001_initial.sql")),
+    (2, "central service", shared!("0002_central_service.sql")),
     (
         3,
         "recovery offboarding",
-        Sql::Both(include_str!(
-            "../../migrations/0003_recovery_offboarding.sql"
-        )),
+        shared!("0003_recovery_offboarding.sql"),
     ),
-    (
-        4,
-        "staff laptops",
-        Sql::Both(include_str!("../../migrations/0004_staff_laptops.sql")),
-    ),
-    (
-        5,
-        "trust anchors",
-        Sql::Both(include_str!("../../migrations/0005_trust_anchors.sql")),
-    ),
-    (
-        6,
-        "people source",
-        Sql::Both(include_str!("../../migrations/0006_people_source.sql")),
-    ),
+    (4, "staff laptops", shared!("0004_staff_laptops.sql")),
+    (5, "trust anchors", shared!("0005_trust_anchors.sql")),
+    (6, "people source", shared!("0006_people_source.sql")),
     (
         7,
         "browser passkeys",
-        Sql::PerBackend {
-            sqlite: include_str!("../../migrations/sqlite/0007_browser_passkeys.sql"),
-            postgres: include_str!("../../migrations/postgres/0007_browser_passkeys.sql"),
-        },
+        per_backend!("0007_browser_passkeys.sql"),
     ),
-    (
-        8,
-        "scim attributes",
-        Sql::Both(include_str!("../../migrations/0008_scim_attributes.sql")),
-    ),
+    (8, "scim attributes", shared!("0008_scim_attributes.sql")),
 ];
 
 /// The migrations as one database applies them.
