@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 #[cfg(feature = "ts")]
 use ts_rs::TS;
 
+mod error_code;
 mod recovery;
+pub use error_code::ErrorCode;
 pub use recovery::*;
 
 /// Version of the agent ↔ service request shapes described in this crate.
@@ -72,7 +74,7 @@ pub struct ErrorBody {
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct ErrorDetail {
     /// Stable snake_case code a client can act on, e.g. `ticket_expired`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Short, specific, safe to show a person.
     pub message: String,
 }
@@ -712,7 +714,7 @@ pub struct EnrolmentEvidence {
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct UiError {
     /// Stable code, e.g. `pin_invalid`, `ticket_expired`, `key_removed`, `service_unreachable`.
-    pub code: String,
+    pub code: ErrorCode,
     /// A plain sentence for the person (never contains a PIN or a ticket).
     pub message: String,
     /// PIN attempts the key has left, when the error is about the PIN.

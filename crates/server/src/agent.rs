@@ -317,7 +317,7 @@ async fn ingest_many(state: &AppState, call: &SignedCall, body: &[u8]) -> Result
             report_id: r.report_id,
             outcome: ReportOutcome::Rejected,
             error: Some(ErrorDetail {
-                code: r.code.to_owned(),
+                code: keywarden_protocol::ErrorCode::from_wire(r.code),
                 message: r.message,
             }),
         }))

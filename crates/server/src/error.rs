@@ -179,7 +179,7 @@ impl IntoResponse for Error {
         }
         let body = ErrorBody {
             error: ErrorDetail {
-                code: code.to_owned(),
+                code: keywarden_protocol::ErrorCode::from_wire(code),
                 message,
             },
         };
