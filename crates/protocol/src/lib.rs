@@ -105,6 +105,21 @@ mod tests {
     }
 
     #[test]
+    fn key_access_problems_show_as_they_travel() {
+        for p in [
+            KeyAccessProblem::NoHidraw,
+            KeyAccessProblem::NoFidoDevice,
+            KeyAccessProblem::DeviceBusy,
+            KeyAccessProblem::NoUdevRule,
+            KeyAccessProblem::NotActiveSeat,
+            KeyAccessProblem::NoPermission,
+            KeyAccessProblem::DeviceError,
+        ] {
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+        }
+    }
+
+    #[test]
     fn signing_input_binds_every_field() {
         let a = signing_input("POST", "/r", "d", 1, 2, b"{}");
         for other in [

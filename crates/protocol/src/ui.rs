@@ -21,14 +21,50 @@ pub struct UiError {
     pub retries_left: Option<u32>,
 }
 
+/// Why no security key can be used on this laptop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAccessProblem {
+    /// The kernel has no hidraw support.
+    NoHidraw,
+    /// No connected HID device is a FIDO key.
+    NoFidoDevice,
+    /// Another program holds the key.
+    DeviceBusy,
+    /// No udev rule gives the person access to FIDO devices.
+    NoUdevRule,
+    /// The person's session is not the active one on the seat.
+    NotActiveSeat,
+    /// The key may not be opened for another reason of permissions.
+    NoPermission,
+    /// The key could not be opened at all.
+    DeviceError,
+}
+
+impl std::fmt::Display for KeyAccessProblem {
+    /// The same snake_case text it travels as.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyAccessProblem::NoHidraw => "no_hidraw",
+            KeyAccessProblem::NoFidoDevice => "no_fido_device",
+            KeyAccessProblem::DeviceBusy => "device_busy",
+            KeyAccessProblem::NoUdevRule => "no_udev_rule",
+            KeyAccessProblem::NotActiveSeat => "not_active_seat",
+            KeyAccessProblem::NoPermission => "no_permission",
+            KeyAccessProblem::DeviceError => "device_error",
+        })
+    }
+}
+
 /// One reason why no security key is found, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct NoKeyFinding {
-    /// Stable code: `no_hidraw`, `no_udev_rule`, `not_active_seat`, `device_busy`,
-    /// `no_permission`, `no_fido_device`.
-    pub code: String,
+    /// What kind of problem it is.
+    pub code: KeyAccessProblem,
     /// What is wrong.
     pub problem: String,
     /// What to do about it.
