@@ -90,9 +90,7 @@ pub struct ExceptionView {
 
 /// `POST /api/v1/admin/exceptions` (admin).
 #[utoipa::path(post, path = "/api/v1/admin/exceptions", tag = "policy", request_body = NewException,
-    responses((status = 201, body = ExceptionView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
+    responses((status = 201, body = ExceptionView), crate::openapi::Invalid, crate::openapi::Denied, crate::openapi::NotFound),
     security(("bearer" = [])))]
 pub async fn add(
     State(state): State<AppState>,
@@ -265,7 +263,7 @@ pub async fn load(db: &AnyPool, now: i64, only_expired: bool) -> Result<Vec<Exce
 /// `GET /api/v1/admin/exceptions` (admin, help desk, auditor): the register, expired ones flagged.
 #[utoipa::path(get, path = "/api/v1/admin/exceptions", tag = "policy",
     params(("expired" = Option<bool>, Query, description = "only expired exceptions that were not revoked")),
-    responses((status = 200, body = [ExceptionView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
+    responses((status = 200, body = [ExceptionView]), crate::openapi::Denied),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -280,8 +278,7 @@ pub async fn list(
 /// `DELETE /api/v1/admin/exceptions/{id}` (admin): end an exception now.
 #[utoipa::path(delete, path = "/api/v1/admin/exceptions/{id}", tag = "policy",
     params(("id" = String, Path, description = "exception id")),
-    responses((status = 204, description = "revoked"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody)),
+    responses((status = 204, description = "revoked"), crate::openapi::Denied, crate::openapi::NotFound),
     security(("bearer" = [])))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -382,7 +379,7 @@ pub struct AlertView {
 
 /// `GET /api/v1/admin/alerts` (admin, auditor): alerts, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/alerts", tag = "policy",
-    responses((status = 200, body = [AlertView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
+    responses((status = 200, body = [AlertView]), crate::openapi::Denied),
     security(("bearer" = [])))]
 pub async fn alerts(
     State(state): State<AppState>,

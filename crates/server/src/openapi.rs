@@ -2,6 +2,8 @@
 //! `GET /openapi.json`. Bodies are the real wire types: the protocol crate derives their
 //! schemas behind its `openapi` feature, as it does TypeScript bindings behind `ts`; the few
 //! `…Doc` schemas left here describe bodies that are not protocol types (SCIM resources).
+//! Error responses are declared once, in [`responses`], and named by each handler; every
+//! operation's id is its method and path, unique by construction.
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -9,6 +11,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
+
+mod responses;
+pub use responses::*;
 
 /// Routes: the document itself.
 pub fn router() -> Router<AppState> {
@@ -93,6 +98,35 @@ impl Modify for Security {
     }
 }
 
+/// Every operation's `operationId` is its method and path (`get_admin_tokens_id` for
+/// `GET /api/v1/admin/tokens/{id}`): unique by construction, where handler names are not (several
+/// modules have a `list`), and OpenAPI requires it unique.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let words: Vec<&str> = path
+                .trim_start_matches("/api/v1")
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .collect();
+            let name = words.join("_");
+            for (method, op) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ] {
+                if let Some(op) = op {
+                    op.operation_id = Some(format!("{method}_{name}"));
+                }
+            }
+        }
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -129,7 +163,7 @@ impl Modify for Security {
         crate::selfservice::passkeys::passkey_begin, crate::selfservice::passkeys::passkey_finish,
         crate::selfservice::passkeys::me, crate::selfservice::entry::web_link,
     ),
-    components(schemas(keywarden_protocol::ErrorBody, keywarden_protocol::ErrorDetail, ScimErrorDoc)),
-    modifiers(&Security),
+    components(schemas(keywarden_protocol::ErrorBody, keywarden_protocol::ErrorDetail, ScimErrorDoc, ScimResourceDoc)),
+    modifiers(&Security, &OperationIds),
 )]
 pub struct ApiDoc;

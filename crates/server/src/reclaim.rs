@@ -43,9 +43,7 @@ pub struct StationSetting {
 /// `POST /api/v1/admin/devices/{id}/reclaim-station` (admin, help desk).
 #[utoipa::path(post, path = "/api/v1/admin/devices/{id}/reclaim-station", tag = "offboarding", request_body = StationSetting,
     params(("id" = String, Path, description = "device id")),
-    responses((status = 200, body = StationSetting), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
+    responses((status = 200, body = StationSetting), crate::openapi::Invalid, crate::openapi::Denied, crate::openapi::NotFound),
     security(("bearer" = [])))]
 pub async fn set_station(
     State(state): State<AppState>,
@@ -158,8 +156,7 @@ async fn directive_for(
 
 /// `POST /api/v1/agent/reclaim/directives` (device-signed, reclaim stations only).
 #[utoipa::path(post, path = "/api/v1/agent/reclaim/directives", tag = "offboarding", request_body = keywarden_protocol::ReclaimQuery,
-    responses((status = 200, body = keywarden_protocol::ReclaimPlan), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
+    responses((status = 200, body = keywarden_protocol::ReclaimPlan), crate::openapi::Invalid, crate::openapi::Denied),
     security(("device_signature" = [])))]
 pub async fn directives(
     State(state): State<AppState>,
@@ -189,9 +186,7 @@ pub async fn directives(
 
 /// `POST /api/v1/agent/reclaim/receipts` (device-signed, reclaim stations only).
 #[utoipa::path(post, path = "/api/v1/agent/reclaim/receipts", tag = "offboarding", request_body = keywarden_protocol::ReclaimReceipt,
-    responses((status = 200, body = keywarden_protocol::ReclaimReceiptAck), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
+    responses((status = 200, body = keywarden_protocol::ReclaimReceiptAck), crate::openapi::Invalid, crate::openapi::Denied, crate::openapi::NotFound),
     security(("device_signature" = [])))]
 pub async fn receipt(
     State(state): State<AppState>,

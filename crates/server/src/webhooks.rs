@@ -222,7 +222,7 @@ pub struct ListQuery {
 /// `GET /api/v1/admin/outbox` (admin, auditor): outgoing events and their delivery.
 #[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "webhooks",
     params(("pending" = Option<bool>, Query, description = "only undelivered events")),
-    responses((status = 200, body = [OutboxEntry]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
+    responses((status = 200, body = [OutboxEntry]), crate::openapi::Denied),
     security(("bearer" = [])))]
 pub async fn list_handler(
     State(state): State<AppState>,

@@ -56,6 +56,29 @@ async fn document_covers_every_route_and_the_error_shape() {
     let refused = &doc["paths"]["/api/v1/admin/enrolment-tickets"]["post"]["responses"]["403"];
     assert!(refused.to_string().contains("ErrorBody"), "{refused}");
     assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
+    // Regression: several modules' handlers are named `list` or `issue`, and utoipa's default
+    // operationId (the function's name) made them collide, which OpenAPI forbids and client
+    // generators refuse.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "operationIds are unique");
+    // Regression: SCIM's caller check answers in SCIM's error shape, 401 included (the document
+    // said the service's own shape).
+    let scim = &doc["paths"]["/scim/v2/Users"]["get"]["responses"];
+    for status in ["401", "403"] {
+        assert_eq!(
+            scim[status]["content"]["application/scim+json"]["schema"]["$ref"],
+            "#/components/schemas/ScimErrorDoc",
+            "{status}: {}",
+            scim[status]
+        );
+    }
 }
 
 /// Every JSON body the service defines is described by its real type: a request or response

@@ -157,8 +157,7 @@ async fn store_group(
 
 /// `POST /scim/v2/Groups` (scim role).
 #[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
-    responses((status = 201, description = "created", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc, headers(("Location" = String, description = "the new resource's URL, equal to meta.location"))), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    responses(crate::openapi::ScimCreated, crate::openapi::ScimErrors),
     security(("bearer" = [])))]
 pub async fn create_group(
     State(state): State<AppState>,
@@ -233,8 +232,7 @@ async fn replace_group(
 /// `GET /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id"), Projection),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors),
     security(("bearer" = [])))]
 pub async fn get_group(
     State(state): State<AppState>,
@@ -252,8 +250,7 @@ pub async fn get_group(
 /// `PUT /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors),
     security(("bearer" = [])))]
 pub async fn put_group(
     State(state): State<AppState>,
@@ -269,8 +266,7 @@ pub async fn put_group(
 /// `PATCH /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim", request_body(content = crate::openapi::ScimPatchDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors),
     security(("bearer" = [])))]
 pub async fn patch_group(
     State(state): State<AppState>,
@@ -291,8 +287,7 @@ pub async fn patch_group(
 /// `DELETE /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 204, description = "deleted"), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    responses((status = 204, description = "deleted"), crate::openapi::ScimErrors),
     security(("bearer" = [])))]
 pub async fn delete_group(
     State(state): State<AppState>,
@@ -330,8 +325,7 @@ pub async fn delete_group(
 /// `GET /scim/v2/Groups` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim",
     params(ListQuery),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors),
     security(("bearer" = [])))]
 pub async fn list_groups(
     State(state): State<AppState>,
