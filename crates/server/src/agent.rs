@@ -165,8 +165,7 @@ pub async fn provision(
 /// per `(device, report_id)`. A rejected report from a known device is audited. Older agents
 /// send this; current agents send [`ingest_batch`].
 #[utoipa::path(post, path = "/api/v1/agent/reports", tag = "agent", request_body = keywarden_protocol::Report,
-    responses((status = 200, body = keywarden_protocol::ReportAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReportAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict))]
 pub async fn ingest_report(
     State(state): State<AppState>,
     method: Method,
@@ -198,8 +197,7 @@ pub async fn ingest_report(
 /// happened to each, in order. One audit record lists the reports the batch stored, another
 /// the ones it rejected and why.
 #[utoipa::path(post, path = "/api/v1/agent/reports/batch", tag = "agent", request_body = keywarden_protocol::ReportBatch,
-    responses((status = 200, body = keywarden_protocol::ReportBatchAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReportBatchAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict))]
 pub async fn ingest_batch(
     State(state): State<AppState>,
     method: Method,

@@ -2,8 +2,10 @@
 //! `GET /openapi.json`. Bodies are the real wire types: the protocol crate derives their
 //! schemas behind its `openapi` feature, as it does TypeScript bindings behind `ts`; the few
 //! `…Doc` schemas left here describe bodies that are not protocol types (SCIM resources).
-//! Error responses are declared once, in [`responses`], and named by each handler; every
-//! operation's id is its method and path, unique by construction.
+//! Error responses are declared once, in [`responses`]: the credential each part of the API
+//! takes, and the refusals its extractor answers with, are added to every operation from one
+//! table ([`CREDENTIALS`]); a handler names only its own refusals (`Invalid`, `NotFound`, ...).
+//! Every operation's id is its method and path, unique by construction.
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,8 +37,7 @@ pub struct Health {
 }
 
 /// `GET /healthz`: liveness.
-#[utoipa::path(get, path = "/healthz", tag = "meta",
-    responses((status = 200, description = "the service is up", body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "the service is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -95,6 +96,58 @@ impl Modify for Security {
                 "Ed25519 signature by the device key over method, path, device, sequence, time and body (with the x-keywarden-device, -seq and -time headers)",
             ))),
         );
+    }
+}
+
+/// Which credential each part of the API takes (first matching path prefix): the security
+/// requirement of its operations, and the refusals its extractor answers with, 401 and 403
+/// (`Staff<R>` for staff tokens, SCIM's `Feed` in SCIM's shape, `Signed<T>` for device
+/// signatures, which also refuses a retired device). The role matrix test checks the routes
+/// behind each prefix refuse a caller without the credential.
+pub const CREDENTIALS: &[(&str, Option<&str>)] = &[
+    // A laptop's first call: a one-time provisioning token rides in the body.
+    ("/api/v1/agent/provision", None),
+    ("/api/v1/agent/", Some("device_signature")),
+    ("/api/v1/admin/", Some("bearer")),
+    ("/scim/v2/", Some("bearer")),
+];
+
+struct Credentials;
+
+impl Modify for Credentials {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::IntoResponses as _;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let scheme = CREDENTIALS
+                .iter()
+                .find(|(prefix, _)| path.starts_with(prefix))
+                .and_then(|(_, scheme)| *scheme);
+            let Some(scheme) = scheme else { continue };
+            let refusals = if path.starts_with("/scim/") {
+                ScimRefused::responses()
+            } else {
+                Denied::responses()
+            };
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+                for (status, response) in &refusals {
+                    op.responses
+                        .responses
+                        .entry(status.clone())
+                        .or_insert_with(|| response.clone());
+                }
+            }
+        }
     }
 }
 
@@ -164,6 +217,6 @@ impl Modify for OperationIds {
         crate::selfservice::passkeys::me, crate::selfservice::entry::web_link,
     ),
     components(schemas(keywarden_protocol::ErrorBody, keywarden_protocol::ErrorDetail, ScimErrorDoc, ScimResourceDoc)),
-    modifiers(&Security, &OperationIds),
+    modifiers(&Security, &Credentials, &OperationIds),
 )]
 pub struct ApiDoc;

@@ -465,9 +465,7 @@ pub async fn latest_posture(
 }
 
 /// `GET /api/v1/admin/populations`.
-#[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy",
-    responses((status = 200, body = Vec<Population>), crate::openapi::Denied),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy", responses((status = 200, body = Vec<Population>)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -545,8 +543,7 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
 /// `PUT /api/v1/admin/populations/{name}` (admin): define or change a population and its policy.
 #[utoipa::path(put, path = "/api/v1/admin/populations/{name}", tag = "policy", request_body = PopulationSpec,
     params(("name" = String, Path, description = "population name")),
-    responses((status = 200, body = Population), crate::openapi::Invalid, crate::openapi::Denied),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Population), crate::openapi::Invalid))]
 pub async fn upsert(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -602,8 +599,7 @@ pub async fn upsert(
 /// `DELETE /api/v1/admin/populations/{name}` (admin).
 #[utoipa::path(delete, path = "/api/v1/admin/populations/{name}", tag = "policy",
     params(("name" = String, Path, description = "population name")),
-    responses((status = 204, description = "removed"), crate::openapi::Denied, crate::openapi::NotFound),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "removed"), crate::openapi::NotFound))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,

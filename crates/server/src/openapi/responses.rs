@@ -1,6 +1,6 @@
-//! Error responses of the OpenAPI document, each declared once here and named in a handler's
-//! `responses(...)` by what can go wrong: `responses((status = 200, body = T), Invalid, Denied,
-//! NotFound)`. The service's own API answers with the protocol's error shape
+//! Error responses of the OpenAPI document, each declared once here. The caller refusals (401,
+//! 403) are added to every operation from the credentials table in `openapi.rs`; a handler names
+//! the rest by what can go wrong: `responses((status = 200, body = T), Invalid, NotFound)`. The service's own API answers with the protocol's error shape
 //! ([`keywarden_protocol::ErrorBody`]); SCIM answers in RFC 7644's, `application/scim+json`,
 //! including for a refused caller (its `Feed` extractor turns every refusal into that shape).
 
@@ -71,8 +71,8 @@ responses! {
     Denied = [Unauthenticated, Forbidden];
     /// 401 and 403 in SCIM's shape: the HR feed's caller check.
     ScimRefused = [ScimUnauthenticated, ScimForbidden];
-    /// Every refusal of a SCIM resource operation.
-    ScimErrors = [ScimInvalid, ScimRefused, ScimNotFound, ScimConflict];
+    /// What a SCIM resource operation refuses beyond the caller check.
+    ScimErrors = [ScimInvalid, ScimNotFound, ScimConflict];
 }
 
 /// `200`: a SCIM resource or ListResponse.

@@ -157,8 +157,7 @@ async fn store_group(
 
 /// `POST /scim/v2/Groups` (scim role).
 #[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
-    responses(crate::openapi::ScimCreated, crate::openapi::ScimErrors),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimCreated, crate::openapi::ScimErrors))]
 pub async fn create_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -232,8 +231,7 @@ async fn replace_group(
 /// `GET /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id"), Projection),
-    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn get_group(
     State(state): State<AppState>,
     _feed: Feed,
@@ -250,8 +248,7 @@ pub async fn get_group(
 /// `PUT /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
-    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn put_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -266,8 +263,7 @@ pub async fn put_group(
 /// `PATCH /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim", request_body(content = crate::openapi::ScimPatchDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
-    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn patch_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -287,8 +283,7 @@ pub async fn patch_group(
 /// `DELETE /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 204, description = "deleted"), crate::openapi::ScimErrors),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "deleted"), crate::openapi::ScimErrors))]
 pub async fn delete_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -323,10 +318,13 @@ pub async fn delete_group(
 }
 
 /// `GET /scim/v2/Groups` (scim role).
-#[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim",
+#[utoipa::path(
+    get,
+    path = "/scim/v2/Groups",
+    tag = "scim",
     params(ListQuery),
-    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors)
+)]
 pub async fn list_groups(
     State(state): State<AppState>,
     _feed: Feed,

@@ -329,8 +329,7 @@ const WEB_LINK_MS: i64 = 10 * 60 * 1000;
 /// person is told.
 #[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/web-link", tag = "agent",
     params(("id" = String, Path, description = "enrolment id")),
-    responses((status = 201, body = keywarden_protocol::WebLinkResponse), crate::openapi::Denied, crate::openapi::NotFound, crate::openapi::Gone),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::WebLinkResponse), crate::openapi::NotFound, crate::openapi::Gone))]
 pub async fn web_link(
     State(state): State<AppState>,
     Path(session_id): Path<String>,

@@ -542,8 +542,7 @@ fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
 }
 
 /// `GET /api/v1/me` (session): the signed-in person, their credentials and coverage.
-#[utoipa::path(get, path = "/api/v1/me", tag = "self-service",
-    responses((status = 200, body = Me), crate::openapi::Unauthenticated))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "self-service", responses((status = 200, body = Me), crate::openapi::Unauthenticated))]
 pub async fn me(State(state): State<AppState>, session: WebSession) -> Result<Json<Me>> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
