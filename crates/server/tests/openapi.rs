@@ -133,3 +133,34 @@ async fn bodies_are_described_by_their_real_types() {
         placeholders.join("\n")
     );
 }
+
+/// The credential the document names for each route, and the refusals it documents for it, are
+/// the ones the role matrix tests the route with: staff and SCIM routes take a bearer token,
+/// agent routes a device signature, and each of those documents 401 and 403; public and
+/// self-service routes name no scheme.
+#[tokio::test]
+async fn each_route_documents_the_credential_it_takes() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let (_, _, doc) = app.raw("GET", "/openapi.json", None, "", Vec::new()).await;
+    for (method, path, access) in ENDPOINTS {
+        let scheme = match access {
+            Access::Page => continue,
+            Access::Roles(_) => Some("bearer"),
+            Access::Device => Some("device_signature"),
+            Access::Public | Access::Browser => None,
+        };
+        let op = &doc["paths"][path][method.to_lowercase()];
+        let documented = op["security"][0]
+            .as_object()
+            .and_then(|s| s.keys().next().cloned());
+        assert_eq!(documented.as_deref(), scheme, "{method} {path}");
+        if scheme.is_some() {
+            for status in ["401", "403"] {
+                assert!(
+                    op["responses"].get(status).is_some(),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+}
