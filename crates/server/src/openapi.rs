@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
 
-mod responses;
+pub mod responses;
 pub use responses::*;
 
 /// Routes: the document itself.
@@ -99,6 +99,21 @@ impl Modify for Security {
     }
 }
 
+/// The operations of a path, with their methods.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut utoipa::openapi::path::Operation)> {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.as_mut().map(|op| (method, op)))
+}
+
 /// Which credential each part of the API takes (first matching path prefix): the security
 /// requirement of its operations, and the refusals its extractor answers with, 401 and 403
 /// (`Staff<R>` for staff tokens, SCIM's `Feed` in SCIM's shape, `Signed<T>` for device
@@ -129,16 +144,7 @@ impl Modify for Credentials {
             } else {
                 Denied::responses()
             };
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for (_, op) in operations(item) {
                 op.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
                 for (status, response) in &refusals {
                     op.responses
@@ -165,16 +171,8 @@ impl Modify for OperationIds {
                 .filter(|w| !w.is_empty())
                 .collect();
             let name = words.join("_");
-            for (method, op) in [
-                ("get", &mut item.get),
-                ("put", &mut item.put),
-                ("post", &mut item.post),
-                ("delete", &mut item.delete),
-                ("patch", &mut item.patch),
-            ] {
-                if let Some(op) = op {
-                    op.operation_id = Some(format!("{method}_{name}"));
-                }
+            for (method, op) in operations(item) {
+                op.operation_id = Some(format!("{method}_{name}"));
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Error responses of the OpenAPI document, each declared once here. The caller refusals (401,
 //! 403) are added to every operation from the credentials table in `openapi.rs`; a handler names
-//! the rest by what can go wrong: `responses((status = 200, body = T), Invalid, NotFound)`. The service's own API answers with the protocol's error shape
+//! the rest by what can go wrong: `responses((status = 200, body = T), Invalid, NotFound)`.
+//! The service's own API answers with the protocol's error shape
 //! ([`keywarden_protocol::ErrorBody`]); SCIM answers in RFC 7644's, `application/scim+json`,
 //! including for a refused caller (its `Feed` extractor turns every refusal into that shape).
 
