@@ -1,9 +1,11 @@
 // Contract check of the service's OpenAPI document. Reads the document from
 // $KEYWARDEN_BASE_URL/openapi.json (the running service) or from a file named as the argument,
-// then: (1) validates it against the OpenAPI 3.1 JSON schema, and every schema object in it
-// against JSON Schema 2020-12 (OpenAPI 3.1's dialect), and resolves every $ref; (2) generates TypeScript types
-// from it with openapi-typescript; (3) type-checks client.ts, a small openapi-fetch client over
-// those types, with the TypeScript compiler in strict mode. Exits non-zero, saying why, when any step fails.
+// then: (1) validates it against the OpenAPI 3.1 JSON schema, every schema object in it against
+// JSON Schema 2020-12 (OpenAPI 3.1's dialect), and resolves every $ref; (2) generates
+// TypeScript types from it with openapi-typescript; (3) type-checks client.ts, a small
+// openapi-fetch client over those types, with the TypeScript compiler in strict mode. Exits
+// non-zero, saying which step failed and why. By hand: `npm ci`, then
+// `KEYWARDEN_BASE_URL=http://127.0.0.1:8443 node check.mjs` or `node check.mjs openapi.json`.
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,7 +34,9 @@ function fail(step, lines) {
 const doc = await load();
 
 // 1. The document is OpenAPI 3.1 and matches its schema.
-if (!String(doc.openapi).startsWith("3.1")) fail("version", [`openapi is ${doc.openapi}, not 3.1.x`]);
+if (!String(doc.openapi).startsWith("3.1")) {
+  fail("version", [`openapi is ${doc.openapi}, not 3.1.x`]);
+}
 const validator = new Validator();
 const result = await validator.validate(structuredClone(doc));
 if (!result.valid) {
@@ -45,12 +49,12 @@ const badSchemas = [];
 (function walk(node, at) {
   if (node === null || typeof node !== "object") return;
   for (const [key, value] of Object.entries(node)) {
-    const here = `${at}/${key}`;
+    const where = `${at}/${key}`;
     const isSchema = key === "schema" || at.endsWith("/components/schemas");
     if (isSchema && value && typeof value === "object" && !dialect.validateSchema(value)) {
-      badSchemas.push(`${here}: ${dialect.errorsText(dialect.errors)}`);
+      badSchemas.push(`${where}: ${dialect.errorsText(dialect.errors)}`);
     } else {
-      walk(value, here);
+      walk(value, where);
     }
   }
 })(doc, "#");

@@ -1,7 +1,8 @@
 // A client of the service generated from its OpenAPI document (types in ./api.generated.ts,
-// which check.mjs generates in memory; calls through openapi-fetch). It is only type-checked: each call names a real
-// route, sends the body the document declares and reads fields of the answer it declares, so a
-// document that drops, renames or loosens them stops this file compiling.
+// which check.mjs generates in memory; calls through openapi-fetch). It is only type-checked:
+// each call names a real route, sends the body the document declares and reads fields of the
+// answer it declares, so a document that drops, renames or loosens them stops this file
+// compiling.
 import createClient from "openapi-fetch";
 import type { components, paths } from "./api.generated.js";
 
