@@ -89,10 +89,7 @@ fn ttl_ms(requested: Option<u64>, default: std::time::Duration) -> Result<i64> {
 
 /// `POST /api/v1/admin/people` (admin): create a person by hand (HR normally uses SCIM).
 #[utoipa::path(post, path = "/api/v1/admin/people", tag = "admin", request_body = keywarden_protocol::CreatePerson,
-    responses((status = 201, body = keywarden_protocol::PersonView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = keywarden_protocol::PersonView), crate::openapi::Invalid, crate::openapi::Conflict))]
 pub async fn create_person(
     State(state): State<AppState>,
     admin: Staff<AdminOnly>,
@@ -160,10 +157,7 @@ pub async fn create_person(
 }
 
 /// `GET /api/v1/admin/people`: every person with their active authenticators.
-#[utoipa::path(get, path = "/api/v1/admin/people", tag = "admin",
-    responses((status = 200, body = Vec<keywarden_protocol::PersonView>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/people", tag = "admin", responses((status = 200, body = Vec<keywarden_protocol::PersonView>)))]
 pub async fn list_people(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -191,9 +185,7 @@ pub async fn list_people(
 
 /// `POST /api/v1/admin/provisioning-tokens` (admin, help desk): a one-time token for a laptop.
 #[utoipa::path(post, path = "/api/v1/admin/provisioning-tokens", tag = "admin", request_body = keywarden_protocol::IssueProvisioningToken,
-    responses((status = 201, body = keywarden_protocol::IssuedSecret), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = keywarden_protocol::IssuedSecret), crate::openapi::Invalid))]
 pub async fn issue_provisioning_token(
     State(state): State<AppState>,
     admin: Staff<AdminOrHelpdesk>,
@@ -243,10 +235,7 @@ pub async fn issue_provisioning_token(
 /// `POST /api/v1/admin/enrolment-tickets` (admin, help desk): a one-time enrolment ticket
 /// bound to an active person.
 #[utoipa::path(post, path = "/api/v1/admin/enrolment-tickets", tag = "admin", request_body = keywarden_protocol::IssueTicket,
-    responses((status = 201, body = keywarden_protocol::IssuedSecret), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = keywarden_protocol::IssuedSecret), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn issue_ticket(
     State(state): State<AppState>,
     admin: Staff<AdminOrHelpdesk>,
@@ -342,10 +331,7 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<O
 
 /// `GET /api/v1/admin/devices`: provisioned laptops with their latest posture and keys, and
 /// when and why each one out of service was retired.
-#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin",
-    responses((status = 200, body = Vec<keywarden_protocol::DeviceView>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin", responses((status = 200, body = Vec<keywarden_protocol::DeviceView>)))]
 pub async fn list_devices(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -406,9 +392,7 @@ pub const CREDENTIAL_COLUMNS: &str = "id, person_id, aaguid, model, software_key
 
 /// `GET /api/v1/admin/credentials`: every bound credential.
 #[utoipa::path(get, path = "/api/v1/admin/credentials", tag = "admin",
-    responses((status = 200, body = Vec<keywarden_protocol::CredentialView>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Vec<keywarden_protocol::CredentialView>)))]
 pub async fn list_credentials(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -427,9 +411,7 @@ pub async fn list_credentials(
 /// `GET /api/v1/admin/credentials/{id}/evidence` (admin, auditor): the raw enrolment evidence.
 #[utoipa::path(get, path = "/api/v1/admin/credentials/{id}/evidence", tag = "admin",
     params(("id" = String, Path, description = "credential id, base64url")),
-    responses((status = 200, body = keywarden_protocol::EnrolmentEvidence), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = keywarden_protocol::EnrolmentEvidence), crate::openapi::NotFound))]
 pub async fn evidence(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,

@@ -48,9 +48,7 @@ pub fn router() -> Router<AppState> {
 
 /// `POST /api/v1/agent/provision`: redeem a provisioning token and register the device key.
 #[utoipa::path(post, path = "/api/v1/agent/provision", tag = "agent", request_body = keywarden_protocol::ProvisionRequest,
-    responses((status = 201, body = keywarden_protocol::ProvisionResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = keywarden_protocol::ProvisionResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn provision(
     State(state): State<AppState>,
     body: Bytes,
@@ -173,9 +171,7 @@ pub async fn provision(
 /// per `(device, report_id)`. A rejected report from a known device is audited. Older agents
 /// send this; current agents send [`ingest_batch`].
 #[utoipa::path(post, path = "/api/v1/agent/reports", tag = "agent", request_body = keywarden_protocol::Report,
-    responses((status = 200, body = keywarden_protocol::ReportAck), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReportAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict))]
 pub async fn ingest_report(
     State(state): State<AppState>,
     method: Method,
@@ -207,9 +203,7 @@ pub async fn ingest_report(
 /// happened to each, in order. One audit record lists the reports the batch stored, another
 /// the ones it rejected and why.
 #[utoipa::path(post, path = "/api/v1/agent/reports/batch", tag = "agent", request_body = keywarden_protocol::ReportBatch,
-    responses((status = 200, body = keywarden_protocol::ReportBatchAck), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReportBatchAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict))]
 pub async fn ingest_batch(
     State(state): State<AppState>,
     method: Method,

@@ -425,9 +425,7 @@ pub struct CoverageQuery {
 
 /// `GET /api/v1/admin/coverage` (admin, help desk, auditor).
 #[utoipa::path(get, path = "/api/v1/admin/coverage", tag = "coverage", params(CoverageQuery),
-    responses((status = 200, body = CoverageReport), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = CoverageReport), crate::openapi::Invalid))]
 pub async fn handler(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,

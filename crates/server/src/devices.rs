@@ -250,10 +250,7 @@ pub async fn left_behind(tx: &mut Transaction<'_, Any>, person_id: &str) -> Resu
 /// `POST /api/v1/admin/devices/{id}/retire` (admin, help desk): retire a laptop or mark it lost.
 #[utoipa::path(post, path = "/api/v1/admin/devices/{id}/retire", tag = "admin", request_body = RetireDevice,
     params(("id" = String, Path, description = "device id")),
-    responses((status = 200, body = RetiredDevice), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = RetiredDevice), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn retire_handler(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,

@@ -91,10 +91,7 @@ pub struct ExceptionView {
 
 /// `POST /api/v1/admin/exceptions` (admin).
 #[utoipa::path(post, path = "/api/v1/admin/exceptions", tag = "policy", request_body = NewException,
-    responses((status = 201, body = ExceptionView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = ExceptionView), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn add(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -266,8 +263,7 @@ pub async fn load(db: &AnyPool, now: i64, only_expired: bool) -> Result<Vec<Exce
 /// `GET /api/v1/admin/exceptions` (admin, help desk, auditor): the register, expired ones flagged.
 #[utoipa::path(get, path = "/api/v1/admin/exceptions", tag = "policy",
     params(("expired" = Option<bool>, Query, description = "only expired exceptions that were not revoked")),
-    responses((status = 200, body = [ExceptionView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = [ExceptionView])))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -281,9 +277,7 @@ pub async fn list(
 /// `DELETE /api/v1/admin/exceptions/{id}` (admin): end an exception now.
 #[utoipa::path(delete, path = "/api/v1/admin/exceptions/{id}", tag = "policy",
     params(("id" = String, Path, description = "exception id")),
-    responses((status = 204, description = "revoked"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "revoked"), crate::openapi::NotFound))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -387,9 +381,7 @@ pub struct AlertView {
 }
 
 /// `GET /api/v1/admin/alerts` (admin, auditor): alerts, newest first.
-#[utoipa::path(get, path = "/api/v1/admin/alerts", tag = "policy",
-    responses((status = 200, body = [AlertView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/alerts", tag = "policy", responses((status = 200, body = [AlertView])))]
 pub async fn alerts(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,

@@ -466,10 +466,7 @@ pub async fn latest_posture(
 }
 
 /// `GET /api/v1/admin/populations`.
-#[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy",
-    responses((status = 200, body = Vec<Population>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy", responses((status = 200, body = Vec<Population>)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -547,9 +544,7 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
 /// `PUT /api/v1/admin/populations/{name}` (admin): define or change a population and its policy.
 #[utoipa::path(put, path = "/api/v1/admin/populations/{name}", tag = "policy", request_body = PopulationSpec,
     params(("name" = String, Path, description = "population name")),
-    responses((status = 200, body = Population), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Population), crate::openapi::Invalid))]
 pub async fn upsert(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -605,9 +600,7 @@ pub async fn upsert(
 /// `DELETE /api/v1/admin/populations/{name}` (admin).
 #[utoipa::path(delete, path = "/api/v1/admin/populations/{name}", tag = "policy",
     params(("name" = String, Path, description = "population name")),
-    responses((status = 204, description = "removed"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "removed"), crate::openapi::NotFound))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,

@@ -44,10 +44,7 @@ pub struct StationSetting {
 /// `POST /api/v1/admin/devices/{id}/reclaim-station` (admin, help desk).
 #[utoipa::path(post, path = "/api/v1/admin/devices/{id}/reclaim-station", tag = "offboarding", request_body = StationSetting,
     params(("id" = String, Path, description = "device id")),
-    responses((status = 200, body = StationSetting), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = StationSetting), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn set_station(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -159,9 +156,7 @@ async fn directive_for(
 
 /// `POST /api/v1/agent/reclaim/directives` (device-signed, reclaim stations only).
 #[utoipa::path(post, path = "/api/v1/agent/reclaim/directives", tag = "offboarding", request_body = keywarden_protocol::ReclaimQuery,
-    responses((status = 200, body = keywarden_protocol::ReclaimPlan), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReclaimPlan), crate::openapi::Invalid))]
 pub async fn directives(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<ReclaimQuery>,
@@ -190,10 +185,7 @@ pub async fn directives(
 
 /// `POST /api/v1/agent/reclaim/receipts` (device-signed, reclaim stations only).
 #[utoipa::path(post, path = "/api/v1/agent/reclaim/receipts", tag = "offboarding", request_body = keywarden_protocol::ReclaimReceipt,
-    responses((status = 200, body = keywarden_protocol::ReclaimReceiptAck), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReclaimReceiptAck), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn receipt(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<ReclaimReceipt>,

@@ -169,10 +169,7 @@ pub async fn suspend(
 /// `POST /api/v1/admin/credentials/{id}/suspend` (admin, help desk): mark a key lost.
 #[utoipa::path(post, path = "/api/v1/admin/credentials/{id}/suspend", tag = "recovery", request_body = SuspendRequest,
     params(("id" = String, Path, description = "credential id, base64url")),
-    responses((status = 200, body = keywarden_protocol::CredentialView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = keywarden_protocol::CredentialView), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn suspend_by_helpdesk(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -198,11 +195,7 @@ pub async fn suspend_by_helpdesk(
 /// keys lost, proven with a fresh assertion from another of their active keys.
 #[utoipa::path(post, path = "/api/v1/agent/credentials/{id}/lost", tag = "recovery", request_body = keywarden_protocol::ReportLostRequest,
     params(("id" = String, Path, description = "the lost credential's id, base64url")),
-    responses((status = 200, body = keywarden_protocol::CredentialView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::CredentialView), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn report_lost(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -376,10 +369,7 @@ async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryVi
 /// `POST /api/v1/admin/recoveries` (admin, help desk; a token issued to a named person):
 /// record the proofing and issue a single-use recovery ticket.
 #[utoipa::path(post, path = "/api/v1/admin/recoveries", tag = "recovery", request_body = IssueRecovery,
-    responses((status = 201, body = IssuedRecovery), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = IssuedRecovery), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn issue(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -511,11 +501,7 @@ pub struct Approve {
 /// with no active key left.
 #[utoipa::path(post, path = "/api/v1/admin/recoveries/{id}/approvals", tag = "recovery", request_body = Approve,
     params(("id" = String, Path, description = "recovery id")),
-    responses((status = 200, body = RecoveryView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = RecoveryView), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -651,9 +637,7 @@ async fn audit_refusal(state: &AppState, actor: &str, subject: &str, e: &Error, 
 }
 
 /// `GET /api/v1/admin/recoveries` (admin, help desk, auditor).
-#[utoipa::path(get, path = "/api/v1/admin/recoveries", tag = "recovery",
-    responses((status = 200, body = [RecoveryView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/recoveries", tag = "recovery", responses((status = 200, body = [RecoveryView])))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -673,8 +657,7 @@ pub async fn list(
 /// `GET /api/v1/admin/people/{id}/credentials` (admin, help desk, auditor): one person's keys.
 #[utoipa::path(get, path = "/api/v1/admin/people/{id}/credentials", tag = "recovery",
     params(("id" = String, Path, description = "person id")),
-    responses((status = 200, body = Vec<keywarden_protocol::CredentialView>), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Vec<keywarden_protocol::CredentialView>)))]
 pub async fn person_credentials(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -695,10 +678,7 @@ pub async fn person_credentials(
 /// `DELETE /api/v1/admin/recoveries/{id}` (admin, help desk): cancel an open recovery.
 #[utoipa::path(delete, path = "/api/v1/admin/recoveries/{id}", tag = "recovery",
     params(("id" = String, Path, description = "recovery id")),
-    responses((status = 200, body = RecoveryView), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = RecoveryView), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -768,11 +748,7 @@ pub async fn cancel_in(
 /// assertion from another active key of the person (or after two approvals when none is left),
 /// and open an enrolment session for the replacement.
 #[utoipa::path(post, path = "/api/v1/agent/recoveries", tag = "recovery", request_body = keywarden_protocol::RecoveryBeginRequest,
-    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn redeem(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<RecoveryBeginRequest>,

@@ -35,9 +35,7 @@ pub fn router() -> Router<AppState> {
 
 /// `POST /api/v1/agent/step-up` (device-signed): a fresh assertion challenge.
 #[utoipa::path(post, path = "/api/v1/agent/step-up", tag = "recovery", request_body = keywarden_protocol::StepUpRequest,
-    responses((status = 201, body = keywarden_protocol::AssertionOptions), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::AssertionOptions), crate::openapi::Invalid, crate::openapi::Unauthenticated))]
 pub async fn challenge(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<StepUpRequest>,
@@ -306,11 +304,7 @@ pub async fn verify_assertion(
 /// `POST /api/v1/agent/sign-in` (device-signed): a person proves who they are with a key and
 /// gets their credentials (to choose which one is lost).
 #[utoipa::path(post, path = "/api/v1/agent/sign-in", tag = "recovery", request_body = keywarden_protocol::StepUp,
-    responses((status = 200, body = keywarden_protocol::SignInResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::SignInResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn sign_in(
     State(state): State<AppState>,
     Signed {

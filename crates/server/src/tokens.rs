@@ -322,10 +322,7 @@ pub async fn create_token(
 /// `POST /api/v1/admin/tokens` (admin): issue a token for a role. Staff tokens go to a named
 /// person other than the caller's.
 #[utoipa::path(post, path = "/api/v1/admin/tokens", tag = "tokens", request_body = IssueApiToken,
-    responses((status = 201, body = IssuedApiToken), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = IssuedApiToken), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn issue(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -408,10 +405,7 @@ pub async fn load(db: &sqlx::AnyPool, now: i64) -> Result<Vec<ApiTokenView>> {
 
 /// `GET /api/v1/admin/tokens` (admin): every token with its person, expiry and last use,
 /// without secrets.
-#[utoipa::path(get, path = "/api/v1/admin/tokens", tag = "tokens",
-    responses((status = 200, body = Vec<ApiTokenView>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/tokens", tag = "tokens", responses((status = 200, body = Vec<ApiTokenView>)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AdminOnly>,
@@ -495,10 +489,7 @@ pub async fn revoke_by_id(
 /// `DELETE /api/v1/admin/tokens/{id}` (admin): revoke a token; the caller cannot revoke its own.
 #[utoipa::path(delete, path = "/api/v1/admin/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "token id")),
-    responses((status = 204, description = "revoked"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "revoked"), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,

@@ -336,10 +336,7 @@ pub async fn list(db: &AnyPool, now: i64) -> Result<TrustListing> {
 }
 
 /// `GET /api/v1/admin/trust-anchors`.
-#[utoipa::path(get, path = "/api/v1/admin/trust-anchors", tag = "policy",
-    responses((status = 200, body = TrustListing), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/trust-anchors", tag = "policy", responses((status = 200, body = TrustListing)))]
 pub async fn list_handler(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,
@@ -349,10 +346,7 @@ pub async fn list_handler(
 
 /// `POST /api/v1/admin/trust-anchors` (admin): trust a root for attestation chains of any model.
 #[utoipa::path(post, path = "/api/v1/admin/trust-anchors", tag = "policy", request_body = AddAnchor,
-    responses((status = 201, body = TrustAnchor), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = TrustAnchor), crate::openapi::Invalid, crate::openapi::Conflict))]
 pub async fn add_handler(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -372,10 +366,7 @@ pub async fn add_handler(
 /// `DELETE /api/v1/admin/trust-anchors/{id}` (admin): stop trusting a root an admin added.
 #[utoipa::path(delete, path = "/api/v1/admin/trust-anchors/{id}", tag = "policy",
     params(("id" = String, Path, description = "the root's SHA-256 fingerprint (hex)")),
-    responses((status = 204, description = "removed"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "removed"), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn remove_handler(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,

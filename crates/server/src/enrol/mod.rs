@@ -49,11 +49,7 @@ pub fn router() -> Router<AppState> {
 
 /// `POST /api/v1/agent/enrolments` (device-signed): redeem a ticket and open an enrolment.
 #[utoipa::path(post, path = "/api/v1/agent/enrolments", tag = "agent", request_body = keywarden_protocol::EnrolBeginRequest,
-    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody), (status = 429, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone, crate::openapi::TooManyRequests))]
 pub async fn begin(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<EnrolBeginRequest>,
@@ -190,11 +186,7 @@ async fn require_step_up_if_enrolled(
 /// one already: a fresh assertion (purpose `add_key`) from one of their active keys opens an
 /// enrolment session for them on this laptop, exactly as a redeemed ticket does.
 #[utoipa::path(post, path = "/api/v1/agent/key-additions", tag = "agent", request_body = keywarden_protocol::AddKeyRequest,
-    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn add_key(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<AddKeyRequest>,
@@ -290,10 +282,7 @@ async fn add_key_session(
 /// `POST /api/v1/agent/enrolments/{id}/ceremonies` (device-signed): another key in the same enrolment.
 #[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/ceremonies", tag = "agent",
     params(("id" = String, Path, description = "enrolment id")),
-    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn next_ceremony(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
@@ -312,11 +301,7 @@ pub async fn next_ceremony(
 /// bind the credential, after the policy checks (AAGUID, PIN length, user verification, laptop).
 #[utoipa::path(post, path = "/api/v1/agent/ceremonies/{id}/finish", tag = "agent", request_body = keywarden_protocol::EnrolFinishRequest,
     params(("id" = String, Path, description = "ceremony id")),
-    responses((status = 200, body = keywarden_protocol::EnrolFinishResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::EnrolFinishResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn finish(
     State(state): State<AppState>,
     Path(ceremony_id): Path<String>,

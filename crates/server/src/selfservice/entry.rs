@@ -82,10 +82,7 @@ fn summary(p: &enrol::Person) -> PersonSummary {
 /// desktop agent's redemption, a ticket enrols only a person's first keys: someone who already
 /// holds an active credential signs in with it instead.
 #[utoipa::path(post, path = "/api/v1/me/session/ticket", tag = "self-service", request_body = RedeemTicket,
-    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody),
-              (status = 429, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone, crate::openapi::TooManyRequests))]
 pub async fn redeem_ticket(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -151,9 +148,7 @@ async fn redeem_ticket_in(
 /// `POST /api/v1/me/session/link`: redeem the desktop app's one-time link (single use; it
 /// carries on the app's enrolment session, which a ticket or a key already proved).
 #[utoipa::path(post, path = "/api/v1/me/session/link", tag = "self-service", request_body = RedeemLink,
-    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn redeem_link(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -265,7 +260,7 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
 /// `POST /api/v1/me/sign-in/begin`: a challenge for signing in with a passkey (any of the
 /// person's discoverable credentials).
 #[utoipa::path(post, path = "/api/v1/me/sign-in/begin", tag = "self-service",
-    responses((status = 201, body = WebChallenge), (status = 403, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = WebChallenge), crate::openapi::Forbidden))]
 pub async fn sign_in_begin(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -278,9 +273,7 @@ pub async fn sign_in_begin(
 
 /// `POST /api/v1/me/sign-in/finish`: verify the assertion and open a session.
 #[utoipa::path(post, path = "/api/v1/me/sign-in/finish", tag = "self-service", request_body = FinishCeremony,
-    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn sign_in_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -337,10 +330,7 @@ const WEB_LINK_MS: i64 = 10 * 60 * 1000;
 /// person is told.
 #[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/web-link", tag = "agent",
     params(("id" = String, Path, description = "enrolment id")),
-    responses((status = 201, body = keywarden_protocol::WebLinkResponse), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::WebLinkResponse), crate::openapi::NotFound, crate::openapi::Gone))]
 pub async fn web_link(
     State(state): State<AppState>,
     Path(session_id): Path<String>,

@@ -68,8 +68,7 @@ pub struct Me {
 /// `POST /api/v1/me/step-up/begin` (session): a challenge for confirming with one of the
 /// signed-in person's active keys.
 #[utoipa::path(post, path = "/api/v1/me/step-up/begin", tag = "self-service",
-    responses((status = 201, body = WebChallenge), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = WebChallenge), crate::openapi::Denied, crate::openapi::Conflict))]
 pub async fn step_up_begin(
     State(state): State<AppState>,
     session: WebSession,
@@ -109,10 +108,7 @@ pub struct SteppedUp {
 /// `POST /api/v1/me/step-up/finish` (session): a fresh assertion from one of the signed-in
 /// person's own active keys makes the session fresh enough to add a passkey.
 #[utoipa::path(post, path = "/api/v1/me/step-up/finish", tag = "self-service", request_body = FinishCeremony,
-    responses((status = 200, body = SteppedUp), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 200, body = SteppedUp), crate::openapi::Invalid, crate::openapi::Denied, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn step_up_finish(
     State(state): State<AppState>,
     session: WebSession,
@@ -193,8 +189,7 @@ fn clean_name(name: Option<&str>) -> Result<Option<String>> {
 /// passkey or a phone's. Needs a fresh proof (a redeemed link, or a key touched in the last
 /// few minutes): adding to someone who has a key needs that key.
 #[utoipa::path(post, path = "/api/v1/me/passkeys/begin", tag = "self-service", request_body = BeginPasskey,
-    responses((status = 201, body = WebChallenge), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = WebChallenge), crate::openapi::Invalid, crate::openapi::Denied))]
 pub async fn passkey_begin(
     State(state): State<AppState>,
     session: WebSession,
@@ -385,10 +380,7 @@ const REFUSALS: &[ErrorCode] = &[
 /// `POST /api/v1/me/passkeys/finish` (session): verify the registration with webauthn-rs and
 /// the population's rules, and bind the passkey.
 #[utoipa::path(post, path = "/api/v1/me/passkeys/finish", tag = "self-service", request_body = FinishCeremony,
-    responses((status = 201, body = PasskeyAdded), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = PasskeyAdded), crate::openapi::Invalid, crate::openapi::Denied, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn passkey_finish(
     State(state): State<AppState>,
     session: WebSession,
@@ -554,8 +546,7 @@ fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
 }
 
 /// `GET /api/v1/me` (session): the signed-in person, their credentials and coverage.
-#[utoipa::path(get, path = "/api/v1/me", tag = "self-service",
-    responses((status = 200, body = Me), (status = 401, body = keywarden_protocol::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "self-service", responses((status = 200, body = Me), crate::openapi::Unauthenticated))]
 pub async fn me(State(state): State<AppState>, session: WebSession) -> Result<Json<Me>> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
