@@ -337,47 +337,38 @@ mod tests {
 
     #[test]
     fn step_up_refusals_reach_the_ui_as_sentences_with_their_codes() {
-        let e = refused(
-            400,
-            ErrorCode::StepUpSameKey,
-            "sign in with another of your keys, not the one you are reporting lost",
-        );
-        assert_eq!(e.code, ErrorCode::StepUpSameKey);
-        assert!(
-            e.message.contains("Choose the key you lost"),
-            "{}",
-            e.message
-        );
-        let used = refused(
-            403,
-            ErrorCode::CredentialNotActive,
-            "the key used is suspended",
-        );
-        let lost = refused(
-            409,
-            ErrorCode::CredentialNotActive,
-            "the credential is already suspended",
-        );
-        assert!(
-            used.message.starts_with("The key you used"),
-            "{}",
-            used.message
-        );
-        assert!(
-            lost.message.contains("already suspended"),
-            "{}",
-            lost.message
-        );
-        let station = refused(
-            403,
-            ErrorCode::NotAReclaimStation,
-            "this laptop is not an IT reclaim station; an admin can make it one",
-        );
-        assert!(
-            station.message.contains("not an IT reclaim station"),
-            "{}",
-            station.message
-        );
+        // (status, code, the service's sentence, what the person reads)
+        for (status, code, said, reads) in [
+            (
+                400,
+                ErrorCode::StepUpSameKey,
+                "sign in with another of your keys, not the one you are reporting lost",
+                "Choose the key you lost",
+            ),
+            // The key used to sign in is suspended, or the key reported lost already was.
+            (
+                403,
+                ErrorCode::CredentialNotActive,
+                "the key used is suspended",
+                "The key you used",
+            ),
+            (
+                409,
+                ErrorCode::CredentialNotActive,
+                "the credential is already suspended",
+                "already suspended",
+            ),
+            (
+                403,
+                ErrorCode::NotAReclaimStation,
+                "this laptop is not an IT reclaim station; an admin can make it one",
+                "not an IT reclaim station",
+            ),
+        ] {
+            let e = refused(status, code, said);
+            assert_eq!(e.code, code);
+            assert!(e.message.contains(reads), "{status} {code}: {}", e.message);
+        }
     }
 
     #[test]
