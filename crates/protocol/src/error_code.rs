@@ -331,7 +331,7 @@ error_codes! {
     TokenExpired = "token_expired",
     /// 401: the person this token was issued to is no longer active; their tokens do not work.
     TokenHolderInactive = "token_holder_inactive",
-    /// 401: Authorization header must be 'Bearer <token>'.
+    /// 401: Authorization header must be `Bearer <token>`.
     TokenMalformed = "token_malformed",
     /// 401: this API needs an Authorization: Bearer token.
     TokenMissing = "token_missing",

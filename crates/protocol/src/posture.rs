@@ -84,7 +84,7 @@ pub struct Disk {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct Posture {
-    /// Shape version, [`POSTURE_SCHEMA_VERSION`].
+    /// Shape version, [`crate::POSTURE_SCHEMA_VERSION`].
     pub schema_version: u32,
     /// When the signals were collected (unix milliseconds).
     #[cfg_attr(feature = "ts", ts(type = "number"))]

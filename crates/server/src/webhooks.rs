@@ -1,7 +1,7 @@
 //! Outgoing events: notifications to people and signed revocation events to the IdP.
 //!
 //! An event is written to `outbox_events` in the same transaction as the change it reports
-//! ([`enqueue`]), so a crash or an unreachable receiver loses nothing. [`deliver_due`] POSTs due
+//! ([`enqueue`]), so a crash or an unreachable receiver loses nothing. [`Deliverer::deliver_due`] POSTs due
 //! events to the configured webhook, oldest first; a 2xx marks an event delivered, anything else
 //! schedules a retry with doubling backoff. A short lease keeps two replicas from sending the
 //! same event at once. Every body carries its `event_id`, which receivers use as an idempotency
