@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# Service benchmarks on SQLite and on a throwaway PostgreSQL (fsync on): signed report ingest
-# vs a bare batch insert, sustained signed check-ins over loopback with p50/p99, and the
-# coverage report over 100,000 people x 3 credentials. Prints rates and ratios; asserts
-# nothing about time. KEYWARDEN_BENCH_SCALE=0.1 for a quick run.
+# Service benchmarks on SQLite and on a throwaway PostgreSQL (fsync on). Prints rates, latencies
+# and ratios against a same-run baseline; asserts nothing about time. KEYWARDEN_BENCH_SCALE=0.1
+# for a quick run.
+#   service      signed report ingest vs a bare batch insert, sustained signed check-ins over
+#                loopback with p50/p99, the coverage report over 100,000 people x 3 credentials
+#   offboarding  time-to-revoke: 1,000 offboardings over SCIM with a real IdP webhook receiver on
+#                loopback, p50/p99 to committed and to acknowledged
+# Usage: scripts/bench.sh [service] [offboarding]   (no name: both)
 source "$(dirname "$0")/lib.sh"
+benches=("$@")
+[ ${#benches[@]} -gt 0 ] || benches=(service offboarding)
+for b in "${benches[@]}"; do
+  case "$b" in
+    service|offboarding) ;;
+    *) echo "unknown benchmark '$b': choose service or offboarding" >&2; exit 2 ;;
+  esac
+done
 ensure_apt "${BUILD_PKGS[@]}"
 ensure_rust
 source "$ROOT/scripts/postgres.sh"
@@ -11,4 +23,6 @@ trap stop_test_postgres EXIT
 start_test_postgres
 export KEYWARDEN_BENCH_POSTGRES_URL="${KEYWARDEN_TEST_POSTGRES_URL:-}"
 [ -n "$KEYWARDEN_BENCH_POSTGRES_URL" ] || unset KEYWARDEN_BENCH_POSTGRES_URL
-cargo bench --locked -p keywarden-server --bench service
+for b in "${benches[@]}"; do
+  cargo bench --locked -p keywarden-server --bench "$b"
+done

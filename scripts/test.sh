@@ -20,6 +20,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 build_ui
 # Playwright and axe-core for the self-service page tests (Debian's chromium is the browser).
 ensure_npm_deps tests/browser
+# The OpenAPI contract check (validator, openapi-typescript, tsc), run by the e2e tests.
+ensure_npm_deps tests/openapi
 say "UI unit tests"
 # Counted from Vitest's JSON report, not its coloured summary line (which escapes a pattern in
 # some terminals): the closing line's numbers are the same everywhere.

@@ -12,6 +12,7 @@ mod cli_parity;
 mod flow;
 mod lost_window;
 mod offboarding;
+mod openapi;
 mod recovery;
 mod refusals;
 mod tray;

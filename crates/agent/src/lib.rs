@@ -33,7 +33,7 @@ pub use keywarden_keys as keys;
 
 use keywarden_keys::{KeyInfo, Keyring};
 use keywarden_protocol::{
-    EnrolBeginRequest, EnrolBeginResponse, EnrolFinishResponse, ProvisionRequest,
+    EnrolBeginRequest, EnrolBeginResponse, EnrolFinishResponse, ErrorCode, ProvisionRequest,
     ProvisionResponse, Report, ReportAck, ReportBatch, ReportBatchAck, ReportOutcome,
 };
 
@@ -621,7 +621,7 @@ fn batch_len(pending: &[outbox::Pending]) -> usize {
 fn batch_refused_whole(e: &Error) -> bool {
     match e {
         Error::Service { status, code, .. } => {
-            (*status == 404 && code == "no_route") || *status == 400 || *status == 413
+            (*status == 404 && *code == ErrorCode::NoRoute) || *status == 400 || *status == 413
         }
         Error::BadResponse { status, .. } => *status == 404 || *status == 413,
         _ => false,
@@ -1027,7 +1027,7 @@ mod tests {
             let e = enrol::check_web_link(bad, ORIGIN).unwrap_err();
             assert!(matches!(e, Error::WebLinkNotOurs { .. }), "{bad}: {e}");
             let ui = e.to_ui();
-            assert_eq!(ui.code, "web_link_not_ours");
+            assert_eq!(ui.code, ErrorCode::WebLinkNotOurs);
             for shown in [e.to_string(), ui.message, format!("{e:?}")] {
                 assert!(!shown.contains("kwl_SECRET"), "{bad}: {shown}");
             }
@@ -1055,13 +1055,16 @@ mod tests {
     #[test]
     fn a_closed_or_expired_session_gets_a_sentence_with_a_way_forward() {
         for (code, says) in [
-            ("enrolment_expired", "has expired"),
-            ("enrolment_closed", "was closed"),
+            (ErrorCode::EnrolmentExpired, "has expired"),
+            (ErrorCode::EnrolmentClosed, "was closed"),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let body: &'static str = Box::leak(
-                format!(r#"{{"error": {{"code": "{code}", "message": "the enrolment session is over"}}}}"#)
-                    .into_boxed_str(),
+                format!(
+                    r#"{{"error": {{"code": "{}", "message": "the enrolment session is over"}}}}"#,
+                    code.as_str()
+                )
+                .into_boxed_str(),
             );
             let (url, served) = one_answer(410, body);
             let agent = provisioned_with(dir.path(), &url);
@@ -1110,7 +1113,7 @@ mod tests {
             .unwrap_err();
         served.join().unwrap();
         let ui = e.to_ui();
-        assert_eq!(ui.code, "browser_not_opened");
+        assert_eq!(ui.code, ErrorCode::BrowserNotOpened);
         assert!(
             ui.message
                 .contains("Open https://keywarden.example.com/me in a browser"),

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{
     CreatePerson, CredentialView, DeviceView, EnrolmentEvidence, IssueProvisioningToken,
     IssueTicket, IssuedSecret, PersonView,
@@ -67,7 +68,7 @@ fn ttl_ms(requested: Option<u64>, default: std::time::Duration) -> Result<i64> {
     let secs = requested.unwrap_or(default.as_secs());
     if !(1..=30 * 86_400).contains(&secs) {
         return Err(Error::bad_request(
-            "ttl_invalid",
+            ErrorCode::TtlInvalid,
             format!("ttl_seconds must be 1..=2592000, got {secs}"),
         ));
     }
@@ -76,10 +77,7 @@ fn ttl_ms(requested: Option<u64>, default: std::time::Duration) -> Result<i64> {
 
 /// `POST /api/v1/admin/people` (admin): create a person by hand (HR normally uses SCIM).
 #[utoipa::path(post, path = "/api/v1/admin/people", tag = "admin", request_body = keywarden_protocol::CreatePerson,
-    responses((status = 201, body = keywarden_protocol::PersonView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = keywarden_protocol::PersonView), crate::openapi::Invalid, crate::openapi::Conflict))]
 pub async fn create_person(
     State(state): State<AppState>,
     admin: Staff<AdminOnly>,
@@ -89,13 +87,13 @@ pub async fn create_person(
     let display_name = req.display_name.trim();
     if user_name.is_empty() || user_name.len() > 256 {
         return Err(Error::bad_request(
-            "user_name_invalid",
+            ErrorCode::UserNameInvalid,
             "user_name must be 1..=256 characters",
         ));
     }
     if display_name.is_empty() || display_name.len() > 256 {
         return Err(Error::bad_request(
-            "display_name_invalid",
+            ErrorCode::DisplayNameInvalid,
             "display_name must be 1..=256 characters",
         ));
     }
@@ -104,7 +102,7 @@ pub async fn create_person(
     let mut tx = crate::db::begin(&state.db).await?;
     if store::user_name_taken(&mut tx, user_name).await? {
         return Err(Error::conflict(
-            "person_exists",
+            ErrorCode::PersonExists,
             format!("a person with user_name {user_name} exists"),
         ));
     }
@@ -142,10 +140,7 @@ pub async fn create_person(
 }
 
 /// `GET /api/v1/admin/people`: every person with their active authenticators.
-#[utoipa::path(get, path = "/api/v1/admin/people", tag = "admin",
-    responses((status = 200, body = Vec<keywarden_protocol::PersonView>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/people", tag = "admin", responses((status = 200, body = Vec<keywarden_protocol::PersonView>)))]
 pub async fn list_people(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -155,9 +150,7 @@ pub async fn list_people(
 
 /// `POST /api/v1/admin/provisioning-tokens` (admin, help desk): a one-time token for a laptop.
 #[utoipa::path(post, path = "/api/v1/admin/provisioning-tokens", tag = "admin", request_body = keywarden_protocol::IssueProvisioningToken,
-    responses((status = 201, body = keywarden_protocol::IssuedSecret), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = keywarden_protocol::IssuedSecret), crate::openapi::Invalid))]
 pub async fn issue_provisioning_token(
     State(state): State<AppState>,
     admin: Staff<AdminOrHelpdesk>,
@@ -206,10 +199,7 @@ pub async fn issue_provisioning_token(
 /// `POST /api/v1/admin/enrolment-tickets` (admin, help desk): a one-time enrolment ticket
 /// bound to an active person.
 #[utoipa::path(post, path = "/api/v1/admin/enrolment-tickets", tag = "admin", request_body = keywarden_protocol::IssueTicket,
-    responses((status = 201, body = keywarden_protocol::IssuedSecret), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = keywarden_protocol::IssuedSecret), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn issue_ticket(
     State(state): State<AppState>,
     admin: Staff<AdminOrHelpdesk>,
@@ -280,11 +270,14 @@ pub(crate) async fn require_active_person(
     let active = crate::store::people::active(&mut **tx, person_id)
         .await?
         .ok_or_else(|| {
-            Error::not_found("person_unknown", format!("no person with id {person_id}"))
+            Error::not_found(
+                ErrorCode::PersonUnknown,
+                format!("no person with id {person_id}"),
+            )
         })?;
     if !active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             format!("{what} are issued only for active people"),
         ));
     }
@@ -293,10 +286,7 @@ pub(crate) async fn require_active_person(
 
 /// `GET /api/v1/admin/devices`: provisioned laptops with their latest posture and keys, and
 /// when and why each one out of service was retired.
-#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin",
-    responses((status = 200, body = Vec<keywarden_protocol::DeviceView>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin", responses((status = 200, body = Vec<keywarden_protocol::DeviceView>)))]
 pub async fn list_devices(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -306,9 +296,7 @@ pub async fn list_devices(
 
 /// `GET /api/v1/admin/credentials`: every bound credential.
 #[utoipa::path(get, path = "/api/v1/admin/credentials", tag = "admin",
-    responses((status = 200, body = Vec<keywarden_protocol::CredentialView>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Vec<keywarden_protocol::CredentialView>)))]
 pub async fn list_credentials(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -319,9 +307,7 @@ pub async fn list_credentials(
 /// `GET /api/v1/admin/credentials/{id}/evidence` (admin, auditor): the raw enrolment evidence.
 #[utoipa::path(get, path = "/api/v1/admin/credentials/{id}/evidence", tag = "admin",
     params(("id" = String, Path, description = "credential id, base64url")),
-    responses((status = 200, body = keywarden_protocol::EnrolmentEvidence), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = keywarden_protocol::EnrolmentEvidence), crate::openapi::NotFound))]
 pub async fn evidence(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,
@@ -331,6 +317,9 @@ pub async fn evidence(
         .await?
         .map(Json)
         .ok_or_else(|| {
-            Error::not_found("credential_unknown", format!("no credential with id {id}"))
+            Error::not_found(
+                ErrorCode::CredentialUnknown,
+                format!("no credential with id {id}"),
+            )
         })
 }

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use std::collections::{BTreeMap, HashSet};
 
 use keywarden_protocol::{
@@ -49,9 +50,7 @@ pub fn router() -> Router<AppState> {
 
 /// `POST /api/v1/agent/provision`: redeem a provisioning token and register the device key.
 #[utoipa::path(post, path = "/api/v1/agent/provision", tag = "agent", request_body = keywarden_protocol::ProvisionRequest,
-    responses((status = 201, body = keywarden_protocol::ProvisionResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = keywarden_protocol::ProvisionResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn provision(
     State(state): State<AppState>,
     body: Bytes,
@@ -63,14 +62,14 @@ pub async fn provision(
         .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
         .ok_or_else(|| {
             Error::bad_request(
-                "device_key_invalid",
+                ErrorCode::DeviceKeyInvalid,
                 "device_public_key must be a base64url Ed25519 public key",
             )
         })?;
     let hostname = req.hostname.trim();
     if hostname.is_empty() || hostname.len() > 255 {
         return Err(Error::bad_request(
-            "hostname_invalid",
+            ErrorCode::HostnameInvalid,
             "hostname must be 1..=255 characters",
         ));
     }
@@ -79,19 +78,22 @@ pub async fn provision(
     let row = store::provisioning_token(&mut tx, &secrets::hash(req.token.trim()))
         .await?
         .ok_or_else(|| {
-            Error::not_found("provisioning_token_unknown", "unknown provisioning token")
+            Error::not_found(
+                ErrorCode::ProvisioningTokenUnknown,
+                "unknown provisioning token",
+            )
         })?;
     let token_id = row.id;
     if row.used_at.is_some() {
         return Err(Error::conflict(
-            "provisioning_token_used",
+            ErrorCode::ProvisioningTokenUsed,
             "this provisioning token was already used",
         ));
     }
     let expires_at = row.expires_at;
     if now >= expires_at {
         return Err(Error::gone(
-            "provisioning_token_expired",
+            ErrorCode::ProvisioningTokenExpired,
             format!(
                 "provisioning token expired at {}",
                 secrets::fmt_time(expires_at)
@@ -101,7 +103,7 @@ pub async fn provision(
     let public_key = secrets::b64(key.as_bytes());
     if store::key_taken(&mut tx, &public_key).await? {
         return Err(Error::conflict(
-            "device_key_reused",
+            ErrorCode::DeviceKeyReused,
             "this device key is already registered",
         ));
     }
@@ -115,7 +117,7 @@ pub async fn provision(
     store::insert_device(&mut tx, &device, now).await?;
     if !store::use_provisioning_token(&mut tx, &token_id, &device_id, now).await? {
         return Err(Error::conflict(
-            "provisioning_token_used",
+            ErrorCode::ProvisioningTokenUsed,
             "this provisioning token was already used",
         ));
     }
@@ -152,9 +154,7 @@ pub async fn provision(
 /// per `(device, report_id)`. A rejected report from a known device is audited. Older agents
 /// send this; current agents send [`ingest_batch`].
 #[utoipa::path(post, path = "/api/v1/agent/reports", tag = "agent", request_body = keywarden_protocol::Report,
-    responses((status = 200, body = keywarden_protocol::ReportAck), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReportAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict))]
 pub async fn ingest_report(
     State(state): State<AppState>,
     method: Method,
@@ -164,7 +164,7 @@ pub async fn ingest_report(
     let call = SignedCall::verify(&state, &method, REPORTS_PATH, &headers, &body).await?;
     let outcome = async {
         let text = std::str::from_utf8(&body)
-            .map_err(|_| Error::bad_request("malformed_json", "body is not UTF-8"))?;
+            .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
         let report = check(0, text)?;
         let report_id = report.report_id.clone();
         let newly = submit(&state, &call, Kind::Single, vec![report], Vec::new()).await?;
@@ -186,9 +186,7 @@ pub async fn ingest_report(
 /// happened to each, in order. One audit record lists the reports the batch stored, another
 /// the ones it rejected and why.
 #[utoipa::path(post, path = "/api/v1/agent/reports/batch", tag = "agent", request_body = keywarden_protocol::ReportBatch,
-    responses((status = 200, body = keywarden_protocol::ReportBatchAck), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReportBatchAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict))]
 pub async fn ingest_batch(
     State(state): State<AppState>,
     method: Method,
@@ -230,22 +228,22 @@ async fn ingest_many(state: &AppState, call: &SignedCall, body: &[u8]) -> Result
         reports: Vec<&'a RawValue>,
     }
     let text = std::str::from_utf8(body)
-        .map_err(|_| Error::bad_request("malformed_json", "body is not UTF-8"))?;
+        .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
     let raw: RawBatch<'_> = serde_json::from_str(text).map_err(|e| {
         Error::bad_request(
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!("request body is not a report batch: {e}"),
         )
     })?;
     if raw.reports.is_empty() {
         return Err(Error::bad_request(
-            "batch_empty",
+            ErrorCode::BatchEmpty,
             "a report batch needs at least one report",
         ));
     }
     if raw.reports.len() > MAX_REPORTS_PER_BATCH {
         return Err(Error::bad_request(
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             format!(
                 "a report batch carries at most {MAX_REPORTS_PER_BATCH} reports, this one {}",
                 raw.reports.len()
@@ -302,7 +300,7 @@ async fn ingest_many(state: &AppState, call: &SignedCall, body: &[u8]) -> Result
             report_id: r.report_id,
             outcome: ReportOutcome::Rejected,
             error: Some(ErrorDetail {
-                code: r.code.to_owned(),
+                code: r.code,
                 message: r.message,
             }),
         }))
@@ -339,17 +337,21 @@ struct Checked {
 struct Rejected {
     index: u32,
     report_id: Option<String>,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 /// Parse and validate one report.
 fn check(index: u32, raw: &str) -> Result<Checked> {
-    let report: Report = serde_json::from_str(raw)
-        .map_err(|e| Error::bad_request("malformed_json", format!("report is not valid: {e}")))?;
+    let report: Report = serde_json::from_str(raw).map_err(|e| {
+        Error::bad_request(
+            ErrorCode::MalformedJson,
+            format!("report is not valid: {e}"),
+        )
+    })?;
     if uuid::Uuid::parse_str(&report.report_id).is_err() {
         return Err(Error::bad_request(
-            "report_id_invalid",
+            ErrorCode::ReportIdInvalid,
             "report_id must be a UUID",
         ));
     }
@@ -357,7 +359,7 @@ fn check(index: u32, raw: &str) -> Result<Checked> {
         || report.posture.schema_version > keywarden_protocol::POSTURE_SCHEMA_VERSION
     {
         return Err(Error::bad_request(
-            "posture_schema_unsupported",
+            ErrorCode::PostureSchemaUnsupported,
             format!(
                 "posture schema version {} is not supported (this service reads 1..={})",
                 report.posture.schema_version,

@@ -6,6 +6,7 @@
 //! One aggregate query over people and their active credentials does the heavy lifting, so the
 //! report over 100,000 people stays well under a second on SQLite.
 
+use keywarden_protocol::ErrorCode;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
@@ -381,15 +382,13 @@ pub struct CoverageQuery {
 
 /// `GET /api/v1/admin/coverage` (admin, help desk, auditor).
 #[utoipa::path(get, path = "/api/v1/admin/coverage", tag = "coverage", params(CoverageQuery),
-    responses((status = 200, body = CoverageReport), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = CoverageReport), crate::openapi::Invalid))]
 pub async fn handler(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
     query: std::result::Result<Query<CoverageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CoverageReport>> {
-    let Query(q) = query.map_err(|e| Error::bad_request("query_invalid", e.body_text()))?;
+    let Query(q) = query.map_err(|e| Error::bad_request(ErrorCode::QueryInvalid, e.body_text()))?;
     let filter = if q.people == Some(false) {
         None
     } else {

@@ -12,6 +12,7 @@
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
@@ -95,11 +96,14 @@ pub async fn retire_in(
     now: i64,
 ) -> Result<RetiredDevice> {
     let d = store::service(tx, device_id).await?.ok_or_else(|| {
-        Error::not_found("device_unknown", format!("no laptop with id {device_id}"))
+        Error::not_found(
+            ErrorCode::DeviceUnknown,
+            format!("no laptop with id {device_id}"),
+        )
     })?;
     if let Some(at) = d.retired_at {
         return Err(Error::conflict(
-            "device_retired",
+            ErrorCode::DeviceRetired,
             format!(
                 "this laptop was already taken out of service ({}) at {}",
                 d.retired_reason.unwrap_or_default(),
@@ -110,7 +114,7 @@ pub async fn retire_in(
     let hostname = d.hostname;
     if !store::mark_retired(tx, device_id, reason, actor, now).await? {
         return Err(Error::conflict(
-            "device_retired",
+            ErrorCode::DeviceRetired,
             "this laptop was just taken out of service by someone else",
         ));
     }
@@ -181,10 +185,7 @@ pub async fn left_behind(tx: &mut Transaction<'_, Any>, person_id: &str) -> Resu
 /// `POST /api/v1/admin/devices/{id}/retire` (admin, help desk): retire a laptop or mark it lost.
 #[utoipa::path(post, path = "/api/v1/admin/devices/{id}/retire", tag = "admin", request_body = RetireDevice,
     params(("id" = String, Path, description = "device id")),
-    responses((status = 200, body = RetiredDevice), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = RetiredDevice), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn retire_handler(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -194,7 +195,7 @@ pub async fn retire_handler(
     let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > 500) {
         return Err(Error::bad_request(
-            "note_invalid",
+            ErrorCode::NoteInvalid,
             "the note is at most 500 characters",
         ));
     }

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
@@ -91,10 +92,7 @@ pub struct ExceptionView {
 
 /// `POST /api/v1/admin/exceptions` (admin).
 #[utoipa::path(post, path = "/api/v1/admin/exceptions", tag = "policy", request_body = NewException,
-    responses((status = 201, body = ExceptionView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = ExceptionView), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn add(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -104,13 +102,13 @@ pub async fn add(
     let reason = req.reason.trim();
     if owner.is_empty() {
         return Err(Error::bad_request(
-            "exception_owner_missing",
+            ErrorCode::ExceptionOwnerMissing,
             "an exception needs an owner who answers for it",
         ));
     }
     if reason.is_empty() {
         return Err(Error::bad_request(
-            "exception_reason_missing",
+            ErrorCode::ExceptionReasonMissing,
             "an exception needs a reason",
         ));
     }
@@ -118,20 +116,20 @@ pub async fn add(
         Some(d) if (1..=365).contains(&d) => d,
         Some(d) => {
             return Err(Error::bad_request(
-                "exception_expiry_invalid",
+                ErrorCode::ExceptionExpiryInvalid,
                 format!("an exception lasts 1..=365 days, not {d}"),
             ))
         }
         None => {
             return Err(Error::bad_request(
-                "exception_expiry_missing",
+                ErrorCode::ExceptionExpiryMissing,
                 "an exception needs an expiry (days, 1..=365); none is permanent",
             ))
         }
     };
     if !KINDS.contains(&req.kind.as_str()) {
         return Err(Error::bad_request(
-            "exception_kind_unknown",
+            ErrorCode::ExceptionKindUnknown,
             format!(
                 "exception kind {:?} is not one of {}",
                 req.kind,
@@ -155,14 +153,14 @@ pub async fn add(
     let mut tx = crate::db::begin(&state.db).await?;
     if !crate::store::people::exists(&mut *tx, &req.person_id).await? {
         return Err(Error::not_found(
-            "person_unknown",
+            ErrorCode::PersonUnknown,
             format!("no person with id {}", req.person_id),
         ));
     }
     if req.kind == "break_glass" {
         let cred = req.credential_id.as_deref().ok_or_else(|| {
             Error::bad_request(
-                "exception_credential_missing",
+                ErrorCode::ExceptionCredentialMissing,
                 "a break-glass exception names the credential kept in the safe",
             )
         })?;
@@ -170,14 +168,14 @@ pub async fn add(
             Some(owner) if owner == req.person_id => {}
             _ => {
                 return Err(Error::bad_request(
-                    "exception_credential_invalid",
+                    ErrorCode::ExceptionCredentialInvalid,
                     "the break-glass credential must be an active credential of that person",
                 ))
             }
         }
     } else if req.credential_id.is_some() {
         return Err(Error::bad_request(
-            "exception_credential_unexpected",
+            ErrorCode::ExceptionCredentialUnexpected,
             "only break-glass exceptions name a credential",
         ));
     }
@@ -216,8 +214,7 @@ pub async fn load(db: &AnyPool, now: i64, only_expired: bool) -> Result<Vec<Exce
 /// `GET /api/v1/admin/exceptions` (admin, help desk, auditor): the register, expired ones flagged.
 #[utoipa::path(get, path = "/api/v1/admin/exceptions", tag = "policy",
     params(("expired" = Option<bool>, Query, description = "only expired exceptions that were not revoked")),
-    responses((status = 200, body = [ExceptionView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = [ExceptionView])))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -231,9 +228,7 @@ pub async fn list(
 /// `DELETE /api/v1/admin/exceptions/{id}` (admin): end an exception now.
 #[utoipa::path(delete, path = "/api/v1/admin/exceptions/{id}", tag = "policy",
     params(("id" = String, Path, description = "exception id")),
-    responses((status = 204, description = "revoked"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "revoked"), crate::openapi::NotFound))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -241,9 +236,12 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let person_id = store::revoke(&mut tx, &id, now)
-        .await?
-        .ok_or_else(|| Error::not_found("exception_unknown", format!("no open exception {id}")))?;
+    let person_id = store::revoke(&mut tx, &id, now).await?.ok_or_else(|| {
+        Error::not_found(
+            ErrorCode::ExceptionUnknown,
+            format!("no open exception {id}"),
+        )
+    })?;
     audit::record(
         &mut tx,
         now,
@@ -321,9 +319,7 @@ pub struct AlertView {
 }
 
 /// `GET /api/v1/admin/alerts` (admin, auditor): alerts, newest first.
-#[utoipa::path(get, path = "/api/v1/admin/alerts", tag = "policy",
-    responses((status = 200, body = [AlertView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/alerts", tag = "policy", responses((status = 200, body = [AlertView])))]
 pub async fn alerts(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,

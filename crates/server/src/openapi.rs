@@ -2,6 +2,10 @@
 //! `GET /openapi.json`. Bodies are the real wire types: the protocol crate derives their
 //! schemas behind its `openapi` feature, as it does TypeScript bindings behind `ts`; the few
 //! `…Doc` schemas left here describe bodies that are not protocol types (SCIM resources).
+//! Error responses are declared once, in [`responses`]: the credential each part of the API
+//! takes, and the refusals its extractor answers with, are added to every operation from one
+//! table ([`CREDENTIALS`]); a handler names only its own refusals (`Invalid`, `NotFound`, ...).
+//! Every operation's id is its method and path, unique by construction.
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -9,6 +13,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
+
+pub mod responses;
+pub use responses::*;
 
 /// Routes: the document itself.
 pub fn router() -> Router<AppState> {
@@ -30,8 +37,7 @@ pub struct Health {
 }
 
 /// `GET /healthz`: liveness.
-#[utoipa::path(get, path = "/healthz", tag = "meta",
-    responses((status = 200, description = "the service is up", body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "the service is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -93,6 +99,85 @@ impl Modify for Security {
     }
 }
 
+/// The operations of a path, with their methods.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut utoipa::openapi::path::Operation)> {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| op.as_mut().map(|op| (method, op)))
+}
+
+/// Which credential each part of the API takes (first matching path prefix): the security
+/// requirement of its operations, and the refusals its extractor answers with, 401 and 403
+/// (`Staff<R>` for staff tokens, SCIM's `Feed` in SCIM's shape, `Signed<T>` for device
+/// signatures, which also refuses a retired device). The role matrix test checks the routes
+/// behind each prefix refuse a caller without the credential.
+pub const CREDENTIALS: &[(&str, Option<&str>)] = &[
+    // A laptop's first call: a one-time provisioning token rides in the body.
+    ("/api/v1/agent/provision", None),
+    ("/api/v1/agent/", Some("device_signature")),
+    ("/api/v1/admin/", Some("bearer")),
+    ("/scim/v2/", Some("bearer")),
+];
+
+struct Credentials;
+
+impl Modify for Credentials {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::IntoResponses as _;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let scheme = CREDENTIALS
+                .iter()
+                .find(|(prefix, _)| path.starts_with(prefix))
+                .and_then(|(_, scheme)| *scheme);
+            let Some(scheme) = scheme else { continue };
+            let refusals = if path.starts_with("/scim/") {
+                ScimRefused::responses()
+            } else {
+                Denied::responses()
+            };
+            for (_, op) in operations(item) {
+                op.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+                for (status, response) in &refusals {
+                    op.responses
+                        .responses
+                        .entry(status.clone())
+                        .or_insert_with(|| response.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Every operation's `operationId` is its method and path (`get_admin_tokens_id` for
+/// `GET /api/v1/admin/tokens/{id}`): unique by construction, where handler names are not (several
+/// modules have a `list`), and OpenAPI requires it unique.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let words: Vec<&str> = path
+                .trim_start_matches("/api/v1")
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .collect();
+            let name = words.join("_");
+            for (method, op) in operations(item) {
+                op.operation_id = Some(format!("{method}_{name}"));
+            }
+        }
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -129,7 +214,7 @@ impl Modify for Security {
         crate::selfservice::passkeys::passkey_begin, crate::selfservice::passkeys::passkey_finish,
         crate::selfservice::passkeys::me, crate::selfservice::entry::web_link,
     ),
-    components(schemas(keywarden_protocol::ErrorBody, keywarden_protocol::ErrorDetail, ScimErrorDoc)),
-    modifiers(&Security),
+    components(schemas(keywarden_protocol::ErrorBody, keywarden_protocol::ErrorDetail, ScimErrorDoc, ScimResourceDoc)),
+    modifiers(&Security, &Credentials, &OperationIds),
 )]
 pub struct ApiDoc;

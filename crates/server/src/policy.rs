@@ -6,6 +6,7 @@
 //! for the enrolling laptop and for ongoing compliance, and whether key serial numbers may be
 //! collected (not for BYOD).
 
+use keywarden_protocol::ErrorCode;
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
@@ -441,10 +442,7 @@ pub async fn latest_posture(
 }
 
 /// `GET /api/v1/admin/populations`.
-#[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy",
-    responses((status = 200, body = Vec<Population>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy", responses((status = 200, body = Vec<Population>)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -464,14 +462,14 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !ok_name || name == DEFAULT_POPULATION {
         return Err(Error::bad_request(
-            "population_name_invalid",
+            ErrorCode::PopulationNameInvalid,
             "population names are 1..=64 of a-z, 0-9, - and _, and not 'default'",
         ));
     }
     match &spec.selector {
         Selector::Group { value } if value.trim().is_empty() => {
             return Err(Error::bad_request(
-                "selector_invalid",
+                ErrorCode::SelectorInvalid,
                 "group selector needs a group name",
             ))
         }
@@ -479,7 +477,7 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
             if !["user_type", "department", "employee_number_prefix"].contains(&key.as_str()) =>
         {
             return Err(Error::bad_request(
-                "selector_invalid",
+                ErrorCode::SelectorInvalid,
                 format!(
                     "attribute {key} is not one of user_type, department, employee_number_prefix"
                 ),
@@ -490,20 +488,20 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
     let p = &spec.policy;
     if p.min_authenticators == 0 || p.min_authenticators > 10 {
         return Err(Error::bad_request(
-            "policy_invalid",
+            ErrorCode::PolicyInvalid,
             "min_authenticators must be 1..=10",
         ));
     }
     if p.min_device_classes == 0 || p.min_device_classes > 3 {
         return Err(Error::bad_request(
-            "policy_invalid",
+            ErrorCode::PolicyInvalid,
             "min_device_classes must be 1..=3",
         ));
     }
     for a in &p.aaguid_allow_list {
         if uuid::Uuid::parse_str(a).is_err() {
             return Err(Error::bad_request(
-                "policy_invalid",
+                ErrorCode::PolicyInvalid,
                 format!("aaguid_allow_list entry {a} is not a UUID"),
             ));
         }
@@ -511,7 +509,7 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
     if let Some(n) = p.min_pin_length {
         if !(4..=63).contains(&n) {
             return Err(Error::bad_request(
-                "policy_invalid",
+                ErrorCode::PolicyInvalid,
                 "min_pin_length must be 4..=63",
             ));
         }
@@ -522,9 +520,7 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
 /// `PUT /api/v1/admin/populations/{name}` (admin): define or change a population and its policy.
 #[utoipa::path(put, path = "/api/v1/admin/populations/{name}", tag = "policy", request_body = PopulationSpec,
     params(("name" = String, Path, description = "population name")),
-    responses((status = 200, body = Population), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Population), crate::openapi::Invalid))]
 pub async fn upsert(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -571,9 +567,7 @@ pub async fn upsert(
 /// `DELETE /api/v1/admin/populations/{name}` (admin).
 #[utoipa::path(delete, path = "/api/v1/admin/populations/{name}", tag = "policy",
     params(("name" = String, Path, description = "population name")),
-    responses((status = 204, description = "removed"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "removed"), crate::openapi::NotFound))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -583,7 +577,7 @@ pub async fn remove(
     let mut tx = crate::db::begin(&state.db).await?;
     if !store::delete(&mut tx, &name).await? {
         return Err(Error::not_found(
-            "population_unknown",
+            ErrorCode::PopulationUnknown,
             format!("no population {name}"),
         ));
     }

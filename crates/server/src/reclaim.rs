@@ -8,6 +8,7 @@
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{
     ReclaimAction, ReclaimDirective, ReclaimOutcome, ReclaimPlan, ReclaimQuery, ReclaimReceipt,
     ReclaimReceiptAck,
@@ -44,10 +45,7 @@ pub struct StationSetting {
 /// `POST /api/v1/admin/devices/{id}/reclaim-station` (admin, help desk).
 #[utoipa::path(post, path = "/api/v1/admin/devices/{id}/reclaim-station", tag = "offboarding", request_body = StationSetting,
     params(("id" = String, Path, description = "device id")),
-    responses((status = 200, body = StationSetting), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = StationSetting), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn set_station(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -58,13 +56,13 @@ pub async fn set_station(
     let mut tx = crate::db::begin(&state.db).await?;
     if !store::set_station(&mut tx, &id, req.enabled).await? {
         return Err(Error::not_found(
-            "device_unknown",
+            ErrorCode::DeviceUnknown,
             format!("no device {id}"),
         ));
     }
     if store::retired_at(&mut tx, &id).await?.is_some() {
         return Err(Error::conflict(
-            "device_retired",
+            ErrorCode::DeviceRetired,
             "this laptop is out of service; provision it again (a new device key) to use it as a reclaim station",
         ));
     }
@@ -84,7 +82,7 @@ pub async fn set_station(
 async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<()> {
     if !store::is_station(tx, device_id).await? {
         return Err(Error::forbidden(
-            "not_a_reclaim_station",
+            ErrorCode::NotAReclaimStation,
             "this laptop is not an IT reclaim station; an admin can make it one",
         ));
     }
@@ -128,9 +126,7 @@ async fn directive_for(
 
 /// `POST /api/v1/agent/reclaim/directives` (device-signed, reclaim stations only).
 #[utoipa::path(post, path = "/api/v1/agent/reclaim/directives", tag = "offboarding", request_body = keywarden_protocol::ReclaimQuery,
-    responses((status = 200, body = keywarden_protocol::ReclaimPlan), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReclaimPlan), crate::openapi::Invalid))]
 pub async fn directives(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<ReclaimQuery>,
@@ -159,10 +155,7 @@ pub async fn directives(
 
 /// `POST /api/v1/agent/reclaim/receipts` (device-signed, reclaim stations only).
 #[utoipa::path(post, path = "/api/v1/agent/reclaim/receipts", tag = "offboarding", request_body = keywarden_protocol::ReclaimReceipt,
-    responses((status = 200, body = keywarden_protocol::ReclaimReceiptAck), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::ReclaimReceiptAck), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn receipt(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<ReclaimReceipt>,
@@ -185,13 +178,13 @@ pub async fn receipt(
         .filter(|d| d.id == req.directive_id)
         .ok_or_else(|| {
             Error::not_found(
-                "directive_unknown",
+                ErrorCode::DirectiveUnknown,
                 "no open reclaim directive with that id for that key",
             )
         })?;
     if d.action == ReclaimAction::DeleteCredentials && req.action == ReclaimAction::Reset {
         return Err(Error::bad_request(
-            "reclaim_personal_key_reset",
+            ErrorCode::ReclaimPersonalKeyReset,
             "a personal key is never reset; only the organisation's credentials may be removed",
         ));
     }

@@ -19,6 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{
     CredentialView, EnrolBeginResponse, RecoveryBeginRequest, ReportLostRequest,
 };
@@ -82,7 +83,7 @@ impl Proofing {
     fn check(&self) -> Result<()> {
         if !PROOFING_METHODS.contains(&self.method.as_str()) {
             return Err(Error::bad_request(
-                "proofing_invalid",
+                ErrorCode::ProofingInvalid,
                 format!(
                     "proofing method {:?} is not one of {}",
                     self.method,
@@ -93,7 +94,7 @@ impl Proofing {
         let n = self.detail.trim().chars().count();
         if n == 0 || n > 500 {
             return Err(Error::bad_request(
-                "proofing_invalid",
+                ErrorCode::ProofingInvalid,
                 "proofing detail must say what was checked (1..=500 characters)",
             ));
         }
@@ -121,13 +122,13 @@ pub async fn suspend(
         .await?
         .ok_or_else(|| {
             Error::not_found(
-                "credential_unknown",
+                ErrorCode::CredentialUnknown,
                 format!("no credential with id {credential_id}"),
             )
         })?;
     if view.status != "active" {
         return Err(Error::conflict(
-            "credential_not_active",
+            ErrorCode::CredentialNotActive,
             format!("the credential is already {}", view.status),
         ));
     }
@@ -159,10 +160,7 @@ pub async fn suspend(
 /// `POST /api/v1/admin/credentials/{id}/suspend` (admin, help desk): mark a key lost.
 #[utoipa::path(post, path = "/api/v1/admin/credentials/{id}/suspend", tag = "recovery", request_body = SuspendRequest,
     params(("id" = String, Path, description = "credential id, base64url")),
-    responses((status = 200, body = keywarden_protocol::CredentialView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = keywarden_protocol::CredentialView), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn suspend_by_helpdesk(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -172,7 +170,7 @@ pub async fn suspend_by_helpdesk(
     let reason = req.reason.trim();
     if reason.is_empty() || reason.len() > 500 {
         return Err(Error::bad_request(
-            "reason_invalid",
+            ErrorCode::ReasonInvalid,
             "say why the key is suspended (1..=500 characters)",
         ));
     }
@@ -188,11 +186,7 @@ pub async fn suspend_by_helpdesk(
 /// keys lost, proven with a fresh assertion from another of their active keys.
 #[utoipa::path(post, path = "/api/v1/agent/credentials/{id}/lost", tag = "recovery", request_body = keywarden_protocol::ReportLostRequest,
     params(("id" = String, Path, description = "the lost credential's id, base64url")),
-    responses((status = 200, body = keywarden_protocol::CredentialView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::CredentialView), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn report_lost(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -213,7 +207,7 @@ pub async fn report_lost(
         .await?;
         if v.credential_id == id {
             return Err(Error::bad_request(
-                "step_up_same_key",
+                ErrorCode::StepUpSameKey,
                 "sign in with another of your keys, not the one you are reporting lost",
             ));
         }
@@ -222,7 +216,7 @@ pub async fn report_lost(
             .map(|c| c.person_id);
         if owner.as_deref() != Some(v.person_id.as_str()) {
             return Err(Error::forbidden(
-                "credential_not_yours",
+                ErrorCode::CredentialNotYours,
                 "you can only report your own keys lost",
             ));
         }
@@ -315,7 +309,7 @@ pub struct IssuedRecovery {
 fn approver_of(caller: &Caller, what: &str) -> Result<String> {
     caller.person_id.clone().ok_or_else(|| {
         Error::forbidden(
-            "approver_unnamed",
+            ErrorCode::ApproverUnnamed,
             format!(
                 "{what} needs a token issued to a named help-desk member (tokens with a person_id)"
             ),
@@ -326,7 +320,7 @@ fn approver_of(caller: &Caller, what: &str) -> Result<String> {
 async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryView> {
     let r = store::by_id(tx, id)
         .await?
-        .ok_or_else(|| Error::not_found("recovery_unknown", format!("no recovery {id}")))?;
+        .ok_or_else(|| Error::not_found(ErrorCode::RecoveryUnknown, format!("no recovery {id}")))?;
     let approvals = store::approvers(tx, id).await?;
     let needed = if r.kind == "dual_approval" {
         APPROVALS_NEEDED.saturating_sub(approvals.len())
@@ -350,10 +344,7 @@ async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryVi
 /// `POST /api/v1/admin/recoveries` (admin, help desk; a token issued to a named person):
 /// record the proofing and issue a single-use recovery ticket.
 #[utoipa::path(post, path = "/api/v1/admin/recoveries", tag = "recovery", request_body = IssueRecovery,
-    responses((status = 201, body = IssuedRecovery), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = IssuedRecovery), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn issue(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -363,7 +354,7 @@ pub async fn issue(
     let issuer = approver_of(&caller, "issuing a recovery")?;
     if issuer == req.person_id {
         return Err(Error::forbidden(
-            "self_recovery",
+            ErrorCode::SelfRecovery,
             "nobody may issue a recovery for themselves",
         ));
     }
@@ -372,7 +363,7 @@ pub async fn issue(
         Some(s) if (60..=86_400).contains(&s) => i64::try_from(s * 1000).unwrap_or(1_800_000),
         Some(_) => {
             return Err(Error::bad_request(
-                "ttl_invalid",
+                ErrorCode::TtlInvalid,
                 "ttl_seconds must be 60..=86400",
             ))
         }
@@ -383,13 +374,13 @@ pub async fn issue(
     if let Some(lost) = &req.lost_credential_id {
         let r = credentials::standing(&mut tx, lost).await?.ok_or_else(|| {
             Error::not_found(
-                "credential_unknown",
+                ErrorCode::CredentialUnknown,
                 format!("no credential with id {lost}"),
             )
         })?;
         if r.person_id != req.person_id {
             return Err(Error::bad_request(
-                "credential_not_theirs",
+                ErrorCode::CredentialNotTheirs,
                 "the lost credential belongs to someone else",
             ));
         }
@@ -407,7 +398,7 @@ pub async fn issue(
             "suspended" => {}
             other => {
                 return Err(Error::conflict(
-                    "credential_not_active",
+                    ErrorCode::CredentialNotActive,
                     format!("the lost credential is already {other}"),
                 ))
             }
@@ -481,11 +472,7 @@ pub struct Approve {
 /// with no active key left.
 #[utoipa::path(post, path = "/api/v1/admin/recoveries/{id}/approvals", tag = "recovery", request_body = Approve,
     params(("id" = String, Path, description = "recovery id")),
-    responses((status = 200, body = RecoveryView), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = RecoveryView), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -500,32 +487,32 @@ pub async fn approve(
         let view = load_view(&mut tx, &id).await?;
         if approver == view.person_id {
             return Err(Error::forbidden(
-                "self_approval",
+                ErrorCode::SelfApproval,
                 "nobody may approve their own recovery",
             ));
         }
         if approver == view.created_by {
             return Err(Error::forbidden(
-                "approver_is_issuer",
+                ErrorCode::ApproverIsIssuer,
                 "whoever issued a recovery may not approve it; two other help-desk members must",
             ));
         }
         if view.kind != "dual_approval" {
             return Err(Error::conflict(
-                "approval_not_needed",
+                ErrorCode::ApprovalNotNeeded,
                 "this recovery needs a fresh assertion from another key, not approvals",
             ));
         }
         open_check(&view, now)?;
         if view.state != "awaiting_approval" {
             return Err(Error::conflict(
-                "recovery_not_awaiting_approval",
+                ErrorCode::RecoveryNotAwaitingApproval,
                 format!("this recovery is {}", view.state),
             ));
         }
         if view.approvals.contains(&approver) {
             return Err(Error::conflict(
-                "approver_repeated",
+                ErrorCode::ApproverRepeated,
                 "you already approved this recovery (with this or another of your tokens); a second approver must be someone else",
             ));
         }
@@ -574,15 +561,15 @@ pub async fn approve(
 fn open_check(view: &RecoveryView, now: i64) -> Result<()> {
     match view.state.as_str() {
         "cancelled" => Err(Error::gone(
-            "recovery_cancelled",
+            ErrorCode::RecoveryCancelled,
             "this recovery was cancelled",
         )),
         "redeemed" | "completed" => Err(Error::conflict(
-            "recovery_ticket_used",
+            ErrorCode::RecoveryTicketUsed,
             "this recovery ticket was already used; ask the help desk for a new one",
         )),
         _ if now >= view.expires_at_ms => Err(Error::gone(
-            "recovery_expired",
+            ErrorCode::RecoveryExpired,
             format!(
                 "this recovery ticket expired at {}; ask the help desk for a new one",
                 secrets::fmt_time(view.expires_at_ms)
@@ -612,9 +599,7 @@ async fn audit_refusal(state: &AppState, actor: &str, subject: &str, e: &Error, 
 }
 
 /// `GET /api/v1/admin/recoveries` (admin, help desk, auditor).
-#[utoipa::path(get, path = "/api/v1/admin/recoveries", tag = "recovery",
-    responses((status = 200, body = [RecoveryView]), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/recoveries", tag = "recovery", responses((status = 200, body = [RecoveryView])))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -632,8 +617,7 @@ pub async fn list(
 /// `GET /api/v1/admin/people/{id}/credentials` (admin, help desk, auditor): one person's keys.
 #[utoipa::path(get, path = "/api/v1/admin/people/{id}/credentials", tag = "recovery",
     params(("id" = String, Path, description = "person id")),
-    responses((status = 200, body = Vec<keywarden_protocol::CredentialView>), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Vec<keywarden_protocol::CredentialView>)))]
 pub async fn person_credentials(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
@@ -645,10 +629,7 @@ pub async fn person_credentials(
 /// `DELETE /api/v1/admin/recoveries/{id}` (admin, help desk): cancel an open recovery.
 #[utoipa::path(delete, path = "/api/v1/admin/recoveries/{id}", tag = "recovery",
     params(("id" = String, Path, description = "recovery id")),
-    responses((status = 200, body = RecoveryView), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = RecoveryView), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Staff<AdminOrHelpdesk>,
@@ -662,7 +643,7 @@ pub async fn cancel(
         "awaiting_approval" | "ready" | "redeemed"
     ) {
         return Err(Error::conflict(
-            "recovery_closed",
+            ErrorCode::RecoveryClosed,
             format!("this recovery is already {}", view.state),
         ));
     }
@@ -705,11 +686,7 @@ pub async fn cancel_in(
 /// assertion from another active key of the person (or after two approvals when none is left),
 /// and open an enrolment session for the replacement.
 #[utoipa::path(post, path = "/api/v1/agent/recoveries", tag = "recovery", request_body = keywarden_protocol::RecoveryBeginRequest,
-    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::EnrolBeginResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn redeem(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<RecoveryBeginRequest>,
@@ -743,7 +720,7 @@ async fn redeem_inner(
         .await?
         .ok_or_else(|| {
             Error::not_found(
-                "recovery_unknown",
+                ErrorCode::RecoveryUnknown,
                 "unknown recovery ticket; ask the help desk for a new one",
             )
         })?;
@@ -752,7 +729,7 @@ async fn redeem_inner(
     open_check(&view, now)?;
     if !store::person_active(&mut tx, &view.person_id).await? {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -760,7 +737,7 @@ async fn redeem_inner(
         "step_up" => {
             let step_up = req.step_up.as_ref().ok_or_else(|| {
                 Error::forbidden(
-                    "step_up_required",
+                    ErrorCode::StepUpRequired,
                     "a recovery needs both the ticket and a fresh sign-in with another of your active keys",
                 )
             })?;
@@ -769,7 +746,7 @@ async fn redeem_inner(
                     .await?;
             if v.person_id != view.person_id {
                 return Err(Error::forbidden(
-                    "step_up_wrong_person",
+                    ErrorCode::StepUpWrongPerson,
                     "the key used belongs to someone else; sign in with one of your own keys",
                 ));
             }
@@ -778,7 +755,7 @@ async fn redeem_inner(
         _ => {
             if view.state != "ready" || view.approvals.len() < APPROVALS_NEEDED {
                 return Err(Error::forbidden(
-                    "recovery_awaiting_approval",
+                    ErrorCode::RecoveryAwaitingApproval,
                     format!(
                         "this recovery needs {} more approval(s) from the help desk",
                         APPROVALS_NEEDED.saturating_sub(view.approvals.len())
@@ -792,7 +769,7 @@ async fn redeem_inner(
     crate::enrol::check_laptop(&policy, &mut tx, &call.device_id, now).await?;
     if !store::mark_redeemed(&mut tx, &id, &call.device_id, now).await? {
         return Err(Error::conflict(
-            "recovery_ticket_used",
+            ErrorCode::RecoveryTicketUsed,
             "this recovery ticket was already used; ask the help desk for a new one",
         ));
     }

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp, StepUpRequest};
 use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::{AuthenticationState, Credential, PublicKeyCredential};
@@ -34,16 +35,14 @@ pub fn router() -> Router<AppState> {
 
 /// `POST /api/v1/agent/step-up` (device-signed): a fresh assertion challenge.
 #[utoipa::path(post, path = "/api/v1/agent/step-up", tag = "recovery", request_body = keywarden_protocol::StepUpRequest,
-    responses((status = 201, body = keywarden_protocol::AssertionOptions), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::AssertionOptions), crate::openapi::Invalid, crate::openapi::Unauthenticated))]
 pub async fn challenge(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<StepUpRequest>,
 ) -> Result<(StatusCode, Json<AssertionOptions>)> {
     if !PURPOSES.contains(&req.purpose.as_str()) {
         return Err(Error::bad_request(
-            "purpose_unknown",
+            ErrorCode::PurposeUnknown,
             format!(
                 "step-up purpose {:?} is not one of {}",
                 req.purpose,
@@ -124,31 +123,31 @@ pub async fn verify(
         .await?
         .ok_or_else(|| {
             Error::not_found(
-                "step_up_unknown",
+                ErrorCode::StepUpUnknown,
                 "unknown step-up challenge; ask for a new one",
             )
         })?;
     if c.device_id != device_id {
         return Err(Error::forbidden(
-            "step_up_wrong_device",
+            ErrorCode::StepUpWrongDevice,
             "this step-up challenge was issued to another laptop",
         ));
     }
     if c.purpose != purpose {
         return Err(Error::bad_request(
-            "step_up_wrong_purpose",
+            ErrorCode::StepUpWrongPurpose,
             format!("this step-up challenge was issued for another purpose, not {purpose}"),
         ));
     }
     if c.used_at.is_some() {
         return Err(Error::conflict(
-            "step_up_used",
+            ErrorCode::StepUpUsed,
             "this step-up challenge was already used; a replayed assertion is refused",
         ));
     }
     if now >= c.expires_at {
         return Err(Error::gone(
-            "step_up_expired",
+            ErrorCode::StepUpExpired,
             "the step-up challenge expired; touch your key again",
         ));
     }
@@ -164,7 +163,7 @@ pub async fn verify(
     .await?;
     if !store::use_challenge(tx, &step_up.challenge_id, now).await? {
         return Err(Error::conflict(
-            "step_up_used",
+            ErrorCode::StepUpUsed,
             "this step-up challenge was already used; a replayed assertion is refused",
         ));
     }
@@ -187,25 +186,28 @@ pub async fn verify_assertion(
     now: i64,
 ) -> Result<Verified> {
     let raw_id = unb64(&a.credential_id).ok_or_else(|| {
-        Error::bad_request("assertion_malformed", "credential_id is not base64url")
+        Error::bad_request(
+            ErrorCode::AssertionMalformed,
+            "credential_id is not base64url",
+        )
     })?;
     let cred_id = b64(&raw_id);
     let row = store::signer(tx, &cred_id).await?.ok_or_else(|| {
         Error::forbidden(
-            "credential_unknown",
+            ErrorCode::CredentialUnknown,
             "this key holds no credential enrolled with this service",
         )
     })?;
     let status = row.status;
     if status != "active" {
         return Err(Error::forbidden(
-            "credential_not_active",
+            ErrorCode::CredentialNotActive,
             format!("the key used is {status}; use another active key"),
         ));
     }
     if row.active == 0 {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -216,7 +218,7 @@ pub async fn verify_assertion(
         && !policy.step_up_classes.iter().any(|c| c.as_str() == class)
     {
         return Err(Error::forbidden(
-            "step_up_class_not_allowed",
+            ErrorCode::StepUpClassNotAllowed,
             format!(
                 "population {population} does not accept a {} to prove who you are; use one of your {}",
                 crate::policy::DeviceClass::parse(&class).map_or("credential of this kind", |c| c.label()).to_lowercase(),
@@ -242,7 +244,7 @@ pub async fn verify_assertion(
     }))
     .map_err(|e| {
         Error::bad_request(
-            "assertion_malformed",
+            ErrorCode::AssertionMalformed,
             format!("assertion is not well-formed: {e}"),
         )
     })?;
@@ -251,17 +253,17 @@ pub async fn verify_assertion(
         .authenticate_credential(&pkc, &auth_state)
         .map_err(|e| match e {
             webauthn_rs_core::error::WebauthnError::CredentialPossibleCompromise => Error::forbidden(
-                "assertion_counter_replayed",
+                ErrorCode::AssertionCounterReplayed,
                 "the key's signature counter did not go up: a replayed or cloned assertion is refused",
             ),
             other => Error::forbidden(
-                "assertion_invalid",
+                ErrorCode::AssertionInvalid,
                 format!("the assertion did not verify: {other:?}"),
             ),
         })?;
     if !result.user_verified() {
         return Err(Error::forbidden(
-            "user_verification_missing",
+            ErrorCode::UserVerificationMissing,
             "the key did not verify the user (PIN); step-up requires it",
         ));
     }
@@ -281,11 +283,7 @@ pub async fn verify_assertion(
 /// `POST /api/v1/agent/sign-in` (device-signed): a person proves who they are with a key and
 /// gets their credentials (to choose which one is lost).
 #[utoipa::path(post, path = "/api/v1/agent/sign-in", tag = "recovery", request_body = keywarden_protocol::StepUp,
-    responses((status = 200, body = keywarden_protocol::SignInResponse), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody), (status = 409, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 200, body = keywarden_protocol::SignInResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn sign_in(
     State(state): State<AppState>,
     Signed {

@@ -8,6 +8,7 @@
 //! [`DEFAULT_TTL`], never later than the service's maximum), records when it was last used, and
 //! is revoked when its person is offboarded.
 
+use keywarden_protocol::ErrorCode;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -136,7 +137,7 @@ async fn require_from_hr(tx: &mut Transaction<'_, Any>, person_id: &str) -> Resu
     let person = store::provenance(tx, person_id).await?;
     if person.source != "scim" {
         return Err(Error::forbidden(
-            "token_person_not_from_hr",
+            ErrorCode::TokenPersonNotFromHr,
             format!(
                 "{} was created by hand, not by the HR feed; staff roles are granted only to people HR provisioned over SCIM",
                 person.user_name
@@ -156,7 +157,7 @@ pub async fn issue_in(
     let ttl = new.ttl.unwrap_or(new.max_ttl);
     if ttl.is_zero() || ttl > new.max_ttl {
         return Err(Error::bad_request(
-            "ttl_invalid",
+            ErrorCode::TtlInvalid,
             format!(
                 "a token lives 1 s to {} days (the service maximum); ask for less",
                 new.max_ttl.as_secs() / 86_400
@@ -166,7 +167,7 @@ pub async fn issue_in(
     let label = new.label.trim();
     if label.is_empty() || label.len() > 200 {
         return Err(Error::bad_request(
-            "label_invalid",
+            ErrorCode::LabelInvalid,
             "label must be 1..=200 characters",
         ));
     }
@@ -174,7 +175,7 @@ pub async fn issue_in(
     match (staff, new.person_id) {
         (true, None) => {
             return Err(Error::bad_request(
-                "token_person_required",
+                ErrorCode::TokenPersonRequired,
                 format!(
                     "{} tokens are issued to a named person: say which staff member it is for (person_id; --person on the service CLI), a person from the HR feed or created by an admin",
                     new.role.as_str()
@@ -183,7 +184,7 @@ pub async fn issue_in(
         }
         (false, Some(_)) => {
             return Err(Error::bad_request(
-                "token_person_not_allowed",
+                ErrorCode::TokenPersonNotAllowed,
                 "the SCIM token is a service token: leave person_id out",
             ))
         }
@@ -192,7 +193,7 @@ pub async fn issue_in(
     if let Some(person) = new.person_id {
         if grantor.person_id == Some(person) {
             return Err(Error::forbidden(
-                "grant_to_self",
+                ErrorCode::GrantToSelf,
                 "nobody may grant a staff role to themselves; another admin must issue this token",
             ));
         }
@@ -319,10 +320,7 @@ pub async fn create_token(
 /// `POST /api/v1/admin/tokens` (admin): issue a token for a role. Staff tokens go to a named
 /// person other than the caller's.
 #[utoipa::path(post, path = "/api/v1/admin/tokens", tag = "tokens", request_body = IssueApiToken,
-    responses((status = 201, body = IssuedApiToken), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 404, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = IssuedApiToken), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn issue(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -392,10 +390,7 @@ pub async fn load(db: &sqlx::AnyPool, now: i64) -> Result<Vec<ApiTokenView>> {
 
 /// `GET /api/v1/admin/tokens` (admin): every token with its person, expiry and last use,
 /// without secrets.
-#[utoipa::path(get, path = "/api/v1/admin/tokens", tag = "tokens",
-    responses((status = 200, body = Vec<ApiTokenView>), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/tokens", tag = "tokens", responses((status = 200, body = Vec<ApiTokenView>)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AdminOnly>,
@@ -452,7 +447,7 @@ pub async fn revoke_by_id(
     let mut tx = crate::db::begin(db).await?;
     if !revoke_in(&mut tx, id, actor, reason, now).await? {
         return Err(Error::not_found(
-            "token_unknown",
+            ErrorCode::TokenUnknown,
             format!("no live token with id {id}"),
         ));
     }
@@ -463,10 +458,7 @@ pub async fn revoke_by_id(
 /// `DELETE /api/v1/admin/tokens/{id}` (admin): revoke a token; the caller cannot revoke its own.
 #[utoipa::path(delete, path = "/api/v1/admin/tokens/{id}", tag = "tokens",
     params(("id" = String, Path, description = "token id")),
-    responses((status = 204, description = "revoked"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "revoked"), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -474,7 +466,7 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     if id == caller.token_id {
         return Err(Error::conflict(
-            "token_self_revoke",
+            ErrorCode::TokenSelfRevoke,
             "a token cannot revoke itself; use another admin token",
         ));
     }
@@ -482,7 +474,7 @@ pub async fn revoke(
     let mut tx = crate::db::begin(&state.db).await?;
     if !revoke_in(&mut tx, &id, &caller.actor(), "revoked by an admin", now).await? {
         return Err(Error::not_found(
-            "token_unknown",
+            ErrorCode::TokenUnknown,
             format!("no live token with id {id}"),
         ));
     }

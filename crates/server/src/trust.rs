@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::SOFT_KEY_AAGUID;
 use openssl::hash::MessageDigest;
 use openssl::x509::X509;
@@ -162,13 +163,13 @@ pub async fn add_admin_anchor(
     let label = label.trim();
     if label.is_empty() || label.len() > 200 {
         return Err(Error::bad_request(
-            "trust_anchor_invalid",
+            ErrorCode::TrustAnchorInvalid,
             "give the root a label of 1 to 200 characters saying what it is",
         ));
     }
     let cert = X509::from_pem(pem.trim().as_bytes()).map_err(|_| {
         Error::bad_request(
-            "trust_anchor_invalid",
+            ErrorCode::TrustAnchorInvalid,
             "the root is not a PEM certificate (-----BEGIN CERTIFICATE-----)",
         )
     })?;
@@ -176,7 +177,7 @@ pub async fn add_admin_anchor(
     let mut tx = crate::db::begin(db).await?;
     if store::anchor_exists(&mut tx, &fp, Some(SOURCE_ADMIN)).await? {
         return Err(Error::conflict(
-            "trust_anchor_exists",
+            ErrorCode::TrustAnchorExists,
             format!("root {fp} is already a trust anchor"),
         ));
     }
@@ -208,11 +209,14 @@ pub async fn remove_admin_anchor(
     let Some((label, subject)) = removed else {
         return Err(if store::anchor_exists(&mut tx, &fp, None).await? {
             Error::conflict(
-                "trust_anchor_from_mds",
+                ErrorCode::TrustAnchorFromMds,
                 format!("root {fp} comes from the FIDO metadata; it changes only when a newer blob is loaded"),
             )
         } else {
-            Error::not_found("trust_anchor_unknown", format!("no trust anchor {fp}"))
+            Error::not_found(
+                ErrorCode::TrustAnchorUnknown,
+                format!("no trust anchor {fp}"),
+            )
         });
     };
     audit::record(
@@ -285,10 +289,7 @@ pub async fn list(db: &AnyPool, now: i64) -> Result<TrustListing> {
 }
 
 /// `GET /api/v1/admin/trust-anchors`.
-#[utoipa::path(get, path = "/api/v1/admin/trust-anchors", tag = "policy",
-    responses((status = 200, body = TrustListing), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/admin/trust-anchors", tag = "policy", responses((status = 200, body = TrustListing)))]
 pub async fn list_handler(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,
@@ -298,10 +299,7 @@ pub async fn list_handler(
 
 /// `POST /api/v1/admin/trust-anchors` (admin): trust a root for attestation chains of any model.
 #[utoipa::path(post, path = "/api/v1/admin/trust-anchors", tag = "policy", request_body = AddAnchor,
-    responses((status = 201, body = TrustAnchor), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = TrustAnchor), crate::openapi::Invalid, crate::openapi::Conflict))]
 pub async fn add_handler(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -321,10 +319,7 @@ pub async fn add_handler(
 /// `DELETE /api/v1/admin/trust-anchors/{id}` (admin): stop trusting a root an admin added.
 #[utoipa::path(delete, path = "/api/v1/admin/trust-anchors/{id}", tag = "policy",
     params(("id" = String, Path, description = "the root's SHA-256 fingerprint (hex)")),
-    responses((status = 204, description = "removed"), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "removed"), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn remove_handler(
     State(state): State<AppState>,
     caller: Staff<AdminOnly>,
@@ -494,7 +489,7 @@ pub fn registration_response(
     }))
     .map_err(|e| {
         Error::bad_request(
-            "attestation_malformed",
+            ErrorCode::AttestationMalformed,
             format!("credential is not well-formed: {e}"),
         )
     })
@@ -520,18 +515,18 @@ pub async fn verify_registration(
         .register_credential(reg, reg_state, None)
         .map_err(|e| {
             Error::bad_request(
-                "attestation_invalid",
+                ErrorCode::AttestationInvalid,
                 format!("attestation did not verify: {e:?}"),
             )
         })?;
     let att_type = attestation_type(&credential.attestation.data).ok_or_else(|| {
         Error::bad_request(
-            "attestation_missing",
+            ErrorCode::AttestationMissing,
             "the key sent no verifiable attestation; attestation is required",
         )
     })?;
     let facts = attested_facts(attestation_object)
-        .map_err(|why| Error::bad_request("attestation_malformed", why))?;
+        .map_err(|why| Error::bad_request(ErrorCode::AttestationMalformed, why))?;
     let rows = anchor_rows(&mut **tx).await?;
     let chain = match &credential.attestation.data {
         ParsedAttestationData::Basic(_)
@@ -577,7 +572,7 @@ pub async fn verify_registration(
     if let Via::Browser(asked) = via {
         if device_class != asked && device_class != DeviceClass::Software {
             return Err(Error::forbidden(
-                "device_class_mismatch",
+                ErrorCode::DeviceClassMismatch,
                 format!(
                     "you chose to add a {}, but the authenticator that answered is a {} ({class_source}); add security keys with the Keywarden desktop app",
                     asked.label().to_lowercase(),
@@ -588,7 +583,7 @@ pub async fn verify_registration(
     }
     if credential.backup_eligible && !policy.allow_synced {
         return Err(Error::forbidden(
-            "synced_passkey_not_allowed",
+            ErrorCode::SyncedPasskeyNotAllowed,
             format!("this passkey is synced (it can be copied to other devices through its provider's cloud); population {population} does not allow synced passkeys: use a passkey kept on this device only, or a security key"),
         ));
     }
@@ -607,7 +602,7 @@ pub async fn verify_registration(
         ChainTrust::Untrusted(why) => {
             if required {
                 return Err(Error::forbidden(
-                    "attestation_untrusted",
+                    ErrorCode::AttestationUntrusted,
                     format!("the key's attestation certificate does not lead to a trusted root ({why}); population {population} requires a trusted chain: an admin adds the vendor's root or loads the FIDO metadata"),
                 ));
             }
@@ -616,7 +611,7 @@ pub async fn verify_registration(
         ChainTrust::NoChain => {
             if required {
                 return Err(Error::forbidden(
-                    "attestation_chain_required",
+                    ErrorCode::AttestationChainRequired,
                     format!("the key sent {att_type} attestation, with no certificate chain; population {population} requires a chain to a trusted root"),
                 ));
             }

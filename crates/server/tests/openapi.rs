@@ -56,6 +56,29 @@ async fn document_covers_every_route_and_the_error_shape() {
     let refused = &doc["paths"]["/api/v1/admin/enrolment-tickets"]["post"]["responses"]["403"];
     assert!(refused.to_string().contains("ErrorBody"), "{refused}");
     assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
+    // Regression: several modules' handlers are named `list` or `issue`, and utoipa's default
+    // operationId (the function's name) made them collide, which OpenAPI forbids and client
+    // generators refuse.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "operationIds are unique");
+    // Regression: SCIM's caller check answers in SCIM's error shape, 401 included (the document
+    // said the service's own shape).
+    let scim = &doc["paths"]["/scim/v2/Users"]["get"]["responses"];
+    for status in ["401", "403"] {
+        assert_eq!(
+            scim[status]["content"]["application/scim+json"]["schema"]["$ref"],
+            "#/components/schemas/ScimErrorDoc",
+            "{status}: {}",
+            scim[status]
+        );
+    }
 }
 
 /// Every JSON body the service defines is described by its real type: a request or response
@@ -109,4 +132,35 @@ async fn bodies_are_described_by_their_real_types() {
         "free-form placeholders:\n{}",
         placeholders.join("\n")
     );
+}
+
+/// The credential the document names for each route, and the refusals it documents for it, are
+/// the ones the role matrix tests the route with: staff and SCIM routes take a bearer token,
+/// agent routes a device signature, and each of those documents 401 and 403; public and
+/// self-service routes name no scheme.
+#[tokio::test]
+async fn each_route_documents_the_credential_it_takes() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let (_, _, doc) = app.raw("GET", "/openapi.json", None, "", Vec::new()).await;
+    for (method, path, access) in ENDPOINTS {
+        let scheme = match access {
+            Access::Page => continue,
+            Access::Roles(_) => Some("bearer"),
+            Access::Device => Some("device_signature"),
+            Access::Public | Access::Browser => None,
+        };
+        let op = &doc["paths"][path][method.to_lowercase()];
+        let documented = op["security"][0]
+            .as_object()
+            .and_then(|s| s.keys().next().cloned());
+        assert_eq!(documented.as_deref(), scheme, "{method} {path}");
+        if scheme.is_some() {
+            for status in ["401", "403"] {
+                assert!(
+                    op["responses"].get(status).is_some(),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
 }

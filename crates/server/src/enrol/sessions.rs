@@ -2,6 +2,7 @@
 //! the laptop's posture, opening a session (from a ticket, a step-up or a recovery), and each
 //! key's WebAuthn registration ceremony.
 
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{EnrolBeginResponse, PersonSummary, RegistrationOptions};
 use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::{
@@ -32,9 +33,9 @@ pub(crate) struct Person {
 /// so a credential can never be bound to someone whose offboarding already revoked the rest.
 pub(crate) async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
     crate::db::lock_person(tx, id).await?;
-    let r = super::store::person(tx, id)
-        .await?
-        .ok_or_else(|| Error::not_found("person_unknown", format!("no person with id {id}")))?;
+    let r = super::store::person(tx, id).await?.ok_or_else(|| {
+        Error::not_found(ErrorCode::PersonUnknown, format!("no person with id {id}"))
+    })?;
     Ok(Person {
         id: r.id,
         user_name: r.user_name,
@@ -151,7 +152,7 @@ pub(crate) async fn check_laptop(
         Ok(())
     } else {
         Err(Error::forbidden(
-            "laptop_noncompliant",
+            ErrorCode::LaptopNoncompliant,
             format!(
                 "this laptop does not meet the enrolment policy: {}",
                 failures.join("; ")
@@ -172,24 +173,27 @@ pub(crate) async fn open_session_of(
     let s = super::store::session(tx, session_id)
         .await?
         .ok_or_else(|| {
-            Error::not_found("enrolment_unknown", format!("no enrolment {session_id}"))
+            Error::not_found(
+                ErrorCode::EnrolmentUnknown,
+                format!("no enrolment {session_id}"),
+            )
         })?;
     if s.device_id != device_id {
         return Err(Error::forbidden(
-            "enrolment_wrong_device",
+            ErrorCode::EnrolmentWrongDevice,
             "this enrolment was opened on another laptop",
         ));
     }
     if s.closed_at.is_some() {
         return Err(Error::gone(
-            "enrolment_closed",
+            ErrorCode::EnrolmentClosed,
             "this enrolment was closed (the person left or the recovery was cancelled)",
         ));
     }
     let expires_at = s.expires_at;
     if now >= expires_at {
         return Err(Error::gone(
-            "enrolment_expired",
+            ErrorCode::EnrolmentExpired,
             format!(
                 "enrolment session closed at {}; ask IT for a new ticket",
                 secrets::fmt_time(expires_at)
@@ -199,7 +203,7 @@ pub(crate) async fn open_session_of(
     let person = load_person(tx, &s.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }

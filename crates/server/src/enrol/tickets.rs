@@ -1,6 +1,7 @@
 //! Enrolment tickets: looking one up and checking it can be redeemed, marking it redeemed, and
 //! recording refused redemptions (counted failures lock a ticket, then a laptop).
 
+use keywarden_protocol::ErrorCode;
 use sqlx::{Any, Transaction};
 
 use crate::audit;
@@ -13,12 +14,12 @@ use super::store;
 use super::STEP_UP_REFUSALS;
 
 /// Ticket refusals that count against the per-device and per-ticket redemption limits.
-pub(crate) const COUNTED_REFUSALS: &[&str] = &[
-    "ticket_unknown",
-    "ticket_used",
-    "ticket_expired",
-    "ticket_cancelled",
-    "person_inactive",
+pub(crate) const COUNTED_REFUSALS: &[ErrorCode] = &[
+    ErrorCode::TicketUnknown,
+    ErrorCode::TicketUsed,
+    ErrorCode::TicketExpired,
+    ErrorCode::TicketCancelled,
+    ErrorCode::PersonInactive,
 ];
 
 /// Record a refused ticket redemption in its own transaction (the refused work was rolled
@@ -34,10 +35,18 @@ pub(crate) async fn ticket_refused(
     now: i64,
 ) -> Result<()> {
     let (_, code, message) = e.parts();
-    if COUNTED_REFUSALS.contains(&code) || code == "ticket_locked" {
+    if COUNTED_REFUSALS.contains(&code) || code == ErrorCode::TicketLocked {
         let mut tx = crate::db::begin(&state.db).await?;
-        if code != "ticket_locked" {
-            store::insert_attempt(&mut tx, &new_id(), now, attempt_key, ticket_id, code).await?;
+        if code != ErrorCode::TicketLocked {
+            store::insert_attempt(
+                &mut tx,
+                &new_id(),
+                now,
+                attempt_key,
+                ticket_id,
+                code.as_str(),
+            )
+            .await?;
         }
         audit::record(
             &mut tx,
@@ -49,7 +58,7 @@ pub(crate) async fn ticket_refused(
         )
         .await?;
         tx.commit().await?;
-    } else if code == "laptop_noncompliant" || STEP_UP_REFUSALS.contains(&code) {
+    } else if code == ErrorCode::LaptopNoncompliant || STEP_UP_REFUSALS.contains(&code) {
         audit::record_refusal(
             &state.db,
             now,
@@ -77,7 +86,7 @@ pub(crate) async fn open_ticket(
         .await?
         .ok_or_else(|| {
             Error::not_found(
-                "ticket_unknown",
+                ErrorCode::TicketUnknown,
                 "unknown enrolment ticket; ask IT for a new one",
             )
         })?;
@@ -93,13 +102,13 @@ pub(crate) async fn open_ticket(
     .await?;
     if ticket_failures >= i64::from(state.settings.redeem_limit_per_ticket) {
         return Err(Error::too_many(
-            "ticket_locked",
+            ErrorCode::TicketLocked,
             "this ticket was tried too often and is locked; ask IT for a new one",
         ));
     }
     if let Some(at) = t.cancelled_at {
         return Err(Error::gone(
-            "ticket_cancelled",
+            ErrorCode::TicketCancelled,
             format!(
                 "ticket was cancelled at {}; ask IT for a new one",
                 secrets::fmt_time(at)
@@ -108,7 +117,7 @@ pub(crate) async fn open_ticket(
     }
     if let Some(at) = t.redeemed_at {
         return Err(Error::conflict(
-            "ticket_used",
+            ErrorCode::TicketUsed,
             format!(
                 "ticket was already used at {}; ask IT for a new one",
                 secrets::fmt_time(at)
@@ -118,7 +127,7 @@ pub(crate) async fn open_ticket(
     let expires_at = t.expires_at;
     if now >= expires_at {
         return Err(Error::gone(
-            "ticket_expired",
+            ErrorCode::TicketExpired,
             format!(
                 "ticket expired at {}; ask IT for a new one",
                 secrets::fmt_time(expires_at)
@@ -128,7 +137,7 @@ pub(crate) async fn open_ticket(
     let person = load_person(tx, &t.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -144,7 +153,7 @@ pub(crate) async fn mark_redeemed(
 ) -> Result<()> {
     if !store::redeem_ticket(tx, ticket_id, device_id, now).await? {
         return Err(Error::conflict(
-            "ticket_used",
+            ErrorCode::TicketUsed,
             "ticket was already used; ask IT for a new one",
         ));
     }

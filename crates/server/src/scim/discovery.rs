@@ -12,10 +12,12 @@ use super::schema::{Attr, GROUP, USER};
 use super::{scim_json, Feed, ENTERPRISE_SCHEMA, GROUP_SCHEMA, MAX_COUNT, USER_SCHEMA};
 
 /// `GET /scim/v2/ServiceProviderConfig` (scim role).
-#[utoipa::path(get, path = "/scim/v2/ServiceProviderConfig", tag = "scim",
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/scim/v2/ServiceProviderConfig",
+    tag = "scim",
+    responses(crate::openapi::ScimResource)
+)]
 pub async fn service_provider_config(_feed: Feed) -> ScimResult<Response> {
     Ok(scim_json(
         StatusCode::OK,
@@ -126,10 +128,12 @@ fn all_resource_types() -> Vec<Value> {
 }
 
 /// `GET /scim/v2/Schemas` (scim role).
-#[utoipa::path(get, path = "/scim/v2/Schemas", tag = "scim",
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/scim/v2/Schemas",
+    tag = "scim",
+    responses(crate::openapi::ScimResource)
+)]
 pub async fn schemas(_feed: Feed) -> ScimResult<Response> {
     Ok(whole_list(all_schemas()))
 }
@@ -151,18 +155,18 @@ fn by_id(all: Vec<Value>, id: &str, what: &str) -> ScimResult<Response> {
 /// `GET /scim/v2/Schemas/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Schemas/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimNotFound))]
 pub async fn schema_by_id(_feed: Feed, Path(id): Path<String>) -> ScimResult<Response> {
     by_id(all_schemas(), &id, "Schema")
 }
 
 /// `GET /scim/v2/ResourceTypes` (scim role).
-#[utoipa::path(get, path = "/scim/v2/ResourceTypes", tag = "scim",
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/scim/v2/ResourceTypes",
+    tag = "scim",
+    responses(crate::openapi::ScimResource)
+)]
 pub async fn resource_types(_feed: Feed) -> ScimResult<Response> {
     Ok(whole_list(all_resource_types()))
 }
@@ -170,9 +174,7 @@ pub async fn resource_types(_feed: Feed) -> ScimResult<Response> {
 /// `GET /scim/v2/ResourceTypes/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/ResourceTypes/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimNotFound))]
 pub async fn resource_type_by_id(_feed: Feed, Path(id): Path<String>) -> ScimResult<Response> {
     by_id(all_resource_types(), &id, "ResourceType")
 }

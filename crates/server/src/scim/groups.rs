@@ -123,9 +123,7 @@ async fn store_group(
 
 /// `POST /scim/v2/Groups` (scim role).
 #[utoipa::path(post, path = "/scim/v2/Groups", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
-    responses((status = 201, description = "created", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc, headers(("Location" = String, description = "the new resource's URL, equal to meta.location"))), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimCreated, crate::openapi::ScimErrors))]
 pub async fn create_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -191,9 +189,7 @@ async fn replace_group(
 /// `GET /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id"), Projection),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn get_group(
     State(state): State<AppState>,
     _feed: Feed,
@@ -210,9 +206,7 @@ pub async fn get_group(
 /// `PUT /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(put, path = "/scim/v2/Groups/{id}", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn put_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -227,9 +221,7 @@ pub async fn put_group(
 /// `PATCH /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(patch, path = "/scim/v2/Groups/{id}", tag = "scim", request_body(content = crate::openapi::ScimPatchDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn patch_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -249,9 +241,7 @@ pub async fn patch_group(
 /// `DELETE /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(delete, path = "/scim/v2/Groups/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 204, description = "deleted"), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "deleted"), crate::openapi::ScimErrors))]
 pub async fn delete_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -276,11 +266,13 @@ pub async fn delete_group(
 }
 
 /// `GET /scim/v2/Groups` (scim role).
-#[utoipa::path(get, path = "/scim/v2/Groups", tag = "scim",
+#[utoipa::path(
+    get,
+    path = "/scim/v2/Groups",
+    tag = "scim",
     params(ListQuery),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors)
+)]
 pub async fn list_groups(
     State(state): State<AppState>,
     _feed: Feed,

@@ -253,9 +253,7 @@ async fn user_name_taken(
 
 /// `POST /scim/v2/Users` (scim role).
 #[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
-    responses((status = 201, description = "created", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc, headers(("Location" = String, description = "the new resource's URL, equal to meta.location"))), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimCreated, crate::openapi::ScimErrors))]
 pub async fn create_user(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -385,9 +383,7 @@ async fn replace_user(
 /// `GET /scim/v2/Users/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Users/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id"), Projection),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn get_user(
     State(state): State<AppState>,
     _feed: Feed,
@@ -401,9 +397,7 @@ pub async fn get_user(
 /// `PUT /scim/v2/Users/{id}` (scim role).
 #[utoipa::path(put, path = "/scim/v2/Users/{id}", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn put_user(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -426,9 +420,7 @@ pub async fn put_user(
 /// `PATCH /scim/v2/Users/{id}` (scim role).
 #[utoipa::path(patch, path = "/scim/v2/Users/{id}", tag = "scim", request_body(content = crate::openapi::ScimPatchDoc, content_type = "application/scim+json"),
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors))]
 pub async fn patch_user(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -457,9 +449,7 @@ pub async fn patch_user(
 /// `DELETE /scim/v2/Users/{id}` (scim role).
 #[utoipa::path(delete, path = "/scim/v2/Users/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id")),
-    responses((status = 204, description = "deleted"), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "deleted"), crate::openapi::ScimErrors))]
 pub async fn delete_user(
     State(state): State<AppState>,
     Feed(caller): Feed,
@@ -509,11 +499,13 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 /// `GET /scim/v2/Users` (scim role).
-#[utoipa::path(get, path = "/scim/v2/Users", tag = "scim",
+#[utoipa::path(
+    get,
+    path = "/scim/v2/Users",
+    tag = "scim",
     params(ListQuery),
-    responses((status = 200, description = "SCIM resource", content_type = "application/scim+json", body = crate::openapi::ScimResourceDoc), (status = 400, body = crate::openapi::ScimErrorDoc), (status = 404, body = crate::openapi::ScimErrorDoc),
-              (status = 409, body = crate::openapi::ScimErrorDoc), (status = 401, body = keywarden_protocol::ErrorBody), (status = 403, body = crate::openapi::ScimErrorDoc)),
-    security(("bearer" = [])))]
+    responses(crate::openapi::ScimResource, crate::openapi::ScimErrors)
+)]
 pub async fn list_users(
     State(state): State<AppState>,
     _feed: Feed,

@@ -2,6 +2,7 @@
 //! purpose and session, single use, short-lived; and the browser's answers read into the forms
 //! webauthn-rs and the protocol use.
 
+use keywarden_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 
@@ -86,31 +87,31 @@ pub(super) async fn take_challenge(
 ) -> Result<Challenge> {
     let r = store::challenge(tx, id).await?.ok_or_else(|| {
         Error::not_found(
-            "challenge_unknown",
+            ErrorCode::ChallengeUnknown,
             "this request is not known or took too long; start again",
         )
     })?;
     if r.purpose != purpose || r.session_id.as_deref() != session_id {
         return Err(Error::forbidden(
-            "challenge_not_yours",
+            ErrorCode::ChallengeNotYours,
             "this challenge was issued for something else; start again",
         ));
     }
     if r.used_at.is_some() {
         return Err(Error::conflict(
-            "challenge_used",
+            ErrorCode::ChallengeUsed,
             "this challenge was already used; a replayed answer is refused",
         ));
     }
     if now >= r.expires_at {
         return Err(Error::gone(
-            "challenge_expired",
+            ErrorCode::ChallengeExpired,
             "this took too long; start again",
         ));
     }
     if !store::use_challenge(tx, id, now).await? {
         return Err(Error::conflict(
-            "challenge_used",
+            ErrorCode::ChallengeUsed,
             "this challenge was already used; a replayed answer is refused",
         ));
     }
@@ -134,7 +135,7 @@ pub(super) fn assertion_from(credential: &serde_json::Value) -> Result<Assertion
     let field = |path: &[&str]| text_at(credential, path);
     let malformed = |what: &str| {
         Error::bad_request(
-            "assertion_malformed",
+            ErrorCode::AssertionMalformed,
             format!("the browser's answer has no {what}"),
         )
     };

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{PersonSummary, WebLinkResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -81,10 +82,7 @@ fn summary(p: &enrol::Person) -> PersonSummary {
 /// desktop agent's redemption, a ticket enrols only a person's first keys: someone who already
 /// holds an active credential signs in with it instead.
 #[utoipa::path(post, path = "/api/v1/me/session/ticket", tag = "self-service", request_body = RedeemTicket,
-    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody),
-              (status = 429, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone, crate::openapi::TooManyRequests))]
 pub async fn redeem_ticket(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -115,7 +113,7 @@ async fn redeem_ticket_in(
         enrol::open_ticket(state, &mut tx, ticket, now, ticket_id_out).await?;
     if enrol::active_count(&mut tx, &person.id).await? > 0 {
         return Err(Error::forbidden(
-            "step_up_required",
+            ErrorCode::StepUpRequired,
             format!(
                 "{} already has an active key, so an enrolment link alone cannot add another: sign in with one of your keys to add a passkey, or ask the help desk for a recovery if every key is lost",
                 person.user_name
@@ -150,9 +148,7 @@ async fn redeem_ticket_in(
 /// `POST /api/v1/me/session/link`: redeem the desktop app's one-time link (single use; it
 /// carries on the app's enrolment session, which a ticket or a key already proved).
 #[utoipa::path(post, path = "/api/v1/me/session/link", tag = "self-service", request_body = RedeemLink,
-    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn redeem_link(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -187,27 +183,27 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
         .await?
         .ok_or_else(|| {
             Error::not_found(
-                "link_unknown",
+                ErrorCode::LinkUnknown,
                 "this link is not known; open it again from the Keywarden app",
             )
         })?;
     let link_id = r.id;
     if r.used_at.is_some() {
         return Err(Error::conflict(
-            "link_used",
+            ErrorCode::LinkUsed,
             "this link was already used; open a new one from the Keywarden app",
         ));
     }
     if r.closed_at.is_some() {
         return Err(Error::gone(
-            "enrolment_closed",
+            ErrorCode::EnrolmentClosed,
             "the enrolment this link belongs to was closed",
         ));
     }
     let until = r.expires_at.min(r.session_expires);
     if now >= until {
         return Err(Error::gone(
-            "link_expired",
+            ErrorCode::LinkExpired,
             format!(
                 "this link expired at {}; open a new one from the Keywarden app",
                 secrets::fmt_time(until)
@@ -217,13 +213,13 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
     let person = enrol::load_person(&mut tx, &r.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
     if !store::use_link(&mut tx, &link_id, now).await? {
         return Err(Error::conflict(
-            "link_used",
+            ErrorCode::LinkUsed,
             "this link was already used; open a new one from the Keywarden app",
         ));
     }
@@ -253,7 +249,7 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
 /// `POST /api/v1/me/sign-in/begin`: a challenge for signing in with a passkey (any of the
 /// person's discoverable credentials).
 #[utoipa::path(post, path = "/api/v1/me/sign-in/begin", tag = "self-service",
-    responses((status = 201, body = WebChallenge), (status = 403, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = WebChallenge), crate::openapi::Forbidden))]
 pub async fn sign_in_begin(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -266,9 +262,7 @@ pub async fn sign_in_begin(
 
 /// `POST /api/v1/me/sign-in/finish`: verify the assertion and open a session.
 #[utoipa::path(post, path = "/api/v1/me/sign-in/finish", tag = "self-service", request_body = FinishCeremony,
-    responses((status = 201, body = SessionOpened), (status = 400, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 409, body = keywarden_protocol::ErrorBody), (status = 410, body = keywarden_protocol::ErrorBody)))]
+    responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn sign_in_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -325,10 +319,7 @@ const WEB_LINK_MS: i64 = 10 * 60 * 1000;
 /// person is told.
 #[utoipa::path(post, path = "/api/v1/agent/enrolments/{id}/web-link", tag = "agent",
     params(("id" = String, Path, description = "enrolment id")),
-    responses((status = 201, body = keywarden_protocol::WebLinkResponse), (status = 401, body = keywarden_protocol::ErrorBody),
-              (status = 403, body = keywarden_protocol::ErrorBody), (status = 404, body = keywarden_protocol::ErrorBody),
-              (status = 410, body = keywarden_protocol::ErrorBody)),
-    security(("device_signature" = [])))]
+    responses((status = 201, body = keywarden_protocol::WebLinkResponse), crate::openapi::NotFound, crate::openapi::Gone))]
 pub async fn web_link(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
