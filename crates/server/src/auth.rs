@@ -8,7 +8,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{signing_input, HEADER_DEVICE, HEADER_SEQ, HEADER_SIGNATURE, HEADER_TIME};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::error::{Error, Result};
 use crate::secrets;
@@ -124,26 +124,19 @@ impl FromRequestParts<AppState> for Caller {
                 "Authorization header must be 'Bearer <token>'",
             )
         })?;
-        let row = sqlx::query(
-            "SELECT t.id, t.role, t.person_id, t.expires_at, t.revoked_at, t.revoked_reason, p.active, p.deleted_at, u.last_used_at \
-             FROM api_tokens t LEFT JOIN people p ON p.id = t.person_id \
-             LEFT JOIN api_token_use u ON u.token_id = t.id WHERE t.token_hash = $1",
-        )
-        .bind(secrets::hash(token.trim()))
-        .fetch_optional(&state.db)
-        .await?
-        .ok_or_else(|| Error::unauthorized(ErrorCode::TokenUnknown, "unknown API token"))?;
-        let role: String = row.try_get("role")?;
-        let role = Role::parse(&role).ok_or_else(|| {
+        let row = crate::store::auth::token(&state.db, &secrets::hash(token.trim()))
+            .await?
+            .ok_or_else(|| Error::unauthorized(ErrorCode::TokenUnknown, "unknown API token"))?;
+        let role = Role::parse(&row.role).ok_or_else(|| {
             Error::forbidden(
                 ErrorCode::RoleForbidden,
-                format!("token role {role} is not known"),
+                format!("token role {} is not known", row.role),
             )
         })?;
         let caller = Caller {
-            token_id: row.try_get("id")?,
+            token_id: row.id.clone(),
             role,
-            person_id: row.try_get("person_id")?,
+            person_id: row.person_id.clone(),
         };
         let now = state.now_ms();
         if let Err(e) = token_state(&row, caller.person_id.is_some(), now) {
@@ -164,8 +157,10 @@ impl FromRequestParts<AppState> for Caller {
             }
             return Err(e);
         }
-        let last_used: Option<i64> = row.try_get("last_used_at")?;
-        if last_used.is_none_or(|at| now - at >= USE_RECORD_INTERVAL_MS) {
+        if row
+            .last_used_at
+            .is_none_or(|at| now - at >= USE_RECORD_INTERVAL_MS)
+        {
             if let Err(err) = record_use(state, &caller.token_id, now).await {
                 tracing::warn!(error = %err, token = %caller.token_id, "could not record an API token's use");
             }
@@ -180,10 +175,10 @@ const USE_RECORD_INTERVAL_MS: i64 = 60_000;
 
 /// Refuse a token whose person is inactive (whatever else its state), that was revoked, or
 /// that expired.
-fn token_state(row: &sqlx::any::AnyRow, named: bool, now: i64) -> Result<()> {
+fn token_state(row: &crate::store::auth::TokenRow, named: bool, now: i64) -> Result<()> {
     if named {
-        let active = row.try_get::<Option<i64>, _>("active")?.unwrap_or(0) != 0;
-        let deleted = row.try_get::<Option<i64>, _>("deleted_at")?.is_some();
+        let active = row.active.unwrap_or(0) != 0;
+        let deleted = row.deleted_at.is_some();
         if !active || deleted {
             return Err(Error::unauthorized(
                 ErrorCode::TokenHolderInactive,
@@ -191,8 +186,8 @@ fn token_state(row: &sqlx::any::AnyRow, named: bool, now: i64) -> Result<()> {
             ));
         }
     }
-    if let Some(at) = row.try_get::<Option<i64>, _>("revoked_at")? {
-        let reason: Option<String> = row.try_get("revoked_reason")?;
+    if let Some(at) = row.revoked_at {
+        let reason = row.revoked_reason.as_deref();
         return Err(Error::unauthorized(
             ErrorCode::TokenRevoked,
             format!(
@@ -202,7 +197,7 @@ fn token_state(row: &sqlx::any::AnyRow, named: bool, now: i64) -> Result<()> {
             ),
         ));
     }
-    match row.try_get::<Option<i64>, _>("expires_at")? {
+    match row.expires_at {
         Some(at) if now < at => Ok(()),
         at => Err(Error::unauthorized(
             ErrorCode::TokenExpired,
@@ -218,15 +213,7 @@ fn token_state(row: &sqlx::any::AnyRow, named: bool, now: i64) -> Result<()> {
 /// a refused request's rollback stays complete, and last use is kept apart from the token).
 async fn record_use(state: &AppState, token_id: &str, now: i64) -> Result<()> {
     let _turn = state.write_turn().await;
-    sqlx::query(
-        "INSERT INTO api_token_use (token_id, last_used_at) VALUES ($1, $2) \
-         ON CONFLICT (token_id) DO UPDATE SET last_used_at = $2 WHERE api_token_use.last_used_at < $2",
-    )
-    .bind(token_id)
-    .bind(now)
-    .execute(&state.db)
-    .await?;
-    Ok(())
+    crate::store::auth::record_use(&state.db, token_id, now).await
 }
 
 /// The roles an endpoint admits, named once as a type, so a handler's signature says who may
@@ -352,19 +339,16 @@ impl SignedCall {
             Error::unauthorized(ErrorCode::SignatureMalformed, "sequence number too large")
         })?;
 
-        let row =
-            sqlx::query("SELECT public_key, retired_at, retired_reason FROM devices WHERE id = $1")
-                .bind(device_id)
-                .fetch_optional(&state.db)
-                .await?
-                .ok_or_else(|| {
-                    Error::unauthorized(
-                        ErrorCode::DeviceUnknown,
-                        format!("device {device_id} is not provisioned"),
-                    )
-                })?;
-        let pk: String = row.try_get("public_key")?;
-        let key = secrets::unb64(&pk)
+        let row = crate::store::auth::device_key(&state.db, device_id)
+            .await?
+            .ok_or_else(|| {
+                Error::unauthorized(
+                    ErrorCode::DeviceUnknown,
+                    format!("device {device_id} is not provisioned"),
+                )
+            })?;
+        let pk = &row.public_key;
+        let key = secrets::unb64(pk)
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
             .and_then(|b| VerifyingKey::from_bytes(&b).ok())
             .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))?;
@@ -375,9 +359,8 @@ impl SignedCall {
                 "request signature does not verify for this device",
             )
         })?;
-        if let Some(at) = row.try_get::<Option<i64>, _>("retired_at")? {
-            let reason: Option<String> = row.try_get("retired_reason")?;
-            let e = retired(at, reason.as_deref().unwrap_or("retired"));
+        if let Some(at) = row.retired_at {
+            let e = retired(at, row.retired_reason.as_deref().unwrap_or("retired"));
             let (_, code, message) = e.parts();
             if let Err(err) = crate::audit::record_refusal(
                 &state.db,
@@ -417,20 +400,9 @@ impl SignedCall {
     /// one accepted is a replay. Atomic, so two service replicas cannot both accept it; a laptop
     /// retired after [`SignedCall::verify`] but before this claim is refused here.
     pub async fn claim(&self, tx: &mut Transaction<'_, Any>) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE devices SET last_seq = $1 WHERE id = $2 AND last_seq < $1 AND retired_at IS NULL",
-        )
-        .bind(self.seq)
-        .bind(&self.device_id)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            let row = sqlx::query("SELECT retired_at, retired_reason FROM devices WHERE id = $1")
-                .bind(&self.device_id)
-                .fetch_one(&mut **tx)
-                .await?;
-            if let Some(at) = row.try_get::<Option<i64>, _>("retired_at")? {
-                let reason: Option<String> = row.try_get("retired_reason")?;
+        if !crate::store::auth::claim_seq(tx, &self.device_id, self.seq).await? {
+            let (retired_at, reason) = crate::store::auth::retirement(tx, &self.device_id).await?;
+            if let Some(at) = retired_at {
                 return Err(retired(at, reason.as_deref().unwrap_or("retired")));
             }
             return Err(self.replayed());
