@@ -124,7 +124,7 @@ impl FromRequestParts<AppState> for Caller {
                 "Authorization header must be 'Bearer <token>'",
             )
         })?;
-        let row = crate::store::auth::token(&state.db, &secrets::hash(token.trim()))
+        let row = crate::store::tokens::by_hash(&state.db, &secrets::hash(token.trim()))
             .await?
             .ok_or_else(|| Error::unauthorized(ErrorCode::TokenUnknown, "unknown API token"))?;
         let role = Role::parse(&row.role).ok_or_else(|| {
@@ -175,7 +175,7 @@ const USE_RECORD_INTERVAL_MS: i64 = 60_000;
 
 /// Refuse a token whose person is inactive (whatever else its state), that was revoked, or
 /// that expired.
-fn token_state(row: &crate::store::auth::TokenRow, named: bool, now: i64) -> Result<()> {
+fn token_state(row: &crate::store::tokens::TokenRow, named: bool, now: i64) -> Result<()> {
     if named {
         let active = row.active.unwrap_or(0) != 0;
         let deleted = row.deleted_at.is_some();
@@ -213,7 +213,7 @@ fn token_state(row: &crate::store::auth::TokenRow, named: bool, now: i64) -> Res
 /// a refused request's rollback stays complete, and last use is kept apart from the token).
 async fn record_use(state: &AppState, token_id: &str, now: i64) -> Result<()> {
     let _turn = state.write_turn().await;
-    crate::store::auth::record_use(&state.db, token_id, now).await
+    crate::store::tokens::record_use(&state.db, token_id, now).await
 }
 
 /// The roles an endpoint admits, named once as a type, so a handler's signature says who may

@@ -96,16 +96,49 @@ pub struct TokenRow {
     pub revoked_reason: Option<String>,
 }
 
+/// A token with its holder and last use, as [`TokenRow`] reads it.
+const TOKEN_SELECT: &str = "SELECT t.id, t.role, t.label, t.person_id, p.user_name, p.active, p.deleted_at, t.granted_by, \
+     t.created_at, t.expires_at, u.last_used_at, t.revoked_at, t.revoked_reason \
+     FROM api_tokens t LEFT JOIN people p ON p.id = t.person_id \
+     LEFT JOIN api_token_use u ON u.token_id = t.id";
+
 /// Every token, oldest first.
 pub async fn all<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<TokenRow>> {
-    Ok(sqlx::query_as(
-        "SELECT t.id, t.role, t.label, t.person_id, p.user_name, p.active, p.deleted_at, t.granted_by, \
-         t.created_at, t.expires_at, u.last_used_at, t.revoked_at, t.revoked_reason \
-         FROM api_tokens t LEFT JOIN people p ON p.id = t.person_id \
-         LEFT JOIN api_token_use u ON u.token_id = t.id ORDER BY t.created_at, t.id",
+    Ok(
+        sqlx::query_as(&format!("{TOKEN_SELECT} ORDER BY t.created_at, t.id"))
+            .fetch_all(db)
+            .await?,
     )
-    .fetch_all(db)
-    .await?)
+}
+
+/// The token with this hash (authentication).
+pub async fn by_hash<'c>(
+    db: impl Executor<'c, Database = Any>,
+    token_hash: &str,
+) -> Result<Option<TokenRow>> {
+    super::row_by(
+        db,
+        &format!("{TOKEN_SELECT} WHERE t.token_hash = $1"),
+        token_hash,
+    )
+    .await
+}
+
+/// Record a token's use at `now` unless a later one is recorded.
+pub async fn record_use<'c>(
+    db: impl Executor<'c, Database = Any>,
+    token_id: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_token_use (token_id, last_used_at) VALUES ($1, $2) \
+         ON CONFLICT (token_id) DO UPDATE SET last_used_at = $2 WHERE api_token_use.last_used_at < $2",
+    )
+    .bind(token_id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Revoke a token that is not revoked; whether it was live.
