@@ -127,21 +127,15 @@ pub(super) async fn insert_challenge(
     c: &NewChallenge<'_>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    crate::store::insert_issued(
+        db,
         "INSERT INTO web_challenges (id, session_id, purpose, state, device_class, name, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[Some(c.id), c.session_id, Some(c.purpose), Some(c.state), c.device_class, c.name],
+        now,
+        c.expires_at,
     )
-    .bind(c.id)
-    .bind(c.session_id)
-    .bind(c.purpose)
-    .bind(c.state)
-    .bind(c.device_class)
-    .bind(c.name)
-    .bind(now)
-    .bind(c.expires_at)
-    .execute(db)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// A stored challenge.

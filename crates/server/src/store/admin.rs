@@ -110,17 +110,14 @@ pub async fn insert_provisioning_token(
     now: i64,
     expires_at: i64,
 ) -> Result<()> {
-    sqlx::query(
+    super::insert_issued(
+        db,
         "INSERT INTO provisioning_tokens (id, token_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        &[Some(id), Some(token_hash), Some(created_by)],
+        now,
+        expires_at,
     )
-    .bind(id)
-    .bind(token_hash)
-    .bind(created_by)
-    .bind(now)
-    .bind(expires_at)
-    .execute(db)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Store a one-time enrolment ticket for a person by its hash.
@@ -133,18 +130,14 @@ pub async fn insert_ticket(
     now: i64,
     expires_at: i64,
 ) -> Result<()> {
-    sqlx::query(
+    super::insert_issued(
+        db,
         "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[Some(id), Some(ticket_hash), Some(person_id), Some(created_by)],
+        now,
+        expires_at,
     )
-    .bind(id)
-    .bind(ticket_hash)
-    .bind(person_id)
-    .bind(created_by)
-    .bind(now)
-    .bind(expires_at)
-    .execute(db)
-    .await?;
-    Ok(())
+    .await
 }
 
 #[derive(sqlx::FromRow)]

@@ -45,6 +45,23 @@ pub(crate) async fn stamp(
     Ok(q.execute(db).await?.rows_affected())
 }
 
+/// Insert something issued now that expires: `sql` binds `values` in order, then `now`, then
+/// `expires_at` (tokens, tickets, challenges).
+pub(crate) async fn insert_issued(
+    db: &mut sqlx::AnyConnection,
+    sql: &str,
+    values: &[Option<&str>],
+    now: i64,
+    expires_at: i64,
+) -> Result<()> {
+    let mut q = sqlx::query(sql);
+    for v in values {
+        q = q.bind(*v);
+    }
+    q.bind(now).bind(expires_at).execute(db).await?;
+    Ok(())
+}
+
 /// The row `sql` finds for `key` bound as `$1`, if any.
 pub(crate) async fn row_by<'c, T>(
     db: impl sqlx::Executor<'c, Database = sqlx::Any>,

@@ -24,16 +24,14 @@ pub async fn insert_challenge(
     c: &NewChallenge<'_>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(c.id)
-        .bind(c.device_id)
-        .bind(c.purpose)
-        .bind(c.state)
-        .bind(now)
-        .bind(c.expires_at)
-        .execute(db)
-        .await?;
-    Ok(())
+    super::insert_issued(
+        db,
+        "INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[Some(c.id), Some(c.device_id), Some(c.purpose), Some(c.state)],
+        now,
+        c.expires_at,
+    )
+    .await
 }
 
 /// A stored assertion challenge.
