@@ -252,23 +252,10 @@ async fn bare_insert(st: &AppState, agents: &[Arc<Agent>], total: usize) -> Rate
     let cpu = cpu_seconds();
     let mut tx = st.db.begin().await.unwrap();
     for chunk in rows.chunks(100) {
-        let mut sql = String::from(
-            "INSERT INTO reports (device_id, report_id, created_at, received_at, body) VALUES ",
+        let sql = format!(
+            "INSERT INTO reports (device_id, report_id, created_at, received_at, body) VALUES {}",
+            keywarden_server::db::params::rows(1, chunk.len(), 5)
         );
-        for i in 0..chunk.len() {
-            let b = i * 5;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            ));
-        }
         let mut q = sqlx::query(&sql);
         let now = now_ms();
         for (d, id, body) in chunk {
