@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Words that are codes and also something else, where they are that something else.
 const OTHER_VOCABULARIES: &[(&str, &str, &str)] = &[
     (
-        "crates/server/src/recovery.rs",
+        "crates/server/src/recovery/mod.rs",
         "cancelled",
         "a recovery's stored status",
     ),
@@ -23,7 +23,7 @@ const OTHER_VOCABULARIES: &[(&str, &str, &str)] = &[
         "a FIDO metadata transport",
     ),
     (
-        "crates/server/src/trust.rs",
+        "crates/server/src/trust/verify.rs",
         "internal",
         "a browser's transport hint",
     ),
