@@ -31,8 +31,8 @@ use keywarden_agent::locks::{BackgroundLock, KeyLock};
 use keywarden_agent::managed::ManagedConfig;
 use keywarden_agent::Agent;
 use keywarden_protocol::{
-    AppStatus, CheckinStatus, CredentialView, KeyCredential, KeyInventory, Posture, ReclaimedKey,
-    SignInResponse, UiError, WizardSession,
+    AppStatus, CheckinStatus, CredentialView, ErrorCode, KeyCredential, KeyInventory, Posture,
+    ReclaimedKey, SignInResponse, UiError, WizardSession,
 };
 use tauri::{Emitter as _, Manager as _};
 
@@ -60,7 +60,7 @@ struct SignedIn {
 
 fn internal(e: impl std::fmt::Display) -> UiError {
     UiError {
-        code: "agent_error".into(),
+        code: ErrorCode::AgentError,
         message: e.to_string(),
         retries_left: None,
     }
@@ -78,7 +78,7 @@ async fn blocking<T: Send + 'static>(
 
 fn needs_input(message: &str) -> UiError {
     UiError {
-        code: "needs_input".into(),
+        code: ErrorCode::NeedsInput,
         message: message.into(),
         retries_left: None,
     }
@@ -181,7 +181,7 @@ async fn wizard_begin(
             .map_err(internal)?
             .take()
             .ok_or_else(|| UiError {
-                code: "needs_input".into(),
+                code: ErrorCode::NeedsInput,
                 message: "Paste the enrolment ticket IT sent you.".into(),
                 retries_left: None,
             })?,
@@ -346,7 +346,7 @@ async fn lost_report(
     })
     .await;
     // The PIN is forgotten once it served its purpose, or when the key no longer takes it.
-    if result.is_ok() || result.as_ref().is_err_and(|e| e.code.starts_with("pin_")) {
+    if result.is_ok() || result.as_ref().is_err_and(|e| e.code.is_about_pin()) {
         *state.signed_in.lock().map_err(internal)? = None;
     }
     result

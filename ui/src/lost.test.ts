@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { ErrorCode } from "./bindings/ErrorCode";
+import type { UiError } from "./bindings/UiError";
 import type { CredentialView } from "./bindings/CredentialView";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { SignInResponse } from "./bindings/SignInResponse";
@@ -148,7 +150,7 @@ describe("confirming and after", () => {
 });
 
 describe("errors", () => {
-  const err = (code: string, message = "x") => ({ code, message, retries_left: null });
+  const err = (code: ErrorCode, message = "x"): UiError => ({ code, message, retries_left: null });
   it("shows a failed touch where it was started", () => {
     expect(failedAt("touch")).toBe("sign-in");
     expect(failedAt("confirm-touch")).toBe("confirm");

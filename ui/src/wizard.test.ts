@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { ErrorCode } from "./bindings/ErrorCode";
+import type { UiError } from "./bindings/UiError";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { WizardSession } from "./bindings/WizardSession";
 import {
@@ -80,7 +82,7 @@ describe("coverage", () => {
 });
 
 describe("recovery from errors", () => {
-  const err = (code: string) => ({ code, message: "m", retries_left: null });
+  const err = (code: ErrorCode): UiError => ({ code, message: "m", retries_left: null });
   it("sends each error to the step that fixes it", () => {
     expect(recovery(err("pin_invalid"), "touch")).toEqual({ step: "pin", action: "Try the PIN again" });
     expect(recovery(err("ticket_expired"), "ticket").step).toBe("ticket");
@@ -315,7 +317,8 @@ describe("adding this laptop or a phone in the browser", () => {
   });
 
   it("sends a session that is over back to a new ticket, and leaves the wizard where it is when no browser starts", () => {
-    for (const code of ["enrolment_expired", "enrolment_closed", "enrolment_unknown", "enrolment_wrong_device"]) {
+    const over: ErrorCode[] = ["enrolment_expired", "enrolment_closed", "enrolment_unknown", "enrolment_wrong_device"];
+    for (const code of over) {
       expect(recovery({ code, message: "", retries_left: null }, "summary"), code).toEqual({
         step: "ticket",
         action: "Enter a new ticket",

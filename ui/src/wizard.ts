@@ -1,5 +1,6 @@
 // The enrolment wizard's logic: which step follows which, what to say, what to check.
 // Pure functions over generated types, so they are unit-tested without a window.
+import type { ErrorCode } from "./bindings/ErrorCode";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { UiError } from "./bindings/UiError";
 import type { WizardSession } from "./bindings/WizardSession";
@@ -161,7 +162,8 @@ export function asUiError(e: unknown): UiError {
   if (typeof e === "object" && e !== null && "code" in e && "message" in e) {
     const o = e as { code: unknown; message: unknown; retries_left?: unknown };
     return {
-      code: String(o.code),
+      // The agent serialises its ErrorCode enum, so what arrives is one of the generated union.
+      code: String(o.code) as ErrorCode,
       message: String(o.message),
       retries_left: typeof o.retries_left === "number" ? o.retries_left : null,
     };

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use keywarden_protocol::NoKeyFinding;
+use keywarden_protocol::{KeyAccessProblem, NoKeyFinding};
 
 /// Where to look.
 #[derive(Debug, Clone)]
@@ -43,9 +43,13 @@ impl Probe {
     }
 }
 
-fn finding(code: &str, problem: impl Into<String>, fix: impl Into<String>) -> NoKeyFinding {
+fn finding(
+    code: KeyAccessProblem,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> NoKeyFinding {
     NoKeyFinding {
-        code: code.to_owned(),
+        code,
         problem: problem.into(),
         fix: fix.into(),
     }
@@ -103,7 +107,7 @@ pub fn diagnose_with(
     let class = probe.sys.join("class").join("hidraw");
     let Ok(entries) = std::fs::read_dir(&class) else {
         out.push(finding(
-            "no_hidraw",
+            KeyAccessProblem::NoHidraw,
             "this kernel has no hidraw support (/sys/class/hidraw is missing), so no program can talk to a USB security key",
             "use a kernel built with CONFIG_HIDRAW (every distribution kernel has it), or load the hid and usbhid modules",
         ));
@@ -118,7 +122,7 @@ pub fn diagnose_with(
     }
     if fido_nodes.is_empty() {
         out.push(finding(
-            "no_fido_device",
+            KeyAccessProblem::NoFidoDevice,
             "no FIDO security key is connected: none of the HID devices is one",
             "plug the key in (try another USB port or cable); a key that lights up but is not listed here may be in a mode without FIDO enabled",
         ));
@@ -131,33 +135,33 @@ pub fn diagnose_with(
         let name = node.display();
         match e.raw_os_error() {
             Some(16) => out.push(finding(
-                "device_busy",
+                KeyAccessProblem::DeviceBusy,
                 format!("the key at {name} is busy in another program"),
                 "close other programs that use the key (a browser prompt, gpg's scdaemon, another FIDO tool) and try again",
             )),
             _ if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 if !rule {
                     out.push(finding(
-                        "no_udev_rule",
+                        KeyAccessProblem::NoUdevRule,
                         format!("a key is plugged in ({name}) but there is no udev rule giving you access to FIDO devices"),
                         "install the udev rule for FIDO devices (the Keywarden package ships 70-keywarden-fido.rules), then unplug the key and plug it in again",
                     ));
                 } else if active == Some(false) {
                     out.push(finding(
-                        "not_active_seat",
+                        KeyAccessProblem::NotActiveSeat,
                         format!("a key is plugged in ({name}) but your session is not the active one on this seat, so the system does not give you the device"),
                         "switch to your session on the laptop's screen (not a remote or background login) and try again",
                     ));
                 } else {
                     out.push(finding(
-                        "no_permission",
+                        KeyAccessProblem::NoPermission,
                         format!("a key is plugged in ({name}) but you may not open it"),
                         "log in on the laptop's own screen; if you are, unplug the key and plug it in again so the udev rule applies",
                     ));
                 }
             }
             _ => out.push(finding(
-                "device_error",
+                KeyAccessProblem::DeviceError,
                 format!("the key at {name} cannot be opened: {e}"),
                 "unplug the key and plug it in again",
             )),
@@ -211,8 +215,8 @@ mod tests {
         }
     }
 
-    fn codes(f: &[NoKeyFinding]) -> Vec<&str> {
-        f.iter().map(|f| f.code.as_str()).collect()
+    fn codes(f: &[NoKeyFinding]) -> Vec<KeyAccessProblem> {
+        f.iter().map(|f| f.code).collect()
     }
 
     fn denied(_: &Path) -> std::io::Result<()> {
@@ -222,14 +226,17 @@ mod tests {
     #[test]
     fn a_kernel_without_hidraw_is_named() {
         let t = Tree::new();
-        assert_eq!(codes(&diagnose(&t.probe())), ["no_hidraw"]);
+        assert_eq!(codes(&diagnose(&t.probe())), [KeyAccessProblem::NoHidraw]);
     }
 
     #[test]
     fn hid_devices_that_are_not_fido_mean_no_key_is_plugged_in() {
         let t = Tree::new();
         t.hidraw(0, KEYBOARD, 0o600);
-        assert_eq!(codes(&diagnose(&t.probe())), ["no_fido_device"]);
+        assert_eq!(
+            codes(&diagnose(&t.probe())),
+            [KeyAccessProblem::NoFidoDevice]
+        );
         assert!(is_fido_descriptor(FIDO));
         assert!(!is_fido_descriptor(KEYBOARD));
     }
@@ -245,7 +252,10 @@ mod tests {
     fn permission_denied_is_explained_by_the_missing_rule_or_the_inactive_seat() {
         let t = Tree::new();
         t.hidraw(1, FIDO, 0o600);
-        assert_eq!(codes(&diagnose_with(&t.probe(), &denied)), ["no_udev_rule"]);
+        assert_eq!(
+            codes(&diagnose_with(&t.probe(), &denied)),
+            [KeyAccessProblem::NoUdevRule]
+        );
         t.write(
             "rules/70-keywarden-fido.rules",
             r#"KERNEL=="hidraw*", SUBSYSTEM=="hidraw", ENV{ID_FIDO_TOKEN}=="1", TAG+="uaccess""#,
@@ -253,12 +263,12 @@ mod tests {
         t.write("session", "UID=1000\nACTIVE=0\n");
         assert_eq!(
             codes(&diagnose_with(&t.probe(), &denied)),
-            ["not_active_seat"]
+            [KeyAccessProblem::NotActiveSeat]
         );
         t.write("session", "UID=1000\nACTIVE=1\n");
         assert_eq!(
             codes(&diagnose_with(&t.probe(), &denied)),
-            ["no_permission"]
+            [KeyAccessProblem::NoPermission]
         );
     }
 
@@ -268,7 +278,7 @@ mod tests {
         t.hidraw(2, FIDO, 0o600);
         let busy = |_: &Path| Err(std::io::Error::from_raw_os_error(16));
         let f = diagnose_with(&t.probe(), &busy);
-        assert_eq!(codes(&f), ["device_busy"]);
+        assert_eq!(codes(&f), [KeyAccessProblem::DeviceBusy]);
         assert!(f[0].problem.contains("hidraw2"), "{f:?}");
     }
 

@@ -1,5 +1,6 @@
 //! The agent's one error type.
 
+use keywarden_protocol::ErrorCode;
 use std::path::PathBuf;
 
 /// Result alias for the agent.
@@ -72,7 +73,7 @@ pub enum Error {
         /// HTTP status.
         status: u16,
         /// Stable code from the service's error shape.
-        code: String,
+        code: ErrorCode,
         /// Its sentence.
         message: String,
     },
@@ -160,9 +161,9 @@ fn rp_text(rp_id: &str, origin: Option<&str>) -> String {
 
 impl Error {
     /// The service's error code, when the service refused.
-    pub fn service_code(&self) -> Option<&str> {
+    pub fn service_code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Service { code, .. } => Some(code),
+            Error::Service { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -171,65 +172,56 @@ impl Error {
     /// with a way forward, and the PIN retries left when it is about the PIN.
     pub fn to_ui(&self) -> keywarden_protocol::UiError {
         use keywarden_keys::Error as K;
-        let ui =
-            |code: &str, message: String, retries_left: Option<u32>| keywarden_protocol::UiError {
-                code: code.to_owned(),
+        let ui = |code: ErrorCode, message: String, retries_left: Option<u32>| {
+            keywarden_protocol::UiError {
+                code,
                 message,
                 retries_left,
-            };
+            }
+        };
         match self {
-            Error::Key(K::PinInvalid { retries_left }) => ui(
-                "pin_invalid",
+            Error::Key(K::PinInvalid { retries_left }) => ui(ErrorCode::PinInvalid,
                 format!(
                     "That PIN is wrong. {retries_left} attempt{} left before the key locks for good.",
                     if *retries_left == 1 { "" } else { "s" }
                 ),
                 Some(*retries_left),
             ),
-            Error::Key(K::PinAuthBlocked) => ui(
-                "pin_auth_blocked",
+            Error::Key(K::PinAuthBlocked) => ui(ErrorCode::PinAuthBlocked,
                 "Three wrong PINs in a row. Unplug the key, plug it in again, and try once more.".into(),
                 None,
             ),
-            Error::Key(K::PinBlocked) => ui(
-                "pin_blocked",
+            Error::Key(K::PinBlocked) => ui(ErrorCode::PinBlocked,
                 "This key's PIN is blocked after too many wrong attempts. It can only be reset, which erases it; use another key or ask the help desk.".into(),
                 Some(0),
             ),
-            Error::Key(K::PinPolicy { min_len }) => ui(
-                "pin_policy",
+            Error::Key(K::PinPolicy { min_len }) => ui(ErrorCode::PinPolicy,
                 format!("The key refused that PIN: it needs at least {min_len} characters."),
                 None,
             ),
-            Error::Key(K::CredentialExcluded) => ui(
-                "already_enrolled",
+            Error::Key(K::CredentialExcluded) => ui(ErrorCode::AlreadyEnrolled,
                 "This key is already enrolled for you. Use a different key as your backup.".into(),
                 None,
             ),
-            Error::Key(K::KeyRemoved) | Error::Key(K::NotFound { .. }) => ui(
-                "key_removed",
+            Error::Key(K::KeyRemoved) | Error::Key(K::NotFound { .. }) => ui(ErrorCode::KeyRemoved,
                 "The key was removed before it finished. Nothing was saved; plug it in and try again.".into(),
                 None,
             ),
-            Error::Key(K::UserActionTimeout) => ui(
-                "touch_timeout",
+            Error::Key(K::UserActionTimeout) => ui(ErrorCode::TouchTimeout,
                 "The key was not touched in time. Try again, and touch the key when it blinks.".into(),
                 None,
             ),
-            Error::Key(K::OperationDenied) => ui(
-                "touch_denied",
+            Error::Key(K::OperationDenied) => ui(ErrorCode::TouchDenied,
                 "The key refused the request. Try again and touch the key when it blinks.".into(),
                 None,
             ),
-            Error::Key(K::KeyStoreFull) => ui(
-                "key_full",
+            Error::Key(K::KeyStoreFull) => ui(ErrorCode::KeyFull,
                 "This key has no room for another passkey. Use another key or remove an old passkey from it.".into(),
                 None,
             ),
-            Error::Key(e) => ui("key_error", format!("The key reported a problem: {e}."), None),
-            Error::NoKey { .. } => ui("no_key", self.to_string(), None),
-            Error::Unreachable { url, .. } => ui(
-                "service_unreachable",
+            Error::Key(e) => ui(ErrorCode::KeyError, format!("The key reported a problem: {e}."), None),
+            Error::NoKey { .. } => ui(ErrorCode::NoKey, self.to_string(), None),
+            Error::Unreachable { url, .. } => ui(ErrorCode::ServiceUnreachable,
                 format!("Cannot reach the Keywarden service at {url}. Check your network (or VPN) and try again; nothing was changed."),
                 None,
             ),
@@ -237,23 +229,21 @@ impl Error {
                 status,
                 code,
                 message,
-            } => ui(code, service_sentence(*status, code, message), None),
-            Error::NotProvisioned => ui(
-                "not_provisioned",
+            } => ui(*code, service_sentence(*status, *code, message), None),
+            Error::NotProvisioned => ui(ErrorCode::NotProvisioned,
                 "This laptop is not registered with your organisation yet. IT provisions it with `keywarden provision`.".into(),
                 None,
             ),
-            Error::Cancelled => ui("cancelled", "Cancelled. Nothing was changed.".into(), None),
-            Error::NeedsInput(m) => ui("needs_input", m.clone(), None),
-            Error::PinRejected(m) => ui("pin_rejected", m.clone(), None),
-            Error::ServerLocked { .. } => ui("server_locked", self.to_string(), None),
+            Error::Cancelled => ui(ErrorCode::Cancelled, "Cancelled. Nothing was changed.".into(), None),
+            Error::NeedsInput(m) => ui(ErrorCode::NeedsInput, m.clone(), None),
+            Error::PinRejected(m) => ui(ErrorCode::PinRejected, m.clone(), None),
+            Error::ServerLocked { .. } => ui(ErrorCode::ServerLocked, self.to_string(), None),
             Error::RelyingPartyMismatch {
                 pinned_rp_id,
                 pinned_origin,
                 asked_rp_id,
                 asked_origin,
-            } => ui(
-                "rp_mismatch",
+            } => ui(ErrorCode::RpMismatch,
                 format!(
                     "The service asked this laptop to sign for {}, which is not your organisation ({}). Nothing was sent to your key or to the service. Tell IT at once: the service, or the network on the way to it, is not your organisation's.",
                     rp_text(asked_rp_id, asked_origin.as_deref()),
@@ -261,26 +251,23 @@ impl Error {
                 ),
                 None,
             ),
-            Error::RelyingPartyNotPinned => ui(
-                "rp_not_pinned",
+            Error::RelyingPartyNotPinned => ui(ErrorCode::RpNotPinned,
                 "This laptop does not yet know which sign-in name belongs to your organisation, so it signs nothing with your keys. Ask IT to provision it again, or to set it in the managed configuration.".into(),
                 None,
             ),
-            Error::WebLinkNotOurs { pinned_origin, .. } => ui(
-                "web_link_not_ours",
+            Error::WebLinkNotOurs { pinned_origin, .. } => ui(ErrorCode::WebLinkNotOurs,
                 format!(
                     "The service sent a link that does not lead to your organisation's page ({pinned_origin}), so Keywarden did not open it. Tell IT: the service, or the network on the way to it, may not be your organisation's."
                 ),
                 None,
             ),
-            Error::BrowserNotOpened { origin, .. } => ui(
-                "browser_not_opened",
+            Error::BrowserNotOpened { origin, .. } => ui(ErrorCode::BrowserNotOpened,
                 format!(
                     "Keywarden could not open your web browser. Open {origin}/me in a browser yourself and sign in with the key you just enrolled: you can add this laptop or your phone there."
                 ),
                 None,
             ),
-            other => ui("agent_error", other.to_string(), None),
+            other => ui(ErrorCode::AgentError, other.to_string(), None),
         }
     }
 
@@ -295,41 +282,41 @@ impl Error {
 
 /// One sentence with a way forward for a refusal by the service, for the desktop UI; codes
 /// without their own sentence show the service's.
-fn service_sentence(status: u16, code: &str, message: &str) -> String {
+fn service_sentence(status: u16, code: ErrorCode, message: &str) -> String {
     let s = match code {
-        "ticket_expired" => "This enrolment ticket has expired. Ask IT for a new one.",
-        "ticket_used" => "This enrolment ticket was already used. Ask IT for a new one.",
-        "ticket_unknown" => "This is not a valid enrolment ticket. Check you pasted all of it, or ask IT for a new one.",
+        ErrorCode::TicketExpired => "This enrolment ticket has expired. Ask IT for a new one.",
+        ErrorCode::TicketUsed => "This enrolment ticket was already used. Ask IT for a new one.",
+        ErrorCode::TicketUnknown => "This is not a valid enrolment ticket. Check you pasted all of it, or ask IT for a new one.",
         // Step-up: signing in with a key, reporting a key lost, recovering.
-        "step_up_same_key" => "That is the key you signed in with. Choose the key you lost, not the one you still have.",
-        "credential_not_yours" => "That key belongs to someone else: you can only report your own keys lost.",
+        ErrorCode::StepUpSameKey => "That is the key you signed in with. Choose the key you lost, not the one you still have.",
+        ErrorCode::CredentialNotYours => "That key belongs to someone else: you can only report your own keys lost.",
         // 403: the key used to sign in; 409: the key reported lost was suspended already.
-        "credential_not_active" if status == 409 => "That key is already suspended or revoked: it no longer works. Nothing was changed.",
-        "credential_not_active" => "The key you used is suspended or revoked, so it cannot sign you in. Use another of your keys, or ask the help desk.",
-        "credential_unknown" => "This key holds no passkey enrolled with your organisation. Use a key you enrolled with Keywarden.",
-        "person_inactive" => "Your account is no longer active with your organisation. Ask the help desk.",
-        "step_up_expired" => "The sign-in request expired before the key answered. Try again and touch the key when it blinks.",
-        "step_up_used" | "step_up_unknown" | "step_up_wrong_device" | "step_up_wrong_purpose" => "The service did not accept that sign-in. Try again; each attempt asks for a fresh touch.",
-        "assertion_counter_replayed" => "The service refused this key: its signature counter did not go up, as happens with a copied key. Tell the help desk.",
-        "user_verification_missing" => "The key did not check your PIN, and the service requires it. Try again with the PIN.",
-        "assertion_invalid" | "assertion_malformed" => "The key's answer did not verify. Try again; if it keeps failing, use another key.",
+        ErrorCode::CredentialNotActive if status == 409 => "That key is already suspended or revoked: it no longer works. Nothing was changed.",
+        ErrorCode::CredentialNotActive => "The key you used is suspended or revoked, so it cannot sign you in. Use another of your keys, or ask the help desk.",
+        ErrorCode::CredentialUnknown => "This key holds no passkey enrolled with your organisation. Use a key you enrolled with Keywarden.",
+        ErrorCode::PersonInactive => "Your account is no longer active with your organisation. Ask the help desk.",
+        ErrorCode::StepUpExpired => "The sign-in request expired before the key answered. Try again and touch the key when it blinks.",
+        ErrorCode::StepUpUsed | ErrorCode::StepUpUnknown | ErrorCode::StepUpWrongDevice | ErrorCode::StepUpWrongPurpose => "The service did not accept that sign-in. Try again; each attempt asks for a fresh touch.",
+        ErrorCode::AssertionCounterReplayed => "The service refused this key: its signature counter did not go up, as happens with a copied key. Tell the help desk.",
+        ErrorCode::UserVerificationMissing => "The key did not check your PIN, and the service requires it. Try again with the PIN.",
+        ErrorCode::AssertionInvalid | ErrorCode::AssertionMalformed => "The key's answer did not verify. Try again; if it keeps failing, use another key.",
         // A ticket (enrolment or recovery) for someone who already has an active key.
-        "step_up_required" => "You already have an active key, so a ticket alone cannot add another: confirm it is you with a key you have (its PIN and a touch).",
-        "step_up_wrong_person" => "The key you confirmed with belongs to someone else. Use one of your own keys.",
-        "recovery_unknown" => "This is not a valid recovery ticket. Check you pasted all of it, or ask the help desk for a new one.",
-        "recovery_ticket_used" => "This recovery ticket was already used. Ask the help desk for a new one.",
-        "recovery_expired" => "This recovery ticket has expired. Ask the help desk for a new one.",
-        "recovery_cancelled" => "This recovery was cancelled. Ask the help desk for a new one.",
-        "recovery_awaiting_approval" => return format!("The help desk has not finished approving this recovery: {message}. Try again once they have."),
+        ErrorCode::StepUpRequired => "You already have an active key, so a ticket alone cannot add another: confirm it is you with a key you have (its PIN and a touch).",
+        ErrorCode::StepUpWrongPerson => "The key you confirmed with belongs to someone else. Use one of your own keys.",
+        ErrorCode::RecoveryUnknown => "This is not a valid recovery ticket. Check you pasted all of it, or ask the help desk for a new one.",
+        ErrorCode::RecoveryTicketUsed => "This recovery ticket was already used. Ask the help desk for a new one.",
+        ErrorCode::RecoveryExpired => "This recovery ticket has expired. Ask the help desk for a new one.",
+        ErrorCode::RecoveryCancelled => "This recovery was cancelled. Ask the help desk for a new one.",
+        ErrorCode::RecoveryAwaitingApproval => return format!("The help desk has not finished approving this recovery: {message}. Try again once they have."),
         // The enrolment session (the wizard's later steps, and the browser link it offers).
-        "enrolment_expired" => "This enrolment session has expired. Start again with a new ticket from IT, or add a key with one you already have.",
-        "enrolment_closed" => "This enrolment session was closed, so it cannot go on. Start again with a new ticket from IT, or add a key with one you already have.",
-        "enrolment_unknown" => "The service does not know this enrolment session. Start again with a new ticket from IT.",
-        "enrolment_wrong_device" => "This enrolment session was opened on another laptop, so it cannot go on here. Start again on this laptop.",
+        ErrorCode::EnrolmentExpired => "This enrolment session has expired. Start again with a new ticket from IT, or add a key with one you already have.",
+        ErrorCode::EnrolmentClosed => "This enrolment session was closed, so it cannot go on. Start again with a new ticket from IT, or add a key with one you already have.",
+        ErrorCode::EnrolmentUnknown => "The service does not know this enrolment session. Start again with a new ticket from IT.",
+        ErrorCode::EnrolmentWrongDevice => "This enrolment session was opened on another laptop, so it cannot go on here. Start again on this laptop.",
         // A service older than this app: the request has no endpoint there.
-        "no_route" if status == 404 => "The Keywarden service does not offer this yet: it runs an older version than this app. Ask IT to update it; nothing was changed.",
+        ErrorCode::NoRoute if status == 404 => "The Keywarden service does not offer this yet: it runs an older version than this app. Ask IT to update it; nothing was changed.",
         // Reclaim stations.
-        "not_a_reclaim_station" => "This laptop is not an IT reclaim station, so it cannot reclaim keys. An admin can make it one.",
+        ErrorCode::NotAReclaimStation => "This laptop is not an IT reclaim station, so it cannot reclaim keys. An admin can make it one.",
         _ => return format!("The service refused: {message}"),
     };
     s.to_owned()
@@ -339,10 +326,10 @@ fn service_sentence(status: u16, code: &str, message: &str) -> String {
 mod tests {
     use super::*;
 
-    fn refused(status: u16, code: &str, message: &str) -> keywarden_protocol::UiError {
+    fn refused(status: u16, code: ErrorCode, message: &str) -> keywarden_protocol::UiError {
         Error::Service {
             status,
-            code: code.into(),
+            code,
             message: message.into(),
         }
         .to_ui()
@@ -352,19 +339,23 @@ mod tests {
     fn step_up_refusals_reach_the_ui_as_sentences_with_their_codes() {
         let e = refused(
             400,
-            "step_up_same_key",
+            ErrorCode::StepUpSameKey,
             "sign in with another of your keys, not the one you are reporting lost",
         );
-        assert_eq!(e.code, "step_up_same_key");
+        assert_eq!(e.code, ErrorCode::StepUpSameKey);
         assert!(
             e.message.contains("Choose the key you lost"),
             "{}",
             e.message
         );
-        let used = refused(403, "credential_not_active", "the key used is suspended");
+        let used = refused(
+            403,
+            ErrorCode::CredentialNotActive,
+            "the key used is suspended",
+        );
         let lost = refused(
             409,
-            "credential_not_active",
+            ErrorCode::CredentialNotActive,
             "the credential is already suspended",
         );
         assert!(
@@ -379,7 +370,7 @@ mod tests {
         );
         let station = refused(
             403,
-            "not_a_reclaim_station",
+            ErrorCode::NotAReclaimStation,
             "this laptop is not an IT reclaim station; an admin can make it one",
         );
         assert!(
@@ -398,7 +389,7 @@ mod tests {
             asked_origin: Some("https://evil.example.net".into()),
         };
         let ui = e.to_ui();
-        assert_eq!(ui.code, "rp_mismatch");
+        assert_eq!(ui.code, ErrorCode::RpMismatch);
         assert!(
             ui.message
                 .contains("evil.example.net (https://evil.example.net)")
@@ -407,22 +398,35 @@ mod tests {
             ui.message
         );
         assert!(e.to_string().contains("keywarden.example.com"), "{e}");
-        assert_eq!(Error::RelyingPartyNotPinned.to_ui().code, "rp_not_pinned");
-        let ask = refused(403, "step_up_required", "confirm with an existing key");
+        assert_eq!(
+            Error::RelyingPartyNotPinned.to_ui().code,
+            ErrorCode::RpNotPinned
+        );
+        let ask = refused(
+            403,
+            ErrorCode::StepUpRequired,
+            "confirm with an existing key",
+        );
         assert!(ask.message.contains("confirm it is you"), "{}", ask.message);
     }
 
     #[test]
     fn a_service_without_the_endpoint_is_called_older_not_broken() {
-        let e = refused(404, "no_route", "no such endpoint");
-        assert_eq!(e.code, "no_route");
+        let e = refused(404, ErrorCode::NoRoute, "no such endpoint");
+        assert_eq!(e.code, ErrorCode::NoRoute);
         assert!(e.message.contains("older version"), "{}", e.message);
     }
 
     #[test]
     fn an_unknown_refusal_shows_the_services_sentence() {
-        let e = refused(400, "something_new", "the service says why");
-        assert_eq!(e.code, "something_new");
+        // A newer service's code this build does not know still reaches the person, with the
+        // service's own sentence.
+        let e = refused(
+            400,
+            ErrorCode::from_wire("something_new"),
+            "the service says why",
+        );
+        assert_eq!(e.code, ErrorCode::Unknown);
         assert_eq!(e.message, "The service refused: the service says why");
     }
 }

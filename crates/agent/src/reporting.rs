@@ -1,7 +1,9 @@
 //! Posture reports: queued in the outbox, then sent in batches (or one by one when a batch is
 //! refused whole).
 
-use keywarden_protocol::{Report, ReportAck, ReportBatch, ReportBatchAck, ReportOutcome};
+use keywarden_protocol::{
+    ErrorCode, Report, ReportAck, ReportBatch, ReportBatchAck, ReportOutcome,
+};
 
 use crate::client::Client;
 use crate::config::Paths;
@@ -124,7 +126,7 @@ fn batch_len(pending: &[outbox::Pending]) -> usize {
 fn batch_refused_whole(e: &Error) -> bool {
     match e {
         Error::Service { status, code, .. } => {
-            (*status == 404 && code == "no_route") || *status == 400 || *status == 413
+            (*status == 404 && *code == ErrorCode::NoRoute) || *status == 400 || *status == 413
         }
         Error::BadResponse { status, .. } => *status == 404 || *status == 413,
         _ => false,

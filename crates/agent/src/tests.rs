@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 use super::*;
-use keywarden_protocol::{EnrolBeginResponse, ProvisionResponse};
+use keywarden_protocol::{EnrolBeginResponse, ErrorCode, ProvisionResponse};
 
 const RP: &str = "keywarden.example.com";
 const ORIGIN: &str = "https://keywarden.example.com";
@@ -289,7 +289,7 @@ fn a_web_link_anywhere_but_the_pinned_self_service_page_is_refused_without_showi
         let e = enrol::check_web_link(bad, ORIGIN).unwrap_err();
         assert!(matches!(e, Error::WebLinkNotOurs { .. }), "{bad}: {e}");
         let ui = e.to_ui();
-        assert_eq!(ui.code, "web_link_not_ours");
+        assert_eq!(ui.code, ErrorCode::WebLinkNotOurs);
         for shown in [e.to_string(), ui.message, format!("{e:?}")] {
             assert!(!shown.contains("kwl_SECRET"), "{bad}: {shown}");
         }
@@ -317,13 +317,14 @@ fn a_web_link_anywhere_but_the_pinned_self_service_page_is_refused_without_showi
 #[test]
 fn a_closed_or_expired_session_gets_a_sentence_with_a_way_forward() {
     for (code, says) in [
-        ("enrolment_expired", "has expired"),
-        ("enrolment_closed", "was closed"),
+        (ErrorCode::EnrolmentExpired, "has expired"),
+        (ErrorCode::EnrolmentClosed, "was closed"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let body: &'static str = Box::leak(
             format!(
-                r#"{{"error": {{"code": "{code}", "message": "the enrolment session is over"}}}}"#
+                r#"{{"error": {{"code": "{}", "message": "the enrolment session is over"}}}}"#,
+                code.as_str()
             )
             .into_boxed_str(),
         );
@@ -374,7 +375,7 @@ fn the_link_goes_to_the_browser_only_and_a_browser_that_does_not_start_is_explai
         .unwrap_err();
     served.join().unwrap();
     let ui = e.to_ui();
-    assert_eq!(ui.code, "browser_not_opened");
+    assert_eq!(ui.code, ErrorCode::BrowserNotOpened);
     assert!(
         ui.message
             .contains("Open https://keywarden.example.com/me in a browser"),

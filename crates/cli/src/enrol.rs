@@ -60,7 +60,7 @@ pub(crate) fn enrol(
             )?
         }
         None => match keywarden_agent::enrol::Session::open(agent, ticket) {
-            Err(e) if e.service_code() == Some("step_up_required") => {
+            Err(e) if e.service_code() == Some(keywarden_protocol::ErrorCode::StepUpRequired) => {
                 // The ticket is for someone who has a key already: a ticket alone does not add
                 // another; say the two ways that do.
                 return Err(anyhow::Error::new(e).context(

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{
     CreatePerson, CredentialView, DeviceView, EnrolmentEvidence, IssueProvisioningToken,
     IssueTicket, IssuedSecret, PersonView, Posture,
@@ -79,7 +80,7 @@ fn ttl_ms(requested: Option<u64>, default: std::time::Duration) -> Result<i64> {
     let secs = requested.unwrap_or(default.as_secs());
     if !(1..=30 * 86_400).contains(&secs) {
         return Err(Error::bad_request(
-            "ttl_invalid",
+            ErrorCode::TtlInvalid,
             format!("ttl_seconds must be 1..=2592000, got {secs}"),
         ));
     }
@@ -101,13 +102,13 @@ pub async fn create_person(
     let display_name = req.display_name.trim();
     if user_name.is_empty() || user_name.len() > 256 {
         return Err(Error::bad_request(
-            "user_name_invalid",
+            ErrorCode::UserNameInvalid,
             "user_name must be 1..=256 characters",
         ));
     }
     if display_name.is_empty() || display_name.len() > 256 {
         return Err(Error::bad_request(
-            "display_name_invalid",
+            ErrorCode::DisplayNameInvalid,
             "display_name must be 1..=256 characters",
         ));
     }
@@ -120,7 +121,7 @@ pub async fn create_person(
         .await?;
     if exists.is_some() {
         return Err(Error::conflict(
-            "person_exists",
+            ErrorCode::PersonExists,
             format!("a person with user_name {user_name} exists"),
         ));
     }
@@ -319,11 +320,14 @@ pub(crate) async fn require_active_person(
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| {
-            Error::not_found("person_unknown", format!("no person with id {person_id}"))
+            Error::not_found(
+                ErrorCode::PersonUnknown,
+                format!("no person with id {person_id}"),
+            )
         })?;
     if person.try_get::<i64, _>("active")? == 0 {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             format!("{what} are issued only for active people"),
         ));
     }
@@ -438,7 +442,7 @@ pub async fn evidence(
     .bind(&id)
     .fetch_optional(&state.db)
     .await?
-    .ok_or_else(|| Error::not_found("credential_unknown", format!("no credential with id {id}")))?;
+    .ok_or_else(|| Error::not_found(ErrorCode::CredentialUnknown, format!("no credential with id {id}")))?;
     let verification: Option<serde_json::Value> = json_col(&r, "verification")?;
     let device_posture: Option<Posture> = json_col(&r, "device_posture")?;
     Ok(Json(EnrolmentEvidence {

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use std::collections::{BTreeMap, HashSet};
 
 use keywarden_protocol::{
@@ -61,14 +62,14 @@ pub async fn provision(
         .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
         .ok_or_else(|| {
             Error::bad_request(
-                "device_key_invalid",
+                ErrorCode::DeviceKeyInvalid,
                 "device_public_key must be a base64url Ed25519 public key",
             )
         })?;
     let hostname = req.hostname.trim();
     if hostname.is_empty() || hostname.len() > 255 {
         return Err(Error::bad_request(
-            "hostname_invalid",
+            ErrorCode::HostnameInvalid,
             "hostname must be 1..=255 characters",
         ));
     }
@@ -80,18 +81,23 @@ pub async fn provision(
     .bind(secrets::hash(req.token.trim()))
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| Error::not_found("provisioning_token_unknown", "unknown provisioning token"))?;
+    .ok_or_else(|| {
+        Error::not_found(
+            ErrorCode::ProvisioningTokenUnknown,
+            "unknown provisioning token",
+        )
+    })?;
     let token_id: String = row.try_get("id")?;
     if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
         return Err(Error::conflict(
-            "provisioning_token_used",
+            ErrorCode::ProvisioningTokenUsed,
             "this provisioning token was already used",
         ));
     }
     let expires_at: i64 = row.try_get("expires_at")?;
     if now >= expires_at {
         return Err(Error::gone(
-            "provisioning_token_expired",
+            ErrorCode::ProvisioningTokenExpired,
             format!(
                 "provisioning token expired at {}",
                 secrets::fmt_time(expires_at)
@@ -105,7 +111,7 @@ pub async fn provision(
         .await?;
     if taken.is_some() {
         return Err(Error::conflict(
-            "device_key_reused",
+            ErrorCode::DeviceKeyReused,
             "this device key is already registered",
         ));
     }
@@ -130,7 +136,7 @@ pub async fn provision(
     .await?;
     if used.rows_affected() != 1 {
         return Err(Error::conflict(
-            "provisioning_token_used",
+            ErrorCode::ProvisioningTokenUsed,
             "this provisioning token was already used",
         ));
     }
@@ -179,7 +185,7 @@ pub async fn ingest_report(
     let call = SignedCall::verify(&state, &method, REPORTS_PATH, &headers, &body).await?;
     let outcome = async {
         let text = std::str::from_utf8(&body)
-            .map_err(|_| Error::bad_request("malformed_json", "body is not UTF-8"))?;
+            .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
         let report = check(0, text)?;
         let report_id = report.report_id.clone();
         let newly = submit(&state, &call, Kind::Single, vec![report], Vec::new()).await?;
@@ -245,22 +251,22 @@ async fn ingest_many(state: &AppState, call: &SignedCall, body: &[u8]) -> Result
         reports: Vec<&'a RawValue>,
     }
     let text = std::str::from_utf8(body)
-        .map_err(|_| Error::bad_request("malformed_json", "body is not UTF-8"))?;
+        .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
     let raw: RawBatch<'_> = serde_json::from_str(text).map_err(|e| {
         Error::bad_request(
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!("request body is not a report batch: {e}"),
         )
     })?;
     if raw.reports.is_empty() {
         return Err(Error::bad_request(
-            "batch_empty",
+            ErrorCode::BatchEmpty,
             "a report batch needs at least one report",
         ));
     }
     if raw.reports.len() > MAX_REPORTS_PER_BATCH {
         return Err(Error::bad_request(
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             format!(
                 "a report batch carries at most {MAX_REPORTS_PER_BATCH} reports, this one {}",
                 raw.reports.len()
@@ -317,7 +323,7 @@ async fn ingest_many(state: &AppState, call: &SignedCall, body: &[u8]) -> Result
             report_id: r.report_id,
             outcome: ReportOutcome::Rejected,
             error: Some(ErrorDetail {
-                code: r.code.to_owned(),
+                code: r.code,
                 message: r.message,
             }),
         }))
@@ -354,17 +360,21 @@ struct Checked {
 struct Rejected {
     index: u32,
     report_id: Option<String>,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 /// Parse and validate one report.
 fn check(index: u32, raw: &str) -> Result<Checked> {
-    let report: Report = serde_json::from_str(raw)
-        .map_err(|e| Error::bad_request("malformed_json", format!("report is not valid: {e}")))?;
+    let report: Report = serde_json::from_str(raw).map_err(|e| {
+        Error::bad_request(
+            ErrorCode::MalformedJson,
+            format!("report is not valid: {e}"),
+        )
+    })?;
     if uuid::Uuid::parse_str(&report.report_id).is_err() {
         return Err(Error::bad_request(
-            "report_id_invalid",
+            ErrorCode::ReportIdInvalid,
             "report_id must be a UUID",
         ));
     }
@@ -372,7 +382,7 @@ fn check(index: u32, raw: &str) -> Result<Checked> {
         || report.posture.schema_version > keywarden_protocol::POSTURE_SCHEMA_VERSION
     {
         return Err(Error::bad_request(
-            "posture_schema_unsupported",
+            ErrorCode::PostureSchemaUnsupported,
             format!(
                 "posture schema version {} is not supported (this service reads 1..={})",
                 report.posture.schema_version,

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, Method};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{signing_input, HEADER_DEVICE, HEADER_SEQ, HEADER_SIGNATURE, HEADER_TIME};
 use sqlx::{Any, Row, Transaction};
 
@@ -88,7 +89,7 @@ impl Caller {
             Ok(())
         } else {
             Err(Error::forbidden(
-                "role_forbidden",
+                ErrorCode::RoleForbidden,
                 format!(
                     "role {} may not use this endpoint (allowed: {})",
                     self.role.as_str(),
@@ -113,13 +114,13 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 Error::unauthorized(
-                    "token_missing",
+                    ErrorCode::TokenMissing,
                     "this API needs an Authorization: Bearer token",
                 )
             })?;
         let token = header.strip_prefix("Bearer ").ok_or_else(|| {
             Error::unauthorized(
-                "token_malformed",
+                ErrorCode::TokenMalformed,
                 "Authorization header must be 'Bearer <token>'",
             )
         })?;
@@ -131,10 +132,13 @@ impl FromRequestParts<AppState> for Caller {
         .bind(secrets::hash(token.trim()))
         .fetch_optional(&state.db)
         .await?
-        .ok_or_else(|| Error::unauthorized("token_unknown", "unknown API token"))?;
+        .ok_or_else(|| Error::unauthorized(ErrorCode::TokenUnknown, "unknown API token"))?;
         let role: String = row.try_get("role")?;
         let role = Role::parse(&role).ok_or_else(|| {
-            Error::forbidden("role_forbidden", format!("token role {role} is not known"))
+            Error::forbidden(
+                ErrorCode::RoleForbidden,
+                format!("token role {role} is not known"),
+            )
         })?;
         let caller = Caller {
             token_id: row.try_get("id")?,
@@ -182,7 +186,7 @@ fn token_state(row: &sqlx::any::AnyRow, named: bool, now: i64) -> Result<()> {
         let deleted = row.try_get::<Option<i64>, _>("deleted_at")?.is_some();
         if !active || deleted {
             return Err(Error::unauthorized(
-                "token_holder_inactive",
+                ErrorCode::TokenHolderInactive,
                 "the person this token was issued to is no longer active; their tokens do not work",
             ));
         }
@@ -190,7 +194,7 @@ fn token_state(row: &sqlx::any::AnyRow, named: bool, now: i64) -> Result<()> {
     if let Some(at) = row.try_get::<Option<i64>, _>("revoked_at")? {
         let reason: Option<String> = row.try_get("revoked_reason")?;
         return Err(Error::unauthorized(
-            "token_revoked",
+            ErrorCode::TokenRevoked,
             format!(
                 "this token was revoked at {}{}; ask an admin for a new one",
                 secrets::fmt_time(at),
@@ -201,7 +205,7 @@ fn token_state(row: &sqlx::any::AnyRow, named: bool, now: i64) -> Result<()> {
     match row.try_get::<Option<i64>, _>("expires_at")? {
         Some(at) if now < at => Ok(()),
         at => Err(Error::unauthorized(
-            "token_expired",
+            ErrorCode::TokenExpired,
             format!(
                 "this token expired at {}; ask an admin for a new one",
                 at.map_or_else(|| "issue (it had no expiry)".to_owned(), secrets::fmt_time)
@@ -306,7 +310,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
             Error::unauthorized(
-                "signature_missing",
+                ErrorCode::SignatureMissing,
                 format!("signed request needs the {name} header"),
             )
         })
@@ -323,20 +327,30 @@ impl SignedCall {
     ) -> Result<SignedCall> {
         let device_id = header(headers, HEADER_DEVICE)?;
         let seq: u64 = header(headers, HEADER_SEQ)?.parse().map_err(|_| {
-            Error::unauthorized("signature_malformed", "sequence number is not a number")
+            Error::unauthorized(
+                ErrorCode::SignatureMalformed,
+                "sequence number is not a number",
+            )
         })?;
         let time_ms: i64 = header(headers, HEADER_TIME)?.parse().map_err(|_| {
-            Error::unauthorized("signature_malformed", "request time is not a number")
+            Error::unauthorized(
+                ErrorCode::SignatureMalformed,
+                "request time is not a number",
+            )
         })?;
         let sig = URL_SAFE_NO_PAD
             .decode(header(headers, HEADER_SIGNATURE)?)
             .ok()
             .and_then(|b| Signature::from_slice(&b).ok())
             .ok_or_else(|| {
-                Error::unauthorized("signature_malformed", "signature is not base64url Ed25519")
+                Error::unauthorized(
+                    ErrorCode::SignatureMalformed,
+                    "signature is not base64url Ed25519",
+                )
             })?;
-        let seq_i64 = i64::try_from(seq)
-            .map_err(|_| Error::unauthorized("signature_malformed", "sequence number too large"))?;
+        let seq_i64 = i64::try_from(seq).map_err(|_| {
+            Error::unauthorized(ErrorCode::SignatureMalformed, "sequence number too large")
+        })?;
 
         let row =
             sqlx::query("SELECT public_key, retired_at, retired_reason FROM devices WHERE id = $1")
@@ -345,7 +359,7 @@ impl SignedCall {
                 .await?
                 .ok_or_else(|| {
                     Error::unauthorized(
-                        "device_unknown",
+                        ErrorCode::DeviceUnknown,
                         format!("device {device_id} is not provisioned"),
                     )
                 })?;
@@ -357,7 +371,7 @@ impl SignedCall {
         let input = signing_input(method.as_str(), path, device_id, seq, time_ms, body);
         key.verify(&input, &sig).map_err(|_| {
             Error::unauthorized(
-                "signature_invalid",
+                ErrorCode::SignatureInvalid,
                 "request signature does not verify for this device",
             )
         })?;
@@ -384,7 +398,7 @@ impl SignedCall {
         let skew = i64::try_from(state.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
         if (now - time_ms).abs() > skew {
             return Err(Error::unauthorized(
-                "request_stale",
+                ErrorCode::RequestStale,
                 format!(
                     "request signed at {} is more than {} s from the service clock ({})",
                     secrets::fmt_time(time_ms),
@@ -427,7 +441,7 @@ impl SignedCall {
     /// The refusal of a request whose sequence number was used before.
     pub fn replayed(&self) -> Error {
         Error::conflict(
-            "request_replayed",
+            ErrorCode::RequestReplayed,
             format!(
                 "sequence number {} was already used by this device",
                 self.seq
@@ -444,7 +458,7 @@ fn retired(at: i64, reason: &str) -> Error {
         _ => "was retired",
     };
     Error::forbidden(
-        "device_retired",
+        ErrorCode::DeviceRetired,
         format!(
             "this laptop {what} at {}; its device key no longer works: ask IT to provision a replacement",
             secrets::fmt_time(at)
@@ -495,7 +509,9 @@ async fn verified_body(
     let body =
         <axum::body::Bytes as axum::extract::FromRequest<AppState>>::from_request(req, state)
             .await
-            .map_err(|e| Error::bad_request("body_unreadable", format!("request body: {e}")))?;
+            .map_err(|e| {
+                Error::bad_request(ErrorCode::BodyUnreadable, format!("request body: {e}"))
+            })?;
     let call = SignedCall::verify(state, &method, &path, &headers, &body).await?;
     Ok((call, body))
 }
@@ -512,7 +528,9 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
         let body =
             <axum::body::Bytes as axum::extract::FromRequest<AppState>>::from_request(req, state)
                 .await
-                .map_err(|e| Error::bad_request("body_unreadable", format!("request body: {e}")))?;
+                .map_err(|e| {
+                    Error::bad_request(ErrorCode::BodyUnreadable, format!("request body: {e}"))
+                })?;
         Ok(JsonBody(parse_json(&body)?))
     }
 }
@@ -520,6 +538,9 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
 /// Parse a JSON body into `T`, with the service's error shape on failure.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
-        Error::bad_request("malformed_json", format!("request body is not valid: {e}"))
+        Error::bad_request(
+            ErrorCode::MalformedJson,
+            format!("request body is not valid: {e}"),
+        )
     })
 }

@@ -6,6 +6,7 @@
 //! One aggregate query over people and their active credentials does the heavy lifting, so the
 //! report over 100,000 people stays well under a second on SQLite.
 
+use keywarden_protocol::ErrorCode;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
@@ -432,7 +433,7 @@ pub async fn handler(
     _caller: Staff<AnyStaff>,
     query: std::result::Result<Query<CoverageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CoverageReport>> {
-    let Query(q) = query.map_err(|e| Error::bad_request("query_invalid", e.body_text()))?;
+    let Query(q) = query.map_err(|e| Error::bad_request(ErrorCode::QueryInvalid, e.body_text()))?;
     let filter = if q.people == Some(false) {
         None
     } else {

@@ -1,6 +1,7 @@
 //! Database connection and migrations. SQLite is the embedded default; the same queries run on
 //! PostgreSQL through sqlx's `Any` driver (placeholders are written `$1`, which both accept).
 
+use keywarden_protocol::ErrorCode;
 use std::str::FromStr;
 
 use sqlx::any::AnyPoolOptions;
@@ -26,7 +27,7 @@ impl FromStr for Backend {
             Ok(Backend::Postgres)
         } else {
             Err(crate::Error::bad_request(
-                "database_url",
+                ErrorCode::DatabaseUrl,
                 "database url must start with sqlite: or postgres:",
             ))
         }

@@ -12,6 +12,7 @@
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
@@ -98,11 +99,14 @@ pub async fn retire_in(
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| {
-            Error::not_found("device_unknown", format!("no laptop with id {device_id}"))
+            Error::not_found(
+                ErrorCode::DeviceUnknown,
+                format!("no laptop with id {device_id}"),
+            )
         })?;
     if let Some(at) = d.try_get::<Option<i64>, _>("retired_at")? {
         return Err(Error::conflict(
-            "device_retired",
+            ErrorCode::DeviceRetired,
             format!(
                 "this laptop was already taken out of service ({}) at {}",
                 d.try_get::<Option<String>, _>("retired_reason")?
@@ -123,7 +127,7 @@ pub async fn retire_in(
     .await?;
     if done.rows_affected() != 1 {
         return Err(Error::conflict(
-            "device_retired",
+            ErrorCode::DeviceRetired,
             "this laptop was just taken out of service by someone else",
         ));
     }
@@ -259,7 +263,7 @@ pub async fn retire_handler(
     let note = req.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if note.is_some_and(|n| n.chars().count() > 500) {
         return Err(Error::bad_request(
-            "note_invalid",
+            ErrorCode::NoteInvalid,
             "the note is at most 500 characters",
         ));
     }

@@ -4,7 +4,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keywarden_protocol::{ErrorBody, ErrorDetail};
+use keywarden_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// Result alias for the service.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -17,7 +17,7 @@ pub enum Error {
     #[error("{message}")]
     BadRequest {
         /// Stable machine code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human sentence.
         message: String,
     },
@@ -25,7 +25,7 @@ pub enum Error {
     #[error("{message}")]
     Unauthorized {
         /// Stable machine code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human sentence.
         message: String,
     },
@@ -33,7 +33,7 @@ pub enum Error {
     #[error("{message}")]
     Forbidden {
         /// Stable machine code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human sentence.
         message: String,
     },
@@ -41,7 +41,7 @@ pub enum Error {
     #[error("{message}")]
     NotFound {
         /// Stable machine code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human sentence.
         message: String,
     },
@@ -49,7 +49,7 @@ pub enum Error {
     #[error("{message}")]
     Conflict {
         /// Stable machine code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human sentence.
         message: String,
     },
@@ -57,7 +57,7 @@ pub enum Error {
     #[error("{message}")]
     Gone {
         /// Stable machine code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human sentence.
         message: String,
     },
@@ -65,7 +65,7 @@ pub enum Error {
     #[error("{message}")]
     TooManyRequests {
         /// Stable machine code.
-        code: &'static str,
+        code: ErrorCode,
         /// Human sentence.
         message: String,
     },
@@ -94,67 +94,74 @@ pub enum Error {
 
 impl Error {
     /// A 400 with a code and a sentence.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::BadRequest {
             code,
             message: message.into(),
         }
     }
     /// A 401.
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::Unauthorized {
             code,
             message: message.into(),
         }
     }
     /// A 403.
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::Forbidden {
             code,
             message: message.into(),
         }
     }
     /// A 404.
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::NotFound {
             code,
             message: message.into(),
         }
     }
     /// A 409.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::Conflict {
             code,
             message: message.into(),
         }
     }
     /// A 429.
-    pub fn too_many(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn too_many(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::TooManyRequests {
             code,
             message: message.into(),
         }
     }
     /// A 410.
-    pub fn gone(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn gone(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::Gone {
             code,
             message: message.into(),
         }
     }
 
-    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String) {
+    /// The code the caller receives (`internal` for the service's own failures).
+    pub fn code(&self) -> ErrorCode {
+        self.parts().1
+    }
+
+    pub(crate) fn parts(&self) -> (StatusCode, ErrorCode, String) {
         match self {
-            Error::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
-            Error::Unauthorized { code, message } => {
-                (StatusCode::UNAUTHORIZED, code, message.clone())
+            Error::BadRequest { code, message } => {
+                (StatusCode::BAD_REQUEST, *code, message.clone())
             }
-            Error::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
-            Error::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message.clone()),
-            Error::Conflict { code, message } => (StatusCode::CONFLICT, code, message.clone()),
-            Error::Gone { code, message } => (StatusCode::GONE, code, message.clone()),
+            Error::Unauthorized { code, message } => {
+                (StatusCode::UNAUTHORIZED, *code, message.clone())
+            }
+            Error::Forbidden { code, message } => (StatusCode::FORBIDDEN, *code, message.clone()),
+            Error::NotFound { code, message } => (StatusCode::NOT_FOUND, *code, message.clone()),
+            Error::Conflict { code, message } => (StatusCode::CONFLICT, *code, message.clone()),
+            Error::Gone { code, message } => (StatusCode::GONE, *code, message.clone()),
             Error::TooManyRequests { code, message } => {
-                (StatusCode::TOO_MANY_REQUESTS, code, message.clone())
+                (StatusCode::TOO_MANY_REQUESTS, *code, message.clone())
             }
             Error::Database(_)
             | Error::Migrate(_)
@@ -162,7 +169,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Webauthn(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Internal,
                 "internal error; the service log has the details".to_owned(),
             ),
         }
@@ -175,13 +182,10 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
         } else {
-            tracing::info!(code, %message, "request refused");
+            tracing::info!(code = code.as_str(), %message, "request refused");
         }
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_owned(),
-                message,
-            },
+            error: ErrorDetail { code, message },
         };
         (status, axum::Json(body)).into_response()
     }

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use utoipa::ToSchema;
@@ -103,13 +104,13 @@ pub async fn add(
     let reason = req.reason.trim();
     if owner.is_empty() {
         return Err(Error::bad_request(
-            "exception_owner_missing",
+            ErrorCode::ExceptionOwnerMissing,
             "an exception needs an owner who answers for it",
         ));
     }
     if reason.is_empty() {
         return Err(Error::bad_request(
-            "exception_reason_missing",
+            ErrorCode::ExceptionReasonMissing,
             "an exception needs a reason",
         ));
     }
@@ -117,20 +118,20 @@ pub async fn add(
         Some(d) if (1..=365).contains(&d) => d,
         Some(d) => {
             return Err(Error::bad_request(
-                "exception_expiry_invalid",
+                ErrorCode::ExceptionExpiryInvalid,
                 format!("an exception lasts 1..=365 days, not {d}"),
             ))
         }
         None => {
             return Err(Error::bad_request(
-                "exception_expiry_missing",
+                ErrorCode::ExceptionExpiryMissing,
                 "an exception needs an expiry (days, 1..=365); none is permanent",
             ))
         }
     };
     if !KINDS.contains(&req.kind.as_str()) {
         return Err(Error::bad_request(
-            "exception_kind_unknown",
+            ErrorCode::ExceptionKindUnknown,
             format!(
                 "exception kind {:?} is not one of {}",
                 req.kind,
@@ -158,14 +159,14 @@ pub async fn add(
         .await?;
     if known.is_none() {
         return Err(Error::not_found(
-            "person_unknown",
+            ErrorCode::PersonUnknown,
             format!("no person with id {}", req.person_id),
         ));
     }
     if req.kind == "break_glass" {
         let cred = req.credential_id.as_deref().ok_or_else(|| {
             Error::bad_request(
-                "exception_credential_missing",
+                ErrorCode::ExceptionCredentialMissing,
                 "a break-glass exception names the credential kept in the safe",
             )
         })?;
@@ -178,14 +179,14 @@ pub async fn add(
             Some(r) if r.try_get::<String, _>("person_id")? == req.person_id => {}
             _ => {
                 return Err(Error::bad_request(
-                    "exception_credential_invalid",
+                    ErrorCode::ExceptionCredentialInvalid,
                     "the break-glass credential must be an active credential of that person",
                 ))
             }
         }
     } else if req.credential_id.is_some() {
         return Err(Error::bad_request(
-            "exception_credential_unexpected",
+            ErrorCode::ExceptionCredentialUnexpected,
             "only break-glass exceptions name a credential",
         ));
     }
@@ -294,7 +295,12 @@ pub async fn revoke(
         .bind(&id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| Error::not_found("exception_unknown", format!("no open exception {id}")))?;
+        .ok_or_else(|| {
+            Error::not_found(
+                ErrorCode::ExceptionUnknown,
+                format!("no open exception {id}"),
+            )
+        })?;
     sqlx::query("UPDATE exceptions SET revoked_at = $1 WHERE id = $2")
         .bind(now)
         .bind(&id)

@@ -46,6 +46,7 @@ pub use state::{AppState, Clock, Settings, SystemClock};
 
 use axum::routing::get;
 use axum::Router;
+use keywarden_protocol::ErrorCode;
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
@@ -70,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(csf::router())
         .merge(selfservice::router())
         .merge(openapi::router())
-        .fallback(|| async { Error::not_found("no_route", "no such endpoint") })
+        .fallback(|| async { Error::not_found(ErrorCode::NoRoute, "no such endpoint") })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -9,6 +9,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use keywarden_protocol::ErrorCode;
 use openssl::bn::BigNum;
 use openssl::ecdsa::EcdsaSig;
 use openssl::hash::MessageDigest;
@@ -78,7 +79,7 @@ fn date_ms(date: &str) -> Option<i64> {
 }
 
 fn bad(message: impl Into<String>) -> Error {
-    Error::bad_request("mds_invalid", message)
+    Error::bad_request(ErrorCode::MdsInvalid, message)
 }
 
 fn ossl(what: &str) -> impl Fn(openssl::error::ErrorStack) -> Error + '_ {
@@ -238,7 +239,10 @@ pub async fn load_into_population(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| {
-            Error::not_found("population_unknown", format!("no population {population}"))
+            Error::not_found(
+                ErrorCode::PopulationUnknown,
+                format!("no population {population}"),
+            )
         })?;
     let mut policy: Policy =
         serde_json::from_str(&row.try_get::<String, _>("policy")?).map_err(Error::Corrupt)?;
@@ -302,7 +306,7 @@ pub async fn store_metadata(
         .try_get("n")?;
     if let Some(latest) = latest.filter(|n| *n > blob.number) {
         return Err(Error::conflict(
-            "mds_outdated",
+            ErrorCode::MdsOutdated,
             format!(
                 "blob {} is older than blob {latest}, already loaded; fetch the current blob",
                 blob.number

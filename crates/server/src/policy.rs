@@ -6,6 +6,7 @@
 //! for the enrolling laptop and for ongoing compliance, and whether key serial numbers may be
 //! collected (not for BYOD).
 
+use keywarden_protocol::ErrorCode;
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
@@ -488,14 +489,14 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !ok_name || name == DEFAULT_POPULATION {
         return Err(Error::bad_request(
-            "population_name_invalid",
+            ErrorCode::PopulationNameInvalid,
             "population names are 1..=64 of a-z, 0-9, - and _, and not 'default'",
         ));
     }
     match &spec.selector {
         Selector::Group { value } if value.trim().is_empty() => {
             return Err(Error::bad_request(
-                "selector_invalid",
+                ErrorCode::SelectorInvalid,
                 "group selector needs a group name",
             ))
         }
@@ -503,7 +504,7 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
             if !["user_type", "department", "employee_number_prefix"].contains(&key.as_str()) =>
         {
             return Err(Error::bad_request(
-                "selector_invalid",
+                ErrorCode::SelectorInvalid,
                 format!(
                     "attribute {key} is not one of user_type, department, employee_number_prefix"
                 ),
@@ -514,20 +515,20 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
     let p = &spec.policy;
     if p.min_authenticators == 0 || p.min_authenticators > 10 {
         return Err(Error::bad_request(
-            "policy_invalid",
+            ErrorCode::PolicyInvalid,
             "min_authenticators must be 1..=10",
         ));
     }
     if p.min_device_classes == 0 || p.min_device_classes > 3 {
         return Err(Error::bad_request(
-            "policy_invalid",
+            ErrorCode::PolicyInvalid,
             "min_device_classes must be 1..=3",
         ));
     }
     for a in &p.aaguid_allow_list {
         if uuid::Uuid::parse_str(a).is_err() {
             return Err(Error::bad_request(
-                "policy_invalid",
+                ErrorCode::PolicyInvalid,
                 format!("aaguid_allow_list entry {a} is not a UUID"),
             ));
         }
@@ -535,7 +536,7 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
     if let Some(n) = p.min_pin_length {
         if !(4..=63).contains(&n) {
             return Err(Error::bad_request(
-                "policy_invalid",
+                ErrorCode::PolicyInvalid,
                 "min_pin_length must be 4..=63",
             ));
         }
@@ -620,7 +621,7 @@ pub async fn remove(
         .await?;
     if gone.rows_affected() == 0 {
         return Err(Error::not_found(
-            "population_unknown",
+            ErrorCode::PopulationUnknown,
             format!("no population {name}"),
         ));
     }

@@ -8,6 +8,7 @@
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{
     ReclaimAction, ReclaimDirective, ReclaimOutcome, ReclaimPlan, ReclaimQuery, ReclaimReceipt,
     ReclaimReceiptAck,
@@ -62,7 +63,7 @@ pub async fn set_station(
         .await?;
     if done.rows_affected() != 1 {
         return Err(Error::not_found(
-            "device_unknown",
+            ErrorCode::DeviceUnknown,
             format!("no device {id}"),
         ));
     }
@@ -73,7 +74,7 @@ pub async fn set_station(
         .try_get("retired_at")?;
     if retired.is_some() {
         return Err(Error::conflict(
-            "device_retired",
+            ErrorCode::DeviceRetired,
             "this laptop is out of service; provision it again (a new device key) to use it as a reclaim station",
         ));
     }
@@ -98,7 +99,7 @@ async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Resu
         .try_get("reclaim_station")?;
     if station == 0 {
         return Err(Error::forbidden(
-            "not_a_reclaim_station",
+            ErrorCode::NotAReclaimStation,
             "this laptop is not an IT reclaim station; an admin can make it one",
         ));
     }
@@ -219,13 +220,13 @@ pub async fn receipt(
         .filter(|d| d.id == req.directive_id)
         .ok_or_else(|| {
             Error::not_found(
-                "directive_unknown",
+                ErrorCode::DirectiveUnknown,
                 "no open reclaim directive with that id for that key",
             )
         })?;
     if d.action == ReclaimAction::DeleteCredentials && req.action == ReclaimAction::Reset {
         return Err(Error::bad_request(
-            "reclaim_personal_key_reset",
+            ErrorCode::ReclaimPersonalKeyReset,
             "a personal key is never reset; only the organisation's credentials may be removed",
         ));
     }

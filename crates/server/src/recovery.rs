@@ -19,6 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{
     CredentialView, EnrolBeginResponse, RecoveryBeginRequest, ReportLostRequest,
 };
@@ -81,7 +82,7 @@ impl Proofing {
     fn check(&self) -> Result<()> {
         if !PROOFING_METHODS.contains(&self.method.as_str()) {
             return Err(Error::bad_request(
-                "proofing_invalid",
+                ErrorCode::ProofingInvalid,
                 format!(
                     "proofing method {:?} is not one of {}",
                     self.method,
@@ -92,7 +93,7 @@ impl Proofing {
         let n = self.detail.trim().chars().count();
         if n == 0 || n > 500 {
             return Err(Error::bad_request(
-                "proofing_invalid",
+                ErrorCode::ProofingInvalid,
                 "proofing detail must say what was checked (1..=500 characters)",
             ));
         }
@@ -124,14 +125,14 @@ pub async fn suspend(
     .await?
     .ok_or_else(|| {
         Error::not_found(
-            "credential_unknown",
+            ErrorCode::CredentialUnknown,
             format!("no credential with id {credential_id}"),
         )
     })?;
     let view = credential_view(&r)?;
     if view.status != "active" {
         return Err(Error::conflict(
-            "credential_not_active",
+            ErrorCode::CredentialNotActive,
             format!("the credential is already {}", view.status),
         ));
     }
@@ -181,7 +182,7 @@ pub async fn suspend_by_helpdesk(
     let reason = req.reason.trim();
     if reason.is_empty() || reason.len() > 500 {
         return Err(Error::bad_request(
-            "reason_invalid",
+            ErrorCode::ReasonInvalid,
             "say why the key is suspended (1..=500 characters)",
         ));
     }
@@ -222,7 +223,7 @@ pub async fn report_lost(
         .await?;
         if v.credential_id == id {
             return Err(Error::bad_request(
-                "step_up_same_key",
+                ErrorCode::StepUpSameKey,
                 "sign in with another of your keys, not the one you are reporting lost",
             ));
         }
@@ -234,7 +235,7 @@ pub async fn report_lost(
             .transpose()?;
         if owner.as_deref() != Some(v.person_id.as_str()) {
             return Err(Error::forbidden(
-                "credential_not_yours",
+                ErrorCode::CredentialNotYours,
                 "you can only report your own keys lost",
             ));
         }
@@ -327,7 +328,7 @@ pub struct IssuedRecovery {
 fn approver_of(caller: &Caller, what: &str) -> Result<String> {
     caller.person_id.clone().ok_or_else(|| {
         Error::forbidden(
-            "approver_unnamed",
+            ErrorCode::ApproverUnnamed,
             format!(
                 "{what} needs a token issued to a named help-desk member (tokens with a person_id)"
             ),
@@ -342,7 +343,7 @@ async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryVi
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| Error::not_found("recovery_unknown", format!("no recovery {id}")))?;
+    .ok_or_else(|| Error::not_found(ErrorCode::RecoveryUnknown, format!("no recovery {id}")))?;
     let approvals = sqlx::query(
         "SELECT approver FROM recovery_approvals WHERE recovery_id = $1 ORDER BY at, approver",
     )
@@ -388,7 +389,7 @@ pub async fn issue(
     let issuer = approver_of(&caller, "issuing a recovery")?;
     if issuer == req.person_id {
         return Err(Error::forbidden(
-            "self_recovery",
+            ErrorCode::SelfRecovery,
             "nobody may issue a recovery for themselves",
         ));
     }
@@ -397,7 +398,7 @@ pub async fn issue(
         Some(s) if (60..=86_400).contains(&s) => i64::try_from(s * 1000).unwrap_or(1_800_000),
         Some(_) => {
             return Err(Error::bad_request(
-                "ttl_invalid",
+                ErrorCode::TtlInvalid,
                 "ttl_seconds must be 60..=86400",
             ))
         }
@@ -412,13 +413,13 @@ pub async fn issue(
             .await?
             .ok_or_else(|| {
                 Error::not_found(
-                    "credential_unknown",
+                    ErrorCode::CredentialUnknown,
                     format!("no credential with id {lost}"),
                 )
             })?;
         if r.try_get::<String, _>("person_id")? != req.person_id {
             return Err(Error::bad_request(
-                "credential_not_theirs",
+                ErrorCode::CredentialNotTheirs,
                 "the lost credential belongs to someone else",
             ));
         }
@@ -436,7 +437,7 @@ pub async fn issue(
             "suspended" => {}
             other => {
                 return Err(Error::conflict(
-                    "credential_not_active",
+                    ErrorCode::CredentialNotActive,
                     format!("the lost credential is already {other}"),
                 ))
             }
@@ -529,32 +530,32 @@ pub async fn approve(
         let view = load_view(&mut tx, &id).await?;
         if approver == view.person_id {
             return Err(Error::forbidden(
-                "self_approval",
+                ErrorCode::SelfApproval,
                 "nobody may approve their own recovery",
             ));
         }
         if approver == view.created_by {
             return Err(Error::forbidden(
-                "approver_is_issuer",
+                ErrorCode::ApproverIsIssuer,
                 "whoever issued a recovery may not approve it; two other help-desk members must",
             ));
         }
         if view.kind != "dual_approval" {
             return Err(Error::conflict(
-                "approval_not_needed",
+                ErrorCode::ApprovalNotNeeded,
                 "this recovery needs a fresh assertion from another key, not approvals",
             ));
         }
         open_check(&view, now)?;
         if view.state != "awaiting_approval" {
             return Err(Error::conflict(
-                "recovery_not_awaiting_approval",
+                ErrorCode::RecoveryNotAwaitingApproval,
                 format!("this recovery is {}", view.state),
             ));
         }
         if view.approvals.contains(&approver) {
             return Err(Error::conflict(
-                "approver_repeated",
+                ErrorCode::ApproverRepeated,
                 "you already approved this recovery (with this or another of your tokens); a second approver must be someone else",
             ));
         }
@@ -612,15 +613,15 @@ pub async fn approve(
 fn open_check(view: &RecoveryView, now: i64) -> Result<()> {
     match view.state.as_str() {
         "cancelled" => Err(Error::gone(
-            "recovery_cancelled",
+            ErrorCode::RecoveryCancelled,
             "this recovery was cancelled",
         )),
         "redeemed" | "completed" => Err(Error::conflict(
-            "recovery_ticket_used",
+            ErrorCode::RecoveryTicketUsed,
             "this recovery ticket was already used; ask the help desk for a new one",
         )),
         _ if now >= view.expires_at_ms => Err(Error::gone(
-            "recovery_expired",
+            ErrorCode::RecoveryExpired,
             format!(
                 "this recovery ticket expired at {}; ask the help desk for a new one",
                 secrets::fmt_time(view.expires_at_ms)
@@ -711,7 +712,7 @@ pub async fn cancel(
         "awaiting_approval" | "ready" | "redeemed"
     ) {
         return Err(Error::conflict(
-            "recovery_closed",
+            ErrorCode::RecoveryClosed,
             format!("this recovery is already {}", view.state),
         ));
     }
@@ -807,7 +808,7 @@ async fn redeem_inner(
         .await?
         .ok_or_else(|| {
             Error::not_found(
-                "recovery_unknown",
+                ErrorCode::RecoveryUnknown,
                 "unknown recovery ticket; ask the help desk for a new one",
             )
         })?;
@@ -822,7 +823,7 @@ async fn redeem_inner(
         .try_get("active")?;
     if active == 0 {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -830,7 +831,7 @@ async fn redeem_inner(
         "step_up" => {
             let step_up = req.step_up.as_ref().ok_or_else(|| {
                 Error::forbidden(
-                    "step_up_required",
+                    ErrorCode::StepUpRequired,
                     "a recovery needs both the ticket and a fresh sign-in with another of your active keys",
                 )
             })?;
@@ -839,7 +840,7 @@ async fn redeem_inner(
                     .await?;
             if v.person_id != view.person_id {
                 return Err(Error::forbidden(
-                    "step_up_wrong_person",
+                    ErrorCode::StepUpWrongPerson,
                     "the key used belongs to someone else; sign in with one of your own keys",
                 ));
             }
@@ -848,7 +849,7 @@ async fn redeem_inner(
         _ => {
             if view.state != "ready" || view.approvals.len() < APPROVALS_NEEDED {
                 return Err(Error::forbidden(
-                    "recovery_awaiting_approval",
+                    ErrorCode::RecoveryAwaitingApproval,
                     format!(
                         "this recovery needs {} more approval(s) from the help desk",
                         APPROVALS_NEEDED.saturating_sub(view.approvals.len())
@@ -868,7 +869,7 @@ async fn redeem_inner(
         .await?;
     if marked.rows_affected() != 1 {
         return Err(Error::conflict(
-            "recovery_ticket_used",
+            ErrorCode::RecoveryTicketUsed,
             "this recovery ticket was already used; ask the help desk for a new one",
         ));
     }

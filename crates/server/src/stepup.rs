@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp, StepUpRequest};
 use sqlx::{Any, Row, Transaction};
 use webauthn_rs_core::proto::{AuthenticationState, Credential, PublicKeyCredential};
@@ -43,7 +44,7 @@ pub async fn challenge(
 ) -> Result<(StatusCode, Json<AssertionOptions>)> {
     if !PURPOSES.contains(&req.purpose.as_str()) {
         return Err(Error::bad_request(
-            "purpose_unknown",
+            ErrorCode::PurposeUnknown,
             format!(
                 "step-up purpose {:?} is not one of {}",
                 req.purpose,
@@ -128,31 +129,31 @@ pub async fn verify(
     .await?
     .ok_or_else(|| {
         Error::not_found(
-            "step_up_unknown",
+            ErrorCode::StepUpUnknown,
             "unknown step-up challenge; ask for a new one",
         )
     })?;
     if c.try_get::<String, _>("device_id")? != device_id {
         return Err(Error::forbidden(
-            "step_up_wrong_device",
+            ErrorCode::StepUpWrongDevice,
             "this step-up challenge was issued to another laptop",
         ));
     }
     if c.try_get::<String, _>("purpose")? != purpose {
         return Err(Error::bad_request(
-            "step_up_wrong_purpose",
+            ErrorCode::StepUpWrongPurpose,
             format!("this step-up challenge was issued for another purpose, not {purpose}"),
         ));
     }
     if c.try_get::<Option<i64>, _>("used_at")?.is_some() {
         return Err(Error::conflict(
-            "step_up_used",
+            ErrorCode::StepUpUsed,
             "this step-up challenge was already used; a replayed assertion is refused",
         ));
     }
     if now >= c.try_get::<i64, _>("expires_at")? {
         return Err(Error::gone(
-            "step_up_expired",
+            ErrorCode::StepUpExpired,
             "the step-up challenge expired; touch your key again",
         ));
     }
@@ -175,7 +176,7 @@ pub async fn verify(
     .await?;
     if used.rows_affected() != 1 {
         return Err(Error::conflict(
-            "step_up_used",
+            ErrorCode::StepUpUsed,
             "this step-up challenge was already used; a replayed assertion is refused",
         ));
     }
@@ -198,7 +199,10 @@ pub async fn verify_assertion(
     now: i64,
 ) -> Result<Verified> {
     let raw_id = unb64(&a.credential_id).ok_or_else(|| {
-        Error::bad_request("assertion_malformed", "credential_id is not base64url")
+        Error::bad_request(
+            ErrorCode::AssertionMalformed,
+            "credential_id is not base64url",
+        )
     })?;
     let cred_id = b64(&raw_id);
     let row = sqlx::query(
@@ -209,20 +213,20 @@ pub async fn verify_assertion(
     .await?
     .ok_or_else(|| {
         Error::forbidden(
-            "credential_unknown",
+            ErrorCode::CredentialUnknown,
             "this key holds no credential enrolled with this service",
         )
     })?;
     let status: String = row.try_get("status")?;
     if status != "active" {
         return Err(Error::forbidden(
-            "credential_not_active",
+            ErrorCode::CredentialNotActive,
             format!("the key used is {status}; use another active key"),
         ));
     }
     if row.try_get::<i64, _>("active")? == 0 {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -233,7 +237,7 @@ pub async fn verify_assertion(
         && !policy.step_up_classes.iter().any(|c| c.as_str() == class)
     {
         return Err(Error::forbidden(
-            "step_up_class_not_allowed",
+            ErrorCode::StepUpClassNotAllowed,
             format!(
                 "population {population} does not accept a {} to prove who you are; use one of your {}",
                 crate::policy::DeviceClass::parse(&class).map_or("credential of this kind", |c| c.label()).to_lowercase(),
@@ -260,7 +264,7 @@ pub async fn verify_assertion(
     }))
     .map_err(|e| {
         Error::bad_request(
-            "assertion_malformed",
+            ErrorCode::AssertionMalformed,
             format!("assertion is not well-formed: {e}"),
         )
     })?;
@@ -269,17 +273,17 @@ pub async fn verify_assertion(
         .authenticate_credential(&pkc, &auth_state)
         .map_err(|e| match e {
             webauthn_rs_core::error::WebauthnError::CredentialPossibleCompromise => Error::forbidden(
-                "assertion_counter_replayed",
+                ErrorCode::AssertionCounterReplayed,
                 "the key's signature counter did not go up: a replayed or cloned assertion is refused",
             ),
             other => Error::forbidden(
-                "assertion_invalid",
+                ErrorCode::AssertionInvalid,
                 format!("the assertion did not verify: {other:?}"),
             ),
         })?;
     if !result.user_verified() {
         return Err(Error::forbidden(
-            "user_verification_missing",
+            ErrorCode::UserVerificationMissing,
             "the key did not verify the user (PIN); step-up requires it",
         ));
     }

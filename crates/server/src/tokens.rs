@@ -8,6 +8,7 @@
 //! [`DEFAULT_TTL`], never later than the service's maximum), records when it was last used, and
 //! is revoked when its person is offboarded.
 
+use keywarden_protocol::ErrorCode;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -138,7 +139,7 @@ async fn require_from_hr(tx: &mut Transaction<'_, Any>, person_id: &str) -> Resu
         .await?;
     if row.try_get::<String, _>("source")? != "scim" {
         return Err(Error::forbidden(
-            "token_person_not_from_hr",
+            ErrorCode::TokenPersonNotFromHr,
             format!(
                 "{} was created by hand, not by the HR feed; staff roles are granted only to people HR provisioned over SCIM",
                 row.try_get::<String, _>("user_name")?
@@ -158,7 +159,7 @@ pub async fn issue_in(
     let ttl = new.ttl.unwrap_or(new.max_ttl);
     if ttl.is_zero() || ttl > new.max_ttl {
         return Err(Error::bad_request(
-            "ttl_invalid",
+            ErrorCode::TtlInvalid,
             format!(
                 "a token lives 1 s to {} days (the service maximum); ask for less",
                 new.max_ttl.as_secs() / 86_400
@@ -168,7 +169,7 @@ pub async fn issue_in(
     let label = new.label.trim();
     if label.is_empty() || label.len() > 200 {
         return Err(Error::bad_request(
-            "label_invalid",
+            ErrorCode::LabelInvalid,
             "label must be 1..=200 characters",
         ));
     }
@@ -176,7 +177,7 @@ pub async fn issue_in(
     match (staff, new.person_id) {
         (true, None) => {
             return Err(Error::bad_request(
-                "token_person_required",
+                ErrorCode::TokenPersonRequired,
                 format!(
                     "{} tokens are issued to a named person: say which staff member it is for (person_id; --person on the service CLI), a person from the HR feed or created by an admin",
                     new.role.as_str()
@@ -185,7 +186,7 @@ pub async fn issue_in(
         }
         (false, Some(_)) => {
             return Err(Error::bad_request(
-                "token_person_not_allowed",
+                ErrorCode::TokenPersonNotAllowed,
                 "the SCIM token is a service token: leave person_id out",
             ))
         }
@@ -194,7 +195,7 @@ pub async fn issue_in(
     if let Some(person) = new.person_id {
         if grantor.person_id == Some(person) {
             return Err(Error::forbidden(
-                "grant_to_self",
+                ErrorCode::GrantToSelf,
                 "nobody may grant a staff role to themselves; another admin must issue this token",
             ));
         }
@@ -483,7 +484,7 @@ pub async fn revoke_by_id(
     let mut tx = crate::db::begin(db).await?;
     if !revoke_in(&mut tx, id, actor, reason, now).await? {
         return Err(Error::not_found(
-            "token_unknown",
+            ErrorCode::TokenUnknown,
             format!("no live token with id {id}"),
         ));
     }
@@ -505,7 +506,7 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     if id == caller.token_id {
         return Err(Error::conflict(
-            "token_self_revoke",
+            ErrorCode::TokenSelfRevoke,
             "a token cannot revoke itself; use another admin token",
         ));
     }
@@ -513,7 +514,7 @@ pub async fn revoke(
     let mut tx = crate::db::begin(&state.db).await?;
     if !revoke_in(&mut tx, &id, &caller.actor(), "revoked by an admin", now).await? {
         return Err(Error::not_found(
-            "token_unknown",
+            ErrorCode::TokenUnknown,
             format!("no live token with id {id}"),
         ));
     }

@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::SOFT_KEY_AAGUID;
 use openssl::hash::MessageDigest;
 use openssl::x509::X509;
@@ -175,13 +176,13 @@ pub async fn add_admin_anchor(
     let label = label.trim();
     if label.is_empty() || label.len() > 200 {
         return Err(Error::bad_request(
-            "trust_anchor_invalid",
+            ErrorCode::TrustAnchorInvalid,
             "give the root a label of 1 to 200 characters saying what it is",
         ));
     }
     let cert = X509::from_pem(pem.trim().as_bytes()).map_err(|_| {
         Error::bad_request(
-            "trust_anchor_invalid",
+            ErrorCode::TrustAnchorInvalid,
             "the root is not a PEM certificate (-----BEGIN CERTIFICATE-----)",
         )
     })?;
@@ -195,7 +196,7 @@ pub async fn add_admin_anchor(
             .await?;
     if exists.is_some() {
         return Err(Error::conflict(
-            "trust_anchor_exists",
+            ErrorCode::TrustAnchorExists,
             format!("root {fp} is already a trust anchor"),
         ));
     }
@@ -237,11 +238,14 @@ pub async fn remove_admin_anchor(
             .await?;
         return Err(if from_mds.is_some() {
             Error::conflict(
-                "trust_anchor_from_mds",
+                ErrorCode::TrustAnchorFromMds,
                 format!("root {fp} comes from the FIDO metadata; it changes only when a newer blob is loaded"),
             )
         } else {
-            Error::not_found("trust_anchor_unknown", format!("no trust anchor {fp}"))
+            Error::not_found(
+                ErrorCode::TrustAnchorUnknown,
+                format!("no trust anchor {fp}"),
+            )
         });
     };
     sqlx::query("DELETE FROM trust_anchors WHERE fingerprint = $1 AND source = $2")
@@ -541,7 +545,7 @@ pub fn registration_response(
     }))
     .map_err(|e| {
         Error::bad_request(
-            "attestation_malformed",
+            ErrorCode::AttestationMalformed,
             format!("credential is not well-formed: {e}"),
         )
     })
@@ -567,18 +571,18 @@ pub async fn verify_registration(
         .register_credential(reg, reg_state, None)
         .map_err(|e| {
             Error::bad_request(
-                "attestation_invalid",
+                ErrorCode::AttestationInvalid,
                 format!("attestation did not verify: {e:?}"),
             )
         })?;
     let att_type = attestation_type(&credential.attestation.data).ok_or_else(|| {
         Error::bad_request(
-            "attestation_missing",
+            ErrorCode::AttestationMissing,
             "the key sent no verifiable attestation; attestation is required",
         )
     })?;
     let facts = attested_facts(attestation_object)
-        .map_err(|why| Error::bad_request("attestation_malformed", why))?;
+        .map_err(|why| Error::bad_request(ErrorCode::AttestationMalformed, why))?;
     let rows = anchor_rows(&mut **tx).await?;
     let chain = match &credential.attestation.data {
         ParsedAttestationData::Basic(_)
@@ -624,7 +628,7 @@ pub async fn verify_registration(
     if let Via::Browser(asked) = via {
         if device_class != asked && device_class != DeviceClass::Software {
             return Err(Error::forbidden(
-                "device_class_mismatch",
+                ErrorCode::DeviceClassMismatch,
                 format!(
                     "you chose to add a {}, but the authenticator that answered is a {} ({class_source}); add security keys with the Keywarden desktop app",
                     asked.label().to_lowercase(),
@@ -635,7 +639,7 @@ pub async fn verify_registration(
     }
     if credential.backup_eligible && !policy.allow_synced {
         return Err(Error::forbidden(
-            "synced_passkey_not_allowed",
+            ErrorCode::SyncedPasskeyNotAllowed,
             format!("this passkey is synced (it can be copied to other devices through its provider's cloud); population {population} does not allow synced passkeys: use a passkey kept on this device only, or a security key"),
         ));
     }
@@ -654,7 +658,7 @@ pub async fn verify_registration(
         ChainTrust::Untrusted(why) => {
             if required {
                 return Err(Error::forbidden(
-                    "attestation_untrusted",
+                    ErrorCode::AttestationUntrusted,
                     format!("the key's attestation certificate does not lead to a trusted root ({why}); population {population} requires a trusted chain: an admin adds the vendor's root or loads the FIDO metadata"),
                 ));
             }
@@ -663,7 +667,7 @@ pub async fn verify_registration(
         ChainTrust::NoChain => {
             if required {
                 return Err(Error::forbidden(
-                    "attestation_chain_required",
+                    ErrorCode::AttestationChainRequired,
                     format!("the key sent {att_type} attestation, with no certificate chain; population {population} requires a chain to a trusted root"),
                 ));
             }

@@ -20,7 +20,12 @@ async fn an_agent_sends_single_reports_to_a_service_without_batches() {
     let older = axum::Router::new()
         .route("/api/v1/agent/provision", post(provision))
         .route("/api/v1/agent/reports", post(ingest_report))
-        .fallback(|| async { keywarden_server::Error::not_found("no_route", "no such endpoint") })
+        .fallback(|| async {
+            keywarden_server::Error::not_found(
+                keywarden_protocol::ErrorCode::NoRoute,
+                "no such endpoint",
+            )
+        })
         .with_state(app.state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -2,6 +2,7 @@
 //! the browser): the population's rules on the authenticator, then the credential row, the raw
 //! evidence with what was verified, an audit record and the person's notification.
 
+use keywarden_protocol::ErrorCode;
 use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::ParsedAttestationData;
 
@@ -31,7 +32,7 @@ pub(crate) fn check_key_policy(
             .any(|a| a.eq_ignore_ascii_case(&verified.facts.aaguid))
     {
         return Err(Error::forbidden(
-            "aaguid_not_allowed",
+            ErrorCode::AaguidNotAllowed,
             format!(
                 "this key model (AAGUID {}) is not on the allow-list of population {population}",
                 verified.facts.aaguid
@@ -40,7 +41,7 @@ pub(crate) fn check_key_policy(
     }
     if policy.require_user_verification && !verified.credential.user_verified {
         return Err(Error::forbidden(
-            "user_verification_missing",
+            ErrorCode::UserVerificationMissing,
             "the key did not verify the user (PIN or biometrics); the policy requires it",
         ));
     }
@@ -49,13 +50,13 @@ pub(crate) fn check_key_policy(
             Some(n) if n >= min => {}
             Some(n) => {
                 return Err(Error::forbidden(
-                    "pin_too_short",
+                    ErrorCode::PinTooShort,
                     format!("the key enforces a minimum PIN length of {n}; population {population} requires at least {min}: raise the key's minimum PIN length or use another key"),
                 ))
             }
             None => {
                 return Err(Error::forbidden(
-                    "pin_length_unknown",
+                    ErrorCode::PinLengthUnknown,
                     format!("the key did not report its minimum PIN length in its attested data (the minPinLength extension); population {population} requires at least {min}: use a key that reports it"),
                 ))
             }

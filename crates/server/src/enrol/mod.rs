@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{
     AddKeyRequest, CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
     EnrolFinishResponse,
@@ -69,7 +70,7 @@ pub async fn begin(
     .try_get("n")?;
     if failures >= i64::from(state.settings.redeem_limit_per_device) {
         return Err(Error::too_many(
-            "redemption_rate_limited",
+            ErrorCode::RedemptionRateLimited,
             format!(
                 "too many failed ticket redemptions from this laptop; try again after {}",
                 secrets::fmt_time(now + window)
@@ -134,21 +135,21 @@ async fn begin_inner(
 
 /// Refusals of a ticket redemption for a person who already has a key: audited, not counted
 /// against the ticket (the ticket is fine; the proof is missing).
-pub(crate) const STEP_UP_REFUSALS: &[&str] = &[
-    "step_up_required",
-    "step_up_wrong_person",
-    "step_up_unknown",
-    "step_up_wrong_device",
-    "step_up_wrong_purpose",
-    "step_up_used",
-    "step_up_expired",
-    "credential_unknown",
-    "credential_not_active",
-    "assertion_invalid",
-    "assertion_malformed",
-    "step_up_class_not_allowed",
-    "assertion_counter_replayed",
-    "user_verification_missing",
+pub(crate) const STEP_UP_REFUSALS: &[ErrorCode] = &[
+    ErrorCode::StepUpRequired,
+    ErrorCode::StepUpWrongPerson,
+    ErrorCode::StepUpUnknown,
+    ErrorCode::StepUpWrongDevice,
+    ErrorCode::StepUpWrongPurpose,
+    ErrorCode::StepUpUsed,
+    ErrorCode::StepUpExpired,
+    ErrorCode::CredentialUnknown,
+    ErrorCode::CredentialNotActive,
+    ErrorCode::AssertionInvalid,
+    ErrorCode::AssertionMalformed,
+    ErrorCode::StepUpClassNotAllowed,
+    ErrorCode::AssertionCounterReplayed,
+    ErrorCode::UserVerificationMissing,
 ];
 
 /// A ticket enrols only a person's first keys. Once they hold an active credential, adding
@@ -168,7 +169,7 @@ async fn require_step_up_if_enrolled(
     }
     let Some(step_up) = &req.step_up else {
         return Err(Error::forbidden(
-            "step_up_required",
+            ErrorCode::StepUpRequired,
             format!(
                 "{} already has an active key, so a ticket alone cannot add another: sign in with one of their keys to add a key, or ask the help desk for a recovery if every key is lost",
                 person.user_name
@@ -178,7 +179,7 @@ async fn require_step_up_if_enrolled(
     let v = crate::stepup::verify(state, tx, &call.device_id, "add_key", step_up, now).await?;
     if v.person_id != person.id {
         return Err(Error::forbidden(
-            "step_up_wrong_person",
+            ErrorCode::StepUpWrongPerson,
             "the key used to prove the addition belongs to someone else; use one of your own keys",
         ));
     }
@@ -229,7 +230,7 @@ pub async fn add_key(
         Err(e) => {
             drop(tx);
             let (_, code, message) = e.parts();
-            if code == "laptop_noncompliant" {
+            if code == ErrorCode::LaptopNoncompliant {
                 audit::record_refusal(
                     &state.db,
                     now,
@@ -257,7 +258,7 @@ async fn add_key_session(
     let person = load_person(tx, &v.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -339,14 +340,14 @@ pub async fn finish(
 }
 
 /// Policy refusals at the end of a ceremony; each is audited.
-const POLICY_REFUSALS: &[&str] = &[
-    "aaguid_not_allowed",
-    "attestation_untrusted",
-    "attestation_chain_required",
-    "pin_length_unknown",
-    "user_verification_missing",
-    "pin_too_short",
-    "laptop_noncompliant",
+const POLICY_REFUSALS: &[ErrorCode] = &[
+    ErrorCode::AaguidNotAllowed,
+    ErrorCode::AttestationUntrusted,
+    ErrorCode::AttestationChainRequired,
+    ErrorCode::PinLengthUnknown,
+    ErrorCode::UserVerificationMissing,
+    ErrorCode::PinTooShort,
+    ErrorCode::LaptopNoncompliant,
 ];
 
 async fn finish_inner(
@@ -358,15 +359,21 @@ async fn finish_inner(
 ) -> Result<EnrolFinishResponse> {
     let attestation_object = secrets::unb64(&req.attestation_object).ok_or_else(|| {
         Error::bad_request(
-            "attestation_malformed",
+            ErrorCode::AttestationMalformed,
             "attestation_object is not base64url",
         )
     })?;
     let client_data_json = secrets::unb64(&req.client_data_json).ok_or_else(|| {
-        Error::bad_request("attestation_malformed", "client_data_json is not base64url")
+        Error::bad_request(
+            ErrorCode::AttestationMalformed,
+            "client_data_json is not base64url",
+        )
     })?;
     let credential_raw = secrets::unb64(&req.credential_id).ok_or_else(|| {
-        Error::bad_request("attestation_malformed", "credential_id is not base64url")
+        Error::bad_request(
+            ErrorCode::AttestationMalformed,
+            "credential_id is not base64url",
+        )
     })?;
     let mut tx = crate::db::begin(&state.db).await?;
     call.claim(&mut tx).await?;
@@ -379,32 +386,32 @@ async fn finish_inner(
     .await?
     .ok_or_else(|| {
         Error::not_found(
-            "ceremony_unknown",
+            ErrorCode::CeremonyUnknown,
             format!("no enrolment ceremony {ceremony_id}"),
         )
     })?;
     if c.try_get::<String, _>("device_id")? != call.device_id {
         return Err(Error::forbidden(
-            "enrolment_wrong_device",
+            ErrorCode::EnrolmentWrongDevice,
             "this enrolment was opened on another laptop",
         ));
     }
     if c.try_get::<Option<i64>, _>("closed_at")?.is_some() {
         return Err(Error::gone(
-            "enrolment_closed",
+            ErrorCode::EnrolmentClosed,
             "this enrolment was closed (the person left or the recovery was cancelled)",
         ));
     }
     if c.try_get::<Option<i64>, _>("completed_at")?.is_some() {
         return Err(Error::conflict(
-            "ceremony_completed",
+            ErrorCode::CeremonyCompleted,
             "this key's enrolment step was already finished",
         ));
     }
     let expires_at: i64 = c.try_get("expires_at")?;
     if now >= expires_at {
         return Err(Error::gone(
-            "ceremony_expired",
+            ErrorCode::CeremonyExpired,
             format!(
                 "enrolment step timed out at {}; start the key again",
                 secrets::fmt_time(expires_at)
@@ -414,7 +421,7 @@ async fn finish_inner(
     let person = load_person(&mut tx, &c.try_get::<String, _>("person_id")?).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -447,7 +454,7 @@ async fn finish_inner(
     let cred_id = b64(credential.cred_id.as_ref());
     if cred_id != b64(&credential_raw) {
         return Err(Error::bad_request(
-            "credential_id_mismatch",
+            ErrorCode::CredentialIdMismatch,
             "credential_id differs from the attested one",
         ));
     }
@@ -458,7 +465,7 @@ async fn finish_inner(
         .await?;
     if taken.is_some() {
         return Err(Error::conflict(
-            "credential_exists",
+            ErrorCode::CredentialExists,
             "this credential is already enrolled",
         ));
     }

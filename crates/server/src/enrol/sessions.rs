@@ -2,6 +2,7 @@
 //! the laptop's posture, opening a session (from a ticket, a step-up or a recovery), and each
 //! key's WebAuthn registration ceremony.
 
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{EnrolBeginResponse, PersonSummary, RegistrationOptions};
 use sqlx::{Any, Row, Transaction};
 use webauthn_rs_core::proto::{
@@ -44,7 +45,7 @@ pub(crate) async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Resu
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| Error::not_found("person_unknown", format!("no person with id {id}")))?;
+    .ok_or_else(|| Error::not_found(ErrorCode::PersonUnknown, format!("no person with id {id}")))?;
     Ok(Person {
         id: r.try_get("id")?,
         user_name: r.try_get("user_name")?,
@@ -161,7 +162,7 @@ pub(crate) async fn check_laptop(
         Ok(())
     } else {
         Err(Error::forbidden(
-            "laptop_noncompliant",
+            ErrorCode::LaptopNoncompliant,
             format!(
                 "this laptop does not meet the enrolment policy: {}",
                 failures.join("; ")
@@ -185,23 +186,28 @@ pub(crate) async fn open_session_of(
     .bind(session_id)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| Error::not_found("enrolment_unknown", format!("no enrolment {session_id}")))?;
+    .ok_or_else(|| {
+        Error::not_found(
+            ErrorCode::EnrolmentUnknown,
+            format!("no enrolment {session_id}"),
+        )
+    })?;
     if s.try_get::<String, _>("device_id")? != device_id {
         return Err(Error::forbidden(
-            "enrolment_wrong_device",
+            ErrorCode::EnrolmentWrongDevice,
             "this enrolment was opened on another laptop",
         ));
     }
     if s.try_get::<Option<i64>, _>("closed_at")?.is_some() {
         return Err(Error::gone(
-            "enrolment_closed",
+            ErrorCode::EnrolmentClosed,
             "this enrolment was closed (the person left or the recovery was cancelled)",
         ));
     }
     let expires_at: i64 = s.try_get("expires_at")?;
     if now >= expires_at {
         return Err(Error::gone(
-            "enrolment_expired",
+            ErrorCode::EnrolmentExpired,
             format!(
                 "enrolment session closed at {}; ask IT for a new ticket",
                 secrets::fmt_time(expires_at)
@@ -211,7 +217,7 @@ pub(crate) async fn open_session_of(
     let person = load_person(tx, &s.try_get::<String, _>("person_id")?).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }

@@ -1,6 +1,7 @@
 //! Enrolment tickets: looking one up and checking it can be redeemed, marking it redeemed, and
 //! recording refused redemptions (counted failures lock a ticket, then a laptop).
 
+use keywarden_protocol::ErrorCode;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit;
@@ -12,12 +13,12 @@ use super::sessions::{load_person, Person};
 use super::STEP_UP_REFUSALS;
 
 /// Ticket refusals that count against the per-device and per-ticket redemption limits.
-pub(crate) const COUNTED_REFUSALS: &[&str] = &[
-    "ticket_unknown",
-    "ticket_used",
-    "ticket_expired",
-    "ticket_cancelled",
-    "person_inactive",
+pub(crate) const COUNTED_REFUSALS: &[ErrorCode] = &[
+    ErrorCode::TicketUnknown,
+    ErrorCode::TicketUsed,
+    ErrorCode::TicketExpired,
+    ErrorCode::TicketCancelled,
+    ErrorCode::PersonInactive,
 ];
 
 /// Record a refused ticket redemption in its own transaction (the refused work was rolled
@@ -33,15 +34,15 @@ pub(crate) async fn ticket_refused(
     now: i64,
 ) -> Result<()> {
     let (_, code, message) = e.parts();
-    if COUNTED_REFUSALS.contains(&code) || code == "ticket_locked" {
+    if COUNTED_REFUSALS.contains(&code) || code == ErrorCode::TicketLocked {
         let mut tx = crate::db::begin(&state.db).await?;
-        if code != "ticket_locked" {
+        if code != ErrorCode::TicketLocked {
             sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
                 .bind(new_id())
                 .bind(now)
                 .bind(attempt_key)
                 .bind(ticket_id)
-                .bind(code)
+                .bind(code.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -55,7 +56,7 @@ pub(crate) async fn ticket_refused(
         )
         .await?;
         tx.commit().await?;
-    } else if code == "laptop_noncompliant" || STEP_UP_REFUSALS.contains(&code) {
+    } else if code == ErrorCode::LaptopNoncompliant || STEP_UP_REFUSALS.contains(&code) {
         audit::record_refusal(
             &state.db,
             now,
@@ -86,7 +87,7 @@ pub(crate) async fn open_ticket(
     .fetch_optional(&mut **tx)
     .await?
     .ok_or_else(|| {
-        Error::not_found("ticket_unknown", "unknown enrolment ticket; ask IT for a new one")
+        Error::not_found(ErrorCode::TicketUnknown, "unknown enrolment ticket; ask IT for a new one")
     })?;
     let ticket_id: String = t.try_get("id")?;
     *ticket_id_out = Some(ticket_id.clone());
@@ -101,13 +102,13 @@ pub(crate) async fn open_ticket(
     .try_get("n")?;
     if ticket_failures >= i64::from(state.settings.redeem_limit_per_ticket) {
         return Err(Error::too_many(
-            "ticket_locked",
+            ErrorCode::TicketLocked,
             "this ticket was tried too often and is locked; ask IT for a new one",
         ));
     }
     if let Some(at) = t.try_get::<Option<i64>, _>("cancelled_at")? {
         return Err(Error::gone(
-            "ticket_cancelled",
+            ErrorCode::TicketCancelled,
             format!(
                 "ticket was cancelled at {}; ask IT for a new one",
                 secrets::fmt_time(at)
@@ -116,7 +117,7 @@ pub(crate) async fn open_ticket(
     }
     if let Some(at) = t.try_get::<Option<i64>, _>("redeemed_at")? {
         return Err(Error::conflict(
-            "ticket_used",
+            ErrorCode::TicketUsed,
             format!(
                 "ticket was already used at {}; ask IT for a new one",
                 secrets::fmt_time(at)
@@ -126,7 +127,7 @@ pub(crate) async fn open_ticket(
     let expires_at: i64 = t.try_get("expires_at")?;
     if now >= expires_at {
         return Err(Error::gone(
-            "ticket_expired",
+            ErrorCode::TicketExpired,
             format!(
                 "ticket expired at {}; ask IT for a new one",
                 secrets::fmt_time(expires_at)
@@ -136,7 +137,7 @@ pub(crate) async fn open_ticket(
     let person = load_person(tx, &t.try_get::<String, _>("person_id")?).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -160,7 +161,7 @@ pub(crate) async fn mark_redeemed(
     .await?;
     if redeemed.rows_affected() != 1 {
         return Err(Error::conflict(
-            "ticket_used",
+            ErrorCode::TicketUsed,
             "ticket was already used; ask IT for a new one",
         ));
     }

@@ -2,6 +2,7 @@
 //! purpose and session, single use, short-lived; and the browser's answers read into the forms
 //! webauthn-rs and the protocol use.
 
+use keywarden_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
@@ -97,7 +98,7 @@ pub(super) async fn take_challenge(
     .await?
     .ok_or_else(|| {
         Error::not_found(
-            "challenge_unknown",
+            ErrorCode::ChallengeUnknown,
             "this request is not known or took too long; start again",
         )
     })?;
@@ -105,19 +106,19 @@ pub(super) async fn take_challenge(
         || r.try_get::<Option<String>, _>("session_id")?.as_deref() != session_id
     {
         return Err(Error::forbidden(
-            "challenge_not_yours",
+            ErrorCode::ChallengeNotYours,
             "this challenge was issued for something else; start again",
         ));
     }
     if r.try_get::<Option<i64>, _>("used_at")?.is_some() {
         return Err(Error::conflict(
-            "challenge_used",
+            ErrorCode::ChallengeUsed,
             "this challenge was already used; a replayed answer is refused",
         ));
     }
     if now >= r.try_get::<i64, _>("expires_at")? {
         return Err(Error::gone(
-            "challenge_expired",
+            ErrorCode::ChallengeExpired,
             "this took too long; start again",
         ));
     }
@@ -129,7 +130,7 @@ pub(super) async fn take_challenge(
             .await?;
     if used.rows_affected() != 1 {
         return Err(Error::conflict(
-            "challenge_used",
+            ErrorCode::ChallengeUsed,
             "this challenge was already used; a replayed answer is refused",
         ));
     }
@@ -153,7 +154,7 @@ pub(super) fn assertion_from(credential: &serde_json::Value) -> Result<Assertion
     let field = |path: &[&str]| text_at(credential, path);
     let malformed = |what: &str| {
         Error::bad_request(
-            "assertion_malformed",
+            ErrorCode::AssertionMalformed,
             format!("the browser's answer has no {what}"),
         )
     };

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{PersonSummary, WebLinkResponse};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -115,7 +116,7 @@ async fn redeem_ticket_in(
         enrol::open_ticket(state, &mut tx, ticket, now, ticket_id_out).await?;
     if enrol::active_count(&mut tx, &person.id).await? > 0 {
         return Err(Error::forbidden(
-            "step_up_required",
+            ErrorCode::StepUpRequired,
             format!(
                 "{} already has an active key, so an enrolment link alone cannot add another: sign in with one of your keys to add a passkey, or ask the help desk for a recovery if every key is lost",
                 person.user_name
@@ -192,20 +193,20 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
     .await?
     .ok_or_else(|| {
         Error::not_found(
-            "link_unknown",
+            ErrorCode::LinkUnknown,
             "this link is not known; open it again from the Keywarden app",
         )
     })?;
     let link_id: String = r.try_get("id")?;
     if r.try_get::<Option<i64>, _>("used_at")?.is_some() {
         return Err(Error::conflict(
-            "link_used",
+            ErrorCode::LinkUsed,
             "this link was already used; open a new one from the Keywarden app",
         ));
     }
     if r.try_get::<Option<i64>, _>("closed_at")?.is_some() {
         return Err(Error::gone(
-            "enrolment_closed",
+            ErrorCode::EnrolmentClosed,
             "the enrolment this link belongs to was closed",
         ));
     }
@@ -213,7 +214,7 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
     let until = expires_at.min(r.try_get::<i64, _>("session_expires")?);
     if now >= until {
         return Err(Error::gone(
-            "link_expired",
+            ErrorCode::LinkExpired,
             format!(
                 "this link expired at {}; open a new one from the Keywarden app",
                 secrets::fmt_time(until)
@@ -223,7 +224,7 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
     let person = enrol::load_person(&mut tx, &r.try_get::<String, _>("person_id")?).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -234,7 +235,7 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
         .await?;
     if used.rows_affected() != 1 {
         return Err(Error::conflict(
-            "link_used",
+            ErrorCode::LinkUsed,
             "this link was already used; open a new one from the Keywarden app",
         ));
     }

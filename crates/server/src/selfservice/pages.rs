@@ -7,6 +7,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use keywarden_protocol::CredentialView;
+use keywarden_protocol::ErrorCode;
 use serde::Deserialize;
 use sqlx::Row;
 
@@ -74,7 +75,7 @@ fn error_page(e: &Error, signed_in: Option<&WebSession>) -> Response {
     let (status, code, message) = e.parts();
     let body = format!(
         "<h1>That did not work</h1><p id=\"status\" role=\"alert\" data-code=\"{}\">{}</p><p><a href=\"/me\">Back to your sign-in methods</a></p>",
-        esc(code),
+        esc(code.as_str()),
         esc(&message)
     );
     (
@@ -406,9 +407,10 @@ async fn checked(
             // cookie (SameSite=Strict) and must change nothing.
             let e = match session::same_origin(state, headers) {
                 Err(e) => e,
-                Ok(()) => {
-                    Error::unauthorized("session_unknown", "you are not signed in: sign in first")
-                }
+                Ok(()) => Error::unauthorized(
+                    ErrorCode::SessionUnknown,
+                    "you are not signed in: sign in first",
+                ),
             };
             return Err(error_page(&e, None));
         }
@@ -419,7 +421,7 @@ async fn checked(
         Err(_) => {
             return Err(error_page(
                 &Error::bad_request(
-                    "form_invalid",
+                    ErrorCode::FormInvalid,
                     "the form could not be read; reload the page",
                 ),
                 Some(&s),
@@ -515,13 +517,13 @@ pub async fn report_lost(
 async fn report_lost_in(state: &AppState, s: &WebSession, id: &str, now: i64) -> Result<()> {
     let Some(with) = s.signed_in_with.as_deref() else {
         return Err(Error::forbidden(
-            "sign_in_with_another_key",
+            ErrorCode::SignInWithAnotherKey,
             "sign in with another of your keys to report one lost",
         ));
     };
     if with == id {
         return Err(Error::forbidden(
-            "cannot_report_signed_in_key",
+            ErrorCode::CannotReportSignedInKey,
             "you signed in with this key, so it is not lost; sign in with another key to report this one",
         ));
     }
@@ -535,7 +537,7 @@ async fn report_lost_in(state: &AppState, s: &WebSession, id: &str, now: i64) ->
         .transpose()?;
     if owner.as_deref() != Some(s.person_id.as_str()) {
         return Err(Error::not_found(
-            "credential_unknown",
+            ErrorCode::CredentialUnknown,
             "you have no such sign-in method",
         ));
     }
@@ -547,7 +549,7 @@ async fn report_lost_in(state: &AppState, s: &WebSession, id: &str, now: i64) ->
         .transpose()?;
     if signer.as_deref() != Some("active") {
         return Err(Error::forbidden(
-            "credential_not_active",
+            ErrorCode::CredentialNotActive,
             "the key you signed in with is no longer active; sign in again with an active key",
         ));
     }
@@ -579,7 +581,7 @@ pub async fn rename(
         let name = form.name.as_deref().map(str::trim).unwrap_or_default();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
             return Err(Error::bad_request(
-                "name_invalid",
+                ErrorCode::NameInvalid,
                 "a name is 1 to 64 characters, on one line",
             ));
         }
@@ -594,7 +596,7 @@ pub async fn rename(
         .await?;
         if changed.rows_affected() != 1 {
             return Err(Error::not_found(
-                "credential_unknown",
+                ErrorCode::CredentialUnknown,
                 "you have no such sign-in method",
             ));
         }

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{CredentialView, PersonSummary};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -90,7 +91,7 @@ pub async fn step_up_begin(
         .collect::<Result<Vec<_>>>()?;
     if creds.is_empty() {
         return Err(Error::conflict(
-            "no_active_key",
+            ErrorCode::NoActiveKey,
             "you have no active key to confirm with; ask the help desk for a recovery",
         ));
     }
@@ -139,7 +140,7 @@ pub async fn step_up_finish(
         .await?;
         if v.person_id != session.person_id {
             return Err(Error::forbidden(
-                "step_up_wrong_person",
+                ErrorCode::StepUpWrongPerson,
                 "the key used belongs to someone else; use one of your own keys",
             ));
         }
@@ -181,7 +182,7 @@ fn clean_name(name: Option<&str>) -> Result<Option<String>> {
     };
     if name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(Error::bad_request(
-            "name_invalid",
+            ErrorCode::NameInvalid,
             "a name is at most 64 characters, on one line",
         ));
     }
@@ -205,14 +206,14 @@ pub async fn passkey_begin(
     let now = state.now_ms();
     if !matches!(req.class, DeviceClass::Platform | DeviceClass::Phone) {
         return Err(Error::bad_request(
-            "class_not_offered",
+            ErrorCode::ClassNotOffered,
             "here you can add this laptop's passkey or a phone's; add security keys with the Keywarden desktop app",
         ));
     }
     let name = clean_name(req.name.as_deref())?;
     if !session.may_add(now) {
         let e = Error::forbidden(
-            "step_up_required",
+            ErrorCode::StepUpRequired,
             "confirm with one of your keys first: adding a passkey needs a key you already have",
         );
         audit::record_refusal(
@@ -221,7 +222,7 @@ pub async fn passkey_begin(
             &format!("web:{}", session.id),
             "enrolment.refused",
             &session.person_id,
-            serde_json::json!({"reason": "step_up_required", "in": "browser"}),
+            serde_json::json!({"reason": ErrorCode::StepUpRequired, "in": "browser"}),
         )
         .await?;
         return Err(e);
@@ -319,7 +320,7 @@ fn browser_report(credential: &serde_json::Value, class: DeviceClass) -> Result<
     };
     if mismatch {
         return Err(Error::forbidden(
-            "device_class_mismatch",
+            ErrorCode::DeviceClassMismatch,
             format!(
                 "you chose to add a {}, but the browser says the authenticator that answered is {} (reached over {}); add security keys with the Keywarden desktop app",
                 class.label().to_lowercase(),
@@ -360,7 +361,7 @@ async fn check_laptop_of_session(
     };
     let Some(device) = device else {
         return Err(Error::forbidden(
-            "laptop_posture_unknown",
+            ErrorCode::LaptopPostureUnknown,
             format!("population {population} checks a laptop's posture before adding its passkey, and this browser's laptop is unknown: add it from the Keywarden app on the laptop (\"Add this laptop or your phone\"), or add a phone instead"),
         ));
     };
@@ -368,17 +369,17 @@ async fn check_laptop_of_session(
 }
 
 /// Refusals at the end of a browser registration that are audited.
-const REFUSALS: &[&str] = &[
-    "aaguid_not_allowed",
-    "attestation_untrusted",
-    "attestation_chain_required",
-    "user_verification_missing",
-    "device_class_mismatch",
-    "synced_passkey_not_allowed",
-    "laptop_posture_unknown",
-    "laptop_noncompliant",
-    "person_inactive",
-    "credential_exists",
+const REFUSALS: &[ErrorCode] = &[
+    ErrorCode::AaguidNotAllowed,
+    ErrorCode::AttestationUntrusted,
+    ErrorCode::AttestationChainRequired,
+    ErrorCode::UserVerificationMissing,
+    ErrorCode::DeviceClassMismatch,
+    ErrorCode::SyncedPasskeyNotAllowed,
+    ErrorCode::LaptopPostureUnknown,
+    ErrorCode::LaptopNoncompliant,
+    ErrorCode::PersonInactive,
+    ErrorCode::CredentialExists,
 ];
 
 /// `POST /api/v1/me/passkeys/finish` (session): verify the registration with webauthn-rs and
@@ -429,7 +430,7 @@ async fn passkey_finish_in(
     let field = |path: &[&str]| text_at(&req.credential, path);
     let malformed = |what: &str| {
         Error::bad_request(
-            "attestation_malformed",
+            ErrorCode::AttestationMalformed,
             format!("the browser's answer has no {what}"),
         )
     };
@@ -458,7 +459,7 @@ async fn passkey_finish_in(
     let person = enrol::load_person(&mut tx, &session.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
-            "person_inactive",
+            ErrorCode::PersonInactive,
             "this person is no longer active",
         ));
     }
@@ -488,7 +489,7 @@ async fn passkey_finish_in(
         .await?;
     if taken.is_some() {
         return Err(Error::conflict(
-            "credential_exists",
+            ErrorCode::CredentialExists,
             "this passkey is already enrolled",
         ));
     }
@@ -545,7 +546,10 @@ fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
                 .map(str::to_owned)
         })
         .ok_or_else(|| {
-            Error::bad_request("attestation_malformed", "clientDataJSON has no challenge")
+            Error::bad_request(
+                ErrorCode::AttestationMalformed,
+                "clientDataJSON has no challenge",
+            )
         })
 }
 

@@ -6,6 +6,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
+use keywarden_protocol::ErrorCode;
 use sqlx::{Any, Row, Transaction};
 
 use crate::error::{Error, Result};
@@ -89,26 +90,26 @@ pub async fn lookup(state: &AppState, headers: &HeaderMap) -> Result<Option<WebS
     .await?
     .ok_or_else(|| {
         Error::unauthorized(
-            "session_unknown",
+            ErrorCode::SessionUnknown,
             "you are not signed in (or you signed out): sign in again",
         )
     })?;
     if r.try_get::<Option<i64>, _>("ended_at")?.is_some() {
         return Err(Error::unauthorized(
-            "session_unknown",
+            ErrorCode::SessionUnknown,
             "you are not signed in (or you signed out): sign in again",
         ));
     }
     let last_seen: i64 = r.try_get("last_seen_at")?;
     if now >= r.try_get::<i64, _>("expires_at")? || now - last_seen >= IDLE_MS {
         return Err(Error::unauthorized(
-            "session_expired",
+            ErrorCode::SessionExpired,
             "your session timed out: sign in again",
         ));
     }
     if r.try_get::<i64, _>("active")? == 0 {
         return Err(Error::unauthorized(
-            "session_unknown",
+            ErrorCode::SessionUnknown,
             "you are not signed in (or you signed out): sign in again",
         ));
     }
@@ -137,7 +138,10 @@ impl FromRequestParts<AppState> for WebSession {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         lookup(state, &parts.headers).await?.ok_or_else(|| {
-            Error::unauthorized("session_unknown", "you are not signed in: sign in first")
+            Error::unauthorized(
+                ErrorCode::SessionUnknown,
+                "you are not signed in: sign in first",
+            )
         })
     }
 }
@@ -238,7 +242,7 @@ pub fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<()> {
         Ok(())
     } else {
         Err(Error::forbidden(
-            "csrf_refused",
+            ErrorCode::CsrfRefused,
             "this request did not come from the Keywarden pages; nothing was changed",
         ))
     }
@@ -261,7 +265,7 @@ pub fn check_csrf(
         Ok(())
     } else {
         Err(Error::forbidden(
-            "csrf_refused",
+            ErrorCode::CsrfRefused,
             "this request did not carry the page's token; reload the page and try again",
         ))
     }

@@ -126,7 +126,7 @@ fn is_rp_mismatch<T: std::fmt::Debug>(r: &Result<T, Error>, asked: &str) {
     match r {
         Err(e @ Error::RelyingPartyMismatch { .. }) => {
             let ui = e.to_ui();
-            assert_eq!(ui.code, "rp_mismatch");
+            assert_eq!(ui.code, keywarden_protocol::ErrorCode::RpMismatch);
             assert!(ui.message.contains(asked), "{}", ui.message);
             assert!(ui.message.contains("Nothing was sent"), "{}", ui.message);
         }

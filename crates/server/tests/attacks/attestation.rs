@@ -551,7 +551,11 @@ async fn stale_metadata_is_flagged(app: App) {
     let e = keywarden_server::mds::store_metadata(&app.state.db, app.now(), "test", &older)
         .await
         .unwrap_err();
-    assert!(format!("{e:?}").contains("mds_outdated"), "{e:?}");
+    assert_eq!(
+        e.code(),
+        keywarden_protocol::ErrorCode::MdsOutdated,
+        "{e:?}"
+    );
     assert_eq!(snapshot(&app).await, before);
 }
 
