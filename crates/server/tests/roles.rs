@@ -153,7 +153,7 @@ async fn endpoints_list_exactly_the_routes_the_router_serves() {
     let missing: Vec<_> = listed.iter().filter(|r| !served.contains(r)).collect();
     assert!(
         unlisted.is_empty() && missing.is_empty(),
-        "ENDPOINTS (tests/common/mod.rs) must list exactly the router's routes\n  served but not listed: {unlisted:?}\n  listed but not served: {missing:?}"
+        "ENDPOINTS (tests/common/endpoints.rs) must list exactly the router's routes\n  served but not listed: {unlisted:?}\n  listed but not served: {missing:?}"
     );
 }
 

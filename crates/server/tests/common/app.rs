@@ -1,0 +1,357 @@
+//! The service on a fresh database: role tokens, raw and JSON calls, SCIM calls, people from the
+//! HR feed, tickets, devices, and reads straight from the database.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use super::{db::*, device::*, flows::*, softkey::*};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use keywarden_server::auth::Role;
+use keywarden_server::{db, router, AppState, Clock, Settings};
+use serde_json::{json, Value};
+use sqlx::Row as _;
+use tower::ServiceExt as _;
+
+/// The service on a fresh database.
+pub struct App {
+    pub state: AppState,
+    pub router: Router,
+    pub clock: Arc<TestClock>,
+    pub admin: String,
+    pub db: FreshDb,
+}
+
+pub fn settings() -> Settings {
+    Settings::new(
+        "keywarden.localhost",
+        url::Url::parse("https://keywarden.localhost").unwrap(),
+    )
+}
+
+impl App {
+    pub async fn new(backend: Backend) -> Option<App> {
+        let db = fresh_db(backend).await?;
+        Some(Self::on(db).await)
+    }
+
+    /// [`App::new`] for the test named `test` (named if PostgreSQL is skipped).
+    pub async fn for_test(backend: Backend, test: &str) -> Option<App> {
+        let db = fresh_db_for(backend, test).await?;
+        Some(Self::on(db).await)
+    }
+
+    pub async fn on(db: FreshDb) -> App {
+        let pool = db::connect(&db.url).await.unwrap();
+        let clock = Arc::new(TestClock(AtomicI64::new(START_MS)));
+        let admin = keywarden_server::admin::bootstrap_admin_token(&pool, START_MS)
+            .await
+            .unwrap()
+            .expect("fresh database has no admin token");
+        // The software keys (test/demo) of these tests share one attestation batch; the
+        // service trusts its root explicitly, as an admin would for a demo, never by default.
+        keywarden_server::trust::add_admin_anchor(
+            &pool,
+            START_MS,
+            "test-setup",
+            soft_key_batch().root_pem(),
+            SOFT_KEY_ROOT_LABEL,
+        )
+        .await
+        .unwrap();
+        let state = AppState::new(pool, settings(), clock.clone()).unwrap();
+        App {
+            router: router(state.clone()),
+            state,
+            clock,
+            admin,
+            db,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Move the clock to `now_ms` (e.g. the real time agents sign with). The first-start admin
+    /// token lives only a day, so `admin` becomes a named admin's token issued at the new time.
+    pub async fn set_clock(&mut self, now_ms: i64) {
+        let person = self.hr_person("it-admin").await;
+        self.clock.0.store(now_ms, Ordering::SeqCst);
+        self.admin = self.token_for(Role::Admin, &person).await;
+    }
+
+    /// A token for a role: staff tokens (admin, help desk, auditor) are issued to a new named
+    /// person, as every staff token is; the SCIM token to nobody.
+    pub async fn token(&self, role: Role) -> String {
+        if role == Role::Scim {
+            return keywarden_server::tokens::create(
+                &self.state.db,
+                role,
+                "test",
+                "test",
+                self.now(),
+            )
+            .await
+            .unwrap()
+            .token;
+        }
+        let name = format!(
+            "staff-{}-{}",
+            role.as_str(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        self.staff(role, &name).await.1
+    }
+
+    /// A new person `user_name` holding a staff token of `role`: (person id, token).
+    pub async fn staff(&self, role: Role, user_name: &str) -> (String, String) {
+        let person = self.hr_person(user_name).await;
+        let token = self.token_for(role, &person).await;
+        (person, token)
+    }
+
+    /// A token of `role` issued to an existing person (by the service, as the CLI does).
+    pub async fn token_for(&self, role: Role, person_id: &str) -> String {
+        keywarden_server::tokens::create_for(
+            &self.state.db,
+            role,
+            "test",
+            "test",
+            Some(person_id),
+            self.now(),
+        )
+        .await
+        .unwrap()
+        .token
+    }
+
+    /// A raw request; returns status, content type and the body as JSON (or a string).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, String, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, ct, v)
+    }
+
+    /// A JSON call with a bearer token.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (s, _, v) = self
+            .raw(
+                method,
+                path,
+                Some(token),
+                "application/json",
+                body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            )
+            .await;
+        (s, v)
+    }
+
+    /// A SCIM call with the given token.
+    pub async fn scim(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (s, ct, v) = self
+            .raw(
+                method,
+                path,
+                Some(token),
+                "application/scim+json",
+                body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            )
+            .await;
+        if s != StatusCode::NO_CONTENT && s.as_u16() != 401 {
+            assert!(
+                ct.starts_with("application/scim+json"),
+                "{method} {path}: content type {ct}"
+            );
+        }
+        (s, v)
+    }
+
+    /// A person from the HR feed (SCIM), as staff must be.
+    pub async fn hr_person(&self, user_name: &str) -> String {
+        let hr = keywarden_server::tokens::create(
+            &self.state.db,
+            Role::Scim,
+            "HR feed",
+            "test",
+            self.now(),
+        )
+        .await
+        .unwrap()
+        .token;
+        let (s, v) = self
+            .scim(
+                "POST",
+                "/scim/v2/Users",
+                &hr,
+                Some(json!({"userName": user_name, "displayName": user_name})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A person from the HR feed in a department (what populations select on).
+    pub async fn hr_person_in(&self, user_name: &str, department: &str) -> String {
+        let hr = self.token(Role::Scim).await;
+        let (s, u) = self
+            .scim(
+                "POST",
+                "/scim/v2/Users",
+                &hr,
+                Some(json!({"userName": user_name, ENTERPRISE: {"department": department}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{u}");
+        u["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The population of everyone in `department`, with `policy`.
+    pub async fn population(&self, name: &str, department: &str, policy: Value) {
+        let (s, v) = self
+            .call(
+                "PUT",
+                &format!("/api/v1/admin/populations/{name}"),
+                &self.admin,
+                Some(json!({"priority": 10,
+                    "selector": {"kind": "attribute", "key": "department", "value": department},
+                    "policy": policy})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
+    /// A person through the admin API.
+    pub async fn person(&self, user_name: &str) -> String {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/v1/admin/people",
+                &self.admin,
+                Some(json!({"user_name": user_name, "display_name": user_name})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn ticket(&self, person_id: &str) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            "/api/v1/admin/enrolment-tickets",
+            &self.admin,
+            Some(json!({"person_id": person_id})),
+        )
+        .await
+    }
+
+    pub async fn ticket_secret(&self, person_id: &str) -> String {
+        let (s, v) = self.ticket(person_id).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// A provisioned laptop.
+    pub async fn device(&self, hostname: &str) -> Device {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/v1/admin/provisioning-tokens",
+                &self.admin,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        Device::provision(
+            &self.router,
+            v["secret"].as_str().unwrap(),
+            hostname,
+            self.now(),
+        )
+        .await
+    }
+
+    /// Rows of a query rendered as strings, for before/after comparisons.
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        let rows = sqlx::query(sql).fetch_all(&self.state.db).await.unwrap();
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.try_get::<Option<String>, _>(i)
+                            .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                            .or_else(|_| {
+                                r.try_get::<Option<i64>, _>(i).map(|v| {
+                                    v.map(|n| n.to_string()).unwrap_or_else(|| "NULL".into())
+                                })
+                            })
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query(sql)
+            .fetch_one(&self.state.db)
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap()
+    }
+
+    /// Audit actions in order.
+    pub async fn audit_actions(&self) -> Vec<String> {
+        keywarden_server::audit::export(&self.state.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+}
