@@ -68,19 +68,7 @@ fn csf_evidence_and_dormant_access_pages_render_in_chromium() {
     let server = Server::start();
     let laptop = Laptop::new(2);
     let (person, keys) = provisioned(&server, &laptop);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &server.ticket(&person, None),
-            "--key",
-            &keys[0],
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    laptop.enrol(&server.ticket(&person, None), &[&keys[0], &keys[1]], PIN);
     // Someone leaves; their keys wait for a reclaim station, so the report has one row.
     server.hr_feed().deactivate(&person);
 

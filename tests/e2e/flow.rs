@@ -32,19 +32,7 @@ fn provision_report_and_enrol_two_keys_with_verified_attestation() {
     assert!(out.contains("2 key(s)"), "{out}");
 
     let ticket = server.ticket(&person, None);
-    let out = laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let out = laptop.enrol(&ticket, &[&keys[0], &keys[1]], PIN);
     assert!(
         out.contains("Enrolment for Ada Lovelace <ada@example.com>: 0 of 2"),
         "{out}"

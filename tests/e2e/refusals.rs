@@ -39,30 +39,10 @@ fn tickets_reused_expired_or_unknown_are_refused_and_change_nothing() {
     let (person, keys) = provisioned(&server, &laptop);
 
     let ticket = server.ticket(&person, None);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    laptop.enrol(&ticket, &[&keys[0]], PIN);
 
     let before = server.snapshot();
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let err = laptop.enrol_fails(&ticket, &[&keys[1]], PIN);
     assert!(err.contains("ticket was already used at"), "{err}");
     assert!(err.contains("[ticket_used]"), "{err}");
     assert_eq!(
@@ -74,33 +54,13 @@ fn tickets_reused_expired_or_unknown_are_refused_and_change_nothing() {
     let short = server.ticket(&person, Some(1));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let before = server.snapshot();
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            &short,
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let err = laptop.enrol_fails(&short, &[&keys[1]], PIN);
     assert!(err.contains("ticket expired at"), "{err}");
     assert!(err.contains("[ticket_expired]"), "{err}");
     assert_eq!(server.snapshot(), without_reports(&before, &server));
 
     let before = server.snapshot();
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            "kwt_not-a-real-ticket",
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let err = laptop.enrol_fails("kwt_not-a-real-ticket", &[&keys[1]], PIN);
     assert!(err.contains("unknown enrolment ticket"), "{err}");
     assert_eq!(server.snapshot(), without_reports(&before, &server));
 }
@@ -395,29 +355,9 @@ fn a_credential_the_service_refuses_is_removed_from_the_key() {
         None,
     );
     let key = laptop.key_ids().remove(0);
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            &server.ticket(&person, None),
-            "--key",
-            &key,
-            "--pin-stdin",
-        ],
-        Some("2468-1357\n"),
-    );
+    let err = laptop.enrol_fails(&server.ticket(&person, None), &[&key], "2468-1357\n");
     assert!(err.contains("allow-list"), "{err}");
-    let listed = laptop.ok(
-        &[
-            "credentials",
-            "--key",
-            &key,
-            "--rp",
-            "keywarden.localhost",
-            "--pin-stdin",
-        ],
-        Some("2468-1357\n"),
-    );
+    let listed = laptop.credentials_on(&key, "keywarden.localhost", "2468-1357\n");
     assert!(
         listed.contains("no passkeys"),
         "nothing left on the key: {listed}"
