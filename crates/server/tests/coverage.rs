@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use axum::http::StatusCode;
 use common::{App, Device, SoftKey};
 use keywarden_protocol::SOFT_KEY_AAGUID;
@@ -139,12 +137,7 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
 
     // The same from the command line.
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-            .args(args)
-            .arg("--database-url")
-            .arg(&app.db.url)
-            .output()
-            .unwrap();
+        let out = app.server_cli(args);
         assert!(
             out.status.success(),
             "{}",
@@ -180,12 +173,7 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
             "retired, lost",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-            .args(args)
-            .arg("--database-url")
-            .arg(&app.db.url)
-            .output()
-            .unwrap();
+        let out = app.server_cli(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
         assert!(

@@ -59,17 +59,6 @@ async fn hr_user(app: &App, hr: &str, name: &str) -> String {
     u["id"].as_str().unwrap().to_owned()
 }
 
-async fn dormant(app: &App) -> Value {
-    app.call(
-        "GET",
-        "/api/v1/admin/reports/dormant-access",
-        &app.admin,
-        None,
-    )
-    .await
-    .1
-}
-
 async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     let hr = app.token(Role::Scim).await;
     let person = hr_user(&app, &hr, "leo@example.com").await;
@@ -105,7 +94,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         Some(json!({"person_id": person, "owner": "it-security@example.com", "reason": "travelling", "days": 30}))).await;
     assert_eq!(s, StatusCode::CREATED, "{e}");
     assert_eq!(
-        dormant(&app).await["people"],
+        app.dormant_access().await["people"],
         json!([]),
         "nobody inactive yet"
     );
@@ -132,7 +121,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         "{v}"
     );
     // Everything is gone except the keys, which wait for a reclaim station.
-    common::assert_only_keys_wait(&dormant(&app).await, 2);
+    common::assert_only_keys_wait(&app.dormant_access().await, 2);
     let offboardings = app
         .call("GET", "/api/v1/admin/offboardings", &app.admin, None)
         .await
@@ -259,15 +248,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         (StatusCode::FORBIDDEN, Some("not_a_reclaim_station")),
         "{v}"
     );
-    let (s, _) = app
-        .call(
-            "POST",
-            &format!("/api/v1/admin/devices/{}/reclaim-station", station.id),
-            &app.admin,
-            Some(json!({"enabled": true})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    app.make_reclaim_station(&station.id).await;
     for key in [&a, &b] {
         let mut soft =
             keywarden_keys::soft::SoftKey::open(key.dir.path().join("key.json")).unwrap();
@@ -306,7 +287,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
             "{v}"
         );
     }
-    assert_eq!(dormant(&app).await["people"], json!([]));
+    assert_eq!(app.dormant_access().await["people"], json!([]));
     let actions = app.audit_actions().await;
     for a in [
         "person.offboarded",

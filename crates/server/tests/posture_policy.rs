@@ -8,7 +8,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{begin, finish, report_body, step_up, App, Device, SoftKey};
+use common::{begin, finish, report_body, App, Device, SoftKey};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -237,14 +237,7 @@ async fn coverage_judges_laptops_by_their_population_ongoing_posture(app: App) {
     }
     // Someone who only opened an enrolment (to add a key) on a laptop has no key there: not judged.
     let visit = app.device("pc-visit").await;
-    let proof = keys[0].assert(&step_up(&app, &visit, "add_key").await);
-    let (s, b) = visit
-        .signed(
-            &app,
-            "/api/v1/agent/key-additions",
-            &json!({"step_up": proof}),
-        )
-        .await;
+    let (s, b) = common::add_key_with(&app, &visit, &keys[0]).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, v) = app
         .call("GET", "/api/v1/admin/coverage", &app.admin, None)

@@ -210,15 +210,7 @@ async fn token_lifecycle(app: App) {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let id = issued["id"].as_str().unwrap();
-    let (s, _) = app
-        .call(
-            "DELETE",
-            &format!("/api/v1/admin/tokens/{id}"),
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    app.revoke_token(&id).await;
     let (s, v) = app
         .call("POST", "/api/v1/admin/provisioning-tokens", &desk, None)
         .await;

@@ -320,15 +320,7 @@ async fn offboarding_ends_sessions_and_revokes_browser_passkeys(app: App) {
     );
     let (s, _) = browser.get(&app, "/api/v1/me").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, report) = app
-        .call(
-            "GET",
-            "/api/v1/admin/reports/dormant-access",
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let report = app.dormant_access().await;
     assert_eq!(report["people"], json!([]), "{report}");
 }
 
@@ -382,14 +374,7 @@ async fn only_the_classes_policy_names_prove_who_you_are(app: App) {
         "{v}"
     );
     assert!(browser.cookie.is_none());
-    let proof = key.assert(&common::step_up(&app, &laptop, "add_key").await);
-    let (s, v) = laptop
-        .signed(
-            &app,
-            "/api/v1/agent/key-additions",
-            &json!({"step_up": proof}),
-        )
-        .await;
+    let (s, v) = common::add_key_with(&app, &laptop, &key).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("step_up_class_not_allowed")),
@@ -436,28 +421,9 @@ async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
     let laptop = app.device("rs-1").await;
     let (s, v) = laptop.report(&app, true).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let proof = phone.assert(&common::step_up(&app, &laptop, "add_key").await);
-    let (s, b) = laptop
-        .signed(
-            &app,
-            "/api/v1/agent/key-additions",
-            &json!({"step_up": proof}),
-        )
-        .await;
+    let (s, b) = common::add_key_with(&app, &laptop, &phone).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let path = format!(
-        "/api/v1/agent/enrolments/{}/web-link",
-        b["enrolment_id"].as_str().unwrap()
-    );
-    let (s, link) = laptop.signed(&app, &path, &json!({})).await;
-    assert_eq!(s, StatusCode::CREATED, "{link}");
-    let secret = link["url"]
-        .as_str()
-        .unwrap()
-        .split("#link=")
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let secret = common::web_link_secret(&app, &laptop, &b).await;
     let mut from_app = Browser::new();
     let (s, _) = from_app
         .post(&app, "/api/v1/me/session/link", json!({"link": secret}))

@@ -203,19 +203,7 @@ async fn a_link_works_once(app: App) {
     let person = app.hr_person("gus@example.com").await;
     let (s, b) = crate::common::begin(&app, &laptop, &app.ticket_secret(&person).await).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let path = format!(
-        "/api/v1/agent/enrolments/{}/web-link",
-        b["enrolment_id"].as_str().unwrap()
-    );
-    let (s, link) = laptop.signed(&app, &path, &json!({})).await;
-    assert_eq!(s, StatusCode::CREATED, "{link}");
-    let secret = link["url"]
-        .as_str()
-        .unwrap()
-        .split("#link=")
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let secret = crate::common::web_link_secret(&app, &laptop, &b).await;
     let (s, _) = Browser::new()
         .post(&app, "/api/v1/me/session/link", json!({"link": secret}))
         .await;

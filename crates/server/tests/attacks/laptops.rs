@@ -45,19 +45,6 @@ async fn enrol(app: &App, person: &str, laptop: &Device, key: &SoftKey) -> Strin
     v["credential"]["id"].as_str().unwrap().to_owned()
 }
 
-async fn dormant(app: &App) -> Value {
-    let (s, v) = app
-        .call(
-            "GET",
-            "/api/v1/admin/reports/dormant-access",
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    v
-}
-
 async fn retired_at(app: &App, device: &str) -> Vec<String> {
     app.rows(&format!(
         "SELECT retired_reason FROM devices WHERE id = '{device}'"
@@ -202,16 +189,8 @@ async fn replacement_laptop_carries_nothing_over(app: App) {
     assert_eq!(v["credentials_revoked"], json!([cred]), "{v}");
 
     // The old device key cannot be provisioned again.
-    let (s, t) = app
-        .call(
-            "POST",
-            "/api/v1/admin/provisioning-tokens",
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{t}");
-    let body = json!({"token": t["secret"], "device_public_key": URL_SAFE_NO_PAD.encode(old.key.verifying_key().as_bytes()),
+    let token = app.provisioning_token().await;
+    let body = json!({"token": token, "device_public_key": URL_SAFE_NO_PAD.encode(old.key.verifying_key().as_bytes()),
         "hostname": "rey-laptop", "agent_version": "test"});
     refused(
         &app,
@@ -313,7 +292,7 @@ async fn shared_workstation_survives_one_person_leaving(app: App) {
         offboardings[0]["summary"]["devices_retired"],
         json!([ana_laptop.id])
     );
-    let report = dormant(&app).await;
+    let report = app.dormant_access().await;
     let entry = &report["people"][0];
     assert_eq!(
         (&entry["laptops_left"], &entry["devices"]),
@@ -364,15 +343,7 @@ async fn reclaim(app: &App, station: &Device, key: &SoftKey) {
 async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
     let hr = app.token(Role::Scim).await;
     let station = app.device("it-station").await;
-    let (s, _) = app
-        .call(
-            "POST",
-            &format!("/api/v1/admin/devices/{}/reclaim-station", station.id),
-            &app.admin,
-            Some(json!({"enabled": true})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    app.make_reclaim_station(&station.id).await;
     // A help-desk member with a named token, a laptop and a key enrolled on it.
     let dee = hr_person(&app, &hr, "dee@example.com").await;
     let token = app.token_for(Role::Helpdesk, &dee).await;
@@ -393,9 +364,9 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
     deactivate(&app, &hr, &dee).await;
     // Nothing of theirs is live any more but the physical key, which waits for the station;
     // the token and the laptop are closed in the offboarding itself.
-    crate::common::assert_only_keys_wait(&dormant(&app).await, 1);
+    crate::common::assert_only_keys_wait(&app.dormant_access().await, 1);
     reclaim(&app, &station, &key).await;
-    assert_eq!(dormant(&app).await["people"], json!([]));
+    assert_eq!(app.dormant_access().await["people"], json!([]));
     let text = keywarden_server::offboard::render(
         &keywarden_server::offboard::dormant(&app.state.db, app.now())
             .await
@@ -414,7 +385,7 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
         .execute(&app.state.db)
         .await
         .unwrap();
-    let report = dormant(&app).await;
+    let report = app.dormant_access().await;
     let entry = &report["people"][0];
     assert_eq!(entry["tokens"].as_array().unwrap().len(), 1, "{report}");
     assert_eq!(entry["laptops_left"], json!([laptop.id]), "{report}");
@@ -424,7 +395,10 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
         .await
         .unwrap();
     assert_eq!(swept, vec![laptop.id.clone()]);
-    assert_eq!(dormant(&app).await["people"][0]["laptops_left"], json!([]));
+    assert_eq!(
+        app.dormant_access().await["people"][0]["laptops_left"],
+        json!([])
+    );
     assert_eq!(
         retired_at(&app, &laptop.id).await,
         vec!["offboarded".to_owned()]

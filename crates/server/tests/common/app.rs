@@ -127,6 +127,33 @@ impl App {
         .token
     }
 
+    /// Send a request with `body` (and `content_type`, when there is a body) through the router;
+    /// returns the status, the headers and the body.
+    pub async fn send(
+        &self,
+        req: axum::http::request::Builder,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let req = if body.is_empty() {
+            req
+        } else {
+            req.header("content-type", content_type)
+        };
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+            .await
+            .unwrap();
+        (status, headers, bytes.to_vec())
+    }
+
     /// A raw request; returns status, content type and the body as JSON (or a string).
     pub async fn raw(
         &self,
@@ -140,28 +167,90 @@ impl App {
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        if !body.is_empty() {
-            req = req.header("content-type", content_type);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let ct = resp
-            .headers()
+        let (status, headers, bytes) = self.send(req, content_type, body).await;
+        let ct = headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
-            .await
-            .unwrap();
         let v = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (status, ct, v)
+    }
+
+    /// An admin call that must answer `expect`; returns the body.
+    async fn as_admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        expect: StatusCode,
+    ) -> Value {
+        let (s, v) = self.call(method, path, &self.admin, body).await;
+        assert_eq!(s, expect, "{method} {path}: {v}");
+        v
+    }
+
+    /// A one-time provisioning token, issued by the admin.
+    pub async fn provisioning_token(&self) -> String {
+        let path = "/api/v1/admin/provisioning-tokens";
+        let v = self.as_admin("POST", path, None, StatusCode::CREATED).await;
+        v["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// Make the laptop `device_id` an IT reclaim station, as the admin does.
+    pub async fn make_reclaim_station(&self, device_id: &str) {
+        let path = format!("/api/v1/admin/devices/{device_id}/reclaim-station");
+        let body = Some(json!({"enabled": true}));
+        self.as_admin("POST", &path, body, StatusCode::OK).await;
+    }
+
+    /// Revoke the API token `id`, as the admin does.
+    pub async fn revoke_token(&self, id: &str) {
+        let path = format!("/api/v1/admin/tokens/{id}");
+        let no_content = StatusCode::NO_CONTENT;
+        self.as_admin("DELETE", &path, None, no_content).await;
+    }
+
+    /// The dormant-access report, as the admin reads it.
+    pub async fn dormant_access(&self) -> Value {
+        let path = "/api/v1/admin/reports/dormant-access";
+        self.as_admin("GET", path, None, StatusCode::OK).await
+    }
+
+    /// Run the service's command line (`keywarden-server ARGS --database-url <this database>`).
+    pub fn server_cli<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
+            .args(args)
+            .arg("--database-url")
+            .arg(&self.db.url)
+            .output()
+            .unwrap()
+    }
+
+    /// [`App::server_cli`]: whether it succeeded, and what it printed (stdout, then stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = self.server_cli(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// A call with a bearer token and a JSON body of the given media type.
+    async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, String, Value) {
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.raw(method, path, Some(token), content_type, body)
+            .await
     }
 
     /// A JSON call with a bearer token.
@@ -173,13 +262,7 @@ impl App {
         body: Option<Value>,
     ) -> (StatusCode, Value) {
         let (s, _, v) = self
-            .raw(
-                method,
-                path,
-                Some(token),
-                "application/json",
-                body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-            )
+            .json(method, path, token, "application/json", body)
             .await;
         (s, v)
     }
@@ -193,13 +276,7 @@ impl App {
         body: Option<Value>,
     ) -> (StatusCode, Value) {
         let (s, ct, v) = self
-            .raw(
-                method,
-                path,
-                Some(token),
-                "application/scim+json",
-                body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-            )
+            .json(method, path, token, "application/scim+json", body)
             .await;
         if s != StatusCode::NO_CONTENT && s.as_u16() != 401 {
             assert!(
@@ -296,22 +373,8 @@ impl App {
 
     /// A provisioned laptop.
     pub async fn device(&self, hostname: &str) -> Device {
-        let (s, v) = self
-            .call(
-                "POST",
-                "/api/v1/admin/provisioning-tokens",
-                &self.admin,
-                None,
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        Device::provision(
-            &self.router,
-            v["secret"].as_str().unwrap(),
-            hostname,
-            self.now(),
-        )
-        .await
+        let token = self.provisioning_token().await;
+        Device::provision(&self.router, &token, hostname, self.now()).await
     }
 
     /// Rows of a query rendered as strings, for before/after comparisons.

@@ -1,10 +1,8 @@
 //! A browser on the self-service pages: session cookie, CSRF token, Origin and Sec-Fetch-Site.
 
 use super::{app::*, softkey::*};
-use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
 
 /// The service's origin in these tests (what a browser on its pages sends as `Origin`).
 pub const ORIGIN: &str = "https://keywarden.localhost";
@@ -51,21 +49,7 @@ impl Browser {
         if !self.csrf.is_empty() {
             req = req.header("x-keywarden-csrf", &self.csrf);
         }
-        if !body.is_empty() {
-            req = req.header("content-type", content_type);
-        }
-        let resp = app
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
-            .await
-            .unwrap();
-        (status, headers, bytes.to_vec())
+        app.send(req, content_type, body).await
     }
 
     /// A JSON call; a `Set-Cookie` with a session is kept.

@@ -14,6 +14,37 @@ pub async fn step_up(app: &App, device: &Device, purpose: &str) -> Value {
     v
 }
 
+/// Open an enrolment to add a key from a laptop, with a step-up (purpose `add_key`) signed by
+/// `key`; returns (status, body).
+pub async fn add_key_with(app: &App, device: &Device, key: &SoftKey) -> (StatusCode, Value) {
+    let proof = key.assert(&step_up(app, device, "add_key").await);
+    device
+        .signed(
+            app,
+            "/api/v1/agent/key-additions",
+            &json!({"step_up": proof}),
+        )
+        .await
+}
+
+/// The one-time self-service link the laptop asks for in the open enrolment `begun` (the answer
+/// that opened it): the secret after `#link=`.
+pub async fn web_link_secret(app: &App, device: &Device, begun: &Value) -> String {
+    let path = format!(
+        "/api/v1/agent/enrolments/{}/web-link",
+        begun["enrolment_id"].as_str().unwrap()
+    );
+    let (s, link) = device.signed(app, &path, &json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{link}");
+    link["url"]
+        .as_str()
+        .unwrap()
+        .split("#link=")
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
 /// Redeem a ticket on a device; returns (status, body).
 pub async fn begin(app: &App, device: &Device, ticket: &str) -> (StatusCode, Value) {
     device
