@@ -131,9 +131,7 @@ fn no_key_found_says_why() {
 
 #[test]
 fn wrong_pin_same_key_as_backup_and_passkeys_on_the_key() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    let (person, keys) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(1);
     let ticket = server.ticket(&person, None);
     laptop.enrol(&ticket, &[&keys[0]], PIN);
 

@@ -21,11 +21,18 @@ pub fn provisioned(server: &Server, laptop: &Laptop) -> (String, Vec<String>) {
     (person, keys)
 }
 
+/// A fresh service and a provisioned laptop with `keys` software keys (test/demo), Ada in the
+/// directory: (service, laptop, Ada's person id, the key ids).
+pub fn ada_with_a_laptop(keys: usize) -> (Server, Laptop, String, Vec<String>) {
+    let server = Server::start();
+    let laptop = Laptop::new(keys);
+    let (person, keys) = provisioned(&server, &laptop);
+    (server, laptop, person, keys)
+}
+
 #[test]
 fn provision_report_and_enrol_two_keys_with_verified_attestation() {
-    let server = Server::start();
-    let laptop = Laptop::new(2);
-    let (person, keys) = provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = ada_with_a_laptop(2);
     assert_eq!(keys.len(), 2);
 
     let out = laptop.ok(&["report"], None);

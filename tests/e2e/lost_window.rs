@@ -37,9 +37,7 @@ fn enrolled_two(server: &Server, laptop: &Laptop, person: &str, keys: &[String])
 
 #[test]
 fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
-    let server = Server::start();
-    let laptop = Laptop::new(3);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(3);
     enrolled_two(&server, &laptop, &ada, &keys);
     let radio = |id: &str| format!("#lost-key-list li[data-key-id=\"{id}\"] input");
 

@@ -49,6 +49,15 @@ fn idp_receiver(listener: TcpListener) -> Arc<Mutex<Vec<(String, String)>>> {
     got
 }
 
+/// How many of the (one) leaver's keys the dormant-access report says are not reclaimed yet.
+fn keys_not_reclaimed(server: &Server) -> usize {
+    let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
+    dormant["people"][0]["keys_not_reclaimed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{dormant}"))
+        .len()
+}
+
 #[test]
 fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
     // A port for the IdP, not listening yet: the IdP is down.
@@ -128,15 +137,7 @@ fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
         Some("offboarded")
     );
     // Only the keys are still live; IT takes them to a reclaim station.
-    let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
-    assert_eq!(
-        dormant["people"][0]["keys_not_reclaimed"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2,
-        "{dormant}"
-    );
+    assert_eq!(keys_not_reclaimed(&server), 2);
     let station = Laptop::with_keys_of(&laptop);
     station.provision(&server);
     let refused = station.fails(&["reclaim"], None);
@@ -188,15 +189,7 @@ fn a_personal_key_loses_only_the_organisations_credentials_and_is_never_reset() 
         out.contains("never reset") && out.contains("PIN") && out.contains("NOT done"),
         "{out}"
     );
-    let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
-    assert_eq!(
-        dormant["people"][0]["keys_not_reclaimed"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1,
-        "{dormant}"
-    );
+    assert_eq!(keys_not_reclaimed(&server), 1);
     // With it, only the organisation's credential goes; the key keeps its PIN.
     let out = laptop.ok(&["reclaim", "--pin-stdin"], Some(PIN));
     assert!(out.contains("personal key, not reset: removed 1"), "{out}");

@@ -3,18 +3,14 @@
 //! alone is refused; the ticket plus a fresh sign-in with the remaining key enrols a
 //! replacement, and the lost credential is revoked.
 
-use keywarden_e2e::{ticket_args, Laptop, Server};
+use keywarden_e2e::ticket_args;
 use serde_json::Value;
-
-use crate::flow::provisioned;
 
 const PIN: &str = "2468-1357";
 
 #[test]
 fn lost_key_is_suspended_and_replaced_with_ticket_and_other_key() {
-    let server = Server::start();
-    let laptop = Laptop::new(3);
-    let (person, keys) = provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(3);
     let ticket = server.ticket(&person, None);
     laptop.enrol(&ticket, &[&keys[0], &keys[1]], &format!("{PIN}\n"));
 

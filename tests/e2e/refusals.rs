@@ -34,9 +34,7 @@ const REPORTS: &str = "/api/v1/agent/reports";
 
 #[test]
 fn tickets_reused_expired_or_unknown_are_refused_and_change_nothing() {
-    let server = Server::start();
-    let laptop = Laptop::new(2);
-    let (person, keys) = provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(2);
 
     let ticket = server.ticket(&person, None);
     laptop.enrol(&ticket, &[&keys[0]], PIN);
@@ -237,9 +235,7 @@ fn an_attestation_with_an_altered_signature_is_refused() {
     use base64::Engine as _;
     use keywarden_keys::KeyProvider as _;
 
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    let (person, keys) = provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(1);
     let key = device_signing_key(&laptop);
     let device = laptop.device_id();
     let ticket = server.ticket(&person, None);

@@ -162,9 +162,7 @@ impl Ui {
 
 #[test]
 fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
-    let server = Server::start();
-    let laptop = Laptop::new(2);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(2);
     assert_eq!(keys.len(), 2);
     let grace = server.create_person("grace@example.com", "Grace Hopper");
     let expired = server.ticket(&ada, Some(1));
@@ -425,9 +423,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
 
 #[test]
 fn an_enrol_link_opens_the_wizard_with_its_ticket() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    let (ada, _) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, ada, _) = crate::flow::ada_with_a_laptop(1);
     let ticket = server.ticket(&ada, None);
     let driver = Driver::for_laptop(&laptop);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -466,9 +462,7 @@ fn set_pin_retries(state: &std::path::Path, retries: u32) {
 
 #[test]
 fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
-    let mut server = Server::start();
-    let laptop = Laptop::new(2);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (mut server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(2);
     let grace = server.create_person("grace@example.com", "Grace Hopper");
     let first = server.ticket(&ada, None);
     let second = server.ticket(&ada, None);

@@ -69,9 +69,7 @@ fn read_lines(p: &Path) -> Vec<String> {
 
 #[test]
 fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
-    let mut server = Server::start();
-    let laptop = Laptop::new(2);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (mut server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(2);
     let ticket = server.ticket(&ada, None);
     let browser = Browser::new();
     in_window_with(
@@ -231,9 +229,7 @@ fn link_on(stderr: &str) -> String {
 
 #[test]
 fn the_cli_prints_the_link_to_stderr_only_when_asked() {
-    let server = Server::start();
-    let laptop = Laptop::new(3);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(3);
     // Without the flag, no link anywhere.
     let ticket = server.ticket(&ada, None);
     let (stdout, stderr) = run_both(
