@@ -115,11 +115,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     // The open ticket no longer works.
     let other_laptop = app.device("other").await;
     let (s, v) = begin(&app, &other_laptop, &open_ticket).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::GONE, Some("ticket_cancelled")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::GONE, "ticket_cancelled");
     // Everything is gone except the keys, which wait for a reclaim station.
     common::assert_only_keys_wait(&app.dormant_access().await, 2);
     let offboardings = app
@@ -243,11 +239,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
             &json!({"keys": []}),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_a_reclaim_station")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "not_a_reclaim_station");
     app.make_reclaim_station(&station.id).await;
     for key in [&a, &b] {
         let mut soft =

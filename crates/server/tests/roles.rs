@@ -167,11 +167,7 @@ async fn token_lifecycle(app: App) {
             Some(json!({"role": "helpdesk", "label": "IT desk"})),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("token_person_required")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::BAD_REQUEST, "token_person_required");
     let holder = app.hr_person("it-desk").await;
     let (s, issued) = app
         .call(

@@ -119,40 +119,18 @@ async fn sign_in_rename_report_lost_and_sign_out(app: App) {
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{page}");
     assert_eq!(h["location"], "/me");
-    assert_eq!(
-        app.rows(&format!(
-            "SELECT name FROM credentials WHERE id = '{}'",
-            ids[1]
-        ))
-        .await,
-        vec!["spare key".to_owned()]
-    );
+    assert_eq!(app.credential_field(&ids[1], "name").await, "spare key");
     // The key signed in with is not the lost one.
-    let (s, _, page) = browser
-        .form(
-            &app,
-            &format!("/me/credentials/{}/lost", ids[0]),
-            &[("csrf", &csrf)],
-        )
-        .await;
+    let report_lost = async |id: &str| {
+        let path = format!("/me/credentials/{id}/lost");
+        browser.form(&app, &path, &[("csrf", &csrf)]).await
+    };
+    let (s, _, page) = report_lost(&ids[0]).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{page}");
     assert!(page.contains("cannot_report_signed_in_key"));
-    let (s, _, page) = browser
-        .form(
-            &app,
-            &format!("/me/credentials/{}/lost", ids[1]),
-            &[("csrf", &csrf)],
-        )
-        .await;
+    let (s, _, page) = report_lost(&ids[1]).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{page}");
-    assert_eq!(
-        app.rows(&format!(
-            "SELECT status FROM credentials WHERE id = '{}'",
-            ids[1]
-        ))
-        .await,
-        vec!["suspended".to_owned()]
-    );
+    assert_eq!(app.credential_field(&ids[1], "status").await, "suspended");
     let (_, page) = browser.get(&app, "/me").await;
     assert!(page.contains("Reported lost"), "{page}");
 
@@ -190,18 +168,10 @@ async fn adding_needs_a_fresh_proof(mut app: App) {
             json!({"class": "platform"}),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("step_up_required")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "step_up_required");
     // Someone else's key does not make it fresh.
     let (s, v) = browser.assert_with(&app, "step-up", &evil).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("step_up_wrong_person")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "step_up_wrong_person");
     let (s, v) = browser.assert_with(&app, "step-up", &key).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let phone = SoftKey::new();
@@ -211,11 +181,7 @@ async fn adding_needs_a_fresh_proof(mut app: App) {
 
 async fn sessions_time_out(app: App) {
     let person = app.hr_person("kim@example.com").await;
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let browser = Browser::with_ticket_for(&app, &person).await;
     let (s, _) = browser.get(&app, "/api/v1/me").await;
     assert_eq!(s, StatusCode::OK);
     // Idle for 16 minutes.
@@ -224,11 +190,7 @@ async fn sessions_time_out(app: App) {
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.contains("session_expired"));
     // Active all along, but past the absolute limit.
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let browser = Browser::with_ticket_for(&app, &person).await;
     for _ in 0..(8 * 6) {
         let (s, _) = browser.get(&app, "/api/v1/me").await;
         assert_eq!(
@@ -290,11 +252,7 @@ async fn app_link_is_single_use_and_ends_with_its_session(app: App) {
 
 async fn offboarding_ends_sessions_and_revokes_browser_passkeys(app: App) {
     let person = app.hr_person("max@example.com").await;
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let mut browser = Browser::with_ticket_for(&app, &person).await;
     let (s, v) = browser
         .add_passkey(&app, &SoftKey::new(), "phone", "my phone")
         .await;
@@ -313,11 +271,7 @@ async fn offboarding_ends_sessions_and_revokes_browser_passkeys(app: App) {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(
-        app.rows(&format!("SELECT status FROM credentials WHERE id = '{id}'"))
-            .await,
-        vec!["revoked".to_owned()]
-    );
+    assert_eq!(app.credential_field(&id, "status").await, "revoked");
     let (s, _) = browser.get(&app, "/api/v1/me").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let report = app.dormant_access().await;
@@ -368,11 +322,7 @@ async fn only_the_classes_policy_names_prove_who_you_are(app: App) {
     // The software key (test/demo) is not a roaming key: it may not prove who Pat is.
     let mut browser = Browser::new();
     let (s, v) = browser.assert_with(&app, "sign-in", &key).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("step_up_class_not_allowed")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "step_up_class_not_allowed");
     assert!(browser.cookie.is_none());
     let (s, v) = common::add_key_with(&app, &laptop, &key).await;
     assert_eq!(
@@ -392,19 +342,11 @@ async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
     .await;
     // IT's link in some browser: which laptop it runs on is unknown, so no laptop passkey; a
     // phone is not a laptop.
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let mut browser = Browser::with_ticket_for(&app, &person).await;
     let (s, v) = browser
         .add_passkey(&app, &SoftKey::new(), "platform", "")
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("laptop_posture_unknown")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "laptop_posture_unknown");
     assert!(
         v["error"]["message"]
             .as_str()
@@ -435,11 +377,7 @@ async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
     let (s, v) = from_app
         .add_passkey(&app, &SoftKey::new(), "platform", "")
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("laptop_noncompliant")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "laptop_noncompliant");
     let (s, _) = laptop.report(&app, true).await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = from_app

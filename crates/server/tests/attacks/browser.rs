@@ -231,11 +231,7 @@ async fn a_link_works_once(app: App) {
 async fn a_security_key_is_not_a_phone(app: App) {
     // Two hardware keys would meet a two-class policy if one could pass as a phone.
     let person = app.hr_person("hal@example.com").await;
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let mut browser = Browser::with_ticket_for(&app, &person).await;
     let (s, begin) = browser
         .post(&app, "/api/v1/me/passkeys/begin", json!({"class": "phone"}))
         .await;

@@ -351,14 +351,7 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
     let key = SoftKey::new();
     enrol(&app, &dee, &laptop, &key).await;
     let customer = app.person("cy").await;
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            &token,
-            Some(json!({"person_id": customer})),
-        )
-        .await;
+    let (s, v) = app.ticket_by(&token, &customer).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 
     deactivate(&app, &hr, &dee).await;
@@ -404,11 +397,7 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
         vec!["offboarded".to_owned()]
     );
     let (s, v) = laptop.report(&app, true).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("device_retired")),
-        "{v}"
-    );
+    crate::common::assert_error(s, &v, StatusCode::FORBIDDEN, "device_retired");
 }
 
 /// A leaver's only laptop finishing an enrolment, or a laptop reporting, while HR offboards

@@ -44,13 +44,7 @@ fn proofing() -> Value {
 }
 
 async fn issue_ticket(app: &App, token: &str, person: &str) -> (StatusCode, Value) {
-    app.call(
-        "POST",
-        "/api/v1/admin/enrolment-tickets",
-        token,
-        Some(json!({"person_id": person})),
-    )
-    .await
+    app.ticket_by(token, person).await
 }
 
 async fn grant(app: &App, token: &str, body: Value) -> (StatusCode, Value) {

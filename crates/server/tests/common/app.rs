@@ -356,13 +356,14 @@ impl App {
     }
 
     pub async fn ticket(&self, person_id: &str) -> (StatusCode, Value) {
-        self.call(
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            &self.admin,
-            Some(json!({"person_id": person_id})),
-        )
-        .await
+        self.ticket_by(&self.admin, person_id).await
+    }
+
+    /// An enrolment ticket for `person_id`, asked for with `token`; returns (status, body).
+    pub async fn ticket_by(&self, token: &str, person_id: &str) -> (StatusCode, Value) {
+        let body = json!({"person_id": person_id});
+        let path = "/api/v1/admin/enrolment-tickets";
+        self.call("POST", path, token, Some(body)).await
     }
 
     pub async fn ticket_secret(&self, person_id: &str) -> String {
@@ -375,6 +376,12 @@ impl App {
     pub async fn device(&self, hostname: &str) -> Device {
         let token = self.provisioning_token().await;
         Device::provision(&self.router, &token, hostname, self.now()).await
+    }
+
+    /// One column (`status`, `name`, …) of the credential `id`, as stored.
+    pub async fn credential_field(&self, id: &str, column: &str) -> String {
+        let sql = format!("SELECT {column} FROM credentials WHERE id = '{id}'");
+        self.rows(&sql).await.remove(0)
     }
 
     /// Rows of a query rendered as strings, for before/after comparisons.
@@ -417,4 +424,13 @@ impl App {
             .map(|e| e.action)
             .collect()
     }
+}
+
+/// Assert that an answer (`status`, `body`) is the error `code` with HTTP status `expected`.
+pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (expected, Some(code)),
+        "{body}"
+    );
 }

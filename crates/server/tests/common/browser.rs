@@ -113,6 +113,16 @@ impl Browser {
         (s, h, String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// A browser that opened IT's enrolment link for `person_id` (a fresh ticket): its session
+    /// is that person's.
+    pub async fn with_ticket_for(app: &App, person_id: &str) -> Browser {
+        let mut browser = Browser::new();
+        let ticket = app.ticket_secret(person_id).await;
+        let (s, v) = browser.redeem_ticket(app, &ticket).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        browser
+    }
+
     /// Redeem IT's enrolment link in the browser.
     pub async fn redeem_ticket(&mut self, app: &App, ticket: &str) -> (StatusCode, Value) {
         self.post(app, "/api/v1/me/session/ticket", json!({"ticket": ticket}))
