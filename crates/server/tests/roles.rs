@@ -206,7 +206,7 @@ async fn token_lifecycle(app: App) {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let id = issued["id"].as_str().unwrap();
-    app.revoke_token(&id).await;
+    app.revoke_token(id).await;
     let (s, v) = app
         .call("POST", "/api/v1/admin/provisioning-tokens", &desk, None)
         .await;
