@@ -260,24 +260,16 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         // A receipt that says a credential is still there does not count.
         let bad = json!({"directive_id": d[0]["id"], "key_id": d[0]["key_id"], "action": "reset", "outcome": "done",
             "removed_credential_ids": [], "remaining_credential_ids": d[0]["credential_ids"], "detail": "reset, but check found credentials"});
-        let (s, v) = station
-            .signed(&app, "/api/v1/agent/reclaim/receipts", &bad)
-            .await;
-        assert_eq!(
-            (s, v["reclaimed"].as_bool()),
-            (StatusCode::OK, Some(false)),
-            "{v}"
-        );
+        let reclaimed = async |receipt: &Value| {
+            let path = "/api/v1/agent/reclaim/receipts";
+            let (s, v) = station.signed(&app, path, receipt).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v["reclaimed"].as_bool()
+        };
+        assert_eq!(reclaimed(&bad).await, Some(false));
         let good = json!({"directive_id": d[0]["id"], "key_id": d[0]["key_id"], "action": "reset", "outcome": "done",
             "removed_credential_ids": d[0]["credential_ids"], "remaining_credential_ids": [], "detail": "reset; no credentials left"});
-        let (s, v) = station
-            .signed(&app, "/api/v1/agent/reclaim/receipts", &good)
-            .await;
-        assert_eq!(
-            (s, v["reclaimed"].as_bool()),
-            (StatusCode::OK, Some(true)),
-            "{v}"
-        );
+        assert_eq!(reclaimed(&good).await, Some(true));
     }
     assert_eq!(app.dormant_access().await["people"], json!([]));
     let actions = app.audit_actions().await;
@@ -412,12 +404,7 @@ async fn csf_export_shows_the_four_subcategories(app: App) {
         .call("GET", "/api/v1/admin/evidence/csf", &auditor, None)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let ids: Vec<&str> = v["subcategories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = common::field_of_each(&v["subcategories"], "id");
     assert_eq!(ids, ["PR.AA-01", "PR.AA-02", "PR.AA-03", "PR.AA-05"]);
     assert_eq!(v["audit_chain_intact"], true);
     let aa02 = &v["subcategories"][1];

@@ -10,7 +10,7 @@ mod common;
 use axum::http::StatusCode;
 use common::{Access, App, Backend, ENDPOINTS};
 use keywarden_server::auth::Role;
-use serde_json::json;
+use serde_json::{json, Value};
 
 both_backends!(role_endpoint_matrix, token_lifecycle);
 
@@ -158,25 +158,16 @@ async fn endpoints_list_exactly_the_routes_the_router_serves() {
 }
 
 async fn token_lifecycle(app: App) {
+    let issue = async |body: Value| {
+        app.call("POST", "/api/v1/admin/tokens", &app.admin, Some(body))
+            .await
+    };
     // Staff tokens belong to a named person.
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/tokens",
-            &app.admin,
-            Some(json!({"role": "helpdesk", "label": "IT desk"})),
-        )
-        .await;
+    let (s, v) = issue(json!({"role": "helpdesk", "label": "IT desk"})).await;
     common::assert_error(s, &v, StatusCode::BAD_REQUEST, "token_person_required");
     let holder = app.hr_person("it-desk").await;
-    let (s, issued) = app
-        .call(
-            "POST",
-            "/api/v1/admin/tokens",
-            &app.admin,
-            Some(json!({"role": "helpdesk", "label": "IT desk", "person_id": holder})),
-        )
-        .await;
+    let (s, issued) =
+        issue(json!({"role": "helpdesk", "label": "IT desk", "person_id": holder})).await;
     assert_eq!(s, StatusCode::CREATED, "{issued}");
     let desk = issued["token"].as_str().unwrap().to_owned();
     let (s, _) = app
@@ -196,14 +187,7 @@ async fn token_lifecycle(app: App) {
         stored.iter().all(|h| !h.contains(&desk) && h.len() == 64),
         "stored hashed"
     );
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/tokens",
-            &app.admin,
-            Some(json!({"role": "root", "label": "x"})),
-        )
-        .await;
+    let (s, v) = issue(json!({"role": "root", "label": "x"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let id = issued["id"].as_str().unwrap();
     app.revoke_token(id).await;

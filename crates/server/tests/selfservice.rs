@@ -347,13 +347,7 @@ async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
         .add_passkey(&app, &SoftKey::new(), "platform", "")
         .await;
     common::assert_error(s, &v, StatusCode::FORBIDDEN, "laptop_posture_unknown");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Keywarden app"),
-        "{v}"
-    );
+    assert!(common::error_message(&v).contains("Keywarden app"), "{v}");
     let phone = SoftKey::new();
     let (s, v) = browser.add_passkey(&app, &phone, "phone", "").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");

@@ -80,10 +80,7 @@ async fn single_use_and_expiring(app: App) {
     let (s, v) = begin(&app, &laptop, &late).await;
     assert_eq!(s, StatusCode::GONE);
     assert_eq!(v["error"]["code"], "ticket_expired");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("expired at"));
+    assert!(common::error_message(&v).contains("expired at"));
     let actions = app.audit_actions().await;
     assert_eq!(
         actions.iter().filter(|a| *a == "ticket.redeemed").count(),

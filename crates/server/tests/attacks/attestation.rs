@@ -202,10 +202,7 @@ async fn self_attested_key_claiming_an_allow_listed_aaguid_is_refused(app: App) 
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("self attestation"),
+        crate::common::error_message(&v).contains("self attestation"),
         "{v}"
     );
     let refusals = app
@@ -228,10 +225,7 @@ async fn chain_to_a_root_that_is_not_an_anchor_is_refused(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("trusted root"),
+        crate::common::error_message(&v).contains("trusted root"),
         "{v}"
     );
     // A key of the trusted batch in the same ceremony is bound.
@@ -263,10 +257,7 @@ async fn mds_root_vouches_only_for_its_own_models(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("only for other models"),
+        crate::common::error_message(&v).contains("only for other models"),
         "{v}"
     );
 }
@@ -287,10 +278,7 @@ async fn lying_about_the_min_pin_length_does_not_help(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("minimum PIN length of 4"),
+        crate::common::error_message(&v).contains("minimum PIN length of 4"),
         "the verified value is judged: {v}"
     );
     // The other way round: a key enforcing 6 described as enforcing 4 is bound, on its
@@ -338,10 +326,7 @@ async fn unknown_min_pin_length_is_refused_where_a_minimum_is_required(app: App)
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("minPinLength"),
+        crate::common::error_message(&v).contains("minPinLength"),
         "{v}"
     );
 }
@@ -526,12 +511,7 @@ async fn stale_metadata_is_flagged(app: App) {
     assert_eq!(s, StatusCode::OK, "{listing}");
     assert_eq!(listing["mds"]["stale"], true, "{listing}");
     assert_eq!(listing["mds"]["next_update"], "2026-11-01", "{listing}");
-    let sources: Vec<&str> = listing["anchors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["source"].as_str().unwrap())
-        .collect();
+    let sources = crate::common::field_of_each(&listing["anchors"], "source");
     assert_eq!(sources, ["admin", "mds"], "{listing}");
     // An enrolment still anchored by it says so in its evidence.
     let (laptop, b) = ceremony(&app, "sam", "Employee").await;

@@ -60,10 +60,7 @@ async fn an_enrolment_link_does_not_add_to_someone_who_has_a_key(app: App) {
         browser.redeem_ticket(&app, &ticket),
     )
     .await;
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("sign in with one of your keys"));
+    assert!(crate::common::error_message(&v).contains("sign in with one of your keys"));
     assert!(browser.cookie.is_none(), "no session was opened");
     assert!(app
         .audit_actions()

@@ -67,10 +67,7 @@ async fn retired_laptop_reporting(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("was retired"),
+        crate::common::error_message(&v).contains("was retired"),
         "{v}"
     );
     // Every other signed call too, e.g. a step-up challenge.
@@ -150,10 +147,7 @@ async fn lost_laptop_redeeming_a_ticket(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("marked lost"),
+        crate::common::error_message(&v).contains("marked lost"),
         "{v}"
     );
     refused(

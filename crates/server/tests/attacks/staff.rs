@@ -107,10 +107,7 @@ async fn offboarded_helpdesk_members_token(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no longer active"),
+        crate::common::error_message(&v).contains("no longer active"),
         "{v}"
     );
     // Offboarding revoked the token in its own transaction, and says so.
@@ -285,10 +282,7 @@ async fn token_issued_without_a_person(app: App) {
         )
         .await;
         assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("named person"),
+            crate::common::error_message(&v).contains("named person"),
             "{v}"
         );
     }
@@ -438,10 +432,7 @@ async fn one_person_approving_twice_under_two_tokens(app: App) {
         )
         .await;
         assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("someone else"),
+            crate::common::error_message(&v).contains("someone else"),
             "{v}"
         );
     }

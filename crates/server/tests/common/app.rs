@@ -434,3 +434,18 @@ pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code
         "{body}"
     );
 }
+
+/// The string `field` of every object in the JSON array `list`.
+pub fn field_of_each<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    let items = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    items.iter().map(|x| x[field].as_str().unwrap()).collect()
+}
+
+/// The sentence of an error answer (`error.message`).
+pub fn error_message(body: &Value) -> &str {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {body}"))
+}
