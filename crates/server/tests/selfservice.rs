@@ -161,13 +161,7 @@ async fn adding_needs_a_fresh_proof(mut app: App) {
     let later = app.now() + 6 * 60 * 1000;
     app.set_clock(later).await;
     let _ = browser.get(&app, "/api/v1/me").await;
-    let (s, v) = browser
-        .post(
-            &app,
-            "/api/v1/me/passkeys/begin",
-            json!({"class": "platform"}),
-        )
-        .await;
+    let (s, v) = browser.begin_passkey(&app, "platform").await;
     common::assert_error(s, &v, StatusCode::FORBIDDEN, "step_up_required");
     // Someone else's key does not make it fresh.
     let (s, v) = browser.assert_with(&app, "step-up", &evil).await;

@@ -137,23 +137,30 @@ impl Browser {
         class: &str,
         name: &str,
     ) -> (StatusCode, Value) {
-        let (s, begin) = self
-            .post(
-                app,
-                "/api/v1/me/passkeys/begin",
-                json!({"class": class, "name": name}),
-            )
-            .await;
+        let body = json!({"class": class, "name": name});
+        let (s, begin) = self.post(app, "/api/v1/me/passkeys/begin", body).await;
         if s != StatusCode::CREATED {
             return (s, begin);
         }
         let credential = key.browser_create(&begin["public_key"]);
-        self.post(
-            app,
-            "/api/v1/me/passkeys/finish",
-            json!({"challenge_id": begin["challenge_id"], "credential": credential}),
-        )
-        .await
+        self.finish_passkey(app, &begin, credential).await
+    }
+
+    /// Start adding a passkey of `class` (`platform` or `phone`), unnamed.
+    pub async fn begin_passkey(&mut self, app: &App, class: &str) -> (StatusCode, Value) {
+        let body = json!({"class": class});
+        self.post(app, "/api/v1/me/passkeys/begin", body).await
+    }
+
+    /// Finish adding a passkey: `credential` answers the challenge of `begin`.
+    pub async fn finish_passkey(
+        &mut self,
+        app: &App,
+        begin: &Value,
+        credential: Value,
+    ) -> (StatusCode, Value) {
+        let body = json!({"challenge_id": begin["challenge_id"], "credential": credential});
+        self.post(app, "/api/v1/me/passkeys/finish", body).await
     }
 
     /// An assertion ceremony (`sign-in` or `step-up`) answered by `key`.
