@@ -117,10 +117,8 @@ async fn retired_laptop_reporting(app: App) {
         retire(&app, &app.admin, &laptop.id, "lost"),
     )
     .await;
-    let actions = app.audit_actions().await;
-    for a in ["device.retired", "device.refused"] {
-        assert!(actions.contains(&a.to_owned()), "audited: {a}");
-    }
+    app.assert_audited(&["device.retired", "device.refused"])
+        .await;
 }
 
 async fn lost_laptop_redeeming_a_ticket(app: App) {

@@ -424,6 +424,14 @@ impl App {
             .map(|e| e.action)
             .collect()
     }
+
+    /// Assert that each of `actions` is in the audit log.
+    pub async fn assert_audited(&self, actions: &[&str]) {
+        let logged = self.audit_actions().await;
+        for a in actions {
+            assert!(logged.iter().any(|l| l == a), "audited: {a}");
+        }
+    }
 }
 
 /// Assert that an answer (`status`, `body`) is the error `code` with HTTP status `expected`.
