@@ -5,6 +5,7 @@ use super::{
     crypto, AttestationIdentity, Secret, CA_COMMON_NAME, CERT_LIFETIME_DAYS, CERT_NOT_BEFORE,
     COUNTRY, FIDO_GEN_CE_AAGUID_OID, LEAF_COMMON_NAME, ORGANISATION,
 };
+use crate::ec::p256;
 use crate::models::SOFT_KEY_AAGUID;
 use crate::Result;
 use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
@@ -19,10 +20,6 @@ use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, KeyUsage, SubjectKeyIdentifier,
 };
 use openssl::x509::{X509Builder, X509Extension, X509Name, X509NameBuilder, X509NameRef};
-
-pub(super) fn p256() -> Result<EcGroup> {
-    EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(crypto("selecting the P-256 curve"))
-}
 
 pub(super) fn new_p256_key() -> Result<PKey<Private>> {
     let group = p256()?;

@@ -1,7 +1,7 @@
 //! The soft key itself: opening and creating it, PIN rules, making credentials and signing
 //! assertions, credential management and reset.
 
-use super::cert::{load_private_key, new_p256_key, p256, pem_string, sign_es256, AttestationBatch};
+use super::cert::{load_private_key, new_p256_key, pem_string, sign_es256, AttestationBatch};
 use super::markers::{is_unplugged, unplugged_marker, untouched_marker};
 use super::{
     b64, crypto, pin_hash, random_bytes, Attestation, DiscoverableCredential, Secret, SoftKey,
@@ -9,12 +9,12 @@ use super::{
     PIN_ATTEMPTS_PER_POWER_CYCLE,
 };
 use crate::attestation::{self, AttestationStatement, AttestedCredential, COSE_ALG_ES256};
+use crate::ec::public_coordinates;
 use crate::models::{self, SOFT_KEY_AAGUID};
 use crate::{Assertion, Error, MadeCredential, MakeCredentialRequest, Prompt, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use keywarden_protocol::{KeyBackend, KeyInfo, SOFT_KEY_LABEL};
-use openssl::bn::{BigNum, BigNumContext};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use std::collections::BTreeMap;
@@ -509,22 +509,6 @@ impl SoftKey {
 }
 
 pub(super) fn credential_public_key(key: &PKey<Private>) -> Result<Vec<u8>> {
-    let group = p256()?;
-    let ec = key.ec_key().map_err(crypto("reading a credential key"))?;
-    let mut ctx = BigNumContext::new().map_err(crypto("reading a credential key"))?;
-    let mut x = BigNum::new().map_err(crypto("reading a credential key"))?;
-    let mut y = BigNum::new().map_err(crypto("reading a credential key"))?;
-    ec.public_key()
-        .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
-        .map_err(crypto("reading a credential key"))?;
-    let coord = |n: &BigNum| -> Result<[u8; 32]> {
-        let v = n
-            .to_vec_padded(32)
-            .map_err(crypto("reading a credential key"))?;
-        v.try_into().map_err(|_| Error::Crypto {
-            context: "reading a credential key",
-            reason: "P-256 coordinate longer than 32 bytes".to_owned(),
-        })
-    };
-    Ok(attestation::cose_es256_public_key(&coord(&x)?, &coord(&y)?))
+    let (x, y) = public_coordinates(key, "reading a credential key")?;
+    Ok(attestation::cose_es256_public_key(&x, &y))
 }

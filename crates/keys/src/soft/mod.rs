@@ -27,6 +27,7 @@ mod key;
 mod markers;
 mod provider;
 
+use crate::ec::crypto;
 use crate::{Error, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -35,7 +36,6 @@ pub use markers::{
     simulate_no_touch, simulate_replug, simulate_touch_again, simulate_unplug, unplugged_marker,
     untouched_marker,
 };
-use openssl::error::ErrorStack;
 pub use provider::SoftKeyProvider;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
@@ -168,13 +168,6 @@ struct StoredCred {
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn crypto(context: &'static str) -> impl FnOnce(ErrorStack) -> Error {
-    move |e| Error::Crypto {
-        context,
-        reason: e.to_string(),
-    }
 }
 
 fn pin_hash(pin: &str) -> [u8; 16] {
