@@ -77,16 +77,3 @@ build_ui() {
   say "building the UI"
   (cd ui && npm run --silent build >/dev/null)
 }
-
-# Run the service benchmark `cargo bench --bench $1` on SQLite and on a throwaway PostgreSQL
-# (fsync on), which is stopped again on exit.
-run_service_bench() {
-  ensure_apt "${BUILD_PKGS[@]}"
-  ensure_rust
-  source "$ROOT/scripts/postgres.sh"
-  trap stop_test_postgres EXIT
-  start_test_postgres
-  export KEYWARDEN_BENCH_POSTGRES_URL="${KEYWARDEN_TEST_POSTGRES_URL:-}"
-  [ -n "$KEYWARDEN_BENCH_POSTGRES_URL" ] || unset KEYWARDEN_BENCH_POSTGRES_URL
-  cargo bench --locked -p keywarden-server --bench "$1"
-}
