@@ -57,15 +57,14 @@ async fn enrolment_link_adds_a_passkey_bound_like_any_other(app: App) {
     assert_eq!(c["synced"], false);
     let id = c["id"].as_str().unwrap();
     // The same evidence and audit as an agent enrolment, and the person is told.
-    let (s, evidence) = app
-        .call(
+    let evidence = app
+        .as_admin(
             "GET",
             &format!("/api/v1/admin/credentials/{id}/evidence"),
-            &app.admin,
             None,
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{evidence}");
     assert_eq!(evidence["verification"]["enrolled_via"], "browser");
     assert_eq!(evidence["verification"]["verified"], true);
     assert!(app

@@ -50,15 +50,14 @@ async fn set_policy(app: &App, name: &str, priority: i64, user_type: &str, polic
 
 /// A person of a user type (so a population selects them), with a fresh ceremony on a laptop.
 async fn ceremony(app: &App, user_name: &str, user_type: &str) -> (Device, Value) {
-    let (s, v) = app
-        .call(
+    let v = app
+        .as_admin(
             "POST",
             "/api/v1/admin/people",
-            &app.admin,
             Some(json!({"user_name": user_name, "display_name": user_name})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE people SET user_type = $1 WHERE id = $2")
         .bind(user_type)
@@ -505,10 +504,9 @@ async fn stale_metadata_is_flagged(app: App) {
         )],
     )
     .await;
-    let (s, listing) = app
-        .call("GET", "/api/v1/admin/trust-anchors", &app.admin, None)
+    let listing = app
+        .as_admin("GET", "/api/v1/admin/trust-anchors", None, StatusCode::OK)
         .await;
-    assert_eq!(s, StatusCode::OK, "{listing}");
     assert_eq!(listing["mds"]["stale"], true, "{listing}");
     assert_eq!(listing["mds"]["next_update"], "2026-11-01", "{listing}");
     let sources = crate::common::field_of_each(&listing["anchors"], "source");
@@ -567,29 +565,26 @@ async fn admin_adds_and_removes_a_root(app: App) {
         ),
     )
     .await;
-    let (s, a) = app
-        .call(
+    let a = app
+        .as_admin(
             "POST",
             "/api/v1/admin/trust-anchors",
-            &app.admin,
             Some(json!({"pem": pem, "label": "Acme keys root"})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{a}");
     assert_eq!(a["source"], "admin");
     let (laptop, b) = ceremony(&app, "uma", "Employee").await;
     let (s, v) = crate::common::finish(&app, &laptop, &b, &key).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let fp = a["fingerprint"].as_str().unwrap();
-    let (s, _) = app
-        .call(
-            "DELETE",
-            &format!("/api/v1/admin/trust-anchors/{fp}"),
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    app.as_admin(
+        "DELETE",
+        &format!("/api/v1/admin/trust-anchors/{fp}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
     let actions = app.audit_actions().await;
     assert!(actions.contains(&"trust_anchor.added".to_owned()));
     assert!(actions.contains(&"trust_anchor.removed".to_owned()));

@@ -95,15 +95,7 @@ async fn retired_laptop_reporting(app: App) {
         retired_at(&app, &laptop.id).await,
         vec!["retired".to_owned()]
     );
-    let (_, devices) = app
-        .call("GET", "/api/v1/admin/devices", &app.admin, None)
-        .await;
-    let listed = devices
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == laptop.id.as_str())
-        .unwrap();
+    let listed = app.listed_device(&laptop.id).await;
     assert_eq!(
         (&listed["retired_reason"], listed["report_count"].as_u64()),
         (&json!("retired"), Some(1)),

@@ -179,7 +179,7 @@ impl App {
     }
 
     /// An admin call that must answer `expect`; returns the body.
-    async fn as_admin(
+    pub async fn as_admin(
         &self,
         method: &str,
         path: &str,
@@ -376,6 +376,14 @@ impl App {
     pub async fn device(&self, hostname: &str) -> Device {
         let token = self.provisioning_token().await;
         Device::provision(&self.router, &token, hostname, self.now()).await
+    }
+
+    /// The laptop `id` as the admin's device list shows it.
+    pub async fn listed_device(&self, id: &str) -> Value {
+        let path = "/api/v1/admin/devices";
+        let devices = self.as_admin("GET", path, None, StatusCode::OK).await;
+        let all = devices.as_array().unwrap();
+        all.iter().find(|d| d["id"] == id).unwrap().clone()
     }
 
     /// One column (`status`, `name`, …) of the credential `id`, as stored.
