@@ -90,9 +90,7 @@ fn check_in_now_records_its_outcome_and_the_outbox_survives_an_outage() {
 
 #[test]
 fn the_background_loop_checks_in_when_a_key_is_plugged_in() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     keywarden_keys::soft::simulate_unplug(&laptop.soft_keys[0]).unwrap();
     let child = laptop
         .command()

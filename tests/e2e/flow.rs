@@ -172,9 +172,7 @@ fn reverify_packed(ev: &Value) {
 
 #[test]
 fn a_report_sent_twice_is_stored_once() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    provisioned(&server, &laptop);
+    let (server, laptop, _, _) = ada_with_a_laptop(1);
 
     // Queue a report, keep a copy of the outbox entry (as if the agent crashed after sending
     // but before it saw the acknowledgement), send it, then put the copy back and send again.

@@ -3,8 +3,6 @@
 use keywarden_e2e::{device_signing_key, now_ms, Laptop, Server, SignedRequest};
 use serde_json::{json, Value};
 
-use crate::flow::provisioned;
-
 const PIN: &str = "2468-1357\n";
 
 /// A minimal valid report body.
@@ -123,9 +121,7 @@ fn a_reused_provisioning_token_is_refused() {
 
 #[test]
 fn replayed_stale_unknown_device_and_malformed_reports_are_refused() {
-    let server = Server::start();
-    let laptop = Laptop::new(0);
-    provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(0);
     let key = device_signing_key(&laptop);
     let device = laptop.device_id();
 
