@@ -3,7 +3,7 @@
 // 403 and changes nothing (the Rust test compares the database).
 import http from 'node:http';
 import {
-  scenario, Authenticators, newPage, BASE, need, redeem, add, signIn, home, row, checkpoint, check,
+  scenario, newPage, BASE, signIn, home, row, checkpoint, check, enrolWithTicket, LAPTOP, PHONE,
 } from './lib.mjs';
 
 /** A site of the attacker's on another 127.0.0.1 port: one page whose form posts itself. */
@@ -23,12 +23,7 @@ await scenario(async ({ browser, page }) => {
   // The victim has a laptop and a phone passkey and is signed in with the laptop one, so a
   // genuine "Report lost" of the phone would be accepted.
   const first = await newPage(browser);
-  const setup = await Authenticators.on(first.page);
-  await redeem(first.page, need('KW_TICKET'));
-  await setup.use('laptop', 'internal');
-  await add(first.page, 'laptop', 'Work laptop');
-  await setup.use('phone', 'hybrid');
-  await add(first.page, 'phone', 'My phone');
+  const setup = await enrolWithTicket(first.page, LAPTOP, PHONE);
   const auth = await setup.moveTo(page);
   await auth.use('laptop', 'internal');
   await signIn(page);

@@ -1,11 +1,10 @@
 // (a) Redeem IT's enrolment link and add this laptop's passkey; the home page lists it.
-import { scenario, Authenticators, newPage, BASE, need, redeem, add, home, row, rows, check } from './lib.mjs';
+import {
+  scenario, newPage, BASE, need, home, row, rows, check, enrolWithTicket, LAPTOP,
+} from './lib.mjs';
 
 await scenario(async ({ browser, page }) => {
-  const auth = await Authenticators.on(page);
-  await redeem(page, need('KW_TICKET'));
-  await auth.use('laptop', 'internal');
-  await add(page, 'laptop', 'Work laptop');
+  await enrolWithTicket(page, LAPTOP);
   await home(page);
   const laptop = row(page, 'Work laptop');
   check((await laptop.count()) === 1, `one "Work laptop" row: ${await rows(page)}`);

@@ -301,6 +301,24 @@ export async function redeem(page, ticket) {
 
 const ADD_BUTTON = { laptop: 'Add this laptop', phone: 'Add a phone' };
 
+/** This laptop's passkey and a phone's, as `enrolWithTicket` takes them. */
+export const LAPTOP = { id: 'laptop', transport: 'internal', what: 'laptop', name: 'Work laptop' };
+export const PHONE = { id: 'phone', transport: 'hybrid', what: 'phone', name: 'My phone' };
+
+/**
+ * Redeem IT's enrolment link (`KW_TICKET`) and add `passkeys` in turn, each from its own
+ * virtual authenticator; returns the page's authenticators.
+ */
+export async function enrolWithTicket(page, ...passkeys) {
+  const auth = await Authenticators.on(page);
+  await redeem(page, need('KW_TICKET'));
+  for (const { id, transport, what, name } of passkeys) {
+    await auth.use(id, transport);
+    await add(page, what, name);
+  }
+  return auth;
+}
+
 /**
  * On a freshly loaded /me/add, with the attached authenticator answering, add a laptop or phone
  * passkey named `name`. Waits for the outcome in `#status` (progress messages end with "…")

@@ -1,11 +1,8 @@
 // Name a passkey on the home page: the row shows the new name.
-import { scenario, Authenticators, need, redeem, add, home, row, rows, check } from './lib.mjs';
+import { scenario, home, row, rows, check, enrolWithTicket, LAPTOP } from './lib.mjs';
 
 await scenario(async ({ page }) => {
-  const auth = await Authenticators.on(page);
-  await redeem(page, need('KW_TICKET'));
-  await auth.use('laptop', 'internal');
-  await add(page, 'laptop', 'Work laptop');
+  await enrolWithTicket(page, LAPTOP);
   await home(page);
   const laptop = row(page, 'Work laptop');
   await laptop.getByLabel('New name').fill('Desk laptop');

@@ -1,16 +1,11 @@
 // (f) Sign in with the laptop passkey and report the phone lost: its row says so, and the key
 // used to sign in offers no "Report lost".
 import {
-  scenario, Authenticators, newPage, need, redeem, add, signIn, home, row, reportLostButton, screenshot, check,
+  scenario, newPage, signIn, home, row, reportLostButton, screenshot, check, enrolWithTicket, LAPTOP, PHONE,
 } from './lib.mjs';
 
 await scenario(async ({ browser, page }) => {
-  const auth = await Authenticators.on(page);
-  await redeem(page, need('KW_TICKET'));
-  await auth.use('laptop', 'internal');
-  await add(page, 'laptop', 'Work laptop');
-  await auth.use('phone', 'hybrid');
-  await add(page, 'phone', 'My phone');
+  const auth = await enrolWithTicket(page, LAPTOP, PHONE);
 
   const fresh = await newPage(browser);
   const auth2 = await auth.moveTo(fresh.page);

@@ -2,7 +2,8 @@
 // at Ben's passkey: the service refuses and nothing changes (the Rust test compares the
 // database).
 import {
-  scenario, Authenticators, newPage, need, redeem, add, signIn, home, row, reportLostButton, check, checkpoint,
+  scenario, Authenticators, newPage, need, redeem, add, signIn, home, row, reportLostButton, check,
+  checkpoint, enrolWithTicket,
 } from './lib.mjs';
 
 await scenario(async ({ browser, page }) => {
@@ -19,12 +20,11 @@ await scenario(async ({ browser, page }) => {
   // Ana: a laptop and a phone passkey, then signed in with the laptop one, so the phone's row
   // offers "Report lost" and that form would work on her own phone.
   const first = await newPage(browser);
-  const setup = await Authenticators.on(first.page);
-  await redeem(first.page, need('KW_TICKET'));
-  await setup.use('ana-laptop', 'internal');
-  await add(first.page, 'laptop', 'Ana laptop');
-  await setup.use('ana-phone', 'hybrid');
-  await add(first.page, 'phone', 'Ana phone');
+  const setup = await enrolWithTicket(
+    first.page,
+    { id: 'ana-laptop', transport: 'internal', what: 'laptop', name: 'Ana laptop' },
+    { id: 'ana-phone', transport: 'hybrid', what: 'phone', name: 'Ana phone' },
+  );
   const auth = await setup.moveTo(page);
   await auth.use('ana-laptop', 'internal');
   await signIn(page);

@@ -1,12 +1,10 @@
 // (c) Signed in as Ana, open Ben's enrolment link and add a passkey: it must never land on Ana
 // (the Rust test checks Ana still has only "Ana laptop").
-import { scenario, Authenticators, BASE, need, redeem, add, home, rows, check, firstOf } from './lib.mjs';
+import { scenario, BASE, need, add, home, rows, check, firstOf, enrolWithTicket } from './lib.mjs';
 
 await scenario(async ({ page }) => {
-  const auth = await Authenticators.on(page);
-  await redeem(page, need('KW_TICKET'));
-  await auth.use('ana-laptop', 'internal');
-  await add(page, 'laptop', 'Ana laptop');
+  const anaLaptop = { id: 'ana-laptop', transport: 'internal', what: 'laptop', name: 'Ana laptop' };
+  const auth = await enrolWithTicket(page, anaLaptop);
   await home(page);
 
   await page.goto(`${BASE}/me/enrol#ticket=${need('KW_OTHER_TICKET')}`);

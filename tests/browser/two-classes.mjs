@@ -1,16 +1,15 @@
 // (d) In a population that needs two device classes, a laptop passkey alone is below policy;
 // adding a phone passkey makes the person compliant, and the page says so.
-import { scenario, Authenticators, need, redeem, add, home, checkpoint, screenshot, check } from './lib.mjs';
+import {
+  scenario, add, home, checkpoint, screenshot, check, enrolWithTicket, LAPTOP,
+} from './lib.mjs';
 
 async function coverage(page) {
   return (await page.locator('#coverage').innerText()).trim();
 }
 
 await scenario(async ({ page }) => {
-  const auth = await Authenticators.on(page);
-  await redeem(page, need('KW_TICKET'));
-  await auth.use('laptop', 'internal');
-  await add(page, 'laptop', 'Work laptop');
+  const auth = await enrolWithTicket(page, LAPTOP);
   await home(page);
   const before = await coverage(page);
   check(/Below your organisation's policy/.test(before), `one class is below policy: ${before}`);

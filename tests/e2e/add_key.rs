@@ -4,7 +4,7 @@
 //! WebKitWebDriver), against the real service binary with software keys (test/demo).
 //! Screenshots land in `target/debug/screenshots/add-key-*.png`.
 
-use keywarden_e2e::{Laptop, Server};
+use keywarden_e2e::{ticket_args, Laptop, Server};
 
 use crate::wizard::{in_window, off};
 
@@ -24,17 +24,7 @@ fn credentials(server: &Server, person: &str) -> usize {
 fn with_one_key(server: &Server, laptop: &Laptop) -> (String, Vec<String>) {
     let (ada, keys) = crate::flow::provisioned(server, laptop);
     let ticket = server.ticket(&ada, None);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--pin-stdin",
-        ],
-        Some(&format!("{PIN}\n")),
-    );
+    laptop.enrol(&ticket, &[&keys[0]], &format!("{PIN}\n"));
     assert_eq!(credentials(server, &ada), 1);
     (ada, keys)
 }
@@ -47,17 +37,7 @@ fn on_the_command_line_a_second_key_takes_a_touch_of_the_first_not_a_ticket_alon
 
     // A ticket alone: refused, and the sentence says the two ways that work.
     let ticket = server.ticket(&ada, None);
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(&format!("{PIN}\n")),
-    );
+    let err = laptop.enrol_fails(&ticket, &[&keys[1]], &format!("{PIN}\n"));
     assert!(err.contains("step_up_required"), "{err}");
     assert!(err.contains("keywarden add-key --with-key ID"), "{err}");
     assert!(err.contains("--with-key ID"), "{err}");
@@ -81,16 +61,7 @@ fn on_the_command_line_a_second_key_takes_a_touch_of_the_first_not_a_ticket_alon
 
     // The same ticket again, now with a touch of a key she has.
     let out = laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--with-key",
-            &keys[1],
-            "--key",
-            &keys[2],
-            "--pin-stdin",
-        ],
+        &ticket_args("enrol", &ticket, Some(&keys[1]), &[&keys[2]]),
         Some(&format!("{PIN}\n{PIN}\n")),
     );
     assert!(out.contains("verified by the service"), "{out}");
@@ -141,14 +112,8 @@ fn in_the_window_a_ticket_refused_for_someone_with_a_key_leads_to_adding_one_wit
         ui.wait_text("#key-list", "You confirmed with this key")
             .await;
         ui.save_shot("add-key-03-new-key").await;
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[1]
-        ))
-        .await;
-        ui.wait_text("#step-title", "Choose a PIN").await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
+        ui.use_key(&keys[1]).await;
+        ui.choose_pin(PIN).await;
         ui.click("#pin-continue").await;
         ui.wait_text("#enrolled", "verified").await;
         let cov = ui.text("#coverage").await;

@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use keywarden_e2e::{Laptop, Server};
+use keywarden_e2e::Server;
 
 use crate::app::screenshot_dir;
-use crate::flow::provisioned;
 
 const PIN: &str = "2468-1357\n";
 
@@ -65,22 +64,8 @@ fn png_size(path: &Path) -> (u32, u32) {
 
 #[test]
 fn csf_evidence_and_dormant_access_pages_render_in_chromium() {
-    let server = Server::start();
-    let laptop = Laptop::new(2);
-    let (person, keys) = provisioned(&server, &laptop);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &server.ticket(&person, None),
-            "--key",
-            &keys[0],
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(2);
+    laptop.enrol(&server.ticket(&person, None), &[&keys[0], &keys[1]], PIN);
     // Someone leaves; their keys wait for a reclaim station, so the report has one row.
     server.hr_feed().deactivate(&person);
 

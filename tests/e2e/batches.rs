@@ -4,8 +4,6 @@
 use keywarden_e2e::{device_signing_key, now_ms, Laptop, Server, SignedRequest};
 use serde_json::{json, Value};
 
-use crate::flow::provisioned;
-
 /// The audit log as the admin exports it.
 fn audit(server: &Server) -> Vec<Value> {
     let (s, v) = server.admin("GET", "/api/v1/admin/audit/export", None);
@@ -37,9 +35,7 @@ fn seq(laptop: &Laptop) -> u64 {
 
 #[test]
 fn a_flush_sends_the_whole_outbox_in_one_signed_request() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     let ids = queue(&laptop, 3);
     let before = seq(&laptop);
 
@@ -68,9 +64,7 @@ fn a_flush_sends_the_whole_outbox_in_one_signed_request() {
 
 #[test]
 fn a_batch_with_one_unacceptable_report_stores_the_others_and_keeps_that_one_aside() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     let ids = queue(&laptop, 3);
 
     // The middle report claims a posture schema this service cannot read.
@@ -128,9 +122,7 @@ fn a_batch_with_one_unacceptable_report_stores_the_others_and_keeps_that_one_asi
 
 #[test]
 fn a_batch_answers_per_report_and_a_replayed_batch_changes_nothing() {
-    let server = Server::start();
-    let laptop = Laptop::new(0);
-    provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(0);
     let key = device_signing_key(&laptop);
     let device = laptop.device_id();
     let report = |id: &str| {

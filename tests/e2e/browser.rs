@@ -137,17 +137,7 @@ fn enrol_soft_key(server: &Server, person: &str) -> Laptop {
     let laptop = Laptop::new(1);
     laptop.provision(server);
     let key = laptop.key_ids().remove(0);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &server.ticket(person, None),
-            "--key",
-            &key,
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    laptop.enrol(&server.ticket(person, None), &[&key], PIN);
     laptop
 }
 

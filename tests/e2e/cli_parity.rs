@@ -90,9 +90,7 @@ fn check_in_now_records_its_outcome_and_the_outbox_survives_an_outage() {
 
 #[test]
 fn the_background_loop_checks_in_when_a_key_is_plugged_in() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     keywarden_keys::soft::simulate_unplug(&laptop.soft_keys[0]).unwrap();
     let child = laptop
         .command()
@@ -131,21 +129,9 @@ fn no_key_found_says_why() {
 
 #[test]
 fn wrong_pin_same_key_as_backup_and_passkeys_on_the_key() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    let (person, keys) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(1);
     let ticket = server.ticket(&person, None);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    laptop.enrol(&ticket, &[&keys[0]], PIN);
 
     // The same physical key as the backup (confirming with it, as adding a key takes): the
     // key itself refuses (it holds an excluded credential), and the service binds nothing more.
@@ -165,32 +151,12 @@ fn wrong_pin_same_key_as_backup_and_passkeys_on_the_key() {
     // A wrong PIN: refused with the retries left.
     let other = server.create_person("grace@example.com", "Grace Hopper");
     let ticket = server.ticket(&other, None);
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--pin-stdin",
-        ],
-        Some("0000-0000\n"),
-    );
+    let err = laptop.enrol_fails(&ticket, &[&keys[0]], "0000-0000\n");
     assert!(err.contains("wrong PIN"), "{err}");
     let (_, creds) = server.admin("GET", "/api/v1/admin/credentials", None);
     assert_eq!(creds.as_array().unwrap().len(), 1, "{creds}");
 
     // Credential management on the key: the organisation's passkey is there.
-    let out = laptop.ok(
-        &[
-            "credentials",
-            "--key",
-            &keys[0],
-            "--rp",
-            "keywarden.localhost",
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let out = laptop.credentials_on(&keys[0], "keywarden.localhost", PIN);
     assert!(out.contains("ada@example.com"), "{out}");
 }

@@ -21,30 +21,25 @@ pub fn provisioned(server: &Server, laptop: &Laptop) -> (String, Vec<String>) {
     (person, keys)
 }
 
+/// A fresh service and a provisioned laptop with `keys` software keys (test/demo), Ada in the
+/// directory: (service, laptop, Ada's person id, the key ids).
+pub fn ada_with_a_laptop(keys: usize) -> (Server, Laptop, String, Vec<String>) {
+    let server = Server::start();
+    let laptop = Laptop::new(keys);
+    let (person, keys) = provisioned(&server, &laptop);
+    (server, laptop, person, keys)
+}
+
 #[test]
 fn provision_report_and_enrol_two_keys_with_verified_attestation() {
-    let server = Server::start();
-    let laptop = Laptop::new(2);
-    let (person, keys) = provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = ada_with_a_laptop(2);
     assert_eq!(keys.len(), 2);
 
     let out = laptop.ok(&["report"], None);
     assert!(out.contains("2 key(s)"), "{out}");
 
     let ticket = server.ticket(&person, None);
-    let out = laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let out = laptop.enrol(&ticket, &[&keys[0], &keys[1]], PIN);
     assert!(
         out.contains("Enrolment for Ada Lovelace <ada@example.com>: 0 of 2"),
         "{out}"
@@ -177,9 +172,7 @@ fn reverify_packed(ev: &Value) {
 
 #[test]
 fn a_report_sent_twice_is_stored_once() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    provisioned(&server, &laptop);
+    let (server, laptop, _, _) = ada_with_a_laptop(1);
 
     // Queue a report, keep a copy of the outbox entry (as if the agent crashed after sending
     // but before it saw the acknowledgement), send it, then put the copy back and send again.

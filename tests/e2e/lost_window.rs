@@ -32,48 +32,12 @@ fn status(server: &Server, id: &str) -> String {
 
 fn enrolled_two(server: &Server, laptop: &Laptop, person: &str, keys: &[String]) {
     let ticket = server.ticket(person, None);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(&format!("{PIN}\n")),
-    );
-}
-
-/// A recovery ticket issued by a named help-desk member for `person`'s `lost` credential.
-fn recovery_ticket(server: &Server, person: &str, lost: &str) -> String {
-    let desk = server
-        .hr_feed()
-        .create_user("desk@example.com", "Desk", "IT");
-    let (s, t) = server.admin(
-        "POST",
-        "/api/v1/admin/tokens",
-        Some(json!({"role": "helpdesk", "label": "desk", "person_id": desk})),
-    );
-    assert_eq!(s, 201, "{t}");
-    let resp = reqwest::blocking::Client::new()
-        .post(format!("{}/api/v1/admin/recoveries", server.url))
-        .bearer_auth(t["token"].as_str().unwrap())
-        .json(&json!({"person_id": person, "lost_credential_id": lost, "proofing": {"method": "in_person_id_document", "detail": "badge and passport at the desk"}}))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    let v: Value = resp.json().unwrap();
-    v["ticket"].as_str().unwrap().to_owned()
+    laptop.enrol(&ticket, &[&keys[0], &keys[1]], &format!("{PIN}\n"));
 }
 
 #[test]
 fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
-    let server = Server::start();
-    let laptop = Laptop::new(3);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(3);
     enrolled_two(&server, &laptop, &ada, &keys);
     let radio = |id: &str| format!("#lost-key-list li[data-key-id=\"{id}\"] input");
 
@@ -184,7 +148,7 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
 
         // 5. The help desk's recovery ticket plus a touch of B: C is enrolled in the wizard,
         //    and A is revoked.
-        let ticket = off(|| recovery_ticket(&server, &ada, &lost));
+        let ticket = off(|| server.recovery_ticket(&ada, &lost));
         ui.click("#lost-error-action").await;
         ui.click("#lost-to-recover").await;
         ui.wait_text("#lost-title", "Enrol a replacement key").await;
@@ -206,14 +170,8 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
             "the ticket is never shown"
         );
         ui.wait_text("#key-list", "no PIN yet").await;
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[2]
-        ))
-        .await;
-        ui.wait_text("#step-title", "Choose a PIN").await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
+        ui.use_key(&keys[2]).await;
+        ui.choose_pin(PIN).await;
         ui.click("#pin-continue").await;
         ui.wait_text("#enrolled", "verified").await;
         ui.wait_text("#lost-revoked", "revoked now").await;
@@ -253,14 +211,7 @@ fn the_reclaim_station_window_shows_what_it_did_to_each_key() {
         ui.save_shot("reclaim-01-not-a-station").await;
 
         // 2. An admin marks it; both keys are reset, checked and recorded.
-        let (s, v) = off(|| {
-            server.admin(
-                "POST",
-                &format!("/api/v1/admin/devices/{device}/reclaim-station"),
-                Some(json!({"enabled": true})),
-            )
-        });
-        assert_eq!(s, 200, "{v}");
+        off(|| server.make_reclaim_station(&device));
         ui.click("#reclaim-run").await;
         ui.wait_text(
             "#reclaim-summary",

@@ -49,6 +49,15 @@ fn idp_receiver(listener: TcpListener) -> Arc<Mutex<Vec<(String, String)>>> {
     got
 }
 
+/// How many of the (one) leaver's keys the dormant-access report says are not reclaimed yet.
+fn keys_not_reclaimed(server: &Server) -> usize {
+    let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
+    dormant["people"][0]["keys_not_reclaimed"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{dormant}"))
+        .len()
+}
+
 #[test]
 fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
     // A port for the IdP, not listening yet: the IdP is down.
@@ -61,19 +70,7 @@ fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
     let laptop = Laptop::new(2);
     let (person, keys) = provisioned(&server, &laptop);
     let ticket = server.ticket(&person, None);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    laptop.enrol(&ticket, &[&keys[0], &keys[1]], PIN);
 
     // HR deactivates the person.
     server.hr_feed().deactivate(&person);
@@ -140,28 +137,12 @@ fn leaver_is_revoked_idp_told_once_after_outage_and_keys_reclaimed() {
         Some("offboarded")
     );
     // Only the keys are still live; IT takes them to a reclaim station.
-    let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
-    assert_eq!(
-        dormant["people"][0]["keys_not_reclaimed"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2,
-        "{dormant}"
-    );
+    assert_eq!(keys_not_reclaimed(&server), 2);
     let station = Laptop::with_keys_of(&laptop);
     station.provision(&server);
     let refused = station.fails(&["reclaim"], None);
     assert!(refused.contains("not an IT reclaim station"), "{refused}");
-    let (s, v) = server.admin(
-        "POST",
-        &format!(
-            "/api/v1/admin/devices/{}/reclaim-station",
-            station.device_id()
-        ),
-        Some(json!({"enabled": true})),
-    );
-    assert_eq!(s, 200, "{v}");
+    server.make_reclaim_station(&station.device_id());
     let out = station.ok(&["reclaim"], None);
     assert_eq!(out.matches("recorded as reclaimed").count(), 2, "{out}");
     assert!(out.contains("organisation-owned key is reset"), "{out}");
@@ -208,32 +189,14 @@ fn a_personal_key_loses_only_the_organisations_credentials_and_is_never_reset() 
         out.contains("never reset") && out.contains("PIN") && out.contains("NOT done"),
         "{out}"
     );
-    let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
-    assert_eq!(
-        dormant["people"][0]["keys_not_reclaimed"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1,
-        "{dormant}"
-    );
+    assert_eq!(keys_not_reclaimed(&server), 1);
     // With it, only the organisation's credential goes; the key keeps its PIN.
     let out = laptop.ok(&["reclaim", "--pin-stdin"], Some(PIN));
     assert!(out.contains("personal key, not reset: removed 1"), "{out}");
     assert!(out.contains("recorded as reclaimed"), "{out}");
     let keys_now: Value = serde_json::from_str(&laptop.ok(&["keys", "--json"], None)).unwrap();
     assert_eq!(keys_now[0]["pin_set"], true, "not reset: {keys_now}");
-    let listed = laptop.ok(
-        &[
-            "credentials",
-            "--key",
-            &key,
-            "--rp",
-            "keywarden.localhost",
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let listed = laptop.credentials_on(&key, "keywarden.localhost", PIN);
     assert!(listed.contains("no passkeys"), "{listed}");
     let (_, dormant) = server.admin("GET", "/api/v1/admin/reports/dormant-access", None);
     assert_eq!(dormant["people"], json!([]), "{dormant}");
@@ -256,28 +219,10 @@ pub(crate) fn departed_contractor_key(server: &Server, laptop: &Laptop) -> Strin
     let own = Laptop::with_keys_of(laptop);
     own.provision(server);
     let key = own.key_ids().remove(0);
-    own.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &server.ticket(&person, None),
-            "--key",
-            &key,
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    own.enrol(&server.ticket(&person, None), &[&key], PIN);
     hr.delete(&person);
     assert_eq!(own.retired_reason(server).as_deref(), Some("offboarded"));
     laptop.provision(server);
-    let (s, v) = server.admin(
-        "POST",
-        &format!(
-            "/api/v1/admin/devices/{}/reclaim-station",
-            laptop.device_id()
-        ),
-        Some(json!({"enabled": true})),
-    );
-    assert_eq!(s, 200, "{v}");
+    server.make_reclaim_station(&laptop.device_id());
     key
 }

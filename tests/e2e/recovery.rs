@@ -3,32 +3,16 @@
 //! alone is refused; the ticket plus a fresh sign-in with the remaining key enrols a
 //! replacement, and the lost credential is revoked.
 
-use keywarden_e2e::{Laptop, Server};
-use serde_json::{json, Value};
-
-use crate::flow::provisioned;
+use keywarden_e2e::ticket_args;
+use serde_json::Value;
 
 const PIN: &str = "2468-1357";
 
 #[test]
 fn lost_key_is_suspended_and_replaced_with_ticket_and_other_key() {
-    let server = Server::start();
-    let laptop = Laptop::new(3);
-    let (person, keys) = provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(3);
     let ticket = server.ticket(&person, None);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(&format!("{PIN}\n")),
-    );
+    laptop.enrol(&ticket, &[&keys[0], &keys[1]], &format!("{PIN}\n"));
 
     // Signed in with key 1, the person sees both keys and reports key 0 lost.
     let who: Value = serde_json::from_str(&laptop.ok(
@@ -62,51 +46,18 @@ fn lost_key_is_suspended_and_replaced_with_ticket_and_other_key() {
     assert!(out.contains("suspended"), "{out}");
 
     // The help desk (a named member) records the proofing and issues the recovery ticket.
-    let desk = server
-        .hr_feed()
-        .create_user("desk@example.com", "Desk", "IT");
-    let (s, t) = server.admin(
-        "POST",
-        "/api/v1/admin/tokens",
-        Some(json!({"role": "helpdesk", "label": "desk", "person_id": desk})),
-    );
-    assert_eq!(s, 201, "{t}");
-    let resp = reqwest::blocking::Client::new()
-        .post(format!("{}/api/v1/admin/recoveries", server.url))
-        .bearer_auth(t["token"].as_str().unwrap())
-        .json(&json!({"person_id": person, "lost_credential_id": lost, "proofing": {"method": "in_person_id_document", "detail": "badge and passport at the desk"}}))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    let recovery: Value = resp.json().unwrap();
-    let rticket = recovery["ticket"].as_str().unwrap().to_owned();
+    let rticket = server.recovery_ticket(&person, &lost);
 
     // The ticket alone is refused, with a sentence saying what else is needed.
     let err = laptop.fails(
-        &[
-            "recover",
-            "--ticket",
-            &rticket,
-            "--key",
-            &keys[2],
-            "--pin-stdin",
-        ],
+        &ticket_args("recover", &rticket, None, &[&keys[2]]),
         Some(&format!("{PIN}\n")),
     );
     assert!(err.contains("another of your active keys"), "{err}");
 
     // Ticket plus a fresh sign-in with key 1: key 2 replaces key 0.
     let out = laptop.ok(
-        &[
-            "recover",
-            "--ticket",
-            &rticket,
-            "--with-key",
-            &keys[1],
-            "--key",
-            &keys[2],
-            "--pin-stdin",
-        ],
+        &ticket_args("recover", &rticket, Some(&keys[1]), &[&keys[2]]),
         Some(&format!("{PIN}\n{PIN}\n")),
     );
     assert!(
@@ -135,16 +86,7 @@ fn lost_key_is_suspended_and_replaced_with_ticket_and_other_key() {
     );
     // The same ticket cannot be used twice.
     let err = laptop.fails(
-        &[
-            "recover",
-            "--ticket",
-            &rticket,
-            "--with-key",
-            &keys[1],
-            "--key",
-            &keys[2],
-            "--pin-stdin",
-        ],
+        &ticket_args("recover", &rticket, Some(&keys[1]), &[&keys[2]]),
         Some(&format!("{PIN}\n{PIN}\n")),
     );
     assert!(err.contains("already used"), "{err}");

@@ -3,8 +3,6 @@
 use keywarden_e2e::{device_signing_key, now_ms, Laptop, Server, SignedRequest};
 use serde_json::{json, Value};
 
-use crate::flow::provisioned;
-
 const PIN: &str = "2468-1357\n";
 
 /// A minimal valid report body.
@@ -34,35 +32,13 @@ const REPORTS: &str = "/api/v1/agent/reports";
 
 #[test]
 fn tickets_reused_expired_or_unknown_are_refused_and_change_nothing() {
-    let server = Server::start();
-    let laptop = Laptop::new(2);
-    let (person, keys) = provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(2);
 
     let ticket = server.ticket(&person, None);
-    laptop.ok(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[0],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    laptop.enrol(&ticket, &[&keys[0]], PIN);
 
     let before = server.snapshot();
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let err = laptop.enrol_fails(&ticket, &[&keys[1]], PIN);
     assert!(err.contains("ticket was already used at"), "{err}");
     assert!(err.contains("[ticket_used]"), "{err}");
     assert_eq!(
@@ -74,33 +50,13 @@ fn tickets_reused_expired_or_unknown_are_refused_and_change_nothing() {
     let short = server.ticket(&person, Some(1));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let before = server.snapshot();
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            &short,
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let err = laptop.enrol_fails(&short, &[&keys[1]], PIN);
     assert!(err.contains("ticket expired at"), "{err}");
     assert!(err.contains("[ticket_expired]"), "{err}");
     assert_eq!(server.snapshot(), without_reports(&before, &server));
 
     let before = server.snapshot();
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            "kwt_not-a-real-ticket",
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-        ],
-        Some(PIN),
-    );
+    let err = laptop.enrol_fails("kwt_not-a-real-ticket", &[&keys[1]], PIN);
     assert!(err.contains("unknown enrolment ticket"), "{err}");
     assert_eq!(server.snapshot(), without_reports(&before, &server));
 }
@@ -165,9 +121,7 @@ fn a_reused_provisioning_token_is_refused() {
 
 #[test]
 fn replayed_stale_unknown_device_and_malformed_reports_are_refused() {
-    let server = Server::start();
-    let laptop = Laptop::new(0);
-    provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(0);
     let key = device_signing_key(&laptop);
     let device = laptop.device_id();
 
@@ -277,9 +231,7 @@ fn an_attestation_with_an_altered_signature_is_refused() {
     use base64::Engine as _;
     use keywarden_keys::KeyProvider as _;
 
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    let (person, keys) = provisioned(&server, &laptop);
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(1);
     let key = device_signing_key(&laptop);
     let device = laptop.device_id();
     let ticket = server.ticket(&person, None);
@@ -395,29 +347,9 @@ fn a_credential_the_service_refuses_is_removed_from_the_key() {
         None,
     );
     let key = laptop.key_ids().remove(0);
-    let err = laptop.fails(
-        &[
-            "enrol",
-            "--ticket",
-            &server.ticket(&person, None),
-            "--key",
-            &key,
-            "--pin-stdin",
-        ],
-        Some("2468-1357\n"),
-    );
+    let err = laptop.enrol_fails(&server.ticket(&person, None), &[&key], "2468-1357\n");
     assert!(err.contains("allow-list"), "{err}");
-    let listed = laptop.ok(
-        &[
-            "credentials",
-            "--key",
-            &key,
-            "--rp",
-            "keywarden.localhost",
-            "--pin-stdin",
-        ],
-        Some("2468-1357\n"),
-    );
+    let listed = laptop.credentials_on(&key, "keywarden.localhost", "2468-1357\n");
     assert!(
         listed.contains("no passkeys"),
         "nothing left on the key: {listed}"

@@ -364,9 +364,7 @@ fn the_tray_checks_in_shows_its_status_and_opens_the_window_without_gtk_or_webki
         std::env::var_os("DISPLAY").is_some(),
         "this test needs a display: run it under xvfb-run (scripts/test.sh does)"
     );
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     let home = laptop.home.path().to_owned();
     let bus = SessionBus::start();
     let host = Host::connect(&bus);
@@ -468,9 +466,7 @@ fn the_tray_checks_in_shows_its_status_and_opens_the_window_without_gtk_or_webki
 
 #[test]
 fn without_a_tray_on_the_desktop_it_says_so_keeps_checking_in_and_shows_up_when_one_starts() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     let bus = SessionBus::start();
     let host = Host::connect(&bus);
     let (tray, stderr) = start_tray(&laptop, Some(&bus.address));
@@ -494,9 +490,7 @@ fn without_a_tray_on_the_desktop_it_says_so_keeps_checking_in_and_shows_up_when_
 
 #[test]
 fn without_a_session_bus_it_says_so_and_checks_in_and_a_second_tray_does_not_start() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     let home = laptop.home.path().to_owned();
     let (tray, stderr) = start_tray(&laptop, None);
     wait_for(
@@ -535,9 +529,7 @@ fn without_a_session_bus_it_says_so_and_checks_in_and_a_second_tray_does_not_sta
 
 #[test]
 fn closing_the_window_ends_its_process_while_the_tray_it_started_keeps_checking_in() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     let home = laptop.home.path().to_owned();
     let driver = Driver::for_laptop(&laptop);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -42,7 +42,11 @@ pub(crate) fn off<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// Open the app for `laptop` in a WebDriver session, wait until it shows the service it reports
 /// to, run `steps` against the window, and close the session.
 pub(crate) fn in_window(laptop: &Laptop, steps: impl AsyncFnOnce(&Ui)) {
-    let driver = Driver::for_laptop(laptop);
+    in_window_with(Driver::for_laptop(laptop), steps);
+}
+
+/// [`in_window`] with a driver of the caller's choosing (one started with extra environment).
+pub(crate) fn in_window_with(driver: Driver, steps: impl AsyncFnOnce(&Ui)) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,6 +68,19 @@ pub(crate) struct Ui {
 }
 
 impl Ui {
+    /// Use the key `id` from the key list as the new key.
+    pub(crate) async fn use_key(&self, id: &str) {
+        self.click(&format!("li[data-key-id=\"{id}\"] [data-action=use]"))
+            .await;
+    }
+
+    /// On "Choose a PIN", type `pin` as the new PIN, twice.
+    pub(crate) async fn choose_pin(&self, pin: &str) {
+        self.wait_text("#step-title", "Choose a PIN").await;
+        self.type_into("#new-pin", pin).await;
+        self.type_into("#new-pin-again", pin).await;
+    }
+
     pub(crate) async fn text(&self, css: &str) -> String {
         match self.c.find(Locator::Css(css)).await {
             Ok(el) => el.text().await.unwrap_or_default(),
@@ -145,9 +162,7 @@ impl Ui {
 
 #[test]
 fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
-    let server = Server::start();
-    let laptop = Laptop::new(2);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(2);
     assert_eq!(keys.len(), 2);
     let grace = server.create_person("grace@example.com", "Grace Hopper");
     let expired = server.ticket(&ada, Some(1));
@@ -208,11 +223,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         ui.shot("03-choose-key").await;
 
         // 3. Primary key: a new PIN typed twice; a mismatch is caught before anything is sent.
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[0]
-        ))
-        .await;
+        ui.use_key(&keys[0]).await;
         ui.wait_text("#step-title", "Choose a PIN").await;
         let rules = ui.text("#pin-rules").await;
         assert!(rules.contains("at least 4 characters"), "{rules}");
@@ -263,14 +274,8 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
             .unwrap();
         assert!(disabled.is_some(), "the same key cannot be the backup");
         ui.shot("07-choose-backup").await;
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[1]
-        ))
-        .await;
-        ui.wait_text("#step-title", "Choose a PIN").await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
+        ui.use_key(&keys[1]).await;
+        ui.choose_pin(PIN).await;
         let before_removed = off(|| bound(&server));
         keywarden_keys::soft::simulate_unplug(&laptop.soft_keys[1]).unwrap();
         ui.click("#pin-continue").await;
@@ -285,11 +290,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         keywarden_keys::soft::simulate_replug(&laptop.soft_keys[1]).unwrap();
         ui.click("#error-action").await;
         ui.wait_text("#key-list", "no PIN yet").await;
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[1]
-        ))
-        .await;
+        ui.use_key(&keys[1]).await;
         ui.type_into("#new-pin", PIN).await;
         ui.type_into("#new-pin-again", PIN).await;
         ui.click("#pin-continue").await;
@@ -312,11 +313,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         ui.click("#ticket-continue").await;
         ui.wait_text("#person", "Grace Hopper").await;
         ui.wait_text("#key-list", "PIN set, 8 attempts left").await;
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[0]
-        ))
-        .await;
+        ui.use_key(&keys[0]).await;
         ui.wait_text("#step-title", "Enter the key's PIN").await;
         // Cancelling at the PIN leaves nothing on the key or the service, and the session
         // (the ticket is spent) carries on.
@@ -329,11 +326,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
             before_cancel,
             "cancelling changed nothing"
         );
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[0]
-        ))
-        .await;
+        ui.use_key(&keys[0]).await;
         ui.wait_text("#step-title", "Enter the key's PIN").await;
         let before_wrong = off(|| bound(&server));
         ui.type_into("#pin", "0000-0000").await;
@@ -430,9 +423,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
 
 #[test]
 fn an_enrol_link_opens_the_wizard_with_its_ticket() {
-    let server = Server::start();
-    let laptop = Laptop::new(1);
-    let (ada, _) = crate::flow::provisioned(&server, &laptop);
+    let (server, laptop, ada, _) = crate::flow::ada_with_a_laptop(1);
     let ticket = server.ticket(&ada, None);
     let driver = Driver::for_laptop(&laptop);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -471,9 +462,7 @@ fn set_pin_retries(state: &std::path::Path, retries: u32) {
 
 #[test]
 fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
-    let mut server = Server::start();
-    let laptop = Laptop::new(2);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (mut server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(2);
     let grace = server.create_person("grace@example.com", "Grace Hopper");
     let first = server.ticket(&ada, None);
     let second = server.ticket(&ada, None);
@@ -496,10 +485,8 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.type_into("#ticket", &first).await;
         ui.click("#ticket-continue").await;
         ui.wait_text("#person", "Ada Lovelace").await;
-        ui.click(&use_key(&keys[0])).await;
-        ui.wait_text("#step-title", "Choose a PIN").await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
+        ui.use_key(&keys[0]).await;
+        ui.choose_pin(PIN).await;
         let before = off(|| bound(&server));
         keywarden_keys::soft::simulate_no_touch(&laptop.soft_keys[0]).unwrap();
         ui.click("#pin-continue").await;
@@ -572,10 +559,8 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         // 3. The service goes away mid-wizard: "cannot reach", nothing changed; when it is
         //    back, "Try again" finishes the backup.
         ui.wait_text("#key-list", "no PIN yet").await;
-        ui.click(&use_key(&keys[1])).await;
-        ui.wait_text("#step-title", "Choose a PIN").await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
+        ui.use_key(&keys[1]).await;
+        ui.choose_pin(PIN).await;
         let before = off(|| bound(&server));
         off(|| server.stop());
         ui.click("#pin-continue").await;
@@ -613,7 +598,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.click("#ticket-continue").await;
         ui.wait_text("#person", "Grace Hopper").await;
         ui.wait_text("#key-list", "PIN set, 1 attempt left").await;
-        ui.click(&use_key(&keys[1])).await;
+        ui.use_key(&keys[1]).await;
         ui.wait_text("#step-title", "Enter the key's PIN").await;
         let warning = ui.text("#wizard").await;
         assert!(
@@ -624,7 +609,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.click("[data-action=cancel]").await;
         set_pin_retries(&laptop.soft_keys[1], 0);
         ui.wait_text("#key-list", "PIN blocked").await;
-        ui.click(&use_key(&keys[1])).await;
+        ui.use_key(&keys[1]).await;
         ui.wait_text("#step-title", "Enter the key's PIN").await;
         let before = off(|| bound(&server));
         ui.type_into("#pin", PIN).await;

@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keywarden_e2e::{wait_for, Laptop, Server};
+use keywarden_e2e::{ticket_args, wait_for, Laptop, Server};
 
 use crate::app::Driver;
-use crate::wizard::{off, Ui};
+use crate::wizard::{in_window_with, off};
 
 const PIN: &str = "2468-1357";
 
@@ -69,119 +69,110 @@ fn read_lines(p: &Path) -> Vec<String> {
 
 #[test]
 fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
-    let mut server = Server::start();
-    let laptop = Laptop::new(2);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
+    let (mut server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(2);
     let ticket = server.ticket(&ada, None);
     let browser = Browser::new();
-    let driver = Driver::for_laptop_with(&laptop, &[("PATH", browser.path_env())]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
-        ui.type_into("#ticket", &ticket).await;
-        ui.click("#ticket-continue").await;
-        ui.wait_text("#person", "Ada Lovelace").await;
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[0]
-        ))
-        .await;
-        ui.wait_text("#step-title", "Choose a PIN").await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
-        ui.click("#pin-continue").await;
-        ui.wait_text("#enrolled", "verified").await;
-        ui.wait_text("#coverage", "You have 1 of 2").await;
+    in_window_with(
+        Driver::for_laptop_with(&laptop, &[("PATH", browser.path_env())]),
+        async |ui| {
+            ui.type_into("#ticket", &ticket).await;
+            ui.click("#ticket-continue").await;
+            ui.wait_text("#person", "Ada Lovelace").await;
+            ui.use_key(&keys[0]).await;
+            ui.choose_pin(PIN).await;
+            ui.click("#pin-continue").await;
+            ui.wait_text("#enrolled", "verified").await;
+            ui.wait_text("#coverage", "You have 1 of 2").await;
 
-        // The offer, after the key and beside "Enrol a backup key"; nothing opened yet.
-        let offer = ui.wait_text("#web-offer", "Add this laptop or your phone").await;
-        assert!(offer.contains("works once"), "{offer}");
-        assert_eq!(ui.text("#open-web").await, "Add this laptop or your phone");
-        assert!(ui.text("#backup").await.contains("Enrol a backup key"));
-        assert!(browser.opened().is_empty(), "nothing opened before the click");
-        ui.check_accessible("web link offer").await;
-        ui.save_shot("wizard-20-web-link-offer").await;
+            // The offer, after the key and beside "Enrol a backup key"; nothing opened yet.
+            let offer = ui
+                .wait_text("#web-offer", "Add this laptop or your phone")
+                .await;
+            assert!(offer.contains("works once"), "{offer}");
+            assert_eq!(ui.text("#open-web").await, "Add this laptop or your phone");
+            assert!(ui.text("#backup").await.contains("Enrol a backup key"));
+            assert!(
+                browser.opened().is_empty(),
+                "nothing opened before the click"
+            );
+            ui.check_accessible("web link offer").await;
+            ui.save_shot("wizard-20-web-link-offer").await;
 
-        // The click: the browser gets the link; the window says so, and until when it works.
-        ui.click("#open-web").await;
-        let said = ui
-            .wait_text("#web-link-status", "We opened your browser: finish there.")
-            .await;
-        let opened = wait_for(Duration::from_secs(10), "the browser to be opened", || {
-            let o = browser.opened();
-            (!o.is_empty()).then_some(o)
-        });
-        assert_eq!(opened.len(), 1, "opened once");
-        let url = opened[0].clone();
-        let link = url
-            .strip_prefix(&format!("{ORIGIN}/me/enrol#link="))
-            .unwrap_or_else(|| panic!("not the self-service page's link ({} chars)", url.len()));
-        assert!(link.len() >= 16, "a link, not a stub");
-        // "until HH:MM": between now and ten minutes from now on the window's own clock.
-        let until = said
-            .split("This link works once, until ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no expiry: {said}"))
-            .trim_end_matches('.')
-            .to_owned();
-        let allowed = ui
+            // The click: the browser gets the link; the window says so, and until when it works.
+            ui.click("#open-web").await;
+            let said = ui
+                .wait_text("#web-link-status", "We opened your browser: finish there.")
+                .await;
+            let opened = wait_for(Duration::from_secs(10), "the browser to be opened", || {
+                let o = browser.opened();
+                (!o.is_empty()).then_some(o)
+            });
+            assert_eq!(opened.len(), 1, "opened once");
+            let url = opened[0].clone();
+            let link = url
+                .strip_prefix(&format!("{ORIGIN}/me/enrol#link="))
+                .unwrap_or_else(|| {
+                    panic!("not the self-service page's link ({} chars)", url.len())
+                });
+            assert!(link.len() >= 16, "a link, not a stub");
+            // "until HH:MM": between now and ten minutes from now on the window's own clock.
+            let until = said
+                .split("This link works once, until ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no expiry: {said}"))
+                .trim_end_matches('.')
+                .to_owned();
+            let allowed = ui
             .js("const t = []; for (let m = 0; m <= 11; m++) { const d = new Date(Date.now() + m * 60000); t.push(String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0')); } return t;")
             .await;
-        assert!(
-            allowed
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t.as_str() == Some(until.as_str())),
-            "{until} is not within the next ten minutes ({allowed})"
-        );
-        // The link is a secret: not in the window, not in its markup.
-        let html = ui.js("return document.documentElement.outerHTML;").await;
-        assert!(!html.as_str().unwrap().contains(link), "the link reached the web view");
-        assert!(!html.as_str().unwrap().contains("#link="), "the link reached the web view");
-        ui.check_accessible("web link opened").await;
-        ui.save_shot("wizard-21-web-link-opened").await;
-        off(|| assert_single_use(&server, &url, "ada@example.com"));
+            assert!(
+                allowed
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t.as_str() == Some(until.as_str())),
+                "{until} is not within the next ten minutes ({allowed})"
+            );
+            // The link is a secret: not in the window, not in its markup.
+            let html = ui.js("return document.documentElement.outerHTML;").await;
+            assert!(
+                !html.as_str().unwrap().contains(link),
+                "the link reached the web view"
+            );
+            assert!(
+                !html.as_str().unwrap().contains("#link="),
+                "the link reached the web view"
+            );
+            ui.check_accessible("web link opened").await;
+            ui.save_shot("wizard-21-web-link-opened").await;
+            off(|| assert_single_use(&server, &url, "ada@example.com"));
 
-        // The backup key, then the summary: the offer is there too.
-        ui.click("#backup").await;
-        ui.wait_text("#key-list", "no PIN yet").await;
-        ui.click(&format!(
-            "li[data-key-id=\"{}\"] [data-action=use]",
-            keys[1]
-        ))
-        .await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
-        ui.click("#pin-continue").await;
-        ui.wait_text("#coverage", "You have 2 of 2").await;
-        ui.click("#finish").await;
-        ui.wait_text("#summary", "2 of 2").await;
-        ui.wait_text("#web-offer", "Add this laptop or your phone")
-            .await;
-        assert_eq!(browser.opened().len(), 1, "nothing opened without a click");
+            // The backup key, then the summary: the offer is there too.
+            ui.click("#backup").await;
+            ui.wait_text("#key-list", "no PIN yet").await;
+            ui.use_key(&keys[1]).await;
+            ui.type_into("#new-pin", PIN).await;
+            ui.type_into("#new-pin-again", PIN).await;
+            ui.click("#pin-continue").await;
+            ui.wait_text("#coverage", "You have 2 of 2").await;
+            ui.click("#finish").await;
+            ui.wait_text("#summary", "2 of 2").await;
+            ui.wait_text("#web-offer", "Add this laptop or your phone")
+                .await;
+            assert_eq!(browser.opened().len(), 1, "nothing opened without a click");
 
-        // The service is gone when the person asks again: a sentence and a way forward, and
-        // nothing handed to the browser.
-        off(|| server.stop());
-        ui.click("#open-web").await;
-        let err = ui
-            .wait_text("#error", "Cannot reach the Keywarden service")
-            .await;
-        assert!(err.contains("nothing was changed"), "{err}");
-        assert_eq!(browser.opened().len(), 1, "nothing more was opened");
-        ui.save_shot("wizard-22-web-link-service-unreachable").await;
-
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
-    });
-    drop(driver);
+            // The service is gone when the person asks again: a sentence and a way forward, and
+            // nothing handed to the browser.
+            off(|| server.stop());
+            ui.click("#open-web").await;
+            let err = ui
+                .wait_text("#error", "Cannot reach the Keywarden service")
+                .await;
+            assert!(err.contains("nothing was changed"), "{err}");
+            assert_eq!(browser.opened().len(), 1, "nothing more was opened");
+            ui.save_shot("wizard-22-web-link-service-unreachable").await;
+        },
+    );
 }
 
 /// The link works once: redeeming it (as the self-service page's script does) signs a browser
@@ -217,28 +208,35 @@ fn assert_single_use(server: &Server, url: &str, user_name: &str) {
     assert!(!cookie, "no session the second time");
 }
 
+/// Run the CLI, require success, and return (stdout, stderr).
+fn run_both(laptop: &Laptop, args: &[&str], stdin: &str) -> (String, String) {
+    let out = laptop.run(args, Some(stdin));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
+/// The self-service link the CLI printed on a line of its own on stderr.
+fn link_on(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("{ORIGIN}/me/enrol#link=")))
+        .expect("the link on a line of its own")
+        .trim()
+        .to_owned()
+}
+
 #[test]
 fn the_cli_prints_the_link_to_stderr_only_when_asked() {
-    let server = Server::start();
-    let laptop = Laptop::new(3);
-    let (ada, keys) = crate::flow::provisioned(&server, &laptop);
-    let enrol = |key: &str, extra: &[&str]| {
-        let ticket = server.ticket(&ada, None);
-        let mut args = vec!["enrol", "--ticket", &ticket, "--key", key, "--pin-stdin"];
-        args.extend_from_slice(extra);
-        let out = laptop.run(&args, Some(&format!("{PIN}\n")));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    };
+    let (server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(3);
     // Without the flag, no link anywhere.
-    let (stdout, stderr) = enrol(&keys[0], &[]);
+    let ticket = server.ticket(&ada, None);
+    let (stdout, stderr) = run_both(
+        &laptop,
+        &ticket_args("enrol", &ticket, None, &[&keys[0]]),
+        &format!("{PIN}\n"),
+    );
     assert!(stdout.contains("You have 1 of 2"), "{stdout}");
     assert!(
         !stdout.contains("#link=") && !stderr.contains("#link="),
@@ -247,21 +245,9 @@ fn the_cli_prints_the_link_to_stderr_only_when_asked() {
     // With it (a second person's first key, so a ticket alone is enough), on stderr only.
     let grace = server.create_person("grace@example.com", "Grace Hopper");
     let ticket = server.ticket(&grace, None);
-    let out = laptop.run(
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &keys[1],
-            "--pin-stdin",
-            "--browser-link",
-        ],
-        Some(&format!("{PIN}\n")),
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(out.status.success(), "{stderr}");
+    let mut args = ticket_args("enrol", &ticket, None, &[&keys[1]]);
+    args.push("--browser-link");
+    let (stdout, stderr) = run_both(&laptop, &args, &format!("{PIN}\n"));
     assert!(stdout.contains("You have 1 of 2"), "{stdout}");
     assert!(!stdout.contains("#link="), "the link never goes to stdout");
     assert!(
@@ -269,16 +255,11 @@ fn the_cli_prints_the_link_to_stderr_only_when_asked() {
         "{} chars on stderr",
         stderr.len()
     );
-    let url = stderr
-        .lines()
-        .find(|l| l.starts_with(&format!("{ORIGIN}/me/enrol#link=")))
-        .expect("the link on a line of its own")
-        .trim()
-        .to_owned();
-    assert_single_use(&server, &url, "grace@example.com");
+    assert_single_use(&server, &link_on(&stderr), "grace@example.com");
 
     // Ada, who has a key, adds another with it (no ticket), and asks for the link too.
-    let out = laptop.run(
+    let (stdout, stderr) = run_both(
+        &laptop,
         &[
             "add-key",
             "--with-key",
@@ -288,18 +269,9 @@ fn the_cli_prints_the_link_to_stderr_only_when_asked() {
             "--pin-stdin",
             "--browser-link",
         ],
-        Some(&format!("{PIN}\n{PIN}\n")),
+        &format!("{PIN}\n{PIN}\n"),
     );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("You have 2 of 2"), "{stdout}");
     assert!(!stdout.contains("#link="), "the link never goes to stdout");
-    let url = stderr
-        .lines()
-        .find(|l| l.starts_with(&format!("{ORIGIN}/me/enrol#link=")))
-        .expect("the link on a line of its own")
-        .trim()
-        .to_owned();
-    assert_single_use(&server, &url, "ada@example.com");
+    assert_single_use(&server, &link_on(&stderr), "ada@example.com");
 }

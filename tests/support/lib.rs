@@ -197,6 +197,37 @@ impl Server {
         v["secret"].as_str().unwrap().to_owned()
     }
 
+    /// A recovery ticket for `person`'s `lost` credential, issued by a named help-desk member
+    /// (created here, in the IT department) after in-person proofing.
+    pub fn recovery_ticket(&self, person: &str, lost: &str) -> String {
+        let desk = self.hr_feed().create_user("desk@example.com", "Desk", "IT");
+        let (s, t) = self.admin(
+            "POST",
+            "/api/v1/admin/tokens",
+            Some(serde_json::json!({"role": "helpdesk", "label": "desk", "person_id": desk})),
+        );
+        assert_eq!(s, 201, "{t}");
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/admin/recoveries", self.url))
+            .bearer_auth(t["token"].as_str().unwrap())
+            .json(&serde_json::json!({"person_id": person, "lost_credential_id": lost, "proofing": {"method": "in_person_id_document", "detail": "badge and passport at the desk"}}))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let v: Value = resp.json().unwrap();
+        v["ticket"].as_str().unwrap().to_owned()
+    }
+
+    /// Make the laptop `device_id` an IT reclaim station (as an admin does).
+    pub fn make_reclaim_station(&self, device_id: &str) {
+        let (s, v) = self.admin(
+            "POST",
+            &format!("/api/v1/admin/devices/{device_id}/reclaim-station"),
+            Some(serde_json::json!({"enabled": true})),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+
     /// The HR feed: a SCIM token of its own, and the calls an IdP makes.
     pub fn hr_feed(&self) -> HrFeed<'_> {
         let (s, v) = self.admin(
@@ -416,6 +447,26 @@ impl Laptop {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// `keywarden enrol --ticket TICKET --key KEY… --pin-stdin` with `pin` on stdin, required
+    /// to succeed; returns stdout.
+    pub fn enrol(&self, ticket: &str, keys: &[&str], pin: &str) -> String {
+        self.ok(&enrol_args(ticket, keys), Some(pin))
+    }
+
+    /// The same enrolment, required to fail; returns stderr.
+    pub fn enrol_fails(&self, ticket: &str, keys: &[&str], pin: &str) -> String {
+        self.fails(&enrol_args(ticket, keys), Some(pin))
+    }
+
+    /// `keywarden credentials --key KEY --rp RP --pin-stdin` (credential management on the key),
+    /// required to succeed; returns stdout.
+    pub fn credentials_on(&self, key: &str, rp: &str, pin: &str) -> String {
+        self.ok(
+            &["credentials", "--key", key, "--rp", rp, "--pin-stdin"],
+            Some(pin),
+        )
+    }
+
     pub fn key_ids(&self) -> Vec<String> {
         let v: Value = serde_json::from_str(&self.ok(&["--json", "keys"], None)).unwrap();
         v.as_array()
@@ -570,4 +621,28 @@ impl HrFeed<'_> {
         );
         assert_eq!(s, 204, "{v}");
     }
+}
+
+/// The arguments of `keywarden enrol` with a ticket, the keys to enrol and the PIN on stdin.
+fn enrol_args<'a>(ticket: &'a str, keys: &[&'a str]) -> Vec<&'a str> {
+    ticket_args("enrol", ticket, None, keys)
+}
+
+/// The arguments of a ticket command (`enrol`, `recover`): the ticket, the key that confirms it
+/// is the person (if any), the keys to enrol, and `--pin-stdin` (one PIN a line on stdin).
+pub fn ticket_args<'a>(
+    command: &'a str,
+    ticket: &'a str,
+    with_key: Option<&'a str>,
+    keys: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![command, "--ticket", ticket];
+    if let Some(with_key) = with_key {
+        args.extend(["--with-key", with_key]);
+    }
+    for key in keys {
+        args.extend(["--key", key]);
+    }
+    args.push("--pin-stdin");
+    args
 }

@@ -3,7 +3,7 @@
 import type { CredentialView } from "./bindings/CredentialView";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { SignInResponse } from "./bindings/SignInResponse";
-import { esc, SOFT_KEY_LABEL } from "./view";
+import { esc } from "./view";
 import {
   AFTER_LOST,
   canReport,
@@ -14,15 +14,8 @@ import {
   statusText,
   type LostState,
 } from "./lost";
-import { keySummary, pinWarning } from "./wizard";
-
-function keyName(k: KeyInfo | null): string {
-  return k ? (k.model ?? k.label) : "your key";
-}
-
-function softBadge(k: KeyInfo): string {
-  return k.backend === "soft" ? ` <span class="badge soft">${esc(SOFT_KEY_LABEL)}</span>` : "";
-}
+import { pinWarning } from "./wizard";
+import { keyName, keyRadios, noKeyFound } from "./key-choice";
 
 function errorBox(s: LostState): string {
   if (!s.error) return "";
@@ -38,26 +31,12 @@ function problem(s: LostState): string {
 /** The keys plugged in, as radio buttons; `none` adds "I have no key left" (recovery). */
 function keyChoice(s: LostState, legend: string, none: boolean): string {
   const chosen = s.noKeyLeft && none ? null : chosenKey(s);
-  const items = s.keys
-    .map((k, i) => {
-      // A key without a PIN holds no passkey of the organisation (enrolment sets one).
-      const usable = k.pin_set && k.pin_retries !== 0;
-      const checked = usable && chosen?.id === k.id ? " checked" : "";
-      const why = !k.pin_set
-        ? `<span class="hint">No PIN: this key was never enrolled, so it cannot sign you in.</span>`
-        : k.pin_retries === 0
-          ? `<span class="hint">Its PIN is blocked, so it cannot sign you in.</span>`
-          : "";
-      return `<li class="card keychoice" data-key-id="${esc(k.id)}"><input type="radio" name="lost-key" id="lost-key-${i}" value="${esc(
-        k.id,
-      )}"${checked}${usable ? "" : " disabled"} /><label class="choice" for="lost-key-${i}"><strong>${esc(keyName(k))}</strong>${softBadge(k)}
-<span class="hint">${esc(keySummary(k))}</span>${why}</label></li>`;
-    })
-    .join("");
-  const empty =
-    s.keys.length === 0
-      ? `<p id="lost-no-key">No security key found. Plug in a key you still have; this list updates by itself.</p>`
-      : "";
+  // A key without a PIN holds no passkey of the organisation (enrolment sets one).
+  const items = keyRadios(s.keys, "lost-key", chosen, (k) => k.pin_set && k.pin_retries !== 0, {
+    noPin: "No PIN: this key was never enrolled, so it cannot sign you in.",
+    blocked: "Its PIN is blocked, so it cannot sign you in.",
+  });
+  const empty = noKeyFound(s.keys, "lost-no-key", "a key you still have");
   const noneItem = none
     ? `<li class="card keychoice"><input type="radio" name="lost-key" id="lost-key-none" value=""${
         s.noKeyLeft ? " checked" : ""

@@ -2,46 +2,15 @@ import { describe, expect, it } from "vitest";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { UiError } from "./bindings/UiError";
 import type { CredentialView } from "./bindings/CredentialView";
-import type { KeyInfo } from "./bindings/KeyInfo";
 import type { SignInResponse } from "./bindings/SignInResponse";
 import { canReport, chosenKey, failedAt, initialLostState, lostRecovery, statusText, withUpdated, type LostState } from "./lost";
 import { renderLost } from "./lost-view";
+import { credential, dom, softKey } from "./test-support";
 
-const key = (id: string, patch: Partial<KeyInfo> = {}): KeyInfo => ({
-  id,
-  backend: "soft",
-  label: "software key (test/demo)",
-  model: "Keywarden software key (test/demo)",
-  aaguid: "85e17f29-90da-40f7-8f3f-526b9449f38f",
-  versions: ["FIDO_2_1"],
-  extensions: [],
-  options: {},
-  pin_protocols: [2],
-  firmware_version: 3,
-  pin_set: true,
-  pin_retries: 8,
-  min_pin_length: 4,
-  force_pin_change: false,
-  remaining_discoverable_credentials: 25,
-  ...patch,
-});
+const key = softKey;
 
-const cred = (id: string, status: string, model = "Keywarden software key (test/demo)"): CredentialView => ({
-  id,
-  person_id: "p1",
-  aaguid: "85e17f29-90da-40f7-8f3f-526b9449f38f",
-  model,
-  software_key: true,
-  attestation_format: "packed",
-  attestation_type: "basic",
-  enrolled_on_device: "d1",
-  status,
-  created_at_ms: 1_760_000_000_000,
-  device_class: "software",
-  synced: false,
-  name: null,
-  enrolled_via: "agent",
-});
+const cred = (id: string, status: string, model = "Keywarden software key (test/demo)"): CredentialView =>
+  credential({ id, status, model });
 
 const who: SignInResponse = {
   person: { id: "p1", user_name: "ada@example.com", display_name: "Ada <Lovelace>" },
@@ -50,12 +19,6 @@ const who: SignInResponse = {
 };
 
 const state = (patch: Partial<LostState>): LostState => ({ ...initialLostState(), ...patch });
-
-function dom(html: string): Document {
-  const d = document.implementation.createHTMLDocument("t");
-  d.body.innerHTML = html;
-  return d;
-}
 
 describe("signing in with the key you still have", () => {
   it("preselects the only key, or the one chosen before, and asks for its PIN", () => {

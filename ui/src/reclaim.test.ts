@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { KeyInfo } from "./bindings/KeyInfo";
+import { dom, softKey } from "./test-support";
 import type { ReclaimedKey } from "./bindings/ReclaimedKey";
 import { checkText, doneText, initialReclaimState, needsPin, reclaimSummary, renderReclaim, sentence } from "./reclaim-view";
 
@@ -40,29 +40,7 @@ const personalNoPin: ReclaimedKey = {
   recorded: false,
 };
 
-const key: KeyInfo = {
-  id: "soft:aaaa1111",
-  backend: "soft",
-  label: "software key (test/demo)",
-  model: "Keywarden software key (test/demo)",
-  aaguid: "85e17f29-90da-40f7-8f3f-526b9449f38f",
-  versions: ["FIDO_2_1"],
-  extensions: [],
-  options: {},
-  pin_protocols: [2],
-  firmware_version: 3,
-  pin_set: true,
-  pin_retries: 8,
-  min_pin_length: 4,
-  force_pin_change: false,
-  remaining_discoverable_credentials: 25,
-};
-
-function dom(html: string): Document {
-  const d = document.implementation.createHTMLDocument("t");
-  d.body.innerHTML = html;
-  return d;
-}
+const key = softKey("soft:aaaa1111");
 
 describe("what the station did", () => {
   it("names a reset, a personal key's credentials removed, and a fallback without reset", () => {

@@ -5,6 +5,7 @@ import type { NoKeyFinding } from "./bindings/NoKeyFinding";
 import type { UiError } from "./bindings/UiError";
 import type { WizardSession } from "./bindings/WizardSession";
 import { esc, renderFindings, SOFT_KEY_LABEL } from "./view";
+import { keyName, keyRadios, noKeyFound, softBadge } from "./key-choice";
 import {
   canProve,
   coverageText,
@@ -94,14 +95,6 @@ function personLine(s: WizardSession | null, replacing: boolean): string {
   )}&gt;. ${esc(coverageText(s))}</p>${replacement}`;
 }
 
-function keyName(k: KeyInfo | null | undefined): string {
-  return k ? (k.model ?? k.label) : "your key";
-}
-
-function softBadge(k: KeyInfo): string {
-  return k.backend === "soft" ? ` <span class="badge soft">${esc(SOFT_KEY_LABEL)}</span>` : "";
-}
-
 function ticketStep(s: WizardState): string {
   const link = s.ticketFromLink
     ? `<p class="hint">A ticket arrived from an enrolment link. Continue with it, or paste another one.</p>`
@@ -128,25 +121,11 @@ export function proveKey(s: Pick<WizardState, "keys" | "proveKeyId">): KeyInfo |
 
 function proveStep(s: WizardState): string {
   const chosen = proveKey(s);
-  const items = s.keys
-    .map((k, i) => {
-      const usable = canProve(k);
-      const checked = usable && chosen?.id === k.id ? " checked" : "";
-      const why = !k.pin_set
-        ? `<span class="hint">No PIN: this key was never enrolled, so it cannot confirm who you are. It can be the new key.</span>`
-        : k.pin_retries === 0
-          ? `<span class="hint">Its PIN is blocked, so it cannot confirm who you are.</span>`
-          : "";
-      return `<li class="card keychoice" data-key-id="${esc(k.id)}"><input type="radio" name="prove-key" id="prove-key-${i}" value="${esc(
-        k.id,
-      )}"${checked}${usable ? "" : " disabled"} /><label class="choice" for="prove-key-${i}"><strong>${esc(keyName(k))}</strong>${softBadge(k)}
-<span class="hint">${esc(keySummary(k))}</span>${why}</label></li>`;
-    })
-    .join("");
-  const empty =
-    s.keys.length === 0
-      ? `<p id="prove-no-key">No security key found. Plug in a key you already have; this list updates by itself.</p>`
-      : "";
+  const items = keyRadios(s.keys, "prove-key", chosen, canProve, {
+    noPin: "No PIN: this key was never enrolled, so it cannot confirm who you are. It can be the new key.",
+    blocked: "Its PIN is blocked, so it cannot confirm who you are.",
+  });
+  const empty = noKeyFound(s.keys, "prove-no-key", "a key you already have");
   const warn = pinWarning(s.error?.retries_left ?? chosen?.pin_retries);
   const problem = s.inputProblem ? `<p id="prove-problem" class="warning" role="alert">${esc(s.inputProblem)}</p>` : "";
   const touch = s.busy

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { UiError } from "./bindings/UiError";
-import type { KeyInfo } from "./bindings/KeyInfo";
 import type { WizardSession } from "./bindings/WizardSession";
 import {
   asUiError,
@@ -17,24 +16,9 @@ import {
   webLinkOpenedText,
 } from "./wizard";
 import { initialState, proveKey, renderProgress, renderWizard } from "./wizard-view";
+import { credential, softKey } from "./test-support";
 
-const key: KeyInfo = {
-  id: "soft:abc",
-  backend: "soft",
-  label: "software key (test/demo)",
-  model: "Keywarden software key (test/demo)",
-  aaguid: "85e17f29-90da-40f7-8f3f-526b9449f38f",
-  versions: ["FIDO_2_1"],
-  extensions: [],
-  options: { clientPin: false },
-  pin_protocols: [2],
-  firmware_version: 3,
-  pin_set: false,
-  pin_retries: 8,
-  min_pin_length: 6,
-  force_pin_change: false,
-  remaining_discoverable_credentials: 25,
-};
+const key = softKey("soft:abc", { options: { clientPin: false }, pin_set: false, min_pin_length: 6 });
 
 const session: WizardSession = {
   person: { id: "p1", user_name: "ada@example.com", display_name: "Ada <Lovelace>" },
@@ -216,22 +200,7 @@ describe("wizard view", () => {
     expect(html).toMatch(/Careful: 3 attempts left/);
   });
   it("asks for a backup until the policy is met, then offers to finish", () => {
-    const cred = {
-      id: "c",
-      person_id: "p1",
-      aaguid: key.aaguid,
-      model: "Model X",
-      software_key: true,
-      attestation_format: "packed",
-      attestation_type: "basic",
-      enrolled_on_device: "d",
-      status: "active",
-      created_at_ms: 0,
-      device_class: "software",
-      synced: false,
-      name: null,
-      enrolled_via: "agent",
-    };
+    const cred = credential({ model: "Model X", enrolled_on_device: "d", created_at_ms: 0 });
     const one = { ...session, active_authenticators: 1, enrolled: [cred] };
     const html = renderWizard({ ...initialState(), step: "enrolled", session: one, lastEnrolled: cred });
     expect(html).toContain("Enrol a backup key");
@@ -253,22 +222,7 @@ describe("wizard view", () => {
 });
 
 describe("adding this laptop or a phone in the browser", () => {
-  const cred = {
-    id: "c",
-    person_id: "p1",
-    aaguid: key.aaguid,
-    model: "Model X",
-    software_key: true,
-    attestation_format: "packed",
-    attestation_type: "basic",
-    enrolled_on_device: "d",
-    status: "active",
-    created_at_ms: 0,
-    device_class: "software",
-    synced: false,
-    name: null,
-    enrolled_via: "agent",
-  };
+  const cred = credential({ model: "Model X", enrolled_on_device: "d", created_at_ms: 0 });
   const one = { ...session, active_authenticators: 1, enrolled: [cred] };
   const two = { ...one, active_authenticators: 2 };
   const doc = (html: string) => new DOMParser().parseFromString(html, "text/html");

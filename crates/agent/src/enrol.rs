@@ -27,7 +27,8 @@ pub trait EnrolPrompts: Prompt {
     fn pin(&self, key: &KeyInfo, retries: Option<u32>, last_failed: bool) -> Result<String>;
 }
 
-/// The clientDataJSON a platform builds for `create()`; field order as WebAuthn shows it.
+/// The clientDataJSON a platform builds (`kind` is `webauthn.create` or `webauthn.get`); field
+/// order as WebAuthn shows it.
 #[derive(Serialize)]
 struct ClientData<'a> {
     #[serde(rename = "type")]
@@ -38,15 +39,20 @@ struct ClientData<'a> {
     cross_origin: bool,
 }
 
-/// Serialized clientDataJSON for a registration.
-pub fn client_data_json(options: &RegistrationOptions) -> Vec<u8> {
+/// Serialized clientDataJSON of `kind` for a challenge from `origin`.
+pub(crate) fn client_data(kind: &'static str, challenge: &str, origin: &str) -> Vec<u8> {
     let cd = ClientData {
-        kind: "webauthn.create",
-        challenge: &options.challenge,
-        origin: &options.origin,
+        kind,
+        challenge,
+        origin,
         cross_origin: false,
     };
     serde_json::to_vec(&cd).unwrap_or_default()
+}
+
+/// Serialized clientDataJSON for a registration.
+pub fn client_data_json(options: &RegistrationOptions) -> Vec<u8> {
+    client_data("webauthn.create", &options.challenge, &options.origin)
 }
 
 fn decode(field: &str, text: &str) -> Result<Vec<u8>> {

@@ -76,6 +76,17 @@ pub fn carry_out(
         remaining_credential_ids: remaining,
         detail,
     };
+    // Nothing removed: every credential the directive names is still there.
+    let failed = |action, detail: String| {
+        let remaining = d.credential_ids.clone();
+        receipt(
+            action,
+            ReclaimOutcome::Failed,
+            Vec::new(),
+            remaining,
+            detail,
+        )
+    };
     let by_pin = |key: &mut dyn Authenticator, pin: &str, note: &str| {
         match delete_with_pin(key, d, pin) {
         Ok((removed, remaining)) if remaining.is_empty() => receipt(
@@ -92,25 +103,13 @@ pub fn carry_out(
             remaining.clone(),
             format!("{} of the organisation's credentials are still on the key after deleting", remaining.len()),
         ),
-        Err(e) => receipt(
-            ReclaimAction::DeleteCredentials,
-            ReclaimOutcome::Failed,
-            Vec::new(),
-            d.credential_ids.clone(),
-            format!("could not remove the credentials: {e}"),
-        ),
+        Err(e) => failed(ReclaimAction::DeleteCredentials, format!("could not remove the credentials: {e}")),
     }
     };
     match d.action {
         ReclaimAction::DeleteCredentials => match pin {
             Some(pin) => by_pin(key, pin, "personal key, not reset: "),
-            None => receipt(
-                ReclaimAction::DeleteCredentials,
-                ReclaimOutcome::Failed,
-                Vec::new(),
-                d.credential_ids.clone(),
-                "this is a personal key: it is never reset, and removing the organisation's credentials needs its PIN; ask its owner to type it".to_owned(),
-            ),
+            None => failed(ReclaimAction::DeleteCredentials, "this is a personal key: it is never reset, and removing the organisation's credentials needs its PIN; ask its owner to type it".to_owned()),
         },
         ReclaimAction::Reset => match key.reset(prompt) {
             Ok(()) => match key.info() {
@@ -121,32 +120,14 @@ pub fn carry_out(
                     Vec::new(),
                     "factory reset; the check afterwards found no PIN and no credentials".to_owned(),
                 ),
-                Ok(_) => receipt(
-                    ReclaimAction::Reset,
-                    ReclaimOutcome::Failed,
-                    Vec::new(),
-                    d.credential_ids.clone(),
-                    "the key still has a PIN after the reset: it did not reset".to_owned(),
-                ),
-                Err(e) => receipt(
-                    ReclaimAction::Reset,
-                    ReclaimOutcome::Failed,
-                    Vec::new(),
-                    d.credential_ids.clone(),
-                    format!("could not check the key after the reset: {e}"),
-                ),
+                Ok(_) => failed(ReclaimAction::Reset, "the key still has a PIN after the reset: it did not reset".to_owned()),
+                Err(e) => failed(ReclaimAction::Reset, format!("could not check the key after the reset: {e}")),
             },
             // An organisation-owned key that this agent cannot reset: with the PIN, its
             // credentials are removed instead.
             Err(e) => match pin {
                 Some(pin) => by_pin(key, pin, &format!("reset not possible ({e}); ")),
-                None => receipt(
-                    ReclaimAction::Reset,
-                    ReclaimOutcome::Failed,
-                    Vec::new(),
-                    d.credential_ids.clone(),
-                    format!("could not reset the key: {e}"),
-                ),
+                None => failed(ReclaimAction::Reset, format!("could not reset the key: {e}")),
             },
         },
     }

@@ -6,30 +6,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use keywarden_keys::{Authenticator, GetAssertionRequest, Prompt};
 use keywarden_protocol::{AssertionOptions, AssertionResponse, StepUp};
-use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// The clientDataJSON a platform builds for `get()`; field order as WebAuthn shows it.
-#[derive(Serialize)]
-struct ClientData<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    challenge: &'a str,
-    origin: &'a str,
-    #[serde(rename = "crossOrigin")]
-    cross_origin: bool,
-}
-
 /// The clientDataJSON bytes for an assertion.
 pub fn client_data_json(options: &AssertionOptions) -> Vec<u8> {
-    let cd = ClientData {
-        kind: "webauthn.get",
-        challenge: &options.challenge,
-        origin: &options.origin,
-        cross_origin: false,
-    };
-    serde_json::to_vec(&cd).unwrap_or_default()
+    crate::enrol::client_data("webauthn.get", &options.challenge, &options.origin)
 }
 
 /// Run getAssertion on an opened key for `options`, verifying the user with `pin`.

@@ -47,6 +47,8 @@ pub mod models;
 pub mod ctap2;
 #[cfg(any(feature = "soft", feature = "hid"))]
 pub mod ctaphid;
+#[cfg(feature = "soft")]
+mod ec;
 #[cfg(feature = "hid")]
 pub mod hid;
 #[cfg(feature = "hid")]

@@ -30,16 +30,7 @@ async fn an_agent_sends_single_reports_to_a_service_without_batches() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, older).await.unwrap() });
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/provisioning-tokens",
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let token = v["secret"].as_str().unwrap().to_owned();
+    let token = app.provisioning_token().await;
 
     let home = tempfile::tempdir().unwrap();
     let dir = home.path().to_owned();

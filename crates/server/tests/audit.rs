@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use axum::http::StatusCode;
 use common::App;
 use keywarden_server::audit;
@@ -19,21 +17,6 @@ both_backends!(
     deleted_tail_is_detected,
     export_is_linked_json_lines
 );
-
-fn cli(app: &App, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-        .args(args)
-        .arg("--database-url")
-        .arg(&app.db.url)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 async fn some_history(app: &App) {
     for name in ["ann", "bob", "cy"] {
@@ -49,7 +32,7 @@ async fn some_history(app: &App) {
 
 async fn changed_row_is_detected(app: App) {
     some_history(&app).await;
-    let (ok, text) = cli(&app, &["audit", "verify"]);
+    let (ok, text) = app.cli(&["audit", "verify"]);
     assert!(ok, "{text}");
     assert!(text.contains("audit log intact"), "{text}");
     // Someone with database access rewrites who a ticket was issued for.
@@ -60,7 +43,7 @@ async fn changed_row_is_detected(app: App) {
     let v = audit::verify(&app.state.db).await.unwrap();
     assert!(!v.intact);
     assert!(v.problem.as_deref().unwrap().contains("row 4"), "{v:?}");
-    let (ok, text) = cli(&app, &["audit", "verify"]);
+    let (ok, text) = app.cli(&["audit", "verify"]);
     assert!(!ok, "verify exits non-zero on a tampered log");
     assert!(
         text.contains("TAMPERED") && text.contains("row 4") && text.contains("changed"),
@@ -81,7 +64,7 @@ async fn deleted_row_is_detected(app: App) {
         .execute(&app.state.db)
         .await
         .unwrap();
-    let (ok, text) = cli(&app, &["audit", "verify"]);
+    let (ok, text) = app.cli(&["audit", "verify"]);
     assert!(!ok);
     assert!(text.contains("row 3 is missing"), "{text}");
 }
@@ -100,7 +83,7 @@ async fn deleted_tail_is_detected(app: App) {
 
 async fn export_is_linked_json_lines(app: App) {
     some_history(&app).await;
-    let (ok, text) = cli(&app, &["audit", "export"]);
+    let (ok, text) = app.cli(&["audit", "export"]);
     assert!(ok, "{text}");
     let lines: Vec<audit::Entry> = text
         .lines()

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use axum::http::StatusCode;
 use common::{App, Device, SoftKey};
 use keywarden_protocol::SOFT_KEY_AAGUID;
@@ -109,20 +107,12 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
     );
     assert_eq!(r["synced_credentials"], 0);
     assert_eq!(contractors["people_by_class"], json!({"software": 1}));
-    let disk = r["posture"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["signal"] == "disk_encryption")
-        .unwrap();
-    assert_eq!(disk["non_compliant"], 1);
-    let fw = r["posture"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["signal"] == "firewall")
-        .unwrap();
-    assert_eq!(fw["unknown"], 1);
+    let signal = |name: &str| {
+        let all = r["posture"].as_array().unwrap();
+        all.iter().find(|s| s["signal"] == name).unwrap().clone()
+    };
+    assert_eq!(signal("disk_encryption")["non_compliant"], 1);
+    assert_eq!(signal("firewall")["unknown"], 1);
     let (_, only) = app
         .call(
             "GET",
@@ -139,12 +129,7 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
 
     // The same from the command line.
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-            .args(args)
-            .arg("--database-url")
-            .arg(&app.db.url)
-            .output()
-            .unwrap();
+        let out = app.server_cli(args);
         assert!(
             out.status.success(),
             "{}",
@@ -180,12 +165,7 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
             "retired, lost",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-            .args(args)
-            .arg("--database-url")
-            .arg(&app.db.url)
-            .output()
-            .unwrap();
+        let out = app.server_cli(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
         assert!(

@@ -44,10 +44,7 @@ async fn disallowed_aaguid_is_refused_then_allowed(app: App) {
     let (s, v) = finish(&app, &laptop, &b, &key).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["error"]["code"], "aaguid_not_allowed");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains(SOFT_KEY_AAGUID));
+    assert!(common::error_message(&v).contains(SOFT_KEY_AAGUID));
     assert_eq!(bound(&app).await, 0, "nothing bound");
     assert_eq!(
         app.count("SELECT COUNT(*) FROM ceremonies WHERE completed_at IS NULL")
@@ -77,13 +74,7 @@ async fn short_pin_length_is_refused(app: App) {
     let (s, v) = finish(&app, &laptop, &b, &SoftKey::new()).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["error"]["code"], "pin_too_short");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at least 8"),
-        "{v}"
-    );
+    assert!(common::error_message(&v).contains("at least 8"), "{v}");
     assert_eq!(bound(&app).await, 0);
     // People outside the population are not affected.
     let other = app.person("ivy").await;
@@ -105,10 +96,7 @@ async fn non_compliant_laptop_is_refused(app: App) {
     let (s, v) = begin(&app, &laptop, &ticket).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no posture report"),
+        common::error_message(&v).contains("no posture report"),
         "{v}"
     );
     // Reports an unencrypted disk.
@@ -117,10 +105,7 @@ async fn non_compliant_laptop_is_refused(app: App) {
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["error"]["code"], "laptop_noncompliant");
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("disk encryption is off"),
+        common::error_message(&v).contains("disk encryption is off"),
         "{v}"
     );
     assert_eq!(

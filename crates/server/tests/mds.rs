@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use axum::http::StatusCode;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -117,19 +115,24 @@ async fn verified_blob_sets_the_allow_list(app: App) {
         ),
         ("garbage", "not a blob".to_owned(), "not a JWS"),
     ];
+    let load_mds = |blob: &std::path::Path| {
+        let (blob, root) = (blob.to_str().unwrap(), root_pem.to_str().unwrap());
+        [
+            "load-mds",
+            "--population",
+            "employees",
+            "--blob",
+            blob,
+            "--root-cert",
+            root,
+        ]
+        .map(str::to_owned)
+    };
     let policy_before = app.rows("SELECT policy FROM populations").await;
     for (what, text, expect) in cases {
         let path = dir.path().join(format!("{what}.jwt"));
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-            .args(["load-mds", "--population", "employees", "--blob"])
-            .arg(&path)
-            .arg("--root-cert")
-            .arg(&root_pem)
-            .arg("--database-url")
-            .arg(&app.db.url)
-            .output()
-            .unwrap();
+        let out = app.server_cli(&load_mds(&path));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what} refused");
         assert!(err.contains(expect), "{what}: {err}");
@@ -141,15 +144,7 @@ async fn verified_blob_sets_the_allow_list(app: App) {
     }
     let path = dir.path().join("good.jwt");
     std::fs::write(&path, &good).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-        .args(["load-mds", "--population", "employees", "--blob"])
-        .arg(&path)
-        .arg("--root-cert")
-        .arg(&root_pem)
-        .arg("--database-url")
-        .arg(&app.db.url)
-        .output()
-        .unwrap();
+    let out = app.server_cli(&load_mds(&path));
     assert!(
         out.status.success(),
         "{}",
@@ -168,23 +163,6 @@ async fn verified_blob_sets_the_allow_list(app: App) {
         .audit_actions()
         .await
         .contains(&"policy.changed".to_owned()));
-}
-
-fn cli(app: &App, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-        .args(args)
-        .arg("--database-url")
-        .arg(&app.db.url)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 async fn blob_roots_become_trust_anchors_and_a_stale_blob_is_flagged(app: App) {
@@ -210,16 +188,13 @@ async fn blob_roots_become_trust_anchors_and_a_stale_blob_is_flagged(app: App) {
     std::fs::write(&root_pem, root.to_pem().unwrap()).unwrap();
     let blob_path = dir.path().join("blob.jwt");
     std::fs::write(&blob_path, blob(&leaf, &leaf_key, &payload)).unwrap();
-    let (ok, text) = cli(
-        &app,
-        &[
-            "load-mds",
-            "--blob",
-            blob_path.to_str().unwrap(),
-            "--root-cert",
-            root_pem.to_str().unwrap(),
-        ],
-    );
+    let (ok, text) = app.cli(&[
+        "load-mds",
+        "--blob",
+        blob_path.to_str().unwrap(),
+        "--root-cert",
+        root_pem.to_str().unwrap(),
+    ]);
     assert!(ok, "{text}");
     assert!(
         text.contains("MDS blob 5 verified; 1 trust anchors for 2 models stored"),
@@ -253,7 +228,7 @@ async fn blob_roots_become_trust_anchors_and_a_stale_blob_is_flagged(app: App) {
     );
     assert_eq!(listing["mds"]["stale"], true, "{listing}");
     assert_eq!(listing["mds"]["blob_no"], 5);
-    let (ok, text) = cli(&app, &["trust", "list"]);
+    let (ok, text) = app.cli(&["trust", "list"]);
     assert!(ok, "{text}");
     assert!(text.contains("STALE since 2026-01-01"), "{text}");
     assert!(text.contains(&fp(&vendor_root)), "{text}");
@@ -261,29 +236,26 @@ async fn blob_roots_become_trust_anchors_and_a_stale_blob_is_flagged(app: App) {
     // An admin's own root: added, listed, removed; roots from the metadata are not removable.
     let own = dir.path().join("own.pem");
     std::fs::write(&own, cert("Acme Keys Root", &key(), None).to_pem().unwrap()).unwrap();
-    let (ok, text) = cli(
-        &app,
-        &[
-            "trust",
-            "add",
-            "--pem",
-            own.to_str().unwrap(),
-            "--label",
-            "Acme keys root",
-        ],
-    );
+    let (ok, text) = app.cli(&[
+        "trust",
+        "add",
+        "--pem",
+        own.to_str().unwrap(),
+        "--label",
+        "Acme keys root",
+    ]);
     assert!(ok && text.contains("trust anchor added"), "{text}");
     let added = text.split_whitespace().nth(3).unwrap().to_owned();
-    let (ok, text) = cli(&app, &["trust", "list"]);
+    let (ok, text) = app.cli(&["trust", "list"]);
     assert!(ok && text.contains("Acme keys root"), "{text}");
-    let (ok, text) = cli(&app, &["trust", "remove", &fp(&vendor_root)]);
+    let (ok, text) = app.cli(&["trust", "remove", &fp(&vendor_root)]);
     assert!(
         !ok && text.contains("comes from the FIDO metadata"),
         "{text}"
     );
-    let (ok, text) = cli(&app, &["trust", "remove", &added]);
+    let (ok, text) = app.cli(&["trust", "remove", &added]);
     assert!(ok, "{text}");
-    let (ok, text) = cli(&app, &["trust", "list"]);
+    let (ok, text) = app.cli(&["trust", "list"]);
     assert!(ok && !text.contains("Acme keys root"), "{text}");
     let actions = app.audit_actions().await;
     for a in [

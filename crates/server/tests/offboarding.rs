@@ -59,17 +59,6 @@ async fn hr_user(app: &App, hr: &str, name: &str) -> String {
     u["id"].as_str().unwrap().to_owned()
 }
 
-async fn dormant(app: &App) -> Value {
-    app.call(
-        "GET",
-        "/api/v1/admin/reports/dormant-access",
-        &app.admin,
-        None,
-    )
-    .await
-    .1
-}
-
 async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     let hr = app.token(Role::Scim).await;
     let person = hr_user(&app, &hr, "leo@example.com").await;
@@ -105,7 +94,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         Some(json!({"person_id": person, "owner": "it-security@example.com", "reason": "travelling", "days": 30}))).await;
     assert_eq!(s, StatusCode::CREATED, "{e}");
     assert_eq!(
-        dormant(&app).await["people"],
+        app.dormant_access().await["people"],
         json!([]),
         "nobody inactive yet"
     );
@@ -126,13 +115,9 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     // The open ticket no longer works.
     let other_laptop = app.device("other").await;
     let (s, v) = begin(&app, &other_laptop, &open_ticket).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::GONE, Some("ticket_cancelled")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::GONE, "ticket_cancelled");
     // Everything is gone except the keys, which wait for a reclaim station.
-    common::assert_only_keys_wait(&dormant(&app).await, 2);
+    common::assert_only_keys_wait(&app.dormant_access().await, 2);
     let offboardings = app
         .call("GET", "/api/v1/admin/offboardings", &app.admin, None)
         .await
@@ -254,20 +239,8 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
             &json!({"keys": []}),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_a_reclaim_station")),
-        "{v}"
-    );
-    let (s, _) = app
-        .call(
-            "POST",
-            &format!("/api/v1/admin/devices/{}/reclaim-station", station.id),
-            &app.admin,
-            Some(json!({"enabled": true})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "not_a_reclaim_station");
+    app.make_reclaim_station(&station.id).await;
     for key in [&a, &b] {
         let mut soft =
             keywarden_keys::soft::SoftKey::open(key.dir.path().join("key.json")).unwrap();
@@ -287,35 +260,25 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         // A receipt that says a credential is still there does not count.
         let bad = json!({"directive_id": d[0]["id"], "key_id": d[0]["key_id"], "action": "reset", "outcome": "done",
             "removed_credential_ids": [], "remaining_credential_ids": d[0]["credential_ids"], "detail": "reset, but check found credentials"});
-        let (s, v) = station
-            .signed(&app, "/api/v1/agent/reclaim/receipts", &bad)
-            .await;
-        assert_eq!(
-            (s, v["reclaimed"].as_bool()),
-            (StatusCode::OK, Some(false)),
-            "{v}"
-        );
+        let reclaimed = async |receipt: &Value| {
+            let path = "/api/v1/agent/reclaim/receipts";
+            let (s, v) = station.signed(&app, path, receipt).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v["reclaimed"].as_bool()
+        };
+        assert_eq!(reclaimed(&bad).await, Some(false));
         let good = json!({"directive_id": d[0]["id"], "key_id": d[0]["key_id"], "action": "reset", "outcome": "done",
             "removed_credential_ids": d[0]["credential_ids"], "remaining_credential_ids": [], "detail": "reset; no credentials left"});
-        let (s, v) = station
-            .signed(&app, "/api/v1/agent/reclaim/receipts", &good)
-            .await;
-        assert_eq!(
-            (s, v["reclaimed"].as_bool()),
-            (StatusCode::OK, Some(true)),
-            "{v}"
-        );
+        assert_eq!(reclaimed(&good).await, Some(true));
     }
-    assert_eq!(dormant(&app).await["people"], json!([]));
-    let actions = app.audit_actions().await;
-    for a in [
+    assert_eq!(app.dormant_access().await["people"], json!([]));
+    app.assert_audited(&[
         "person.offboarded",
         "webhook.delivered",
         "key.reclaimed",
         "key.reclaim_failed",
-    ] {
-        assert!(actions.contains(&a.to_owned()), "audited: {a}");
-    }
+    ])
+    .await;
 
     // DELETE of an active person offboards too.
     let gone = hr_user(&app, &hr, "gus@example.com").await;
@@ -439,12 +402,7 @@ async fn csf_export_shows_the_four_subcategories(app: App) {
         .call("GET", "/api/v1/admin/evidence/csf", &auditor, None)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let ids: Vec<&str> = v["subcategories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = common::field_of_each(&v["subcategories"], "id");
     assert_eq!(ids, ["PR.AA-01", "PR.AA-02", "PR.AA-03", "PR.AA-05"]);
     assert_eq!(v["audit_chain_intact"], true);
     let aa02 = &v["subcategories"][1];

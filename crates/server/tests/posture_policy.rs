@@ -8,7 +8,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{begin, finish, report_body, step_up, App, Device, SoftKey};
+use common::{begin, finish, report_body, App, Device, SoftKey};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -179,15 +179,7 @@ async fn serial_numbers_are_withheld_where_policy_forbids(app: App) {
     assert_eq!(stored_key_ids(&app, &corp).await[0], "hid:12345678");
 
     // Nothing anywhere holds Bea's serial except the report from before any policy forbade it.
-    let (_, devices) = app
-        .call("GET", "/api/v1/admin/devices", &app.admin, None)
-        .await;
-    let own_view = devices
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == own.id.as_str())
-        .unwrap();
+    let own_view = app.listed_device(&own.id).await;
     assert_eq!(own_view["keys"][0]["id"], "hid:serial-withheld-1");
     let holding = app
         .count("SELECT COUNT(*) FROM reports WHERE body LIKE '%hid:12345678%'")
@@ -237,19 +229,11 @@ async fn coverage_judges_laptops_by_their_population_ongoing_posture(app: App) {
     }
     // Someone who only opened an enrolment (to add a key) on a laptop has no key there: not judged.
     let visit = app.device("pc-visit").await;
-    let proof = keys[0].assert(&step_up(&app, &visit, "add_key").await);
-    let (s, b) = visit
-        .signed(
-            &app,
-            "/api/v1/agent/key-additions",
-            &json!({"step_up": proof}),
-        )
-        .await;
+    let (s, b) = common::add_key_with(&app, &visit, &keys[0]).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, v) = app
-        .call("GET", "/api/v1/admin/coverage", &app.admin, None)
+    let v = app
+        .as_admin("GET", "/api/v1/admin/coverage", None, StatusCode::OK)
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
     let pops = v["posture_by_population"].as_array().unwrap();
     assert_eq!(pops.len(), 1, "sales requires no ongoing posture: {pops:?}");
     let research = &pops[0];

@@ -72,11 +72,7 @@ async fn enrolled(app: &App, name: &str, keys: &[&SoftKey]) -> (String, Device, 
 }
 
 async fn status_of(app: &App, credential: &str) -> String {
-    app.rows(&format!(
-        "SELECT status FROM credentials WHERE id = '{credential}'"
-    ))
-    .await
-    .remove(0)
+    app.credential_field(credential, "status").await
 }
 
 async fn issue(app: &App, token: &str, body: Value) -> (StatusCode, Value) {
@@ -139,36 +135,33 @@ async fn lost_key_is_replaced_only_with_ticket_and_fresh_assertion(app: App) {
         "step_up_required",
     )
     .await;
-    // An assertion alone (no valid ticket).
-    let proof = fresh(&app, &laptop, &b).await;
-    refused(
-        &app,
-        &laptop,
-        json!({"ticket": "kwr_not-a-ticket", "step_up": proof}),
-        StatusCode::NOT_FOUND,
-        "recovery_unknown",
-    )
-    .await;
-    // An assertion from the suspended key.
-    let proof = fresh(&app, &laptop, &a).await;
-    refused(
-        &app,
-        &laptop,
-        json!({"ticket": ticket, "step_up": proof}),
-        StatusCode::FORBIDDEN,
-        "credential_not_active",
-    )
-    .await;
-    // An assertion from another person's key.
-    let proof = fresh(&app, &laptop, &other).await;
-    refused(
-        &app,
-        &laptop,
-        json!({"ticket": ticket, "step_up": proof}),
-        StatusCode::FORBIDDEN,
-        "step_up_wrong_person",
-    )
-    .await;
+    for (ticket, key, status, code) in [
+        // An assertion alone (no valid ticket).
+        (
+            "kwr_not-a-ticket",
+            &b,
+            StatusCode::NOT_FOUND,
+            "recovery_unknown",
+        ),
+        // An assertion from the suspended key.
+        (
+            ticket.as_str(),
+            &a,
+            StatusCode::FORBIDDEN,
+            "credential_not_active",
+        ),
+        // An assertion from another person's key.
+        (
+            ticket.as_str(),
+            &other,
+            StatusCode::FORBIDDEN,
+            "step_up_wrong_person",
+        ),
+    ] {
+        let proof = fresh(&app, &laptop, key).await;
+        let body = json!({"ticket": ticket, "step_up": proof});
+        refused(&app, &laptop, body, status, code).await;
+    }
     // An assertion answered for another challenge (replayed onto a new one).
     let mut replayed = fresh(&app, &laptop, &b).await;
     replayed["challenge_id"] = step_up(&app, &laptop, "recovery").await["challenge_id"].clone();
@@ -223,11 +216,7 @@ async fn lost_key_is_replaced_only_with_ticket_and_fresh_assertion(app: App) {
         StatusCode::OK
     );
     let (s, v) = laptop.signed(&app, "/api/v1/agent/sign-in", &answer).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("step_up_used")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::CONFLICT, "step_up_used");
 
     // The replacement is enrolled: the lost key is revoked, the recovery complete.
     let (s, v) = finish(&app, &laptop, &session, &c).await;
@@ -235,16 +224,14 @@ async fn lost_key_is_replaced_only_with_ticket_and_fresh_assertion(app: App) {
     assert_eq!(status_of(&app, &cred_a).await, "revoked");
     assert_eq!(status_of(&app, &cred_b).await, "active");
     assert_eq!(v["active_authenticators"], 2);
-    let actions = app.audit_actions().await;
-    for a in [
+    app.assert_audited(&[
         "recovery.issued",
         "recovery.redeemed",
         "credential.revoked",
         "recovery.completed",
-    ] {
-        assert!(actions.contains(&a.to_owned()), "audited: {a}");
-    }
-    assert!(actions.contains(&"recovery.refused".to_owned()));
+    ])
+    .await;
+    app.assert_audited(&["recovery.refused"]).await;
     let kinds = app
         .rows(&format!(
             "SELECT kind FROM outbox_events WHERE person_id = '{person}' ORDER BY created_at, id"
@@ -276,11 +263,7 @@ async fn expired_ticket_is_refused(app: App) {
             &json!({"ticket": r["ticket"], "step_up": b.assert(&ch)}),
         )
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::GONE, Some("recovery_expired")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::GONE, "recovery_expired");
     assert_eq!(snapshot(&app).await, before);
 }
 
@@ -318,11 +301,7 @@ async fn no_key_left_needs_two_other_approvers(app: App) {
         json!({"person_id": person, "proofing": proofing()}),
     )
     .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("self_recovery")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "self_recovery");
     let (s, r) = issue(
         &app,
         &h1,
@@ -347,32 +326,16 @@ async fn no_key_left_needs_two_other_approvers(app: App) {
     let (s, v) = laptop
         .signed(&app, "/api/v1/agent/recoveries", &json!({"ticket": ticket}))
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("recovery_awaiting_approval")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "recovery_awaiting_approval");
     // Self-approval, and a token issued to nobody.
     let (s, v) = approve(own.clone()).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("self_approval")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "self_approval");
     let (s, v) = approve(app.admin.clone()).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("approver_unnamed")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "approver_unnamed");
     assert_eq!(snapshot(&app).await, before);
     // Not the issuer (h1), who already proofed the person once.
     let (s, v) = approve(h1.clone()).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("approver_is_issuer")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "approver_is_issuer");
     assert_eq!(snapshot(&app).await, before);
     // One approver, then the same approver again.
     let (s, v) = approve(h2.clone()).await;
@@ -380,19 +343,11 @@ async fn no_key_left_needs_two_other_approvers(app: App) {
     assert_eq!(v["approvals_needed"], 1);
     let before = snapshot(&app).await;
     let (s, v) = approve(h2.clone()).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("approver_repeated")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::CONFLICT, "approver_repeated");
     let (s, v) = laptop
         .signed(&app, "/api/v1/agent/recoveries", &json!({"ticket": ticket}))
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("recovery_awaiting_approval")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "recovery_awaiting_approval");
     assert_eq!(snapshot(&app).await, before);
     // A second, different approver: ready.
     let (s, v) = approve(h3).await;

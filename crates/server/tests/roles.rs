@@ -10,7 +10,7 @@ mod common;
 use axum::http::StatusCode;
 use common::{Access, App, Backend, ENDPOINTS};
 use keywarden_server::auth::Role;
-use serde_json::json;
+use serde_json::{json, Value};
 
 both_backends!(role_endpoint_matrix, token_lifecycle);
 
@@ -153,44 +153,30 @@ async fn endpoints_list_exactly_the_routes_the_router_serves() {
     let missing: Vec<_> = listed.iter().filter(|r| !served.contains(r)).collect();
     assert!(
         unlisted.is_empty() && missing.is_empty(),
-        "ENDPOINTS (tests/common/mod.rs) must list exactly the router's routes\n  served but not listed: {unlisted:?}\n  listed but not served: {missing:?}"
+        "ENDPOINTS (tests/common/endpoints.rs) must list exactly the router's routes\n  served but not listed: {unlisted:?}\n  listed but not served: {missing:?}"
     );
 }
 
 async fn token_lifecycle(app: App) {
+    let issue = async |body: Value| {
+        app.call("POST", "/api/v1/admin/tokens", &app.admin, Some(body))
+            .await
+    };
     // Staff tokens belong to a named person.
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/tokens",
-            &app.admin,
-            Some(json!({"role": "helpdesk", "label": "IT desk"})),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("token_person_required")),
-        "{v}"
-    );
+    let (s, v) = issue(json!({"role": "helpdesk", "label": "IT desk"})).await;
+    common::assert_error(s, &v, StatusCode::BAD_REQUEST, "token_person_required");
     let holder = app.hr_person("it-desk").await;
-    let (s, issued) = app
-        .call(
-            "POST",
-            "/api/v1/admin/tokens",
-            &app.admin,
-            Some(json!({"role": "helpdesk", "label": "IT desk", "person_id": holder})),
-        )
-        .await;
+    let (s, issued) =
+        issue(json!({"role": "helpdesk", "label": "IT desk", "person_id": holder})).await;
     assert_eq!(s, StatusCode::CREATED, "{issued}");
     let desk = issued["token"].as_str().unwrap().to_owned();
     let (s, _) = app
         .call("POST", "/api/v1/admin/provisioning-tokens", &desk, None)
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, list) = app
-        .call("GET", "/api/v1/admin/tokens", &app.admin, None)
+    let list = app
+        .as_admin("GET", "/api/v1/admin/tokens", None, StatusCode::OK)
         .await;
-    assert_eq!(s, StatusCode::OK);
     assert!(
         !list.to_string().contains(&desk),
         "listing never shows a token"
@@ -200,25 +186,10 @@ async fn token_lifecycle(app: App) {
         stored.iter().all(|h| !h.contains(&desk) && h.len() == 64),
         "stored hashed"
     );
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/tokens",
-            &app.admin,
-            Some(json!({"role": "root", "label": "x"})),
-        )
-        .await;
+    let (s, v) = issue(json!({"role": "root", "label": "x"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let id = issued["id"].as_str().unwrap();
-    let (s, _) = app
-        .call(
-            "DELETE",
-            &format!("/api/v1/admin/tokens/{id}"),
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    app.revoke_token(id).await;
     let (s, v) = app
         .call("POST", "/api/v1/admin/provisioning-tokens", &desk, None)
         .await;

@@ -262,12 +262,7 @@ async fn discovery_and_paging(app: App) {
     assert_eq!(spc["patch"]["supported"], true);
     assert_eq!(spc["filter"]["supported"], true);
     let (_, schemas) = app.scim("GET", "/scim/v2/Schemas", &hr, None).await;
-    let ids: Vec<&str> = schemas["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = common::field_of_each(&schemas["Resources"], "id");
     assert!(ids.contains(&ENT), "{ids:?}");
     let (s, ent) = app
         .scim("GET", &format!("/scim/v2/Schemas/{ENT}"), &hr, None)

@@ -59,6 +59,16 @@ fn full_user(user_name: &str) -> Value {
     })
 }
 
+/// Create [`full_user`] `user_name` over SCIM; returns the answer and the new id.
+async fn create_full_user(app: &App, hr: &str, user_name: &str) -> (Value, String) {
+    let (s, created) = app
+        .scim("POST", "/scim/v2/Users", hr, Some(full_user(user_name)))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    (created, id)
+}
+
 /// Each attribute of `sent` (except `password`, write-only) is in `got` with the same value.
 fn assert_returned_as_sent(sent: &Value, got: &Value) {
     for (k, v) in sent.as_object().unwrap() {
@@ -170,15 +180,7 @@ async fn every_attribute_is_kept_and_returned_as_sent(app: App) {
 
 async fn put_replaces_complex_attributes_whole(app: App) {
     let hr = app.token(Role::Scim).await;
-    let (_, created) = app
-        .scim(
-            "POST",
-            "/scim/v2/Users",
-            &hr,
-            Some(full_user("dv@example.com")),
-        )
-        .await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, id) = create_full_user(&app, &hr, "dv@example.com").await;
     let path = format!("/scim/v2/Users/{id}");
     // A PUT without emails, phone numbers, addresses or name removes them.
     let (s, u) = app
@@ -228,15 +230,7 @@ async fn scim_row(app: &App, id: &str) -> Vec<String> {
 
 async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
     let hr = app.token(Role::Scim).await;
-    let (_, created) = app
-        .scim(
-            "POST",
-            "/scim/v2/Users",
-            &hr,
-            Some(full_user("mj@example.com")),
-        )
-        .await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (_, id) = create_full_user(&app, &hr, "mj@example.com").await;
     let path = format!("/scim/v2/Users/{id}");
     let (_, g) = app
         .scim(
@@ -378,15 +372,7 @@ async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
 
 async fn attributes_and_excluded_attributes_on_every_read(app: App) {
     let hr = app.token(Role::Scim).await;
-    let (_, created) = app
-        .scim(
-            "POST",
-            "/scim/v2/Users",
-            &hr,
-            Some(full_user("ms@example.com")),
-        )
-        .await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (created, id) = create_full_user(&app, &hr, "ms@example.com").await;
     let keys = |v: &Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();

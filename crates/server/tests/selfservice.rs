@@ -57,15 +57,14 @@ async fn enrolment_link_adds_a_passkey_bound_like_any_other(app: App) {
     assert_eq!(c["synced"], false);
     let id = c["id"].as_str().unwrap();
     // The same evidence and audit as an agent enrolment, and the person is told.
-    let (s, evidence) = app
-        .call(
+    let evidence = app
+        .as_admin(
             "GET",
             &format!("/api/v1/admin/credentials/{id}/evidence"),
-            &app.admin,
             None,
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{evidence}");
     assert_eq!(evidence["verification"]["enrolled_via"], "browser");
     assert_eq!(evidence["verification"]["verified"], true);
     assert!(app
@@ -119,40 +118,18 @@ async fn sign_in_rename_report_lost_and_sign_out(app: App) {
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{page}");
     assert_eq!(h["location"], "/me");
-    assert_eq!(
-        app.rows(&format!(
-            "SELECT name FROM credentials WHERE id = '{}'",
-            ids[1]
-        ))
-        .await,
-        vec!["spare key".to_owned()]
-    );
+    assert_eq!(app.credential_field(&ids[1], "name").await, "spare key");
     // The key signed in with is not the lost one.
-    let (s, _, page) = browser
-        .form(
-            &app,
-            &format!("/me/credentials/{}/lost", ids[0]),
-            &[("csrf", &csrf)],
-        )
-        .await;
+    let report_lost = async |id: &str| {
+        let path = format!("/me/credentials/{id}/lost");
+        browser.form(&app, &path, &[("csrf", &csrf)]).await
+    };
+    let (s, _, page) = report_lost(&ids[0]).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{page}");
     assert!(page.contains("cannot_report_signed_in_key"));
-    let (s, _, page) = browser
-        .form(
-            &app,
-            &format!("/me/credentials/{}/lost", ids[1]),
-            &[("csrf", &csrf)],
-        )
-        .await;
+    let (s, _, page) = report_lost(&ids[1]).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{page}");
-    assert_eq!(
-        app.rows(&format!(
-            "SELECT status FROM credentials WHERE id = '{}'",
-            ids[1]
-        ))
-        .await,
-        vec!["suspended".to_owned()]
-    );
+    assert_eq!(app.credential_field(&ids[1], "status").await, "suspended");
     let (_, page) = browser.get(&app, "/me").await;
     assert!(page.contains("Reported lost"), "{page}");
 
@@ -183,25 +160,11 @@ async fn adding_needs_a_fresh_proof(mut app: App) {
     let later = app.now() + 6 * 60 * 1000;
     app.set_clock(later).await;
     let _ = browser.get(&app, "/api/v1/me").await;
-    let (s, v) = browser
-        .post(
-            &app,
-            "/api/v1/me/passkeys/begin",
-            json!({"class": "platform"}),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("step_up_required")),
-        "{v}"
-    );
+    let (s, v) = browser.begin_passkey(&app, "platform").await;
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "step_up_required");
     // Someone else's key does not make it fresh.
     let (s, v) = browser.assert_with(&app, "step-up", &evil).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("step_up_wrong_person")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "step_up_wrong_person");
     let (s, v) = browser.assert_with(&app, "step-up", &key).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let phone = SoftKey::new();
@@ -211,11 +174,7 @@ async fn adding_needs_a_fresh_proof(mut app: App) {
 
 async fn sessions_time_out(app: App) {
     let person = app.hr_person("kim@example.com").await;
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let browser = Browser::with_ticket_for(&app, &person).await;
     let (s, _) = browser.get(&app, "/api/v1/me").await;
     assert_eq!(s, StatusCode::OK);
     // Idle for 16 minutes.
@@ -224,11 +183,7 @@ async fn sessions_time_out(app: App) {
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.contains("session_expired"));
     // Active all along, but past the absolute limit.
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let browser = Browser::with_ticket_for(&app, &person).await;
     for _ in 0..(8 * 6) {
         let (s, _) = browser.get(&app, "/api/v1/me").await;
         assert_eq!(
@@ -290,11 +245,7 @@ async fn app_link_is_single_use_and_ends_with_its_session(app: App) {
 
 async fn offboarding_ends_sessions_and_revokes_browser_passkeys(app: App) {
     let person = app.hr_person("max@example.com").await;
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let mut browser = Browser::with_ticket_for(&app, &person).await;
     let (s, v) = browser
         .add_passkey(&app, &SoftKey::new(), "phone", "my phone")
         .await;
@@ -313,22 +264,10 @@ async fn offboarding_ends_sessions_and_revokes_browser_passkeys(app: App) {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(
-        app.rows(&format!("SELECT status FROM credentials WHERE id = '{id}'"))
-            .await,
-        vec!["revoked".to_owned()]
-    );
+    assert_eq!(app.credential_field(&id, "status").await, "revoked");
     let (s, _) = browser.get(&app, "/api/v1/me").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, report) = app
-        .call(
-            "GET",
-            "/api/v1/admin/reports/dormant-access",
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let report = app.dormant_access().await;
     assert_eq!(report["people"], json!([]), "{report}");
 }
 
@@ -376,20 +315,9 @@ async fn only_the_classes_policy_names_prove_who_you_are(app: App) {
     // The software key (test/demo) is not a roaming key: it may not prove who Pat is.
     let mut browser = Browser::new();
     let (s, v) = browser.assert_with(&app, "sign-in", &key).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("step_up_class_not_allowed")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "step_up_class_not_allowed");
     assert!(browser.cookie.is_none());
-    let proof = key.assert(&common::step_up(&app, &laptop, "add_key").await);
-    let (s, v) = laptop
-        .signed(
-            &app,
-            "/api/v1/agent/key-additions",
-            &json!({"step_up": proof}),
-        )
-        .await;
+    let (s, v) = common::add_key_with(&app, &laptop, &key).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("step_up_class_not_allowed")),
@@ -407,26 +335,12 @@ async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
     .await;
     // IT's link in some browser: which laptop it runs on is unknown, so no laptop passkey; a
     // phone is not a laptop.
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let mut browser = Browser::with_ticket_for(&app, &person).await;
     let (s, v) = browser
         .add_passkey(&app, &SoftKey::new(), "platform", "")
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("laptop_posture_unknown")),
-        "{v}"
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Keywarden app"),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "laptop_posture_unknown");
+    assert!(common::error_message(&v).contains("Keywarden app"), "{v}");
     let phone = SoftKey::new();
     let (s, v) = browser.add_passkey(&app, &phone, "phone", "").await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -436,28 +350,9 @@ async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
     let laptop = app.device("rs-1").await;
     let (s, v) = laptop.report(&app, true).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let proof = phone.assert(&common::step_up(&app, &laptop, "add_key").await);
-    let (s, b) = laptop
-        .signed(
-            &app,
-            "/api/v1/agent/key-additions",
-            &json!({"step_up": proof}),
-        )
-        .await;
+    let (s, b) = common::add_key_with(&app, &laptop, &phone).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let path = format!(
-        "/api/v1/agent/enrolments/{}/web-link",
-        b["enrolment_id"].as_str().unwrap()
-    );
-    let (s, link) = laptop.signed(&app, &path, &json!({})).await;
-    assert_eq!(s, StatusCode::CREATED, "{link}");
-    let secret = link["url"]
-        .as_str()
-        .unwrap()
-        .split("#link=")
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let secret = common::web_link_secret(&app, &laptop, &b).await;
     let mut from_app = Browser::new();
     let (s, _) = from_app
         .post(&app, "/api/v1/me/session/link", json!({"link": secret}))
@@ -469,11 +364,7 @@ async fn a_laptop_passkey_needs_a_laptop_whose_posture_is_known(app: App) {
     let (s, v) = from_app
         .add_passkey(&app, &SoftKey::new(), "platform", "")
         .await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("laptop_noncompliant")),
-        "{v}"
-    );
+    common::assert_error(s, &v, StatusCode::FORBIDDEN, "laptop_noncompliant");
     let (s, _) = laptop.report(&app, true).await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = from_app

@@ -19,14 +19,7 @@ both_backends!(
 async fn issued_only_for_active_people(app: App) {
     let id = app.person("dana").await;
     let desk = app.token(Role::Helpdesk).await;
-    let (s, t) = app
-        .call(
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            &desk,
-            Some(json!({"person_id": id})),
-        )
-        .await;
+    let (s, t) = app.ticket_by(&desk, &id).await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     assert_eq!(
         t["expires_at_ms"].as_i64().unwrap() - app.now(),
@@ -40,23 +33,9 @@ async fn issued_only_for_active_people(app: App) {
         "stored hashed only"
     );
     let auditor = app.token(Role::Auditor).await;
-    let (s, _) = app
-        .call(
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            &auditor,
-            Some(json!({"person_id": id})),
-        )
-        .await;
+    let (s, _) = app.ticket_by(&auditor, &id).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            &desk,
-            Some(json!({"person_id": "nobody"})),
-        )
-        .await;
+    let (s, v) = app.ticket_by(&desk, "nobody").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     // HR deactivates the person: no more tickets.
     let hr = app.token(Role::Scim).await;
@@ -101,10 +80,7 @@ async fn single_use_and_expiring(app: App) {
     let (s, v) = begin(&app, &laptop, &late).await;
     assert_eq!(s, StatusCode::GONE);
     assert_eq!(v["error"]["code"], "ticket_expired");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("expired at"));
+    assert!(common::error_message(&v).contains("expired at"));
     let actions = app.audit_actions().await;
     assert_eq!(
         actions.iter().filter(|a| *a == "ticket.redeemed").count(),

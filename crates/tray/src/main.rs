@@ -139,6 +139,19 @@ fn open_window(window: &Path) {
     }
 }
 
+/// A menu entry that runs `activate` when chosen.
+fn entry(
+    label: &str,
+    activate: impl Fn(&mut KeywardenTray) + Send + 'static,
+) -> ksni::MenuItem<KeywardenTray> {
+    ksni::menu::StandardItem {
+        label: label.into(),
+        activate: Box::new(activate),
+        ..Default::default()
+    }
+    .into()
+}
+
 impl ksni::Tray for KeywardenTray {
     fn id(&self) -> String {
         "keywarden".into()
@@ -183,35 +196,14 @@ impl ksni::Tray for KeywardenTray {
         let mut items = vec![info(s.check_in), info(s.waiting)];
         items.extend(s.keys.into_iter().map(info));
         items.push(MenuItem::Separator);
-        items.push(
-            StandardItem {
-                label: "Open Keywarden".into(),
-                activate: Box::new(|t: &mut Self| open_window(&t.window)),
-                ..Default::default()
-            }
-            .into(),
-        );
-        items.push(
-            StandardItem {
-                label: "Check in now".into(),
-                activate: Box::new(|t: &mut Self| {
-                    let _ = t.control.send(Control::CheckInNow);
-                }),
-                ..Default::default()
-            }
-            .into(),
-        );
+        items.push(entry("Open Keywarden", |t| open_window(&t.window)));
+        items.push(entry("Check in now", |t| {
+            let _ = t.control.send(Control::CheckInNow);
+        }));
         items.push(MenuItem::Separator);
-        items.push(
-            StandardItem {
-                label: "Quit".into(),
-                activate: Box::new(|t: &mut Self| {
-                    let _ = t.control.send(Control::Stop);
-                }),
-                ..Default::default()
-            }
-            .into(),
-        );
+        items.push(entry("Quit", |t| {
+            let _ = t.control.send(Control::Stop);
+        }));
         items
     }
 

@@ -4,24 +4,17 @@
 //! SHA-256 of the ECDH x coordinate (protocol one) or an HMAC key and an AES key drawn from it
 //! with HKDF-SHA-256 (protocol two). Everything runs on openssl.
 
+use crate::ec::{crypto, p256, public_coordinates};
 use crate::{Error, Result};
 use ciborium::value::Value;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::derive::Deriver;
-use openssl::ec::{EcGroup, EcKey, EcPoint};
+use openssl::ec::{EcKey, EcPoint};
 use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 use openssl::symm::{Cipher, Crypter, Mode};
 use sha2::{Digest, Sha256};
-
-fn crypto(context: &'static str) -> impl FnOnce(openssl::error::ErrorStack) -> Error {
-    move |e| Error::Crypto {
-        context,
-        reason: e.to_string(),
-    }
-}
 
 /// Which PIN/UV auth protocol a request names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +140,6 @@ pub struct KeyAgreement {
     key: PKey<Private>,
 }
 
-fn p256() -> Result<EcGroup> {
-    EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(crypto("selecting P-256"))
-}
-
 fn coordinate(v: &Value, label: i128) -> Option<Vec<u8>> {
     v.as_map()?
         .iter()
@@ -170,27 +159,13 @@ impl KeyAgreement {
 
     /// The public key as a COSE_Key with alg ECDH-ES+HKDF-256 (-25), as getKeyAgreement returns.
     pub fn public_cose(&self) -> Result<Value> {
-        let group = p256()?;
-        let ec = self
-            .key
-            .ec_key()
-            .map_err(crypto("reading key agreement key"))?;
-        let mut ctx = BigNumContext::new().map_err(crypto("reading key agreement key"))?;
-        let mut x = BigNum::new().map_err(crypto("reading key agreement key"))?;
-        let mut y = BigNum::new().map_err(crypto("reading key agreement key"))?;
-        ec.public_key()
-            .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
-            .map_err(crypto("reading key agreement key"))?;
-        let pad = |n: &BigNum| -> Result<Vec<u8>> {
-            n.to_vec_padded(32)
-                .map_err(crypto("reading key agreement key"))
-        };
+        let (x, y) = public_coordinates(&self.key, "reading key agreement key")?;
         Ok(Value::Map(vec![
             (Value::from(1), Value::from(2)),
             (Value::from(3), Value::from(-25)),
             (Value::from(-1), Value::from(1)),
-            (Value::from(-2), Value::Bytes(pad(&x)?)),
-            (Value::from(-3), Value::Bytes(pad(&y)?)),
+            (Value::from(-2), Value::Bytes(x.to_vec())),
+            (Value::from(-3), Value::Bytes(y.to_vec())),
         ]))
     }
 

@@ -2,8 +2,10 @@
 //! The CTAP2 layer driven the way a platform drives it: CBOR in, CBOR out, with the platform's
 //! half of the PIN protocols built from the same primitives.
 
+use super::cbor::*;
 use super::pin::{authenticate, KeyAgreement, Protocol, SharedSecret};
 use super::*;
+use crate::attestation::{FLAG_UP, FLAG_UV};
 use sha2::{Digest, Sha256};
 
 fn key(dir: &tempfile::TempDir, profile: Profile) -> CtapAuthenticator {

@@ -75,22 +75,23 @@ mod tests {
         f
     }
 
+    /// What the probe says with the variable holding the firmware's attributes then `value`.
+    fn probe_value(value: u8) -> Observed<bool> {
+        let mut bytes = ATTRS.to_vec();
+        bytes.push(value);
+        probe(&with_var(&bytes).root())
+    }
+
     #[test]
     fn secure_boot_on() {
-        let f = with_var(&[ATTRS[0], ATTRS[1], ATTRS[2], ATTRS[3], 1]);
-        assert_eq!(
-            probe(&f.root()),
-            Observed::known_because(true, "EFI variable SecureBoot is 1")
-        );
+        let expected = Observed::known_because(true, "EFI variable SecureBoot is 1");
+        assert_eq!(probe_value(1), expected);
     }
 
     #[test]
     fn secure_boot_off() {
-        let f = with_var(&[ATTRS[0], ATTRS[1], ATTRS[2], ATTRS[3], 0]);
-        assert_eq!(
-            probe(&f.root()),
-            Observed::known_because(false, "EFI variable SecureBoot is 0")
-        );
+        let expected = Observed::known_because(false, "EFI variable SecureBoot is 0");
+        assert_eq!(probe_value(0), expected);
     }
 
     #[test]

@@ -98,16 +98,7 @@ impl Laptop {
 /// A provisioned laptop talking to the service at `base` (the service's clock set to the real
 /// time first: the agent signs with it).
 async fn provisioned(app: &App, base: &str) -> Laptop {
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/provisioning-tokens",
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let token = v["secret"].as_str().unwrap().to_owned();
+    let token = app.provisioning_token().await;
     let laptop = Laptop::new();
     let base = base.to_owned();
     let cfg = laptop

@@ -50,15 +50,14 @@ async fn set_policy(app: &App, name: &str, priority: i64, user_type: &str, polic
 
 /// A person of a user type (so a population selects them), with a fresh ceremony on a laptop.
 async fn ceremony(app: &App, user_name: &str, user_type: &str) -> (Device, Value) {
-    let (s, v) = app
-        .call(
+    let v = app
+        .as_admin(
             "POST",
             "/api/v1/admin/people",
-            &app.admin,
             Some(json!({"user_name": user_name, "display_name": user_name})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE people SET user_type = $1 WHERE id = $2")
         .bind(user_type)
@@ -202,10 +201,7 @@ async fn self_attested_key_claiming_an_allow_listed_aaguid_is_refused(app: App) 
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("self attestation"),
+        crate::common::error_message(&v).contains("self attestation"),
         "{v}"
     );
     let refusals = app
@@ -228,10 +224,7 @@ async fn chain_to_a_root_that_is_not_an_anchor_is_refused(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("trusted root"),
+        crate::common::error_message(&v).contains("trusted root"),
         "{v}"
     );
     // A key of the trusted batch in the same ceremony is bound.
@@ -263,10 +256,7 @@ async fn mds_root_vouches_only_for_its_own_models(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("only for other models"),
+        crate::common::error_message(&v).contains("only for other models"),
         "{v}"
     );
 }
@@ -287,10 +277,7 @@ async fn lying_about_the_min_pin_length_does_not_help(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("minimum PIN length of 4"),
+        crate::common::error_message(&v).contains("minimum PIN length of 4"),
         "the verified value is judged: {v}"
     );
     // The other way round: a key enforcing 6 described as enforcing 4 is bound, on its
@@ -338,10 +325,7 @@ async fn unknown_min_pin_length_is_refused_where_a_minimum_is_required(app: App)
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("minPinLength"),
+        crate::common::error_message(&v).contains("minPinLength"),
         "{v}"
     );
 }
@@ -520,18 +504,12 @@ async fn stale_metadata_is_flagged(app: App) {
         )],
     )
     .await;
-    let (s, listing) = app
-        .call("GET", "/api/v1/admin/trust-anchors", &app.admin, None)
+    let listing = app
+        .as_admin("GET", "/api/v1/admin/trust-anchors", None, StatusCode::OK)
         .await;
-    assert_eq!(s, StatusCode::OK, "{listing}");
     assert_eq!(listing["mds"]["stale"], true, "{listing}");
     assert_eq!(listing["mds"]["next_update"], "2026-11-01", "{listing}");
-    let sources: Vec<&str> = listing["anchors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["source"].as_str().unwrap())
-        .collect();
+    let sources = crate::common::field_of_each(&listing["anchors"], "source");
     assert_eq!(sources, ["admin", "mds"], "{listing}");
     // An enrolment still anchored by it says so in its evidence.
     let (laptop, b) = ceremony(&app, "sam", "Employee").await;
@@ -587,29 +565,26 @@ async fn admin_adds_and_removes_a_root(app: App) {
         ),
     )
     .await;
-    let (s, a) = app
-        .call(
+    let a = app
+        .as_admin(
             "POST",
             "/api/v1/admin/trust-anchors",
-            &app.admin,
             Some(json!({"pem": pem, "label": "Acme keys root"})),
+            StatusCode::CREATED,
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{a}");
     assert_eq!(a["source"], "admin");
     let (laptop, b) = ceremony(&app, "uma", "Employee").await;
     let (s, v) = crate::common::finish(&app, &laptop, &b, &key).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let fp = a["fingerprint"].as_str().unwrap();
-    let (s, _) = app
-        .call(
-            "DELETE",
-            &format!("/api/v1/admin/trust-anchors/{fp}"),
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    app.as_admin(
+        "DELETE",
+        &format!("/api/v1/admin/trust-anchors/{fp}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
     let actions = app.audit_actions().await;
     assert!(actions.contains(&"trust_anchor.added".to_owned()));
     assert!(actions.contains(&"trust_anchor.removed".to_owned()));

@@ -60,10 +60,7 @@ async fn an_enrolment_link_does_not_add_to_someone_who_has_a_key(app: App) {
         browser.redeem_ticket(&app, &ticket),
     )
     .await;
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("sign in with one of your keys"));
+    assert!(crate::common::error_message(&v).contains("sign in with one of your keys"));
     assert!(browser.cookie.is_none(), "no session was opened");
     assert!(app
         .audit_actions()
@@ -111,11 +108,7 @@ async fn another_site_cannot_post_for_a_signed_in_person(app: App) {
         &app,
         StatusCode::FORBIDDEN,
         "csrf_refused",
-        evil_json.post(
-            &app,
-            "/api/v1/me/passkeys/begin",
-            json!({"class": "platform"}),
-        ),
+        evil_json.begin_passkey(&app, "platform"),
     )
     .await;
     assert!(app
@@ -127,13 +120,7 @@ async fn another_site_cannot_post_for_a_signed_in_person(app: App) {
 async fn a_session_cannot_finish_another_sessions_ceremony(app: App) {
     let (mut victim, _, _) = signed_in(&app, "cy@example.com").await;
     let (mut attacker, _, _) = signed_in(&app, "dee@example.com").await;
-    let (s, begin) = victim
-        .post(
-            &app,
-            "/api/v1/me/passkeys/begin",
-            json!({"class": "platform"}),
-        )
-        .await;
+    let (s, begin) = victim.begin_passkey(&app, "platform").await;
     assert_eq!(s, StatusCode::CREATED, "{begin}");
     // The attacker answers the victim's registration challenge with their own authenticator,
     // from their own session: it would bind the attacker's passkey to the victim.
@@ -142,11 +129,7 @@ async fn a_session_cannot_finish_another_sessions_ceremony(app: App) {
         &app,
         StatusCode::FORBIDDEN,
         "challenge_not_yours",
-        attacker.post(
-            &app,
-            "/api/v1/me/passkeys/finish",
-            json!({"challenge_id": begin["challenge_id"], "credential": credential}),
-        ),
+        attacker.finish_passkey(&app, &begin, credential),
     )
     .await;
 }
@@ -161,7 +144,7 @@ async fn an_old_cookie_opens_nothing(app: App) {
         &app,
         StatusCode::UNAUTHORIZED,
         "session_unknown",
-        old.post(&app, "/api/v1/me/passkeys/begin", json!({"class": "phone"})),
+        old.begin_passkey(&app, "phone"),
     )
     .await;
     refused(&app, StatusCode::UNAUTHORIZED, "session_unknown", async {
@@ -203,19 +186,7 @@ async fn a_link_works_once(app: App) {
     let person = app.hr_person("gus@example.com").await;
     let (s, b) = crate::common::begin(&app, &laptop, &app.ticket_secret(&person).await).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let path = format!(
-        "/api/v1/agent/enrolments/{}/web-link",
-        b["enrolment_id"].as_str().unwrap()
-    );
-    let (s, link) = laptop.signed(&app, &path, &json!({})).await;
-    assert_eq!(s, StatusCode::CREATED, "{link}");
-    let secret = link["url"]
-        .as_str()
-        .unwrap()
-        .split("#link=")
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let secret = crate::common::web_link_secret(&app, &laptop, &b).await;
     let (s, _) = Browser::new()
         .post(&app, "/api/v1/me/session/link", json!({"link": secret}))
         .await;
@@ -243,25 +214,15 @@ async fn a_link_works_once(app: App) {
 async fn a_security_key_is_not_a_phone(app: App) {
     // Two hardware keys would meet a two-class policy if one could pass as a phone.
     let person = app.hr_person("hal@example.com").await;
-    let mut browser = Browser::new();
-    let (s, _) = browser
-        .redeem_ticket(&app, &app.ticket_secret(&person).await)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
-    let (s, begin) = browser
-        .post(&app, "/api/v1/me/passkeys/begin", json!({"class": "phone"}))
-        .await;
+    let mut browser = Browser::with_ticket_for(&app, &person).await;
+    let (s, begin) = browser.begin_passkey(&app, "phone").await;
     assert_eq!(s, StatusCode::CREATED, "{begin}");
     let usb = SoftKey::new().browser_create_as(&begin["public_key"], "cross-platform", &["usb"]);
     let v = refused(
         &app,
         StatusCode::FORBIDDEN,
         "device_class_mismatch",
-        browser.post(
-            &app,
-            "/api/v1/me/passkeys/finish",
-            json!({"challenge_id": begin["challenge_id"], "credential": usb}),
-        ),
+        browser.finish_passkey(&app, &begin, usb),
     )
     .await;
     assert!(

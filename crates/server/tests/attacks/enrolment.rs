@@ -27,14 +27,7 @@ async fn enrolled(app: &App, name: &str, key: &SoftKey) -> (String, Device) {
 /// A ticket issued by the help desk for `person`.
 async fn helpdesk_ticket(app: &App, person: &str) -> String {
     let desk = app.token(Role::Helpdesk).await;
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            &desk,
-            Some(json!({"person_id": person})),
-        )
-        .await;
+    let (s, v) = app.ticket_by(&desk, person).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     v["secret"].as_str().unwrap().to_owned()
 }

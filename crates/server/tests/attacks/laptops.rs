@@ -45,19 +45,6 @@ async fn enrol(app: &App, person: &str, laptop: &Device, key: &SoftKey) -> Strin
     v["credential"]["id"].as_str().unwrap().to_owned()
 }
 
-async fn dormant(app: &App) -> Value {
-    let (s, v) = app
-        .call(
-            "GET",
-            "/api/v1/admin/reports/dormant-access",
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    v
-}
-
 async fn retired_at(app: &App, device: &str) -> Vec<String> {
     app.rows(&format!(
         "SELECT retired_reason FROM devices WHERE id = '{device}'"
@@ -80,10 +67,7 @@ async fn retired_laptop_reporting(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("was retired"),
+        crate::common::error_message(&v).contains("was retired"),
         "{v}"
     );
     // Every other signed call too, e.g. a step-up challenge.
@@ -111,15 +95,7 @@ async fn retired_laptop_reporting(app: App) {
         retired_at(&app, &laptop.id).await,
         vec!["retired".to_owned()]
     );
-    let (_, devices) = app
-        .call("GET", "/api/v1/admin/devices", &app.admin, None)
-        .await;
-    let listed = devices
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == laptop.id.as_str())
-        .unwrap();
+    let listed = app.listed_device(&laptop.id).await;
     assert_eq!(
         (&listed["retired_reason"], listed["report_count"].as_u64()),
         (&json!("retired"), Some(1)),
@@ -133,10 +109,8 @@ async fn retired_laptop_reporting(app: App) {
         retire(&app, &app.admin, &laptop.id, "lost"),
     )
     .await;
-    let actions = app.audit_actions().await;
-    for a in ["device.retired", "device.refused"] {
-        assert!(actions.contains(&a.to_owned()), "audited: {a}");
-    }
+    app.assert_audited(&["device.retired", "device.refused"])
+        .await;
 }
 
 async fn lost_laptop_redeeming_a_ticket(app: App) {
@@ -163,10 +137,7 @@ async fn lost_laptop_redeeming_a_ticket(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("marked lost"),
+        crate::common::error_message(&v).contains("marked lost"),
         "{v}"
     );
     refused(
@@ -202,16 +173,8 @@ async fn replacement_laptop_carries_nothing_over(app: App) {
     assert_eq!(v["credentials_revoked"], json!([cred]), "{v}");
 
     // The old device key cannot be provisioned again.
-    let (s, t) = app
-        .call(
-            "POST",
-            "/api/v1/admin/provisioning-tokens",
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{t}");
-    let body = json!({"token": t["secret"], "device_public_key": URL_SAFE_NO_PAD.encode(old.key.verifying_key().as_bytes()),
+    let token = app.provisioning_token().await;
+    let body = json!({"token": token, "device_public_key": URL_SAFE_NO_PAD.encode(old.key.verifying_key().as_bytes()),
         "hostname": "rey-laptop", "agent_version": "test"});
     refused(
         &app,
@@ -313,7 +276,7 @@ async fn shared_workstation_survives_one_person_leaving(app: App) {
         offboardings[0]["summary"]["devices_retired"],
         json!([ana_laptop.id])
     );
-    let report = dormant(&app).await;
+    let report = app.dormant_access().await;
     let entry = &report["people"][0];
     assert_eq!(
         (&entry["laptops_left"], &entry["devices"]),
@@ -364,15 +327,7 @@ async fn reclaim(app: &App, station: &Device, key: &SoftKey) {
 async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
     let hr = app.token(Role::Scim).await;
     let station = app.device("it-station").await;
-    let (s, _) = app
-        .call(
-            "POST",
-            &format!("/api/v1/admin/devices/{}/reclaim-station", station.id),
-            &app.admin,
-            Some(json!({"enabled": true})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    app.make_reclaim_station(&station.id).await;
     // A help-desk member with a named token, a laptop and a key enrolled on it.
     let dee = hr_person(&app, &hr, "dee@example.com").await;
     let token = app.token_for(Role::Helpdesk, &dee).await;
@@ -380,22 +335,15 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
     let key = SoftKey::new();
     enrol(&app, &dee, &laptop, &key).await;
     let customer = app.person("cy").await;
-    let (s, v) = app
-        .call(
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            &token,
-            Some(json!({"person_id": customer})),
-        )
-        .await;
+    let (s, v) = app.ticket_by(&token, &customer).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 
     deactivate(&app, &hr, &dee).await;
     // Nothing of theirs is live any more but the physical key, which waits for the station;
     // the token and the laptop are closed in the offboarding itself.
-    crate::common::assert_only_keys_wait(&dormant(&app).await, 1);
+    crate::common::assert_only_keys_wait(&app.dormant_access().await, 1);
     reclaim(&app, &station, &key).await;
-    assert_eq!(dormant(&app).await["people"], json!([]));
+    assert_eq!(app.dormant_access().await["people"], json!([]));
     let text = keywarden_server::offboard::render(
         &keywarden_server::offboard::dormant(&app.state.db, app.now())
             .await
@@ -414,7 +362,7 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
         .execute(&app.state.db)
         .await
         .unwrap();
-    let report = dormant(&app).await;
+    let report = app.dormant_access().await;
     let entry = &report["people"][0];
     assert_eq!(entry["tokens"].as_array().unwrap().len(), 1, "{report}");
     assert_eq!(entry["laptops_left"], json!([laptop.id]), "{report}");
@@ -424,17 +372,16 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
         .await
         .unwrap();
     assert_eq!(swept, vec![laptop.id.clone()]);
-    assert_eq!(dormant(&app).await["people"][0]["laptops_left"], json!([]));
+    assert_eq!(
+        app.dormant_access().await["people"][0]["laptops_left"],
+        json!([])
+    );
     assert_eq!(
         retired_at(&app, &laptop.id).await,
         vec!["offboarded".to_owned()]
     );
     let (s, v) = laptop.report(&app, true).await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("device_retired")),
-        "{v}"
-    );
+    crate::common::assert_error(s, &v, StatusCode::FORBIDDEN, "device_retired");
 }
 
 /// A leaver's only laptop finishing an enrolment, or a laptop reporting, while HR offboards

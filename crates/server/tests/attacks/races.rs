@@ -72,15 +72,7 @@ async fn enrolment_finishing_during_offboarding(app: App) {
             "round {round}: a departed person kept a live key ({fs})"
         );
     }
-    let report = app
-        .call(
-            "GET",
-            "/api/v1/admin/reports/dormant-access",
-            &app.admin,
-            None,
-        )
-        .await
-        .1;
+    let report = app.dormant_access().await;
     // The keys themselves wait for IT to reclaim them; nothing on them opens anything.
     for p in report["people"].as_array().unwrap() {
         assert_eq!(

@@ -44,13 +44,7 @@ fn proofing() -> Value {
 }
 
 async fn issue_ticket(app: &App, token: &str, person: &str) -> (StatusCode, Value) {
-    app.call(
-        "POST",
-        "/api/v1/admin/enrolment-tickets",
-        token,
-        Some(json!({"person_id": person})),
-    )
-    .await
+    app.ticket_by(token, person).await
 }
 
 async fn grant(app: &App, token: &str, body: Value) -> (StatusCode, Value) {
@@ -113,10 +107,7 @@ async fn offboarded_helpdesk_members_token(app: App) {
     )
     .await;
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no longer active"),
+        crate::common::error_message(&v).contains("no longer active"),
         "{v}"
     );
     // Offboarding revoked the token in its own transaction, and says so.
@@ -174,15 +165,7 @@ async fn offboarded_helpdesk_members_token(app: App) {
         .as_str()
         .unwrap()
         .to_owned();
-    let (s, _) = app
-        .call(
-            "DELETE",
-            &format!("/api/v1/admin/tokens/{id}"),
-            &app.admin,
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    app.revoke_token(&id).await;
     refused(
         &app,
         StatusCode::UNAUTHORIZED,
@@ -299,10 +282,7 @@ async fn token_issued_without_a_person(app: App) {
         )
         .await;
         assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("named person"),
+            crate::common::error_message(&v).contains("named person"),
             "{v}"
         );
     }
@@ -452,10 +432,7 @@ async fn one_person_approving_twice_under_two_tokens(app: App) {
         )
         .await;
         assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("someone else"),
+            crate::common::error_message(&v).contains("someone else"),
             "{v}"
         );
     }

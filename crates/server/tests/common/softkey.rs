@@ -1,0 +1,179 @@
+//! The software key (test/demo) with the tests' batch attestation: credentials and assertions, and
+//! the same answers shaped as a browser's `PublicKeyCredential.toJSON()`.
+
+use super::browser::*;
+use serde_json::{json, Value};
+
+/// Label of the trust anchor every test [`App`] has: the root of the tests' soft keys.
+pub const SOFT_KEY_ROOT_LABEL: &str = "software key (test/demo) root";
+
+/// The attestation batch every [`SoftKey`] of this test process belongs to.
+pub fn soft_key_batch() -> &'static keywarden_keys::soft::AttestationBatch {
+    static BATCH: std::sync::OnceLock<keywarden_keys::soft::AttestationBatch> =
+        std::sync::OnceLock::new();
+    BATCH.get_or_init(|| keywarden_keys::soft::AttestationBatch::generate().unwrap())
+}
+
+/// A software key (test/demo) in its own folder, attesting with the tests' batch certificate
+/// (so every test [`App`] trusts it).
+pub struct SoftKey {
+    pub dir: tempfile::TempDir,
+}
+
+impl SoftKey {
+    pub fn new() -> SoftKey {
+        Self::with_options(&keywarden_keys::soft::SoftKeyOptions::default())
+    }
+
+    /// A soft key created with `options` (e.g. a longer minimum PIN length).
+    pub fn with_options(options: &keywarden_keys::soft::SoftKeyOptions) -> SoftKey {
+        let dir = tempfile::tempdir().unwrap();
+        keywarden_keys::soft::SoftKey::create_in_batch(
+            dir.path().join("key.json"),
+            options,
+            soft_key_batch(),
+        )
+        .unwrap();
+        SoftKey { dir }
+    }
+
+    /// A soft key with its own attestation root, which no test [`App`] trusts.
+    pub fn untrusted() -> SoftKey {
+        let dir = tempfile::tempdir().unwrap();
+        keywarden_keys::soft::SoftKey::open(dir.path().join("key.json")).unwrap();
+        SoftKey { dir }
+    }
+
+    /// The root this key's attestation chain leads to, PEM.
+    pub fn root_pem(&self) -> String {
+        keywarden_keys::soft::SoftKey::open(self.dir.path().join("key.json"))
+            .unwrap()
+            .attestation_ca_pem()
+    }
+
+    /// Answer a ceremony the way the agent does (sets PIN 123456 on first use).
+    pub fn make_credential(&self, begin: &Value) -> Value {
+        use keywarden_keys::soft::SoftKey as Key;
+        let begin: keywarden_protocol::EnrolBeginResponse =
+            serde_json::from_value(begin.clone()).unwrap();
+        let mut key = Key::open(self.dir.path().join("key.json")).unwrap();
+        let prompts = keywarden_agent::enrol::StepPrompts::new(
+            Some("123456".into()),
+            Some("123456".into()),
+            Box::new(|_| {}),
+        );
+        let req = keywarden_agent::enrol::make_credential(&mut key, &begin, &prompts).unwrap();
+        serde_json::to_value(req).unwrap()
+    }
+}
+
+impl SoftKey {
+    /// A copy of this key's state (a clone of the key, for counter-replay tests).
+    pub fn clone_key(&self) -> SoftKey {
+        let copy = SoftKey::new();
+        std::fs::copy(
+            self.dir.path().join("key.json"),
+            copy.dir.path().join("key.json"),
+        )
+        .unwrap();
+        copy
+    }
+
+    /// Answer a step-up challenge (PIN 123456) the way the agent does.
+    pub fn assert(&self, options: &Value) -> Value {
+        use keywarden_keys::soft::SoftKey as Key;
+        let options: keywarden_protocol::AssertionOptions =
+            serde_json::from_value(options.clone()).unwrap();
+        let mut key = Key::open(self.dir.path().join("key.json")).unwrap();
+        let step_up = keywarden_agent::stepup::get_assertion(
+            &mut key,
+            &options,
+            "123456",
+            &keywarden_keys::SilentPrompt,
+        )
+        .unwrap();
+        serde_json::to_value(step_up).unwrap()
+    }
+}
+
+impl SoftKey {
+    /// Answer `navigator.credentials.create` options (WebAuthn JSON) as a browser would
+    /// (`toJSON()` of the new credential), from the page's origin.
+    pub fn browser_create(&self, pk: &Value) -> Value {
+        // What a browser reports for what was asked: this device's own authenticator, or a
+        // phone across devices.
+        if pk["authenticatorSelection"]["authenticatorAttachment"] == "cross-platform" {
+            self.browser_create_as(pk, "cross-platform", &["hybrid", "internal"])
+        } else {
+            self.browser_create_as(pk, "platform", &["internal"])
+        }
+    }
+
+    /// [`SoftKey::browser_create`] with what the browser reports about the authenticator.
+    pub fn browser_create_as(&self, pk: &Value, attachment: &str, transports: &[&str]) -> Value {
+        let begin = json!({
+            "enrolment_id": "browser",
+            "ceremony_id": "browser",
+            "session_expires_at_ms": 0,
+            "person": {"id": "p", "user_name": pk["user"]["name"], "display_name": pk["user"]["displayName"]},
+            "options": {
+                "challenge": pk["challenge"],
+                "rp_id": pk["rp"]["id"],
+                "rp_name": pk["rp"]["name"],
+                "origin": ORIGIN,
+                "user_id": pk["user"]["id"],
+                "user_name": pk["user"]["name"],
+                "user_display_name": pk["user"]["displayName"],
+                "algorithms": pk["pubKeyCredParams"].as_array().unwrap().iter().map(|p| p["alg"].clone()).collect::<Vec<_>>(),
+                "exclude_credentials": pk["excludeCredentials"].as_array().map(|a| a.iter().map(|c| c["id"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                "user_verification_required": true,
+                "resident_key_required": true,
+                "attestation": "direct",
+                "timeout_ms": 60000,
+            },
+            "active_authenticators": 0,
+            "required_authenticators": 0,
+        });
+        let made = self.make_credential(&begin);
+        json!({
+            "id": made["credential_id"],
+            "rawId": made["credential_id"],
+            "type": "public-key",
+            "authenticatorAttachment": attachment,
+            "response": {
+                "attestationObject": made["attestation_object"],
+                "clientDataJSON": made["client_data_json"],
+                "transports": transports,
+            },
+            "clientExtensionResults": {},
+        })
+    }
+
+    /// Answer `navigator.credentials.get` (a challenge from the self-service endpoints) as a
+    /// browser would.
+    pub fn browser_get(&self, challenge: &Value) -> Value {
+        let pk = &challenge["public_key"];
+        let step_up = self.assert(&json!({
+            "challenge_id": challenge["challenge_id"],
+            "challenge": pk["challenge"],
+            "rp_id": pk["rpId"],
+            "origin": ORIGIN,
+            "allow_credentials": [],
+            "user_verification_required": true,
+            "timeout_ms": 60000,
+        }));
+        let a = &step_up["assertion"];
+        json!({
+            "id": a["credential_id"],
+            "rawId": a["credential_id"],
+            "type": "public-key",
+            "response": {
+                "authenticatorData": a["authenticator_data"],
+                "clientDataJSON": a["client_data_json"],
+                "signature": a["signature"],
+                "userHandle": a["user_handle"],
+            },
+            "clientExtensionResults": {},
+        })
+    }
+}
