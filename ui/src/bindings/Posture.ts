@@ -7,7 +7,7 @@ import type { Observed } from "./Observed";
  */
 export type Posture = { 
 /**
- * Shape version, [`POSTURE_SCHEMA_VERSION`].
+ * Shape version, [`crate::POSTURE_SCHEMA_VERSION`].
  */
 schema_version: number, 
 /**
