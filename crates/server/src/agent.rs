@@ -91,15 +91,9 @@ pub async fn provision(
         ));
     }
     let expires_at = row.expires_at;
-    if now >= expires_at {
-        return Err(Error::gone(
-            ErrorCode::ProvisioningTokenExpired,
-            format!(
-                "provisioning token expired at {}",
-                secrets::fmt_time(expires_at)
-            ),
-        ));
-    }
+    crate::error::before_expiry(now, expires_at, ErrorCode::ProvisioningTokenExpired, |at| {
+        format!("provisioning token expired at {at}")
+    })?;
     let public_key = secrets::b64(key.as_bytes());
     if store::key_taken(&mut tx, &public_key).await? {
         return Err(Error::conflict(

@@ -176,6 +176,25 @@ impl Error {
     }
 }
 
+/// `Ok` while `now` is before `expires_at`; after, a 410 with `code` and the sentence `says`
+/// makes of the time it ended (`2026-12-04T10:00Z`): one-time tickets, tokens, sessions and
+/// challenges all end this way.
+pub fn before_expiry(
+    now: i64,
+    expires_at: i64,
+    code: ErrorCode,
+    says: impl FnOnce(String) -> String,
+) -> Result<()> {
+    if now < expires_at {
+        Ok(())
+    } else {
+        Err(Error::gone(
+            code,
+            says(crate::secrets::fmt_time(expires_at)),
+        ))
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();

@@ -145,12 +145,9 @@ pub async fn verify(
             "this step-up challenge was already used; a replayed assertion is refused",
         ));
     }
-    if now >= c.expires_at {
-        return Err(Error::gone(
-            ErrorCode::StepUpExpired,
-            "the step-up challenge expired; touch your key again",
-        ));
-    }
+    crate::error::before_expiry(now, c.expires_at, ErrorCode::StepUpExpired, |_| {
+        "the step-up challenge expired; touch your key again".to_owned()
+    })?;
     let v = verify_assertion(
         state,
         tx,

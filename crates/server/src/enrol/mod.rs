@@ -389,15 +389,9 @@ async fn finish_inner(
         ));
     }
     let expires_at = c.expires_at;
-    if now >= expires_at {
-        return Err(Error::gone(
-            ErrorCode::CeremonyExpired,
-            format!(
-                "enrolment step timed out at {}; start the key again",
-                secrets::fmt_time(expires_at)
-            ),
-        ));
-    }
+    crate::error::before_expiry(now, expires_at, ErrorCode::CeremonyExpired, |at| {
+        format!("enrolment step timed out at {at}; start the key again")
+    })?;
     let person = load_person(&mut tx, &c.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(

@@ -191,15 +191,9 @@ pub(crate) async fn open_session_of(
         ));
     }
     let expires_at = s.expires_at;
-    if now >= expires_at {
-        return Err(Error::gone(
-            ErrorCode::EnrolmentExpired,
-            format!(
-                "enrolment session closed at {}; ask IT for a new ticket",
-                secrets::fmt_time(expires_at)
-            ),
-        ));
-    }
+    crate::error::before_expiry(now, expires_at, ErrorCode::EnrolmentExpired, |at| {
+        format!("enrolment session closed at {at}; ask IT for a new ticket")
+    })?;
     let person = load_person(tx, &s.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(

@@ -125,15 +125,9 @@ pub(crate) async fn open_ticket(
         ));
     }
     let expires_at = t.expires_at;
-    if now >= expires_at {
-        return Err(Error::gone(
-            ErrorCode::TicketExpired,
-            format!(
-                "ticket expired at {}; ask IT for a new one",
-                secrets::fmt_time(expires_at)
-            ),
-        ));
-    }
+    crate::error::before_expiry(now, expires_at, ErrorCode::TicketExpired, |at| {
+        format!("ticket expired at {at}; ask IT for a new one")
+    })?;
     let person = load_person(tx, &t.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(

@@ -103,12 +103,9 @@ pub(super) async fn take_challenge(
             "this challenge was already used; a replayed answer is refused",
         ));
     }
-    if now >= r.expires_at {
-        return Err(Error::gone(
-            ErrorCode::ChallengeExpired,
-            "this took too long; start again",
-        ));
-    }
+    crate::error::before_expiry(now, r.expires_at, ErrorCode::ChallengeExpired, |_| {
+        "this took too long; start again".to_owned()
+    })?;
     if !store::use_challenge(tx, id, now).await? {
         return Err(Error::conflict(
             ErrorCode::ChallengeUsed,

@@ -201,15 +201,9 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
         ));
     }
     let until = r.expires_at.min(r.session_expires);
-    if now >= until {
-        return Err(Error::gone(
-            ErrorCode::LinkExpired,
-            format!(
-                "this link expired at {}; open a new one from the Keywarden app",
-                secrets::fmt_time(until)
-            ),
-        ));
-    }
+    crate::error::before_expiry(now, until, ErrorCode::LinkExpired, |at| {
+        format!("this link expired at {at}; open a new one from the Keywarden app")
+    })?;
     let person = enrol::load_person(&mut tx, &r.person_id).await?;
     if !person.active {
         return Err(Error::forbidden(
