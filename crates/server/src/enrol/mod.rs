@@ -31,8 +31,8 @@ pub(crate) use bind::{bind_credential, check_key_policy, NewCredential};
 pub use sessions::active_count;
 use sessions::new_ceremony;
 pub(crate) use sessions::{
-    check_laptop, load_person, open_proven_session, open_session, open_session_of, policy_for,
-    Person,
+    check_laptop, load_active_person, load_person, open_proven_session, open_session,
+    open_session_of, policy_for, Person,
 };
 pub(crate) use tickets::{mark_redeemed, open_ticket, ticket_refused};
 
@@ -247,13 +247,7 @@ async fn add_key_session(
     v: &crate::stepup::Verified,
     now: i64,
 ) -> Result<EnrolBeginResponse> {
-    let person = load_person(tx, &v.person_id).await?;
-    if !person.active {
-        return Err(Error::forbidden(
-            ErrorCode::PersonInactive,
-            "this person is no longer active",
-        ));
-    }
+    let person = load_active_person(tx, &v.person_id).await?;
     let (_, policy) = policy_for(state, tx, &person.id).await?;
     check_laptop(&policy, tx, &call.device_id, now).await?;
     let resp = open_proven_session(
@@ -392,13 +386,7 @@ async fn finish_inner(
     crate::error::before_expiry(now, expires_at, ErrorCode::CeremonyExpired, |at| {
         format!("enrolment step timed out at {at}; start the key again")
     })?;
-    let person = load_person(&mut tx, &c.person_id).await?;
-    if !person.active {
-        return Err(Error::forbidden(
-            ErrorCode::PersonInactive,
-            "this person is no longer active",
-        ));
-    }
+    let person = load_active_person(&mut tx, &c.person_id).await?;
     let reg_state: RegistrationState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
     let reg = crate::trust::registration_response(
         &credential_raw,

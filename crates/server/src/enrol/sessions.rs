@@ -45,6 +45,19 @@ pub(crate) async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Resu
     })
 }
 
+/// [`load_person`], refusing a person who is no longer active (left, or suspended by HR): no
+/// ticket, session, link or ceremony goes on for them.
+pub(crate) async fn load_active_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
+    let person = load_person(tx, id).await?;
+    if !person.active {
+        return Err(Error::forbidden(
+            ErrorCode::PersonInactive,
+            "this person is no longer active",
+        ));
+    }
+    Ok(person)
+}
+
 /// Open an enrolment session proven by something other than an enrolment ticket (a step-up
 /// from one of the person's keys, a recovery): the session hangs off an internal, already
 /// redeemed ticket row whose `created_by` names the proof (`add_key:<credential>`,
@@ -194,13 +207,7 @@ pub(crate) async fn open_session_of(
     crate::error::before_expiry(now, expires_at, ErrorCode::EnrolmentExpired, |at| {
         format!("enrolment session closed at {at}; ask IT for a new ticket")
     })?;
-    let person = load_person(tx, &s.person_id).await?;
-    if !person.active {
-        return Err(Error::forbidden(
-            ErrorCode::PersonInactive,
-            "this person is no longer active",
-        ));
-    }
+    let person = load_active_person(tx, &s.person_id).await?;
     Ok((person, expires_at))
 }
 

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 
-use super::sessions::{load_person, Person};
+use super::sessions::{load_active_person, Person};
 use super::store;
 use super::STEP_UP_REFUSALS;
 
@@ -128,13 +128,7 @@ pub(crate) async fn open_ticket(
     crate::error::before_expiry(now, expires_at, ErrorCode::TicketExpired, |at| {
         format!("ticket expired at {at}; ask IT for a new one")
     })?;
-    let person = load_person(tx, &t.person_id).await?;
-    if !person.active {
-        return Err(Error::forbidden(
-            ErrorCode::PersonInactive,
-            "this person is no longer active",
-        ));
-    }
+    let person = load_active_person(tx, &t.person_id).await?;
     Ok((ticket_id, person))
 }
 

@@ -204,13 +204,7 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
     crate::error::before_expiry(now, until, ErrorCode::LinkExpired, |at| {
         format!("this link expired at {at}; open a new one from the Keywarden app")
     })?;
-    let person = enrol::load_person(&mut tx, &r.person_id).await?;
-    if !person.active {
-        return Err(Error::forbidden(
-            ErrorCode::PersonInactive,
-            "this person is no longer active",
-        ));
-    }
+    let person = enrol::load_active_person(&mut tx, &r.person_id).await?;
     if !store::use_link(&mut tx, &link_id, now).await? {
         return Err(Error::conflict(
             ErrorCode::LinkUsed,

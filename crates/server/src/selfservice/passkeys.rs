@@ -429,13 +429,7 @@ async fn passkey_finish_in(
         .as_deref()
         .and_then(DeviceClass::parse)
         .ok_or_else(|| Error::Webauthn("stored challenge has no class".into()))?;
-    let person = enrol::load_person(&mut tx, &session.person_id).await?;
-    if !person.active {
-        return Err(Error::forbidden(
-            ErrorCode::PersonInactive,
-            "this person is no longer active",
-        ));
-    }
+    let person = enrol::load_active_person(&mut tx, &session.person_id).await?;
     let reg_state: RegistrationState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
     let reg = crate::trust::registration_response(&raw_id, &attestation_object, &client_data_json)?;
 
