@@ -4,9 +4,8 @@
 //! set on the answer.
 
 use super::store;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keywarden_protocol::ErrorCode;
@@ -17,9 +16,9 @@ use utoipa::ToSchema;
 use super::challenges::{
     assertion_challenge, assertion_from, ms, take_challenge, FinishCeremony, WebChallenge,
 };
-use super::session;
+use super::session::{self, SameOrigin};
 use crate::audit;
-use crate::auth::{parse_json, SignedCall};
+use crate::auth::{JsonBody, SignedCall};
 use crate::enrol;
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
@@ -85,11 +84,9 @@ fn summary(p: &enrol::Person) -> PersonSummary {
     responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone, crate::openapi::TooManyRequests))]
 pub async fn redeem_ticket(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    _: SameOrigin,
+    JsonBody(req): JsonBody<RedeemTicket>,
 ) -> Result<Response> {
-    session::same_origin(&state, &headers)?;
-    let req: RedeemTicket = parse_json(&body)?;
     let now = state.now_ms();
     let mut ticket_id = None;
     match redeem_ticket_in(&state, &req.ticket, now, &mut ticket_id).await {
@@ -151,11 +148,9 @@ async fn redeem_ticket_in(
     responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn redeem_link(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    _: SameOrigin,
+    JsonBody(req): JsonBody<RedeemLink>,
 ) -> Result<Response> {
-    session::same_origin(&state, &headers)?;
-    let req: RedeemLink = parse_json(&body)?;
     let now = state.now_ms();
     match redeem_link_in(&state, &req.link, now).await {
         Ok((token, body)) => Ok(opened(&token, body)),
@@ -240,9 +235,8 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
     responses((status = 201, body = WebChallenge), crate::openapi::Forbidden))]
 pub async fn sign_in_begin(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: SameOrigin,
 ) -> Result<(StatusCode, Json<WebChallenge>)> {
-    session::same_origin(&state, &headers)?;
     let now = state.now_ms();
     let challenge = assertion_challenge(&state, None, "sign_in", Vec::new(), now).await?;
     Ok((StatusCode::CREATED, Json(challenge)))
@@ -253,11 +247,9 @@ pub async fn sign_in_begin(
     responses((status = 201, body = SessionOpened), crate::openapi::Invalid, crate::openapi::Forbidden, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn sign_in_finish(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    _: SameOrigin,
+    JsonBody(req): JsonBody<FinishCeremony>,
 ) -> Result<Response> {
-    session::same_origin(&state, &headers)?;
-    let req: FinishCeremony = parse_json(&body)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let verified = async {

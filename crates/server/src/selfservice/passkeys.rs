@@ -3,9 +3,8 @@
 //! agent's, `enrol::bind_credential`, under the same policy, evidence and audit), and what they
 //! see about themselves.
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{CredentialView, PersonSummary};
@@ -20,9 +19,9 @@ use super::challenges::{
     assertion_challenge, assertion_from, challenge_json, store_challenge, take_challenge, text_at,
     FinishCeremony, WebChallenge,
 };
-use super::session::{self, WebSession};
+use super::session::{self, ScriptCall, WebSession};
 use crate::audit;
-use crate::auth::parse_json;
+use crate::auth::JsonBody;
 use crate::enrol;
 use crate::error::{Error, Result};
 use crate::policy::DeviceClass;
@@ -73,10 +72,8 @@ pub struct Me {
     responses((status = 201, body = WebChallenge), crate::openapi::Denied, crate::openapi::Conflict))]
 pub async fn step_up_begin(
     State(state): State<AppState>,
-    session: WebSession,
-    headers: HeaderMap,
+    ScriptCall(session): ScriptCall,
 ) -> Result<(StatusCode, Json<WebChallenge>)> {
-    session::check_csrf(&state, &headers, &session, None)?;
     let now = state.now_ms();
     let creds = credentials::active_webauthn_of(&state.db, &session.person_id)
         .await?
@@ -106,12 +103,9 @@ pub struct SteppedUp {
     responses((status = 200, body = SteppedUp), crate::openapi::Invalid, crate::openapi::Denied, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn step_up_finish(
     State(state): State<AppState>,
-    session: WebSession,
-    headers: HeaderMap,
-    body: Bytes,
+    ScriptCall(session): ScriptCall,
+    JsonBody(req): JsonBody<FinishCeremony>,
 ) -> Result<Json<SteppedUp>> {
-    session::check_csrf(&state, &headers, &session, None)?;
-    let req: FinishCeremony = parse_json(&body)?;
     let now = state.now_ms();
     let actor = format!("web:{}", session.id);
     let mut tx = crate::db::begin(&state.db).await?;
@@ -182,12 +176,9 @@ fn clean_name(name: Option<&str>) -> Result<Option<String>> {
     responses((status = 201, body = WebChallenge), crate::openapi::Invalid, crate::openapi::Denied))]
 pub async fn passkey_begin(
     State(state): State<AppState>,
-    session: WebSession,
-    headers: HeaderMap,
-    body: Bytes,
+    ScriptCall(session): ScriptCall,
+    JsonBody(req): JsonBody<BeginPasskey>,
 ) -> Result<(StatusCode, Json<WebChallenge>)> {
-    session::check_csrf(&state, &headers, &session, None)?;
-    let req: BeginPasskey = parse_json(&body)?;
     let now = state.now_ms();
     if !matches!(req.class, DeviceClass::Platform | DeviceClass::Phone) {
         return Err(Error::bad_request(
@@ -364,12 +355,9 @@ const REFUSALS: &[ErrorCode] = &[
     responses((status = 201, body = PasskeyAdded), crate::openapi::Invalid, crate::openapi::Denied, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn passkey_finish(
     State(state): State<AppState>,
-    session: WebSession,
-    headers: HeaderMap,
-    body: Bytes,
+    ScriptCall(session): ScriptCall,
+    JsonBody(req): JsonBody<FinishCeremony>,
 ) -> Result<(StatusCode, Json<PasskeyAdded>)> {
-    session::check_csrf(&state, &headers, &session, None)?;
-    let req: FinishCeremony = parse_json(&body)?;
     let now = state.now_ms();
     match passkey_finish_in(&state, &session, &req, now).await {
         Ok(added) => {

@@ -138,6 +138,35 @@ impl FromRequestParts<AppState> for WebSession {
     }
 }
 
+/// A call from the Keywarden pages before anyone signed in (redeeming a ticket or a link,
+/// signing in): refused unless it comes from the service's own origin, before the body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct SameOrigin;
+
+impl FromRequestParts<AppState> for SameOrigin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        same_origin(state, &parts.headers)?;
+        Ok(SameOrigin)
+    }
+}
+
+/// A signed-in person's call from the pages' script: their session, from the service's own
+/// origin and carrying the session's CSRF token, all checked before the body is read.
+#[derive(Debug)]
+pub struct ScriptCall(pub WebSession);
+
+impl FromRequestParts<AppState> for ScriptCall {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let session = WebSession::from_request_parts(parts, state).await?;
+        check_csrf(state, &parts.headers, &session, None)?;
+        Ok(ScriptCall(session))
+    }
+}
+
 /// A new session for a person (inside `tx`, with whatever proved who they are); returns the
 /// cookie value. `proof_expires_at`: until when it may add passkeys without another touch.
 pub async fn open(
