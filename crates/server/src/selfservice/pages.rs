@@ -5,7 +5,7 @@
 use super::store;
 use crate::store::credentials;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use keywarden_protocol::CredentialView;
@@ -379,8 +379,25 @@ pub struct CsrfForm {
     name: Option<String>,
 }
 
-/// The session and form of a state-changing post, checked (origin, CSRF); an error page
-/// otherwise. A post without a live session gets the sign-in page.
+/// A state-changing form post from a signed-in page: the session and the form, checked (origin,
+/// CSRF; a refused token is audited); an error page otherwise. A post without a live session
+/// gets the sign-in page.
+pub struct PageForm(WebSession, CsrfForm);
+
+impl FromRequest<AppState> for PageForm {
+    type Rejection = Response;
+
+    async fn from_request(
+        req: Request,
+        state: &AppState,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let form = Form::<CsrfForm>::from_request(req, state).await;
+        let (s, form) = checked(state, &headers, form).await?;
+        Ok(PageForm(s, form))
+    }
+}
+
 async fn checked(
     state: &AppState,
     headers: &HeaderMap,
@@ -430,15 +447,7 @@ async fn checked(
 }
 
 /// `POST /me/sign-out`: end the session on the service; the cookie is cleared.
-pub async fn sign_out(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    form: std::result::Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let (s, _) = match checked(&state, &headers, form).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn sign_out(State(state): State<AppState>, PageForm(s, _): PageForm) -> Response {
     let now = state.now_ms();
     let done = async {
         let mut tx = crate::db::begin(&state.db).await?;
@@ -471,13 +480,8 @@ pub async fn sign_out(
 pub async fn report_lost(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: std::result::Result<Form<CsrfForm>, FormRejection>,
+    PageForm(s, _): PageForm,
 ) -> Response {
-    let (s, _) = match checked(&state, &headers, form).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let now = state.now_ms();
     match report_lost_in(&state, &s, &id, now).await {
         Ok(()) => {
@@ -549,13 +553,8 @@ async fn report_lost_in(state: &AppState, s: &WebSession, id: &str, now: i64) ->
 pub async fn rename(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: std::result::Result<Form<CsrfForm>, FormRejection>,
+    PageForm(s, form): PageForm,
 ) -> Response {
-    let (s, form) = match checked(&state, &headers, form).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let now = state.now_ms();
     let done = async {
         let name = form.name.as_deref().map(str::trim).unwrap_or_default();
