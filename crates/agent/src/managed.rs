@@ -34,20 +34,16 @@ fn default_lock() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ManagedConfig {
     /// The service every laptop reports to.
-    #[serde(default)]
     pub server_url: Option<String>,
     /// When true (the default), the server URL cannot be changed by the user.
     #[serde(default = "default_lock")]
     pub lock_server_url: bool,
     /// Seconds between scheduled check-ins.
-    #[serde(default)]
     pub checkin_interval_seconds: Option<u64>,
     /// The organisation's WebAuthn relying party id: the only one the agent signs for, whatever
     /// a service asks. Given with [`ManagedConfig::origin`].
-    #[serde(default)]
     pub rp_id: Option<String>,
     /// The only origin the agent puts into clientDataJSON. Given with [`ManagedConfig::rp_id`].
-    #[serde(default)]
     pub origin: Option<String>,
     /// The file it was read from.
     #[serde(skip)]

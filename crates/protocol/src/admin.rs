@@ -39,7 +39,6 @@ pub struct IssueTicket {
     /// Whom the ticket is for.
     pub person_id: String,
     /// Lifetime in seconds; default 600.
-    #[serde(default)]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -66,7 +65,6 @@ pub struct IssuedSecret {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssueProvisioningToken {
     /// Lifetime in seconds; default 3600.
-    #[serde(default)]
     pub ttl_seconds: Option<u64>,
 }
 
@@ -91,10 +89,8 @@ pub struct DeviceView {
     /// Reports stored for this device.
     pub report_count: u64,
     /// When it was taken out of service (unix ms): its device key no longer works.
-    #[serde(default)]
     pub retired_at_ms: Option<i64>,
     /// Why: `retired`, `lost`, or `offboarded` (its last active person left).
-    #[serde(default)]
     pub retired_reason: Option<String>,
 }
 

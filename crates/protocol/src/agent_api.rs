@@ -35,10 +35,8 @@ pub struct ProvisionResponse {
     pub server_time_ms: i64,
     /// The organisation's WebAuthn relying party id: the agent pins it at provisioning and signs
     /// for no other.
-    #[serde(default)]
     pub rp_id: Option<String>,
     /// The origin the agent puts into clientDataJSON, pinned with [`ProvisionResponse::rp_id`].
-    #[serde(default)]
     pub origin: Option<String>,
 }
 
@@ -135,7 +133,6 @@ pub struct EnrolBeginRequest {
     /// A fresh assertion (purpose `add_key`) from an active key of the ticket's person. Required
     /// when that person already has an active credential: a ticket alone enrols only a person's
     /// first keys.
-    #[serde(default)]
     pub step_up: Option<crate::StepUp>,
 }
 
@@ -274,7 +271,6 @@ pub struct CredentialView {
     #[serde(default)]
     pub synced: bool,
     /// The name its person gave it, if any.
-    #[serde(default)]
     pub name: Option<String>,
     /// `agent` (the desktop app) or `browser` (the self-service pages).
     #[serde(default)]

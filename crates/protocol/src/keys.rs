@@ -32,7 +32,6 @@ pub struct KeyInfo {
     /// What to call it in front of a person; for the soft key always [`SOFT_KEY_LABEL`].
     pub label: String,
     /// Model name derived from the AAGUID where known.
-    #[serde(default)]
     pub model: Option<String>,
     /// AAGUID as a hyphenated lowercase UUID.
     pub aaguid: String,
@@ -48,21 +47,16 @@ pub struct KeyInfo {
     #[serde(default)]
     pub pin_protocols: Vec<u32>,
     /// Firmware version reported by getInfo.
-    #[serde(default)]
     pub firmware_version: Option<u32>,
     /// Whether a PIN is set (`clientPin` option true).
     pub pin_set: bool,
     /// PIN retries left, where it could be read.
-    #[serde(default)]
     pub pin_retries: Option<u32>,
     /// Minimum PIN length the key itself enforces.
-    #[serde(default)]
     pub min_pin_length: Option<u32>,
     /// Whether the key demands a PIN change before use.
-    #[serde(default)]
     pub force_pin_change: Option<bool>,
     /// Free discoverable-credential slots, where reported.
-    #[serde(default)]
     pub remaining_discoverable_credentials: Option<u32>,
     /// True when [`KeyInfo::id`] carries the key's USB serial number (`hid:<serial>`), false
     /// when it does not; absent from older agents. Where a population's policy forbids

@@ -53,7 +53,6 @@ pub struct AssertionResponse {
     /// Signature, base64url.
     pub signature: String,
     /// User handle of a discoverable credential, base64url.
-    #[serde(default)]
     pub user_handle: Option<String>,
 }
 
@@ -89,7 +88,6 @@ pub struct ReportLostRequest {
     /// A fresh assertion from another active key of the same person.
     pub step_up: StepUp,
     /// What happened, in the person's words (optional).
-    #[serde(default)]
     pub reason: Option<String>,
 }
 
@@ -102,7 +100,6 @@ pub struct RecoveryBeginRequest {
     pub ticket: String,
     /// A fresh assertion from another active key of the person (required unless the recovery
     /// was approved by two approvers because no active key is left).
-    #[serde(default)]
     pub step_up: Option<StepUp>,
 }
 

@@ -60,7 +60,6 @@ pub struct RetireDevice {
     /// `retired` or `lost`.
     pub reason: RetireReason,
     /// What happened, e.g. `stolen from a car, police report 1234`.
-    #[serde(default)]
     pub note: Option<String>,
 }
 

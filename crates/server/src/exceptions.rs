@@ -49,13 +49,10 @@ pub struct NewException {
     #[serde(default)]
     pub reason: String,
     /// What it covers, e.g. `coverage: min_authenticators` or `tenant root admin`.
-    #[serde(default)]
     pub scope: Option<String>,
     /// The break-glass credential (required for `break_glass`).
-    #[serde(default)]
     pub credential_id: Option<String>,
     /// Lifetime in days (1..=365); there is no exception without an expiry.
-    #[serde(default)]
     pub days: Option<u32>,
 }
 

@@ -52,11 +52,9 @@ pub struct IssueApiToken {
     pub label: String,
     /// The person the token is issued to: required for admin, help-desk and auditor tokens
     /// (never the caller's own person), absent for the SCIM token.
-    #[serde(default)]
     pub person_id: Option<String>,
     /// Lifetime in seconds (default and maximum from the service settings, 90 days unless
     /// configured otherwise).
-    #[serde(default)]
     pub ttl_seconds: Option<u64>,
 }
 

@@ -110,12 +110,10 @@ pub struct IssueRecovery {
     /// Whose access is recovered.
     pub person_id: String,
     /// The lost key (suspended now if it is still active); revoked when the replacement is enrolled.
-    #[serde(default)]
     pub lost_credential_id: Option<String>,
     /// How the issuer proofed the person's identity.
     pub proofing: Proofing,
     /// Ticket lifetime in seconds (default from the service settings, at most one day).
-    #[serde(default)]
     pub ttl_seconds: Option<u64>,
 }
 

@@ -38,7 +38,6 @@ pub struct BeginPasskey {
     /// `platform` (this laptop) or `phone`.
     pub class: DeviceClass,
     /// A name for it, e.g. `work laptop`.
-    #[serde(default)]
     pub name: Option<String>,
 }
 
