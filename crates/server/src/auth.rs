@@ -478,12 +478,7 @@ async fn verified_body(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let headers = req.headers().clone();
-    let body =
-        <axum::body::Bytes as axum::extract::FromRequest<AppState>>::from_request(req, state)
-            .await
-            .map_err(|e| {
-                Error::bad_request(ErrorCode::BodyUnreadable, format!("request body: {e}"))
-            })?;
+    let body = read_body(req, state).await?;
     let call = SignedCall::verify(state, &method, &path, &headers, &body).await?;
     Ok((call, body))
 }
@@ -497,14 +492,15 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
     type Rejection = Error;
 
     async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self> {
-        let body =
-            <axum::body::Bytes as axum::extract::FromRequest<AppState>>::from_request(req, state)
-                .await
-                .map_err(|e| {
-                    Error::bad_request(ErrorCode::BodyUnreadable, format!("request body: {e}"))
-                })?;
-        Ok(JsonBody(parse_json(&body)?))
+        Ok(JsonBody(parse_json(&read_body(req, state).await?)?))
     }
+}
+
+/// The request's body, or `body_unreadable` in the service's error shape.
+async fn read_body(req: axum::extract::Request, state: &AppState) -> Result<axum::body::Bytes> {
+    <axum::body::Bytes as axum::extract::FromRequest<AppState>>::from_request(req, state)
+        .await
+        .map_err(|e| Error::bad_request(ErrorCode::BodyUnreadable, format!("request body: {e}")))
 }
 
 /// Parse a JSON body into `T`, with the service's error shape on failure.

@@ -97,20 +97,21 @@ pub(super) async fn take_challenge(
             "this challenge was issued for something else; start again",
         ));
     }
-    if r.used_at.is_some() {
-        return Err(Error::conflict(
+    let used = || {
+        Error::conflict(
             ErrorCode::ChallengeUsed,
             "this challenge was already used; a replayed answer is refused",
-        ));
+        )
+    };
+    if r.used_at.is_some() {
+        return Err(used());
     }
     crate::error::before_expiry(now, r.expires_at, ErrorCode::ChallengeExpired, |_| {
         "this took too long; start again".to_owned()
     })?;
+    // Claimed here, so two answers racing for one challenge get one success.
     if !store::use_challenge(tx, id, now).await? {
-        return Err(Error::conflict(
-            ErrorCode::ChallengeUsed,
-            "this challenge was already used; a replayed answer is refused",
-        ));
+        return Err(used());
     }
     Ok(Challenge {
         state: r.state,

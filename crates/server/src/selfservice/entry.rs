@@ -119,26 +119,60 @@ async fn redeem_ticket_in(
     }
     enrol::mark_redeemed(&mut tx, &ticket_id, None, now).await?;
     let until = now + ms(state.settings.session_ttl);
+    let opening = Opening {
+        proof: format!("ticket:{ticket_id}"),
+        signed_in_with: None,
+        may_add_until: until,
+        by_session: false,
+        action: "ticket.redeemed",
+        detail: serde_json::json!({"ticket_id": ticket_id, "in": "browser"}),
+    };
+    open_recorded(tx, &person, opening, now).await
+}
+
+/// How a browser session is opened and what the audit trail says of it.
+struct Opening {
+    /// What proved who the person is (`ticket:…`, `link:…`, `passkey:…`).
+    proof: String,
+    /// The credential signed in with, for a passkey sign-in.
+    signed_in_with: Option<String>,
+    /// Until when the session may add passkeys without another touch.
+    may_add_until: i64,
+    /// Whether the audit names the new session as the actor (a sign-in), or `browser`.
+    by_session: bool,
+    /// The audit action.
+    action: &'static str,
+    /// The audit detail; the session's id is added.
+    detail: serde_json::Value,
+}
+
+/// Open the person's browser session inside `tx`, audit it there, commit: the cookie value and
+/// what the page is told.
+async fn open_recorded(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    person: &enrol::Person,
+    o: Opening,
+    now: i64,
+) -> Result<(String, SessionOpened)> {
     let (token, session_id) = session::open(
         &mut tx,
         &person.id,
-        &format!("ticket:{ticket_id}"),
-        None,
-        until,
+        &o.proof,
+        o.signed_in_with.as_deref(),
+        o.may_add_until,
         now,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        now,
-        "browser",
-        "ticket.redeemed",
-        &person.id,
-        serde_json::json!({"ticket_id": ticket_id, "web_session_id": session_id, "in": "browser"}),
-    )
-    .await?;
+    let mut detail = o.detail;
+    detail["web_session_id"] = serde_json::json!(session_id);
+    let actor = if o.by_session {
+        format!("web:{session_id}")
+    } else {
+        "browser".to_owned()
+    };
+    audit::record(&mut tx, now, &actor, o.action, &person.id, detail).await?;
     tx.commit().await?;
-    let body = session_opened(&person, &token, until);
+    let body = session_opened(person, &token, o.may_add_until);
     Ok((token, body))
 }
 
@@ -206,27 +240,15 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
             "this link was already used; open a new one from the Keywarden app",
         ));
     }
-    let (token, session_id) = session::open(
-        &mut tx,
-        &person.id,
-        &format!("link:{link_id}"),
-        None,
-        until,
-        now,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        now,
-        "browser",
-        "web_link.redeemed",
-        &person.id,
-        serde_json::json!({"link_id": link_id, "web_session_id": session_id}),
-    )
-    .await?;
-    tx.commit().await?;
-    let body = session_opened(&person, &token, until);
-    Ok((token, body))
+    let opening = Opening {
+        proof: format!("link:{link_id}"),
+        signed_in_with: None,
+        may_add_until: until,
+        by_session: false,
+        action: "web_link.redeemed",
+        detail: serde_json::json!({"link_id": link_id}),
+    };
+    open_recorded(tx, &person, opening, now).await
 }
 
 /// `POST /api/v1/me/sign-in/begin`: a challenge for signing in with a passkey (any of the
@@ -267,26 +289,15 @@ pub async fn sign_in_finish(
         }
     };
     let person = enrol::load_person(&mut tx, &v.person_id).await?;
-    let (token, session_id) = session::open(
-        &mut tx,
-        &person.id,
-        &format!("passkey:{}", v.credential_id),
-        Some(&v.credential_id),
-        now + session::PROOF_MS,
-        now,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        now,
-        &format!("web:{session_id}"),
-        "person.signed_in",
-        &person.id,
-        serde_json::json!({"credential_id": v.credential_id, "in": "browser", "web_session_id": session_id}),
-    )
-    .await?;
-    tx.commit().await?;
-    let body = session_opened(&person, &token, now + session::PROOF_MS);
+    let opening = Opening {
+        proof: format!("passkey:{}", v.credential_id),
+        signed_in_with: Some(v.credential_id.clone()),
+        may_add_until: now + session::PROOF_MS,
+        by_session: true,
+        action: "person.signed_in",
+        detail: serde_json::json!({"credential_id": v.credential_id, "in": "browser"}),
+    };
+    let (token, body) = open_recorded(tx, &person, opening, now).await?;
     Ok(opened(&token, body))
 }
 
