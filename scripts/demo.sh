@@ -37,7 +37,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$URL" ] || { echo "service did not start" >&2; cat "$SERVER_LOG" >&2; exit 1; }
-echo "service at $URL (first-start admin token written to $WORK/admin-token, shown once)"
+echo "service at $URL (first-start admin token in $WORK/admin-token, mode 0600, shown nowhere else)"
 TOKEN="$(cat "$WORK/admin-token")"
 api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 

@@ -56,8 +56,8 @@ fn spawn_server(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String, Opt
     let mut shown_token = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        if let Some(t) = line.split("store it now): ").nth(1) {
-            shown_token = Some(t.trim().to_owned());
+        if line.contains("kwa_") {
+            shown_token = Some(line.clone());
         }
         if let Some(u) = line.strip_prefix("listening on ") {
             return (child, u.trim().to_owned(), shown_token);
@@ -101,12 +101,19 @@ impl Server {
     fn start_on(listen: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (child, url, shown_token) = spawn_server(dir.path(), listen, extra);
-        let admin_token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+        let token_file = dir.path().join("admin-token");
+        let admin_token = std::fs::read_to_string(&token_file).unwrap();
+        assert!(admin_token.starts_with("kwa_"), "{admin_token}");
         assert_eq!(
-            shown_token.as_deref(),
-            Some(admin_token.as_str()),
-            "token shown once on first start"
+            shown_token, None,
+            "the first admin token goes to its file only, never to the output"
         );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the token file is the owner's alone");
+        }
         let server = Server {
             url,
             admin_token,

@@ -36,6 +36,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/admin/credentials/{id}/evidence", get(evidence))
 }
 
+/// Whether no admin token was ever issued (the first start).
+pub async fn needs_bootstrap(db: &AnyPool) -> Result<bool> {
+    let mut conn = db.acquire().await?;
+    Ok(store::admin_token_count(&mut conn).await? == 0)
+}
+
 /// On first start, create the admin token; returns it (to show once) or `None` if one exists.
 /// It is the one staff token issued to nobody, so it lives only
 /// [`crate::tokens::BOOTSTRAP_TTL`] (a day): long enough to create the first people and issue

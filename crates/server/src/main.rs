@@ -52,7 +52,9 @@ struct Cli {
     /// Active authenticators every person needs (coverage policy).
     #[arg(long, default_value_t = 2)]
     min_authenticators: u32,
-    /// Also write the first-start admin token to this file (mode 0600), for scripted set-ups.
+    /// Where the first-start admin token goes (a new file, mode 0600). Without it the token is
+    /// shown on the terminal when there is one, else written to `first-admin-token` in the data
+    /// directory; it never goes to a log or to output a service manager collects.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
     /// Where notifications to people are POSTed (signed JSON); without it they stay queued.
@@ -499,14 +501,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    if let Some(token) = admin::bootstrap_admin_token(&pool, clock.now_ms()).await? {
-        // Shown once, on the terminal only; the service keeps just its hash.
-        println!("First start: admin API token (shown once, store it now): {token}");
-        if let Some(path) = &cli.admin_token_file {
-            write_secret_file(path, &token)
-                .with_context(|| format!("cannot write admin token to {}", path.display()))?;
-        }
-    }
+    first_start_admin_token(&pool, &cli, clock.now_ms()).await?;
     let mut settings = Settings::new(cli.rp_id, cli.origin);
     settings.min_authenticators = cli.min_authenticators;
     settings.ticket_ttl = std::time::Duration::from_secs(cli.ticket_ttl_seconds);
@@ -540,16 +535,73 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
+/// On first start (no admin token yet), create the admin token and hand it over where only the
+/// operator reads it: the file named by `--admin-token-file`; else the terminal, when standard
+/// output is one; else `first-admin-token` in the data directory (under a service manager, whose
+/// collected output is a log). A file is created new with mode 0600 before the token exists, so
+/// a file already there (an earlier token, or a link someone planted) stops the start with
+/// nothing issued.
+async fn first_start_admin_token(
+    pool: &sqlx::AnyPool,
+    cli: &Cli,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal as _, Write as _};
+    if !admin::needs_bootstrap(pool).await? {
+        return Ok(());
+    }
+    let path = match &cli.admin_token_file {
+        Some(p) => Some(p.clone()),
+        None if std::io::stdout().is_terminal() => None,
+        None => {
+            std::fs::create_dir_all(&cli.data_dir).with_context(|| {
+                format!("cannot create data directory {}", cli.data_dir.display())
+            })?;
+            Some(cli.data_dir.join("first-admin-token"))
+        }
+    };
+    let file = match &path {
+        Some(p) => Some(new_secret_file(p).with_context(|| {
+            format!(
+                "cannot create {} for the first admin token (if it is there, it may hold an \
+                 earlier one: move it away and start again)",
+                p.display()
+            )
+        })?),
+        None => None,
+    };
+    let Some(token) = admin::bootstrap_admin_token(pool, now_ms).await? else {
+        // Another replica issued it meanwhile; the empty file would only mislead.
+        if let Some(p) = &path {
+            let _ = std::fs::remove_file(p);
+        }
+        return Ok(());
+    };
+    match (file, path) {
+        (Some(mut f), Some(p)) => {
+            f.write_all(token.as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| {
+                    format!("cannot write the first admin token to {}", p.display())
+                })?;
+            println!(
+                "First start: the admin API token is in {} (mode 0600, shown nowhere else); store it and delete the file",
+                p.display()
+            );
+        }
+        _ => println!("First start: admin API token (shown once, store it now): {token}"),
+    }
+    Ok(())
+}
+
+/// A new file only its owner may read; refuses one that exists (or a link in its place).
+fn new_secret_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path)?;
-    f.write_all(secret.as_bytes())?;
-    f.sync_all()
+    opts.open(path)
 }
