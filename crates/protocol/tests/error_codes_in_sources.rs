@@ -39,8 +39,12 @@ const OTHER_VOCABULARIES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The checkout, as cargo names it when it runs the test (not where the binary was built: a
+/// shared build cache may hand this binary to another clone).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let manifest =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&manifest).join("../..")
 }
 
 fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
