@@ -42,11 +42,16 @@ pub async fn needs_bootstrap(db: &AnyPool) -> Result<bool> {
     Ok(store::admin_token_count(&mut conn).await? == 0)
 }
 
-/// On first start, create the admin token; returns it (to show once) or `None` if one exists.
-/// It is the one staff token issued to nobody, so it lives only
-/// [`crate::tokens::BOOTSTRAP_TTL`] (a day): long enough to create the first people and issue
-/// their own named tokens.
-pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<String>> {
+/// On first start, create the admin token and hand it to `deliver` before it is committed, so a
+/// token that could not be delivered (a full disk) is never issued and the next start tries
+/// again; returns it, or `None` if an admin token exists. It is the one staff token issued to
+/// nobody, so it lives only [`crate::tokens::BOOTSTRAP_TTL`] (a day): long enough to create the
+/// first people and issue their own named tokens.
+pub async fn bootstrap_admin_token(
+    db: &AnyPool,
+    now_ms: i64,
+    deliver: impl FnOnce(&str) -> Result<()>,
+) -> Result<Option<String>> {
     let mut tx = crate::db::begin(db).await?;
     if store::admin_token_count(&mut tx).await? > 0 {
         return Ok(None);
@@ -66,6 +71,7 @@ pub async fn bootstrap_admin_token(db: &AnyPool, now_ms: i64) -> Result<Option<S
         serde_json::json!({"reason": "first start", "expires_at_ms": expires_at}),
     )
     .await?;
+    deliver(&token)?;
     tx.commit().await?;
     Ok(Some(token))
 }

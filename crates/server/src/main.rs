@@ -570,27 +570,33 @@ async fn first_start_admin_token(
         })?),
         None => None,
     };
-    let Some(token) = admin::bootstrap_admin_token(pool, now_ms).await? else {
-        // Another replica issued it meanwhile; the empty file would only mislead.
-        if let Some(p) = &path {
+    let deliver = |token: &str| match (file, &path) {
+        (Some(mut f), Some(p)) => f
+            .write_all(token.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|source| keywarden_server::Error::Io {
+                what: format!("cannot write the first admin token to {}", p.display()),
+                source,
+            }),
+        _ => {
+            println!("First start: admin API token (shown once, store it now): {token}");
+            Ok(())
+        }
+    };
+    let issued = admin::bootstrap_admin_token(pool, now_ms, deliver).await;
+    match (&issued, &path) {
+        (Ok(Some(_)), Some(p)) => println!(
+            "First start: the admin API token is in {} (mode 0600, shown nowhere else); store it and delete the file",
+            p.display()
+        ),
+        // Another replica issued it meanwhile, or it could not be delivered (then nothing was
+        // issued): the file would only mislead.
+        (Ok(None) | Err(_), Some(p)) => {
             let _ = std::fs::remove_file(p);
         }
-        return Ok(());
-    };
-    match (file, path) {
-        (Some(mut f), Some(p)) => {
-            f.write_all(token.as_bytes())
-                .and_then(|()| f.sync_all())
-                .with_context(|| {
-                    format!("cannot write the first admin token to {}", p.display())
-                })?;
-            println!(
-                "First start: the admin API token is in {} (mode 0600, shown nowhere else); store it and delete the file",
-                p.display()
-            );
-        }
-        _ => println!("First start: admin API token (shown once, store it now): {token}"),
+        _ => {}
     }
+    issued?;
     Ok(())
 }
 

@@ -45,7 +45,7 @@ impl App {
     pub async fn on(db: FreshDb) -> App {
         let pool = db::connect(&db.url).await.unwrap();
         let clock = Arc::new(TestClock(AtomicI64::new(START_MS)));
-        let admin = keywarden_server::admin::bootstrap_admin_token(&pool, START_MS)
+        let admin = keywarden_server::admin::bootstrap_admin_token(&pool, START_MS, |_| Ok(()))
             .await
             .unwrap()
             .expect("fresh database has no admin token");
