@@ -41,6 +41,16 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   fi
 fi
 
+say "the console's script is built from its TypeScript"
+(cd ui && npm run --silent build:console)
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  if [ -n "$(git status --porcelain -- crates/server/src/console/assets)" ]; then
+    git status --short -- crates/server/src/console/assets
+    echo "crates/server/src/console/assets/console.js is stale: commit the rebuilt file (cd ui && npm run build:console)" >&2
+    exit 1
+  fi
+fi
+
 say "format and lints"
 cargo fmt --all -- --check
 cargo clippy --quiet --locked --workspace --all-targets -- -D warnings

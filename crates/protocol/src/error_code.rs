@@ -129,6 +129,8 @@ error_codes! {
     ChallengeUsed = "challenge_used",
     /// 400: here you can add this laptop's passkey or a phone's; add security keys with the Keywarden desktop app.
     ClassNotOffered = "class_not_offered",
+    /// 403: the console needs a passkey sign-in; a session opened with a ticket or a link does not reach it.
+    ConsolePasskeyRequired = "console_passkey_required",
     /// 409: this credential is already enrolled.
     CredentialExists = "credential_exists",
     /// 400: credential_id differs from the attested one.
@@ -187,6 +189,8 @@ error_codes! {
     ExceptionUnknown = "exception_unknown",
     /// 400: the form could not be read; reload the page.
     FormInvalid = "form_invalid",
+    /// 403: this action needs a fresh touch of your key: confirm with your passkey and try again.
+    FreshTouchRequired = "fresh_touch_required",
     /// 403: nobody may grant a staff role to themselves; another admin must issue this token.
     GrantToSelf = "grant_to_self",
     /// 400: hostname must be 1..=255 characters.
@@ -199,6 +203,8 @@ error_codes! {
     LaptopNoncompliant = "laptop_noncompliant",
     /// 403: population … checks a laptop's posture before adding its passkey, and this browser's laptop is unknown: add it from the Keywarden app on the laptop ("Add this laptop or your phone"), or add a phone instead.
     LaptopPostureUnknown = "laptop_posture_unknown",
+    /// 409: the last admin cannot lose the role; grant it to someone else first.
+    LastAdmin = "last_admin",
     /// 410: this link expired at …; open a new one from the Keywarden app.
     LinkExpired = "link_expired",
     /// 404: this link is not known; open it again from the Keywarden app.
@@ -217,6 +223,8 @@ error_codes! {
     NoActiveKey = "no_active_key",
     /// 404: no such endpoint.
     NoRoute = "no_route",
+    /// 403: … holds no staff role: an admin grants one in the console.
+    NoStaffRole = "no_staff_role",
     /// 403: this laptop is not an IT reclaim station; an admin can make it one.
     NotAReclaimStation = "not_a_reclaim_station",
     /// 400: the note is at most 500 characters.
@@ -289,6 +297,14 @@ error_codes! {
     SessionExpired = "session_expired",
     /// 401: you are not signed in: sign in first.
     SessionUnknown = "session_unknown",
+    /// 409: the console already has an admin; sign in instead.
+    SetupDone = "setup_done",
+    /// 410: the setup link expired at …; restart the service for a new one.
+    SetupLinkExpired = "setup_link_expired",
+    /// 404: this setup link is not known.
+    SetupLinkUnknown = "setup_link_unknown",
+    /// 409: this setup link was already used.
+    SetupLinkUsed = "setup_link_used",
     /// 403: sign in with another of your keys to report one lost.
     SignInWithAnotherKey = "sign_in_with_another_key",
     /// 401: request signature does not verify for this device.
@@ -297,6 +313,8 @@ error_codes! {
     SignatureMalformed = "signature_malformed",
     /// 401: signed request needs the … header.
     SignatureMissing = "signature_missing",
+    /// 400: staff roles are admin, helpdesk and auditor.
+    StaffRoleInvalid = "staff_role_invalid",
     /// 403: population … does not accept a … to prove who you are; use one of your ….
     StepUpClassNotAllowed = "step_up_class_not_allowed",
     /// 410: the step-up challenge expired; touch your key again.

@@ -15,7 +15,7 @@ use sqlx::AnyPool;
 
 use crate::audit;
 use crate::auth::{
-    parse_json, AdminOnly, AdminOrAuditor, AdminOrHelpdesk, AnyStaff, JsonBody, Staff,
+    parse_json, AdminOnly, AdminOrAuditor, AdminOrHelpdesk, AnyStaff, Fresh, JsonBody, Staff,
 };
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
@@ -92,7 +92,7 @@ fn ttl_ms(requested: Option<u64>, default: std::time::Duration) -> Result<i64> {
     responses((status = 201, body = keywarden_protocol::PersonView), crate::openapi::Invalid, crate::openapi::Conflict))]
 pub async fn create_person(
     State(state): State<AppState>,
-    admin: Staff<AdminOnly>,
+    admin: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<CreatePerson>,
 ) -> Result<(StatusCode, Json<PersonView>)> {
     let user_name = req.user_name.trim();
@@ -165,7 +165,7 @@ pub async fn list_people(
     responses((status = 201, body = keywarden_protocol::IssuedSecret), crate::openapi::Invalid))]
 pub async fn issue_provisioning_token(
     State(state): State<AppState>,
-    admin: Staff<AdminOrHelpdesk>,
+    admin: Fresh<AdminOrHelpdesk>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedSecret>)> {
     let req: IssueProvisioningToken = if body.is_empty() {
@@ -214,7 +214,7 @@ pub async fn issue_provisioning_token(
     responses((status = 201, body = keywarden_protocol::IssuedSecret), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn issue_ticket(
     State(state): State<AppState>,
-    admin: Staff<AdminOrHelpdesk>,
+    admin: Fresh<AdminOrHelpdesk>,
     JsonBody(req): JsonBody<IssueTicket>,
 ) -> Result<(StatusCode, Json<IssuedSecret>)> {
     let ttl = ttl_ms(req.ttl_seconds, state.settings.ticket_ttl)?;

@@ -1,4 +1,5 @@
-//! Who is calling: admins with a bearer token, agents with device-signed requests.
+//! Who is calling: staff with a bearer token or a console session (a passkey sign-in of a person
+//! holding a staff role), agents with device-signed requests.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -65,22 +66,55 @@ impl Role {
     pub const ALL: [Role; 4] = [Role::Admin, Role::Helpdesk, Role::Auditor, Role::Scim];
 }
 
-/// An authenticated API caller (bearer token) and its role. Handlers call
-/// [`Caller::require`] before touching anything.
+/// An authenticated API caller and its role: a bearer token, or a console session. Handlers
+/// call [`Caller::require`] (or take [`Staff`] / [`Fresh`]) before touching anything, so the
+/// console and the API answer to one role matrix.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The token's id (never the token), as the audit actor.
+    /// The token's id (never the token); for a console session `session:<id>`.
     pub token_id: String,
-    /// The token's role.
+    /// The token's role, or the console person's staff role.
     pub role: Role,
-    /// The person the token was issued to, if any (recovery approvers).
+    /// The person the token was issued to (recovery approvers), or who signed in.
     pub person_id: Option<String>,
+    /// Set when the call comes from a console session.
+    pub console: Option<ConsoleCaller>,
+}
+
+/// A console caller: a person signed in with a passkey who holds a staff role.
+#[derive(Debug, Clone)]
+pub struct ConsoleCaller {
+    /// The web session.
+    pub session_id: String,
+    /// Their user name.
+    pub user_name: String,
+    /// Their display name.
+    pub display_name: String,
+    /// Until when their last touch of a key counts as fresh (sensitive actions need it).
+    pub fresh_until: i64,
+    /// The page's CSRF token.
+    pub csrf: String,
 }
 
 impl Caller {
-    /// Audit actor name, e.g. `admin-token:<id>`.
+    /// Audit actor name, e.g. `admin-token:<id>` or `helpdesk-console:<session id>`.
     pub fn actor(&self) -> String {
-        format!("{}-token:{}", self.role.as_str(), self.token_id)
+        match &self.console {
+            Some(c) => format!("{}-console:{}", self.role.as_str(), c.session_id),
+            None => format!("{}-token:{}", self.role.as_str(), self.token_id),
+        }
+    }
+
+    /// Refuse a console caller whose last touch of a key is older than a few minutes (a
+    /// token caller is a script: it has no key to touch).
+    pub fn require_fresh(&self, now: i64) -> Result<()> {
+        match &self.console {
+            Some(c) if now >= c.fresh_until => Err(Error::forbidden(
+                ErrorCode::FreshTouchRequired,
+                "this action needs a fresh touch of your key: confirm with your passkey and try again",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Refuse unless the caller's role is one of `allowed`.
@@ -111,13 +145,16 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Error::unauthorized(
+            .and_then(|v| v.to_str().ok());
+        let Some(header) = header else {
+            return match crate::console::caller(state, parts).await? {
+                Some(caller) => Ok(caller),
+                None => Err(Error::unauthorized(
                     ErrorCode::TokenMissing,
-                    "this API needs an Authorization: Bearer token",
-                )
-            })?;
+                    "this API needs an Authorization: Bearer token (or a console sign-in)",
+                )),
+            };
+        };
         let token = header.strip_prefix("Bearer ").ok_or_else(|| {
             Error::unauthorized(
                 ErrorCode::TokenMalformed,
@@ -137,6 +174,7 @@ impl FromRequestParts<AppState> for Caller {
             token_id: row.id.clone(),
             role,
             person_id: row.person_id.clone(),
+            console: None,
         };
         let now = state.now_ms();
         if let Err(e) = token_state(&row, caller.person_id.is_some(), now) {
@@ -274,6 +312,36 @@ impl<R: Roles> FromRequestParts<AppState> for Staff<R> {
         let caller = Caller::from_request_parts(parts, state).await?;
         caller.require(R::ALLOWED)?;
         Ok(Staff {
+            caller,
+            roles: std::marker::PhantomData,
+        })
+    }
+}
+
+/// [`Staff`] for a sensitive action (issue a ticket or a recovery, approve, suspend or revoke,
+/// retire a laptop, change policy or roles): a console caller must also have touched their key
+/// in the last few minutes, else 403 `fresh_touch_required` and nothing happens.
+#[derive(Debug)]
+pub struct Fresh<R: Roles> {
+    /// The caller.
+    pub caller: Caller,
+    roles: std::marker::PhantomData<R>,
+}
+
+impl<R: Roles> std::ops::Deref for Fresh<R> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<R: Roles> FromRequestParts<AppState> for Fresh<R> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let Staff { caller, .. } = Staff::<R>::from_request_parts(parts, state).await?;
+        caller.require_fresh(state.now_ms())?;
+        Ok(Fresh {
             caller,
             roles: std::marker::PhantomData,
         })

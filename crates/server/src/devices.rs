@@ -18,7 +18,7 @@ use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOrHelpdesk, JsonBody, Staff};
+use crate::auth::{AdminOrHelpdesk, Fresh, JsonBody};
 use crate::error::{Error, Result};
 use crate::secrets;
 use crate::state::AppState;
@@ -187,7 +187,7 @@ pub async fn left_behind(tx: &mut Transaction<'_, Any>, person_id: &str) -> Resu
     responses((status = 200, body = RetiredDevice), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn retire_handler(
     State(state): State<AppState>,
-    caller: Staff<AdminOrHelpdesk>,
+    caller: Fresh<AdminOrHelpdesk>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<RetireDevice>,
 ) -> Result<Json<RetiredDevice>> {

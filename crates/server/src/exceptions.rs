@@ -14,7 +14,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOnly, AdminOrAuditor, AnyStaff, JsonBody, Staff};
+use crate::auth::{AdminOnly, AdminOrAuditor, AnyStaff, Fresh, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::new_id;
 use crate::state::AppState;
@@ -92,7 +92,7 @@ pub struct ExceptionView {
     responses((status = 201, body = ExceptionView), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn add(
     State(state): State<AppState>,
-    caller: Staff<AdminOnly>,
+    caller: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<NewException>,
 ) -> Result<(StatusCode, Json<ExceptionView>)> {
     let owner = req.owner.trim();
@@ -228,7 +228,7 @@ pub async fn list(
     responses((status = 204, description = "revoked"), crate::openapi::NotFound))]
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Staff<AdminOnly>,
+    caller: Fresh<AdminOnly>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let now = state.now_ms();

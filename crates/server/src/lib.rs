@@ -17,6 +17,7 @@ pub mod admin;
 pub mod agent;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod coverage;
 pub mod csf;
 pub mod db;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(csf::router())
         .merge(selfservice::router())
+        .merge(console::router())
         .merge(openapi::router())
         .fallback(|| async { Error::not_found(ErrorCode::NoRoute, "no such endpoint") })
         .with_state(state)

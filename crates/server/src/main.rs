@@ -57,6 +57,11 @@ struct Cli {
     /// directory; it never goes to a log or to output a service manager collects.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Where the console's one-time setup link for the first admin goes (mode 0600), written at
+    /// each start while nobody holds the admin role (a new link ends an unused earlier one).
+    /// Default: `console-setup-link` in the data directory; never a log.
+    #[arg(long)]
+    setup_link_file: Option<PathBuf>,
     /// Where notifications to people are POSTed (signed JSON); without it they stay queued.
     #[arg(long, env = "KEYWARDEN_NOTIFY_WEBHOOK")]
     notify_webhook: Option<url::Url>,
@@ -502,6 +507,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     first_start_admin_token(&pool, &cli, clock.now_ms()).await?;
+    console_setup_link(&pool, &cli, clock.now_ms()).await?;
     let mut settings = Settings::new(cli.rp_id, cli.origin);
     settings.min_authenticators = cli.min_authenticators;
     settings.ticket_ttl = std::time::Duration::from_secs(cli.ticket_ttl_seconds);
@@ -516,6 +522,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // An offboarding's second step (retiring the laptops the leaver left) may not have run
     // before a crash or restart: finish it before serving.
     keywarden_server::offboard::retire_left_behind(&state).await?;
+    tokio::spawn(keywarden_server::console::snapshots::run(state.clone()));
     if state.settings.notify_webhook.is_some() || state.settings.idp_webhook.is_some() {
         tokio::spawn(keywarden_server::webhooks::Deliverer::new()?.run(state.clone()));
     } else {
@@ -597,6 +604,55 @@ async fn first_start_admin_token(
         _ => {}
     }
     issued?;
+    Ok(())
+}
+
+/// While the console has no admin, write a new one-time setup link for the first admin to
+/// `--setup-link-file` or `console-setup-link` in the data directory (mode 0600, replaced
+/// whole: a link planted in its place is replaced, not followed), and say where it is.
+async fn console_setup_link(pool: &sqlx::AnyPool, cli: &Cli, now_ms: i64) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    if !keywarden_server::console::setup::needs_admin(pool).await? {
+        return Ok(());
+    }
+    let path = match &cli.setup_link_file {
+        Some(p) => p.clone(),
+        None => {
+            std::fs::create_dir_all(&cli.data_dir).with_context(|| {
+                format!("cannot create data directory {}", cli.data_dir.display())
+            })?;
+            cli.data_dir.join("console-setup-link")
+        }
+    };
+    let deliver = |url: &str| {
+        let io = |source| keywarden_server::Error::Io {
+            what: format!("cannot write the console setup link to {}", path.display()),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        // tempfile creates it 0600; the rename puts it in place whole.
+        let mut file = tempfile::Builder::new()
+            .prefix(".console-setup-link")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        writeln!(file, "{url}")
+            .and_then(|()| file.as_file().sync_all())
+            .map_err(io)?;
+        file.persist(&path).map_err(|e| io(e.error))?;
+        Ok(())
+    };
+    if keywarden_server::console::setup::issue_link(pool, cli.origin.as_str(), now_ms, deliver)
+        .await?
+        .is_some()
+    {
+        println!(
+            "Console: the first admin's one-time setup link is in {} (mode 0600, works once, for 24 hours)",
+            path.display()
+        );
+    }
     Ok(())
 }
 

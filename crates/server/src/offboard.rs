@@ -65,6 +65,9 @@ pub struct Summary {
     /// the offboarding committed.
     #[serde(default)]
     pub devices_retired: Vec<String>,
+    /// Their console staff role taken away (staff who leave).
+    #[serde(default)]
+    pub staff_role_removed: bool,
 }
 
 /// The offboarding started inside a SCIM transaction; finish it with [`Pending::committed`]
@@ -233,6 +236,14 @@ pub async fn run(
     )
     .await?;
     summary.exceptions_revoked = store::revoke_exceptions(tx, person_id, now).await?;
+    summary.staff_role_removed = crate::console::roles::remove_in(
+        tx,
+        person_id,
+        actor,
+        &format!("offboarded ({trigger})"),
+        now,
+    )
+    .await?;
 
     let event_id = webhooks::enqueue(
         tx,

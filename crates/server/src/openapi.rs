@@ -90,6 +90,13 @@ impl Modify for Security {
             ),
         );
         components.add_security_scheme(
+            "console_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::selfservice::session::COOKIE,
+                "A console sign-in: the session of a person who signed in with a passkey and holds a staff role; a call that changes something also carries the session's CSRF token in x-keywarden-csrf",
+            ))),
+        );
+        components.add_security_scheme(
             "device_signature",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 keywarden_protocol::HEADER_SIGNATURE,
@@ -144,8 +151,16 @@ impl Modify for Credentials {
             } else {
                 Denied::responses()
             };
+            let mut schemes = vec![SecurityRequirement::new(scheme, Vec::<String>::new())];
+            if path.starts_with("/api/v1/admin/") {
+                // The console's session is the same caller as a staff token (either will do).
+                schemes.push(SecurityRequirement::new(
+                    "console_session",
+                    Vec::<String>::new(),
+                ));
+            }
             for (_, op) in operations(item) {
-                op.security = Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+                op.security = Some(schemes.clone());
                 for (status, response) in &refusals {
                     op.responses
                         .responses
@@ -213,6 +228,8 @@ impl Modify for OperationIds {
         crate::selfservice::passkeys::step_up_begin, crate::selfservice::passkeys::step_up_finish,
         crate::selfservice::passkeys::passkey_begin, crate::selfservice::passkeys::passkey_finish,
         crate::selfservice::passkeys::me, crate::selfservice::entry::web_link,
+        crate::console::setup::begin, crate::console::setup::finish,
+        crate::console::roles::list, crate::console::roles::grant, crate::console::roles::remove,
     ),
     components(schemas(keywarden_protocol::ErrorBody, keywarden_protocol::ErrorDetail, ScimErrorDoc, ScimResourceDoc)),
     modifiers(&Security, &Credentials, &OperationIds),

@@ -19,7 +19,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOnly, AnyStaff, JsonBody, Staff};
+use crate::auth::{AdminOnly, AnyStaff, Fresh, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::policy as store;
@@ -523,7 +523,7 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
     responses((status = 200, body = Population), crate::openapi::Invalid))]
 pub async fn upsert(
     State(state): State<AppState>,
-    caller: Staff<AdminOnly>,
+    caller: Fresh<AdminOnly>,
     Path(name): Path<String>,
     JsonBody(mut spec): JsonBody<PopulationSpec>,
 ) -> Result<Json<Population>> {
@@ -570,7 +570,7 @@ pub async fn upsert(
     responses((status = 204, description = "removed"), crate::openapi::NotFound))]
 pub async fn remove(
     State(state): State<AppState>,
-    caller: Staff<AdminOnly>,
+    caller: Fresh<AdminOnly>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
     let now = state.now_ms();

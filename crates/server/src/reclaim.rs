@@ -18,7 +18,7 @@ use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOrHelpdesk, JsonBody, Signed, Staff};
+use crate::auth::{AdminOrHelpdesk, Fresh, JsonBody, Signed};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::reclaim as store;
@@ -48,7 +48,7 @@ pub struct StationSetting {
     responses((status = 200, body = StationSetting), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn set_station(
     State(state): State<AppState>,
-    caller: Staff<AdminOrHelpdesk>,
+    caller: Fresh<AdminOrHelpdesk>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<StationSetting>,
 ) -> Result<Json<StationSetting>> {

@@ -20,7 +20,7 @@ use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOnly, JsonBody, Role, Staff};
+use crate::auth::{AdminOnly, Fresh, JsonBody, Role, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
@@ -131,7 +131,7 @@ pub struct Grantor<'a> {
 /// Staff roles go only to people the HR feed (SCIM) provisioned: a person an admin created by
 /// hand is who an admin would invent to hold a second help-desk token, so that one person could
 /// meet the two-person rule alone.
-async fn require_from_hr(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<()> {
+pub(crate) async fn require_from_hr(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<()> {
     let person = store::provenance(tx, person_id).await?;
     if person.source != "scim" {
         return Err(Error::forbidden(
@@ -321,7 +321,7 @@ pub async fn create_token(
     responses((status = 201, body = IssuedApiToken), crate::openapi::Invalid, crate::openapi::NotFound))]
 pub async fn issue(
     State(state): State<AppState>,
-    caller: Staff<AdminOnly>,
+    caller: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<IssueApiToken>,
 ) -> Result<(StatusCode, Json<IssuedApiToken>)> {
     let new = NewToken {
@@ -459,7 +459,7 @@ pub async fn revoke_by_id(
     responses((status = 204, description = "revoked"), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Staff<AdminOnly>,
+    caller: Fresh<AdminOnly>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     if id == caller.token_id {

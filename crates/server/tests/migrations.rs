@@ -50,6 +50,9 @@ const SHIPPED: &[(i64, &str, &str, &str)] = &[
     (8, "scim attributes",
         "3028b5c5988ea39ab985becbca83223027e792cddcbac72b3ae3ec919c69c6323c61b0e65f293672c05e2a5ff228df75",
         "3028b5c5988ea39ab985becbca83223027e792cddcbac72b3ae3ec919c69c6323c61b0e65f293672c05e2a5ff228df75"),
+    (9, "console",
+        "2f85c132ac28837b0b84e62029fcf265466649ca20324ff32afd40d2d8c33a6d3f893bc530957ee61b7883a85782e400",
+        "2f85c132ac28837b0b84e62029fcf265466649ca20324ff32afd40d2d8c33a6d3f893bc530957ee61b7883a85782e400"),
 ];
 
 /// Every shipped migration keeps its version, description and checksum on both databases, and

@@ -28,12 +28,17 @@ const REPORTS_PATH: &str = "/api/v1/agent/reports";
 struct Replica {
     child: Child,
     base: String,
+    /// Its data folder (the console's setup link is written there while nobody is admin).
+    _data: tempfile::TempDir,
 }
 
 impl Replica {
     fn start(database_url: &str) -> Replica {
+        let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
             .args(["--database-url", database_url, "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
             .env("KEYWARDEN_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -52,7 +57,11 @@ impl Replica {
         };
         // Keep draining its stdout so that it never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Replica { child, base }
+        Replica {
+            child,
+            base,
+            _data: data,
+        }
     }
 }
 

@@ -59,6 +59,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
         per_backend!("0007_browser_passkeys.sql"),
     ),
     (8, "scim attributes", shared!("0008_scim_attributes.sql")),
+    (9, "console", shared!("0009_console.sql")),
 ];
 
 /// The migrations as one database applies them.

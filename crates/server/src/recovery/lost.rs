@@ -2,7 +2,7 @@
 //! another of their keys; audited, the person notified.
 
 use crate::audit;
-use crate::auth::{AdminOrHelpdesk, JsonBody, Signed, Staff};
+use crate::auth::{AdminOrHelpdesk, Fresh, JsonBody, Signed};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::credentials;
@@ -76,7 +76,7 @@ pub async fn suspend(
     responses((status = 200, body = keywarden_protocol::CredentialView), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn suspend_by_helpdesk(
     State(state): State<AppState>,
-    caller: Staff<AdminOrHelpdesk>,
+    caller: Fresh<AdminOrHelpdesk>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<SuspendRequest>,
 ) -> Result<Json<CredentialView>> {

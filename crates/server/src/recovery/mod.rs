@@ -26,7 +26,7 @@ use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOrHelpdesk, AnyStaff, Caller, JsonBody, Signed, SignedCall, Staff};
+use crate::auth::{AdminOrHelpdesk, AnyStaff, Caller, Fresh, JsonBody, Signed, SignedCall, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
@@ -193,7 +193,7 @@ async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryVi
     responses((status = 201, body = IssuedRecovery), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn issue(
     State(state): State<AppState>,
-    caller: Staff<AdminOrHelpdesk>,
+    caller: Fresh<AdminOrHelpdesk>,
     JsonBody(req): JsonBody<IssueRecovery>,
 ) -> Result<(StatusCode, Json<IssuedRecovery>)> {
     req.proofing.check()?;
@@ -321,7 +321,7 @@ pub struct Approve {
     responses((status = 200, body = RecoveryView), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn approve(
     State(state): State<AppState>,
-    caller: Staff<AdminOrHelpdesk>,
+    caller: Fresh<AdminOrHelpdesk>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<Approve>,
 ) -> Result<Json<RecoveryView>> {
@@ -478,7 +478,7 @@ pub async fn person_credentials(
     responses((status = 200, body = RecoveryView), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn cancel(
     State(state): State<AppState>,
-    caller: Staff<AdminOrHelpdesk>,
+    caller: Fresh<AdminOrHelpdesk>,
     Path(id): Path<String>,
 ) -> Result<Json<RecoveryView>> {
     let now = state.now_ms();

@@ -37,11 +37,11 @@ pub struct FinishCeremony {
     pub credential: serde_json::Value,
 }
 
-pub(super) fn ms(d: std::time::Duration) -> i64 {
+pub(crate) fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(super) async fn store_challenge(
+pub(crate) async fn store_challenge(
     state: &AppState,
     session_id: Option<&str>,
     purpose: &str,
@@ -69,16 +69,16 @@ pub(super) async fn store_challenge(
 }
 
 /// A stored challenge, checked: this purpose, this session (or none), unused, unexpired.
-pub(super) struct Challenge {
+pub(crate) struct Challenge {
     /// The ceremony state webauthn-rs stored (JSON).
-    pub(super) state: String,
+    pub(crate) state: String,
     /// For a registration: the class the person chose.
-    pub(super) class: Option<String>,
+    pub(crate) class: Option<String>,
     /// For a registration: the name the person gave.
-    pub(super) name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
-pub(super) async fn take_challenge(
+pub(crate) async fn take_challenge(
     tx: &mut Transaction<'_, Any>,
     id: &str,
     purpose: &str,
@@ -121,7 +121,7 @@ pub(super) async fn take_challenge(
 }
 
 /// The text at `path` in a browser's JSON answer.
-pub(super) fn text_at(v: &serde_json::Value, path: &[&str]) -> Option<String> {
+pub(crate) fn text_at(v: &serde_json::Value, path: &[&str]) -> Option<String> {
     path.iter()
         .try_fold(v, |v, p| v.get(p))
         .and_then(|v| v.as_str())
@@ -129,7 +129,7 @@ pub(super) fn text_at(v: &serde_json::Value, path: &[&str]) -> Option<String> {
 }
 
 /// The browser's assertion (`PublicKeyCredential.toJSON()`) in the protocol's form.
-pub(super) fn assertion_from(credential: &serde_json::Value) -> Result<AssertionResponse> {
+pub(crate) fn assertion_from(credential: &serde_json::Value) -> Result<AssertionResponse> {
     let field = |path: &[&str]| text_at(credential, path);
     let malformed = |what: &str| {
         Error::bad_request(
@@ -148,13 +148,13 @@ pub(super) fn assertion_from(credential: &serde_json::Value) -> Result<Assertion
     })
 }
 
-pub(super) fn challenge_json<T: Serialize>(public_key: &T) -> Result<serde_json::Value> {
+pub(crate) fn challenge_json<T: Serialize>(public_key: &T) -> Result<serde_json::Value> {
     serde_json::to_value(public_key).map_err(Error::Corrupt)
 }
 
 /// A stored assertion challenge (user verification required) for `purpose`: any discoverable
 /// credential when `creds` is empty (sign-in), else one of `creds` (step-up).
-pub(super) async fn assertion_challenge(
+pub(crate) async fn assertion_challenge(
     state: &AppState,
     session_id: Option<&str>,
     purpose: &str,

@@ -51,7 +51,7 @@ pub struct SessionOpened {
     pub may_add_until_ms: i64,
 }
 
-fn opened(token: &str, body: SessionOpened) -> Response {
+pub(crate) fn opened(token: &str, body: SessionOpened) -> Response {
     (
         StatusCode::CREATED,
         [(header::SET_COOKIE, session::cookie(token))],
@@ -131,24 +131,24 @@ async fn redeem_ticket_in(
 }
 
 /// How a browser session is opened and what the audit trail says of it.
-struct Opening {
+pub(crate) struct Opening {
     /// What proved who the person is (`ticket:…`, `link:…`, `passkey:…`).
-    proof: String,
+    pub(crate) proof: String,
     /// The credential signed in with, for a passkey sign-in.
-    signed_in_with: Option<String>,
+    pub(crate) signed_in_with: Option<String>,
     /// Until when the session may add passkeys without another touch.
-    may_add_until: i64,
+    pub(crate) may_add_until: i64,
     /// Whether the audit names the new session as the actor (a sign-in), or `browser`.
-    by_session: bool,
+    pub(crate) by_session: bool,
     /// The audit action.
-    action: &'static str,
+    pub(crate) action: &'static str,
     /// The audit detail; the session's id is added.
-    detail: serde_json::Value,
+    pub(crate) detail: serde_json::Value,
 }
 
 /// Open the person's browser session inside `tx`, audit it there, commit: the cookie value and
 /// what the page is told.
-async fn open_recorded(
+pub(crate) async fn open_recorded(
     mut tx: sqlx::Transaction<'_, sqlx::Any>,
     person: &enrol::Person,
     o: Opening,

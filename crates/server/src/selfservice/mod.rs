@@ -63,7 +63,7 @@ pub fn router() -> Router<AppState> {
 /// stylesheet, no inline code, no framing, forms post only here.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-async fn security_headers(mut res: Response) -> Response {
+pub(crate) async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CSP),

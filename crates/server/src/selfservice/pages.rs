@@ -447,7 +447,16 @@ async fn checked(
 }
 
 /// `POST /me/sign-out`: end the session on the service; the cookie is cleared.
-pub async fn sign_out(State(state): State<AppState>, PageForm(s, _): PageForm) -> Response {
+pub async fn sign_out(state: State<AppState>, form: PageForm) -> Response {
+    sign_out_to(state, form, "/me").await
+}
+
+/// End the session and go to `to` (the self-service or the console's sign-in page).
+pub async fn sign_out_to(
+    State(state): State<AppState>,
+    PageForm(s, _): PageForm,
+    to: &str,
+) -> Response {
     let now = state.now_ms();
     let done = async {
         let mut tx = crate::db::begin(&state.db).await?;
@@ -468,7 +477,7 @@ pub async fn sign_out(State(state): State<AppState>, PageForm(s, _): PageForm) -
     match done {
         Ok(()) => (
             [(header::SET_COOKIE, session::cleared_cookie())],
-            Redirect::to("/me"),
+            Redirect::to(to),
         )
             .into_response(),
         Err(e) => error_page(&e, Some(&s)),

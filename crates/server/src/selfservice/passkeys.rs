@@ -224,28 +224,15 @@ pub async fn passkey_begin(
             PublicKeyCredentialHints::Hybrid,
         ),
     };
-    let builder = state
-        .webauthn
-        .new_challenge_register_builder(&user_id, &person.user_name, &person.display_name)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
-        .attestation(AttestationConveyancePreference::Direct)
-        .user_verification_policy(UserVerificationPolicy::Required)
-        .exclude_credentials(Some(exclude))
-        .credential_algorithms(vec![
-            COSEAlgorithm::ES256,
-            COSEAlgorithm::EDDSA,
-            COSEAlgorithm::RS256,
-        ])
-        .require_resident_key(true)
-        .authenticator_attachment(Some(attachment))
-        .hints(Some(vec![hint]))
-        // Synced passkeys are judged by the population's policy after verification, with
-        // a clear refusal, rather than by the library's blanket rule.
-        .reject_synchronised_authenticators(false);
-    let (ccr, reg_state) = state
-        .webauthn
-        .generate_challenge_register(builder)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (ccr, reg_state) = registration_options(
+        &state,
+        &user_id,
+        &person.user_name,
+        &person.display_name,
+        exclude,
+        Some(attachment),
+        hint,
+    )?;
     let id = store_challenge(
         &state,
         Some(&session.id),
@@ -265,11 +252,86 @@ pub async fn passkey_begin(
     ))
 }
 
+/// Registration options for a browser passkey (attestation asked for, user verification and a
+/// discoverable credential required, the person's other credentials excluded) and the state
+/// webauthn-rs keeps for the finish.
+pub(crate) fn registration_options(
+    state: &AppState,
+    user_id: &[u8],
+    user_name: &str,
+    display_name: &str,
+    exclude: Vec<CredentialID>,
+    attachment: Option<AuthenticatorAttachment>,
+    hint: PublicKeyCredentialHints,
+) -> Result<(
+    webauthn_rs_core::proto::CreationChallengeResponse,
+    RegistrationState,
+)> {
+    let builder = state
+        .webauthn
+        .new_challenge_register_builder(user_id, user_name, display_name)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
+        .attestation(AttestationConveyancePreference::Direct)
+        .user_verification_policy(UserVerificationPolicy::Required)
+        .exclude_credentials(Some(exclude))
+        .credential_algorithms(vec![
+            COSEAlgorithm::ES256,
+            COSEAlgorithm::EDDSA,
+            COSEAlgorithm::RS256,
+        ])
+        .require_resident_key(true)
+        .authenticator_attachment(attachment)
+        .hints(Some(vec![hint]))
+        // Synced passkeys are judged by the population's policy after verification, with
+        // a clear refusal, rather than by the library's blanket rule.
+        .reject_synchronised_authenticators(false);
+    state
+        .webauthn
+        .generate_challenge_register(builder)
+        .map_err(|e| Error::Webauthn(format!("{e:?}")))
+}
+
+/// A browser's registration answer (`PublicKeyCredential.toJSON()`), decoded.
+pub(crate) struct BrowserRegistration {
+    /// The credential id, raw.
+    pub raw_id: Vec<u8>,
+    /// The attestation object.
+    pub attestation_object: Vec<u8>,
+    /// The clientDataJSON bytes.
+    pub client_data_json: Vec<u8>,
+}
+
+impl BrowserRegistration {
+    /// Read the answer; a part missing or not base64url is `attestation_malformed`.
+    pub(crate) fn parse(credential: &serde_json::Value) -> Result<BrowserRegistration> {
+        let field = |path: &[&str]| text_at(credential, path);
+        let malformed = |what: &str| {
+            Error::bad_request(
+                ErrorCode::AttestationMalformed,
+                format!("the browser's answer has no {what}"),
+            )
+        };
+        let id = field(&["id"]).ok_or_else(|| malformed("id"))?;
+        Ok(BrowserRegistration {
+            attestation_object: field(&["response", "attestationObject"])
+                .and_then(|s| unb64(&s))
+                .ok_or_else(|| malformed("attestationObject"))?,
+            client_data_json: field(&["response", "clientDataJSON"])
+                .and_then(|s| unb64(&s))
+                .ok_or_else(|| malformed("clientDataJSON"))?,
+            raw_id: unb64(&id).ok_or_else(|| malformed("base64url id"))?,
+        })
+    }
+}
+
 /// What the browser said about the authenticator that answered (its attachment and how it is
 /// reached), checked against the class the person chose: not attested, so it only catches the
 /// plain mix-up (a USB key offered as "a phone", a roaming key as "this laptop"); the evidence
 /// keeps it, marked unattested.
-fn browser_report(credential: &serde_json::Value, class: DeviceClass) -> Result<serde_json::Value> {
+pub(crate) fn browser_report(
+    credential: &serde_json::Value,
+    class: DeviceClass,
+) -> Result<serde_json::Value> {
     let attachment = text_at(credential, &["authenticatorAttachment"]);
     let transports: Vec<String> = credential
         .get("response")
@@ -387,21 +449,11 @@ async fn passkey_finish_in(
     req: &FinishCeremony,
     now: i64,
 ) -> Result<PasskeyAdded> {
-    let field = |path: &[&str]| text_at(&req.credential, path);
-    let malformed = |what: &str| {
-        Error::bad_request(
-            ErrorCode::AttestationMalformed,
-            format!("the browser's answer has no {what}"),
-        )
-    };
-    let id = field(&["id"]).ok_or_else(|| malformed("id"))?;
-    let attestation_object = field(&["response", "attestationObject"])
-        .and_then(|s| unb64(&s))
-        .ok_or_else(|| malformed("attestationObject"))?;
-    let client_data_json = field(&["response", "clientDataJSON"])
-        .and_then(|s| unb64(&s))
-        .ok_or_else(|| malformed("clientDataJSON"))?;
-    let raw_id = unb64(&id).ok_or_else(|| malformed("base64url id"))?;
+    let BrowserRegistration {
+        raw_id,
+        attestation_object,
+        client_data_json,
+    } = BrowserRegistration::parse(&req.credential)?;
     let mut tx = crate::db::begin(&state.db).await?;
     let c = take_challenge(
         &mut tx,
@@ -482,7 +534,7 @@ async fn passkey_finish_in(
 }
 
 /// The challenge in a clientDataJSON that webauthn-rs already checked against the stored one.
-fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
+pub(crate) fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
     serde_json::from_slice::<serde_json::Value>(client_data_json)
         .ok()
         .and_then(|v| {

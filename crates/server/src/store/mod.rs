@@ -8,6 +8,7 @@ pub mod admin;
 pub mod agent;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod coverage;
 pub mod credentials;
 pub mod devices;

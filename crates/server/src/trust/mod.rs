@@ -23,7 +23,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOnly, AdminOrAuditor, JsonBody, Staff};
+use crate::auth::{AdminOnly, AdminOrAuditor, Fresh, JsonBody, Staff};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::trust as store;
@@ -299,7 +299,7 @@ pub async fn list_handler(
     responses((status = 201, body = TrustAnchor), crate::openapi::Invalid, crate::openapi::Conflict))]
 pub async fn add_handler(
     State(state): State<AppState>,
-    caller: Staff<AdminOnly>,
+    caller: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<AddAnchor>,
 ) -> Result<(StatusCode, Json<TrustAnchor>)> {
     let anchor = add_admin_anchor(
@@ -319,7 +319,7 @@ pub async fn add_handler(
     responses((status = 204, description = "removed"), crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn remove_handler(
     State(state): State<AppState>,
-    caller: Staff<AdminOnly>,
+    caller: Fresh<AdminOnly>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     remove_admin_anchor(&state.db, state.now_ms(), &caller.actor(), &id).await?;

@@ -28,7 +28,7 @@ impl Browser {
         }
     }
 
-    async fn send(
+    pub async fn send(
         &self,
         app: &App,
         method: &str,
@@ -76,6 +76,26 @@ impl Browser {
             }
         }
         (s, v)
+    }
+
+    /// A JSON call with any method (the console's actions on the admin API).
+    pub async fn call(
+        &self,
+        app: &App,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let (s, _, bytes) = self
+            .send(
+                app,
+                method,
+                path,
+                "application/json",
+                body.to_string().into_bytes(),
+            )
+            .await;
+        (s, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     /// A page (or a JSON GET): status and body text.

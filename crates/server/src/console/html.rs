@@ -1,0 +1,113 @@
+//! The console's page frame: one stylesheet and one script from the service itself (the strict
+//! Content-Security-Policy of the self-service pages holds: no inline script or style), a skip
+//! link, landmarks, the signed-in person and role, and light and dark themes (the system's
+//! choice, or the one picked with the theme button).
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use crate::auth::Caller;
+use crate::csf::esc;
+use crate::error::Error;
+use crate::secrets;
+
+/// Navigation entries: path, label.
+const NAV: &[(&str, &str)] = &[
+    ("/console", "Overview"),
+    ("/console/people", "People"),
+    ("/console/staff", "Staff"),
+];
+
+/// A whole console page. `current` is the navigation entry to mark.
+pub fn page(title: &str, current: &str, caller: Option<&Caller>, main: &str) -> Html<String> {
+    let (meta, header_right, nav) = match caller.and_then(|c| c.console.as_ref().map(|s| (c, s))) {
+        Some((c, s)) => {
+            let links: String = NAV
+                .iter()
+                .map(|(href, label)| {
+                    let cur = if *href == current {
+                        " aria-current=\"page\""
+                    } else {
+                        ""
+                    };
+                    format!("<li><a href=\"{href}\"{cur}>{label}</a></li>")
+                })
+                .collect();
+            (
+                format!("<meta name=\"kw-csrf\" content=\"{}\">", esc(&s.csrf)),
+                format!(
+                    "<span class=\"who\">{} <span class=\"role\">{}</span></span>\
+                     <form method=\"post\" action=\"/console/sign-out\" class=\"inline\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                     <button type=\"submit\" class=\"link\">Sign out</button></form>",
+                    esc(&s.display_name),
+                    c.role.as_str(),
+                    esc(&s.csrf)
+                ),
+                format!("<nav aria-label=\"Console\"><ul>{links}</ul></nav>"),
+            )
+        }
+        None => (String::new(), String::new(), String::new()),
+    };
+    Html(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\">{meta}\
+         <title>{title} · Keywarden console</title>\
+         <link rel=\"stylesheet\" href=\"/console/assets/console.css\">\
+         <script type=\"module\" src=\"/console/assets/console.js\"></script></head>\
+         <body><a class=\"skip\" href=\"#main\">Skip to content</a>\
+         <header><a class=\"brand\" href=\"/console\">Keywarden <span>console</span></a>{nav}\
+         <div class=\"account\">{header_right}\
+         <button type=\"button\" class=\"link\" data-action=\"theme\" aria-pressed=\"false\">Dark theme</button></div></header>\
+         <main id=\"main\" tabindex=\"-1\">{main}</main></body></html>",
+        title = esc(title),
+    ))
+}
+
+/// The answer to a page request the caller may not have: not signed in goes to the sign-in
+/// page; anything else is a page saying why, with the API's status.
+pub fn refused(e: &Error, caller: Option<&Caller>) -> Response {
+    let (status, code, message) = e.parts();
+    if status == StatusCode::UNAUTHORIZED {
+        return Redirect::to("/console/sign-in").into_response();
+    }
+    let body = format!(
+        "<h1>Not here</h1><p id=\"status\" role=\"alert\" data-code=\"{}\">{}</p>\
+         <p><a href=\"/console\">Back to the overview</a> · <a href=\"/console/sign-in\">Sign in as someone else</a></p>",
+        esc(code.as_str()),
+        esc(&message)
+    );
+    (status, page("Not allowed", "", caller, &body)).into_response()
+}
+
+/// A time for people: `2026-12-05T10:30Z`, or a dash.
+pub fn when(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "—".to_owned(), secrets::fmt_time)
+}
+
+/// How long ago `since` was, in days (or hours under a day).
+pub fn age(now: i64, since: i64) -> String {
+    let h = (now - since).max(0) / 3_600_000;
+    if h < 24 {
+        format!("{h} h")
+    } else {
+        format!("{} d", h / 24)
+    }
+}
+
+/// A status as a labelled badge (text, not colour alone).
+pub fn badge(status: &str) -> String {
+    let (class, text) = match status {
+        "compliant" => ("ok", "compliant"),
+        "under_exception" => ("warn", "under exception"),
+        "below_minimum" => ("bad", "below minimum"),
+        "single_device_class" => ("bad", "one device class"),
+        "no_authenticator" => ("bad", "no authenticator"),
+        "active" => ("ok", "active"),
+        "suspended" => ("warn", "suspended"),
+        "revoked" => ("bad", "revoked"),
+        other => ("", other),
+    };
+    format!("<span class=\"badge {class}\">{}</span>", esc(text))
+}

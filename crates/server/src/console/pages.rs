@@ -1,0 +1,586 @@
+//! The console's pages. Each takes the same [`Staff`] extractor as the API endpoint whose data
+//! it shows, so a role sees in the console exactly what the API lets it read; actions on the
+//! pages are forms the script sends to the API itself.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use super::html::{age, badge, page, refused, when};
+use super::{chart, snapshots};
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use keywarden_protocol::ErrorCode;
+
+use crate::auth::{AdminOrAuditor, AnyStaff, Caller, Roles};
+use crate::coverage::{self, PersonCoverage, Status};
+use crate::csf::esc;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+
+const SCRIPT: &str = include_str!("assets/console.js");
+const STYLE: &str = include_str!("assets/console.css");
+
+/// `GET /console/assets/console.js` (built from `ui/console/`).
+pub async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+}
+
+/// `GET /console/assets/console.css`.
+pub async fn stylesheet() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
+
+/// A page's caller: a console sign-in whose role is one of `R`'s (the roles of the API
+/// endpoint whose data the page shows). A bearer token is a script's and opens no page.
+pub struct Console<R: Roles>(Result<Caller>, PhantomData<R>);
+
+impl<R: Roles> FromRequestParts<AppState> for Console<R> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let caller = match super::caller(state, parts).await {
+            Ok(Some(c)) => c.require(R::ALLOWED).map(|()| c),
+            Ok(None) => Err(Error::unauthorized(
+                ErrorCode::SessionUnknown,
+                "sign in to the console",
+            )),
+            Err(e) => Err(e),
+        };
+        Ok(Console(caller, PhantomData))
+    }
+}
+
+/// Render with `f` for a caller the extractor let through; else the refusal page.
+async fn with<R, F, Fut>(caller: Console<R>, f: F) -> Response
+where
+    R: Roles,
+    F: FnOnce(Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<Response>>,
+{
+    match caller.0 {
+        Ok(caller) => {
+            let shown = caller.clone();
+            match f(caller).await {
+                Ok(r) => r,
+                Err(e) => refused(&e, Some(&shown)),
+            }
+        }
+        Err(e) => refused(&e, None),
+    }
+}
+
+/// `GET /console/sign-in`.
+pub async fn sign_in() -> Html<String> {
+    page(
+        "Sign in",
+        "",
+        None,
+        "<h1>Sign in to the Keywarden console</h1>\
+         <p>Staff sign in with their own passkey: a security key or a passkey on this device. There are no passwords.</p>\
+         <p><button type=\"button\" class=\"primary\" data-action=\"sign-in\">Sign in with a passkey</button></p>\
+         <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>",
+    )
+}
+
+/// `GET /console/setup` (the link's code stays in the fragment: never sent to a server).
+pub async fn setup() -> Html<String> {
+    page(
+        "First admin",
+        "",
+        None,
+        "<h1>Set up the console</h1>\
+         <p>This one-time link makes you the console's first admin. Name yourself, then create a passkey \
+         (a security key or this device's). Afterwards you give staff roles to people from the HR feed.</p>\
+         <form id=\"setup\" data-action=\"setup\">\
+         <p><label for=\"user_name\">Your user name (work email)</label>\
+         <input id=\"user_name\" name=\"user_name\" autocomplete=\"username\" required></p>\
+         <p><label for=\"display_name\">Your name</label>\
+         <input id=\"display_name\" name=\"display_name\" autocomplete=\"name\" required></p>\
+         <p><button type=\"submit\" class=\"primary\">Create my passkey</button></p></form>\
+         <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>",
+    )
+}
+
+fn exposed(status: Status) -> bool {
+    snapshots::is_below(status)
+}
+
+fn tile(label: &str, value: String, class: &str, id: &str) -> String {
+    format!(
+        "<div class=\"tile {class}\" id=\"{id}\"><span class=\"value\">{value}</span><span class=\"label\">{label}</span></div>"
+    )
+}
+
+/// `GET /console`: who is exposed now, and is it getting better.
+pub async fn overview(State(state): State<AppState>, caller: Console<AnyStaff>) -> Response {
+    with(caller, |caller| async move {
+        let now = state.now_ms();
+        let db = &state.db;
+        let report =
+            coverage::compute(db, now, state.settings.min_authenticators, Some(None)).await?;
+        let since: HashMap<String, i64> = crate::store::console::below_since(db)
+            .await?
+            .into_iter()
+            .collect();
+        let days = snapshots::series(db, now, 30).await?;
+        let dormant = crate::offboard::dormant(db, now).await?;
+        let offboardings = crate::offboard::load(db).await?;
+        let exceptions = crate::exceptions::load(db, now, false).await?;
+        let people = report.people.len();
+        let mut exposed_people: Vec<&PersonCoverage> =
+            report.people.iter().filter(|p| exposed(p.status)).collect();
+        exposed_people.sort_by_key(|p| since.get(&p.person_id).copied().unwrap_or(now));
+        let none = report
+            .people
+            .iter()
+            .filter(|p| p.status == Status::NoAuthenticator)
+            .count();
+        let single = report
+            .people
+            .iter()
+            .filter(|p| p.status == Status::SingleDeviceClass)
+            .count();
+        let compliant = report
+            .people
+            .iter()
+            .filter(|p| p.status == Status::Compliant)
+            .count();
+        let failing_laptops: u64 = report
+            .posture_by_population
+            .iter()
+            .map(|p| p.non_compliant)
+            .sum();
+        let soon = now + 14 * 86_400_000;
+        let expiring: Vec<_> = exceptions
+            .iter()
+            .filter(|e| e.revoked_at_ms.is_none() && e.expires_at_ms <= soon)
+            .collect();
+        let share = (compliant * 100).checked_div(people).unwrap_or(100);
+        let mut main = format!(
+            "<h1>Overview</h1><section aria-labelledby=\"now\"><h2 id=\"now\">Now</h2><div class=\"tiles\">{}{}{}{}{}{}</div></section>",
+            tile("people meet their policy", format!("{share} %"), if share == 100 { "ok" } else { "" }, "tile-compliant"),
+            tile("people exposed (below policy)", exposed_people.len().to_string(), if exposed_people.is_empty() { "ok" } else { "bad" }, "tile-exposed"),
+            tile("with one device class only", single.to_string(), if single == 0 { "ok" } else { "bad" }, "tile-single"),
+            tile("with no authenticator", none.to_string(), if none == 0 { "ok" } else { "bad" }, "tile-none"),
+            tile("people with dormant access (must be 0)", dormant.people.len().to_string(), if dormant.people.is_empty() { "ok" } else { "bad" }, "tile-dormant"),
+            tile("laptops failing posture", failing_laptops.to_string(), if failing_laptops == 0 { "ok" } else { "bad" }, "tile-laptops"),
+        );
+        main.push_str(&format!(
+            "<section aria-labelledby=\"trend\"><h2 id=\"trend\">People below policy, last 30 days</h2>{}{}</section>",
+            chart::burn_down(&days),
+            chart::table(&days)
+        ));
+        let rows: String = exposed_people
+            .iter()
+            .take(25)
+            .map(|p| {
+                format!(
+                    "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&p.person_id),
+                    esc(&p.user_name),
+                    esc(&p.population),
+                    badge(p.status.as_str()),
+                    p.active_authenticators,
+                    since.get(&p.person_id).map_or_else(|| "—".to_owned(), |s| age(now, *s)),
+                )
+            })
+            .collect();
+        main.push_str(&format!(
+            "<section aria-labelledby=\"exposed\"><h2 id=\"exposed\">Exposed people ({} of {people})</h2>{}</section>",
+            exposed_people.len(),
+            if rows.is_empty() {
+                "<p class=\"ok\">Nobody is below policy.</p>".to_owned()
+            } else {
+                format!(
+                    "<table id=\"exposed-table\"><thead><tr><th scope=\"col\">Person</th><th scope=\"col\">Population</th><th scope=\"col\">Status</th><th scope=\"col\">Active authenticators</th><th scope=\"col\">Below policy for</th></tr></thead><tbody>{rows}</tbody></table>\
+                     <p><a href=\"/console/people?exposed=1\">All exposed people</a></p>"
+                )
+            }
+        ));
+        let pops: String = report
+            .populations
+            .iter()
+            .map(|p| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0} %</td></tr>",
+                    esc(&p.name),
+                    p.people,
+                    p.compliant,
+                    p.share_compliant * 100.0
+                )
+            })
+            .collect();
+        main.push_str(&format!(
+            "<section aria-labelledby=\"pops\"><h2 id=\"pops\">By population</h2><table><thead><tr><th scope=\"col\">Population</th><th scope=\"col\">People</th><th scope=\"col\">Compliant</th><th scope=\"col\">Share</th></tr></thead><tbody>{pops}</tbody></table></section>"
+        ));
+        let dormant_list: String = dormant
+            .people
+            .iter()
+            .map(|d| format!("<li>{}</li>", esc(&d.user_name)))
+            .collect();
+        let revoke_times: Vec<f64> = offboardings.iter().filter_map(|o| o.revoke_ms).collect();
+        let slowest = revoke_times.iter().copied().fold(0.0_f64, f64::max);
+        main.push_str(&format!(
+            "<section aria-labelledby=\"leavers\"><h2 id=\"leavers\">Leavers and exceptions</h2>\
+             <p>Dormant access: {}</p><p>Offboardings: {} (slowest time to revoke {:.0} ms).</p>\
+             <p>Exceptions expiring within 14 days or expired: {}.</p></section>",
+            if dormant_list.is_empty() {
+                "none (every leaver's access is closed).".to_owned()
+            } else {
+                format!("<ul class=\"bad\">{dormant_list}</ul>")
+            },
+            offboardings.len(),
+            slowest,
+            expiring.len()
+        ));
+        Ok(page("Overview", "/console", Some(&caller), &main).into_response())
+    })
+    .await
+}
+
+/// `GET /console/people` query: search, status, exposed only, page, CSV.
+#[derive(Debug, Default, Deserialize)]
+pub struct PeopleQuery {
+    /// Part of a user name or population.
+    #[serde(default)]
+    pub q: String,
+    /// One status.
+    pub status: Option<String>,
+    /// Only people below policy.
+    pub exposed: Option<String>,
+    /// Page, from 1.
+    pub page: Option<usize>,
+    /// `csv` for an export of every match.
+    pub format: Option<String>,
+}
+
+const PAGE: usize = 50;
+
+/// `GET /console/people`: everyone with their coverage, searched and filtered on the server,
+/// fifty a page, or every match as CSV.
+pub async fn people(
+    State(state): State<AppState>,
+    caller: Console<AnyStaff>,
+    Query(q): Query<PeopleQuery>,
+) -> Response {
+    with(caller, |caller| async move {
+        let now = state.now_ms();
+        let report =
+            coverage::compute(&state.db, now, state.settings.min_authenticators, Some(None))
+                .await?;
+        let needle = q.q.trim().to_lowercase();
+        let only_exposed = q.exposed.as_deref() == Some("1");
+        let matches: Vec<&PersonCoverage> = report
+            .people
+            .iter()
+            .filter(|p| {
+                needle.is_empty()
+                    || p.user_name.to_lowercase().contains(&needle)
+                    || p.population.to_lowercase().contains(&needle)
+            })
+            .filter(|p| q.status.as_deref().is_none_or(|s| s.is_empty() || p.status.as_str() == s))
+            .filter(|p| !only_exposed || exposed(p.status))
+            .collect();
+        if q.format.as_deref() == Some("csv") {
+            let mut csv = String::from("user_name,population,status,active_authenticators,device_classes\n");
+            for p in &matches {
+                let classes: Vec<&str> = p.device_classes.iter().map(|c| c.as_str()).collect();
+                csv.push_str(&format!(
+                    "{},{},{},{},{}\n",
+                    csv_field(&p.user_name),
+                    csv_field(&p.population),
+                    p.status.as_str(),
+                    p.active_authenticators,
+                    csv_field(&classes.join(" "))
+                ));
+            }
+            return Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"people.csv\""),
+                ],
+                csv,
+            )
+                .into_response());
+        }
+        let pages = matches.len().div_ceil(PAGE).max(1);
+        let current = q.page.unwrap_or(1).clamp(1, pages);
+        let rows: String = matches
+            .iter()
+            .skip((current - 1) * PAGE)
+            .take(PAGE)
+            .map(|p| {
+                let classes: Vec<&str> = p.device_classes.iter().map(|c| c.as_str()).collect();
+                format!(
+                    "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&p.person_id),
+                    esc(&p.user_name),
+                    esc(&p.population),
+                    badge(p.status.as_str()),
+                    p.active_authenticators,
+                    esc(&classes.join(", "))
+                )
+            })
+            .collect();
+        let statuses = ["", "compliant", "below_minimum", "single_device_class", "no_authenticator", "under_exception"];
+        let options: String = statuses
+            .iter()
+            .map(|s| {
+                let sel = if q.status.as_deref().unwrap_or("") == *s { " selected" } else { "" };
+                format!("<option value=\"{s}\"{sel}>{}</option>", if s.is_empty() { "any status" } else { s })
+            })
+            .collect();
+        let link = |page: usize| {
+            format!(
+                "/console/people?q={}&amp;status={}&amp;exposed={}&amp;page={page}",
+                esc(&url_encode(&q.q)),
+                esc(q.status.as_deref().unwrap_or("")),
+                if only_exposed { "1" } else { "" }
+            )
+        };
+        let mut pager = format!("<p class=\"pager\">Page {current} of {pages} ({} people)", matches.len());
+        if current > 1 {
+            pager.push_str(&format!(" · <a href=\"{}\" rel=\"prev\">Previous</a>", link(current - 1)));
+        }
+        if current < pages {
+            pager.push_str(&format!(" · <a href=\"{}\" rel=\"next\">Next</a>", link(current + 1)));
+        }
+        pager.push_str(&format!(" · <a href=\"{}&amp;format=csv\">Export CSV</a></p>", link(current)));
+        let main = format!(
+            "<h1>People</h1><form method=\"get\" action=\"/console/people\" class=\"filters\" role=\"search\">\
+             <label for=\"q\">Search</label><input id=\"q\" name=\"q\" value=\"{}\" placeholder=\"user name or population\">\
+             <label for=\"status\">Status</label><select id=\"status\" name=\"status\">{options}</select>\
+             <label><input type=\"checkbox\" name=\"exposed\" value=\"1\"{}> only exposed</label>\
+             <button type=\"submit\">Filter</button></form>\
+             <table id=\"people-table\"><thead><tr><th scope=\"col\">Person</th><th scope=\"col\">Population</th><th scope=\"col\">Status</th><th scope=\"col\">Active authenticators</th><th scope=\"col\">Device classes</th></tr></thead><tbody>{rows}</tbody></table>{pager}",
+            esc(&q.q),
+            if only_exposed { " checked" } else { "" },
+        );
+        Ok(page("People", "/console/people", Some(&caller), &main).into_response())
+    })
+    .await
+}
+
+fn csv_field(s: &str) -> String {
+    // A leading =, +, - or @ would be a formula in a spreadsheet: quote it as text.
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `GET /console/people/{id}`: one person: status, authenticators, laptops, recoveries,
+/// history, and the actions the caller's role has.
+pub async fn person(
+    State(state): State<AppState>,
+    caller: Console<AnyStaff>,
+    Path(id): Path<String>,
+) -> Response {
+    with(caller, |caller| async move {
+        let db = &state.db;
+        let p = crate::store::console::person(db, &id).await?.ok_or_else(|| {
+            Error::not_found(
+                ErrorCode::PersonUnknown,
+                format!("no person with id {id}"),
+            )
+        })?;
+        let creds = crate::store::credentials::of_person(db, &id).await?;
+        let laptops = crate::store::console::laptops_of(db, &id).await?;
+        let recoveries = crate::store::console::recoveries_of(db, &id).await?;
+        let history = crate::store::console::audit_of(db, &id).await?;
+        let may_act = matches!(caller.role, crate::auth::Role::Admin | crate::auth::Role::Helpdesk);
+        let csrf_ok = p.active == 1 && may_act;
+        let cred_rows: String = creds
+            .iter()
+            .map(|c| {
+                let action = if csrf_ok && c.status == "active" {
+                    format!(
+                        "<form data-api=\"POST /api/v1/admin/credentials/{}/suspend\" data-done=\"reload\" class=\"inline\">\
+                         <label for=\"r-{0}\" class=\"visually-hidden\">Why</label><input id=\"r-{0}\" name=\"reason\" required placeholder=\"why, e.g. reported lost by phone\">\
+                         <button type=\"submit\">Suspend</button></form>",
+                        esc(&c.id)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                    esc(c.name.as_deref().unwrap_or(c.model.as_deref().unwrap_or("(unnamed)"))),
+                    esc(&c.device_class),
+                    esc(&c.aaguid),
+                    badge(&c.status),
+                    when(Some(c.created_at_ms)),
+                )
+            })
+            .collect();
+        let laptop_rows: String = laptops
+            .iter()
+            .map(|l| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&l.hostname),
+                    when(l.last_report_at),
+                    if l.retired_at.is_some() { "retired" } else { "in service" }
+                )
+            })
+            .collect();
+        let recovery_rows: String = recoveries
+            .iter()
+            .map(|r| {
+                let approve = if may_act && r.state == "awaiting_approval" {
+                    format!(
+                        "<form data-api=\"POST /api/v1/admin/recoveries/{}/approvals\" data-done=\"reload\" class=\"inline\">{}<button type=\"submit\">Approve</button></form>",
+                        esc(&r.id),
+                        proofing_fields(&format!("a-{}", r.id))
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{approve}</td></tr>",
+                    esc(&r.kind),
+                    esc(&r.state),
+                    when(Some(r.created_at)),
+                    when(Some(r.expires_at))
+                )
+            })
+            .collect();
+        let history_rows: String = history
+            .iter()
+            .map(|h| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    when(Some(h.at)),
+                    esc(&h.action),
+                    esc(&h.actor)
+                )
+            })
+            .collect();
+        let source = match p.source.as_str() {
+            "scim" => "from the HR feed",
+            "setup" => "the first admin (set up with the console's setup link, not from the HR feed)",
+            _ => "created by hand (not from the HR feed)",
+        };
+        let mut actions = String::new();
+        if csrf_ok {
+            actions.push_str(&format!(
+                "<section aria-labelledby=\"act\"><h2 id=\"act\">Actions</h2>\
+                 <form data-api=\"POST /api/v1/admin/enrolment-tickets\" data-done=\"show-link\" class=\"card\">\
+                 <input type=\"hidden\" name=\"person_id\" value=\"{0}\">\
+                 <h3>Enrolment ticket</h3><p>A one-time link for {1}'s first keys (10 minutes). They are told.</p>\
+                 <button type=\"submit\">Issue ticket</button></form>\
+                 <form data-api=\"POST /api/v1/admin/recoveries\" data-done=\"show-recovery\" class=\"card\">\
+                 <input type=\"hidden\" name=\"person_id\" value=\"{0}\">\
+                 <h3>Recovery</h3><p>After proofing who they are: with a key left they confirm with it; with none, a second person approves.</p>\
+                 {2}<button type=\"submit\">Start recovery</button></form>\
+                 <output id=\"result\" class=\"result\" aria-live=\"polite\"></output></section>",
+                esc(&p.id),
+                esc(&p.display_name),
+                proofing_fields("r")
+            ));
+        }
+        if caller.role == crate::auth::Role::Admin && p.source == "scim" && p.active == 1 {
+            actions.push_str(&format!(
+                "<section aria-labelledby=\"role\"><h2 id=\"role\">Staff role</h2>\
+                 <form data-api=\"PUT /api/v1/admin/staff/{}\" data-done=\"reload\" class=\"inline\">\
+                 <label for=\"grant-role\">Role</label><select id=\"grant-role\" name=\"role\">\
+                 <option value=\"helpdesk\">help desk</option><option value=\"auditor\">auditor</option><option value=\"admin\">admin</option></select>\
+                 <button type=\"submit\">Grant</button></form></section>",
+                esc(&p.id)
+            ));
+        }
+        let main = format!(
+            "<h1>{}</h1><p class=\"muted\">{} · {} · {}{}</p>\
+             <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>{actions}\
+             <section aria-labelledby=\"auths\"><h2 id=\"auths\">Authenticators</h2><table id=\"credentials\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Class</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Status</th><th scope=\"col\">Enrolled</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{cred_rows}</tbody></table></section>\
+             <section aria-labelledby=\"laps\"><h2 id=\"laps\">Laptops</h2><table><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Last check-in</th><th scope=\"col\">State</th></tr></thead><tbody>{laptop_rows}</tbody></table></section>\
+             <section aria-labelledby=\"recs\"><h2 id=\"recs\">Recoveries</h2><table id=\"recoveries\"><thead><tr><th scope=\"col\">Kind</th><th scope=\"col\">State</th><th scope=\"col\">Issued</th><th scope=\"col\">Expires</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{recovery_rows}</tbody></table></section>\
+             <section aria-labelledby=\"hist\"><h2 id=\"hist\">History</h2><table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th></tr></thead><tbody>{history_rows}</tbody></table></section>",
+            esc(&p.display_name),
+            esc(&p.user_name),
+            if p.active == 1 { "active" } else { "inactive (left)" },
+            source,
+            p.role.as_deref().map(|r| format!(" · staff role: {}", esc(r))).unwrap_or_default(),
+        );
+        Ok(page(&p.display_name, "/console/people", Some(&caller), &main).into_response())
+    })
+    .await
+}
+
+fn proofing_fields(prefix: &str) -> String {
+    format!(
+        "<label for=\"{prefix}-method\">Identity proofed by</label><select id=\"{prefix}-method\" name=\"proofing.method\">\
+         <option value=\"in_person_id_document\">ID document, in person</option>\
+         <option value=\"video_call_id_document\">ID document, video call</option>\
+         <option value=\"manager_attestation\">manager's attestation</option>\
+         <option value=\"hr_record_match\">HR record match</option></select>\
+         <label for=\"{prefix}-detail\">What was checked</label><input id=\"{prefix}-detail\" name=\"proofing.detail\" required>"
+    )
+}
+
+/// `GET /console/staff` (admin, auditor): who holds which staff role.
+pub async fn staff(State(state): State<AppState>, caller: Console<AdminOrAuditor>) -> Response {
+    with(caller, |caller| async move {
+        let roles = super::roles::load(&state.db).await?;
+        let admin = caller.role == crate::auth::Role::Admin;
+        let rows: String = roles
+            .iter()
+            .map(|r| {
+                let remove = if admin {
+                    format!(
+                        "<form data-api=\"DELETE /api/v1/admin/staff/{}\" data-done=\"reload\" class=\"inline\"><button type=\"submit\">Remove</button></form>",
+                        esc(&r.person_id)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{remove}</td></tr>",
+                    esc(&r.person_id),
+                    esc(&r.display_name),
+                    r.role.as_str(),
+                    if r.source == "setup" { "first admin (not from HR)" } else { "HR feed" },
+                    esc(&r.granted_by),
+                    when(Some(r.granted_at_ms)),
+                )
+            })
+            .collect();
+        let main = format!(
+            "<h1>Staff</h1><p>Roles are given to people from the HR feed on their page; a leaver's role ends with their offboarding.</p>\
+             <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>\
+             <table id=\"staff-table\"><thead><tr><th scope=\"col\">Person</th><th scope=\"col\">Role</th><th scope=\"col\">Source</th><th scope=\"col\">Granted by</th><th scope=\"col\">When</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table>"
+        );
+        Ok(page("Staff", "/console/staff", Some(&caller), &main).into_response())
+    })
+    .await
+}
+
+/// `POST /console/sign-out`: end the session, back to the console's sign-in page.
+pub async fn sign_out(
+    state: State<AppState>,
+    form: crate::selfservice::pages::PageForm,
+) -> Response {
+    crate::selfservice::pages::sign_out_to(state, form, "/console/sign-in").await
+}

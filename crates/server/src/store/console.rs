@@ -1,0 +1,427 @@
+//! The console's queries: staff roles held by people, the first admin's setup link, the daily
+//! coverage snapshots and since when each person has been below policy.
+
+use sqlx::{Any, AnyConnection, Executor};
+
+use crate::error::Result;
+
+/// A person's staff role, with what the console needs to trust it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StaffRoleRow {
+    /// The person.
+    pub person_id: String,
+    /// `admin`, `helpdesk` or `auditor`.
+    pub role: String,
+    /// Who granted it (audit actor).
+    pub granted_by: String,
+    /// When (unix ms).
+    pub granted_at: i64,
+    /// The person's userName.
+    pub user_name: String,
+    /// Their display name.
+    pub display_name: String,
+    /// `scim`, `admin` or `setup` (the first admin).
+    pub source: String,
+    /// The person's active flag (0/1).
+    pub active: i64,
+}
+
+const ROLE_SELECT: &str = "SELECT s.person_id, s.role, s.granted_by, s.granted_at, p.user_name, \
+     p.display_name, p.source, p.active FROM staff_roles s JOIN people p ON p.id = s.person_id";
+
+/// The staff role a person holds, if any (whatever their state: the caller checks it).
+pub async fn role_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    person_id: &str,
+) -> Result<Option<StaffRoleRow>> {
+    super::row_by(
+        db,
+        &format!("{ROLE_SELECT} WHERE s.person_id = $1 AND p.deleted_at IS NULL"),
+        person_id,
+    )
+    .await
+}
+
+/// Every staff role, by user name.
+pub async fn roles<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<StaffRoleRow>> {
+    Ok(
+        sqlx::query_as(&format!("{ROLE_SELECT} ORDER BY p.user_name"))
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// Give a person a role (replacing the one they held).
+pub async fn grant(
+    db: &mut AnyConnection,
+    person_id: &str,
+    role: &str,
+    granted_by: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("DELETE FROM staff_roles WHERE person_id = $1")
+        .bind(person_id)
+        .execute(&mut *db)
+        .await?;
+    sqlx::query(
+        "INSERT INTO staff_roles (person_id, role, granted_by, granted_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(person_id)
+    .bind(role)
+    .bind(granted_by)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Take a person's role away; the role they held, if any.
+pub async fn remove(db: &mut AnyConnection, person_id: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("DELETE FROM staff_roles WHERE person_id = $1 RETURNING role")
+            .bind(person_id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// How many active people hold the admin role.
+pub async fn active_admins(db: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM staff_roles s JOIN people p ON p.id = s.person_id \
+         WHERE s.role = 'admin' AND p.active = 1 AND p.deleted_at IS NULL",
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+/// A setup link as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SetupRow {
+    /// Id.
+    pub id: String,
+    /// Expires at (unix ms).
+    pub expires_at: i64,
+    /// Used at (unix ms).
+    pub used_at: Option<i64>,
+}
+
+/// The setup link whose secret hashes to `code_hash`.
+pub async fn setup_by_hash(db: &mut AnyConnection, code_hash: &str) -> Result<Option<SetupRow>> {
+    super::row_by(
+        db,
+        "SELECT id, expires_at, used_at FROM console_setup WHERE code_hash = $1",
+        code_hash,
+    )
+    .await
+}
+
+/// Whether a setup link that is unused and unexpired exists.
+pub async fn live_setup(db: &mut AnyConnection, now: i64) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM console_setup WHERE used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now)
+    .fetch_one(db)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Store a new setup link's hash.
+pub async fn insert_setup(
+    db: &mut AnyConnection,
+    id: &str,
+    code_hash: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<()> {
+    super::insert_issued(
+        db,
+        "INSERT INTO console_setup (id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        &[Some(id), Some(code_hash)],
+        now,
+        expires_at,
+    )
+    .await
+}
+
+/// Mark a setup link used by the person it made; false when it was used meanwhile.
+pub async fn use_setup(
+    db: &mut AnyConnection,
+    id: &str,
+    person_id: &str,
+    now: i64,
+) -> Result<bool> {
+    Ok(super::stamp(
+        db,
+        "UPDATE console_setup SET used_at = $1, person_id = $3 WHERE id = $2 AND used_at IS NULL",
+        now,
+        &[id, person_id],
+    )
+    .await?
+        == 1)
+}
+
+/// One population's coverage on one day.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SnapshotRow {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Population.
+    pub population: String,
+    /// When taken (unix ms).
+    pub taken_at: i64,
+    /// Active people in it.
+    pub people: i64,
+    /// Compliant.
+    pub compliant: i64,
+    /// Fewer authenticators than the policy needs.
+    pub below_minimum: i64,
+    /// Enough authenticators, too few classes.
+    pub single_device_class: i64,
+    /// None at all.
+    pub no_authenticator: i64,
+    /// Exempt by an exception.
+    pub under_exception: i64,
+}
+
+/// Keep a day's snapshot; a day already taken keeps its first one (replicas race for it).
+pub async fn insert_snapshot(db: &mut AnyConnection, s: &SnapshotRow) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO coverage_snapshots (day, population, taken_at, people, compliant, \
+         below_minimum, single_device_class, no_authenticator, under_exception) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (day, population) DO NOTHING",
+    )
+    .bind(&s.day)
+    .bind(&s.population)
+    .bind(s.taken_at)
+    .bind(s.people)
+    .bind(s.compliant)
+    .bind(s.below_minimum)
+    .bind(s.single_device_class)
+    .bind(s.no_authenticator)
+    .bind(s.under_exception)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether `day` has a snapshot.
+pub async fn has_snapshot(db: &mut AnyConnection, day: &str) -> Result<bool> {
+    Ok(super::value_by::<String>(
+        db,
+        "SELECT day FROM coverage_snapshots WHERE day = $1 LIMIT 1",
+        day,
+    )
+    .await?
+    .is_some())
+}
+
+/// The snapshots since `from_day` (inclusive), oldest first.
+pub async fn snapshots_since<'c>(
+    db: impl Executor<'c, Database = Any>,
+    from_day: &str,
+) -> Result<Vec<SnapshotRow>> {
+    super::rows_by(
+        db,
+        "SELECT day, population, taken_at, people, compliant, below_minimum, \
+         single_device_class, no_authenticator, under_exception FROM coverage_snapshots \
+         WHERE day >= $1 ORDER BY day, population",
+        from_day,
+    )
+    .await
+}
+
+/// Since when each person below policy has been so.
+pub async fn below_since<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<(String, i64)>> {
+    Ok(
+        sqlx::query_as("SELECT person_id, since FROM below_policy_since")
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// Record that a person is below policy since `since` (kept if already recorded).
+pub async fn mark_below(db: &mut AnyConnection, person_id: &str, since: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO below_policy_since (person_id, since) VALUES ($1, $2) \
+         ON CONFLICT (person_id) DO NOTHING",
+    )
+    .bind(person_id)
+    .bind(since)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Forget a person's below-policy mark (back in compliance, or gone).
+pub async fn clear_below(db: &mut AnyConnection, person_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM below_policy_since WHERE person_id = $1")
+        .bind(person_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The first admin, made by the setup link: a person who did not come from the HR feed
+/// (`source = 'setup'`), listed as such wherever people are.
+pub async fn insert_setup_person(
+    db: &mut AnyConnection,
+    id: &str,
+    user_name: &str,
+    display_name: &str,
+    webauthn_user_id: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, created_at, updated_at, source) VALUES ($1, $2, $3, 1, $4, $5, $5, 'setup')",
+    )
+    .bind(id)
+    .bind(user_name)
+    .bind(display_name)
+    .bind(webauthn_user_id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// End every unused setup link (a new one replaces them).
+pub async fn expire_setups(db: &mut AnyConnection, now: i64) -> Result<u64> {
+    super::stamp(
+        db,
+        "UPDATE console_setup SET expires_at = $1 WHERE used_at IS NULL AND expires_at > $1",
+        now,
+        &[],
+    )
+    .await
+}
+
+/// Forget the below-policy marks of people who are no longer active.
+pub async fn clear_below_of_inactive(db: &mut AnyConnection) -> Result<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM below_policy_since WHERE person_id IN \
+         (SELECT id FROM people WHERE active = 0 OR deleted_at IS NOT NULL)",
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// A person as the console's person page shows them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PersonRow {
+    /// Id.
+    pub id: String,
+    /// userName.
+    pub user_name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Active flag (0/1).
+    pub active: i64,
+    /// `scim`, `admin` or `setup`.
+    pub source: String,
+    /// Created (unix ms).
+    pub created_at: i64,
+    /// Their staff role, if any.
+    pub role: Option<String>,
+}
+
+/// One person (not deleted).
+pub async fn person<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+) -> Result<Option<PersonRow>> {
+    super::row_by(
+        db,
+        "SELECT p.id, p.user_name, p.display_name, p.active, p.source, p.created_at, s.role \
+         FROM people p LEFT JOIN staff_roles s ON s.person_id = p.id \
+         WHERE p.id = $1 AND p.deleted_at IS NULL",
+        id,
+    )
+    .await
+}
+
+/// An audit record about someone.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    /// When (unix ms).
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Detail (JSON).
+    pub detail: String,
+}
+
+/// The newest hundred audit records whose subject is `subject`, newest first.
+pub async fn audit_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    subject: &str,
+) -> Result<Vec<AuditRow>> {
+    super::rows_by(
+        db,
+        "SELECT at, actor, action, detail FROM audit_log WHERE subject = $1 \
+         ORDER BY at DESC, id DESC LIMIT 100",
+        subject,
+    )
+    .await
+}
+
+/// A laptop a person is bound to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LaptopRow {
+    /// Device id.
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Latest report (unix ms).
+    pub last_report_at: Option<i64>,
+    /// When retired, if it was.
+    pub retired_at: Option<i64>,
+}
+
+/// The laptops a person is bound to now.
+pub async fn laptops_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    person_id: &str,
+) -> Result<Vec<LaptopRow>> {
+    super::rows_by(
+        db,
+        "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b \
+         JOIN devices d ON d.id = b.device_id WHERE b.person_id = $1 AND b.unbound_at IS NULL \
+         ORDER BY d.hostname",
+        person_id,
+    )
+    .await
+}
+
+/// A recovery of a person.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecoveryRow {
+    /// Id.
+    pub id: String,
+    /// `step_up` or `dual_approval`.
+    pub kind: String,
+    /// State.
+    pub state: String,
+    /// Issued (unix ms).
+    pub created_at: i64,
+    /// Expires (unix ms).
+    pub expires_at: i64,
+}
+
+/// A person's recoveries, newest first.
+pub async fn recoveries_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    person_id: &str,
+) -> Result<Vec<RecoveryRow>> {
+    super::rows_by(
+        db,
+        "SELECT id, kind, state, created_at, expires_at FROM recoveries WHERE person_id = $1 \
+         ORDER BY created_at DESC",
+        person_id,
+    )
+    .await
+}

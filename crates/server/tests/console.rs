@@ -1,0 +1,427 @@
+//! The web console: the first admin's setup link, staff signing in with their own passkey, the
+//! role matrix shared with the API, fresh touches for sensitive actions, roles that end when
+//! their person leaves, and the daily snapshots behind the burn-down. WebAuthn answers come from
+//! the software key (test/demo); Chromium's own passkeys are in the end-to-end browser tests.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{assert_error, enrol_first_keys, App, Browser, SoftKey};
+use keywarden_server::console::{setup, snapshots};
+use serde_json::{json, Value};
+
+both_backends!(
+    setup_link_makes_one_first_admin,
+    staff_sign_in_answers_to_the_role_matrix,
+    sensitive_actions_need_a_fresh_touch,
+    roles_go_to_hr_people_and_end_when_they_leave,
+    burn_down_follows_the_daily_snapshots,
+);
+
+/// A setup link as the service writes it at first start.
+async fn setup_link(app: &App) -> String {
+    let url = setup::issue_link(&app.state.db, common::ORIGIN, app.now(), |_| Ok(()))
+        .await
+        .unwrap()
+        .expect("no admin yet");
+    url.split_once("#code=").unwrap().1.to_owned()
+}
+
+/// Walk the setup page: name yourself, make a passkey with `key`.
+async fn run_setup(
+    app: &App,
+    browser: &mut Browser,
+    code: &str,
+    user_name: &str,
+    key: &SoftKey,
+) -> (StatusCode, Value) {
+    let body = json!({"code": code, "user_name": user_name, "display_name": "First Admin"});
+    let (s, begin) = browser.post(app, "/api/v1/console/setup/begin", body).await;
+    if s != StatusCode::CREATED {
+        return (s, begin);
+    }
+    let credential = key.browser_create_as(&begin["public_key"], "cross-platform", &["usb"]);
+    let body = json!({"challenge_id": begin["challenge_id"], "credential": credential});
+    browser
+        .post(app, "/api/v1/console/setup/finish", body)
+        .await
+}
+
+/// The first admin, set up and signed in: their browser and key.
+async fn first_admin(app: &App) -> (Browser, SoftKey) {
+    let code = setup_link(app).await;
+    let mut browser = Browser::new();
+    let key = SoftKey::new();
+    let (s, v) = run_setup(app, &mut browser, &code, "root@example.com", &key).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    (browser, key)
+}
+
+/// A person from the HR feed with a key, holding `role` (granted by the first admin), signed in.
+async fn staff_member(
+    app: &App,
+    admin: &Browser,
+    role: &str,
+    user_name: &str,
+) -> (Browser, SoftKey, String) {
+    let laptop = app.device(&format!("lt-{user_name}")).await;
+    let person = app.hr_person(user_name).await;
+    let key = SoftKey::new();
+    enrol_first_keys(app, &laptop, &person, &[&key]).await;
+    let (s, v) = admin
+        .call(
+            app,
+            "PUT",
+            &format!("/api/v1/admin/staff/{person}"),
+            json!({"role": role}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut browser = Browser::new();
+    let (s, v) = browser.assert_with(app, "sign-in", &key).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    (browser, key, person)
+}
+
+async fn setup_link_makes_one_first_admin(app: App) {
+    let code = setup_link(&app).await;
+    // A wrong code, or a page on another site, gets nothing.
+    let mut stranger = Browser::new();
+    let (s, v) = run_setup(
+        &app,
+        &mut stranger,
+        "kwsetup_wrong",
+        "x@example.com",
+        &SoftKey::new(),
+    )
+    .await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "setup_link_unknown");
+    let mut elsewhere = Browser::new();
+    elsewhere.origin = Some("https://evil.example".to_owned());
+    let (s, v) = run_setup(
+        &app,
+        &mut elsewhere,
+        &code,
+        "x@example.com",
+        &SoftKey::new(),
+    )
+    .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "csrf_refused");
+    assert_eq!(app.count("SELECT COUNT(*) FROM staff_roles").await, 0);
+
+    let mut browser = Browser::new();
+    let key = SoftKey::new();
+    let (s, v) = run_setup(&app, &mut browser, &code, "root@example.com", &key).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["person"]["user_name"], "root@example.com");
+    let (s, page) = browser.get(&app, "/console").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("Overview") && page.contains("First Admin"),
+        "{page}"
+    );
+    assert_eq!(
+        app.rows("SELECT source FROM people WHERE user_name = 'root@example.com'")
+            .await,
+        ["setup"]
+    );
+    app.assert_audited(&[
+        "console_setup.issued",
+        "staff_role.granted",
+        "person.signed_in",
+    ])
+    .await;
+
+    // Used once; and no second setup while an admin exists, even with a new link.
+    let (s, v) = run_setup(
+        &app,
+        &mut Browser::new(),
+        &code,
+        "y@example.com",
+        &SoftKey::new(),
+    )
+    .await;
+    assert_error(s, &v, StatusCode::CONFLICT, "setup_done");
+    assert!(
+        setup::issue_link(&app.state.db, common::ORIGIN, app.now(), |_| Ok(()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM staff_roles").await, 1);
+}
+
+async fn staff_sign_in_answers_to_the_role_matrix(app: App) {
+    let (admin, _) = first_admin(&app).await;
+    let (auditor, _, _) = staff_member(&app, &admin, "auditor", "audrey@example.com").await;
+    let (helpdesk, _, _) = staff_member(&app, &admin, "helpdesk", "hal@example.com").await;
+    let someone = app.hr_person("sam@example.com").await;
+
+    // Every role reads the overview; only admins and auditors the staff list.
+    for b in [&admin, &auditor, &helpdesk] {
+        let (s, page) = b.get(&app, "/console").await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert!(page.contains("People below policy"), "{page}");
+    }
+    let (s, page) = helpdesk.get(&app, "/console/staff").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(page.contains("role_forbidden"), "{page}");
+    let (s, _) = auditor.get(&app, "/console/staff").await;
+    assert_eq!(s, StatusCode::OK);
+    // An auditor cannot issue a ticket; the help desk can (fresh after signing in).
+    let body = json!({"person_id": someone});
+    let (s, v) = auditor
+        .call(
+            &app,
+            "POST",
+            "/api/v1/admin/enrolment-tickets",
+            body.clone(),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "role_forbidden");
+    let tickets_of =
+        format!("SELECT COUNT(*) FROM enrolment_tickets WHERE person_id = '{someone}'");
+    assert_eq!(app.count(&tickets_of).await, 0);
+    let (s, v) = helpdesk
+        .call(&app, "POST", "/api/v1/admin/enrolment-tickets", body)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let actors = app
+        .rows(&format!(
+            "SELECT actor FROM audit_log WHERE action = 'ticket.issued' AND subject = '{someone}'"
+        ))
+        .await;
+    assert_eq!(actors.len(), 1, "{actors:?}");
+    assert!(actors[0].starts_with("helpdesk-console:"), "{actors:?}");
+
+    // Not signed in: the pages send you to sign in, the API says 401.
+    let (s, _) = Browser::new().get(&app, "/console").await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    // A person without a staff role, signed in with their passkey, reaches nothing.
+    let (_, _, plain) = {
+        let laptop = app.device("lt-plain").await;
+        let key = SoftKey::new();
+        enrol_first_keys(&app, &laptop, &someone, &[&key]).await;
+        let mut b = Browser::new();
+        let (s, v) = b.assert_with(&app, "sign-in", &key).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        (key, laptop, b)
+    };
+    let (s, body) = plain.get(&app, "/api/v1/admin/people").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("no_staff_role"), "{body}");
+    // A session opened with an enrolment link (no passkey) never reaches the console, even for
+    // staff.
+    let hal = app
+        .rows("SELECT id FROM people WHERE user_name = 'hal@example.com'")
+        .await;
+    let new_person = app.hr_person("new@example.com").await;
+    let ticket_session = Browser::with_ticket_for(&app, &new_person).await;
+    let (s, body) = ticket_session.get(&app, "/api/v1/admin/people").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(body.contains("console_passkey_required"), "{body}");
+    assert_eq!(hal.len(), 1);
+
+    // A change without the page's CSRF token, or from another site, changes nothing.
+    let mut no_token = admin.clone();
+    no_token.csrf = String::new();
+    let (s, v) = no_token
+        .call(
+            &app,
+            "PUT",
+            &format!("/api/v1/admin/staff/{someone}"),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "csrf_refused");
+    let mut other_site = admin.clone();
+    other_site.origin = Some("https://evil.example".to_owned());
+    let (s, v) = other_site
+        .call(
+            &app,
+            "PUT",
+            &format!("/api/v1/admin/staff/{someone}"),
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "csrf_refused");
+    assert_eq!(app.count("SELECT COUNT(*) FROM staff_roles").await, 3);
+}
+
+async fn sensitive_actions_need_a_fresh_touch(mut app: App) {
+    let (admin, _) = first_admin(&app).await;
+    let (mut helpdesk, key, _) = staff_member(&app, &admin, "helpdesk", "hal@example.com").await;
+    let person = app.hr_person("pat@example.com").await;
+    // Six minutes after signing in: reading works, issuing does not until the key is touched.
+    let later = app.now() + 6 * 60 * 1000;
+    app.set_clock(later).await;
+    let (s, _) = helpdesk.get(&app, "/console/people").await;
+    assert_eq!(s, StatusCode::OK);
+    let body = json!({"person_id": person});
+    let (s, v) = helpdesk
+        .call(
+            &app,
+            "POST",
+            "/api/v1/admin/enrolment-tickets",
+            body.clone(),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "fresh_touch_required");
+    let tickets_of = format!("SELECT COUNT(*) FROM enrolment_tickets WHERE person_id = '{person}'");
+    assert_eq!(app.count(&tickets_of).await, 0);
+    let (s, v) = helpdesk.assert_with(&app, "step-up", &key).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = helpdesk
+        .call(&app, "POST", "/api/v1/admin/enrolment-tickets", body)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // A bearer token is a script's: it has no key to touch, and is not asked to.
+    let (s, v) = app.ticket(&person).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+async fn roles_go_to_hr_people_and_end_when_they_leave(app: App) {
+    let (admin, _) = first_admin(&app).await;
+    // Someone an admin typed in by hand holds no role.
+    let made = app
+        .as_admin(
+            "POST",
+            "/api/v1/admin/people",
+            Some(json!({"user_name": "fake@example.com", "display_name": "Fake"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let fake = made["id"].as_str().unwrap();
+    let (s, v) = admin
+        .call(
+            &app,
+            "PUT",
+            &format!("/api/v1/admin/staff/{fake}"),
+            json!({"role": "helpdesk"}),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "token_person_not_from_hr");
+    let root = app
+        .rows("SELECT id FROM people WHERE user_name = 'root@example.com'")
+        .await;
+    // The last admin keeps the role.
+    let (s, v) = admin
+        .call(
+            &app,
+            "DELETE",
+            &format!("/api/v1/admin/staff/{}", root[0]),
+            Value::Null,
+        )
+        .await;
+    assert_error(s, &v, StatusCode::CONFLICT, "last_admin");
+    let (s, v) = admin
+        .call(
+            &app,
+            "PUT",
+            &format!("/api/v1/admin/staff/{}", root[0]),
+            json!({"role": "scim"}),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "staff_role_invalid");
+
+    let (helpdesk, _, hal) = staff_member(&app, &admin, "helpdesk", "hal@example.com").await;
+    let (s, _) = helpdesk.get(&app, "/console").await;
+    assert_eq!(s, StatusCode::OK);
+    // Hal leaves: the HR feed deactivates him; his role and session end with it.
+    let hr = app.token(keywarden_server::auth::Role::Scim).await;
+    let patch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}]
+    });
+    let (s, v) = app
+        .scim("PATCH", &format!("/scim/v2/Users/{hal}"), &hr, Some(patch))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM staff_roles WHERE person_id = '{hal}'"
+        ))
+        .await,
+        0
+    );
+    let (s, _) = helpdesk.get(&app, "/console").await;
+    assert_eq!(
+        s,
+        StatusCode::SEE_OTHER,
+        "his session ended: back to sign-in"
+    );
+    let (s, body) = helpdesk.get(&app, "/api/v1/admin/people").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    app.assert_audited(&["staff_role.removed"]).await;
+    // Nothing of his opens a door (his key waits at the reclaim station, as any leaver's).
+    let dormant = app.dormant_access().await;
+    for p in dormant["people"].as_array().unwrap() {
+        assert_eq!(p["web_sessions"], json!([]), "{dormant}");
+        assert_eq!(p["tokens"], json!([]), "{dormant}");
+        assert_eq!(p["credentials"], json!([]), "{dormant}");
+    }
+}
+
+async fn burn_down_follows_the_daily_snapshots(mut app: App) {
+    let (mut admin, admin_key) = first_admin(&app).await;
+    let laptop = app.device("lt-burn").await;
+    let people: Vec<String> = futures_people(&app, 4).await;
+    let day = 86_400_000;
+    let min = app.state.settings.min_authenticators;
+    // Day 1: nobody has a key. Days 2 to 4: one more person covered each day.
+    assert!(snapshots::tick(&app.state.db, app.now(), min)
+        .await
+        .unwrap());
+    assert!(
+        !snapshots::tick(&app.state.db, app.now(), min)
+            .await
+            .unwrap(),
+        "one snapshot a day"
+    );
+    for (i, p) in people[..3].iter().enumerate() {
+        let now = app.now() + day;
+        if i == 0 {
+            // A named admin's token replaces the first-start one (which lives a day).
+            app.set_clock(now).await;
+        } else {
+            app.clock.0.store(now, std::sync::atomic::Ordering::SeqCst);
+        }
+        let (a, b) = (SoftKey::new(), SoftKey::new());
+        enrol_first_keys(&app, &laptop, p, &[&a, &b]).await;
+        assert!(snapshots::tick(&app.state.db, app.now(), min)
+            .await
+            .unwrap());
+    }
+    let series = snapshots::series(&app.state.db, app.now(), 30)
+        .await
+        .unwrap();
+    // `set_clock` added a named admin on day 2, below policy like anyone without keys.
+    let below: Vec<i64> = series.iter().map(|d| d.below).collect();
+    assert_eq!(series.len(), 4, "{series:?}");
+    assert!(below.windows(2).all(|w| w[1] < w[0] + 1), "{below:?}");
+    assert!(below[3] < below[0], "{below:?}");
+    // Days later the admin signs in again.
+    let (s, v) = admin.assert_with(&app, "sign-in", &admin_key).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, page) = admin.get(&app, "/console").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("data-days=\"4\""), "{page}");
+    // The person still without keys has been below policy since day 1.
+    assert!(page.contains("3 d"), "{page}");
+    let (s, csv) = admin
+        .get(&app, "/console/people?format=csv&exposed=1")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(csv.starts_with("user_name,population,status"), "{csv}");
+    assert!(csv.contains("burn-3@example.com"), "{csv}");
+    assert!(!csv.contains("burn-0@example.com"), "{csv}");
+}
+
+async fn futures_people(app: &App, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(app.hr_person(&format!("burn-{i}@example.com")).await);
+    }
+    out
+}

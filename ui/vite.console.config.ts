@@ -1,0 +1,16 @@
+// The console's script: src/console/main.ts built to one ES module that keywarden-server
+// embeds (crates/server/src/console/assets/console.js, committed; the test command rebuilds it
+// and fails if the committed file differs).
+import { defineConfig } from 'vite';
+
+export default defineConfig({
+  clearScreen: false,
+  logLevel: 'warn',
+  build: {
+    target: 'es2021',
+    outDir: '../crates/server/src/console/assets',
+    emptyOutDir: false,
+    minify: false,
+    lib: { entry: 'src/console/main.ts', formats: ['es'], fileName: () => 'console.js' },
+  },
+});
