@@ -26,7 +26,12 @@ fn browser_dir() -> PathBuf {
 
 /// Run `tests/browser/<script>` against `server` with `env`; at each `checkpoint NAME` line it
 /// prints, call `at(NAME)` and let it go on. Fails unless the scenario exits 0.
-fn run_scenario(server: &Server, script: &str, env: &[(&str, &str)], mut at: impl FnMut(&str)) {
+pub(crate) fn run_scenario(
+    server: &Server,
+    script: &str,
+    env: &[(&str, &str)],
+    mut at: impl FnMut(&str),
+) {
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists()
@@ -71,7 +76,7 @@ fn run_scenario(server: &Server, script: &str, env: &[(&str, &str)], mut at: imp
 }
 
 /// A population of everyone in `department` with `policy`.
-fn population(server: &Server, name: &str, department: &str, policy: Value) {
+pub(crate) fn population(server: &Server, name: &str, department: &str, policy: Value) {
     let (s, v) = server.admin(
         "PUT",
         &format!("/api/v1/admin/populations/{name}"),
@@ -84,7 +89,7 @@ fn population(server: &Server, name: &str, department: &str, policy: Value) {
 
 /// Laptop and phone passkeys may enrol without a trusted attestation chain (the virtual
 /// authenticators attest with `none`, as most platform authenticators and phones do).
-fn browser_policy(extra: Value) -> Value {
+pub(crate) fn browser_policy(extra: Value) -> Value {
     let mut p = json!({"attestation_optional_for": ["platform", "phone"]});
     p.as_object_mut()
         .unwrap()
@@ -102,7 +107,7 @@ fn staff_service() -> (Server, String) {
 }
 
 /// One person from the HR feed in `department`; returns their id.
-fn person(server: &Server, user: &str, department: &str) -> String {
+pub(crate) fn person(server: &Server, user: &str, department: &str) -> String {
     server
         .hr_feed()
         .create_user(&format!("{user}@example.com"), user, department)

@@ -9,6 +9,7 @@ mod app;
 mod batches;
 mod browser;
 mod cli_parity;
+mod console;
 mod first_start;
 mod flow;
 mod lost_window;

@@ -56,7 +56,7 @@ fn spawn_server(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String, Opt
     let mut shown_token = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        if line.contains("kwa_") {
+        if line.contains("kwa_") || line.contains("kwsetup_") {
             shown_token = Some(line.clone());
         }
         if let Some(u) = line.strip_prefix("listening on ") {
@@ -82,15 +82,32 @@ impl Server {
     /// the page's origin must equal the service's exactly, so the port is chosen first).
     /// [`Server::origin`] is the address to open in the browser.
     pub fn start_browser() -> Server {
+        Self::start_browser_with(&[])
+    }
+
+    /// [`Server::start_browser`] with more arguments.
+    pub fn start_browser_with(extra: &[&str]) -> Server {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let origin = format!("http://localhost:{port}");
-        Self::start_on(
-            &format!("127.0.0.1:{port}"),
-            &["--origin", &origin, "--rp-id", "localhost"],
-        )
+        let mut args = vec!["--origin", &origin, "--rp-id", "localhost"];
+        args.extend_from_slice(extra);
+        Self::start_on(&format!("127.0.0.1:{port}"), &args)
+    }
+
+    /// The console's one-time setup link the service wrote at start (mode 0600, in its data
+    /// folder; never on its output).
+    pub fn console_setup_link(&self) -> String {
+        let path = self.dir.path().join("service").join("console-setup-link");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the setup link is the owner's alone");
+        }
+        std::fs::read_to_string(path).unwrap().trim().to_owned()
     }
 
     /// The service's address under the `localhost` name (browser tests open this one).
@@ -106,7 +123,7 @@ impl Server {
         assert!(admin_token.starts_with("kwa_"), "{admin_token}");
         assert_eq!(
             shown_token, None,
-            "the first admin token goes to its file only, never to the output"
+            "the first admin token and the setup link go to their files only, never to the output"
         );
         #[cfg(unix)]
         {

@@ -62,6 +62,10 @@ struct Cli {
     /// Default: `console-setup-link` in the data directory; never a log.
     #[arg(long)]
     setup_link_file: Option<PathBuf>,
+    /// How long a touch of the key counts as fresh for the console's sensitive actions
+    /// (issue, approve, suspend, retire, change policy or roles), in seconds: 1 to 300.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
+    fresh_touch_seconds: u64,
     /// Where notifications to people are POSTed (signed JSON); without it they stay queued.
     #[arg(long, env = "KEYWARDEN_NOTIFY_WEBHOOK")]
     notify_webhook: Option<url::Url>,
@@ -516,6 +520,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.idp_webhook = cli.idp_webhook;
     settings.webhook_backoff = std::time::Duration::from_millis(cli.webhook_backoff_ms.max(1));
     settings.token_ttl = max_ttl;
+    settings.fresh_touch = std::time::Duration::from_secs(cli.fresh_touch_seconds);
     let state = AppState::new(pool, settings, clock)?;
     // Create the webhook signing key before serving, so no first request races its creation.
     keywarden_server::webhooks::signing_key(&state.db, state.now_ms()).await?;

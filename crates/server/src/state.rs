@@ -80,6 +80,9 @@ pub struct Settings {
     /// Lifetime of an API token when the issuer gives none, and the longest an issuer may ask
     /// for: tokens never live for ever.
     pub token_ttl: Duration,
+    /// How long a touch of the key counts as fresh for a console's sensitive actions (at most
+    /// the self-service proof window, five minutes).
+    pub fresh_touch: Duration,
 }
 
 impl Settings {
@@ -98,6 +101,7 @@ impl Settings {
             redeem_limit_per_ticket: 3,
             redeem_window: Duration::from_secs(900),
             recovery_ttl: Duration::from_secs(1800),
+            fresh_touch: Duration::from_secs(300),
             step_up_ttl: Duration::from_secs(300),
             notify_webhook: None,
             idp_webhook: None,

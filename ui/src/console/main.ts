@@ -120,17 +120,14 @@ function done(what: string | undefined, answer: unknown): void {
   }
 }
 
+/** Show the theme in force on the button; `set` makes a choice (kept across pages). */
 function theme(button: HTMLButtonElement, set?: string): void {
   const root = document.documentElement;
-  const dark =
-    set !== undefined
-      ? set === 'dark'
-      : root.dataset.theme
-        ? root.dataset.theme === 'dark'
-        : matchMedia('(prefers-color-scheme: dark)').matches;
-  root.dataset.theme = dark ? 'dark' : 'light';
+  if (set === 'dark' || set === 'light') root.dataset.theme = set;
+  const dark = root.dataset.theme
+    ? root.dataset.theme === 'dark'
+    : matchMedia('(prefers-color-scheme: dark)').matches;
   button.setAttribute('aria-pressed', String(dark));
-  button.textContent = dark ? 'Light theme' : 'Dark theme';
 }
 
 function start(): void {
@@ -138,8 +135,9 @@ function start(): void {
   if (themeButton) {
     const saved = localStorage.getItem('kw-theme') ?? undefined;
     theme(themeButton, saved);
+    matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => theme(themeButton));
     themeButton.addEventListener('click', () => {
-      const next = document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark';
+      const next = themeButton.getAttribute('aria-pressed') === 'true' ? 'light' : 'dark';
       localStorage.setItem('kw-theme', next);
       theme(themeButton, next);
     });

@@ -6,16 +6,17 @@
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use crate::auth::Caller;
+use crate::auth::{AdminOrAuditor, AnyStaff, Caller, Role, Roles};
 use crate::csf::esc;
 use crate::error::Error;
 use crate::secrets;
 
-/// Navigation entries: path, label.
-const NAV: &[(&str, &str)] = &[
-    ("/console", "Overview"),
-    ("/console/people", "People"),
-    ("/console/staff", "Staff"),
+/// Navigation entries: path, label, the roles whose pages they are (the same as the pages'
+/// extractors admit).
+const NAV: &[(&str, &str, &[Role])] = &[
+    ("/console", "Overview", AnyStaff::ALLOWED),
+    ("/console/people", "People", AnyStaff::ALLOWED),
+    ("/console/staff", "Staff", AdminOrAuditor::ALLOWED),
 ];
 
 /// A whole console page. `current` is the navigation entry to mark.
@@ -24,7 +25,8 @@ pub fn page(title: &str, current: &str, caller: Option<&Caller>, main: &str) -> 
         Some((c, s)) => {
             let links: String = NAV
                 .iter()
-                .map(|(href, label)| {
+                .filter(|(_, _, roles)| roles.contains(&c.role))
+                .map(|(href, label, _)| {
                     let cur = if *href == current {
                         " aria-current=\"page\""
                     } else {

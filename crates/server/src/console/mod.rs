@@ -96,8 +96,15 @@ pub async fn caller(state: &AppState, parts: &Parts) -> Result<Option<Caller>> {
             session_id: session.id.clone(),
             user_name: session.user_name.clone(),
             display_name: session.display_name.clone(),
-            fresh_until: session.proof_expires_at,
+            fresh_until: fresh_until(state, session.proof_expires_at),
             csrf: session.csrf().to_owned(),
         }),
     }))
+}
+
+/// Until when a session's last touch counts as fresh for a sensitive action: a sign-in or
+/// step-up proves for [`session::PROOF_MS`]; the console may ask for a shorter window.
+fn fresh_until(state: &AppState, proof_expires_at: i64) -> i64 {
+    let window = i64::try_from(state.settings.fresh_touch.as_millis()).unwrap_or(i64::MAX);
+    proof_expires_at.min(proof_expires_at - session::PROOF_MS + window)
 }

@@ -41,7 +41,13 @@ pub async fn stylesheet() -> impl IntoResponse {
 
 /// A page's caller: a console sign-in whose role is one of `R`'s (the roles of the API
 /// endpoint whose data the page shows). A bearer token is a script's and opens no page.
-pub struct Console<R: Roles>(Result<Caller>, PhantomData<R>);
+pub struct Console<R: Roles> {
+    /// Who is signed in to the console, if anyone.
+    signed_in: Option<Caller>,
+    /// Whether their role reaches this page (else why not).
+    allowed: Result<()>,
+    roles: PhantomData<R>,
+}
 
 impl<R: Roles> FromRequestParts<AppState> for Console<R> {
     type Rejection = std::convert::Infallible;
@@ -50,34 +56,58 @@ impl<R: Roles> FromRequestParts<AppState> for Console<R> {
         parts: &mut Parts,
         state: &AppState,
     ) -> std::result::Result<Self, Self::Rejection> {
-        let caller = match super::caller(state, parts).await {
-            Ok(Some(c)) => c.require(R::ALLOWED).map(|()| c),
-            Ok(None) => Err(Error::unauthorized(
-                ErrorCode::SessionUnknown,
-                "sign in to the console",
-            )),
-            Err(e) => Err(e),
+        let (signed_in, allowed) = match super::caller(state, parts).await {
+            Ok(Some(c)) => {
+                let allowed = c.require(R::ALLOWED).map_err(|_| {
+                    let names: Vec<&str> = R::ALLOWED.iter().map(|r| r.as_str()).collect();
+                    Error::forbidden(
+                        ErrorCode::RoleForbidden,
+                        format!(
+                            "this page is for {}; your role ({}) does not include it",
+                            names.join(" and "),
+                            c.role.as_str()
+                        ),
+                    )
+                });
+                (Some(c), allowed)
+            }
+            Ok(None) => (
+                None,
+                Err(Error::unauthorized(
+                    ErrorCode::SessionUnknown,
+                    "sign in to the console",
+                )),
+            ),
+            Err(e) => (None, Err(e)),
         };
-        Ok(Console(caller, PhantomData))
+        Ok(Console {
+            signed_in,
+            allowed,
+            roles: PhantomData,
+        })
     }
 }
 
 /// Render with `f` for a caller the extractor let through; else the refusal page.
-async fn with<R, F, Fut>(caller: Console<R>, f: F) -> Response
+async fn with<R, F, Fut>(console: Console<R>, f: F) -> Response
 where
     R: Roles,
     F: FnOnce(Caller) -> Fut,
     Fut: std::future::Future<Output = Result<Response>>,
 {
-    match caller.0 {
-        Ok(caller) => {
+    match (console.signed_in, console.allowed) {
+        (Some(caller), Ok(())) => {
             let shown = caller.clone();
             match f(caller).await {
                 Ok(r) => r,
                 Err(e) => refused(&e, Some(&shown)),
             }
         }
-        Err(e) => refused(&e, None),
+        (caller, Err(e)) => refused(&e, caller.as_ref()),
+        (None, Ok(())) => refused(
+            &Error::unauthorized(ErrorCode::SessionUnknown, "sign in to the console"),
+            None,
+        ),
     }
 }
 
@@ -193,7 +223,8 @@ pub async fn overview(State(state): State<AppState>, caller: Console<AnyStaff>) 
                     esc(&p.population),
                     badge(p.status.as_str()),
                     p.active_authenticators,
-                    since.get(&p.person_id).map_or_else(|| "—".to_owned(), |s| age(now, *s)),
+                    // Marks are refreshed hourly (and at start): no mark yet means it began since.
+                    since.get(&p.person_id).map_or_else(|| "< 1 h".to_owned(), |s| age(now, *s)),
                 )
             })
             .collect();

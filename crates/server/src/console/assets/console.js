@@ -146,18 +146,18 @@ ${String(a.web_link ?? a.secret)}`;
 }
 function theme(button, set) {
   const root = document.documentElement;
-  const dark = set !== void 0 ? set === "dark" : root.dataset.theme ? root.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
-  root.dataset.theme = dark ? "dark" : "light";
+  if (set === "dark" || set === "light") root.dataset.theme = set;
+  const dark = root.dataset.theme ? root.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
   button.setAttribute("aria-pressed", String(dark));
-  button.textContent = dark ? "Light theme" : "Dark theme";
 }
 function start() {
   const themeButton = document.querySelector('[data-action="theme"]');
   if (themeButton) {
     const saved = localStorage.getItem("kw-theme") ?? void 0;
     theme(themeButton, saved);
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => theme(themeButton));
     themeButton.addEventListener("click", () => {
-      const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+      const next = themeButton.getAttribute("aria-pressed") === "true" ? "light" : "dark";
       localStorage.setItem("kw-theme", next);
       theme(themeButton, next);
     });
