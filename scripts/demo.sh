@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The demo: a Keywarden service on embedded SQLite in a fresh data folder, a laptop provisioned,
-# a sample person enrolling a primary and a backup key, the agent reporting, and what an admin
-# then sees. No security key is plugged in here, so two software keys (test/demo) stand in,
-# and everything says so. Last, a newcomer's enrolment link to the self-service pages, where
-# laptop and phone passkeys are added in the browser. `scripts/demo.sh --serve` keeps the
-# service running afterwards so the link can be opened (Ctrl-C stops it).
+# The demo: a Keywarden service on embedded SQLite in a fresh data folder, a small sample
+# organisation from the HR feed (SCIM), a laptop provisioned, a sample person enrolling a primary
+# and a backup key, the agent reporting, and what an admin then sees. No security key is plugged
+# in here, so two software keys (test/demo) stand in, and everything says so. A newcomer's
+# enrolment link to the self-service pages, where laptop and phone passkeys are added in the
+# browser. Last, the web console is served at a printed address with the first admin's one-time
+# setup link, until Ctrl-C; `scripts/demo.sh --no-serve` stops at the end instead (for scripts).
 source "$(dirname "$0")/lib.sh"
 
 ensure_apt "${BUILD_PKGS[@]}"
@@ -41,10 +42,29 @@ echo "service at $URL (first-start admin token in $WORK/admin-token, mode 0600, 
 TOKEN="$(cat "$WORK/admin-token")"
 api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 
-say "admin: create the sample person (stand-in for the HR feed)"
-PERSON="$(api -X POST "$URL/api/v1/admin/people" -d '{"user_name":"ada.lovelace@example.com","display_name":"Ada Lovelace"}')"
-PERSON_ID="$(jq -r .id <<<"$PERSON")"
-echo "person $PERSON_ID: Ada Lovelace <ada.lovelace@example.com>"
+say "HR feed (SCIM): a small sample organisation"
+SCIM_TOKEN="$(api -X POST "$URL/api/v1/admin/tokens" -d '{"role":"scim","label":"demo HR feed"}' | jq -r .token)"
+ENTERPRISE="urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+hr_person() { # user name, display name, department -> id
+  curl -fsS -H "Authorization: Bearer $SCIM_TOKEN" -H 'content-type: application/scim+json' \
+    -X POST "$URL/scim/v2/Users" \
+    -d "$(jq -n --arg u "$1" --arg d "$2" --arg dep "$3" --arg ext "$ENTERPRISE" \
+      '{schemas: ["urn:ietf:params:scim:schemas:core:2.0:User", $ext], userName: $u, displayName: $d, active: true} + {($ext): {department: $dep}}')" |
+    jq -r .id
+}
+PERSON_ID="$(hr_person ada.lovelace@example.com "Ada Lovelace" Engineering)"
+for who in "linus.t@example.com|Linus Torvalds|Engineering" "margaret.h@example.com|Margaret Hamilton|Engineering" \
+  "alan.t@example.com|Alan Turing|Operations" "barbara.l@example.com|Barbara Liskov|Finance" \
+  "katherine.j@example.com|Katherine Johnson|Finance"; do
+  IFS='|' read -r u d dep <<<"$who"
+  echo "person $(hr_person "$u" "$d" "$dep"): $d <$u> ($dep)"
+done
+echo "person $PERSON_ID: Ada Lovelace <ada.lovelace@example.com> (Engineering)"
+say "admin: Engineering needs keys on two kinds of device (a security key and a laptop or phone passkey)"
+api -X PUT "$URL/api/v1/admin/populations/engineering" -d '{"priority": 10,
+  "selector": {"kind": "attribute", "key": "department", "value": "Engineering"},
+  "policy": {"min_authenticators": 2, "min_device_classes": 2, "attestation_optional_for": ["platform", "phone"]}}' |
+  jq -r '"population \(.name): \(.policy.min_authenticators) authenticators on \(.policy.min_device_classes) kinds of device"'
 
 say "IT: issue a one-time provisioning token and provision this laptop"
 PROV="$(api -X POST "$URL/api/v1/admin/provisioning-tokens" -d '{}' | jq -r .secret)"
@@ -96,14 +116,19 @@ CRED="$(api "$URL/api/v1/admin/credentials" | jq -r '.[0].id')"
 api "$URL/api/v1/admin/credentials/$CRED/evidence" | jq '{challenge, rp_id, origin, verification, attestation_object_bytes: (.attestation_object | length), client_data_json_bytes: (.client_data_json | length)}'
 
 say "a newcomer: Grace gets an enrolment link to the self-service pages (laptop and phone passkeys)"
-GRACE_ID="$(api -X POST "$URL/api/v1/admin/people" -d '{"user_name":"grace.hopper@example.com","display_name":"Grace Hopper"}' | jq -r .id)"
+GRACE_ID="$(hr_person grace.hopper@example.com "Grace Hopper" Engineering)"
 LINK="$(api -X POST "$URL/api/v1/admin/enrolment-tickets" -d "{\"person_id\":\"$GRACE_ID\"}" | jq -r .web_link)"
 curl -fsS -o /dev/null "http://localhost:$PORT/me" && echo "self-service pages: http://localhost:$PORT/me"
 echo "Grace's one-time enrolment link (valid 10 minutes; open it in a browser on this machine):"
 echo "  $LINK"
-if [ "${1:-}" = "--serve" ]; then
-  say "serving at http://localhost:$PORT until Ctrl-C (data in $WORK)"
-  wait "$SERVER_PID"
+echo
+echo "Keywarden console (admins, help desk, auditors): http://localhost:$PORT/console"
+echo "The first admin's one-time setup link (from the service's data folder, mode 0600; works once, for 24 hours;"
+echo "open it in a browser on this machine and create a passkey there):"
+echo "  $(cat "$WORK/service/console-setup-link")"
+if [ "${1:-}" = "--no-serve" ]; then
+  say "demo done (data in $WORK; the service stops now)"
 else
-  say "demo done (data in $WORK; the service stops now; scripts/demo.sh --serve keeps it running)"
+  say "serving at http://localhost:$PORT until Ctrl-C (data in $WORK; scripts/demo.sh --no-serve stops here instead)"
+  wait "$SERVER_PID"
 fi
