@@ -2,7 +2,7 @@
 // gives a help-desk role to a person from the HR feed (a fresh touch is asked for and given),
 // starts a recovery for someone with no key left; the help-desk member signs in with their
 // laptop's passkey, is refused the staff page, issues an enrolment ticket and approves the
-// recovery. Every page is checked with axe-core and photographed in the light and dark themes.
+// recovery; the admin previews a policy change's impact. Every page is checked with axe-core and photographed in the light and dark themes.
 import {
   scenario, Authenticators, BASE, need, newPage, redeem, add, axeCheck, screenshot, check, checkpoint,
 } from './lib.mjs';
@@ -69,6 +69,16 @@ await scenario(async ({ browser, page }) => {
   await look(page, 'person-recovery');
   await page.goto(`${BASE}/console/staff`);
   await look(page, 'staff');
+
+  // Rita previews a policy change before saving it: one authenticator would do for "staff".
+  await page.goto(`${BASE}/console/policy`);
+  const definition = page.locator('#spec-staff');
+  const spec = JSON.parse(await definition.inputValue());
+  spec.policy.min_authenticators = 1;
+  await definition.fill(JSON.stringify(spec, null, 2));
+  await page.getByRole('button', { name: 'Preview impact' }).click();
+  await page.locator('#result').filter({ hasText: 'Coming into compliance (1): hal@example.com' }).waitFor();
+  await look(page, 'policy-preview');
 
   // Hal signs in to the console with his laptop's passkey.
   await hal.page.goto(`${BASE}/console/sign-in`);

@@ -12,6 +12,9 @@
 //!    loopback, with p50/p99 latency. Bounded in time and count.
 //! 3. The coverage report over 100,000 people with three credentials each (contractors' laptops
 //!    judged against their ongoing-posture policy).
+//! 4. The console's overview over the same 100,000 people: a request's server time (the
+//!    overview is rendered every minute and read by requests), the minute's render against the
+//!    coverage summary, and the weight of what a browser loads for it.
 //!
 //! `KEYWARDEN_BENCH_SCALE` (default 1.0) scales the counts down for a quick run;
 //! `KEYWARDEN_BENCH_ONLY` and `KEYWARDEN_BENCH_BACKEND` pick parts (see [`wanted`]).
@@ -439,6 +442,93 @@ async fn checkins(url: &str) -> (f64, Duration, Duration, usize, usize) {
 /// 3. Coverage over 100,000 people × 3 credentials.
 async fn coverage(url: &str) -> (usize, Duration, Duration, Duration) {
     let st = state(url).await;
+    let (people, seeded) = seed_people(&st).await;
+    let pool: &AnyPool = &st.db;
+    let now = now_ms();
+    let t = Instant::now();
+    let summary = keywarden_server::coverage::compute(pool, now, 2, None)
+        .await
+        .unwrap();
+    let summary_time = t.elapsed();
+    let t = Instant::now();
+    let full = keywarden_server::coverage::compute(pool, now, 2, Some(None))
+        .await
+        .unwrap();
+    let full_time = t.elapsed();
+    assert_eq!(full.people.len(), people + 1);
+    assert_eq!(summary.by_status.values().sum::<u64>(), (people + 1) as u64);
+    (people, summary_time, full_time, seeded)
+}
+
+/// The console's overview over the seeded people: a request's server time (it reads the
+/// overview the service renders every minute; median of five) against a bare read of one
+/// person's credentials as the baseline; the minute's render itself against the coverage
+/// summary; and the weight of what a browser loads for it (HTML, stylesheet, script).
+async fn console(url: &str) -> (usize, [Duration; 4], [usize; 3]) {
+    let st = state(url).await;
+    let (people, _) = seed_people(&st).await;
+    let now = now_ms();
+    keywarden_server::console::snapshots::tick(&st.db, now, 2)
+        .await
+        .unwrap();
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (mut request, mut bare, mut render, mut summary) = (vec![], vec![], vec![], vec![]);
+    let mut html = std::sync::Arc::new(String::new());
+    for i in 0..5 {
+        let at = now + i;
+        let t = Instant::now();
+        keywarden_server::coverage::compute(&st.db, at, 2, None)
+            .await
+            .unwrap();
+        summary.push(t.elapsed());
+        let t = Instant::now();
+        keywarden_server::console::pages::refresh_overview(&st, at)
+            .await
+            .unwrap();
+        render.push(t.elapsed());
+        let t = Instant::now();
+        html = keywarden_server::console::pages::overview_main(&st, at + 1)
+            .await
+            .unwrap();
+        request.push(t.elapsed());
+        let t = Instant::now();
+        keywarden_server::store::credentials::of_person(&st.db, "p1")
+            .await
+            .unwrap();
+        bare.push(t.elapsed());
+    }
+    let asset = |path: &'static str| {
+        let router = router(st.clone());
+        async move {
+            let res = router
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            axum::body::to_bytes(res.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let css = asset("/console/assets/console.css").await;
+    let js = asset("/console/assets/console.js").await;
+    (
+        people,
+        [
+            median(request),
+            median(bare),
+            median(render),
+            median(summary),
+        ],
+        [html.len(), css, js],
+    )
+}
+
+/// 100,000 people (scaled) with three credentials each, and a contractors' population.
+async fn seed_people(st: &AppState) -> (usize, Duration) {
     let people = scaled(100_000);
     let pool: &AnyPool = &st.db;
     let now = now_ms();
@@ -497,23 +587,10 @@ async fn coverage(url: &str) -> (usize, Duration, Duration, Duration) {
         .bind(json!({"required_device_classes": ["roaming"], "min_device_classes": 2, "ongoing_posture": {"disk_encryption": true}}).to_string())
         .execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
-    let seeded = seed.elapsed();
-    let t = Instant::now();
-    let summary = keywarden_server::coverage::compute(pool, now, 2, None)
-        .await
-        .unwrap();
-    let summary_time = t.elapsed();
-    let t = Instant::now();
-    let full = keywarden_server::coverage::compute(pool, now, 2, Some(None))
-        .await
-        .unwrap();
-    let full_time = t.elapsed();
-    assert_eq!(full.people.len(), people + 1);
-    assert_eq!(summary.by_status.values().sum::<u64>(), (people + 1) as u64);
-    (people, summary_time, full_time, seeded)
+    (people, seed.elapsed())
 }
 
-/// Whether to run one part: `KEYWARDEN_BENCH_ONLY` (`ingest`, `checkins`, `coverage`, comma
+/// Whether to run one part: `KEYWARDEN_BENCH_ONLY` (`ingest`, `checkins`, `coverage`, `console`, comma
 /// separated) picks parts, e.g. to profile one; unset runs all. `KEYWARDEN_BENCH_BACKEND`
 /// (`sqlite` or `postgres`) likewise picks a database.
 fn wanted(part: &str) -> bool {
@@ -558,6 +635,15 @@ fn main() {
                 let (people, summary, full, seeded) = coverage(&fresh3).await;
                 println!("[{backend}] coverage report:      {people} people x 3 credentials: {:.0} ms summary, {:.0} ms with every person listed (target < 1 s on SQLite; seeding took {:.1} s)",
                     summary.as_secs_f64() * 1000.0, full.as_secs_f64() * 1000.0, seeded.as_secs_f64());
+            }
+            if wanted("console") {
+                let (fresh4, _dir4) = fresh(backend).await.unwrap();
+                let (people, [request, bare, render, summary], [html, css, js]) = console(&fresh4).await;
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                println!("[{backend}] console overview:     {people} people: {:.3} ms per request (target < 100 ms), {:.3}x a read of one person's credentials ({:.2} ms); rendered every minute in {:.0} ms, {:.2}x the coverage summary ({:.0} ms); page weight {:.1} KiB HTML + {:.1} KiB CSS + {:.1} KiB script",
+                    ms(request), request.as_secs_f64() / bare.as_secs_f64(), ms(bare),
+                    ms(render), render.as_secs_f64() / summary.as_secs_f64(), ms(summary),
+                    html as f64 / 1024.0, css as f64 / 1024.0, js as f64 / 1024.0);
             }
             println!();
         }

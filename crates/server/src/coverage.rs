@@ -198,6 +198,16 @@ pub async fn compute(
     people_filter: Option<Option<Status>>,
 ) -> Result<CoverageReport> {
     let policies = Policies::load(db, default_min).await?;
+    compute_with(db, now, &policies, people_filter).await
+}
+
+/// [`compute`] under `policies` (the stored ones, or a change not yet saved: the impact preview).
+pub async fn compute_with(
+    db: &AnyPool,
+    now: i64,
+    policies: &Policies,
+    people_filter: Option<Option<Status>>,
+) -> Result<CoverageReport> {
     let memberships = if policies.uses_groups() {
         crate::policy::all_memberships(db).await?
     } else {

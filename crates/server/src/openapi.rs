@@ -228,7 +228,7 @@ impl Modify for OperationIds {
         crate::selfservice::passkeys::step_up_begin, crate::selfservice::passkeys::step_up_finish,
         crate::selfservice::passkeys::passkey_begin, crate::selfservice::passkeys::passkey_finish,
         crate::selfservice::passkeys::me, crate::selfservice::entry::web_link,
-        crate::console::setup::begin, crate::console::setup::finish,
+        crate::console::setup::begin, crate::console::setup::finish, crate::policy::preview::handler,
         crate::console::roles::list, crate::console::roles::grant, crate::console::roles::remove,
     ),
     components(schemas(keywarden_protocol::ErrorBody, keywarden_protocol::ErrorDetail, ScimErrorDoc, ScimResourceDoc)),

@@ -130,7 +130,13 @@ pub struct AppState {
     pub ingest_queue: Arc<tokio::sync::OnceCell<tokio::sync::mpsc::Sender<crate::agent::Job>>>,
     /// Woken after a commit that queued outgoing events, so delivery starts at once.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// The console overview as last rendered, with when (unix ms): refreshed every minute, so
+    /// a request over a large directory reads it instead of computing it.
+    pub overview: Arc<tokio::sync::RwLock<Option<Rendered>>>,
 }
+
+/// A page rendered at a time (unix ms), kept for the requests that follow.
+pub type Rendered = (i64, Arc<String>);
 
 impl AppState {
     /// Build the state; fails when the relying party settings are inconsistent.
@@ -159,6 +165,7 @@ impl AppState {
             write_gate,
             ingest_queue: Arc::new(tokio::sync::OnceCell::new()),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            overview: Arc::new(tokio::sync::RwLock::new(None)),
         })
     }
 

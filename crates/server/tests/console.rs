@@ -17,6 +17,7 @@ both_backends!(
     sensitive_actions_need_a_fresh_touch,
     roles_go_to_hr_people_and_end_when_they_leave,
     burn_down_follows_the_daily_snapshots,
+    policy_change_previews_who_falls_out,
 );
 
 /// A setup link as the service writes it at first start.
@@ -424,4 +425,80 @@ async fn futures_people(app: &App, n: usize) -> Vec<String> {
         out.push(app.hr_person(&format!("burn-{i}@example.com")).await);
     }
     out
+}
+
+async fn policy_change_previews_who_falls_out(app: App) {
+    let (admin, _) = first_admin(&app).await;
+    let laptop = app.device("lt-pol").await;
+    let spec = |classes: u32| {
+        json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": "Ops"},
+               "policy": {"min_authenticators": 2, "min_device_classes": classes}})
+    };
+    app.population("ops", "Ops", spec(1)["policy"].clone())
+        .await;
+    let covered = app.hr_person_in("kim@example.com", "Ops").await;
+    enrol_first_keys(&app, &laptop, &covered, &[&SoftKey::new(), &SoftKey::new()]).await;
+    app.hr_person_in("lee@example.com", "Ops").await;
+    let before = app.count("SELECT COUNT(*) FROM audit_log").await;
+    let stored = app
+        .rows("SELECT policy FROM populations WHERE name = 'ops'")
+        .await;
+
+    // Two kinds of device: Kim (two keys of one kind) would fall out; Lee was never in.
+    let (s, v) = admin
+        .call(
+            &app,
+            "POST",
+            "/api/v1/admin/populations/ops/preview",
+            spec(2),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["falling_out_count"], 1, "{v}");
+    assert_eq!(v["falling_out"][0]["user_name"], "kim@example.com", "{v}");
+    assert_eq!(v["falling_out"][0]["after"], "single_device_class", "{v}");
+    assert_eq!(v["coming_in_count"], 0, "{v}");
+    assert_eq!(
+        v["compliant_after"].as_u64().unwrap() + 1,
+        v["compliant_now"].as_u64().unwrap()
+    );
+    // A preview saves nothing and records nothing.
+    assert_eq!(
+        app.rows("SELECT policy FROM populations WHERE name = 'ops'")
+            .await,
+        stored
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, before);
+    // Only admins preview (it reads everyone's standing), and a bad definition is refused.
+    let (auditor, _, _) = staff_member(&app, &admin, "auditor", "aud@example.com").await;
+    let (s, v) = auditor
+        .call(
+            &app,
+            "POST",
+            "/api/v1/admin/populations/ops/preview",
+            spec(2),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "role_forbidden");
+    let (s, v) = admin
+        .call(
+            &app,
+            "POST",
+            "/api/v1/admin/populations/default/preview",
+            spec(2),
+        )
+        .await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "population_name_invalid");
+    let (s, page) = admin.get(&app, "/console/policy").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("Preview impact") && page.contains("ops"),
+        "{page}"
+    );
+    let (s, page) = auditor.get(&app, "/console/policy").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        !page.contains("Preview impact"),
+        "an auditor reads the rules, edits nothing"
+    );
 }

@@ -81,13 +81,28 @@ async function setup(form: HTMLFormElement): Promise<void> {
   }
 }
 
-/** Send a form's call; after `fresh_touch_required`, touch the key and send it once more. */
-async function act(form: HTMLFormElement): Promise<void> {
-  const api = parseApi(form.dataset.api);
+/**
+ * Send a form's call (the pressed button's `data-api` and `data-done` win over the form's);
+ * after `fresh_touch_required`, touch the key and send it once more. A form with
+ * `data-json="field"` sends that field's JSON as the body.
+ */
+async function act(form: HTMLFormElement, button: HTMLElement | null): Promise<void> {
+  const api = parseApi(button?.dataset.api ?? form.dataset.api);
   if (!api) return;
   const fields: [string, string][] = [];
   new FormData(form).forEach((v, k) => fields.push([k, String(v)]));
-  const body = formBody(fields);
+  let body: unknown;
+  const json = form.dataset.json;
+  if (json) {
+    try {
+      body = JSON.parse(String(new FormData(form).get(json) ?? ''));
+    } catch (e) {
+      say(`The definition is not valid JSON: ${messageOf(e)}`, 'error');
+      return;
+    }
+  } else {
+    body = formBody(fields);
+  }
   let answer: unknown;
   try {
     try {
@@ -102,7 +117,7 @@ async function act(form: HTMLFormElement): Promise<void> {
     say(messageOf(e), 'error');
     return;
   }
-  done(form.dataset.done, answer);
+  done(button?.dataset.done ?? form.dataset.done, answer);
 }
 
 function done(what: string | undefined, answer: unknown): void {
@@ -115,6 +130,16 @@ function done(what: string | undefined, answer: unknown): void {
     const r = (a.recovery ?? a) as Record<string, unknown>;
     out.textContent = `Recovery ${String(r.id ?? '')} started (${String(r.kind ?? '')}). Recovery ticket for the person (shown once): ${String(a.ticket ?? '')}`;
     say('Recovery started.');
+  } else if (what === 'show-preview' && out) {
+    const names = (list: unknown): string =>
+      ((list as { user_name: string; after: string }[]) ?? [])
+        .map((c) => `${c.user_name} (${c.after.replace(/_/g, ' ')})`)
+        .join(', ') || 'nobody';
+    out.textContent =
+      `If saved: ${String(a.compliant_now)} people meet their policy now, ${String(a.compliant_after)} after.\n` +
+      `Falling out of compliance (${String(a.falling_out_count)}): ${names(a.falling_out)}\n` +
+      `Coming into compliance (${String(a.coming_in_count)}): ${names(a.coming_in)}\nNothing was saved.`;
+    say('Impact previewed; nothing was saved.');
   } else {
     location.reload();
   }
@@ -151,7 +176,7 @@ function start(): void {
   document.querySelectorAll<HTMLFormElement>('form[data-api]').forEach((form) => {
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
-      void act(form);
+      void act(form, (ev as SubmitEvent).submitter);
     });
   });
 }

@@ -16,6 +16,7 @@ use crate::secrets;
 const NAV: &[(&str, &str, &[Role])] = &[
     ("/console", "Overview", AnyStaff::ALLOWED),
     ("/console/people", "People", AnyStaff::ALLOWED),
+    ("/console/policy", "Policy", AnyStaff::ALLOWED),
     ("/console/staff", "Staff", AdminOrAuditor::ALLOWED),
 ];
 

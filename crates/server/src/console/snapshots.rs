@@ -68,15 +68,26 @@ pub async fn tick(db: &AnyPool, now: i64, default_min: u32) -> Result<bool> {
     Ok(taken)
 }
 
-/// The service's timer: a tick at start, then every [`EVERY`]. A failed tick is logged and
-/// tried again at the next.
+/// How often the overview is rendered again.
+pub const OVERVIEW_EVERY: Duration = Duration::from_secs(60);
+
+/// The service's timer: a tick at start and every [`EVERY`]; the console overview rendered
+/// every [`OVERVIEW_EVERY`]. A failure is logged and tried again at the next turn.
 pub async fn run(state: AppState) {
+    let mut last_tick: Option<i64> = None;
     loop {
         let now = state.now_ms();
-        if let Err(e) = tick(&state.db, now, state.settings.min_authenticators).await {
-            tracing::warn!(error = %e, "could not refresh the coverage snapshot");
+        let every = i64::try_from(EVERY.as_millis()).unwrap_or(i64::MAX);
+        if last_tick.is_none_or(|t| now - t >= every) {
+            match tick(&state.db, now, state.settings.min_authenticators).await {
+                Ok(_) => last_tick = Some(now),
+                Err(e) => tracing::warn!(error = %e, "could not refresh the coverage snapshot"),
+            }
         }
-        tokio::time::sleep(EVERY).await;
+        if let Err(e) = super::pages::refresh_overview(&state, now).await {
+            tracing::warn!(error = %e, "could not render the console overview");
+        }
+        tokio::time::sleep(OVERVIEW_EVERY).await;
     }
 }
 

@@ -107,12 +107,23 @@ async function setup(form) {
     say(messageOf(e), "error");
   }
 }
-async function act(form) {
-  const api = parseApi(form.dataset.api);
+async function act(form, button) {
+  const api = parseApi(button?.dataset.api ?? form.dataset.api);
   if (!api) return;
   const fields = [];
   new FormData(form).forEach((v, k) => fields.push([k, String(v)]));
-  const body = formBody(fields);
+  let body;
+  const json = form.dataset.json;
+  if (json) {
+    try {
+      body = JSON.parse(String(new FormData(form).get(json) ?? ""));
+    } catch (e) {
+      say(`The definition is not valid JSON: ${messageOf(e)}`, "error");
+      return;
+    }
+  } else {
+    body = formBody(fields);
+  }
   let answer;
   try {
     try {
@@ -127,7 +138,7 @@ async function act(form) {
     say(messageOf(e), "error");
     return;
   }
-  done(form.dataset.done, answer);
+  done(button?.dataset.done ?? form.dataset.done, answer);
 }
 function done(what, answer) {
   const out = document.getElementById("result");
@@ -140,6 +151,13 @@ ${String(a.web_link ?? a.secret)}`;
     const r = a.recovery ?? a;
     out.textContent = `Recovery ${String(r.id ?? "")} started (${String(r.kind ?? "")}). Recovery ticket for the person (shown once): ${String(a.ticket ?? "")}`;
     say("Recovery started.");
+  } else if (what === "show-preview" && out) {
+    const names = (list) => (list ?? []).map((c) => `${c.user_name} (${c.after.replace(/_/g, " ")})`).join(", ") || "nobody";
+    out.textContent = `If saved: ${String(a.compliant_now)} people meet their policy now, ${String(a.compliant_after)} after.
+Falling out of compliance (${String(a.falling_out_count)}): ${names(a.falling_out)}
+Coming into compliance (${String(a.coming_in_count)}): ${names(a.coming_in)}
+Nothing was saved.`;
+    say("Impact previewed; nothing was saved.");
   } else {
     location.reload();
   }
@@ -171,7 +189,7 @@ function start() {
   document.querySelectorAll("form[data-api]").forEach((form) => {
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      void act(form);
+      void act(form, ev.submitter);
     });
   });
 }

@@ -6,6 +6,8 @@
 //! for the enrolling laptop and for ongoing compliance, and whether key serial numbers may be
 //! collected (not for BYOD).
 
+pub mod preview;
+
 use keywarden_protocol::ErrorCode;
 use std::collections::HashMap;
 
@@ -31,6 +33,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/admin/populations/{name}",
             put(upsert).delete(remove),
+        )
+        .route(
+            "/api/v1/admin/populations/{name}/preview",
+            axum::routing::post(preview::handler),
         )
 }
 
