@@ -304,6 +304,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
 }
 
 impl SignedCall {
+    /// Audit actor name: `device:<id>`.
+    pub fn actor(&self) -> String {
+        format!("device:{}", self.device_id)
+    }
+
     /// Check the signature over method, path, headers and body, and that the time is fresh.
     pub async fn verify(
         state: &AppState,

@@ -92,6 +92,12 @@ pub enum Error {
     Webauthn(String),
 }
 
+impl From<webauthn_rs_core::error::WebauthnError> for Error {
+    fn from(e: webauthn_rs_core::error::WebauthnError) -> Self {
+        Error::Webauthn(format!("{e:?}"))
+    }
+}
+
 impl Error {
     /// A 400 with a code and a sentence.
     pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {

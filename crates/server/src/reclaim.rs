@@ -214,7 +214,7 @@ pub async fn receipt(
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         if reclaimed { "key.reclaimed" } else { "key.reclaim_failed" },
         &person,
         serde_json::json!({"directive_id": d.id, "key_id": stored_key_id, "action": req.action, "outcome": req.outcome,

@@ -14,7 +14,10 @@ use axum::{Json, Router};
 use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp, StepUpRequest};
 use sqlx::{Any, Transaction};
-use webauthn_rs_core::proto::{AuthenticationState, Credential, PublicKeyCredential};
+use webauthn_rs_core::proto::{
+    AuthenticationState, Credential, PublicKeyCredential, RequestChallengeResponse,
+    UserVerificationPolicy,
+};
 
 use crate::audit;
 use crate::auth::Signed;
@@ -51,17 +54,7 @@ pub async fn challenge(
         ));
     }
     let now = state.now_ms();
-    let builder = state
-        .webauthn
-        .new_challenge_authenticate_builder(
-            Vec::new(),
-            Some(webauthn_rs_core::proto::UserVerificationPolicy::Required),
-        )
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
-    let (rcr, auth_state) = state
-        .webauthn
-        .generate_challenge_authenticate(builder)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (rcr, auth_state) = assertion_challenge(&state, Vec::new())?;
     let pk = rcr.public_key;
     let ttl = i64::try_from(state.settings.step_up_ttl.as_millis()).unwrap_or(300_000);
     let id = new_id();
@@ -83,17 +76,24 @@ pub async fn challenge(
             challenge_id: id,
             challenge: b64(pk.challenge.as_ref()),
             rp_id: pk.rp_id,
-            origin: state
-                .settings
-                .origin
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
+            origin: state.origin().to_owned(),
             allow_credentials: Vec::new(),
             user_verification_required: true,
             timeout_ms: u64::try_from(ttl).unwrap_or(300_000),
         }),
     ))
+}
+
+/// A new assertion challenge, user verification required: for any discoverable credential when
+/// `creds` is empty (the laptop's step-up, sign-in on the pages), else for one of `creds`.
+pub(crate) fn assertion_challenge(
+    state: &AppState,
+    creds: Vec<Credential>,
+) -> Result<(RequestChallengeResponse, AuthenticationState)> {
+    let builder = state
+        .webauthn
+        .new_challenge_authenticate_builder(creds, Some(UserVerificationPolicy::Required))?;
+    Ok(state.webauthn.generate_challenge_authenticate(builder)?)
 }
 
 /// Who a verified assertion came from.
@@ -295,20 +295,13 @@ pub async fn sign_in(
         Ok(v) => v,
         Err(e) => {
             drop(tx);
-            return Err(refused(
-                &state,
-                &format!("device:{}", call.device_id),
-                "sign_in",
-                e,
-                now,
-            )
-            .await);
+            return Err(refused(&state, &call.actor(), "sign_in", e, now).await);
         }
     };
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "person.signed_in",
         &v.person_id,
         serde_json::json!({"credential_id": v.credential_id}),

@@ -232,7 +232,10 @@ async fn databases_migrated_with_the_shipped_initial_still_start() {
     // The checksum is what decides: one the database did not record for 0001 stops the start.
     if let Some(outcome) = start_after_shipped_initial(Backend::Postgres, sqlite).await {
         assert!(
-            matches!(outcome, Err(sqlx::migrate::MigrateError::VersionMismatch(1))),
+            matches!(
+                outcome,
+                Err(sqlx::migrate::MigrateError::VersionMismatch(1))
+            ),
             "{outcome:?}"
         );
     }

@@ -32,7 +32,7 @@ pub use sessions::active_count;
 use sessions::new_ceremony;
 pub(crate) use sessions::{
     check_laptop, load_active_person, load_person, open_proven_session, open_session,
-    open_session_of, policy_for, Person,
+    open_session_of, policy_for, registration_builder, Person,
 };
 pub(crate) use tickets::{mark_redeemed, open_ticket, ticket_refused};
 
@@ -79,7 +79,7 @@ pub async fn begin(
         Err(e) => {
             ticket_refused(
                 &state,
-                &format!("device:{}", call.device_id),
+                &call.actor(),
                 &call.device_id,
                 ticket_id.as_deref(),
                 &e,
@@ -119,7 +119,7 @@ async fn begin_inner(
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "ticket.redeemed",
         &person.id,
         serde_json::json!({"ticket_id": ticket_id, "session_id": resp.enrolment_id, "stepped_up_with": stepped_up_with}),
@@ -207,14 +207,7 @@ pub async fn add_key(
         Ok(v) => v,
         Err(e) => {
             drop(tx);
-            return Err(crate::stepup::refused(
-                &state,
-                &format!("device:{}", call.device_id),
-                "add_key",
-                e,
-                now,
-            )
-            .await);
+            return Err(crate::stepup::refused(&state, &call.actor(), "add_key", e, now).await);
         }
     };
     let resp = match add_key_session(&state, &mut tx, &call, &v, now).await {
@@ -226,7 +219,7 @@ pub async fn add_key(
                 audit::record_refusal(
                     &state.db,
                     now,
-                    &format!("device:{}", call.device_id),
+                    &call.actor(),
                     "enrolment.refused",
                     &call.device_id,
                     serde_json::json!({"reason": code, "message": message}),
@@ -264,7 +257,7 @@ async fn add_key_session(
     audit::record(
         tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "key_addition.opened",
         &person.id,
         serde_json::json!({"stepped_up_with": v.credential_id, "session_id": resp.enrolment_id}),
@@ -310,7 +303,7 @@ pub async fn finish(
         Err(e) => {
             let (_, code, message) = e.parts();
             if POLICY_REFUSALS.contains(&code) {
-                audit::record_refusal(&state.db, now, &format!("device:{}", call.device_id), "enrolment.refused", &ceremony_id,
+                audit::record_refusal(&state.db, now, &call.actor(), "enrolment.refused", &ceremony_id,
                     serde_json::json!({"reason": code, "message": message, "claimed_aaguid": req.key.aaguid})).await?;
             }
             Err(e)
@@ -459,7 +452,7 @@ async fn finish_inner(
             posture,
             name: None,
             via: crate::trust::Via::Agent,
-            actor: &format!("device:{}", call.device_id),
+            actor: &call.actor(),
             place: format!(
                 "on laptop {}",
                 hostname.as_deref().unwrap_or(&call.device_id)

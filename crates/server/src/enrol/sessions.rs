@@ -8,6 +8,7 @@ use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::{
     AttestationConveyancePreference, COSEAlgorithm, CredentialID, UserVerificationPolicy,
 };
+use webauthn_rs_core::ChallengeRegisterBuilder;
 
 use crate::error::{Error, Result};
 use crate::policy::{self, Policies, Policy};
@@ -211,6 +212,33 @@ pub(crate) async fn open_session_of(
     Ok((person, expires_at))
 }
 
+/// The start of a key's registration for `person`, from the laptop or the browser: direct
+/// attestation, user verification and a discoverable credential required, and their credentials
+/// not yet revoked excluded (returned too). The caller adds its algorithms and its rule on synced
+/// passkeys.
+pub(crate) async fn registration_builder(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person: &Person,
+) -> Result<(ChallengeRegisterBuilder, Vec<CredentialID>)> {
+    let existing = crate::store::credentials::unrevoked_ids_of(tx, &person.id).await?;
+    let exclude: Vec<CredentialID> = existing
+        .iter()
+        .filter_map(|id| secrets::unb64(id))
+        .map(CredentialID::from)
+        .collect();
+    let user_id = secrets::unb64(&person.webauthn_user_id)
+        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
+    let builder = state
+        .webauthn
+        .new_challenge_register_builder(&user_id, &person.user_name, &person.display_name)?
+        .attestation(AttestationConveyancePreference::Direct)
+        .user_verification_policy(UserVerificationPolicy::Required)
+        .exclude_credentials(Some(exclude.clone()))
+        .require_resident_key(true);
+    Ok((builder, exclude))
+}
+
 pub(crate) async fn new_ceremony(
     state: &AppState,
     tx: &mut Transaction<'_, Any>,
@@ -219,29 +247,11 @@ pub(crate) async fn new_ceremony(
     person: &Person,
     now: i64,
 ) -> Result<EnrolBeginResponse> {
-    let existing = crate::store::credentials::unrevoked_ids_of(tx, &person.id).await?;
-    let mut exclude = Vec::with_capacity(existing.len());
-    for id in &existing {
-        if let Some(raw) = secrets::unb64(id) {
-            exclude.push(CredentialID::from(raw));
-        }
-    }
-    let user_id = secrets::unb64(&person.webauthn_user_id)
-        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
-    let builder = state
-        .webauthn
-        .new_challenge_register_builder(&user_id, &person.user_name, &person.display_name)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
-        .attestation(AttestationConveyancePreference::Direct)
-        .user_verification_policy(UserVerificationPolicy::Required)
-        .exclude_credentials(Some(exclude.clone()))
+    let (builder, exclude) = registration_builder(state, tx, person).await?;
+    let builder = builder
         .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA])
-        .require_resident_key(true)
         .reject_synchronised_authenticators(true);
-    let (ccr, reg_state) = state
-        .webauthn
-        .generate_challenge_register(builder)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (ccr, reg_state) = state.webauthn.generate_challenge_register(builder)?;
     let pk = ccr.public_key;
     let challenge = b64(pk.challenge.as_ref());
     let ceremony_id = new_id();
@@ -272,12 +282,7 @@ pub(crate) async fn new_ceremony(
             challenge,
             rp_id: pk.rp.id,
             rp_name: pk.rp.name,
-            origin: state
-                .settings
-                .origin
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
+            origin: state.origin().to_owned(),
             user_id: b64(pk.user.id.as_ref()),
             user_name: pk.user.name,
             user_display_name: pk.user.display_name,

@@ -538,7 +538,7 @@ pub async fn redeem(
     Signed { call, body: req }: Signed<RecoveryBeginRequest>,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
     let now = state.now_ms();
-    let actor = format!("device:{}", call.device_id);
+    let actor = call.actor();
     let mut subject = String::from("unknown-recovery");
     let result = redeem_inner(&state, &call, &req, now, &mut subject).await;
     match result {
@@ -634,7 +634,7 @@ async fn redeem_inner(
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "recovery.redeemed",
         &view.person_id,
         serde_json::json!({"recovery_id": id, "kind": view.kind, "stepped_up_with": used_key, "session_id": resp.enrolment_id}),

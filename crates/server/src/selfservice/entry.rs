@@ -336,7 +336,7 @@ pub async fn web_link(
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "web_link.issued",
         &person.id,
         serde_json::json!({"link_id": link_id, "enrolment_id": session_id, "expires_at_ms": expires_at}),
@@ -359,10 +359,7 @@ pub async fn web_link(
     Ok((
         StatusCode::CREATED,
         Json(WebLinkResponse {
-            url: format!(
-                "{}/me/enrol#link={secret}",
-                state.settings.origin.as_str().trim_end_matches('/')
-            ),
+            url: format!("{}/me/enrol#link={secret}", state.origin()),
             expires_at_ms: expires_at,
         }),
     ))

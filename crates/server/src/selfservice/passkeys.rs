@@ -11,8 +11,7 @@ use keywarden_protocol::{CredentialView, PersonSummary};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use webauthn_rs_core::proto::{
-    AttestationConveyancePreference, AuthenticatorAttachment, COSEAlgorithm, Credential,
-    CredentialID, PublicKeyCredentialHints, RegistrationState, UserVerificationPolicy,
+    AuthenticatorAttachment, COSEAlgorithm, Credential, PublicKeyCredentialHints, RegistrationState,
 };
 
 use super::challenges::{
@@ -204,16 +203,8 @@ pub async fn passkey_begin(
     }
     let mut tx = crate::db::begin(&state.db).await?;
     let person = enrol::load_person(&mut tx, &session.person_id).await?;
-    let existing = credentials::unrevoked_ids_of(&mut tx, &person.id).await?;
-    let mut exclude = Vec::with_capacity(existing.len());
-    for id in &existing {
-        if let Some(raw) = unb64(id) {
-            exclude.push(CredentialID::from(raw));
-        }
-    }
+    let (builder, _) = enrol::registration_builder(&state, &mut tx, &person).await?;
     tx.commit().await?;
-    let user_id = unb64(&person.webauthn_user_id)
-        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
     let (attachment, hint) = match req.class {
         DeviceClass::Platform => (
             AuthenticatorAttachment::Platform,
@@ -224,28 +215,18 @@ pub async fn passkey_begin(
             PublicKeyCredentialHints::Hybrid,
         ),
     };
-    let builder = state
-        .webauthn
-        .new_challenge_register_builder(&user_id, &person.user_name, &person.display_name)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
-        .attestation(AttestationConveyancePreference::Direct)
-        .user_verification_policy(UserVerificationPolicy::Required)
-        .exclude_credentials(Some(exclude))
+    let builder = builder
         .credential_algorithms(vec![
             COSEAlgorithm::ES256,
             COSEAlgorithm::EDDSA,
             COSEAlgorithm::RS256,
         ])
-        .require_resident_key(true)
         .authenticator_attachment(Some(attachment))
         .hints(Some(vec![hint]))
         // Synced passkeys are judged by the population's policy after verification, with
         // a clear refusal, rather than by the library's blanket rule.
         .reject_synchronised_authenticators(false);
-    let (ccr, reg_state) = state
-        .webauthn
-        .generate_challenge_register(builder)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (ccr, reg_state) = state.webauthn.generate_challenge_register(builder)?;
     let id = store_challenge(
         &state,
         Some(&session.id),
