@@ -86,11 +86,8 @@ pub async fn set_webauthn(
     credential_id: &str,
     webauthn: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE credentials SET webauthn = $1 WHERE id = $2")
-        .bind(webauthn)
-        .bind(credential_id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE credentials SET webauthn = $1 WHERE id = $2";
+    super::execute(db, sql, (webauthn, credential_id)).await?;
     Ok(())
 }
 
