@@ -14,7 +14,6 @@ use keywarden_protocol::{
     EnrolFinishResponse,
 };
 use sqlx::{Any, Transaction};
-use webauthn_rs_core::proto::RegistrationState;
 
 use crate::audit;
 use crate::auth::{Signed, SignedCall};
@@ -32,7 +31,7 @@ pub use sessions::active_count;
 use sessions::new_ceremony;
 pub(crate) use sessions::{
     check_laptop, load_active_person, load_person, open_proven_session, open_session,
-    open_session_of, policy_for, registration_builder, Person,
+    open_session_of, policy_for, registration_builder, verify_answer, KeyAnswer, Person,
 };
 pub(crate) use tickets::{mark_redeemed, open_ticket, ticket_refused};
 
@@ -357,18 +356,7 @@ async fn finish_inner(
                 format!("no enrolment ceremony {ceremony_id}"),
             )
         })?;
-    if c.device_id != call.device_id {
-        return Err(Error::forbidden(
-            ErrorCode::EnrolmentWrongDevice,
-            "this enrolment was opened on another laptop",
-        ));
-    }
-    if c.closed_at.is_some() {
-        return Err(Error::gone(
-            ErrorCode::EnrolmentClosed,
-            "this enrolment was closed (the person left or the recovery was cancelled)",
-        ));
-    }
+    sessions::still_open_on(&c.device_id, c.closed_at, &call.device_id)?;
     if c.completed_at.is_some() {
         return Err(Error::conflict(
             ErrorCode::CeremonyCompleted,
@@ -380,25 +368,20 @@ async fn finish_inner(
         format!("enrolment step timed out at {at}; start the key again")
     })?;
     let person = load_active_person(&mut tx, &c.person_id).await?;
-    let reg_state: RegistrationState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
-    let reg = crate::trust::registration_response(
-        &credential_raw,
-        &attestation_object,
-        &client_data_json,
-    )?;
-
     // Attestation and the facts the policy judges come from verified data only (trust.rs):
     // the chain to a trust anchor, the AAGUID and minimum PIN length from the attested
     // authenticatorData, the device class from metadata; never from `req.key`.
-    let (population, policy) = policy_for(state, &mut tx, &person.id).await?;
-    let verified = crate::trust::verify_registration(
+    let answer = sessions::KeyAnswer {
+        raw_id: &credential_raw,
+        attestation_object: &attestation_object,
+        client_data_json: &client_data_json,
+    };
+    let (verified, population, policy) = sessions::verify_answer(
         state,
         &mut tx,
-        &reg,
-        &reg_state,
-        &attestation_object,
-        &policy,
-        &population,
+        &person.id,
+        &c.state,
+        &answer,
         crate::trust::Via::Agent,
         now,
     )

@@ -6,7 +6,8 @@ use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{EnrolBeginResponse, PersonSummary, RegistrationOptions};
 use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::{
-    AttestationConveyancePreference, COSEAlgorithm, CredentialID, UserVerificationPolicy,
+    AttestationConveyancePreference, COSEAlgorithm, CredentialID, RegistrationState,
+    UserVerificationPolicy,
 };
 use webauthn_rs_core::ChallengeRegisterBuilder;
 
@@ -150,6 +151,51 @@ pub(crate) async fn policy_for(
     Ok((name.to_owned(), p.clone()))
 }
 
+/// What an authenticator answered to a registration ceremony.
+pub(crate) struct KeyAnswer<'a> {
+    /// The new credential's id.
+    pub(crate) raw_id: &'a [u8],
+    /// Its attestation object.
+    pub(crate) attestation_object: &'a [u8],
+    /// The client data it signed over.
+    pub(crate) client_data_json: &'a [u8],
+}
+
+/// Verify a key's answer for `person_id` against the ceremony's stored webauthn-rs state (JSON),
+/// under the trust rule of their population (trust.rs): the verified key, with the population's
+/// name and policy for the checks that follow.
+pub(crate) async fn verify_answer(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    stored_state: &str,
+    answer: &KeyAnswer<'_>,
+    via: crate::trust::Via,
+    now: i64,
+) -> Result<(crate::trust::Verified, String, Policy)> {
+    let reg_state: RegistrationState =
+        serde_json::from_str(stored_state).map_err(Error::Corrupt)?;
+    let reg = crate::trust::registration_response(
+        answer.raw_id,
+        answer.attestation_object,
+        answer.client_data_json,
+    )?;
+    let (population, policy) = policy_for(state, tx, person_id).await?;
+    let verified = crate::trust::verify_registration(
+        state,
+        tx,
+        &reg,
+        &reg_state,
+        answer.attestation_object,
+        &policy,
+        &population,
+        via,
+        now,
+    )
+    .await?;
+    Ok((verified, population, policy))
+}
+
 /// Refuse when the enrolling laptop's latest posture does not meet the policy.
 pub(crate) async fn check_laptop(
     policy: &Policy,
@@ -175,6 +221,28 @@ pub(crate) async fn check_laptop(
     }
 }
 
+/// An enrolment session, opened on the laptop `opened_on` and closed at `closed_at` if it was,
+/// goes on only from that laptop (`device_id`) and while it is open.
+pub(crate) fn still_open_on(
+    opened_on: &str,
+    closed_at: Option<i64>,
+    device_id: &str,
+) -> Result<()> {
+    if opened_on != device_id {
+        return Err(Error::forbidden(
+            ErrorCode::EnrolmentWrongDevice,
+            "this enrolment was opened on another laptop",
+        ));
+    }
+    if closed_at.is_some() {
+        return Err(Error::gone(
+            ErrorCode::EnrolmentClosed,
+            "this enrolment was closed (the person left or the recovery was cancelled)",
+        ));
+    }
+    Ok(())
+}
+
 /// An agent's enrolment session, checked inside `tx`: it exists, belongs to this laptop, is
 /// neither closed nor expired, and its person is active (their row taken). Returns the person
 /// and when the session ends.
@@ -192,18 +260,7 @@ pub(crate) async fn open_session_of(
                 format!("no enrolment {session_id}"),
             )
         })?;
-    if s.device_id != device_id {
-        return Err(Error::forbidden(
-            ErrorCode::EnrolmentWrongDevice,
-            "this enrolment was opened on another laptop",
-        ));
-    }
-    if s.closed_at.is_some() {
-        return Err(Error::gone(
-            ErrorCode::EnrolmentClosed,
-            "this enrolment was closed (the person left or the recovery was cancelled)",
-        ));
-    }
+    still_open_on(&s.device_id, s.closed_at, device_id)?;
     let expires_at = s.expires_at;
     crate::error::before_expiry(now, expires_at, ErrorCode::EnrolmentExpired, |at| {
         format!("enrolment session closed at {at}; ask IT for a new ticket")

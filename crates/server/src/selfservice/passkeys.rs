@@ -11,7 +11,7 @@ use keywarden_protocol::{CredentialView, PersonSummary};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use webauthn_rs_core::proto::{
-    AuthenticatorAttachment, COSEAlgorithm, Credential, PublicKeyCredentialHints, RegistrationState,
+    AuthenticatorAttachment, COSEAlgorithm, Credential, PublicKeyCredentialHints,
 };
 
 use super::challenges::{
@@ -398,18 +398,17 @@ async fn passkey_finish_in(
         .and_then(DeviceClass::parse)
         .ok_or_else(|| Error::Webauthn("stored challenge has no class".into()))?;
     let person = enrol::load_active_person(&mut tx, &session.person_id).await?;
-    let reg_state: RegistrationState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
-    let reg = crate::trust::registration_response(&raw_id, &attestation_object, &client_data_json)?;
-
-    let (population, policy) = enrol::policy_for(state, &mut tx, &person.id).await?;
-    let mut verified = crate::trust::verify_registration(
+    let answer = enrol::KeyAnswer {
+        raw_id: &raw_id,
+        attestation_object: &attestation_object,
+        client_data_json: &client_data_json,
+    };
+    let (mut verified, population, policy) = enrol::verify_answer(
         state,
         &mut tx,
-        &reg,
-        &reg_state,
-        &attestation_object,
-        &policy,
-        &population,
+        &person.id,
+        &c.state,
+        &answer,
         crate::trust::Via::Browser(class),
         now,
     )
