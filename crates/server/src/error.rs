@@ -201,6 +201,19 @@ pub fn before_expiry(
     }
 }
 
+/// `Ok` when `value` is one of `allowed`; else a 400 with `code` naming the `what` asked for
+/// and every value allowed (`step-up purpose "x" is not one of sign_in, recovery`).
+pub fn one_of(value: &str, allowed: &[&str], code: ErrorCode, what: &str) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::bad_request(
+            code,
+            format!("{what} {value:?} is not one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();

@@ -43,16 +43,12 @@ pub async fn challenge(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<StepUpRequest>,
 ) -> Result<(StatusCode, Json<AssertionOptions>)> {
-    if !PURPOSES.contains(&req.purpose.as_str()) {
-        return Err(Error::bad_request(
-            ErrorCode::PurposeUnknown,
-            format!(
-                "step-up purpose {:?} is not one of {}",
-                req.purpose,
-                PURPOSES.join(", ")
-            ),
-        ));
-    }
+    crate::error::one_of(
+        &req.purpose,
+        PURPOSES,
+        ErrorCode::PurposeUnknown,
+        "step-up purpose",
+    )?;
     let now = state.now_ms();
     let (rcr, auth_state) = assertion_challenge(&state, Vec::new())?;
     let pk = rcr.public_key;

@@ -82,16 +82,12 @@ pub struct Proofing {
 
 impl Proofing {
     fn check(&self) -> Result<()> {
-        if !PROOFING_METHODS.contains(&self.method.as_str()) {
-            return Err(Error::bad_request(
-                ErrorCode::ProofingInvalid,
-                format!(
-                    "proofing method {:?} is not one of {}",
-                    self.method,
-                    PROOFING_METHODS.join(", ")
-                ),
-            ));
-        }
+        crate::error::one_of(
+            &self.method,
+            PROOFING_METHODS,
+            ErrorCode::ProofingInvalid,
+            "proofing method",
+        )?;
         let n = self.detail.trim().chars().count();
         if n == 0 || n > 500 {
             return Err(Error::bad_request(

@@ -61,14 +61,8 @@ pub(super) async fn user_name_taken(
     user_name: &str,
     except_id: &str,
 ) -> Result<bool> {
-    Ok(
-        sqlx::query("SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2")
-            .bind(user_name)
-            .bind(except_id)
-            .fetch_optional(db)
-            .await?
-            .is_some(),
-    )
+    let sql = "SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2";
+    store::exists(db, sql, (user_name, except_id)).await
 }
 
 /// A person the HR feed creates; [`update_user`] then stores the rest of their attributes.
@@ -195,16 +189,8 @@ pub(super) async fn group_name_taken(
     display_name: &str,
     except_id: &str,
 ) -> Result<bool> {
-    Ok(
-        sqlx::query(
-            "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2",
-        )
-        .bind(display_name)
-        .bind(except_id)
-        .fetch_optional(db)
-        .await?
-        .is_some(),
-    )
+    let sql = "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2";
+    store::exists(db, sql, (display_name, except_id)).await
 }
 
 /// A new group with a placeholder name that [`update_group`] replaces.

@@ -28,11 +28,12 @@ pub async fn insert_bootstrap_token(
 
 /// Whether a person (deleted or not) has this user name.
 pub async fn user_name_taken(db: &mut AnyConnection, user_name: &str) -> Result<bool> {
-    Ok(sqlx::query("SELECT id FROM people WHERE user_name = $1")
-        .bind(user_name)
-        .fetch_optional(db)
-        .await?
-        .is_some())
+    super::exists(
+        db,
+        "SELECT id FROM people WHERE user_name = $1",
+        (user_name,),
+    )
+    .await
 }
 
 /// A person created by hand: active, with a fresh WebAuthn user handle.

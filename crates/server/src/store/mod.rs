@@ -128,6 +128,16 @@ where
     Ok(q.fetch_one(db).await?)
 }
 
+/// Whether `sql` finds a row with `binds`.
+pub(crate) async fn exists<'c, 'q>(
+    db: impl Executor<'c, Database = Any>,
+    sql: &'q str,
+    binds: impl Binds<'q>,
+) -> Result<bool> {
+    let q = sqlx::query_with(sql, binds.arguments()?);
+    Ok(q.fetch_optional(db).await?.is_some())
+}
+
 /// Run `sql`, a statement stamped with the time: `$1` is `now`, `$2`, `$3`, … are `values` in
 /// order. How many rows it changed (a conditional UPDATE that claims one row changes 1 or 0).
 pub(crate) async fn stamp(

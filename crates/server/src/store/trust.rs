@@ -35,22 +35,16 @@ pub async fn anchor_exists(
     fingerprint: &str,
     source: Option<&str>,
 ) -> Result<bool> {
-    let found = match source {
+    match source {
         Some(source) => {
-            sqlx::query("SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1 AND source = $2")
-                .bind(fingerprint)
-                .bind(source)
-                .fetch_optional(db)
-                .await?
+            let sql = "SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1 AND source = $2";
+            super::exists(db, sql, (fingerprint, source)).await
         }
         None => {
-            sqlx::query("SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1")
-                .bind(fingerprint)
-                .fetch_optional(db)
-                .await?
+            let sql = "SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1";
+            super::exists(db, sql, (fingerprint,)).await
         }
-    };
-    Ok(found.is_some())
+    }
 }
 
 /// Remove an anchor from `source`; its label and subject, or `None` when there was none.
