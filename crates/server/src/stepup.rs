@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::ErrorCode;
-use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp, StepUpRequest};
+use keywarden_protocol::{AssertionOptions, SignInResponse, StepUp, StepUpRequest};
 use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::{
     AuthenticationState, Credential, PublicKeyCredential, RequestChallengeResponse,
@@ -303,15 +303,11 @@ pub async fn sign_in(
         serde_json::json!({"credential_id": v.credential_id}),
     )
     .await?;
-    let p = store::summary(&mut tx, &v.person_id).await?;
+    let person = store::summary(&mut tx, &v.person_id).await?;
     let credentials = crate::store::credentials::unrevoked_of_person(&mut tx, &v.person_id).await?;
     tx.commit().await?;
     Ok(Json(SignInResponse {
-        person: PersonSummary {
-            id: p.id,
-            user_name: p.user_name,
-            display_name: p.display_name,
-        },
+        person,
         signed_in_with: v.credential_id,
         credentials,
     }))

@@ -30,6 +30,17 @@ pub(crate) struct Person {
     pub(crate) active: bool,
 }
 
+impl Person {
+    /// How the person is shown to themselves.
+    pub(crate) fn summary(&self) -> PersonSummary {
+        PersonSummary {
+            id: self.id.clone(),
+            user_name: self.user_name.clone(),
+            display_name: self.display_name.clone(),
+        }
+    }
+}
+
 /// Load a person inside a write transaction, holding their row until commit: an offboarding
 /// (which takes the same row first) and an enrolment for that person run one after the other,
 /// so a credential can never be bound to someone whose offboarding already revoked the rest.
@@ -330,11 +341,7 @@ pub(crate) async fn new_ceremony(
         enrolment_id: session_id.to_owned(),
         ceremony_id,
         session_expires_at_ms: session_expires,
-        person: PersonSummary {
-            id: person.id.clone(),
-            user_name: person.user_name.clone(),
-            display_name: person.display_name.clone(),
-        },
+        person: person.summary(),
         options: RegistrationOptions {
             challenge,
             rp_id: pk.rp.id,

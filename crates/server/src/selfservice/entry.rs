@@ -63,17 +63,9 @@ fn opened(token: &str, body: SessionOpened) -> Response {
 /// What a new session's answer says (its cookie is `token`).
 fn session_opened(p: &enrol::Person, token: &str, may_add_until_ms: i64) -> SessionOpened {
     SessionOpened {
-        person: summary(p),
+        person: p.summary(),
         csrf: session::csrf_for(token),
         may_add_until_ms,
-    }
-}
-
-fn summary(p: &enrol::Person) -> PersonSummary {
-    PersonSummary {
-        id: p.id.clone(),
-        user_name: p.user_name.clone(),
-        display_name: p.display_name.clone(),
     }
 }
 
