@@ -401,6 +401,14 @@ impl SignedCall {
         })
     }
 
+    /// A write transaction with this request's sequence number claimed in it ([`Self::claim`]):
+    /// what a device-signed handler does first.
+    pub async fn begin(&self, db: &sqlx::AnyPool) -> Result<Transaction<'static, Any>> {
+        let mut tx = crate::db::begin(db).await?;
+        self.claim(&mut tx).await?;
+        Ok(tx)
+    }
+
     /// Claim the sequence number inside the work's transaction; a number at or below the last
     /// one accepted is a replay. Atomic, so two service replicas cannot both accept it; a laptop
     /// retired after [`SignedCall::verify`] but before this claim is refused here.

@@ -54,8 +54,7 @@ pub async fn challenge(
     let pk = rcr.public_key;
     let ttl = i64::try_from(state.settings.step_up_ttl.as_millis()).unwrap_or(300_000);
     let id = new_id();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let challenge_state = serde_json::to_string(&auth_state).map_err(Error::Corrupt)?;
     let challenge = store::NewChallenge {
         id: &id,
@@ -285,8 +284,7 @@ pub async fn sign_in(
     }: Signed<StepUp>,
 ) -> Result<Json<SignInResponse>> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let v = match verify(&state, &mut tx, &call.device_id, "sign_in", &step_up, now).await {
         Ok(v) => v,
         Err(e) => {

@@ -97,8 +97,7 @@ async fn begin_inner(
     now: i64,
     ticket_id_out: &mut Option<String>,
 ) -> Result<EnrolBeginResponse> {
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let (ticket_id, person) = open_ticket(state, &mut tx, &req.ticket, now, ticket_id_out).await?;
     let stepped_up_with =
         require_step_up_if_enrolled(state, &mut tx, call, &person, req, now).await?;
@@ -191,8 +190,7 @@ pub async fn add_key(
     Signed { call, body: req }: Signed<AddKeyRequest>,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let v = match crate::stepup::verify(
         &state,
         &mut tx,
@@ -275,8 +273,7 @@ pub async fn next_ceremony(
     call: SignedCall,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let (person, expires_at) = open_session_of(&mut tx, &session_id, &call.device_id, now).await?;
     let resp = new_ceremony(&state, &mut tx, &session_id, expires_at, &person, now).await?;
     tx.commit().await?;
@@ -346,8 +343,7 @@ async fn finish_inner(
             "credential_id is not base64url",
         )
     })?;
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let c = store::ceremony(&mut tx, ceremony_id)
         .await?
         .ok_or_else(|| {

@@ -107,8 +107,7 @@ pub async fn report_lost(
 ) -> Result<Json<CredentialView>> {
     let now = state.now_ms();
     let result = async {
-        let mut tx = crate::db::begin(&state.db).await?;
-        call.claim(&mut tx).await?;
+        let mut tx = call.begin(&state.db).await?;
         let v = crate::stepup::verify(
             &state,
             &mut tx,

@@ -556,8 +556,7 @@ async fn redeem_inner(
     now: i64,
     subject: &mut String,
 ) -> Result<EnrolBeginResponse> {
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let id = store::by_ticket_hash(&mut tx, &secrets::hash(req.ticket.trim()))
         .await?
         .ok_or_else(|| {

@@ -309,8 +309,7 @@ pub async fn web_link(
     call: SignedCall,
 ) -> Result<(StatusCode, Json<WebLinkResponse>)> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let (person, session_expires) =
         enrol::open_session_of(&mut tx, &session_id, &call.device_id, now).await?;
     let secret = secrets::generate("kwl_");
