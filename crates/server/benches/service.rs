@@ -20,6 +20,8 @@
 //! `KEYWARDEN_BENCH_ONLY` and `KEYWARDEN_BENCH_BACKEND` pick parts (see [`wanted`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,23 +86,11 @@ fn report(now: i64) -> Value {
 }
 
 async fn fresh(backend: &str) -> Option<(String, Option<tempfile::TempDir>)> {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap();
-        return Some((db::sqlite_url(&dir.path().join("bench.db")), Some(dir)));
-    }
-    let base = std::env::var("KEYWARDEN_BENCH_POSTGRES_URL")
-        .or_else(|_| std::env::var("KEYWARDEN_TEST_POSTGRES_URL"))
-        .ok()?;
-    use sqlx::Connection as _;
-    let name = format!("kw_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    Some((url.to_string(), None))
+    let vars = [
+        "KEYWARDEN_BENCH_POSTGRES_URL",
+        "KEYWARDEN_TEST_POSTGRES_URL",
+    ];
+    common::fresh_url(backend, &vars).await
 }
 
 async fn state(url: &str) -> AppState {

@@ -261,10 +261,7 @@ pub async fn issue_ticket(
     Ok((
         StatusCode::CREATED,
         Json(IssuedSecret {
-            web_link: Some(format!(
-                "{}/me/enrol#ticket={ticket}",
-                state.settings.origin.as_str().trim_end_matches('/')
-            )),
+            web_link: Some(format!("{}/me/enrol#ticket={ticket}", state.origin())),
             secret: ticket,
             id,
             expires_at_ms: now + ttl,

@@ -132,14 +132,7 @@ pub async fn provision(
             device_id,
             server_time_ms: now,
             rp_id: Some(state.settings.rp_id.clone()),
-            origin: Some(
-                state
-                    .settings
-                    .origin
-                    .as_str()
-                    .trim_end_matches('/')
-                    .to_owned(),
-            ),
+            origin: Some(state.origin().to_owned()),
         }),
     ))
 }
@@ -205,7 +198,7 @@ async fn refused(state: &AppState, call: &SignedCall, e: Error, batch: bool) -> 
         audit::record_refusal(
             &state.db,
             state.now_ms(),
-            &format!("device:{}", call.device_id),
+            &call.actor(),
             "report.rejected",
             &call.device_id,
             detail,

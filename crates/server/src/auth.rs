@@ -372,6 +372,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
 }
 
 impl SignedCall {
+    /// Audit actor name: `device:<id>`.
+    pub fn actor(&self) -> String {
+        format!("device:{}", self.device_id)
+    }
+
     /// Check the signature over method, path, headers and body, and that the time is fresh.
     pub async fn verify(
         state: &AppState,
@@ -462,6 +467,14 @@ impl SignedCall {
             device_id: device_id.to_owned(),
             seq: seq_i64,
         })
+    }
+
+    /// A write transaction with this request's sequence number claimed in it ([`Self::claim`]):
+    /// what a device-signed handler does first.
+    pub async fn begin(&self, db: &sqlx::AnyPool) -> Result<Transaction<'static, Any>> {
+        let mut tx = crate::db::begin(db).await?;
+        self.claim(&mut tx).await?;
+        Ok(tx)
     }
 
     /// Claim the sequence number inside the work's transaction; a number at or below the last

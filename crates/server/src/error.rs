@@ -92,6 +92,12 @@ pub enum Error {
     Webauthn(String),
 }
 
+impl From<webauthn_rs_core::error::WebauthnError> for Error {
+    fn from(e: webauthn_rs_core::error::WebauthnError) -> Self {
+        Error::Webauthn(format!("{e:?}"))
+    }
+}
+
 impl Error {
     /// A 400 with a code and a sentence.
     pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -191,6 +197,19 @@ pub fn before_expiry(
         Err(Error::gone(
             code,
             says(crate::secrets::fmt_time(expires_at)),
+        ))
+    }
+}
+
+/// `Ok` when `value` is one of `allowed`; else a 400 with `code` naming the `what` asked for
+/// and every value allowed (`step-up purpose "x" is not one of sign_in, recovery`).
+pub fn one_of(value: &str, allowed: &[&str], code: ErrorCode, what: &str) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::bad_request(
+            code,
+            format!("{what} {value:?} is not one of {}", allowed.join(", ")),
         ))
     }
 }

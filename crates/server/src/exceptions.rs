@@ -124,16 +124,12 @@ pub async fn add(
             ))
         }
     };
-    if !KINDS.contains(&req.kind.as_str()) {
-        return Err(Error::bad_request(
-            ErrorCode::ExceptionKindUnknown,
-            format!(
-                "exception kind {:?} is not one of {}",
-                req.kind,
-                KINDS.join(", ")
-            ),
-        ));
-    }
+    crate::error::one_of(
+        &req.kind,
+        KINDS,
+        ErrorCode::ExceptionKindUnknown,
+        "exception kind",
+    )?;
     let scope = req
         .scope
         .as_deref()

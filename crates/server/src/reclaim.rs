@@ -131,8 +131,7 @@ pub async fn directives(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<ReclaimQuery>,
 ) -> Result<Json<ReclaimPlan>> {
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     require_station(&mut tx, &call.device_id).await?;
     let mut out = Vec::new();
     for key in &req.keys {
@@ -161,8 +160,7 @@ pub async fn receipt(
     Signed { call, body: req }: Signed<ReclaimReceipt>,
 ) -> Result<Json<ReclaimReceiptAck>> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     require_station(&mut tx, &call.device_id).await?;
     let mut named: Vec<String> = req.removed_credential_ids.clone();
     named.extend(req.remaining_credential_ids.iter().cloned());
@@ -214,7 +212,7 @@ pub async fn receipt(
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         if reclaimed { "key.reclaimed" } else { "key.reclaim_failed" },
         &person,
         serde_json::json!({"directive_id": d.id, "key_id": stored_key_id, "action": req.action, "outcome": req.outcome,

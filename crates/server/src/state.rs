@@ -177,6 +177,12 @@ impl AppState {
         }
     }
 
+    /// The service's public origin without a trailing slash, as links to its pages and the
+    /// WebAuthn options its clients get name it.
+    pub fn origin(&self) -> &str {
+        self.settings.origin.as_str().trim_end_matches('/')
+    }
+
     /// Now, from the injected clock.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

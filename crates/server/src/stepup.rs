@@ -12,9 +12,12 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::ErrorCode;
-use keywarden_protocol::{AssertionOptions, PersonSummary, SignInResponse, StepUp, StepUpRequest};
+use keywarden_protocol::{AssertionOptions, SignInResponse, StepUp, StepUpRequest};
 use sqlx::{Any, Transaction};
-use webauthn_rs_core::proto::{AuthenticationState, Credential, PublicKeyCredential};
+use webauthn_rs_core::proto::{
+    AuthenticationState, Credential, PublicKeyCredential, RequestChallengeResponse,
+    UserVerificationPolicy,
+};
 
 use crate::audit;
 use crate::auth::Signed;
@@ -40,33 +43,18 @@ pub async fn challenge(
     State(state): State<AppState>,
     Signed { call, body: req }: Signed<StepUpRequest>,
 ) -> Result<(StatusCode, Json<AssertionOptions>)> {
-    if !PURPOSES.contains(&req.purpose.as_str()) {
-        return Err(Error::bad_request(
-            ErrorCode::PurposeUnknown,
-            format!(
-                "step-up purpose {:?} is not one of {}",
-                req.purpose,
-                PURPOSES.join(", ")
-            ),
-        ));
-    }
+    crate::error::one_of(
+        &req.purpose,
+        PURPOSES,
+        ErrorCode::PurposeUnknown,
+        "step-up purpose",
+    )?;
     let now = state.now_ms();
-    let builder = state
-        .webauthn
-        .new_challenge_authenticate_builder(
-            Vec::new(),
-            Some(webauthn_rs_core::proto::UserVerificationPolicy::Required),
-        )
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
-    let (rcr, auth_state) = state
-        .webauthn
-        .generate_challenge_authenticate(builder)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (rcr, auth_state) = assertion_challenge(&state, Vec::new())?;
     let pk = rcr.public_key;
     let ttl = i64::try_from(state.settings.step_up_ttl.as_millis()).unwrap_or(300_000);
     let id = new_id();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let challenge_state = serde_json::to_string(&auth_state).map_err(Error::Corrupt)?;
     let challenge = store::NewChallenge {
         id: &id,
@@ -83,17 +71,24 @@ pub async fn challenge(
             challenge_id: id,
             challenge: b64(pk.challenge.as_ref()),
             rp_id: pk.rp_id,
-            origin: state
-                .settings
-                .origin
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
+            origin: state.origin().to_owned(),
             allow_credentials: Vec::new(),
             user_verification_required: true,
             timeout_ms: u64::try_from(ttl).unwrap_or(300_000),
         }),
     ))
+}
+
+/// A new assertion challenge, user verification required: for any discoverable credential when
+/// `creds` is empty (the laptop's step-up, sign-in on the pages), else for one of `creds`.
+pub(crate) fn assertion_challenge(
+    state: &AppState,
+    creds: Vec<Credential>,
+) -> Result<(RequestChallengeResponse, AuthenticationState)> {
+    let builder = state
+        .webauthn
+        .new_challenge_authenticate_builder(creds, Some(UserVerificationPolicy::Required))?;
+    Ok(state.webauthn.generate_challenge_authenticate(builder)?)
 }
 
 /// Who a verified assertion came from.
@@ -289,40 +284,28 @@ pub async fn sign_in(
     }: Signed<StepUp>,
 ) -> Result<Json<SignInResponse>> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let v = match verify(&state, &mut tx, &call.device_id, "sign_in", &step_up, now).await {
         Ok(v) => v,
         Err(e) => {
             drop(tx);
-            return Err(refused(
-                &state,
-                &format!("device:{}", call.device_id),
-                "sign_in",
-                e,
-                now,
-            )
-            .await);
+            return Err(refused(&state, &call.actor(), "sign_in", e, now).await);
         }
     };
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "person.signed_in",
         &v.person_id,
         serde_json::json!({"credential_id": v.credential_id}),
     )
     .await?;
-    let p = store::summary(&mut tx, &v.person_id).await?;
+    let person = store::summary(&mut tx, &v.person_id).await?;
     let credentials = crate::store::credentials::unrevoked_of_person(&mut tx, &v.person_id).await?;
     tx.commit().await?;
     Ok(Json(SignInResponse {
-        person: PersonSummary {
-            id: p.id,
-            user_name: p.user_name,
-            display_name: p.display_name,
-        },
+        person,
         signed_in_with: v.credential_id,
         credentials,
     }))

@@ -190,3 +190,56 @@ async fn upgrade_on_sqlite() {
 async fn upgrade_on_postgres() {
     upgrade_keeps_enrolled_credentials(Backend::Postgres).await;
 }
+
+/// A database that applied 0001 as shipped (PostgreSQL's from its own copy of the file, whose
+/// comment header differed from the one file both databases now share) holds that copy's
+/// checksum, and still starts: every later migration runs. `recorded` is the sha384 the database
+/// holds for 0001; `Ok` is whether the current migrator accepts it.
+async fn start_after_shipped_initial(
+    backend: Backend,
+    recorded: &str,
+) -> Option<Result<(), sqlx::migrate::MigrateError>> {
+    let db = fresh_db(backend).await?;
+    sqlx::any::install_default_drivers();
+    let schema = Schema(server_backend(backend));
+    let mut shipped = schema.migrator().await.unwrap();
+    let mut initial = shipped.migrations[0].clone();
+    assert_eq!(initial.version, 1);
+    initial.checksum = hex::decode(recorded).unwrap().into();
+    shipped.migrations = vec![initial].into();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    shipped.run(&pool).await.unwrap();
+    let outcome = schema.migrator().await.unwrap().run(&pool).await;
+    if outcome.is_ok() {
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(applied as usize, schema.migrations().len(), "{backend:?}");
+    }
+    Some(outcome)
+}
+
+#[tokio::test]
+async fn databases_migrated_with_the_shipped_initial_still_start() {
+    let (_, _, sqlite, postgres) = SHIPPED[0];
+    for (backend, recorded) in [(Backend::Sqlite, sqlite), (Backend::Postgres, postgres)] {
+        if let Some(outcome) = start_after_shipped_initial(backend, recorded).await {
+            outcome.unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        }
+    }
+    // The checksum is what decides: one the database did not record for 0001 stops the start.
+    if let Some(outcome) = start_after_shipped_initial(Backend::Postgres, sqlite).await {
+        assert!(
+            matches!(
+                outcome,
+                Err(sqlx::migrate::MigrateError::VersionMismatch(1))
+            ),
+            "{outcome:?}"
+        );
+    }
+}

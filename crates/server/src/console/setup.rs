@@ -26,7 +26,7 @@ use crate::selfservice::challenges::{
 };
 use crate::selfservice::entry::{open_recorded, opened, Opening};
 use crate::selfservice::passkeys::{
-    browser_report, registration_options, verified_challenge, BrowserRegistration,
+    browser_registration, browser_report, verified_challenge, BrowserRegistration,
 };
 use crate::selfservice::session::{self, SameOrigin};
 use crate::state::AppState;
@@ -162,15 +162,15 @@ pub async fn begin(
     }
     tx.commit().await?;
     let user_id = uuid::Uuid::new_v4();
-    let (ccr, registration) = registration_options(
+    let builder = crate::enrol::new_registration(
         &state,
         user_id.as_bytes(),
         &user_name,
         &display_name,
         Vec::new(),
-        None,
-        PublicKeyCredentialHints::SecurityKey,
     )?;
+    let (ccr, registration) =
+        browser_registration(&state, builder, None, PublicKeyCredentialHints::SecurityKey)?;
     let pending = Pending {
         setup_id,
         user_name,

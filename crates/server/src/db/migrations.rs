@@ -1,8 +1,8 @@
 //! The schema's migrations, embedded in the binary. Most are the same SQL on both databases and
-//! live once in `migrations/`; the two whose SQL differs (0001's header comment, 0007's table
-//! rebuild that SQLite needs) have one file per database in `migrations/sqlite` and
-//! `migrations/postgres`. Each database has recorded the sha384 of every migration's SQL as it
-//! applied it, so these bytes never change once shipped (`tests/migrations.rs` pins them).
+//! live once in `migrations/`; the one whose SQL differs (0007's table rebuild that SQLite needs)
+//! has one file per database in `migrations/sqlite` and `migrations/postgres`. Each database has
+//! recorded the sha384 of every migration's SQL as it applied it, so these checksums never change
+//! once shipped (`tests/migrations.rs` pins them).
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -16,6 +16,14 @@ use super::Backend;
 /// One migration's SQL: shared, or written for each database.
 enum Sql {
     Both(&'static str),
+    /// The same SQL on both databases, which PostgreSQL databases applied from a copy that
+    /// differed only in its comment header (0001 shipped as one file per database). Those
+    /// databases recorded the sha384 of that copy's text, so it is the checksum the migration
+    /// keeps on PostgreSQL; without it they would refuse to start.
+    BothPostgresRecorded {
+        sql: &'static str,
+        postgres_sha384: &'static str,
+    },
     PerBackend {
         sqlite: &'static str,
         postgres: &'static str,
@@ -43,7 +51,14 @@ macro_rules! per_backend {
 /// Every migration in order: version, description (as sqlx derives it from the file name, which
 /// is what the `_sqlx_migrations` table records), SQL.
 const MIGRATIONS: &[(i64, &str, Sql)] = &[
-    (1, "initial", per_backend!("0001_initial.sql")),
+    (
+        1,
+        "initial",
+        Sql::BothPostgresRecorded {
+            sql: include_str!("../../migrations/0001_initial.sql"),
+            postgres_sha384: "b69bafd0ac9aa9007be2a2c94c9555a6a5b8143ca0ae4f91a41b536331440eb5647c45ccdedab1296ceffc1a7e796db7",
+        },
+    ),
     (2, "central service", shared!("0002_central_service.sql")),
     (
         3,
@@ -72,19 +87,33 @@ impl Schema {
         MIGRATIONS
             .iter()
             .map(|(version, description, sql)| {
-                let sql = match (sql, self.0) {
-                    (Sql::Both(sql), _) => *sql,
-                    (Sql::PerBackend { sqlite, .. }, Backend::Sqlite) => *sqlite,
-                    (Sql::PerBackend { postgres, .. }, Backend::Postgres) => *postgres,
+                let (sql, recorded) = match (sql, self.0) {
+                    (Sql::Both(sql), _) => (*sql, None),
+                    (Sql::BothPostgresRecorded { sql, .. }, Backend::Sqlite) => (*sql, None),
+                    (
+                        Sql::BothPostgresRecorded {
+                            sql,
+                            postgres_sha384,
+                        },
+                        Backend::Postgres,
+                    ) => (*sql, Some(*postgres_sha384)),
+                    (Sql::PerBackend { sqlite, .. }, Backend::Sqlite) => (*sqlite, None),
+                    (Sql::PerBackend { postgres, .. }, Backend::Postgres) => (*postgres, None),
                 };
-                Migration::new(
+                let mut migration = Migration::new(
                     *version,
                     Cow::Borrowed(*description),
                     MigrationType::Simple,
                     Cow::Borrowed(sql),
                     // sqlx's own reading of a migrations folder honours this marker; so do we.
                     sql.starts_with("-- no-transaction"),
-                )
+                );
+                if let Some(recorded) = recorded {
+                    migration.checksum = Cow::Owned(
+                        hex::decode(recorded).expect("a recorded sha384 is 96 hex digits"),
+                    );
+                }
+                migration
             })
             .collect()
     }

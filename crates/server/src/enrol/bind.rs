@@ -168,7 +168,7 @@ pub(crate) async fn bind_credential(
     .bind(b64(n.client_data_json))
     .bind(n.challenge)
     .bind(&state.settings.rp_id)
-    .bind(state.settings.origin.as_str().trim_end_matches('/'))
+    .bind(state.origin())
     .bind(verification.to_string())
     .bind(&n.posture)
     .execute(&mut **tx)

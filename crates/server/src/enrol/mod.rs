@@ -14,7 +14,6 @@ use keywarden_protocol::{
     EnrolFinishResponse,
 };
 use sqlx::{Any, Transaction};
-use webauthn_rs_core::proto::RegistrationState;
 
 use crate::audit;
 use crate::auth::{Signed, SignedCall};
@@ -31,8 +30,9 @@ pub(crate) use bind::{bind_credential, check_key_policy, NewCredential};
 pub use sessions::active_count;
 use sessions::new_ceremony;
 pub(crate) use sessions::{
-    check_laptop, load_active_person, load_person, open_proven_session, open_session,
-    open_session_of, policy_for, Person,
+    check_laptop, load_active_person, load_person, new_registration, open_proven_session,
+    open_session, open_session_of, policy_for, registration_builder, verify_answer, KeyAnswer,
+    Person,
 };
 pub(crate) use tickets::{mark_redeemed, open_ticket, ticket_refused};
 
@@ -79,7 +79,7 @@ pub async fn begin(
         Err(e) => {
             ticket_refused(
                 &state,
-                &format!("device:{}", call.device_id),
+                &call.actor(),
                 &call.device_id,
                 ticket_id.as_deref(),
                 &e,
@@ -98,8 +98,7 @@ async fn begin_inner(
     now: i64,
     ticket_id_out: &mut Option<String>,
 ) -> Result<EnrolBeginResponse> {
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let (ticket_id, person) = open_ticket(state, &mut tx, &req.ticket, now, ticket_id_out).await?;
     let stepped_up_with =
         require_step_up_if_enrolled(state, &mut tx, call, &person, req, now).await?;
@@ -119,7 +118,7 @@ async fn begin_inner(
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "ticket.redeemed",
         &person.id,
         serde_json::json!({"ticket_id": ticket_id, "session_id": resp.enrolment_id, "stepped_up_with": stepped_up_with}),
@@ -192,8 +191,7 @@ pub async fn add_key(
     Signed { call, body: req }: Signed<AddKeyRequest>,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let v = match crate::stepup::verify(
         &state,
         &mut tx,
@@ -207,14 +205,7 @@ pub async fn add_key(
         Ok(v) => v,
         Err(e) => {
             drop(tx);
-            return Err(crate::stepup::refused(
-                &state,
-                &format!("device:{}", call.device_id),
-                "add_key",
-                e,
-                now,
-            )
-            .await);
+            return Err(crate::stepup::refused(&state, &call.actor(), "add_key", e, now).await);
         }
     };
     let resp = match add_key_session(&state, &mut tx, &call, &v, now).await {
@@ -226,7 +217,7 @@ pub async fn add_key(
                 audit::record_refusal(
                     &state.db,
                     now,
-                    &format!("device:{}", call.device_id),
+                    &call.actor(),
                     "enrolment.refused",
                     &call.device_id,
                     serde_json::json!({"reason": code, "message": message}),
@@ -264,7 +255,7 @@ async fn add_key_session(
     audit::record(
         tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "key_addition.opened",
         &person.id,
         serde_json::json!({"stepped_up_with": v.credential_id, "session_id": resp.enrolment_id}),
@@ -283,8 +274,7 @@ pub async fn next_ceremony(
     call: SignedCall,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let (person, expires_at) = open_session_of(&mut tx, &session_id, &call.device_id, now).await?;
     let resp = new_ceremony(&state, &mut tx, &session_id, expires_at, &person, now).await?;
     tx.commit().await?;
@@ -310,7 +300,7 @@ pub async fn finish(
         Err(e) => {
             let (_, code, message) = e.parts();
             if POLICY_REFUSALS.contains(&code) {
-                audit::record_refusal(&state.db, now, &format!("device:{}", call.device_id), "enrolment.refused", &ceremony_id,
+                audit::record_refusal(&state.db, now, &call.actor(), "enrolment.refused", &ceremony_id,
                     serde_json::json!({"reason": code, "message": message, "claimed_aaguid": req.key.aaguid})).await?;
             }
             Err(e)
@@ -354,8 +344,7 @@ async fn finish_inner(
             "credential_id is not base64url",
         )
     })?;
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let c = store::ceremony(&mut tx, ceremony_id)
         .await?
         .ok_or_else(|| {
@@ -364,18 +353,7 @@ async fn finish_inner(
                 format!("no enrolment ceremony {ceremony_id}"),
             )
         })?;
-    if c.device_id != call.device_id {
-        return Err(Error::forbidden(
-            ErrorCode::EnrolmentWrongDevice,
-            "this enrolment was opened on another laptop",
-        ));
-    }
-    if c.closed_at.is_some() {
-        return Err(Error::gone(
-            ErrorCode::EnrolmentClosed,
-            "this enrolment was closed (the person left or the recovery was cancelled)",
-        ));
-    }
+    sessions::still_open_on(&c.device_id, c.closed_at, &call.device_id)?;
     if c.completed_at.is_some() {
         return Err(Error::conflict(
             ErrorCode::CeremonyCompleted,
@@ -387,25 +365,20 @@ async fn finish_inner(
         format!("enrolment step timed out at {at}; start the key again")
     })?;
     let person = load_active_person(&mut tx, &c.person_id).await?;
-    let reg_state: RegistrationState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
-    let reg = crate::trust::registration_response(
-        &credential_raw,
-        &attestation_object,
-        &client_data_json,
-    )?;
-
     // Attestation and the facts the policy judges come from verified data only (trust.rs):
     // the chain to a trust anchor, the AAGUID and minimum PIN length from the attested
     // authenticatorData, the device class from metadata; never from `req.key`.
-    let (population, policy) = policy_for(state, &mut tx, &person.id).await?;
-    let verified = crate::trust::verify_registration(
+    let answer = sessions::KeyAnswer {
+        raw_id: &credential_raw,
+        attestation_object: &attestation_object,
+        client_data_json: &client_data_json,
+    };
+    let (verified, population, policy) = sessions::verify_answer(
         state,
         &mut tx,
-        &reg,
-        &reg_state,
-        &attestation_object,
-        &policy,
-        &population,
+        &person.id,
+        &c.state,
+        &answer,
         crate::trust::Via::Agent,
         now,
     )
@@ -459,7 +432,7 @@ async fn finish_inner(
             posture,
             name: None,
             via: crate::trust::Via::Agent,
-            actor: &format!("device:{}", call.device_id),
+            actor: &call.actor(),
             place: format!(
                 "on laptop {}",
                 hostname.as_deref().unwrap_or(&call.device_id)

@@ -6,8 +6,10 @@ use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{EnrolBeginResponse, PersonSummary, RegistrationOptions};
 use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::{
-    AttestationConveyancePreference, COSEAlgorithm, CredentialID, UserVerificationPolicy,
+    AttestationConveyancePreference, COSEAlgorithm, CredentialID, RegistrationState,
+    UserVerificationPolicy,
 };
+use webauthn_rs_core::ChallengeRegisterBuilder;
 
 use crate::error::{Error, Result};
 use crate::policy::{self, Policies, Policy};
@@ -26,6 +28,17 @@ pub(crate) struct Person {
     pub(crate) display_name: String,
     pub(crate) webauthn_user_id: String,
     pub(crate) active: bool,
+}
+
+impl Person {
+    /// How the person is shown to themselves.
+    pub(crate) fn summary(&self) -> PersonSummary {
+        PersonSummary {
+            id: self.id.clone(),
+            user_name: self.user_name.clone(),
+            display_name: self.display_name.clone(),
+        }
+    }
 }
 
 /// Load a person inside a write transaction, holding their row until commit: an offboarding
@@ -149,6 +162,51 @@ pub(crate) async fn policy_for(
     Ok((name.to_owned(), p.clone()))
 }
 
+/// What an authenticator answered to a registration ceremony.
+pub(crate) struct KeyAnswer<'a> {
+    /// The new credential's id.
+    pub(crate) raw_id: &'a [u8],
+    /// Its attestation object.
+    pub(crate) attestation_object: &'a [u8],
+    /// The client data it signed over.
+    pub(crate) client_data_json: &'a [u8],
+}
+
+/// Verify a key's answer for `person_id` against the ceremony's stored webauthn-rs state (JSON),
+/// under the trust rule of their population (trust.rs): the verified key, with the population's
+/// name and policy for the checks that follow.
+pub(crate) async fn verify_answer(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    stored_state: &str,
+    answer: &KeyAnswer<'_>,
+    via: crate::trust::Via,
+    now: i64,
+) -> Result<(crate::trust::Verified, String, Policy)> {
+    let reg_state: RegistrationState =
+        serde_json::from_str(stored_state).map_err(Error::Corrupt)?;
+    let reg = crate::trust::registration_response(
+        answer.raw_id,
+        answer.attestation_object,
+        answer.client_data_json,
+    )?;
+    let (population, policy) = policy_for(state, tx, person_id).await?;
+    let verified = crate::trust::verify_registration(
+        state,
+        tx,
+        &reg,
+        &reg_state,
+        answer.attestation_object,
+        &policy,
+        &population,
+        via,
+        now,
+    )
+    .await?;
+    Ok((verified, population, policy))
+}
+
 /// Refuse when the enrolling laptop's latest posture does not meet the policy.
 pub(crate) async fn check_laptop(
     policy: &Policy,
@@ -174,6 +232,28 @@ pub(crate) async fn check_laptop(
     }
 }
 
+/// An enrolment session, opened on the laptop `opened_on` and closed at `closed_at` if it was,
+/// goes on only from that laptop (`device_id`) and while it is open.
+pub(crate) fn still_open_on(
+    opened_on: &str,
+    closed_at: Option<i64>,
+    device_id: &str,
+) -> Result<()> {
+    if opened_on != device_id {
+        return Err(Error::forbidden(
+            ErrorCode::EnrolmentWrongDevice,
+            "this enrolment was opened on another laptop",
+        ));
+    }
+    if closed_at.is_some() {
+        return Err(Error::gone(
+            ErrorCode::EnrolmentClosed,
+            "this enrolment was closed (the person left or the recovery was cancelled)",
+        ));
+    }
+    Ok(())
+}
+
 /// An agent's enrolment session, checked inside `tx`: it exists, belongs to this laptop, is
 /// neither closed nor expired, and its person is active (their row taken). Returns the person
 /// and when the session ends.
@@ -191,24 +271,58 @@ pub(crate) async fn open_session_of(
                 format!("no enrolment {session_id}"),
             )
         })?;
-    if s.device_id != device_id {
-        return Err(Error::forbidden(
-            ErrorCode::EnrolmentWrongDevice,
-            "this enrolment was opened on another laptop",
-        ));
-    }
-    if s.closed_at.is_some() {
-        return Err(Error::gone(
-            ErrorCode::EnrolmentClosed,
-            "this enrolment was closed (the person left or the recovery was cancelled)",
-        ));
-    }
+    still_open_on(&s.device_id, s.closed_at, device_id)?;
     let expires_at = s.expires_at;
     crate::error::before_expiry(now, expires_at, ErrorCode::EnrolmentExpired, |at| {
         format!("enrolment session closed at {at}; ask IT for a new ticket")
     })?;
     let person = load_active_person(tx, &s.person_id).await?;
     Ok((person, expires_at))
+}
+
+/// The start of a key's registration for `person`, from the laptop or the browser: direct
+/// attestation, user verification and a discoverable credential required, and their credentials
+/// not yet revoked excluded (returned too). The caller adds its algorithms and its rule on synced
+/// passkeys.
+pub(crate) async fn registration_builder(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person: &Person,
+) -> Result<(ChallengeRegisterBuilder, Vec<CredentialID>)> {
+    let existing = crate::store::credentials::unrevoked_ids_of(tx, &person.id).await?;
+    let exclude: Vec<CredentialID> = existing
+        .iter()
+        .filter_map(|id| secrets::unb64(id))
+        .map(CredentialID::from)
+        .collect();
+    let user_id = secrets::unb64(&person.webauthn_user_id)
+        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
+    let builder = new_registration(
+        state,
+        &user_id,
+        &person.user_name,
+        &person.display_name,
+        exclude.clone(),
+    )?;
+    Ok((builder, exclude))
+}
+
+/// The options every registration starts from: attestation asked for, user verification and a
+/// discoverable credential required, `exclude` not to be made again.
+pub(crate) fn new_registration(
+    state: &AppState,
+    user_id: &[u8],
+    user_name: &str,
+    display_name: &str,
+    exclude: Vec<CredentialID>,
+) -> Result<ChallengeRegisterBuilder> {
+    Ok(state
+        .webauthn
+        .new_challenge_register_builder(user_id, user_name, display_name)?
+        .attestation(AttestationConveyancePreference::Direct)
+        .user_verification_policy(UserVerificationPolicy::Required)
+        .exclude_credentials(Some(exclude))
+        .require_resident_key(true))
 }
 
 pub(crate) async fn new_ceremony(
@@ -219,29 +333,11 @@ pub(crate) async fn new_ceremony(
     person: &Person,
     now: i64,
 ) -> Result<EnrolBeginResponse> {
-    let existing = crate::store::credentials::unrevoked_ids_of(tx, &person.id).await?;
-    let mut exclude = Vec::with_capacity(existing.len());
-    for id in &existing {
-        if let Some(raw) = secrets::unb64(id) {
-            exclude.push(CredentialID::from(raw));
-        }
-    }
-    let user_id = secrets::unb64(&person.webauthn_user_id)
-        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
-    let builder = state
-        .webauthn
-        .new_challenge_register_builder(&user_id, &person.user_name, &person.display_name)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
-        .attestation(AttestationConveyancePreference::Direct)
-        .user_verification_policy(UserVerificationPolicy::Required)
-        .exclude_credentials(Some(exclude.clone()))
+    let (builder, exclude) = registration_builder(state, tx, person).await?;
+    let builder = builder
         .credential_algorithms(vec![COSEAlgorithm::ES256, COSEAlgorithm::EDDSA])
-        .require_resident_key(true)
         .reject_synchronised_authenticators(true);
-    let (ccr, reg_state) = state
-        .webauthn
-        .generate_challenge_register(builder)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (ccr, reg_state) = state.webauthn.generate_challenge_register(builder)?;
     let pk = ccr.public_key;
     let challenge = b64(pk.challenge.as_ref());
     let ceremony_id = new_id();
@@ -263,21 +359,12 @@ pub(crate) async fn new_ceremony(
         enrolment_id: session_id.to_owned(),
         ceremony_id,
         session_expires_at_ms: session_expires,
-        person: PersonSummary {
-            id: person.id.clone(),
-            user_name: person.user_name.clone(),
-            display_name: person.display_name.clone(),
-        },
+        person: person.summary(),
         options: RegistrationOptions {
             challenge,
             rp_id: pk.rp.id,
             rp_name: pk.rp.name,
-            origin: state
-                .settings
-                .origin
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
+            origin: state.origin().to_owned(),
             user_id: b64(pk.user.id.as_ref()),
             user_name: pk.user.name,
             user_display_name: pk.user.display_name,

@@ -4,6 +4,7 @@
 use sqlx::{Any, AnyConnection, Executor};
 
 use crate::error::Result;
+use crate::store;
 
 /// Failed ticket redemptions since `since`, by the laptop (`column` = `device_id`) or of the
 /// ticket (`ticket_id`) named by `key`.
@@ -17,11 +18,7 @@ pub(super) async fn failed_attempts<'c>(
         AttemptsBy::Device => "SELECT COUNT(*) AS n FROM ticket_attempts WHERE device_id = $1 AND at > $2 AND outcome <> 'ok'",
         AttemptsBy::Ticket => "SELECT COUNT(*) AS n FROM ticket_attempts WHERE ticket_id = $1 AND at > $2 AND outcome <> 'ok'",
     };
-    Ok(sqlx::query_scalar(sql)
-        .bind(key)
-        .bind(since)
-        .fetch_one(db)
-        .await?)
+    store::fetch_value(db, sql, (key, since)).await
 }
 
 /// Whose attempts [`failed_attempts`] counts.
@@ -42,25 +39,15 @@ pub(super) async fn insert_attempt(
     ticket_id: Option<&str>,
     outcome: &str,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id)
-        .bind(at)
-        .bind(attempt_key)
-        .bind(ticket_id)
-        .bind(outcome)
-        .execute(db)
-        .await?;
+    let sql = "INSERT INTO ticket_attempts (id, at, device_id, ticket_id, outcome) VALUES ($1, $2, $3, $4, $5)";
+    store::execute(db, sql, (id, at, attempt_key, ticket_id, outcome)).await?;
     Ok(())
 }
 
 /// How many active credentials a person has.
 pub(super) async fn active_count(db: &mut AnyConnection, person_id: &str) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) AS n FROM credentials WHERE person_id = $1 AND status = 'active'",
-    )
-    .bind(person_id)
-    .fetch_one(db)
-    .await?)
+    let sql = "SELECT COUNT(*) AS n FROM credentials WHERE person_id = $1 AND status = 'active'";
+    store::fetch_value(db, sql, (person_id,)).await
 }
 
 /// The person being enrolled.
@@ -75,7 +62,7 @@ pub(super) struct PersonRow {
 
 /// One person.
 pub(super) async fn person(db: &mut AnyConnection, id: &str) -> Result<Option<PersonRow>> {
-    crate::store::row_by(
+    store::row_by(
         db,
         "SELECT id, user_name, display_name, webauthn_user_id, active FROM people WHERE id = $1",
         id,
@@ -94,7 +81,7 @@ pub(super) struct SessionRow {
 
 /// One enrolment session.
 pub(super) async fn session(db: &mut AnyConnection, id: &str) -> Result<Option<SessionRow>> {
-    crate::store::row_by(
+    store::row_by(
         db,
         "SELECT person_id, device_id, expires_at, closed_at FROM enrolment_sessions WHERE id = $1",
         id,
@@ -118,7 +105,7 @@ pub(super) struct CeremonyRow {
 
 /// One ceremony.
 pub(super) async fn ceremony(db: &mut AnyConnection, id: &str) -> Result<Option<CeremonyRow>> {
-    crate::store::row_by(db, "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
+    store::row_by(db, "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
          FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1", id).await
 }
 
@@ -129,18 +116,14 @@ pub(super) async fn complete_ceremony(
     credential_id: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE ceremonies SET completed_at = $1, credential_id = $2 WHERE id = $3")
-        .bind(now)
-        .bind(credential_id)
-        .bind(id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE ceremonies SET completed_at = $1, credential_id = $2 WHERE id = $3";
+    store::execute(db, sql, (now, credential_id, id)).await?;
     Ok(())
 }
 
 /// A laptop's host name.
 pub(super) async fn hostname(db: &mut AnyConnection, device_id: &str) -> Result<Option<String>> {
-    crate::store::value_by(db, "SELECT hostname FROM devices WHERE id = $1", device_id).await
+    store::value_by(db, "SELECT hostname FROM devices WHERE id = $1", device_id).await
 }
 
 /// An enrolment ticket.
@@ -155,7 +138,7 @@ pub(super) struct TicketRow {
 
 /// The ticket with this hash.
 pub(super) async fn ticket(db: &mut AnyConnection, ticket_hash: &str) -> Result<Option<TicketRow>> {
-    crate::store::row_by(db, "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1", ticket_hash).await
+    store::row_by(db, "SELECT id, person_id, expires_at, redeemed_at, cancelled_at FROM enrolment_tickets WHERE ticket_hash = $1", ticket_hash).await
 }
 
 /// Mark a ticket redeemed; whether it was unredeemed.
@@ -165,13 +148,6 @@ pub(super) async fn redeem_ticket(
     device_id: Option<&str>,
     now: i64,
 ) -> Result<bool> {
-    let redeemed = sqlx::query(
-        "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL",
-    )
-    .bind(now)
-    .bind(device_id)
-    .bind(id)
-    .execute(db)
-    .await?;
-    Ok(redeemed.rows_affected() == 1)
+    let sql = "UPDATE enrolment_tickets SET redeemed_at = $1, redeemed_by_device = $2 WHERE id = $3 AND redeemed_at IS NULL";
+    Ok(store::execute(db, sql, (now, device_id, id)).await? == 1)
 }

@@ -107,8 +107,7 @@ pub async fn report_lost(
 ) -> Result<Json<CredentialView>> {
     let now = state.now_ms();
     let result = async {
-        let mut tx = crate::db::begin(&state.db).await?;
-        call.claim(&mut tx).await?;
+        let mut tx = call.begin(&state.db).await?;
         let v = crate::stepup::verify(
             &state,
             &mut tx,
@@ -140,14 +139,7 @@ pub async fn report_lost(
             .filter(|r| !r.is_empty())
             .unwrap_or("reported lost by the person");
         let reason: String = reason.chars().take(500).collect();
-        let view = suspend(
-            &mut tx,
-            &id,
-            &format!("device:{}", call.device_id),
-            &reason,
-            now,
-        )
-        .await?;
+        let view = suspend(&mut tx, &id, &call.actor(), &reason, now).await?;
         tx.commit().await?;
         Ok(view)
     }
@@ -157,13 +149,6 @@ pub async fn report_lost(
             state.outbox_wake.notify_one();
             Ok(Json(view))
         }
-        Err(e) => Err(crate::stepup::refused(
-            &state,
-            &format!("device:{}", call.device_id),
-            "report_lost",
-            e,
-            now,
-        )
-        .await),
+        Err(e) => Err(crate::stepup::refused(&state, &call.actor(), "report_lost", e, now).await),
     }
 }

@@ -82,16 +82,12 @@ pub struct Proofing {
 
 impl Proofing {
     fn check(&self) -> Result<()> {
-        if !PROOFING_METHODS.contains(&self.method.as_str()) {
-            return Err(Error::bad_request(
-                ErrorCode::ProofingInvalid,
-                format!(
-                    "proofing method {:?} is not one of {}",
-                    self.method,
-                    PROOFING_METHODS.join(", ")
-                ),
-            ));
-        }
+        crate::error::one_of(
+            &self.method,
+            PROOFING_METHODS,
+            ErrorCode::ProofingInvalid,
+            "proofing method",
+        )?;
         let n = self.detail.trim().chars().count();
         if n == 0 || n > 500 {
             return Err(Error::bad_request(
@@ -538,7 +534,7 @@ pub async fn redeem(
     Signed { call, body: req }: Signed<RecoveryBeginRequest>,
 ) -> Result<(StatusCode, Json<EnrolBeginResponse>)> {
     let now = state.now_ms();
-    let actor = format!("device:{}", call.device_id);
+    let actor = call.actor();
     let mut subject = String::from("unknown-recovery");
     let result = redeem_inner(&state, &call, &req, now, &mut subject).await;
     match result {
@@ -560,8 +556,7 @@ async fn redeem_inner(
     now: i64,
     subject: &mut String,
 ) -> Result<EnrolBeginResponse> {
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let id = store::by_ticket_hash(&mut tx, &secrets::hash(req.ticket.trim()))
         .await?
         .ok_or_else(|| {
@@ -634,7 +629,7 @@ async fn redeem_inner(
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "recovery.redeemed",
         &view.person_id,
         serde_json::json!({"recovery_id": id, "kind": view.kind, "stepped_up_with": used_key, "session_id": resp.enrolment_id}),

@@ -157,10 +157,7 @@ fn rfc3339(ms: i64) -> String {
 
 /// The absolute URL of the SCIM endpoints, from the service's public origin.
 fn base(state: &AppState) -> String {
-    format!(
-        "{}/scim/v2",
-        state.settings.origin.as_str().trim_end_matches('/')
-    )
+    format!("{}/scim/v2", state.origin())
 }
 
 fn meta(base: &str, kind: &str, id: &str, created: i64, updated: i64) -> Value {

@@ -6,6 +6,7 @@ use sqlx::{Any, AnyConnection, Executor};
 
 use super::users::UserFields;
 use crate::error::Result;
+use crate::store;
 
 /// The `people` columns a SCIM User is built from.
 pub(super) const USER_COLUMNS: &str = "id, user_name, display_name, active, external_id, given_name, family_name, email, title, user_type, employee_number, department, manager_id, scim_attributes, created_at, updated_at";
@@ -51,7 +52,7 @@ pub(super) struct Ref {
 
 /// The groups a person is in, by name.
 pub(super) async fn groups_of(db: &mut AnyConnection, person_id: &str) -> Result<Vec<Ref>> {
-    crate::store::rows_by(db, "SELECT g.id, g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1 ORDER BY g.display_name", person_id).await
+    store::rows_by(db, "SELECT g.id, g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1 ORDER BY g.display_name", person_id).await
 }
 
 /// Whether another person has this userName (case-insensitively).
@@ -60,14 +61,8 @@ pub(super) async fn user_name_taken(
     user_name: &str,
     except_id: &str,
 ) -> Result<bool> {
-    Ok(
-        sqlx::query("SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2")
-            .bind(user_name)
-            .bind(except_id)
-            .fetch_optional(db)
-            .await?
-            .is_some(),
-    )
+    let sql = "SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2";
+    store::exists(db, sql, (user_name, except_id)).await
 }
 
 /// A person the HR feed creates; [`update_user`] then stores the rest of their attributes.
@@ -131,7 +126,7 @@ pub(super) struct Standing {
 
 /// See [`Standing`].
 pub(super) async fn user_standing(db: &mut AnyConnection, id: &str) -> Result<Option<Standing>> {
-    crate::store::row_by(
+    store::row_by(
         db,
         "SELECT user_name, active FROM people WHERE id = $1 AND deleted_at IS NULL",
         id,
@@ -147,18 +142,10 @@ pub(super) async fn delete_user(
     freed_name: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE people SET active = 0, deleted_at = $1, updated_at = $1, user_name = $2 WHERE id = $3",
-    )
-    .bind(now)
-    .bind(freed_name)
-    .bind(id)
-    .execute(&mut *db)
-    .await?;
-    sqlx::query("DELETE FROM scim_group_members WHERE person_id = $1")
-        .bind(id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE people SET active = 0, deleted_at = $1, updated_at = $1, user_name = $2 WHERE id = $3";
+    store::execute(&mut *db, sql, (now, freed_name, id)).await?;
+    let sql = "DELETE FROM scim_group_members WHERE person_id = $1";
+    store::execute(db, sql, (id,)).await?;
     Ok(())
 }
 
@@ -193,7 +180,7 @@ pub(super) async fn members<'c>(
     db: impl Executor<'c, Database = Any>,
     group_id: &str,
 ) -> Result<Vec<Ref>> {
-    crate::store::rows_by(db, "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name", group_id).await
+    store::rows_by(db, "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name", group_id).await
 }
 
 /// Whether another group has this name (case-insensitively).
@@ -202,16 +189,8 @@ pub(super) async fn group_name_taken(
     display_name: &str,
     except_id: &str,
 ) -> Result<bool> {
-    Ok(
-        sqlx::query(
-            "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2",
-        )
-        .bind(display_name)
-        .bind(except_id)
-        .fetch_optional(db)
-        .await?
-        .is_some(),
-    )
+    let sql = "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2";
+    store::exists(db, sql, (display_name, except_id)).await
 }
 
 /// A new group with a placeholder name that [`update_group`] replaces.
@@ -221,15 +200,8 @@ pub(super) async fn insert_group(
     external_id: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
-    )
-    .bind(id)
-    .bind(format!("#new:{id}"))
-    .bind(external_id)
-    .bind(now)
-    .execute(db)
-    .await?;
+    let sql = "INSERT INTO scim_groups (id, display_name, external_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)";
+    store::execute(db, sql, (id, format!("#new:{id}"), external_id, now)).await?;
     Ok(())
 }
 
@@ -242,46 +214,31 @@ pub(super) async fn update_group(
     members: &[String],
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE scim_groups SET display_name = $1, external_id = $2, updated_at = $3 WHERE id = $4",
-    )
-    .bind(display_name)
-    .bind(external_id)
-    .bind(now)
-    .bind(id)
-    .execute(&mut *db)
-    .await?;
-    sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
-        .bind(id)
-        .execute(&mut *db)
-        .await?;
+    let sql =
+        "UPDATE scim_groups SET display_name = $1, external_id = $2, updated_at = $3 WHERE id = $4";
+    store::execute(&mut *db, sql, (display_name, external_id, now, id)).await?;
+    let sql = "DELETE FROM scim_group_members WHERE group_id = $1";
+    store::execute(&mut *db, sql, (id,)).await?;
     for m in members {
-        sqlx::query("INSERT INTO scim_group_members (group_id, person_id) VALUES ($1, $2)")
-            .bind(id)
-            .bind(m)
-            .execute(&mut *db)
-            .await?;
+        let sql = "INSERT INTO scim_group_members (group_id, person_id) VALUES ($1, $2)";
+        store::execute(&mut *db, sql, (id, m)).await?;
     }
     Ok(())
 }
 
 /// Delete a group and its memberships; its name, or `None` when there is no such group.
 pub(super) async fn delete_group(db: &mut AnyConnection, id: &str) -> Result<Option<String>> {
-    let name: Option<String> = crate::store::value_by(
+    let name: Option<String> = store::value_by(
         &mut *db,
         "SELECT display_name FROM scim_groups WHERE id = $1",
         id,
     )
     .await?;
     if name.is_some() {
-        sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
-            .bind(id)
-            .execute(&mut *db)
-            .await?;
-        sqlx::query("DELETE FROM scim_groups WHERE id = $1")
-            .bind(id)
-            .execute(db)
-            .await?;
+        let sql = "DELETE FROM scim_group_members WHERE group_id = $1";
+        store::execute(&mut *db, sql, (id,)).await?;
+        let sql = "DELETE FROM scim_groups WHERE id = $1";
+        store::execute(db, sql, (id,)).await?;
     }
     Ok(name)
 }

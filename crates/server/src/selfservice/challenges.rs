@@ -161,17 +161,7 @@ pub(crate) async fn assertion_challenge(
     creds: Vec<webauthn_rs_core::proto::Credential>,
     now: i64,
 ) -> Result<WebChallenge> {
-    let builder = state
-        .webauthn
-        .new_challenge_authenticate_builder(
-            creds,
-            Some(webauthn_rs_core::proto::UserVerificationPolicy::Required),
-        )
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
-    let (rcr, auth_state) = state
-        .webauthn
-        .generate_challenge_authenticate(builder)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?;
+    let (rcr, auth_state) = crate::stepup::assertion_challenge(state, creds)?;
     let challenge_id = store_challenge(
         state,
         session_id,

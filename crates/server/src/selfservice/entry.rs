@@ -63,17 +63,9 @@ pub(crate) fn opened(token: &str, body: SessionOpened) -> Response {
 /// What a new session's answer says (its cookie is `token`).
 fn session_opened(p: &enrol::Person, token: &str, may_add_until_ms: i64) -> SessionOpened {
     SessionOpened {
-        person: summary(p),
+        person: p.summary(),
         csrf: session::csrf_for(token),
         may_add_until_ms,
-    }
-}
-
-fn summary(p: &enrol::Person) -> PersonSummary {
-    PersonSummary {
-        id: p.id.clone(),
-        user_name: p.user_name.clone(),
-        display_name: p.display_name.clone(),
     }
 }
 
@@ -317,8 +309,7 @@ pub async fn web_link(
     call: SignedCall,
 ) -> Result<(StatusCode, Json<WebLinkResponse>)> {
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    call.claim(&mut tx).await?;
+    let mut tx = call.begin(&state.db).await?;
     let (person, session_expires) =
         enrol::open_session_of(&mut tx, &session_id, &call.device_id, now).await?;
     let secret = secrets::generate("kwl_");
@@ -336,7 +327,7 @@ pub async fn web_link(
     audit::record(
         &mut tx,
         now,
-        &format!("device:{}", call.device_id),
+        &call.actor(),
         "web_link.issued",
         &person.id,
         serde_json::json!({"link_id": link_id, "enrolment_id": session_id, "expires_at_ms": expires_at}),
@@ -359,10 +350,7 @@ pub async fn web_link(
     Ok((
         StatusCode::CREATED,
         Json(WebLinkResponse {
-            url: format!(
-                "{}/me/enrol#link={secret}",
-                state.settings.origin.as_str().trim_end_matches('/')
-            ),
+            url: format!("{}/me/enrol#link={secret}", state.origin()),
             expires_at_ms: expires_at,
         }),
     ))

@@ -11,9 +11,9 @@ use keywarden_protocol::{CredentialView, PersonSummary};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use webauthn_rs_core::proto::{
-    AttestationConveyancePreference, AuthenticatorAttachment, COSEAlgorithm, Credential,
-    CredentialID, PublicKeyCredentialHints, RegistrationState, UserVerificationPolicy,
+    AuthenticatorAttachment, COSEAlgorithm, Credential, PublicKeyCredentialHints, RegistrationState,
 };
+use webauthn_rs_core::ChallengeRegisterBuilder;
 
 use super::challenges::{
     assertion_challenge, assertion_from, challenge_json, store_challenge, take_challenge, text_at,
@@ -204,16 +204,8 @@ pub async fn passkey_begin(
     }
     let mut tx = crate::db::begin(&state.db).await?;
     let person = enrol::load_person(&mut tx, &session.person_id).await?;
-    let existing = credentials::unrevoked_ids_of(&mut tx, &person.id).await?;
-    let mut exclude = Vec::with_capacity(existing.len());
-    for id in &existing {
-        if let Some(raw) = unb64(id) {
-            exclude.push(CredentialID::from(raw));
-        }
-    }
+    let (builder, _) = enrol::registration_builder(&state, &mut tx, &person).await?;
     tx.commit().await?;
-    let user_id = unb64(&person.webauthn_user_id)
-        .ok_or_else(|| Error::Webauthn("stored user handle is unreadable".into()))?;
     let (attachment, hint) = match req.class {
         DeviceClass::Platform => (
             AuthenticatorAttachment::Platform,
@@ -224,15 +216,7 @@ pub async fn passkey_begin(
             PublicKeyCredentialHints::Hybrid,
         ),
     };
-    let (ccr, reg_state) = registration_options(
-        &state,
-        &user_id,
-        &person.user_name,
-        &person.display_name,
-        exclude,
-        Some(attachment),
-        hint,
-    )?;
+    let (ccr, reg_state) = browser_registration(&state, builder, Some(attachment), hint)?;
     let id = store_challenge(
         &state,
         Some(&session.id),
@@ -252,43 +236,31 @@ pub async fn passkey_begin(
     ))
 }
 
-/// Registration options for a browser passkey (attestation asked for, user verification and a
-/// discoverable credential required, the person's other credentials excluded) and the state
-/// webauthn-rs keeps for the finish.
-pub(crate) fn registration_options(
+/// A registration of a browser passkey from the base options (attestation asked for, user
+/// verification and a discoverable credential required, the person's other credentials
+/// excluded): the algorithms browsers offer, the attachment and hint, and synced passkeys left
+/// to the population's policy; with the state webauthn-rs keeps for the finish.
+pub(crate) fn browser_registration(
     state: &AppState,
-    user_id: &[u8],
-    user_name: &str,
-    display_name: &str,
-    exclude: Vec<CredentialID>,
+    builder: ChallengeRegisterBuilder,
     attachment: Option<AuthenticatorAttachment>,
     hint: PublicKeyCredentialHints,
 ) -> Result<(
     webauthn_rs_core::proto::CreationChallengeResponse,
     RegistrationState,
 )> {
-    let builder = state
-        .webauthn
-        .new_challenge_register_builder(user_id, user_name, display_name)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))?
-        .attestation(AttestationConveyancePreference::Direct)
-        .user_verification_policy(UserVerificationPolicy::Required)
-        .exclude_credentials(Some(exclude))
+    let builder = builder
         .credential_algorithms(vec![
             COSEAlgorithm::ES256,
             COSEAlgorithm::EDDSA,
             COSEAlgorithm::RS256,
         ])
-        .require_resident_key(true)
         .authenticator_attachment(attachment)
         .hints(Some(vec![hint]))
         // Synced passkeys are judged by the population's policy after verification, with
         // a clear refusal, rather than by the library's blanket rule.
         .reject_synchronised_authenticators(false);
-    state
-        .webauthn
-        .generate_challenge_register(builder)
-        .map_err(|e| Error::Webauthn(format!("{e:?}")))
+    Ok(state.webauthn.generate_challenge_register(builder)?)
 }
 
 /// A browser's registration answer (`PublicKeyCredential.toJSON()`), decoded.
@@ -469,18 +441,17 @@ async fn passkey_finish_in(
         .and_then(DeviceClass::parse)
         .ok_or_else(|| Error::Webauthn("stored challenge has no class".into()))?;
     let person = enrol::load_active_person(&mut tx, &session.person_id).await?;
-    let reg_state: RegistrationState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
-    let reg = crate::trust::registration_response(&raw_id, &attestation_object, &client_data_json)?;
-
-    let (population, policy) = enrol::policy_for(state, &mut tx, &person.id).await?;
-    let mut verified = crate::trust::verify_registration(
+    let answer = enrol::KeyAnswer {
+        raw_id: &raw_id,
+        attestation_object: &attestation_object,
+        client_data_json: &client_data_json,
+    };
+    let (mut verified, population, policy) = enrol::verify_answer(
         state,
         &mut tx,
-        &reg,
-        &reg_state,
-        &attestation_object,
-        &policy,
-        &population,
+        &person.id,
+        &c.state,
+        &answer,
         crate::trust::Via::Browser(class),
         now,
     )

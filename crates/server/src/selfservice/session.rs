@@ -225,7 +225,7 @@ pub fn cleared_cookie() -> String {
 /// a browser sends none, `Sec-Fetch-Site: same-origin`) names this service. Checked before any
 /// session exists too (sign-in, redeeming a link), so another site cannot sign someone in.
 pub fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<()> {
-    let ours = state.settings.origin.as_str().trim_end_matches('/');
+    let ours = state.origin();
     // A browser that withholds the origin (`Origin: null`, as some send for a form post under
     // a strict referrer policy) still says where the request came from in Sec-Fetch-Site,
     // which no page can set.

@@ -3,6 +3,7 @@
 use sqlx::{Any, AnyConnection, Executor};
 
 use crate::error::Result;
+use crate::store;
 
 /// A session with its person, looked up by the cookie's hash.
 #[derive(Debug, sqlx::FromRow)]
@@ -25,7 +26,7 @@ pub(super) async fn session<'c>(
     db: impl Executor<'c, Database = Any>,
     token_hash: &str,
 ) -> Result<Option<SessionRow>> {
-    crate::store::row_by(db, "SELECT s.id, s.person_id, s.proof, s.signed_in_with, s.last_seen_at, s.expires_at, s.proof_expires_at, s.ended_at, \
+    store::row_by(db, "SELECT s.id, s.person_id, s.proof, s.signed_in_with, s.last_seen_at, s.expires_at, s.proof_expires_at, s.ended_at, \
          p.user_name, p.display_name, p.active FROM web_sessions s JOIN people p ON p.id = s.person_id WHERE s.token_hash = $1", token_hash).await
 }
 
@@ -35,11 +36,8 @@ pub(super) async fn touch_session<'c>(
     id: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE web_sessions SET last_seen_at = $1 WHERE id = $2 AND ended_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE web_sessions SET last_seen_at = $1 WHERE id = $2 AND ended_at IS NULL";
+    store::execute(db, sql, (now, id)).await?;
     Ok(())
 }
 
@@ -89,7 +87,7 @@ pub(super) async fn end_sessions(
         SessionsOf::Session => "UPDATE web_sessions SET ended_at = $1, end_reason = $2 WHERE id = $3 AND ended_at IS NULL",
         SessionsOf::Person => "UPDATE web_sessions SET ended_at = $1, end_reason = $2 WHERE person_id = $3 AND ended_at IS NULL",
     };
-    crate::store::stamp(db, sql, now, &[reason, value]).await
+    store::stamp(db, sql, now, &[reason, value]).await
 }
 
 /// Which sessions [`end_sessions`] ends.
@@ -103,10 +101,8 @@ pub(super) enum SessionsOf {
 
 /// Forget challenges that expired before `now`.
 pub(super) async fn purge_challenges(db: &mut AnyConnection, now: i64) -> Result<()> {
-    sqlx::query("DELETE FROM web_challenges WHERE expires_at < $1")
-        .bind(now)
-        .execute(db)
-        .await?;
+    let sql = "DELETE FROM web_challenges WHERE expires_at < $1";
+    store::execute(db, sql, (now,)).await?;
     Ok(())
 }
 
@@ -127,7 +123,7 @@ pub(super) async fn insert_challenge(
     c: &NewChallenge<'_>,
     now: i64,
 ) -> Result<()> {
-    crate::store::insert_issued(
+    store::insert_issued(
         db,
         "INSERT INTO web_challenges (id, session_id, purpose, state, device_class, name, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -152,13 +148,13 @@ pub(super) struct ChallengeRow {
 
 /// One challenge.
 pub(super) async fn challenge(db: &mut AnyConnection, id: &str) -> Result<Option<ChallengeRow>> {
-    crate::store::row_by(db, "SELECT session_id, purpose, state, device_class, name, expires_at, used_at FROM web_challenges WHERE id = $1", id).await
+    store::row_by(db, "SELECT session_id, purpose, state, device_class, name, expires_at, used_at FROM web_challenges WHERE id = $1", id).await
 }
 
 /// Spend a challenge; whether it was unused.
 pub(super) async fn use_challenge(db: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
     let sql = "UPDATE web_challenges SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
-    Ok(crate::store::stamp(db, sql, now, &[id]).await? == 1)
+    Ok(store::stamp(db, sql, now, &[id]).await? == 1)
 }
 
 /// A one-time link from the app with the enrolment session it belongs to.
@@ -174,14 +170,14 @@ pub(super) struct LinkRow {
 
 /// The link with this hash.
 pub(super) async fn link(db: &mut AnyConnection, link_hash: &str) -> Result<Option<LinkRow>> {
-    crate::store::row_by(db, "SELECT l.id, l.person_id, l.expires_at, l.used_at, s.closed_at, s.expires_at AS session_expires \
+    store::row_by(db, "SELECT l.id, l.person_id, l.expires_at, l.used_at, s.closed_at, s.expires_at AS session_expires \
          FROM web_links l JOIN enrolment_sessions s ON s.id = l.enrolment_session_id WHERE l.link_hash = $1", link_hash).await
 }
 
 /// Spend a link; whether it was unused.
 pub(super) async fn use_link(db: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
     let sql = "UPDATE web_links SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
-    Ok(crate::store::stamp(db, sql, now, &[id]).await? == 1)
+    Ok(store::stamp(db, sql, now, &[id]).await? == 1)
 }
 
 /// A link being issued to the app.
@@ -214,7 +210,7 @@ pub(super) async fn insert_link(db: &mut AnyConnection, l: &NewLink<'_>, now: i6
 
 /// The device classes of a person's active credentials, one per credential.
 pub(super) async fn active_classes(db: &mut AnyConnection, person_id: &str) -> Result<Vec<String>> {
-    crate::store::values_by(
+    store::values_by(
         db,
         "SELECT device_class FROM credentials WHERE person_id = $1 AND status = 'active'",
         person_id,
@@ -232,7 +228,7 @@ pub(super) struct LaptopRow {
 
 /// The laptops a person is bound to now, by host name.
 pub(super) async fn laptops_of(db: &mut AnyConnection, person_id: &str) -> Result<Vec<LaptopRow>> {
-    crate::store::rows_by(db, "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
+    store::rows_by(db, "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
          WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname", person_id).await
 }
 
@@ -250,7 +246,7 @@ pub(super) async fn last_reports_of<'c>(
     db: impl Executor<'c, Database = Any>,
     person_id: &str,
 ) -> Result<Vec<LastReport>> {
-    crate::store::rows_by(db, "SELECT d.hostname, r.body, r.created_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
+    store::rows_by(db, "SELECT d.hostname, r.body, r.created_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
          JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id \
          WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname", person_id).await
 }
@@ -262,15 +258,9 @@ pub(super) async fn rename_credential(
     person_id: &str,
     name: &str,
 ) -> Result<bool> {
-    let changed = sqlx::query(
-        "UPDATE credentials SET name = $1 WHERE id = $2 AND person_id = $3 AND status <> 'revoked'",
-    )
-    .bind(name)
-    .bind(id)
-    .bind(person_id)
-    .execute(db)
-    .await?;
-    Ok(changed.rows_affected() == 1)
+    let sql =
+        "UPDATE credentials SET name = $1 WHERE id = $2 AND person_id = $3 AND status <> 'revoked'";
+    Ok(store::execute(db, sql, (name, id, person_id)).await? == 1)
 }
 
 /// A session proved again (a fresh passkey touch) until `until`.
@@ -280,16 +270,12 @@ pub(super) async fn prove_session(
     until: i64,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE web_sessions SET proven_at = $1, proof_expires_at = $2 WHERE id = $3")
-        .bind(now)
-        .bind(until)
-        .bind(id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE web_sessions SET proven_at = $1, proof_expires_at = $2 WHERE id = $3";
+    store::execute(db, sql, (now, until, id)).await?;
     Ok(())
 }
 
 /// The laptop a one-time link was issued on.
 pub(super) async fn link_device(db: &mut AnyConnection, link_id: &str) -> Result<Option<String>> {
-    crate::store::value_by(db, "SELECT device_id FROM web_links WHERE id = $1", link_id).await
+    store::value_by(db, "SELECT device_id FROM web_links WHERE id = $1", link_id).await
 }

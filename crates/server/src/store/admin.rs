@@ -9,11 +9,8 @@ use crate::error::Result;
 
 /// How many admin tokens exist (revoked or expired ones too).
 pub async fn admin_token_count(db: &mut AnyConnection) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) AS n FROM api_tokens WHERE role = 'admin'")
-            .fetch_one(db)
-            .await?,
-    )
+    let sql = "SELECT COUNT(*) AS n FROM api_tokens WHERE role = 'admin'";
+    super::fetch_value(db, sql, ()).await
 }
 
 /// Store the first-start admin token, issued to nobody, by its hash.
@@ -24,25 +21,19 @@ pub async fn insert_bootstrap_token(
     now: i64,
     expires_at: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, expires_at, granted_by) VALUES ($1, 'admin', $2, 'first-start admin token', $3, $4, 'service')",
-    )
-    .bind(id)
-    .bind(token_hash)
-    .bind(now)
-    .bind(expires_at)
-    .execute(db)
-    .await?;
+    let sql = "INSERT INTO api_tokens (id, role, token_hash, label, created_at, expires_at, granted_by) VALUES ($1, 'admin', $2, 'first-start admin token', $3, $4, 'service')";
+    super::execute(db, sql, (id, token_hash, now, expires_at)).await?;
     Ok(())
 }
 
 /// Whether a person (deleted or not) has this user name.
 pub async fn user_name_taken(db: &mut AnyConnection, user_name: &str) -> Result<bool> {
-    Ok(sqlx::query("SELECT id FROM people WHERE user_name = $1")
-        .bind(user_name)
-        .fetch_optional(db)
-        .await?
-        .is_some())
+    super::exists(
+        db,
+        "SELECT id FROM people WHERE user_name = $1",
+        (user_name,),
+    )
+    .await
 }
 
 /// A person created by hand: active, with a fresh WebAuthn user handle.
@@ -81,13 +72,10 @@ struct PersonRow {
 
 /// Every person not deleted, by user name, with their active authenticators.
 pub async fn people<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<PersonView>> {
-    let rows: Vec<PersonRow> = sqlx::query_as(
-        "SELECT p.id, p.user_name, p.display_name, p.active, p.created_at, \
+    let sql = "SELECT p.id, p.user_name, p.display_name, p.active, p.created_at, \
          (SELECT COUNT(*) FROM credentials c WHERE c.person_id = p.id AND c.status = 'active') AS n \
-         FROM people p WHERE p.deleted_at IS NULL ORDER BY p.user_name",
-    )
-    .fetch_all(db)
-    .await?;
+         FROM people p WHERE p.deleted_at IS NULL ORDER BY p.user_name";
+    let rows: Vec<PersonRow> = super::fetch_all(db, sql, ()).await?;
     Ok(rows
         .into_iter()
         .map(|r| PersonView {
@@ -157,14 +145,11 @@ struct DeviceRow {
 
 /// Every provisioned laptop with its latest posture and keys, by host name.
 pub async fn devices<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<DeviceView>> {
-    let rows: Vec<DeviceRow> = sqlx::query_as(
-        "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, d.retired_at, d.retired_reason, r.body, \
+    let sql = "SELECT d.id, d.hostname, d.agent_version, d.provisioned_at, d.last_report_at, d.retired_at, d.retired_reason, r.body, \
          (SELECT COUNT(*) FROM reports x WHERE x.device_id = d.id) AS n \
          FROM devices d LEFT JOIN reports r ON r.device_id = d.id AND r.report_id = d.last_report_id \
-         ORDER BY d.hostname, d.id",
-    )
-    .fetch_all(db)
-    .await?;
+         ORDER BY d.hostname, d.id";
+    let rows: Vec<DeviceRow> = super::fetch_all(db, sql, ()).await?;
     rows.into_iter()
         .map(|r| {
             let report: Option<keywarden_protocol::Report> = json_text(r.body.as_deref())?;

@@ -30,11 +30,12 @@ pub async fn provisioning_token(
 
 /// Whether a laptop with this public key exists.
 pub async fn key_taken(db: &mut AnyConnection, public_key: &str) -> Result<bool> {
-    Ok(sqlx::query("SELECT id FROM devices WHERE public_key = $1")
-        .bind(public_key)
-        .fetch_optional(db)
-        .await?
-        .is_some())
+    super::exists(
+        db,
+        "SELECT id FROM devices WHERE public_key = $1",
+        (public_key,),
+    )
+    .await
 }
 
 /// A laptop being provisioned.

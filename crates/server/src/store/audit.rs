@@ -61,10 +61,8 @@ pub async fn insert(db: &mut AnyConnection, at: i64, rows: &[NewRow<'_>]) -> Res
 
 /// The head takes the last row's hash.
 pub async fn set_head_hash(db: &mut AnyConnection, hash: &str) -> Result<()> {
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(hash)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE audit_head SET hash = $1 WHERE id = 1";
+    super::execute(db, sql, (hash,)).await?;
     Ok(())
 }
 
@@ -93,18 +91,12 @@ pub struct ChainRow {
 
 /// Every chained row, in order.
 pub async fn chained_rows<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<ChainRow>> {
-    Ok(sqlx::query_as(
-        "SELECT seq, id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq",
-    )
-    .fetch_all(db)
-    .await?)
+    let sql = "SELECT seq, id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq";
+    super::fetch_all(db, sql, ()).await
 }
 
 /// The head's last sequence number and hash, if the head exists.
 pub async fn head<'c>(db: impl Executor<'c, Database = Any>) -> Result<Option<(i64, String)>> {
-    Ok(
-        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_optional(db)
-            .await?,
-    )
+    let sql = "SELECT seq, hash FROM audit_head WHERE id = 1";
+    super::fetch_optional(db, sql, ()).await
 }

@@ -29,14 +29,9 @@ pub async fn device_key(db: &AnyPool, device_id: &str) -> Result<Option<DeviceKe
 /// Accept `seq` as a laptop's newest request number unless it is not newer or the laptop is
 /// retired; whether it was accepted.
 pub async fn claim_seq(db: &mut AnyConnection, device_id: &str, seq: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE devices SET last_seq = $1 WHERE id = $2 AND last_seq < $1 AND retired_at IS NULL",
-    )
-    .bind(seq)
-    .bind(device_id)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() != 0)
+    let sql =
+        "UPDATE devices SET last_seq = $1 WHERE id = $2 AND last_seq < $1 AND retired_at IS NULL";
+    Ok(super::execute(db, sql, (seq, device_id)).await? != 0)
 }
 
 /// When and why a laptop was retired, if it was (the laptop exists).

@@ -44,11 +44,7 @@ pub async fn role_of<'c>(
 
 /// Every staff role, by user name.
 pub async fn roles<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<StaffRoleRow>> {
-    Ok(
-        sqlx::query_as(&format!("{ROLE_SELECT} ORDER BY p.user_name"))
-            .fetch_all(db)
-            .await?,
-    )
+    super::fetch_all(db, &format!("{ROLE_SELECT} ORDER BY p.user_name"), ()).await
 }
 
 /// Give a person a role (replacing the one they held).
@@ -59,40 +55,29 @@ pub async fn grant(
     granted_by: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM staff_roles WHERE person_id = $1")
-        .bind(person_id)
-        .execute(&mut *db)
-        .await?;
-    sqlx::query(
-        "INSERT INTO staff_roles (person_id, role, granted_by, granted_at) VALUES ($1, $2, $3, $4)",
+    super::execute(
+        &mut *db,
+        "DELETE FROM staff_roles WHERE person_id = $1",
+        (person_id,),
     )
-    .bind(person_id)
-    .bind(role)
-    .bind(granted_by)
-    .bind(now)
-    .execute(db)
     .await?;
+    let sql =
+        "INSERT INTO staff_roles (person_id, role, granted_by, granted_at) VALUES ($1, $2, $3, $4)";
+    super::execute(db, sql, (person_id, role, granted_by, now)).await?;
     Ok(())
 }
 
 /// Take a person's role away; the role they held, if any.
 pub async fn remove(db: &mut AnyConnection, person_id: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("DELETE FROM staff_roles WHERE person_id = $1 RETURNING role")
-            .bind(person_id)
-            .fetch_optional(db)
-            .await?,
-    )
+    let sql = "DELETE FROM staff_roles WHERE person_id = $1 RETURNING role";
+    super::value_by(db, sql, person_id).await
 }
 
 /// How many active people hold the admin role.
 pub async fn active_admins(db: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM staff_roles s JOIN people p ON p.id = s.person_id \
-         WHERE s.role = 'admin' AND p.active = 1 AND p.deleted_at IS NULL",
-    )
-    .fetch_one(db)
-    .await?)
+    let sql = "SELECT COUNT(*) FROM staff_roles s JOIN people p ON p.id = s.person_id \
+         WHERE s.role = 'admin' AND p.active = 1 AND p.deleted_at IS NULL";
+    super::fetch_value(db, sql, ()).await
 }
 
 /// A setup link as stored.
@@ -114,17 +99,6 @@ pub async fn setup_by_hash(db: &mut AnyConnection, code_hash: &str) -> Result<Op
         code_hash,
     )
     .await
-}
-
-/// Whether a setup link that is unused and unexpired exists.
-pub async fn live_setup(db: &mut AnyConnection, now: i64) -> Result<bool> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM console_setup WHERE used_at IS NULL AND expires_at > $1",
-    )
-    .bind(now)
-    .fetch_one(db)
-    .await?;
-    Ok(n > 0)
 }
 
 /// Store a new setup link's hash.
@@ -187,34 +161,31 @@ pub struct SnapshotRow {
 
 /// Keep a day's snapshot; a day already taken keeps its first one (replicas race for it).
 pub async fn insert_snapshot(db: &mut AnyConnection, s: &SnapshotRow) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO coverage_snapshots (day, population, taken_at, people, compliant, \
+    let sql = "INSERT INTO coverage_snapshots (day, population, taken_at, people, compliant, \
          below_minimum, single_device_class, no_authenticator, under_exception) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (day, population) DO NOTHING",
-    )
-    .bind(&s.day)
-    .bind(&s.population)
-    .bind(s.taken_at)
-    .bind(s.people)
-    .bind(s.compliant)
-    .bind(s.below_minimum)
-    .bind(s.single_device_class)
-    .bind(s.no_authenticator)
-    .bind(s.under_exception)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (day, population) DO NOTHING";
+    let values = (
+        &s.day,
+        &s.population,
+        s.taken_at,
+        s.people,
+        s.compliant,
+        s.below_minimum,
+        s.single_device_class,
+        s.no_authenticator,
+        s.under_exception,
+    );
+    Ok(super::execute(db, sql, values).await? == 1)
 }
 
 /// Whether `day` has a snapshot.
 pub async fn has_snapshot(db: &mut AnyConnection, day: &str) -> Result<bool> {
-    Ok(super::value_by::<String>(
+    super::exists(
         db,
-        "SELECT day FROM coverage_snapshots WHERE day = $1 LIMIT 1",
-        day,
+        "SELECT day FROM coverage_snapshots WHERE day = $1",
+        (day,),
     )
-    .await?
-    .is_some())
+    .await
 }
 
 /// The snapshots since `from_day` (inclusive), oldest first.
@@ -234,32 +205,21 @@ pub async fn snapshots_since<'c>(
 
 /// Since when each person below policy has been so.
 pub async fn below_since<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<(String, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT person_id, since FROM below_policy_since")
-            .fetch_all(db)
-            .await?,
-    )
+    super::fetch_all(db, "SELECT person_id, since FROM below_policy_since", ()).await
 }
 
 /// Record that a person is below policy since `since` (kept if already recorded).
 pub async fn mark_below(db: &mut AnyConnection, person_id: &str, since: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO below_policy_since (person_id, since) VALUES ($1, $2) \
-         ON CONFLICT (person_id) DO NOTHING",
-    )
-    .bind(person_id)
-    .bind(since)
-    .execute(db)
-    .await?;
+    let sql = "INSERT INTO below_policy_since (person_id, since) VALUES ($1, $2) \
+         ON CONFLICT (person_id) DO NOTHING";
+    super::execute(db, sql, (person_id, since)).await?;
     Ok(())
 }
 
 /// Forget a person's below-policy mark (back in compliance, or gone).
 pub async fn clear_below(db: &mut AnyConnection, person_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM below_policy_since WHERE person_id = $1")
-        .bind(person_id)
-        .execute(db)
-        .await?;
+    let sql = "DELETE FROM below_policy_since WHERE person_id = $1";
+    super::execute(db, sql, (person_id,)).await?;
     Ok(())
 }
 
@@ -273,15 +233,13 @@ pub async fn insert_setup_person(
     webauthn_user_id: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, created_at, updated_at, source) VALUES ($1, $2, $3, 1, $4, $5, $5, 'setup')",
+    let sql = "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, \
+         created_at, updated_at, source) VALUES ($1, $2, $3, 1, $4, $5, $5, 'setup')";
+    super::execute(
+        db,
+        sql,
+        (id, user_name, display_name, webauthn_user_id, now),
     )
-    .bind(id)
-    .bind(user_name)
-    .bind(display_name)
-    .bind(webauthn_user_id)
-    .bind(now)
-    .execute(db)
     .await?;
     Ok(())
 }
@@ -299,13 +257,9 @@ pub async fn expire_setups(db: &mut AnyConnection, now: i64) -> Result<u64> {
 
 /// Forget the below-policy marks of people who are no longer active.
 pub async fn clear_below_of_inactive(db: &mut AnyConnection) -> Result<u64> {
-    Ok(sqlx::query(
-        "DELETE FROM below_policy_since WHERE person_id IN \
-         (SELECT id FROM people WHERE active = 0 OR deleted_at IS NOT NULL)",
-    )
-    .execute(db)
-    .await?
-    .rows_affected())
+    let sql = "DELETE FROM below_policy_since WHERE person_id IN \
+         (SELECT id FROM people WHERE active = 0 OR deleted_at IS NOT NULL)";
+    super::execute(db, sql, ()).await
 }
 
 /// A person as the console's person page shows them.

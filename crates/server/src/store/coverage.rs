@@ -71,7 +71,7 @@ pub async fn people(db: &AnyPool, with_laptops: bool) -> Result<Vec<PersonAggreg
          GROUP BY p.id, p.user_name, p.user_type, p.department, p.employee_number \
          ORDER BY p.user_name"
     );
-    Ok(sqlx::query_as(&sql).fetch_all(db).await?)
+    super::fetch_all(db, &sql, ()).await
 }
 
 /// Active credentials of one model.
@@ -87,9 +87,6 @@ pub struct ModelRow {
 
 /// Active credentials by model, most first.
 pub async fn models(db: &AnyPool) -> Result<Vec<ModelRow>> {
-    Ok(sqlx::query_as(
-        "SELECT aaguid, model, COUNT(*) AS n FROM credentials WHERE status = 'active' GROUP BY aaguid, model ORDER BY n DESC, aaguid",
-    )
-    .fetch_all(db)
-    .await?)
+    let sql = "SELECT aaguid, model, COUNT(*) AS n FROM credentials WHERE status = 'active' GROUP BY aaguid, model ORDER BY n DESC, aaguid";
+    super::fetch_all(db, sql, ()).await
 }

@@ -135,11 +135,7 @@ pub async fn revoke(db: &mut AnyConnection, id: &str, reason: &str, now: i64) ->
 
 /// Whether a credential with this id is enrolled (in any status).
 pub async fn exists(db: &mut AnyConnection, id: &str) -> Result<bool> {
-    Ok(sqlx::query("SELECT id FROM credentials WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .is_some())
+    super::exists(db, "SELECT id FROM credentials WHERE id = $1", (id,)).await
 }
 
 /// The ids of a person's credentials that are not revoked (what a new enrolment excludes).

@@ -134,14 +134,8 @@ pub async fn insert_alert(
     subject: &str,
     detail: &str,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO alerts (id, at, kind, subject, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id)
-        .bind(at)
-        .bind(kind)
-        .bind(subject)
-        .bind(detail)
-        .execute(db)
-        .await?;
+    let sql = "INSERT INTO alerts (id, at, kind, subject, detail) VALUES ($1, $2, $3, $4, $5)";
+    super::execute(db, sql, (id, at, kind, subject, detail)).await?;
     Ok(())
 }
 
@@ -162,9 +156,6 @@ pub struct AlertRow {
 
 /// The newest thousand alerts, newest first.
 pub async fn alerts<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<AlertRow>> {
-    Ok(sqlx::query_as(
-        "SELECT id, at, kind, subject, detail FROM alerts ORDER BY at DESC, id LIMIT 1000",
-    )
-    .fetch_all(db)
-    .await?)
+    let sql = "SELECT id, at, kind, subject, detail FROM alerts ORDER BY at DESC, id LIMIT 1000";
+    super::fetch_all(db, sql, ()).await
 }

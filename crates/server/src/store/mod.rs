@@ -23,12 +23,120 @@ pub mod tokens;
 pub mod trust;
 pub mod webhooks;
 
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, Arguments as _, Executor};
+
 use crate::error::{Error, Result};
 
 /// Parse an optional JSON text column (report bodies, verification results).
 pub(crate) fn json_text<T: serde::de::DeserializeOwned>(text: Option<&str>) -> Result<Option<T>> {
     text.map(|t| serde_json::from_str(t).map_err(Error::Corrupt))
         .transpose()
+}
+
+/// The values bound to a statement's placeholders, `$1`, `$2`, … in order: a tuple of what sqlx
+/// encodes for a column (`&str`, `Option<&str>`, `i64`, `Option<i64>`, …), `()` for none.
+pub(crate) trait Binds<'q> {
+    /// The values as one statement's arguments.
+    fn arguments(self) -> Result<AnyArguments<'q>>;
+}
+
+/// [`Binds`] for the tuples of each length up to the widest statement's.
+macro_rules! binds {
+    ($($value:ident),*) => {
+        impl<'q, $($value),*> Binds<'q> for ($($value,)*)
+        where
+            $($value: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,)*
+        {
+            #[allow(non_snake_case, unused_mut)]
+            fn arguments(self) -> Result<AnyArguments<'q>> {
+                let mut out = AnyArguments::default();
+                let ($($value,)*) = self;
+                $(out.add($value).map_err(sqlx::Error::Encode)?;)*
+                Ok(out)
+            }
+        }
+    };
+}
+
+binds!();
+binds!(A);
+binds!(A, B);
+binds!(A, B, C);
+binds!(A, B, C, D);
+binds!(A, B, C, D, E);
+binds!(A, B, C, D, E, F);
+binds!(A, B, C, D, E, F, G);
+binds!(A, B, C, D, E, F, G, H);
+binds!(A, B, C, D, E, F, G, H, I);
+binds!(A, B, C, D, E, F, G, H, I, J);
+binds!(A, B, C, D, E, F, G, H, I, J, K);
+binds!(A, B, C, D, E, F, G, H, I, J, K, L);
+binds!(A, B, C, D, E, F, G, H, I, J, K, L, M);
+binds!(A, B, C, D, E, F, G, H, I, J, K, L, M, N);
+binds!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O);
+
+/// Run `sql` with `binds`; how many rows it changed (a conditional UPDATE that claims one row
+/// changes 1 or 0).
+pub(crate) async fn execute<'c, 'q>(
+    db: impl Executor<'c, Database = Any>,
+    sql: &'q str,
+    binds: impl Binds<'q>,
+) -> Result<u64> {
+    let done = sqlx::query_with(sql, binds.arguments()?)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The row `sql` finds with `binds`, if any.
+pub(crate) async fn fetch_optional<'c, 'q, T>(
+    db: impl Executor<'c, Database = Any>,
+    sql: &'q str,
+    binds: impl Binds<'q>,
+) -> Result<Option<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+{
+    let q = sqlx::query_as_with(sql, binds.arguments()?);
+    Ok(q.fetch_optional(db).await?)
+}
+
+/// Every row `sql` finds with `binds`.
+pub(crate) async fn fetch_all<'c, 'q, T>(
+    db: impl Executor<'c, Database = Any>,
+    sql: &'q str,
+    binds: impl Binds<'q>,
+) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+{
+    let q = sqlx::query_as_with(sql, binds.arguments()?);
+    Ok(q.fetch_all(db).await?)
+}
+
+/// The single value of the one row `sql` finds with `binds` (a count, a column of a row that
+/// exists).
+pub(crate) async fn fetch_value<'c, 'q, T>(
+    db: impl Executor<'c, Database = Any>,
+    sql: &'q str,
+    binds: impl Binds<'q>,
+) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + Send + Unpin,
+{
+    let q = sqlx::query_scalar_with(sql, binds.arguments()?);
+    Ok(q.fetch_one(db).await?)
+}
+
+/// Whether `sql` finds a row with `binds`.
+pub(crate) async fn exists<'c, 'q>(
+    db: impl Executor<'c, Database = Any>,
+    sql: &'q str,
+    binds: impl Binds<'q>,
+) -> Result<bool> {
+    let q = sqlx::query_with(sql, binds.arguments()?);
+    Ok(q.fetch_optional(db).await?.is_some())
 }
 
 /// Run `sql`, a statement stamped with the time: `$1` is `now`, `$2`, `$3`, … are `values` in
@@ -39,11 +147,14 @@ pub(crate) async fn stamp(
     now: i64,
     values: &[&str],
 ) -> Result<u64> {
-    let mut q = sqlx::query(sql).bind(now);
+    let mut args = (now,).arguments()?;
     for v in values {
-        q = q.bind(*v);
+        args.add(*v).map_err(sqlx::Error::Encode)?;
     }
-    Ok(q.execute(db).await?.rows_affected())
+    Ok(sqlx::query_with(sql, args)
+        .execute(db)
+        .await?
+        .rows_affected())
 }
 
 /// Insert something issued now that expires: `sql` binds `values` in order, then `now`, then
@@ -55,60 +166,64 @@ pub(crate) async fn insert_issued(
     now: i64,
     expires_at: i64,
 ) -> Result<()> {
-    let mut q = sqlx::query(sql);
+    let mut args = ().arguments()?;
     for v in values {
-        q = q.bind(*v);
+        args.add(*v).map_err(sqlx::Error::Encode)?;
     }
-    q.bind(now).bind(expires_at).execute(db).await?;
+    args.add(now).map_err(sqlx::Error::Encode)?;
+    args.add(expires_at).map_err(sqlx::Error::Encode)?;
+    sqlx::query_with(sql, args).execute(db).await?;
     Ok(())
 }
 
 /// The row `sql` finds for `key` bound as `$1`, if any.
 pub(crate) async fn row_by<'c, T>(
-    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    db: impl Executor<'c, Database = Any>,
     sql: &str,
     key: &str,
 ) -> Result<Option<T>>
 where
-    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    T: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
 {
-    Ok(sqlx::query_as(sql).bind(key).fetch_optional(db).await?)
+    fetch_optional(db, sql, (key,)).await
 }
 
 /// Every row `sql` finds for `key` bound as `$1`.
 pub(crate) async fn rows_by<'c, T>(
-    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    db: impl Executor<'c, Database = Any>,
     sql: &str,
     key: &str,
 ) -> Result<Vec<T>>
 where
-    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    T: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
 {
-    Ok(sqlx::query_as(sql).bind(key).fetch_all(db).await?)
+    fetch_all(db, sql, (key,)).await
 }
 
 /// The single value `sql` finds for `key` bound as `$1`, if a row has it.
 pub(crate) async fn value_by<'c, T>(
-    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    db: impl Executor<'c, Database = Any>,
     sql: &str,
     key: &str,
 ) -> Result<Option<T>>
 where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + Send + Unpin,
 {
-    Ok(sqlx::query_scalar(sql).bind(key).fetch_optional(db).await?)
+    let q = sqlx::query_scalar_with(sql, (key,).arguments()?);
+    Ok(q.fetch_optional(db).await?)
 }
 
 /// The single values of every row `sql` finds for `key` bound as `$1`.
 pub(crate) async fn values_by<'c, T>(
-    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    db: impl Executor<'c, Database = Any>,
     sql: &str,
     key: &str,
 ) -> Result<Vec<T>>
 where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + Send + Unpin,
 {
-    Ok(sqlx::query_scalar(sql).bind(key).fetch_all(db).await?)
+    let q = sqlx::query_scalar_with(sql, (key,).arguments()?);
+    Ok(q.fetch_all(db).await?)
 }
 
 /// A stored 0/1 integer as the boolean it means.

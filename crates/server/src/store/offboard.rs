@@ -11,21 +11,15 @@ pub async fn set_committed<'c>(
     id: &str,
     at_us: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE offboardings SET committed_at_us = $1 WHERE id = $2")
-        .bind(at_us)
-        .bind(id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE offboardings SET committed_at_us = $1 WHERE id = $2";
+    super::execute(db, sql, (at_us, id)).await?;
     Ok(())
 }
 
 /// Replace an offboarding's summary (JSON).
 pub async fn set_summary(db: &mut AnyConnection, id: &str, summary: &str) -> Result<()> {
-    sqlx::query("UPDATE offboardings SET summary = $1 WHERE id = $2")
-        .bind(summary)
-        .bind(id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE offboardings SET summary = $1 WHERE id = $2";
+    super::execute(db, sql, (summary, id)).await?;
     Ok(())
 }
 
@@ -52,7 +46,7 @@ pub struct DormantItem {
 pub async fn leavers_with_laptops_left<'c>(
     db: impl Executor<'c, Database = Any>,
 ) -> Result<Vec<String>> {
-    let rows: Vec<DormantItem> = sqlx::query_as(LAPTOPS_LEFT_SQL).fetch_all(db).await?;
+    let rows: Vec<DormantItem> = super::fetch_all(db, LAPTOPS_LEFT_SQL, ()).await?;
     let mut leavers = Vec::new();
     for r in rows {
         if !leavers.contains(&r.pid) {
@@ -254,18 +248,14 @@ pub struct OffboardingRow {
 pub async fn offboardings<'c>(
     db: impl Executor<'c, Database = Any>,
 ) -> Result<Vec<OffboardingRow>> {
-    Ok(sqlx::query_as("SELECT id, person_id, trigger_kind, event_id, received_at_us, committed_at_us, acked_at_us, summary FROM offboardings ORDER BY received_at_us, id")
-        .fetch_all(db)
-        .await?)
+    let sql = "SELECT id, person_id, trigger_kind, event_id, received_at_us, committed_at_us, acked_at_us, summary FROM offboardings ORDER BY received_at_us, id";
+    super::fetch_all(db, sql, ()).await
 }
 
 /// How many people are inactive.
 pub async fn inactive_people<'c>(db: impl Executor<'c, Database = Any>) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) AS n FROM people WHERE active = 0")
-            .fetch_one(db)
-            .await?,
-    )
+    let sql = "SELECT COUNT(*) AS n FROM people WHERE active = 0";
+    super::fetch_value(db, sql, ()).await
 }
 
 /// The dormant-access checks: what is looked for, and the query finding it for every inactive
@@ -296,5 +286,5 @@ pub async fn dormant_items<'c>(
     } else {
         format!("{sql} AND $1 = $1")
     };
-    Ok(sqlx::query_as(&sql).bind(now).fetch_all(db).await?)
+    super::fetch_all(db, &sql, (now,)).await
 }

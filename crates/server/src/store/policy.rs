@@ -25,21 +25,14 @@ pub struct PopulationRow {
 
 /// Every population, by priority then name.
 pub async fn populations<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<PopulationRow>> {
-    Ok(sqlx::query_as(
-        "SELECT name, priority, match_kind, match_key, match_value, policy FROM populations ORDER BY priority, name",
-    )
-    .fetch_all(db)
-    .await?)
+    let sql = "SELECT name, priority, match_kind, match_key, match_value, policy FROM populations ORDER BY priority, name";
+    super::fetch_all(db, sql, ()).await
 }
 
 /// Remove a population; whether it existed.
 pub async fn delete(db: &mut AnyConnection, name: &str) -> Result<bool> {
-    Ok(sqlx::query("DELETE FROM populations WHERE name = $1")
-        .bind(name)
-        .execute(db)
-        .await?
-        .rows_affected()
-        > 0)
+    let sql = "DELETE FROM populations WHERE name = $1";
+    Ok(super::execute(db, sql, (name,)).await? > 0)
 }
 
 /// Store a population (after [`delete`] of one with its name).
@@ -95,11 +88,8 @@ struct Membership {
 pub async fn all_memberships<'c>(
     db: impl Executor<'c, Database = Any>,
 ) -> Result<HashMap<String, Vec<String>>> {
-    let rows: Vec<Membership> = sqlx::query_as(
-        "SELECT m.person_id, g.display_name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id",
-    )
-    .fetch_all(db)
-    .await?;
+    let sql = "SELECT m.person_id, g.display_name FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id";
+    let rows: Vec<Membership> = super::fetch_all(db, sql, ()).await?;
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for r in rows {
         out.entry(r.person_id).or_default().push(r.display_name);

@@ -6,30 +6,20 @@ use crate::error::Result;
 
 /// Make a laptop a reclaim station or not; whether the laptop exists.
 pub async fn set_station(db: &mut AnyConnection, device_id: &str, enabled: bool) -> Result<bool> {
-    let done = sqlx::query("UPDATE devices SET reclaim_station = $1 WHERE id = $2")
-        .bind(i64::from(enabled))
-        .bind(device_id)
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let sql = "UPDATE devices SET reclaim_station = $1 WHERE id = $2";
+    Ok(super::execute(db, sql, (i64::from(enabled), device_id)).await? == 1)
 }
 
 /// When a laptop was retired, if it was (the laptop exists).
 pub async fn retired_at(db: &mut AnyConnection, device_id: &str) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT retired_at FROM devices WHERE id = $1")
-            .bind(device_id)
-            .fetch_one(db)
-            .await?,
-    )
+    let sql = "SELECT retired_at FROM devices WHERE id = $1";
+    super::fetch_value(db, sql, (device_id,)).await
 }
 
 /// Whether a laptop is a reclaim station (the laptop exists).
 pub async fn is_station(db: &mut AnyConnection, device_id: &str) -> Result<bool> {
-    let station: i64 = sqlx::query_scalar("SELECT reclaim_station FROM devices WHERE id = $1")
-        .bind(device_id)
-        .fetch_one(db)
-        .await?;
+    let sql = "SELECT reclaim_station FROM devices WHERE id = $1";
+    let station: i64 = super::fetch_value(db, sql, (device_id,)).await?;
     Ok(super::flag(station))
 }
 
@@ -84,12 +74,8 @@ pub async fn directive_key(db: &mut AnyConnection, id: &str) -> Result<Option<(S
 
 /// Whose key a reclaim is about (the reclaim exists).
 pub async fn reclaim_person(db: &mut AnyConnection, id: &str) -> Result<String> {
-    Ok(
-        sqlx::query_scalar("SELECT person_id FROM key_reclaims WHERE id = $1")
-            .bind(id)
-            .fetch_one(db)
-            .await?,
-    )
+    let sql = "SELECT person_id FROM key_reclaims WHERE id = $1";
+    super::fetch_value(db, sql, (id,)).await
 }
 
 /// A station's receipt for the pending reclaim of a credential.

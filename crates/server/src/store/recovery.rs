@@ -94,25 +94,15 @@ pub async fn insert_approval(
     proofing: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO recovery_approvals (recovery_id, approver, token_id, proofing, at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(recovery_id)
-        .bind(approver)
-        .bind(token_id)
-        .bind(proofing)
-        .bind(now)
-        .execute(db)
-        .await?;
+    let sql = "INSERT INTO recovery_approvals (recovery_id, approver, token_id, proofing, at) VALUES ($1, $2, $3, $4, $5)";
+    super::execute(db, sql, (recovery_id, approver, token_id, proofing, now)).await?;
     Ok(())
 }
 
 /// A recovery awaiting approval becomes ready.
 pub async fn mark_ready(db: &mut AnyConnection, id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE recoveries SET state = 'ready' WHERE id = $1 AND state = 'awaiting_approval'",
-    )
-    .bind(id)
-    .execute(db)
-    .await?;
+    let sql = "UPDATE recoveries SET state = 'ready' WHERE id = $1 AND state = 'awaiting_approval'";
+    super::execute(db, sql, (id,)).await?;
     Ok(())
 }
 
@@ -150,10 +140,8 @@ pub async fn by_ticket_hash(db: &mut AnyConnection, ticket_hash: &str) -> Result
 
 /// Whether a person (deleted or not; the caller knows they exist) is active.
 pub async fn person_active(db: &mut AnyConnection, person_id: &str) -> Result<bool> {
-    let active: i64 = sqlx::query_scalar("SELECT active FROM people WHERE id = $1")
-        .bind(person_id)
-        .fetch_one(db)
-        .await?;
+    let sql = "SELECT active FROM people WHERE id = $1";
+    let active: i64 = super::fetch_value(db, sql, (person_id,)).await?;
     Ok(super::flag(active))
 }
 
@@ -169,11 +157,8 @@ pub async fn mark_redeemed(
 
 /// The enrolment session a redeemed recovery opened.
 pub async fn set_session(db: &mut AnyConnection, id: &str, session_id: &str) -> Result<()> {
-    sqlx::query("UPDATE recoveries SET session_id = $1 WHERE id = $2")
-        .bind(session_id)
-        .bind(id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE recoveries SET session_id = $1 WHERE id = $2";
+    super::execute(db, sql, (session_id, id)).await?;
     Ok(())
 }
 

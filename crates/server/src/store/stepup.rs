@@ -1,5 +1,6 @@
 //! Step-up's queries: assertion challenges and the credential an assertion is checked against.
 
+use keywarden_protocol::PersonSummary;
 use sqlx::AnyConnection;
 
 use crate::error::Result;
@@ -86,31 +87,18 @@ pub async fn set_webauthn(
     credential_id: &str,
     webauthn: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE credentials SET webauthn = $1 WHERE id = $2")
-        .bind(webauthn)
-        .bind(credential_id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE credentials SET webauthn = $1 WHERE id = $2";
+    super::execute(db, sql, (webauthn, credential_id)).await?;
     Ok(())
 }
 
-/// How a person is shown to themselves.
-#[derive(Debug, sqlx::FromRow)]
-pub struct Summary {
-    /// Id.
-    pub id: String,
-    /// userName.
-    pub user_name: String,
-    /// Display name.
-    pub display_name: String,
-}
-
-/// A person's summary (the person exists).
-pub async fn summary(db: &mut AnyConnection, person_id: &str) -> Result<Summary> {
-    Ok(
-        sqlx::query_as("SELECT id, user_name, display_name FROM people WHERE id = $1")
-            .bind(person_id)
-            .fetch_one(db)
-            .await?,
-    )
+/// How a person is shown to themselves (the person exists).
+pub async fn summary(db: &mut AnyConnection, person_id: &str) -> Result<PersonSummary> {
+    let sql = "SELECT id, user_name, display_name FROM people WHERE id = $1";
+    let (id, user_name, display_name) = sqlx::query_as(sql).bind(person_id).fetch_one(db).await?;
+    Ok(PersonSummary {
+        id,
+        user_name,
+        display_name,
+    })
 }

@@ -130,14 +130,9 @@ pub async fn record_use<'c>(
     token_id: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO api_token_use (token_id, last_used_at) VALUES ($1, $2) \
-         ON CONFLICT (token_id) DO UPDATE SET last_used_at = $2 WHERE api_token_use.last_used_at < $2",
-    )
-    .bind(token_id)
-    .bind(now)
-    .execute(db)
-    .await?;
+    let sql = "INSERT INTO api_token_use (token_id, last_used_at) VALUES ($1, $2) \
+         ON CONFLICT (token_id) DO UPDATE SET last_used_at = $2 WHERE api_token_use.last_used_at < $2";
+    super::execute(db, sql, (token_id, now)).await?;
     Ok(())
 }
 

@@ -35,22 +35,16 @@ pub async fn anchor_exists(
     fingerprint: &str,
     source: Option<&str>,
 ) -> Result<bool> {
-    let found = match source {
+    match source {
         Some(source) => {
-            sqlx::query("SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1 AND source = $2")
-                .bind(fingerprint)
-                .bind(source)
-                .fetch_optional(db)
-                .await?
+            let sql = "SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1 AND source = $2";
+            super::exists(db, sql, (fingerprint, source)).await
         }
         None => {
-            sqlx::query("SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1")
-                .bind(fingerprint)
-                .fetch_optional(db)
-                .await?
+            let sql = "SELECT 1 AS x FROM trust_anchors WHERE fingerprint = $1";
+            super::exists(db, sql, (fingerprint,)).await
         }
-    };
-    Ok(found.is_some())
+    }
 }
 
 /// Remove an anchor from `source`; its label and subject, or `None` when there was none.
@@ -67,11 +61,8 @@ pub async fn remove_anchor(
     .fetch_optional(&mut *db)
     .await?;
     if row.is_some() {
-        sqlx::query("DELETE FROM trust_anchors WHERE fingerprint = $1 AND source = $2")
-            .bind(fingerprint)
-            .bind(source)
-            .execute(db)
-            .await?;
+        let sql = "DELETE FROM trust_anchors WHERE fingerprint = $1 AND source = $2";
+        super::execute(db, sql, (fingerprint, source)).await?;
     }
     Ok(row)
 }
@@ -101,12 +92,9 @@ pub struct AnchorRow {
 
 /// Every trust anchor, admin's first, by label.
 pub async fn anchors<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<AnchorRow>> {
-    Ok(sqlx::query_as(
-        "SELECT fingerprint, source, label, subject, certificate, aaguids, not_after, added_at, added_by \
-         FROM trust_anchors ORDER BY CASE WHEN source = 'admin' THEN 0 ELSE 1 END, label, fingerprint",
-    )
-    .fetch_all(db)
-    .await?)
+    let sql = "SELECT fingerprint, source, label, subject, certificate, aaguids, not_after, added_at, added_by \
+         FROM trust_anchors ORDER BY CASE WHEN source = 'admin' THEN 0 ELSE 1 END, label, fingerprint";
+    super::fetch_all(db, sql, ()).await
 }
 
 /// The latest verified metadata blob.
@@ -126,11 +114,8 @@ pub struct BlobRow {
 
 /// The latest verified metadata blob, if one was loaded.
 pub async fn latest_blob<'c>(db: impl Executor<'c, Database = Any>) -> Result<Option<BlobRow>> {
-    Ok(sqlx::query_as(
-        "SELECT blob_no, next_update, next_update_ms, entries, loaded_at FROM mds_blobs ORDER BY blob_no DESC LIMIT 1",
-    )
-    .fetch_optional(db)
-    .await?)
+    let sql = "SELECT blob_no, next_update, next_update_ms, entries, loaded_at FROM mds_blobs ORDER BY blob_no DESC LIMIT 1";
+    super::fetch_optional(db, sql, ()).await
 }
 
 /// A model's attachment hints from the metadata (JSON array), if the model is known.

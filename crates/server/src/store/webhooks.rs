@@ -21,17 +21,8 @@ pub struct NewEvent<'a> {
 
 /// Queue an event, due now.
 pub async fn insert(db: &mut AnyConnection, e: &NewEvent<'_>, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox_events (id, sink, kind, person_id, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $6)",
-    )
-    .bind(e.id)
-    .bind(e.sink)
-    .bind(e.kind)
-    .bind(e.person_id)
-    .bind(e.body)
-    .bind(now)
-    .execute(db)
-    .await?;
+    let sql = "INSERT INTO outbox_events (id, sink, kind, person_id, body, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $6)";
+    super::execute(db, sql, (e.id, e.sink, e.kind, e.person_id, e.body, now)).await?;
     Ok(())
 }
 
@@ -69,15 +60,8 @@ pub async fn insert_key(
     private_key: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO service_keys (id, public_key, private_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id)
-    .bind(public_key)
-    .bind(private_key)
-    .bind(now)
-    .execute(db)
-    .await?;
+    let sql = "INSERT INTO service_keys (id, public_key, private_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING";
+    super::execute(db, sql, (id, public_key, private_key, now)).await?;
     Ok(())
 }
 
@@ -156,15 +140,8 @@ pub async fn due(db: &AnyPool, sinks: &[&str], now: i64) -> Result<Vec<DueEvent>
 
 /// Lease an event until `until` unless delivered or leased by another replica; whether leased.
 pub async fn lease(db: &AnyPool, id: &str, until: i64, now: i64) -> Result<bool> {
-    let leased = sqlx::query(
-        "UPDATE outbox_events SET lease_until = $1 WHERE id = $2 AND delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $3)",
-    )
-    .bind(until)
-    .bind(id)
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(leased.rows_affected() == 1)
+    let sql = "UPDATE outbox_events SET lease_until = $1 WHERE id = $2 AND delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $3)";
+    Ok(super::execute(db, sql, (until, id, now)).await? == 1)
 }
 
 /// An event was delivered at `at`.
@@ -187,22 +164,13 @@ pub async fn offboarding_acked(db: &mut AnyConnection, event_id: &str, at_us: i6
 
 /// A delivery failed; try again at `next_attempt_at`.
 pub async fn failed(db: &AnyPool, id: &str, error: &str, next_attempt_at: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE outbox_events SET attempts = attempts + 1, next_attempt_at = $1, lease_until = NULL, last_error = $2 WHERE id = $3",
-    )
-    .bind(next_attempt_at)
-    .bind(error)
-    .bind(id)
-    .execute(db)
-    .await?;
+    let sql = "UPDATE outbox_events SET attempts = attempts + 1, next_attempt_at = $1, lease_until = NULL, last_error = $2 WHERE id = $3";
+    super::execute(db, sql, (next_attempt_at, error, id)).await?;
     Ok(())
 }
 
 /// When the earliest undelivered event falls due, if any is queued.
 pub async fn next_due(db: &AnyPool) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar(
-        "SELECT MIN(next_attempt_at) AS t FROM outbox_events WHERE delivered_at IS NULL",
-    )
-    .fetch_one(db)
-    .await?)
+    let sql = "SELECT MIN(next_attempt_at) AS t FROM outbox_events WHERE delivered_at IS NULL";
+    super::fetch_value(db, sql, ()).await
 }
