@@ -12,15 +12,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{begin, finish, step_up, App, SoftKey};
+use common::{begin, finish, step_up, App, SoftKey, ENTERPRISE, PATCH_OP};
 use ed25519_dalek::Verifier as _;
 use keywarden_server::auth::Role;
 use keywarden_server::webhooks::Deliverer;
 use keywarden_server::AppState;
 use serde_json::{json, Value};
-
-const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
@@ -53,7 +50,7 @@ fn delivering(app: &App, port: u16) -> AppState {
 
 async fn hr_user(app: &App, hr: &str, name: &str) -> String {
     let (s, u) = app
-        .scim("POST", "/scim/v2/Users", hr, Some(json!({"userName": name, "externalId": format!("ext-{name}"), ENT: {"department": "Sales"}})))
+        .scim("POST", "/scim/v2/Users", hr, Some(json!({"userName": name, "externalId": format!("ext-{name}"), ENTERPRISE: {"department": "Sales"}})))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{u}");
     u["id"].as_str().unwrap().to_owned()
@@ -102,7 +99,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     // HR deactivates the person.
     let (s, v) = app
         .scim("PATCH", &format!("/scim/v2/Users/{person}"), &hr,
-            Some(json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]})))
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]})))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(

@@ -6,9 +6,7 @@ use axum::http::StatusCode;
 use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
-use crate::common::{begin, App, SoftKey};
-
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+use crate::common::{begin, App, SoftKey, PATCH_OP};
 
 async fn hr_person(app: &App, hr: &str, name: &str) -> String {
     let (s, u) = app
@@ -24,7 +22,7 @@ async fn hr_person(app: &App, hr: &str, name: &str) -> String {
 }
 
 fn patch(ops: Value) -> Option<Value> {
-    Some(json!({"schemas": [PATCH], "Operations": ops}))
+    Some(json!({"schemas": [PATCH_OP], "Operations": ops}))
 }
 
 fn deactivate() -> Option<Value> {

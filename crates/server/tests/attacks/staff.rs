@@ -7,10 +7,8 @@ use axum::http::StatusCode;
 use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
-use crate::common::{begin, finish, App, SoftKey};
+use crate::common::{begin, finish, App, SoftKey, PATCH_OP};
 use crate::refused;
-
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// A person from the HR feed.
 pub async fn hr_person(app: &App, hr: &str, name: &str) -> String {
@@ -33,7 +31,7 @@ pub async fn deactivate(app: &App, hr: &str, person: &str) {
             "PATCH",
             &format!("/scim/v2/Users/{person}"),
             hr,
-            Some(json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]})),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]})),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
