@@ -42,13 +42,7 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
     enrol(&app, &laptop, &eve, 2).await;
     // Contractors (a SCIM group) must hold a roaming hardware key; eve has two software keys.
     let hr = app.hr_feed().await;
-    let (s, _) = hr
-        .post(
-            "/scim/v2/Groups",
-            json!({"displayName": "Contractors", "members": [{"value": eve}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    hr.create_group("Contractors", &[&eve]).await;
     let (s, v) = app
         .call("PUT", "/api/v1/admin/populations/contractors", &app.admin,
             Some(json!({"priority": 1, "selector": {"kind": "group", "value": "contractors"},

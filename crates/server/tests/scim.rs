@@ -17,8 +17,8 @@ both_backends!(
     only_the_scim_role_may_use_scim,
 );
 
-/// Create (after the IdP's probe for an existing userName), group membership, PATCH_OP to change
-/// department, PATCH_OP active=false with a string boolean; the user stays readable.
+/// Create (after the IdP's probe for an existing userName), group membership, PATCH to change
+/// department, PATCH active=false with a string boolean; the user stays readable.
 async fn idp_conversation(app: App) {
     let hr = app.hr_feed().await;
     // 1. The IdP looks the user up first: nothing yet.
@@ -49,7 +49,7 @@ async fn idp_conversation(app: App) {
         .get("/scim/v2/Users?filter=externalId%20eq%20%2200u1%22")
         .await;
     assert_eq!(v["Resources"][0]["userName"], "ada@example.com");
-    // 3. Group, then membership by PATCH_OP add (Okta / Entra ID style).
+    // 3. Group, then membership by PATCH add (Okta / Entra ID style).
     let (s, g) = hr.post("/scim/v2/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Contractors", "members": []}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{g}");
@@ -60,7 +60,7 @@ async fn idp_conversation(app: App) {
     assert_eq!(g["members"][0]["value"], id.as_str());
     let (_, u) = hr.get(&format!("/scim/v2/Users/{id}")).await;
     assert_eq!(u["groups"][0]["display"], "Contractors");
-    // 4. PATCH_OP to change department: op name capitalised, URN path.
+    // 4. PATCH to change department: op name capitalised, URN path.
     let (s, u) = hr.patch(&format!("/scim/v2/Users/{id}"), json!({"schemas": [PATCH_OP], "Operations": [
                 {"op": "Replace", "path": format!("{ENTERPRISE}:department"), "value": "Operations"},
                 {"op": "replace", "path": "emails[type eq \"work\"].value", "value": "ada.l@example.com"},
@@ -73,7 +73,7 @@ async fn idp_conversation(app: App) {
         u[ENTERPRISE]["employeeNumber"], "E1001",
         "untouched attributes stay"
     );
-    // 5. Deactivate: path-less PATCH_OP with a value object and a string boolean.
+    // 5. Deactivate: path-less PATCH with a value object and a string boolean.
     let (s, u) = hr.patch(&format!("/scim/v2/Users/{id}"), json!({"schemas": [PATCH_OP], "Operations": [{"op": "Replace", "value": {"active": "False"}}]}))
         .await;
     assert_eq!(s, StatusCode::OK, "{u}");
@@ -124,20 +124,10 @@ type BadCase = (&'static str, String, Vec<u8>, u16, Option<&'static str>);
 
 async fn bad_bodies_are_refused_and_change_nothing(app: App) {
     let hr = app.hr_feed().await;
-    let (_, u) = hr
-        .post(
-            "/scim/v2/Users",
-            common::scim_user("grace@example.com", "00u9", "Navy"),
-        )
+    let id = hr
+        .create_user(common::scim_user("grace@example.com", "00u9", "Navy"))
         .await;
-    let id = u["id"].as_str().unwrap().to_owned();
-    let (_, g) = hr
-        .post(
-            "/scim/v2/Groups",
-            json!({"displayName": "Employees", "members": [{"value": id}]}),
-        )
-        .await;
-    let gid = g["id"].as_str().unwrap().to_owned();
+    let gid = hr.create_group("Employees", &[&id]).await;
     let before = common::directory_state(&app).await;
     let user_path = format!("/scim/v2/Users/{id}");
     let group_path = format!("/scim/v2/Groups/{gid}");

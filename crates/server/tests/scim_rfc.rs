@@ -104,7 +104,7 @@ async fn every_attribute_is_kept_and_returned_as_sent(app: App) {
         app.rows(&format!("SELECT user_name, display_name, external_id, department, user_type, employee_number, email FROM people WHERE id = '{id}'")).await,
         vec!["kj@example.com|Katherine Johnson|00u7|Analysis|Employee|E42|kj@example.com".to_owned()]
     );
-    // Entra ID's PATCH_OP: a mobile number by filtered path, the manager by id alone, a sub-attribute.
+    // Entra ID's PATCH: a mobile number by filtered path, the manager by id alone, a sub-attribute.
     let (s, u) = hr.patch(&format!("/scim/v2/Users/{id}"), json!({"schemas": [PATCH_OP], "Operations": [
                 {"op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555 0123"},
                 {"op": "Add", "path": "phoneNumbers[type eq \"fax\"].value", "value": "+1 555 0111"},
@@ -194,19 +194,14 @@ async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
     let hr = app.hr_feed().await;
     let (_, id) = create_full_user(&hr, "mj@example.com").await;
     let path = format!("/scim/v2/Users/{id}");
-    let (_, g) = hr
-        .post(
-            "/scim/v2/Groups",
-            json!({"displayName": "Computers", "members": [{"value": id}]}),
-        )
-        .await;
-    let group_path = format!("/scim/v2/Groups/{}", g["id"].as_str().unwrap());
+    let gid = hr.create_group("Computers", &[&id]).await;
+    let group_path = format!("/scim/v2/Groups/{gid}");
     let stored = scim_row(&app, &id).await;
     let (_, shown) = hr.get(&path).await;
     let groups_before = common::directory_state(&app).await;
     let deactivate = json!({"op": "replace", "path": "active", "value": false});
     let rename = json!({"op": "replace", "path": "displayName", "value": "Changed"});
-    // method, path, body, scimType. Each PATCH_OP starts with a valid operation: nothing is applied.
+    // method, path, body, scimType. Each PATCH starts with a valid operation: nothing is applied.
     let cases: Vec<(&str, &str, Value, &str)> = vec![
         (
             "PATCH",
@@ -382,14 +377,8 @@ async fn attributes_and_excluded_attributes_on_every_read(app: App) {
         .await;
     assert!(page["Resources"][0].get("addresses").is_none());
     assert_eq!(page["Resources"][0]["title"], "Research Mathematician");
-    // Groups: members excluded (what Entra ID asks before a PATCH_OP), or only displayName.
-    let (_, g) = hr
-        .post(
-            "/scim/v2/Groups",
-            json!({"displayName": "Analysts", "members": [{"value": id}]}),
-        )
-        .await;
-    let gid = g["id"].as_str().unwrap().to_owned();
+    // Groups: members excluded (what Entra ID asks before a PATCH), or only displayName.
+    let gid = hr.create_group("Analysts", &[&id]).await;
     let (_, g) = hr
         .get(&format!("/scim/v2/Groups/{gid}?excludedAttributes=members"))
         .await;
@@ -463,16 +452,12 @@ async fn create_answers_with_the_location_of_the_resource(app: App) {
 }
 
 /// A person provisioned before `scim_attributes` existed (the column is NULL) reads from the
-/// columns, and the first PATCH_OP keeps what the columns held.
+/// columns, and the first PATCH keeps what the columns held.
 async fn people_provisioned_before_attributes_were_kept(app: App) {
     let hr = app.hr_feed().await;
-    let (_, created) = hr
-        .post(
-            "/scim/v2/Users",
-            common::scim_user("old@example.com", "00u3", "Legal"),
-        )
+    let id = hr
+        .create_user(common::scim_user("old@example.com", "00u3", "Legal"))
         .await;
-    let id = created["id"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE people SET scim_attributes = NULL WHERE id = $1")
         .bind(&id)
         .execute(&app.state.db)

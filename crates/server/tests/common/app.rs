@@ -502,4 +502,17 @@ impl ScimClient<'_> {
         assert_eq!(s, StatusCode::CREATED, "{v}");
         v["id"].as_str().unwrap().to_owned()
     }
+
+    /// Create the group `name` with the people `members`, which must succeed; returns its id.
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
+        let (s, v) = self
+            .post(
+                "/scim/v2/Groups",
+                json!({"displayName": name, "members": members}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
 }
