@@ -8,6 +8,8 @@
 //! `KEYWARDEN_BENCH_SCALE` scales the count.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,25 +29,10 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// A fresh database, on PostgreSQL only when `KEYWARDEN_BENCH_POSTGRES_URL` is set.
 async fn fresh(backend: &str) -> Option<(AnyPool, Option<tempfile::TempDir>)> {
-    if backend == "sqlite" {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = db::connect(&db::sqlite_url(&dir.path().join("bench.db")))
-            .await
-            .unwrap();
-        return Some((pool, Some(dir)));
-    }
-    let base = std::env::var("KEYWARDEN_BENCH_POSTGRES_URL").ok()?;
-    use sqlx::Connection as _;
-    let name = format!("kw_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&base).unwrap();
-    url.set_path(&name);
-    Some((db::connect(url.as_str()).await.unwrap(), None))
+    let (url, dir) = support::fresh_database(backend, &["KEYWARDEN_BENCH_POSTGRES_URL"]).await?;
+    Some((db::connect(&url).await.unwrap(), dir))
 }
 
 /// People with two credentials, an open ticket and a bound laptop each, inserted directly.
