@@ -498,11 +498,7 @@ fn every_page_is_accessible_and_screenshotted() {
 /// Make every web session's proof of `person` old, as five minutes passing would.
 fn age_proofs(server: &Server, person: &str) {
     use sqlx::Connection as _;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    crate::app::block_on(async {
         let url = format!("sqlite://{}", server.db_path().display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         let done = sqlx::query("UPDATE web_sessions SET proof_expires_at = 0 WHERE person_id = ?")

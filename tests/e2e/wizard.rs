@@ -13,7 +13,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use keywarden_e2e::{Laptop, Server};
 
-use crate::app::{screenshot_dir, Driver};
+use crate::app::{block_on, screenshot_dir, Driver};
 
 const PIN: &str = "2468-1357";
 
@@ -34,6 +34,11 @@ fn bound(server: &Server) -> Vec<(String, Vec<String>)> {
     .collect()
 }
 
+/// What enrolment binds is still `before`: `what` bound nothing.
+fn assert_nothing_bound(server: &Server, before: &[(String, Vec<String>)], what: &str) {
+    assert_eq!(off(|| bound(server)), before, "{what}");
+}
+
 /// Run blocking test helpers (database snapshots, admin calls) off the async driver thread.
 pub(crate) fn off<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().unwrap())
@@ -47,18 +52,11 @@ pub(crate) fn in_window(laptop: &Laptop, steps: impl AsyncFnOnce(&Ui)) {
 
 /// [`in_window`] with a driver of the caller's choosing (one started with extra environment).
 pub(crate) fn in_window_with(driver: Driver, steps: impl AsyncFnOnce(&Ui)) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
+    block_on(async {
+        let ui = Ui::open(&driver, &[]).await;
+        ui.wait_reporting().await;
         steps(&ui).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
+        ui.close().await;
     });
 }
 
@@ -68,6 +66,39 @@ pub(crate) struct Ui {
 }
 
 impl Ui {
+    /// A window of the app under `driver`, started with `args` (e.g. a `keywarden://` link).
+    pub(crate) async fn open(driver: &Driver, args: &[String]) -> Ui {
+        Ui {
+            c: driver.session(args).await,
+        }
+    }
+
+    /// Wait until the window shows the service it reports to.
+    pub(crate) async fn wait_reporting(&self) {
+        self.wait_text("#status", "Reporting to http://127.0.0.1")
+            .await;
+    }
+
+    /// Close the window. WebKitWebDriver may not answer once the app has gone, so this does not
+    /// wait on it for long.
+    pub(crate) async fn close(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.c.clone().close()).await;
+    }
+
+    /// Whether the key `id` in the key list cannot be used as the new key.
+    pub(crate) async fn key_disabled(&self, id: &str) -> bool {
+        self.c
+            .find(Locator::Css(&format!(
+                "li[data-key-id=\"{id}\"] [data-action=use]"
+            )))
+            .await
+            .unwrap()
+            .attr("disabled")
+            .await
+            .unwrap()
+            .is_some()
+    }
+
     /// Use the key `id` from the key list as the new key.
     pub(crate) async fn use_key(&self, id: &str) {
         self.click(&format!("li[data-key-id=\"{id}\"] [data-action=use]"))
@@ -79,6 +110,12 @@ impl Ui {
         self.wait_text("#step-title", "Choose a PIN").await;
         self.type_into("#new-pin", pin).await;
         self.type_into("#new-pin-again", pin).await;
+    }
+
+    /// On "Choose a PIN", set `pin` as the new PIN and go on.
+    pub(crate) async fn set_new_pin(&self, pin: &str) {
+        self.choose_pin(pin).await;
+        self.click("#pin-continue").await;
     }
 
     pub(crate) async fn text(&self, css: &str) -> String {
@@ -192,11 +229,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
             "a way forward"
         );
         ui.shot("02-ticket-expired").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before_expired,
-            "expired ticket changed nothing"
-        );
+        assert_nothing_bound(&server, &before_expired, "expired ticket changed nothing");
         ui.click("#error-action").await;
 
         // 2. The real ticket: whose enrolment it is, and both keys, live.
@@ -233,9 +266,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         ui.wait_text("#pin-problem", "not the same").await;
         ui.check_accessible("new PIN").await;
         ui.shot("04-new-pin-mismatch").await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
-        ui.click("#pin-continue").await;
+        ui.set_new_pin(PIN).await;
         // The touch step shows while the key works; the soft key answers at once, so it may
         // already be past it.
         if ui.text("#touch-now").await.contains("Touch") {
@@ -262,17 +293,10 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
             .wait_text("#key-list", "Already enrolled in this session")
             .await;
         assert!(list.contains("software key"), "{list}");
-        let disabled =
-            ui.c.find(Locator::Css(&format!(
-                "li[data-key-id=\"{}\"] [data-action=use]",
-                keys[0]
-            )))
-            .await
-            .unwrap()
-            .attr("disabled")
-            .await
-            .unwrap();
-        assert!(disabled.is_some(), "the same key cannot be the backup");
+        assert!(
+            ui.key_disabled(&keys[0]).await,
+            "the same key cannot be the backup"
+        );
         ui.shot("07-choose-backup").await;
         ui.use_key(&keys[1]).await;
         ui.choose_pin(PIN).await;
@@ -282,18 +306,16 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         let err = ui.wait_text("#error", "removed").await;
         assert!(err.contains("Nothing was saved"), "{err}");
         ui.shot("08-key-removed").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before_removed,
-            "a key removed mid-way binds nothing"
+        assert_nothing_bound(
+            &server,
+            &before_removed,
+            "a key removed mid-way binds nothing",
         );
         keywarden_keys::soft::simulate_replug(&laptop.soft_keys[1]).unwrap();
         ui.click("#error-action").await;
         ui.wait_text("#key-list", "no PIN yet").await;
         ui.use_key(&keys[1]).await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
-        ui.click("#pin-continue").await;
+        ui.set_new_pin(PIN).await;
         ui.wait_text("#enrolled", "verified").await;
         let cov = ui.wait_text("#coverage", "2 of 2").await;
         assert!(
@@ -321,11 +343,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         ui.click("[data-action=cancel]").await;
         ui.wait_text("#person", "Grace Hopper").await;
         ui.wait_text("#key-list", "PIN set, 8 attempts left").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before_cancel,
-            "cancelling changed nothing"
-        );
+        assert_nothing_bound(&server, &before_cancel, "cancelling changed nothing");
         ui.use_key(&keys[0]).await;
         ui.wait_text("#step-title", "Enter the key's PIN").await;
         let before_wrong = off(|| bound(&server));
@@ -339,11 +357,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         );
         assert_eq!(ui.text("#error-action").await, "Try the PIN again");
         ui.shot("11-wrong-pin").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before_wrong,
-            "a wrong PIN changed nothing"
-        );
+        assert_nothing_bound(&server, &before_wrong, "a wrong PIN changed nothing");
         ui.click("#error-action").await;
         ui.type_into("#pin", PIN).await;
         ui.click("#pin-continue").await;
@@ -426,15 +440,8 @@ fn an_enrol_link_opens_the_wizard_with_its_ticket() {
     let (server, laptop, ada, _) = crate::flow::ada_with_a_laptop(1);
     let ticket = server.ticket(&ada, None);
     let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = driver
-            .session(&[format!("keywarden://enrol?ticket={ticket}")])
-            .await;
-        let ui = Ui { c };
+    block_on(async {
+        let ui = Ui::open(&driver, &[format!("keywarden://enrol?ticket={ticket}")]).await;
         ui.wait_text("#wizard", "A ticket arrived from an enrolment link")
             .await;
         let page = ui.text("body").await;
@@ -446,7 +453,7 @@ fn an_enrol_link_opens_the_wizard_with_its_ticket() {
         ui.click("#ticket-continue").await;
         let person = ui.wait_text("#person", "Ada Lovelace").await;
         assert!(person.contains("0 of 2"), "{person}");
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+        ui.close().await;
     });
     drop(driver);
 }
@@ -467,19 +474,11 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
     let first = server.ticket(&ada, None);
     let second = server.ticket(&ada, None);
     let grace_ticket = server.ticket(&grace, None);
-    let use_key = |id: &str| format!("li[data-key-id=\"{id}\"] [data-action=use]");
 
     let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
+    block_on(async {
+        let ui = Ui::open(&driver, &[]).await;
+        ui.wait_reporting().await;
 
         // 1. Nobody touches the key in time: a sentence saying so, "Try again", nothing bound.
         ui.type_into("#ticket", &first).await;
@@ -494,11 +493,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         assert!(err.contains("touch the key when it blinks"), "{err}");
         assert_eq!(ui.text("#error-action").await, "Try again");
         ui.shot("15-touch-timeout").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before,
-            "a touch timeout binds nothing"
-        );
+        assert_nothing_bound(&server, &before, "a touch timeout binds nothing");
         // Touched this time. The PIN chosen before the timeout is on the key now, so the step
         // asks for it rather than for a new one.
         keywarden_keys::soft::simulate_touch_again(&laptop.soft_keys[0]).unwrap();
@@ -513,10 +508,8 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         // 2. Another day (the window closed, opened again) with a new ticket: Ada has a key
         //    now, so the ticket alone is refused, and the window leads her to confirm it is her
         //    with that key; it is then not offered as the new one.
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
+        ui.close().await;
+        let ui = Ui::open(&driver, &[]).await;
         ui.wait_text("#step-title", "Redeem your enrolment ticket")
             .await;
         let before = off(|| bound(&server));
@@ -526,11 +519,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         assert!(err.contains("confirm it is you"), "{err}");
         assert_eq!(ui.text("#error-action").await, "Confirm with a key I have");
         ui.shot("16-ticket-alone-for-someone-with-a-key").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before,
-            "the ticket alone binds nothing"
-        );
+        assert_nothing_bound(&server, &before, "the ticket alone binds nothing");
         ui.click("#error-action").await;
         ui.wait_text("#step-title", "Add a key").await;
         ui.click(&format!(
@@ -544,15 +533,8 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         assert!(person.contains("You have 1 of 2"), "{person}");
         ui.wait_text("#key-list", "You confirmed with this key")
             .await;
-        let disabled =
-            ui.c.find(Locator::Css(&use_key(&keys[0])))
-                .await
-                .unwrap()
-                .attr("disabled")
-                .await
-                .unwrap();
         assert!(
-            disabled.is_some(),
+            ui.key_disabled(&keys[0]).await,
             "the key confirmed with is not the new one"
         );
 
@@ -571,18 +553,13 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         assert_eq!(ui.text("#error-action").await, "Try again");
         ui.shot("17-service-unreachable").await;
         off(|| server.restart());
-        assert_eq!(
-            off(|| bound(&server)),
-            before,
-            "nothing changed during the outage"
-        );
+        assert_nothing_bound(&server, &before, "nothing changed during the outage");
         ui.click("#error-action").await;
         let step = ui.text("#step-title").await;
         if step.contains("Enter the key's PIN") {
             ui.type_into("#pin", PIN).await;
         } else {
-            ui.type_into("#new-pin", PIN).await;
-            ui.type_into("#new-pin-again", PIN).await;
+            ui.choose_pin(PIN).await;
         }
         ui.click("#pin-continue").await;
         ui.wait_text("#coverage", "You have 2 of 2 required authenticators.")
@@ -625,15 +602,11 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         );
         assert_eq!(ui.text("#error-action").await, "Use another key");
         ui.shot("19-pin-blocked").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before,
-            "a blocked PIN binds nothing"
-        );
+        assert_nothing_bound(&server, &before, "a blocked PIN binds nothing");
         ui.click("#error-action").await;
         ui.wait_text("#key-list", "software key").await;
 
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+        ui.close().await;
     });
     drop(driver);
 }
