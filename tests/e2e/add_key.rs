@@ -112,10 +112,7 @@ fn in_the_window_a_ticket_refused_for_someone_with_a_key_leads_to_adding_one_wit
         ui.wait_text("#key-list", "You confirmed with this key")
             .await;
         ui.save_shot("add-key-03-new-key").await;
-        ui.use_key(&keys[1]).await;
-        ui.choose_pin(PIN).await;
-        ui.click("#pin-continue").await;
-        ui.wait_text("#enrolled", "verified").await;
+        ui.enrol_new_key(&keys[1], PIN).await;
         let cov = ui.text("#coverage").await;
         assert!(
             cov.contains("You have 2 of 2 required authenticators."),

@@ -170,10 +170,7 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
             "the ticket is never shown"
         );
         ui.wait_text("#key-list", "no PIN yet").await;
-        ui.use_key(&keys[2]).await;
-        ui.choose_pin(PIN).await;
-        ui.click("#pin-continue").await;
-        ui.wait_text("#enrolled", "verified").await;
+        ui.enrol_new_key(&keys[2], PIN).await;
         ui.wait_text("#lost-revoked", "revoked now").await;
         ui.wait_text("#coverage", "You have 2 of 2 required authenticators.")
             .await;

@@ -118,6 +118,14 @@ impl Ui {
         self.click("#pin-continue").await;
     }
 
+    /// Enrol the key `id` from the key list as the new key, with the new PIN `pin`, and wait
+    /// until the service verified it.
+    pub(crate) async fn enrol_new_key(&self, id: &str, pin: &str) {
+        self.use_key(id).await;
+        self.set_new_pin(pin).await;
+        self.wait_text("#enrolled", "verified").await;
+    }
+
     pub(crate) async fn text(&self, css: &str) -> String {
         match self.c.find(Locator::Css(css)).await {
             Ok(el) => el.text().await.unwrap_or_default(),
@@ -314,9 +322,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         keywarden_keys::soft::simulate_replug(&laptop.soft_keys[1]).unwrap();
         ui.click("#error-action").await;
         ui.wait_text("#key-list", "no PIN yet").await;
-        ui.use_key(&keys[1]).await;
-        ui.set_new_pin(PIN).await;
-        ui.wait_text("#enrolled", "verified").await;
+        ui.enrol_new_key(&keys[1], PIN).await;
         let cov = ui.wait_text("#coverage", "2 of 2").await;
         assert!(
             cov.contains("You have 2 of 2 required authenticators."),

@@ -78,10 +78,7 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
             ui.type_into("#ticket", &ticket).await;
             ui.click("#ticket-continue").await;
             ui.wait_text("#person", "Ada Lovelace").await;
-            ui.use_key(&keys[0]).await;
-            ui.choose_pin(PIN).await;
-            ui.click("#pin-continue").await;
-            ui.wait_text("#enrolled", "verified").await;
+            ui.enrol_new_key(&keys[0], PIN).await;
             ui.wait_text("#coverage", "You have 1 of 2").await;
 
             // The offer, after the key and beside "Enrol a backup key"; nothing opened yet.
@@ -151,9 +148,7 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
             ui.click("#backup").await;
             ui.wait_text("#key-list", "no PIN yet").await;
             ui.use_key(&keys[1]).await;
-            ui.type_into("#new-pin", PIN).await;
-            ui.type_into("#new-pin-again", PIN).await;
-            ui.click("#pin-continue").await;
+            ui.set_new_pin(PIN).await;
             ui.wait_text("#coverage", "You have 2 of 2").await;
             ui.click("#finish").await;
             ui.wait_text("#summary", "2 of 2").await;

@@ -241,6 +241,20 @@ impl Server {
         }
     }
 
+    /// Send `req`, which must be refused with `status` and error `code` and change nothing;
+    /// returns the error body.
+    pub fn refuses(&self, req: &SignedRequest, status: u16, code: &str) -> Value {
+        let before = self.snapshot();
+        let (s, v) = req.send(&self.url);
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{v}"
+        );
+        assert_eq!(self.snapshot(), before, "{code}: nothing changed");
+        v
+    }
+
     /// Every row of every table, as text, for "nothing changed" assertions.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<String>> {
         snapshot_sqlite(&self.db_path())
