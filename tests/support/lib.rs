@@ -336,9 +336,7 @@ pub const SOFT_KEY_ROOT_LABEL: &str = "software key (test/demo) root";
 
 /// The attestation batch every soft key of a [`Laptop`] belongs to.
 pub fn soft_key_batch() -> &'static keywarden_keys::soft::AttestationBatch {
-    static BATCH: std::sync::OnceLock<keywarden_keys::soft::AttestationBatch> =
-        std::sync::OnceLock::new();
-    BATCH.get_or_init(|| keywarden_keys::soft::AttestationBatch::generate().unwrap())
+    keywarden_keys::soft::AttestationBatch::shared().unwrap()
 }
 
 /// One laptop: an agent home folder and its software keys (test/demo).
