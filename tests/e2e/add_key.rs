@@ -12,9 +12,8 @@ const PIN: &str = "2468-1357";
 
 /// The person's credentials on the service.
 fn credentials(server: &Server, person: &str) -> usize {
-    let (_, all) = server.admin("GET", "/api/v1/admin/credentials", None);
-    all.as_array()
-        .unwrap()
+    server
+        .credentials()
         .iter()
         .filter(|c| c["person_id"] == person)
         .count()
@@ -92,12 +91,7 @@ fn in_the_window_a_ticket_refused_for_someone_with_a_key_leads_to_adding_one_wit
         ui.wait_text("#step-title", "Add a key").await;
         ui.wait_text("#prove-key-list", "It can be the new key")
             .await;
-        ui.click(&format!(
-            "#prove-key-list li[data-key-id=\"{}\"] input",
-            keys[0]
-        ))
-        .await;
-        ui.type_into("#prove-pin", PIN).await;
+        ui.confirm_with_key(&keys[0], PIN).await;
         ui.check_accessible("add a key: confirm").await;
         ui.save_shot("add-key-02-confirm").await;
         ui.click("#prove-continue").await;

@@ -99,6 +99,21 @@ impl Ui {
             .is_some()
     }
 
+    /// The window says the service cannot be reached and that nothing was changed.
+    pub(crate) async fn says_service_unreachable(&self) {
+        let err = self
+            .wait_text("#error", "Cannot reach the Keywarden service")
+            .await;
+        assert!(err.contains("nothing was changed"), "{err}");
+    }
+
+    /// On "Add a key", confirm with the key `id` the person already has, and its PIN `pin`.
+    pub(crate) async fn confirm_with_key(&self, id: &str, pin: &str) {
+        self.click(&format!("#prove-key-list li[data-key-id=\"{id}\"] input"))
+            .await;
+        self.type_into("#prove-pin", pin).await;
+    }
+
     /// Use the key `id` from the key list as the new key.
     pub(crate) async fn use_key(&self, id: &str) {
         self.click(&format!("li[data-key-id=\"{id}\"] [data-action=use]"))
@@ -528,12 +543,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         assert_nothing_bound(&server, &before, "the ticket alone binds nothing");
         ui.click("#error-action").await;
         ui.wait_text("#step-title", "Add a key").await;
-        ui.click(&format!(
-            "#prove-key-list li[data-key-id=\"{}\"] input",
-            keys[0]
-        ))
-        .await;
-        ui.type_into("#prove-pin", PIN).await;
+        ui.confirm_with_key(&keys[0], PIN).await;
         ui.click("#prove-continue").await;
         let person = ui.wait_text("#person", "Ada Lovelace").await;
         assert!(person.contains("You have 1 of 2"), "{person}");
@@ -552,10 +562,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         let before = off(|| bound(&server));
         off(|| server.stop());
         ui.click("#pin-continue").await;
-        let err = ui
-            .wait_text("#error", "Cannot reach the Keywarden service")
-            .await;
-        assert!(err.contains("nothing was changed"), "{err}");
+        ui.says_service_unreachable().await;
         assert_eq!(ui.text("#error-action").await, "Try again");
         ui.shot("17-service-unreachable").await;
         off(|| server.restart());

@@ -172,6 +172,24 @@ impl Server {
         )
     }
 
+    /// Every credential, as the admin API lists them.
+    pub fn credentials(&self) -> Vec<Value> {
+        let (s, v) = self.admin("GET", "/api/v1/admin/credentials", None);
+        assert_eq!(s, 200, "{v}");
+        v.as_array().unwrap().clone()
+    }
+
+    /// The service's status of the credential `id` (active, suspended, revoked).
+    pub fn credential_status(&self, id: &str) -> String {
+        let all = self.credentials();
+        all.iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no credential {id}: {all:?}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// An admin POST that must create what it sends (201); returns what was created.
     pub fn admin_create(&self, path: &str, body: Value) -> Value {
         let (s, v) = self.admin("POST", path, Some(body));
