@@ -260,7 +260,7 @@ async fn discovery_and_paging(app: App) {
 async fn only_the_scim_role_may_use_scim(app: App) {
     for role in [Role::Admin, Role::Helpdesk, Role::Auditor] {
         let t = app.token(role).await;
-        let (s, v) = app.scim("GET", "/scim/v2/Users", &t, None).await;
+        let (s, v) = app.scim_as(t).get("/scim/v2/Users").await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{role:?}");
         assert_eq!(
             v["schemas"][0],

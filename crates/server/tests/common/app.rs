@@ -267,32 +267,14 @@ impl App {
         (s, v)
     }
 
-    /// A SCIM call with the given token.
-    pub async fn scim(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (s, ct, v) = self
-            .json(method, path, token, "application/scim+json", body)
-            .await;
-        if s != StatusCode::NO_CONTENT && s.as_u16() != 401 {
-            assert!(
-                ct.starts_with("application/scim+json"),
-                "{method} {path}: content type {ct}"
-            );
-        }
-        (s, v)
+    /// SCIM calls with `token`, of whichever role: the service decides what it may do.
+    pub fn scim_as(&self, token: String) -> ScimClient<'_> {
+        ScimClient { app: self, token }
     }
 
     /// The HR feed: a SCIM client with a fresh token of the SCIM role.
     pub async fn hr_feed(&self) -> ScimClient<'_> {
-        ScimClient {
-            app: self,
-            token: self.token(Role::Scim).await,
-        }
+        self.scim_as(self.token(Role::Scim).await)
     }
 
     /// A person from the HR feed (SCIM), as staff must be.
@@ -307,7 +289,7 @@ impl App {
         .await
         .unwrap()
         .token;
-        let hr = ScimClient { app: self, token };
+        let hr = self.scim_as(token);
         hr.create_user(json!({"userName": user_name, "displayName": user_name}))
             .await
     }
@@ -460,7 +442,7 @@ pub fn error_message(body: &Value) -> &str {
 }
 
 /// SCIM calls as the HR feed sends them, with its token; every answer but 204 and 401 is checked
-/// to carry SCIM's content type (see [`App::scim`]).
+/// to carry SCIM's content type.
 pub struct ScimClient<'a> {
     app: &'a App,
     token: String,
@@ -473,7 +455,17 @@ impl ScimClient<'_> {
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.app.scim(method, path, &self.token, body).await
+        let (s, ct, v) = self
+            .app
+            .json(method, path, &self.token, "application/scim+json", body)
+            .await;
+        if s != StatusCode::NO_CONTENT && s.as_u16() != 401 {
+            assert!(
+                ct.starts_with("application/scim+json"),
+                "{method} {path}: content type {ct}"
+            );
+        }
+        (s, v)
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
