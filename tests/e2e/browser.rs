@@ -101,6 +101,47 @@ fn staff_service() -> (Server, String) {
     (server, ana)
 }
 
+/// Ana, in the [`staff_service`], runs the browser scenario `script` with a fresh enrolment
+/// ticket of hers; returns the service and her id.
+fn ana_with_a_ticket_runs(script: &str) -> (Server, String) {
+    let (server, ana) = staff_service();
+    let ticket = server.ticket(&ana, None);
+    run_scenario(&server, script, &[("KW_TICKET", &ticket)], |_| {});
+    (server, ana)
+}
+
+/// Run `script`, which reaches the checkpoint `checkpoint` once; what it does after that
+/// (`what`) must change nothing on the service.
+fn run_changing_nothing_after(
+    server: &Server,
+    script: &str,
+    env: &[(&str, &str)],
+    checkpoint: &str,
+    what: &str,
+) {
+    let mut before = None;
+    run_scenario(server, script, env, |at| {
+        assert_eq!(at, checkpoint);
+        before = Some(server.snapshot());
+    });
+    let before = before.expect("the scenario reached its checkpoint");
+    assert_unchanged(server, &before, what);
+}
+
+/// The service's tables are as `before`: `what` changed nothing.
+fn assert_unchanged(
+    server: &Server,
+    before: &std::collections::BTreeMap<String, Vec<String>>,
+    what: &str,
+) {
+    let after = server.snapshot();
+    assert!(
+        *before == after,
+        "{what} changed:\n{}",
+        diff(before, &after)
+    );
+}
+
 /// One person from the HR feed in `department`; returns their id.
 fn person(server: &Server, user: &str, department: &str) -> String {
     server
@@ -169,15 +210,7 @@ fn diff(
 
 #[test]
 fn enrolment_link_adds_a_laptop_passkey() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(
-        &server,
-        "enrol-laptop.mjs",
-        &[("KW_TICKET", &ticket)],
-        |_| {},
-    );
+    let (server, ana) = ana_with_a_ticket_runs("enrol-laptop.mjs");
 
     let laptop = credential_in_class(&server, &ana, "platform");
     assert_eq!(laptop["enrolled_via"], "browser", "{laptop}");
@@ -253,24 +286,13 @@ fn reporting_someone_elses_key_lost_is_refused_and_changes_nothing() {
     let ben = person(&server, "ben", "Engineering");
     let ana_ticket = server.ticket(&ana, None);
     let ben_ticket = server.ticket(&ben, None);
-    let mut before = None;
 
-    run_scenario(
+    run_changing_nothing_after(
         &server,
         "someone-elses-key.mjs",
         &[("KW_TICKET", &ana_ticket), ("KW_OTHER_TICKET", &ben_ticket)],
-        |at| {
-            assert_eq!(at, "before-foreign-report");
-            before = Some(server.snapshot());
-        },
-    );
-
-    let before = before.expect("the scenario reached its checkpoint");
-    let after = server.snapshot();
-    assert!(
-        before == after,
-        "a refused report changed:\n{}",
-        diff(&before, &after)
+        "before-foreign-report",
+        "a refused report",
     );
     let ben_laptop = credential_in_class(&server, &ben, "platform");
     assert_eq!(ben_laptop["status"], "active", "{ben_laptop}");
@@ -289,12 +311,7 @@ fn enrolment_link_for_someone_with_a_key_needs_the_step_up() {
         &[("KW_TICKET", &ticket)],
         |_| {},
     );
-    let after = server.snapshot();
-    assert!(
-        before == after,
-        "a refused redemption changed:\n{}",
-        diff(&before, &after)
-    );
+    assert_unchanged(&server, &before, "a refused redemption");
     let creds = credentials_of(&server, &ana);
     assert_eq!(creds.len(), 1, "{creds:#?}");
     assert_eq!(creds[0]["device_class"], "software", "{creds:#?}");
@@ -402,15 +419,7 @@ fn synced_passkeys_follow_the_population_policy() {
 
 #[test]
 fn key_reported_lost_after_signing_in_with_another() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(
-        &server,
-        "report-lost.mjs",
-        &[("KW_TICKET", &ticket)],
-        |_| {},
-    );
+    let (server, ana) = ana_with_a_ticket_runs("report-lost.mjs");
 
     let phone = credential_in_class(&server, &ana, "phone");
     assert_ne!(phone["status"], "active", "{phone}");
@@ -420,10 +429,7 @@ fn key_reported_lost_after_signing_in_with_another() {
 
 #[test]
 fn passkey_renamed_on_the_home_page() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(&server, "rename.mjs", &[("KW_TICKET", &ticket)], |_| {});
+    let (server, ana) = ana_with_a_ticket_runs("rename.mjs");
 
     let laptop = credential_in_class(&server, &ana, "platform");
     assert_eq!(laptop["name"], "Desk laptop", "{laptop}");
@@ -431,34 +437,20 @@ fn passkey_renamed_on_the_home_page() {
 
 #[test]
 fn old_cookie_is_refused_after_sign_out() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(
-        &server,
-        "sign-out-replay.mjs",
-        &[("KW_TICKET", &ticket)],
-        |_| {},
-    );
+    ana_with_a_ticket_runs("sign-out-replay.mjs");
 }
 
 #[test]
 fn cross_site_form_post_is_refused_and_changes_nothing() {
     let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
-    let mut before = None;
 
-    run_scenario(&server, "cross-site.mjs", &[("KW_TICKET", &ticket)], |at| {
-        assert_eq!(at, "before-forged-posts");
-        before = Some(server.snapshot());
-    });
-
-    let before = before.expect("the scenario reached its checkpoint");
-    let after = server.snapshot();
-    assert!(
-        before == after,
-        "a forged post changed:\n{}",
-        diff(&before, &after)
+    run_changing_nothing_after(
+        &server,
+        "cross-site.mjs",
+        &[("KW_TICKET", &ticket)],
+        "before-forged-posts",
+        "a forged post",
     );
     for c in credentials_of(&server, &ana) {
         assert_eq!(c["status"], "active", "{c}");
@@ -489,10 +481,7 @@ fn offboarding_revokes_browser_passkeys_and_ends_the_session() {
 
 #[test]
 fn every_page_is_accessible_and_screenshotted() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(&server, "pages.mjs", &[("KW_TICKET", &ticket)], |_| {});
+    ana_with_a_ticket_runs("pages.mjs");
 }
 
 /// Make every web session's proof of `person` old, as five minutes passing would.
