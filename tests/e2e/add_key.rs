@@ -97,11 +97,8 @@ fn in_the_window_a_ticket_refused_for_someone_with_a_key_leads_to_adding_one_wit
         ui.click("#prove-continue").await;
 
         // 3. The new key, as in the wizard; the key she confirmed with is not offered.
-        let person = ui.wait_text("#person", "Ada Lovelace").await;
-        assert!(
-            person.contains("You have 1 of 2 required authenticators."),
-            "{person}"
-        );
+        ui.enrolment_for("Ada Lovelace", "You have 1 of 2 required authenticators.")
+            .await;
         ui.wait_text("#step-title", "Plug in the new key").await;
         ui.wait_text("#key-list", "You confirmed with this key")
             .await;

@@ -99,6 +99,14 @@ impl Ui {
             .is_some()
     }
 
+    /// Wait until the wizard shows whose enrolment it is (`name`), and check it says how many
+    /// authenticators they have (`holds`, e.g. "You have 1 of 2").
+    pub(crate) async fn enrolment_for(&self, name: &str, holds: &str) -> String {
+        let person = self.wait_text("#person", name).await;
+        assert!(person.contains(holds), "{person}");
+        person
+    }
+
     /// The window says the service cannot be reached and that nothing was changed.
     pub(crate) async fn says_service_unreachable(&self) {
         let err = self
@@ -472,8 +480,7 @@ fn an_enrol_link_opens_the_wizard_with_its_ticket() {
         );
         // Continue with the field left empty: the link's ticket is used.
         ui.click("#ticket-continue").await;
-        let person = ui.wait_text("#person", "Ada Lovelace").await;
-        assert!(person.contains("0 of 2"), "{person}");
+        ui.enrolment_for("Ada Lovelace", "0 of 2").await;
         ui.close().await;
     });
     drop(driver);
@@ -545,8 +552,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.wait_text("#step-title", "Add a key").await;
         ui.confirm_with_key(&keys[0], PIN).await;
         ui.click("#prove-continue").await;
-        let person = ui.wait_text("#person", "Ada Lovelace").await;
-        assert!(person.contains("You have 1 of 2"), "{person}");
+        ui.enrolment_for("Ada Lovelace", "You have 1 of 2").await;
         ui.wait_text("#key-list", "You confirmed with this key")
             .await;
         assert!(
