@@ -78,8 +78,7 @@ fn in_the_window_a_ticket_refused_for_someone_with_a_key_leads_to_adding_one_wit
         // 1. The ticket alone is refused with a sentence and a way forward.
         ui.wait_text("#step-title", "Redeem your enrolment ticket")
             .await;
-        ui.type_into("#ticket", &ticket).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&ticket).await;
         let err = ui.wait_text("#error", "already have an active key").await;
         assert!(err.contains("confirm it is you"), "{err}");
         ui.wait_text("#error-action", "Confirm with a key I have")

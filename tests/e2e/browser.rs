@@ -142,6 +142,37 @@ fn assert_unchanged(
     );
 }
 
+/// Ana and Ben in the [`staff_service`], each with an enrolment ticket: for the scenarios in
+/// which one of them meets the other's link or key.
+struct AnaAndBen {
+    server: Server,
+    ana: String,
+    ben: String,
+    tickets: [(&'static str, String); 2],
+}
+
+impl AnaAndBen {
+    fn new() -> AnaAndBen {
+        let (server, ana) = staff_service();
+        let ben = person(&server, "ben", "Engineering");
+        let tickets = [
+            ("KW_TICKET", server.ticket(&ana, None)),
+            ("KW_OTHER_TICKET", server.ticket(&ben, None)),
+        ];
+        AnaAndBen {
+            server,
+            ana,
+            ben,
+            tickets,
+        }
+    }
+
+    /// A scenario's environment: Ana's ticket, and Ben's as the other one.
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.tickets.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
 /// One person from the HR feed in `department`; returns their id.
 fn person(server: &Server, user: &str, department: &str) -> String {
     server
@@ -258,43 +289,36 @@ fn browser_credential_of(laptop: &Laptop) -> String {
 
 #[test]
 fn enrolment_link_of_someone_else_does_not_add_to_the_signed_in_person() {
-    let (server, ana) = staff_service();
-    let ben = person(&server, "ben", "Engineering");
-    let ana_ticket = server.ticket(&ana, None);
-    let ben_ticket = server.ticket(&ben, None);
+    let people = AnaAndBen::new();
+    let AnaAndBen {
+        server, ana, ben, ..
+    } = &people;
 
-    run_scenario(
-        &server,
-        "someone-elses-link.mjs",
-        &[("KW_TICKET", &ana_ticket), ("KW_OTHER_TICKET", &ben_ticket)],
-        |_| {},
-    );
+    run_scenario(server, "someone-elses-link.mjs", &people.env(), |_| {});
 
     // Ana keeps exactly the laptop passkey she added; whatever the second link led to is
     // Ben's (or nothing), never Ana's.
-    let ana_creds = credentials_of(&server, &ana);
+    let ana_creds = credentials_of(server, ana);
     assert_eq!(ana_creds.len(), 1, "{ana_creds:#?}");
     assert_eq!(ana_creds[0]["name"], "Ana laptop", "{ana_creds:#?}");
-    for c in credentials_of(&server, &ben) {
+    for c in credentials_of(server, ben) {
         assert_eq!(c["name"], "Second laptop", "{c}");
     }
 }
 
 #[test]
 fn reporting_someone_elses_key_lost_is_refused_and_changes_nothing() {
-    let (server, ana) = staff_service();
-    let ben = person(&server, "ben", "Engineering");
-    let ana_ticket = server.ticket(&ana, None);
-    let ben_ticket = server.ticket(&ben, None);
+    let people = AnaAndBen::new();
+    let AnaAndBen { server, ben, .. } = &people;
 
     run_changing_nothing_after(
-        &server,
+        server,
         "someone-elses-key.mjs",
-        &[("KW_TICKET", &ana_ticket), ("KW_OTHER_TICKET", &ben_ticket)],
+        &people.env(),
         "before-foreign-report",
         "a refused report",
     );
-    let ben_laptop = credential_in_class(&server, &ben, "platform");
+    let ben_laptop = credential_in_class(server, ben, "platform");
     assert_eq!(ben_laptop["status"], "active", "{ben_laptop}");
 }
 

@@ -122,6 +122,12 @@ impl Ui {
         self.type_into("#prove-pin", pin).await;
     }
 
+    /// On "Redeem your enrolment ticket", type `ticket` and go on.
+    pub(crate) async fn redeem(&self, ticket: &str) {
+        self.type_into("#ticket", ticket).await;
+        self.click("#ticket-continue").await;
+    }
+
     /// Use the key `id` from the key list as the new key.
     pub(crate) async fn use_key(&self, id: &str) {
         self.click(&format!("li[data-key-id=\"{id}\"] [data-action=use]"))
@@ -264,8 +270,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         ui.click("#error-action").await;
 
         // 2. The real ticket: whose enrolment it is, and both keys, live.
-        ui.type_into("#ticket", &ticket).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&ticket).await;
         let person = ui.wait_text("#person", "Ada Lovelace").await;
         assert!(person.contains("ada@example.com"), "{person}");
         assert!(
@@ -360,8 +365,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
 
         // 5. A wrong PIN, in Grace's session on the same key: retries shown, then the right PIN.
         ui.click("[data-action=restart]").await;
-        ui.type_into("#ticket", &grace_ticket).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&grace_ticket).await;
         ui.wait_text("#person", "Grace Hopper").await;
         ui.wait_text("#key-list", "PIN set, 8 attempts left").await;
         ui.use_key(&keys[0]).await;
@@ -509,8 +513,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.wait_reporting().await;
 
         // 1. Nobody touches the key in time: a sentence saying so, "Try again", nothing bound.
-        ui.type_into("#ticket", &first).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&first).await;
         ui.wait_text("#person", "Ada Lovelace").await;
         ui.use_key(&keys[0]).await;
         ui.choose_pin(PIN).await;
@@ -541,8 +544,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.wait_text("#step-title", "Redeem your enrolment ticket")
             .await;
         let before = off(|| bound(&server));
-        ui.type_into("#ticket", &second).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&second).await;
         let err = ui.wait_text("#error", "already have an active key").await;
         assert!(err.contains("confirm it is you"), "{err}");
         assert_eq!(ui.text("#error-action").await, "Confirm with a key I have");
@@ -590,8 +592,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.click("#finish").await;
         ui.click("[data-action=restart]").await;
         set_pin_retries(&laptop.soft_keys[1], 1);
-        ui.type_into("#ticket", &grace_ticket).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&grace_ticket).await;
         ui.wait_text("#person", "Grace Hopper").await;
         ui.wait_text("#key-list", "PIN set, 1 attempt left").await;
         ui.use_key(&keys[1]).await;

@@ -75,8 +75,7 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
     in_window_with(
         Driver::for_laptop_with(&laptop, &[("PATH", browser.path_env())]),
         async |ui| {
-            ui.type_into("#ticket", &ticket).await;
-            ui.click("#ticket-continue").await;
+            ui.redeem(&ticket).await;
             ui.wait_text("#person", "Ada Lovelace").await;
             ui.enrol_new_key(&keys[0], PIN).await;
             ui.wait_text("#coverage", "You have 1 of 2").await;
