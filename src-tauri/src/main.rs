@@ -28,7 +28,6 @@ use keywarden_agent::checkin::{KeyWatcher, Trigger};
 use keywarden_agent::config::Paths;
 use keywarden_agent::enrol::{Session, StepPrompts};
 use keywarden_agent::locks::{BackgroundLock, KeyLock};
-use keywarden_agent::managed::ManagedConfig;
 use keywarden_agent::Agent;
 use keywarden_protocol::{
     AppStatus, CheckinStatus, CredentialView, ErrorCode, KeyCredential, KeyInventory, Posture,
@@ -82,6 +81,13 @@ fn needs_input(message: &str) -> UiError {
         message: message.into(),
         retries_left: None,
     }
+}
+
+/// Make `session` the wizard's (in place of any other) and what the window shows of it.
+fn start_session(state: &AppState, session: Session) -> Result<WizardSession, UiError> {
+    let view = session.view();
+    *state.session.lock().map_err(internal)? = Some(session);
+    Ok(view)
 }
 
 /// Run a blocking agent call that talks to keys: it holds the key lock (the tray leaves the keys
@@ -180,17 +186,11 @@ async fn wizard_begin(
             .lock()
             .map_err(internal)?
             .take()
-            .ok_or_else(|| UiError {
-                code: ErrorCode::NeedsInput,
-                message: "Paste the enrolment ticket IT sent you.".into(),
-                retries_left: None,
-            })?,
+            .ok_or_else(|| needs_input("Paste the enrolment ticket IT sent you."))?,
     };
     let agent = state.agent.clone();
     let session = blocking(move || Session::open(&agent, &ticket)).await?;
-    let view = session.view();
-    *state.session.lock().map_err(internal)? = Some(session);
-    Ok(view)
+    start_session(&state, session)
 }
 
 #[tauri::command]
@@ -389,9 +389,7 @@ async fn recovery_begin(
         )
     })
     .await?;
-    let view = session.view();
-    *state.session.lock().map_err(internal)? = Some(session);
-    Ok(view)
+    start_session(&state, session)
 }
 
 /// "Add a key": a person who already has a key proves it is them with it (`key_id` and `pin`,
@@ -411,9 +409,7 @@ async fn add_key_begin(
         keywarden_agent::stepup::add_key(agent, &key_id, &pin, &touch_prompt(app))
     })
     .await?;
-    let view = session.view();
-    *state.session.lock().map_err(internal)? = Some(session);
-    Ok(view)
+    start_session(&state, session)
 }
 
 /// IT reclaim station: wipe the keys plugged in that belong to people who left, check them, send
@@ -478,11 +474,7 @@ fn open_window(app: &tauri::AppHandle) {
 
 /// `keywarden-tray` beside this binary, else from PATH.
 fn tray_binary() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .map(|p| p.with_file_name("keywarden-tray"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("keywarden-tray"))
+    keywarden_agent::sibling_binary("keywarden-tray")
 }
 
 /// `--tray`: become `keywarden-tray` (no GTK, no web view), before anything else is loaded.
@@ -559,16 +551,9 @@ fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::from(2);
     }
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("keywarden-app: error: {e}");
-        std::process::ExitCode::FAILURE
-    };
-    let paths = match Paths::resolve(None) {
-        Ok(p) => p,
-        Err(e) => return fail(&e),
-    };
-    let managed = match ManagedConfig::load(&ManagedConfig::default_path()) {
-        Ok(m) => m,
+    let fail = |e: &dyn std::fmt::Display| keywarden_agent::exit_failure("keywarden-app", e);
+    let (paths, managed) = match keywarden_agent::local_setup(None) {
+        Ok(setup) => setup,
         Err(e) => return fail(&e),
     };
     let key_lock = KeyLock::new(&paths);

@@ -12,9 +12,8 @@ const PIN: &str = "2468-1357";
 
 /// The person's credentials on the service.
 fn credentials(server: &Server, person: &str) -> usize {
-    let (_, all) = server.admin("GET", "/api/v1/admin/credentials", None);
-    all.as_array()
-        .unwrap()
+    server
+        .credentials()
         .iter()
         .filter(|c| c["person_id"] == person)
         .count()
@@ -79,8 +78,7 @@ fn in_the_window_a_ticket_refused_for_someone_with_a_key_leads_to_adding_one_wit
         // 1. The ticket alone is refused with a sentence and a way forward.
         ui.wait_text("#step-title", "Redeem your enrolment ticket")
             .await;
-        ui.type_into("#ticket", &ticket).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&ticket).await;
         let err = ui.wait_text("#error", "already have an active key").await;
         assert!(err.contains("confirm it is you"), "{err}");
         ui.wait_text("#error-action", "Confirm with a key I have")
@@ -92,30 +90,19 @@ fn in_the_window_a_ticket_refused_for_someone_with_a_key_leads_to_adding_one_wit
         ui.wait_text("#step-title", "Add a key").await;
         ui.wait_text("#prove-key-list", "It can be the new key")
             .await;
-        ui.click(&format!(
-            "#prove-key-list li[data-key-id=\"{}\"] input",
-            keys[0]
-        ))
-        .await;
-        ui.type_into("#prove-pin", PIN).await;
+        ui.confirm_with_key(&keys[0], PIN).await;
         ui.check_accessible("add a key: confirm").await;
         ui.save_shot("add-key-02-confirm").await;
         ui.click("#prove-continue").await;
 
         // 3. The new key, as in the wizard; the key she confirmed with is not offered.
-        let person = ui.wait_text("#person", "Ada Lovelace").await;
-        assert!(
-            person.contains("You have 1 of 2 required authenticators."),
-            "{person}"
-        );
+        ui.enrolment_for("Ada Lovelace", "You have 1 of 2 required authenticators.")
+            .await;
         ui.wait_text("#step-title", "Plug in the new key").await;
         ui.wait_text("#key-list", "You confirmed with this key")
             .await;
         ui.save_shot("add-key-03-new-key").await;
-        ui.use_key(&keys[1]).await;
-        ui.choose_pin(PIN).await;
-        ui.click("#pin-continue").await;
-        ui.wait_text("#enrolled", "verified").await;
+        ui.enrol_new_key(&keys[1], PIN).await;
         let cov = ui.text("#coverage").await;
         assert!(
             cov.contains("You have 2 of 2 required authenticators."),

@@ -59,6 +59,17 @@ impl Driver {
         .expect("WebDriver session failed")
     }
 
+    /// [`Driver::session`] with no arguments, once the window shows the element `id`.
+    pub async fn session_showing(&self, id: &str) -> fantoccini::Client {
+        let c = self.session(&[]).await;
+        c.wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(fantoccini::Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("the window never showed #{id}: {e}"));
+        c
+    }
+
     /// A driver whose app runs as `laptop`: its agent home and software keys, and no managed
     /// configuration from the machine running the test.
     pub fn for_laptop(laptop: &keywarden_e2e::Laptop) -> Driver {
@@ -143,6 +154,15 @@ impl Drop for Driver {
     }
 }
 
+/// Run a window test's WebDriver steps (async) to the end on this thread.
+pub fn block_on<F: std::future::Future>(steps: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(steps)
+}
+
 pub fn screenshot_dir() -> std::path::PathBuf {
     let d = bin_dir().join("screenshots");
     std::fs::create_dir_all(&d).unwrap();
@@ -157,11 +177,7 @@ fn the_window_lists_keys_and_posture() {
         ("KEYWARDEN_HOME", home.path().display().to_string()),
         ("KEYWARDEN_SOFT_KEYS", soft.display().to_string()),
     ]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let client = driver.session(&[]).await;
 
         let text_of = |id: &'static str| {

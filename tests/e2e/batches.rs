@@ -164,14 +164,7 @@ fn a_batch_answers_per_report_and_a_replayed_batch_changes_nothing() {
     assert_eq!(server.snapshot()["reports"].len(), 2, "a and b, once each");
 
     // The very same signed batch again is a replay: refused whole, nothing changes.
-    let before = server.snapshot();
-    let (s, v) = req.send(&server.url);
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("request_replayed")),
-        "{v}"
-    );
-    assert_eq!(server.snapshot(), before);
+    server.refuses(&req, 409, "request_replayed");
 
     // A batch that is not a batch, an empty one, and one too long are refused whole.
     for (body, code) in [
@@ -183,16 +176,14 @@ fn a_batch_answers_per_report_and_a_replayed_batch_changes_nothing() {
         ),
     ] {
         let body = serde_json::to_vec(&body).unwrap();
-        let (s, v) = SignedRequest::new(
+        let req = SignedRequest::new(
             &key,
             &device,
             200 + body.len() as u64,
             now_ms(),
             path,
             &body,
-        )
-        .send(&server.url);
-        assert_eq!((s, v["error"]["code"].as_str()), (400, Some(code)), "{v}");
-        assert_eq!(server.snapshot(), before);
+        );
+        server.refuses(&req, 400, code);
     }
 }

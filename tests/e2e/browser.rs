@@ -106,6 +106,78 @@ fn staff_service() -> (Server, String) {
     (server, ana)
 }
 
+/// Ana, in the [`staff_service`], runs the browser scenario `script` with a fresh enrolment
+/// ticket of hers; returns the service and her id.
+fn ana_with_a_ticket_runs(script: &str) -> (Server, String) {
+    let (server, ana) = staff_service();
+    let ticket = server.ticket(&ana, None);
+    run_scenario(&server, script, &[("KW_TICKET", &ticket)], |_| {});
+    (server, ana)
+}
+
+/// Run `script`, which reaches the checkpoint `checkpoint` once; what it does after that
+/// (`what`) must change nothing on the service.
+fn run_changing_nothing_after(
+    server: &Server,
+    script: &str,
+    env: &[(&str, &str)],
+    checkpoint: &str,
+    what: &str,
+) {
+    let mut before = None;
+    run_scenario(server, script, env, |at| {
+        assert_eq!(at, checkpoint);
+        before = Some(server.snapshot());
+    });
+    let before = before.expect("the scenario reached its checkpoint");
+    assert_unchanged(server, &before, what);
+}
+
+/// The service's tables are as `before`: `what` changed nothing.
+fn assert_unchanged(
+    server: &Server,
+    before: &std::collections::BTreeMap<String, Vec<String>>,
+    what: &str,
+) {
+    let after = server.snapshot();
+    assert!(
+        *before == after,
+        "{what} changed:\n{}",
+        diff(before, &after)
+    );
+}
+
+/// Ana and Ben in the [`staff_service`], each with an enrolment ticket: for the scenarios in
+/// which one of them meets the other's link or key.
+struct AnaAndBen {
+    server: Server,
+    ana: String,
+    ben: String,
+    tickets: [(&'static str, String); 2],
+}
+
+impl AnaAndBen {
+    fn new() -> AnaAndBen {
+        let (server, ana) = staff_service();
+        let ben = person(&server, "ben", "Engineering");
+        let tickets = [
+            ("KW_TICKET", server.ticket(&ana, None)),
+            ("KW_OTHER_TICKET", server.ticket(&ben, None)),
+        ];
+        AnaAndBen {
+            server,
+            ana,
+            ben,
+            tickets,
+        }
+    }
+
+    /// A scenario's environment: Ana's ticket, and Ben's as the other one.
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.tickets.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
 /// One person from the HR feed in `department`; returns their id.
 pub(crate) fn person(server: &Server, user: &str, department: &str) -> String {
     server
@@ -174,15 +246,7 @@ fn diff(
 
 #[test]
 fn enrolment_link_adds_a_laptop_passkey() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(
-        &server,
-        "enrol-laptop.mjs",
-        &[("KW_TICKET", &ticket)],
-        |_| {},
-    );
+    let (server, ana) = ana_with_a_ticket_runs("enrol-laptop.mjs");
 
     let laptop = credential_in_class(&server, &ana, "platform");
     assert_eq!(laptop["enrolled_via"], "browser", "{laptop}");
@@ -230,54 +294,36 @@ fn browser_credential_of(laptop: &Laptop) -> String {
 
 #[test]
 fn enrolment_link_of_someone_else_does_not_add_to_the_signed_in_person() {
-    let (server, ana) = staff_service();
-    let ben = person(&server, "ben", "Engineering");
-    let ana_ticket = server.ticket(&ana, None);
-    let ben_ticket = server.ticket(&ben, None);
+    let people = AnaAndBen::new();
+    let AnaAndBen {
+        server, ana, ben, ..
+    } = &people;
 
-    run_scenario(
-        &server,
-        "someone-elses-link.mjs",
-        &[("KW_TICKET", &ana_ticket), ("KW_OTHER_TICKET", &ben_ticket)],
-        |_| {},
-    );
+    run_scenario(server, "someone-elses-link.mjs", &people.env(), |_| {});
 
     // Ana keeps exactly the laptop passkey she added; whatever the second link led to is
     // Ben's (or nothing), never Ana's.
-    let ana_creds = credentials_of(&server, &ana);
+    let ana_creds = credentials_of(server, ana);
     assert_eq!(ana_creds.len(), 1, "{ana_creds:#?}");
     assert_eq!(ana_creds[0]["name"], "Ana laptop", "{ana_creds:#?}");
-    for c in credentials_of(&server, &ben) {
+    for c in credentials_of(server, ben) {
         assert_eq!(c["name"], "Second laptop", "{c}");
     }
 }
 
 #[test]
 fn reporting_someone_elses_key_lost_is_refused_and_changes_nothing() {
-    let (server, ana) = staff_service();
-    let ben = person(&server, "ben", "Engineering");
-    let ana_ticket = server.ticket(&ana, None);
-    let ben_ticket = server.ticket(&ben, None);
-    let mut before = None;
+    let people = AnaAndBen::new();
+    let AnaAndBen { server, ben, .. } = &people;
 
-    run_scenario(
-        &server,
+    run_changing_nothing_after(
+        server,
         "someone-elses-key.mjs",
-        &[("KW_TICKET", &ana_ticket), ("KW_OTHER_TICKET", &ben_ticket)],
-        |at| {
-            assert_eq!(at, "before-foreign-report");
-            before = Some(server.snapshot());
-        },
+        &people.env(),
+        "before-foreign-report",
+        "a refused report",
     );
-
-    let before = before.expect("the scenario reached its checkpoint");
-    let after = server.snapshot();
-    assert!(
-        before == after,
-        "a refused report changed:\n{}",
-        diff(&before, &after)
-    );
-    let ben_laptop = credential_in_class(&server, &ben, "platform");
+    let ben_laptop = credential_in_class(server, ben, "platform");
     assert_eq!(ben_laptop["status"], "active", "{ben_laptop}");
 }
 
@@ -294,12 +340,7 @@ fn enrolment_link_for_someone_with_a_key_needs_the_step_up() {
         &[("KW_TICKET", &ticket)],
         |_| {},
     );
-    let after = server.snapshot();
-    assert!(
-        before == after,
-        "a refused redemption changed:\n{}",
-        diff(&before, &after)
-    );
+    assert_unchanged(&server, &before, "a refused redemption");
     let creds = credentials_of(&server, &ana);
     assert_eq!(creds.len(), 1, "{creds:#?}");
     assert_eq!(creds[0]["device_class"], "software", "{creds:#?}");
@@ -407,15 +448,7 @@ fn synced_passkeys_follow_the_population_policy() {
 
 #[test]
 fn key_reported_lost_after_signing_in_with_another() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(
-        &server,
-        "report-lost.mjs",
-        &[("KW_TICKET", &ticket)],
-        |_| {},
-    );
+    let (server, ana) = ana_with_a_ticket_runs("report-lost.mjs");
 
     let phone = credential_in_class(&server, &ana, "phone");
     assert_ne!(phone["status"], "active", "{phone}");
@@ -425,10 +458,7 @@ fn key_reported_lost_after_signing_in_with_another() {
 
 #[test]
 fn passkey_renamed_on_the_home_page() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(&server, "rename.mjs", &[("KW_TICKET", &ticket)], |_| {});
+    let (server, ana) = ana_with_a_ticket_runs("rename.mjs");
 
     let laptop = credential_in_class(&server, &ana, "platform");
     assert_eq!(laptop["name"], "Desk laptop", "{laptop}");
@@ -436,34 +466,20 @@ fn passkey_renamed_on_the_home_page() {
 
 #[test]
 fn old_cookie_is_refused_after_sign_out() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(
-        &server,
-        "sign-out-replay.mjs",
-        &[("KW_TICKET", &ticket)],
-        |_| {},
-    );
+    ana_with_a_ticket_runs("sign-out-replay.mjs");
 }
 
 #[test]
 fn cross_site_form_post_is_refused_and_changes_nothing() {
     let (server, ana) = staff_service();
     let ticket = server.ticket(&ana, None);
-    let mut before = None;
 
-    run_scenario(&server, "cross-site.mjs", &[("KW_TICKET", &ticket)], |at| {
-        assert_eq!(at, "before-forged-posts");
-        before = Some(server.snapshot());
-    });
-
-    let before = before.expect("the scenario reached its checkpoint");
-    let after = server.snapshot();
-    assert!(
-        before == after,
-        "a forged post changed:\n{}",
-        diff(&before, &after)
+    run_changing_nothing_after(
+        &server,
+        "cross-site.mjs",
+        &[("KW_TICKET", &ticket)],
+        "before-forged-posts",
+        "a forged post",
     );
     for c in credentials_of(&server, &ana) {
         assert_eq!(c["status"], "active", "{c}");
@@ -494,20 +510,13 @@ fn offboarding_revokes_browser_passkeys_and_ends_the_session() {
 
 #[test]
 fn every_page_is_accessible_and_screenshotted() {
-    let (server, ana) = staff_service();
-    let ticket = server.ticket(&ana, None);
-
-    run_scenario(&server, "pages.mjs", &[("KW_TICKET", &ticket)], |_| {});
+    ana_with_a_ticket_runs("pages.mjs");
 }
 
 /// Make every web session's proof of `person` old, as five minutes passing would.
 fn age_proofs(server: &Server, person: &str) {
     use sqlx::Connection as _;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    crate::app::block_on(async {
         let url = format!("sqlite://{}", server.db_path().display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         let done = sqlx::query("UPDATE web_sessions SET proof_expires_at = 0 WHERE person_id = ?")

@@ -17,19 +17,6 @@ use crate::wizard::{in_window, off};
 
 const PIN: &str = "2468-1357";
 
-/// The service's status of the credential `id`.
-fn status(server: &Server, id: &str) -> String {
-    let (_, all) = server.admin("GET", "/api/v1/admin/credentials", None);
-    all.as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no credential {id}: {all}"))["status"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 fn enrolled_two(server: &Server, laptop: &Laptop, person: &str, keys: &[String]) {
     let ticket = server.ticket(person, None);
     laptop.enrol(&ticket, &[&keys[0], &keys[1]], &format!("{PIN}\n"));
@@ -126,8 +113,8 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
         let row = ui.text(&format!("li[data-credential-id=\"{lost}\"]")).await;
         assert!(row.contains("Status: suspended"), "{row}");
         ui.save_shot("lost-04-suspended").await;
-        assert_eq!(off(|| status(&server, &lost)), "suspended");
-        assert_eq!(off(|| status(&server, &signed_in_with)), "active");
+        assert_eq!(off(|| server.credential_status(&lost)), "suspended");
+        assert_eq!(off(|| server.credential_status(&signed_in_with)), "active");
 
         // 4. The suspended key A cannot sign in: a sentence and a way forward.
         ui.click("[data-action=lost-sign-out]").await;
@@ -158,11 +145,8 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
         ui.check_accessible("lost: recovery").await;
         ui.save_shot("lost-06-recovery-ticket").await;
         ui.click("#recover-continue").await;
-        let person = ui.wait_text("#person", "Ada Lovelace").await;
-        assert!(
-            person.contains("You have 1 of 2 required authenticators."),
-            "{person}"
-        );
+        ui.enrolment_for("Ada Lovelace", "You have 1 of 2 required authenticators.")
+            .await;
         ui.wait_text("#replacing", "replacement for your lost key")
             .await;
         assert!(
@@ -170,16 +154,13 @@ fn a_person_marks_a_lost_key_in_the_window_and_enrols_its_replacement() {
             "the ticket is never shown"
         );
         ui.wait_text("#key-list", "no PIN yet").await;
-        ui.use_key(&keys[2]).await;
-        ui.choose_pin(PIN).await;
-        ui.click("#pin-continue").await;
-        ui.wait_text("#enrolled", "verified").await;
+        ui.enrol_new_key(&keys[2], PIN).await;
         ui.wait_text("#lost-revoked", "revoked now").await;
         ui.wait_text("#coverage", "You have 2 of 2 required authenticators.")
             .await;
         ui.save_shot("lost-07-replacement-enrolled").await;
-        assert_eq!(off(|| status(&server, &lost)), "revoked");
-        assert_eq!(off(|| status(&server, &signed_in_with)), "active");
+        assert_eq!(off(|| server.credential_status(&lost)), "revoked");
+        assert_eq!(off(|| server.credential_status(&signed_in_with)), "active");
     });
 }
 

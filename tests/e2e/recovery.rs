@@ -64,21 +64,10 @@ fn lost_key_is_suspended_and_replaced_with_ticket_and_other_key() {
         out.contains("You have 2 of 2 required authenticators."),
         "{out}"
     );
-    let (_, all) = server.admin("GET", "/api/v1/admin/credentials", None);
-    let status = |id: &str| {
-        all.as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    assert_eq!(status(&lost), "revoked");
+    assert_eq!(server.credential_status(&lost), "revoked");
     assert_eq!(
-        all.as_array()
-            .unwrap()
+        server
+            .credentials()
             .iter()
             .filter(|c| c["status"] == "active")
             .count(),

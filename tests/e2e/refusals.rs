@@ -132,85 +132,49 @@ fn replayed_stale_unknown_device_and_malformed_reports_are_refused() {
 
     // The same signed request again: a replay.
     let before = server.snapshot();
-    let (s, v) = req.send(&server.url);
-    assert_eq!(s, 409, "{v}");
-    assert_eq!(v["error"]["code"], "request_replayed");
-    assert_eq!(server.snapshot(), before);
+    server.refuses(&req, 409, "request_replayed");
 
     // A fresh body with an old sequence number is a replay too.
-    let (s, v) =
-        SignedRequest::new(&key, &device, 999, now_ms(), REPORTS, &report_body()).send(&server.url);
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (409, Some("request_replayed"))
-    );
-    assert_eq!(server.snapshot(), before);
+    let old_seq = SignedRequest::new(&key, &device, 999, now_ms(), REPORTS, &report_body());
+    server.refuses(&old_seq, 409, "request_replayed");
 
     // Signed ten minutes ago: stale.
-    let (s, v) = SignedRequest::new(
+    let stale = SignedRequest::new(
         &key,
         &device,
         2000,
         now_ms() - 600_000,
         REPORTS,
         &report_body(),
-    )
-    .send(&server.url);
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("request_stale")),
-        "{v}"
     );
+    let v = server.refuses(&stale, 401, "request_stale");
     assert!(v["error"]["message"]
         .as_str()
         .unwrap()
         .contains("from the service clock"));
-    assert_eq!(server.snapshot(), before);
 
     // Signed by a key the service never saw, claiming to be this device, or another one.
     let stranger = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-    let (s, v) = SignedRequest::new(&stranger, &device, 3000, now_ms(), REPORTS, &report_body())
-        .send(&server.url);
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("signature_invalid")),
-        "{v}"
-    );
-    let (s, v) = SignedRequest::new(
+    let forged = SignedRequest::new(&stranger, &device, 3000, now_ms(), REPORTS, &report_body());
+    server.refuses(&forged, 401, "signature_invalid");
+    let unknown = SignedRequest::new(
         &stranger,
         "no-such-device",
         3001,
         now_ms(),
         REPORTS,
         &report_body(),
-    )
-    .send(&server.url);
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("device_unknown")),
-        "{v}"
     );
-    assert_eq!(server.snapshot(), before);
+    server.refuses(&unknown, 401, "device_unknown");
 
     // Correctly signed but not JSON: refused, and the sequence number is not used up.
-    let (s, v) =
-        SignedRequest::new(&key, &device, 4000, now_ms(), REPORTS, b"{not json").send(&server.url);
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (400, Some("malformed_json")),
-        "{v}"
-    );
-    assert_eq!(server.snapshot(), before);
+    let not_json = SignedRequest::new(&key, &device, 4000, now_ms(), REPORTS, b"{not json");
+    server.refuses(&not_json, 400, "malformed_json");
 
     // A body tampered with after signing.
     let mut tampered = SignedRequest::new(&key, &device, 5000, now_ms(), REPORTS, &report_body());
     tampered.body[5] ^= 1;
-    let (s, v) = tampered.send(&server.url);
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (401, Some("signature_invalid")),
-        "{v}"
-    );
+    server.refuses(&tampered, 401, "signature_invalid");
     assert_eq!(server.snapshot(), before);
 
     // Unsigned malformed JSON to the provisioning endpoint.

@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::Locator;
 use keywarden_e2e::{bin, wait_for, Laptop, Server};
 use zbus::zvariant::OwnedValue;
 
-use crate::app::{screenshot_dir, Driver};
+use crate::app::{block_on, screenshot_dir, Driver};
 
 /// Processes whose parent is `pid`, with their command names.
 fn children(pid: u32) -> Vec<(u32, String)> {
@@ -532,23 +531,21 @@ fn closing_the_window_ends_its_process_while_the_tray_it_started_keeps_checking_
     let (server, laptop, _, _) = crate::flow::ada_with_a_laptop(1);
     let home = laptop.home.path().to_owned();
     let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (app, tray) = rt.block_on(async {
-        let c = driver.session(&[]).await;
-        c.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Id("checkin-outcome"))
-            .await
-            .unwrap();
-        let app = *pids_of("keywarden-app", &home).first().expect("the window process");
-        assert!(has_web_view(app), "a web view process while the window is open");
+    let (app, tray) = block_on(async {
+        let c = driver.session_showing("checkin-outcome").await;
+        let app = *pids_of("keywarden-app", &home)
+            .first()
+            .expect("the window process");
+        assert!(
+            has_web_view(app),
+            "a web view process while the window is open"
+        );
         // No tray ran for this person, so the window started one.
-        let tray = wait_for(Duration::from_secs(20), "the tray the window starts", || {
-            pids_of("keywarden-tray", &home).first().copied()
-        });
+        let tray = wait_for(
+            Duration::from_secs(20),
+            "the tray the window starts",
+            || pids_of("keywarden-tray", &home).first().copied(),
+        );
         // Close the window as its close button does (a window-close request to the app);
         // WebKitWebDriver may not answer after that.
         let _ = tokio::time::timeout(
@@ -585,17 +582,8 @@ fn colours_follow_the_system_dark_theme() {
         ),
         ("GTK_THEME", "Adwaita:dark".to_owned()),
     ]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = driver.session(&[]).await;
-        c.wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Id("ticket"))
-            .await
-            .unwrap();
+    block_on(async {
+        let c = driver.session_showing("ticket").await;
         let dark = c
             .execute(
                 "return [matchMedia('(prefers-color-scheme: dark)').matches, getComputedStyle(document.body).backgroundColor];",
@@ -603,7 +591,10 @@ fn colours_follow_the_system_dark_theme() {
             )
             .await
             .unwrap();
-        assert_eq!(dark[0], true, "the web view reports the dark system theme: {dark}");
+        assert_eq!(
+            dark[0], true,
+            "the web view reports the dark system theme: {dark}"
+        );
         assert_eq!(dark[1], "rgb(13, 17, 23)", "dark background: {dark}");
         let png = c.screenshot().await.unwrap();
         std::fs::write(screenshot_dir().join("wizard-dark-theme.png"), png).unwrap();

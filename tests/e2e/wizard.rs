@@ -13,7 +13,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use keywarden_e2e::{Laptop, Server};
 
-use crate::app::{screenshot_dir, Driver};
+use crate::app::{block_on, screenshot_dir, Driver};
 
 const PIN: &str = "2468-1357";
 
@@ -34,6 +34,11 @@ fn bound(server: &Server) -> Vec<(String, Vec<String>)> {
     .collect()
 }
 
+/// What enrolment binds is still `before`: `what` bound nothing.
+fn assert_nothing_bound(server: &Server, before: &[(String, Vec<String>)], what: &str) {
+    assert_eq!(off(|| bound(server)), before, "{what}");
+}
+
 /// Run blocking test helpers (database snapshots, admin calls) off the async driver thread.
 pub(crate) fn off<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().unwrap())
@@ -47,18 +52,11 @@ pub(crate) fn in_window(laptop: &Laptop, steps: impl AsyncFnOnce(&Ui)) {
 
 /// [`in_window`] with a driver of the caller's choosing (one started with extra environment).
 pub(crate) fn in_window_with(driver: Driver, steps: impl AsyncFnOnce(&Ui)) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
+    block_on(async {
+        let ui = Ui::open(&driver, &[]).await;
+        ui.wait_reporting().await;
         steps(&ui).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
+        ui.close().await;
     });
 }
 
@@ -68,6 +66,68 @@ pub(crate) struct Ui {
 }
 
 impl Ui {
+    /// A window of the app under `driver`, started with `args` (e.g. a `keywarden://` link).
+    pub(crate) async fn open(driver: &Driver, args: &[String]) -> Ui {
+        Ui {
+            c: driver.session(args).await,
+        }
+    }
+
+    /// Wait until the window shows the service it reports to.
+    pub(crate) async fn wait_reporting(&self) {
+        self.wait_text("#status", "Reporting to http://127.0.0.1")
+            .await;
+    }
+
+    /// Close the window. WebKitWebDriver may not answer once the app has gone, so this does not
+    /// wait on it for long.
+    pub(crate) async fn close(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.c.clone().close()).await;
+    }
+
+    /// Whether the key `id` in the key list cannot be used as the new key.
+    pub(crate) async fn key_disabled(&self, id: &str) -> bool {
+        self.c
+            .find(Locator::Css(&format!(
+                "li[data-key-id=\"{id}\"] [data-action=use]"
+            )))
+            .await
+            .unwrap()
+            .attr("disabled")
+            .await
+            .unwrap()
+            .is_some()
+    }
+
+    /// Wait until the wizard shows whose enrolment it is (`name`), and check it says how many
+    /// authenticators they have (`holds`, e.g. "You have 1 of 2").
+    pub(crate) async fn enrolment_for(&self, name: &str, holds: &str) -> String {
+        let person = self.wait_text("#person", name).await;
+        assert!(person.contains(holds), "{person}");
+        person
+    }
+
+    /// The window says the service cannot be reached and that nothing was changed.
+    pub(crate) async fn says_service_unreachable(&self) {
+        let err = self
+            .wait_text("#error", "Cannot reach the Keywarden service")
+            .await;
+        assert!(err.contains("nothing was changed"), "{err}");
+    }
+
+    /// On "Add a key", confirm with the key `id` the person already has, and its PIN `pin`.
+    pub(crate) async fn confirm_with_key(&self, id: &str, pin: &str) {
+        self.click(&format!("#prove-key-list li[data-key-id=\"{id}\"] input"))
+            .await;
+        self.type_into("#prove-pin", pin).await;
+    }
+
+    /// On "Redeem your enrolment ticket", type `ticket` and go on.
+    pub(crate) async fn redeem(&self, ticket: &str) {
+        self.type_into("#ticket", ticket).await;
+        self.click("#ticket-continue").await;
+    }
+
     /// Use the key `id` from the key list as the new key.
     pub(crate) async fn use_key(&self, id: &str) {
         self.click(&format!("li[data-key-id=\"{id}\"] [data-action=use]"))
@@ -79,6 +139,20 @@ impl Ui {
         self.wait_text("#step-title", "Choose a PIN").await;
         self.type_into("#new-pin", pin).await;
         self.type_into("#new-pin-again", pin).await;
+    }
+
+    /// On "Choose a PIN", set `pin` as the new PIN and go on.
+    pub(crate) async fn set_new_pin(&self, pin: &str) {
+        self.choose_pin(pin).await;
+        self.click("#pin-continue").await;
+    }
+
+    /// Enrol the key `id` from the key list as the new key, with the new PIN `pin`, and wait
+    /// until the service verified it.
+    pub(crate) async fn enrol_new_key(&self, id: &str, pin: &str) {
+        self.use_key(id).await;
+        self.set_new_pin(pin).await;
+        self.wait_text("#enrolled", "verified").await;
     }
 
     pub(crate) async fn text(&self, css: &str) -> String {
@@ -192,16 +266,11 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
             "a way forward"
         );
         ui.shot("02-ticket-expired").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before_expired,
-            "expired ticket changed nothing"
-        );
+        assert_nothing_bound(&server, &before_expired, "expired ticket changed nothing");
         ui.click("#error-action").await;
 
         // 2. The real ticket: whose enrolment it is, and both keys, live.
-        ui.type_into("#ticket", &ticket).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&ticket).await;
         let person = ui.wait_text("#person", "Ada Lovelace").await;
         assert!(person.contains("ada@example.com"), "{person}");
         assert!(
@@ -233,9 +302,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         ui.wait_text("#pin-problem", "not the same").await;
         ui.check_accessible("new PIN").await;
         ui.shot("04-new-pin-mismatch").await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
-        ui.click("#pin-continue").await;
+        ui.set_new_pin(PIN).await;
         // The touch step shows while the key works; the soft key answers at once, so it may
         // already be past it.
         if ui.text("#touch-now").await.contains("Touch") {
@@ -262,17 +329,10 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
             .wait_text("#key-list", "Already enrolled in this session")
             .await;
         assert!(list.contains("software key"), "{list}");
-        let disabled =
-            ui.c.find(Locator::Css(&format!(
-                "li[data-key-id=\"{}\"] [data-action=use]",
-                keys[0]
-            )))
-            .await
-            .unwrap()
-            .attr("disabled")
-            .await
-            .unwrap();
-        assert!(disabled.is_some(), "the same key cannot be the backup");
+        assert!(
+            ui.key_disabled(&keys[0]).await,
+            "the same key cannot be the backup"
+        );
         ui.shot("07-choose-backup").await;
         ui.use_key(&keys[1]).await;
         ui.choose_pin(PIN).await;
@@ -282,19 +342,15 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         let err = ui.wait_text("#error", "removed").await;
         assert!(err.contains("Nothing was saved"), "{err}");
         ui.shot("08-key-removed").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before_removed,
-            "a key removed mid-way binds nothing"
+        assert_nothing_bound(
+            &server,
+            &before_removed,
+            "a key removed mid-way binds nothing",
         );
         keywarden_keys::soft::simulate_replug(&laptop.soft_keys[1]).unwrap();
         ui.click("#error-action").await;
         ui.wait_text("#key-list", "no PIN yet").await;
-        ui.use_key(&keys[1]).await;
-        ui.type_into("#new-pin", PIN).await;
-        ui.type_into("#new-pin-again", PIN).await;
-        ui.click("#pin-continue").await;
-        ui.wait_text("#enrolled", "verified").await;
+        ui.enrol_new_key(&keys[1], PIN).await;
         let cov = ui.wait_text("#coverage", "2 of 2").await;
         assert!(
             cov.contains("You have 2 of 2 required authenticators."),
@@ -309,8 +365,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
 
         // 5. A wrong PIN, in Grace's session on the same key: retries shown, then the right PIN.
         ui.click("[data-action=restart]").await;
-        ui.type_into("#ticket", &grace_ticket).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&grace_ticket).await;
         ui.wait_text("#person", "Grace Hopper").await;
         ui.wait_text("#key-list", "PIN set, 8 attempts left").await;
         ui.use_key(&keys[0]).await;
@@ -321,11 +376,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         ui.click("[data-action=cancel]").await;
         ui.wait_text("#person", "Grace Hopper").await;
         ui.wait_text("#key-list", "PIN set, 8 attempts left").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before_cancel,
-            "cancelling changed nothing"
-        );
+        assert_nothing_bound(&server, &before_cancel, "cancelling changed nothing");
         ui.use_key(&keys[0]).await;
         ui.wait_text("#step-title", "Enter the key's PIN").await;
         let before_wrong = off(|| bound(&server));
@@ -339,11 +390,7 @@ fn the_wizard_enrols_a_primary_and_a_backup_key_through_every_error() {
         );
         assert_eq!(ui.text("#error-action").await, "Try the PIN again");
         ui.shot("11-wrong-pin").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before_wrong,
-            "a wrong PIN changed nothing"
-        );
+        assert_nothing_bound(&server, &before_wrong, "a wrong PIN changed nothing");
         ui.click("#error-action").await;
         ui.type_into("#pin", PIN).await;
         ui.click("#pin-continue").await;
@@ -426,15 +473,8 @@ fn an_enrol_link_opens_the_wizard_with_its_ticket() {
     let (server, laptop, ada, _) = crate::flow::ada_with_a_laptop(1);
     let ticket = server.ticket(&ada, None);
     let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = driver
-            .session(&[format!("keywarden://enrol?ticket={ticket}")])
-            .await;
-        let ui = Ui { c };
+    block_on(async {
+        let ui = Ui::open(&driver, &[format!("keywarden://enrol?ticket={ticket}")]).await;
         ui.wait_text("#wizard", "A ticket arrived from an enrolment link")
             .await;
         let page = ui.text("body").await;
@@ -444,9 +484,8 @@ fn an_enrol_link_opens_the_wizard_with_its_ticket() {
         );
         // Continue with the field left empty: the link's ticket is used.
         ui.click("#ticket-continue").await;
-        let person = ui.wait_text("#person", "Ada Lovelace").await;
-        assert!(person.contains("0 of 2"), "{person}");
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+        ui.enrolment_for("Ada Lovelace", "0 of 2").await;
+        ui.close().await;
     });
     drop(driver);
 }
@@ -467,23 +506,14 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
     let first = server.ticket(&ada, None);
     let second = server.ticket(&ada, None);
     let grace_ticket = server.ticket(&grace, None);
-    let use_key = |id: &str| format!("li[data-key-id=\"{id}\"] [data-action=use]");
 
     let driver = Driver::for_laptop(&laptop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
-        ui.wait_text("#status", "Reporting to http://127.0.0.1")
-            .await;
+    block_on(async {
+        let ui = Ui::open(&driver, &[]).await;
+        ui.wait_reporting().await;
 
         // 1. Nobody touches the key in time: a sentence saying so, "Try again", nothing bound.
-        ui.type_into("#ticket", &first).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&first).await;
         ui.wait_text("#person", "Ada Lovelace").await;
         ui.use_key(&keys[0]).await;
         ui.choose_pin(PIN).await;
@@ -494,11 +524,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         assert!(err.contains("touch the key when it blinks"), "{err}");
         assert_eq!(ui.text("#error-action").await, "Try again");
         ui.shot("15-touch-timeout").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before,
-            "a touch timeout binds nothing"
-        );
+        assert_nothing_bound(&server, &before, "a touch timeout binds nothing");
         // Touched this time. The PIN chosen before the timeout is on the key now, so the step
         // asks for it rather than for a new one.
         keywarden_keys::soft::simulate_touch_again(&laptop.soft_keys[0]).unwrap();
@@ -513,46 +539,26 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         // 2. Another day (the window closed, opened again) with a new ticket: Ada has a key
         //    now, so the ticket alone is refused, and the window leads her to confirm it is her
         //    with that key; it is then not offered as the new one.
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.clone().close()).await;
-        let ui = Ui {
-            c: driver.session(&[]).await,
-        };
+        ui.close().await;
+        let ui = Ui::open(&driver, &[]).await;
         ui.wait_text("#step-title", "Redeem your enrolment ticket")
             .await;
         let before = off(|| bound(&server));
-        ui.type_into("#ticket", &second).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&second).await;
         let err = ui.wait_text("#error", "already have an active key").await;
         assert!(err.contains("confirm it is you"), "{err}");
         assert_eq!(ui.text("#error-action").await, "Confirm with a key I have");
         ui.shot("16-ticket-alone-for-someone-with-a-key").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before,
-            "the ticket alone binds nothing"
-        );
+        assert_nothing_bound(&server, &before, "the ticket alone binds nothing");
         ui.click("#error-action").await;
         ui.wait_text("#step-title", "Add a key").await;
-        ui.click(&format!(
-            "#prove-key-list li[data-key-id=\"{}\"] input",
-            keys[0]
-        ))
-        .await;
-        ui.type_into("#prove-pin", PIN).await;
+        ui.confirm_with_key(&keys[0], PIN).await;
         ui.click("#prove-continue").await;
-        let person = ui.wait_text("#person", "Ada Lovelace").await;
-        assert!(person.contains("You have 1 of 2"), "{person}");
+        ui.enrolment_for("Ada Lovelace", "You have 1 of 2").await;
         ui.wait_text("#key-list", "You confirmed with this key")
             .await;
-        let disabled =
-            ui.c.find(Locator::Css(&use_key(&keys[0])))
-                .await
-                .unwrap()
-                .attr("disabled")
-                .await
-                .unwrap();
         assert!(
-            disabled.is_some(),
+            ui.key_disabled(&keys[0]).await,
             "the key confirmed with is not the new one"
         );
 
@@ -564,25 +570,17 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         let before = off(|| bound(&server));
         off(|| server.stop());
         ui.click("#pin-continue").await;
-        let err = ui
-            .wait_text("#error", "Cannot reach the Keywarden service")
-            .await;
-        assert!(err.contains("nothing was changed"), "{err}");
+        ui.says_service_unreachable().await;
         assert_eq!(ui.text("#error-action").await, "Try again");
         ui.shot("17-service-unreachable").await;
         off(|| server.restart());
-        assert_eq!(
-            off(|| bound(&server)),
-            before,
-            "nothing changed during the outage"
-        );
+        assert_nothing_bound(&server, &before, "nothing changed during the outage");
         ui.click("#error-action").await;
         let step = ui.text("#step-title").await;
         if step.contains("Enter the key's PIN") {
             ui.type_into("#pin", PIN).await;
         } else {
-            ui.type_into("#new-pin", PIN).await;
-            ui.type_into("#new-pin-again", PIN).await;
+            ui.choose_pin(PIN).await;
         }
         ui.click("#pin-continue").await;
         ui.wait_text("#coverage", "You have 2 of 2 required authenticators.")
@@ -594,8 +592,7 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         ui.click("#finish").await;
         ui.click("[data-action=restart]").await;
         set_pin_retries(&laptop.soft_keys[1], 1);
-        ui.type_into("#ticket", &grace_ticket).await;
-        ui.click("#ticket-continue").await;
+        ui.redeem(&grace_ticket).await;
         ui.wait_text("#person", "Grace Hopper").await;
         ui.wait_text("#key-list", "PIN set, 1 attempt left").await;
         ui.use_key(&keys[1]).await;
@@ -625,15 +622,11 @@ fn the_wizard_says_what_went_wrong_and_how_to_go_on_after_each_refusal() {
         );
         assert_eq!(ui.text("#error-action").await, "Use another key");
         ui.shot("19-pin-blocked").await;
-        assert_eq!(
-            off(|| bound(&server)),
-            before,
-            "a blocked PIN binds nothing"
-        );
+        assert_nothing_bound(&server, &before, "a blocked PIN binds nothing");
         ui.click("#error-action").await;
         ui.wait_text("#key-list", "software key").await;
 
-        let _ = tokio::time::timeout(Duration::from_secs(5), ui.c.close()).await;
+        ui.close().await;
     });
     drop(driver);
 }

@@ -75,13 +75,9 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
     in_window_with(
         Driver::for_laptop_with(&laptop, &[("PATH", browser.path_env())]),
         async |ui| {
-            ui.type_into("#ticket", &ticket).await;
-            ui.click("#ticket-continue").await;
+            ui.redeem(&ticket).await;
             ui.wait_text("#person", "Ada Lovelace").await;
-            ui.use_key(&keys[0]).await;
-            ui.choose_pin(PIN).await;
-            ui.click("#pin-continue").await;
-            ui.wait_text("#enrolled", "verified").await;
+            ui.enrol_new_key(&keys[0], PIN).await;
             ui.wait_text("#coverage", "You have 1 of 2").await;
 
             // The offer, after the key and beside "Enrol a backup key"; nothing opened yet.
@@ -151,9 +147,7 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
             ui.click("#backup").await;
             ui.wait_text("#key-list", "no PIN yet").await;
             ui.use_key(&keys[1]).await;
-            ui.type_into("#new-pin", PIN).await;
-            ui.type_into("#new-pin-again", PIN).await;
-            ui.click("#pin-continue").await;
+            ui.set_new_pin(PIN).await;
             ui.wait_text("#coverage", "You have 2 of 2").await;
             ui.click("#finish").await;
             ui.wait_text("#summary", "2 of 2").await;
@@ -165,10 +159,7 @@ fn after_a_key_the_wizard_opens_the_self_service_page_with_a_one_time_link() {
             // nothing handed to the browser.
             off(|| server.stop());
             ui.click("#open-web").await;
-            let err = ui
-                .wait_text("#error", "Cannot reach the Keywarden service")
-                .await;
-            assert!(err.contains("nothing was changed"), "{err}");
+            ui.says_service_unreachable().await;
             assert_eq!(browser.opened().len(), 1, "nothing more was opened");
             ui.save_shot("wizard-22-web-link-service-unreachable").await;
         },

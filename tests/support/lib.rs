@@ -140,12 +140,10 @@ impl Server {
         };
         // The tests' software keys (test/demo) attest with one batch certificate; the service
         // trusts its root because an admin says so, as for a demo, never by default.
-        let (s, v) = server.admin(
-            "POST",
+        server.admin_create(
             "/api/v1/admin/trust-anchors",
-            Some(serde_json::json!({"pem": soft_key_batch().root_pem(), "label": SOFT_KEY_ROOT_LABEL})),
+            serde_json::json!({"pem": soft_key_batch().root_pem(), "label": SOFT_KEY_ROOT_LABEL}),
         );
-        assert_eq!(s, 201, "{v}");
         server
     }
 
@@ -191,33 +189,49 @@ impl Server {
         )
     }
 
-    pub fn create_person(&self, user_name: &str, display_name: &str) -> String {
-        let (s, v) = self.admin(
-            "POST",
-            "/api/v1/admin/people",
-            Some(serde_json::json!({"user_name": user_name, "display_name": display_name})),
-        );
+    /// Every credential, as the admin API lists them.
+    pub fn credentials(&self) -> Vec<Value> {
+        let (s, v) = self.admin("GET", "/api/v1/admin/credentials", None);
+        assert_eq!(s, 200, "{v}");
+        v.as_array().unwrap().clone()
+    }
+
+    /// The service's status of the credential `id` (active, suspended, revoked).
+    pub fn credential_status(&self, id: &str) -> String {
+        let all = self.credentials();
+        all.iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no credential {id}: {all:?}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// An admin POST that must create what it sends (201); returns what was created.
+    pub fn admin_create(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.admin("POST", path, Some(body));
         assert_eq!(s, 201, "{v}");
+        v
+    }
+
+    pub fn create_person(&self, user_name: &str, display_name: &str) -> String {
+        let v = self.admin_create(
+            "/api/v1/admin/people",
+            serde_json::json!({"user_name": user_name, "display_name": display_name}),
+        );
         v["id"].as_str().unwrap().to_owned()
     }
 
     pub fn provisioning_token(&self) -> String {
-        let (s, v) = self.admin(
-            "POST",
-            "/api/v1/admin/provisioning-tokens",
-            Some(serde_json::json!({})),
-        );
-        assert_eq!(s, 201, "{v}");
+        let v = self.admin_create("/api/v1/admin/provisioning-tokens", serde_json::json!({}));
         v["secret"].as_str().unwrap().to_owned()
     }
 
     pub fn ticket(&self, person_id: &str, ttl_seconds: Option<u64>) -> String {
-        let (s, v) = self.admin(
-            "POST",
+        let v = self.admin_create(
             "/api/v1/admin/enrolment-tickets",
-            Some(serde_json::json!({"person_id": person_id, "ttl_seconds": ttl_seconds})),
+            serde_json::json!({"person_id": person_id, "ttl_seconds": ttl_seconds}),
         );
-        assert_eq!(s, 201, "{v}");
         v["secret"].as_str().unwrap().to_owned()
     }
 
@@ -225,12 +239,10 @@ impl Server {
     /// (created here, in the IT department) after in-person proofing.
     pub fn recovery_ticket(&self, person: &str, lost: &str) -> String {
         let desk = self.hr_feed().create_user("desk@example.com", "Desk", "IT");
-        let (s, t) = self.admin(
-            "POST",
+        let t = self.admin_create(
             "/api/v1/admin/tokens",
-            Some(serde_json::json!({"role": "helpdesk", "label": "desk", "person_id": desk})),
+            serde_json::json!({"role": "helpdesk", "label": "desk", "person_id": desk}),
         );
-        assert_eq!(s, 201, "{t}");
         let resp = reqwest::blocking::Client::new()
             .post(format!("{}/api/v1/admin/recoveries", self.url))
             .bearer_auth(t["token"].as_str().unwrap())
@@ -254,16 +266,28 @@ impl Server {
 
     /// The HR feed: a SCIM token of its own, and the calls an IdP makes.
     pub fn hr_feed(&self) -> HrFeed<'_> {
-        let (s, v) = self.admin(
-            "POST",
+        let v = self.admin_create(
             "/api/v1/admin/tokens",
-            Some(serde_json::json!({"role": "scim", "label": "HR feed"})),
+            serde_json::json!({"role": "scim", "label": "HR feed"}),
         );
-        assert_eq!(s, 201, "{v}");
         HrFeed {
             server: self,
             token: v["token"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Send `req`, which must be refused with `status` and error `code` and change nothing;
+    /// returns the error body.
+    pub fn refuses(&self, req: &SignedRequest, status: u16, code: &str) -> Value {
+        let before = self.snapshot();
+        let (s, v) = req.send(&self.url);
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{v}"
+        );
+        assert_eq!(self.snapshot(), before, "{code}: nothing changed");
+        v
     }
 
     /// Every row of every table, as text, for "nothing changed" assertions.
@@ -296,7 +320,7 @@ pub const REFUSAL_BOOKKEEPING: &[&str] = &["audit_head", "ticket_attempts", "api
 /// Every row of every table in a SQLite file, less the records of refusals
 /// ([`REFUSAL_ACTIONS`], [`REFUSAL_BOOKKEEPING`]).
 pub fn snapshot_sqlite(path: &Path) -> BTreeMap<String, Vec<String>> {
-    use sqlx::{Connection as _, Row as _};
+    use sqlx::Connection as _;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -304,32 +328,17 @@ pub fn snapshot_sqlite(path: &Path) -> BTreeMap<String, Vec<String>> {
     rt.block_on(async {
         let url = format!("sqlite://{}?mode=ro", path.display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let tables: Vec<String> = sqlx::query(
+        let tables = first_column(
+            &mut conn,
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%' ORDER BY name",
         )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect();
+        .await;
         let mut out = BTreeMap::new();
         for t in tables {
-            let cols: Vec<String> = sqlx::query(&format!("SELECT name FROM pragma_table_info('{t}')"))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect();
+            let cols =
+                first_column(&mut conn, &format!("SELECT name FROM pragma_table_info('{t}')")).await;
             let expr = cols.iter().map(|c| format!("quote({c})")).collect::<Vec<_>>().join(" || '|' || ");
-            let mut rows: Vec<String> = sqlx::query(&format!("SELECT {expr} FROM {t}"))
-                .fetch_all(&mut conn)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<String, _>(0))
-                .collect();
+            let mut rows = first_column(&mut conn, &format!("SELECT {expr} FROM {t}")).await;
             rows.sort();
             if t == "audit_log" {
                 // Refusals are audited (in their own transaction, after the refused work was
@@ -345,14 +354,24 @@ pub fn snapshot_sqlite(path: &Path) -> BTreeMap<String, Vec<String>> {
     })
 }
 
+/// The first column of every row `sql` returns, as text.
+async fn first_column(conn: &mut sqlx::SqliteConnection, sql: &str) -> Vec<String> {
+    use sqlx::Row as _;
+    sqlx::query(sql)
+        .fetch_all(conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect()
+}
+
 /// Label of the trust anchor every test [`Server`] has: the root of the tests' soft keys.
 pub const SOFT_KEY_ROOT_LABEL: &str = "software key (test/demo) root";
 
 /// The attestation batch every soft key of a [`Laptop`] belongs to.
 pub fn soft_key_batch() -> &'static keywarden_keys::soft::AttestationBatch {
-    static BATCH: std::sync::OnceLock<keywarden_keys::soft::AttestationBatch> =
-        std::sync::OnceLock::new();
-    BATCH.get_or_init(|| keywarden_keys::soft::AttestationBatch::generate().unwrap())
+    keywarden_keys::soft::AttestationBatch::shared().unwrap()
 }
 
 /// One laptop: an agent home folder and its software keys (test/demo).

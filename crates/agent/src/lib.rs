@@ -52,6 +52,34 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// What every front end (CLI, tray, window) reads before it starts: where the agent keeps its
+/// files (under `home`, else the usual place) and the organisation's managed configuration, if
+/// IT installed one.
+pub fn local_setup(
+    home: Option<&std::path::Path>,
+) -> Result<(Paths, Option<managed::ManagedConfig>)> {
+    let paths = Paths::resolve(home)?;
+    let managed = managed::ManagedConfig::load(&managed::ManagedConfig::default_path())?;
+    Ok((paths, managed))
+}
+
+/// How the tray and the window end when they cannot start: `{program}: error: {e}` on stderr
+/// and a failing exit code.
+pub fn exit_failure(program: &str, e: &dyn std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("{program}: error: {e}");
+    std::process::ExitCode::FAILURE
+}
+
+/// Another of Keywarden's programs (`keywarden-app`, `keywarden-tray`): the one installed beside
+/// this binary, else `name` as found on PATH.
+pub fn sibling_binary(name: &str) -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name(name))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from(name))
+}
+
 /// The relying party the agent signs for ([`Agent::relying_party`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RelyingParty {

@@ -59,6 +59,11 @@ impl ManagedConfig {
             .unwrap_or_else(|| PathBuf::from(MANAGED_CONFIG_PATH))
     }
 
+    /// Read and check the file at [`ManagedConfig::default_path`]; `None` when there is none.
+    pub fn load_default() -> Result<Option<ManagedConfig>> {
+        Self::load(&Self::default_path())
+    }
+
     /// Read and check the file; `None` when there is none.
     pub fn load(path: &Path) -> Result<Option<ManagedConfig>> {
         let Some(bytes) = files::read_optional(path)? else {

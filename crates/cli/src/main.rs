@@ -13,7 +13,6 @@ use crate::enrol::{enrol, enrol_in, print_browser_link, EnrolOptions};
 use crate::output::{no_key_message, print_checkin, print_flush, print_key};
 use crate::prompts::{read_pin, select_by_touch, two_pins, TerminalPrompts, TouchNotice};
 use clap::Parser;
-use keywarden_agent::config::Paths;
 use keywarden_agent::keys::Keyring;
 use keywarden_agent::Agent;
 
@@ -69,10 +68,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let paths = Paths::resolve(cli.global.home.as_deref())?;
-    let managed = keywarden_agent::managed::ManagedConfig::load(
-        &keywarden_agent::managed::ManagedConfig::default_path(),
-    )?;
+    let (paths, managed) = keywarden_agent::local_setup(cli.global.home.as_deref())?;
     let agent = Agent::new(paths, keyring(&cli.global)).with_managed(managed);
     let json = cli.global.json;
     match cli.command {

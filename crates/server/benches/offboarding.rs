@@ -8,7 +8,7 @@
 //! `KEYWARDEN_BENCH_SCALE` scales the count.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,8 +29,9 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// A fresh database, on PostgreSQL only when `KEYWARDEN_BENCH_POSTGRES_URL` is set.
 async fn fresh(backend: &str) -> Option<(AnyPool, Option<tempfile::TempDir>)> {
-    let (url, dir) = common::fresh_url(backend, &["KEYWARDEN_BENCH_POSTGRES_URL"]).await?;
+    let (url, dir) = support::fresh_database(backend, &["KEYWARDEN_BENCH_POSTGRES_URL"]).await?;
     Some((db::connect(&url).await.unwrap(), dir))
 }
 

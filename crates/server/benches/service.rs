@@ -20,7 +20,12 @@
 //! `KEYWARDEN_BENCH_ONLY` and `KEYWARDEN_BENCH_BACKEND` pick parts (see [`wanted`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+// The service tests' helpers: a laptop provisioned and signing as the agent does.
+#[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
+
+use common::Device;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,69 +33,42 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use ed25519_dalek::Signer as _;
 use keywarden_server::{db, router, AppState, Settings, SystemClock};
 use serde_json::{json, Value};
 use sqlx::{AnyPool, Row as _};
 use tower::ServiceExt as _;
 
-struct Agent {
-    id: String,
-    key: ed25519_dalek::SigningKey,
-    seq: AtomicU64,
-}
-
-impl Agent {
-    fn sign(&self, path: &str, body: &[u8], now: i64) -> (u64, String) {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let input = keywarden_protocol::signing_input("POST", path, &self.id, seq, now, body);
-        (
-            seq,
-            URL_SAFE_NO_PAD.encode(self.key.sign(&input).to_bytes()),
-        )
-    }
-}
-
 fn now_ms() -> i64 {
     use keywarden_server::Clock as _;
     SystemClock.now_ms()
 }
 
+/// A report as a laptop in the field sends it: the service tests' report with a disk and a
+/// hardware key.
 fn report(now: i64) -> Value {
-    json!({
-        "report_id": uuid::Uuid::new_v4().to_string(),
-        "created_at_ms": now,
-        "agent_version": "bench",
-        "posture": {
-            "schema_version": 1, "collected_at_ms": now,
-            "os_name": {"state": "known", "value": "Debian GNU/Linux"},
-            "os_version": {"state": "known", "value": "12"},
-            "kernel_version": {"state": "known", "value": "6.1.0-27-amd64"},
-            "hostname": {"state": "known", "value": "laptop-0042"},
-            "arch": {"state": "known", "value": "x86_64"},
-            "boot_time": {"state": "known", "value": 1795900000},
-            "disks": {"state": "known", "value": [{"name": "/dev/nvme0n1p2", "mount_point": "/", "file_system": "ext4",
-                "total_bytes": 511_000_000_000u64, "available_bytes": 200_000_000_000u64, "removable": false}]},
-            "disk_encryption": {"state": "known", "value": true, "detail": "root filesystem on dm-crypt"},
-            "firewall": {"state": "known", "value": true},
-            "secure_boot": {"state": "unknown", "reason": "no permission to read efivars"},
-        },
-        "keys": [{"id": "hid:1", "backend": "hid", "label": "YubiKey 5 NFC", "model": "YubiKey 5 NFC",
-            "aaguid": "cb69481e-8ff7-4039-93ec-0a2729a154a8", "versions": ["FIDO_2_0", "FIDO_2_1"],
-            "extensions": ["credProtect", "hmac-secret"], "options": {"rk": true, "clientPin": true, "credMgmt": true},
-            "pin_protocols": [2, 1], "firmware_version": 328707, "pin_set": true, "pin_retries": 8,
-            "min_pin_length": 4, "remaining_discoverable_credentials": 20}],
-    })
+    let mut body = common::report_body(now, true);
+    body["agent_version"] = json!("bench");
+    body["posture"]["disks"] = json!({"state": "known", "value": [{"name": "/dev/nvme0n1p2", "mount_point": "/", "file_system": "ext4",
+        "total_bytes": 511_000_000_000u64, "available_bytes": 200_000_000_000u64, "removable": false}]});
+    body["keys"] = json!([{"id": "hid:1", "backend": "hid", "label": "YubiKey 5 NFC", "model": "YubiKey 5 NFC",
+        "aaguid": "cb69481e-8ff7-4039-93ec-0a2729a154a8", "versions": ["FIDO_2_0", "FIDO_2_1"],
+        "extensions": ["credProtect", "hmac-secret"], "options": {"rk": true, "clientPin": true, "credMgmt": true},
+        "pin_protocols": [2, 1], "firmware_version": 328707, "pin_set": true, "pin_retries": 8,
+        "min_pin_length": 4, "remaining_discoverable_credentials": 20}]);
+    body
 }
 
+/// A fresh database for one part of the run.
 async fn fresh(backend: &str) -> Option<(String, Option<tempfile::TempDir>)> {
-    let vars = [
-        "KEYWARDEN_BENCH_POSTGRES_URL",
-        "KEYWARDEN_TEST_POSTGRES_URL",
-    ];
-    common::fresh_url(backend, &vars).await
+    support::fresh_database(
+        backend,
+        &[
+            "KEYWARDEN_BENCH_POSTGRES_URL",
+            "KEYWARDEN_TEST_POSTGRES_URL",
+        ],
+    )
+    .await
 }
 
 async fn state(url: &str) -> AppState {
@@ -102,7 +80,7 @@ async fn state(url: &str) -> AppState {
     AppState::new(pool, settings, Arc::new(SystemClock)).unwrap()
 }
 
-async fn agents(state: &AppState, n: usize) -> Vec<Arc<Agent>> {
+async fn agents(state: &AppState, n: usize) -> Vec<Arc<Device>> {
     let r = router(state.clone());
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -115,28 +93,9 @@ async fn agents(state: &AppState, n: usize) -> Vec<Arc<Agent>> {
             .execute(&state.db)
             .await
             .unwrap();
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        let body = json!({"token": token, "device_public_key": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
-            "hostname": format!("laptop-{i}"), "agent_version": "bench"});
-        let resp = r
-            .clone()
-            .oneshot(
-                Request::post("/api/v1/agent/provision")
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.to_string()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_slice(&bytes).unwrap();
-        out.push(Arc::new(Agent {
-            id: v["device_id"].as_str().unwrap().to_owned(),
-            key,
-            seq: AtomicU64::new(0),
-        }));
+        out.push(Arc::new(
+            Device::provision(&r, &token, &format!("laptop-{i}"), 0).await,
+        ));
     }
     out
 }
@@ -154,7 +113,7 @@ fn scaled(n: usize) -> usize {
 /// outbox flush uses), all agents at once. Returns reports per second.
 async fn signed_ingest(
     st: &AppState,
-    agents: &[Arc<Agent>],
+    agents: &[Arc<Device>],
     total: usize,
     per_request: usize,
 ) -> Rate {
@@ -174,27 +133,17 @@ async fn signed_ingest(
                     json!({ "reports": chunk }).to_string(),
                 )
             };
-            let now = now_ms();
-            let (seq, sig) = a.sign(path, body.as_bytes(), now);
-            requests.push((path, body, seq, now, sig, chunk.len()));
+            requests.push((a.request(path, body.as_bytes(), now_ms()), chunk.len()));
         }
-        work.push((a.clone(), requests));
+        work.push(requests);
     }
     let start = Instant::now();
     let cpu = cpu_seconds();
     let mut tasks = Vec::new();
-    for (a, requests) in work {
+    for requests in work {
         let r = r.clone();
         tasks.push(tokio::spawn(async move {
-            for (path, body, seq, now, sig, n) in requests {
-                let req = Request::post(path)
-                    .header("content-type", "application/json")
-                    .header(keywarden_protocol::HEADER_DEVICE, &a.id)
-                    .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
-                    .header(keywarden_protocol::HEADER_TIME, now.to_string())
-                    .header(keywarden_protocol::HEADER_SIGNATURE, sig)
-                    .body(Body::from(body))
-                    .unwrap();
+            for (req, n) in requests {
                 let resp = r.clone().oneshot(req).await.unwrap();
                 assert_eq!(resp.status(), 200);
                 if n > 1 {
@@ -230,7 +179,7 @@ async fn signed_ingest(
 
 /// The same number of rows (same devices, fresh report ids, same bodies' shape) inserted bare,
 /// 100 per statement, in one transaction. Rows per second.
-async fn bare_insert(st: &AppState, agents: &[Arc<Agent>], total: usize) -> Rate {
+async fn bare_insert(st: &AppState, agents: &[Arc<Device>], total: usize) -> Rate {
     let rows: Vec<(String, String, String)> = (0..total)
         .map(|i| {
             let body = report(now_ms());
@@ -364,7 +313,7 @@ async fn checkins(url: &str) -> (f64, Duration, Duration, usize, usize) {
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let (http, budget) = (http.clone(), budget.clone());
-        let mine: Vec<Arc<Agent>> = agents
+        let mine: Vec<Arc<Device>> = agents
             .iter()
             .skip(w)
             .step_by(concurrency)

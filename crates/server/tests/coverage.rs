@@ -41,16 +41,8 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
     enrol(&app, &laptop, &bob, 1).await;
     enrol(&app, &laptop, &eve, 2).await;
     // Contractors (a SCIM group) must hold a roaming hardware key; eve has two software keys.
-    let hr = app.token(Role::Scim).await;
-    let (s, _) = app
-        .scim(
-            "POST",
-            "/scim/v2/Groups",
-            &hr,
-            Some(json!({"displayName": "Contractors", "members": [{"value": eve}]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let hr = app.hr_feed().await;
+    hr.create_group("Contractors", &[&eve]).await;
     let (s, v) = app
         .call("PUT", "/api/v1/admin/populations/contractors", &app.admin,
             Some(json!({"priority": 1, "selector": {"kind": "group", "value": "contractors"},
@@ -68,9 +60,7 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = app
-        .scim("PATCH", &format!("/scim/v2/Users/{gone}"), &hr,
-            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": "false"}]})))
+    let (s, _) = hr.patch(&format!("/scim/v2/Users/{gone}"), json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": "false"}]}))
         .await;
     assert_eq!(s, StatusCode::OK);
 

@@ -8,7 +8,6 @@ mod common;
 use axum::http::StatusCode;
 use common::{begin, finish, App, SoftKey};
 use keywarden_protocol::SOFT_KEY_AAGUID;
-use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
 both_backends!(
@@ -135,10 +134,8 @@ async fn inactive_person_is_refused_mid_enrolment(app: App) {
     assert_eq!(s, StatusCode::CREATED);
     let (s, b) = begin(&app, &laptop, &app.ticket_secret(&id).await).await;
     assert_eq!(s, StatusCode::CREATED);
-    let hr = app.token(Role::Scim).await;
-    let (s, _) = app
-        .scim("PATCH", &format!("/scim/v2/Users/{id}"), &hr,
-            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "value": {"active": "False"}}]})))
+    let hr = app.hr_feed().await;
+    let (s, _) = hr.patch(&format!("/scim/v2/Users/{id}"), json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "value": {"active": "False"}}]}))
         .await;
     assert_eq!(s, StatusCode::OK);
     // Offboarding closed the open enrolment session.

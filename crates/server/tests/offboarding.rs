@@ -12,15 +12,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{begin, finish, step_up, App, SoftKey};
+use common::{begin, finish, step_up, App, ScimClient, SoftKey, ENTERPRISE, PATCH_OP};
 use ed25519_dalek::Verifier as _;
 use keywarden_server::auth::Role;
 use keywarden_server::webhooks::Deliverer;
 use keywarden_server::AppState;
 use serde_json::{json, Value};
-
-const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
 
@@ -51,17 +48,14 @@ fn delivering(app: &App, port: u16) -> AppState {
     AppState::new(app.state.db.clone(), settings, app.clock.clone()).unwrap()
 }
 
-async fn hr_user(app: &App, hr: &str, name: &str) -> String {
-    let (s, u) = app
-        .scim("POST", "/scim/v2/Users", hr, Some(json!({"userName": name, "externalId": format!("ext-{name}"), ENT: {"department": "Sales"}})))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{u}");
-    u["id"].as_str().unwrap().to_owned()
+async fn hr_user(hr: &ScimClient<'_>, name: &str) -> String {
+    hr.create_user(json!({"userName": name, "externalId": format!("ext-{name}"), ENTERPRISE: {"department": "Sales"}}))
+        .await
 }
 
 async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
-    let hr = app.token(Role::Scim).await;
-    let person = hr_user(&app, &hr, "leo@example.com").await;
+    let hr = app.hr_feed().await;
+    let person = hr_user(&hr, "leo@example.com").await;
     let desk_person = app.hr_person("desk").await;
     let desk = keywarden_server::tokens::create_for(
         &app.state.db,
@@ -100,9 +94,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     );
 
     // HR deactivates the person.
-    let (s, v) = app
-        .scim("PATCH", &format!("/scim/v2/Users/{person}"), &hr,
-            Some(json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]})))
+    let (s, v) = hr.patch(&format!("/scim/v2/Users/{person}"), json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]}))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(
@@ -281,10 +273,8 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     .await;
 
     // DELETE of an active person offboards too.
-    let gone = hr_user(&app, &hr, "gus@example.com").await;
-    let (s, _) = app
-        .scim("DELETE", &format!("/scim/v2/Users/{gone}"), &hr, None)
-        .await;
+    let gone = hr_user(&hr, "gus@example.com").await;
+    let (s, _) = hr.delete(&format!("/scim/v2/Users/{gone}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let offboardings = app
         .call("GET", "/api/v1/admin/offboardings", &app.admin, None)

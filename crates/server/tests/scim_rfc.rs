@@ -7,13 +7,9 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::App;
-use keywarden_server::auth::Role;
+use common::{App, ScimClient, ENTERPRISE, PATCH_OP};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
-
-const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 both_backends!(
     every_attribute_is_kept_and_returned_as_sent,
@@ -27,7 +23,7 @@ both_backends!(
 /// A user as Entra ID or Okta sends it, with every core and enterprise attribute they map.
 fn full_user(user_name: &str) -> Value {
     json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENT],
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
         "externalId": "00u7",
         "userName": user_name,
         "active": true,
@@ -48,7 +44,7 @@ fn full_user(user_name: &str) -> Value {
         "locale": "en-US",
         "timezone": "America/New_York",
         "password": "never-kept-Pa55",
-        ENT: {
+        ENTERPRISE: {
             "employeeNumber": "E42",
             "costCenter": "CC-7",
             "organization": "NASA",
@@ -60,10 +56,8 @@ fn full_user(user_name: &str) -> Value {
 }
 
 /// Create [`full_user`] `user_name` over SCIM; returns the answer and the new id.
-async fn create_full_user(app: &App, hr: &str, user_name: &str) -> (Value, String) {
-    let (s, created) = app
-        .scim("POST", "/scim/v2/Users", hr, Some(full_user(user_name)))
-        .await;
+async fn create_full_user(hr: &ScimClient<'_>, user_name: &str) -> (Value, String) {
+    let (s, created) = hr.post("/scim/v2/Users", full_user(user_name)).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     (created, id)
@@ -75,9 +69,9 @@ fn assert_returned_as_sent(sent: &Value, got: &Value) {
         match k.as_str() {
             "password" => assert!(got.get("password").is_none(), "password returned: {got}"),
             "schemas" => {}
-            ENT => {
+            ENTERPRISE => {
                 for (ek, ev) in v.as_object().unwrap() {
-                    assert_eq!(&got[ENT][ek], ev, "{ENT}:{ek} in {got}");
+                    assert_eq!(&got[ENTERPRISE][ek], ev, "{ENTERPRISE}:{ek} in {got}");
                 }
             }
             _ => assert_eq!(&got[k], v, "{k} in {got}"),
@@ -86,25 +80,16 @@ fn assert_returned_as_sent(sent: &Value, got: &Value) {
 }
 
 async fn every_attribute_is_kept_and_returned_as_sent(app: App) {
-    let hr = app.token(Role::Scim).await;
+    let hr = app.hr_feed().await;
     let sent = full_user("kj@example.com");
-    let (s, created) = app
-        .scim("POST", "/scim/v2/Users", &hr, Some(sent.clone()))
-        .await;
+    let (s, created) = hr.post("/scim/v2/Users", sent.clone()).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_returned_as_sent(&sent, &created);
     let id = created["id"].as_str().unwrap().to_owned();
-    let (_, got) = app
-        .scim("GET", &format!("/scim/v2/Users/{id}"), &hr, None)
-        .await;
+    let (_, got) = hr.get(&format!("/scim/v2/Users/{id}")).await;
     assert_returned_as_sent(&sent, &got);
-    let (_, listed) = app
-        .scim(
-            "GET",
-            "/scim/v2/Users?filter=userName%20eq%20%22kj%40example.com%22",
-            &hr,
-            None,
-        )
+    let (_, listed) = hr
+        .get("/scim/v2/Users?filter=userName%20eq%20%22kj%40example.com%22")
         .await;
     assert_returned_as_sent(&sent, &listed["Resources"][0]);
     // The password is neither returned nor stored.
@@ -120,19 +105,13 @@ async fn every_attribute_is_kept_and_returned_as_sent(app: App) {
         vec!["kj@example.com|Katherine Johnson|00u7|Analysis|Employee|E42|kj@example.com".to_owned()]
     );
     // Entra ID's PATCH: a mobile number by filtered path, the manager by id alone, a sub-attribute.
-    let (s, u) = app
-        .scim(
-            "PATCH",
-            &format!("/scim/v2/Users/{id}"),
-            &hr,
-            Some(json!({"schemas": [PATCH], "Operations": [
+    let (s, u) = hr.patch(&format!("/scim/v2/Users/{id}"), json!({"schemas": [PATCH_OP], "Operations": [
                 {"op": "Replace", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555 0123"},
                 {"op": "Add", "path": "phoneNumbers[type eq \"fax\"].value", "value": "+1 555 0111"},
-                {"op": "Add", "path": format!("{ENT}:manager"), "value": "m-88"},
+                {"op": "Add", "path": format!("{ENTERPRISE}:manager"), "value": "m-88"},
                 {"op": "Replace", "path": "name.givenName", "value": "Katie"},
-                {"op": "Replace", "path": format!("{ENT}:costCenter"), "value": "CC-9"},
-            ]})),
-        )
+                {"op": "Replace", "path": format!("{ENTERPRISE}:costCenter"), "value": "CC-9"},
+            ]}))
         .await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(
@@ -140,8 +119,8 @@ async fn every_attribute_is_kept_and_returned_as_sent(app: App) {
         json!([{"value": "+1 555 0100", "type": "work"}, {"value": "+1 555 0123", "type": "mobile"},
                {"type": "fax", "value": "+1 555 0111"}])
     );
-    assert_eq!(u[ENT]["manager"], json!({"value": "m-88"}));
-    assert_eq!(u[ENT]["costCenter"], "CC-9");
+    assert_eq!(u[ENTERPRISE]["manager"], json!({"value": "m-88"}));
+    assert_eq!(u[ENTERPRISE]["costCenter"], "CC-9");
     assert_eq!(u["name"]["givenName"], "Katie");
     assert_eq!(
         u["name"]["middleName"], "Coleman",
@@ -149,10 +128,8 @@ async fn every_attribute_is_kept_and_returned_as_sent(app: App) {
     );
     assert_eq!(u["addresses"], sent["addresses"]);
     assert_eq!(u["timezone"], "America/New_York");
-    let (_, again) = app
-        .scim("GET", &format!("/scim/v2/Users/{id}"), &hr, None)
-        .await;
-    assert_eq!(again, u, "what PATCH answered is what is stored");
+    let (_, again) = hr.get(&format!("/scim/v2/Users/{id}")).await;
+    assert_eq!(again, u, "what PATCH_OP answered is what is stored");
     assert_eq!(
         app.rows(&format!(
             "SELECT manager_id, given_name FROM people WHERE id = '{id}'"
@@ -163,14 +140,7 @@ async fn every_attribute_is_kept_and_returned_as_sent(app: App) {
     // Deactivation by PUT keeps the attributes and the person is inactive for the service.
     let mut off = sent.clone();
     off["active"] = json!(false);
-    let (s, u) = app
-        .scim(
-            "PUT",
-            &format!("/scim/v2/Users/{id}"),
-            &hr,
-            Some(off.clone()),
-        )
-        .await;
+    let (s, u) = hr.put(&format!("/scim/v2/Users/{id}"), off.clone()).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_returned_as_sent(&off, &u);
     let (s, v) = app.ticket(&id).await;
@@ -179,17 +149,11 @@ async fn every_attribute_is_kept_and_returned_as_sent(app: App) {
 }
 
 async fn put_replaces_complex_attributes_whole(app: App) {
-    let hr = app.token(Role::Scim).await;
-    let (_, id) = create_full_user(&app, &hr, "dv@example.com").await;
+    let hr = app.hr_feed().await;
+    let (_, id) = create_full_user(&hr, "dv@example.com").await;
     let path = format!("/scim/v2/Users/{id}");
     // A PUT without emails, phone numbers, addresses or name removes them.
-    let (s, u) = app
-        .scim(
-            "PUT",
-            &path,
-            &hr,
-            Some(json!({"userName": "dv@example.com", "displayName": "Dorothy Vaughan", ENT: {"department": "Analysis"}})),
-        )
+    let (s, u) = hr.put(&path, json!({"userName": "dv@example.com", "displayName": "Dorothy Vaughan", ENTERPRISE: {"department": "Analysis"}}))
         .await;
     assert_eq!(s, StatusCode::OK, "{u}");
     for gone in [
@@ -203,8 +167,8 @@ async fn put_replaces_complex_attributes_whole(app: App) {
     ] {
         assert!(u.get(gone).is_none(), "{gone} still in {u}");
     }
-    assert_eq!(u[ENT], json!({"department": "Analysis"}));
-    let (_, got) = app.scim("GET", &path, &hr, None).await;
+    assert_eq!(u[ENTERPRISE], json!({"department": "Analysis"}));
+    let (_, got) = hr.get(&path).await;
     assert_eq!(got, u);
     assert_eq!(
         app.rows(&format!("SELECT email, given_name, title, manager_id, employee_number FROM people WHERE id = '{id}'")).await,
@@ -212,12 +176,10 @@ async fn put_replaces_complex_attributes_whole(app: App) {
     );
     // A PUT with one email of another shape: exactly that list.
     let emails = json!([{"value": "dorothy@example.com", "type": "other"}]);
-    let (s, u) = app
-        .scim(
-            "PUT",
+    let (s, u) = hr
+        .put(
             &path,
-            &hr,
-            Some(json!({"userName": "dv@example.com", "emails": emails})),
+            json!({"userName": "dv@example.com", "emails": emails}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{u}");
@@ -229,20 +191,13 @@ async fn scim_row(app: &App, id: &str) -> Vec<String> {
 }
 
 async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
-    let hr = app.token(Role::Scim).await;
-    let (_, id) = create_full_user(&app, &hr, "mj@example.com").await;
+    let hr = app.hr_feed().await;
+    let (_, id) = create_full_user(&hr, "mj@example.com").await;
     let path = format!("/scim/v2/Users/{id}");
-    let (_, g) = app
-        .scim(
-            "POST",
-            "/scim/v2/Groups",
-            &hr,
-            Some(json!({"displayName": "Computers", "members": [{"value": id}]})),
-        )
-        .await;
-    let group_path = format!("/scim/v2/Groups/{}", g["id"].as_str().unwrap());
+    let gid = hr.create_group("Computers", &[&id]).await;
+    let group_path = format!("/scim/v2/Groups/{gid}");
     let stored = scim_row(&app, &id).await;
-    let (_, shown) = app.scim("GET", &path, &hr, None).await;
+    let (_, shown) = hr.get(&path).await;
     let groups_before = common::directory_state(&app).await;
     let deactivate = json!({"op": "replace", "path": "active", "value": false});
     let rename = json!({"op": "replace", "path": "displayName", "value": "Changed"});
@@ -251,56 +206,56 @@ async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [deactivate, {"op": "replace", "path": "favouriteColour", "value": "blue"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [deactivate, {"op": "replace", "path": "favouriteColour", "value": "blue"}]}),
             "invalidPath",
         ),
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [rename, {"op": "add", "path": "name.nickname", "value": "x"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [rename, {"op": "add", "path": "name.nickname", "value": "x"}]}),
             "invalidPath",
         ),
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [deactivate, {"op": "remove", "path": "shoeSize"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [deactivate, {"op": "remove", "path": "shoeSize"}]}),
             "invalidPath",
         ),
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [deactivate, {"op": "replace", "path": format!("{ENT}:badgeColour"), "value": "red"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [deactivate, {"op": "replace", "path": format!("{ENTERPRISE}:badgeColour"), "value": "red"}]}),
             "invalidPath",
         ),
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [deactivate, {"op": "replace", "value": {"active": false, "favouriteColour": "blue"}}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [deactivate, {"op": "replace", "value": {"active": false, "favouriteColour": "blue"}}]}),
             "invalidPath",
         ),
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [deactivate, {"op": "add", "path": "emails[type eq \"work\"].colour", "value": "x"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [deactivate, {"op": "add", "path": "emails[type eq \"work\"].colour", "value": "x"}]}),
             "invalidPath",
         ),
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [deactivate, {"op": "replace", "path": "urn:example:custom:1.0:User:badge", "value": "x"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [deactivate, {"op": "replace", "path": "urn:example:custom:1.0:User:badge", "value": "x"}]}),
             "invalidPath",
         ),
         // A filter that matches no value.
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [deactivate, {"op": "remove", "path": "emails[value eq \"nobody@example.com\"]"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [deactivate, {"op": "remove", "path": "emails[value eq \"nobody@example.com\"]"}]}),
             "noTarget",
         ),
         (
             "PATCH",
             &path,
-            json!({"schemas": [PATCH], "Operations": [deactivate, {"op": "replace", "path": "phoneNumbers[value eq \"+1 000\"].type", "value": "home"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [deactivate, {"op": "replace", "path": "phoneNumbers[value eq \"+1 000\"].type", "value": "home"}]}),
             "noTarget",
         ),
         // PUT and POST with an attribute the schema does not have.
@@ -319,7 +274,7 @@ async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
         (
             "PUT",
             &path,
-            json!({"userName": "mj@example.com", "active": false, ENT: {"badgeColour": "red"}}),
+            json!({"userName": "mj@example.com", "active": false, ENTERPRISE: {"badgeColour": "red"}}),
             "invalidPath",
         ),
         (
@@ -343,12 +298,12 @@ async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
         (
             "PATCH",
             &group_path,
-            json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "Other"}, {"op": "remove", "path": "members[value eq \"no-such\"]"}]}),
+            json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "Other"}, {"op": "remove", "path": "members[value eq \"no-such\"]"}]}),
             "noTarget",
         ),
     ];
     for (method, p, body, scim_type) in cases {
-        let (s, v) = app.scim(method, p, &hr, Some(body.clone())).await;
+        let (s, v) = hr.send(method, p, Some(body.clone())).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {p} {body}: {v}");
         assert_eq!(v["scimType"], scim_type, "{method} {p} {body}: {v}");
         assert_eq!(v["status"], "400");
@@ -362,7 +317,7 @@ async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
             groups_before,
             "{body} changed something"
         );
-        let (_, now) = app.scim("GET", &path, &hr, None).await;
+        let (_, now) = hr.get(&path).await;
         assert_eq!(now, shown, "{body} changed the resource");
     }
     // Nothing was offboarded: the person may still enrol.
@@ -371,37 +326,32 @@ async fn unknown_attributes_are_refused_and_nothing_is_applied(app: App) {
 }
 
 async fn attributes_and_excluded_attributes_on_every_read(app: App) {
-    let hr = app.token(Role::Scim).await;
-    let (created, id) = create_full_user(&app, &hr, "ms@example.com").await;
+    let hr = app.hr_feed().await;
+    let (created, id) = create_full_user(&hr, "ms@example.com").await;
     let keys = |v: &Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();
         k
     };
     // Only what was asked, with id and schemas; dotted names and the extension's URN.
-    let q = format!("attributes=userName,name.givenName,emails.value,emails.type,{ENT}:department");
-    let (s, u) = app
-        .scim("GET", &format!("/scim/v2/Users/{id}?{q}"), &hr, None)
-        .await;
+    let q = format!(
+        "attributes=userName,name.givenName,emails.value,emails.type,{ENTERPRISE}:department"
+    );
+    let (s, u) = hr.get(&format!("/scim/v2/Users/{id}?{q}")).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(
         keys(&u),
-        ["emails", "id", "name", "schemas", ENT, "userName"]
+        ["emails", "id", "name", "schemas", ENTERPRISE, "userName"]
     );
     assert_eq!(u["name"], json!({"givenName": "Katherine"}));
     assert_eq!(
         u["emails"],
         json!([{"value": "ms@example.com", "type": "work"}, {"value": "kj@home.example", "type": "home"}])
     );
-    assert_eq!(u[ENT], json!({"department": "Analysis"}));
+    assert_eq!(u[ENTERPRISE], json!({"department": "Analysis"}));
     // Case-insensitive, with the core URN prefix, on a listing too.
-    let (_, page) = app
-        .scim(
-            "GET",
-            "/scim/v2/Users?attributes=urn:ietf:params:scim:schemas:core:2.0:User:USERNAME,active",
-            &hr,
-            None,
-        )
+    let (_, page) = hr
+        .get("/scim/v2/Users?attributes=urn:ietf:params:scim:schemas:core:2.0:User:USERNAME,active")
         .await;
     assert_eq!(page["totalResults"], 1);
     assert_eq!(
@@ -409,59 +359,33 @@ async fn attributes_and_excluded_attributes_on_every_read(app: App) {
         json!({"id": id, "schemas": created["schemas"], "userName": "ms@example.com", "active": true})
     );
     // Excluded: everything else stays; id and schemas cannot be excluded.
-    let (_, u) = app
-        .scim(
-            "GET",
-            &format!("/scim/v2/Users/{id}?excludedAttributes=id,schemas,emails,meta,name.middleName,{ENT}"),
-            &hr,
-            None,
-        )
+    let (_, u) = hr
+        .get(&format!(
+            "/scim/v2/Users/{id}?excludedAttributes=id,schemas,emails,meta,name.middleName,{ENTERPRISE}"
+        ))
         .await;
     assert_eq!(u["id"], id.as_str());
     assert_eq!(u["schemas"], created["schemas"]);
-    for gone in ["emails", "meta", ENT] {
+    for gone in ["emails", "meta", ENTERPRISE] {
         assert!(u.get(gone).is_none(), "{gone} in {u}");
     }
     assert!(u["name"].get("middleName").is_none(), "{u}");
     assert_eq!(u["name"]["familyName"], "Johnson");
     assert_eq!(u["phoneNumbers"], created["phoneNumbers"]);
-    let (_, page) = app
-        .scim(
-            "GET",
-            "/scim/v2/Users?excludedAttributes=groups,addresses",
-            &hr,
-            None,
-        )
+    let (_, page) = hr
+        .get("/scim/v2/Users?excludedAttributes=groups,addresses")
         .await;
     assert!(page["Resources"][0].get("addresses").is_none());
     assert_eq!(page["Resources"][0]["title"], "Research Mathematician");
     // Groups: members excluded (what Entra ID asks before a PATCH), or only displayName.
-    let (_, g) = app
-        .scim(
-            "POST",
-            "/scim/v2/Groups",
-            &hr,
-            Some(json!({"displayName": "Analysts", "members": [{"value": id}]})),
-        )
-        .await;
-    let gid = g["id"].as_str().unwrap().to_owned();
-    let (_, g) = app
-        .scim(
-            "GET",
-            &format!("/scim/v2/Groups/{gid}?excludedAttributes=members"),
-            &hr,
-            None,
-        )
+    let gid = hr.create_group("Analysts", &[&id]).await;
+    let (_, g) = hr
+        .get(&format!("/scim/v2/Groups/{gid}?excludedAttributes=members"))
         .await;
     assert!(g.get("members").is_none(), "{g}");
     assert_eq!(g["displayName"], "Analysts");
-    let (_, page) = app
-        .scim(
-            "GET",
-            "/scim/v2/Groups?filter=displayName%20eq%20%22Analysts%22&attributes=displayName",
-            &hr,
-            None,
-        )
+    let (_, page) = hr
+        .get("/scim/v2/Groups?filter=displayName%20eq%20%22Analysts%22&attributes=displayName")
         .await;
     assert_eq!(
         keys(&page["Resources"][0]),
@@ -502,12 +426,12 @@ async fn post_with_location(
 }
 
 async fn create_answers_with_the_location_of_the_resource(app: App) {
-    let hr = app.token(Role::Scim).await;
+    let hr = app.hr_feed().await;
     for (path, body) in [
         ("/scim/v2/Users", json!({"userName": "ah@example.com"})),
         ("/scim/v2/Groups", json!({"displayName": "Pilots"})),
     ] {
-        let (s, location, created) = post_with_location(&app, &hr, path, &body).await;
+        let (s, location, created) = post_with_location(&app, hr.token(), path, &body).await;
         assert_eq!(s, StatusCode::CREATED, "{created}");
         let location = location.unwrap_or_else(|| panic!("POST {path} answered without Location"));
         let id = created["id"].as_str().unwrap();
@@ -518,13 +442,8 @@ async fn create_answers_with_the_location_of_the_resource(app: App) {
         );
         assert_eq!(created["meta"]["location"], location.as_str());
         // The Location is where the resource is read.
-        let (s, got) = app
-            .scim(
-                "GET",
-                location.trim_start_matches("https://keywarden.localhost"),
-                &hr,
-                None,
-            )
+        let (s, got) = hr
+            .get(location.trim_start_matches("https://keywarden.localhost"))
             .await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(got["meta"]["location"], location.as_str());
@@ -535,23 +454,17 @@ async fn create_answers_with_the_location_of_the_resource(app: App) {
 /// A person provisioned before `scim_attributes` existed (the column is NULL) reads from the
 /// columns, and the first PATCH keeps what the columns held.
 async fn people_provisioned_before_attributes_were_kept(app: App) {
-    let hr = app.token(Role::Scim).await;
-    let (_, created) = app
-        .scim(
-            "POST",
-            "/scim/v2/Users",
-            &hr,
-            Some(common::scim_user("old@example.com", "00u3", "Legal")),
-        )
+    let hr = app.hr_feed().await;
+    let id = hr
+        .create_user(common::scim_user("old@example.com", "00u3", "Legal"))
         .await;
-    let id = created["id"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE people SET scim_attributes = NULL WHERE id = $1")
         .bind(&id)
         .execute(&app.state.db)
         .await
         .unwrap();
     let path = format!("/scim/v2/Users/{id}");
-    let (s, u) = app.scim("GET", &path, &hr, None).await;
+    let (s, u) = hr.get(&path).await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(
         u["name"],
@@ -561,14 +474,8 @@ async fn people_provisioned_before_attributes_were_kept(app: App) {
         u["emails"],
         json!([{"value": "old@example.com", "type": "work", "primary": true}])
     );
-    assert_eq!(u[ENT]["department"], "Legal");
-    let (s, u) = app
-        .scim(
-            "PATCH",
-            &path,
-            &hr,
-            Some(json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "locale", "value": "en-GB"}]})),
-        )
+    assert_eq!(u[ENTERPRISE]["department"], "Legal");
+    let (s, u) = hr.patch(&path, json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "locale", "value": "en-GB"}]}))
         .await;
     assert_eq!(s, StatusCode::OK, "{u}");
     assert_eq!(u["locale"], "en-GB");

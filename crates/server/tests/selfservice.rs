@@ -251,16 +251,12 @@ async fn offboarding_ends_sessions_and_revokes_browser_passkeys(app: App) {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["credential"]["id"].as_str().unwrap().to_owned();
-    let scim = app.token(keywarden_server::auth::Role::Scim).await;
-    let (s, v) = app
-        .scim(
-            "PATCH",
+    let scim = app.hr_feed().await;
+    let (s, v) = scim
+        .patch(
             &format!("/scim/v2/Users/{person}"),
-            &scim,
-            Some(
-                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                 "Operations": [{"op": "replace", "path": "active", "value": false}]}),
-            ),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");

@@ -38,10 +38,8 @@ async fn issued_only_for_active_people(app: App) {
     let (s, v) = app.ticket_by(&desk, "nobody").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     // HR deactivates the person: no more tickets.
-    let hr = app.token(Role::Scim).await;
-    let (s, _) = app
-        .scim("PATCH", &format!("/scim/v2/Users/{id}"), &hr,
-            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": false}]})))
+    let hr = app.hr_feed().await;
+    let (s, _) = hr.patch(&format!("/scim/v2/Users/{id}"), json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": false}]}))
         .await;
     assert_eq!(s, StatusCode::OK);
     let before = app.count("SELECT COUNT(*) FROM enrolment_tickets").await;

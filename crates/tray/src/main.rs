@@ -25,10 +25,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use keywarden_agent::checkin::{self, Control, Event};
-use keywarden_agent::config::Paths;
 use keywarden_agent::keys::Keyring;
 use keywarden_agent::locks::{BackgroundLock, Claim, KeyLock};
-use keywarden_agent::managed::ManagedConfig;
 use keywarden_agent::Agent;
 use keywarden_protocol::CheckinStatus;
 use ksni::blocking::TrayMethods as _;
@@ -111,11 +109,7 @@ impl KeywardenTray {
 
 /// The window process: `keywarden-app` beside this binary, else from PATH.
 fn window_binary() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .map(|p| p.with_file_name("keywarden-app"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("keywarden-app"))
+    keywarden_agent::sibling_binary("keywarden-app")
 }
 
 fn open_window(window: &Path) {
@@ -250,16 +244,9 @@ fn list_keys(agent: &Agent, lock: &KeyLock) -> Keys {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("keywarden-tray: error: {e}");
-        ExitCode::FAILURE
-    };
-    let paths = match Paths::resolve(None) {
-        Ok(p) => p,
-        Err(e) => return fail(&e),
-    };
-    let managed = match ManagedConfig::load(&ManagedConfig::default_path()) {
-        Ok(m) => m,
+    let fail = |e: &dyn std::fmt::Display| keywarden_agent::exit_failure("keywarden-tray", e);
+    let (paths, managed) = match keywarden_agent::local_setup(None) {
+        Ok(setup) => setup,
         Err(e) => return fail(&e),
     };
     let _background = match BackgroundLock::claim(&paths) {

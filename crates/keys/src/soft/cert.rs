@@ -131,6 +131,18 @@ impl AttestationBatch {
         })
     }
 
+    /// One batch for the whole process, made on first use: the soft keys a test run or a demo
+    /// makes with it all chain to one root, so its service trusts one root for all of them.
+    pub fn shared() -> Result<&'static AttestationBatch> {
+        static SHARED: std::sync::OnceLock<AttestationBatch> = std::sync::OnceLock::new();
+        if let Some(batch) = SHARED.get() {
+            return Ok(batch);
+        }
+        let fresh = AttestationBatch::generate()?;
+        // Another thread may have made one meanwhile: the first one stored is the one shared.
+        Ok(SHARED.get_or_init(|| fresh))
+    }
+
     /// The PEM of the batch's attestation root, for a test or demo service to trust.
     pub fn root_pem(&self) -> &str {
         &self.identity.ca_cert_pem

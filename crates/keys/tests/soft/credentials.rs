@@ -408,3 +408,17 @@ fn keys_of_one_batch_chain_to_one_root() {
     )
     .unwrap();
 }
+
+#[test]
+fn the_shared_batch_is_one_batch_for_the_whole_process() {
+    let first = soft::AttestationBatch::shared().unwrap();
+    let again = std::thread::spawn(|| soft::AttestationBatch::shared().unwrap().root_pem())
+        .join()
+        .unwrap();
+    assert_eq!(first.root_pem(), again, "the same root from another thread");
+    assert_ne!(
+        first.root_pem(),
+        soft::AttestationBatch::generate().unwrap().root_pem(),
+        "a generated batch has a root of its own"
+    );
+}

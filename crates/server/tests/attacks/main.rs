@@ -73,6 +73,25 @@ where
     v
 }
 
+/// [`refused`], and the refusal's message says `says` (what a person reads to go on).
+pub async fn refused_saying<F>(
+    app: &App,
+    status: StatusCode,
+    code: &str,
+    says: &str,
+    attempt: F,
+) -> Value
+where
+    F: std::future::Future<Output = (StatusCode, Value)>,
+{
+    let v = refused(app, status, code, attempt).await;
+    assert!(
+        common::error_message(&v).contains(says),
+        "{code}: the refusal should say {says:?}: {v}"
+    );
+    v
+}
+
 mod agent;
 mod attestation;
 mod browser;

@@ -3,28 +3,17 @@
 //! offboard once; a deactivation and a concurrent edit do not undo one another.
 
 use axum::http::StatusCode;
-use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
-use crate::common::{begin, App, SoftKey};
+use crate::common::{begin, App, ScimClient, SoftKey, PATCH_OP};
 
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-
-async fn hr_person(app: &App, hr: &str, name: &str) -> String {
-    let (s, u) = app
-        .scim(
-            "POST",
-            "/scim/v2/Users",
-            hr,
-            Some(json!({"userName": name, "displayName": name})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{u}");
-    u["id"].as_str().unwrap().to_owned()
+async fn hr_person(hr: &ScimClient<'_>, name: &str) -> String {
+    hr.create_user(json!({"userName": name, "displayName": name}))
+        .await
 }
 
 fn patch(ops: Value) -> Option<Value> {
-    Some(json!({"schemas": [PATCH], "Operations": ops}))
+    Some(json!({"schemas": [PATCH_OP], "Operations": ops}))
 }
 
 fn deactivate() -> Option<Value> {
@@ -34,14 +23,14 @@ fn deactivate() -> Option<Value> {
 /// Rounds of: a key's enrolment finishing at the same moment as its person's offboarding. Who
 /// wins does not matter; a live credential for a departed person must never be the outcome.
 async fn enrolment_finishing_during_offboarding(app: App) {
-    let hr = app.token(Role::Scim).await;
+    let hr = app.hr_feed().await;
     let laptop = app.device("shared-laptop").await;
     // Someone who stays uses the laptop too, so it stays in service as each leaver goes.
     let stays = app.person("stays").await;
     let (s, v) = begin(&app, &laptop, &app.ticket_secret(&stays).await).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     for round in 0..8 {
-        let person = hr_person(&app, &hr, &format!("leaver{round}")).await;
+        let person = hr_person(&hr, &format!("leaver{round}")).await;
         let (s, b) = begin(&app, &laptop, &app.ticket_secret(&person).await).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         let key = SoftKey::new();
@@ -53,7 +42,7 @@ async fn enrolment_finishing_during_offboarding(app: App) {
         let user = format!("/scim/v2/Users/{person}");
         let ((fs, fv), (ds, dv)) = tokio::join!(
             laptop.signed(&app, &path, &body),
-            app.scim("PATCH", &user, &hr, deactivate()),
+            hr.send("PATCH", &user, deactivate()),
         );
         assert_eq!(ds, StatusCode::OK, "{dv}");
         assert!(
@@ -85,13 +74,13 @@ async fn enrolment_finishing_during_offboarding(app: App) {
 
 /// The HR feed retries, or two connectors send the same deactivation: one offboarding.
 async fn two_deactivations_offboard_once(app: App) {
-    let hr = app.token(Role::Scim).await;
+    let hr = app.hr_feed().await;
     for round in 0..5 {
-        let person = hr_person(&app, &hr, &format!("twice{round}")).await;
+        let person = hr_person(&hr, &format!("twice{round}")).await;
         let user = format!("/scim/v2/Users/{person}");
         let ((a, av), (b, bv)) = tokio::join!(
-            app.scim("PATCH", &user, &hr, deactivate()),
-            app.scim("PATCH", &user, &hr, deactivate()),
+            hr.send("PATCH", &user, deactivate()),
+            hr.send("PATCH", &user, deactivate()),
         );
         assert_eq!((a, b), (StatusCode::OK, StatusCode::OK), "{av} {bv}");
         let n = app
@@ -102,12 +91,9 @@ async fn two_deactivations_offboard_once(app: App) {
         assert_eq!(n, 1, "round {round}: offboarded {n} times");
     }
     // A deactivation racing a deletion: still one offboarding.
-    let person = hr_person(&app, &hr, "deleted").await;
+    let person = hr_person(&hr, "deleted").await;
     let user = format!("/scim/v2/Users/{person}");
-    let ((a, _), (b, _)) = tokio::join!(
-        app.scim("PATCH", &user, &hr, deactivate()),
-        app.scim("DELETE", &user, &hr, None),
-    );
+    let ((a, _), (b, _)) = tokio::join!(hr.send("PATCH", &user, deactivate()), hr.delete(&user),);
     assert!(a.is_success() || a == StatusCode::NOT_FOUND, "{a}");
     assert_eq!(b, StatusCode::NO_CONTENT);
     let n = app
@@ -122,17 +108,17 @@ async fn two_deactivations_offboard_once(app: App) {
 /// back the `active = true` it read before the deactivation committed (a lost update would
 /// silently reactivate a leaver).
 async fn deactivation_and_edit_at_once(app: App) {
-    let hr = app.token(Role::Scim).await;
+    let hr = app.hr_feed().await;
     for round in 0..5 {
-        let person = hr_person(&app, &hr, &format!("edited{round}")).await;
+        let person = hr_person(&hr, &format!("edited{round}")).await;
         let user = format!("/scim/v2/Users/{person}");
         let rename = patch(json!([{"op": "replace", "path": "displayName", "value": "Renamed"}]));
         let ((a, av), (b, bv)) = tokio::join!(
-            app.scim("PATCH", &user, &hr, rename),
-            app.scim("PATCH", &user, &hr, deactivate()),
+            hr.send("PATCH", &user, rename),
+            hr.send("PATCH", &user, deactivate()),
         );
         assert_eq!((a, b), (StatusCode::OK, StatusCode::OK), "{av} {bv}");
-        let (_, now) = app.scim("GET", &user, &hr, None).await;
+        let (_, now) = hr.get(&user).await;
         assert_eq!(
             (now["active"].clone(), now["displayName"].clone()),
             (json!(false), json!("Renamed")),

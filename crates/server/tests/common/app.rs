@@ -267,29 +267,19 @@ impl App {
         (s, v)
     }
 
-    /// A SCIM call with the given token.
-    pub async fn scim(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (s, ct, v) = self
-            .json(method, path, token, "application/scim+json", body)
-            .await;
-        if s != StatusCode::NO_CONTENT && s.as_u16() != 401 {
-            assert!(
-                ct.starts_with("application/scim+json"),
-                "{method} {path}: content type {ct}"
-            );
-        }
-        (s, v)
+    /// SCIM calls with `token`, of whichever role: the service decides what it may do.
+    pub fn scim_as(&self, token: String) -> ScimClient<'_> {
+        ScimClient { app: self, token }
+    }
+
+    /// The HR feed: a SCIM client with a fresh token of the SCIM role.
+    pub async fn hr_feed(&self) -> ScimClient<'_> {
+        self.scim_as(self.token(Role::Scim).await)
     }
 
     /// A person from the HR feed (SCIM), as staff must be.
     pub async fn hr_person(&self, user_name: &str) -> String {
-        let hr = keywarden_server::tokens::create(
+        let token = keywarden_server::tokens::create(
             &self.state.db,
             Role::Scim,
             "HR feed",
@@ -299,31 +289,16 @@ impl App {
         .await
         .unwrap()
         .token;
-        let (s, v) = self
-            .scim(
-                "POST",
-                "/scim/v2/Users",
-                &hr,
-                Some(json!({"userName": user_name, "displayName": user_name})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        v["id"].as_str().unwrap().to_owned()
+        let hr = self.scim_as(token);
+        hr.create_user(json!({"userName": user_name, "displayName": user_name}))
+            .await
     }
 
     /// A person from the HR feed in a department (what populations select on).
     pub async fn hr_person_in(&self, user_name: &str, department: &str) -> String {
-        let hr = self.token(Role::Scim).await;
-        let (s, u) = self
-            .scim(
-                "POST",
-                "/scim/v2/Users",
-                &hr,
-                Some(json!({"userName": user_name, ENTERPRISE: {"department": department}})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{u}");
-        u["id"].as_str().unwrap().to_owned()
+        let hr = self.hr_feed().await;
+        hr.create_user(json!({"userName": user_name, ENTERPRISE: {"department": department}}))
+            .await
     }
 
     /// The population of everyone in `department`, with `policy`.
@@ -464,4 +439,72 @@ pub fn error_message(body: &Value) -> &str {
     body["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("not an error: {body}"))
+}
+
+/// SCIM calls as the HR feed sends them, with its token; every answer but 204 and 401 is checked
+/// to carry SCIM's content type.
+pub struct ScimClient<'a> {
+    app: &'a App,
+    token: String,
+}
+
+impl ScimClient<'_> {
+    /// The bearer token the feed sends.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (s, ct, v) = self
+            .app
+            .json(method, path, &self.token, "application/scim+json", body)
+            .await;
+        if s != StatusCode::NO_CONTENT && s.as_u16() != 401 {
+            assert!(
+                ct.starts_with("application/scim+json"),
+                "{method} {path}: content type {ct}"
+            );
+        }
+        (s, v)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send("POST", path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send("PUT", path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send("PATCH", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send("DELETE", path, None).await
+    }
+
+    /// Create the user `body`, which must succeed; returns the new id.
+    pub async fn create_user(&self, body: Value) -> String {
+        let (s, v) = self.post("/scim/v2/Users", body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Create the group `name` with the people `members`, which must succeed; returns its id.
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
+        let (s, v) = self
+            .post(
+                "/scim/v2/Groups",
+                json!({"displayName": name, "members": members}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
 }

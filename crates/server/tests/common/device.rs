@@ -50,11 +50,19 @@ impl Device {
         }
     }
 
-    /// A signed request ready to send.
-    pub fn request(&self, path: &str, body: &[u8], now_ms: i64) -> Request<Body> {
+    /// The next sequence number and the signature of a POST of `body` to `path` at `now_ms`.
+    pub fn sign(&self, path: &str, body: &[u8], now_ms: i64) -> (u64, String) {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let input = keywarden_protocol::signing_input("POST", path, &self.id, seq, now_ms, body);
-        let sig = URL_SAFE_NO_PAD.encode(self.key.sign(&input).to_bytes());
+        (
+            seq,
+            URL_SAFE_NO_PAD.encode(self.key.sign(&input).to_bytes()),
+        )
+    }
+
+    /// A signed request ready to send.
+    pub fn request(&self, path: &str, body: &[u8], now_ms: i64) -> Request<Body> {
+        let (seq, sig) = self.sign(path, body, now_ms);
         Request::post(path)
             .header("content-type", "application/json")
             .header(keywarden_protocol::HEADER_DEVICE, &self.id)

@@ -140,6 +140,9 @@ pub async fn directory_state(app: &App) -> Vec<String> {
 /// The SCIM enterprise User extension.
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
+/// The schema of a SCIM PATCH request body.
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
 /// A SCIM User as an IdP sends it (core and enterprise attributes).
 pub fn scim_user(user_name: &str, external_id: &str, department: &str) -> Value {
     json!({

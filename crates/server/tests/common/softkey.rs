@@ -9,9 +9,7 @@ pub const SOFT_KEY_ROOT_LABEL: &str = "software key (test/demo) root";
 
 /// The attestation batch every [`SoftKey`] of this test process belongs to.
 pub fn soft_key_batch() -> &'static keywarden_keys::soft::AttestationBatch {
-    static BATCH: std::sync::OnceLock<keywarden_keys::soft::AttestationBatch> =
-        std::sync::OnceLock::new();
-    BATCH.get_or_init(|| keywarden_keys::soft::AttestationBatch::generate().unwrap())
+    keywarden_keys::soft::AttestationBatch::shared().unwrap()
 }
 
 /// A software key (test/demo) in its own folder, attesting with the tests' batch certificate

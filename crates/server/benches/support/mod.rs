@@ -1,11 +1,11 @@
-//! What both benchmarks need: a fresh database to run on.
+//! What the benchmarks share: a fresh database for each run.
 
 use keywarden_server::db;
 
-/// A fresh database on `backend` (`sqlite`, else PostgreSQL): its URL, and the temporary folder
-/// that holds it on SQLite. On PostgreSQL it is created on the server the first of
-/// `postgres_vars` that is set names, and `None` when none is.
-pub async fn fresh_url(
+/// A fresh database on `backend` ("sqlite" or "postgres"): its URL, and on SQLite the folder
+/// that holds it. On PostgreSQL it is created on the server named by the first of
+/// `postgres_vars` that is set; `None` when none is.
+pub async fn fresh_database(
     backend: &str,
     postgres_vars: &[&str],
 ) -> Option<(String, Option<tempfile::TempDir>)> {
