@@ -1,6 +1,6 @@
-// The console's script: src/console/main.ts built to one ES module that keywarden-server
-// embeds (crates/server/src/console/assets/console.js, committed; the test command rebuilds it
-// and fails if the committed file differs).
+// The console's script: src/console/main.ts built to one minified ES module that
+// keywarden-server embeds (crates/server/src/console/assets/console.js, committed; the test
+// command rebuilds it and fails if the committed file differs).
 import { defineConfig } from 'vite';
 
 export default defineConfig({
@@ -10,7 +10,11 @@ export default defineConfig({
     target: 'es2021',
     outDir: '../crates/server/src/console/assets',
     emptyOutDir: false,
-    minify: false,
-    lib: { entry: 'src/console/main.ts', formats: ['es'], fileName: () => 'console.js' },
+    minify: true,
+    modulePreload: false,
+    rollupOptions: {
+      input: 'src/console/main.ts',
+      output: { format: 'es', entryFileNames: 'console.js' },
+    },
   },
 });

@@ -9,6 +9,13 @@ use serde_json::json;
 use crate::browser::{browser_policy, person, population, run_scenario};
 use keywarden_e2e::Server;
 
+/// The entry of a listing about `person` (null when there is none).
+fn entry_of(list: &serde_json::Value, person: &str) -> serde_json::Value {
+    let entries = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    let found = entries.iter().find(|e| e["person_id"] == person);
+    found.cloned().unwrap_or_default()
+}
+
 #[test]
 fn first_admin_help_desk_and_roles_in_the_browser() {
     // A touch counts as fresh for one second here, so the console's sensitive actions ask for
@@ -45,13 +52,7 @@ fn first_admin_help_desk_and_roles_in_the_browser() {
                 let (_, pops) = server.admin("GET", "/api/v1/admin/populations", None);
                 assert_eq!(pops[0]["policy"]["min_authenticators"], 2, "{pops}");
                 let (_, staff) = server.admin("GET", "/api/v1/admin/staff", None);
-                let hal_role = staff
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|r| r["person_id"] == hal.as_str())
-                    .cloned()
-                    .unwrap_or_default();
+                let hal_role = entry_of(&staff, &hal);
                 assert_eq!(hal_role["role"], "helpdesk", "{staff}");
                 assert!(
                     hal_role["granted_by"]
@@ -62,13 +63,7 @@ fn first_admin_help_desk_and_roles_in_the_browser() {
                 );
                 let (s, recoveries) = server.admin("GET", "/api/v1/admin/recoveries", None);
                 assert_eq!(s, 200, "{recoveries}");
-                let r = recoveries
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|r| r["person_id"] == pat.as_str())
-                    .cloned()
-                    .unwrap_or_default();
+                let r = entry_of(&recoveries, &pat);
                 assert_eq!(r["kind"], "dual_approval", "{recoveries}");
                 assert_eq!(r["approvals_needed"], 1, "one of two approvals given: {r}");
             }

@@ -119,15 +119,14 @@ pub async fn create_person(
         ));
     }
     let webauthn_user_id = secrets::b64(uuid::Uuid::new_v4().as_bytes());
-    store::insert_person(
-        &mut tx,
-        &id,
+    let person = store::NewPerson {
+        id: &id,
         user_name,
         display_name,
-        &webauthn_user_id,
-        now,
-    )
-    .await?;
+        webauthn_user_id: &webauthn_user_id,
+        source: "admin",
+    };
+    store::insert_person(&mut tx, &person, now).await?;
     audit::record(
         &mut tx,
         now,

@@ -85,6 +85,18 @@ async fn staff_member(
     (browser, key, person)
 }
 
+/// A console caller's enrolment ticket for the person `body` names.
+async fn issue_ticket(app: &App, browser: &Browser, body: &Value) -> (StatusCode, Value) {
+    let path = "/api/v1/admin/enrolment-tickets";
+    browser.call(app, "POST", path, body.clone()).await
+}
+
+/// How many enrolment tickets a person has been issued.
+async fn tickets_for(app: &App, person: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM enrolment_tickets WHERE person_id = '{person}'");
+    app.count(&sql).await
+}
+
 async fn setup_link_makes_one_first_admin(app: App) {
     let code = setup_link(&app).await;
     // A wrong code, or a page on another site, gets nothing.
@@ -172,21 +184,10 @@ async fn staff_sign_in_answers_to_the_role_matrix(app: App) {
     assert_eq!(s, StatusCode::OK);
     // An auditor cannot issue a ticket; the help desk can (fresh after signing in).
     let body = json!({"person_id": someone});
-    let (s, v) = auditor
-        .call(
-            &app,
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            body.clone(),
-        )
-        .await;
+    let (s, v) = issue_ticket(&app, &auditor, &body).await;
     assert_error(s, &v, StatusCode::FORBIDDEN, "role_forbidden");
-    let tickets_of =
-        format!("SELECT COUNT(*) FROM enrolment_tickets WHERE person_id = '{someone}'");
-    assert_eq!(app.count(&tickets_of).await, 0);
-    let (s, v) = helpdesk
-        .call(&app, "POST", "/api/v1/admin/enrolment-tickets", body)
-        .await;
+    assert_eq!(tickets_for(&app, &someone).await, 0);
+    let (s, v) = issue_ticket(&app, &helpdesk, &body).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let actors = app
         .rows(&format!(
@@ -260,22 +261,12 @@ async fn sensitive_actions_need_a_fresh_touch(mut app: App) {
     let (s, _) = helpdesk.get(&app, "/console/people").await;
     assert_eq!(s, StatusCode::OK);
     let body = json!({"person_id": person});
-    let (s, v) = helpdesk
-        .call(
-            &app,
-            "POST",
-            "/api/v1/admin/enrolment-tickets",
-            body.clone(),
-        )
-        .await;
+    let (s, v) = issue_ticket(&app, &helpdesk, &body).await;
     assert_error(s, &v, StatusCode::FORBIDDEN, "fresh_touch_required");
-    let tickets_of = format!("SELECT COUNT(*) FROM enrolment_tickets WHERE person_id = '{person}'");
-    assert_eq!(app.count(&tickets_of).await, 0);
+    assert_eq!(tickets_for(&app, &person).await, 0);
     let (s, v) = helpdesk.assert_with(&app, "step-up", &key).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = helpdesk
-        .call(&app, "POST", "/api/v1/admin/enrolment-tickets", body)
-        .await;
+    let (s, v) = issue_ticket(&app, &helpdesk, &body).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     // A bearer token is a script's: it has no key to touch, and is not asked to.
     let (s, v) = app.ticket(&person).await;

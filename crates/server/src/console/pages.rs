@@ -247,16 +247,11 @@ async fn render_overview(state: &AppState, now: i64) -> Result<String> {
             .iter()
             .take(25)
             .map(|p| {
-                format!(
-                    "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&p.person_id),
-                    esc(&p.user_name),
-                    esc(&p.population),
-                    badge(p.status.as_str()),
-                    p.active_authenticators,
-                    // Marks are refreshed hourly (and at start): no mark yet means it began since.
-                    since.get(&p.person_id).map_or_else(|| "< 1 h".to_owned(), |s| age(now, *s)),
-                )
+                // Marks are refreshed hourly (and at start): no mark yet means it began since.
+                let below = since
+                    .get(&p.person_id)
+                    .map_or_else(|| "< 1 h".to_owned(), |s| age(now, *s));
+                person_row(p, &below)
             })
             .collect();
         main.push_str(&format!(
@@ -384,15 +379,7 @@ pub async fn people(
             .take(PAGE)
             .map(|p| {
                 let classes: Vec<&str> = p.device_classes.iter().map(|c| c.as_str()).collect();
-                format!(
-                    "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(&p.person_id),
-                    esc(&p.user_name),
-                    esc(&p.population),
-                    badge(p.status.as_str()),
-                    p.active_authenticators,
-                    esc(&classes.join(", "))
-                )
+                person_row(p, &esc(&classes.join(", ")))
             })
             .collect();
         let statuses = ["", "compliant", "below_minimum", "single_device_class", "no_authenticator", "under_exception"];
@@ -434,6 +421,19 @@ pub async fn people(
     .await
 }
 
+/// A person's row in a list: name (linking to their page), population, status, active
+/// authenticators, and `last` (already escaped).
+fn person_row(p: &PersonCoverage, last: &str) -> String {
+    format!(
+        "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{last}</td></tr>",
+        esc(&p.person_id),
+        esc(&p.user_name),
+        esc(&p.population),
+        badge(p.status.as_str()),
+        p.active_authenticators,
+    )
+}
+
 fn csv_field(s: &str) -> String {
     // A leading =, +, - or @ would be a formula in a spreadsheet: quote it as text.
     let s = if s.starts_with(['=', '+', '-', '@']) {
@@ -461,16 +461,18 @@ pub async fn person(
 ) -> Response {
     with(caller, |caller| async move {
         let db = &state.db;
-        let p = crate::store::console::person(db, &id).await?.ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::PersonUnknown,
-                format!("no person with id {id}"),
-            )
-        })?;
+        let page_data = crate::store::console::person_page(db, &id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(ErrorCode::PersonUnknown, format!("no person with id {id}"))
+            })?;
+        let crate::store::console::PersonPage {
+            person: p,
+            laptops,
+            recoveries,
+            history,
+        } = page_data;
         let creds = crate::store::credentials::of_person(db, &id).await?;
-        let laptops = crate::store::console::laptops_of(db, &id).await?;
-        let recoveries = crate::store::console::recoveries_of(db, &id).await?;
-        let history = crate::store::console::audit_of(db, &id).await?;
         let may_act = matches!(caller.role, crate::auth::Role::Admin | crate::auth::Role::Helpdesk);
         let csrf_ok = p.active == 1 && may_act;
         let cred_rows: String = creds

@@ -26,7 +26,8 @@ use crate::selfservice::challenges::{
 };
 use crate::selfservice::entry::{open_recorded, opened, Opening};
 use crate::selfservice::passkeys::{
-    browser_registration, browser_report, verified_challenge, BrowserRegistration,
+    add_browser_report, bind_browser_passkey, browser_registration, BrowserBind,
+    BrowserRegistration,
 };
 use crate::selfservice::session::{self, SameOrigin};
 use crate::state::AppState;
@@ -236,15 +237,14 @@ pub async fn finish(
         ));
     }
     let person_id = new_id();
-    store::insert_setup_person(
-        &mut tx,
-        &person_id,
-        &pending.user_name,
-        &pending.display_name,
-        &pending.webauthn_user_id,
-        now,
-    )
-    .await?;
+    let person = crate::store::admin::NewPerson {
+        id: &person_id,
+        user_name: &pending.user_name,
+        display_name: &pending.display_name,
+        webauthn_user_id: &pending.webauthn_user_id,
+        source: "setup",
+    };
+    crate::store::admin::insert_person(&mut tx, &person, now).await?;
     if !store::use_setup(&mut tx, &row_id, &person_id, now).await? {
         return Err(Error::conflict(
             ErrorCode::SetupLinkUsed,
@@ -279,35 +279,17 @@ pub async fn finish(
         now,
     )
     .await?;
-    let report = browser_report(&req.credential, class)?;
-    if let Some(evidence) = verified.evidence.as_object_mut() {
-        evidence.insert("browser_report".to_owned(), report);
-    }
+    add_browser_report(&mut verified, &req.credential, class)?;
     enrol::check_key_policy(&policy, &population, &verified)?;
-    let challenge = verified_challenge(&reg.client_data_json)?;
     let actor = format!("console-setup:{row_id}");
-    let cred_id = enrol::bind_credential(
-        &state,
-        &mut tx,
-        enrol::NewCredential {
-            person_id: &person_id,
-            verified: &verified,
-            attestation_object: &reg.attestation_object,
-            client_data_json: &reg.client_data_json,
-            challenge: &challenge,
-            device_id: None,
-            ceremony_id: None,
-            model: None,
-            key_info: "{}".to_owned(),
-            posture: None,
-            name: Some("console sign-in"),
-            via,
-            actor: &actor,
-            place: "in the browser (Keywarden's console setup)".to_owned(),
-        },
-        now,
-    )
-    .await?;
+    let bind = BrowserBind {
+        person_id: &person_id,
+        class,
+        name: Some("console sign-in"),
+        actor: &actor,
+        place: "in the browser (Keywarden's console setup)",
+    };
+    let cred_id = bind_browser_passkey(&state, &mut tx, &verified, &reg, bind, now).await?;
     store::grant(&mut tx, &person_id, "admin", &actor, now).await?;
     audit::record(
         &mut tx,

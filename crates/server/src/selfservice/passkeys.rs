@@ -300,10 +300,7 @@ impl BrowserRegistration {
 /// reached), checked against the class the person chose: not attested, so it only catches the
 /// plain mix-up (a USB key offered as "a phone", a roaming key as "this laptop"); the evidence
 /// keeps it, marked unattested.
-pub(crate) fn browser_report(
-    credential: &serde_json::Value,
-    class: DeviceClass,
-) -> Result<serde_json::Value> {
+fn browser_report(credential: &serde_json::Value, class: DeviceClass) -> Result<serde_json::Value> {
     let attachment = text_at(credential, &["authenticatorAttachment"]);
     let transports: Vec<String> = credential
         .get("response")
@@ -456,10 +453,7 @@ async fn passkey_finish_in(
         now,
     )
     .await?;
-    let report = browser_report(&req.credential, class)?;
-    if let Some(evidence) = verified.evidence.as_object_mut() {
-        evidence.insert("browser_report".to_owned(), report);
-    }
+    add_browser_report(&mut verified, &req.credential, class)?;
     if credentials::exists(&mut tx, &b64(verified.credential.cred_id.as_ref())).await? {
         return Err(Error::conflict(
             ErrorCode::CredentialExists,
@@ -470,29 +464,19 @@ async fn passkey_finish_in(
     if class == DeviceClass::Platform && !policy.enrolment_posture.is_empty() {
         check_laptop_of_session(&mut tx, session, &policy, &population, now).await?;
     }
-    let challenge = verified_challenge(&client_data_json)?;
-    let cred_id = enrol::bind_credential(
-        state,
-        &mut tx,
-        enrol::NewCredential {
-            person_id: &person.id,
-            verified: &verified,
-            attestation_object: &attestation_object,
-            client_data_json: &client_data_json,
-            challenge: &challenge,
-            device_id: None,
-            ceremony_id: None,
-            model: None,
-            key_info: "{}".to_owned(),
-            posture: None,
-            name: c.name.as_deref(),
-            via: crate::trust::Via::Browser(class),
-            actor: &format!("web:{}", session.id),
-            place: "in the browser (Keywarden's self-service pages)".to_owned(),
-        },
-        now,
-    )
-    .await?;
+    let reg = BrowserRegistration {
+        raw_id,
+        attestation_object,
+        client_data_json,
+    };
+    let bind = BrowserBind {
+        person_id: &person.id,
+        class,
+        name: c.name.as_deref(),
+        actor: &format!("web:{}", session.id),
+        place: "in the browser (Keywarden's self-service pages)",
+    };
+    let cred_id = bind_browser_passkey(state, &mut tx, &verified, &reg, bind, now).await?;
     let credential = crate::store::credentials::by_id(&mut *tx, &cred_id)
         .await?
         .ok_or(Error::Database(sqlx::Error::RowNotFound))?;
@@ -504,8 +488,71 @@ async fn passkey_finish_in(
     })
 }
 
+/// Keep what the browser said about the authenticator in the evidence, after checking it
+/// against the class asked for ([`browser_report`]).
+pub(crate) fn add_browser_report(
+    verified: &mut crate::trust::Verified,
+    credential: &serde_json::Value,
+    class: DeviceClass,
+) -> Result<()> {
+    let report = browser_report(credential, class)?;
+    if let Some(evidence) = verified.evidence.as_object_mut() {
+        evidence.insert("browser_report".to_owned(), report);
+    }
+    Ok(())
+}
+
+/// Whose browser passkey is bound, how it is named and who is audited.
+pub(crate) struct BrowserBind<'a> {
+    /// The person.
+    pub person_id: &'a str,
+    /// Its device class.
+    pub class: DeviceClass,
+    /// The name the person gave it.
+    pub name: Option<&'a str>,
+    /// Audit actor.
+    pub actor: &'a str,
+    /// Where it was added, for the person's notification.
+    pub place: &'a str,
+}
+
+/// Bind a verified browser passkey to its person (no laptop, no agent ceremony), through the
+/// same [`enrol::bind_credential`] as every credential; its id.
+pub(crate) async fn bind_browser_passkey(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    verified: &crate::trust::Verified,
+    reg: &BrowserRegistration,
+    b: BrowserBind<'_>,
+    now: i64,
+) -> Result<String> {
+    let challenge = verified_challenge(&reg.client_data_json)?;
+    enrol::bind_credential(
+        state,
+        tx,
+        enrol::NewCredential {
+            person_id: b.person_id,
+            verified,
+            attestation_object: &reg.attestation_object,
+            client_data_json: &reg.client_data_json,
+            challenge: &challenge,
+            device_id: None,
+            ceremony_id: None,
+            model: None,
+            key_info: "{}".to_owned(),
+            posture: None,
+            name: b.name,
+            via: crate::trust::Via::Browser(b.class),
+            actor: b.actor,
+            place: b.place.to_owned(),
+        },
+        now,
+    )
+    .await
+}
+
 /// The challenge in a clientDataJSON that webauthn-rs already checked against the stored one.
-pub(crate) fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
+fn verified_challenge(client_data_json: &[u8]) -> Result<String> {
     serde_json::from_slice::<serde_json::Value>(client_data_json)
         .ok()
         .and_then(|v| {

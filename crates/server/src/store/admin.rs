@@ -37,26 +37,33 @@ pub async fn user_name_taken(db: &mut AnyConnection, user_name: &str) -> Result<
 }
 
 /// A person created by hand: active, with a fresh WebAuthn user handle.
-pub async fn insert_person(
-    db: &mut AnyConnection,
-    id: &str,
-    user_name: &str,
-    display_name: &str,
-    webauthn_user_id: &str,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-    )
-    .bind(id)
-    .bind(user_name)
-    .bind(display_name)
-    .bind(1_i64)
-    .bind(webauthn_user_id)
-    .bind(now)
-    .execute(db)
-    .await?;
+pub async fn insert_person(db: &mut AnyConnection, p: &NewPerson<'_>, now: i64) -> Result<()> {
+    let sql = "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, \
+         created_at, updated_at, source) VALUES ($1, $2, $3, 1, $4, $5, $5, $6)";
+    let values = (
+        p.id,
+        p.user_name,
+        p.display_name,
+        p.webauthn_user_id,
+        now,
+        p.source,
+    );
+    super::execute(db, sql, values).await?;
     Ok(())
+}
+
+/// A person created here rather than by the HR feed.
+pub struct NewPerson<'a> {
+    /// Id.
+    pub id: &'a str,
+    /// userName.
+    pub user_name: &'a str,
+    /// Display name.
+    pub display_name: &'a str,
+    /// Their WebAuthn user handle (base64url).
+    pub webauthn_user_id: &'a str,
+    /// `admin` (created by hand through the admin API) or `setup` (the console's first admin).
+    pub source: &'a str,
 }
 
 #[derive(sqlx::FromRow)]

@@ -223,27 +223,6 @@ pub async fn clear_below(db: &mut AnyConnection, person_id: &str) -> Result<()> 
     Ok(())
 }
 
-/// The first admin, made by the setup link: a person who did not come from the HR feed
-/// (`source = 'setup'`), listed as such wherever people are.
-pub async fn insert_setup_person(
-    db: &mut AnyConnection,
-    id: &str,
-    user_name: &str,
-    display_name: &str,
-    webauthn_user_id: &str,
-    now: i64,
-) -> Result<()> {
-    let sql = "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, \
-         created_at, updated_at, source) VALUES ($1, $2, $3, 1, $4, $5, $5, 'setup')";
-    super::execute(
-        db,
-        sql,
-        (id, user_name, display_name, webauthn_user_id, now),
-    )
-    .await?;
-    Ok(())
-}
-
 /// End every unused setup link (a new one replaces them).
 pub async fn expire_setups(db: &mut AnyConnection, now: i64) -> Result<u64> {
     super::stamp(
@@ -281,21 +260,6 @@ pub struct PersonRow {
     pub role: Option<String>,
 }
 
-/// One person (not deleted).
-pub async fn person<'c>(
-    db: impl Executor<'c, Database = Any>,
-    id: &str,
-) -> Result<Option<PersonRow>> {
-    super::row_by(
-        db,
-        "SELECT p.id, p.user_name, p.display_name, p.active, p.source, p.created_at, s.role \
-         FROM people p LEFT JOIN staff_roles s ON s.person_id = p.id \
-         WHERE p.id = $1 AND p.deleted_at IS NULL",
-        id,
-    )
-    .await
-}
-
 /// An audit record about someone.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
@@ -309,20 +273,6 @@ pub struct AuditRow {
     pub detail: String,
 }
 
-/// The newest hundred audit records whose subject is `subject`, newest first.
-pub async fn audit_of<'c>(
-    db: impl Executor<'c, Database = Any>,
-    subject: &str,
-) -> Result<Vec<AuditRow>> {
-    super::rows_by(
-        db,
-        "SELECT at, actor, action, detail FROM audit_log WHERE subject = $1 \
-         ORDER BY at DESC, id DESC LIMIT 100",
-        subject,
-    )
-    .await
-}
-
 /// A laptop a person is bound to.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LaptopRow {
@@ -334,21 +284,6 @@ pub struct LaptopRow {
     pub last_report_at: Option<i64>,
     /// When retired, if it was.
     pub retired_at: Option<i64>,
-}
-
-/// The laptops a person is bound to now.
-pub async fn laptops_of<'c>(
-    db: impl Executor<'c, Database = Any>,
-    person_id: &str,
-) -> Result<Vec<LaptopRow>> {
-    super::rows_by(
-        db,
-        "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b \
-         JOIN devices d ON d.id = b.device_id WHERE b.person_id = $1 AND b.unbound_at IS NULL \
-         ORDER BY d.hostname",
-        person_id,
-    )
-    .await
 }
 
 /// A recovery of a person.
@@ -366,16 +301,45 @@ pub struct RecoveryRow {
     pub expires_at: i64,
 }
 
-/// A person's recoveries, newest first.
-pub async fn recoveries_of<'c>(
-    db: impl Executor<'c, Database = Any>,
-    person_id: &str,
-) -> Result<Vec<RecoveryRow>> {
-    super::rows_by(
-        db,
-        "SELECT id, kind, state, created_at, expires_at FROM recoveries WHERE person_id = $1 \
-         ORDER BY created_at DESC",
-        person_id,
-    )
-    .await
+/// Everything the console's page about one person reads.
+#[derive(Debug, Clone)]
+pub struct PersonPage {
+    /// The person.
+    pub person: PersonRow,
+    /// The laptops they are bound to now.
+    pub laptops: Vec<LaptopRow>,
+    /// Their recoveries, newest first.
+    pub recoveries: Vec<RecoveryRow>,
+    /// The newest hundred audit records about them, newest first.
+    pub history: Vec<AuditRow>,
+}
+
+const PERSON: &str = "SELECT p.id, p.user_name, p.display_name, p.active, p.source, p.created_at, \
+     s.role FROM people p LEFT JOIN staff_roles s ON s.person_id = p.id \
+     WHERE p.id = $1 AND p.deleted_at IS NULL";
+const LAPTOPS: &str =
+    "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b \
+     JOIN devices d ON d.id = b.device_id WHERE b.person_id = $1 AND b.unbound_at IS NULL \
+     ORDER BY d.hostname";
+const RECOVERIES: &str = "SELECT id, kind, state, created_at, expires_at FROM recoveries \
+     WHERE person_id = $1 ORDER BY created_at DESC";
+const HISTORY: &str = "SELECT at, actor, action, detail FROM audit_log WHERE subject = $1 \
+     ORDER BY at DESC, id DESC LIMIT 100";
+
+/// The page about a person (not deleted), if there is one.
+pub async fn person_page(db: &sqlx::AnyPool, id: &str) -> Result<Option<PersonPage>> {
+    let Some(person) = super::row_by(db, PERSON, id).await? else {
+        return Ok(None);
+    };
+    let (laptops, recoveries, history) = tokio::try_join!(
+        super::rows_by(db, LAPTOPS, id),
+        super::rows_by(db, RECOVERIES, id),
+        super::rows_by(db, HISTORY, id),
+    )?;
+    Ok(Some(PersonPage {
+        person,
+        laptops,
+        recoveries,
+        history,
+    }))
 }
