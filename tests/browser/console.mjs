@@ -51,6 +51,16 @@ await scenario(async ({ browser, page }) => {
   await look(page, 'overview');
   await page.goto(`${BASE}/console/people`);
   await look(page, 'people');
+  // At 200 % zoom (half the width in CSS pixels) nothing needs a sideways scroll of the page.
+  await page.setViewportSize({ width: 550, height: 800 });
+  for (const path of ['/console', '/console/people', `/console/people/${need('KW_PAT')}`]) {
+    await page.goto(`${BASE}${path}`);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(wide <= 1, `${path} at 200 % zoom is ${wide} px wider than the window`);
+  }
+  await page.goto(`${BASE}/console`);
+  await screenshot(page, 'console-overview-zoom-200');
+  await page.setViewportSize({ width: 1100, height: 800 });
 
   // Rita gives Hal the help-desk role; her sign-in is no longer fresh, so she touches her key.
   await page.goto(`${BASE}/console/people/${need('KW_HAL')}`);
@@ -69,6 +79,9 @@ await scenario(async ({ browser, page }) => {
   await look(page, 'person-recovery');
   await page.goto(`${BASE}/console/staff`);
   await look(page, 'staff');
+  await page.goto(`${BASE}/console/laptops`);
+  await page.locator('#laptops-table tbody tr').first().waitFor();
+  await look(page, 'laptops');
 
   // Rita previews a policy change before saving it: one authenticator would do for "staff".
   await page.goto(`${BASE}/console/policy`);
@@ -80,9 +93,15 @@ await scenario(async ({ browser, page }) => {
   await page.locator('#result').filter({ hasText: 'Coming into compliance (1): hal@example.com' }).waitFor();
   await look(page, 'policy-preview');
 
-  // Hal signs in to the console with his laptop's passkey.
+  // Hal signs in to the console with his laptop's passkey, by keyboard alone.
   await hal.page.goto(`${BASE}/console/sign-in`);
-  await hal.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  let reached = false;
+  for (let i = 0; i < 10 && !reached; i++) {
+    await hal.page.keyboard.press('Tab');
+    reached = await hal.page.evaluate(() => document.activeElement?.textContent === 'Sign in with a passkey');
+  }
+  check(reached, 'the sign-in button is reachable with Tab');
+  await hal.page.keyboard.press('Enter');
   await hal.page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
   // The staff list is for admins and auditors.
   const refused = await hal.page.goto(`${BASE}/console/staff`);

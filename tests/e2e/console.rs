@@ -7,7 +7,7 @@
 use serde_json::json;
 
 use crate::browser::{browser_policy, person, population, run_scenario};
-use keywarden_e2e::Server;
+use keywarden_e2e::{Laptop, Server};
 
 /// The entry of a listing about `person` (null when there is none).
 fn entry_of(list: &serde_json::Value, person: &str) -> serde_json::Value {
@@ -25,6 +25,15 @@ fn first_admin_help_desk_and_roles_in_the_browser() {
     let hal = person(&server, "hal", "Engineering");
     let pat = person(&server, "pat", "Engineering");
     let hal_ticket = server.ticket(&hal, None);
+    // A laptop that has reported, for the laptops page.
+    let laptop = Laptop::new(1);
+    laptop.provision(&server);
+    let out = laptop.run(&["report"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let link = server.console_setup_link();
     assert!(
         link.starts_with(&format!("{}/console/setup#code=kwsetup_", server.origin())),

@@ -10,6 +10,8 @@
 //! The dormant-access report lists, for every inactive person, anything still live. Its normal
 //! state is empty.
 
+use crate::console::roles;
+use crate::tokens;
 use std::collections::BTreeMap;
 
 use axum::extract::State;
@@ -227,23 +229,10 @@ pub async fn run(
     summary.web_sessions_ended =
         crate::selfservice::session::end_all_of(tx, person_id, "offboarded", now).await?;
     store::void_web_links(tx, person_id, now).await?;
-    summary.tokens_revoked = crate::tokens::revoke_person_in(
-        tx,
-        person_id,
-        actor,
-        &format!("offboarded ({trigger})"),
-        now,
-    )
-    .await?;
+    let reason = format!("offboarded ({trigger})");
+    summary.tokens_revoked = tokens::revoke_person_in(tx, person_id, actor, &reason, now).await?;
     summary.exceptions_revoked = store::revoke_exceptions(tx, person_id, now).await?;
-    summary.staff_role_removed = crate::console::roles::remove_in(
-        tx,
-        person_id,
-        actor,
-        &format!("offboarded ({trigger})"),
-        now,
-    )
-    .await?;
+    summary.staff_role_removed = roles::remove_in(tx, person_id, actor, &reason, now).await?;
 
     let event_id = webhooks::enqueue(
         tx,

@@ -130,13 +130,22 @@ pub struct AppState {
     pub ingest_queue: Arc<tokio::sync::OnceCell<tokio::sync::mpsc::Sender<crate::agent::Job>>>,
     /// Woken after a commit that queued outgoing events, so delivery starts at once.
     pub outbox_wake: Arc<tokio::sync::Notify>,
-    /// The console overview as last rendered, with when (unix ms): refreshed every minute, so
+    /// The console overview as last rendered (refreshed every minute), kept for requests when
+    /// rendering it is slow (a large directory), so they read it instead of computing it.
     /// a request over a large directory reads it instead of computing it.
     pub overview: Arc<tokio::sync::RwLock<Option<Rendered>>>,
 }
 
-/// A page rendered at a time (unix ms), kept for the requests that follow.
-pub type Rendered = (i64, Arc<String>);
+/// A page rendered at a time, kept for the requests that follow.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// When (unix ms).
+    pub at: i64,
+    /// The HTML.
+    pub html: Arc<String>,
+    /// Whether rendering it was slow enough that requests should read it rather than render.
+    pub slow: bool,
+}
 
 impl AppState {
     /// Build the state; fails when the relying party settings are inconsistent.

@@ -18,6 +18,7 @@ both_backends!(
     roles_go_to_hr_people_and_end_when_they_leave,
     burn_down_follows_the_daily_snapshots,
     policy_change_previews_who_falls_out,
+    laptops_page_lists_posture_and_retires,
 );
 
 /// A setup link as the service writes it at first start.
@@ -70,19 +71,24 @@ async fn staff_member(
     let person = app.hr_person(user_name).await;
     let key = SoftKey::new();
     enrol_first_keys(app, &laptop, &person, &[&key]).await;
-    let (s, v) = admin
-        .call(
-            app,
-            "PUT",
-            &format!("/api/v1/admin/staff/{person}"),
-            json!({"role": role}),
-        )
-        .await;
+    let (s, v) = set_role(app, admin, &person, role).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let mut browser = Browser::new();
     let (s, v) = browser.assert_with(app, "sign-in", &key).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     (browser, key, person)
+}
+
+/// A console caller gives `person` the staff role `role`.
+async fn set_role(app: &App, browser: &Browser, person: &str, role: &str) -> (StatusCode, Value) {
+    let path = format!("/api/v1/admin/staff/{person}");
+    browser.call(app, "PUT", &path, json!({"role": role})).await
+}
+
+/// A console caller previews a population's change.
+async fn preview(app: &App, browser: &Browser, name: &str, spec: Value) -> (StatusCode, Value) {
+    let path = format!("/api/v1/admin/populations/{name}/preview");
+    browser.call(app, "POST", &path, spec).await
 }
 
 /// A console caller's enrolment ticket for the person `body` names.
@@ -228,26 +234,15 @@ async fn staff_sign_in_answers_to_the_role_matrix(app: App) {
     // A change without the page's CSRF token, or from another site, changes nothing.
     let mut no_token = admin.clone();
     no_token.csrf = String::new();
-    let (s, v) = no_token
-        .call(
-            &app,
-            "PUT",
-            &format!("/api/v1/admin/staff/{someone}"),
-            json!({"role": "admin"}),
-        )
-        .await;
-    assert_error(s, &v, StatusCode::FORBIDDEN, "csrf_refused");
     let mut other_site = admin.clone();
     other_site.origin = Some("https://evil.example".to_owned());
-    let (s, v) = other_site
-        .call(
-            &app,
-            "PUT",
-            &format!("/api/v1/admin/staff/{someone}"),
-            json!({"role": "admin"}),
-        )
-        .await;
-    assert_error(s, &v, StatusCode::FORBIDDEN, "csrf_refused");
+    let path = format!("/api/v1/admin/staff/{someone}");
+    for browser in [no_token, other_site] {
+        let (s, v) = browser
+            .call(&app, "PUT", &path, json!({"role": "admin"}))
+            .await;
+        assert_error(s, &v, StatusCode::FORBIDDEN, "csrf_refused");
+    }
     assert_eq!(app.count("SELECT COUNT(*) FROM staff_roles").await, 3);
 }
 
@@ -285,14 +280,7 @@ async fn roles_go_to_hr_people_and_end_when_they_leave(app: App) {
         )
         .await;
     let fake = made["id"].as_str().unwrap();
-    let (s, v) = admin
-        .call(
-            &app,
-            "PUT",
-            &format!("/api/v1/admin/staff/{fake}"),
-            json!({"role": "helpdesk"}),
-        )
-        .await;
+    let (s, v) = set_role(&app, &admin, fake, "helpdesk").await;
     assert_error(s, &v, StatusCode::FORBIDDEN, "token_person_not_from_hr");
     let root = app
         .rows("SELECT id FROM people WHERE user_name = 'root@example.com'")
@@ -307,14 +295,7 @@ async fn roles_go_to_hr_people_and_end_when_they_leave(app: App) {
         )
         .await;
     assert_error(s, &v, StatusCode::CONFLICT, "last_admin");
-    let (s, v) = admin
-        .call(
-            &app,
-            "PUT",
-            &format!("/api/v1/admin/staff/{}", root[0]),
-            json!({"role": "scim"}),
-        )
-        .await;
+    let (s, v) = set_role(&app, &admin, &root[0], "scim").await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "staff_role_invalid");
 
     let (helpdesk, _, hal) = staff_member(&app, &admin, "helpdesk", "hal@example.com").await;
@@ -437,14 +418,7 @@ async fn policy_change_previews_who_falls_out(app: App) {
         .await;
 
     // Two kinds of device: Kim (two keys of one kind) would fall out; Lee was never in.
-    let (s, v) = admin
-        .call(
-            &app,
-            "POST",
-            "/api/v1/admin/populations/ops/preview",
-            spec(2),
-        )
-        .await;
+    let (s, v) = preview(&app, &admin, "ops", spec(2)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["falling_out_count"], 1, "{v}");
     assert_eq!(v["falling_out"][0]["user_name"], "kim@example.com", "{v}");
@@ -463,23 +437,9 @@ async fn policy_change_previews_who_falls_out(app: App) {
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, before);
     // Only admins preview (it reads everyone's standing), and a bad definition is refused.
     let (auditor, _, _) = staff_member(&app, &admin, "auditor", "aud@example.com").await;
-    let (s, v) = auditor
-        .call(
-            &app,
-            "POST",
-            "/api/v1/admin/populations/ops/preview",
-            spec(2),
-        )
-        .await;
+    let (s, v) = preview(&app, &auditor, "ops", spec(2)).await;
     assert_error(s, &v, StatusCode::FORBIDDEN, "role_forbidden");
-    let (s, v) = admin
-        .call(
-            &app,
-            "POST",
-            "/api/v1/admin/populations/default/preview",
-            spec(2),
-        )
-        .await;
+    let (s, v) = preview(&app, &admin, "default", spec(2)).await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "population_name_invalid");
     let (s, page) = admin.get(&app, "/console/policy").await;
     assert_eq!(s, StatusCode::OK);
@@ -493,4 +453,35 @@ async fn policy_change_previews_who_falls_out(app: App) {
         !page.contains("Preview impact"),
         "an auditor reads the rules, edits nothing"
     );
+}
+
+async fn laptops_page_lists_posture_and_retires(app: App) {
+    let (admin, _) = first_admin(&app).await;
+    let (helpdesk, _, _) = staff_member(&app, &admin, "helpdesk", "hal@example.com").await;
+    let (auditor, _, _) = staff_member(&app, &admin, "auditor", "aud@example.com").await;
+    let laptop = app.device("lt-stolen").await;
+    let (s, page) = helpdesk.get(&app, "/console/laptops").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("lt-stolen") && page.contains("no report yet"),
+        "{page}"
+    );
+    assert!(page.contains("Retire"), "{page}");
+    let (_, page) = auditor.get(&app, "/console/laptops").await;
+    assert!(
+        page.contains("lt-stolen") && !page.contains(">Retire<"),
+        "{page}"
+    );
+    // The help desk retires it (just signed in: the touch is fresh); its key stops working.
+    let path = format!("/api/v1/admin/devices/{}/retire", laptop.id);
+    let (s, v) = auditor
+        .call(&app, "POST", &path, json!({"reason": "lost"}))
+        .await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "role_forbidden");
+    let (s, v) = helpdesk
+        .call(&app, "POST", &path, json!({"reason": "lost"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, page) = admin.get(&app, "/console/laptops").await;
+    assert!(page.contains("retired (lost)"), "{page}");
 }

@@ -16,6 +16,7 @@ use crate::secrets;
 const NAV: &[(&str, &str, &[Role])] = &[
     ("/console", "Overview", AnyStaff::ALLOWED),
     ("/console/people", "People", AnyStaff::ALLOWED),
+    ("/console/laptops", "Laptops", AnyStaff::ALLOWED),
     ("/console/policy", "Policy", AnyStaff::ALLOWED),
     ("/console/staff", "Staff", AdminOrAuditor::ALLOWED),
 ];
@@ -107,7 +108,8 @@ pub fn badge(status: &str) -> String {
         "below_minimum" => ("bad", "below minimum"),
         "single_device_class" => ("bad", "one device class"),
         "no_authenticator" => ("bad", "no authenticator"),
-        "active" => ("ok", "active"),
+        "active" | "on" => ("ok", status),
+        "off" => ("bad", "off"),
         "suspended" => ("warn", "suspended"),
         "revoked" => ("bad", "revoked"),
         other => ("", other),

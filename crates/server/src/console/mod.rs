@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/people/{id}", get(pages::person))
         .route("/console/staff", get(pages::staff))
         .route("/console/policy", get(pages::policy))
+        .route("/console/laptops", get(pages::laptops))
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/assets/console.js", get(pages::script))
         .route("/console/assets/console.css", get(pages::stylesheet))

@@ -218,20 +218,6 @@ pub(super) async fn active_classes(db: &mut AnyConnection, person_id: &str) -> R
     .await
 }
 
-/// A laptop a person is bound to.
-#[derive(Debug, sqlx::FromRow)]
-pub(super) struct LaptopRow {
-    pub(super) hostname: String,
-    pub(super) last_report_at: Option<i64>,
-    pub(super) retired_at: Option<i64>,
-}
-
-/// The laptops a person is bound to now, by host name.
-pub(super) async fn laptops_of(db: &mut AnyConnection, person_id: &str) -> Result<Vec<LaptopRow>> {
-    store::rows_by(db, "SELECT d.id, d.hostname, d.last_report_at, d.retired_at FROM device_bindings b JOIN devices d ON d.id = b.device_id \
-         WHERE b.person_id = $1 AND b.unbound_at IS NULL ORDER BY d.hostname", person_id).await
-}
-
 /// The latest report of a laptop a person is bound to.
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct LastReport {

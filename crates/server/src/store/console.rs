@@ -326,13 +326,21 @@ const RECOVERIES: &str = "SELECT id, kind, state, created_at, expires_at FROM re
 const HISTORY: &str = "SELECT at, actor, action, detail FROM audit_log WHERE subject = $1 \
      ORDER BY at DESC, id DESC LIMIT 100";
 
+/// The laptops a person is bound to now, by host name.
+pub async fn laptops_of<'c>(
+    db: impl Executor<'c, Database = Any>,
+    person_id: &str,
+) -> Result<Vec<LaptopRow>> {
+    super::rows_by(db, LAPTOPS, person_id).await
+}
+
 /// The page about a person (not deleted), if there is one.
 pub async fn person_page(db: &sqlx::AnyPool, id: &str) -> Result<Option<PersonPage>> {
     let Some(person) = super::row_by(db, PERSON, id).await? else {
         return Ok(None);
     };
     let (laptops, recoveries, history) = tokio::try_join!(
-        super::rows_by(db, LAPTOPS, id),
+        laptops_of(db, id),
         super::rows_by(db, RECOVERIES, id),
         super::rows_by(db, HISTORY, id),
     )?;

@@ -49,6 +49,7 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("GET", "/console/people/{id}", Access::Page),
     ("GET", "/console/staff", Access::Page),
     ("GET", "/console/policy", Access::Page),
+    ("GET", "/console/laptops", Access::Page),
     ("POST", "/console/sign-out", Access::Page),
     ("GET", "/console/assets/console.js", Access::Page),
     ("GET", "/console/assets/console.css", Access::Page),
