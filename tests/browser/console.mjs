@@ -82,6 +82,11 @@ await scenario(async ({ browser, page }) => {
   await page.goto(`${BASE}/console/laptops`);
   await page.locator('#laptops-table tbody tr').first().waitFor();
   await look(page, 'laptops');
+  await page.goto(`${BASE}/console/keys`);
+  await look(page, 'keys');
+  await page.goto(`${BASE}/console/audit`);
+  await page.locator('#chain').filter({ hasText: 'intact' }).waitFor();
+  await look(page, 'audit');
 
   // Rita previews a policy change before saving it: one authenticator would do for "staff".
   await page.goto(`${BASE}/console/policy`);

@@ -19,6 +19,7 @@ both_backends!(
     burn_down_follows_the_daily_snapshots,
     policy_change_previews_who_falls_out,
     laptops_page_lists_posture_and_retires,
+    audit_and_keys_pages_for_auditors,
 );
 
 /// A setup link as the service writes it at first start.
@@ -484,4 +485,43 @@ async fn laptops_page_lists_posture_and_retires(app: App) {
     assert_eq!(s, StatusCode::OK, "{v}");
     let (_, page) = admin.get(&app, "/console/laptops").await;
     assert!(page.contains("retired (lost)"), "{page}");
+}
+
+async fn audit_and_keys_pages_for_auditors(app: App) {
+    let (admin, _) = first_admin(&app).await;
+    let (auditor, _, _) = staff_member(&app, &admin, "auditor", "aud@example.com").await;
+    let (helpdesk, _, _) = staff_member(&app, &admin, "helpdesk", "hal@example.com").await;
+    let (s, page) = auditor.get(&app, "/console/audit").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("The hash chain is intact"), "{page}");
+    assert!(
+        page.contains("staff_role.granted") && page.contains("scim.user.created"),
+        "{page}"
+    );
+    // Filtered on the server: only the actions asked for.
+    let (_, page) = auditor.get(&app, "/console/audit?action=staff_role.").await;
+    assert!(
+        page.contains("staff_role.granted") && !page.contains("scim.user.created"),
+        "{page}"
+    );
+    // The filter is text, not a pattern: `%` matches nothing but a `%`.
+    let (_, page) = auditor.get(&app, "/console/audit?action=%25").await;
+    assert!(page.contains("(0 records)"), "{page}");
+    let (s, csv) = auditor
+        .get(&app, "/console/audit?action=staff_role.&format=csv")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(csv.starts_with("at,actor,action,subject,detail\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 3, "three roles granted: {csv}");
+    let (s, page) = auditor.get(&app, "/console/keys").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("Trusted attestation roots") && page.contains("software"),
+        "{page}"
+    );
+    for path in ["/console/audit", "/console/keys"] {
+        let (s, page) = helpdesk.get(&app, path).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+        assert!(page.contains("role_forbidden"), "{page}");
+    }
 }

@@ -11,9 +11,11 @@
 //! actions) built from TypeScript in `ui/console/`; the burn-down chart is server-rendered SVG
 //! ([`chart`]) over the daily snapshots ([`snapshots`]).
 
+pub mod access;
 pub mod chart;
 pub mod html;
 pub mod pages;
+pub mod records;
 pub mod roles;
 pub mod setup;
 pub mod snapshots;
@@ -41,6 +43,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/staff", get(pages::staff))
         .route("/console/policy", get(pages::policy))
         .route("/console/laptops", get(pages::laptops))
+        .route("/console/keys", get(records::keys))
+        .route("/console/audit", get(records::audit))
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/assets/console.js", get(pages::script))
         .route("/console/assets/console.css", get(pages::stylesheet))

@@ -1,6 +1,6 @@
-//! The console's pages. Each takes the same [`Staff`] extractor as the API endpoint whose data
-//! it shows, so a role sees in the console exactly what the API lets it read; actions on the
-//! pages are forms the script sends to the API itself.
+//! The console's pages about people, laptops, policy and staff. Each takes [`Console`] with the
+//! roles of the API endpoint whose data it shows, so a role sees in the console exactly what the
+//! API lets it read; actions on the pages are forms the script sends to the API itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,15 +10,12 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::html::{age, badge, page, refused, when};
+use super::access::{with, Console};
+use super::html::{age, badge, page, when};
 use super::{chart, snapshots};
-use std::marker::PhantomData;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use keywarden_protocol::ErrorCode;
 
-use crate::auth::{AdminOrAuditor, AnyStaff, Caller, Roles};
+use crate::auth::{AdminOrAuditor, AnyStaff};
 use crate::coverage::{self, PersonCoverage, Status};
 use crate::csf::esc;
 use crate::error::{Error, Result};
@@ -38,78 +35,6 @@ pub async fn script() -> impl IntoResponse {
 /// `GET /console/assets/console.css`.
 pub async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
-}
-
-/// A page's caller: a console sign-in whose role is one of `R`'s (the roles of the API
-/// endpoint whose data the page shows). A bearer token is a script's and opens no page.
-pub struct Console<R: Roles> {
-    /// Who is signed in to the console, if anyone.
-    signed_in: Option<Caller>,
-    /// Whether their role reaches this page (else why not).
-    allowed: Result<()>,
-    roles: PhantomData<R>,
-}
-
-impl<R: Roles> FromRequestParts<AppState> for Console<R> {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> std::result::Result<Self, Self::Rejection> {
-        let (signed_in, allowed) = match super::caller(state, parts).await {
-            Ok(Some(c)) => {
-                let allowed = c.require(R::ALLOWED).map_err(|_| {
-                    let names: Vec<&str> = R::ALLOWED.iter().map(|r| r.as_str()).collect();
-                    Error::forbidden(
-                        ErrorCode::RoleForbidden,
-                        format!(
-                            "this page is for {}; your role ({}) does not include it",
-                            names.join(" and "),
-                            c.role.as_str()
-                        ),
-                    )
-                });
-                (Some(c), allowed)
-            }
-            Ok(None) => (
-                None,
-                Err(Error::unauthorized(
-                    ErrorCode::SessionUnknown,
-                    "sign in to the console",
-                )),
-            ),
-            Err(e) => (None, Err(e)),
-        };
-        Ok(Console {
-            signed_in,
-            allowed,
-            roles: PhantomData,
-        })
-    }
-}
-
-/// Render with `f` for a caller the extractor let through; else the refusal page.
-async fn with<R, F, Fut>(console: Console<R>, f: F) -> Response
-where
-    R: Roles,
-    F: FnOnce(Caller) -> Fut,
-    Fut: std::future::Future<Output = Result<Response>>,
-{
-    match (console.signed_in, console.allowed) {
-        (Some(caller), Ok(())) => {
-            let shown = caller.clone();
-            match f(caller).await {
-                Ok(r) => r,
-                Err(e) => refused(&e, Some(&shown)),
-            }
-        }
-        (caller, Err(e)) => refused(&e, caller.as_ref()),
-        (None, Ok(())) => refused(
-            &Error::unauthorized(ErrorCode::SessionUnknown, "sign in to the console"),
-            None,
-        ),
-    }
 }
 
 /// `GET /console/sign-in`.
@@ -445,7 +370,7 @@ fn person_row(p: &PersonCoverage, last: &str) -> String {
     )
 }
 
-fn csv_field(s: &str) -> String {
+pub(super) fn csv_field(s: &str) -> String {
     // A leading =, +, - or @ would be a formula in a spreadsheet: quote it as text.
     let s = if s.starts_with(['=', '+', '-', '@']) {
         format!("'{s}")

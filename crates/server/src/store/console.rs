@@ -351,3 +351,41 @@ pub async fn person_page(db: &sqlx::AnyPool, id: &str) -> Result<Option<PersonPa
         history,
     }))
 }
+
+/// An audit record as the console's audit page lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditEntry {
+    /// When (unix ms).
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On whom or what.
+    pub subject: String,
+    /// Detail (JSON).
+    pub detail: String,
+}
+
+/// Audit records whose action starts with `action` (all when empty), newest first, `limit`
+/// from `offset`; and how many match.
+pub async fn audit_page(
+    db: &sqlx::AnyPool,
+    action: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AuditEntry>, i64)> {
+    // The text is matched as written: LIKE's wildcards in it are escaped.
+    let literal = action
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let pattern = format!("{literal}%");
+    let rows = "SELECT at, actor, action, subject, detail FROM audit_log \
+         WHERE action LIKE $1 ESCAPE '\\' ORDER BY at DESC, id DESC LIMIT $2 OFFSET $3";
+    let count = "SELECT COUNT(*) FROM audit_log WHERE action LIKE $1 ESCAPE '\\'";
+    Ok(tokio::try_join!(
+        super::fetch_all(db, rows, (pattern.as_str(), limit, offset)),
+        super::fetch_value(db, count, (pattern.as_str(),)),
+    )?)
+}

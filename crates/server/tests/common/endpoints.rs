@@ -50,6 +50,8 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("GET", "/console/staff", Access::Page),
     ("GET", "/console/policy", Access::Page),
     ("GET", "/console/laptops", Access::Page),
+    ("GET", "/console/keys", Access::Page),
+    ("GET", "/console/audit", Access::Page),
     ("POST", "/console/sign-out", Access::Page),
     ("GET", "/console/assets/console.js", Access::Page),
     ("GET", "/console/assets/console.css", Access::Page),
