@@ -348,7 +348,7 @@ pub async fn people(
              <label for=\"status\">Status</label><select id=\"status\" name=\"status\">{options}</select>\
              <label><input type=\"checkbox\" name=\"exposed\" value=\"1\"{}> only exposed</label>\
              <button type=\"submit\">Filter</button></form>\
-             <section aria-label=\"People found\"><table id=\"people-table\"><thead><tr><th scope=\"col\">Person</th><th scope=\"col\">Population</th><th scope=\"col\">Status</th><th scope=\"col\">Active authenticators</th><th scope=\"col\">Device classes</th></tr></thead><tbody>{rows}</tbody></table></section>{pager}",
+             <section aria-label=\"People found\" tabindex=\"0\"><table id=\"people-table\"><thead><tr><th scope=\"col\">Person</th><th scope=\"col\">Population</th><th scope=\"col\">Status</th><th scope=\"col\">Active authenticators</th><th scope=\"col\">Device classes</th></tr></thead><tbody>{rows}</tbody></table></section>{pager}",
             esc(&q.q),
             if only_exposed { " checked" } else { "" },
         );

@@ -106,7 +106,7 @@ pub async fn audit(
              <form method=\"get\" action=\"/console/audit\" class=\"filters\" role=\"search\">\
              <label for=\"action\">Action starts with</label><input id=\"action\" name=\"action\" value=\"{}\" placeholder=\"e.g. staff_role.\">\
              <button type=\"submit\">Filter</button></form>\
-             <section aria-label=\"Audit records\"><table id=\"audit-table\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th><th scope=\"col\">On</th><th scope=\"col\">Detail</th></tr></thead><tbody>{body}</tbody></table></section>{pager}",
+             <section aria-label=\"Audit records\" tabindex=\"0\"><table id=\"audit-table\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th><th scope=\"col\">On</th><th scope=\"col\">Detail</th></tr></thead><tbody>{body}</tbody></table></section>{pager}",
             esc(&q.action)
         );
         Ok(page("Audit log", "/console/audit", Some(&caller), &main).into_response())
