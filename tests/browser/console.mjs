@@ -84,6 +84,8 @@ await scenario(async ({ browser, page }) => {
   await look(page, 'laptops');
   await page.goto(`${BASE}/console/keys`);
   await look(page, 'keys');
+  await page.goto(`${BASE}/console/exceptions`);
+  await look(page, 'exceptions');
   await page.goto(`${BASE}/console/audit`);
   await page.locator('#chain').filter({ hasText: 'intact' }).waitFor();
   await look(page, 'audit');

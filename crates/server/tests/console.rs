@@ -20,6 +20,7 @@ both_backends!(
     policy_change_previews_who_falls_out,
     laptops_page_lists_posture_and_retires,
     audit_and_keys_pages_for_auditors,
+    exceptions_page_flags_expiry_and_revokes,
 );
 
 /// A setup link as the service writes it at first start.
@@ -524,4 +525,36 @@ async fn audit_and_keys_pages_for_auditors(app: App) {
         assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
         assert!(page.contains("role_forbidden"), "{page}");
     }
+}
+
+async fn exceptions_page_flags_expiry_and_revokes(app: App) {
+    let (admin, _) = first_admin(&app).await;
+    let (helpdesk, _, _) = staff_member(&app, &admin, "helpdesk", "hal@example.com").await;
+    let person = app.hr_person("ex@example.com").await;
+    let body = json!({"person_id": person, "kind": "two_authenticator_rule", "owner": "ciso@example.com",
+        "reason": "travelling without a second key", "days": 3});
+    let (s, v) = admin
+        .call(&app, "POST", "/api/v1/admin/exceptions", body)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (s, page) = helpdesk.get(&app, "/console/exceptions").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("travelling without a second key") && page.contains("expires soon"),
+        "{page}"
+    );
+    assert!(
+        !page.contains(">Revoke<"),
+        "the help desk reads the register, revokes nothing"
+    );
+    let (_, page) = admin.get(&app, "/console/exceptions").await;
+    assert!(page.contains(">Revoke<"), "{page}");
+    let path = format!("/api/v1/admin/exceptions/{id}");
+    let (s, v) = helpdesk.call(&app, "DELETE", &path, Value::Null).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "role_forbidden");
+    let (s, _) = admin.call(&app, "DELETE", &path, Value::Null).await;
+    assert!(s.is_success(), "{s}");
+    let (_, page) = admin.get(&app, "/console/exceptions").await;
+    assert!(page.contains(">revoked<"), "{page}");
 }

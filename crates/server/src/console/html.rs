@@ -18,6 +18,7 @@ const NAV: &[(&str, &str, &[Role])] = &[
     ("/console/people", "People", AnyStaff::ALLOWED),
     ("/console/laptops", "Laptops", AnyStaff::ALLOWED),
     ("/console/policy", "Policy", AnyStaff::ALLOWED),
+    ("/console/exceptions", "Exceptions", AnyStaff::ALLOWED),
     ("/console/keys", "Keys", AdminOrAuditor::ALLOWED),
     ("/console/audit", "Audit", AdminOrAuditor::ALLOWED),
     ("/console/staff", "Staff", AdminOrAuditor::ALLOWED),

@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/laptops", get(pages::laptops))
         .route("/console/keys", get(records::keys))
         .route("/console/audit", get(records::audit))
+        .route("/console/exceptions", get(records::exceptions))
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/assets/console.js", get(pages::script))
         .route("/console/assets/console.css", get(pages::stylesheet))

@@ -1,5 +1,6 @@
-//! The console's pages for auditors: the audit log with its hash chain checked, and the keys in
-//! use by model with the roots their attestation is trusted by; links to the evidence exports.
+//! The console's pages of records: the audit log with its hash chain checked, the keys in use by
+//! model with the roots their attestation is trusted by, the exceptions register; links to the
+//! evidence exports.
 
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -7,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::access::{with, Console};
-use super::html::{page, when};
-use crate::auth::AdminOrAuditor;
+use super::html::{badge, page, when};
+use crate::auth::{AdminOrAuditor, AnyStaff};
 use crate::csf::esc;
 use crate::state::AppState;
 
@@ -168,6 +169,52 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
             esc(&mds),
         );
         Ok(page("Keys", "/console/keys", Some(&caller), &main).into_response())
+    })
+    .await
+}
+
+/// `GET /console/exceptions`: the exceptions and break-glass accounts, each with its owner,
+/// reason and expiry; those expired or expiring within 14 days first. Admins revoke one.
+pub async fn exceptions(State(state): State<AppState>, caller: Console<AnyStaff>) -> Response {
+    with(caller, |caller| async move {
+        let now = state.now_ms();
+        let mut list = crate::exceptions::load(&state.db, now, false).await?;
+        list.sort_by_key(|e| (e.revoked_at_ms.is_some(), e.expires_at_ms));
+        let admin = caller.role == crate::auth::Role::Admin;
+        let soon = now + 14 * 86_400_000;
+        let rows: String = list
+            .iter()
+            .map(|e| {
+                let state = match (e.revoked_at_ms, e.expired) {
+                    (Some(_), _) => badge("revoked"),
+                    (None, true) => "<span class=\"badge bad\">expired: needs a decision</span>".to_owned(),
+                    (None, false) if e.expires_at_ms <= soon => "<span class=\"badge warn\">expires soon</span>".to_owned(),
+                    (None, false) => "<span class=\"badge ok\">in force</span>".to_owned(),
+                };
+                let revoke = if admin && e.revoked_at_ms.is_none() {
+                    format!(
+                        "<form data-api=\"DELETE /api/v1/admin/exceptions/{}\" data-done=\"reload\" class=\"inline\"><button type=\"submit\">Revoke</button></form>",
+                        esc(&e.id)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "<tr><td><a href=\"/console/people/{}\">person</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td><td>{revoke}</td></tr>",
+                    esc(&e.person_id),
+                    esc(&e.kind),
+                    esc(&e.owner),
+                    esc(&e.reason),
+                    when(Some(e.expires_at_ms)),
+                )
+            })
+            .collect();
+        let main = format!(
+            "<h1>Exceptions and break-glass</h1><p>An exception exempts its person from coverage until it expires; \
+             an expired one exempts nobody and needs a decision.</p><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>\
+             <section aria-label=\"Exceptions\" tabindex=\"0\"><table id=\"exceptions-table\"><thead><tr><th scope=\"col\">Whom</th><th scope=\"col\">Kind</th><th scope=\"col\">Owner</th><th scope=\"col\">Reason</th><th scope=\"col\">Expires</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table></section>"
+        );
+        Ok(page("Exceptions", "/console/exceptions", Some(&caller), &main).into_response())
     })
     .await
 }

@@ -52,6 +52,7 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("GET", "/console/laptops", Access::Page),
     ("GET", "/console/keys", Access::Page),
     ("GET", "/console/audit", Access::Page),
+    ("GET", "/console/exceptions", Access::Page),
     ("POST", "/console/sign-out", Access::Page),
     ("GET", "/console/assets/console.js", Access::Page),
     ("GET", "/console/assets/console.css", Access::Page),
