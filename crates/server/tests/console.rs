@@ -204,6 +204,15 @@ async fn staff_sign_in_answers_to_the_role_matrix(app: App) {
         .await;
     assert_eq!(actors.len(), 1, "{actors:?}");
     assert!(actors[0].starts_with("helpdesk-console:"), "{actors:?}");
+    // The person's page lists the ticket (never its secret) with who issued it.
+    let (_, page) = helpdesk
+        .get(&app, &format!("/console/people/{someone}"))
+        .await;
+    assert!(
+        page.contains("Enrolment tickets") && page.contains(&actors[0]),
+        "{page}"
+    );
+    assert!(page.contains(">open<") && !page.contains("kwt_"), "{page}");
 
     // Not signed in: the pages send you to sign in, the API says 401.
     let (s, _) = Browser::new().get(&app, "/console").await;

@@ -407,6 +407,7 @@ pub async fn person(
             laptops,
             recoveries,
             history,
+            tickets,
         } = page_data;
         let creds = crate::store::credentials::of_person(db, &id).await?;
         let may_act = matches!(caller.role, crate::auth::Role::Admin | crate::auth::Role::Helpdesk);
@@ -442,6 +443,24 @@ pub async fn person(
                     esc(&l.hostname),
                     when(l.last_report_at),
                     if l.retired_at.is_some() { "retired" } else { "in service" }
+                )
+            })
+            .collect();
+        let now = state.now_ms();
+        let ticket_rows: String = tickets
+            .iter()
+            .map(|t| {
+                let state = match (t.redeemed_at, t.cancelled_at) {
+                    (Some(at), _) => format!("used {}", when(Some(at))),
+                    (None, Some(at)) => format!("cancelled {}", when(Some(at))),
+                    (None, None) if t.expires_at <= now => "expired unused".to_owned(),
+                    (None, None) => "open".to_owned(),
+                };
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{state}</td></tr>",
+                    when(Some(t.created_at)),
+                    esc(&t.created_by),
+                    when(Some(t.expires_at))
                 )
             })
             .collect();
@@ -515,6 +534,7 @@ pub async fn person(
              <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>{actions}\
              <section aria-labelledby=\"auths\"><h2 id=\"auths\">Authenticators</h2><table id=\"credentials\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Class</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Status</th><th scope=\"col\">Enrolled</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{cred_rows}</tbody></table></section>\
              <section aria-labelledby=\"laps\"><h2 id=\"laps\">Laptops</h2><table><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Last check-in</th><th scope=\"col\">State</th></tr></thead><tbody>{laptop_rows}</tbody></table></section>\
+             <section aria-labelledby=\"tix\"><h2 id=\"tix\">Enrolment tickets</h2><table id=\"tickets\"><thead><tr><th scope=\"col\">Issued</th><th scope=\"col\">By</th><th scope=\"col\">Expires</th><th scope=\"col\">State</th></tr></thead><tbody>{ticket_rows}</tbody></table></section>\
              <section aria-labelledby=\"recs\"><h2 id=\"recs\">Recoveries</h2><table id=\"recoveries\"><thead><tr><th scope=\"col\">Kind</th><th scope=\"col\">State</th><th scope=\"col\">Issued</th><th scope=\"col\">Expires</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{recovery_rows}</tbody></table></section>\
              <section aria-labelledby=\"hist\"><h2 id=\"hist\">History</h2><table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th></tr></thead><tbody>{history_rows}</tbody></table></section>",
             esc(&p.display_name),

@@ -312,6 +312,23 @@ pub struct PersonPage {
     pub recoveries: Vec<RecoveryRow>,
     /// The newest hundred audit records about them, newest first.
     pub history: Vec<AuditRow>,
+    /// Their newest twenty enrolment tickets (never the secret).
+    pub tickets: Vec<TicketRow>,
+}
+
+/// An enrolment ticket issued for a person, as the console lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TicketRow {
+    /// Who issued it.
+    pub created_by: String,
+    /// Issued (unix ms).
+    pub created_at: i64,
+    /// Expires (unix ms).
+    pub expires_at: i64,
+    /// Redeemed (unix ms).
+    pub redeemed_at: Option<i64>,
+    /// Cancelled (unix ms).
+    pub cancelled_at: Option<i64>,
 }
 
 const PERSON: &str = "SELECT p.id, p.user_name, p.display_name, p.active, p.source, p.created_at, \
@@ -323,6 +340,8 @@ const LAPTOPS: &str =
      ORDER BY d.hostname";
 const RECOVERIES: &str = "SELECT id, kind, state, created_at, expires_at FROM recoveries \
      WHERE person_id = $1 ORDER BY created_at DESC";
+const TICKETS: &str = "SELECT created_by, created_at, expires_at, redeemed_at, cancelled_at \
+     FROM enrolment_tickets WHERE person_id = $1 ORDER BY created_at DESC LIMIT 20";
 const HISTORY: &str = "SELECT at, actor, action, detail FROM audit_log WHERE subject = $1 \
      ORDER BY at DESC, id DESC LIMIT 100";
 
@@ -339,16 +358,18 @@ pub async fn person_page(db: &sqlx::AnyPool, id: &str) -> Result<Option<PersonPa
     let Some(person) = super::row_by(db, PERSON, id).await? else {
         return Ok(None);
     };
-    let (laptops, recoveries, history) = tokio::try_join!(
+    let (laptops, recoveries, history, tickets) = tokio::try_join!(
         laptops_of(db, id),
         super::rows_by(db, RECOVERIES, id),
         super::rows_by(db, HISTORY, id),
+        super::rows_by(db, TICKETS, id),
     )?;
     Ok(Some(PersonPage {
         person,
         laptops,
         recoveries,
         history,
+        tickets,
     }))
 }
 
