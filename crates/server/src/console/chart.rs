@@ -35,6 +35,7 @@ pub fn burn_down(days: &[Day]) -> String {
         "People below policy, {} to {}: {} then, {} now",
         first.day, last.day, first.below, last.below
     );
+    // The title is escaped where it is written; the days are the service's own dates.
     let mut svg = format!(
         "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-labelledby=\"burn-title\" data-days=\"{}\">\
          <title id=\"burn-title\">{}</title>",
@@ -59,9 +60,9 @@ pub fn burn_down(days: &[Day]) -> String {
             "<rect class=\"below\" x=\"{x:.1}\" y=\"{yb:.1}\" width=\"{bar:.1}\" height=\"{:.1}\" data-day=\"{}\" data-below=\"{}\"><title>{}: {} below policy ({} with no authenticator) of {}</title></rect>\
              <rect class=\"none\" x=\"{x:.1}\" y=\"{yn:.1}\" width=\"{bar:.1}\" height=\"{:.1}\"/>",
             (TOP + plot_h - yb).max(0.0),
-            d.day,
+            esc(&d.day),
             d.below,
-            d.day,
+            esc(&d.day),
             d.below,
             d.none,
             d.people,
@@ -73,7 +74,7 @@ pub fn burn_down(days: &[Day]) -> String {
         format!(
             "<text class=\"tick\" x=\"{x:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
             H - 8.0,
-            days[i].day
+            esc(&days[i].day)
         )
     };
     svg.push_str(&label_at(0, "start"));
@@ -91,7 +92,10 @@ pub fn table(days: &[Day]) -> String {
         .map(|d| {
             format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                d.day, d.people, d.below, d.none
+                esc(&d.day),
+                d.people,
+                d.below,
+                d.none
             )
         })
         .collect();
