@@ -99,6 +99,10 @@ await scenario(async ({ browser, page }) => {
   await page.getByRole('button', { name: 'Preview impact' }).click();
   await page.locator('#result').filter({ hasText: 'Coming into compliance (1): hal@example.com' }).waitFor();
   await look(page, 'policy-preview');
+  await checkpoint('previewed');
+  // Then saves it (a policy change: a fresh touch is asked for and given).
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('At least 1 active authenticators').waitFor();
 
   // Hal signs in to the console with his laptop's passkey, by keyboard alone.
   await hal.page.goto(`${BASE}/console/sign-in`);

@@ -56,10 +56,15 @@ fn first_admin_help_desk_and_roles_in_the_browser() {
                 assert_eq!(staff[0]["role"], "admin");
                 assert_eq!(staff[0]["source"], "setup");
             }
-            "approved" => {
+            "previewed" => {
                 // The policy preview saved nothing.
                 let (_, pops) = server.admin("GET", "/api/v1/admin/populations", None);
                 assert_eq!(pops[0]["policy"]["min_authenticators"], 2, "{pops}");
+            }
+            "approved" => {
+                // Saved after the preview.
+                let (_, pops) = server.admin("GET", "/api/v1/admin/populations", None);
+                assert_eq!(pops[0]["policy"]["min_authenticators"], 1, "{pops}");
                 let (_, staff) = server.admin("GET", "/api/v1/admin/staff", None);
                 let hal_role = entry_of(&staff, &hal);
                 assert_eq!(hal_role["role"], "helpdesk", "{staff}");

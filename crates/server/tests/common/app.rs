@@ -43,6 +43,11 @@ impl App {
     }
 
     pub async fn on(db: FreshDb) -> App {
+        Self::on_with(db, settings()).await
+    }
+
+    /// [`App::on`] with other settings (another relying party and origin: a real browser's).
+    pub async fn on_with(db: FreshDb, settings: Settings) -> App {
         let pool = db::connect(&db.url).await.unwrap();
         let clock = Arc::new(TestClock(AtomicI64::new(START_MS)));
         let admin = keywarden_server::admin::bootstrap_admin_token(&pool, START_MS, |_| Ok(()))
@@ -60,7 +65,7 @@ impl App {
         )
         .await
         .unwrap();
-        let state = AppState::new(pool, settings(), clock.clone()).unwrap();
+        let state = AppState::new(pool, settings, clock.clone()).unwrap();
         App {
             router: router(state.clone()),
             state,
