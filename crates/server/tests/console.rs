@@ -495,6 +495,22 @@ async fn laptops_page_lists_posture_and_retires(app: App) {
     assert_eq!(s, StatusCode::OK, "{v}");
     let (_, page) = admin.get(&app, "/console/laptops").await;
     assert!(page.contains("retired (lost)"), "{page}");
+    // Filtered on the server, and as CSV.
+    let (_, page) = admin.get(&app, "/console/laptops?state=in_service").await;
+    assert!(
+        !page.contains("lt-stolen") && page.contains("lt-hal@example.com"),
+        "{page}"
+    );
+    let (s, csv) = admin
+        .get(&app, "/console/laptops?q=stolen&format=csv")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        csv.starts_with("hostname,last_check_in,disk_encryption"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.contains("lt-stolen") && csv.contains(",lost"), "{csv}");
 }
 
 async fn audit_and_keys_pages_for_auditors(app: App) {
@@ -566,4 +582,15 @@ async fn exceptions_page_flags_expiry_and_revokes(app: App) {
     assert!(s.is_success(), "{s}");
     let (_, page) = admin.get(&app, "/console/exceptions").await;
     assert!(page.contains(">revoked<"), "{page}");
+    let (_, page) = admin.get(&app, "/console/exceptions?state=in_force").await;
+    assert!(!page.contains("travelling without a second key"), "{page}");
+    let (s, csv) = admin
+        .get(&app, "/console/exceptions?state=revoked&format=csv")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        csv.starts_with("person_id,kind,owner,reason,expires,revoked\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("travelling without a second key"), "{csv}");
 }

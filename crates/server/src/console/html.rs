@@ -3,7 +3,7 @@
 //! link, landmarks, the signed-in person and role, and light and dark themes (the system's
 //! choice, or the one picked with the theme button).
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use crate::auth::{AdminOrAuditor, AnyStaff, Caller, Role, Roles};
@@ -118,4 +118,71 @@ pub fn badge(status: &str) -> String {
         other => ("", other),
     };
     format!("<span class=\"badge {class}\">{}</span>", esc(text))
+}
+
+/// A list's page links: "Page 2 of 7 (340 people) · Previous · Next · Export CSV". `link` gives
+/// the address of a page (with the list's filters); the CSV export is `link(current)` plus
+/// `format=csv`.
+pub fn pager(
+    current: usize,
+    total: usize,
+    per_page: usize,
+    what: &str,
+    link: impl Fn(usize) -> String,
+) -> String {
+    let pages = total.div_ceil(per_page).max(1);
+    let mut out = format!("<p class=\"pager\">Page {current} of {pages} ({total} {what})");
+    if current > 1 {
+        out.push_str(&format!(
+            " · <a href=\"{}\" rel=\"prev\">Previous</a>",
+            link(current - 1)
+        ));
+    }
+    if current < pages {
+        out.push_str(&format!(
+            " · <a href=\"{}\" rel=\"next\">Next</a>",
+            link(current + 1)
+        ));
+    }
+    out.push_str(&format!(
+        " · <a href=\"{}&amp;format=csv\">Export CSV</a></p>",
+        link(current)
+    ));
+    out
+}
+
+/// A CSV download named `name`: the header line, then each row's fields (quoted where needed;
+/// a field a spreadsheet would read as a formula is made text).
+pub fn csv(name: &str, header: &str, rows: impl IntoIterator<Item = Vec<String>>) -> Response {
+    let mut body = format!("{header}\n");
+    for row in rows {
+        let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+        body.push_str(&fields.join(","));
+        body.push('\n');
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn csv_field(s: &str) -> String {
+    // A leading =, +, - or @ would be a formula in a spreadsheet: quote it as text.
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
 }

@@ -42,7 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/people/{id}", get(pages::person))
         .route("/console/staff", get(pages::staff))
         .route("/console/policy", get(pages::policy))
-        .route("/console/laptops", get(pages::laptops))
+        .route("/console/laptops", get(records::laptops))
         .route("/console/keys", get(records::keys))
         .route("/console/audit", get(records::audit))
         .route("/console/exceptions", get(records::exceptions))

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::access::{with, Console};
-use super::html::{age, badge, page, when};
+use super::html::{age, badge, csv, page, pager, when};
 use super::{chart, snapshots};
 use keywarden_protocol::ErrorCode;
 
@@ -285,27 +285,22 @@ pub async fn people(
             .filter(|p| q.status.as_deref().is_none_or(|s| s.is_empty() || p.status.as_str() == s))
             .filter(|p| !only_exposed || exposed(p.status))
             .collect();
+        let classes_of = |p: &PersonCoverage, sep: &str| {
+            let classes: Vec<&str> = p.device_classes.iter().map(|c| c.as_str()).collect();
+            classes.join(sep)
+        };
         if q.format.as_deref() == Some("csv") {
-            let mut csv = String::from("user_name,population,status,active_authenticators,device_classes\n");
-            for p in &matches {
-                let classes: Vec<&str> = p.device_classes.iter().map(|c| c.as_str()).collect();
-                csv.push_str(&format!(
-                    "{},{},{},{},{}\n",
-                    csv_field(&p.user_name),
-                    csv_field(&p.population),
-                    p.status.as_str(),
-                    p.active_authenticators,
-                    csv_field(&classes.join(" "))
-                ));
-            }
-            return Ok((
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (header::CONTENT_DISPOSITION, "attachment; filename=\"people.csv\""),
-                ],
-                csv,
-            )
-                .into_response());
+            let rows = matches.iter().map(|p| {
+                vec![
+                    p.user_name.clone(),
+                    p.population.clone(),
+                    p.status.as_str().to_owned(),
+                    p.active_authenticators.to_string(),
+                    classes_of(p, " "),
+                ]
+            });
+            let header = "user_name,population,status,active_authenticators,device_classes";
+            return Ok(csv("people", header, rows));
         }
         let pages = matches.len().div_ceil(PAGE).max(1);
         let current = q.page.unwrap_or(1).clamp(1, pages);
@@ -313,10 +308,7 @@ pub async fn people(
             .iter()
             .skip((current - 1) * PAGE)
             .take(PAGE)
-            .map(|p| {
-                let classes: Vec<&str> = p.device_classes.iter().map(|c| c.as_str()).collect();
-                person_row(p, &esc(&classes.join(", ")))
-            })
+            .map(|p| person_row(p, &esc(&classes_of(p, ", "))))
             .collect();
         let statuses = ["", "compliant", "below_minimum", "single_device_class", "no_authenticator", "under_exception"];
         let options: String = statuses
@@ -334,14 +326,7 @@ pub async fn people(
                 if only_exposed { "1" } else { "" }
             )
         };
-        let mut pager = format!("<p class=\"pager\">Page {current} of {pages} ({} people)", matches.len());
-        if current > 1 {
-            pager.push_str(&format!(" · <a href=\"{}\" rel=\"prev\">Previous</a>", link(current - 1)));
-        }
-        if current < pages {
-            pager.push_str(&format!(" · <a href=\"{}\" rel=\"next\">Next</a>", link(current + 1)));
-        }
-        pager.push_str(&format!(" · <a href=\"{}&amp;format=csv\">Export CSV</a></p>", link(current)));
+        let pager = pager(current, matches.len(), PAGE, "people", link);
         let main = format!(
             "<h1>People</h1><form method=\"get\" action=\"/console/people\" class=\"filters\" role=\"search\">\
              <label for=\"q\">Search</label><input id=\"q\" name=\"q\" value=\"{}\" placeholder=\"user name or population\">\
@@ -368,20 +353,6 @@ fn person_row(p: &PersonCoverage, last: &str) -> String {
         badge(p.status.as_str()),
         p.active_authenticators,
     )
-}
-
-pub(super) fn csv_field(s: &str) -> String {
-    // A leading =, +, - or @ would be a formula in a spreadsheet: quote it as text.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
 }
 
 fn url_encode(s: &str) -> String {
@@ -642,64 +613,6 @@ pub async fn policy(State(state): State<AppState>, caller: Console<AnyStaff>) ->
         }
         main.push_str("<output id=\"result\" class=\"result\" aria-live=\"polite\"></output>");
         Ok(page("Policy", "/console/policy", Some(&caller), &main).into_response())
-    })
-    .await
-}
-
-/// A posture signal for people: on, off, or unknown with the probe's reason (never guessed).
-fn signal(o: &keywarden_protocol::Observed<bool>) -> String {
-    match o {
-        keywarden_protocol::Observed::Known { value: true, .. } => badge("on"),
-        keywarden_protocol::Observed::Known { value: false, .. } => badge("off"),
-        keywarden_protocol::Observed::Unknown { reason } => {
-            format!("<span class=\"badge warn\" title=\"{0}\">unknown</span><span class=\"visually-hidden\"> ({0})</span>", esc(reason))
-        }
-    }
-}
-
-/// `GET /console/laptops`: every provisioned laptop with its latest posture and the keys seen;
-/// the help desk and admins retire one (lost or returned) with a fresh touch.
-pub async fn laptops(State(state): State<AppState>, caller: Console<AnyStaff>) -> Response {
-    with(caller, |caller| async move {
-        let devices = crate::store::admin::devices(&state.db).await?;
-        let may_retire = matches!(
-            caller.role,
-            crate::auth::Role::Admin | crate::auth::Role::Helpdesk
-        );
-        let rows: String = devices
-            .iter()
-            .map(|d| {
-                let (disk, firewall, boot) = d.posture.as_ref().map_or_else(
-                    || ("no report yet".to_owned(), String::new(), String::new()),
-                    |p| (signal(&p.disk_encryption), signal(&p.firewall), signal(&p.secure_boot)),
-                );
-                let retire = if may_retire && d.retired_at_ms.is_none() {
-                    format!(
-                        "<form data-api=\"POST /api/v1/admin/devices/{0}/retire\" data-done=\"reload\" class=\"inline\">\
-                         <label for=\"why-{0}\" class=\"visually-hidden\">Why</label><select id=\"why-{0}\" name=\"reason\">\
-                         <option value=\"retired\">returned</option><option value=\"lost\">lost or stolen</option></select>\
-                         <button type=\"submit\">Retire</button></form>",
-                        esc(&d.id)
-                    )
-                } else {
-                    String::new()
-                };
-                format!(
-                    "<tr><td>{}</td><td>{}</td><td>{disk}</td><td>{firewall}</td><td>{boot}</td><td>{}</td><td>{}</td><td>{retire}</td></tr>",
-                    esc(&d.hostname),
-                    when(d.last_report_at_ms),
-                    d.keys.len(),
-                    d.retired_reason.as_deref().map_or_else(|| "in service".to_owned(), |r| format!("retired ({})", esc(r))),
-                )
-            })
-            .collect();
-        let main = format!(
-            "<h1>Laptops</h1><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>\
-             <section aria-labelledby=\"all\"><h2 id=\"all\">Provisioned laptops ({})</h2>\
-             <table id=\"laptops-table\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Last check-in</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">Keys seen</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table></section>",
-            devices.len()
-        );
-        Ok(page("Laptops", "/console/laptops", Some(&caller), &main).into_response())
     })
     .await
 }

@@ -1,14 +1,15 @@
 //! The console's pages of records: the audit log with its hash chain checked, the keys in use by
-//! model with the roots their attestation is trusted by, the exceptions register; links to the
-//! evidence exports.
+//! model with the roots their attestation is trusted by, the laptops with their posture, the
+//! exceptions register; links to the evidence exports. Lists are filtered and paged on the
+//! server and export as CSV.
 
 use axum::extract::{Query, State};
-use axum::http::header;
+
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::access::{with, Console};
-use super::html::{badge, page, when};
+use super::html::{badge, csv, page, pager, when};
 use crate::auth::{AdminOrAuditor, AnyStaff};
 use crate::csf::esc;
 use crate::state::AppState;
@@ -20,12 +21,12 @@ pub struct AuditQuery {
     #[serde(default)]
     pub action: String,
     /// Page, from 1.
-    pub page: Option<i64>,
+    pub page: Option<usize>,
     /// `csv` for the matching records as CSV (up to 100,000).
     pub format: Option<String>,
 }
 
-const PAGE: i64 = 100;
+const PAGE: usize = 100;
 
 /// `GET /console/audit` (admin, auditor): whether the chain is intact, and the records, newest
 /// first, filtered by action on the server, a hundred a page, or as CSV.
@@ -38,33 +39,17 @@ pub async fn audit(
         let db = &state.db;
         if q.format.as_deref() == Some("csv") {
             let (rows, _) = crate::store::console::audit_page(db, &q.action, 100_000, 0).await?;
-            let mut csv = String::from("at,actor,action,subject,detail\n");
-            for r in rows {
-                let fields = [
-                    crate::secrets::fmt_time(r.at),
-                    r.actor,
-                    r.action,
-                    r.subject,
-                    r.detail,
-                ];
-                let line: Vec<String> = fields.iter().map(|f| super::pages::csv_field(f)).collect();
-                csv.push_str(&line.join(","));
-                csv.push('\n');
-            }
-            return Ok((
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\""),
-                ],
-                csv,
-            )
-                .into_response());
+            let rows = rows.into_iter().map(|r| {
+                vec![crate::secrets::fmt_time(r.at), r.actor, r.action, r.subject, r.detail]
+            });
+            return Ok(csv("audit", "at,actor,action,subject,detail", rows));
         }
         let verification = crate::audit::verify(db).await?;
         let current = q.page.unwrap_or(1).max(1);
+        let offset = i64::try_from((current - 1) * PAGE).unwrap_or(i64::MAX);
         let (rows, total) =
-            crate::store::console::audit_page(db, &q.action, PAGE, (current - 1) * PAGE).await?;
-        let pages = ((total + PAGE - 1) / PAGE).max(1);
+            crate::store::console::audit_page(db, &q.action, i64::try_from(PAGE).unwrap_or(100), offset).await?;
+        let total = usize::try_from(total).unwrap_or(0);
         let chain = if verification.intact {
             format!(
                 "<p class=\"ok\" id=\"chain\">The hash chain is intact: {} records checked.</p>",
@@ -90,15 +75,8 @@ pub async fn audit(
             })
             .collect();
         let action = url::form_urlencoded::byte_serialize(q.action.as_bytes()).collect::<String>();
-        let link = |page: i64| format!("/console/audit?action={}&amp;page={page}", esc(&action));
-        let mut pager = format!("<p class=\"pager\">Page {current} of {pages} ({total} records)");
-        if current > 1 {
-            pager.push_str(&format!(" · <a href=\"{}\" rel=\"prev\">Previous</a>", link(current - 1)));
-        }
-        if current < pages {
-            pager.push_str(&format!(" · <a href=\"{}\" rel=\"next\">Next</a>", link(current + 1)));
-        }
-        pager.push_str(&format!(" · <a href=\"/console/audit?action={}&amp;format=csv\">Export CSV</a></p>", esc(&action)));
+        let link = |page: usize| format!("/console/audit?action={}&amp;page={page}", esc(&action));
+        let pager = pager(current, total, PAGE, "records", link);
         let main = format!(
             "<h1>Audit log</h1>{chain}\
              <p>Evidence: <a href=\"/api/v1/admin/evidence/csf.html\">NIST CSF 2.0 (PR.AA)</a> · \
@@ -175,15 +153,42 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
 
 /// `GET /console/exceptions`: the exceptions and break-glass accounts, each with its owner,
 /// reason and expiry; those expired or expiring within 14 days first. Admins revoke one.
-pub async fn exceptions(State(state): State<AppState>, caller: Console<AnyStaff>) -> Response {
+pub async fn exceptions(
+    State(state): State<AppState>,
+    caller: Console<AnyStaff>,
+    Query(q): Query<ListQuery>,
+) -> Response {
     with(caller, |caller| async move {
         let now = state.now_ms();
         let mut list = crate::exceptions::load(&state.db, now, false).await?;
+        list.retain(|e| match q.state.as_deref().unwrap_or("") {
+            "in_force" => e.revoked_at_ms.is_none() && !e.expired,
+            "expired" => e.revoked_at_ms.is_none() && e.expired,
+            "revoked" => e.revoked_at_ms.is_some(),
+            _ => true,
+        });
         list.sort_by_key(|e| (e.revoked_at_ms.is_some(), e.expires_at_ms));
+        if q.format.as_deref() == Some("csv") {
+            let rows = list.iter().map(|e| {
+                vec![
+                    e.person_id.clone(),
+                    e.kind.clone(),
+                    e.owner.clone(),
+                    e.reason.clone(),
+                    crate::secrets::fmt_time(e.expires_at_ms),
+                    e.revoked_at_ms.map_or_else(String::new, crate::secrets::fmt_time),
+                ]
+            });
+            return Ok(csv("exceptions", "person_id,kind,owner,reason,expires,revoked", rows));
+        }
         let admin = caller.role == crate::auth::Role::Admin;
         let soon = now + 14 * 86_400_000;
+        let total = list.len();
+        let current = q.page.unwrap_or(1).max(1);
         let rows: String = list
             .iter()
+            .skip((current - 1) * LIST_PAGE)
+            .take(LIST_PAGE)
             .map(|e| {
                 let state = match (e.revoked_at_ms, e.expired) {
                     (Some(_), _) => badge("revoked"),
@@ -209,12 +214,180 @@ pub async fn exceptions(State(state): State<AppState>, caller: Console<AnyStaff>
                 )
             })
             .collect();
+        let link = |page: usize| {
+            format!(
+                "/console/exceptions?state={}&amp;page={page}",
+                esc(q.state.as_deref().unwrap_or(""))
+            )
+        };
+        let pager = pager(current, total, LIST_PAGE, "exceptions", link);
+        let filters = filters("/console/exceptions", "", "", &[("", "any state"), ("in_force", "in force"), ("expired", "expired"), ("revoked", "revoked")], q.state.as_deref());
         let main = format!(
             "<h1>Exceptions and break-glass</h1><p>An exception exempts its person from coverage until it expires; \
-             an expired one exempts nobody and needs a decision.</p><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>\
-             <section aria-label=\"Exceptions\" tabindex=\"0\"><table id=\"exceptions-table\"><thead><tr><th scope=\"col\">Whom</th><th scope=\"col\">Kind</th><th scope=\"col\">Owner</th><th scope=\"col\">Reason</th><th scope=\"col\">Expires</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table></section>"
+             an expired one exempts nobody and needs a decision.</p><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>{filters}\
+             <section aria-label=\"Exceptions\" tabindex=\"0\"><table id=\"exceptions-table\"><thead><tr><th scope=\"col\">Whom</th><th scope=\"col\">Kind</th><th scope=\"col\">Owner</th><th scope=\"col\">Reason</th><th scope=\"col\">Expires</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table></section>{pager}"
         );
         Ok(page("Exceptions", "/console/exceptions", Some(&caller), &main).into_response())
+    })
+    .await
+}
+
+/// A list's query: a search text, a state, the page, and `format=csv` for every match.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    /// Part of a name.
+    #[serde(default)]
+    pub q: String,
+    /// One state.
+    pub state: Option<String>,
+    /// Page, from 1.
+    pub page: Option<usize>,
+    /// `csv` for every match as CSV.
+    pub format: Option<String>,
+}
+
+const LIST_PAGE: usize = 50;
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A list's filter form: a search box (when `search` names what it matches) and a state choice.
+fn filters(
+    action: &str,
+    search: &str,
+    q: &str,
+    states: &[(&str, &str)],
+    state: Option<&str>,
+) -> String {
+    let options: String = states
+        .iter()
+        .map(|(value, label)| {
+            let sel = if state.unwrap_or("") == *value {
+                " selected"
+            } else {
+                ""
+            };
+            format!("<option value=\"{value}\"{sel}>{label}</option>")
+        })
+        .collect();
+    let search = if search.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<label for=\"q\">Search</label><input id=\"q\" name=\"q\" value=\"{}\" placeholder=\"{search}\">",
+            esc(q)
+        )
+    };
+    format!(
+        "<form method=\"get\" action=\"{action}\" class=\"filters\" role=\"search\">{search}\
+         <label for=\"state\">State</label><select id=\"state\" name=\"state\">{options}</select>\
+         <button type=\"submit\">Filter</button></form>"
+    )
+}
+
+/// A posture signal for people: on, off, or unknown with the probe's reason (never guessed).
+fn signal(o: &keywarden_protocol::Observed<bool>) -> String {
+    match o {
+        keywarden_protocol::Observed::Known { value: true, .. } => badge("on"),
+        keywarden_protocol::Observed::Known { value: false, .. } => badge("off"),
+        keywarden_protocol::Observed::Unknown { reason } => {
+            format!("<span class=\"badge warn\" title=\"{0}\">unknown</span><span class=\"visually-hidden\"> ({0})</span>", esc(reason))
+        }
+    }
+}
+
+/// `GET /console/laptops`: every provisioned laptop with its latest posture and the keys seen;
+/// the help desk and admins retire one (lost or returned) with a fresh touch.
+pub async fn laptops(
+    State(state): State<AppState>,
+    caller: Console<AnyStaff>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    with(caller, |caller| async move {
+        let needle = q.q.trim().to_lowercase();
+        let devices: Vec<_> = crate::store::admin::devices(&state.db)
+            .await?
+            .into_iter()
+            .filter(|d| needle.is_empty() || d.hostname.to_lowercase().contains(&needle))
+            .filter(|d| match q.state.as_deref().unwrap_or("") {
+                "in_service" => d.retired_at_ms.is_none(),
+                "retired" => d.retired_at_ms.is_some(),
+                _ => true,
+            })
+            .collect();
+        if q.format.as_deref() == Some("csv") {
+            let text = |o: Option<&keywarden_protocol::Observed<bool>>| match o {
+                Some(keywarden_protocol::Observed::Known { value, .. }) => value.to_string(),
+                Some(keywarden_protocol::Observed::Unknown { reason }) => format!("unknown: {reason}"),
+                None => "no report".to_owned(),
+            };
+            let rows = devices.iter().map(|d| {
+                let p = d.posture.as_ref();
+                vec![
+                    d.hostname.clone(),
+                    d.last_report_at_ms.map_or_else(String::new, crate::secrets::fmt_time),
+                    text(p.map(|p| &p.disk_encryption)),
+                    text(p.map(|p| &p.firewall)),
+                    text(p.map(|p| &p.secure_boot)),
+                    d.keys.len().to_string(),
+                    d.retired_reason.clone().unwrap_or_else(|| "in service".to_owned()),
+                ]
+            });
+            let header = "hostname,last_check_in,disk_encryption,firewall,secure_boot,keys_seen,state";
+            return Ok(csv("laptops", header, rows));
+        }
+        let total = devices.len();
+        let current = q.page.unwrap_or(1).max(1);
+        let may_retire = matches!(
+            caller.role,
+            crate::auth::Role::Admin | crate::auth::Role::Helpdesk
+        );
+        let rows: String = devices
+            .iter()
+            .skip((current - 1) * LIST_PAGE)
+            .take(LIST_PAGE)
+            .map(|d| {
+                let (disk, firewall, boot) = d.posture.as_ref().map_or_else(
+                    || ("no report yet".to_owned(), String::new(), String::new()),
+                    |p| (signal(&p.disk_encryption), signal(&p.firewall), signal(&p.secure_boot)),
+                );
+                let retire = if may_retire && d.retired_at_ms.is_none() {
+                    format!(
+                        "<form data-api=\"POST /api/v1/admin/devices/{0}/retire\" data-done=\"reload\" class=\"inline\">\
+                         <label for=\"why-{0}\" class=\"visually-hidden\">Why</label><select id=\"why-{0}\" name=\"reason\">\
+                         <option value=\"retired\">returned</option><option value=\"lost\">lost or stolen</option></select>\
+                         <button type=\"submit\">Retire</button></form>",
+                        esc(&d.id)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{disk}</td><td>{firewall}</td><td>{boot}</td><td>{}</td><td>{}</td><td>{retire}</td></tr>",
+                    esc(&d.hostname),
+                    when(d.last_report_at_ms),
+                    d.keys.len(),
+                    d.retired_reason.as_deref().map_or_else(|| "in service".to_owned(), |r| format!("retired ({})", esc(r))),
+                )
+            })
+            .collect();
+        let link = |page: usize| {
+            format!(
+                "/console/laptops?q={}&amp;state={}&amp;page={page}",
+                esc(&url_encode(&q.q)),
+                esc(q.state.as_deref().unwrap_or(""))
+            )
+        };
+        let pager = pager(current, total, LIST_PAGE, "laptops", link);
+        let filters = filters("/console/laptops", "host name", &q.q, &[("", "any state"), ("in_service", "in service"), ("retired", "retired")], q.state.as_deref());
+        let main = format!(
+            "<h1>Laptops</h1><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>{filters}\
+             <section aria-labelledby=\"all\" tabindex=\"0\"><h2 id=\"all\">Provisioned laptops ({})</h2>\
+             <table id=\"laptops-table\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Last check-in</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">Keys seen</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table></section>{pager}",
+            total
+        );
+        Ok(page("Laptops", "/console/laptops", Some(&caller), &main).into_response())
     })
     .await
 }
