@@ -525,16 +525,16 @@ async fn audit_and_keys_pages_for_auditors(app: App) {
         "{page}"
     );
     // Filtered on the server: only the actions asked for.
-    let (_, page) = auditor.get(&app, "/console/audit?action=staff_role.").await;
+    let (_, page) = auditor.get(&app, "/console/audit?q=staff_role.").await;
     assert!(
         page.contains("staff_role.granted") && !page.contains("scim.user.created"),
         "{page}"
     );
     // The filter is text, not a pattern: `%` matches nothing but a `%`.
-    let (_, page) = auditor.get(&app, "/console/audit?action=%25").await;
+    let (_, page) = auditor.get(&app, "/console/audit?q=%25").await;
     assert!(page.contains("(0 records)"), "{page}");
     let (s, csv) = auditor
-        .get(&app, "/console/audit?action=staff_role.&format=csv")
+        .get(&app, "/console/audit?q=staff_role.&format=csv")
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(csv.starts_with("at,actor,action,subject,detail\n"), "{csv}");

@@ -6,6 +6,8 @@
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
+use serde::Deserialize;
+
 use crate::auth::{AdminOrAuditor, AnyStaff, Caller, Role, Roles};
 use crate::csf::esc;
 use crate::error::Error;
@@ -185,4 +187,68 @@ fn csv_field(s: &str) -> String {
     } else {
         s
     }
+}
+
+/// A list's query: a search text, a state, the page, and `format=csv` for every match.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    /// Part of a name.
+    #[serde(default)]
+    pub q: String,
+    /// One state.
+    pub state: Option<String>,
+    /// `1`: only people below policy (the people list).
+    pub exposed: Option<String>,
+    /// Page, from 1.
+    pub page: Option<usize>,
+    /// `csv` for every match as CSV.
+    pub format: Option<String>,
+}
+
+/// Rows a list shows a page.
+pub const LIST_PAGE: usize = 50;
+
+/// `s` for a query string.
+pub fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A list's filter form: a search box (when `search` names what it matches), a state choice
+/// (when there are `states`), and `extra` (already HTML).
+pub fn filters(
+    action: &str,
+    search: &str,
+    q: &str,
+    states: &[(&str, &str)],
+    state: Option<&str>,
+    extra: &str,
+) -> String {
+    let options: String = states
+        .iter()
+        .map(|(value, label)| {
+            let sel = if state.unwrap_or("") == *value {
+                " selected"
+            } else {
+                ""
+            };
+            format!("<option value=\"{value}\"{sel}>{label}</option>")
+        })
+        .collect();
+    let search = if search.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<label for=\"q\">Search</label><input id=\"q\" name=\"q\" value=\"{}\" placeholder=\"{search}\">",
+            esc(q)
+        )
+    };
+    let select = if states.is_empty() {
+        String::new()
+    } else {
+        format!("<label for=\"state\">State</label><select id=\"state\" name=\"state\">{options}</select>")
+    };
+    format!(
+        "<form method=\"get\" action=\"{action}\" class=\"filters\" role=\"search\">{search}{select}{extra}\
+         <button type=\"submit\">Filter</button></form>"
+    )
 }

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use serde::Deserialize;
 
 use super::access::{with, Console};
-use super::html::{age, badge, csv, page, pager, when};
+use super::html::{age, badge, csv, filters, page, pager, url_encode, when, ListQuery, LIST_PAGE};
 use super::{chart, snapshots};
 use keywarden_protocol::ErrorCode;
 
@@ -242,30 +241,12 @@ async fn render_overview(state: &AppState, now: i64) -> Result<String> {
     }
 }
 
-/// `GET /console/people` query: search, status, exposed only, page, CSV.
-#[derive(Debug, Default, Deserialize)]
-pub struct PeopleQuery {
-    /// Part of a user name or population.
-    #[serde(default)]
-    pub q: String,
-    /// One status.
-    pub status: Option<String>,
-    /// Only people below policy.
-    pub exposed: Option<String>,
-    /// Page, from 1.
-    pub page: Option<usize>,
-    /// `csv` for an export of every match.
-    pub format: Option<String>,
-}
-
-const PAGE: usize = 50;
-
 /// `GET /console/people`: everyone with their coverage, searched and filtered on the server,
 /// fifty a page, or every match as CSV.
 pub async fn people(
     State(state): State<AppState>,
     caller: Console<AnyStaff>,
-    Query(q): Query<PeopleQuery>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
     with(caller, |caller| async move {
         let now = state.now_ms();
@@ -282,7 +263,7 @@ pub async fn people(
                     || p.user_name.to_lowercase().contains(&needle)
                     || p.population.to_lowercase().contains(&needle)
             })
-            .filter(|p| q.status.as_deref().is_none_or(|s| s.is_empty() || p.status.as_str() == s))
+            .filter(|p| q.state.as_deref().is_none_or(|s| s.is_empty() || p.status.as_str() == s))
             .filter(|p| !only_exposed || exposed(p.status))
             .collect();
         let classes_of = |p: &PersonCoverage, sep: &str| {
@@ -302,40 +283,39 @@ pub async fn people(
             let header = "user_name,population,status,active_authenticators,device_classes";
             return Ok(csv("people", header, rows));
         }
-        let pages = matches.len().div_ceil(PAGE).max(1);
+        let pages = matches.len().div_ceil(LIST_PAGE).max(1);
         let current = q.page.unwrap_or(1).clamp(1, pages);
         let rows: String = matches
             .iter()
-            .skip((current - 1) * PAGE)
-            .take(PAGE)
+            .skip((current - 1) * LIST_PAGE)
+            .take(LIST_PAGE)
             .map(|p| person_row(p, &esc(&classes_of(p, ", "))))
             .collect();
-        let statuses = ["", "compliant", "below_minimum", "single_device_class", "no_authenticator", "under_exception"];
-        let options: String = statuses
-            .iter()
-            .map(|s| {
-                let sel = if q.status.as_deref().unwrap_or("") == *s { " selected" } else { "" };
-                format!("<option value=\"{s}\"{sel}>{}</option>", if s.is_empty() { "any status" } else { s })
-            })
-            .collect();
+        let statuses = [
+            ("", "any status"),
+            ("compliant", "compliant"),
+            ("below_minimum", "below minimum"),
+            ("single_device_class", "one device class"),
+            ("no_authenticator", "no authenticator"),
+            ("under_exception", "under exception"),
+        ];
+        let exposed_box = format!(
+            "<label><input type=\"checkbox\" name=\"exposed\" value=\"1\"{}> only exposed</label>",
+            if only_exposed { " checked" } else { "" }
+        );
+        let filters = filters("/console/people", "user name or population", &q.q, &statuses, q.state.as_deref(), &exposed_box);
         let link = |page: usize| {
             format!(
-                "/console/people?q={}&amp;status={}&amp;exposed={}&amp;page={page}",
+                "/console/people?q={}&amp;state={}&amp;exposed={}&amp;page={page}",
                 esc(&url_encode(&q.q)),
-                esc(q.status.as_deref().unwrap_or("")),
+                esc(q.state.as_deref().unwrap_or("")),
                 if only_exposed { "1" } else { "" }
             )
         };
-        let pager = pager(current, matches.len(), PAGE, "people", link);
+        let pager = pager(current, matches.len(), LIST_PAGE, "people", link);
         let main = format!(
-            "<h1>People</h1><form method=\"get\" action=\"/console/people\" class=\"filters\" role=\"search\">\
-             <label for=\"q\">Search</label><input id=\"q\" name=\"q\" value=\"{}\" placeholder=\"user name or population\">\
-             <label for=\"status\">Status</label><select id=\"status\" name=\"status\">{options}</select>\
-             <label><input type=\"checkbox\" name=\"exposed\" value=\"1\"{}> only exposed</label>\
-             <button type=\"submit\">Filter</button></form>\
+            "<h1>People</h1>{filters}\
              <section aria-label=\"People found\" tabindex=\"0\"><table id=\"people-table\"><thead><tr><th scope=\"col\">Person</th><th scope=\"col\">Population</th><th scope=\"col\">Status</th><th scope=\"col\">Active authenticators</th><th scope=\"col\">Device classes</th></tr></thead><tbody>{rows}</tbody></table></section>{pager}",
-            esc(&q.q),
-            if only_exposed { " checked" } else { "" },
         );
         Ok(page("People", "/console/people", Some(&caller), &main).into_response())
     })
@@ -353,10 +333,6 @@ fn person_row(p: &PersonCoverage, last: &str) -> String {
         badge(p.status.as_str()),
         p.active_authenticators,
     )
-}
-
-fn url_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// `GET /console/people/{id}`: one person: status, authenticators, laptops, recoveries,

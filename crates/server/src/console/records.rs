@@ -6,25 +6,12 @@
 use axum::extract::{Query, State};
 
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::access::{with, Console};
-use super::html::{badge, csv, page, pager, when};
+use super::html::{badge, csv, filters, page, pager, url_encode, when, ListQuery, LIST_PAGE};
 use crate::auth::{AdminOrAuditor, AnyStaff};
 use crate::csf::esc;
 use crate::state::AppState;
-
-/// `GET /console/audit` query.
-#[derive(Debug, Default, Deserialize)]
-pub struct AuditQuery {
-    /// Actions starting with this, e.g. `staff_role.` or `ticket.issued`.
-    #[serde(default)]
-    pub action: String,
-    /// Page, from 1.
-    pub page: Option<usize>,
-    /// `csv` for the matching records as CSV (up to 100,000).
-    pub format: Option<String>,
-}
 
 const PAGE: usize = 100;
 
@@ -33,12 +20,12 @@ const PAGE: usize = 100;
 pub async fn audit(
     State(state): State<AppState>,
     caller: Console<AdminOrAuditor>,
-    Query(q): Query<AuditQuery>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
     with(caller, |caller| async move {
         let db = &state.db;
         if q.format.as_deref() == Some("csv") {
-            let (rows, _) = crate::store::console::audit_page(db, &q.action, 100_000, 0).await?;
+            let (rows, _) = crate::store::console::audit_page(db, q.q.trim(), 100_000, 0).await?;
             let rows = rows.into_iter().map(|r| {
                 vec![crate::secrets::fmt_time(r.at), r.actor, r.action, r.subject, r.detail]
             });
@@ -48,7 +35,7 @@ pub async fn audit(
         let current = q.page.unwrap_or(1).max(1);
         let offset = i64::try_from((current - 1) * PAGE).unwrap_or(i64::MAX);
         let (rows, total) =
-            crate::store::console::audit_page(db, &q.action, i64::try_from(PAGE).unwrap_or(100), offset).await?;
+            crate::store::console::audit_page(db, q.q.trim(), i64::try_from(PAGE).unwrap_or(100), offset).await?;
         let total = usize::try_from(total).unwrap_or(0);
         let chain = if verification.intact {
             format!(
@@ -74,19 +61,16 @@ pub async fn audit(
                 )
             })
             .collect();
-        let action = url::form_urlencoded::byte_serialize(q.action.as_bytes()).collect::<String>();
-        let link = |page: usize| format!("/console/audit?action={}&amp;page={page}", esc(&action));
+        let link = |page: usize| format!("/console/audit?q={}&amp;page={page}", esc(&url_encode(&q.q)));
         let pager = pager(current, total, PAGE, "records", link);
+        let filters = filters("/console/audit", "action starts with, e.g. staff_role.", &q.q, &[], None, "");
         let main = format!(
             "<h1>Audit log</h1>{chain}\
              <p>Evidence: <a href=\"/api/v1/admin/evidence/csf.html\">NIST CSF 2.0 (PR.AA)</a> · \
              <a href=\"/api/v1/admin/reports/dormant-access.html\">dormant access</a> · \
              <a href=\"/api/v1/admin/audit/export\">the whole chain (JSON lines)</a></p>\
-             <form method=\"get\" action=\"/console/audit\" class=\"filters\" role=\"search\">\
-             <label for=\"action\">Action starts with</label><input id=\"action\" name=\"action\" value=\"{}\" placeholder=\"e.g. staff_role.\">\
-             <button type=\"submit\">Filter</button></form>\
+             {filters}\
              <section aria-label=\"Audit records\" tabindex=\"0\"><table id=\"audit-table\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Who</th><th scope=\"col\">On</th><th scope=\"col\">Detail</th></tr></thead><tbody>{body}</tbody></table></section>{pager}",
-            esc(&q.action)
         );
         Ok(page("Audit log", "/console/audit", Some(&caller), &main).into_response())
     })
@@ -221,7 +205,7 @@ pub async fn exceptions(
             )
         };
         let pager = pager(current, total, LIST_PAGE, "exceptions", link);
-        let filters = filters("/console/exceptions", "", "", &[("", "any state"), ("in_force", "in force"), ("expired", "expired"), ("revoked", "revoked")], q.state.as_deref());
+        let filters = filters("/console/exceptions", "", "", &[("", "any state"), ("in_force", "in force"), ("expired", "expired"), ("revoked", "revoked")], q.state.as_deref(), "");
         let main = format!(
             "<h1>Exceptions and break-glass</h1><p>An exception exempts its person from coverage until it expires; \
              an expired one exempts nobody and needs a decision.</p><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>{filters}\
@@ -230,60 +214,6 @@ pub async fn exceptions(
         Ok(page("Exceptions", "/console/exceptions", Some(&caller), &main).into_response())
     })
     .await
-}
-
-/// A list's query: a search text, a state, the page, and `format=csv` for every match.
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    /// Part of a name.
-    #[serde(default)]
-    pub q: String,
-    /// One state.
-    pub state: Option<String>,
-    /// Page, from 1.
-    pub page: Option<usize>,
-    /// `csv` for every match as CSV.
-    pub format: Option<String>,
-}
-
-const LIST_PAGE: usize = 50;
-
-fn url_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// A list's filter form: a search box (when `search` names what it matches) and a state choice.
-fn filters(
-    action: &str,
-    search: &str,
-    q: &str,
-    states: &[(&str, &str)],
-    state: Option<&str>,
-) -> String {
-    let options: String = states
-        .iter()
-        .map(|(value, label)| {
-            let sel = if state.unwrap_or("") == *value {
-                " selected"
-            } else {
-                ""
-            };
-            format!("<option value=\"{value}\"{sel}>{label}</option>")
-        })
-        .collect();
-    let search = if search.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<label for=\"q\">Search</label><input id=\"q\" name=\"q\" value=\"{}\" placeholder=\"{search}\">",
-            esc(q)
-        )
-    };
-    format!(
-        "<form method=\"get\" action=\"{action}\" class=\"filters\" role=\"search\">{search}\
-         <label for=\"state\">State</label><select id=\"state\" name=\"state\">{options}</select>\
-         <button type=\"submit\">Filter</button></form>"
-    )
 }
 
 /// A posture signal for people: on, off, or unknown with the probe's reason (never guessed).
@@ -380,7 +310,7 @@ pub async fn laptops(
             )
         };
         let pager = pager(current, total, LIST_PAGE, "laptops", link);
-        let filters = filters("/console/laptops", "host name", &q.q, &[("", "any state"), ("in_service", "in service"), ("retired", "retired")], q.state.as_deref());
+        let filters = filters("/console/laptops", "host name", &q.q, &[("", "any state"), ("in_service", "in service"), ("retired", "retired")], q.state.as_deref(), "");
         let main = format!(
             "<h1>Laptops</h1><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>{filters}\
              <section aria-labelledby=\"all\" tabindex=\"0\"><h2 id=\"all\">Provisioned laptops ({})</h2>\
