@@ -82,6 +82,9 @@ await scenario(async ({ browser, page }) => {
   await page.goto(`${BASE}/console/laptops`);
   await page.locator('#laptops-table tbody tr').first().waitFor();
   await look(page, 'laptops');
+  await page.locator('#laptops-table tbody tr a').first().click();
+  await page.locator('#posture-history tbody tr').first().waitFor();
+  await look(page, 'laptop');
   await page.goto(`${BASE}/console/keys`);
   await look(page, 'keys');
   await page.goto(`${BASE}/console/exceptions`);

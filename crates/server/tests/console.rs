@@ -478,6 +478,29 @@ async fn laptops_page_lists_posture_and_retires(app: App) {
         "{page}"
     );
     assert!(page.contains("Retire"), "{page}");
+    // Its posture history: encrypted, then not.
+    let (s, v) = laptop.report(&app, true).await;
+    assert!(s.is_success(), "{v}");
+    app.clock
+        .0
+        .fetch_add(60_000, std::sync::atomic::Ordering::SeqCst);
+    let (s, v) = laptop.report(&app, false).await;
+    assert!(s.is_success(), "{v}");
+    let path = format!("/console/laptops/{}", laptop.id);
+    let (s, page) = helpdesk.get(&app, &path).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("(2 reports)"), "{page}");
+    let history = &page[page.find("posture-history").unwrap()..];
+    let (off, on) = (
+        history.find(">off<").unwrap(),
+        history.find(">on<").unwrap(),
+    );
+    assert!(
+        off < on,
+        "newest first: encryption off now, on before: {history}"
+    );
+    let (s, _) = helpdesk.get(&app, "/console/laptops/no-such-laptop").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, page) = auditor.get(&app, "/console/laptops").await;
     assert!(
         page.contains("lt-stolen") && !page.contains(">Retire<"),

@@ -43,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/staff", get(pages::staff))
         .route("/console/policy", get(pages::policy))
         .route("/console/laptops", get(records::laptops))
+        .route("/console/laptops/{id}", get(records::laptop))
         .route("/console/keys", get(records::keys))
         .route("/console/audit", get(records::audit))
         .route("/console/exceptions", get(records::exceptions))

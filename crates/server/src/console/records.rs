@@ -3,7 +3,7 @@
 //! exceptions register; links to the evidence exports. Lists are filtered and paged on the
 //! server and export as CSV.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 
 use axum::response::{IntoResponse, Response};
 
@@ -11,7 +11,9 @@ use super::access::{with, Console};
 use super::html::{badge, csv, filters, page, pager, url_encode, when, ListQuery, LIST_PAGE};
 use crate::auth::{AdminOrAuditor, AnyStaff};
 use crate::csf::esc;
+use crate::error::Error;
 use crate::state::AppState;
+use keywarden_protocol::ErrorCode;
 
 const PAGE: usize = 100;
 
@@ -294,7 +296,8 @@ pub async fn laptops(
                     String::new()
                 };
                 format!(
-                    "<tr><td>{}</td><td>{}</td><td>{disk}</td><td>{firewall}</td><td>{boot}</td><td>{}</td><td>{}</td><td>{retire}</td></tr>",
+                    "<tr><td><a href=\"/console/laptops/{}\">{}</a></td><td>{}</td><td>{disk}</td><td>{firewall}</td><td>{boot}</td><td>{}</td><td>{}</td><td>{retire}</td></tr>",
+                    esc(&d.id),
                     esc(&d.hostname),
                     when(d.last_report_at_ms),
                     d.keys.len(),
@@ -318,6 +321,54 @@ pub async fn laptops(
             total
         );
         Ok(page("Laptops", "/console/laptops", Some(&caller), &main).into_response())
+    })
+    .await
+}
+
+/// `GET /console/laptops/{id}`: a laptop's posture over its newest thirty reports, so a signal
+/// that changed (encryption turned off, an update missed) shows when it did.
+pub async fn laptop(
+    State(state): State<AppState>,
+    caller: Console<AnyStaff>,
+    Path(id): Path<String>,
+) -> Response {
+    with(caller, |caller| async move {
+        let (hostname, reports) = crate::store::console::laptop_history(&state.db, &id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(ErrorCode::DeviceUnknown, format!("no laptop with id {id}"))
+            })?;
+        let rows: String = reports
+            .iter()
+            .map(|r| {
+                let report: Option<keywarden_protocol::Report> = serde_json::from_str(&r.body).ok();
+                let cells = report.map_or_else(
+                    || "<td colspan=\"4\">unreadable report</td>".to_owned(),
+                    |rep| {
+                        let p = &rep.posture;
+                        let os = match &p.os_version {
+                            keywarden_protocol::Observed::Known { value, .. } => esc(value),
+                            keywarden_protocol::Observed::Unknown { .. } => "unknown".to_owned(),
+                        };
+                        format!(
+                            "<td>{}</td><td>{}</td><td>{}</td><td>{os}</td>",
+                            signal(&p.disk_encryption),
+                            signal(&p.firewall),
+                            signal(&p.secure_boot)
+                        )
+                    },
+                );
+                format!("<tr><td>{}</td>{cells}</tr>", when(Some(r.created_at)))
+            })
+            .collect();
+        let main = format!(
+            "<h1>{}</h1><p><a href=\"/console/laptops\">All laptops</a></p>\
+             <section aria-labelledby=\"hist\" tabindex=\"0\"><h2 id=\"hist\">Posture, newest first ({} reports)</h2>\
+             <table id=\"posture-history\"><thead><tr><th scope=\"col\">Collected</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">OS version</th></tr></thead><tbody>{rows}</tbody></table></section>",
+            esc(&hostname),
+            reports.len()
+        );
+        Ok(page(&hostname, "/console/laptops", Some(&caller), &main).into_response())
     })
     .await
 }

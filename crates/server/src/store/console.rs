@@ -410,3 +410,29 @@ pub async fn audit_page(
         super::fetch_value(db, count, (pattern.as_str(),)),
     )?)
 }
+
+/// A report a laptop sent, for its posture history.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReportRow {
+    /// When the agent collected it (unix ms).
+    pub created_at: i64,
+    /// The report (JSON).
+    pub body: String,
+}
+
+/// A laptop's host name and its newest thirty reports, newest first; `None` for no such laptop.
+pub async fn laptop_history(
+    db: &sqlx::AnyPool,
+    device_id: &str,
+) -> Result<Option<(String, Vec<ReportRow>)>> {
+    let host = "SELECT hostname FROM devices WHERE id = $1";
+    let Some(hostname) = super::value_by(db, host, device_id).await? else {
+        return Ok(None);
+    };
+    let reports = "SELECT created_at, body FROM reports WHERE device_id = $1 \
+         ORDER BY created_at DESC LIMIT 30";
+    Ok(Some((
+        hostname,
+        super::rows_by(db, reports, device_id).await?,
+    )))
+}

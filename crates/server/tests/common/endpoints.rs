@@ -50,6 +50,7 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("GET", "/console/staff", Access::Page),
     ("GET", "/console/policy", Access::Page),
     ("GET", "/console/laptops", Access::Page),
+    ("GET", "/console/laptops/{id}", Access::Page),
     ("GET", "/console/keys", Access::Page),
     ("GET", "/console/audit", Access::Page),
     ("GET", "/console/exceptions", Access::Page),
