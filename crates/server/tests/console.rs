@@ -564,6 +564,9 @@ async fn audit_and_keys_pages_for_auditors(app: App) {
     assert_eq!(csv.lines().count(), 1 + 3, "three roles granted: {csv}");
     let (s, page) = auditor.get(&app, "/console/keys").await;
     assert_eq!(s, StatusCode::OK);
+    // The staff's software keys (test/demo) attest with a batch certificate.
+    assert!(page.contains("packed (basic)"), "{page}");
+    assert!(page.contains("On-key PIN rules by population"), "{page}");
     assert!(
         page.contains("Trusted attestation roots") && page.contains("software"),
         "{page}"

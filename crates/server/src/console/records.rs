@@ -88,16 +88,33 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
             crate::coverage::compute(&state.db, now, state.settings.min_authenticators, None)
                 .await?;
         let trust = crate::trust::list(&state.db, now).await?;
-        let models: String = report
-            .keys_by_model
+        let models: String = crate::store::console::models_by_attestation(&state.db)
+            .await?
             .iter()
             .map(|m| {
                 format!(
-                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{} ({})</td><td>{}</td></tr>",
                     esc(m.model.as_deref().unwrap_or("unknown model")),
                     esc(&m.aaguid),
-                    m.credentials
+                    esc(&m.attestation_format),
+                    esc(&m.attestation_type),
+                    m.n
                 )
+            })
+            .collect();
+        let policies =
+            crate::policy::Policies::load(&state.db, state.settings.min_authenticators).await?;
+        let pins: String = policies
+            .populations
+            .iter()
+            .map(|p| (p.name.as_str(), &p.spec.policy))
+            .chain([(crate::policy::DEFAULT_POPULATION, &policies.default)])
+            .map(|(name, p)| {
+                let rule = p.min_pin_length.map_or_else(
+                    || "no minimum beyond the key's own".to_owned(),
+                    |n| format!("at least {n} characters, read from the key's attested minPinLength"),
+                );
+                format!("<li>{}: {rule}</li>", esc(name))
             })
             .collect();
         let classes: String = report
@@ -125,8 +142,9 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
         );
         let main = format!(
             "<h1>Keys</h1><section aria-labelledby=\"models\"><h2 id=\"models\">Active credentials by model</h2>\
-             <table id=\"models-table\"><thead><tr><th scope=\"col\">Model</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Active credentials</th></tr></thead><tbody>{models}</tbody></table>\
+             <table id=\"models-table\"><thead><tr><th scope=\"col\">Model</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Attestation</th><th scope=\"col\">Active credentials</th></tr></thead><tbody>{models}</tbody></table>\
              <p>By device class:</p><ul>{classes}</ul><p>Synced passkeys: {}.</p></section>\
+             <section aria-labelledby=\"pins\"><h2 id=\"pins\">On-key PIN rules by population</h2><ul>{pins}</ul></section>\
              <section aria-labelledby=\"roots\"><h2 id=\"roots\">Trusted attestation roots</h2><p>{}</p>\
              <table><thead><tr><th scope=\"col\">Label</th><th scope=\"col\">Source</th><th scope=\"col\">Subject</th><th scope=\"col\">Fingerprint</th><th scope=\"col\">Valid until</th></tr></thead><tbody>{anchors}</tbody></table></section>",
             report.synced_credentials,

@@ -436,3 +436,26 @@ pub async fn laptop_history(
         super::rows_by(db, reports, device_id).await?,
     )))
 }
+
+/// Active credentials of one model with one kind of attestation.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ModelAttestation {
+    /// AAGUID.
+    pub aaguid: String,
+    /// Model name where known.
+    pub model: Option<String>,
+    /// `packed`, `none`, …
+    pub attestation_format: String,
+    /// `basic`, `self`, `none`, …
+    pub attestation_type: String,
+    /// How many.
+    pub n: i64,
+}
+
+/// Active credentials by model and attestation, most first.
+pub async fn models_by_attestation(db: &sqlx::AnyPool) -> Result<Vec<ModelAttestation>> {
+    let sql = "SELECT aaguid, model, attestation_format, attestation_type, COUNT(*) AS n \
+         FROM credentials WHERE status = 'active' \
+         GROUP BY aaguid, model, attestation_format, attestation_type ORDER BY n DESC, aaguid";
+    super::fetch_all(db, sql, ()).await
+}
