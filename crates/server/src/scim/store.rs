@@ -11,6 +11,23 @@ use crate::store;
 /// The `people` columns a SCIM User is built from.
 pub(super) const USER_COLUMNS: &str = "id, user_name, display_name, active, external_id, given_name, family_name, email, title, user_type, employee_number, department, manager_id, scim_attributes, created_at, updated_at";
 
+/// What HR says of a person besides userName, display name and status, each attribute in a
+/// column of its own: the same whether parsed from a User ([`UserFields`]) or read back
+/// ([`UserRow`]).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub(super) struct Profile {
+    pub(super) external_id: Option<String>,
+    pub(super) given_name: Option<String>,
+    pub(super) family_name: Option<String>,
+    pub(super) email: Option<String>,
+    pub(super) title: Option<String>,
+    pub(super) user_type: Option<String>,
+    /// From the enterprise extension, as are `department` and `manager_id`.
+    pub(super) employee_number: Option<String>,
+    pub(super) department: Option<String>,
+    pub(super) manager_id: Option<String>,
+}
+
 /// A person as SCIM reads them ([`USER_COLUMNS`]).
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct UserRow {
@@ -18,15 +35,8 @@ pub(super) struct UserRow {
     pub(super) user_name: String,
     pub(super) display_name: String,
     pub(super) active: i64,
-    pub(super) external_id: Option<String>,
-    pub(super) given_name: Option<String>,
-    pub(super) family_name: Option<String>,
-    pub(super) email: Option<String>,
-    pub(super) title: Option<String>,
-    pub(super) user_type: Option<String>,
-    pub(super) employee_number: Option<String>,
-    pub(super) department: Option<String>,
-    pub(super) manager_id: Option<String>,
+    #[sqlx(flatten)]
+    pub(super) profile: Profile,
     /// The resource as the IdP sent it (JSON), for people provisioned since it was kept.
     pub(super) scim_attributes: Option<String>,
     pub(super) created_at: i64,
@@ -100,15 +110,15 @@ pub(super) async fn update_user(
     .bind(&f.user_name)
     .bind(&f.display_name)
     .bind(i64::from(f.active))
-    .bind(&f.external_id)
-    .bind(&f.given_name)
-    .bind(&f.family_name)
-    .bind(&f.email)
-    .bind(&f.title)
-    .bind(&f.user_type)
-    .bind(&f.employee_number)
-    .bind(&f.department)
-    .bind(&f.manager_id)
+    .bind(&f.profile.external_id)
+    .bind(&f.profile.given_name)
+    .bind(&f.profile.family_name)
+    .bind(&f.profile.email)
+    .bind(&f.profile.title)
+    .bind(&f.profile.user_type)
+    .bind(&f.profile.employee_number)
+    .bind(&f.profile.department)
+    .bind(&f.profile.manager_id)
     .bind(serde_json::Value::Object(f.kept.clone()).to_string())
     .bind(now)
     .bind(id)
