@@ -65,14 +65,29 @@ pub(super) async fn groups_of(db: &mut AnyConnection, person_id: &str) -> Result
     store::rows_by(db, "SELECT g.id, g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1 ORDER BY g.display_name", person_id).await
 }
 
-/// Whether another person has this userName (case-insensitively).
-pub(super) async fn user_name_taken(
+/// A name SCIM keeps unique, ignoring case.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum UniqueName {
+    /// A person's userName.
+    User,
+    /// A group's displayName.
+    Group,
+}
+
+/// Whether a person or group other than `except_id` already has `name` (case-insensitively).
+pub(super) async fn name_taken(
     db: &mut AnyConnection,
-    user_name: &str,
+    which: UniqueName,
+    name: &str,
     except_id: &str,
 ) -> Result<bool> {
-    let sql = "SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2";
-    store::exists(db, sql, (user_name, except_id)).await
+    let sql = match which {
+        UniqueName::User => "SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2",
+        UniqueName::Group => {
+            "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2"
+        }
+    };
+    store::exists(db, sql, (name, except_id)).await
 }
 
 /// A person the HR feed creates; [`update_user`] then stores the rest of their attributes.
@@ -191,16 +206,6 @@ pub(super) async fn members<'c>(
     group_id: &str,
 ) -> Result<Vec<Ref>> {
     store::rows_by(db, "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name", group_id).await
-}
-
-/// Whether another group has this name (case-insensitively).
-pub(super) async fn group_name_taken(
-    db: &mut AnyConnection,
-    display_name: &str,
-    except_id: &str,
-) -> Result<bool> {
-    let sql = "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2";
-    store::exists(db, sql, (display_name, except_id)).await
 }
 
 /// A new group with a placeholder name that [`update_group`] replaces.

@@ -14,7 +14,7 @@ use super::errors::{ScimError, ScimResult};
 use super::filter::{filtered_page, list_response, project, ListQuery, Projection};
 use super::patch::{apply, parse_patch};
 use super::schema::USER;
-use super::store::{self, Profile, UserRow};
+use super::store::{self, Profile, UniqueName, UserRow};
 use super::{
     base, check_schemas, created, get_ci, lenient_bool, meta, opt_string, parse_body, scim_json,
     Feed, ENTERPRISE_SCHEMA, USER_SCHEMA,
@@ -237,14 +237,6 @@ async fn load_user(conn: &mut sqlx::AnyConnection, base: &str, id: &str) -> Scim
     user_resource(r, groups, base)
 }
 
-async fn user_name_taken(
-    tx: &mut Transaction<'_, Any>,
-    user_name: &str,
-    except_id: &str,
-) -> ScimResult<bool> {
-    Ok(store::user_name_taken(tx, user_name, except_id).await?)
-}
-
 /// `POST /scim/v2/Users` (scim role).
 #[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
     responses(crate::openapi::ScimCreated, crate::openapi::ScimErrors))]
@@ -257,7 +249,7 @@ pub async fn create_user(
     let now = state.now_ms();
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
-    if user_name_taken(&mut tx, &fields.user_name, &id).await? {
+    if store::name_taken(&mut tx, UniqueName::User, &fields.user_name, &id).await? {
         return Err(ScimError::uniqueness(format!(
             "userName {} is already in use",
             fields.user_name
@@ -307,7 +299,9 @@ async fn replace_user(
     let before = load_user(&mut tx, &base(state), id).await?;
     let old = parse_user(&before)?;
     let after = &change(&before)?;
-    if after.user_name != old.user_name && user_name_taken(&mut tx, &after.user_name, id).await? {
+    if after.user_name != old.user_name
+        && store::name_taken(&mut tx, UniqueName::User, &after.user_name, id).await?
+    {
         return Err(ScimError::uniqueness(format!(
             "userName {} is already in use",
             after.user_name
