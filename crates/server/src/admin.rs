@@ -15,7 +15,8 @@ use sqlx::AnyPool;
 
 use crate::audit;
 use crate::auth::{
-    parse_json, AdminOnly, AdminOrAuditor, AdminOrHelpdesk, AnyStaff, Fresh, JsonBody, Staff,
+    parse_json, AdminOnly, AdminOrAuditor, AdminOrHelpdesk, AnyStaff, Caller, Fresh, JsonBody,
+    Staff,
 };
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
@@ -173,38 +174,19 @@ pub async fn issue_provisioning_token(
         parse_json(&body)?
     };
     let ttl = ttl_ms(req.ttl_seconds, state.settings.provisioning_ttl)?;
-    let now = state.now_ms();
-    let token = secrets::generate(secrets::PROVISIONING_PREFIX);
-    let id = new_id();
+    let issue = Issue::new(secrets::PROVISIONING_PREFIX, &admin, state.now_ms(), ttl);
     let mut tx = crate::db::begin(&state.db).await?;
-    store::insert_provisioning_token(
-        &mut tx,
-        &id,
-        &secrets::hash(&token),
-        &admin.actor(),
-        now,
-        now + ttl,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        now,
-        &admin.actor(),
-        "provisioning_token.issued",
-        &id,
-        serde_json::json!({"expires_at_ms": now + ttl}),
-    )
-    .await?;
+    store::insert_provisioning_token(&mut tx, &issue.stored()).await?;
+    issue
+        .record(
+            &mut tx,
+            "provisioning_token.issued",
+            &issue.id,
+            serde_json::json!({"expires_at_ms": issue.expires_at_ms}),
+        )
+        .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedSecret {
-            secret: token,
-            id,
-            expires_at_ms: now + ttl,
-            web_link: None,
-        }),
-    ))
+    Ok(issue.created(None))
 }
 
 /// `POST /api/v1/admin/enrolment-tickets` (admin, help desk): a one-time enrolment ticket
@@ -220,27 +202,16 @@ pub async fn issue_ticket(
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     require_active_person(&mut tx, &req.person_id, "tickets").await?;
-    let ticket = secrets::generate(secrets::TICKET_PREFIX);
-    let id = new_id();
-    store::insert_ticket(
-        &mut tx,
-        &id,
-        &secrets::hash(&ticket),
-        &req.person_id,
-        &admin.actor(),
-        now,
-        now + ttl,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        now,
-        &admin.actor(),
-        "ticket.issued",
-        &req.person_id,
-        serde_json::json!({"ticket_id": id, "expires_at_ms": now + ttl}),
-    )
-    .await?;
+    let issue = Issue::new(secrets::TICKET_PREFIX, &admin, now, ttl);
+    store::insert_ticket(&mut tx, &issue.stored(), &req.person_id).await?;
+    issue
+        .record(
+            &mut tx,
+            "ticket.issued",
+            &req.person_id,
+            serde_json::json!({"ticket_id": issue.id, "expires_at_ms": issue.expires_at_ms}),
+        )
+        .await?;
     // The person hears of every ticket issued in their name: a ticket nobody asked for is how
     // an insider would try to bind a key of their own.
     crate::webhooks::notify(
@@ -249,23 +220,77 @@ pub async fn issue_ticket(
         "enrolment_ticket.issued",
         &format!(
             "IT issued an enrolment ticket for you (valid until {}). If you did not ask for one, tell your security team.",
-            secrets::fmt_time(now + ttl)
+            secrets::fmt_time(issue.expires_at_ms)
         ),
-        serde_json::json!({"ticket_id": id, "issued_by": admin.actor(), "expires_at_ms": now + ttl}),
+        serde_json::json!({"ticket_id": issue.id, "issued_by": issue.issued_by, "expires_at_ms": issue.expires_at_ms}),
         now,
     )
     .await?;
     tx.commit().await?;
     state.outbox_wake.notify_one();
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedSecret {
-            web_link: Some(format!("{}/me/enrol#ticket={ticket}", state.origin())),
-            secret: ticket,
-            id,
+    let web_link = format!("{}/me/enrol#ticket={}", state.origin(), issue.secret);
+    Ok(issue.created(Some(web_link)))
+}
+
+/// A one-time secret (provisioning token or enrolment ticket) being issued: shown once to the
+/// staff member who asked, kept only as its hash.
+struct Issue {
+    id: String,
+    secret: String,
+    hash: String,
+    issued_by: String,
+    now: i64,
+    expires_at_ms: i64,
+}
+
+impl Issue {
+    /// A fresh secret starting with `prefix`, issued by `staff` at `now`, valid for `ttl` ms.
+    fn new(prefix: &str, staff: &Caller, now: i64, ttl: i64) -> Self {
+        let secret = secrets::generate(prefix);
+        Self {
+            id: new_id(),
+            hash: secrets::hash(&secret),
+            secret,
+            issued_by: staff.actor(),
+            now,
             expires_at_ms: now + ttl,
-        }),
-    ))
+        }
+    }
+
+    /// What the store keeps of it.
+    fn stored(&self) -> store::NewIssued<'_> {
+        store::NewIssued {
+            id: &self.id,
+            hash: &self.hash,
+            created_by: &self.issued_by,
+            created_at: self.now,
+            expires_at: self.expires_at_ms,
+        }
+    }
+
+    /// Record in the audit log, as `action` about `subject`, that whoever asked issued it.
+    async fn record(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        action: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        audit::record(tx, self.now, &self.issued_by, action, subject, detail).await
+    }
+
+    /// The `201 Created` answer, which shows the secret this once.
+    fn created(self, web_link: Option<String>) -> (StatusCode, Json<IssuedSecret>) {
+        (
+            StatusCode::CREATED,
+            Json(IssuedSecret {
+                secret: self.secret,
+                id: self.id,
+                expires_at_ms: self.expires_at_ms,
+                web_link,
+            }),
+        )
+    }
 }
 
 /// Refuse unless `person_id` names a person who is not deleted and is active; `what` names

@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use url::Url;
+use webauthn_rs_core::error::WebauthnError;
 use webauthn_rs_core::proto::{
-    AttestationConveyancePreference, AuthenticatorAttestationResponseRaw,
-    RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
+    AttestationCaList, AttestationConveyancePreference, AuthenticatorAttestationResponseRaw,
+    Credential, RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
 };
 use webauthn_rs_core::WebauthnCore;
 
@@ -115,6 +116,50 @@ pub(crate) fn registration_response(
         },
         type_: "public-key".to_owned(),
         extensions: Default::default(),
+    }
+}
+
+/// A registration ceremony for `user-ada` as the service runs it ([`begin_registration`]):
+/// the relying party, its state and the request a key answers.
+pub(crate) struct Ceremony {
+    pub(crate) wan: WebauthnCore,
+    pub(crate) state: RegistrationState,
+    pub(crate) challenge: Vec<u8>,
+    pub(crate) req: MakeCredentialRequest,
+}
+
+impl Ceremony {
+    pub(crate) fn begin() -> Self {
+        let wan = webauthn();
+        let (challenge, state) = begin_registration(&wan);
+        let req = request(b"user-ada", &challenge);
+        Ceremony {
+            wan,
+            state,
+            challenge,
+            req,
+        }
+    }
+
+    /// `key`'s answer to the request, with `pin` and one touch.
+    pub(crate) fn answer(&self, key: &mut SoftKey, pin: &str) -> MadeCredential {
+        key.make_credential(&self.req, pin, &CountingPrompt::default())
+            .unwrap()
+    }
+
+    /// Finish the ceremony with webauthn-rs, as the service would with `made` and the
+    /// request's clientDataJSON, trusting only `ca_pem` as attestation root when given.
+    pub(crate) fn finish(
+        &self,
+        made: &MadeCredential,
+        ca_pem: Option<&str>,
+    ) -> Result<Credential, WebauthnError> {
+        let ca_list = ca_pem.map(|pem| AttestationCaList::try_from(pem.as_bytes()).unwrap());
+        self.wan.register_credential(
+            &registration_response(made, &self.req.client_data_json),
+            &self.state,
+            ca_list.as_ref(),
+        )
     }
 }
 

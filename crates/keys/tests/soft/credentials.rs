@@ -5,7 +5,7 @@ use ciborium::value::Value;
 use keywarden_keys::soft::{self, SoftKey, SoftKeyOptions, SoftKeyProvider};
 use keywarden_keys::{Authenticator, Error, GetAssertionRequest};
 use sha2::{Digest, Sha256};
-use webauthn_rs_core::proto::{AttestationCaList, ParsedAttestationData};
+use webauthn_rs_core::proto::ParsedAttestationData;
 
 use crate::common::*;
 
@@ -13,22 +13,15 @@ use crate::common::*;
 fn attestation_verifies_with_webauthn_rs_and_chains_to_the_soft_ca() {
     let dir = tempfile::tempdir().unwrap();
     let mut key = key_with_pin(&key_path(&dir, "key.json"));
-    let wan = webauthn();
-    let (challenge, state) = begin_registration(&wan);
-    let mut req = request(b"user-ada", &challenge);
-    req.client_data_json = client_data("webauthn.create", &challenge);
+    let ceremony = Ceremony::begin();
     let prompt = CountingPrompt::default();
-    let made = key.make_credential(&req, PIN, &prompt).unwrap();
+    let made = key.make_credential(&ceremony.req, PIN, &prompt).unwrap();
     assert_eq!(prompt.count(), 1, "the person is asked to touch the key");
     assert_eq!(made.format, "packed");
 
     let ca_pem = key.attestation_ca_pem();
     assert!(ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
-    let ca_list = AttestationCaList::try_from(ca_pem.as_bytes()).unwrap();
-    let reg = registration_response(&made, &req.client_data_json);
-    let cred = wan
-        .register_credential(&reg, &state, Some(&ca_list))
-        .unwrap();
+    let cred = ceremony.finish(&made, Some(&ca_pem)).unwrap();
     assert_eq!(cred.cred_id.as_ref(), made.credential_id.as_slice());
     assert!(cred.user_verified);
     match &cred.attestation.data {
@@ -40,9 +33,8 @@ fn attestation_verifies_with_webauthn_rs_and_chains_to_the_soft_ca() {
 
     // Another soft key's CA does not vouch for this one.
     let stranger = SoftKey::open(key_path(&dir, "stranger.json")).unwrap();
-    let wrong_ca = AttestationCaList::try_from(stranger.attestation_ca_pem().as_bytes()).unwrap();
-    assert!(wan
-        .register_credential(&reg, &state, Some(&wrong_ca))
+    assert!(ceremony
+        .finish(&made, Some(&stranger.attestation_ca_pem()))
         .is_err());
 
     // The CA the provider reports is the same.
@@ -54,16 +46,11 @@ fn attestation_verifies_with_webauthn_rs_and_chains_to_the_soft_ca() {
 fn tampered_attestation_signature_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut key = key_with_pin(&key_path(&dir, "key.json"));
-    let wan = webauthn();
-    let (challenge, state) = begin_registration(&wan);
-    let req = request(b"user-ada", &challenge);
-    let made = key
-        .make_credential(&req, PIN, &CountingPrompt::default())
-        .unwrap();
+    let ceremony = Ceremony::begin();
+    let made = ceremony.answer(&mut key, PIN);
 
     // The untouched object verifies, so the failure below is the tampering.
-    let reg = registration_response(&made, &req.client_data_json);
-    wan.register_credential(&reg, &state, None).unwrap();
+    ceremony.finish(&made, None).unwrap();
 
     // Find the signature inside attStmt and flip its last byte.
     let v: Value = ciborium::de::from_reader(&made.attestation_object[..]).unwrap();
@@ -88,16 +75,18 @@ fn tampered_attestation_signature_is_rejected() {
         .unwrap();
     let mut tampered = made.clone();
     tampered.attestation_object[pos + sig.len() - 1] ^= 0x01;
-    let reg = registration_response(&tampered, &req.client_data_json);
-    assert!(wan.register_credential(&reg, &state, None).is_err());
+    assert!(ceremony.finish(&tampered, None).is_err());
 
     // So is a clientDataJSON that is not the one the key signed.
-    let other_cdj = client_data("webauthn.create", &challenge)
+    let other_cdj = client_data("webauthn.create", &ceremony.challenge)
         .into_iter()
         .chain(*b" ")
         .collect::<Vec<_>>();
     let reg = registration_response(&made, &other_cdj);
-    assert!(wan.register_credential(&reg, &state, None).is_err());
+    assert!(ceremony
+        .wan
+        .register_credential(&reg, &ceremony.state, None)
+        .is_err());
 }
 
 #[test]
@@ -357,25 +346,17 @@ fn min_pin_length_is_reported_inside_the_attested_data() {
         .unwrap()
         .extensions
         .contains(&"minPinLength".to_owned()));
-    let wan = webauthn();
-    let (challenge, state) = begin_registration(&wan);
-    let req = request(b"user-ada", &challenge);
-    let made = key
-        .make_credential(&req, "1234567", &CountingPrompt::default())
-        .unwrap();
+    let ceremony = Ceremony::begin();
+    let made = ceremony.answer(&mut key, "1234567");
     let ext = extension_outputs(&made.attestation_object).expect("extension data present");
     assert_eq!(
         ext,
         vec![(Value::Text("minPinLength".into()), Value::Integer(7.into()))]
     );
     // The extension output is covered by the attestation signature webauthn-rs checks.
-    let ca_list = AttestationCaList::try_from(key.attestation_ca_pem().as_bytes()).unwrap();
-    wan.register_credential(
-        &registration_response(&made, &req.client_data_json),
-        &state,
-        Some(&ca_list),
-    )
-    .unwrap();
+    ceremony
+        .finish(&made, Some(&key.attestation_ca_pem()))
+        .unwrap();
 }
 
 #[test]
@@ -394,19 +375,9 @@ fn keys_of_one_batch_chain_to_one_root() {
     );
     drop(a);
     let mut b = key_with_pin(b.path());
-    let wan = webauthn();
-    let (challenge, state) = begin_registration(&wan);
-    let req = request(b"user-ada", &challenge);
-    let made = b
-        .make_credential(&req, PIN, &CountingPrompt::default())
-        .unwrap();
-    let ca_list = AttestationCaList::try_from(batch.root_pem().as_bytes()).unwrap();
-    wan.register_credential(
-        &registration_response(&made, &req.client_data_json),
-        &state,
-        Some(&ca_list),
-    )
-    .unwrap();
+    let ceremony = Ceremony::begin();
+    let made = ceremony.answer(&mut b, PIN);
+    ceremony.finish(&made, Some(batch.root_pem())).unwrap();
 }
 
 #[test]

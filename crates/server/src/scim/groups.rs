@@ -96,7 +96,7 @@ async fn store_group(
     f: &GroupFields,
     now: i64,
 ) -> ScimResult<()> {
-    if store::group_name_taken(tx, &f.display_name, id).await? {
+    if store::name_taken(tx, store::UniqueName::Group, &f.display_name, id).await? {
         return Err(ScimError::uniqueness(format!(
             "a Group named {} exists",
             f.display_name

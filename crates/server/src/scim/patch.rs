@@ -452,7 +452,7 @@ mod tests {
         .unwrap();
         let f = parse_user(&u).unwrap();
         assert!(!f.active);
-        assert_eq!(f.department.as_deref(), Some("Ops"));
+        assert_eq!(f.profile.department.as_deref(), Some("Ops"));
     }
 
     #[test]
@@ -469,7 +469,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            parse_user(&u).unwrap().email.as_deref(),
+            parse_user(&u).unwrap().profile.email.as_deref(),
             Some("a@example.com")
         );
     }

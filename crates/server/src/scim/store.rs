@@ -11,6 +11,23 @@ use crate::store;
 /// The `people` columns a SCIM User is built from.
 pub(super) const USER_COLUMNS: &str = "id, user_name, display_name, active, external_id, given_name, family_name, email, title, user_type, employee_number, department, manager_id, scim_attributes, created_at, updated_at";
 
+/// What HR says of a person besides userName, display name and status, each attribute in a
+/// column of its own: the same whether parsed from a User ([`UserFields`]) or read back
+/// ([`UserRow`]).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub(super) struct Profile {
+    pub(super) external_id: Option<String>,
+    pub(super) given_name: Option<String>,
+    pub(super) family_name: Option<String>,
+    pub(super) email: Option<String>,
+    pub(super) title: Option<String>,
+    pub(super) user_type: Option<String>,
+    /// From the enterprise extension, as are `department` and `manager_id`.
+    pub(super) employee_number: Option<String>,
+    pub(super) department: Option<String>,
+    pub(super) manager_id: Option<String>,
+}
+
 /// A person as SCIM reads them ([`USER_COLUMNS`]).
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct UserRow {
@@ -18,15 +35,8 @@ pub(super) struct UserRow {
     pub(super) user_name: String,
     pub(super) display_name: String,
     pub(super) active: i64,
-    pub(super) external_id: Option<String>,
-    pub(super) given_name: Option<String>,
-    pub(super) family_name: Option<String>,
-    pub(super) email: Option<String>,
-    pub(super) title: Option<String>,
-    pub(super) user_type: Option<String>,
-    pub(super) employee_number: Option<String>,
-    pub(super) department: Option<String>,
-    pub(super) manager_id: Option<String>,
+    #[sqlx(flatten)]
+    pub(super) profile: Profile,
     /// The resource as the IdP sent it (JSON), for people provisioned since it was kept.
     pub(super) scim_attributes: Option<String>,
     pub(super) created_at: i64,
@@ -55,14 +65,29 @@ pub(super) async fn groups_of(db: &mut AnyConnection, person_id: &str) -> Result
     store::rows_by(db, "SELECT g.id, g.display_name FROM scim_groups g JOIN scim_group_members m ON m.group_id = g.id WHERE m.person_id = $1 ORDER BY g.display_name", person_id).await
 }
 
-/// Whether another person has this userName (case-insensitively).
-pub(super) async fn user_name_taken(
+/// A name SCIM keeps unique, ignoring case.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum UniqueName {
+    /// A person's userName.
+    User,
+    /// A group's displayName.
+    Group,
+}
+
+/// Whether a person or group other than `except_id` already has `name` (case-insensitively).
+pub(super) async fn name_taken(
     db: &mut AnyConnection,
-    user_name: &str,
+    which: UniqueName,
+    name: &str,
     except_id: &str,
 ) -> Result<bool> {
-    let sql = "SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2";
-    store::exists(db, sql, (user_name, except_id)).await
+    let sql = match which {
+        UniqueName::User => "SELECT id FROM people WHERE LOWER(user_name) = LOWER($1) AND id <> $2",
+        UniqueName::Group => {
+            "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2"
+        }
+    };
+    store::exists(db, sql, (name, except_id)).await
 }
 
 /// A person the HR feed creates; [`update_user`] then stores the rest of their attributes.
@@ -100,15 +125,15 @@ pub(super) async fn update_user(
     .bind(&f.user_name)
     .bind(&f.display_name)
     .bind(i64::from(f.active))
-    .bind(&f.external_id)
-    .bind(&f.given_name)
-    .bind(&f.family_name)
-    .bind(&f.email)
-    .bind(&f.title)
-    .bind(&f.user_type)
-    .bind(&f.employee_number)
-    .bind(&f.department)
-    .bind(&f.manager_id)
+    .bind(&f.profile.external_id)
+    .bind(&f.profile.given_name)
+    .bind(&f.profile.family_name)
+    .bind(&f.profile.email)
+    .bind(&f.profile.title)
+    .bind(&f.profile.user_type)
+    .bind(&f.profile.employee_number)
+    .bind(&f.profile.department)
+    .bind(&f.profile.manager_id)
     .bind(serde_json::Value::Object(f.kept.clone()).to_string())
     .bind(now)
     .bind(id)
@@ -181,16 +206,6 @@ pub(super) async fn members<'c>(
     group_id: &str,
 ) -> Result<Vec<Ref>> {
     store::rows_by(db, "SELECT p.id, p.display_name FROM scim_group_members m JOIN people p ON p.id = m.person_id WHERE m.group_id = $1 ORDER BY p.user_name", group_id).await
-}
-
-/// Whether another group has this name (case-insensitively).
-pub(super) async fn group_name_taken(
-    db: &mut AnyConnection,
-    display_name: &str,
-    except_id: &str,
-) -> Result<bool> {
-    let sql = "SELECT id FROM scim_groups WHERE LOWER(display_name) = LOWER($1) AND id <> $2";
-    store::exists(db, sql, (display_name, except_id)).await
 }
 
 /// A new group with a placeholder name that [`update_group`] replaces.

@@ -14,7 +14,7 @@ use super::errors::{ScimError, ScimResult};
 use super::filter::{filtered_page, list_response, project, ListQuery, Projection};
 use super::patch::{apply, parse_patch};
 use super::schema::USER;
-use super::store::{self, UserRow};
+use super::store::{self, Profile, UniqueName, UserRow};
 use super::{
     base, check_schemas, created, get_ci, lenient_bool, meta, opt_string, parse_body, scim_json,
     Feed, ENTERPRISE_SCHEMA, USER_SCHEMA,
@@ -30,16 +30,8 @@ use crate::state::AppState;
 pub(super) struct UserFields {
     pub(super) user_name: String,
     pub(super) display_name: String,
-    pub(super) external_id: Option<String>,
-    pub(super) given_name: Option<String>,
-    pub(super) family_name: Option<String>,
-    pub(super) email: Option<String>,
-    pub(super) title: Option<String>,
-    pub(super) user_type: Option<String>,
+    pub(super) profile: Profile,
     pub(super) active: bool,
-    pub(super) employee_number: Option<String>,
-    pub(super) department: Option<String>,
-    pub(super) manager_id: Option<String>,
     /// Every attribute as sent, spelled canonically, without what the service manages (`id`,
     /// `meta`, `groups`, `schemas`) and never the write-only `password`.
     pub(super) kept: Map<String, Value>,
@@ -120,16 +112,18 @@ pub(super) fn parse_user(v: &Value) -> ScimResult<UserFields> {
     Ok(UserFields {
         user_name,
         display_name,
-        external_id: opt_string(obj, "externalId")?,
-        given_name,
-        family_name,
-        email,
-        title: opt_string(obj, "title")?,
-        user_type: opt_string(obj, "userType")?,
+        profile: Profile {
+            external_id: opt_string(obj, "externalId")?,
+            given_name,
+            family_name,
+            email,
+            title: opt_string(obj, "title")?,
+            user_type: opt_string(obj, "userType")?,
+            employee_number: opt_string(ent, "employeeNumber")?,
+            department: opt_string(ent, "department")?,
+            manager_id,
+        },
         active,
-        employee_number: opt_string(ent, "employeeNumber")?,
-        department: opt_string(ent, "department")?,
-        manager_id,
         kept: kept_attributes(v)?,
     })
 }
@@ -176,15 +170,15 @@ fn user_resource(r: UserRow, groups: Vec<Value>, base: &str) -> ScimResult<Value
     let obj = v
         .as_object_mut()
         .ok_or_else(|| ScimError::bad("invalidSyntax", "a User must be a JSON object"))?;
-    set_or_remove(obj, "externalId", r.external_id);
-    set_or_remove(obj, "userType", r.user_type);
+    set_or_remove(obj, "externalId", r.profile.external_id);
+    set_or_remove(obj, "userType", r.profile.user_type);
     let ent = obj.entry(ENTERPRISE_SCHEMA).or_insert_with(|| json!({}));
     if !ent.is_object() {
         *ent = json!({});
     }
     if let Value::Object(ent) = ent {
-        set_or_remove(ent, "employeeNumber", r.employee_number);
-        set_or_remove(ent, "department", r.department);
+        set_or_remove(ent, "employeeNumber", r.profile.employee_number);
+        set_or_remove(ent, "department", r.profile.department);
     }
     if groups.is_empty() {
         obj.remove("groups");
@@ -210,23 +204,23 @@ fn set_or_remove(obj: &mut Map<String, Value>, key: &str, value: Option<String>)
 fn legacy_attributes(r: &UserRow) -> Value {
     let mut v = json!({});
     let mut name = Map::new();
-    if let Some(g) = &r.given_name {
+    if let Some(g) = &r.profile.given_name {
         name.insert("givenName".into(), json!(g));
     }
-    if let Some(f) = &r.family_name {
+    if let Some(f) = &r.profile.family_name {
         name.insert("familyName".into(), json!(f));
     }
     if !name.is_empty() {
         v["name"] = Value::Object(name);
     }
-    if let Some(e) = &r.email {
+    if let Some(e) = &r.profile.email {
         v["emails"] = json!([{"value": e, "type": "work", "primary": true}]);
     }
-    if let Some(t) = &r.title {
+    if let Some(t) = &r.profile.title {
         v["title"] = json!(t);
     }
     let mut ent = Map::new();
-    if let Some(m) = &r.manager_id {
+    if let Some(m) = &r.profile.manager_id {
         ent.insert("manager".into(), json!({"value": m}));
     }
     v[ENTERPRISE_SCHEMA] = Value::Object(ent);
@@ -243,14 +237,6 @@ async fn load_user(conn: &mut sqlx::AnyConnection, base: &str, id: &str) -> Scim
     user_resource(r, groups, base)
 }
 
-async fn user_name_taken(
-    tx: &mut Transaction<'_, Any>,
-    user_name: &str,
-    except_id: &str,
-) -> ScimResult<bool> {
-    Ok(store::user_name_taken(tx, user_name, except_id).await?)
-}
-
 /// `POST /scim/v2/Users` (scim role).
 #[utoipa::path(post, path = "/scim/v2/Users", tag = "scim", request_body(content = crate::openapi::ScimResourceDoc, content_type = "application/scim+json"),
     responses(crate::openapi::ScimCreated, crate::openapi::ScimErrors))]
@@ -263,7 +249,7 @@ pub async fn create_user(
     let now = state.now_ms();
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
-    if user_name_taken(&mut tx, &fields.user_name, &id).await? {
+    if store::name_taken(&mut tx, UniqueName::User, &fields.user_name, &id).await? {
         return Err(ScimError::uniqueness(format!(
             "userName {} is already in use",
             fields.user_name
@@ -278,7 +264,7 @@ pub async fn create_user(
         &caller.actor(),
         "scim.user.created",
         &id,
-        json!({"userName": fields.user_name, "externalId": fields.external_id, "active": fields.active, "department": fields.department}),
+        json!({"userName": fields.user_name, "externalId": fields.profile.external_id, "active": fields.active, "department": fields.profile.department}),
     )
     .await?;
     tx.commit().await?;
@@ -313,7 +299,9 @@ async fn replace_user(
     let before = load_user(&mut tx, &base(state), id).await?;
     let old = parse_user(&before)?;
     let after = &change(&before)?;
-    if after.user_name != old.user_name && user_name_taken(&mut tx, &after.user_name, id).await? {
+    if after.user_name != old.user_name
+        && store::name_taken(&mut tx, UniqueName::User, &after.user_name, id).await?
+    {
         return Err(ScimError::uniqueness(format!(
             "userName {} is already in use",
             after.user_name
@@ -322,24 +310,24 @@ async fn replace_user(
     store_user(&mut tx, id, after, now).await?;
     let mut changed = Map::new();
     macro_rules! diff {
-        ($field:ident, $name:literal) => {
-            if old.$field != after.$field {
-                changed.insert($name.into(), json!({"from": old.$field, "to": after.$field}));
+        ($($field:ident).+, $name:literal) => {
+            if old.$($field).+ != after.$($field).+ {
+                changed.insert($name.into(), json!({"from": old.$($field).+, "to": after.$($field).+}));
             }
         };
     }
     diff!(user_name, "userName");
     diff!(display_name, "displayName");
-    diff!(external_id, "externalId");
-    diff!(given_name, "givenName");
-    diff!(family_name, "familyName");
-    diff!(email, "email");
-    diff!(title, "title");
-    diff!(user_type, "userType");
+    diff!(profile.external_id, "externalId");
+    diff!(profile.given_name, "givenName");
+    diff!(profile.family_name, "familyName");
+    diff!(profile.email, "email");
+    diff!(profile.title, "title");
+    diff!(profile.user_type, "userType");
     diff!(active, "active");
-    diff!(employee_number, "employeeNumber");
-    diff!(department, "department");
-    diff!(manager_id, "manager");
+    diff!(profile.employee_number, "employeeNumber");
+    diff!(profile.department, "department");
+    diff!(profile.manager_id, "manager");
     let action = if old.active && !after.active {
         "scim.user.deactivated"
     } else if !old.active && after.active {

@@ -96,41 +96,48 @@ pub async fn people<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<Per
         .collect())
 }
 
+/// A one-time secret (provisioning token or enrolment ticket) as stored: its hash, never the
+/// secret itself, who issued it, when, and until when it works.
+pub struct NewIssued<'a> {
+    /// The secret's id, shown to staff and recorded in the audit log.
+    pub id: &'a str,
+    /// The secret's hash ([`crate::secrets::hash`]).
+    pub hash: &'a str,
+    /// Audit actor name of who issued it.
+    pub created_by: &'a str,
+    /// When it was issued (ms since the epoch).
+    pub created_at: i64,
+    /// When it stops working (ms since the epoch).
+    pub expires_at: i64,
+}
+
 /// Store a one-time provisioning token by its hash.
 pub async fn insert_provisioning_token(
     db: &mut AnyConnection,
-    id: &str,
-    token_hash: &str,
-    created_by: &str,
-    now: i64,
-    expires_at: i64,
+    token: &NewIssued<'_>,
 ) -> Result<()> {
     super::insert_issued(
         db,
         "INSERT INTO provisioning_tokens (id, token_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-        &[Some(id), Some(token_hash), Some(created_by)],
-        now,
-        expires_at,
+        &[Some(token.id), Some(token.hash), Some(token.created_by)],
+        token.created_at,
+        token.expires_at,
     )
     .await
 }
 
-/// Store a one-time enrolment ticket for a person by its hash.
+/// Store a one-time enrolment ticket for `person_id` by its hash.
 pub async fn insert_ticket(
     db: &mut AnyConnection,
-    id: &str,
-    ticket_hash: &str,
+    ticket: &NewIssued<'_>,
     person_id: &str,
-    created_by: &str,
-    now: i64,
-    expires_at: i64,
 ) -> Result<()> {
     super::insert_issued(
         db,
         "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[Some(id), Some(ticket_hash), Some(person_id), Some(created_by)],
-        now,
-        expires_at,
+        &[Some(ticket.id), Some(ticket.hash), Some(person_id), Some(ticket.created_by)],
+        ticket.created_at,
+        ticket.expires_at,
     )
     .await
 }
