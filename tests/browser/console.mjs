@@ -67,7 +67,7 @@ await scenario(async ({ browser, page }) => {
   await page.getByRole('heading', { level: 1, name: 'hal' }).waitFor();
   await look(page, 'person');
   await page.getByLabel('Role', { exact: true }).selectOption('helpdesk');
-  await page.getByRole('button', { name: 'Grant' }).click();
+  await page.getByRole('button', { name: 'Grant', exact: true }).click();
   await page.getByText('staff role: helpdesk').waitFor();
 
   // Pat has no key left: Rita starts a recovery after proofing; two others must approve.
@@ -77,6 +77,13 @@ await scenario(async ({ browser, page }) => {
   await page.getByRole('button', { name: 'Start recovery' }).click();
   await page.locator('#result').filter({ hasText: 'dual_approval' }).waitFor();
   await look(page, 'person-recovery');
+  // And exempts her from the minimum while she waits (an exception, which expires).
+  await page.getByLabel('Owner').fill('ciso@example.com');
+  await page.getByLabel('Reason').fill('waiting for her recovery approvals');
+  await page.getByLabel('Days').fill('7');
+  await page.getByRole('button', { name: 'Grant exception' }).click();
+  await page.locator('#hist').waitFor();
+  await page.getByText('exception.granted').first().waitFor();
   await page.goto(`${BASE}/console/staff`);
   await look(page, 'staff');
   await page.goto(`${BASE}/console/laptops`);
@@ -88,6 +95,7 @@ await scenario(async ({ browser, page }) => {
   await page.goto(`${BASE}/console/keys`);
   await look(page, 'keys');
   await page.goto(`${BASE}/console/exceptions`);
+  await page.locator('#exceptions-table').getByText('waiting for her recovery approvals').waitFor();
   await look(page, 'exceptions');
   await page.goto(`${BASE}/console/audit`);
   await page.locator('#chain').filter({ hasText: 'intact' }).waitFor();

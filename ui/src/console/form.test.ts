@@ -24,6 +24,19 @@ describe('console forms', () => {
     ).toEqual({ person_id: 'p1', proofing: { method: 'hr_record_match', detail: 'badge photo' } });
   });
 
+  it('sends the fields it is told are numbers as numbers, and leaves out empty ones', () => {
+    expect(
+      formBody(
+        [
+          ['days', '14'],
+          ['reason', 'travelling'],
+          ['scope', ''],
+        ],
+        ['days'],
+      ),
+    ).toEqual({ days: 14, reason: 'travelling' });
+  });
+
   it('reads the service error shape and asks for a touch only when told to', () => {
     const e = serviceError(403, { error: { code: 'fresh_touch_required', message: 'touch your key' } });
     expect(e.code).toBe('fresh_touch_required');

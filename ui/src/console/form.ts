@@ -16,10 +16,15 @@ export function parseApi(spec: string | undefined | null): ApiCall | null {
   return m ? { method: m[1] as ApiCall['method'], path: m[2] } : null;
 }
 
-/** The JSON body of a form's fields; a dotted name (`proofing.method`) nests. */
-export function formBody(fields: Iterable<[string, string]>): Record<string, unknown> {
+/**
+ * The JSON body of a form's fields; a dotted name (`proofing.method`) nests; the fields named in
+ * `numbers` are sent as numbers, and an empty field is left out.
+ */
+export function formBody(fields: Iterable<[string, string]>, numbers: string[] = []): Record<string, unknown> {
   const body: Record<string, unknown> = {};
-  for (const [name, value] of fields) {
+  for (const [name, text] of fields) {
+    if (text === '') continue;
+    const value: unknown = numbers.includes(name) ? Number(text) : text;
     const parts = name.split('.');
     let at = body;
     for (const p of parts.slice(0, -1)) {

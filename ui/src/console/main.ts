@@ -101,7 +101,7 @@ async function act(form: HTMLFormElement, button: HTMLElement | null): Promise<v
       return;
     }
   } else {
-    body = formBody(fields);
+    body = formBody(fields, (form.dataset.numbers ?? '').split(' ').filter(Boolean));
   }
   let answer: unknown;
   try {

@@ -466,6 +466,32 @@ pub async fn person(
                 proofing_fields("r")
             ));
         }
+        if caller.role == crate::auth::Role::Admin && p.active == 1 {
+            let keys: String = creds
+                .iter()
+                .filter(|c| c.status == "active")
+                .map(|c| {
+                    format!(
+                        "<option value=\"{}\">{}</option>",
+                        esc(&c.id),
+                        esc(c.name.as_deref().unwrap_or(c.model.as_deref().unwrap_or(&c.device_class)))
+                    )
+                })
+                .collect();
+            actions.push_str(&format!(
+                "<section aria-labelledby=\"exc\"><h2 id=\"exc\">Exception</h2>\
+                 <form data-api=\"POST /api/v1/admin/exceptions\" data-numbers=\"days\" data-done=\"reload\" class=\"card\">\
+                 <input type=\"hidden\" name=\"person_id\" value=\"{}\">\
+                 <p>Exempt them from the authenticator minimum for a while, or record a break-glass account whose key sits in a safe. Both expire.</p>\
+                 <label for=\"x-kind\">Kind</label><select id=\"x-kind\" name=\"kind\"><option value=\"two_authenticator_rule\">exempt from the minimum</option><option value=\"break_glass\">break-glass account</option></select>\
+                 <label for=\"x-key\">Break-glass key</label><select id=\"x-key\" name=\"credential_id\"><option value=\"\">(none)</option>{keys}</select>\
+                 <label for=\"x-owner\">Owner</label><input id=\"x-owner\" name=\"owner\" required>\
+                 <label for=\"x-reason\">Reason</label><input id=\"x-reason\" name=\"reason\" required>\
+                 <label for=\"x-days\">Days</label><input id=\"x-days\" name=\"days\" type=\"number\" min=\"1\" max=\"365\" value=\"30\">\
+                 <button type=\"submit\">Grant exception</button></form></section>",
+                esc(&p.id)
+            ));
+        }
         if caller.role == crate::auth::Role::Admin && p.source == "scim" && p.active == 1 {
             actions.push_str(&format!(
                 "<section aria-labelledby=\"role\"><h2 id=\"role\">Staff role</h2>\
