@@ -30,6 +30,29 @@ pub fn ada_with_a_laptop(keys: usize) -> (Server, Laptop, String, Vec<String>) {
     (server, laptop, person, keys)
 }
 
+/// Two keys of one kind in a population that needs two kinds of device: the agent says the
+/// policy is not met and what is missing, never "coverage met".
+#[test]
+fn two_keys_of_one_kind_do_not_meet_a_two_kinds_policy() {
+    let server = Server::start();
+    let (s, v) = server.admin(
+        "PUT",
+        "/api/v1/admin/populations/engineering",
+        Some(serde_json::json!({"priority": 10,
+            "selector": {"kind": "attribute", "key": "department", "value": "Engineering"},
+            "policy": {"min_authenticators": 2, "min_device_classes": 2}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let person = server.hr_feed().create_user("eng@example.com", "Eng", "Engineering");
+    let laptop = Laptop::new(2);
+    laptop.provision(&server);
+    let keys = laptop.key_ids();
+    let out = laptop.enrol(&server.ticket(&person, None), &[&keys[0], &keys[1]], PIN);
+    assert!(out.contains("You have 2 of 2 required authenticators."), "{out}");
+    assert!(out.contains("Below your organisation's policy"), "{out}");
+    assert!(!out.contains("Coverage met"), "{out}");
+}
+
 #[test]
 fn provision_report_and_enrol_two_keys_with_verified_attestation() {
     let (server, laptop, person, keys) = ada_with_a_laptop(2);

@@ -145,7 +145,15 @@ pub(crate) fn enrol_in(
     if let Some(last) = results.last() {
         let r = &last.result;
         if !json {
-            if r.active_authenticators < r.required_authenticators {
+            if r.meets_policy == Some(false) {
+                // The service judged the whole policy (the count and the kinds of device).
+                println!(
+                    "{}",
+                    r.policy_text
+                        .as_deref()
+                        .unwrap_or("Below your organisation's policy: enrol another key.")
+                );
+            } else if r.active_authenticators < r.required_authenticators {
                 println!(
                     "Enrol a backup key next (another key with --key): with a single key, losing it locks you out."
                 );

@@ -302,4 +302,14 @@ pub struct EnrolFinishResponse {
     pub active_authenticators: u32,
     /// Active authenticators the coverage policy requires.
     pub required_authenticators: u32,
+    /// Whether the person now meets their population's whole policy (the count and the kinds
+    /// of device it requires); absent from a service that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub meets_policy: Option<bool>,
+    /// Where they stand, in a sentence for them (e.g. that they also need a laptop or phone
+    /// passkey); absent from a service that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub policy_text: Option<String>,
 }

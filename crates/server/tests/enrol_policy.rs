@@ -14,7 +14,8 @@ both_backends!(
     disallowed_aaguid_is_refused_then_allowed,
     short_pin_length_is_refused,
     non_compliant_laptop_is_refused,
-    inactive_person_is_refused_mid_enrolment
+    inactive_person_is_refused_mid_enrolment,
+    finishing_says_whether_the_whole_policy_is_met
 );
 
 async fn set_policy(app: &App, policy: Value) {
@@ -143,4 +144,51 @@ async fn inactive_person_is_refused_mid_enrolment(app: App) {
     assert_eq!(s, StatusCode::GONE, "{v}");
     assert_eq!(v["error"]["code"], "enrolment_closed");
     assert_eq!(bound(&app).await, 0);
+}
+
+/// Enough keys is not enough when the population needs two kinds of device: the answer to a
+/// finished enrolment says so, in a sentence the agent shows, instead of "coverage met".
+async fn finishing_says_whether_the_whole_policy_is_met(app: App) {
+    set_policy(
+        &app,
+        json!({"min_authenticators": 2, "min_device_classes": 2}),
+    )
+    .await;
+    let laptop = app.device("lt-classes").await;
+    let person = app.hr_person_in("rae@example.com", "research").await;
+    let (s, mut b) = begin(&app, &laptop, &app.ticket_secret(&person).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, first) = finish(&app, &laptop, &b, &SoftKey::new()).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["meets_policy"], false, "{first}");
+    let path = format!(
+        "/api/v1/agent/enrolments/{}/ceremonies",
+        b["enrolment_id"].as_str().unwrap()
+    );
+    let (s, next) = laptop.signed(&app, &path, &json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{next}");
+    b = next;
+    let (s, second) = finish(&app, &laptop, &b, &SoftKey::new()).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    // Two keys of one kind: the count is met, the policy is not.
+    assert_eq!(second["active_authenticators"], 2);
+    assert_eq!(second["required_authenticators"], 2);
+    assert_eq!(second["meets_policy"], false, "{second}");
+    let text = second["policy_text"].as_str().unwrap();
+    assert!(text.contains("kind"), "{text}");
+    // Someone in the default population with two keys meets it.
+    let other = app.hr_person("sol@example.com").await;
+    let (s, mut b) = begin(&app, &laptop, &app.ticket_secret(&other).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, _) = finish(&app, &laptop, &b, &SoftKey::new()).await;
+    assert_eq!(s, StatusCode::OK);
+    let path = format!(
+        "/api/v1/agent/enrolments/{}/ceremonies",
+        b["enrolment_id"].as_str().unwrap()
+    );
+    let (_, next) = laptop.signed(&app, &path, &json!({})).await;
+    b = next;
+    let (s, done) = finish(&app, &laptop, &b, &SoftKey::new()).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(done["meets_policy"], true, "{done}");
 }

@@ -16,4 +16,14 @@ active_authenticators: number,
 /**
  * Active authenticators the coverage policy requires.
  */
-required_authenticators: number, };
+required_authenticators: number, 
+/**
+ * Whether the person now meets their population's whole policy (the count and the kinds
+ * of device it requires); absent from a service that does not say.
+ */
+meets_policy?: boolean, 
+/**
+ * Where they stand, in a sentence for them (e.g. that they also need a laptop or phone
+ * passkey); absent from a service that does not say.
+ */
+policy_text?: string, };

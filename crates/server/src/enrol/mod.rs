@@ -454,6 +454,7 @@ async fn finish_inner(
         .await?;
     }
     let active = active_count(&mut tx, &person.id).await?;
+    let coverage = crate::selfservice::coverage_of(state, &mut tx, &person.id).await?;
     tx.commit().await?;
     Ok(EnrolFinishResponse {
         credential: CredentialView {
@@ -474,5 +475,7 @@ async fn finish_inner(
         },
         active_authenticators: active,
         required_authenticators: policy.min_authenticators,
+        meets_policy: Some(coverage.compliant),
+        policy_text: Some(coverage.text),
     })
 }
