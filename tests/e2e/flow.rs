@@ -43,12 +43,17 @@ fn two_keys_of_one_kind_do_not_meet_a_two_kinds_policy() {
             "policy": {"min_authenticators": 2, "min_device_classes": 2}})),
     );
     assert_eq!(s, 200, "{v}");
-    let person = server.hr_feed().create_user("eng@example.com", "Eng", "Engineering");
+    let person = server
+        .hr_feed()
+        .create_user("eng@example.com", "Eng", "Engineering");
     let laptop = Laptop::new(2);
     laptop.provision(&server);
     let keys = laptop.key_ids();
     let out = laptop.enrol(&server.ticket(&person, None), &[&keys[0], &keys[1]], PIN);
-    assert!(out.contains("You have 2 of 2 required authenticators."), "{out}");
+    assert!(
+        out.contains("You have 2 of 2 required authenticators."),
+        "{out}"
+    );
     assert!(out.contains("Below your organisation's policy"), "{out}");
     assert!(!out.contains("Coverage met"), "{out}");
 }
