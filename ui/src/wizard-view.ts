@@ -230,7 +230,10 @@ function enrolledStep(s: WizardState): string {
   const more = covered(sess)
     ? `<p>You meet your organisation's policy. You may add another backup key, or finish.</p>
 <div class="actions"><button id="finish" class="primary" data-action="finish">Finish</button><button id="backup" data-action="backup">Enrol another key</button></div>`
-    : `<p class="warning">With a single key, losing it locks you out. Enrol a backup key now: a different physical key.</p>
+    : sess.active_authenticators >= sess.required_authenticators && sess.policy_text
+      ? `<p class="warning" id="policy-text">${esc(sess.policy_text)}</p>
+<div class="actions"><button id="finish" data-action="finish">Finish for now</button><button id="backup" data-action="backup">Enrol another key</button></div>`
+      : `<p class="warning">With a single key, losing it locks you out. Enrol a backup key now: a different physical key.</p>
 <div class="actions"><button id="backup" class="primary" data-action="backup">Enrol a backup key</button></div>`;
   return `<h2 id="step-title" tabindex="-1">Key enrolled</h2>
 <p id="enrolled">${esc(c.model ?? "Your key")} is enrolled: the service verified the credential (attestation ${esc(

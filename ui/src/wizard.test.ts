@@ -219,6 +219,16 @@ describe("wizard view", () => {
     const replaced = renderWizard({ ...initialState(), step: "enrolled", session: two, lastEnrolled: cred, replacing: true });
     expect(replaced).toMatch(/id="lost-revoked">It replaces your lost key, which is revoked now/);
   });
+  it("believes the service when two keys of one kind fall short of a two-kinds policy", () => {
+    const cred = credential({ model: "Model X", enrolled_on_device: "d", created_at_ms: 0 });
+    const text = "Below your organisation's policy: you also need a laptop or phone (you have: roaming key).";
+    const two = { ...session, active_authenticators: 2, enrolled: [cred], meets_policy: false, policy_text: text };
+    expect(covered(two)).toBe(false);
+    const html = renderWizard({ ...initialState(), step: "enrolled", session: two, lastEnrolled: cred });
+    expect(html).not.toContain("You meet your organisation's policy");
+    expect(html).toContain(`id="policy-text">Below your organisation&#39;s policy`);
+    expect(covered({ ...two, meets_policy: true })).toBe(true);
+  });
 });
 
 describe("adding this laptop or a phone in the browser", () => {

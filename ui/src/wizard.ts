@@ -53,8 +53,14 @@ export function coverageText(s: Pick<WizardSession, "active_authenticators" | "r
   }.`;
 }
 
-export function covered(s: Pick<WizardSession, "active_authenticators" | "required_authenticators">): boolean {
-  return s.active_authenticators >= s.required_authenticators;
+/**
+ * Whether the person meets their organisation's policy: the service's word after a key (the
+ * count and the kinds of device), else the count.
+ */
+export function covered(
+  s: Pick<WizardSession, "active_authenticators" | "required_authenticators" | "meets_policy">,
+): boolean {
+  return s.meets_policy ?? s.active_authenticators >= s.required_authenticators;
 }
 
 /** What to tell someone about a lost key, on the summary. */

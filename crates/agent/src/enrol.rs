@@ -328,6 +328,8 @@ pub struct Session {
     enrolled: Vec<keywarden_protocol::CredentialView>,
     active: u32,
     required: u32,
+    /// After a key: whether the whole policy is met, and the service's sentence.
+    standing: Option<(bool, String)>,
 }
 
 impl Session {
@@ -344,6 +346,7 @@ impl Session {
         Session {
             active: begin.active_authenticators,
             required: begin.required_authenticators,
+            standing: None,
             begin,
             ceremony_used: false,
             enrolled: Vec::new(),
@@ -356,6 +359,8 @@ impl Session {
             person: self.begin.person.clone(),
             active_authenticators: self.active,
             required_authenticators: self.required,
+            meets_policy: self.standing.as_ref().map(|(meets, _)| *meets),
+            policy_text: self.standing.as_ref().map(|(_, text)| text.clone()),
             session_expires_at_ms: self.begin.session_expires_at_ms,
             enrolled: self.enrolled.clone(),
             rp_id: self.begin.options.rp_id.clone(),
@@ -416,6 +421,10 @@ impl Session {
         self.ceremony_used = true;
         self.active = done.result.active_authenticators;
         self.required = done.result.required_authenticators;
+        self.standing = done
+            .result
+            .meets_policy
+            .map(|meets| (meets, done.result.policy_text.clone().unwrap_or_default()));
         self.enrolled.push(done.result.credential.clone());
         Ok(done)
     }

@@ -130,6 +130,15 @@ pub struct WizardSession {
     pub active_authenticators: u32,
     /// Active authenticators the coverage policy requires.
     pub required_authenticators: u32,
+    /// After a key is enrolled: whether the person meets their population's whole policy (the
+    /// count and the kinds of device), when the service said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub meets_policy: Option<bool>,
+    /// After a key is enrolled: where they stand, in the service's sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub policy_text: Option<String>,
     /// When the session closes (unix ms).
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub session_expires_at_ms: i64,

@@ -19,6 +19,15 @@ active_authenticators: number,
  */
 required_authenticators: number, 
 /**
+ * After a key is enrolled: whether the person meets their population's whole policy (the
+ * count and the kinds of device), when the service said.
+ */
+meets_policy?: boolean, 
+/**
+ * After a key is enrolled: where they stand, in the service's sentence.
+ */
+policy_text?: string, 
+/**
  * When the session closes (unix ms).
  */
 session_expires_at_ms: number, 
