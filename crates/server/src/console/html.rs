@@ -252,3 +252,14 @@ pub fn filters(
          <button type=\"submit\">Filter</button></form>"
     )
 }
+
+/// A one-button action: the page's script sends `method path` to the API (with a fresh touch
+/// when the API asks for one) and reloads the page.
+pub fn action_button(method: &str, path: &str, label: &str) -> String {
+    format!(
+        "<form data-api=\"{} {}\" data-done=\"reload\" class=\"inline\"><button type=\"submit\">{}</button></form>",
+        esc(method),
+        esc(path),
+        esc(label)
+    )
+}

@@ -10,7 +10,9 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::access::{with, Console};
-use super::html::{age, badge, csv, filters, page, pager, url_encode, when, ListQuery, LIST_PAGE};
+use super::html::{
+    action_button, age, badge, csv, filters, page, pager, url_encode, when, ListQuery, LIST_PAGE,
+};
 use super::{chart, snapshots};
 use keywarden_protocol::ErrorCode;
 
@@ -541,10 +543,7 @@ pub async fn staff(State(state): State<AppState>, caller: Console<AdminOrAuditor
             .iter()
             .map(|r| {
                 let remove = if admin {
-                    format!(
-                        "<form data-api=\"DELETE /api/v1/admin/staff/{}\" data-done=\"reload\" class=\"inline\"><button type=\"submit\">Remove</button></form>",
-                        esc(&r.person_id)
-                    )
+                    action_button("DELETE", &format!("/api/v1/admin/staff/{}", r.person_id), "Remove")
                 } else {
                     String::new()
                 };

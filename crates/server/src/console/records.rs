@@ -8,7 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 
 use super::access::{with, Console};
-use super::html::{badge, csv, filters, page, pager, url_encode, when, ListQuery, LIST_PAGE};
+use super::html::{
+    action_button, badge, csv, filters, page, pager, url_encode, when, ListQuery, LIST_PAGE,
+};
 use crate::auth::{AdminOrAuditor, AnyStaff};
 use crate::csf::esc;
 use crate::error::Error;
@@ -84,9 +86,8 @@ pub async fn audit(
 pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>) -> Response {
     with(caller, |caller| async move {
         let now = state.now_ms();
-        let report =
-            crate::coverage::compute(&state.db, now, state.settings.min_authenticators, None)
-                .await?;
+        // Counted in the database: the keys page never computes everyone's coverage.
+        let by_class = crate::store::console::credentials_by_class(&state.db).await?;
         let trust = crate::trust::list(&state.db, now).await?;
         let models: String = crate::store::console::models_by_attestation(&state.db)
             .await?
@@ -117,11 +118,11 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
                 format!("<li>{}: {rule}</li>", esc(name))
             })
             .collect();
-        let classes: String = report
-            .credentials_by_class
+        let classes: String = by_class
             .iter()
-            .map(|(c, n)| format!("<li>{}: {n}</li>", esc(c)))
+            .map(|c| format!("<li>{}: {}</li>", esc(&c.device_class), c.n))
             .collect();
+        let synced: i64 = by_class.iter().map(|c| c.synced).sum();
         let anchors: String = trust
             .anchors
             .iter()
@@ -147,7 +148,7 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
              <section aria-labelledby=\"pins\"><h2 id=\"pins\">On-key PIN rules by population</h2><ul>{pins}</ul></section>\
              <section aria-labelledby=\"roots\"><h2 id=\"roots\">Trusted attestation roots</h2><p>{}</p>\
              <table><thead><tr><th scope=\"col\">Label</th><th scope=\"col\">Source</th><th scope=\"col\">Subject</th><th scope=\"col\">Fingerprint</th><th scope=\"col\">Valid until</th></tr></thead><tbody>{anchors}</tbody></table></section>",
-            report.synced_credentials,
+            synced,
             esc(&mds),
         );
         Ok(page("Keys", "/console/keys", Some(&caller), &main).into_response())
@@ -201,10 +202,7 @@ pub async fn exceptions(
                     (None, false) => "<span class=\"badge ok\">in force</span>".to_owned(),
                 };
                 let revoke = if admin && e.revoked_at_ms.is_none() {
-                    format!(
-                        "<form data-api=\"DELETE /api/v1/admin/exceptions/{}\" data-done=\"reload\" class=\"inline\"><button type=\"submit\">Revoke</button></form>",
-                        esc(&e.id)
-                    )
+                    action_button("DELETE", &format!("/api/v1/admin/exceptions/{}", e.id), "Revoke")
                 } else {
                     String::new()
                 };

@@ -459,3 +459,22 @@ pub async fn models_by_attestation(db: &sqlx::AnyPool) -> Result<Vec<ModelAttest
          GROUP BY aaguid, model, attestation_format, attestation_type ORDER BY n DESC, aaguid";
     super::fetch_all(db, sql, ()).await
 }
+
+/// Active credentials per device class, and how many of them are synced passkeys.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClassCount {
+    /// `roaming`, `platform`, `phone` or `software`.
+    pub device_class: String,
+    /// Active credentials of the class.
+    pub n: i64,
+    /// Of those, synced (backup eligible).
+    pub synced: i64,
+}
+
+/// Active credentials by device class, by class name.
+pub async fn credentials_by_class(db: &sqlx::AnyPool) -> Result<Vec<ClassCount>> {
+    let sql = "SELECT device_class, COUNT(*) AS n, \
+         COUNT(CASE WHEN backup_eligible = 1 THEN 1 END) AS synced \
+         FROM credentials WHERE status = 'active' GROUP BY device_class ORDER BY device_class";
+    super::fetch_all(db, sql, ()).await
+}
