@@ -209,7 +209,12 @@ enum AuditCommand {
 #[derive(Debug, Subcommand)]
 enum ReportCommand {
     /// Share of people compliant per population, people by status, keys, posture.
-    Coverage,
+    Coverage {
+        /// Recompute everyone's coverage from their credentials and compare it with what the
+        /// service keeps; exits non-zero and names each difference when they disagree.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Every active person with their status.
     People {
         /// Only people with this status.
@@ -278,6 +283,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = db::connect(&url)
         .await
         .context("cannot open the database")?;
+    // Rows from before populations were kept on them (an upgrade) get theirs now.
+    coverage::assign::unassigned(&pool)
+        .await
+        .context("cannot assign populations")?;
     let clock = Arc::new(SystemClock);
     let max_ttl = Duration::from_secs(cli.token_ttl_days.saturating_mul(86_400));
     match cli.command {
@@ -343,9 +352,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Some(Command::Report {
+            what: ReportCommand::Coverage { verify: true },
+        }) => {
+            let found = coverage::verify(&pool, clock.now_ms(), cli.min_authenticators).await?;
+            if found.is_empty() {
+                println!("coverage verified: what the service keeps equals a recompute");
+                return Ok(());
+            }
+            for m in &found {
+                println!("{}: kept {} recomputed {}", m.field, m.kept, m.recomputed);
+            }
+            anyhow::bail!(
+                "coverage differs from a recompute in {} places",
+                found.len()
+            );
+        }
         Some(Command::Report { what }) => {
             let (filter, name) = match &what {
-                ReportCommand::Coverage => (None, "coverage"),
+                ReportCommand::Coverage { .. } => (None, "coverage"),
                 ReportCommand::Keys => (None, "keys"),
                 ReportCommand::Posture => (None, "posture"),
                 ReportCommand::Dormant

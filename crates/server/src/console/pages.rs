@@ -125,35 +125,42 @@ pub async fn refresh_overview(state: &AppState, now: i64) -> Result<Arc<String>>
 async fn render_overview(state: &AppState, now: i64) -> Result<String> {
     {
         let db = &state.db;
-        let report =
-            coverage::compute(db, now, state.settings.min_authenticators, Some(None)).await?;
-        let since: HashMap<String, i64> = crate::store::console::below_since(db)
-            .await?
-            .into_iter()
-            .collect();
+        let min = state.settings.min_authenticators;
+        let report = coverage::compute(db, now, min, None).await?;
+        let below = [
+            Status::BelowMinimum,
+            Status::SingleDeviceClass,
+            Status::NoAuthenticator,
+        ];
+        debug_assert!(below.iter().all(|s| exposed(*s)));
+        let longest = coverage::longest_in(db, now, min, &below, 25).await?;
+        let since: HashMap<String, i64> = crate::store::console::below_since_of(
+            db,
+            &longest
+                .iter()
+                .map(|p| p.person_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .await?
+        .into_iter()
+        .collect();
         let days = snapshots::series(db, now, 30).await?;
         let dormant = crate::offboard::dormant(db, now).await?;
         let offboardings = crate::offboard::load(db).await?;
         let exceptions = crate::exceptions::load(db, now, false).await?;
-        let people = report.people.len();
-        let mut exposed_people: Vec<&PersonCoverage> =
-            report.people.iter().filter(|p| exposed(p.status)).collect();
-        exposed_people.sort_by_key(|p| since.get(&p.person_id).copied().unwrap_or(now));
-        let none = report
-            .people
-            .iter()
-            .filter(|p| p.status == Status::NoAuthenticator)
-            .count();
-        let single = report
-            .people
-            .iter()
-            .filter(|p| p.status == Status::SingleDeviceClass)
-            .count();
-        let compliant = report
-            .people
-            .iter()
-            .filter(|p| p.status == Status::Compliant)
-            .count();
+        let of = |s: Status| {
+            usize::try_from(report.by_status.get(s.as_str()).copied().unwrap_or(0))
+                .unwrap_or(usize::MAX)
+        };
+        let people: usize = report
+            .by_status
+            .values()
+            .map(|n| usize::try_from(*n).unwrap_or(usize::MAX))
+            .sum();
+        let exposed_count: usize = below.iter().map(|s| of(*s)).sum();
+        let none = of(Status::NoAuthenticator);
+        let single = of(Status::SingleDeviceClass);
+        let compliant = of(Status::Compliant);
         let failing_laptops: u64 = report
             .posture_by_population
             .iter()
@@ -169,7 +176,7 @@ async fn render_overview(state: &AppState, now: i64) -> Result<String> {
             "<h1>Overview</h1><section aria-labelledby=\"now\"><h2 id=\"now\">Now</h2><p class=\"muted\">As of {}.</p><div class=\"tiles\">{}{}{}{}{}{}</div></section>",
             crate::secrets::fmt_time(now),
             tile("people meet their policy", format!("{share} %"), if share == 100 { "ok" } else { "" }, "tile-compliant"),
-            tile("people exposed (below policy)", exposed_people.len().to_string(), if exposed_people.is_empty() { "ok" } else { "bad" }, "tile-exposed"),
+            tile("people exposed (below policy)", exposed_count.to_string(), if exposed_count == 0 { "ok" } else { "bad" }, "tile-exposed"),
             tile("with one device class only", single.to_string(), if single == 0 { "ok" } else { "bad" }, "tile-single"),
             tile("with no authenticator", none.to_string(), if none == 0 { "ok" } else { "bad" }, "tile-none"),
             tile("people with dormant access (must be 0)", dormant.people.len().to_string(), if dormant.people.is_empty() { "ok" } else { "bad" }, "tile-dormant"),
@@ -180,9 +187,8 @@ async fn render_overview(state: &AppState, now: i64) -> Result<String> {
             chart::burn_down(&days),
             chart::table(&days)
         ));
-        let rows: String = exposed_people
+        let rows: String = longest
             .iter()
-            .take(25)
             .map(|p| {
                 // Marks are refreshed hourly (and at start): no mark yet means it began since.
                 let below = since
@@ -192,8 +198,7 @@ async fn render_overview(state: &AppState, now: i64) -> Result<String> {
             })
             .collect();
         main.push_str(&format!(
-            "<section aria-labelledby=\"exposed\"><h2 id=\"exposed\">Exposed people ({} of {people})</h2>{}</section>",
-            exposed_people.len(),
+            "<section aria-labelledby=\"exposed\"><h2 id=\"exposed\">Exposed people ({exposed_count} of {people})</h2>{}</section>",
             if rows.is_empty() {
                 "<p class=\"ok\">Nobody is below policy.</p>".to_owned()
             } else {

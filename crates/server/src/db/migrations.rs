@@ -1,6 +1,6 @@
 //! The schema's migrations, embedded in the binary. Most are the same SQL on both databases and
-//! live once in `migrations/`; the one whose SQL differs (0007's table rebuild that SQLite needs)
-//! has one file per database in `migrations/sqlite` and `migrations/postgres`. Each database has
+//! live once in `migrations/`; the ones whose SQL differs (0007's table rebuild that SQLite needs, 0010's
+//! triggers) have one file per database in `migrations/sqlite` and `migrations/postgres`. Each database has
 //! recorded the sha384 of every migration's SQL as it applied it, so these checksums never change
 //! once shipped (`tests/migrations.rs` pins them).
 
@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
     ),
     (8, "scim attributes", shared!("0008_scim_attributes.sql")),
     (9, "console", shared!("0009_console.sql")),
+    (
+        10,
+        "incremental coverage",
+        per_backend!("0010_incremental_coverage.sql"),
+    ),
 ];
 
 /// The migrations as one database applies them.

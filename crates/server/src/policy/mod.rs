@@ -242,7 +242,10 @@ pub const DEFAULT_POPULATION: &str = "default";
 
 impl Policies {
     /// Load every population.
-    pub async fn load(db: &AnyPool, default_min: u32) -> Result<Policies> {
+    pub async fn load<'c>(
+        db: impl sqlx::Executor<'c, Database = Any>,
+        default_min: u32,
+    ) -> Result<Policies> {
         let rows = store::populations(db).await?;
         let mut populations = Vec::with_capacity(rows.len());
         for r in rows {
@@ -280,6 +283,23 @@ impl Policies {
         self.populations
             .iter()
             .any(|p| matches!(p.spec.selector, Selector::Group { .. }))
+    }
+
+    /// A population's name as the rules spell it, from a stored assignment: the default
+    /// population for none, or for a name the rules no longer have (a population removed is
+    /// reassigned in the same transaction, so that is not expected).
+    pub fn name_of<'a>(&'a self, stored: Option<&str>) -> &'a str {
+        stored
+            .and_then(|s| self.populations.iter().find(|p| p.name == s))
+            .map_or(DEFAULT_POPULATION, |p| p.name.as_str())
+    }
+
+    /// The policy of a population by name (the default policy for a name the rules do not know).
+    pub fn policy_of(&self, population: &str) -> &Policy {
+        self.populations
+            .iter()
+            .find(|p| p.name == population)
+            .map_or(&self.default, |p| &p.spec.policy)
     }
 
     /// The population and policy of a person.
@@ -553,6 +573,7 @@ pub async fn upsert(
     let mut tx = crate::db::begin(&state.db).await?;
     let existed = store::delete(&mut tx, &name).await?;
     store::insert(&mut tx, &row, now).await?;
+    crate::coverage::assign::everyone(&mut tx, false).await?;
     audit::record(
         &mut tx,
         now,
@@ -587,6 +608,7 @@ pub async fn remove(
             format!("no population {name}"),
         ));
     }
+    crate::coverage::assign::everyone(&mut tx, false).await?;
     audit::record(
         &mut tx,
         now,

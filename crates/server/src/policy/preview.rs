@@ -66,8 +66,8 @@ pub async fn preview(state: &AppState, name: &str, spec: PopulationSpec) -> Resu
     let stored = Policies::load(&state.db, state.settings.min_authenticators).await?;
     let changed = with_change(stored.clone(), name, spec);
     let (before, after) = tokio::try_join!(
-        coverage::compute_with(&state.db, now, &stored, Some(None)),
-        coverage::compute_with(&state.db, now, &changed, Some(None)),
+        coverage::recompute_with(&state.db, now, &stored, Some(None)),
+        coverage::recompute_with(&state.db, now, &changed, Some(None)),
     )?;
     let status_now: std::collections::HashMap<&str, Status> = before
         .people

@@ -112,7 +112,7 @@ pub(super) async fn insert_user(
     Ok(())
 }
 
-/// Store every attribute of a User.
+/// Store every attribute of a User, and assign their population again.
 pub(super) async fn update_user(
     db: &mut AnyConnection,
     id: &str,
@@ -137,9 +137,9 @@ pub(super) async fn update_user(
     .bind(serde_json::Value::Object(f.kept.clone()).to_string())
     .bind(now)
     .bind(id)
-    .execute(db)
+    .execute(&mut *db)
     .await?;
-    Ok(())
+    crate::coverage::assign::people(db, &[id.to_owned()]).await
 }
 
 /// A person's userName and whether they are active, unless deleted.
@@ -220,7 +220,8 @@ pub(super) async fn insert_group(
     Ok(())
 }
 
-/// Store a group's name and replace its members.
+/// Store a group's name and replace its members; the population of everyone who was or is a
+/// member is assigned again (a population may be defined by the group's name).
 pub(super) async fn update_group(
     db: &mut AnyConnection,
     id: &str,
@@ -232,16 +233,24 @@ pub(super) async fn update_group(
     let sql =
         "UPDATE scim_groups SET display_name = $1, external_id = $2, updated_at = $3 WHERE id = $4";
     store::execute(&mut *db, sql, (display_name, external_id, now, id)).await?;
+    let mut touched = member_ids(&mut *db, id).await?;
     let sql = "DELETE FROM scim_group_members WHERE group_id = $1";
     store::execute(&mut *db, sql, (id,)).await?;
     for m in members {
         let sql = "INSERT INTO scim_group_members (group_id, person_id) VALUES ($1, $2)";
         store::execute(&mut *db, sql, (id, m)).await?;
     }
-    Ok(())
+    touched.extend(members.iter().cloned());
+    crate::coverage::assign::people(db, &touched).await
 }
 
-/// Delete a group and its memberships; its name, or `None` when there is no such group.
+/// The ids of a group's members.
+async fn member_ids(db: &mut AnyConnection, group_id: &str) -> Result<Vec<String>> {
+    let sql = "SELECT person_id FROM scim_group_members WHERE group_id = $1";
+    store::values_by(db, sql, group_id).await
+}
+
+/// Delete a group and its memberships (its members' populations assigned again); its name, or `None` when there is no such group.
 pub(super) async fn delete_group(db: &mut AnyConnection, id: &str) -> Result<Option<String>> {
     let name: Option<String> = store::value_by(
         &mut *db,
@@ -250,10 +259,12 @@ pub(super) async fn delete_group(db: &mut AnyConnection, id: &str) -> Result<Opt
     )
     .await?;
     if name.is_some() {
+        let members = member_ids(&mut *db, id).await?;
         let sql = "DELETE FROM scim_group_members WHERE group_id = $1";
         store::execute(&mut *db, sql, (id,)).await?;
         let sql = "DELETE FROM scim_groups WHERE id = $1";
-        store::execute(db, sql, (id,)).await?;
+        store::execute(&mut *db, sql, (id,)).await?;
+        crate::coverage::assign::people(db, &members).await?;
     }
     Ok(name)
 }

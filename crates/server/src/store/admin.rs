@@ -36,7 +36,7 @@ pub async fn user_name_taken(db: &mut AnyConnection, user_name: &str) -> Result<
     .await
 }
 
-/// A person created by hand: active, with a fresh WebAuthn user handle.
+/// A person created by hand: active, with a fresh WebAuthn user handle, in their population.
 pub async fn insert_person(db: &mut AnyConnection, p: &NewPerson<'_>, now: i64) -> Result<()> {
     let sql = "INSERT INTO people (id, user_name, display_name, active, webauthn_user_id, \
          created_at, updated_at, source) VALUES ($1, $2, $3, 1, $4, $5, $5, $6)";
@@ -48,8 +48,8 @@ pub async fn insert_person(db: &mut AnyConnection, p: &NewPerson<'_>, now: i64) 
         now,
         p.source,
     );
-    super::execute(db, sql, values).await?;
-    Ok(())
+    super::execute(&mut *db, sql, values).await?;
+    crate::coverage::assign::people(db, &[p.id.to_owned()]).await
 }
 
 /// A person created here rather than by the HR feed.

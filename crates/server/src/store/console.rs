@@ -208,6 +208,22 @@ pub async fn below_since<'c>(db: impl Executor<'c, Database = Any>) -> Result<Ve
     super::fetch_all(db, "SELECT person_id, since FROM below_policy_since", ()).await
 }
 
+/// The marks of some people (those the overview lists).
+pub async fn below_since_of(db: &sqlx::AnyPool, people: &[&str]) -> Result<Vec<(String, i64)>> {
+    if people.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT person_id, since FROM below_policy_since WHERE person_id IN ({})",
+        crate::db::params::list(1, people.len(), 1)
+    );
+    let mut q = sqlx::query_as(&sql);
+    for p in people {
+        q = q.bind(*p);
+    }
+    Ok(q.fetch_all(db).await?)
+}
+
 /// Record that a person is below policy since `since` (kept if already recorded).
 pub async fn mark_below(db: &mut AnyConnection, person_id: &str, since: i64) -> Result<()> {
     let sql = "INSERT INTO below_policy_since (person_id, since) VALUES ($1, $2) \

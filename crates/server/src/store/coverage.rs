@@ -1,8 +1,11 @@
-//! The coverage report's reads: one aggregate row per active person, key models, exemptions.
+//! The coverage report's reads and the population assignment's writes. The report reads what
+//! the triggers of migration 0010 keep on each person's row (grouped, or one row a person);
+//! [`people`] is the same aggregate computed from the credentials themselves, which the
+//! consistency check compares with it.
 
 use std::collections::HashSet;
 
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::error::Result;
 
@@ -89,4 +92,177 @@ pub struct ModelRow {
 pub async fn models(db: &AnyPool) -> Result<Vec<ModelRow>> {
     let sql = "SELECT aaguid, model, COUNT(*) AS n FROM credentials WHERE status = 'active' GROUP BY aaguid, model ORDER BY n DESC, aaguid";
     super::fetch_all(db, sql, ()).await
+}
+
+/// Active people sharing a population, a number of active credentials and a set of device
+/// classes, with the sums of their credentials by class.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Group {
+    /// Their population (`None`: not assigned yet).
+    pub population: Option<String>,
+    /// Active credentials each.
+    pub cov_n: i64,
+    /// Device classes each holds, a bit per class (roaming 1, platform 2, phone 4, software 8).
+    pub cov_classes: i64,
+    /// How many people.
+    pub people: i64,
+    /// Their roaming keys.
+    pub roaming: i64,
+    /// Their platform authenticators.
+    pub platform: i64,
+    /// Their phones.
+    pub phone: i64,
+    /// Their software keys.
+    pub software: i64,
+    /// Their synced passkeys.
+    pub synced: i64,
+}
+
+/// Every active person, grouped: one scan of the `people_coverage` index.
+pub async fn groups(db: &AnyPool) -> Result<Vec<Group>> {
+    // PostgreSQL sums BIGINT as NUMERIC, which the `Any` driver does not carry: cast back.
+    let sql = "SELECT population, cov_n, cov_classes, COUNT(*) AS people, \
+               CAST(SUM(cov_roaming) AS BIGINT) AS roaming, \
+               CAST(SUM(cov_platform) AS BIGINT) AS platform, \
+               CAST(SUM(cov_phone) AS BIGINT) AS phone, \
+               CAST(SUM(cov_software) AS BIGINT) AS software, \
+               CAST(SUM(cov_synced) AS BIGINT) AS synced \
+               FROM people WHERE active = 1 AND deleted_at IS NULL \
+               GROUP BY population, cov_n, cov_classes";
+    super::fetch_all(db, sql, ()).await
+}
+
+/// One active person as their row keeps their coverage.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Standing {
+    /// Person id.
+    pub id: String,
+    /// userName.
+    pub user_name: String,
+    /// Population (`None`: not assigned yet).
+    pub population: Option<String>,
+    /// Active credentials.
+    pub cov_n: i64,
+    /// Device classes, a bit per class.
+    pub cov_classes: i64,
+    /// The one laptop all their active credentials were enrolled on, if one.
+    pub cov_laptop: Option<String>,
+    /// 1 when they were enrolled on several laptops.
+    pub cov_several_laptops: i64,
+}
+
+const STANDING: &str = "SELECT id, user_name, population, cov_n, cov_classes, cov_laptop, \
+                        cov_several_laptops FROM people WHERE active = 1 AND deleted_at IS NULL";
+
+/// Every active person's standing, by userName.
+pub async fn standings(db: &AnyPool) -> Result<Vec<Standing>> {
+    super::fetch_all(db, &format!("{STANDING} ORDER BY user_name"), ()).await
+}
+
+/// The standing of the active people of some populations (those that judge laptops).
+pub async fn standings_in(db: &AnyPool, populations: &[&str]) -> Result<Vec<Standing>> {
+    if populations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{STANDING} AND population IN ({})",
+        crate::db::params::list(1, populations.len(), 1)
+    );
+    let mut q = sqlx::query_as(&sql);
+    for p in populations {
+        q = q.bind(*p);
+    }
+    Ok(q.fetch_all(db).await?)
+}
+
+/// The standing of the active people with an exception in force at `now`.
+pub async fn exempt_standings(db: &AnyPool, now: i64) -> Result<Vec<Standing>> {
+    let sql = format!(
+        "{STANDING} AND id IN (SELECT person_id FROM exceptions WHERE expires_at > $1 AND revoked_at IS NULL)"
+    );
+    super::fetch_all(db, &sql, (now,)).await
+}
+
+/// What a person's population is assigned from, and the one assigned.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AttrsRow {
+    /// Person id.
+    pub id: String,
+    /// SCIM userType.
+    pub user_type: Option<String>,
+    /// Enterprise department.
+    pub department: Option<String>,
+    /// Enterprise employeeNumber.
+    pub employee_number: Option<String>,
+    /// Assigned population.
+    pub population: Option<String>,
+}
+
+const ATTRS: &str = "SELECT id, user_type, department, employee_number, population FROM people";
+
+/// One person's [`AttrsRow`], if they exist.
+pub async fn attrs_of(db: &mut AnyConnection, id: &str) -> Result<Option<AttrsRow>> {
+    super::row_by(db, &format!("{ATTRS} WHERE id = $1"), id).await
+}
+
+/// Everyone's [`AttrsRow`], or only those with no population yet.
+pub async fn all_attrs(db: &mut AnyConnection, only_unassigned: bool) -> Result<Vec<AttrsRow>> {
+    let filter = if only_unassigned {
+        " WHERE population IS NULL"
+    } else {
+        ""
+    };
+    super::fetch_all(db, &format!("{ATTRS}{filter}"), ()).await
+}
+
+/// Whether any row has no population yet (the partial index answers it).
+pub async fn any_unassigned(db: &AnyPool) -> Result<bool> {
+    super::exists(db, "SELECT id FROM people WHERE population IS NULL", ()).await
+}
+
+/// Assign a person's population.
+pub async fn set_population(db: &mut AnyConnection, id: &str, population: &str) -> Result<()> {
+    let sql = "UPDATE people SET population = $1 WHERE id = $2";
+    super::execute(db, sql, (population, id)).await?;
+    Ok(())
+}
+
+/// A kind of standing: the people of a population holding `n` active credentials of `classes`
+/// (bits), as [`Group`] counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kind {
+    /// Population.
+    pub population: Option<String>,
+    /// Active credentials.
+    pub cov_n: i64,
+    /// Device classes, a bit per class.
+    pub cov_classes: i64,
+}
+
+/// Up to `limit` active people of some kinds, the longest marked below policy first (no mark:
+/// as if marked at `now`), then by userName.
+pub async fn longest_of_kinds(
+    db: &AnyPool,
+    kinds: &[Kind],
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Standing>> {
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT p.id, p.user_name, p.population, p.cov_n, p.cov_classes, p.cov_laptop, \
+         p.cov_several_laptops FROM people p LEFT JOIN below_policy_since b ON b.person_id = p.id \
+         WHERE p.active = 1 AND p.deleted_at IS NULL AND (p.population, p.cov_n, p.cov_classes) \
+         IN (VALUES {}) ORDER BY COALESCE(b.since, $1), p.user_name LIMIT $2",
+        crate::db::params::rows(3, kinds.len(), 3)
+    );
+    let mut q = sqlx::query_as(&sql).bind(now).bind(limit);
+    for k in kinds {
+        q = q
+            .bind(k.population.clone())
+            .bind(k.cov_n)
+            .bind(k.cov_classes);
+    }
+    Ok(q.fetch_all(db).await?)
 }
