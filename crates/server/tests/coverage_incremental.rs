@@ -39,6 +39,11 @@ const DEPARTMENTS: [&str; 3] = ["eng", "ops", "sales"];
 const GROUP_NAMES: [&str; 3] = ["Contractors", "Temps", "Admins"];
 const CLASSES: [&str; 4] = ["roaming", "platform", "phone", "software"];
 
+/// A SCIM PATCH body of one operation.
+fn patch(op: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [op]})
+}
+
 async fn check(app: &App, after: usize) {
     let found = keywarden_server::coverage::verify(&app.state.db, app.now(), 2)
         .await
@@ -88,9 +93,7 @@ async fn kept_coverage_equals_a_recompute_after_random_operations(app: App) {
                     }
                     _ => json!({"op": "replace", "path": "active", "value": false}),
                 };
-                let (s, v) = hr
-                    .patch(&format!("/scim/v2/Users/{id}"), json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [op]}))
-                    .await;
+                let (s, v) = hr.patch(&format!("/scim/v2/Users/{id}"), patch(op)).await;
                 assert!(s == StatusCode::OK || s == StatusCode::NOT_FOUND, "{s} {v}");
             }
             3 => {
@@ -141,7 +144,7 @@ async fn kept_coverage_equals_a_recompute_after_random_operations(app: App) {
                     }
                 };
                 let (s, v) = hr
-                    .patch(&format!("/scim/v2/Groups/{group}"), json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [op]}))
+                    .patch(&format!("/scim/v2/Groups/{group}"), patch(op))
                     .await;
                 assert!(
                     [

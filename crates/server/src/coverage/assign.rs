@@ -74,9 +74,9 @@ pub async fn unassigned(pool: &AnyPool) -> Result<u64> {
 impl store::AttrsRow {
     fn attrs(&self, groups: Vec<String>) -> PersonAttrs {
         PersonAttrs {
-            user_type: self.user_type.clone(),
-            department: self.department.clone(),
-            employee_number: self.employee_number.clone(),
+            user_type: self.attrs.user_type.clone(),
+            department: self.attrs.department.clone(),
+            employee_number: self.attrs.employee_number.clone(),
             groups,
         }
     }

@@ -216,18 +216,64 @@ const CLASS_BITS: [(i64, DeviceClass); 4] = [
     (8, DeviceClass::Software),
 ];
 
+/// A kept row's standing under the rules: its population as the rules name it, that
+/// population's policy, its active credentials and their classes.
+struct Kept<'p> {
+    population: &'p str,
+    policy: &'p Policy,
+    n: u32,
+    classes: Vec<DeviceClass>,
+}
+
+impl<'p> Kept<'p> {
+    fn of(policies: &'p Policies, kind: &store::Kind) -> Self {
+        let population = policies.name_of(kind.population.as_deref());
+        Kept {
+            population,
+            policy: policies.policy_of(population),
+            n: u32::try_from(count(kind.cov_n)).unwrap_or(u32::MAX),
+            classes: classes_of(kind.cov_classes),
+        }
+    }
+
+    fn status(&self, exempt: bool) -> Status {
+        status_of(self.policy, self.n, &self.classes, exempt)
+    }
+}
+
+impl PersonCoverage {
+    /// A person as the report lists them (their laptops not judged yet).
+    fn listed(
+        person_id: String,
+        user_name: String,
+        population: &str,
+        status: Status,
+        n: u32,
+        classes: Vec<DeviceClass>,
+    ) -> Self {
+        PersonCoverage {
+            person_id,
+            user_name,
+            population: population.to_owned(),
+            status,
+            active_authenticators: n,
+            device_classes: classes,
+            posture_failures: Vec::new(),
+        }
+    }
+}
+
 /// The report's counts as people are added to it, one at a time (a recompute) or a group of
 /// alike people at a time (the incremental read).
-struct Tally<'p> {
-    policies: &'p Policies,
+struct Tally {
     populations: BTreeMap<String, PopulationCoverage>,
     by_status: BTreeMap<String, u64>,
     credentials_by_class: BTreeMap<String, u64>,
     synced_credentials: u64,
 }
 
-impl<'p> Tally<'p> {
-    fn new(policies: &'p Policies) -> Self {
+impl Tally {
+    fn new(policies: &Policies) -> Self {
         let populations = policies
             .populations
             .iter()
@@ -246,7 +292,6 @@ impl<'p> Tally<'p> {
             })
             .collect();
         Tally {
-            policies,
             populations,
             by_status: BTreeMap::new(),
             credentials_by_class: BTreeMap::new(),
@@ -309,11 +354,6 @@ impl<'p> Tally<'p> {
         }
         self.synced_credentials += count(synced);
     }
-
-    /// The policy of a population by name (the default one for a name the rules do not know).
-    fn policy(&self, population: &str) -> &'p Policy {
-        self.policies.policy_of(population)
-    }
 }
 
 /// Populations that judge laptops' ongoing posture, with their requirements.
@@ -349,7 +389,18 @@ pub async fn compute(
 ) -> Result<CoverageReport> {
     assign::unassigned(db).await?;
     let policies = Policies::load(db, default_min).await?;
-    let required = judging_laptops(&policies);
+    let (tally, parts) = kept(db, now, &policies, people_filter).await?;
+    finish(db, now, tally, parts).await
+}
+
+/// The report's counts from what each person's row keeps, and its lists.
+async fn kept<'p>(
+    db: &AnyPool,
+    now: i64,
+    policies: &'p Policies,
+    people_filter: Option<Option<Status>>,
+) -> Result<(Tally, Parts<'p>)> {
+    let required = judging_laptops(policies);
     let judged: Vec<&str> = required.iter().map(|(name, _)| *name).collect();
     let listing = people_filter.is_some();
     let (groups, exempt, judged_people, listed_people, model_rows, laptops) = tokio::try_join!(
@@ -372,34 +423,26 @@ pub async fn compute(
         store::models(db),
         crate::ongoing::laptops(db),
     )?;
-    let mut tally = Tally::new(&policies);
+    let mut tally = Tally::new(policies);
     for g in &groups {
-        let population = policies.name_of(g.population.as_deref());
-        let classes = classes_of(g.cov_classes);
-        let n = u32::try_from(count(g.cov_n)).unwrap_or(u32::MAX);
-        let status = status_of(tally.policy(population), n, &classes, false);
-        tally.people(population, status, count(g.people), &classes);
+        let kept = Kept::of(policies, &g.kind);
+        let status = kept.status(false);
+        tally.people(kept.population, status, count(g.people), &kept.classes);
+        let c = &g.by_class;
         tally.credentials(
             [
-                (DeviceClass::Roaming, g.roaming),
-                (DeviceClass::Platform, g.platform),
-                (DeviceClass::Phone, g.phone),
-                (DeviceClass::Software, g.software),
+                (DeviceClass::Roaming, c.roaming),
+                (DeviceClass::Platform, c.platform),
+                (DeviceClass::Phone, c.phone),
+                (DeviceClass::Software, c.software),
             ],
             g.synced,
         );
     }
     let exempt_ids: HashSet<&str> = exempt.iter().map(|p| p.id.as_str()).collect();
     for p in &exempt {
-        let population = policies.name_of(p.population.as_deref());
-        let n = u32::try_from(count(p.cov_n)).unwrap_or(u32::MAX);
-        let status = status_of(
-            tally.policy(population),
-            n,
-            &classes_of(p.cov_classes),
-            false,
-        );
-        tally.moved(population, status, Status::UnderException);
+        let kept = Kept::of(policies, &p.kind);
+        tally.moved(kept.population, kept.status(false), Status::UnderException);
     }
     let mut subjects = Vec::new();
     let mut people = Vec::new();
@@ -408,32 +451,29 @@ pub async fn compute(
     } else {
         &judged_people
     } {
-        let population = policies.name_of(p.population.as_deref());
-        let policy = tally.policy(population);
-        if !policy.ongoing_posture.is_empty() {
+        let kept = Kept::of(policies, &p.kind);
+        if !kept.policy.ongoing_posture.is_empty() {
             subjects.push(crate::ongoing::Subject {
                 person_id: p.id.clone(),
-                population,
-                requirements: &policy.ongoing_posture,
+                population: kept.population,
+                requirements: &kept.policy.ongoing_posture,
                 laptops: crate::ongoing::Laptops::from_aggregate(
                     p.cov_laptop.clone(),
                     p.cov_several_laptops > 0,
                 ),
             });
         }
-        let classes = classes_of(p.cov_classes);
-        let n = u32::try_from(count(p.cov_n)).unwrap_or(u32::MAX);
-        let status = status_of(policy, n, &classes, exempt_ids.contains(p.id.as_str()));
+        let status = kept.status(exempt_ids.contains(p.id.as_str()));
         if listed(people_filter, status) {
-            people.push(PersonCoverage {
-                person_id: p.id.clone(),
-                user_name: p.user_name.clone(),
-                population: population.to_owned(),
+            let (id, name) = (p.id.clone(), p.user_name.clone());
+            people.push(PersonCoverage::listed(
+                id,
+                name,
+                kept.population,
                 status,
-                active_authenticators: n,
-                device_classes: classes,
-                posture_failures: Vec::new(),
-            });
+                kept.n,
+                kept.classes,
+            ));
         }
     }
     let parts = Parts {
@@ -443,7 +483,7 @@ pub async fn compute(
         model_rows,
         laptops,
     };
-    finish(db, now, tally, parts).await
+    Ok((tally, parts))
 }
 
 /// The people below policy (status in `statuses`, not under exception) who have been so the
@@ -462,15 +502,10 @@ pub async fn longest_in(
     let kinds: Vec<store::Kind> = groups
         .into_iter()
         .filter(|g| {
-            let policy = policies.policy_of(policies.name_of(g.population.as_deref()));
-            let n = u32::try_from(count(g.cov_n)).unwrap_or(u32::MAX);
-            statuses.contains(&status_of(policy, n, &classes_of(g.cov_classes), false))
+            let kept = Kept::of(&policies, &g.kind);
+            statuses.contains(&kept.status(false))
         })
-        .map(|g| store::Kind {
-            population: g.population,
-            cov_n: g.cov_n,
-            cov_classes: g.cov_classes,
-        })
+        .map(|g| g.kind)
         .collect();
     let exempt: HashSet<String> = exempt.into_iter().map(|p| p.id).collect();
     let want = i64::try_from(limit + exempt.len()).unwrap_or(i64::MAX);
@@ -480,18 +515,16 @@ pub async fn longest_in(
         .filter(|p| !exempt.contains(&p.id))
         .take(limit)
         .map(|p| {
-            let population = policies.name_of(p.population.as_deref());
-            let classes = classes_of(p.cov_classes);
-            let n = u32::try_from(count(p.cov_n)).unwrap_or(u32::MAX);
-            PersonCoverage {
-                status: status_of(policies.policy_of(population), n, &classes, false),
-                person_id: p.id,
-                user_name: p.user_name,
-                population: population.to_owned(),
-                active_authenticators: n,
-                device_classes: classes,
-                posture_failures: Vec::new(),
-            }
+            let kept = Kept::of(&policies, &p.kind);
+            let status = kept.status(false);
+            PersonCoverage::listed(
+                p.id,
+                p.user_name,
+                kept.population,
+                status,
+                kept.n,
+                kept.classes,
+            )
         })
         .collect())
 }
@@ -506,12 +539,7 @@ struct Parts<'p> {
 }
 
 /// Judge the laptops, and put the report together.
-async fn finish(
-    db: &AnyPool,
-    now: i64,
-    tally: Tally<'_>,
-    parts: Parts<'_>,
-) -> Result<CoverageReport> {
+async fn finish(db: &AnyPool, now: i64, tally: Tally, parts: Parts<'_>) -> Result<CoverageReport> {
     let Parts {
         required,
         subjects,

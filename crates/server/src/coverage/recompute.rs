@@ -36,6 +36,17 @@ pub async fn recompute_with(
     policies: &Policies,
     people_filter: Option<Option<Status>>,
 ) -> Result<CoverageReport> {
+    let (tally, parts) = recomputed(db, now, policies, people_filter).await?;
+    finish(db, now, tally, parts).await
+}
+
+/// The report's counts from the credentials, one person at a time, and its lists.
+async fn recomputed<'p>(
+    db: &AnyPool,
+    now: i64,
+    policies: &'p Policies,
+    people_filter: Option<Option<Status>>,
+) -> Result<(Tally, Parts<'p>)> {
     let memberships = if policies.uses_groups() {
         crate::policy::all_memberships(db).await?
     } else {
@@ -85,15 +96,14 @@ pub async fn recompute_with(
         let status = status_of(policy, n, &classes, exempt.contains(&r.id));
         tally.people(population, status, 1, &classes);
         if listed(people_filter, status) {
-            people.push(PersonCoverage {
-                person_id: r.id,
-                user_name: r.user_name,
-                population: population.to_owned(),
+            people.push(PersonCoverage::listed(
+                r.id,
+                r.user_name,
+                population,
                 status,
-                active_authenticators: n,
-                device_classes: classes,
-                posture_failures: Vec::new(),
-            });
+                n,
+                classes,
+            ));
         }
     }
     let parts = Parts {
@@ -103,7 +113,7 @@ pub async fn recompute_with(
         model_rows,
         laptops,
     };
-    finish(db, now, tally, parts).await
+    Ok((tally, parts))
 }
 
 /// A part of the report where what the service keeps differs from a recompute.
@@ -132,31 +142,16 @@ pub async fn verify(db: &AnyPool, now: i64, default_min: u32) -> Result<Vec<Mism
             });
         }
     };
-    compare(
-        "by_status".into(),
-        json(&kept.by_status),
-        json(&recomputed.by_status),
-    );
-    compare(
-        "populations".into(),
-        json(&kept.populations),
-        json(&recomputed.populations),
-    );
-    compare(
-        "credentials_by_class".into(),
-        json(&kept.credentials_by_class),
-        json(&recomputed.credentials_by_class),
-    );
-    compare(
-        "synced_credentials".into(),
-        json(&kept.synced_credentials),
-        json(&recomputed.synced_credentials),
-    );
-    compare(
-        "posture_by_population".into(),
-        json(&kept.posture_by_population),
-        json(&recomputed.posture_by_population),
-    );
+    let (a, b) = (json(&kept), json(&recomputed));
+    for field in [
+        "by_status",
+        "populations",
+        "credentials_by_class",
+        "synced_credentials",
+        "posture_by_population",
+    ] {
+        compare(field.to_owned(), a[field].clone(), b[field].clone());
+    }
     let by_name = |r: &CoverageReport| -> std::collections::BTreeMap<String, serde_json::Value> {
         r.people
             .iter()

@@ -1,8 +1,8 @@
 //! The schema's migrations, embedded in the binary. Most are the same SQL on both databases and
-//! live once in `migrations/`; the ones whose SQL differs (0007's table rebuild that SQLite needs, 0010's
-//! triggers) have one file per database in `migrations/sqlite` and `migrations/postgres`. Each database has
-//! recorded the sha384 of every migration's SQL as it applied it, so these checksums never change
-//! once shipped (`tests/migrations.rs` pins them).
+//! live once in `migrations/`; the ones whose SQL differs (0007's table rebuild that SQLite
+//! needs, 0011's triggers) have one file per database in `migrations/sqlite` and
+//! `migrations/postgres`. Each database has recorded the sha384 of every migration's SQL as it
+//! applied it, so these checksums never change once shipped (`tests/migrations.rs` pins them).
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -78,7 +78,12 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
     (
         10,
         "incremental coverage",
-        per_backend!("0010_incremental_coverage.sql"),
+        shared!("0010_incremental_coverage.sql"),
+    ),
+    (
+        11,
+        "coverage triggers",
+        per_backend!("0011_coverage_triggers.sql"),
     ),
 ];
 

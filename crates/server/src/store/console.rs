@@ -210,18 +210,8 @@ pub async fn below_since<'c>(db: impl Executor<'c, Database = Any>) -> Result<Ve
 
 /// The marks of some people (those the overview lists).
 pub async fn below_since_of(db: &sqlx::AnyPool, people: &[&str]) -> Result<Vec<(String, i64)>> {
-    if people.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT person_id, since FROM below_policy_since WHERE person_id IN ({})",
-        crate::db::params::list(1, people.len(), 1)
-    );
-    let mut q = sqlx::query_as(&sql);
-    for p in people {
-        q = q.bind(*p);
-    }
-    Ok(q.fetch_all(db).await?)
+    let sql = "SELECT person_id, since FROM below_policy_since WHERE person_id";
+    super::rows_in(db, sql, people).await
 }
 
 /// Record that a person is below policy since `since` (kept if already recorded).

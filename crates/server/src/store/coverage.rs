@@ -94,28 +94,32 @@ pub async fn models(db: &AnyPool) -> Result<Vec<ModelRow>> {
     super::fetch_all(db, sql, ()).await
 }
 
-/// Active people sharing a population, a number of active credentials and a set of device
-/// classes, with the sums of their credentials by class.
+/// Active people of one [`Kind`], with the sums of their credentials by class.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Group {
-    /// Their population (`None`: not assigned yet).
-    pub population: Option<String>,
-    /// Active credentials each.
-    pub cov_n: i64,
-    /// Device classes each holds, a bit per class (roaming 1, platform 2, phone 4, software 8).
-    pub cov_classes: i64,
+    /// Their kind of standing.
+    #[sqlx(flatten)]
+    pub kind: Kind,
     /// How many people.
     pub people: i64,
-    /// Their roaming keys.
-    pub roaming: i64,
-    /// Their platform authenticators.
-    pub platform: i64,
-    /// Their phones.
-    pub phone: i64,
-    /// Their software keys.
-    pub software: i64,
+    /// Their credentials of each class: roaming, platform, phone, software.
+    #[sqlx(flatten)]
+    pub by_class: ByClass,
     /// Their synced passkeys.
     pub synced: i64,
+}
+
+/// Credentials by device class.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ByClass {
+    /// Roaming keys.
+    pub roaming: i64,
+    /// Platform authenticators.
+    pub platform: i64,
+    /// Phones.
+    pub phone: i64,
+    /// Software keys.
+    pub software: i64,
 }
 
 /// Every active person, grouped: one scan of the `people_coverage` index.
@@ -139,12 +143,9 @@ pub struct Standing {
     pub id: String,
     /// userName.
     pub user_name: String,
-    /// Population (`None`: not assigned yet).
-    pub population: Option<String>,
-    /// Active credentials.
-    pub cov_n: i64,
-    /// Device classes, a bit per class.
-    pub cov_classes: i64,
+    /// Their kind of standing.
+    #[sqlx(flatten)]
+    pub kind: Kind,
     /// The one laptop all their active credentials were enrolled on, if one.
     pub cov_laptop: Option<String>,
     /// 1 when they were enrolled on several laptops.
@@ -161,18 +162,7 @@ pub async fn standings(db: &AnyPool) -> Result<Vec<Standing>> {
 
 /// The standing of the active people of some populations (those that judge laptops).
 pub async fn standings_in(db: &AnyPool, populations: &[&str]) -> Result<Vec<Standing>> {
-    if populations.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "{STANDING} AND population IN ({})",
-        crate::db::params::list(1, populations.len(), 1)
-    );
-    let mut q = sqlx::query_as(&sql);
-    for p in populations {
-        q = q.bind(*p);
-    }
-    Ok(q.fetch_all(db).await?)
+    super::rows_in(db, &format!("{STANDING} AND population"), populations).await
 }
 
 /// The standing of the active people with an exception in force at `now`.
@@ -188,12 +178,9 @@ pub async fn exempt_standings(db: &AnyPool, now: i64) -> Result<Vec<Standing>> {
 pub struct AttrsRow {
     /// Person id.
     pub id: String,
-    /// SCIM userType.
-    pub user_type: Option<String>,
-    /// Enterprise department.
-    pub department: Option<String>,
-    /// Enterprise employeeNumber.
-    pub employee_number: Option<String>,
+    /// Their HR attributes.
+    #[sqlx(flatten)]
+    pub attrs: super::policy::AttrsRow,
     /// Assigned population.
     pub population: Option<String>,
 }
@@ -227,9 +214,9 @@ pub async fn set_population(db: &mut AnyConnection, id: &str, population: &str) 
     Ok(())
 }
 
-/// A kind of standing: the people of a population holding `n` active credentials of `classes`
-/// (bits), as [`Group`] counts them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A kind of standing: the people of a population holding `cov_n` active credentials of
+/// `cov_classes` (bits), as [`Group`] counts them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Kind {
     /// Population.
     pub population: Option<String>,

@@ -129,6 +129,30 @@ where
     Ok(q.fetch_one(db).await?)
 }
 
+/// The rows of `column_of`, a query ending in a column, with ` IN (…)` a list of `values`
+/// appended (`$1`, `$2`, … in order); none for no values.
+pub(crate) async fn rows_in<T>(
+    db: &sqlx::AnyPool,
+    column_of: &str,
+    values: &[&str],
+) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, AnyRow> + Send + Unpin,
+{
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "{column_of} IN ({})",
+        crate::db::params::list(1, values.len(), 1)
+    );
+    let mut q = sqlx::query_as(&sql);
+    for v in values {
+        q = q.bind(*v);
+    }
+    Ok(q.fetch_all(db).await?)
+}
+
 /// Whether `sql` finds a row with `binds`.
 pub(crate) async fn exists<'c, 'q>(
     db: impl Executor<'c, Database = Any>,
