@@ -526,6 +526,11 @@ async fn seed_people(st: &AppState) -> (usize, Duration) {
         .bind(json!({"required_device_classes": ["roaming"], "min_device_classes": 2, "ongoing_posture": {"disk_encryption": true}}).to_string())
         .execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
+    // The rows went in by SQL: assign their populations as the service does when the HR feed
+    // writes a person (the triggers already counted their credentials).
+    keywarden_server::coverage::assign::unassigned(pool)
+        .await
+        .unwrap();
     (people, seed.elapsed())
 }
 

@@ -45,10 +45,15 @@ UPDATE people SET (cov_n, cov_classes, cov_roaming, cov_platform, cov_phone, cov
      r.several_laptops)
 FROM coverage_recount r WHERE r.person_id = people.id;
 
--- The report's grouped scan reads only this index.
+-- The report's grouped scan reads only this index (it carries the columns of its own condition
+-- so that SQLite need not read the table to check them).
 CREATE INDEX people_coverage ON people (population, cov_n, cov_classes, cov_roaming,
-    cov_platform, cov_phone, cov_software, cov_synced)
+    cov_platform, cov_phone, cov_software, cov_synced, active, deleted_at)
     WHERE active = 1 AND deleted_at IS NULL;
+-- Active credentials by key model, counted from this index alone.
+CREATE INDEX credentials_by_model ON credentials (status, aaguid, model);
+-- Inactive people, the few the dormant-access checks start from (the overview runs them).
+CREATE INDEX people_inactive ON people (id, user_name) WHERE active = 0;
 -- People whose population is still to be assigned (rows written before this migration or by
 -- hand); the service assigns them at start and before a report.
 CREATE INDEX people_unassigned ON people (id) WHERE population IS NULL;

@@ -126,28 +126,26 @@ async fn render_overview(state: &AppState, now: i64) -> Result<String> {
     {
         let db = &state.db;
         let min = state.settings.min_authenticators;
-        let report = coverage::compute(db, now, min, None).await?;
         let below = [
             Status::BelowMinimum,
             Status::SingleDeviceClass,
             Status::NoAuthenticator,
         ];
         debug_assert!(below.iter().all(|s| exposed(*s)));
-        let longest = coverage::longest_in(db, now, min, &below, 25).await?;
-        let since: HashMap<String, i64> = crate::store::console::below_since_of(
-            db,
-            &longest
-                .iter()
-                .map(|p| p.person_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .await?
-        .into_iter()
-        .collect();
-        let days = snapshots::series(db, now, 30).await?;
-        let dormant = crate::offboard::dormant(db, now).await?;
-        let offboardings = crate::offboard::load(db).await?;
-        let exceptions = crate::exceptions::load(db, now, false).await?;
+        // Independent reads, side by side (both databases serve concurrent readers).
+        let (report, longest, days, dormant, offboardings, exceptions) = tokio::try_join!(
+            coverage::summary(db, now, min),
+            coverage::longest_in(db, now, min, &below, 25),
+            snapshots::series(db, now, 30),
+            crate::offboard::dormant(db, now),
+            crate::offboard::load(db),
+            crate::exceptions::load(db, now, false),
+        )?;
+        let listed: Vec<&str> = longest.iter().map(|p| p.person_id.as_str()).collect();
+        let since: HashMap<String, i64> = crate::store::console::below_since_of(db, &listed)
+            .await?
+            .into_iter()
+            .collect();
         let of = |s: Status| {
             usize::try_from(report.by_status.get(s.as_str()).copied().unwrap_or(0))
                 .unwrap_or(usize::MAX)

@@ -389,7 +389,16 @@ pub async fn compute(
 ) -> Result<CoverageReport> {
     assign::unassigned(db).await?;
     let policies = Policies::load(db, default_min).await?;
-    let (tally, parts) = kept(db, now, &policies, people_filter).await?;
+    let (tally, parts) = kept(db, now, &policies, people_filter, true).await?;
+    finish(db, now, tally, parts).await
+}
+
+/// [`compute`] without listing anyone or counting keys by model: the counts the console's
+/// overview shows (by status and population, laptops failing posture).
+pub async fn summary(db: &AnyPool, now: i64, default_min: u32) -> Result<CoverageReport> {
+    assign::unassigned(db).await?;
+    let policies = Policies::load(db, default_min).await?;
+    let (tally, parts) = kept(db, now, &policies, None, false).await?;
     finish(db, now, tally, parts).await
 }
 
@@ -399,6 +408,7 @@ async fn kept<'p>(
     now: i64,
     policies: &'p Policies,
     people_filter: Option<Option<Status>>,
+    keys: bool,
 ) -> Result<(Tally, Parts<'p>)> {
     let required = judging_laptops(policies);
     let judged: Vec<&str> = required.iter().map(|(name, _)| *name).collect();
@@ -410,7 +420,7 @@ async fn kept<'p>(
             if listing {
                 Ok(Vec::new())
             } else {
-                store::standings_in(db, &judged).await
+                store::judged_laptops(db, &judged).await
             }
         },
         async {
@@ -420,7 +430,13 @@ async fn kept<'p>(
                 Ok(Vec::new())
             }
         },
-        store::models(db),
+        async {
+            if keys {
+                store::models(db).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
         crate::ongoing::laptops(db),
     )?;
     let mut tally = Tally::new(policies);
@@ -446,11 +462,21 @@ async fn kept<'p>(
     }
     let mut subjects = Vec::new();
     let mut people = Vec::new();
-    for p in if listing {
-        &listed_people
-    } else {
-        &judged_people
-    } {
+    // Without a listing, the laptops of the populations that judge them, a row per laptop.
+    for j in &judged_people {
+        let population = policies.name_of(j.population.as_deref());
+        let policy = policies.policy_of(population);
+        subjects.push(crate::ongoing::Subject {
+            person_id: j.id.clone(),
+            population,
+            requirements: &policy.ongoing_posture,
+            laptops: crate::ongoing::Laptops::from_aggregate(
+                j.cov_laptop.clone(),
+                j.cov_several_laptops > 0,
+            ),
+        });
+    }
+    for p in &listed_people {
         let kept = Kept::of(policies, &p.kind);
         if !kept.policy.ongoing_posture.is_empty() {
             subjects.push(crate::ongoing::Subject {
