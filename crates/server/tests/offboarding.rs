@@ -12,9 +12,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{
-    begin, finish, next_ceremony, step_up, App, ScimClient, SoftKey, ENTERPRISE, PATCH_OP,
-};
+use common::{begin, finish, next_ceremony, step_up, App, ScimClient, SoftKey, ENTERPRISE};
 use ed25519_dalek::Verifier as _;
 use keywarden_server::auth::Role;
 use keywarden_server::webhooks::Deliverer;
@@ -92,9 +90,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     );
 
     // HR deactivates the person.
-    let (s, v) = hr.patch(&format!("/scim/v2/Users/{person}"), json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    hr.deactivate(&person).await;
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM credentials WHERE person_id = '{person}' AND status <> 'revoked'"
