@@ -20,22 +20,6 @@ use crate::policy::DeviceClass;
 use crate::secrets;
 use crate::state::AppState;
 
-const SCRIPT: &str = include_str!("assets/selfservice.js");
-const STYLE: &str = include_str!("assets/selfservice.css");
-
-/// `GET /me/assets/selfservice.js`.
-pub async fn script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
-    )
-}
-
-/// `GET /me/assets/selfservice.css`.
-pub async fn stylesheet() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
-}
-
 /// A whole page. `csrf` goes into a meta tag for the script's JSON calls.
 fn page(
     title: &str,
