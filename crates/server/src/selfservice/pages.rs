@@ -512,9 +512,7 @@ async fn report_lost_in(state: &AppState, s: &WebSession, id: &str, now: i64) ->
     }
     let mut tx = crate::db::begin(&state.db).await?;
     crate::db::lock_person(&mut tx, &s.person_id).await?;
-    let owner = credentials::standing(&mut tx, id)
-        .await?
-        .map(|c| c.person_id);
+    let owner = credentials::owner(&mut tx, id).await?;
     if owner.as_deref() != Some(s.person_id.as_str()) {
         return Err(Error::not_found(
             ErrorCode::CredentialUnknown,
