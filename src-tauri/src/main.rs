@@ -83,6 +83,11 @@ fn needs_input(message: &str) -> UiError {
     }
 }
 
+/// What a wizard step says when there is no enrolment session yet.
+fn no_session() -> keywarden_agent::Error {
+    keywarden_agent::Error::NeedsInput("Start with your enrolment ticket.".into())
+}
+
 /// Make `session` the wizard's (in place of any other) and what the window shows of it.
 fn start_session(state: &AppState, session: Session) -> Result<WizardSession, UiError> {
     let view = session.view();
@@ -90,30 +95,56 @@ fn start_session(state: &AppState, session: Session) -> Result<WizardSession, Ui
     Ok(view)
 }
 
-/// Run a blocking agent call that talks to keys: it holds the key lock (the tray leaves the keys
-/// alone) and the window's key watcher pauses meanwhile.
-async fn with_keys<T: Send + 'static>(
+/// Run a blocking agent call that talks to keys, holding the key lock (the tray leaves the keys
+/// alone).
+async fn holding_keys<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Agent) -> keywarden_agent::Result<T> + Send + 'static,
 ) -> Result<T, UiError> {
     let agent = state.agent.clone();
     let lock = state.key_lock.clone();
-    let busy = state.busy.clone();
     blocking(move || {
         let _keys = lock.acquire();
+        f(&agent)
+    })
+    .await
+}
+
+/// [`holding_keys`] for a call that waits on a key (a touch, a PIN check): the window's key
+/// watcher pauses meanwhile.
+async fn with_keys<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Agent) -> keywarden_agent::Result<T> + Send + 'static,
+) -> Result<T, UiError> {
+    let busy = state.busy.clone();
+    holding_keys(state, move |agent| {
         busy.store(true, Ordering::SeqCst);
-        let result = f(&agent);
+        let result = f(agent);
         busy.store(false, Ordering::SeqCst);
         result
     })
     .await
 }
 
+/// Open the wizard's enrolment session with a key call ([`with_keys`]), e.g. a step-up.
+async fn open_with_keys(
+    state: &AppState,
+    f: impl FnOnce(&Agent) -> keywarden_agent::Result<Session> + Send + 'static,
+) -> Result<WizardSession, UiError> {
+    let session = with_keys(state, f).await?;
+    start_session(state, session)
+}
+
 /// Tells the window when a key waits for a touch (`wizard-touch`, with the key's label).
 fn touch_prompt(app: tauri::AppHandle) -> StepPrompts {
+    pin_prompts(app, None, None)
+}
+
+/// [`touch_prompt`] that also answers the key's PIN questions with `pin` and `new_pin`.
+fn pin_prompts(app: tauri::AppHandle, pin: Option<String>, new_pin: Option<String>) -> StepPrompts {
     StepPrompts::new(
-        None,
-        None,
+        pin,
+        new_pin,
         Box::new(move |k| {
             let _ = app.emit("wizard-touch", k.label.clone());
         }),
@@ -165,10 +196,7 @@ async fn key_credentials(
     rp_id: String,
     pin: String,
 ) -> Result<Vec<KeyCredential>, UiError> {
-    let agent = state.agent.clone();
-    let lock = state.key_lock.clone();
-    blocking(move || {
-        let _keys = lock.acquire();
+    holding_keys(&state, move |agent| {
         agent.key_credentials(&key_id, &rp_id, &pin)
     })
     .await
@@ -195,13 +223,7 @@ async fn wizard_begin(
 
 #[tauri::command]
 async fn wizard_wink(state: tauri::State<'_, AppState>, key_id: String) -> Result<(), UiError> {
-    let agent = state.agent.clone();
-    let lock = state.key_lock.clone();
-    blocking(move || {
-        let _keys = lock.acquire();
-        agent.wink(&key_id)
-    })
-    .await
+    holding_keys(&state, move |agent| agent.wink(&key_id)).await
 }
 
 #[tauri::command]
@@ -210,24 +232,8 @@ async fn wizard_select_by_touch(
     state: tauri::State<'_, AppState>,
     key_ids: Vec<String>,
 ) -> Result<String, UiError> {
-    let agent = state.agent.clone();
-    let prompt: Arc<dyn keywarden_agent::keys::Prompt> = Arc::new(StepPrompts::new(
-        None,
-        None,
-        Box::new(move |k| {
-            let _ = app.emit("wizard-touch", k.label.clone());
-        }),
-    ));
-    let lock = state.key_lock.clone();
-    let busy = state.busy.clone();
-    blocking(move || {
-        let _keys = lock.acquire();
-        busy.store(true, Ordering::SeqCst);
-        let chosen = agent.select_by_touch(&key_ids, prompt);
-        busy.store(false, Ordering::SeqCst);
-        chosen
-    })
-    .await
+    let prompt: Arc<dyn keywarden_agent::keys::Prompt> = Arc::new(touch_prompt(app));
+    with_keys(&state, move |agent| agent.select_by_touch(&key_ids, prompt)).await
 }
 
 #[tauri::command]
@@ -245,16 +251,8 @@ async fn wizard_enrol(
     blocking(move || {
         let _keys = lock.acquire();
         let mut guard = slot.lock().map_err(|_| keywarden_agent::Error::Cancelled)?;
-        let session = guard.as_mut().ok_or_else(|| {
-            keywarden_agent::Error::NeedsInput("Start with your enrolment ticket.".into())
-        })?;
-        let prompts = StepPrompts::new(
-            pin,
-            new_pin,
-            Box::new(move |k| {
-                let _ = app.emit("wizard-touch", k.label.clone());
-            }),
-        );
+        let session = guard.as_mut().ok_or_else(no_session)?;
+        let prompts = pin_prompts(app, pin, new_pin);
         busy.store(true, Ordering::SeqCst);
         let result = session.enrol(&agent, Some(&key_id), &prompts);
         busy.store(false, Ordering::SeqCst);
@@ -277,9 +275,7 @@ async fn open_web_enrolment(state: tauri::State<'_, AppState>) -> Result<i64, Ui
             .lock()
             .map_err(|_| keywarden_agent::Error::Cancelled)?
             .clone()
-            .ok_or_else(|| {
-                keywarden_agent::Error::NeedsInput("Start with your enrolment ticket.".into())
-            })?;
+            .ok_or_else(no_session)?;
         session.open_web_link(&agent, &open_in_browser)
     })
     .await
@@ -380,7 +376,7 @@ async fn recovery_begin(
         (Some(_), None) => return Err(needs_input("Type the PIN of the key you still have.")),
         (None, _) => None,
     };
-    let session = with_keys(&state, move |agent| {
+    open_with_keys(&state, move |agent| {
         keywarden_agent::stepup::recover(
             agent,
             &ticket,
@@ -388,8 +384,7 @@ async fn recovery_begin(
             &touch_prompt(app),
         )
     })
-    .await?;
-    start_session(&state, session)
+    .await
 }
 
 /// "Add a key": a person who already has a key proves it is them with it (`key_id` and `pin`,
@@ -405,11 +400,10 @@ async fn add_key_begin(
     if pin.is_empty() {
         return Err(needs_input("Type the PIN of the key you already have."));
     }
-    let session = with_keys(&state, move |agent| {
+    open_with_keys(&state, move |agent| {
         keywarden_agent::stepup::add_key(agent, &key_id, &pin, &touch_prompt(app))
     })
-    .await?;
-    start_session(&state, session)
+    .await
 }
 
 /// IT reclaim station: wipe the keys plugged in that belong to people who left, check them, send

@@ -19,20 +19,18 @@ fn credentials(server: &Server, person: &str) -> usize {
         .count()
 }
 
-/// Ada, with her first key enrolled by a ticket.
-fn with_one_key(server: &Server, laptop: &Laptop) -> (String, Vec<String>) {
-    let (ada, keys) = crate::flow::provisioned(server, laptop);
+/// [`crate::flow::ada_with_a_laptop`], with Ada's first key enrolled by a ticket.
+fn ada_with_one_key(keys: usize) -> (Server, Laptop, String, Vec<String>) {
+    let (server, laptop, ada, keys) = crate::flow::ada_with_a_laptop(keys);
     let ticket = server.ticket(&ada, None);
     laptop.enrol(&ticket, &[&keys[0]], &format!("{PIN}\n"));
-    assert_eq!(credentials(server, &ada), 1);
-    (ada, keys)
+    assert_eq!(credentials(&server, &ada), 1);
+    (server, laptop, ada, keys)
 }
 
 #[test]
 fn on_the_command_line_a_second_key_takes_a_touch_of_the_first_not_a_ticket_alone() {
-    let server = Server::start();
-    let laptop = Laptop::new(3);
-    let (ada, keys) = with_one_key(&server, &laptop);
+    let (server, laptop, ada, keys) = ada_with_one_key(3);
 
     // A ticket alone: refused, and the sentence says the two ways that work.
     let ticket = server.ticket(&ada, None);
@@ -69,9 +67,7 @@ fn on_the_command_line_a_second_key_takes_a_touch_of_the_first_not_a_ticket_alon
 
 #[test]
 fn in_the_window_a_ticket_refused_for_someone_with_a_key_leads_to_adding_one_with_it() {
-    let server = Server::start();
-    let laptop = Laptop::new(2);
-    let (ada, keys) = with_one_key(&server, &laptop);
+    let (server, laptop, ada, keys) = ada_with_one_key(2);
     let ticket = server.ticket(&ada, None);
 
     in_window(&laptop, async |ui| {

@@ -75,18 +75,6 @@ pub(crate) fn run_scenario(
     );
 }
 
-/// A population of everyone in `department` with `policy`.
-pub(crate) fn population(server: &Server, name: &str, department: &str, policy: Value) {
-    let (s, v) = server.admin(
-        "PUT",
-        &format!("/api/v1/admin/populations/{name}"),
-        Some(json!({"priority": 10,
-            "selector": {"kind": "attribute", "key": "department", "value": department},
-            "policy": policy})),
-    );
-    assert_eq!(s, 200, "{v}");
-}
-
 /// Laptop and phone passkeys may enrol without a trusted attestation chain (the virtual
 /// authenticators attest with `none`, as most platform authenticators and phones do).
 pub(crate) fn browser_policy(extra: Value) -> Value {
@@ -101,7 +89,7 @@ pub(crate) fn browser_policy(extra: Value) -> Value {
 /// phone passkeys may enrol unattested, and Ana in it; returns the service and Ana's id.
 fn staff_service() -> (Server, String) {
     let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
+    server.population("staff", 10, "Engineering", browser_policy(json!({})));
     let ana = person(&server, "ana", "Engineering");
     (server, ana)
 }
@@ -349,9 +337,9 @@ fn enrolment_link_for_someone_with_a_key_needs_the_step_up() {
 #[test]
 fn two_class_population_turns_compliant() {
     let server = Server::start_browser();
-    population(
-        &server,
+    server.population(
         "two-class",
+        10,
         "Finance",
         browser_policy(json!({"min_authenticators": 2, "min_device_classes": 2})),
     );
@@ -397,21 +385,18 @@ fn two_class_population_turns_compliant() {
 #[test]
 fn synced_passkeys_follow_the_population_policy() {
     let server = Server::start_browser();
-    population(
-        &server,
+    server.population(
         "strict",
+        10,
         "Security",
         browser_policy(json!({"allow_synced": false})),
     );
-    let relaxed = browser_policy(json!({"allow_synced": true}));
-    let (s, v) = server.admin(
-        "PUT",
-        "/api/v1/admin/populations/relaxed",
-        Some(json!({"priority": 20,
-            "selector": {"kind": "attribute", "key": "department", "value": "Sales"},
-            "policy": relaxed})),
+    server.population(
+        "relaxed",
+        20,
+        "Sales",
+        browser_policy(json!({"allow_synced": true})),
     );
-    assert_eq!(s, 200, "{v}");
     let sam = person(&server, "sam", "Security");
     let sue = person(&server, "sue", "Sales");
     let strict_ticket = server.ticket(&sam, None);
@@ -489,7 +474,7 @@ fn cross_site_form_post_is_refused_and_changes_nothing() {
 #[test]
 fn offboarding_revokes_browser_passkeys_and_ends_the_session() {
     let server = Server::start_browser();
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
+    server.population("staff", 10, "Engineering", browser_policy(json!({})));
     let hr = server.hr_feed();
     let ana = hr.create_user("ana@example.com", "ana", "Engineering");
     let ticket = server.ticket(&ana, None);

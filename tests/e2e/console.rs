@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::browser::{browser_policy, person, population, run_scenario};
+use crate::browser::{browser_policy, person, run_scenario};
 use keywarden_e2e::{Laptop, Server};
 
 /// The entry of a listing about `person` (null when there is none).
@@ -21,7 +21,7 @@ fn first_admin_help_desk_and_roles_in_the_browser() {
     // A touch counts as fresh for one second here, so the console's sensitive actions ask for
     // one (the default is five minutes).
     let server = Server::start_browser_with(&["--fresh-touch-seconds", "1"]);
-    population(&server, "staff", "Engineering", browser_policy(json!({})));
+    server.population("staff", 10, "Engineering", browser_policy(json!({})));
     let hal = person(&server, "hal", "Engineering");
     let pat = person(&server, "pat", "Engineering");
     let hal_ticket = server.ticket(&hal, None);

@@ -35,14 +35,12 @@ pub fn ada_with_a_laptop(keys: usize) -> (Server, Laptop, String, Vec<String>) {
 #[test]
 fn two_keys_of_one_kind_do_not_meet_a_two_kinds_policy() {
     let server = Server::start();
-    let (s, v) = server.admin(
-        "PUT",
-        "/api/v1/admin/populations/engineering",
-        Some(serde_json::json!({"priority": 10,
-            "selector": {"kind": "attribute", "key": "department", "value": "Engineering"},
-            "policy": {"min_authenticators": 2, "min_device_classes": 2}})),
+    server.population(
+        "engineering",
+        10,
+        "Engineering",
+        serde_json::json!({"min_authenticators": 2, "min_device_classes": 2}),
     );
-    assert_eq!(s, 200, "{v}");
     let person = server
         .hr_feed()
         .create_user("eng@example.com", "Eng", "Engineering");

@@ -207,13 +207,12 @@ fn a_personal_key_loses_only_the_organisations_credentials_and_is_never_reset() 
 /// key was taken to `laptop`, which was provisioned and made a reclaim station by an admin.
 /// Returns the key's id.
 pub(crate) fn departed_contractor_key(server: &Server, laptop: &Laptop) -> String {
-    let (s, v) = server.admin(
-        "PUT",
-        "/api/v1/admin/populations/contractors",
-        Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": "Contractors"},
-                    "policy": {"personal_keys": true, "collect_serial_numbers": false, "min_authenticators": 1}})),
+    server.population(
+        "contractors",
+        10,
+        "Contractors",
+        json!({"personal_keys": true, "collect_serial_numbers": false, "min_authenticators": 1}),
     );
-    assert_eq!(s, 200, "{v}");
     let hr = server.hr_feed();
     let person = hr.create_user("cy@contractor.example", "Cy Contractor", "Contractors");
     let own = Laptop::with_keys_of(laptop);

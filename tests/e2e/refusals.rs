@@ -294,13 +294,12 @@ impl keywarden_agent::enrol::EnrolPrompts for FixedPin {
 #[test]
 fn a_credential_the_service_refuses_is_removed_from_the_key() {
     let server = Server::start();
-    let (s, v) = server.admin(
-        "PUT",
-        "/api/v1/admin/populations/research",
-        Some(json!({"priority": 10, "selector": {"kind": "attribute", "key": "department", "value": "Research"},
-                    "policy": {"aaguid_allow_list": ["ee882879-721c-4913-9775-3dfcce97072a"]}})),
+    server.population(
+        "research",
+        10,
+        "Research",
+        json!({"aaguid_allow_list": ["ee882879-721c-4913-9775-3dfcce97072a"]}),
     );
-    assert_eq!(s, 200, "{v}");
     let person = server
         .hr_feed()
         .create_user("rae@example.com", "Rae", "Research");

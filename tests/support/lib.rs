@@ -189,6 +189,19 @@ impl Server {
         )
     }
 
+    /// Define the population `name` (everyone in `department`, at `priority`) with `policy`,
+    /// which must succeed.
+    pub fn population(&self, name: &str, priority: u32, department: &str, policy: Value) {
+        let (s, v) = self.admin(
+            "PUT",
+            &format!("/api/v1/admin/populations/{name}"),
+            Some(serde_json::json!({"priority": priority,
+                "selector": {"kind": "attribute", "key": "department", "value": department},
+                "policy": policy})),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+
     /// Every credential, as the admin API lists them.
     pub fn credentials(&self) -> Vec<Value> {
         let (s, v) = self.admin("GET", "/api/v1/admin/credentials", None);

@@ -15,7 +15,7 @@ import { failedAt, initialLostState, withUpdated, type LostState, type LostStep 
 import { renderLost } from "./lost-view";
 import { initialReclaimState, renderReclaim, type ReclaimState } from "./reclaim-view";
 import { esc, renderCheckin, renderError, renderInventory, renderPosture } from "./view";
-import { asUiError, checkNewPin, minPinLength, sameKeys, type Step } from "./wizard";
+import { asUiError, checkNewPin, minPinLength, sameKeys, withRetriesLeft, type Step } from "./wizard";
 import { initialState, renderProgress, renderWizard, type WizardState } from "./wizard-view";
 
 const $ = (id: string) => document.getElementById(id);
@@ -37,21 +37,12 @@ function render(focus = true) {
   const progress = $("progress");
   if (progress) progress.innerHTML = renderProgress(state.step, state.adding);
   const el = $("wizard");
-  // A key plugged in while the PIN is typed on "Add a key": keep what was typed.
-  const kept = el && state.step === "prove" ? typed(el, ["prove-pin"]) : [];
-  show("wizard", renderWizard(state));
-  for (const [id, v] of kept) {
-    const input = $(id) as HTMLInputElement | null;
-    if (input) input.value = v;
-  }
-  if (!focus) return;
-  // Keyboard users land on what needs them: the error's way forward, the first field, or the
-  // step's heading.
-  const target =
-    ($("error-action") as HTMLElement | null) ??
-    (document.querySelector("#wizard input") as HTMLElement | null) ??
-    ($("step-title") as HTMLElement | null);
-  target?.focus();
+  if (!el) return;
+  el.setAttribute("aria-busy", "false");
+  // A key plugged in while the PIN is typed on "Add a key": keep what was typed. Keyboard users
+  // land on what needs them: the error's way forward, the first field, or the step's heading.
+  const keep = state.step === "prove" ? ["prove-pin"] : [];
+  redraw(el, renderWizard(state), keep, focus, ["#error-action", "#wizard input", "#step-title"]);
 }
 
 function go(step: Step, patch: Partial<WizardState> = {}) {
@@ -72,22 +63,26 @@ function typed(el: HTMLElement, ids: string[]): [string, string][] {
     .filter(([, v]) => v !== "");
 }
 
-/** Render "Lost a key?"; `keep` names fields whose typed value survives (e.g. a key plugged in). */
-function renderLostView(focus = true, keep: string[] = []) {
-  const el = $("lost");
-  if (!el) return;
+/** Put `html` in `el`, keeping the values typed into the fields `keep` names (a key plugged in
+ * re-renders the view); with `focus`, move the keyboard to the first of `targets` (selectors). */
+function redraw(el: HTMLElement, html: string, keep: string[], focus: boolean, targets: string[]) {
   const kept = typed(el, keep);
-  el.innerHTML = renderLost(lost);
+  el.innerHTML = html;
   for (const [id, v] of kept) {
     const input = el.querySelector(`[id="${id}"]`) as HTMLInputElement | null;
     if (input) input.value = v;
   }
   if (!focus) return;
-  const target =
-    ($("lost-error-action") as HTMLElement | null) ??
-    (el.querySelector("input[type=password], input[type=text]") as HTMLElement | null) ??
-    ($("lost-title") as HTMLElement | null);
+  const target = targets.map((t) => document.querySelector(t) as HTMLElement | null).find((t) => t);
   target?.focus();
+}
+
+/** Render "Lost a key?"; `keep` names fields whose typed value survives (e.g. a key plugged in). */
+function renderLostView(focus = true, keep: string[] = []) {
+  const el = $("lost");
+  if (!el) return;
+  const field = "#lost input[type=password], #lost input[type=text]";
+  redraw(el, renderLost(lost), keep, focus, ["#lost-error-action", field, "#lost-title"]);
 }
 
 function lostGo(step: LostStep, patch: Partial<LostState> = {}) {
@@ -289,9 +284,7 @@ async function lostSignIn(keyId: string, pin: string) {
   } catch (e) {
     const err = asUiError(e);
     // After a wrong PIN the key's retries changed: show what the key now says.
-    if (err.retries_left != null) {
-      lost = { ...lost, keys: lost.keys.map((k) => (k.id === keyId ? { ...k, pin_retries: err.retries_left } : k)) };
-    }
+    lost = { ...lost, keys: withRetriesLeft(lost.keys, keyId, err) };
     lostFail(err);
   }
 }
@@ -350,9 +343,7 @@ async function addKeyBegin(keyId: string, pin: string) {
   } catch (e) {
     const err = asUiError(e);
     // After a wrong PIN the key's retries changed: show what the key now says.
-    if (err.retries_left != null) {
-      state = { ...state, keys: state.keys.map((k) => (k.id === keyId ? { ...k, pin_retries: err.retries_left } : k)) };
-    }
+    state = { ...state, keys: withRetriesLeft(state.keys, keyId, err) };
     fail(err);
   }
 }

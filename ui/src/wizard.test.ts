@@ -14,6 +14,7 @@ import {
   recovery,
   sameKeys,
   webLinkOpenedText,
+  withRetriesLeft,
 } from "./wizard";
 import { initialState, proveKey, renderProgress, renderWizard } from "./wizard-view";
 import { credential, softKey } from "./test-support";
@@ -107,6 +108,14 @@ describe("keys", () => {
     expect(sameKeys([key], [key])).toBe(true);
     expect(sameKeys([key], [])).toBe(false);
     expect(sameKeys([key], [{ ...key, pin_set: true }])).toBe(false);
+  });
+  it("shows the retries a wrong PIN left on that key only", () => {
+    const other = softKey("soft:other", { pin_retries: 8 });
+    const wrong: UiError = { code: "pin_invalid", message: "wrong PIN", retries_left: 5 };
+    const after = withRetriesLeft([{ ...key, pin_retries: 8 }, other], key.id, wrong);
+    expect(after.map((k) => k.pin_retries)).toEqual([5, 8]);
+    const keys = [key, other];
+    expect(withRetriesLeft(keys, key.id, { ...wrong, retries_left: null })).toBe(keys);
   });
 });
 

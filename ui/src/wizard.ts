@@ -195,6 +195,12 @@ export function keySummary(k: KeyInfo): string {
   return parts.join(" · ");
 }
 
+/** `keys` with what a wrong PIN left on the key `keyId`: the retries `e` reports, when it does. */
+export function withRetriesLeft(keys: KeyInfo[], keyId: string, e: UiError): KeyInfo[] {
+  if (e.retries_left == null) return keys;
+  return keys.map((k) => (k.id === keyId ? { ...k, pin_retries: e.retries_left } : k));
+}
+
 /** Ids as a set, to see keys come and go between two polls. */
 export function sameKeys(a: KeyInfo[], b: KeyInfo[]): boolean {
   const ids = (l: KeyInfo[]) => l.map((k) => `${k.id}/${k.pin_set}/${k.pin_retries}`).sort().join(",");

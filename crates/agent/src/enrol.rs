@@ -455,22 +455,10 @@ mod tests {
     #[test]
     fn step_prompts_use_the_pin_once_and_report_a_wrong_one_with_retries() {
         let info = KeyInfo {
-            id: "k".into(),
-            backend: keywarden_protocol::KeyBackend::Soft,
-            label: "l".into(),
-            model: None,
-            aaguid: String::new(),
-            versions: vec![],
-            extensions: vec![],
-            options: Default::default(),
-            pin_protocols: vec![],
-            firmware_version: None,
             pin_set: true,
             pin_retries: Some(8),
-            min_pin_length: None,
-            force_pin_change: None,
-            remaining_discoverable_credentials: None,
             id_from_serial: Some(false),
+            ..KeyInfo::new("k", keywarden_protocol::KeyBackend::Soft, "l", "")
         };
         let p = StepPrompts::new(Some("1234".into()), None, Box::new(|_| {}));
         assert_eq!(p.pin(&info, Some(8), false).unwrap(), "1234");

@@ -70,6 +70,19 @@ pub fn exit_failure(program: &str, e: &dyn std::fmt::Display) -> std::process::E
     std::process::ExitCode::FAILURE
 }
 
+/// How the CLI ends when a command fails: `{program}: error: {e}` on stderr, then each cause
+/// below it on its own line, and a failing exit code.
+pub fn exit_with_causes(
+    program: &str,
+    e: &(dyn std::error::Error + 'static),
+) -> std::process::ExitCode {
+    eprintln!("{program}: error: {e}");
+    for cause in std::iter::successors(e.source(), |c| c.source()) {
+        eprintln!("  caused by: {cause}");
+    }
+    std::process::ExitCode::FAILURE
+}
+
 /// Another of Keywarden's programs (`keywarden-app`, `keywarden-tray`): the one installed beside
 /// this binary, else `name` as found on PATH.
 pub fn sibling_binary(name: &str) -> std::path::PathBuf {

@@ -27,13 +27,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("keywarden: error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => keywarden_agent::exit_with_causes("keywarden", e.as_ref()),
     }
 }
 

@@ -118,6 +118,31 @@ pub fn cose_es256_public_key(x: &[u8; 32], y: &[u8; 32]) -> Vec<u8> {
     ]))
 }
 
+/// The x and y of the EC2 P-256 credential public key attested in `auth_data` (what
+/// [`cose_es256_public_key`] wrote), or why there is none.
+pub fn attested_es256_coordinates(
+    auth_data: &[u8],
+) -> std::result::Result<([u8; 32], [u8; 32]), &'static str> {
+    if auth_data.len() < 55 || auth_data[32] & FLAG_AT == 0 {
+        return Err("authData has no attested credential");
+    }
+    let id_len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
+    let cose: Value = auth_data
+        .get(55 + id_len..)
+        .and_then(|rest| ciborium::from_reader(rest).ok())
+        .ok_or("credential public key is not CBOR")?;
+    let coord = |label: i128| {
+        cose.as_map()
+            .and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.as_integer().map(i128::from) == Some(label))
+            })
+            .and_then(|(_, v)| <[u8; 32]>::try_from(v.as_bytes()?.as_slice()).ok())
+            .ok_or("credential public key is not a P-256 COSE key")
+    };
+    Ok((coord(-2)?, coord(-3)?))
+}
+
 /// A signature-carrying attestation statement (`packed` or `fido-u2f`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestationStatement {
@@ -212,6 +237,11 @@ mod tests {
         let assertion = authenticator_data("example.com", FLAG_UP | FLAG_AT, 5, None).unwrap();
         assert_eq!(assertion.len(), 37);
         assert_eq!(assertion[32], FLAG_UP);
+        assert_eq!(attested_es256_coordinates(&ad), Ok(([1; 32], [2; 32])));
+        assert_eq!(
+            attested_es256_coordinates(&assertion),
+            Err("authData has no attested credential")
+        );
     }
 
     #[test]

@@ -235,67 +235,47 @@ pub fn ctap_status_name(code: u8) -> &'static str {
 mod tests {
     use super::*;
 
+    /// `from_ctap_status` maps each `(status, retries left)` to the variant given.
+    fn assert_maps(cases: &[(u8, Option<u32>, Error)]) {
+        for (code, retries_left, expected) in cases {
+            assert_eq!(
+                format!("{:?}", Error::from_ctap_status(*code, || *retries_left)),
+                format!("{expected:?}"),
+                "status {code:#04x} with {retries_left:?} retries left"
+            );
+        }
+    }
+
     #[test]
     fn pin_statuses_map_to_their_own_variants() {
-        assert!(matches!(
-            Error::from_ctap_status(0x31, || Some(5)),
-            Error::PinInvalid { retries_left: 5 }
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x31, || Some(0)),
-            Error::PinBlocked
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x31, || None),
-            Error::Ctap {
-                code: 0x31,
-                name: "PIN_INVALID"
-            }
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x32, || None),
-            Error::PinBlocked
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x34, || None),
-            Error::PinAuthBlocked
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x35, || None),
-            Error::PinNotSet
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x36, || None),
-            Error::PinRequired
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x37, || None),
-            Error::PinPolicy { min_len: 4 }
-        ));
+        assert_maps(&[
+            (0x31, Some(5), Error::PinInvalid { retries_left: 5 }),
+            (0x31, Some(0), Error::PinBlocked),
+            (
+                0x31,
+                None,
+                Error::Ctap {
+                    code: 0x31,
+                    name: "PIN_INVALID",
+                },
+            ),
+            (0x32, None, Error::PinBlocked),
+            (0x34, None, Error::PinAuthBlocked),
+            (0x35, None, Error::PinNotSet),
+            (0x36, None, Error::PinRequired),
+            (0x37, None, Error::PinPolicy { min_len: 4 }),
+        ]);
     }
 
     #[test]
     fn ceremony_statuses_map_to_their_own_variants() {
-        assert!(matches!(
-            Error::from_ctap_status(0x19, || None),
-            Error::CredentialExcluded
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x2E, || None),
-            Error::NoCredentials
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x2F, || None),
-            Error::UserActionTimeout
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x27, || None),
-            Error::OperationDenied
-        ));
-        assert!(matches!(
-            Error::from_ctap_status(0x28, || None),
-            Error::KeyStoreFull
-        ));
+        assert_maps(&[
+            (0x19, None, Error::CredentialExcluded),
+            (0x2E, None, Error::NoCredentials),
+            (0x2F, None, Error::UserActionTimeout),
+            (0x27, None, Error::OperationDenied),
+            (0x28, None, Error::KeyStoreFull),
+        ]);
     }
 
     #[test]

@@ -68,6 +68,34 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
+    /// A key known only by its id, backend, label and AAGUID: no versions, extensions, options
+    /// or PIN protocols, no PIN set, nothing else reported.
+    pub fn new(
+        id: impl Into<String>,
+        backend: KeyBackend,
+        label: impl Into<String>,
+        aaguid: impl Into<String>,
+    ) -> KeyInfo {
+        KeyInfo {
+            id: id.into(),
+            backend,
+            label: label.into(),
+            model: None,
+            aaguid: aaguid.into(),
+            versions: Vec::new(),
+            extensions: Vec::new(),
+            options: BTreeMap::new(),
+            pin_protocols: Vec::new(),
+            firmware_version: None,
+            pin_set: false,
+            pin_retries: None,
+            min_pin_length: None,
+            force_pin_change: None,
+            remaining_discoverable_credentials: None,
+            id_from_serial: None,
+        }
+    }
+
     /// True for the software authenticator, however it is reached (in-process, or presented
     /// as a USB HID device for testing the real HID path).
     pub fn is_soft(&self) -> bool {

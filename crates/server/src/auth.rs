@@ -290,58 +290,37 @@ impl Roles for AnyStaff {
 }
 
 /// A bearer-token caller whose role is one of `R`'s, checked before the handler runs (and
-/// before its body is read); anyone else gets 403 `role_forbidden` and nothing happens.
+/// before its body is read); anyone else gets 403 `role_forbidden` and nothing happens. With
+/// `FRESH` (spelled [`Fresh`]) a console caller must also have touched their key lately.
 #[derive(Debug)]
-pub struct Staff<R: Roles> {
+pub struct Staff<R: Roles, const FRESH: bool = false> {
     /// The caller.
     pub caller: Caller,
     roles: std::marker::PhantomData<R>,
-}
-
-impl<R: Roles> std::ops::Deref for Staff<R> {
-    type Target = Caller;
-    fn deref(&self) -> &Caller {
-        &self.caller
-    }
-}
-
-impl<R: Roles> FromRequestParts<AppState> for Staff<R> {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        caller.require(R::ALLOWED)?;
-        Ok(Staff {
-            caller,
-            roles: std::marker::PhantomData,
-        })
-    }
 }
 
 /// [`Staff`] for a sensitive action (issue a ticket or a recovery, approve, suspend or revoke,
 /// retire a laptop, change policy or roles): a console caller must also have touched their key
 /// in the last few minutes, else 403 `fresh_touch_required` and nothing happens.
-#[derive(Debug)]
-pub struct Fresh<R: Roles> {
-    /// The caller.
-    pub caller: Caller,
-    roles: std::marker::PhantomData<R>,
-}
+pub type Fresh<R> = Staff<R, true>;
 
-impl<R: Roles> std::ops::Deref for Fresh<R> {
+impl<R: Roles, const FRESH: bool> std::ops::Deref for Staff<R, FRESH> {
     type Target = Caller;
     fn deref(&self) -> &Caller {
         &self.caller
     }
 }
 
-impl<R: Roles> FromRequestParts<AppState> for Fresh<R> {
+impl<R: Roles, const FRESH: bool> FromRequestParts<AppState> for Staff<R, FRESH> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let Staff { caller, .. } = Staff::<R>::from_request_parts(parts, state).await?;
-        caller.require_fresh(state.now_ms())?;
-        Ok(Fresh {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(R::ALLOWED)?;
+        if FRESH {
+            caller.require_fresh(state.now_ms())?;
+        }
+        Ok(Staff {
             caller,
             roles: std::marker::PhantomData,
         })

@@ -114,22 +114,9 @@ mod tests {
 
     fn key(id: &str, backend: KeyBackend, id_from_serial: Option<bool>) -> KeyInfo {
         KeyInfo {
-            id: id.into(),
-            backend,
-            label: "key".into(),
-            model: None,
-            aaguid: "cb69481e-8ff7-4039-93ec-0a2729a154a8".into(),
-            versions: vec![],
-            extensions: vec![],
-            options: Default::default(),
-            pin_protocols: vec![],
-            firmware_version: None,
             pin_set: true,
-            pin_retries: None,
-            min_pin_length: None,
-            force_pin_change: None,
-            remaining_discoverable_credentials: None,
             id_from_serial,
+            ..KeyInfo::new(id, backend, "key", "cb69481e-8ff7-4039-93ec-0a2729a154a8")
         }
     }
 

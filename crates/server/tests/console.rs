@@ -313,16 +313,7 @@ async fn roles_go_to_hr_people_and_end_when_they_leave(app: App) {
     let (s, _) = helpdesk.get(&app, "/console").await;
     assert_eq!(s, StatusCode::OK);
     // Hal leaves: the HR feed deactivates him; his role and session end with it.
-    let patch = json!({
-        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-        "Operations": [{"op": "replace", "path": "active", "value": false}]
-    });
-    let (s, v) = app
-        .hr_feed()
-        .await
-        .patch(&format!("/scim/v2/Users/{hal}"), patch)
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    app.hr_feed().await.deactivate(&hal).await;
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM staff_roles WHERE person_id = '{hal}'"

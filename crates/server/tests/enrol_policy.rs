@@ -6,7 +6,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{begin, finish, App, SoftKey};
+use common::{begin, finish, next_ceremony, App, SoftKey};
 use keywarden_protocol::SOFT_KEY_AAGUID;
 use serde_json::{json, Value};
 
@@ -161,11 +161,7 @@ async fn finishing_says_whether_the_whole_policy_is_met(app: App) {
     let (s, first) = finish(&app, &laptop, &b, &SoftKey::new()).await;
     assert_eq!(s, StatusCode::OK, "{first}");
     assert_eq!(first["meets_policy"], false, "{first}");
-    let path = format!(
-        "/api/v1/agent/enrolments/{}/ceremonies",
-        b["enrolment_id"].as_str().unwrap()
-    );
-    let (s, next) = laptop.signed(&app, &path, &json!({})).await;
+    let (s, next) = next_ceremony(&app, &laptop, &b).await;
     assert_eq!(s, StatusCode::CREATED, "{next}");
     b = next;
     let (s, second) = finish(&app, &laptop, &b, &SoftKey::new()).await;
@@ -182,11 +178,7 @@ async fn finishing_says_whether_the_whole_policy_is_met(app: App) {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, _) = finish(&app, &laptop, &b, &SoftKey::new()).await;
     assert_eq!(s, StatusCode::OK);
-    let path = format!(
-        "/api/v1/agent/enrolments/{}/ceremonies",
-        b["enrolment_id"].as_str().unwrap()
-    );
-    let (_, next) = laptop.signed(&app, &path, &json!({})).await;
+    let (_, next) = next_ceremony(&app, &laptop, &b).await;
     b = next;
     let (s, done) = finish(&app, &laptop, &b, &SoftKey::new()).await;
     assert_eq!(s, StatusCode::OK, "{done}");

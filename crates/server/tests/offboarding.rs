@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{begin, finish, step_up, App, ScimClient, SoftKey, ENTERPRISE, PATCH_OP};
+use common::{begin, finish, next_ceremony, step_up, App, ScimClient, SoftKey, ENTERPRISE};
 use ed25519_dalek::Verifier as _;
 use keywarden_server::auth::Role;
 use keywarden_server::webhooks::Deliverer;
@@ -74,11 +74,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     let (s, first) = begin(&app, &laptop, &app.ticket_secret(&person).await).await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(finish(&app, &laptop, &first, &a).await.0, StatusCode::OK);
-    let path = format!(
-        "/api/v1/agent/enrolments/{}/ceremonies",
-        first["enrolment_id"].as_str().unwrap()
-    );
-    let (_, second) = laptop.signed(&app, &path, &json!({})).await;
+    let (_, second) = next_ceremony(&app, &laptop, &first).await;
     assert_eq!(finish(&app, &laptop, &second, &b).await.0, StatusCode::OK);
     let open_ticket = app.ticket_secret(&person).await;
     let (s, r) = app.call("POST", "/api/v1/admin/recoveries", &desk,
@@ -94,9 +90,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     );
 
     // HR deactivates the person.
-    let (s, v) = hr.patch(&format!("/scim/v2/Users/{person}"), json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    hr.deactivate(&person).await;
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM credentials WHERE person_id = '{person}' AND status <> 'revoked'"

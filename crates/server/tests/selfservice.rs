@@ -251,15 +251,7 @@ async fn offboarding_ends_sessions_and_revokes_browser_passkeys(app: App) {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["credential"]["id"].as_str().unwrap().to_owned();
-    let scim = app.hr_feed().await;
-    let (s, v) = scim
-        .patch(
-            &format!("/scim/v2/Users/{person}"),
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "replace", "path": "active", "value": false}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    app.hr_feed().await.deactivate(&person).await;
     assert_eq!(app.credential_field(&id, "status").await, "revoked");
     let (s, _) = browser.get(&app, "/api/v1/me").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);

@@ -39,18 +39,9 @@ pub(crate) fn credential_public_key(attestation_object: &[u8]) -> Result<(Vec<u8
         .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("authData")))
         .and_then(|(_, v)| v.as_bytes())
         .ok_or_else(|| anyhow!("no authData"))?;
-    let id_len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
-    let cose: ciborium::Value = ciborium::from_reader(&auth_data[55 + id_len..])?;
-    let get = |label: i128| {
-        cose.as_map()
-            .and_then(|m| {
-                m.iter()
-                    .find(|(k, _)| k.as_integer().map(i128::from) == Some(label))
-            })
-            .and_then(|(_, v)| v.as_bytes().cloned())
-            .ok_or_else(|| anyhow!("COSE key without {label}"))
-    };
-    Ok((get(-2)?, get(-3)?))
+    let (x, y) = keywarden_keys::attestation::attested_es256_coordinates(auth_data)
+        .map_err(|e| anyhow!(e))?;
+    Ok((x.to_vec(), y.to_vec()))
 }
 
 pub(crate) fn verify_es256(x: &[u8], y: &[u8], message: &[u8], signature: &[u8]) -> Result<bool> {

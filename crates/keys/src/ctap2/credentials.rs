@@ -1,11 +1,12 @@
 //! Credentials: makeCredential, getAssertion and credential management.
 
 use super::cbor::{
-    bytes, descriptor, descriptor_ids, encode, get, get_text, int, option, required_bytes, text,
+    descriptor, descriptor_ids, encode, get, get_text, int, option, required_bytes, text,
     text_field, uint, Answer, Map,
 };
 use super::{
-    pop, status, status_of, touch, CtapAuthenticator, UserPresence, PERM_CM, PERM_GA, PERM_MC,
+    pop, status, status_of, touch, CtapAuthenticator, UserPresence, UvParam, PERM_CM, PERM_GA,
+    PERM_MC,
 };
 use crate::attestation::{FLAG_UP, FLAG_UV};
 use crate::{MakeCredentialRequest, SilentPrompt};
@@ -55,16 +56,12 @@ impl CtapAuthenticator {
             None => false,
         };
         let rk = option(p, 7, "rk")?.unwrap_or(false);
-        let flags = match bytes(p, 8)? {
-            Some(param) if param.is_empty() => return self.probe(up),
-            Some(param) => {
-                let protocol = self.protocol(p, 9)?;
-                self.check_token(protocol, &param, &client_data_hash, PERM_MC, Some(&rp_id))?;
-                FLAG_UP | FLAG_UV
-            }
-            None if self.pin_set() => return Err(status::PUAT_REQUIRED),
-            None if rk => return Err(status::PIN_NOT_SET),
-            None => FLAG_UP,
+        let flags = match self.uv_param(p, 8, &client_data_hash, PERM_MC, &rp_id)? {
+            UvParam::Probe => return self.probe(up),
+            UvParam::Verified => FLAG_UP | FLAG_UV,
+            UvParam::Absent if self.pin_set() => return Err(status::PUAT_REQUIRED),
+            UvParam::Absent if rk => return Err(status::PIN_NOT_SET),
+            UvParam::Absent => FLAG_UP,
         };
         touch(up)?;
         let req = MakeCredentialRequest {
@@ -108,14 +105,10 @@ impl CtapAuthenticator {
         };
         let client_data_hash = required_bytes(p, 2)?;
         let allow = descriptor_ids(get(p, 3))?;
-        let flags = match bytes(p, 6)? {
-            Some(param) if param.is_empty() => return self.probe(up),
-            Some(param) => {
-                let protocol = self.protocol(p, 7)?;
-                self.check_token(protocol, &param, &client_data_hash, PERM_GA, Some(&rp_id))?;
-                FLAG_UP | FLAG_UV
-            }
-            None => FLAG_UP,
+        let flags = match self.uv_param(p, 6, &client_data_hash, PERM_GA, &rp_id)? {
+            UvParam::Probe => return self.probe(up),
+            UvParam::Verified => FLAG_UP | FLAG_UV,
+            UvParam::Absent => FLAG_UP,
         };
         touch(up)?;
         let a = self

@@ -15,7 +15,7 @@ pub mod pin;
 use crate::models::SOFT_KEY_AAGUID;
 use crate::soft::{Attestation, SoftKey};
 use crate::Error;
-use cbor::{canonical, encode, int, text, uint, Answer, Map};
+use cbor::{bytes, canonical, encode, int, text, uint, Answer, Map};
 use ciborium::value::Value;
 use pin::{KeyAgreement, Protocol};
 
@@ -47,6 +47,16 @@ mod status {
 const PERM_MC: u8 = 0x01;
 const PERM_GA: u8 = 0x02;
 const PERM_CM: u8 = 0x04;
+
+/// What a request's pinUvAuthParam says ([`CtapAuthenticator::uv_param`]).
+enum UvParam {
+    /// None given.
+    Absent,
+    /// A zero-length one: "is a PIN set?" ([`CtapAuthenticator::probe`]).
+    Probe,
+    /// One that checked out: the user was verified.
+    Verified,
+}
 
 /// The key family a soft key imitates over HID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +333,27 @@ impl CtapAuthenticator {
             }
         }
         Ok(())
+    }
+
+    /// The pinUvAuthParam of a makeCredential or getAssertion (at `key`, its protocol at
+    /// `key + 1`), checked over `client_data_hash` for `permission` on `rp_id` when given.
+    fn uv_param(
+        &mut self,
+        params: &Map,
+        key: i128,
+        client_data_hash: &[u8],
+        permission: u8,
+        rp_id: &str,
+    ) -> std::result::Result<UvParam, u8> {
+        match bytes(params, key)? {
+            Some(param) if param.is_empty() => Ok(UvParam::Probe),
+            Some(param) => {
+                let protocol = self.protocol(params, key + 1)?;
+                self.check_token(protocol, &param, client_data_hash, permission, Some(rp_id))?;
+                Ok(UvParam::Verified)
+            }
+            None => Ok(UvParam::Absent),
+        }
     }
 
     /// A zero-length pinUvAuthParam asks "is a PIN set?" after a touch (platforms use it to

@@ -334,6 +334,26 @@ impl HidKey {
         }
     }
 
+    /// Run a call that checks the PIN ([`guard`]); a wrong PIN comes back with the attempts left.
+    fn guard_pin<T, E: fmt::Display>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> Result<T> {
+        guard(what, f).map_err(|e| self.with_retries(e))
+    }
+
+    /// [`Self::guard_pin`] for a call that waits for a touch, which `prompt` asks for first.
+    fn guard_touch<T, E: fmt::Display>(
+        &self,
+        prompt: &dyn Prompt,
+        what: &'static str,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> Result<T> {
+        prompt.touch(&self.info);
+        self.guard_pin(what, f)
+    }
+
     /// `PIN_POLICY_VIOLATION` does not say the minimum: take it from getInfo.
     fn policy(&self, e: Error) -> Error {
         match e {
@@ -391,10 +411,10 @@ impl Authenticator for HidKey {
         self.refresh()?;
         self.require_pin(current_pin)?;
         self.check_new_pin(new_pin)?;
-        guard("changing the PIN", || {
+        self.guard_pin("changing the PIN", || {
             self.device.change_pin(current_pin, new_pin)
         })
-        .map_err(|e| self.policy(self.with_retries(e)))
+        .map_err(|e| self.policy(e))
     }
 
     fn pin_retries(&mut self) -> Result<u32> {
@@ -432,11 +452,9 @@ impl Authenticator for HidKey {
             builder = builder.exclude_authenticator(id);
         }
         let args = builder.build();
-        prompt.touch(&self.info);
-        let att = guard("making a credential", || {
+        let att = self.guard_touch(prompt, "making a credential", || {
             self.device.make_credential_with_args(&args)
-        })
-        .map_err(|e| self.with_retries(e))?;
+        })?;
 
         let statement = match att.fmt.as_str() {
             "none" => None,
@@ -485,11 +503,9 @@ impl Authenticator for HidKey {
             builder = builder.add_credential_id(id);
         }
         let args = builder.build();
-        prompt.touch(&self.info);
-        let assertions = guard("getting an assertion", || {
+        let assertions = self.guard_touch(prompt, "getting an assertion", || {
             self.device.get_assertion_with_args(&args)
-        })
-        .map_err(|e| self.with_retries(e))?;
+        })?;
         let a = assertions
             .into_iter()
             .next()
@@ -550,11 +566,10 @@ impl Authenticator for HidKey {
             id: credential_id.to_vec(),
             ctype: "public-key".to_owned(),
         };
-        guard("deleting a credential", || {
+        self.guard_pin("deleting a credential", || {
             self.device
                 .credential_management_delete_credential(Some(pin), descriptor)
         })
-        .map_err(|e| self.with_retries(e))
     }
 
     fn wink(&mut self) -> Result<()> {

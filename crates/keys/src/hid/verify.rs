@@ -23,25 +23,7 @@ fn cbor_field<'a>(
 fn credential_key(auth_data: &[u8]) -> Result<openssl::pkey::PKey<openssl::pkey::Public>> {
     use openssl::bn::{BigNum, BigNumContext};
     use openssl::ec::{EcGroup, EcKey, EcPoint};
-    if auth_data.len() < 55 || auth_data[32] & attestation::FLAG_AT == 0 {
-        return Err(attestation_error("authData has no attested credential"));
-    }
-    let id_len = usize::from(u16::from_be_bytes([auth_data[53], auth_data[54]]));
-    let cose: ciborium::Value = auth_data
-        .get(55 + id_len..)
-        .and_then(|rest| ciborium::from_reader(rest).ok())
-        .ok_or_else(|| attestation_error("credential public key is not CBOR"))?;
-    let coord = |label: i128| {
-        cose.as_map()
-            .and_then(|m| {
-                m.iter()
-                    .find(|(k, _)| k.as_integer().map(i128::from) == Some(label))
-            })
-            .and_then(|(_, v)| v.as_bytes().cloned())
-            .filter(|b| b.len() == 32)
-            .ok_or_else(|| attestation_error("credential public key is not a P-256 COSE key"))
-    };
-    let (x, y) = (coord(-2)?, coord(-3)?);
+    let (x, y) = attestation::attested_es256_coordinates(auth_data).map_err(attestation_error)?;
     let bad = |e: openssl::error::ErrorStack| attestation_error(format!("credential key: {e}"));
     let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).map_err(bad)?;
     let mut ctx = BigNumContext::new().map_err(bad)?;

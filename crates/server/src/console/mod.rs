@@ -28,7 +28,7 @@ use keywarden_protocol::ErrorCode;
 
 use crate::auth::{Caller, ConsoleCaller, Role};
 use crate::error::{Error, Result};
-use crate::selfservice::session;
+use crate::selfservice::{asset, session, CSS, JAVASCRIPT};
 use crate::state::AppState;
 
 /// The console's pages and its own JSON endpoints (setup, staff roles), with the self-service
@@ -48,8 +48,15 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit", get(records::audit))
         .route("/console/exceptions", get(records::exceptions))
         .route("/console/sign-out", post(pages::sign_out))
-        .route("/console/assets/console.js", get(pages::script))
-        .route("/console/assets/console.css", get(pages::stylesheet))
+        // The script is built from `ui/console/`.
+        .route(
+            "/console/assets/console.js",
+            asset(JAVASCRIPT, include_str!("assets/console.js")),
+        )
+        .route(
+            "/console/assets/console.css",
+            asset(CSS, include_str!("assets/console.css")),
+        )
         .route("/api/v1/console/setup/begin", post(setup::begin))
         .route("/api/v1/console/setup/finish", post(setup::finish))
         .route("/api/v1/admin/staff", get(roles::list))

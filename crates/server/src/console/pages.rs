@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::access::{with, Console};
@@ -21,22 +20,6 @@ use crate::coverage::{self, PersonCoverage, Status};
 use crate::csf::esc;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-
-const SCRIPT: &str = include_str!("assets/console.js");
-const STYLE: &str = include_str!("assets/console.css");
-
-/// `GET /console/assets/console.js` (built from `ui/console/`).
-pub async fn script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
-    )
-}
-
-/// `GET /console/assets/console.css`.
-pub async fn stylesheet() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
-}
 
 /// `GET /console/sign-in`.
 pub async fn sign_in() -> Html<String> {

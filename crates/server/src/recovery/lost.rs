@@ -123,9 +123,7 @@ pub async fn report_lost(
                 "sign in with another of your keys, not the one you are reporting lost",
             ));
         }
-        let owner = credentials::standing(&mut tx, &id)
-            .await?
-            .map(|c| c.person_id);
+        let owner = credentials::owner(&mut tx, &id).await?;
         if owner.as_deref() != Some(v.person_id.as_str()) {
             return Err(Error::forbidden(
                 ErrorCode::CredentialNotYours,

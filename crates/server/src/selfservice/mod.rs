@@ -16,7 +16,7 @@ mod store;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use serde::Serialize;
 use sqlx::{Any, Transaction};
@@ -25,6 +25,16 @@ use utoipa::ToSchema;
 use crate::error::Result;
 use crate::policy::DeviceClass;
 use crate::state::AppState;
+
+/// The content type of the pages' scripts.
+pub(crate) const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+/// The content type of the pages' stylesheets.
+pub(crate) const CSS: &str = "text/css; charset=utf-8";
+
+/// `GET` of a file built into the service (a page's script or stylesheet), as `content_type`.
+pub(crate) fn asset(content_type: &'static str, body: &'static str) -> MethodRouter<AppState> {
+    get(move || async move { ([(header::CONTENT_TYPE, content_type)], body) })
+}
 
 /// Routes of the self-service pages and their JSON endpoints, with their security headers;
 /// plus the desktop agent's one-time link.
@@ -37,8 +47,14 @@ pub fn router() -> Router<AppState> {
         .route("/me/sign-out", post(pages::sign_out))
         .route("/me/credentials/{id}/lost", post(pages::report_lost))
         .route("/me/credentials/{id}/name", post(pages::rename))
-        .route("/me/assets/selfservice.js", get(pages::script))
-        .route("/me/assets/selfservice.css", get(pages::stylesheet))
+        .route(
+            "/me/assets/selfservice.js",
+            asset(JAVASCRIPT, include_str!("assets/selfservice.js")),
+        )
+        .route(
+            "/me/assets/selfservice.css",
+            asset(CSS, include_str!("assets/selfservice.css")),
+        )
         .route(
             "/favicon.ico",
             get(|| async { axum::http::StatusCode::NO_CONTENT }),

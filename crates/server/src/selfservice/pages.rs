@@ -20,22 +20,6 @@ use crate::policy::DeviceClass;
 use crate::secrets;
 use crate::state::AppState;
 
-const SCRIPT: &str = include_str!("assets/selfservice.js");
-const STYLE: &str = include_str!("assets/selfservice.css");
-
-/// `GET /me/assets/selfservice.js`.
-pub async fn script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
-    )
-}
-
-/// `GET /me/assets/selfservice.css`.
-pub async fn stylesheet() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
-}
-
 /// A whole page. `csrf` goes into a meta tag for the script's JSON calls.
 fn page(
     title: &str,
@@ -528,9 +512,7 @@ async fn report_lost_in(state: &AppState, s: &WebSession, id: &str, now: i64) ->
     }
     let mut tx = crate::db::begin(&state.db).await?;
     crate::db::lock_person(&mut tx, &s.person_id).await?;
-    let owner = credentials::standing(&mut tx, id)
-        .await?
-        .map(|c| c.person_id);
+    let owner = credentials::owner(&mut tx, id).await?;
     if owner.as_deref() != Some(s.person_id.as_str()) {
         return Err(Error::not_found(
             ErrorCode::CredentialUnknown,

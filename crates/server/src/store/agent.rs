@@ -52,15 +52,12 @@ pub struct NewDevice<'a> {
 
 /// Record a provisioned laptop.
 pub async fn insert_device(db: &mut AnyConnection, d: &NewDevice<'_>, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO devices (id, public_key, hostname, agent_version, provisioned_at, last_seq) VALUES ($1, $2, $3, $4, $5, 0)",
+    let sql = "INSERT INTO devices (id, public_key, hostname, agent_version, provisioned_at, last_seq) VALUES ($1, $2, $3, $4, $5, 0)";
+    super::execute(
+        db,
+        sql,
+        (d.id, d.public_key, d.hostname, d.agent_version, now),
     )
-    .bind(d.id)
-    .bind(d.public_key)
-    .bind(d.hostname)
-    .bind(d.agent_version)
-    .bind(now)
-    .execute(db)
     .await?;
     Ok(())
 }

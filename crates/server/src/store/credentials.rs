@@ -111,6 +111,11 @@ pub struct Standing {
     pub status: String,
 }
 
+/// Whose credential this is, if it exists.
+pub async fn owner(db: &mut AnyConnection, id: &str) -> Result<Option<String>> {
+    super::value_by(db, "SELECT person_id FROM credentials WHERE id = $1", id).await
+}
+
 /// A credential's owner and status.
 pub async fn standing(db: &mut AnyConnection, id: &str) -> Result<Option<Standing>> {
     super::row_by(

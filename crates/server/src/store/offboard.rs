@@ -114,17 +114,20 @@ pub struct NewReclaim<'a> {
 
 /// Record a pending reclaim unless the credential has one.
 pub async fn insert_reclaim(db: &mut AnyConnection, r: &NewReclaim<'_>, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO key_reclaims (id, person_id, credential_id, key_id, aaguid, ownership, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) ON CONFLICT (credential_id) DO NOTHING",
+    let sql = "INSERT INTO key_reclaims (id, person_id, credential_id, key_id, aaguid, ownership, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) ON CONFLICT (credential_id) DO NOTHING";
+    super::execute(
+        db,
+        sql,
+        (
+            r.id,
+            r.person_id,
+            r.credential_id,
+            r.key_id,
+            r.aaguid,
+            r.ownership,
+            now,
+        ),
     )
-    .bind(r.id)
-    .bind(r.person_id)
-    .bind(r.credential_id)
-    .bind(r.key_id)
-    .bind(r.aaguid)
-    .bind(r.ownership)
-    .bind(now)
-    .execute(db)
     .await?;
     Ok(())
 }
@@ -211,15 +214,20 @@ pub struct NewOffboarding<'a> {
 
 /// Log an offboarding.
 pub async fn insert_offboarding(db: &mut AnyConnection, o: &NewOffboarding<'_>) -> Result<()> {
-    sqlx::query("INSERT INTO offboardings (id, person_id, trigger_kind, received_at_us, event_id, summary) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(o.id)
-        .bind(o.person_id)
-        .bind(o.trigger)
-        .bind(o.received_at_us)
-        .bind(o.event_id)
-        .bind(o.summary)
-        .execute(db)
-        .await?;
+    let sql = "INSERT INTO offboardings (id, person_id, trigger_kind, received_at_us, event_id, summary) VALUES ($1, $2, $3, $4, $5, $6)";
+    super::execute(
+        db,
+        sql,
+        (
+            o.id,
+            o.person_id,
+            o.trigger,
+            o.received_at_us,
+            o.event_id,
+            o.summary,
+        ),
+    )
+    .await?;
     Ok(())
 }
 

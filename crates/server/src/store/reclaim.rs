@@ -87,13 +87,18 @@ pub async fn record_receipt(
     receipt: &str,
     now: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE key_reclaims SET state = $1, completed_at = $2, station = $3, receipt = $4 WHERE credential_id = $5 AND state = 'pending'")
-        .bind(if done { "done" } else { "pending" })
-        .bind(done.then_some(now))
-        .bind(station)
-        .bind(receipt)
-        .bind(credential_id)
-        .execute(db)
-        .await?;
+    let sql = "UPDATE key_reclaims SET state = $1, completed_at = $2, station = $3, receipt = $4 WHERE credential_id = $5 AND state = 'pending'";
+    super::execute(
+        db,
+        sql,
+        (
+            if done { "done" } else { "pending" },
+            done.then_some(now),
+            station,
+            receipt,
+            credential_id,
+        ),
+    )
+    .await?;
     Ok(())
 }

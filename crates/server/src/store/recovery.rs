@@ -66,21 +66,24 @@ pub struct NewRecovery<'a> {
 
 /// Record an issued recovery.
 pub async fn insert(db: &mut AnyConnection, r: &NewRecovery<'_>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO recoveries (id, person_id, lost_credential_id, kind, ticket_hash, proofing, created_by, created_at, expires_at, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    let sql = "INSERT INTO recoveries (id, person_id, lost_credential_id, kind, ticket_hash, proofing, created_by, created_at, expires_at, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    super::execute(
+        db,
+        sql,
+        (
+            r.id,
+            r.person_id,
+            r.lost_credential_id,
+            r.kind,
+            r.ticket_hash,
+            r.proofing,
+            r.created_by,
+            r.created_at,
+            r.expires_at,
+            r.state,
+        ),
     )
-    .bind(r.id)
-    .bind(r.person_id)
-    .bind(r.lost_credential_id)
-    .bind(r.kind)
-    .bind(r.ticket_hash)
-    .bind(r.proofing)
-    .bind(r.created_by)
-    .bind(r.created_at)
-    .bind(r.expires_at)
-    .bind(r.state)
-    .execute(db)
     .await?;
     Ok(())
 }

@@ -47,20 +47,23 @@ pub struct NewTokenRow<'a> {
 
 /// Store an issued token by its hash.
 pub async fn insert(db: &mut AnyConnection, t: &NewTokenRow<'_>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO api_tokens (id, role, token_hash, label, created_at, person_id, expires_at, granted_by, granted_by_person) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    let sql = "INSERT INTO api_tokens (id, role, token_hash, label, created_at, person_id, expires_at, granted_by, granted_by_person) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    super::execute(
+        db,
+        sql,
+        (
+            t.id,
+            t.role,
+            t.token_hash,
+            t.label,
+            t.created_at,
+            t.person_id,
+            t.expires_at,
+            t.granted_by,
+            t.granted_by_person,
+        ),
     )
-    .bind(t.id)
-    .bind(t.role)
-    .bind(t.token_hash)
-    .bind(t.label)
-    .bind(t.created_at)
-    .bind(t.person_id)
-    .bind(t.expires_at)
-    .bind(t.granted_by)
-    .bind(t.granted_by_person)
-    .execute(db)
     .await?;
     Ok(())
 }

@@ -11,20 +11,23 @@ pub async fn insert_anchor(
     anchor: &TrustAnchor,
     certificate: &str,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO trust_anchors (fingerprint, source, label, subject, certificate, aaguids, not_after, added_at, added_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    let sql = "INSERT INTO trust_anchors (fingerprint, source, label, subject, certificate, aaguids, not_after, added_at, added_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    super::execute(
+        db,
+        sql,
+        (
+            &anchor.fingerprint,
+            &anchor.source,
+            &anchor.label,
+            &anchor.subject,
+            certificate,
+            serde_json::to_string(&anchor.aaguids).map_err(crate::Error::Corrupt)?,
+            &anchor.not_after,
+            anchor.added_at_ms,
+            &anchor.added_by,
+        ),
     )
-    .bind(&anchor.fingerprint)
-    .bind(&anchor.source)
-    .bind(&anchor.label)
-    .bind(&anchor.subject)
-    .bind(certificate)
-    .bind(serde_json::to_string(&anchor.aaguids).map_err(crate::Error::Corrupt)?)
-    .bind(&anchor.not_after)
-    .bind(anchor.added_at_ms)
-    .bind(&anchor.added_by)
-    .execute(db)
     .await?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use keywarden_server::auth::Role;
 use keywarden_server::webhooks::Deliverer;
 use serde_json::{json, Value};
 
-use crate::common::{begin, finish, step_up, App, Device, SoftKey};
+use crate::common::{begin, finish, next_ceremony, step_up, App, Device, SoftKey};
 use crate::refused;
 
 /// A person enrolled with `key` on a laptop of their own: (person id, their laptop).
@@ -196,11 +196,7 @@ async fn first_enrolment_is_a_ticket(app: App) {
     // Primary and backup in the same session, as the wizard does.
     let (s, _) = finish(&app, &laptop, &b, &SoftKey::new()).await;
     assert_eq!(s, StatusCode::OK);
-    let path = format!(
-        "/api/v1/agent/enrolments/{}/ceremonies",
-        b["enrolment_id"].as_str().unwrap()
-    );
-    let (s, next) = laptop.signed(&app, &path, &json!({})).await;
+    let (s, next) = next_ceremony(&app, &laptop, &b).await;
     assert_eq!(s, StatusCode::CREATED, "{next}");
     let (s, _) = finish(&app, &laptop, &next, &SoftKey::new()).await;
     assert_eq!(s, StatusCode::OK);

@@ -10,7 +10,7 @@ use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
 use crate::common::{begin, finish, step_up, App, Device, SoftKey};
-use crate::staff::{deactivate, hr_person};
+use crate::staff::hr_person;
 use crate::{refused, refused_saying};
 
 async fn retire(app: &App, token: &str, device: &str, reason: &str) -> (StatusCode, Value) {
@@ -255,7 +255,7 @@ async fn shared_workstation_survives_one_person_leaving(app: App) {
     enrol(&app, &ana, &desk_pc, &SoftKey::new()).await;
     enrol(&app, &ben, &desk_pc, &SoftKey::new()).await;
 
-    deactivate(&hr, &ana).await;
+    hr.deactivate(&ana).await;
     // Her own laptop is retired; the shared one stays in service for Ben.
     assert_eq!(
         retired_at(&app, &ana_laptop.id).await,
@@ -279,7 +279,7 @@ async fn shared_workstation_survives_one_person_leaving(app: App) {
     );
 
     // When Ben leaves too, nobody active is left on it: it is retired.
-    deactivate(&hr, &ben).await;
+    hr.deactivate(&ben).await;
     assert_eq!(
         retired_at(&app, &desk_pc.id).await,
         vec!["offboarded".to_owned()]
@@ -332,7 +332,7 @@ async fn dormant_report_empty_after_offboarding_a_helpdesk_member(app: App) {
     let (s, v) = app.ticket_by(&token, &customer).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 
-    deactivate(&hr, &dee).await;
+    hr.deactivate(&dee).await;
     // Nothing of theirs is live any more but the physical key, which waits for the station;
     // the token and the laptop are closed in the offboarding itself.
     crate::common::assert_only_keys_wait(&app.dormant_access().await, 1);
@@ -395,7 +395,7 @@ async fn retiring_a_busy_laptop(app: App) {
             b["ceremony_id"].as_str().unwrap()
         );
         let ((fs, fv), ()) =
-            tokio::join!(laptop.signed(&app, &path, &body), deactivate(&hr, &person),);
+            tokio::join!(laptop.signed(&app, &path, &body), hr.deactivate(&person),);
         assert!(
             fs == StatusCode::OK
                 || ["person_inactive", "enrolment_closed", "device_retired"]

@@ -7,20 +7,13 @@ use axum::http::StatusCode;
 use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
-use crate::common::{begin, finish, App, ScimClient, SoftKey, PATCH_OP};
+use crate::common::{begin, finish, App, ScimClient, SoftKey};
 use crate::{refused, refused_saying};
 
 /// A person from the HR feed.
 pub async fn hr_person(hr: &ScimClient<'_>, name: &str) -> String {
     hr.create_user(json!({"userName": name, "externalId": format!("ext-{name}")}))
         .await
-}
-
-/// HR deactivates a person: the service offboards them.
-pub async fn deactivate(hr: &ScimClient<'_>, person: &str) {
-    let (s, v) = hr.patch(&format!("/scim/v2/Users/{person}"), json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
 }
 
 fn proofing() -> Value {
@@ -82,7 +75,7 @@ async fn offboarded_helpdesk_members_token(app: App) {
         "the member's token works while they work here: {v}"
     );
 
-    deactivate(&hr, &desk).await;
+    hr.deactivate(&desk).await;
     refused_saying(
         &app,
         StatusCode::UNAUTHORIZED,

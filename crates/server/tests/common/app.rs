@@ -493,6 +493,17 @@ impl ScimClient<'_> {
         self.send("DELETE", path, None).await
     }
 
+    /// HR deactivates the person `id`, which must succeed: the service offboards them.
+    pub async fn deactivate(&self, id: &str) {
+        let (s, v) = self
+            .patch(
+                &format!("/scim/v2/Users/{id}"),
+                json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+
     /// Create the user `body`, which must succeed; returns the new id.
     pub async fn create_user(&self, body: Value) -> String {
         let (s, v) = self.post("/scim/v2/Users", body).await;

@@ -67,6 +67,16 @@ pub async fn finish(
     device.signed(app, &path, &finish).await
 }
 
+/// Open the next ceremony (a backup key) of the enrolment session `begun` opened; returns
+/// (status, body).
+pub async fn next_ceremony(app: &App, device: &Device, begun: &Value) -> (StatusCode, Value) {
+    let path = format!(
+        "/api/v1/agent/enrolments/{}/ceremonies",
+        begun["enrolment_id"].as_str().unwrap()
+    );
+    device.signed(app, &path, &json!({})).await
+}
+
 /// The dormant-access report after one person's offboarding: nothing of theirs is live any more
 /// but `keys` physical keys, which wait for an IT reclaim station.
 pub fn assert_only_keys_wait(report: &Value, keys: usize) {
@@ -104,11 +114,7 @@ pub async fn enrol_first_keys(
     let mut ids = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         if i > 0 {
-            let path = format!(
-                "/api/v1/agent/enrolments/{}/ceremonies",
-                b["enrolment_id"].as_str().unwrap()
-            );
-            let (s, next) = laptop.signed(app, &path, &json!({})).await;
+            let (s, next) = next_ceremony(app, laptop, &b).await;
             assert_eq!(s, StatusCode::CREATED, "{next}");
             b = next;
         }
