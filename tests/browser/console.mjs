@@ -104,6 +104,24 @@ await scenario(async ({ browser, page }) => {
   // Rita previews a policy change before saving it: one authenticator would do for "staff".
   await page.goto(`${BASE}/console/policy`);
   const definition = page.locator('#spec-staff');
+  // The key-model picker writes the definition's allow-list: a model people hold, ticked, is in
+  // it; an AAGUID typed by hand is added; unticked and cleared, the list is empty again.
+  const models = page.locator('form:has(#spec-staff) fieldset[data-allow-list] input[type="checkbox"]');
+  check((await models.count()) > 0, 'the picker offers the models people hold');
+  const first = models.first();
+  const aaguid = await first.getAttribute('value');
+  await first.check();
+  const allowed = () => definition.inputValue().then((t) => JSON.parse(t).policy.aaguid_allow_list);
+  check(JSON.stringify(await allowed()) === JSON.stringify([aaguid]), `the ticked model is allowed: ${await allowed()}`);
+  await page.locator('#other-staff').fill('EE882879-721C-4913-9775-3DFCCE97072A');
+  check(
+    JSON.stringify(await allowed()) === JSON.stringify([aaguid, 'ee882879-721c-4913-9775-3dfcce97072a']),
+    `the typed AAGUID is allowed: ${await allowed()}`,
+  );
+  await look(page, 'policy-models');
+  await first.uncheck();
+  await page.locator('#other-staff').fill('');
+  check((await allowed()).length === 0, `nothing ticked, nothing typed: any model: ${await allowed()}`);
   const spec = JSON.parse(await definition.inputValue());
   spec.policy.min_authenticators = 1;
   await definition.fill(JSON.stringify(spec, null, 2));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formBody, messageOf, parseApi, serviceError, wantsTouch } from './form';
+import { allowList, formBody, messageOf, parseApi, serviceError, wantsTouch, withAllowList } from './form';
 
 describe('console forms', () => {
   it('names only the API and the changing methods', () => {
@@ -46,5 +46,27 @@ describe('console forms', () => {
     expect(wantsTouch(other)).toBe(false);
     expect(serviceError(502, 'nonsense').code).toBe('http_502');
     expect(messageOf({ name: 'NotAllowedError' })).toMatch(/cancelled or timed out/);
+  });
+
+  it('turns the picked models and the typed AAGUIDs into one allow-list', () => {
+    const a = 'CB69481E-8FF7-4039-93EC-0A2729A154A8';
+    expect(allowList([a.toLowerCase()], `\n ${a} \nee882879-721c-4913-9775-3dfcce97072a\n`)).toEqual([
+      'cb69481e-8ff7-4039-93ec-0a2729a154a8',
+      'ee882879-721c-4913-9775-3dfcce97072a',
+    ]);
+    expect(allowList([], '  \n')).toEqual([]);
+  });
+
+  it('writes the allow-list into the definition and leaves the rest as it was', () => {
+    const spec = JSON.stringify({ priority: 1, selector: { kind: 'group', value: 'x' }, policy: { min_authenticators: 2 } });
+    const out = JSON.parse(withAllowList(spec, ['a-1']) ?? 'null');
+    expect(out).toEqual({
+      priority: 1,
+      selector: { kind: 'group', value: 'x' },
+      policy: { min_authenticators: 2, aaguid_allow_list: ['a-1'] },
+    });
+    expect(JSON.parse(withAllowList('{"priority": 1}', []) ?? 'null').policy).toEqual({ aaguid_allow_list: [] });
+    expect(withAllowList('{"priority": ', ['a'])).toBeNull();
+    expect(withAllowList('[1, 2]', ['a'])).toBeNull();
   });
 });

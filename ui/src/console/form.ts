@@ -74,3 +74,29 @@ export function messageOf(e: unknown): string {
   if (name === 'InvalidStateError') return 'This authenticator already holds a passkey here.';
   return String((e as { message?: string } | null)?.message ?? e);
 }
+
+/** The allow-list a picker stands for: the ticked models, then the AAGUIDs typed one per line
+ * (blank lines dropped), in lower case, each once. */
+export function allowList(ticked: string[], typed: string): string[] {
+  const all = [...ticked, ...typed.split('\n')].map((a) => a.trim().toLowerCase()).filter(Boolean);
+  return [...new Set(all)];
+}
+
+/** A population's definition (its JSON text) with the policy's AAGUID allow-list replaced, laid
+ * out as the page shows it; `null` when the text is not a JSON object. */
+export function withAllowList(spec: string, aaguids: string[]): string | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(spec);
+  } catch {
+    return null;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return null;
+  const definition = parsed as Record<string, unknown>;
+  const policy =
+    typeof definition.policy === 'object' && definition.policy !== null
+      ? (definition.policy as Record<string, unknown>)
+      : {};
+  definition.policy = { ...policy, aaguid_allow_list: aaguids };
+  return JSON.stringify(definition, null, 2);
+}

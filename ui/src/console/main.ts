@@ -3,7 +3,16 @@
 // token; a sensitive action refused for want of a fresh touch asks for one and is sent again.
 // Served by keywarden-server under a strict CSP (no inline code); built with Vite.
 
-import { formBody, messageOf, parseApi, ServiceError, serviceError, wantsTouch } from './form';
+import {
+  allowList,
+  formBody,
+  messageOf,
+  parseApi,
+  ServiceError,
+  serviceError,
+  wantsTouch,
+  withAllowList,
+} from './form';
 
 const csrf = (): string =>
   document.querySelector('meta[name="kw-csrf"]')?.getAttribute('content') ?? '';
@@ -145,6 +154,32 @@ function done(what: string | undefined, answer: unknown): void {
   }
 }
 
+/**
+ * A key-model picker (`fieldset[data-allow-list]`) writes what it stands for into its form's
+ * definition (`data-json`) as the policy's `aaguid_allow_list`, whenever a box or the typed list
+ * changes; Preview and Save then send the definition as usual.
+ */
+function picker(fieldset: HTMLFieldSetElement): void {
+  const form = fieldset.form;
+  const spec = form?.elements.namedItem(form.dataset.json ?? '');
+  if (!(spec instanceof HTMLTextAreaElement)) return;
+  const update = (): void => {
+    const ticked = Array.from(
+      fieldset.querySelectorAll<HTMLInputElement>('input[type="checkbox"]:checked'),
+      (b) => b.value,
+    );
+    const typed = fieldset.querySelector<HTMLTextAreaElement>('textarea[data-other]')?.value ?? '';
+    const next = withAllowList(spec.value, allowList(ticked, typed));
+    if (next === null) {
+      say('The definition is not valid JSON: fix it before picking key models.', 'error');
+      return;
+    }
+    spec.value = next;
+  };
+  fieldset.addEventListener('change', update);
+  fieldset.addEventListener('input', update);
+}
+
 /** Show the theme in force on the button; `set` makes a choice (kept across pages). */
 function theme(button: HTMLButtonElement, set?: string): void {
   const root = document.documentElement;
@@ -173,6 +208,7 @@ function start(): void {
     ev.preventDefault();
     void setup(setupForm);
   });
+  document.querySelectorAll<HTMLFieldSetElement>('fieldset[data-allow-list]').forEach(picker);
   document.querySelectorAll<HTMLFormElement>('form[data-api]').forEach((form) => {
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();

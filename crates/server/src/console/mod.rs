@@ -15,6 +15,7 @@ pub mod access;
 pub mod chart;
 pub mod html;
 pub mod pages;
+mod policy;
 pub mod records;
 pub mod roles;
 pub mod setup;
@@ -41,7 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/people", get(pages::people))
         .route("/console/people/{id}", get(pages::person))
         .route("/console/staff", get(pages::staff))
-        .route("/console/policy", get(pages::policy))
+        .route("/console/policy", get(policy::policy))
         .route("/console/laptops", get(records::laptops))
         .route("/console/laptops/{id}", get(records::laptop))
         .route("/console/keys", get(records::keys))

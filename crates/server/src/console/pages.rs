@@ -554,56 +554,6 @@ pub async fn staff(State(state): State<AppState>, caller: Console<AdminOrAuditor
     .await
 }
 
-/// `GET /console/policy`: the populations and their rules; an admin edits one and previews who
-/// would fall out of compliance before saving.
-pub async fn policy(State(state): State<AppState>, caller: Console<AnyStaff>) -> Response {
-    with(caller, |caller| async move {
-        let policies =
-            crate::policy::Policies::load(&state.db, state.settings.min_authenticators).await?;
-        let admin = caller.role == crate::auth::Role::Admin;
-        let mut main = String::from(
-            "<h1>Policy</h1><p>A person belongs to the first population (by priority) whose rule matches them, else to <em>default</em>.</p>\
-             <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>",
-        );
-        for p in &policies.populations {
-            let spec = serde_json::to_string_pretty(&p.spec).map_err(Error::Corrupt)?;
-            let rule = match &p.spec.selector {
-                crate::policy::Selector::Group { value } => format!("members of group {}", esc(value)),
-                crate::policy::Selector::Attribute { key, value } => {
-                    format!("{} = {}", esc(key), esc(value))
-                }
-            };
-            let classes: Vec<&str> = p.spec.policy.required_device_classes.iter().map(|c| c.as_str()).collect();
-            main.push_str(&format!(
-                "<section aria-labelledby=\"pop-{name}\"><h2 id=\"pop-{name}\">{name}</h2>\
-                 <p>Priority {}; {rule}. At least {} active authenticators on {} kind(s) of device{}; synced passkeys {}; trusted attestation {}.</p>",
-                p.spec.priority,
-                p.spec.policy.min_authenticators,
-                p.spec.policy.min_device_classes,
-                if classes.is_empty() { String::new() } else { format!(", including {}", esc(&classes.join(", "))) },
-                if p.spec.policy.allow_synced { "allowed" } else { "not allowed" },
-                if p.spec.policy.require_trusted_attestation { "required" } else { "not required" },
-                name = esc(&p.name),
-            ));
-            if admin {
-                main.push_str(&format!(
-                    "<form data-api=\"PUT /api/v1/admin/populations/{name}\" data-json=\"spec\" data-done=\"reload\" class=\"card\">\
-                     <label for=\"spec-{name}\">Definition (JSON)</label>\
-                     <textarea id=\"spec-{name}\" name=\"spec\" rows=\"12\" spellcheck=\"false\">{}</textarea>\
-                     <p><button type=\"submit\" data-api=\"POST /api/v1/admin/populations/{name}/preview\" data-done=\"show-preview\">Preview impact</button> \
-                     <button type=\"submit\" class=\"primary\">Save</button></p></form>",
-                    esc(&spec),
-                    name = esc(&p.name),
-                ));
-            }
-            main.push_str("</section>");
-        }
-        main.push_str("<output id=\"result\" class=\"result\" aria-live=\"polite\"></output>");
-        Ok(page("Policy", "/console/policy", Some(&caller), &main).into_response())
-    })
-    .await
-}
-
 /// `POST /console/sign-out`: end the session, back to the console's sign-in page.
 pub async fn sign_out(
     state: State<AppState>,

@@ -484,3 +484,20 @@ pub async fn credentials_by_class(db: &sqlx::AnyPool) -> Result<Vec<ClassCount>>
          FROM credentials WHERE status = 'active' GROUP BY device_class ORDER BY device_class";
     super::fetch_all(db, sql, ()).await
 }
+
+/// A key model the FIDO metadata lists.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MetadataModel {
+    /// Its AAGUID.
+    pub aaguid: String,
+    /// Its description.
+    pub description: Option<String>,
+    /// 1 when the metadata trusts it.
+    pub trusted: i64,
+}
+
+/// Every model the loaded FIDO metadata lists.
+pub async fn metadata_models(db: &sqlx::AnyPool) -> Result<Vec<MetadataModel>> {
+    let sql = "SELECT aaguid, description, trusted FROM authenticator_models ORDER BY description, aaguid";
+    super::fetch_all(db, sql, ()).await
+}
