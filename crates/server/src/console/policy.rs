@@ -47,6 +47,10 @@ async fn choices(state: &AppState, populations: &[Population]) -> Result<BTreeMa
             out.entry(a.clone()).or_default();
         }
     }
+    if let Some(soft) = out.get_mut(keywarden_protocol::SOFT_KEY_AAGUID) {
+        soft.name
+            .get_or_insert_with(|| "Keywarden software key (test and demo only)".to_owned());
+    }
     Ok(out)
 }
 
@@ -153,4 +157,56 @@ pub async fn policy(State(state): State<AppState>, caller: Console<AnyStaff>) ->
         Ok(page("Policy", "/console/policy", Some(&caller), &main).into_response())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picker_ticks_the_allowed_models_and_lists_the_others_as_typed() {
+        let mut choices = BTreeMap::new();
+        let trusted = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
+        let held = "ee882879-721c-4913-9775-3dfcce97072a";
+        let typed = "00000000-0000-0000-0000-00000000beef";
+        choices.insert(
+            trusted.to_owned(),
+            Choice {
+                name: Some("YubiKey 5 NFC".into()),
+                metadata: Some(true),
+                held: 0,
+            },
+        );
+        choices.insert(
+            held.to_owned(),
+            Choice {
+                name: Some("Key <b>".into()),
+                metadata: None,
+                held: 3,
+            },
+        );
+        choices.insert(typed.to_owned(), Choice::default());
+        let html = picker("staff", &[trusted.to_owned(), typed.to_owned()], &choices);
+        assert!(
+            html.contains(&format!("value=\"{trusted}\" checked> YubiKey 5 NFC")),
+            "{html}"
+        );
+        assert!(html.contains("FIDO metadata, trusted; 0 active"), "{html}");
+        assert!(
+            html.contains(&format!("value=\"{held}\"> Key &lt;b&gt;")),
+            "{html}"
+        );
+        assert!(
+            html.contains("not in the FIDO metadata; 3 active"),
+            "{html}"
+        );
+        // An allowed AAGUID the page knows no model of is offered as typed, not as a box.
+        assert!(!html.contains(&format!("value=\"{typed}\"")), "{html}");
+        assert!(
+            html.contains(&format!(
+                "data-other rows=\"2\" spellcheck=\"false\">{typed}</textarea>"
+            )),
+            "{html}"
+        );
+    }
 }
