@@ -50,6 +50,9 @@ FROM coverage_recount r WHERE r.person_id = people.id;
 CREATE INDEX people_coverage ON people (population, cov_n, cov_classes, cov_roaming,
     cov_platform, cov_phone, cov_software, cov_synced, active, deleted_at)
     WHERE active = 1 AND deleted_at IS NULL;
+-- The laptops of the people of the populations that judge laptops, grouped from this index alone.
+CREATE INDEX people_laptops ON people (population, cov_several_laptops, cov_laptop, id, active,
+    deleted_at) WHERE active = 1 AND deleted_at IS NULL;
 -- Active credentials by key model, counted from this index alone.
 CREATE INDEX credentials_by_model ON credentials (status, aaguid, model);
 -- Inactive people, the few the dormant-access checks start from (the overview runs them).

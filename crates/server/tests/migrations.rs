@@ -54,11 +54,11 @@ const SHIPPED: &[(i64, &str, &str, &str)] = &[
         "2f85c132ac28837b0b84e62029fcf265466649ca20324ff32afd40d2d8c33a6d3f893bc530957ee61b7883a85782e400",
         "2f85c132ac28837b0b84e62029fcf265466649ca20324ff32afd40d2d8c33a6d3f893bc530957ee61b7883a85782e400"),
     (10, "incremental coverage",
-        "8e8bb9a0474cedf4eb69c04dda7dbe34fc5c304d3c241e7e9f4c54a9fa3b180500cf67175a6a2b3d8d64ddfad8b30302",
-        "8e8bb9a0474cedf4eb69c04dda7dbe34fc5c304d3c241e7e9f4c54a9fa3b180500cf67175a6a2b3d8d64ddfad8b30302"),
+        "11216cdffe7451ff6beb6e695c802c04e1a526f9f82af1dd31276a09e3a8e192622750b392aba744b244d75220b1820b",
+        "11216cdffe7451ff6beb6e695c802c04e1a526f9f82af1dd31276a09e3a8e192622750b392aba744b244d75220b1820b"),
     (11, "coverage triggers",
         "ff1b1f2c5f33fb71cbe78b87c2f0cfdb059eb020c24356f841e11f9083c291bf6b86ed4c70dfa6e133230ddd4dbfc8e5",
-        "4a33a1f2cafb32f9f0dccac6ed48cc3374054b867a41a6d39618c2f71f01c2a7b42bdeffb94c7e84112666637dec5244"),
+        "d5402bfa7d28470ce7de38dfd1ce27b056bda83e54eaf13053d52f008c65cae3d9d30c5a977f89247d95fd4b328c3ec7"),
 ];
 
 /// Every shipped migration keeps its version, description and checksum on both databases, and

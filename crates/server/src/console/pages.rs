@@ -116,9 +116,8 @@ async fn render_overview(state: &AppState, now: i64) -> Result<String> {
         ];
         debug_assert!(below.iter().all(|s| exposed(*s)));
         // Independent reads, side by side (both databases serve concurrent readers).
-        let (report, longest, days, dormant, offboardings, exceptions) = tokio::try_join!(
-            coverage::summary(db, now, min),
-            coverage::longest_in(db, now, min, &below, 25),
+        let ((report, longest), days, dormant, offboardings, exceptions) = tokio::try_join!(
+            coverage::overview(db, now, min, &below, 25),
             snapshots::series(db, now, 30),
             crate::offboard::dormant(db, now),
             crate::offboard::load(db),

@@ -389,17 +389,8 @@ pub async fn compute(
 ) -> Result<CoverageReport> {
     assign::unassigned(db).await?;
     let policies = Policies::load(db, default_min).await?;
-    let (tally, parts) = kept(db, now, &policies, people_filter, true).await?;
-    finish(db, now, tally, parts).await
-}
-
-/// [`compute`] without listing anyone or counting keys by model: the counts the console's
-/// overview shows (by status and population, laptops failing posture).
-pub async fn summary(db: &AnyPool, now: i64, default_min: u32) -> Result<CoverageReport> {
-    assign::unassigned(db).await?;
-    let policies = Policies::load(db, default_min).await?;
-    let (tally, parts) = kept(db, now, &policies, None, false).await?;
-    finish(db, now, tally, parts).await
+    let read = kept(db, now, &policies, people_filter, true).await?;
+    finish(db, now, read.tally, read.parts).await
 }
 
 /// The report's counts from what each person's row keeps, and its lists.
@@ -409,7 +400,7 @@ async fn kept<'p>(
     policies: &'p Policies,
     people_filter: Option<Option<Status>>,
     keys: bool,
-) -> Result<(Tally, Parts<'p>)> {
+) -> Result<KeptRead<'p>> {
     let required = judging_laptops(policies);
     let judged: Vec<&str> = required.iter().map(|(name, _)| *name).collect();
     let listing = people_filter.is_some();
@@ -509,36 +500,52 @@ async fn kept<'p>(
         model_rows,
         laptops,
     };
-    Ok((tally, parts))
+    let exempt = exempt.into_iter().map(|p| p.id).collect();
+    Ok(KeptRead {
+        tally,
+        parts,
+        groups,
+        exempt,
+    })
 }
 
-/// The people below policy (status in `statuses`, not under exception) who have been so the
-/// longest, at most `limit`, as the console's overview lists them; read from the kept counts
-/// (the kinds of standing in those statuses, then their people), not from everyone's rows.
-pub async fn longest_in(
+/// What [`kept`] read: the report's counts and lists, and the groups and exempt people it
+/// read them from (the overview finds its longest-exposed people through them).
+struct KeptRead<'p> {
+    tally: Tally,
+    parts: Parts<'p>,
+    groups: Vec<store::Group>,
+    exempt: HashSet<String>,
+}
+
+/// What the console's overview shows: the report's counts (without listing anyone or counting
+/// keys by model) and the people below policy (status in `statuses`, not under exception) who
+/// have been so the longest, at most `limit`, found through the kinds of standing in those
+/// statuses rather than everyone's rows.
+pub async fn overview(
     db: &AnyPool,
     now: i64,
     default_min: u32,
     statuses: &[Status],
     limit: usize,
-) -> Result<Vec<PersonCoverage>> {
+) -> Result<(CoverageReport, Vec<PersonCoverage>)> {
     assign::unassigned(db).await?;
     let policies = Policies::load(db, default_min).await?;
-    let (groups, exempt) = tokio::try_join!(store::groups(db), store::exempt_standings(db, now))?;
-    let kinds: Vec<store::Kind> = groups
-        .into_iter()
-        .filter(|g| {
-            let kept = Kept::of(&policies, &g.kind);
-            statuses.contains(&kept.status(false))
-        })
-        .map(|g| g.kind)
+    let read = kept(db, now, &policies, None, false).await?;
+    let kinds: Vec<store::Kind> = read
+        .groups
+        .iter()
+        .filter(|g| statuses.contains(&Kept::of(&policies, &g.kind).status(false)))
+        .map(|g| g.kind.clone())
         .collect();
-    let exempt: HashSet<String> = exempt.into_iter().map(|p| p.id).collect();
-    let want = i64::try_from(limit + exempt.len()).unwrap_or(i64::MAX);
-    let rows = store::longest_of_kinds(db, &kinds, now, want).await?;
-    Ok(rows
+    let want = i64::try_from(limit + read.exempt.len()).unwrap_or(i64::MAX);
+    let (report, rows) = tokio::try_join!(
+        finish(db, now, read.tally, read.parts),
+        store::longest_of_kinds(db, &kinds, now, want),
+    )?;
+    let longest = rows
         .into_iter()
-        .filter(|p| !exempt.contains(&p.id))
+        .filter(|p| !read.exempt.contains(&p.id))
         .take(limit)
         .map(|p| {
             let kept = Kept::of(&policies, &p.kind);
@@ -552,7 +559,8 @@ pub async fn longest_in(
                 kept.classes,
             )
         })
-        .collect())
+        .collect();
+    Ok((report, longest))
 }
 
 /// What both ways of computing the report hand to [`finish`].
