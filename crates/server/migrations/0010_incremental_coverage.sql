@@ -60,9 +60,18 @@ CREATE INDEX people_coverage ON people (population, cov_n, cov_classes, cov_roam
 -- The laptops of the people of the populations that judge laptops, grouped from this index alone.
 CREATE INDEX people_laptops ON people (population, cov_several_laptops, cov_laptop, id, active,
     deleted_at) WHERE active = 1 AND deleted_at IS NULL;
--- Active credentials by key model, counted from this index alone.
-CREATE INDEX credentials_by_model ON credentials (aaguid, model, status)
-    WHERE status = 'active';
+-- Active credentials by key model, kept by the same triggers (`model` is '' when unknown).
+-- Every transaction that changes credentials writes the audit chain's head first, so these
+-- rows are never locked in two orders at once.
+CREATE TABLE credential_models (
+    aaguid TEXT NOT NULL,
+    model  TEXT NOT NULL,
+    n      BIGINT NOT NULL,
+    PRIMARY KEY (aaguid, model)
+);
+INSERT INTO credential_models (aaguid, model, n)
+SELECT aaguid, COALESCE(model, ''), COUNT(*) FROM credentials WHERE status = 'active'
+GROUP BY aaguid, COALESCE(model, '');
 -- Inactive people, the few the dormant-access checks start from (the overview runs them).
 CREATE INDEX people_inactive ON people (id, user_name) WHERE active = 0;
 -- People whose population is still to be assigned (rows written before this migration or by

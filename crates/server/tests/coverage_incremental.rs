@@ -204,11 +204,21 @@ async fn kept_coverage_equals_a_recompute_after_random_operations(app: App) {
             }
             11 => {
                 // What no route does today but the schema allows: a credential moved to another
-                // class or person, or removed; the triggers keep up all the same.
+                // class, person or model, or removed; the triggers keep up all the same.
                 let Some(id) = dice.pick(&credentials).cloned() else {
                     continue;
                 };
-                match dice.below(3) {
+                match dice.below(4) {
+                    3 => {
+                        let sql = "UPDATE credentials SET aaguid = $2, model = NULL WHERE id = $1";
+                        let aaguid = ["aaguid-a", "aaguid-c"][dice.below(2)];
+                        sqlx::query(sql)
+                            .bind(&id)
+                            .bind(aaguid)
+                            .execute(db)
+                            .await
+                            .unwrap();
+                    }
                     0 => {
                         let sql = "UPDATE credentials SET device_class = $2 WHERE id = $1";
                         let class = CLASSES[dice.below(4)];

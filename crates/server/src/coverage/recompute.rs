@@ -58,7 +58,7 @@ async fn recomputed<'p>(
     // PostgreSQL both serve concurrent readers), which matters on a large directory.
     let (rows, model_rows, laptops) = tokio::try_join!(
         store::people(db, !required.is_empty()),
-        store::models(db),
+        store::models_recounted(db),
         crate::ongoing::laptops(db),
     )?;
     let mut tally = Tally::new(policies);
@@ -148,6 +148,7 @@ pub async fn verify(db: &AnyPool, now: i64, default_min: u32) -> Result<Vec<Mism
         "populations",
         "credentials_by_class",
         "synced_credentials",
+        "keys_by_model",
         "posture_by_population",
     ] {
         compare(field.to_owned(), a[field].clone(), b[field].clone());

@@ -88,9 +88,18 @@ pub struct ModelRow {
     pub n: i64,
 }
 
-/// Active credentials by model, most first.
+/// Active credentials by model, most first, as the triggers keep them.
 pub async fn models(db: &AnyPool) -> Result<Vec<ModelRow>> {
-    let sql = "SELECT aaguid, model, COUNT(*) AS n FROM credentials WHERE status = 'active' GROUP BY aaguid, model ORDER BY n DESC, aaguid";
+    let sql = "SELECT aaguid, NULLIF(model, '') AS model, n FROM credential_models WHERE n > 0 \
+               ORDER BY n DESC, aaguid, model";
+    super::fetch_all(db, sql, ()).await
+}
+
+/// [`models`] counted from the credentials themselves.
+pub async fn models_recounted(db: &AnyPool) -> Result<Vec<ModelRow>> {
+    let sql = "SELECT aaguid, NULLIF(COALESCE(model, ''), '') AS model, COUNT(*) AS n \
+               FROM credentials WHERE status = 'active' GROUP BY aaguid, COALESCE(model, '') \
+               ORDER BY n DESC, aaguid, model";
     super::fetch_all(db, sql, ()).await
 }
 
