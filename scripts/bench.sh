@@ -3,7 +3,8 @@
 # and ratios against a same-run baseline; asserts nothing about time. KEYWARDEN_BENCH_SCALE=0.1
 # for a quick run.
 #   service      signed report ingest vs a bare batch insert, sustained signed check-ins over
-#                loopback with p50/p99, the coverage report over 100,000 people x 3 credentials
+#                loopback with p50/p99, the coverage report over 100,000 and 1,000,000 people x 3
+#                credentials against a recompute, the console overview over 100,000 people
 #   offboarding  time-to-revoke: 1,000 offboardings over SCIM with a real IdP webhook receiver on
 #                loopback, p50/p99 to committed and to acknowledged
 # Usage: scripts/bench.sh [service] [offboarding]   (no name: both)

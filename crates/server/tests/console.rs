@@ -377,14 +377,23 @@ async fn burn_down_follows_the_daily_snapshots(mut app: App) {
     assert_eq!(series.len(), 4, "{series:?}");
     assert!(below.windows(2).all(|w| w[1] < w[0] + 1), "{below:?}");
     assert!(below[3] < below[0], "{below:?}");
+    // Someone new since the last hourly marks: below policy, not marked yet.
+    app.hr_person("late@example.com").await;
     // Days later the admin signs in again.
     let (s, v) = admin.assert_with(&app, "sign-in", &admin_key).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, page) = admin.get(&app, "/console").await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.contains("data-days=\"4\""), "{page}");
-    // The person still without keys has been below policy since day 1.
+    // The person still without keys has been below policy since day 1, and is listed before
+    // the one who is new (no mark yet); those covered since are not listed.
     assert!(page.contains("3 d"), "{page}");
+    let listed = |name: &str| page.find(&format!(">{name}</a>"));
+    let (oldest, newest) = (listed("burn-3@example.com"), listed("late@example.com"));
+    assert!(oldest.is_some() && newest.is_some(), "{page}");
+    assert!(oldest < newest, "{page}");
+    assert!(page.contains("&lt; 1 h"), "{page}");
+    assert_eq!(listed("burn-0@example.com"), None, "{page}");
     let (s, csv) = admin
         .get(&app, "/console/people?format=csv&exposed=1")
         .await;

@@ -276,7 +276,7 @@ pub async fn people(
             .iter()
             .skip((current - 1) * LIST_PAGE)
             .take(LIST_PAGE)
-            .map(|p| person_row(p, &esc(&classes_of(p, ", "))))
+            .map(|p| person_row(p, &classes_of(p, ", ")))
             .collect();
         let statuses = [
             ("", "any status"),
@@ -313,12 +313,13 @@ pub async fn people(
 /// authenticators, and `last` (already escaped).
 fn person_row(p: &PersonCoverage, last: &str) -> String {
     format!(
-        "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{last}</td></tr>",
+        "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         esc(&p.person_id),
         esc(&p.user_name),
         esc(&p.population),
         badge(p.status.as_str()),
         p.active_authenticators,
+        esc(last),
     )
 }
 

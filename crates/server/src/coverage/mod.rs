@@ -541,7 +541,7 @@ pub async fn overview(
     let want = i64::try_from(limit + read.exempt.len()).unwrap_or(i64::MAX);
     let (report, rows) = tokio::try_join!(
         finish(db, now, read.tally, read.parts),
-        store::longest_of_kinds(db, &kinds, now, want),
+        store::longest_of_kinds(db, &kinds, want),
     )?;
     let longest = rows
         .into_iter()

@@ -267,30 +267,40 @@ pub struct Kind {
     pub cov_classes: i64,
 }
 
-/// Up to `limit` active people of some kinds, the longest marked below policy first (no mark:
-/// as if marked at `now`), then by userName.
-pub async fn longest_of_kinds(
-    db: &AnyPool,
-    kinds: &[Kind],
-    now: i64,
-    limit: i64,
-) -> Result<Vec<Standing>> {
+/// Up to `limit` active people of some kinds, the longest marked below policy first (walking
+/// the marks in order, so a large directory is not sorted), then the unmarked by userName.
+pub async fn longest_of_kinds(db: &AnyPool, kinds: &[Kind], limit: i64) -> Result<Vec<Standing>> {
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT p.id, p.user_name, p.population, p.cov_n, p.cov_classes, p.cov_laptop, \
-         p.cov_several_laptops FROM people p LEFT JOIN below_policy_since b ON b.person_id = p.id \
-         WHERE p.active = 1 AND p.deleted_at IS NULL AND (p.population, p.cov_n, p.cov_classes) \
-         IN (VALUES {}) ORDER BY COALESCE(b.since, $1), p.user_name LIMIT $2",
-        crate::db::params::rows(3, kinds.len(), 3)
+    let of_kinds = format!(
+        "p.active = 1 AND p.deleted_at IS NULL AND (p.population, p.cov_n, p.cov_classes) IN (VALUES {})",
+        crate::db::params::rows(2, kinds.len(), 3)
     );
-    let mut q = sqlx::query_as(&sql).bind(now).bind(limit);
-    for k in kinds {
-        q = q
-            .bind(k.population.clone())
-            .bind(k.cov_n)
-            .bind(k.cov_classes);
+    let marked = format!(
+        "SELECT p.id, p.user_name, p.population, p.cov_n, p.cov_classes, p.cov_laptop, \
+         p.cov_several_laptops FROM below_policy_since b JOIN people p ON p.id = b.person_id \
+         WHERE {of_kinds} ORDER BY b.since, b.person_id LIMIT $1"
+    );
+    let unmarked = format!(
+        "SELECT p.id, p.user_name, p.population, p.cov_n, p.cov_classes, p.cov_laptop, \
+         p.cov_several_laptops FROM people p WHERE {of_kinds} AND NOT EXISTS \
+         (SELECT 1 FROM below_policy_since b WHERE b.person_id = p.id) ORDER BY p.user_name LIMIT $1"
+    );
+    let mut out: Vec<Standing> = Vec::new();
+    for sql in [marked, unmarked] {
+        let left = limit - i64::try_from(out.len()).unwrap_or(i64::MAX);
+        if left <= 0 {
+            break;
+        }
+        let mut q = sqlx::query_as(&sql).bind(left);
+        for k in kinds {
+            q = q
+                .bind(k.population.clone())
+                .bind(k.cov_n)
+                .bind(k.cov_classes);
+        }
+        out.extend(q.fetch_all(db).await?);
     }
-    Ok(q.fetch_all(db).await?)
+    Ok(out)
 }
