@@ -77,6 +77,17 @@ pub enum Error {
         /// Its sentence.
         message: String,
     },
+    /// The service answered with a redirect. The agent follows none: a redirect could take
+    /// its requests to another host, or from HTTPS to plain HTTP.
+    #[error("the service at {url} answered with a redirect ({status}) to {location}; the agent follows no redirects, so set the server URL to where the service is")]
+    Redirected {
+        /// The service URL the agent was given.
+        url: String,
+        /// The 3xx status.
+        status: u16,
+        /// Where it pointed (`Location`), or `nowhere` when it named none.
+        location: String,
+    },
     /// The service answered with something that is not the expected JSON.
     #[error("service sent an unexpected answer ({status}): {reason}")]
     BadResponse {

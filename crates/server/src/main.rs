@@ -310,7 +310,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         let now = time::OffsetDateTime::from_unix_timestamp(clock.now_ms() / 1000)?;
         let p = tls::init(dir, hostnames, now)?;
-        println!("CA certificate (what agents trust): {}", p.ca_cert.display());
+        println!(
+            "CA certificate (what agents trust): {}",
+            p.ca_cert.display()
+        );
         println!("CA SHA-256 fingerprint: {}", p.ca_sha256);
         println!(
             "Serve with: keywarden-server --tls-cert {} --tls-key {}",

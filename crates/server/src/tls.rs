@@ -174,6 +174,7 @@ pub fn init(dir: &Path, hostnames: &[String], now: time::OffsetDateTime) -> anyh
         .push(DnType::CommonName, hostnames[0].as_str());
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.use_authority_key_identifier_extension = true;
     server.not_before = now - time::Duration::hours(1);
     server.not_after = now + time::Duration::days(SERVER_DAYS);
     let server_key = KeyPair::generate().context("cannot make the server key")?;
@@ -242,7 +243,10 @@ mod tests {
         assert!(e.contains("refusing plain HTTP on 0.0.0.0:8443"), "{e}");
         assert!(e.contains("--behind-tls-proxy"), "{e}");
         assert_eq!(Listen::choose(lan, None, true).unwrap(), Listen::Plain);
-        assert_eq!(Listen::choose(loopback, None, false).unwrap(), Listen::Plain);
+        assert_eq!(
+            Listen::choose(loopback, None, false).unwrap(),
+            Listen::Plain
+        );
         assert_eq!(
             Listen::choose(v6_loopback, None, false).unwrap(),
             Listen::Plain
