@@ -217,6 +217,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_template_is_accepted_and_trusts_the_system_roots_only() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            include_str!("../../../installer/managed-config/managed.json"),
+        );
+        let m = ManagedConfig::load(&p).unwrap().unwrap();
+        assert_eq!(m.ca_bundle, None);
+        assert_eq!(m.server_trust, ServerTrust::default());
+    }
+
+    #[test]
     fn typos_insecure_urls_and_tiny_intervals_are_refused() {
         let d = tempfile::tempdir().unwrap();
         for bad in [
