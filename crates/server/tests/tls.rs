@@ -5,11 +5,14 @@
 //! serve new certificate files on the same listener.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead as _, Read as _, Write as _};
+mod common;
+
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ServiceProcess;
 use keywarden_agent::config::Paths;
 use keywarden_agent::keys::Keyring;
 use keywarden_agent::managed::ManagedConfig;
@@ -57,74 +60,17 @@ impl Pilot {
     }
 }
 
-/// A `keywarden-server` process; killed when dropped.
-struct Service {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Service {
-    /// Serve on `listen` with `extra` arguments; what it said on stderr when it exited before
-    /// listening.
-    fn start(listen: &str, extra: &[&std::ffi::OsStr]) -> Result<Service, String> {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(SERVER)
-            .args(["--listen", listen, "--data-dir"])
-            .arg(data.path())
-            .args(extra)
-            .env("KEYWARDEN_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = lines.find_map(|l| {
-            l.unwrap()
-                .strip_prefix("listening on ")
-                .map(|a| a.trim().to_owned())
-        });
-        let Some(base) = base else {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            let _ = child.wait();
-            return Err(err);
-        };
-        // Keep draining its output so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || std::io::BufReader::new(stderr).lines().for_each(drop));
-        Ok(Service {
-            child,
-            base,
-            _data: data,
-        })
-    }
-
-    fn with_tls(cert: &Path, key: &Path) -> Service {
-        Service::start(
-            "127.0.0.1:0",
-            &[
-                "--tls-cert".as_ref(),
-                cert.as_ref(),
-                "--tls-key".as_ref(),
-                key.as_ref(),
-            ],
-        )
-        .unwrap()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The service over HTTPS with these certificate files, on loopback.
+fn serve_tls(cert: &Path, key: &Path) -> ServiceProcess {
+    ServiceProcess::start([
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+    ])
+    .unwrap()
 }
 
 /// An agent under `home` with this managed configuration (none when `None`).
@@ -208,7 +154,7 @@ fn the_agent_reaches_the_service_only_through_the_ca_it_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let pilot = Pilot::init(&dir.path().join("pilot"));
     let other = Pilot::init(&dir.path().join("other"));
-    let service = Service::with_tls(&pilot.file("server.pem"), &pilot.file("server.key"));
+    let service = serve_tls(&pilot.file("server.pem"), &pilot.file("server.key"));
     assert!(
         service.base.starts_with("https://127.0.0.1:"),
         "{}",
@@ -272,7 +218,7 @@ fn the_agent_reaches_the_service_only_through_the_ca_it_is_given() {
 fn the_agent_follows_no_redirect() {
     let dir = tempfile::tempdir().unwrap();
     let pilot = Pilot::init(&dir.path().join("pilot"));
-    let service = Service::with_tls(&pilot.file("server.pem"), &pilot.file("server.key"));
+    let service = serve_tls(&pilot.file("server.pem"), &pilot.file("server.key"));
     // A loopback listener that sends every request on to the real service.
     let redirector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let from = format!("http://{}", redirector.local_addr().unwrap());
@@ -318,13 +264,13 @@ fn plain_http_off_loopback_is_refused_by_agent_and_service() {
     ));
 
     // The service will not serve plain HTTP on an address other machines reach...
-    let err = Service::start("0.0.0.0:0", &[])
+    let err = ServiceProcess::start(["--listen", "0.0.0.0:0"])
         .err()
         .expect("served plain HTTP off loopback");
     assert!(err.contains("refusing plain HTTP on 0.0.0.0:0"), "{err}");
     assert!(err.contains("--behind-tls-proxy"), "{err}");
     // ...unless the admin says a reverse proxy terminates TLS in front of it.
-    let behind = Service::start("0.0.0.0:0", &["--behind-tls-proxy".as_ref()]).unwrap();
+    let behind = ServiceProcess::start(["--listen", "0.0.0.0:0", "--behind-tls-proxy"]).unwrap();
     assert!(
         behind.base.starts_with("http://0.0.0.0:"),
         "{}",
@@ -345,7 +291,7 @@ fn sighup_reloads_the_certificate_on_the_same_listener() {
         }
     };
     install(&first);
-    let service = Service::with_tls(&served.join("server.pem"), &served.join("server.key"));
+    let service = serve_tls(&served.join("server.pem"), &served.join("server.key"));
     let home = |name: &str| {
         let h = dir.path().join(name);
         std::fs::create_dir_all(&h).unwrap();
@@ -381,7 +327,7 @@ fn sighup_reloads_the_certificate_on_the_same_listener() {
     assert_certificate_refused(reaches(&trusts_first, &service.base));
 }
 
-fn hang_up(service: &Service) {
+fn hang_up(service: &ServiceProcess) {
     let status = Command::new("kill")
         .args(["-HUP", &service.child.id().to_string()])
         .status()
