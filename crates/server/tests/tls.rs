@@ -214,6 +214,83 @@ fn the_agent_reaches_the_service_only_through_the_ca_it_is_given() {
     }
 }
 
+/// A corporate PKI as IT has it: a root, an intermediate that issues server certificates, and
+/// the server's certificate for loopback; the service serves the server's and the
+/// intermediate's, the agents' bundle holds the root (among other roots).
+#[test]
+fn a_corporate_ca_bundle_with_an_intermediate_is_trusted_and_pinned() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_params = |name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, name.to_owned());
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p
+    };
+    let root_key = KeyPair::generate().unwrap();
+    let root_params = ca_params("Example Corp Root");
+    let root = root_params.self_signed(&root_key).unwrap();
+    let root_issuer = Issuer::new(root_params, &root_key);
+    let issuing_key = KeyPair::generate().unwrap();
+    let issuing_params = ca_params("Example Corp Issuing CA");
+    let issuing = issuing_params
+        .signed_by(&issuing_key, &root_issuer)
+        .unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let mut server_params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    server_params.use_authority_key_identifier_extension = true;
+    let server = server_params
+        .signed_by(&server_key, &Issuer::new(issuing_params, &issuing_key))
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let cert = write("server.pem", format!("{}{}", server.pem(), issuing.pem()));
+    let key = write("server.key", server_key.serialize_pem());
+    let unrelated = Pilot::init(&dir.path().join("unrelated"));
+    let bundle = write(
+        "corporate-roots.pem",
+        format!(
+            "{}{}",
+            std::fs::read_to_string(unrelated.file("ca.pem")).unwrap(),
+            root.pem()
+        ),
+    );
+    let service = serve_tls(&cert, &key);
+    let root_sha256 = hex::encode(openssl::sha::sha256(root.der()));
+
+    let home = |name: &str| {
+        let h = dir.path().join(name);
+        std::fs::create_dir_all(&h).unwrap();
+        h
+    };
+    reaches(
+        &agent(&home("bundle"), Some(json!({"ca_bundle": bundle}))),
+        &service.base,
+    )
+    .unwrap();
+    reaches(
+        &agent(
+            &home("pinned"),
+            Some(json!({"ca_bundle": bundle, "pin_ca_sha256": root_sha256})),
+        ),
+        &service.base,
+    )
+    .unwrap();
+    assert_certificate_refused(reaches(
+        &agent(
+            &home("other-pinned"),
+            Some(json!({"ca_bundle": bundle, "pin_ca_sha256": unrelated.fingerprint})),
+        ),
+        &service.base,
+    ));
+}
+
 #[test]
 fn the_agent_follows_no_redirect() {
     let dir = tempfile::tempdir().unwrap();
