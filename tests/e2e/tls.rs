@@ -53,6 +53,13 @@ fn the_agent_binary_reaches_the_service_over_https_only_with_the_managed_ca() {
     )
     .unwrap();
     let device_id = laptop.provision(&server);
+    let status = laptop.ok(&["status"], None);
+    assert!(
+        status.contains(&format!(
+            "service certificate: only a chain to the CA {fingerprint}"
+        )),
+        "{status}"
+    );
     laptop.ok(&["report"], None);
     let (s, devices) = server.admin("GET", "/api/v1/admin/devices", None);
     assert_eq!(s, 200, "{devices}");
