@@ -104,7 +104,12 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn assert_certificate_refused(result: Result<(), Error>) {
     let e = result.expect_err("got through without trusting the service's CA");
     assert!(matches!(e, Error::Unreachable { .. }), "{}", chain(&e));
-    assert!(chain(&e).contains("certificate"), "{}", chain(&e));
+    assert!(e.is_untrusted_certificate(), "{}", chain(&e));
+    let ui = e.to_ui().message;
+    assert!(
+        ui.contains("certificate this laptop does not trust"),
+        "{ui}"
+    );
 }
 
 #[test]
@@ -339,6 +344,16 @@ fn plain_http_off_loopback_is_refused_by_agent_and_service() {
         ManagedConfig::load(&path).unwrap_err(),
         Error::Corrupt { .. }
     ));
+
+    // A service that is not there is unreachable, not a certificate problem.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("https://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let e = agent(dir.path(), None)
+        .provision(&base, "kwp_made-up", true)
+        .unwrap_err();
+    assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+    assert!(!e.is_untrusted_certificate(), "{}", chain(&e));
 
     // The service will not serve plain HTTP on an address other machines reach...
     let err = ServiceProcess::start(["--listen", "0.0.0.0:0"])
