@@ -17,6 +17,7 @@ mod offboarding;
 mod openapi;
 mod recovery;
 mod refusals;
+mod tls;
 mod tray;
 mod wizard;
 mod wizard_web_link;

@@ -115,7 +115,30 @@ impl Server {
         self.url.replacen("127.0.0.1", "localhost", 1)
     }
 
+    /// A service over HTTPS on 127.0.0.1 with the certificate `keywarden-server tls init` made
+    /// in `pki` (its `--hostname` must include 127.0.0.1); the admin calls trust its `ca.pem`.
+    pub fn start_tls(pki: &Path) -> Server {
+        let ca = std::fs::read(pki.join("ca.pem")).unwrap();
+        let http = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        let (cert, key) = (pki.join("server.pem"), pki.join("server.key"));
+        let extra = [
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ];
+        Self::start_on_trusting("127.0.0.1:0", &extra, http)
+    }
+
     fn start_on(listen: &str, extra: &[&str]) -> Server {
+        Self::start_on_trusting(listen, extra, reqwest::blocking::Client::new())
+    }
+
+    /// Start on `listen`; `http` makes the admin calls.
+    fn start_on_trusting(listen: &str, extra: &[&str], http: reqwest::blocking::Client) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (child, url, shown_token) = spawn_server(dir.path(), listen, extra);
         let token_file = dir.path().join("admin-token");
@@ -136,7 +159,7 @@ impl Server {
             admin_token,
             dir,
             child,
-            http: reqwest::blocking::Client::new(),
+            http,
         };
         // The tests' software keys (test/demo) attest with one batch certificate; the service
         // trusts its root because an admin says so, as for a demo, never by default.

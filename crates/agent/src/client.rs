@@ -1,17 +1,74 @@
 //! HTTP client for the service: plain calls for provisioning, device-signed calls for the rest.
+//! The one place the agent's HTTP client is built: which certificate authorities it trusts
+//! ([`ServerTrust`]) and that it follows no redirects.
 
 use std::time::Duration;
 
 use keywarden_protocol::{
     signing_input, ErrorBody, HEADER_DEVICE, HEADER_SEQ, HEADER_SIGNATURE, HEADER_TIME,
 };
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sha2::Digest as _;
 
 use crate::config::Paths;
 use crate::error::{Error, Result};
 use crate::identity::{with_next_seq, DeviceKey};
 use crate::now_ms;
+
+/// Which certificate authorities the agent trusts for the service's HTTPS: the system's roots,
+/// plus a CA bundle from the managed configuration (a corporate or pilot CA); or, pinned, only
+/// the one CA of that bundle the pin names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerTrust {
+    /// CA certificates (DER) trusted besides the system's roots, or instead of them when pinned.
+    extra: Vec<CertificateDer<'static>>,
+    /// Only `extra` is trusted (the pinned CA), not the system's roots.
+    pinned: bool,
+}
+
+impl ServerTrust {
+    /// Trust from a PEM bundle of CA certificates; with `pin_sha256` (hex SHA-256 of one of
+    /// them, colons allowed) only a chain to that one CA is accepted. The error says why not.
+    pub fn from_bundle(pem: &[u8], pin_sha256: Option<&str>) -> std::result::Result<Self, String> {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| format!("not a PEM bundle of certificates: {e}"))?;
+        if certs.is_empty() {
+            return Err("no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)".into());
+        }
+        let Some(pin) = pin_sha256 else {
+            return Ok(ServerTrust {
+                extra: certs,
+                pinned: false,
+            });
+        };
+        let pin = pin.replace(':', "").to_ascii_lowercase();
+        if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "pin_ca_sha256 {pin} is not a SHA-256 fingerprint (64 hex digits)"
+            ));
+        }
+        let chosen = certs
+            .into_iter()
+            .find(|c| hex_sha256(c) == pin)
+            .ok_or_else(|| format!("no certificate in it has the SHA-256 fingerprint {pin} that pin_ca_sha256 names"))?;
+        Ok(ServerTrust {
+            extra: vec![chosen],
+            pinned: true,
+        })
+    }
+}
+
+/// Lowercase hex SHA-256 of a certificate, as `keywarden-server tls init` prints it.
+fn hex_sha256(cert: &CertificateDer<'_>) -> String {
+    sha2::Sha256::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// A blocking client bound to one service URL.
 #[derive(Debug, Clone)]
@@ -21,17 +78,24 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `base` (already normalised).
-    pub fn new(base: &str) -> Result<Self> {
-        let http = reqwest::blocking::Client::builder()
+    /// A client for `base` (already normalised) trusting `trust`. It follows no redirects.
+    pub fn new(base: &str, trust: &ServerTrust) -> Result<Self> {
+        let unreachable = |e| Error::Unreachable {
+            url: base.to_owned(),
+            source: e,
+        };
+        let mut builder = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("keywarden-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Unreachable {
-                url: base.to_owned(),
-                source: e,
-            })?;
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_built_in_root_certs(!trust.pinned);
+        for ca in &trust.extra {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_der(ca.as_ref()).map_err(unreachable)?,
+            );
+        }
+        let http = builder.build().map_err(unreachable)?;
         Ok(Client {
             base: base.to_owned(),
             http,
@@ -89,6 +153,18 @@ impl Client {
             source: e,
         })?;
         let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            return Err(Error::Redirected {
+                url: self.base.clone(),
+                status,
+                location: resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("nowhere")
+                    .to_owned(),
+            });
+        }
         let bytes = resp.bytes().map_err(|e| Error::Unreachable {
             url: self.base.clone(),
             source: e,

@@ -3,7 +3,6 @@
 
 use keywarden_protocol::{EnrolBeginRequest, EnrolBeginResponse, EnrolFinishResponse};
 
-use crate::client::Client;
 use crate::enrol::{EnrolPrompts, Enrolled};
 use crate::identity::DeviceKey;
 use crate::{diagnose, enrol, Agent, Error, Result};
@@ -102,7 +101,7 @@ impl Agent {
         let (finish, pin) = enrol::make_credential_keeping_pin(key.as_mut(), begin, prompts)?;
         let cfg = self.config()?;
         let device_key = DeviceKey::load(&self.paths)?;
-        let result: EnrolFinishResponse = match Client::new(&cfg.server_url)?.post_signed(
+        let result: EnrolFinishResponse = match self.client(&cfg.server_url)?.post_signed(
             &self.paths,
             &device_key,
             &cfg.device_id,

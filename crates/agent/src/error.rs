@@ -77,6 +77,17 @@ pub enum Error {
         /// Its sentence.
         message: String,
     },
+    /// The service answered with a redirect. The agent follows none: a redirect could take
+    /// its requests to another host, or from HTTPS to plain HTTP.
+    #[error("the service at {url} answered with a redirect ({status}) to {location}; the agent follows no redirects, so set the server URL to where the service is")]
+    Redirected {
+        /// The service URL the agent was given.
+        url: String,
+        /// The 3xx status.
+        status: u16,
+        /// Where it pointed (`Location`), or `nowhere` when it named none.
+        location: String,
+    },
     /// The service answered with something that is not the expected JSON.
     #[error("service sent an unexpected answer ({status}): {reason}")]
     BadResponse {
@@ -160,6 +171,35 @@ fn rp_text(rp_id: &str, origin: Option<&str>) -> String {
 }
 
 impl Error {
+    /// Whether the service was not reached because the certificate it presented is not
+    /// trusted: it chains to none of the system's roots and the managed CA bundle, or not to
+    /// the pinned CA (see [`crate::client::ServerTrust`]).
+    pub fn is_untrusted_certificate(&self) -> bool {
+        let Error::Unreachable { source, .. } = self else {
+            return false;
+        };
+        // rustls's error travels inside `io::Error`s (nested), whose `source` skips it: look
+        // inside them.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+        while let Some(c) = cause {
+            let mut inner = c;
+            while let Some(e) = inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                inner = e;
+            }
+            if matches!(
+                inner.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(_))
+            ) {
+                return true;
+            }
+            cause = c.source();
+        }
+        false
+    }
+
     /// The service's error code, when the service refused.
     pub fn service_code(&self) -> Option<ErrorCode> {
         match self {
@@ -221,6 +261,10 @@ impl Error {
             ),
             Error::Key(e) => ui(ErrorCode::KeyError, format!("The key reported a problem: {e}."), None),
             Error::NoKey { .. } => ui(ErrorCode::NoKey, self.to_string(), None),
+            Error::Unreachable { url, .. } if self.is_untrusted_certificate() => ui(ErrorCode::ServiceUnreachable,
+                format!("The Keywarden service at {url} showed a certificate this laptop does not trust, so nothing was sent. Tell IT: the service's certificate, or the certificate authority your organisation set for it, is wrong."),
+                None,
+            ),
             Error::Unreachable { url, .. } => ui(ErrorCode::ServiceUnreachable,
                 format!("Cannot reach the Keywarden service at {url}. Check your network (or VPN) and try again; nothing was changed."),
                 None,

@@ -145,6 +145,13 @@ impl Agent {
         self.managed.as_ref()
     }
 
+    /// The HTTP client for `server`, trusting what the managed configuration says (else the
+    /// system's roots).
+    pub(crate) fn client(&self, server: &str) -> Result<Client> {
+        let trust = self.managed().map(|m| &m.server_trust);
+        Client::new(server, trust.unwrap_or(&client::ServerTrust::default()))
+    }
+
     /// Its folders.
     pub fn paths(&self) -> &Paths {
         &self.paths
@@ -291,7 +298,8 @@ impl Agent {
     ) -> Result<R> {
         let cfg = self.config()?;
         let key = DeviceKey::load(&self.paths)?;
-        Client::new(&cfg.server_url)?.post_signed(&self.paths, &key, &cfg.device_id, path, body)
+        self.client(&cfg.server_url)?
+            .post_signed(&self.paths, &key, &cfg.device_id, path, body)
     }
 
     /// Open one of the keys present.

@@ -6,13 +6,17 @@
 //! "checkin_interval_seconds": 3600, "rp_id": "keywarden.example.com", "origin":
 //! "https://keywarden.example.com"}`. `rp_id` and `origin` (given together) lock the relying
 //! party the agent signs for: they override what provisioning pinned, and provisioning against
-//! a service that names another one is refused. Unknown fields are refused, so a typo is an error and not
+//! a service that names another one is refused. `ca_bundle` names a PEM file of CA certificates
+//! trusted for the service besides the system's roots (a corporate CA, or the pilot CA of
+//! `keywarden-server tls init`); `pin_ca_sha256`, the SHA-256 of one of them, makes it the only
+//! CA trusted. Unknown fields are refused, so a typo is an error and not
 //! a silently ignored setting. `KEYWARDEN_MANAGED_CONFIG` names another file (tests, staging).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::client::ServerTrust;
 use crate::error::{Error, Result};
 use crate::files;
 
@@ -45,9 +49,18 @@ pub struct ManagedConfig {
     pub rp_id: Option<String>,
     /// The only origin the agent puts into clientDataJSON. Given with [`ManagedConfig::rp_id`].
     pub origin: Option<String>,
+    /// A PEM file of CA certificates trusted for the service's HTTPS besides the system's roots.
+    pub ca_bundle: Option<PathBuf>,
+    /// SHA-256 fingerprint (hex) of one CA in [`ManagedConfig::ca_bundle`]: with it, only a
+    /// chain to that CA is accepted (not the system's roots).
+    pub pin_ca_sha256: Option<String>,
     /// The file it was read from.
     #[serde(skip)]
     pub source: PathBuf,
+    /// What [`ManagedConfig::ca_bundle`] and [`ManagedConfig::pin_ca_sha256`] make trusted,
+    /// read once with the file.
+    #[serde(skip)]
+    pub server_trust: ServerTrust,
 }
 
 impl ManagedConfig {
@@ -111,6 +124,22 @@ impl ManagedConfig {
                 ))
             }
         }
+        cfg.server_trust = match (&cfg.ca_bundle, &cfg.pin_ca_sha256) {
+            (None, None) => ServerTrust::default(),
+            (None, Some(_)) => {
+                return Err(corrupt(
+                    "pin_ca_sha256 names a CA of ca_bundle; give ca_bundle too".into(),
+                ))
+            }
+            (Some(bundle), pin) => {
+                let pem = files::read_optional(bundle)?.ok_or_else(|| {
+                    corrupt(format!("ca_bundle {} does not exist", bundle.display()))
+                })?;
+                ServerTrust::from_bundle(&pem, pin.as_deref()).map_err(|reason| {
+                    corrupt(format!("ca_bundle {}: {reason}", bundle.display()))
+                })?
+            }
+        };
         cfg.source = path.to_owned();
         Ok(Some(cfg))
     }
@@ -185,6 +214,18 @@ mod tests {
                 .pinned_relying_party(),
             None
         );
+    }
+
+    #[test]
+    fn the_shipped_template_is_accepted_and_trusts_the_system_roots_only() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            include_str!("../../../installer/managed-config/managed.json"),
+        );
+        let m = ManagedConfig::load(&p).unwrap().unwrap();
+        assert_eq!(m.ca_bundle, None);
+        assert_eq!(m.server_trust, ServerTrust::default());
     }
 
     #[test]

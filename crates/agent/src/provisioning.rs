@@ -2,7 +2,6 @@
 
 use keywarden_protocol::{EnrolBeginResponse, ProvisionRequest, ProvisionResponse};
 
-use crate::client::Client;
 use crate::config::Config;
 use crate::identity::DeviceKey;
 use crate::{config, now_ms, Agent, Error, RelyingParty, Result, AGENT_VERSION};
@@ -26,7 +25,7 @@ impl Agent {
             .value()
             .cloned()
             .unwrap_or_else(|| "unknown-host".to_owned());
-        let client = Client::new(&server)?;
+        let client = self.client(&server)?;
         let resp: ProvisionResponse = client.post_plain(
             "/api/v1/agent/provision",
             &ProvisionRequest {

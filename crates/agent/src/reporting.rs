@@ -47,7 +47,7 @@ impl Agent {
         let cfg = self.config()?;
         let key = DeviceKey::load(&self.paths)?;
         let sender = Sender {
-            client: Client::new(&cfg.server_url)?,
+            client: self.client(&cfg.server_url)?,
             paths: &self.paths,
             key: &key,
             device_id: &cfg.device_id,

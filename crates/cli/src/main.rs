@@ -154,6 +154,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "checkin": checkin,
                     "managed_config": managed,
                     "server_locked": locked,
+                    "ca_bundle": agent.managed().and_then(|m| m.ca_bundle.as_ref()),
+                    "pin_ca_sha256": agent.managed().and_then(|m| m.pin_ca_sha256.as_ref()),
                 }))?;
             } else {
                 match cfg {
@@ -181,6 +183,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         "managed configuration: {m}{}",
                         if locked { " (server URL locked)" } else { "" }
                     );
+                }
+                if let Some(m) = agent.managed() {
+                    if let Some(bundle) = &m.ca_bundle {
+                        match &m.pin_ca_sha256 {
+                            Some(pin) => println!(
+                                "service certificate: only a chain to the CA {pin} of {}",
+                                bundle.display()
+                            ),
+                            None => println!(
+                                "service certificate: the system's roots and the CAs of {}",
+                                bundle.display()
+                            ),
+                        }
+                    }
                 }
                 println!("outbox: {pending} report(s) waiting");
                 print_checkin(&checkin);

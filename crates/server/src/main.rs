@@ -14,6 +14,8 @@ use keywarden_server::{
     Settings, SystemClock,
 };
 
+mod tls;
+
 /// The Keywarden central service: binds FIDO2 credentials to verified identities, receives
 /// device reports, and answers the admin and SCIM APIs. Without a subcommand it serves.
 #[derive(Debug, Parser)]
@@ -39,6 +41,17 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, env = "KEYWARDEN_LISTEN", default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
+    /// The server certificate chain (PEM: the server's certificate, then its intermediates) to
+    /// serve HTTPS with; reloaded with its key on SIGHUP. Give it with --tls-key.
+    #[arg(long, env = "KEYWARDEN_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "KEYWARDEN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback --listen address because a reverse proxy in front
+    /// terminates TLS. Without it (or --tls-cert) plain HTTP is served on loopback only.
+    #[arg(long, env = "KEYWARDEN_BEHIND_TLS_PROXY", conflicts_with = "tls_cert")]
+    behind_tls_proxy: bool,
     /// WebAuthn relying party id: the organisation's domain.
     #[arg(long, env = "KEYWARDEN_RP_ID", default_value = "keywarden.localhost")]
     rp_id: String,
@@ -89,6 +102,11 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
+    /// HTTPS certificates.
+    Tls {
+        #[command(subcommand)]
+        action: TlsCommand,
+    },
     /// The audit log: check its hash chain, or export it.
     Audit {
         #[command(subcommand)]
@@ -145,6 +163,21 @@ enum Command {
     Device {
         #[command(subcommand)]
         action: DeviceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Make a private CA and a server certificate for a pilot: `ca.pem` (what agents trust),
+    /// `ca.key`, `server.pem` and `server.key` (for --tls-cert and --tls-key), keys mode 0600;
+    /// prints the CA's SHA-256 fingerprint for the agents' `pin_ca_sha256`. Replaces nothing.
+    Init {
+        /// The folder to write them in (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A name (or IP address) agents and browsers reach the service by; repeat for several.
+        #[arg(long = "hostname", default_value = "localhost")]
+        hostnames: Vec<String>,
     },
 }
 
@@ -270,6 +303,37 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock = Arc::new(SystemClock);
+    if let Some(Command::Tls {
+        action: TlsCommand::Init { dir, hostnames },
+    }) = &cli.command
+    {
+        let now = time::OffsetDateTime::from_unix_timestamp(clock.now_ms() / 1000)?;
+        let p = tls::init(dir, hostnames, now)?;
+        println!(
+            "CA certificate (what agents trust): {}",
+            p.ca_cert.display()
+        );
+        println!("CA SHA-256 fingerprint: {}", p.ca_sha256);
+        println!(
+            "Serve with: keywarden-server --tls-cert {} --tls-key {}",
+            p.server_cert.display(),
+            p.server_key.display()
+        );
+        println!(
+            "Agents' managed configuration: \"ca_bundle\": \"<where ca.pem is installed>\", \"pin_ca_sha256\": \"{}\"",
+            p.ca_sha256
+        );
+        return Ok(());
+    }
+    let listen = match &cli.command {
+        None | Some(Command::Serve) => Some(tls::Listen::choose(
+            cli.listen,
+            cli.tls_cert.clone().zip(cli.tls_key.clone()),
+            cli.behind_tls_proxy,
+        )?),
+        _ => None,
+    };
     let url = match cli.database_url.clone() {
         Some(u) => u,
         None => {
@@ -287,10 +351,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     coverage::assign::unassigned(&pool)
         .await
         .context("cannot assign populations")?;
-    let clock = Arc::new(SystemClock);
     let max_ttl = Duration::from_secs(cli.token_ttl_days.saturating_mul(86_400));
     match cli.command {
         None | Some(Command::Serve) => {}
+        Some(Command::Tls { .. }) => unreachable!("handled before the database opens"),
         Some(Command::Audit { action }) => {
             return match action {
                 AuditCommand::Verify => {
@@ -561,15 +625,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "keywarden-server listening");
-    println!("listening on http://{addr}");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    let listen = listen.expect("chosen above for serving, the only command that gets here");
+    tls::serve(listener, listen, router(state)).await
 }
 
 /// On first start (no admin token yet), create the admin token and hand it over where only the

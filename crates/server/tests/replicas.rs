@@ -9,13 +9,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{report_body, App, Device};
+use common::{report_body, App, Device, ServiceProcess};
 use ed25519_dalek::Signer as _;
 use keywarden_protocol::REPORT_BATCH_PATH;
 use serde_json::{json, Value};
@@ -23,54 +21,6 @@ use serde_json::{json, Value};
 both_backends!(two_replica_processes_share_the_agents);
 
 const REPORTS_PATH: &str = "/api/v1/agent/reports";
-
-/// A `keywarden-server` process; killed when dropped.
-struct Replica {
-    child: Child,
-    base: String,
-    /// Its data folder (the console's setup link is written there while nobody is admin).
-    _data: tempfile::TempDir,
-}
-
-impl Replica {
-    fn start(database_url: &str) -> Replica {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
-            .args(["--database-url", database_url, "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("KEYWARDEN_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the replica printed its address before exiting")
-                .unwrap();
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.trim().to_owned();
-            }
-        };
-        // Keep draining its stdout so that it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Replica {
-            child,
-            base,
-            _data: data,
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Send one signed request; returns its status and JSON answer.
 async fn send(
@@ -125,7 +75,10 @@ async fn two_replica_processes_share_the_agents(mut app: App) {
     for i in 0..AGENTS {
         devices.push(Arc::new(app.device(&format!("pc-{i}")).await));
     }
-    let replicas = [Replica::start(&app.db.url), Replica::start(&app.db.url)];
+    let replica = || {
+        ServiceProcess::start(["--database-url", &app.db.url, "--listen", "127.0.0.1:0"]).unwrap()
+    };
+    let replicas = [replica(), replica()];
     assert_ne!(replicas[0].child.id(), replicas[1].child.id());
     let bases = Arc::new([replicas[0].base.clone(), replicas[1].base.clone()]);
     let http = reqwest::Client::new();

@@ -14,7 +14,7 @@
 //! One concern a file: `db` (backends, fresh databases, the test clock), `app` (the service and
 //! its calls), `device` (a laptop's signed calls), `softkey` (attested credentials and their
 //! browser shapes), `browser` (the self-service pages), `flows` (enrolment, step-up and
-//! directory helpers built on those) and `endpoints` (the role matrix, compared with the router's
+//! directory helpers built on those), `process` (the real binary) and `endpoints` (the role matrix, compared with the router's
 //! routes by tests/roles.rs).
 
 mod app;
@@ -23,6 +23,7 @@ mod db;
 mod device;
 mod endpoints;
 mod flows;
+mod process;
 mod softkey;
 
 // Each test binary compiles every helper and uses a part of them.
@@ -38,6 +39,8 @@ pub use device::*;
 pub use endpoints::*;
 #[allow(unused_imports)]
 pub use flows::*;
+#[allow(unused_imports)]
+pub use process::*;
 #[allow(unused_imports)]
 pub use softkey::*;
 
