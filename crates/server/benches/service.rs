@@ -412,7 +412,14 @@ async fn coverage(url: &str, n: usize) -> (usize, [Duration; 3], Duration) {
 /// overview the service renders every minute; median of five) against a bare read of one
 /// person's credentials as the baseline; the minute's render itself against the coverage
 /// summary; and the weight of what a browser loads for it (HTML, stylesheet, script).
-async fn console(url: &str) -> (usize, [Duration; 4], [usize; 3]) {
+async fn console(
+    url: &str,
+) -> (
+    usize,
+    [Duration; 4],
+    [usize; 3],
+    Vec<(&'static str, usize, Duration)>,
+) {
     let st = state(url).await;
     let (people, _) = seed_people(&st, scaled(100_000)).await;
     let now = now_ms();
@@ -463,6 +470,7 @@ async fn console(url: &str) -> (usize, [Duration; 4], [usize; 3]) {
     };
     let css = asset("/console/assets/console.css").await;
     let js = asset("/console/assets/console.js").await;
+    let pages = page_weights(&st, now).await;
     (
         people,
         [
@@ -472,7 +480,70 @@ async fn console(url: &str) -> (usize, [Duration; 4], [usize; 3]) {
             median(summary),
         ],
         [html.len(), css, js],
+        pages,
     )
+}
+
+/// Every console page an admin opens over the seeded directory, through the router: its weight
+/// (HTML bytes) and its server time (median of three). The admin's session is written directly
+/// (the sign-in ceremony is the tests' business; the pages are what is weighed here).
+async fn page_weights(st: &AppState, now: i64) -> Vec<(&'static str, usize, Duration)> {
+    let db = &st.db;
+    sqlx::query("UPDATE people SET source = 'setup' WHERE id = 'p-seed'")
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO staff_roles (person_id, role, granted_by, granted_at) VALUES ('p-seed', 'admin', 'bench', 0)")
+        .execute(db)
+        .await
+        .unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let (token, _) = keywarden_server::selfservice::session::open(
+        &mut tx,
+        "p-seed",
+        "passkey",
+        Some("bench"),
+        now + 60_000,
+        now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let cookie = format!("{}={token}", keywarden_server::selfservice::session::COOKIE);
+    let pages = [
+        "/console",
+        "/console/people",
+        "/console/people/p1",
+        "/console/laptops",
+        "/console/laptops/d",
+        "/console/policy",
+        "/console/exceptions",
+        "/console/keys",
+        "/console/audit",
+        "/console/staff",
+    ];
+    let mut out = Vec::new();
+    for path in pages {
+        let mut times = Vec::new();
+        let mut weight = 0;
+        for _ in 0..3 {
+            let request = Request::get(path)
+                .header("cookie", &cookie)
+                .body(Body::empty())
+                .unwrap();
+            let t = Instant::now();
+            let res = router(st.clone()).oneshot(request).await.unwrap();
+            assert_eq!(res.status(), 200, "{path}");
+            weight = axum::body::to_bytes(res.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .len();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        out.push((path, weight, times[1]));
+    }
+    out
 }
 
 /// `people` people with three credentials each, and a contractors' population.
@@ -599,12 +670,16 @@ fn main() {
             }
             if wanted("console") {
                 let (fresh4, _dir4) = fresh(backend).await.unwrap();
-                let (people, [request, bare, render, summary], [html, css, js]) = console(&fresh4).await;
+                let (people, [request, bare, render, summary], [html, css, js], pages) = console(&fresh4).await;
                 let ms = |d: Duration| d.as_secs_f64() * 1000.0;
                 println!("[{backend}] console overview:     {people} people: {:.3} ms per request (target < 100 ms), {:.3}x a read of one person's credentials ({:.2} ms); rendered every minute in {:.0} ms, {:.2}x the coverage summary ({:.0} ms); page weight {:.1} KiB HTML + {:.1} KiB CSS + {:.1} KiB script",
                     ms(request), request.as_secs_f64() / bare.as_secs_f64(), ms(bare),
                     ms(render), render.as_secs_f64() / summary.as_secs_f64(), ms(summary),
                     html as f64 / 1024.0, css as f64 / 1024.0, js as f64 / 1024.0);
+                for (path, weight, time) in pages {
+                    println!("[{backend}] console page {path:<22} {:>6.1} KiB HTML, {:>7.1} ms on the server (an admin's request through the router)",
+                        weight as f64 / 1024.0, ms(time));
+                }
             }
             println!();
         }
