@@ -347,10 +347,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = db::connect(&url)
         .await
         .context("cannot open the database")?;
-    // Rows from before populations were kept on them (an upgrade) get theirs now.
-    coverage::assign::unassigned(&pool)
-        .await
-        .context("cannot assign populations")?;
     let max_ttl = Duration::from_secs(cli.token_ttl_days.saturating_mul(86_400));
     match cli.command {
         None | Some(Command::Serve) => {}
@@ -616,6 +612,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // An offboarding's second step (retiring the laptops the leaver left) may not have run
     // before a crash or restart: finish it before serving.
     keywarden_server::offboard::retire_left_behind(&state).await?;
+    // Rows from before populations were kept on them (an upgrade) get theirs before serving;
+    // the reports also assign any left (rows written by hand), so read-only commands need not.
+    coverage::assign::unassigned(&state.db)
+        .await
+        .context("cannot assign populations")?;
     tokio::spawn(keywarden_server::console::snapshots::run(state.clone()));
     if state.settings.notify_webhook.is_some() || state.settings.idp_webhook.is_some() {
         tokio::spawn(keywarden_server::webhooks::Deliverer::new()?.run(state.clone()));
