@@ -109,6 +109,8 @@ error_codes! {
     BatchEmpty = "batch_empty",
     /// 400: a report batch carries at most … reports, this one ….
     BatchTooLarge = "batch_too_large",
+    /// 413: the request body is larger than this endpoint takes (… bytes).
+    BodyTooLarge = "body_too_large",
     /// 400: request body: ….
     BodyUnreadable = "body_unreadable",
     /// 403: you signed in with this key, so it is not lost; sign in with another key to report this one.
@@ -277,12 +279,16 @@ error_codes! {
     RecoveryTicketUsed = "recovery_ticket_used",
     /// 404: no recovery ….
     RecoveryUnknown = "recovery_unknown",
+    /// 429: too many requests from your address to an endpoint that checks a one-time secret; try again in … s.
+    RateLimited = "rate_limited",
     /// 429: too many failed ticket redemptions from this laptop; try again after ….
     RedemptionRateLimited = "redemption_rate_limited",
     /// 400: report_id must be a UUID.
     ReportIdInvalid = "report_id_invalid",
     /// 409: sequence number … was already used by this device.
     RequestReplayed = "request_replayed",
+    /// 503: the request took longer than … s and was stopped; nothing of it was kept.
+    RequestTimeout = "request_timeout",
     /// 401: request signed at … is more than … s from the service clock (…).
     RequestStale = "request_stale",
     /// 403: role … may not use this endpoint (allowed: …).
@@ -293,6 +299,8 @@ error_codes! {
     SelfApproval = "self_approval",
     /// 403: nobody may issue a recovery for themselves.
     SelfRecovery = "self_recovery",
+    /// 503: the service is serving as many requests as it takes at once; try again in a moment.
+    ServiceBusy = "service_busy",
     /// 401: your session timed out: sign in again.
     SessionExpired = "session_expired",
     /// 401: you are not signed in: sign in first.

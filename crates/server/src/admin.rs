@@ -1,7 +1,6 @@
 //! Admin API: people (a stand-in until the SCIM feed), one-time provisioning tokens and
 //! enrolment tickets, and read views of people, devices and credentials with their evidence.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -16,7 +15,7 @@ use sqlx::AnyPool;
 use crate::audit;
 use crate::auth::{
     parse_json, AdminOnly, AdminOrAuditor, AdminOrHelpdesk, AnyStaff, Caller, Fresh, JsonBody,
-    Staff,
+    RawBody, Staff,
 };
 use crate::error::{Error, Result};
 use crate::secrets::{self, new_id};
@@ -166,7 +165,7 @@ pub async fn list_people(
 pub async fn issue_provisioning_token(
     State(state): State<AppState>,
     admin: Fresh<AdminOrHelpdesk>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<IssuedSecret>)> {
     let req: IssueProvisioningToken = if body.is_empty() {
         IssueProvisioningToken::default()

@@ -5,9 +5,8 @@
 //! acknowledgement it never saw, and the service stores it once. The ack is sent only after the
 //! commit. Requests from many devices are group-committed by one writer per process.
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::ErrorCode;
@@ -22,7 +21,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::Any;
 
 use crate::audit;
-use crate::auth::{parse_json, SignedCall};
+use crate::auth::{JsonBody, SignedBytes, SignedCall};
 use crate::db::params;
 use crate::error::{Error, Result};
 use crate::policy::Policies;
@@ -34,14 +33,21 @@ use crate::store::agent as store;
 /// Path of the report endpoint.
 pub const REPORTS_PATH: &str = "/api/v1/agent/reports";
 
-/// Largest report batch body accepted (the rest of the API takes at most 1 MiB).
+/// Largest report batch body accepted (most of the API takes at most
+/// [`crate::limits::BODY_LIMIT`]).
 pub const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Largest single report body accepted (older agents' one-report route).
+pub const REPORT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Routes under `/api/v1/agent` for provisioning and reports.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/agent/provision", post(provision))
-        .route(REPORTS_PATH, post(ingest_report))
+        .route(
+            REPORTS_PATH,
+            post(ingest_report).layer(axum::extract::DefaultBodyLimit::max(REPORT_BODY_LIMIT)),
+        )
         .route(
             REPORT_BATCH_PATH,
             post(ingest_batch).layer(axum::extract::DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
@@ -53,9 +59,8 @@ pub fn router() -> Router<AppState> {
     responses((status = 201, body = keywarden_protocol::ProvisionResponse), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn provision(
     State(state): State<AppState>,
-    body: Bytes,
+    JsonBody(req): JsonBody<ProvisionRequest>,
 ) -> Result<(StatusCode, Json<ProvisionResponse>)> {
-    let req: ProvisionRequest = parse_json(&body)?;
     let key = secrets::unb64(&req.device_public_key)
         .filter(|k| k.len() == 32)
         .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
@@ -74,26 +79,15 @@ pub async fn provision(
         ));
     }
     let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    let row = store::provisioning_token(&mut tx, &secrets::hash(req.token.trim()))
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::ProvisioningTokenUnknown,
-                "unknown provisioning token",
-            )
-        })?;
-    let token_id = row.id;
-    if row.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::ProvisioningTokenUsed,
-            "this provisioning token was already used",
-        ));
+    let token_hash = secrets::hash(req.token.trim());
+    // A token that is unknown, used or expired is refused on a read, before the write lock:
+    // guessing costs the guesser a rate-limited request and the service one indexed read.
+    {
+        let mut conn = state.db.acquire().await?;
+        usable_token(&mut conn, &token_hash, now).await?;
     }
-    let expires_at = row.expires_at;
-    crate::error::before_expiry(now, expires_at, ErrorCode::ProvisioningTokenExpired, |at| {
-        format!("provisioning token expired at {at}")
-    })?;
+    let mut tx = crate::db::begin(&state.db).await?;
+    let token_id = usable_token(&mut tx, &token_hash, now).await?;
     let public_key = secrets::b64(key.as_bytes());
     if store::key_taken(&mut tx, &public_key).await? {
         return Err(Error::conflict(
@@ -137,6 +131,35 @@ pub async fn provision(
     ))
 }
 
+/// The id of the provisioning token with this hash, if it can still be used.
+async fn usable_token(
+    conn: &mut sqlx::AnyConnection,
+    token_hash: &str,
+    now: i64,
+) -> Result<String> {
+    let row = store::provisioning_token(conn, token_hash)
+        .await?
+        .ok_or_else(|| {
+            Error::not_found(
+                ErrorCode::ProvisioningTokenUnknown,
+                "unknown provisioning token",
+            )
+        })?;
+    if row.used_at.is_some() {
+        return Err(Error::conflict(
+            ErrorCode::ProvisioningTokenUsed,
+            "this provisioning token was already used",
+        ));
+    }
+    crate::error::before_expiry(
+        now,
+        row.expires_at,
+        ErrorCode::ProvisioningTokenExpired,
+        |at| format!("provisioning token expired at {at}"),
+    )?;
+    Ok(row.id)
+}
+
 /// `POST /api/v1/agent/reports` (device-signed): one report, posture and keys seen; stored once
 /// per `(device, report_id)`. A rejected report from a known device is audited. Older agents
 /// send this; current agents send [`ingest_batch`].
@@ -144,11 +167,8 @@ pub async fn provision(
     responses((status = 200, body = keywarden_protocol::ReportAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict))]
 pub async fn ingest_report(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedBytes { call, body }: SignedBytes,
 ) -> Result<Json<ReportAck>> {
-    let call = SignedCall::verify(&state, &method, REPORTS_PATH, &headers, &body).await?;
     let outcome = async {
         let text = std::str::from_utf8(&body)
             .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
@@ -176,11 +196,8 @@ pub async fn ingest_report(
     responses((status = 200, body = keywarden_protocol::ReportBatchAck), crate::openapi::Invalid, crate::openapi::Unauthenticated, crate::openapi::Conflict))]
 pub async fn ingest_batch(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedBytes { call, body }: SignedBytes,
 ) -> Result<Json<ReportBatchAck>> {
-    let call = SignedCall::verify(&state, &method, REPORT_BATCH_PATH, &headers, &body).await?;
     match ingest_many(&state, &call, &body).await {
         Ok(ack) => Ok(Json(ack)),
         Err(e) => Err(refused(&state, &call, e, true).await?),
@@ -429,8 +446,9 @@ async fn submit(
 /// audit chain is written last, the same lock order as every other writer, so replicas cannot
 /// deadlock.
 async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
-    // The writer keeps a connection of its own, so a commit never queues for one behind the
-    // signature checks' reads; after a failure it takes a fresh one.
+    // While reports keep coming the writer keeps a connection of its own, so a commit never
+    // queues for one behind the signature checks' reads; it gives it back when the queue is
+    // empty, and after a failure it takes a fresh one.
     let mut conn: Option<PoolConnection<Any>> = None;
     while let Some(first) = rx.recv().await {
         let mut rows = first.reports.len();
@@ -463,6 +481,9 @@ async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
         for (job, result) in batch.into_iter().zip(results) {
             let _ = job.reply.send(result);
         }
+        if rx.is_empty() {
+            conn = None;
+        }
     }
 }
 
@@ -488,7 +509,7 @@ async fn commit_batch(
         .zip(&claimed)
         .any(|(j, c)| c.is_ok() && serial_keys(j))
     {
-        let policies = Policies::load(&state.db, state.settings.min_authenticators).await?;
+        let policies = Policies::load(&mut *tx, state.settings.min_authenticators).await?;
         if serials::any_forbid(&policies) {
             for (job, c) in batch.iter_mut().zip(&claimed) {
                 if c.is_err()

@@ -350,20 +350,21 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
         })
 }
 
-impl SignedCall {
-    /// Audit actor name: `device:<id>`.
-    pub fn actor(&self) -> String {
-        format!("device:{}", self.device_id)
-    }
+/// What a signed request's headers claim, with the named laptop's key looked up: everything
+/// that can be checked before the body is read, so a request naming no provisioned laptop is
+/// refused before the service reads a byte of its body.
+struct Claim {
+    device_id: String,
+    seq: i64,
+    seq_signed: u64,
+    time_ms: i64,
+    signature: Signature,
+    key: VerifyingKey,
+    retired: Option<(i64, String)>,
+}
 
-    /// Check the signature over method, path, headers and body, and that the time is fresh.
-    pub async fn verify(
-        state: &AppState,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<SignedCall> {
+impl Claim {
+    async fn read(state: &AppState, headers: &HeaderMap) -> Result<Claim> {
         let device_id = header(headers, HEADER_DEVICE)?;
         let seq: u64 = header(headers, HEADER_SEQ)?.parse().map_err(|_| {
             Error::unauthorized(
@@ -377,7 +378,7 @@ impl SignedCall {
                 "request time is not a number",
             )
         })?;
-        let sig = URL_SAFE_NO_PAD
+        let signature = URL_SAFE_NO_PAD
             .decode(header(headers, HEADER_SIGNATURE)?)
             .ok()
             .and_then(|b| Signature::from_slice(&b).ok())
@@ -390,7 +391,6 @@ impl SignedCall {
         let seq_i64 = i64::try_from(seq).map_err(|_| {
             Error::unauthorized(ErrorCode::SignatureMalformed, "sequence number too large")
         })?;
-
         let row = crate::store::auth::device_key(&state.db, device_id)
             .await?
             .ok_or_else(|| {
@@ -399,20 +399,49 @@ impl SignedCall {
                     format!("device {device_id} is not provisioned"),
                 )
             })?;
-        let pk = &row.public_key;
-        let key = secrets::unb64(pk)
+        let key = secrets::unb64(&row.public_key)
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
             .and_then(|b| VerifyingKey::from_bytes(&b).ok())
             .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))?;
-        let input = signing_input(method.as_str(), path, device_id, seq, time_ms, body);
-        key.verify(&input, &sig).map_err(|_| {
+        Ok(Claim {
+            device_id: device_id.to_owned(),
+            seq: seq_i64,
+            seq_signed: seq,
+            time_ms,
+            signature,
+            key,
+            retired: row
+                .retired_at
+                .map(|at| (at, row.retired_reason.unwrap_or_else(|| "retired".into()))),
+        })
+    }
+
+    /// The signature over method, path, headers and `body`; then whether the laptop still
+    /// works (a retired laptop's signed request is audited) and the time is fresh.
+    async fn check(
+        self,
+        state: &AppState,
+        method: &Method,
+        path: &str,
+        body: &[u8],
+    ) -> Result<SignedCall> {
+        let device_id = self.device_id.as_str();
+        let input = signing_input(
+            method.as_str(),
+            path,
+            device_id,
+            self.seq_signed,
+            self.time_ms,
+            body,
+        );
+        self.key.verify(&input, &self.signature).map_err(|_| {
             Error::unauthorized(
                 ErrorCode::SignatureInvalid,
                 "request signature does not verify for this device",
             )
         })?;
-        if let Some(at) = row.retired_at {
-            let e = retired(at, row.retired_reason.as_deref().unwrap_or("retired"));
+        if let Some((at, reason)) = &self.retired {
+            let e = retired(*at, reason);
             let (_, code, message) = e.parts();
             if let Err(err) = crate::audit::record_refusal(
                 &state.db,
@@ -428,24 +457,44 @@ impl SignedCall {
             }
             return Err(e);
         }
-
         let now = state.now_ms();
         let skew = i64::try_from(state.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
-        if (now - time_ms).abs() > skew {
+        if (now - self.time_ms).abs() > skew {
             return Err(Error::unauthorized(
                 ErrorCode::RequestStale,
                 format!(
                     "request signed at {} is more than {} s from the service clock ({})",
-                    secrets::fmt_time(time_ms),
+                    secrets::fmt_time(self.time_ms),
                     skew / 1000,
                     secrets::fmt_time(now)
                 ),
             ));
         }
         Ok(SignedCall {
-            device_id: device_id.to_owned(),
-            seq: seq_i64,
+            device_id: self.device_id,
+            seq: self.seq,
         })
+    }
+}
+
+impl SignedCall {
+    /// Audit actor name: `device:<id>`.
+    pub fn actor(&self) -> String {
+        format!("device:{}", self.device_id)
+    }
+
+    /// Check the signature over method, path, headers and body, and that the time is fresh.
+    pub async fn verify(
+        state: &AppState,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<SignedCall> {
+        Claim::read(state, headers)
+            .await?
+            .check(state, method, path, body)
+            .await
     }
 
     /// A write transaction with this request's sequence number claimed in it ([`Self::claim`]):
@@ -531,15 +580,36 @@ impl axum::extract::FromRequest<AppState> for SignedCall {
     }
 }
 
+/// A device-signed request, verified, with its raw body: for endpoints that read the body
+/// themselves (the report routes, which check each report on its own).
+#[derive(Debug)]
+pub struct SignedBytes {
+    /// The verified caller (its sequence number not yet claimed).
+    pub call: SignedCall,
+    /// The body the signature covers.
+    pub body: axum::body::Bytes,
+}
+
+impl axum::extract::FromRequest<AppState> for SignedBytes {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self> {
+        let (call, body) = verified_body(req, state).await?;
+        Ok(SignedBytes { call, body })
+    }
+}
+
+/// The headers' claim first (a laptop that is not provisioned is refused before its body is
+/// read), then the body within the route's limit, then the signature over it.
 async fn verified_body(
     req: axum::extract::Request,
     state: &AppState,
 ) -> Result<(SignedCall, axum::body::Bytes)> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let headers = req.headers().clone();
+    let claim = Claim::read(state, req.headers()).await?;
     let body = read_body(req, state).await?;
-    let call = SignedCall::verify(state, &method, &path, &headers, &body).await?;
+    let call = claim.check(state, &method, &path, &body).await?;
     Ok((call, body))
 }
 
@@ -556,11 +626,39 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
     }
 }
 
-/// The request's body, or `body_unreadable` in the service's error shape.
-async fn read_body(req: axum::extract::Request, state: &AppState) -> Result<axum::body::Bytes> {
+/// A request's raw body, read within the route's limit and refused in the service's error
+/// shape: for bodies that may be empty or are parsed by the handler.
+#[derive(Debug)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl axum::extract::FromRequest<AppState> for RawBody {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self> {
+        Ok(RawBody(read_body(req, state).await?))
+    }
+}
+
+/// The request's body, read within the route's limit: over it, `body_too_large` (413); else
+/// unreadable, `body_unreadable`; both in the service's error shape.
+pub(crate) async fn read_body(
+    req: axum::extract::Request,
+    state: &AppState,
+) -> Result<axum::body::Bytes> {
     <axum::body::Bytes as axum::extract::FromRequest<AppState>>::from_request(req, state)
         .await
-        .map_err(|e| Error::bad_request(ErrorCode::BodyUnreadable, format!("request body: {e}")))
+        .map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::limited(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::BodyTooLarge,
+                    "the request body is larger than this endpoint takes",
+                    None,
+                )
+            } else {
+                Error::bad_request(ErrorCode::BodyUnreadable, format!("request body: {e}"))
+            }
+        })
 }
 
 /// Parse a JSON body into `T`, with the service's error shape on failure.

@@ -69,6 +69,19 @@ pub enum Error {
         /// Human sentence.
         message: String,
     },
+    /// Refused by a limit before any work (body size, rate, load, time); `retry_after` says when
+    /// trying again may help.
+    #[error("{message}")]
+    Limited {
+        /// 413, 429 or 503.
+        status: StatusCode,
+        /// Stable machine code.
+        code: ErrorCode,
+        /// Human sentence.
+        message: String,
+        /// Sent as `Retry-After`.
+        retry_after: Option<std::time::Duration>,
+    },
     /// The database failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -149,6 +162,21 @@ impl Error {
         }
     }
 
+    /// A refusal by a limit ([`Error::Limited`]).
+    pub fn limited(
+        status: StatusCode,
+        code: ErrorCode,
+        message: impl Into<String>,
+        retry_after: Option<std::time::Duration>,
+    ) -> Self {
+        Error::Limited {
+            status,
+            code,
+            message: message.into(),
+            retry_after,
+        }
+    }
+
     /// The code the caller receives (`internal` for the service's own failures).
     pub fn code(&self) -> ErrorCode {
         self.parts().1
@@ -169,6 +197,12 @@ impl Error {
             Error::TooManyRequests { code, message } => {
                 (StatusCode::TOO_MANY_REQUESTS, *code, message.clone())
             }
+            Error::Limited {
+                status,
+                code,
+                message,
+                ..
+            } => (*status, *code, message.clone()),
             Error::Database(_)
             | Error::Migrate(_)
             | Error::Corrupt(_)
@@ -217,7 +251,14 @@ pub fn one_of(value: &str, allowed: &[&str], code: ErrorCode, what: &str) -> Res
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        if status.is_server_error() {
+        let retry_after = match &self {
+            Error::Limited {
+                retry_after: Some(wait),
+                ..
+            } => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
+        if status.is_server_error() && !matches!(self, Error::Limited { .. }) {
             tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
         } else {
             tracing::info!(code = code.as_str(), %message, "request refused");
@@ -225,6 +266,12 @@ impl IntoResponse for Error {
         let body = ErrorBody {
             error: ErrorDetail { code, message },
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

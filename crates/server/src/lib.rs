@@ -25,6 +25,7 @@ pub mod devices;
 pub mod enrol;
 mod error;
 pub mod exceptions;
+pub mod limits;
 pub mod mds;
 pub mod offboard;
 pub mod ongoing;
@@ -75,7 +76,11 @@ pub fn router(state: AppState) -> Router {
         .merge(console::router())
         .merge(openapi::router())
         .fallback(|| async { Error::not_found(ErrorCode::NoRoute, "no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard,
+        ))
         .with_state(state)
-        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -91,6 +91,25 @@ struct Cli {
     /// Lifetime of a recovery ticket when the issuer gives none, in seconds.
     #[arg(long, default_value_t = 1800)]
     recovery_ttl_seconds: u64,
+    /// Longest a request may run, in seconds; a request still running is dropped and nothing
+    /// of it is kept (503 `request_timeout`).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_seconds: u64,
+    /// Requests this process serves at once; more are refused at once (503 `service_busy`).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_in_flight: u64,
+    /// Of those, how many may be on the routes open to callers who have proved nothing yet
+    /// (provisioning, ticket and link redemption, sign-in, the console's first setup).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_open_in_flight: u64,
+    /// Requests per minute one address may make to those open routes (0: no per-address
+    /// limit). Behind --behind-tls-proxy the address is the one the proxy appends to
+    /// X-Forwarded-For.
+    #[arg(long, default_value_t = 60)]
+    open_requests_per_minute: u32,
+    /// How many of those one address may make at once before the rate applies.
+    #[arg(long, default_value_t = 30)]
+    open_burst: u32,
     /// Lifetime of an API token, in days: the default, and the most an issuer may ask for.
     /// Tokens never live for ever.
     #[arg(long, env = "KEYWARDEN_TOKEN_TTL_DAYS", default_value_t = 90, global = true,
@@ -606,6 +625,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.webhook_backoff = std::time::Duration::from_millis(cli.webhook_backoff_ms.max(1));
     settings.token_ttl = max_ttl;
     settings.fresh_touch = std::time::Duration::from_secs(cli.fresh_touch_seconds);
+    settings.request_timeout = std::time::Duration::from_secs(cli.request_timeout_seconds);
+    settings.max_in_flight = usize::try_from(cli.max_in_flight).unwrap_or(usize::MAX);
+    settings.max_open_in_flight = usize::try_from(cli.max_open_in_flight).unwrap_or(usize::MAX);
+    settings.open_per_minute = cli.open_requests_per_minute;
+    settings.open_burst = cli.open_burst;
+    settings.behind_proxy = cli.behind_tls_proxy;
     let state = AppState::new(pool, settings, clock)?;
     // Create the webhook signing key before serving, so no first request races its creation.
     keywarden_server::webhooks::signing_key(&state.db, state.now_ms()).await?;

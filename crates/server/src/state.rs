@@ -83,6 +83,18 @@ pub struct Settings {
     /// How long a touch of the key counts as fresh for a console's sensitive actions (at most
     /// the self-service proof window, five minutes).
     pub fresh_touch: Duration,
+    /// Longest a request may run before it is dropped (and its transaction rolled back).
+    pub request_timeout: Duration,
+    /// Requests served at once by this process; more are refused with `service_busy`.
+    pub max_in_flight: usize,
+    /// Of those, how many may be on the open routes ([`crate::limits::OPEN_ROUTES`]).
+    pub max_open_in_flight: usize,
+    /// Requests per minute one address may make to the open routes (0: no per-address limit).
+    pub open_per_minute: u32,
+    /// How many of those it may make at once before the rate applies.
+    pub open_burst: u32,
+    /// A reverse proxy terminates TLS and appends the client's address to `X-Forwarded-For`.
+    pub behind_proxy: bool,
 }
 
 impl Settings {
@@ -108,6 +120,12 @@ impl Settings {
             webhook_backoff: Duration::from_secs(1),
             webhook_max_backoff: Duration::from_secs(300),
             token_ttl: crate::tokens::DEFAULT_TTL,
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 1024,
+            max_open_in_flight: 32,
+            open_per_minute: 60,
+            open_burst: 30,
+            behind_proxy: false,
         }
     }
 }
@@ -134,6 +152,8 @@ pub struct AppState {
     /// rendering it is slow (a large directory), so they read it instead of computing it.
     /// a request over a large directory reads it instead of computing it.
     pub overview: Arc<tokio::sync::RwLock<Option<Rendered>>>,
+    /// The limits checked before a request does any work.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// A page rendered at a time, kept for the requests that follow.
@@ -168,13 +188,14 @@ impl AppState {
             .then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(AppState {
             db,
-            settings: Arc::new(settings),
             clock,
             webauthn: Arc::new(webauthn),
             write_gate,
             ingest_queue: Arc::new(tokio::sync::OnceCell::new()),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             overview: Arc::new(tokio::sync::RwLock::new(None)),
+            limits: Arc::new(crate::limits::Limits::new(&settings)),
+            settings: Arc::new(settings),
         })
     }
 

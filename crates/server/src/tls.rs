@@ -54,11 +54,14 @@ pub async fn serve(
         Listen::Plain => {
             tracing::info!(%addr, "keywarden-server listening (plain HTTP)");
             println!("listening on http://{addr}");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
             return Ok(());
         }
         Listen::Tls { cert, key } => (cert, key),
@@ -85,7 +88,7 @@ pub async fn serve(
     println!("listening on https://{addr}");
     axum_server::from_tcp_rustls(listener.into_std()?, config)?
         .handle(handle)
-        .serve(app.into_make_service())
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await?;
     Ok(())
 }

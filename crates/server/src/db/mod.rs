@@ -52,10 +52,22 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
 
 /// [`connect`] with a chosen pool size.
 pub async fn connect_with(url: &str, max_connections: u32) -> Result<AnyPool> {
+    connect_sized(url, max_connections, std::time::Duration::from_secs(30)).await
+}
+
+/// [`connect`] with a chosen pool size and longest wait for a free connection. The tests run
+/// the service on one connection with a short wait: a request that took a second connection
+/// while holding one would wait for itself, and fail there instead of starving the pool later.
+pub async fn connect_sized(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: std::time::Duration,
+) -> Result<AnyPool> {
     sqlx::any::install_default_drivers();
     let backend: Backend = url.parse()?;
     let pool = AnyPoolOptions::new()
         .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

@@ -156,7 +156,7 @@ pub(crate) async fn policy_for(
     tx: &mut Transaction<'_, Any>,
     person_id: &str,
 ) -> Result<(String, Policy)> {
-    let policies = Policies::load(&state.db, state.settings.min_authenticators).await?;
+    let policies = Policies::load(&mut **tx, state.settings.min_authenticators).await?;
     let attrs = policy::person_attrs(tx, person_id).await?;
     let (name, p) = policies.resolve(&attrs);
     Ok((name.to_owned(), p.clone()))

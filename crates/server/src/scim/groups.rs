@@ -1,7 +1,6 @@
 //! SCIM Groups (RFC 7643 section 4.2): parsing a Group, storing it with its members (known
 //! Users only), and the handlers for create, get, list, PUT, PATCH and DELETE.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,8 +13,7 @@ use super::patch::{apply, parse_patch};
 use super::schema::GROUP;
 use super::store::{self, GroupRow};
 use super::{
-    base, check_schemas, created, get_ci, meta, opt_string, parse_body, scim_json, Feed,
-    GROUP_SCHEMA,
+    base, check_schemas, created, get_ci, meta, opt_string, scim_json, Feed, ScimBody, GROUP_SCHEMA,
 };
 use crate::audit;
 use crate::auth::Caller;
@@ -127,9 +125,9 @@ async fn store_group(
 pub async fn create_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
-    body: Bytes,
+    ScimBody(body): ScimBody,
 ) -> ScimResult<Response> {
-    let fields = parse_group(&parse_body(&body)?)?;
+    let fields = parse_group(&body)?;
     let now = state.now_ms();
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
@@ -211,9 +209,9 @@ pub async fn put_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
     Path(id): Path<String>,
-    body: Bytes,
+    ScimBody(body): ScimBody,
 ) -> ScimResult<Response> {
-    let fields = parse_group(&parse_body(&body)?)?;
+    let fields = parse_group(&body)?;
     let before = load_group(&state.db, &base(&state), &id).await?;
     replace_group(&state, &caller, &id, &before, &fields, "PUT").await
 }
@@ -226,9 +224,9 @@ pub async fn patch_group(
     State(state): State<AppState>,
     Feed(caller): Feed,
     Path(id): Path<String>,
-    body: Bytes,
+    ScimBody(body): ScimBody,
 ) -> ScimResult<Response> {
-    let ops = parse_patch(&parse_body(&body)?)?;
+    let ops = parse_patch(&body)?;
     let before = load_group(&state.db, &base(&state), &id).await?;
     let mut after = before.clone();
     for op in &ops {

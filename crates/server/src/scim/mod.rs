@@ -91,6 +91,9 @@ pub fn router() -> Router<AppState> {
                 .patch(patch_group)
                 .delete(delete_group),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::limits::SCIM_BODY_LIMIT,
+        ))
 }
 
 fn scim_json(status: StatusCode, body: Value) -> Response {
@@ -130,6 +133,19 @@ impl axum::extract::FromRequestParts<AppState> for Feed {
         let caller = Caller::from_request_parts(parts, state).await?;
         caller.require(&[Role::Scim])?;
         Ok(Feed(caller))
+    }
+}
+
+/// A SCIM request's JSON object, read within the SCIM routes' body limit; refused in SCIM's
+/// error shape.
+pub struct ScimBody(pub Value);
+
+impl axum::extract::FromRequest<AppState> for ScimBody {
+    type Rejection = ScimError;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> ScimResult<Self> {
+        let body = crate::auth::read_body(req, state).await?;
+        Ok(ScimBody(parse_body(&body)?))
     }
 }
 

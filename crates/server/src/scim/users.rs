@@ -3,7 +3,6 @@
 //! PATCH and DELETE. Deactivation (`active: false`) and deletion of an active person offboard
 //! inside the same transaction ([`crate::offboard`]).
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,8 +15,8 @@ use super::patch::{apply, parse_patch};
 use super::schema::USER;
 use super::store::{self, Profile, UniqueName, UserRow};
 use super::{
-    base, check_schemas, created, get_ci, lenient_bool, meta, opt_string, parse_body, scim_json,
-    Feed, ENTERPRISE_SCHEMA, USER_SCHEMA,
+    base, check_schemas, created, get_ci, lenient_bool, meta, opt_string, scim_json, Feed,
+    ScimBody, ENTERPRISE_SCHEMA, USER_SCHEMA,
 };
 use crate::audit;
 use crate::auth::Caller;
@@ -243,9 +242,9 @@ async fn load_user(conn: &mut sqlx::AnyConnection, base: &str, id: &str) -> Scim
 pub async fn create_user(
     State(state): State<AppState>,
     Feed(caller): Feed,
-    body: Bytes,
+    ScimBody(body): ScimBody,
 ) -> ScimResult<Response> {
-    let fields = parse_user(&parse_body(&body)?)?;
+    let fields = parse_user(&body)?;
     let now = state.now_ms();
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
@@ -390,10 +389,10 @@ pub async fn put_user(
     State(state): State<AppState>,
     Feed(caller): Feed,
     Path(id): Path<String>,
-    body: Bytes,
+    ScimBody(body): ScimBody,
 ) -> ScimResult<Response> {
     let received_at_us = state.clock.now_us();
-    let fields = parse_user(&parse_body(&body)?)?;
+    let fields = parse_user(&body)?;
     replace_user(
         &state,
         &caller,
@@ -413,10 +412,10 @@ pub async fn patch_user(
     State(state): State<AppState>,
     Feed(caller): Feed,
     Path(id): Path<String>,
-    body: Bytes,
+    ScimBody(body): ScimBody,
 ) -> ScimResult<Response> {
     let received_at_us = state.clock.now_us();
-    let ops = parse_patch(&parse_body(&body)?)?;
+    let ops = parse_patch(&body)?;
     replace_user(
         &state,
         &caller,

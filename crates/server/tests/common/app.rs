@@ -48,7 +48,9 @@ impl App {
 
     /// [`App::on`] with other settings (another relying party and origin: a real browser's).
     pub async fn on_with(db: FreshDb, settings: Settings) -> App {
-        let pool = db::connect(&db.url).await.unwrap();
+        let pool = db::connect_sized(&db.url, 1, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
         let clock = Arc::new(TestClock(AtomicI64::new(START_MS)));
         let admin = keywarden_server::admin::bootstrap_admin_token(&pool, START_MS, |_| Ok(()))
             .await
