@@ -6,7 +6,8 @@
 #                loopback with p50/p99, the coverage report over 100,000 and 1,000,000 people x 3
 #                credentials against a recompute, the console overview over 100,000 people
 #   offboarding  time-to-revoke: 1,000 offboardings over SCIM with a real IdP webhook receiver on
-#                loopback, p50/p99 to committed and to acknowledged
+#                loopback, p50/p99 to committed and to acknowledged; then as many again under a
+#                flood of guessed provisioning tokens from 64 loopback addresses
 # Usage: scripts/bench.sh [service] [offboarding]   (no name: both)
 source "$(dirname "$0")/lib.sh"
 benches=("$@")
