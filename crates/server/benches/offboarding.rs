@@ -105,7 +105,13 @@ async fn run(backend: &str, n: usize) {
     );
     settings.idp_webhook =
         Some(url::Url::parse(&format!("http://127.0.0.1:{hook_port}/idp")).unwrap());
-    let state = AppState::new(pool.clone(), settings, clock.clone()).unwrap();
+    let state = AppState::new(
+        pool.clone(),
+        settings,
+        clock.clone(),
+        keywarden_server::service_keys::ServiceKeys::ephemeral(),
+    )
+    .unwrap();
     tokio::spawn(
         keywarden_server::webhooks::Deliverer::new()
             .unwrap()

@@ -79,7 +79,13 @@ async fn state(url: &str) -> AppState {
         "keywarden.localhost",
         url::Url::parse("https://keywarden.localhost").unwrap(),
     );
-    AppState::new(pool, settings, Arc::new(SystemClock)).unwrap()
+    AppState::new(
+        pool,
+        settings,
+        Arc::new(SystemClock),
+        keywarden_server::service_keys::ServiceKeys::ephemeral(),
+    )
+    .unwrap()
 }
 
 async fn agents(state: &AppState, n: usize) -> Vec<Arc<Device>> {

@@ -100,6 +100,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The service's own set-up (a key file, a setting) is not usable; said at start.
+    #[error("{0}")]
+    Config(String),
     /// WebAuthn machinery failed for a reason that is ours, not the client's.
     #[error("webauthn setup failed: {0}")]
     Webauthn(String),
@@ -207,6 +210,7 @@ impl Error {
             | Error::Migrate(_)
             | Error::Corrupt(_)
             | Error::Io { .. }
+            | Error::Config(_)
             | Error::Webauthn(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,

@@ -37,6 +37,7 @@ pub mod scim;
 pub mod secrets;
 pub mod selfservice;
 pub mod serials;
+pub mod service_keys;
 pub mod state;
 pub mod stepup;
 pub mod store;

@@ -10,8 +10,8 @@ use clap::Parser;
 use clap::Subcommand;
 use keywarden_server::auth::Role;
 use keywarden_server::{
-    admin, audit, coverage, db, devices, mds, router, tokens, trust, AppState, Clock as _,
-    Settings, SystemClock,
+    admin, audit, coverage, db, devices, mds, router, service_keys, tokens, trust, AppState,
+    Clock as _, Settings, SystemClock,
 };
 
 mod tls;
@@ -75,6 +75,11 @@ struct Cli {
     /// Default: `console-setup-link` in the data directory; never a log.
     #[arg(long)]
     setup_link_file: Option<PathBuf>,
+    /// The file holding the service's webhook signing key (created mode 0600 on first start;
+    /// refused when others may read it). Replicas share one. Default: `webhook-signing.key` in
+    /// the data directory. The database keeps only the public half.
+    #[arg(long, env = "KEYWARDEN_WEBHOOK_KEY_FILE")]
+    webhook_key_file: Option<PathBuf>,
     /// How long a touch of the key counts as fresh for the console's sensitive actions
     /// (issue, approve, suspend, retire, change policy or roles), in seconds: 1 to 300.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -631,9 +636,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.open_per_minute = cli.open_requests_per_minute;
     settings.open_burst = cli.open_burst;
     settings.behind_proxy = cli.behind_tls_proxy;
-    let state = AppState::new(pool, settings, clock)?;
-    // Create the webhook signing key before serving, so no first request races its creation.
-    keywarden_server::webhooks::signing_key(&state.db, state.now_ms()).await?;
+    let key_file = cli
+        .webhook_key_file
+        .clone()
+        .unwrap_or_else(|| service_keys::default_path(&cli.data_dir));
+    let (keys, loaded) = service_keys::ServiceKeys::load(&pool, &key_file, clock.now_ms())
+        .await
+        .context("cannot load the webhook signing key")?;
+    match loaded {
+        service_keys::Loaded::Created => {
+            tracing::info!(file = %key_file.display(), "webhook signing key created")
+        }
+        service_keys::Loaded::MovedOut => {
+            tracing::warn!(file = %key_file.display(), "webhook signing key moved out of the database into its own file (mode 0600); back the file up with the TLS key")
+        }
+        service_keys::Loaded::FromFile => {}
+    }
+    let state = AppState::new(pool, settings, clock, keys)?;
     // An offboarding's second step (retiring the laptops the leaver left) may not have run
     // before a crash or restart: finish it before serving.
     keywarden_server::offboard::retire_left_behind(&state).await?;
@@ -681,7 +700,7 @@ async fn first_start_admin_token(
         }
     };
     let file = match &path {
-        Some(p) => Some(new_secret_file(p).with_context(|| {
+        Some(p) => Some(service_keys::new_secret_file(p).with_context(|| {
             format!(
                 "cannot create {} for the first admin token (if it is there, it may hold an \
                  earlier one: move it away and start again)",
@@ -767,16 +786,4 @@ async fn console_setup_link(pool: &sqlx::AnyPool, cli: &Cli, now_ms: i64) -> any
         );
     }
     Ok(())
-}
-
-/// A new file only its owner may read; refuses one that exists (or a link in its place).
-fn new_secret_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    opts.open(path)
 }

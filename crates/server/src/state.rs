@@ -154,6 +154,8 @@ pub struct AppState {
     pub overview: Arc<tokio::sync::RwLock<Option<Rendered>>>,
     /// The limits checked before a request does any work.
     pub limits: Arc<crate::limits::Limits>,
+    /// The service's signing keys (loaded from files outside the database).
+    pub keys: Arc<crate::service_keys::ServiceKeys>,
 }
 
 /// A page rendered at a time, kept for the requests that follow.
@@ -169,7 +171,12 @@ pub struct Rendered {
 
 impl AppState {
     /// Build the state; fails when the relying party settings are inconsistent.
-    pub fn new(db: AnyPool, settings: Settings, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn new(
+        db: AnyPool,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        keys: crate::service_keys::ServiceKeys,
+    ) -> Result<Self> {
         if settings.origin.host_str().is_none() {
             return Err(Error::Webauthn(format!(
                 "origin {} has no host",
@@ -196,6 +203,7 @@ impl AppState {
             overview: Arc::new(tokio::sync::RwLock::new(None)),
             limits: Arc::new(crate::limits::Limits::new(&settings)),
             settings: Arc::new(settings),
+            keys: Arc::new(keys),
         })
     }
 

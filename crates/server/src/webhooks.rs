@@ -16,15 +16,15 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Serialize};
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOrAuditor, Staff};
 use crate::error::{Error, Result};
-use crate::secrets::{b64, new_id, unb64};
+use crate::secrets::{b64, new_id};
 use crate::state::AppState;
 use crate::store::webhooks as store;
 
@@ -55,7 +55,7 @@ pub const HEADER_EVENT_ID: &str = "keywarden-event-id";
 /// Header naming the signing key.
 pub const HEADER_KEY_ID: &str = "keywarden-key-id";
 
-const KEY_ID: &str = "webhook-1";
+use crate::service_keys::WEBHOOK_KEY_ID as KEY_ID;
 const LEASE_MS: i64 = 30_000;
 
 /// Routes: the published key and the admin view of the queue.
@@ -122,32 +122,6 @@ pub async fn notify(
     .await
 }
 
-/// The service's webhook signing key, created on first use (one for all replicas).
-pub async fn signing_key(db: &AnyPool, now: i64) -> Result<SigningKey> {
-    for _ in 0..2 {
-        if let Some(private_key) = store::private_key(db, KEY_ID).await? {
-            let raw = unb64(&private_key)
-                .and_then(|v| <[u8; 32]>::try_from(v).ok())
-                .ok_or_else(|| {
-                    Error::Webauthn("stored webhook signing key is unreadable".into())
-                })?;
-            return Ok(SigningKey::from_bytes(&raw));
-        }
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        store::insert_key(
-            db,
-            KEY_ID,
-            &b64(key.verifying_key().as_bytes()),
-            &b64(&key.to_bytes()),
-            now,
-        )
-        .await?;
-    }
-    Err(Error::Webauthn(
-        "webhook signing key could not be created".into(),
-    ))
-}
-
 /// The published verification key.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WebhookKey {
@@ -164,11 +138,10 @@ pub struct WebhookKey {
 /// `GET /api/v1/webhook-key` (public): the key that verifies webhook signatures.
 #[utoipa::path(get, path = "/api/v1/webhook-key", tag = "webhooks", responses((status = 200, body = WebhookKey)))]
 pub async fn public_key_handler(State(state): State<AppState>) -> Result<Json<WebhookKey>> {
-    let key = signing_key(&state.db, state.now_ms()).await?;
     Ok(Json(WebhookKey {
         key_id: KEY_ID.to_owned(),
         algorithm: "Ed25519".to_owned(),
-        public_key: b64(key.verifying_key().as_bytes()),
+        public_key: state.keys.webhook_public(),
         signed: format!(
             "the exact request body bytes; signature in the {HEADER_SIGNATURE} header, base64url"
         ),
@@ -266,7 +239,7 @@ impl Deliverer {
         if sinks.is_empty() {
             return Ok(round);
         }
-        let key = signing_key(&state.db, now).await?;
+        let key = state.keys.webhook();
         for r in store::due(&state.db, &sinks, now).await? {
             let store::DueEvent {
                 id,

@@ -31,7 +31,7 @@ async fn service(app: &App, change: impl FnOnce(&mut Settings)) -> Router {
     let mut s = settings();
     change(&mut s);
     let pool = db::connect(&app.db.url).await.unwrap();
-    router(AppState::new(pool, s, app.clock.clone()).unwrap())
+    router(AppState::new(pool, s, app.clock.clone(), (*app.state.keys).clone()).unwrap())
 }
 
 /// A request as it arrives over a socket from `from`.

@@ -45,7 +45,13 @@ fn delivering(app: &App, port: u16) -> AppState {
     let url = url::Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
     settings.idp_webhook = Some(url.clone());
     settings.notify_webhook = Some(url);
-    AppState::new(app.state.db.clone(), settings, app.clock.clone()).unwrap()
+    AppState::new(
+        app.state.db.clone(),
+        settings,
+        app.clock.clone(),
+        (*app.state.keys).clone(),
+    )
+    .unwrap()
 }
 
 async fn hr_user(hr: &ScimClient<'_>, name: &str) -> String {

@@ -75,10 +75,27 @@ async fn two_replica_processes_share_the_agents(mut app: App) {
     for i in 0..AGENTS {
         devices.push(Arc::new(app.device(&format!("pc-{i}")).await));
     }
+    // Replicas share one webhook signing key file, as they share the database.
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("webhook-signing.key");
+    let key_file = key_file.to_str().unwrap();
     let replica = || {
-        ServiceProcess::start(["--database-url", &app.db.url, "--listen", "127.0.0.1:0"]).unwrap()
+        ServiceProcess::start([
+            "--database-url",
+            &app.db.url,
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook-key-file",
+            key_file,
+        ])
+        .unwrap()
     };
     let replicas = [replica(), replica()];
+    // One started without that file would sign with a key receivers do not know: refused.
+    let said = ServiceProcess::start(["--database-url", &app.db.url, "--listen", "127.0.0.1:0"])
+        .err()
+        .expect("a replica without the shared key file does not start");
+    assert!(said.contains("--webhook-key-file"), "{said}");
     assert_ne!(replicas[0].child.id(), replicas[1].child.id());
     let bases = Arc::new([replicas[0].base.clone(), replicas[1].base.clone()]);
     let http = reqwest::Client::new();

@@ -47,9 +47,22 @@ pub async fn recipient(db: &mut AnyConnection, person_id: &str) -> Result<Option
     .await
 }
 
-/// The stored private key with this id (base64url).
-pub async fn private_key(db: &AnyPool, id: &str) -> Result<Option<String>> {
-    super::value_by(db, "SELECT private_key FROM service_keys WHERE id = $1", id).await
+/// The key pair recorded under this id: the public key, and the private key of an installation
+/// from before keys moved out of the database (empty once moved).
+pub async fn key_pair(db: &AnyPool, id: &str) -> Result<Option<(String, String)>> {
+    Ok(
+        sqlx::query_as("SELECT public_key, private_key FROM service_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Wipe the private half of the key pair `id` from the database (it lives in a file now).
+pub async fn forget_private_key(db: &AnyPool, id: &str) -> Result<()> {
+    let sql = "UPDATE service_keys SET private_key = '' WHERE id = $1 AND private_key <> ''";
+    super::execute(db, sql, (id,)).await?;
+    Ok(())
 }
 
 /// Store a key pair unless one with this id exists (another replica may have won).

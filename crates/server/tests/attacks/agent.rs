@@ -36,6 +36,7 @@ async fn serve_other_rp(app: &App, rp_id: &str, origin: &str) -> String {
         app.state.db.clone(),
         Settings::new(rp_id, url::Url::parse(origin).unwrap()),
         clock,
+        (*app.state.keys).clone(),
     )
     .unwrap();
     serve(keywarden_server::router(state)).await

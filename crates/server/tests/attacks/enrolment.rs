@@ -232,8 +232,13 @@ async fn person_is_told_of_tickets_and_new_keys(app: App) {
     tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
     let mut settings = crate::common::settings();
     settings.notify_webhook = Some(format!("http://127.0.0.1:{port}/notify").parse().unwrap());
-    let state =
-        keywarden_server::AppState::new(app.state.db.clone(), settings, app.clock.clone()).unwrap();
+    let state = keywarden_server::AppState::new(
+        app.state.db.clone(),
+        settings,
+        app.clock.clone(),
+        (*app.state.keys).clone(),
+    )
+    .unwrap();
     let round = Deliverer::new().unwrap().deliver_due(&state).await.unwrap();
     assert!(round.delivered >= 2, "{round:?}");
 

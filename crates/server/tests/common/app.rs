@@ -67,7 +67,13 @@ impl App {
         )
         .await
         .unwrap();
-        let state = AppState::new(pool, settings, clock.clone()).unwrap();
+        let state = AppState::new(
+            pool,
+            settings,
+            clock.clone(),
+            keywarden_server::service_keys::ServiceKeys::ephemeral(),
+        )
+        .unwrap();
         App {
             router: router(state.clone()),
             state,
