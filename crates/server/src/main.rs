@@ -78,8 +78,20 @@ struct Cli {
     /// The file holding the service's webhook signing key (created mode 0600 on first start;
     /// refused when others may read it). Replicas share one. Default: `webhook-signing.key` in
     /// the data directory. The database keeps only the public half.
-    #[arg(long, env = "KEYWARDEN_WEBHOOK_KEY_FILE")]
+    #[arg(long, env = "KEYWARDEN_WEBHOOK_KEY_FILE", global = true)]
     webhook_key_file: Option<PathBuf>,
+    /// Where signed audit checkpoints are appended (JSON lines): put it on write-once storage.
+    /// Default: `audit-checkpoints.jsonl` in the data directory.
+    #[arg(long, env = "KEYWARDEN_AUDIT_CHECKPOINT_FILE", global = true)]
+    audit_checkpoint_file: Option<PathBuf>,
+    /// How often the service signs the audit chain's head (when it grew), in seconds; 0: only
+    /// on demand (`audit checkpoint`).
+    #[arg(long, default_value_t = 3600)]
+    audit_checkpoint_interval_seconds: u64,
+    /// The file holding the key that signs audit checkpoints (as --webhook-key-file).
+    /// Default: `audit-checkpoint.key` in the data directory.
+    #[arg(long, env = "KEYWARDEN_CHECKPOINT_KEY_FILE", global = true)]
+    checkpoint_key_file: Option<PathBuf>,
     /// How long a touch of the key counts as fresh for the console's sensitive actions
     /// (issue, approve, suspend, retire, change policy or roles), in seconds: 1 to 300.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -257,8 +269,21 @@ enum TrustCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain; exits non-zero and names the row when anything was changed or deleted.
-    Verify,
+    /// Recompute the hash chain and check it against the signed checkpoints; exits non-zero and
+    /// names the row when anything was changed, deleted, rewritten with its hashes recomputed,
+    /// or cut from the end.
+    Verify {
+        /// The checkpoints to check against (JSON lines, as the service appends them; a copy
+        /// from write-once storage). Default: the --audit-checkpoint-file, when it exists.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        /// The audit checkpoint key's public half (base64url), for an auditor without the key
+        /// file. Default: read from the --checkpoint-key-file.
+        #[arg(long)]
+        checkpoint_public_key: Option<String>,
+    },
+    /// Sign the chain's head now and append the checkpoint to the --audit-checkpoint-file.
+    Checkpoint,
     /// Print every record as JSON lines.
     Export,
 }
@@ -358,6 +383,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )?),
         _ => None,
     };
+    // Where the signing keys and the audit checkpoints are (the commands below take parts of
+    // `cli` by value).
+    let files = key_files(&cli);
+    let checkpoints_at = checkpoint_file(&cli);
     let url = match cli.database_url.clone() {
         Some(u) => u,
         None => {
@@ -377,17 +406,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Tls { .. }) => unreachable!("handled before the database opens"),
         Some(Command::Audit { action }) => {
             return match action {
-                AuditCommand::Verify => {
-                    let v = audit::verify(&pool).await?;
+                AuditCommand::Verify {
+                    checkpoints,
+                    checkpoint_public_key,
+                } => {
+                    let file =
+                        checkpoints.or_else(|| Some(checkpoints_at.clone()).filter(|f| f.exists()));
+                    let signed = match &file {
+                        Some(f) => audit::checkpoint::read(f)?,
+                        None => Vec::new(),
+                    };
+                    let trusted = match checkpoint_public_key {
+                        Some(k) => Some(
+                            keywarden_server::secrets::unb64(&k)
+                                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                                .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+                                .context(
+                                    "--checkpoint-public-key is not a base64url Ed25519 public key",
+                                )?,
+                        ),
+                        None if signed.is_empty() => None,
+                        None => Some(service_keys::public_key_in(&files.checkpoint)?),
+                    };
+                    let v = audit::verify_with(&pool, &signed, trusted.as_ref()).await?;
                     match v.problem {
                         None => {
-                            println!("audit log intact: {} rows, hash chain verified", v.rows);
+                            println!(
+                                "audit log intact: {} rows, hash chain verified, {} signed checkpoint(s) agree",
+                                v.rows, v.checkpoints
+                            );
                             Ok(())
                         }
                         Some(p) => {
                             anyhow::bail!("audit log TAMPERED: {p} ({} rows checked)", v.rows)
                         }
                     }
+                }
+                AuditCommand::Checkpoint => {
+                    let (keys, _) =
+                        service_keys::ServiceKeys::load(&pool, &files, clock.now_ms()).await?;
+                    let file = checkpoints_at;
+                    match audit::checkpoint::take(&pool, &keys, clock.now_ms()).await? {
+                        Some(c) => {
+                            audit::checkpoint::append(&file, &c)?;
+                            println!(
+                                "checkpoint of row {} ({}) appended to {}",
+                                c.seq,
+                                c.hash,
+                                file.display()
+                            );
+                        }
+                        None => println!("the audit log is empty: nothing to sign"),
+                    }
+                    Ok(())
                 }
                 AuditCommand::Export => {
                     print!("{}", audit::to_json_lines(&audit::export(&pool).await?)?);
@@ -636,21 +707,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.open_per_minute = cli.open_requests_per_minute;
     settings.open_burst = cli.open_burst;
     settings.behind_proxy = cli.behind_tls_proxy;
-    let key_file = cli
-        .webhook_key_file
-        .clone()
-        .unwrap_or_else(|| service_keys::default_path(&cli.data_dir));
-    let (keys, loaded) = service_keys::ServiceKeys::load(&pool, &key_file, clock.now_ms())
+    settings.audit_checkpoint_file = Some(checkpoints_at.clone());
+    let (keys, loaded) = service_keys::ServiceKeys::load(&pool, &files, clock.now_ms())
         .await
-        .context("cannot load the webhook signing key")?;
-    match loaded {
-        service_keys::Loaded::Created => {
-            tracing::info!(file = %key_file.display(), "webhook signing key created")
+        .context("cannot load the service's signing keys")?;
+    for (what, file, how) in [
+        ("webhook signing key", &files.webhook, &loaded[0]),
+        ("audit checkpoint key", &files.checkpoint, &loaded[1]),
+    ] {
+        match how {
+            service_keys::Loaded::Created => {
+                tracing::info!(file = %file.display(), "{what} created (mode 0600); back it up with the TLS key")
+            }
+            service_keys::Loaded::MovedOut => {
+                tracing::warn!(file = %file.display(), "{what} moved out of the database into its own file (mode 0600); back it up with the TLS key")
+            }
+            service_keys::Loaded::FromFile => {}
         }
-        service_keys::Loaded::MovedOut => {
-            tracing::warn!(file = %key_file.display(), "webhook signing key moved out of the database into its own file (mode 0600); back the file up with the TLS key")
-        }
-        service_keys::Loaded::FromFile => {}
     }
     let state = AppState::new(pool, settings, clock, keys)?;
     // An offboarding's second step (retiring the laptops the leaver left) may not have run
@@ -662,6 +735,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("cannot assign populations")?;
     tokio::spawn(keywarden_server::console::snapshots::run(state.clone()));
+    if cli.audit_checkpoint_interval_seconds > 0 {
+        tokio::spawn(audit::checkpoint::run(
+            state.db.clone(),
+            state.keys.clone(),
+            checkpoints_at,
+            std::time::Duration::from_secs(cli.audit_checkpoint_interval_seconds),
+            state.clock.clone(),
+        ));
+    }
     if state.settings.notify_webhook.is_some() || state.settings.idp_webhook.is_some() {
         tokio::spawn(keywarden_server::webhooks::Deliverer::new()?.run(state.clone()));
     } else {
@@ -786,4 +868,23 @@ async fn console_setup_link(pool: &sqlx::AnyPool, cli: &Cli, now_ms: i64) -> any
         );
     }
     Ok(())
+}
+
+/// Where the signing keys are: as given, else in the data directory.
+fn key_files(cli: &Cli) -> service_keys::KeyFiles {
+    let default = service_keys::KeyFiles::in_dir(&cli.data_dir);
+    service_keys::KeyFiles {
+        webhook: cli.webhook_key_file.clone().unwrap_or(default.webhook),
+        checkpoint: cli
+            .checkpoint_key_file
+            .clone()
+            .unwrap_or(default.checkpoint),
+    }
+}
+
+/// Where audit checkpoints are appended: as given, else in the data directory.
+fn checkpoint_file(cli: &Cli) -> PathBuf {
+    cli.audit_checkpoint_file
+        .clone()
+        .unwrap_or_else(|| cli.data_dir.join("audit-checkpoints.jsonl"))
 }

@@ -1,9 +1,10 @@
-//! The service's own signing key (webhook bodies), kept in a file outside the database it signs
-//! for: someone who can read or write the database cannot forge an event the IdP or the
-//! notification relay would believe. The database keeps only the public half, so every replica
-//! can check at start that it signs with the key the others publish.
+//! The service's own signing keys, each kept in a file outside the database it signs for: the
+//! webhook key (events the IdP and the notification relay believe) and the audit checkpoint key
+//! (signed heads of the audit chain, [`crate::audit::checkpoint`]). Someone who can read or write
+//! the database can forge neither. The database keeps only the public halves, so every replica
+//! can check at start that it signs with the keys the others publish.
 //!
-//! The file holds the 32-byte Ed25519 seed, base64url, on one line; it is created mode 0600 and
+//! Each file holds the 32-byte Ed25519 seed, base64url, on one line; it is created mode 0600 and
 //! refused when anyone but its owner may read it. Several replicas are given the same file (as
 //! they are given the same TLS key). A database from before keeps its key there: at the first
 //! start with this version the key is written to the file, then wiped from the database, so
@@ -22,16 +23,44 @@ use crate::store::webhooks as store;
 /// The id of the webhook signing key, sent in the `keywarden-key-id` header.
 pub const WEBHOOK_KEY_ID: &str = "webhook-1";
 
+/// The id of the audit checkpoint key, named in each checkpoint.
+pub const CHECKPOINT_KEY_ID: &str = "audit-checkpoint-1";
+
+/// Where the key files are.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    /// The webhook signing key (`--webhook-key-file`).
+    pub webhook: PathBuf,
+    /// The audit checkpoint key (`--checkpoint-key-file`).
+    pub checkpoint: PathBuf,
+}
+
+impl KeyFiles {
+    /// The default places: `webhook-signing.key` and `audit-checkpoint.key` in the data
+    /// directory.
+    pub fn in_dir(data_dir: &Path) -> KeyFiles {
+        KeyFiles {
+            webhook: data_dir.join("webhook-signing.key"),
+            checkpoint: data_dir.join("audit-checkpoint.key"),
+        }
+    }
+}
+
 /// The service's signing keys, as loaded at start.
 #[derive(Clone)]
 pub struct ServiceKeys {
     webhook: SigningKey,
+    checkpoint: SigningKey,
 }
 
 impl std::fmt::Debug for ServiceKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceKeys")
-            .field("webhook", &b64(self.webhook.verifying_key().as_bytes()))
+            .field("webhook", &self.webhook_public())
+            .field(
+                "checkpoint",
+                &b64(self.checkpoint.verifying_key().as_bytes()),
+            )
             .finish()
     }
 }
@@ -52,7 +81,13 @@ impl ServiceKeys {
     pub fn ephemeral() -> ServiceKeys {
         ServiceKeys {
             webhook: SigningKey::generate(&mut rand::rngs::OsRng),
+            checkpoint: SigningKey::generate(&mut rand::rngs::OsRng),
         }
+    }
+
+    /// The audit checkpoint key.
+    pub fn checkpoint(&self) -> &SigningKey {
+        &self.checkpoint
     }
 
     /// The webhook signing key.
@@ -65,50 +100,90 @@ impl ServiceKeys {
         b64(self.webhook.verifying_key().as_bytes())
     }
 
-    /// Load the webhook key from `path`, creating it (new installation) or moving it out of the
-    /// database (older installation); refuse a file others may read, and a key that is not the
-    /// one this database publishes (a replica given another replica's wrong file).
-    pub async fn load(db: &AnyPool, path: &Path, now: i64) -> Result<(ServiceKeys, Loaded)> {
-        let in_file = read_key_file(path)?;
-        let stored = store::key_pair(db, WEBHOOK_KEY_ID).await?;
-        let (key, loaded) = match (in_file, stored) {
-            (Some(key), _) => (key, Loaded::FromFile),
-            (None, Some((_, private))) if !private.is_empty() => {
-                let key = parse_seed(&private).ok_or_else(|| {
-                    Error::Config("the webhook signing key in the database is unreadable".into())
-                })?;
-                write_key_file(path, &key)?;
-                (key, Loaded::MovedOut)
-            }
-            (None, Some(_)) => {
-                return Err(Error::Config(format!(
-                    "the webhook signing key is kept outside the database and {} does not exist: \
-                     give this service the key file the other replicas use (--webhook-key-file)",
-                    path.display()
-                )))
-            }
-            (None, None) => {
-                let key = SigningKey::generate(&mut rand::rngs::OsRng);
-                write_key_file(path, &key)?;
-                (key, Loaded::Created)
-            }
-        };
-        let keys = ServiceKeys { webhook: key };
-        let public = keys.webhook_public();
-        store::insert_key(db, WEBHOOK_KEY_ID, &public, "", now).await?;
-        let (published, _) = store::key_pair(db, WEBHOOK_KEY_ID)
-            .await?
-            .ok_or_else(|| Error::Config("the webhook key was not recorded".into()))?;
-        if published != public {
-            return Err(Error::Config(format!(
-                "{} holds webhook key {public}, but this database publishes {published}: give \
-                 every replica the same key file (--webhook-key-file)",
-                path.display()
-            )));
-        }
-        store::forget_private_key(db, WEBHOOK_KEY_ID).await?;
-        Ok((keys, loaded))
+    /// Load both keys from their files, creating them (new installation) or moving the webhook
+    /// key out of the database (older installation); refuse a file others may read, and a key
+    /// that is not the one this database publishes (a replica given a wrong file). Says how each
+    /// key came to be loaded: webhook, then checkpoint.
+    pub async fn load(
+        db: &AnyPool,
+        files: &KeyFiles,
+        now: i64,
+    ) -> Result<(ServiceKeys, [Loaded; 2])> {
+        let (webhook, w) = load_one(
+            db,
+            WEBHOOK_KEY_ID,
+            &files.webhook,
+            "--webhook-key-file",
+            now,
+        )
+        .await?;
+        let (checkpoint, c) = load_one(
+            db,
+            CHECKPOINT_KEY_ID,
+            &files.checkpoint,
+            "--checkpoint-key-file",
+            now,
+        )
+        .await?;
+        Ok((
+            ServiceKeys {
+                webhook,
+                checkpoint,
+            },
+            [w, c],
+        ))
     }
+}
+
+/// One key: from its file, else moved out of the database (the webhook key of an installation
+/// from before), else new; then recorded (public half) or checked against what is recorded.
+async fn load_one(
+    db: &AnyPool,
+    id: &str,
+    path: &Path,
+    flag: &str,
+    now: i64,
+) -> Result<(SigningKey, Loaded)> {
+    let in_file = read_key_file(path)?;
+    let stored = store::key_pair(db, id).await?;
+    let (key, loaded) = match (in_file, stored) {
+        (Some(key), _) => (key, Loaded::FromFile),
+        (None, Some((_, private))) if !private.is_empty() => {
+            let key = parse_seed(&private).ok_or_else(|| {
+                Error::Config(format!(
+                    "the signing key {id} in the database is unreadable"
+                ))
+            })?;
+            write_key_file(path, &key)?;
+            (key, Loaded::MovedOut)
+        }
+        (None, Some(_)) => {
+            return Err(Error::Config(format!(
+                "the signing key {id} is kept outside the database and {} does not exist: give \
+                 this service the key file the other replicas use ({flag})",
+                path.display()
+            )))
+        }
+        (None, None) => {
+            let key = SigningKey::generate(&mut rand::rngs::OsRng);
+            write_key_file(path, &key)?;
+            (key, Loaded::Created)
+        }
+    };
+    let public = b64(key.verifying_key().as_bytes());
+    store::insert_key(db, id, &public, "", now).await?;
+    let (published, _) = store::key_pair(db, id)
+        .await?
+        .ok_or_else(|| Error::Config(format!("the signing key {id} was not recorded")))?;
+    if published != public {
+        return Err(Error::Config(format!(
+            "{} holds key {public}, but this database publishes {published} as {id}: give every \
+             replica the same key file ({flag})",
+            path.display()
+        )));
+    }
+    store::forget_private_key(db, id).await?;
+    Ok((key, loaded))
 }
 
 fn parse_seed(text: &str) -> Option<SigningKey> {
@@ -174,7 +249,9 @@ pub fn new_secret_file(path: &Path) -> std::io::Result<std::fs::File> {
     opts.open(path)
 }
 
-/// Where the webhook key file is by default: `webhook-signing.key` in the data directory.
-pub fn default_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("webhook-signing.key")
+/// The public half of the key in `path` (an auditor's check needs no database).
+pub fn public_key_in(path: &Path) -> Result<ed25519_dalek::VerifyingKey> {
+    read_key_file(path)?
+        .map(|k| k.verifying_key())
+        .ok_or_else(|| Error::Config(format!("{} does not exist", path.display())))
 }

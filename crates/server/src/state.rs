@@ -95,6 +95,9 @@ pub struct Settings {
     pub open_burst: u32,
     /// A reverse proxy terminates TLS and appends the client's address to `X-Forwarded-For`.
     pub behind_proxy: bool,
+    /// Where signed audit checkpoints are appended; the verification endpoint checks the chain
+    /// against them.
+    pub audit_checkpoint_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -126,6 +129,7 @@ impl Settings {
             open_per_minute: 60,
             open_burst: 30,
             behind_proxy: false,
+            audit_checkpoint_file: None,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The hash-chained audit log: every state change leaves a record; `keywarden-server audit
 //! verify` passes on an untouched log and names the row when one was changed or deleted; the
-//! export is JSON lines that link up.
+//! export is JSON lines that link up. Signed checkpoints of the head catch what the chain alone
+//! cannot: a row rewritten with every later hash and the head recomputed, a tail cut with the
+//! head fixed up, and a checkpoint forged without the key.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -15,8 +17,237 @@ both_backends!(
     changed_row_is_detected,
     deleted_row_is_detected,
     deleted_tail_is_detected,
-    export_is_linked_json_lines
+    export_is_linked_json_lines,
+    a_rewrite_with_recomputed_hashes_is_caught_by_a_checkpoint,
+    a_cut_tail_with_a_fixed_head_is_caught_by_a_checkpoint,
+    a_forged_checkpoint_is_refused,
+    checkpoints_from_the_command_line
 );
+
+/// The chain's hash of a row (the documented format: SHA-256 of the JSON array of its fields and
+/// the previous hash), as an insider with the database and the source would recompute it.
+fn row_hash(r: &audit::Entry, prev: &str) -> String {
+    use sha2::Digest as _;
+    let canonical = json!([
+        r.seq,
+        r.id,
+        r.at_ms,
+        r.actor,
+        r.action,
+        r.subject,
+        r.detail.to_string(),
+        prev
+    ]);
+    hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// What an insider with write access does to hide a change: rewrite row `seq`'s subject, then
+/// recompute that row's hash, every later one and the head, so the chain verifies again.
+async fn rewrite_and_fix_up(app: &App, seq: i64) {
+    let mut rows = audit::export(&app.state.db).await.unwrap();
+    let mut prev = String::new();
+    for r in &mut rows {
+        if r.seq == seq {
+            r.subject = "someone-else".into();
+        }
+        if r.seq >= seq {
+            r.prev_hash = prev.clone();
+            r.hash = row_hash(r, &prev);
+            sqlx::query(
+                "UPDATE audit_log SET subject = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
+            )
+            .bind(&r.subject)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .bind(r.seq)
+            .execute(&app.state.db)
+            .await
+            .unwrap();
+        }
+        prev = r.hash.clone();
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&prev)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+}
+
+async fn checkpoint(app: &App) -> audit::checkpoint::Checkpoint {
+    audit::checkpoint::take(&app.state.db, &app.state.keys, app.now())
+        .await
+        .unwrap()
+        .expect("the log has rows")
+}
+
+fn checkpoint_key(app: &App) -> ed25519_dalek::VerifyingKey {
+    app.state.keys.checkpoint().verifying_key()
+}
+
+async fn a_rewrite_with_recomputed_hashes_is_caught_by_a_checkpoint(app: App) {
+    some_history(&app).await;
+    let signed = checkpoint(&app).await;
+    let v = audit::verify_with(
+        &app.state.db,
+        std::slice::from_ref(&signed),
+        Some(&checkpoint_key(&app)),
+    )
+    .await
+    .unwrap();
+    assert!(v.intact, "{v:?}");
+    assert_eq!(v.checkpoints, 1);
+    rewrite_and_fix_up(&app, 4).await;
+    let alone = audit::verify(&app.state.db).await.unwrap();
+    assert!(alone.intact, "the chain alone cannot tell: {alone:?}");
+    let v = audit::verify_with(
+        &app.state.db,
+        std::slice::from_ref(&signed),
+        Some(&checkpoint_key(&app)),
+    )
+    .await
+    .unwrap();
+    assert!(!v.intact);
+    let problem = v.problem.unwrap();
+    assert!(
+        problem.contains(&format!(
+            "rows up to {} were rewritten and their hashes recomputed",
+            signed.seq
+        )),
+        "{problem}"
+    );
+}
+
+async fn a_cut_tail_with_a_fixed_head_is_caught_by_a_checkpoint(app: App) {
+    some_history(&app).await;
+    let signed = checkpoint(&app).await;
+    let keep = signed.seq - 2;
+    let kept_hash = app
+        .rows(&format!("SELECT hash FROM audit_log WHERE seq = {keep}"))
+        .await
+        .remove(0);
+    sqlx::query(&format!("DELETE FROM audit_log WHERE seq > {keep}"))
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(keep)
+        .bind(&kept_hash)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    assert!(audit::verify(&app.state.db).await.unwrap().intact);
+    let v = audit::verify_with(
+        &app.state.db,
+        std::slice::from_ref(&signed),
+        Some(&checkpoint_key(&app)),
+    )
+    .await
+    .unwrap();
+    let problem = v.problem.unwrap();
+    assert!(
+        problem.contains(&format!("ends at row {keep}"))
+            && problem.contains(&format!("covers row {}", signed.seq))
+            && problem.contains("cut from the end"),
+        "{problem}"
+    );
+}
+
+async fn a_forged_checkpoint_is_refused(app: App) {
+    some_history(&app).await;
+    // An insider rewrites a row, then writes a checkpoint of the fixed-up head to match, but
+    // cannot sign it with the checkpoint key (it is not in the database).
+    rewrite_and_fix_up(&app, 3).await;
+    let mut forged = checkpoint(&app).await;
+    let other = keywarden_server::service_keys::ServiceKeys::ephemeral();
+    forged.signature = keywarden_server::secrets::b64(
+        &ed25519_dalek::Signer::sign(other.checkpoint(), &forged.statement()).to_bytes(),
+    );
+    let v = audit::verify_with(
+        &app.state.db,
+        std::slice::from_ref(&forged),
+        Some(&checkpoint_key(&app)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        v.problem
+            .unwrap()
+            .contains("not signed by the audit checkpoint key"),
+        "a checkpoint signed by another key is refused"
+    );
+    // A real checkpoint whose row or hash was edited is refused the same way.
+    let mut edited = checkpoint(&app).await;
+    edited.seq -= 1;
+    let v = audit::verify_with(&app.state.db, &[edited], Some(&checkpoint_key(&app)))
+        .await
+        .unwrap();
+    assert!(v.problem.unwrap().contains("forged or altered"));
+    // Checkpoints with nothing to check them against are not taken on trust.
+    let v = audit::verify_with(&app.state.db, &[forged], None)
+        .await
+        .unwrap();
+    assert!(!v.intact);
+}
+
+async fn checkpoints_from_the_command_line(app: App) {
+    some_history(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("worm").join("audit-checkpoints.jsonl");
+    let key = dir.path().join("audit-checkpoint.key");
+    let args = |cmd: &str| {
+        vec![
+            "audit".to_owned(),
+            cmd.to_owned(),
+            "--audit-checkpoint-file".to_owned(),
+            file.display().to_string(),
+            "--checkpoint-key-file".to_owned(),
+            key.display().to_string(),
+            "--webhook-key-file".to_owned(),
+            dir.path().join("webhook.key").display().to_string(),
+        ]
+    };
+    let run = |cmd: &str| {
+        let a = args(cmd);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        app.cli(&a)
+    };
+    let (ok, text) = run("checkpoint");
+    assert!(ok, "{text}");
+    assert!(text.contains("appended to"), "{text}");
+    // Two checkpoints (an hour apart, say), the file holds both.
+    app.person("dee").await;
+    let (ok, text) = run("checkpoint");
+    assert!(ok, "{text}");
+    assert_eq!(audit::checkpoint::read(&file).unwrap().len(), 2);
+    let (ok, text) = run("verify");
+    assert!(ok, "{text}");
+    assert!(text.contains("2 signed checkpoint(s) agree"), "{text}");
+    // The insider's fix-up passes the chain but not the checkpoints: the command says so and
+    // exits non-zero.
+    rewrite_and_fix_up(&app, 2).await;
+    let first = audit::checkpoint::read(&file).unwrap()[0].seq;
+    let (ok, text) = run("verify");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("TAMPERED") && text.contains(&format!("rows up to {first} were rewritten")),
+        "{text}"
+    );
+    // An auditor with only the public key and a copy of the file checks the same.
+    let public = keywarden_server::secrets::b64(
+        keywarden_server::service_keys::public_key_in(&key)
+            .unwrap()
+            .as_bytes(),
+    );
+    let (ok, text) = app.cli(&[
+        "audit",
+        "verify",
+        "--checkpoints",
+        file.to_str().unwrap(),
+        "--checkpoint-public-key",
+        &public,
+    ]);
+    assert!(!ok && text.contains(&format!("row {first}")), "{text}");
+}
 
 async fn some_history(app: &App) {
     for name in ["ann", "bob", "cy"] {

@@ -75,10 +75,13 @@ async fn two_replica_processes_share_the_agents(mut app: App) {
     for i in 0..AGENTS {
         devices.push(Arc::new(app.device(&format!("pc-{i}")).await));
     }
-    // Replicas share one webhook signing key file, as they share the database.
+    // Replicas share the signing key files (webhooks, audit checkpoints), as they share the
+    // database.
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("webhook-signing.key");
     let key_file = key_file.to_str().unwrap();
+    let checkpoint_key = keys.path().join("audit-checkpoint.key");
+    let checkpoint_key = checkpoint_key.to_str().unwrap();
     let replica = || {
         ServiceProcess::start([
             "--database-url",
@@ -87,6 +90,8 @@ async fn two_replica_processes_share_the_agents(mut app: App) {
             "127.0.0.1:0",
             "--webhook-key-file",
             key_file,
+            "--checkpoint-key-file",
+            checkpoint_key,
         ])
         .unwrap()
     };

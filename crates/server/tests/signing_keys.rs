@@ -7,7 +7,7 @@
 mod common;
 
 use common::App;
-use keywarden_server::service_keys::{Loaded, ServiceKeys, WEBHOOK_KEY_ID};
+use keywarden_server::service_keys::{KeyFiles, Loaded, ServiceKeys, WEBHOOK_KEY_ID};
 
 both_backends!(
     a_new_installation_keeps_its_key_in_a_file_of_its_own,
@@ -16,8 +16,18 @@ both_backends!(
 );
 
 async fn stored(app: &App) -> Vec<String> {
-    app.rows("SELECT id || ':' || public_key || ':' || private_key FROM service_keys")
-        .await
+    app.rows(&format!(
+        "SELECT id || ':' || public_key || ':' || private_key FROM service_keys WHERE id = '{WEBHOOK_KEY_ID}'"
+    ))
+    .await
+}
+
+/// The webhook key at `webhook`, the checkpoint key beside it.
+fn files(webhook: &std::path::Path) -> KeyFiles {
+    KeyFiles {
+        webhook: webhook.to_owned(),
+        checkpoint: webhook.with_file_name("audit-checkpoint.key"),
+    }
 }
 
 #[cfg(unix)]
@@ -29,10 +39,10 @@ fn mode(path: &std::path::Path) -> u32 {
 async fn a_new_installation_keeps_its_key_in_a_file_of_its_own(app: App) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys").join("webhook-signing.key");
-    let (keys, loaded) = ServiceKeys::load(&app.state.db, &path, app.now())
+    let (keys, loaded) = ServiceKeys::load(&app.state.db, &files(&path), app.now())
         .await
         .unwrap();
-    assert_eq!(loaded, Loaded::Created);
+    assert_eq!(loaded, [Loaded::Created, Loaded::Created]);
     #[cfg(unix)]
     assert_eq!(mode(&path), 0o600);
     let public = keys.webhook_public();
@@ -43,17 +53,19 @@ async fn a_new_installation_keeps_its_key_in_a_file_of_its_own(app: App) {
     );
     let seed = std::fs::read_to_string(&path).unwrap();
     assert!(
-        !app.rows("SELECT private_key FROM service_keys")
+        app.rows("SELECT private_key FROM service_keys")
             .await
             .iter()
-            .any(|k| !k.is_empty() && seed.contains(k.as_str())),
-        "the seed is not in the database"
+            .all(|k| k.is_empty() && !seed.is_empty()),
+        "no private key is in the database (webhook and audit checkpoint keys)"
     );
+    #[cfg(unix)]
+    assert_eq!(mode(&files(&path).checkpoint), 0o600);
     // A restart (or a second replica given the same file) signs with the same key.
-    let (again, loaded) = ServiceKeys::load(&app.state.db, &path, app.now())
+    let (again, loaded) = ServiceKeys::load(&app.state.db, &files(&path), app.now())
         .await
         .unwrap();
-    assert_eq!(loaded, Loaded::FromFile);
+    assert_eq!(loaded, [Loaded::FromFile, Loaded::FromFile]);
     assert_eq!(again.webhook_public(), public);
 }
 
@@ -73,10 +85,10 @@ async fn an_older_installation_moves_its_key_out_of_the_database(app: App) {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("webhook-signing.key");
-    let (keys, loaded) = ServiceKeys::load(&app.state.db, &path, app.now())
+    let (keys, loaded) = ServiceKeys::load(&app.state.db, &files(&path), app.now())
         .await
         .unwrap();
-    assert_eq!(loaded, Loaded::MovedOut);
+    assert_eq!(loaded[0], Loaded::MovedOut);
     assert_eq!(
         keys.webhook_public(),
         public,
@@ -95,7 +107,7 @@ async fn an_older_installation_moves_its_key_out_of_the_database(app: App) {
 async fn a_wrong_or_careless_key_file_is_refused(app: App) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("webhook-signing.key");
-    ServiceKeys::load(&app.state.db, &path, app.now())
+    ServiceKeys::load(&app.state.db, &files(&path), app.now())
         .await
         .unwrap();
     let before = stored(&app).await;
@@ -104,7 +116,7 @@ async fn a_wrong_or_careless_key_file_is_refused(app: App) {
     // Another replica's start without the file.
     let missing = dir.path().join("elsewhere.key");
     let e = refused(
-        ServiceKeys::load(&app.state.db, &missing, app.now())
+        ServiceKeys::load(&app.state.db, &files(&missing), app.now())
             .await
             .unwrap_err(),
     );
@@ -121,7 +133,7 @@ async fn a_wrong_or_careless_key_file_is_refused(app: App) {
     )
     .unwrap();
     let e = refused(
-        ServiceKeys::load(&app.state.db, &other, app.now())
+        ServiceKeys::load(&app.state.db, &files(&other), app.now())
             .await
             .unwrap_err(),
     );
@@ -133,7 +145,7 @@ async fn a_wrong_or_careless_key_file_is_refused(app: App) {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = refused(
-            ServiceKeys::load(&app.state.db, &path, app.now())
+            ServiceKeys::load(&app.state.db, &files(&path), app.now())
                 .await
                 .unwrap_err(),
         );
@@ -146,14 +158,14 @@ async fn a_wrong_or_careless_key_file_is_refused(app: App) {
     let mut f = keywarden_server::service_keys::new_secret_file(&junk).unwrap();
     std::io::Write::write_all(&mut f, b"not a key\n").unwrap();
     let e = refused(
-        ServiceKeys::load(&app.state.db, &junk, app.now())
+        ServiceKeys::load(&app.state.db, &files(&junk), app.now())
             .await
             .unwrap_err(),
     );
     assert!(e.contains("does not hold a signing key"), "{e}");
 
     assert_eq!(stored(&app).await, before, "the refusals changed nothing");
-    ServiceKeys::load(&app.state.db, &path, app.now())
+    ServiceKeys::load(&app.state.db, &files(&path), app.now())
         .await
         .unwrap();
 }

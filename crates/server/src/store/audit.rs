@@ -95,6 +95,16 @@ pub async fn chained_rows<'c>(db: impl Executor<'c, Database = Any>) -> Result<V
     super::fetch_all(db, sql, ()).await
 }
 
+/// Up to `limit` chained rows after row `after`, in order (one page of a verification).
+pub async fn chained_page<'c>(
+    db: impl Executor<'c, Database = Any>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ChainRow>> {
+    let sql = "SELECT seq, id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2";
+    super::fetch_all(db, sql, (after, limit)).await
+}
+
 /// The head's last sequence number and hash, if the head exists.
 pub async fn head<'c>(db: impl Executor<'c, Database = Any>) -> Result<Option<(i64, String)>> {
     let sql = "SELECT seq, hash FROM audit_head WHERE id = 1";

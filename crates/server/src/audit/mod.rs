@@ -24,6 +24,8 @@ use crate::secrets::new_id;
 use crate::state::AppState;
 use crate::store::audit as store;
 
+pub mod checkpoint;
+
 /// Routes under `/api/v1/admin/audit`.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -180,70 +182,115 @@ pub struct Entry {
 pub struct Verification {
     /// Rows checked.
     pub rows: u64,
-    /// True when every row and the head agree.
+    /// Signed checkpoints the rows were checked against.
+    pub checkpoints: u64,
+    /// True when every row, the head and every checkpoint agree.
     pub intact: bool,
     /// The first problem found, naming the sequence number.
     pub problem: Option<String>,
 }
 
+/// Rows read per page when the chain is verified: memory stays the same however long it is.
+const VERIFY_PAGE: i64 = 5_000;
+
 /// Recompute the whole chain.
 pub async fn verify(db: &AnyPool) -> Result<Verification> {
-    let rows = store::chained_rows(db).await?;
+    verify_with(db, &[], None).await
+}
+
+/// Recompute the whole chain, page by page, and check it against signed checkpoints: each must
+/// be signed by `trusted`, and the row it names must be in the chain with the hash it signed. A
+/// row rewritten with every later hash and the head recomputed no longer matches a checkpoint
+/// taken before; a log cut and its head fixed up ends before a checkpoint's row.
+pub async fn verify_with(
+    db: &AnyPool,
+    checkpoints: &[checkpoint::Checkpoint],
+    trusted: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Verification> {
+    let mut problem = match (checkpoints.is_empty(), trusted) {
+        (true, _) => None,
+        (false, None) => Some("checkpoints were given without the key to check them".to_owned()),
+        (false, Some(key)) => checkpoints.iter().find_map(|c| c.check(key).err()),
+    };
+    let mut by_row = std::collections::BTreeMap::<i64, Vec<&checkpoint::Checkpoint>>::new();
+    for c in checkpoints {
+        by_row.entry(c.seq).or_default().push(c);
+    }
     let head = store::head(db).await?;
     let mut expected_prev = String::new();
     let mut expected_seq = 1_i64;
-    let mut problem = None;
-    for r in &rows {
-        let store::ChainRow {
-            seq,
-            id,
-            at,
-            actor,
-            action,
-            subject,
-            detail,
-            prev_hash: prev,
-            hash,
-        } = r;
-        let seq = *seq;
-        let at = *at;
-        if seq != expected_seq {
-            problem = Some(format!(
-                "row {expected_seq} is missing (next row found is {seq}): a row was deleted"
-            ));
+    'pages: while problem.is_none() {
+        let page = store::chained_page(db, expected_seq - 1, VERIFY_PAGE).await?;
+        for r in &page {
+            if let Some(p) = check_row(r, expected_seq, &expected_prev) {
+                problem = Some(p);
+                break 'pages;
+            }
+            for c in by_row.get(&r.seq).into_iter().flatten() {
+                if r.hash.as_deref() != Some(c.hash.as_str()) {
+                    problem = Some(format!(
+                        "row {seq} does not have the hash the checkpoint signed at {} gives it: rows up to {seq} were rewritten and their hashes recomputed",
+                        crate::secrets::fmt_time(c.at_ms),
+                        seq = r.seq,
+                    ));
+                    break 'pages;
+                }
+            }
+            expected_prev = r.hash.clone().unwrap_or_default();
+            expected_seq += 1;
+        }
+        if page.len() < usize::try_from(VERIFY_PAGE).unwrap_or(usize::MAX) {
             break;
         }
-        if prev.as_deref() != Some(expected_prev.as_str()) {
-            problem = Some(format!(
-                "row {seq} does not link to row {}: the chain was rewritten",
-                seq - 1
-            ));
-            break;
-        }
-        let recomputed = row_hash(seq, id, at, actor, action, subject, detail, &expected_prev);
-        if hash.as_deref() != Some(recomputed.as_str()) {
-            problem = Some(format!(
-                "row {seq} ({action} at {}) was changed after it was written",
-                crate::secrets::fmt_time(at)
-            ));
-            break;
-        }
-        expected_prev = recomputed;
-        expected_seq += 1;
     }
+    let last = expected_seq - 1;
     if problem.is_none() {
         let (head_seq, head_hash) = head.unwrap_or((-1, String::new()));
-        if head_seq != expected_seq - 1 || head_hash != expected_prev {
+        if head_seq != last || head_hash != expected_prev {
             problem = Some(format!(
-                "the log ends at row {} but the chain head says {head_seq}: rows were deleted from the end",
-                expected_seq - 1
+                "the log ends at row {last} but the chain head says {head_seq}: rows were deleted from the end"
+            ));
+        }
+    }
+    if problem.is_none() {
+        if let Some((&row, cs)) = by_row.iter().next_back().filter(|(&row, _)| row > last) {
+            problem = Some(format!(
+                "the log ends at row {last} but the checkpoint signed at {} covers row {row}: rows were cut from the end",
+                crate::secrets::fmt_time(cs[0].at_ms)
             ));
         }
     }
     Ok(Verification {
-        rows: u64::try_from(rows.len()).unwrap_or(u64::MAX),
+        rows: u64::try_from(last.max(0)).unwrap_or(u64::MAX),
+        checkpoints: u64::try_from(checkpoints.len()).unwrap_or(u64::MAX),
         intact: problem.is_none(),
         problem,
+    })
+}
+
+/// The first problem with one row of the chain, where `seq` and `prev` are what it must have.
+fn check_row(r: &store::ChainRow, seq: i64, prev: &str) -> Option<String> {
+    if r.seq != seq {
+        return Some(format!(
+            "row {seq} is missing (next row found is {}): a row was deleted",
+            r.seq
+        ));
+    }
+    if r.prev_hash.as_deref() != Some(prev) {
+        return Some(format!(
+            "row {seq} does not link to row {}: the chain was rewritten",
+            seq - 1
+        ));
+    }
+    let recomputed = row_hash(
+        r.seq, &r.id, r.at, &r.actor, &r.action, &r.subject, &r.detail, prev,
+    );
+    (r.hash.as_deref() != Some(recomputed.as_str())).then(|| {
+        format!(
+            "row {seq} ({} at {}) was changed after it was written",
+            r.action,
+            crate::secrets::fmt_time(r.at)
+        )
     })
 }
 
@@ -292,12 +339,18 @@ pub async fn export_handler(
         .map_err(|e| Error::Webauthn(format!("response build: {e}")))
 }
 
-/// `GET /api/v1/admin/audit/verify`: recompute the hash chain.
+/// `GET /api/v1/admin/audit/verify`: recompute the hash chain and check it against the signed
+/// checkpoints in the service's checkpoint file.
 #[utoipa::path(get, path = "/api/v1/admin/audit/verify", tag = "audit",
     responses((status = 200, description = "chain verification result", body = Verification)))]
 pub async fn verify_handler(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,
 ) -> Result<Json<Verification>> {
-    Ok(Json(verify(&state.db).await?))
+    let signed = match &state.settings.audit_checkpoint_file {
+        Some(file) if file.exists() => checkpoint::read(file)?,
+        _ => Vec::new(),
+    };
+    let key = state.keys.checkpoint().verifying_key();
+    Ok(Json(verify_with(&state.db, &signed, Some(&key)).await?))
 }
