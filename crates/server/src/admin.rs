@@ -96,20 +96,18 @@ pub async fn create_person(
     admin: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<CreatePerson>,
 ) -> Result<(StatusCode, Json<PersonView>)> {
-    let user_name = req.user_name.trim();
-    let display_name = req.display_name.trim();
-    if user_name.is_empty() || user_name.len() > 256 {
-        return Err(Error::bad_request(
-            ErrorCode::UserNameInvalid,
-            "user_name must be 1..=256 characters",
-        ));
-    }
-    if display_name.is_empty() || display_name.len() > 256 {
-        return Err(Error::bad_request(
-            ErrorCode::DisplayNameInvalid,
-            "display_name must be 1..=256 characters",
-        ));
-    }
+    let user_name = crate::error::trimmed_text(
+        &req.user_name,
+        256,
+        ErrorCode::UserNameInvalid,
+        "user_name must be 1..=256 characters",
+    )?;
+    let display_name = crate::error::trimmed_text(
+        &req.display_name,
+        256,
+        ErrorCode::DisplayNameInvalid,
+        "display_name must be 1..=256 characters",
+    )?;
     let now = state.now_ms();
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;

@@ -66,13 +66,12 @@ pub async fn provision(
                 "device_public_key must be a base64url Ed25519 public key",
             )
         })?;
-    let hostname = req.hostname.trim();
-    if hostname.is_empty() || hostname.len() > 255 {
-        return Err(Error::bad_request(
-            ErrorCode::HostnameInvalid,
-            "hostname must be 1..=255 characters",
-        ));
-    }
+    let hostname = crate::error::trimmed_text(
+        &req.hostname,
+        255,
+        ErrorCode::HostnameInvalid,
+        "hostname must be 1..=255 characters",
+    )?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let row = store::provisioning_token(&mut tx, &secrets::hash(req.token.trim()))

@@ -201,6 +201,22 @@ pub fn before_expiry(
     }
 }
 
+/// `value` without the spaces around it, when that is 1 to `max` bytes long; else a 400 with
+/// `code` and `says` (names, labels, host names and reasons people type).
+pub fn trimmed_text<'a>(
+    value: &'a str,
+    max: usize,
+    code: ErrorCode,
+    says: &str,
+) -> Result<&'a str> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > max {
+        Err(Error::bad_request(code, says))
+    } else {
+        Ok(value)
+    }
+}
+
 /// `Ok` when `value` is one of `allowed`; else a 400 with `code` naming the `what` asked for
 /// and every value allowed (`step-up purpose "x" is not one of sign_in, recovery`).
 pub fn one_of(value: &str, allowed: &[&str], code: ErrorCode, what: &str) -> Result<()> {

@@ -80,13 +80,12 @@ pub async fn suspend_by_helpdesk(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<SuspendRequest>,
 ) -> Result<Json<CredentialView>> {
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.len() > 500 {
-        return Err(Error::bad_request(
-            ErrorCode::ReasonInvalid,
-            "say why the key is suspended (1..=500 characters)",
-        ));
-    }
+    let reason = crate::error::trimmed_text(
+        &req.reason,
+        500,
+        ErrorCode::ReasonInvalid,
+        "say why the key is suspended (1..=500 characters)",
+    )?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let view = suspend(&mut tx, &id, &caller.actor(), reason, now).await?;
