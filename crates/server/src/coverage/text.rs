@@ -173,29 +173,23 @@ mod tests {
             share: 0.75,
             detail: &detail,
         };
-        let mut flat = String::new();
-        population_table(
-            &mut flat,
-            "",
-            ("people", "by status"),
-            std::iter::once(row()),
-        );
-        let mut indented = String::new();
-        population_table(
-            &mut indented,
-            "  ",
-            ("laptops", "failing"),
-            std::iter::once(row()),
-        );
-        assert_eq!(
-            flat,
-            "population                 people  compliant    share  by status\n\
-             engineering                     4          3    75.0%  compliant=3 no_report=1\n"
-        );
-        assert_eq!(
-            indented,
-            "  population              laptops  compliant    share  failing\n  \
-             engineering                   4          3    75.0%  compliant=3 no_report=1\n"
-        );
+        for (indent, headings, expected) in [
+            (
+                "",
+                ("people", "by status"),
+                "population                 people  compliant    share  by status\n\
+                 engineering                     4          3    75.0%  compliant=3 no_report=1\n",
+            ),
+            (
+                "  ",
+                ("laptops", "failing"),
+                "  population              laptops  compliant    share  failing\n  \
+                 engineering                   4          3    75.0%  compliant=3 no_report=1\n",
+            ),
+        ] {
+            let mut s = String::new();
+            population_table(&mut s, indent, headings, std::iter::once(row()));
+            assert_eq!(s, expected);
+        }
     }
 }
