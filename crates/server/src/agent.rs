@@ -83,12 +83,11 @@ pub async fn provision(
             )
         })?;
     let token_id = row.id;
-    if row.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::ProvisioningTokenUsed,
-            "this provisioning token was already used",
-        ));
-    }
+    crate::error::not_used(
+        row.used_at,
+        ErrorCode::ProvisioningTokenUsed,
+        "this provisioning token was already used",
+    )?;
     let expires_at = row.expires_at;
     crate::error::before_expiry(now, expires_at, ErrorCode::ProvisioningTokenExpired, |at| {
         format!("provisioning token expired at {at}")

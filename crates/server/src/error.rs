@@ -217,6 +217,15 @@ pub fn trimmed_text<'a>(
     }
 }
 
+/// `Ok` while a one-time thing (a link, a token, a challenge, a ceremony) is unused
+/// (`used_at` is `None`); once used, a 409 with `code` and `says`.
+pub fn not_used(used_at: Option<i64>, code: ErrorCode, says: &str) -> Result<()> {
+    match used_at {
+        None => Ok(()),
+        Some(_) => Err(Error::conflict(code, says)),
+    }
+}
+
 /// `Ok` when `value` is one of `allowed`; else a 400 with `code` naming the `what` asked for
 /// and every value allowed (`step-up purpose "x" is not one of sign_in, recovery`).
 pub fn one_of(value: &str, allowed: &[&str], code: ErrorCode, what: &str) -> Result<()> {

@@ -134,12 +134,11 @@ pub async fn verify(
             format!("this step-up challenge was issued for another purpose, not {purpose}"),
         ));
     }
-    if c.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::StepUpUsed,
-            "this step-up challenge was already used; a replayed assertion is refused",
-        ));
-    }
+    crate::error::not_used(
+        c.used_at,
+        ErrorCode::StepUpUsed,
+        "this step-up challenge was already used; a replayed assertion is refused",
+    )?;
     crate::error::before_expiry(now, c.expires_at, ErrorCode::StepUpExpired, |_| {
         "the step-up challenge expired; touch your key again".to_owned()
     })?;

@@ -114,12 +114,11 @@ async fn open_setup(tx: &mut Transaction<'_, Any>, code: &str, now: i64) -> Resu
                 "this setup link is not known (each start of the service replaces an unused one): use the newest",
             )
         })?;
-    if row.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::SetupLinkUsed,
-            "this setup link was already used",
-        ));
-    }
+    crate::error::not_used(
+        row.used_at,
+        ErrorCode::SetupLinkUsed,
+        "this setup link was already used",
+    )?;
     crate::error::before_expiry(now, row.expires_at, ErrorCode::SetupLinkExpired, |at| {
         format!("this setup link expired at {at}; restart the service for a new one")
     })?;

@@ -354,12 +354,11 @@ async fn finish_inner(
             )
         })?;
     sessions::still_open_on(&c.device_id, c.closed_at, &call.device_id)?;
-    if c.completed_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::CeremonyCompleted,
-            "this key's enrolment step was already finished",
-        ));
-    }
+    crate::error::not_used(
+        c.completed_at,
+        ErrorCode::CeremonyCompleted,
+        "this key's enrolment step was already finished",
+    )?;
     let expires_at = c.expires_at;
     crate::error::before_expiry(now, expires_at, ErrorCode::CeremonyExpired, |at| {
         format!("enrolment step timed out at {at}; start the key again")

@@ -209,12 +209,11 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
             )
         })?;
     let link_id = r.id;
-    if r.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::LinkUsed,
-            "this link was already used; open a new one from the Keywarden app",
-        ));
-    }
+    crate::error::not_used(
+        r.used_at,
+        ErrorCode::LinkUsed,
+        "this link was already used; open a new one from the Keywarden app",
+    )?;
     if r.closed_at.is_some() {
         return Err(Error::gone(
             ErrorCode::EnrolmentClosed,
