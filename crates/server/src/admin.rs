@@ -18,7 +18,7 @@ use crate::auth::{
     parse_json, AdminOnly, AdminOrAuditor, AdminOrHelpdesk, AnyStaff, Caller, Fresh, JsonBody,
     Staff,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 use crate::store::admin as store;
@@ -300,12 +300,10 @@ pub(crate) async fn require_active_person(
 ) -> Result<()> {
     let active = crate::store::people::active(&mut **tx, person_id)
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::PersonUnknown,
-                format!("no person with id {person_id}"),
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::PersonUnknown,
+            format!("no person with id {person_id}"),
+        )?;
     if !active {
         return Err(Error::forbidden(
             ErrorCode::PersonInactive,
@@ -347,10 +345,8 @@ pub async fn evidence(
     store::evidence(&state.db, &id)
         .await?
         .map(Json)
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::CredentialUnknown,
-                format!("no credential with id {id}"),
-            )
-        })
+        .or_not_found(
+            ErrorCode::CredentialUnknown,
+            format!("no credential with id {id}"),
+        )
 }

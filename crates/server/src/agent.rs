@@ -24,7 +24,7 @@ use sqlx::Any;
 use crate::audit;
 use crate::auth::{parse_json, SignedCall};
 use crate::db::params;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::policy::Policies;
 use crate::secrets::{self, new_id};
 use crate::serials;
@@ -76,12 +76,10 @@ pub async fn provision(
     let mut tx = crate::db::begin(&state.db).await?;
     let row = store::provisioning_token(&mut tx, &secrets::hash(req.token.trim()))
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::ProvisioningTokenUnknown,
-                "unknown provisioning token",
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::ProvisioningTokenUnknown,
+            "unknown provisioning token",
+        )?;
     let token_id = row.id;
     crate::error::not_used(
         row.used_at,

@@ -182,6 +182,18 @@ impl Error {
     }
 }
 
+/// A lookup that may find nothing, answered as the caller's 404.
+pub trait OrNotFound<T> {
+    /// The value found, or a 404 with `code` and `says`.
+    fn or_not_found(self, code: ErrorCode, says: impl Into<String>) -> Result<T>;
+}
+
+impl<T> OrNotFound<T> for Option<T> {
+    fn or_not_found(self, code: ErrorCode, says: impl Into<String>) -> Result<T> {
+        self.ok_or_else(|| Error::not_found(code, says))
+    }
+}
+
 /// `Ok` while `now` is before `expires_at`; after, a 410 with `code` and the sentence `says`
 /// makes of the time it ended (`2026-12-04T10:00Z`): one-time tickets, tokens, sessions and
 /// challenges all end this way.

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOnly, AdminOrAuditor, AnyStaff, Fresh, JsonBody, Staff};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::new_id;
 use crate::state::AppState;
 use crate::store::exceptions as store;
@@ -229,12 +229,10 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let person_id = store::revoke(&mut tx, &id, now).await?.ok_or_else(|| {
-        Error::not_found(
-            ErrorCode::ExceptionUnknown,
-            format!("no open exception {id}"),
-        )
-    })?;
+    let person_id = store::revoke(&mut tx, &id, now).await?.or_not_found(
+        ErrorCode::ExceptionUnknown,
+        format!("no open exception {id}"),
+    )?;
     audit::record(
         &mut tx,
         now,

@@ -11,7 +11,7 @@ use webauthn_rs_core::proto::{
 };
 use webauthn_rs_core::ChallengeRegisterBuilder;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::policy::{self, Policies, Policy};
 use crate::secrets::{self, b64, new_id};
 use crate::state::AppState;
@@ -46,9 +46,9 @@ impl Person {
 /// so a credential can never be bound to someone whose offboarding already revoked the rest.
 pub(crate) async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
     crate::db::lock_person(tx, id).await?;
-    let r = super::store::person(tx, id).await?.ok_or_else(|| {
-        Error::not_found(ErrorCode::PersonUnknown, format!("no person with id {id}"))
-    })?;
+    let r = super::store::person(tx, id)
+        .await?
+        .or_not_found(ErrorCode::PersonUnknown, format!("no person with id {id}"))?;
     Ok(Person {
         id: r.id,
         user_name: r.user_name,
@@ -263,14 +263,10 @@ pub(crate) async fn open_session_of(
     device_id: &str,
     now: i64,
 ) -> Result<(Person, i64)> {
-    let s = super::store::session(tx, session_id)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::EnrolmentUnknown,
-                format!("no enrolment {session_id}"),
-            )
-        })?;
+    let s = super::store::session(tx, session_id).await?.or_not_found(
+        ErrorCode::EnrolmentUnknown,
+        format!("no enrolment {session_id}"),
+    )?;
     still_open_on(&s.device_id, s.closed_at, device_id)?;
     let expires_at = s.expires_at;
     crate::error::before_expiry(now, expires_at, ErrorCode::EnrolmentExpired, |at| {

@@ -5,7 +5,7 @@ use keywarden_protocol::ErrorCode;
 use sqlx::{Any, Transaction};
 
 use crate::audit;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 
@@ -84,12 +84,10 @@ pub(crate) async fn open_ticket(
 ) -> Result<(String, Person)> {
     let t = store::ticket(tx, &secrets::hash(ticket.trim()))
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::TicketUnknown,
-                "unknown enrolment ticket; ask IT for a new one",
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::TicketUnknown,
+            "unknown enrolment ticket; ask IT for a new one",
+        )?;
     let ticket_id = t.id;
     *ticket_id_out = Some(ticket_id.clone());
     let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);

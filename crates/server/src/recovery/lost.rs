@@ -3,7 +3,7 @@
 
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, Fresh, JsonBody, Signed};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::state::AppState;
 use crate::store::credentials;
 use crate::webhooks;
@@ -33,12 +33,10 @@ pub async fn suspend(
 ) -> Result<CredentialView> {
     let view = credentials::by_id(&mut **tx, credential_id)
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::CredentialUnknown,
-                format!("no credential with id {credential_id}"),
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::CredentialUnknown,
+            format!("no credential with id {credential_id}"),
+        )?;
     if view.status != "active" {
         return Err(Error::conflict(
             ErrorCode::CredentialNotActive,

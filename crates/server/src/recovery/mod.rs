@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, AnyStaff, Caller, Fresh, JsonBody, Signed, SignedCall, Staff};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 use crate::store::credentials;
@@ -162,7 +162,7 @@ fn approver_of(caller: &Caller, what: &str) -> Result<String> {
 async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryView> {
     let r = store::by_id(tx, id)
         .await?
-        .ok_or_else(|| Error::not_found(ErrorCode::RecoveryUnknown, format!("no recovery {id}")))?;
+        .or_not_found(ErrorCode::RecoveryUnknown, format!("no recovery {id}"))?;
     let approvals = store::approvers(tx, id).await?;
     let needed = if r.kind == "dual_approval" {
         APPROVALS_NEEDED.saturating_sub(approvals.len())
@@ -214,12 +214,10 @@ pub async fn issue(
     let mut tx = crate::db::begin(&state.db).await?;
     crate::admin::require_active_person(&mut tx, &req.person_id, "recoveries").await?;
     if let Some(lost) = &req.lost_credential_id {
-        let r = credentials::standing(&mut tx, lost).await?.ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::CredentialUnknown,
-                format!("no credential with id {lost}"),
-            )
-        })?;
+        let r = credentials::standing(&mut tx, lost).await?.or_not_found(
+            ErrorCode::CredentialUnknown,
+            format!("no credential with id {lost}"),
+        )?;
         if r.person_id != req.person_id {
             return Err(Error::bad_request(
                 ErrorCode::CredentialNotTheirs,
@@ -559,12 +557,10 @@ async fn redeem_inner(
     let mut tx = call.begin(&state.db).await?;
     let id = store::by_ticket_hash(&mut tx, &secrets::hash(req.ticket.trim()))
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::RecoveryUnknown,
-                "unknown recovery ticket; ask the help desk for a new one",
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::RecoveryUnknown,
+            "unknown recovery ticket; ask the help desk for a new one",
+        )?;
     *subject = id.clone();
     let view = load_view(&mut tx, &id).await?;
     open_check(&view, now)?;
