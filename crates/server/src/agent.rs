@@ -86,10 +86,12 @@ pub async fn provision(
         ErrorCode::ProvisioningTokenUsed,
         "this provisioning token was already used",
     )?;
-    let expires_at = row.expires_at;
-    crate::error::before_expiry(now, expires_at, ErrorCode::ProvisioningTokenExpired, |at| {
-        format!("provisioning token expired at {at}")
-    })?;
+    crate::error::before_expiry(
+        now,
+        row.expires_at,
+        ErrorCode::ProvisioningTokenExpired,
+        |at| format!("provisioning token expired at {at}"),
+    )?;
     let public_key = secrets::b64(key.as_bytes());
     if store::key_taken(&mut tx, &public_key).await? {
         return Err(Error::conflict(

@@ -213,6 +213,15 @@ pub fn before_expiry(
     }
 }
 
+/// `value` without the spaces around it, when something is left; else a 400 with `code` and
+/// `says` (an owner, a reason).
+pub fn non_blank<'a>(value: &'a str, code: ErrorCode, says: &str) -> Result<&'a str> {
+    match value.trim() {
+        "" => Err(Error::bad_request(code, says)),
+        value => Ok(value),
+    }
+}
+
 /// `value` without the spaces around it, when that is 1 to `max` bytes long; else a 400 with
 /// `code` and `says` (names, labels, host names and reasons people type).
 pub fn trimmed_text<'a>(
@@ -221,11 +230,9 @@ pub fn trimmed_text<'a>(
     code: ErrorCode,
     says: &str,
 ) -> Result<&'a str> {
-    let value = value.trim();
-    if value.is_empty() || value.len() > max {
-        Err(Error::bad_request(code, says))
-    } else {
-        Ok(value)
+    match non_blank(value, code, says)? {
+        value if value.len() > max => Err(Error::bad_request(code, says)),
+        value => Ok(value),
     }
 }
 

@@ -95,20 +95,16 @@ pub async fn add(
     caller: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<NewException>,
 ) -> Result<(StatusCode, Json<ExceptionView>)> {
-    let owner = req.owner.trim();
-    let reason = req.reason.trim();
-    if owner.is_empty() {
-        return Err(Error::bad_request(
-            ErrorCode::ExceptionOwnerMissing,
-            "an exception needs an owner who answers for it",
-        ));
-    }
-    if reason.is_empty() {
-        return Err(Error::bad_request(
-            ErrorCode::ExceptionReasonMissing,
-            "an exception needs a reason",
-        ));
-    }
+    let owner = crate::error::non_blank(
+        &req.owner,
+        ErrorCode::ExceptionOwnerMissing,
+        "an exception needs an owner who answers for it",
+    )?;
+    let reason = crate::error::non_blank(
+        &req.reason,
+        ErrorCode::ExceptionReasonMissing,
+        "an exception needs a reason",
+    )?;
     let days = match req.days {
         Some(d) if (1..=365).contains(&d) => d,
         Some(d) => {

@@ -87,18 +87,18 @@ pub(crate) async fn open_proven_session(
     now: i64,
 ) -> Result<EnrolBeginResponse> {
     let ticket_id = new_id();
-    sqlx::query(
-        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)",
-    )
-    .bind(&ticket_id)
-    .bind(secrets::hash(&format!("{proof}:{ticket_id}")))
-    .bind(person_id)
-    .bind(proof)
-    .bind(now)
-    .bind(expires_at)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?;
+    let sql = "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)";
+    let ticket_hash = secrets::hash(&format!("{proof}:{ticket_id}"));
+    let ticket = (
+        &ticket_id,
+        &ticket_hash,
+        person_id,
+        proof,
+        now,
+        expires_at,
+        device_id,
+    );
+    crate::store::execute(&mut **tx, sql, ticket).await?;
     open_session(
         state,
         tx,
@@ -126,27 +126,20 @@ pub(crate) async fn open_session(
     let session_id = new_id();
     let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
     let session_expires = now + session_ttl;
-    sqlx::query(
-        "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at, recovery_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&session_id)
-    .bind(ticket_id)
-    .bind(&person.id)
-    .bind(device_id)
-    .bind(now)
-    .bind(session_expires)
-    .bind(recovery_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO device_bindings (device_id, person_id, bound_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (device_id, person_id) DO UPDATE SET unbound_at = NULL, bound_at = excluded.bound_at",
-    )
-    .bind(device_id)
-    .bind(&person.id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let sql = "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at, recovery_id) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    let session = (
+        &session_id,
+        ticket_id,
+        &person.id,
+        device_id,
+        now,
+        session_expires,
+        recovery_id,
+    );
+    crate::store::execute(&mut **tx, sql, session).await?;
+    let sql = "INSERT INTO device_bindings (device_id, person_id, bound_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (device_id, person_id) DO UPDATE SET unbound_at = NULL, bound_at = excluded.bound_at";
+    crate::store::execute(&mut **tx, sql, (device_id, &person.id, now)).await?;
     new_ceremony(state, tx, &session_id, session_expires, &person, now).await
 }
 
@@ -338,17 +331,18 @@ pub(crate) async fn new_ceremony(
     let challenge = b64(pk.challenge.as_ref());
     let ceremony_id = new_id();
     let ttl = i64::from(pk.timeout.unwrap_or(300_000));
-    sqlx::query(
-        "INSERT INTO ceremonies (id, session_id, challenge, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&ceremony_id)
-    .bind(session_id)
-    .bind(&challenge)
-    .bind(serde_json::to_string(&reg_state).map_err(Error::Corrupt)?)
-    .bind(now)
-    .bind((now + ttl).min(session_expires))
-    .execute(&mut **tx)
-    .await?;
+    let sql = "INSERT INTO ceremonies (id, session_id, challenge, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    let state_json = serde_json::to_string(&reg_state).map_err(Error::Corrupt)?;
+    let expires_at = (now + ttl).min(session_expires);
+    let ceremony = (
+        &ceremony_id,
+        session_id,
+        &challenge,
+        &state_json,
+        now,
+        expires_at,
+    );
+    crate::store::execute(&mut **tx, sql, ceremony).await?;
     let active = active_count(tx, &person.id).await?;
     let (_, policy) = policy_for(state, tx, &person.id).await?;
     Ok(EnrolBeginResponse {

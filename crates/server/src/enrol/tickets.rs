@@ -104,26 +104,26 @@ pub(crate) async fn open_ticket(
             "this ticket was tried too often and is locked; ask IT for a new one",
         ));
     }
+    // What ended the ticket, and when, in the sentence the person reads.
+    let ended = |how: &str, at: i64| {
+        format!(
+            "ticket was {how} at {}; ask IT for a new one",
+            secrets::fmt_time(at)
+        )
+    };
     if let Some(at) = t.cancelled_at {
         return Err(Error::gone(
             ErrorCode::TicketCancelled,
-            format!(
-                "ticket was cancelled at {}; ask IT for a new one",
-                secrets::fmt_time(at)
-            ),
+            ended("cancelled", at),
         ));
     }
     if let Some(at) = t.redeemed_at {
         return Err(Error::conflict(
             ErrorCode::TicketUsed,
-            format!(
-                "ticket was already used at {}; ask IT for a new one",
-                secrets::fmt_time(at)
-            ),
+            ended("already used", at),
         ));
     }
-    let expires_at = t.expires_at;
-    crate::error::before_expiry(now, expires_at, ErrorCode::TicketExpired, |at| {
+    crate::error::before_expiry(now, t.expires_at, ErrorCode::TicketExpired, |at| {
         format!("ticket expired at {at}; ask IT for a new one")
     })?;
     let person = load_active_person(tx, &t.person_id).await?;
