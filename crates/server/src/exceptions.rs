@@ -60,8 +60,8 @@ fn default_kind() -> String {
     "two_authenticator_rule".to_owned()
 }
 
-/// An exception in the register.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// An exception in the register, as its row reads (`expired` is judged at read time).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct ExceptionView {
     /// Id.
     pub id: String,
@@ -78,12 +78,16 @@ pub struct ExceptionView {
     /// The break-glass credential.
     pub credential_id: Option<String>,
     /// Granted (unix ms).
+    #[sqlx(rename = "created_at")]
     pub created_at_ms: i64,
     /// Expiry (unix ms).
+    #[sqlx(rename = "expires_at")]
     pub expires_at_ms: i64,
     /// True once the expiry has passed: it exempts nobody any more and needs a decision.
+    #[sqlx(skip)]
     pub expired: bool,
     /// When it was revoked, if it was.
+    #[sqlx(rename = "revoked_at")]
     pub revoked_at_ms: Option<i64>,
 }
 

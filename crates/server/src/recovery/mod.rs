@@ -113,8 +113,8 @@ pub struct IssueRecovery {
     pub ttl_seconds: Option<u64>,
 }
 
-/// A recovery as admins see it (never the ticket).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A recovery as admins see it (never the ticket): its row, and its approvals read beside it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct RecoveryView {
     /// Recovery id.
     pub id: String,
@@ -127,14 +127,18 @@ pub struct RecoveryView {
     /// `awaiting_approval`, `ready`, `redeemed`, `completed`, `cancelled`.
     pub state: String,
     /// Approvals recorded (dual approval).
+    #[sqlx(skip)]
     pub approvals: Vec<String>,
     /// Approvals still needed.
+    #[sqlx(skip)]
     pub approvals_needed: usize,
     /// Issued by.
     pub created_by: String,
     /// Issued at (unix ms).
+    #[sqlx(rename = "created_at")]
     pub created_at_ms: i64,
     /// Ticket expiry (unix ms).
+    #[sqlx(rename = "expires_at")]
     pub expires_at_ms: i64,
 }
 
@@ -160,27 +164,14 @@ fn approver_of(caller: &Caller, what: &str) -> Result<String> {
 }
 
 async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryView> {
-    let r = store::by_id(tx, id)
+    let mut view = store::by_id(tx, id)
         .await?
         .or_not_found(ErrorCode::RecoveryUnknown, format!("no recovery {id}"))?;
-    let approvals = store::approvers(tx, id).await?;
-    let needed = if r.kind == "dual_approval" {
-        APPROVALS_NEEDED.saturating_sub(approvals.len())
-    } else {
-        0
-    };
-    Ok(RecoveryView {
-        id: r.id,
-        person_id: r.person_id,
-        lost_credential_id: r.lost_credential_id,
-        kind: r.kind,
-        state: r.state,
-        approvals,
-        approvals_needed: needed,
-        created_by: r.created_by,
-        created_at_ms: r.created_at,
-        expires_at_ms: r.expires_at,
-    })
+    view.approvals = store::approvers(tx, id).await?;
+    if view.kind == "dual_approval" {
+        view.approvals_needed = APPROVALS_NEEDED.saturating_sub(view.approvals.len());
+    }
+    Ok(view)
 }
 
 /// `POST /api/v1/admin/recoveries` (admin, help desk; a token issued to a named person):
