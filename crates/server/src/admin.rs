@@ -96,17 +96,13 @@ pub async fn create_person(
     admin: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<CreatePerson>,
 ) -> Result<(StatusCode, Json<PersonView>)> {
-    let user_name = crate::error::trimmed_text(
-        &req.user_name,
-        256,
-        ErrorCode::UserNameInvalid,
-        "user_name must be 1..=256 characters",
-    )?;
-    let display_name = crate::error::trimmed_text(
+    let user_name =
+        crate::error::field_text(&req.user_name, "user_name", 256, ErrorCode::UserNameInvalid)?;
+    let display_name = crate::error::field_text(
         &req.display_name,
+        "display_name",
         256,
         ErrorCode::DisplayNameInvalid,
-        "display_name must be 1..=256 characters",
     )?;
     let now = state.now_ms();
     let id = new_id();

@@ -66,12 +66,8 @@ pub async fn provision(
                 "device_public_key must be a base64url Ed25519 public key",
             )
         })?;
-    let hostname = crate::error::trimmed_text(
-        &req.hostname,
-        255,
-        ErrorCode::HostnameInvalid,
-        "hostname must be 1..=255 characters",
-    )?;
+    let hostname =
+        crate::error::field_text(&req.hostname, "hostname", 255, ErrorCode::HostnameInvalid)?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let row = store::provisioning_token(&mut tx, &secrets::hash(req.token.trim()))

@@ -236,6 +236,17 @@ pub fn trimmed_text<'a>(
     }
 }
 
+/// [`trimmed_text`] for the field `name`, refused with `{name} must be 1..={max} characters`:
+/// the sentence states the limit the check applies.
+pub fn field_text<'a>(value: &'a str, name: &str, max: usize, code: ErrorCode) -> Result<&'a str> {
+    trimmed_text(
+        value,
+        max,
+        code,
+        &format!("{name} must be 1..={max} characters"),
+    )
+}
+
 /// `Ok` while a one-time thing (a link, a token, a challenge, a ceremony) is unused
 /// (`used_at` is `None`); once used, a 409 with `code` and `says`.
 pub fn not_used(used_at: Option<i64>, code: ErrorCode, says: &str) -> Result<()> {
