@@ -107,20 +107,20 @@ pub(crate) async fn open_ticket(
     // What ended the ticket, and when, in the sentence the person reads.
     let ended = |how: &str, at: i64| {
         format!(
-            "ticket was {how} at {}; ask IT for a new one",
+            "ticket {how} at {}; ask IT for a new one",
             secrets::fmt_time(at)
         )
     };
     if let Some(at) = t.cancelled_at {
         return Err(Error::gone(
             ErrorCode::TicketCancelled,
-            ended("cancelled", at),
+            ended("was cancelled", at),
         ));
     }
     if let Some(at) = t.redeemed_at {
         return Err(Error::conflict(
             ErrorCode::TicketUsed,
-            ended("already used", at),
+            ended("was already used", at),
         ));
     }
     crate::error::before_expiry(now, t.expires_at, ErrorCode::TicketExpired, |at| {
