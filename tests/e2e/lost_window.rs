@@ -10,7 +10,7 @@
 //! Screenshots land in `target/debug/screenshots/lost-*.png` and `reclaim-*.png`.
 
 use fantoccini::Locator;
-use keywarden_e2e::{Laptop, Server};
+use keywarden_e2e::{assert_says, Laptop, Server};
 use serde_json::{json, Value};
 
 use crate::wizard::{in_window, off};
@@ -203,16 +203,15 @@ fn the_reclaim_station_window_shows_what_it_did_to_each_key() {
             let card = ui
                 .text(&format!("article.reclaimed[data-key-id=\"{key}\"]"))
                 .await;
-            assert!(card.contains("Key of Ada Lovelace"), "{card}");
-            assert!(card.contains("organisation-owned key is reset"), "{card}");
-            assert!(card.contains("Factory reset"), "{card}");
-            assert!(
-                card.contains("No PIN and no passkeys left on the key."),
-                "{card}"
-            );
-            assert!(
-                card.contains("Yes: the service records the key as reclaimed."),
-                "{card}"
+            assert_says(
+                &card,
+                &[
+                    "Key of Ada Lovelace",
+                    "organisation-owned key is reset",
+                    "Factory reset",
+                    "No PIN and no passkeys left on the key.",
+                    "Yes: the service records the key as reclaimed.",
+                ],
             );
         }
         ui.check_accessible("reclaim: done").await;
@@ -254,18 +253,14 @@ fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
         ui.wait_text("#reclaim-summary", "The key was not reclaimed")
             .await;
         let text = ui.text(&card).await;
-        assert!(
-            text.contains("remove the organisation's credentials from their own key"),
-            "{text}"
-        );
-        assert!(text.contains("Not done."), "{text}");
-        assert!(
-            text.contains("1 of the organisation's passkeys is still on the key."),
-            "{text}"
-        );
-        assert!(
-            text.contains("No: the service still lists this key"),
-            "{text}"
+        assert_says(
+            &text,
+            &[
+                "remove the organisation's credentials from their own key",
+                "Not done.",
+                "1 of the organisation's passkeys is still on the key.",
+                "No: the service still lists this key",
+            ],
         );
         ui.wait_text("#reclaim-needs-pin", "ask its owner to type it")
             .await;
@@ -280,17 +275,13 @@ fn a_personal_key_at_the_reclaim_station_needs_its_pin_and_is_never_reset() {
         )
         .await;
         let text = ui.text(&card).await;
-        assert!(
-            text.contains("The organisation's passkeys were removed (1 passkey); it is a personal key, so it was not reset."),
-            "{text}"
-        );
-        assert!(
-            text.contains("None of the organisation's passkeys left on the key."),
-            "{text}"
-        );
-        assert!(
-            text.contains("Yes: the service records the key as reclaimed."),
-            "{text}"
+        assert_says(
+            &text,
+            &[
+                "The organisation's passkeys were removed (1 passkey); it is a personal key, so it was not reset.",
+                "None of the organisation's passkeys left on the key.",
+                "Yes: the service records the key as reclaimed.",
+            ],
         );
         assert_eq!(
             ui.js("return document.getElementById('reclaim-pin').value;")

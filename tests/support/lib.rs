@@ -625,6 +625,14 @@ pub fn device_signing_key(laptop: &Laptop) -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&raw)
 }
 
+/// Panics, naming the phrase missing and showing `text`, unless `text` contains every one of
+/// `phrases` (what a person reads in a command's output, a page or a card).
+pub fn assert_says(text: &str, phrases: &[&str]) {
+    for phrase in phrases {
+        assert!(text.contains(phrase), "expected {phrase:?} in:\n{text}");
+    }
+}
+
 pub fn now_ms() -> i64 {
     keywarden_agent::now_ms()
 }

@@ -9,7 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use keywarden_keys::{Authenticator, Error as KeyError, KeyInfo, MakeCredentialRequest, Prompt};
 use keywarden_protocol::{
-    EnrolBeginResponse, EnrolFinishRequest, EnrolFinishResponse, RegistrationOptions,
+    EnrolBeginResponse, EnrolFinishRequest, EnrolFinishResponse, PolicyStanding,
+    RegistrationOptions,
 };
 use serde::Serialize;
 
@@ -326,10 +327,9 @@ pub struct Session {
     begin: EnrolBeginResponse,
     ceremony_used: bool,
     enrolled: Vec<keywarden_protocol::CredentialView>,
-    active: u32,
-    required: u32,
-    /// After a key: whether the whole policy is met, and the service's sentence.
-    standing: Option<(bool, String)>,
+    /// Where the person stands: the counts from the session's opening, then what the service
+    /// said after the latest key.
+    standing: PolicyStanding,
 }
 
 impl Session {
@@ -344,9 +344,12 @@ impl Session {
     /// relying party is checked again before each key is used ([`crate::Agent::enrol_key`]).
     pub fn from_begin(begin: EnrolBeginResponse) -> Session {
         Session {
-            active: begin.active_authenticators,
-            required: begin.required_authenticators,
-            standing: None,
+            standing: PolicyStanding {
+                active_authenticators: begin.active_authenticators,
+                required_authenticators: begin.required_authenticators,
+                meets_policy: None,
+                policy_text: None,
+            },
             begin,
             ceremony_used: false,
             enrolled: Vec::new(),
@@ -357,10 +360,7 @@ impl Session {
     pub fn view(&self) -> keywarden_protocol::WizardSession {
         keywarden_protocol::WizardSession {
             person: self.begin.person.clone(),
-            active_authenticators: self.active,
-            required_authenticators: self.required,
-            meets_policy: self.standing.as_ref().map(|(meets, _)| *meets),
-            policy_text: self.standing.as_ref().map(|(_, text)| text.clone()),
+            standing: self.standing.clone(),
             session_expires_at_ms: self.begin.session_expires_at_ms,
             enrolled: self.enrolled.clone(),
             rp_id: self.begin.options.rp_id.clone(),
@@ -395,7 +395,7 @@ impl Session {
 
     /// True once the person has as many authenticators as the policy requires.
     pub fn covered(&self) -> bool {
-        self.active >= self.required
+        self.standing.active_authenticators >= self.standing.required_authenticators
     }
 
     /// Enrol one key (`None`: the only one present, or ask). Opens a fresh ceremony when the
@@ -419,12 +419,7 @@ impl Session {
         }
         let done = agent.enrol_key(&self.begin, key_id, prompts)?;
         self.ceremony_used = true;
-        self.active = done.result.active_authenticators;
-        self.required = done.result.required_authenticators;
-        self.standing = done
-            .result
-            .meets_policy
-            .map(|meets| (meets, done.result.policy_text.clone().unwrap_or_default()));
+        self.standing = done.result.standing.clone();
         self.enrolled.push(done.result.credential.clone());
         Ok(done)
     }

@@ -160,10 +160,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn write(dir: &Path, text: &str) -> PathBuf {
-        let p = dir.join("managed.json");
+    /// `text` loaded as the managed configuration file.
+    fn load(text: &str) -> Result<Option<ManagedConfig>> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("managed.json");
         std::fs::write(&p, text).unwrap();
-        p
+        ManagedConfig::load(&p)
+    }
+
+    /// `text` loaded, when it is accepted.
+    fn accepted(text: &str) -> ManagedConfig {
+        load(text).unwrap().unwrap()
     }
 
     #[test]
@@ -177,28 +184,17 @@ mod tests {
 
     #[test]
     fn server_is_locked_by_default_and_normalised() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), r#"{"server_url": "https://kw.example.com/"}"#);
-        let m = ManagedConfig::load(&p).unwrap().unwrap();
+        let m = accepted(r#"{"server_url": "https://kw.example.com/"}"#);
         assert_eq!(m.locked_server(), Some("https://kw.example.com"));
-        let p = write(
-            d.path(),
-            r#"{"server_url": "https://kw.example.com", "lock_server_url": false}"#,
-        );
-        assert_eq!(
-            ManagedConfig::load(&p).unwrap().unwrap().locked_server(),
-            None
-        );
+        let m = accepted(r#"{"server_url": "https://kw.example.com", "lock_server_url": false}"#);
+        assert_eq!(m.locked_server(), None);
     }
 
     #[test]
     fn the_relying_party_is_pinned_normalised_with_its_origin() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
+        let m = accepted(
             r#"{"rp_id": "Keywarden.Example.com", "origin": "https://login.keywarden.example.com/"}"#,
         );
-        let m = ManagedConfig::load(&p).unwrap().unwrap();
         assert_eq!(
             m.pinned_relying_party(),
             Some((
@@ -206,31 +202,21 @@ mod tests {
                 "https://login.keywarden.example.com"
             ))
         );
-        let p = write(d.path(), r#"{"server_url": "https://kw.example.com"}"#);
-        assert_eq!(
-            ManagedConfig::load(&p)
-                .unwrap()
-                .unwrap()
-                .pinned_relying_party(),
-            None
-        );
+        let m = accepted(r#"{"server_url": "https://kw.example.com"}"#);
+        assert_eq!(m.pinned_relying_party(), None);
     }
 
     #[test]
     fn the_shipped_template_is_accepted_and_trusts_the_system_roots_only() {
-        let d = tempfile::tempdir().unwrap();
-        let p = write(
-            d.path(),
-            include_str!("../../../installer/managed-config/managed.json"),
-        );
-        let m = ManagedConfig::load(&p).unwrap().unwrap();
+        let m = accepted(include_str!(
+            "../../../installer/managed-config/managed.json"
+        ));
         assert_eq!(m.ca_bundle, None);
         assert_eq!(m.server_trust, ServerTrust::default());
     }
 
     #[test]
     fn typos_insecure_urls_and_tiny_intervals_are_refused() {
-        let d = tempfile::tempdir().unwrap();
         for bad in [
             r#"{"server_ur": "https://kw.example.com"}"#,
             r#"{"server_url": "http://kw.example.com"}"#,
@@ -240,8 +226,7 @@ mod tests {
             r#"{"rp_id": "keywarden.example.com", "origin": "not an origin"}"#,
             "not json",
         ] {
-            let p = write(d.path(), bad);
-            let e = ManagedConfig::load(&p).unwrap_err();
+            let e = load(bad).unwrap_err();
             assert!(matches!(e, Error::Corrupt { .. }), "{bad}: {e}");
         }
     }

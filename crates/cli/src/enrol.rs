@@ -113,8 +113,8 @@ pub(crate) fn enrol_in(
             "Enrolment for {} <{}>: {} of {} required authenticators enrolled so far.",
             view.person.display_name,
             view.person.user_name,
-            view.active_authenticators,
-            view.required_authenticators
+            view.standing.active_authenticators,
+            view.standing.required_authenticators
         );
     }
     let wanted: Vec<Option<&str>> = if keys.is_empty() {
@@ -137,13 +137,13 @@ pub(crate) fn enrol_in(
             );
             println!(
                 "You have {} of {} required authenticators.",
-                r.active_authenticators, r.required_authenticators
+                r.standing.active_authenticators, r.standing.required_authenticators
             );
         }
         results.push(done);
     }
     if let Some(last) = results.last() {
-        let r = &last.result;
+        let r = &last.result.standing;
         if !json {
             if r.meets_policy == Some(false) {
                 // The service judged the whole policy (the count and the kinds of device).

@@ -298,17 +298,29 @@ pub struct WebLinkResponse {
 pub struct EnrolFinishResponse {
     /// The credential, verified and bound to the person.
     pub credential: CredentialView,
+    /// Where the person stands now, with the new key.
+    #[serde(flatten)]
+    pub standing: PolicyStanding,
+}
+
+/// Where a person stands against their coverage policy: sent after each enrolled key, and
+/// shown by the wizard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(TS))]
+pub struct PolicyStanding {
     /// Active authenticators the person has now.
     pub active_authenticators: u32,
     /// Active authenticators the coverage policy requires.
     pub required_authenticators: u32,
-    /// Whether the person now meets their population's whole policy (the count and the kinds
-    /// of device it requires); absent from a service that does not say.
+    /// Whether the person meets their population's whole policy (the count and the kinds of
+    /// device it requires); absent from a service that does not say, and before a key is
+    /// enrolled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub meets_policy: Option<bool>,
     /// Where they stand, in a sentence for them (e.g. that they also need a laptop or phone
-    /// passkey); absent from a service that does not say.
+    /// passkey); absent when `meets_policy` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
     pub policy_text: Option<String>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ts")]
 use ts_rs::TS;
 
-use crate::{CredentialView, ErrorCode, KeyInfo, PersonSummary};
+use crate::{CredentialView, ErrorCode, KeyInfo, PersonSummary, PolicyStanding};
 
 /// An error as the desktop UI receives it: a stable code the UI acts on, and a sentence to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,19 +126,9 @@ pub struct AppStatus {
 pub struct WizardSession {
     /// Whose enrolment it is.
     pub person: PersonSummary,
-    /// Active authenticators the person has now.
-    pub active_authenticators: u32,
-    /// Active authenticators the coverage policy requires.
-    pub required_authenticators: u32,
-    /// After a key is enrolled: whether the person meets their population's whole policy (the
-    /// count and the kinds of device), when the service said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional))]
-    pub meets_policy: Option<bool>,
-    /// After a key is enrolled: where they stand, in the service's sentence.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ts", ts(optional))]
-    pub policy_text: Option<String>,
+    /// Where they stand (whether they meet the whole policy only once a key is enrolled).
+    #[serde(flatten)]
+    pub standing: PolicyStanding,
     /// When the session closes (unix ms).
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub session_expires_at_ms: i64,

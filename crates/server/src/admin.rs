@@ -17,7 +17,7 @@ use crate::auth::{
     parse_json, AdminOnly, AdminOrAuditor, AdminOrHelpdesk, AnyStaff, Caller, Fresh, JsonBody,
     RawBody, Staff,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 use crate::store::admin as store;
@@ -95,20 +95,14 @@ pub async fn create_person(
     admin: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<CreatePerson>,
 ) -> Result<(StatusCode, Json<PersonView>)> {
-    let user_name = req.user_name.trim();
-    let display_name = req.display_name.trim();
-    if user_name.is_empty() || user_name.len() > 256 {
-        return Err(Error::bad_request(
-            ErrorCode::UserNameInvalid,
-            "user_name must be 1..=256 characters",
-        ));
-    }
-    if display_name.is_empty() || display_name.len() > 256 {
-        return Err(Error::bad_request(
-            ErrorCode::DisplayNameInvalid,
-            "display_name must be 1..=256 characters",
-        ));
-    }
+    let user_name =
+        crate::error::field_text(&req.user_name, "user_name", 256, ErrorCode::UserNameInvalid)?;
+    let display_name = crate::error::field_text(
+        &req.display_name,
+        "display_name",
+        256,
+        ErrorCode::DisplayNameInvalid,
+    )?;
     let now = state.now_ms();
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
@@ -301,12 +295,10 @@ pub(crate) async fn require_active_person(
 ) -> Result<()> {
     let active = crate::store::people::active(&mut **tx, person_id)
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::PersonUnknown,
-                format!("no person with id {person_id}"),
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::PersonUnknown,
+            format!("no person with id {person_id}"),
+        )?;
     if !active {
         return Err(Error::forbidden(
             ErrorCode::PersonInactive,
@@ -348,10 +340,8 @@ pub async fn evidence(
     store::evidence(&state.db, &id)
         .await?
         .map(Json)
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::CredentialUnknown,
-                format!("no credential with id {id}"),
-            )
-        })
+        .or_not_found(
+            ErrorCode::CredentialUnknown,
+            format!("no credential with id {id}"),
+        )
 }

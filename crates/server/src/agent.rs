@@ -23,7 +23,7 @@ use sqlx::Any;
 use crate::audit;
 use crate::auth::{JsonBody, SignedBytes, SignedCall};
 use crate::db::params;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::policy::Policies;
 use crate::secrets::{self, new_id};
 use crate::serials;
@@ -71,13 +71,8 @@ pub async fn provision(
                 "device_public_key must be a base64url Ed25519 public key",
             )
         })?;
-    let hostname = req.hostname.trim();
-    if hostname.is_empty() || hostname.len() > 255 {
-        return Err(Error::bad_request(
-            ErrorCode::HostnameInvalid,
-            "hostname must be 1..=255 characters",
-        ));
-    }
+    let hostname =
+        crate::error::field_text(&req.hostname, "hostname", 255, ErrorCode::HostnameInvalid)?;
     let now = state.now_ms();
     let token_hash = secrets::hash(req.token.trim());
     // A token that is unknown, used or expired is refused on a read, before the write lock:
@@ -139,18 +134,15 @@ async fn usable_token(
 ) -> Result<String> {
     let row = store::provisioning_token(conn, token_hash)
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::ProvisioningTokenUnknown,
-                "unknown provisioning token",
-            )
-        })?;
-    if row.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::ProvisioningTokenUsed,
-            "this provisioning token was already used",
-        ));
-    }
+        .or_not_found(
+            ErrorCode::ProvisioningTokenUnknown,
+            "unknown provisioning token",
+        )?;
+    crate::error::not_used(
+        row.used_at,
+        ErrorCode::ProvisioningTokenUsed,
+        "this provisioning token was already used",
+    )?;
     crate::error::before_expiry(
         now,
         row.expires_at,

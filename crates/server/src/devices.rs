@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, Fresh, JsonBody};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets;
 use crate::state::AppState;
 use crate::store::devices as store;
@@ -94,12 +94,10 @@ pub async fn retire_in(
     actor: &str,
     now: i64,
 ) -> Result<RetiredDevice> {
-    let d = store::service(tx, device_id).await?.ok_or_else(|| {
-        Error::not_found(
-            ErrorCode::DeviceUnknown,
-            format!("no laptop with id {device_id}"),
-        )
-    })?;
+    let d = store::service(tx, device_id).await?.or_not_found(
+        ErrorCode::DeviceUnknown,
+        format!("no laptop with id {device_id}"),
+    )?;
     if let Some(at) = d.retired_at {
         return Err(Error::conflict(
             ErrorCode::DeviceRetired,

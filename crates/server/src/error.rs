@@ -220,6 +220,18 @@ impl Error {
     }
 }
 
+/// A lookup that may find nothing, answered as the caller's 404.
+pub trait OrNotFound<T> {
+    /// The value found, or a 404 with `code` and `says`.
+    fn or_not_found(self, code: ErrorCode, says: impl Into<String>) -> Result<T>;
+}
+
+impl<T> OrNotFound<T> for Option<T> {
+    fn or_not_found(self, code: ErrorCode, says: impl Into<String>) -> Result<T> {
+        self.ok_or_else(|| Error::not_found(code, says))
+    }
+}
+
 /// `Ok` while `now` is before `expires_at`; after, a 410 with `code` and the sentence `says`
 /// makes of the time it ended (`2026-12-04T10:00Z`): one-time tickets, tokens, sessions and
 /// challenges all end this way.
@@ -236,6 +248,49 @@ pub fn before_expiry(
             code,
             says(crate::secrets::fmt_time(expires_at)),
         ))
+    }
+}
+
+/// `value` without the spaces around it, when something is left; else a 400 with `code` and
+/// `says` (an owner, a reason).
+pub fn non_blank<'a>(value: &'a str, code: ErrorCode, says: &str) -> Result<&'a str> {
+    match value.trim() {
+        "" => Err(Error::bad_request(code, says)),
+        value => Ok(value),
+    }
+}
+
+/// `value` without the spaces around it, when that is 1 to `max` bytes long; else a 400 with
+/// `code` and `says` (names, labels, host names and reasons people type).
+pub fn trimmed_text<'a>(
+    value: &'a str,
+    max: usize,
+    code: ErrorCode,
+    says: &str,
+) -> Result<&'a str> {
+    match non_blank(value, code, says)? {
+        value if value.len() > max => Err(Error::bad_request(code, says)),
+        value => Ok(value),
+    }
+}
+
+/// [`trimmed_text`] for the field `name`, refused with `{name} must be 1..={max} characters`:
+/// the sentence states the limit the check applies.
+pub fn field_text<'a>(value: &'a str, name: &str, max: usize, code: ErrorCode) -> Result<&'a str> {
+    trimmed_text(
+        value,
+        max,
+        code,
+        &format!("{name} must be 1..={max} characters"),
+    )
+}
+
+/// `Ok` while a one-time thing (a link, a token, a challenge, a ceremony) is unused
+/// (`used_at` is `None`); once used, a 409 with `code` and `says`.
+pub fn not_used(used_at: Option<i64>, code: ErrorCode, says: &str) -> Result<()> {
+    match used_at {
+        None => Ok(()),
+        Some(_) => Err(Error::conflict(code, says)),
     }
 }
 

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOnly, AdminOrAuditor, AnyStaff, Fresh, JsonBody, Staff};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::new_id;
 use crate::state::AppState;
 use crate::store::exceptions as store;
@@ -60,8 +60,8 @@ fn default_kind() -> String {
     "two_authenticator_rule".to_owned()
 }
 
-/// An exception in the register.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// An exception in the register, as its row reads (`expired` is judged at read time).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct ExceptionView {
     /// Id.
     pub id: String,
@@ -78,12 +78,16 @@ pub struct ExceptionView {
     /// The break-glass credential.
     pub credential_id: Option<String>,
     /// Granted (unix ms).
+    #[sqlx(rename = "created_at")]
     pub created_at_ms: i64,
     /// Expiry (unix ms).
+    #[sqlx(rename = "expires_at")]
     pub expires_at_ms: i64,
     /// True once the expiry has passed: it exempts nobody any more and needs a decision.
+    #[sqlx(skip)]
     pub expired: bool,
     /// When it was revoked, if it was.
+    #[sqlx(rename = "revoked_at")]
     pub revoked_at_ms: Option<i64>,
 }
 
@@ -95,20 +99,16 @@ pub async fn add(
     caller: Fresh<AdminOnly>,
     JsonBody(req): JsonBody<NewException>,
 ) -> Result<(StatusCode, Json<ExceptionView>)> {
-    let owner = req.owner.trim();
-    let reason = req.reason.trim();
-    if owner.is_empty() {
-        return Err(Error::bad_request(
-            ErrorCode::ExceptionOwnerMissing,
-            "an exception needs an owner who answers for it",
-        ));
-    }
-    if reason.is_empty() {
-        return Err(Error::bad_request(
-            ErrorCode::ExceptionReasonMissing,
-            "an exception needs a reason",
-        ));
-    }
+    let owner = crate::error::non_blank(
+        &req.owner,
+        ErrorCode::ExceptionOwnerMissing,
+        "an exception needs an owner who answers for it",
+    )?;
+    let reason = crate::error::non_blank(
+        &req.reason,
+        ErrorCode::ExceptionReasonMissing,
+        "an exception needs a reason",
+    )?;
     let days = match req.days {
         Some(d) if (1..=365).contains(&d) => d,
         Some(d) => {
@@ -229,12 +229,10 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let person_id = store::revoke(&mut tx, &id, now).await?.ok_or_else(|| {
-        Error::not_found(
-            ErrorCode::ExceptionUnknown,
-            format!("no open exception {id}"),
-        )
-    })?;
+    let person_id = store::revoke(&mut tx, &id, now).await?.or_not_found(
+        ErrorCode::ExceptionUnknown,
+        format!("no open exception {id}"),
+    )?;
     audit::record(
         &mut tx,
         now,

@@ -21,7 +21,7 @@ use serde_json::Value;
 use sqlx::AnyPool;
 
 use crate::audit;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::policy::Policy;
 use crate::secrets;
 
@@ -238,12 +238,10 @@ pub async fn load_into_population(
         .bind(population)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::PopulationUnknown,
-                format!("no population {population}"),
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::PopulationUnknown,
+            format!("no population {population}"),
+        )?;
     let mut policy: Policy = serde_json::from_str(&stored).map_err(Error::Corrupt)?;
     let mut allowed: Vec<String> = blob
         .entries

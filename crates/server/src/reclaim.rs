@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, Fresh, JsonBody, Signed};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::state::AppState;
 use crate::store::reclaim as store;
 
@@ -174,12 +174,10 @@ pub async fn receipt(
     let d = directive_for(&state, &mut tx, &req.key_id, &named)
         .await?
         .filter(|d| d.id == req.directive_id)
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::DirectiveUnknown,
-                "no open reclaim directive with that id for that key",
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::DirectiveUnknown,
+            "no open reclaim directive with that id for that key",
+        )?;
     if d.action == ReclaimAction::DeleteCredentials && req.action == ReclaimAction::Reset {
         return Err(Error::bad_request(
             ErrorCode::ReclaimPersonalKeyReset,

@@ -21,7 +21,7 @@ use webauthn_rs_core::proto::{
 
 use crate::audit;
 use crate::auth::Signed;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{b64, new_id, unb64};
 use crate::state::AppState;
 use crate::store::stepup as store;
@@ -116,12 +116,10 @@ pub async fn verify(
 ) -> Result<Verified> {
     let c = store::challenge(tx, &step_up.challenge_id)
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::StepUpUnknown,
-                "unknown step-up challenge; ask for a new one",
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::StepUpUnknown,
+            "unknown step-up challenge; ask for a new one",
+        )?;
     if c.device_id != device_id {
         return Err(Error::forbidden(
             ErrorCode::StepUpWrongDevice,
@@ -134,12 +132,11 @@ pub async fn verify(
             format!("this step-up challenge was issued for another purpose, not {purpose}"),
         ));
     }
-    if c.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::StepUpUsed,
-            "this step-up challenge was already used; a replayed assertion is refused",
-        ));
-    }
+    crate::error::not_used(
+        c.used_at,
+        ErrorCode::StepUpUsed,
+        "this step-up challenge was already used; a replayed assertion is refused",
+    )?;
     crate::error::before_expiry(now, c.expires_at, ErrorCode::StepUpExpired, |_| {
         "the step-up challenge expired; touch your key again".to_owned()
     })?;

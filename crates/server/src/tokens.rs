@@ -162,13 +162,7 @@ pub async fn issue_in(
             ),
         ));
     }
-    let label = new.label.trim();
-    if label.is_empty() || label.len() > 200 {
-        return Err(Error::bad_request(
-            ErrorCode::LabelInvalid,
-            "label must be 1..=200 characters",
-        ));
-    }
+    let label = crate::error::field_text(new.label, "label", 200, ErrorCode::LabelInvalid)?;
     let staff = STAFF.contains(&new.role);
     match (staff, new.person_id) {
         (true, None) => {

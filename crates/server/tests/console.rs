@@ -99,10 +99,20 @@ async fn issue_ticket(app: &App, browser: &Browser, body: &Value) -> (StatusCode
     browser.call(app, "POST", path, body.clone()).await
 }
 
-/// How many enrolment tickets a person has been issued.
-async fn tickets_for(app: &App, person: &str) -> i64 {
+/// A list exported as CSV at `path` (`format=csv`), by `browser`: it opens with `header`.
+async fn csv_export(app: &App, browser: &Browser, path: &str, header: &str) -> String {
+    let (s, csv) = browser.get(app, path).await;
+    assert_eq!(s, StatusCode::OK, "{csv}");
+    assert!(csv.starts_with(header), "{csv}");
+    csv
+}
+
+/// `browser` asks for an enrolment ticket for `person` and is refused (403 `code`): none issued.
+async fn ticket_refused(app: &App, browser: &Browser, person: &str, code: &str) {
+    let (s, v) = issue_ticket(app, browser, &json!({"person_id": person})).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, code);
     let sql = format!("SELECT COUNT(*) FROM enrolment_tickets WHERE person_id = '{person}'");
-    app.count(&sql).await
+    assert_eq!(app.count(&sql).await, 0, "no ticket was issued");
 }
 
 async fn setup_link_makes_one_first_admin(app: App) {
@@ -191,10 +201,8 @@ async fn staff_sign_in_answers_to_the_role_matrix(app: App) {
     let (s, _) = auditor.get(&app, "/console/staff").await;
     assert_eq!(s, StatusCode::OK);
     // An auditor cannot issue a ticket; the help desk can (fresh after signing in).
+    ticket_refused(&app, &auditor, &someone, "role_forbidden").await;
     let body = json!({"person_id": someone});
-    let (s, v) = issue_ticket(&app, &auditor, &body).await;
-    assert_error(s, &v, StatusCode::FORBIDDEN, "role_forbidden");
-    assert_eq!(tickets_for(&app, &someone).await, 0);
     let (s, v) = issue_ticket(&app, &helpdesk, &body).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let actors = app
@@ -266,10 +274,8 @@ async fn sensitive_actions_need_a_fresh_touch(mut app: App) {
     app.set_clock(later).await;
     let (s, _) = helpdesk.get(&app, "/console/people").await;
     assert_eq!(s, StatusCode::OK);
+    ticket_refused(&app, &helpdesk, &person, "fresh_touch_required").await;
     let body = json!({"person_id": person});
-    let (s, v) = issue_ticket(&app, &helpdesk, &body).await;
-    assert_error(s, &v, StatusCode::FORBIDDEN, "fresh_touch_required");
-    assert_eq!(tickets_for(&app, &person).await, 0);
     let (s, v) = helpdesk.assert_with(&app, "step-up", &key).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = issue_ticket(&app, &helpdesk, &body).await;
@@ -394,11 +400,13 @@ async fn burn_down_follows_the_daily_snapshots(mut app: App) {
     assert!(oldest < newest, "{page}");
     assert!(page.contains("&lt; 1 h"), "{page}");
     assert_eq!(listed("burn-0@example.com"), None, "{page}");
-    let (s, csv) = admin
-        .get(&app, "/console/people?format=csv&exposed=1")
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(csv.starts_with("user_name,population,status"), "{csv}");
+    let csv = csv_export(
+        &app,
+        &admin,
+        "/console/people?format=csv&exposed=1",
+        "user_name,population,status",
+    )
+    .await;
     assert!(csv.contains("burn-3@example.com"), "{csv}");
     assert!(!csv.contains("burn-0@example.com"), "{csv}");
 }
@@ -524,14 +532,13 @@ async fn laptops_page_lists_posture_and_retires(app: App) {
         !page.contains("lt-stolen") && page.contains("lt-hal@example.com"),
         "{page}"
     );
-    let (s, csv) = admin
-        .get(&app, "/console/laptops?q=stolen&format=csv")
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(
-        csv.starts_with("hostname,last_check_in,disk_encryption"),
-        "{csv}"
-    );
+    let csv = csv_export(
+        &app,
+        &admin,
+        "/console/laptops?q=stolen&format=csv",
+        "hostname,last_check_in,disk_encryption",
+    )
+    .await;
     assert_eq!(csv.lines().count(), 2, "{csv}");
     assert!(csv.contains("lt-stolen") && csv.contains(",lost"), "{csv}");
 }
@@ -556,11 +563,13 @@ async fn audit_and_keys_pages_for_auditors(app: App) {
     // The filter is text, not a pattern: `%` matches nothing but a `%`.
     let (_, page) = auditor.get(&app, "/console/audit?q=%25").await;
     assert!(page.contains("(0 records)"), "{page}");
-    let (s, csv) = auditor
-        .get(&app, "/console/audit?q=staff_role.&format=csv")
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(csv.starts_with("at,actor,action,subject,detail\n"), "{csv}");
+    let csv = csv_export(
+        &app,
+        &auditor,
+        "/console/audit?q=staff_role.&format=csv",
+        "at,actor,action,subject,detail\n",
+    )
+    .await;
     assert_eq!(csv.lines().count(), 1 + 3, "three roles granted: {csv}");
     let (s, page) = auditor.get(&app, "/console/keys").await;
     assert_eq!(s, StatusCode::OK);
@@ -610,13 +619,12 @@ async fn exceptions_page_flags_expiry_and_revokes(app: App) {
     assert!(page.contains(">revoked<"), "{page}");
     let (_, page) = admin.get(&app, "/console/exceptions?state=in_force").await;
     assert!(!page.contains("travelling without a second key"), "{page}");
-    let (s, csv) = admin
-        .get(&app, "/console/exceptions?state=revoked&format=csv")
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(
-        csv.starts_with("person_id,kind,owner,reason,expires,revoked\n"),
-        "{csv}"
-    );
+    let csv = csv_export(
+        &app,
+        &admin,
+        "/console/exceptions?state=revoked&format=csv",
+        "person_id,kind,owner,reason,expires,revoked\n",
+    )
+    .await;
     assert!(csv.contains("travelling without a second key"), "{csv}");
 }

@@ -18,12 +18,13 @@ active_authenticators: number,
  */
 required_authenticators: number, 
 /**
- * Whether the person now meets their population's whole policy (the count and the kinds
- * of device it requires); absent from a service that does not say.
+ * Whether the person meets their population's whole policy (the count and the kinds of
+ * device it requires); absent from a service that does not say, and before a key is
+ * enrolled.
  */
 meets_policy?: boolean, 
 /**
  * Where they stand, in a sentence for them (e.g. that they also need a laptop or phone
- * passkey); absent from a service that does not say.
+ * passkey); absent when `meets_policy` is.
  */
 policy_text?: string, };

@@ -11,23 +11,6 @@ export type WizardSession = {
  */
 person: PersonSummary, 
 /**
- * Active authenticators the person has now.
- */
-active_authenticators: number, 
-/**
- * Active authenticators the coverage policy requires.
- */
-required_authenticators: number, 
-/**
- * After a key is enrolled: whether the person meets their population's whole policy (the
- * count and the kinds of device), when the service said.
- */
-meets_policy?: boolean, 
-/**
- * After a key is enrolled: where they stand, in the service's sentence.
- */
-policy_text?: string, 
-/**
  * When the session closes (unix ms).
  */
 session_expires_at_ms: number, 
@@ -38,4 +21,23 @@ enrolled: Array<CredentialView>,
 /**
  * The relying party the credentials are for (to list them on a key later).
  */
-rp_id: string, };
+rp_id: string, 
+/**
+ * Active authenticators the person has now.
+ */
+active_authenticators: number, 
+/**
+ * Active authenticators the coverage policy requires.
+ */
+required_authenticators: number, 
+/**
+ * Whether the person meets their population's whole policy (the count and the kinds of
+ * device it requires); absent from a service that does not say, and before a key is
+ * enrolled.
+ */
+meets_policy?: boolean, 
+/**
+ * Where they stand, in a sentence for them (e.g. that they also need a laptop or phone
+ * passkey); absent when `meets_policy` is.
+ */
+policy_text?: string, };

@@ -18,7 +18,7 @@ use keywarden_protocol::ErrorCode;
 use crate::auth::{AdminOrAuditor, AnyStaff};
 use crate::coverage::{self, PersonCoverage, Status};
 use crate::csf::esc;
-use crate::error::{Error, Result};
+use crate::error::{OrNotFound as _, Result};
 use crate::state::AppState;
 
 /// `GET /console/sign-in`.
@@ -334,9 +334,7 @@ pub async fn person(
         let db = &state.db;
         let page_data = crate::store::console::person_page(db, &id)
             .await?
-            .ok_or_else(|| {
-                Error::not_found(ErrorCode::PersonUnknown, format!("no person with id {id}"))
-            })?;
+            .or_not_found(ErrorCode::PersonUnknown, format!("no person with id {id}"))?;
         let crate::store::console::PersonPage {
             person: p,
             laptops,

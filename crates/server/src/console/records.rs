@@ -13,7 +13,7 @@ use super::html::{
 };
 use crate::auth::{AdminOrAuditor, AnyStaff};
 use crate::csf::esc;
-use crate::error::Error;
+use crate::error::OrNotFound as _;
 use crate::state::AppState;
 use keywarden_protocol::ErrorCode;
 
@@ -351,9 +351,7 @@ pub async fn laptop(
     with(caller, |caller| async move {
         let (hostname, reports) = crate::store::console::laptop_history(&state.db, &id)
             .await?
-            .ok_or_else(|| {
-                Error::not_found(ErrorCode::DeviceUnknown, format!("no laptop with id {id}"))
-            })?;
+            .or_not_found(ErrorCode::DeviceUnknown, format!("no laptop with id {id}"))?;
         let rows: String = reports
             .iter()
             .map(|r| {

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOnly, AdminOrAuditor, Fresh, JsonBody, Role, Staff};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::state::AppState;
 use crate::store::console as store;
 
@@ -161,12 +161,10 @@ pub async fn remove(
 ) -> Result<StatusCode> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let before = store::role_of(&mut *tx, &person_id).await?.ok_or_else(|| {
-        Error::not_found(
-            ErrorCode::PersonUnknown,
-            format!("person {person_id} holds no staff role"),
-        )
-    })?;
+    let before = store::role_of(&mut *tx, &person_id).await?.or_not_found(
+        ErrorCode::PersonUnknown,
+        format!("person {person_id} holds no staff role"),
+    )?;
     if before.role == "admin" {
         require_another_admin(&mut tx).await?;
     }

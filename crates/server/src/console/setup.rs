@@ -18,7 +18,7 @@ use webauthn_rs_core::proto::{PublicKeyCredentialHints, RegistrationState};
 use crate::audit;
 use crate::auth::JsonBody;
 use crate::enrol;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::policy::DeviceClass;
 use crate::secrets::{self, b64, new_id};
 use crate::selfservice::challenges::{
@@ -108,18 +108,12 @@ async fn open_setup(tx: &mut Transaction<'_, Any>, code: &str, now: i64) -> Resu
     }
     let row = store::setup_by_hash(tx, &secrets::hash(code.trim()))
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::SetupLinkUnknown,
-                "this setup link is not known (each start of the service replaces an unused one): use the newest",
-            )
-        })?;
-    if row.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::SetupLinkUsed,
-            "this setup link was already used",
-        ));
-    }
+        .or_not_found(ErrorCode::SetupLinkUnknown, "this setup link is not known (each start of the service replaces an unused one): use the newest")?;
+    crate::error::not_used(
+        row.used_at,
+        ErrorCode::SetupLinkUsed,
+        "this setup link was already used",
+    )?;
     crate::error::before_expiry(now, row.expires_at, ErrorCode::SetupLinkExpired, |at| {
         format!("this setup link expired at {at}; restart the service for a new one")
     })?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use sqlx::{AnyConnection, AnyPool};
 
 use crate::error::Result;
-use crate::policy::{PersonAttrs, Policies};
+use crate::policy::Policies;
 use crate::store::coverage as store;
 
 /// Assign the population of `people` (ids; unknown ones are skipped) under the stored rules.
@@ -23,8 +23,8 @@ pub async fn people(db: &mut AnyConnection, people: &[String]) -> Result<()> {
         let Some(row) = store::attrs_of(&mut *db, id).await? else {
             continue;
         };
-        let groups = crate::store::policy::group_names(&mut *db, id).await?;
-        let attrs = row.attrs(groups);
+        let mut attrs = row.attrs;
+        attrs.groups = crate::store::policy::group_names(&mut *db, id).await?;
         let (population, _) = policies.resolve(&attrs);
         if row.population.as_deref() != Some(population) {
             store::set_population(&mut *db, id, population).await?;
@@ -48,8 +48,8 @@ pub async fn everyone(db: &mut AnyConnection, only_unassigned: bool) -> Result<u
     };
     let mut changed = 0;
     for row in rows {
-        let groups = memberships.remove(&row.id).unwrap_or_default();
-        let attrs = row.attrs(groups);
+        let mut attrs = row.attrs;
+        attrs.groups = memberships.remove(&row.id).unwrap_or_default();
         let (population, _) = policies.resolve(&attrs);
         if row.population.as_deref() != Some(population) {
             store::set_population(&mut *db, &row.id, population).await?;
@@ -69,15 +69,4 @@ pub async fn unassigned(pool: &AnyPool) -> Result<u64> {
     let n = everyone(&mut tx, true).await?;
     tx.commit().await?;
     Ok(n)
-}
-
-impl store::AttrsRow {
-    fn attrs(&self, groups: Vec<String>) -> PersonAttrs {
-        PersonAttrs {
-            user_type: self.attrs.user_type.clone(),
-            department: self.attrs.department.clone(),
-            employee_number: self.attrs.employee_number.clone(),
-            groups,
-        }
-    }
 }

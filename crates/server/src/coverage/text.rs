@@ -1,5 +1,6 @@
 //! The coverage report as text for the terminal (`keywarden-server report ...`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::CoverageReport;
@@ -7,30 +8,20 @@ use super::CoverageReport;
 /// The report as text for the terminal.
 pub fn render(report: &CoverageReport, what: &str) -> String {
     let mut s = String::new();
-    let pct = |x: f64| format!("{:.1}%", x * 100.0);
     if what == "coverage" || what == "all" {
         let _ = writeln!(s, "Coverage by population");
-        let _ = writeln!(
-            s,
-            "{:<24} {:>8} {:>10} {:>8}  by status",
-            "population", "people", "compliant", "share"
+        population_table(
+            &mut s,
+            "",
+            ("people", "by status"),
+            report.populations.iter().map(|p| PopulationRow {
+                name: &p.name,
+                counted: p.people,
+                compliant: p.compliant,
+                share: p.share_compliant,
+                detail: &p.by_status,
+            }),
         );
-        for p in &report.populations {
-            let detail = p
-                .by_status
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let _ = writeln!(
-                s,
-                "{:<24} {:>8} {:>10} {:>8}  {detail}",
-                p.name,
-                p.people,
-                p.compliant,
-                pct(p.share_compliant)
-            );
-        }
         let total: u64 = report.by_status.values().sum();
         let _ = writeln!(s, "\nPeople by status ({total} active)");
         for (k, v) in &report.by_status {
@@ -86,27 +77,18 @@ pub fn render(report: &CoverageReport, what: &str) -> String {
                 s,
                 "\nLaptop posture by population (ongoing policy; unknown or no report fails)"
             );
-            let _ = writeln!(
-                s,
-                "  {:<22} {:>8} {:>10} {:>8}  failing by signal",
-                "population", "laptops", "compliant", "share"
+            population_table(
+                &mut s,
+                "  ",
+                ("laptops", "failing by signal"),
+                report.posture_by_population.iter().map(|p| PopulationRow {
+                    name: &p.population,
+                    counted: p.laptops,
+                    compliant: p.compliant,
+                    share: p.share_compliant,
+                    detail: &p.failing_by_signal,
+                }),
             );
-            for p in &report.posture_by_population {
-                let detail = p
-                    .failing_by_signal
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let _ = writeln!(
-                    s,
-                    "  {:<22} {:>8} {:>10} {:>8}  {detail}",
-                    p.population,
-                    p.laptops,
-                    p.compliant,
-                    pct(p.share_compliant)
-                );
-            }
         }
     }
     if what == "people" {
@@ -133,4 +115,81 @@ pub fn render(report: &CoverageReport, what: &str) -> String {
         }
     }
     s
+}
+
+/// One population in a table by population.
+struct PopulationRow<'a> {
+    name: &'a str,
+    /// People or laptops.
+    counted: u64,
+    compliant: u64,
+    share: f64,
+    /// The counts behind the rest (by status, failing by signal).
+    detail: &'a BTreeMap<String, u64>,
+}
+
+/// A table by population, `indent` from the left with its name column ending where an
+/// unindented one does: the column names (what is `counted`, and what the detail is), then per
+/// population the count, how many are compliant, the share, and the detail as `k=v k=v`.
+fn population_table<'a>(
+    s: &mut String,
+    indent: &str,
+    (counted, detail): (&str, &str),
+    rows: impl Iterator<Item = PopulationRow<'a>>,
+) {
+    let w = 24 - indent.len();
+    let _ = writeln!(
+        s,
+        "{indent}{:<w$} {:>8} {:>10} {:>8}  {detail}",
+        "population", counted, "compliant", "share"
+    );
+    for p in rows {
+        let detail = p
+            .detail
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let share = format!("{:.1}%", p.share * 100.0);
+        let _ = writeln!(
+            s,
+            "{indent}{:<w$} {:>8} {:>10} {:>8}  {detail}",
+            p.name, p.counted, p.compliant, share
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn population_tables_line_up_indented_or_not() {
+        let detail = BTreeMap::from([("compliant".to_owned(), 3), ("no_report".to_owned(), 1)]);
+        let row = || PopulationRow {
+            name: "engineering",
+            counted: 4,
+            compliant: 3,
+            share: 0.75,
+            detail: &detail,
+        };
+        for (indent, headings, expected) in [
+            (
+                "",
+                ("people", "by status"),
+                "population                 people  compliant    share  by status\n\
+                 engineering                     4          3    75.0%  compliant=3 no_report=1\n",
+            ),
+            (
+                "  ",
+                ("laptops", "failing"),
+                "  population              laptops  compliant    share  failing\n  \
+                 engineering                   4          3    75.0%  compliant=3 no_report=1\n",
+            ),
+        ] {
+            let mut s = String::new();
+            population_table(&mut s, indent, headings, std::iter::once(row()));
+            assert_eq!(s, expected);
+        }
+    }
 }

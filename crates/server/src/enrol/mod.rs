@@ -11,13 +11,13 @@ use axum::{Json, Router};
 use keywarden_protocol::ErrorCode;
 use keywarden_protocol::{
     AddKeyRequest, CredentialView, EnrolBeginRequest, EnrolBeginResponse, EnrolFinishRequest,
-    EnrolFinishResponse,
+    EnrolFinishResponse, PolicyStanding,
 };
 use sqlx::{Any, Transaction};
 
 use crate::audit;
 use crate::auth::{Signed, SignedCall};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{self, b64};
 use crate::state::AppState;
 
@@ -345,21 +345,16 @@ async fn finish_inner(
         )
     })?;
     let mut tx = call.begin(&state.db).await?;
-    let c = store::ceremony(&mut tx, ceremony_id)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::CeremonyUnknown,
-                format!("no enrolment ceremony {ceremony_id}"),
-            )
-        })?;
+    let c = store::ceremony(&mut tx, ceremony_id).await?.or_not_found(
+        ErrorCode::CeremonyUnknown,
+        format!("no enrolment ceremony {ceremony_id}"),
+    )?;
     sessions::still_open_on(&c.device_id, c.closed_at, &call.device_id)?;
-    if c.completed_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::CeremonyCompleted,
-            "this key's enrolment step was already finished",
-        ));
-    }
+    crate::error::not_used(
+        c.completed_at,
+        ErrorCode::CeremonyCompleted,
+        "this key's enrolment step was already finished",
+    )?;
     let expires_at = c.expires_at;
     crate::error::before_expiry(now, expires_at, ErrorCode::CeremonyExpired, |at| {
         format!("enrolment step timed out at {at}; start the key again")
@@ -473,9 +468,11 @@ async fn finish_inner(
             name: None,
             enrolled_via: "agent".to_owned(),
         },
-        active_authenticators: active,
-        required_authenticators: policy.min_authenticators,
-        meets_policy: Some(coverage.compliant),
-        policy_text: Some(coverage.text),
+        standing: PolicyStanding {
+            active_authenticators: active,
+            required_authenticators: policy.min_authenticators,
+            meets_policy: Some(coverage.compliant),
+            policy_text: Some(coverage.text),
+        },
     })
 }

@@ -11,7 +11,7 @@ use webauthn_rs_core::proto::{
 };
 use webauthn_rs_core::ChallengeRegisterBuilder;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::policy::{self, Policies, Policy};
 use crate::secrets::{self, b64, new_id};
 use crate::state::AppState;
@@ -46,9 +46,9 @@ impl Person {
 /// so a credential can never be bound to someone whose offboarding already revoked the rest.
 pub(crate) async fn load_person(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Person> {
     crate::db::lock_person(tx, id).await?;
-    let r = super::store::person(tx, id).await?.ok_or_else(|| {
-        Error::not_found(ErrorCode::PersonUnknown, format!("no person with id {id}"))
-    })?;
+    let r = super::store::person(tx, id)
+        .await?
+        .or_not_found(ErrorCode::PersonUnknown, format!("no person with id {id}"))?;
     Ok(Person {
         id: r.id,
         user_name: r.user_name,
@@ -87,18 +87,18 @@ pub(crate) async fn open_proven_session(
     now: i64,
 ) -> Result<EnrolBeginResponse> {
     let ticket_id = new_id();
-    sqlx::query(
-        "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)",
-    )
-    .bind(&ticket_id)
-    .bind(secrets::hash(&format!("{proof}:{ticket_id}")))
-    .bind(person_id)
-    .bind(proof)
-    .bind(now)
-    .bind(expires_at)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?;
+    let sql = "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)";
+    let ticket_hash = secrets::hash(&format!("{proof}:{ticket_id}"));
+    let ticket = (
+        &ticket_id,
+        &ticket_hash,
+        person_id,
+        proof,
+        now,
+        expires_at,
+        device_id,
+    );
+    crate::store::execute(&mut **tx, sql, ticket).await?;
     open_session(
         state,
         tx,
@@ -126,27 +126,20 @@ pub(crate) async fn open_session(
     let session_id = new_id();
     let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
     let session_expires = now + session_ttl;
-    sqlx::query(
-        "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at, recovery_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&session_id)
-    .bind(ticket_id)
-    .bind(&person.id)
-    .bind(device_id)
-    .bind(now)
-    .bind(session_expires)
-    .bind(recovery_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO device_bindings (device_id, person_id, bound_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (device_id, person_id) DO UPDATE SET unbound_at = NULL, bound_at = excluded.bound_at",
-    )
-    .bind(device_id)
-    .bind(&person.id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let sql = "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at, recovery_id) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    let session = (
+        &session_id,
+        ticket_id,
+        &person.id,
+        device_id,
+        now,
+        session_expires,
+        recovery_id,
+    );
+    crate::store::execute(&mut **tx, sql, session).await?;
+    let sql = "INSERT INTO device_bindings (device_id, person_id, bound_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (device_id, person_id) DO UPDATE SET unbound_at = NULL, bound_at = excluded.bound_at";
+    crate::store::execute(&mut **tx, sql, (device_id, &person.id, now)).await?;
     new_ceremony(state, tx, &session_id, session_expires, &person, now).await
 }
 
@@ -263,14 +256,10 @@ pub(crate) async fn open_session_of(
     device_id: &str,
     now: i64,
 ) -> Result<(Person, i64)> {
-    let s = super::store::session(tx, session_id)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::EnrolmentUnknown,
-                format!("no enrolment {session_id}"),
-            )
-        })?;
+    let s = super::store::session(tx, session_id).await?.or_not_found(
+        ErrorCode::EnrolmentUnknown,
+        format!("no enrolment {session_id}"),
+    )?;
     still_open_on(&s.device_id, s.closed_at, device_id)?;
     let expires_at = s.expires_at;
     crate::error::before_expiry(now, expires_at, ErrorCode::EnrolmentExpired, |at| {
@@ -342,17 +331,18 @@ pub(crate) async fn new_ceremony(
     let challenge = b64(pk.challenge.as_ref());
     let ceremony_id = new_id();
     let ttl = i64::from(pk.timeout.unwrap_or(300_000));
-    sqlx::query(
-        "INSERT INTO ceremonies (id, session_id, challenge, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&ceremony_id)
-    .bind(session_id)
-    .bind(&challenge)
-    .bind(serde_json::to_string(&reg_state).map_err(Error::Corrupt)?)
-    .bind(now)
-    .bind((now + ttl).min(session_expires))
-    .execute(&mut **tx)
-    .await?;
+    let sql = "INSERT INTO ceremonies (id, session_id, challenge, state, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    let state_json = serde_json::to_string(&reg_state).map_err(Error::Corrupt)?;
+    let expires_at = (now + ttl).min(session_expires);
+    let ceremony = (
+        &ceremony_id,
+        session_id,
+        &challenge,
+        &state_json,
+        now,
+        expires_at,
+    );
+    crate::store::execute(&mut **tx, sql, ceremony).await?;
     let active = active_count(tx, &person.id).await?;
     let (_, policy) = policy_for(state, tx, &person.id).await?;
     Ok(EnrolBeginResponse {

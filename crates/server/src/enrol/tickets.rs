@@ -5,7 +5,7 @@ use keywarden_protocol::ErrorCode;
 use sqlx::{Any, Transaction};
 
 use crate::audit;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 
@@ -84,12 +84,10 @@ pub(crate) async fn open_ticket(
 ) -> Result<(String, Person)> {
     let t = store::ticket(tx, &secrets::hash(ticket.trim()))
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::TicketUnknown,
-                "unknown enrolment ticket; ask IT for a new one",
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::TicketUnknown,
+            "unknown enrolment ticket; ask IT for a new one",
+        )?;
     let ticket_id = t.id;
     *ticket_id_out = Some(ticket_id.clone());
     let window = i64::try_from(state.settings.redeem_window.as_millis()).unwrap_or(i64::MAX);
@@ -106,26 +104,26 @@ pub(crate) async fn open_ticket(
             "this ticket was tried too often and is locked; ask IT for a new one",
         ));
     }
+    // What ended the ticket, and when, in the sentence the person reads.
+    let ended = |how: &str, at: i64| {
+        format!(
+            "ticket {how} at {}; ask IT for a new one",
+            secrets::fmt_time(at)
+        )
+    };
     if let Some(at) = t.cancelled_at {
         return Err(Error::gone(
             ErrorCode::TicketCancelled,
-            format!(
-                "ticket was cancelled at {}; ask IT for a new one",
-                secrets::fmt_time(at)
-            ),
+            ended("was cancelled", at),
         ));
     }
     if let Some(at) = t.redeemed_at {
         return Err(Error::conflict(
             ErrorCode::TicketUsed,
-            format!(
-                "ticket was already used at {}; ask IT for a new one",
-                secrets::fmt_time(at)
-            ),
+            ended("was already used", at),
         ));
     }
-    let expires_at = t.expires_at;
-    crate::error::before_expiry(now, expires_at, ErrorCode::TicketExpired, |at| {
+    crate::error::before_expiry(now, t.expires_at, ErrorCode::TicketExpired, |at| {
         format!("ticket expired at {at}; ask IT for a new one")
     })?;
     let person = load_active_person(tx, &t.person_id).await?;

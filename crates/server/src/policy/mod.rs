@@ -215,8 +215,8 @@ pub struct Population {
     pub spec: PopulationSpec,
 }
 
-/// The attributes population selectors read.
-#[derive(Debug, Clone, Default)]
+/// The attributes population selectors read: a person's row, with their groups read beside it.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct PersonAttrs {
     /// SCIM userType.
     pub user_type: Option<String>,
@@ -225,6 +225,7 @@ pub struct PersonAttrs {
     /// Enterprise employeeNumber.
     pub employee_number: Option<String>,
     /// Display names of the person's groups.
+    #[sqlx(skip)]
     pub groups: Vec<String>,
 }
 
@@ -333,14 +334,9 @@ impl Policies {
 
 /// The attributes of one person, read inside a transaction.
 pub async fn person_attrs(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result<PersonAttrs> {
-    let r = store::attrs(tx, person_id).await?;
-    let groups = store::group_names(tx, person_id).await?;
-    Ok(PersonAttrs {
-        user_type: r.user_type,
-        department: r.department,
-        employee_number: r.employee_number,
-        groups,
-    })
+    let mut attrs = store::attrs(tx, person_id).await?;
+    attrs.groups = store::group_names(tx, person_id).await?;
+    Ok(attrs)
 }
 
 fn version_at_least(have: &str, want: &str) -> bool {

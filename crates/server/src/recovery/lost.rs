@@ -3,7 +3,7 @@
 
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, Fresh, JsonBody, Signed};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::state::AppState;
 use crate::store::credentials;
 use crate::webhooks;
@@ -33,12 +33,10 @@ pub async fn suspend(
 ) -> Result<CredentialView> {
     let view = credentials::by_id(&mut **tx, credential_id)
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::CredentialUnknown,
-                format!("no credential with id {credential_id}"),
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::CredentialUnknown,
+            format!("no credential with id {credential_id}"),
+        )?;
     if view.status != "active" {
         return Err(Error::conflict(
             ErrorCode::CredentialNotActive,
@@ -80,13 +78,12 @@ pub async fn suspend_by_helpdesk(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<SuspendRequest>,
 ) -> Result<Json<CredentialView>> {
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.len() > 500 {
-        return Err(Error::bad_request(
-            ErrorCode::ReasonInvalid,
-            "say why the key is suspended (1..=500 characters)",
-        ));
-    }
+    let reason = crate::error::trimmed_text(
+        &req.reason,
+        500,
+        ErrorCode::ReasonInvalid,
+        "say why the key is suspended (1..=500 characters)",
+    )?;
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
     let view = suspend(&mut tx, &id, &caller.actor(), reason, now).await?;

@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, AnyStaff, Caller, Fresh, JsonBody, Signed, SignedCall, Staff};
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 use crate::store::credentials;
@@ -113,8 +113,8 @@ pub struct IssueRecovery {
     pub ttl_seconds: Option<u64>,
 }
 
-/// A recovery as admins see it (never the ticket).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A recovery as admins see it (never the ticket): its row, and its approvals read beside it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct RecoveryView {
     /// Recovery id.
     pub id: String,
@@ -127,14 +127,18 @@ pub struct RecoveryView {
     /// `awaiting_approval`, `ready`, `redeemed`, `completed`, `cancelled`.
     pub state: String,
     /// Approvals recorded (dual approval).
+    #[sqlx(skip)]
     pub approvals: Vec<String>,
     /// Approvals still needed.
+    #[sqlx(skip)]
     pub approvals_needed: usize,
     /// Issued by.
     pub created_by: String,
     /// Issued at (unix ms).
+    #[sqlx(rename = "created_at")]
     pub created_at_ms: i64,
     /// Ticket expiry (unix ms).
+    #[sqlx(rename = "expires_at")]
     pub expires_at_ms: i64,
 }
 
@@ -160,27 +164,14 @@ fn approver_of(caller: &Caller, what: &str) -> Result<String> {
 }
 
 async fn load_view(tx: &mut Transaction<'_, Any>, id: &str) -> Result<RecoveryView> {
-    let r = store::by_id(tx, id)
+    let mut view = store::by_id(tx, id)
         .await?
-        .ok_or_else(|| Error::not_found(ErrorCode::RecoveryUnknown, format!("no recovery {id}")))?;
-    let approvals = store::approvers(tx, id).await?;
-    let needed = if r.kind == "dual_approval" {
-        APPROVALS_NEEDED.saturating_sub(approvals.len())
-    } else {
-        0
-    };
-    Ok(RecoveryView {
-        id: r.id,
-        person_id: r.person_id,
-        lost_credential_id: r.lost_credential_id,
-        kind: r.kind,
-        state: r.state,
-        approvals,
-        approvals_needed: needed,
-        created_by: r.created_by,
-        created_at_ms: r.created_at,
-        expires_at_ms: r.expires_at,
-    })
+        .or_not_found(ErrorCode::RecoveryUnknown, format!("no recovery {id}"))?;
+    view.approvals = store::approvers(tx, id).await?;
+    if view.kind == "dual_approval" {
+        view.approvals_needed = APPROVALS_NEEDED.saturating_sub(view.approvals.len());
+    }
+    Ok(view)
 }
 
 /// `POST /api/v1/admin/recoveries` (admin, help desk; a token issued to a named person):
@@ -214,12 +205,10 @@ pub async fn issue(
     let mut tx = crate::db::begin(&state.db).await?;
     crate::admin::require_active_person(&mut tx, &req.person_id, "recoveries").await?;
     if let Some(lost) = &req.lost_credential_id {
-        let r = credentials::standing(&mut tx, lost).await?.ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::CredentialUnknown,
-                format!("no credential with id {lost}"),
-            )
-        })?;
+        let r = credentials::standing(&mut tx, lost).await?.or_not_found(
+            ErrorCode::CredentialUnknown,
+            format!("no credential with id {lost}"),
+        )?;
         if r.person_id != req.person_id {
             return Err(Error::bad_request(
                 ErrorCode::CredentialNotTheirs,
@@ -559,12 +548,10 @@ async fn redeem_inner(
     let mut tx = call.begin(&state.db).await?;
     let id = store::by_ticket_hash(&mut tx, &secrets::hash(req.ticket.trim()))
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::RecoveryUnknown,
-                "unknown recovery ticket; ask the help desk for a new one",
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::RecoveryUnknown,
+            "unknown recovery ticket; ask the help desk for a new one",
+        )?;
     *subject = id.clone();
     let view = load_view(&mut tx, &id).await?;
     open_check(&view, now)?;

@@ -9,7 +9,7 @@ use sqlx::{Any, Transaction};
 use super::store;
 use utoipa::ToSchema;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::policy::DeviceClass;
 use crate::secrets::new_id;
 use crate::state::AppState;
@@ -85,12 +85,10 @@ pub(crate) async fn take_challenge(
     session_id: Option<&str>,
     now: i64,
 ) -> Result<Challenge> {
-    let r = store::challenge(tx, id).await?.ok_or_else(|| {
-        Error::not_found(
-            ErrorCode::ChallengeUnknown,
-            "this request is not known or took too long; start again",
-        )
-    })?;
+    let r = store::challenge(tx, id).await?.or_not_found(
+        ErrorCode::ChallengeUnknown,
+        "this request is not known or took too long; start again",
+    )?;
     if r.purpose != purpose || r.session_id.as_deref() != session_id {
         return Err(Error::forbidden(
             ErrorCode::ChallengeNotYours,
@@ -128,23 +126,31 @@ pub(crate) fn text_at(v: &serde_json::Value, path: &[&str]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The text at `path` in a browser's answer that must have it; without it a 400 with `code`
+/// naming the part (`the browser's answer has no signature`).
+pub(crate) fn required_text(
+    credential: &serde_json::Value,
+    path: &[&str],
+    code: ErrorCode,
+) -> Result<String> {
+    text_at(credential, path).ok_or_else(|| missing_part(code, path))
+}
+
+/// A 400 with `code` saying the browser's answer has no usable `path` (its last part named).
+pub(crate) fn missing_part(code: ErrorCode, path: &[&str]) -> Error {
+    let what = path.last().copied().unwrap_or("answer");
+    Error::bad_request(code, format!("the browser's answer has no {what}"))
+}
+
 /// The browser's assertion (`PublicKeyCredential.toJSON()`) in the protocol's form.
 pub(crate) fn assertion_from(credential: &serde_json::Value) -> Result<AssertionResponse> {
-    let field = |path: &[&str]| text_at(credential, path);
-    let malformed = |what: &str| {
-        Error::bad_request(
-            ErrorCode::AssertionMalformed,
-            format!("the browser's answer has no {what}"),
-        )
-    };
+    let part = |path: &[&str]| required_text(credential, path, ErrorCode::AssertionMalformed);
     Ok(AssertionResponse {
-        credential_id: field(&["id"]).ok_or_else(|| malformed("id"))?,
-        authenticator_data: field(&["response", "authenticatorData"])
-            .ok_or_else(|| malformed("authenticatorData"))?,
-        client_data_json: field(&["response", "clientDataJSON"])
-            .ok_or_else(|| malformed("clientDataJSON"))?,
-        signature: field(&["response", "signature"]).ok_or_else(|| malformed("signature"))?,
-        user_handle: field(&["response", "userHandle"]),
+        credential_id: part(&["id"])?,
+        authenticator_data: part(&["response", "authenticatorData"])?,
+        client_data_json: part(&["response", "clientDataJSON"])?,
+        signature: part(&["response", "signature"])?,
+        user_handle: text_at(credential, &["response", "userHandle"]),
     })
 }
 

@@ -20,7 +20,7 @@ use super::session::{self, SameOrigin};
 use crate::audit;
 use crate::auth::{JsonBody, SignedCall};
 use crate::enrol;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::{self, new_id};
 use crate::state::AppState;
 
@@ -202,19 +202,16 @@ async fn redeem_link_in(state: &AppState, link: &str, now: i64) -> Result<(Strin
     let mut tx = crate::db::begin(&state.db).await?;
     let r = store::link(&mut tx, &secrets::hash(link.trim()))
         .await?
-        .ok_or_else(|| {
-            Error::not_found(
-                ErrorCode::LinkUnknown,
-                "this link is not known; open it again from the Keywarden app",
-            )
-        })?;
+        .or_not_found(
+            ErrorCode::LinkUnknown,
+            "this link is not known; open it again from the Keywarden app",
+        )?;
     let link_id = r.id;
-    if r.used_at.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::LinkUsed,
-            "this link was already used; open a new one from the Keywarden app",
-        ));
-    }
+    crate::error::not_used(
+        r.used_at,
+        ErrorCode::LinkUsed,
+        "this link was already used; open a new one from the Keywarden app",
+    )?;
     if r.closed_at.is_some() {
         return Err(Error::gone(
             ErrorCode::EnrolmentClosed,

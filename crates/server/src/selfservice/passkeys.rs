@@ -16,8 +16,8 @@ use webauthn_rs_core::proto::{
 use webauthn_rs_core::ChallengeRegisterBuilder;
 
 use super::challenges::{
-    assertion_challenge, assertion_from, challenge_json, store_challenge, take_challenge, text_at,
-    FinishCeremony, WebChallenge,
+    assertion_challenge, assertion_from, challenge_json, missing_part, required_text,
+    store_challenge, take_challenge, text_at, FinishCeremony, WebChallenge,
 };
 use super::session::{self, ScriptCall, WebSession};
 use crate::audit;
@@ -276,22 +276,17 @@ pub(crate) struct BrowserRegistration {
 impl BrowserRegistration {
     /// Read the answer; a part missing or not base64url is `attestation_malformed`.
     pub(crate) fn parse(credential: &serde_json::Value) -> Result<BrowserRegistration> {
-        let field = |path: &[&str]| text_at(credential, path);
-        let malformed = |what: &str| {
-            Error::bad_request(
-                ErrorCode::AttestationMalformed,
-                format!("the browser's answer has no {what}"),
-            )
+        let code = ErrorCode::AttestationMalformed;
+        let bytes = |path: &[&str]| {
+            text_at(credential, path)
+                .and_then(|s| unb64(&s))
+                .ok_or_else(|| missing_part(code, path))
         };
-        let id = field(&["id"]).ok_or_else(|| malformed("id"))?;
+        let id = required_text(credential, &["id"], code)?;
         Ok(BrowserRegistration {
-            attestation_object: field(&["response", "attestationObject"])
-                .and_then(|s| unb64(&s))
-                .ok_or_else(|| malformed("attestationObject"))?,
-            client_data_json: field(&["response", "clientDataJSON"])
-                .and_then(|s| unb64(&s))
-                .ok_or_else(|| malformed("clientDataJSON"))?,
-            raw_id: unb64(&id).ok_or_else(|| malformed("base64url id"))?,
+            attestation_object: bytes(&["response", "attestationObject"])?,
+            client_data_json: bytes(&["response", "clientDataJSON"])?,
+            raw_id: unb64(&id).ok_or_else(|| missing_part(code, &["base64url id"]))?,
         })
     }
 }

@@ -219,9 +219,9 @@ pub async fn exempt_standings(db: &AnyPool, now: i64) -> Result<Vec<Standing>> {
 pub struct AttrsRow {
     /// Person id.
     pub id: String,
-    /// Their HR attributes.
+    /// Their HR attributes (their groups not read).
     #[sqlx(flatten)]
-    pub attrs: super::policy::AttrsRow,
+    pub attrs: crate::policy::PersonAttrs,
     /// Assigned population.
     pub population: Option<String>,
 }

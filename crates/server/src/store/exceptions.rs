@@ -35,20 +35,6 @@ pub async fn insert(db: &mut AnyConnection, e: &ExceptionView) -> Result<()> {
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
-struct ExceptionRow {
-    id: String,
-    person_id: String,
-    kind: String,
-    owner: String,
-    reason: String,
-    scope: String,
-    credential_id: Option<String>,
-    created_at: i64,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-}
-
 /// Every exception, or only those past their expiry at `now` and not revoked; by expiry.
 pub async fn list<'c>(
     db: impl Executor<'c, Database = Any>,
@@ -60,28 +46,14 @@ pub async fn list<'c>(
     } else {
         "WHERE $1 = $1"
     };
-    let rows: Vec<ExceptionRow> = sqlx::query_as(&format!(
+    let sql = format!(
         "SELECT id, person_id, kind, owner, reason, scope, credential_id, created_at, expires_at, revoked_at FROM exceptions {filter} ORDER BY expires_at, id"
-    ))
-    .bind(now)
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ExceptionView {
-            id: r.id,
-            person_id: r.person_id,
-            kind: r.kind,
-            owner: r.owner,
-            reason: r.reason,
-            scope: r.scope,
-            credential_id: r.credential_id,
-            created_at_ms: r.created_at,
-            expires_at_ms: r.expires_at,
-            expired: r.expires_at <= now,
-            revoked_at_ms: r.revoked_at,
-        })
-        .collect())
+    );
+    let mut rows: Vec<ExceptionView> = super::fetch_all(db, &sql, (now,)).await?;
+    for e in &mut rows {
+        e.expired = e.expires_at_ms <= now;
+    }
+    Ok(rows)
 }
 
 /// End an open exception now; whose it was, or `None` when there is no open one with that id.

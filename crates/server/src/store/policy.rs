@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use sqlx::{Any, AnyConnection, Executor};
 
 use crate::error::Result;
+use crate::policy::PersonAttrs;
 
 /// A `populations` row.
 #[derive(Debug, sqlx::FromRow)]
@@ -52,19 +53,8 @@ pub async fn insert(db: &mut AnyConnection, row: &PopulationRow, now: i64) -> Re
     Ok(())
 }
 
-/// The HR attributes a population can select on.
-#[derive(Debug, sqlx::FromRow)]
-pub struct AttrsRow {
-    /// SCIM userType.
-    pub user_type: Option<String>,
-    /// Enterprise department.
-    pub department: Option<String>,
-    /// Enterprise employeeNumber.
-    pub employee_number: Option<String>,
-}
-
-/// A person's attributes (the person exists).
-pub async fn attrs(db: &mut AnyConnection, person_id: &str) -> Result<AttrsRow> {
+/// A person's attributes, their groups not read (the person exists).
+pub async fn attrs(db: &mut AnyConnection, person_id: &str) -> Result<PersonAttrs> {
     Ok(
         sqlx::query_as("SELECT user_type, department, employee_number FROM people WHERE id = $1")
             .bind(person_id)

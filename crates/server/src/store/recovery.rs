@@ -3,30 +3,10 @@
 use sqlx::AnyConnection;
 
 use crate::error::Result;
+use crate::recovery::RecoveryView;
 
-/// A `recoveries` row as its view needs it.
-#[derive(Debug, sqlx::FromRow)]
-pub struct RecoveryRow {
-    /// Id.
-    pub id: String,
-    /// Whose.
-    pub person_id: String,
-    /// The lost key.
-    pub lost_credential_id: Option<String>,
-    /// `step_up` or `dual_approval`.
-    pub kind: String,
-    /// Where it stands.
-    pub state: String,
-    /// Issued by.
-    pub created_by: String,
-    /// Issued at (unix ms).
-    pub created_at: i64,
-    /// Expires at (unix ms).
-    pub expires_at: i64,
-}
-
-/// One recovery.
-pub async fn by_id(db: &mut AnyConnection, id: &str) -> Result<Option<RecoveryRow>> {
+/// One recovery (its approvals not read).
+pub async fn by_id(db: &mut AnyConnection, id: &str) -> Result<Option<RecoveryView>> {
     super::row_by(db, "SELECT id, person_id, lost_credential_id, kind, state, created_by, created_at, expires_at FROM recoveries WHERE id = $1", id).await
 }
 

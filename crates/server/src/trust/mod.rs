@@ -157,13 +157,12 @@ pub async fn add_admin_anchor(
     pem: &str,
     label: &str,
 ) -> Result<TrustAnchor> {
-    let label = label.trim();
-    if label.is_empty() || label.len() > 200 {
-        return Err(Error::bad_request(
-            ErrorCode::TrustAnchorInvalid,
-            "give the root a label of 1 to 200 characters saying what it is",
-        ));
-    }
+    let label = crate::error::trimmed_text(
+        label,
+        200,
+        ErrorCode::TrustAnchorInvalid,
+        "give the root a label of 1 to 200 characters saying what it is",
+    )?;
     let cert = X509::from_pem(pem.trim().as_bytes()).map_err(|_| {
         Error::bad_request(
             ErrorCode::TrustAnchorInvalid,

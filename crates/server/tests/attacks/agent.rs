@@ -114,7 +114,14 @@ fn prompts() -> keywarden_agent::enrol::StepPrompts {
     keywarden_agent::enrol::StepPrompts::new(Some(PIN.into()), Some(PIN.into()), Box::new(|_| {}))
 }
 
-fn is_rp_mismatch<T: std::fmt::Debug>(r: &Result<T, Error>, asked: &str) {
+/// The agent refused `r` as another relying party (`asked`), saying nothing was sent, before
+/// anything reached the key: the key's state (its counter included) is still `key_before`.
+fn refused_untouched<T: std::fmt::Debug>(
+    r: &Result<T, Error>,
+    asked: &str,
+    laptop: &Laptop,
+    key_before: &str,
+) {
     match r {
         Err(e @ Error::RelyingPartyMismatch { .. }) => {
             let ui = e.to_ui();
@@ -124,6 +131,10 @@ fn is_rp_mismatch<T: std::fmt::Debug>(r: &Result<T, Error>, asked: &str) {
         }
         other => panic!("expected the agent to refuse another relying party, got {other:?}"),
     }
+    assert!(
+        laptop.key_state() == key_before,
+        "{asked}: the key was used (its state changed)"
+    );
 }
 
 /// Other relying parties a service might ask for: another domain, and the organisation's RP id
@@ -166,11 +177,7 @@ async fn the_agent_refuses_to_make_a_credential_for_another_relying_party(mut ap
                 a.enrol_key(&begin, Some(&key), &prompts())
             })
             .await;
-        is_rp_mismatch(&refused, origin);
-        assert!(
-            laptop.key_state() == key_before,
-            "{rp_id}: the key was not used"
-        );
+        refused_untouched(&refused, origin, &laptop, &key_before);
         assert_eq!(snapshot(&app).await, before, "{rp_id}: nothing was sent");
 
         // The wizard's and the CLI's way: refused as soon as the ceremony arrives.
@@ -178,11 +185,7 @@ async fn the_agent_refuses_to_make_a_credential_for_another_relying_party(mut ap
         let refused = laptop
             .run(move |a| keywarden_agent::enrol::Session::open(a, &ticket))
             .await;
-        is_rp_mismatch(&refused, origin);
-        assert!(
-            laptop.key_state() == key_before,
-            "{rp_id}: the key was not used"
-        );
+        refused_untouched(&refused, origin, &laptop, &key_before);
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM credentials").await, 0);
 
@@ -241,11 +244,7 @@ async fn the_agent_refuses_to_sign_a_challenge_for_another_relying_party(mut app
                 )
             })
             .await;
-        is_rp_mismatch(&refused, origin);
-        assert!(
-            laptop.key_state() == key_before,
-            "{rp_id}: the key signed nothing (its counter did not move)"
-        );
+        refused_untouched(&refused, origin, &laptop, &key_before);
         assert_eq!(snapshot(&app).await, before, "{rp_id}: nothing was sent");
 
         // Signing in ("Lost a key?") through that service: refused the same way.
@@ -255,11 +254,7 @@ async fn the_agent_refuses_to_sign_a_challenge_for_another_relying_party(mut app
                 keywarden_agent::stepup::sign_in(a, &key, PIN, &keywarden_agent::keys::SilentPrompt)
             })
             .await;
-        is_rp_mismatch(&refused, origin);
-        assert!(
-            laptop.key_state() == key_before,
-            "{rp_id}: the key was not used"
-        );
+        refused_untouched(&refused, origin, &laptop, &key_before);
     }
 
     // The organisation's own service: signing in works.

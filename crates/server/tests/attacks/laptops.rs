@@ -52,6 +52,15 @@ async fn retired_at(app: &App, device: &str) -> Vec<String> {
     .await
 }
 
+/// `attempt`, a signed call from a retired or lost laptop, is refused (403 `device_retired`) and
+/// changes nothing.
+async fn retired_laptop_refused<F>(app: &App, attempt: F)
+where
+    F: std::future::Future<Output = (StatusCode, Value)>,
+{
+    refused(app, StatusCode::FORBIDDEN, "device_retired", attempt).await;
+}
+
 async fn retired_laptop_reporting(app: App) {
     let laptop = app.device("old-pc").await;
     assert_eq!(laptop.report(&app, true).await.0, StatusCode::OK);
@@ -68,10 +77,8 @@ async fn retired_laptop_reporting(app: App) {
     )
     .await;
     // Every other signed call too, e.g. a step-up challenge.
-    refused(
+    retired_laptop_refused(
         &app,
-        StatusCode::FORBIDDEN,
-        "device_retired",
         laptop.signed(
             &app,
             "/api/v1/agent/step-up",
@@ -134,13 +141,7 @@ async fn lost_laptop_redeeming_a_ticket(app: App) {
         begin(&app, &lost, &ticket),
     )
     .await;
-    refused(
-        &app,
-        StatusCode::FORBIDDEN,
-        "device_retired",
-        finish(&app, &lost, &open, &key),
-    )
-    .await;
+    retired_laptop_refused(&app, finish(&app, &lost, &open, &key)).await;
     // The person is told; the ticket still works on the replacement.
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) FROM outbox_events WHERE kind = 'device.retired' AND person_id = '{person}'"))
@@ -219,13 +220,7 @@ async fn replacement_laptop_carries_nothing_over(app: App) {
     let fresh = SoftKey::new();
     enrol(&app, &person, &new, &fresh).await;
     assert_eq!(new.report(&app, true).await.0, StatusCode::OK);
-    refused(
-        &app,
-        StatusCode::FORBIDDEN,
-        "device_retired",
-        old.report(&app, true),
-    )
-    .await;
+    retired_laptop_refused(&app, old.report(&app, true)).await;
     assert_eq!(
         app.rows(&format!(
             "SELECT device_id FROM device_bindings WHERE person_id = '{person}' AND unbound_at IS NULL"
@@ -284,13 +279,7 @@ async fn shared_workstation_survives_one_person_leaving(app: App) {
         retired_at(&app, &desk_pc.id).await,
         vec!["offboarded".to_owned()]
     );
-    refused(
-        &app,
-        StatusCode::FORBIDDEN,
-        "device_retired",
-        desk_pc.report(&app, true),
-    )
-    .await;
+    retired_laptop_refused(&app, desk_pc.report(&app, true)).await;
 }
 
 /// Wipe `key` at an IT reclaim station (the last thing a leaver leaves behind).
