@@ -84,28 +84,26 @@ fn checkpoint_key(app: &App) -> ed25519_dalek::VerifyingKey {
     app.state.keys.checkpoint().verifying_key()
 }
 
+/// The chain checked against `signed` with the service's checkpoint key.
+async fn verify_against(
+    app: &App,
+    signed: &[audit::checkpoint::Checkpoint],
+) -> audit::Verification {
+    audit::verify_with(&app.state.db, signed, Some(&checkpoint_key(app)))
+        .await
+        .unwrap()
+}
+
 async fn a_rewrite_with_recomputed_hashes_is_caught_by_a_checkpoint(app: App) {
     some_history(&app).await;
     let signed = checkpoint(&app).await;
-    let v = audit::verify_with(
-        &app.state.db,
-        std::slice::from_ref(&signed),
-        Some(&checkpoint_key(&app)),
-    )
-    .await
-    .unwrap();
+    let v = verify_against(&app, std::slice::from_ref(&signed)).await;
     assert!(v.intact, "{v:?}");
     assert_eq!(v.checkpoints, 1);
     rewrite_and_fix_up(&app, 4).await;
     let alone = audit::verify(&app.state.db).await.unwrap();
     assert!(alone.intact, "the chain alone cannot tell: {alone:?}");
-    let v = audit::verify_with(
-        &app.state.db,
-        std::slice::from_ref(&signed),
-        Some(&checkpoint_key(&app)),
-    )
-    .await
-    .unwrap();
+    let v = verify_against(&app, std::slice::from_ref(&signed)).await;
     assert!(!v.intact);
     let problem = v.problem.unwrap();
     assert!(
@@ -136,13 +134,7 @@ async fn a_cut_tail_with_a_fixed_head_is_caught_by_a_checkpoint(app: App) {
         .await
         .unwrap();
     assert!(audit::verify(&app.state.db).await.unwrap().intact);
-    let v = audit::verify_with(
-        &app.state.db,
-        std::slice::from_ref(&signed),
-        Some(&checkpoint_key(&app)),
-    )
-    .await
-    .unwrap();
+    let v = verify_against(&app, std::slice::from_ref(&signed)).await;
     let problem = v.problem.unwrap();
     assert!(
         problem.contains(&format!("ends at row {keep}"))
@@ -162,13 +154,7 @@ async fn a_forged_checkpoint_is_refused(app: App) {
     forged.signature = keywarden_server::secrets::b64(
         &ed25519_dalek::Signer::sign(other.checkpoint(), &forged.statement()).to_bytes(),
     );
-    let v = audit::verify_with(
-        &app.state.db,
-        std::slice::from_ref(&forged),
-        Some(&checkpoint_key(&app)),
-    )
-    .await
-    .unwrap();
+    let v = verify_against(&app, std::slice::from_ref(&forged)).await;
     assert!(
         v.problem
             .unwrap()
@@ -178,9 +164,7 @@ async fn a_forged_checkpoint_is_refused(app: App) {
     // A real checkpoint whose row or hash was edited is refused the same way.
     let mut edited = checkpoint(&app).await;
     edited.seq -= 1;
-    let v = audit::verify_with(&app.state.db, &[edited], Some(&checkpoint_key(&app)))
-        .await
-        .unwrap();
+    let v = verify_against(&app, &[edited]).await;
     assert!(v.problem.unwrap().contains("forged or altered"));
     // Checkpoints with nothing to check them against are not taken on trust.
     let v = audit::verify_with(&app.state.db, &[forged], None)

@@ -70,6 +70,17 @@ fn provision(addr: &str, token: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// A POST of `body` with a bearer `token` (JSON, or SCIM's JSON on SCIM routes).
+async fn post(app: &App, path: &str, token: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let ct = if path.starts_with("/scim/") {
+        "application/scim+json"
+    } else {
+        "application/json"
+    };
+    let (s, _, v) = app.raw("POST", path, Some(token), ct, body).await;
+    (s, v)
+}
+
 /// What the refusals below must leave as it was.
 async fn state_of(app: &App) -> Vec<i64> {
     let mut counts = Vec::new();
@@ -93,15 +104,7 @@ async fn bodies_are_limited_per_route(app: App) {
     let big = json!({"user_name": "x".repeat(100 * 1024)})
         .to_string()
         .into_bytes();
-    let (s, _, v) = app
-        .raw(
-            "POST",
-            "/api/v1/admin/people",
-            Some(&app.admin),
-            "application/json",
-            big,
-        )
-        .await;
+    let (s, v) = post(&app, "/api/v1/admin/people", &app.admin, big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_eq!(v["error"]["code"], "body_too_large", "{v}");
     assert_eq!(state_of(&app).await, before, "the refusal changed nothing");
@@ -110,28 +113,12 @@ async fn bodies_are_limited_per_route(app: App) {
     let hr = app.token(keywarden_server::auth::Role::Scim).await;
     let mut user = common::scim_user("big@example.com", "E-big", "Eng");
     user["nickName"] = json!("n".repeat(100 * 1024));
-    let (s, _, v) = app
-        .raw(
-            "POST",
-            "/scim/v2/Users",
-            Some(&hr),
-            "application/scim+json",
-            user.to_string().into_bytes(),
-        )
-        .await;
+    let (s, v) = post(&app, "/scim/v2/Users", &hr, user.to_string().into_bytes()).await;
     assert_ne!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     let after_scim = state_of(&app).await;
     // ... 2 MiB is refused, in SCIM's own error shape.
     user["nickName"] = json!("n".repeat(2 << 20));
-    let (s, _, v) = app
-        .raw(
-            "POST",
-            "/scim/v2/Users",
-            Some(&hr),
-            "application/scim+json",
-            user.to_string().into_bytes(),
-        )
-        .await;
+    let (s, v) = post(&app, "/scim/v2/Users", &hr, user.to_string().into_bytes()).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_eq!(
         v["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
