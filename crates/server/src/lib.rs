@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod policy;
 pub mod reclaim;
 pub mod recovery;
+pub mod retention;
 pub mod scim;
 pub mod secrets;
 pub mod selfservice;

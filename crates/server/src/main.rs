@@ -108,6 +108,9 @@ struct Cli {
     /// Lifetime of a recovery ticket when the issuer gives none, in seconds.
     #[arg(long, default_value_t = 1800)]
     recovery_ttl_seconds: u64,
+    /// How long laptops' reports are kept, in days (each laptop's latest is always kept).
+    #[arg(long, default_value_t = 395, global = true, value_parser = clap::value_parser!(u64).range(1..=36500))]
+    report_retention_days: u64,
     /// Longest a request may run, in seconds; a request still running is dropped and nothing
     /// of it is kept (503 `request_timeout`).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -148,6 +151,10 @@ enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// Delete what the service keeps only for a while (old reports but each laptop's latest,
+    /// expired challenges, sessions and links, old redemption attempts) now; the service also
+    /// does it daily. The audit trail is kept, and records each pruning.
+    Prune,
     /// Coverage reports for admins and auditors.
     Report {
         #[command(subcommand)]
@@ -466,6 +473,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
         }
+        Some(Command::Prune) => {
+            let state = AppState::new(
+                pool,
+                Settings::new(cli.rp_id.clone(), cli.origin.clone()),
+                clock.clone(),
+                service_keys::ServiceKeys::ephemeral(),
+            )?;
+            let keep = std::time::Duration::from_secs(cli.report_retention_days * 24 * 3600);
+            let pruned = keywarden_server::retention::prune(&state, clock.now_ms(), keep).await?;
+            if pruned.tables.is_empty() {
+                println!("nothing to prune");
+            }
+            for (table, n) in pruned.tables {
+                println!("{table}: {n} row(s) pruned");
+            }
+            return Ok(());
+        }
         Some(Command::Report {
             what: ReportCommand::Dormant,
         }) => {
@@ -735,6 +759,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("cannot assign populations")?;
     tokio::spawn(keywarden_server::console::snapshots::run(state.clone()));
+    tokio::spawn(keywarden_server::retention::run(
+        state.clone(),
+        std::time::Duration::from_secs(cli.report_retention_days * 24 * 3600),
+    ));
     if cli.audit_checkpoint_interval_seconds > 0 {
         tokio::spawn(audit::checkpoint::run(
             state.db.clone(),

@@ -77,7 +77,8 @@ pub enum Loaded {
 }
 
 impl ServiceKeys {
-    /// Keys held in memory only, for tests and benchmarks that need a service without files.
+    /// Keys held in memory only: for tests and benchmarks that need a service without files, and
+    /// for commands that sign nothing.
     pub fn ephemeral() -> ServiceKeys {
         ServiceKeys {
             webhook: SigningKey::generate(&mut rand::rngs::OsRng),
