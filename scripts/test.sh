@@ -80,6 +80,9 @@ fi
 # -------------------------------------------------------------------------------------------
 
 say "Rust tests (end-to-end tests use a virtual display)"
+# The service processes the end-to-end tests start log at debug level into this folder, which
+# is searched for secrets afterwards.
+export KEYWARDEN_TEST_LOG_DIR="$(mktemp -d)"
 RUST_LOG_FILE="$(mktemp)"
 xvfb-run -a -s "-screen 0 1280x900x24" cargo test --locked --workspace 2>&1 | tee "$RUST_LOG_FILE"
 
@@ -95,6 +98,11 @@ PKG_LOG="$(mktemp)"
 BUNDLE="$CARGO_TARGET_DIR/debug/bundle"
 "$ROOT/tests/packaging/install-deb.sh" "$BUNDLE"/deb/*.deb "$BUNDLE"/rpm/*.rpm | tee "$PKG_LOG"
 
+say "no secret in what the service printed or logged"
+SECRETS_LOG="$(mktemp)"
+"$ROOT/tests/secrets/scan.sh" "$KEYWARDEN_TEST_LOG_DIR" | tee "$SECRETS_LOG"
+rm -rf "$KEYWARDEN_TEST_LOG_DIR"
+
 # One closing line over every runner: cargo's per-binary summaries (ignored tests count as
 # skipped), Vitest's, packaging's and the real-HID guest's.
 read -r passed failed skipped < <(awk '
@@ -102,12 +110,18 @@ read -r passed failed skipped < <(awk '
   /^vitest: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $2; f += $4; s += $6 }
   /^packaging: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
   /^realhid: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
-  END { print p + 0, f + 0, s + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$REALHID_LOG")
+  /^secrets: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
+  END { print p + 0, f + 0, s + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$REALHID_LOG" "$SECRETS_LOG")
 # A test skipped on purpose (PostgreSQL) returns early, so cargo counted it as passed: it is
 # moved from "passed" to "skipped".
 pg_skipped=$(wc -l <"$KEYWARDEN_TEST_SKIP_LOG")
 passed=$(( passed - pg_skipped ))
 skipped=$(( skipped + pg_skipped ))
-rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$REALHID_LOG" "$KEYWARDEN_TEST_SKIP_LOG"
+rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$KEYWARDEN_TEST_SKIP_LOG"
+if [ "$failed" -gt 0 ]; then
+  say "tests FAILED after $(( $(date +%s) - START )) s"
+  echo "total: $passed passed, $failed failed, $skipped skipped"
+  exit 1
+fi
 say "all tests passed in $(( $(date +%s) - START )) s"
 echo "total: $passed passed, $failed failed, $skipped skipped"

@@ -40,8 +40,38 @@ pub struct Server {
     http: reqwest::blocking::Client,
 }
 
+/// Where the service's output goes: with `KEYWARDEN_TEST_LOG_DIR` set (the test command sets
+/// it), a new file there, with debug logging on, so the run can be searched for secrets
+/// afterwards; else nowhere. Returns the stderr to give the process and a copy for stdout lines.
+pub fn service_output() -> (Stdio, Option<std::fs::File>, Option<&'static str>) {
+    let Some(dir) = std::env::var_os("KEYWARDEN_TEST_LOG_DIR") else {
+        return (Stdio::null(), None, None);
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = tempfile::Builder::new()
+        .prefix("keywarden-server-")
+        .suffix(".log")
+        .tempfile_in(&dir)
+        .unwrap()
+        .keep()
+        .unwrap()
+        .0;
+    let copy = file.try_clone().unwrap();
+    (
+        Stdio::from(file),
+        Some(copy),
+        Some("debug,sqlx=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info"),
+    )
+}
+
 fn spawn_server(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String, Option<String>) {
-    let mut child = Command::new(bin("keywarden-server"))
+    let (stderr, mut copy, level) = service_output();
+    let mut cmd = Command::new(bin("keywarden-server"));
+    if let Some(level) = level {
+        cmd.env("KEYWARDEN_LOG", level);
+    }
+    let mut child = cmd
         .arg("--data-dir")
         .arg(dir.join("service"))
         .args(["--listen", listen])
@@ -49,13 +79,17 @@ fn spawn_server(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String, Opt
         .arg(dir.join("admin-token"))
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut shown_token = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
+        if let Some(f) = copy.as_mut() {
+            use std::io::Write as _;
+            writeln!(f, "{line}").unwrap();
+        }
         if line.contains("kwa_") || line.contains("kwsetup_") {
             shown_token = Some(line.clone());
         }
