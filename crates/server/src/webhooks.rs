@@ -11,6 +11,7 @@
 //! base64url signature over the exact body bytes; the public key is published at
 //! `GET /api/v1/webhook-key`.
 
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -239,66 +240,45 @@ impl Deliverer {
         if sinks.is_empty() {
             return Ok(round);
         }
-        let key = state.keys.webhook();
-        for r in store::due(&state.db, &sinks, now).await? {
-            let store::DueEvent {
-                id,
-                sink,
-                kind,
-                body,
-                attempts,
-            } = r;
-            // On SQLite, one writer at a time with the hot request paths.
-            let turn = state.write_turn().await;
-            let leased = store::lease(&state.db, &id, now + LEASE_MS, now).await?;
-            drop(turn);
-            if !leased {
-                continue; // another replica has it
-            }
+        let due = store::due(&state.db, &sinks, now).await?;
+        if due.is_empty() {
+            return Ok(round);
+        }
+        // One lease for the whole round (on SQLite, one writer at a time with the request paths).
+        let ids: Vec<&str> = due.iter().map(|e| e.id.as_str()).collect();
+        let turn = state.write_turn().await;
+        let leased: HashSet<String> = store::lease_many(&state.db, &ids, now + LEASE_MS, now)
+            .await?
+            .into_iter()
+            .collect();
+        drop(turn);
+        // Each destination gets its events in order; destinations do not wait on each other.
+        let mut by_sink: BTreeMap<String, Vec<store::DueEvent>> = BTreeMap::new();
+        for e in due.into_iter().filter(|e| leased.contains(&e.id)) {
+            by_sink.entry(e.sink.clone()).or_default().push(e);
+        }
+        let mut sending = tokio::task::JoinSet::new();
+        for (sink, events) in by_sink {
             let Some(url) = Self::url(state, &sink) else {
                 continue;
             };
-            let signature = b64(&key.sign(body.as_bytes()).to_bytes());
-            let outcome = self
-                .http
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(HEADER_EVENT_ID, &id)
-                .header(HEADER_KEY_ID, KEY_ID)
-                .header(HEADER_SIGNATURE, signature)
-                .body(body)
-                .send()
-                .await;
-            let error = match outcome {
-                Ok(resp) if resp.status().is_success() => None,
-                Ok(resp) => Some(format!("receiver answered {}", resp.status())),
-                Err(e) if e.is_connect() => {
-                    Some("receiver unreachable (connection refused or no route)".to_owned())
+            let (http, keys) = (self.http.clone(), state.keys.clone());
+            sending.spawn(async move {
+                let mut outcomes = Vec::with_capacity(events.len());
+                for e in events {
+                    let error = send(&http, &url, keys.webhook(), &e).await;
+                    outcomes.push((e, error));
                 }
-                Err(e) if e.is_timeout() => Some("receiver did not answer within 5 s".to_owned()),
-                Err(e) => Some(format!("sending failed: {e}")),
-            };
-            let at = state.now_ms();
-            let _turn = state.write_turn().await;
-            match error {
-                None => {
-                    let mut tx = crate::db::begin(&state.db).await?;
-                    store::delivered(&mut tx, &id, at).await?;
-                    if sink == "idp" {
-                        store::offboarding_acked(&mut tx, &id, state.clock.now_us()).await?;
-                        audit::record(&mut tx, at, "service", "webhook.delivered", &id,
-                            serde_json::json!({"sink": sink, "type": kind, "attempts": attempts + 1})).await?;
-                    }
-                    tx.commit().await?;
-                    round.delivered += 1;
-                }
-                Some(error) => {
-                    let delay = backoff(state, attempts + 1);
-                    tracing::warn!(event = %id, sink = %sink, attempts = attempts + 1, %error, "webhook delivery failed; will retry");
-                    store::failed(&state.db, &id, &error, at + delay).await?;
-                    round.failed += 1;
-                }
-            }
+                outcomes
+            });
+        }
+        // Each destination's outcomes are committed as soon as it is done: acknowledgements
+        // stamped and audited together, never waiting for a slower destination.
+        while let Some(done) = sending.join_next().await {
+            let outcomes = done.map_err(|e| Error::Webauthn(format!("webhook sender: {e}")))?;
+            let settled = settle(state, &outcomes).await?;
+            round.delivered += settled.delivered;
+            round.failed += settled.failed;
         }
         Ok(round)
     }
@@ -316,6 +296,70 @@ impl Deliverer {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+/// Record what became of one destination's events, in one transaction.
+async fn settle(state: &AppState, outcomes: &[(store::DueEvent, Option<String>)]) -> Result<Round> {
+    let mut round = Round::default();
+    let at = state.now_ms();
+    let at_us = state.clock.now_us();
+    let _turn = state.write_turn().await;
+    let mut tx = crate::db::begin(&state.db).await?;
+    let mut records = Vec::new();
+    for (e, error) in outcomes {
+        match error {
+            None => {
+                store::delivered(&mut tx, &e.id, at).await?;
+                if e.sink == "idp" {
+                    store::offboarding_acked(&mut tx, &e.id, at_us).await?;
+                    records.push(audit::NewRecord {
+                        actor: "service".to_owned(),
+                        action: "webhook.delivered",
+                        subject: e.id.clone(),
+                        detail: serde_json::json!({"sink": e.sink, "type": e.kind, "attempts": e.attempts + 1}),
+                    });
+                }
+                round.delivered += 1;
+            }
+            Some(error) => {
+                let delay = backoff(state, e.attempts + 1);
+                tracing::warn!(event = %e.id, sink = %e.sink, attempts = e.attempts + 1, %error, "webhook delivery failed; will retry");
+                store::failed(&mut tx, &e.id, error, at + delay).await?;
+                round.failed += 1;
+            }
+        }
+    }
+    audit::record_many(&mut tx, at, &records).await?;
+    tx.commit().await?;
+    Ok(round)
+}
+
+/// Send one event, signed; `None` when the receiver acknowledged it, else why not.
+async fn send(
+    http: &reqwest::Client,
+    url: &url::Url,
+    key: &ed25519_dalek::SigningKey,
+    e: &store::DueEvent,
+) -> Option<String> {
+    let signature = b64(&key.sign(e.body.as_bytes()).to_bytes());
+    let outcome = http
+        .post(url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(HEADER_EVENT_ID, &e.id)
+        .header(HEADER_KEY_ID, KEY_ID)
+        .header(HEADER_SIGNATURE, signature)
+        .body(e.body.clone())
+        .send()
+        .await;
+    match outcome {
+        Ok(resp) if resp.status().is_success() => None,
+        Ok(resp) => Some(format!("receiver answered {}", resp.status())),
+        Err(e) if e.is_connect() => {
+            Some("receiver unreachable (connection refused or no route)".to_owned())
+        }
+        Err(e) if e.is_timeout() => Some("receiver did not answer within 5 s".to_owned()),
+        Err(e) => Some(format!("sending failed: {e}")),
     }
 }
 

@@ -440,8 +440,85 @@ async fn csf_export_shows_the_four_subcategories(app: App) {
 }
 
 both_backends!(
+    a_slow_destination_does_not_hold_back_another,
     offboarding_revokes_everything_and_tells_the_idp_once,
     exceptions_need_owner_and_expiry_and_expired_ones_are_flagged,
     break_glass_use_raises_an_alert,
     csf_export_shows_the_four_subcategories,
 );
+
+/// The notification relay hangs for seconds; the IdP's revocation event, queued after the
+/// notifications, is delivered and stamped acknowledged meanwhile: destinations do not wait on
+/// each other.
+async fn a_slow_destination_does_not_hold_back_another(app: App) {
+    let slow = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            StatusCode::OK
+        }),
+    );
+    let slow_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_port = slow_listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(slow_listener, slow).await.unwrap() });
+    let fast_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fast_port = fast_listener.local_addr().unwrap().port();
+    let got = receiver(fast_listener).await;
+    let mut state = delivering(&app, fast_port);
+    let mut settings = (*state.settings).clone();
+    settings.notify_webhook =
+        Some(url::Url::parse(&format!("http://127.0.0.1:{slow_port}/hook")).unwrap());
+    state = AppState::new(
+        state.db.clone(),
+        settings,
+        app.clock.clone(),
+        (*app.state.keys).clone(),
+    )
+    .unwrap();
+
+    let mut tx = keywarden_server::db::begin(&state.db).await.unwrap();
+    for i in 0..2 {
+        keywarden_server::webhooks::enqueue(
+            &mut tx,
+            keywarden_server::webhooks::Sink::Notify,
+            "test.note",
+            None,
+            json!({"n": i}),
+            app.now(),
+        )
+        .await
+        .unwrap();
+    }
+    let idp = keywarden_server::webhooks::enqueue(
+        &mut tx,
+        keywarden_server::webhooks::Sink::Idp,
+        "test.revoked",
+        None,
+        json!({}),
+        app.now() + 1,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // The IdP's event was queued last: in one destination's order it would come after both.
+    app.clock.advance_secs(1);
+
+    let started = std::time::Instant::now();
+    let round = tokio::spawn({
+        let state = state.clone();
+        async move { Deliverer::new().unwrap().deliver_due(&state).await.unwrap() }
+    });
+    let stamped = format!(
+        "SELECT COUNT(*) FROM outbox_events WHERE id = '{idp}' AND delivered_at IS NOT NULL"
+    );
+    while app.count(&stamped).await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "the IdP's event waited for the slow relay"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(got.lock().unwrap().len(), 1, "the IdP got its event once");
+    let round = round.await.unwrap();
+    assert_eq!((round.delivered, round.failed), (3, 0), "{round:?}");
+}

@@ -151,10 +151,22 @@ pub async fn due(db: &AnyPool, sinks: &[&str], now: i64) -> Result<Vec<DueEvent>
     Ok(q.fetch_all(db).await?)
 }
 
-/// Lease an event until `until` unless delivered or leased by another replica; whether leased.
-pub async fn lease(db: &AnyPool, id: &str, until: i64, now: i64) -> Result<bool> {
-    let sql = "UPDATE outbox_events SET lease_until = $1 WHERE id = $2 AND delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $3)";
-    Ok(super::execute(db, sql, (until, id, now)).await? == 1)
+/// Lease the events `ids` until `until`, but any delivered or leased by another replica since
+/// they were read; the ids leased, in one statement.
+pub async fn lease_many(db: &AnyPool, ids: &[&str], until: i64, now: i64) -> Result<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE outbox_events SET lease_until = $1 WHERE delivered_at IS NULL AND (lease_until IS NULL OR lease_until < $2) \
+         AND id IN ({}) RETURNING id",
+        crate::db::params::list(3, ids.len(), 1)
+    );
+    let mut q = sqlx::query_scalar(&sql).bind(until).bind(now);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    Ok(q.fetch_all(db).await?)
 }
 
 /// An event was delivered at `at`.
@@ -176,7 +188,12 @@ pub async fn offboarding_acked(db: &mut AnyConnection, event_id: &str, at_us: i6
 }
 
 /// A delivery failed; try again at `next_attempt_at`.
-pub async fn failed(db: &AnyPool, id: &str, error: &str, next_attempt_at: i64) -> Result<()> {
+pub async fn failed(
+    db: &mut AnyConnection,
+    id: &str,
+    error: &str,
+    next_attempt_at: i64,
+) -> Result<()> {
     let sql = "UPDATE outbox_events SET attempts = attempts + 1, next_attempt_at = $1, lease_until = NULL, last_error = $2 WHERE id = $3";
     super::execute(db, sql, (next_attempt_at, error, id)).await?;
     Ok(())
