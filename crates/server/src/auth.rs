@@ -350,6 +350,124 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
         })
 }
 
+/// The signature headers of a device-signed request, read but not yet checked: what
+/// [`SignedCall::verify`] takes from the request before it looks the device up.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    /// The device that says it signed.
+    pub device_id: &'a str,
+    seq: u64,
+    time_ms: i64,
+    signature: Signature,
+}
+
+impl<'a> Envelope<'a> {
+    /// Read the device, sequence, time and signature headers; a missing or unreadable one is
+    /// refused (401 `signature_missing` / `signature_malformed`).
+    pub fn parse(headers: &'a HeaderMap) -> Result<Self> {
+        let device_id = header(headers, HEADER_DEVICE)?;
+        let seq: u64 = header(headers, HEADER_SEQ)?.parse().map_err(|_| {
+            Error::unauthorized(
+                ErrorCode::SignatureMalformed,
+                "sequence number is not a number",
+            )
+        })?;
+        let time_ms: i64 = header(headers, HEADER_TIME)?.parse().map_err(|_| {
+            Error::unauthorized(
+                ErrorCode::SignatureMalformed,
+                "request time is not a number",
+            )
+        })?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(header(headers, HEADER_SIGNATURE)?)
+            .ok()
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .ok_or_else(|| {
+                Error::unauthorized(
+                    ErrorCode::SignatureMalformed,
+                    "signature is not base64url Ed25519",
+                )
+            })?;
+        if i64::try_from(seq).is_err() {
+            return Err(Error::unauthorized(
+                ErrorCode::SignatureMalformed,
+                "sequence number too large",
+            ));
+        }
+        Ok(Envelope {
+            device_id,
+            seq,
+            time_ms,
+            signature,
+        })
+    }
+
+    /// Check the signature over method, path, these headers and the body with the device's
+    /// stored public key (base64url Ed25519).
+    pub fn check_signature(
+        &self,
+        stored_key: &str,
+        method: &Method,
+        path: &str,
+        body: &[u8],
+    ) -> Result<()> {
+        let key = secrets::unb64(stored_key)
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+            .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))?;
+        let input = signing_input(
+            method.as_str(),
+            path,
+            self.device_id,
+            self.seq,
+            self.time_ms,
+            body,
+        );
+        key.verify(&input, &self.signature).map_err(|_| {
+            Error::unauthorized(
+                ErrorCode::SignatureInvalid,
+                "request signature does not verify for this device",
+            )
+        })
+    }
+
+    /// Check that the request was signed within `max_skew_ms` of `now_ms` (401 `request_stale`).
+    pub fn check_fresh(&self, now_ms: i64, max_skew_ms: i64) -> Result<SignedCall> {
+        if (now_ms - self.time_ms).abs() > max_skew_ms {
+            return Err(Error::unauthorized(
+                ErrorCode::RequestStale,
+                format!(
+                    "request signed at {} is more than {} s from the service clock ({})",
+                    secrets::fmt_time(self.time_ms),
+                    max_skew_ms / 1000,
+                    secrets::fmt_time(now_ms)
+                ),
+            ));
+        }
+        Ok(SignedCall {
+            device_id: self.device_id.to_owned(),
+            seq: i64::try_from(self.seq).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+/// Every check of a device-signed request that needs no database, in [`SignedCall::verify`]'s
+/// order, with the device's stored key given: the entry point of the envelope's fuzz target.
+#[doc(hidden)]
+pub fn check_envelope(
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+    stored_key: &str,
+    now_ms: i64,
+    max_skew_ms: i64,
+) -> Result<SignedCall> {
+    let envelope = Envelope::parse(headers)?;
+    envelope.check_signature(stored_key, method, path, body)?;
+    envelope.check_fresh(now_ms, max_skew_ms)
+}
+
 impl SignedCall {
     /// Audit actor name: `device:<id>`.
     pub fn actor(&self) -> String {
@@ -364,33 +482,8 @@ impl SignedCall {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<SignedCall> {
-        let device_id = header(headers, HEADER_DEVICE)?;
-        let seq: u64 = header(headers, HEADER_SEQ)?.parse().map_err(|_| {
-            Error::unauthorized(
-                ErrorCode::SignatureMalformed,
-                "sequence number is not a number",
-            )
-        })?;
-        let time_ms: i64 = header(headers, HEADER_TIME)?.parse().map_err(|_| {
-            Error::unauthorized(
-                ErrorCode::SignatureMalformed,
-                "request time is not a number",
-            )
-        })?;
-        let sig = URL_SAFE_NO_PAD
-            .decode(header(headers, HEADER_SIGNATURE)?)
-            .ok()
-            .and_then(|b| Signature::from_slice(&b).ok())
-            .ok_or_else(|| {
-                Error::unauthorized(
-                    ErrorCode::SignatureMalformed,
-                    "signature is not base64url Ed25519",
-                )
-            })?;
-        let seq_i64 = i64::try_from(seq).map_err(|_| {
-            Error::unauthorized(ErrorCode::SignatureMalformed, "sequence number too large")
-        })?;
-
+        let envelope = Envelope::parse(headers)?;
+        let device_id = envelope.device_id;
         let row = crate::store::auth::device_key(&state.db, device_id)
             .await?
             .ok_or_else(|| {
@@ -399,18 +492,7 @@ impl SignedCall {
                     format!("device {device_id} is not provisioned"),
                 )
             })?;
-        let pk = &row.public_key;
-        let key = secrets::unb64(pk)
-            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-            .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))?;
-        let input = signing_input(method.as_str(), path, device_id, seq, time_ms, body);
-        key.verify(&input, &sig).map_err(|_| {
-            Error::unauthorized(
-                ErrorCode::SignatureInvalid,
-                "request signature does not verify for this device",
-            )
-        })?;
+        envelope.check_signature(&row.public_key, method, path, body)?;
         if let Some(at) = row.retired_at {
             let e = retired(at, row.retired_reason.as_deref().unwrap_or("retired"));
             let (_, code, message) = e.parts();
@@ -428,24 +510,8 @@ impl SignedCall {
             }
             return Err(e);
         }
-
-        let now = state.now_ms();
         let skew = i64::try_from(state.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
-        if (now - time_ms).abs() > skew {
-            return Err(Error::unauthorized(
-                ErrorCode::RequestStale,
-                format!(
-                    "request signed at {} is more than {} s from the service clock ({})",
-                    secrets::fmt_time(time_ms),
-                    skew / 1000,
-                    secrets::fmt_time(now)
-                ),
-            ));
-        }
-        Ok(SignedCall {
-            device_id: device_id.to_owned(),
-            seq: seq_i64,
-        })
+        envelope.check_fresh(state.now_ms(), skew)
     }
 
     /// A write transaction with this request's sequence number claimed in it ([`Self::claim`]):

@@ -273,6 +273,22 @@ fn parse_filter(
     Ok((column, value))
 }
 
+/// What a listing does with its query before the database, applied to one resource: the paging
+/// numbers and the filter (on `filters`) read, then `resource` projected by `attributes` and
+/// `excludedAttributes`.
+pub(super) fn query_in_memory(
+    q: &ListQuery,
+    filters: &[(&str, &'static str)],
+    resource: Value,
+    schema: &ResourceSchema,
+) -> ScimResult<Value> {
+    paging(q)?;
+    if let Some(f) = &q.filter {
+        parse_filter(f, filters)?;
+    }
+    Ok(project(resource, schema, &q.projection()))
+}
+
 /// One page of a SCIM listing: the filter (`attr eq "value"`, attributes from `filters`)
 /// applied to `scope` (a table and the rows it may show, e.g. `people WHERE deleted_at IS NULL`),
 /// the total that matched, and this page's rows of `columns`.
