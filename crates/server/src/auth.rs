@@ -433,7 +433,8 @@ impl<'a> Envelope<'a> {
 
     /// Check that the request was signed within `max_skew_ms` of `now_ms` (401 `request_stale`).
     pub fn check_fresh(&self, now_ms: i64, max_skew_ms: i64) -> Result<SignedCall> {
-        if (now_ms - self.time_ms).abs() > max_skew_ms {
+        // abs_diff: a signed time at either end of i64 must not overflow the subtraction.
+        if now_ms.abs_diff(self.time_ms) > max_skew_ms.unsigned_abs() {
             return Err(Error::unauthorized(
                 ErrorCode::RequestStale,
                 format!(
@@ -637,4 +638,58 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
             format!("request body is not valid: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    /// Headers of a request to `/api/v1/agent/reports` signed by `key` at `time_ms`.
+    fn signed(key: &SigningKey, time_ms: i64, body: &[u8]) -> HeaderMap {
+        let input = signing_input("POST", "/api/v1/agent/reports", "dev-1", 7, time_ms, body);
+        let sig = URL_SAFE_NO_PAD.encode(key.sign(&input).to_bytes());
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            (HEADER_DEVICE, "dev-1".to_owned()),
+            (HEADER_SEQ, "7".to_owned()),
+            (HEADER_TIME, time_ms.to_string()),
+            (HEADER_SIGNATURE, sig),
+        ] {
+            h.insert(name, HeaderValue::from_str(&value).expect("a header value"));
+        }
+        h
+    }
+
+    fn check(key: &SigningKey, time_ms: i64, now_ms: i64) -> Result<SignedCall> {
+        let stored = secrets::b64(key.verifying_key().as_bytes());
+        let headers = signed(key, time_ms, b"{}");
+        check_envelope(
+            &headers,
+            &Method::POST,
+            "/api/v1/agent/reports",
+            b"{}",
+            &stored,
+            now_ms,
+            300_000,
+        )
+    }
+
+    /// Regression: a correctly signed request dated at the far end of the time header's range
+    /// (`x-keywarden-time: -9223372036854775808`) overflowed the clock-skew arithmetic, a panic
+    /// in a build with overflow checks and a wrong answer without them; it is refused as stale.
+    #[test]
+    fn a_signed_request_dated_at_the_ends_of_time_is_stale_not_a_panic() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let now = 1_767_225_600_000;
+        assert!(check(&key, now - 1_000, now).is_ok());
+        for time_ms in [i64::MIN, i64::MIN + 1, -now, i64::MAX] {
+            let e = check(&key, time_ms, now).expect_err("a request from the ends of time");
+            assert_eq!(e.parts().1, ErrorCode::RequestStale, "at {time_ms}");
+        }
+        // The service clock at an extreme does not overflow either.
+        let e = check(&key, 0, i64::MIN).expect_err("far from the clock");
+        assert_eq!(e.parts().1, ErrorCode::RequestStale);
+    }
 }
