@@ -69,9 +69,13 @@ for t in "${TARGETS[@]}"; do
   cp -r "$ROOT/fuzz/corpus/$t/." "$dir/corpus/"
   say "fuzzing $t for ${SECONDS_PER_TARGET} s"
   log="$dir/log"
+  # A dictionary (fuzz/dict/<target>.dict) gives the fuzzer the words its input format uses.
+  dict=()
+  [ -f "$ROOT/fuzz/dict/$t.dict" ] && dict=("-dict=$ROOT/fuzz/dict/$t.dict")
   # An input that takes over 20 s counts as a hang; the soft key's state files go to tmp/.
   if TMPDIR="$dir/tmp" "$BIN_DIR/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=20 \
-    -print_final_stats=1 -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$log" 2>&1; then
+    -print_final_stats=1 -artifact_prefix="$dir/artifacts/" "${dict[@]}" "$dir/corpus" \
+    >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
     echo "fuzz $t: ok, ${runs:-?} inputs in ${SECONDS_PER_TARGET} s, ${cov:-cov: ?}, corpus $(ls "$dir/corpus" | wc -l) inputs"
