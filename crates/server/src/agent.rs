@@ -162,9 +162,7 @@ pub async fn ingest_report(
     SignedBytes { call, body }: SignedBytes,
 ) -> Result<Json<ReportAck>> {
     let outcome = async {
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
-        let report = check(0, text)?;
+        let report = check_single(&body)?;
         let report_id = report.report_id.clone();
         let newly = submit(&state, &call, Kind::Single, vec![report], Vec::new()).await?;
         Ok(ReportAck {
@@ -218,54 +216,11 @@ async fn refused(state: &AppState, call: &SignedCall, e: Error, batch: bool) -> 
 }
 
 async fn ingest_many(state: &AppState, call: &SignedCall, body: &[u8]) -> Result<ReportBatchAck> {
-    #[derive(serde::Deserialize)]
-    struct RawBatch<'a> {
-        #[serde(borrow)]
-        reports: Vec<&'a RawValue>,
-    }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
-    let raw: RawBatch<'_> = serde_json::from_str(text).map_err(|e| {
-        Error::bad_request(
-            ErrorCode::MalformedJson,
-            format!("request body is not a report batch: {e}"),
-        )
-    })?;
-    if raw.reports.is_empty() {
-        return Err(Error::bad_request(
-            ErrorCode::BatchEmpty,
-            "a report batch needs at least one report",
-        ));
-    }
-    if raw.reports.len() > MAX_REPORTS_PER_BATCH {
-        return Err(Error::bad_request(
-            ErrorCode::BatchTooLarge,
-            format!(
-                "a report batch carries at most {MAX_REPORTS_PER_BATCH} reports, this one {}",
-                raw.reports.len()
-            ),
-        ));
-    }
-    let mut accepted: Vec<Checked> = Vec::with_capacity(raw.reports.len());
-    let mut rejected = Vec::new();
-    let mut duplicates = Vec::new();
-    let mut seen = HashSet::with_capacity(raw.reports.len());
-    for (i, r) in raw.reports.iter().enumerate() {
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
-        match check(index, r.get()) {
-            Ok(c) if seen.insert(c.report_id.clone()) => accepted.push(c),
-            Ok(c) => duplicates.push((index, c.report_id)),
-            Err(e) => {
-                let (_, code, message) = e.parts();
-                rejected.push(Rejected {
-                    index,
-                    report_id: readable_report_id(r.get()),
-                    code,
-                    message,
-                });
-            }
-        }
-    }
+    let Sorted {
+        accepted,
+        rejected,
+        duplicates,
+    } = sort_batch(body)?;
     let ids: Vec<(u32, String)> = accepted
         .iter()
         .map(|c| (c.index, c.report_id.clone()))
@@ -305,6 +260,88 @@ async fn ingest_many(state: &AppState, call: &SignedCall, body: &[u8]) -> Result
     Ok(ReportBatchAck { results })
 }
 
+/// A batch body's reports, each checked, before anything is stored.
+struct Sorted {
+    /// Valid reports, the first of each report id.
+    accepted: Vec<Checked>,
+    /// Reports refused on their own.
+    rejected: Vec<Rejected>,
+    /// Later reports with a report id seen earlier in the batch: index and id.
+    duplicates: Vec<(u32, String)>,
+}
+
+/// Read a batch body and check each report; a body that is not a batch, or an empty or
+/// oversized one, is refused as a whole.
+fn sort_batch(body: &[u8]) -> Result<Sorted> {
+    #[derive(serde::Deserialize)]
+    struct RawBatch<'a> {
+        #[serde(borrow)]
+        reports: Vec<&'a RawValue>,
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
+    let raw: RawBatch<'_> = serde_json::from_str(text).map_err(|e| {
+        Error::bad_request(
+            ErrorCode::MalformedJson,
+            format!("request body is not a report batch: {e}"),
+        )
+    })?;
+    if raw.reports.is_empty() {
+        return Err(Error::bad_request(
+            ErrorCode::BatchEmpty,
+            "a report batch needs at least one report",
+        ));
+    }
+    if raw.reports.len() > MAX_REPORTS_PER_BATCH {
+        return Err(Error::bad_request(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "a report batch carries at most {MAX_REPORTS_PER_BATCH} reports, this one {}",
+                raw.reports.len()
+            ),
+        ));
+    }
+    let mut sorted = Sorted {
+        accepted: Vec::with_capacity(raw.reports.len()),
+        rejected: Vec::new(),
+        duplicates: Vec::new(),
+    };
+    let mut seen = HashSet::with_capacity(raw.reports.len());
+    for (i, r) in raw.reports.iter().enumerate() {
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        match check(index, r.get()) {
+            Ok(c) if seen.insert(c.report_id.clone()) => sorted.accepted.push(c),
+            Ok(c) => sorted.duplicates.push((index, c.report_id)),
+            Err(e) => {
+                let (_, code, message) = e.parts();
+                sorted.rejected.push(Rejected {
+                    index,
+                    report_id: readable_report_id(r.get()),
+                    code,
+                    message,
+                });
+            }
+        }
+    }
+    Ok(sorted)
+}
+
+/// What the report endpoints do with a body before the database: read it as one report (or a
+/// batch), check each report, and withhold serial-derived key ids as a policy forbidding them
+/// would. Returns how many reports would be stored. The entry point of the report fuzz target.
+#[doc(hidden)]
+pub fn check_reports(body: &[u8], batch: bool) -> Result<usize> {
+    let accepted = if batch {
+        sort_batch(body)?.accepted
+    } else {
+        vec![check_single(body)?]
+    };
+    for r in accepted.iter().filter(|r| r.serial_keys) {
+        serials::withhold_in_report(&r.body)?;
+    }
+    Ok(accepted.len())
+}
+
 /// The report id of a report that was rejected, when one can be read at all.
 fn readable_report_id(raw: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -335,6 +372,13 @@ struct Rejected {
     report_id: Option<String>,
     code: ErrorCode,
     message: String,
+}
+
+/// The body of a one-report request, parsed and validated.
+fn check_single(body: &[u8]) -> Result<Checked> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Error::bad_request(ErrorCode::MalformedJson, "body is not UTF-8"))?;
+    check(0, text)
 }
 
 /// Parse and validate one report.

@@ -350,21 +350,21 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
         })
 }
 
-/// What a signed request's headers claim, with the named laptop's key looked up: everything
-/// that can be checked before the body is read, so a request naming no provisioned laptop is
-/// refused before the service reads a byte of its body.
-struct Claim {
-    device_id: String,
-    seq: i64,
-    seq_signed: u64,
+/// The signature headers of a device-signed request, read but not yet checked: what
+/// [`SignedCall::verify`] takes from the request before it looks the device up.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    /// The device that says it signed.
+    pub device_id: &'a str,
+    seq: u64,
     time_ms: i64,
     signature: Signature,
-    key: VerifyingKey,
-    retired: Option<(i64, String)>,
 }
 
-impl Claim {
-    async fn read(state: &AppState, headers: &HeaderMap) -> Result<Claim> {
+impl<'a> Envelope<'a> {
+    /// Read the device, sequence, time and signature headers; a missing or unreadable one is
+    /// refused (401 `signature_missing` / `signature_malformed`).
+    pub fn parse(headers: &'a HeaderMap) -> Result<Self> {
         let device_id = header(headers, HEADER_DEVICE)?;
         let seq: u64 = header(headers, HEADER_SEQ)?.parse().map_err(|_| {
             Error::unauthorized(
@@ -388,93 +388,131 @@ impl Claim {
                     "signature is not base64url Ed25519",
                 )
             })?;
-        let seq_i64 = i64::try_from(seq).map_err(|_| {
-            Error::unauthorized(ErrorCode::SignatureMalformed, "sequence number too large")
-        })?;
-        let row = crate::store::auth::device_key(&state.db, device_id)
-            .await?
-            .ok_or_else(|| {
-                Error::unauthorized(
-                    ErrorCode::DeviceUnknown,
-                    format!("device {device_id} is not provisioned"),
-                )
-            })?;
-        let key = secrets::unb64(&row.public_key)
-            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-            .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))?;
-        Ok(Claim {
-            device_id: device_id.to_owned(),
-            seq: seq_i64,
-            seq_signed: seq,
+        if i64::try_from(seq).is_err() {
+            return Err(Error::unauthorized(
+                ErrorCode::SignatureMalformed,
+                "sequence number too large",
+            ));
+        }
+        Ok(Envelope {
+            device_id,
+            seq,
             time_ms,
             signature,
-            key,
-            retired: row
-                .retired_at
-                .map(|at| (at, row.retired_reason.unwrap_or_else(|| "retired".into()))),
         })
     }
 
-    /// The signature over method, path, headers and `body`; then whether the laptop still
-    /// works (a retired laptop's signed request is audited) and the time is fresh.
-    async fn check(
-        self,
-        state: &AppState,
+    /// Check the signature over method, path, these headers and the body with the device's
+    /// stored public key (base64url Ed25519).
+    pub fn check_signature(
+        &self,
+        stored_key: &str,
         method: &Method,
         path: &str,
         body: &[u8],
-    ) -> Result<SignedCall> {
-        let device_id = self.device_id.as_str();
+    ) -> Result<()> {
+        let key = secrets::unb64(stored_key)
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+            .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))?;
         let input = signing_input(
             method.as_str(),
             path,
-            device_id,
-            self.seq_signed,
+            self.device_id,
+            self.seq,
             self.time_ms,
             body,
         );
-        self.key.verify(&input, &self.signature).map_err(|_| {
+        key.verify(&input, &self.signature).map_err(|_| {
             Error::unauthorized(
                 ErrorCode::SignatureInvalid,
                 "request signature does not verify for this device",
             )
-        })?;
-        if let Some((at, reason)) = &self.retired {
-            let e = retired(*at, reason);
-            let (_, code, message) = e.parts();
-            if let Err(err) = crate::audit::record_refusal(
-                &state.db,
-                state.now_ms(),
-                &format!("device:{device_id}"),
-                "device.refused",
-                device_id,
-                serde_json::json!({"reason": code, "message": message, "path": path}),
-            )
-            .await
-            {
-                tracing::error!(error = %err, "could not audit a retired laptop's request");
-            }
-            return Err(e);
-        }
-        let now = state.now_ms();
-        let skew = i64::try_from(state.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
-        if (now - self.time_ms).abs() > skew {
+        })
+    }
+
+    /// Check that the request was signed within `max_skew_ms` of `now_ms` (401 `request_stale`).
+    pub fn check_fresh(&self, now_ms: i64, max_skew_ms: i64) -> Result<SignedCall> {
+        // abs_diff: a signed time at either end of i64 must not overflow the subtraction.
+        if now_ms.abs_diff(self.time_ms) > max_skew_ms.unsigned_abs() {
             return Err(Error::unauthorized(
                 ErrorCode::RequestStale,
                 format!(
                     "request signed at {} is more than {} s from the service clock ({})",
                     secrets::fmt_time(self.time_ms),
-                    skew / 1000,
-                    secrets::fmt_time(now)
+                    max_skew_ms / 1000,
+                    secrets::fmt_time(now_ms)
                 ),
             ));
         }
         Ok(SignedCall {
-            device_id: self.device_id,
-            seq: self.seq,
+            device_id: self.device_id.to_owned(),
+            seq: i64::try_from(self.seq).unwrap_or(i64::MAX),
         })
     }
+}
+
+/// Every check of a device-signed request that needs no database, in [`SignedCall::verify`]'s
+/// order, with the device's stored key given: the entry point of the envelope's fuzz target.
+#[doc(hidden)]
+pub fn check_envelope(
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+    stored_key: &str,
+    now_ms: i64,
+    max_skew_ms: i64,
+) -> Result<SignedCall> {
+    let envelope = Envelope::parse(headers)?;
+    envelope.check_signature(stored_key, method, path, body)?;
+    envelope.check_fresh(now_ms, max_skew_ms)
+}
+
+/// The key and standing of the laptop a request names, or 401 `device_unknown`: checked from
+/// the headers alone, before the body is read.
+async fn known_device(state: &AppState, device_id: &str) -> Result<crate::store::auth::DeviceKey> {
+    crate::store::auth::device_key(&state.db, device_id)
+        .await?
+        .ok_or_else(|| {
+            Error::unauthorized(
+                ErrorCode::DeviceUnknown,
+                format!("device {device_id} is not provisioned"),
+            )
+        })
+}
+
+/// The signature over method, path, headers and `body` with the laptop's key; then whether the
+/// laptop still works (a retired laptop's signed request is audited) and the time is fresh.
+async fn checked(
+    state: &AppState,
+    envelope: &Envelope<'_>,
+    row: &crate::store::auth::DeviceKey,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> Result<SignedCall> {
+    let device_id = envelope.device_id;
+    envelope.check_signature(&row.public_key, method, path, body)?;
+    if let Some(at) = row.retired_at {
+        let e = retired(at, row.retired_reason.as_deref().unwrap_or("retired"));
+        let (_, code, message) = e.parts();
+        if let Err(err) = crate::audit::record_refusal(
+            &state.db,
+            state.now_ms(),
+            &format!("device:{device_id}"),
+            "device.refused",
+            device_id,
+            serde_json::json!({"reason": code, "message": message, "path": path}),
+        )
+        .await
+        {
+            tracing::error!(error = %err, "could not audit a retired laptop's request");
+        }
+        return Err(e);
+    }
+    let skew = i64::try_from(state.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+    envelope.check_fresh(state.now_ms(), skew)
 }
 
 impl SignedCall {
@@ -491,10 +529,9 @@ impl SignedCall {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<SignedCall> {
-        Claim::read(state, headers)
-            .await?
-            .check(state, method, path, body)
-            .await
+        let envelope = Envelope::parse(headers)?;
+        let row = known_device(state, envelope.device_id).await?;
+        checked(state, &envelope, &row, method, path, body).await
     }
 
     /// A write transaction with this request's sequence number claimed in it ([`Self::claim`]):
@@ -607,9 +644,11 @@ async fn verified_body(
 ) -> Result<(SignedCall, axum::body::Bytes)> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let claim = Claim::read(state, req.headers()).await?;
+    let headers = req.headers().clone();
+    let envelope = Envelope::parse(&headers)?;
+    let row = known_device(state, envelope.device_id).await?;
     let body = read_body(req, state).await?;
-    let call = claim.check(state, &method, &path, &body).await?;
+    let call = checked(state, &envelope, &row, &method, &path, &body).await?;
     Ok((call, body))
 }
 
@@ -669,4 +708,58 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
             format!("request body is not valid: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    /// Headers of a request to `/api/v1/agent/reports` signed by `key` at `time_ms`.
+    fn signed(key: &SigningKey, time_ms: i64, body: &[u8]) -> HeaderMap {
+        let input = signing_input("POST", "/api/v1/agent/reports", "dev-1", 7, time_ms, body);
+        let sig = URL_SAFE_NO_PAD.encode(key.sign(&input).to_bytes());
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            (HEADER_DEVICE, "dev-1".to_owned()),
+            (HEADER_SEQ, "7".to_owned()),
+            (HEADER_TIME, time_ms.to_string()),
+            (HEADER_SIGNATURE, sig),
+        ] {
+            h.insert(name, HeaderValue::from_str(&value).expect("a header value"));
+        }
+        h
+    }
+
+    fn check(key: &SigningKey, time_ms: i64, now_ms: i64) -> Result<SignedCall> {
+        let stored = secrets::b64(key.verifying_key().as_bytes());
+        let headers = signed(key, time_ms, b"{}");
+        check_envelope(
+            &headers,
+            &Method::POST,
+            "/api/v1/agent/reports",
+            b"{}",
+            &stored,
+            now_ms,
+            300_000,
+        )
+    }
+
+    /// Regression: a correctly signed request dated at the far end of the time header's range
+    /// (`x-keywarden-time: -9223372036854775808`) overflowed the clock-skew arithmetic, a panic
+    /// in a build with overflow checks and a wrong answer without them; it is refused as stale.
+    #[test]
+    fn a_signed_request_dated_at_the_ends_of_time_is_stale_not_a_panic() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let now = 1_767_225_600_000;
+        assert!(check(&key, now - 1_000, now).is_ok());
+        for time_ms in [i64::MIN, i64::MIN + 1, -now, i64::MAX] {
+            let e = check(&key, time_ms, now).expect_err("a request from the ends of time");
+            assert_eq!(e.parts().1, ErrorCode::RequestStale, "at {time_ms}");
+        }
+        // The service clock at an extreme does not overflow either.
+        let e = check(&key, 0, i64::MIN).expect_err("far from the clock");
+        assert_eq!(e.parts().1, ErrorCode::RequestStale);
+    }
 }

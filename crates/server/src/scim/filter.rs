@@ -68,7 +68,13 @@ fn selection(list: &str, schema: &ResourceSchema) -> Vec<Selected> {
         .filter(|n| !n.is_empty())
         .map(|name| {
             let (extension, rest) = match urn {
-                Some(u) if name.len() >= u.len() && name[..u.len()].eq_ignore_ascii_case(u) => {
+                // `get`, not indexing: the name's byte at the URN's length may fall inside a
+                // character (a name like `urn:...:2.0:Useƈ` once panicked here).
+                Some(u)
+                    if name
+                        .get(..u.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(u)) =>
+                {
                     (true, name[u.len()..].trim_start_matches(':'))
                 }
                 _ if name.to_ascii_lowercase().starts_with("urn:") => {
@@ -273,6 +279,22 @@ fn parse_filter(
     Ok((column, value))
 }
 
+/// What a listing does with its query before the database, applied to one resource: the paging
+/// numbers and the filter (on `filters`) read, then `resource` projected by `attributes` and
+/// `excludedAttributes`.
+pub(super) fn query_in_memory(
+    q: &ListQuery,
+    filters: &[(&str, &'static str)],
+    resource: Value,
+    schema: &ResourceSchema,
+) -> ScimResult<Value> {
+    paging(q)?;
+    if let Some(f) = &q.filter {
+        parse_filter(f, filters)?;
+    }
+    Ok(project(resource, schema, &q.projection()))
+}
+
 /// One page of a SCIM listing: the filter (`attr eq "value"`, attributes from `filters`)
 /// applied to `scope` (a table and the rows it may show, e.g. `people WHERE deleted_at IS NULL`),
 /// the total that matched, and this page's rows of `columns`.
@@ -317,4 +339,50 @@ pub(super) fn list_response(total: i64, start: i64, resources: Vec<Value>) -> Re
             "Resources": resources,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::schema::USER;
+
+    fn user() -> Value {
+        json!({
+            "schemas": [crate::scim::USER_SCHEMA, crate::scim::ENTERPRISE_SCHEMA],
+            "id": "u1",
+            "userName": "alice@example.com",
+            crate::scim::ENTERPRISE_SCHEMA: {"department": "R&D"},
+        })
+    }
+
+    /// Regression (found by the `scim_filter` fuzz target): an attribute name as long as the
+    /// enterprise URN with a multi-byte character across the URN's last byte panicked (a str
+    /// sliced off a character boundary) instead of selecting nothing.
+    #[test]
+    fn a_non_ascii_name_straddling_the_urn_length_selects_nothing_instead_of_panicking() {
+        let urn = crate::scim::ENTERPRISE_SCHEMA;
+        let name = format!("{}\u{188}:department", &urn[..urn.len() - 1]);
+        let only = Projection {
+            attributes: Some(name.clone()),
+            excluded_attributes: None,
+        };
+        assert_eq!(
+            project(user(), &USER, &only),
+            json!({"id": "u1", "schemas": [crate::scim::USER_SCHEMA, urn]})
+        );
+        let without = Projection {
+            attributes: None,
+            excluded_attributes: Some(name),
+        };
+        assert_eq!(project(user(), &USER, &without), user());
+        // The URN itself, in any case, still selects the extension.
+        let ext = Projection {
+            attributes: Some(format!("{}:department", urn.to_uppercase())),
+            excluded_attributes: None,
+        };
+        assert_eq!(
+            project(user(), &USER, &ext)[urn],
+            json!({"department": "R&D"})
+        );
+    }
 }

@@ -20,14 +20,15 @@ use crate::auth::Caller;
 use crate::secrets::new_id;
 use crate::state::AppState;
 
+/// The group attributes this service keeps, validated.
 #[derive(Debug, Clone, PartialEq)]
-struct GroupFields {
+pub(super) struct GroupFields {
     display_name: String,
     external_id: Option<String>,
     members: Vec<String>,
 }
 
-fn parse_group(v: &Value) -> ScimResult<GroupFields> {
+pub(super) fn parse_group(v: &Value) -> ScimResult<GroupFields> {
     let obj = v
         .as_object()
         .ok_or_else(|| ScimError::bad("invalidSyntax", "a Group must be a JSON object"))?;
@@ -184,6 +185,13 @@ async fn replace_group(
     ))
 }
 
+/// The attributes a Groups listing filters on, and the condition each becomes.
+pub(super) const GROUP_FILTERS: &[(&str, &str)] = &[
+    ("displayName", "LOWER(display_name) = LOWER($1)"),
+    ("externalId", "external_id = $1"),
+    ("id", "id = $1"),
+];
+
 /// `GET /scim/v2/Groups/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Groups/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id"), Projection),
@@ -276,15 +284,10 @@ pub async fn list_groups(
     _feed: Feed,
     Query(q): Query<ListQuery>,
 ) -> ScimResult<Response> {
-    let filters = [
-        ("displayName", "LOWER(display_name) = LOWER($1)"),
-        ("externalId", "external_id = $1"),
-        ("id", "id = $1"),
-    ];
     let (total, start, rows) = filtered_page::<GroupRow>(
         &state.db,
         &q,
-        &filters,
+        GROUP_FILTERS,
         "scim_groups WHERE 1 = 1",
         store::GROUP_COLUMNS,
     )

@@ -149,6 +149,37 @@ impl axum::extract::FromRequest<AppState> for ScimBody {
     }
 }
 
+/// A listing's query (filter, paging, attribute selection) read and applied to `resource`, a
+/// User (a Group when `group`), in memory: every step of a list before the database. The entry
+/// point of the SCIM filter fuzz target.
+#[doc(hidden)]
+pub fn list_in_memory(query: &ListQuery, resource: Value, group: bool) -> ScimResult<Value> {
+    if group {
+        filter::query_in_memory(query, groups::GROUP_FILTERS, resource, &schema::GROUP)
+    } else {
+        filter::query_in_memory(query, users::USER_FILTERS, resource, &schema::USER)
+    }
+}
+
+/// A PATCH `body` applied to `resource`, a User (a Group when `group`), in memory: the body
+/// parsed as a PatchOp, each operation applied, the result validated exactly like a PUT; every
+/// step of a PATCH before the database. The entry point of the SCIM PATCH fuzz target.
+#[doc(hidden)]
+pub fn patch_in_memory(resource: &Value, body: &[u8], group: bool) -> ScimResult<Value> {
+    let ops = patch::parse_patch(&parse_body(body)?)?;
+    let schema = if group { &schema::GROUP } else { &schema::USER };
+    let mut after = resource.clone();
+    for op in &ops {
+        patch::apply(&mut after, op, schema)?;
+    }
+    if group {
+        groups::parse_group(&after)?;
+    } else {
+        users::parse_user(&after)?;
+    }
+    Ok(after)
+}
+
 fn parse_body(body: &[u8]) -> ScimResult<Value> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ScimError::bad("invalidSyntax", format!("body is not JSON: {e}")))?;

@@ -115,8 +115,9 @@ fn parse_path(path: &str, extension: Option<&str>) -> ScimResult<AttrPath> {
     let mut p = path.trim();
     let mut ext = false;
     if let Some(urn) = extension {
-        if p.len() > urn.len()
-            && p[..urn.len()].eq_ignore_ascii_case(urn)
+        // `get`, not indexing: the path's byte at the URN's length may fall inside a character.
+        if p.get(..urn.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(urn))
             && p[urn.len()..].starts_with(':')
         {
             p = &p[urn.len() + 1..];
@@ -472,6 +473,21 @@ mod tests {
             parse_user(&u).unwrap().profile.email.as_deref(),
             Some("a@example.com")
         );
+    }
+
+    /// Regression (the slicing the `scim_filter` fuzz target found in attribute names, here in
+    /// PATCH paths): a path as long as the enterprise URN with a multi-byte character across
+    /// the URN's last byte panicked instead of being refused as a path the schema lacks.
+    #[test]
+    fn a_non_ascii_path_straddling_the_urn_length_is_refused_not_a_panic() {
+        let mut u = json!({"userName": "a"});
+        let path = format!(
+            "{}\u{188}:department",
+            &ENTERPRISE_SCHEMA[..ENTERPRISE_SCHEMA.len() - 1]
+        );
+        let err = apply(&mut u, &op(OpKind::Replace, Some(&path), json!("x")), &USER).unwrap_err();
+        assert_eq!(err.scim_type, Some("invalidPath"));
+        assert_eq!(u, json!({"userName": "a"}));
     }
 
     #[test]

@@ -367,6 +367,13 @@ async fn replace_user(
     Ok(scim_json(StatusCode::OK, resource))
 }
 
+/// The attributes a Users listing filters on, and the condition each becomes.
+pub(super) const USER_FILTERS: &[(&str, &str)] = &[
+    ("userName", "LOWER(user_name) = LOWER($1)"),
+    ("externalId", "external_id = $1"),
+    ("id", "id = $1"),
+];
+
 /// `GET /scim/v2/Users/{id}` (scim role).
 #[utoipa::path(get, path = "/scim/v2/Users/{id}", tag = "scim",
     params(("id" = String, Path, description = "resource id"), Projection),
@@ -498,15 +505,10 @@ pub async fn list_users(
     _feed: Feed,
     Query(q): Query<ListQuery>,
 ) -> ScimResult<Response> {
-    let filters = [
-        ("userName", "LOWER(user_name) = LOWER($1)"),
-        ("externalId", "external_id = $1"),
-        ("id", "id = $1"),
-    ];
     let (total, start, rows) = filtered_page::<UserRow>(
         &state.db,
         &q,
-        &filters,
+        USER_FILTERS,
         "people WHERE deleted_at IS NULL",
         store::USER_COLUMNS,
     )
