@@ -66,8 +66,15 @@ async fn rewrite_and_fix_up(app: &App, seq: i64) {
         }
         prev = r.hash.clone();
     }
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&prev)
+    let last = rows.last().unwrap().seq;
+    set_head(app, last, &prev).await;
+}
+
+/// Point the chain's head at row `seq` with `hash`, as an insider fixing it up would.
+async fn set_head(app: &App, seq: i64, hash: &str) {
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(hash)
         .execute(&app.state.db)
         .await
         .unwrap();
@@ -127,12 +134,7 @@ async fn a_cut_tail_with_a_fixed_head_is_caught_by_a_checkpoint(app: App) {
         .execute(&app.state.db)
         .await
         .unwrap();
-    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(keep)
-        .bind(&kept_hash)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
+    set_head(&app, keep, &kept_hash).await;
     assert!(audit::verify(&app.state.db).await.unwrap().intact);
     let v = verify_against(&app, std::slice::from_ref(&signed)).await;
     let problem = v.problem.unwrap();

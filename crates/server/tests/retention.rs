@@ -15,6 +15,18 @@ both_backends!(old_rows_go_and_the_audit_trail_stays);
 
 const DAY_S: i64 = 24 * 3600;
 
+/// A step-up challenge `id` for `device`, issued now for five minutes.
+async fn challenge(app: &App, id: &str, device: &str) {
+    sqlx::query("INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ($1, $2, 'sign_in', '{}', $3, $4)")
+        .bind(id)
+        .bind(device)
+        .bind(app.now())
+        .bind(app.now() + 300_000)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+}
+
 async fn old_rows_go_and_the_audit_trail_stays(mut app: App) {
     let quiet = app.device("quiet-laptop").await;
     let busy = app.device("busy-laptop").await;
@@ -30,13 +42,7 @@ async fn old_rows_go_and_the_audit_trail_stays(mut app: App) {
         .await
         .remove(0);
     // What lives minutes: a step-up challenge and a redemption attempt, from now.
-    sqlx::query("INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ('old-challenge', $1, 'sign_in', '{}', $2, $3)")
-        .bind(&busy.id)
-        .bind(app.now())
-        .bind(app.now() + 300_000)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
+    challenge(&app, "old-challenge", &busy.id).await;
     sqlx::query("INSERT INTO ticket_attempts (id, at, device_id, outcome) VALUES ('old-attempt', $1, $2, 'unknown')")
         .bind(app.now())
         .bind(&busy.id)
@@ -48,13 +54,7 @@ async fn old_rows_go_and_the_audit_trail_stays(mut app: App) {
     app.set_clock(app.now() + 410 * DAY_S * 1000).await;
     let (s, _) = busy.report(&app, true).await;
     assert_eq!(s, StatusCode::OK);
-    sqlx::query("INSERT INTO assertion_challenges (id, device_id, purpose, state, created_at, expires_at) VALUES ('fresh-challenge', $1, 'sign_in', '{}', $2, $3)")
-        .bind(&busy.id)
-        .bind(app.now())
-        .bind(app.now() + 300_000)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
+    challenge(&app, "fresh-challenge", &busy.id).await;
     let audit_rows = app.count("SELECT COUNT(*) FROM audit_log").await;
 
     let keep = Duration::from_secs(395 * 24 * 3600);
