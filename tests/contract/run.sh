@@ -12,15 +12,18 @@
 #   helpdesk  every admin route (the ones it may not use must refuse as documented)
 #   auditor   likewise
 #   scim      every SCIM route
-#   nobody    every operation with no credential, or a made-up one: the open routes (laptop
-#             provisioning, ticket and link redemption, sign-in, the console's first setup) in
-#             full, and every other route's refusal
+#   pages     the self-service and console-setup routes as the pages' script calls them: from
+#             the service's origin, with a real session (the cookie a person gets by redeeming an
+#             enrolment ticket) and its CSRF token; the entry routes (ticket and link
+#             redemption, sign-in, the console's first setup) are open and take the same run
+#   nobody    every operation with no credential, or a made-up one (generated from the
+#             document's security schemes): laptop provisioning in full, every other refusal
 # Not covered with a real credential (listed in NO_REAL_CREDENTIAL below; the nobody run still
 # checks how they refuse): the laptop's routes under /api/v1/agent/, each signed with the
-# device's Ed25519 key over method, path, headers and body, which Schemathesis cannot make
-# (they are covered by the service tests and the end-to-end tests with real agents); and the
-# self-service routes under /api/v1/me that need a browser session cookie from a passkey
-# sign-in and its CSRF token (covered by the service tests and the browser tests).
+# device's Ed25519 key over method, path, device, sequence, time and body, which Schemathesis
+# cannot make (the service tests and the end-to-end tests with real agents cover them); and
+# the console's session on the admin routes, which needs a passkey sign-in (the admin routes
+# are covered with staff tokens, the same callers).
 #
 # The open routes are rate-limited per address (--open-requests-per-minute, default 60): this
 # run raises the limit (0: none) so that the generated requests are answered, not refused with
@@ -43,7 +46,7 @@ VENV="$HERE/.venv"
 # their refusals.
 NO_REAL_CREDENTIAL=(
   "/api/v1/agent/* but provision: signed with the laptop's device key (Ed25519 over the request)"
-  "/api/v1/me, /api/v1/me/passkeys/*, /api/v1/me/step-up/*: a passkey sign-in's session cookie and CSRF token"
+  "/api/v1/admin/* with the console's session cookie: a passkey sign-in (staff tokens are used instead)"
 )
 
 say() { printf '\n== %s\n' "$*"; }
@@ -58,6 +61,7 @@ if [ ! -x "$VENV/bin/schemathesis" ] || [ "$HERE/requirements.txt" -nt "$VENV/.i
 fi
 
 [ -x "$SERVER" ] || { echo "no service binary at $SERVER: build it first (cargo build --bins)" >&2; exit 1; }
+echo "service: $SERVER"
 
 # --- A fresh service ---------------------------------------------------------------------------
 WORK="$(mktemp -d)"
@@ -100,10 +104,17 @@ done
 api POST /api/v1/admin/people "$ADMIN" '{"user_name":"dee@example.com","display_name":"Dee"}' >/dev/null
 HELPDESK="$(api POST /api/v1/admin/tokens "$ADMIN" "{\"role\":\"helpdesk\",\"label\":\"contract desk\",\"person_id\":\"$(cat "$WORK/person-ann")\"}" | jq -r .token)"
 AUDITOR="$(api POST /api/v1/admin/tokens "$ADMIN" "{\"role\":\"auditor\",\"label\":\"contract audit\",\"person_id\":\"$(cat "$WORK/person-bob")\"}" | jq -r .token)"
+# A self-service session, as a person's browser gets one: redeem an enrolment ticket from the
+# pages' origin; the cookie and the CSRF token it answers with.
+ORIGIN=https://keywarden.localhost
+TICKET="$(api POST /api/v1/admin/enrolment-tickets "$ADMIN" "{\"person_id\":\"$(cat "$WORK/person-cy")\"}" | jq -r .secret)"
+CSRF="$(curl -sS --fail-with-body -c "$WORK/cookies" -X POST "$URL/api/v1/me/session/ticket" \
+  -H "origin: $ORIGIN" -H "content-type: application/json" --data "{\"ticket\":\"$TICKET\"}" | jq -r .csrf)"
+SESSION="$(awk '$6 == "kw_session" { print $7 }' "$WORK/cookies")"
 for t in "$SCIM" "$HELPDESK" "$AUDITOR"; do [[ "$t" == kwa_* ]] || { echo "set-up: no token" >&2; exit 1; }; done
+[[ "$SESSION" == kws_* && "$CSRF" =~ ^[0-9a-f]{64}$ ]] || { echo "set-up: no self-service session" >&2; exit 1; }
 
 # --- The runs ----------------------------------------------------------------------------------
-CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 SEED_ARGS=()
 [ "$SEED" = random ] || SEED_ARGS=(--seed "$SEED")
 echo "not run with a real credential (no signature or browser session can be made here):"
@@ -115,10 +126,12 @@ st() {
   local name="$1"
   shift
   say "schemathesis: $name"
-  if ! "$VENV/bin/schemathesis" run "$URL/openapi.json" --no-color \
-    --checks "$CHECKS" --phases examples,coverage,fuzzing --max-examples "$EXAMPLES" "${SEED_ARGS[@]}" \
+  # From the throwaway folder: Schemathesis keeps a cache of failures to replay in the current
+  # folder, and each run here starts from nothing.
+  if ! (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$HERE/schemathesis.toml" run "$URL/openapi.json" --no-color \
+    --phases examples,coverage,fuzzing --max-examples "$EXAMPLES" "${SEED_ARGS[@]}" \
     --generation-database none --workers 2 \
-    --report junit --report-junit-path "$WORK/junit-$name.xml" "$@"; then
+    --report junit --report-junit-path "$WORK/junit-$name.xml" "$@"); then
     failed_runs=$((failed_runs + 1))
   fi
 }
@@ -132,6 +145,8 @@ st auditor -H "$(bearer "$AUDITOR")" --generation-with-security-parameters false
   --include-path-regex '^/api/v1/admin/'
 st scim -H "$(bearer "$SCIM")" --generation-with-security-parameters false \
   --include-path-regex '^/scim/v2/'
+st pages -H "origin: $ORIGIN" -H "cookie: kw_session=$SESSION" -H "x-keywarden-csrf: $CSRF" \
+  --generation-with-security-parameters false --include-path-regex '^/api/v1/(me|console/setup)(/|$)'
 st nobody
 
 # One line for the closing total: each operation of each run passed or failed.
