@@ -83,6 +83,13 @@ say "Rust tests (end-to-end tests use a virtual display)"
 RUST_LOG_FILE="$(mktemp)"
 xvfb-run -a -s "-screen 0 1280x900x24" cargo test --locked --workspace 2>&1 | tee "$RUST_LOG_FILE"
 
+# Contract tests: Schemathesis (from PyPI, into tests/contract/.venv) over the served OpenAPI
+# document against a fresh service with real tokens; see tests/contract/run.sh.
+python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_apt python3 python3-venv
+say "contract tests: Schemathesis over the served OpenAPI document"
+CONTRACT_LOG="$(mktemp)"
+"$ROOT/tests/contract/run.sh" 2>&1 | tee "$CONTRACT_LOG"
+
 # Real-HID tests in a guest: the agent's hid backend and CLI against virtual USB FIDO keys
 # (keywarden-softkey over /dev/uhid) inside a throwaway QEMU guest, since this kernel has no
 # uhid/hidraw. Alone: scripts/realhid.sh. The guest is built once into ~/.cache/keywarden/realhid.
@@ -96,18 +103,19 @@ BUNDLE="$CARGO_TARGET_DIR/debug/bundle"
 "$ROOT/tests/packaging/install-deb.sh" "$BUNDLE"/deb/*.deb "$BUNDLE"/rpm/*.rpm | tee "$PKG_LOG"
 
 # One closing line over every runner: cargo's per-binary summaries (ignored tests count as
-# skipped), Vitest's, packaging's and the real-HID guest's.
+# skipped), Vitest's, packaging's, the contract runs' and the real-HID guest's.
 read -r passed failed skipped < <(awk '
   /^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
   /^vitest: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $2; f += $4; s += $6 }
   /^packaging: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
+  /^contract: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
   /^realhid: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
-  END { print p + 0, f + 0, s + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$REALHID_LOG")
+  END { print p + 0, f + 0, s + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$CONTRACT_LOG" "$REALHID_LOG")
 # A test skipped on purpose (PostgreSQL) returns early, so cargo counted it as passed: it is
 # moved from "passed" to "skipped".
 pg_skipped=$(wc -l <"$KEYWARDEN_TEST_SKIP_LOG")
 passed=$(( passed - pg_skipped ))
 skipped=$(( skipped + pg_skipped ))
-rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$REALHID_LOG" "$KEYWARDEN_TEST_SKIP_LOG"
+rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$CONTRACT_LOG" "$REALHID_LOG" "$KEYWARDEN_TEST_SKIP_LOG"
 say "all tests passed in $(( $(date +%s) - START )) s"
 echo "total: $passed passed, $failed failed, $skipped skipped"
