@@ -72,6 +72,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+: >"$WORK/stdout"
 "$SERVER" --data-dir "$WORK/data" --listen 127.0.0.1:0 --admin-token-file "$WORK/admin-token" \
   --open-requests-per-minute 0 >"$WORK/stdout" 2>"$WORK/service.log" &
 SERVER_PID=$!
@@ -111,6 +112,54 @@ TICKET="$(api POST /api/v1/admin/enrolment-tickets "$ADMIN" "{\"person_id\":\"$(
 CSRF="$(curl -sS --fail-with-body -c "$WORK/cookies" -X POST "$URL/api/v1/me/session/ticket" \
   -H "origin: $ORIGIN" -H "content-type: application/json" --data "{\"ticket\":\"$TICKET\"}" | jq -r .csrf)"
 SESSION="$(awk '$6 == "kw_session" { print $7 }' "$WORK/cookies")"
+# Things for the generated requests to find, so that they get past "not found" to the
+# handlers' work (given as the ids of path parameters and of person_id in bodies, beside generated
+# ones, in a configuration written below): eve and fay, two people nobody's credential belongs
+# to, so a run may change or remove them; a group, a population, an exception, a spare token.
+for who in eve fay; do
+  CT=application/scim+json api POST /scim/v2/Users "$SCIM" \
+    "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"$who@example.com\",\"displayName\":\"$who\",\"active\":true,\"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\":{\"department\":\"Eng\"}}" \
+    | jq -r .id >"$WORK/person-$who"
+done
+EVE="$(cat "$WORK/person-eve")" FAY="$(cat "$WORK/person-fay")"
+GROUP="$(CT=application/scim+json api POST /scim/v2/Groups "$SCIM" \
+  "{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:Group\"],\"displayName\":\"Contractors\",\"members\":[{\"value\":\"$EVE\"}]}" | jq -r .id)"
+api PUT /api/v1/admin/populations/contractors "$ADMIN" \
+  '{"priority":1,"selector":{"kind":"group","value":"contractors"},"policy":{"min_authenticators":2}}' >/dev/null
+EXCEPTION="$(api POST /api/v1/admin/exceptions "$ADMIN" "{\"person_id\":\"$FAY\",\"owner\":\"it-lead\",\"reason\":\"key on order\",\"days\":7}" | jq -r .id)"
+SPARE_TOKEN="$(api POST /api/v1/admin/tokens "$ADMIN" "{\"role\":\"auditor\",\"label\":\"contract spare\",\"person_id\":\"$EVE\"}" | jq -r .id)"
+for v in "$EVE" "$FAY" "$GROUP" "$EXCEPTION" "$SPARE_TOKEN"; do [[ "$v" =~ ^[0-9a-f-]{36}$ ]] || { echo "set-up: no id ($v)" >&2; exit 1; }; done
+# The checks and per-operation settings, plus where each known id goes (half the time).
+CONFIG="$WORK/schemathesis.toml"
+cp "$HERE/schemathesis.toml" "$CONFIG"
+cat >>"$CONFIG" <<TOML
+
+[dictionaries.person_ids]
+values = ["$EVE", "$FAY"]
+[parameters]
+"body.person_id" = { dictionary = "person_ids", probability = 0.5 }
+TOML
+# known NAME PATH-REGEX PARAMETER VALUE...: the path parameter of the operations matched takes
+# one of the values half the time.
+known() {
+  local name="$1" re="$2" param="$3" values
+  shift 3
+  values="$(printf '"%s", ' "$@")"
+  cat >>"$CONFIG" <<TOML
+
+[dictionaries.$name]
+values = [${values%, }]
+[[operations]]
+include-path-regex = '$re'
+parameters = { "path.$param" = { dictionary = "$name", probability = 0.5 } }
+TOML
+}
+known people '^/api/v1/admin/(people|staff)/\{id\}' id "$EVE" "$FAY"
+known scim_users '^/scim/v2/Users/\{id\}$' id "$EVE" "$FAY"
+known scim_groups '^/scim/v2/Groups/\{id\}$' id "$GROUP"
+known populations '^/api/v1/admin/populations/\{name\}' name contractors
+known exceptions '^/api/v1/admin/exceptions/\{id\}$' id "$EXCEPTION"
+known tokens '^/api/v1/admin/tokens/\{id\}$' id "$SPARE_TOKEN"
 for t in "$SCIM" "$HELPDESK" "$AUDITOR"; do [[ "$t" == kwa_* ]] || { echo "set-up: no token" >&2; exit 1; }; done
 [[ "$SESSION" == kws_* && "$CSRF" =~ ^[0-9a-f]{64}$ ]] || { echo "set-up: no self-service session" >&2; exit 1; }
 
@@ -128,7 +177,7 @@ st() {
   say "schemathesis: $name"
   # From the throwaway folder: Schemathesis keeps a cache of failures to replay in the current
   # folder, and each run here starts from nothing.
-  if ! (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$HERE/schemathesis.toml" run "$URL/openapi.json" --no-color \
+  if ! (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$CONFIG" run "$URL/openapi.json" --no-color \
     --phases examples,coverage,fuzzing --max-examples "$EXAMPLES" "${SEED_ARGS[@]}" \
     --generation-database none --workers 2 \
     --report junit --report-junit-path "$WORK/junit-$name.xml" "$@"); then
@@ -150,6 +199,7 @@ st pages -H "origin: $ORIGIN" -H "cookie: kw_session=$SESSION" -H "x-keywarden-c
 st nobody
 
 # One line for the closing total: each operation of each run passed or failed.
+shopt -s nullglob
 read -r passed failed < <("$VENV/bin/python" - "$WORK"/junit-*.xml <<'EOF'
 import sys
 import xml.etree.ElementTree as ET

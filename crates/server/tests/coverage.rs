@@ -194,7 +194,12 @@ async fn a_bad_query_string_is_refused_in_the_error_shape(app: App) {
         assert_eq!(ct, "application/json", "{path}");
     }
     let (s, v) = app
-        .call("GET", "/api/v1/admin/exceptions?expired=true", &app.admin, None)
+        .call(
+            "GET",
+            "/api/v1/admin/exceptions?expired=true",
+            &app.admin,
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }

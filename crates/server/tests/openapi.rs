@@ -164,3 +164,47 @@ async fn each_route_documents_the_credential_it_takes() {
         }
     }
 }
+
+/// Regressions found by the contract run (tests/contract): a listed population's `name` was
+/// refused by its own schema (`allOf` of `{name}` and a spec closed to other fields), and the
+/// error codes were documented as the Rust variant names (`MalformedJson`), so no error answer
+/// matched the document.
+#[tokio::test]
+async fn answers_match_the_schemas_they_are_documented_with() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let (_, _, doc) = app.raw("GET", "/openapi.json", None, "", Vec::new()).await;
+    let schemas = &doc["components"]["schemas"];
+
+    let (s, listed) = app
+        .call(
+            "PUT",
+            "/api/v1/admin/populations/contractors",
+            &app.admin,
+            Some(serde_json::json!({"priority": 1, "selector": {"kind": "group", "value": "contractors"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{listed}");
+    let population = &schemas["Population"];
+    assert_eq!(population["additionalProperties"], false, "{population}");
+    for field in listed.as_object().unwrap().keys() {
+        assert!(
+            population["properties"].get(field).is_some(),
+            "the service sends `{field}`, which Population does not declare: {population}"
+        );
+    }
+
+    let (s, refused) = app
+        .call(
+            "PUT",
+            "/api/v1/admin/populations/contractors",
+            &app.admin,
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{refused}");
+    let codes = schemas["ErrorCode"]["enum"].as_array().unwrap();
+    assert!(
+        codes.contains(&refused["error"]["code"]),
+        "{refused} not in {codes:?}"
+    );
+}
