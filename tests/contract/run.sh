@@ -71,6 +71,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE
 
 : >"$WORK/stdout"
 "$SERVER" --data-dir "$WORK/data" --listen 127.0.0.1:0 --admin-token-file "$WORK/admin-token" \
@@ -197,6 +198,11 @@ st scim -H "$(bearer "$SCIM")" --generation-with-security-parameters false \
 st pages -H "origin: $ORIGIN" -H "cookie: kw_session=$SESSION" -H "x-keywarden-csrf: $CSRF" \
   --generation-with-security-parameters false --include-path-regex '^/api/v1/(me|console/setup)(/|$)'
 st nobody
+
+if [ "$failed_runs" -gt 0 ]; then
+  say "the service's log: panics and errors (first 40 lines)"
+  grep -aE 'panicked|ERROR' "$WORK/service.log" | head -40 || true
+fi
 
 # One line for the closing total: each operation of each run passed or failed.
 shopt -s nullglob
