@@ -208,3 +208,40 @@ async fn answers_match_the_schemas_they_are_documented_with() {
         "{refused} not in {codes:?}"
     );
 }
+
+/// Regression (found by the contract run's check that invalid requests are refused): the
+/// coverage report's query parameters were documented as required path parameters of a path
+/// that has none, and the provisioning-token body as required though an empty POST is taken.
+#[tokio::test]
+async fn parameters_are_where_the_service_reads_them() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let (_, _, doc) = app.raw("GET", "/openapi.json", None, "", Vec::new()).await;
+    let mut misplaced = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let in_template = path.contains(&format!("{{{name}}}"));
+                if (p["in"] == "path") != in_template {
+                    misplaced.push(format!("{method} {path}: {name} in {}", p["in"]));
+                }
+            }
+        }
+    }
+    assert!(misplaced.is_empty(), "{misplaced:#?}");
+    let coverage = &doc["paths"]["/api/v1/admin/coverage"]["get"]["parameters"];
+    assert!(!coverage.as_array().unwrap().is_empty(), "{coverage}");
+
+    let body = &doc["paths"]["/api/v1/admin/provisioning-tokens"]["post"]["requestBody"];
+    assert_ne!(body["required"], true, "{body}");
+    let (s, _, issued) = app
+        .raw(
+            "POST",
+            "/api/v1/admin/provisioning-tokens",
+            Some(&app.admin),
+            "",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+}

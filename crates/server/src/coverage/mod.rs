@@ -643,6 +643,7 @@ fn posture_by_signal(laptops: &HashMap<String, crate::ongoing::Laptop>) -> Vec<S
 
 /// `GET /api/v1/admin/coverage` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CoverageQuery {
     /// Only list people with this status.
     pub status: Option<Status>,
