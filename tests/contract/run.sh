@@ -36,7 +36,6 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
 SERVER="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/keywarden/target}/debug/keywarden-server}"
 EXAMPLES="${KEYWARDEN_CONTRACT_EXAMPLES:-40}"
 SEED="${KEYWARDEN_CONTRACT_SEED:-20261205}"
