@@ -94,6 +94,13 @@ if ! "$ROOT/scripts/fuzz.sh" "${KEYWARDEN_FUZZ_SMOKE_SECONDS:-3}" 2>&1 | tee "$F
   grep -q '^fuzz: [0-9]* passed, [0-9]* failed$' "$FUZZ_LOG" || { echo "the fuzz smoke pass did not run" >&2; exit 1; }
 fi
 
+# Contract tests: Schemathesis (from PyPI, into tests/contract/.venv) over the served OpenAPI
+# document against a fresh service with real tokens; see tests/contract/run.sh.
+python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_apt python3 python3-venv
+say "contract tests: Schemathesis over the served OpenAPI document"
+CONTRACT_LOG="$(mktemp)"
+"$ROOT/tests/contract/run.sh" 2>&1 | tee "$CONTRACT_LOG"
+
 # Real-HID tests in a guest: the agent's hid backend and CLI against virtual USB FIDO keys
 # (keywarden-softkey over /dev/uhid) inside a throwaway QEMU guest, since this kernel has no
 # uhid/hidraw. Alone: scripts/realhid.sh. The guest is built once into ~/.cache/keywarden/realhid.
@@ -112,21 +119,23 @@ SECRETS_LOG="$(mktemp)"
 rm -rf "$KEYWARDEN_TEST_LOG_DIR"
 
 # One closing line over every runner: cargo's per-binary summaries (ignored tests count as
-# skipped), Vitest's, packaging's, the real-HID guest's and the fuzz smoke pass's.
+# skipped), Vitest's, packaging's, the contract runs', the real-HID guest's, the fuzz smoke
+# pass's and the secrets search's.
 read -r passed failed skipped < <(awk '
   /^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
   /^vitest: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $2; f += $4; s += $6 }
   /^packaging: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
+  /^contract: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
   /^realhid: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
   /^secrets: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
   /^fuzz: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
-  END { print p + 0, f + 0, s + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$FUZZ_LOG")
+  END { print p + 0, f + 0, s + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$CONTRACT_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$FUZZ_LOG")
 # A test skipped on purpose (PostgreSQL) returns early, so cargo counted it as passed: it is
 # moved from "passed" to "skipped".
 pg_skipped=$(wc -l <"$KEYWARDEN_TEST_SKIP_LOG")
 passed=$(( passed - pg_skipped ))
 skipped=$(( skipped + pg_skipped ))
-rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$FUZZ_LOG" "$KEYWARDEN_TEST_SKIP_LOG"
+rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$CONTRACT_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$FUZZ_LOG" "$KEYWARDEN_TEST_SKIP_LOG"
 if [ "$failed" -gt 0 ]; then
   say "tests FAILED after $(( $(date +%s) - START )) s"
   echo "total: $passed passed, $failed failed, $skipped skipped"

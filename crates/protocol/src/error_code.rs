@@ -15,7 +15,6 @@ macro_rules! error_codes {
         /// A stable snake_case code a client can act on. The HTTP status travels beside it; a
         /// code's meaning never changes, codes are only added.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[cfg_attr(feature = "ts", derive(TS), ts(export))]
         #[non_exhaustive]
         pub enum ErrorCode {
@@ -63,6 +62,30 @@ impl ErrorCode {
         )
     }
 }
+
+/// The OpenAPI schema: the wire texts, written from the same table as [`ErrorCode::as_str`].
+/// (utoipa's derive does not see a `serde(rename)` whose text comes from a macro argument, so
+/// it listed the Rust variant names, which the service never sends.)
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let texts = ErrorCode::ALL
+            .iter()
+            .chain([&ErrorCode::Unknown])
+            .map(|code| code.as_str());
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "A stable snake_case code a client can act on. The HTTP status travels beside it; \
+                 a code's meaning never changes, codes are only added.",
+            ))
+            .enum_values(Some(texts))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {}
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -451,6 +474,24 @@ mod tests {
         let newer: ErrorCode =
             serde_json::from_str("\"a_code_from_a_newer_service\"").expect("parse");
         assert_eq!(newer, ErrorCode::Unknown);
+    }
+
+    /// Regression: the OpenAPI document listed the Rust variant names (`MalformedJson`) as the
+    /// codes, so every error response failed its own schema.
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn the_openapi_schema_lists_the_wire_texts() {
+        let schema = serde_json::to_value(<ErrorCode as utoipa::PartialSchema>::schema())
+            .expect("serialise");
+        let listed: Vec<&str> = schema["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|v| v.as_str().expect("a string"))
+            .collect();
+        assert!(listed.contains(&"malformed_json"), "{listed:?}");
+        assert!(!listed.contains(&"MalformedJson"), "{listed:?}");
+        assert_eq!(listed.len(), ErrorCode::ALL.len() + 1);
     }
 
     #[test]

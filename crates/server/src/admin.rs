@@ -154,7 +154,7 @@ pub async fn list_people(
 }
 
 /// `POST /api/v1/admin/provisioning-tokens` (admin, help desk): a one-time token for a laptop.
-#[utoipa::path(post, path = "/api/v1/admin/provisioning-tokens", tag = "admin", request_body = keywarden_protocol::IssueProvisioningToken,
+#[utoipa::path(post, path = "/api/v1/admin/provisioning-tokens", tag = "admin", request_body(content = Option<keywarden_protocol::IssueProvisioningToken>, description = "optional: without a body, the default lifetime"),
     responses((status = 201, body = keywarden_protocol::IssuedSecret), crate::openapi::Invalid))]
 pub async fn issue_provisioning_token(
     State(state): State<AppState>,

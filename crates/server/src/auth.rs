@@ -665,6 +665,22 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Js
     }
 }
 
+/// A query string parsed into `T`, refused in the service's error shape (`query_invalid`, 400)
+/// rather than axum's plain-text rejection.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| QueryParams(q))
+            .map_err(|e| Error::bad_request(ErrorCode::QueryInvalid, e.body_text()))
+    }
+}
+
 /// A request's raw body, read within the route's limit and refused in the service's error
 /// shape: for bodies that may be empty or are parsed by the handler.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 //! and are flagged in coverage and in [`list`]. Using a break-glass credential raises an alert
 //! and is audited ([`break_glass_used`]).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -14,7 +14,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOnly, AdminOrAuditor, AnyStaff, Fresh, JsonBody, Staff};
+use crate::auth::{AdminOnly, AdminOrAuditor, AnyStaff, Fresh, JsonBody, QueryParams, Staff};
 use crate::error::{Error, OrNotFound as _, Result};
 use crate::secrets::new_id;
 use crate::state::AppState;
@@ -207,11 +207,11 @@ pub async fn load(db: &AnyPool, now: i64, only_expired: bool) -> Result<Vec<Exce
 /// `GET /api/v1/admin/exceptions` (admin, help desk, auditor): the register, expired ones flagged.
 #[utoipa::path(get, path = "/api/v1/admin/exceptions", tag = "policy",
     params(("expired" = Option<bool>, Query, description = "only expired exceptions that were not revoked")),
-    responses((status = 200, body = [ExceptionView])))]
+    responses((status = 200, body = [ExceptionView]), crate::openapi::Invalid))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<Vec<ExceptionView>>> {
     Ok(Json(
         load(&state.db, state.now_ms(), q.expired.unwrap_or(false)).await?,

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use ed25519_dalek::Signer as _;
@@ -23,7 +23,7 @@ use sqlx::{Any, Transaction};
 use utoipa::ToSchema;
 
 use crate::audit;
-use crate::auth::{AdminOrAuditor, Staff};
+use crate::auth::{AdminOrAuditor, QueryParams, Staff};
 use crate::error::{Error, Result};
 use crate::secrets::{b64, new_id};
 use crate::state::AppState;
@@ -182,11 +182,11 @@ pub struct ListQuery {
 /// `GET /api/v1/admin/outbox` (admin, auditor): outgoing events and their delivery.
 #[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "webhooks",
     params(("pending" = Option<bool>, Query, description = "only undelivered events")),
-    responses((status = 200, body = [OutboxEntry])))]
+    responses((status = 200, body = [OutboxEntry]), crate::openapi::Invalid))]
 pub async fn list_handler(
     State(state): State<AppState>,
     _caller: Staff<AdminOrAuditor>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<Vec<OutboxEntry>>> {
     Ok(Json(
         store::entries(&state.db, q.pending.unwrap_or(false)).await?,

@@ -11,7 +11,10 @@ use keywarden_protocol::SOFT_KEY_AAGUID;
 use keywarden_server::auth::Role;
 use serde_json::{json, Value};
 
-both_backends!(coverage_by_person_population_model_and_signal);
+both_backends!(
+    coverage_by_person_population_model_and_signal,
+    a_bad_query_string_is_refused_in_the_error_shape
+);
 
 async fn enrol(app: &App, laptop: &Device, person: &str, keys: usize) {
     let keys: Vec<SoftKey> = (0..keys).map(|_| SoftKey::new()).collect();
@@ -173,4 +176,30 @@ async fn coverage_by_person_population_model_and_signal(app: App) {
             && l.split_whitespace().collect::<Vec<_>>() == ["disk_encryption", "0", "1", "0"]),
         "{posture}"
     );
+}
+
+/// Regression (found by the contract run, tests/contract): a query string that did not parse
+/// (`?expired=null`) got axum's plain-text 400, not the service's error shape, and the
+/// exceptions list did not document a 400 at all.
+async fn a_bad_query_string_is_refused_in_the_error_shape(app: App) {
+    for path in [
+        "/api/v1/admin/exceptions?expired=null",
+        "/api/v1/admin/exceptions?expired=true&expired=false",
+        "/api/v1/admin/coverage?people=maybe",
+    ] {
+        let (s, ct, v) = app
+            .raw("GET", path, Some(&app.admin), "application/json", vec![])
+            .await;
+        common::assert_error(s, &v, StatusCode::BAD_REQUEST, "query_invalid");
+        assert_eq!(ct, "application/json", "{path}");
+    }
+    let (s, v) = app
+        .call(
+            "GET",
+            "/api/v1/admin/exceptions?expired=true",
+            &app.admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 }

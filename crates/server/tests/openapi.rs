@@ -164,3 +164,84 @@ async fn each_route_documents_the_credential_it_takes() {
         }
     }
 }
+
+/// Regressions found by the contract run (tests/contract): a listed population's `name` was
+/// refused by its own schema (`allOf` of `{name}` and a spec closed to other fields), and the
+/// error codes were documented as the Rust variant names (`MalformedJson`), so no error answer
+/// matched the document.
+#[tokio::test]
+async fn answers_match_the_schemas_they_are_documented_with() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let (_, _, doc) = app.raw("GET", "/openapi.json", None, "", Vec::new()).await;
+    let schemas = &doc["components"]["schemas"];
+
+    let (s, listed) = app
+        .call(
+            "PUT",
+            "/api/v1/admin/populations/contractors",
+            &app.admin,
+            Some(serde_json::json!({"priority": 1, "selector": {"kind": "group", "value": "contractors"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{listed}");
+    let population = &schemas["Population"];
+    assert_eq!(population["additionalProperties"], false, "{population}");
+    for field in listed.as_object().unwrap().keys() {
+        assert!(
+            population["properties"].get(field).is_some(),
+            "the service sends `{field}`, which Population does not declare: {population}"
+        );
+    }
+
+    let (s, refused) = app
+        .call(
+            "PUT",
+            "/api/v1/admin/populations/contractors",
+            &app.admin,
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{refused}");
+    let codes = schemas["ErrorCode"]["enum"].as_array().unwrap();
+    assert!(
+        codes.contains(&refused["error"]["code"]),
+        "{refused} not in {codes:?}"
+    );
+}
+
+/// Regression (found by the contract run's check that invalid requests are refused): the
+/// coverage report's query parameters were documented as required path parameters of a path
+/// that has none, and the provisioning-token body as required though an empty POST is taken.
+#[tokio::test]
+async fn parameters_are_where_the_service_reads_them() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let (_, _, doc) = app.raw("GET", "/openapi.json", None, "", Vec::new()).await;
+    let mut misplaced = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let in_template = path.contains(&format!("{{{name}}}"));
+                if (p["in"] == "path") != in_template {
+                    misplaced.push(format!("{method} {path}: {name} in {}", p["in"]));
+                }
+            }
+        }
+    }
+    assert!(misplaced.is_empty(), "{misplaced:#?}");
+    let coverage = &doc["paths"]["/api/v1/admin/coverage"]["get"]["parameters"];
+    assert!(!coverage.as_array().unwrap().is_empty(), "{coverage}");
+
+    let body = &doc["paths"]["/api/v1/admin/provisioning-tokens"]["post"]["requestBody"];
+    assert_ne!(body["required"], true, "{body}");
+    let (s, _, issued) = app
+        .raw(
+            "POST",
+            "/api/v1/admin/provisioning-tokens",
+            Some(&app.admin),
+            "",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+}

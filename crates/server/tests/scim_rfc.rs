@@ -18,6 +18,7 @@ both_backends!(
     attributes_and_excluded_attributes_on_every_read,
     create_answers_with_the_location_of_the_resource,
     people_provisioned_before_attributes_were_kept,
+    names_beyond_ascii_are_answered_not_dropped,
 );
 
 /// A user as Entra ID or Okta sends it, with every core and enterprise attribute they map.
@@ -488,4 +489,41 @@ async fn people_provisioned_before_attributes_were_kept(app: App) {
         .await,
         1
     );
+}
+
+/// Regression (found by the contract run, tests/contract): an attribute name as long as the
+/// enterprise extension's URN whose character straddled the URN's length (`000𐀀𐀀...`) panicked
+/// while the service compared it with the URN, in `attributes` and in a PATCH path, and the
+/// connection was dropped without an answer.
+async fn names_beyond_ascii_are_answered_not_dropped(app: App) {
+    let hr = app.hr_feed().await;
+    let (_, id) = create_full_user(&hr, "wide@example.com").await;
+    let name = format!("000{}", "\u{10000}".repeat(14));
+    assert!(
+        !name.is_char_boundary(ENTERPRISE.len()),
+        "the name must straddle the URN's end"
+    );
+    let encoded = format!("000{}", "%F0%90%80%80".repeat(14));
+    for query in ["attributes", "excludedAttributes"] {
+        let (s, u) = hr
+            .get(&format!("/scim/v2/Users/{id}?{query}={encoded}"))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{u}");
+        assert_eq!(u["id"], id.as_str());
+    }
+    let (s, e) = hr
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": name, "value": "x"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(
+        e["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+        "{e}"
+    );
+    let (s, u) = hr.get(&format!("/scim/v2/Users/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    assert_eq!(u["userName"], "wide@example.com", "nothing was changed");
 }

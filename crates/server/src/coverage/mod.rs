@@ -17,10 +17,9 @@ mod text;
 pub use recompute::{recompute, recompute_with, verify, Mismatch};
 pub use text::render;
 
-use keywarden_protocol::ErrorCode;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use keywarden_protocol::Observed;
@@ -28,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use utoipa::ToSchema;
 
-use crate::auth::{AnyStaff, Staff};
-use crate::error::{Error, Result};
+use crate::auth::{AnyStaff, QueryParams, Staff};
+use crate::error::Result;
 use crate::policy::{DeviceClass, Policies, Policy, PostureRequirements};
 use crate::state::AppState;
 use crate::store::coverage as store;
@@ -644,6 +643,7 @@ fn posture_by_signal(laptops: &HashMap<String, crate::ongoing::Laptop>) -> Vec<S
 
 /// `GET /api/v1/admin/coverage` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CoverageQuery {
     /// Only list people with this status.
     pub status: Option<Status>,
@@ -657,9 +657,8 @@ pub struct CoverageQuery {
 pub async fn handler(
     State(state): State<AppState>,
     _caller: Staff<AnyStaff>,
-    query: std::result::Result<Query<CoverageQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<CoverageQuery>,
 ) -> Result<Json<CoverageReport>> {
-    let Query(q) = query.map_err(|e| Error::bad_request(ErrorCode::QueryInvalid, e.body_text()))?;
     let filter = if q.people == Some(false) {
         None
     } else {

@@ -206,13 +206,49 @@ pub struct PopulationSpec {
 }
 
 /// A population with its name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Population {
     /// Name, e.g. `contractors`.
     pub name: String,
     /// Definition and policy.
     #[serde(flatten)]
     pub spec: PopulationSpec,
+}
+
+/// `Population`'s schema: [`PopulationSpec`]'s object with `name` added. (The derived one was
+/// `allOf` of `{name}` and the spec, whose `additionalProperties: false`, from
+/// `deny_unknown_fields`, then refused the `name` of every population listed.)
+impl utoipa::PartialSchema for Population {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
+        use utoipa::openapi::RefOr;
+        let RefOr::T(Schema::Object(spec)) = <PopulationSpec as utoipa::PartialSchema>::schema()
+        else {
+            unreachable!("a struct's derived schema is an object")
+        };
+        let mut population: Object = spec;
+        population.description = Some("A population with its name.".to_owned());
+        population.properties.insert(
+            "name".to_owned(),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("Name, e.g. `contractors`."))
+                .into(),
+        );
+        population.required.insert(0, "name".to_owned());
+        RefOr::T(Schema::Object(population))
+    }
+}
+
+impl ToSchema for Population {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <PopulationSpec as ToSchema>::schemas(schemas);
+    }
 }
 
 /// The attributes population selectors read: a person's row, with their groups read beside it.

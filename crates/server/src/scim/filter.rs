@@ -67,16 +67,8 @@ fn selection(list: &str, schema: &ResourceSchema) -> Vec<Selected> {
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .map(|name| {
-            let (extension, rest) = match urn {
-                // `get`, not indexing: the name's byte at the URN's length may fall inside a
-                // character (a name like `urn:...:2.0:Useƈ` once panicked here).
-                Some(u)
-                    if name
-                        .get(..u.len())
-                        .is_some_and(|p| p.eq_ignore_ascii_case(u)) =>
-                {
-                    (true, name[u.len()..].trim_start_matches(':'))
-                }
+            let (extension, rest) = match urn.and_then(|u| strip_prefix_ignore_case(name, u)) {
+                Some(rest) => (true, rest.trim_start_matches(':')),
                 _ if name.to_ascii_lowercase().starts_with("urn:") => {
                     (false, name.rsplit(':').next().unwrap_or_default())
                 }
@@ -93,6 +85,16 @@ fn selection(list: &str, schema: &ResourceSchema) -> Vec<Selected> {
             }
         })
         .collect()
+}
+
+/// `text` after `prefix` (ASCII letters in either case), or `None`: cut on a character
+/// boundary only, so a name that does not start with the prefix never splits a character.
+/// (Slicing at the prefix's length panicked on `attributes=000𐀀𐀀...`, and the connection was
+/// dropped without an answer.)
+pub(super) fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 fn key_of(obj: &Map<String, Value>, name: &str) -> Option<String> {

@@ -114,15 +114,12 @@ struct AttrPath {
 fn parse_path(path: &str, extension: Option<&str>) -> ScimResult<AttrPath> {
     let mut p = path.trim();
     let mut ext = false;
-    if let Some(urn) = extension {
-        // `get`, not indexing: the path's byte at the URN's length may fall inside a character.
-        if p.get(..urn.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(urn))
-            && p[urn.len()..].starts_with(':')
-        {
-            p = &p[urn.len() + 1..];
-            ext = true;
-        }
+    if let Some(rest) = extension
+        .and_then(|urn| super::filter::strip_prefix_ignore_case(p, urn))
+        .and_then(|rest| rest.strip_prefix(':'))
+    {
+        p = rest;
+        ext = true;
     }
     if p.to_ascii_lowercase().starts_with("urn:") {
         // A core schema prefix such as urn:...:core:2.0:User:userName.
