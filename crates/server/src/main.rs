@@ -284,9 +284,9 @@ enum AuditCommand {
         /// from write-once storage). Default: the --audit-checkpoint-file, when it exists.
         #[arg(long)]
         checkpoints: Option<PathBuf>,
-        /// The audit checkpoint key's public half (base64url), for an auditor without the key
-        /// file. Default: read from the --checkpoint-key-file.
-        #[arg(long)]
+        /// The audit checkpoint key's public half (base64url, which may start with `-`), for an
+        /// auditor without the key file. Default: read from the --checkpoint-key-file.
+        #[arg(long, allow_hyphen_values = true)]
         checkpoint_public_key: Option<String>,
     },
     /// Sign the chain's head now and append the checkpoint to the --audit-checkpoint-file.

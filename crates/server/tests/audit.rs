@@ -233,6 +233,17 @@ async fn checkpoints_from_the_command_line(app: App) {
         &public,
     ]);
     assert!(!ok && text.contains(&format!("row {first}")), "{text}");
+    // A key whose base64url starts with '-' is taken as the value, not as another flag.
+    let hyphen = format!("-{}", &public[1..]);
+    let (ok, text) = app.cli(&[
+        "audit",
+        "verify",
+        "--checkpoints",
+        file.to_str().unwrap(),
+        "--checkpoint-public-key",
+        &hyphen,
+    ]);
+    assert!(!ok && !text.contains("unexpected argument"), "{text}");
 }
 
 async fn some_history(app: &App) {
