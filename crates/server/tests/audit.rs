@@ -224,25 +224,22 @@ async fn checkpoints_from_the_command_line(app: App) {
             .unwrap()
             .as_bytes(),
     );
-    let (ok, text) = app.cli(&[
-        "audit",
-        "verify",
-        "--checkpoints",
-        file.to_str().unwrap(),
-        "--checkpoint-public-key",
-        &public,
-    ]);
+    let auditor = |key: &str| {
+        let file = file.to_str().unwrap();
+        app.cli(&[
+            "audit",
+            "verify",
+            "--checkpoints",
+            file,
+            "--checkpoint-public-key",
+            key,
+        ])
+    };
+    let (ok, text) = auditor(&public);
     assert!(!ok && text.contains(&format!("row {first}")), "{text}");
     // A key whose base64url starts with '-' is taken as the value, not as another flag.
     let hyphen = format!("-{}", &public[1..]);
-    let (ok, text) = app.cli(&[
-        "audit",
-        "verify",
-        "--checkpoints",
-        file.to_str().unwrap(),
-        "--checkpoint-public-key",
-        &hyphen,
-    ]);
+    let (ok, text) = auditor(&hyphen);
     assert!(!ok && !text.contains("unexpected argument"), "{text}");
 }
 
