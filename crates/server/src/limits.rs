@@ -62,6 +62,8 @@ pub struct Limits {
     per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     timeout: Duration,
     behind_proxy: bool,
+    /// When the per-address limiter was last swept.
+    swept: std::sync::Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -74,8 +76,13 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-/// Keyed limiters forget addresses quiet long enough to be full again once this many are held.
+/// Keyed limiters forget addresses quiet long enough to be full again once this many are held,
+/// at most once per [`SWEEP_EVERY`]: a sweep walks every address, so it must not run on every
+/// request of a flood from more addresses than this.
 const FORGET_AFTER: usize = 10_000;
+
+/// Least time between two sweeps of the per-address limiter.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl Limits {
     /// The limiters for `settings`.
@@ -90,6 +97,7 @@ impl Limits {
             per_address,
             timeout: settings.request_timeout,
             behind_proxy: settings.behind_proxy,
+            swept: std::sync::Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -128,7 +136,13 @@ impl Limits {
             return Ok(());
         };
         if limiter.len() > FORGET_AFTER {
-            limiter.retain_recent();
+            // try_lock: one request sweeps; the others go on at once.
+            if let Ok(mut swept) = self.swept.try_lock() {
+                if swept.elapsed() >= SWEEP_EVERY {
+                    limiter.retain_recent();
+                    *swept = std::time::Instant::now();
+                }
+            }
         }
         limiter
             .check_key(&address)
