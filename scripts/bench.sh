@@ -8,14 +8,18 @@
 #   offboarding  time-to-revoke: 1,000 offboardings over SCIM with a real IdP webhook receiver on
 #                loopback, p50/p99 to committed and to acknowledged; then as many again under a
 #                flood of guessed provisioning tokens from 64 loopback addresses
-# Usage: scripts/bench.sh [service] [offboarding]   (no name: both)
+#   load         2,000 simulated laptops against the service as its own process over loopback:
+#                check-ins on a schedule, then catching up after an outage (all at once, and
+#                spread as the agent's jitter spreads them): p50/p99, refusals, the service's
+#                memory, reports sent against stored
+# Usage: scripts/bench.sh [service] [offboarding] [load]   (no name: all three)
 source "$(dirname "$0")/lib.sh"
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(service offboarding)
+[ ${#benches[@]} -gt 0 ] || benches=(service offboarding load)
 for b in "${benches[@]}"; do
   case "$b" in
-    service|offboarding) ;;
-    *) echo "unknown benchmark '$b': choose service or offboarding" >&2; exit 2 ;;
+    service|offboarding|load) ;;
+    *) echo "unknown benchmark '$b': choose service, offboarding or load" >&2; exit 2 ;;
   esac
 done
 ensure_apt "${BUILD_PKGS[@]}"

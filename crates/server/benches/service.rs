@@ -25,7 +25,11 @@
 // The service tests' helpers: a laptop provisioned and signing as the agent does.
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/fleet.rs"]
+mod fleet;
 mod support;
+
+use fleet::{now_ms, report};
 
 use common::Device;
 
@@ -40,26 +44,6 @@ use keywarden_server::{db, router, AppState, Settings, SystemClock};
 use serde_json::{json, Value};
 use sqlx::{AnyPool, Row as _};
 use tower::ServiceExt as _;
-
-fn now_ms() -> i64 {
-    use keywarden_server::Clock as _;
-    SystemClock.now_ms()
-}
-
-/// A report as a laptop in the field sends it: the service tests' report with a disk and a
-/// hardware key.
-fn report(now: i64) -> Value {
-    let mut body = common::report_body(now, true);
-    body["agent_version"] = json!("bench");
-    body["posture"]["disks"] = json!({"state": "known", "value": [{"name": "/dev/nvme0n1p2", "mount_point": "/", "file_system": "ext4",
-        "total_bytes": 511_000_000_000u64, "available_bytes": 200_000_000_000u64, "removable": false}]});
-    body["keys"] = json!([{"id": "hid:1", "backend": "hid", "label": "YubiKey 5 NFC", "model": "YubiKey 5 NFC",
-        "aaguid": "cb69481e-8ff7-4039-93ec-0a2729a154a8", "versions": ["FIDO_2_0", "FIDO_2_1"],
-        "extensions": ["credProtect", "hmac-secret"], "options": {"rk": true, "clientPin": true, "credMgmt": true},
-        "pin_protocols": [2, 1], "firmware_version": 328707, "pin_set": true, "pin_retries": 8,
-        "min_pin_length": 4, "remaining_discoverable_credentials": 20}]);
-    body
-}
 
 /// A fresh database for one part of the run.
 async fn fresh(backend: &str) -> Option<(String, Option<tempfile::TempDir>)> {
@@ -372,15 +356,10 @@ async fn checkins(url: &str) -> (f64, Duration, Duration, usize, usize) {
     let secs = start.elapsed().as_secs_f64();
     server.abort();
     all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     (
         all.len() as f64 / secs,
-        pct(0.50),
-        pct(0.99),
+        fleet::percentile(&all, 0.50),
+        fleet::percentile(&all, 0.99),
         all.len(),
         errors,
     )

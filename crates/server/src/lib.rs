@@ -84,5 +84,12 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Failed requests are logged by `Error` (server errors at ERROR, refusals, shedding
+        // included, at INFO); the trace layer's own failure line would log each shed request
+        // again at ERROR, which under overload is a flood of its own.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
 }
