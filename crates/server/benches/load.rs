@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Device, ServiceProcess};
-use fleet::{now_ms, percentile, report};
+use fleet::{memory_mib, now_ms, percentile, report};
 use keywarden_protocol::REPORT_BATCH_PATH;
 use rand::Rng as _;
 use serde_json::json;
@@ -135,19 +135,6 @@ impl Laptop {
 struct Tally {
     shed: AtomicUsize,
     failed: AtomicUsize,
-}
-
-/// Resident memory of a process now and at its peak so far, in MiB (from /proc).
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Samples the service's resident memory every 100 ms while a phase runs; its peak.

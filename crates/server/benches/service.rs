@@ -18,6 +18,10 @@
 //!    one person's credentials, the render against the coverage summary, and the weight of what a
 //!    browser loads for it.
 //!
+//! 5. `keywarden-server audit verify` as its own process over 100,000 and then 1,000,000 audit
+//!    records: its time and peak resident memory. Streaming shows as a peak that stays flat
+//!    while the log grows tenfold (`audit-verify`).
+//!
 //! `KEYWARDEN_BENCH_SCALE` (default 1.0) scales the counts down for a quick run;
 //! `KEYWARDEN_BENCH_ONLY` and `KEYWARDEN_BENCH_BACKEND` pick parts (see [`wanted`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -603,7 +607,57 @@ async fn seed_people(st: &AppState, people: usize) -> (usize, Duration) {
     (people, seed.elapsed())
 }
 
-/// Whether to run one part: `KEYWARDEN_BENCH_ONLY` (`ingest`, `checkins`, `coverage`, `console`, comma
+/// Part 5: grow the audit log to `rows` records (signed into the chain as the service writes
+/// them) and time `keywarden-server audit verify` over it as a process; its peak memory (MiB).
+async fn audit_verify(url: &str, have: usize, rows: usize) -> (Duration, f64) {
+    let pool = db::connect(url).await.unwrap();
+    let mut n = have;
+    while n < rows {
+        let chunk = 10_000.min(rows - n);
+        let records: Vec<_> = (n..n + chunk)
+            .map(|i| keywarden_server::audit::NewRecord {
+                actor: format!("device:{}", i % 2_000),
+                action: "report.accepted",
+                subject: format!("report-{i}"),
+                detail: json!({"reports": 1, "batch": i / 100}),
+            })
+            .collect();
+        let mut tx = db::begin(&pool).await.unwrap();
+        keywarden_server::audit::record_many(&mut tx, now_ms(), &records)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        n += chunk;
+    }
+    pool.close().await;
+    let data = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keywarden-server"))
+        .args(["--database-url", url, "--data-dir"])
+        .arg(data.path())
+        .args(["audit", "verify"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0f64;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        peak = peak.max(fleet::memory_mib(child.id()).1);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let took = started.elapsed();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut said).unwrap();
+    assert!(
+        status.success() && said.contains("intact"),
+        "audit verify: {said}"
+    );
+    (took, peak)
+}
+
+/// Whether to run one part: `KEYWARDEN_BENCH_ONLY` (`ingest`, `checkins`, `coverage`, `console`, `audit-verify`, comma
 /// separated) picks parts, e.g. to profile one; unset runs all. `KEYWARDEN_BENCH_BACKEND`
 /// (`sqlite` or `postgres`) likewise picks a database.
 fn wanted(part: &str) -> bool {
@@ -665,6 +719,14 @@ fn main() {
                     println!("[{backend}] console page {path:<22} {:>6.1} KiB HTML, {:>7.1} ms on the server (an admin's request through the router)",
                         weight as f64 / 1024.0, ms(time));
                 }
+            }
+            if wanted("audit-verify") {
+                let (fresh5, _dir5) = fresh(backend).await.unwrap();
+                let (small, large) = (scaled(100_000), scaled(1_000_000));
+                let (t1, m1) = audit_verify(&fresh5, 0, small).await;
+                let (t2, m2) = audit_verify(&fresh5, small, large).await;
+                println!("[{backend}] audit verify:         {small} records in {:.1} s, peak {m1:.0} MiB; {large} records in {:.1} s ({:.0}/s), peak {m2:.0} MiB: {:.2}x the memory for {:.0}x the records (streams: flat), {:.1}x the time",
+                    t1.as_secs_f64(), t2.as_secs_f64(), large as f64 / t2.as_secs_f64(), m2 / m1, large as f64 / small as f64, t2.as_secs_f64() / t1.as_secs_f64());
             }
             println!();
         }

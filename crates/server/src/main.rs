@@ -88,6 +88,10 @@ struct Cli {
     /// on demand (`audit checkpoint`).
     #[arg(long, default_value_t = 3600)]
     audit_checkpoint_interval_seconds: u64,
+    /// Where each audit checkpoint is also POSTed (signed JSON, event type `audit.checkpoint`,
+    /// through the outbox): write-once storage behind a webhook.
+    #[arg(long, env = "KEYWARDEN_AUDIT_CHECKPOINT_WEBHOOK", global = true)]
+    audit_checkpoint_webhook: Option<url::Url>,
     /// The file holding the key that signs audit checkpoints (as --webhook-key-file).
     /// Default: `audit-checkpoint.key` in the data directory.
     #[arg(long, env = "KEYWARDEN_CHECKPOINT_KEY_FILE", global = true)]
@@ -453,14 +457,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let (keys, _) =
                         service_keys::ServiceKeys::load(&pool, &files, clock.now_ms()).await?;
                     let file = checkpoints_at;
-                    match audit::checkpoint::take(&pool, &keys, clock.now_ms()).await? {
+                    let now = clock.now_ms();
+                    let to_webhook = cli.audit_checkpoint_webhook.is_some();
+                    match audit::checkpoint::take(&pool, &keys, now).await? {
                         Some(c) => {
-                            audit::checkpoint::append(&file, &c)?;
+                            audit::checkpoint::publish(&pool, &c, &file, to_webhook, now).await?;
                             println!(
-                                "checkpoint of row {} ({}) appended to {}",
+                                "checkpoint of row {} ({}) appended to {}{}",
                                 c.seq,
                                 c.hash,
-                                file.display()
+                                file.display(),
+                                if to_webhook {
+                                    "; queued for the checkpoint webhook (the running service sends it)"
+                                } else {
+                                    ""
+                                }
                             );
                         }
                         None => println!("the audit log is empty: nothing to sign"),
@@ -732,6 +743,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.open_burst = cli.open_burst;
     settings.behind_proxy = cli.behind_tls_proxy;
     settings.audit_checkpoint_file = Some(checkpoints_at.clone());
+    settings.audit_checkpoint_webhook = cli.audit_checkpoint_webhook;
     let (keys, loaded) = service_keys::ServiceKeys::load(&pool, &files, clock.now_ms())
         .await
         .context("cannot load the service's signing keys")?;
@@ -765,14 +777,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ));
     if cli.audit_checkpoint_interval_seconds > 0 {
         tokio::spawn(audit::checkpoint::run(
-            state.db.clone(),
-            state.keys.clone(),
+            state.clone(),
             checkpoints_at,
             std::time::Duration::from_secs(cli.audit_checkpoint_interval_seconds),
-            state.clock.clone(),
         ));
     }
-    if state.settings.notify_webhook.is_some() || state.settings.idp_webhook.is_some() {
+    if keywarden_server::webhooks::Deliverer::has_work(&state) {
         tokio::spawn(keywarden_server::webhooks::Deliverer::new()?.run(state.clone()));
     } else {
         tracing::info!("no webhook configured: notifications and revocation events stay queued (see GET /api/v1/admin/outbox)");

@@ -98,6 +98,9 @@ pub struct Settings {
     /// Where signed audit checkpoints are appended; the verification endpoint checks the chain
     /// against them.
     pub audit_checkpoint_file: Option<std::path::PathBuf>,
+    /// Where each signed audit checkpoint is also sent (write-once storage behind a webhook),
+    /// through the outbox like every other event.
+    pub audit_checkpoint_webhook: Option<Url>,
 }
 
 impl Settings {
@@ -130,6 +133,7 @@ impl Settings {
             open_burst: 30,
             behind_proxy: false,
             audit_checkpoint_file: None,
+            audit_checkpoint_webhook: None,
         }
     }
 }

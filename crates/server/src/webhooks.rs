@@ -1,4 +1,5 @@
-//! Outgoing events: notifications to people and signed revocation events to the IdP.
+//! Outgoing events: notifications to people, signed revocation events to the IdP, and signed
+//! audit checkpoints to write-once storage.
 //!
 //! An event is written to `outbox_events` in the same transaction as the change it reports
 //! ([`enqueue`]), so a crash or an unreachable receiver loses nothing. [`Deliverer::deliver_due`] POSTs due
@@ -37,6 +38,8 @@ pub enum Sink {
     Notify,
     /// The identity provider: revocation events.
     Idp,
+    /// Write-once storage for signed audit checkpoints.
+    Checkpoint,
 }
 
 impl Sink {
@@ -45,6 +48,7 @@ impl Sink {
         match self {
             Sink::Notify => "notify",
             Sink::Idp => "idp",
+            Sink::Checkpoint => "checkpoint",
         }
     }
 }
@@ -219,23 +223,30 @@ impl Deliverer {
     }
 
     fn url(state: &AppState, sink: &str) -> Option<url::Url> {
+        let s = &state.settings;
         match sink {
-            "notify" => state.settings.notify_webhook.clone(),
-            "idp" => state.settings.idp_webhook.clone(),
+            "notify" => s.notify_webhook.clone(),
+            "idp" => s.idp_webhook.clone(),
+            "checkpoint" => s.audit_checkpoint_webhook.clone(),
             _ => None,
         }
+    }
+
+    /// Whether any destination is configured (else there is nothing to run).
+    pub fn has_work(state: &AppState) -> bool {
+        [Sink::Notify, Sink::Idp, Sink::Checkpoint]
+            .iter()
+            .any(|s| Self::url(state, s.as_str()).is_some())
     }
 
     /// Deliver every event due at `now` whose sink has a webhook configured.
     pub async fn deliver_due(&self, state: &AppState) -> Result<Round> {
         let now = state.now_ms();
-        let mut sinks = Vec::new();
-        if state.settings.notify_webhook.is_some() {
-            sinks.push("notify");
-        }
-        if state.settings.idp_webhook.is_some() {
-            sinks.push("idp");
-        }
+        let sinks: Vec<&str> = [Sink::Notify, Sink::Idp, Sink::Checkpoint]
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|s| Self::url(state, s).is_some())
+            .collect();
         let mut round = Round::default();
         if sinks.is_empty() {
             return Ok(round);

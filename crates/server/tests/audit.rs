@@ -21,7 +21,8 @@ both_backends!(
     a_rewrite_with_recomputed_hashes_is_caught_by_a_checkpoint,
     a_cut_tail_with_a_fixed_head_is_caught_by_a_checkpoint,
     a_forged_checkpoint_is_refused,
-    checkpoints_from_the_command_line
+    checkpoints_from_the_command_line,
+    checkpoints_reach_their_webhook_through_an_outage
 );
 
 /// The chain's hash of a row (the documented format: SHA-256 of the JSON array of its fields and
@@ -241,6 +242,75 @@ async fn checkpoints_from_the_command_line(app: App) {
     let hyphen = format!("-{}", &public[1..]);
     let (ok, text) = auditor(&hyphen);
     assert!(!ok && !text.contains("unexpected argument"), "{text}");
+}
+
+/// A checkpoint goes to the file at once and to the checkpoint webhook through the outbox: the
+/// receiver down at first gets it later, signed with the webhook key, carrying a checkpoint
+/// that verifies with the checkpoint key; without the webhook nothing is queued.
+async fn checkpoints_reach_their_webhook_through_an_outage(app: App) {
+    use ed25519_dalek::Verifier as _;
+    use keywarden_server::webhooks::Deliverer;
+    some_history(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit-checkpoints.jsonl");
+    let queued = "SELECT COUNT(*) FROM outbox_events WHERE sink = 'checkpoint'";
+    let first = checkpoint(&app).await;
+    audit::checkpoint::publish(&app.state.db, &first, &file, false, app.now())
+        .await
+        .unwrap();
+    assert_eq!(app.count(queued).await, 0, "no webhook, nothing queued");
+
+    let port = common::closed_port().await;
+    let state = common::state_with(&app, |s| {
+        s.audit_checkpoint_webhook = Some(common::hook_url(port))
+    });
+    app.person("dee").await;
+    let second = checkpoint(&app).await;
+    audit::checkpoint::publish(&state.db, &second, &file, true, app.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        audit::checkpoint::read(&file).unwrap(),
+        vec![first, second.clone()]
+    );
+    let deliverer = Deliverer::new().unwrap();
+    let round = deliverer.deliver_due(&state).await.unwrap();
+    assert_eq!(
+        (round.delivered, round.failed),
+        (0, 1),
+        "the receiver is down"
+    );
+    assert_eq!(app.count(queued).await, 1);
+
+    let got = common::receiver(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+    )
+    .await;
+    app.clock.advance_secs(2);
+    assert_eq!(deliverer.deliver_due(&state).await.unwrap().delivered, 1);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (headers, body) = &got[0];
+    let signature =
+        keywarden_server::secrets::unb64(headers["keywarden-signature"].to_str().unwrap()).unwrap();
+    app.state
+        .keys
+        .webhook()
+        .verifying_key()
+        .verify(
+            body,
+            &ed25519_dalek::Signature::from_slice(&signature).unwrap(),
+        )
+        .expect("signed with the webhook key");
+    let event: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(event["type"], "audit.checkpoint");
+    let sent: audit::checkpoint::Checkpoint = serde_json::from_value(event).unwrap();
+    assert_eq!(sent, second);
+    sent.check(&checkpoint_key(&app))
+        .expect("a genuine checkpoint");
+    assert_eq!(verify_against(&app, &[sent]).await.problem, None);
 }
 
 async fn some_history(app: &App) {

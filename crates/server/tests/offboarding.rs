@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,39 +17,12 @@ use keywarden_server::webhooks::Deliverer;
 use keywarden_server::AppState;
 use serde_json::{json, Value};
 
-type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
-
-/// A webhook receiver on `port` that records every request and answers 200.
-async fn receiver(listener: tokio::net::TcpListener) -> Received {
-    let got: Received = Arc::default();
-    let sink = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().unwrap().push((headers, body));
-                StatusCode::OK
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    got
-}
-
-/// The service state with webhooks pointing at 127.0.0.1:`port`.
+/// The service state with the IdP and notification webhooks pointing at 127.0.0.1:`port`.
 fn delivering(app: &App, port: u16) -> AppState {
-    let mut settings = common::settings();
-    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
-    settings.idp_webhook = Some(url.clone());
-    settings.notify_webhook = Some(url);
-    AppState::new(
-        app.state.db.clone(),
-        settings,
-        app.clock.clone(),
-        (*app.state.keys).clone(),
-    )
-    .unwrap()
+    common::state_with(app, |s| {
+        s.idp_webhook = Some(common::hook_url(port));
+        s.notify_webhook = Some(common::hook_url(port));
+    })
 }
 
 async fn hr_user(hr: &ScimClient<'_>, name: &str) -> String {
@@ -131,9 +102,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
     let event_id = offboardings[0]["event_id"].as_str().unwrap().to_owned();
 
     // The IdP webhook is down at first: the event stays queued with the reason.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = common::closed_port().await;
     let state = delivering(&app, port);
     let deliverer = Deliverer::new().unwrap();
     let round = deliverer.deliver_due(&state).await.unwrap();
@@ -161,7 +130,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         Default::default()
     );
     // The receiver comes up; after the backoff the event is delivered, once.
-    let got = receiver(
+    let got = common::receiver(
         tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap(),
@@ -463,18 +432,11 @@ async fn a_slow_destination_does_not_hold_back_another(app: App) {
     tokio::spawn(async move { axum::serve(slow_listener, slow).await.unwrap() });
     let fast_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fast_port = fast_listener.local_addr().unwrap().port();
-    let got = receiver(fast_listener).await;
-    let mut state = delivering(&app, fast_port);
-    let mut settings = (*state.settings).clone();
-    settings.notify_webhook =
-        Some(url::Url::parse(&format!("http://127.0.0.1:{slow_port}/hook")).unwrap());
-    state = AppState::new(
-        state.db.clone(),
-        settings,
-        app.clock.clone(),
-        (*app.state.keys).clone(),
-    )
-    .unwrap();
+    let got = common::receiver(fast_listener).await;
+    let state = common::state_with(&app, |s| {
+        s.idp_webhook = Some(common::hook_url(fast_port));
+        s.notify_webhook = Some(common::hook_url(slow_port));
+    });
 
     let mut tx = keywarden_server::db::begin(&state.db).await.unwrap();
     for i in 0..2 {

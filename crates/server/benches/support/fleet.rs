@@ -1,6 +1,6 @@
 //! What the benchmarks that act as laptops share (included by those that also include the
-//! service tests' helpers as `common`): a report as a laptop in the field sends it, and
-//! percentiles of measured latencies.
+//! service tests' helpers as `common`): a report as a laptop in the field sends it,
+//! percentiles of measured latencies, and a process's memory.
 
 use std::time::Duration;
 
@@ -35,4 +35,17 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
         .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
         .copied()
         .unwrap_or_default()
+}
+
+/// Resident memory of a process now and at its peak so far, in MiB (from /proc).
+pub fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

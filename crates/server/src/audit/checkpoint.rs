@@ -1,7 +1,9 @@
 //! Signed checkpoints of the audit chain: the head's sequence number and hash, signed with the
 //! audit checkpoint key (Ed25519, kept outside the database: [`crate::service_keys`]), written at
 //! an interval and on demand, and appended as JSON lines to a file meant for write-once storage
-//! (an append-only mount, a WORM bucket's sync folder, a log shipper's input).
+//! (an append-only mount, a WORM bucket's sync folder, a log shipper's input), and, when one is
+//! configured, sent to a webhook (`audit.checkpoint` events through the durable outbox, so a
+//! receiver that is down gets them later, in order).
 //!
 //! The hash chain alone shows a changed row, but someone who can write the database can rewrite
 //! a row and recompute every hash after it and the head, or cut the tail and fix the head: the
@@ -19,7 +21,9 @@ use sqlx::AnyPool;
 use crate::error::{Error, Result};
 use crate::secrets::{b64, unb64};
 use crate::service_keys::{ServiceKeys, CHECKPOINT_KEY_ID};
+use crate::state::AppState;
 use crate::store::audit as store;
+use crate::webhooks::Sink;
 
 /// What a checkpoint's signature covers is marked with this, so it cannot be taken for anything
 /// else the service signs.
@@ -118,6 +122,33 @@ pub fn append(path: &Path, c: &Checkpoint) -> Result<()> {
         .map_err(io("append to"))
 }
 
+/// Keep `c` where it cannot be quietly rewritten: appended to the file at `path`, and queued for
+/// the checkpoint webhook when `to_webhook` (the caller wakes the deliverer).
+pub async fn publish(
+    db: &AnyPool,
+    c: &Checkpoint,
+    path: &Path,
+    to_webhook: bool,
+    now: i64,
+) -> Result<()> {
+    append(path, c)?;
+    if to_webhook {
+        let body = serde_json::to_value(c).map_err(Error::Corrupt)?;
+        let mut tx = crate::db::begin(db).await?;
+        crate::webhooks::enqueue(
+            &mut tx,
+            Sink::Checkpoint,
+            "audit.checkpoint",
+            None,
+            body,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
 /// Every checkpoint in the file at `path`, oldest first; a line that is not one is refused with
 /// its number.
 pub fn read(path: &Path) -> Result<Vec<Checkpoint>> {
@@ -145,24 +176,23 @@ pub fn read(path: &Path) -> Result<Vec<Checkpoint>> {
     Ok(out)
 }
 
-/// Take a checkpoint every `every` while the chain grows, appending each to `path`; a failure
-/// is logged and tried again at the next turn.
-pub async fn run(
-    db: AnyPool,
-    keys: std::sync::Arc<ServiceKeys>,
-    path: std::path::PathBuf,
-    every: std::time::Duration,
-    clock: std::sync::Arc<dyn crate::Clock>,
-) {
+/// Take a checkpoint every `every` while the chain grows and [`publish`] it to `path` (and the
+/// checkpoint webhook, when configured); a failure is logged and tried again at the next turn.
+pub async fn run(state: AppState, path: std::path::PathBuf, every: std::time::Duration) {
     let mut last = None;
     let mut tick = tokio::time::interval(every);
+    let to_webhook = state.settings.audit_checkpoint_webhook.is_some();
     loop {
         tick.tick().await;
-        match take(&db, &keys, clock.now_ms()).await {
+        let now = state.now_ms();
+        match take(&state.db, &state.keys, now).await {
             Ok(Some(c)) if last != Some(c.seq) => {
-                let seq = c.seq;
-                match append(&path, &c) {
-                    Ok(()) => last = Some(seq),
+                let _turn = state.write_turn().await;
+                match publish(&state.db, &c, &path, to_webhook, now).await {
+                    Ok(()) => {
+                        last = Some(c.seq);
+                        state.outbox_wake.notify_one();
+                    }
                     Err(e) => tracing::error!(error = %e, "audit checkpoint not written"),
                 }
             }

@@ -14,7 +14,7 @@
 //! One concern a file: `db` (backends, fresh databases, the test clock), `app` (the service and
 //! its calls), `device` (a laptop's signed calls), `softkey` (attested credentials and their
 //! browser shapes), `browser` (the self-service pages), `flows` (enrolment, step-up and
-//! directory helpers built on those), `process` (the real binary) and `endpoints` (the role matrix, compared with the router's
+//! directory helpers built on those), `hooks` (a webhook receiver), `process` (the real binary) and `endpoints` (the role matrix, compared with the router's
 //! routes by tests/roles.rs).
 
 mod app;
@@ -23,6 +23,7 @@ mod db;
 mod device;
 mod endpoints;
 mod flows;
+mod hooks;
 mod process;
 mod softkey;
 
@@ -39,6 +40,8 @@ pub use device::*;
 pub use endpoints::*;
 #[allow(unused_imports)]
 pub use flows::*;
+#[allow(unused_imports)]
+pub use hooks::*;
 #[allow(unused_imports)]
 pub use process::*;
 #[allow(unused_imports)]
