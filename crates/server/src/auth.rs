@@ -536,7 +536,7 @@ impl SignedCall {
 
     /// A write transaction with this request's sequence number claimed in it ([`Self::claim`]):
     /// what a device-signed handler does first.
-    pub async fn begin(&self, db: &sqlx::AnyPool) -> Result<Transaction<'static, Any>> {
+    pub async fn begin(&self, db: &sqlx::AnyPool) -> Result<crate::db::WriteTx> {
         let mut tx = crate::db::begin(db).await?;
         self.claim(&mut tx).await?;
         Ok(tx)

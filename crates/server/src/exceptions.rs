@@ -144,7 +144,7 @@ pub async fn add(
     let expires = now + i64::from(days) * 86_400_000;
     let id = new_id();
     let mut tx = crate::db::begin(&state.db).await?;
-    if !crate::store::people::exists(&mut *tx, &req.person_id).await? {
+    if !crate::store::people::exists(&mut **tx, &req.person_id).await? {
         return Err(Error::not_found(
             ErrorCode::PersonUnknown,
             format!("no person with id {}", req.person_id),

@@ -236,7 +236,7 @@ pub async fn load_into_population(
     let mut tx = crate::db::begin(db).await?;
     let stored: String = sqlx::query_scalar("SELECT policy FROM populations WHERE name = $1")
         .bind(population)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
         .or_not_found(
             ErrorCode::PopulationUnknown,
@@ -256,7 +256,7 @@ pub async fn load_into_population(
         .bind(serde_json::to_string(&policy).map_err(Error::Corrupt)?)
         .bind(now)
         .bind(population)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     let excluded: Vec<&str> = blob
         .entries
@@ -298,7 +298,7 @@ pub async fn store_metadata(
 ) -> Result<StoredMetadata> {
     let mut tx = crate::db::begin(db).await?;
     let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(blob_no) AS n FROM mds_blobs")
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
     if let Some(latest) = latest.filter(|n| *n > blob.number) {
         return Err(Error::conflict(
@@ -311,10 +311,10 @@ pub async fn store_metadata(
     }
     sqlx::query("DELETE FROM trust_anchors WHERE source = $1")
         .bind(crate::trust::SOURCE_MDS)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     sqlx::query("DELETE FROM authenticator_models")
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     // One anchor per root, vouching for the trusted models whose entry lists it.
     let mut roots: std::collections::BTreeMap<String, (X509, Vec<String>, Vec<String>)> =
@@ -332,7 +332,7 @@ pub async fn store_metadata(
         .bind(serde_json::to_string(&e.attachment_hint).map_err(Error::Corrupt)?)
         .bind(i64::from(e.trusted))
         .bind(blob.number)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if !e.trusted {
             continue;
@@ -369,7 +369,7 @@ pub async fn store_metadata(
     }
     sqlx::query("DELETE FROM mds_blobs WHERE blob_no = $1")
         .bind(blob.number)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     sqlx::query(
         "INSERT INTO mds_blobs (blob_no, next_update, next_update_ms, entries, loaded_at, loaded_by) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -380,7 +380,7 @@ pub async fn store_metadata(
     .bind(i64::try_from(models.len()).unwrap_or(i64::MAX))
     .bind(now)
     .bind(actor)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     audit::record(
         &mut tx,

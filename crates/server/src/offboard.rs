@@ -92,7 +92,13 @@ impl Pending {
     /// Record the commit time, retire the laptops the leaver left behind, and wake the webhook
     /// deliverer.
     pub async fn committed(self, state: &AppState) -> Result<()> {
-        store::set_committed(&state.db, &self.id, state.clock.now_us()).await?;
+        let at_us = state.clock.now_us();
+        // The IdP's event is committed: the deliverer need not wait for the bookkeeping below.
+        state.outbox_wake.notify_one();
+        {
+            let _turn = state.write_turn().await;
+            store::set_committed(&state.db, &self.id, at_us).await?;
+        }
         if let Err(e) = self.retire_laptops(state).await {
             // The laptops are unbound already; the dormant-access report lists them until an
             // admin retires them.

@@ -92,12 +92,11 @@ pub async fn prune(state: &AppState, now: i64, keep_reports: Duration) -> Result
     for (table, sql, before) in rules(now, keep_reports, state.settings.redeem_window) {
         let mut total = 0u64;
         loop {
-            let turn = state.write_turn().await;
             let mut tx = crate::db::begin(&state.db).await?;
             let n = sqlx::query(sql)
                 .bind(before)
                 .bind(BATCH)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?
                 .rows_affected();
             if n > 0 {
@@ -112,7 +111,6 @@ pub async fn prune(state: &AppState, now: i64, keep_reports: Duration) -> Result
                 .await?;
             }
             tx.commit().await?;
-            drop(turn);
             total += n;
             if n < u64::try_from(BATCH).unwrap_or(u64::MAX) {
                 break;

@@ -149,8 +149,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// WebAuthn relying party.
     pub webauthn: Arc<WebauthnCore>,
-    /// On SQLite, hot write paths take this before their transaction: one writer at a time
-    /// in-process instead of SQLite's busy-wait sleeps. `None` on PostgreSQL (row locks).
+    /// On SQLite, the database's write gate ([`crate::db::write_gate`]), which every
+    /// [`crate::db::begin`] takes; writes outside such a transaction take it with
+    /// [`AppState::write_turn`]. `None` on PostgreSQL (row locks).
     pub write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// The report group-commit queue, started on the first report.
     pub ingest_queue: Arc<tokio::sync::OnceCell<tokio::sync::mpsc::Sender<crate::agent::Job>>>,
@@ -199,8 +200,7 @@ impl AppState {
             None,
             None,
         );
-        let write_gate = (db.connect_options().database_url.scheme() == "sqlite")
-            .then(|| Arc::new(tokio::sync::Mutex::new(())));
+        let write_gate = crate::db::write_gate(&db);
         Ok(AppState {
             db,
             clock,

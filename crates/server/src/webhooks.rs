@@ -273,12 +273,15 @@ impl Deliverer {
             let Some(url) = Self::url(state, &sink) else {
                 continue;
             };
-            let (http, keys) = (self.http.clone(), state.keys.clone());
+            let (http, keys, clock) = (self.http.clone(), state.keys.clone(), state.clock.clone());
             sending.spawn(async move {
                 let mut outcomes = Vec::with_capacity(events.len());
                 for e in events {
-                    let error = send(&http, &url, keys.webhook(), &e).await;
-                    outcomes.push((e, error));
+                    // Stamped when the receiver answered, not when the answer is recorded.
+                    let outcome = send(&http, &url, keys.webhook(), &e)
+                        .await
+                        .map(|()| clock.now_us());
+                    outcomes.push((e, outcome));
                 }
                 outcomes
             });
@@ -311,17 +314,16 @@ impl Deliverer {
 }
 
 /// Record what became of one destination's events, in one transaction.
-async fn settle(state: &AppState, outcomes: &[(store::DueEvent, Option<String>)]) -> Result<Round> {
+async fn settle(state: &AppState, outcomes: &[(store::DueEvent, Sent)]) -> Result<Round> {
     let mut round = Round::default();
     let at = state.now_ms();
-    let at_us = state.clock.now_us();
-    let _turn = state.write_turn().await;
     let mut tx = crate::db::begin(&state.db).await?;
     let mut records = Vec::new();
-    for (e, error) in outcomes {
-        match error {
-            None => {
-                store::delivered(&mut tx, &e.id, at).await?;
+    for (e, outcome) in outcomes {
+        match outcome {
+            Ok(at_us) => {
+                let at_us = *at_us;
+                store::delivered(&mut tx, &e.id, at_us / 1000).await?;
                 if e.sink == "idp" {
                     store::offboarding_acked(&mut tx, &e.id, at_us).await?;
                     records.push(audit::NewRecord {
@@ -333,7 +335,7 @@ async fn settle(state: &AppState, outcomes: &[(store::DueEvent, Option<String>)]
                 }
                 round.delivered += 1;
             }
-            Some(error) => {
+            Err(error) => {
                 let delay = backoff(state, e.attempts + 1);
                 tracing::warn!(event = %e.id, sink = %e.sink, attempts = e.attempts + 1, %error, "webhook delivery failed; will retry");
                 store::failed(&mut tx, &e.id, error, at + delay).await?;
@@ -346,13 +348,16 @@ async fn settle(state: &AppState, outcomes: &[(store::DueEvent, Option<String>)]
     Ok(round)
 }
 
-/// Send one event, signed; `None` when the receiver acknowledged it, else why not.
+/// What became of one event: acknowledged at (unix µs), or why not.
+type Sent = std::result::Result<i64, String>;
+
+/// Send one event, signed; `Err` with why the receiver did not acknowledge it.
 async fn send(
     http: &reqwest::Client,
     url: &url::Url,
     key: &ed25519_dalek::SigningKey,
     e: &store::DueEvent,
-) -> Option<String> {
+) -> std::result::Result<(), String> {
     let signature = b64(&key.sign(e.body.as_bytes()).to_bytes());
     let outcome = http
         .post(url.clone())
@@ -364,13 +369,13 @@ async fn send(
         .send()
         .await;
     match outcome {
-        Ok(resp) if resp.status().is_success() => None,
-        Ok(resp) => Some(format!("receiver answered {}", resp.status())),
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(format!("receiver answered {}", resp.status())),
         Err(e) if e.is_connect() => {
-            Some("receiver unreachable (connection refused or no route)".to_owned())
+            Err("receiver unreachable (connection refused or no route)".to_owned())
         }
-        Err(e) if e.is_timeout() => Some("receiver did not answer within 5 s".to_owned()),
-        Err(e) => Some(format!("sending failed: {e}")),
+        Err(e) if e.is_timeout() => Err("receiver did not answer within 5 s".to_owned()),
+        Err(e) => Err(format!("sending failed: {e}")),
     }
 }
 

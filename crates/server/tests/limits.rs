@@ -206,11 +206,11 @@ async fn open_routes_are_rate_limited_per_address(app: App) {
 
 /// Hold what provisioning needs to write (SQLite's write lock; the token's row on PostgreSQL)
 /// in a transaction of the test's own.
-async fn hold_provisioning(app: &App) -> sqlx::Transaction<'static, sqlx::Any> {
+async fn hold_provisioning(app: &App) -> db::WriteTx {
     let pool = db::connect(&app.db.url).await.unwrap();
     let mut tx = db::begin(&pool).await.unwrap();
     sqlx::query("UPDATE provisioning_tokens SET expires_at = expires_at")
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .unwrap();
     tx

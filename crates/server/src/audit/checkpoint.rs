@@ -187,7 +187,6 @@ pub async fn run(state: AppState, path: std::path::PathBuf, every: std::time::Du
         let now = state.now_ms();
         match take(&state.db, &state.keys, now).await {
             Ok(Some(c)) if last != Some(c.seq) => {
-                let _turn = state.write_turn().await;
                 match publish(&state.db, &c, &path, to_webhook, now).await {
                     Ok(()) => {
                         last = Some(c.seq);

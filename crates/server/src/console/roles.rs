@@ -104,7 +104,7 @@ pub async fn grant(
     let mut tx = crate::db::begin(&state.db).await?;
     crate::admin::require_active_person(&mut tx, &person_id, "staff roles").await?;
     crate::tokens::require_from_hr(&mut tx, &person_id).await?;
-    let before = store::role_of(&mut *tx, &person_id).await?;
+    let before = store::role_of(&mut **tx, &person_id).await?;
     if before.as_ref().is_some_and(|b| b.role == "admin") && req.role != Role::Admin {
         require_another_admin(&mut tx).await?;
     }
@@ -130,7 +130,7 @@ pub async fn grant(
         now,
     )
     .await?;
-    let view = store::role_of(&mut *tx, &person_id)
+    let view = store::role_of(&mut **tx, &person_id)
         .await?
         .and_then(StaffRoleView::from_row)
         .ok_or(Error::Database(sqlx::Error::RowNotFound))?;
@@ -161,7 +161,7 @@ pub async fn remove(
 ) -> Result<StatusCode> {
     let now = state.now_ms();
     let mut tx = crate::db::begin(&state.db).await?;
-    let before = store::role_of(&mut *tx, &person_id).await?.or_not_found(
+    let before = store::role_of(&mut **tx, &person_id).await?.or_not_found(
         ErrorCode::PersonUnknown,
         format!("person {person_id} holds no staff role"),
     )?;

@@ -2,7 +2,9 @@
 //! PostgreSQL through sqlx's `Any` driver (placeholders are written `$1`, which both accept).
 
 use keywarden_protocol::ErrorCode;
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Transaction};
@@ -88,16 +90,76 @@ pub async fn connect_sized(
     Ok(pool)
 }
 
-/// Begin a transaction that may write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
-/// taken (or waited for, up to the busy timeout) at the start, so a transaction that reads and
-/// then writes never fails half-way with "database is locked" because another writer (a
-/// request, the webhook deliverer, another replica) committed in between. PostgreSQL's row
-/// locks need no such care.
-pub async fn begin(pool: &AnyPool) -> Result<Transaction<'static, Any>> {
-    if pool.connect_options().database_url.scheme() == "sqlite" {
-        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
-    } else {
-        Ok(pool.begin().await?)
+/// The in-process gate of a SQLite database's one write lock (`None` on PostgreSQL): writers in
+/// this process queue on it in order instead of in SQLite's busy handler, which polls with
+/// sleeps of up to 100 ms, so a write waits for the one before it and no longer. One gate per
+/// database file, whichever pool reaches it. Writers in other processes (replicas, the command
+/// line) still meet at SQLite's lock.
+pub fn write_gate(pool: &AnyPool) -> Option<Arc<tokio::sync::Mutex<()>>> {
+    type Gates = std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+    static GATES: OnceLock<Gates> = OnceLock::new();
+    let options = pool.connect_options();
+    let url = &options.database_url;
+    if url.scheme() != "sqlite" {
+        return None;
+    }
+    let mut gates = GATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Some(gates.entry(url.path().to_owned()).or_default().clone())
+}
+
+/// A transaction that may write, holding its database's [`write_gate`] until it ends. Use it
+/// as the transaction it wraps; end it with [`WriteTx::commit`] (dropped, it rolls back).
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commit, then let the next writer in.
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+
+    /// Roll back, then let the next writer in.
+    pub async fn rollback(self) -> Result<()> {
+        Ok(self.tx.rollback().await?)
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = Transaction<'static, Any>;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// Begin a transaction that may write. On SQLite it waits its turn at the [`write_gate`] and is
+/// `BEGIN IMMEDIATE`: the write lock is taken (or waited for, up to the busy timeout, when
+/// another process holds it) at the start, so a transaction that reads and then writes never
+/// fails half-way with "database is locked" because another writer (a request, the webhook
+/// deliverer, another replica) committed in between. PostgreSQL's row locks need no such care.
+pub async fn begin(pool: &AnyPool) -> Result<WriteTx> {
+    match write_gate(pool) {
+        Some(gate) => {
+            let turn = gate.lock_owned().await;
+            Ok(WriteTx {
+                tx: pool.begin_with("BEGIN IMMEDIATE").await?,
+                _turn: Some(turn),
+            })
+        }
+        None => Ok(WriteTx {
+            tx: pool.begin().await?,
+            _turn: None,
+        }),
     }
 }
 

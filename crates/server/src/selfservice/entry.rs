@@ -141,7 +141,7 @@ pub(crate) struct Opening {
 /// Open the person's browser session inside `tx`, audit it there, commit: the cookie value and
 /// what the page is told.
 pub(crate) async fn open_recorded(
-    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    mut tx: crate::db::WriteTx,
     person: &enrol::Person,
     o: Opening,
     now: i64,

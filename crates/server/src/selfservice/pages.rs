@@ -136,7 +136,7 @@ async fn home_page(state: &AppState, s: &WebSession) -> Result<Response> {
     let mut tx = crate::db::begin(&state.db).await?;
     let creds = super::credentials_of(&mut tx, &s.person_id).await?;
     let coverage = super::coverage_of(state, &mut tx, &s.person_id).await?;
-    let laptops = crate::store::console::laptops_of(&mut *tx, &s.person_id).await?;
+    let laptops = crate::store::console::laptops_of(&mut **tx, &s.person_id).await?;
     tx.commit().await?;
     let csrf = esc(s.csrf());
     let mut rows = String::new();

@@ -472,7 +472,7 @@ async fn passkey_finish_in(
         place: "in the browser (Keywarden's self-service pages)",
     };
     let cred_id = bind_browser_passkey(state, &mut tx, &verified, &reg, bind, now).await?;
-    let credential = crate::store::credentials::by_id(&mut *tx, &cred_id)
+    let credential = crate::store::credentials::by_id(&mut **tx, &cred_id)
         .await?
         .ok_or(Error::Database(sqlx::Error::RowNotFound))?;
     let coverage = super::coverage_of(state, &mut tx, &person.id).await?;
