@@ -76,6 +76,9 @@ pub enum Error {
         code: ErrorCode,
         /// Its sentence.
         message: String,
+        /// Seconds the service asked the agent to wait before trying again (its `Retry-After`,
+        /// sent when it sheds load or limits the rate).
+        retry_after_secs: Option<u64>,
     },
     /// The service answered with a redirect. The agent follows none: a redirect could take
     /// its requests to another host, or from HTTPS to plain HTTP.
@@ -200,6 +203,16 @@ impl Error {
         false
     }
 
+    /// Seconds the service asked to be left alone before the next attempt, when it said so.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::Service {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => None,
+        }
+    }
+
     /// The service's error code, when the service refused.
     pub fn service_code(&self) -> Option<ErrorCode> {
         match self {
@@ -273,6 +286,7 @@ impl Error {
                 status,
                 code,
                 message,
+                ..
             } => ui(*code, service_sentence(*status, *code, message), None),
             Error::NotProvisioned => ui(ErrorCode::NotProvisioned,
                 "This laptop is not registered with your organisation yet. IT provisions it with `keywarden provision`.".into(),
@@ -375,6 +389,7 @@ mod tests {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
         .to_ui()
     }
