@@ -8,6 +8,7 @@ mod admin_pages;
 mod app;
 mod batches;
 mod browser;
+mod chaos;
 mod cli_parity;
 mod console;
 mod first_start;

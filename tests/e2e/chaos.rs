@@ -1,0 +1,243 @@
+//! Faults: 10,000 reports flow from a laptop's outbox to the service in batches while a driver
+//! kills the service and the agent with SIGKILL at random points and starts them again. In the
+//! end every report is stored exactly once (counted in the service's database and in its audit
+//! log), the outbox is empty and the audit chain verifies.
+//!
+//! The driver's choices come from a seeded generator; the seed is printed, and
+//! `KEYWARDEN_CHAOS_SEED=<seed>` replays a run. The reports are queued through the agent's own
+//! outbox (what `keywarden report --queue-only` does) with posture left unknown, so that
+//! 10,000 of them take seconds rather than the probes' minutes; the agent that sends them is
+//! the real `keywarden flush`.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keywarden_agent::outbox::Outbox;
+use keywarden_e2e::{bin, now_ms, Laptop, Server};
+use keywarden_protocol::Report;
+use serde_json::{json, Value};
+
+const REPORTS: usize = 10_000;
+
+/// A small seeded generator (splitmix64): the same seed makes the same run of choices.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `low..high`.
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low)
+    }
+}
+
+/// A report with no posture probed (every signal unknown, with the reason).
+fn report(created_at_ms: i64) -> Report {
+    let unknown = json!({"state": "unknown", "reason": "not probed in the chaos test"});
+    serde_json::from_value(json!({
+        "report_id": uuid::Uuid::new_v4().to_string(), "created_at_ms": created_at_ms,
+        "agent_version": "chaos", "keys": [],
+        "posture": {"schema_version": 1, "collected_at_ms": created_at_ms, "os_name": unknown,
+            "os_version": unknown, "kernel_version": unknown, "hostname": unknown,
+            "arch": unknown, "boot_time": unknown, "disks": unknown,
+            "disk_encryption": unknown, "firewall": unknown, "secure_boot": unknown}
+    }))
+    .unwrap()
+}
+
+/// `keywarden-server <args>` on the service's data folder; returns stdout, requiring success.
+fn server_command(server: &Server, args: &[&str]) -> String {
+    let out = Command::new(bin("keywarden-server"))
+        .arg("--data-dir")
+        .arg(server.dir.path().join("service"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keywarden-server {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// How many rows the service's database holds per report id of this device.
+fn stored_rows(server: &Server, device_id: &str) -> BTreeMap<String, i64> {
+    use sqlx::Connection as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}?mode=ro", server.db_path().display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT report_id, COUNT(*) FROM reports WHERE device_id = $1 GROUP BY report_id",
+        )
+        .bind(device_id)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+    })
+}
+
+/// How often each report id is named as stored by the audit log's `report.accepted` records.
+fn audited(server: &Server) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for line in server_command(server, &["audit", "export"]).lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        if record["action"] != "report.accepted" {
+            continue;
+        }
+        let ids = match record["detail"]["report_ids"].as_array() {
+            Some(ids) => ids.iter().map(|i| i.as_str().unwrap().to_owned()).collect(),
+            None => vec![record["subject"].as_str().unwrap().to_owned()],
+        };
+        for id in ids {
+            *seen.entry(id).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// Wait for a process to end by itself, for at most `limit`; true when it did.
+fn ends_within(child: &mut Child, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A laptop without keys whose home is on a memory file system where there is one. A process
+/// killed with SIGKILL leaves the kernel's page cache behind, so the outbox's fsyncs protect
+/// nothing in this test, and on a shared disk 10,000 of them (and as many on removal) take
+/// minutes.
+fn laptop_in_memory() -> Laptop {
+    let shm = std::path::Path::new("/dev/shm");
+    match shm.is_dir().then(|| tempfile::tempdir_in(shm)) {
+        Some(Ok(home)) => Laptop {
+            home,
+            soft_keys: Vec::new(),
+        },
+        _ => Laptop::new(0),
+    }
+}
+
+#[test]
+fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once() {
+    let seed = std::env::var("KEYWARDEN_CHAOS_SEED")
+        .ok()
+        .map(|s| s.parse::<u64>().expect("KEYWARDEN_CHAOS_SEED is a number"))
+        .unwrap_or_else(|| u64::try_from(now_ms()).unwrap());
+    eprintln!("chaos: seed {seed} (KEYWARDEN_CHAOS_SEED={seed} replays this run)");
+    let mut draws = Draws(seed);
+
+    let mut server = Server::start();
+    let laptop = laptop_in_memory();
+    let device_id = laptop.provision(&server);
+    let outbox = Outbox::new(laptop.paths().outbox_dir());
+
+    let started = Instant::now();
+    let mut queued: Vec<String> = Vec::with_capacity(REPORTS);
+    let (mut service_kills, mut agent_kills, mut rounds) = (0, 0, 0);
+    let base_ms = now_ms();
+    while queued.len() < REPORTS || !outbox.is_empty().unwrap() {
+        rounds += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the outbox did not drain: {} report(s) left after {rounds} rounds (seed {seed})",
+            outbox.len().unwrap()
+        );
+        // More reports arrive while earlier ones are still being sent.
+        let wave = usize::try_from(draws.between(50, 700)).unwrap();
+        for _ in 0..wave.min(REPORTS - queued.len()) {
+            let at = base_ms + i64::try_from(queued.len()).unwrap();
+            let r = report(at);
+            outbox.push(&r).unwrap();
+            queued.push(r.report_id);
+        }
+        // The agent sends what waits; the driver lets it finish, or kills it, or kills the
+        // service under it, at a random point.
+        let mut agent = laptop
+            .command()
+            .arg("flush")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let after = Duration::from_millis(draws.between(10, 800));
+        let (action, agent_too) = (draws.between(0, 3), draws.between(0, 2) == 0);
+        if action < 2 && !ends_within(&mut agent, after) {
+            if action == 1 {
+                server.stop();
+                service_kills += 1;
+                // The agent meets the outage (it stops and keeps the rest), or is killed in it
+                // now and then.
+                if agent_too {
+                    agent.kill().unwrap();
+                    agent_kills += 1;
+                }
+                server.restart();
+            } else {
+                agent.kill().unwrap();
+                agent_kills += 1;
+            }
+        }
+        assert!(
+            ends_within(&mut agent, Duration::from_secs(60)),
+            "the agent hung (seed {seed})"
+        );
+        let _ = agent.wait();
+    }
+    let elapsed = started.elapsed();
+
+    let rows = stored_rows(&server, &device_id);
+    let audit = audited(&server);
+    let lost = queued.iter().filter(|id| !rows.contains_key(*id)).count();
+    let extra_rows: i64 = rows.values().map(|n| n - 1).sum::<i64>()
+        + i64::try_from(rows.len()).unwrap()
+        - i64::try_from(queued.len() - lost).unwrap();
+    let unaudited = queued.iter().filter(|id| !audit.contains_key(*id)).count();
+    let audited_twice: usize = audit.values().map(|n| n - 1).sum();
+    let duplicated = usize::try_from(extra_rows).unwrap() + audited_twice;
+    eprintln!(
+        "chaos: {} reports, {service_kills} service kills, {agent_kills} agent kills, {lost} lost, \
+         {duplicated} duplicated ({rounds} rounds in {:.1} s, seed {seed})",
+        queued.len(),
+        elapsed.as_secs_f64()
+    );
+    assert_eq!(
+        (lost, duplicated, unaudited),
+        (0, 0, 0),
+        "seed {seed}: reports lost, stored twice, or stored without their audit record"
+    );
+    assert_eq!(queued.len(), REPORTS);
+    assert!(
+        service_kills >= 2 && agent_kills >= 2,
+        "seed {seed}: too few kills landed ({service_kills} service, {agent_kills} agent) to \
+         say anything"
+    );
+    // Nothing waits, nothing was refused and set aside, no temporary file was left behind.
+    let left: Vec<_> = std::fs::read_dir(laptop.paths().outbox_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "seed {seed}: the outbox holds {left:?}");
+    // The audit chain, written by a service killed mid-commit, still verifies.
+    server.stop();
+    server_command(&server, &["audit", "verify"]);
+}
