@@ -13,6 +13,7 @@ mod cli_parity;
 mod console;
 mod first_start;
 mod flow;
+mod full_disk;
 mod lost_window;
 mod offboarding;
 mod openapi;

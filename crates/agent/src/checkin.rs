@@ -223,9 +223,12 @@ impl Agent {
     pub fn check_in(&self, trigger: Trigger) -> Result<CheckinStatus> {
         let mut record = self.checkin_record().unwrap_or_default();
         let started_ms = now_ms();
-        let (error, retry_after_secs) = match self.report() {
-            Ok((_, outcome)) => (outcome.stopped_by, outcome.retry_after_secs),
-            Err(e) => (Some(e.to_string()), e.retry_after_secs()),
+        // What waits is sent even when no new report could be queued (a full disk: sending
+        // frees space); the failure to queue is then what the attempt reports.
+        let queued = self.queue_report();
+        let (error, retry_after_secs) = match (queued, self.flush()) {
+            (Err(e), _) | (Ok(_), Err(e)) => (Some(e.to_string()), e.retry_after_secs()),
+            (Ok(_), Ok(outcome)) => (outcome.stopped_by, outcome.retry_after_secs),
         };
         let attempt = Attempt {
             trigger,
@@ -281,6 +284,8 @@ pub fn run(
     let backing_off =
         record.last_error.is_some() && record.retry_at_ms.is_some_and(|at| now_ms() < at);
     let mut pending = (!backing_off).then_some(Trigger::Startup);
+    // Failed attempts that could not be recorded in checkin.json (a full disk) back off here.
+    let mut unrecorded = CheckinRecord::default();
     loop {
         if !paused() {
             if let Ok(keys) = agent.keys() {
@@ -293,14 +298,35 @@ pub fn run(
                 }
             }
             let record = agent.checkin_record().unwrap_or_default();
-            if pending.is_none() && now_ms() >= next_due_ms(&record, interval_ms) {
+            let due = next_due_ms(&record, interval_ms).max(unrecorded.retry_at_ms.unwrap_or(0));
+            if pending.is_none() && now_ms() >= due {
                 pending = Some(Trigger::Schedule);
             }
             if let Some(trigger) = pending.take() {
                 if agent.config().is_ok() {
                     match agent.check_in(trigger) {
-                        Ok(status) => on_event(Event::CheckedIn(status)),
-                        Err(e) => tracing::warn!(error = %e, "check-in could not be recorded"),
+                        Ok(status) => {
+                            unrecorded = CheckinRecord::default();
+                            on_event(Event::CheckedIn(status));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "check-in could not be recorded");
+                            let now = now_ms();
+                            let attempt = Attempt {
+                                trigger,
+                                started_ms: now,
+                                ended_ms: now,
+                                error: Some(e.to_string()),
+                                retry_after_ms: None,
+                            };
+                            unrecorded.note(attempt, interval_ms, rand::random::<f64>());
+                            if let Ok(mut status) = agent.checkin_status() {
+                                status.last_attempt_at_ms = Some(now);
+                                status.last_trigger = Some(trigger.as_str().to_owned());
+                                status.last_error = Some(e.to_string());
+                                on_event(Event::CheckedIn(status));
+                            }
+                        }
                     }
                 }
             }

@@ -34,6 +34,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file the agent keeps could not be written because the disk holding it is full (or
+    /// the person's disk quota is used up). Written atomically, so nothing was half written;
+    /// what was there before, the reports waiting in the outbox among it, is untouched.
+    #[error("the disk holding {} is full, so {} could not be written; nothing already queued was lost: the reports waiting are kept and sent as usual, and new ones are queued again once space is freed", dir.display(), file.display())]
+    DiskFull {
+        /// The folder on the full disk.
+        dir: PathBuf,
+        /// The file that could not be written.
+        file: PathBuf,
+        /// The cause (`No space left on device`, `Disk quota exceeded`).
+        #[source]
+        source: std::io::Error,
+    },
     /// A file the agent keeps has content it cannot use.
     #[error("{} is unreadable: {reason}", path.display())]
     Corrupt {
@@ -329,7 +342,24 @@ impl Error {
         }
     }
 
+    /// A file error; one because the disk is full becomes [`Error::DiskFull`].
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        if matches!(
+            source.kind(),
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+        ) {
+            let dir = if path.is_dir() {
+                path
+            } else {
+                path.parent().unwrap_or(path)
+            };
+            return Error::DiskFull {
+                dir: dir.to_owned(),
+                file: path.to_owned(),
+                source,
+            };
+        }
         Error::Io {
             action,
             path: path.to_owned(),
@@ -458,6 +488,47 @@ mod tests {
             "confirm with an existing key",
         );
         assert!(ask.message.contains("confirm it is you"), "{}", ask.message);
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_its_folder_and_says_nothing_queued_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("outbox").join("1-a.json");
+        for kind in [
+            std::io::ErrorKind::StorageFull,
+            std::io::ErrorKind::QuotaExceeded,
+        ] {
+            let e = Error::io("cannot write", &file, std::io::Error::from(kind));
+            let Error::DiskFull { dir: full, .. } = &e else {
+                panic!("{kind:?}: {e:?}");
+            };
+            assert_eq!(full, &dir.path().join("outbox"));
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "the disk holding {} is full",
+                    dir.path().join("outbox").display()
+                )) && text.contains("nothing already queued was lost"),
+                "{text}"
+            );
+        }
+        // Any other failure stays what it was.
+        let e = Error::io(
+            "cannot write",
+            &file,
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        // A folder is named as itself.
+        let e = Error::io(
+            "cannot create",
+            dir.path(),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        assert!(
+            matches!(&e, Error::DiskFull { dir: d, .. } if d == dir.path()),
+            "{e:?}"
+        );
     }
 
     #[test]
