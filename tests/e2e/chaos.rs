@@ -14,29 +14,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keywarden_agent::outbox::Outbox;
-use keywarden_e2e::{bin, now_ms, Laptop, Server};
+use keywarden_e2e::{bin, now_ms, say, skipped, Laptop, Server};
 use keywarden_protocol::Report;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
 
 const REPORTS: usize = 10_000;
-
-/// A small seeded generator (splitmix64): the same seed makes the same run of choices.
-struct Draws(u64);
-
-impl Draws {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `low..high`.
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low)
-    }
-}
 
 /// A report with no posture probed (every signal unknown, with the reason).
 fn report(created_at_ms: i64) -> Report {
@@ -52,11 +36,83 @@ fn report(created_at_ms: i64) -> Report {
     .unwrap()
 }
 
-/// `keywarden-server <args>` on the service's data folder; returns stdout, requiring success.
-fn server_command(server: &Server, args: &[&str]) -> String {
+/// Where the service keeps its data in a run.
+enum Database {
+    /// SQLite in the service's data folder (the default).
+    Sqlite,
+    /// A fresh PostgreSQL database at this URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// A fresh database on the PostgreSQL server at `KEYWARDEN_TEST_POSTGRES_URL`; `None`
+    /// (said loudly, and recorded for the closing count) when PostgreSQL is skipped on purpose
+    /// with `KEYWARDEN_TEST_SKIP_POSTGRES=1`.
+    fn fresh_postgres(test: &str) -> Option<Database> {
+        let base = std::env::var("KEYWARDEN_TEST_POSTGRES_URL").unwrap_or_default();
+        if base.is_empty() {
+            assert_eq!(
+                std::env::var("KEYWARDEN_TEST_SKIP_POSTGRES").as_deref(),
+                Ok("1"),
+                "PostgreSQL is expected: set KEYWARDEN_TEST_POSTGRES_URL to a server where \
+                 databases may be created, or KEYWARDEN_TEST_SKIP_POSTGRES=1 to skip it on purpose"
+            );
+            skipped(&format!(
+                "{test} on PostgreSQL (KEYWARDEN_TEST_SKIP_POSTGRES=1)"
+            ));
+            return None;
+        }
+        let name = format!("kw_{}", uuid::Uuid::new_v4().simple());
+        block_on(async {
+            use sqlx::Connection as _;
+            let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        });
+        let (server, _) = base.rsplit_once('/').unwrap();
+        Some(Database::Postgres(format!("{server}/{name}")))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Database::Sqlite => "SQLite",
+            Database::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// The service's arguments for it.
+    fn args(&self) -> Vec<&str> {
+        match self {
+            Database::Sqlite => Vec::new(),
+            Database::Postgres(url) => vec!["--database-url", url],
+        }
+    }
+
+    /// Its URL for a reader (SQLite: read-only).
+    fn url(&self, server: &Server) -> String {
+        match self {
+            Database::Sqlite => format!("sqlite://{}?mode=ro", server.db_path().display()),
+            Database::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// `keywarden-server <args>` on the service's data; returns stdout, requiring success.
+fn server_command(server: &Server, db: &Database, args: &[&str]) -> String {
     let out = Command::new(bin("keywarden-server"))
         .arg("--data-dir")
         .arg(server.dir.path().join("service"))
+        .args(db.args())
         .args(args)
         .output()
         .unwrap();
@@ -70,15 +126,11 @@ fn server_command(server: &Server, args: &[&str]) -> String {
 }
 
 /// How many rows the service's database holds per report id of this device.
-fn stored_rows(server: &Server, device_id: &str) -> BTreeMap<String, i64> {
+fn stored_rows(server: &Server, db: &Database, device_id: &str) -> BTreeMap<String, i64> {
     use sqlx::Connection as _;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let url = format!("sqlite://{}?mode=ro", server.db_path().display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::any::install_default_drivers();
+    block_on(async {
+        let mut conn = sqlx::AnyConnection::connect(&db.url(server)).await.unwrap();
         sqlx::query_as::<_, (String, i64)>(
             "SELECT report_id, COUNT(*) FROM reports WHERE device_id = $1 GROUP BY report_id",
         )
@@ -92,9 +144,9 @@ fn stored_rows(server: &Server, device_id: &str) -> BTreeMap<String, i64> {
 }
 
 /// How often each report id is named as stored by the audit log's `report.accepted` records.
-fn audited(server: &Server) -> BTreeMap<String, usize> {
+fn audited(server: &Server, db: &Database) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
-    for line in server_command(server, &["audit", "export"]).lines() {
+    for line in server_command(server, db, &["audit", "export"]).lines() {
         let record: Value = serde_json::from_str(line).unwrap();
         if record["action"] != "report.accepted" {
             continue;
@@ -138,15 +190,29 @@ fn laptop_in_memory() -> Laptop {
 }
 
 #[test]
-fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once() {
+fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once_on_sqlite() {
+    chaos(&Database::Sqlite);
+}
+
+#[test]
+fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once_on_postgres() {
+    if let Some(db) = Database::fresh_postgres("the chaos test") {
+        chaos(&db);
+    }
+}
+
+/// One run: the service on `db`, one laptop, 10,000 reports, random kills.
+fn chaos(db: &Database) {
     let seed = std::env::var("KEYWARDEN_CHAOS_SEED")
         .ok()
         .map(|s| s.parse::<u64>().expect("KEYWARDEN_CHAOS_SEED is a number"))
         .unwrap_or_else(|| u64::try_from(now_ms()).unwrap());
-    eprintln!("chaos: seed {seed} (KEYWARDEN_CHAOS_SEED={seed} replays this run)");
-    let mut draws = Draws(seed);
+    say(&format!(
+        "chaos: seed {seed} (KEYWARDEN_CHAOS_SEED={seed} replays this run)"
+    ));
+    let mut draws = StdRng::seed_from_u64(seed);
 
-    let mut server = Server::start();
+    let mut server = Server::start_with(&db.args());
     let laptop = laptop_in_memory();
     let device_id = laptop.provision(&server);
     let outbox = Outbox::new(laptop.paths().outbox_dir());
@@ -163,7 +229,7 @@ fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once() {
             outbox.len().unwrap()
         );
         // More reports arrive while earlier ones are still being sent.
-        let wave = usize::try_from(draws.between(50, 700)).unwrap();
+        let wave: usize = draws.gen_range(100..700);
         for _ in 0..wave.min(REPORTS - queued.len()) {
             let at = base_ms + i64::try_from(queued.len()).unwrap();
             let r = report(at);
@@ -179,10 +245,11 @@ fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let after = Duration::from_millis(draws.between(10, 800));
-        let (action, agent_too) = (draws.between(0, 3), draws.between(0, 2) == 0);
-        if action < 2 && !ends_within(&mut agent, after) {
-            if action == 1 {
+        let after = Duration::from_millis(draws.gen_range(10..400));
+        // Two in five kill the agent, two in five the service, one in five neither.
+        let (action, agent_too) = (draws.gen_range(0..5), draws.gen_range(0..2) == 0);
+        if action < 4 && !ends_within(&mut agent, after) {
+            if action >= 2 {
                 server.stop();
                 service_kills += 1;
                 // The agent meets the outage (it stops and keeps the rest), or is killed in it
@@ -205,8 +272,8 @@ fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once() {
     }
     let elapsed = started.elapsed();
 
-    let rows = stored_rows(&server, &device_id);
-    let audit = audited(&server);
+    let rows = stored_rows(&server, db, &device_id);
+    let audit = audited(&server, db);
     let lost = queued.iter().filter(|id| !rows.contains_key(*id)).count();
     let extra_rows: i64 = rows.values().map(|n| n - 1).sum::<i64>()
         + i64::try_from(rows.len()).unwrap()
@@ -214,12 +281,13 @@ fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once() {
     let unaudited = queued.iter().filter(|id| !audit.contains_key(*id)).count();
     let audited_twice: usize = audit.values().map(|n| n - 1).sum();
     let duplicated = usize::try_from(extra_rows).unwrap() + audited_twice;
-    eprintln!(
+    say(&format!(
         "chaos: {} reports, {service_kills} service kills, {agent_kills} agent kills, {lost} lost, \
-         {duplicated} duplicated ({rounds} rounds in {:.1} s, seed {seed})",
+         {duplicated} duplicated ({rounds} rounds in {:.1} s on {}, seed {seed})",
         queued.len(),
-        elapsed.as_secs_f64()
-    );
+        elapsed.as_secs_f64(),
+        db.name()
+    ));
     assert_eq!(
         (lost, duplicated, unaudited),
         (0, 0, 0),
@@ -239,5 +307,5 @@ fn reports_survive_random_kills_of_the_service_and_the_agent_exactly_once() {
     assert!(left.is_empty(), "seed {seed}: the outbox holds {left:?}");
     // The audit chain, written by a service killed mid-commit, still verifies.
     server.stop();
-    server_command(&server, &["audit", "verify"]);
+    server_command(&server, db, &["audit", "verify"]);
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use keywarden_agent::outbox::Outbox;
-use keywarden_e2e::{assert_says, Laptop, Server};
+use keywarden_e2e::{assert_says, skipped, Laptop, Server};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Mounted(PathBuf);
@@ -81,11 +81,10 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing_queued() {
     let _mounted = match mount_tmpfs(&data, "256k") {
         Ok(m) => m,
         Err(why) => {
-            eprintln!(
-                "\n*** SKIPPED a_full_disk_is_a_clear_error_and_loses_nothing_queued: cannot \
-                 mount a tmpfs as the agent's data folder ({why}); run the tests as root to \
-                 test a full disk ***\n"
-            );
+            skipped(&format!(
+                "the full-disk test: cannot mount a tmpfs as the agent's data folder ({why}); \
+                 run the tests as root to test a full disk"
+            ));
             return;
         }
     };

@@ -416,21 +416,6 @@ mod tests {
         assert_eq!(next_due_ms(&old, HOUR), 1_000 + 30_000);
     }
 
-    /// A small seeded generator (splitmix64), so the simulation replays exactly.
-    struct Draws(u64);
-    impl Draws {
-        fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            #[allow(clippy::cast_precision_loss)]
-            let x = (z >> 11) as f64 / (1_u64 << 53) as f64;
-            x
-        }
-    }
-
     #[test]
     fn after_a_long_outage_many_agents_come_back_spread_out_and_all_catch_up() {
         // 2,000 agents on the hourly schedule start within the same minute (a site's laptops
@@ -443,11 +428,11 @@ mod tests {
         const OUTAGE_END: i64 = 7 * HOUR;
         const CAPACITY_PER_SECOND: usize = 5;
         const RETRY_AFTER_MS: i64 = 120_000;
-        let mut draws = Draws(0x6b77_6368_6173);
+        use rand::{Rng as _, SeedableRng as _};
+        let mut draws = rand::rngs::StdRng::seed_from_u64(0x6b77_6368_6173);
         let mut records = vec![CheckinRecord::default(); AGENTS];
-        #[allow(clippy::cast_possible_truncation)]
         let mut queue: std::collections::BinaryHeap<std::cmp::Reverse<(i64, usize)>> = (0..AGENTS)
-            .map(|i| std::cmp::Reverse((OUTAGE_START + (draws.next() * 60_000.0) as i64, i)))
+            .map(|i| std::cmp::Reverse((OUTAGE_START + draws.gen_range(0..60_000), i)))
             .collect();
         let mut served: std::collections::BTreeMap<i64, usize> = Default::default();
         let mut first_after_outage: Vec<Option<i64>> = vec![None; AGENTS];
@@ -488,7 +473,7 @@ mod tests {
                 error,
                 retry_after_ms,
             };
-            records[i].note(attempt, HOUR, draws.next());
+            records[i].note(attempt, HOUR, draws.gen::<f64>());
             queue.push(std::cmp::Reverse((next_due_ms(&records[i], HOUR), i)));
         }
 
