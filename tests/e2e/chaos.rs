@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keywarden_agent::outbox::Outbox;
-use keywarden_e2e::{bin, now_ms, say, skipped, Laptop, Server};
+use keywarden_e2e::{bin, now_ms, say, skipped, succeeded, Laptop, Server};
 use keywarden_protocol::Report;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -116,13 +116,7 @@ fn server_command(server: &Server, db: &Database, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "keywarden-server {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(&format!("keywarden-server {args:?}"), out)
 }
 
 /// How many rows the service's database holds per report id of this device.

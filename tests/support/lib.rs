@@ -543,14 +543,7 @@ impl Laptop {
 
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "keywarden {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(&format!("keywarden {args:?}"), self.run(args, stdin))
     }
 
     /// Run and require failure; returns stderr.
@@ -669,6 +662,17 @@ pub fn assert_says(text: &str, phrases: &[&str]) {
     for phrase in phrases {
         assert!(text.contains(phrase), "expected {phrase:?} in:\n{text}");
     }
+}
+
+/// The stdout of a finished program that must have succeeded (`what` names it when not).
+pub fn succeeded(what: &str, out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A line on the terminal even when the test passes (the harness captures `eprintln!`).

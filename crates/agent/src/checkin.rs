@@ -62,56 +62,62 @@ pub struct CheckinRecord {
     pub last_error: Option<String>,
     /// What started the last attempt.
     pub last_trigger: Option<String>,
-    /// Failed attempts in a row since the last success (0 after a success).
-    #[serde(default)]
-    pub failures: u32,
-    /// When the schedule tries again after the last failure (unix ms): the backoff drawn when
-    /// it failed, never before the service's `Retry-After`.
-    #[serde(default)]
-    pub retry_at_ms: Option<i64>,
+    /// Where the last attempt failed: the failures in a row and when to try again (absent in
+    /// a file an older agent wrote).
+    pub backoff: Option<Backoff>,
 }
 
-/// One check-in attempt, as [`CheckinRecord::note`] records it.
+/// The schedule after failed attempts in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    /// Failed attempts in a row since the last success.
+    pub failures: u32,
+    /// When the schedule tries again (unix ms): the wait drawn at the last failure, and never
+    /// before the service's `Retry-After`.
+    pub retry_at_ms: i64,
+}
+
+/// How a check-in attempt ended, as [`CheckinRecord::note`] records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    /// What started it.
-    pub trigger: Trigger,
-    /// When it started (unix ms).
-    pub started_ms: i64,
-    /// When its answer came (unix ms); a `Retry-After` counts from here.
-    pub ended_ms: i64,
-    /// Why it failed; `None` when every report was acknowledged.
-    pub error: Option<String>,
-    /// How long the service asked to be left alone (its `Retry-After`, in ms), when it did.
-    pub retry_after_ms: Option<i64>,
+pub enum Outcome {
+    /// The service acknowledged every report.
+    Acknowledged,
+    /// It failed: why, and how long the service asked to be left alone (its `Retry-After`,
+    /// in ms) when it did.
+    Failed(String, Option<i64>),
 }
 
 impl CheckinRecord {
-    /// Record an attempt. After a failure the next scheduled one waits [`retry_delay_ms`] for
-    /// this many failures in a row with the random `draw` (uniform in 0..1), and at least the
-    /// service's `Retry-After`; a success resets the count.
-    pub fn note(&mut self, attempt: Attempt, interval_ms: i64, draw: f64) {
-        self.last_attempt_at_ms = Some(attempt.started_ms);
-        self.last_trigger = Some(attempt.trigger.as_str().to_owned());
-        match attempt.error {
-            None => {
-                self.last_success_at_ms = Some(attempt.started_ms);
+    /// Record an attempt `trigger` started at `started_ms` and whose answer came at `ended_ms`.
+    /// After a failure the next scheduled one waits [`retry_delay_ms`] for this many failures in
+    /// a row with the random `draw` (uniform in 0..1), and at least the service's `Retry-After`
+    /// counted from the answer; a success resets the count.
+    pub fn note(
+        &mut self,
+        trigger: Trigger,
+        (started_ms, ended_ms): (i64, i64),
+        outcome: Outcome,
+        interval_ms: i64,
+        draw: f64,
+    ) {
+        self.last_attempt_at_ms = Some(started_ms);
+        self.last_trigger = Some(trigger.as_str().to_owned());
+        match outcome {
+            Outcome::Acknowledged => {
+                self.last_success_at_ms = Some(started_ms);
                 self.last_error = None;
-                self.failures = 0;
-                self.retry_at_ms = None;
+                self.backoff = None;
             }
-            Some(why) => {
+            Outcome::Failed(why, retry_after_ms) => {
                 self.last_error = Some(why);
-                self.failures = self.failures.saturating_add(1);
-                let backoff = attempt.ended_ms.saturating_add(retry_delay_ms(
-                    self.failures,
-                    interval_ms,
-                    draw,
-                ));
-                let asked = attempt
-                    .retry_after_ms
-                    .map_or(i64::MIN, |ms| attempt.ended_ms.saturating_add(ms.max(0)));
-                self.retry_at_ms = Some(backoff.max(asked));
+                let failures = self.backoff.map_or(1, |b| b.failures.saturating_add(1));
+                let wait = ended_ms.saturating_add(retry_delay_ms(failures, interval_ms, draw));
+                let asked =
+                    retry_after_ms.map_or(i64::MIN, |ms| ended_ms.saturating_add(ms.max(0)));
+                self.backoff = Some(Backoff {
+                    failures,
+                    retry_at_ms: wait.max(asked),
+                });
             }
         }
     }
@@ -140,9 +146,10 @@ pub fn next_due_ms(record: &CheckinRecord, interval_ms: i64) -> i64 {
     match (record.last_attempt_at_ms, &record.last_error) {
         (None, _) => 0,
         (Some(at), None) => at.saturating_add(interval_ms),
-        (Some(at), Some(_)) => record.retry_at_ms.unwrap_or_else(|| {
-            at.saturating_add(retry_delay_ms(record.failures.max(1), interval_ms, 1.0))
-        }),
+        (Some(at), Some(_)) => record.backoff.map_or_else(
+            || at.saturating_add(retry_delay_ms(1, interval_ms, 1.0)),
+            |b| b.retry_at_ms,
+        ),
     }
 }
 
@@ -230,15 +237,14 @@ impl Agent {
             (Err(e), _) | (Ok(_), Err(e)) => (Some(e.to_string()), e.retry_after_secs()),
             (Ok(_), Ok(outcome)) => (outcome.stopped_by, outcome.retry_after_secs),
         };
-        let attempt = Attempt {
-            trigger,
-            started_ms,
-            ended_ms: now_ms(),
-            error,
-            retry_after_ms: retry_after_secs
-                .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)),
-        };
-        record.note(attempt, self.checkin_interval_ms(), rand::random::<f64>());
+        let retry_after_ms =
+            retry_after_secs.map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
+        let outcome = error.map_or(Outcome::Acknowledged, |e| {
+            Outcome::Failed(e, retry_after_ms)
+        });
+        let interval_ms = self.checkin_interval_ms();
+        let span = (started_ms, now_ms());
+        record.note(trigger, span, outcome, interval_ms, rand::random::<f64>());
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::Corrupt {
             path: self.checkin_file(),
             reason: e.to_string(),
@@ -282,7 +288,7 @@ pub fn run(
     // restarted) waits for it like the schedule does, rather than knock at once.
     let record = agent.checkin_record().unwrap_or_default();
     let backing_off =
-        record.last_error.is_some() && record.retry_at_ms.is_some_and(|at| now_ms() < at);
+        record.last_error.is_some() && record.backoff.is_some_and(|b| now_ms() < b.retry_at_ms);
     let mut pending = (!backing_off).then_some(Trigger::Startup);
     // Failed attempts that could not be recorded in checkin.json (a full disk) back off here.
     let mut unrecorded = CheckinRecord::default();
@@ -298,7 +304,8 @@ pub fn run(
                 }
             }
             let record = agent.checkin_record().unwrap_or_default();
-            let due = next_due_ms(&record, interval_ms).max(unrecorded.retry_at_ms.unwrap_or(0));
+            let not_before = unrecorded.backoff.map_or(0, |b| b.retry_at_ms);
+            let due = next_due_ms(&record, interval_ms).max(not_before);
             if pending.is_none() && now_ms() >= due {
                 pending = Some(Trigger::Schedule);
             }
@@ -312,14 +319,9 @@ pub fn run(
                         Err(e) => {
                             tracing::warn!(error = %e, "check-in could not be recorded");
                             let now = now_ms();
-                            let attempt = Attempt {
-                                trigger,
-                                started_ms: now,
-                                ended_ms: now,
-                                error: Some(e.to_string()),
-                                retry_after_ms: None,
-                            };
-                            unrecorded.note(attempt, interval_ms, rand::random::<f64>());
+                            let failed = Outcome::Failed(e.to_string(), None);
+                            let draw = rand::random::<f64>();
+                            unrecorded.note(trigger, (now, now), failed, interval_ms, draw);
                             if let Ok(mut status) = agent.checkin_status() {
                                 status.last_attempt_at_ms = Some(now);
                                 status.last_trigger = Some(trigger.as_str().to_owned());
@@ -352,17 +354,13 @@ mod tests {
         assert_eq!(next_due_ms(&r, 3_600_000), 3_601_000);
     }
 
-    fn failed(at: i64, retry_after_ms: Option<i64>) -> Attempt {
-        Attempt {
-            trigger: Trigger::Schedule,
-            started_ms: at,
-            ended_ms: at,
-            error: Some("cannot reach the Keywarden service".into()),
-            retry_after_ms,
-        }
-    }
-
     const HOUR: i64 = 3_600_000;
+
+    fn failed(r: &mut CheckinRecord, at: i64, retry_after_ms: Option<i64>, draw: f64) {
+        let why = "cannot reach the Keywarden service".to_owned();
+        let outcome = Outcome::Failed(why, retry_after_ms);
+        r.note(Trigger::Schedule, (at, at), outcome, HOUR, draw);
+    }
 
     #[test]
     fn failures_in_a_row_wait_longer_each_time_up_to_a_cap_and_a_success_resets_them() {
@@ -382,19 +380,13 @@ mod tests {
         assert_eq!(retry_delay_ms(20, 600_000, 1.0), 600_000);
 
         let mut r = CheckinRecord::default();
-        r.note(failed(1_000, None), HOUR, 0.5);
-        r.note(failed(100_000, None), HOUR, 0.5);
-        assert_eq!(r.failures, 2);
+        failed(&mut r, 1_000, None, 0.5);
+        failed(&mut r, 100_000, None, 0.5);
+        assert_eq!(r.backoff.unwrap().failures, 2);
         assert_eq!(next_due_ms(&r, HOUR), 100_000 + 45_000);
-        r.note(
-            Attempt {
-                error: None,
-                ..failed(200_000, None)
-            },
-            HOUR,
-            0.5,
-        );
-        assert_eq!((r.failures, r.retry_at_ms, &r.last_error), (0, None, &None));
+        let at = (200_000, 200_000);
+        r.note(Trigger::Schedule, at, Outcome::Acknowledged, HOUR, 0.5);
+        assert_eq!((r.backoff, &r.last_error), (None, &None));
         assert_eq!(r.last_success_at_ms, Some(200_000));
         assert_eq!(next_due_ms(&r, HOUR), 200_000 + HOUR);
     }
@@ -402,9 +394,9 @@ mod tests {
     #[test]
     fn a_retry_after_from_the_service_is_never_cut_short_and_the_record_keeps_it() {
         let mut r = CheckinRecord::default();
-        r.note(failed(1_000, Some(600_000)), HOUR, 0.0);
+        failed(&mut r, 1_000, Some(600_000), 0.0);
         assert_eq!(next_due_ms(&r, HOUR), 601_000, "longer than the backoff");
-        r.note(failed(2_000, Some(1_000)), HOUR, 1.0);
+        failed(&mut r, 2_000, Some(1_000), 1.0);
         assert_eq!(next_due_ms(&r, HOUR), 62_000, "shorter: the backoff stands");
         // checkin.json keeps it across restarts; a file from before the backoff still reads.
         let json = serde_json::to_string(&r).unwrap();
@@ -446,34 +438,32 @@ mod tests {
                 now >= not_before[i],
                 "agent {i} came back before its Retry-After"
             );
-            let mut retry_after_ms = None;
-            let error = if (OUTAGE_START..OUTAGE_END).contains(&now) {
-                Some("cannot reach the Keywarden service".to_owned())
+            let outcome = if (OUTAGE_START..OUTAGE_END).contains(&now) {
+                Outcome::Failed("cannot reach the Keywarden service".to_owned(), None)
             } else {
                 let second = served.entry(now / 1000).or_default();
                 *second += 1;
                 if *second > CAPACITY_PER_SECOND {
-                    retry_after_ms = Some(RETRY_AFTER_MS);
                     not_before[i] = now + RETRY_AFTER_MS;
-                    Some("service refused (503): busy [service_busy]".to_owned())
+                    let busy = "service refused (503): busy [service_busy]".to_owned();
+                    Outcome::Failed(busy, Some(RETRY_AFTER_MS))
                 } else {
-                    None
+                    Outcome::Acknowledged
                 }
             };
             if now >= OUTAGE_END {
                 first_after_outage[i].get_or_insert(now);
-                if error.is_none() {
+                if outcome == Outcome::Acknowledged {
                     caught_up[i].get_or_insert(now);
                 }
             }
-            let attempt = Attempt {
-                trigger: Trigger::Schedule,
-                started_ms: now,
-                ended_ms: now,
-                error,
-                retry_after_ms,
-            };
-            records[i].note(attempt, HOUR, draws.gen::<f64>());
+            records[i].note(
+                Trigger::Schedule,
+                (now, now),
+                outcome,
+                HOUR,
+                draws.gen::<f64>(),
+            );
             queue.push(std::cmp::Reverse((next_due_ms(&records[i], HOUR), i)));
         }
 

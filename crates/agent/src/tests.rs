@@ -427,7 +427,7 @@ fn a_busy_service_is_left_alone_as_long_as_it_asked_and_the_count_survives_a_res
     // A new agent over the same folder (a restart) reads the backoff back from checkin.json.
     let again = Agent::new(Paths::under(dir.path()), Keyring::new());
     let record = again.checkin_record().unwrap();
-    assert_eq!(record.failures, 1);
+    assert_eq!(record.backoff.unwrap().failures, 1);
     let due = checkin::next_due_ms(&record, 3_600_000);
     assert!(
         due >= before + 900_000,
@@ -439,6 +439,6 @@ fn a_busy_service_is_left_alone_as_long_as_it_asked_and_the_count_survives_a_res
     drop(url);
     let status = again.check_in(checkin::Trigger::Schedule).unwrap();
     assert!(status.last_error.is_some());
-    assert_eq!(again.checkin_record().unwrap().failures, 2);
+    assert_eq!(again.checkin_record().unwrap().backoff.unwrap().failures, 2);
     assert_eq!(again.outbox().len().unwrap(), 2, "nothing queued was lost");
 }
