@@ -63,7 +63,8 @@ pub struct CheckinRecord {
     /// What started the last attempt.
     pub last_trigger: Option<String>,
     /// Where the last attempt failed: the failures in a row and when to try again (absent in
-    /// a file an older agent wrote).
+    /// a file an older agent wrote, and left out after a success).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
 }
 
