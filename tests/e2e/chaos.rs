@@ -9,7 +9,7 @@
 //! 10,000 of them take seconds rather than the probes' minutes; the agent that sends them is
 //! the real `keywarden flush`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -156,6 +156,18 @@ fn audited(server: &Server, db: &Database) -> BTreeMap<String, usize> {
     seen
 }
 
+/// The ids of the reports queued in the outbox folder (file names `<created>-<id>.json`).
+fn queued_ids(dir: &std::path::Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let (_, id) = name.strip_suffix(".json")?.split_once('-')?;
+            Some(id.to_owned())
+        })
+        .collect()
+}
+
 /// Wait for a process to end by itself, for at most `limit`; true when it did.
 fn ends_within(child: &mut Child, limit: Duration) -> bool {
     let until = Instant::now() + limit;
@@ -213,7 +225,8 @@ fn chaos(db: &Database) {
 
     let started = Instant::now();
     let mut queued: Vec<String> = Vec::with_capacity(REPORTS);
-    let (mut service_kills, mut agent_kills, mut rounds) = (0, 0, 0);
+    let (mut service_kills, mut agent_kills, mut queue_kills, mut rounds) = (0, 0, 0, 0);
+    let outbox_dir = laptop.paths().outbox_dir();
     let base_ms = now_ms();
     while queued.len() < REPORTS || !outbox.is_empty().unwrap() {
         rounds += 1;
@@ -229,6 +242,30 @@ fn chaos(db: &Database) {
             let r = report(at);
             outbox.push(&r).unwrap();
             queued.push(r.report_id);
+        }
+        // The agent queues a few reports of its own (posture probed), some killed at a random
+        // point of it; what each left in the outbox counts as queued.
+        let own = if queued.len() + 100 < REPORTS {
+            draws.gen_range(0..3)
+        } else {
+            0
+        };
+        for _ in 0..own {
+            let (kill, at) = (draws.gen_range(0..2) == 0, draws.gen_range(0..40));
+            let before = queued_ids(&outbox_dir);
+            let mut queueing = laptop
+                .command()
+                .args(["report", "--queue-only"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            if kill && !ends_within(&mut queueing, Duration::from_millis(at)) {
+                queueing.kill().unwrap();
+                queue_kills += 1;
+            }
+            queueing.wait().unwrap();
+            queued.extend(queued_ids(&outbox_dir).difference(&before).cloned());
         }
         // The agent sends what waits; the driver lets it finish, or kills it, or kills the
         // service under it, at a random point.
@@ -265,6 +302,10 @@ fn chaos(db: &Database) {
         let _ = agent.wait();
     }
     let elapsed = started.elapsed();
+    let (unfinished, left): (Vec<String>, Vec<String>) = std::fs::read_dir(&outbox_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .partition(|n| n.starts_with('.') && n.ends_with(".tmp"));
 
     let rows = stored_rows(&server, db, &device_id);
     let audit = audited(&server, db);
@@ -276,9 +317,12 @@ fn chaos(db: &Database) {
     let audited_twice: usize = audit.values().map(|n| n - 1).sum();
     let duplicated = usize::try_from(extra_rows).unwrap() + audited_twice;
     say(&format!(
-        "chaos: {} reports, {service_kills} service kills, {agent_kills} agent kills, {lost} lost, \
-         {duplicated} duplicated ({rounds} rounds in {:.1} s on {}, seed {seed})",
+        "chaos: {} reports, {service_kills} service kills, {} agent kills, {lost} lost, \
+         {duplicated} duplicated ({queue_kills} of the kills while queueing, {} of them mid-write; \
+         {rounds} rounds in {:.1} s on {}, seed {seed})",
         queued.len(),
+        agent_kills + queue_kills,
+        unfinished.len(),
         elapsed.as_secs_f64(),
         db.name()
     ));
@@ -293,11 +337,9 @@ fn chaos(db: &Database) {
         "seed {seed}: too few kills landed ({service_kills} service, {agent_kills} agent) to \
          say anything"
     );
-    // Nothing waits, nothing was refused and set aside, no temporary file was left behind.
-    let left: Vec<_> = std::fs::read_dir(laptop.paths().outbox_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    // Nothing waits, nothing was refused or set aside as unreadable (a half-written report
+    // would be); only the temporary files of writes killed midway may be left, which the
+    // outbox clears away once they are old.
     assert!(left.is_empty(), "seed {seed}: the outbox holds {left:?}");
     // The audit chain, written by a service killed mid-commit, still verifies.
     server.stop();
