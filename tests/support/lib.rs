@@ -38,6 +38,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     child: Child,
     http: reqwest::blocking::Client,
+    /// The arguments it was started with, given again on [`Server::restart`].
+    args: Vec<String>,
 }
 
 /// Where the service's output goes: with `KEYWARDEN_TEST_LOG_DIR` set (the test command sets
@@ -194,6 +196,7 @@ impl Server {
             dir,
             child,
             http,
+            args: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         // The tests' software keys (test/demo) attest with one batch certificate; the service
         // trusts its root because an admin says so, as for a demo, never by default.
@@ -211,10 +214,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Start again on the same address and data folder; no new admin token is shown.
+    /// Start again on the same address, data folder and arguments; no new admin token is shown.
     pub fn restart(&mut self) {
         let listen = self.url.trim_start_matches("http://").to_owned();
-        let (child, url, shown_token) = spawn_server(self.dir.path(), &listen, &[]);
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let (child, url, shown_token) = spawn_server(self.dir.path(), &listen, &args);
         assert_eq!(
             shown_token, None,
             "the admin token is shown only on first start"
@@ -539,14 +543,7 @@ impl Laptop {
 
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "keywarden {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(&format!("keywarden {args:?}"), self.run(args, stdin))
     }
 
     /// Run and require failure; returns stderr.
@@ -664,6 +661,39 @@ pub fn device_signing_key(laptop: &Laptop) -> ed25519_dalek::SigningKey {
 pub fn assert_says(text: &str, phrases: &[&str]) {
     for phrase in phrases {
         assert!(text.contains(phrase), "expected {phrase:?} in:\n{text}");
+    }
+}
+
+/// The stdout of a finished program that must have succeeded (`what` names it when not).
+pub fn succeeded(what: &str, out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A line on the terminal even when the test passes (the harness captures `eprintln!`).
+pub fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Say loudly that a case was skipped, and record it where the test command counts skips
+/// (`KEYWARDEN_TEST_SKIP_LOG`).
+pub fn skipped(what: &str) {
+    say(&format!("\n*** SKIPPED {what} ***\n"));
+    if let Some(log) = std::env::var_os("KEYWARDEN_TEST_SKIP_LOG") {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        // One line a skip: the test command counts lines.
+        writeln!(file, "{}", what.replace('\n', " ")).unwrap();
     }
 }
 

@@ -70,6 +70,12 @@ fn hex_sha256(cert: &CertificateDer<'_>) -> String {
         .collect()
 }
 
+/// Seconds to wait from a `Retry-After` value. The service sends whole seconds; an HTTP date
+/// (the header's other form) is not read, and the agent's own backoff applies alone.
+fn retry_after_secs(value: &str) -> Option<u64> {
+    value.trim().parse().ok()
+}
+
 /// A blocking client bound to one service URL.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -153,6 +159,11 @@ impl Client {
             source: e,
         })?;
         let status = resp.status().as_u16();
+        let retry_after_secs = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after_secs);
         if resp.status().is_redirection() {
             return Err(Error::Redirected {
                 url: self.base.clone(),
@@ -180,6 +191,7 @@ impl Client {
                 status,
                 code: body.error.code,
                 message: body.error.message,
+                retry_after_secs,
             }),
             Err(_) => Err(Error::BadResponse {
                 status,

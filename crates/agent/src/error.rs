@@ -34,6 +34,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file the agent keeps could not be written because the disk holding it is full (or
+    /// the person's disk quota is used up). Written atomically, so nothing was half written;
+    /// what was there before, the reports waiting in the outbox among it, is untouched.
+    #[error("the disk holding {} is full, so {} could not be written; nothing already queued was lost: the reports waiting are kept and sent as usual, and new ones are queued again once space is freed", dir.display(), file.display())]
+    DiskFull {
+        /// The folder on the full disk.
+        dir: PathBuf,
+        /// The file that could not be written.
+        file: PathBuf,
+        /// The cause (`No space left on device`, `Disk quota exceeded`).
+        #[source]
+        source: std::io::Error,
+    },
     /// A file the agent keeps has content it cannot use.
     #[error("{} is unreadable: {reason}", path.display())]
     Corrupt {
@@ -76,6 +89,9 @@ pub enum Error {
         code: ErrorCode,
         /// Its sentence.
         message: String,
+        /// Seconds the service asked the agent to wait before trying again (its `Retry-After`,
+        /// sent when it sheds load or limits the rate).
+        retry_after_secs: Option<u64>,
     },
     /// The service answered with a redirect. The agent follows none: a redirect could take
     /// its requests to another host, or from HTTPS to plain HTTP.
@@ -200,6 +216,16 @@ impl Error {
         false
     }
 
+    /// Seconds the service asked to be left alone before the next attempt, when it said so.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::Service {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => None,
+        }
+    }
+
     /// The service's error code, when the service refused.
     pub fn service_code(&self) -> Option<ErrorCode> {
         match self {
@@ -273,6 +299,7 @@ impl Error {
                 status,
                 code,
                 message,
+                ..
             } => ui(*code, service_sentence(*status, *code, message), None),
             Error::NotProvisioned => ui(ErrorCode::NotProvisioned,
                 "This laptop is not registered with your organisation yet. IT provisions it with `keywarden provision`.".into(),
@@ -315,7 +342,24 @@ impl Error {
         }
     }
 
+    /// A file error; one because the disk is full becomes [`Error::DiskFull`].
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        if matches!(
+            source.kind(),
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+        ) {
+            let dir = if path.is_dir() {
+                path
+            } else {
+                path.parent().unwrap_or(path)
+            };
+            return Error::DiskFull {
+                dir: dir.to_owned(),
+                file: path.to_owned(),
+                source,
+            };
+        }
         Error::Io {
             action,
             path: path.to_owned(),
@@ -375,6 +419,7 @@ mod tests {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
         .to_ui()
     }
@@ -443,6 +488,47 @@ mod tests {
             "confirm with an existing key",
         );
         assert!(ask.message.contains("confirm it is you"), "{}", ask.message);
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_its_folder_and_says_nothing_queued_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("outbox").join("1-a.json");
+        for kind in [
+            std::io::ErrorKind::StorageFull,
+            std::io::ErrorKind::QuotaExceeded,
+        ] {
+            let e = Error::io("cannot write", &file, std::io::Error::from(kind));
+            let Error::DiskFull { dir: full, .. } = &e else {
+                panic!("{kind:?}: {e:?}");
+            };
+            assert_eq!(full, &dir.path().join("outbox"));
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "the disk holding {} is full",
+                    dir.path().join("outbox").display()
+                )) && text.contains("nothing already queued was lost"),
+                "{text}"
+            );
+        }
+        // Any other failure stays what it was.
+        let e = Error::io(
+            "cannot write",
+            &file,
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        // A folder is named as itself.
+        let e = Error::io(
+            "cannot create",
+            dir.path(),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        assert!(
+            matches!(&e, Error::DiskFull { dir: d, .. } if d == dir.path()),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -29,13 +29,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
     let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::io("cannot write in", dir, e))?;
+    // On failure (a full disk among others) the temporary file is removed as `tmp` drops, and
+    // the target keeps its old content.
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+        .map_err(|e| Error::io("cannot write", path, e))?;
     tmp.persist(path)
         .map_err(|e| Error::io("cannot replace", path, e.error))?;
     sync_dir(dir);
     Ok(())
+}
+
+/// Rewrite an existing small file in place (no temporary file, so no new room on the disk is
+/// needed when the new content is no longer than the old by more than the file's last block).
+/// Not atomic: for files whose reader survives a garbled content (the sequence counter).
+pub fn overwrite_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(bytes)?;
+    f.set_len(u64::try_from(bytes.len()).unwrap_or(u64::MAX))?;
+    f.sync_all()
 }
 
 /// Flush a folder's entries (the rename above) to disk where the OS allows it.

@@ -150,6 +150,10 @@ fn read_counter(path: &std::path::Path) -> Option<u64> {
 /// truncated file; a crash after the write only skips a number, which the service accepts. The
 /// next number is `max(stored + 1, now in µs)` (see [`floor_now`]), so even a counter that is
 /// lost or unreadable never goes below a number the service has taken.
+///
+/// On a full disk the counter is rewritten in place instead (its file already holds the room),
+/// so that the reports waiting in the outbox can still be sent, which frees space; a crash in
+/// that write could garble the counter, which the clock floor above makes harmless.
 pub fn with_next_seq<T>(paths: &Paths, send: impl FnOnce(u64) -> Result<T>) -> Result<T> {
     std::fs::create_dir_all(&paths.data_dir)
         .map_err(|e| Error::io("cannot create", &paths.data_dir, e))?;
@@ -165,7 +169,13 @@ pub fn with_next_seq<T>(paths: &Paths, send: impl FnOnce(u64) -> Result<T>) -> R
         .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
     let path = paths.seq_file();
     let seq = next_after(read_counter(&path), floor_now());
-    files::write_atomic(&path, seq.to_string().as_bytes(), false)?;
+    let text = seq.to_string();
+    match files::write_atomic(&path, text.as_bytes(), false) {
+        Err(full @ Error::DiskFull { .. }) => {
+            files::overwrite_in_place(&path, text.as_bytes()).map_err(|_| full)?
+        }
+        other => other?,
+    }
     let result = send(seq);
     // Closing the file releases the lock; only after the answer came back.
     drop(lock);

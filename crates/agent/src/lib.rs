@@ -115,6 +115,10 @@ pub struct FlushOutcome {
     pub pending: usize,
     /// Why sending stopped early, if it did.
     pub stopped_by: Option<String>,
+    /// Seconds the service asked the agent to wait before trying again (its `Retry-After`),
+    /// when sending stopped on such an answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The agent: its folders and the keys it may use.

@@ -76,6 +76,7 @@ impl Agent {
                 }
                 Err(e) => {
                     outcome.pending = rest.len();
+                    outcome.retry_after_secs = e.retry_after_secs();
                     Some(e.to_string())
                 }
             };
@@ -227,6 +228,7 @@ impl Sender<'_> {
                 status,
                 code,
                 message,
+                ..
             }) if (400..500).contains(&status)
                 && status != 401
                 && status != 409
@@ -238,7 +240,10 @@ impl Sender<'_> {
                     .push((item.report.report_id.clone(), format!("{message} [{code}]")));
                 Ok(None)
             }
-            Err(e) => Ok(Some(e.to_string())),
+            Err(e) => {
+                outcome.retry_after_secs = e.retry_after_secs();
+                Ok(Some(e.to_string()))
+            }
         }
     }
 }

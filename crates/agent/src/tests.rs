@@ -181,6 +181,15 @@ fn one_answer(
     status: u16,
     body: &'static str,
 ) -> (String, std::thread::JoinHandle<(String, String)>) {
+    one_answer_with(status, "", body)
+}
+
+/// [`one_answer`] with more header lines (each ending in `\r\n`).
+fn one_answer_with(
+    status: u16,
+    headers: &'static str,
+    body: &'static str,
+) -> (String, std::thread::JoinHandle<(String, String)>) {
     use std::io::{BufRead as _, Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -205,7 +214,7 @@ fn one_answer(
         let mut stream = stream;
         write!(
             stream,
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -396,4 +405,40 @@ fn the_link_goes_to_the_browser_only_and_a_browser_that_does_not_start_is_explai
         .unwrap_err();
     served.join().unwrap();
     assert!(matches!(e, Error::WebLinkNotOurs { .. }), "{e}");
+}
+
+#[test]
+fn a_busy_service_is_left_alone_as_long_as_it_asked_and_the_count_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, served) = one_answer_with(
+        503,
+        "Retry-After: 900\r\n",
+        r#"{"error":{"code":"service_busy","message":"the service is busy; try again shortly"}}"#,
+    );
+    let agent = provisioned_with(dir.path(), &url);
+    let before = now_ms();
+    let status = agent.check_in(checkin::Trigger::Schedule).unwrap();
+    served.join().unwrap();
+    assert!(
+        status.last_error.as_deref().unwrap().contains("busy"),
+        "{status:?}"
+    );
+    assert_eq!(status.outbox_pending, 1, "the report waits in the outbox");
+    // A new agent over the same folder (a restart) reads the backoff back from checkin.json.
+    let again = Agent::new(Paths::under(dir.path()), Keyring::new());
+    let record = again.checkin_record().unwrap();
+    assert_eq!(record.backoff.unwrap().failures, 1);
+    let due = checkin::next_due_ms(&record, 3_600_000);
+    assert!(
+        due >= before + 900_000,
+        "retried {} ms after, not after 900 s",
+        due - before
+    );
+
+    // The service gone altogether: another failure in a row, and a longer backoff ceiling.
+    drop(url);
+    let status = again.check_in(checkin::Trigger::Schedule).unwrap();
+    assert!(status.last_error.is_some());
+    assert_eq!(again.checkin_record().unwrap().backoff.unwrap().failures, 2);
+    assert_eq!(again.outbox().len().unwrap(), 2, "nothing queued was lost");
 }
