@@ -32,10 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Device, ServiceProcess};
-use fleet::{memory_mib, now_ms, percentile, report};
-use keywarden_protocol::REPORT_BATCH_PATH;
+use fleet::{memory_mib, percentile};
 use rand::Rng as _;
-use serde_json::json;
 
 /// Reports each laptop holds after the outage (one an hour for eight hours).
 const QUEUED_AFTER_OUTAGE: usize = 8;
@@ -76,37 +74,15 @@ enum Outcome {
 impl Laptop {
     /// Send `n` reports in one signed batch, as the agent's outbox flush does.
     async fn check_in(&self, base: &str, n: usize) -> Outcome {
-        let now = now_ms();
-        let reports: Vec<_> = (0..n).map(|_| report(now)).collect();
-        let body = json!({ "reports": reports }).to_string();
-        let (seq, sig) = self.device.sign(REPORT_BATCH_PATH, body.as_bytes(), now);
-        let started = Instant::now();
-        let sent = self
-            .http
-            .post(format!("{base}{REPORT_BATCH_PATH}"))
-            .header("content-type", "application/json")
-            .header(keywarden_protocol::HEADER_DEVICE, &self.device.id)
-            .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
-            .header(keywarden_protocol::HEADER_TIME, now.to_string())
-            .header(keywarden_protocol::HEADER_SIGNATURE, sig)
-            .body(body)
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(resp) => resp,
-            Err(e) => return Outcome::Failed(e.to_string()),
-        };
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let text = resp.text().await.unwrap_or_default();
-        match (status, retry_after) {
-            (200, _) => Outcome::Stored(started.elapsed()),
-            (429 | 503, Some(secs)) => Outcome::Shed(Duration::from_secs(secs)),
-            _ => Outcome::Failed(format!("{status} {text}")),
+        match fleet::send_batch(&self.http, base, &self.device, n).await {
+            Ok(a) if a.status == 200 => Outcome::Stored(a.took),
+            Ok(fleet::Answer {
+                status: 429 | 503,
+                retry_after: Some(secs),
+                ..
+            }) => Outcome::Shed(Duration::from_secs(secs)),
+            Ok(a) => Outcome::Failed(format!("{} {}", a.status, a.body)),
+            Err(e) => Outcome::Failed(e),
         }
     }
 
@@ -223,33 +199,6 @@ where
     }
 }
 
-/// Laptops provisioned straight into the database (the load is check-ins, not provisioning).
-async fn provision(url: &str, n: usize) -> Vec<Device> {
-    let pool = keywarden_server::db::connect(url).await.unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    let mut devices = Vec::with_capacity(n);
-    for i in 0..n {
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        let id = uuid::Uuid::new_v4().to_string();
-        sqlx::query("INSERT INTO devices (id, public_key, hostname, agent_version, provisioned_at, last_seq) VALUES ($1, $2, $3, 'bench', $4, 0)")
-            .bind(&id)
-            .bind(keywarden_server::secrets::b64(key.verifying_key().as_bytes()))
-            .bind(format!("laptop-{i}"))
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        devices.push(Device {
-            id,
-            key,
-            seq: AtomicU64::new(0),
-        });
-    }
-    tx.commit().await.unwrap();
-    pool.close().await;
-    devices
-}
-
 async fn stored_reports(url: &str) -> i64 {
     let pool = keywarden_server::db::connect(url).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reports")
@@ -269,7 +218,7 @@ async fn run(backend: &str) {
     };
     let n = laptops();
     let every = interval();
-    let devices = provision(&url, n).await;
+    let devices = fleet::insert_devices(&url, n).await;
     let service = ServiceProcess::start(["--database-url", &url, "--listen", "127.0.0.1:0"])
         .unwrap_or_else(|said| panic!("the service did not start: {said}"));
     let pid = service.child.id();

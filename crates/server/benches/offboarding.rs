@@ -3,15 +3,22 @@
 //! real IdP webhook receiver on loopback. Reports p50/p99 of SCIM request received → revocation
 //! committed and → IdP webhook acknowledged, from the service's own offboarding records, beside
 //! a baseline measured in the same run: the same SCIM PATCH changing only the department.
-//! Targets (from the issue): p99 < 100 ms to committed, < 1 s to acknowledged. Then as many
+//! Targets: p99 < 100 ms to committed, < 50 ms to acknowledged (also under mixed load). Then as many
 //! offboardings again while a flood of bad provisioning requests (guessed tokens) comes from 64
 //! loopback addresses as fast as they are answered: the same percentiles under the flood, their
 //! ratio to the quiet run, and how the flood was answered (limits before work: per-address rate,
-//! the open routes' share of the slots, the token checked before the write lock). Reports, never
-//! asserts. On SQLite, and on PostgreSQL when `KEYWARDEN_BENCH_POSTGRES_URL` is set.
+//! the open routes' share of the slots, the token checked before the write lock). Then as many
+//! again while laptops check in at half the rate the service sustains (measured first, in the
+//! same run): time-to-revoke under mixed load, and the check-ins' own p99 meanwhile. Reports,
+//! never asserts. On SQLite, and on PostgreSQL when `KEYWARDEN_BENCH_POSTGRES_URL` is set.
 //! `KEYWARDEN_BENCH_SCALE` scales the count.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+// The service tests' helpers: a laptop signing as the agent does.
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "support/fleet.rs"]
+mod fleet;
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,9 +41,63 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// A fresh database, on PostgreSQL only when `KEYWARDEN_BENCH_POSTGRES_URL` is set.
-async fn fresh(backend: &str) -> Option<(AnyPool, Option<tempfile::TempDir>)> {
+async fn fresh(backend: &str) -> Option<(AnyPool, String, Option<tempfile::TempDir>)> {
     let (url, dir) = support::fresh_database(backend, &["KEYWARDEN_BENCH_POSTGRES_URL"]).await?;
-    Some((db::connect(&url).await.unwrap(), dir))
+    Some((db::connect(&url).await.unwrap(), url, dir))
+}
+
+/// Laptops checking in (one report in a signed batch, as the agent's schedule sends it) from 32
+/// connections: as fast as they are answered for `run_for` when `rate` is `None`, else paced at
+/// `rate` a second until `stop`. Check-ins per second achieved, their latencies sorted, and how
+/// many failed.
+async fn check_ins(
+    laptops: Arc<Vec<common::Device>>,
+    base: Arc<String>,
+    rate: Option<f64>,
+    run_for: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (f64, Vec<Duration>, usize) {
+    const WORKERS: usize = 32;
+    let started = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (laptops, base, stop) = (laptops.clone(), base.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let (mut took, mut failed) = (Vec::new(), 0usize);
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst)
+                        || (rate.is_none() && started.elapsed() > run_for)
+                    {
+                        break;
+                    }
+                    if let Some(rate) = rate {
+                        // Worker w sends the check-ins w, w + 32, w + 64, ... of a steady stream.
+                        let at = ((i * WORKERS + w) as f64) / rate;
+                        tokio::time::sleep_until(started + Duration::from_secs_f64(at)).await;
+                    }
+                    let laptop = &laptops[(i * WORKERS + w) % laptops.len()];
+                    match fleet::send_batch(&http, &base, laptop, 1).await {
+                        Ok(a) if a.status == 200 => took.push(a.took),
+                        _ => failed += 1,
+                    }
+                }
+                (took, failed)
+            })
+        })
+        .collect();
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        let (took, f) = t.await.unwrap();
+        all.extend(took);
+        failed += f;
+    }
+    all.sort();
+    (
+        all.len() as f64 / started.elapsed().as_secs_f64(),
+        all,
+        failed,
+    )
 }
 
 /// People with two credentials, an open ticket and a bound laptop each, inserted directly.
@@ -75,14 +136,15 @@ async fn seed(pool: &AnyPool, n: usize, now: i64) -> Vec<String> {
 }
 
 async fn run(backend: &str, n: usize) {
-    let Some((pool, _dir)) = fresh(backend).await else {
+    let Some((pool, url, _dir)) = fresh(backend).await else {
         println!("[{backend}] SKIPPED: KEYWARDEN_BENCH_POSTGRES_URL is not set");
         return;
     };
     let clock = Arc::new(SystemClock);
     use keywarden_server::Clock as _;
-    let all = seed(&pool, 2 * n, clock.now_ms()).await;
-    let (ids, flooded_ids) = all.split_at(n);
+    let all = seed(&pool, 3 * n, clock.now_ms()).await;
+    let (ids, rest) = all.split_at(n);
+    let (flooded_ids, mixed_ids) = rest.split_at(n);
     // The IdP receiver.
     let acked = Arc::new(AtomicU64::new(0));
     let counter = acked.clone();
@@ -165,6 +227,7 @@ async fn run(backend: &str, n: usize) {
     };
     let ids: &'static [String] = Vec::leak(ids.to_vec());
     let flooded_ids: &'static [String] = Vec::leak(flooded_ids.to_vec());
+    let mixed_ids: &'static [String] = Vec::leak(mixed_ids.to_vec());
     let wall = offboard(ids).await;
     let (revoke, ack) = times(&pool, ids).await;
     base.sort_by(f64::total_cmp);
@@ -183,6 +246,31 @@ async fn run(backend: &str, n: usize) {
         }
     }
     let (flooded_revoke, flooded_ack) = times(&pool, flooded_ids).await;
+    // Mixed load: check-ins at half of what the service sustains, measured just before.
+    let laptops = Arc::new(fleet::insert_devices(&url, 500).await);
+    let service_base = Arc::new(format!("http://{addr}"));
+    let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (capacity, _, _) = check_ins(
+        laptops.clone(),
+        service_base.clone(),
+        None,
+        Duration::from_secs(4),
+        never,
+    )
+    .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = tokio::spawn(check_ins(
+        laptops,
+        service_base,
+        Some(capacity / 2.0),
+        Duration::ZERO,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mixed_wall = offboard(mixed_ids).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mixed_rate, checkin_took, checkin_failed) = background.await.unwrap();
+    let (mixed_revoke, mixed_ack) = times(&pool, mixed_ids).await;
     let dormant = keywarden_server::offboard::dormant(&pool, clock.now_ms())
         .await
         .unwrap();
@@ -202,8 +290,14 @@ async fn run(backend: &str, n: usize) {
         pct(&revoke, 50.0), pct(&revoke, 99.0), if pct(&revoke, 99.0) < 100.0 { "met" } else { "MISSED" }
     );
     println!(
-        "[{backend}] time to IdP acknowledged: p50 {:.1} ms, p99 {:.1} ms (target p99 < 1000 ms: {})",
-        pct(&ack, 50.0), pct(&ack, 99.0), if pct(&ack, 99.0) < 1000.0 { "met" } else { "MISSED" }
+        "[{backend}] time to IdP acknowledged: p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms: {})",
+        pct(&ack, 50.0),
+        pct(&ack, 99.0),
+        if pct(&ack, 99.0) < 50.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     println!(
         "[{backend}] baseline SCIM PATCH (department only, client-side round trip): p50 {:.1} ms, p99 {:.1} ms; offboarding p99 / baseline p99 = {:.2}x",
@@ -216,6 +310,15 @@ async fn run(backend: &str, n: usize) {
         answered.join(", "),
         pct(&flooded_revoke, 50.0), pct(&flooded_revoke, 99.0), pct(&flooded_revoke, 99.0) / pct(&revoke, 99.0),
         pct(&flooded_ack, 50.0), pct(&flooded_ack, 99.0), pct(&flooded_ack, 99.0) / pct(&ack, 99.0),
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "[{backend}] under mixed load ({mixed_rate:.0} check-ins/s, half of the {capacity:.0}/s measured; their p50 {:.1} ms, p99 {:.1} ms, {checkin_failed} failed): {n} offboardings in {:.1} s, time to revoke p50 {:.1} ms, p99 {:.1} ms ({:.2}x the quiet p99); to IdP acknowledged p50 {:.1} ms, p99 {:.1} ms ({:.2}x; target p99 < 50 ms: {})",
+        ms(fleet::percentile(&checkin_took, 0.50)), ms(fleet::percentile(&checkin_took, 0.99)),
+        mixed_wall.as_secs_f64(),
+        pct(&mixed_revoke, 50.0), pct(&mixed_revoke, 99.0), pct(&mixed_revoke, 99.0) / pct(&revoke, 99.0),
+        pct(&mixed_ack, 50.0), pct(&mixed_ack, 99.0), pct(&mixed_ack, 99.0) / pct(&ack, 99.0),
+        if pct(&mixed_ack, 99.0) < 50.0 { "met" } else { "MISSED" },
     );
 }
 

@@ -1,12 +1,17 @@
 //! What the benchmarks that act as laptops share (included by those that also include the
-//! service tests' helpers as `common`): a report as a laptop in the field sends it,
-//! percentiles of measured latencies, and a process's memory.
+//! service tests' helpers as `common`): laptops provisioned straight into the database, a
+//! report as a laptop in the field sends it, a signed batch sent over HTTP, percentiles of
+//! measured latencies, and a process's memory.
+// Each benchmark that includes this uses a part of it.
+#![allow(dead_code)]
 
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
+use keywarden_protocol::REPORT_BATCH_PATH;
 use serde_json::{json, Value};
 
-use crate::common;
+use crate::common::{self, Device};
 
 /// Now, in unix milliseconds, by the service's own clock.
 pub fn now_ms() -> i64 {
@@ -48,4 +53,80 @@ pub fn memory_mib(pid: u32) -> (f64, f64) {
             .map_or(f64::NAN, |kb| kb / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `n` laptops provisioned straight into the database at `url` (a benchmark of check-ins need
+/// not provision through the rate-limited open route).
+pub async fn insert_devices(url: &str, n: usize) -> Vec<Device> {
+    let pool = keywarden_server::db::connect(url).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let mut devices = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query("INSERT INTO devices (id, public_key, hostname, agent_version, provisioned_at, last_seq) VALUES ($1, $2, $3, 'bench', $4, 0)")
+            .bind(&id)
+            .bind(keywarden_server::secrets::b64(key.verifying_key().as_bytes()))
+            .bind(format!("laptop-{i}"))
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        devices.push(Device {
+            id,
+            key,
+            seq: AtomicU64::new(0),
+        });
+    }
+    tx.commit().await.unwrap();
+    pool.close().await;
+    devices
+}
+
+/// What the service answered a signed batch: status, `Retry-After` seconds, the round trip,
+/// and the body (for a failure's message); `Err` when nothing came back.
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub took: Duration,
+    pub body: String,
+}
+
+/// Send `n` reports from `device` in one signed batch to the service at `base`, as the agent's
+/// outbox flush does.
+pub async fn send_batch(
+    http: &reqwest::Client,
+    base: &str,
+    device: &Device,
+    n: usize,
+) -> Result<Answer, String> {
+    let now = now_ms();
+    let reports: Vec<_> = (0..n).map(|_| report(now)).collect();
+    let body = json!({ "reports": reports }).to_string();
+    let (seq, sig) = device.sign(REPORT_BATCH_PATH, body.as_bytes(), now);
+    let started = Instant::now();
+    let resp = http
+        .post(format!("{base}{REPORT_BATCH_PATH}"))
+        .header("content-type", "application/json")
+        .header(keywarden_protocol::HEADER_DEVICE, &device.id)
+        .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
+        .header(keywarden_protocol::HEADER_TIME, now.to_string())
+        .header(keywarden_protocol::HEADER_SIGNATURE, sig)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = resp.text().await.unwrap_or_default();
+    Ok(Answer {
+        status,
+        retry_after,
+        took: started.elapsed(),
+        body,
+    })
 }
