@@ -34,6 +34,40 @@ pub struct FreshDb {
     pub url: String,
     pub backend: Backend,
     _dir: Option<tempfile::TempDir>,
+    /// On PostgreSQL, the server and the database's name, to drop it when the test is done.
+    created: Option<(String, String)>,
+}
+
+impl Drop for FreshDb {
+    /// A passing test's PostgreSQL database is dropped (a whole run would otherwise leave
+    /// hundreds behind, gigabytes in the throwaway cluster); a failing test's is kept, and named,
+    /// for a look at what it left.
+    fn drop(&mut self) {
+        let Some((base, name)) = self.created.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            eprintln!("kept the PostgreSQL database {name} of the failed test");
+            return;
+        }
+        // Its own thread and runtime: the test's runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection as _;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// The environment variable that skips the PostgreSQL half on purpose.
@@ -57,6 +91,7 @@ pub async fn fresh_db_for(backend: Backend, test: &str) -> Option<FreshDb> {
                 url: db::sqlite_url(&dir.path().join("keywarden.db")),
                 backend,
                 _dir: Some(dir),
+                created: None,
             })
         }
         Backend::Postgres => {
@@ -77,6 +112,7 @@ pub async fn fresh_db_for(backend: Backend, test: &str) -> Option<FreshDb> {
                 url: url.to_string(),
                 backend,
                 _dir: None,
+                created: Some((base, name)),
             })
         }
     }
