@@ -80,8 +80,8 @@ fi
 # -------------------------------------------------------------------------------------------
 
 say "Rust tests (end-to-end tests use a virtual display)"
-# The service processes the end-to-end tests start log at debug level into this folder, which
-# is searched for secrets afterwards.
+# The service processes the end-to-end tests and the service's own tests start (replicas, TLS,
+# signing keys) log at debug level into this folder, which is searched for secrets afterwards.
 export KEYWARDEN_TEST_LOG_DIR="$(mktemp -d)"
 RUST_LOG_FILE="$(mktemp)"
 xvfb-run -a -s "-screen 0 1280x900x24" cargo test --locked --workspace 2>&1 | tee "$RUST_LOG_FILE"

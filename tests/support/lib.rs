@@ -13,6 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
 
+pub mod service_log;
+
 /// Folder holding the workspace's built binaries (`target/debug`), found from this test's own
 /// executable (`target/debug/deps/e2e-…`).
 pub fn bin_dir() -> PathBuf {
@@ -46,24 +48,14 @@ pub struct Server {
 /// it), a new file there, with debug logging on, so the run can be searched for secrets
 /// afterwards; else nowhere. Returns the stderr to give the process and a copy for stdout lines.
 pub fn service_output() -> (Stdio, Option<std::fs::File>, Option<&'static str>) {
-    let Some(dir) = std::env::var_os("KEYWARDEN_TEST_LOG_DIR") else {
+    let Some(file) = service_log::new_service_log() else {
         return (Stdio::null(), None, None);
     };
-    let dir = std::path::PathBuf::from(dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = tempfile::Builder::new()
-        .prefix("keywarden-server-")
-        .suffix(".log")
-        .tempfile_in(&dir)
-        .unwrap()
-        .keep()
-        .unwrap()
-        .0;
     let copy = file.try_clone().unwrap();
     (
         Stdio::from(file),
         Some(copy),
-        Some("debug,sqlx=info,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info"),
+        Some(service_log::KEPT_LOG_LEVEL),
     )
 }
 
