@@ -1,6 +1,7 @@
 //! Device posture for the Keywarden agent: what the laptop is, whether its disk is encrypted, a
-//! host firewall is active and the firmware enforces secure boot, and when the OS last installed
-//! updates.
+//! host firewall is active and the firmware enforces secure boot, when the OS last installed
+//! updates, whether the screen locks by itself, and the platform's own protections (macOS
+//! System Integrity Protection and Gatekeeper, Windows Defender, MDM enrolment).
 //!
 //! Posture feeds policy: the service decides from it whether a laptop may enrol keys or keep
 //! reporting as compliant. A wrong "yes" lets a weak laptop through and a wrong "no" locks a
@@ -11,9 +12,10 @@
 //! what to fix; a guessed `false` would only mislead.
 //!
 //! [`collect`] gathers everything. Platform facts (OS, kernel, host, disks) come from
-//! `sysinfo`; the security probes read the OS directly through [`Probes`], which can be
-//! pointed at a fixture tree instead of `/` so that each probe is tested without the hardware it
-//! describes. Collection is cheap: it lists no processes, samples no CPUs, and keeps nothing
+//! `sysinfo`; the security probes read the OS directly through [`Probes`]. On Linux they read
+//! files and can be pointed at a fixture tree instead of `/`; on macOS and Windows they run the
+//! OS's own tools, whose output goes to pure parsers tested over `fixtures/<os>/` on every
+//! system. docs/PLATFORMS.md says what each system needs. Collection is cheap: it lists no processes, samples no CPUs, and keeps nothing
 //! after it returns.
 //!
 //! Time is passed in rather than read from a clock, so callers and tests control it.
@@ -24,8 +26,28 @@ use keywarden_protocol::{Disk, Observed, Posture, POSTURE_SCHEMA_VERSION};
 use std::path::{Path, PathBuf};
 use sysinfo::{DiskRefreshKind, Disks, System};
 
+mod command;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+mod macos;
+#[cfg_attr(not(target_os = "windows"), allow(dead_code))]
+mod windows;
+
+/// Picks the expression for the OS this is built for; other systems get `$other`.
+macro_rules! per_os {
+    (linux: $linux:expr, macos: $macos:expr, windows: $windows:expr, other: $other:expr $(,)?) => {{
+        #[cfg(target_os = "linux")]
+        let value = $linux;
+        #[cfg(target_os = "macos")]
+        let value = $macos;
+        #[cfg(target_os = "windows")]
+        let value = $windows;
+        #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+        let value = $other;
+        value
+    }};
+}
 
 /// Collects this laptop's posture. `now_ms` (unix milliseconds) becomes
 /// [`Posture::collected_at_ms`].
@@ -35,11 +57,17 @@ mod linux;
 /// most a few seconds, then the firewall is reported unknown).
 pub fn collect(now_ms: i64) -> Posture {
     let probes = Probes::system();
+    let (screen_lock, screen_lock_delay_secs) = probes.screen_lock();
     Posture {
         schema_version: POSTURE_SCHEMA_VERSION,
         collected_at_ms: now_ms,
         os_name: non_empty(System::name(), "the OS did not report its name"),
-        os_version: os_version(),
+        os_version: per_os!(
+            linux: os_version(),
+            macos: macos::os_version(),
+            windows: windows::os_version(),
+            other: os_version(),
+        ),
         kernel_version: non_empty(
             System::kernel_version(),
             "the OS did not report a kernel version",
@@ -55,6 +83,12 @@ pub fn collect(now_ms: i64) -> Posture {
         firewall: probes.firewall(),
         secure_boot: probes.secure_boot(),
         last_os_update: probes.last_os_update(),
+        screen_lock,
+        screen_lock_delay_secs,
+        integrity_protection: probes.integrity_protection(),
+        app_verification: probes.app_verification(),
+        malware_protection: probes.malware_protection(),
+        mdm_enrolled: probes.mdm_enrolled(),
     }
 }
 
@@ -100,73 +134,130 @@ impl Probes {
         &self.root
     }
 
-    /// Whether the system disk is encrypted. On Linux: true when every device under the root
+    /// Whether the system disk is encrypted. On macOS: FileVault (`fdesetup status`). On
+    /// Windows: BitLocker protection of the `[OS Volume]` in `manage-bde -status` (every volume
+    /// listed in the detail; needs an elevated process). On Linux: true when every device under the root
     /// filesystem passes through a dm-crypt layer (LUKS directly, or LVM/RAID on LUKS), false
     /// when some device under it has none, unknown for overlay, network or in-memory roots
     /// (containers, live systems) and when sysfs cannot be read.
     pub fn disk_encryption(&self) -> Observed<bool> {
-        #[cfg(target_os = "linux")]
-        {
-            linux::disk_encryption::probe(&linux::Root::new(&self.root))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            not_implemented()
-        }
+        per_os!(
+            linux: linux::disk_encryption::probe(&linux::Root::new(&self.root)),
+            macos: macos::disk_encryption(),
+            windows: windows::disk_encryption(),
+            other: not_probed("disk encryption"),
+        )
     }
 
-    /// Whether a host firewall is active. On Linux: from the live nftables ruleset when the
+    /// Whether a host firewall is active. On macOS: the application firewall's global state.
+    /// On Windows: on for every profile (domain, private, public). On Linux: from the live nftables ruleset when the
     /// process may read it (an input hook with rules or a drop policy), otherwise from ufw or
     /// firewalld being enabled; unknown with the reason when neither settles it.
     pub fn firewall(&self) -> Observed<bool> {
-        #[cfg(target_os = "linux")]
-        {
-            linux::firewall::probe(&linux::Root::new(&self.root), self.live_commands)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = self.live_commands;
-            not_implemented()
-        }
+        per_os!(
+            linux: linux::firewall::probe(&linux::Root::new(&self.root), self.live_commands),
+            macos: macos::firewall(),
+            windows: windows::firewall(),
+            other: not_probed("the firewall"),
+        )
     }
 
-    /// When the OS last installed updates (unix seconds). On Linux: the newest package upgrade
-    /// in dpkg's log (Debian and derivatives), read in the system time zone; unknown without
-    /// dpkg, when the log cannot be read, and when the readable logs hold no upgrade.
+    /// When the OS last installed updates (unix seconds). On macOS: the newest macOS row of
+    /// `softwareupdate --history`. On Windows: the newest `Get-HotFix` date (day precision).
+    /// On Linux: the newest package upgrade in dpkg's log (Debian and derivatives) or dnf's
+    /// history (RPM-based, running system only), read in the system time zone; unknown without
+    /// either, when the log cannot be read, and when it holds no upgrade.
     pub fn last_os_update(&self) -> Observed<u64> {
-        #[cfg(target_os = "linux")]
-        {
-            linux::os_updates::probe(&linux::Root::new(&self.root))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Observed::unknown(format!(
-                "probe not implemented on {} yet",
-                std::env::consts::OS
-            ))
-        }
+        per_os!(
+            linux: linux::os_updates::probe(&linux::Root::new(&self.root), self.live_commands),
+            macos: macos::last_os_update(),
+            windows: windows::last_os_update(),
+            other: not_probed("the last OS update"),
+        )
     }
 
-    /// Whether the firmware enforces secure boot. On Linux: false when booted without UEFI,
+    /// Whether the firmware enforces secure boot. On Windows: `Confirm-SecureBootUEFI` (needs
+    /// an elevated process). On macOS: not probed yet. On Linux: false when booted without UEFI,
     /// otherwise the `SecureBoot` EFI variable; unknown when that cannot be read.
     pub fn secure_boot(&self) -> Observed<bool> {
-        #[cfg(target_os = "linux")]
-        {
-            linux::secure_boot::probe(&linux::Root::new(&self.root))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            not_implemented()
-        }
+        per_os!(
+            linux: linux::secure_boot::probe(&linux::Root::new(&self.root)),
+            macos: not_probed("secure boot (Apple's boot policy)"),
+            windows: windows::secure_boot(),
+            other: not_probed("secure boot"),
+        )
+    }
+
+    /// Whether the screen locks by itself, and after how many seconds of inactivity. On macOS:
+    /// `sysadminctl -screenLock status` and the screen saver's start time. On Windows: the
+    /// machine inactivity limit or a password-protected screen saver. On Linux: the GNOME or
+    /// KDE session's settings (running system only); unknown without a desktop session.
+    pub fn screen_lock(&self) -> (Observed<bool>, Observed<u64>) {
+        per_os!(
+            linux: linux::screen_lock::probe(self.live_commands),
+            macos: macos::screen_lock(),
+            windows: windows::screen_lock(),
+            other: (not_probed("the screen lock"), not_probed("the screen lock")),
+        )
+    }
+
+    /// Whether the OS protects its own files from administrators: macOS System Integrity
+    /// Protection (`csrutil status`); not probed elsewhere.
+    pub fn integrity_protection(&self) -> Observed<bool> {
+        per_os!(
+            linux: not_probed("OS integrity protection"),
+            macos: macos::integrity_protection(),
+            windows: not_probed("OS integrity protection"),
+            other: not_probed("OS integrity protection"),
+        )
+    }
+
+    /// Whether only verified applications run: macOS Gatekeeper (`spctl --status`); not probed
+    /// elsewhere.
+    pub fn app_verification(&self) -> Observed<bool> {
+        per_os!(
+            linux: not_probed("application verification"),
+            macos: macos::app_verification(),
+            windows: not_probed("application verification"),
+            other: not_probed("application verification"),
+        )
+    }
+
+    /// Whether malware protection scans in real time: Windows Defender
+    /// (`Get-MpComputerStatus`); not probed elsewhere.
+    pub fn malware_protection(&self) -> Observed<bool> {
+        per_os!(
+            linux: not_probed("real-time malware protection"),
+            macos: not_probed("real-time malware protection"),
+            windows: windows::malware_protection(),
+            other: not_probed("real-time malware protection"),
+        )
+    }
+
+    /// Whether the laptop is enrolled in device management: macOS `profiles status -type
+    /// enrollment`; not probed elsewhere yet.
+    pub fn mdm_enrolled(&self) -> Observed<bool> {
+        per_os!(
+            linux: not_probed("MDM enrolment"),
+            macos: macos::mdm_enrolled(),
+            windows: not_probed("MDM enrolment"),
+            other: not_probed("MDM enrolment"),
+        )
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn not_implemented() -> Observed<bool> {
-    Observed::unknown(format!(
-        "probe not implemented on {} yet",
-        std::env::consts::OS
-    ))
+/// Unknown because this system's probes do not read `what`.
+fn not_probed<T>(what: &str) -> Observed<T> {
+    Observed::unknown(format!("{what} is not probed on {}", std::env::consts::OS))
+}
+
+/// A file under `fixtures/` (tools' outputs the parsers are tested over).
+#[cfg(test)]
+pub(crate) fn fixture_text(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
 /// A string sysinfo returned, or unknown when it returned nothing or only blanks.
@@ -177,6 +268,7 @@ fn non_empty(value: Option<String>, reason: &str) -> Observed<String> {
     }
 }
 
+#[cfg_attr(any(target_os = "macos", target_os = "windows"), allow(dead_code))]
 fn os_version() -> Observed<String> {
     if let Some(v) = System::os_version().filter(|v| !v.trim().is_empty()) {
         return Observed::known(v.trim().to_owned());
@@ -254,6 +346,12 @@ mod tests {
         check("firewall", reason(&p.firewall));
         check("secure_boot", reason(&p.secure_boot));
         check("last_os_update", reason(&p.last_os_update));
+        check("screen_lock", reason(&p.screen_lock));
+        check("screen_lock_delay_secs", reason(&p.screen_lock_delay_secs));
+        check("integrity_protection", reason(&p.integrity_protection));
+        check("app_verification", reason(&p.app_verification));
+        check("malware_protection", reason(&p.malware_protection));
+        check("mdm_enrolled", reason(&p.mdm_enrolled));
         out
     }
 

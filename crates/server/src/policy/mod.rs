@@ -94,7 +94,7 @@ impl DeviceClass {
 pub struct PostureRequirements {
     /// System disk encrypted.
     pub disk_encryption: bool,
-    /// Host firewall active.
+    /// Host firewall active (on Windows: on for every profile, domain, private and public).
     pub firewall: bool,
     /// Secure boot enforced.
     pub secure_boot: bool,
@@ -102,6 +102,19 @@ pub struct PostureRequirements {
     pub min_os_version: Option<String>,
     /// Most days since the last OS update.
     pub max_update_age_days: Option<u32>,
+    /// The screen locks by itself after inactivity and asks for the password.
+    pub screen_lock: bool,
+    /// Most seconds of inactivity before the screen locks (implies nothing about
+    /// `screen_lock`; a laptop whose delay is unknown fails).
+    pub max_screen_lock_delay_secs: Option<u32>,
+    /// The OS protects its own files from administrators (macOS System Integrity Protection).
+    pub integrity_protection: bool,
+    /// Only verified applications run unless overridden (macOS Gatekeeper).
+    pub app_verification: bool,
+    /// Real-time malware protection on (Windows Defender).
+    pub malware_protection: bool,
+    /// Enrolled in a device management (MDM) service.
+    pub mdm_enrolled: bool,
 }
 
 impl PostureRequirements {
@@ -419,7 +432,9 @@ pub fn posture_failures(
 }
 
 /// [`posture_failures`], each with the signal it is about: `disk_encryption`, `firewall`,
-/// `secure_boot`, `os_version`, `os_update_age`, or `no_report`.
+/// `secure_boot`, `os_version`, `os_update_age`, `screen_lock`, `screen_lock_delay`,
+/// `integrity_protection`, `app_verification`, `malware_protection`, `mdm_enrolled`, or
+/// `no_report`.
 pub fn posture_failures_by_signal(
     req: &PostureRequirements,
     posture: Option<&Posture>,
@@ -448,6 +463,54 @@ pub fn posture_failures_by_signal(
     }
     if req.secure_boot {
         flag("secure_boot", "secure boot", &p.secure_boot, &mut out);
+    }
+    if req.screen_lock {
+        flag("screen_lock", "screen lock", &p.screen_lock, &mut out);
+    }
+    if let Some(max) = req.max_screen_lock_delay_secs {
+        match &p.screen_lock_delay_secs {
+            Observed::Known { value, .. } if *value <= u64::from(max) => {}
+            Observed::Known { value, .. } => out.push((
+                "screen_lock_delay",
+                format!(
+                    "the screen locks after {value} s of inactivity, more than the {max} s allowed"
+                ),
+            )),
+            Observed::Unknown { reason } => out.push((
+                "screen_lock_delay",
+                format!("screen lock delay is unknown ({reason})"),
+            )),
+        }
+    }
+    for (wanted, signal, name, observed) in [
+        (
+            req.integrity_protection,
+            "integrity_protection",
+            "OS integrity protection",
+            &p.integrity_protection,
+        ),
+        (
+            req.app_verification,
+            "app_verification",
+            "application verification",
+            &p.app_verification,
+        ),
+        (
+            req.malware_protection,
+            "malware_protection",
+            "real-time malware protection",
+            &p.malware_protection,
+        ),
+        (
+            req.mdm_enrolled,
+            "mdm_enrolled",
+            "MDM enrolment",
+            &p.mdm_enrolled,
+        ),
+    ] {
+        if wanted {
+            flag(signal, name, observed, &mut out);
+        }
     }
     if let Some(min) = &req.min_os_version {
         match &p.os_version {
@@ -561,6 +624,17 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
             return Err(Error::bad_request(
                 ErrorCode::PolicyInvalid,
                 format!("aaguid_allow_list entry {a} is not a UUID"),
+            ));
+        }
+    }
+    for (name, req) in [
+        ("enrolment_posture", &p.enrolment_posture),
+        ("ongoing_posture", &p.ongoing_posture),
+    ] {
+        if req.max_screen_lock_delay_secs == Some(0) {
+            return Err(Error::bad_request(
+                ErrorCode::PolicyInvalid,
+                format!("{name}.max_screen_lock_delay_secs must be at least 1"),
             ));
         }
     }
@@ -681,6 +755,12 @@ mod tests {
             firewall: unknown(),
             secure_boot: unknown(),
             last_os_update,
+            screen_lock: unknown(),
+            screen_lock_delay_secs: unknown(),
+            integrity_protection: unknown(),
+            app_verification: unknown(),
+            malware_protection: unknown(),
+            mdm_enrolled: unknown(),
         }
     }
 
@@ -715,6 +795,74 @@ mod tests {
                 now
             ),
             vec!["OS update age is unknown (no dpkg database at /var/lib/dpkg)".to_owned()]
+        );
+    }
+
+    #[test]
+    fn screen_lock_and_its_delay_are_judged_apart() {
+        let req = PostureRequirements {
+            screen_lock: true,
+            max_screen_lock_delay_secs: Some(300),
+            ..Default::default()
+        };
+        let with = |locks: Observed<bool>, delay: Observed<u64>| Posture {
+            screen_lock: locks,
+            screen_lock_delay_secs: delay,
+            ..posture_updated_at(Observed::unknown("not probed in this test"))
+        };
+        assert!(posture_failures(
+            &req,
+            Some(&with(Observed::known(true), Observed::known(300))),
+            0
+        )
+        .is_empty());
+        assert_eq!(
+            posture_failures(
+                &req,
+                Some(&with(Observed::known(true), Observed::known(605))),
+                0
+            ),
+            vec!["the screen locks after 605 s of inactivity, more than the 300 s allowed"]
+        );
+        assert_eq!(
+            posture_failures_by_signal(
+                &req,
+                Some(&with(
+                    Observed::known(false),
+                    Observed::unknown("the screen never locks by itself")
+                )),
+                0
+            ),
+            vec![
+                ("screen_lock", "screen lock is off".to_owned()),
+                (
+                    "screen_lock_delay",
+                    "screen lock delay is unknown (the screen never locks by itself)".to_owned()
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn platform_protections_fail_when_off_or_unknown() {
+        let req = PostureRequirements {
+            integrity_protection: true,
+            malware_protection: true,
+            ..Default::default()
+        };
+        let p = Posture {
+            integrity_protection: Observed::known(true),
+            malware_protection: Observed::unknown(
+                "real-time malware protection is not probed on macos",
+            ),
+            ..posture_updated_at(Observed::unknown("not probed in this test"))
+        };
+        assert_eq!(
+            posture_failures_by_signal(&req, Some(&p), 0),
+            vec![(
+                "malware_protection",
+                "real-time malware protection is unknown (real-time malware protection is not probed on macos)".to_owned()
+            )]
         );
     }
 
