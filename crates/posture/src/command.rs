@@ -12,13 +12,10 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_millis(50);
 const POLLS: u32 = 100;
 
-/// What a tool printed, and whether it exited successfully.
+/// What a tool printed, and its exit status as the OS words it when that was not success.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Output {
-    /// Exited with status 0.
-    pub(crate) success: bool,
-    /// The exit status as the OS words it.
-    pub(crate) status: String,
+    pub(crate) failed: Option<String>,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
 }
@@ -93,8 +90,7 @@ pub(crate) fn output(candidates: &[&str], args: &[&str]) -> Result<Output, Strin
             .map_err(|_| format!("reading the output of {name} failed"))?;
         let stderr = err.join().unwrap_or_default();
         return Ok(Output {
-            success: status.success(),
-            status: status.to_string(),
+            failed: (!status.success()).then(|| status.to_string()),
             stdout,
             stderr,
         });
@@ -108,7 +104,7 @@ pub(crate) fn output(candidates: &[&str], args: &[&str]) -> Result<Output, Strin
 pub(crate) fn run(candidates: &[&str], args: &[&str]) -> Result<String, String> {
     let name = candidates.first().copied().unwrap_or_default();
     let out = output(candidates, args)?;
-    if !out.success {
+    if let Some(status) = &out.failed {
         let why: String = out
             .stderr
             .lines()
@@ -117,7 +113,7 @@ pub(crate) fn run(candidates: &[&str], args: &[&str]) -> Result<String, String> 
             .chars()
             .take(200)
             .collect();
-        return Err(format!("{name} failed ({}): {}", out.status, why.trim()));
+        return Err(format!("{name} failed ({status}): {}", why.trim()));
     }
     Ok(out.stdout)
 }
@@ -136,7 +132,7 @@ pub(crate) fn read_with<T>(
         Err(reason) => keywarden_protocol::Observed::unknown(reason),
         Ok(out) if out.text().trim().is_empty() => keywarden_protocol::Observed::unknown(format!(
             "{name} printed nothing ({})",
-            out.status
+            out.failed.as_deref().unwrap_or("exit status: 0")
         )),
         Ok(out) => parse(&out.text()),
     }
@@ -179,7 +175,7 @@ mod tests {
     #[test]
     fn a_failing_tool_keeps_what_it_printed() {
         let out = output(&["sh"], &["-c", "echo out; echo err >&2; exit 3"]).expect("sh runs");
-        assert!(!out.success);
+        assert_eq!(out.failed.as_deref(), Some("exit status: 3"));
         assert_eq!(out.text(), "out\nerr\n");
         assert_eq!(
             run(&["sh"], &["-c", "echo err >&2; exit 3"]),

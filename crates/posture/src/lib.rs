@@ -197,7 +197,7 @@ impl Probes {
             linux: linux::screen_lock::probe(self.live_commands),
             macos: macos::screen_lock(),
             windows: windows::screen_lock(),
-            other: (not_probed("the screen lock"), not_probed("the screen lock")),
+            other: lock_unknown(format!("the screen lock is not probed on {}", std::env::consts::OS)),
         )
     }
 
@@ -246,9 +246,112 @@ impl Probes {
     }
 }
 
+/// The screen lock signals: whether the screen locks by itself, and after how many seconds of
+/// inactivity.
+type ScreenLock = (Observed<bool>, Observed<u64>);
+
+/// Both screen lock signals unknown, for one reason.
+fn lock_unknown(reason: impl Into<String>) -> ScreenLock {
+    let reason = reason.into();
+    (Observed::unknown(reason.clone()), Observed::unknown(reason))
+}
+
+/// A screen that never locks by itself; `detail` says why.
+fn never_locks(detail: impl Into<String>) -> ScreenLock {
+    (
+        Observed::known_because(false, detail),
+        Observed::unknown("the screen never locks by itself"),
+    )
+}
+
+/// A screen that locks after `secs` of inactivity; `detail` says how.
+fn locks_after(secs: u64, detail: impl Into<String>) -> ScreenLock {
+    let detail = detail.into();
+    (
+        Observed::known_because(true, detail.clone()),
+        Observed::known_because(secs, detail),
+    )
+}
+
 /// Unknown because this system's probes do not read `what`.
 fn not_probed<T>(what: &str) -> Observed<T> {
     Observed::unknown(format!("{what} is not probed on {}", std::env::consts::OS))
+}
+
+/// Whether `o` is unknown with a reason that says something.
+#[cfg(test)]
+pub(crate) fn is_unknown<T>(o: &Observed<T>) -> bool {
+    matches!(o, Observed::Unknown { reason } if !reason.trim().is_empty())
+}
+
+/// An observation with its value as Rust's `Debug` prints it, to compare with a fixture's
+/// expected value.
+#[cfg(test)]
+pub(crate) fn debug<T: std::fmt::Debug>(o: Observed<T>) -> Observed<String> {
+    match o {
+        Observed::Known { value, detail } => Observed::Known {
+            value: format!("{value:?}"),
+            detail,
+        },
+        Observed::Unknown { reason } => Observed::Unknown { reason },
+    }
+}
+
+/// Checks every tool output in `fixtures/<os>/` against that folder's `expected.txt` through
+/// `read(reader, text)`, and that no output there goes unchecked. A line is `reader file value`
+/// (`unknown` for unknown with a reason), optionally followed by ` | ` and the exact detail or
+/// reason.
+#[cfg(test)]
+pub(crate) fn check_fixtures(os: &str, read: impl Fn(&str, &str) -> Option<Observed<String>>) {
+    let mut listed = std::collections::BTreeSet::new();
+    let manifest = fixture_text(&format!("{os}/expected.txt"));
+    for line in manifest
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let (case, text) = match line.split_once(" | ") {
+            Some((case, text)) => (case, Some(text)),
+            None => (line, None),
+        };
+        let mut parts = case.splitn(3, ' ');
+        let (Some(reader), Some(file), Some(want)) = (parts.next(), parts.next(), parts.next())
+        else {
+            panic!("{os}/expected.txt: '{line}' is not `reader file value`");
+        };
+        listed.insert(file.to_owned());
+        let got = read(reader, &fixture_text(&format!("{os}/{file}")))
+            .unwrap_or_else(|| panic!("{os}/expected.txt names no reader '{reader}'"));
+        let said = match &got {
+            Observed::Known { value, detail } => {
+                assert_eq!(value, want, "{reader} of {os}/{file}");
+                detail.as_deref()
+            }
+            Observed::Unknown { reason } => {
+                assert!(
+                    want == "unknown" && is_unknown(&got),
+                    "{reader} of {os}/{file}: expected {want}, got {got:?}"
+                );
+                Some(reason.as_str())
+            }
+        };
+        if let Some(text) = text {
+            assert_eq!(said, Some(text), "what {reader} says of {os}/{file}");
+        }
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(os);
+    for entry in std::fs::read_dir(&dir).expect("the fixtures folder") {
+        let name = entry
+            .expect("a fixture")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name == "expected.txt" || listed.contains(&name),
+            "{os}/{name} is not checked: list it in {os}/expected.txt"
+        );
+    }
 }
 
 /// A file under `fixtures/` (tools' outputs the parsers are tested over).

@@ -102,6 +102,32 @@ fn screen_lock_report(app: &App, locks: Option<bool>, delay_secs: Option<u64>) -
 }
 
 async fn a_laptop_without_screen_lock_is_refused_where_policy_requires_it(app: App) {
+    // A delay of 0 and a protection the service does not know are refused, defining nothing.
+    for (policy, code) in [
+        (
+            json!({"enrolment_posture": {"screen_lock": true, "max_screen_lock_delay_secs": 0}}),
+            "policy_invalid",
+        ),
+        (
+            json!({"enrolment_posture": {"platform_protections": ["antivirus"]}}),
+            "malformed_json",
+        ),
+    ] {
+        let body = json!({"priority": 10, "policy": policy,
+            "selector": {"kind": "attribute", "key": "department", "value": "research"}});
+        let (s, v) = app
+            .call(
+                "PUT",
+                "/api/v1/admin/populations/research",
+                &app.admin,
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM populations").await, 0);
+
     app.population(
         "research",
         "research",
@@ -113,58 +139,47 @@ async fn a_laptop_without_screen_lock_is_refused_where_policy_requires_it(app: A
     let sam = app.hr_person_in("sam@example.com", "Sales").await;
     let laptop = app.device("mac-1").await;
     let ticket = app.ticket_secret(&ada).await;
-    let refused = |v: &Value| v["error"]["message"].as_str().unwrap().to_owned();
-    let nothing_opened = || async {
-        assert_eq!(
-            app.count("SELECT COUNT(*) FROM enrolment_sessions").await,
-            0,
-            "a refusal opens no enrolment"
-        );
-        assert_eq!(
-            app.count("SELECT COUNT(*) FROM enrolment_tickets WHERE redeemed_at IS NOT NULL")
-                .await,
-            0,
-            "a refusal spends no ticket"
-        );
+    // Ada's enrolment after `report`: refused as non-compliant, opening nothing and spending
+    // nothing; the refusal's message.
+    let refused_after = |report: Value| {
+        let (app, laptop, ticket) = (&app, &laptop, &ticket);
+        async move {
+            send_report(app, laptop, &report).await;
+            let (s, v) = begin(app, laptop, ticket).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+            assert_eq!(v["error"]["code"], "laptop_noncompliant");
+            let opened = app.count("SELECT COUNT(*) FROM enrolment_sessions").await;
+            let spent = app
+                .count("SELECT COUNT(*) FROM enrolment_tickets WHERE redeemed_at IS NOT NULL")
+                .await;
+            assert_eq!(
+                (opened, spent),
+                (0, 0),
+                "a refusal opens and spends nothing"
+            );
+            v["error"]["message"].as_str().unwrap().to_owned()
+        }
     };
 
     // An agent that predates the signal: unknown, refused, saying so.
-    send_report(&app, &laptop, &screen_lock_report(&app, None, None)).await;
-    let (s, v) = begin(&app, &laptop, &ticket).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert_eq!(v["error"]["code"], "laptop_noncompliant");
+    let why = refused_after(screen_lock_report(&app, None, None)).await;
     assert!(
-        refused(&v).contains("screen lock is unknown (not reported by this agent version)"),
-        "{v}"
+        why.contains("screen lock is unknown (not reported by this agent version)"),
+        "{why}"
     );
-    nothing_opened().await;
-
     // The screen never locks: refused for the lock and for its delay.
-    send_report(&app, &laptop, &screen_lock_report(&app, Some(false), None)).await;
-    let (s, v) = begin(&app, &laptop, &ticket).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
-    assert!(refused(&v).contains("screen lock is off"), "{v}");
+    let why = refused_after(screen_lock_report(&app, Some(false), None)).await;
+    assert!(why.contains("screen lock is off"), "{why}");
     assert!(
-        refused(&v).contains("screen lock delay is unknown (the screen never locks by itself)"),
-        "{v}"
+        why.contains("screen lock delay is unknown (the screen never locks by itself)"),
+        "{why}"
     );
-    nothing_opened().await;
-
     // It locks, but only after 20 minutes: more than the 10 allowed.
-    send_report(
-        &app,
-        &laptop,
-        &screen_lock_report(&app, Some(true), Some(1200)),
-    )
-    .await;
-    let (s, v) = begin(&app, &laptop, &ticket).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let why = refused_after(screen_lock_report(&app, Some(true), Some(1200))).await;
     assert!(
-        refused(&v)
-            .contains("the screen locks after 1200 s of inactivity, more than the 600 s allowed"),
-        "{v}"
+        why.contains("the screen locks after 1200 s of inactivity, more than the 600 s allowed"),
+        "{why}"
     );
-    nothing_opened().await;
 
     // Policy is per population: Sam (Sales requires nothing) may enrol from the same laptop.
     let (s, b) = begin(&app, &laptop, &app.ticket_secret(&sam).await).await;
@@ -188,25 +203,22 @@ async fn a_laptop_without_screen_lock_is_refused_where_policy_requires_it(app: A
     let v = app
         .as_admin("GET", "/api/v1/admin/coverage", None, StatusCode::OK)
         .await;
-    let research = v["posture_by_population"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["population"] == "research")
-        .unwrap()
-        .clone();
+    let entry = |list: &str, key: &str, name: &str| {
+        v[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e[key] == name)
+            .unwrap()
+            .clone()
+    };
+    let research = entry("posture_by_population", "population", "research");
     assert_eq!(
         research["failing_by_signal"],
         json!({"screen_lock": 1}),
         "{research}"
     );
-    let lock = v["posture"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["signal"] == "screen_lock")
-        .unwrap()
-        .clone();
+    let lock = entry("posture", "signal", "screen_lock");
     assert_eq!(lock["non_compliant"], 1, "{lock}");
 }
 

@@ -9,7 +9,7 @@
 //! session (a headless machine or a system service) is unknown saying so.
 
 use crate::command::{first_line, run};
-use keywarden_protocol::Observed;
+use crate::{lock_unknown, locks_after, never_locks, ScreenLock};
 
 /// Which desktop the session runs, from `XDG_CURRENT_DESKTOP` (a colon-separated list, e.g.
 /// `ubuntu:GNOME`) and whether a display is set.
@@ -62,11 +62,7 @@ fn gvariant_u32(text: &str, key: &str) -> Result<u64, String> {
 
 /// GNOME: the screen locks when `lock-enabled` is true and the screen blanks after `idle-delay`
 /// seconds (0 = never), `lock-delay` seconds after blanking.
-pub(crate) fn gnome(
-    lock_enabled: &str,
-    idle_delay: &str,
-    lock_delay: &str,
-) -> (Observed<bool>, Observed<u64>) {
+pub(crate) fn gnome(lock_enabled: &str, idle_delay: &str, lock_delay: &str) -> ScreenLock {
     let read = || -> Result<(bool, u64, u64), String> {
         Ok((
             gvariant_bool(lock_enabled, "lock-enabled")?,
@@ -75,36 +71,22 @@ pub(crate) fn gnome(
         ))
     };
     match read() {
-        Err(reason) => (Observed::unknown(reason.clone()), Observed::unknown(reason)),
-        Ok((false, _, _)) => (
-            Observed::known_because(false, "GNOME: screen lock disabled (lock-enabled false)"),
-            Observed::unknown("the screen never locks by itself"),
+        Err(reason) => lock_unknown(reason),
+        Ok((false, _, _)) => never_locks("GNOME: screen lock disabled (lock-enabled false)"),
+        Ok((true, 0, _)) => never_locks(
+            "GNOME: the screen never blanks by itself (idle-delay 0), so it never locks",
         ),
-        Ok((true, 0, _)) => (
-            Observed::known_because(
-                false,
-                "GNOME: the screen never blanks by itself (idle-delay 0), so it never locks",
-            ),
-            Observed::unknown("the screen never locks by itself"),
+        Ok((true, idle, grace)) => locks_after(
+            idle.saturating_add(grace),
+            format!("GNOME: blank after {idle} s, locked {grace} s later"),
         ),
-        Ok((true, idle, grace)) => {
-            let how = format!("GNOME: blank after {idle} s, locked {grace} s later");
-            (
-                Observed::known_because(true, how.clone()),
-                Observed::known_because(idle.saturating_add(grace), how),
-            )
-        }
     }
 }
 
 /// KDE Plasma: `Autolock` (default true), `Timeout` in minutes (default 5), `LockGrace` in
 /// seconds (default 5), as `kreadconfig` prints them (an empty line when unset, so the
 /// defaults of Plasma's own settings schema apply).
-pub(crate) fn kde(
-    autolock: &str,
-    timeout_min: &str,
-    grace_secs: &str,
-) -> (Observed<bool>, Observed<u64>) {
+pub(crate) fn kde(autolock: &str, timeout_min: &str, grace_secs: &str) -> ScreenLock {
     let number = |text: &str, key: &str, default: u64| -> Result<u64, String> {
         match text.trim() {
             "" => Ok(default),
@@ -131,30 +113,20 @@ pub(crate) fn kde(
         ))
     };
     match read() {
-        Err(reason) => (Observed::unknown(reason.clone()), Observed::unknown(reason)),
-        Ok((false, _, _)) => (
-            Observed::known_because(false, "KDE: automatic screen locking off (Autolock false)"),
-            Observed::unknown("the screen never locks by itself"),
+        Err(reason) => lock_unknown(reason),
+        Ok((false, _, _)) => never_locks("KDE: automatic screen locking off (Autolock false)"),
+        Ok((true, 0, _)) => never_locks("KDE: no inactivity timeout (Timeout 0)"),
+        Ok((true, minutes, grace)) => locks_after(
+            minutes.saturating_mul(60).saturating_add(grace),
+            format!("KDE: locked after {minutes} min of inactivity, {grace} s grace"),
         ),
-        Ok((true, 0, _)) => (
-            Observed::known_because(false, "KDE: no inactivity timeout (Timeout 0)"),
-            Observed::unknown("the screen never locks by itself"),
-        ),
-        Ok((true, minutes, grace)) => {
-            let how = format!("KDE: locked after {minutes} min of inactivity, {grace} s grace");
-            (
-                Observed::known_because(true, how.clone()),
-                Observed::known_because(minutes.saturating_mul(60).saturating_add(grace), how),
-            )
-        }
     }
 }
 
 /// The session's screen lock, read with the desktop's own tools.
-pub(crate) fn probe(live: bool) -> (Observed<bool>, Observed<u64>) {
-    let unknown = |reason: String| (Observed::unknown(reason.clone()), Observed::unknown(reason));
+pub(crate) fn probe(live: bool) -> ScreenLock {
     if !live {
-        return unknown(
+        return lock_unknown(
             "desktop settings are only read when probing the running system".to_owned(),
         );
     }
@@ -163,12 +135,12 @@ pub(crate) fn probe(live: bool) -> (Observed<bool>, Observed<u64>) {
         .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
     let current = std::env::var("XDG_CURRENT_DESKTOP").ok();
     match desktop(current.as_deref(), has_display) {
-        Desktop::None => unknown(
+        Desktop::None => lock_unknown(
             "no desktop session around the agent (headless, or a system service): the screen \
              lock is a setting of the person's session"
                 .to_owned(),
         ),
-        Desktop::Other(name) => unknown(format!("the screen lock of {name} is not read")),
+        Desktop::Other(name) => lock_unknown(format!("the screen lock of {name} is not read")),
         Desktop::Gnome => {
             let get = |schema: &str, key: &str| {
                 run(&["gsettings", "/usr/bin/gsettings"], &["get", schema, key])
@@ -179,7 +151,7 @@ pub(crate) fn probe(live: bool) -> (Observed<bool>, Observed<u64>) {
                 get("org.gnome.desktop.screensaver", "lock-delay"),
             ) {
                 (Ok(a), Ok(b), Ok(c)) => gnome(&a, &b, &c),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => unknown(e),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => lock_unknown(e),
             }
         }
         Desktop::Kde => {
@@ -196,7 +168,7 @@ pub(crate) fn probe(live: bool) -> (Observed<bool>, Observed<u64>) {
             };
             match (get("Autolock"), get("Timeout"), get("LockGrace")) {
                 (Ok(a), Ok(b), Ok(c)) => kde(&a, &b, &c),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => unknown(e),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => lock_unknown(e),
             }
         }
     }
@@ -206,10 +178,8 @@ pub(crate) fn probe(live: bool) -> (Observed<bool>, Observed<u64>) {
 mod tests {
     use super::*;
     use crate::fixture_text as fixture;
-
-    fn is_unknown<T>(o: &Observed<T>) -> bool {
-        matches!(o, Observed::Unknown { reason } if !reason.trim().is_empty())
-    }
+    use crate::is_unknown;
+    use keywarden_protocol::Observed;
 
     #[test]
     fn the_desktop_comes_from_the_session() {

@@ -3,6 +3,7 @@
 //! the tests (over `fixtures/macos/`) run wherever the crate is built.
 
 use crate::command::first_line;
+use crate::{lock_unknown, never_locks, ScreenLock};
 use keywarden_protocol::Observed;
 
 /// `fdesetup status`: `FileVault is On.` / `FileVault is Off.`, possibly followed by an
@@ -192,27 +193,16 @@ pub(crate) fn screen_saver_idle(text: &str) -> Observed<u64> {
 
 /// The screen lock signals from the password-on-wake setting and the screen saver's start time:
 /// whether the screen locks, and after how many seconds of inactivity.
-pub(crate) fn screen_lock(
-    wake: Observed<PasswordOnWake>,
-    idle: Observed<u64>,
-) -> (Observed<bool>, Observed<u64>) {
+pub(crate) fn screen_lock(wake: Observed<PasswordOnWake>, idle: Observed<u64>) -> ScreenLock {
     match (wake, idle) {
-        (Observed::Unknown { reason }, _) => {
-            (Observed::unknown(reason.clone()), Observed::unknown(reason))
-        }
+        (Observed::Unknown { reason }, _) => lock_unknown(reason),
         (
             Observed::Known {
                 value: PasswordOnWake::Off,
                 ..
             },
             _,
-        ) => (
-            Observed::known_because(
-                false,
-                "no password is asked after the screen saver or display sleep",
-            ),
-            Observed::unknown("the screen never locks by itself"),
-        ),
+        ) => never_locks("no password is asked after the screen saver or display sleep"),
         (
             Observed::Known {
                 value: PasswordOnWake::After(grace),
@@ -343,242 +333,63 @@ fn local_time(when: &str, zone: &jiff::tz::TimeZone) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture_text as fixture;
-
-    fn is_unknown<T>(o: &Observed<T>) -> bool {
-        matches!(o, Observed::Unknown { reason } if !reason.trim().is_empty())
-    }
+    use crate::{check_fixtures, debug, fixture_text as fixture, is_unknown};
 
     #[test]
-    fn filevault_on_off_in_progress_and_malformed() {
-        assert_eq!(
-            filevault(&fixture("macos/fdesetup-on.txt")).value(),
-            Some(&true)
-        );
-        assert_eq!(
-            filevault(&fixture("macos/fdesetup-off.txt")).value(),
-            Some(&false)
-        );
-        assert_eq!(
-            filevault(&fixture("macos/fdesetup-encrypting.txt")),
-            Observed::known_because(
-                true,
-                "fdesetup: FileVault is on; encryption in progress: percent completed = 42.8"
-            )
-        );
-        assert_eq!(
-            filevault(&fixture("macos/fdesetup-deferred.txt")).value(),
-            Some(&false)
-        );
-        assert_eq!(
-            filevault(&fixture("macos/fdesetup-malformed.txt")),
-            Observed::unknown(
-                "fdesetup status printed 'Error: Unable to communicate with the FileVault \
-                 service.', not a FileVault state"
-            )
-        );
-        assert!(is_unknown(&filevault("")));
-    }
-
-    #[test]
-    fn application_firewall_states() {
-        assert_eq!(
-            application_firewall(&fixture("macos/socketfilterfw-enabled.txt")).value(),
-            Some(&true)
-        );
-        assert_eq!(
-            application_firewall(&fixture("macos/socketfilterfw-block-all.txt")).value(),
-            Some(&true)
-        );
-        assert_eq!(
-            application_firewall(&fixture("macos/socketfilterfw-disabled.txt")).value(),
-            Some(&false)
-        );
-        assert!(is_unknown(&application_firewall(&fixture(
-            "macos/socketfilterfw-malformed.txt"
-        ))));
-        assert!(is_unknown(&application_firewall(
-            "Firewall is enabled. (State = 7)"
-        )));
-    }
-
-    #[test]
-    fn system_integrity_protection_states() {
-        assert_eq!(
-            system_integrity_protection(&fixture("macos/csrutil-enabled.txt")).value(),
-            Some(&true)
-        );
-        assert_eq!(
-            system_integrity_protection(&fixture("macos/csrutil-disabled.txt")).value(),
-            Some(&false)
-        );
-        assert_eq!(
-            system_integrity_protection(&fixture("macos/csrutil-custom.txt")),
-            Observed::known_because(
-                false,
-                "System Integrity Protection partly disabled: Filesystem Protections"
-            )
-        );
-        assert!(is_unknown(&system_integrity_protection(&fixture(
-            "macos/csrutil-malformed.txt"
-        ))));
-    }
-
-    #[test]
-    fn gatekeeper_states() {
-        assert_eq!(
-            gatekeeper(&fixture("macos/spctl-enabled.txt")).value(),
-            Some(&true)
-        );
-        assert_eq!(
-            gatekeeper(&fixture("macos/spctl-disabled.txt")).value(),
-            Some(&false)
-        );
-        assert!(is_unknown(&gatekeeper(&fixture(
-            "macos/spctl-malformed.txt"
-        ))));
-    }
-
-    #[test]
-    fn mdm_enrolment_states() {
-        assert_eq!(
-            mdm_enrolment(&fixture("macos/profiles-enrolled.txt")),
-            Observed::known_because(
-                true,
-                "MDM enrolment: yes (user approved), automated device enrolment: yes"
-            )
-        );
-        assert_eq!(
-            mdm_enrolment(&fixture("macos/profiles-not-enrolled.txt")).value(),
-            Some(&false)
-        );
-        assert!(is_unknown(&mdm_enrolment(&fixture(
-            "macos/profiles-malformed.txt"
-        ))));
-    }
-
-    #[test]
-    fn password_on_wake_states() {
-        assert_eq!(
-            password_on_wake(&fixture("macos/sysadminctl-delay.txt")).value(),
-            Some(&PasswordOnWake::After(5))
-        );
-        assert_eq!(
-            password_on_wake(&fixture("macos/sysadminctl-immediate.txt")).value(),
-            Some(&PasswordOnWake::After(0))
-        );
-        assert_eq!(
-            password_on_wake(&fixture("macos/sysadminctl-off.txt")).value(),
-            Some(&PasswordOnWake::Off)
-        );
-        assert!(is_unknown(&password_on_wake(&fixture(
-            "macos/sysadminctl-malformed.txt"
-        ))));
-    }
-
-    #[test]
-    fn screen_saver_start_time() {
-        assert_eq!(
-            screen_saver_idle(&fixture("macos/defaults-idletime-600.txt")).value(),
-            Some(&600)
-        );
-        assert_eq!(
-            screen_saver_idle(&fixture("macos/defaults-idletime-never.txt")).value(),
-            Some(&0)
-        );
-        let Observed::Unknown { reason } =
-            screen_saver_idle(&fixture("macos/defaults-idletime-missing.txt"))
-        else {
-            panic!("an unset idle time is not assumed");
-        };
-        assert!(
-            reason.starts_with("no screen saver start time is set"),
-            "{reason}"
-        );
-        assert!(is_unknown(&screen_saver_idle(&fixture(
-            "macos/defaults-idletime-malformed.txt"
-        ))));
+    fn every_output_reads_as_expected() {
+        let utc = jiff::tz::TimeZone::UTC;
+        check_fixtures("macos", |reader, text| {
+            Some(match reader {
+                "filevault" => debug(filevault(text)),
+                "application_firewall" => debug(application_firewall(text)),
+                "system_integrity_protection" => debug(system_integrity_protection(text)),
+                "gatekeeper" => debug(gatekeeper(text)),
+                "mdm_enrolment" => debug(mdm_enrolment(text)),
+                "password_on_wake" => debug(password_on_wake(text)),
+                "screen_saver_idle" => debug(screen_saver_idle(text)),
+                "product_version" => debug(product_version(text)),
+                "last_macos_update" => debug(last_macos_update(text, &utc)),
+                _ => return None,
+            })
+        });
     }
 
     #[test]
     fn screen_lock_combines_password_and_idle_time() {
-        let wake = |f: &str| password_on_wake(&fixture(f));
-        let idle = |f: &str| screen_saver_idle(&fixture(f));
-        let (locks, delay) = screen_lock(
-            wake("macos/sysadminctl-delay.txt"),
-            idle("macos/defaults-idletime-600.txt"),
-        );
+        let lock = |wake: &str, idle: &str| {
+            screen_lock(
+                password_on_wake(&fixture(&format!("macos/sysadminctl-{wake}.txt"))),
+                screen_saver_idle(&fixture(&format!("macos/defaults-idletime-{idle}.txt"))),
+            )
+        };
+        let (locks, delay) = lock("delay", "600");
         assert_eq!(locks.value(), Some(&true));
         assert_eq!(
             delay.value(),
             Some(&605),
             "600 s to the screen saver, 5 s of grace"
         );
-
-        let (locks, delay) = screen_lock(
-            wake("macos/sysadminctl-off.txt"),
-            idle("macos/defaults-idletime-600.txt"),
-        );
+        let (locks, delay) = lock("off", "600");
         assert_eq!(locks.value(), Some(&false));
         assert!(is_unknown(&delay));
-
-        let (locks, delay) = screen_lock(
-            wake("macos/sysadminctl-immediate.txt"),
-            idle("macos/defaults-idletime-never.txt"),
-        );
+        let (locks, delay) = lock("immediate", "never");
         assert_eq!(locks.value(), Some(&true));
         assert!(is_unknown(&delay), "the display's sleep time is not read");
-
-        let (locks, delay) = screen_lock(
-            wake("macos/sysadminctl-malformed.txt"),
-            idle("macos/defaults-idletime-600.txt"),
-        );
+        let (locks, delay) = lock("malformed", "600");
         assert!(is_unknown(&locks) && is_unknown(&delay));
     }
 
     #[test]
-    fn os_version_from_sw_vers() {
+    fn update_times_are_read_in_the_local_zone_and_odd_states_are_unknown() {
+        let history = fixture("macos/softwareupdate-history.txt");
+        let utc = last_macos_update(&history, &jiff::tz::TimeZone::UTC);
+        let plus_two = last_macos_update(&history, &jiff::tz::TimeZone::fixed(jiff::tz::offset(2)));
         assert_eq!(
-            product_version(&fixture("macos/sw_vers-sonoma.txt")),
-            Observed::known_because("14.2.1".to_owned(), "macOS build 23C71")
+            (utc.value(), plus_two.value()),
+            (Some(&1_793_827_812), Some(&(1_793_827_812 - 7200)))
         );
-        assert_eq!(
-            product_version(&fixture("macos/sw_vers-sequoia.txt"))
-                .value()
-                .map(String::as_str),
-            Some("15.1")
-        );
-        assert!(is_unknown(&product_version(&fixture(
-            "macos/sw_vers-malformed.txt"
-        ))));
-    }
-
-    #[test]
-    fn last_update_is_the_newest_macos_row() {
-        let utc = jiff::tz::TimeZone::UTC;
-        assert_eq!(
-            last_macos_update(&fixture("macos/softwareupdate-history.txt"), &utc),
-            Observed::known_because(
-                1_793_827_812,
-                "macOS Sequoia 15.1 installed 11/04/2026, 21:30:12, per softwareupdate --history"
-            ),
-            "XProtect's newer data update does not count"
-        );
-        let plus_two = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
-        assert_eq!(
-            last_macos_update(&fixture("macos/softwareupdate-history.txt"), &plus_two).value(),
-            Some(&(1_793_827_812 - 7200))
-        );
-        assert_eq!(
-            last_macos_update(&fixture("macos/softwareupdate-history-no-macos.txt"), &utc),
-            Observed::unknown("softwareupdate --history lists no macOS update (2 other items)")
-        );
-        assert_eq!(
-            last_macos_update(&fixture("macos/softwareupdate-history-malformed.txt"), &utc),
-            Observed::unknown(
-                "softwareupdate --history: 'macOS Sequoia 15.1' has the date 'yesterday', not \
-                 MM/DD/YYYY, HH:MM:SS"
-            )
-        );
+        assert!(is_unknown(&application_firewall(
+            "Firewall is enabled. (State = 7)"
+        )));
     }
 }

@@ -7,6 +7,7 @@
 //! English wording and report anything else as unknown with that reason.
 
 use crate::command::first_line;
+use crate::{lock_unknown, locks_after, ScreenLock};
 use keywarden_protocol::Observed;
 
 /// One volume in `manage-bde -status`.
@@ -283,7 +284,7 @@ pub(crate) fn secure_screen_saver(text: &str) -> Observed<Option<u64>> {
 pub(crate) fn screen_lock(
     limit: Observed<Option<u64>>,
     saver: Observed<Option<u64>>,
-) -> (Observed<bool>, Observed<u64>) {
+) -> ScreenLock {
     let mut after: Vec<(u64, String)> = Vec::new();
     let mut unknown = Vec::new();
     for (o, what) in [
@@ -299,10 +300,7 @@ pub(crate) fn screen_lock(
         }
     }
     if let Some((secs, why)) = after.iter().min_by_key(|(s, _)| *s) {
-        return (
-            Observed::known_because(true, format!("locked by {why}")),
-            Observed::known_because(*secs, format!("locked by {why}")),
-        );
+        return locks_after(*secs, format!("locked by {why}"));
     }
     let reason = if unknown.is_empty() {
         "no machine inactivity limit and no password-protected screen saver; whether the \
@@ -311,7 +309,7 @@ pub(crate) fn screen_lock(
     } else {
         unknown.join("; ")
     };
-    (Observed::unknown(reason.clone()), Observed::unknown(reason))
+    lock_unknown(reason)
 }
 
 /// `reg query "HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"`: the version as
@@ -393,201 +391,48 @@ pub(crate) fn last_hotfix(text: &str) -> Observed<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture_text as fixture;
-
-    fn is_unknown<T>(o: &Observed<T>) -> bool {
-        matches!(o, Observed::Unknown { reason } if !reason.trim().is_empty())
-    }
+    use crate::{check_fixtures, debug, fixture_text as fixture, is_unknown};
 
     #[test]
-    fn bitlocker_per_volume() {
-        assert_eq!(
-            bitlocker(&fixture("windows/manage-bde-os-on.txt")),
-            Observed::known_because(
-                true,
-                "C: (system) protection on, fully encrypted, XTS-AES 128; D: protection off, fully decrypted"
-            ),
-            "the data volume is listed but the system volume decides"
-        );
-        assert_eq!(
-            bitlocker(&fixture("windows/manage-bde-os-off.txt")).value(),
-            Some(&false)
-        );
-        let suspended = bitlocker(&fixture("windows/manage-bde-os-suspended.txt"));
-        assert_eq!(suspended.value(), Some(&false));
-        assert!(
-            matches!(&suspended, Observed::Known { detail: Some(d), .. } if d.starts_with("BitLocker protection suspended"))
-        );
-        assert_eq!(
-            bitlocker(&fixture("windows/manage-bde-access-denied.txt")),
-            Observed::unknown(
-                "manage-bde -status needs an elevated process (administrative rights) to read \
-                 BitLocker's state"
-            )
-        );
-        assert!(is_unknown(&bitlocker(&fixture(
-            "windows/manage-bde-malformed.txt"
-        ))));
-    }
-
-    #[test]
-    fn firewall_on_every_profile() {
-        assert_eq!(
-            firewall_profiles(&fixture("windows/netsh-all-on.txt")).value(),
-            Some(&true)
-        );
-        assert_eq!(
-            firewall_profiles(&fixture("windows/netsh-public-off.txt")),
-            Observed::known_because(false, "Windows Firewall off for the public profile")
-        );
-        let Observed::Unknown { reason } =
-            firewall_profiles(&fixture("windows/netsh-localised.txt"))
-        else {
-            panic!("a wording it does not know is not guessed");
-        };
-        assert!(
-            reason.contains("only the English wording is read"),
-            "{reason}"
-        );
-    }
-
-    #[test]
-    fn secure_boot_states() {
-        assert_eq!(
-            secure_boot(&fixture("windows/secureboot-true.txt")).value(),
-            Some(&true)
-        );
-        assert_eq!(
-            secure_boot(&fixture("windows/secureboot-false.txt")).value(),
-            Some(&false)
-        );
-        assert_eq!(
-            secure_boot(&fixture("windows/secureboot-bios.txt")).value(),
-            Some(&false)
-        );
-        assert_eq!(
-            secure_boot(&fixture("windows/secureboot-access-denied.txt")),
-            Observed::unknown(
-                "Confirm-SecureBootUEFI needs an elevated process (administrative rights)"
-            )
-        );
-        assert!(is_unknown(&secure_boot(&fixture(
-            "windows/secureboot-malformed.txt"
-        ))));
-    }
-
-    #[test]
-    fn defender_states() {
-        assert_eq!(
-            defender_realtime(&fixture("windows/mpcomputerstatus-on.txt")).value(),
-            Some(&true)
-        );
-        assert_eq!(
-            defender_realtime(&fixture("windows/mpcomputerstatus-realtime-off.txt")).value(),
-            Some(&false)
-        );
-        assert!(is_unknown(&defender_realtime(&fixture(
-            "windows/mpcomputerstatus-passive.txt"
-        ))));
-        let Observed::Unknown { reason } =
-            defender_realtime(&fixture("windows/mpcomputerstatus-service-stopped.txt"))
-        else {
-            panic!("an error is not a state");
-        };
-        assert!(reason.starts_with("Get-MpComputerStatus printed 'Get-MpComputerStatus : The service cannot be started"), "{reason}");
+    fn every_output_reads_as_expected() {
+        check_fixtures("windows", |reader, text| {
+            Some(match reader {
+                "bitlocker" => debug(bitlocker(text)),
+                "firewall_profiles" => debug(firewall_profiles(text)),
+                "secure_boot" => debug(secure_boot(text)),
+                "defender_realtime" => debug(defender_realtime(text)),
+                "inactivity_limit" => debug(inactivity_limit(text)),
+                "secure_screen_saver" => debug(secure_screen_saver(text)),
+                "os_build" => debug(os_build(text)),
+                "last_hotfix" => debug(last_hotfix(text)),
+                _ => return None,
+            })
+        });
     }
 
     #[test]
     fn screen_lock_from_inactivity_limit_or_secure_screen_saver() {
-        let limit = |f: &str| inactivity_limit(&fixture(f));
-        let saver = |f: &str| secure_screen_saver(&fixture(f));
-        assert_eq!(
-            limit("windows/reg-policies-system-limit.txt").value(),
-            Some(&Some(900))
-        );
-        assert_eq!(
-            limit("windows/reg-policies-system-none.txt").value(),
-            Some(&None)
-        );
-        assert_eq!(
-            saver("windows/reg-desktop-secure-saver.txt").value(),
-            Some(&Some(600))
-        );
-        assert_eq!(
-            saver("windows/reg-desktop-no-saver.txt").value(),
-            Some(&None),
-            "no password asked"
-        );
-
-        let (locks, delay) = screen_lock(
-            limit("windows/reg-policies-system-limit.txt"),
-            saver("windows/reg-desktop-secure-saver.txt"),
-        );
+        let lock = |limit: &str, saver: &str| {
+            screen_lock(
+                inactivity_limit(&fixture(&format!("windows/reg-{limit}.txt"))),
+                secure_screen_saver(&fixture(&format!("windows/reg-{saver}.txt"))),
+            )
+        };
+        let (locks, delay) = lock("policies-system-limit", "desktop-secure-saver");
         assert_eq!(locks.value(), Some(&true));
         assert_eq!(delay.value(), Some(&600), "the shorter of the two");
-
-        let (locks, delay) = screen_lock(
-            limit("windows/reg-policies-system-limit.txt"),
-            saver("windows/reg-desktop-no-saver.txt"),
-        );
+        let (locks, delay) = lock("policies-system-limit", "desktop-no-saver");
         assert_eq!((locks.value(), delay.value()), (Some(&true), Some(&900)));
-
-        let (locks, delay) = screen_lock(
-            limit("windows/reg-policies-system-none.txt"),
-            saver("windows/reg-desktop-no-saver.txt"),
-        );
+        let (locks, delay) = lock("policies-system-none", "desktop-no-saver");
         assert!(
             is_unknown(&locks) && is_unknown(&delay),
             "display sleep is not read, so no guessed 'off'"
         );
-
-        let (locks, _) = screen_lock(
-            limit("windows/reg-missing-key.txt"),
-            saver("windows/reg-desktop-no-saver.txt"),
-        );
-        let Observed::Unknown { reason } = locks else {
-            panic!("unreadable")
-        };
+        let (locks, _) = lock("missing-key", "desktop-no-saver");
         assert!(
-            reason.starts_with("reg query failed: 'ERROR: The system was unable to find"),
-            "{reason}"
+            is_unknown(&locks),
+            "an unreadable limit is not taken as none"
         );
-    }
-
-    #[test]
-    fn os_build_from_the_registry() {
-        assert_eq!(
-            os_build(&fixture("windows/reg-currentversion-11.txt")),
-            Observed::known_because("10.0.22631.4499".to_owned(), "Windows 11, version 23H2")
-        );
-        assert_eq!(
-            os_build(&fixture("windows/reg-currentversion-10.txt")),
-            Observed::known_because("10.0.19045.4928".to_owned(), "Windows 10, version 22H2")
-        );
-        assert!(is_unknown(&os_build(&fixture(
-            "windows/reg-currentversion-malformed.txt"
-        ))));
-        assert!(is_unknown(&os_build(&fixture(
-            "windows/reg-missing-key.txt"
-        ))));
-    }
-
-    #[test]
-    fn last_update_is_the_newest_hotfix() {
-        assert_eq!(
-            last_hotfix(&fixture("windows/hotfix-recent.txt")),
-            Observed::known_because(
-                1_794_441_600,
-                "KB5046633 installed on 2026-11-12, per Get-HotFix (the day only)"
-            )
-        );
-        assert_eq!(
-            last_hotfix(&fixture("windows/hotfix-old.txt")).value(),
-            Some(&1_740_873_600)
-        );
-        assert!(is_unknown(&last_hotfix(&fixture(
-            "windows/hotfix-malformed.txt"
-        ))));
         assert!(is_unknown(&last_hotfix("")));
     }
 }

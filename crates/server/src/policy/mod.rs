@@ -92,6 +92,14 @@ impl DeviceClass {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PostureRequirements {
+    /// The screen locks by itself after inactivity and asks for the password.
+    pub screen_lock: bool,
+    /// Most seconds of inactivity before the screen locks (implies nothing about
+    /// `screen_lock`; a laptop whose delay is unknown fails).
+    pub max_screen_lock_delay_secs: Option<u32>,
+    /// Platform protections that must be on, e.g. `["integrity_protection"]` for Macs. Each
+    /// is read on one system only (docs/PLATFORMS.md), and unknown elsewhere, which fails.
+    pub platform_protections: Vec<PlatformProtection>,
     /// System disk encrypted.
     pub disk_encryption: bool,
     /// Host firewall active (on Windows: on for every profile, domain, private and public).
@@ -102,19 +110,45 @@ pub struct PostureRequirements {
     pub min_os_version: Option<String>,
     /// Most days since the last OS update.
     pub max_update_age_days: Option<u32>,
-    /// The screen locks by itself after inactivity and asks for the password.
-    pub screen_lock: bool,
-    /// Most seconds of inactivity before the screen locks (implies nothing about
-    /// `screen_lock`; a laptop whose delay is unknown fails).
-    pub max_screen_lock_delay_secs: Option<u32>,
+}
+
+/// A protection of the laptop's own platform a population can require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformProtection {
     /// The OS protects its own files from administrators (macOS System Integrity Protection).
-    pub integrity_protection: bool,
+    IntegrityProtection,
     /// Only verified applications run unless overridden (macOS Gatekeeper).
-    pub app_verification: bool,
+    AppVerification,
     /// Real-time malware protection on (Windows Defender).
-    pub malware_protection: bool,
+    MalwareProtection,
     /// Enrolled in a device management (MDM) service.
-    pub mdm_enrolled: bool,
+    MdmEnrolled,
+}
+
+impl PlatformProtection {
+    /// The signal's name, as the posture report and failures by signal spell it, what a person
+    /// calls it, and what the laptop reported.
+    fn signal<'p>(self, p: &'p Posture) -> (&'static str, &'static str, &'p Observed<bool>) {
+        match self {
+            PlatformProtection::IntegrityProtection => (
+                "integrity_protection",
+                "OS integrity protection",
+                &p.integrity_protection,
+            ),
+            PlatformProtection::AppVerification => (
+                "app_verification",
+                "application verification",
+                &p.app_verification,
+            ),
+            PlatformProtection::MalwareProtection => (
+                "malware_protection",
+                "real-time malware protection",
+                &p.malware_protection,
+            ),
+            PlatformProtection::MdmEnrolled => ("mdm_enrolled", "MDM enrolment", &p.mdm_enrolled),
+        }
+    }
 }
 
 impl PostureRequirements {
@@ -482,35 +516,9 @@ pub fn posture_failures_by_signal(
             )),
         }
     }
-    for (wanted, signal, name, observed) in [
-        (
-            req.integrity_protection,
-            "integrity_protection",
-            "OS integrity protection",
-            &p.integrity_protection,
-        ),
-        (
-            req.app_verification,
-            "app_verification",
-            "application verification",
-            &p.app_verification,
-        ),
-        (
-            req.malware_protection,
-            "malware_protection",
-            "real-time malware protection",
-            &p.malware_protection,
-        ),
-        (
-            req.mdm_enrolled,
-            "mdm_enrolled",
-            "MDM enrolment",
-            &p.mdm_enrolled,
-        ),
-    ] {
-        if wanted {
-            flag(signal, name, observed, &mut out);
-        }
+    for protection in &req.platform_protections {
+        let (signal, name, observed) = protection.signal(p);
+        flag(signal, name, observed, &mut out);
     }
     if let Some(min) = &req.min_os_version {
         match &p.os_version {
@@ -846,8 +854,10 @@ mod tests {
     #[test]
     fn platform_protections_fail_when_off_or_unknown() {
         let req = PostureRequirements {
-            integrity_protection: true,
-            malware_protection: true,
+            platform_protections: vec![
+                PlatformProtection::IntegrityProtection,
+                PlatformProtection::MalwareProtection,
+            ],
             ..Default::default()
         };
         let p = Posture {
