@@ -129,7 +129,7 @@ pub enum PlatformProtection {
 impl PlatformProtection {
     /// The signal's name, as the posture report and failures by signal spell it, what a person
     /// calls it, and what the laptop reported.
-    fn signal<'p>(self, p: &'p Posture) -> (&'static str, &'static str, &'p Observed<bool>) {
+    fn signal(self, p: &Posture) -> (&'static str, &'static str, &Observed<bool>) {
         match self {
             PlatformProtection::IntegrityProtection => (
                 "integrity_protection",
