@@ -256,6 +256,26 @@ fn screen_lock(p: &keywarden_protocol::Posture) -> String {
     }
 }
 
+/// The platform protections the laptop could read (System Integrity Protection, Gatekeeper,
+/// Defender, MDM), each with its state; those its system does not have are left out.
+fn protections(p: &keywarden_protocol::Posture) -> String {
+    let read: Vec<String> = [
+        ("integrity protection", &p.integrity_protection),
+        ("app verification", &p.app_verification),
+        ("malware protection", &p.malware_protection),
+        ("MDM", &p.mdm_enrolled),
+    ]
+    .into_iter()
+    .filter(|(_, o)| o.value().is_some())
+    .map(|(name, o)| format!("{name} {}", signal(o)))
+    .collect();
+    if read.is_empty() {
+        "none read".to_owned()
+    } else {
+        read.join(", ")
+    }
+}
+
 /// `GET /console/laptops`: every provisioned laptop with its latest posture and the keys seen;
 /// the help desk and admins retire one (lost or returned) with a fresh touch.
 pub async fn laptops(
@@ -372,7 +392,7 @@ pub async fn laptop(
             .map(|r| {
                 let report: Option<keywarden_protocol::Report> = serde_json::from_str(&r.body).ok();
                 let cells = report.map_or_else(
-                    || "<td colspan=\"5\">unreadable report</td>".to_owned(),
+                    || "<td colspan=\"6\">unreadable report</td>".to_owned(),
                     |rep| {
                         let p = &rep.posture;
                         let os = match &p.os_version {
@@ -380,11 +400,12 @@ pub async fn laptop(
                             keywarden_protocol::Observed::Unknown { .. } => "unknown".to_owned(),
                         };
                         format!(
-                            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{os}</td>",
+                            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{os}</td>",
                             signal(&p.disk_encryption),
                             signal(&p.firewall),
                             signal(&p.secure_boot),
-                            screen_lock(p)
+                            screen_lock(p),
+                            protections(p)
                         )
                     },
                 );
@@ -394,7 +415,7 @@ pub async fn laptop(
         let main = format!(
             "<h1>{}</h1><p><a href=\"/console/laptops\">All laptops</a></p>\
              <section aria-labelledby=\"hist\" tabindex=\"0\"><h2 id=\"hist\">Posture, newest first ({} reports)</h2>\
-             <table id=\"posture-history\"><thead><tr><th scope=\"col\">Collected</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">Screen lock</th><th scope=\"col\">OS version</th></tr></thead><tbody>{rows}</tbody></table></section>",
+             <table id=\"posture-history\"><thead><tr><th scope=\"col\">Collected</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">Screen lock</th><th scope=\"col\">Platform protections</th><th scope=\"col\">OS version</th></tr></thead><tbody>{rows}</tbody></table></section>",
             esc(&hostname),
             reports.len()
         );
