@@ -92,10 +92,12 @@ pub fn collect(now_ms: i64) -> Posture {
     }
 }
 
-/// The OS-specific security probes (disk encryption, firewall, secure boot, OS updates).
+/// The OS-specific security probes (disk encryption, firewall, secure boot, OS updates, screen
+/// lock, platform protections).
 ///
-/// Every path a probe reads is taken relative to a root directory: `/` for the running system
-/// ([`Probes::system`]), or a fixture tree laid out like one ([`Probes::at`]).
+/// Every path a Linux probe reads is taken relative to a root directory: `/` for the running
+/// system ([`Probes::system`]), or a fixture tree laid out like one ([`Probes::at`]). The macOS
+/// and Windows probes run the system's own tools, so they answer only for the running system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probes {
     root: PathBuf,
@@ -143,8 +145,8 @@ impl Probes {
     pub fn disk_encryption(&self) -> Observed<bool> {
         per_os!(
             linux: linux::disk_encryption::probe(&linux::Root::new(&self.root)),
-            macos: macos::disk_encryption(),
-            windows: windows::disk_encryption(),
+            macos: self.tool(macos::disk_encryption),
+            windows: self.tool(windows::disk_encryption),
             other: not_probed("disk encryption"),
         )
     }
@@ -156,8 +158,8 @@ impl Probes {
     pub fn firewall(&self) -> Observed<bool> {
         per_os!(
             linux: linux::firewall::probe(&linux::Root::new(&self.root), self.live_commands),
-            macos: macos::firewall(),
-            windows: windows::firewall(),
+            macos: self.tool(macos::firewall),
+            windows: self.tool(windows::firewall),
             other: not_probed("the firewall"),
         )
     }
@@ -170,8 +172,8 @@ impl Probes {
     pub fn last_os_update(&self) -> Observed<u64> {
         per_os!(
             linux: linux::os_updates::probe(&linux::Root::new(&self.root), self.live_commands),
-            macos: macos::last_os_update(),
-            windows: windows::last_os_update(),
+            macos: self.tool(macos::last_os_update),
+            windows: self.tool(windows::last_os_update),
             other: not_probed("the last OS update"),
         )
     }
@@ -183,7 +185,7 @@ impl Probes {
         per_os!(
             linux: linux::secure_boot::probe(&linux::Root::new(&self.root)),
             macos: not_probed("secure boot (Apple's boot policy)"),
-            windows: windows::secure_boot(),
+            windows: self.tool(windows::secure_boot),
             other: not_probed("secure boot"),
         )
     }
@@ -195,8 +197,8 @@ impl Probes {
     pub fn screen_lock(&self) -> (Observed<bool>, Observed<u64>) {
         per_os!(
             linux: linux::screen_lock::probe(self.live_commands),
-            macos: macos::screen_lock(),
-            windows: windows::screen_lock(),
+            macos: self.tool_pair(macos::screen_lock),
+            windows: self.tool_pair(windows::screen_lock),
             other: lock_unknown(format!("the screen lock is not probed on {}", std::env::consts::OS)),
         )
     }
@@ -206,7 +208,7 @@ impl Probes {
     pub fn integrity_protection(&self) -> Observed<bool> {
         per_os!(
             linux: not_probed("OS integrity protection"),
-            macos: macos::integrity_protection(),
+            macos: self.tool(macos::integrity_protection),
             windows: not_probed("OS integrity protection"),
             other: not_probed("OS integrity protection"),
         )
@@ -217,7 +219,7 @@ impl Probes {
     pub fn app_verification(&self) -> Observed<bool> {
         per_os!(
             linux: not_probed("application verification"),
-            macos: macos::app_verification(),
+            macos: self.tool(macos::app_verification),
             windows: not_probed("application verification"),
             other: not_probed("application verification"),
         )
@@ -229,7 +231,7 @@ impl Probes {
         per_os!(
             linux: not_probed("real-time malware protection"),
             macos: not_probed("real-time malware protection"),
-            windows: windows::malware_protection(),
+            windows: self.tool(windows::malware_protection),
             other: not_probed("real-time malware protection"),
         )
     }
@@ -239,12 +241,38 @@ impl Probes {
     pub fn mdm_enrolled(&self) -> Observed<bool> {
         per_os!(
             linux: not_probed("MDM enrolment"),
-            macos: macos::mdm_enrolled(),
+            macos: self.tool(macos::mdm_enrolled),
             windows: not_probed("MDM enrolment"),
             other: not_probed("MDM enrolment"),
         )
     }
 }
+
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+impl Probes {
+    /// A probe that runs a system tool: only for the running system, since the tool describes
+    /// it and not a fixture tree.
+    fn tool<T>(&self, probe: fn() -> Observed<T>) -> Observed<T> {
+        if self.live_commands {
+            probe()
+        } else {
+            Observed::unknown(TOOLS_ONLY_LIVE)
+        }
+    }
+
+    /// [`Probes::tool`] for the screen lock's two signals.
+    fn tool_pair(&self, probe: fn() -> ScreenLock) -> ScreenLock {
+        if self.live_commands {
+            probe()
+        } else {
+            lock_unknown(TOOLS_ONLY_LIVE)
+        }
+    }
+}
+
+/// Why a tool-based probe of a fixture tree is unknown.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+const TOOLS_ONLY_LIVE: &str = "the system's tools are only run when probing the running system";
 
 /// The screen lock signals: whether the screen locks by itself, and after how many seconds of
 /// inactivity.
