@@ -43,6 +43,9 @@ PACKAGING_PKGS=(rpm)
 # Packages for the real-HID tests in a throwaway guest (tests/realhid): QEMU, busybox for its
 # initramfs, kmod to resolve kernel module dependencies, fido2-tools as an independent client.
 REALHID_PKGS=(qemu-system-x86 busybox-static kmod fido2-tools)
+# MinGW's C compiler, so the type check for Windows (scripts/cross-check.sh) can build rustls's
+# crypto (ring) for that target.
+CROSS_PKGS=(gcc-mingw-w64-x86-64)
 # PostgreSQL for the service tests and benchmarks, on a throwaway cluster (scripts/postgres.sh).
 PG_PKGS=(postgresql)
 

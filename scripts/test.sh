@@ -94,6 +94,15 @@ if ! "$ROOT/scripts/fuzz.sh" "${KEYWARDEN_FUZZ_SMOKE_SECONDS:-3}" 2>&1 | tee "$F
   grep -q '^fuzz: [0-9]* passed, [0-9]* failed$' "$FUZZ_LOG" || { echo "the fuzz smoke pass did not run" >&2; exit 1; }
 fi
 
+# Type check for Windows and macOS (scripts/cross-check.sh): the protocol, posture, keys and
+# agent crates with `cargo check --target`; what cannot be checked here is skipped, said and
+# counted, never failed. Each check counts as one test in the closing line.
+say "type check for Windows and macOS"
+CROSS_LOG="$(mktemp)"
+if ! "$ROOT/scripts/cross-check.sh" 2>&1 | tee "$CROSS_LOG"; then
+  grep -q '^cross-check: [0-9]* passed, [0-9]* failed, [0-9]* skipped$' "$CROSS_LOG" || { echo "the cross-target check did not run" >&2; exit 1; }
+fi
+
 # Contract tests: Schemathesis (from PyPI, into tests/contract/.venv) over the served OpenAPI
 # document against a fresh service with real tokens; see tests/contract/run.sh.
 python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_apt python3 python3-venv
@@ -120,7 +129,7 @@ rm -rf "$KEYWARDEN_TEST_LOG_DIR"
 
 # One closing line over every runner: cargo's per-binary summaries (ignored tests count as
 # skipped), Vitest's, packaging's, the contract runs', the real-HID guest's, the fuzz smoke
-# pass's and the secrets search's.
+# pass's, the cross-target check's and the secrets search's.
 read -r passed failed skipped < <(awk '
   /^test result: / { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
   /^vitest: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $2; f += $4; s += $6 }
@@ -129,13 +138,14 @@ read -r passed failed skipped < <(awk '
   /^realhid: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
   /^secrets: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
   /^fuzz: [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
-  END { print p + 0, f + 0, s + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$CONTRACT_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$FUZZ_LOG")
+  /^cross-check: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ { p += $2; f += $4; s += $6 }
+  END { print p + 0, f + 0, s + 0 }' "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$CONTRACT_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$FUZZ_LOG" "$CROSS_LOG")
 # A test skipped on purpose (PostgreSQL) returns early, so cargo counted it as passed: it is
 # moved from "passed" to "skipped".
 pg_skipped=$(wc -l <"$KEYWARDEN_TEST_SKIP_LOG")
 passed=$(( passed - pg_skipped ))
 skipped=$(( skipped + pg_skipped ))
-rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$CONTRACT_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$FUZZ_LOG" "$KEYWARDEN_TEST_SKIP_LOG"
+rm -f "$RUST_LOG_FILE" "$UI_LOG" "$PKG_LOG" "$CONTRACT_LOG" "$REALHID_LOG" "$SECRETS_LOG" "$FUZZ_LOG" "$CROSS_LOG" "$KEYWARDEN_TEST_SKIP_LOG"
 if [ "$failed" -gt 0 ]; then
   say "tests FAILED after $(( $(date +%s) - START )) s"
   echo "total: $passed passed, $failed failed, $skipped skipped"

@@ -112,11 +112,24 @@ fn provision_report_and_enrol_two_keys_with_verified_attestation() {
         "secure_boot",
         "hostname",
         "os_name",
+        "screen_lock",
+        "screen_lock_delay_secs",
+        "integrity_protection",
+        "app_verification",
+        "malware_protection",
+        "mdm_enrolled",
     ] {
         let s = &posture[signal];
         match s["state"].as_str().unwrap() {
             "known" => assert!(!s["value"].is_null(), "{signal}: {s}"),
-            "unknown" => assert!(!s["reason"].as_str().unwrap().is_empty(), "{signal}: {s}"),
+            "unknown" => {
+                let reason = s["reason"].as_str().unwrap();
+                assert!(!reason.is_empty(), "{signal}: {s}");
+                assert_ne!(
+                    reason, "not reported by this agent version",
+                    "the agent sends {signal}"
+                );
+            }
             other => panic!("{signal} has state {other}"),
         }
     }

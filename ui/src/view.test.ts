@@ -35,6 +35,12 @@ const posture: Posture = {
   firewall: { state: "unknown", reason: "reading the nftables ruleset needs root" },
   secure_boot: { state: "known", value: true },
   last_os_update: { state: "known", value: 1796000000, detail: "libc6:amd64 upgraded, per /var/log/dpkg.log" },
+  screen_lock: { state: "known", value: true, detail: "GNOME: blank after 300 s, locked 30 s later" },
+  screen_lock_delay_secs: { state: "known", value: 330 },
+  integrity_protection: { state: "unknown", reason: "OS integrity protection is not probed on linux" },
+  app_verification: { state: "unknown", reason: "application verification is not probed on linux" },
+  malware_protection: { state: "unknown", reason: "real-time malware protection is not probed on linux" },
+  mdm_enrolled: { state: "unknown", reason: "MDM enrolment is not probed on linux" },
 };
 
 describe("key inventory", () => {
@@ -59,6 +65,18 @@ describe("posture", () => {
     expect(html).toContain("reading the nftables ruleset needs root");
     expect(html).toMatch(/Firewall<\/th><td><span class="state-unknown">unknown/);
     expect(html).toContain("Last OS update</th><td></td><td>2026-11-30T00:53:20.000Z");
+  });
+  it("shows the screen lock and its delay, and a screen that never locks needs attention", () => {
+    const html = renderPosture(posture);
+    expect(html).toMatch(/Screen lock<\/th><td><span class="state-ok">ok/);
+    expect(html).toContain("Screen locks after</th><td></td><td>330 s of inactivity");
+    const never = renderPosture({
+      ...posture,
+      screen_lock: { state: "known", value: false, detail: "GNOME: screen lock disabled (lock-enabled false)" },
+      screen_lock_delay_secs: { state: "unknown", reason: "the screen never locks by itself" },
+    });
+    expect(never).toMatch(/Screen lock<\/th><td><span class="state-attention">needs attention/);
+    expect(never).toContain("the screen never locks by itself");
   });
   it("flags a disk that is not encrypted as needing attention", () => {
     expect(verdict(posture.disk_encryption)).toBe("attention");

@@ -2,7 +2,7 @@
 //! (`tempfile`, removed again if anything fails), is flushed to disk, then renamed over the
 //! target, so a crash leaves the old or the new content, never half of one.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -53,7 +53,7 @@ pub fn overwrite_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Flush a folder's entries (the rename above) to disk where the OS allows it.
 pub fn sync_dir(dir: &Path) {
     #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
+    if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
     #[cfg(not(unix))]

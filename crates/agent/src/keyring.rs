@@ -55,6 +55,8 @@ fn assemble_with(sources: KeySources, soft_keys_var: Option<OsString>) -> Keys {
             None => provider,
         }
     };
+    // Without a key backend (e.g. the type check for other systems) nothing is added to it.
+    #[cfg_attr(not(any(feature = "hid", feature = "soft")), allow(unused_mut))]
     let mut keyring = Keyring::new();
     #[cfg(feature = "hid")]
     if !no_hid {

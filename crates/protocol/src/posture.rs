@@ -106,7 +106,8 @@ pub struct Posture {
     pub disks: Observed<Vec<Disk>>,
     /// Whether the system disk is encrypted.
     pub disk_encryption: Observed<bool>,
-    /// Whether a host firewall is active.
+    /// Whether a host firewall is active; on Windows, on for every profile (domain, private and
+    /// public), since a laptop moves between networks.
     pub firewall: Observed<bool>,
     /// Whether the firmware enforces secure boot.
     pub secure_boot: Observed<bool>,
@@ -115,6 +116,29 @@ pub struct Posture {
     #[serde(default = "not_reported")]
     #[cfg_attr(feature = "ts", ts(type = "Observed<number>"))]
     pub last_os_update: Observed<u64>,
+    /// Whether the screen locks by itself after a spell of inactivity and asks for the password
+    /// to unlock (GNOME/KDE settings, macOS screen lock, a Windows inactivity limit or a
+    /// password-protected screen saver).
+    #[serde(default = "not_reported")]
+    pub screen_lock: Observed<bool>,
+    /// Seconds of inactivity after which the screen is locked (idle time plus any grace delay).
+    #[serde(default = "not_reported")]
+    #[cfg_attr(feature = "ts", ts(type = "Observed<number>"))]
+    pub screen_lock_delay_secs: Observed<u64>,
+    /// Whether the OS protects its own files even from administrators (macOS System Integrity
+    /// Protection).
+    #[serde(default = "not_reported")]
+    pub integrity_protection: Observed<bool>,
+    /// Whether the OS only runs applications from identified developers unless overridden
+    /// (macOS Gatekeeper).
+    #[serde(default = "not_reported")]
+    pub app_verification: Observed<bool>,
+    /// Whether malware protection scans in real time (Windows Defender real-time protection).
+    #[serde(default = "not_reported")]
+    pub malware_protection: Observed<bool>,
+    /// Whether the laptop is enrolled in a device management (MDM) service.
+    #[serde(default = "not_reported")]
+    pub mdm_enrolled: Observed<bool>,
 }
 
 /// A signal an older agent did not send.

@@ -34,7 +34,9 @@ pub struct PopulationPosture {
     /// `compliant / laptops` (1.0 when there are none).
     pub share_compliant: f64,
     /// Failing laptops per signal: `disk_encryption`, `firewall`, `secure_boot`, `os_version`,
-    /// `os_update_age`, `no_report` (a laptop failing two signals counts in both).
+    /// `os_update_age`, `screen_lock`, `screen_lock_delay`, `integrity_protection`,
+    /// `app_verification`, `malware_protection`, `mdm_enrolled`, `no_report` (a laptop failing
+    /// two signals counts in both).
     pub failing_by_signal: BTreeMap<String, u64>,
 }
 

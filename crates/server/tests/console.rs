@@ -19,6 +19,7 @@ both_backends!(
     burn_down_follows_the_daily_snapshots,
     policy_change_previews_who_falls_out,
     laptops_page_lists_posture_and_retires,
+    laptop_pages_show_the_screen_lock_and_platform_protections,
     audit_and_keys_pages_for_auditors,
     exceptions_page_flags_expiry_and_revokes,
 );
@@ -472,6 +473,53 @@ async fn policy_change_previews_who_falls_out(app: App) {
         !page.contains("Preview impact"),
         "an auditor reads the rules, edits nothing"
     );
+}
+
+async fn laptop_pages_show_the_screen_lock_and_platform_protections(app: App) {
+    let (admin, _) = first_admin(&app).await;
+    let mac = app.device("mac-locks").await;
+    let mut body = common::report_body(app.now(), true);
+    body["posture"]["screen_lock"] = json!({"state": "known", "value": true});
+    body["posture"]["screen_lock_delay_secs"] = json!({"state": "known", "value": 305});
+    body["posture"]["integrity_protection"] = json!({"state": "known", "value": false,
+        "detail": "System Integrity Protection disabled"});
+    body["posture"]["malware_protection"] = json!({"state": "unknown", "reason": "real-time malware protection is not probed on macos"});
+    let (s, v) = mac.signed(&app, "/api/v1/agent/reports", &body).await;
+    assert!(s.is_success(), "{v}");
+    let old = app.device("old-agent").await;
+    assert!(old.report(&app, true).await.0.is_success());
+
+    let (_, list) = admin.get(&app, "/console/laptops").await;
+    let row = |host: &str| {
+        let at = list.find(host).unwrap();
+        list[at..at + list[at..].find("</tr>").unwrap()].to_owned()
+    };
+    assert!(row("mac-locks").contains("on</span> after 305 s"), "{list}");
+    assert!(
+        row("old-agent").contains(">unknown<"),
+        "an older agent's lock is unknown: {list}"
+    );
+    let (_, page) = admin
+        .get(&app, &format!("/console/laptops/{}", mac.id))
+        .await;
+    let history = &page[page.find("posture-history").unwrap()..];
+    assert!(history.contains("integrity protection <span"), "{history}");
+    assert!(
+        !history.contains("malware protection"),
+        "not read on this system: {history}"
+    );
+    let (_, page) = admin
+        .get(&app, &format!("/console/laptops/{}", old.id))
+        .await;
+    assert!(page.contains("none read"), "{page}");
+    let csv = csv_export(
+        &app,
+        &admin,
+        "/console/laptops?q=mac-locks&format=csv",
+        "hostname,last_check_in,disk_encryption,firewall,secure_boot,screen_lock,screen_lock_delay_secs,",
+    )
+    .await;
+    assert!(csv.contains(",true,305,"), "{csv}");
 }
 
 async fn laptops_page_lists_posture_and_retires(app: App) {

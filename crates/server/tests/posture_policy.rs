@@ -1,5 +1,6 @@
 //! Laptop posture and key privacy under population policy: enrolment refused from a laptop
-//! whose OS update age is too old or unknown, saying why; key serial numbers withheld from
+//! whose OS update age is too old or unknown, or whose screen does not lock (or locks too late)
+//! where the population requires it, saying why; key serial numbers withheld from
 //! reports and enrolled credentials where a population forbids collecting them; coverage judging
 //! the latest report of each laptop a person has an active key enrolled on against their
 //! population's ongoing-posture policy.
@@ -13,6 +14,7 @@ use serde_json::{json, Value};
 
 both_backends!(
     stale_or_unknown_os_updates_refuse_enrolment,
+    a_laptop_without_screen_lock_is_refused_where_policy_requires_it,
     serial_numbers_are_withheld_where_policy_forbids,
     coverage_judges_laptops_by_their_population_ongoing_posture
 );
@@ -82,6 +84,142 @@ async fn stale_or_unknown_os_updates_refuse_enrolment(app: App) {
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, v) = finish(&app, &laptop, &b, &SoftKey::new()).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// A report whose screen lock is `locks` after `delay_secs` (`None`: unknown, as a laptop whose
+/// screen never locks reports it); both left out when `locks` is `None`, as an older agent.
+fn screen_lock_report(app: &App, locks: Option<bool>, delay_secs: Option<u64>) -> Value {
+    let mut body = report_body(app.now(), true);
+    if let Some(locks) = locks {
+        body["posture"]["screen_lock"] = json!({"state": "known", "value": locks,
+            "detail": "password asked 5 s after the screen saver or display sleep starts"});
+        body["posture"]["screen_lock_delay_secs"] = match delay_secs {
+            Some(d) => json!({"state": "known", "value": d}),
+            None => json!({"state": "unknown", "reason": "the screen never locks by itself"}),
+        };
+    }
+    body
+}
+
+async fn a_laptop_without_screen_lock_is_refused_where_policy_requires_it(app: App) {
+    // A delay of 0 and a protection the service does not know are refused, defining nothing.
+    for (policy, code) in [
+        (
+            json!({"enrolment_posture": {"screen_lock": true, "max_screen_lock_delay_secs": 0}}),
+            "policy_invalid",
+        ),
+        (
+            json!({"enrolment_posture": {"platform_protections": ["antivirus"]}}),
+            "malformed_json",
+        ),
+    ] {
+        let body = json!({"priority": 10, "policy": policy,
+            "selector": {"kind": "attribute", "key": "department", "value": "research"}});
+        let (s, v) = app
+            .call(
+                "PUT",
+                "/api/v1/admin/populations/research",
+                &app.admin,
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM populations").await, 0);
+
+    app.population(
+        "research",
+        "research",
+        json!({"enrolment_posture": {"screen_lock": true, "max_screen_lock_delay_secs": 600},
+               "ongoing_posture": {"screen_lock": true}}),
+    )
+    .await;
+    let ada = app.hr_person_in("ada@example.com", "Research").await;
+    let sam = app.hr_person_in("sam@example.com", "Sales").await;
+    let laptop = app.device("mac-1").await;
+    let ticket = app.ticket_secret(&ada).await;
+    // Ada's enrolment after `report`: refused as non-compliant, opening nothing and spending
+    // nothing; the refusal's message.
+    let refused_after = |report: Value| {
+        let (app, laptop, ticket) = (&app, &laptop, &ticket);
+        async move {
+            send_report(app, laptop, &report).await;
+            let (s, v) = begin(app, laptop, ticket).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+            assert_eq!(v["error"]["code"], "laptop_noncompliant");
+            let opened = app.count("SELECT COUNT(*) FROM enrolment_sessions").await;
+            let spent = app
+                .count("SELECT COUNT(*) FROM enrolment_tickets WHERE redeemed_at IS NOT NULL")
+                .await;
+            assert_eq!(
+                (opened, spent),
+                (0, 0),
+                "a refusal opens and spends nothing"
+            );
+            v["error"]["message"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // An agent that predates the signal: unknown, refused, saying so.
+    let why = refused_after(screen_lock_report(&app, None, None)).await;
+    assert!(
+        why.contains("screen lock is unknown (not reported by this agent version)"),
+        "{why}"
+    );
+    // The screen never locks: refused for the lock and for its delay.
+    let why = refused_after(screen_lock_report(&app, Some(false), None)).await;
+    assert!(why.contains("screen lock is off"), "{why}");
+    assert!(
+        why.contains("screen lock delay is unknown (the screen never locks by itself)"),
+        "{why}"
+    );
+    // It locks, but only after 20 minutes: more than the 10 allowed.
+    let why = refused_after(screen_lock_report(&app, Some(true), Some(1200))).await;
+    assert!(
+        why.contains("the screen locks after 1200 s of inactivity, more than the 600 s allowed"),
+        "{why}"
+    );
+
+    // Policy is per population: Sam (Sales requires nothing) may enrol from the same laptop.
+    let (s, b) = begin(&app, &laptop, &app.ticket_secret(&sam).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // Locked after 5 minutes: Ada's same ticket now opens the enrolment and the key is bound.
+    send_report(
+        &app,
+        &laptop,
+        &screen_lock_report(&app, Some(true), Some(300)),
+    )
+    .await;
+    let (s, b) = begin(&app, &laptop, &ticket).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, v) = finish(&app, &laptop, &b, &SoftKey::new()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Coverage shows the signal: once the laptop stops locking, Research's ongoing posture
+    // fails on it and the per-signal tally counts it.
+    send_report(&app, &laptop, &screen_lock_report(&app, Some(false), None)).await;
+    let v = app
+        .as_admin("GET", "/api/v1/admin/coverage", None, StatusCode::OK)
+        .await;
+    let entry = |list: &str, key: &str, name: &str| {
+        v[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e[key] == name)
+            .unwrap()
+            .clone()
+    };
+    let research = entry("posture_by_population", "population", "research");
+    assert_eq!(
+        research["failing_by_signal"],
+        json!({"screen_lock": 1}),
+        "{research}"
+    );
+    let lock = entry("posture", "signal", "screen_lock");
+    assert_eq!(lock["non_compliant"], 1, "{lock}");
 }
 
 /// A report seeing one USB key that exposes serial 12345678, and one that does not.

@@ -47,7 +47,8 @@ disks: Observed<Array<Disk>>,
  */
 disk_encryption: Observed<boolean>, 
 /**
- * Whether a host firewall is active.
+ * Whether a host firewall is active; on Windows, on for every profile (domain, private and
+ * public), since a laptop moves between networks.
  */
 firewall: Observed<boolean>, 
 /**
@@ -58,4 +59,32 @@ secure_boot: Observed<boolean>,
  * When the OS last installed updates (unix seconds), e.g. the newest package upgrade in
  * dpkg's log. Reports from agents that predate this signal read as unknown.
  */
-last_os_update: Observed<number>, };
+last_os_update: Observed<number>, 
+/**
+ * Whether the screen locks by itself after a spell of inactivity and asks for the password
+ * to unlock (GNOME/KDE settings, macOS screen lock, a Windows inactivity limit or a
+ * password-protected screen saver).
+ */
+screen_lock: Observed<boolean>, 
+/**
+ * Seconds of inactivity after which the screen is locked (idle time plus any grace delay).
+ */
+screen_lock_delay_secs: Observed<number>, 
+/**
+ * Whether the OS protects its own files even from administrators (macOS System Integrity
+ * Protection).
+ */
+integrity_protection: Observed<boolean>, 
+/**
+ * Whether the OS only runs applications from identified developers unless overridden
+ * (macOS Gatekeeper).
+ */
+app_verification: Observed<boolean>, 
+/**
+ * Whether malware protection scans in real time (Windows Defender real-time protection).
+ */
+malware_protection: Observed<boolean>, 
+/**
+ * Whether the laptop is enrolled in a device management (MDM) service.
+ */
+mdm_enrolled: Observed<boolean>, };

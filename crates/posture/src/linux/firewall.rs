@@ -7,17 +7,12 @@
 //! enabled at boot. Configuration alone never says no, since rules may be loaded by other tools.
 
 use super::{describe, Root};
+use crate::command::run;
 use keywarden_protocol::Observed;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const UFW_CONF: &str = "/etc/ufw/ufw.conf";
 const FIREWALLD_WANTS: &str = "/etc/systemd/system/multi-user.target.wants/firewalld.service";
 const CAP_NET_ADMIN: u32 = 12;
-/// A system tool gets `POLLS` × `POLL` to answer before it is killed.
-const POLL: Duration = Duration::from_millis(50);
-const POLLS: u32 = 100;
 
 pub(crate) fn probe(root: &Root, live: bool) -> Observed<bool> {
     let ufw = ufw_state(root);
@@ -182,82 +177,6 @@ fn legacy_input_filtering(saved: &str, tool: &str) -> Option<String> {
         (1, _) => Some(format!("{tool}: filter INPUT chain has 1 rule")),
         (n, _) => Some(format!("{tool}: filter INPUT chain has {n} rules")),
     }
-}
-
-/// Runs the first of `candidates` that exists and returns what it printed, killing it when it
-/// takes too long.
-fn run(candidates: &[&str], args: &[&str]) -> Result<String, String> {
-    let name = candidates.first().copied().unwrap_or_default();
-    for program in candidates {
-        let spawned = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("cannot run {name} ({})", describe(&e))),
-        };
-        // Drain both pipes on their own threads, so a large ruleset cannot fill a pipe and stall.
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                if let Some(mut p) = pipe {
-                    let _ = p.read_to_string(&mut text);
-                }
-                text
-            })
-        };
-        let out = drain(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let err = drain(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let mut status = None;
-        for _ in 0..POLLS {
-            match child.try_wait() {
-                Ok(Some(s)) => {
-                    status = Some(s);
-                    break;
-                }
-                Ok(None) => std::thread::sleep(POLL),
-                Err(e) => return Err(format!("cannot wait for {name} ({})", describe(&e))),
-            }
-        }
-        let Some(status) = status else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{name} did not answer within {} seconds",
-                (POLL * POLLS).as_secs()
-            ));
-        };
-        let stdout = out
-            .join()
-            .map_err(|_| format!("reading the output of {name} failed"))?;
-        let stderr = err.join().unwrap_or_default();
-        if !status.success() {
-            let why: String = stderr
-                .lines()
-                .next()
-                .unwrap_or("no message")
-                .chars()
-                .take(200)
-                .collect();
-            return Err(format!("{name} failed ({status}): {}", why.trim()));
-        }
-        return Ok(stdout);
-    }
-    Err(format!("{name} is not installed"))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -489,14 +408,6 @@ mod tests {
         assert_eq!(
             legacy_input_filtering(drop, tool).as_deref(),
             Some("iptables-legacy-save: filter INPUT chain drops by default")
-        );
-    }
-
-    #[test]
-    fn missing_tools_are_reported_by_name() {
-        assert_eq!(
-            run(&["keywarden-no-such-tool"], &[]),
-            Err("keywarden-no-such-tool is not installed".to_owned())
         );
     }
 }

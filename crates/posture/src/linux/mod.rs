@@ -3,11 +3,13 @@
 pub(crate) mod disk_encryption;
 pub(crate) mod firewall;
 pub(crate) mod os_updates;
+pub(crate) mod screen_lock;
 pub(crate) mod secure_boot;
 
 #[cfg(test)]
 pub(crate) mod fixture;
 
+pub(crate) use crate::command::describe;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -48,14 +50,5 @@ impl<'a> Root<'a> {
         }
         names.sort();
         Ok(names)
-    }
-}
-
-/// An I/O error as a short lowercase phrase for a reason string.
-pub(crate) fn describe(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "it does not exist".to_owned(),
-        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => e.to_string().to_lowercase(),
     }
 }

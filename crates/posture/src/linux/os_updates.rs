@@ -10,22 +10,33 @@
 //! package lists (`apt update`). Local time is turned into an instant with the time zone in
 //! `/etc/localtime` (UTC when there is none, as the C library does).
 //!
-//! A system without dpkg (not Debian-based) is reported unknown: this probe does not guess from
-//! other package managers.
+//! On RPM-based systems (Fedora, RHEL and their kin) dnf keeps a history of every transaction;
+//! `dnf history list` prints one row per transaction with its local time and actions, and the
+//! newest one that upgraded packages is the last OS update (read only when probing the running
+//! system, since it runs the tool). dnf5's differently laid out table is not read yet.
+//!
+//! A system with neither dpkg nor an RPM database is reported unknown: this probe does not
+//! guess from other package managers.
 
 use super::{describe, Root};
+use crate::command::run;
 use keywarden_protocol::Observed;
 
 const DPKG_DB: &str = "/var/lib/dpkg";
+const RPM_DBS: [&str; 2] = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
 const LOGS: [&str; 2] = ["/var/log/dpkg.log", "/var/log/dpkg.log.1"];
 const LOCALTIME: &str = "/etc/localtime";
 
-/// The unix time (seconds) of the newest package upgrade dpkg logged.
-pub(crate) fn probe(root: &Root) -> Observed<u64> {
+/// The unix time (seconds) of the newest package upgrade dpkg logged, or dnf recorded on an
+/// RPM-based system (`live`: only when probing the running system).
+pub(crate) fn probe(root: &Root, live: bool) -> Observed<u64> {
     if !root.exists(DPKG_DB) {
+        if RPM_DBS.iter().any(|db| root.exists(db)) {
+            return rpm_based(root, live);
+        }
         return Observed::unknown(format!(
-            "no dpkg database at {DPKG_DB} (not a Debian-based system?): the update age is read \
-             from dpkg's log only"
+            "no dpkg database at {DPKG_DB} and no RPM database: the update age is read from \
+             dpkg's log or dnf's history only"
         ));
     }
     let tz = match local_time_zone(root) {
@@ -65,6 +76,70 @@ pub(crate) fn probe(root: &Root) -> Observed<u64> {
             LOGS[0], LOGS[1]
         ),
     })
+}
+
+/// An RPM-based system: the newest upgrade in dnf's history.
+fn rpm_based(root: &Root, live: bool) -> Observed<u64> {
+    if !live {
+        return Observed::unknown(
+            "an RPM-based system: dnf's history is only read when probing the running system",
+        );
+    }
+    let tz = match local_time_zone(root) {
+        Ok(tz) => tz,
+        Err(reason) => return Observed::unknown(reason),
+    };
+    match run(&["dnf", "/usr/bin/dnf"], &["history", "list"]) {
+        Ok(text) => last_dnf_upgrade(&text, &tz),
+        Err(e) => Observed::unknown(format!("an RPM-based system, but {e}")),
+    }
+}
+
+/// `dnf history list` (dnf 4): rows `ID | Command line | YYYY-MM-DD HH:MM | Action(s) | Altered`;
+/// the newest row whose actions include an upgrade (`Upgrade`, `Update`, or `U` in a combined
+/// list such as `I, U`), dated in the system time zone.
+fn last_dnf_upgrade(text: &str, tz: &LocalZone) -> Observed<u64> {
+    let mut rows = 0usize;
+    let mut newest: Option<(&str, &str)> = None;
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [id, _, when, actions, _] = cols.as_slice() else {
+            continue;
+        };
+        if id.parse::<u64>().is_err() {
+            continue;
+        }
+        rows += 1;
+        let upgraded = actions
+            .split(',')
+            .map(str::trim)
+            .any(|a| matches!(a, "U" | "Upgrade" | "Upgraded" | "Update" | "Updated"));
+        if upgraded && newest.is_none_or(|(n, _)| *when > n) {
+            newest = Some((when, id));
+        }
+    }
+    match newest {
+        Some((when, id)) => match to_unix(&format!("{when}:00"), &tz.zone) {
+            Some(secs) => Observed::known_because(
+                secs,
+                format!(
+                    "dnf transaction {id} upgraded packages at {when} {}",
+                    tz.name
+                ),
+            ),
+            None => Observed::unknown(format!(
+                "dnf history gives transaction {id} the time '{when}', not YYYY-MM-DD HH:MM in {}",
+                tz.name
+            )),
+        },
+        None if rows == 0 => Observed::unknown(format!(
+            "dnf history list printed {}, not dnf 4's transaction table (dnf5's is not read yet)",
+            crate::command::first_line(text)
+        )),
+        None => Observed::unknown(format!(
+            "none of the {rows} transactions in dnf's history upgraded packages"
+        )),
+    }
 }
 
 /// The time of a dpkg log line (`YYYY-MM-DD HH:MM:SS`), when it starts with one.
@@ -208,7 +283,7 @@ mod tests {
         let f = debian(LOG);
         // 2026-11-02 08:00:02 UTC
         assert_eq!(
-            probe(&f.root()),
+            probe(&f.root(), false),
             Observed::known_because(
                 1_793_606_402,
                 "libssl3:amd64 upgraded at 2026-11-02 08:00:02 UTC (no /etc/localtime), per /var/log/dpkg.log"
@@ -224,7 +299,7 @@ mod tests {
             fixed_zone(7200, "+02", "<+02>-2"),
         );
         f.symlink("/etc/localtime", "/usr/share/zoneinfo/Etc/GMT-2");
-        let Observed::Known { value, detail } = probe(&f.root()) else {
+        let Observed::Known { value, detail } = probe(&f.root(), false) else {
             panic!("the upgrade is dated");
         };
         assert_eq!(value, 1_793_606_402 - 7200, "08:00 at UTC+2 is 06:00 UTC");
@@ -238,7 +313,7 @@ mod tests {
     fn a_freshly_rotated_log_sends_the_probe_to_last_months() {
         let f = debian("2026-12-01 00:00:01 startup archives unpack\n");
         f.file("/var/log/dpkg.log.1", LOG);
-        let Observed::Known { value, detail } = probe(&f.root()) else {
+        let Observed::Known { value, detail } = probe(&f.root(), false) else {
             panic!("found in dpkg.log.1");
         };
         assert_eq!(value, 1_793_606_402);
@@ -251,7 +326,7 @@ mod tests {
     fn no_upgrade_in_the_readable_logs_is_unknown_and_says_since_when() {
         let f = debian("2026-11-20 17:45:10 install htop:amd64 <none> 3.2.2-2\n");
         assert_eq!(
-            probe(&f.root()),
+            probe(&f.root(), false),
             Observed::unknown(
                 "no package upgrade in /var/log/dpkg.log or /var/log/dpkg.log.1 since \
                  2026-11-20 17:45:10 (older logs are compressed and not read)"
@@ -262,18 +337,18 @@ mod tests {
     #[test]
     fn without_dpkg_or_its_log_the_age_is_unknown_with_the_reason() {
         let f = Fixture::new();
-        let Observed::Unknown { reason } = probe(&f.root()) else {
+        let Observed::Unknown { reason } = probe(&f.root(), false) else {
             panic!("no dpkg: unknown");
         };
         assert!(
-            reason.starts_with("no dpkg database at /var/lib/dpkg"),
+            reason.starts_with("no dpkg database at /var/lib/dpkg and no RPM database"),
             "{reason}"
         );
 
         let f = Fixture::new();
         f.mkdir("/var/lib/dpkg");
         assert_eq!(
-            probe(&f.root()),
+            probe(&f.root(), false),
             Observed::unknown("cannot read /var/log/dpkg.log (it does not exist)")
         );
     }
@@ -282,7 +357,7 @@ mod tests {
     fn a_broken_time_zone_file_is_unknown_rather_than_a_guessed_zone() {
         let f = debian(LOG);
         f.file("/etc/localtime", "not a tzif file");
-        let Observed::Unknown { reason } = probe(&f.root()) else {
+        let Observed::Unknown { reason } = probe(&f.root(), false) else {
             panic!("cannot date without the zone");
         };
         assert!(
@@ -303,6 +378,46 @@ mod tests {
             last_upgrade("2026-11-02 08:00:02 upgrade\n"),
             None,
             "no package named"
+        );
+    }
+
+    fn dnf(name: &str) -> Observed<u64> {
+        let utc = LocalZone {
+            zone: jiff::tz::TimeZone::UTC,
+            name: "UTC".to_owned(),
+        };
+        last_dnf_upgrade(&crate::fixture_text(&format!("linux/{name}")), &utc)
+    }
+
+    #[test]
+    fn dnf_history_newest_upgrade_counts_and_an_install_does_not() {
+        // 2026-11-20 09:14 UTC
+        assert_eq!(
+            dnf("dnf-history-upgraded.txt"),
+            Observed::known_because(
+                1_795_166_040,
+                "dnf transaction 42 upgraded packages at 2026-11-20 09:14 UTC"
+            )
+        );
+        assert_eq!(
+            dnf("dnf-history-installs-only.txt"),
+            Observed::unknown("none of the 2 transactions in dnf's history upgraded packages")
+        );
+        let Observed::Unknown { reason } = dnf("dnf-history-malformed.txt") else {
+            panic!("an unknown table is not guessed at");
+        };
+        assert!(reason.contains("not dnf 4's transaction table"), "{reason}");
+    }
+
+    #[test]
+    fn an_rpm_system_read_from_a_fixture_tree_says_why_it_is_unknown() {
+        let f = Fixture::new();
+        f.mkdir("/var/lib/rpm");
+        assert_eq!(
+            probe(&f.root(), false),
+            Observed::unknown(
+                "an RPM-based system: dnf's history is only read when probing the running system"
+            )
         );
     }
 }

@@ -245,6 +245,37 @@ fn signal(o: &keywarden_protocol::Observed<bool>) -> String {
     }
 }
 
+/// The screen lock as a badge, with the inactivity delay when it locks and the delay is known.
+fn screen_lock(p: &keywarden_protocol::Posture) -> String {
+    match (&p.screen_lock, &p.screen_lock_delay_secs) {
+        (
+            keywarden_protocol::Observed::Known { value: true, .. },
+            keywarden_protocol::Observed::Known { value: secs, .. },
+        ) => format!("{} after {secs} s", badge("on")),
+        (locks, _) => signal(locks),
+    }
+}
+
+/// The platform protections the laptop could read (System Integrity Protection, Gatekeeper,
+/// Defender, MDM), each with its state; those its system does not have are left out.
+fn protections(p: &keywarden_protocol::Posture) -> String {
+    let read: Vec<String> = [
+        ("integrity protection", &p.integrity_protection),
+        ("app verification", &p.app_verification),
+        ("malware protection", &p.malware_protection),
+        ("MDM", &p.mdm_enrolled),
+    ]
+    .into_iter()
+    .filter(|(_, o)| o.value().is_some())
+    .map(|(name, o)| format!("{name} {}", signal(o)))
+    .collect();
+    if read.is_empty() {
+        "none read".to_owned()
+    } else {
+        read.join(", ")
+    }
+}
+
 /// `GET /console/laptops`: every provisioned laptop with its latest posture and the keys seen;
 /// the help desk and admins retire one (lost or returned) with a fresh touch.
 pub async fn laptops(
@@ -265,11 +296,13 @@ pub async fn laptops(
             })
             .collect();
         if q.format.as_deref() == Some("csv") {
-            let text = |o: Option<&keywarden_protocol::Observed<bool>>| match o {
+            fn text<T: ToString>(o: Option<&keywarden_protocol::Observed<T>>) -> String {
+                match o {
                 Some(keywarden_protocol::Observed::Known { value, .. }) => value.to_string(),
                 Some(keywarden_protocol::Observed::Unknown { reason }) => format!("unknown: {reason}"),
                 None => "no report".to_owned(),
-            };
+                }
+            }
             let rows = devices.iter().map(|d| {
                 let p = d.posture.as_ref();
                 vec![
@@ -278,11 +311,13 @@ pub async fn laptops(
                     text(p.map(|p| &p.disk_encryption)),
                     text(p.map(|p| &p.firewall)),
                     text(p.map(|p| &p.secure_boot)),
+                    text(p.map(|p| &p.screen_lock)),
+                    text(p.map(|p| &p.screen_lock_delay_secs)),
                     d.keys.len().to_string(),
                     d.retired_reason.clone().unwrap_or_else(|| "in service".to_owned()),
                 ]
             });
-            let header = "hostname,last_check_in,disk_encryption,firewall,secure_boot,keys_seen,state";
+            let header = "hostname,last_check_in,disk_encryption,firewall,secure_boot,screen_lock,screen_lock_delay_secs,keys_seen,state";
             return Ok(csv("laptops", header, rows));
         }
         let total = devices.len();
@@ -296,9 +331,9 @@ pub async fn laptops(
             .skip((current - 1) * LIST_PAGE)
             .take(LIST_PAGE)
             .map(|d| {
-                let (disk, firewall, boot) = d.posture.as_ref().map_or_else(
-                    || ("no report yet".to_owned(), String::new(), String::new()),
-                    |p| (signal(&p.disk_encryption), signal(&p.firewall), signal(&p.secure_boot)),
+                let (disk, firewall, boot, lock) = d.posture.as_ref().map_or_else(
+                    || ("no report yet".to_owned(), String::new(), String::new(), String::new()),
+                    |p| (signal(&p.disk_encryption), signal(&p.firewall), signal(&p.secure_boot), screen_lock(p)),
                 );
                 let retire = if may_retire && d.retired_at_ms.is_none() {
                     format!(
@@ -312,7 +347,7 @@ pub async fn laptops(
                     String::new()
                 };
                 format!(
-                    "<tr><td><a href=\"/console/laptops/{}\">{}</a></td><td>{}</td><td>{disk}</td><td>{firewall}</td><td>{boot}</td><td>{}</td><td>{}</td><td>{retire}</td></tr>",
+                    "<tr><td><a href=\"/console/laptops/{}\">{}</a></td><td>{}</td><td>{disk}</td><td>{firewall}</td><td>{boot}</td><td>{lock}</td><td>{}</td><td>{}</td><td>{retire}</td></tr>",
                     esc(&d.id),
                     esc(&d.hostname),
                     when(d.last_report_at_ms),
@@ -333,7 +368,7 @@ pub async fn laptops(
         let main = format!(
             "<h1>Laptops</h1><p id=\"status\" role=\"status\" aria-live=\"polite\"></p>{filters}\
              <section aria-labelledby=\"all\" tabindex=\"0\"><h2 id=\"all\">Provisioned laptops ({})</h2>\
-             <table id=\"laptops-table\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Last check-in</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">Keys seen</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table></section>{pager}",
+             <table id=\"laptops-table\"><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Last check-in</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">Screen lock</th><th scope=\"col\">Keys seen</th><th scope=\"col\">State</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{rows}</tbody></table></section>{pager}",
             total
         );
         Ok(page("Laptops", "/console/laptops", Some(&caller), &main).into_response())
@@ -357,7 +392,7 @@ pub async fn laptop(
             .map(|r| {
                 let report: Option<keywarden_protocol::Report> = serde_json::from_str(&r.body).ok();
                 let cells = report.map_or_else(
-                    || "<td colspan=\"4\">unreadable report</td>".to_owned(),
+                    || "<td colspan=\"6\">unreadable report</td>".to_owned(),
                     |rep| {
                         let p = &rep.posture;
                         let os = match &p.os_version {
@@ -365,10 +400,12 @@ pub async fn laptop(
                             keywarden_protocol::Observed::Unknown { .. } => "unknown".to_owned(),
                         };
                         format!(
-                            "<td>{}</td><td>{}</td><td>{}</td><td>{os}</td>",
+                            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{os}</td>",
                             signal(&p.disk_encryption),
                             signal(&p.firewall),
-                            signal(&p.secure_boot)
+                            signal(&p.secure_boot),
+                            screen_lock(p),
+                            protections(p)
                         )
                     },
                 );
@@ -378,7 +415,7 @@ pub async fn laptop(
         let main = format!(
             "<h1>{}</h1><p><a href=\"/console/laptops\">All laptops</a></p>\
              <section aria-labelledby=\"hist\" tabindex=\"0\"><h2 id=\"hist\">Posture, newest first ({} reports)</h2>\
-             <table id=\"posture-history\"><thead><tr><th scope=\"col\">Collected</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">OS version</th></tr></thead><tbody>{rows}</tbody></table></section>",
+             <table id=\"posture-history\"><thead><tr><th scope=\"col\">Collected</th><th scope=\"col\">Disk encryption</th><th scope=\"col\">Firewall</th><th scope=\"col\">Secure boot</th><th scope=\"col\">Screen lock</th><th scope=\"col\">Platform protections</th><th scope=\"col\">OS version</th></tr></thead><tbody>{rows}</tbody></table></section>",
             esc(&hostname),
             reports.len()
         );

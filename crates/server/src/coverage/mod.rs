@@ -615,30 +615,40 @@ async fn finish(db: &AnyPool, now: i64, tally: Tally, parts: Parts<'_>) -> Resul
 }
 
 fn posture_by_signal(laptops: &HashMap<String, crate::ongoing::Laptop>) -> Vec<SignalCompliance> {
-    let mut out: Vec<SignalCompliance> = ["disk_encryption", "firewall", "secure_boot"]
-        .iter()
-        .map(|s| SignalCompliance {
-            signal: (*s).to_owned(),
-            compliant: 0,
-            non_compliant: 0,
-            unknown: 0,
-        })
+    type Signal = fn(&keywarden_protocol::Posture) -> &Observed<bool>;
+    let signals: [(&str, Signal); 8] = [
+        ("disk_encryption", |p| &p.disk_encryption),
+        ("firewall", |p| &p.firewall),
+        ("secure_boot", |p| &p.secure_boot),
+        ("screen_lock", |p| &p.screen_lock),
+        ("integrity_protection", |p| &p.integrity_protection),
+        ("app_verification", |p| &p.app_verification),
+        ("malware_protection", |p| &p.malware_protection),
+        ("mdm_enrolled", |p| &p.mdm_enrolled),
+    ];
+    let reports: Vec<&keywarden_protocol::Posture> = laptops
+        .values()
+        .filter_map(|l| l.posture.as_ref())
         .collect();
-    for p in laptops.values().filter_map(|l| l.posture.as_ref()) {
-        for (i, o) in [&p.disk_encryption, &p.firewall, &p.secure_boot]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(s) = out.get_mut(i) {
-                match o {
+    signals
+        .iter()
+        .map(|(name, get)| {
+            let mut s = SignalCompliance {
+                signal: (*name).to_owned(),
+                compliant: 0,
+                non_compliant: 0,
+                unknown: 0,
+            };
+            for p in &reports {
+                match get(p) {
                     Observed::Known { value: true, .. } => s.compliant += 1,
                     Observed::Known { value: false, .. } => s.non_compliant += 1,
                     Observed::Unknown { .. } => s.unknown += 1,
                 }
             }
-        }
-    }
-    out
+            s
+        })
+        .collect()
 }
 
 /// `GET /api/v1/admin/coverage` query.

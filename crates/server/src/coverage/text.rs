@@ -62,13 +62,13 @@ pub fn render(report: &CoverageReport, what: &str) -> String {
         let _ = writeln!(s, "\nLaptop posture by signal (latest report per laptop)");
         let _ = writeln!(
             s,
-            "  {:<18} {:>9} {:>13} {:>8}",
+            "  {:<20} {:>9} {:>13} {:>8}",
             "signal", "compliant", "non-compliant", "unknown"
         );
         for p in &report.posture {
             let _ = writeln!(
                 s,
-                "  {:<18} {:>9} {:>13} {:>8}",
+                "  {:<20} {:>9} {:>13} {:>8}",
                 p.signal, p.compliant, p.non_compliant, p.unknown
             );
         }

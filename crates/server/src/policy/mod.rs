@@ -6,7 +6,13 @@
 //! for the enrolling laptop and for ongoing compliance, and whether key serial numbers may be
 //! collected (not for BYOD).
 
+mod posture;
 pub mod preview;
+
+pub use posture::{
+    latest_posture, posture_failures, posture_failures_by_signal, PlatformProtection,
+    PostureRequirements,
+};
 
 use keywarden_protocol::ErrorCode;
 use std::collections::HashMap;
@@ -15,7 +21,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use keywarden_protocol::{Observed, Posture};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, AnyPool, Transaction};
 use utoipa::ToSchema;
@@ -85,29 +90,6 @@ impl DeviceClass {
         ]
         .into_iter()
         .find(|c| c.as_str() == name)
-    }
-}
-
-/// Posture a laptop must show.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct PostureRequirements {
-    /// System disk encrypted.
-    pub disk_encryption: bool,
-    /// Host firewall active.
-    pub firewall: bool,
-    /// Secure boot enforced.
-    pub secure_boot: bool,
-    /// Lowest OS version (dotted numbers compared numerically), e.g. `12`.
-    pub min_os_version: Option<String>,
-    /// Most days since the last OS update.
-    pub max_update_age_days: Option<u32>,
-}
-
-impl PostureRequirements {
-    /// True when nothing is required.
-    pub fn is_empty(&self) -> bool {
-        self == &PostureRequirements::default()
     }
 }
 
@@ -375,130 +357,6 @@ pub async fn person_attrs(tx: &mut Transaction<'_, Any>, person_id: &str) -> Res
     Ok(attrs)
 }
 
-fn version_at_least(have: &str, want: &str) -> bool {
-    let parse = |s: &str| -> Vec<u64> {
-        s.split(|c: char| !c.is_ascii_digit())
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| p.parse().ok())
-            .collect()
-    };
-    let (h, w) = (parse(have), parse(want));
-    for i in 0..w.len().max(h.len()) {
-        let a = h.get(i).copied().unwrap_or(0);
-        let b = w.get(i).copied().unwrap_or(0);
-        if a != b {
-            return a > b;
-        }
-    }
-    true
-}
-
-fn flag(
-    signal: &'static str,
-    name: &str,
-    o: &Observed<bool>,
-    out: &mut Vec<(&'static str, String)>,
-) {
-    match o {
-        Observed::Known { value: true, .. } => {}
-        Observed::Known { value: false, .. } => out.push((signal, format!("{name} is off"))),
-        Observed::Unknown { reason } => out.push((signal, format!("{name} is unknown ({reason})"))),
-    }
-}
-
-/// What a laptop's posture fails of the requirements at `now_ms`; empty when compliant.
-pub fn posture_failures(
-    req: &PostureRequirements,
-    posture: Option<&Posture>,
-    now_ms: i64,
-) -> Vec<String> {
-    posture_failures_by_signal(req, posture, now_ms)
-        .into_iter()
-        .map(|(_, why)| why)
-        .collect()
-}
-
-/// [`posture_failures`], each with the signal it is about: `disk_encryption`, `firewall`,
-/// `secure_boot`, `os_version`, `os_update_age`, or `no_report`.
-pub fn posture_failures_by_signal(
-    req: &PostureRequirements,
-    posture: Option<&Posture>,
-    now_ms: i64,
-) -> Vec<(&'static str, String)> {
-    if req.is_empty() {
-        return Vec::new();
-    }
-    let Some(p) = posture else {
-        return vec![(
-            "no_report",
-            "the laptop has sent no posture report yet".to_owned(),
-        )];
-    };
-    let mut out = Vec::new();
-    if req.disk_encryption {
-        flag(
-            "disk_encryption",
-            "disk encryption",
-            &p.disk_encryption,
-            &mut out,
-        );
-    }
-    if req.firewall {
-        flag("firewall", "firewall", &p.firewall, &mut out);
-    }
-    if req.secure_boot {
-        flag("secure_boot", "secure boot", &p.secure_boot, &mut out);
-    }
-    if let Some(min) = &req.min_os_version {
-        match &p.os_version {
-            Observed::Known { value, .. } if version_at_least(value, min) => {}
-            Observed::Known { value, .. } => out.push((
-                "os_version",
-                format!("OS version {value} is below the required {min}"),
-            )),
-            Observed::Unknown { reason } => {
-                out.push(("os_version", format!("OS version is unknown ({reason})")))
-            }
-        }
-    }
-    if let Some(days) = req.max_update_age_days {
-        match &p.last_os_update {
-            Observed::Known { value, .. } => {
-                let updated_ms = i64::try_from(*value)
-                    .unwrap_or(i64::MAX)
-                    .saturating_mul(1000);
-                let age_ms = now_ms.saturating_sub(updated_ms);
-                if age_ms > i64::from(days) * 86_400_000 {
-                    out.push((
-                        "os_update_age",
-                        format!(
-                            "the OS was last updated {} days ago ({}), more than the {days} days allowed",
-                            age_ms / 86_400_000,
-                            crate::secrets::fmt_time(updated_ms)
-                        ),
-                    ));
-                }
-            }
-            Observed::Unknown { reason } => out.push((
-                "os_update_age",
-                format!("OS update age is unknown ({reason})"),
-            )),
-        }
-    }
-    out
-}
-
-/// The latest posture a device reported.
-pub async fn latest_posture(
-    tx: &mut Transaction<'_, Any>,
-    device_id: &str,
-) -> Result<Option<Posture>> {
-    let body = store::latest_report_body(tx, device_id).await?;
-    Ok(body
-        .and_then(|b| serde_json::from_str::<keywarden_protocol::Report>(&b).ok())
-        .map(|r| r.posture))
-}
-
 /// `GET /api/v1/admin/populations`.
 #[utoipa::path(get, path = "/api/v1/admin/populations", tag = "policy", responses((status = 200, body = Vec<Population>)))]
 pub async fn list(
@@ -561,6 +419,17 @@ fn validate(name: &str, spec: &PopulationSpec) -> Result<()> {
             return Err(Error::bad_request(
                 ErrorCode::PolicyInvalid,
                 format!("aaguid_allow_list entry {a} is not a UUID"),
+            ));
+        }
+    }
+    for (name, req) in [
+        ("enrolment_posture", &p.enrolment_posture),
+        ("ongoing_posture", &p.ongoing_posture),
+    ] {
+        if req.max_screen_lock_delay_secs == Some(0) {
+            return Err(Error::bad_request(
+                ErrorCode::PolicyInvalid,
+                format!("{name}.max_screen_lock_delay_secs must be at least 1"),
             ));
         }
     }
@@ -657,73 +526,4 @@ pub async fn remove(
 /// Group memberships of every person, for resolving many people at once.
 pub async fn all_memberships(db: &AnyPool) -> Result<HashMap<String, Vec<String>>> {
     store::all_memberships(db).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn posture_updated_at(last_os_update: Observed<u64>) -> Posture {
-        fn unknown<T>() -> Observed<T> {
-            Observed::unknown("not probed in this test")
-        }
-        Posture {
-            schema_version: 1,
-            collected_at_ms: 0,
-            os_name: unknown(),
-            os_version: unknown(),
-            kernel_version: unknown(),
-            hostname: unknown(),
-            arch: unknown(),
-            boot_time: unknown(),
-            disks: unknown(),
-            disk_encryption: unknown(),
-            firewall: unknown(),
-            secure_boot: unknown(),
-            last_os_update,
-        }
-    }
-
-    #[test]
-    fn update_age_is_measured_from_now_and_unknown_fails() {
-        let req = PostureRequirements {
-            max_update_age_days: Some(14),
-            ..Default::default()
-        };
-        let day_ms = 86_400_000;
-        let now = 1_796_000_000_000;
-        let updated = |days_ago: i64| {
-            posture_updated_at(Observed::known(
-                u64::try_from((now - days_ago * day_ms) / 1000).unwrap(),
-            ))
-        };
-        assert!(posture_failures(&req, Some(&updated(3)), now).is_empty());
-        assert!(
-            posture_failures(&req, Some(&updated(14)), now).is_empty(),
-            "14 days is allowed"
-        );
-        assert_eq!(
-            posture_failures(&req, Some(&updated(40)), now),
-            vec!["the OS was last updated 40 days ago (2026-10-21T00:53Z), more than the 14 days allowed".to_owned()]
-        );
-        assert_eq!(
-            posture_failures(
-                &req,
-                Some(&posture_updated_at(Observed::unknown(
-                    "no dpkg database at /var/lib/dpkg"
-                ))),
-                now
-            ),
-            vec!["OS update age is unknown (no dpkg database at /var/lib/dpkg)".to_owned()]
-        );
-    }
-
-    #[test]
-    fn versions_compare_numerically() {
-        assert!(version_at_least("12", "12"));
-        assert!(version_at_least("12.4", "12"));
-        assert!(version_at_least("13", "12.9"));
-        assert!(!version_at_least("11.9", "12"));
-        assert!(!version_at_least("9", "10"));
-    }
 }
