@@ -15,7 +15,7 @@ import { failedAt, initialLostState, withUpdated, type LostState, type LostStep 
 import { renderLost } from "./lost-view";
 import { initialReclaimState, renderReclaim, type ReclaimState } from "./reclaim-view";
 import { esc, renderCheckin, renderError, renderInventory, renderPosture } from "./view";
-import { asUiError, checkNewPin, minPinLength, sameKeys, withRetriesLeft, type Step } from "./wizard";
+import { asUiError, checkNewPin, minPinLength, needsPinChange, sameKeys, withRetriesLeft, type Step } from "./wizard";
 import { initialState, renderProgress, renderWizard, type WizardState } from "./wizard-view";
 
 const $ = (id: string) => document.getElementById(id);
@@ -199,7 +199,18 @@ document.addEventListener("submit", (ev) => {
   if (form.id === "ticket-form") {
     void begin((($("ticket") as HTMLInputElement).value ?? "").trim());
   } else if (form.id === "pin-form" && state.chosen) {
-    if (state.chosen.pin_set) {
+    if (needsPinChange(state.chosen)) {
+      const pin = ($("pin") as HTMLInputElement).value;
+      const a = ($("new-pin") as HTMLInputElement).value;
+      const b = ($("new-pin-again") as HTMLInputElement).value;
+      const problem = !pin ? "Type the key's current PIN." : checkNewPin(a, b, minPinLength(state.chosen));
+      if (problem) {
+        state.inputProblem = problem;
+        render();
+        return;
+      }
+      void enrol(pin, a);
+    } else if (state.chosen.pin_set) {
       const pin = ($("pin") as HTMLInputElement).value;
       if (!pin) {
         state.inputProblem = "Type the key's PIN.";

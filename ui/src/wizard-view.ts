@@ -13,6 +13,7 @@ import {
   keySummary,
   LOST_KEY_ADVICE,
   minPinLength,
+  needsPinChange,
   pinWarning,
   recovery,
   STEPS,
@@ -190,9 +191,23 @@ ${problem}
   }
   const retries = s.error?.retries_left ?? k.pin_retries;
   const warn = pinWarning(retries);
+  const retriesText = `${retries === 0 ? "The PIN is blocked." : retries === 1 ? "1 attempt left before the key locks." : retries != null ? `${retries} attempts left before the key locks.` : ""}`;
+  if (needsPinChange(k)) {
+    const min = minPinLength(k);
+    return `<h2 id="step-title" tabindex="-1">This key asks for a new PIN</h2>
+<p>${esc(k.model ?? k.label)}${softBadge(k)}</p><form id="pin-form" novalidate>
+<p id="pin-rules" class="hint">Before it can be used, this key needs a new PIN: your organisation set it so, or raised the key's minimum PIN length. Type the current PIN, then a new one of at least ${min} characters.</p>
+<label for="pin">Current PIN</label><input id="pin" type="password" autocomplete="off" aria-describedby="pin-retries" />
+<p id="pin-retries" class="hint">${retriesText}</p>
+${warn ? `<p class="warning" id="pin-warning">${esc(warn)}</p>` : ""}
+<label for="new-pin">New PIN</label><input id="new-pin" type="password" autocomplete="new-password" aria-describedby="pin-rules" />
+<label for="new-pin-again">New PIN again</label><input id="new-pin-again" type="password" autocomplete="new-password" />
+${problem}
+<div class="actions"><button id="pin-continue" class="primary" type="submit">Change PIN and continue</button><button type="button" data-action="cancel">Cancel, choose another key</button></div></form>`;
+  }
   return `${head}<form id="pin-form" novalidate>
 <label for="pin">PIN</label><input id="pin" type="password" autocomplete="off" aria-describedby="pin-retries" />
-<p id="pin-retries" class="hint">${retries === 0 ? "The PIN is blocked." : retries === 1 ? "1 attempt left before the key locks." : retries != null ? `${retries} attempts left before the key locks.` : ""}</p>
+<p id="pin-retries" class="hint">${retriesText}</p>
 ${warn ? `<p class="warning" id="pin-warning">${esc(warn)}</p>` : ""}${problem}
 <div class="actions"><button id="pin-continue" class="primary" type="submit">Continue</button><button type="button" data-action="cancel">Cancel, choose another key</button></div></form>`;
 }

@@ -10,6 +10,7 @@ import {
   covered,
   keySummary,
   minPinLength,
+  needsPinChange,
   pinWarning,
   recovery,
   sameKeys,
@@ -312,5 +313,34 @@ describe("adding this laptop or a phone in the browser", () => {
     });
     expect(html).toMatch(/id="error"[^>]*role="alert"><p>Keywarden could not open your web browser/);
     expect(html).toContain(`id="open-web"`);
+  });
+});
+
+describe("a key that asks for a new PIN", () => {
+  const forced = softKey("soft:forced", { pin_set: true, pin_retries: 5, force_pin_change: true, min_pin_length: 8 });
+
+  it("asks for the current PIN and a new one, with the key's minimum and the attempts left", () => {
+    expect(needsPinChange(forced)).toBe(true);
+    expect(needsPinChange({ ...forced, force_pin_change: false })).toBe(false);
+    expect(needsPinChange({ ...forced, pin_set: false })).toBe(false);
+    const doc = new DOMParser().parseFromString(
+      renderWizard({ ...initialState(), step: "pin", session, chosen: forced }),
+      "text/html",
+    );
+    expect(doc.getElementById("step-title")?.textContent).toBe("This key asks for a new PIN");
+    expect(doc.getElementById("pin-rules")?.textContent).toContain("at least 8 characters");
+    expect(doc.getElementById("pin-retries")?.textContent).toBe("5 attempts left before the key locks.");
+    for (const id of ["pin", "new-pin", "new-pin-again"]) expect(doc.getElementById(id)).not.toBeNull();
+    // A key that does not ask keeps the one PIN field.
+    const plain = new DOMParser().parseFromString(
+      renderWizard({ ...initialState(), step: "pin", session, chosen: { ...forced, force_pin_change: false } }),
+      "text/html",
+    );
+    expect(plain.getElementById("new-pin")).toBeNull();
+  });
+
+  it("the key's demand leads back to the PIN step", () => {
+    const e: UiError = { code: "pin_change_required", message: "new PIN first", retries_left: null };
+    expect(recovery(e, "touch")).toEqual({ step: "pin", action: "Change the PIN" });
   });
 });

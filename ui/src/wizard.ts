@@ -26,6 +26,14 @@ export function minPinLength(key: KeyInfo): number {
   return Math.max(4, key.min_pin_length ?? 4);
 }
 
+/**
+ * Whether the key demands a new PIN before it can be used (set by IT, or by a minimum PIN
+ * length raised above its PIN's): the PIN step then asks for the current PIN and a new one.
+ */
+export function needsPinChange(key: KeyInfo): boolean {
+  return key.pin_set && key.force_pin_change === true;
+}
+
 /** A new PIN typed twice: null when acceptable, else what is wrong. */
 export function checkNewPin(first: string, again: string, minLen: number): string | null {
   const chars = [...first].length;
@@ -100,6 +108,9 @@ export function recovery(e: UiError, current: Step): Recovery {
     case "pin_policy":
     case "pin_rejected":
       return { step: "pin", action: "Choose another PIN" };
+    // The key asks for a new PIN first: the PIN step asks for the current one and a new one.
+    case "pin_change_required":
+      return { step: "pin", action: "Change the PIN" };
     case "pin_auth_blocked":
       return { step: "choose", action: "I have replugged the key" };
     case "pin_blocked":

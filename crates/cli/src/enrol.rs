@@ -39,7 +39,10 @@ pub(crate) fn enrol(
         }
         (None, false) => (None, None),
     };
-    let prompts = TerminalPrompts { pin_from_stdin };
+    let prompts = TerminalPrompts {
+        pin_from_stdin,
+        new_pin_from_stdin: None,
+    };
     // Fresh posture first, so the credential is bound with this laptop's current posture.
     if let Err(e) = agent.report() {
         eprintln!("note: could not send a posture report before enrolling: {e}");
@@ -135,6 +138,14 @@ pub(crate) fn enrol_in(
                 r.credential.attestation_format,
                 r.credential.attestation_type
             );
+            if let Some(p) = &done.key_policy {
+                for what in &p.applied {
+                    println!("Set on the key for your organisation: {what}.");
+                }
+                for what in &p.unmet {
+                    println!("Your organisation asks for {what}.");
+                }
+            }
             println!(
                 "You have {} of {} required authenticators.",
                 r.standing.active_authenticators, r.standing.required_authenticators
