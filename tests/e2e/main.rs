@@ -12,6 +12,7 @@ mod cli_parity;
 mod console;
 mod first_start;
 mod flow;
+mod key_policy;
 mod lost_window;
 mod offboarding;
 mod openapi;

@@ -112,7 +112,8 @@ pub(crate) enum Command {
         /// key in the same session. Without it you are asked which key when several are present.
         #[arg(long = "key", value_name = "ID")]
         keys: Vec<String>,
-        /// Read the PIN from the first line of standard input (for scripting).
+        /// Read the PIN from the first line of standard input (for scripting); a second line is
+        /// the new PIN, used only when the key asks for one.
         #[arg(long)]
         pin_stdin: bool,
         /// When several keys are present and no --key is given, choose by touching the key

@@ -643,6 +643,11 @@ async fn on_key_policy_is_recorded_and_shown_per_model_and_person(app: App) {
         .call(&app, "PUT", "/api/v1/admin/populations/research", body)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, page) = admin.get(&app, "/console/policy").await;
+    assert!(
+        page.contains("set on each key at enrolment: minimum PIN length 8, the PIN for every use"),
+        "{page}"
+    );
     let person = app.hr_person_in("kim@example.com", "research").await;
     let laptop = app.device("pc-kim").await;
     let (s, begun) = common::begin(&app, &laptop, &app.ticket_secret(&person).await).await;

@@ -1,0 +1,98 @@
+//! A key that asks for a new PIN, and a population's on-key policy, through the real agent
+//! binary and the real service.
+
+use keywarden_e2e::{assert_says, Laptop, Server};
+use keywarden_keys::soft::SoftKey;
+use keywarden_keys::Authenticator as _;
+use serde_json::json;
+
+const PIN: &str = "2468-1357";
+
+fn key_on(laptop: &Laptop) -> SoftKey {
+    SoftKey::open(&laptop.soft_keys[0]).unwrap()
+}
+
+#[test]
+fn change_pin_unlocks_a_key_that_asks_for_a_new_pin_and_a_wrong_pin_changes_nothing_else() {
+    let (server, laptop, person, keys) = crate::flow::ada_with_a_laptop(1);
+    laptop.enrol(
+        &server.ticket(&person, None),
+        &[&keys[0]],
+        &format!("{PIN}\n"),
+    );
+    // IT demands a new PIN (what setMinPINLength with forceChangePin leaves on a key).
+    key_on(&laptop).set_force_pin_change(true).unwrap();
+    let listed = laptop.ok(&["keys"], None);
+    assert!(
+        listed.contains(&format!(
+            "asks for a new PIN before it can be used: keywarden change-pin --key {}",
+            keys[0]
+        )),
+        "{listed}"
+    );
+    let change = ["change-pin", "--key", &keys[0], "--pin-stdin"];
+
+    // The wrong current PIN: refused; the key still asks, with one attempt fewer.
+    let err = laptop.fails(&change, Some("0000\n97531-8642\n"));
+    assert_says(&err, &["attempts left before the key locks", "wrong PIN"]);
+    let info = key_on(&laptop).info().unwrap();
+    assert_eq!(info.force_pin_change, Some(true));
+    assert_eq!(info.pin_retries, Some(7));
+    // A new PIN below the key's minimum never reaches the key.
+    let err = laptop.fails(&change, Some(&format!("{PIN}\n123\n")));
+    assert!(err.contains("at least 4 characters"), "{err}");
+    assert_eq!(key_on(&laptop).info().unwrap().pin_retries, Some(7));
+    // Only one line: the new PIN is missing, nothing is sent to the key.
+    let err = laptop.fails(&change, Some(&format!("{PIN}\n")));
+    assert!(err.contains("needs two lines"), "{err}");
+
+    let out = laptop.ok(&change, Some(&format!("{PIN}\n97531-8642\n")));
+    assert!(out.contains("PIN changed on"), "{out}");
+    let info = key_on(&laptop).info().unwrap();
+    assert_eq!(info.force_pin_change, Some(false));
+    assert_eq!(info.pin_retries, Some(8));
+    // The organisation's passkey is still there, behind the new PIN.
+    let listed = laptop.credentials_on(&keys[0], "keywarden.localhost", "97531-8642\n");
+    assert!(listed.contains("ada@example.com"), "{listed}");
+}
+
+#[test]
+fn the_population_policy_is_put_on_the_key_at_enrolment_and_recorded() {
+    let server = Server::start();
+    server.population(
+        "research",
+        10,
+        "Research",
+        json!({"min_authenticators": 1, "min_pin_length": 10, "always_uv": true}),
+    );
+    let person = server
+        .hr_feed()
+        .create_user("rue@example.com", "Rue", "Research");
+    let laptop = Laptop::new(1);
+    laptop.provision(&server);
+    let keys = laptop.key_ids();
+    // A 9-character PIN is set first; raising the key's minimum to 10 makes it ask for a new
+    // PIN, which --pin-stdin gives on its second line.
+    let out = laptop.enrol(
+        &server.ticket(&person, None),
+        &[&keys[0]],
+        &format!("{PIN}\n0123456789\n"),
+    );
+    assert_says(
+        &out,
+        &[
+            "Set on the key for your organisation: PIN for every use (alwaysUv).",
+            "Set on the key for your organisation: minimum PIN length 10.",
+        ],
+    );
+    let info = key_on(&laptop).info().unwrap();
+    assert_eq!(info.min_pin_length, Some(10));
+    assert_eq!(info.options.get("alwaysUv"), Some(&true));
+    assert_eq!(info.force_pin_change, Some(false));
+    let creds = server.credentials();
+    assert_eq!(creds.len(), 1, "{creds:?}");
+    assert_eq!(
+        creds[0]["on_key"],
+        json!({"min_pin_length": 10, "always_uv": true})
+    );
+}
