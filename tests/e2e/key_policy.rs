@@ -96,3 +96,75 @@ fn the_population_policy_is_put_on_the_key_at_enrolment_and_recorded() {
         json!({"min_pin_length": 10, "always_uv": true})
     );
 }
+
+/// In the window: the population's minimum (10) is put on a key whose PIN is shorter, so the
+/// key asks for a new PIN; the wizard says so, shows the key's minimum and the attempts left,
+/// refuses a new PIN that is too short before anything reaches the key, and then enrols.
+#[test]
+fn the_wizard_guides_a_key_that_asks_for_a_new_pin_before_enrolling() {
+    use crate::app::{block_on, Driver};
+    use crate::wizard::{off, Ui};
+    let server = Server::start();
+    server.population(
+        "research",
+        10,
+        "Research",
+        json!({"min_authenticators": 1, "min_pin_length": 10}),
+    );
+    let person = server
+        .hr_feed()
+        .create_user("rue@example.com", "Rue", "Research");
+    let laptop = Laptop::new(1);
+    laptop.provision(&server);
+    let keys = laptop.key_ids();
+    key_on(&laptop).set_pin(PIN).unwrap();
+    let ticket = server.ticket(&person, None);
+    let driver = Driver::for_laptop(&laptop);
+    block_on(async {
+        let ui = Ui::open(&driver, &[]).await;
+        ui.wait_reporting().await;
+        ui.redeem(&ticket).await;
+        ui.wait_text("#person", "Rue").await;
+        ui.use_key(&keys[0]).await;
+        ui.wait_text("#step-title", "Enter the key's PIN").await;
+        ui.type_into("#pin", PIN).await;
+        ui.click("#pin-continue").await;
+        let err = ui.wait_text("#error", "asks for a new PIN").await;
+        assert!(err.contains("at least 10 characters"), "{err}");
+        assert_eq!(ui.text("#error-action").await, "Change the PIN");
+        ui.shot("pin-change-asked").await;
+        ui.click("#error-action").await;
+        ui.wait_text("#step-title", "This key asks for a new PIN")
+            .await;
+        assert!(ui
+            .text("#pin-rules")
+            .await
+            .contains("at least 10 characters"));
+        assert_eq!(
+            ui.text("#pin-retries").await,
+            "8 attempts left before the key locks."
+        );
+        ui.check_accessible("the PIN change").await;
+        // Too short for the key's new minimum: said at once, nothing sent to the key.
+        ui.type_into("#pin", PIN).await;
+        ui.type_into("#new-pin", "123456789").await;
+        ui.type_into("#new-pin-again", "123456789").await;
+        ui.click("#pin-continue").await;
+        ui.wait_text("#pin-problem", "at least 10 characters").await;
+        ui.shot("pin-change-too-short").await;
+        assert_eq!(key_on(&laptop).info().unwrap().pin_retries, Some(8));
+        ui.type_into("#pin", PIN).await;
+        ui.type_into("#new-pin", "0123456789").await;
+        ui.type_into("#new-pin-again", "0123456789").await;
+        ui.click("#pin-continue").await;
+        ui.wait_text("#enrolled", "verified").await;
+        ui.shot("pin-changed-enrolled").await;
+        ui.close().await;
+    });
+    drop(driver);
+    let info = key_on(&laptop).info().unwrap();
+    assert_eq!(info.min_pin_length, Some(10));
+    assert_eq!(info.force_pin_change, Some(false));
+    let creds = off(|| server.credentials());
+    assert_eq!(creds[0]["on_key"]["min_pin_length"], 10, "{creds:?}");
+}

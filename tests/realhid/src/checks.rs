@@ -554,7 +554,7 @@ pub(crate) fn run(env: &mut Env) -> Result<()> {
     let mut kc = c.open()?;
     assert_err(
         make_other_credential(kc.as_mut(), b"c", "112233"),
-        |e| matches!(e, KeyError::PinPolicy { .. }),
+        |e| matches!(e, KeyError::PinChangeRequired { .. }),
         "forcePINChange refuses the PIN until changed",
     )?;
     kc.change_pin("112233", PIN)?;
@@ -606,6 +606,8 @@ pub(crate) fn run(env: &mut Env) -> Result<()> {
     )?;
     drop(kc);
     env.ok("third key (protocol 2 only, self attestation, forcePINChange, 1 slot): enrolled, service verified self attestation", t);
+
+    crate::key_policy::check(env, &service)?;
 
     // Unplugged in the middle of makeCredential.
     let t = Instant::now();
