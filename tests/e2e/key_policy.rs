@@ -1,7 +1,7 @@
 //! A key that asks for a new PIN, and a population's on-key policy, through the real agent
 //! binary and the real service.
 
-use keywarden_e2e::{assert_says, Laptop, Server};
+use keywarden_e2e::{assert_says, Laptop};
 use keywarden_keys::soft::SoftKey;
 use keywarden_keys::Authenticator as _;
 use serde_json::json;
@@ -58,19 +58,11 @@ fn change_pin_unlocks_a_key_that_asks_for_a_new_pin_and_a_wrong_pin_changes_noth
 
 #[test]
 fn the_population_policy_is_put_on_the_key_at_enrolment_and_recorded() {
-    let server = Server::start();
-    server.population(
-        "research",
-        10,
+    let (server, laptop, person, keys) = crate::flow::in_a_population(
         "Research",
         json!({"min_authenticators": 1, "min_pin_length": 10, "always_uv": true}),
+        1,
     );
-    let person = server
-        .hr_feed()
-        .create_user("rue@example.com", "Rue", "Research");
-    let laptop = Laptop::new(1);
-    laptop.provision(&server);
-    let keys = laptop.key_ids();
     // A 9-character PIN is set first; raising the key's minimum to 10 makes it ask for a new
     // PIN, which --pin-stdin gives on its second line.
     let out = laptop.enrol(
@@ -102,29 +94,17 @@ fn the_population_policy_is_put_on_the_key_at_enrolment_and_recorded() {
 /// refuses a new PIN that is too short before anything reaches the key, and then enrols.
 #[test]
 fn the_wizard_guides_a_key_that_asks_for_a_new_pin_before_enrolling() {
-    use crate::app::{block_on, Driver};
-    use crate::wizard::{off, Ui};
-    let server = Server::start();
-    server.population(
-        "research",
-        10,
+    use crate::wizard::{in_window, off};
+    let (server, laptop, person, keys) = crate::flow::in_a_population(
         "Research",
         json!({"min_authenticators": 1, "min_pin_length": 10}),
+        1,
     );
-    let person = server
-        .hr_feed()
-        .create_user("rue@example.com", "Rue", "Research");
-    let laptop = Laptop::new(1);
-    laptop.provision(&server);
-    let keys = laptop.key_ids();
     key_on(&laptop).set_pin(PIN).unwrap();
     let ticket = server.ticket(&person, None);
-    let driver = Driver::for_laptop(&laptop);
-    block_on(async {
-        let ui = Ui::open(&driver, &[]).await;
-        ui.wait_reporting().await;
+    in_window(&laptop, async |ui| {
         ui.redeem(&ticket).await;
-        ui.wait_text("#person", "Rue").await;
+        ui.wait_text("#person", "Research").await;
         ui.use_key(&keys[0]).await;
         ui.wait_text("#step-title", "Enter the key's PIN").await;
         ui.type_into("#pin", PIN).await;
@@ -146,25 +126,25 @@ fn the_wizard_guides_a_key_that_asks_for_a_new_pin_before_enrolling() {
         );
         ui.check_accessible("the PIN change").await;
         // Too short for the key's new minimum: said at once, nothing sent to the key.
-        ui.type_into("#pin", PIN).await;
-        ui.type_into("#new-pin", "123456789").await;
-        ui.type_into("#new-pin-again", "123456789").await;
-        ui.click("#pin-continue").await;
+        change_in_window(ui, "123456789").await;
         ui.wait_text("#pin-problem", "at least 10 characters").await;
         ui.shot("pin-change-too-short").await;
         assert_eq!(key_on(&laptop).info().unwrap().pin_retries, Some(8));
-        ui.type_into("#pin", PIN).await;
-        ui.type_into("#new-pin", "0123456789").await;
-        ui.type_into("#new-pin-again", "0123456789").await;
-        ui.click("#pin-continue").await;
+        change_in_window(ui, "0123456789").await;
         ui.wait_text("#enrolled", "verified").await;
         ui.shot("pin-changed-enrolled").await;
-        ui.close().await;
     });
-    drop(driver);
     let info = key_on(&laptop).info().unwrap();
     assert_eq!(info.min_pin_length, Some(10));
     assert_eq!(info.force_pin_change, Some(false));
     let creds = off(|| server.credentials());
     assert_eq!(creds[0]["on_key"]["min_pin_length"], 10, "{creds:?}");
+}
+
+/// On the wizard's "This key asks for a new PIN": the current PIN, `new` twice, and go on.
+async fn change_in_window(ui: &crate::wizard::Ui, new: &str) {
+    ui.type_into("#pin", PIN).await;
+    ui.type_into("#new-pin", new).await;
+    ui.type_into("#new-pin-again", new).await;
+    ui.click("#pin-continue").await;
 }

@@ -6,7 +6,7 @@
 //! operation with the PIN, asking again after a wrong one while more than one retry is left,
 //! and guides such a key through the change ([`change_pin`]) before running it again.
 
-use keywarden_keys::config::{ConfigCommand, SetMinPinLength};
+use keywarden_keys::config::ConfigCommand;
 use keywarden_keys::{Authenticator, Error as KeyError, KeyInfo};
 use keywarden_protocol::KeyPolicy;
 use serde::Serialize;
@@ -42,7 +42,7 @@ fn retries_before_asking(key: &mut dyn Authenticator) -> Result<Option<u32>> {
 pub fn change_pin(
     key: &mut dyn Authenticator,
     prompts: &dyn EnrolPrompts,
-    mut current: Option<String>,
+    current: Option<String>,
 ) -> Result<String> {
     let info = key.info()?;
     if !info.pin_set {
@@ -56,23 +56,8 @@ pub fn change_pin(
             "the new PIN must have at least {min} characters"
         )));
     }
-    let mut last_failed = false;
-    loop {
-        let this = match current.take() {
-            Some(p) => p,
-            None => {
-                let retries = retries_before_asking(key)?;
-                prompts.pin(&info, retries, last_failed)?
-            }
-        };
-        match key.change_pin(&this, &new) {
-            Ok(()) => return Ok(new),
-            Err(KeyError::PinInvalid { retries_left }) if retries_left > STOP_AT_RETRIES => {
-                last_failed = true;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    pin_loop(key, prompts, current, false, |k, p| k.change_pin(p, &new))?;
+    Ok(new)
 }
 
 /// Run `op` with the key's PIN: `pin` when given (typed just before, or just set), else asked
@@ -83,15 +68,27 @@ pub fn with_pin<T>(
     key: &mut dyn Authenticator,
     prompts: &dyn EnrolPrompts,
     mut pin: Option<String>,
+    op: impl FnMut(&mut dyn Authenticator, &str) -> keywarden_keys::Result<T>,
+) -> Result<(T, String)> {
+    let info = key.info()?;
+    if info.pin_set && info.force_pin_change == Some(true) {
+        pin = Some(change_pin(key, prompts, pin)?);
+    }
+    pin_loop(key, prompts, pin, true, op)
+}
+
+/// The PIN loop of [`with_pin`] (`guide_change`: a key that asks for a new PIN is guided
+/// through [`change_pin`] once, then `op` runs again) and of [`change_pin`] itself (not).
+fn pin_loop<T>(
+    key: &mut dyn Authenticator,
+    prompts: &dyn EnrolPrompts,
+    mut pin: Option<String>,
+    guide_change: bool,
     mut op: impl FnMut(&mut dyn Authenticator, &str) -> keywarden_keys::Result<T>,
 ) -> Result<(T, String)> {
     let mut info = key.info()?;
-    if info.pin_set && info.force_pin_change == Some(true) {
-        pin = Some(change_pin(key, prompts, pin)?);
-        info = key.info()?;
-    }
     let mut last_failed = false;
-    let mut changed = false;
+    let mut changed = !guide_change;
     loop {
         let this = match pin.take() {
             Some(p) => p,
@@ -161,11 +158,7 @@ pub fn apply_key_policy(
     if let Some(want) = policy.min_pin_length {
         let have = min_pin_length(&info);
         let what = format!("minimum PIN length {}", want.max(have));
-        let command = ConfigCommand::SetMinPinLength(SetMinPinLength {
-            new_min_pin_length: Some(want.max(have)),
-            min_pin_length_rp_ids: vec![rp_id.to_owned()],
-            force_change_pin: false,
-        });
+        let command = ConfigCommand::set_min_pin_length(want.max(have), &[rp_id], false);
         match key.config(&command, pin) {
             Ok(()) if have >= want => out.already.push(what),
             Ok(()) => out.applied.push(what),
@@ -250,16 +243,21 @@ mod tests {
         key
     }
 
+    /// Prompts that give `pins` in turn when asked for the PIN, and `new_pin` for a new one.
+    fn scripted(pins: Vec<&'static str>, new_pin: &'static str) -> Scripted {
+        Scripted {
+            pins: Mutex::new(pins),
+            new_pin,
+            ..Scripted::default()
+        }
+    }
+
     #[test]
     fn a_key_demanding_a_new_pin_is_guided_through_the_change_before_enrolling() {
         let dir = tempfile::tempdir().unwrap();
         let mut key = soft(&dir, "1234");
         key.set_force_pin_change(true).unwrap();
-        let prompts = Scripted {
-            pins: Mutex::new(vec!["0000", "1234"]),
-            new_pin: "5678",
-            ..Scripted::default()
-        };
+        let prompts = scripted(vec!["0000", "1234"], "5678");
         let made = make_credential_keeping_pin(&mut key, &begin(None), &prompts).unwrap();
         assert_eq!(made.pin, "5678");
         assert_eq!(made.finish.key.force_pin_change, Some(false));
@@ -279,11 +277,7 @@ mod tests {
     fn the_population_policy_goes_on_the_key_and_a_raised_minimum_asks_for_a_new_pin() {
         let dir = tempfile::tempdir().unwrap();
         let mut key = soft(&dir, "1234");
-        let prompts = Scripted {
-            pins: Mutex::new(vec!["1234"]),
-            new_pin: "12345678",
-            ..Scripted::default()
-        };
+        let prompts = scripted(vec!["1234"], "12345678");
         let policy = KeyPolicy {
             min_pin_length: Some(8),
             always_uv: true,
@@ -308,11 +302,7 @@ mod tests {
             ]
         );
         // Enrolled again under the same policy: nothing more to set.
-        let prompts = Scripted {
-            pins: Mutex::new(vec!["12345678"]),
-            new_pin: "unused-pin",
-            ..Scripted::default()
-        };
+        let prompts = scripted(vec!["12345678"], "unused-pin");
         let again = make_credential_keeping_pin(
             &mut key,
             &begin(Some(KeyPolicy {
@@ -350,11 +340,7 @@ mod tests {
     fn a_new_pin_below_the_minimum_is_refused_before_the_key_is_asked() {
         let dir = tempfile::tempdir().unwrap();
         let mut key = soft(&dir, "1234");
-        let prompts = Scripted {
-            pins: Mutex::new(vec!["1234"]),
-            new_pin: "123",
-            ..Scripted::default()
-        };
+        let prompts = scripted(vec!["1234"], "123");
         assert!(matches!(
             change_pin(&mut key, &prompts, None),
             Err(Error::PinRejected(_))

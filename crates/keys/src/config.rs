@@ -22,16 +22,6 @@ pub const AUTHENTICATOR_CONFIG: u8 = 0x0D;
 /// The pinUvAuthToken permission authenticatorConfig needs.
 pub const PERMISSION_ACFG: u8 = 0x20;
 
-/// subCommand numbers.
-pub mod sub {
-    /// enableEnterpriseAttestation.
-    pub const ENABLE_ENTERPRISE_ATTESTATION: u8 = 0x01;
-    /// toggleAlwaysUv.
-    pub const TOGGLE_ALWAYS_UV: u8 = 0x02;
-    /// setMinPINLength.
-    pub const SET_MIN_PIN_LENGTH: u8 = 0x03;
-}
-
 /// setMinPINLength's parameters; each is optional on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetMinPinLength {
@@ -57,13 +47,23 @@ pub enum ConfigCommand {
 }
 
 impl ConfigCommand {
-    /// Its subCommand number.
+    /// Its subCommand number: 0x01 enableEnterpriseAttestation, 0x02 toggleAlwaysUv, 0x03
+    /// setMinPINLength.
     pub fn sub_command(&self) -> u8 {
         match self {
-            ConfigCommand::EnableEnterpriseAttestation => sub::ENABLE_ENTERPRISE_ATTESTATION,
-            ConfigCommand::ToggleAlwaysUv => sub::TOGGLE_ALWAYS_UV,
-            ConfigCommand::SetMinPinLength(_) => sub::SET_MIN_PIN_LENGTH,
+            ConfigCommand::EnableEnterpriseAttestation => 0x01,
+            ConfigCommand::ToggleAlwaysUv => 0x02,
+            ConfigCommand::SetMinPinLength(_) => 0x03,
         }
+    }
+
+    /// setMinPINLength to `n`, with `rp_ids` allowed to read it, forcing a PIN change or not.
+    pub fn set_min_pin_length(n: u32, rp_ids: &[&str], force_change_pin: bool) -> ConfigCommand {
+        ConfigCommand::SetMinPinLength(SetMinPinLength {
+            new_min_pin_length: Some(n),
+            min_pin_length_rp_ids: rp_ids.iter().map(|id| (*id).to_owned()).collect(),
+            force_change_pin,
+        })
     }
 
     /// What it is, for messages: `setMinPINLength`, ...
@@ -155,11 +155,7 @@ mod tests {
     use super::*;
 
     fn min8_forced() -> ConfigCommand {
-        ConfigCommand::SetMinPinLength(SetMinPinLength {
-            new_min_pin_length: Some(8),
-            min_pin_length_rp_ids: vec!["example.com".into()],
-            force_change_pin: true,
-        })
+        ConfigCommand::set_min_pin_length(8, &["example.com"], true)
     }
 
     #[test]

@@ -630,6 +630,18 @@ async fn exceptions_page_flags_expiry_and_revokes(app: App) {
     assert!(csv.contains("travelling without a second key"), "{csv}");
 }
 
+/// Finish the ceremony `begun` with what the key `made`; returns what the service recorded the
+/// key enforces.
+async fn finish_made(app: &App, laptop: &common::Device, begun: &Value, made: &Value) -> Value {
+    let path = format!(
+        "/api/v1/agent/ceremonies/{}/finish",
+        begun["ceremony_id"].as_str().unwrap()
+    );
+    let (s, v) = laptop.signed(app, &path, made).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["credential"]["on_key"].clone()
+}
+
 /// A population's on-key policy (minimum PIN length 8, the PIN for every use) goes to the
 /// agent with the ceremony; a key the agent configured is recorded with what it enforces, and
 /// one that was not configured (an older agent, a key that cannot take it) is enrolled when it
@@ -662,16 +674,8 @@ async fn on_key_policy_is_recorded_and_shown_per_model_and_person(app: App) {
     let key = SoftKey::new();
     let made = key.make_credential_applying_policy(&begun, "123456", "12345678");
     assert_eq!(made["key"]["min_pin_length"], 8, "{made}");
-    let path = format!(
-        "/api/v1/agent/ceremonies/{}/finish",
-        begun["ceremony_id"].as_str().unwrap()
-    );
-    let (s, v) = laptop.signed(&app, &path, &made).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(
-        v["credential"]["on_key"],
-        json!({"min_pin_length": 8, "always_uv": true})
-    );
+    let on_key = finish_made(&app, &laptop, &begun, &made).await;
+    assert_eq!(on_key, json!({"min_pin_length": 8, "always_uv": true}));
 
     // A second key whose agent left alwaysUv off: enrolled (the minimum is attested), shown
     // as below the on-key policy.
@@ -681,16 +685,8 @@ async fn on_key_policy_is_recorded_and_shown_per_model_and_person(app: App) {
     let mut only_min = next.clone();
     only_min["key_policy"] = json!({"min_pin_length": 8});
     let made = second.make_credential_applying_policy(&only_min, "12345678", "12345678");
-    let path = format!(
-        "/api/v1/agent/ceremonies/{}/finish",
-        next["ceremony_id"].as_str().unwrap()
-    );
-    let (s, v) = laptop.signed(&app, &path, &made).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(
-        v["credential"]["on_key"],
-        json!({"min_pin_length": 8, "always_uv": false})
-    );
+    let on_key = finish_made(&app, &laptop, &next, &made).await;
+    assert_eq!(on_key, json!({"min_pin_length": 8, "always_uv": false}));
 
     let (s, page) = admin.get(&app, &format!("/console/people/{person}")).await;
     assert_eq!(s, StatusCode::OK);

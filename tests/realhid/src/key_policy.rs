@@ -9,15 +9,11 @@ use crate::hid_helpers::assert_err;
 use crate::service::Service;
 use crate::{ORG_RP, PIN};
 use anyhow::{ensure, Result};
-use keywarden_keys::config::{ConfigCommand, SetMinPinLength};
+use keywarden_keys::config::ConfigCommand;
 use keywarden_keys::Error as KeyError;
 
 fn min_pin_length(n: u32, force_change_pin: bool) -> ConfigCommand {
-    ConfigCommand::SetMinPinLength(SetMinPinLength {
-        new_min_pin_length: Some(n),
-        min_pin_length_rp_ids: vec![ORG_RP.to_owned()],
-        force_change_pin,
-    })
+    ConfigCommand::set_min_pin_length(n, &[ORG_RP], force_change_pin)
 }
 
 pub(crate) fn check(env: &mut Env, service: &Service) -> Result<()> {
@@ -73,25 +69,15 @@ pub(crate) fn check(env: &mut Env, service: &Service) -> Result<()> {
 
     // Enrolment where the population asks for both: already on the key; the minimum is
     // attested to the organisation's RP id, which the key was told may read it.
-    service.admin(
-        reqwest::Method::PUT,
-        "/api/v1/admin/populations/keypolicy",
-        Some(serde_json::json!({"priority": 2,
-            "selector": {"kind": "attribute", "key": "department", "value": "Key policy lab"},
-            "policy": {"min_pin_length": 8, "always_uv": true}})),
+    let dora = service.person_in_population(
+        "dora",
+        "keypolicy",
+        "Key policy lab",
+        2,
+        serde_json::json!({"min_pin_length": 8, "always_uv": true}),
     )?;
-    let dora = service.hr_person("dora", "Key policy lab")?;
     let ticket = service.ticket(&dora)?;
-    let out = env.keywarden(
-        "laptop",
-        &["enrol", "--ticket", &ticket, "--key", &d.id, "--pin-stdin"],
-        Some(&format!("{new_pin}\n")),
-    )?;
-    ensure!(
-        out.status.success(),
-        "enrol D: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.enrol(&ticket, &[&d.id], &format!("{new_pin}\n"), "enrol D")?;
     let doras = service.credentials_of(&dora)?;
     ensure!(
         doras.len() == 1

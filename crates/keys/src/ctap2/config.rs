@@ -3,7 +3,7 @@
 
 use super::cbor::{bytes, canonical, encode, get, uint, Answer, Map};
 use super::{status, status_of, CtapAuthenticator, PERM_ACFG};
-use crate::config::{sub, ConfigCommand, SetMinPinLength, AUTHENTICATOR_CONFIG};
+use crate::config::{ConfigCommand, SetMinPinLength, AUTHENTICATOR_CONFIG};
 use ciborium::value::Value;
 
 /// setMinPINLength's parameters from their CBOR map.
@@ -41,11 +41,9 @@ impl CtapAuthenticator {
         let sub_command = uint(p, 1)?.ok_or(status::MISSING_PARAMETER)?;
         let params = get(p, 2);
         let command = match u8::try_from(sub_command).unwrap_or(0) {
-            sub::ENABLE_ENTERPRISE_ATTESTATION => ConfigCommand::EnableEnterpriseAttestation,
-            sub::TOGGLE_ALWAYS_UV => ConfigCommand::ToggleAlwaysUv,
-            sub::SET_MIN_PIN_LENGTH => {
-                ConfigCommand::SetMinPinLength(min_pin_length_params(params)?)
-            }
+            0x01 => ConfigCommand::EnableEnterpriseAttestation,
+            0x02 => ConfigCommand::ToggleAlwaysUv,
+            0x03 => ConfigCommand::SetMinPinLength(min_pin_length_params(params)?),
             _ => return Err(status::INVALID_SUBCOMMAND),
         };
         if self.pin_set() || self.key.always_uv() {

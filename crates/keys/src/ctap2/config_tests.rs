@@ -6,7 +6,7 @@ use super::cbor::*;
 use super::pin::Protocol;
 use super::tests::{agree, call, key, padded, pin_token, retries, set_pin};
 use super::*;
-use crate::config::{ConfigCommand, SetMinPinLength};
+use crate::config::ConfigCommand;
 use sha2::{Digest, Sha256};
 
 /// A pinUvAuthToken with exactly `permissions` (getPinUvAuthTokenUsingPinWithPermissions).
@@ -29,6 +29,15 @@ fn token_with(a: &mut CtapAuthenticator, pin: &str, permissions: i64) -> Result<
     }
     let enc = get(&m, 2).unwrap().as_bytes().unwrap().clone();
     Ok(pl.secret.decrypt(&enc).unwrap())
+}
+
+/// A soft key with PIN 4711 (protocol 2) and a token with the `acfg` permission.
+fn with_pin_and_acfg_token() -> (tempfile::TempDir, CtapAuthenticator, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = key(&dir, Profile::default());
+    assert_eq!(set_pin(&mut a, Protocol::Two, "4711"), 0);
+    let token = token_with(&mut a, "4711", i64::from(PERM_ACFG)).unwrap();
+    (dir, a, token)
 }
 
 fn send(a: &mut CtapAuthenticator, request: &[u8]) -> u8 {
@@ -72,11 +81,7 @@ fn option_of(info: &Map, name: &str) -> Option<bool> {
 }
 
 fn min8_forced() -> ConfigCommand {
-    ConfigCommand::SetMinPinLength(SetMinPinLength {
-        new_min_pin_length: Some(8),
-        min_pin_length_rp_ids: vec!["org.example".into()],
-        force_change_pin: true,
-    })
+    ConfigCommand::set_min_pin_length(8, &["org.example"], true)
 }
 
 #[test]
@@ -106,10 +111,7 @@ fn get_info_offers_authenticator_config() {
 
 #[test]
 fn set_min_pin_length_with_force_change_then_change_pin_unlocks_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = key(&dir, Profile::default());
-    assert_eq!(set_pin(&mut a, Protocol::Two, "4711"), 0);
-    let token = token_with(&mut a, "4711", i64::from(PERM_ACFG)).unwrap();
+    let (_dir, mut a, token) = with_pin_and_acfg_token();
     assert_eq!(send(&mut a, &min8_forced().request(2, &token).unwrap()), 0);
 
     let i = info(&mut a);
@@ -147,10 +149,7 @@ fn config_is_refused_without_the_acfg_permission_or_with_a_bad_param_and_changes
     );
     // A token with acfg, but the request changed after it was authenticated.
     let acfg = token_with(&mut a, "4711", i64::from(PERM_ACFG)).unwrap();
-    let signed_for_7 = ConfigCommand::SetMinPinLength(SetMinPinLength {
-        new_min_pin_length: Some(7),
-        ..SetMinPinLength::default()
-    });
+    let signed_for_7 = ConfigCommand::set_min_pin_length(7, &[], false);
     let mut tampered = signed_for_7.request(2, &acfg).unwrap();
     let at = tampered.iter().position(|b| *b == 0x07).unwrap();
     tampered[at] = 0x05;
@@ -168,15 +167,9 @@ fn config_is_refused_without_the_acfg_permission_or_with_a_bad_param_and_changes
     assert_eq!(std::fs::read(&state).unwrap(), before);
 
     // A minimum only goes up.
-    let to_8 = ConfigCommand::SetMinPinLength(SetMinPinLength {
-        new_min_pin_length: Some(8),
-        ..SetMinPinLength::default()
-    });
+    let to_8 = ConfigCommand::set_min_pin_length(8, &[], false);
     assert_eq!(send(&mut a, &to_8.request(2, &acfg).unwrap()), 0);
-    let lower = ConfigCommand::SetMinPinLength(SetMinPinLength {
-        new_min_pin_length: Some(6),
-        ..SetMinPinLength::default()
-    });
+    let lower = ConfigCommand::set_min_pin_length(6, &[], false);
     let after_8 = std::fs::read(&state).unwrap();
     assert_eq!(
         send(&mut a, &lower.request(2, &acfg).unwrap()),
@@ -205,10 +198,7 @@ fn protocol_one_tokens_authenticate_config_too() {
 
 #[test]
 fn always_uv_and_enterprise_attestation_show_in_get_info_and_always_uv_needs_uv() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = key(&dir, Profile::default());
-    assert_eq!(set_pin(&mut a, Protocol::Two, "4711"), 0);
-    let acfg = token_with(&mut a, "4711", i64::from(PERM_ACFG)).unwrap();
+    let (_dir, mut a, acfg) = with_pin_and_acfg_token();
     assert_eq!(
         send(
             &mut a,

@@ -1,7 +1,7 @@
 //! authenticatorConfig in-process: the settings a population's policy puts on a key, and the
 //! forced PIN change they can bring.
 
-use keywarden_keys::config::{ConfigCommand, SetMinPinLength};
+use keywarden_keys::config::ConfigCommand;
 use keywarden_keys::soft::SoftKey;
 use keywarden_keys::{Authenticator, Error};
 
@@ -18,11 +18,7 @@ fn min_pin_length_in(attestation_object: &[u8]) -> Option<i128> {
 }
 
 fn min_len(n: u32, rp_ids: &[&str], force: bool) -> ConfigCommand {
-    ConfigCommand::SetMinPinLength(SetMinPinLength {
-        new_min_pin_length: Some(n),
-        min_pin_length_rp_ids: rp_ids.iter().map(|s| (*s).to_owned()).collect(),
-        force_change_pin: force,
-    })
+    ConfigCommand::set_min_pin_length(n, rp_ids, force)
 }
 
 #[test]

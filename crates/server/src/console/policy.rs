@@ -160,6 +160,21 @@ pub async fn policy(State(state): State<AppState>, caller: Console<AnyStaff>) ->
     .await
 }
 
+/// "; set on each key at enrolment: minimum PIN length 8, the PIN for every use", or nothing.
+fn on_key_text(policy: &crate::policy::Policy) -> String {
+    let Some(k) = policy.key_policy() else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(n) = k.min_pin_length {
+        parts.push(format!("minimum PIN length {n}"));
+    }
+    if k.always_uv {
+        parts.push("the PIN for every use".to_owned());
+    }
+    format!("; set on each key at enrolment: {}", parts.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,19 +225,4 @@ mod tests {
             "{html}"
         );
     }
-}
-
-/// "; set on each key at enrolment: minimum PIN length 8, the PIN for every use", or nothing.
-fn on_key_text(policy: &crate::policy::Policy) -> String {
-    let Some(k) = policy.key_policy() else {
-        return String::new();
-    };
-    let mut parts = Vec::new();
-    if let Some(n) = k.min_pin_length {
-        parts.push(format!("minimum PIN length {n}"));
-    }
-    if k.always_uv {
-        parts.push("the PIN for every use".to_owned());
-    }
-    format!("; set on each key at enrolment: {}", parts.join(", "))
 }
