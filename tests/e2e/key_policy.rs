@@ -132,6 +132,10 @@ fn the_wizard_guides_a_key_that_asks_for_a_new_pin_before_enrolling() {
         assert_eq!(key_on(&laptop).info().unwrap().pin_retries, Some(8));
         change_in_window(ui, "0123456789").await;
         ui.wait_text("#enrolled", "verified").await;
+        assert_eq!(
+            ui.text("#on-key").await,
+            "This key asks for a PIN of at least 10 characters."
+        );
         ui.shot("pin-changed-enrolled").await;
     });
     let info = key_on(&laptop).info().unwrap();

@@ -14,6 +14,7 @@ import {
   LOST_KEY_ADVICE,
   minPinLength,
   needsPinChange,
+  onKeyText,
   pinWarning,
   recovery,
   STEPS,
@@ -242,6 +243,7 @@ function enrolledStep(s: WizardState): string {
   const c = s.lastEnrolled;
   const sess = s.session;
   if (!c || !sess) return "";
+  const onKey = onKeyText(c);
   const more = covered(sess)
     ? `<p>You meet your organisation's policy. You may add another backup key, or finish.</p>
 <div class="actions"><button id="finish" class="primary" data-action="finish">Finish</button><button id="backup" data-action="backup">Enrol another key</button></div>`
@@ -254,6 +256,7 @@ function enrolledStep(s: WizardState): string {
 <p id="enrolled">${esc(c.model ?? "Your key")} is enrolled: the service verified the credential (attestation ${esc(
     c.attestation_format,
   )}, ${esc(c.attestation_type)}).</p>
+${onKey ? `<p id="on-key">${esc(onKey)}</p>` : ""}
 ${s.replacing && sess.enrolled.length === 1 ? `<p id="lost-revoked">It replaces your lost key, which is revoked now: it can never be used again.</p>` : ""}
 <p id="coverage"><strong>${esc(coverageText(sess))}</strong></p>${more}${webOffer(s)}`;
 }

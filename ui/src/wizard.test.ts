@@ -11,6 +11,7 @@ import {
   keySummary,
   minPinLength,
   needsPinChange,
+  onKeyText,
   pinWarning,
   recovery,
   sameKeys,
@@ -342,5 +343,18 @@ describe("a key that asks for a new PIN", () => {
   it("the key's demand leads back to the PIN step", () => {
     const e: UiError = { code: "pin_change_required", message: "new PIN first", retries_left: null };
     expect(recovery(e, "touch")).toEqual({ step: "pin", action: "Change the PIN" });
+  });
+});
+
+describe("what the key enforces", () => {
+  it("says the minimum and the PIN at every use, and nothing when nothing was recorded", () => {
+    expect(onKeyText({ on_key: { min_pin_length: 10, always_uv: true } })).toBe(
+      "This key asks for a PIN of at least 10 characters, and for the PIN at every use.",
+    );
+    expect(onKeyText({ on_key: { min_pin_length: 4, always_uv: false } })).toBe(
+      "This key asks for a PIN of at least 4 characters.",
+    );
+    expect(onKeyText({ on_key: { min_pin_length: null, always_uv: null } })).toBeNull();
+    expect(onKeyText({})).toBeNull();
   });
 });

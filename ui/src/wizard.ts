@@ -1,5 +1,6 @@
 // The enrolment wizard's logic: which step follows which, what to say, what to check.
 // Pure functions over generated types, so they are unit-tested without a window.
+import type { CredentialView } from "./bindings/CredentialView";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { UiError } from "./bindings/UiError";
@@ -32,6 +33,19 @@ export function minPinLength(key: KeyInfo): number {
  */
 export function needsPinChange(key: KeyInfo): boolean {
   return key.pin_set && key.force_pin_change === true;
+}
+
+/**
+ * What the key enforces itself, as the service recorded it at enrolment: "This key asks for a
+ * PIN of at least 10 characters, and for the PIN at every use." Null when nothing was recorded.
+ */
+export function onKeyText(c: Pick<CredentialView, "on_key">): string | null {
+  const k = c.on_key;
+  if (!k) return null;
+  const parts: string[] = [];
+  if (k.min_pin_length != null) parts.push(`a PIN of at least ${k.min_pin_length} characters`);
+  if (k.always_uv === true) parts.push("the PIN at every use");
+  return parts.length ? `This key asks for ${parts.join(", and for ")}.` : null;
 }
 
 /** A new PIN typed twice: null when acceptable, else what is wrong. */
