@@ -91,7 +91,8 @@ fn the_population_policy_is_put_on_the_key_at_enrolment_and_recorded() {
 
 /// In the window: the population's minimum (10) is put on a key whose PIN is shorter, so the
 /// key asks for a new PIN; the wizard says so, shows the key's minimum and the attempts left,
-/// refuses a new PIN that is too short before anything reaches the key, and then enrols.
+/// refuses a new PIN that is too short before anything reaches the key, and then enrols. Then
+/// the PIN is changed again from the key list, after a wrong current PIN.
 #[test]
 fn the_wizard_guides_a_key_that_asks_for_a_new_pin_before_enrolling() {
     use crate::wizard::{in_window, off};
@@ -137,10 +138,35 @@ fn the_wizard_guides_a_key_that_asks_for_a_new_pin_before_enrolling() {
             "This key asks for a PIN of at least 10 characters."
         );
         ui.shot("pin-changed-enrolled").await;
+
+        // Security keys: the PIN changed again from the key list; a wrong current PIN first.
+        ui.click("#tab-keys").await;
+        let form = format!("form[data-pin-key=\"{}\"]", keys[0]);
+        ui.wait_text(&form, "at least 10 characters").await;
+        let change = async |current: &str, new: &str| {
+            ui.type_into(&format!("{form} input[name=pin]"), current)
+                .await;
+            ui.type_into(&format!("{form} input[name=new]"), new).await;
+            ui.type_into(&format!("{form} input[name=again]"), new)
+                .await;
+            ui.click(&format!("{form} button")).await;
+        };
+        change("9999999999", "9876543210").await;
+        let err = ui.wait_text(&format!("{form} .pc-out"), "wrong").await;
+        assert!(err.contains("7 attempts left"), "{err}");
+        change("0123456789", "9876543210").await;
+        ui.wait_text(&format!("{form} .pc-out"), "PIN changed")
+            .await;
+        ui.check_accessible("the key list").await;
+        ui.shot("pin-changed-in-key-list").await;
     });
     let info = key_on(&laptop).info().unwrap();
     assert_eq!(info.min_pin_length, Some(10));
     assert_eq!(info.force_pin_change, Some(false));
+    assert_eq!(info.pin_retries, Some(8));
+    let mut key = key_on(&laptop);
+    key.list_credentials("keywarden.localhost", "9876543210")
+        .unwrap();
     let creds = off(|| server.credentials());
     assert_eq!(creds[0]["on_key"]["min_pin_length"], 10, "{creds:?}");
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 /// The agent stops asking for the PIN while this many retries are left, so that the key is
 /// never blocked by the agent.
-pub(crate) const STOP_AT_RETRIES: u32 = 1;
+const STOP_AT_RETRIES: u32 = 1;
 
 /// The minimum PIN length a key enforces (4, CTAP's floor, when it does not say).
 pub fn min_pin_length(key: &KeyInfo) -> u32 {
