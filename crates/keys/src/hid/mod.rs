@@ -18,6 +18,11 @@
 //! policy (webauthn-rs there verifies everything again). The calls block; async callers run them
 //! on a blocking thread.
 //!
+//! authenticatorConfig ([`crate::config`]) takes its `acfg` token from the library and sends
+//! the one request over hidraw itself ([`crate::hidraw_cbor`]), as authenticatorReset does. A
+//! key whose getInfo says `forcePINChange` gets [`Error::PinChangeRequired`] for every use of
+//! its PIN but a change, before anything is sent.
+//!
 //! # Key ids
 //!
 //! `hid:` followed by the USB serial number when the device exposes one. Many FIDO keys do not
