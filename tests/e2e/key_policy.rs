@@ -63,8 +63,9 @@ fn the_population_policy_is_put_on_the_key_at_enrolment_and_recorded() {
         json!({"min_authenticators": 1, "min_pin_length": 10, "always_uv": true}),
         1,
     );
-    // A 9-character PIN is set first; raising the key's minimum to 10 makes it ask for a new
-    // PIN, which --pin-stdin gives on its second line.
+    // The key has a 9-character PIN; raising its minimum to 10 makes it ask for a new PIN,
+    // which --pin-stdin gives on its second line.
+    key_on(&laptop).set_pin(PIN).unwrap();
     let out = laptop.enrol(
         &server.ticket(&person, None),
         &[&keys[0]],

@@ -204,7 +204,7 @@ document.addEventListener("submit", (ev) => {
       const pin = ($("pin") as HTMLInputElement).value;
       const a = ($("new-pin") as HTMLInputElement).value;
       const b = ($("new-pin-again") as HTMLInputElement).value;
-      const problem = !pin ? "Type the key's current PIN." : checkNewPin(a, b, minPinLength(state.chosen));
+      const problem = !pin ? "Type the key's current PIN." : checkNewPin(a, b, minPinLength(state.chosen, state.session));
       if (problem) {
         state.inputProblem = problem;
         render();
@@ -222,7 +222,7 @@ document.addEventListener("submit", (ev) => {
     } else {
       const a = ($("new-pin") as HTMLInputElement).value;
       const b = ($("new-pin-again") as HTMLInputElement).value;
-      const problem = checkNewPin(a, b, minPinLength(state.chosen));
+      const problem = checkNewPin(a, b, minPinLength(state.chosen, state.session));
       if (problem) {
         state.inputProblem = problem;
         render();

@@ -182,7 +182,7 @@ function pinStep(s: WizardState): string {
 <p>${esc(k.model ?? k.label)}${softBadge(k)}</p>`;
   const problem = s.inputProblem ? `<p id="pin-problem" class="warning" role="alert">${esc(s.inputProblem)}</p>` : "";
   if (!k.pin_set) {
-    const min = minPinLength(k);
+    const min = minPinLength(k, s.session);
     return `${head}<form id="pin-form" novalidate>
 <p id="pin-rules" class="hint">This key has no PIN yet. Choose one of at least ${min} characters; you will type it each time you use the key.</p>
 <label for="new-pin">New PIN</label><input id="new-pin" type="password" autocomplete="new-password" aria-describedby="pin-rules" />
@@ -194,7 +194,7 @@ ${problem}
   const warn = pinWarning(retries);
   const retriesText = `${retries === 0 ? "The PIN is blocked." : retries === 1 ? "1 attempt left before the key locks." : retries != null ? `${retries} attempts left before the key locks.` : ""}`;
   if (needsPinChange(k)) {
-    const min = minPinLength(k);
+    const min = minPinLength(k, s.session);
     return `<h2 id="step-title" tabindex="-1">This key asks for a new PIN</h2>
 <p>${esc(k.model ?? k.label)}${softBadge(k)}</p><form id="pin-form" novalidate>
 <p id="pin-rules" class="hint">Before it can be used, this key needs a new PIN: your organisation set it so, or raised the key's minimum PIN length. Type the current PIN, then a new one of at least ${min} characters.</p>

@@ -37,6 +37,16 @@ describe("PIN rules", () => {
     expect(minPinLength(key)).toBe(6);
     expect(minPinLength({ ...key, min_pin_length: 2 })).toBe(4);
     expect(minPinLength({ ...key, min_pin_length: null })).toBe(4);
+    // A new PIN in an enrolment meets the population's minimum, which the key is about to get.
+    expect(minPinLength(key, { key_policy: { min_pin_length: 10, always_uv: false } })).toBe(10);
+    expect(minPinLength(key, { key_policy: { min_pin_length: 5, always_uv: false } })).toBe(6);
+    const html = renderWizard({
+      ...initialState(),
+      step: "pin",
+      session: { ...session, key_policy: { min_pin_length: 10, always_uv: false } },
+      chosen: key,
+    });
+    expect(html).toContain("Choose one of at least 10 characters");
   });
   it("wants the new PIN long enough and typed the same twice", () => {
     expect(checkNewPin("12345", "12345", 6)).toMatch(/at least 6 characters/);

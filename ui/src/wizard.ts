@@ -22,9 +22,12 @@ export const STEPS: { step: Step; title: string }[] = [
   { step: "summary", title: "Summary" },
 ];
 
-/** The shortest PIN this key accepts (CTAP's floor is 4). */
-export function minPinLength(key: KeyInfo): number {
-  return Math.max(4, key.min_pin_length ?? 4);
+/**
+ * The shortest PIN this key accepts (CTAP's floor is 4), or, for a new PIN in an enrolment, the
+ * population's minimum when that is longer: the key is about to be set to it.
+ */
+export function minPinLength(key: KeyInfo, session?: Pick<WizardSession, "key_policy"> | null): number {
+  return Math.max(4, key.min_pin_length ?? 4, session?.key_policy?.min_pin_length ?? 0);
 }
 
 /**

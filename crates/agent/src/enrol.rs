@@ -108,7 +108,9 @@ pub fn make_credential_keeping_pin(
     let mut pin = if info.pin_set {
         None
     } else {
-        let min = pin::min_pin_length(&info);
+        // A first PIN meets the population's minimum too, which the key is about to enforce.
+        let policy_min = begin.key_policy.as_ref().and_then(|p| p.min_pin_length);
+        let min = pin::min_pin_length(&info).max(policy_min.unwrap_or(0));
         let new = prompts.new_pin(&info, min)?;
         if new.chars().count() < min as usize {
             return Err(Error::PinRejected(format!(
@@ -378,6 +380,7 @@ impl Session {
             session_expires_at_ms: self.begin.session_expires_at_ms,
             enrolled: self.enrolled.clone(),
             rp_id: self.begin.options.rp_id.clone(),
+            key_policy: self.begin.key_policy.clone(),
         }
     }
 

@@ -337,6 +337,31 @@ mod tests {
     }
 
     #[test]
+    fn a_first_pin_meets_the_population_minimum_before_it_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut key = SoftKey::open(dir.path().join("k.json")).unwrap();
+        let policy = Some(KeyPolicy {
+            min_pin_length: Some(8),
+            always_uv: false,
+        });
+        let short = scripted(Vec::new(), "123456");
+        match make_credential_keeping_pin(&mut key, &begin(policy.clone()), &short) {
+            Err(Error::PinRejected(why)) => assert!(why.contains("at least 8"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!key.info().unwrap().pin_set, "nothing was set on the key");
+        // Long enough: set, the minimum raised to it, no PIN change asked for.
+        let long = scripted(Vec::new(), "12345678");
+        let made = make_credential_keeping_pin(&mut key, &begin(policy), &long).unwrap();
+        assert_eq!(made.pin, "12345678");
+        assert_eq!(made.finish.key.min_pin_length, Some(8));
+        assert!(
+            long.shown.lock().unwrap().is_empty(),
+            "no PIN asked for again"
+        );
+    }
+
+    #[test]
     fn a_new_pin_below_the_minimum_is_refused_before_the_key_is_asked() {
         let dir = tempfile::tempdir().unwrap();
         let mut key = soft(&dir, "1234");
