@@ -30,8 +30,8 @@ use keywarden_agent::enrol::{Session, StepPrompts};
 use keywarden_agent::locks::{BackgroundLock, KeyLock};
 use keywarden_agent::Agent;
 use keywarden_protocol::{
-    AppStatus, CheckinStatus, CredentialView, ErrorCode, KeyCredential, KeyInventory, Posture,
-    ReclaimedKey, SignInResponse, UiError, WizardSession,
+    AppStatus, CheckinStatus, CredentialView, ErrorCode, KeyCredential, KeyInfo, KeyInventory,
+    Posture, ReclaimedKey, SignInResponse, UiError, WizardSession,
 };
 use tauri::{Emitter as _, Manager as _};
 
@@ -198,6 +198,22 @@ async fn key_credentials(
 ) -> Result<Vec<KeyCredential>, UiError> {
     holding_keys(&state, move |agent| {
         agent.key_credentials(&key_id, &rp_id, &pin)
+    })
+    .await
+}
+
+/// Change a key's PIN from the key list: the current PIN and the new one, as typed. A wrong
+/// current PIN comes back with the attempts left; the key is the agent's to check.
+#[tauri::command]
+async fn key_change_pin(
+    app: tauri::AppHandle,
+    state: tauri::State<'_, AppState>,
+    key_id: String,
+    pin: String,
+    new_pin: String,
+) -> Result<KeyInfo, UiError> {
+    with_keys(&state, move |agent| {
+        agent.change_key_pin(&key_id, &pin_prompts(app, Some(pin), Some(new_pin)))
     })
     .await
 }
@@ -591,6 +607,7 @@ fn main() -> std::process::ExitCode {
             posture,
             check_in_now,
             key_credentials,
+            key_change_pin,
             wizard_begin,
             wizard_wink,
             wizard_select_by_touch,

@@ -30,23 +30,36 @@ pub fn ada_with_a_laptop(keys: usize) -> (Server, Laptop, String, Vec<String>) {
     (server, laptop, person, keys)
 }
 
+/// A fresh service whose one population (the department `department`) has `policy`, a person
+/// from HR in it, and a provisioned laptop with `keys` software keys (test/demo): (service,
+/// laptop, the person's id, the key ids).
+pub fn in_a_population(
+    department: &str,
+    policy: serde_json::Value,
+    keys: usize,
+) -> (Server, Laptop, String, Vec<String>) {
+    let server = Server::start();
+    server.population(&department.to_lowercase(), 10, department, policy);
+    let person = server.hr_feed().create_user(
+        &format!("{}@example.com", department.to_lowercase()),
+        department,
+        department,
+    );
+    let laptop = Laptop::new(keys);
+    laptop.provision(&server);
+    let keys = laptop.key_ids();
+    (server, laptop, person, keys)
+}
+
 /// Two keys of one kind in a population that needs two kinds of device: the agent says the
 /// policy is not met and what is missing, never "coverage met".
 #[test]
 fn two_keys_of_one_kind_do_not_meet_a_two_kinds_policy() {
-    let server = Server::start();
-    server.population(
-        "engineering",
-        10,
+    let (server, laptop, person, keys) = in_a_population(
         "Engineering",
         serde_json::json!({"min_authenticators": 2, "min_device_classes": 2}),
+        2,
     );
-    let person = server
-        .hr_feed()
-        .create_user("eng@example.com", "Eng", "Engineering");
-    let laptop = Laptop::new(2);
-    laptop.provision(&server);
-    let keys = laptop.key_ids();
     let out = laptop.enrol(&server.ticket(&person, None), &[&keys[0], &keys[1]], PIN);
     assert_says(
         &out,

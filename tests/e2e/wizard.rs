@@ -200,7 +200,7 @@ impl Ui {
         el.send_keys(text).await.unwrap();
     }
 
-    async fn shot(&self, name: &str) {
+    pub(crate) async fn shot(&self, name: &str) {
         self.save_shot(&format!("wizard-{name}")).await;
     }
 

@@ -5,6 +5,7 @@ import { listen } from "@tauri-apps/api/event";
 import type { AppStatus } from "./bindings/AppStatus";
 import type { CheckinStatus } from "./bindings/CheckinStatus";
 import type { KeyCredential } from "./bindings/KeyCredential";
+import type { KeyInfo } from "./bindings/KeyInfo";
 import type { KeyInventory } from "./bindings/KeyInventory";
 import type { Posture } from "./bindings/Posture";
 import type { CredentialView } from "./bindings/CredentialView";
@@ -15,7 +16,7 @@ import { failedAt, initialLostState, withUpdated, type LostState, type LostStep 
 import { renderLost } from "./lost-view";
 import { initialReclaimState, renderReclaim, type ReclaimState } from "./reclaim-view";
 import { esc, renderCheckin, renderError, renderInventory, renderPosture } from "./view";
-import { asUiError, checkNewPin, minPinLength, sameKeys, withRetriesLeft, type Step } from "./wizard";
+import { asUiError, checkNewPin, minPinLength, needsPinChange, sameKeys, withRetriesLeft, type Step } from "./wizard";
 import { initialState, renderProgress, renderWizard, type WizardState } from "./wizard-view";
 
 const $ = (id: string) => document.getElementById(id);
@@ -199,7 +200,18 @@ document.addEventListener("submit", (ev) => {
   if (form.id === "ticket-form") {
     void begin((($("ticket") as HTMLInputElement).value ?? "").trim());
   } else if (form.id === "pin-form" && state.chosen) {
-    if (state.chosen.pin_set) {
+    if (needsPinChange(state.chosen)) {
+      const pin = ($("pin") as HTMLInputElement).value;
+      const a = ($("new-pin") as HTMLInputElement).value;
+      const b = ($("new-pin-again") as HTMLInputElement).value;
+      const problem = !pin ? "Type the key's current PIN." : checkNewPin(a, b, minPinLength(state.chosen, state.session));
+      if (problem) {
+        state.inputProblem = problem;
+        render();
+        return;
+      }
+      void enrol(pin, a);
+    } else if (state.chosen.pin_set) {
       const pin = ($("pin") as HTMLInputElement).value;
       if (!pin) {
         state.inputProblem = "Type the key's PIN.";
@@ -210,7 +222,7 @@ document.addEventListener("submit", (ev) => {
     } else {
       const a = ($("new-pin") as HTMLInputElement).value;
       const b = ($("new-pin-again") as HTMLInputElement).value;
-      const problem = checkNewPin(a, b, minPinLength(state.chosen));
+      const problem = checkNewPin(a, b, minPinLength(state.chosen, state.session));
       if (problem) {
         state.inputProblem = problem;
         render();
@@ -229,6 +241,8 @@ document.addEventListener("submit", (ev) => {
     void addKeyBegin(keyId, pin);
   } else if (form.classList.contains("creds")) {
     void listCredentials(form);
+  } else if (form.classList.contains("pin-change")) {
+    void changePin(form);
   } else if (form.id === "lost-sign-in-form") {
     const keyId = chosenRadio();
     const pin = ($("lost-pin") as HTMLInputElement).value;
@@ -387,6 +401,33 @@ async function runReclaim(pin: string) {
   renderReclaimView(true);
   void refreshKeys();
   void refreshStatus();
+}
+
+/** "Change PIN" on a key in the key list. */
+async function changePin(form: HTMLFormElement) {
+  const out = form.querySelector(".pc-out");
+  const field = (name: string) => form.querySelector(`input[name=${name}]`) as HTMLInputElement;
+  const [pin, a, b] = [field("pin"), field("new"), field("again")];
+  const keyId = form.dataset.pinKey ?? "";
+  if (!out) return;
+  const problem = !pin.value ? "Type the key's current PIN." : checkNewPin(a.value, b.value, Number(form.dataset.min ?? 4));
+  const clear = () => [pin, a, b].forEach((i) => (i.value = ""));
+  if (problem) {
+    out.innerHTML = `<p class="warning" role="alert">${esc(problem)}</p>`;
+    return;
+  }
+  try {
+    const key = await invoke<KeyInfo>("key_change_pin", { keyId, pin: pin.value, newPin: a.value });
+    clear();
+    // The key list is drawn again with the key as it is now; say it where the form now is.
+    await refreshKeys();
+    const now = document.querySelector(`form.pin-change[data-pin-key="${CSS.escape(keyId)}"] .pc-out`) ?? out;
+    now.innerHTML = `<p class="pc-done" role="status">PIN changed on ${esc(key.model ?? key.label)}.</p>`;
+    now.scrollIntoView({ block: "nearest" });
+  } catch (e) {
+    clear();
+    out.innerHTML = `<p class="warning" role="alert">${esc(asUiError(e).message)}</p>`;
+  }
 }
 
 async function listCredentials(form: HTMLFormElement) {

@@ -123,3 +123,21 @@ describe("inventory and check-in", () => {
     expect(html).toContain(`class="warning"`);
   });
 });
+
+describe("changing a key's PIN from the key list", () => {
+  it("offers the form on a key with a PIN, with its minimum, and says when the key asks for it", () => {
+    const doc = new DOMParser().parseFromString(
+      renderKeys([{ ...softKey, pin_set: true, min_pin_length: 8, force_pin_change: true }]),
+      "text/html",
+    );
+    const form = doc.querySelector("form.pin-change") as HTMLFormElement;
+    expect(form.dataset.min).toBe("8");
+    expect(form.textContent).toContain("This key asks for a new PIN before it can be used.");
+    expect(form.textContent).toContain("at least 8 characters");
+    for (const input of Array.from(form.querySelectorAll("input"))) {
+      expect(doc.querySelector(`label[for="${input.id}"]`)).not.toBeNull();
+    }
+    // A key without a PIN has nothing to change.
+    expect(renderKeys([{ ...softKey, pin_set: false }])).not.toContain("pin-change");
+  });
+});

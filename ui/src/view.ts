@@ -1,5 +1,6 @@
 // Pure rendering: data in, HTML out. Kept free of Tauri so it is unit-tested in jsdom.
 import type { KeyInfo } from "./bindings/KeyInfo";
+import { minPinLength } from "./wizard";
 import type { Posture } from "./bindings/Posture";
 import type { Observed } from "./bindings/Observed";
 import type { NoKeyFinding } from "./bindings/NoKeyFinding";
@@ -59,6 +60,7 @@ export function renderKeys(keys: KeyInfo[]): string {
     <dt>Free passkey slots</dt><dd>${esc(slots)}</dd>
     <dt>Key id</dt><dd>${esc(k.id)}</dd>
   </dl>
+${k.pin_set ? pinChangeForm(k) : ""}
   <form class="creds" data-key="${esc(k.id)}" novalidate>
     <label for="creds-pin-${esc(k.id)}">PIN, to list your organisation's passkeys on this key</label>
     <input id="creds-pin-${esc(k.id)}" type="password" autocomplete="off" />
@@ -68,6 +70,21 @@ export function renderKeys(keys: KeyInfo[]): string {
 </article>`;
     })
     .join("\n");
+}
+
+/** A key's "Change PIN" form: the current PIN, the new one twice, with the key's minimum. */
+function pinChangeForm(k: KeyInfo): string {
+  const id = esc(k.id);
+  const min = minPinLength(k);
+  const asks = k.force_pin_change ? "This key asks for a new PIN before it can be used. " : "";
+  return `<form class="pin-change" data-pin-key="${id}" data-min="${min}" novalidate>
+    <p class="hint" id="pc-rules-${id}">${asks}Change the PIN: type the current one, then a new one of at least ${min} characters.</p>
+    <label for="pc-pin-${id}">Current PIN</label><input id="pc-pin-${id}" name="pin" type="password" autocomplete="off" />
+    <label for="pc-new-${id}">New PIN</label><input id="pc-new-${id}" name="new" type="password" autocomplete="new-password" aria-describedby="pc-rules-${id}" />
+    <label for="pc-again-${id}">New PIN again</label><input id="pc-again-${id}" name="again" type="password" autocomplete="new-password" />
+    <div class="actions"><button type="submit">Change PIN</button></div>
+    <div class="pc-out" aria-live="polite"></div>
+  </form>`;
 }
 
 /** ok / needs attention / unknown, for signals where a good value is defined. */

@@ -13,6 +13,8 @@ import {
   keySummary,
   LOST_KEY_ADVICE,
   minPinLength,
+  needsPinChange,
+  onKeyText,
   pinWarning,
   recovery,
   STEPS,
@@ -180,7 +182,7 @@ function pinStep(s: WizardState): string {
 <p>${esc(k.model ?? k.label)}${softBadge(k)}</p>`;
   const problem = s.inputProblem ? `<p id="pin-problem" class="warning" role="alert">${esc(s.inputProblem)}</p>` : "";
   if (!k.pin_set) {
-    const min = minPinLength(k);
+    const min = minPinLength(k, s.session);
     return `${head}<form id="pin-form" novalidate>
 <p id="pin-rules" class="hint">This key has no PIN yet. Choose one of at least ${min} characters; you will type it each time you use the key.</p>
 <label for="new-pin">New PIN</label><input id="new-pin" type="password" autocomplete="new-password" aria-describedby="pin-rules" />
@@ -190,9 +192,23 @@ ${problem}
   }
   const retries = s.error?.retries_left ?? k.pin_retries;
   const warn = pinWarning(retries);
+  const retriesText = `${retries === 0 ? "The PIN is blocked." : retries === 1 ? "1 attempt left before the key locks." : retries != null ? `${retries} attempts left before the key locks.` : ""}`;
+  if (needsPinChange(k)) {
+    const min = minPinLength(k, s.session);
+    return `<h2 id="step-title" tabindex="-1">This key asks for a new PIN</h2>
+<p>${esc(k.model ?? k.label)}${softBadge(k)}</p><form id="pin-form" novalidate>
+<p id="pin-rules" class="hint">Before it can be used, this key needs a new PIN: your organisation set it so, or raised the key's minimum PIN length. Type the current PIN, then a new one of at least ${min} characters.</p>
+<label for="pin">Current PIN</label><input id="pin" type="password" autocomplete="off" aria-describedby="pin-retries" />
+<p id="pin-retries" class="hint">${retriesText}</p>
+${warn ? `<p class="warning" id="pin-warning">${esc(warn)}</p>` : ""}
+<label for="new-pin">New PIN</label><input id="new-pin" type="password" autocomplete="new-password" aria-describedby="pin-rules" />
+<label for="new-pin-again">New PIN again</label><input id="new-pin-again" type="password" autocomplete="new-password" />
+${problem}
+<div class="actions"><button id="pin-continue" class="primary" type="submit">Change PIN and continue</button><button type="button" data-action="cancel">Cancel, choose another key</button></div></form>`;
+  }
   return `${head}<form id="pin-form" novalidate>
 <label for="pin">PIN</label><input id="pin" type="password" autocomplete="off" aria-describedby="pin-retries" />
-<p id="pin-retries" class="hint">${retries === 0 ? "The PIN is blocked." : retries === 1 ? "1 attempt left before the key locks." : retries != null ? `${retries} attempts left before the key locks.` : ""}</p>
+<p id="pin-retries" class="hint">${retriesText}</p>
 ${warn ? `<p class="warning" id="pin-warning">${esc(warn)}</p>` : ""}${problem}
 <div class="actions"><button id="pin-continue" class="primary" type="submit">Continue</button><button type="button" data-action="cancel">Cancel, choose another key</button></div></form>`;
 }
@@ -227,6 +243,7 @@ function enrolledStep(s: WizardState): string {
   const c = s.lastEnrolled;
   const sess = s.session;
   if (!c || !sess) return "";
+  const onKey = onKeyText(c);
   const more = covered(sess)
     ? `<p>You meet your organisation's policy. You may add another backup key, or finish.</p>
 <div class="actions"><button id="finish" class="primary" data-action="finish">Finish</button><button id="backup" data-action="backup">Enrol another key</button></div>`
@@ -239,6 +256,7 @@ function enrolledStep(s: WizardState): string {
 <p id="enrolled">${esc(c.model ?? "Your key")} is enrolled: the service verified the credential (attestation ${esc(
     c.attestation_format,
   )}, ${esc(c.attestation_type)}).</p>
+${onKey ? `<p id="on-key">${esc(onKey)}</p>` : ""}
 ${s.replacing && sess.enrolled.length === 1 ? `<p id="lost-revoked">It replaces your lost key, which is revoked now: it can never be used again.</p>` : ""}
 <p id="coverage"><strong>${esc(coverageText(sess))}</strong></p>${more}${webOffer(s)}`;
 }

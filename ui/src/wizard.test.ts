@@ -10,6 +10,8 @@ import {
   covered,
   keySummary,
   minPinLength,
+  needsPinChange,
+  onKeyText,
   pinWarning,
   recovery,
   sameKeys,
@@ -35,6 +37,16 @@ describe("PIN rules", () => {
     expect(minPinLength(key)).toBe(6);
     expect(minPinLength({ ...key, min_pin_length: 2 })).toBe(4);
     expect(minPinLength({ ...key, min_pin_length: null })).toBe(4);
+    // A new PIN in an enrolment meets the population's minimum, which the key is about to get.
+    expect(minPinLength(key, { key_policy: { min_pin_length: 10, always_uv: false } })).toBe(10);
+    expect(minPinLength(key, { key_policy: { min_pin_length: 5, always_uv: false } })).toBe(6);
+    const html = renderWizard({
+      ...initialState(),
+      step: "pin",
+      session: { ...session, key_policy: { min_pin_length: 10, always_uv: false } },
+      chosen: key,
+    });
+    expect(html).toContain("Choose one of at least 10 characters");
   });
   it("wants the new PIN long enough and typed the same twice", () => {
     expect(checkNewPin("12345", "12345", 6)).toMatch(/at least 6 characters/);
@@ -312,5 +324,47 @@ describe("adding this laptop or a phone in the browser", () => {
     });
     expect(html).toMatch(/id="error"[^>]*role="alert"><p>Keywarden could not open your web browser/);
     expect(html).toContain(`id="open-web"`);
+  });
+});
+
+describe("a key that asks for a new PIN", () => {
+  const forced = softKey("soft:forced", { pin_set: true, pin_retries: 5, force_pin_change: true, min_pin_length: 8 });
+
+  it("asks for the current PIN and a new one, with the key's minimum and the attempts left", () => {
+    expect(needsPinChange(forced)).toBe(true);
+    expect(needsPinChange({ ...forced, force_pin_change: false })).toBe(false);
+    expect(needsPinChange({ ...forced, pin_set: false })).toBe(false);
+    const doc = new DOMParser().parseFromString(
+      renderWizard({ ...initialState(), step: "pin", session, chosen: forced }),
+      "text/html",
+    );
+    expect(doc.getElementById("step-title")?.textContent).toBe("This key asks for a new PIN");
+    expect(doc.getElementById("pin-rules")?.textContent).toContain("at least 8 characters");
+    expect(doc.getElementById("pin-retries")?.textContent).toBe("5 attempts left before the key locks.");
+    for (const id of ["pin", "new-pin", "new-pin-again"]) expect(doc.getElementById(id)).not.toBeNull();
+    // A key that does not ask keeps the one PIN field.
+    const plain = new DOMParser().parseFromString(
+      renderWizard({ ...initialState(), step: "pin", session, chosen: { ...forced, force_pin_change: false } }),
+      "text/html",
+    );
+    expect(plain.getElementById("new-pin")).toBeNull();
+  });
+
+  it("the key's demand leads back to the PIN step", () => {
+    const e: UiError = { code: "pin_change_required", message: "new PIN first", retries_left: null };
+    expect(recovery(e, "touch")).toEqual({ step: "pin", action: "Change the PIN" });
+  });
+});
+
+describe("what the key enforces", () => {
+  it("says the minimum and the PIN at every use, and nothing when nothing was recorded", () => {
+    expect(onKeyText({ on_key: { min_pin_length: 10, always_uv: true } })).toBe(
+      "This key asks for a PIN of at least 10 characters, and for the PIN at every use.",
+    );
+    expect(onKeyText({ on_key: { min_pin_length: 4, always_uv: false } })).toBe(
+      "This key asks for a PIN of at least 4 characters.",
+    );
+    expect(onKeyText({ on_key: { min_pin_length: null, always_uv: null } })).toBeNull();
+    expect(onKeyText({})).toBeNull();
   });
 });

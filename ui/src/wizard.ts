@@ -1,5 +1,6 @@
 // The enrolment wizard's logic: which step follows which, what to say, what to check.
 // Pure functions over generated types, so they are unit-tested without a window.
+import type { CredentialView } from "./bindings/CredentialView";
 import type { ErrorCode } from "./bindings/ErrorCode";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { UiError } from "./bindings/UiError";
@@ -21,9 +22,33 @@ export const STEPS: { step: Step; title: string }[] = [
   { step: "summary", title: "Summary" },
 ];
 
-/** The shortest PIN this key accepts (CTAP's floor is 4). */
-export function minPinLength(key: KeyInfo): number {
-  return Math.max(4, key.min_pin_length ?? 4);
+/**
+ * The shortest PIN this key accepts (CTAP's floor is 4), or, for a new PIN in an enrolment, the
+ * population's minimum when that is longer: the key is about to be set to it.
+ */
+export function minPinLength(key: KeyInfo, session?: Pick<WizardSession, "key_policy"> | null): number {
+  return Math.max(4, key.min_pin_length ?? 4, session?.key_policy?.min_pin_length ?? 0);
+}
+
+/**
+ * Whether the key demands a new PIN before it can be used (set by IT, or by a minimum PIN
+ * length raised above its PIN's): the PIN step then asks for the current PIN and a new one.
+ */
+export function needsPinChange(key: KeyInfo): boolean {
+  return key.pin_set && key.force_pin_change === true;
+}
+
+/**
+ * What the key enforces itself, as the service recorded it at enrolment: "This key asks for a
+ * PIN of at least 10 characters, and for the PIN at every use." Null when nothing was recorded.
+ */
+export function onKeyText(c: Pick<CredentialView, "on_key">): string | null {
+  const k = c.on_key;
+  if (!k) return null;
+  const parts: string[] = [];
+  if (k.min_pin_length != null) parts.push(`a PIN of at least ${k.min_pin_length} characters`);
+  if (k.always_uv === true) parts.push("the PIN at every use");
+  return parts.length ? `This key asks for ${parts.join(", and for ")}.` : null;
 }
 
 /** A new PIN typed twice: null when acceptable, else what is wrong. */
@@ -100,6 +125,9 @@ export function recovery(e: UiError, current: Step): Recovery {
     case "pin_policy":
     case "pin_rejected":
       return { step: "pin", action: "Choose another PIN" };
+    // The key asks for a new PIN first: the PIN step asks for the current one and a new one.
+    case "pin_change_required":
+      return { step: "pin", action: "Change the PIN" };
     case "pin_auth_blocked":
       return { step: "choose", action: "I have replugged the key" };
     case "pin_blocked":

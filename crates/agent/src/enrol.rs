@@ -15,6 +15,7 @@ use keywarden_protocol::{
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::pin;
 
 /// What the person is asked during enrolment. Every method may return [`Error::Cancelled`].
 pub trait EnrolPrompts: Prompt {
@@ -26,6 +27,14 @@ pub trait EnrolPrompts: Prompt {
     /// The key's PIN. `retries` is what the key says is left; `last_failed` is true after a
     /// wrong PIN.
     fn pin(&self, key: &KeyInfo, retries: Option<u32>, last_failed: bool) -> Result<String>;
+    /// The PIN is to be changed (the key demands it when `key.force_pin_change` is true): the
+    /// new PIN, of at least `min_len` characters, confirmed by the caller. `retries` is what the
+    /// key says is left for the current PIN, which [`EnrolPrompts::pin`] asks for next. Without
+    /// a way to ask, the key's demand is the answer.
+    fn change_pin(&self, key: &KeyInfo, min_len: u32, retries: Option<u32>) -> Result<String> {
+        let _ = (key, retries);
+        Err(Error::Key(KeyError::PinChangeRequired { min_len }))
+    }
 }
 
 /// The clientDataJSON a platform builds (`kind` is `webauthn.create` or `webauthn.get`); field
@@ -65,33 +74,43 @@ fn decode(field: &str, text: &str) -> Result<Vec<u8>> {
         })
 }
 
-/// How many PIN attempts the agent allows before it stops asking, so the key is never blocked
-/// by the agent: it stops while at least one retry is left.
-const STOP_AT_RETRIES: u32 = 1;
-
 /// Run makeCredential on an opened key for one ceremony; returns the request to finish it.
-/// Sets a PIN first when the key has none. A wrong PIN asks again while more than one retry is
-/// left.
+/// Sets a PIN first when the key has none, guides a key that demands a new PIN through the
+/// change, and puts the population's on-key policy on the key first ([`pin::apply_key_policy`]).
+/// A wrong PIN asks again while more than one retry is left.
 pub fn make_credential(
     key: &mut dyn Authenticator,
     begin: &EnrolBeginResponse,
     prompts: &dyn EnrolPrompts,
 ) -> Result<EnrolFinishRequest> {
-    make_credential_keeping_pin(key, begin, prompts).map(|(req, _)| req)
+    make_credential_keeping_pin(key, begin, prompts).map(|made| made.finish)
 }
 
-/// [`make_credential`], also returning the PIN that worked, so that a credential the service
-/// then refuses can be removed from the key again ([`remove_refused`]).
+/// What [`make_credential_keeping_pin`] made.
+#[derive(Debug)]
+pub struct Made {
+    /// The request that finishes the ceremony.
+    pub finish: EnrolFinishRequest,
+    /// The PIN that worked, so that a credential the service then refuses can be removed from
+    /// the key again ([`remove_refused`]).
+    pub pin: String,
+    /// What became of the population's on-key policy, when it had one.
+    pub key_policy: Option<pin::KeyPolicyOutcome>,
+}
+
+/// [`make_credential`], also returning the PIN that worked and the on-key policy's outcome.
 pub fn make_credential_keeping_pin(
     key: &mut dyn Authenticator,
     begin: &EnrolBeginResponse,
     prompts: &dyn EnrolPrompts,
-) -> Result<(EnrolFinishRequest, String)> {
-    let mut info = key.info()?;
+) -> Result<Made> {
+    let info = key.info()?;
     let mut pin = if info.pin_set {
         None
     } else {
-        let min = info.min_pin_length.unwrap_or(4).max(4);
+        // A first PIN meets the population's minimum too, which the key is about to enforce.
+        let policy_min = begin.key_policy.as_ref().and_then(|p| p.min_pin_length);
+        let min = pin::min_pin_length(&info).max(policy_min.unwrap_or(0));
         let new = prompts.new_pin(&info, min)?;
         if new.chars().count() < min as usize {
             return Err(Error::PinRejected(format!(
@@ -99,10 +118,17 @@ pub fn make_credential_keeping_pin(
             )));
         }
         key.set_pin(&new)?;
-        info = key.info()?;
         Some(new)
     };
     let opts = &begin.options;
+    let mut key_policy = None;
+    if let Some(policy) = begin.key_policy.as_ref().filter(|p| !p.is_empty()) {
+        let (outcome, worked) = pin::with_pin(key, prompts, pin.take(), |k, p| {
+            pin::apply_key_policy(k, policy, &opts.rp_id, p)
+        })?;
+        pin = Some(worked);
+        key_policy = Some(outcome);
+    }
     let req = MakeCredentialRequest {
         rp_id: opts.rp_id.clone(),
         rp_name: opts.rp_name.clone(),
@@ -117,42 +143,21 @@ pub fn make_credential_keeping_pin(
             .collect::<Result<_>>()?,
         resident_key: opts.resident_key_required,
     };
-    let mut last_failed = false;
-    loop {
-        let this_pin = match pin.take() {
-            Some(p) => p,
-            None => {
-                let retries = key.pin_retries().ok();
-                if let Some(r) = retries {
-                    if r == 0 {
-                        // Blocked already (wrong PINs typed elsewhere): say so, not "wrong PIN".
-                        return Err(Error::Key(KeyError::PinBlocked));
-                    }
-                    if r <= STOP_AT_RETRIES {
-                        return Err(Error::Key(KeyError::PinInvalid { retries_left: r }));
-                    }
-                }
-                prompts.pin(&info, retries, last_failed)?
-            }
-        };
-        match key.make_credential(&req, &this_pin, prompts) {
-            Ok(made) => {
-                return Ok((
-                    EnrolFinishRequest {
-                        credential_id: URL_SAFE_NO_PAD.encode(&made.credential_id),
-                        attestation_object: URL_SAFE_NO_PAD.encode(&made.attestation_object),
-                        client_data_json: URL_SAFE_NO_PAD.encode(&req.client_data_json),
-                        key: info,
-                    },
-                    this_pin,
-                ));
-            }
-            Err(KeyError::PinInvalid { retries_left }) if retries_left > STOP_AT_RETRIES => {
-                last_failed = true;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let (made, pin) = pin::with_pin(key, prompts, pin, |k, p| {
+        k.make_credential(&req, p, prompts)
+    })?;
+    // As the key is now: its PIN state and the settings just put on it.
+    let info = key.info()?;
+    Ok(Made {
+        finish: EnrolFinishRequest {
+            credential_id: URL_SAFE_NO_PAD.encode(&made.credential_id),
+            attestation_object: URL_SAFE_NO_PAD.encode(&made.attestation_object),
+            client_data_json: URL_SAFE_NO_PAD.encode(&req.client_data_json),
+            key: info,
+        },
+        pin,
+        key_policy,
+    })
 }
 
 /// After the service refused a credential the key just made (policy, attestation), remove it
@@ -182,6 +187,9 @@ pub struct Enrolled {
     pub key: KeyInfo,
     /// What the service bound.
     pub result: EnrolFinishResponse,
+    /// What became of the population's on-key policy, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_policy: Option<pin::KeyPolicyOutcome>,
 }
 
 /// Prompts for a step-by-step front end (the desktop wizard): each step is one call that
@@ -228,6 +236,14 @@ impl EnrolPrompts for StepPrompts {
                 "this key has no PIN yet; choose one of at least {min_len} characters"
             ))
         })
+    }
+
+    /// The step's `new_pin` with its `pin` (the current one), when the step carried both; else
+    /// the key's demand goes back to the front end, which asks for both.
+    fn change_pin(&self, _key: &KeyInfo, min_len: u32, _retries: Option<u32>) -> Result<String> {
+        self.new_pin
+            .clone()
+            .ok_or(Error::Key(KeyError::PinChangeRequired { min_len }))
     }
 
     fn pin(&self, _key: &KeyInfo, retries: Option<u32>, last_failed: bool) -> Result<String> {
@@ -364,6 +380,7 @@ impl Session {
             session_expires_at_ms: self.begin.session_expires_at_ms,
             enrolled: self.enrolled.clone(),
             rp_id: self.begin.options.rp_id.clone(),
+            key_policy: self.begin.key_policy.clone(),
         }
     }
 

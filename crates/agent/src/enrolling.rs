@@ -98,7 +98,11 @@ impl Agent {
                 },
             };
         let mut key = self.keyring.open(&chosen.id)?;
-        let (finish, pin) = enrol::make_credential_keeping_pin(key.as_mut(), begin, prompts)?;
+        let enrol::Made {
+            finish,
+            pin,
+            key_policy,
+        } = enrol::make_credential_keeping_pin(key.as_mut(), begin, prompts)?;
         let cfg = self.config()?;
         let device_key = DeviceKey::load(&self.paths)?;
         let result: EnrolFinishResponse = match self.client(&cfg.server_url)?.post_signed(
@@ -118,6 +122,7 @@ impl Agent {
         Ok(Enrolled {
             key: finish.key,
             result,
+            key_policy,
         })
     }
 }

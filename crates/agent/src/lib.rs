@@ -26,6 +26,7 @@ pub mod keyring;
 pub mod locks;
 pub mod managed;
 pub mod outbox;
+pub mod pin;
 mod provisioning;
 pub mod reclaim;
 mod reporting;
@@ -292,6 +293,19 @@ impl Agent {
                 user_name: c.user_name,
             })
             .collect())
+    }
+
+    /// Change the PIN of the key `key_id`, asked for or demanded by the key (getInfo
+    /// `forcePINChange`): the new PIN and then the current one through `prompts`, with the key's
+    /// minimum and the retries left. Returns the key as it is afterwards.
+    pub fn change_key_pin(
+        &self,
+        key_id: &str,
+        prompts: &dyn enrol::EnrolPrompts,
+    ) -> Result<KeyInfo> {
+        let mut key = self.keyring.open(key_id)?;
+        pin::change_pin(key.as_mut(), prompts, None)?;
+        Ok(key.info()?)
     }
 
     /// A device-signed POST to the service this laptop is provisioned with.

@@ -255,6 +255,13 @@ impl Authenticator for LockedKey {
     fn selection(&mut self, prompt: &dyn keywarden_keys::Prompt) -> keywarden_keys::Result<()> {
         self.inner.selection(prompt)
     }
+    fn config(
+        &mut self,
+        command: &keywarden_keys::config::ConfigCommand,
+        pin: &str,
+    ) -> keywarden_keys::Result<()> {
+        self.inner.config(command, pin)
+    }
     fn reset(&mut self, prompt: &dyn keywarden_keys::Prompt) -> keywarden_keys::Result<()> {
         self.inner.reset(prompt)
     }

@@ -86,6 +86,19 @@ pub(crate) enum Command {
         #[arg(long)]
         pin_stdin: bool,
     },
+    /// Change a key's PIN. A key that asks for a new PIN before it can be used (IT set it so,
+    /// or its minimum PIN length was raised) is unlocked this way; `enrol` also guides you
+    /// through it. Shows the key's minimum PIN length and the attempts left.
+    ChangePin {
+        /// Key id (from `keywarden keys`); without it you are asked which when several are
+        /// present.
+        #[arg(long = "key", value_name = "ID")]
+        key: Option<String>,
+        /// Read the PINs from standard input: the current PIN on the first line, the new one
+        /// on the second.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
     /// Several keys plugged in? Touch the one you mean: prints its id. Every key that can do
     /// CTAP 2.1 selection waits for a touch; the first one touched wins.
     Select,
@@ -99,7 +112,8 @@ pub(crate) enum Command {
         /// key in the same session. Without it you are asked which key when several are present.
         #[arg(long = "key", value_name = "ID")]
         keys: Vec<String>,
-        /// Read the PIN from the first line of standard input (for scripting).
+        /// Read the PIN from the first line of standard input (for scripting); a second line is
+        /// the new PIN, used only when the key asks for one.
         #[arg(long)]
         pin_stdin: bool,
         /// When several keys are present and no --key is given, choose by touching the key

@@ -1,9 +1,7 @@
 //! `keywarden enrol`: redeeming a ticket and enrolling keys in the session, with progress.
 
-use std::io::BufRead as _;
-
 use crate::print_json;
-use crate::prompts::{read_pin, two_pins, TerminalPrompts, TouchNotice};
+use crate::prompts::{read_pin, stdin_lines, two_pins, TerminalPrompts, TouchNotice};
 use anyhow::Context as _;
 use keywarden_agent::Agent;
 
@@ -27,19 +25,22 @@ pub(crate) fn enrol(
         json,
         browser_link,
     } = opts;
-    let (proof_pin, pin_from_stdin) = match (with_key, pin_stdin) {
-        (Some(_), _) => two_pins(pin_stdin)?,
-        (None, true) => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("cannot read the PIN from stdin")?;
-            (None, Some(line.trim_end_matches(['\r', '\n']).to_owned()))
+    let (proof_pin, pin_from_stdin, new_pin_from_stdin) = match (with_key, pin_stdin) {
+        (Some(_), _) => {
+            let (proof, pin) = two_pins(pin_stdin)?;
+            (proof, pin, None)
         }
-        (None, false) => (None, None),
+        // The PIN, then (only read when the key asks for a new PIN) the new one.
+        (None, true) => {
+            let mut lines = stdin_lines()?.into_iter();
+            (None, Some(lines.next().unwrap_or_default()), lines.next())
+        }
+        (None, false) => (None, None, None),
     };
-    let prompts = TerminalPrompts { pin_from_stdin };
+    let prompts = TerminalPrompts {
+        pin_from_stdin,
+        new_pin_from_stdin,
+    };
     // Fresh posture first, so the credential is bound with this laptop's current posture.
     if let Err(e) = agent.report() {
         eprintln!("note: could not send a posture report before enrolling: {e}");
@@ -135,6 +136,14 @@ pub(crate) fn enrol_in(
                 r.credential.attestation_format,
                 r.credential.attestation_type
             );
+            if let Some(p) = &done.key_policy {
+                for what in &p.applied {
+                    println!("Set on the key for your organisation: {what}.");
+                }
+                for what in &p.unmet {
+                    println!("Your organisation asks for {what}.");
+                }
+            }
             println!(
                 "You have {} of {} required authenticators.",
                 r.standing.active_authenticators, r.standing.required_authenticators

@@ -13,6 +13,7 @@ use crate::enrol::{enrol, enrol_in, print_browser_link, EnrolOptions};
 use crate::output::{no_key_message, print_checkin, print_flush, print_key};
 use crate::prompts::{read_pin, select_by_touch, two_pins, TerminalPrompts, TouchNotice};
 use clap::Parser;
+use keywarden_agent::enrol::EnrolPrompts as _;
 use keywarden_agent::keys::Keyring;
 use keywarden_agent::Agent;
 
@@ -274,6 +275,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::ChangePin { key, pin_stdin } => {
+            let prompts = if pin_stdin {
+                let mut lines = prompts::stdin_lines()?.into_iter();
+                let (current, new) = (lines.next(), lines.next());
+                if new.is_none() {
+                    anyhow::bail!("--pin-stdin needs two lines: the current PIN, then the new one");
+                }
+                TerminalPrompts {
+                    pin_from_stdin: current,
+                    new_pin_from_stdin: new,
+                }
+            } else {
+                TerminalPrompts {
+                    pin_from_stdin: None,
+                    new_pin_from_stdin: None,
+                }
+            };
+            let key = match key {
+                Some(k) => k,
+                None => {
+                    let keys = agent.keys()?;
+                    match keys.len() {
+                        0 => anyhow::bail!("{}", no_key_message()),
+                        1 => keys[0].id.clone(),
+                        _ => keys[prompts.choose_key(&keys)?].id.clone(),
+                    }
+                }
+            };
+            let info = agent.change_key_pin(&key, &prompts)?;
+            if json {
+                print_json(&info)?;
+            } else {
+                println!(
+                    "PIN changed on {} [{}]; it needs at least {} characters.",
+                    info.label,
+                    info.id,
+                    keywarden_agent::pin::min_pin_length(&info)
+                );
+            }
+        }
         Command::Enrol {
             ticket,
             mut keys,
@@ -312,6 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 keywarden_agent::stepup::add_key(&agent, &with_key, &proof_pin, &TouchNotice)?;
             let prompts = TerminalPrompts {
                 pin_from_stdin: new_pin,
+                new_pin_from_stdin: None,
             };
             let session = enrol_in(&agent, session, &keys, &prompts, json)?;
             if browser_link {
@@ -380,6 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let session = keywarden_agent::stepup::recover(&agent, &ticket, key, &TouchNotice)?;
             let prompts = TerminalPrompts {
                 pin_from_stdin: second,
+                new_pin_from_stdin: None,
             };
             enrol_in(&agent, session, &keys, &prompts, json)?;
         }

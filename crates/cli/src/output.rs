@@ -66,6 +66,18 @@ pub(crate) fn print_key(k: &KeyInfo) {
             .map(|r| format!(", {r} retries left"))
             .unwrap_or_default()
     );
+    if let Some(n) = k.min_pin_length {
+        println!("  minimum PIN length {n}");
+    }
+    if k.options.get("alwaysUv") == Some(&true) {
+        println!("  PIN asked for every use (alwaysUv)");
+    }
+    if k.force_pin_change == Some(true) {
+        println!(
+            "  asks for a new PIN before it can be used: keywarden change-pin --key {}",
+            k.id
+        );
+    }
     if let Some(n) = k.remaining_discoverable_credentials {
         println!("  {n} discoverable credential slot(s) free");
     }

@@ -30,6 +30,8 @@ pub(crate) fn select_by_touch(agent: &Agent) -> anyhow::Result<String> {
 /// Terminal prompts: numbered key choice, hidden PIN entry typed twice for a new PIN.
 pub(crate) struct TerminalPrompts {
     pub(crate) pin_from_stdin: Option<String>,
+    /// The new PIN from standard input, for a PIN change (`change-pin --pin-stdin`).
+    pub(crate) new_pin_from_stdin: Option<String>,
 }
 
 impl Prompt for TerminalPrompts {
@@ -49,6 +51,20 @@ impl TerminalPrompts {
             ));
         }
         rpassword::prompt_password(prompt).map_err(|_| Error::Cancelled)
+    }
+
+    /// A new PIN typed twice (once when it comes from standard input).
+    fn read_new_pin(&self) -> keywarden_agent::Result<String> {
+        let first = self.read_hidden("New PIN: ")?;
+        if self.pin_from_stdin.is_none() {
+            let again = self.read_hidden("New PIN again: ")?;
+            if again != first {
+                return Err(Error::PinRejected(
+                    "the two PINs differ; nothing was changed".into(),
+                ));
+            }
+        }
+        Ok(first)
     }
 }
 
@@ -89,16 +105,38 @@ impl EnrolPrompts for TerminalPrompts {
             "{} has no PIN yet. Choose one of at least {min_len} characters.",
             key.label
         );
-        let first = self.read_hidden("New PIN: ")?;
-        if self.pin_from_stdin.is_none() {
-            let again = self.read_hidden("New PIN again: ")?;
-            if again != first {
-                return Err(Error::PinRejected(
-                    "the two PINs differ; nothing was changed".into(),
-                ));
-            }
+        self.read_new_pin()
+    }
+
+    fn change_pin(
+        &self,
+        key: &KeyInfo,
+        min_len: u32,
+        retries: Option<u32>,
+    ) -> keywarden_agent::Result<String> {
+        if key.force_pin_change == Some(true) {
+            eprintln!(
+                "{} asks for a new PIN before it can be used (IT set it so, or its minimum PIN length was raised).",
+                key.label
+            );
+        } else {
+            eprintln!("Changing the PIN of {}.", key.label);
         }
-        Ok(first)
+        eprintln!(
+            "Choose a new PIN of at least {min_len} characters, then type the current one{}.",
+            retries.map_or(String::new(), |r| format!(
+                " ({r} attempts left before the key locks)"
+            ))
+        );
+        if self.pin_from_stdin.is_some() {
+            return self.new_pin_from_stdin.clone().ok_or_else(|| {
+                Error::NeedsInput(format!(
+                    "{} needs a new PIN first: run `keywarden change-pin --key {}`",
+                    key.label, key.id
+                ))
+            });
+        }
+        self.read_new_pin()
     }
 
     fn pin(
@@ -125,16 +163,21 @@ impl EnrolPrompts for TerminalPrompts {
     }
 }
 
+/// Every line of standard input.
+pub(crate) fn stdin_lines() -> anyhow::Result<Vec<String>> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+        .context("cannot read the PINs from stdin")?;
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
 /// With `--pin-stdin`, two PINs from standard input: the first line for the key that proves
 /// who you are, the next for the key to enrol (the first for both when there is one line).
 pub(crate) fn two_pins(pin_stdin: bool) -> anyhow::Result<(Option<String>, Option<String>)> {
     if !pin_stdin {
         return Ok((None, None));
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
-        .context("cannot read the PINs from stdin")?;
-    let mut lines = text.lines().map(str::to_owned);
+    let mut lines = stdin_lines()?.into_iter();
     let first = lines.next().unwrap_or_default();
     let second = lines.next().unwrap_or_else(|| first.clone());
     Ok((Some(first), Some(second)))

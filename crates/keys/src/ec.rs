@@ -1,11 +1,14 @@
-//! P-256 helpers (openssl) shared by the soft key and its CTAP2 front end.
+//! openssl helpers: P-256 (the soft key and its CTAP2 front end) and HMAC-SHA-256 (also the
+//! HID backend's authenticatorConfig).
 
 use crate::{Error, Result};
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::EcGroup;
 use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
+use openssl::sign::Signer;
 
 /// An openssl failure as [`Error::Crypto`], saying what was being done.
 pub(crate) fn crypto(context: &'static str) -> impl FnOnce(ErrorStack) -> Error {
@@ -42,4 +45,12 @@ pub(crate) fn public_coordinates(
         })
     };
     Ok((coord(&x)?, coord(&y)?))
+}
+
+/// HMAC-SHA-256.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Result<Vec<u8>> {
+    let pkey = PKey::hmac(key).map_err(crypto("making an HMAC key"))?;
+    let mut signer = Signer::new(MessageDigest::sha256(), &pkey).map_err(crypto("HMAC"))?;
+    signer.update(message).map_err(crypto("HMAC"))?;
+    signer.sign_to_vec().map_err(crypto("HMAC"))
 }

@@ -47,6 +47,15 @@ pub enum Error {
         min_len: u32,
     },
 
+    /// The key demands a new PIN before its PIN is used again (getInfo `forcePINChange`, set by
+    /// an administrator's setMinPINLength or by a minimum raised above the PIN's length): the
+    /// PIN must be changed, to one of at least `min_len` characters, first.
+    #[error("this key requires a new PIN before it can be used: change it to one of at least {min_len} characters")]
+    PinChangeRequired {
+        /// The minimum number of characters the new PIN needs.
+        min_len: u32,
+    },
+
     /// The key has no PIN yet, so it cannot verify the user (CTAP `PIN_NOT_SET`, 0x35).
     #[error("this key has no PIN yet; set one first")]
     PinNotSet,

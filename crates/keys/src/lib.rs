@@ -43,16 +43,20 @@ pub use error::{ctap_status_name, Error, Result};
 pub mod attestation;
 pub mod models;
 
+#[cfg(any(feature = "soft", feature = "hid"))]
+pub mod config;
 #[cfg(feature = "soft")]
 pub mod ctap2;
 #[cfg(any(feature = "soft", feature = "hid"))]
 pub mod ctaphid;
-#[cfg(feature = "soft")]
+#[cfg(any(feature = "soft", feature = "hid"))]
+// The HID backend uses only its HMAC; the P-256 helpers are the soft key's.
+#[cfg_attr(not(feature = "soft"), allow(dead_code))]
 mod ec;
 #[cfg(feature = "hid")]
 pub mod hid;
 #[cfg(feature = "hid")]
-mod hidraw_reset;
+mod hidraw_cbor;
 #[cfg(feature = "soft")]
 pub mod soft;
 
@@ -173,6 +177,12 @@ pub trait Authenticator: Send {
     fn wink(&mut self) -> Result<()>;
     /// authenticatorSelection: wait until this key is touched (used to pick one of several).
     fn selection(&mut self, prompt: &dyn Prompt) -> Result<()>;
+    /// authenticatorConfig (CTAP 2.1): have the key enforce a setting itself, authorised by its
+    /// PIN (a pinUvAuthToken with the `acfg` permission). Keys without it (getInfo option
+    /// `authnrCfg`) give [`Error::Unsupported`]; a setMinPINLength below the key's current
+    /// minimum gives [`Error::PinPolicy`].
+    #[cfg(any(feature = "soft", feature = "hid"))]
+    fn config(&mut self, command: &config::ConfigCommand, pin: &str) -> Result<()>;
     /// authenticatorReset: delete every credential and the PIN (the key asks for a touch,
     /// real keys only within seconds of being plugged in).
     fn reset(&mut self, prompt: &dyn Prompt) -> Result<()>;

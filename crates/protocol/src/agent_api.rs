@@ -219,6 +219,33 @@ pub struct EnrolBeginResponse {
     pub active_authenticators: u32,
     /// Active authenticators the coverage policy requires.
     pub required_authenticators: u32,
+    /// What the person's population has a key enforce itself, which the agent puts on the key
+    /// before it makes the credential (where the key supports it); absent when nothing is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub key_policy: Option<KeyPolicy>,
+}
+
+/// Settings a population has its keys enforce themselves (CTAP 2.1 authenticatorConfig).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct KeyPolicy {
+    /// Shortest PIN the key must enforce (setMinPINLength, with the relying party allowed to
+    /// read it from the attested data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub min_pin_length: Option<u32>,
+    /// The key asks for its PIN for every use (alwaysUv).
+    #[serde(default)]
+    pub always_uv: bool,
+}
+
+impl KeyPolicy {
+    /// True when it asks nothing of a key.
+    pub fn is_empty(&self) -> bool {
+        self.min_pin_length.is_none() && !self.always_uv
+    }
 }
 
 /// `POST /api/v1/agent/enrolments/{id}/finish` (signed): the key's answer.
@@ -275,6 +302,43 @@ pub struct CredentialView {
     /// `agent` (the desktop app) or `browser` (the self-service pages).
     #[serde(default)]
     pub enrolled_via: String,
+    /// The settings the key enforced itself when it was enrolled; absent for a browser
+    /// passkey and for keys enrolled before the service recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub on_key: Option<OnKeySettings>,
+}
+
+/// What a key enforced itself when it was enrolled: its minimum PIN length (from the attested
+/// `minPinLength` extension where the key gave it, else as the agent read getInfo) and whether
+/// it asked for its PIN for every use (alwaysUv, as the agent read getInfo).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub struct OnKeySettings {
+    /// Minimum PIN length, where known.
+    pub min_pin_length: Option<u32>,
+    /// alwaysUv on (`None`: the key does not offer it, or it was not reported).
+    pub always_uv: Option<bool>,
+}
+
+impl OnKeySettings {
+    /// The parts of `policy` the key does not carry, each as a short phrase; empty when it
+    /// carries all of it.
+    pub fn unmet(&self, policy: &KeyPolicy) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(want) = policy.min_pin_length {
+            match self.min_pin_length {
+                Some(have) if have >= want => {}
+                Some(have) => out.push(format!("minimum PIN length {have} < {want}")),
+                None => out.push(format!("minimum PIN length unknown (needs {want})")),
+            }
+        }
+        if policy.always_uv && self.always_uv != Some(true) {
+            out.push("PIN not asked for every use".to_owned());
+        }
+        out
+    }
 }
 
 /// Answer to `POST /api/v1/agent/enrolments/{id}/web-link`: a one-time link that opens the

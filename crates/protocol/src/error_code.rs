@@ -441,6 +441,9 @@ error_codes! {
     PinPolicy = "pin_policy",
     /// Agent: the PIN typed does not meet the key's rules.
     PinRejected = "pin_rejected",
+    /// Agent: the key demands a new PIN before it can be used (set by IT, or by a minimum PIN
+    /// length raised above the PIN's).
+    PinChangeRequired = "pin_change_required",
     /// Agent: the service asked the laptop to sign for another relying party.
     RpMismatch = "rp_mismatch",
     /// Agent: the laptop does not know its organisation's relying party, so it signs nothing.

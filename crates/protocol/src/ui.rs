@@ -136,6 +136,11 @@ pub struct WizardSession {
     pub enrolled: Vec<CredentialView>,
     /// The relying party the credentials are for (to list them on a key later).
     pub rp_id: String,
+    /// What the person's population has each key enforce itself (a new PIN is then asked to
+    /// meet its minimum too); absent when nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub key_policy: Option<crate::KeyPolicy>,
 }
 
 /// The key inventory as the app shows it: the keys, and why none is seen when none is.

@@ -22,6 +22,7 @@ both_backends!(
     laptop_pages_show_the_screen_lock_and_platform_protections,
     audit_and_keys_pages_for_auditors,
     exceptions_page_flags_expiry_and_revokes,
+    on_key_policy_is_recorded_and_shown_per_model_and_person,
 );
 
 /// A setup link as the service writes it at first start.
@@ -675,4 +676,81 @@ async fn exceptions_page_flags_expiry_and_revokes(app: App) {
     )
     .await;
     assert!(csv.contains("travelling without a second key"), "{csv}");
+}
+
+/// Finish the ceremony `begun` with what the key `made`; returns what the service recorded the
+/// key enforces.
+async fn finish_made(app: &App, laptop: &common::Device, begun: &Value, made: &Value) -> Value {
+    let path = format!(
+        "/api/v1/agent/ceremonies/{}/finish",
+        begun["ceremony_id"].as_str().unwrap()
+    );
+    let (s, v) = laptop.signed(app, &path, made).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["credential"]["on_key"].clone()
+}
+
+/// A population's on-key policy (minimum PIN length 8, the PIN for every use) goes to the
+/// agent with the ceremony; a key the agent configured is recorded with what it enforces, and
+/// one that was not configured (an older agent, a key that cannot take it) is enrolled when it
+/// meets the rest of the policy and shown below the on-key part, per person and per model.
+async fn on_key_policy_is_recorded_and_shown_per_model_and_person(app: App) {
+    let (admin, _) = first_admin(&app).await;
+    let body = json!({"priority": 10,
+        "selector": {"kind": "attribute", "key": "department", "value": "research"},
+        "policy": {"always_uv": true, "min_pin_length": 8, "min_authenticators": 1}});
+    let (s, v) = admin
+        .call(&app, "PUT", "/api/v1/admin/populations/research", body)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, page) = admin.get(&app, "/console/policy").await;
+    assert!(
+        page.contains("set on each key at enrolment: minimum PIN length 8, the PIN for every use"),
+        "{page}"
+    );
+    let person = app.hr_person_in("kim@example.com", "research").await;
+    let laptop = app.device("pc-kim").await;
+    let (s, begun) = common::begin(&app, &laptop, &app.ticket_secret(&person).await).await;
+    assert_eq!(s, StatusCode::CREATED, "{begun}");
+    assert_eq!(
+        begun["key_policy"],
+        json!({"min_pin_length": 8, "always_uv": true})
+    );
+
+    // The agent sets both on the key; the minimum raised above the PIN's length makes the key
+    // ask for a new PIN, which the agent takes before making the credential.
+    let key = SoftKey::new();
+    let made = key.make_credential_applying_policy(&begun, "123456", "12345678");
+    assert_eq!(made["key"]["min_pin_length"], 8, "{made}");
+    let on_key = finish_made(&app, &laptop, &begun, &made).await;
+    assert_eq!(on_key, json!({"min_pin_length": 8, "always_uv": true}));
+
+    // A second key whose agent left alwaysUv off: enrolled (the minimum is attested), shown
+    // as below the on-key policy.
+    let (s, next) = common::next_ceremony(&app, &laptop, &begun).await;
+    assert_eq!(s, StatusCode::CREATED, "{next}");
+    let second = SoftKey::new();
+    let mut only_min = next.clone();
+    only_min["key_policy"] = json!({"min_pin_length": 8});
+    let made = second.make_credential_applying_policy(&only_min, "12345678", "12345678");
+    let on_key = finish_made(&app, &laptop, &next, &made).await;
+    assert_eq!(on_key, json!({"min_pin_length": 8, "always_uv": false}));
+
+    let (s, page) = admin.get(&app, &format!("/console/people/{person}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("PIN of at least 8, PIN for every use<"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("below policy: PIN not asked for every use")
+            .count(),
+        1,
+        "{page}"
+    );
+    let (_, page) = admin.get(&app, "/console/keys").await;
+    assert!(page.contains("PIN for every use (alwaysUv)</th>"), "{page}");
+    // The two research keys' model row: both at 8, one of two with alwaysUv (the admin's own
+    // key, enrolled in the browser, records nothing and has a row of its own).
+    assert!(page.contains("<td>8</td><td>1 of 2</td>"), "{page}");
 }

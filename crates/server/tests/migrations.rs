@@ -59,6 +59,9 @@ const SHIPPED: &[(i64, &str, &str, &str)] = &[
     (11, "coverage triggers",
         "79390524695d220f2cbf6d6e42e1232531a210c3478cc723191dd58e2c2c32088c39c582b620335cae210809355875c1",
         "a05561f6d74cc6abc738ab0e4f87b862af57e3a68eaa3748cfa604978031e5f278493419053908f21264d94fbd246523"),
+    (12, "on key policy",
+        "c25053bb1a9153b435377a9e7d67a51945701ba2c38eb13fc01b95510f27f912a3967ff75aab46329cde6314fadbf6d2",
+        "c25053bb1a9153b435377a9e7d67a51945701ba2c38eb13fc01b95510f27f912a3967ff75aab46329cde6314fadbf6d2"),
 ];
 
 /// Every shipped migration keeps its version, description and checksum on both databases, and

@@ -357,26 +357,7 @@ pub(crate) fn run(env: &mut Env) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let ticket = service.ticket(&ada)?;
-    let out = env.keywarden(
-        "laptop",
-        &[
-            "enrol",
-            "--ticket",
-            &ticket,
-            "--key",
-            &a.id,
-            "--key",
-            &b.id,
-            "--pin-stdin",
-        ],
-        Some(&format!("{PIN}\n")),
-    )?;
-    ensure!(
-        out.status.success(),
-        "enrol A+B: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.enrol(&ticket, &[&a.id, &b.id], &format!("{PIN}\n"), "enrol A+B")?;
     let creds = service.credentials_of(&ada)?;
     ensure!(creds.len() == 2, "two credentials bound to ada: {creds:?}");
     for c in &creds {
@@ -554,7 +535,7 @@ pub(crate) fn run(env: &mut Env) -> Result<()> {
     let mut kc = c.open()?;
     assert_err(
         make_other_credential(kc.as_mut(), b"c", "112233"),
-        |e| matches!(e, KeyError::PinPolicy { .. }),
+        |e| matches!(e, KeyError::PinChangeRequired { .. }),
         "forcePINChange refuses the PIN until changed",
     )?;
     kc.change_pin("112233", PIN)?;
@@ -564,31 +545,15 @@ pub(crate) fn run(env: &mut Env) -> Result<()> {
     );
     drop(kc);
     // Self attestation counts only where a population allows it (people's own keys).
-    service.admin(
-        reqwest::Method::PUT,
-        "/api/v1/admin/populations/byod",
-        Some(serde_json::json!({"priority": 1,
-            "selector": {"kind": "attribute", "key": "department", "value": "BYOD lab"},
-            "policy": {"require_trusted_attestation": false}})),
+    let bob = service.person_in_population(
+        "bob",
+        "byod",
+        "BYOD lab",
+        1,
+        serde_json::json!({"require_trusted_attestation": false}),
     )?;
-    let bob = service.hr_person("bob", "BYOD lab")?;
-    let out = env.keywarden(
-        "laptop",
-        &[
-            "enrol",
-            "--ticket",
-            &service.ticket(&bob)?,
-            "--key",
-            &c.id,
-            "--pin-stdin",
-        ],
-        Some(&format!("{PIN}\n")),
-    )?;
-    ensure!(
-        out.status.success(),
-        "enrol C: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ticket = service.ticket(&bob)?;
+    env.enrol(&ticket, &[&c.id], &format!("{PIN}\n"), "enrol C")?;
     let bobs = service.credentials_of(&bob)?;
     ensure!(
         bobs.len() == 1 && bobs[0]["attestation_type"] == "self",
@@ -606,6 +571,8 @@ pub(crate) fn run(env: &mut Env) -> Result<()> {
     )?;
     drop(kc);
     env.ok("third key (protocol 2 only, self attestation, forcePINChange, 1 slot): enrolled, service verified self attestation", t);
+
+    crate::key_policy::check(env, &service)?;
 
     // Unplugged in the middle of makeCredential.
     let t = Instant::now();

@@ -51,6 +51,24 @@ impl Env {
         drop(input);
         Ok(child.wait_with_output()?)
     }
+
+    /// `keywarden enrol --ticket TICKET --key ID… --pin-stdin` on the laptop with `stdin`,
+    /// required to succeed (`what` names it in the failure).
+    pub(crate) fn enrol(&self, ticket: &str, keys: &[&str], stdin: &str, what: &str) -> Result<()> {
+        let mut args = vec!["enrol", "--ticket", ticket];
+        for k in keys {
+            args.extend(["--key", k]);
+        }
+        args.push("--pin-stdin");
+        let out = self.keywarden("laptop", &args, Some(stdin))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{what}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
 }
 
 /// One virtual key: a `keywarden-softkey --uhid` process.

@@ -13,6 +13,7 @@ mod checks;
 mod env;
 mod fido2;
 mod hid_helpers;
+mod key_policy;
 mod rawhid;
 mod service;
 

@@ -111,6 +111,26 @@ impl Service {
         Ok(())
     }
 
+    /// A person HR provisions over SCIM in `department`, which is first made the population
+    /// `population` (priority `priority`) with `policy`.
+    pub(crate) fn person_in_population(
+        &self,
+        user_name: &str,
+        population: &str,
+        department: &str,
+        priority: i64,
+        policy: Value,
+    ) -> Result<String> {
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/populations/{population}"),
+            Some(serde_json::json!({"priority": priority,
+                "selector": {"kind": "attribute", "key": "department", "value": department},
+                "policy": policy})),
+        )?;
+        self.hr_person(user_name, department)
+    }
+
     /// A person HR provisions over SCIM in `department`.
     pub(crate) fn hr_person(&self, user_name: &str, department: &str) -> Result<String> {
         let scim = self.post(

@@ -112,8 +112,4 @@ pub(super) fn canonical(v: Value) -> Value {
     }
 }
 
-pub(super) fn encode(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(v, &mut out).expect("writing CBOR into a Vec cannot fail");
-    out
-}
+pub(super) use crate::config::encode;

@@ -108,6 +108,7 @@ impl CtapAuthenticator {
         let flags = match self.uv_param(p, 6, &client_data_hash, PERM_GA, &rp_id)? {
             UvParam::Probe => return self.probe(up),
             UvParam::Verified => FLAG_UP | FLAG_UV,
+            UvParam::Absent if self.key.always_uv() => return Err(status::PUAT_REQUIRED),
             UvParam::Absent => FLAG_UP,
         };
         touch(up)?;

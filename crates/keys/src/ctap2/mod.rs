@@ -9,6 +9,7 @@
 
 mod cbor;
 mod client_pin;
+mod config;
 mod credentials;
 pub mod pin;
 
@@ -47,6 +48,7 @@ mod status {
 const PERM_MC: u8 = 0x01;
 const PERM_GA: u8 = 0x02;
 const PERM_CM: u8 = 0x04;
+const PERM_ACFG: u8 = crate::config::PERMISSION_ACFG;
 
 /// What a request's pinUvAuthParam says ([`CtapAuthenticator::uv_param`]).
 enum UvParam {
@@ -140,7 +142,7 @@ fn status_of(e: &Error) -> u8 {
         Error::PinAuthBlocked => 0x34,
         Error::PinNotSet => status::PIN_NOT_SET,
         Error::PinRequired => status::PUAT_REQUIRED,
-        Error::PinPolicy { .. } => status::PIN_POLICY_VIOLATION,
+        Error::PinPolicy { .. } | Error::PinChangeRequired { .. } => status::PIN_POLICY_VIOLATION,
         Error::PinAlreadySet => status::NOT_ALLOWED,
         Error::CredentialExcluded => 0x19,
         Error::KeyStoreFull => 0x28,
@@ -222,6 +224,7 @@ impl CtapAuthenticator {
             0x0A if self.profile.fido_2_1 => self.credential_management(&params, 0x0A),
             0x41 if !self.profile.fido_2_1 => self.credential_management(&params, 0x41),
             0x0B if self.profile.fido_2_1 => touch(up).map(|()| None),
+            0x0D if self.profile.fido_2_1 => self.config(&params),
             _ => Err(status::INVALID_COMMAND),
         };
         match answer {
@@ -257,6 +260,13 @@ impl CtapAuthenticator {
             options.push((text("credMgmt"), Value::Bool(true)));
             options.push((text("pinUvAuthToken"), Value::Bool(true)));
             options.push((text("makeCredUvNotRqd"), Value::Bool(false)));
+            options.push((text("authnrCfg"), Value::Bool(true)));
+            options.push((text("setMinPINLength"), Value::Bool(true)));
+            options.push((text("alwaysUv"), Value::Bool(self.key.always_uv())));
+            options.push((
+                text("ep"),
+                Value::Bool(info.options.get("ep") == Some(&true)),
+            ));
         } else {
             options.push((text("credentialMgmtPreview"), Value::Bool(true)));
         }
@@ -292,6 +302,10 @@ impl CtapAuthenticator {
             m.push((int(0x0D), int(i64::from(info.min_pin_length.unwrap_or(4)))));
         }
         m.push((int(0x0E), int(i64::from(crate::soft::FIRMWARE_VERSION))));
+        if p.fido_2_1 {
+            let max_rp_ids = crate::soft::MAX_MIN_PIN_LENGTH_RP_IDS;
+            m.push((int(0x10), int(i64::try_from(max_rp_ids).unwrap_or(0))));
+        }
         if p.fido_2_1 {
             m.push((int(0x14), int(i64::from(self.key.remaining_discoverable()))));
         }
@@ -379,5 +393,7 @@ fn pop(pending: &mut Vec<Value>) -> Answer {
     pending.pop().map(Some).ok_or(status::NOT_ALLOWED)
 }
 
+#[cfg(test)]
+mod config_tests;
 #[cfg(test)]
 mod tests;

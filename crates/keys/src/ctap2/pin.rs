@@ -4,15 +4,14 @@
 //! SHA-256 of the ECDH x coordinate (protocol one) or an HMAC key and an AES key drawn from it
 //! with HKDF-SHA-256 (protocol two). Everything runs on openssl.
 
+pub use crate::ec::hmac_sha256;
 use crate::ec::{crypto, p256, public_coordinates};
 use crate::{Error, Result};
 use ciborium::value::Value;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::derive::Deriver;
 use openssl::ec::{EcKey, EcPoint};
-use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
-use openssl::sign::Signer;
 use openssl::symm::{Cipher, Crypter, Mode};
 use sha2::{Digest, Sha256};
 
@@ -42,14 +41,6 @@ impl Protocol {
             Protocol::Two => 2,
         }
     }
-}
-
-/// HMAC-SHA-256.
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Result<Vec<u8>> {
-    let pkey = PKey::hmac(key).map_err(crypto("making an HMAC key"))?;
-    let mut signer = Signer::new(MessageDigest::sha256(), &pkey).map_err(crypto("HMAC"))?;
-    signer.update(message).map_err(crypto("HMAC"))?;
-    signer.sign_to_vec().map_err(crypto("HMAC"))
 }
 
 /// HKDF-SHA-256 (RFC 5869) with a 32-byte output.

@@ -8,12 +8,16 @@ use super::*;
 use crate::attestation::{FLAG_UP, FLAG_UV};
 use sha2::{Digest, Sha256};
 
-fn key(dir: &tempfile::TempDir, profile: Profile) -> CtapAuthenticator {
+pub(super) fn key(dir: &tempfile::TempDir, profile: Profile) -> CtapAuthenticator {
     let soft = SoftKey::open(dir.path().join("k.json")).unwrap();
     CtapAuthenticator::new(soft, profile).unwrap()
 }
 
-fn call(a: &mut CtapAuthenticator, command: u8, params: Vec<(Value, Value)>) -> (u8, Map) {
+pub(super) fn call(
+    a: &mut CtapAuthenticator,
+    command: u8,
+    params: Vec<(Value, Value)>,
+) -> (u8, Map) {
     let mut req = vec![command];
     if !params.is_empty() {
         req.extend(encode(&Value::Map(params)));
@@ -30,13 +34,13 @@ fn call(a: &mut CtapAuthenticator, command: u8, params: Vec<(Value, Value)>) -> 
     (out[0], map)
 }
 
-struct Platform {
-    protocol: Protocol,
-    own: KeyAgreement,
-    secret: SharedSecret,
+pub(super) struct Platform {
+    pub(super) protocol: Protocol,
+    pub(super) own: KeyAgreement,
+    pub(super) secret: SharedSecret,
 }
 
-fn agree(a: &mut CtapAuthenticator, protocol: Protocol) -> Platform {
+pub(super) fn agree(a: &mut CtapAuthenticator, protocol: Protocol) -> Platform {
     let (s, m) = call(
         a,
         0x06,
@@ -53,13 +57,13 @@ fn agree(a: &mut CtapAuthenticator, protocol: Protocol) -> Platform {
     }
 }
 
-fn padded(pin: &str) -> Vec<u8> {
+pub(super) fn padded(pin: &str) -> Vec<u8> {
     let mut p = pin.as_bytes().to_vec();
     p.resize(64, 0);
     p
 }
 
-fn set_pin(a: &mut CtapAuthenticator, protocol: Protocol, pin: &str) -> u8 {
+pub(super) fn set_pin(a: &mut CtapAuthenticator, protocol: Protocol, pin: &str) -> u8 {
     let pl = agree(a, protocol);
     let enc = pl.secret.encrypt(&padded(pin)).unwrap();
     let auth = pl.secret.authenticate(&enc).unwrap();
@@ -77,7 +81,11 @@ fn set_pin(a: &mut CtapAuthenticator, protocol: Protocol, pin: &str) -> u8 {
     .0
 }
 
-fn pin_token(a: &mut CtapAuthenticator, protocol: Protocol, pin: &str) -> Result<Vec<u8>, u8> {
+pub(super) fn pin_token(
+    a: &mut CtapAuthenticator,
+    protocol: Protocol,
+    pin: &str,
+) -> Result<Vec<u8>, u8> {
     let pl = agree(a, protocol);
     let hash = Sha256::digest(pin.as_bytes())[..16].to_vec();
     let (s, m) = call(
@@ -97,12 +105,12 @@ fn pin_token(a: &mut CtapAuthenticator, protocol: Protocol, pin: &str) -> Result
     Ok(pl.secret.decrypt(&enc).unwrap())
 }
 
-fn retries(a: &mut CtapAuthenticator) -> i128 {
+pub(super) fn retries(a: &mut CtapAuthenticator) -> i128 {
     let (_, m) = call(a, 0x06, vec![(int(1), int(1)), (int(2), int(1))]);
     i128::from(get(&m, 3).unwrap().as_integer().unwrap())
 }
 
-fn make_credential(
+pub(super) fn make_credential(
     a: &mut CtapAuthenticator,
     protocol: Protocol,
     token: &[u8],

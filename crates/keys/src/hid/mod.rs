@@ -18,6 +18,11 @@
 //! policy (webauthn-rs there verifies everything again). The calls block; async callers run them
 //! on a blocking thread.
 //!
+//! authenticatorConfig ([`crate::config`]) takes its `acfg` token from the library and sends
+//! the one request over hidraw itself ([`crate::hidraw_cbor`]), as authenticatorReset does. A
+//! key whose getInfo says `forcePINChange` gets [`Error::PinChangeRequired`] for every use of
+//! its PIN but a change, before anything is sent.
+//!
 //! # Key ids
 //!
 //! `hid:` followed by the USB serial number when the device exposes one. Many FIDO keys do not
@@ -27,11 +32,13 @@
 //! port; nothing more stable can be read from such a key without its PIN.
 
 use crate::attestation::{self, AttestationStatement};
+use crate::config::ConfigCommand;
 use crate::models;
 use crate::{
     Assertion, Authenticator, Error, GetAssertionRequest, KeyProvider, MadeCredential,
     MakeCredentialRequest, Prompt, Result, StoredCredential,
 };
+use ctap_hid_fido2::fidokey::pin::Permission;
 use ctap_hid_fido2::fidokey::{
     CredentialExtension, GetAssertionArgsBuilder, MakeCredentialArgsBuilder,
 };
@@ -53,6 +60,8 @@ use verify::check_attestation;
 
 /// Longest PIN in bytes (CTAP 2.1).
 const MAX_PIN_BYTES: usize = 63;
+/// How long an authenticatorConfig may take (it asks for no touch).
+const CONFIG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Run one call into the HID stack, turning its panics and errors into [`Error`].
 fn guard<T, E: fmt::Display>(
@@ -382,6 +391,40 @@ impl HidKey {
         Ok(())
     }
 
+    /// [`Self::require_pin`] for a PIN about to be used (not changed): a key that demands a
+    /// new PIN refuses every token until then, so say that instead of sending it.
+    fn require_usable_pin(&self, pin: &str) -> Result<()> {
+        self.require_pin(pin)?;
+        if self.device_info.force_pin_change {
+            return Err(Error::PinChangeRequired {
+                min_len: self.device_info.min_pin_len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn require_config(&self, command: &ConfigCommand) -> Result<&str> {
+        let (option, what) = match command {
+            ConfigCommand::EnableEnterpriseAttestation => ("ep", "enterprise attestation"),
+            ConfigCommand::ToggleAlwaysUv => ("authnrCfg", "authenticatorConfig"),
+            ConfigCommand::SetMinPinLength(_) => ("setMinPINLength", "setMinPINLength"),
+        };
+        // `ep` is present (true or false) when the key offers enterprise attestation at all.
+        let offered =
+            self.device_info.options.contains_key(option) && self.device_info.option("authnrCfg");
+        if !offered {
+            return Err(Error::Unsupported {
+                what: what.to_owned(),
+            });
+        }
+        match &self.hid.param {
+            HidParam::Path(path) => Ok(path),
+            HidParam::VidPid { .. } => Err(Error::Unsupported {
+                what: "authenticatorConfig on a key not reached through a hidraw path".to_owned(),
+            }),
+        }
+    }
+
     fn require_cred_mgmt(&self) -> Result<()> {
         if self.device_info.cred_mgmt() == CredMgmt::Absent {
             return Err(Error::Unsupported {
@@ -429,7 +472,7 @@ impl Authenticator for HidKey {
         prompt: &dyn Prompt,
     ) -> Result<MadeCredential> {
         self.refresh()?;
-        self.require_pin(pin)?;
+        self.require_usable_pin(pin)?;
         let user = PublicKeyCredentialUserEntity::new(
             Some(&req.user_id),
             Some(&req.user_name),
@@ -497,7 +540,7 @@ impl Authenticator for HidKey {
         prompt: &dyn Prompt,
     ) -> Result<Assertion> {
         self.refresh()?;
-        self.require_pin(pin)?;
+        self.require_usable_pin(pin)?;
         let mut builder = GetAssertionArgsBuilder::new(&req.rp_id, &req.client_data_json).pin(pin);
         for id in &req.allow_credentials {
             builder = builder.add_credential_id(id);
@@ -534,7 +577,7 @@ impl Authenticator for HidKey {
     fn list_credentials(&mut self, rp_id: &str, pin: &str) -> Result<Vec<StoredCredential>> {
         self.refresh()?;
         self.require_cred_mgmt()?;
-        self.require_pin(pin)?;
+        self.require_usable_pin(pin)?;
         let rp_id_hash = attestation::rp_id_hash(rp_id);
         let found = guard("listing credentials", || {
             self.device
@@ -561,7 +604,7 @@ impl Authenticator for HidKey {
     fn delete_credential(&mut self, credential_id: &[u8], pin: &str) -> Result<()> {
         self.refresh()?;
         self.require_cred_mgmt()?;
-        self.require_pin(pin)?;
+        self.require_usable_pin(pin)?;
         let descriptor = PublicKeyCredentialDescriptor {
             id: credential_id.to_vec(),
             ctype: "public-key".to_owned(),
@@ -588,6 +631,22 @@ impl Authenticator for HidKey {
         guard("waiting for a touch", || self.device.selection())
     }
 
+    fn config(&mut self, command: &ConfigCommand, pin: &str) -> Result<()> {
+        self.refresh()?;
+        let path = self.require_config(command)?.to_owned();
+        self.require_usable_pin(pin)?;
+        let token = self.guard_pin("getting a PIN token for authenticatorConfig", || {
+            self.device
+                .get_pinuv_auth_token_with_permission(pin, Permission::AuthenticatorConfiguration)
+        })?;
+        // ctap-hid-fido2 sends setMinPINLength's parameters as separate commands and has no
+        // enterprise attestation: send the one request ourselves, on a channel of our own.
+        let request = command.request(self.device_info.pin_protocol(), &token.key)?;
+        crate::hidraw_cbor::transact(&path, &request, &|| {}, CONFIG_TIMEOUT)
+            .map_err(|e| self.policy(e))?;
+        self.refresh()
+    }
+
     fn reset(&mut self, prompt: &dyn Prompt) -> Result<()> {
         // ctap-hid-fido2 3.6 has no authenticatorReset: send it over hidraw ourselves.
         let HidParam::Path(path) = &self.hid.param else {
@@ -597,7 +656,7 @@ impl Authenticator for HidKey {
         };
         let path = path.clone();
         let info = self.info.clone();
-        crate::hidraw_reset::reset(&path, &|| prompt.touch(&info))?;
+        crate::hidraw_cbor::reset(&path, &|| prompt.touch(&info))?;
         self.refresh()
     }
 }

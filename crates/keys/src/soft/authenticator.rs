@@ -2,6 +2,7 @@
 
 use super::{Attestation, SoftKey};
 use crate::attestation::{FLAG_UP, FLAG_UV};
+use crate::config::ConfigCommand;
 use crate::{
     Assertion, Authenticator, Error, GetAssertionRequest, MadeCredential, MakeCredentialRequest,
     Prompt, Result, StoredCredential,
@@ -29,10 +30,14 @@ impl Authenticator for SoftKey {
     fn change_pin(&mut self, current_pin: &str, new_pin: &str) -> Result<()> {
         self.refresh()?;
         // As CTAP orders it: the current PIN is checked (and costs a retry if wrong) before the
-        // new one is looked at.
-        self.verify_user(current_pin)?;
-        self.check_pin_policy(new_pin)?;
-        self.store_new_pin(new_pin)
+        // new one is looked at. A key that demands a PIN change takes it here.
+        if self.state.pin_hash.is_none() {
+            return Err(Error::PinNotSet);
+        }
+        if current_pin.is_empty() {
+            return Err(Error::PinRequired);
+        }
+        self.change_pin_with_hash(&super::pin_hash(current_pin), new_pin)
     }
 
     fn pin_retries(&mut self) -> Result<u32> {
@@ -119,6 +124,12 @@ impl Authenticator for SoftKey {
     fn selection(&mut self, prompt: &dyn Prompt) -> Result<()> {
         self.refresh()?;
         self.await_touch(prompt)
+    }
+
+    fn config(&mut self, command: &ConfigCommand, pin: &str) -> Result<()> {
+        self.refresh()?;
+        self.verify_user(pin)?;
+        self.apply_config(command)
     }
 
     fn reset(&mut self, prompt: &dyn Prompt) -> Result<()> {

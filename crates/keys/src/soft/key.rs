@@ -109,6 +109,10 @@ impl SoftKey {
             ("credMgmt", true),
             ("pinUvAuthToken", true),
             ("makeCredUvNotRqd", false),
+            ("authnrCfg", true),
+            ("setMinPINLength", true),
+            ("alwaysUv", s.always_uv),
+            ("ep", s.enterprise_attestation),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -227,7 +231,14 @@ impl SoftKey {
         if pin.is_empty() {
             return Err(Error::PinRequired);
         }
-        self.check_pin_hash(&pin_hash(pin))
+        self.check_pin_hash(&pin_hash(pin))?;
+        // As a CTAP key refuses a pinUvAuthToken until the PIN is changed.
+        if self.state.force_pin_change {
+            return Err(Error::PinChangeRequired {
+                min_len: self.state.min_pin_length.max(4),
+            });
+        }
+        Ok(())
     }
 
     pub(super) fn check_pin_policy(&self, pin: &str) -> Result<()> {
@@ -243,6 +254,7 @@ impl SoftKey {
         self.state.pin_hash = Some(Secret(hex::encode(pin_hash(pin))));
         self.state.pin_retries = MAX_PIN_RETRIES;
         self.state.force_pin_change = false;
+        self.state.pin_code_points = u32::try_from(pin.chars().count()).ok();
         self.pin_failures_this_power_cycle = 0;
         self.save()
     }
@@ -302,7 +314,7 @@ impl SoftKey {
                 break id;
             }
         };
-        let extensions = min_pin_length_asked
+        let extensions = (min_pin_length_asked && self.min_pin_length_readable_by(&req.rp_id))
             .then(|| attestation::min_pin_length_output(self.state.min_pin_length.max(4)));
         let auth_data = attestation::authenticator_data_with_extensions(
             &req.rp_id,
@@ -435,6 +447,12 @@ impl SoftKey {
         self.refresh()?;
         self.check_pin_hash(current_hash)?;
         self.check_pin_policy(new_pin)?;
+        // A forced change must give a new PIN, not the same one again.
+        if self.state.force_pin_change && pin_hash(new_pin).as_slice() == current_hash {
+            return Err(Error::PinPolicy {
+                min_len: self.state.min_pin_length.max(4),
+            });
+        }
         self.store_new_pin(new_pin)
     }
 
@@ -499,6 +517,10 @@ impl SoftKey {
         self.state.pin_hash = None;
         self.state.pin_retries = MAX_PIN_RETRIES;
         self.state.force_pin_change = false;
+        self.state.pin_code_points = None;
+        self.state.always_uv = false;
+        self.state.enterprise_attestation = false;
+        self.state.min_pin_length_rp_ids = None;
         self.pin_failures_this_power_cycle = 0;
         self.save()
     }

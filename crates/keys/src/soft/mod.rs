@@ -23,6 +23,7 @@
 
 mod authenticator;
 mod cert;
+mod config;
 mod key;
 mod markers;
 mod provider;
@@ -32,6 +33,7 @@ use crate::{Error, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 pub use cert::AttestationBatch;
+pub use config::MAX_MIN_PIN_LENGTH_RP_IDS;
 pub use markers::{
     simulate_no_touch, simulate_replug, simulate_touch_again, simulate_unplug, unplugged_marker,
     untouched_marker,
@@ -139,6 +141,20 @@ struct State {
     max_discoverable_credentials: u32,
     attestation: AttestationIdentity,
     credentials: Vec<StoredCred>,
+    /// Code points of the PIN set, so a raised minimum knows whether the PIN still meets it;
+    /// absent in files written before it was kept.
+    #[serde(default)]
+    pin_code_points: Option<u32>,
+    /// Relying parties given the `minPinLength` extension output; absent: every one (how the
+    /// soft key comes).
+    #[serde(default)]
+    min_pin_length_rp_ids: Option<Vec<String>>,
+    /// alwaysUv: every operation needs the PIN.
+    #[serde(default)]
+    always_uv: bool,
+    /// Enterprise attestation enabled (authenticatorConfig).
+    #[serde(default)]
+    enterprise_attestation: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,6 +217,10 @@ impl State {
             max_discoverable_credentials: options.max_discoverable_credentials,
             attestation,
             credentials: Vec::new(),
+            pin_code_points: None,
+            min_pin_length_rp_ids: None,
+            always_uv: false,
+            enterprise_attestation: false,
         })
     }
 

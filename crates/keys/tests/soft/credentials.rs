@@ -311,7 +311,7 @@ fn discoverable_slots_run_out_and_same_user_replaces() {
 }
 
 /// The extension outputs of an attestationObject's authenticatorData, as a CBOR map.
-fn extension_outputs(attestation_object: &[u8]) -> Option<Vec<(Value, Value)>> {
+pub(crate) fn extension_outputs(attestation_object: &[u8]) -> Option<Vec<(Value, Value)>> {
     let v: Value = ciborium::from_reader(attestation_object).unwrap();
     let auth_data = v
         .as_map()

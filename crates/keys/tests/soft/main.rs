@@ -7,6 +7,7 @@
 //! PIN, and credentials (attestation, assertions, credential management).
 
 mod common;
+mod config;
 mod credentials;
 mod pin;
 mod state;

@@ -343,6 +343,12 @@ pub async fn person(
             tickets,
         } = page_data;
         let creds = crate::store::credentials::of_person(db, &id).await?;
+        let key_policy = {
+            let mut tx = db.begin().await?;
+            let (_, policy) = crate::enrol::policy_for(&state, &mut tx, &id).await?;
+            tx.rollback().await?;
+            policy.key_policy()
+        };
         let may_act = matches!(caller.role, crate::auth::Role::Admin | crate::auth::Role::Helpdesk);
         let csrf_ok = p.active == 1 && may_act;
         let cred_rows: String = creds
@@ -359,12 +365,13 @@ pub async fn person(
                     String::new()
                 };
                 format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
                     esc(c.name.as_deref().unwrap_or(c.model.as_deref().unwrap_or("(unnamed)"))),
                     esc(&c.device_class),
                     esc(&c.aaguid),
                     badge(&c.status),
                     when(Some(c.created_at_ms)),
+                    on_key_cell(c.on_key.as_ref(), key_policy.as_ref()),
                 )
             })
             .collect();
@@ -491,7 +498,7 @@ pub async fn person(
         let main = format!(
             "<h1>{}</h1><p class=\"muted\">{} · {} · {}{}</p>\
              <p id=\"status\" role=\"status\" aria-live=\"polite\"></p>{actions}\
-             <section aria-labelledby=\"auths\"><h2 id=\"auths\">Authenticators</h2><table id=\"credentials\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Class</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Status</th><th scope=\"col\">Enrolled</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{cred_rows}</tbody></table></section>\
+             <section aria-labelledby=\"auths\"><h2 id=\"auths\">Authenticators</h2><table id=\"credentials\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Class</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Status</th><th scope=\"col\">Enrolled</th><th scope=\"col\">On the key</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{cred_rows}</tbody></table></section>\
              <section aria-labelledby=\"laps\"><h2 id=\"laps\">Laptops</h2><table><thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Last check-in</th><th scope=\"col\">State</th></tr></thead><tbody>{laptop_rows}</tbody></table></section>\
              <section aria-labelledby=\"tix\"><h2 id=\"tix\">Enrolment tickets</h2><table id=\"tickets\"><thead><tr><th scope=\"col\">Issued</th><th scope=\"col\">By</th><th scope=\"col\">Expires</th><th scope=\"col\">State</th></tr></thead><tbody>{ticket_rows}</tbody></table></section>\
              <section aria-labelledby=\"recs\"><h2 id=\"recs\">Recoveries</h2><table id=\"recoveries\"><thead><tr><th scope=\"col\">Kind</th><th scope=\"col\">State</th><th scope=\"col\">Issued</th><th scope=\"col\">Expires</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>{recovery_rows}</tbody></table></section>\
@@ -505,6 +512,33 @@ pub async fn person(
         Ok(page(&p.display_name, "/console/people", Some(&caller), &main).into_response())
     })
     .await
+}
+
+/// What a key enforced itself when enrolled, and what of the population's on-key policy it
+/// lacks.
+fn on_key_cell(
+    on_key: Option<&keywarden_protocol::OnKeySettings>,
+    policy: Option<&keywarden_protocol::KeyPolicy>,
+) -> String {
+    let Some(k) = on_key else {
+        return "not recorded".to_owned();
+    };
+    let mut parts = vec![k.min_pin_length.map_or_else(
+        || "minimum PIN unknown".to_owned(),
+        |n| format!("PIN of at least {n}"),
+    )];
+    if k.always_uv == Some(true) {
+        parts.push("PIN for every use".to_owned());
+    }
+    let mut cell = esc(&parts.join(", "));
+    let unmet = policy.map(|p| k.unmet(p)).unwrap_or_default();
+    if !unmet.is_empty() {
+        cell.push_str(&format!(
+            " <strong class=\"below-policy\">below policy: {}</strong>",
+            esc(&unmet.join("; "))
+        ));
+    }
+    cell
 }
 
 fn proofing_fields(prefix: &str) -> String {

@@ -129,13 +129,14 @@ pub async fn policy(State(state): State<AppState>, caller: Console<AnyStaff>) ->
             };
             main.push_str(&format!(
                 "<section aria-labelledby=\"pop-{name}\"><h2 id=\"pop-{name}\">{name}</h2>\
-                 <p>Priority {}; {rule}. At least {} active authenticators on {} kind(s) of device{}; synced passkeys {}; trusted attestation {}; {models}.</p>",
+                 <p>Priority {}; {rule}. At least {} active authenticators on {} kind(s) of device{}; synced passkeys {}; trusted attestation {}; {models}{}.</p>",
                 p.spec.priority,
                 policy.min_authenticators,
                 policy.min_device_classes,
                 if classes.is_empty() { String::new() } else { format!(", including {}", esc(&classes.join(", "))) },
                 if policy.allow_synced { "allowed" } else { "not allowed" },
                 if policy.require_trusted_attestation { "required" } else { "not required" },
+                on_key_text(policy),
                 name = esc(&p.name),
             ));
             if admin {
@@ -157,6 +158,21 @@ pub async fn policy(State(state): State<AppState>, caller: Console<AnyStaff>) ->
         Ok(page("Policy", "/console/policy", Some(&caller), &main).into_response())
     })
     .await
+}
+
+/// "; set on each key at enrolment: minimum PIN length 8, the PIN for every use", or nothing.
+fn on_key_text(policy: &crate::policy::Policy) -> String {
+    let Some(k) = policy.key_policy() else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    if let Some(n) = k.min_pin_length {
+        parts.push(format!("minimum PIN length {n}"));
+    }
+    if k.always_uv {
+        parts.push("the PIN for every use".to_owned());
+    }
+    format!("; set on each key at enrolment: {}", parts.join(", "))
 }
 
 #[cfg(test)]

@@ -93,12 +93,26 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
             .await?
             .iter()
             .map(|m| {
+                let min_pin = match (m.min_pin_lo, m.min_pin_hi) {
+                    (Some(lo), Some(hi)) if lo == hi => lo.to_string(),
+                    (Some(lo), Some(hi)) => format!("{lo}–{hi}"),
+                    _ => "not recorded".to_owned(),
+                };
+                let unrecorded = m.n - m.with_min_pin;
+                let min_pin = if unrecorded > 0 && m.with_min_pin > 0 {
+                    format!("{min_pin} ({unrecorded} not recorded)")
+                } else {
+                    min_pin
+                };
                 format!(
-                    "<tr><td>{}</td><td><code>{}</code></td><td>{} ({})</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{} ({})</td><td>{}</td><td>{}</td><td>{} of {}</td></tr>",
                     esc(m.model.as_deref().unwrap_or("unknown model")),
                     esc(&m.aaguid),
                     esc(&m.attestation_format),
                     esc(&m.attestation_type),
+                    m.n,
+                    esc(&min_pin),
+                    m.always_uv,
                     m.n
                 )
             })
@@ -111,10 +125,13 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
             .map(|p| (p.name.as_str(), &p.spec.policy))
             .chain([(crate::policy::DEFAULT_POPULATION, &policies.default)])
             .map(|(name, p)| {
-                let rule = p.min_pin_length.map_or_else(
+                let mut rule = p.min_pin_length.map_or_else(
                     || "no minimum beyond the key's own".to_owned(),
-                    |n| format!("at least {n} characters, read from the key's attested minPinLength"),
+                    |n| format!("at least {n} characters, set on the key at enrolment and read from its attested minPinLength"),
                 );
+                if p.always_uv {
+                    rule.push_str("; the PIN for every use (alwaysUv), set on the key at enrolment");
+                }
                 format!("<li>{}: {rule}</li>", esc(name))
             })
             .collect();
@@ -143,7 +160,7 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
         );
         let main = format!(
             "<h1>Keys</h1><section aria-labelledby=\"models\"><h2 id=\"models\">Active credentials by model</h2>\
-             <table id=\"models-table\"><thead><tr><th scope=\"col\">Model</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Attestation</th><th scope=\"col\">Active credentials</th></tr></thead><tbody>{models}</tbody></table>\
+             <table id=\"models-table\"><thead><tr><th scope=\"col\">Model</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Attestation</th><th scope=\"col\">Active credentials</th><th scope=\"col\">Minimum PIN length on the key</th><th scope=\"col\">PIN for every use (alwaysUv)</th></tr></thead><tbody>{models}</tbody></table>\
              <p>By device class:</p><ul>{classes}</ul><p>Synced passkeys: {}.</p></section>\
              <section aria-labelledby=\"pins\"><h2 id=\"pins\">On-key PIN rules by population</h2><ul>{pins}</ul></section>\
              <section aria-labelledby=\"roots\"><h2 id=\"roots\">Trusted attestation roots</h2><p>{}</p>\

@@ -85,6 +85,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
         "coverage triggers",
         per_backend!("0011_coverage_triggers.sql"),
     ),
+    (12, "on key policy", shared!("0012_on_key_policy.sql")),
 ];
 
 /// The migrations as one database applies them.

@@ -85,6 +85,8 @@ pub(crate) struct NewCredential<'a> {
     pub model: Option<&'a str>,
     /// What the agent saw of the key (JSON), `{}` from the browser.
     pub key_info: String,
+    /// What the key enforced itself (agent enrolments); `None` from the browser.
+    pub on_key: Option<keywarden_protocol::OnKeySettings>,
     /// The enrolling laptop's posture (JSON), if known.
     pub posture: Option<String>,
     /// The name its person gave it.
@@ -137,8 +139,8 @@ pub(crate) async fn bind_credential(
         v.extend(extra.clone());
     }
     sqlx::query(
-        "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at, device_class, enrolled_via, backup_eligible, backup_state, name) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $17)",
+        "INSERT INTO credentials (id, person_id, device_id, ceremony_id, aaguid, model, software_key, attestation_format, attestation_type, status, webauthn, key_info, created_at, device_class, enrolled_via, backup_eligible, backup_state, name, key_min_pin_length, key_always_uv) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(&cred_id)
     .bind(n.person_id)
@@ -157,6 +159,13 @@ pub(crate) async fn bind_credential(
     .bind(i64::from(credential.backup_eligible))
     .bind(i64::from(credential.backup_state))
     .bind(n.name)
+    .bind(
+        n.on_key
+            .as_ref()
+            .and_then(|k| k.min_pin_length)
+            .map(i64::from),
+    )
+    .bind(n.on_key.as_ref().and_then(|k| k.always_uv).map(i64::from))
     .execute(&mut **tx)
     .await?;
     sqlx::query(

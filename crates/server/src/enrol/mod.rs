@@ -410,6 +410,12 @@ async fn finish_inner(
             .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
             .and_then(|v| v.get("posture").map(|p| p.to_string()));
     let hostname = store::hostname(&mut tx, &call.device_id).await?;
+    // What the key enforces itself: the attested minimum where the key gave it (the agent's
+    // reading otherwise), alwaysUv as the agent read it after applying the policy.
+    let on_key = keywarden_protocol::OnKeySettings {
+        min_pin_length: verified.facts.min_pin_length.or(req.key.min_pin_length),
+        always_uv: req.key.options.get("alwaysUv").copied(),
+    };
     bind_credential(
         state,
         &mut tx,
@@ -424,6 +430,7 @@ async fn finish_inner(
             model: model.as_deref(),
             key_info: serde_json::to_string(&crate::serials::as_stored(&req.key, &policy))
                 .map_err(Error::Corrupt)?,
+            on_key: Some(on_key.clone()),
             posture,
             name: None,
             via: crate::trust::Via::Agent,
@@ -467,6 +474,7 @@ async fn finish_inner(
             synced: credential.backup_eligible,
             name: None,
             enrolled_via: "agent".to_owned(),
+            on_key: Some(on_key),
         },
         standing: PolicyStanding {
             active_authenticators: active,

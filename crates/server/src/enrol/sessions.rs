@@ -367,5 +367,6 @@ pub(crate) async fn new_ceremony(
         },
         active_authenticators: active,
         required_authenticators: policy.min_authenticators,
+        key_policy: policy.key_policy(),
     })
 }

@@ -111,8 +111,14 @@ pub struct Policy {
     pub require_trusted_attestation: bool,
     /// Whether the key must verify the user (PIN or biometrics) at enrolment.
     pub require_user_verification: bool,
-    /// Shortest PIN the key must enforce.
+    /// Shortest PIN the key must enforce. The agent raises a key's minimum to it at enrolment
+    /// (authenticatorConfig setMinPINLength, with this service allowed to read it), where the
+    /// key supports that; the attested value is what is checked.
     pub min_pin_length: Option<u32>,
+    /// Whether keys must ask for their PIN for every use (alwaysUv). The agent turns it on at
+    /// enrolment where the key supports it; a key that cannot is enrolled and shown as not
+    /// carrying it.
+    pub always_uv: bool,
     /// Posture of the laptop at enrolment.
     pub enrolment_posture: PostureRequirements,
     /// Posture for ongoing compliance.
@@ -145,6 +151,7 @@ impl Default for Policy {
             require_trusted_attestation: true,
             require_user_verification: true,
             min_pin_length: None,
+            always_uv: false,
             enrolment_posture: PostureRequirements::default(),
             ongoing_posture: PostureRequirements::default(),
             collect_serial_numbers: true,
@@ -153,6 +160,18 @@ impl Default for Policy {
             attestation_optional_for: Vec::new(),
             step_up_classes: Vec::new(),
         }
+    }
+}
+
+impl Policy {
+    /// What this policy has a key enforce itself, for the agent to apply at enrolment; `None`
+    /// when nothing.
+    pub fn key_policy(&self) -> Option<keywarden_protocol::KeyPolicy> {
+        let p = keywarden_protocol::KeyPolicy {
+            min_pin_length: self.min_pin_length,
+            always_uv: self.always_uv,
+        };
+        (!p.is_empty()).then_some(p)
     }
 }
 

@@ -535,6 +535,7 @@ pub(crate) async fn bind_browser_passkey(
             ceremony_id: None,
             model: None,
             key_info: "{}".to_owned(),
+            on_key: None,
             posture: None,
             name: b.name,
             via: crate::trust::Via::Browser(b.class),

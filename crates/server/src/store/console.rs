@@ -456,11 +456,24 @@ pub struct ModelAttestation {
     pub attestation_type: String,
     /// How many.
     pub n: i64,
+    /// Lowest and highest minimum PIN length the keys enforced when enrolled (of those where
+    /// it was recorded).
+    pub min_pin_lo: Option<i64>,
+    /// See `min_pin_lo`.
+    pub min_pin_hi: Option<i64>,
+    /// How many had their minimum PIN length recorded.
+    pub with_min_pin: i64,
+    /// How many asked for their PIN for every use (alwaysUv) when enrolled.
+    pub always_uv: i64,
 }
 
-/// Active credentials by model and attestation, most first.
+/// Active credentials by model and attestation, most first, with what the keys enforced
+/// themselves.
 pub async fn models_by_attestation(db: &sqlx::AnyPool) -> Result<Vec<ModelAttestation>> {
-    let sql = "SELECT aaguid, model, attestation_format, attestation_type, COUNT(*) AS n \
+    let sql = "SELECT aaguid, model, attestation_format, attestation_type, COUNT(*) AS n, \
+         MIN(key_min_pin_length) AS min_pin_lo, MAX(key_min_pin_length) AS min_pin_hi, \
+         COUNT(key_min_pin_length) AS with_min_pin, \
+         COUNT(CASE WHEN key_always_uv = 1 THEN 1 END) AS always_uv \
          FROM credentials WHERE status = 'active' \
          GROUP BY aaguid, model, attestation_format, attestation_type ORDER BY n DESC, aaguid";
     super::fetch_all(db, sql, ()).await

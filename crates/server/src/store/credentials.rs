@@ -23,6 +23,8 @@ pub struct CredentialRow {
     backup_eligible: i64,
     name: Option<String>,
     enrolled_via: String,
+    key_min_pin_length: Option<i64>,
+    key_always_uv: Option<i64>,
 }
 
 impl From<CredentialRow> for CredentialView {
@@ -42,12 +44,24 @@ impl From<CredentialRow> for CredentialView {
             synced: flag(r.backup_eligible),
             name: r.name,
             enrolled_via: r.enrolled_via,
+            on_key: on_key(r.key_min_pin_length, r.key_always_uv),
         }
     }
 }
 
+/// What the key enforced itself, from its two columns; `None` when neither was recorded.
+fn on_key(
+    min_pin_length: Option<i64>,
+    always_uv: Option<i64>,
+) -> Option<keywarden_protocol::OnKeySettings> {
+    (min_pin_length.is_some() || always_uv.is_some()).then(|| keywarden_protocol::OnKeySettings {
+        min_pin_length: min_pin_length.and_then(|n| u32::try_from(n).ok()),
+        always_uv: always_uv.map(flag),
+    })
+}
+
 /// Columns [`CredentialRow`] reads.
-const COLUMNS: &str = "id, person_id, aaguid, model, software_key, attestation_format, attestation_type, device_id, status, created_at, device_class, backup_eligible, name, enrolled_via";
+const COLUMNS: &str = "id, person_id, aaguid, model, software_key, attestation_format, attestation_type, device_id, status, created_at, device_class, backup_eligible, name, enrolled_via, key_min_pin_length, key_always_uv";
 
 /// One credential by id.
 pub async fn by_id<'c>(

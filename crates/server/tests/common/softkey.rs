@@ -49,15 +49,33 @@ impl SoftKey {
             .attestation_ca_pem()
     }
 
-    /// Answer a ceremony the way the agent does (sets PIN 123456 on first use).
+    /// Answer a ceremony the way the agent does (sets PIN 123456 on first use), leaving the
+    /// key's settings as they are (as an agent that does not apply on-key policy, or a key that
+    /// cannot take it).
     pub fn make_credential(&self, begin: &Value) -> Value {
+        let mut begin = begin.clone();
+        if let Some(b) = begin.as_object_mut() {
+            b.remove("key_policy");
+        }
+        self.make_credential_applying_policy(&begin, "123456", "123456")
+    }
+
+    /// Answer a ceremony the way the agent does, putting the ceremony's on-key policy on the
+    /// key first: `pin` is set on first use (or typed), `new_pin` given when the key asks for a
+    /// new one.
+    pub fn make_credential_applying_policy(
+        &self,
+        begin: &Value,
+        pin: &str,
+        new_pin: &str,
+    ) -> Value {
         use keywarden_keys::soft::SoftKey as Key;
         let begin: keywarden_protocol::EnrolBeginResponse =
             serde_json::from_value(begin.clone()).unwrap();
         let mut key = Key::open(self.dir.path().join("key.json")).unwrap();
         let prompts = keywarden_agent::enrol::StepPrompts::new(
-            Some("123456".into()),
-            Some("123456".into()),
+            Some(pin.into()),
+            Some(new_pin.into()),
             Box::new(|_| {}),
         );
         let req = keywarden_agent::enrol::make_credential(&mut key, &begin, &prompts).unwrap();
