@@ -332,7 +332,7 @@ async fn checkins(url: &str) -> (f64, Duration, Duration, usize, usize) {
             .step_by(concurrency)
             .cloned()
             .collect();
-        let base = format!("http://{addr}/api/v1/agent/reports");
+        let base = format!("http://{addr}");
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
@@ -345,17 +345,11 @@ async fn checkins(url: &str) -> (f64, Duration, Duration, usize, usize) {
                 let a = &mine[i % mine.len()];
                 i += 1;
                 let now = now_ms();
-                let body = template.fresh(now);
-                let (seq, sig) = a.sign("/api/v1/agent/reports", body.as_bytes(), now);
+                let body = template.fresh(now).into_bytes();
+                let seq = a.seq.fetch_add(1, Ordering::SeqCst) + 1;
                 let t = Instant::now();
-                let resp = http
-                    .post(&base)
-                    .header("content-type", "application/json")
-                    .header(keywarden_protocol::HEADER_DEVICE, &a.id)
-                    .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
-                    .header(keywarden_protocol::HEADER_TIME, now.to_string())
-                    .header(keywarden_protocol::HEADER_SIGNATURE, sig)
-                    .body(body)
+                let resp = a
+                    .http_post(&http, &base, "/api/v1/agent/reports", (seq, now), body)
                     .send()
                     .await;
                 match resp {

@@ -282,13 +282,7 @@ async fn checkpoints_reach_their_webhook_through_an_outage(app: App) {
     );
     assert_eq!(app.count(queued).await, 1);
 
-    let got = common::receiver(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap(),
-    )
-    .await;
-    app.clock.advance_secs(2);
+    let got = common::receiver_back_on(&app, port).await;
     assert_eq!(deliverer.deliver_due(&state).await.unwrap().delivered, 1);
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 1);

@@ -130,13 +130,7 @@ async fn offboarding_revokes_everything_and_tells_the_idp_once(app: App) {
         Default::default()
     );
     // The receiver comes up; after the backoff the event is delivered, once.
-    let got = common::receiver(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap(),
-    )
-    .await;
-    app.clock.advance_secs(2);
+    let got = common::receiver_back_on(&app, port).await;
     let round = deliverer.deliver_due(&state).await.unwrap();
     assert!(round.delivered >= 1, "{round:?}");
     assert_eq!(deliverer.deliver_due(&state).await.unwrap().delivered, 0);

@@ -11,10 +11,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use common::{report_body, App, Device, ServiceProcess};
-use ed25519_dalek::Signer as _;
 use keywarden_protocol::REPORT_BATCH_PATH;
 use serde_json::{json, Value};
 
@@ -32,16 +29,8 @@ async fn send(
     now: i64,
     body: &[u8],
 ) -> (u16, Value) {
-    let input = keywarden_protocol::signing_input("POST", path, &d.id, seq, now, body);
-    let sig = URL_SAFE_NO_PAD.encode(d.key.sign(&input).to_bytes());
-    let resp = http
-        .post(format!("{base}{path}"))
-        .header("content-type", "application/json")
-        .header(keywarden_protocol::HEADER_DEVICE, &d.id)
-        .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
-        .header(keywarden_protocol::HEADER_TIME, now.to_string())
-        .header(keywarden_protocol::HEADER_SIGNATURE, sig)
-        .body(body.to_vec())
+    let resp = d
+        .http_post(http, base, path, (seq, now), body.to_vec())
         .send()
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 // Each benchmark that includes this uses a part of it.
 #![allow(dead_code)]
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use keywarden_protocol::REPORT_BATCH_PATH;
@@ -135,16 +135,10 @@ pub async fn send_batch(
     let now = now_ms();
     let reports: Vec<String> = TEMPLATE.with(|t| (0..n).map(|_| t.fresh(now)).collect());
     let body = format!("{{\"reports\":[{}]}}", reports.join(","));
-    let (seq, sig) = device.sign(REPORT_BATCH_PATH, body.as_bytes(), now);
+    let seq = device.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let started = Instant::now();
-    let resp = http
-        .post(format!("{base}{REPORT_BATCH_PATH}"))
-        .header("content-type", "application/json")
-        .header(keywarden_protocol::HEADER_DEVICE, &device.id)
-        .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
-        .header(keywarden_protocol::HEADER_TIME, now.to_string())
-        .header(keywarden_protocol::HEADER_SIGNATURE, sig)
-        .body(body)
+    let resp = device
+        .http_post(http, base, REPORT_BATCH_PATH, (seq, now), body.into_bytes())
         .send()
         .await
         .map_err(|e| e.to_string())?;

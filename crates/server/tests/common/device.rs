@@ -53,11 +53,33 @@ impl Device {
     /// The next sequence number and the signature of a POST of `body` to `path` at `now_ms`.
     pub fn sign(&self, path: &str, body: &[u8], now_ms: i64) -> (u64, String) {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        (seq, self.signature(path, seq, body, now_ms))
+    }
+
+    /// The signature of a POST of `body` to `path` as sequence number `seq` at `now_ms`.
+    pub fn signature(&self, path: &str, seq: u64, body: &[u8], now_ms: i64) -> String {
         let input = keywarden_protocol::signing_input("POST", path, &self.id, seq, now_ms, body);
-        (
-            seq,
-            URL_SAFE_NO_PAD.encode(self.key.sign(&input).to_bytes()),
-        )
+        URL_SAFE_NO_PAD.encode(self.key.sign(&input).to_bytes())
+    }
+
+    /// An HTTP POST of `body` to the service at `base`, signed as sequence number `seq` at
+    /// `now_ms` (as the agent sends it over the network).
+    pub fn http_post(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        path: &str,
+        (seq, now_ms): (u64, i64),
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        let signature = self.signature(path, seq, &body, now_ms);
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .header(keywarden_protocol::HEADER_DEVICE, &self.id)
+            .header(keywarden_protocol::HEADER_SEQ, seq.to_string())
+            .header(keywarden_protocol::HEADER_TIME, now_ms.to_string())
+            .header(keywarden_protocol::HEADER_SIGNATURE, signature)
+            .body(body)
     }
 
     /// A signed request ready to send.

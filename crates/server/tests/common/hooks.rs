@@ -29,6 +29,19 @@ pub async fn receiver(listener: tokio::net::TcpListener) -> Received {
     got
 }
 
+/// A receiver that comes up on `port` (one that was down), and the clock moved past the first
+/// retry's backoff.
+pub async fn receiver_back_on(app: &App, port: u16) -> Received {
+    let got = receiver(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+    )
+    .await;
+    app.clock.advance_secs(2);
+    got
+}
+
 /// A loopback port nobody listens on (yet): a receiver that is down.
 pub async fn closed_port() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
