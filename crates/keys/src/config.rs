@@ -15,6 +15,7 @@
 
 use ciborium::value::Value;
 
+#[cfg(any(feature = "soft", feature = "hid"))]
 use crate::{Error, Result};
 
 /// The authenticatorConfig command byte.
@@ -111,6 +112,8 @@ impl ConfigCommand {
 
     /// The whole request, command byte first, with pinUvAuthParam computed over
     /// [`ConfigCommand::auth_message`] with `token` in PIN/UV auth protocol `protocol` (1 or 2).
+    /// With a key backend only (the HMAC is OpenSSL's).
+    #[cfg(any(feature = "soft", feature = "hid"))]
     pub fn request(&self, protocol: u8, token: &[u8]) -> Result<Vec<u8>> {
         let param = pin_uv_auth_param(protocol, token, &self.auth_message())?;
         let mut m = vec![(Value::from(1), Value::from(self.sub_command()))];
@@ -127,6 +130,7 @@ impl ConfigCommand {
 
 /// authenticate(token, message) as PIN/UV auth protocol `protocol` defines it: HMAC-SHA-256,
 /// its first 16 bytes for protocol one.
+#[cfg(any(feature = "soft", feature = "hid"))]
 pub fn pin_uv_auth_param(protocol: u8, token: &[u8], message: &[u8]) -> Result<Vec<u8>> {
     let mut mac = crate::ec::hmac_sha256(token, message)?;
     match protocol {

@@ -43,7 +43,6 @@ pub use error::{ctap_status_name, Error, Result};
 pub mod attestation;
 pub mod models;
 
-#[cfg(any(feature = "soft", feature = "hid"))]
 pub mod config;
 #[cfg(feature = "soft")]
 pub mod ctap2;
@@ -181,7 +180,6 @@ pub trait Authenticator: Send {
     /// PIN (a pinUvAuthToken with the `acfg` permission). Keys without it (getInfo option
     /// `authnrCfg`) give [`Error::Unsupported`]; a setMinPINLength below the key's current
     /// minimum gives [`Error::PinPolicy`].
-    #[cfg(any(feature = "soft", feature = "hid"))]
     fn config(&mut self, command: &config::ConfigCommand, pin: &str) -> Result<()>;
     /// authenticatorReset: delete every credential and the PIN (the key asks for a touch,
     /// real keys only within seconds of being plugged in).
