@@ -700,12 +700,12 @@ fn main() {
                 println!("[{backend}] signed report ingest, batches of {BATCH}: {:>9.0} reports/s, {:>5.0} us CPU each (one signature check, replay claim and audit record per batch; idempotent multi-row insert; group commit)", i.batched.per_second, i.batched.cpu_us_per_row);
                 println!("[{backend}] signed report ingest, 1 per request: {:>9.0} reports/s, {:>5.0} us CPU each (older agents: signature check, claim and audit record per report; group commit)", i.single.per_second, i.single.cpu_us_per_row);
                 println!("[{backend}] bare batch insert:                {:>9.0} rows/s,    {:>5.0} us CPU each (same number of rows, 100 per statement, one transaction)", i.bare.per_second, i.bare.cpu_us_per_row);
-                println!("[{backend}] ratio signed/bare:                {:>9.3}x batched (target >= 0.5x), {:.3}x one per request", i.batched.per_second / i.bare.per_second, i.single.per_second / i.bare.per_second);
+                println!("[{backend}] ratio signed/bare:                {:>9.3}x batched (target >= 0.8x), {:.3}x one per request", i.batched.per_second / i.bare.per_second, i.single.per_second / i.bare.per_second);
             }
             if wanted("checkins") {
                 let (fresh2, _dir2) = fresh(backend).await.unwrap();
                 let (rate, p50, p99, n, errors) = checkins(&fresh2).await;
-                println!("[{backend}] sustained check-ins:  {rate:>9.0} /s over loopback HTTP, {n} ok, {errors} failed; p50 {:.1} ms, p99 {:.1} ms (target >= 1000/s, p99 < 50 ms on SQLite)",
+                println!("[{backend}] sustained check-ins:  {rate:>9.0} /s over loopback HTTP, {n} ok, {errors} failed; p50 {:.1} ms, p99 {:.1} ms (target >= 8000/s, p99 < 25 ms on SQLite)",
                     p50.as_secs_f64() * 1000.0, p99.as_secs_f64() * 1000.0);
             }
             for (part, n, target) in [("coverage", 100_000, 50), ("coverage-1m", 1_000_000, 500)] {

@@ -107,6 +107,9 @@ pub fn write_gate(pool: &AnyPool) -> Option<Arc<tokio::sync::Mutex<()>>> {
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(gate) = gates.get(url.path()) {
+        return Some(gate.clone());
+    }
     Some(gates.entry(url.path().to_owned()).or_default().clone())
 }
 
