@@ -43,6 +43,9 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// Every destination, in the order a delivery round visits them.
+    pub const ALL: [Sink; 3] = [Sink::Notify, Sink::Idp, Sink::Checkpoint];
+
     /// Stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -234,7 +237,7 @@ impl Deliverer {
 
     /// Whether any destination is configured (else there is nothing to run).
     pub fn has_work(state: &AppState) -> bool {
-        [Sink::Notify, Sink::Idp, Sink::Checkpoint]
+        Sink::ALL
             .iter()
             .any(|s| Self::url(state, s.as_str()).is_some())
     }
@@ -242,7 +245,7 @@ impl Deliverer {
     /// Deliver every event due at `now` whose sink has a webhook configured.
     pub async fn deliver_due(&self, state: &AppState) -> Result<Round> {
         let now = state.now_ms();
-        let sinks: Vec<&str> = [Sink::Notify, Sink::Idp, Sink::Checkpoint]
+        let sinks: Vec<&str> = Sink::ALL
             .iter()
             .map(|s| s.as_str())
             .filter(|s| Self::url(state, s).is_some())
