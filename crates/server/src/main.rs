@@ -412,6 +412,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("cannot open the database")?;
     let max_ttl = Duration::from_secs(cli.token_ttl_days.saturating_mul(86_400));
+    let keep_reports = Duration::from_secs(cli.report_retention_days.saturating_mul(86_400));
     match cli.command {
         None | Some(Command::Serve) => {}
         Some(Command::Tls { .. }) => unreachable!("handled before the database opens"),
@@ -491,8 +492,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 clock.clone(),
                 service_keys::ServiceKeys::ephemeral(),
             )?;
-            let keep = std::time::Duration::from_secs(cli.report_retention_days * 24 * 3600);
-            let pruned = keywarden_server::retention::prune(&state, clock.now_ms(), keep).await?;
+            let pruned =
+                keywarden_server::retention::prune(&state, clock.now_ms(), keep_reports).await?;
             if pruned.tables.is_empty() {
                 println!("nothing to prune");
             }
@@ -773,7 +774,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tokio::spawn(keywarden_server::console::snapshots::run(state.clone()));
     tokio::spawn(keywarden_server::retention::run(
         state.clone(),
-        std::time::Duration::from_secs(cli.report_retention_days * 24 * 3600),
+        keep_reports,
     ));
     if cli.audit_checkpoint_interval_seconds > 0 {
         tokio::spawn(audit::checkpoint::run(
