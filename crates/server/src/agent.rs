@@ -18,7 +18,7 @@ use keywarden_protocol::{
 };
 use serde_json::value::RawValue;
 use sqlx::pool::PoolConnection;
-use sqlx::Any;
+use sqlx::{Any, Row as _};
 
 use crate::audit;
 use crate::auth::{JsonBody, SignedBytes, SignedCall};
@@ -197,6 +197,11 @@ pub async fn ingest_batch(
 /// Audit a refused request from a known device (nothing of it was stored) and hand the error back.
 async fn refused(state: &AppState, call: &SignedCall, e: Error, batch: bool) -> Result<Error> {
     let (status, code, message) = e.parts();
+    if code == ErrorCode::DeviceRetired {
+        let now = state.now_ms();
+        let (db, device, path) = (state.db.clone(), &call.device_id, &call.path);
+        return Ok(crate::auth::refuse_retired(db, device, path, now, e).await);
+    }
     if status.is_client_error() {
         let mut detail = serde_json::json!({"reason": code, "message": message});
         if batch {
@@ -499,7 +504,13 @@ async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
             }
         }
         batch.sort_by(|a, b| (&a.call.device_id, a.call.seq).cmp(&(&b.call.device_id, b.call.seq)));
-        let results = match commit_batch(&state, &mut conn, &mut batch).await {
+        let attempt = match commit_batch(&state, &mut conn, &mut batch, false).await {
+            Ok(None) => commit_batch(&state, &mut conn, &mut batch, true).await,
+            first => first,
+        };
+        let results = match attempt.and_then(|r| {
+            r.ok_or_else(|| Error::Database(sqlx::Error::Protocol("rows not named".into())))
+        }) {
             Ok(r) => r,
             Err(e) => {
                 conn = None;
@@ -523,11 +534,14 @@ async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
     }
 }
 
+/// Store one group of requests in one transaction; `None` when, without `which_new`, some
+/// report was stored before (see [`insert_reports`]).
 async fn commit_batch(
     state: &AppState,
     conn: &mut Option<PoolConnection<Any>>,
     batch: &mut [Job],
-) -> Result<Vec<Result<Vec<bool>>>> {
+    which_new: bool,
+) -> Result<Option<Vec<Result<Vec<bool>>>>> {
     let now = state.now_ms();
     let _turn = state.write_turn().await;
     let conn = match conn {
@@ -562,7 +576,10 @@ async fn commit_batch(
             }
         }
     }
-    // 3. Insert every claimed report once; the database answers which rows are new.
+    // 3. Insert every claimed report once. Most often every row is new, which the number of
+    //    rows inserted shows; only when it falls short (an outbox resending a report whose
+    //    acknowledgement it missed) is the work done again asking the database which rows are
+    //    new, row by row.
     let mut unique = HashSet::new();
     let rows: Vec<(&str, &Checked)> = batch
         .iter()
@@ -571,26 +588,13 @@ async fn commit_batch(
         .flat_map(|(j, _)| j.reports.iter().map(|r| (j.call.device_id.as_str(), r)))
         .filter(|(d, r)| unique.insert((*d, r.report_id.as_str())))
         .collect();
-    let mut new_rows: HashSet<(String, String)> = HashSet::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO reports (device_id, report_id, created_at, received_at, body) VALUES {} \
-             ON CONFLICT (device_id, report_id) DO NOTHING RETURNING device_id, report_id",
-            params::rows(1, chunk.len(), 5)
-        );
-        let mut q = sqlx::query_as::<_, (String, String)>(&sql);
-        for (device, r) in chunk {
-            q = q
-                .bind(*device)
-                .bind(&r.report_id)
-                .bind(r.created_at_ms)
-                .bind(now)
-                .bind(&r.body);
-        }
-        new_rows.extend(q.fetch_all(&mut *tx).await?);
-    }
+    let new_rows = match insert_reports(&mut tx, &rows, now, which_new).await? {
+        Some(new_rows) => new_rows,
+        None => return Ok(None),
+    };
     // 4. Attribute each new row to the first request that carried it; point each device at
     //    its newest new report; audit.
+    let mut new_rows = new_rows;
     let mut results = Vec::with_capacity(batch.len());
     let mut records = Vec::new();
     let mut newest: BTreeMap<&str, &Checked> = BTreeMap::new();
@@ -603,7 +607,10 @@ async fn commit_batch(
         let newly: Vec<bool> = job
             .reports
             .iter()
-            .map(|r| new_rows.remove(&(device.clone(), r.report_id.clone())))
+            .map(|r| match &mut new_rows {
+                NewRows::All => unique.remove(&(device.as_str(), r.report_id.as_str())),
+                NewRows::These(these) => these.remove(&(device.clone(), r.report_id.clone())),
+            })
             .collect();
         for (r, _) in job.reports.iter().zip(&newly).filter(|(_, n)| **n) {
             let slot = newest.entry(device.as_str()).or_insert(r);
@@ -666,7 +673,57 @@ async fn commit_batch(
     point_at_newest(&mut tx, &newest, now).await?;
     audit::record_many(&mut tx, now, &records).await?;
     tx.commit().await?;
-    Ok(results)
+    Ok(Some(results))
+}
+
+/// Which of the rows an insert stored.
+enum NewRows {
+    /// Every one.
+    All,
+    /// These `(device, report id)` pairs.
+    These(HashSet<(String, String)>),
+}
+
+/// Insert `rows` ([`ROWS_PER_STATEMENT`] per statement), each once. With `which_new`, the
+/// database names each row it stored; without, `None` when some row was there already (the
+/// caller starts again with `which_new`).
+async fn insert_reports(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    rows: &[(&str, &Checked)],
+    now: i64,
+    which_new: bool,
+) -> Result<Option<NewRows>> {
+    let mut these: HashSet<(String, String)> = HashSet::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql =
+            format!(
+            "INSERT INTO reports (device_id, report_id, created_at, received_at, body) VALUES {} \
+             ON CONFLICT (device_id, report_id) DO NOTHING{}",
+            params::rows(1, chunk.len(), 5),
+            if which_new { " RETURNING device_id, report_id" } else { "" }
+        );
+        let mut q = sqlx::query(&sql);
+        for (device, r) in chunk {
+            q = q
+                .bind(*device)
+                .bind(&r.report_id)
+                .bind(r.created_at_ms)
+                .bind(now)
+                .bind(&r.body);
+        }
+        if which_new {
+            for row in q.fetch_all(&mut **tx).await? {
+                these.insert((row.try_get(0)?, row.try_get(1)?));
+            }
+        } else if q.execute(&mut **tx).await?.rows_affected() < chunk.len() as u64 {
+            return Ok(None);
+        }
+    }
+    Ok(Some(if which_new {
+        NewRows::These(these)
+    } else {
+        NewRows::All
+    }))
 }
 
 /// Claim the sequence number of every request in `batch` (sorted by device, then sequence):
@@ -703,7 +760,8 @@ async fn claim_all(
         let case = format!("CASE id {} END", params::when_then(1, chunk.len()));
         let ids = params::list(1, chunk.len(), 2);
         let sql = format!(
-            "UPDATE devices SET last_seq = {case} WHERE id IN ({ids}) AND last_seq < {case} RETURNING id"
+            "UPDATE devices SET last_seq = {case} WHERE id IN ({ids}) AND last_seq < {case} \
+             AND retired_at IS NULL RETURNING id"
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql);
         for &i in chunk {
@@ -714,7 +772,7 @@ async fn claim_all(
             out[i] = Some(if claimed.contains(&batch[i].call.device_id) {
                 Ok(())
             } else {
-                Err(batch[i].call.replayed())
+                Err(batch[i].call.unclaimed(tx).await?)
             });
         }
     }

@@ -336,6 +336,10 @@ pub struct SignedCall {
     pub device_id: String,
     /// Its sequence number.
     pub seq: i64,
+    /// The path it was sent to.
+    pub path: String,
+    /// When the service verified it (unix ms, the service's clock).
+    pub verified_at: i64,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str> {
@@ -403,18 +407,14 @@ impl<'a> Envelope<'a> {
     }
 
     /// Check the signature over method, path, these headers and the body with the device's
-    /// stored public key (base64url Ed25519).
+    /// public key.
     pub fn check_signature(
         &self,
-        stored_key: &str,
+        key: &VerifyingKey,
         method: &Method,
         path: &str,
         body: &[u8],
     ) -> Result<()> {
-        let key = secrets::unb64(stored_key)
-            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-            .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))?;
         let input = signing_input(
             method.as_str(),
             path,
@@ -432,7 +432,7 @@ impl<'a> Envelope<'a> {
     }
 
     /// Check that the request was signed within `max_skew_ms` of `now_ms` (401 `request_stale`).
-    pub fn check_fresh(&self, now_ms: i64, max_skew_ms: i64) -> Result<SignedCall> {
+    pub fn check_fresh(&self, path: &str, now_ms: i64, max_skew_ms: i64) -> Result<SignedCall> {
         // abs_diff: a signed time at either end of i64 must not overflow the subtraction.
         if now_ms.abs_diff(self.time_ms) > max_skew_ms.unsigned_abs() {
             return Err(Error::unauthorized(
@@ -448,6 +448,8 @@ impl<'a> Envelope<'a> {
         Ok(SignedCall {
             device_id: self.device_id.to_owned(),
             seq: i64::try_from(self.seq).unwrap_or(i64::MAX),
+            path: path.to_owned(),
+            verified_at: now_ms,
         })
     }
 }
@@ -465,21 +467,78 @@ pub fn check_envelope(
     max_skew_ms: i64,
 ) -> Result<SignedCall> {
     let envelope = Envelope::parse(headers)?;
-    envelope.check_signature(stored_key, method, path, body)?;
-    envelope.check_fresh(now_ms, max_skew_ms)
+    envelope.check_signature(&stored_device_key(stored_key)?, method, path, body)?;
+    envelope.check_fresh(path, now_ms, max_skew_ms)
 }
 
-/// The key and standing of the laptop a request names, or 401 `device_unknown`: checked from
-/// the headers alone, before the body is read.
-async fn known_device(state: &AppState, device_id: &str) -> Result<crate::store::auth::DeviceKey> {
-    crate::store::auth::device_key(&state.db, device_id)
+/// A laptop's public key as the devices table keeps it (base64url Ed25519).
+fn stored_device_key(stored: &str) -> Result<VerifyingKey> {
+    secrets::unb64(stored)
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or_else(|| Error::Webauthn("stored device key is unreadable".into()))
+}
+
+/// The public key of the laptop a request names, or 401 `device_unknown`: checked from the
+/// headers alone, before the body is read. Read from the database the first time and kept in
+/// memory after ([`crate::device_keys::DeviceKeys`]), unless the laptop was already retired
+/// (then the refusal is returned, to be given once the signature checks). Whether a laptop may
+/// still act is decided by the claim in the work's transaction ([`SignedCall::claim`]), on
+/// every replica at once.
+async fn known_device(
+    state: &AppState,
+    envelope: &Envelope<'_>,
+) -> Result<(VerifyingKey, Option<Error>)> {
+    let device_id = envelope.device_id;
+    if let Some(key) = state.device_keys.get(device_id) {
+        return Ok((key, None));
+    }
+    let row = crate::store::auth::device_key(&state.db, device_id)
         .await?
         .ok_or_else(|| {
             Error::unauthorized(
                 ErrorCode::DeviceUnknown,
                 format!("device {device_id} is not provisioned"),
             )
-        })
+        })?;
+    let key = stored_device_key(&row.public_key)?;
+    Ok(match row.retired_at {
+        Some(at) => (
+            key,
+            Some(retired(
+                at,
+                row.retired_reason.as_deref().unwrap_or("retired"),
+            )),
+        ),
+        None => {
+            state.device_keys.insert(device_id, key);
+            (key, None)
+        }
+    })
+}
+
+/// Audit a retired laptop's refused request (`device.refused`) and hand the refusal back.
+pub(crate) async fn refuse_retired(
+    db: sqlx::AnyPool,
+    device_id: &str,
+    path: &str,
+    now: i64,
+    e: Error,
+) -> Error {
+    let (_, code, message) = e.parts();
+    if let Err(err) = crate::audit::record_refusal(
+        &db,
+        now,
+        &format!("device:{device_id}"),
+        "device.refused",
+        device_id,
+        serde_json::json!({"reason": code, "message": message, "path": path}),
+    )
+    .await
+    {
+        tracing::error!(error = %err, "could not audit a retired laptop's request");
+    }
+    e
 }
 
 /// The signature over method, path, headers and `body` with the laptop's key; then whether the
@@ -487,32 +546,18 @@ async fn known_device(state: &AppState, device_id: &str) -> Result<crate::store:
 async fn checked(
     state: &AppState,
     envelope: &Envelope<'_>,
-    row: &crate::store::auth::DeviceKey,
+    (key, retired): (VerifyingKey, Option<Error>),
     method: &Method,
     path: &str,
     body: &[u8],
 ) -> Result<SignedCall> {
-    let device_id = envelope.device_id;
-    envelope.check_signature(&row.public_key, method, path, body)?;
-    if let Some(at) = row.retired_at {
-        let e = retired(at, row.retired_reason.as_deref().unwrap_or("retired"));
-        let (_, code, message) = e.parts();
-        if let Err(err) = crate::audit::record_refusal(
-            &state.db,
-            state.now_ms(),
-            &format!("device:{device_id}"),
-            "device.refused",
-            device_id,
-            serde_json::json!({"reason": code, "message": message, "path": path}),
-        )
-        .await
-        {
-            tracing::error!(error = %err, "could not audit a retired laptop's request");
-        }
-        return Err(e);
+    envelope.check_signature(&key, method, path, body)?;
+    if let Some(e) = retired {
+        let now = state.now_ms();
+        return Err(refuse_retired(state.db.clone(), envelope.device_id, path, now, e).await);
     }
     let skew = i64::try_from(state.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
-    envelope.check_fresh(state.now_ms(), skew)
+    envelope.check_fresh(path, state.now_ms(), skew)
 }
 
 impl SignedCall {
@@ -530,30 +575,45 @@ impl SignedCall {
         body: &[u8],
     ) -> Result<SignedCall> {
         let envelope = Envelope::parse(headers)?;
-        let row = known_device(state, envelope.device_id).await?;
-        checked(state, &envelope, &row, method, path, body).await
+        let known = known_device(state, &envelope).await?;
+        checked(state, &envelope, known, method, path, body).await
     }
 
     /// A write transaction with this request's sequence number claimed in it ([`Self::claim`]):
-    /// what a device-signed handler does first.
+    /// what a device-signed handler does first. A retired laptop's refusal is audited.
     pub async fn begin(&self, db: &sqlx::AnyPool) -> Result<crate::db::WriteTx> {
         let mut tx = crate::db::begin(db).await?;
-        self.claim(&mut tx).await?;
-        Ok(tx)
+        match self.claim(&mut tx).await {
+            Ok(()) => Ok(tx),
+            Err(e) if e.parts().1 == ErrorCode::DeviceRetired => {
+                tx.rollback().await?;
+                Err(
+                    refuse_retired(db.clone(), &self.device_id, &self.path, self.verified_at, e)
+                        .await,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Claim the sequence number inside the work's transaction; a number at or below the last
-    /// one accepted is a replay. Atomic, so two service replicas cannot both accept it; a laptop
-    /// retired after [`SignedCall::verify`] but before this claim is refused here.
+    /// one accepted is a replay. Atomic, so two service replicas cannot both accept it. This is
+    /// where a retired laptop is refused: its key stays known to the service ([`DeviceKeys`]),
+    /// its claims do not.
     pub async fn claim(&self, tx: &mut Transaction<'_, Any>) -> Result<()> {
         if !crate::store::auth::claim_seq(tx, &self.device_id, self.seq).await? {
-            let (retired_at, reason) = crate::store::auth::retirement(tx, &self.device_id).await?;
-            if let Some(at) = retired_at {
-                return Err(retired(at, reason.as_deref().unwrap_or("retired")));
-            }
-            return Err(self.replayed());
+            return Err(self.unclaimed(tx).await?);
         }
         Ok(())
+    }
+
+    /// Why this request's claim was refused: its laptop was retired, or the number was used.
+    pub async fn unclaimed(&self, tx: &mut Transaction<'_, Any>) -> Result<Error> {
+        let (retired_at, reason) = crate::store::auth::retirement(tx, &self.device_id).await?;
+        Ok(match retired_at {
+            Some(at) => retired(at, reason.as_deref().unwrap_or("retired")),
+            None => self.replayed(),
+        })
     }
 
     /// The refusal of a request whose sequence number was used before.
@@ -646,9 +706,9 @@ async fn verified_body(
     let path = req.uri().path().to_owned();
     let headers = req.headers().clone();
     let envelope = Envelope::parse(&headers)?;
-    let row = known_device(state, envelope.device_id).await?;
+    let known = known_device(state, &envelope).await?;
     let body = read_body(req, state).await?;
-    let call = checked(state, &envelope, &row, &method, &path, &body).await?;
+    let call = checked(state, &envelope, known, &method, &path, &body).await?;
     Ok((call, body))
 }
 

@@ -21,6 +21,7 @@ pub mod console;
 pub mod coverage;
 pub mod csf;
 pub mod db;
+pub mod device_keys;
 pub mod devices;
 pub mod enrol;
 mod error;

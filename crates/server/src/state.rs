@@ -159,12 +159,13 @@ pub struct AppState {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// The console overview as last rendered (refreshed every minute), kept for requests when
     /// rendering it is slow (a large directory), so they read it instead of computing it.
-    /// a request over a large directory reads it instead of computing it.
     pub overview: Arc<tokio::sync::RwLock<Option<Rendered>>>,
     /// The limits checked before a request does any work.
     pub limits: Arc<crate::limits::Limits>,
     /// The service's signing keys (loaded from files outside the database).
     pub keys: Arc<crate::service_keys::ServiceKeys>,
+    /// Laptops' public keys, once read.
+    pub device_keys: Arc<crate::device_keys::DeviceKeys>,
 }
 
 /// A page rendered at a time, kept for the requests that follow.
@@ -212,6 +213,7 @@ impl AppState {
             limits: Arc::new(crate::limits::Limits::new(&settings)),
             settings: Arc::new(settings),
             keys: Arc::new(keys),
+            device_keys: Arc::default(),
         })
     }
 

@@ -70,6 +70,10 @@ pub async fn connect_sized(
     let pool = AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
+        // A SQLite connection is a file handle in this process: there is nothing to check on
+        // taking one from the pool, and the check is a round trip to its worker thread. A
+        // PostgreSQL connection is checked, so a server restart costs no request an error.
+        .test_before_acquire(backend != Backend::Sqlite)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

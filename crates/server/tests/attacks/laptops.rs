@@ -117,6 +117,55 @@ async fn retired_laptop_reporting(app: App) {
         .await;
 }
 
+/// This process keeps a laptop's key in memory once it has verified a request from it; another
+/// replica (here: a write straight to the shared database) retiring the laptop still stops
+/// it at once, for single reports, batches and every other signed call, and nothing is stored.
+async fn laptop_retired_by_another_replica(app: App) {
+    let laptop = app.device("roaming-pc").await;
+    assert_eq!(laptop.report(&app, true).await.0, StatusCode::OK);
+    sqlx::query("UPDATE devices SET retired_at = $1, retired_reason = 'lost' WHERE id = $2")
+        .bind(app.now())
+        .bind(&laptop.id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    refused_saying(
+        &app,
+        StatusCode::FORBIDDEN,
+        "device_retired",
+        "was marked lost",
+        laptop.report(&app, true),
+    )
+    .await;
+    let batch = json!({"reports": [crate::common::report_body(app.now(), true)]});
+    retired_laptop_refused(
+        &app,
+        laptop.signed(&app, keywarden_protocol::REPORT_BATCH_PATH, &batch),
+    )
+    .await;
+    retired_laptop_refused(
+        &app,
+        laptop.signed(
+            &app,
+            "/api/v1/agent/step-up",
+            &json!({"purpose": "sign_in"}),
+        ),
+    )
+    .await;
+    let reports = format!(
+        "SELECT COUNT(*) FROM reports WHERE device_id = '{}'",
+        laptop.id
+    );
+    assert_eq!(app.count(&reports).await, 1, "only the report from before");
+    let refusals = keywarden_server::audit::export(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "device.refused" && e.subject == laptop.id)
+        .count();
+    assert_eq!(refusals, 3, "each refusal audited");
+}
+
 async fn lost_laptop_redeeming_a_ticket(app: App) {
     let person = app.person("lou").await;
     let lost = app.device("lou-laptop").await;
@@ -420,6 +469,7 @@ async fn retiring_a_busy_laptop(app: App) {
 crate::both_backends!(
     retiring_a_busy_laptop,
     retired_laptop_reporting,
+    laptop_retired_by_another_replica,
     lost_laptop_redeeming_a_ticket,
     replacement_laptop_carries_nothing_over,
     shared_workstation_survives_one_person_leaving,
