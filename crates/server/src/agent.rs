@@ -699,7 +699,7 @@ async fn insert_reports(
             format!(
             "INSERT INTO reports (device_id, report_id, created_at, received_at, body) VALUES {} \
              ON CONFLICT (device_id, report_id) DO NOTHING{}",
-            params::rows(1, chunk.len(), 5),
+            params::all_rows(tx, chunk.len(), 5),
             if which_new { " RETURNING device_id, report_id" } else { "" }
         );
         let mut q = sqlx::query(&sql);

@@ -40,7 +40,7 @@ pub struct NewRow<'a> {
 pub async fn insert(db: &mut AnyConnection, at: i64, rows: &[NewRow<'_>]) -> Result<()> {
     let sql = format!(
         "INSERT INTO audit_log (id, at, actor, action, subject, detail, seq, prev_hash, hash) VALUES {}",
-        crate::db::params::rows(1, rows.len(), 9)
+        crate::db::params::all_rows(db, rows.len(), 9)
     );
     let mut q = sqlx::query(&sql);
     for r in rows {
