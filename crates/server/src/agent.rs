@@ -225,7 +225,10 @@ async fn ingest_many(state: &AppState, call: &SignedCall, body: &[u8]) -> Result
         accepted,
         rejected,
         duplicates,
-    } = sort_batch(body)?;
+    } = {
+        let _turn = state.batch_reading.acquire().await;
+        sort_batch(body)?
+    };
     let ids: Vec<(u32, String)> = accepted
         .iter()
         .map(|c| (c.index, c.report_id.clone()))
@@ -673,6 +676,7 @@ async fn commit_batch(
     point_at_newest(&mut tx, &newest, now).await?;
     audit::record_many(&mut tx, now, &records).await?;
     tx.commit().await?;
+    crate::db::checkpoint_soon(&state.db);
     Ok(Some(results))
 }
 

@@ -155,6 +155,10 @@ pub struct AppState {
     pub write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// The report group-commit queue, started on the first report.
     pub ingest_queue: Arc<tokio::sync::OnceCell<tokio::sync::mpsc::Sender<crate::agent::Job>>>,
+    /// Turns at reading report batches (all cores but one): the group commit's database work
+    /// runs on a thread of its own, and batches read on every core at once would take that
+    /// core's time from it; the batches wait for it anyway.
+    pub batch_reading: Arc<tokio::sync::Semaphore>,
     /// Woken after a commit that queued outgoing events, so delivery starts at once.
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// The console overview as last rendered (refreshed every minute), kept for requests when
@@ -208,6 +212,11 @@ impl AppState {
             webauthn: Arc::new(webauthn),
             write_gate,
             ingest_queue: Arc::new(tokio::sync::OnceCell::new()),
+            batch_reading: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1))
+                    .max(1),
+            )),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             overview: Arc::new(tokio::sync::RwLock::new(None)),
             limits: Arc::new(crate::limits::Limits::new(&settings)),

@@ -77,8 +77,14 @@ pub async fn connect_sized(
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
-                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
-                        .await?;
+                    // Committing does not copy the write-ahead log into the database file
+                    // (a checkpoint) on the committer's time: [`checkpoint_soon`] does it in
+                    // the background.
+                    conn.execute(
+                        "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                         PRAGMA wal_autocheckpoint = 0;",
+                    )
+                    .await?;
                 }
                 Ok(())
             })
@@ -117,17 +123,71 @@ pub fn write_gate(pool: &AnyPool) -> Option<Arc<tokio::sync::Mutex<()>>> {
     Some(gates.entry(url.path().to_owned()).or_default().clone())
 }
 
+/// Least time between two checkpoints of one SQLite file: the log grows by what is written
+/// meanwhile (at most some megabytes under full load) and each checkpoint syncs the file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// After a commit on SQLite: copy the committed write-ahead log into the database file in the
+/// background, on a connection of its own. Writers go on meanwhile (SQLite's `PASSIVE` mode),
+/// so no commit waits for it, where SQLite's own automatic checkpoint runs inside whichever
+/// commit crossed its threshold. One copier per file runs at most every [`CHECKPOINT_EVERY`],
+/// and once more after the last commit it was asked for. A crash mid-way loses nothing: the
+/// log stays, and the next checkpoint (or opening the file) copies it.
+pub fn checkpoint_soon(pool: &AnyPool) {
+    /// Per file: whether a copier runs, and whether a commit came since its last copy began.
+    type Copiers = std::sync::Mutex<HashMap<String, bool>>;
+    static COPIERS: OnceLock<Copiers> = OnceLock::new();
+    let options = pool.connect_options();
+    if options.database_url.scheme() != "sqlite" {
+        return;
+    }
+    let file = options.database_url.path().to_owned();
+    let copiers = COPIERS.get_or_init(Default::default);
+    let lock = || {
+        copiers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(again) = lock().get_mut(&file) {
+        *again = true;
+        return;
+    }
+    lock().insert(file.clone(), false);
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        loop {
+            let began = tokio::time::Instant::now();
+            if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                tracing::warn!(error = %e, "copying the database's write-ahead log into it failed; the next commit tries again");
+            }
+            tokio::time::sleep_until(began + CHECKPOINT_EVERY).await;
+            let mut copiers = lock();
+            if copiers.get(&file) == Some(&true) {
+                copiers.insert(file.clone(), false);
+                continue;
+            }
+            copiers.remove(&file);
+            break;
+        }
+    });
+}
+
 /// A transaction that may write, holding its database's [`write_gate`] until it ends. Use it
 /// as the transaction it wraps; end it with [`WriteTx::commit`] (dropped, it rolls back).
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// On SQLite, the turn at the write gate and the pool (for [`checkpoint_soon`]).
+    turn: Option<(tokio::sync::OwnedMutexGuard<()>, AnyPool)>,
 }
 
 impl WriteTx {
     /// Commit, then let the next writer in.
     pub async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
+        self.tx.commit().await?;
+        if let Some((_, pool)) = &self.turn {
+            checkpoint_soon(pool);
+        }
+        Ok(())
     }
 
     /// Roll back, then let the next writer in.
@@ -160,12 +220,12 @@ pub async fn begin(pool: &AnyPool) -> Result<WriteTx> {
             let turn = gate.lock_owned().await;
             Ok(WriteTx {
                 tx: pool.begin_with("BEGIN IMMEDIATE").await?,
-                _turn: Some(turn),
+                turn: Some((turn, pool.clone())),
             })
         }
         None => Ok(WriteTx {
             tx: pool.begin().await?,
-            _turn: None,
+            turn: None,
         }),
     }
 }
