@@ -126,6 +126,12 @@ pub struct ReclaimQuery {
     /// are then matched by credential even when their id says nothing (no serial collected).
     #[serde(default)]
     pub credentials_on_keys: Vec<KeyCredentialIds>,
+    /// Keys matched without the PIN: their answers to the station's silent probe
+    /// (`POST /api/v1/agent/reclaim/probe`), each verified by the service; absent from older
+    /// agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub probed: Option<crate::ProbeAnswers>,
 }
 
 /// Credential ids found on one key.

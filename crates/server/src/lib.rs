@@ -30,6 +30,7 @@ pub mod mds;
 pub mod offboard;
 pub mod ongoing;
 pub mod openapi;
+pub mod orgkeys;
 pub mod policy;
 pub mod reclaim;
 pub mod recovery;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stepup::router())
         .merge(recovery::router())
         .merge(reclaim::router())
+        .merge(orgkeys::router())
         .merge(offboard::router())
         .merge(exceptions::router())
         .merge(webhooks::router())
