@@ -7,7 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use keywarden_keys::{Authenticator, KeyInfo, ProbeRequest};
 use keywarden_protocol::{
-    KeyIdentities, KeyProbe, KeyProbeAsk, ProbeAnswer, ProbeAnswers, PROBE_CLIENT_DATA_TYPE,
+    KeyIdentities, KeyProbe, KeyProbeAsk, ProbeAnswer, ProbeAnswers, ProbePurpose,
+    PROBE_CLIENT_DATA_TYPE,
 };
 
 use crate::error::Result;
@@ -58,14 +59,19 @@ pub fn answer(
     }))
 }
 
-/// Ask the service for a probe at `path`, check it is for the organisation's relying party and
+/// Ask the service for a probe for `purpose`, check it is for the organisation's relying party and
 /// origin, and probe each of `keys`. A key that cannot be opened or probed is left out (it is
 /// then not recognised, as before).
-pub(crate) fn probe_keys(agent: &Agent, path: &str, keys: &[KeyInfo]) -> Result<ProbeAnswers> {
+pub(crate) fn probe_keys(
+    agent: &Agent,
+    purpose: ProbePurpose,
+    keys: &[KeyInfo],
+) -> Result<ProbeAnswers> {
     let ask = KeyProbeAsk {
+        purpose,
         keys: u32::try_from(keys.len()).unwrap_or(u32::MAX),
     };
-    let probe: KeyProbe = agent.call_signed(path, &ask)?;
+    let probe: KeyProbe = agent.call_signed("/api/v1/agent/keys/probe", &ask)?;
     agent.check_relying_party(&probe.rp_id, Some(&probe.origin))?;
     let mut answers = Vec::new();
     for k in keys {
@@ -93,7 +99,7 @@ pub fn identify(agent: &Agent) -> Result<KeyIdentities> {
     if keys.is_empty() {
         return Ok(KeyIdentities { keys: Vec::new() });
     }
-    let answers = probe_keys(agent, "/api/v1/agent/keys/probe", &keys)?;
+    let answers = probe_keys(agent, ProbePurpose::Inventory, &keys)?;
     if answers.answers.is_empty() {
         return Ok(KeyIdentities { keys: Vec::new() });
     }

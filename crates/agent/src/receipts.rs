@@ -10,14 +10,13 @@ use keywarden_protocol::{ReclaimReceipt, ReclaimReceiptAck};
 
 use crate::error::{Error, Result};
 use crate::outbox::Outbox;
-use crate::{files, Agent};
+use crate::Agent;
 
 /// A folder of receipts waiting for the service's acknowledgement, one JSON file each.
 #[derive(Debug, Clone)]
 pub struct ReceiptOutbox {
-    dir: PathBuf,
-    /// Removal and setting aside are the report outbox's.
-    files: Outbox,
+    /// Listing, removal and setting aside are the report outbox's.
+    queue: Outbox,
 }
 
 /// What sending the receipts achieved.
@@ -36,10 +35,8 @@ pub struct SentReceipts {
 impl ReceiptOutbox {
     /// The receipt outbox of the agent's data folder.
     pub fn of(agent: &Agent) -> Self {
-        let dir = agent.paths().data_dir.join("reclaim-receipts");
         ReceiptOutbox {
-            files: Outbox::new(dir.clone()),
-            dir,
+            queue: Outbox::new(agent.paths().data_dir.join("reclaim-receipts")),
         }
     }
 
@@ -49,29 +46,20 @@ impl ReceiptOutbox {
         let safe: String = receipt
             .directive_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let path = self.dir.join(format!("{safe}.json"));
-        let bytes = serde_json::to_vec(receipt).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        files::write_atomic(&path, &bytes, true)?;
-        Ok(path)
+        self.queue.write(&format!("{safe}.json"), receipt)
     }
 
     /// Receipts waiting, by file name. An unreadable file is set aside in `rejected/`.
     pub fn pending(&self) -> Result<Vec<(PathBuf, ReclaimReceipt)>> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("cannot list", &self.dir, e)),
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
-            .collect();
-        paths.sort();
+        let paths = self.queue.files()?;
         let mut out = Vec::with_capacity(paths.len());
         for path in paths {
             let bytes = fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?;
@@ -79,7 +67,7 @@ impl ReceiptOutbox {
                 Ok(r) => out.push((path, r)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "receipt unreadable; set aside");
-                    self.files.reject(&path)?;
+                    self.queue.reject(&path)?;
                 }
             }
         }
@@ -97,16 +85,17 @@ impl ReceiptOutbox {
             ..SentReceipts::default()
         };
         for (path, receipt) in pending {
-            match agent.call_signed::<_, ReclaimReceiptAck>("/api/v1/agent/reclaim/receipts", &receipt)
+            match agent
+                .call_signed::<_, ReclaimReceiptAck>("/api/v1/agent/reclaim/receipts", &receipt)
             {
                 Ok(ack) => {
-                    self.files.acknowledge(&path)?;
+                    self.queue.acknowledge(&path)?;
                     out.acked.push(ack);
                 }
                 Err(Error::Service {
                     status, message, ..
                 }) if (400..500).contains(&status) && ![408, 409, 429].contains(&status) => {
-                    self.files.reject(&path)?;
+                    self.queue.reject(&path)?;
                     out.rejected.push((receipt.directive_id.clone(), message));
                 }
                 Err(e) => {

@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use keywarden_keys::{Authenticator, KeyInfo, Prompt};
 use keywarden_protocol::{
-    KeyCredentialIds, ReclaimAction, ReclaimDirective, ReclaimOutcome, ReclaimPlan, ReclaimQuery,
-    ReclaimReceipt, ReclaimedKey,
+    KeyCredentialIds, ProbePurpose, ReclaimAction, ReclaimDirective, ReclaimOutcome, ReclaimPlan,
+    ReclaimQuery, ReclaimReceipt, ReclaimedKey,
 };
 
 use crate::error::Result;
@@ -147,7 +147,8 @@ fn check_plan(agent: &Agent, plan: &ReclaimPlan) -> Result<()> {
 /// Ask for directives for every key present, carry them out, send the receipts.
 ///
 /// Keys the service cannot match by their id (no serial) are probed silently for the
-/// credentials of people who left (`POST /api/v1/agent/reclaim/probe`; no PIN, no touch), so
+/// credentials of people who left (`POST /api/v1/agent/keys/probe`, purpose `reclaim`; no PIN,
+/// no touch), so
 /// an organisation key is recognised and reset without its PIN; with the PIN, keys still
 /// unmatched are matched by the organisation's credentials listed on them. Each receipt goes
 /// into the durable [`ReceiptOutbox`] before it is sent (receipts left by an earlier run are
@@ -181,7 +182,8 @@ pub fn wipe(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec
     let mut plan: ReclaimPlan =
         agent.call_signed("/api/v1/agent/reclaim/directives", &query(Vec::new(), None))?;
     check_plan(agent, &plan)?;
-    let unmatched = |plan: &ReclaimPlan, k: &&KeyInfo| !plan.directives.iter().any(|d| d.key_id == k.id);
+    let unmatched =
+        |plan: &ReclaimPlan, k: &&KeyInfo| !plan.directives.iter().any(|d| d.key_id == k.id);
     let probe_these: Vec<KeyInfo> = keys
         .iter()
         .filter(|k| unmatched(&plan, k) && crate::orgkeys::needs_probe(k))
@@ -190,8 +192,7 @@ pub fn wipe(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec
     let probed = if probe_these.is_empty() {
         None
     } else {
-        let answers =
-            crate::orgkeys::probe_keys(agent, "/api/v1/agent/reclaim/probe", &probe_these)?;
+        let answers = crate::orgkeys::probe_keys(agent, ProbePurpose::Reclaim, &probe_these)?;
         (!answers.answers.is_empty()).then_some(answers)
     };
     // With the PIN, keys whose id says nothing and that no probe matched (a credential made

@@ -190,7 +190,11 @@ mod tests {
             .iter()
             .map(|(k, _)| k.as_integer().unwrap().into())
             .collect();
-        assert_eq!(keys, vec![1, 2, 3, 5], "no pinUvAuthParam (6) or protocol (7)");
+        assert_eq!(
+            keys,
+            vec![1, 2, 3, 5],
+            "no pinUvAuthParam (6) or protocol (7)"
+        );
         let options = m[3].1.as_map().unwrap();
         assert_eq!(options[0].0.as_text(), Some("up"));
         assert_eq!(options[0].1.as_bool(), Some(false));

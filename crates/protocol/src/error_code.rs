@@ -276,7 +276,7 @@ error_codes! {
     ProbeAnswerInvalid = "probe_answer_invalid",
     /// 403: the probe did not ask about this credential.
     ProbeCredentialNotAsked = "probe_credential_not_asked",
-    /// 410: the probe's challenge expired at …; ask for a new one.
+    /// 410: the probe challenge expired; ask for a new one.
     ProbeExpired = "probe_expired",
     /// 404: unknown probe challenge; ask for a new one.
     ProbeUnknown = "probe_unknown",
@@ -284,7 +284,7 @@ error_codes! {
     ProbeUsed = "probe_used",
     /// 403: this probe challenge was issued to another laptop.
     ProbeWrongDevice = "probe_wrong_device",
-    /// 400: this probe challenge was issued for …, not for ….
+    /// 400: this probe challenge was issued for another purpose, not ….
     ProbeWrongPurpose = "probe_wrong_purpose",
     /// 400: proofing method … is not one of ….
     ProofingInvalid = "proofing_invalid",

@@ -8,11 +8,37 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ts")]
 use ts_rs::TS;
 
-/// `POST /api/v1/agent/keys/probe` and `POST /api/v1/agent/reclaim/probe`: ask for a probe.
+/// What a probe is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(TS), ts(export))]
+pub enum ProbePurpose {
+    /// The laptop's own keys: the credentials of the people it is bound to.
+    #[default]
+    Inventory,
+    /// A reclaim station: the credentials of people who left whose keys wait for a reclaim.
+    Reclaim,
+}
+
+impl ProbePurpose {
+    /// Its wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbePurpose::Inventory => "inventory",
+            ProbePurpose::Reclaim => "reclaim",
+        }
+    }
+}
+
+/// `POST /api/v1/agent/keys/probe`: ask for a probe.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
 pub struct KeyProbeAsk {
+    /// What for (default: the laptop's own keys).
+    #[serde(default)]
+    pub purpose: ProbePurpose,
     /// How many keys without a serial the laptop sees (informational).
     #[serde(default)]
     pub keys: u32,

@@ -127,7 +127,7 @@ pub struct ReclaimQuery {
     #[serde(default)]
     pub credentials_on_keys: Vec<KeyCredentialIds>,
     /// Keys matched without the PIN: their answers to the station's silent probe
-    /// (`POST /api/v1/agent/reclaim/probe`), each verified by the service; absent from older
+    /// (`POST /api/v1/agent/keys/probe`, purpose `reclaim`), each verified by the service; absent from older
     /// agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]

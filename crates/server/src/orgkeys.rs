@@ -3,8 +3,8 @@
 //! key is recognised instead by the organisation's own credential on it, through a silent probe
 //! (getAssertion with user presence off, no PIN, no touch; `keywarden_keys::probe`):
 //!
-//! 1. the laptop asks for a probe (`POST /api/v1/agent/keys/probe` for its own person's keys,
-//!    `POST /api/v1/agent/reclaim/probe` at a reclaim station) and gets a fresh single-use
+//! 1. the laptop asks for a probe (`POST /api/v1/agent/keys/probe`, purpose `inventory` for its
+//!    own person's keys, `reclaim` at a reclaim station) and gets a fresh single-use
 //!    challenge bound to that laptop and purpose, with the candidate credential ids (the people
 //!    bound to the laptop; at a station, the departed people whose keys wait for a reclaim), at
 //!    most [`MAX_CANDIDATES`];
@@ -26,7 +26,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use keywarden_protocol::{
     ErrorCode, IdentifiedKey, KeyIdentities, KeyProbe, KeyProbeAsk, ProbeAnswer, ProbeAnswers,
-    PROBE_CLIENT_DATA_TYPE,
+    ProbePurpose, PROBE_CLIENT_DATA_TYPE,
 };
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
@@ -34,7 +34,7 @@ use sqlx::{Any, Transaction};
 use webauthn_rs_core::proto::Credential;
 
 use crate::auth::Signed;
-use crate::error::{Error, OrNotFound as _, Result};
+use crate::error::{Error, Result};
 use crate::secrets::{b64, new_id, unb64};
 use crate::state::AppState;
 use crate::store::orgkeys as store;
@@ -44,17 +44,24 @@ use crate::store::orgkeys as store;
 pub const MAX_CANDIDATES: i64 = 256;
 /// How long a probe's challenge lives.
 pub const PROBE_TTL_MS: i64 = 2 * 60 * 1000;
-/// A probe for the laptop's own person's keys.
-pub const INVENTORY: &str = "inventory";
-/// A probe at a reclaim station.
-pub const RECLAIM: &str = "reclaim";
+
+/// A probe challenge's refusals.
+const PROBE: crate::stepup::Refusals = crate::stepup::Refusals {
+    what: "probe challenge",
+    answer: "answer",
+    expired_says: "the probe challenge expired; ask for a new one",
+    unknown: ErrorCode::ProbeUnknown,
+    wrong_device: ErrorCode::ProbeWrongDevice,
+    wrong_purpose: ErrorCode::ProbeWrongPurpose,
+    used: ErrorCode::ProbeUsed,
+    expired: ErrorCode::ProbeExpired,
+};
 
 /// Routes for recognising keys by the organisation's credential on them.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/agent/keys/probe", post(inventory_probe))
+        .route("/api/v1/agent/keys/probe", post(probe))
         .route("/api/v1/agent/keys/identify", post(identify))
-        .route("/api/v1/agent/reclaim/probe", post(reclaim_probe))
 }
 
 /// The name of a key recognised by `credential_id`, the same wherever it is plugged in.
@@ -62,67 +69,65 @@ pub fn org_key_id(credential_id: &str) -> String {
     format!("cred:{credential_id}")
 }
 
-/// Issue a probe to `device_id` for `purpose` over `candidates`, inside `tx`.
-pub(crate) async fn issue(
-    state: &AppState,
-    tx: &mut Transaction<'_, Any>,
-    device_id: &str,
-    purpose: &str,
-    candidates: Vec<String>,
-) -> Result<KeyProbe> {
-    let now = state.now_ms();
-    let mut challenge = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut challenge);
-    let challenge = b64(&challenge);
-    let id = new_id();
-    let ids = serde_json::to_string(&candidates).map_err(Error::Corrupt)?;
-    let probe = store::NewProbe {
-        id: &id,
-        device_id,
-        purpose,
-        challenge: &challenge,
-        credential_ids: &ids,
-        expires_at: now + PROBE_TTL_MS,
-    };
-    store::insert_probe(tx, &probe, now).await?;
-    Ok(KeyProbe {
-        challenge_id: id,
-        challenge,
-        rp_id: state.settings.rp_id.clone(),
-        origin: state.origin().to_owned(),
-        credential_ids: candidates,
-        expires_at_ms: now + PROBE_TTL_MS,
-    })
+/// What a probe's challenge keeps (the `state` of its `assertion_challenges` row).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProbeState {
+    /// The challenge, base64url.
+    challenge: String,
+    /// The candidate credential ids.
+    credential_ids: Vec<String>,
 }
 
-/// `POST /api/v1/agent/keys/probe` (device-signed): a probe for the keys of the people this
-/// laptop is bound to.
+/// The purpose a probe's challenge is stored with, never a step-up's.
+fn stored_purpose(purpose: ProbePurpose) -> String {
+    format!("key_probe:{}", purpose.as_str())
+}
+
+/// Issue a probe for `purpose` to the laptop that signed `call`: at a reclaim station the
+/// credentials of people who left, else those of the people the laptop is bound to.
+///
+/// `POST /api/v1/agent/keys/probe` (device-signed; a `reclaim` probe for reclaim stations
+/// only).
 #[utoipa::path(post, path = "/api/v1/agent/keys/probe", tag = "agent", request_body = keywarden_protocol::KeyProbeAsk,
     responses((status = 201, body = keywarden_protocol::KeyProbe), crate::openapi::Invalid))]
-pub async fn inventory_probe(
+pub async fn probe(
     State(state): State<AppState>,
-    Signed { call, body: _ }: Signed<KeyProbeAsk>,
+    Signed { call, body: ask }: Signed<KeyProbeAsk>,
 ) -> Result<(StatusCode, Json<KeyProbe>)> {
+    let purpose = ask.purpose;
+    let now = state.now_ms();
     let mut tx = call.begin(&state.db).await?;
-    let candidates = store::inventory_candidates(&mut tx, &call.device_id, MAX_CANDIDATES).await?;
-    let probe = issue(&state, &mut tx, &call.device_id, INVENTORY, candidates).await?;
+    let candidates = if purpose == ProbePurpose::Reclaim {
+        crate::reclaim::require_station(&mut tx, &call.device_id).await?;
+        store::reclaim_candidates(&mut tx, MAX_CANDIDATES).await?
+    } else {
+        store::inventory_candidates(&mut tx, &call.device_id, MAX_CANDIDATES).await?
+    };
+    let mut challenge = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut challenge);
+    let kept = ProbeState {
+        challenge: b64(&challenge),
+        credential_ids: candidates,
+    };
+    let id = new_id();
+    let kept_json = serde_json::to_string(&kept).map_err(Error::Corrupt)?;
+    let row = crate::store::stepup::NewChallenge {
+        id: &id,
+        device_id: &call.device_id,
+        purpose: &stored_purpose(purpose),
+        state: &kept_json,
+        expires_at: now + PROBE_TTL_MS,
+    };
+    crate::store::stepup::insert_challenge(&mut tx, &row, now).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(probe)))
-}
-
-/// `POST /api/v1/agent/reclaim/probe` (device-signed, reclaim stations only): a probe for the
-/// keys of people who left.
-#[utoipa::path(post, path = "/api/v1/agent/reclaim/probe", tag = "offboarding", request_body = keywarden_protocol::KeyProbeAsk,
-    responses((status = 201, body = keywarden_protocol::KeyProbe), crate::openapi::Invalid))]
-pub async fn reclaim_probe(
-    State(state): State<AppState>,
-    Signed { call, body: _ }: Signed<KeyProbeAsk>,
-) -> Result<(StatusCode, Json<KeyProbe>)> {
-    let mut tx = call.begin(&state.db).await?;
-    crate::reclaim::require_station(&mut tx, &call.device_id).await?;
-    let candidates = store::reclaim_candidates(&mut tx, MAX_CANDIDATES).await?;
-    let probe = issue(&state, &mut tx, &call.device_id, RECLAIM, candidates).await?;
-    tx.commit().await?;
+    let probe = KeyProbe {
+        challenge_id: id,
+        challenge: kept.challenge,
+        rp_id: state.settings.rp_id.clone(),
+        origin: state.origin().to_owned(),
+        credential_ids: kept.credential_ids,
+        expires_at_ms: now + PROBE_TTL_MS,
+    };
     Ok((StatusCode::CREATED, Json(probe)))
 }
 
@@ -133,11 +138,12 @@ pub async fn reclaim_probe(
     responses((status = 200, body = keywarden_protocol::KeyIdentities), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn identify(
     State(state): State<AppState>,
-    Signed { call, body: answers }: Signed<ProbeAnswers>,
+    Signed { call, body }: Signed<ProbeAnswers>,
 ) -> Result<Json<KeyIdentities>> {
     let now = state.now_ms();
     let mut tx = call.begin(&state.db).await?;
-    let found = verify(&state, &mut tx, &call.device_id, INVENTORY, &answers, now).await?;
+    let purpose = ProbePurpose::Inventory;
+    let found = verify(&state, &mut tx, &call.device_id, purpose, &body, now).await?;
     let mut keys = Vec::with_capacity(found.len());
     for k in found {
         store::record_sighting(&mut tx, &k.credential_id, &call.device_id, &k.key_id, now).await?;
@@ -167,40 +173,20 @@ pub async fn verify(
     state: &AppState,
     tx: &mut Transaction<'_, Any>,
     device_id: &str,
-    purpose: &str,
+    purpose: ProbePurpose,
     answers: &ProbeAnswers,
     now: i64,
 ) -> Result<Vec<Recognised>> {
-    let p = store::probe(tx, &answers.challenge_id)
-        .await?
-        .or_not_found(
-            ErrorCode::ProbeUnknown,
-            "unknown probe challenge; ask for a new one",
-        )?;
-    if p.device_id != device_id {
-        return Err(Error::forbidden(
-            ErrorCode::ProbeWrongDevice,
-            "this probe challenge was issued to another laptop",
-        ));
-    }
-    if p.purpose != purpose {
-        return Err(Error::bad_request(
-            ErrorCode::ProbeWrongPurpose,
-            format!(
-                "this probe challenge was issued for {}, not for {purpose}",
-                p.purpose
-            ),
-        ));
-    }
-    crate::error::not_used(
-        p.used_at,
-        ErrorCode::ProbeUsed,
-        "this probe challenge was already used; a replayed answer is refused",
-    )?;
-    crate::error::before_expiry(now, p.expires_at, ErrorCode::ProbeExpired, |at| {
-        format!("the probe's challenge expired at {at}; ask for a new one")
-    })?;
-    let candidates: Vec<String> = serde_json::from_str(&p.credential_ids).map_err(Error::Corrupt)?;
+    let c = crate::stepup::open_challenge(
+        tx,
+        &answers.challenge_id,
+        device_id,
+        &stored_purpose(purpose),
+        now,
+        &PROBE,
+    )
+    .await?;
+    let kept: ProbeState = serde_json::from_str(&c.state).map_err(Error::Corrupt)?;
     let mut out = Vec::with_capacity(answers.answers.len());
     for a in &answers.answers {
         let credential_id = unb64(&a.credential_id)
@@ -212,7 +198,7 @@ pub async fn verify(
                 "the probe did not ask about this credential",
             )
         };
-        if !candidates.contains(&credential_id) {
+        if !kept.credential_ids.contains(&credential_id) {
             return Err(not_asked());
         }
         let stored = store::credential_key(tx, &credential_id)
@@ -223,7 +209,7 @@ pub async fn verify(
             &credential,
             &state.settings.rp_id,
             state.origin(),
-            &p.challenge,
+            &kept.challenge,
             a,
         )?;
         out.push(Recognised {
@@ -231,12 +217,7 @@ pub async fn verify(
             credential_id,
         });
     }
-    if !store::use_probe(tx, &answers.challenge_id, now).await? {
-        return Err(Error::conflict(
-            ErrorCode::ProbeUsed,
-            "this probe challenge was already used; a replayed answer is refused",
-        ));
-    }
+    crate::stepup::spend_challenge(tx, &answers.challenge_id, now, &PROBE).await?;
     Ok(out)
 }
 
@@ -265,8 +246,7 @@ pub fn check_answer(
     challenge: &str,
     a: &ProbeAnswer,
 ) -> Result<()> {
-    let auth_data =
-        unb64(&a.authenticator_data).ok_or_else(|| malformed("authenticator_data"))?;
+    let auth_data = unb64(&a.authenticator_data).ok_or_else(|| malformed("authenticator_data"))?;
     let client_data = unb64(&a.client_data_json).ok_or_else(|| malformed("client_data_json"))?;
     let signature = unb64(&a.signature).ok_or_else(|| malformed("signature"))?;
     #[derive(serde::Deserialize)]

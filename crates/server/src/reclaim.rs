@@ -141,7 +141,7 @@ pub async fn directives(
                 &state,
                 &mut tx,
                 &call.device_id,
-                crate::orgkeys::RECLAIM,
+                keywarden_protocol::ProbePurpose::Reclaim,
                 answers,
                 now,
             )

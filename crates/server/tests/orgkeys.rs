@@ -24,15 +24,16 @@ fn plugged(key: &SoftKey, port: &str) -> (KeyInfo, Box<dyn Authenticator>) {
     (info, opened)
 }
 
-/// Ask `device` for a probe at `path` and answer it with the key plugged into `port`.
+/// Ask `device` for a probe for `purpose` and answer it with the key plugged into `port`.
 async fn probe_and_answer(
     app: &App,
     device: &Device,
-    path: &str,
+    purpose: &str,
     key: &SoftKey,
     port: &str,
 ) -> (KeyInfo, KeyProbe, ProbeAnswers) {
-    let (s, probe) = device.signed(app, path, &json!({"keys": 1})).await;
+    let ask = json!({"purpose": purpose, "keys": 1});
+    let (s, probe) = device.signed(app, "/api/v1/agent/keys/probe", &ask).await;
     assert_eq!(s, StatusCode::CREATED, "{probe}");
     let probe: KeyProbe = serde_json::from_value(probe).unwrap();
     let (info, mut opened) = plugged(key, port);
@@ -47,20 +48,28 @@ async fn probe_and_answer(
     (info, probe, answers)
 }
 
-/// Everything a refused probe answer must leave as it was.
+/// Everything a refused probe answer must leave as it was: the reclaims, the challenges (none
+/// spent) and where keys were seen.
 async fn reclaim_state(app: &App) -> Vec<String> {
-    let mut all = app
-        .rows("SELECT id, state, station, receipt FROM key_reclaims ORDER BY id")
-        .await;
-    all.extend(
-        app.rows("SELECT id, used_at FROM key_probes ORDER BY id")
-            .await,
-    );
-    all.extend(app.rows("SELECT credential_id, device_id, agent_key_id FROM key_sightings ORDER BY credential_id, device_id").await);
+    let mut all = Vec::new();
+    for sql in UNCHANGED_BY_REFUSALS {
+        all.extend(app.rows(sql).await);
+    }
     all
 }
 
-async fn directives(app: &App, station: &Device, keys: &[&KeyInfo], probed: Option<&ProbeAnswers>) -> (StatusCode, Value) {
+const UNCHANGED_BY_REFUSALS: [&str; 3] = [
+    "SELECT id, state, station, receipt FROM key_reclaims ORDER BY id",
+    "SELECT id, purpose, used_at FROM assertion_challenges ORDER BY id",
+    "SELECT credential_id, device_id, agent_key_id FROM key_sightings ORDER BY credential_id, device_id",
+];
+
+async fn directives(
+    app: &App,
+    station: &Device,
+    keys: &[&KeyInfo],
+    probed: Option<&ProbeAnswers>,
+) -> (StatusCode, Value) {
     let mut body = json!({"keys": keys});
     if let Some(p) = probed {
         body["probed"] = serde_json::to_value(p).unwrap();
@@ -70,16 +79,20 @@ async fn directives(app: &App, station: &Device, keys: &[&KeyInfo], probed: Opti
         .await
 }
 
-async fn a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_without_its_pin(app: App) {
+async fn a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_without_its_pin(
+    app: App,
+) {
     let hr = app.hr_feed().await;
     let ada = app.hr_person("ada@example.com").await;
     let key = SoftKey::new();
     let laptop_a = app.device("ada-laptop-a").await;
-    let cred = enrol_first_keys(&app, &laptop_a, &ada, &[&key]).await.remove(0);
+    let cred = enrol_first_keys(&app, &laptop_a, &ada, &[&key])
+        .await
+        .remove(0);
 
     // Laptop A recognises the key by Ada's credential on it.
     let (on_a, _, answers) =
-        probe_and_answer(&app, &laptop_a, "/api/v1/agent/keys/probe", &key, "laptop-a/usb-1").await;
+        probe_and_answer(&app, &laptop_a, "inventory", &key, "laptop-a/usb-1").await;
     let (s, seen_a) = laptop_a
         .signed(&app, "/api/v1/agent/keys/identify", &json!(answers))
         .await;
@@ -93,9 +106,13 @@ async fn a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_withou
     // recognised as the same key.
     let laptop_b = app.device("ada-laptop-b").await;
     let (s, v) = add_key_with(&app, &laptop_b, &key).await;
-    assert_eq!(s, StatusCode::CREATED, "opening a session binds laptop B to Ada: {v}");
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "opening a session binds laptop B to Ada: {v}"
+    );
     let (on_b, probe_b, answers) =
-        probe_and_answer(&app, &laptop_b, "/api/v1/agent/keys/probe", &key, "laptop-b/usb-3").await;
+        probe_and_answer(&app, &laptop_b, "inventory", &key, "laptop-b/usb-3").await;
     assert_ne!(on_a.id, on_b.id, "the key's id follows the port");
     assert!(probe_b.credential_ids.contains(&cred));
     let (s, seen_b) = laptop_b
@@ -115,7 +132,7 @@ async fn a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_withou
     let bobs_laptop = app.device("bob-laptop").await;
     enrol_first_keys(&app, &bobs_laptop, &bob, &[&SoftKey::new()]).await;
     let (_, probe, answers) =
-        probe_and_answer(&app, &bobs_laptop, "/api/v1/agent/keys/probe", &key, "bob/usb-1").await;
+        probe_and_answer(&app, &bobs_laptop, "inventory", &key, "bob/usb-1").await;
     assert!(!probe.credential_ids.contains(&cred));
     assert!(answers.answers.is_empty());
 
@@ -130,7 +147,7 @@ async fn a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_withou
 
     // The station probes it without the PIN; the verified answer yields the directive.
     let (info, probe, answers) =
-        probe_and_answer(&app, &station, "/api/v1/agent/reclaim/probe", &key, "station/usb-1").await;
+        probe_and_answer(&app, &station, "reclaim", &key, "station/usb-1").await;
     assert!(probe.credential_ids.contains(&cred), "{probe:?}");
     assert_eq!(answers.answers.len(), 1);
     let (s, plan) = directives(&app, &station, &[&info], Some(&answers)).await;
@@ -145,29 +162,40 @@ async fn a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_withou
     let (_, mut opened) = plugged(&key, "station/usb-1");
     assert!(opened.info().unwrap().pin_set);
     let receipt = keywarden_agent::reclaim::carry_out(opened.as_mut(), &d[0], None, &SilentPrompt);
-    assert_eq!(receipt.outcome, keywarden_protocol::ReclaimOutcome::Done, "{}", receipt.detail);
-    assert!(!opened.info().unwrap().pin_set, "reset: no PIN left");
-    let (s, ack) = station
-        .signed(&app, "/api/v1/agent/reclaim/receipts", &json!(receipt))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{ack}");
-    assert_eq!(ack["reclaimed"], true);
     assert_eq!(
-        app.rows(&format!("SELECT state FROM key_reclaims WHERE credential_id = '{cred}'")).await,
+        receipt.outcome,
+        keywarden_protocol::ReclaimOutcome::Done,
+        "{}",
+        receipt.detail
+    );
+    assert!(!opened.info().unwrap().pin_set, "reset: no PIN left");
+    let send_receipt = async || {
+        let path = "/api/v1/agent/reclaim/receipts";
+        let (s, ack) = station.signed(&app, path, &json!(receipt)).await;
+        assert_eq!(s, StatusCode::OK, "{ack}");
+        ack["reclaimed"].as_bool()
+    };
+    assert_eq!(send_receipt().await, Some(true));
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT state FROM key_reclaims WHERE credential_id = '{cred}'"
+        ))
+        .await,
         vec!["done"],
         "the key shows as reclaimed"
     );
     // The same receipt sent again (an outbox resending) is acknowledged and recorded once.
-    let (s, again) = station
-        .signed(&app, "/api/v1/agent/reclaim/receipts", &json!(receipt))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{again}");
-    assert_eq!(again["reclaimed"], true);
+    assert_eq!(send_receipt().await, Some(true));
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'key.reclaimed'").await,
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'key.reclaimed'")
+            .await,
         1
     );
-    assert_eq!(app.dormant_access().await["people"], json!([]), "nothing of Ada's waits");
+    assert_eq!(
+        app.dormant_access().await["people"],
+        json!([]),
+        "nothing of Ada's waits"
+    );
 }
 
 async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(mut app: App) {
@@ -175,14 +203,24 @@ async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(
     let ada = app.hr_person("ada@example.com").await;
     let bob = app.hr_person("bob@example.com").await;
     let (ada_key, bob_key) = (SoftKey::new(), SoftKey::new());
-    let ada_cred = enrol_first_keys(&app, &app.device("ada").await, &ada, &[&ada_key]).await.remove(0);
-    let bob_cred = enrol_first_keys(&app, &app.device("bob").await, &bob, &[&bob_key]).await.remove(0);
+    let ada_cred = enrol_first_keys(&app, &app.device("ada").await, &ada, &[&ada_key])
+        .await
+        .remove(0);
+    let bob_cred = enrol_first_keys(&app, &app.device("bob").await, &bob, &[&bob_key])
+        .await
+        .remove(0);
     hr.deactivate(&ada).await;
-    let (station, other) = (app.device("station").await, app.device("other-station").await);
+    let (station, other) = (
+        app.device("station").await,
+        app.device("other-station").await,
+    );
     app.make_reclaim_station(&station.id).await;
     app.make_reclaim_station(&other.id).await;
-    let probe_path = "/api/v1/agent/reclaim/probe";
-    let refused = async |app: &App, keys: &[&KeyInfo], answers: &ProbeAnswers, code: StatusCode, error: &str| {
+    let refused = async |app: &App,
+                         keys: &[&KeyInfo],
+                         answers: &ProbeAnswers,
+                         code: StatusCode,
+                         error: &str| {
         let before = reclaim_state(app).await;
         let (s, v) = directives(app, &station, keys, Some(answers)).await;
         common::assert_error(s, &v, code, error);
@@ -190,26 +228,48 @@ async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(
     };
 
     // Forged: a signature changed by one bit.
-    let (info, probe, mut forged) = probe_and_answer(&app, &station, probe_path, &ada_key, "s/1").await;
+    let (info, probe, mut forged) =
+        probe_and_answer(&app, &station, "reclaim", &ada_key, "s/1").await;
     let mut sig = keywarden_server::secrets::unb64(&forged.answers[0].signature).unwrap();
     sig[10] ^= 1;
     forged.answers[0].signature = keywarden_server::secrets::b64(&sig);
-    refused(&app, &[&info], &forged, StatusCode::FORBIDDEN, "probe_answer_invalid").await;
+    refused(
+        &app,
+        &[&info],
+        &forged,
+        StatusCode::FORBIDDEN,
+        "probe_answer_invalid",
+    )
+    .await;
     // Another challenge in the signed clientDataJSON than the one the answer is sent with.
-    let (_, _, mut swapped) = probe_and_answer(&app, &station, probe_path, &ada_key, "s/1").await;
+    let (_, _, mut swapped) = probe_and_answer(&app, &station, "reclaim", &ada_key, "s/1").await;
     swapped.challenge_id = probe.challenge_id.clone();
-    refused(&app, &[&info], &swapped, StatusCode::FORBIDDEN, "probe_answer_invalid").await;
+    refused(
+        &app,
+        &[&info],
+        &swapped,
+        StatusCode::FORBIDDEN,
+        "probe_answer_invalid",
+    )
+    .await;
 
     // Replayed: a good answer works once; sent again it yields nothing.
-    let (info, _, good) = probe_and_answer(&app, &station, probe_path, &ada_key, "s/1").await;
+    let (info, _, good) = probe_and_answer(&app, &station, "reclaim", &ada_key, "s/1").await;
     let (s, plan) = directives(&app, &station, &[&info], Some(&good)).await;
     assert_eq!(s, StatusCode::OK, "{plan}");
     assert_eq!(plan["directives"].as_array().unwrap().len(), 1);
     refused(&app, &[&info], &good, StatusCode::CONFLICT, "probe_used").await;
 
     // Another station's challenge.
-    let (info, _, theirs) = probe_and_answer(&app, &other, probe_path, &ada_key, "s/1").await;
-    refused(&app, &[&info], &theirs, StatusCode::FORBIDDEN, "probe_wrong_device").await;
+    let (info, _, theirs) = probe_and_answer(&app, &other, "reclaim", &ada_key, "s/1").await;
+    refused(
+        &app,
+        &[&info],
+        &theirs,
+        StatusCode::FORBIDDEN,
+        "probe_wrong_device",
+    )
+    .await;
 
     // A laptop's inventory challenge is not a reclaim station's.
     let laptop = app.device("ada-2").await;
@@ -217,12 +277,22 @@ async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(
         .signed(&app, "/api/v1/agent/keys/probe", &json!({}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{probe}");
-    let inventory = ProbeAnswers { challenge_id: probe["challenge_id"].as_str().unwrap().into(), answers: vec![] };
-    refused(&app, &[&info], &inventory, StatusCode::BAD_REQUEST, "probe_wrong_purpose").await;
+    let inventory = ProbeAnswers {
+        challenge_id: probe["challenge_id"].as_str().unwrap().into(),
+        answers: vec![],
+    };
+    refused(
+        &app,
+        &[&info],
+        &inventory,
+        StatusCode::BAD_REQUEST,
+        "probe_wrong_purpose",
+    )
+    .await;
     drop(laptop);
 
     // Expired.
-    let (info, _, late) = probe_and_answer(&app, &station, probe_path, &ada_key, "s/1").await;
+    let (info, _, late) = probe_and_answer(&app, &station, "reclaim", &ada_key, "s/1").await;
     let later = app.now() + keywarden_server::orgkeys::PROBE_TTL_MS + 1;
     app.set_clock(later).await;
     refused(&app, &[&info], &late, StatusCode::GONE, "probe_expired").await;
@@ -230,7 +300,8 @@ async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(
     // Bob has not left: the station is not asked about his credential, his key answers nothing,
     // and an answer for his credential (signed by his key over the station's real challenge)
     // is refused.
-    let (bob_info, probe, answers) = probe_and_answer(&app, &station, probe_path, &bob_key, "s/2").await;
+    let (bob_info, probe, answers) =
+        probe_and_answer(&app, &station, "reclaim", &bob_key, "s/2").await;
     assert!(!probe.credential_ids.contains(&bob_cred));
     assert!(probe.credential_ids.contains(&ada_cred));
     assert!(answers.answers.is_empty());
@@ -240,8 +311,18 @@ async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(
     let answer = keywarden_agent::orgkeys::answer(opened.as_mut(), &bob_info.id, &asked_for_bob)
         .unwrap()
         .unwrap();
-    let unasked = ProbeAnswers { challenge_id: probe.challenge_id, answers: vec![answer] };
-    refused(&app, &[&bob_info], &unasked, StatusCode::FORBIDDEN, "probe_credential_not_asked").await;
+    let unasked = ProbeAnswers {
+        challenge_id: probe.challenge_id,
+        answers: vec![answer],
+    };
+    refused(
+        &app,
+        &[&bob_info],
+        &unasked,
+        StatusCode::FORBIDDEN,
+        "probe_credential_not_asked",
+    )
+    .await;
     assert_eq!(
         app.rows("SELECT state FROM key_reclaims").await,
         vec!["pending"],
@@ -249,7 +330,15 @@ async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(
     );
 
     // A laptop that is not a station gets no reclaim probe.
-    let (s, v) = app.device("plain").await.signed(&app, probe_path, &json!({})).await;
+    let (s, v) = app
+        .device("plain")
+        .await
+        .signed(
+            &app,
+            "/api/v1/agent/keys/probe",
+            &json!({"purpose": "reclaim"}),
+        )
+        .await;
     common::assert_error(s, &v, StatusCode::FORBIDDEN, "not_a_reclaim_station");
 }
 
@@ -264,119 +353,120 @@ async fn serve(app: &App, addr: &str) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = keywarden_server::router(app.state.clone());
-    (base, tokio::spawn(async move { axum::serve(listener, router).await.unwrap() }))
+    (
+        base,
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() }),
+    )
+}
+
+/// Run `f` on a blocking thread with the reclaim station's agent over `home`, made afresh each
+/// time (a new process, as far as the agent can tell), its keyring the soft key `key_file`
+/// plugged into the station's port.
+async fn at_station<T: Send + 'static>(
+    home: &std::path::Path,
+    key_file: &std::path::Path,
+    f: impl FnOnce(&keywarden_agent::Agent) -> T + Send + 'static,
+) -> T {
+    let (home, key_file) = (home.to_owned(), key_file.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let ring = keywarden_agent::keys::Keyring::new().with(Box::new(
+            SoftKeyProvider::new(vec![key_file]).through_port("station/usb-2"),
+        ));
+        f(&keywarden_agent::Agent::new(
+            keywarden_agent::config::Paths::under(&home),
+            ring,
+        ))
+    })
+    .await
+    .unwrap()
 }
 
 /// The real agent at a reclaim station, over HTTP: the key is probed and reset without the PIN
 /// while the service is up; the service then goes away before the receipt is sent, and the
 /// agent restarts; the receipt waits on disk and is recorded once when the service is back.
 async fn reclaim_receipts_survive_a_service_outage_and_an_agent_restart(mut app: App) {
-    use keywarden_agent::config::Paths;
-    use keywarden_agent::keys::Keyring;
     use keywarden_agent::receipts::ReceiptOutbox;
-    use keywarden_agent::Agent;
 
     app.set_clock(keywarden_agent::now_ms()).await;
     let hr = app.hr_feed().await;
     let ada = app.hr_person("ada@example.com").await;
     let key = SoftKey::new();
-    let cred = enrol_first_keys(&app, &app.device("ada").await, &ada, &[&key]).await.remove(0);
+    let cred = enrol_first_keys(&app, &app.device("ada").await, &ada, &[&key])
+        .await
+        .remove(0);
     hr.deactivate(&ada).await;
+    let state_of_reclaim = format!("SELECT state FROM key_reclaims WHERE credential_id = '{cred}'");
 
     let (base, server) = serve(&app, "127.0.0.1:0").await;
     let addr = base.trim_start_matches("http://").to_owned();
     let token = app.provisioning_token().await;
     let home = tempfile::tempdir().unwrap();
     let key_file = key.dir.path().join("key.json");
-    let station = move |home: &std::path::Path| {
-        let ring = Keyring::new().with(Box::new(
-            SoftKeyProvider::new(vec![key_file.clone()]).through_port("station/usb-2"),
-        ));
-        Agent::new(Paths::under(home), ring)
-    };
-    let dir = home.path().to_owned();
-    let make = station.clone();
-    let device_id = tokio::task::spawn_blocking(move || {
-        let agent = make(&dir);
+    let device_id = at_station(home.path(), &key_file, move |agent| {
         agent.provision(&base, &token, false).unwrap();
         agent.config().unwrap().device_id
     })
-    .await
-    .unwrap();
+    .await;
     app.make_reclaim_station(&device_id).await;
 
     // Wipe with the service up: the key is probed and reset without the PIN; the receipt is on
     // disk, not sent yet.
-    let dir = home.path().to_owned();
-    let make = station.clone();
-    let wiped = tokio::task::spawn_blocking(move || {
-        keywarden_agent::reclaim::wipe(&make(&dir), None, &SilentPrompt).unwrap()
+    let wiped = at_station(home.path(), &key_file, |agent| {
+        keywarden_agent::reclaim::wipe(agent, None, &SilentPrompt).unwrap()
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(wiped.len(), 1, "{wiped:?}");
-    assert_eq!(wiped[0].receipt.outcome, keywarden_protocol::ReclaimOutcome::Done);
+    assert_eq!(
+        wiped[0].receipt.outcome,
+        keywarden_protocol::ReclaimOutcome::Done
+    );
     assert_eq!(wiped[0].directive.credential_ids, vec![cred.clone()]);
 
     // The service goes away; sending fails and keeps the receipt.
     server.abort();
     let _ = server.await;
-    let dir = home.path().to_owned();
-    let make = station.clone();
-    let sent = tokio::task::spawn_blocking(move || {
-        let agent = make(&dir);
-        ReceiptOutbox::of(&agent).send(&agent).unwrap()
+    let sent = at_station(home.path(), &key_file, |agent| {
+        ReceiptOutbox::of(agent).send(agent).unwrap()
     })
-    .await
-    .unwrap();
+    .await;
     assert!(sent.stopped_by.is_some(), "{sent:?}");
     assert_eq!(sent.pending, 1);
-    assert_eq!(
-        app.rows(&format!("SELECT state FROM key_reclaims WHERE credential_id = '{cred}'")).await,
-        vec!["pending"]
-    );
+    assert_eq!(app.rows(&state_of_reclaim).await, vec!["pending"]);
 
-    // The agent restarts (a new process: a new agent over the same folders) and the service
-    // is back: the receipt is sent, recorded once, and removed.
+    // The agent restarts (a new agent over the same folders) and the service is back: the
+    // receipt is sent, recorded once, and removed.
     let (_, server) = serve(&app, &addr).await;
-    let dir = home.path().to_owned();
-    let make = station.clone();
-    let (sent, left, copy) = tokio::task::spawn_blocking(move || {
-        let agent = make(&dir);
-        let outbox = ReceiptOutbox::of(&agent);
+    let (sent, left, copy) = at_station(home.path(), &key_file, |agent| {
+        let outbox = ReceiptOutbox::of(agent);
         let copy = outbox.pending().unwrap().remove(0).1;
-        let sent = outbox.send(&agent).unwrap();
+        let sent = outbox.send(agent).unwrap();
         (sent, outbox.pending().unwrap().len(), copy)
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(sent.stopped_by, None, "{sent:?}");
     assert_eq!(sent.acked.len(), 1);
     assert!(sent.acked[0].reclaimed);
     assert_eq!(left, 0, "acknowledged receipts leave the outbox");
-    assert_eq!(
-        app.rows(&format!("SELECT state FROM key_reclaims WHERE credential_id = '{cred}'")).await,
-        vec!["done"]
-    );
+    assert_eq!(app.rows(&state_of_reclaim).await, vec!["done"]);
+
     // Sent once more (a crash after the service answered, before the file was removed): still
-    // recorded once.
-    let dir = home.path().to_owned();
-    let make = station.clone();
-    let again = tokio::task::spawn_blocking(move || {
-        let agent = make(&dir);
-        let outbox = ReceiptOutbox::of(&agent);
+    // recorded once; and a whole run afterwards finds nothing left to do.
+    let (again, run) = at_station(home.path(), &key_file, move |agent| {
+        let outbox = ReceiptOutbox::of(agent);
         outbox.push(&copy).unwrap();
-        let sent = outbox.send(&agent).unwrap();
-        // And a whole run afterwards finds nothing left to do.
-        (sent, keywarden_agent::reclaim::run(&agent, None, &SilentPrompt).unwrap())
+        let sent = outbox.send(agent).unwrap();
+        (
+            sent,
+            keywarden_agent::reclaim::run(agent, None, &SilentPrompt).unwrap(),
+        )
     })
-    .await
-    .unwrap();
-    assert_eq!(again.0.acked.len(), 1);
-    assert!(again.0.acked[0].reclaimed);
-    assert!(again.1.is_empty(), "{:?}", again.1);
+    .await;
+    assert_eq!(again.acked.len(), 1);
+    assert!(again.acked[0].reclaimed);
+    assert!(run.is_empty(), "{run:?}");
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'key.reclaimed'").await,
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'key.reclaimed'")
+            .await,
         1
     );
     server.abort();

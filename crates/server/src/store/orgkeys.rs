@@ -1,65 +1,9 @@
-//! Keys known without a serial: probe challenges, the candidate credentials a probe asks about,
-//! and where a verified answer recognised a key.
+//! Keys known without a serial: the candidate credentials a probe asks about, and where a
+//! verified answer recognised a key. (A probe's challenge is an `assertion_challenges` row.)
 
 use sqlx::AnyConnection;
 
 use crate::error::Result;
-
-/// A probe challenge being issued to a laptop.
-pub struct NewProbe<'a> {
-    /// Id.
-    pub id: &'a str,
-    /// The laptop it is issued to.
-    pub device_id: &'a str,
-    /// `inventory` or `reclaim`.
-    pub purpose: &'a str,
-    /// The challenge, base64url.
-    pub challenge: &'a str,
-    /// The candidate credential ids, a JSON array.
-    pub credential_ids: &'a str,
-    /// Expiry (unix ms).
-    pub expires_at: i64,
-}
-
-/// Record an issued probe.
-pub async fn insert_probe(db: &mut AnyConnection, p: &NewProbe<'_>, now: i64) -> Result<()> {
-    super::insert_issued(
-        db,
-        "INSERT INTO key_probes (id, device_id, purpose, challenge, credential_ids, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[Some(p.id), Some(p.device_id), Some(p.purpose), Some(p.challenge), Some(p.credential_ids)],
-        now,
-        p.expires_at,
-    )
-    .await
-}
-
-/// A stored probe.
-#[derive(Debug, sqlx::FromRow)]
-pub struct ProbeRow {
-    /// The laptop it was issued to.
-    pub device_id: String,
-    /// `inventory` or `reclaim`.
-    pub purpose: String,
-    /// The challenge, base64url.
-    pub challenge: String,
-    /// The candidate credential ids, a JSON array.
-    pub credential_ids: String,
-    /// Expiry (unix ms).
-    pub expires_at: i64,
-    /// When it was used, if it was.
-    pub used_at: Option<i64>,
-}
-
-/// One probe.
-pub async fn probe(db: &mut AnyConnection, id: &str) -> Result<Option<ProbeRow>> {
-    super::row_by(db, "SELECT device_id, purpose, challenge, credential_ids, expires_at, used_at FROM key_probes WHERE id = $1", id).await
-}
-
-/// Spend a probe; whether it was unused.
-pub async fn use_probe(db: &mut AnyConnection, id: &str, now: i64) -> Result<bool> {
-    let sql = "UPDATE key_probes SET used_at = $1 WHERE id = $2 AND used_at IS NULL";
-    Ok(super::stamp(db, sql, now, &[id]).await? == 1)
-}
 
 /// The credentials a reclaim station probes for: those of people who left whose keys wait for
 /// a reclaim, newest first, at most `limit`.
@@ -89,7 +33,12 @@ pub async fn inventory_candidates(
 
 /// The credential a probe answer is checked against: webauthn-rs's credential (JSON).
 pub async fn credential_key(db: &mut AnyConnection, credential_id: &str) -> Result<Option<String>> {
-    super::value_by(db, "SELECT webauthn FROM credentials WHERE id = $1", credential_id).await
+    super::value_by(
+        db,
+        "SELECT webauthn FROM credentials WHERE id = $1",
+        credential_id,
+    )
+    .await
 }
 
 /// Record that a verified answer recognised the key holding `credential_id` on a laptop, known
