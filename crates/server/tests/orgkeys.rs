@@ -342,7 +342,74 @@ async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(
     common::assert_error(s, &v, StatusCode::FORBIDDEN, "not_a_reclaim_station");
 }
 
+/// The laptop's inventory: only answers the service verified name a key. Another laptop's
+/// challenge, an answer whose signature was changed, and a credential the probe did not ask
+/// about (a key id or credential the client merely claims) are refused and record nothing.
+async fn identify_records_only_verified_answers(app: App) {
+    let ada = app.hr_person("ada@example.com").await;
+    let key = SoftKey::new();
+    let laptop = app.device("ada-laptop").await;
+    let cred = enrol_first_keys(&app, &laptop, &ada, &[&key])
+        .await
+        .remove(0);
+    let other = app.device("someone-else").await;
+    let identify = async |device: &Device, answers: &ProbeAnswers| {
+        let path = "/api/v1/agent/keys/identify";
+        device.signed(&app, path, &json!(answers)).await
+    };
+    let refused = async |device: &Device, answers: &ProbeAnswers, code: StatusCode, error: &str| {
+        let before = reclaim_state(&app).await;
+        let (s, v) = identify(device, answers).await;
+        common::assert_error(s, &v, code, error);
+        assert_eq!(
+            reclaim_state(&app).await,
+            before,
+            "{error}: nothing recorded"
+        );
+    };
+
+    // Ada's laptop's answer sent by another laptop.
+    let (_, _, answers) = probe_and_answer(&app, &laptop, "inventory", &key, "a/1").await;
+    refused(
+        &other,
+        &answers,
+        StatusCode::FORBIDDEN,
+        "probe_wrong_device",
+    )
+    .await;
+    // A changed signature.
+    let mut forged = answers.clone();
+    let mut sig = keywarden_server::secrets::unb64(&forged.answers[0].signature).unwrap();
+    sig[5] ^= 0x40;
+    forged.answers[0].signature = keywarden_server::secrets::b64(&sig);
+    refused(
+        &laptop,
+        &forged,
+        StatusCode::FORBIDDEN,
+        "probe_answer_invalid",
+    )
+    .await;
+    // Another laptop's own challenge with Ada's credential claimed: not asked about there.
+    let (_, probe, _) = probe_and_answer(&app, &other, "inventory", &key, "o/1").await;
+    assert!(probe.credential_ids.is_empty(), "nobody is bound to it");
+    let mut claimed = answers.clone();
+    claimed.challenge_id = probe.challenge_id;
+    refused(
+        &other,
+        &claimed,
+        StatusCode::FORBIDDEN,
+        "probe_credential_not_asked",
+    )
+    .await;
+    // The genuine answer, on its own laptop, works once.
+    let (s, v) = identify(&laptop, &answers).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["keys"][0]["org_key_id"], format!("cred:{cred}"));
+    refused(&laptop, &answers, StatusCode::CONFLICT, "probe_used").await;
+}
+
 both_backends!(
+    identify_records_only_verified_answers,
     a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_without_its_pin,
     forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive,
     reclaim_receipts_survive_a_service_outage_and_an_agent_restart,
