@@ -79,16 +79,23 @@ async fn directives(
         .await
 }
 
+/// Ada from the HR feed with one soft key enrolled on her laptop `laptop`: her id, the key,
+/// the laptop and the credential.
+async fn ada_with_a_key(app: &App, laptop: &str) -> (String, SoftKey, Device, String) {
+    let ada = app.hr_person("ada@example.com").await;
+    let key = SoftKey::new();
+    let laptop = app.device(laptop).await;
+    let cred = enrol_first_keys(app, &laptop, &ada, &[&key])
+        .await
+        .remove(0);
+    (ada, key, laptop, cred)
+}
+
 async fn a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_without_its_pin(
     app: App,
 ) {
     let hr = app.hr_feed().await;
-    let ada = app.hr_person("ada@example.com").await;
-    let key = SoftKey::new();
-    let laptop_a = app.device("ada-laptop-a").await;
-    let cred = enrol_first_keys(&app, &laptop_a, &ada, &[&key])
-        .await
-        .remove(0);
+    let (ada, key, laptop_a, cred) = ada_with_a_key(&app, "ada-laptop-a").await;
 
     // Laptop A recognises the key by Ada's credential on it.
     let (on_a, _, answers) =
@@ -200,12 +207,9 @@ async fn a_serial_less_key_is_recognised_on_a_second_laptop_and_reclaimed_withou
 
 async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(mut app: App) {
     let hr = app.hr_feed().await;
-    let ada = app.hr_person("ada@example.com").await;
+    let (ada, ada_key, _, ada_cred) = ada_with_a_key(&app, "ada").await;
     let bob = app.hr_person("bob@example.com").await;
-    let (ada_key, bob_key) = (SoftKey::new(), SoftKey::new());
-    let ada_cred = enrol_first_keys(&app, &app.device("ada").await, &ada, &[&ada_key])
-        .await
-        .remove(0);
+    let bob_key = SoftKey::new();
     let bob_cred = enrol_first_keys(&app, &app.device("bob").await, &bob, &[&bob_key])
         .await
         .remove(0);
@@ -346,12 +350,7 @@ async fn forged_replayed_foreign_expired_and_unasked_answers_yield_no_directive(
 /// challenge, an answer whose signature was changed, and a credential the probe did not ask
 /// about (a key id or credential the client merely claims) are refused and record nothing.
 async fn identify_records_only_verified_answers(app: App) {
-    let ada = app.hr_person("ada@example.com").await;
-    let key = SoftKey::new();
-    let laptop = app.device("ada-laptop").await;
-    let cred = enrol_first_keys(&app, &laptop, &ada, &[&key])
-        .await
-        .remove(0);
+    let (_, key, laptop, cred) = ada_with_a_key(&app, "ada-laptop").await;
     let other = app.device("someone-else").await;
     let identify = async |device: &Device, answers: &ProbeAnswers| {
         let path = "/api/v1/agent/keys/identify";
@@ -456,11 +455,7 @@ async fn reclaim_receipts_survive_a_service_outage_and_an_agent_restart(mut app:
 
     app.set_clock(keywarden_agent::now_ms()).await;
     let hr = app.hr_feed().await;
-    let ada = app.hr_person("ada@example.com").await;
-    let key = SoftKey::new();
-    let cred = enrol_first_keys(&app, &app.device("ada").await, &ada, &[&key])
-        .await
-        .remove(0);
+    let (ada, key, _, cred) = ada_with_a_key(&app, "ada").await;
     hr.deactivate(&ada).await;
     let state_of_reclaim = format!("SELECT state FROM key_reclaims WHERE credential_id = '{cred}'");
 
