@@ -24,6 +24,8 @@ pub struct Reclaimed {
     pub receipt: ReclaimReceipt,
     /// Whether the service recorded the key as reclaimed.
     pub recorded: bool,
+    /// Whether the receipt still waits in the [`ReceiptOutbox`] (the service could not take it).
+    pub queued: bool,
 }
 
 impl From<Reclaimed> for ReclaimedKey {
@@ -33,6 +35,7 @@ impl From<Reclaimed> for ReclaimedKey {
             directive: r.directive,
             receipt: r.receipt,
             recorded: r.recorded,
+            queued: Some(r.queued),
         }
     }
 }
@@ -159,18 +162,22 @@ pub fn run(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<
     outbox.send(agent)?;
     let mut out = wipe(agent, pin, prompt)?;
     let sent = outbox.send(agent)?;
+    let waiting = outbox.pending()?;
     for r in &mut out {
         r.recorded = sent
             .acked
             .iter()
             .any(|a| a.directive_id == r.directive.id && a.reclaimed);
+        r.queued = waiting
+            .iter()
+            .any(|(_, w)| w.directive_id == r.directive.id);
     }
     Ok(out)
 }
 
 /// The part of [`run`] at the keys: the directives for every key present (probing keys without
 /// a serial, and with the PIN listing their credentials), each carried out and its receipt put
-/// into the [`ReceiptOutbox`], not sent yet (`recorded` is false).
+/// into the [`ReceiptOutbox`], not sent yet (`recorded` false, `queued` true).
 pub fn wipe(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<Reclaimed>> {
     let outbox = ReceiptOutbox::of(agent);
     let keys = agent.keys()?;
@@ -242,6 +249,7 @@ pub fn wipe(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec
             directive: d,
             receipt,
             recorded: false,
+            queued: true,
         });
     }
     Ok(out)

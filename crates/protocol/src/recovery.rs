@@ -233,4 +233,9 @@ pub struct ReclaimedKey {
     pub receipt: ReclaimReceipt,
     /// True when the service recorded the key as reclaimed.
     pub recorded: bool,
+    /// True when the receipt waits in the station's outbox (the service could not take it now);
+    /// it is sent at the next run or check-in. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub queued: Option<bool>,
 }
