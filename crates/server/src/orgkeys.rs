@@ -98,7 +98,7 @@ pub async fn probe(
     let now = state.now_ms();
     let mut tx = call.begin(&state.db).await?;
     let candidates = if purpose == ProbePurpose::Reclaim {
-        crate::reclaim::require_station(&mut tx, &call.device_id).await?;
+        crate::reclaim::require_reclaim_station(&mut tx, &call.device_id).await?;
         store::reclaim_candidates(&mut tx, MAX_CANDIDATES).await?
     } else {
         store::inventory_candidates(&mut tx, &call.device_id, MAX_CANDIDATES).await?

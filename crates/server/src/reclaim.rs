@@ -79,7 +79,7 @@ pub async fn set_station(
     Ok(Json(req))
 }
 
-pub(crate) async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<()> {
+async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<()> {
     if !store::is_station(tx, device_id).await? {
         return Err(Error::forbidden(
             ErrorCode::NotAReclaimStation,
@@ -256,4 +256,13 @@ pub async fn receipt(
         directive_id: d.id,
         reclaimed,
     }))
+}
+
+/// Refuse (403) unless the laptop `device_id` is a reclaim station: what a station's probe
+/// ([`crate::orgkeys`]) checks first.
+pub(crate) async fn require_reclaim_station(
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+) -> Result<()> {
+    require_station(tx, device_id).await
 }
