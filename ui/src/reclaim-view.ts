@@ -61,7 +61,21 @@ export function needsPin(r: ReclaimedKey): boolean {
   return r.receipt.outcome === "failed" && r.directive.action === "delete_credentials" && r.receipt.removed_credential_ids.length === 0;
 }
 
+/** Done at the key, but the service has not recorded it yet: the receipt waits on this laptop. */
+export function receiptWaits(r: ReclaimedKey): boolean {
+  return r.receipt.outcome === "done" && !r.recorded && r.queued === true;
+}
+
 export function reclaimSummary(result: ReclaimedKey[]): string {
+  const waiting = result.filter(receiptWaits).length;
+  if (waiting === 0) return recordedSummary(result);
+  const keys = waiting === 1 ? "1 key was" : `${waiting} keys were`;
+  const note = `${keys} wiped here, but the service could not be reached to record it: the receipt is kept on this laptop and sent when it can be.`;
+  const rest = result.filter((r) => !receiptWaits(r));
+  return rest.length === 0 ? note : `${recordedSummary(rest)} ${note}`;
+}
+
+function recordedSummary(result: ReclaimedKey[]): string {
   if (result.length === 0) return "No key plugged in belongs to someone who left: nothing to reclaim.";
   const recorded = result.filter((r) => r.recorded).length;
   if (recorded === result.length) {

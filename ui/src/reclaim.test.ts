@@ -70,6 +70,13 @@ describe("what the station did", () => {
     );
     expect(reclaimSummary([reset, personalNoPin])).toBe("1 of 2 keys reclaimed and recorded; what stopped the other is below.");
     expect(reclaimSummary([personalNoPin])).toBe("The key was not reclaimed: what stopped it is below.");
+    const waiting: ReclaimedKey = { ...reset, recorded: false, queued: true };
+    const note = "wiped here, but the service could not be reached to record it: the receipt is kept on this laptop and sent when it can be.";
+    expect(reclaimSummary([waiting])).toBe(`1 key was ${note}`);
+    expect(reclaimSummary([waiting, { ...waiting, directive: { ...reset.directive, id: "r4" } }, reset])).toBe(
+      `1 key reclaimed, and the service recorded it. 2 keys were ${note}`,
+    );
+    expect(reclaimSummary([{ ...personalNoPin, queued: true }])).toBe("The key was not reclaimed: what stopped it is below.");
     expect(reclaimSummary([personalNoPin, personalNoPin])).toMatch(/^None of the 2 keys was reclaimed/);
   });
   it("turns the agent's detail into a sentence", () => {

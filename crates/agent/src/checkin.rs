@@ -238,6 +238,9 @@ impl Agent {
             (Err(e), _) | (Ok(_), Err(e)) => (Some(e.to_string()), e.retry_after_secs()),
             (Ok(_), Ok(outcome)) => (outcome.stopped_by, outcome.retry_after_secs),
         };
+        if error.is_none() {
+            crate::orgkeys::after_check_in(self);
+        }
         let retry_after_ms =
             retry_after_secs.map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
         let outcome = error.map_or(Outcome::Acknowledged, |e| {

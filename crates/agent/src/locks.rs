@@ -265,6 +265,12 @@ impl Authenticator for LockedKey {
     fn reset(&mut self, prompt: &dyn keywarden_keys::Prompt) -> keywarden_keys::Result<()> {
         self.inner.reset(prompt)
     }
+    fn probe(
+        &mut self,
+        req: &keywarden_keys::ProbeRequest,
+    ) -> keywarden_keys::Result<Option<keywarden_keys::Assertion>> {
+        self.inner.probe(req)
+    }
 }
 
 #[cfg(test)]

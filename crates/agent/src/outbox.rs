@@ -43,8 +43,14 @@ impl Outbox {
             report.created_at_ms.max(0),
             report.report_id
         );
+        self.write(&name, report)
+    }
+
+    /// Write `value` as JSON to the file `name` in the outbox, durably (fsynced, replaced
+    /// atomically), before anything tries to send it.
+    pub(crate) fn write<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<PathBuf> {
         let path = self.dir.join(name);
-        let bytes = serde_json::to_vec(report).map_err(|e| Error::Corrupt {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
         })?;
@@ -53,7 +59,7 @@ impl Outbox {
     }
 
     /// The outbox's report files, oldest first (file names start with the creation time).
-    fn files(&self) -> Result<Vec<PathBuf>> {
+    pub(crate) fn files(&self) -> Result<Vec<PathBuf>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

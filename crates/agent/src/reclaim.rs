@@ -5,13 +5,14 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use keywarden_keys::{Authenticator, Prompt};
+use keywarden_keys::{Authenticator, KeyInfo, Prompt};
 use keywarden_protocol::{
-    KeyCredentialIds, ReclaimAction, ReclaimDirective, ReclaimOutcome, ReclaimPlan, ReclaimQuery,
-    ReclaimReceipt, ReclaimReceiptAck, ReclaimedKey,
+    KeyCredentialIds, ProbePurpose, ReclaimAction, ReclaimDirective, ReclaimOutcome, ReclaimPlan,
+    ReclaimQuery, ReclaimReceipt, ReclaimedKey,
 };
 
 use crate::error::Result;
+use crate::receipts::ReceiptOutbox;
 use crate::Agent;
 
 /// What the station did to one key.
@@ -23,6 +24,8 @@ pub struct Reclaimed {
     pub receipt: ReclaimReceipt,
     /// Whether the service recorded the key as reclaimed.
     pub recorded: bool,
+    /// Whether the receipt still waits in the [`ReceiptOutbox`] (the service could not take it).
+    pub queued: bool,
 }
 
 impl From<Reclaimed> for ReclaimedKey {
@@ -32,6 +35,7 @@ impl From<Reclaimed> for ReclaimedKey {
             directive: r.directive,
             receipt: r.receipt,
             recorded: r.recorded,
+            queued: Some(r.queued),
         }
     }
 }
@@ -144,24 +148,71 @@ fn check_plan(agent: &Agent, plan: &ReclaimPlan) -> Result<()> {
 }
 
 /// Ask for directives for every key present, carry them out, send the receipts.
+///
+/// Keys the service cannot match by their id (no serial) are probed silently for the
+/// credentials of people who left (`POST /api/v1/agent/keys/probe`, purpose `reclaim`; no PIN,
+/// no touch), so
+/// an organisation key is recognised and reset without its PIN; with the PIN, keys still
+/// unmatched are matched by the organisation's credentials listed on them. Each receipt goes
+/// into the durable [`ReceiptOutbox`] before it is sent (receipts left by an earlier run are
+/// sent first); one the service could not take now stays there, shown as not recorded, and is
+/// sent at the next run or check-in.
 pub fn run(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<Reclaimed>> {
-    let keys = agent.keys()?;
-    let mut plan: ReclaimPlan = agent.call_signed(
-        "/api/v1/agent/reclaim/directives",
-        &ReclaimQuery {
-            keys: keys.clone(),
-            credentials_on_keys: Vec::new(),
-        },
-    )?;
-    check_plan(agent, &plan)?;
-    // With the PIN, keys whose id says nothing (no serial collected) are matched by the
-    // organisation's credentials on them. One PIN attempt per such key.
-    if let Some(pin) = pin {
-        let mut found = Vec::new();
-        for k in keys
+    let outbox = ReceiptOutbox::of(agent);
+    outbox.send(agent)?;
+    let mut out = wipe(agent, pin, prompt)?;
+    let sent = outbox.send(agent)?;
+    let waiting = outbox.pending()?;
+    for r in &mut out {
+        r.recorded = sent
+            .acked
             .iter()
-            .filter(|k| !plan.directives.iter().any(|d| d.key_id == k.id))
-        {
+            .any(|a| a.directive_id == r.directive.id && a.reclaimed);
+        r.queued = waiting
+            .iter()
+            .any(|(_, w)| w.directive_id == r.directive.id);
+    }
+    Ok(out)
+}
+
+/// The part of [`run`] at the keys: the directives for every key present (probing keys without
+/// a serial, and with the PIN listing their credentials), each carried out and its receipt put
+/// into the [`ReceiptOutbox`], not sent yet (`recorded` false, `queued` true).
+pub fn wipe(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<Reclaimed>> {
+    let outbox = ReceiptOutbox::of(agent);
+    let keys = agent.keys()?;
+    let query = |credentials_on_keys, probed| ReclaimQuery {
+        keys: keys.clone(),
+        credentials_on_keys,
+        probed,
+    };
+    let mut plan: ReclaimPlan =
+        agent.call_signed("/api/v1/agent/reclaim/directives", &query(Vec::new(), None))?;
+    check_plan(agent, &plan)?;
+    let unmatched =
+        |plan: &ReclaimPlan, k: &&KeyInfo| !plan.directives.iter().any(|d| d.key_id == k.id);
+    let probe_these: Vec<KeyInfo> = keys
+        .iter()
+        .filter(|k| unmatched(&plan, k) && crate::orgkeys::needs_probe(k))
+        .cloned()
+        .collect();
+    let probed = if probe_these.is_empty() {
+        None
+    } else {
+        let answers = crate::orgkeys::probe_keys(agent, ProbePurpose::Reclaim, &probe_these)?;
+        (!answers.answers.is_empty()).then_some(answers)
+    };
+    // With the PIN, keys whose id says nothing and that no probe matched (a credential made
+    // with credProtect 3 never answers one) are matched by the organisation's credentials on
+    // them. One PIN attempt per such key.
+    let mut found = Vec::new();
+    if let Some(pin) = pin {
+        let answered = |k: &KeyInfo| {
+            probed
+                .as_ref()
+                .is_some_and(|p| p.answers.iter().any(|a| a.key_id == k.id))
+        };
+        for k in keys.iter().filter(|k| unmatched(&plan, k) && !answered(k)) {
             let Ok(mut key) = agent.open_key(&k.id) else {
                 continue;
             };
@@ -174,16 +225,10 @@ pub fn run(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<
                 }
             }
         }
-        if !found.is_empty() {
-            plan = agent.call_signed(
-                "/api/v1/agent/reclaim/directives",
-                &ReclaimQuery {
-                    keys,
-                    credentials_on_keys: found,
-                },
-            )?;
-            check_plan(agent, &plan)?;
-        }
+    }
+    if !found.is_empty() || probed.is_some() {
+        plan = agent.call_signed("/api/v1/agent/reclaim/directives", &query(found, probed))?;
+        check_plan(agent, &plan)?;
     }
     let mut out = Vec::with_capacity(plan.directives.len());
     for d in plan.directives {
@@ -199,12 +244,12 @@ pub fn run(agent: &Agent, pin: Option<&str>, prompt: &dyn Prompt) -> Result<Vec<
                 detail: format!("could not open the key: {e}"),
             },
         };
-        let ack: ReclaimReceiptAck =
-            agent.call_signed("/api/v1/agent/reclaim/receipts", &receipt)?;
+        outbox.push(&receipt)?;
         out.push(Reclaimed {
             directive: d,
             receipt,
-            recorded: ack.reclaimed,
+            recorded: false,
+            queued: true,
         });
     }
     Ok(out)

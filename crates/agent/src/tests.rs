@@ -442,3 +442,54 @@ fn a_busy_service_is_left_alone_as_long_as_it_asked_and_the_count_survives_a_res
     assert_eq!(again.checkin_record().unwrap().backoff.unwrap().failures, 2);
     assert_eq!(again.outbox().len().unwrap(), 2, "nothing queued was lost");
 }
+
+#[test]
+fn a_receipt_waits_while_the_service_cannot_take_it_and_one_refused_for_good_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt: keywarden_protocol::ReclaimReceipt = serde_json::from_value(serde_json::json!({
+        "directive_id": "d-1", "key_id": "soft:port-1", "action": "reset", "outcome": "done",
+        "removed_credential_ids": ["c1"], "remaining_credential_ids": [], "detail": "reset"
+    }))
+    .unwrap();
+    let busy = r#"{"error":{"code":"service_busy","message":"busy"}}"#;
+    let (url, served) = one_answer(503, busy);
+    let agent = provisioned_with(dir.path(), &url);
+    let outbox = receipts::ReceiptOutbox::of(&agent);
+    outbox.push(&receipt).unwrap();
+    let sent = outbox.send(&agent).unwrap();
+    let (head, body) = served.join().unwrap();
+    assert!(
+        head.starts_with("POST /api/v1/agent/reclaim/receipts "),
+        "{head}"
+    );
+    assert!(body.contains("\"directive_id\":\"d-1\""), "{body}");
+    assert!(
+        sent.stopped_by.is_some() && sent.acked.is_empty(),
+        "{sent:?}"
+    );
+    assert_eq!(
+        outbox.pending().unwrap().len(),
+        1,
+        "kept for the next round"
+    );
+
+    let unknown = r#"{"error":{"code":"directive_unknown","message":"no open reclaim directive with that id for that key"}}"#;
+    let (url, served) = one_answer(404, unknown);
+    let agent = provisioned_with(dir.path(), &url);
+    let sent = outbox.send(&agent).unwrap();
+    served.join().unwrap();
+    assert_eq!(sent.rejected.len(), 1, "{sent:?}");
+    assert!(
+        outbox.pending().unwrap().is_empty(),
+        "it no longer blocks the queue"
+    );
+    let aside = agent
+        .paths()
+        .data_dir
+        .join("reclaim-receipts/rejected/d-1.json");
+    assert!(
+        aside.is_file(),
+        "kept for inspection at {}",
+        aside.display()
+    );
+}

@@ -451,6 +451,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         r.receipt.detail,
                         if r.recorded {
                             "; recorded as reclaimed"
+                        } else if r.queued {
+                            "; the receipt waits on this laptop and is sent when the service can be reached"
                         } else {
                             ""
                         }

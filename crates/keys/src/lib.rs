@@ -44,6 +44,8 @@ pub mod attestation;
 pub mod models;
 
 pub mod config;
+pub mod probe;
+pub use probe::ProbeRequest;
 #[cfg(feature = "soft")]
 pub mod ctap2;
 #[cfg(any(feature = "soft", feature = "hid"))]
@@ -184,6 +186,17 @@ pub trait Authenticator: Send {
     /// authenticatorReset: delete every credential and the PIN (the key asks for a touch,
     /// real keys only within seconds of being plugged in).
     fn reset(&mut self, prompt: &dyn Prompt) -> Result<()>;
+    /// A silent probe ([`probe`]): getAssertion with user presence off, no PIN, no touch,
+    /// over the candidate credential ids (in batches the key accepts). The first credential
+    /// of the list the key holds answers with its assertion (flags without UP and UV); `None`
+    /// when it holds none of them, or only ones whose credProtect level requires user
+    /// verification. Backends that cannot send it give [`Error::Unsupported`].
+    fn probe(&mut self, req: &ProbeRequest) -> Result<Option<Assertion>> {
+        let _ = req;
+        Err(Error::Unsupported {
+            what: "a silent probe (getAssertion with user presence off)".to_owned(),
+        })
+    }
 }
 
 /// Finds the keys a backend can reach and opens one of them.

@@ -272,6 +272,20 @@ error_codes! {
     PopulationUnknown = "population_unknown",
     /// 400: posture schema version … is not supported (this service reads 1..=…).
     PostureSchemaUnsupported = "posture_schema_unsupported",
+    /// 403: the key's answer to the probe does not verify (signature, challenge, origin or relying party).
+    ProbeAnswerInvalid = "probe_answer_invalid",
+    /// 403: the probe did not ask about this credential.
+    ProbeCredentialNotAsked = "probe_credential_not_asked",
+    /// 410: the probe challenge expired; ask for a new one.
+    ProbeExpired = "probe_expired",
+    /// 404: unknown probe challenge; ask for a new one.
+    ProbeUnknown = "probe_unknown",
+    /// 409: this probe challenge was already used; a replayed answer is refused.
+    ProbeUsed = "probe_used",
+    /// 403: this probe challenge was issued to another laptop.
+    ProbeWrongDevice = "probe_wrong_device",
+    /// 400: this probe challenge was issued for another purpose, not ….
+    ProbeWrongPurpose = "probe_wrong_purpose",
     /// 400: proofing method … is not one of ….
     ProofingInvalid = "proofing_invalid",
     /// 410: provisioning token expired at ….

@@ -126,6 +126,12 @@ pub struct ReclaimQuery {
     /// are then matched by credential even when their id says nothing (no serial collected).
     #[serde(default)]
     pub credentials_on_keys: Vec<KeyCredentialIds>,
+    /// Keys matched without the PIN: their answers to the station's silent probe
+    /// (`POST /api/v1/agent/keys/probe`, purpose `reclaim`), each verified by the service; absent from older
+    /// agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub probed: Option<crate::ProbeAnswers>,
 }
 
 /// Credential ids found on one key.
@@ -227,4 +233,9 @@ pub struct ReclaimedKey {
     pub receipt: ReclaimReceipt,
     /// True when the service recorded the key as reclaimed.
     pub recorded: bool,
+    /// True when the receipt waits in the station's outbox (the service could not take it now);
+    /// it is sent at the next run or check-in. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub queued: Option<bool>,
 }

@@ -31,6 +31,7 @@ pub mod mds;
 pub mod offboard;
 pub mod ongoing;
 pub mod openapi;
+pub mod orgkeys;
 pub mod policy;
 pub mod reclaim;
 pub mod recovery;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(coverage::router())
         .merge(scim::router())
         .merge(stepup::router())
+        .merge(orgkeys::router())
         .merge(recovery::router())
         .merge(reclaim::router())
         .merge(offboard::router())

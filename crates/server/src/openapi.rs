@@ -210,6 +210,7 @@ impl Modify for OperationIds {
         crate::trust::list_handler, crate::trust::add_handler, crate::trust::remove_handler,
         crate::exceptions::add, crate::exceptions::list, crate::exceptions::revoke, crate::exceptions::alerts,
         crate::stepup::challenge, crate::stepup::sign_in,
+        crate::orgkeys::probe, crate::orgkeys::identify,
         crate::recovery::suspend_by_helpdesk, crate::recovery::issue, crate::recovery::list, crate::recovery::cancel,
         crate::recovery::approve, crate::recovery::report_lost, crate::recovery::redeem, crate::recovery::person_credentials,
         crate::offboard::list_handler, crate::offboard::dormant_handler, crate::offboard::dormant_html_handler,

@@ -133,6 +133,22 @@ pub async fn directives(
 ) -> Result<Json<ReclaimPlan>> {
     let mut tx = call.begin(&state.db).await?;
     require_station(&mut tx, &call.device_id).await?;
+    // Keys matched without the PIN: only answers the service verified count.
+    let probed = match &req.probed {
+        Some(answers) => {
+            let now = state.now_ms();
+            crate::orgkeys::verify(
+                &state,
+                &mut tx,
+                &call.device_id,
+                keywarden_protocol::ProbePurpose::Reclaim,
+                answers,
+                now,
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
     let mut out = Vec::new();
     for key in &req.keys {
         let found: Vec<String> = req
@@ -140,6 +156,12 @@ pub async fn directives(
             .iter()
             .filter(|k| k.key_id == key.id)
             .flat_map(|k| k.credential_ids.iter().cloned())
+            .chain(
+                probed
+                    .iter()
+                    .filter(|p| p.key_id == key.id)
+                    .map(|p| p.credential_id.clone()),
+            )
             .collect();
         if let Some(d) = directive_for(&state, &mut tx, &key.id, &found).await? {
             out.push(d);
@@ -171,6 +193,22 @@ pub async fn receipt(
         named.push(credential_id);
         stored_key_id = key_id;
     }
+    let recorded_text = serde_json::to_string(&ReclaimReceipt {
+        key_id: stored_key_id.clone(),
+        ..req.clone()
+    })
+    .map_err(Error::Corrupt)?;
+    // A receipt sent again (the station's outbox after an outage or a restart) is recorded
+    // once: the same station's same receipt for this directive is acknowledged as it was.
+    if let Some(done) =
+        store::recorded_receipt(&mut tx, &req.directive_id, &call.device_id, &recorded_text).await?
+    {
+        tx.commit().await?;
+        return Ok(Json(ReclaimReceiptAck {
+            directive_id: req.directive_id,
+            reclaimed: done,
+        }));
+    }
     let d = directive_for(&state, &mut tx, &req.key_id, &named)
         .await?
         .filter(|d| d.id == req.directive_id)
@@ -190,11 +228,7 @@ pub async fn receipt(
         .filter(|c| req.remaining_credential_ids.contains(c))
         .collect();
     let reclaimed = req.outcome == ReclaimOutcome::Done && left.is_empty();
-    let receipt = serde_json::to_string(&ReclaimReceipt {
-        key_id: stored_key_id.clone(),
-        ..req.clone()
-    })
-    .map_err(Error::Corrupt)?;
+    let receipt = recorded_text;
     let person = store::reclaim_person(&mut tx, &d.id).await?;
     for credential in &d.credential_ids {
         store::record_receipt(
@@ -222,4 +256,13 @@ pub async fn receipt(
         directive_id: d.id,
         reclaimed,
     }))
+}
+
+/// Refuse (403) unless the laptop `device_id` is a reclaim station: what a station's probe
+/// ([`crate::orgkeys`]) checks first.
+pub(crate) async fn require_reclaim_station(
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+) -> Result<()> {
+    require_station(tx, device_id).await
 }

@@ -328,3 +328,79 @@ pub async fn refused(state: &AppState, actor: &str, purpose: &str, e: Error, now
     }
     e
 }
+
+/// How one kind of challenge issued to a laptop is refused: what to call it and its codes (a
+/// key probe's, [`crate::orgkeys`]; [`verify`] checks a step-up's the same way inline).
+pub(crate) struct Refusals {
+    /// What it is called, e.g. `step-up challenge`.
+    pub what: &'static str,
+    /// What a replay would send again, e.g. `assertion`.
+    pub answer: &'static str,
+    /// The sentence once it expired.
+    pub expired_says: &'static str,
+    /// Unknown id (404).
+    pub unknown: ErrorCode,
+    /// Issued to another laptop (403).
+    pub wrong_device: ErrorCode,
+    /// Issued for another purpose (400).
+    pub wrong_purpose: ErrorCode,
+    /// Already used (409).
+    pub used: ErrorCode,
+    /// Expired (410).
+    pub expired: ErrorCode,
+}
+
+/// The challenge `id` inside `tx` when it was issued to `device_id` for `purpose` and is unused
+/// and unexpired; else its refusal from `r`.
+pub(crate) async fn open_challenge(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    device_id: &str,
+    purpose: &str,
+    now: i64,
+    r: &Refusals,
+) -> Result<store::ChallengeRow> {
+    let what = r.what;
+    let c = store::challenge(tx, id)
+        .await?
+        .or_not_found(r.unknown, format!("unknown {what}; ask for a new one"))?;
+    if c.device_id != device_id {
+        return Err(Error::forbidden(
+            r.wrong_device,
+            format!("this {what} was issued to another laptop"),
+        ));
+    }
+    if c.purpose != purpose {
+        return Err(Error::bad_request(
+            r.wrong_purpose,
+            format!("this {what} was issued for another purpose, not {purpose}"),
+        ));
+    }
+    let replayed = format!(
+        "this {what} was already used; a replayed {} is refused",
+        r.answer
+    );
+    crate::error::not_used(c.used_at, r.used, &replayed)?;
+    crate::error::before_expiry(now, c.expires_at, r.expired, |_| r.expired_says.to_owned())?;
+    Ok(c)
+}
+
+/// Spend the challenge `id` inside `tx` (the request that used it succeeded); refused as used
+/// when another request spent it meanwhile.
+pub(crate) async fn spend_challenge(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    now: i64,
+    r: &Refusals,
+) -> Result<()> {
+    if !store::use_challenge(tx, id, now).await? {
+        return Err(Error::conflict(
+            r.used,
+            format!(
+                "this {} was already used; a replayed {} is refused",
+                r.what, r.answer
+            ),
+        ));
+    }
+    Ok(())
+}

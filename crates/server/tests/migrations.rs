@@ -62,6 +62,9 @@ const SHIPPED: &[(i64, &str, &str, &str)] = &[
     (12, "on key policy",
         "c25053bb1a9153b435377a9e7d67a51945701ba2c38eb13fc01b95510f27f912a3967ff75aab46329cde6314fadbf6d2",
         "c25053bb1a9153b435377a9e7d67a51945701ba2c38eb13fc01b95510f27f912a3967ff75aab46329cde6314fadbf6d2"),
+    (14, "key sightings",
+        "e96ff2519de35ae39af0a5915daea89c505dc51a91746ca3ce4ab98c907b986dea806a5623fee2eae33f940fafa2b8a6",
+        "e96ff2519de35ae39af0a5915daea89c505dc51a91746ca3ce4ab98c907b986dea806a5623fee2eae33f940fafa2b8a6"),
 ];
 
 /// Every shipped migration keeps its version, description and checksum on both databases, and

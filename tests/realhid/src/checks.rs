@@ -573,6 +573,7 @@ pub(crate) fn run(env: &mut Env) -> Result<()> {
     env.ok("third key (protocol 2 only, self attestation, forcePINChange, 1 slot): enrolled, service verified self attestation", t);
 
     crate::key_policy::check(env, &service)?;
+    crate::probe::check(env)?;
 
     // Unplugged in the middle of makeCredential.
     let t = Instant::now();

@@ -14,6 +14,7 @@ mod env;
 mod fido2;
 mod hid_helpers;
 mod key_policy;
+mod probe;
 mod rawhid;
 mod service;
 

@@ -18,4 +18,9 @@ receipt: ReclaimReceipt,
 /**
  * True when the service recorded the key as reclaimed.
  */
-recorded: boolean, };
+recorded: boolean, 
+/**
+ * True when the receipt waits in the station's outbox (the service could not take it now);
+ * it is sent at the next run or check-in. Absent from older agents.
+ */
+queued?: boolean, };

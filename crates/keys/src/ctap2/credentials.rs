@@ -55,6 +55,17 @@ impl CtapAuthenticator {
                 }),
             None => false,
         };
+        let cred_protect = match get(p, 6) {
+            Some(ext) => ext
+                .as_map()
+                .ok_or(status::CBOR_UNEXPECTED_TYPE)?
+                .iter()
+                .find(|(k, _)| k.as_text() == Some("credProtect"))
+                .and_then(|(_, v)| v.as_integer())
+                .and_then(|n| u8::try_from(i128::from(n)).ok())
+                .filter(|n| (1..=crate::probe::CRED_PROTECT_UV_REQUIRED).contains(n)),
+            None => None,
+        };
         let rk = option(p, 7, "rk")?.unwrap_or(false);
         let flags = match self.uv_param(p, 8, &client_data_hash, PERM_MC, &rp_id)? {
             UvParam::Probe => return self.probe(up),
@@ -85,6 +96,11 @@ impl CtapAuthenticator {
                 &SilentPrompt,
             )
             .map_err(|e| status_of(&e))?;
+        if let Some(level) = cred_protect {
+            self.key
+                .set_cred_protect(&made.credential_id, level)
+                .map_err(|e| status_of(&e))?;
+        }
         // The attestationObject is {fmt, authData, attStmt}; CTAP numbers the same fields.
         let parsed: Value =
             ciborium::from_reader(made.attestation_object.as_slice()).map_err(|_| status::OTHER)?;
@@ -105,6 +121,21 @@ impl CtapAuthenticator {
         };
         let client_data_hash = required_bytes(p, 2)?;
         let allow = descriptor_ids(get(p, 3))?;
+        // `up: false` without pinUvAuthParam: a silent probe (no touch, flags clear).
+        if option(p, 5, "up")? == Some(false) && get(p, 6).is_none() {
+            return match self
+                .key
+                .silent_assertion(&rp_id, &allow, &client_data_hash)
+                .map_err(|e| status_of(&e))?
+            {
+                Some(a) => Ok(Some(Value::Map(vec![
+                    (int(1), descriptor(&a.credential_id)),
+                    (int(2), Value::Bytes(a.authenticator_data)),
+                    (int(3), Value::Bytes(a.signature)),
+                ]))),
+                None => Err(status::NO_CREDENTIALS),
+            };
+        }
         let flags = match self.uv_param(p, 6, &client_data_hash, PERM_GA, &rp_id)? {
             UvParam::Probe => return self.probe(up),
             UvParam::Verified => FLAG_UP | FLAG_UV,

@@ -128,6 +128,8 @@ struct DeviceInfo {
     min_pin_length: u32,
     force_pin_change: bool,
     remaining_discoverable_credentials: u32,
+    /// getInfo maxCredentialCountInList and maxCredentialIdLength (0: not reported).
+    list_limits: crate::probe::ListLimits,
 }
 
 /// Which credential management command a key speaks.
@@ -154,6 +156,10 @@ impl DeviceInfo {
                 min_pin_length: i.min_pin_length,
                 force_pin_change: i.force_pin_change,
                 remaining_discoverable_credentials: i.remaining_discoverable_credentials,
+                list_limits: crate::probe::ListLimits {
+                    max_count: i.max_credential_count_in_list,
+                    max_id_length: i.max_credential_id_length,
+                },
             })
         })
     }
@@ -658,6 +664,28 @@ impl Authenticator for HidKey {
         let info = self.info.clone();
         crate::hidraw_cbor::reset(&path, &|| prompt.touch(&info))?;
         self.refresh()
+    }
+
+    fn probe(&mut self, req: &crate::ProbeRequest) -> Result<Option<Assertion>> {
+        // ctap-hid-fido2 3.6 always asks for user presence: send getAssertion with `up: false`
+        // over hidraw ourselves, one allow list at a time as getInfo permits.
+        self.refresh()?;
+        let HidParam::Path(path) = &self.hid.param else {
+            return Err(Error::Unsupported {
+                what: "a silent probe of a key not reached through a hidraw path".to_owned(),
+            });
+        };
+        let path = path.clone();
+        let hash = Sha256::digest(&req.client_data_json);
+        for batch in crate::probe::batches(&req.credential_ids, self.device_info.list_limits) {
+            let request = crate::probe::request(&req.rp_id, &hash, &batch);
+            match crate::hidraw_cbor::transact(&path, &request, &|| {}, CONFIG_TIMEOUT) {
+                Ok(cbor) => return crate::probe::parse_answer(&cbor, &batch).map(Some),
+                Err(Error::NoCredentials) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -126,6 +126,7 @@ fn protocol_and_credential_management_come_from_get_info() {
         min_pin_length: 0,
         force_pin_change: false,
         remaining_discoverable_credentials: 0,
+        list_limits: crate::probe::ListLimits::default(),
     };
     assert_eq!(d.pin_protocol(), 1);
     assert_eq!(d.cred_mgmt(), CredMgmt::Preview);

@@ -137,4 +137,8 @@ impl Authenticator for SoftKey {
         self.await_touch(prompt)?;
         SoftKey::reset(self)
     }
+
+    fn probe(&mut self, req: &crate::ProbeRequest) -> Result<Option<Assertion>> {
+        self.probe_all(req)
+    }
 }

@@ -40,6 +40,7 @@ impl SoftKey {
                 state: State::load(&path)?,
                 path,
                 pin_failures_this_power_cycle: 0,
+                presented_id: None,
             });
         }
         Self::create(path, State::new(options)?)
@@ -79,6 +80,7 @@ impl SoftKey {
             path,
             state,
             pin_failures_this_power_cycle: 0,
+            presented_id: None,
         })
     }
 
@@ -87,9 +89,27 @@ impl SoftKey {
         &self.path
     }
 
-    /// The key id, `soft:` followed by the random id stored in the state file.
+    /// The key id, `soft:` followed by the random id stored in the state file (or, plugged in
+    /// through a port, the id derived from it: [`crate::soft::SoftKeyProvider::through_port`]).
     pub fn id(&self) -> String {
-        format!("soft:{}", self.state.id)
+        match &self.presented_id {
+            Some(id) => id.clone(),
+            None => format!("soft:{}", self.state.id),
+        }
+    }
+
+    /// Present this key as a key without a serial plugged into `port` (a laptop and a USB
+    /// port): its id becomes `soft:port-` and a hash of the port and the key, so the same key
+    /// has another id on another laptop or port, as a real key without a serial does.
+    pub fn through_port(mut self, port: &str) -> Self {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update((port.len() as u64).to_be_bytes());
+        h.update(port.as_bytes());
+        h.update(self.state.id.as_bytes());
+        let digest = h.finalize();
+        self.presented_id = Some(format!("soft:port-{}", hex::encode(&digest[..12])));
+        self
     }
 
     /// The PEM of this soft key's attestation root, for a test or demo service to trust.
@@ -369,6 +389,7 @@ impl SoftKey {
             discoverable: req.resident_key,
             sign_count: 0,
             private_key_pem: Secret(pem_string(private_key_pem)),
+            cred_protect: None,
         });
         self.save()?;
         Ok(MadeCredential {

@@ -26,6 +26,7 @@ mod cert;
 mod config;
 mod key;
 mod markers;
+mod probe;
 mod provider;
 
 use crate::ec::crypto;
@@ -38,6 +39,7 @@ pub use markers::{
     simulate_no_touch, simulate_replug, simulate_touch_again, simulate_unplug, unplugged_marker,
     untouched_marker,
 };
+pub use probe::{MAX_CREDENTIAL_COUNT_IN_LIST, MAX_CREDENTIAL_ID_LENGTH};
 pub use provider::SoftKeyProvider;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
@@ -180,6 +182,10 @@ struct StoredCred {
     discoverable: bool,
     sign_count: u32,
     private_key_pem: Secret,
+    /// credProtect level it was made with (CTAP 2.1 §12.1); absent: 1, as a key makes it by
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cred_protect: Option<u8>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -331,4 +337,7 @@ pub struct SoftKey {
     path: PathBuf,
     state: State,
     pin_failures_this_power_cycle: u32,
+    /// The id it is presented under when plugged in through a "port" (no serial: the id
+    /// derives from where it is plugged in, as a real key's without a serial does).
+    presented_id: Option<String>,
 }

@@ -20,6 +20,7 @@ pub struct SoftKeyProvider {
     paths: Vec<PathBuf>,
     options: SoftKeyOptions,
     seen: Mutex<HashSet<PathBuf>>,
+    port: Option<String>,
 }
 
 impl SoftKeyProvider {
@@ -34,7 +35,16 @@ impl SoftKeyProvider {
             paths,
             options,
             seen: Mutex::new(HashSet::new()),
+            port: None,
         }
+    }
+
+    /// These soft keys presented as keys without a serial plugged into `port` (a laptop and
+    /// its USB port): their ids derive from the port ([`SoftKey::through_port`]), so the same
+    /// key is another id through another port, as a real key without a serial is.
+    pub fn through_port(mut self, port: impl Into<String>) -> Self {
+        self.port = Some(port.into());
+        self
     }
 
     /// The state file paths this provider was given.
@@ -79,7 +89,10 @@ impl SoftKeyProvider {
             Err(e) => return Err(e),
         };
         seen.insert(path.to_owned());
-        Ok(Some(key))
+        Ok(Some(match &self.port {
+            Some(port) => key.through_port(port),
+            None => key,
+        }))
     }
 }
 

@@ -10,4 +10,5 @@ mod common;
 mod config;
 mod credentials;
 mod pin;
+mod probe;
 mod state;

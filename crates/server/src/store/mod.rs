@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod devices;
 pub mod exceptions;
 pub mod offboard;
+pub mod orgkeys;
 pub mod people;
 pub mod policy;
 pub mod reclaim;

@@ -102,3 +102,18 @@ pub async fn record_receipt(
     .await?;
     Ok(())
 }
+
+/// Whether this station already recorded exactly this receipt for the reclaim `id`: `Some(done)`
+/// when it did (a resend), `None` when it is new.
+pub async fn recorded_receipt(
+    db: &mut AnyConnection,
+    id: &str,
+    station: &str,
+    receipt: &str,
+) -> Result<Option<bool>> {
+    let sql = "SELECT state FROM key_reclaims WHERE id = $1 AND station = $2 AND receipt = $3";
+    let state: Option<String> = super::fetch_optional::<(String,)>(db, sql, (id, station, receipt))
+        .await?
+        .map(|r| r.0);
+    Ok(state.map(|s| s == "done"))
+}

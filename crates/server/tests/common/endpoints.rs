@@ -225,6 +225,8 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/agent/recoveries", Access::Device),
     ("POST", "/api/v1/agent/reclaim/directives", Access::Device),
     ("POST", "/api/v1/agent/reclaim/receipts", Access::Device),
+    ("POST", "/api/v1/agent/keys/probe", Access::Device),
+    ("POST", "/api/v1/agent/keys/identify", Access::Device),
     (
         "POST",
         "/api/v1/agent/enrolments/{id}/ceremonies",
