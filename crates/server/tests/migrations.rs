@@ -62,6 +62,9 @@ const SHIPPED: &[(i64, &str, &str, &str)] = &[
     (12, "on key policy",
         "c25053bb1a9153b435377a9e7d67a51945701ba2c38eb13fc01b95510f27f912a3967ff75aab46329cde6314fadbf6d2",
         "c25053bb1a9153b435377a9e7d67a51945701ba2c38eb13fc01b95510f27f912a3967ff75aab46329cde6314fadbf6d2"),
+    (13, "issuing",
+        "07f9106ca99ad48af6190596559f60fbc516a5ad0328806568d07a010cd3abcbd0c9ca69331d78a5b799f298d941ffdc",
+        "07f9106ca99ad48af6190596559f60fbc516a5ad0328806568d07a010cd3abcbd0c9ca69331d78a5b799f298d941ffdc"),
 ];
 
 /// Every shipped migration keeps its version, description and checksum on both databases, and
