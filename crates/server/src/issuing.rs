@@ -512,12 +512,7 @@ async fn activate_inner(
             ),
         ));
     }
-    if !store::bound_to(tx, &call.device_id, &k.person_id).await? {
-        return Err(Error::forbidden(
-            ErrorCode::ActivationWrongLaptop,
-            "an issued key is activated from its person's own laptop; this laptop is not theirs",
-        ));
-    }
+    let bound_now = own_laptop(tx, &call.device_id, &k.person_id, now).await?;
     if !store::activate(tx, &v.credential_id, &call.device_id, now).await? {
         return Err(Error::conflict(
             ErrorCode::IssuedKeyNotPending,
@@ -531,13 +526,36 @@ async fn activate_inner(
         &call.actor(),
         "key.activated",
         &person.id,
-        serde_json::json!({"credential_id": v.credential_id, "laptop": call.device_id}),
+        serde_json::json!({"credential_id": v.credential_id, "laptop": call.device_id, "laptop_bound_now": bound_now}),
     )
     .await?;
     Ok(IssuedKeyActivated {
         credential_id: v.credential_id,
         person: person.summary(),
     })
+}
+
+/// Whether `device_id` is `person_id`'s own laptop: bound to them, or a laptop bound to nobody
+/// yet (a new hire's, provisioned by IT) that is not an issuing station, which is bound to them
+/// now (returns true then). A laptop of someone else, or a station, is refused.
+async fn own_laptop(
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+    person_id: &str,
+    now: i64,
+) -> Result<bool> {
+    let people = crate::store::devices::bound_people(tx, device_id).await?;
+    if people.iter().any(|p| p == person_id) {
+        return Ok(false);
+    }
+    if !people.is_empty() || store::is_station(tx, device_id).await? {
+        return Err(Error::forbidden(
+            ErrorCode::ActivationWrongLaptop,
+            "an issued key is activated from its person's own laptop; this laptop is someone else's",
+        ));
+    }
+    crate::enrol::bind_laptop(tx, device_id, person_id, now).await?;
+    Ok(true)
 }
 
 /// Suspend and flag every issued key past its expiry that was not activated, each audited

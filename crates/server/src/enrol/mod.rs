@@ -30,9 +30,9 @@ pub(crate) use bind::{bind_credential, check_key_policy, NewCredential};
 pub use sessions::active_count;
 use sessions::new_ceremony;
 pub(crate) use sessions::{
-    check_laptop, load_active_person, load_person, new_registration, open_proven_session,
-    open_session, open_session_of, open_station_session, policy_for, registration_builder,
-    verify_answer, KeyAnswer, Person,
+    bind_laptop, check_laptop, load_active_person, load_person, new_registration,
+    open_proven_session, open_session, open_session_of, open_station_session, policy_for,
+    registration_builder, verify_answer, KeyAnswer, Person,
 };
 pub(crate) use tickets::{mark_redeemed, open_ticket, ticket_refused};
 

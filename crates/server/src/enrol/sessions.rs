@@ -197,10 +197,21 @@ pub(crate) async fn open_session(
         now,
     )
     .await?;
+    bind_laptop(tx, device_id, &person.id, now).await?;
+    new_ceremony(state, tx, &session_id, session_expires, &person, now).await
+}
+
+/// Bind a laptop to a person (it is theirs, or one of theirs).
+pub(crate) async fn bind_laptop(
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+    person_id: &str,
+    now: i64,
+) -> Result<()> {
     let sql = "INSERT INTO device_bindings (device_id, person_id, bound_at) VALUES ($1, $2, $3) \
          ON CONFLICT (device_id, person_id) DO UPDATE SET unbound_at = NULL, bound_at = excluded.bound_at";
-    crate::store::execute(&mut **tx, sql, (device_id, &person.id, now)).await?;
-    new_ceremony(state, tx, &session_id, session_expires, &person, now).await
+    crate::store::execute(&mut **tx, sql, (device_id, person_id, now)).await?;
+    Ok(())
 }
 
 /// The population and policy of a person.

@@ -204,13 +204,6 @@ pub async fn was_issued(db: &mut AnyConnection, credential_id: &str) -> Result<b
     super::exists(db, sql, (credential_id,)).await
 }
 
-/// Whether a laptop is bound to a person (their own, provisioned and enrolled on).
-pub async fn bound_to(db: &mut AnyConnection, device_id: &str, person_id: &str) -> Result<bool> {
-    let sql = "SELECT 1 FROM device_bindings b JOIN devices d ON d.id = b.device_id \
-         WHERE b.device_id = $1 AND b.person_id = $2 AND b.unbound_at IS NULL AND d.retired_at IS NULL";
-    super::exists(db, sql, (device_id, person_id)).await
-}
-
 /// Activate an issued key; whether it was still waiting.
 pub async fn activate(
     db: &mut AnyConnection,
@@ -242,14 +235,4 @@ pub async fn expire(db: &mut AnyConnection, credential_id: &str, now: i64) -> Re
     let sql = "UPDATE credentials SET status = 'suspended', status_changed_at = $1, status_reason = 'expired before activation' WHERE id = $2 AND status = 'issued'";
     super::stamp(db, sql, now, &[credential_id]).await?;
     Ok(true)
-}
-
-/// How an issued credential stands, for the console: `issued, not yet activated`, `active`
-/// (after activation) or `expired before activation`; `None` for a key IT did not issue.
-pub async fn issue_state_of_person(
-    db: &mut AnyConnection,
-    person_id: &str,
-) -> Result<Vec<(String, Option<i64>, Option<i64>, i64)>> {
-    let sql = "SELECT credential_id, activated_at, expired_at, expires_at FROM issued_keys WHERE person_id = $1";
-    super::fetch_all(db, sql, (person_id,)).await
 }
