@@ -257,6 +257,52 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
     assert_eq!(audit.matches("issuing.session_opened").count(), 1);
     let sheets = std::fs::read_dir(&out).unwrap().count();
     assert_eq!(sheets, 2 * PEOPLE, "a handover sheet and a PIN sheet each");
+
+    // Person 01 plugs their key into their own new laptop and changes the PIN, as the handover
+    // sheet says: the key is active then.
+    let pin = pdftotext(&out.join("002-person01-example-com-pin-1.pdf"))
+        .split("PIN:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let laptop = Laptop {
+        home: tempfile::tempdir().unwrap(),
+        soft_keys: vec![station.soft_keys[1].clone()],
+    };
+    laptop.provision(&server);
+    let key_id = laptop.key_ids().remove(0);
+    let credential = issued
+        .iter()
+        .find(|c| c["person_id"] == person_id(&server, "person01@example.com"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let changed = laptop.run(
+        &["change-pin", "--key", &key_id, "--pin-stdin"],
+        Some(&format!("{pin}\n0246813579\n")),
+    );
+    let said = String::from_utf8_lossy(&changed.stderr).into_owned();
+    assert!(changed.status.success(), "{said}");
+    assert!(said.contains("issued to Person 01 by IT: it is active now"), "{said}");
+    assert_eq!(server.credential_status(&credential), "active");
+    assert!(!said.contains(&pin));
+}
+
+/// The id of the person with `user_name`, from the admin API.
+fn person_id(server: &Server, user_name: &str) -> String {
+    let (s, people) = server.admin("GET", "/api/v1/admin/people", None);
+    assert_eq!(s, 200, "{people}");
+    people
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["user_name"] == user_name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// The first 16 bytes of SHA-256 of the PIN: what a CTAP key checks a PIN against.
