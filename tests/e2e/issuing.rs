@@ -285,7 +285,10 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
     );
     let said = String::from_utf8_lossy(&changed.stderr).into_owned();
     assert!(changed.status.success(), "{said}");
-    assert!(said.contains("issued to Person 01 by IT: it is active now"), "{said}");
+    assert!(
+        said.contains("issued to Person 01 by IT: it is active now"),
+        "{said}"
+    );
     assert_eq!(server.credential_status(&credential), "active");
     assert!(!said.contains(&pin));
 }

@@ -558,6 +558,17 @@ async fn own_laptop(
     Ok(true)
 }
 
+/// How an issued key stands, as the console's badge names it: `issued` (not yet activated),
+/// `active` (activated; its credential may since have been suspended or revoked) or
+/// `expired_before_activation`.
+pub fn issue_state(k: &store::IssuedListRow) -> &'static str {
+    match (k.activated_at, k.expired_at) {
+        (Some(_), _) => "active",
+        (None, Some(_)) => "expired_before_activation",
+        (None, None) => "issued",
+    }
+}
+
 /// Suspend and flag every issued key past its expiry that was not activated, each audited
 /// once; returns their credential ids.
 pub async fn expire_due(state: &AppState, now: i64) -> Result<Vec<String>> {

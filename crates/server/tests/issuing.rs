@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 both_backends!(
     refused_issuing_attempts_change_nothing,
     an_issued_key_waits_for_its_person_then_activates,
-    an_issued_key_not_activated_in_time_is_suspended_once
+    an_issued_key_not_activated_in_time_is_suspended_once,
+    a_scim_group_names_the_people_to_issue_keys_to
 );
 
 const ISSUED_PIN: &str = "40817263";
@@ -231,6 +232,16 @@ async fn an_issued_key_waits_for_its_person_then_activates(app: App) {
     let key = SoftKey::new();
     let credential = issue(&app, &station, &session, &ada, &key).await;
 
+    // The console shows it waiting, on Ada's page and in the keys list.
+    let mut console = Browser::new();
+    let (s, v) = console.assert_with(&app, "sign-in", &staff_key).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for page in [format!("/console/people/{ada}"), "/console/keys".to_owned()] {
+        let (s, html) = console.get(&app, &page).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert!(html.contains("issued, not yet activated"), "{page}: {html}");
+    }
+
     // Bob is not on the list.
     let path = format!(
         "/api/v1/agent/issuing/sessions/{}/ceremonies",
@@ -332,6 +343,13 @@ async fn an_issued_key_waits_for_its_person_then_activates(app: App) {
         ada_row["status"], "below_minimum",
         "one active key of two: {ada_row}"
     );
+    let (_, html) = console.get(&app, "/console/keys").await;
+    let issued_table = html.split("id=\"issued-table\"").nth(1).unwrap_or_default();
+    assert!(
+        !issued_table.contains("not yet activated"),
+        "{issued_table}"
+    );
+    assert!(issued_table.contains(">active<"), "{issued_table}");
     // Once is enough.
     let proof = key.assert_with_pin(
         &step_up(&app, &ada_laptop, "activate_issued_key").await,
@@ -384,6 +402,12 @@ async fn an_issued_key_not_activated_in_time_is_suspended_once(mut app: App) {
             .await,
         1
     );
+    let mut console = Browser::new();
+    let (s, v) = console.assert_with(&app, "sign-in", &staff_key).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, html) = console.get(&app, &format!("/console/people/{ada}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("expired before activation"), "{html}");
 
     // Too late to activate, even from Ada's laptop with the changed PIN.
     app.set_clock(now + 1000).await;
@@ -405,4 +429,43 @@ async fn an_issued_key_not_activated_in_time_is_suspended_once(mut app: App) {
         app.credential_field(&credential, "status").await,
         "suspended"
     );
+}
+
+async fn a_scim_group_names_the_people_to_issue_keys_to(app: App) {
+    let (station, staff_key, _) = station_with_staff(&app, Some("helpdesk")).await;
+    make_station(&app, &station).await;
+    let ada = app.hr_person("ada").await;
+    let bob = app.hr_person("bob").await;
+    app.hr_feed()
+        .await
+        .create_group("New hires", &[&bob, &ada])
+        .await;
+    let sessions = "/api/v1/agent/issuing/sessions";
+    let open = |group: &'static str| {
+        let station = &station;
+        let staff_key = &staff_key;
+        let app = &app;
+        async move {
+            let proof = staff_key.assert(&step_up(app, station, "issue_keys").await);
+            let body = json!({"step_up": proof, "scim_group": group, "keys_per_person": 2});
+            station.signed(app, sessions, &body).await
+        }
+    };
+    let (s, v) = open("Leavers").await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "issuing_list_invalid");
+    assert_eq!(app.count("SELECT COUNT(*) FROM issuing_sessions").await, 0);
+    let (s, v) = open("New hires").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let people: Vec<(&str, u64)> = v["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["person"]["user_name"].as_str().unwrap(),
+                p["keys"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(people, vec![("ada", 2), ("bob", 2)]);
 }

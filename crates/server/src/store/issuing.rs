@@ -236,3 +236,39 @@ pub async fn expire(db: &mut AnyConnection, credential_id: &str, now: i64) -> Re
     super::stamp(db, sql, now, &[credential_id]).await?;
     Ok(true)
 }
+
+/// A key IT issued, as the console lists it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct IssuedListRow {
+    /// Its credential.
+    pub credential_id: String,
+    /// Whose (id, userName).
+    pub person_id: String,
+    /// Their userName.
+    pub user_name: String,
+    /// The key model, where known.
+    pub model: Option<String>,
+    /// When it was issued.
+    pub issued_at: i64,
+    /// When it expires unless activated.
+    pub expires_at: i64,
+    /// When it was activated.
+    pub activated_at: Option<i64>,
+    /// When it was flagged expired before activation.
+    pub expired_at: Option<i64>,
+}
+
+const LIST_SQL: &str = "SELECT k.credential_id, k.person_id, p.user_name, c.model, k.issued_at, k.expires_at, k.activated_at, k.expired_at \
+     FROM issued_keys k JOIN people p ON p.id = k.person_id JOIN credentials c ON c.id = k.credential_id";
+
+/// The keys IT issued, newest first (at most `limit`).
+pub async fn listing(db: &sqlx::AnyPool, limit: i64) -> Result<Vec<IssuedListRow>> {
+    let sql = format!("{LIST_SQL} ORDER BY k.issued_at DESC, k.credential_id LIMIT $1");
+    super::fetch_all(db, &sql, (limit,)).await
+}
+
+/// The keys IT issued to one person.
+pub async fn of_person(db: &sqlx::AnyPool, person_id: &str) -> Result<Vec<IssuedListRow>> {
+    let sql = format!("{LIST_SQL} WHERE k.person_id = $1");
+    super::fetch_all(db, &sql, (person_id,)).await
+}
