@@ -35,6 +35,14 @@ fn pdftoppm(pdf: &Path, png_stem: &Path) {
     assert!(out.status.success(), "pdftoppm {}", pdf.display());
 }
 
+/// The PIN a PIN sheet's text carries.
+fn pin_on(text: &str) -> String {
+    let after = text.split("PIN:").nth(1);
+    let pin = after.and_then(|rest| rest.split_whitespace().next());
+    pin.unwrap_or_else(|| panic!("no PIN on the sheet: {text}"))
+        .to_owned()
+}
+
 /// Which soft keys have a PIN set (a blank key has none).
 fn pins_set(laptop: &Laptop) -> Vec<bool> {
     laptop
@@ -93,12 +101,13 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
         &format!("{STAFF_PIN}\n"),
     );
     let mut csv = String::from("user_name\n");
+    let mut people = Vec::new();
     for i in 1..=PEOPLE {
-        hr.create_user(
+        people.push(hr.create_user(
             &format!("person{i:02}@example.com"),
             &format!("Person {i:02}"),
             "Sales",
-        );
+        ));
         csv.push_str(&format!("person{i:02}@example.com\n"));
     }
     let dir = tempfile::tempdir().unwrap();
@@ -121,48 +130,44 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
         )
     };
 
-    // Not yet an issuing station: refused, nothing issued, no key touched.
-    let before = issued_state(&server);
-    let refused = issue(&list);
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("not an IT issuing station"), "{err}");
-    assert_eq!(
-        issued_state(&server),
-        before,
-        "a laptop that is not a station changes nothing"
-    );
-    assert_eq!(pins_set(&station)[1..], vec![false; PEOPLE]);
-
+    // Refused, naming why: nothing issued, no key touched.
+    let refuses = |list: &Path, says: &[&str]| {
+        let before = issued_state(&server);
+        let out = issue(list);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        for s in says {
+            assert!(err.contains(s), "{s}: {err}");
+        }
+        assert_eq!(
+            issued_state(&server),
+            before,
+            "a refused issue changes nothing"
+        );
+        assert_eq!(pins_set(&station)[1..], vec![false; PEOPLE]);
+    };
+    // Not yet an issuing station.
+    refuses(&list, &["not an IT issuing station"]);
     let (s, v) = server.admin(
         "POST",
         &format!("/api/v1/admin/devices/{station_id}/issuing-station"),
         Some(json!({"enabled": true})),
     );
     assert_eq!(s, 200, "{v}");
-
-    // A list with an unknown person and a repeated one: both rows named, nothing issued.
+    // A list with an unknown person and a repeated one: both rows named.
     let bad = dir.path().join("bad.csv");
     std::fs::write(
         &bad,
         format!("{csv}nobody@example.com\nperson03@example.com\n"),
     )
     .unwrap();
-    let before = issued_state(&server);
-    let refused = issue(&bad);
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("row 22: nobody has the userName"), "{err}");
-    assert!(
-        err.contains("row 23: person03@example.com is named again (first at row 4)"),
-        "{err}"
+    refuses(
+        &bad,
+        &[
+            "row 22: nobody has the userName",
+            "row 23: person03@example.com is named again (first at row 4)",
+        ],
     );
-    assert_eq!(
-        issued_state(&server),
-        before,
-        "a wrong list changes nothing"
-    );
-    assert_eq!(pins_set(&station)[1..], vec![false; PEOPLE]);
 
     // The bulk issue.
     let done = issue(&list);
@@ -191,12 +196,7 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
         let pin_sheet = out.join(format!("{stem}-pin-1.pdf"));
         let handover_text = pdftotext(&handover);
         let pin_text = pdftotext(&pin_sheet);
-        let pin = pin_text
-            .split("PIN:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no PIN on {}: {pin_text}", pin_sheet.display()))
-            .to_owned();
+        let pin = pin_on(&pin_text);
         assert_eq!(
             pin.len(),
             10,
@@ -260,12 +260,7 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
 
     // Person 01 plugs their key into their own new laptop and changes the PIN, as the handover
     // sheet says: the key is active then.
-    let pin = pdftotext(&out.join("002-person01-example-com-pin-1.pdf"))
-        .split("PIN:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let pin = pin_on(&pdftotext(&out.join("002-person01-example-com-pin-1.pdf")));
     let laptop = Laptop {
         home: tempfile::tempdir().unwrap(),
         soft_keys: vec![station.soft_keys[1].clone()],
@@ -274,7 +269,7 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
     let key_id = laptop.key_ids().remove(0);
     let credential = issued
         .iter()
-        .find(|c| c["person_id"] == person_id(&server, "person01@example.com"))
+        .find(|c| c["person_id"] == people[0].as_str())
         .unwrap()["id"]
         .as_str()
         .unwrap()
@@ -291,25 +286,4 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
     );
     assert_eq!(server.credential_status(&credential), "active");
     assert!(!said.contains(&pin));
-}
-
-/// The id of the person with `user_name`, from the admin API.
-fn person_id(server: &Server, user_name: &str) -> String {
-    let (s, people) = server.admin("GET", "/api/v1/admin/people", None);
-    assert_eq!(s, 200, "{people}");
-    people
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["user_name"] == user_name)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// The first 16 bytes of SHA-256 of the PIN: what a CTAP key checks a PIN against.
-fn sha256_16(pin: &str) -> Vec<u8> {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(pin.as_bytes())[..16].to_vec()
 }

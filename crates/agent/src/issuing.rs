@@ -14,9 +14,8 @@
 use keywarden_keys::config::ConfigCommand;
 use keywarden_keys::{KeyInfo, Prompt};
 use keywarden_protocol::{
-    AssertionOptions, EnrolBeginResponse, EnrolFinishResponse, IssueCeremonyRequest,
-    IssueListEntry, IssuePerson, IssueSession, IssueSessionRequest, IssuedKeyActivated,
-    StepUpRequest,
+    EnrolBeginResponse, EnrolFinishResponse, IssueCeremonyRequest, IssueListEntry, IssuePerson,
+    IssueSession, IssueSessionRequest, IssuedKeyActivated,
 };
 
 use crate::enrol::EnrolPrompts;
@@ -166,14 +165,13 @@ pub enum IssueList {
     },
 }
 
-/// Open an issuing session on this station: the staff member's key `staff_key` answers a fresh
+/// Open an issuing session on this station: the staff member's key (its id and PIN) answers a fresh
 /// challenge (their PIN and a touch), and the service checks that they may issue keys, that
 /// this laptop is an issuing station and that every person of the list can be issued a key.
 pub fn open_session(
     agent: &Agent,
     list: &IssueList,
-    staff_key: &str,
-    staff_pin: &str,
+    (staff_key, staff_pin): (&str, &str),
     prompt: &dyn Prompt,
 ) -> Result<IssueSession> {
     let step_up = crate::stepup::step_up(agent, "issue_keys", staff_key, staff_pin, prompt)?;
@@ -337,13 +335,7 @@ pub fn activate(
     pin: &str,
     prompt: &dyn Prompt,
 ) -> Result<IssuedKeyActivated> {
-    let options: AssertionOptions = agent.call_signed(
-        "/api/v1/agent/step-up",
-        &StepUpRequest {
-            purpose: "activate_issued_key".to_owned(),
-        },
-    )?;
-    let proof = crate::stepup::answer(agent, key_id, &options, pin, prompt)?;
+    let proof = crate::stepup::step_up(agent, "activate_issued_key", key_id, pin, prompt)?;
     agent.call_signed("/api/v1/agent/issued-keys/activate", &proof)
 }
 

@@ -48,7 +48,7 @@ pub(crate) fn issue(agent: &Agent, o: &IssueOptions<'_>) -> anyhow::Result<()> {
     std::fs::create_dir_all(o.out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", o.out.display()))?;
     eprintln!("Confirm with your own key that you may issue keys.");
-    let open = || issuing::open_session(agent, &list, o.staff_key, &staff_pin, &TouchNotice);
+    let open = || issuing::open_session(agent, &list, (o.staff_key, &staff_pin), &TouchNotice);
     let mut session = open()?;
     eprintln!(
         "Issuing session open for {} people (by {}).",

@@ -18,13 +18,12 @@ use keywarden_protocol::{
     EnrolBeginResponse, IssueCeremonyRequest, IssueListEntry, IssuePerson, IssueSession,
     IssueSessionRequest, IssuedKeyActivated, PersonSummary, StepUp,
 };
-use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
-use utoipa::ToSchema;
 
 use crate::audit;
 use crate::auth::{AdminOrHelpdesk, Fresh, JsonBody, Role, Roles as _, Signed, SignedCall};
 use crate::error::{Error, OrNotFound as _, Result};
+use crate::reclaim::{Station, StationSetting};
 use crate::secrets::new_id;
 use crate::state::AppState;
 use crate::store::issuing as store;
@@ -47,62 +46,23 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/agent/issued-keys/activate", post(activate))
 }
 
-/// `POST /api/v1/admin/devices/{id}/issuing-station` body.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IssuingStationSetting {
-    /// Whether this laptop is an IT issuing station.
-    pub enabled: bool,
-}
-
 /// `POST /api/v1/admin/devices/{id}/issuing-station` (admin, help desk, with a fresh touch).
-#[utoipa::path(post, path = "/api/v1/admin/devices/{id}/issuing-station", tag = "issuing", request_body = IssuingStationSetting,
+#[utoipa::path(post, path = "/api/v1/admin/devices/{id}/issuing-station", tag = "issuing", request_body = crate::reclaim::StationSetting,
     params(("id" = String, Path, description = "device id")),
-    responses((status = 200, body = IssuingStationSetting), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
+    responses((status = 200, body = crate::reclaim::StationSetting), crate::openapi::Invalid, crate::openapi::NotFound, crate::openapi::Conflict))]
 pub async fn set_station(
     State(state): State<AppState>,
     caller: Fresh<AdminOrHelpdesk>,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<IssuingStationSetting>,
-) -> Result<Json<IssuingStationSetting>> {
-    let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    if !store::set_station(&mut tx, &id, req.enabled).await? {
-        return Err(Error::not_found(
-            ErrorCode::DeviceUnknown,
-            format!("no device {id}"),
-        ));
-    }
-    if crate::store::reclaim::retired_at(&mut tx, &id)
-        .await?
-        .is_some()
-    {
-        return Err(Error::conflict(
-            ErrorCode::DeviceRetired,
-            "this laptop is out of service; provision it again (a new device key) to use it as an issuing station",
-        ));
-    }
-    audit::record(
-        &mut tx,
-        now,
-        &caller.actor(),
-        "device.issuing_station",
-        &id,
-        serde_json::json!({"enabled": req.enabled}),
-    )
-    .await?;
-    tx.commit().await?;
+    JsonBody(req): JsonBody<StationSetting>,
+) -> Result<Json<StationSetting>> {
+    crate::reclaim::mark_station(&state, &caller.actor(), &id, Station::Issuing, req.enabled)
+        .await?;
     Ok(Json(req))
 }
 
 async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<()> {
-    if !store::is_station(tx, device_id).await? {
-        return Err(Error::forbidden(
-            ErrorCode::NotAnIssuingStation,
-            "this laptop is not an IT issuing station; an admin can make it one",
-        ));
-    }
-    Ok(())
+    Station::Issuing.require(tx, device_id).await
 }
 
 /// The staff member a verified assertion came from, held to the console's rules: an active
@@ -131,26 +91,6 @@ async fn require_staff(tx: &mut Transaction<'_, Any>, person_id: &str) -> Result
     Ok(role)
 }
 
-/// Refusals of an issuing session that are audited (someone tried, and was not let in).
-async fn refused(state: &AppState, call: &SignedCall, e: Error, now: i64) -> Error {
-    let (_, code, message) = e.parts();
-    if !matches!(e, Error::Database(_)) {
-        if let Err(err) = audit::record_refusal(
-            &state.db,
-            now,
-            &call.actor(),
-            "issuing.refused",
-            &call.device_id,
-            serde_json::json!({"reason": code, "message": message}),
-        )
-        .await
-        {
-            tracing::error!(error = %err, "could not audit a refused issuing session");
-        }
-    }
-    e
-}
-
 /// `POST /api/v1/agent/issuing/sessions` (device-signed, issuing stations only): a staff
 /// member's fresh step-up (purpose `issue_keys`) opens an issuing session for a list of people,
 /// validated whole: nothing is opened when any row is wrong.
@@ -162,14 +102,29 @@ pub async fn open(
 ) -> Result<(StatusCode, Json<IssueSession>)> {
     let now = state.now_ms();
     let mut tx = call.begin(&state.db).await?;
-    match open_inner(&state, &mut tx, &call, &req, now).await {
-        Ok(session) => {
+    let done = open_inner(&state, &mut tx, &call, &req, now).await;
+    let session = settle(&state, &call, "issue_keys", tx, done, now).await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+/// Commit `tx` when `done` succeeded; else roll it back (nothing changes) and audit the refused
+/// step-up of `purpose`.
+async fn settle<T>(
+    state: &AppState,
+    call: &SignedCall,
+    purpose: &str,
+    tx: crate::db::WriteTx,
+    done: Result<T>,
+    now: i64,
+) -> Result<T> {
+    match done {
+        Ok(v) => {
             tx.commit().await?;
-            Ok((StatusCode::CREATED, Json(session)))
+            Ok(v)
         }
         Err(e) => {
             drop(tx);
-            Err(refused(&state, &call, e, now).await)
+            Err(crate::stepup::refused(state, &call.actor(), purpose, e, now).await)
         }
     }
 }
@@ -461,23 +416,14 @@ pub(crate) async fn mark_issued(
     responses((status = 200, body = keywarden_protocol::IssuedKeyActivated), crate::openapi::Invalid, crate::openapi::Conflict, crate::openapi::Gone))]
 pub async fn activate(
     State(state): State<AppState>,
-    Signed {
-        call,
-        body: step_up,
-    }: Signed<StepUp>,
+    Signed { call, body }: Signed<StepUp>,
 ) -> Result<Json<IssuedKeyActivated>> {
     let now = state.now_ms();
     let mut tx = call.begin(&state.db).await?;
-    match activate_inner(&state, &mut tx, &call, &step_up, now).await {
-        Ok(done) => {
-            tx.commit().await?;
-            Ok(Json(done))
-        }
-        Err(e) => {
-            drop(tx);
-            Err(crate::stepup::refused(&state, &call.actor(), "activate_issued_key", e, now).await)
-        }
-    }
+    let done = activate_inner(&state, &mut tx, &call, &body, now).await;
+    Ok(Json(
+        settle(&state, &call, "activate_issued_key", tx, done, now).await?,
+    ))
 }
 
 async fn activate_inner(
@@ -487,16 +433,12 @@ async fn activate_inner(
     step_up: &StepUp,
     now: i64,
 ) -> Result<IssuedKeyActivated> {
-    let v = crate::stepup::verify_for(
-        state,
-        tx,
-        &call.device_id,
+    let asked = (
+        call.device_id.as_str(),
         "activate_issued_key",
-        step_up,
-        now,
         crate::stepup::Standing::Issued,
-    )
-    .await?;
+    );
+    let v = crate::stepup::verify_for(state, tx, asked, step_up, now).await?;
     let k = store::issued(tx, &v.credential_id).await?.ok_or_else(|| {
         Error::conflict(
             ErrorCode::IssuedKeyNotPending,

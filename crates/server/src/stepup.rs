@@ -121,16 +121,8 @@ pub async fn verify(
     step_up: &StepUp,
     now: i64,
 ) -> Result<Verified> {
-    verify_for(
-        state,
-        tx,
-        device_id,
-        purpose,
-        step_up,
-        now,
-        Standing::Active,
-    )
-    .await
+    let asked = (device_id, purpose, Standing::Active);
+    verify_for(state, tx, asked, step_up, now).await
 }
 
 /// Which credentials an assertion is accepted from.
@@ -152,15 +144,14 @@ impl Standing {
     }
 }
 
-/// [`verify`] of an assertion from a credential of `standing`.
+/// [`verify`] of an assertion from a credential of `standing`, asked for by the laptop
+/// `device_id` for `purpose`.
 pub(crate) async fn verify_for(
     state: &AppState,
     tx: &mut Transaction<'_, Any>,
-    device_id: &str,
-    purpose: &str,
+    (device_id, purpose, standing): (&str, &str, Standing),
     step_up: &StepUp,
     now: i64,
-    standing: Standing,
 ) -> Result<Verified> {
     let c = store::challenge(tx, &step_up.challenge_id)
         .await?

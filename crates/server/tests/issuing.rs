@@ -4,6 +4,7 @@
 //! coverage and no step-up until the person's own laptop shows its PIN was changed; an
 //! assertion from someone else's laptop, from the station, or without user verification does
 //! not activate it; a key not activated in time is suspended and flagged once.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -101,6 +102,20 @@ async fn issue(
     assert_eq!(v["credential"]["status"], "issued", "{v}");
     key.open().set_force_pin_change(true).unwrap();
     v["credential"]["id"].as_str().unwrap().to_owned()
+}
+
+/// `user_name`'s row of the coverage report.
+async fn coverage_of(app: &App, auditor: &str, user_name: &str) -> Value {
+    let (s, coverage) = app
+        .call("GET", "/api/v1/admin/coverage", auditor, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{coverage}");
+    let people = coverage["people"].as_array().unwrap();
+    people
+        .iter()
+        .find(|p| p["user_name"] == user_name)
+        .unwrap()
+        .clone()
 }
 
 /// What issuing may change, for "nothing changed" checks.
@@ -213,7 +228,7 @@ async fn refused_issuing_attempts_change_nothing(mut app: App) {
         before,
         "refused attempts change nothing"
     );
-    app.assert_audited(&["issuing.refused"]).await;
+    app.assert_audited(&["step_up.refused"]).await;
 
     // With everything right, the session opens.
     let (s, v) = open_session(&app, &station, &staff_key, &["ada"]).await;
@@ -262,16 +277,7 @@ async fn an_issued_key_waits_for_its_person_then_activates(app: App) {
         .await;
     assert_eq!(row, vec![format!("{ada}|{staff}|{}", station.id)]);
     let auditor = app.token(Role::Auditor).await;
-    let (_, coverage) = app
-        .call("GET", "/api/v1/admin/coverage", &auditor, None)
-        .await;
-    let ada_row = coverage["people"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["user_name"] == "ada")
-        .unwrap()
-        .clone();
+    let ada_row = coverage_of(&app, &auditor, "ada").await;
     assert_eq!(ada_row["status"], "no_authenticator", "{ada_row}");
     let ada_laptop = app.device("ada-laptop").await;
     key.open().change_pin(ISSUED_PIN, NEW_PIN).unwrap();
@@ -329,16 +335,7 @@ async fn an_issued_key_waits_for_its_person_then_activates(app: App) {
     assert_eq!(v["credential_id"], credential.as_str());
     assert_eq!(app.credential_field(&credential, "status").await, "active");
     app.assert_audited(&["key.issued", "key.activated"]).await;
-    let (_, coverage) = app
-        .call("GET", "/api/v1/admin/coverage", &auditor, None)
-        .await;
-    let ada_row = coverage["people"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["user_name"] == "ada")
-        .unwrap()
-        .clone();
+    let ada_row = coverage_of(&app, &auditor, "ada").await;
     assert_eq!(
         ada_row["status"], "below_minimum",
         "one active key of two: {ada_row}"
