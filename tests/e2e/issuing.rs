@@ -287,3 +287,9 @@ fn twenty_people_from_a_csv_get_keys_sheets_and_pins_that_never_leak() {
     assert_eq!(server.credential_status(&credential), "active");
     assert!(!said.contains(&pin));
 }
+
+/// The first 16 bytes of SHA-256 of the PIN: what a CTAP key checks a PIN against.
+fn sha256_16(pin: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(pin.as_bytes())[..16].to_vec()
+}
