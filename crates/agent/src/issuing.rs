@@ -339,6 +339,35 @@ pub fn activate(
     agent.call_signed("/api/v1/agent/issued-keys/activate", &proof)
 }
 
+/// After a PIN change on this laptop: [`activate`] the key if IT issued it to this laptop's
+/// person and it waits for activation; `None` when there is nothing to activate (the key was
+/// not issued, is active already, or this laptop is not provisioned).
+pub fn activate_if_issued(
+    agent: &Agent,
+    key_id: &str,
+    pin: &str,
+    prompt: &dyn Prompt,
+) -> Result<Option<IssuedKeyActivated>> {
+    if agent.config().is_err() {
+        return Ok(None);
+    }
+    match activate(agent, key_id, pin, prompt) {
+        Ok(done) => Ok(Some(done)),
+        Err(e)
+            if matches!(
+                e.service_code(),
+                Some(
+                    keywarden_protocol::ErrorCode::IssuedKeyNotPending
+                        | keywarden_protocol::ErrorCode::CredentialUnknown
+                )
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

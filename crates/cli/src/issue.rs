@@ -5,7 +5,7 @@ use std::path::Path;
 
 use keywarden_agent::issuing::{self, IssueList, IssuedKey};
 use keywarden_agent::Agent;
-use keywarden_protocol::{ErrorCode, IssuePerson, IssueSession};
+use keywarden_protocol::{IssuePerson, IssueSession};
 
 use crate::prompts::{read_pin, TouchNotice};
 use crate::sheets;
@@ -139,19 +139,12 @@ fn issue_one(
 /// After a PIN change on the person's own laptop: activate the key if IT issued it, saying so;
 /// a key that was not issued (or a laptop not provisioned) says nothing.
 pub(crate) fn activate_after_change(agent: &Agent, key: &str, pin: &str) {
-    if agent.config().is_err() {
-        return;
-    }
-    match issuing::activate(agent, key, pin, &TouchNotice) {
-        Ok(done) => eprintln!(
+    match issuing::activate_if_issued(agent, key, pin, &TouchNotice) {
+        Ok(Some(done)) => eprintln!(
             "This key was issued to {} by IT: it is active now.",
             done.person.display_name
         ),
-        Err(e)
-            if matches!(
-                e.service_code(),
-                Some(ErrorCode::IssuedKeyNotPending | ErrorCode::CredentialUnknown)
-            ) => {}
+        Ok(None) => {}
         Err(e) => eprintln!(
             "note: the key was not activated with the service ({e}); run `keywarden activate-key --key {key}` to try again"
         ),
