@@ -18,7 +18,8 @@ both_backends!(
     refused_issuing_attempts_change_nothing,
     an_issued_key_waits_for_its_person_then_activates,
     an_issued_key_not_activated_in_time_is_suspended_once,
-    a_scim_group_names_the_people_to_issue_keys_to
+    a_scim_group_names_the_people_to_issue_keys_to,
+    an_issuing_session_ends_with_the_fresh_touch_window
 );
 
 const ISSUED_PIN: &str = "40817263";
@@ -465,4 +466,42 @@ async fn a_scim_group_names_the_people_to_issue_keys_to(app: App) {
         })
         .collect();
     assert_eq!(people, vec![("ada", 2), ("bob", 2)]);
+
+    // Two keys for Ada, and no third.
+    for _ in 0..2 {
+        issue(&app, &station, &v, &ada, &SoftKey::new()).await;
+    }
+    let path = format!(
+        "/api/v1/agent/issuing/sessions/{}/ceremonies",
+        v["session_id"].as_str().unwrap()
+    );
+    let (s, refused) = station
+        .signed(&app, &path, &json!({"person_id": ada}))
+        .await;
+    assert_error(s, &refused, StatusCode::CONFLICT, "not_on_issuing_list");
+}
+
+async fn an_issuing_session_ends_with_the_fresh_touch_window(mut app: App) {
+    let (station, staff_key, _) = station_with_staff(&app, Some("admin")).await;
+    make_station(&app, &station).await;
+    let ada = app.hr_person("ada").await;
+    let (s, session) = open_session(&app, &station, &staff_key, &["ada"]).await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+    let path = format!(
+        "/api/v1/agent/issuing/sessions/{}/ceremonies",
+        session["session_id"].as_str().unwrap()
+    );
+    // Another laptop cannot use the station's session.
+    let other = app.device("other").await;
+    let (s, v) = other.signed(&app, &path, &json!({"person_id": ada})).await;
+    assert_error(s, &v, StatusCode::FORBIDDEN, "not_an_issuing_station");
+    // Past the console's fresh-touch window (5 minutes) the staff member confirms again.
+    let later = app.now() + 300_000;
+    app.set_clock(later).await;
+    let before = issuing_state(&app).await;
+    let (s, v) = station
+        .signed(&app, &path, &json!({"person_id": ada}))
+        .await;
+    assert_error(s, &v, StatusCode::GONE, "issuing_session_expired");
+    assert_eq!(issuing_state(&app).await, before);
 }
