@@ -38,6 +38,8 @@ GUI_PKGS=(libwebkit2gtk-4.1-dev libxdo-dev librsvg2-dev file xvfb xauth webkit2g
   dbus-daemon haskell-status-notifier-item-utils libglib2.0-bin)
 # A real browser for the admin pages' tests (headless screenshots).
 ADMIN_UI_PKGS=(chromium)
+# poppler's pdftotext and pdftoppm: the issuing tests read and render the handover and PIN sheets.
+PDF_PKGS=(poppler-utils)
 # Packages to check the .deb/.rpm the Tauri bundler makes (rpm lists the .rpm's files).
 PACKAGING_PKGS=(rpm)
 # Packages for the real-HID tests in a throwaway guest (tests/realhid): QEMU, busybox for its

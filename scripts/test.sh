@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 START=$(date +%s)
 
-ensure_apt "${BUILD_PKGS[@]}" "${GUI_PKGS[@]}" "${ADMIN_UI_PKGS[@]}" "${PACKAGING_PKGS[@]}" "${REALHID_PKGS[@]}"
+ensure_apt "${BUILD_PKGS[@]}" "${GUI_PKGS[@]}" "${ADMIN_UI_PKGS[@]}" "${PDF_PKGS[@]}" "${PACKAGING_PKGS[@]}" "${REALHID_PKGS[@]}"
 ensure_rust
 if ! command -v tauri-driver >/dev/null; then
   say "installing tauri-driver (WebDriver bridge for the desktop app)"

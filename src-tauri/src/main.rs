@@ -213,7 +213,16 @@ async fn key_change_pin(
     new_pin: String,
 ) -> Result<KeyInfo, UiError> {
     with_keys(&state, move |agent| {
-        agent.change_key_pin(&key_id, &pin_prompts(app, Some(pin), Some(new_pin)))
+        let prompts = pin_prompts(app, Some(pin), Some(new_pin.clone()));
+        let info = agent.change_key_pin(&key_id, &prompts)?;
+        // A key IT issued is activated now that its PIN is the person's; the change itself
+        // stands whatever the service says (activation can be done again with the CLI).
+        if let Err(e) =
+            keywarden_agent::issuing::activate_if_issued(agent, &key_id, &new_pin, &prompts)
+        {
+            eprintln!("keywarden-app: the key's PIN changed, but it was not activated: {e}");
+        }
+        Ok(info)
     })
     .await
 }

@@ -14,6 +14,7 @@ mod console;
 mod first_start;
 mod flow;
 mod full_disk;
+mod issuing;
 mod key_policy;
 mod lost_window;
 mod offboarding;

@@ -59,8 +59,24 @@ pub fn service_output() -> (Stdio, Option<std::fs::File>, Option<&'static str>) 
     )
 }
 
+/// Where a [`Server`] started with [`Server::start_logged`] writes its output, in its folder.
+const OWN_LOG: &str = "service-output.log";
+
 fn spawn_server(dir: &Path, listen: &str, extra: &[&str]) -> (Child, String, Option<String>) {
-    let (stderr, mut copy, level) = service_output();
+    let (stderr, mut copy, level) = if dir.join(OWN_LOG).exists() {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(OWN_LOG))
+            .unwrap();
+        let copy = file.try_clone().unwrap();
+        (
+            Stdio::from(file),
+            Some(copy),
+            Some(service_log::KEPT_LOG_LEVEL),
+        )
+    } else {
+        service_output()
+    };
     let mut cmd = Command::new(bin("keywarden-server"));
     if let Some(level) = level {
         cmd.env("KEYWARDEN_LOG", level);
@@ -103,6 +119,19 @@ impl Server {
 
     pub fn start_with(extra: &[&str]) -> Server {
         Self::start_on("127.0.0.1:0", extra)
+    }
+
+    /// A service whose whole output (at the debug level kept for the secrets scan) goes to a
+    /// file of its own, read back with [`Server::output`].
+    pub fn start_logged(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(OWN_LOG), "").unwrap();
+        Self::start_in(dir, "127.0.0.1:0", extra, reqwest::blocking::Client::new())
+    }
+
+    /// What a service started with [`Server::start_logged`] printed and logged so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(OWN_LOG)).unwrap()
     }
 
     /// A service for browser tests: on a free port of 127.0.0.1, with origin
@@ -167,7 +196,16 @@ impl Server {
 
     /// Start on `listen`; `http` makes the admin calls.
     fn start_on_trusting(listen: &str, extra: &[&str], http: reqwest::blocking::Client) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), listen, extra, http)
+    }
+
+    /// Start with its data in `dir`.
+    fn start_in(
+        dir: tempfile::TempDir,
+        listen: &str,
+        extra: &[&str],
+        http: reqwest::blocking::Client,
+    ) -> Server {
         let (child, url, shown_token) = spawn_server(dir.path(), listen, extra);
         let token_file = dir.path().join("admin-token");
         let admin_token = std::fs::read_to_string(&token_file).unwrap();

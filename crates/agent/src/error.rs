@@ -131,6 +131,15 @@ pub enum Error {
     /// The PIN typed does not meet the key's rules.
     #[error("{0}")]
     PinRejected(String),
+    /// A key to be issued to someone already has a PIN: issuing starts from a blank key.
+    #[error("key {key} already has a PIN: issuing needs a blank key (no PIN set); reset it or use another, then run again")]
+    KeyNotBlank {
+        /// The key.
+        key: String,
+    },
+    /// An issuing list (CSV) could not be read; the message names the rows or columns.
+    #[error("{0}")]
+    IssuingList(String),
     /// The service asked the agent to sign for a relying party or origin other than the
     /// organisation's, which the agent pinned at provisioning (or IT fixed in the managed
     /// configuration). Refused before anything reached the key; nothing was sent back.

@@ -22,6 +22,7 @@ mod enrolling;
 mod error;
 mod files;
 pub mod identity;
+pub mod issuing;
 pub mod keyring;
 pub mod locks;
 pub mod managed;

@@ -201,4 +201,43 @@ pub(crate) enum Command {
         #[arg(long)]
         pin_stdin: bool,
     },
+    /// IT issuing station: enrol organisation-owned keys for the people of a list, each blank
+    /// key getting a random PIN and a forced PIN change, and write a handover sheet per person
+    /// and a separate PIN sheet per key (PDF) into --out. Confirm with your own staff key
+    /// first (its PIN and a touch). The PINs appear only on the PIN sheets.
+    Issue {
+        /// CSV list: a header `user_name[,keys]`, then one row a person.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "scim_group",
+            required_unless_present = "scim_group"
+        )]
+        csv: Option<PathBuf>,
+        /// Issue keys to the members of this SCIM group (its display name) instead.
+        #[arg(long, value_name = "NAME")]
+        scim_group: Option<String>,
+        /// Folder for the handover and PIN sheets (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Keys per person (1 or 2), where the list does not say.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+        keys_per_person: u32,
+        /// Your own key (id from `keywarden keys`), which confirms you may issue keys.
+        #[arg(long = "staff-key", value_name = "ID")]
+        staff_key: String,
+        /// Read your key's PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// Activate a key IT issued to you, after changing its PIN (`change-pin` does this
+    /// itself): its new PIN and a touch show the service the PIN is yours now.
+    ActivateKey {
+        /// Key id (from `keywarden keys`).
+        #[arg(long = "key", value_name = "ID")]
+        key: String,
+        /// Read the PIN from the first line of standard input.
+        #[arg(long)]
+        pin_stdin: bool,
+    },
 }

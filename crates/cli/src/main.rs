@@ -5,8 +5,10 @@
 
 mod args;
 mod enrol;
+mod issue;
 mod output;
 mod prompts;
+mod sheets;
 
 use crate::args::{Cli, Command, Global};
 use crate::enrol::{enrol, enrol_in, print_browser_link, EnrolOptions};
@@ -303,7 +305,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
             };
-            let info = agent.change_key_pin(&key, &prompts)?;
+            let (info, new_pin) = {
+                let mut k = agent.open_key(&key)?;
+                let new_pin = keywarden_agent::pin::change_pin(k.as_mut(), &prompts, None)?;
+                (k.info()?, new_pin)
+            };
+            // A key IT issued is activated now that its PIN is the person's.
+            issue::activate_after_change(&agent, &key, &new_pin);
             if json {
                 print_json(&info)?;
             } else {
@@ -426,6 +434,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             enrol_in(&agent, session, &keys, &prompts, json)?;
         }
+        Command::Issue {
+            csv,
+            scim_group,
+            out,
+            keys_per_person,
+            staff_key,
+            pin_stdin,
+        } => issue::issue(
+            &agent,
+            &issue::IssueOptions {
+                csv: csv.as_deref(),
+                scim_group: scim_group.as_deref(),
+                out: &out,
+                keys_per_person,
+                staff_key: &staff_key,
+                pin_stdin,
+                json,
+            },
+        )?,
+        Command::ActivateKey { key, pin_stdin } => issue::activate(&agent, &key, pin_stdin)?,
         Command::Reclaim { pin_stdin } => {
             let pin = if pin_stdin {
                 Some(read_pin(true)?)

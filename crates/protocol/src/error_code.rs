@@ -104,6 +104,8 @@ error_codes! {
     // --- Sent by the service (the status it is sent with, then what it means) ---
     /// 403: this key model (AAGUID …) is not on the allow-list of population ….
     AaguidNotAllowed = "aaguid_not_allowed",
+    /// 403: a key issued by IT is activated only from its person's own laptop.
+    ActivationWrongLaptop = "activation_wrong_laptop",
     /// 409: this recovery needs a fresh assertion from another key, not approvals.
     ApprovalNotNeeded = "approval_not_needed",
     /// 403: whoever issued a recovery may not approve it; two other help-desk members must.
@@ -222,6 +224,17 @@ error_codes! {
     HostnameInvalid = "hostname_invalid",
     /// 500: internal error; the service log has the details.
     Internal = "internal",
+    /// 410: this issued key expired before it was activated; IT issues another.
+    IssuedKeyExpired = "issued_key_expired",
+    /// 409: this key is not an issued key waiting for activation.
+    IssuedKeyNotPending = "issued_key_not_pending",
+    /// 400: the issuing list names unknown, inactive or repeated people, or has bad columns;
+    /// the message names the rows and nothing was issued.
+    IssuingListInvalid = "issuing_list_invalid",
+    /// 410: the issuing session ended; confirm with your key again to go on.
+    IssuingSessionExpired = "issuing_session_expired",
+    /// 404: no issuing session with that id.
+    IssuingSessionUnknown = "issuing_session_unknown",
     /// 400: label must be 1..=200 characters.
     LabelInvalid = "label_invalid",
     /// 403: this laptop does not meet the enrolment policy: ….
@@ -252,6 +265,10 @@ error_codes! {
     NoStaffRole = "no_staff_role",
     /// 403: this laptop is not an IT reclaim station; an admin can make it one.
     NotAReclaimStation = "not_a_reclaim_station",
+    /// 403: this laptop is not an IT issuing station; an admin can make it one.
+    NotAnIssuingStation = "not_an_issuing_station",
+    /// 403: this person is not on the issuing session's list.
+    NotOnIssuingList = "not_on_issuing_list",
     /// 400: the note is at most 500 characters.
     NoteInvalid = "note_invalid",
     /// 409: a person with user_name … exists.

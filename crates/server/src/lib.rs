@@ -26,6 +26,7 @@ pub mod devices;
 pub mod enrol;
 mod error;
 pub mod exceptions;
+pub mod issuing;
 pub mod limits;
 pub mod mds;
 pub mod offboard;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orgkeys::router())
         .merge(recovery::router())
         .merge(reclaim::router())
+        .merge(issuing::router())
         .merge(offboard::router())
         .merge(exceptions::router())
         .merge(webhooks::router())

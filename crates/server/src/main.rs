@@ -100,6 +100,10 @@ struct Cli {
     /// (issue, approve, suspend, retire, change policy or roles), in seconds: 1 to 300.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
     fresh_touch_seconds: u64,
+    /// How many days a key IT issued at an issuing station waits for its person to change the
+    /// PIN and activate it; after that it is suspended and flagged "expired before activation".
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=365))]
+    issued_key_expiry_days: u64,
     /// Where notifications to people are POSTed (signed JSON); without it they stay queued.
     #[arg(long, env = "KEYWARDEN_NOTIFY_WEBHOOK")]
     notify_webhook: Option<url::Url>,
@@ -737,6 +741,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     settings.webhook_backoff = std::time::Duration::from_millis(cli.webhook_backoff_ms.max(1));
     settings.token_ttl = max_ttl;
     settings.fresh_touch = std::time::Duration::from_secs(cli.fresh_touch_seconds);
+    settings.issued_key_expiry =
+        std::time::Duration::from_secs(cli.issued_key_expiry_days * 24 * 3600);
     settings.request_timeout = std::time::Duration::from_secs(cli.request_timeout_seconds);
     settings.max_in_flight = usize::try_from(cli.max_in_flight).unwrap_or(usize::MAX);
     settings.max_open_in_flight = usize::try_from(cli.max_open_in_flight).unwrap_or(usize::MAX);
@@ -772,6 +778,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("cannot assign populations")?;
     tokio::spawn(keywarden_server::console::snapshots::run(state.clone()));
+    tokio::spawn(keywarden_server::issuing::run(state.clone()));
     tokio::spawn(keywarden_server::retention::run(
         state.clone(),
         keep_reports,

@@ -217,7 +217,12 @@ pub async fn run(
             credential_id: &c.id,
             key_id,
             aaguid: &c.aaguid,
-            ownership: if personal { "personal" } else { "organisation" },
+            // A key IT issued is the organisation's, whatever the population says of keys.
+            ownership: if personal && !crate::store::issuing::was_issued(tx, &c.id).await? {
+                "personal"
+            } else {
+                "organisation"
+            },
         };
         store::insert_reclaim(tx, &reclaim, now).await?;
         summary.keys_to_reclaim += 1;

@@ -215,6 +215,7 @@ impl Modify for OperationIds {
         crate::recovery::approve, crate::recovery::report_lost, crate::recovery::redeem, crate::recovery::person_credentials,
         crate::offboard::list_handler, crate::offboard::dormant_handler, crate::offboard::dormant_html_handler,
         crate::reclaim::set_station, crate::reclaim::directives, crate::reclaim::receipt,
+        crate::issuing::set_station, crate::issuing::open, crate::issuing::ceremony, crate::issuing::activate,
         crate::webhooks::public_key_handler, crate::webhooks::list_handler,
         crate::csf::json_handler, crate::csf::html_handler,
         crate::coverage::handler,

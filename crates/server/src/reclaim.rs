@@ -34,12 +34,69 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/agent/reclaim/receipts", post(receipt))
 }
 
-/// `POST /api/v1/admin/devices/{id}/reclaim-station` body.
+/// `POST /api/v1/admin/devices/{id}/reclaim-station` (and `…/issuing-station`) body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StationSetting {
-    /// Whether this laptop is an IT reclaim station.
+    /// Whether this laptop is that kind of IT station (reclaim or issuing, as the path says).
     pub enabled: bool,
+}
+
+/// The kinds of IT station an admin can make of a provisioned laptop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Station {
+    /// Reclaims the keys of people who left.
+    Reclaim,
+    /// Issues keys to people ([`crate::issuing`]).
+    Issuing,
+}
+
+/// Make the laptop `id` a station of `kind`, or no longer one, audited as `device.<kind>_station`;
+/// an unknown or retired laptop is refused and nothing changes.
+pub(crate) async fn mark_station(
+    state: &AppState,
+    actor: &str,
+    id: &str,
+    kind: Station,
+    enabled: bool,
+) -> Result<()> {
+    let now = state.now_ms();
+    let mut tx = crate::db::begin(&state.db).await?;
+    let (found, action, what) = match kind {
+        Station::Reclaim => (
+            store::set_station(&mut tx, id, enabled).await?,
+            "device.reclaim_station",
+            "a reclaim station",
+        ),
+        Station::Issuing => (
+            crate::store::issuing::set_station(&mut tx, id, enabled).await?,
+            "device.issuing_station",
+            "an issuing station",
+        ),
+    };
+    if !found {
+        return Err(Error::not_found(
+            ErrorCode::DeviceUnknown,
+            format!("no device {id}"),
+        ));
+    }
+    if store::retired_at(&mut tx, id).await?.is_some() {
+        return Err(Error::conflict(
+            ErrorCode::DeviceRetired,
+            format!("this laptop is out of service; provision it again (a new device key) to use it as {what}"),
+        ));
+    }
+    audit::record(
+        &mut tx,
+        now,
+        actor,
+        action,
+        id,
+        serde_json::json!({"enabled": enabled}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// `POST /api/v1/admin/devices/{id}/reclaim-station` (admin, help desk).
@@ -52,41 +109,42 @@ pub async fn set_station(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<StationSetting>,
 ) -> Result<Json<StationSetting>> {
-    let now = state.now_ms();
-    let mut tx = crate::db::begin(&state.db).await?;
-    if !store::set_station(&mut tx, &id, req.enabled).await? {
-        return Err(Error::not_found(
-            ErrorCode::DeviceUnknown,
-            format!("no device {id}"),
-        ));
-    }
-    if store::retired_at(&mut tx, &id).await?.is_some() {
-        return Err(Error::conflict(
-            ErrorCode::DeviceRetired,
-            "this laptop is out of service; provision it again (a new device key) to use it as a reclaim station",
-        ));
-    }
-    audit::record(
-        &mut tx,
-        now,
-        &caller.actor(),
-        "device.reclaim_station",
-        &id,
-        serde_json::json!({"enabled": req.enabled}),
-    )
-    .await?;
-    tx.commit().await?;
+    mark_station(&state, &caller.actor(), &id, Station::Reclaim, req.enabled).await?;
     Ok(Json(req))
 }
 
-async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<()> {
-    if !store::is_station(tx, device_id).await? {
-        return Err(Error::forbidden(
-            ErrorCode::NotAReclaimStation,
-            "this laptop is not an IT reclaim station; an admin can make it one",
-        ));
+impl Station {
+    /// Refuse (403) unless the laptop `device_id` is a station of this kind.
+    pub(crate) async fn require(
+        self,
+        tx: &mut Transaction<'_, Any>,
+        device_id: &str,
+    ) -> Result<()> {
+        let (is, code, what) = match self {
+            Station::Reclaim => (
+                store::is_station(tx, device_id).await?,
+                ErrorCode::NotAReclaimStation,
+                "reclaim",
+            ),
+            Station::Issuing => (
+                crate::store::issuing::is_station(tx, device_id).await?,
+                ErrorCode::NotAnIssuingStation,
+                "issuing",
+            ),
+        };
+        if is {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                code,
+                format!("this laptop is not an IT {what} station; an admin can make it one"),
+            ))
+        }
     }
-    Ok(())
+}
+
+async fn require_station(tx: &mut Transaction<'_, Any>, device_id: &str) -> Result<()> {
+    Station::Reclaim.require(tx, device_id).await
 }
 
 /// The directive for one key, if a departed person's credentials are on it: pending reclaims

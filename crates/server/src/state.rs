@@ -83,6 +83,9 @@ pub struct Settings {
     /// How long a touch of the key counts as fresh for a console's sensitive actions (at most
     /// the self-service proof window, five minutes).
     pub fresh_touch: Duration,
+    /// How long a key IT issued waits for its person's activation before it is suspended and
+    /// flagged as expired before activation.
+    pub issued_key_expiry: Duration,
     /// Longest a request may run before it is dropped (and its transaction rolled back).
     pub request_timeout: Duration,
     /// Requests served at once by this process; more are refused with `service_busy`.
@@ -121,6 +124,7 @@ impl Settings {
             recovery_ttl: Duration::from_secs(1800),
             fresh_touch: Duration::from_secs(300),
             step_up_ttl: Duration::from_secs(300),
+            issued_key_expiry: Duration::from_secs(14 * 24 * 3600),
             notify_webhook: None,
             idp_webhook: None,
             webhook_backoff: Duration::from_secs(1),

@@ -27,7 +27,14 @@ use crate::state::AppState;
 use crate::store::stepup as store;
 
 /// Purposes a challenge may be asked for.
-pub const PURPOSES: &[&str] = &["sign_in", "report_lost", "recovery", "add_key"];
+pub const PURPOSES: &[&str] = &[
+    "sign_in",
+    "report_lost",
+    "recovery",
+    "add_key",
+    "issue_keys",
+    "activate_issued_key",
+];
 
 /// Routes for step-up.
 pub fn router() -> Router<AppState> {
@@ -114,6 +121,38 @@ pub async fn verify(
     step_up: &StepUp,
     now: i64,
 ) -> Result<Verified> {
+    let asked = (device_id, purpose, Standing::Active);
+    verify_for(state, tx, asked, step_up, now).await
+}
+
+/// Which credentials an assertion is accepted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// Active credentials only: every step-up.
+    Active,
+    /// Keys IT issued that wait for activation, only: the activation itself
+    /// ([`crate::issuing`]), never a step-up.
+    Issued,
+}
+
+impl Standing {
+    fn status(self) -> &'static str {
+        match self {
+            Standing::Active => "active",
+            Standing::Issued => "issued",
+        }
+    }
+}
+
+/// [`verify`] of an assertion from a credential of `standing`, asked for by the laptop
+/// `device_id` for `purpose`.
+pub(crate) async fn verify_for(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    (device_id, purpose, standing): (&str, &str, Standing),
+    step_up: &StepUp,
+    now: i64,
+) -> Result<Verified> {
     let c = store::challenge(tx, &step_up.challenge_id)
         .await?
         .or_not_found(
@@ -140,14 +179,14 @@ pub async fn verify(
     crate::error::before_expiry(now, c.expires_at, ErrorCode::StepUpExpired, |_| {
         "the step-up challenge expired; touch your key again".to_owned()
     })?;
-    let v = verify_assertion(
+    let v = verify_assertion_of(
         state,
         tx,
-        &c.state,
-        &step_up.assertion,
+        (&c.state, &step_up.assertion),
         device_id,
         purpose,
         now,
+        standing,
     )
     .await?;
     if !store::use_challenge(tx, &step_up.challenge_id, now).await? {
@@ -174,6 +213,29 @@ pub async fn verify_assertion(
     purpose: &str,
     now: i64,
 ) -> Result<Verified> {
+    verify_assertion_of(
+        state,
+        tx,
+        (auth_state, a),
+        from,
+        purpose,
+        now,
+        Standing::Active,
+    )
+    .await
+}
+
+/// [`verify_assertion`] of an assertion from a credential of `standing` (an issued key's
+/// activation is neither a step-up nor held to the population's step-up classes).
+async fn verify_assertion_of(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    (auth_state, a): (&str, &keywarden_protocol::AssertionResponse),
+    from: &str,
+    purpose: &str,
+    now: i64,
+    standing: Standing,
+) -> Result<Verified> {
     let raw_id = unb64(&a.credential_id).ok_or_else(|| {
         Error::bad_request(
             ErrorCode::AssertionMalformed,
@@ -188,11 +250,21 @@ pub async fn verify_assertion(
         )
     })?;
     let status = row.status;
-    if status != "active" {
-        return Err(Error::forbidden(
-            ErrorCode::CredentialNotActive,
-            format!("the key used is {status}; use another active key"),
-        ));
+    if status != standing.status() {
+        return Err(match (standing, status.as_str()) {
+            (Standing::Issued, _) => Error::conflict(
+                ErrorCode::IssuedKeyNotPending,
+                format!("this key is {status}, not an issued key waiting for activation"),
+            ),
+            (Standing::Active, "issued") => Error::forbidden(
+                ErrorCode::CredentialNotActive,
+                "the key used was issued by IT and is not activated yet (change its PIN on your own laptop first); use another active key",
+            ),
+            (Standing::Active, _) => Error::forbidden(
+                ErrorCode::CredentialNotActive,
+                format!("the key used is {status}; use another active key"),
+            ),
+        });
     }
     if row.active == 0 {
         return Err(Error::forbidden(
@@ -203,7 +275,8 @@ pub async fn verify_assertion(
     let person_id = row.person_id;
     let class = row.device_class;
     let (population, policy) = crate::enrol::policy_for(state, tx, &person_id).await?;
-    if !policy.step_up_classes.is_empty()
+    if standing == Standing::Active
+        && !policy.step_up_classes.is_empty()
         && !policy.step_up_classes.iter().any(|c| c.as_str() == class)
     {
         return Err(Error::forbidden(

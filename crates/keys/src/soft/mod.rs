@@ -24,6 +24,7 @@
 mod authenticator;
 mod cert;
 mod config;
+mod danger;
 mod key;
 mod markers;
 mod probe;

@@ -117,6 +117,8 @@ pub fn badge(status: &str) -> String {
         "off" => ("bad", "off"),
         "suspended" => ("warn", "suspended"),
         "revoked" => ("bad", "revoked"),
+        "issued" => ("warn", "issued, not yet activated"),
+        "expired_before_activation" => ("bad", "expired before activation"),
         other => ("", other),
     };
     format!("<span class=\"badge {class}\">{}</span>", esc(text))

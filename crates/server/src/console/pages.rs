@@ -343,6 +343,16 @@ pub async fn person(
             tickets,
         } = page_data;
         let creds = crate::store::credentials::of_person(db, &id).await?;
+        // Keys IT issued: shown by where they stand in their activation.
+        let issued = crate::store::issuing::of_person(db, &id).await?;
+        let status_of = |c: &keywarden_protocol::CredentialView| -> String {
+            match issued.iter().find(|k| k.credential_id == c.id) {
+                Some(k) if c.status != "revoked" && crate::issuing::issue_state(k) != "active" => {
+                    crate::issuing::issue_state(k).to_owned()
+                }
+                _ => c.status.clone(),
+            }
+        };
         let key_policy = {
             let mut tx = db.begin().await?;
             let (_, policy) = crate::enrol::policy_for(&state, &mut tx, &id).await?;
@@ -369,7 +379,7 @@ pub async fn person(
                     esc(c.name.as_deref().unwrap_or(c.model.as_deref().unwrap_or("(unnamed)"))),
                     esc(&c.device_class),
                     esc(&c.aaguid),
-                    badge(&c.status),
+                    badge(&status_of(c)),
                     when(Some(c.created_at_ms)),
                     on_key_cell(c.on_key.as_ref(), key_policy.as_ref()),
                 )

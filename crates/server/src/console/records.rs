@@ -154,6 +154,21 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
                 )
             })
             .collect();
+        let issued: String = crate::store::issuing::listing(&state.db, 200)
+            .await?
+            .iter()
+            .map(|k| {
+                format!(
+                    "<tr><td><a href=\"/console/people/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&k.person_id),
+                    esc(&k.user_name),
+                    esc(k.model.as_deref().unwrap_or("unknown model")),
+                    when(Some(k.issued_at)),
+                    when(Some(k.expires_at)),
+                    badge(crate::issuing::issue_state(k)),
+                )
+            })
+            .collect();
         let mds = trust.mds.as_ref().map_or_else(
             || "No FIDO metadata is loaded: only roots an admin added are trusted.".to_owned(),
             |m| format!("FIDO metadata blob {} loaded{}.", m.blob_no, if m.stale { "; it is STALE: load the current one" } else { "" }),
@@ -162,6 +177,8 @@ pub async fn keys(State(state): State<AppState>, caller: Console<AdminOrAuditor>
             "<h1>Keys</h1><section aria-labelledby=\"models\"><h2 id=\"models\">Active credentials by model</h2>\
              <table id=\"models-table\"><thead><tr><th scope=\"col\">Model</th><th scope=\"col\">AAGUID</th><th scope=\"col\">Attestation</th><th scope=\"col\">Active credentials</th><th scope=\"col\">Minimum PIN length on the key</th><th scope=\"col\">PIN for every use (alwaysUv)</th></tr></thead><tbody>{models}</tbody></table>\
              <p>By device class:</p><ul>{classes}</ul><p>Synced passkeys: {}.</p></section>\
+             <section aria-labelledby=\"issued\"><h2 id=\"issued\">Keys IT issued</h2>\
+             <table id=\"issued-table\"><thead><tr><th scope=\"col\">Person</th><th scope=\"col\">Model</th><th scope=\"col\">Issued</th><th scope=\"col\">Activate by</th><th scope=\"col\">State</th></tr></thead><tbody>{issued}</tbody></table></section>\
              <section aria-labelledby=\"pins\"><h2 id=\"pins\">On-key PIN rules by population</h2><ul>{pins}</ul></section>\
              <section aria-labelledby=\"roots\"><h2 id=\"roots\">Trusted attestation roots</h2><p>{}</p>\
              <table><thead><tr><th scope=\"col\">Label</th><th scope=\"col\">Source</th><th scope=\"col\">Subject</th><th scope=\"col\">Fingerprint</th><th scope=\"col\">Valid until</th></tr></thead><tbody>{anchors}</tbody></table></section>",

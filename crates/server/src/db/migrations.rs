@@ -86,6 +86,7 @@ const MIGRATIONS: &[(i64, &str, Sql)] = &[
         per_backend!("0011_coverage_triggers.sql"),
     ),
     (12, "on key policy", shared!("0012_on_key_policy.sql")),
+    (13, "issuing", shared!("0013_issuing.sql")),
     (14, "key sightings", shared!("0014_key_sightings.sql")),
 ];
 

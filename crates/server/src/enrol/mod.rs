@@ -30,9 +30,9 @@ pub(crate) use bind::{bind_credential, check_key_policy, NewCredential};
 pub use sessions::active_count;
 use sessions::new_ceremony;
 pub(crate) use sessions::{
-    check_laptop, load_active_person, load_person, new_registration, open_proven_session,
-    open_session, open_session_of, policy_for, registration_builder, verify_answer, KeyAnswer,
-    Person,
+    bind_laptop, check_laptop, load_active_person, load_person, new_registration,
+    open_proven_session, open_session, open_session_of, open_station_session, policy_for,
+    registration_builder, verify_answer, KeyAnswer, Person,
 };
 pub(crate) use tickets::{mark_redeemed, open_ticket, ticket_refused};
 
@@ -444,6 +444,29 @@ async fn finish_inner(
     )
     .await?;
     store::complete_ceremony(&mut tx, ceremony_id, &cred_id, now).await?;
+    // A key IT issues at a station waits for its person's activation.
+    let issued = match c
+        .opened_by
+        .as_deref()
+        .and_then(crate::issuing::session_of_proof)
+    {
+        Some(session_id) => {
+            crate::issuing::mark_issued(
+                state,
+                &mut tx,
+                crate::issuing::NewIssuedKey {
+                    session_id,
+                    person_id: &person.id,
+                    credential_id: &cred_id,
+                    device_id: &call.device_id,
+                },
+                now,
+            )
+            .await?;
+            true
+        }
+        None => false,
+    };
     if let Some(recovery_id) = c.recovery_id {
         crate::recovery::replacement_enrolled(
             &mut tx,
@@ -468,7 +491,7 @@ async fn finish_inner(
             attestation_format: format,
             attestation_type: att_type.to_owned(),
             enrolled_on_device: Some(call.device_id.clone()),
-            status: "active".to_owned(),
+            status: if issued { "issued" } else { "active" }.to_owned(),
             created_at_ms: now,
             device_class: device_class.as_str().to_owned(),
             synced: credential.backup_eligible,

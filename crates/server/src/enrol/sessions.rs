@@ -86,6 +86,29 @@ pub(crate) async fn open_proven_session(
     recovery_id: Option<&str>,
     now: i64,
 ) -> Result<EnrolBeginResponse> {
+    let ticket_id = insert_proof_ticket(tx, person_id, proof, expires_at, device_id, now).await?;
+    open_session(
+        state,
+        tx,
+        person_id,
+        &ticket_id,
+        device_id,
+        recovery_id,
+        now,
+    )
+    .await
+}
+
+/// The internal, already redeemed ticket row a session proven otherwise hangs off (see
+/// [`open_proven_session`]); its id.
+async fn insert_proof_ticket(
+    tx: &mut Transaction<'_, Any>,
+    person_id: &str,
+    proof: &str,
+    expires_at: i64,
+    device_id: &str,
+    now: i64,
+) -> Result<String> {
     let ticket_id = new_id();
     let sql = "INSERT INTO enrolment_tickets (id, ticket_hash, person_id, created_by, created_at, expires_at, redeemed_at, redeemed_by_device) VALUES ($1, $2, $3, $4, $5, $6, $5, $7)";
     let ticket_hash = secrets::hash(&format!("{proof}:{ticket_id}"));
@@ -99,16 +122,58 @@ pub(crate) async fn open_proven_session(
         device_id,
     );
     crate::store::execute(&mut **tx, sql, ticket).await?;
-    open_session(
+    Ok(ticket_id)
+}
+
+/// An enrolment session's row; its id and when it ends (the service's session lifetime, or
+/// `until` when sooner).
+async fn insert_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    (person_id, ticket_id, device_id): (&str, &str, &str),
+    recovery_id: Option<&str>,
+    until: Option<i64>,
+    now: i64,
+) -> Result<(String, i64)> {
+    let session_id = new_id();
+    let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let session_expires = until.map_or(now + session_ttl, |u| u.min(now + session_ttl));
+    let sql = "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at, recovery_id) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    let session = (
+        &session_id,
+        ticket_id,
+        person_id,
+        device_id,
+        now,
+        session_expires,
+        recovery_id,
+    );
+    crate::store::execute(&mut **tx, sql, session).await?;
+    Ok((session_id, session_expires))
+}
+
+/// Open an enrolment session for a key IT issues to `person` at an issuing station (`proof`
+/// names the issuing session), ending no later than `until`, and start its ceremony. Unlike
+/// every other session, the station is not bound to the person: it is nobody's own laptop.
+pub(crate) async fn open_station_session(
+    state: &AppState,
+    tx: &mut Transaction<'_, Any>,
+    person: &Person,
+    (proof, device_id): (&str, &str),
+    until: i64,
+    now: i64,
+) -> Result<EnrolBeginResponse> {
+    let ticket_id = insert_proof_ticket(tx, &person.id, proof, until, device_id, now).await?;
+    let (session_id, session_expires) = insert_session(
         state,
         tx,
-        person_id,
-        &ticket_id,
-        device_id,
-        recovery_id,
+        (&person.id, &ticket_id, device_id),
+        None,
+        Some(until),
         now,
     )
-    .await
+    .await?;
+    new_ceremony(state, tx, &session_id, session_expires, person, now).await
 }
 
 /// Open an enrolment session for a person on a laptop (from a redeemed enrolment ticket, or a
@@ -123,24 +188,30 @@ pub(crate) async fn open_session(
     now: i64,
 ) -> Result<EnrolBeginResponse> {
     let person = load_person(tx, person_id).await?;
-    let session_id = new_id();
-    let session_ttl = i64::try_from(state.settings.session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let session_expires = now + session_ttl;
-    let sql = "INSERT INTO enrolment_sessions (id, ticket_id, person_id, device_id, created_at, expires_at, recovery_id) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-    let session = (
-        &session_id,
-        ticket_id,
-        &person.id,
-        device_id,
-        now,
-        session_expires,
+    let (session_id, session_expires) = insert_session(
+        state,
+        tx,
+        (&person.id, ticket_id, device_id),
         recovery_id,
-    );
-    crate::store::execute(&mut **tx, sql, session).await?;
+        None,
+        now,
+    )
+    .await?;
+    bind_laptop(tx, device_id, &person.id, now).await?;
+    new_ceremony(state, tx, &session_id, session_expires, &person, now).await
+}
+
+/// Bind a laptop to a person (it is theirs, or one of theirs).
+pub(crate) async fn bind_laptop(
+    tx: &mut Transaction<'_, Any>,
+    device_id: &str,
+    person_id: &str,
+    now: i64,
+) -> Result<()> {
     let sql = "INSERT INTO device_bindings (device_id, person_id, bound_at) VALUES ($1, $2, $3) \
          ON CONFLICT (device_id, person_id) DO UPDATE SET unbound_at = NULL, bound_at = excluded.bound_at";
-    crate::store::execute(&mut **tx, sql, (device_id, &person.id, now)).await?;
-    new_ceremony(state, tx, &session_id, session_expires, &person, now).await
+    crate::store::execute(&mut **tx, sql, (device_id, person_id, now)).await?;
+    Ok(())
 }
 
 /// The population and policy of a person.

@@ -101,12 +101,15 @@ pub(super) struct CeremonyRow {
     pub(super) device_id: String,
     pub(super) recovery_id: Option<String>,
     pub(super) closed_at: Option<i64>,
+    /// Who or what opened its session (the ticket's `created_by`; `issue:<id>` for a key IT
+    /// issues at a station).
+    pub(super) opened_by: Option<String>,
 }
 
 /// One ceremony.
 pub(super) async fn ceremony(db: &mut AnyConnection, id: &str) -> Result<Option<CeremonyRow>> {
-    store::row_by(db, "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at \
-         FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id WHERE c.id = $1", id).await
+    store::row_by(db, "SELECT c.challenge, c.state, c.expires_at, c.completed_at, s.person_id, s.device_id, s.recovery_id, s.closed_at, t.created_by AS opened_by \
+         FROM ceremonies c JOIN enrolment_sessions s ON s.id = c.session_id LEFT JOIN enrolment_tickets t ON t.id = s.ticket_id WHERE c.id = $1", id).await
 }
 
 /// A ceremony bound its credential.

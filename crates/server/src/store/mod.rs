@@ -13,6 +13,7 @@ pub mod coverage;
 pub mod credentials;
 pub mod devices;
 pub mod exceptions;
+pub mod issuing;
 pub mod offboard;
 pub mod orgkeys;
 pub mod people;

@@ -229,6 +229,18 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/agent/keys/identify", Access::Device),
     (
         "POST",
+        "/api/v1/admin/devices/{id}/issuing-station",
+        Access::Roles(&[A, H]),
+    ),
+    ("POST", "/api/v1/agent/issuing/sessions", Access::Device),
+    (
+        "POST",
+        "/api/v1/agent/issuing/sessions/{id}/ceremonies",
+        Access::Device,
+    ),
+    ("POST", "/api/v1/agent/issued-keys/activate", Access::Device),
+    (
+        "POST",
         "/api/v1/agent/enrolments/{id}/ceremonies",
         Access::Device,
     ),

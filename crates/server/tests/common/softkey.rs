@@ -97,6 +97,11 @@ impl SoftKey {
 
     /// Answer a step-up challenge (PIN 123456) the way the agent does.
     pub fn assert(&self, options: &Value) -> Value {
+        self.assert_with_pin(options, "123456")
+    }
+
+    /// Answer a step-up challenge with `pin` the way the agent does.
+    pub fn assert_with_pin(&self, options: &Value, pin: &str) -> Value {
         use keywarden_keys::soft::SoftKey as Key;
         let options: keywarden_protocol::AssertionOptions =
             serde_json::from_value(options.clone()).unwrap();
@@ -104,11 +109,44 @@ impl SoftKey {
         let step_up = keywarden_agent::stepup::get_assertion(
             &mut key,
             &options,
-            "123456",
+            pin,
             &keywarden_keys::SilentPrompt,
         )
         .unwrap();
         serde_json::to_value(step_up).unwrap()
+    }
+
+    /// Answer a step-up challenge with a touch and no PIN (user verification flag clear).
+    pub fn assert_without_uv(&self, options: &Value) -> Value {
+        use base64::Engine as _;
+        use keywarden_keys::soft::SoftKey as Key;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let options: keywarden_protocol::AssertionOptions =
+            serde_json::from_value(options.clone()).unwrap();
+        let mut key = Key::open(self.dir.path().join("key.json")).unwrap();
+        let req = keywarden_keys::GetAssertionRequest {
+            rp_id: options.rp_id.clone(),
+            client_data_json: keywarden_agent::stepup::client_data_json(&options),
+            allow_credentials: Vec::new(),
+        };
+        let a = key
+            .danger_assertion_without_user_verification(&req, &keywarden_keys::SilentPrompt)
+            .unwrap();
+        serde_json::json!({
+            "challenge_id": options.challenge_id,
+            "assertion": {
+                "credential_id": b64(&a.credential_id),
+                "authenticator_data": b64(&a.authenticator_data),
+                "client_data_json": b64(&req.client_data_json),
+                "signature": b64(&a.signature),
+                "user_handle": a.user_handle.as_deref().map(b64),
+            },
+        })
+    }
+
+    /// The key itself (its PIN, its settings).
+    pub fn open(&self) -> keywarden_keys::soft::SoftKey {
+        keywarden_keys::soft::SoftKey::open(self.dir.path().join("key.json")).unwrap()
     }
 }
 
