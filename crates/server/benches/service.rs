@@ -24,19 +24,28 @@
 //!
 //! Where the time goes (perf record on this 2-core machine, flat profiles; `KEYWARDEN_BENCH_ONLY`
 //! and `KEYWARDEN_BENCH_BACKEND` run one part under `perf record -g`):
-//! - Check-ins: the client shares the process and the two cores. Building and serialising a
-//!   JSON tree per request cost it more than the service spends storing the report, so requests
-//!   are now made from one report's text by substitution (`fleet::ReportText`): 3,400 -> 4,100
-//!   check-ins/s in the same conditions. Of what is left, Ed25519 (the service's verification,
-//!   the client's signing) is about a fifth of the samples, and about a seventh is threads
-//!   waking each other: every SQLite statement crosses to sqlx's worker thread for its
-//!   connection over a channel (futex wake, context switch). Per check-in that is the device
-//!   lookup before the signature check; the group commit's seven statements are shared by every
-//!   request in its transaction.
-//! - Batched ingest: 32 us of CPU per report against 14 us for the bare insert. SHA-512 over
-//!   the whole batch body (signature check), the typed parse of each report (3.8 us), binding
-//!   (`sqlite3_bind_parameter_name`, paid by the bare insert too), `RETURNING` rows for the
-//!   idempotent insert, and the answer listing each report.
+//! - Check-ins, before this round of work: 383 us of CPU each (client and service). About a
+//!   seventh was threads waking each other: every SQLite statement crosses to sqlx's worker
+//!   thread for its connection, and each checkout from the pool first pinged the connection
+//!   (another crossing). Not pinging SQLite connections: 298 us. Keeping laptops' public keys in
+//!   memory (no read before the signature check; retirement is decided by the claim): the read
+//!   and its crossing gone. Numbered placeholders: SQLite looks each `$n` up in a list of the
+//!   statement's names, so a 64-row audit insert of nine columns searched 576 x 288 entries;
+//!   positional `?` on SQLite for multi-row inserts: 191 us. Requests signed before timing (as
+//!   in part 1). What is left: Ed25519 (a sixth), the kernel's TCP and the WAL's `pwrite`s and
+//!   `fsync` (a fifth), HTTP on both sides, allocation.
+//! - Check-ins also waited on SQLite's automatic checkpoint, which runs inside whichever commit
+//!   crosses 1,000 log pages (tens of ms); checkpoints now run in the background
+//!   (`db::checkpoint_soon`). Idle runs: 4,841/s p99 26 ms before, 7,200-7,400/s p99 18-21 ms
+//!   after. With 128 requests in flight instead of 64 the rate fell (6,857/s, 211 us each).
+//! - Batched ingest: a commit of 1,300-2,000 reports spends 15-25 ms in statements (about the
+//!   bare insert's 12 us a row) and then 7-40 ms committing: writing its pages to the log and
+//!   one `fsync` (the bare insert commits once for all its rows). `RETURNING` on every insert is
+//!   gone (asked only when a batch carried a resend). Off the writer: SHA-512 over the batch
+//!   body, the JSON read of each report (3.7 us), the answer. Batches are read on all cores
+//!   but one so the writer keeps a core. The ratio to the bare insert stayed near 0.5: the bare
+//!   insert got faster by the same placeholder change, and what separates them is the commit
+//!   per group, which durability asks for (an acknowledged report survives a power cut).
 //!
 //! `KEYWARDEN_BENCH_SCALE` (default 1.0) scales the counts down for a quick run;
 //! `KEYWARDEN_BENCH_ONLY` and `KEYWARDEN_BENCH_BACKEND` pick parts (see [`wanted`]).
@@ -320,7 +329,7 @@ struct Checkins {
 }
 
 /// 2. Sustained check-ins over loopback HTTP from many agents.
-async fn checkins(url: &str) -> Checkins {
+async fn checkins(url: &str, in_flight: usize) -> Checkins {
     let st = state(url).await;
     let agents = agents(&st, scaled(500)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -330,7 +339,7 @@ async fn checkins(url: &str) -> Checkins {
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
-    let concurrency = 64.min(agents.len());
+    let concurrency = in_flight.min(agents.len());
     let template = fleet::ReportText::new();
     // Requests are made and signed before timing, as in part 1: the laptops are elsewhere;
     // what is measured is the service, and the client's sending and reading of answers.
@@ -719,10 +728,10 @@ fn main() {
                 println!("[{backend}] bare batch insert:                {:>9.0} rows/s,    {:>5.0} us CPU each (same number of rows, 100 per statement, one transaction)", i.bare.per_second, i.bare.cpu_us_per_row);
                 println!("[{backend}] ratio signed/bare:                {:>9.3}x batched (target >= 0.8x), {:.3}x one per request", i.batched.per_second / i.bare.per_second, i.single.per_second / i.bare.per_second);
             }
-            if wanted("checkins") {
+            for in_flight in [64].into_iter().filter(|_| wanted("checkins")) {
                 let (fresh2, _dir2) = fresh(backend).await.unwrap();
-                let c = checkins(&fresh2).await;
-                println!("[{backend}] sustained check-ins:  {:>9.0} /s over loopback HTTP, {} ok, {} failed; p50 {:.1} ms, p99 {:.1} ms; {:.0} us CPU each, client and service (target >= 8000/s, p99 < 25 ms on SQLite)",
+                let c = checkins(&fresh2, in_flight).await;
+                println!("[{backend}] sustained check-ins, {in_flight:>3} in flight: {:>6.0} /s over loopback HTTP, {} ok, {} failed; p50 {:.1} ms, p99 {:.1} ms; {:.0} us CPU each, client and service (target >= 8000/s, p99 < 25 ms on SQLite)",
                     c.per_second, c.ok, c.failed, c.p50.as_secs_f64() * 1000.0, c.p99.as_secs_f64() * 1000.0, c.cpu_us);
             }
             for (part, n, target) in [("coverage", 100_000, 50), ("coverage-1m", 1_000_000, 500)] {

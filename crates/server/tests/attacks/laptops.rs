@@ -61,6 +61,20 @@ where
     refused(app, StatusCode::FORBIDDEN, "device_retired", attempt).await;
 }
 
+/// A retired laptop's report (saying `why`), batch and step-up challenge are each refused and
+/// change nothing.
+async fn refused_everywhere(app: &App, laptop: &Device, why: &str) {
+    let report = laptop.report(app, true);
+    refused_saying(app, StatusCode::FORBIDDEN, "device_retired", why, report).await;
+    // Every other signed call too: a batch, a step-up challenge.
+    let batch = json!({"reports": [crate::common::report_body(app.now(), true)]});
+    let path = keywarden_protocol::REPORT_BATCH_PATH;
+    retired_laptop_refused(app, laptop.signed(app, path, &batch)).await;
+    let purpose = json!({"purpose": "sign_in"});
+    let path = "/api/v1/agent/step-up";
+    retired_laptop_refused(app, laptop.signed(app, path, &purpose)).await;
+}
+
 async fn retired_laptop_reporting(app: App) {
     let laptop = app.device("old-pc").await;
     assert_eq!(laptop.report(&app, true).await.0, StatusCode::OK);
@@ -68,24 +82,7 @@ async fn retired_laptop_reporting(app: App) {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["reason"], "retired");
 
-    refused_saying(
-        &app,
-        StatusCode::FORBIDDEN,
-        "device_retired",
-        "was retired",
-        laptop.report(&app, true),
-    )
-    .await;
-    // Every other signed call too, e.g. a step-up challenge.
-    retired_laptop_refused(
-        &app,
-        laptop.signed(
-            &app,
-            "/api/v1/agent/step-up",
-            &json!({"purpose": "sign_in"}),
-        ),
-    )
-    .await;
+    refused_everywhere(&app, &laptop, "was retired").await;
     // History is kept: the laptop and its report stay, with when and why it ended.
     assert_eq!(
         app.count(&format!(
@@ -129,29 +126,7 @@ async fn laptop_retired_by_another_replica(app: App) {
         .execute(&app.state.db)
         .await
         .unwrap();
-    refused_saying(
-        &app,
-        StatusCode::FORBIDDEN,
-        "device_retired",
-        "was marked lost",
-        laptop.report(&app, true),
-    )
-    .await;
-    let batch = json!({"reports": [crate::common::report_body(app.now(), true)]});
-    retired_laptop_refused(
-        &app,
-        laptop.signed(&app, keywarden_protocol::REPORT_BATCH_PATH, &batch),
-    )
-    .await;
-    retired_laptop_refused(
-        &app,
-        laptop.signed(
-            &app,
-            "/api/v1/agent/step-up",
-            &json!({"purpose": "sign_in"}),
-        ),
-    )
-    .await;
+    refused_everywhere(&app, &laptop, "was marked lost").await;
     let reports = format!(
         "SELECT COUNT(*) FROM reports WHERE device_id = '{}'",
         laptop.id
