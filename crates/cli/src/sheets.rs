@@ -150,7 +150,7 @@ pub(crate) fn write_handover_sheet(
         "1. Plug the key into your laptop.",
         "2. Open Keywarden (or run: keywarden change-pin).",
         "3. Change the PIN: type the PIN from the separate PIN sheet, then choose your own.",
-        "4. The key is active from your next check-in: Keywarden tells the service for you.",
+        "4. The key becomes active once the PIN is changed: Keywarden tells the service for you.",
     ] {
         p.line(step, 12.0, false);
     }
