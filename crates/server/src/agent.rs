@@ -198,9 +198,9 @@ pub async fn ingest_batch(
 async fn refused(state: &AppState, call: &SignedCall, e: Error, batch: bool) -> Result<Error> {
     let (status, code, message) = e.parts();
     if code == ErrorCode::DeviceRetired {
-        let now = state.now_ms();
-        let (db, device, path) = (state.db.clone(), &call.device_id, &call.path);
-        return Ok(crate::auth::refuse_retired(db, device, path, now, e).await);
+        let (device, path) = (&call.device_id, &call.path);
+        let refusal = crate::auth::refuse_retired(&state.db, device, path, state.now_ms(), e);
+        return Ok(refusal.await);
     }
     if status.is_client_error() {
         let mut detail = serde_json::json!({"reason": code, "message": message});

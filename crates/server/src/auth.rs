@@ -519,7 +519,7 @@ async fn known_device(
 
 /// Audit a retired laptop's refused request (`device.refused`) and hand the refusal back.
 pub(crate) async fn refuse_retired(
-    db: sqlx::AnyPool,
+    db: &sqlx::AnyPool,
     device_id: &str,
     path: &str,
     now: i64,
@@ -527,7 +527,7 @@ pub(crate) async fn refuse_retired(
 ) -> Error {
     let (_, code, message) = e.parts();
     if let Err(err) = crate::audit::record_refusal(
-        &db,
+        db,
         now,
         &format!("device:{device_id}"),
         "device.refused",
@@ -554,7 +554,7 @@ async fn checked(
     envelope.check_signature(&key, method, path, body)?;
     if let Some(e) = retired {
         let now = state.now_ms();
-        return Err(refuse_retired(state.db.clone(), envelope.device_id, path, now, e).await);
+        return Err(refuse_retired(&state.db, envelope.device_id, path, now, e).await);
     }
     let skew = i64::try_from(state.settings.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
     envelope.check_fresh(path, state.now_ms(), skew)
@@ -587,10 +587,7 @@ impl SignedCall {
             Ok(()) => Ok(tx),
             Err(e) if e.parts().1 == ErrorCode::DeviceRetired => {
                 tx.rollback().await?;
-                Err(
-                    refuse_retired(db.clone(), &self.device_id, &self.path, self.verified_at, e)
-                        .await,
-                )
+                Err(refuse_retired(db, &self.device_id, &self.path, self.verified_at, e).await)
             }
             Err(e) => Err(e),
         }

@@ -153,32 +153,8 @@ pub(crate) async fn verify_for(
     step_up: &StepUp,
     now: i64,
 ) -> Result<Verified> {
-    let c = store::challenge(tx, &step_up.challenge_id)
-        .await?
-        .or_not_found(
-            ErrorCode::StepUpUnknown,
-            "unknown step-up challenge; ask for a new one",
-        )?;
-    if c.device_id != device_id {
-        return Err(Error::forbidden(
-            ErrorCode::StepUpWrongDevice,
-            "this step-up challenge was issued to another laptop",
-        ));
-    }
-    if c.purpose != purpose {
-        return Err(Error::bad_request(
-            ErrorCode::StepUpWrongPurpose,
-            format!("this step-up challenge was issued for another purpose, not {purpose}"),
-        ));
-    }
-    crate::error::not_used(
-        c.used_at,
-        ErrorCode::StepUpUsed,
-        "this step-up challenge was already used; a replayed assertion is refused",
-    )?;
-    crate::error::before_expiry(now, c.expires_at, ErrorCode::StepUpExpired, |_| {
-        "the step-up challenge expired; touch your key again".to_owned()
-    })?;
+    let id = &step_up.challenge_id;
+    let c = open_challenge(tx, id, device_id, purpose, now, &STEP_UP).await?;
     let v = verify_assertion_of(
         state,
         tx,
@@ -189,14 +165,21 @@ pub(crate) async fn verify_for(
         standing,
     )
     .await?;
-    if !store::use_challenge(tx, &step_up.challenge_id, now).await? {
-        return Err(Error::conflict(
-            ErrorCode::StepUpUsed,
-            "this step-up challenge was already used; a replayed assertion is refused",
-        ));
-    }
+    spend_challenge(tx, id, now, &STEP_UP).await?;
     Ok(v)
 }
+
+/// How a step-up challenge is refused.
+const STEP_UP: Refusals = Refusals {
+    what: "step-up challenge",
+    answer: "assertion",
+    expired_says: "the step-up challenge expired; touch your key again",
+    unknown: ErrorCode::StepUpUnknown,
+    wrong_device: ErrorCode::StepUpWrongDevice,
+    wrong_purpose: ErrorCode::StepUpWrongPurpose,
+    used: ErrorCode::StepUpUsed,
+    expired: ErrorCode::StepUpExpired,
+};
 
 /// Verify an assertion against a stored challenge state inside `tx`, whoever asked for the
 /// challenge (a laptop or a browser): the credential is known and active, its person active;
@@ -403,7 +386,7 @@ pub async fn refused(state: &AppState, actor: &str, purpose: &str, e: Error, now
 }
 
 /// How one kind of challenge issued to a laptop is refused: what to call it and its codes (a
-/// key probe's, [`crate::orgkeys`]; [`verify`] checks a step-up's the same way inline).
+/// step-up's, [`verify`]; a key probe's, [`crate::orgkeys`]).
 pub(crate) struct Refusals {
     /// What it is called, e.g. `step-up challenge`.
     pub what: &'static str,
