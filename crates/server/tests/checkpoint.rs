@@ -1,11 +1,16 @@
-//! SQLite's write-ahead log is copied into the database file in the background while the
-//! service runs (commits no longer do it themselves): after a burst of reports the database
-//! file holds them, with the service still open and no commit having waited for the copy.
+//! SQLite's write-ahead log while the service runs:
+//! - it is copied into the database file in the background (commits no longer do it
+//!   themselves): after a burst of reports the database file holds them, with the service still
+//!   open and no commit having waited for the copy;
+//! - the report group commit's own connection commits without waiting for the disk and syncs
+//!   the log itself before answering; every connection of the pool, which every other write
+//!   uses, still waits for the disk at each commit.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{report_body, App, Backend};
+use sqlx::Row as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_reach_the_database_file_while_the_service_runs() {
@@ -42,4 +47,53 @@ async fn reports_reach_the_database_file_while_the_service_runs() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_other_write_still_waits_for_the_disk() {
+    let app = App::new(Backend::Sqlite).await.unwrap();
+    let laptop = app.device("steady-pc").await;
+    for _ in 0..3 {
+        let reports: Vec<_> = (0..20).map(|_| report_body(app.now(), true)).collect();
+        let (s, v) = laptop
+            .signed(
+                &app,
+                keywarden_protocol::REPORT_BATCH_PATH,
+                &serde_json::json!({ "reports": reports }),
+            )
+            .await;
+        assert_eq!(s, axum::http::StatusCode::OK, "{v}");
+    }
+    // Every connection the pool holds: SQLite's FULL (2), a commit durable when it returns.
+    let pool = &app.state.db;
+    let mut held = Vec::new();
+    for _ in 0..pool.size().max(1) {
+        held.push(pool.acquire().await.unwrap());
+    }
+    for conn in &mut held {
+        let level: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(level, 2, "a pooled connection commits without syncing");
+    }
+    drop(held);
+    // The group commit's own connection, outside the pool, leaves the sync to the writer.
+    let mut own = keywarden_server::db::GroupConnection::open(pool)
+        .await
+        .unwrap();
+    let level: i64 = sqlx::query("PRAGMA synchronous")
+        .fetch_one(&mut *own)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(level, 1);
+    assert!(own.wal.as_ref().unwrap().exists(), "{:?}", own.wal);
+    let stored: i64 = sqlx::query("SELECT COUNT(*) FROM reports")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 60);
 }

@@ -46,6 +46,95 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
+/// Every SQLite connection's settings. Committing does not copy the write-ahead log into the
+/// database file (a checkpoint) on the committer's time: [`checkpoint_soon`] does it in the
+/// background.
+const SQLITE_SETTINGS: &str =
+    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;";
+
+/// The report group commit's connection, and on a SQLite file the write-ahead log that
+/// [`sync_log`] makes durable.
+///
+/// On SQLite it is a connection of its own, outside the pool, whose commits do not wait for the
+/// disk (`synchronous = NORMAL`: SQLite still syncs the log before each checkpoint and when the
+/// log is reused, so the file stays whole after a power cut). The group commit syncs the log
+/// itself with [`sync_log`], off the writer, and answers no request before that: the writer goes
+/// on with the next group's statements while the disk takes the last one's, and one flush
+/// covers every commit before it. Every other connection keeps SQLite's `FULL`, its commits
+/// durable when they return. On PostgreSQL it is a pooled connection and a commit returns once
+/// durable.
+pub struct GroupConnection {
+    conn: GroupConn,
+    /// The SQLite file's write-ahead log; `None` on PostgreSQL and for an in-memory database.
+    pub wal: Option<std::path::PathBuf>,
+}
+
+enum GroupConn {
+    /// Never returned to the pool, so its setting reaches no other writer.
+    Own(sqlx::AnyConnection),
+    Pooled(sqlx::pool::PoolConnection<Any>),
+}
+
+impl GroupConnection {
+    /// Open one to the pool's database.
+    pub async fn open(pool: &AnyPool) -> Result<GroupConnection> {
+        use sqlx::ConnectOptions as _;
+        if pool.connect_options().database_url.scheme() != "sqlite" {
+            return Ok(GroupConnection {
+                conn: GroupConn::Pooled(pool.acquire().await?),
+                wal: None,
+            });
+        }
+        let mut conn = pool.connect_options().connect().await?;
+        conn.execute(SQLITE_SETTINGS).await?;
+        conn.execute("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536")
+            .await?;
+        let file: String =
+            sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(&mut conn)
+                .await?;
+        Ok(GroupConnection {
+            conn: GroupConn::Own(conn),
+            wal: (!file.is_empty()).then(|| format!("{file}-wal").into()),
+        })
+    }
+
+    /// Whether it is the pool's, better given back while there is nothing to write.
+    pub fn pooled(&self) -> bool {
+        matches!(self.conn, GroupConn::Pooled(_))
+    }
+}
+
+impl std::ops::Deref for GroupConnection {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        match &self.conn {
+            GroupConn::Own(c) => c,
+            GroupConn::Pooled(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for GroupConnection {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match &mut self.conn {
+            GroupConn::Own(c) => c,
+            GroupConn::Pooled(c) => c,
+        }
+    }
+}
+
+/// Flush a SQLite write-ahead log to the disk: every commit written to it so far is durable
+/// when this returns. A log that is gone was copied into the database file, which SQLite
+/// synced first.
+pub fn sync_log(wal: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::File::open(wal) {
+        Ok(f) => f.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Connect, configure and migrate.
 pub async fn connect(url: &str) -> Result<AnyPool> {
     let backend: Backend = url.parse()?;
@@ -77,14 +166,7 @@ pub async fn connect_sized(
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
-                    // Committing does not copy the write-ahead log into the database file
-                    // (a checkpoint) on the committer's time: [`checkpoint_soon`] does it in
-                    // the background.
-                    conn.execute(
-                        "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                         PRAGMA wal_autocheckpoint = 0;",
-                    )
-                    .await?;
+                    conn.execute(SQLITE_SETTINGS).await?;
                 }
                 Ok(())
             })
