@@ -523,13 +523,14 @@ fn start_writer(state: &AppState, rx: tokio::sync::mpsc::Receiver<Job>) {
 /// Devices are claimed in id order and the audit chain is written last, the same lock order as
 /// every other writer, so replicas cannot deadlock.
 async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
-    // The writer keeps a connection of its own while reports keep coming, so a commit never
-    // queues for one behind the signature checks' reads (see [`db::GroupConnection`]); after
-    // a failure it takes a fresh one.
+    // The writer keeps a connection of its own (see [`db::GroupConnection`]), so a commit never
+    // queues for one behind the signature checks' reads; after a failure it opens a fresh one.
     let mut conn: Option<db::GroupConnection> = None;
     let (committed, durable) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(acknowledge(durable, |wal: &std::path::Path| {
-        db::sync_log(wal)
+    let session = Arc::new(tokio::sync::Mutex::new(None));
+    tokio::spawn(acknowledge(durable, move |flush: db::Flush| {
+        let session = session.clone();
+        async move { flush.run(&session).await }
     }));
     while let Some(first) = rx.recv().await {
         let mut rows = first.reports.len();
@@ -553,9 +554,9 @@ async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
             r.ok_or_else(|| Error::Database(sqlx::Error::Protocol("rows not named".into())))
         }) {
             Ok(results) => {
-                let wal = conn.as_ref().and_then(|c| c.wal.clone());
+                let flush = conn.as_ref().and_then(|c| c.flush.clone());
                 let _ = committed.send(Committed {
-                    wal,
+                    flush,
                     replies: replies.zip(results).collect(),
                 });
             }
@@ -569,9 +570,6 @@ async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
                 }
             }
         }
-        if rx.is_empty() && conn.as_ref().is_some_and(db::GroupConnection::pooled) {
-            conn = None;
-        }
     }
 }
 
@@ -579,33 +577,31 @@ async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
 type Reply = tokio::sync::oneshot::Sender<Result<Vec<bool>>>;
 
 /// A committed group's answers, waiting for its commit to be durable.
-struct Committed {
-    /// The SQLite log to sync first (`None`: the commit was durable when it returned).
-    wal: Option<std::path::PathBuf>,
+struct Committed<T = db::Flush> {
+    /// What makes the commit durable (`None`: nothing, an in-memory database).
+    flush: Option<T>,
     replies: Vec<(Reply, Result<Vec<bool>>)>,
 }
 
-/// Answer committed groups once `sync` has flushed their log to the disk: an acknowledged
-/// report survives a power cut, and the agent's outbox deletes it only then. Groups committed
-/// while a flush runs share the next one. A failed flush answers with an error (the agent
-/// sends again; the service stores a report once).
-async fn acknowledge<F>(mut committed: tokio::sync::mpsc::UnboundedReceiver<Committed>, sync: F)
-where
-    F: Fn(&std::path::Path) -> std::io::Result<()> + Clone + Send + 'static,
+/// Answer committed groups once `flush` has made their commits durable: an acknowledged report
+/// survives a power cut, and the agent's outbox deletes it only then. Groups committed while a
+/// flush runs share the next one. A failed flush answers with an error (the agent sends again;
+/// the service stores a report once).
+async fn acknowledge<T, F, Fut>(
+    mut committed: tokio::sync::mpsc::UnboundedReceiver<Committed<T>>,
+    flush: F,
+) where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
 {
     while let Some(first) = committed.recv().await {
         let mut groups = vec![first];
         while let Ok(g) = committed.try_recv() {
             groups.push(g);
         }
-        let synced = match groups.iter().find_map(|g| g.wal.clone()) {
+        let synced = match groups.iter_mut().rev().find_map(|g| g.flush.take()) {
             None => Ok(()),
-            Some(wal) => {
-                let sync = sync.clone();
-                tokio::task::spawn_blocking(move || sync(&wal))
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-            }
+            Some(target) => flush(target).await,
         };
         if let Err(e) = &synced {
             tracing::error!(error = %e, "flushing the database's log to the disk failed; the reports committed are not acknowledged");
@@ -636,7 +632,7 @@ async fn commit_batch(
         Some(c) => c,
         None => conn.insert(db::GroupConnection::open(&state.db).await?),
     };
-    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+    let mut tx = conn.begin().await?;
     // 1. Claim every request's sequence number; a refused claim changes nothing.
     let postgres = state.write_gate.is_none();
     let claimed = claim_all(&mut tx, batch, postgres).await?;
@@ -903,15 +899,16 @@ async fn point_at_newest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use std::sync::{mpsc, Arc, Mutex};
     use tokio::sync::oneshot;
 
     type Answer = oneshot::Receiver<Result<Vec<bool>>>;
 
-    fn group(wal: Option<&str>, n: usize) -> (Committed, Vec<Answer>) {
+    fn group(wal: Option<&str>, n: usize) -> (Committed<std::path::PathBuf>, Vec<Answer>) {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| oneshot::channel()).unzip();
         let group = Committed {
-            wal: wal.map(Into::into),
+            flush: wal.map(Into::into),
             replies: senders.into_iter().map(|s| (s, Ok(vec![true]))).collect(),
         };
         (group, receivers)
@@ -922,7 +919,11 @@ mod tests {
     fn held_flush(
         fail: bool,
     ) -> (
-        impl Fn(&std::path::Path) -> std::io::Result<()> + Clone + Send + 'static,
+        impl Fn(
+                std::path::PathBuf,
+            ) -> std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>
+            + Send
+            + 'static,
         mpsc::Receiver<std::path::PathBuf>,
         mpsc::Sender<()>,
     ) {
@@ -930,14 +931,19 @@ mod tests {
         let (release, released) = mpsc::channel::<()>();
         let called = Arc::new(Mutex::new(called));
         let released = Arc::new(Mutex::new(released));
-        let flush = move |wal: &std::path::Path| {
-            called.lock().unwrap().send(wal.to_owned()).unwrap();
-            released.lock().unwrap().recv().unwrap();
-            if fail {
-                Err(std::io::Error::other("disk gone"))
-            } else {
-                Ok(())
-            }
+        let flush = move |wal: std::path::PathBuf| {
+            let (called, released) = (called.clone(), released.clone());
+            let held = tokio::task::spawn_blocking(move || {
+                called.lock().unwrap().send(wal).unwrap();
+                released.lock().unwrap().recv().unwrap();
+                if fail {
+                    Err(std::io::Error::other("disk gone"))
+                } else {
+                    Ok(())
+                }
+            });
+            Box::pin(async move { held.await.unwrap() })
+                as std::pin::Pin<Box<dyn Future<Output = _> + Send>>
         };
         (flush, calls, release)
     }

@@ -89,11 +89,76 @@ async fn every_other_write_still_waits_for_the_disk() {
         .unwrap()
         .get(0);
     assert_eq!(level, 1);
-    assert!(own.wal.as_ref().unwrap().exists(), "{:?}", own.wal);
+    match &own.flush {
+        Some(keywarden_server::db::Flush::Log(wal)) => assert!(wal.exists(), "{wal:?}"),
+        other => panic!("{other:?}"),
+    }
     let stored: i64 = sqlx::query("SELECT COUNT(*) FROM reports")
         .fetch_one(pool)
         .await
         .unwrap()
         .get(0);
     assert_eq!(stored, 60);
+}
+
+/// PostgreSQL: the group commit's transactions alone skip waiting for the log flush; its flush
+/// commits a transaction that waits for it; pooled sessions keep the server's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_commits_alone_skip_the_wait() {
+    let Some(app) = App::for_test(
+        Backend::Postgres,
+        "postgres_group_commits_alone_skip_the_wait",
+    )
+    .await
+    else {
+        return;
+    };
+    let laptop = app.device("steady-pc").await;
+    let reports: Vec<_> = (0..20).map(|_| report_body(app.now(), true)).collect();
+    let (s, v) = laptop
+        .signed(
+            &app,
+            keywarden_protocol::REPORT_BATCH_PATH,
+            &serde_json::json!({ "reports": reports }),
+        )
+        .await;
+    assert_eq!(s, axum::http::StatusCode::OK, "{v}");
+    // The server's own setting (`scripts/postgres.sh` turns it off for the fast test cluster).
+    let default: String =
+        sqlx::query_scalar("SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'")
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    let show = "SELECT current_setting('synchronous_commit')";
+    let pooled: String = sqlx::query_scalar(show)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(pooled, default);
+    let mut own = keywarden_server::db::GroupConnection::open(&app.state.db)
+        .await
+        .unwrap();
+    // Waiting for the flush in this session, whatever the server's default, so the test shows
+    // the group's transaction turning it off for itself alone.
+    sqlx::query("SET synchronous_commit = on")
+        .execute(&mut *own)
+        .await
+        .unwrap();
+    {
+        let mut tx = own.begin().await.unwrap();
+        let inside: String = sqlx::query_scalar(show).fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(inside, "off");
+        tx.commit().await.unwrap();
+    }
+    let after: String = sqlx::query_scalar(show).fetch_one(&mut *own).await.unwrap();
+    assert_eq!(after, "on", "the setting ends with the group's transaction");
+    let flush = own.flush.clone().unwrap();
+    assert!(matches!(flush, keywarden_server::db::Flush::Postgres(_)));
+    let session = tokio::sync::Mutex::new(None);
+    flush.clone().run(&session).await.unwrap();
+    flush.run(&session).await.unwrap();
+    assert!(
+        session.lock().await.is_some(),
+        "the flush keeps its session"
+    );
 }

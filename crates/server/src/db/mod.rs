@@ -52,82 +52,117 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
 const SQLITE_SETTINGS: &str =
     "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;";
 
-/// The report group commit's connection, and on a SQLite file the write-ahead log that
-/// [`sync_log`] makes durable.
-///
-/// On SQLite it is a connection of its own, outside the pool, whose commits do not wait for the
-/// disk (`synchronous = NORMAL`: SQLite still syncs the log before each checkpoint and when the
-/// log is reused, so the file stays whole after a power cut). The group commit syncs the log
-/// itself with [`sync_log`], off the writer, and answers no request before that: the writer goes
-/// on with the next group's statements while the disk takes the last one's, and one flush
-/// covers every commit before it. Every other connection keeps SQLite's `FULL`, its commits
-/// durable when they return. On PostgreSQL it is a pooled connection and a commit returns once
-/// durable.
+/// The report group commit's connection: a connection of its own, outside the pool, whose
+/// commits do not wait for the disk. The group commit makes them durable itself with
+/// [`Flush::run`], off the writer, and answers no request before that: the writer goes on with
+/// the next group's statements while the disk takes the last one's, and one flush covers every
+/// commit before it. Every other connection keeps waiting for the disk at each commit.
+/// - SQLite: `synchronous = NORMAL` (SQLite still syncs the log before each checkpoint and when
+///   the log is reused, so the file stays whole after a power cut); the flush is an `fdatasync`
+///   of the write-ahead log.
+/// - PostgreSQL: each group's transaction sets `synchronous_commit = off` for itself; the flush
+///   commits a transaction that waits for the server's log flush, which covers every commit
+///   before it.
 pub struct GroupConnection {
-    conn: GroupConn,
-    /// The SQLite file's write-ahead log; `None` on PostgreSQL and for an in-memory database.
-    pub wal: Option<std::path::PathBuf>,
+    conn: sqlx::AnyConnection,
+    /// How its commits are made durable; `None` for an in-memory database.
+    pub flush: Option<Flush>,
+    /// The statement that begins a group's transaction.
+    begin: &'static str,
 }
 
-enum GroupConn {
-    /// Never returned to the pool, so its setting reaches no other writer.
-    Own(sqlx::AnyConnection),
-    Pooled(sqlx::pool::PoolConnection<Any>),
+/// What makes a [`GroupConnection`]'s commits durable.
+#[derive(Clone, Debug)]
+pub enum Flush {
+    /// Flush this SQLite write-ahead log to the disk.
+    Log(std::path::PathBuf),
+    /// Commit a transaction on a PostgreSQL session of its own: the server flushes its log
+    /// before the commit returns.
+    Postgres(Arc<sqlx::any::AnyConnectOptions>),
+}
+
+/// The [`Flush`] of a PostgreSQL server: a transaction given an id (so its commit waits for the
+/// log flush, under the server's default `synchronous_commit`) that changes nothing and
+/// returns no row.
+const POSTGRES_FLUSH: &str = "DO $$BEGIN PERFORM pg_current_xact_id(); END$$";
+
+impl Flush {
+    /// Flush; every commit made before the call is durable when it returns. `session` keeps
+    /// the PostgreSQL session between calls (opened on first use and after a failure).
+    pub async fn run(
+        self,
+        session: &tokio::sync::Mutex<Option<sqlx::AnyConnection>>,
+    ) -> std::io::Result<()> {
+        match self {
+            Flush::Log(wal) => tokio::task::spawn_blocking(move || sync_log(&wal))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Flush::Postgres(options) => {
+                use sqlx::ConnectOptions as _;
+                let mut session = session.lock().await;
+                let conn = match &mut *session {
+                    Some(c) => c,
+                    None => session.insert(options.connect().await.map_err(std::io::Error::other)?),
+                };
+                if let Err(e) = conn.execute(POSTGRES_FLUSH).await {
+                    *session = None;
+                    return Err(std::io::Error::other(e));
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl GroupConnection {
     /// Open one to the pool's database.
     pub async fn open(pool: &AnyPool) -> Result<GroupConnection> {
         use sqlx::ConnectOptions as _;
-        if pool.connect_options().database_url.scheme() != "sqlite" {
+        let options = pool.connect_options();
+        let mut conn = options.connect().await?;
+        if options.database_url.scheme() != "sqlite" {
             return Ok(GroupConnection {
-                conn: GroupConn::Pooled(pool.acquire().await?),
-                wal: None,
+                conn,
+                flush: Some(Flush::Postgres(options)),
+                begin: "BEGIN; SET LOCAL synchronous_commit = off",
             });
         }
-        let mut conn = pool.connect_options().connect().await?;
         conn.execute(SQLITE_SETTINGS).await?;
-        conn.execute("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536")
-            .await?;
+        conn.execute("PRAGMA synchronous = NORMAL").await?;
         let file: String =
             sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
                 .fetch_one(&mut conn)
                 .await?;
         Ok(GroupConnection {
-            conn: GroupConn::Own(conn),
-            wal: (!file.is_empty()).then(|| format!("{file}-wal").into()),
+            conn,
+            flush: (!file.is_empty()).then(|| Flush::Log(format!("{file}-wal").into())),
+            begin: "BEGIN",
         })
     }
 
-    /// Whether it is the pool's, better given back while there is nothing to write.
-    pub fn pooled(&self) -> bool {
-        matches!(self.conn, GroupConn::Pooled(_))
+    /// Begin a group's transaction.
+    pub async fn begin(&mut self) -> Result<Transaction<'_, Any>> {
+        Ok(sqlx::Connection::begin_with(&mut self.conn, self.begin).await?)
     }
 }
 
 impl std::ops::Deref for GroupConnection {
     type Target = sqlx::AnyConnection;
     fn deref(&self) -> &Self::Target {
-        match &self.conn {
-            GroupConn::Own(c) => c,
-            GroupConn::Pooled(c) => c,
-        }
+        &self.conn
     }
 }
 
 impl std::ops::DerefMut for GroupConnection {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        match &mut self.conn {
-            GroupConn::Own(c) => c,
-            GroupConn::Pooled(c) => c,
-        }
+        &mut self.conn
     }
 }
 
 /// Flush a SQLite write-ahead log to the disk: every commit written to it so far is durable
 /// when this returns. A log that is gone was copied into the database file, which SQLite
 /// synced first.
-pub fn sync_log(wal: &std::path::Path) -> std::io::Result<()> {
+fn sync_log(wal: &std::path::Path) -> std::io::Result<()> {
     match std::fs::File::open(wal) {
         Ok(f) => f.sync_data(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
