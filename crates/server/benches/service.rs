@@ -348,20 +348,20 @@ struct Checkins {
 }
 
 /// 2. Sustained check-ins over loopback HTTP from many agents.
+///
+/// The laptops are elsewhere; here they share the machine, so what sends the requests should
+/// cost as little as it can: each simulated connection writes requests made and signed before
+/// timing, as bytes, and reads each answer's status and length (as load generators such as
+/// `wrk` do), one request at a time on a kept-alive HTTP/1.1 connection.
 async fn checkins(url: &str, in_flight: usize) -> Checkins {
     let st = state(url).await;
     let agents = agents(&st, scaled(500)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, router(st)).await.unwrap() });
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap();
+    let http = reqwest::Client::new();
     let concurrency = in_flight.min(agents.len());
     let template = fleet::ReportText::new();
-    // Requests are made and signed before timing, as in part 1: the laptops are elsewhere;
-    // what is measured is the service, and the client's sending and reading of answers.
     let base = format!("http://{addr}");
     let per_worker = scaled(60_000).div_ceil(concurrency);
     let mut work = Vec::with_capacity(concurrency);
@@ -374,19 +374,21 @@ async fn checkins(url: &str, in_flight: usize) -> Checkins {
             let body = template.fresh(now).into_bytes();
             let seq = a.seq.fetch_add(1, Ordering::SeqCst) + 1;
             let path = "/api/v1/agent/reports";
-            requests.push(
-                a.http_post(&http, &base, path, (seq, now), body)
-                    .build()
-                    .unwrap(),
-            );
+            let req = a
+                .http_post(&http, &base, path, (seq, now), body)
+                .build()
+                .unwrap();
+            requests.push(raw_request(&req, &addr.to_string()));
         }
         work.push(requests);
     }
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut tasks = Vec::new();
     for requests in work {
-        let http = http.clone();
         tasks.push(tokio::spawn(async move {
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            conn.set_nodelay(true).unwrap();
+            let mut buf = Vec::with_capacity(4096);
             let mut lat = Vec::new();
             let mut errors = 0usize;
             for req in requests {
@@ -394,8 +396,8 @@ async fn checkins(url: &str, in_flight: usize) -> Checkins {
                     break;
                 }
                 let t = Instant::now();
-                match http.execute(req).await {
-                    Ok(r) if r.status() == 200 => lat.push(t.elapsed()),
+                match exchange(&mut conn, &req, &mut buf).await {
+                    200 => lat.push(t.elapsed()),
                     _ => errors += 1,
                 }
             }
@@ -422,6 +424,56 @@ async fn checkins(url: &str, in_flight: usize) -> Checkins {
         ok: all.len(),
         failed: errors,
         cpu_us,
+    }
+}
+
+/// A request as the bytes an HTTP/1.1 client sends.
+fn raw_request(req: &reqwest::Request, host: &str) -> Vec<u8> {
+    let body = req.body().and_then(|b| b.as_bytes()).unwrap_or_default();
+    let mut out = format!(
+        "{} {} HTTP/1.1\r\nhost: {host}\r\n",
+        req.method(),
+        req.url().path()
+    )
+    .into_bytes();
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Send one request on a kept-alive connection and read its whole answer; its status.
+async fn exchange(conn: &mut tokio::net::TcpStream, req: &[u8], buf: &mut Vec<u8>) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    conn.write_all(req).await.unwrap();
+    buf.clear();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the service closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut answer = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = answer.parse(buf).unwrap() {
+            let length: usize = answer
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                .unwrap();
+            let status = answer.code.unwrap();
+            while buf.len() < head + length {
+                let n = conn.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the service closed the connection");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return status;
+        }
     }
 }
 
