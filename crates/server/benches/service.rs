@@ -61,6 +61,10 @@
 //!   ingest ratio from 0.63 to 0.77.
 //! - Release builds (what ships and what this measures) use fat LTO and one codegen unit:
 //!   check-ins about 5% faster for the same code.
+//! - The check-in client: reqwest's work per request (its pool, headers, URL) took about 20 us
+//!   of the machine per check-in. Each simulated connection now writes requests made before
+//!   timing as bytes and reads the answer's status and length: 188-197 us per check-in became
+//!   168-176 us, and the rate 8,000-8,300/s became 9,300-9,800/s (p99 13-14 ms).
 //! - What is left in batched ingest on SQLite: the work outside the database, about 14 us a
 //!   report (reading the batch, parsing and checking each report, hashing the body for the
 //!   signature, the answer, and the client here), runs on the second core while the writer's
