@@ -28,7 +28,10 @@ impl Agent {
             }
         };
         let report = Report {
-            report_id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered (UUIDv7): a laptop's reports reach the service's index of reports in
+            // the order they were made, so each stored batch adds to the end of the laptop's
+            // range instead of touching pages all over it. The report already carries its time.
+            report_id: uuid::Uuid::now_v7().to_string(),
             created_at_ms: now,
             agent_version: AGENT_VERSION.to_owned(),
             posture: keywarden_posture::collect(now),

@@ -493,3 +493,17 @@ fn a_receipt_waits_while_the_service_cannot_take_it_and_one_refused_for_good_is_
         aside.display()
     );
 }
+
+#[test]
+fn reports_are_named_in_the_order_they_are_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, _) = agent(dir.path(), None);
+    let ids: Vec<uuid::Uuid> = (0..50)
+        .map(|_| agent.queue_report().unwrap().report_id.parse().unwrap())
+        .collect();
+    // Time-ordered ids, so the service's index of a laptop's reports grows at its end.
+    assert!(ids.iter().all(|id| id.get_version_num() == 7));
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let pending = agent.outbox().pending().unwrap();
+    assert_eq!(pending.len(), 50, "every report queued");
+}

@@ -58,7 +58,7 @@ impl ReportText {
     /// A report made at `now` with a new id, as JSON text.
     pub fn fresh(&self, now: i64) -> String {
         self.text
-            .replace(&self.id, &uuid::Uuid::new_v4().to_string())
+            .replace(&self.id, &uuid::Uuid::now_v7().to_string())
             .replace(&self.at, &now.to_string())
     }
 }

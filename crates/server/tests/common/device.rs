@@ -121,7 +121,8 @@ impl Device {
 
 pub fn report_body(now: i64, disk_encryption: bool) -> Value {
     json!({
-        "report_id": uuid::Uuid::new_v4().to_string(),
+        // Time-ordered, as the agent makes them.
+        "report_id": uuid::Uuid::now_v7().to_string(),
         "created_at_ms": now,
         "agent_version": "test",
         "posture": {
