@@ -484,12 +484,14 @@ async fn submit(
         .map_err(|_| Error::Database(sqlx::Error::PoolClosed))?
 }
 
-/// Start the group commit on a thread of its own. Its work is a chain of short round trips to
-/// the database, each waking it; as a task among the requests' tasks each wake waited for a
-/// worker to finish whatever request it was on (a quarter of a millisecond per statement under
-/// load, most of a group's time). On its own thread the system's scheduler runs it when woken.
-/// Its copy of the state holds no sender of its queue, so it ends when the service's last one
-/// is dropped.
+/// Start the group commit on a thread of its own, with a runtime of its own. Its work is a
+/// chain of short round trips to the database, each waking it; as a task among the requests'
+/// tasks each wake waited for a worker to finish whatever request it was on (a quarter of a
+/// millisecond per statement under load, most of a group's time). On its own thread the
+/// system's scheduler runs it when woken; with its own runtime its PostgreSQL sockets' readiness
+/// reaches it directly rather than through the requests' runtime, whose workers may be busy
+/// reading batches. Its copy of the state holds no sender of its queue, so it ends when the
+/// service's last one is dropped.
 fn start_writer(state: &AppState, rx: tokio::sync::mpsc::Receiver<Job>) {
     let mut own = state.clone();
     own.ingest_queue = Arc::new(tokio::sync::OnceCell::new());
@@ -501,18 +503,28 @@ fn start_writer(state: &AppState, rx: tokio::sync::mpsc::Receiver<Job>) {
             .take()
     }
     let handle = tokio::runtime::Handle::current();
-    let (theirs, runtime) = (slot.clone(), handle.clone());
+    let (theirs, main) = (slot.clone(), handle.clone());
     let started = std::thread::Builder::new()
         .name("report-writer".into())
         .spawn(move || {
-            if let Some((own, rx)) = take(&theirs) {
-                runtime.block_on(writer(own, rx));
+            let Some((own, rx)) = take(&theirs) else {
+                return;
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(writer(own, rx, main)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no runtime of its own for the report writer");
+                    main.block_on(writer(own, rx, main.clone()));
+                }
             }
         });
     if let Err(e) = started {
         tracing::warn!(error = %e, "no thread for the report writer; it runs among the requests");
         if let Some((own, rx)) = take(&slot) {
-            handle.spawn(writer(own, rx));
+            handle.spawn(writer(own, rx, handle.clone()));
         }
     }
 }
@@ -521,14 +533,19 @@ fn start_writer(state: &AppState, rx: tokio::sync::mpsc::Receiver<Job>) {
 /// the next one, acknowledged only once the commit is durable (see [`acknowledge`]). Each
 /// request's sequence number is claimed first; a replayed one is refused and changes nothing.
 /// Devices are claimed in id order and the audit chain is written last, the same lock order as
-/// every other writer, so replicas cannot deadlock.
-async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+/// every other writer, so replicas cannot deadlock. Work that outlives a group (SQLite's
+/// background checkpoint) goes to the service's runtime, `main`.
+async fn writer(
+    state: AppState,
+    mut rx: tokio::sync::mpsc::Receiver<Job>,
+    main: tokio::runtime::Handle,
+) {
     // The writer keeps a connection of its own (see [`db::GroupConnection`]), so a commit never
     // queues for one behind the signature checks' reads; after a failure it opens a fresh one.
     let mut conn: Option<db::GroupConnection> = None;
     let (committed, durable) = tokio::sync::mpsc::unbounded_channel();
     let session = Arc::new(tokio::sync::Mutex::new(None));
-    tokio::spawn(acknowledge(durable, move |flush: db::Flush| {
+    let acknowledging = tokio::spawn(acknowledge(durable, move |flush: db::Flush| {
         let session = session.clone();
         async move { flush.run(&session).await }
     }));
@@ -554,6 +571,10 @@ async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
             r.ok_or_else(|| Error::Database(sqlx::Error::Protocol("rows not named".into())))
         }) {
             Ok(results) => {
+                {
+                    let _on_main = main.enter();
+                    db::checkpoint_soon(&state.db);
+                }
                 let flush = conn.as_ref().and_then(|c| c.flush.clone());
                 let _ = committed.send(Committed {
                     flush,
@@ -571,6 +592,9 @@ async fn writer(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Job>) {
             }
         }
     }
+    // Every group committed is still answered before the writer's runtime ends.
+    drop(committed);
+    let _ = acknowledging.await;
 }
 
 /// Where a request waits for its reports' outcome: per report, whether it was stored now.
@@ -757,7 +781,6 @@ async fn commit_batch(
     point_at_newest(&mut tx, &newest, now).await?;
     audit::record_many(&mut tx, now, &records).await?;
     tx.commit().await?;
-    crate::db::checkpoint_soon(&state.db);
     Ok(Some(results))
 }
 
