@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 /// A posture observation: either a value the probe could determine, or unknown with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Written as `{"state": "known", "value": ..., "detail": ...}` or
+/// `{"state": "unknown", "reason": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "state", rename_all = "snake_case")]
 #[cfg_attr(feature = "ts", derive(TS), ts(export))]
@@ -54,6 +56,97 @@ impl<T> Observed<T> {
         match self {
             Observed::Known { value, .. } => Some(value),
             Observed::Unknown { .. } => None,
+        }
+    }
+}
+
+/// Read by hand rather than derived. Serde's derive reads an internally tagged enum by first
+/// copying the whole object into a buffer of its own and then reading the variant from that; a
+/// report carries more than a dozen observations, and the copies were about half of a report's
+/// parse on the service's ingest path. The rules are the derive's for objects as agents write
+/// them (`state` first): `state` names the variant, that variant's fields are read (`detail`
+/// optional), a missing one or a repeated one is an error, and any other field is ignored.
+/// One difference: a variant's field that comes before `state` is read as that field whatever
+/// the state turns out to be, so it must be well-formed (the derive ignored it then).
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Observed<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ObservedVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The tag of [`Observed`].
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum State {
+    Known,
+    Unknown,
+}
+
+/// The fields of [`Observed`]'s variants.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    State,
+    Value,
+    Detail,
+    Reason,
+    #[serde(other)]
+    Other,
+}
+
+struct ObservedVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObservedVisitor<T> {
+    type Value = Observed<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an observation ({\"state\": \"known\", \"value\": ...} or {\"state\": \"unknown\", \"reason\": ...})")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Observed<T>, A::Error> {
+        use serde::de::Error as _;
+        fn once<E: serde::de::Error, V>(slot: &Option<V>, name: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        let mut state: Option<State> = None;
+        let mut value: Option<T> = None;
+        let mut detail: Option<Option<String>> = None;
+        let mut reason: Option<String> = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::State => {
+                    once(&state, "state")?;
+                    state = Some(map.next_value()?);
+                }
+                Field::Value if state != Some(State::Unknown) => {
+                    once(&value, "value")?;
+                    value = Some(map.next_value()?);
+                }
+                Field::Detail if state != Some(State::Unknown) => {
+                    once(&detail, "detail")?;
+                    detail = Some(map.next_value()?);
+                }
+                Field::Reason if state != Some(State::Known) => {
+                    once(&reason, "reason")?;
+                    reason = Some(map.next_value()?);
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        match state {
+            None => Err(A::Error::missing_field("state")),
+            Some(State::Known) => Ok(Observed::Known {
+                value: value.ok_or_else(|| A::Error::missing_field("value"))?,
+                detail: detail.flatten(),
+            }),
+            Some(State::Unknown) => Ok(Observed::Unknown {
+                reason: reason.ok_or_else(|| A::Error::missing_field("reason"))?,
+            }),
         }
     }
 }
@@ -144,4 +237,106 @@ pub struct Posture {
 /// A signal an older agent did not send.
 fn not_reported<T>() -> Observed<T> {
     Observed::unknown("not reported by this agent version")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What serde's derive makes of an internally tagged enum: the rules [`Observed`] keeps.
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(tag = "state", rename_all = "snake_case")]
+    enum Derived<T> {
+        Known {
+            value: T,
+            #[serde(default)]
+            detail: Option<String>,
+        },
+        Unknown {
+            reason: String,
+        },
+    }
+
+    impl<T> From<Derived<T>> for Observed<T> {
+        fn from(d: Derived<T>) -> Self {
+            match d {
+                Derived::Known { value, detail } => Observed::Known { value, detail },
+                Derived::Unknown { reason } => Observed::Unknown { reason },
+            }
+        }
+    }
+
+    fn both<T>(text: &str) -> (Result<Observed<T>, String>, Result<Observed<T>, String>)
+    where
+        T: for<'de> Deserialize<'de>,
+    {
+        let ours = serde_json::from_str::<Observed<T>>(text).map_err(|e| e.to_string());
+        let derived = serde_json::from_str::<Derived<T>>(text)
+            .map(Observed::from)
+            .map_err(|e| e.to_string());
+        (ours, derived)
+    }
+
+    #[test]
+    fn an_observation_reads_as_the_derived_enum_did() {
+        let cases = [
+            r#"{"state": "known", "value": true}"#,
+            r#"{"state": "known", "value": false, "detail": "root filesystem on dm-crypt"}"#,
+            r#"{"state": "known", "value": true, "detail": null}"#,
+            r#"{"state": "known", "value": true, "extra": [1, {"a": 2}], "reason": 5}"#,
+            r#"{"state": "unknown", "reason": "no permission"}"#,
+            r#"{"state": "unknown", "reason": "no permission", "value": "not a bool", "detail": 7}"#,
+            r#"{"state": "known", "detail": "no value"}"#,
+            r#"{"state": "unknown"}"#,
+            r#"{"value": true}"#,
+            r#"{}"#,
+            r#"{"state": "maybe", "value": true}"#,
+            r#"{"state": "known", "value": "yes"}"#,
+            r#"{"state": "known", "value": true, "value": false}"#,
+            r#"{"state": "unknown", "reason": "a", "reason": "b"}"#,
+            r#"{"state": "known", "state": "known", "value": true}"#,
+            r#"{"state": 1, "value": true}"#,
+            r#"{"value": true, "state": "known"}"#,
+            r#"{"reason": "gone", "state": "unknown"}"#,
+            r#""known""#,
+            r#"null"#,
+            r#"{"state": "known", "value": true"#,
+        ];
+        for text in cases {
+            let (ours, derived) = both::<bool>(text);
+            assert_eq!(
+                ours.is_ok(),
+                derived.is_ok(),
+                "{text}: {ours:?} / {derived:?}"
+            );
+            if let (Ok(a), Ok(b)) = (&ours, &derived) {
+                assert_eq!(a, b, "{text}");
+            }
+        }
+        let disks = r#"{"state": "known", "value": [{"name": "/dev/sda1", "mount_point": "/",
+            "file_system": "ext4", "total_bytes": 10, "available_bytes": 5, "removable": false}]}"#;
+        let (ours, derived) = both::<Vec<Disk>>(disks);
+        assert_eq!(ours.unwrap(), derived.unwrap());
+        // The messages name what is wrong.
+        let (ours, _) = both::<bool>(r#"{"state": "known"}"#);
+        assert!(ours.unwrap_err().contains("missing field `value`"));
+        let (ours, _) = both::<bool>(r#"{"state": "maybe"}"#);
+        assert!(ours.unwrap_err().contains("unknown variant `maybe`"));
+    }
+
+    #[test]
+    fn a_field_before_the_state_must_be_well_formed() {
+        // The one difference from the derive: read before the state is known.
+        let text = r#"{"value": "not a bool", "state": "unknown", "reason": "no permission"}"#;
+        let (ours, derived) = both::<bool>(text);
+        assert!(ours.is_err());
+        assert!(derived.is_ok());
+        // Written as agents write it, the same object reads.
+        let text = r#"{"state": "unknown", "value": "not a bool", "reason": "no permission"}"#;
+        assert_eq!(
+            serde_json::from_str::<Observed<bool>>(text).unwrap(),
+            Observed::unknown("no permission")
+        );
+    }
 }

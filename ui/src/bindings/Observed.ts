@@ -2,6 +2,8 @@
 
 /**
  * A posture observation: either a value the probe could determine, or unknown with the reason.
+ * Written as `{"state": "known", "value": ..., "detail": ...}` or
+ * `{"state": "unknown", "reason": ...}`.
  */
 export type Observed<T> = { "state": "known", 
 /**
