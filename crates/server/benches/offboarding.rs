@@ -48,15 +48,19 @@ async fn fresh(backend: &str) -> Option<(AnyPool, String, Option<tempfile::TempD
 
 /// Laptops checking in (one report in a signed batch, as the agent's schedule sends it) from 32
 /// connections: as fast as they are answered for `run_for` when `rate` is `None`, else paced at
-/// `rate` a second until `stop`. Check-ins per second achieved, their latencies sorted, and how
-/// many failed.
+/// `rate` a second until `stop`. Check-ins per second achieved, their latencies sorted, and the
+/// ones that failed, counted by answer (a status with the error's code, or `no answer`).
 async fn check_ins(
     laptops: Arc<Vec<common::Device>>,
     base: Arc<String>,
     rate: Option<f64>,
     run_for: Duration,
     stop: Arc<std::sync::atomic::AtomicBool>,
-) -> (f64, Vec<Duration>, usize) {
+) -> (
+    f64,
+    Vec<Duration>,
+    std::collections::BTreeMap<String, usize>,
+) {
     const WORKERS: usize = 32;
     let started = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..WORKERS)
@@ -64,7 +68,8 @@ async fn check_ins(
             let (laptops, base, stop) = (laptops.clone(), base.clone(), stop.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
-                let (mut took, mut failed) = (Vec::new(), 0usize);
+                let mut took = Vec::new();
+                let mut failed = std::collections::BTreeMap::<String, usize>::new();
                 for i in 0.. {
                     if stop.load(Ordering::SeqCst)
                         || (rate.is_none() && started.elapsed() > run_for)
@@ -79,18 +84,28 @@ async fn check_ins(
                     let laptop = &laptops[(i * WORKERS + w) % laptops.len()];
                     match fleet::send_batch(&http, &base, laptop, 1).await {
                         Ok(a) if a.status == 200 => took.push(a.took),
-                        _ => failed += 1,
+                        Ok(a) => {
+                            let code = serde_json::from_str::<serde_json::Value>(&a.body)
+                                .ok()
+                                .and_then(|b| b["error"]["code"].as_str().map(str::to_owned))
+                                .unwrap_or_default();
+                            *failed.entry(format!("{} {code}", a.status)).or_default() += 1;
+                        }
+                        Err(_) => *failed.entry("no answer".to_owned()).or_default() += 1,
                     }
                 }
                 (took, failed)
             })
         })
         .collect();
-    let (mut all, mut failed) = (Vec::new(), 0);
+    let mut all = Vec::new();
+    let mut failed = std::collections::BTreeMap::<String, usize>::new();
     for t in tasks {
         let (took, f) = t.await.unwrap();
         all.extend(took);
-        failed += f;
+        for (answer, n) in f {
+            *failed.entry(answer).or_default() += n;
+        }
     }
     all.sort();
     (
@@ -269,7 +284,14 @@ async fn run(backend: &str, n: usize) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mixed_wall = offboard(mixed_ids).await;
     stop.store(true, Ordering::SeqCst);
-    let (mixed_rate, checkin_took, checkin_failed) = background.await.unwrap();
+    let (mixed_rate, checkin_took, failures) = background.await.unwrap();
+    let checkin_failed = match failures.values().sum::<usize>() {
+        0 => "0 failed".to_owned(),
+        n => {
+            let each: Vec<String> = failures.iter().map(|(a, k)| format!("{k} x {a}")).collect();
+            format!("{n} failed: {}", each.join(", "))
+        }
+    };
     let (mixed_revoke, mixed_ack) = times(&pool, mixed_ids).await;
     let dormant = keywarden_server::offboard::dormant(&pool, clock.now_ms())
         .await
@@ -313,7 +335,7 @@ async fn run(backend: &str, n: usize) {
     );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "[{backend}] under mixed load ({mixed_rate:.0} check-ins/s, half of the {capacity:.0}/s measured; their p50 {:.1} ms, p99 {:.1} ms, {checkin_failed} failed): {n} offboardings in {:.1} s, time to revoke p50 {:.1} ms, p99 {:.1} ms ({:.2}x the quiet p99); to IdP acknowledged p50 {:.1} ms, p99 {:.1} ms ({:.2}x; target p99 < 50 ms: {})",
+        "[{backend}] under mixed load ({mixed_rate:.0} check-ins/s, half of the {capacity:.0}/s measured; their p50 {:.1} ms, p99 {:.1} ms, {checkin_failed}): {n} offboardings in {:.1} s, time to revoke p50 {:.1} ms, p99 {:.1} ms ({:.2}x the quiet p99); to IdP acknowledged p50 {:.1} ms, p99 {:.1} ms ({:.2}x; target p99 < 50 ms: {})",
         ms(fleet::percentile(&checkin_took, 0.50)), ms(fleet::percentile(&checkin_took, 0.99)),
         mixed_wall.as_secs_f64(),
         pct(&mixed_revoke, 50.0), pct(&mixed_revoke, 99.0), pct(&mixed_revoke, 99.0) / pct(&revoke, 99.0),
