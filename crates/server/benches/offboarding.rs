@@ -81,7 +81,10 @@ async fn check_ins(
                         let at = ((i * WORKERS + w) as f64) / rate;
                         tokio::time::sleep_until(started + Duration::from_secs_f64(at)).await;
                     }
-                    let laptop = &laptops[(i * WORKERS + w) % laptops.len()];
+                    // Each laptop belongs to one worker, so it never has two check-ins in
+                    // flight (an agent sends one at a time; two would race for its sequence).
+                    let own = (laptops.len() / WORKERS).max(1);
+                    let laptop = &laptops[(w + WORKERS * (i % own)) % laptops.len()];
                     match fleet::send_batch(&http, &base, laptop, 1).await {
                         Ok(a) if a.status == 200 => took.push(a.took),
                         Ok(a) => {
