@@ -70,6 +70,9 @@ async fn check_ins(
                 let http = reqwest::Client::new();
                 let mut took = Vec::new();
                 let mut failed = std::collections::BTreeMap::<String, usize>::new();
+                // Each laptop belongs to one worker, so it never has two check-ins in flight
+                // (an agent sends one at a time; two would race for its sequence number).
+                let own = (laptops.len() / WORKERS).max(1);
                 for i in 0.. {
                     if stop.load(Ordering::SeqCst)
                         || (rate.is_none() && started.elapsed() > run_for)
@@ -81,17 +84,14 @@ async fn check_ins(
                         let at = ((i * WORKERS + w) as f64) / rate;
                         tokio::time::sleep_until(started + Duration::from_secs_f64(at)).await;
                     }
-                    // Each laptop belongs to one worker, so it never has two check-ins in
-                    // flight (an agent sends one at a time; two would race for its sequence).
-                    let own = (laptops.len() / WORKERS).max(1);
                     let laptop = &laptops[(w + WORKERS * (i % own)) % laptops.len()];
                     match fleet::send_batch(&http, &base, laptop, 1).await {
                         Ok(a) if a.status == 200 => took.push(a.took),
                         Ok(a) => {
-                            let code = serde_json::from_str::<serde_json::Value>(&a.body)
-                                .ok()
-                                .and_then(|b| b["error"]["code"].as_str().map(str::to_owned))
-                                .unwrap_or_default();
+                            let code =
+                                serde_json::from_str::<keywarden_protocol::ErrorBody>(&a.body)
+                                    .map(|b| b.error.code.to_string())
+                                    .unwrap_or_default();
                             *failed.entry(format!("{} {code}", a.status)).or_default() += 1;
                         }
                         Err(_) => *failed.entry("no answer".to_owned()).or_default() += 1,
